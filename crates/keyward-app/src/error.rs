@@ -1,0 +1,42 @@
+//! The app layer's error type. The HTTP layer maps each variant to a response once.
+
+use keyward_core::query::QueryError;
+use keyward_store::StoreError;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No bearer token, or one Keyward did not sign, or an expired one. The message is Graph's.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The decision function refused; `rule` names the rule.
+    #[error("Insufficient privileges to complete the operation.")]
+    Forbidden { rule: &'static str },
+    /// The object does not exist (or is not visible). Carries the id as the client named it.
+    #[error("Resource '{0}' does not exist or one of its queried reference-property objects are not present.")]
+    NotFound(String),
+    /// The request is invalid; the message tells the client what to change.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A query option combination Graph does not support.
+    #[error("{0}")]
+    UnsupportedQuery(String),
+    /// Anything unexpected; logged in full, shown as a generic error.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> AppError {
+        AppError::Unexpected(anyhow::Error::new(err))
+    }
+}
+
+impl From<QueryError> for AppError {
+    fn from(err: QueryError) -> AppError {
+        match err {
+            QueryError::BadRequest(message) => AppError::BadRequest(message),
+            QueryError::Unsupported(message) => AppError::UnsupportedQuery(message),
+        }
+    }
+}

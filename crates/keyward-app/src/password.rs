@@ -1,0 +1,189 @@
+//! Password hashing with Argon2id, off the async runtime, with concurrency capped at the core count
+//! and the 19 MiB block buffers reused between hashes.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::error::AppError;
+
+/// Argon2id cost parameters; never below OWASP's m=19 MiB, t=2, p=1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+impl HashParams {
+    /// OWASP's second recommendation, Keyward's default and floor.
+    pub const OWASP: HashParams = HashParams { m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1 };
+}
+
+/// Hashes and verifies passwords.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    permits: Arc<Semaphore>,
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    dummy_hash: Arc<str>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher").field("params", &self.params).finish_non_exhaustive()
+    }
+}
+
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+
+impl PasswordHasher {
+    /// A hasher running at most `concurrency` hashes at once.
+    pub fn new(params: HashParams, concurrency: usize) -> Result<PasswordHasher, AppError> {
+        if params.m_cost_kib < HashParams::OWASP.m_cost_kib
+            || params.t_cost < HashParams::OWASP.t_cost
+            || params.p_cost < 1
+        {
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "Argon2id parameters below m=19 MiB, t=2, p=1 are refused"
+            )));
+        }
+        let concurrency = concurrency.max(1);
+        let mut hasher = PasswordHasher {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            buffers: Arc::new(Mutex::new(Vec::new())),
+            dummy_hash: Arc::from(""),
+        };
+        let salt = [0x5a_u8; SALT_LEN];
+        hasher.dummy_hash = Arc::from(hasher.hash_with_salt(b"keyward dummy password", &salt)?);
+        Ok(hasher)
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// Hashes a password into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    pub async fn hash(&self, password: &str) -> Result<String, AppError> {
+        let mut salt = [0_u8; SALT_LEN];
+        aws_lc_rs::rand::fill(&mut salt)
+            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
+        let password = password.to_owned();
+        let this = self.clone();
+        self.blocking(move || this.hash_with_salt(password.as_bytes(), &salt)).await
+    }
+
+    /// Verifies a password against a stored PHC string; `None` verifies against a dummy hash so
+    /// that an unknown user costs the same time as a known one, and always fails.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, AppError> {
+        let is_real = stored.is_some();
+        let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
+        let password = password.to_owned();
+        let this = self.clone();
+        let matches = self.blocking(move || this.verify_blocking(password.as_bytes(), &stored)).await?;
+        Ok(matches && is_real)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let _permit =
+            self.permits.acquire().await.map_err(|_| AppError::Unexpected(anyhow::anyhow!("hasher closed")))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("hashing task failed: {err}")))?
+    }
+
+    fn hash_with_salt(&self, password: &[u8], salt: &[u8]) -> Result<String, AppError> {
+        let out = self.compute(self.params, password, salt)?;
+        let HashParams { m_cost_kib, t_cost, p_cost } = self.params;
+        Ok(format!(
+            "$argon2id$v=19$m={m_cost_kib},t={t_cost},p={p_cost}${}${}",
+            STANDARD_NO_PAD.encode(salt),
+            STANDARD_NO_PAD.encode(out)
+        ))
+    }
+
+    fn verify_blocking(&self, password: &[u8], stored: &str) -> Result<bool, AppError> {
+        let Some((params, salt, expected)) = parse_phc(stored) else { return Ok(false) };
+        let out = self.compute(params, password, &salt)?;
+        Ok(out.len() == expected.len() && bool::from(out.ct_eq(&expected)))
+    }
+
+    fn compute(&self, params: HashParams, password: &[u8], salt: &[u8]) -> Result<Vec<u8>, AppError> {
+        let argon_params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(OUTPUT_LEN))
+            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params.clone());
+        let n_blocks = argon_params.block_count();
+        let mut buffer = {
+            let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            pool.pop().filter(|it| it.len() == n_blocks).unwrap_or_else(|| vec![Block::new(); n_blocks])
+        };
+        let mut out = vec![0_u8; OUTPUT_LEN];
+        let res = argon.hash_password_into_with_memory(password, salt, &mut out, &mut buffer[..]);
+        if params == self.params {
+            let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pool.len() < self.permits.available_permits() + 1 {
+                pool.push(buffer);
+            }
+        }
+        res.map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2: {err}")))?;
+        Ok(out)
+    }
+}
+
+fn parse_phc(stored: &str) -> Option<(HashParams, Vec<u8>, Vec<u8>)> {
+    let mut parts = stored.split('$');
+    let ("", "argon2id", "v=19", costs, salt, hash, None) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next())
+    else {
+        return None;
+    };
+    let mut params = HashParams { m_cost_kib: 0, t_cost: 0, p_cost: 0 };
+    for cost in costs.split(',') {
+        let (key, value) = cost.split_once('=')?;
+        let value: u32 = value.parse().ok()?;
+        match key {
+            "m" => params.m_cost_kib = value,
+            "t" => params.t_cost = value,
+            "p" => params.p_cost = value,
+            _ => return None,
+        }
+    }
+    Some((params, STANDARD_NO_PAD.decode(salt).ok()?, STANDARD_NO_PAD.decode(hash).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_reject_wrong_passwords() {
+        let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
+        let stored = hasher.hash("correct horse battery").await.expect("hash");
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(hasher.verify("correct horse battery", Some(&stored)).await.expect("verify"));
+        assert!(!hasher.verify("correct horse batterz", Some(&stored)).await.expect("verify"));
+        assert!(!hasher.verify("anything", None).await.expect("verify"));
+        assert!(!hasher.verify("anything", Some("not a phc string")).await.expect("verify"));
+        let weak = HashParams { m_cost_kib: 1024, t_cost: 1, p_cost: 1 };
+        assert!(PasswordHasher::new(weak, 1).is_err());
+    }
+
+    #[test]
+    fn phc_strings_round_trip_with_their_parameters() {
+        let hasher = PasswordHasher::new(HashParams::OWASP, 1).expect("hasher");
+        let own = hasher.hash_with_salt(b"password", b"somesaltsomesalt").expect("hash");
+        assert!(hasher.verify_blocking(b"password", &own).expect("verify"));
+        assert_eq!(parse_phc(&own).map(|it| it.0), Some(HashParams::OWASP));
+    }
+}

@@ -1,0 +1,214 @@
+//! Access tokens for Keyward's API: issuing (the same code the OpenID Connect endpoints and the
+//! test kit use) and authenticating a bearer token into a [`Caller`].
+
+use std::time::Duration;
+
+use keyward_core::authz::{ActiveRole, Actor, Scope};
+use keyward_core::directory::{Tenant, User};
+use keyward_core::ids::ObjectId;
+use keyward_store::Tx;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PublicJwk, VerifyError};
+use crate::{App, AppError, Caller, RequestMeta};
+
+/// The audience of tokens for Keyward's Graph-compatible API, as Entra names Graph.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// Claims of an access token for the Keyward API (Entra v2.0 access-token shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub aud: String,
+    pub iss: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub sub: String,
+    pub oid: String,
+    pub tid: String,
+    pub ver: String,
+    pub idtyp: String,
+    pub name: String,
+    pub preferred_username: String,
+    pub scp: String,
+    pub wids: Vec<String>,
+    pub uti: String,
+}
+
+const CLOCK_SKEW: i64 = 300;
+
+impl App {
+    /// The issuer of tokens for a tenant: `{public-url}/{tenant-id}/v2.0`.
+    pub fn issuer(&self, tenant: &ObjectId) -> String {
+        format!("{}/{}/v2.0", self.inner.config.public_url, tenant)
+    }
+
+    /// Issues an access token for `user`, signed with the active key.
+    pub async fn issue_access_token(&self, tenant: &Tenant, user: &User) -> Result<String, AppError> {
+        self.refresh_keys_if_stale().await?;
+        let mut tx = self.read().await?;
+        let roles = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+        drop(tx);
+        let now = self.now().unix_timestamp();
+        let mut wids: Vec<String> =
+            roles.into_iter().filter(|it| it.directory_scope_id == "/").map(|it| it.role_definition_id).collect();
+        wids.sort();
+        wids.dedup();
+        let claims = AccessClaims {
+            aud: GRAPH_AUDIENCE.into(),
+            iss: self.issuer(&tenant.id),
+            iat: now,
+            nbf: now,
+            exp: now + self.inner.config.access_token_lifetime.whole_seconds(),
+            sub: user.id.to_string(),
+            oid: user.id.to_string(),
+            tid: tenant.id.to_string(),
+            ver: "2.0".into(),
+            idtyp: "user".into(),
+            name: user.display_name.clone(),
+            preferred_username: user.user_principal_name.clone(),
+            scp: "Directory.ReadWrite.All User.ReadWrite.All Group.ReadWrite.All".into(),
+            wids,
+            uti: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
+        self.inner.keys.sign(&json)
+    }
+
+    /// Issues an access token for the user with this UPN in the first tenant (the `keyward token`
+    /// command and the test kit).
+    pub async fn issue_access_token_for_upn(&self, upn: &str) -> Result<String, AppError> {
+        let mut tx = self.read().await?;
+        let tenant = first_tenant(&mut *tx).await?;
+        let user = tx.find_user_by_upn(&tenant.id, upn).await?.ok_or_else(|| AppError::NotFound(upn.to_owned()))?;
+        drop(tx);
+        self.issue_access_token(&tenant, &user).await
+    }
+
+    /// Authenticates a bearer token: signature by a published key, issuer, audience and lifetime,
+    /// then loads the user and their role assignments as of now (a role change counts on the next
+    /// request, on every node).
+    pub async fn authenticate(&self, bearer: Option<&str>, meta: RequestMeta) -> Result<Caller, AppError> {
+        let token = bearer
+            .map(str::trim)
+            .filter(|it| !it.is_empty())
+            .ok_or(AppError::Unauthenticated("Access token is empty."))?;
+        let claims_json = match self.inner.keys.verify(token) {
+            Ok(it) => it,
+            Err(VerifyError::UnknownKey) => {
+                // Another node may have rotated keys since this node last loaded them.
+                self.reload_keys_if_older_than(Duration::from_secs(5)).await?;
+                self.inner
+                    .keys
+                    .verify(token)
+                    .map_err(|_| AppError::Unauthenticated("Access token validation failure."))?
+            }
+            Err(VerifyError::Malformed) => return Err(AppError::Unauthenticated("IDX14100: JWT is not well formed.")),
+            Err(VerifyError::BadSignature) => {
+                return Err(AppError::Unauthenticated("Access token validation failure."));
+            }
+        };
+        let claims: AccessClaims = serde_json::from_slice(&claims_json)
+            .map_err(|_| AppError::Unauthenticated("Access token validation failure."))?;
+        let now = self.now().unix_timestamp();
+        if claims.exp + CLOCK_SKEW < now {
+            return Err(AppError::Unauthenticated("Lifetime validation failed, the token is expired."));
+        }
+        if claims.nbf - CLOCK_SKEW > now {
+            return Err(AppError::Unauthenticated("Lifetime validation failed, the token is not yet valid."));
+        }
+        if claims.aud != GRAPH_AUDIENCE && claims.aud != self.inner.config.public_url {
+            return Err(AppError::Unauthenticated("Access token validation failure. Invalid audience."));
+        }
+        let invalid = || AppError::Unauthenticated("Access token validation failure.");
+        let tenant_id = ObjectId::parse(&claims.tid).ok_or_else(invalid)?;
+        if claims.iss != self.issuer(&tenant_id) {
+            return Err(AppError::Unauthenticated("Access token validation failure. Invalid issuer."));
+        }
+        let user_id = ObjectId::parse(&claims.oid).ok_or_else(invalid)?;
+        let mut tx = self.read().await?;
+        let tenant = tx.get_tenant(&tenant_id).await?.ok_or_else(invalid)?;
+        let user = tx.get_user(&tenant.id, &user_id).await?.ok_or_else(invalid)?;
+        if !user.account_enabled {
+            return Err(AppError::Unauthenticated("The user account is disabled."));
+        }
+        let actor = load_actor(&mut *tx, &tenant, &user).await?;
+        Ok(Caller { tenant, user, actor, meta })
+    }
+
+    /// The published signing keys.
+    pub async fn public_keys(&self) -> Result<Vec<PublicJwk>, AppError> {
+        self.refresh_keys_if_stale().await?;
+        Ok(self.inner.keys.public_keys())
+    }
+
+    pub(crate) async fn reload_keys(&self) -> Result<(), AppError> {
+        let mut tx = self.read().await?;
+        let keys = tx.list_signing_keys().await?;
+        drop(tx);
+        self.inner.keys.load(&keys)
+    }
+
+    async fn reload_keys_if_older_than(&self, age: Duration) -> Result<(), AppError> {
+        if self.inner.keys.is_stale(age) {
+            self.reload_keys().await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_keys_if_stale(&self) -> Result<(), AppError> {
+        self.reload_keys_if_older_than(Duration::from_secs(60)).await
+    }
+}
+
+/// The actor for a user: every role assignment that applies now.
+pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<Actor, AppError> {
+    let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+    let roles = assignments
+        .into_iter()
+        .filter_map(|it| {
+            let scope = match it.directory_scope_id.as_str() {
+                "/" => Scope::Tenant,
+                other => Scope::AdministrativeUnit(ObjectId::parse(other.strip_prefix("/administrativeUnits/")?)?),
+            };
+            Some(ActiveRole { role_definition_id: it.role_definition_id, scope })
+        })
+        .collect();
+    Ok(Actor { id: user.id.clone(), roles })
+}
+
+/// The first tenant (Keyward serves one tenant per deployment today).
+pub(crate) async fn first_tenant(tx: &mut dyn Tx) -> Result<Tenant, AppError> {
+    tx.list_tenants()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::BadRequest("No tenant exists yet: start `keyward serve` once to create it.".into()))
+}
+
+impl App {
+    /// Finds a tenant by id or verified domain.
+    pub async fn find_tenant(&self, key: &str) -> Result<Option<Tenant>, AppError> {
+        let mut tx = self.read().await?;
+        let tenants = tx.list_tenants().await?;
+        Ok(tenants.into_iter().find(|it| it.id.as_str().eq_ignore_ascii_case(key) || it.has_domain(key)))
+    }
+}
+
+impl App {
+    /// The same application issuing tokens with another lifetime (the `keyward token` command).
+    pub fn with_token_lifetime(self, lifetime: time::Duration) -> App {
+        let inner = &self.inner;
+        let mut config = inner.config.clone();
+        config.access_token_lifetime = lifetime;
+        App {
+            inner: std::sync::Arc::new(crate::Inner {
+                store: inner.store.clone(),
+                clock: inner.clock.clone(),
+                hasher: inner.hasher.clone(),
+                keys: inner.keys.clone(),
+                config,
+            }),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The audit record model, in the shape of Entra's `directoryAudit` (entra.md §7).
+
+use time::OffsetDateTime;
+
+use crate::directory::{Group, PropertyChange, User};
+use crate::ids::ObjectId;
+
+/// Entra's activities for directory changes: service, category, display name and operation type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    AddUser,
+    UpdateUser,
+    DeleteUser,
+    AddGroup,
+    UpdateGroup,
+    DeleteGroup,
+    AddMemberToGroup,
+    RemoveMemberFromGroup,
+    AddOwnerToGroup,
+    RemoveOwnerFromGroup,
+}
+
+impl Activity {
+    /// `activityDisplayName`, exactly as Entra writes it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Activity::AddUser => "Add user",
+            Activity::UpdateUser => "Update user",
+            Activity::DeleteUser => "Delete user",
+            Activity::AddGroup => "Add group",
+            Activity::UpdateGroup => "Update group",
+            Activity::DeleteGroup => "Delete group",
+            Activity::AddMemberToGroup => "Add member to group",
+            Activity::RemoveMemberFromGroup => "Remove member from group",
+            Activity::AddOwnerToGroup => "Add owner to group",
+            Activity::RemoveOwnerFromGroup => "Remove owner from group",
+        }
+    }
+
+    /// `category`.
+    pub fn category(self) -> &'static str {
+        match self {
+            Activity::AddUser | Activity::UpdateUser | Activity::DeleteUser => "UserManagement",
+            _ => "GroupManagement",
+        }
+    }
+
+    /// `loggedByService`.
+    pub fn logged_by_service(self) -> &'static str {
+        "Core Directory"
+    }
+
+    /// `operationType`.
+    pub fn operation_type(self) -> &'static str {
+        match self {
+            Activity::AddUser | Activity::AddGroup | Activity::AddMemberToGroup | Activity::AddOwnerToGroup => "Add",
+            Activity::UpdateUser | Activity::UpdateGroup => "Update",
+            Activity::DeleteUser | Activity::DeleteGroup => "Delete",
+            Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
+        }
+    }
+}
+
+/// `result` of an audited operation; serialized in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditResult {
+    Success,
+    Failure,
+}
+
+impl AuditResult {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Success => "success",
+            AuditResult::Failure => "failure",
+        }
+    }
+}
+
+/// Who initiated an operation (`initiatedBy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initiator {
+    User { id: ObjectId, display_name: String, user_principal_name: String, ip_address: Option<String> },
+    App { app_id: String, display_name: String, service_principal_id: Option<ObjectId> },
+}
+
+/// One target of an operation (`targetResources[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetResource {
+    pub id: ObjectId,
+    pub display_name: Option<String>,
+    pub kind: &'static str,
+    pub user_principal_name: Option<String>,
+    pub modified_properties: Vec<PropertyChange>,
+}
+
+impl TargetResource {
+    /// A user target without property changes.
+    pub fn user(user: &User) -> TargetResource {
+        TargetResource {
+            id: user.id.clone(),
+            display_name: Some(user.display_name.clone()),
+            kind: "User",
+            user_principal_name: Some(user.user_principal_name.clone()),
+            modified_properties: Vec::new(),
+        }
+    }
+
+    /// A group target without property changes.
+    pub fn group(group: &Group) -> TargetResource {
+        TargetResource {
+            id: group.id.clone(),
+            display_name: Some(group.display_name.clone()),
+            kind: "Group",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        }
+    }
+
+    /// The same target with these modified properties.
+    pub fn with_changes(mut self, changes: Vec<PropertyChange>) -> TargetResource {
+        self.modified_properties = changes;
+        self
+    }
+}
+
+/// A `directoryAudit` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub correlation_id: String,
+    pub activity_date_time: OffsetDateTime,
+    pub logged_by_service: String,
+    pub category: String,
+    pub activity_display_name: String,
+    pub operation_type: String,
+    pub result: AuditResult,
+    pub result_reason: String,
+    pub initiated_by: Initiator,
+    pub target_resources: Vec<TargetResource>,
+    pub additional_details: Vec<(String, String)>,
+}
+
+/// The context every record of one operation shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditContext {
+    pub tenant_id: ObjectId,
+    pub correlation_id: String,
+    pub at: OffsetDateTime,
+    pub initiated_by: Initiator,
+}
+
+impl AuditContext {
+    /// A successful record of `activity` on `targets`; `id` is a fresh unique id from the caller.
+    pub fn success(&self, id: String, activity: Activity, targets: Vec<TargetResource>) -> AuditRecord {
+        AuditRecord {
+            id,
+            tenant_id: self.tenant_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            activity_date_time: self.at,
+            logged_by_service: activity.logged_by_service().to_owned(),
+            category: activity.category().to_owned(),
+            activity_display_name: activity.display_name().to_owned(),
+            operation_type: activity.operation_type().to_owned(),
+            result: AuditResult::Success,
+            result_reason: String::new(),
+            initiated_by: self.initiated_by.clone(),
+            target_resources: targets,
+            additional_details: Vec::new(),
+        }
+    }
+}
+
+/// The properties Entra records when a user is created.
+pub fn user_creation_properties(user: &User) -> Vec<PropertyChange> {
+    let text = |value: &str| crate::json::string_array([value]);
+    let mut res = vec![
+        PropertyChange {
+            name: "AccountEnabled".into(),
+            old_value: "[]".into(),
+            new_value: format!("[{}]", user.account_enabled),
+        },
+        PropertyChange { name: "DisplayName".into(), old_value: "[]".into(), new_value: text(&user.display_name) },
+        PropertyChange { name: "MailNickname".into(), old_value: "[]".into(), new_value: text(&user.mail_nickname) },
+        PropertyChange {
+            name: "UserPrincipalName".into(),
+            old_value: "[]".into(),
+            new_value: text(&user.user_principal_name),
+        },
+    ];
+    if let Some(mail) = &user.mail {
+        res.push(PropertyChange { name: "Mail".into(), old_value: "[]".into(), new_value: text(mail) });
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activities_use_entras_strings() {
+        let cases = [
+            (Activity::AddUser, "Add user", "UserManagement", "Add"),
+            (Activity::UpdateUser, "Update user", "UserManagement", "Update"),
+            (Activity::DeleteUser, "Delete user", "UserManagement", "Delete"),
+            (Activity::AddGroup, "Add group", "GroupManagement", "Add"),
+            (Activity::AddMemberToGroup, "Add member to group", "GroupManagement", "Add"),
+            (Activity::RemoveMemberFromGroup, "Remove member from group", "GroupManagement", "Unassign"),
+            (Activity::AddOwnerToGroup, "Add owner to group", "GroupManagement", "Add"),
+        ];
+        for (activity, name, category, operation) in cases {
+            assert_eq!(activity.display_name(), name);
+            assert_eq!(activity.category(), category);
+            assert_eq!(activity.operation_type(), operation);
+            assert_eq!(activity.logged_by_service(), "Core Directory");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Keyward's rules as pure functions and types.
+//!
+//! Invariant: nothing in this crate performs I/O, reads a clock, draws randomness or is async,
+//! and nothing here derives serde for a wire format.
+//! Time and fresh identifiers are passed in; every allow/deny decision is made here.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod authz;
+pub mod directory;
+pub mod ids;
+pub mod json;
+pub mod odata;
+pub mod password;
+pub mod query;

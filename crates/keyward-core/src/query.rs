@@ -1,0 +1,637 @@
+//! Graph's query options on directory collections: which are allowed, when they need advanced
+//! query mode (`ConsistencyLevel: eventual` with `$count=true`), and Graph's messages when not.
+//!
+//! The HTTP layer hands the raw options in; the store receives a validated [`Plan`].
+
+use crate::odata::{CmpOp, Expr, Literal, Path, StrFunc, parse_filter};
+
+/// The type of a property, for checking literals in `$filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropType {
+    String,
+    Bool,
+    DateTime,
+    Guid,
+    StringCollection,
+}
+
+/// Which `$filter` operators a property supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterSupport {
+    /// Not filterable.
+    None,
+    /// `eq`, `in` (and `ne`, `not` in advanced mode).
+    Eq,
+    /// `eq`, `in`, `startswith` (and `ne`, `not`, `endswith` where allowed, in advanced mode).
+    EqStartsWith { ends_with: bool },
+    /// `eq`, `ge`, `le` (and `ne` in advanced mode).
+    Range,
+    /// Lambda `any` with `eq` and `startswith` on the element.
+    Any,
+}
+
+/// A property of a resource type as the query planner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Property {
+    pub name: &'static str,
+    pub ty: PropType,
+    pub filter: FilterSupport,
+    /// Sortable without advanced query mode.
+    pub is_default_sortable: bool,
+    /// Sortable in advanced query mode.
+    pub is_sortable: bool,
+    /// Returned by v1.0 when no `$select` is given.
+    pub is_default_selected: bool,
+    /// Returned only when named in `$select`.
+    pub is_select_only: bool,
+    /// Searchable with `$search="name:term"`.
+    pub is_searchable: bool,
+}
+
+/// A resource type's query surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    /// OData type name without namespace, e.g. `user`.
+    pub type_name: &'static str,
+    /// Name used in Graph's "of resource 'User'" messages.
+    pub display_type: &'static str,
+    pub properties: &'static [Property],
+}
+
+impl Resource {
+    /// Looks a property up by its exact name (Graph property names are case-sensitive in `$select`,
+    /// but Keyward accepts any case, as Graph does for `$filter`).
+    pub fn property(&self, name: &str) -> Option<&'static Property> {
+        self.properties.iter().find(|it| it.name.eq_ignore_ascii_case(name))
+    }
+}
+
+const fn prop(name: &'static str, ty: PropType, filter: FilterSupport) -> Property {
+    Property {
+        name,
+        ty,
+        filter,
+        is_default_sortable: false,
+        is_sortable: false,
+        is_default_selected: false,
+        is_select_only: false,
+        is_searchable: false,
+    }
+}
+
+const fn default_selected(mut it: Property) -> Property {
+    it.is_default_selected = true;
+    it
+}
+
+const fn sortable(mut it: Property, by_default: bool) -> Property {
+    it.is_sortable = true;
+    it.is_default_sortable = by_default;
+    it
+}
+
+const fn searchable(mut it: Property) -> Property {
+    it.is_searchable = true;
+    it
+}
+
+const fn select_only(mut it: Property) -> Property {
+    it.is_select_only = true;
+    it
+}
+
+const STARTS: FilterSupport = FilterSupport::EqStartsWith { ends_with: false };
+const STARTS_ENDS: FilterSupport = FilterSupport::EqStartsWith { ends_with: true };
+
+/// The `user` resource.
+pub const USER: Resource = Resource {
+    type_name: "user",
+    display_type: "User",
+    properties: &[
+        default_selected(prop("id", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("businessPhones", PropType::StringCollection, FilterSupport::Any)),
+        default_selected(searchable(sortable(prop("displayName", PropType::String, STARTS), true))),
+        default_selected(searchable(sortable(prop("givenName", PropType::String, STARTS), false))),
+        default_selected(sortable(prop("jobTitle", PropType::String, STARTS), false)),
+        default_selected(searchable(sortable(prop("mail", PropType::String, STARTS_ENDS), false))),
+        default_selected(prop("mobilePhone", PropType::String, STARTS)),
+        default_selected(prop("officeLocation", PropType::String, FilterSupport::None)),
+        default_selected(prop("preferredLanguage", PropType::String, FilterSupport::None)),
+        default_selected(searchable(sortable(prop("surname", PropType::String, STARTS), false))),
+        default_selected(searchable(sortable(prop("userPrincipalName", PropType::String, STARTS_ENDS), true))),
+        prop("accountEnabled", PropType::Bool, FilterSupport::Eq),
+        sortable(prop("createdDateTime", PropType::DateTime, FilterSupport::Range), false),
+        sortable(prop("department", PropType::String, STARTS), false),
+        searchable(prop("mailNickname", PropType::String, STARTS)),
+        prop("otherMails", PropType::StringCollection, FilterSupport::Any),
+        prop("usageLocation", PropType::String, FilterSupport::Eq),
+        prop("passwordProfile", PropType::String, FilterSupport::None),
+        select_only(prop("signInSessionsValidFromDateTime", PropType::DateTime, FilterSupport::None)),
+    ],
+};
+
+/// The `group` resource.
+pub const GROUP: Resource = Resource {
+    type_name: "group",
+    display_type: "Group",
+    properties: &[
+        default_selected(prop("id", PropType::Guid, FilterSupport::Eq)),
+        default_selected(sortable(prop("createdDateTime", PropType::DateTime, FilterSupport::Range), false)),
+        default_selected(searchable(prop("description", PropType::String, STARTS))),
+        default_selected(searchable(sortable(prop("displayName", PropType::String, STARTS), true))),
+        default_selected(prop("groupTypes", PropType::StringCollection, FilterSupport::Any)),
+        default_selected(prop("isAssignableToRole", PropType::Bool, FilterSupport::Eq)),
+        default_selected(searchable(prop("mail", PropType::String, STARTS))),
+        default_selected(prop("mailEnabled", PropType::Bool, FilterSupport::Eq)),
+        default_selected(searchable(prop("mailNickname", PropType::String, STARTS))),
+        default_selected(prop("securityEnabled", PropType::Bool, FilterSupport::Eq)),
+        default_selected(prop("visibility", PropType::String, FilterSupport::None)),
+    ],
+};
+
+/// The raw query options of a collection request, exactly as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawQuery {
+    pub filter: Option<String>,
+    pub select: Option<String>,
+    pub top: Option<String>,
+    pub orderby: Option<String>,
+    pub count: Option<String>,
+    pub search: Option<String>,
+    pub skiptoken: Option<String>,
+    pub expand: Option<String>,
+    pub has_skip: bool,
+    /// The `ConsistencyLevel: eventual` header was sent.
+    pub is_eventual: bool,
+}
+
+/// Sort order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderBy {
+    pub property: &'static str,
+    pub is_descending: bool,
+}
+
+/// How `$search` clauses combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchJoin {
+    And,
+    Or,
+}
+
+/// A parsed `$search`: tokens matched (case-insensitively, as substrings) in the named properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    pub clauses: Vec<(&'static str, String)>,
+    pub join: SearchJoin,
+}
+
+/// A validated collection query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub filter: Option<Expr>,
+    pub select: Option<Vec<&'static str>>,
+    pub top: usize,
+    pub order_by: Option<OrderBy>,
+    pub count: bool,
+    pub search: Option<Search>,
+    pub skiptoken: Option<String>,
+}
+
+/// Default and maximum page sizes of directory collections.
+pub const DEFAULT_TOP: usize = 100;
+pub const MAX_TOP: usize = 999;
+
+/// A refused query, with Graph's error code family and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `Request_BadRequest`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// `Request_UnsupportedQuery`.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+const ADVANCED_HINT: &str = "is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information";
+
+/// Validates the query options of a request on a collection of `resource`.
+pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
+    if raw.has_skip {
+        return Err(QueryError::BadRequest(
+            "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
+        ));
+    }
+    if let Some(expand) = &raw.expand {
+        return Err(QueryError::BadRequest(format!(
+            "Could not find a property named '{}' on type 'microsoft.graph.{}' that can be expanded.",
+            expand.split(',').next().unwrap_or_default().trim(),
+            resource.type_name
+        )));
+    }
+    let wants_count = match raw.count.as_deref().map(str::trim) {
+        None => false,
+        Some(it) if it.eq_ignore_ascii_case("true") => true,
+        Some(it) if it.eq_ignore_ascii_case("false") => false,
+        Some(other) => {
+            return Err(QueryError::BadRequest(format!("Invalid $count value '{other}'. Use true or false.")));
+        }
+    };
+    let is_advanced = raw.is_eventual && wants_count;
+    let top = match raw.top.as_deref() {
+        None => DEFAULT_TOP,
+        Some(it) => match it.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_TOP).contains(&n) => n,
+            _ => {
+                return Err(QueryError::BadRequest(format!(
+                    "Invalid page size specified: '{it}'. Must be between 1 and 999 inclusive."
+                )));
+            }
+        },
+    };
+    let select = match &raw.select {
+        None => None,
+        Some(it) => Some(parse_select(resource, it)?),
+    };
+    let search = match &raw.search {
+        None => None,
+        Some(_) if !raw.is_eventual => {
+            return Err(QueryError::Unsupported(
+                "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'".into(),
+            ));
+        }
+        Some(it) => Some(parse_search(resource, it)?),
+    };
+    let filter = match &raw.filter {
+        None => None,
+        Some(it) => {
+            let expr =
+                parse_filter(it).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}")))?;
+            check_filter(resource, &expr, is_advanced, None)?;
+            Some(expr)
+        }
+    };
+    let order_by = match &raw.orderby {
+        None => None,
+        Some(it) => {
+            let order = parse_orderby(resource, it)?;
+            let needs_advanced = filter.is_some()
+                || search.is_some()
+                || !resource_property(resource, order.property).is_default_sortable;
+            if needs_advanced && !is_advanced {
+                return Err(QueryError::Unsupported("Sorting not supported for current query.".into()));
+            }
+            Some(order)
+        }
+    };
+    Ok(Plan {
+        filter,
+        select,
+        top,
+        order_by,
+        count: wants_count && raw.is_eventual,
+        search,
+        skiptoken: raw.skiptoken.clone(),
+    })
+}
+
+fn resource_property(resource: &Resource, name: &str) -> &'static Property {
+    match resource.property(name) {
+        Some(it) => it,
+        None => &resource.properties[0],
+    }
+}
+
+fn no_property(resource: &Resource, name: &str) -> QueryError {
+    QueryError::BadRequest(format!(
+        "Could not find a property named '{name}' on type 'microsoft.graph.{}'.",
+        resource.type_name
+    ))
+}
+
+fn unsupported_clause(resource: &Resource, name: &str) -> QueryError {
+    QueryError::Unsupported(format!(
+        "Unsupported or invalid query filter clause specified for property '{name}' of resource '{}'.",
+        resource.display_type
+    ))
+}
+
+fn parse_select(resource: &Resource, raw: &str) -> Result<Vec<&'static str>, QueryError> {
+    let mut res = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|it| !it.is_empty()) {
+        let Some(property) = resource.property(name) else { return Err(no_property(resource, name)) };
+        if !res.contains(&property.name) {
+            res.push(property.name);
+        }
+    }
+    if res.is_empty() {
+        return Err(QueryError::BadRequest("$select must name at least one property.".into()));
+    }
+    Ok(res)
+}
+
+fn parse_orderby(resource: &Resource, raw: &str) -> Result<OrderBy, QueryError> {
+    let clauses: Vec<&str> = raw.split(',').map(str::trim).filter(|it| !it.is_empty()).collect();
+    let [clause] = clauses.as_slice() else {
+        return Err(QueryError::Unsupported("Sorting on more than one property is not supported.".into()));
+    };
+    let mut words = clause.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let is_descending = match words.next() {
+        None => false,
+        Some(it) if it.eq_ignore_ascii_case("asc") => false,
+        Some(it) if it.eq_ignore_ascii_case("desc") => true,
+        Some(it) => return Err(QueryError::BadRequest(format!("Syntax error at '{it}' in $orderby."))),
+    };
+    if words.next().is_some() {
+        return Err(QueryError::BadRequest(format!("Syntax error in $orderby '{raw}'.")));
+    }
+    let Some(property) = resource.property(name) else { return Err(no_property(resource, name)) };
+    if !property.is_sortable {
+        return Err(QueryError::Unsupported(format!("Order by '{}' is not supported.", property.name)));
+    }
+    Ok(OrderBy { property: property.name, is_descending })
+}
+
+fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
+    let invalid = || {
+        QueryError::BadRequest(format!(
+            "Syntax error: the $search value {raw} is not valid. Use \"property:term\" clauses in double quotes."
+        ))
+    };
+    let mut clauses = Vec::new();
+    let mut join = None;
+    let mut rest = raw.trim();
+    loop {
+        let Some(after_quote) = rest.strip_prefix('"') else { return Err(invalid()) };
+        let Some(end) = after_quote.find('"') else { return Err(invalid()) };
+        let clause = &after_quote[..end];
+        let Some((name, term)) = clause.split_once(':') else { return Err(invalid()) };
+        let Some(property) = resource.property(name.trim()) else { return Err(no_property(resource, name.trim())) };
+        if !property.is_searchable {
+            return Err(QueryError::Unsupported(format!("$search is not supported on property '{}'.", property.name)));
+        }
+        clauses.push((property.name, term.trim().to_lowercase()));
+        rest = after_quote[end + 1..].trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        let (word, tail) = rest.split_once(char::is_whitespace).ok_or_else(invalid)?;
+        let this_join = if word == "AND" {
+            SearchJoin::And
+        } else if word == "OR" {
+            SearchJoin::Or
+        } else {
+            return Err(invalid());
+        };
+        if join.is_some_and(|it| it != this_join) {
+            return Err(QueryError::Unsupported("Mixing AND and OR in $search is not supported.".into()));
+        }
+        join = Some(this_join);
+        rest = tail.trim_start();
+    }
+    Ok(Search { clauses, join: join.unwrap_or(SearchJoin::And) })
+}
+
+/// Checks a filter against the resource's properties, operators and literal types.
+///
+/// `lambda` is the current lambda variable and the collection property it ranges over.
+fn check_filter(
+    resource: &Resource,
+    expr: &Expr,
+    is_advanced: bool,
+    lambda: Option<(&str, &'static Property)>,
+) -> Result<(), QueryError> {
+    let require_advanced = |op: &str| {
+        if is_advanced { Ok(()) } else { Err(QueryError::Unsupported(format!("Operator '{op}' {ADVANCED_HINT}"))) }
+    };
+    match expr {
+        Expr::And(left, right) | Expr::Or(left, right) => {
+            check_filter(resource, left, is_advanced, lambda)?;
+            check_filter(resource, right, is_advanced, lambda)
+        }
+        Expr::Not(inner) => {
+            require_advanced("not")?;
+            check_filter(resource, inner, is_advanced, lambda)
+        }
+        Expr::Compare { path, op, value } => {
+            let property = resolve(resource, path, lambda)?;
+            let element_type = element_type(property, lambda.is_some());
+            let allowed = match (property.filter, op) {
+                (FilterSupport::None, _) => false,
+                (_, CmpOp::Eq) => true,
+                (FilterSupport::Any, CmpOp::Ne) => false,
+                (_, CmpOp::Ne) => {
+                    require_advanced("ne")?;
+                    true
+                }
+                (FilterSupport::Range, CmpOp::Ge | CmpOp::Le) => true,
+                (FilterSupport::Range, CmpOp::Gt | CmpOp::Lt) => {
+                    require_advanced(&op.to_string())?;
+                    true
+                }
+                _ => false,
+            };
+            if !allowed {
+                return Err(unsupported_clause(resource, property.name));
+            }
+            check_literal(resource, property, element_type, value)
+        }
+        Expr::In { path, values } => {
+            let property = resolve(resource, path, lambda)?;
+            if property.filter == FilterSupport::None {
+                return Err(unsupported_clause(resource, property.name));
+            }
+            let element_type = element_type(property, lambda.is_some());
+            values.iter().try_for_each(|it| check_literal(resource, property, element_type, it))
+        }
+        Expr::Func { func, path, value } => {
+            let property = resolve(resource, path, lambda)?;
+            let is_allowed = match (property.filter, func) {
+                (FilterSupport::EqStartsWith { .. } | FilterSupport::Any, StrFunc::StartsWith) => true,
+                (FilterSupport::EqStartsWith { ends_with: true }, StrFunc::EndsWith) => {
+                    require_advanced("endsWith")?;
+                    true
+                }
+                _ => false,
+            };
+            if !is_allowed {
+                return Err(unsupported_clause(resource, property.name));
+            }
+            match value {
+                Literal::String(_) => Ok(()),
+                _ => Err(QueryError::BadRequest(format!("The second argument of {func:?} must be a string literal."))),
+            }
+        }
+        Expr::Any { collection, var, body } => {
+            if lambda.is_some() {
+                return Err(QueryError::Unsupported("Nested lambda expressions are not supported.".into()));
+            }
+            let [name] = collection.0.as_slice() else { return Err(no_property(resource, &collection.to_string())) };
+            let Some(property) = resource.property(name) else { return Err(no_property(resource, name)) };
+            if property.filter != FilterSupport::Any {
+                return Err(unsupported_clause(resource, property.name));
+            }
+            check_filter(resource, body, is_advanced, Some((var, property)))
+        }
+        Expr::All { collection, .. } => Err(unsupported_clause(resource, &collection.to_string())),
+    }
+}
+
+fn resolve(
+    resource: &Resource,
+    path: &Path,
+    lambda: Option<(&str, &'static Property)>,
+) -> Result<&'static Property, QueryError> {
+    match (lambda, path.0.as_slice()) {
+        (Some((var, property)), [head]) if head == var => Ok(property),
+        (Some((var, _)), _) => {
+            Err(QueryError::BadRequest(format!("The lambda body may only use the range variable '{var}'.")))
+        }
+        (None, [name]) => match resource.property(name) {
+            Some(it) if it.ty == PropType::StringCollection => Err(unsupported_clause(resource, it.name)),
+            Some(it) => Ok(it),
+            None => Err(no_property(resource, name)),
+        },
+        (None, _) => Err(no_property(resource, &path.to_string())),
+    }
+}
+
+fn element_type(property: &Property, is_in_lambda: bool) -> PropType {
+    match (property.ty, is_in_lambda) {
+        (PropType::StringCollection, true) => PropType::String,
+        (ty, _) => ty,
+    }
+}
+
+fn check_literal(resource: &Resource, property: &Property, ty: PropType, value: &Literal) -> Result<(), QueryError> {
+    let is_ok = matches!(
+        (ty, value),
+        (PropType::String, Literal::String(_) | Literal::Null)
+            | (PropType::Guid, Literal::String(_) | Literal::Guid(_))
+            | (PropType::Bool, Literal::Bool(_))
+            | (PropType::DateTime, Literal::DateTime(_))
+    );
+    if is_ok {
+        Ok(())
+    } else {
+        Err(QueryError::BadRequest(format!(
+            "A binary operator with incompatible types was detected. Found operand types for property '{}' of resource '{}' and literal {value}.",
+            property.name, resource.display_type
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(filter: &str) -> RawQuery {
+        RawQuery { filter: Some(filter.to_owned()), ..RawQuery::default() }
+    }
+
+    fn advanced(mut it: RawQuery) -> RawQuery {
+        it.is_eventual = true;
+        it.count = Some("true".into());
+        it
+    }
+
+    #[test]
+    fn default_filters_are_accepted_without_advanced_mode() {
+        for filter in [
+            "startswith(displayName,'a')",
+            "userPrincipalName eq 'a@contoso.test'",
+            "accountEnabled eq false",
+            "id in ('00000000-0000-0000-0000-000000000001')",
+            "otherMails/any(x:startswith(x,'ad'))",
+            "createdDateTime ge 2024-01-01T00:00:00Z",
+            "mail eq null",
+            "displayName eq 'a' or surname eq 'b'",
+        ] {
+            assert!(plan(&USER, &raw(filter)).is_ok(), "{filter}");
+        }
+    }
+
+    #[test]
+    fn advanced_operators_need_consistency_level_and_count() {
+        let cases = [
+            ("displayName ne 'a'", "ne"),
+            ("not(startswith(displayName,'a'))", "not"),
+            ("endswith(mail,'@contoso.test')", "endsWith"),
+        ];
+        for (filter, op) in cases {
+            let Err(QueryError::Unsupported(message)) = plan(&USER, &raw(filter)) else { panic!("{filter} accepted") };
+            assert!(message.starts_with(&format!("Operator '{op}' is not supported")), "{message}");
+            assert!(plan(&USER, &advanced(raw(filter))).is_ok(), "{filter}");
+        }
+    }
+
+    #[test]
+    fn bad_options_get_graphs_messages() {
+        let unknown = plan(&USER, &raw("foo eq 'a'"));
+        assert_eq!(
+            unknown,
+            Err(QueryError::BadRequest("Could not find a property named 'foo' on type 'microsoft.graph.user'.".into()))
+        );
+        let unsupported = plan(&USER, &raw("startswith(accountEnabled,'a')"));
+        assert_eq!(
+            unsupported,
+            Err(QueryError::Unsupported("Unsupported or invalid query filter clause specified for property 'accountEnabled' of resource 'User'.".into()))
+        );
+        assert!(matches!(plan(&USER, &raw("accountEnabled eq 'yes'")), Err(QueryError::BadRequest(_))));
+        assert!(
+            matches!(plan(&USER, &raw("startswith(displayName,")), Err(QueryError::BadRequest(m)) if m.starts_with("Invalid filter clause"))
+        );
+        let top = RawQuery { top: Some("1000".into()), ..RawQuery::default() };
+        assert_eq!(
+            plan(&USER, &top),
+            Err(QueryError::BadRequest(
+                "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive.".into()
+            ))
+        );
+        let skip = RawQuery { has_skip: true, ..RawQuery::default() };
+        assert!(matches!(plan(&USER, &skip), Err(QueryError::BadRequest(_))));
+        let search = RawQuery { search: Some("\"displayName:ad\"".into()), ..RawQuery::default() };
+        assert!(
+            matches!(plan(&USER, &search), Err(QueryError::Unsupported(m)) if m.contains("ConsistencyLevel: eventual"))
+        );
+    }
+
+    #[test]
+    fn count_without_the_header_is_ignored_and_orderby_with_filter_needs_advanced() {
+        let counted = RawQuery { count: Some("true".into()), ..RawQuery::default() };
+        assert_eq!(plan(&USER, &counted).map(|it| it.count), Ok(false));
+        assert_eq!(plan(&USER, &advanced(RawQuery::default())).map(|it| it.count), Ok(true));
+        let sorted = RawQuery { orderby: Some("displayName desc".into()), ..RawQuery::default() };
+        assert_eq!(
+            plan(&USER, &sorted).map(|it| it.order_by),
+            Ok(Some(OrderBy { property: "displayName", is_descending: true }))
+        );
+        let mixed = RawQuery { orderby: Some("displayName".into()), ..raw("startswith(displayName,'a')") };
+        assert!(matches!(plan(&USER, &mixed), Err(QueryError::Unsupported(_))));
+        assert!(plan(&USER, &advanced(mixed)).is_ok());
+    }
+
+    #[test]
+    fn search_parses_quoted_clauses() {
+        let query = RawQuery {
+            search: Some("\"displayName:Ad\" OR \"mail:ad\"".into()),
+            is_eventual: true,
+            ..RawQuery::default()
+        };
+        let search = plan(&USER, &query).map(|it| it.search);
+        assert_eq!(
+            search,
+            Ok(Some(Search {
+                clauses: vec![("displayName", "ad".into()), ("mail", "ad".into())],
+                join: SearchJoin::Or
+            }))
+        );
+        let select =
+            RawQuery { select: Some("displayName,signInSessionsValidFromDateTime".into()), ..RawQuery::default() };
+        assert_eq!(
+            plan(&USER, &select).map(|it| it.select),
+            Ok(Some(vec!["displayName", "signInSessionsValidFromDateTime"]))
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! What every request carries: its ids, the caller, the API version, the query options.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use keyward_app::{Caller, RequestMeta};
+use keyward_core::ids::is_guid;
+use keyward_core::query::RawQuery;
+
+use crate::AppState;
+use crate::error::GraphError;
+
+/// The ids of a request: ours, and the client's if it sent a usable one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIds {
+    pub request_id: String,
+    pub client_request_id: String,
+}
+
+/// Assigns request ids, records metrics and writes one log line per request.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = request
+        .headers()
+        .get("client-request-id")
+        .and_then(|it| it.to_str().ok())
+        .filter(|it| is_guid(it))
+        .map_or_else(|| request_id.clone(), str::to_ascii_lowercase);
+    let ids = RequestIds { request_id, client_request_id };
+    request.extensions_mut().insert(ids.clone());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |it| it.as_str()).to_owned();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
+        headers.insert("request-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
+        headers.insert("client-request-id", value);
+    }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.record(method.as_str(), &route, status, elapsed);
+    tracing::info!(
+        request_id = %ids.request_id,
+        method = %method,
+        path = %path,
+        status,
+        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response
+}
+
+/// Which API version a request addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    Beta,
+}
+
+impl Version {
+    pub fn segment(self) -> &'static str {
+        match self {
+            Version::V1 => "v1.0",
+            Version::Beta => "beta",
+        }
+    }
+}
+
+/// An authenticated Graph request.
+#[derive(Debug, Clone)]
+pub struct GraphCtx {
+    pub caller: Caller,
+    pub version: Version,
+    pub ids: RequestIds,
+    pub state: AppState,
+}
+
+impl GraphCtx {
+    /// `{public-url}/{version}`, the base of `@odata.context` and `@odata.nextLink`.
+    pub fn base(&self) -> String {
+        format!("{}/{}", self.state.app.config().public_url, self.version.segment())
+    }
+
+    /// Converts an app error into this request's Graph error.
+    pub fn err(&self, err: keyward_app::AppError) -> GraphError {
+        GraphError::from_app(err, &self.ids)
+    }
+}
+
+pub fn request_ids(parts: &Parts) -> RequestIds {
+    parts.extensions.get::<RequestIds>().cloned().unwrap_or_else(|| {
+        let id = uuid::Uuid::new_v4().to_string();
+        RequestIds { request_id: id.clone(), client_request_id: id }
+    })
+}
+
+impl FromRequestParts<AppState> for GraphCtx {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<GraphCtx, GraphError> {
+        let ids = request_ids(parts);
+        let version = parts.extensions.get::<Version>().copied().unwrap_or(Version::V1);
+        let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).map(|it| {
+            match it.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+                _ => "",
+            }
+        });
+        let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| it.0.ip().to_string());
+        let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address };
+        let caller = state.app.authenticate(bearer, meta).await.map_err(|err| GraphError::from_app(err, &ids))?;
+        Ok(GraphCtx { caller, version, ids, state: state.clone() })
+    }
+}
+
+/// The query options of a request, decoded, with `$` optional as Graph allows.
+#[derive(Debug, Clone, Default)]
+pub struct GraphQuery {
+    pub raw: RawQuery,
+    /// The query string without `$skiptoken`, to rebuild `@odata.nextLink`.
+    pub rest: Vec<(String, String)>,
+}
+
+impl GraphQuery {
+    pub fn parse(query: Option<&str>, headers: &HeaderMap) -> Result<GraphQuery, String> {
+        let mut res = GraphQuery::default();
+        res.raw.is_eventual = headers
+            .get("consistencylevel")
+            .and_then(|it| it.to_str().ok())
+            .is_some_and(|it| it.trim().eq_ignore_ascii_case("eventual"));
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
+            let value = value.into_owned();
+            let slot = match name.as_str() {
+                "filter" => &mut res.raw.filter,
+                "select" => &mut res.raw.select,
+                "top" => &mut res.raw.top,
+                "orderby" => &mut res.raw.orderby,
+                "count" => &mut res.raw.count,
+                "search" => &mut res.raw.search,
+                "expand" => &mut res.raw.expand,
+                "skiptoken" => {
+                    res.raw.skiptoken = Some(value);
+                    continue;
+                }
+                "skip" => {
+                    res.raw.has_skip = true;
+                    continue;
+                }
+                _ if key.starts_with('$') => {
+                    return Err(format!("Query option '{key}' is not supported."));
+                }
+                _ => {
+                    res.rest.push((key.into_owned(), value));
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(format!(
+                    "Query option '${name}' was specified more than once, but it must be specified at most once."
+                ));
+            }
+            *slot = Some(value.clone());
+            res.rest.push((key.into_owned(), value));
+        }
+        Ok(res)
+    }
+
+    /// `@odata.nextLink` for a page continuing at `skiptoken`.
+    pub fn next_link(&self, base: &str, path: &str, skiptoken: &str) -> String {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &self.rest {
+            serializer.append_pair(key, value);
+        }
+        let mut query = serializer.finish().replace("%24", "$");
+        if !query.is_empty() {
+            query.push('&');
+        }
+        format!("{base}{path}?{query}$skiptoken={skiptoken}")
+    }
+}
+
+/// A JSON response with Graph's content type.
+pub fn graph_json(body: serde_json::Value) -> Response {
+    let mut response = axum::Json(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(
+            "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
+        ),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dollar_and_bare_options_and_rebuilds_next_links() {
+        let mut headers = HeaderMap::new();
+        headers.insert("ConsistencyLevel", HeaderValue::from_static("eventual"));
+        let query = GraphQuery::parse(
+            Some("%24filter=startswith(displayName,%27a%27)&top=5&$skiptoken=abc&$count=true"),
+            &headers,
+        )
+        .expect("valid");
+        assert_eq!(query.raw.filter.as_deref(), Some("startswith(displayName,'a')"));
+        assert_eq!(query.raw.top.as_deref(), Some("5"));
+        assert_eq!(query.raw.skiptoken.as_deref(), Some("abc"));
+        assert!(query.raw.is_eventual);
+        let link = query.next_link("https://h/v1.0", "/users", "XYZ");
+        assert_eq!(
+            link,
+            "https://h/v1.0/users?$filter=startswith%28displayName%2C%27a%27%29&top=5&$count=true&$skiptoken=XYZ"
+        );
+        assert!(GraphQuery::parse(Some("$top=1&$top=2"), &HeaderMap::new()).is_err());
+        assert!(GraphQuery::parse(Some("$apply=x"), &HeaderMap::new()).is_err());
+        assert!(GraphQuery::parse(Some("$skip=10"), &HeaderMap::new()).is_ok_and(|it| it.raw.has_skip));
+    }
+}

@@ -1,0 +1,103 @@
+//! Graph's error envelope. Every error of the API becomes one of these, here and only here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_app::AppError;
+use serde_json::json;
+
+use crate::context::RequestIds;
+
+/// A Graph error ready to render: status, code and message.
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub ids: RequestIds,
+    pub www_authenticate: bool,
+}
+
+impl GraphError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, ids: &RequestIds) -> GraphError {
+        GraphError { status, code, message: message.into(), ids: ids.clone(), www_authenticate: false }
+    }
+
+    pub fn bad_request(message: impl Into<String>, ids: &RequestIds) -> GraphError {
+        GraphError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message, ids)
+    }
+
+    /// Maps an app error to Graph's code and status; unexpected errors are logged with their
+    /// whole cause chain and shown without internals.
+    pub fn from_app(err: AppError, ids: &RequestIds) -> GraphError {
+        match err {
+            AppError::Unauthenticated(message) => GraphError {
+                www_authenticate: true,
+                ..GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message, ids)
+            },
+            AppError::Forbidden { .. } => {
+                GraphError::new(StatusCode::FORBIDDEN, "Authorization_RequestDenied", err.to_string(), ids)
+            }
+            AppError::NotFound(_) => {
+                GraphError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", err.to_string(), ids)
+            }
+            AppError::BadRequest(message) => GraphError::bad_request(message, ids),
+            AppError::UnsupportedQuery(message) => {
+                GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message, ids)
+            }
+            AppError::Unexpected(inner) => {
+                tracing::error!(request_id = %ids.request_id, error = ?inner, "unexpected error");
+                GraphError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "generalException",
+                    format!(
+                        "An unexpected error occurred on the server. Retry the request; if it fails again, give request-id {} to your administrator, whose server log has the details.",
+                        ids.request_id
+                    ),
+                    ids,
+                )
+            }
+        }
+    }
+}
+
+impl From<(AppError, &RequestIds)> for GraphError {
+    fn from((err, ids): (AppError, &RequestIds)) -> GraphError {
+        GraphError::from_app(err, ids)
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        let date = time::OffsetDateTime::now_utc();
+        let date = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            date.hour(),
+            date.minute(),
+            date.second()
+        );
+        let body = json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "innerError": {
+                    "date": date,
+                    "request-id": self.ids.request_id,
+                    "client-request-id": self.ids.client_request_id,
+                }
+            }
+        });
+        let mut response = (self.status, crate::context::graph_json(body)).into_response();
+        if self.www_authenticate {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    r#"Bearer realm="", error="invalid_token", client_id="00000003-0000-0000-c000-000000000000""#,
+                ),
+            );
+        }
+        response
+    }
+}

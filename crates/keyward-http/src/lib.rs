@@ -1,0 +1,137 @@
+//! Keyward's HTTP surface: the Graph-compatible API under `/v1.0` and `/beta`, the signing keys,
+//! health, metrics and the OpenAPI document with its viewer.
+//!
+//! Invariant: the only crate that knows HTTP, JSON and HTML; it never touches the store, and maps
+//! errors to responses once (`error.rs`).
+#![forbid(unsafe_code)]
+
+mod context;
+mod error;
+mod graph;
+mod metrics;
+mod openapi;
+mod serve;
+mod shape;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use keyward_app::App;
+use serde_json::json;
+
+pub use crate::context::Version;
+pub use crate::metrics::Metrics;
+pub use crate::serve::{ServeConfig, TlsFiles, serve};
+
+/// State shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub app: App,
+    pub metrics: Arc<Metrics>,
+    openapi: Arc<serde_json::Value>,
+}
+
+/// Builds the whole router.
+pub fn router(app: App) -> Router {
+    let graph = graph::routes(openapi::Api::new());
+    let openapi = openapi::document(&graph.ops, &app.config().public_url);
+    let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
+    let graph_router = graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
+        .nest("/beta", graph_router.layer(Extension(Version::Beta)))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs))
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), context::observe))
+        .with_state(state)
+}
+
+async fn method_not_allowed(request: Request) -> error::GraphError {
+    let (parts, _) = request.into_parts();
+    let ids = context::request_ids(&parts);
+    error::GraphError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        format!("Specified HTTP method '{}' is not allowed for the request target.", parts.method),
+        &ids,
+    )
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Not found. The API is under /v1.0 and /beta; see /docs.\n",
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.app.health().await {
+        Ok(version) => (StatusCode::OK, axum::Json(json!({"status": "ok", "schemaVersion": version}))).into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    axum::Json(state.openapi.as_ref().clone()).into_response()
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`: every unretired signing key.
+async fn jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
+    match state.app.find_tenant(&tenant).await {
+        Ok(Some(_)) => (),
+        Ok(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({
+                    "error": "invalid_tenant",
+                    "error_description": format!("AADSTS90002: Tenant '{tenant}' not found. Check the tenant id or domain name."),
+                })),
+            )
+                .into_response();
+        }
+        Err(err) => {
+            tracing::error!(error = ?err, "loading tenant for JWKS failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    match state.app.public_keys().await {
+        Ok(keys) => {
+            let keys: Vec<_> = keys
+                .iter()
+                .map(|it| json!({"kty": "EC", "use": "sig", "alg": "ES256", "kid": it.kid, "crv": "P-256", "x": it.x, "y": it.y}))
+                .collect();
+            ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(json!({ "keys": keys }))).into_response()
+        }
+        Err(err) => {
+            tracing::error!(error = ?err, "loading signing keys failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The OpenAPI 3.1 description, built from the same calls that register the routes, so a route
+//! cannot exist without its documentation.
+
+use axum::Router;
+use axum::routing::MethodRouter;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+
+/// The documentation of one operation.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub method: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub permission: &'static str,
+    pub request: Option<&'static str>,
+    pub status: u16,
+    pub response: &'static str,
+    pub params: Vec<&'static str>,
+    pub is_paged: bool,
+}
+
+impl Op {
+    pub fn get(tag: &'static str, summary: &'static str, permission: &'static str, response: &'static str) -> Op {
+        Op {
+            method: "get",
+            tag,
+            summary,
+            permission,
+            request: None,
+            status: 200,
+            response,
+            params: Vec::new(),
+            is_paged: false,
+        }
+    }
+
+    pub fn post(
+        tag: &'static str,
+        summary: &'static str,
+        permission: &'static str,
+        request: &'static str,
+        status: u16,
+        response: &'static str,
+    ) -> Op {
+        Op { method: "post", request: Some(request), status, ..Op::get(tag, summary, permission, response) }
+    }
+
+    pub fn patch(tag: &'static str, summary: &'static str, permission: &'static str, request: &'static str) -> Op {
+        Op { method: "patch", request: Some(request), status: 204, ..Op::get(tag, summary, permission, "") }
+    }
+
+    pub fn delete(tag: &'static str, summary: &'static str, permission: &'static str) -> Op {
+        Op { method: "delete", status: 204, ..Op::get(tag, summary, permission, "") }
+    }
+
+    pub fn with_id(self) -> Op {
+        self.with_param("id")
+    }
+
+    pub fn with_param(mut self, name: &'static str) -> Op {
+        self.params.push(name);
+        self
+    }
+
+    pub fn paged(mut self) -> Op {
+        self.is_paged = true;
+        self
+    }
+}
+
+/// A router under construction together with its documentation.
+#[derive(Debug)]
+pub struct Api {
+    pub router: Router<AppState>,
+    pub ops: Vec<(String, Op)>,
+}
+
+impl Api {
+    pub fn new() -> Api {
+        Api { router: Router::new(), ops: Vec::new() }
+    }
+
+    /// Adds a route and documents it.
+    pub fn route(mut self, path: &'static str, handler: MethodRouter<AppState>, op: Op) -> Api {
+        self.router = self.router.route(path, handler);
+        self.ops.push((path.to_owned(), op));
+        self
+    }
+}
+
+impl Default for Api {
+    fn default() -> Api {
+        Api::new()
+    }
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let nullable = json!({"type": ["string", "null"]});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let user_props = json!({
+        "id": {"type": "string", "format": "uuid", "readOnly": true},
+        "userPrincipalName": string, "displayName": string, "givenName": nullable, "surname": nullable,
+        "mail": nullable, "mailNickname": string, "otherMails": strings, "mobilePhone": nullable,
+        "businessPhones": strings, "jobTitle": nullable, "department": nullable, "accountEnabled": {"type": "boolean"},
+        "usageLocation": nullable, "createdDateTime": {"type": "string", "format": "date-time", "readOnly": true},
+        "signInSessionsValidFromDateTime": {"type": "string", "format": "date-time", "readOnly": true, "description": "Returned only with $select."},
+        "passwordProfile": {"$ref": "#/components/schemas/PasswordProfile"},
+    });
+    let group_props = json!({
+        "id": {"type": "string", "format": "uuid", "readOnly": true},
+        "displayName": string, "description": nullable, "mailNickname": string, "mailEnabled": {"type": "boolean"},
+        "securityEnabled": {"type": "boolean"}, "isAssignableToRole": {"type": "boolean", "description": "Set only at creation."},
+        "groupTypes": strings, "createdDateTime": {"type": "string", "format": "date-time", "readOnly": true},
+    });
+    let collection = |item: &str| {
+        json!({"type": "object", "properties": {
+            "@odata.context": string, "@odata.count": {"type": "integer"}, "@odata.nextLink": string,
+            "value": {"type": "array", "items": reference(item)},
+        }})
+    };
+    json!({
+        "User": {"type": "object", "properties": user_props},
+        "UserCreate": {"type": "object", "properties": user_props, "required": ["accountEnabled", "displayName", "mailNickname", "passwordProfile", "userPrincipalName"]},
+        "UserUpdate": {"type": "object", "properties": user_props},
+        "PasswordProfile": {"type": "object", "writeOnly": true, "properties": {"password": string, "forceChangePasswordNextSignIn": {"type": "boolean"}}},
+        "Group": {"type": "object", "properties": group_props},
+        "GroupCreate": {"type": "object", "properties": group_props, "required": ["displayName", "mailEnabled", "mailNickname", "securityEnabled"]},
+        "GroupUpdate": {"type": "object", "properties": group_props},
+        "DirectoryObject": {"type": "object", "properties": {"@odata.type": string, "id": string}},
+        "Organization": {"type": "object", "properties": {"id": string, "displayName": string, "verifiedDomains": {"type": "array", "items": {"type": "object"}}}},
+        "Reference": {"type": "object", "required": ["@odata.id"], "properties": {"@odata.id": {"type": "string", "format": "uri"}}},
+        "Count": {"type": "integer"},
+        "UserCollection": collection("User"),
+        "GroupCollection": collection("Group"),
+        "DirectoryObjectCollection": collection("DirectoryObject"),
+        "OrganizationCollection": collection("Organization"),
+        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+            "code": string, "message": string,
+            "innerError": {"type": "object", "properties": {"date": string, "request-id": string, "client-request-id": string}},
+        }}}},
+        "Jwks": {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "object"}}}},
+    })
+}
+
+fn operation(op: &Op, version: &str) -> Value {
+    let mut parameters: Vec<Value> = op
+        .params
+        .iter()
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if op.is_paged {
+        for (name, description) in [
+            ("$filter", "OData filter: eq, ne, startswith, endswith, in, and, or, not, any()"),
+            ("$select", "Comma-separated properties"),
+            ("$top", "Page size, 1-999 (default 100)"),
+            ("$orderby", "One property, asc or desc"),
+            ("$count", "true with ConsistencyLevel: eventual"),
+            ("$search", "\"property:term\" with ConsistencyLevel: eventual"),
+            ("$skiptoken", "Opaque; taken from @odata.nextLink"),
+        ] {
+            parameters.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        }
+        parameters.push(json!({"name": "ConsistencyLevel", "in": "header", "required": false, "schema": {"type": "string", "enum": ["eventual"]}}));
+    }
+    let mut responses = Map::new();
+    let success = if op.response.is_empty() {
+        json!({"description": "Success"})
+    } else {
+        json!({"description": "Success", "content": {"application/json": {"schema": reference(op.response)}}})
+    };
+    responses.insert(op.status.to_string(), success);
+    for (status, description) in [
+        ("400", "Request_BadRequest or Request_UnsupportedQuery"),
+        ("401", "InvalidAuthenticationToken"),
+        ("403", "Authorization_RequestDenied"),
+        ("404", "Request_ResourceNotFound"),
+    ] {
+        responses.insert(
+            status.into(),
+            json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}}),
+        );
+    }
+    let mut res = json!({
+        "tags": [op.tag],
+        "summary": op.summary,
+        "description": format!("Required permission: `{}`. Microsoft Graph {version} compatible.", op.permission),
+        "operationId": format!("{version}.{}.{}", op.method, op.summary.split(' ').take(4).collect::<Vec<_>>().join("_")),
+        "parameters": parameters,
+        "responses": responses,
+        "security": [{"bearer": []}],
+    });
+    if let Some(request) = op.request {
+        res["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": reference(request)}}});
+    }
+    res
+}
+
+/// The whole document: the Graph routes under both versions plus the operational endpoints.
+pub fn document(graph_ops: &[(String, Op)], public_url: &str) -> Value {
+    let mut paths = Map::new();
+    for version in ["v1.0", "beta"] {
+        for (path, op) in graph_ops {
+            let entry = paths.entry(format!("/{version}{path}")).or_insert_with(|| json!({}));
+            entry[op.method] = operation(op, version);
+        }
+    }
+    let plain = |summary: &str, content: &str, schema: Value| json!({"get": {"summary": summary, "tags": ["operations"], "responses": {"200": {"description": "Success", "content": {content: {"schema": schema}}}}}});
+    paths.insert(
+        "/healthz".into(),
+        plain("Liveness and database reachability", "application/json", json!({"type": "object"})),
+    );
+    paths.insert("/metrics".into(), plain("Prometheus metrics", "text/plain", json!({"type": "string"})));
+    paths.insert("/openapi.json".into(), plain("This document", "application/json", json!({"type": "object"})));
+    paths.insert("/docs".into(), plain("API viewer (no external assets)", "text/html", json!({"type": "string"})));
+    let mut jwks = plain("Token signing keys (JWKS)", "application/json", reference("Jwks"));
+    jwks["get"]["parameters"] = json!([{"name": "tenant", "in": "path", "required": true, "schema": {"type": "string"}, "description": "Tenant id or verified domain"}]);
+    paths.insert("/{tenant}/discovery/v2.0/keys".into(), jwks);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Keyward API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Microsoft Graph-compatible directory API of Keyward. Send `Authorization: Bearer <token>`; errors use Graph's envelope.",
+        },
+        "servers": [{"url": public_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    })
+}

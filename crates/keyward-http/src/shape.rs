@@ -1,0 +1,369 @@
+//! Graph's JSON shapes for users, groups and the organization, and the parsing of request bodies
+//! into the core's drafts and patches.
+
+use keyward_core::directory::{DirectoryObject, Group, GroupDraft, GroupPatch, Tenant, User, UserDraft, UserPatch};
+use keyward_core::query::{GROUP, Resource, USER};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::context::Version;
+
+/// Graph's timestamp form: UTC, whole seconds, `Z`.
+pub fn timestamp(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+fn opt(value: &Option<String>) -> Value {
+    value.as_ref().map_or(Value::Null, |it| Value::String(it.clone()))
+}
+
+fn strings(values: &[String]) -> Value {
+    Value::Array(values.iter().cloned().map(Value::String).collect())
+}
+
+/// The value of one Graph property of a user.
+fn user_property(user: &User, name: &str) -> Value {
+    match name {
+        "id" => json!(user.id.as_str()),
+        "businessPhones" => strings(&user.business_phones),
+        "displayName" => json!(user.display_name),
+        "givenName" => opt(&user.given_name),
+        "jobTitle" => opt(&user.job_title),
+        "mail" => opt(&user.mail),
+        "mobilePhone" => opt(&user.mobile_phone),
+        "surname" => opt(&user.surname),
+        "userPrincipalName" => json!(user.user_principal_name),
+        "accountEnabled" => json!(user.account_enabled),
+        "createdDateTime" => json!(timestamp(user.created)),
+        "department" => opt(&user.department),
+        "mailNickname" => json!(user.mail_nickname),
+        "otherMails" => strings(&user.other_mails),
+        "usageLocation" => opt(&user.usage_location),
+        "signInSessionsValidFromDateTime" => json!(timestamp(user.sign_in_sessions_valid_from)),
+        // Write-only: Graph always reads it back as null.
+        _ => Value::Null,
+    }
+}
+
+fn group_property(group: &Group, name: &str) -> Value {
+    match name {
+        "id" => json!(group.id.as_str()),
+        "createdDateTime" => json!(timestamp(group.created)),
+        "description" => opt(&group.description),
+        "displayName" => json!(group.display_name),
+        "groupTypes" => strings(&group.group_types),
+        "isAssignableToRole" => json!(group.is_assignable_to_role),
+        "mailEnabled" => json!(group.mail_enabled),
+        "mailNickname" => json!(group.mail_nickname),
+        "securityEnabled" => json!(group.security_enabled),
+        _ => Value::Null,
+    }
+}
+
+/// The properties to write: `$select`, else v1.0's default set, else (beta) everything readable.
+fn properties(resource: &Resource, select: Option<&[&'static str]>, version: Version) -> Vec<&'static str> {
+    match select {
+        Some(it) => it.to_vec(),
+        None => resource
+            .properties
+            .iter()
+            .filter(|it| !it.is_select_only && (version == Version::Beta || it.is_default_selected))
+            .map(|it| it.name)
+            .collect(),
+    }
+}
+
+pub fn user(user: &User, select: Option<&[&'static str]>, version: Version) -> Map<String, Value> {
+    properties(&USER, select, version).into_iter().map(|name| (name.to_owned(), user_property(user, name))).collect()
+}
+
+pub fn group(group: &Group, select: Option<&[&'static str]>, version: Version) -> Map<String, Value> {
+    properties(&GROUP, select, version).into_iter().map(|name| (name.to_owned(), group_property(group, name))).collect()
+}
+
+/// A member of a mixed collection, with its `@odata.type`.
+pub fn directory_object(object: &DirectoryObject, version: Version) -> Map<String, Value> {
+    let (odata_type, mut body) = match object {
+        DirectoryObject::User(it) => ("#microsoft.graph.user", user(it, None, version)),
+        DirectoryObject::Group(it) => ("#microsoft.graph.group", group(it, None, version)),
+    };
+    body.insert("@odata.type".into(), json!(odata_type));
+    body
+}
+
+pub fn organization(tenant: &Tenant) -> Value {
+    json!({
+        "id": tenant.id.as_str(),
+        "displayName": tenant.display_name,
+        "createdDateTime": timestamp(tenant.created),
+        "tenantType": "AAD",
+        "verifiedDomains": tenant.domains.iter().map(|it| json!({
+            "capabilities": "None",
+            "isDefault": it.is_default,
+            "isInitial": it.is_initial,
+            "name": it.name,
+            "type": "Managed",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Why a body was refused; the message is Graph's.
+pub type BodyError = String;
+
+fn property_error(name: &str, resource: &str) -> BodyError {
+    format!("Invalid value specified for property '{name}' of resource '{resource}'.")
+}
+
+fn unknown_property(name: &str, type_name: &str) -> BodyError {
+    format!(
+        "Property '{name}' does not exist as a declared property or extension property on type 'microsoft.graph.{type_name}'."
+    )
+}
+
+fn as_object(body: &Value) -> Result<&Map<String, Value>, BodyError> {
+    body.as_object().ok_or_else(|| "The request body must be a JSON object.".to_owned())
+}
+
+fn string(value: &Value, name: &str, resource: &str) -> Result<String, BodyError> {
+    value.as_str().map(str::to_owned).ok_or_else(|| property_error(name, resource))
+}
+
+fn nullable_string(value: &Value, name: &str, resource: &str) -> Result<Option<String>, BodyError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(it) => Ok(Some(it.clone())),
+        _ => Err(property_error(name, resource)),
+    }
+}
+
+fn boolean(value: &Value, name: &str, resource: &str) -> Result<bool, BodyError> {
+    value.as_bool().ok_or_else(|| property_error(name, resource))
+}
+
+fn string_list(value: &Value, name: &str, resource: &str) -> Result<Vec<String>, BodyError> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items.iter().map(|it| string(it, name, resource)).collect(),
+        _ => Err(property_error(name, resource)),
+    }
+}
+
+fn is_annotation(key: &str, value: &Value, type_name: &str) -> Result<bool, BodyError> {
+    if key == "@odata.type" {
+        let expected = format!("#microsoft.graph.{type_name}");
+        return match value.as_str() {
+            Some(it) if it.eq_ignore_ascii_case(&expected) || it.eq_ignore_ascii_case(&expected[1..]) => Ok(true),
+            _ => Err(format!(
+                "The @odata.type '{value}' does not match the resource type 'microsoft.graph.{type_name}'."
+            )),
+        };
+    }
+    Ok(key.starts_with('@'))
+}
+
+struct PasswordProfile {
+    password: Option<String>,
+    force_change: Option<bool>,
+}
+
+fn password_profile(value: &Value) -> Result<PasswordProfile, BodyError> {
+    let invalid = || property_error("passwordProfile", "User");
+    let object = value.as_object().ok_or_else(invalid)?;
+    let mut res = PasswordProfile { password: None, force_change: None };
+    for (key, value) in object {
+        match key.as_str() {
+            "password" => res.password = Some(value.as_str().ok_or_else(invalid)?.to_owned()),
+            "forceChangePasswordNextSignIn" => res.force_change = Some(value.as_bool().ok_or_else(invalid)?),
+            "forceChangePasswordNextSignInWithMfa" => {
+                value.as_bool().ok_or_else(invalid)?;
+            }
+            k if k.starts_with('@') => (),
+            _ => return Err(unknown_property(key, "passwordProfile")),
+        }
+    }
+    Ok(res)
+}
+
+pub fn user_draft(body: &Value) -> Result<UserDraft, BodyError> {
+    let mut draft = UserDraft::default();
+    for (key, value) in as_object(body)? {
+        if is_annotation(key, value, "user")? {
+            continue;
+        }
+        let r = "User";
+        match key.as_str() {
+            "userPrincipalName" => draft.user_principal_name = Some(string(value, key, r)?),
+            "displayName" => draft.display_name = Some(string(value, key, r)?),
+            "mailNickname" => draft.mail_nickname = Some(string(value, key, r)?),
+            "accountEnabled" => draft.account_enabled = Some(boolean(value, key, r)?),
+            "passwordProfile" => {
+                let profile = password_profile(value)?;
+                draft.password = profile.password;
+                draft.force_change_password_next_sign_in = profile.force_change;
+            }
+            "givenName" => draft.given_name = nullable_string(value, key, r)?,
+            "surname" => draft.surname = nullable_string(value, key, r)?,
+            "mail" => draft.mail = nullable_string(value, key, r)?,
+            "otherMails" => draft.other_mails = string_list(value, key, r)?,
+            "mobilePhone" => draft.mobile_phone = nullable_string(value, key, r)?,
+            "businessPhones" => draft.business_phones = string_list(value, key, r)?,
+            "jobTitle" => draft.job_title = nullable_string(value, key, r)?,
+            "department" => draft.department = nullable_string(value, key, r)?,
+            "usageLocation" => draft.usage_location = nullable_string(value, key, r)?,
+            "id" | "createdDateTime" | "signInSessionsValidFromDateTime" => {
+                return Err(format!("Property '{key}' is read-only and cannot be set."));
+            }
+            _ => return Err(unknown_property(key, "user")),
+        }
+    }
+    Ok(draft)
+}
+
+pub fn user_patch(body: &Value) -> Result<UserPatch, BodyError> {
+    let mut patch = UserPatch::default();
+    for (key, value) in as_object(body)? {
+        if is_annotation(key, value, "user")? {
+            continue;
+        }
+        let r = "User";
+        match key.as_str() {
+            "userPrincipalName" => patch.user_principal_name = Some(string(value, key, r)?),
+            "displayName" => patch.display_name = Some(string(value, key, r)?),
+            "mailNickname" => patch.mail_nickname = Some(string(value, key, r)?),
+            "accountEnabled" => patch.account_enabled = Some(boolean(value, key, r)?),
+            "passwordProfile" => {
+                let profile = password_profile(value)?;
+                patch.password = profile.password;
+                patch.force_change_password_next_sign_in = profile.force_change;
+            }
+            "givenName" => patch.given_name = Some(nullable_string(value, key, r)?),
+            "surname" => patch.surname = Some(nullable_string(value, key, r)?),
+            "mail" => patch.mail = Some(nullable_string(value, key, r)?),
+            "otherMails" => patch.other_mails = Some(string_list(value, key, r)?),
+            "mobilePhone" => patch.mobile_phone = Some(nullable_string(value, key, r)?),
+            "businessPhones" => patch.business_phones = Some(string_list(value, key, r)?),
+            "jobTitle" => patch.job_title = Some(nullable_string(value, key, r)?),
+            "department" => patch.department = Some(nullable_string(value, key, r)?),
+            "usageLocation" => patch.usage_location = Some(nullable_string(value, key, r)?),
+            "id" | "createdDateTime" | "signInSessionsValidFromDateTime" => {
+                return Err(format!("Property '{key}' is read-only and cannot be set."));
+            }
+            _ => return Err(unknown_property(key, "user")),
+        }
+    }
+    Ok(patch)
+}
+
+pub fn group_draft(body: &Value) -> Result<GroupDraft, BodyError> {
+    let mut draft = GroupDraft::default();
+    for (key, value) in as_object(body)? {
+        if is_annotation(key, value, "group")? {
+            continue;
+        }
+        let r = "Group";
+        match key.as_str() {
+            "displayName" => draft.display_name = Some(string(value, key, r)?),
+            "description" => draft.description = nullable_string(value, key, r)?,
+            "mailNickname" => draft.mail_nickname = Some(string(value, key, r)?),
+            "mailEnabled" => draft.mail_enabled = Some(boolean(value, key, r)?),
+            "securityEnabled" => draft.security_enabled = Some(boolean(value, key, r)?),
+            "isAssignableToRole" => draft.is_assignable_to_role = Some(boolean(value, key, r)?),
+            "groupTypes" => draft.group_types = string_list(value, key, r)?,
+            "visibility" => {
+                nullable_string(value, key, r)?;
+            }
+            "id" | "createdDateTime" => return Err(format!("Property '{key}' is read-only and cannot be set.")),
+            _ => return Err(unknown_property(key, "group")),
+        }
+    }
+    Ok(draft)
+}
+
+pub fn group_patch(body: &Value) -> Result<GroupPatch, BodyError> {
+    let mut patch = GroupPatch::default();
+    for (key, value) in as_object(body)? {
+        if is_annotation(key, value, "group")? {
+            continue;
+        }
+        let r = "Group";
+        match key.as_str() {
+            "displayName" => patch.display_name = Some(string(value, key, r)?),
+            "description" => patch.description = Some(nullable_string(value, key, r)?),
+            "mailNickname" => patch.mail_nickname = Some(string(value, key, r)?),
+            "mailEnabled" => patch.mail_enabled = Some(boolean(value, key, r)?),
+            "securityEnabled" => patch.security_enabled = Some(boolean(value, key, r)?),
+            "isAssignableToRole" => patch.is_assignable_to_role = Some(boolean(value, key, r)?),
+            "id" | "createdDateTime" | "groupTypes" => {
+                return Err(format!("Property '{key}' is read-only and cannot be set."));
+            }
+            _ => return Err(unknown_property(key, "group")),
+        }
+    }
+    Ok(patch)
+}
+
+/// The object id named by a `{"@odata.id": ".../directoryObjects/{id}"}` reference body.
+pub fn reference_id(body: &Value) -> Result<String, BodyError> {
+    let invalid = || "The request body must be {\"@odata.id\": \"https://…/v1.0/directoryObjects/{id}\"}.".to_owned();
+    let object = body.as_object().ok_or_else(invalid)?;
+    let url = object.get("@odata.id").and_then(Value::as_str).ok_or_else(invalid)?;
+    let url = url.split(['?', '#']).next().unwrap_or(url).trim_end_matches('/');
+    let id = url.rsplit('/').next().unwrap_or(url);
+    let id = id.strip_prefix("$ref").unwrap_or(id);
+    if id.is_empty() {
+        return Err(invalid());
+    }
+    Ok(id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_bodies_parse_and_refuse_unknown_or_mistyped_properties() {
+        let body = json!({
+            "@odata.type": "#microsoft.graph.user",
+            "accountEnabled": true,
+            "displayName": "Adele",
+            "mailNickname": "adele",
+            "userPrincipalName": "adele@contoso.test",
+            "passwordProfile": {"password": "x", "forceChangePasswordNextSignIn": false},
+            "otherMails": ["a@b.c"],
+        });
+        let draft = user_draft(&body).expect("valid");
+        assert_eq!(draft.password.as_deref(), Some("x"));
+        assert_eq!(draft.force_change_password_next_sign_in, Some(false));
+        assert_eq!(draft.other_mails, ["a@b.c"]);
+        let unknown = user_draft(&json!({"favouriteColour": "red"})).expect_err("unknown");
+        assert!(unknown.contains("favouriteColour"), "{unknown}");
+        assert!(user_draft(&json!({"accountEnabled": "yes"})).is_err());
+        assert!(user_draft(&json!({"@odata.type": "#microsoft.graph.group"})).is_err());
+        let patch = user_patch(&json!({"jobTitle": null, "department": "Sales"})).expect("valid");
+        assert_eq!(patch.job_title, Some(None));
+        assert_eq!(patch.department, Some(Some("Sales".into())));
+        assert_eq!(patch.display_name, None);
+    }
+
+    #[test]
+    fn references_name_the_last_path_segment() {
+        let id = "00000000-0000-0000-0000-000000000001";
+        for url in [
+            format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}"),
+            format!("https://h/v1.0/users/{id}/"),
+            id.to_owned(),
+        ] {
+            assert_eq!(reference_id(&json!({ "@odata.id": url })).as_deref(), Ok(id));
+        }
+        assert!(reference_id(&json!({"id": id})).is_err());
+    }
+}

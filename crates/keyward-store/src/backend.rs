@@ -1,0 +1,1085 @@
+//! The SQLite and PostgreSQL stores. Both are generated from one body by `impl_backend!`, so the
+//! two can only differ in their connection set-up and their migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyward_core::audit::AuditRecord;
+use keyward_core::directory::{Domain, Group, ObjectKind, Tenant, User};
+use keyward_core::ids::ObjectId;
+use keyward_core::query::Plan;
+use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use time::OffsetDateTime;
+
+use crate::error::{StoreError, db};
+use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
+use crate::{
+    AdministrativeUnit, AuditStore, Backend, CredentialStore, Cursor, GroupStore, KeyStore, MemberRef, Page,
+    RoleAssignment, RoleStore, SigningKey, Store, TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
+};
+
+const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
+     users.mail, users.mail_nickname, users.mobile_phone, users.job_title, users.department, users.usage_location, \
+     users.account_enabled, users.created_at, users.sessions_valid_from, users.force_change_password";
+
+const GROUP_COLUMNS: &str = "directory_groups.id, directory_groups.tenant_id, directory_groups.display_name, \
+     directory_groups.description, directory_groups.mail_nickname, directory_groups.mail_enabled, \
+     directory_groups.security_enabled, directory_groups.is_assignable_to_role, directory_groups.group_types_lc, \
+     directory_groups.created_at";
+
+fn oid(raw: &str) -> Result<ObjectId, StoreError> {
+    ObjectId::parse(raw).ok_or_else(|| StoreError::Other(format!("corrupt object id '{raw}'")))
+}
+
+fn lc(value: &Option<String>) -> Option<String> {
+    value.as_ref().map(|it| it.to_lowercase())
+}
+
+fn group_types_lc(group: &Group) -> String {
+    let lowered: Vec<String> = group.group_types.iter().map(|it| it.to_lowercase()).collect();
+    lowered.join(",")
+}
+
+fn group_types_from(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .filter(|it| !it.is_empty())
+        .map(|it| if it == "unified" { "Unified".to_owned() } else { it.to_owned() })
+        .collect()
+}
+
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(it) => query.bind(it),
+                Arg::Int(it) => query.bind(it),
+                Arg::Bool(it) => query.bind(it),
+            };
+        }
+        query
+    }};
+}
+
+macro_rules! impl_backend {
+    ($store:ident, $tx:ident, $db:ty, $pool:ty, $backend:expr, $migrations:expr, $begin_write:expr) => {
+        /// A store on this database.
+        #[derive(Debug, Clone)]
+        pub(crate) struct $store {
+            pool: $pool,
+        }
+
+        /// A transaction on this database.
+        pub(crate) struct $tx(sqlx::Transaction<'static, $db>);
+
+        impl std::fmt::Debug for $tx {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($tx))
+            }
+        }
+
+        impl $store {
+            async fn migrate(pool: &$pool) -> Result<(), StoreError> {
+                sqlx::query(CREATE_TABLE).execute(pool).await.map_err(db)?;
+                let applied: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(pool).await.map_err(db)?;
+                let applied = applied.unwrap_or(0);
+                let known = $migrations.last().map(|it| it.version).unwrap_or(0);
+                if applied > known {
+                    return Err(StoreError::Other(format!(
+                        "the database is at schema version {applied} but this Keyward knows only up to {known}; \
+                         run a newer Keyward (downgrades are not supported)"
+                    )));
+                }
+                for migration in $migrations.iter().filter(|it| it.version > applied) {
+                    tracing::info!(version = migration.version, name = migration.name, "applying migration");
+                    let mut tx = pool.begin().await.map_err(db)?;
+                    sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(db)?;
+                    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                        .bind(migration.version)
+                        .bind(migration.name)
+                        .bind(fmt_ts(OffsetDateTime::now_utc()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
+                let begin = $begin_write;
+                let tx = begin(&self.pool).await.map_err(db)?;
+                Ok(Box::new($tx(tx)))
+            }
+
+            async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
+                let tx = self.pool.begin().await.map_err(db)?;
+                Ok(Box::new($tx(tx)))
+            }
+
+            async fn schema_version(&self) -> Result<i64, StoreError> {
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await.map_err(db)?;
+                Ok(version.unwrap_or(0))
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        #[async_trait]
+        impl Tx for $tx {
+            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+                self.0.commit().await.map_err(db)
+            }
+        }
+
+        impl $tx {
+            fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
+                Ok(User {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    user_principal_name: row.try_get(2).map_err(db)?,
+                    display_name: row.try_get(3).map_err(db)?,
+                    given_name: row.try_get(4).map_err(db)?,
+                    surname: row.try_get(5).map_err(db)?,
+                    mail: row.try_get(6).map_err(db)?,
+                    mail_nickname: row.try_get(7).map_err(db)?,
+                    other_mails: Vec::new(),
+                    mobile_phone: row.try_get(8).map_err(db)?,
+                    business_phones: Vec::new(),
+                    job_title: row.try_get(9).map_err(db)?,
+                    department: row.try_get(10).map_err(db)?,
+                    usage_location: row.try_get(11).map_err(db)?,
+                    account_enabled: row.try_get(12).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(13).map_err(db)?)?,
+                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>(14).map_err(db)?)?,
+                    force_change_password_next_sign_in: row.try_get(15).map_err(db)?,
+                })
+            }
+
+            fn group_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Group, StoreError> {
+                Ok(Group {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    display_name: row.try_get(2).map_err(db)?,
+                    description: row.try_get(3).map_err(db)?,
+                    mail_nickname: row.try_get(4).map_err(db)?,
+                    mail_enabled: row.try_get(5).map_err(db)?,
+                    security_enabled: row.try_get(6).map_err(db)?,
+                    is_assignable_to_role: row.try_get(7).map_err(db)?,
+                    group_types: group_types_from(&row.try_get::<String, _>(8).map_err(db)?),
+                    created: parse_ts(&row.try_get::<String, _>(9).map_err(db)?)?,
+                })
+            }
+
+            /// Fills in the multi-valued properties of a batch of users.
+            async fn load_user_values(&mut self, users: &mut [User]) -> Result<(), StoreError> {
+                if users.is_empty() {
+                    return Ok(());
+                }
+                let mut sql = Sql::new("SELECT user_id, kind, value FROM user_values WHERE user_id IN (");
+                for (idx, user) in users.iter().enumerate() {
+                    if idx > 0 {
+                        sql.push(", ");
+                    }
+                    sql.arg(Arg::Text(user.id.to_string()));
+                }
+                sql.push(") ORDER BY user_id, kind, position");
+                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                let rows = query.fetch_all(&mut *self.0).await.map_err(db)?;
+                for row in rows {
+                    let user_id: String = row.try_get(0).map_err(db)?;
+                    let kind: String = row.try_get(1).map_err(db)?;
+                    let value: String = row.try_get(2).map_err(db)?;
+                    let Some(user) = users.iter_mut().find(|it| it.id.as_str() == user_id) else { continue };
+                    match kind.as_str() {
+                        "otherMails" => user.other_mails.push(value),
+                        "businessPhones" => user.business_phones.push(value),
+                        _ => (),
+                    }
+                }
+                Ok(())
+            }
+
+            async fn store_user_values(&mut self, user: &User) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM user_values WHERE user_id = $1")
+                    .bind(user.id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let lists = [("otherMails", &user.other_mails), ("businessPhones", &user.business_phones)];
+                for (kind, values) in lists {
+                    for (position, value) in values.iter().enumerate() {
+                        sqlx::query("INSERT INTO user_values (user_id, kind, position, value, value_lc) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(user.id.as_str())
+                            .bind(kind)
+                            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                            .bind(value)
+                            .bind(value.to_lowercase())
+                            .execute(&mut *self.0)
+                            .await
+                            .map_err(db)?;
+                    }
+                }
+                Ok(())
+            }
+
+            /// Runs a keyset-paged list query over `table` and returns raw rows plus the next cursor.
+            async fn list_rows(
+                &mut self,
+                table: Table,
+                columns: &str,
+                tenant: &ObjectId,
+                plan: &Plan,
+                after: Option<&Cursor>,
+            ) -> Result<(Vec<<$db as sqlx::Database>::Row>, Option<u64>), StoreError> {
+                let id_col = format!("{}.id", table.name);
+                let sort = match &plan.order_by {
+                    Some(order) => Some((sort_expr(table, order.property)?, order.is_descending)),
+                    None => None,
+                };
+                let mut sql = Sql::new(&format!("SELECT {columns} FROM {} WHERE {}.tenant_id = ", table.name, table.name));
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_conditions(&mut sql, table, plan)?;
+                let count = if plan.count {
+                    let count_text = sql.text.replacen(&format!("SELECT {columns} FROM"), "SELECT COUNT(*) FROM", 1);
+                    let query = bind_args!(sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_text)), sql.args.clone());
+                    let n: i64 = query.fetch_one(&mut *self.0).await.map_err(db)?;
+                    Some(u64::try_from(n).unwrap_or(0))
+                } else {
+                    None
+                };
+                let is_descending = sort.as_ref().is_some_and(|it| it.1);
+                let cmp = if is_descending { "<" } else { ">" };
+                if let Some(cursor) = after {
+                    match &sort {
+                        Some((expr, _)) => {
+                            sql.push(&format!(" AND ({expr} {cmp} "));
+                            sql.arg(Arg::Text(cursor.sort_key.clone()));
+                            sql.push(&format!(" OR ({expr} = "));
+                            sql.arg(Arg::Text(cursor.sort_key.clone()));
+                            sql.push(&format!(" AND {id_col} {cmp} "));
+                            sql.arg(Arg::Text(cursor.id.clone()));
+                            sql.push("))");
+                        }
+                        None => {
+                            sql.push(&format!(" AND {id_col} {cmp} "));
+                            sql.arg(Arg::Text(cursor.id.clone()));
+                        }
+                    }
+                }
+                let direction = if is_descending { "DESC" } else { "ASC" };
+                match &sort {
+                    Some((expr, _)) => sql.push(&format!(" ORDER BY {expr} {direction}, {id_col} {direction}")),
+                    None => sql.push(&format!(" ORDER BY {id_col} {direction}")),
+                }
+                sql.push(" LIMIT ");
+                sql.arg(Arg::Int(i64::try_from(plan.top + 1).unwrap_or(i64::MAX)));
+                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                let rows = query.fetch_all(&mut *self.0).await.map_err(db)?;
+                Ok((rows, count))
+            }
+
+            async fn list_refs(
+                &mut self,
+                sql_text: &'static str,
+                group: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<MemberRef>, StoreError> {
+                let rows = sqlx::query(sql_text)
+                    .bind(group.as_str())
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get(1).map_err(db)?;
+                        Ok(MemberRef {
+                            id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                            kind: ObjectKind::parse(&kind).ok_or_else(|| StoreError::Other(format!("corrupt kind '{kind}'")))?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+
+        fn next_cursor<T>(items: &mut Vec<T>, plan: &Plan, key: impl Fn(&T) -> (String, String)) -> Option<Cursor> {
+            if items.len() <= plan.top {
+                return None;
+            }
+            items.truncate(plan.top);
+            items.last().map(|it| {
+                let (sort_key, id) = key(it);
+                Cursor { sort_key: if plan.order_by.is_some() { sort_key } else { String::new() }, id }
+            })
+        }
+
+        #[async_trait]
+        impl TenantStore for $tx {
+            async fn insert_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO tenants (id, display_name, created_at) VALUES ($1, $2, $3)")
+                    .bind(tenant.id.as_str())
+                    .bind(&tenant.display_name)
+                    .bind(fmt_ts(tenant.created))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                for domain in &tenant.domains {
+                    sqlx::query("INSERT INTO domains (name, tenant_id, is_default, is_initial) VALUES ($1, $2, $3, $4)")
+                        .bind(domain.name.to_lowercase())
+                        .bind(tenant.id.as_str())
+                        .bind(domain.is_default)
+                        .bind(domain.is_initial)
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                }
+                Ok(())
+            }
+
+            async fn get_tenant(&mut self, id: &ObjectId) -> Result<Option<Tenant>, StoreError> {
+                let row = sqlx::query("SELECT id, display_name, created_at FROM tenants WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                let domains = sqlx::query("SELECT name, is_default, is_initial FROM domains WHERE tenant_id = $1 ORDER BY name")
+                    .bind(id.as_str())
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(Some(Tenant {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    display_name: row.try_get(1).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    domains: domains
+                        .iter()
+                        .map(|it| {
+                            Ok(Domain {
+                                name: it.try_get(0).map_err(db)?,
+                                is_default: it.try_get(1).map_err(db)?,
+                                is_initial: it.try_get(2).map_err(db)?,
+                            })
+                        })
+                        .collect::<Result<_, StoreError>>()?,
+                }))
+            }
+
+            async fn list_tenants(&mut self) -> Result<Vec<Tenant>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id")
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let mut res = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(tenant) = self.get_tenant(&oid(&id)?).await? {
+                        res.push(tenant);
+                    }
+                }
+                Ok(res)
+            }
+        }
+
+        #[async_trait]
+        impl UserStore for $tx {
+            async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO users (id, tenant_id, upn, upn_lc, display_name, display_name_lc, given_name, given_name_lc, \
+                     surname, surname_lc, mail, mail_lc, mail_nickname, mail_nickname_lc, mobile_phone, mobile_phone_lc, \
+                     job_title, job_title_lc, department, department_lc, usage_location, usage_location_lc, account_enabled, \
+                     created_at, sessions_valid_from, force_change_password, password_hash) VALUES ($1, $2, $3, $4, $5, $6, \
+                     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+                )
+                .bind(user.id.as_str())
+                .bind(user.tenant_id.as_str())
+                .bind(&user.user_principal_name)
+                .bind(user.user_principal_name.to_lowercase())
+                .bind(&user.display_name)
+                .bind(user.display_name.to_lowercase())
+                .bind(&user.given_name)
+                .bind(lc(&user.given_name))
+                .bind(&user.surname)
+                .bind(lc(&user.surname))
+                .bind(&user.mail)
+                .bind(lc(&user.mail))
+                .bind(&user.mail_nickname)
+                .bind(user.mail_nickname.to_lowercase())
+                .bind(&user.mobile_phone)
+                .bind(lc(&user.mobile_phone))
+                .bind(&user.job_title)
+                .bind(lc(&user.job_title))
+                .bind(&user.department)
+                .bind(lc(&user.department))
+                .bind(&user.usage_location)
+                .bind(lc(&user.usage_location))
+                .bind(user.account_enabled)
+                .bind(fmt_ts(user.created))
+                .bind(fmt_ts(user.sign_in_sessions_valid_from))
+                .bind(user.force_change_password_next_sign_in)
+                .bind(password_hash)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                self.store_user_values(user).await
+            }
+
+            async fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE users SET upn = $2, upn_lc = $3, display_name = $4, display_name_lc = $5, given_name = $6, \
+                     given_name_lc = $7, surname = $8, surname_lc = $9, mail = $10, mail_lc = $11, mail_nickname = $12, \
+                     mail_nickname_lc = $13, mobile_phone = $14, mobile_phone_lc = $15, job_title = $16, job_title_lc = $17, \
+                     department = $18, department_lc = $19, usage_location = $20, usage_location_lc = $21, \
+                     account_enabled = $22, sessions_valid_from = $23, force_change_password = $24 WHERE id = $1",
+                )
+                .bind(user.id.as_str())
+                .bind(&user.user_principal_name)
+                .bind(user.user_principal_name.to_lowercase())
+                .bind(&user.display_name)
+                .bind(user.display_name.to_lowercase())
+                .bind(&user.given_name)
+                .bind(lc(&user.given_name))
+                .bind(&user.surname)
+                .bind(lc(&user.surname))
+                .bind(&user.mail)
+                .bind(lc(&user.mail))
+                .bind(&user.mail_nickname)
+                .bind(user.mail_nickname.to_lowercase())
+                .bind(&user.mobile_phone)
+                .bind(lc(&user.mobile_phone))
+                .bind(&user.job_title)
+                .bind(lc(&user.job_title))
+                .bind(&user.department)
+                .bind(lc(&user.department))
+                .bind(&user.usage_location)
+                .bind(lc(&user.usage_location))
+                .bind(user.account_enabled)
+                .bind(fmt_ts(user.sign_in_sessions_valid_from))
+                .bind(user.force_change_password_next_sign_in)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                self.store_user_values(user).await
+            }
+
+            async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                let mut users = vec![Self::user_from_row(&row)?];
+                self.load_user_values(&mut users).await?;
+                Ok(users.pop())
+            }
+
+            async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND upn_lc = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(upn.to_lowercase())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                let mut users = vec![Self::user_from_row(&row)?];
+                self.load_user_values(&mut users).await?;
+                Ok(users.pop())
+            }
+
+            async fn list_users(&mut self, tenant: &ObjectId, plan: &Plan, after: Option<&Cursor>) -> Result<Page<User>, StoreError> {
+                let (rows, count) = self.list_rows(USERS, USER_COLUMNS, tenant, plan, after).await?;
+                let mut items = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
+                let next = next_cursor(&mut items, plan, |user| {
+                    let key = match plan.order_by.map(|it| it.property) {
+                        Some("createdDateTime") => fmt_ts(user.created),
+                        Some("userPrincipalName") => user.user_principal_name.to_lowercase(),
+                        Some("givenName") => user.given_name.clone().unwrap_or_default().to_lowercase(),
+                        Some("surname") => user.surname.clone().unwrap_or_default().to_lowercase(),
+                        Some("mail") => user.mail.clone().unwrap_or_default().to_lowercase(),
+                        Some("jobTitle") => user.job_title.clone().unwrap_or_default().to_lowercase(),
+                        Some("department") => user.department.clone().unwrap_or_default().to_lowercase(),
+                        _ => user.display_name.to_lowercase(),
+                    };
+                    (key, user.id.to_string())
+                });
+                self.load_user_values(&mut items).await?;
+                Ok(Page { items, next, count })
+            }
+        }
+
+        #[async_trait]
+        impl GroupStore for $tx {
+            async fn insert_group(&mut self, group: &Group) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO directory_groups (id, tenant_id, display_name, display_name_lc, description, description_lc, \
+                     mail_nickname, mail_nickname_lc, mail_enabled, security_enabled, is_assignable_to_role, group_types_lc, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(group.id.as_str())
+                .bind(group.tenant_id.as_str())
+                .bind(&group.display_name)
+                .bind(group.display_name.to_lowercase())
+                .bind(&group.description)
+                .bind(lc(&group.description))
+                .bind(&group.mail_nickname)
+                .bind(group.mail_nickname.to_lowercase())
+                .bind(group.mail_enabled)
+                .bind(group.security_enabled)
+                .bind(group.is_assignable_to_role)
+                .bind(group_types_lc(group))
+                .bind(fmt_ts(group.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn update_group(&mut self, group: &Group) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE directory_groups SET display_name = $2, display_name_lc = $3, description = $4, description_lc = $5, \
+                     mail_nickname = $6, mail_nickname_lc = $7, security_enabled = $8 WHERE id = $1",
+                )
+                .bind(group.id.as_str())
+                .bind(&group.display_name)
+                .bind(group.display_name.to_lowercase())
+                .bind(&group.description)
+                .bind(lc(&group.description))
+                .bind(&group.mail_nickname)
+                .bind(group.mail_nickname.to_lowercase())
+                .bind(group.security_enabled)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM directory_groups WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn get_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError> {
+                let sql = format!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND id = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                row.as_ref().map(Self::group_from_row).transpose()
+            }
+
+            async fn list_groups(&mut self, tenant: &ObjectId, plan: &Plan, after: Option<&Cursor>) -> Result<Page<Group>, StoreError> {
+                let (rows, count) = self.list_rows(GROUPS, GROUP_COLUMNS, tenant, plan, after).await?;
+                let mut items = rows.iter().map(Self::group_from_row).collect::<Result<Vec<_>, _>>()?;
+                let next = next_cursor(&mut items, plan, |group| {
+                    let key = match plan.order_by.map(|it| it.property) {
+                        Some("createdDateTime") => fmt_ts(group.created),
+                        _ => group.display_name.to_lowercase(),
+                    };
+                    (key, group.id.to_string())
+                });
+                Ok(Page { items, next, count })
+            }
+
+            async fn insert_member(&mut self, group: &ObjectId, member: &MemberRef) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO group_members (group_id, member_id, member_kind) VALUES ($1, $2, $3)")
+                    .bind(group.as_str())
+                    .bind(member.id.as_str())
+                    .bind(member.kind.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+                    .bind(group.as_str())
+                    .bind(member.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn is_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar("SELECT member_id FROM group_members WHERE group_id = $1 AND member_id = $2")
+                    .bind(group.as_str())
+                    .bind(member.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(found.is_some())
+            }
+
+            async fn list_members(&mut self, group: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
+                self.list_refs(
+                    "SELECT member_id, member_kind FROM group_members WHERE group_id = $1 AND member_id > $2 ORDER BY member_id LIMIT $3",
+                    group,
+                    after,
+                    limit,
+                )
+                .await
+            }
+
+            async fn insert_owner(&mut self, group: &ObjectId, owner: &MemberRef) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO group_owners (group_id, owner_id, owner_kind) VALUES ($1, $2, $3)")
+                    .bind(group.as_str())
+                    .bind(owner.id.as_str())
+                    .bind(owner.kind.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM group_owners WHERE group_id = $1 AND owner_id = $2")
+                    .bind(group.as_str())
+                    .bind(owner.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn is_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar("SELECT owner_id FROM group_owners WHERE group_id = $1 AND owner_id = $2")
+                    .bind(group.as_str())
+                    .bind(owner.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(found.is_some())
+            }
+
+            async fn list_owners(&mut self, group: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
+                self.list_refs(
+                    "SELECT owner_id, owner_kind FROM group_owners WHERE group_id = $1 AND owner_id > $2 ORDER BY owner_id LIMIT $3",
+                    group,
+                    after,
+                    limit,
+                )
+                .await
+            }
+
+            async fn list_member_of(&mut self, member: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<ObjectId>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT group_id FROM group_members WHERE member_id = $1 AND group_id > $2 ORDER BY group_id LIMIT $3",
+                )
+                .bind(member.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                ids.iter().map(|it| oid(it)).collect()
+            }
+
+            async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError> {
+                for sql in [
+                    "DELETE FROM group_members WHERE member_id = $1",
+                    "DELETE FROM group_owners WHERE owner_id = $1",
+                    "DELETE FROM administrative_unit_members WHERE member_id = $1",
+                ] {
+                    sqlx::query(sql).bind(object.as_str()).execute(&mut *self.0).await.map_err(db)?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl RoleStore for $tx {
+            async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO role_assignments (id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&assignment.id)
+                .bind(assignment.tenant_id.as_str())
+                .bind(assignment.principal_id.as_str())
+                .bind(assignment.role_definition_id.to_lowercase())
+                .bind(&assignment.directory_scope_id)
+                .bind(fmt_ts(assignment.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn list_role_assignments_for(&mut self, tenant: &ObjectId, principal: &ObjectId) -> Result<Vec<RoleAssignment>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at FROM role_assignments \
+                     WHERE tenant_id = $1 AND (principal_id = $2 OR principal_id IN \
+                     (SELECT group_id FROM group_members WHERE member_id = $2)) ORDER BY id",
+                )
+                .bind(tenant.as_str())
+                .bind(principal.as_str())
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(RoleAssignment {
+                            id: row.try_get(0).map_err(db)?,
+                            tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                            principal_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
+                            role_definition_id: row.try_get(3).map_err(db)?,
+                            directory_scope_id: row.try_get(4).map_err(db)?,
+                            created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM role_assignments WHERE principal_id = $1")
+                    .bind(principal.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO administrative_units (id, tenant_id, display_name, description, is_member_management_restricted, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(unit.id.as_str())
+                .bind(unit.tenant_id.as_str())
+                .bind(&unit.display_name)
+                .bind(&unit.description)
+                .bind(unit.is_member_management_restricted)
+                .bind(fmt_ts(unit.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_administrative_unit_member(&mut self, unit: &ObjectId, member: &MemberRef) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO administrative_unit_members (unit_id, member_id, member_kind) VALUES ($1, $2, $3)")
+                    .bind(unit.as_str())
+                    .bind(member.id.as_str())
+                    .bind(member.kind.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl CredentialStore for $tx {
+            async fn get_password_hash(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {
+                let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(hash.flatten())
+            }
+
+            async fn set_password_hash(&mut self, user: &ObjectId, hash: &str) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(user.as_str())
+                    .bind(hash)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn put_temporary_access_pass(&mut self, pass: &TemporaryAccessPass) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
+                    .bind(pass.user_id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO temporary_access_passes (id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, \
+                     is_usable_once, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(pass.id.as_str())
+                .bind(pass.user_id.as_str())
+                .bind(&pass.pass_sha256)
+                .bind(fmt_ts(pass.created))
+                .bind(fmt_ts(pass.start))
+                .bind(pass.lifetime_minutes)
+                .bind(pass.is_usable_once)
+                .bind(pass.used_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_temporary_access_pass(&mut self, user: &ObjectId) -> Result<Option<TemporaryAccessPass>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, is_usable_once, used_at \
+                     FROM temporary_access_passes WHERE user_id = $1",
+                )
+                .bind(user.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(TemporaryAccessPass {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    user_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    pass_sha256: row.try_get(2).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
+                    start: parse_ts(&row.try_get::<String, _>(4).map_err(db)?)?,
+                    lifetime_minutes: row.try_get(5).map_err(db)?,
+                    is_usable_once: row.try_get(6).map_err(db)?,
+                    used_at: row.try_get::<Option<String>, _>(7).map_err(db)?.as_deref().map(parse_ts).transpose()?,
+                }))
+            }
+        }
+
+        #[async_trait]
+        impl KeyStore for $tx {
+            async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, algorithm, sealed_private_key, public_key, created_at, activated_at, retired_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.sealed_private_key)
+                .bind(&key.public_key)
+                .bind(fmt_ts(key.created))
+                .bind(key.activated.map(fmt_ts))
+                .bind(key.retired.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn list_signing_keys(&mut self) -> Result<Vec<SigningKey>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, algorithm, sealed_private_key, public_key, created_at, activated_at, retired_at \
+                     FROM signing_keys ORDER BY created_at, kid",
+                )
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let time = |raw: Option<String>| raw.as_deref().map(parse_ts).transpose();
+                rows.iter()
+                    .map(|row| {
+                        Ok(SigningKey {
+                            kid: row.try_get(0).map_err(db)?,
+                            algorithm: row.try_get(1).map_err(db)?,
+                            sealed_private_key: row.try_get(2).map_err(db)?,
+                            public_key: row.try_get(3).map_err(db)?,
+                            created: parse_ts(&row.try_get::<String, _>(4).map_err(db)?)?,
+                            activated: time(row.try_get(5).map_err(db)?)?,
+                            retired: time(row.try_get(6).map_err(db)?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn activate_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE signing_keys SET activated_at = $2 WHERE kid = $1")
+                    .bind(kid)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn retire_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL")
+                    .bind(kid)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+        }
+
+        #[async_trait]
+        impl AuditStore for $tx {
+            async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+                let initiator = match &record.initiated_by {
+                    keyward_core::audit::Initiator::User { id, .. } => Some(id.to_string()),
+                    keyward_core::audit::Initiator::App { service_principal_id, .. } => service_principal_id.as_ref().map(ToString::to_string),
+                };
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
+                     result, initiator_id, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+                )
+                .bind(&record.id)
+                .bind(record.tenant_id.as_str())
+                .bind(fmt_ts(record.activity_date_time))
+                .bind(&record.correlation_id)
+                .bind(&record.category)
+                .bind(&record.activity_display_name)
+                .bind(record.result.as_str())
+                .bind(initiator)
+                .bind(audit_json::to_json(record))
+                .fetch_one(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let mut seen: Vec<&ObjectId> = Vec::new();
+                for target in &record.target_resources {
+                    if seen.contains(&&target.id) {
+                        continue;
+                    }
+                    seen.push(&target.id);
+                    sqlx::query("INSERT INTO audit_targets (audit_seq, target_id) VALUES ($1, $2)")
+                        .bind(seq)
+                        .bind(target.id.as_str())
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                }
+                Ok(())
+            }
+
+            async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+                let records: Vec<String> = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2")
+                    .bind(tenant.as_str())
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                records.iter().map(|it| audit_json::from_json(it)).collect()
+            }
+
+            async fn list_audit_for_target(&mut self, tenant: &ObjectId, target: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+                let records: Vec<String> = sqlx::query_scalar(
+                    "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
+                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.audit_seq DESC LIMIT $3",
+                )
+                .bind(target.as_str())
+                .bind(tenant.as_str())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                records.iter().map(|it| audit_json::from_json(it)).collect()
+            }
+        }
+    };
+}
+
+mod sqlite_impl {
+    use super::*;
+
+    async fn begin_immediate(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    impl_backend!(
+        SqliteStore,
+        SqliteTx,
+        sqlx::Sqlite,
+        sqlx::SqlitePool,
+        Backend::Sqlite,
+        MIGRATIONS_SQLITE,
+        begin_immediate
+    );
+
+    impl SqliteStore {
+        /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
+        pub(crate) async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(db)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("cache_size", "-65536");
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db)?;
+            Self::migrate(&pool).await?;
+            Ok(SqliteStore { pool })
+        }
+    }
+}
+
+mod postgres_impl {
+    use super::*;
+
+    async fn begin(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    impl_backend!(
+        PostgresStore,
+        PostgresTx,
+        sqlx::Postgres,
+        sqlx::PgPool,
+        Backend::Postgres,
+        MIGRATIONS_POSTGRES,
+        begin
+    );
+
+    impl PostgresStore {
+        /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so
+        /// several nodes can start at once).
+        pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(db)?;
+            let mut lock_conn = pool.acquire().await.map_err(db)?;
+            sqlx::query("SELECT pg_advisory_lock(7007001)").execute(&mut *lock_conn).await.map_err(db)?;
+            let migrated = Self::migrate(&pool).await;
+            sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await.map_err(db)?;
+            migrated?;
+            Ok(PostgresStore { pool })
+        }
+    }
+}
+
+pub(crate) use postgres_impl::PostgresStore;
+pub(crate) use sqlite_impl::SqliteStore;

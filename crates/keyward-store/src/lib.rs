@@ -1,0 +1,302 @@
+//! Keyward persistence.
+//!
+//! One store trait family ([`Store`] hands out a [`Tx`], which combines the role traits
+//! [`TenantStore`], [`UserStore`], [`GroupStore`], [`RoleStore`], [`CredentialStore`], [`KeyStore`]
+//! and [`AuditStore`]) with a SQLite and a PostgreSQL implementation generated from one body.
+//!
+//! Invariants: no business rules live here; every public signature uses core or store types, never
+//! driver types; every migration exists for both dialects under the same number.
+#![forbid(unsafe_code)]
+
+mod audit_json;
+mod backend;
+mod error;
+mod migrate;
+mod sql;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyward_core::audit::AuditRecord;
+use keyward_core::directory::{Group, ObjectKind, Tenant, User};
+use keyward_core::ids::ObjectId;
+use keyward_core::query::Plan;
+use time::OffsetDateTime;
+
+pub use crate::error::StoreError;
+pub use crate::migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database: the entry point of the store trait family.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+    /// Starts a transaction that may write. On SQLite it takes the write lock at once.
+    async fn write(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// Starts a read-only transaction (a consistent snapshot).
+    async fn read(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// The highest applied migration.
+    async fn schema_version(&self) -> Result<i64, StoreError>;
+    /// Closes every connection; used at shutdown.
+    async fn close(&self);
+}
+
+/// A transaction: every store operation happens inside one, and nothing is visible to others until
+/// [`Tx::commit`]. Dropping it without committing rolls back.
+#[async_trait]
+pub trait Tx:
+    TenantStore + UserStore + GroupStore + RoleStore + CredentialStore + KeyStore + AuditStore + Send
+{
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A page of a collection and where the next page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+    pub count: Option<u64>,
+}
+
+/// A keyset position: the sort key of the last item (empty when ordered by id) and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub sort_key: String,
+    pub id: String,
+}
+
+/// A member or owner reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef {
+    pub kind: ObjectKind,
+    pub id: ObjectId,
+}
+
+/// A role assignment row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub principal_id: ObjectId,
+    pub role_definition_id: String,
+    pub directory_scope_id: String,
+    pub created: OffsetDateTime,
+}
+
+/// An administrative unit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdministrativeUnit {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub is_member_management_restricted: bool,
+    pub created: OffsetDateTime,
+}
+
+/// A Temporary Access Pass row; only a SHA-256 of the pass is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemporaryAccessPass {
+    pub id: ObjectId,
+    pub user_id: ObjectId,
+    pub pass_sha256: Vec<u8>,
+    pub created: OffsetDateTime,
+    pub start: OffsetDateTime,
+    pub lifetime_minutes: i64,
+    pub is_usable_once: bool,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A token signing key; the private half is sealed by the app before it reaches the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub sealed_private_key: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created: OffsetDateTime,
+    pub activated: Option<OffsetDateTime>,
+    pub retired: Option<OffsetDateTime>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created", &self.created)
+            .field("activated", &self.activated)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tenants and their verified domains.
+#[async_trait]
+pub trait TenantStore: Send {
+    async fn insert_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn get_tenant(&mut self, id: &ObjectId) -> Result<Option<Tenant>, StoreError>;
+    /// All tenants, oldest first.
+    async fn list_tenants(&mut self) -> Result<Vec<Tenant>, StoreError>;
+}
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send {
+    async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError>;
+    /// Replaces every property of an existing user (not its password).
+    async fn update_user(&mut self, user: &User) -> Result<(), StoreError>;
+    async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
+    /// Finds a user by user principal name, case-insensitively.
+    async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError>;
+    async fn list_users(
+        &mut self,
+        tenant: &ObjectId,
+        plan: &Plan,
+        after: Option<&Cursor>,
+    ) -> Result<Page<User>, StoreError>;
+}
+
+/// Groups, their members and owners.
+#[async_trait]
+pub trait GroupStore: Send {
+    async fn insert_group(&mut self, group: &Group) -> Result<(), StoreError>;
+    async fn update_group(&mut self, group: &Group) -> Result<(), StoreError>;
+    async fn delete_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    async fn get_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError>;
+    async fn list_groups(
+        &mut self,
+        tenant: &ObjectId,
+        plan: &Plan,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Group>, StoreError>;
+    async fn insert_member(&mut self, group: &ObjectId, member: &MemberRef) -> Result<(), StoreError>;
+    /// Removes a member; `NotFound` when it was not a member.
+    async fn delete_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<(), StoreError>;
+    async fn is_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<bool, StoreError>;
+    /// Members ordered by id, starting after `after`.
+    async fn list_members(
+        &mut self,
+        group: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError>;
+    async fn insert_owner(&mut self, group: &ObjectId, owner: &MemberRef) -> Result<(), StoreError>;
+    async fn delete_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<(), StoreError>;
+    async fn is_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<bool, StoreError>;
+    async fn list_owners(
+        &mut self,
+        group: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError>;
+    /// The groups `member` is a direct member of, ordered by id, starting after `after`.
+    async fn list_member_of(
+        &mut self,
+        member: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError>;
+    /// Removes `object` from every group's members and owners (when the object is deleted).
+    async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError>;
+}
+
+/// Role assignments and administrative units.
+#[async_trait]
+pub trait RoleStore: Send {
+    async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError>;
+    /// The assignments that apply to a user: made to the user directly or to a group the user is a
+    /// direct member of.
+    async fn list_role_assignments_for(
+        &mut self,
+        tenant: &ObjectId,
+        principal: &ObjectId,
+    ) -> Result<Vec<RoleAssignment>, StoreError>;
+    async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError>;
+    async fn insert_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError>;
+    async fn insert_administrative_unit_member(
+        &mut self,
+        unit: &ObjectId,
+        member: &MemberRef,
+    ) -> Result<(), StoreError>;
+}
+
+/// Passwords and Temporary Access Passes.
+#[async_trait]
+pub trait CredentialStore: Send {
+    async fn get_password_hash(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError>;
+    async fn set_password_hash(&mut self, user: &ObjectId, hash: &str) -> Result<(), StoreError>;
+    /// Stores a pass, replacing the user's previous one.
+    async fn put_temporary_access_pass(&mut self, pass: &TemporaryAccessPass) -> Result<(), StoreError>;
+    async fn get_temporary_access_pass(&mut self, user: &ObjectId) -> Result<Option<TemporaryAccessPass>, StoreError>;
+}
+
+/// Token signing keys.
+#[async_trait]
+pub trait KeyStore: Send {
+    async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError>;
+    /// Every key, oldest first.
+    async fn list_signing_keys(&mut self) -> Result<Vec<SigningKey>, StoreError>;
+    async fn activate_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    async fn retire_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// Audit records (append-only).
+#[async_trait]
+pub trait AuditStore: Send {
+    async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The newest records of a tenant, newest first.
+    async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The newest records naming `target` among their targets, newest first.
+    async fn list_audit_for_target(
+        &mut self,
+        tenant: &ObjectId,
+        target: &ObjectId,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`) and applies migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(backend::SqliteStore::open(url).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(backend::PostgresStore::open(url).await?));
+    }
+    Err(StoreError::Other(format!(
+        "unsupported database URL scheme in '{}': use sqlite://PATH or postgres://USER@HOST/DB",
+        redact_url(url)
+    )))
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_in_database_urls() {
+        assert_eq!(super::redact_url("postgres://kw:s3cret@db:5432/kw"), "postgres://kw:***@db:5432/kw");
+        assert_eq!(super::redact_url("postgres://kw@db/kw"), "postgres://kw@db/kw");
+        assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

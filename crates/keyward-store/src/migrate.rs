@@ -1,0 +1,63 @@
+//! Numbered migrations, one list per dialect, embedded in the binary.
+
+/// One migration: its number, its name, and its SQL for one dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// SQLite migrations, in order.
+pub const MIGRATIONS_SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_directory.sql",
+    sql: include_str!("../migrations/sqlite/0001_directory.sql"),
+}];
+
+/// PostgreSQL migrations, in order; same numbers and names as SQLite.
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_directory.sql",
+    sql: include_str!("../migrations/postgres/0001_directory.sql"),
+}];
+
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    fn files(dialect: &str) -> BTreeSet<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+        std::fs::read_dir(dir)
+            .expect("migrations directory")
+            .map(|it| it.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn both_dialects_have_the_same_numbered_migrations_and_embed_them_all() {
+        assert_eq!(files("sqlite"), files("postgres"), "migrations/sqlite and migrations/postgres diverge");
+        let embedded = |list: &[Migration]| -> BTreeSet<String> { list.iter().map(|it| it.name.to_owned()).collect() };
+        assert_eq!(embedded(MIGRATIONS_SQLITE), files("sqlite"), "a migration file is not embedded");
+        assert_eq!(embedded(MIGRATIONS_POSTGRES), files("postgres"), "a migration file is not embedded");
+        for list in [MIGRATIONS_SQLITE, MIGRATIONS_POSTGRES] {
+            for (idx, migration) in list.iter().enumerate() {
+                let expected = i64::try_from(idx).expect("small") + 1;
+                assert_eq!(migration.version, expected, "{} is out of sequence", migration.name);
+                assert!(
+                    migration.name.starts_with(&format!("{expected:04}_")),
+                    "{} must start with its number",
+                    migration.name
+                );
+            }
+        }
+        let versions =
+            |list: &[Migration]| -> Vec<(i64, &str)> { list.iter().map(|it| (it.version, it.name)).collect() };
+        assert_eq!(versions(MIGRATIONS_SQLITE), versions(MIGRATIONS_POSTGRES));
+    }
+}

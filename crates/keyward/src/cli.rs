@@ -1,0 +1,373 @@
+//! Command-line interface.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keyward_app::{
+    App, AppConfig, BootstrapOutcome, BootstrapRequest, HashParams, KeyRing, PasswordHasher, SystemClock,
+};
+use tracing_subscriber::EnvFilter;
+
+/// Keyward: a self-hosted identity service with Entra's delegated MFA administration and a
+/// Microsoft Graph-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (creates the tenant and its first Global Administrator on first start).
+    Serve(ServeArgs),
+    /// Print an access token for a user, for scripts and tests (signed with the server's keys).
+    Token(TokenArgs),
+    /// Manage token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their state.
+    List(StoreArgs),
+    /// Generate a new signing key and make it active; older keys keep verifying until retired.
+    Rotate(StoreArgs),
+    /// Retire a key: it leaves the JWKS and tokens it signed stop verifying.
+    Retire {
+        /// The key id (`kid`) to retire.
+        kid: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+struct StoreArgs {
+    /// Directory for the SQLite database and the key-encryption key (keyward.key).
+    #[arg(long, env = "KEYWARD_DATA_DIR", default_value = "./keyward-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB [default: SQLite in the data dir].
+    #[arg(long, env = "KEYWARD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// External base URL used in issuers and links [default: derived from --listen].
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "KEYWARD_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYWARD_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seed a demo tenant (administrators, users, a role-assignable group, an administrative unit)
+    /// and print the sign-in names and passwords.
+    #[arg(long)]
+    demo: bool,
+    /// Log format.
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// First start only: user principal name of the first Global Administrator; its domain becomes
+    /// the tenant's verified domain.
+    #[arg(long, env = "KEYWARD_BOOTSTRAP_ADMIN_UPN", value_name = "UPN")]
+    bootstrap_admin_upn: Option<String>,
+    /// First start only: that administrator's password (without it, a one-time Temporary Access
+    /// Pass is printed).
+    #[arg(long, env = "KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    bootstrap_admin_password: Option<String>,
+    /// First start only: the tenant's domain when no bootstrap UPN is given (admin@DOMAIN is created).
+    #[arg(long, env = "KEYWARD_TENANT_DOMAIN", default_value = "keyward.test", value_name = "DOMAIN")]
+    tenant_domain: String,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// User principal name of the user to issue the token for.
+    #[arg(long, value_name = "UPN")]
+    upn: String,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The server's external base URL (the token's issuer must match the server's).
+    #[arg(long, env = "KEYWARD_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// The server's listen address, to derive the public URL when --public-url is not given.
+    #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Token lifetime in minutes.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    lifetime_minutes: u32,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => LogFormat::Human,
+    };
+    init_logging(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(it) => it,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Token(args) => token(args).await,
+            Command::Keys { command } => keys(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Writes a line to standard output (the console the operator reads).
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+fn public_url(explicit: Option<&str>, listen: SocketAddr, is_tls: bool) -> anyhow::Result<String> {
+    if let Some(url) = explicit {
+        let url = url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--public-url '{url}' must start with http:// or https://");
+        }
+        return Ok(url.to_owned());
+    }
+    let scheme = if is_tls { "https" } else { "http" };
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Ok(format!("{scheme}://{host}:{}", listen.port()))
+}
+
+/// Reads the key-encryption key from KEYWARD_MASTER_KEY or DATA_DIR/keyward.key, creating the file
+/// (mode 0600) on first start.
+fn master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    let parse = |text: &str, origin: &str| -> anyhow::Result<[u8; 32]> {
+        let text = text.trim();
+        if text.len() != 64 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("{origin} must hold 64 hexadecimal characters (a 256-bit key)");
+        }
+        let mut key = [0_u8; 32];
+        for (idx, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[idx * 2..idx * 2 + 2], 16).context("hex")?;
+        }
+        Ok(key)
+    };
+    if let Ok(text) = std::env::var("KEYWARD_MASTER_KEY") {
+        return parse(&text, "KEYWARD_MASTER_KEY");
+    }
+    let path = data_dir.join("keyward.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path.display().to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0_u8; 32];
+            getrandom_fill(&mut key)?;
+            let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, &format!("{text}\n"))?;
+            tracing::info!(path = %path.display(), "created the key-encryption key; back it up with the database");
+            Ok(key)
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
+    std::io::Read::read_exact(&mut file, buf).context("cannot read /dev/urandom")
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<App> {
+    std::fs::create_dir_all(&store_args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", store_args.data_dir.display()))?;
+    let url = match &store_args.database_url {
+        Some(it) => it.clone(),
+        None => format!("sqlite://{}", store_args.data_dir.join("keyward.db").display()),
+    };
+    tracing::info!(database = %keyward_store::redact_url(&url), "opening the database");
+    let store = keyward_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", keyward_store::redact_url(&url)))?;
+    let keys = KeyRing::new(&master_key(&store_args.data_dir)?)?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let hasher = PasswordHasher::new(HashParams::OWASP, cores)?;
+    let config = AppConfig { public_url, access_token_lifetime: time::Duration::hours(1) };
+    Ok(App::new(store, Arc::new(SystemClock), hasher, keys, config).await?)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let is_tls = args.tls_cert.is_some();
+    let public_url = public_url(args.public_url.as_deref(), args.listen, is_tls)?;
+    let app = open_app(&args.store, public_url.clone()).await?;
+    let outcome = app
+        .bootstrap(BootstrapRequest {
+            admin_upn: args.bootstrap_admin_upn.clone(),
+            admin_password: args.bootstrap_admin_password.clone(),
+            tenant_domain: args.tenant_domain.clone(),
+        })
+        .await?;
+    match &outcome {
+        BootstrapOutcome::Existing { tenant_id } => tracing::info!(%tenant_id, "tenant loaded"),
+        BootstrapOutcome::Created { tenant_id, admin_upn, temporary_access_pass } => {
+            say(&format!("Created tenant {tenant_id} with Global Administrator {admin_upn}."));
+            if let Some((pass, expires)) = temporary_access_pass {
+                let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                say(&format!(
+                    "One-time Temporary Access Pass for {admin_upn}: {pass}\n  (valid until {expires}; sign in with it and register MFA. It is not shown again.)"
+                ));
+            }
+        }
+    }
+    if args.demo {
+        let accounts = app.seed_demo().await?;
+        if accounts.is_empty() {
+            say("Demo data already present (passwords were shown when it was created).");
+        } else {
+            say("Demo accounts (passwords are shown once):");
+            for account in &accounts {
+                say(&format!("  {:<34} {:<18} {}", account.user_principal_name, account.password, account.role));
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+        format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
+    })?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(keyward_http::TlsFiles { cert, key }),
+        _ => None,
+    };
+    say(&format!("Keyward is listening on {public_url} (API under /v1.0 and /beta, viewer at {public_url}/docs)."));
+    let store = app.store().clone();
+    let router = keyward_http::router(app);
+    let config = keyward_http::ServeConfig { listener, tls, drain_timeout: Duration::from_secs(10) };
+    keyward_http::serve(router, config, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => (),
+        () = terminate => (),
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+async fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let public_url = public_url(args.public_url.as_deref(), args.listen, false)?;
+    let app = open_app(&args.store, public_url).await?;
+    let app = app.with_token_lifetime(time::Duration::minutes(i64::from(args.lifetime_minutes)));
+    let token = app
+        .issue_access_token_for_upn(&args.upn)
+        .await
+        .with_context(|| format!("cannot issue a token for {}", args.upn))?;
+    say(&token);
+    app.store().close().await;
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    let store_args = match &command {
+        KeysCommand::List(it) | KeysCommand::Rotate(it) | KeysCommand::Retire { store: it, .. } => it.clone(),
+    };
+    let app = open_app(&store_args, String::new()).await?;
+    match command {
+        KeysCommand::List(_) => {
+            for key in app.list_signing_keys().await? {
+                let state = match (key.activated, key.retired) {
+                    (_, Some(at)) => format!("retired {at}"),
+                    (Some(at), None) => format!("active since {at}"),
+                    (None, None) => "inactive".into(),
+                };
+                say(&format!("{}  {}  {state}", key.kid, key.algorithm));
+            }
+        }
+        KeysCommand::Rotate(_) => {
+            let kid = app.rotate_signing_key().await?;
+            say(&format!("New signing key {kid} is active. Older keys keep verifying until you retire them."));
+        }
+        KeysCommand::Retire { kid, .. } => {
+            app.retire_signing_key(&kid).await?;
+            say(&format!("Signing key {kid} is retired."));
+        }
+    }
+    app.store().close().await;
+    Ok(())
+}
