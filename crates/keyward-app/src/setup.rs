@@ -294,8 +294,15 @@ impl App {
 
     /// Generates and activates a new signing key; older keys keep verifying until retired.
     pub async fn rotate_signing_key(&self) -> Result<String, AppError> {
-        let key = self.inner.keys.generate(self.now())?;
         let mut tx = self.write().await?;
+        // Keys sign in creation order, so the new key must be strictly the newest, even when the
+        // clock has not moved since the last rotation.
+        let newest = tx.list_signing_keys().await?.iter().map(|it| it.created).max();
+        let created = match newest {
+            Some(at) => std::cmp::max(self.now(), at + Duration::microseconds(1)),
+            None => self.now(),
+        };
+        let key = self.inner.keys.generate(created)?;
         tx.insert_signing_key(&key).await?;
         tx.commit().await?;
         self.reload_keys().await?;

@@ -9,7 +9,9 @@ pub enum PasswordError {
     TooLong,
     #[error("The password is too common; choose a less predictable one")]
     Banned,
-    #[error("The password must mix three of lowercase letters, uppercase letters, digits and symbols, or be at least 15 characters long")]
+    #[error(
+        "The password must mix three of lowercase letters, uppercase letters, digits and symbols, or be at least 15 characters long"
+    )]
     TooSimple,
     #[error("The password must not contain your name or user name")]
     ContainsName,
@@ -76,7 +78,8 @@ pub fn check(password: &str, names: &[&str]) -> Result<(), PasswordError> {
     if letters.is_empty() {
         return Err(PasswordError::Banned);
     }
-    let is_banned = BANNED.iter().any(|word| letters.contains(word) && letters.chars().count() < word.chars().count() + 5);
+    let is_banned =
+        BANNED.iter().any(|word| letters.contains(word) && letters.chars().count() < word.chars().count() + 5);
     if is_banned {
         return Err(PasswordError::Banned);
     }

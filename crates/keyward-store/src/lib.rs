@@ -50,7 +50,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 }
 
 /// A transaction: every store operation happens inside one, and nothing is visible to others until
-/// [`Tx::commit`]. Dropping it without committing rolls back.
+/// [`Tx::commit`]. Dropping it without committing rolls back. After any error the transaction must
+/// be dropped (PostgreSQL refuses further statements in it; the SQLite store follows the same rule).
 #[async_trait]
 pub trait Tx:
     TenantStore + UserStore + GroupStore + RoleStore + CredentialStore + KeyStore + AuditStore + Send

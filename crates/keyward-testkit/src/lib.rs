@@ -1,1 +1,200 @@
+//! Test harness: a Keyward app on a random port over a fresh SQLite file or a fresh PostgreSQL
+//! database, a controllable clock, and typed HTTP helpers.
+//!
+//! PostgreSQL: when `KEYWARD_TEST_POSTGRES_URL` names a server (a URL whose database part is
+//! replaced per test), it is used; otherwise the harness starts a throwaway cluster from the
+//! installed binaries (`/usr/lib/postgresql/*/bin`) once per test process, as the `postgres` user
+//! when running as root, and a watchdog stops it when the test process exits.
 #![forbid(unsafe_code)]
+
+mod postgres;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keyward_app::{
+    App, AppConfig, BootstrapOutcome, BootstrapRequest, HashParams, KeyRing, ManualClock, PasswordHasher,
+};
+use keyward_store::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub use crate::postgres::fresh_database_url;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The tenant domain and first administrator every test app starts with.
+pub const DOMAIN: &str = "contoso.test";
+pub const ADMIN_UPN: &str = "admin@contoso.test";
+pub const ADMIN_PASSWORD: &str = "Harbour-Lantern-92!";
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|err| panic!("cannot create {}: {err}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh, migrated store on `backend`, with the directory that holds it (SQLite).
+pub async fn fresh_store(backend: Backend) -> (Arc<dyn Store>, TempDir) {
+    let dir = TempDir::new("keyward-test");
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("keyward.db").display()),
+        Backend::Postgres => fresh_database_url(),
+    };
+    let store = keyward_store::open(&url).await.unwrap_or_else(|err| panic!("cannot open {backend:?} store: {err}"));
+    (store, dir)
+}
+
+/// A running Keyward on a random port.
+#[derive(Debug)]
+pub struct TestApp {
+    pub app: App,
+    pub base_url: String,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub backend: Backend,
+    _dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A response read whole: status, headers, JSON body (or `Null`).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Starts an app on `backend` with a bootstrapped tenant whose Global Administrator is
+    /// [`ADMIN_UPN`], and a clock standing at the current time.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let (store, dir) = fresh_store(backend).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
+        let keys = KeyRing::new(&[0x42; 32]).expect("keys");
+        let config = AppConfig { public_url: base_url.clone(), access_token_lifetime: time::Duration::hours(1) };
+        let app = App::new(store, clock.clone(), hasher, keys, config).await.expect("app");
+        let outcome = app
+            .bootstrap(BootstrapRequest {
+                admin_upn: Some(ADMIN_UPN.into()),
+                admin_password: Some(ADMIN_PASSWORD.into()),
+                tenant_domain: DOMAIN.into(),
+            })
+            .await
+            .expect("bootstrap");
+        assert!(matches!(outcome, BootstrapOutcome::Created { .. }), "{outcome:?}");
+        let admin_token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
+        let router = keyward_http::router(app.clone());
+        let config =
+            keyward_http::ServeConfig { listener, tls: None, drain_timeout: std::time::Duration::from_secs(1) };
+        let server = tokio::spawn(async move {
+            let _ = keyward_http::serve(router, config, std::future::pending()).await;
+        });
+        TestApp { app, base_url, clock, client: reqwest::Client::new(), admin_token, backend, _dir: dir, server }
+    }
+
+    /// An access token for `upn`, issued by the app's own issuing code.
+    pub async fn token_for(&self, upn: &str) -> String {
+        self.app.issue_access_token_for_upn(upn).await.unwrap_or_else(|err| panic!("token for {upn}: {err}"))
+    }
+
+    /// Sends a request; `token` `None` sends no Authorization header.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base_url) };
+        let mut request = self.client.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, text, body }
+    }
+
+    /// `GET` as the Global Administrator.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, Some(&self.admin_token), None, &[]).await
+    }
+
+    /// `POST` JSON as the Global Administrator.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::POST, path, Some(&self.admin_token), Some(body), &[]).await
+    }
+
+    /// `PATCH` JSON as the Global Administrator.
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(Method::PATCH, path, Some(&self.admin_token), Some(body), &[]).await
+    }
+
+    /// `DELETE` as the Global Administrator.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, Some(&self.admin_token), None, &[]).await
+    }
+
+    /// Creates a user through the API and returns its JSON.
+    pub async fn create_user(&self, alias: &str, display_name: &str) -> Value {
+        let reply = self
+            .post(
+                "/v1.0/users",
+                &serde_json::json!({
+                    "accountEnabled": true,
+                    "displayName": display_name,
+                    "mailNickname": alias,
+                    "userPrincipalName": format!("{alias}@{DOMAIN}"),
+                    "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false},
+                }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body
+    }
+}

@@ -1,0 +1,500 @@
+//! The Graph-compatible API through HTTP, on both backends.
+
+use keyward_core::ids::ObjectId;
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, Reply, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+fn assert_graph_error(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
+    let inner = &reply.body["error"]["innerError"];
+    assert!(inner["date"].as_str().is_some_and(|it| it.len() == 19), "{}", reply.text);
+    assert!(inner["request-id"].as_str().is_some_and(keyward_core::ids::is_guid), "{}", reply.text);
+    assert!(inner["client-request-id"].is_string(), "{}", reply.text);
+    assert!(reply.body["error"]["message"].as_str().is_some_and(|it| !it.is_empty()));
+}
+
+async fn audit_for(app: &TestApp, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
+    let caller = app
+        .app
+        .authenticate(Some(&app.admin_token), keyward_app::RequestMeta { correlation_id: "t".into(), ip_address: None })
+        .await
+        .expect("admin");
+    app.app.audit_for_target(&caller, &ObjectId::parse(target).expect("id"), 50).await.expect("audit")
+}
+
+async fn count_users(app: &TestApp) -> u64 {
+    let reply = app
+        .send(Method::GET, "/v1.0/users/$count", Some(&app.admin_token), None, &[("ConsistencyLevel", "eventual")])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.text.trim().parse().expect("count")
+}
+
+async fn authentication_is_required(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let missing = app.send(Method::GET, "/v1.0/users", None, None, &[]).await;
+    assert_graph_error(&missing, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    assert!(missing.headers.contains_key("www-authenticate"));
+    let garbage = app.send(Method::GET, "/v1.0/me", Some("not.a.token"), None, &[]).await;
+    assert_graph_error(&garbage, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let mut forged = app.admin_token.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let forged = app.send(Method::GET, "/v1.0/me", Some(&forged), None, &[]).await;
+    assert_graph_error(&forged, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+
+    let me = app.get("/v1.0/me").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["userPrincipalName"], ADMIN_UPN);
+    assert_eq!(me.body["@odata.context"], format!("{}/v1.0/$metadata#users/$entity", app.base_url));
+
+    app.clock.advance(time::Duration::hours(2));
+    let expired = app.get("/v1.0/me").await;
+    assert_graph_error(&expired, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    assert!(expired.body["error"]["message"].as_str().is_some_and(|it| it.contains("expired")));
+}
+
+async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client_request_id = "7b0c7e9e-2b5e-4a8c-9c0b-3f0a1d2e4b5c";
+    let created = app
+        .send(
+            Method::POST,
+            "/v1.0/users",
+            Some(&app.admin_token),
+            Some(&json!({
+                "accountEnabled": true,
+                "displayName": "Adele Vance",
+                "mailNickname": "adele",
+                "userPrincipalName": format!("Adele.Vance@{DOMAIN}"),
+                "jobTitle": "Retail Manager",
+                "otherMails": ["adele@backup.test"],
+                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": true},
+            })),
+            &[("client-request-id", client_request_id)],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(!created.text.contains("Lantern"), "the password is never returned");
+    assert_eq!(created.headers["client-request-id"], client_request_id);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+
+    let by_upn = app.get(&format!("/v1.0/users/adele.vance@{DOMAIN}")).await;
+    assert_eq!(by_upn.body["id"], id.as_str(), "lookup by UPN is case-insensitive: {}", by_upn.text);
+    let selected =
+        app.get(&format!("/v1.0/users/{id}?$select=displayName,signInSessionsValidFromDateTime,otherMails")).await;
+    assert_eq!(selected.body["otherMails"], json!(["adele@backup.test"]));
+    assert!(selected.body["signInSessionsValidFromDateTime"].is_string(), "{}", selected.text);
+    assert!(selected.body.get("userPrincipalName").is_none());
+    assert_eq!(
+        selected.body["@odata.context"],
+        format!(
+            "{}/v1.0/$metadata#users(displayName,signInSessionsValidFromDateTime,otherMails)/$entity",
+            app.base_url
+        )
+    );
+    let v1 = app.get(&format!("/v1.0/users/{id}")).await;
+    assert!(
+        v1.body.get("accountEnabled").is_none() && v1.body.get("signInSessionsValidFromDateTime").is_none(),
+        "{}",
+        v1.text
+    );
+    let beta = app.get(&format!("/beta/users/{id}")).await;
+    assert_eq!(beta.body["accountEnabled"], true, "beta returns more by default: {}", beta.text);
+    assert!(beta.body.get("signInSessionsValidFromDateTime").is_none());
+
+    let records = audit_for(&app, &id).await;
+    let [add] = records.as_slice() else { panic!("one record, got {records:?}") };
+    assert_eq!(
+        (add.activity_display_name.as_str(), add.category.as_str(), add.logged_by_service.as_str()),
+        ("Add user", "UserManagement", "Core Directory")
+    );
+    assert_eq!(add.correlation_id, client_request_id);
+    assert!(
+        matches!(&add.initiated_by, keyward_core::audit::Initiator::User { user_principal_name, .. } if user_principal_name == ADMIN_UPN)
+    );
+    let props = &add.target_resources[0].modified_properties;
+    assert!(props.iter().any(|it| it.name == "DisplayName" && it.new_value == r#"["Adele Vance"]"#), "{props:?}");
+
+    let patched = app.patch(&format!("/v1.0/users/{id}"), &json!({"jobTitle": "Store Manager", "department": null, "passwordProfile": {"password": "Another-Secret-Value-7"}})).await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    assert_eq!(app.get(&format!("/v1.0/users/{id}")).await.body["jobTitle"], "Store Manager");
+    let records = audit_for(&app, &id).await;
+    let update = &records[0];
+    assert_eq!(update.activity_display_name, "Update user");
+    let props = &update.target_resources[0].modified_properties;
+    let job = props.iter().find(|it| it.name == "JobTitle").expect("JobTitle changed");
+    assert_eq!((job.old_value.as_str(), job.new_value.as_str()), (r#"["Retail Manager"]"#, r#"["Store Manager"]"#));
+    assert!(props.iter().any(|it| it.name == "Included Updated Properties"));
+    let stored = format!("{records:?}");
+    assert!(!stored.contains("Another-Secret") && !stored.contains("Lantern"), "no secret in audit values");
+
+    let deleted = app.delete(&format!("/v1.0/users/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_graph_error(&app.get(&format!("/v1.0/users/{id}")).await, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    assert_eq!(audit_for(&app, &id).await[0].activity_display_name, "Delete user");
+}
+
+async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("existing", "Existing User").await;
+    let before = count_users(&app).await;
+    let valid = |upn: &str, password: &str| {
+        json!({"accountEnabled": true, "displayName": "X", "mailNickname": "x", "userPrincipalName": upn,
+               "passwordProfile": {"password": password}})
+    };
+    let cases = [
+        (valid(&format!("EXISTING@{DOMAIN}"), "Tq7-harbour-Lantern-92!"), "already exists"),
+        (valid("someone@fabrikam.test", "Tq7-harbour-Lantern-92!"), "verified domain"),
+        (valid(&format!("weak@{DOMAIN}"), "Password1"), "password"),
+        (valid("not-an-upn", "Tq7-harbour-Lantern-92!"), "userPrincipalName"),
+        (json!({"displayName": "Only a name"}), "userPrincipalName"),
+        (json!({"accountEnabled": "yes"}), "accountEnabled"),
+        (json!({"favouriteColour": "red"}), "favouriteColour"),
+        (json!([1, 2]), "JSON object"),
+    ];
+    for (body, needle) in cases {
+        let reply = app.post("/v1.0/users", &body).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+        assert!(
+            reply.body["error"]["message"].as_str().is_some_and(|it| it.contains(needle)),
+            "{needle}: {}",
+            reply.text
+        );
+    }
+    let raw = app
+        .client
+        .post(format!("{}/v1.0/users", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count_users(&app).await, before, "refused requests created nothing");
+
+    assert_graph_error(
+        &app.get("/v1.0/users/00000000-0000-0000-0000-000000000000").await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert_graph_error(&app.get("/v1.0/users?$top=1000").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&app.get("/v1.0/users?$skip=10").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&app.get("/v1.0/users?$skiptoken=garbage").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(
+        &app.get("/v1.0/users?$filter=startswith(displayName,").await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &app.get("/v1.0/users?$filter=nosuch eq 'a'").await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &app.get("/v1.0/users?$filter=endswith(mail,'x')").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    assert_graph_error(
+        &app.get("/v1.0/users?$search=\"displayName:a\"").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    assert_graph_error(&app.get("/v1.0/users?$select=nosuch").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&app.get("/v1.0/users/$count").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&app.get("/v1.0/nosuchthing").await, StatusCode::BAD_REQUEST, "BadRequest");
+    let wrong_method = app.send(Method::PUT, "/v1.0/users", Some(&app.admin_token), Some(&json!({})), &[]).await;
+    assert_graph_error(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, "Request_BadRequest");
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "G", "mailEnabled": false, "mailNickname": "g", "securityEnabled": true}),
+        )
+        .await;
+    let gid = group.body["id"].as_str().expect("group id");
+    let changed = app.patch(&format!("/v1.0/groups/{gid}"), &json!({"isAssignableToRole": true})).await;
+    assert_graph_error(&changed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+}
+
+async fn plain_users_read_but_cannot_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("plain", "Plain User").await;
+    let token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    let read = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    let before = count_users(&app).await;
+    let write = app
+        .send(
+            Method::POST,
+            "/v1.0/users",
+            Some(&token),
+            Some(&json!({"accountEnabled": true, "displayName": "Y", "mailNickname": "y",
+            "userPrincipalName": format!("y@{DOMAIN}"), "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}})),
+            &[],
+        )
+        .await;
+    assert_graph_error(&write, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(write.body["error"]["message"], "Insufficient privileges to complete the operation.");
+    let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let disable = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{admin_id}"),
+            Some(&token),
+            Some(&json!({"accountEnabled": false})),
+            &[],
+        )
+        .await;
+    assert_graph_error(&disable, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(count_users(&app).await, before);
+}
+
+async fn listing_filters_pages_and_counts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for n in 1..=25 {
+        app.create_user(&format!("pager{n:02}"), &format!("Pager {n:02}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut url = "/v1.0/users?$top=10&$filter=startswith(displayName,'Pager')".to_owned();
+    let mut n_pages = 0;
+    loop {
+        let page = app.get(&url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        n_pages += 1;
+        seen.extend(
+            page.body["value"]
+                .as_array()
+                .expect("value")
+                .iter()
+                .map(|it| it["displayName"].as_str().expect("name").to_owned()),
+        );
+        match page.body["@odata.nextLink"].as_str() {
+            Some(next) => {
+                assert!(next.starts_with(&app.base_url) && next.contains("$skiptoken="), "{next}");
+                assert!(next.contains("filter="), "the filter survives paging: {next}");
+                url = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(n_pages, 3);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+
+    let counted = app
+        .send(
+            Method::GET,
+            "/v1.0/users?$count=true&$filter=startswith(displayName,'Pager 1')",
+            Some(&app.admin_token),
+            None,
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_eq!(counted.body["@odata.count"], 10, "{}", counted.text);
+    let ignored = app.get("/v1.0/users?$count=true").await;
+    assert!(ignored.body.get("@odata.count").is_none(), "$count without the header is ignored, as in Graph");
+    let searched = app
+        .send(
+            Method::GET,
+            "/v1.0/users?$search=\"displayName:ager 2\"",
+            Some(&app.admin_token),
+            None,
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_eq!(searched.body["value"].as_array().map(Vec::len), Some(6), "{}", searched.text);
+    let ordered = app.get("/v1.0/users?$orderby=displayName desc&$top=2&$select=displayName").await;
+    let names: Vec<&str> =
+        ordered.body["value"].as_array().expect("value").iter().filter_map(|it| it["displayName"].as_str()).collect();
+    assert_eq!(names, ["Pager 25", "Pager 24"]);
+    assert_eq!(ordered.body["@odata.context"], format!("{}/v1.0/$metadata#users(displayName)", app.base_url));
+    let upn = app.get(&format!("/v1.0/users?$filter=userPrincipalName eq 'PAGER07@{DOMAIN}'")).await;
+    assert_eq!(upn.body["value"][0]["displayName"], "Pager 07");
+    let neg = app
+        .send(
+            Method::GET,
+            "/v1.0/users?$count=true&$filter=not(startswith(displayName,'Pager'))",
+            Some(&app.admin_token),
+            None,
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_eq!(neg.body["@odata.count"], 1, "only the admin: {}", neg.text);
+}
+
+async fn groups_members_and_owners(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let megan = app.create_user("megan", "Megan Bowen").await;
+    let (adele_id, megan_id) = (adele["id"].as_str().expect("id"), megan["id"].as_str().expect("id"));
+    let created = app.post("/v1.0/groups", &json!({"displayName": "Sales", "mailEnabled": false, "mailNickname": "sales", "securityEnabled": true, "description": "Sales team"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["isAssignableToRole"], false);
+    let gid = created.body["id"].as_str().expect("id").to_owned();
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    for id in [adele_id, megan_id] {
+        let added = app.post(&format!("/v1.0/groups/{gid}/members/$ref"), &reference(id)).await;
+        assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    }
+    let again = app.post(&format!("/v1.0/groups/{gid}/members/$ref"), &reference(adele_id)).await;
+    assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let missing =
+        app.post(&format!("/v1.0/groups/{gid}/members/$ref"), &reference("00000000-0000-0000-0000-000000000000")).await;
+    assert_graph_error(&missing, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let members = app.get(&format!("/v1.0/groups/{gid}/members")).await;
+    let types: Vec<&str> =
+        members.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
+    assert_eq!(types, ["#microsoft.graph.user", "#microsoft.graph.user"], "{}", members.text);
+    let paged = app.get(&format!("/v1.0/groups/{gid}/members?$top=1")).await;
+    let next = paged.body["@odata.nextLink"].as_str().expect("next page").to_owned();
+    assert_eq!(app.get(&next).await.body["value"].as_array().map(Vec::len), Some(1));
+    let member_of = app.get(&format!("/v1.0/users/{adele_id}/memberOf")).await;
+    assert_eq!(member_of.body["value"][0]["id"], gid.as_str());
+    assert_eq!(member_of.body["value"][0]["@odata.type"], "#microsoft.graph.group");
+
+    let owner = app.post(&format!("/v1.0/groups/{gid}/owners/$ref"), &reference(megan_id)).await;
+    assert_eq!(owner.status, StatusCode::NO_CONTENT, "{}", owner.text);
+    assert_eq!(app.get(&format!("/v1.0/groups/{gid}/owners")).await.body["value"][0]["id"], megan_id);
+    let removed = app.delete(&format!("/v1.0/groups/{gid}/members/{adele_id}/$ref")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.delete(&format!("/v1.0/groups/{gid}/members/{adele_id}/$ref")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+
+    let activities: Vec<String> =
+        audit_for(&app, &gid).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert_eq!(
+        activities,
+        ["Remove member from group", "Add owner to group", "Add member to group", "Add member to group", "Add group"]
+    );
+    let adele_records = audit_for(&app, adele_id).await;
+    let add_member = adele_records
+        .iter()
+        .find(|it| it.activity_display_name == "Add member to group")
+        .expect("recorded on the member too");
+    assert_eq!(add_member.category, "GroupManagement");
+    assert!(
+        add_member.target_resources[0]
+            .modified_properties
+            .iter()
+            .any(|it| it.name == "Group.DisplayName" && it.new_value == "\"Sales\"")
+    );
+
+    let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true, "isAssignableToRole": true})).await;
+    assert_eq!(rag.body["isAssignableToRole"], true, "{}", rag.text);
+    let nested = app
+        .post(&format!("/v1.0/groups/{}/members/$ref", rag.body["id"].as_str().expect("id")), &reference(&gid))
+        .await;
+    assert_graph_error(&nested, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let filtered = app.get("/v1.0/groups?$filter=isAssignableToRole eq true").await;
+    assert_eq!(filtered.body["value"].as_array().map(Vec::len), Some(1));
+    let renamed = app.patch(&format!("/v1.0/groups/{gid}"), &json!({"displayName": "Sales EMEA"})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1.0/groups/{gid}")).await.body["displayName"], "Sales EMEA");
+    assert_eq!(app.delete(&format!("/v1.0/groups/{gid}")).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/groups/{gid}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert!(
+        app.get(&format!("/v1.0/users/{adele_id}/memberOf")).await.body["value"].as_array().is_some_and(Vec::is_empty)
+    );
+}
+
+async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.get("/v1.0/organization").await;
+    assert_eq!(org.body["value"][0]["verifiedDomains"][0]["name"], DOMAIN, "{}", org.text);
+    let health = app.send(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!((health.status, health.body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let metrics = app.send(Method::GET, "/metrics", None, None, &[]).await;
+    assert!(
+        metrics
+            .text
+            .contains("keyward_http_requests_total{method=\"GET\",route=\"/v1.0/organization\",status=\"200\"} 1"),
+        "{}",
+        metrics.text
+    );
+    let spec = app.send(Method::GET, "/openapi.json", None, None, &[]).await;
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    for path in [
+        "/v1.0/users",
+        "/beta/users/{id}",
+        "/v1.0/groups/{id}/members/$ref",
+        "/v1.0/users/{id}/memberOf",
+        "/healthz",
+        "/{tenant}/discovery/v2.0/keys",
+    ] {
+        assert!(spec.body["paths"].get(path).is_some(), "{path} documented");
+    }
+    let docs = app.send(Method::GET, "/docs", None, None, &[]).await;
+    assert!(
+        docs.text.contains("/openapi.json") && !docs.text.contains("https://") && !docs.text.contains("http://"),
+        "the viewer loads nothing from elsewhere"
+    );
+
+    // Rotation: the old key keeps verifying until retired.
+    let tenant = org.body["value"][0]["id"].as_str().expect("tenant").to_owned();
+    let old_token = app.admin_token.clone();
+    let first = app.send(Method::GET, &format!("/{tenant}/discovery/v2.0/keys"), None, None, &[]).await;
+    let old_kid = first.body["keys"][0]["kid"].as_str().expect("kid").to_owned();
+    assert_eq!(first.body["keys"][0]["kty"], "EC");
+    let new_kid = app.app.rotate_signing_key().await.expect("rotate");
+    let by_domain = app.send(Method::GET, &format!("/{DOMAIN}/discovery/v2.0/keys"), None, None, &[]).await;
+    assert_eq!(by_domain.body["keys"].as_array().map(Vec::len), Some(2), "{}", by_domain.text);
+    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await.status, StatusCode::OK);
+    let new_token = app.token_for(ADMIN_UPN).await;
+    let header = {
+        use base64::Engine;
+        let header = new_token.split('.').next().expect("header");
+        String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64"))
+            .expect("utf-8")
+    };
+    assert!(
+        header.contains(&format!("\"kid\":\"{new_kid}\"")),
+        "new tokens are signed with the new key: {header} vs {new_kid}"
+    );
+    app.app.retire_signing_key(&old_kid).await.expect("retire");
+    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&new_token), None, &[]).await.status, StatusCode::OK);
+    let unknown = app.send(Method::GET, "/fabrikam.test/discovery/v2.0/keys", None, None, &[]).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+async fn disabled_users_lose_api_access(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.create_user("leaver", "Leaver").await;
+    let token = app.token_for(&format!("leaver@{DOMAIN}")).await;
+    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await.status, StatusCode::OK);
+    let disabled = app
+        .patch(&format!("/v1.0/users/{}", user["id"].as_str().expect("id")), &json!({"accountEnabled": false}))
+        .await;
+    assert_eq!(disabled.status, StatusCode::NO_CONTENT);
+    let refused = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    assert_graph_error(&refused, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let record = &audit_for(&app, user["id"].as_str().expect("id")).await[0];
+    let enabled = record.target_resources[0]
+        .modified_properties
+        .iter()
+        .find(|it| it.name == "AccountEnabled")
+        .expect("AccountEnabled");
+    assert_eq!((enabled.old_value.as_str(), enabled.new_value.as_str()), ("[true]", "[false]"));
+}
+
+crate::on_both_backends!(
+    authentication_is_required,
+    users_crud_is_audited_and_secrets_never_leak,
+    bad_input_gets_graph_errors_and_changes_nothing,
+    plain_users_read_but_cannot_write,
+    listing_filters_pages_and_counts,
+    groups_members_and_owners,
+    organization_health_metrics_openapi_and_keys,
+    disabled_users_lose_api_access,
+);
