@@ -1,0 +1,253 @@
+//! The `keyward` binary as an operator meets it: help, first start, demo data, tokens, logs,
+//! graceful shutdown and clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let path = std::env::temp_dir().join(format!("keyward-cli-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn keyward(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("KEYWARD_DATA_DIR", dir.join("data"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, name: &str, configure: impl FnOnce(&mut Command)) -> Server {
+        let port = free_port();
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.err"));
+        let mut cmd = keyward(dir);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("spawn keyward serve");
+        let server = Server { child, port, stdout, stderr };
+        server.wait_ready();
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "keyward serve did not listen within 60 s; stderr:\n{}",
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("keyward serve did not stop within 15 s of SIGTERM; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn help_lists_every_flag_and_environment_variable() {
+    let scratch = Scratch::new();
+    let output = keyward(&scratch.0).args(["serve", "--help"]).output().expect("help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "--listen",
+        "KEYWARD_LISTEN",
+        "--data-dir",
+        "KEYWARD_DATA_DIR",
+        "--database-url",
+        "KEYWARD_DATABASE_URL",
+        "--public-url",
+        "KEYWARD_PUBLIC_URL",
+        "--tls-cert",
+        "KEYWARD_TLS_CERT",
+        "--tls-key",
+        "KEYWARD_TLS_KEY",
+        "--demo",
+        "--log-format",
+        "KEYWARD_BOOTSTRAP_ADMIN_UPN",
+        "KEYWARD_BOOTSTRAP_ADMIN_PASSWORD",
+        "KEYWARD_TENANT_DOMAIN",
+        "127.0.0.1:8080",
+        "./keyward-data",
+    ] {
+        assert!(help.contains(needle), "serve --help lacks {needle}:\n{help}");
+    }
+    let top = keyward(&scratch.0).arg("--help").output().expect("help");
+    let top = String::from_utf8_lossy(&top.stdout);
+    for command in ["serve", "token", "keys"] {
+        assert!(top.contains(command), "{top}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_prints_a_one_time_pass_and_later_starts_do_not() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0, "first", |cmd| {
+        cmd.env("KEYWARD_TENANT_DOMAIN", "example.test");
+    });
+    let out = server.stdout();
+    assert!(out.contains("One-time Temporary Access Pass for admin@example.test: "), "{out}");
+    let health = reqwest::get(server.url("/healthz")).await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
+    assert!(scratch.0.join("data/keyward.db").exists() && scratch.0.join("data/keyward.key").exists());
+
+    let again = Server::start(&scratch.0, "second", |cmd| {
+        cmd.env("KEYWARD_TENANT_DOMAIN", "example.test");
+    });
+    assert!(!again.stdout().contains("Temporary Access Pass"), "{}", again.stdout());
+    assert_eq!(again.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_data_tokens_and_json_logs() {
+    let scratch = Scratch::new();
+    let server = Server::start(&scratch.0, "demo", |cmd| {
+        cmd.args(["--demo", "--log-format", "json"])
+            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
+            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    });
+    let out = server.stdout();
+    assert!(out.contains("Created tenant") && out.contains("root@fabrikam.test"), "{out}");
+    assert!(!out.contains("Temporary Access Pass"), "a password was given, so no pass: {out}");
+    for upn in [
+        "grace.global@fabrikam.test",
+        "pat.privileged@fabrikam.test",
+        "alex.auth@fabrikam.test",
+        "adele.vance@fabrikam.test",
+    ] {
+        assert!(out.contains(upn), "{upn} missing from:\n{out}");
+    }
+    assert!(!out.contains("Harbour-Lantern"), "the bootstrap password is never printed");
+
+    let token = keyward(&scratch.0)
+        .args(["token", "--upn", "grace.global@fabrikam.test", "--public-url", &server.url("")])
+        .output()
+        .expect("token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).expect("utf-8").trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+    let users: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/v1.0/users?$filter=startswith(displayName,'Adele')"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("users")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(users["value"][0]["userPrincipalName"], "adele.vance@fabrikam.test", "{users}");
+
+    let err = server.stderr();
+    let lines: Vec<&str> = err.lines().filter(|it| !it.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(parsed["level"].is_string() && parsed["timestamp"].is_string(), "{line}");
+    }
+    assert!(!err.contains(&token), "tokens never reach the log");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn bad_configuration_fails_with_a_message_that_says_what_to_do() {
+    let scratch = Scratch::new();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let weak = keyward(&scratch.0)
+        .args(["serve", "--listen", &listen])
+        .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
+        .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "password")
+        .output()
+        .expect("run");
+    assert!(!weak.status.success());
+    let message = String::from_utf8_lossy(&weak.stderr);
+    assert!(message.contains("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD is refused"), "{message}");
+
+    let tls = keyward(&scratch.0)
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ])
+        .output()
+        .expect("run");
+    assert!(!tls.status.success());
+    assert!(
+        String::from_utf8_lossy(&tls.stderr).contains("/nonexistent/cert.pem"),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+
+    let url =
+        keyward(&scratch.0).args(["token", "--upn", "a@b.c", "--database-url", "mysql://x"]).output().expect("run");
+    assert!(!url.status.success());
+    assert!(
+        String::from_utf8_lossy(&url.stderr).contains("sqlite://PATH or postgres://"),
+        "{}",
+        String::from_utf8_lossy(&url.stderr)
+    );
+}
