@@ -33,6 +33,29 @@ pub struct GroupPage {
     pub select: Option<Vec<&'static str>>,
 }
 
+/// The two relations between a group and directory objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Members,
+    Owners,
+}
+
+impl Relation {
+    fn read_action(self) -> &'static str {
+        match self {
+            Relation::Members => actions::GROUPS_MEMBERS_READ,
+            Relation::Owners => actions::GROUPS_OWNERS_READ,
+        }
+    }
+
+    fn update_action(self) -> &'static str {
+        match self {
+            Relation::Members => actions::GROUPS_MEMBERS_UPDATE,
+            Relation::Owners => actions::GROUPS_OWNERS_UPDATE,
+        }
+    }
+}
+
 /// A page of directory objects (members, owners, memberOf).
 #[derive(Debug, Clone)]
 pub struct ObjectPage {
@@ -426,10 +449,11 @@ impl App {
         Ok(())
     }
 
-    /// `GET /groups/{id}/members`.
-    pub async fn list_members(
+    /// `GET /groups/{id}/members` and `GET /groups/{id}/owners`.
+    pub async fn list_group_relation(
         &self,
         caller: &Caller,
+        relation: Relation,
         key: &str,
         top: Option<&str>,
         skiptoken: Option<&str>,
@@ -438,122 +462,102 @@ impl App {
         let after = decode_id_cursor(skiptoken)?;
         let mut tx = self.read().await?;
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::GROUPS_MEMBERS_READ, Target::Group(&group.id))?;
-        let refs = tx.list_members(&group.id, after.as_deref(), top + 1).await?;
+        require(caller, relation.read_action(), Target::Group(&group.id))?;
+        let refs = match relation {
+            Relation::Members => tx.list_members(&group.id, after.as_deref(), top + 1).await?,
+            Relation::Owners => tx.list_owners(&group.id, after.as_deref(), top + 1).await?,
+        };
         page_of_refs(&mut *tx, &caller.tenant, refs, top).await
     }
 
-    /// `GET /groups/{id}/owners`.
-    pub async fn list_owners(
+    /// `POST /groups/{id}/members/$ref` and `POST /groups/{id}/owners/$ref`. Members are users or
+    /// groups, owners are users. Changing a role-assignable group also needs the role-assignable-group
+    /// permission, as in Entra.
+    pub async fn add_to_group(
         &self,
         caller: &Caller,
-        key: &str,
-        top: Option<&str>,
-        skiptoken: Option<&str>,
-    ) -> Result<ObjectPage, AppError> {
-        let top = page_size(top)?;
-        let after = decode_id_cursor(skiptoken)?;
-        let mut tx = self.read().await?;
-        let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::GROUPS_OWNERS_READ, Target::Group(&group.id))?;
-        let refs = tx.list_owners(&group.id, after.as_deref(), top + 1).await?;
-        page_of_refs(&mut *tx, &caller.tenant, refs, top).await
-    }
-
-    /// `POST /groups/{id}/members/$ref`. Membership of a role-assignable group also needs the
-    /// role-assignable-group permission, as in Entra.
-    pub async fn add_member(&self, caller: &Caller, group_key: &str, member_key: &str) -> Result<(), AppError> {
+        relation: Relation,
+        group_key: &str,
+        object_key: &str,
+    ) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
-        require(caller, actions::GROUPS_MEMBERS_UPDATE, Target::Group(&group.id))?;
-        if group.is_assignable_to_role {
-            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&group.id))?;
+        let group = self.group_for_relation_change(&mut *tx, caller, relation, group_key).await?;
+        let object = match relation {
+            Relation::Members => resolve_object(&mut *tx, &caller.tenant, object_key).await?,
+            Relation::Owners => DirectoryObject::User(resolve_user(&mut *tx, &caller.tenant, object_key).await?),
+        };
+        let reference = member_ref(&object);
+        match relation {
+            Relation::Members => {
+                let is_member = tx.is_member(&group.id, &reference.id).await?;
+                directory::check_add_member(&group, &object, is_member)
+                    .map_err(|err| AppError::BadRequest(err.to_string()))?;
+                tx.insert_member(&group.id, &reference).await?;
+            }
+            Relation::Owners => {
+                if tx.is_owner(&group.id, &reference.id).await? {
+                    return Err(AppError::BadRequest(directory::MembershipError::AlreadyExists("owners").to_string()));
+                }
+                tx.insert_owner(&group.id, &reference).await?;
+            }
         }
-        let member = resolve_object(&mut *tx, &caller.tenant, member_key).await?;
-        let is_member = tx.is_member(&group.id, member.id()).await?;
-        directory::check_add_member(&group, &member, is_member).map_err(|err| AppError::BadRequest(err.to_string()))?;
-        tx.insert_member(&group.id, &member_ref(&member)).await?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddMemberToGroup,
-            vec![object_target(&member).with_changes(group_ref_changes(&group)), TargetResource::group(&group)],
-        );
-        tx.insert_audit(&record).await?;
+        let activity = match relation {
+            Relation::Members => Activity::AddMemberToGroup,
+            Relation::Owners => Activity::AddOwnerToGroup,
+        };
+        let targets =
+            vec![object_target(&object).with_changes(group_ref_changes(&group)), TargetResource::group(&group)];
+        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// `DELETE /groups/{id}/members/{memberId}/$ref`.
-    pub async fn remove_member(&self, caller: &Caller, group_key: &str, member_key: &str) -> Result<(), AppError> {
+    /// `DELETE /groups/{id}/members/{memberId}/$ref` and `DELETE /groups/{id}/owners/{ownerId}/$ref`.
+    pub async fn remove_from_group(
+        &self,
+        caller: &Caller,
+        relation: Relation,
+        group_key: &str,
+        object_key: &str,
+    ) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
-        require(caller, actions::GROUPS_MEMBERS_UPDATE, Target::Group(&group.id))?;
-        if group.is_assignable_to_role {
-            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&group.id))?;
-        }
-        let member = resolve_object(&mut *tx, &caller.tenant, member_key).await?;
-        match tx.delete_member(&group.id, member.id()).await {
-            Err(StoreError::NotFound) => return Err(AppError::NotFound(member_key.to_owned())),
+        let group = self.group_for_relation_change(&mut *tx, caller, relation, group_key).await?;
+        let object = resolve_object(&mut *tx, &caller.tenant, object_key).await?;
+        let removed = match relation {
+            Relation::Members => tx.delete_member(&group.id, object.id()).await,
+            Relation::Owners => tx.delete_owner(&group.id, object.id()).await,
+        };
+        match removed {
+            Err(StoreError::NotFound) => return Err(AppError::NotFound(object_key.to_owned())),
             other => other?,
         }
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::RemoveMemberFromGroup,
-            vec![object_target(&member).with_changes(group_ref_changes(&group)), TargetResource::group(&group)],
-        );
-        tx.insert_audit(&record).await?;
+        let activity = match relation {
+            Relation::Members => Activity::RemoveMemberFromGroup,
+            Relation::Owners => Activity::RemoveOwnerFromGroup,
+        };
+        let targets =
+            vec![object_target(&object).with_changes(group_ref_changes(&group)), TargetResource::group(&group)];
+        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// `POST /groups/{id}/owners/$ref`. Owners are users.
-    pub async fn add_owner(&self, caller: &Caller, group_key: &str, owner_key: &str) -> Result<(), AppError> {
-        let now = self.now();
-        let mut tx = self.write().await?;
-        let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
-        require(caller, actions::GROUPS_OWNERS_UPDATE, Target::Group(&group.id))?;
+    /// Loads the group whose members or owners change and checks the caller may change them.
+    async fn group_for_relation_change(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        relation: Relation,
+        group_key: &str,
+    ) -> Result<Group, AppError> {
+        let group = resolve_group(tx, &caller.tenant, group_key).await?;
+        require(caller, relation.update_action(), Target::Group(&group.id))?;
         if group.is_assignable_to_role {
             require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&group.id))?;
         }
-        let owner = resolve_user(&mut *tx, &caller.tenant, owner_key).await?;
-        if tx.is_owner(&group.id, &owner.id).await? {
-            return Err(AppError::BadRequest(directory::MembershipError::AlreadyExists("owners").to_string()));
-        }
-        tx.insert_owner(&group.id, &MemberRef { kind: ObjectKind::User, id: owner.id.clone() }).await?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddOwnerToGroup,
-            vec![TargetResource::user(&owner).with_changes(group_ref_changes(&group)), TargetResource::group(&group)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// `DELETE /groups/{id}/owners/{ownerId}/$ref`.
-    pub async fn remove_owner(&self, caller: &Caller, group_key: &str, owner_key: &str) -> Result<(), AppError> {
-        let now = self.now();
-        let mut tx = self.write().await?;
-        let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
-        require(caller, actions::GROUPS_OWNERS_UPDATE, Target::Group(&group.id))?;
-        if group.is_assignable_to_role {
-            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&group.id))?;
-        }
-        let owner = resolve_user(&mut *tx, &caller.tenant, owner_key).await?;
-        match tx.delete_owner(&group.id, &owner.id).await {
-            Err(StoreError::NotFound) => return Err(AppError::NotFound(owner_key.to_owned())),
-            other => other?,
-        }
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::RemoveOwnerFromGroup,
-            vec![TargetResource::user(&owner).with_changes(group_ref_changes(&group)), TargetResource::group(&group)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(group)
     }
 
     /// `GET /directoryObjects/{id}`.

@@ -22,7 +22,7 @@ use keyward_core::ids::ObjectId;
 use keyward_store::{Store, Tx};
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::directory::{GroupPage, ObjectPage, UserPage};
+pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
 pub use crate::password::{HashParams, PasswordHasher};

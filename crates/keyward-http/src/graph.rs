@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
+use keyward_app::Relation;
+
 use crate::AppState;
 use crate::context::{GraphCtx, GraphQuery, graph_json, request_ids};
 use crate::error::GraphError;
@@ -206,25 +208,10 @@ async fn delete_group(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response
     Ok(no_content())
 }
 
-/// `GET /groups/{id}/members` — `microsoft.directory/groups/members/read`.
-async fn list_members(
-    ctx: GraphCtx,
-    Path(key): Path<String>,
-    Query(query, path): Query,
-) -> Result<Response, GraphError> {
-    let page = ctx
-        .state
-        .app
-        .list_members(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
-    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
-    let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
-}
-
+/// `GET /groups/{id}/members` — `microsoft.directory/groups/members/read`;
 /// `GET /groups/{id}/owners` — `microsoft.directory/groups/owners/read`.
-async fn list_owners(
+async fn list_relation(
+    relation: Relation,
     ctx: GraphCtx,
     Path(key): Path<String>,
     Query(query, path): Query,
@@ -232,7 +219,7 @@ async fn list_owners(
     let page = ctx
         .state
         .app
-        .list_owners(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await
         .map_err(|err| ctx.err(err))?;
     let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
@@ -240,29 +227,27 @@ async fn list_owners(
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `POST /groups/{id}/members/$ref` — `microsoft.directory/groups/members/update`.
-async fn add_member(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    let member = shape::reference_id(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.add_member(&ctx.caller, &key, &member).await.map_err(|err| ctx.err(err))?;
-    Ok(no_content())
-}
-
-/// `DELETE /groups/{id}/members/{memberId}/$ref` — `microsoft.directory/groups/members/update`.
-async fn remove_member(ctx: GraphCtx, Path((key, member)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.remove_member(&ctx.caller, &key, &member).await.map_err(|err| ctx.err(err))?;
-    Ok(no_content())
-}
-
+/// `POST /groups/{id}/members/$ref` — `microsoft.directory/groups/members/update`;
 /// `POST /groups/{id}/owners/$ref` — `microsoft.directory/groups/owners/update`.
-async fn add_owner(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    let owner = shape::reference_id(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.add_owner(&ctx.caller, &key, &owner).await.map_err(|err| ctx.err(err))?;
+async fn add_reference(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Body(body): Body,
+) -> Result<Response, GraphError> {
+    let object = shape::reference_id(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    ctx.state.app.add_to_group(&ctx.caller, relation, &key, &object).await.map_err(|err| ctx.err(err))?;
     Ok(no_content())
 }
 
-/// `DELETE /groups/{id}/owners/{ownerId}/$ref` — `microsoft.directory/groups/owners/update`.
-async fn remove_owner(ctx: GraphCtx, Path((key, owner)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.remove_owner(&ctx.caller, &key, &owner).await.map_err(|err| ctx.err(err))?;
+/// `DELETE /groups/{id}/members/{memberId}/$ref` and `DELETE /groups/{id}/owners/{ownerId}/$ref` —
+/// the relation's `update` action.
+async fn remove_reference(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path((key, object)): Path<(String, String)>,
+) -> Result<Response, GraphError> {
+    ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await.map_err(|err| ctx.err(err))?;
     Ok(no_content())
 }
 
@@ -393,7 +378,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/groups/{id}/members",
-            get(list_members),
+            get(|ctx, key, query| list_relation(Relation::Members, ctx, key, query)),
             Op::get(
                 GROUPS,
                 "List a group's members",
@@ -405,20 +390,20 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/groups/{id}/members/$ref",
-            post(add_member),
+            post(|ctx, key, body| add_reference(Relation::Members, ctx, key, body)),
             Op::post(GROUPS, "Add a member", "microsoft.directory/groups/members/update", "Reference", 204, "")
                 .with_id(),
         )
         .route(
             "/groups/{id}/members/{memberId}/$ref",
-            delete(remove_member),
+            delete(|ctx, key| remove_reference(Relation::Members, ctx, key)),
             Op::delete(GROUPS, "Remove a member", "microsoft.directory/groups/members/update")
                 .with_id()
                 .with_param("memberId"),
         )
         .route(
             "/groups/{id}/owners",
-            get(list_owners),
+            get(|ctx, key, query| list_relation(Relation::Owners, ctx, key, query)),
             Op::get(
                 GROUPS,
                 "List a group's owners",
@@ -430,13 +415,13 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/groups/{id}/owners/$ref",
-            post(add_owner),
+            post(|ctx, key, body| add_reference(Relation::Owners, ctx, key, body)),
             Op::post(GROUPS, "Add an owner", "microsoft.directory/groups/owners/update", "Reference", 204, "")
                 .with_id(),
         )
         .route(
             "/groups/{id}/owners/{ownerId}/$ref",
-            delete(remove_owner),
+            delete(|ctx, key| remove_reference(Relation::Owners, ctx, key)),
             Op::delete(GROUPS, "Remove an owner", "microsoft.directory/groups/owners/update")
                 .with_id()
                 .with_param("ownerId"),

@@ -65,6 +65,40 @@ macro_rules! bind_args {
     }};
 }
 
+/// Binds a user's columns as `$1..$26` in the order `INSERT INTO users` and `UPDATE users` use.
+macro_rules! bind_user_columns {
+    ($query:expr, $user:expr) => {{
+        let user = $user;
+        $query
+            .bind(user.id.as_str())
+            .bind(user.tenant_id.as_str())
+            .bind(&user.user_principal_name)
+            .bind(user.user_principal_name.to_lowercase())
+            .bind(&user.display_name)
+            .bind(user.display_name.to_lowercase())
+            .bind(&user.given_name)
+            .bind(lc(&user.given_name))
+            .bind(&user.surname)
+            .bind(lc(&user.surname))
+            .bind(&user.mail)
+            .bind(lc(&user.mail))
+            .bind(&user.mail_nickname)
+            .bind(user.mail_nickname.to_lowercase())
+            .bind(&user.mobile_phone)
+            .bind(lc(&user.mobile_phone))
+            .bind(&user.job_title)
+            .bind(lc(&user.job_title))
+            .bind(&user.department)
+            .bind(lc(&user.department))
+            .bind(&user.usage_location)
+            .bind(lc(&user.usage_location))
+            .bind(user.account_enabled)
+            .bind(fmt_ts(user.created))
+            .bind(fmt_ts(user.sign_in_sessions_valid_from))
+            .bind(user.force_change_password_next_sign_in)
+    }};
+}
+
 macro_rules! impl_backend {
     ($store:ident, $tx:ident, $db:ty, $pool:ty, $backend:expr, $migrations:expr, $begin_write:expr) => {
         /// A store on this database.
@@ -401,81 +435,27 @@ macro_rules! impl_backend {
         #[async_trait]
         impl UserStore for $tx {
             async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO users (id, tenant_id, upn, upn_lc, display_name, display_name_lc, given_name, given_name_lc, \
                      surname, surname_lc, mail, mail_lc, mail_nickname, mail_nickname_lc, mobile_phone, mobile_phone_lc, \
                      job_title, job_title_lc, department, department_lc, usage_location, usage_location_lc, account_enabled, \
                      created_at, sessions_valid_from, force_change_password, password_hash) VALUES ($1, $2, $3, $4, $5, $6, \
                      $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
-                )
-                .bind(user.id.as_str())
-                .bind(user.tenant_id.as_str())
-                .bind(&user.user_principal_name)
-                .bind(user.user_principal_name.to_lowercase())
-                .bind(&user.display_name)
-                .bind(user.display_name.to_lowercase())
-                .bind(&user.given_name)
-                .bind(lc(&user.given_name))
-                .bind(&user.surname)
-                .bind(lc(&user.surname))
-                .bind(&user.mail)
-                .bind(lc(&user.mail))
-                .bind(&user.mail_nickname)
-                .bind(user.mail_nickname.to_lowercase())
-                .bind(&user.mobile_phone)
-                .bind(lc(&user.mobile_phone))
-                .bind(&user.job_title)
-                .bind(lc(&user.job_title))
-                .bind(&user.department)
-                .bind(lc(&user.department))
-                .bind(&user.usage_location)
-                .bind(lc(&user.usage_location))
-                .bind(user.account_enabled)
-                .bind(fmt_ts(user.created))
-                .bind(fmt_ts(user.sign_in_sessions_valid_from))
-                .bind(user.force_change_password_next_sign_in)
-                .bind(password_hash)
-                .execute(&mut *self.0)
-                .await
-                .map_err(db)?;
+                );
+                bind_user_columns!(query, user).bind(password_hash).execute(&mut *self.0).await.map_err(db)?;
                 self.store_user_values(user).await
             }
 
             async fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
-                let done = sqlx::query(
-                    "UPDATE users SET upn = $2, upn_lc = $3, display_name = $4, display_name_lc = $5, given_name = $6, \
-                     given_name_lc = $7, surname = $8, surname_lc = $9, mail = $10, mail_lc = $11, mail_nickname = $12, \
-                     mail_nickname_lc = $13, mobile_phone = $14, mobile_phone_lc = $15, job_title = $16, job_title_lc = $17, \
-                     department = $18, department_lc = $19, usage_location = $20, usage_location_lc = $21, \
-                     account_enabled = $22, sessions_valid_from = $23, force_change_password = $24 WHERE id = $1",
-                )
-                .bind(user.id.as_str())
-                .bind(&user.user_principal_name)
-                .bind(user.user_principal_name.to_lowercase())
-                .bind(&user.display_name)
-                .bind(user.display_name.to_lowercase())
-                .bind(&user.given_name)
-                .bind(lc(&user.given_name))
-                .bind(&user.surname)
-                .bind(lc(&user.surname))
-                .bind(&user.mail)
-                .bind(lc(&user.mail))
-                .bind(&user.mail_nickname)
-                .bind(user.mail_nickname.to_lowercase())
-                .bind(&user.mobile_phone)
-                .bind(lc(&user.mobile_phone))
-                .bind(&user.job_title)
-                .bind(lc(&user.job_title))
-                .bind(&user.department)
-                .bind(lc(&user.department))
-                .bind(&user.usage_location)
-                .bind(lc(&user.usage_location))
-                .bind(user.account_enabled)
-                .bind(fmt_ts(user.sign_in_sessions_valid_from))
-                .bind(user.force_change_password_next_sign_in)
-                .execute(&mut *self.0)
-                .await
-                .map_err(db)?;
+                let query = sqlx::query(
+                    "UPDATE users SET upn = $3, upn_lc = $4, display_name = $5, display_name_lc = $6, given_name = $7, \
+                     given_name_lc = $8, surname = $9, surname_lc = $10, mail = $11, mail_lc = $12, mail_nickname = $13, \
+                     mail_nickname_lc = $14, mobile_phone = $15, mobile_phone_lc = $16, job_title = $17, job_title_lc = $18, \
+                     department = $19, department_lc = $20, usage_location = $21, usage_location_lc = $22, \
+                     account_enabled = $23, created_at = $24, sessions_valid_from = $25, force_change_password = $26 \
+                     WHERE id = $1 AND tenant_id = $2",
+                );
+                let done = bind_user_columns!(query, user).execute(&mut *self.0).await.map_err(db)?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
