@@ -256,6 +256,7 @@ async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let is_tls = args.tls_cert.is_some();
     let public_url = public_url(args.public_url.as_deref(), args.listen, is_tls)?;
     let app = open_app(&args.store, public_url.clone()).await?;
@@ -300,34 +301,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app.store().clone();
     let router = keyward_http::router(app);
     let config = keyward_http::ServeConfig { listener, tls, drain_timeout: Duration::from_secs(10) };
-    keyward_http::serve(router, config, shutdown_signal()).await?;
+    keyward_http::serve(router, config, shutdown).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Registers the shutdown signals now (so a SIGTERM during start-up is not lost) and returns the
+/// future that completes on the first of SIGTERM or SIGINT.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => (),
+            _ = interrupt.recv() => (),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => (),
-        () = terminate => (),
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
 }
 
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
