@@ -2,15 +2,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::audit::{Activity, TargetResource, user_creation_properties};
+use keyward_core::audit::{
+    Activity, AuditRecord, TargetResource, group_creation_properties, group_reference_properties,
+    user_creation_properties,
+};
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{
-    self, DirectoryError, DirectoryObject, Group, GroupDraft, GroupPatch, ObjectKind, PropertyChange, Tenant, User,
-    UserDraft, UserPatch,
+    self, DirectoryError, DirectoryObject, Group, GroupDraft, GroupPatch, ObjectKind, Tenant, User, UserDraft,
+    UserPatch,
 };
 use keyward_core::ids::{ObjectId, is_guid};
 use keyward_core::password;
 use keyward_core::query::{self, Plan, RawQuery};
+use keyward_core::secret::Secret;
 use keyward_store::{Cursor, MemberRef, StoreError, Tx};
 
 use crate::{App, AppError, Caller, audit_id, new_id, require};
@@ -92,8 +96,7 @@ fn directory_error(err: DirectoryError) -> AppError {
 }
 
 fn page_size(top: Option<&str>) -> Result<usize, AppError> {
-    let raw = RawQuery { top: top.map(str::to_owned), ..RawQuery::default() };
-    Ok(query::plan(&query::USER, &raw)?.top)
+    Ok(query::parse_top(top)?)
 }
 
 /// Loads a user by object id or user principal name; `NotFound` names the key as given.
@@ -105,13 +108,18 @@ pub(crate) async fn resolve_user(tx: &mut dyn Tx, tenant: &Tenant, key: &str) ->
     found.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
 
+/// Graph's answer to an id that is not a GUID where only object ids are accepted.
+fn invalid_id(key: &str) -> AppError {
+    AppError::BadRequest(format!("Invalid object identifier '{key}'."))
+}
+
 async fn resolve_group(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<Group, AppError> {
-    let Some(id) = ObjectId::parse(key) else { return Err(AppError::NotFound(key.to_owned())) };
+    let Some(id) = ObjectId::parse(key) else { return Err(invalid_id(key)) };
     tx.get_group(&tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
 
 async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<DirectoryObject, AppError> {
-    let Some(id) = ObjectId::parse(key) else { return Err(AppError::NotFound(key.to_owned())) };
+    let Some(id) = ObjectId::parse(key) else { return Err(invalid_id(key)) };
     if let Some(user) = tx.get_user(&tenant.id, &id).await? {
         return Ok(DirectoryObject::User(user));
     }
@@ -151,25 +159,58 @@ async fn page_of_refs(
     Ok(ObjectPage { items, skiptoken })
 }
 
-fn group_ref_changes(group: &Group) -> Vec<PropertyChange> {
-    vec![
-        PropertyChange {
-            name: "Group.ObjectID".into(),
-            old_value: String::new(),
-            new_value: keyward_core::json::string(group.id.as_str()),
-        },
-        PropertyChange {
-            name: "Group.DisplayName".into(),
-            old_value: String::new(),
-            new_value: keyward_core::json::string(&group.display_name),
-        },
-    ]
+/// Checks a new password against the policy, naming the user's display name and UPN alias.
+fn check_password(password: &Secret, display_name: &str, upn: &str) -> Result<(), AppError> {
+    let alias = upn.split('@').next().unwrap_or_default();
+    password::check(password.expose(), &[display_name, alias])
+        .map_err(|err| AppError::BadRequest(format!("{} {err}.", DirectoryError::WeakPassword)))
+}
+
+/// The resource actions a user patch needs: one per kind of property it changes.
+fn actions_for_patch(patch: &UserPatch) -> Vec<&'static str> {
+    let mut needed = Vec::new();
+    if patch.password.is_some() || patch.force_change_password_next_sign_in.is_some() {
+        needed.push(actions::USERS_PASSWORD_UPDATE);
+    }
+    if patch.user_principal_name.is_some() {
+        needed.push(actions::USERS_UPN_UPDATE);
+    }
+    match patch.account_enabled {
+        Some(false) => needed.push(actions::USERS_DISABLE),
+        Some(true) => needed.push(actions::USERS_ENABLE),
+        None => (),
+    }
+    let has_basic = patch.display_name.is_some()
+        || patch.mail_nickname.is_some()
+        || patch.given_name.is_some()
+        || patch.surname.is_some()
+        || patch.mail.is_some()
+        || patch.other_mails.is_some()
+        || patch.mobile_phone.is_some()
+        || patch.business_phones.is_some()
+        || patch.job_title.is_some()
+        || patch.department.is_some()
+        || patch.usage_location.is_some();
+    if has_basic || needed.is_empty() {
+        needed.push(actions::USERS_BASIC_UPDATE);
+    }
+    needed
 }
 
 fn object_target(object: &DirectoryObject) -> TargetResource {
     match object {
         DirectoryObject::User(it) => TargetResource::user(it),
         DirectoryObject::Group(it) => TargetResource::group(it),
+    }
+}
+
+/// A concurrent request added the same reference (or deleted the group) between check and insert.
+fn relation_conflict(err: StoreError, property: &'static str) -> AppError {
+    match err {
+        StoreError::Conflict { .. } => {
+            AppError::BadRequest(directory::MembershipError::AlreadyExists(property).to_string())
+        }
+        other => other.into(),
     }
 }
 
@@ -214,6 +255,12 @@ impl App {
         single_select(&query::GROUP, select)
     }
 
+    /// `GET /me`: the caller's own user.
+    pub fn me(&self, caller: &Caller) -> Result<User, AppError> {
+        require(caller, actions::USERS_READ, Target::User(&caller.user.id))?;
+        Ok(caller.user.clone())
+    }
+
     /// `GET /users/{id | userPrincipalName}`.
     pub async fn get_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
         let mut tx = self.read().await?;
@@ -227,10 +274,9 @@ impl App {
         require(caller, actions::USERS_CREATE, Target::Tenant)?;
         let now = self.now();
         let created = directory::new_user(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
-        let alias = created.user.user_principal_name.split('@').next().unwrap_or_default().to_owned();
-        password::check(&created.password, &[&created.user.display_name, &alias])
-            .map_err(|err| AppError::BadRequest(format!("{} {err}.", DirectoryError::WeakPassword)))?;
-        let hash = self.inner.hasher.hash(&created.password).await?;
+        check_password(&created.password, &created.user.display_name, &created.user.user_principal_name)?;
+        // Hash before the write transaction: Argon2 takes tens of milliseconds.
+        let hash = self.inner.hasher.hash(created.password.expose()).await?;
         let user = created.user;
         let mut tx = self.write().await?;
         tx.insert_user(&user, Some(&hash)).await.map_err(upn_conflict)?;
@@ -248,44 +294,32 @@ impl App {
     /// the user principal name, enabling or disabling, the password).
     pub async fn update_user(&self, caller: &Caller, key: &str, patch: UserPatch) -> Result<(), AppError> {
         let now = self.now();
+        let needed = actions_for_patch(&patch);
+        // A new password is checked and hashed before the write transaction, which on SQLite holds
+        // the database's write lock: Argon2 takes tens of milliseconds.
+        let hash = match &patch.password {
+            Some(password) => {
+                let mut tx = self.read().await?;
+                let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
+                drop(tx);
+                for action in &needed {
+                    require(caller, action, Target::User(&current.id))?;
+                }
+                let display_name = patch.display_name.as_deref().unwrap_or(&current.display_name);
+                let upn = patch.user_principal_name.as_deref().unwrap_or(&current.user_principal_name);
+                check_password(password, display_name, upn)?;
+                Some(self.inner.hasher.hash(password.expose()).await?)
+            }
+            None => None,
+        };
         let mut tx = self.write().await?;
         let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        let mut needed = Vec::new();
-        if patch.password.is_some() || patch.force_change_password_next_sign_in.is_some() {
-            needed.push(actions::USERS_PASSWORD_UPDATE);
-        }
-        if patch.user_principal_name.is_some() {
-            needed.push(actions::USERS_UPN_UPDATE);
-        }
-        match patch.account_enabled {
-            Some(false) => needed.push(actions::USERS_DISABLE),
-            Some(true) => needed.push(actions::USERS_ENABLE),
-            None => (),
-        }
-        let has_basic = patch.display_name.is_some()
-            || patch.mail_nickname.is_some()
-            || patch.given_name.is_some()
-            || patch.surname.is_some()
-            || patch.mail.is_some()
-            || patch.other_mails.is_some()
-            || patch.mobile_phone.is_some()
-            || patch.business_phones.is_some()
-            || patch.job_title.is_some()
-            || patch.department.is_some()
-            || patch.usage_location.is_some();
-        if has_basic || needed.is_empty() {
-            needed.push(actions::USERS_BASIC_UPDATE);
-        }
         for action in needed {
             require(caller, action, Target::User(&current.id))?;
         }
         let update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
-        if let Some(new_password) = &update.new_password {
-            let alias = update.user.user_principal_name.split('@').next().unwrap_or_default().to_owned();
-            password::check(new_password, &[&update.user.display_name, &alias])
-                .map_err(|err| AppError::BadRequest(format!("{} {err}.", DirectoryError::WeakPassword)))?;
-            let hash = self.inner.hasher.hash(new_password).await?;
-            tx.set_password_hash(&current.id, &hash).await?;
+        if let Some(hash) = &hash {
+            tx.set_password_hash(&current.id, hash).await?;
         }
         if update.changes.is_empty() {
             return Ok(());
@@ -375,23 +409,7 @@ impl App {
         let group = directory::new_group(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
         let mut tx = self.write().await?;
         tx.insert_group(&group).await?;
-        let changes = vec![
-            PropertyChange {
-                name: "DisplayName".into(),
-                old_value: "[]".into(),
-                new_value: keyward_core::json::string_array([group.display_name.as_str()]),
-            },
-            PropertyChange {
-                name: "SecurityEnabled".into(),
-                old_value: "[]".into(),
-                new_value: format!("[{}]", group.security_enabled),
-            },
-            PropertyChange {
-                name: "IsAssignableToRole".into(),
-                old_value: "[]".into(),
-                new_value: format!("[{}]", group.is_assignable_to_role),
-            },
-        ];
+        let changes = group_creation_properties(&group);
         let record = caller.audit(now).success(
             audit_id(&caller.meta.correlation_id),
             Activity::AddGroup,
@@ -493,21 +511,23 @@ impl App {
                 let is_member = tx.is_member(&group.id, &reference.id).await?;
                 directory::check_add_member(&group, &object, is_member)
                     .map_err(|err| AppError::BadRequest(err.to_string()))?;
-                tx.insert_member(&group.id, &reference).await?;
+                tx.insert_member(&group.id, &reference).await.map_err(|err| relation_conflict(err, "members"))?;
             }
             Relation::Owners => {
                 if tx.is_owner(&group.id, &reference.id).await? {
                     return Err(AppError::BadRequest(directory::MembershipError::AlreadyExists("owners").to_string()));
                 }
-                tx.insert_owner(&group.id, &reference).await?;
+                tx.insert_owner(&group.id, &reference).await.map_err(|err| relation_conflict(err, "owners"))?;
             }
         }
         let activity = match relation {
             Relation::Members => Activity::AddMemberToGroup,
             Relation::Owners => Activity::AddOwnerToGroup,
         };
-        let targets =
-            vec![object_target(&object).with_changes(group_ref_changes(&group)), TargetResource::group(&group)];
+        let targets = vec![
+            object_target(&object).with_changes(group_reference_properties(&group, true)),
+            TargetResource::group(&group),
+        ];
         tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
         tx.commit().await?;
         Ok(())
@@ -537,8 +557,10 @@ impl App {
             Relation::Members => Activity::RemoveMemberFromGroup,
             Relation::Owners => Activity::RemoveOwnerFromGroup,
         };
-        let targets =
-            vec![object_target(&object).with_changes(group_ref_changes(&group)), TargetResource::group(&group)];
+        let targets = vec![
+            object_target(&object).with_changes(group_reference_properties(&group, false)),
+            TargetResource::group(&group),
+        ];
         tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
         tx.commit().await?;
         Ok(())
@@ -577,8 +599,8 @@ impl App {
         caller: &Caller,
         target: &ObjectId,
         limit: usize,
-    ) -> Result<Vec<keyward_core::audit::AuditRecord>, AppError> {
-        require(caller, "microsoft.directory/auditLogs/allProperties/read", Target::Tenant)?;
+    ) -> Result<Vec<AuditRecord>, AppError> {
+        require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
         Ok(tx.list_audit_for_target(&caller.tenant.id, target, limit).await?)
     }

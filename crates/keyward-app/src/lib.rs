@@ -36,6 +36,20 @@ pub struct AppConfig {
     pub public_url: String,
     /// Lifetime of access tokens.
     pub access_token_lifetime: time::Duration,
+    /// How long a node trusts its cached signing keys before reading them again: a key retired on
+    /// another node stops verifying here within this time.
+    pub key_cache_ttl: std::time::Duration,
+}
+
+impl AppConfig {
+    /// The production settings for a public URL: one-hour tokens, a five-second key cache.
+    pub fn new(public_url: String) -> AppConfig {
+        AppConfig {
+            public_url,
+            access_token_lifetime: time::Duration::hours(1),
+            key_cache_ttl: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// What the transport knows about a request: its correlation id and the client's address.

@@ -1,12 +1,16 @@
 //! First start (bootstrap), demo data, and signing-key rotation.
 
 use aws_lc_rs::digest;
-use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource, user_creation_properties};
+use keyward_core::audit::{
+    Activity, AuditContext, Initiator, TargetResource, group_creation_properties, group_reference_properties,
+    user_creation_properties,
+};
 use keyward_core::authz::roles;
-use keyward_core::directory::{self, Domain, Group, GroupDraft, ObjectKind, Tenant, User, UserDraft};
+use keyward_core::directory::{self, Domain, Group, GroupDraft, ObjectKind, PropertyChange, Tenant, User, UserDraft};
 use keyward_core::ids::ObjectId;
-use keyward_core::password;
-use keyward_store::{AdministrativeUnit, MemberRef, RoleAssignment, SigningKey, TemporaryAccessPass, Tx};
+use keyward_core::secret::Secret;
+use keyward_core::{json, password};
+use keyward_store::{AdministrativeUnit, MemberRef, RoleAssignment, SigningKey, StoreError, TemporaryAccessPass, Tx};
 use time::{Duration, OffsetDateTime};
 
 use crate::tokens::first_tenant;
@@ -18,7 +22,7 @@ pub struct BootstrapRequest {
     /// `KEYWARD_BOOTSTRAP_ADMIN_UPN`: the first Global Administrator; its domain becomes the tenant's.
     pub admin_upn: Option<String>,
     /// `KEYWARD_BOOTSTRAP_ADMIN_PASSWORD`.
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
     /// `KEYWARD_TENANT_DOMAIN`, used when no admin UPN is given.
     pub tenant_domain: String,
 }
@@ -33,7 +37,7 @@ pub enum BootstrapOutcome {
         tenant_id: ObjectId,
         admin_upn: String,
         /// The one-time Temporary Access Pass and its expiry, when no password was given. Shown once.
-        temporary_access_pass: Option<(String, OffsetDateTime)>,
+        temporary_access_pass: Option<(Secret, OffsetDateTime)>,
     },
 }
 
@@ -41,7 +45,7 @@ pub enum BootstrapOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoAccount {
     pub user_principal_name: String,
-    pub password: String,
+    pub password: Secret,
     pub role: &'static str,
 }
 
@@ -93,15 +97,10 @@ impl App {
     /// signing key exists. Safe to call on every start.
     pub async fn bootstrap(&self, request: BootstrapRequest) -> Result<BootstrapOutcome, AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
-        if tx.list_signing_keys().await?.iter().all(|it| it.retired.is_some()) {
-            tx.insert_signing_key(&self.inner.keys.generate(now)?).await?;
+        if let Some(tenant_id) = self.ensure_signing_key_and_find_tenant(now).await? {
+            return Ok(BootstrapOutcome::Existing { tenant_id });
         }
-        if let Some(tenant) = tx.list_tenants().await?.into_iter().next() {
-            tx.commit().await?;
-            self.reload_keys().await?;
-            return Ok(BootstrapOutcome::Existing { tenant_id: tenant.id });
-        }
+        // Validate and hash before the write transaction: Argon2 takes tens of milliseconds.
         let admin_upn = match &request.admin_upn {
             Some(upn) => upn.trim().to_owned(),
             None => format!("admin@{}", request.tenant_domain.trim().to_lowercase()),
@@ -117,24 +116,12 @@ impl App {
             created: now,
             domains: vec![Domain { name: domain.to_lowercase(), is_default: true, is_initial: true }],
         };
-        tx.insert_tenant(&tenant).await?;
-        let (password, tap) = match &request.admin_password {
-            Some(it) => {
-                password::check(it, &["Global Administrator", alias]).map_err(|err| {
-                    AppError::BadRequest(format!(
-                        "KEYWARD_BOOTSTRAP_ADMIN_PASSWORD is refused: {err}. Choose a longer, less common password."
-                    ))
-                })?;
-                (Some(it.clone()), None)
-            }
-            None => (None, Some(random_string(TAP_ALPHABET, 16)?)),
-        };
         let draft = UserDraft {
             user_principal_name: Some(admin_upn.clone()),
             display_name: Some("Global Administrator".into()),
             mail_nickname: Some(alias.to_owned()),
             account_enabled: Some(true),
-            password: Some(String::new()),
+            password: Some(Secret::default()),
             force_change_password_next_sign_in: Some(false),
             ..UserDraft::default()
         };
@@ -143,12 +130,34 @@ impl App {
                 AppError::BadRequest(format!("KEYWARD_BOOTSTRAP_ADMIN_UPN '{admin_upn}' is refused: {err}"))
             })?
             .user;
-        let hash = match &password {
-            Some(it) => Some(self.inner.hasher.hash(it).await?),
-            None => None,
+        let (hash, tap) = match &request.admin_password {
+            Some(it) => {
+                password::check(it.expose(), &["Global Administrator", alias]).map_err(|err| {
+                    AppError::BadRequest(format!(
+                        "KEYWARD_BOOTSTRAP_ADMIN_PASSWORD is refused: {err}. Choose a longer, less common password."
+                    ))
+                })?;
+                (Some(self.inner.hasher.hash(it.expose()).await?), None)
+            }
+            None => (None, Some(Secret::new(random_string(TAP_ALPHABET, 16)?))),
         };
+
+        let mut tx = self.write().await?;
+        if let Some(existing) = tx.list_tenants().await?.into_iter().next() {
+            return Ok(BootstrapOutcome::Existing { tenant_id: existing.id });
+        }
+        match tx.insert_tenant(&tenant).await {
+            // Another node created the tenant between our read and our write.
+            Err(StoreError::Conflict { .. }) => {
+                drop(tx);
+                let tenant_id = self.ensure_signing_key_and_find_tenant(now).await?;
+                return tenant_id.map(|tenant_id| BootstrapOutcome::Existing { tenant_id }).ok_or_else(|| {
+                    AppError::Unexpected(anyhow::anyhow!("the tenant's domain is taken but no tenant exists"))
+                });
+            }
+            other => other?,
+        }
         tx.insert_user(&user, hash.as_deref()).await?;
-        assign(&mut *tx, &tenant, &user.id, roles::GLOBAL_ADMINISTRATOR, "/", now).await?;
         let correlation_id = new_id().to_string();
         let audit = system_audit(&tenant.id, now, &correlation_id);
         let record = audit.success(
@@ -157,13 +166,14 @@ impl App {
             vec![TargetResource::user(&user).with_changes(user_creation_properties(&user))],
         );
         tx.insert_audit(&record).await?;
+        assign(&mut *tx, &audit, &TargetResource::user(&user), roles::GLOBAL_ADMINISTRATOR, "/", now).await?;
         let temporary_access_pass = match tap {
             Some(pass) => {
                 let expires = now + Duration::minutes(BOOTSTRAP_TAP_MINUTES);
                 tx.put_temporary_access_pass(&TemporaryAccessPass {
                     id: new_id(),
                     user_id: user.id.clone(),
-                    pass_sha256: digest::digest(&digest::SHA256, pass.as_bytes()).as_ref().to_vec(),
+                    pass_sha256: digest::digest(&digest::SHA256, pass.expose().as_bytes()).as_ref().to_vec(),
                     created: now,
                     start: now,
                     lifetime_minutes: BOOTSTRAP_TAP_MINUTES,
@@ -184,13 +194,25 @@ impl App {
         })
     }
 
+    /// Makes sure an unretired signing key exists and returns the tenant, if one exists.
+    async fn ensure_signing_key_and_find_tenant(&self, now: OffsetDateTime) -> Result<Option<ObjectId>, AppError> {
+        let mut tx = self.write().await?;
+        if tx.list_signing_keys().await?.iter().all(|it| it.retired.is_some()) {
+            tx.insert_signing_key(&self.inner.keys.generate(now)?).await?;
+        }
+        let tenant = tx.list_tenants().await?.into_iter().next().map(|it| it.id);
+        tx.commit().await?;
+        self.reload_keys().await?;
+        Ok(tenant)
+    }
+
     /// Seeds the demo tenant: a Global Administrator, a Privileged Authentication Administrator, an
     /// Authentication Administrator scoped to an administrative unit, a Helpdesk Administrator through
     /// a role-assignable group, and regular users. Returns the accounts with fresh passwords, or
     /// nothing when the demo data already exists.
     pub async fn seed_demo(&self) -> Result<Vec<DemoAccount>, AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
+        let mut tx = self.read().await?;
         let tenant = first_tenant(&mut *tx).await?;
         let Some(domain) = tenant.domains.iter().find(|it| it.is_default).map(|it| it.name.clone()) else {
             return Err(AppError::BadRequest("the tenant has no default domain".into()));
@@ -198,8 +220,7 @@ impl App {
         if tx.find_user_by_upn(&tenant.id, &format!("adele.vance@{domain}")).await?.is_some() {
             return Ok(Vec::new());
         }
-        let correlation_id = new_id().to_string();
-        let audit = system_audit(&tenant.id, now, &correlation_id);
+        drop(tx);
         let people = [
             ("grace.global", "Grace Global", "Global Administrator", "IT"),
             ("pat.privileged", "Pat Privileged", "Privileged Authentication Administrator", "Service Desk"),
@@ -209,11 +230,13 @@ impl App {
             ("megan.bowen", "Megan Bowen", "user", "Sales"),
             ("lee.gu", "Lee Gu", "user", "Engineering"),
         ];
+        // Users and password hashes first: Argon2 stays outside the write transaction.
         let mut accounts = Vec::new();
-        let mut users: Vec<User> = Vec::new();
+        let mut users: Vec<(User, String)> = Vec::new();
         for (alias, name, role, department) in people {
-            let password = random_string(PASSWORD_ALPHABET, 16)?;
+            let password = Secret::new(random_string(PASSWORD_ALPHABET, 16)?);
             let (given, surname) = name.split_once(' ').unwrap_or((name, ""));
+            let job_title = if role == "user" { "Employee" } else { role.split(" (").next().unwrap_or(role) };
             let draft = UserDraft {
                 user_principal_name: Some(format!("{alias}@{domain}")),
                 display_name: Some(name.into()),
@@ -225,32 +248,30 @@ impl App {
                 surname: Some(surname.into()),
                 mail: Some(format!("{alias}@{domain}")),
                 department: Some(department.into()),
-                job_title: Some(if role == "user" {
-                    "Employee".into()
-                } else {
-                    role.split(" (").next().unwrap_or(role).into()
-                }),
+                job_title: Some(job_title.into()),
                 ..UserDraft::default()
             };
             let user = directory::new_user(&tenant, new_id(), draft, now)
                 .map_err(|err| AppError::Unexpected(anyhow::anyhow!("demo user: {err}")))?
                 .user;
-            let hash = self.inner.hasher.hash(&password).await?;
-            tx.insert_user(&user, Some(&hash)).await?;
-            let record = audit.success(
-                audit_id(&correlation_id),
-                Activity::AddUser,
-                vec![TargetResource::user(&user).with_changes(user_creation_properties(&user))],
-            );
-            tx.insert_audit(&record).await?;
+            let hash = self.inner.hasher.hash(password.expose()).await?;
             accounts.push(DemoAccount { user_principal_name: user.user_principal_name.clone(), password, role });
-            users.push(user);
+            users.push((user, hash));
         }
-        let [grace, pat, alex, hana, adele, megan, _lee] = users.as_slice() else {
+        let [grace, pat, alex, hana, adele, megan, _lee] = users.iter().map(|it| &it.0).collect::<Vec<_>>()[..] else {
             return Err(AppError::Unexpected(anyhow::anyhow!("demo users")));
         };
-        assign(&mut *tx, &tenant, &grace.id, roles::GLOBAL_ADMINISTRATOR, "/", now).await?;
-        assign(&mut *tx, &tenant, &pat.id, roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "/", now).await?;
+        let correlation_id = new_id().to_string();
+        let audit = system_audit(&tenant.id, now, &correlation_id);
+        let mut tx = self.write().await?;
+        for (user, hash) in &users {
+            tx.insert_user(user, Some(hash)).await?;
+            let targets = vec![TargetResource::user(user).with_changes(user_creation_properties(user))];
+            tx.insert_audit(&audit.success(audit_id(&correlation_id), Activity::AddUser, targets)).await?;
+        }
+        assign(&mut *tx, &audit, &TargetResource::user(grace), roles::GLOBAL_ADMINISTRATOR, "/", now).await?;
+        assign(&mut *tx, &audit, &TargetResource::user(pat), roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "/", now)
+            .await?;
 
         let unit = AdministrativeUnit {
             id: new_id(),
@@ -261,15 +282,35 @@ impl App {
             created: now,
         };
         tx.insert_administrative_unit(&unit).await?;
+        let unit_target = TargetResource {
+            id: unit.id.clone(),
+            display_name: Some(unit.display_name.clone()),
+            kind: "Other",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        };
+        tx.insert_audit(&audit.success(
+            audit_id(&correlation_id),
+            Activity::AddAdministrativeUnit,
+            vec![unit_target.clone()],
+        ))
+        .await?;
         for member in [adele, megan] {
             tx.insert_administrative_unit_member(
                 &unit.id,
                 &MemberRef { kind: ObjectKind::User, id: member.id.clone() },
             )
             .await?;
+            let targets = vec![TargetResource::user(member), unit_target.clone()];
+            tx.insert_audit(&audit.success(
+                audit_id(&correlation_id),
+                Activity::AddMemberToAdministrativeUnit,
+                targets,
+            ))
+            .await?;
         }
         let scope = format!("/administrativeUnits/{}", unit.id);
-        assign(&mut *tx, &tenant, &alex.id, roles::AUTHENTICATION_ADMINISTRATOR, &scope, now).await?;
+        assign(&mut *tx, &audit, &TargetResource::user(alex), roles::AUTHENTICATION_ADMINISTRATOR, &scope, now).await?;
 
         let draft = GroupDraft {
             display_name: Some("Helpdesk Team".into()),
@@ -283,11 +324,21 @@ impl App {
         let group: Group = directory::new_group(&tenant, new_id(), draft, now)
             .map_err(|err| AppError::Unexpected(anyhow::anyhow!("demo group: {err}")))?;
         tx.insert_group(&group).await?;
+        let targets = vec![TargetResource::group(&group).with_changes(group_creation_properties(&group))];
+        tx.insert_audit(&audit.success(audit_id(&correlation_id), Activity::AddGroup, targets)).await?;
         tx.insert_member(&group.id, &MemberRef { kind: ObjectKind::User, id: hana.id.clone() }).await?;
+        let targets = vec![
+            TargetResource::user(hana).with_changes(group_reference_properties(&group, true)),
+            TargetResource::group(&group),
+        ];
+        tx.insert_audit(&audit.success(audit_id(&correlation_id), Activity::AddMemberToGroup, targets)).await?;
         tx.insert_owner(&group.id, &MemberRef { kind: ObjectKind::User, id: grace.id.clone() }).await?;
-        assign(&mut *tx, &tenant, &group.id, roles::HELPDESK_ADMINISTRATOR, "/", now).await?;
-        let record = audit.success(audit_id(&correlation_id), Activity::AddGroup, vec![TargetResource::group(&group)]);
-        tx.insert_audit(&record).await?;
+        let targets = vec![
+            TargetResource::user(grace).with_changes(group_reference_properties(&group, true)),
+            TargetResource::group(&group),
+        ];
+        tx.insert_audit(&audit.success(audit_id(&correlation_id), Activity::AddOwnerToGroup, targets)).await?;
+        assign(&mut *tx, &audit, &TargetResource::group(&group), roles::HELPDESK_ADMINISTRATOR, "/", now).await?;
         tx.commit().await?;
         Ok(accounts)
     }
@@ -310,7 +361,7 @@ impl App {
     }
 
     /// Retires a signing key: it disappears from the JWKS and its tokens stop verifying.
-    /// The active key cannot be retired until another key has been activated.
+    /// The last unretired key cannot be retired; when the newest key is retired, the next newest signs.
     pub async fn retire_signing_key(&self, kid: &str) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
@@ -340,23 +391,42 @@ impl App {
     }
 }
 
+/// Assigns a role and writes Entra's "Add member to role" (or "Add scoped member to role") record.
 async fn assign(
     tx: &mut dyn Tx,
-    tenant: &Tenant,
-    principal: &ObjectId,
+    audit: &AuditContext,
+    principal: &TargetResource,
     role: &str,
     scope: &str,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
     tx.insert_role_assignment(&RoleAssignment {
         id: new_id().to_string(),
-        tenant_id: tenant.id.clone(),
-        principal_id: principal.clone(),
+        tenant_id: audit.tenant_id.clone(),
+        principal_id: principal.id.clone(),
         role_definition_id: role.to_owned(),
         directory_scope_id: scope.to_owned(),
         created: now,
     })
     .await?;
+    let role_name = roles::display_name(role).unwrap_or(role);
+    let role_id =
+        ObjectId::parse(role).ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("role id {role} is not a GUID")))?;
+    let changes = vec![
+        PropertyChange { name: "Role.DisplayName".into(), old_value: None, new_value: Some(json::string(role_name)) },
+        PropertyChange { name: "Role.TemplateId".into(), old_value: None, new_value: Some(json::string(role)) },
+        PropertyChange { name: "DirectoryScopeId".into(), old_value: None, new_value: Some(json::string(scope)) },
+    ];
+    let role_target = TargetResource {
+        id: role_id,
+        display_name: Some(role_name.to_owned()),
+        kind: "Role",
+        user_principal_name: None,
+        modified_properties: changes,
+    };
+    let activity = if scope == "/" { Activity::AddMemberToRole } else { Activity::AddScopedMemberToRole };
+    let record = audit.success(audit_id(&audit.correlation_id), activity, vec![role_target, principal.clone()]);
+    tx.insert_audit(&record).await?;
     Ok(())
 }
 

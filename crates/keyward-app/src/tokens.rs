@@ -93,11 +93,13 @@ impl App {
             .map(str::trim)
             .filter(|it| !it.is_empty())
             .ok_or(AppError::Unauthenticated("Access token is empty."))?;
+        // Another node may have retired a key: look again at most every few seconds.
+        self.refresh_keys_if_stale().await?;
         let claims_json = match self.inner.keys.verify(token) {
             Ok(it) => it,
             Err(VerifyError::UnknownKey) => {
                 // Another node may have rotated keys since this node last loaded them.
-                self.reload_keys_if_older_than(Duration::from_secs(5)).await?;
+                self.reload_keys_if_older_than(Duration::from_secs(1)).await?;
                 self.inner
                     .keys
                     .verify(token)
@@ -156,8 +158,10 @@ impl App {
         Ok(())
     }
 
+    /// Reloads the signing keys when the cache is older than the configured time-to-live, so a
+    /// rotation or retirement on another node shows here within that time.
     async fn refresh_keys_if_stale(&self) -> Result<(), AppError> {
-        self.reload_keys_if_older_than(Duration::from_secs(60)).await
+        self.reload_keys_if_older_than(self.inner.config.key_cache_ttl).await
     }
 }
 

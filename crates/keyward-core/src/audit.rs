@@ -18,6 +18,10 @@ pub enum Activity {
     RemoveMemberFromGroup,
     AddOwnerToGroup,
     RemoveOwnerFromGroup,
+    AddMemberToRole,
+    AddScopedMemberToRole,
+    AddAdministrativeUnit,
+    AddMemberToAdministrativeUnit,
 }
 
 impl Activity {
@@ -34,6 +38,10 @@ impl Activity {
             Activity::RemoveMemberFromGroup => "Remove member from group",
             Activity::AddOwnerToGroup => "Add owner to group",
             Activity::RemoveOwnerFromGroup => "Remove owner from group",
+            Activity::AddMemberToRole => "Add member to role",
+            Activity::AddScopedMemberToRole => "Add scoped member to role",
+            Activity::AddAdministrativeUnit => "Add administrative unit",
+            Activity::AddMemberToAdministrativeUnit => "Add member to administrative unit",
         }
     }
 
@@ -41,6 +49,8 @@ impl Activity {
     pub fn category(self) -> &'static str {
         match self {
             Activity::AddUser | Activity::UpdateUser | Activity::DeleteUser => "UserManagement",
+            Activity::AddMemberToRole | Activity::AddScopedMemberToRole => "RoleManagement",
+            Activity::AddAdministrativeUnit | Activity::AddMemberToAdministrativeUnit => "AdministrativeUnit",
             _ => "GroupManagement",
         }
     }
@@ -53,7 +63,13 @@ impl Activity {
     /// `operationType`.
     pub fn operation_type(self) -> &'static str {
         match self {
-            Activity::AddUser | Activity::AddGroup | Activity::AddMemberToGroup | Activity::AddOwnerToGroup => "Add",
+            Activity::AddUser
+            | Activity::AddGroup
+            | Activity::AddMemberToGroup
+            | Activity::AddOwnerToGroup
+            | Activity::AddAdministrativeUnit
+            | Activity::AddMemberToAdministrativeUnit => "Add",
+            Activity::AddMemberToRole | Activity::AddScopedMemberToRole => "Assign",
             Activity::UpdateUser | Activity::UpdateGroup => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
@@ -173,25 +189,43 @@ impl AuditContext {
     }
 }
 
+/// The properties Entra records on the member or owner when a group relation is added (`new`) or
+/// removed (`old`): the group's id and name.
+pub fn group_reference_properties(group: &Group, is_added: bool) -> Vec<PropertyChange> {
+    let values = [
+        ("Group.ObjectID", crate::json::string(group.id.as_str())),
+        ("Group.DisplayName", crate::json::string(&group.display_name)),
+    ];
+    values
+        .into_iter()
+        .map(|(name, value)| {
+            let (old_value, new_value) = if is_added { (None, Some(value)) } else { (Some(value), None) };
+            PropertyChange { name: name.to_owned(), old_value, new_value }
+        })
+        .collect()
+}
+
+/// The properties Entra records when a group is created.
+pub fn group_creation_properties(group: &Group) -> Vec<PropertyChange> {
+    vec![
+        PropertyChange::new("DisplayName", "[]", crate::json::string_array([group.display_name.as_str()])),
+        PropertyChange::new("MailNickname", "[]", crate::json::string_array([group.mail_nickname.as_str()])),
+        PropertyChange::new("SecurityEnabled", "[]", format!("[{}]", group.security_enabled)),
+        PropertyChange::new("IsAssignableToRole", "[]", format!("[{}]", group.is_assignable_to_role)),
+    ]
+}
+
 /// The properties Entra records when a user is created.
 pub fn user_creation_properties(user: &User) -> Vec<PropertyChange> {
     let text = |value: &str| crate::json::string_array([value]);
     let mut res = vec![
-        PropertyChange {
-            name: "AccountEnabled".into(),
-            old_value: "[]".into(),
-            new_value: format!("[{}]", user.account_enabled),
-        },
-        PropertyChange { name: "DisplayName".into(), old_value: "[]".into(), new_value: text(&user.display_name) },
-        PropertyChange { name: "MailNickname".into(), old_value: "[]".into(), new_value: text(&user.mail_nickname) },
-        PropertyChange {
-            name: "UserPrincipalName".into(),
-            old_value: "[]".into(),
-            new_value: text(&user.user_principal_name),
-        },
+        PropertyChange::new("AccountEnabled", "[]", format!("[{}]", user.account_enabled)),
+        PropertyChange::new("DisplayName", "[]", text(&user.display_name)),
+        PropertyChange::new("MailNickname", "[]", text(&user.mail_nickname)),
+        PropertyChange::new("UserPrincipalName", "[]", text(&user.user_principal_name)),
     ];
     if let Some(mail) = &user.mail {
-        res.push(PropertyChange { name: "Mail".into(), old_value: "[]".into(), new_value: text(mail) });
+        res.push(PropertyChange::new("Mail", "[]", text(mail)));
     }
     res
 }
@@ -210,6 +244,10 @@ mod tests {
             (Activity::AddMemberToGroup, "Add member to group", "GroupManagement", "Add"),
             (Activity::RemoveMemberFromGroup, "Remove member from group", "GroupManagement", "Unassign"),
             (Activity::AddOwnerToGroup, "Add owner to group", "GroupManagement", "Add"),
+            (Activity::AddMemberToRole, "Add member to role", "RoleManagement", "Assign"),
+            (Activity::AddScopedMemberToRole, "Add scoped member to role", "RoleManagement", "Assign"),
+            (Activity::AddAdministrativeUnit, "Add administrative unit", "AdministrativeUnit", "Add"),
+            (Activity::AddMemberToAdministrativeUnit, "Add member to administrative unit", "AdministrativeUnit", "Add"),
         ];
         for (activity, name, category, operation) in cases {
             assert_eq!(activity.display_name(), name);

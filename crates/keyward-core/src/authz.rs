@@ -17,7 +17,6 @@ pub mod actions {
     pub const USERS_PASSWORD_UPDATE: &str = "microsoft.directory/users/password/update";
     pub const USERS_UPN_UPDATE: &str = "microsoft.directory/users/userPrincipalName/update";
     pub const USERS_MEMBER_OF_READ: &str = "microsoft.directory/users/memberOf/read";
-    pub const USERS_SIGN_IN_SESSIONS_READ: &str = "microsoft.directory/users/allProperties/read";
     pub const GROUPS_READ: &str = "microsoft.directory/groups/standard/read";
     pub const GROUPS_CREATE: &str = "microsoft.directory/groups/create";
     pub const GROUPS_BASIC_UPDATE: &str = "microsoft.directory/groups/basic/update";
@@ -30,6 +29,7 @@ pub mod actions {
     pub const ROLE_ASSIGNABLE_GROUPS_DELETE: &str = "microsoft.directory/groupsAssignableToRoles/delete";
     pub const ROLE_ASSIGNABLE_GROUPS_UPDATE: &str = "microsoft.directory/groupsAssignableToRoles/allProperties/update";
     pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
+    pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";
 }
 
 /// Built-in role template ids (= role definition ids), from entra.md §1.
@@ -38,6 +38,19 @@ pub mod roles {
     pub const PRIVILEGED_AUTHENTICATION_ADMINISTRATOR: &str = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13";
     pub const AUTHENTICATION_ADMINISTRATOR: &str = "c4e39bd9-1100-46d3-8c65-fb160da0071f";
     pub const HELPDESK_ADMINISTRATOR: &str = "729827e3-9c14-49f7-bb1b-9608f156bbb8";
+
+    /// Display names of the roles Keyward names before the full catalog lands.
+    pub const NAMES: &[(&str, &str)] = &[
+        (GLOBAL_ADMINISTRATOR, "Global Administrator"),
+        (PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "Privileged Authentication Administrator"),
+        (AUTHENTICATION_ADMINISTRATOR, "Authentication Administrator"),
+        (HELPDESK_ADMINISTRATOR, "Helpdesk Administrator"),
+    ];
+
+    /// The display name of a role template id, if Keyward knows it.
+    pub fn display_name(id: &str) -> Option<&'static str> {
+        NAMES.iter().find(|(it, _)| it.eq_ignore_ascii_case(id)).map(|(_, name)| *name)
+    }
 }
 
 /// A role definition as the decision function sees it.

@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 
 use crate::ids::ObjectId;
 use crate::json;
+use crate::secret::Secret;
 
 /// A tenant (Graph `organization`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +136,7 @@ pub struct UserDraft {
     pub display_name: Option<String>,
     pub mail_nickname: Option<String>,
     pub account_enabled: Option<bool>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub force_change_password_next_sign_in: Option<bool>,
     pub given_name: Option<String>,
     pub surname: Option<String>,
@@ -152,7 +153,7 @@ pub struct UserDraft {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewUser {
     pub user: User,
-    pub password: String,
+    pub password: Secret,
 }
 
 /// Validates a user draft against Graph's rules for `POST /users`.
@@ -166,6 +167,26 @@ pub fn new_user(
     now: OffsetDateTime,
 ) -> Result<NewUser, DirectoryError> {
     let invalid = |property| DirectoryError::InvalidValue { property, resource: "User" };
+    let dirty = find_dirty(
+        [
+            ("userPrincipalName", draft.user_principal_name.as_deref()),
+            ("displayName", draft.display_name.as_deref()),
+            ("mailNickname", draft.mail_nickname.as_deref()),
+            ("givenName", draft.given_name.as_deref()),
+            ("surname", draft.surname.as_deref()),
+            ("mail", draft.mail.as_deref()),
+            ("mobilePhone", draft.mobile_phone.as_deref()),
+            ("jobTitle", draft.job_title.as_deref()),
+            ("department", draft.department.as_deref()),
+            ("usageLocation", draft.usage_location.as_deref()),
+        ]
+        .into_iter()
+        .chain(draft.other_mails.iter().map(|it| ("otherMails", Some(it.as_str()))))
+        .chain(draft.business_phones.iter().map(|it| ("businessPhones", Some(it.as_str())))),
+    );
+    if let Some(property) = dirty {
+        return Err(invalid(property));
+    }
     let Some(upn) = draft.user_principal_name else { return Err(invalid("userPrincipalName")) };
     let upn = parse_upn(tenant, &upn)?;
     let display_name = required_text(draft.display_name, "displayName", "User")?;
@@ -218,7 +239,7 @@ pub struct UserPatch {
     pub display_name: Option<String>,
     pub mail_nickname: Option<String>,
     pub account_enabled: Option<bool>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub force_change_password_next_sign_in: Option<bool>,
     pub given_name: Option<Option<String>>,
     pub surname: Option<Option<String>>,
@@ -231,12 +252,19 @@ pub struct UserPatch {
     pub usage_location: Option<Option<String>>,
 }
 
-/// One changed property, as Entra's audit log shows it: values are JSON text.
+/// One changed property, as Entra's audit log shows it: values are JSON text, or absent (`null`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertyChange {
     pub name: String,
-    pub old_value: String,
-    pub new_value: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+}
+
+impl PropertyChange {
+    /// A change from `old` to `new`, both JSON text.
+    pub fn new(name: &str, old: impl Into<String>, new: impl Into<String>) -> PropertyChange {
+        PropertyChange { name: name.to_owned(), old_value: Some(old.into()), new_value: Some(new.into()) }
+    }
 }
 
 /// The result of applying a patch: the new state, what changed, and a new password if one was set.
@@ -244,7 +272,7 @@ pub struct PropertyChange {
 pub struct UserUpdate {
     pub user: User,
     pub changes: Vec<PropertyChange>,
-    pub new_password: Option<String>,
+    pub new_password: Option<Secret>,
 }
 
 /// Applies a patch to a user, validating every value, and lists the changed properties.
@@ -252,6 +280,26 @@ pub struct UserUpdate {
 /// The password itself never appears in the changes; a password change is reported by name only.
 pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<UserUpdate, DirectoryError> {
     let invalid = |property| DirectoryError::InvalidValue { property, resource: "User" };
+    let dirty = find_dirty(
+        [
+            ("userPrincipalName", patch.user_principal_name.as_deref()),
+            ("displayName", patch.display_name.as_deref()),
+            ("mailNickname", patch.mail_nickname.as_deref()),
+            ("givenName", inner(&patch.given_name)),
+            ("surname", inner(&patch.surname)),
+            ("mail", inner(&patch.mail)),
+            ("mobilePhone", inner(&patch.mobile_phone)),
+            ("jobTitle", inner(&patch.job_title)),
+            ("department", inner(&patch.department)),
+            ("usageLocation", inner(&patch.usage_location)),
+        ]
+        .into_iter()
+        .chain(patch.other_mails.iter().flatten().map(|it| ("otherMails", Some(it.as_str()))))
+        .chain(patch.business_phones.iter().flatten().map(|it| ("businessPhones", Some(it.as_str())))),
+    );
+    if let Some(property) = dirty {
+        return Err(invalid(property));
+    }
     let mut user = current.clone();
     let mut changes = Vec::new();
     if let Some(upn) = patch.user_principal_name {
@@ -315,7 +363,7 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
     let text = |value: &Option<String>| json::string_array(value.as_deref());
     let mut diff = |name: &str, old: String, new: String| {
         if old != new {
-            changes.push(PropertyChange { name: name.to_owned(), old_value: old, new_value: new });
+            changes.push(PropertyChange::new(name, old, new));
         }
     };
     diff(
@@ -350,7 +398,7 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
     );
     if patch.password.is_some() {
         // Entra reports that the password changed, never its value.
-        changes.push(PropertyChange { name: "PasswordProfile".into(), old_value: "[]".into(), new_value: "[]".into() });
+        changes.push(PropertyChange::new("PasswordProfile", "[]", "[]"));
     }
     Ok(UserUpdate { user, changes, new_password: patch.password })
 }
@@ -360,8 +408,8 @@ pub fn included_updated_properties(changes: &[PropertyChange]) -> PropertyChange
     let names: Vec<&str> = changes.iter().map(|it| it.name.as_str()).collect();
     PropertyChange {
         name: "Included Updated Properties".into(),
-        old_value: String::new(),
-        new_value: json::string(&names.join(", ")),
+        old_value: None,
+        new_value: Some(json::string(&names.join(", "))),
     }
 }
 
@@ -388,6 +436,14 @@ pub fn new_group(
     now: OffsetDateTime,
 ) -> Result<Group, DirectoryError> {
     let invalid = |property| DirectoryError::InvalidValue { property, resource: "Group" };
+    let dirty = find_dirty([
+        ("displayName", draft.display_name.as_deref()),
+        ("description", draft.description.as_deref()),
+        ("mailNickname", draft.mail_nickname.as_deref()),
+    ]);
+    if let Some(property) = dirty {
+        return Err(invalid(property));
+    }
     let display_name = required_text(draft.display_name, "displayName", "Group")?;
     let mail_nickname = required_text(draft.mail_nickname, "mailNickname", "Group")?;
     if !is_mail_nickname(&mail_nickname) {
@@ -435,6 +491,14 @@ pub struct GroupPatch {
 /// Applies a patch to a group and lists the changed properties.
 pub fn update_group(current: &Group, patch: GroupPatch) -> Result<(Group, Vec<PropertyChange>), DirectoryError> {
     let invalid = |property| DirectoryError::InvalidValue { property, resource: "Group" };
+    let dirty = find_dirty([
+        ("displayName", patch.display_name.as_deref()),
+        ("description", patch.description.as_ref().and_then(|it| it.as_deref())),
+        ("mailNickname", patch.mail_nickname.as_deref()),
+    ]);
+    if let Some(property) = dirty {
+        return Err(invalid(property));
+    }
     if let Some(value) = patch.is_assignable_to_role
         && value != current.is_assignable_to_role
     {
@@ -469,13 +533,16 @@ pub fn update_group(current: &Group, patch: GroupPatch) -> Result<(Group, Vec<Pr
     let mut changes = Vec::new();
     let mut diff = |name: &str, old: String, new: String| {
         if old != new {
-            changes.push(PropertyChange { name: name.to_owned(), old_value: old, new_value: new });
+            changes.push(PropertyChange::new(name, old, new));
         }
     };
     diff("DisplayName", text(&Some(current.display_name.clone())), text(&Some(group.display_name.clone())));
     diff("Description", text(&current.description), text(&group.description));
     diff("MailNickname", text(&Some(current.mail_nickname.clone())), text(&Some(group.mail_nickname.clone())));
     diff("SecurityEnabled", bool_array(current.security_enabled), bool_array(group.security_enabled));
+    if !changes.is_empty() {
+        changes.push(included_updated_properties(&changes));
+    }
     Ok((group, changes))
 }
 
@@ -544,6 +611,21 @@ fn required_text(
     }
 }
 
+/// Whether a directory string is free of control characters (NUL, line breaks, tabs, …), which
+/// no directory property may hold and PostgreSQL's `text` cannot store (NUL).
+pub fn is_clean_text(value: &str) -> bool {
+    !value.chars().any(char::is_control)
+}
+
+/// The first text property of a user or group draft or patch that holds a control character.
+fn inner(value: &Option<Option<String>>) -> Option<&str> {
+    value.as_ref().and_then(|it| it.as_deref())
+}
+
+fn find_dirty<'a>(values: impl IntoIterator<Item = (&'static str, Option<&'a str>)>) -> Option<&'static str> {
+    values.into_iter().find(|(_, value)| value.is_some_and(|it| !is_clean_text(it))).map(|(name, _)| name)
+}
+
 fn optional_text(value: Option<String>) -> Option<String> {
     value.map(|it| it.trim().to_owned()).filter(|it| !it.is_empty())
 }
@@ -591,7 +673,7 @@ mod tests {
             display_name: Some("Adele Vance".into()),
             mail_nickname: Some("adele".into()),
             account_enabled: Some(true),
-            password: Some("correct horse battery".into()),
+            password: Some(Secret::new("correct horse battery")),
             ..UserDraft::default()
         }
     }
@@ -625,6 +707,29 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_refused_everywhere() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut d = draft();
+        d.display_name = Some("Adele\u{0}Vance".into());
+        assert_eq!(
+            new_user(&tenant(), id(1), d, now),
+            Err(DirectoryError::InvalidValue { property: "displayName", resource: "User" })
+        );
+        let mut d = draft();
+        d.other_mails = vec!["a@b.c\n".into()];
+        assert_eq!(
+            new_user(&tenant(), id(1), d, now),
+            Err(DirectoryError::InvalidValue { property: "otherMails", resource: "User" })
+        );
+        let user = new_user(&tenant(), id(1), draft(), now).expect("valid").user;
+        let patch = UserPatch { job_title: Some(Some("x\ty".into())), ..UserPatch::default() };
+        assert_eq!(
+            update_user(&tenant(), &user, patch),
+            Err(DirectoryError::InvalidValue { property: "jobTitle", resource: "User" })
+        );
+    }
+
+    #[test]
     fn upn_must_use_a_verified_domain_and_a_valid_alias() {
         assert_eq!(parse_upn(&tenant(), "a@fabrikam.test"), Err(DirectoryError::UnverifiedDomain));
         for bad in ["no-at-sign", "@contoso.test", ".a@contoso.test", "a..b@contoso.test", "a b@contoso.test", "a@"] {
@@ -640,18 +745,18 @@ mod tests {
             job_title: Some(Some("Engineer".into())),
             account_enabled: Some(false),
             display_name: Some("Adele Vance".into()),
-            password: Some("another secret value".into()),
+            password: Some(Secret::new("another secret value")),
             ..UserPatch::default()
         };
         let update = update_user(&tenant(), &user, patch).expect("valid");
         let names: Vec<&str> = update.changes.iter().map(|it| it.name.as_str()).collect();
         assert_eq!(names, ["AccountEnabled", "JobTitle", "PasswordProfile"]);
-        assert_eq!(update.changes[1].old_value, "[]");
-        assert_eq!(update.changes[1].new_value, r#"["Engineer"]"#);
-        assert!(update.changes.iter().all(|it| !it.new_value.contains("another secret")));
+        assert_eq!(update.changes[1].old_value.as_deref(), Some("[]"));
+        assert_eq!(update.changes[1].new_value.as_deref(), Some(r#"["Engineer"]"#));
+        assert!(!format!("{update:?}").contains("another secret"), "neither the changes nor Debug show the password");
         assert_eq!(
-            included_updated_properties(&update.changes).new_value,
-            r#""AccountEnabled, JobTitle, PasswordProfile""#
+            included_updated_properties(&update.changes).new_value.as_deref(),
+            Some(r#""AccountEnabled, JobTitle, PasswordProfile""#)
         );
     }
 

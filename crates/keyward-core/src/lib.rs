@@ -13,3 +13,4 @@ pub mod json;
 pub mod odata;
 pub mod password;
 pub mod query;
+pub mod secret;

@@ -141,7 +141,8 @@ pub const GROUP: Resource = Resource {
         default_selected(searchable(sortable(prop("displayName", PropType::String, STARTS), true))),
         default_selected(prop("groupTypes", PropType::StringCollection, FilterSupport::Any)),
         default_selected(prop("isAssignableToRole", PropType::Bool, FilterSupport::Eq)),
-        default_selected(searchable(prop("mail", PropType::String, STARTS))),
+        // Keyward's groups have no mail address (Graph's mail-enabled groups live in Exchange).
+        default_selected(prop("mail", PropType::String, FilterSupport::None)),
         default_selected(prop("mailEnabled", PropType::Bool, FilterSupport::Eq)),
         default_selected(searchable(prop("mailNickname", PropType::String, STARTS))),
         default_selected(prop("securityEnabled", PropType::Bool, FilterSupport::Eq)),
@@ -274,10 +275,8 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
     let order_by = match &raw.orderby {
         None => None,
         Some(it) => {
-            let order = parse_orderby(resource, it)?;
-            let needs_advanced = filter.is_some()
-                || search.is_some()
-                || !resource_property(resource, order.property).is_default_sortable;
+            let (order, is_default_sortable) = parse_orderby(resource, it)?;
+            let needs_advanced = filter.is_some() || search.is_some() || !is_default_sortable;
             if needs_advanced && !is_advanced {
                 return Err(QueryError::Unsupported("Sorting not supported for current query.".into()));
             }
@@ -295,10 +294,16 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
     })
 }
 
-fn resource_property(resource: &Resource, name: &str) -> &'static Property {
-    match resource.property(name) {
-        Some(it) => it,
-        None => &resource.properties[0],
+/// Parses `$top`: 1 to 999, 100 when absent.
+pub fn parse_top(raw: Option<&str>) -> Result<usize, QueryError> {
+    match raw {
+        None => Ok(DEFAULT_TOP),
+        Some(it) => match it.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_TOP).contains(&n) => Ok(n),
+            _ => Err(QueryError::BadRequest(format!(
+                "Invalid page size specified: '{it}'. Must be between 1 and 999 inclusive."
+            ))),
+        },
     }
 }
 
@@ -330,7 +335,8 @@ fn parse_select(resource: &Resource, raw: &str) -> Result<Vec<&'static str>, Que
     Ok(res)
 }
 
-fn parse_orderby(resource: &Resource, raw: &str) -> Result<OrderBy, QueryError> {
+/// Parses `$orderby`, returning the order and whether it is allowed without advanced query mode.
+fn parse_orderby(resource: &Resource, raw: &str) -> Result<(OrderBy, bool), QueryError> {
     let clauses: Vec<&str> = raw.split(',').map(str::trim).filter(|it| !it.is_empty()).collect();
     let [clause] = clauses.as_slice() else {
         return Err(QueryError::Unsupported("Sorting on more than one property is not supported.".into()));
@@ -350,7 +356,7 @@ fn parse_orderby(resource: &Resource, raw: &str) -> Result<OrderBy, QueryError> 
     if !property.is_sortable {
         return Err(QueryError::Unsupported(format!("Order by '{}' is not supported.", property.name)));
     }
-    Ok(OrderBy { property: property.name, is_descending })
+    Ok((OrderBy { property: property.name, is_descending }, property.is_default_sortable))
 }
 
 fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
@@ -368,6 +374,9 @@ fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
         let clause = &after_quote[..end];
         let Some((name, term)) = clause.split_once(':') else { return Err(invalid()) };
         let Some(property) = resource.property(name.trim()) else { return Err(no_property(resource, name.trim())) };
+        if term.contains('\0') {
+            return Err(invalid());
+        }
         if !property.is_searchable {
             return Err(QueryError::Unsupported(format!("$search is not supported on property '{}'.", property.name)));
         }
@@ -505,6 +514,17 @@ fn element_type(property: &Property, is_in_lambda: bool) -> PropType {
 }
 
 fn check_literal(resource: &Resource, property: &Property, ty: PropType, value: &Literal) -> Result<(), QueryError> {
+    if let Literal::String(text) = value
+        && text.contains('\0')
+    {
+        return Err(QueryError::BadRequest("String literals in $filter cannot contain NUL characters.".into()));
+    }
+    if property.ty == PropType::StringCollection && *value == Literal::Null {
+        return Err(QueryError::Unsupported(format!(
+            "Elements of '{}' are never null; compare them with a string.",
+            property.name
+        )));
+    }
     let is_ok = matches!(
         (ty, value),
         (PropType::String, Literal::String(_) | Literal::Null)
@@ -610,6 +630,15 @@ mod tests {
         let mixed = RawQuery { orderby: Some("displayName".into()), ..raw("startswith(displayName,'a')") };
         assert!(matches!(plan(&USER, &mixed), Err(QueryError::Unsupported(_))));
         assert!(plan(&USER, &advanced(mixed)).is_ok());
+    }
+
+    #[test]
+    fn literals_that_no_store_can_hold_are_refused() {
+        assert!(matches!(plan(&USER, &raw("displayName eq 'a\u{0}b'")), Err(QueryError::BadRequest(_))));
+        assert!(matches!(plan(&GROUP, &raw("groupTypes/any(x:x eq null)")), Err(QueryError::Unsupported(_))));
+        assert!(matches!(plan(&GROUP, &raw("startswith(mail,'x')")), Err(QueryError::Unsupported(_))));
+        assert_eq!(parse_top(Some("7")), Ok(7));
+        assert!(parse_top(Some("0")).is_err());
     }
 
     #[test]

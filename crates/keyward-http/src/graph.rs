@@ -105,16 +105,47 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
     Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `GET /users/$count` — needs `ConsistencyLevel: eventual`, as in Graph.
-async fn count_users(ctx: GraphCtx, Query(mut query, _): Query) -> Result<Response, GraphError> {
+/// `GET /users/$count` and `GET /groups/$count` — need `ConsistencyLevel: eventual`, as in Graph.
+async fn count(is_users: bool, ctx: GraphCtx, Query(mut query, _): Query) -> Result<Response, GraphError> {
     if !query.raw.is_eventual {
         return Err(GraphError::bad_request("$count is not currently supported.", &ctx.ids));
     }
     query.raw.count = Some("true".into());
     query.raw.top = Some("1".into());
-    let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await.map_err(|err| ctx.err(err))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], page.count.unwrap_or(0).to_string())
-        .into_response())
+    let app = &ctx.state.app;
+    let n = if is_users {
+        app.list_users(&ctx.caller, &query.raw).await.map(|it| it.count)
+    } else {
+        app.list_groups(&ctx.caller, &query.raw).await.map(|it| it.count)
+    };
+    let n = n.map_err(|err| ctx.err(err))?.unwrap_or(0);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], n.to_string()).into_response())
+}
+
+/// Relationship collections page with `$top` and `$skiptoken` only; other options are refused
+/// rather than silently ignored.
+fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), GraphError> {
+    let raw = &query.raw;
+    let refused = [
+        ("$filter", raw.filter.is_some()),
+        ("$select", raw.select.is_some()),
+        ("$orderby", raw.orderby.is_some()),
+        ("$search", raw.search.is_some()),
+        ("$expand", raw.expand.is_some()),
+        ("$count", raw.count.is_some()),
+        ("$skip", raw.has_skip),
+    ];
+    match refused.iter().find(|(_, is_present)| *is_present) {
+        Some((name, _)) => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "Request_UnsupportedQuery",
+            format!(
+                "The query option '{name}' is not supported on this relationship; page with $top and @odata.nextLink."
+            ),
+            &ctx.ids,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
@@ -128,8 +159,9 @@ async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query
 /// `GET /me` — the signed-in user.
 async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     let select = ctx.state.app.user_select(query.raw.select.as_deref()).map_err(|err| ctx.err(err))?;
+    let me = ctx.state.app.me(&ctx.caller).map_err(|err| ctx.err(err))?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    Ok(entity(context, shape::user(&ctx.caller.user, select.as_deref(), ctx.version), StatusCode::OK))
+    Ok(entity(context, shape::user(&me, select.as_deref(), ctx.version), StatusCode::OK))
 }
 
 /// `POST /users` — `microsoft.directory/users/create`.
@@ -156,6 +188,7 @@ async fn delete_user(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response,
 
 /// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`.
 async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Query) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
     let page = ctx
         .state
         .app
@@ -216,6 +249,7 @@ async fn list_relation(
     Path(key): Path<String>,
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
     let page = ctx
         .state
         .app
@@ -302,7 +336,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/$count",
-            get(count_users),
+            get(|ctx, query| count(true, ctx, query)),
             Op::get(
                 USERS,
                 "Count users (needs ConsistencyLevel: eventual)",
@@ -342,7 +376,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .paged(),
+            .pages_only(),
         )
         .route(
             "/groups",
@@ -359,6 +393,16 @@ pub fn routes(api: Api) -> Api {
                 "GroupCreate",
                 201,
                 "Group",
+            ),
+        )
+        .route(
+            "/groups/$count",
+            get(|ctx, query| count(false, ctx, query)),
+            Op::get(
+                GROUPS,
+                "Count groups (needs ConsistencyLevel: eventual)",
+                "microsoft.directory/groups/standard/read",
+                "Count",
             ),
         )
         .route(
@@ -386,7 +430,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .paged(),
+            .pages_only(),
         )
         .route(
             "/groups/{id}/members/$ref",
@@ -411,7 +455,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .paged(),
+            .pages_only(),
         )
         .route(
             "/groups/{id}/owners/$ref",
@@ -439,15 +483,24 @@ pub fn routes(api: Api) -> Api {
         )
 }
 
-/// Unknown Graph paths: Graph's `BadRequest` naming the segment.
-pub async fn unknown_segment(OriginalUri(uri): OriginalUri, request: Request) -> GraphError {
-    let (parts, _) = request.into_parts();
-    let ids = request_ids(&parts);
+/// Unknown Graph paths: Graph's `BadRequest` naming the segment, after authentication (a request
+/// without a valid token gets 401 first, as everywhere under the API).
+pub async fn unknown_segment(ctx: GraphCtx, OriginalUri(uri): OriginalUri) -> GraphError {
     let segment = uri.path().trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
     GraphError::new(
         StatusCode::BAD_REQUEST,
         "BadRequest",
         format!("Resource not found for the segment '{segment}'."),
-        &ids,
+        &ctx.ids,
+    )
+}
+
+/// A method the path does not support, after authentication.
+pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> GraphError {
+    GraphError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        format!("Specified HTTP method '{method}' is not allowed for the request target."),
+        &ctx.ids,
     )
 }

@@ -15,7 +15,7 @@ mod shape;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
@@ -41,7 +41,8 @@ pub fn router(app: App) -> Router {
     let graph = graph::routes(openapi::Api::new());
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
-    let graph_router = graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(method_not_allowed);
+    let graph_router =
+        graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(graph::method_not_allowed);
     Router::new()
         .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
         .nest("/beta", graph_router.layer(Extension(Version::Beta)))
@@ -53,17 +54,6 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state)
-}
-
-async fn method_not_allowed(request: Request) -> error::GraphError {
-    let (parts, _) = request.into_parts();
-    let ids = context::request_ids(&parts);
-    error::GraphError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Request_BadRequest",
-        format!("Specified HTTP method '{}' is not allowed for the request target.", parts.method),
-        &ids,
-    )
 }
 
 async fn not_found() -> Response {

@@ -22,7 +22,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Records one request. Methods outside HTTP's standard set count as `other`, so clients cannot
+    /// grow the series without bound.
     pub fn record(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+        let method = if METHODS.contains(&method) { method } else { "other" };
         {
             let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             *requests.entry((method.to_owned(), route.to_owned(), status)).or_default() += 1;

@@ -18,7 +18,17 @@ pub struct Op {
     pub status: u16,
     pub response: &'static str,
     pub params: Vec<&'static str>,
-    pub is_paged: bool,
+    pub paging: Paging,
+}
+
+/// Which query options an operation documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    None,
+    /// `$top` and `$skiptoken` only (relationships).
+    PagesOnly,
+    /// Every option of a directory collection.
+    Full,
 }
 
 impl Op {
@@ -32,7 +42,7 @@ impl Op {
             status: 200,
             response,
             params: Vec::new(),
-            is_paged: false,
+            paging: Paging::None,
         }
     }
 
@@ -65,7 +75,12 @@ impl Op {
     }
 
     pub fn paged(mut self) -> Op {
-        self.is_paged = true;
+        self.paging = Paging::Full;
+        self
+    }
+
+    pub fn pages_only(mut self) -> Op {
+        self.paging = Paging::PagesOnly;
         self
     }
 }
@@ -155,8 +170,12 @@ fn operation(op: &Op, version: &str) -> Value {
         .iter()
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    if op.is_paged {
-        for (name, description) in [
+    let options: &[(&str, &str)] = match op.paging {
+        Paging::None => &[],
+        Paging::PagesOnly => {
+            &[("$top", "Page size, 1-999 (default 100)"), ("$skiptoken", "Opaque; taken from @odata.nextLink")]
+        }
+        Paging::Full => &[
             ("$filter", "OData filter: eq, ne, startswith, endswith, in, and, or, not, any()"),
             ("$select", "Comma-separated properties"),
             ("$top", "Page size, 1-999 (default 100)"),
@@ -164,9 +183,14 @@ fn operation(op: &Op, version: &str) -> Value {
             ("$count", "true with ConsistencyLevel: eventual"),
             ("$search", "\"property:term\" with ConsistencyLevel: eventual"),
             ("$skiptoken", "Opaque; taken from @odata.nextLink"),
-        ] {
-            parameters.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
-        }
+        ],
+    };
+    for (name, description) in options {
+        parameters.push(
+            json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}),
+        );
+    }
+    if op.paging == Paging::Full {
         parameters.push(json!({"name": "ConsistencyLevel", "in": "header", "required": false, "schema": {"type": "string", "enum": ["eventual"]}}));
     }
     let mut responses = Map::new();

@@ -44,7 +44,25 @@ pub async fn serve(
     match config.tls {
         None => {
             let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(config.listener, service).with_graceful_shutdown(shutdown).await.context("HTTP server failed")
+            let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+            let signal = async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            };
+            let server = axum::serve(config.listener, service).with_graceful_shutdown(signal).into_future();
+            tokio::pin!(server);
+            tokio::select! {
+                res = &mut server => return res.context("HTTP server failed"),
+                _ = stopping_rx => (),
+            }
+            // Draining: in-flight requests get `drain_timeout`, then the server stops regardless.
+            match tokio::time::timeout(config.drain_timeout, server).await {
+                Ok(res) => res.context("HTTP server failed"),
+                Err(_) => {
+                    tracing::warn!("some requests did not finish within the drain timeout");
+                    Ok(())
+                }
+            }
         }
         Some(files) => serve_tls(router, config.listener, &files, config.drain_timeout, shutdown).await,
     }
@@ -130,17 +148,26 @@ async fn serve_tls(
         });
     }
     drop(listener);
-    // Idle keep-alive connections (HTTP/2 clients keep them open after GOAWAY) must not hold the
-    // shutdown: stop once every in-flight request has been answered.
+    // Tell every connection to finish (GOAWAY for HTTP/2, no more keep-alive for HTTP/1.1), then
+    // stop once every in-flight request is answered: idle keep-alive connections (HTTP/2 clients
+    // hold them open after GOAWAY) must not hold the shutdown, and nothing waits past the timeout.
+    let closing = graceful.shutdown();
+    tokio::pin!(closing);
     let requests_done = async {
         while in_flight.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::select! {
-        () = graceful.shutdown() => (),
-        () = requests_done => (),
-        () = tokio::time::sleep(drain_timeout) => tracing::warn!("some requests did not finish within the drain timeout"),
+    let drained = tokio::time::timeout(drain_timeout, async {
+        tokio::select! {
+            biased;
+            () = &mut closing => (),
+            () = requests_done => (),
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some requests did not finish within the drain timeout");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use keyward_core::directory::{DirectoryObject, Group, GroupDraft, GroupPatch, Tenant, User, UserDraft, UserPatch};
 use keyward_core::query::{GROUP, Resource, USER};
+use keyward_core::secret::Secret;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -171,7 +172,7 @@ fn is_annotation(key: &str, value: &Value, type_name: &str) -> Result<bool, Body
 }
 
 struct PasswordProfile {
-    password: Option<String>,
+    password: Option<Secret>,
     force_change: Option<bool>,
 }
 
@@ -181,7 +182,7 @@ fn password_profile(value: &Value) -> Result<PasswordProfile, BodyError> {
     let mut res = PasswordProfile { password: None, force_change: None };
     for (key, value) in object {
         match key.as_str() {
-            "password" => res.password = Some(value.as_str().ok_or_else(invalid)?.to_owned()),
+            "password" => res.password = Some(Secret::new(value.as_str().ok_or_else(invalid)?)),
             "forceChangePasswordNextSignIn" => res.force_change = Some(value.as_bool().ok_or_else(invalid)?),
             "forceChangePasswordNextSignInWithMfa" => {
                 value.as_bool().ok_or_else(invalid)?;
@@ -341,7 +342,7 @@ mod tests {
             "otherMails": ["a@b.c"],
         });
         let draft = user_draft(&body).expect("valid");
-        assert_eq!(draft.password.as_deref(), Some("x"));
+        assert_eq!(draft.password.as_ref().map(Secret::expose), Some("x"));
         assert_eq!(draft.force_change_password_next_sign_in, Some(false));
         assert_eq!(draft.other_mails, ["a@b.c"]);
         let unknown = user_draft(&json!({"favouriteColour": "red"})).expect_err("unknown");

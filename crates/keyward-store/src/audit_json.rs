@@ -38,7 +38,7 @@ struct TargetRow {
     display_name: Option<String>,
     kind: String,
     user_principal_name: Option<String>,
-    modified_properties: Vec<(String, String, String)>,
+    modified_properties: Vec<(String, Option<String>, Option<String>)>,
 }
 
 pub(crate) fn to_json(record: &AuditRecord) -> String {

@@ -100,7 +100,7 @@ macro_rules! bind_user_columns {
 }
 
 macro_rules! impl_backend {
-    ($store:ident, $tx:ident, $db:ty, $pool:ty, $backend:expr, $migrations:expr, $begin_write:expr) => {
+    ($store:ident, $tx:ident, $db:ty, $pool:ty, $backend:expr, $migrations:expr, $begin_write:expr, $begin_read:expr) => {
         /// A store on this database.
         #[derive(Debug, Clone)]
         pub(crate) struct $store {
@@ -159,7 +159,8 @@ macro_rules! impl_backend {
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
-                let tx = self.pool.begin().await.map_err(db)?;
+                let begin = $begin_read;
+                let tx = begin(&self.pool).await.map_err(db)?;
                 Ok(Box::new($tx(tx)))
             }
 
@@ -300,15 +301,14 @@ macro_rules! impl_backend {
                 let is_descending = sort.as_ref().is_some_and(|it| it.1);
                 let cmp = if is_descending { "<" } else { ">" };
                 if let Some(cursor) = after {
+                    // Row-value comparison lets both databases seek in the (sort key, id) index.
                     match &sort {
                         Some((expr, _)) => {
-                            sql.push(&format!(" AND ({expr} {cmp} "));
+                            sql.push(&format!(" AND ({expr}, {id_col}) {cmp} ("));
                             sql.arg(Arg::Text(cursor.sort_key.clone()));
-                            sql.push(&format!(" OR ({expr} = "));
-                            sql.arg(Arg::Text(cursor.sort_key.clone()));
-                            sql.push(&format!(" AND {id_col} {cmp} "));
+                            sql.push(", ");
                             sql.arg(Arg::Text(cursor.id.clone()));
-                            sql.push("))");
+                            sql.push(")");
                         }
                         None => {
                             sql.push(&format!(" AND {id_col} {cmp} "));
@@ -551,7 +551,7 @@ macro_rules! impl_backend {
             async fn update_group(&mut self, group: &Group) -> Result<(), StoreError> {
                 let done = sqlx::query(
                     "UPDATE directory_groups SET display_name = $2, display_name_lc = $3, description = $4, description_lc = $5, \
-                     mail_nickname = $6, mail_nickname_lc = $7, security_enabled = $8 WHERE id = $1",
+                     mail_nickname = $6, mail_nickname_lc = $7, security_enabled = $8 WHERE id = $1 AND tenant_id = $9",
                 )
                 .bind(group.id.as_str())
                 .bind(&group.display_name)
@@ -561,6 +561,7 @@ macro_rules! impl_backend {
                 .bind(&group.mail_nickname)
                 .bind(group.mail_nickname.to_lowercase())
                 .bind(group.security_enabled)
+                .bind(group.tenant_id.as_str())
                 .execute(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -902,16 +903,6 @@ macro_rules! impl_backend {
                     .collect()
             }
 
-            async fn activate_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE signing_keys SET activated_at = $2 WHERE kid = $1")
-                    .bind(kid)
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await
-                    .map_err(db)?;
-                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-            }
-
             async fn retire_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError> {
                 let done = sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at IS NULL")
                     .bind(kid)
@@ -996,6 +987,11 @@ mod sqlite_impl {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// A deferred transaction reads one snapshot in WAL mode.
+    async fn begin_deferred(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        pool.begin().await
+    }
+
     impl_backend!(
         SqliteStore,
         SqliteTx,
@@ -1003,7 +999,8 @@ mod sqlite_impl {
         sqlx::SqlitePool,
         Backend::Sqlite,
         MIGRATIONS_SQLITE,
-        begin_immediate
+        begin_immediate,
+        begin_deferred
     );
 
     impl SqliteStore {
@@ -1031,6 +1028,11 @@ mod postgres_impl {
         pool.begin().await
     }
 
+    /// Reads see one snapshot (a page and its `@odata.count` agree) and cannot write.
+    async fn begin_snapshot(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+    }
+
     impl_backend!(
         PostgresStore,
         PostgresTx,
@@ -1038,7 +1040,8 @@ mod postgres_impl {
         sqlx::PgPool,
         Backend::Postgres,
         MIGRATIONS_POSTGRES,
-        begin
+        begin,
+        begin_snapshot
     );
 
     impl PostgresStore {

@@ -247,7 +247,6 @@ pub trait KeyStore: Send {
     async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError>;
     /// Every key, oldest first.
     async fn list_signing_keys(&mut self) -> Result<Vec<SigningKey>, StoreError>;
-    async fn activate_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError>;
     async fn retire_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError>;
 }
 
@@ -280,16 +279,33 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     )))
 }
 
-/// A database URL with any password replaced, for messages and logs.
+/// A database URL with any password replaced, for messages and logs: the password of the user
+/// part (which may itself contain `@`) and any `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    match rest.split_once('@') {
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let mut res = match authority_and_path.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
+            None => format!("{scheme}://{authority_and_path}"),
         },
-        None => url.to_owned(),
+        None => format!("{scheme}://{authority_and_path}"),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        res.push('?');
+        res.push_str(&pairs.join("&"));
     }
+    res
 }
 
 #[cfg(test)]
@@ -299,5 +315,10 @@ mod tests {
         assert_eq!(super::redact_url("postgres://kw:s3cret@db:5432/kw"), "postgres://kw:***@db:5432/kw");
         assert_eq!(super::redact_url("postgres://kw@db/kw"), "postgres://kw@db/kw");
         assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(super::redact_url("postgres://kw:p@ss@db/kw"), "postgres://kw:***@db/kw");
+        assert_eq!(
+            super::redact_url("postgres://db/kw?user=kw&password=s3cret&sslmode=require"),
+            "postgres://db/kw?user=kw&password=***&sslmode=require"
+        );
     }
 }

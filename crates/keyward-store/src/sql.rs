@@ -125,9 +125,14 @@ fn unsupported(what: &str) -> StoreError {
     StoreError::Other(format!("query not supported by the store: {what}"))
 }
 
+/// Columns declared NOT NULL, which sort as they are and can use their index.
+const NOT_NULL: &[&str] =
+    &["users.upn_lc", "users.display_name_lc", "users.mail_nickname_lc", "directory_groups.display_name_lc"];
+
 /// The sort expression for a property (NULLs sort as empty text).
 pub(crate) fn sort_expr(table: Table, property: &str) -> Result<String, StoreError> {
     match (table.columns)(property) {
+        Some(Col::Text(col)) if NOT_NULL.contains(&col) => Ok(col.to_owned()),
         Some(Col::Text(col)) => Ok(format!("COALESCE({col}, '')")),
         Some(Col::Time(col) | Col::Id(col)) => Ok(col.to_owned()),
         _ => Err(unsupported(&format!("$orderby {property}"))),
@@ -193,9 +198,10 @@ fn push_expr(sql: &mut Sql, table: Table, expr: &Expr, lambda: Option<Lambda<'_>
             Ok(())
         }
         Expr::Not(inner) => {
-            sql.push("NOT (");
+            // A comparison with NULL is unknown; `not` of it must be true, as `ne` treats NULL.
+            sql.push("NOT COALESCE((");
             push_expr(sql, table, inner, lambda)?;
-            sql.push(")");
+            sql.push("), FALSE)");
             Ok(())
         }
         Expr::Compare { path, op, value } => {
@@ -362,6 +368,32 @@ mod tests {
             "{}",
             sql.text
         );
+    }
+
+    #[test]
+    fn every_filterable_or_searchable_property_has_a_column() {
+        use keyward_core::query::{FilterSupport, GROUP, Resource};
+        let cases: [(&Resource, Table); 2] = [(&USER, USERS), (&GROUP, GROUPS)];
+        for (resource, table) in cases {
+            for property in resource.properties {
+                if property.filter != FilterSupport::None || property.is_searchable || property.is_sortable {
+                    assert!(
+                        (table.columns)(property.name).is_some(),
+                        "{}.{} has no column",
+                        resource.type_name,
+                        property.name
+                    );
+                }
+                if property.is_sortable {
+                    assert!(
+                        sort_expr(table, property.name).is_ok(),
+                        "{}.{} cannot sort",
+                        resource.type_name,
+                        property.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

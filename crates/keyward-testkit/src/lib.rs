@@ -58,13 +58,33 @@ impl Drop for TempDir {
 
 /// A fresh, migrated store on `backend`, with the directory that holds it (SQLite).
 pub async fn fresh_store(backend: Backend) -> (Arc<dyn Store>, TempDir) {
+    let (url, dir) = fresh_url(backend);
+    let store = keyward_store::open(&url).await.unwrap_or_else(|err| panic!("cannot open {backend:?} store: {err}"));
+    (store, dir)
+}
+
+/// The URL of a fresh, empty database on `backend`, with the directory that holds it (SQLite).
+pub fn fresh_url(backend: Backend) -> (String, TempDir) {
     let dir = TempDir::new("keyward-test");
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("keyward.db").display()),
         Backend::Postgres => fresh_database_url(),
     };
-    let store = keyward_store::open(&url).await.unwrap_or_else(|err| panic!("cannot open {backend:?} store: {err}"));
-    (store, dir)
+    (url, dir)
+}
+
+/// The key-encryption key every test app uses.
+pub const MASTER_KEY: [u8; 32] = [0x42; 32];
+
+/// An app (no HTTP server) over the database at `url`, as another node would run it.
+pub async fn node(url: &str, clock: Arc<ManualClock>, public_url: &str) -> App {
+    let store = keyward_store::open(url).await.unwrap_or_else(|err| panic!("cannot open {url}: {err}"));
+    let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
+    let keys = KeyRing::new(&MASTER_KEY).expect("keys");
+    let mut config = AppConfig::new(public_url.to_owned());
+    // Tests check cross-node effects at once instead of waiting for the cache to age.
+    config.key_cache_ttl = std::time::Duration::ZERO;
+    App::new(store, clock, hasher, keys, config).await.expect("app")
 }
 
 /// A running Keyward on a random port.
@@ -76,6 +96,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub backend: Backend,
+    /// The database URL, for starting another node on the same data.
+    pub database_url: String,
     _dir: TempDir,
     server: tokio::task::JoinHandle<()>,
 }
@@ -99,19 +121,16 @@ impl TestApp {
     /// Starts an app on `backend` with a bootstrapped tenant whose Global Administrator is
     /// [`ADMIN_UPN`], and a clock standing at the current time.
     pub async fn spawn(backend: Backend) -> TestApp {
-        let (store, dir) = fresh_store(backend).await;
+        let (url, dir) = fresh_url(backend);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let base_url = format!("http://127.0.0.1:{port}");
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
-        let keys = KeyRing::new(&[0x42; 32]).expect("keys");
-        let config = AppConfig { public_url: base_url.clone(), access_token_lifetime: time::Duration::hours(1) };
-        let app = App::new(store, clock.clone(), hasher, keys, config).await.expect("app");
+        let app = node(&url, clock.clone(), &base_url).await;
         let outcome = app
             .bootstrap(BootstrapRequest {
                 admin_upn: Some(ADMIN_UPN.into()),
-                admin_password: Some(ADMIN_PASSWORD.into()),
+                admin_password: Some(keyward_core::secret::Secret::new(ADMIN_PASSWORD)),
                 tenant_domain: DOMAIN.into(),
             })
             .await
@@ -124,7 +143,22 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = keyward_http::serve(router, config, std::future::pending()).await;
         });
-        TestApp { app, base_url, clock, client: reqwest::Client::new(), admin_token, backend, _dir: dir, server }
+        TestApp {
+            app,
+            base_url,
+            clock,
+            client: reqwest::Client::new(),
+            admin_token,
+            backend,
+            database_url: url,
+            _dir: dir,
+            server,
+        }
+    }
+
+    /// Another node on the same database (no HTTP server of its own).
+    pub async fn second_node(&self) -> App {
+        node(&self.database_url, self.clock.clone(), &self.base_url).await
     }
 
     /// An access token for `upn`, issued by the app's own issuing code.

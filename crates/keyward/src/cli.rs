@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyward_app::{
     App, AppConfig, BootstrapOutcome, BootstrapRequest, HashParams, KeyRing, PasswordHasher, SystemClock,
 };
+use keyward_core::secret::Secret;
 use tracing_subscriber::EnvFilter;
 
 /// Keyward: a self-hosted identity service with Entra's delegated MFA administration and a
@@ -69,6 +70,11 @@ enum LogFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Environment only (kept off the command line, where other users could read it):\n  \
+    KEYWARD_BOOTSTRAP_ADMIN_PASSWORD  first start only: the password of KEYWARD_BOOTSTRAP_ADMIN_UPN; without it a one-time\n  \
+                                    Temporary Access Pass is printed\n  \
+    KEYWARD_MASTER_KEY                64 hex characters: the key-encryption key (default: keyward.key in the data dir)\n  \
+    KEYWARD_LOG                       log filter, e.g. info or keyward=debug")]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -95,10 +101,6 @@ struct ServeArgs {
     /// the tenant's verified domain.
     #[arg(long, env = "KEYWARD_BOOTSTRAP_ADMIN_UPN", value_name = "UPN")]
     bootstrap_admin_upn: Option<String>,
-    /// First start only: that administrator's password (without it, a one-time Temporary Access
-    /// Pass is printed).
-    #[arg(long, env = "KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
-    bootstrap_admin_password: Option<String>,
     /// First start only: the tenant's domain when no bootstrap UPN is given (admin@DOMAIN is created).
     #[arg(long, env = "KEYWARD_TENANT_DOMAIN", default_value = "keyward.test", value_name = "DOMAIN")]
     tenant_domain: String,
@@ -111,7 +113,8 @@ struct TokenArgs {
     upn: String,
     #[command(flatten)]
     store: StoreArgs,
-    /// The server's external base URL (the token's issuer must match the server's).
+    /// The server's external base URL: the token's issuer is derived from it and must match the
+    /// server's (give the same value as the server's --public-url, e.g. https://… for a TLS server).
     #[arg(long, env = "KEYWARD_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// The server's listen address, to derive the public URL when --public-url is not given.
@@ -251,7 +254,7 @@ async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<
     let keys = KeyRing::new(&master_key(&store_args.data_dir)?)?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let hasher = PasswordHasher::new(HashParams::OWASP, cores)?;
-    let config = AppConfig { public_url, access_token_lifetime: time::Duration::hours(1) };
+    let config = AppConfig::new(public_url);
     Ok(App::new(store, Arc::new(SystemClock), hasher, keys, config).await?)
 }
 
@@ -259,11 +262,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let is_tls = args.tls_cert.is_some();
     let public_url = public_url(args.public_url.as_deref(), args.listen, is_tls)?;
+    // Take the port first: a second server on the same address fails before touching the data.
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+        format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
+    })?;
     let app = open_app(&args.store, public_url.clone()).await?;
     let outcome = app
         .bootstrap(BootstrapRequest {
             admin_upn: args.bootstrap_admin_upn.clone(),
-            admin_password: args.bootstrap_admin_password.clone(),
+            admin_password: std::env::var("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD")
+                .ok()
+                .filter(|it| !it.is_empty())
+                .map(Secret::new),
             tenant_domain: args.tenant_domain.clone(),
         })
         .await?;
@@ -274,7 +284,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if let Some((pass, expires)) = temporary_access_pass {
                 let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
                 say(&format!(
-                    "One-time Temporary Access Pass for {admin_upn}: {pass}\n  (valid until {expires}; sign in with it and register MFA. It is not shown again.)"
+                    "One-time Temporary Access Pass for {admin_upn}: {}\n  (valid until {expires}; sign in with it and register MFA. It is not shown again.)",
+                    pass.expose()
                 ));
             }
         }
@@ -286,13 +297,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             say("Demo accounts (passwords are shown once):");
             for account in &accounts {
-                say(&format!("  {:<34} {:<18} {}", account.user_principal_name, account.password, account.role));
+                say(&format!(
+                    "  {:<34} {:<18} {}",
+                    account.user_principal_name,
+                    account.password.expose(),
+                    account.role
+                ));
             }
         }
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
-        format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
-    })?;
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(keyward_http::TlsFiles { cert, key }),
         _ => None,
@@ -351,11 +364,14 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let app = open_app(&store_args, String::new()).await?;
     match command {
         KeysCommand::List(_) => {
-            for key in app.list_signing_keys().await? {
-                let state = match (key.activated, key.retired) {
-                    (_, Some(at)) => format!("retired {at}"),
-                    (Some(at), None) => format!("active since {at}"),
-                    (None, None) => "inactive".into(),
+            let keys = app.list_signing_keys().await?;
+            let signing =
+                keys.iter().rev().find(|it| it.retired.is_none() && it.activated.is_some()).map(|it| it.kid.clone());
+            for key in &keys {
+                let state = match key.retired {
+                    Some(at) => format!("retired {at}"),
+                    None if Some(&key.kid) == signing.as_ref() => format!("signing since {}", key.created),
+                    None => "verifying only (retire it once its tokens have expired)".to_owned(),
                 };
                 say(&format!("{}  {}  {state}", key.kid, key.algorithm));
             }

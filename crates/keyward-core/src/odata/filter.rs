@@ -270,15 +270,6 @@ fn is_bare_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | ':' | '.')
 }
 
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(
-            |(i, b)| {
-                if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() }
-            },
-        )
-}
-
 /// Parses a bare `YYYY-MM-DD` date as midnight UTC. Returns `None` when the text does not have
 /// that shape, and `Some(None)` when it has the shape but names no real date.
 fn parse_date(s: &str) -> Option<Option<OffsetDateTime>> {
@@ -387,7 +378,7 @@ impl<'a> Lexer<'a> {
     /// Lexes a GUID at the cursor, which may start with a letter or a digit.
     fn guid(&mut self) -> Option<String> {
         let end = self.pos.checked_add(36)?;
-        let text = self.input.get(self.pos..end).filter(|t| is_guid(t))?;
+        let text = self.input.get(self.pos..end).filter(|t| crate::ids::is_guid(t))?;
         let next = self.input.get(end..).and_then(|r| r.chars().next());
         if next.is_some_and(|c| is_bare_char(c) || is_ident_char(c)) {
             return None;

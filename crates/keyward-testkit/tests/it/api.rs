@@ -3,7 +3,7 @@
 use keyward_core::ids::ObjectId;
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, Reply, TestApp};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn assert_graph_error(reply: &Reply, status: StatusCode, code: &str) {
     assert_eq!(reply.status, status, "{}", reply.text);
@@ -116,7 +116,10 @@ async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
         matches!(&add.initiated_by, keyward_core::audit::Initiator::User { user_principal_name, .. } if user_principal_name == ADMIN_UPN)
     );
     let props = &add.target_resources[0].modified_properties;
-    assert!(props.iter().any(|it| it.name == "DisplayName" && it.new_value == r#"["Adele Vance"]"#), "{props:?}");
+    assert!(
+        props.iter().any(|it| it.name == "DisplayName" && it.new_value.as_deref() == Some(r#"["Adele Vance"]"#)),
+        "{props:?}"
+    );
 
     let patched = app.patch(&format!("/v1.0/users/{id}"), &json!({"jobTitle": "Store Manager", "department": null, "passwordProfile": {"password": "Another-Secret-Value-7"}})).await;
     assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
@@ -126,7 +129,10 @@ async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
     assert_eq!(update.activity_display_name, "Update user");
     let props = &update.target_resources[0].modified_properties;
     let job = props.iter().find(|it| it.name == "JobTitle").expect("JobTitle changed");
-    assert_eq!((job.old_value.as_str(), job.new_value.as_str()), (r#"["Retail Manager"]"#, r#"["Store Manager"]"#));
+    assert_eq!(
+        (job.old_value.as_deref(), job.new_value.as_deref()),
+        (Some(r#"["Retail Manager"]"#), Some(r#"["Store Manager"]"#))
+    );
     assert!(props.iter().any(|it| it.name == "Included Updated Properties"));
     let stored = format!("{records:?}");
     assert!(!stored.contains("Another-Secret") && !stored.contains("Lantern"), "no secret in audit values");
@@ -174,6 +180,8 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
         .expect("send");
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
     assert_eq!(count_users(&app).await, before, "refused requests created nothing");
+    let anonymous_put = app.send(Method::PUT, "/v1.0/users", None, Some(&json!({})), &[]).await;
+    assert_graph_error(&anonymous_put, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
 
     assert_graph_error(
         &app.get("/v1.0/users/00000000-0000-0000-0000-000000000000").await,
@@ -206,6 +214,33 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
     assert_graph_error(&app.get("/v1.0/users?$select=nosuch").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_graph_error(&app.get("/v1.0/users/$count").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_graph_error(&app.get("/v1.0/nosuchthing").await, StatusCode::BAD_REQUEST, "BadRequest");
+    let nul = app
+        .post(
+            "/v1.0/users",
+            &valid(&format!("nul@{DOMAIN}"), "Tq7-harbour-Lantern-92!")
+                .as_object()
+                .map(|it| {
+                    let mut it = it.clone();
+                    it.insert("displayName".into(), json!("Evil\u{0}Name"));
+                    Value::Object(it)
+                })
+                .expect("object"),
+        )
+        .await;
+    assert_graph_error(&nul, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(
+        &app.get("/v1.0/users?$filter=displayName eq 'a%00b'").await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(&app.get("/v1.0/groups/not-a-guid").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(
+        &app.get("/v1.0/groups?$filter=startswith(mail,'x')").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    let anonymous = app.send(Method::GET, "/v1.0/nosuchthing", None, None, &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     let wrong_method = app.send(Method::PUT, "/v1.0/users", Some(&app.admin_token), Some(&json!({})), &[]).await;
     assert_graph_error(&wrong_method, StatusCode::METHOD_NOT_ALLOWED, "Request_BadRequest");
     let group = app
@@ -349,6 +384,12 @@ async fn groups_members_and_owners(backend: Backend) {
     let types: Vec<&str> =
         members.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
     assert_eq!(types, ["#microsoft.graph.user", "#microsoft.graph.user"], "{}", members.text);
+    let filtered_members = app.get(&format!("/v1.0/groups/{gid}/members?$filter=startswith(displayName,'A')")).await;
+    assert_graph_error(&filtered_members, StatusCode::BAD_REQUEST, "Request_UnsupportedQuery");
+    let group_count = app
+        .send(Method::GET, "/v1.0/groups/$count", Some(&app.admin_token), None, &[("ConsistencyLevel", "eventual")])
+        .await;
+    assert_eq!(group_count.text.trim(), "1", "{}", group_count.text);
     let paged = app.get(&format!("/v1.0/groups/{gid}/members?$top=1")).await;
     let next = paged.body["@odata.nextLink"].as_str().expect("next page").to_owned();
     assert_eq!(app.get(&next).await.body["value"].as_array().map(Vec::len), Some(1));
@@ -383,7 +424,7 @@ async fn groups_members_and_owners(backend: Backend) {
         add_member.target_resources[0]
             .modified_properties
             .iter()
-            .any(|it| it.name == "Group.DisplayName" && it.new_value == "\"Sales\"")
+            .any(|it| it.name == "Group.DisplayName" && it.new_value.as_deref() == Some("\"Sales\""))
     );
 
     let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true, "isAssignableToRole": true})).await;
@@ -446,23 +487,25 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
     let first = app.send(Method::GET, &format!("/{tenant}/discovery/v2.0/keys"), None, None, &[]).await;
     let old_kid = first.body["keys"][0]["kid"].as_str().expect("kid").to_owned();
     assert_eq!(first.body["keys"][0]["kty"], "EC");
-    let new_kid = app.app.rotate_signing_key().await.expect("rotate");
+    // Rotate and retire on another node: this node follows without a restart.
+    let other = app.second_node().await;
+    let new_kid = other.rotate_signing_key().await.expect("rotate");
     let by_domain = app.send(Method::GET, &format!("/{DOMAIN}/discovery/v2.0/keys"), None, None, &[]).await;
     assert_eq!(by_domain.body["keys"].as_array().map(Vec::len), Some(2), "{}", by_domain.text);
     assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await.status, StatusCode::OK);
-    let new_token = app.token_for(ADMIN_UPN).await;
+    let new_token = other.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
     let header = {
         use base64::Engine;
         let header = new_token.split('.').next().expect("header");
         String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64"))
             .expect("utf-8")
     };
-    assert!(
-        header.contains(&format!("\"kid\":\"{new_kid}\"")),
-        "new tokens are signed with the new key: {header} vs {new_kid}"
-    );
-    app.app.retire_signing_key(&old_kid).await.expect("retire");
-    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await.status, StatusCode::UNAUTHORIZED);
+    assert!(header.contains(&format!("\"kid\":\"{new_kid}\"")), "new tokens are signed with the new key: {header}");
+    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&new_token), None, &[]).await.status, StatusCode::OK);
+    other.retire_signing_key(&old_kid).await.expect("retire");
+    assert!(other.retire_signing_key(&new_kid).await.is_err(), "the last key cannot be retired");
+    let refused = app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await;
+    assert_graph_error(&refused, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&new_token), None, &[]).await.status, StatusCode::OK);
     let unknown = app.send(Method::GET, "/fabrikam.test/discovery/v2.0/keys", None, None, &[]).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
@@ -485,10 +528,36 @@ async fn disabled_users_lose_api_access(backend: Backend) {
         .iter()
         .find(|it| it.name == "AccountEnabled")
         .expect("AccountEnabled");
-    assert_eq!((enabled.old_value.as_str(), enabled.new_value.as_str()), ("[true]", "[false]"));
+    assert_eq!((enabled.old_value.as_deref(), enabled.new_value.as_deref()), (Some("[true]"), Some("[false]")));
+}
+
+async fn concurrent_first_starts_create_one_tenant(backend: Backend) {
+    let (url, _dir) = keyward_testkit::fresh_url(backend);
+    let clock = std::sync::Arc::new(keyward_app::ManualClock::new(time::OffsetDateTime::now_utc()));
+    let first = keyward_testkit::node(&url, clock.clone(), "http://127.0.0.1:1").await;
+    let second = keyward_testkit::node(&url, clock.clone(), "http://127.0.0.1:1").await;
+    let request =
+        || keyward_app::BootstrapRequest { admin_upn: None, admin_password: None, tenant_domain: "race.test".into() };
+    let (a, b) = tokio::join!(first.bootstrap(request()), second.bootstrap(request()));
+    let outcomes = [a.expect("first node starts"), b.expect("second node starts")];
+    let n_created = outcomes.iter().filter(|it| matches!(it, keyward_app::BootstrapOutcome::Created { .. })).count();
+    assert_eq!(n_created, 1, "{outcomes:?}");
+    let ids: Vec<String> = outcomes
+        .iter()
+        .map(|it| match it {
+            keyward_app::BootstrapOutcome::Created { tenant_id, .. }
+            | keyward_app::BootstrapOutcome::Existing { tenant_id } => tenant_id.to_string(),
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1], "both nodes serve the same tenant");
+    assert!(
+        !format!("{outcomes:?}").contains("temporary_access_pass: Some((\""),
+        "Debug never shows the pass: {outcomes:?}"
+    );
 }
 
 crate::on_both_backends!(
+    concurrent_first_starts_create_one_tenant,
     authentication_is_required,
     users_crud_is_audited_and_secrets_never_leak,
     bad_input_gets_graph_errors_and_changes_nothing,

@@ -101,6 +101,7 @@ async fn story(backend: Backend) {
         ("accountEnabled eq false", 8),
         ("jobTitle eq null", 13),
         ("jobTitle ne 'engineer'", 13),
+        ("not(jobTitle eq 'engineer')", 13),
         ("endswith(mail,'.07@contoso.test')", 1),
         ("userPrincipalName in ('user.01@contoso.test','USER.02@contoso.test')", 2),
         ("createdDateTime ge 2023-11-14T22:13:30Z and createdDateTime le 2023-11-14T22:13:35Z", 6),
