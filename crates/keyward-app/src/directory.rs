@@ -68,7 +68,8 @@ pub struct ObjectPage {
 }
 
 fn encode_cursor(cursor: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("1\n{}\n{}", cursor.sort_key, cursor.id))
+    // The id (a GUID, never holding a newline) comes first, so the sort key may hold anything.
+    URL_SAFE_NO_PAD.encode(format!("1\n{}\n{}", cursor.id, cursor.sort_key))
 }
 
 fn invalid_skiptoken() -> AppError {
@@ -80,7 +81,7 @@ fn decode_cursor(token: &str) -> Result<Cursor, AppError> {
     let text = String::from_utf8(bytes).map_err(|_| invalid_skiptoken())?;
     let mut parts = text.splitn(3, '\n');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("1"), Some(sort_key), Some(id)) if is_guid(id) => {
+        (Some("1"), Some(id), Some(sort_key)) if is_guid(id) => {
             Ok(Cursor { sort_key: sort_key.to_owned(), id: id.to_owned() })
         }
         _ => Err(invalid_skiptoken()),
@@ -626,11 +627,13 @@ mod tests {
     fn skiptokens_round_trip_and_reject_garbage() {
         let cursor = Cursor { sort_key: "adele vance".into(), id: "00000000-0000-0000-0000-000000000001".into() };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).ok(), Some(cursor));
+        let awkward = Cursor { sort_key: "two\nlines".into(), id: "00000000-0000-0000-0000-000000000002".into() };
+        assert_eq!(decode_cursor(&encode_cursor(&awkward)).ok(), Some(awkward), "any sort key survives");
         for bad in [
             "",
             "not base64!",
-            &URL_SAFE_NO_PAD.encode("2\nx\n00000000-0000-0000-0000-000000000001"),
-            &URL_SAFE_NO_PAD.encode("1\nx\nnot-a-guid"),
+            &URL_SAFE_NO_PAD.encode("2\n00000000-0000-0000-0000-000000000001\nx"),
+            &URL_SAFE_NO_PAD.encode("1\nnot-a-guid\nx"),
         ] {
             assert!(matches!(decode_cursor(bad), Err(AppError::BadRequest(_))), "{bad}");
         }

@@ -60,12 +60,6 @@ impl GraphError {
     }
 }
 
-impl From<(AppError, &RequestIds)> for GraphError {
-    fn from((err, ids): (AppError, &RequestIds)) -> GraphError {
-        GraphError::from_app(err, ids)
-    }
-}
-
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let date = time::OffsetDateTime::now_utc();

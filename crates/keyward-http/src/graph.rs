@@ -70,10 +70,11 @@ fn collection(
     if let Some(count) = count {
         body.insert("@odata.count".into(), json!(count));
     }
-    body.insert("value".into(), Value::Array(items.into_iter().map(Value::Object).collect()));
+    // Graph's order: context, count, next link, then the items.
     if let Some(link) = next_link {
         body.insert("@odata.nextLink".into(), json!(link));
     }
+    body.insert("value".into(), Value::Array(items.into_iter().map(Value::Object).collect()));
     graph_json(Value::Object(body))
 }
 

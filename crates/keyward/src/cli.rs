@@ -245,7 +245,17 @@ async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<
         .with_context(|| format!("cannot create the data directory {}", store_args.data_dir.display()))?;
     let url = match &store_args.database_url {
         Some(it) => it.clone(),
-        None => format!("sqlite://{}", store_args.data_dir.join("keyward.db").display()),
+        None => {
+            let path = store_args.data_dir.join("keyward.db");
+            let path = path.to_str().filter(|it| !it.contains(['?', '#'])).with_context(|| {
+                format!(
+                    "the data directory {} cannot be named in a SQLite URL (it holds '?', '#' or non-UTF-8); \
+                     choose another --data-dir or give --database-url",
+                    store_args.data_dir.display()
+                )
+            })?;
+            format!("sqlite://{path}")
+        }
     };
     tracing::info!(database = %keyward_store::redact_url(&url), "opening the database");
     let store = keyward_store::open(&url)
