@@ -1,5 +1,7 @@
 //! Directory use cases: users, groups, memberships, the organization.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::{
@@ -130,15 +132,26 @@ async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<D
     Err(AppError::NotFound(key.to_owned()))
 }
 
+/// Loads the objects a page of references names, in the references' order, with two queries.
 async fn load_refs(tx: &mut dyn Tx, tenant: &Tenant, refs: Vec<MemberRef>) -> Result<Vec<DirectoryObject>, AppError> {
-    let mut res = Vec::with_capacity(refs.len());
-    for it in refs {
-        let found = match it.kind {
-            ObjectKind::User => tx.get_user(&tenant.id, &it.id).await?.map(DirectoryObject::User),
-            ObjectKind::Group => tx.get_group(&tenant.id, &it.id).await?.map(DirectoryObject::Group),
-        };
-        res.extend(found);
-    }
+    let ids_of = |kind: ObjectKind| -> Vec<ObjectId> {
+        refs.iter().filter(|it| it.kind == kind).map(|it| it.id.clone()).collect()
+    };
+    let mut users: HashMap<ObjectId, User> =
+        tx.get_users(&tenant.id, &ids_of(ObjectKind::User)).await?.into_iter().map(|it| (it.id.clone(), it)).collect();
+    let mut groups: HashMap<ObjectId, Group> = tx
+        .get_groups(&tenant.id, &ids_of(ObjectKind::Group))
+        .await?
+        .into_iter()
+        .map(|it| (it.id.clone(), it))
+        .collect();
+    let res = refs
+        .iter()
+        .filter_map(|it| match it.kind {
+            ObjectKind::User => users.remove(&it.id).map(DirectoryObject::User),
+            ObjectKind::Group => groups.remove(&it.id).map(DirectoryObject::Group),
+        })
+        .collect();
     Ok(res)
 }
 

@@ -39,6 +39,18 @@ fn lc(value: &Option<String>) -> Option<String> {
     value.as_ref().map(|it| it.to_lowercase())
 }
 
+/// Appends ` AND {column} IN ($n, …)`.
+fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
+    sql.push(&format!(" AND {column} IN ("));
+    for (idx, id) in ids.iter().enumerate() {
+        if idx > 0 {
+            sql.push(", ");
+        }
+        sql.arg(Arg::Text(id.to_string()));
+    }
+    sql.push(")");
+}
+
 fn group_types_lc(group: &Group) -> String {
     let lowered: Vec<String> = group.group_types.iter().map(|it| it.to_lowercase()).collect();
     lowered.join(",")
@@ -486,6 +498,19 @@ macro_rules! impl_backend {
                 Ok(users.pop())
             }
 
+            async fn get_users(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<User>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "));
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_id_list(&mut sql, "users.id", ids);
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                let mut users = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
+                self.load_user_values(&mut users).await?;
+                Ok(users)
+            }
+
             async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError> {
                 let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND upn_lc = $2");
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -587,6 +612,17 @@ macro_rules! impl_backend {
                     .await
                     .map_err(db)?;
                 row.as_ref().map(Self::group_from_row).transpose()
+            }
+
+            async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = Sql::new(&format!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = "));
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_id_list(&mut sql, "directory_groups.id", ids);
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                rows.iter().map(Self::group_from_row).collect()
             }
 
             async fn list_groups(&mut self, tenant: &ObjectId, plan: &Plan, after: Option<&Cursor>) -> Result<Page<Group>, StoreError> {

@@ -157,6 +157,8 @@ pub trait UserStore: Send {
     async fn update_user(&mut self, user: &User) -> Result<(), StoreError>;
     async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
+    /// The users among `ids` that exist, in no particular order (one query, for pages of references).
+    async fn get_users(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<User>, StoreError>;
     /// Finds a user by user principal name, case-insensitively.
     async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError>;
     async fn list_users(
@@ -174,6 +176,8 @@ pub trait GroupStore: Send {
     async fn update_group(&mut self, group: &Group) -> Result<(), StoreError>;
     async fn delete_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError>;
+    /// The groups among `ids` that exist, in no particular order.
+    async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError>;
     async fn list_groups(
         &mut self,
         tenant: &ObjectId,

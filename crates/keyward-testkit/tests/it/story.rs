@@ -172,6 +172,9 @@ async fn story(backend: Backend) {
     assert_eq!(tx.get_user(&tenant.id, &seven.id).await.expect("get"), Some(seven.clone()));
     assert_eq!(tx.get_password_hash(&seven.id).await.expect("hash").as_deref(), Some("$argon2id$new"));
     assert_eq!(tx.get_user(&tenant.id, &id(8)).await.expect("get"), None);
+    let mut batch = tx.get_users(&tenant.id, &[id(7), id(8), id(9)]).await.expect("batch");
+    batch.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(batch, vec![seven.clone(), user(&tenant, 9, "User 09")], "deleted ids are skipped, values loaded");
     assert_eq!(tx.list_audit_for_target(&tenant.id, &seven.id, 10).await.expect("audit"), vec![record.clone()]);
     assert_eq!(tx.list_audit(&tenant.id, 10).await.expect("audit"), vec![record]);
     drop(tx);
@@ -240,6 +243,7 @@ async fn story(backend: Backend) {
         .await
         .expect("groups");
     assert_eq!(groups.items, vec![group.clone()]);
+    assert_eq!(tx.get_groups(&tenant.id, &[group.id.clone(), id(1)]).await.expect("batch"), vec![group.clone()]);
 
     // Temporary Access Passes: one per user, a new one replaces the old.
     let pass = |n: u32, digest: u8| TemporaryAccessPass {
