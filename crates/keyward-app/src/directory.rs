@@ -19,6 +19,7 @@ use keyward_core::query::{self, Plan, RawQuery};
 use keyward_core::secret::Secret;
 use keyward_store::{Cursor, MemberRef, StoreError, Tx};
 
+use crate::facts::{group_facts, group_for_read, user_facts, user_for_read};
 use crate::{App, AppError, Caller, audit_id, new_id, require};
 
 /// A page of users and the `$skiptoken` of the next page.
@@ -271,7 +272,7 @@ impl App {
 
     /// `GET /me`: the caller's own user.
     pub fn me(&self, caller: &Caller) -> Result<User, AppError> {
-        require(caller, actions::USERS_READ, Target::User(&caller.user.id))?;
+        require(caller, actions::USERS_READ, Target::User(&user_for_read(&caller.user)))?;
         Ok(caller.user.clone())
     }
 
@@ -279,7 +280,7 @@ impl App {
     pub async fn get_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_READ, Target::User(&user.id))?;
+        require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
         Ok(user)
     }
 
@@ -315,9 +316,10 @@ impl App {
             Some(password) => {
                 let mut tx = self.read().await?;
                 let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
+                let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
                 drop(tx);
                 for action in &needed {
-                    require(caller, action, Target::User(&current.id))?;
+                    require(caller, action, Target::User(&facts))?;
                 }
                 let display_name = patch.display_name.as_deref().unwrap_or(&current.display_name);
                 let upn = patch.user_principal_name.as_deref().unwrap_or(&current.user_principal_name);
@@ -328,8 +330,9 @@ impl App {
         };
         let mut tx = self.write().await?;
         let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
         for action in needed {
-            require(caller, action, Target::User(&current.id))?;
+            require(caller, action, Target::User(&facts))?;
         }
         let update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
         if let Some(hash) = &hash {
@@ -356,7 +359,7 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_DELETE, Target::User(&user.id))?;
+        require(caller, actions::USERS_DELETE, Target::User(&user_facts(&mut *tx, &caller.tenant, &user).await?))?;
         tx.delete_memberships_of(&user.id).await?;
         tx.delete_role_assignments_of(&user.id).await?;
         tx.delete_user(&caller.tenant.id, &user.id).await?;
@@ -382,7 +385,7 @@ impl App {
         let after = decode_id_cursor(skiptoken)?;
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user.id))?;
+        require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
         let ids = tx.list_member_of(&user.id, after.as_deref(), top + 1).await?;
         let refs = ids.into_iter().map(|id| MemberRef { kind: ObjectKind::Group, id }).collect();
         page_of_refs(&mut *tx, &caller.tenant, refs, top).await
@@ -407,7 +410,7 @@ impl App {
     pub async fn get_group(&self, caller: &Caller, key: &str) -> Result<Group, AppError> {
         let mut tx = self.read().await?;
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::GROUPS_READ, Target::Group(&group.id))?;
+        require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&group)))?;
         Ok(group)
     }
 
@@ -444,7 +447,7 @@ impl App {
         } else {
             actions::GROUPS_BASIC_UPDATE
         };
-        require(caller, action, Target::Group(&current.id))?;
+        require(caller, action, Target::Group(&group_facts(&mut *tx, &current).await?))?;
         let (group, changes) = directory::update_group(&current, patch).map_err(directory_error)?;
         if changes.is_empty() {
             return Ok(());
@@ -467,7 +470,7 @@ impl App {
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
         let action =
             if group.is_assignable_to_role { actions::ROLE_ASSIGNABLE_GROUPS_DELETE } else { actions::GROUPS_DELETE };
-        require(caller, action, Target::Group(&group.id))?;
+        require(caller, action, Target::Group(&group_facts(&mut *tx, &group).await?))?;
         tx.delete_memberships_of(&group.id).await?;
         tx.delete_role_assignments_of(&group.id).await?;
         tx.delete_group(&caller.tenant.id, &group.id).await?;
@@ -494,7 +497,7 @@ impl App {
         let after = decode_id_cursor(skiptoken)?;
         let mut tx = self.read().await?;
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
-        require(caller, relation.read_action(), Target::Group(&group.id))?;
+        require(caller, relation.read_action(), Target::Group(&group_for_read(&group)))?;
         let refs = match relation {
             Relation::Members => tx.list_members(&group.id, after.as_deref(), top + 1).await?,
             Relation::Owners => tx.list_owners(&group.id, after.as_deref(), top + 1).await?,
@@ -589,9 +592,10 @@ impl App {
         group_key: &str,
     ) -> Result<Group, AppError> {
         let group = resolve_group(tx, &caller.tenant, group_key).await?;
-        require(caller, relation.update_action(), Target::Group(&group.id))?;
+        let facts = group_facts(tx, &group).await?;
+        require(caller, relation.update_action(), Target::Group(&facts))?;
         if group.is_assignable_to_role {
-            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&group.id))?;
+            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&facts))?;
         }
         Ok(group)
     }
@@ -601,8 +605,8 @@ impl App {
         let mut tx = self.read().await?;
         let object = resolve_object(&mut *tx, &caller.tenant, key).await?;
         match &object {
-            DirectoryObject::User(it) => require(caller, actions::USERS_READ, Target::User(&it.id))?,
-            DirectoryObject::Group(it) => require(caller, actions::GROUPS_READ, Target::Group(&it.id))?,
+            DirectoryObject::User(it) => require(caller, actions::USERS_READ, Target::User(&user_for_read(it)))?,
+            DirectoryObject::Group(it) => require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(it)))?,
         }
         Ok(object)
     }

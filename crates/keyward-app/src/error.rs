@@ -9,9 +9,9 @@ pub enum AppError {
     /// No bearer token, or one Keyward did not sign, or an expired one. The message is Graph's.
     #[error("{0}")]
     Unauthenticated(&'static str),
-    /// The decision function refused; `rule` names the rule.
-    #[error("Insufficient privileges to complete the operation.")]
-    Forbidden { rule: &'static str },
+    /// The decision function refused; `rule` names the rule, `message` is Entra's text for it.
+    #[error("{message}")]
+    Forbidden { rule: &'static str, message: &'static str },
     /// The object does not exist (or is not visible). Carries the id as the client named it.
     #[error("Resource '{0}' does not exist or one of its queried reference-property objects are not present.")]
     NotFound(String),

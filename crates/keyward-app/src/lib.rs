@@ -8,6 +8,7 @@
 pub mod clock;
 mod directory;
 pub mod error;
+mod facts;
 pub mod keys;
 pub mod password;
 mod setup;
@@ -148,7 +149,7 @@ fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<
         Decision::Allow { .. } => Ok(()),
         Decision::Deny { rule } => {
             tracing::info!(action, rule, caller = %caller.user.id, "authorization denied");
-            Err(AppError::Forbidden { rule })
+            Err(AppError::Forbidden { rule, message: authz::denial_message(rule) })
         }
     }
 }

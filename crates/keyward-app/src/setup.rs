@@ -409,7 +409,7 @@ async fn assign(
         created: now,
     })
     .await?;
-    let role_name = roles::display_name(role).unwrap_or(role);
+    let role_name = keyward_core::authz::built_in_role(role).map_or(role, |it| it.display_name);
     let role_id =
         ObjectId::parse(role).ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("role id {role} is not a GUID")))?;
     let changes = vec![

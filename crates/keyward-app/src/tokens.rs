@@ -175,7 +175,7 @@ pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
                 "/" => Scope::Tenant,
                 other => Scope::AdministrativeUnit(ObjectId::parse(other.strip_prefix("/administrativeUnits/")?)?),
             };
-            Some(ActiveRole { role_definition_id: it.role_definition_id, scope })
+            Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions: None })
         })
         .collect();
     Ok(Actor { id: user.id.clone(), roles })

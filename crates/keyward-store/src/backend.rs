@@ -815,6 +815,60 @@ macro_rules! impl_backend {
                 Ok(())
             }
 
+            async fn list_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT u.id, u.is_member_management_restricted FROM administrative_unit_members m \
+                     JOIN administrative_units u ON u.id = m.unit_id WHERE m.member_id = $1 ORDER BY u.id",
+                )
+                .bind(member.as_str())
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0).map_err(db)?)?, row.try_get(1).map_err(db)?))).collect()
+            }
+
+            async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM administrative_units WHERE tenant_id = $1 AND is_member_management_restricted = $2 ORDER BY id",
+                )
+                .bind(tenant.as_str())
+                .bind(true)
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                ids.iter().map(|it| oid(it)).collect()
+            }
+
+            async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT g.id FROM directory_groups g WHERE g.is_assignable_to_role = $2 AND (\
+                     g.id IN (SELECT group_id FROM group_members WHERE member_id = $1) OR \
+                     g.id IN (SELECT group_id FROM group_owners WHERE owner_id = $1)) LIMIT 1",
+                )
+                .bind(user.as_str())
+                .bind(true)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(found.is_some())
+            }
+
+            async fn count_enabled_holders(&mut self, tenant: &ObjectId, role: &str) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users u WHERE u.tenant_id = $1 AND u.account_enabled = $2 AND (\
+                     u.id IN (SELECT principal_id FROM role_assignments WHERE role_definition_id = $3 AND directory_scope_id = '/') OR \
+                     u.id IN (SELECT m.member_id FROM group_members m JOIN role_assignments a ON a.principal_id = m.group_id \
+                              WHERE a.role_definition_id = $3 AND a.directory_scope_id = '/'))",
+                )
+                .bind(tenant.as_str())
+                .bind(true)
+                .bind(role.to_lowercase())
+                .fetch_one(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             async fn insert_administrative_unit_member(&mut self, unit: &ObjectId, member: &MemberRef) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO administrative_unit_members (unit_id, member_id, member_kind) VALUES ($1, $2, $3)")
                     .bind(unit.as_str())

@@ -233,6 +233,14 @@ pub trait RoleStore: Send {
         unit: &ObjectId,
         member: &MemberRef,
     ) -> Result<(), StoreError>;
+    /// The administrative units `member` belongs to, with whether each is restricted-management.
+    async fn list_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError>;
+    /// The ids of the tenant's restricted-management administrative units.
+    async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError>;
+    /// Whether `user` is a member or owner of any role-assignable group.
+    async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError>;
+    /// The number of enabled users holding `role` tenant-wide, directly or through a group.
+    async fn count_enabled_holders(&mut self, tenant: &ObjectId, role: &str) -> Result<u64, StoreError>;
 }
 
 /// Passwords and Temporary Access Passes.

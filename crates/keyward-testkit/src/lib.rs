@@ -161,6 +161,55 @@ impl TestApp {
         node(&self.database_url, self.clock.clone(), &self.base_url).await
     }
 
+    /// Assigns a role straight in the database (role management through the API is a later issue).
+    pub async fn assign_role(&self, principal_id: &str, role: &str, scope: &str) {
+        let store = keyward_store::open(&self.database_url).await.expect("store");
+        let tenant = self.tenant_id().await;
+        let mut tx = store.write().await.expect("tx");
+        tx.insert_role_assignment(&keyward_store::RoleAssignment {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant,
+            principal_id: keyward_core::ids::ObjectId::parse(principal_id).expect("principal id"),
+            role_definition_id: role.to_owned(),
+            directory_scope_id: scope.to_owned(),
+            created: self.app.now(),
+        })
+        .await
+        .expect("assignment");
+        tx.commit().await.expect("commit");
+        store.close().await;
+    }
+
+    /// Creates an administrative unit with these user members straight in the database.
+    pub async fn create_unit(&self, name: &str, is_restricted: bool, members: &[&str]) -> String {
+        let store = keyward_store::open(&self.database_url).await.expect("store");
+        let tenant = self.tenant_id().await;
+        let id = keyward_core::ids::ObjectId::from_bytes(*uuid::Uuid::new_v4().as_bytes());
+        let mut tx = store.write().await.expect("tx");
+        tx.insert_administrative_unit(&keyward_store::AdministrativeUnit {
+            id: id.clone(),
+            tenant_id: tenant,
+            display_name: name.to_owned(),
+            description: None,
+            is_member_management_restricted: is_restricted,
+            created: self.app.now(),
+        })
+        .await
+        .expect("unit");
+        for member in members {
+            let member = keyward_core::ids::ObjectId::parse(member).expect("member id");
+            let reference = keyward_store::MemberRef { kind: keyward_core::directory::ObjectKind::User, id: member };
+            tx.insert_administrative_unit_member(&id, &reference).await.expect("unit member");
+        }
+        tx.commit().await.expect("commit");
+        store.close().await;
+        id.to_string()
+    }
+
+    async fn tenant_id(&self) -> keyward_core::ids::ObjectId {
+        self.app.find_tenant(DOMAIN).await.expect("tenant lookup").expect("the test tenant").id
+    }
+
     /// An access token for `upn`, issued by the app's own issuing code.
     pub async fn token_for(&self, upn: &str) -> String {
         self.app.issue_access_token_for_upn(upn).await.unwrap_or_else(|err| panic!("token for {upn}: {err}"))

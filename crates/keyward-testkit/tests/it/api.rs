@@ -531,6 +531,96 @@ async fn disabled_users_lose_api_access(backend: Backend) {
     assert_eq!((enabled.old_value.as_deref(), enabled.new_value.as_deref()), (Some("[true]"), Some("[false]")));
 }
 
+async fn roles_follow_entras_who_may_act_on_whom(backend: Backend) {
+    use keyward_core::authz::roles;
+    let app = TestApp::spawn(backend).await;
+    let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let plain = app.create_user("plain", "Plain User").await;
+    let helper = app.create_user("helper", "Help Desk").await;
+    let second_global = app.create_user("second.global", "Second Global").await;
+    let user_admin = app.create_user("user.admin", "User Admin").await;
+    let member = app.create_user("rag.member", "Rag Member").await;
+    let executive = app.create_user("executive", "Executive").await;
+    let id_of = |it: &serde_json::Value| it["id"].as_str().expect("id").to_owned();
+    app.assign_role(&id_of(&user_admin), roles::USER_ADMINISTRATOR, "/").await;
+    app.assign_role(&id_of(&helper), roles::HELPDESK_ADMINISTRATOR, "/").await;
+    app.assign_role(&id_of(&second_global), roles::GLOBAL_ADMINISTRATOR, "/").await;
+
+    // A User Administrator disables a plain user but not a Global Administrator.
+    let token = app.token_for(&format!("user.admin@{DOMAIN}")).await;
+    let body = json!({"accountEnabled": false});
+    let ok = app.send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&plain)), Some(&token), Some(&body), &[]).await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.text);
+    let refused = app
+        .send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&second_global)), Some(&token), Some(&body), &[])
+        .await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(
+        app.get(&format!("/beta/users/{}", id_of(&second_global))).await.body["accountEnabled"],
+        true,
+        "nothing changed"
+    );
+
+    // A Helpdesk Administrator holds no delete action at all.
+    let helpdesk = app.token_for(&format!("helper@{DOMAIN}")).await;
+    let delete = app.send(Method::DELETE, &format!("/v1.0/users/{}", id_of(&plain)), Some(&helpdesk), None, &[]).await;
+    assert_graph_error(&delete, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // Restricted-management units: even a Global Administrator is refused, with Entra's message.
+    app.create_unit("Executives", true, &[&id_of(&executive)]).await;
+    let blocked = app.patch(&format!("/v1.0/users/{}", id_of(&executive)), &json!({"jobTitle": "CEO"})).await;
+    assert_graph_error(&blocked, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(
+        blocked.body["error"]["message"]
+            .as_str()
+            .is_some_and(|it| it.contains("restricted management administrative unit")),
+        "{}",
+        blocked.text
+    );
+
+    // The last enabled Global Administrator cannot be disabled; with two, one can.
+    let second_token = app.token_for(&format!("second.global@{DOMAIN}")).await;
+    let first =
+        app.send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&second_token), Some(&body), &[]).await;
+    assert_eq!(
+        first.status,
+        StatusCode::NO_CONTENT,
+        "two Global Administrators: one may disable the other: {}",
+        first.text
+    );
+    let last = app
+        .send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&second_global)), Some(&second_token), Some(&body), &[])
+        .await;
+    assert_graph_error(&last, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // A role held through a role-assignable group counts on the next request.
+    let member_token = app.token_for(&format!("rag.member@{DOMAIN}")).await;
+    let create = json!({"accountEnabled": true, "displayName": "Z", "mailNickname": "z", "userPrincipalName": format!("z@{DOMAIN}"),
+        "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}});
+    let before = app.send(Method::POST, "/v1.0/users", Some(&member_token), Some(&create), &[]).await;
+    assert_graph_error(&before, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let group = app
+        .send(
+            Method::POST,
+            "/v1.0/groups",
+            Some(&second_token),
+            Some(&json!({"displayName": "Admins", "mailEnabled": false,
+        "mailNickname": "admins", "securityEnabled": true, "isAssignableToRole": true})),
+            &[],
+        )
+        .await;
+    let gid = id_of(&group.body);
+    app.assign_role(&gid, roles::USER_ADMINISTRATOR, "/").await;
+    let reference =
+        json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", id_of(&member))});
+    let added = app
+        .send(Method::POST, &format!("/v1.0/groups/{gid}/members/$ref"), Some(&second_token), Some(&reference), &[])
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let after = app.send(Method::POST, "/v1.0/users", Some(&member_token), Some(&create), &[]).await;
+    assert_eq!(after.status, StatusCode::CREATED, "the same token works once the role arrives: {}", after.text);
+}
+
 async fn concurrent_first_starts_create_one_tenant(backend: Backend) {
     let (url, _dir) = keyward_testkit::fresh_url(backend);
     let clock = std::sync::Arc::new(keyward_app::ManualClock::new(time::OffsetDateTime::now_utc()));
@@ -557,6 +647,7 @@ async fn concurrent_first_starts_create_one_tenant(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    roles_follow_entras_who_may_act_on_whom,
     concurrent_first_starts_create_one_tenant,
     authentication_is_required,
     users_crud_is_audited_and_secrets_never_leak,

@@ -1,0 +1,372 @@
+//! Authorization: the resource actions Keyward checks, the role catalog, and the decision function.
+//!
+//! Every handler names the Entra resource action it needs and asks [`authorize`]; nothing else
+//! decides. The rules are data: the role catalog (`catalog.rs`), the two matrices of entra.md §2
+//! (`matrix.rs`), and the cross-cutting rules below, each with a name a denial reports.
+
+pub mod catalog;
+pub mod matrix;
+
+use crate::ids::ObjectId;
+
+pub use crate::authz::catalog::{
+    BUILT_IN_ROLES, RESOURCE_ACTIONS, ResourceAction, RoleDefinition, built_in_role, resource_action, roles,
+};
+
+/// Resource actions checked by Keyward, spelled as Entra spells them.
+pub mod actions {
+    pub const USERS_READ: &str = "microsoft.directory/users/standard/read";
+    pub const USERS_CREATE: &str = "microsoft.directory/users/create";
+    pub const USERS_BASIC_UPDATE: &str = "microsoft.directory/users/basic/update";
+    pub const USERS_DELETE: &str = "microsoft.directory/users/delete";
+    pub const USERS_RESTORE: &str = "microsoft.directory/users/restore";
+    pub const USERS_DISABLE: &str = "microsoft.directory/users/disable";
+    pub const USERS_ENABLE: &str = "microsoft.directory/users/enable";
+    pub const USERS_PASSWORD_UPDATE: &str = "microsoft.directory/users/password/update";
+    pub const USERS_UPN_UPDATE: &str = "microsoft.directory/users/userPrincipalName/update";
+    pub const USERS_MEMBER_OF_READ: &str = "microsoft.directory/users/memberOf/read";
+    pub const USERS_INVALIDATE_REFRESH_TOKENS: &str = "microsoft.directory/users/invalidateAllRefreshTokens";
+    pub const USERS_AUTH_METHODS_CREATE: &str = "microsoft.directory/users/authenticationMethods/create";
+    pub const USERS_AUTH_METHODS_DELETE: &str = "microsoft.directory/users/authenticationMethods/delete";
+    pub const USERS_AUTH_METHODS_UPDATE: &str = "microsoft.directory/users/authenticationMethods/basic/update";
+    pub const USERS_AUTH_METHODS_READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
+    pub const USERS_AUTH_METHODS_RESTRICTED_READ: &str =
+        "microsoft.directory/users/authenticationMethods/standard/restrictedRead";
+    /// Per-user MFA state; Keyward's name for the legacy action (entra.md §1.1).
+    pub const USERS_STRONG_AUTHENTICATION_UPDATE: &str = "microsoft.directory/users/strongAuthentication/update";
+    pub const GROUPS_READ: &str = "microsoft.directory/groups/standard/read";
+    pub const GROUPS_CREATE: &str = "microsoft.directory/groups/create";
+    pub const GROUPS_BASIC_UPDATE: &str = "microsoft.directory/groups/basic/update";
+    pub const GROUPS_DELETE: &str = "microsoft.directory/groups/delete";
+    pub const GROUPS_MEMBERS_READ: &str = "microsoft.directory/groups/members/read";
+    pub const GROUPS_MEMBERS_UPDATE: &str = "microsoft.directory/groups/members/update";
+    pub const GROUPS_OWNERS_READ: &str = "microsoft.directory/groups/owners/read";
+    pub const GROUPS_OWNERS_UPDATE: &str = "microsoft.directory/groups/owners/update";
+    pub const ROLE_ASSIGNABLE_GROUPS_CREATE: &str = "microsoft.directory/groupsAssignableToRoles/create";
+    pub const ROLE_ASSIGNABLE_GROUPS_DELETE: &str = "microsoft.directory/groupsAssignableToRoles/delete";
+    pub const ROLE_ASSIGNABLE_GROUPS_UPDATE: &str = "microsoft.directory/groupsAssignableToRoles/allProperties/update";
+    pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
+    pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";
+
+    /// Actions governed by "Who can reset passwords" (entra.md §2.1).
+    pub const PASSWORD_RESET_CLASS: &[&str] = &[
+        USERS_PASSWORD_UPDATE,
+        USERS_INVALIDATE_REFRESH_TOKENS,
+        USERS_AUTH_METHODS_CREATE,
+        USERS_AUTH_METHODS_DELETE,
+        USERS_AUTH_METHODS_UPDATE,
+        USERS_AUTH_METHODS_READ,
+        USERS_AUTH_METHODS_RESTRICTED_READ,
+    ];
+
+    /// Actions governed by "Who can perform sensitive actions" (entra.md §2.2).
+    pub const SENSITIVE_CLASS: &[&str] = &[USERS_DELETE, USERS_RESTORE, USERS_DISABLE, USERS_ENABLE, USERS_UPN_UPDATE];
+
+    /// Admin actions nobody may take on their own account (entra.md §2.3).
+    pub const NOT_ON_ONESELF: &[&str] = &[USERS_PASSWORD_UPDATE, USERS_AUTH_METHODS_CREATE];
+}
+
+/// Names of the rules a decision reports.
+pub mod rules {
+    pub const ROLE_GRANTS_ACTION: &str = "role-grants-action";
+    pub const DEFAULT_USER_PERMISSIONS: &str = "default-user-permissions";
+    pub const NO_ROLE_GRANTS_ACTION: &str = "no-role-grants-action";
+    pub const ADMINISTRATIVE_UNIT_SCOPE: &str = "administrative-unit-scope";
+    pub const ADMINISTRATIVE_UNIT_ADMIN_TARGET: &str = "administrative-unit-scope-acts-only-on-non-admins";
+    pub const RESTRICTED_MANAGEMENT_UNIT: &str = "restricted-management-administrative-unit";
+    pub const PASSWORD_RESET_MATRIX: &str = "who-can-reset-passwords";
+    pub const SENSITIVE_ACTION_MATRIX: &str = "who-can-perform-sensitive-actions";
+    pub const CUSTOM_ROLE_TARGET: &str = "custom-roles-act-only-on-non-admins";
+    pub const NOT_ON_ONESELF: &str = "no-admin-action-on-oneself";
+    pub const LAST_GLOBAL_ADMINISTRATOR: &str = "last-global-administrator";
+}
+
+/// What every member user may do without a role (Entra's default user permissions, read side).
+pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
+    actions::USERS_READ,
+    actions::USERS_MEMBER_OF_READ,
+    actions::GROUPS_READ,
+    actions::GROUPS_MEMBERS_READ,
+    actions::GROUPS_OWNERS_READ,
+    actions::ORGANIZATION_READ,
+];
+
+/// Looks a built-in role up by its id (= template id).
+pub fn role(id: &str) -> Option<&'static RoleDefinition> {
+    built_in_role(id)
+}
+
+/// Where a role assignment applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Tenant,
+    AdministrativeUnit(ObjectId),
+}
+
+/// One active role assignment of the actor. A custom role carries its actions; a built-in role's
+/// actions come from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveRole {
+    pub role_definition_id: String,
+    pub scope: Scope,
+    pub custom_actions: Option<Vec<String>>,
+}
+
+impl ActiveRole {
+    /// A built-in role assignment.
+    pub fn built_in(role_definition_id: &str, scope: Scope) -> ActiveRole {
+        ActiveRole { role_definition_id: role_definition_id.to_owned(), scope, custom_actions: None }
+    }
+
+    fn grants(&self, action: &str) -> bool {
+        match &self.custom_actions {
+            Some(custom) => custom.iter().any(|pattern| grants(pattern, action)),
+            None => built_in_role(&self.role_definition_id)
+                .is_some_and(|role| role.allowed_resource_actions.iter().any(|pattern| grants(pattern, action))),
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: ObjectId,
+    pub roles: Vec<ActiveRole>,
+}
+
+/// A target's membership of an administrative unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitMembership {
+    pub id: ObjectId,
+    pub is_restricted: bool,
+}
+
+/// What the rules need to know about a target user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFacts {
+    pub id: Option<ObjectId>,
+    /// Template ids of every role the user holds, at any scope, directly or through a group;
+    /// custom roles are named by their definition id.
+    pub role_ids: Vec<String>,
+    /// The user holds a role assigned at the scope of a restricted-management unit.
+    pub has_role_scoped_to_restricted_unit: bool,
+    /// The user is a member or owner of a role-assignable group.
+    pub is_role_assignable_group_member_or_owner: bool,
+    pub units: Vec<UnitMembership>,
+    /// The user is the only enabled holder of Global Administrator.
+    pub is_last_active_global_administrator: bool,
+}
+
+impl UserFacts {
+    /// Whether the user holds any directory role.
+    pub fn is_admin(&self) -> bool {
+        !self.role_ids.is_empty()
+    }
+}
+
+/// What the rules need to know about a target group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupFacts {
+    pub id: Option<ObjectId>,
+    pub is_assignable_to_role: bool,
+    pub units: Vec<UnitMembership>,
+}
+
+/// What the action is done to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The tenant as a whole: reads of collections, creation of new objects.
+    Tenant,
+    /// An existing user.
+    User(&'a UserFacts),
+    /// An existing group.
+    Group(&'a GroupFacts),
+}
+
+/// The outcome of a decision; both sides name the rule that decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow { rule: &'static str },
+    Deny { rule: &'static str },
+}
+
+impl Decision {
+    /// Whether the decision allows the action.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+/// The message a client sees for a denial: Entra's own where it has one.
+pub fn denial_message(rule: &str) -> &'static str {
+    match rule {
+        rules::RESTRICTED_MANAGEMENT_UNIT => {
+            "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit."
+        }
+        _ => "Insufficient privileges to complete the operation.",
+    }
+}
+
+fn is_read(action: &str) -> bool {
+    action.ends_with("/read") || action.ends_with("/restrictedRead")
+}
+
+fn units_of<'a>(target: Target<'a>) -> &'a [UnitMembership] {
+    match target {
+        Target::Tenant => &[],
+        Target::User(it) => &it.units,
+        Target::Group(it) => &it.units,
+    }
+}
+
+/// Checks one assignment that grants the action against the target; `Err` names the rule.
+fn check_assignment(assignment: &ActiveRole, action: &str, target: Target<'_>) -> Result<(), &'static str> {
+    let is_write = !is_read(action);
+    let units = units_of(target);
+    let restricted: Vec<&ObjectId> = units.iter().filter(|it| it.is_restricted).map(|it| &it.id).collect();
+    // Restricted-management units: only assignments scoped to the unit change its members.
+    if is_write && !restricted.is_empty() {
+        match &assignment.scope {
+            Scope::AdministrativeUnit(unit) if restricted.contains(&unit) => (),
+            _ => return Err(rules::RESTRICTED_MANAGEMENT_UNIT),
+        }
+    }
+    if let Scope::AdministrativeUnit(unit) = &assignment.scope {
+        if !units.iter().any(|it| &it.id == unit) {
+            return Err(rules::ADMINISTRATIVE_UNIT_SCOPE);
+        }
+        if let Target::User(user) = target
+            && is_write
+            && user.is_admin()
+        {
+            return Err(rules::ADMINISTRATIVE_UNIT_ADMIN_TARGET);
+        }
+    }
+    let is_custom = assignment.custom_actions.is_some();
+    match target {
+        Target::Tenant => Ok(()),
+        Target::Group(group) => {
+            if is_custom && is_write && group.is_assignable_to_role {
+                return Err(rules::CUSTOM_ROLE_TARGET);
+            }
+            Ok(())
+        }
+        Target::User(user) => {
+            if !is_write && !actions::PASSWORD_RESET_CLASS.contains(&action) {
+                return Ok(());
+            }
+            if is_custom {
+                if user.is_admin() || user.is_role_assignable_group_member_or_owner {
+                    return Err(rules::CUSTOM_ROLE_TARGET);
+                }
+                return Ok(());
+            }
+            let (table, rule) = if actions::PASSWORD_RESET_CLASS.contains(&action) {
+                (matrix::PASSWORD_RESET, rules::PASSWORD_RESET_MATRIX)
+            } else if actions::SENSITIVE_CLASS.contains(&action) {
+                (matrix::SENSITIVE_ACTIONS, rules::SENSITIVE_ACTION_MATRIX)
+            } else {
+                return Ok(());
+            };
+            if reaches(matrix::reach(table, &assignment.role_definition_id), user) { Ok(()) } else { Err(rule) }
+        }
+    }
+}
+
+/// Whether a reach covers a target user: every role the user holds must be in it.
+pub fn reaches(reach: matrix::Reach, user: &UserFacts) -> bool {
+    match reach {
+        matrix::Reach::Everyone => true,
+        matrix::Reach::Roles(allowed) => {
+            !user.is_role_assignable_group_member_or_owner
+                && !user.has_role_scoped_to_restricted_unit
+                && user.role_ids.iter().all(|held| allowed.iter().any(|it| it.eq_ignore_ascii_case(held)))
+        }
+    }
+}
+
+/// Decides whether `actor` may perform `action` on `target`.
+///
+/// Allowed when some active assignment grants the action and passes every rule for the target;
+/// otherwise denied with the most specific rule that refused.
+pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
+    if let Target::User(user) = target {
+        if user.id.as_ref() == Some(&actor.id) && actions::NOT_ON_ONESELF.contains(&action) {
+            return Decision::Deny { rule: rules::NOT_ON_ONESELF };
+        }
+        if user.is_last_active_global_administrator && [actions::USERS_DELETE, actions::USERS_DISABLE].contains(&action)
+        {
+            return Decision::Deny { rule: rules::LAST_GLOBAL_ADMINISTRATOR };
+        }
+    }
+    let mut refused = None;
+    for assignment in actor.roles.iter().filter(|it| it.grants(action)) {
+        match check_assignment(assignment, action, target) {
+            Ok(()) => return Decision::Allow { rule: rules::ROLE_GRANTS_ACTION },
+            // The restricted-unit refusal explains most; keep it over the others.
+            Err(rule) if refused != Some(rules::RESTRICTED_MANAGEMENT_UNIT) => refused = Some(rule),
+            Err(_) => (),
+        }
+    }
+    if DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action)) {
+        return Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS };
+    }
+    Decision::Deny { rule: refused.unwrap_or(rules::NO_ROLE_GRANTS_ACTION) }
+}
+
+/// Whether removing a role assignment is allowed by the rules that protect Global Administrators:
+/// a Global Administrator cannot remove their own Global Administrator assignment, and the last
+/// active Global Administrator assignment cannot be removed.
+pub fn check_role_assignment_removal(
+    actor: &Actor,
+    principal: &ObjectId,
+    role_definition_id: &str,
+    n_active_global_administrators: usize,
+) -> Result<(), &'static str> {
+    if !role_definition_id.eq_ignore_ascii_case(roles::GLOBAL_ADMINISTRATOR) {
+        return Ok(());
+    }
+    if principal == &actor.id {
+        return Err(rules::NOT_ON_ONESELF);
+    }
+    if n_active_global_administrators <= 1 {
+        return Err(rules::LAST_GLOBAL_ADMINISTRATOR);
+    }
+    Ok(())
+}
+
+/// Whether an allowed-resource-action `pattern` covers `action`.
+///
+/// Entra's grammar is `namespace/entity/propertySet/verb`; `allProperties/allTasks` covers every
+/// action on the entity, `allProperties/read` every read of it.
+pub fn grants(pattern: &str, action: &str) -> bool {
+    if pattern.eq_ignore_ascii_case(action) {
+        return true;
+    }
+    let Some(entity) = entity_of(pattern) else { return false };
+    if entity_of(action) != Some(entity) {
+        return false;
+    }
+    // Authentication methods and per-user MFA are granted only by name: `users/allProperties/*`
+    // does not cover them (Global Administrator and Global Reader list them separately).
+    let action_rest = &action[entity.len()..];
+    if ["/authenticationMethods/", "/strongAuthentication/"].iter().any(|it| action_rest.starts_with(it)) {
+        return false;
+    }
+    let rest = &pattern[entity.len()..];
+    match rest {
+        "/allProperties/allTasks" => true,
+        "/allProperties/read" => is_read(action),
+        _ => false,
+    }
+}
+
+fn entity_of(action: &str) -> Option<&str> {
+    let mut slashes = action.match_indices('/');
+    let (_, _) = slashes.next()?;
+    let (second, _) = slashes.next()?;
+    Some(&action[..second])
+}
+
+#[cfg(test)]
+mod tests;

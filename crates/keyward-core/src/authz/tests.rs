@@ -1,0 +1,425 @@
+//! The decision function against entra.md §2, cell by cell, plus the cross-cutting rules and a
+//! property test over random directories.
+
+use proptest::prelude::*;
+
+use super::roles::*;
+use super::*;
+
+fn id(n: u8) -> ObjectId {
+    ObjectId::parse(&format!("00000000-0000-4000-8000-0000000000{n:02x}")).expect("guid")
+}
+
+fn actor_with(role: &str, scope: Scope) -> Actor {
+    Actor { id: id(1), roles: vec![ActiveRole::built_in(role, scope)] }
+}
+
+/// A target row of the matrices.
+#[derive(Debug, Clone, Copy)]
+enum Row {
+    Role(&'static str),
+    NoRole,
+    RoleAssignableGroupMember,
+    RoleScopedToRestrictedUnit,
+}
+
+fn facts(row: Row) -> UserFacts {
+    let mut res = UserFacts { id: Some(id(2)), ..UserFacts::default() };
+    match row {
+        Row::Role(role) => res.role_ids = vec![role.to_owned()],
+        Row::NoRole => (),
+        Row::RoleAssignableGroupMember => res.is_role_assignable_group_member_or_owner = true,
+        Row::RoleScopedToRestrictedUnit => {
+            res.role_ids = vec![HELPDESK_ADMINISTRATOR.to_owned()];
+            res.has_role_scoped_to_restricted_unit = true;
+        }
+    }
+    res
+}
+
+const Y: bool = true;
+const N: bool = false;
+
+/// entra.md §2.1 "Who can reset passwords", verbatim. Columns: PwA, HDA, AA, UA, PAA, GA.
+const PASSWORD_TABLE: &[(&str, Row, [bool; 6])] = &[
+    ("Auth Admin", Row::Role(AUTHENTICATION_ADMINISTRATOR), [N, N, Y, N, Y, Y]),
+    ("Directory Readers", Row::Role(DIRECTORY_READERS), [Y, Y, Y, Y, Y, Y]),
+    ("Global Admin", Row::Role(GLOBAL_ADMINISTRATOR), [N, N, N, N, Y, Y]),
+    ("Groups Admin", Row::Role(GROUPS_ADMINISTRATOR), [N, N, N, Y, Y, Y]),
+    ("Guest Inviter", Row::Role(GUEST_INVITER), [Y, Y, Y, Y, Y, Y]),
+    ("Helpdesk Admin", Row::Role(HELPDESK_ADMINISTRATOR), [N, Y, N, Y, Y, Y]),
+    ("Message Center Reader", Row::Role(MESSAGE_CENTER_READER), [N, Y, Y, Y, Y, Y]),
+    ("Password Admin", Row::Role(PASSWORD_ADMINISTRATOR), [Y, Y, Y, Y, Y, Y]),
+    ("Privileged Auth Admin", Row::Role(PRIVILEGED_AUTHENTICATION_ADMINISTRATOR), [N, N, N, N, Y, Y]),
+    ("Privileged Role Admin", Row::Role(PRIVILEGED_ROLE_ADMINISTRATOR), [N, N, N, N, Y, Y]),
+    ("Reports Reader", Row::Role(REPORTS_READER), [N, Y, Y, Y, Y, Y]),
+    ("User (no admin role)", Row::NoRole, [Y, Y, Y, Y, Y, Y]),
+    ("User (no role, but member/owner of a role-assignable group)", Row::RoleAssignableGroupMember, [N, N, N, N, Y, Y]),
+    ("User with a role scoped to a restricted-management AU", Row::RoleScopedToRestrictedUnit, [N, N, N, N, Y, Y]),
+    ("User Admin", Row::Role(USER_ADMINISTRATOR), [N, N, N, Y, Y, Y]),
+    ("User Experience Success Manager", Row::Role(USER_EXPERIENCE_SUCCESS_MANAGER), [N, Y, Y, Y, Y, Y]),
+    ("Usage Summary Reports Reader", Row::Role(USAGE_SUMMARY_REPORTS_READER), [N, Y, Y, Y, Y, Y]),
+    ("All other built-in and custom roles (Security Reader)", Row::Role(SECURITY_READER), [N, N, N, N, Y, Y]),
+    (
+        "All other built-in and custom roles (a custom role)",
+        Row::Role("6b3f8f6e-0000-4000-8000-00000000c0de"),
+        [N, N, N, N, Y, Y],
+    ),
+];
+
+const PASSWORD_COLUMNS: [&str; 6] = [
+    PASSWORD_ADMINISTRATOR,
+    HELPDESK_ADMINISTRATOR,
+    AUTHENTICATION_ADMINISTRATOR,
+    USER_ADMINISTRATOR,
+    PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
+    GLOBAL_ADMINISTRATOR,
+];
+
+/// entra.md §2.2 "Who can perform sensitive actions", verbatim. Columns: AA, UA, PAA, GA.
+const SENSITIVE_TABLE: &[(&str, Row, [bool; 4])] = &[
+    ("Auth Admin", Row::Role(AUTHENTICATION_ADMINISTRATOR), [Y, N, Y, Y]),
+    ("Directory Readers", Row::Role(DIRECTORY_READERS), [Y, Y, Y, Y]),
+    ("Global Admin", Row::Role(GLOBAL_ADMINISTRATOR), [N, N, Y, Y]),
+    ("Groups Admin", Row::Role(GROUPS_ADMINISTRATOR), [N, Y, Y, Y]),
+    ("Guest Inviter", Row::Role(GUEST_INVITER), [Y, Y, Y, Y]),
+    ("Helpdesk Admin", Row::Role(HELPDESK_ADMINISTRATOR), [N, Y, Y, Y]),
+    ("Message Center Reader", Row::Role(MESSAGE_CENTER_READER), [Y, Y, Y, Y]),
+    ("Password Admin", Row::Role(PASSWORD_ADMINISTRATOR), [Y, Y, Y, Y]),
+    ("Privileged Auth Admin", Row::Role(PRIVILEGED_AUTHENTICATION_ADMINISTRATOR), [N, N, Y, Y]),
+    ("Privileged Role Admin", Row::Role(PRIVILEGED_ROLE_ADMINISTRATOR), [N, N, Y, Y]),
+    ("Reports Reader", Row::Role(REPORTS_READER), [Y, Y, Y, Y]),
+    ("User (no admin role)", Row::NoRole, [Y, Y, Y, Y]),
+    ("User (no role, RAG member/owner)", Row::RoleAssignableGroupMember, [N, N, Y, Y]),
+    ("User with role scoped to RMAU", Row::RoleScopedToRestrictedUnit, [N, N, Y, Y]),
+    ("User Admin", Row::Role(USER_ADMINISTRATOR), [N, Y, Y, Y]),
+    ("User Experience Success Manager", Row::Role(USER_EXPERIENCE_SUCCESS_MANAGER), [Y, Y, Y, Y]),
+    ("Usage Summary Reports Reader", Row::Role(USAGE_SUMMARY_REPORTS_READER), [Y, Y, Y, Y]),
+    ("All other built-in and custom roles (Security Reader)", Row::Role(SECURITY_READER), [N, N, Y, Y]),
+];
+
+const SENSITIVE_COLUMNS: [&str; 4] =
+    [AUTHENTICATION_ADMINISTRATOR, USER_ADMINISTRATOR, PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR];
+
+#[test]
+fn every_cell_of_who_can_reset_passwords() {
+    for action in [actions::USERS_PASSWORD_UPDATE, actions::USERS_INVALIDATE_REFRESH_TOKENS] {
+        for (label, row, expected) in PASSWORD_TABLE {
+            for (column, is_allowed) in PASSWORD_COLUMNS.iter().zip(expected) {
+                if action == actions::USERS_INVALIDATE_REFRESH_TOKENS && *column == PASSWORD_ADMINISTRATOR {
+                    // Password Administrator holds only password/update.
+                    continue;
+                }
+                let decision = authorize(&actor_with(column, Scope::Tenant), action, Target::User(&facts(*row)));
+                let role = built_in_role(column).map_or("?", |it| it.display_name);
+                assert_eq!(decision.is_allowed(), *is_allowed, "{role} -> {label}: {action}: {decision:?}");
+                if !is_allowed {
+                    assert_eq!(decision, Decision::Deny { rule: rules::PASSWORD_RESET_MATRIX });
+                }
+            }
+        }
+    }
+    // Authentication Administrators read and change authentication methods by the same table.
+    for action in [
+        actions::USERS_AUTH_METHODS_CREATE,
+        actions::USERS_AUTH_METHODS_DELETE,
+        actions::USERS_AUTH_METHODS_RESTRICTED_READ,
+    ] {
+        for (label, row, expected) in PASSWORD_TABLE {
+            let decision =
+                authorize(&actor_with(AUTHENTICATION_ADMINISTRATOR, Scope::Tenant), action, Target::User(&facts(*row)));
+            assert_eq!(decision.is_allowed(), expected[2], "Authentication Administrator -> {label}: {action}");
+        }
+    }
+}
+
+#[test]
+fn every_cell_of_who_can_perform_sensitive_actions() {
+    for action in actions::SENSITIVE_CLASS {
+        for (label, row, expected) in SENSITIVE_TABLE {
+            for (column, is_allowed) in SENSITIVE_COLUMNS.iter().zip(expected) {
+                let decision = authorize(&actor_with(column, Scope::Tenant), action, Target::User(&facts(*row)));
+                let role = built_in_role(column).map_or("?", |it| it.display_name);
+                assert_eq!(decision.is_allowed(), *is_allowed, "{role} -> {label}: {action}: {decision:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_role_targets_need_every_role_in_reach() {
+    let mut target = facts(Row::Role(PASSWORD_ADMINISTRATOR));
+    let helpdesk = actor_with(HELPDESK_ADMINISTRATOR, Scope::Tenant);
+    assert!(authorize(&helpdesk, actions::USERS_PASSWORD_UPDATE, Target::User(&target)).is_allowed());
+    target.role_ids.push(SECURITY_READER.to_owned());
+    assert_eq!(
+        authorize(&helpdesk, actions::USERS_PASSWORD_UPDATE, Target::User(&target)),
+        Decision::Deny { rule: rules::PASSWORD_RESET_MATRIX }
+    );
+}
+
+#[test]
+fn roles_without_the_action_are_refused_whatever_the_target() {
+    let target = facts(Row::NoRole);
+    for role in [
+        GLOBAL_READER,
+        SECURITY_READER,
+        REPORTS_READER,
+        AUTHENTICATION_POLICY_ADMINISTRATOR,
+        PRIVILEGED_ROLE_ADMINISTRATOR,
+    ] {
+        let decision =
+            authorize(&actor_with(role, Scope::Tenant), actions::USERS_PASSWORD_UPDATE, Target::User(&target));
+        assert_eq!(decision, Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }, "{role}");
+    }
+    // Per-user MFA is its own permission: authentication administrators do not hold it.
+    for (role, expected) in [
+        (AUTHENTICATION_POLICY_ADMINISTRATOR, true),
+        (GLOBAL_ADMINISTRATOR, true),
+        (AUTHENTICATION_ADMINISTRATOR, false),
+        (PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, false),
+    ] {
+        let decision = authorize(
+            &actor_with(role, Scope::Tenant),
+            actions::USERS_STRONG_AUTHENTICATION_UPDATE,
+            Target::User(&target),
+        );
+        assert_eq!(decision.is_allowed(), expected, "{role}");
+    }
+    // Global Reader reads authentication methods without personal data only.
+    let reader = actor_with(GLOBAL_READER, Scope::Tenant);
+    assert!(authorize(&reader, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&target)).is_allowed());
+    assert!(!authorize(&reader, actions::USERS_AUTH_METHODS_READ, Target::User(&target)).is_allowed());
+}
+
+#[test]
+fn administrative_unit_scope_reaches_only_non_admin_members_of_the_unit() {
+    let unit = id(50);
+    let scoped = actor_with(AUTHENTICATION_ADMINISTRATOR, Scope::AdministrativeUnit(unit.clone()));
+    let member = UserFacts { units: vec![UnitMembership { id: unit, is_restricted: false }], ..facts(Row::NoRole) };
+    let outsider = facts(Row::NoRole);
+    let admin_member = UserFacts { units: member.units.clone(), ..facts(Row::Role(PASSWORD_ADMINISTRATOR)) };
+    let action = actions::USERS_AUTH_METHODS_DELETE;
+    assert!(authorize(&scoped, action, Target::User(&member)).is_allowed());
+    assert_eq!(
+        authorize(&scoped, action, Target::User(&outsider)),
+        Decision::Deny { rule: rules::ADMINISTRATIVE_UNIT_SCOPE }
+    );
+    assert_eq!(
+        authorize(&scoped, action, Target::User(&admin_member)),
+        Decision::Deny { rule: rules::ADMINISTRATIVE_UNIT_ADMIN_TARGET },
+        "tenant-wide an Authentication Administrator reaches a Password Administrator; AU-scoped it does not"
+    );
+    assert!(
+        authorize(&actor_with(AUTHENTICATION_ADMINISTRATOR, Scope::Tenant), action, Target::User(&admin_member))
+            .is_allowed()
+    );
+    assert_eq!(
+        authorize(&scoped, actions::USERS_CREATE, Target::Tenant),
+        Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
+    );
+}
+
+#[test]
+fn restricted_management_units_refuse_even_tenant_wide_global_administrators() {
+    let unit = id(60);
+    let member =
+        UserFacts { units: vec![UnitMembership { id: unit.clone(), is_restricted: true }], ..facts(Row::NoRole) };
+    let global = actor_with(GLOBAL_ADMINISTRATOR, Scope::Tenant);
+    for action in [actions::USERS_PASSWORD_UPDATE, actions::USERS_BASIC_UPDATE, actions::USERS_DELETE] {
+        let decision = authorize(&global, action, Target::User(&member));
+        assert_eq!(decision, Decision::Deny { rule: rules::RESTRICTED_MANAGEMENT_UNIT }, "{action}");
+    }
+    assert_eq!(
+        denial_message(rules::RESTRICTED_MANAGEMENT_UNIT),
+        "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit."
+    );
+    assert!(authorize(&global, actions::USERS_READ, Target::User(&member)).is_allowed(), "reads are not restricted");
+    let scoped = actor_with(HELPDESK_ADMINISTRATOR, Scope::AdministrativeUnit(unit));
+    assert!(authorize(&scoped, actions::USERS_PASSWORD_UPDATE, Target::User(&member)).is_allowed());
+    let elsewhere = actor_with(HELPDESK_ADMINISTRATOR, Scope::AdministrativeUnit(id(61)));
+    assert_eq!(
+        authorize(&elsewhere, actions::USERS_PASSWORD_UPDATE, Target::User(&member)),
+        Decision::Deny { rule: rules::RESTRICTED_MANAGEMENT_UNIT }
+    );
+}
+
+#[test]
+fn custom_roles_act_only_on_non_admins_outside_role_assignable_groups() {
+    let custom = Actor {
+        id: id(1),
+        roles: vec![ActiveRole {
+            role_definition_id: "6b3f8f6e-0000-4000-8000-00000000c0de".into(),
+            scope: Scope::Tenant,
+            custom_actions: Some(vec![
+                actions::USERS_STRONG_AUTHENTICATION_UPDATE.into(),
+                actions::USERS_AUTH_METHODS_DELETE.into(),
+            ]),
+        }],
+    };
+    for action in [actions::USERS_STRONG_AUTHENTICATION_UPDATE, actions::USERS_AUTH_METHODS_DELETE] {
+        assert!(authorize(&custom, action, Target::User(&facts(Row::NoRole))).is_allowed(), "{action}");
+        for row in [Row::Role(DIRECTORY_READERS), Row::RoleAssignableGroupMember, Row::Role(GLOBAL_ADMINISTRATOR)] {
+            assert_eq!(
+                authorize(&custom, action, Target::User(&facts(row))),
+                Decision::Deny { rule: rules::CUSTOM_ROLE_TARGET },
+                "{row:?}"
+            );
+        }
+    }
+    assert_eq!(
+        authorize(&custom, actions::USERS_PASSWORD_UPDATE, Target::User(&facts(Row::NoRole))),
+        Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
+    );
+    let rag = GroupFacts { id: Some(id(70)), is_assignable_to_role: true, units: Vec::new() };
+    let custom_groups = Actor {
+        roles: vec![ActiveRole {
+            custom_actions: Some(vec![actions::GROUPS_MEMBERS_UPDATE.into()]),
+            ..custom.roles[0].clone()
+        }],
+        ..custom
+    };
+    assert_eq!(
+        authorize(&custom_groups, actions::GROUPS_MEMBERS_UPDATE, Target::Group(&rag)),
+        Decision::Deny { rule: rules::CUSTOM_ROLE_TARGET }
+    );
+}
+
+#[test]
+fn nobody_resets_their_own_password_or_removes_the_last_global_administrator() {
+    let global = actor_with(GLOBAL_ADMINISTRATOR, Scope::Tenant);
+    let me =
+        UserFacts { id: Some(global.id.clone()), role_ids: vec![GLOBAL_ADMINISTRATOR.into()], ..UserFacts::default() };
+    for action in actions::NOT_ON_ONESELF {
+        assert_eq!(authorize(&global, action, Target::User(&me)), Decision::Deny { rule: rules::NOT_ON_ONESELF });
+    }
+    let last = UserFacts { id: Some(id(9)), is_last_active_global_administrator: true, ..me };
+    for action in [actions::USERS_DISABLE, actions::USERS_DELETE] {
+        assert_eq!(
+            authorize(&global, action, Target::User(&last)),
+            Decision::Deny { rule: rules::LAST_GLOBAL_ADMINISTRATOR }
+        );
+    }
+    assert_eq!(check_role_assignment_removal(&global, &global.id, GLOBAL_ADMINISTRATOR, 3), Err(rules::NOT_ON_ONESELF));
+    assert_eq!(
+        check_role_assignment_removal(&global, &id(9), GLOBAL_ADMINISTRATOR, 1),
+        Err(rules::LAST_GLOBAL_ADMINISTRATOR)
+    );
+    assert_eq!(check_role_assignment_removal(&global, &id(9), GLOBAL_ADMINISTRATOR, 2), Ok(()));
+    assert_eq!(check_role_assignment_removal(&global, &global.id, HELPDESK_ADMINISTRATOR, 1), Ok(()));
+}
+
+#[test]
+fn patterns_cover_actions_by_entity() {
+    let cases = [
+        ("microsoft.directory/users/allProperties/allTasks", actions::USERS_DELETE, true),
+        ("microsoft.directory/users/allProperties/allTasks", actions::GROUPS_DELETE, false),
+        ("microsoft.directory/users/allProperties/allTasks", actions::USERS_AUTH_METHODS_DELETE, false),
+        ("microsoft.directory/users/allProperties/read", actions::USERS_READ, true),
+        ("microsoft.directory/users/allProperties/read", actions::USERS_AUTH_METHODS_READ, false),
+        ("microsoft.directory/users/allProperties/read", actions::USERS_CREATE, false),
+        ("microsoft.directory/groups/allProperties/allTasks", actions::ROLE_ASSIGNABLE_GROUPS_CREATE, false),
+        (actions::USERS_READ, actions::USERS_READ, true),
+        ("microsoft.directory/users", actions::USERS_READ, false),
+    ];
+    for (pattern, action, expected) in cases {
+        assert_eq!(grants(pattern, action), expected, "{pattern} vs {action}");
+    }
+}
+
+#[test]
+fn plain_users_may_only_read() {
+    let user = Actor { id: id(1), roles: Vec::new() };
+    let target = facts(Row::NoRole);
+    for action in [actions::USERS_CREATE, actions::USERS_DELETE, actions::GROUPS_MEMBERS_UPDATE] {
+        assert_eq!(
+            authorize(&user, action, Target::User(&target)),
+            Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
+        );
+    }
+    assert_eq!(
+        authorize(&user, actions::USERS_READ, Target::Tenant),
+        Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS }
+    );
+}
+
+fn any_role() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(BUILT_IN_ROLES.iter().map(|it| it.id).collect::<Vec<_>>())
+}
+
+fn any_action() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(RESOURCE_ACTIONS.iter().map(|it| it.name).collect::<Vec<_>>())
+}
+
+fn any_scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![Just(Scope::Tenant), (0_u8..3).prop_map(|n| Scope::AdministrativeUnit(id(100 + n)))]
+}
+
+fn any_assignment() -> impl Strategy<Value = ActiveRole> {
+    prop_oneof![
+        (any_role(), any_scope()).prop_map(|(role, scope)| ActiveRole::built_in(role, scope)),
+        (prop::collection::vec(any_action(), 0..4), any_scope()).prop_map(|(actions, scope)| ActiveRole {
+            role_definition_id: "6b3f8f6e-0000-4000-8000-00000000c0de".into(),
+            scope,
+            custom_actions: Some(actions.into_iter().map(str::to_owned).collect()),
+        }),
+    ]
+}
+
+fn any_user() -> impl Strategy<Value = UserFacts> {
+    (
+        prop::collection::vec(any_role(), 0..3),
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec((0_u8..3, any::<bool>()), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(roles, scoped_to_restricted, in_rag, units, is_self)| UserFacts {
+            id: Some(if is_self { id(1) } else { id(2) }),
+            role_ids: roles.into_iter().map(str::to_owned).collect(),
+            has_role_scoped_to_restricted_unit: scoped_to_restricted,
+            is_role_assignable_group_member_or_owner: in_rag,
+            units: units
+                .into_iter()
+                .map(|(n, is_restricted)| UnitMembership { id: id(100 + n), is_restricted })
+                .collect(),
+            is_last_active_global_administrator: false,
+        })
+}
+
+proptest! {
+    /// No actor is ever allowed an action that none of its in-scope roles grants, and no target
+    /// outside a rule's reach is ever allowed.
+    #[test]
+    fn allowed_only_through_a_granting_in_scope_assignment(
+        assignments in prop::collection::vec(any_assignment(), 0..4),
+        action in any_action(),
+        user in any_user(),
+    ) {
+        let actor = Actor { id: id(1), roles: assignments };
+        let decision = authorize(&actor, action, Target::User(&user));
+        if decision == (Decision::Allow { rule: rules::ROLE_GRANTS_ACTION }) {
+            let in_scope = |it: &&ActiveRole| match &it.scope {
+                Scope::Tenant => true,
+                Scope::AdministrativeUnit(unit) => user.units.iter().any(|member_of| &member_of.id == unit),
+            };
+            let granting: Vec<&ActiveRole> = actor.roles.iter().filter(|it| it.grants(action)).filter(in_scope).collect();
+            prop_assert!(!granting.is_empty(), "allowed without an in-scope granting role");
+            let is_write = !is_read(action);
+            if is_write && user.units.iter().any(|it| it.is_restricted) {
+                prop_assert!(granting.iter().any(|it| matches!(&it.scope, Scope::AdministrativeUnit(unit) if user.units.iter().any(|u| u.is_restricted && &u.id == unit))));
+            }
+            if is_write && (user.is_admin() || user.is_role_assignable_group_member_or_owner) {
+                prop_assert!(granting.iter().any(|it| it.custom_actions.is_none()), "a custom role reached an admin");
+            }
+            if actions::PASSWORD_RESET_CLASS.contains(&action) && (user.is_role_assignable_group_member_or_owner || user.has_role_scoped_to_restricted_unit) {
+                prop_assert!(granting.iter().any(|it| matches!(matrix::reach(matrix::PASSWORD_RESET, &it.role_definition_id), matrix::Reach::Everyone)));
+            }
+            if user.id.as_ref() == Some(&actor.id) {
+                prop_assert!(!actions::NOT_ON_ONESELF.contains(&action));
+            }
+        } else if decision == (Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS }) {
+            prop_assert!(DEFAULT_USER_PERMISSIONS.contains(&action));
+        }
+    }
+}
