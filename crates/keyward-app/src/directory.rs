@@ -91,6 +91,16 @@ fn decode_cursor(token: &str) -> Result<Cursor, AppError> {
     }
 }
 
+/// The `$skiptoken` continuing after the object `id` in an id-ordered list.
+pub(crate) fn id_skiptoken(id: &str) -> String {
+    encode_cursor(&Cursor { sort_key: String::new(), id: id.to_owned() })
+}
+
+/// The id a `$skiptoken` of an id-ordered list continues after.
+pub(crate) fn decode_id_skiptoken(token: Option<&str>) -> Result<Option<String>, AppError> {
+    decode_id_cursor(token)
+}
+
 fn decode_id_cursor(token: Option<&str>) -> Result<Option<String>, AppError> {
     token.map(|it| decode_cursor(it).map(|cursor| cursor.id)).transpose()
 }
@@ -122,7 +132,7 @@ async fn resolve_group(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<Gr
     tx.get_group(&tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
 
-async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<DirectoryObject, AppError> {
+pub(crate) async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<DirectoryObject, AppError> {
     let Some(id) = ObjectId::parse(key) else { return Err(invalid_id(key)) };
     if let Some(user) = tx.get_user(&tenant.id, &id).await? {
         return Ok(DirectoryObject::User(user));
@@ -134,7 +144,11 @@ async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<D
 }
 
 /// Loads the objects a page of references names, in the references' order, with two queries.
-async fn load_refs(tx: &mut dyn Tx, tenant: &Tenant, refs: Vec<MemberRef>) -> Result<Vec<DirectoryObject>, AppError> {
+pub(crate) async fn load_refs(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    refs: Vec<MemberRef>,
+) -> Result<Vec<DirectoryObject>, AppError> {
     let ids_of = |kind: ObjectKind| -> Vec<ObjectId> {
         refs.iter().filter(|it| it.kind == kind).map(|it| it.id.clone()).collect()
     };
@@ -317,10 +331,12 @@ impl App {
                 let mut tx = self.read().await?;
                 let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
                 let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
-                drop(tx);
-                for action in &needed {
-                    require(caller, action, Target::User(&facts))?;
+                if let Err(err) = needed.iter().try_for_each(|action| require(caller, action, Target::User(&facts))) {
+                    return Err(self
+                        .refused(tx, caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
+                        .await);
                 }
+                drop(tx);
                 let display_name = patch.display_name.as_deref().unwrap_or(&current.display_name);
                 let upn = patch.user_principal_name.as_deref().unwrap_or(&current.user_principal_name);
                 check_password(password, display_name, upn)?;
@@ -331,8 +347,10 @@ impl App {
         let mut tx = self.write().await?;
         let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
-        for action in needed {
-            require(caller, action, Target::User(&facts))?;
+        if let Err(err) = needed.iter().try_for_each(|action| require(caller, action, Target::User(&facts))) {
+            return Err(self
+                .refused(tx, caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
+                .await);
         }
         let update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
         if let Some(hash) = &hash {
@@ -359,7 +377,10 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_DELETE, Target::User(&user_facts(&mut *tx, &caller.tenant, &user).await?))?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        if let Err(err) = require(caller, actions::USERS_DELETE, Target::User(&facts)) {
+            return Err(self.refused(tx, caller, Activity::DeleteUser, vec![TargetResource::user(&user)], err).await);
+        }
         tx.delete_memberships_of(&user.id).await?;
         tx.delete_role_assignments_of(&user.id).await?;
         tx.delete_user(&caller.tenant.id, &user.id).await?;
@@ -517,7 +538,17 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let group = self.group_for_relation_change(&mut *tx, caller, relation, group_key).await?;
+        let group = match self.group_for_relation_change(&mut *tx, caller, relation, group_key).await {
+            Ok(it) => it,
+            Err((err, Some(group))) => {
+                let activity = match relation {
+                    Relation::Members => Activity::AddMemberToGroup,
+                    Relation::Owners => Activity::AddOwnerToGroup,
+                };
+                return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
+            }
+            Err((err, None)) => return Err(err),
+        };
         let object = match relation {
             Relation::Members => resolve_object(&mut *tx, &caller.tenant, object_key).await?,
             Relation::Owners => DirectoryObject::User(resolve_user(&mut *tx, &caller.tenant, object_key).await?),
@@ -560,7 +591,17 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let group = self.group_for_relation_change(&mut *tx, caller, relation, group_key).await?;
+        let group = match self.group_for_relation_change(&mut *tx, caller, relation, group_key).await {
+            Ok(it) => it,
+            Err((err, Some(group))) => {
+                let activity = match relation {
+                    Relation::Members => Activity::RemoveMemberFromGroup,
+                    Relation::Owners => Activity::RemoveOwnerFromGroup,
+                };
+                return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
+            }
+            Err((err, None)) => return Err(err),
+        };
         let object = resolve_object(&mut *tx, &caller.tenant, object_key).await?;
         let removed = match relation {
             Relation::Members => tx.delete_member(&group.id, object.id()).await,
@@ -583,21 +624,25 @@ impl App {
         Ok(())
     }
 
-    /// Loads the group whose members or owners change and checks the caller may change them.
+    /// Loads the group whose members or owners change and checks the caller may change them; a
+    /// refusal comes back with the group, for the failure record.
     async fn group_for_relation_change(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
         relation: Relation,
         group_key: &str,
-    ) -> Result<Group, AppError> {
-        let group = resolve_group(tx, &caller.tenant, group_key).await?;
-        let facts = group_facts(tx, &group).await?;
-        require(caller, relation.update_action(), Target::Group(&facts))?;
-        if group.is_assignable_to_role {
-            require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&facts))?;
+    ) -> Result<Group, (AppError, Option<Group>)> {
+        let group = resolve_group(tx, &caller.tenant, group_key).await.map_err(|err| (err, None))?;
+        let facts = group_facts(tx, &group).await.map_err(|err| (err, None))?;
+        let mut decision = require(caller, relation.update_action(), Target::Group(&facts));
+        if decision.is_ok() && group.is_assignable_to_role {
+            decision = require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&facts));
         }
-        Ok(group)
+        match decision {
+            Ok(()) => Ok(group),
+            Err(err) => Err((err, Some(group))),
+        }
     }
 
     /// `GET /directoryObjects/{id}`.

@@ -11,6 +11,7 @@ pub mod error;
 mod facts;
 pub mod keys;
 pub mod password;
+mod roles;
 mod setup;
 mod tokens;
 
@@ -27,6 +28,7 @@ pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
 pub use crate::password::{HashParams, PasswordHasher};
+pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::tokens::AccessClaims;
 

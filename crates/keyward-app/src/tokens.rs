@@ -168,6 +168,9 @@ impl App {
 /// The actor for a user: every role assignment that applies now.
 pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<Actor, AppError> {
     let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+    let needs_custom =
+        assignments.iter().any(|it| keyward_core::authz::built_in_role(&it.role_definition_id).is_none());
+    let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
     let roles = assignments
         .into_iter()
         .filter_map(|it| {
@@ -175,7 +178,18 @@ pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
                 "/" => Scope::Tenant,
                 other => Scope::AdministrativeUnit(ObjectId::parse(other.strip_prefix("/administrativeUnits/")?)?),
             };
-            Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions: None })
+            let custom_actions = match keyward_core::authz::built_in_role(&it.role_definition_id) {
+                Some(_) => None,
+                // A disabled or deleted custom role grants nothing.
+                None => Some(
+                    custom_roles
+                        .iter()
+                        .find(|role| role.is_enabled && role.id.as_str().eq_ignore_ascii_case(&it.role_definition_id))
+                        .map(|role| role.allowed_resource_actions.clone())
+                        .unwrap_or_default(),
+                ),
+            };
+            Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions })
         })
         .collect();
     Ok(Actor { id: user.id.clone(), roles })

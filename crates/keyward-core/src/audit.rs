@@ -20,8 +20,20 @@ pub enum Activity {
     RemoveOwnerFromGroup,
     AddMemberToRole,
     AddScopedMemberToRole,
+    AddMemberToRoleScopedOverRestrictedUnit,
+    RemoveMemberFromRole,
+    RemoveScopedMemberFromRole,
+    RemoveMemberFromRoleScopedOverRestrictedUnit,
+    AddRoleDefinition,
+    UpdateRoleDefinition,
+    DeleteRoleDefinition,
     AddAdministrativeUnit,
+    UpdateAdministrativeUnit,
+    DeleteAdministrativeUnit,
     AddMemberToAdministrativeUnit,
+    RemoveMemberFromAdministrativeUnit,
+    AddMemberToRestrictedUnit,
+    RemoveMemberFromRestrictedUnit,
 }
 
 impl Activity {
@@ -40,8 +52,24 @@ impl Activity {
             Activity::RemoveOwnerFromGroup => "Remove owner from group",
             Activity::AddMemberToRole => "Add member to role",
             Activity::AddScopedMemberToRole => "Add scoped member to role",
+            Activity::AddMemberToRoleScopedOverRestrictedUnit => {
+                "Add member to role scoped over Restricted Management Administrative Unit"
+            }
+            Activity::RemoveMemberFromRole => "Remove member from role",
+            Activity::RemoveScopedMemberFromRole => "Remove scoped member from role",
+            Activity::RemoveMemberFromRoleScopedOverRestrictedUnit => {
+                "Remove member from role scoped over Restricted Management Administrative Unit"
+            }
+            Activity::AddRoleDefinition => "Add role definition",
+            Activity::UpdateRoleDefinition => "Update role definition",
+            Activity::DeleteRoleDefinition => "Delete role definition",
             Activity::AddAdministrativeUnit => "Add administrative unit",
+            Activity::UpdateAdministrativeUnit => "Update administrative unit",
+            Activity::DeleteAdministrativeUnit => "Delete administrative unit",
             Activity::AddMemberToAdministrativeUnit => "Add member to administrative unit",
+            Activity::RemoveMemberFromAdministrativeUnit => "Remove member from administrative unit",
+            Activity::AddMemberToRestrictedUnit => "Add member to restricted management administrative unit",
+            Activity::RemoveMemberFromRestrictedUnit => "Remove member from restricted management administrative unit",
         }
     }
 
@@ -49,8 +77,22 @@ impl Activity {
     pub fn category(self) -> &'static str {
         match self {
             Activity::AddUser | Activity::UpdateUser | Activity::DeleteUser => "UserManagement",
-            Activity::AddMemberToRole | Activity::AddScopedMemberToRole => "RoleManagement",
-            Activity::AddAdministrativeUnit | Activity::AddMemberToAdministrativeUnit => "AdministrativeUnit",
+            Activity::AddMemberToRole
+            | Activity::AddScopedMemberToRole
+            | Activity::AddMemberToRoleScopedOverRestrictedUnit
+            | Activity::RemoveMemberFromRole
+            | Activity::RemoveScopedMemberFromRole
+            | Activity::RemoveMemberFromRoleScopedOverRestrictedUnit
+            | Activity::AddRoleDefinition
+            | Activity::UpdateRoleDefinition
+            | Activity::DeleteRoleDefinition => "RoleManagement",
+            Activity::AddAdministrativeUnit
+            | Activity::UpdateAdministrativeUnit
+            | Activity::DeleteAdministrativeUnit
+            | Activity::AddMemberToAdministrativeUnit
+            | Activity::RemoveMemberFromAdministrativeUnit
+            | Activity::AddMemberToRestrictedUnit
+            | Activity::RemoveMemberFromRestrictedUnit => "AdministrativeUnit",
             _ => "GroupManagement",
         }
     }
@@ -69,7 +111,17 @@ impl Activity {
             | Activity::AddOwnerToGroup
             | Activity::AddAdministrativeUnit
             | Activity::AddMemberToAdministrativeUnit => "Add",
-            Activity::AddMemberToRole | Activity::AddScopedMemberToRole => "Assign",
+            Activity::AddMemberToRole
+            | Activity::AddScopedMemberToRole
+            | Activity::AddMemberToRoleScopedOverRestrictedUnit => "Assign",
+            Activity::RemoveMemberFromRole
+            | Activity::RemoveScopedMemberFromRole
+            | Activity::RemoveMemberFromRoleScopedOverRestrictedUnit => "Unassign",
+            Activity::AddRoleDefinition => "Add",
+            Activity::UpdateRoleDefinition | Activity::UpdateAdministrativeUnit => "Update",
+            Activity::DeleteRoleDefinition | Activity::DeleteAdministrativeUnit => "Delete",
+            Activity::RemoveMemberFromAdministrativeUnit | Activity::RemoveMemberFromRestrictedUnit => "Unassign",
+            Activity::AddMemberToRestrictedUnit => "Add",
             Activity::UpdateUser | Activity::UpdateGroup => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
@@ -169,6 +221,14 @@ pub struct AuditContext {
 }
 
 impl AuditContext {
+    /// A refused attempt at `activity` on `targets`, with the reason.
+    pub fn failure(&self, id: String, activity: Activity, targets: Vec<TargetResource>, reason: &str) -> AuditRecord {
+        let mut res = self.success(id, activity, targets);
+        res.result = AuditResult::Failure;
+        res.result_reason = reason.to_owned();
+        res
+    }
+
     /// A successful record of `activity` on `targets`; `id` is a fresh unique id from the caller.
     pub fn success(&self, id: String, activity: Activity, targets: Vec<TargetResource>) -> AuditRecord {
         AuditRecord {

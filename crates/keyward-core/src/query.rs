@@ -150,6 +150,37 @@ pub const GROUP: Resource = Resource {
     ],
 };
 
+/// The `unifiedRoleDefinition` resource (filtered in memory).
+pub const ROLE_DEFINITION: Resource = Resource {
+    type_name: "unifiedRoleDefinition",
+    display_type: "UnifiedRoleDefinition",
+    properties: &[
+        default_selected(prop("id", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("templateId", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("displayName", PropType::String, STARTS)),
+        default_selected(prop("description", PropType::String, FilterSupport::None)),
+        default_selected(prop("isBuiltIn", PropType::Bool, FilterSupport::Eq)),
+        default_selected(prop("isEnabled", PropType::Bool, FilterSupport::Eq)),
+        default_selected(prop("isPrivileged", PropType::Bool, FilterSupport::Eq)),
+        default_selected(prop("version", PropType::String, FilterSupport::None)),
+        default_selected(prop("resourceScopes", PropType::String, FilterSupport::None)),
+        default_selected(prop("rolePermissions", PropType::String, FilterSupport::None)),
+    ],
+};
+
+/// The `unifiedRbacResourceAction` resource (filtered in memory).
+pub const RESOURCE_ACTION: Resource = Resource {
+    type_name: "unifiedRbacResourceAction",
+    display_type: "UnifiedRbacResourceAction",
+    properties: &[
+        default_selected(prop("id", PropType::String, FilterSupport::Eq)),
+        default_selected(prop("name", PropType::String, STARTS)),
+        default_selected(prop("actionVerb", PropType::String, FilterSupport::Eq)),
+        default_selected(prop("description", PropType::String, FilterSupport::None)),
+        default_selected(prop("isPrivileged", PropType::Bool, FilterSupport::Eq)),
+    ],
+};
+
 /// The raw query options of a collection request, exactly as received.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawQuery {

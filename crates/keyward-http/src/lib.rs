@@ -10,6 +10,7 @@ mod error;
 mod graph;
 mod metrics;
 mod openapi;
+mod roles;
 mod serve;
 mod shape;
 
@@ -38,7 +39,7 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = graph::routes(openapi::Api::new());
+    let graph = roles::routes(graph::routes(openapi::Api::new()));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =

@@ -161,6 +161,24 @@ fn schemas() -> Value {
             "innerError": {"type": "object", "properties": {"date": string, "request-id": string, "client-request-id": string}},
         }}}},
         "Jwks": {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "object"}}}},
+        "RoleDefinition": {"type": "object", "properties": {
+            "id": string, "templateId": string, "displayName": string, "description": nullable, "isBuiltIn": {"type": "boolean"},
+            "isEnabled": {"type": "boolean"}, "isPrivileged": {"type": "boolean"}, "version": string,
+            "rolePermissions": {"type": "array", "items": {"type": "object", "properties": {"allowedResourceActions": strings, "condition": nullable}}},
+        }},
+        "RoleDefinitionCollection": collection("RoleDefinition"),
+        "ResourceAction": {"type": "object", "properties": {"id": string, "name": string, "actionVerb": string, "description": string, "isPrivileged": {"type": "boolean"}}},
+        "ResourceActionCollection": collection("ResourceAction"),
+        "RoleAssignment": {"type": "object", "required": ["principalId", "roleDefinitionId", "directoryScopeId"], "properties": {
+            "id": string, "principalId": string, "roleDefinitionId": string, "directoryScopeId": string, "appScopeId": nullable,
+        }},
+        "RoleAssignmentCollection": collection("RoleAssignment"),
+        "DirectoryRole": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "roleTemplateId": string}},
+        "DirectoryRoleCollection": collection("DirectoryRole"),
+        "AdministrativeUnit": {"type": "object", "properties": {"id": string, "displayName": string, "description": nullable, "isMemberManagementRestricted": {"type": "boolean"}}},
+        "AdministrativeUnitCollection": collection("AdministrativeUnit"),
+        "ScopedRoleMembership": {"type": "object", "properties": {"id": string, "roleId": string, "administrativeUnitId": string, "roleMemberInfo": {"type": "object"}}},
+        "ScopedRoleMembershipCollection": collection("ScopedRoleMembership"),
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
@@ -18,8 +19,9 @@ use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
 use crate::{
-    AdministrativeUnit, AuditStore, Backend, CredentialStore, Cursor, GroupStore, KeyStore, MemberRef, Page,
-    RoleAssignment, RoleStore, SigningKey, Store, TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
+    AdministrativeUnit, AssignmentFilter, AuditStore, Backend, CredentialStore, Cursor, GroupStore, KeyStore,
+    MemberRef, Page, RoleAssignment, RoleStore, SigningKey, Store, TemporaryAccessPass, TenantStore, Tx, UserStore,
+    audit_json,
 };
 
 const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
@@ -230,6 +232,43 @@ macro_rules! impl_backend {
                     is_assignable_to_role: row.try_get(7).map_err(db)?,
                     group_types: group_types_from(&row.try_get::<String, _>(8).map_err(db)?),
                     created: parse_ts(&row.try_get::<String, _>(9).map_err(db)?)?,
+                })
+            }
+
+            fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
+                Ok(RoleAssignment {
+                    id: row.try_get(0).map_err(db)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    principal_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    role_definition_id: row.try_get(3).map_err(db)?,
+                    directory_scope_id: row.try_get(4).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                })
+            }
+
+            fn custom_role_from_row(row: &<$db as sqlx::Database>::Row) -> Result<CustomRole, StoreError> {
+                let actions: String = row.try_get(7).map_err(db)?;
+                Ok(CustomRole {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    display_name: row.try_get(2).map_err(db)?,
+                    description: row.try_get(3).map_err(db)?,
+                    is_enabled: row.try_get(4).map_err(db)?,
+                    template_id: row.try_get(5).map_err(db)?,
+                    version: row.try_get(6).map_err(db)?,
+                    allowed_resource_actions: actions.lines().map(str::to_owned).collect(),
+                    created: parse_ts(&row.try_get::<String, _>(8).map_err(db)?)?,
+                })
+            }
+
+            fn unit_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AdministrativeUnit, StoreError> {
+                Ok(AdministrativeUnit {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    display_name: row.try_get(2).map_err(db)?,
+                    description: row.try_get(3).map_err(db)?,
+                    is_member_management_restricted: row.try_get(4).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
                 })
             }
 
@@ -775,18 +814,7 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(RoleAssignment {
-                            id: row.try_get(0).map_err(db)?,
-                            tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                            principal_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
-                            role_definition_id: row.try_get(3).map_err(db)?,
-                            directory_scope_id: row.try_get(4).map_err(db)?,
-                            created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::assignment_from_row).collect()
             }
 
             async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError> {
@@ -867,6 +895,226 @@ macro_rules! impl_backend {
                 .await
                 .map_err(db)?;
                 Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn get_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleAssignment>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at FROM role_assignments \
+                     WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::assignment_from_row).transpose()
+            }
+
+            async fn list_role_assignments(
+                &mut self,
+                tenant: &ObjectId,
+                filter: &AssignmentFilter,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<RoleAssignment>, StoreError> {
+                let mut sql = Sql::new(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at FROM role_assignments \
+                     WHERE tenant_id = ",
+                );
+                sql.arg(Arg::Text(tenant.to_string()));
+                if let Some(principal) = &filter.principal_id {
+                    sql.push(" AND principal_id = ");
+                    sql.arg(Arg::Text(principal.to_string()));
+                }
+                if let Some(role) = &filter.role_definition_id {
+                    sql.push(" AND role_definition_id = ");
+                    sql.arg(Arg::Text(role.to_lowercase()));
+                }
+                if let Some(scope) = &filter.directory_scope_id {
+                    sql.push(" AND directory_scope_id = ");
+                    sql.arg(Arg::Text(scope.clone()));
+                }
+                if let Some(after) = after {
+                    sql.push(" AND id > ");
+                    sql.arg(Arg::Text(after.to_owned()));
+                }
+                sql.push(" ORDER BY id LIMIT ");
+                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                rows.iter().map(Self::assignment_from_row).collect()
+            }
+
+            async fn delete_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM role_assignments WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO role_definitions (id, tenant_id, display_name, display_name_lc, description, is_enabled, \
+                     template_id, version, allowed_resource_actions, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(role.id.as_str())
+                .bind(role.tenant_id.as_str())
+                .bind(&role.display_name)
+                .bind(role.display_name.to_lowercase())
+                .bind(&role.description)
+                .bind(role.is_enabled)
+                .bind(&role.template_id)
+                .bind(&role.version)
+                .bind(role.allowed_resource_actions.join("\n"))
+                .bind(fmt_ts(role.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn update_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE role_definitions SET display_name = $3, display_name_lc = $4, description = $5, is_enabled = $6, \
+                     version = $7, allowed_resource_actions = $8 WHERE id = $1 AND tenant_id = $2",
+                )
+                .bind(role.id.as_str())
+                .bind(role.tenant_id.as_str())
+                .bind(&role.display_name)
+                .bind(role.display_name.to_lowercase())
+                .bind(&role.description)
+                .bind(role.is_enabled)
+                .bind(&role.version)
+                .bind(role.allowed_resource_actions.join("\n"))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM role_definitions WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn get_custom_role(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<CustomRole>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, display_name, description, is_enabled, template_id, version, allowed_resource_actions, \
+                     created_at FROM role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2)",
+                )
+                .bind(tenant.as_str())
+                .bind(id.to_lowercase())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::custom_role_from_row).transpose()
+            }
+
+            async fn list_custom_roles(&mut self, tenant: &ObjectId) -> Result<Vec<CustomRole>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, display_name, description, is_enabled, template_id, version, allowed_resource_actions, \
+                     created_at FROM role_definitions WHERE tenant_id = $1 ORDER BY display_name_lc, id",
+                )
+                .bind(tenant.as_str())
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter().map(Self::custom_role_from_row).collect()
+            }
+
+            async fn get_administrative_unit(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<AdministrativeUnit>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, display_name, description, is_member_management_restricted, created_at \
+                     FROM administrative_units WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::unit_from_row).transpose()
+            }
+
+            async fn list_administrative_units(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<AdministrativeUnit>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, display_name, description, is_member_management_restricted, created_at \
+                     FROM administrative_units WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter().map(Self::unit_from_row).collect()
+            }
+
+            async fn update_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE administrative_units SET display_name = $3, description = $4 WHERE id = $1 AND tenant_id = $2")
+                    .bind(unit.id.as_str())
+                    .bind(unit.tenant_id.as_str())
+                    .bind(&unit.display_name)
+                    .bind(&unit.description)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_administrative_unit(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM role_assignments WHERE tenant_id = $1 AND directory_scope_id = $2")
+                    .bind(tenant.as_str())
+                    .bind(format!("/administrativeUnits/{id}"))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let done = sqlx::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn list_unit_members(&mut self, unit: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
+                self.list_refs(
+                    "SELECT member_id, member_kind FROM administrative_unit_members WHERE unit_id = $1 AND member_id > $2 \
+                     ORDER BY member_id LIMIT $3",
+                    unit,
+                    after,
+                    limit,
+                )
+                .await
+            }
+
+            async fn is_unit_member(&mut self, unit: &ObjectId, member: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT member_id FROM administrative_unit_members WHERE unit_id = $1 AND member_id = $2",
+                )
+                .bind(unit.as_str())
+                .bind(member.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(found.is_some())
+            }
+
+            async fn delete_administrative_unit_member(&mut self, unit: &ObjectId, member: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM administrative_unit_members WHERE unit_id = $1 AND member_id = $2")
+                    .bind(unit.as_str())
+                    .bind(member.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn insert_administrative_unit_member(&mut self, unit: &ObjectId, member: &MemberRef) -> Result<(), StoreError> {

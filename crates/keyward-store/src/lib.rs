@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
@@ -90,6 +91,14 @@ pub struct RoleAssignment {
     pub role_definition_id: String,
     pub directory_scope_id: String,
     pub created: OffsetDateTime,
+}
+
+/// Which role assignments to list; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignmentFilter {
+    pub principal_id: Option<ObjectId>,
+    pub role_definition_id: Option<String>,
+    pub directory_scope_id: Option<String>,
 }
 
 /// An administrative unit row.
@@ -241,6 +250,49 @@ pub trait RoleStore: Send {
     async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError>;
     /// The number of enabled users holding `role` tenant-wide, directly or through a group.
     async fn count_enabled_holders(&mut self, tenant: &ObjectId, role: &str) -> Result<u64, StoreError>;
+    async fn get_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleAssignment>, StoreError>;
+    /// Role assignments matching `filter`, ordered by id, starting after `after`.
+    async fn list_role_assignments(
+        &mut self,
+        tenant: &ObjectId,
+        filter: &AssignmentFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RoleAssignment>, StoreError>;
+    /// Deletes an assignment; `NotFound` when it does not exist.
+    async fn delete_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError>;
+    async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError>;
+    async fn update_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError>;
+    async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    async fn get_custom_role(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<CustomRole>, StoreError>;
+    /// Every custom role of the tenant, by display name.
+    async fn list_custom_roles(&mut self, tenant: &ObjectId) -> Result<Vec<CustomRole>, StoreError>;
+    async fn get_administrative_unit(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<AdministrativeUnit>, StoreError>;
+    /// Administrative units ordered by id, starting after `after`.
+    async fn list_administrative_units(
+        &mut self,
+        tenant: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AdministrativeUnit>, StoreError>;
+    async fn update_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError>;
+    /// Deletes a unit with its memberships and the role assignments scoped to it.
+    async fn delete_administrative_unit(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Members ordered by id, starting after `after`.
+    async fn list_unit_members(
+        &mut self,
+        unit: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MemberRef>, StoreError>;
+    async fn is_unit_member(&mut self, unit: &ObjectId, member: &ObjectId) -> Result<bool, StoreError>;
+    /// Removes a member; `NotFound` when it was not a member.
+    async fn delete_administrative_unit_member(&mut self, unit: &ObjectId, member: &ObjectId)
+    -> Result<(), StoreError>;
 }
 
 /// Passwords and Temporary Access Passes.

@@ -9,18 +9,20 @@ pub struct Migration {
 }
 
 /// SQLite migrations, in order.
-pub const MIGRATIONS_SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory.sql",
-    sql: include_str!("../migrations/sqlite/0001_directory.sql"),
-}];
+pub const MIGRATIONS_SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "0001_directory.sql", sql: include_str!("../migrations/sqlite/0001_directory.sql") },
+    Migration { version: 2, name: "0002_roles.sql", sql: include_str!("../migrations/sqlite/0002_roles.sql") },
+];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
-pub const MIGRATIONS_POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_directory.sql",
-    sql: include_str!("../migrations/postgres/0001_directory.sql"),
-}];
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_directory.sql",
+        sql: include_str!("../migrations/postgres/0001_directory.sql"),
+    },
+    Migration { version: 2, name: "0002_roles.sql", sql: include_str!("../migrations/postgres/0002_roles.sql") },
+];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
 

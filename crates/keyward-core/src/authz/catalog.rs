@@ -279,6 +279,31 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     ),
 ];
 
+/// Actions custom roles may not hold: they manage roles, role-assignable groups and tenant-wide
+/// policy, so holding them would let a custom role grant itself more (an escalation path).
+pub const NOT_FOR_CUSTOM_ROLES: &[&str] = &[
+    "microsoft.directory/users/allProperties/allTasks",
+    "microsoft.directory/groups/allProperties/allTasks",
+    "microsoft.directory/groupsAssignableToRoles/create",
+    "microsoft.directory/groupsAssignableToRoles/delete",
+    "microsoft.directory/groupsAssignableToRoles/restore",
+    "microsoft.directory/groupsAssignableToRoles/allProperties/update",
+    "microsoft.directory/organization/allProperties/allTasks",
+    "microsoft.directory/organization/strongAuthentication/allTasks",
+    "microsoft.directory/roleAssignments/allProperties/allTasks",
+    "microsoft.directory/roleDefinitions/allProperties/allTasks",
+    "microsoft.directory/scopedRoleMemberships/allProperties/allTasks",
+    "microsoft.directory/administrativeUnits/allProperties/allTasks",
+    "microsoft.directory/directoryRoles/allProperties/allTasks",
+    "microsoft.directory/policies/allProperties/allTasks",
+    "microsoft.directory/authorizationPolicy/allProperties/allTasks",
+];
+
+/// Whether a custom role may hold this action.
+pub fn is_custom_role_action(name: &str) -> bool {
+    resource_action(name).is_some() && !NOT_FOR_CUSTOM_ROLES.iter().any(|it| it.eq_ignore_ascii_case(name))
+}
+
 /// Looks a resource action up by name (case-insensitive).
 pub fn resource_action(name: &str) -> Option<&'static ResourceAction> {
     RESOURCE_ACTIONS.iter().find(|it| it.name.eq_ignore_ascii_case(name))

@@ -5,6 +5,7 @@
 //! (`matrix.rs`), and the cross-cutting rules below, each with a name a denial reports.
 
 pub mod catalog;
+pub mod custom;
 pub mod matrix;
 
 use crate::ids::ObjectId;
@@ -47,6 +48,15 @@ pub mod actions {
     pub const ROLE_ASSIGNABLE_GROUPS_UPDATE: &str = "microsoft.directory/groupsAssignableToRoles/allProperties/update";
     pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
     pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";
+    pub const ROLE_DEFINITIONS_READ: &str = "microsoft.directory/roleDefinitions/allProperties/read";
+    pub const ROLE_DEFINITIONS_WRITE: &str = "microsoft.directory/roleDefinitions/allProperties/allTasks";
+    pub const ROLE_ASSIGNMENTS_READ: &str = "microsoft.directory/roleAssignments/allProperties/read";
+    pub const ROLE_ASSIGNMENTS_WRITE: &str = "microsoft.directory/roleAssignments/allProperties/allTasks";
+    pub const DIRECTORY_ROLES_READ: &str = "microsoft.directory/directoryRoles/allProperties/read";
+    pub const UNITS_READ: &str = "microsoft.directory/administrativeUnits/allProperties/read";
+    pub const UNITS_WRITE: &str = "microsoft.directory/administrativeUnits/allProperties/allTasks";
+    pub const SCOPED_ROLE_MEMBERSHIPS_READ: &str = "microsoft.directory/scopedRoleMemberships/allProperties/read";
+    pub const SCOPED_ROLE_MEMBERSHIPS_WRITE: &str = "microsoft.directory/scopedRoleMemberships/allProperties/allTasks";
 
     /// Actions governed by "Who can reset passwords" (entra.md §2.1).
     pub const PASSWORD_RESET_CLASS: &[&str] = &[
@@ -89,6 +99,13 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     actions::GROUPS_MEMBERS_READ,
     actions::GROUPS_OWNERS_READ,
     actions::ORGANIZATION_READ,
+    // Members read role definitions, role assignments, directory roles and administrative units,
+    // as Entra's default user permissions allow.
+    "microsoft.directory/roleDefinitions/allProperties/read",
+    "microsoft.directory/roleAssignments/allProperties/read",
+    "microsoft.directory/directoryRoles/allProperties/read",
+    "microsoft.directory/administrativeUnits/allProperties/read",
+    "microsoft.directory/scopedRoleMemberships/allProperties/read",
 ];
 
 /// Looks a built-in role up by its id (= template id).

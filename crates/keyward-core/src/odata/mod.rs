@@ -3,6 +3,7 @@
 //! Only `$filter` lives here for now: [`parse_filter`] turns the (already URL-decoded) text of a
 //! `$filter` query option into an [`Expr`], and `Expr`'s `Display` prints it back as canonical OData.
 
+pub mod eval;
 pub mod filter;
 
 pub use filter::{

@@ -61,7 +61,8 @@ async fn story(backend: Backend) {
             Backend::Postgres => keyward_store::Backend::Postgres,
         }
     );
-    assert_eq!(store.schema_version().await.expect("version"), 1);
+    let latest = i64::try_from(keyward_store::MIGRATIONS_SQLITE.len()).expect("count");
+    assert_eq!(store.schema_version().await.expect("version"), latest);
 
     // A tenant and 25 users.
     let tenant = Tenant {
