@@ -1,6 +1,7 @@
 //! Keyward's integration tests: one binary, every test on both SQLite and PostgreSQL.
 
 mod api;
+mod roles;
 mod story;
 
 /// Defines `NAME_on_sqlite` and `NAME_on_postgres` from one `async fn NAME(backend: Backend)`.

@@ -1,0 +1,524 @@
+//! Role management through HTTP, on both backends.
+
+use keyward_core::authz::roles;
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, Reply, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn id_of(value: &Value) -> String {
+    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+}
+
+fn assert_error(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
+}
+
+async fn audit(app: &TestApp, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
+    let caller = app
+        .app
+        .authenticate(Some(&app.admin_token), keyward_app::RequestMeta { correlation_id: "t".into(), ip_address: None })
+        .await
+        .expect("admin");
+    let target = keyward_core::ids::ObjectId::parse(target).expect("guid");
+    app.app.audit_for_target(&caller, &target, 50).await.expect("audit")
+}
+
+async fn role_definitions_built_in_and_custom(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let all = app.get("/v1.0/roleManagement/directory/roleDefinitions").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let ga = all.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|it| it["id"] == roles::GLOBAL_ADMINISTRATOR)
+        .expect("GA listed")
+        .clone();
+    assert_eq!(ga["templateId"], roles::GLOBAL_ADMINISTRATOR);
+    assert_eq!(
+        ga["description"],
+        "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities."
+    );
+    assert_eq!((ga["isBuiltIn"].as_bool(), ga["isPrivileged"].as_bool()), (Some(true), Some(true)));
+    let aa = app
+        .get("/v1.0/roleManagement/directory/roleDefinitions?$filter=displayName eq 'Authentication Administrator'")
+        .await;
+    assert_eq!(aa.body["value"].as_array().map(Vec::len), Some(1), "{}", aa.text);
+    assert!(
+        aa.body["value"][0]["rolePermissions"][0]["allowedResourceActions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .any(|it| it == "microsoft.directory/users/authenticationMethods/standard/restrictedRead")
+    );
+    let privileged = app.get("/beta/roleManagement/directory/roleDefinitions?$filter=isPrivileged eq false").await;
+    let names: Vec<&str> = privileged.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["displayName"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Authentication Policy Administrator") && !names.contains(&"Global Administrator"),
+        "{names:?}"
+    );
+    assert_eq!(
+        app.get(&format!("/beta/roleManagement/directory/roleDefinitions/{}", roles::HELPDESK_ADMINISTRATOR))
+            .await
+            .body["inheritsPermissionsFrom"][0]["id"],
+        roles::DIRECTORY_READERS
+    );
+
+    let custom = json!({
+        "displayName": "Per-user MFA operators",
+        "description": "Enables and enforces per-user MFA for non-admins",
+        "isEnabled": true,
+        "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/strongAuthentication/update", "microsoft.directory/users/basic/update"]}],
+    });
+    let created = app.post("/v1.0/roleManagement/directory/roleDefinitions", &custom).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["isBuiltIn"], false);
+    let custom_id = id_of(&created.body);
+    let unsupported = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "X",
+        "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/policies/standard/read"]}]}),
+        )
+        .await;
+    assert_error(&unsupported, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(
+        unsupported.body["error"]["message"],
+        "Action 'microsoft.directory/policies/standard/read' is not supported for Custom Role creation."
+    );
+    let escalation = app.post("/v1.0/roleManagement/directory/roleDefinitions", &json!({"displayName": "Y",
+        "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/roleAssignments/allProperties/allTasks"]}]})).await;
+    assert_error(&escalation, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let builtin = app
+        .patch(
+            &format!("/v1.0/roleManagement/directory/roleDefinitions/{}", roles::GLOBAL_ADMINISTRATOR),
+            &json!({"displayName": "Mine"}),
+        )
+        .await;
+    assert_error(&builtin, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let customs = app.get("/v1.0/roleManagement/directory/roleDefinitions?$filter=isBuiltIn eq false").await;
+    assert_eq!(customs.body["value"].as_array().map(Vec::len), Some(1));
+
+    // The custom role acts on non-admins only, and counts on the next request.
+    let operator = app.create_user("operator", "Mfa Operator").await;
+    let plain = app.create_user("plain", "Plain User").await;
+    let admin_id = id_of(&app.get("/v1.0/me").await.body);
+    let token = app.token_for(&format!("operator@{DOMAIN}")).await;
+    let patch_plain = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&plain)),
+            Some(&token),
+            Some(&json!({"jobTitle": "Clerk"})),
+            &[],
+        )
+        .await;
+    assert_error(&patch_plain, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let assigned = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &json!({"principalId": id_of(&operator), "roleDefinitionId": custom_id, "directoryScopeId": "/"}),
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::CREATED, "{}", assigned.text);
+    let patch_plain = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&plain)),
+            Some(&token),
+            Some(&json!({"jobTitle": "Clerk"})),
+            &[],
+        )
+        .await;
+    assert_eq!(patch_plain.status, StatusCode::NO_CONTENT, "{}", patch_plain.text);
+    let patch_admin = app
+        .send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&token), Some(&json!({"jobTitle": "Boss"})), &[])
+        .await;
+    assert_error(&patch_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let refused = audit(&app, &admin_id).await;
+    assert!(
+        refused
+            .iter()
+            .any(|it| it.activity_display_name == "Update user"
+                && it.result == keyward_core::audit::AuditResult::Failure),
+        "refusals are audited"
+    );
+
+    let in_use = app.delete(&format!("/v1.0/roleManagement/directory/roleDefinitions/{custom_id}")).await;
+    assert_error(&in_use, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(
+        app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&assigned.body))).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/v1.0/roleManagement/directory/roleDefinitions/{custom_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let activities: Vec<String> =
+        audit(&app, &custom_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert_eq!(
+        activities,
+        ["Delete role definition", "Remove member from role", "Add member to role", "Add role definition"]
+    );
+
+    let actions = app.get("/beta/roleManagement/directory/resourceNamespaces/microsoft.directory/resourceActions?$filter=isPrivileged eq true").await;
+    let values = actions.body["value"].as_array().expect("value");
+    assert!(!values.is_empty() && values.iter().all(|it| it["isPrivileged"] == true), "{}", actions.text);
+    assert!(values.iter().any(|it| it["name"] == "microsoft.directory/users/password/update"));
+    assert_error(
+        &app.get("/v1.0/roleManagement/directory/resourceNamespaces/microsoft.directory/resourceActions").await,
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    );
+}
+
+async fn role_assignments_and_their_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin_id = id_of(&app.get("/v1.0/me").await.body);
+    let desk = app.create_user("desk", "Service Desk").await;
+    let plain = app.create_user("plain", "Plain User").await;
+    let assign = |principal: &str, role: &str, scope: &str| json!({"principalId": principal, "roleDefinitionId": role, "directoryScopeId": scope});
+    let created = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&desk), roles::AUTHENTICATION_ADMINISTRATOR, "/"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        created.body["@odata.context"],
+        format!("{}/v1.0/$metadata#roleManagement/directory/roleAssignments/$entity", app.base_url)
+    );
+    let duplicate = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&desk), roles::AUTHENTICATION_ADMINISTRATOR, "/"),
+        )
+        .await;
+    assert_error(&duplicate, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let listed = app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{}'&$expand=principal,roleDefinition", id_of(&desk))).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert_eq!(listed.body["value"][0]["principal"]["userPrincipalName"], format!("desk@{DOMAIN}"));
+    assert_eq!(listed.body["value"][0]["roleDefinition"]["displayName"], "Authentication Administrator");
+    let by_role = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/roleAssignments?$filter=roleDefinitionId eq '{}'",
+            roles::GLOBAL_ADMINISTRATOR
+        ))
+        .await;
+    assert_eq!(by_role.body["value"][0]["principalId"], admin_id.as_str());
+    assert_error(
+        &app.get("/v1.0/roleManagement/directory/roleAssignments?$filter=startswith(principalId,'a')").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+
+    // The assignment counts on the desk's next request: an Authentication Administrator disables
+    // non-admins, but not a Global Administrator (the sensitive-action table).
+    let token = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let disable = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&plain)),
+            Some(&token),
+            Some(&json!({"accountEnabled": false})),
+            &[],
+        )
+        .await;
+    assert_eq!(disable.status, StatusCode::NO_CONTENT, "{}", disable.text);
+    let on_admin = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{admin_id}"),
+            Some(&token),
+            Some(&json!({"accountEnabled": false})),
+            &[],
+        )
+        .await;
+    assert_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // Scopes: only administrative-unit-scopable roles take a unit scope.
+    let unit = app.post("/v1.0/directory/administrativeUnits", &json!({"displayName": "Sales"})).await;
+    assert_eq!(unit.status, StatusCode::CREATED, "{}", unit.text);
+    let scope = format!("/administrativeUnits/{}", id_of(&unit.body));
+    let not_scopable = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&plain), roles::GLOBAL_ADMINISTRATOR, &scope),
+        )
+        .await;
+    assert_error(&not_scopable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let scoped = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&plain), roles::HELPDESK_ADMINISTRATOR, &scope),
+        )
+        .await;
+    assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.text);
+    let records = audit(&app, &id_of(&plain)).await;
+    assert!(
+        records
+            .iter()
+            .any(|it| it.activity_display_name == "Add scoped member to role" && it.category == "RoleManagement"),
+        "{records:?}"
+    );
+
+    // Principals: role-assignable groups yes, other groups no.
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "G", "mailEnabled": false, "mailNickname": "g", "securityEnabled": true}),
+        )
+        .await;
+    let refused_group = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&group.body), roles::HELPDESK_ADMINISTRATOR, "/"),
+        )
+        .await;
+    assert_error(&refused_group, StatusCode::BAD_REQUEST, "Request_BadRequest");
+
+    // Only role administrators assign roles; the refusal is audited as a failure.
+    let attempt = app
+        .send(
+            Method::POST,
+            "/v1.0/roleManagement/directory/roleAssignments",
+            Some(&token),
+            Some(&assign(&id_of(&desk), roles::GLOBAL_ADMINISTRATOR, "/")),
+            &[],
+        )
+        .await;
+    assert_error(&attempt, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let failures: Vec<_> = audit(&app, &id_of(&desk))
+        .await
+        .into_iter()
+        .filter(|it| it.result == keyward_core::audit::AuditResult::Failure)
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].activity_display_name, "Add member to role");
+    assert_eq!(failures[0].result_reason, "Insufficient privileges to complete the operation.");
+
+    // A Global Administrator cannot remove their own Global Administrator assignment.
+    let own = by_role.body["value"][0]["id"].as_str().expect("assignment id").to_owned();
+    let removal = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{own}")).await;
+    assert_error(&removal, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments/{own}")).await.status,
+        StatusCode::OK,
+        "still there"
+    );
+
+    // Directory roles and effective memberships.
+    let directory_roles = app.get("/v1.0/directoryRoles").await;
+    let names: Vec<&str> = directory_roles.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["displayName"].as_str())
+        .collect();
+    assert!(names.contains(&"Global Administrator") && names.contains(&"Authentication Administrator"), "{names:?}");
+    assert!(
+        !names.contains(&"Helpdesk Administrator"),
+        "a unit-scoped assignment does not activate the directory role"
+    );
+    let members = app.get(&format!("/v1.0/directoryRoles/{}/members", roles::GLOBAL_ADMINISTRATOR)).await;
+    assert_eq!(members.body["value"][0]["userPrincipalName"], ADMIN_UPN, "{}", members.text);
+
+    let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier", "mailEnabled": false, "mailNickname": "tier", "securityEnabled": true, "isAssignableToRole": true})).await;
+    let outer = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Outer", "mailEnabled": false, "mailNickname": "outer", "securityEnabled": true}),
+        )
+        .await;
+    let inner = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Inner", "mailEnabled": false, "mailNickname": "inner", "securityEnabled": true}),
+        )
+        .await;
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    for (group, member) in [(&rag, &plain), (&inner, &plain)] {
+        let added =
+            app.post(&format!("/v1.0/groups/{}/members/$ref", id_of(&group.body)), &reference(&id_of(member))).await;
+        assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    }
+    let nested =
+        app.post(&format!("/v1.0/groups/{}/members/$ref", id_of(&outer.body)), &reference(&id_of(&inner.body))).await;
+    assert_eq!(nested.status, StatusCode::NO_CONTENT, "{}", nested.text);
+    let via_group = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &assign(&id_of(&rag.body), roles::PASSWORD_ADMINISTRATOR, "/"),
+        )
+        .await;
+    assert_eq!(via_group.status, StatusCode::CREATED, "{}", via_group.text);
+    let transitive = app.get(&format!("/v1.0/users/{}/transitiveMemberOf", id_of(&plain))).await;
+    let names: Vec<&str> = transitive.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["displayName"].as_str())
+        .collect();
+    for expected in ["Tier", "Inner", "Outer", "Password Administrator"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let effective = app
+        .get(&format!(
+            "/beta/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{}'",
+            id_of(&plain)
+        ))
+        .await;
+    let held: Vec<&str> = effective.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["roleDefinitionId"].as_str())
+        .collect();
+    assert!(held.contains(&roles::PASSWORD_ADMINISTRATOR) && held.contains(&roles::HELPDESK_ADMINISTRATOR), "{held:?}");
+}
+
+async fn administrative_units_and_scoped_role_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = app.create_user("alice", "Alice Exec").await;
+    let bob = app.create_user("bob", "Bob Admin").await;
+    let unit = app
+        .post(
+            "/v1.0/directory/administrativeUnits",
+            &json!({"displayName": "Executives", "description": "C-suite", "isMemberManagementRestricted": true}),
+        )
+        .await;
+    assert_eq!(unit.status, StatusCode::CREATED, "{}", unit.text);
+    assert_eq!(unit.body["isMemberManagementRestricted"], true);
+    let unit_id = id_of(&unit.body);
+    let immutable = app
+        .patch(
+            &format!("/v1.0/directory/administrativeUnits/{unit_id}"),
+            &json!({"isMemberManagementRestricted": false}),
+        )
+        .await;
+    assert_error(&immutable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(
+        app.patch(&format!("/v1.0/directory/administrativeUnits/{unit_id}"), &json!({"displayName": "Execs"}))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}")).await.body["displayName"], "Execs");
+    assert_eq!(app.get("/v1.0/directory/administrativeUnits").await.body["value"].as_array().map(Vec::len), Some(1));
+
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    let added = app
+        .post(&format!("/v1.0/directory/administrativeUnits/{unit_id}/members/$ref"), &reference(&id_of(&alice)))
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let members = app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}/members")).await;
+    assert_eq!(members.body["value"][0]["id"], id_of(&alice).as_str());
+    let records = audit(&app, &id_of(&alice)).await;
+    assert_eq!(records[0].activity_display_name, "Add member to restricted management administrative unit");
+    assert_eq!(records[0].category, "AdministrativeUnit");
+
+    // The Global Administrator manages the unit but not its members.
+    let blocked = app.patch(&format!("/v1.0/users/{}", id_of(&alice)), &json!({"jobTitle": "CEO"})).await;
+    assert_error(&blocked, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // A role scoped to the unit reaches its (non-admin) members.
+    let scoped = app
+        .post(
+            &format!("/v1.0/directory/administrativeUnits/{unit_id}/scopedRoleMembers"),
+            &json!({"roleId": roles::USER_ADMINISTRATOR, "roleMemberInfo": {"id": id_of(&bob)}}),
+        )
+        .await;
+    assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.text);
+    assert_eq!(scoped.body["roleMemberInfo"]["userPrincipalName"], format!("bob@{DOMAIN}"));
+    let listed = app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}/scopedRoleMembers")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    let bob_token = app.token_for(&format!("bob@{DOMAIN}")).await;
+    let allowed = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&alice)),
+            Some(&bob_token),
+            Some(&json!({"jobTitle": "CEO"})),
+            &[],
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::NO_CONTENT, "{}", allowed.text);
+    let elsewhere = app.create_user("carol", "Carol Outside").await;
+    let outside = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&elsewhere)),
+            Some(&bob_token),
+            Some(&json!({"jobTitle": "X"})),
+            &[],
+        )
+        .await;
+    assert_error(&outside, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let records = audit(&app, &id_of(&bob)).await;
+    assert!(
+        records
+            .iter()
+            .any(|it| it.activity_display_name
+                == "Add member to role scoped over Restricted Management Administrative Unit"),
+        "{records:?}"
+    );
+
+    let removed = app
+        .delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}/scopedRoleMembers/{}", id_of(&scoped.body)))
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let again = app
+        .send(
+            Method::PATCH,
+            &format!("/v1.0/users/{}", id_of(&alice)),
+            Some(&bob_token),
+            Some(&json!({"jobTitle": "Chair"})),
+            &[],
+        )
+        .await;
+    assert_error(&again, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(
+        app.delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}/members/{}/$ref", id_of(&alice)))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.patch(&format!("/v1.0/users/{}", id_of(&alice)), &json!({"jobTitle": "Chair"})).await.status,
+        StatusCode::NO_CONTENT,
+        "out of the unit, tenant-wide roles apply again"
+    );
+    assert_eq!(
+        app.delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let plain_token = app.token_for(&format!("carol@{DOMAIN}")).await;
+    let denied = app
+        .send(
+            Method::POST,
+            "/v1.0/directory/administrativeUnits",
+            Some(&plain_token),
+            Some(&json!({"displayName": "Mine"})),
+            &[],
+        )
+        .await;
+    assert_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+}
+
+crate::on_both_backends!(
+    role_definitions_built_in_and_custom,
+    role_assignments_and_their_rules,
+    administrative_units_and_scoped_role_members,
+);
