@@ -684,7 +684,11 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
 
 /// Looks a built-in role up by its id (= template id), case-insensitively.
 pub fn built_in_role(id: &str) -> Option<&'static RoleDefinition> {
-    BUILT_IN_ROLES.iter().find(|it| it.id.eq_ignore_ascii_case(id))
+    // Stored ids are lowercase: compare exactly first, the hot path of every decision.
+    BUILT_IN_ROLES
+        .iter()
+        .find(|it| it.id == id)
+        .or_else(|| BUILT_IN_ROLES.iter().find(|it| it.id.eq_ignore_ascii_case(id)))
 }
 
 #[cfg(test)]

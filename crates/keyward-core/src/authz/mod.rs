@@ -240,12 +240,14 @@ fn units_of<'a>(target: Target<'a>) -> &'a [UnitMembership] {
 fn check_assignment(assignment: &ActiveRole, action: &str, target: Target<'_>) -> Result<(), &'static str> {
     let is_write = !is_read(action);
     let units = units_of(target);
-    let restricted: Vec<&ObjectId> = units.iter().filter(|it| it.is_restricted).map(|it| &it.id).collect();
     // Restricted-management units: only assignments scoped to the unit change its members.
-    if is_write && !restricted.is_empty() {
-        match &assignment.scope {
-            Scope::AdministrativeUnit(unit) if restricted.contains(&unit) => (),
-            _ => return Err(rules::RESTRICTED_MANAGEMENT_UNIT),
+    if is_write && units.iter().any(|it| it.is_restricted) {
+        let is_scoped_to_it = match &assignment.scope {
+            Scope::AdministrativeUnit(unit) => units.iter().any(|it| it.is_restricted && &it.id == unit),
+            Scope::Tenant => false,
+        };
+        if !is_scoped_to_it {
+            return Err(rules::RESTRICTED_MANAGEMENT_UNIT);
         }
     }
     if let Scope::AdministrativeUnit(unit) = &assignment.scope {
@@ -355,34 +357,32 @@ pub fn check_role_assignment_removal(
 /// Whether an allowed-resource-action `pattern` covers `action`.
 ///
 /// Entra's grammar is `namespace/entity/propertySet/verb`; `allProperties/allTasks` covers every
-/// action on the entity, `allProperties/read` every read of it.
+/// action on the entity, `allProperties/read` every read of it. Authentication methods and
+/// per-user MFA are granted only by name: `users/allProperties/*` does not cover them (Global
+/// Administrator and Global Reader list them separately). Actions are compared in their canonical
+/// spelling (the catalogue's; custom roles store it).
 pub fn grants(pattern: &str, action: &str) -> bool {
-    if pattern.eq_ignore_ascii_case(action) {
+    if pattern == action {
         return true;
     }
-    let Some(entity) = entity_of(pattern) else { return false };
-    if entity_of(action) != Some(entity) {
+    let (entity, is_read_only) =
+        match (pattern.strip_suffix("/allProperties/allTasks"), pattern.strip_suffix("/allProperties/read")) {
+            (Some(entity), _) => (entity, false),
+            (None, Some(entity)) => (entity, true),
+            (None, None) => return false,
+        };
+    let Some(rest) = action.strip_prefix(entity) else { return false };
+    if !rest.starts_with('/')
+        || rest.starts_with("/authenticationMethods/")
+        || rest.starts_with("/strongAuthentication/")
+    {
         return false;
     }
-    // Authentication methods and per-user MFA are granted only by name: `users/allProperties/*`
-    // does not cover them (Global Administrator and Global Reader list them separately).
-    let action_rest = &action[entity.len()..];
-    if ["/authenticationMethods/", "/strongAuthentication/"].iter().any(|it| action_rest.starts_with(it)) {
+    // The entity must be the whole `namespace/entity` of the action, not a prefix of a longer one.
+    if entity.matches('/').count() != 1 {
         return false;
     }
-    let rest = &pattern[entity.len()..];
-    match rest {
-        "/allProperties/allTasks" => true,
-        "/allProperties/read" => is_read(action),
-        _ => false,
-    }
-}
-
-fn entity_of(action: &str) -> Option<&str> {
-    let mut slashes = action.match_indices('/');
-    let (_, _) = slashes.next()?;
-    let (second, _) = slashes.next()?;
-    Some(&action[..second])
+    !is_read_only || is_read(action)
 }
 
 #[cfg(test)]
