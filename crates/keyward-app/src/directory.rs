@@ -537,18 +537,8 @@ impl App {
         object_key: &str,
     ) -> Result<(), AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
-        let group = match self.group_for_relation_change(&mut *tx, caller, relation, group_key).await {
-            Ok(it) => it,
-            Err((err, Some(group))) => {
-                let activity = match relation {
-                    Relation::Members => Activity::AddMemberToGroup,
-                    Relation::Owners => Activity::AddOwnerToGroup,
-                };
-                return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
-            }
-            Err((err, None)) => return Err(err),
-        };
+        let tx = self.write().await?;
+        let (mut tx, group) = self.group_for_relation_change(tx, caller, relation, group_key, true).await?;
         let object = match relation {
             Relation::Members => resolve_object(&mut *tx, &caller.tenant, object_key).await?,
             Relation::Owners => DirectoryObject::User(resolve_user(&mut *tx, &caller.tenant, object_key).await?),
@@ -590,18 +580,8 @@ impl App {
         object_key: &str,
     ) -> Result<(), AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
-        let group = match self.group_for_relation_change(&mut *tx, caller, relation, group_key).await {
-            Ok(it) => it,
-            Err((err, Some(group))) => {
-                let activity = match relation {
-                    Relation::Members => Activity::RemoveMemberFromGroup,
-                    Relation::Owners => Activity::RemoveOwnerFromGroup,
-                };
-                return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
-            }
-            Err((err, None)) => return Err(err),
-        };
+        let tx = self.write().await?;
+        let (mut tx, group) = self.group_for_relation_change(tx, caller, relation, group_key, false).await?;
         let object = resolve_object(&mut *tx, &caller.tenant, object_key).await?;
         let removed = match relation {
             Relation::Members => tx.delete_member(&group.id, object.id()).await,
@@ -624,25 +604,32 @@ impl App {
         Ok(())
     }
 
-    /// Loads the group whose members or owners change and checks the caller may change them; a
-    /// refusal comes back with the group, for the failure record.
+    /// Loads the group whose members or owners change and checks the caller may change them. A
+    /// refusal is recorded as a failure of the add or remove, and ends the transaction.
     async fn group_for_relation_change(
         &self,
-        tx: &mut dyn Tx,
+        mut tx: Box<dyn Tx>,
         caller: &Caller,
         relation: Relation,
         group_key: &str,
-    ) -> Result<Group, (AppError, Option<Group>)> {
-        let group = resolve_group(tx, &caller.tenant, group_key).await.map_err(|err| (err, None))?;
-        let facts = group_facts(tx, &group).await.map_err(|err| (err, None))?;
+        is_add: bool,
+    ) -> Result<(Box<dyn Tx>, Group), AppError> {
+        let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
+        let facts = group_facts(&mut *tx, &group).await?;
         let mut decision = require(caller, relation.update_action(), Target::Group(&facts));
         if decision.is_ok() && group.is_assignable_to_role {
             decision = require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&facts));
         }
-        match decision {
-            Ok(()) => Ok(group),
-            Err(err) => Err((err, Some(group))),
+        if let Err(err) = decision {
+            let activity = match (relation, is_add) {
+                (Relation::Members, true) => Activity::AddMemberToGroup,
+                (Relation::Owners, true) => Activity::AddOwnerToGroup,
+                (Relation::Members, false) => Activity::RemoveMemberFromGroup,
+                (Relation::Owners, false) => Activity::RemoveOwnerFromGroup,
+            };
+            return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
         }
+        Ok((tx, group))
     }
 
     /// `GET /directoryObjects/{id}`.

@@ -189,6 +189,36 @@ impl GraphQuery {
     }
 }
 
+/// A Graph collection: `@odata.context`, `@odata.count`, `@odata.nextLink`, then `value`, in
+/// Graph's order.
+pub fn collection<T: Into<serde_json::Value>>(
+    context: String,
+    items: Vec<T>,
+    count: Option<u64>,
+    next_link: Option<String>,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("@odata.context".into(), serde_json::Value::String(context));
+    if let Some(count) = count {
+        body.insert("@odata.count".into(), serde_json::Value::from(count));
+    }
+    if let Some(link) = next_link {
+        body.insert("@odata.nextLink".into(), serde_json::Value::String(link));
+    }
+    body.insert("value".into(), serde_json::Value::Array(items.into_iter().map(Into::into).collect()));
+    graph_json(serde_json::Value::Object(body))
+}
+
+/// A Graph entity: `@odata.context` followed by the entity's properties.
+pub fn entity(context: String, value: impl Into<serde_json::Value>, status: axum::http::StatusCode) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("@odata.context".into(), serde_json::Value::String(context));
+    if let serde_json::Value::Object(fields) = value.into() {
+        body.extend(fields);
+    }
+    (status, graph_json(serde_json::Value::Object(body))).into_response()
+}
+
 /// A JSON response with Graph's content type.
 pub fn graph_json(body: serde_json::Value) -> Response {
     let mut response = axum::Json(body).into_response();

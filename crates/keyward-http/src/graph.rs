@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use keyward_app::Relation;
 
 use crate::AppState;
-use crate::context::{GraphCtx, GraphQuery, graph_json, request_ids};
+use crate::context::{GraphCtx, GraphQuery, collection, entity, request_ids};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use crate::shape;
@@ -57,32 +57,6 @@ impl FromRequest<AppState> for Body {
         })?;
         Ok(Body(value))
     }
-}
-
-fn collection(
-    context: String,
-    items: Vec<Map<String, Value>>,
-    count: Option<u64>,
-    next_link: Option<String>,
-) -> Response {
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context));
-    if let Some(count) = count {
-        body.insert("@odata.count".into(), json!(count));
-    }
-    // Graph's order: context, count, next link, then the items.
-    if let Some(link) = next_link {
-        body.insert("@odata.nextLink".into(), json!(link));
-    }
-    body.insert("value".into(), Value::Array(items.into_iter().map(Value::Object).collect()));
-    graph_json(Value::Object(body))
-}
-
-fn entity(context: String, mut body: Map<String, Value>, status: StatusCode) -> Response {
-    let mut res = Map::new();
-    res.insert("@odata.context".into(), json!(context));
-    res.append(&mut body);
-    (status, graph_json(Value::Object(res))).into_response()
 }
 
 fn select_suffix(select: Option<&[&str]>) -> String {

@@ -13,32 +13,13 @@ use keyward_core::odata::eval::{Value as Field, matches};
 use keyward_core::odata::{CmpOp, Expr, Literal};
 use keyward_core::query::{self, RawQuery};
 use keyward_store::{AdministrativeUnit, AssignmentFilter, RoleAssignment};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::context::{GraphCtx, GraphQuery, Version, graph_json};
+use crate::context::{GraphCtx, GraphQuery, Version, collection, entity};
 use crate::error::GraphError;
 use crate::graph::{Body, Query};
 use crate::openapi::{Api, Op};
 use crate::shape;
-
-fn collection(context: String, items: Vec<Value>, next_link: Option<String>) -> Response {
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context));
-    if let Some(link) = next_link {
-        body.insert("@odata.nextLink".into(), json!(link));
-    }
-    body.insert("value".into(), Value::Array(items));
-    graph_json(Value::Object(body))
-}
-
-fn entity(context: String, value: Value, status: StatusCode) -> Response {
-    let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(context));
-    if let Value::Object(fields) = value {
-        body.extend(fields);
-    }
-    (status, graph_json(Value::Object(body))).into_response()
-}
 
 fn bad(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
     GraphError::bad_request(message, &ctx.ids)
@@ -162,7 +143,7 @@ async fn list_role_definitions(ctx: GraphCtx, Query(query, _): Query) -> Result<
         .filter(|role| filter.as_ref().is_none_or(|expr| matches(expr, &role_fields(role))))
         .map(|role| role_definition(role, ctx.version))
         .collect();
-    Ok(collection(format!("{}/$metadata#roleManagement/directory/roleDefinitions", ctx.base()), items, None))
+    Ok(collection(format!("{}/$metadata#roleManagement/directory/roleDefinitions", ctx.base()), items, None, None))
 }
 
 /// `GET /roleManagement/directory/roleDefinitions/{id}`.
@@ -298,7 +279,7 @@ async fn list_resource_actions(ctx: GraphCtx, Query(query, _): Query) -> Result<
         "{}/$metadata#roleManagement/directory/resourceNamespaces('microsoft.directory')/resourceActions",
         ctx.base()
     );
-    Ok(collection(context, items, None))
+    Ok(collection(context, items, None, None))
 }
 
 fn assignment(it: &RoleAssignment) -> Value {
@@ -412,7 +393,7 @@ async fn list_role_assignments(ctx: GraphCtx, Query(query, path): Query) -> Resu
         items.push(expand_assignment(&ctx, it, &expand).await?);
     }
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
-    Ok(collection(format!("{}/$metadata#roleManagement/directory/roleAssignments", ctx.base()), items, next))
+    Ok(collection(format!("{}/$metadata#roleManagement/directory/roleAssignments", ctx.base()), items, None, next))
 }
 
 /// `GET /roleManagement/directory/roleAssignments/{id}`.
@@ -481,7 +462,12 @@ async fn transitive_role_assignments(ctx: GraphCtx, Query(query, _): Query) -> R
     let items =
         ctx.state.app.transitive_role_assignments(&ctx.caller, principal.as_str()).await.map_err(|err| ctx.err(err))?;
     let items = items.iter().map(assignment).collect();
-    Ok(collection(format!("{}/$metadata#roleManagement/directory/transitiveRoleAssignments", ctx.base()), items, None))
+    Ok(collection(
+        format!("{}/$metadata#roleManagement/directory/transitiveRoleAssignments", ctx.base()),
+        items,
+        None,
+        None,
+    ))
 }
 
 fn directory_role(role: &keyward_core::authz::RoleDefinition) -> Value {
@@ -499,7 +485,8 @@ async fn list_directory_roles(ctx: GraphCtx) -> Result<Response, GraphError> {
     let roles = ctx.state.app.list_directory_roles(&ctx.caller).await.map_err(|err| ctx.err(err))?;
     Ok(collection(
         format!("{}/$metadata#directoryRoles", ctx.base()),
-        roles.into_iter().map(directory_role).collect(),
+        roles.into_iter().map(directory_role).collect::<Vec<_>>(),
+        None,
         None,
     ))
 }
@@ -514,7 +501,7 @@ async fn get_directory_role(ctx: GraphCtx, Path(id): Path<String>) -> Result<Res
 async fn directory_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
     let members = ctx.state.app.directory_role_members(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
     let items = members.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None))
+    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
 }
 
 /// `GET /users/{id}/transitiveMemberOf`: groups through nesting and directory roles.
@@ -523,7 +510,7 @@ async fn transitive_member_of(ctx: GraphCtx, Path(key): Path<String>) -> Result<
     let mut items: Vec<Value> =
         found.groups.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     items.extend(found.roles.into_iter().map(directory_role));
-    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None))
+    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
 }
 
 fn unit(it: &AdministrativeUnit) -> Value {
@@ -545,7 +532,8 @@ async fn list_units(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(
         format!("{}/$metadata#directory/administrativeUnits", ctx.base()),
-        page.items.iter().map(unit).collect(),
+        page.items.iter().map(unit).collect::<Vec<_>>(),
+        None,
         next,
     ))
 }
@@ -640,7 +628,7 @@ async fn list_unit_members(
         .map_err(|err| ctx.err(err))?;
     let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
-    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, next))
+    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, next))
 }
 
 /// `POST /directory/administrativeUnits/{id}/members/$ref`.
@@ -673,7 +661,7 @@ fn scoped_member(it: &RoleAssignment, unit_id: &str, member: Option<&DirectoryOb
 async fn list_scoped_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
     let members = ctx.state.app.list_scoped_role_members(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
     let items = members.iter().map(|(it, member)| scoped_member(it, &id, member.as_ref())).collect();
-    Ok(collection(format!("{}/$metadata#scopedRoleMemberships", ctx.base()), items, None))
+    Ok(collection(format!("{}/$metadata#scopedRoleMemberships", ctx.base()), items, None, None))
 }
 
 /// `POST /directory/administrativeUnits/{id}/scopedRoleMembers` — `scopedRoleMemberships/allProperties/allTasks`.

@@ -28,6 +28,32 @@ pub struct Column {
 /// Operator, Partner Tier1 Support). UNCONFIRMED in Entra's documentation; the careful choice.
 pub const NON_ADMINS_ONLY: Reach = Reach::Roles(&[]);
 
+/// The Authentication Administrator's column, the same in both tables.
+const AUTHENTICATION_ADMINISTRATOR_REACH: Reach = Reach::Roles(&[
+    AUTHENTICATION_ADMINISTRATOR,
+    DIRECTORY_READERS,
+    GUEST_INVITER,
+    MESSAGE_CENTER_READER,
+    PASSWORD_ADMINISTRATOR,
+    REPORTS_READER,
+    USER_EXPERIENCE_SUCCESS_MANAGER,
+    USAGE_SUMMARY_REPORTS_READER,
+]);
+
+/// The User Administrator's column, the same in both tables.
+const USER_ADMINISTRATOR_REACH: Reach = Reach::Roles(&[
+    DIRECTORY_READERS,
+    GROUPS_ADMINISTRATOR,
+    GUEST_INVITER,
+    HELPDESK_ADMINISTRATOR,
+    MESSAGE_CENTER_READER,
+    PASSWORD_ADMINISTRATOR,
+    REPORTS_READER,
+    USER_ADMINISTRATOR,
+    USER_EXPERIENCE_SUCCESS_MANAGER,
+    USAGE_SUMMARY_REPORTS_READER,
+]);
+
 /// "Who can reset passwords" (entra.md §2.1): password reset, refresh-token invalidation, and
 /// authentication methods.
 pub const PASSWORD_RESET: &[Column] = &[
@@ -48,34 +74,8 @@ pub const PASSWORD_RESET: &[Column] = &[
             USAGE_SUMMARY_REPORTS_READER,
         ]),
     },
-    Column {
-        actor_role: AUTHENTICATION_ADMINISTRATOR,
-        reach: Reach::Roles(&[
-            AUTHENTICATION_ADMINISTRATOR,
-            DIRECTORY_READERS,
-            GUEST_INVITER,
-            MESSAGE_CENTER_READER,
-            PASSWORD_ADMINISTRATOR,
-            REPORTS_READER,
-            USER_EXPERIENCE_SUCCESS_MANAGER,
-            USAGE_SUMMARY_REPORTS_READER,
-        ]),
-    },
-    Column {
-        actor_role: USER_ADMINISTRATOR,
-        reach: Reach::Roles(&[
-            DIRECTORY_READERS,
-            GROUPS_ADMINISTRATOR,
-            GUEST_INVITER,
-            HELPDESK_ADMINISTRATOR,
-            MESSAGE_CENTER_READER,
-            PASSWORD_ADMINISTRATOR,
-            REPORTS_READER,
-            USER_ADMINISTRATOR,
-            USER_EXPERIENCE_SUCCESS_MANAGER,
-            USAGE_SUMMARY_REPORTS_READER,
-        ]),
-    },
+    Column { actor_role: AUTHENTICATION_ADMINISTRATOR, reach: AUTHENTICATION_ADMINISTRATOR_REACH },
+    Column { actor_role: USER_ADMINISTRATOR, reach: USER_ADMINISTRATOR_REACH },
     Column { actor_role: PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, reach: Reach::Everyone },
     Column { actor_role: GLOBAL_ADMINISTRATOR, reach: Reach::Everyone },
     Column { actor_role: PARTNER_TIER2_SUPPORT, reach: Reach::Everyone },
@@ -85,34 +85,8 @@ pub const PASSWORD_RESET: &[Column] = &[
 /// restoring users, and changing `userPrincipalName`, `passwordProfile`, `mobilePhone`,
 /// `businessPhones`, `otherMails`.
 pub const SENSITIVE_ACTIONS: &[Column] = &[
-    Column {
-        actor_role: AUTHENTICATION_ADMINISTRATOR,
-        reach: Reach::Roles(&[
-            AUTHENTICATION_ADMINISTRATOR,
-            DIRECTORY_READERS,
-            GUEST_INVITER,
-            MESSAGE_CENTER_READER,
-            PASSWORD_ADMINISTRATOR,
-            REPORTS_READER,
-            USER_EXPERIENCE_SUCCESS_MANAGER,
-            USAGE_SUMMARY_REPORTS_READER,
-        ]),
-    },
-    Column {
-        actor_role: USER_ADMINISTRATOR,
-        reach: Reach::Roles(&[
-            DIRECTORY_READERS,
-            GROUPS_ADMINISTRATOR,
-            GUEST_INVITER,
-            HELPDESK_ADMINISTRATOR,
-            MESSAGE_CENTER_READER,
-            PASSWORD_ADMINISTRATOR,
-            REPORTS_READER,
-            USER_ADMINISTRATOR,
-            USER_EXPERIENCE_SUCCESS_MANAGER,
-            USAGE_SUMMARY_REPORTS_READER,
-        ]),
-    },
+    Column { actor_role: AUTHENTICATION_ADMINISTRATOR, reach: AUTHENTICATION_ADMINISTRATOR_REACH },
+    Column { actor_role: USER_ADMINISTRATOR, reach: USER_ADMINISTRATOR_REACH },
     Column { actor_role: PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, reach: Reach::Everyone },
     Column { actor_role: GLOBAL_ADMINISTRATOR, reach: Reach::Everyone },
     Column { actor_role: PARTNER_TIER2_SUPPORT, reach: Reach::Everyone },
