@@ -17,9 +17,11 @@ use keyward_core::ids::{ObjectId, is_guid};
 use keyward_core::password;
 use keyward_core::query::{self, Plan, RawQuery};
 use keyward_core::secret::Secret;
-use keyward_store::{Cursor, MemberRef, StoreError, Tx};
+use keyward_store::{AssignmentFilter, Cursor, MemberRef, StoreError, Tx};
 
-use crate::facts::{group_facts, group_for_read, user_facts, user_for_read};
+use crate::facts::{
+    RoleChange, check_global_administrator_change, group_facts, group_for_read, user_facts, user_for_read,
+};
 use crate::{App, AppError, Caller, audit_id, new_id, require};
 
 /// A page of users and the `$skiptoken` of the next page.
@@ -209,14 +211,14 @@ fn actions_for_patch(patch: &UserPatch) -> Vec<&'static str> {
         Some(true) => needed.push(actions::USERS_ENABLE),
         None => (),
     }
+    if patch.mobile_phone.is_some() || patch.business_phones.is_some() || patch.other_mails.is_some() {
+        needed.push(actions::USERS_CONTACT_INFO_UPDATE);
+    }
     let has_basic = patch.display_name.is_some()
         || patch.mail_nickname.is_some()
         || patch.given_name.is_some()
         || patch.surname.is_some()
         || patch.mail.is_some()
-        || patch.other_mails.is_some()
-        || patch.mobile_phone.is_some()
-        || patch.business_phones.is_some()
         || patch.job_title.is_some()
         || patch.department.is_some()
         || patch.usage_location.is_some();
@@ -300,7 +302,7 @@ impl App {
 
     /// `POST /users`.
     pub async fn create_user(&self, caller: &Caller, draft: UserDraft) -> Result<User, AppError> {
-        require(caller, actions::USERS_CREATE, Target::Tenant)?;
+        self.require_recorded(caller, actions::USERS_CREATE, Target::Tenant, Activity::AddUser, Vec::new).await?;
         let now = self.now();
         let created = directory::new_user(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
         check_password(&created.password, &created.user.display_name, &created.user.user_principal_name)?;
@@ -333,7 +335,7 @@ impl App {
                 let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
                 if let Err(err) = needed.iter().try_for_each(|action| require(caller, action, Target::User(&facts))) {
                     return Err(self
-                        .refused(tx, caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
+                        .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
                         .await);
                 }
                 drop(tx);
@@ -349,7 +351,7 @@ impl App {
         let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
         if let Err(err) = needed.iter().try_for_each(|action| require(caller, action, Target::User(&facts))) {
             return Err(self
-                .refused(tx, caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
+                .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
                 .await);
         }
         let update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
@@ -379,8 +381,13 @@ impl App {
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         if let Err(err) = require(caller, actions::USERS_DELETE, Target::User(&facts)) {
-            return Err(self.refused(tx, caller, Activity::DeleteUser, vec![TargetResource::user(&user)], err).await);
+            return Err(self
+                .refused(Some(tx), caller, Activity::DeleteUser, vec![TargetResource::user(&user)], err)
+                .await);
         }
+        let filter = AssignmentFilter { principal_id: Some(user.id.clone()), ..AssignmentFilter::default() };
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::user(&user)), &assignments).await?;
         tx.delete_memberships_of(&user.id).await?;
         tx.delete_role_assignments_of(&user.id).await?;
         tx.delete_user(&caller.tenant.id, &user.id).await?;
@@ -442,7 +449,7 @@ impl App {
         } else {
             actions::GROUPS_CREATE
         };
-        require(caller, action, Target::Tenant)?;
+        self.require_recorded(caller, action, Target::Tenant, Activity::AddGroup, Vec::new).await?;
         let now = self.now();
         let group = directory::new_group(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
         let mut tx = self.write().await?;
@@ -468,7 +475,12 @@ impl App {
         } else {
             actions::GROUPS_BASIC_UPDATE
         };
-        require(caller, action, Target::Group(&group_facts(&mut *tx, &current).await?))?;
+        let facts = group_facts(&mut *tx, &current).await?;
+        if let Err(err) = require(caller, action, Target::Group(&facts)) {
+            return Err(self
+                .refused(Some(tx), caller, Activity::UpdateGroup, vec![TargetResource::group(&current)], err)
+                .await);
+        }
         let (group, changes) = directory::update_group(&current, patch).map_err(directory_error)?;
         if changes.is_empty() {
             return Ok(());
@@ -491,7 +503,24 @@ impl App {
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
         let action =
             if group.is_assignable_to_role { actions::ROLE_ASSIGNABLE_GROUPS_DELETE } else { actions::GROUPS_DELETE };
-        require(caller, action, Target::Group(&group_facts(&mut *tx, &group).await?))?;
+        let mut decision = require(caller, action, Target::Group(&group_facts(&mut *tx, &group).await?));
+        if decision.is_ok() && group.is_assignable_to_role {
+            decision = check_global_administrator_change(
+                &mut *tx,
+                &caller.tenant,
+                &caller.actor.id,
+                &RoleChange::DeleteGroup(&group.id),
+            )
+            .await;
+        }
+        if let Err(err) = decision {
+            return Err(self
+                .refused(Some(tx), caller, Activity::DeleteGroup, vec![TargetResource::group(&group)], err)
+                .await);
+        }
+        let filter = AssignmentFilter { principal_id: Some(group.id.clone()), ..AssignmentFilter::default() };
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::group(&group)), &assignments).await?;
         tx.delete_memberships_of(&group.id).await?;
         tx.delete_role_assignments_of(&group.id).await?;
         tx.delete_group(&caller.tenant.id, &group.id).await?;
@@ -583,6 +612,15 @@ impl App {
         let tx = self.write().await?;
         let (mut tx, group) = self.group_for_relation_change(tx, caller, relation, group_key, false).await?;
         let object = resolve_object(&mut *tx, &caller.tenant, object_key).await?;
+        if group.is_assignable_to_role && relation == Relation::Members {
+            let change = RoleChange::RemoveMember { group: &group.id, member: object.id() };
+            if let Err(err) =
+                check_global_administrator_change(&mut *tx, &caller.tenant, &caller.actor.id, &change).await
+            {
+                let targets = vec![object_target(&object), TargetResource::group(&group)];
+                return Err(self.refused(Some(tx), caller, Activity::RemoveMemberFromGroup, targets, err).await);
+            }
+        }
         let removed = match relation {
             Relation::Members => tx.delete_member(&group.id, object.id()).await,
             Relation::Owners => tx.delete_owner(&group.id, object.id()).await,
@@ -616,10 +654,11 @@ impl App {
     ) -> Result<(Box<dyn Tx>, Group), AppError> {
         let group = resolve_group(&mut *tx, &caller.tenant, group_key).await?;
         let facts = group_facts(&mut *tx, &group).await?;
-        let mut decision = require(caller, relation.update_action(), Target::Group(&facts));
-        if decision.is_ok() && group.is_assignable_to_role {
-            decision = require(caller, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, Target::Group(&facts));
-        }
+        // Role-assignable groups are managed with their own permission (Privileged Role
+        // Administrator, Global Administrator), as in Entra.
+        let action =
+            if group.is_assignable_to_role { actions::ROLE_ASSIGNABLE_GROUPS_UPDATE } else { relation.update_action() };
+        let decision = require(caller, action, Target::Group(&facts));
         if let Err(err) = decision {
             let activity = match (relation, is_add) {
                 (Relation::Members, true) => Activity::AddMemberToGroup,
@@ -627,7 +666,7 @@ impl App {
                 (Relation::Members, false) => Activity::RemoveMemberFromGroup,
                 (Relation::Owners, false) => Activity::RemoveOwnerFromGroup,
             };
-            return Err(self.refused(tx, caller, activity, vec![TargetResource::group(&group)], err).await);
+            return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::group(&group)], err).await);
         }
         Ok((tx, group))
     }

@@ -4,7 +4,7 @@
 use keyward_core::authz::{GroupFacts, UnitMembership, UserFacts, roles};
 use keyward_core::directory::{Group, Tenant, User};
 use keyward_core::ids::ObjectId;
-use keyward_store::Tx;
+use keyward_store::{AssignmentFilter, Tx};
 
 use crate::AppError;
 
@@ -35,7 +35,7 @@ pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
     });
     let is_last_active_global_administrator = holds_global_admin
         && user.account_enabled
-        && tx.count_enabled_holders(&tenant.id, roles::GLOBAL_ADMINISTRATOR).await? <= 1;
+        && global_administrators(tx, tenant, &RoleChange::RemoveUser(&user.id)).await?.is_empty();
     let units = tx.list_units_of(&user.id).await?;
     Ok(UserFacts {
         id: Some(user.id.clone()),
@@ -55,4 +55,78 @@ pub(crate) async fn group_facts(tx: &mut dyn Tx, group: &Group) -> Result<GroupF
         is_assignable_to_role: group.is_assignable_to_role,
         units: units.into_iter().map(|(id, is_restricted)| UnitMembership { id, is_restricted }).collect(),
     })
+}
+
+/// A change that may take Global Administrator away from someone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RoleChange<'a> {
+    None,
+    RemoveAssignment(&'a str),
+    RemoveMember {
+        group: &'a ObjectId,
+        member: &'a ObjectId,
+    },
+    DeleteGroup(&'a ObjectId),
+    /// Deleting or disabling the user.
+    RemoveUser(&'a ObjectId),
+}
+
+/// The enabled users who would hold Global Administrator tenant-wide after `change`, directly or
+/// through a role-assignable group. Takes the tenant's role-change lock first, so two concurrent
+/// changes cannot both see a second administrator that the other removes.
+pub(crate) async fn global_administrators(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    change: &RoleChange<'_>,
+) -> Result<Vec<ObjectId>, AppError> {
+    tx.lock_role_changes(&tenant.id).await?;
+    let filter = AssignmentFilter {
+        role_definition_id: Some(roles::GLOBAL_ADMINISTRATOR.to_owned()),
+        directory_scope_id: Some("/".to_owned()),
+        ..AssignmentFilter::default()
+    };
+    let assignments = tx.list_role_assignments(&tenant.id, &filter, None, 100_000).await?;
+    let mut candidates: Vec<ObjectId> = Vec::new();
+    for assignment in &assignments {
+        if matches!(change, RoleChange::RemoveAssignment(id) if *id == assignment.id)
+            || matches!(change, RoleChange::DeleteGroup(group) if **group == assignment.principal_id)
+        {
+            continue;
+        }
+        match tx.get_group(&tenant.id, &assignment.principal_id).await? {
+            Some(group) if group.is_assignable_to_role => {
+                for member in tx.list_members(&group.id, None, 100_000).await? {
+                    let is_removed = matches!(change, RoleChange::RemoveMember { group: g, member: m } if **g == group.id && **m == member.id);
+                    if !is_removed {
+                        candidates.push(member.id);
+                    }
+                }
+            }
+            Some(_) => (),
+            None => candidates.push(assignment.principal_id.clone()),
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let users = tx.get_users(&tenant.id, &candidates).await?;
+    let mut res: Vec<ObjectId> = users
+        .into_iter()
+        .filter(|it| it.account_enabled && !matches!(change, RoleChange::RemoveUser(id) if **id == it.id))
+        .map(|it| it.id)
+        .collect();
+    res.sort();
+    Ok(res)
+}
+
+/// Checks a change against the rules that protect Global Administrators.
+pub(crate) async fn check_global_administrator_change(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    actor: &ObjectId,
+    change: &RoleChange<'_>,
+) -> Result<(), AppError> {
+    let before = global_administrators(tx, tenant, &RoleChange::None).await?;
+    let after = global_administrators(tx, tenant, change).await?;
+    keyward_core::authz::check_global_administrators(actor, &before, &after)
+        .map_err(|rule| AppError::Forbidden { rule, message: keyward_core::authz::denial_message(rule) })
 }

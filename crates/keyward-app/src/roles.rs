@@ -3,13 +3,14 @@
 
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::custom::{self, CustomRole, CustomRoleDraft};
-use keyward_core::authz::{self, BUILT_IN_ROLES, RoleDefinition, Target, actions, roles};
+use keyward_core::authz::{self, BUILT_IN_ROLES, RoleDefinition, Target, actions};
 use keyward_core::directory::{DirectoryObject, ObjectKind, PropertyChange, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_store::{AdministrativeUnit, AssignmentFilter, MemberRef, RoleAssignment, StoreError, Tx};
 
 use crate::directory::{load_refs, resolve_object, resolve_user};
+use crate::facts::{RoleChange, check_global_administrator_change};
 use crate::{App, AppError, Caller, audit_id, new_id, require};
 
 /// A role definition: one of the catalog's, or one of the tenant's custom roles.
@@ -24,6 +25,13 @@ impl RoleDef {
         match self {
             RoleDef::BuiltIn(it) => it.id.to_owned(),
             RoleDef::Custom(it) => it.id.to_string(),
+        }
+    }
+
+    pub fn template_id(&self) -> String {
+        match self {
+            RoleDef::BuiltIn(it) => it.id.to_owned(),
+            RoleDef::Custom(it) => it.template_id.clone(),
         }
     }
 
@@ -134,7 +142,14 @@ impl App {
         caller: &Caller,
         draft: CustomRoleDraft,
     ) -> Result<CustomRole, AppError> {
-        require(caller, actions::ROLE_DEFINITIONS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::AddRoleDefinition,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let role = custom::new_custom_role(&caller.tenant.id, new_id(), draft, now)
             .map_err(|err| AppError::BadRequest(err.to_string()))?;
@@ -147,9 +162,10 @@ impl App {
         }
         let mut tx = self.write().await?;
         tx.insert_custom_role(&role).await.map_err(|err| match err {
-            StoreError::Conflict { .. } => {
-                AppError::BadRequest(format!("A role definition named '{}' already exists.", role.display_name))
-            }
+            StoreError::Conflict { .. } => AppError::BadRequest(format!(
+                "A role definition named '{}' or with templateId '{}' already exists.",
+                role.display_name, role.template_id
+            )),
             other => other.into(),
         })?;
         let changes = vec![
@@ -182,7 +198,14 @@ impl App {
         id: &str,
         draft: CustomRoleDraft,
     ) -> Result<(), AppError> {
-        require(caller, actions::ROLE_DEFINITIONS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::UpdateRoleDefinition,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let current = match self.find_role(&mut *tx, caller, id).await? {
@@ -193,12 +216,51 @@ impl App {
             Some(RoleDef::Custom(it)) => it,
         };
         let role = custom::update_custom_role(&current, draft).map_err(|err| AppError::BadRequest(err.to_string()))?;
-        tx.update_custom_role(&role).await?;
-        let changes = vec![PropertyChange {
-            name: "RoleDefinition.AllowedResourceActions".into(),
-            old_value: Some(json::string_array(current.allowed_resource_actions.iter().map(String::as_str))),
-            new_value: Some(json::string_array(role.allowed_resource_actions.iter().map(String::as_str))),
-        }];
+        if BUILT_IN_ROLES.iter().any(|it| it.display_name.eq_ignore_ascii_case(&role.display_name)) {
+            return Err(AppError::BadRequest("A built-in role already has this displayName; choose another.".into()));
+        }
+        if current.is_au_scopable() && !role.is_au_scopable() {
+            let scoped = tx
+                .list_role_assignments(
+                    &caller.tenant.id,
+                    &AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() },
+                    None,
+                    100_000,
+                )
+                .await?
+                .into_iter()
+                .any(|it| it.directory_scope_id != "/");
+            if scoped {
+                return Err(AppError::BadRequest(
+                    "The role is assigned at an administrative unit scope, so it must keep at least one user or group permission.".into(),
+                ));
+            }
+        }
+        tx.update_custom_role(&role).await.map_err(|err| match err {
+            StoreError::Conflict { .. } => {
+                AppError::BadRequest(format!("A role definition named '{}' already exists.", role.display_name))
+            }
+            other => other.into(),
+        })?;
+        let actions_of = |it: &CustomRole| json::string_array(it.allowed_resource_actions.iter().map(String::as_str));
+        let candidates = [
+            ("RoleDefinition.DisplayName", json::string(&current.display_name), json::string(&role.display_name)),
+            (
+                "RoleDefinition.Description",
+                json::string(current.description.as_deref().unwrap_or_default()),
+                json::string(role.description.as_deref().unwrap_or_default()),
+            ),
+            ("RoleDefinition.IsEnabled", current.is_enabled.to_string(), role.is_enabled.to_string()),
+            ("RoleDefinition.AllowedResourceActions", actions_of(&current), actions_of(&role)),
+        ];
+        let changes: Vec<PropertyChange> = candidates
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(name, old, new)| PropertyChange { name: name.into(), old_value: Some(old), new_value: Some(new) })
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
         let target = RoleDef::Custom(role).target()?.with_changes(changes);
         tx.insert_audit(&caller.audit(now).success(
             audit_id(&caller.meta.correlation_id),
@@ -212,7 +274,14 @@ impl App {
 
     /// `DELETE /roleManagement/directory/roleDefinitions/{id}`: custom roles without assignments.
     pub async fn delete_role_definition(&self, caller: &Caller, id: &str) -> Result<(), AppError> {
-        require(caller, actions::ROLE_DEFINITIONS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::DeleteRoleDefinition,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let role = match self.find_role(&mut *tx, caller, id).await? {
@@ -285,23 +354,46 @@ impl App {
         directory_scope_id: &str,
     ) -> Result<RoleAssignment, AppError> {
         let now = self.now();
+        let unit_id = match directory_scope_id {
+            "/" => None,
+            other => Some(other.strip_prefix("/administrativeUnits/").and_then(ObjectId::parse).ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "Invalid directoryScopeId '{other}': use '/' or '/administrativeUnits/{{id}}'."
+                ))
+            })?),
+        };
+        // The canonical scope: the unit's lowercase id, so lookups and deletions match it.
+        let directory_scope_id = unit_id.as_ref().map_or_else(|| "/".to_owned(), unit_scope);
+        let (action, first_activity) = match &unit_id {
+            None => (actions::ROLE_ASSIGNMENTS_WRITE, Activity::AddMemberToRole),
+            Some(_) => (actions::SCOPED_ROLE_MEMBERSHIPS_WRITE, Activity::AddScopedMemberToRole),
+        };
+        // Decide before looking anything up: a refused caller learns nothing about what exists.
+        if let Err(err) = require(caller, action, Target::Tenant) {
+            let named = |id: &str, kind: &'static str| {
+                ObjectId::parse(id).map(|id| TargetResource {
+                    id,
+                    display_name: None,
+                    kind,
+                    user_principal_name: None,
+                    modified_properties: Vec::new(),
+                })
+            };
+            let targets =
+                [named(role_definition_id, "Role"), named(principal_id, "Other")].into_iter().flatten().collect();
+            return Err(self.refused(None, caller, first_activity, targets, err).await);
+        }
         let mut tx = self.write().await?;
         let role = self
             .find_role(&mut *tx, caller, role_definition_id)
             .await?
             .ok_or_else(|| AppError::NotFound(role_definition_id.to_owned()))?;
         let principal = resolve_object(&mut *tx, &caller.tenant, principal_id).await?;
-        let unit = match directory_scope_id {
-            "/" => None,
-            other => {
-                let unit_id =
-                    other.strip_prefix("/administrativeUnits/").and_then(ObjectId::parse).ok_or_else(|| {
-                        AppError::BadRequest(format!(
-                            "Invalid directoryScopeId '{other}': use '/' or '/administrativeUnits/{{id}}'."
-                        ))
-                    })?;
+        let unit = match &unit_id {
+            None => None,
+            Some(unit_id) => {
                 let unit = tx
-                    .get_administrative_unit(&caller.tenant.id, &unit_id)
+                    .get_administrative_unit(&caller.tenant.id, unit_id)
                     .await?
                     .ok_or_else(|| AppError::NotFound(unit_id.to_string()))?;
                 if !role.is_au_scopable() {
@@ -313,8 +405,6 @@ impl App {
                 Some(unit)
             }
         };
-        let action =
-            if unit.is_some() { actions::SCOPED_ROLE_MEMBERSHIPS_WRITE } else { actions::ROLE_ASSIGNMENTS_WRITE };
         let activity = match &unit {
             None => Activity::AddMemberToRole,
             Some(it) if it.is_member_management_restricted => Activity::AddMemberToRoleScopedOverRestrictedUnit,
@@ -324,11 +414,6 @@ impl App {
         let mut targets = vec![role_target, object_target(&principal)];
         if let Some(unit) = &unit {
             targets.push(unit_target(unit));
-        }
-        if let Err(err) = require(caller, action, Target::Tenant)
-            .or_else(|_| require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant))
-        {
-            return Err(self.refused(tx, caller, activity, targets, err).await);
         }
         if let DirectoryObject::Group(group) = &principal
             && !group.is_assignable_to_role
@@ -342,7 +427,7 @@ impl App {
             tenant_id: caller.tenant.id.clone(),
             principal_id: principal.id().clone(),
             role_definition_id: role.id(),
-            directory_scope_id: directory_scope_id.to_owned(),
+            directory_scope_id: directory_scope_id.clone(),
             created: now,
         };
         tx.insert_role_assignment(&assignment).await.map_err(|err| match err {
@@ -361,12 +446,12 @@ impl App {
             PropertyChange {
                 name: "Role.TemplateId".into(),
                 old_value: None,
-                new_value: Some(json::string(&role.id())),
+                new_value: Some(json::string(&role.template_id())),
             },
             PropertyChange {
                 name: "DirectoryScopeId".into(),
                 old_value: None,
-                new_value: Some(json::string(directory_scope_id)),
+                new_value: Some(json::string(&directory_scope_id)),
             },
         ];
         targets[0].modified_properties = changes;
@@ -404,25 +489,17 @@ impl App {
         if let Err(err) = require(caller, action, Target::Tenant)
             .or_else(|_| require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant))
         {
-            return Err(self.refused(tx, caller, activity, targets, err).await);
+            return Err(self.refused(Some(tx), caller, activity, targets, err).await);
         }
-        let is_global_admin = assignment.directory_scope_id == "/"
-            && assignment.role_definition_id.eq_ignore_ascii_case(roles::GLOBAL_ADMINISTRATOR);
-        let n_active = if is_global_admin {
-            tx.count_enabled_holders(&caller.tenant.id, roles::GLOBAL_ADMINISTRATOR).await?
-        } else {
-            0
-        };
-        let scope_role =
-            if is_global_admin { roles::GLOBAL_ADMINISTRATOR } else { assignment.role_definition_id.as_str() };
-        if let Err(rule) = authz::check_role_assignment_removal(
-            &caller.actor,
-            &assignment.principal_id,
-            scope_role,
-            usize::try_from(n_active).unwrap_or(usize::MAX),
-        ) {
-            let err = AppError::Forbidden { rule, message: authz::denial_message(rule) };
-            return Err(self.refused(tx, caller, activity, targets, err).await);
+        if let Err(err) = check_global_administrator_change(
+            &mut *tx,
+            &caller.tenant,
+            &caller.actor.id,
+            &RoleChange::RemoveAssignment(id),
+        )
+        .await
+        {
+            return Err(self.refused(Some(tx), caller, activity, targets, err).await);
         }
         tx.delete_role_assignment(&caller.tenant.id, id).await?;
         tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
@@ -544,7 +621,8 @@ impl App {
         description: Option<String>,
         is_member_management_restricted: bool,
     ) -> Result<AdministrativeUnit, AppError> {
-        require(caller, actions::UNITS_WRITE, Target::Tenant)?;
+        self.require_recorded(caller, actions::UNITS_WRITE, Target::Tenant, Activity::AddAdministrativeUnit, Vec::new)
+            .await?;
         let name = display_name.trim();
         if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 256 {
             return Err(AppError::BadRequest(
@@ -597,7 +675,14 @@ impl App {
         description: Option<Option<String>>,
         is_member_management_restricted: Option<bool>,
     ) -> Result<(), AppError> {
-        require(caller, actions::UNITS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::UNITS_WRITE,
+            Target::Tenant,
+            Activity::UpdateAdministrativeUnit,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let current = self.resolve_unit(&mut *tx, caller, key).await?;
@@ -624,11 +709,23 @@ impl App {
             return Ok(());
         }
         tx.update_administrative_unit(&unit).await?;
-        let changes = vec![PropertyChange {
-            name: "DisplayName".into(),
-            old_value: Some(json::string_array([current.display_name.as_str()])),
-            new_value: Some(json::string_array([unit.display_name.as_str()])),
-        }];
+        let candidates = [
+            (
+                "DisplayName",
+                json::string_array([current.display_name.as_str()]),
+                json::string_array([unit.display_name.as_str()]),
+            ),
+            (
+                "Description",
+                json::string_array(current.description.as_deref()),
+                json::string_array(unit.description.as_deref()),
+            ),
+        ];
+        let changes: Vec<PropertyChange> = candidates
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(name, old, new)| PropertyChange { name: name.into(), old_value: Some(old), new_value: Some(new) })
+            .collect();
         let targets = vec![unit_target(&unit).with_changes(changes)];
         tx.insert_audit(&caller.audit(now).success(
             audit_id(&caller.meta.correlation_id),
@@ -642,10 +739,26 @@ impl App {
 
     /// `DELETE /directory/administrativeUnits/{id}`: also ends its memberships and scoped assignments.
     pub async fn delete_unit(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
-        require(caller, actions::UNITS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::UNITS_WRITE,
+            Target::Tenant,
+            Activity::DeleteAdministrativeUnit,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
+        let filter = AssignmentFilter { directory_scope_id: Some(unit_scope(&unit.id)), ..AssignmentFilter::default() };
+        let scoped = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        for assignment in &scoped {
+            let principal = resolve_object(&mut *tx, &caller.tenant, assignment.principal_id.as_str())
+                .await
+                .ok()
+                .map(|it| object_target(&it));
+            self.record_cascaded_removals(&mut *tx, caller, principal, std::slice::from_ref(assignment)).await?;
+        }
         tx.delete_administrative_unit(&caller.tenant.id, &unit.id).await?;
         let targets = vec![unit_target(&unit)];
         tx.insert_audit(&caller.audit(now).success(
@@ -681,7 +794,14 @@ impl App {
 
     /// `POST /directory/administrativeUnits/{id}/members/$ref` (users and groups).
     pub async fn add_unit_member(&self, caller: &Caller, key: &str, member_key: &str) -> Result<(), AppError> {
-        require(caller, actions::UNITS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::UNITS_WRITE,
+            Target::Tenant,
+            Activity::AddMemberToAdministrativeUnit,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
@@ -710,7 +830,14 @@ impl App {
 
     /// `DELETE /directory/administrativeUnits/{id}/members/{memberId}/$ref`.
     pub async fn remove_unit_member(&self, caller: &Caller, key: &str, member_key: &str) -> Result<(), AppError> {
-        require(caller, actions::UNITS_WRITE, Target::Tenant)?;
+        self.require_recorded(
+            caller,
+            actions::UNITS_WRITE,
+            Target::Tenant,
+            Activity::RemoveMemberFromAdministrativeUnit,
+            Vec::new,
+        )
+        .await?;
         let now = self.now();
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
@@ -749,11 +876,57 @@ impl App {
         Ok(res)
     }
 
+    /// Writes "Remove member from role" (or the scoped form) for assignments that end because their
+    /// principal or unit is deleted, in the caller's transaction and correlation.
+    pub(crate) async fn record_cascaded_removals(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        principal: Option<TargetResource>,
+        assignments: &[RoleAssignment],
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        for assignment in assignments {
+            let role = self.find_role(tx, caller, &assignment.role_definition_id).await?;
+            let activity = if assignment.directory_scope_id == "/" {
+                Activity::RemoveMemberFromRole
+            } else {
+                Activity::RemoveScopedMemberFromRole
+            };
+            let mut targets = Vec::new();
+            if let Some(role) = &role {
+                targets.push(role.target()?);
+            }
+            if let Some(principal) = &principal {
+                targets.push(principal.clone());
+            }
+            tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the decision function before a change opens its transaction; a refusal is recorded as a
+    /// failure of `activity`.
+    pub(crate) async fn require_recorded(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        target: Target<'_>,
+        activity: Activity,
+        targets: impl FnOnce() -> Vec<TargetResource>,
+    ) -> Result<(), AppError> {
+        match require(caller, action, target) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.refused(None, caller, activity, targets(), err).await),
+        }
+    }
+
     /// Records a refused attempt after dropping the caller's transaction (on SQLite it holds the
     /// write lock), and hands the refusal back.
     pub(crate) async fn refused(
         &self,
-        tx: Box<dyn Tx>,
+        tx: Option<Box<dyn Tx>>,
         caller: &Caller,
         activity: Activity,
         targets: Vec<TargetResource>,

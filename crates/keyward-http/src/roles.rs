@@ -162,7 +162,12 @@ fn role_draft(ctx: &GraphCtx, body: &Value) -> Result<CustomRoleDraft, GraphErro
     for (key, value) in object {
         match key.as_str() {
             "displayName" => draft.display_name = Some(value.as_str().ok_or_else(|| invalid(key))?.to_owned()),
-            "description" => draft.description = Some(value.as_str().map(str::to_owned)),
+            "description" => {
+                if !(value.is_string() || value.is_null()) {
+                    return Err(invalid(key));
+                }
+                draft.description = Some(value.as_str().map(str::to_owned));
+            }
             "isEnabled" => draft.is_enabled = Some(value.as_bool().ok_or_else(|| invalid(key))?),
             "templateId" => draft.template_id = Some(value.as_str().ok_or_else(|| invalid(key))?.to_owned()),
             "version" => draft.version = Some(value.as_str().ok_or_else(|| invalid(key))?.to_owned()),
@@ -315,7 +320,7 @@ fn assignment_filter(ctx: &GraphCtx, raw: Option<&str>) -> Result<AssignmentFilt
                         )
                     }
                     "roleDefinitionId" => res.role_definition_id = Some(text),
-                    "directoryScopeId" => res.directory_scope_id = Some(text),
+                    "directoryScopeId" => res.directory_scope_id = Some(text.to_lowercase()),
                     other => {
                         return Err(unsupported(
                             ctx,
@@ -660,7 +665,8 @@ fn scoped_member(it: &RoleAssignment, unit_id: &str, member: Option<&DirectoryOb
 /// `GET /directory/administrativeUnits/{id}/scopedRoleMembers`.
 async fn list_scoped_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
     let members = ctx.state.app.list_scoped_role_members(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
-    let items = members.iter().map(|(it, member)| scoped_member(it, &id, member.as_ref())).collect();
+    let unit_id = id.to_lowercase();
+    let items = members.iter().map(|(it, member)| scoped_member(it, &unit_id, member.as_ref())).collect();
     Ok(collection(format!("{}/$metadata#scopedRoleMemberships", ctx.base()), items, None, None))
 }
 

@@ -807,10 +807,12 @@ macro_rules! impl_backend {
                 let rows = sqlx::query(
                     "SELECT id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at FROM role_assignments \
                      WHERE tenant_id = $1 AND (principal_id = $2 OR principal_id IN \
-                     (SELECT group_id FROM group_members WHERE member_id = $2)) ORDER BY id",
+                     (SELECT m.group_id FROM group_members m JOIN directory_groups g ON g.id = m.group_id \
+                      WHERE m.member_id = $2 AND g.is_assignable_to_role = $3)) ORDER BY id",
                 )
                 .bind(tenant.as_str())
                 .bind(principal.as_str())
+                .bind(true)
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -881,20 +883,15 @@ macro_rules! impl_backend {
                 Ok(found.is_some())
             }
 
-            async fn count_enabled_holders(&mut self, tenant: &ObjectId, role: &str) -> Result<u64, StoreError> {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM users u WHERE u.tenant_id = $1 AND u.account_enabled = $2 AND (\
-                     u.id IN (SELECT principal_id FROM role_assignments WHERE role_definition_id = $3 AND directory_scope_id = '/') OR \
-                     u.id IN (SELECT m.member_id FROM group_members m JOIN role_assignments a ON a.principal_id = m.group_id \
-                              WHERE a.role_definition_id = $3 AND a.directory_scope_id = '/'))",
-                )
-                .bind(tenant.as_str())
-                .bind(true)
-                .bind(role.to_lowercase())
-                .fetch_one(&mut *self.0)
-                .await
-                .map_err(db)?;
-                Ok(u64::try_from(n).unwrap_or(0))
+            async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
+                if $backend == Backend::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind(format!("keyward-roles-{tenant}"))
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                }
+                Ok(())
             }
 
             async fn get_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleAssignment>, StoreError> {
@@ -1007,7 +1004,8 @@ macro_rules! impl_backend {
             async fn get_custom_role(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<CustomRole>, StoreError> {
                 let row = sqlx::query(
                     "SELECT id, tenant_id, display_name, description, is_enabled, template_id, version, allowed_resource_actions, \
-                     created_at FROM role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2)",
+                     created_at FROM role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2) \
+                     ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1",
                 )
                 .bind(tenant.as_str())
                 .bind(id.to_lowercase())

@@ -248,8 +248,9 @@ pub trait RoleStore: Send {
     async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError>;
     /// Whether `user` is a member or owner of any role-assignable group.
     async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError>;
-    /// The number of enabled users holding `role` tenant-wide, directly or through a group.
-    async fn count_enabled_holders(&mut self, tenant: &ObjectId, role: &str) -> Result<u64, StoreError>;
+    /// Serialises changes to who holds roles in a tenant until the transaction ends (PostgreSQL:
+    /// an advisory lock; SQLite's write transactions are serial already).
+    async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError>;
     async fn get_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleAssignment>, StoreError>;
     /// Role assignments matching `filter`, ordered by id, starting after `after`.
     async fn list_role_assignments(

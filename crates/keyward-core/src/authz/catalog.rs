@@ -33,6 +33,18 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action("microsoft.directory/users/disable", "Disable users", true, "PATCH"),
     action("microsoft.directory/users/enable", "Enable users", true, "PATCH"),
     action("microsoft.directory/users/basic/update", "Update basic properties on users", false, "PATCH"),
+    action(
+        "microsoft.directory/users/contactInfo/update",
+        "Update the sensitive contact properties of users (mobilePhone, businessPhones, otherMails), judged by Entra's sensitive-action table",
+        true,
+        "PATCH",
+    ),
+    action(
+        "microsoft.directory/users/authorizationInfo/update",
+        "Update the multivalued Certificate user IDs property of users",
+        true,
+        "PATCH",
+    ),
     action("microsoft.directory/users/manager/update", "Update manager for users", false, "PATCH"),
     action("microsoft.directory/users/password/update", "Reset passwords for all users", true, "PATCH"),
     action("microsoft.directory/users/userPrincipalName/update", "Update User Principal Name of users", true, "PATCH"),
@@ -141,13 +153,13 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
         true,
         "PATCH",
     ),
-    action("microsoft.directory/groupsAssignableToRoles/create", "Create role-assignable groups", true, "POST"),
-    action("microsoft.directory/groupsAssignableToRoles/delete", "Delete role-assignable groups", true, "DELETE"),
-    action("microsoft.directory/groupsAssignableToRoles/restore", "Restore role-assignable groups", true, "POST"),
+    action("microsoft.directory/groupsAssignableToRoles/create", "Create role-assignable groups", false, "POST"),
+    action("microsoft.directory/groupsAssignableToRoles/delete", "Delete role-assignable groups", false, "DELETE"),
+    action("microsoft.directory/groupsAssignableToRoles/restore", "Restore role-assignable groups", false, "POST"),
     action(
         "microsoft.directory/groupsAssignableToRoles/allProperties/update",
         "Update role-assignable groups",
-        true,
+        false,
         "PATCH",
     ),
     action(
@@ -183,7 +195,7 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action(
         "microsoft.directory/roleAssignments/allProperties/allTasks",
         "Create and delete role assignments, and read and update all role assignment properties",
-        true,
+        false,
         "PATCH",
     ),
     action(
@@ -195,7 +207,7 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action(
         "microsoft.directory/roleDefinitions/allProperties/allTasks",
         "Create and delete role definitions, and read and update all properties",
-        true,
+        false,
         "PATCH",
     ),
     action(
@@ -207,7 +219,7 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action(
         "microsoft.directory/scopedRoleMemberships/allProperties/allTasks",
         "Create and delete scopedRoleMemberships, and read and update all properties",
-        true,
+        false,
         "PATCH",
     ),
     action(
@@ -231,7 +243,7 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action(
         "microsoft.directory/directoryRoles/allProperties/allTasks",
         "Create and delete directory roles, and read and update all properties",
-        true,
+        false,
         "PATCH",
     ),
     action(
@@ -418,6 +430,8 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/users/restore",
             "microsoft.directory/users/invalidateAllRefreshTokens",
             "microsoft.directory/users/basic/update",
+            "microsoft.directory/users/contactInfo/update",
+            "microsoft.directory/users/authorizationInfo/update",
             "microsoft.directory/users/manager/update",
             "microsoft.directory/users/password/update",
             "microsoft.directory/users/userPrincipalName/update",
@@ -441,6 +455,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/users/restore",
             "microsoft.directory/users/invalidateAllRefreshTokens",
             "microsoft.directory/users/basic/update",
+            "microsoft.directory/users/contactInfo/update",
             "microsoft.directory/users/manager/update",
             "microsoft.directory/users/password/update",
             "microsoft.directory/users/userPrincipalName/update",
@@ -493,6 +508,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/users/password/update",
             "microsoft.directory/users/userPrincipalName/update",
             "microsoft.directory/users/basic/update",
+            "microsoft.directory/users/contactInfo/update",
             "microsoft.directory/users/manager/update",
             "microsoft.directory/users/restore",
             "microsoft.directory/deletedItems.users/restore",

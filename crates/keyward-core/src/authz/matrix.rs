@@ -89,7 +89,6 @@ pub const SENSITIVE_ACTIONS: &[Column] = &[
     Column { actor_role: USER_ADMINISTRATOR, reach: USER_ADMINISTRATOR_REACH },
     Column { actor_role: PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, reach: Reach::Everyone },
     Column { actor_role: GLOBAL_ADMINISTRATOR, reach: Reach::Everyone },
-    Column { actor_role: PARTNER_TIER2_SUPPORT, reach: Reach::Everyone },
 ];
 
 /// The reach of a built-in actor role under a table; roles without a column reach non-admins only.

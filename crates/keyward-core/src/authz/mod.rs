@@ -19,6 +19,9 @@ pub mod actions {
     pub const USERS_READ: &str = "microsoft.directory/users/standard/read";
     pub const USERS_CREATE: &str = "microsoft.directory/users/create";
     pub const USERS_BASIC_UPDATE: &str = "microsoft.directory/users/basic/update";
+    /// `mobilePhone`, `businessPhones` and `otherMails`: sensitive (entra.md §2.2), since whoever
+    /// changes them can take the account over through self-service password reset or MFA.
+    pub const USERS_CONTACT_INFO_UPDATE: &str = "microsoft.directory/users/contactInfo/update";
     pub const USERS_DELETE: &str = "microsoft.directory/users/delete";
     pub const USERS_RESTORE: &str = "microsoft.directory/users/restore";
     pub const USERS_DISABLE: &str = "microsoft.directory/users/disable";
@@ -70,7 +73,8 @@ pub mod actions {
     ];
 
     /// Actions governed by "Who can perform sensitive actions" (entra.md §2.2).
-    pub const SENSITIVE_CLASS: &[&str] = &[USERS_DELETE, USERS_RESTORE, USERS_DISABLE, USERS_ENABLE, USERS_UPN_UPDATE];
+    pub const SENSITIVE_CLASS: &[&str] =
+        &[USERS_DELETE, USERS_RESTORE, USERS_DISABLE, USERS_ENABLE, USERS_UPN_UPDATE, USERS_CONTACT_INFO_UPDATE];
 
     /// Admin actions nobody may take on their own account (entra.md §2.3).
     pub const NOT_ON_ONESELF: &[&str] = &[USERS_PASSWORD_UPDATE, USERS_AUTH_METHODS_CREATE];
@@ -255,7 +259,7 @@ fn check_assignment(assignment: &ActiveRole, action: &str, target: Target<'_>) -
             return Err(rules::ADMINISTRATIVE_UNIT_SCOPE);
         }
         if let Target::User(user) = target
-            && is_write
+            && (is_write || actions::PASSWORD_RESET_CLASS.contains(&action))
             && user.is_admin()
         {
             return Err(rules::ADMINISTRATIVE_UNIT_ADMIN_TARGET);
@@ -278,6 +282,14 @@ fn check_assignment(assignment: &ActiveRole, action: &str, target: Target<'_>) -
                 if user.is_admin() || user.is_role_assignable_group_member_or_owner {
                     return Err(rules::CUSTOM_ROLE_TARGET);
                 }
+                return Ok(());
+            }
+            // Read-only roles (Global Reader) have no column: their restricted read reaches everyone.
+            if !is_write
+                && !matrix::PASSWORD_RESET
+                    .iter()
+                    .any(|it| it.actor_role.eq_ignore_ascii_case(&assignment.role_definition_id))
+            {
                 return Ok(());
             }
             let (table, rule) = if actions::PASSWORD_RESET_CLASS.contains(&action) {
@@ -333,23 +345,20 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
     Decision::Deny { rule: refused.unwrap_or(rules::NO_ROLE_GRANTS_ACTION) }
 }
 
-/// Whether removing a role assignment is allowed by the rules that protect Global Administrators:
-/// a Global Administrator cannot remove their own Global Administrator assignment, and the last
-/// active Global Administrator assignment cannot be removed.
-pub fn check_role_assignment_removal(
-    actor: &Actor,
-    principal: &ObjectId,
-    role_definition_id: &str,
-    n_active_global_administrators: usize,
+/// Checks a change to who holds Global Administrator, given the enabled holders before and after
+/// it: the last active Global Administrator cannot be removed (through an assignment, a
+/// role-assignable group, deletion or disabling), and a Global Administrator cannot remove their
+/// own Global Administrator role.
+pub fn check_global_administrators(
+    actor: &ObjectId,
+    before: &[ObjectId],
+    after: &[ObjectId],
 ) -> Result<(), &'static str> {
-    if !role_definition_id.eq_ignore_ascii_case(roles::GLOBAL_ADMINISTRATOR) {
-        return Ok(());
-    }
-    if principal == &actor.id {
-        return Err(rules::NOT_ON_ONESELF);
-    }
-    if n_active_global_administrators <= 1 {
+    if after.is_empty() && !before.is_empty() {
         return Err(rules::LAST_GLOBAL_ADMINISTRATOR);
+    }
+    if before.contains(actor) && !after.contains(actor) {
+        return Err(rules::NOT_ON_ONESELF);
     }
     Ok(())
 }
@@ -363,6 +372,10 @@ pub fn check_role_assignment_removal(
 /// spelling (the catalogue's; custom roles store it).
 pub fn grants(pattern: &str, action: &str) -> bool {
     if pattern == action {
+        return true;
+    }
+    // Reading authentication methods in full includes reading them without personal data.
+    if pattern == actions::USERS_AUTH_METHODS_READ && action == actions::USERS_AUTH_METHODS_RESTRICTED_READ {
         return true;
     }
     let (entity, is_read_only) =

@@ -300,13 +300,24 @@ fn nobody_resets_their_own_password_or_removes_the_last_global_administrator() {
             Decision::Deny { rule: rules::LAST_GLOBAL_ADMINISTRATOR }
         );
     }
-    assert_eq!(check_role_assignment_removal(&global, &global.id, GLOBAL_ADMINISTRATOR, 3), Err(rules::NOT_ON_ONESELF));
+    let (me, other, third) = (global.id, id(9), id(10));
     assert_eq!(
-        check_role_assignment_removal(&global, &id(9), GLOBAL_ADMINISTRATOR, 1),
+        check_global_administrators(&me, &[me.clone(), other.clone()], std::slice::from_ref(&other)),
+        Err(rules::NOT_ON_ONESELF)
+    );
+    assert_eq!(
+        check_global_administrators(&me, std::slice::from_ref(&other), &[]),
         Err(rules::LAST_GLOBAL_ADMINISTRATOR)
     );
-    assert_eq!(check_role_assignment_removal(&global, &id(9), GLOBAL_ADMINISTRATOR, 2), Ok(()));
-    assert_eq!(check_role_assignment_removal(&global, &global.id, HELPDESK_ADMINISTRATOR, 1), Ok(()));
+    assert_eq!(
+        check_global_administrators(&me, &[me.clone(), other.clone(), third.clone()], &[me.clone(), third]),
+        Ok(())
+    );
+    assert_eq!(
+        check_global_administrators(&me, &[me.clone(), other.clone()], &[me.clone(), other]),
+        Ok(()),
+        "unchanged holders"
+    );
 }
 
 #[test]
@@ -422,4 +433,49 @@ proptest! {
             prop_assert!(DEFAULT_USER_PERMISSIONS.contains(&action));
         }
     }
+}
+
+#[test]
+fn sensitive_contact_properties_follow_the_sensitive_action_table() {
+    let action = actions::USERS_CONTACT_INFO_UPDATE;
+    let aa = actor_with(AUTHENTICATION_ADMINISTRATOR, Scope::Tenant);
+    assert!(authorize(&aa, action, Target::User(&facts(Row::NoRole))).is_allowed());
+    for row in [Row::Role(GLOBAL_ADMINISTRATOR), Row::RoleAssignableGroupMember, Row::Role(HELPDESK_ADMINISTRATOR)] {
+        assert_eq!(
+            authorize(&aa, action, Target::User(&facts(row))),
+            Decision::Deny { rule: rules::SENSITIVE_ACTION_MATRIX },
+            "{row:?}"
+        );
+    }
+    let helpdesk = actor_with(HELPDESK_ADMINISTRATOR, Scope::Tenant);
+    assert_eq!(
+        authorize(&helpdesk, action, Target::User(&facts(Row::NoRole))),
+        Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
+    );
+}
+
+#[test]
+fn reading_authentication_methods() {
+    let reader = actor_with(GLOBAL_READER, Scope::Tenant);
+    let global = facts(Row::Role(GLOBAL_ADMINISTRATOR));
+    assert!(
+        authorize(&reader, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&global)).is_allowed(),
+        "Global Reader reads everyone's, restricted"
+    );
+    let paa = actor_with(PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, Scope::Tenant);
+    assert!(
+        authorize(&paa, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&global)).is_allowed(),
+        "full read includes restricted read"
+    );
+    let unit = id(80);
+    let scoped = actor_with(AUTHENTICATION_ADMINISTRATOR, Scope::AdministrativeUnit(unit.clone()));
+    let admin_member = UserFacts {
+        units: vec![UnitMembership { id: unit, is_restricted: false }],
+        ..facts(Row::Role(PASSWORD_ADMINISTRATOR))
+    };
+    assert_eq!(
+        authorize(&scoped, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&admin_member)),
+        Decision::Deny { rule: rules::ADMINISTRATIVE_UNIT_ADMIN_TARGET },
+        "unit-scoped roles read only non-admin members' methods"
+    );
 }

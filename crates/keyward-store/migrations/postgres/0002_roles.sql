@@ -14,6 +14,7 @@ CREATE TABLE role_definitions (
     created_at TEXT NOT NULL
 );
 CREATE UNIQUE INDEX role_definitions_name ON role_definitions(tenant_id, display_name_lc);
+CREATE UNIQUE INDEX role_definitions_template ON role_definitions(tenant_id, template_id);
 
 CREATE INDEX role_assignments_principal ON role_assignments(tenant_id, principal_id);
 CREATE INDEX role_assignments_role ON role_assignments(tenant_id, role_definition_id);

@@ -517,7 +517,115 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
     assert_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 }
 
+async fn takeover_paths_are_closed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin_id = id_of(&app.get("/v1.0/me").await.body);
+    let desk = app.create_user("desk", "Service Desk").await;
+    let plain = app.create_user("plain", "Plain User").await;
+    let pra = app.create_user("pra", "Role Admin").await;
+    let doomed = app.create_user("doomed", "Doomed Admin").await;
+    let assign = |principal: &str, role: &str| json!({"principalId": principal, "roleDefinitionId": role, "directoryScopeId": "/"});
+    for (who, role) in [
+        (&desk, roles::AUTHENTICATION_ADMINISTRATOR),
+        (&pra, roles::PRIVILEGED_ROLE_ADMINISTRATOR),
+        (&doomed, roles::HELPDESK_ADMINISTRATOR),
+    ] {
+        let created = app.post("/v1.0/roleManagement/directory/roleAssignments", &assign(&id_of(who), role)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    }
+
+    // Contact properties that reset flows trust are sensitive: not on a Global Administrator.
+    let desk_token = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let phone = json!({"mobilePhone": "+1 5555550100", "otherMails": ["attacker@evil.test"]});
+    let on_admin =
+        app.send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&desk_token), Some(&phone), &[]).await;
+    assert_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let on_plain =
+        app.send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&plain)), Some(&desk_token), Some(&phone), &[]).await;
+    assert_eq!(on_plain.status, StatusCode::NO_CONTENT, "{}", on_plain.text);
+
+    // Global Administrator only through a role-assignable group: the group is then the last one.
+    let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true, "isAssignableToRole": true})).await;
+    let rag_id = id_of(&rag.body);
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    // A Privileged Role Administrator manages role-assignable group membership.
+    let pra_token = app.token_for(&format!("pra@{DOMAIN}")).await;
+    let added = app
+        .send(
+            Method::POST,
+            &format!("/v1.0/groups/{rag_id}/members/$ref"),
+            Some(&pra_token),
+            Some(&reference(&admin_id)),
+            &[],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let group_ga =
+        app.post("/v1.0/roleManagement/directory/roleAssignments", &assign(&rag_id, roles::GLOBAL_ADMINISTRATOR)).await;
+    assert_eq!(group_ga.status, StatusCode::CREATED, "{}", group_ga.text);
+    let direct = app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{admin_id}' and roleDefinitionId eq '{}'", roles::GLOBAL_ADMINISTRATOR)).await;
+    let direct_id = direct.body["value"][0]["id"].as_str().expect("direct assignment").to_owned();
+    // The administrator still holds the role through the group, so a Privileged Role
+    // Administrator may remove the direct assignment...
+    let removed = app
+        .send(
+            Method::DELETE,
+            &format!("/v1.0/roleManagement/directory/roleAssignments/{direct_id}"),
+            Some(&pra_token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    // ...but neither the group's assignment, nor the member, nor the group may go: that would
+    // leave no Global Administrator.
+    let last = app
+        .send(
+            Method::DELETE,
+            &format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&group_ga.body)),
+            Some(&pra_token),
+            None,
+            &[],
+        )
+        .await;
+    assert_error(&last, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let out = app
+        .send(Method::DELETE, &format!("/v1.0/groups/{rag_id}/members/{admin_id}/$ref"), Some(&pra_token), None, &[])
+        .await;
+    assert_error(&out, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let gone = app.delete(&format!("/v1.0/groups/{rag_id}")).await;
+    assert_error(&gone, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // And the Global Administrator cannot take it away from themselves either.
+    let myself = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&group_ga.body))).await;
+    assert_error(&myself, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // Deleting a user ends their assignments, and the audit log says so.
+    assert_eq!(app.delete(&format!("/v1.0/users/{}", id_of(&doomed))).await.status, StatusCode::NO_CONTENT);
+    let activities: Vec<String> =
+        audit(&app, &id_of(&doomed)).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(
+        activities.contains(&"Remove member from role".to_owned()) && activities.contains(&"Delete user".to_owned()),
+        "{activities:?}"
+    );
+
+    // Refused creations are recorded too.
+    let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    let group = app
+        .send(
+            Method::POST,
+            "/v1.0/groups",
+            Some(&plain_token),
+            Some(
+                &json!({"displayName": "Mine", "mailEnabled": false, "mailNickname": "mine", "securityEnabled": true}),
+            ),
+            &[],
+        )
+        .await;
+    assert_error(&group, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+}
+
 crate::on_both_backends!(
+    takeover_paths_are_closed,
     role_definitions_built_in_and_custom,
     role_assignments_and_their_rules,
     administrative_units_and_scoped_role_members,
