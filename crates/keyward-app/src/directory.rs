@@ -10,8 +10,8 @@ use keyward_core::audit::{
 };
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{
-    self, DirectoryError, DirectoryObject, Group, GroupDraft, GroupPatch, ObjectKind, Tenant, User, UserDraft,
-    UserPatch,
+    self, DirectoryError, DirectoryObject, Group, GroupDraft, GroupPatch, ObjectKind, ServicePrincipal, Tenant, User,
+    UserDraft, UserPatch,
 };
 use keyward_core::ids::{ObjectId, is_guid};
 use keyward_core::password;
@@ -142,10 +142,13 @@ pub(crate) async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) 
     if let Some(group) = tx.get_group(&tenant.id, &id).await? {
         return Ok(DirectoryObject::Group(group));
     }
+    if let Some(principal) = tx.get_service_principal(&tenant.id, &id).await? {
+        return Ok(DirectoryObject::ServicePrincipal(principal));
+    }
     Err(AppError::NotFound(key.to_owned()))
 }
 
-/// Loads the objects a page of references names, in the references' order, with two queries.
+/// Loads the objects a page of references names, in the references' order, with one query per kind.
 pub(crate) async fn load_refs(
     tx: &mut dyn Tx,
     tenant: &Tenant,
@@ -162,11 +165,18 @@ pub(crate) async fn load_refs(
         .into_iter()
         .map(|it| (it.id.clone(), it))
         .collect();
+    let mut principals: HashMap<ObjectId, ServicePrincipal> = tx
+        .get_service_principals(&tenant.id, &ids_of(ObjectKind::ServicePrincipal))
+        .await?
+        .into_iter()
+        .map(|it| (it.id.clone(), it))
+        .collect();
     let res = refs
         .iter()
         .filter_map(|it| match it.kind {
             ObjectKind::User => users.remove(&it.id).map(DirectoryObject::User),
             ObjectKind::Group => groups.remove(&it.id).map(DirectoryObject::Group),
+            ObjectKind::ServicePrincipal => principals.remove(&it.id).map(DirectoryObject::ServicePrincipal),
         })
         .collect();
     Ok(res)
@@ -228,10 +238,11 @@ fn actions_for_patch(patch: &UserPatch) -> Vec<&'static str> {
     needed
 }
 
-fn object_target(object: &DirectoryObject) -> TargetResource {
+pub(crate) fn object_target(object: &DirectoryObject) -> TargetResource {
     match object {
         DirectoryObject::User(it) => TargetResource::user(it),
         DirectoryObject::Group(it) => TargetResource::group(it),
+        DirectoryObject::ServicePrincipal(it) => TargetResource::service_principal(it),
     }
 }
 
@@ -678,6 +689,7 @@ impl App {
         match &object {
             DirectoryObject::User(it) => require(caller, actions::USERS_READ, Target::User(&user_for_read(it)))?,
             DirectoryObject::Group(it) => require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(it)))?,
+            DirectoryObject::ServicePrincipal(_) => require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?,
         }
         Ok(object)
     }
@@ -699,6 +711,7 @@ fn member_ref(object: &DirectoryObject) -> MemberRef {
     match object {
         DirectoryObject::User(it) => MemberRef { kind: ObjectKind::User, id: it.id.clone() },
         DirectoryObject::Group(it) => MemberRef { kind: ObjectKind::Group, id: it.id.clone() },
+        DirectoryObject::ServicePrincipal(it) => MemberRef { kind: ObjectKind::ServicePrincipal, id: it.id.clone() },
     }
 }
 

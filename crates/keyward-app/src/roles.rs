@@ -4,12 +4,12 @@
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::custom::{self, CustomRole, CustomRoleDraft};
 use keyward_core::authz::{self, BUILT_IN_ROLES, RoleDefinition, Target, actions};
-use keyward_core::directory::{DirectoryObject, ObjectKind, PropertyChange, User};
+use keyward_core::directory::{self, DirectoryObject, ObjectKind, PropertyChange, ServicePrincipal, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_store::{AdministrativeUnit, AssignmentFilter, MemberRef, RoleAssignment, StoreError, Tx};
 
-use crate::directory::{load_refs, resolve_object, resolve_user};
+use crate::directory::{load_refs, object_target, resolve_object, resolve_user};
 use crate::facts::{RoleChange, check_global_administrator_change};
 use crate::{App, AppError, Caller, audit_id, new_id, require};
 
@@ -94,13 +94,6 @@ fn unit_target(unit: &AdministrativeUnit) -> TargetResource {
         kind: "Other",
         user_principal_name: None,
         modified_properties: Vec::new(),
-    }
-}
-
-fn object_target(object: &DirectoryObject) -> TargetResource {
-    match object {
-        DirectoryObject::User(it) => TargetResource::user(it),
-        DirectoryObject::Group(it) => TargetResource::group(it),
     }
 }
 
@@ -544,16 +537,13 @@ impl App {
             ..AssignmentFilter::default()
         };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 10_000).await?;
-        let mut refs = Vec::new();
+        let mut res = Vec::with_capacity(assignments.len());
         for it in assignments {
-            let kind = if tx.get_user(&caller.tenant.id, &it.principal_id).await?.is_some() {
-                ObjectKind::User
-            } else {
-                ObjectKind::Group
-            };
-            refs.push(MemberRef { kind, id: it.principal_id });
+            if let Ok(object) = resolve_object(&mut *tx, &caller.tenant, it.principal_id.as_str()).await {
+                res.push(object);
+            }
         }
-        load_refs(&mut *tx, &caller.tenant, refs).await
+        Ok(res)
     }
 
     /// `GET /users/{id}/transitiveMemberOf`: groups through nesting, and the directory roles the
@@ -815,6 +805,11 @@ impl App {
         let kind = match &member {
             DirectoryObject::User(_) => ObjectKind::User,
             DirectoryObject::Group(_) => ObjectKind::Group,
+            DirectoryObject::ServicePrincipal(_) => {
+                return Err(AppError::BadRequest(
+                    "Administrative units hold users and groups, not service principals.".into(),
+                ));
+            }
         };
         tx.insert_administrative_unit_member(&unit.id, &MemberRef { kind, id: member.id().clone() }).await?;
         let activity = if unit.is_member_management_restricted {
@@ -874,6 +869,114 @@ impl App {
             res.push((it, member));
         }
         Ok(res)
+    }
+
+    /// `GET /servicePrincipals`.
+    pub async fn list_service_principals(
+        &self,
+        caller: &Caller,
+        top: usize,
+        skiptoken: Option<&str>,
+    ) -> Result<ItemPage<ServicePrincipal>, AppError> {
+        require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
+        let after = crate::directory::decode_id_skiptoken(skiptoken)?;
+        let mut tx = self.read().await?;
+        let items = tx.list_service_principals(&caller.tenant.id, after.as_deref(), top + 1).await?;
+        Ok(page(items, top, |it| it.id.to_string()))
+    }
+
+    /// `GET /servicePrincipals/{id}`.
+    pub async fn get_service_principal(&self, caller: &Caller, key: &str) -> Result<ServicePrincipal, AppError> {
+        require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
+        let id =
+            ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
+        let mut tx = self.read().await?;
+        tx.get_service_principal(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
+    }
+
+    /// `POST /servicePrincipals`: an application's identity in this tenant (one per appId).
+    pub async fn create_service_principal(
+        &self,
+        caller: &Caller,
+        app_id: Option<String>,
+        display_name: Option<String>,
+        account_enabled: Option<bool>,
+    ) -> Result<ServicePrincipal, AppError> {
+        self.require_recorded(
+            caller,
+            actions::SERVICE_PRINCIPALS_CREATE,
+            Target::Tenant,
+            Activity::AddServicePrincipal,
+            Vec::new,
+        )
+        .await?;
+        let now = self.now();
+        let principal =
+            directory::new_service_principal(&caller.tenant, new_id(), app_id, display_name, account_enabled, now)
+                .map_err(|err| AppError::BadRequest(err.to_string()))?;
+        let mut tx = self.write().await?;
+        tx.insert_service_principal(&principal).await.map_err(|err| match err {
+            StoreError::Conflict { .. } => AppError::BadRequest(format!(
+                "A service principal for appId '{}' already exists in this tenant.",
+                principal.app_id
+            )),
+            other => other.into(),
+        })?;
+        let changes = vec![PropertyChange {
+            name: "AppId".into(),
+            old_value: None,
+            new_value: Some(json::string_array([principal.app_id.as_str()])),
+        }];
+        let targets = vec![TargetResource::service_principal(&principal).with_changes(changes)];
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddServicePrincipal,
+            targets,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(principal)
+    }
+
+    /// `DELETE /servicePrincipals/{id}`: also ends its role assignments and memberships.
+    pub async fn delete_service_principal(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        self.require_recorded(
+            caller,
+            actions::SERVICE_PRINCIPALS_DELETE,
+            Target::Tenant,
+            Activity::RemoveServicePrincipal,
+            Vec::new,
+        )
+        .await?;
+        let id =
+            ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let principal = tx
+            .get_service_principal(&caller.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let filter = AssignmentFilter { principal_id: Some(principal.id.clone()), ..AssignmentFilter::default() };
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        self.record_cascaded_removals(
+            &mut *tx,
+            caller,
+            Some(TargetResource::service_principal(&principal)),
+            &assignments,
+        )
+        .await?;
+        tx.delete_memberships_of(&principal.id).await?;
+        tx.delete_role_assignments_of(&principal.id).await?;
+        tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
+        let targets = vec![TargetResource::service_principal(&principal)];
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::RemoveServicePrincipal,
+            targets,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Writes "Remove member from role" (or the scoped form) for assignments that end because their

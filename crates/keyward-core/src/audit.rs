@@ -34,6 +34,8 @@ pub enum Activity {
     RemoveMemberFromAdministrativeUnit,
     AddMemberToRestrictedUnit,
     RemoveMemberFromRestrictedUnit,
+    AddServicePrincipal,
+    RemoveServicePrincipal,
 }
 
 impl Activity {
@@ -70,6 +72,8 @@ impl Activity {
             Activity::RemoveMemberFromAdministrativeUnit => "Remove member from administrative unit",
             Activity::AddMemberToRestrictedUnit => "Add member to restricted management administrative unit",
             Activity::RemoveMemberFromRestrictedUnit => "Remove member from restricted management administrative unit",
+            Activity::AddServicePrincipal => "Add service principal",
+            Activity::RemoveServicePrincipal => "Remove service principal",
         }
     }
 
@@ -93,6 +97,7 @@ impl Activity {
             | Activity::RemoveMemberFromAdministrativeUnit
             | Activity::AddMemberToRestrictedUnit
             | Activity::RemoveMemberFromRestrictedUnit => "AdministrativeUnit",
+            Activity::AddServicePrincipal | Activity::RemoveServicePrincipal => "ApplicationManagement",
             _ => "GroupManagement",
         }
     }
@@ -121,7 +126,8 @@ impl Activity {
             Activity::UpdateRoleDefinition | Activity::UpdateAdministrativeUnit => "Update",
             Activity::DeleteRoleDefinition | Activity::DeleteAdministrativeUnit => "Delete",
             Activity::RemoveMemberFromAdministrativeUnit | Activity::RemoveMemberFromRestrictedUnit => "Unassign",
-            Activity::AddMemberToRestrictedUnit => "Add",
+            Activity::AddMemberToRestrictedUnit | Activity::AddServicePrincipal => "Add",
+            Activity::RemoveServicePrincipal => "Delete",
             Activity::UpdateUser | Activity::UpdateGroup => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
@@ -171,6 +177,17 @@ impl TargetResource {
             display_name: Some(user.display_name.clone()),
             kind: "User",
             user_principal_name: Some(user.user_principal_name.clone()),
+            modified_properties: Vec::new(),
+        }
+    }
+
+    /// A service principal target without property changes.
+    pub fn service_principal(principal: &crate::directory::ServicePrincipal) -> TargetResource {
+        TargetResource {
+            id: principal.id.clone(),
+            display_name: Some(principal.display_name.clone()),
+            kind: "ServicePrincipal",
+            user_principal_name: None,
             modified_properties: Vec::new(),
         }
     }

@@ -68,11 +68,52 @@ pub struct Group {
     pub created: OffsetDateTime,
 }
 
+/// A service principal: an application's identity in the tenant. Directory roles can be assigned
+/// to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub app_id: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+    pub created: OffsetDateTime,
+}
+
+/// Validates a new service principal: an application id (a GUID) and a display name.
+pub fn new_service_principal(
+    tenant: &Tenant,
+    id: ObjectId,
+    app_id: Option<String>,
+    display_name: Option<String>,
+    account_enabled: Option<bool>,
+    now: OffsetDateTime,
+) -> Result<ServicePrincipal, DirectoryError> {
+    let invalid = |property| DirectoryError::InvalidValue { property, resource: "ServicePrincipal" };
+    let app_id = app_id.and_then(|it| ObjectId::parse(&it)).ok_or(invalid("appId"))?;
+    let display_name = match display_name {
+        Some(name) => required_text(Some(name), "displayName", "ServicePrincipal")?,
+        None => app_id.to_string(),
+    };
+    if !is_clean_text(&display_name) {
+        return Err(invalid("displayName"));
+    }
+    Ok(ServicePrincipal {
+        id,
+        tenant_id: tenant.id.clone(),
+        app_id: app_id.to_string(),
+        display_name,
+        account_enabled: account_enabled.unwrap_or(true),
+        created: now,
+    })
+}
+
 /// The kind of a directory object, as it appears in `@odata.type` and audit `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
     User,
     Group,
+    ServicePrincipal,
 }
 
 impl ObjectKind {
@@ -81,6 +122,7 @@ impl ObjectKind {
         match self {
             ObjectKind::User => "user",
             ObjectKind::Group => "group",
+            ObjectKind::ServicePrincipal => "servicePrincipal",
         }
     }
 
@@ -89,6 +131,7 @@ impl ObjectKind {
         match raw {
             "user" => Some(ObjectKind::User),
             "group" => Some(ObjectKind::Group),
+            "servicePrincipal" => Some(ObjectKind::ServicePrincipal),
             _ => None,
         }
     }
@@ -100,6 +143,7 @@ impl ObjectKind {
 pub enum DirectoryObject {
     User(User),
     Group(Group),
+    ServicePrincipal(ServicePrincipal),
 }
 
 impl DirectoryObject {
@@ -108,6 +152,7 @@ impl DirectoryObject {
         match self {
             DirectoryObject::User(it) => &it.id,
             DirectoryObject::Group(it) => &it.id,
+            DirectoryObject::ServicePrincipal(it) => &it.id,
         }
     }
 }

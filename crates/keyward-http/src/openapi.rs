@@ -179,6 +179,8 @@ fn schemas() -> Value {
         "AdministrativeUnitCollection": collection("AdministrativeUnit"),
         "ScopedRoleMembership": {"type": "object", "properties": {"id": string, "roleId": string, "administrativeUnitId": string, "roleMemberInfo": {"type": "object"}}},
         "ScopedRoleMembershipCollection": collection("ScopedRoleMembership"),
+        "ServicePrincipal": {"type": "object", "required": ["appId"], "properties": {"id": string, "appId": string, "displayName": string, "accountEnabled": {"type": "boolean"}, "servicePrincipalType": string}},
+        "ServicePrincipalCollection": collection("ServicePrincipal"),
     })
 }
 

@@ -657,6 +657,9 @@ fn scoped_member(it: &RoleAssignment, unit_id: &str, member: Option<&DirectoryOb
         Some(DirectoryObject::Group(group)) => {
             json!({"id": group.id.as_str(), "displayName": group.display_name, "userPrincipalName": null})
         }
+        Some(DirectoryObject::ServicePrincipal(principal)) => {
+            json!({"id": principal.id.as_str(), "displayName": principal.display_name, "userPrincipalName": null})
+        }
         None => json!({"id": it.principal_id.as_str(), "displayName": null, "userPrincipalName": null}),
     };
     json!({"id": it.id, "roleId": it.role_definition_id, "administrativeUnitId": unit_id, "roleMemberInfo": info})
@@ -705,6 +708,66 @@ async fn remove_scoped_role_member(
         return Err(ctx.err(AppError::NotFound(membership)));
     }
     ctx.state.app.delete_role_assignment(&ctx.caller, &membership).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /servicePrincipals` — `servicePrincipals/standard/read`.
+async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
+    let page = ctx
+        .state
+        .app
+        .list_service_principals(&ctx.caller, top, query.raw.skiptoken.as_deref())
+        .await
+        .map_err(|err| ctx.err(err))?;
+    let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
+    let items: Vec<_> = page.items.iter().map(shape::service_principal).collect();
+    Ok(collection(format!("{}/$metadata#servicePrincipals", ctx.base()), items, None, next))
+}
+
+/// `GET /servicePrincipals/{id}`.
+async fn get_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let found = ctx.state.app.get_service_principal(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
+        shape::service_principal(&found),
+        StatusCode::OK,
+    ))
+}
+
+/// `POST /servicePrincipals` — `servicePrincipals/create`.
+async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let object = body.as_object().ok_or_else(|| bad(&ctx, "The request body must be a JSON object."))?;
+    for key in object.keys() {
+        if !["appId", "displayName", "accountEnabled"].contains(&key.as_str()) && !key.starts_with('@') {
+            return Err(bad(
+                &ctx,
+                format!(
+                    "Property '{key}' does not exist as a declared property or extension property on type 'microsoft.graph.servicePrincipal'."
+                ),
+            ));
+        }
+    }
+    let app_id = object.get("appId").and_then(Value::as_str).map(str::to_owned);
+    let display_name = object.get("displayName").and_then(Value::as_str).map(str::to_owned);
+    let account_enabled = object.get("accountEnabled").and_then(Value::as_bool);
+    let created = ctx
+        .state
+        .app
+        .create_service_principal(&ctx.caller, app_id, display_name, account_enabled)
+        .await
+        .map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
+        shape::service_principal(&created),
+        StatusCode::CREATED,
+    ))
+}
+
+/// `DELETE /servicePrincipals/{id}` — `servicePrincipals/delete`.
+async fn delete_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_service_principal(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -862,6 +925,50 @@ pub fn routes(api: Api) -> Api {
             "List groups (through nesting) and directory roles of a user",
             "microsoft.directory/users/memberOf/read",
             "DirectoryObjectCollection",
+        )
+        .with_id(),
+    )
+    .route(
+        "/servicePrincipals",
+        get(list_service_principals),
+        Op::get(
+            "servicePrincipals",
+            "List service principals",
+            "microsoft.directory/servicePrincipals/standard/read",
+            "ServicePrincipalCollection",
+        )
+        .pages_only(),
+    )
+    .route(
+        "/servicePrincipals",
+        post(create_service_principal),
+        Op::post(
+            "servicePrincipals",
+            "Create a service principal for an appId",
+            "microsoft.directory/servicePrincipals/create",
+            "ServicePrincipal",
+            201,
+            "ServicePrincipal",
+        ),
+    )
+    .route(
+        "/servicePrincipals/{id}",
+        get(get_service_principal),
+        Op::get(
+            "servicePrincipals",
+            "Get a service principal",
+            "microsoft.directory/servicePrincipals/standard/read",
+            "ServicePrincipal",
+        )
+        .with_id(),
+    )
+    .route(
+        "/servicePrincipals/{id}",
+        delete(delete_service_principal),
+        Op::delete(
+            "servicePrincipals",
+            "Delete a service principal (and its role assignments)",
+            "microsoft.directory/servicePrincipals/delete",
         )
         .with_id(),
     )

@@ -1,7 +1,9 @@
 //! Graph's JSON shapes for users, groups and the organization, and the parsing of request bodies
 //! into the core's drafts and patches.
 
-use keyward_core::directory::{DirectoryObject, Group, GroupDraft, GroupPatch, Tenant, User, UserDraft, UserPatch};
+use keyward_core::directory::{
+    DirectoryObject, Group, GroupDraft, GroupPatch, ServicePrincipal, Tenant, User, UserDraft, UserPatch,
+};
 use keyward_core::query::{GROUP, Resource, USER};
 use keyward_core::secret::Secret;
 use serde_json::{Map, Value, json};
@@ -91,11 +93,27 @@ pub fn group(group: &Group, select: Option<&[&'static str]>, version: Version) -
     properties(&GROUP, select, version).into_iter().map(|name| (name.to_owned(), group_property(group, name))).collect()
 }
 
+/// A service principal in Graph's shape.
+pub fn service_principal(principal: &ServicePrincipal) -> Map<String, Value> {
+    let Value::Object(res) = json!({
+        "id": principal.id.as_str(),
+        "appId": principal.app_id,
+        "displayName": principal.display_name,
+        "accountEnabled": principal.account_enabled,
+        "servicePrincipalType": "Application",
+        "createdDateTime": timestamp(principal.created),
+    }) else {
+        return Map::new();
+    };
+    res
+}
+
 /// A member of a mixed collection, with its `@odata.type`.
 pub fn directory_object(object: &DirectoryObject, version: Version) -> Map<String, Value> {
     let (odata_type, mut body) = match object {
         DirectoryObject::User(it) => ("#microsoft.graph.user", user(it, None, version)),
         DirectoryObject::Group(it) => ("#microsoft.graph.group", group(it, None, version)),
+        DirectoryObject::ServicePrincipal(it) => ("#microsoft.graph.servicePrincipal", service_principal(it)),
     };
     body.insert("@odata.type".into(), json!(odata_type));
     body

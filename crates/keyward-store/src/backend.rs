@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
 use keyward_core::authz::custom::CustomRole;
-use keyward_core::directory::{Domain, Group, ObjectKind, Tenant, User};
+use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
 use sqlx::Row;
@@ -20,13 +20,15 @@ use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
 use crate::{
     AdministrativeUnit, AssignmentFilter, AuditStore, Backend, CredentialStore, Cursor, GroupStore, KeyStore,
-    MemberRef, Page, RoleAssignment, RoleStore, SigningKey, Store, TemporaryAccessPass, TenantStore, Tx, UserStore,
-    audit_json,
+    MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store, TemporaryAccessPass,
+    TenantStore, Tx, UserStore, audit_json,
 };
 
 const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
      users.mail, users.mail_nickname, users.mobile_phone, users.job_title, users.department, users.usage_location, \
      users.account_enabled, users.created_at, users.sessions_valid_from, users.force_change_password";
+
+const SERVICE_PRINCIPAL_COLUMNS: &str = "id, tenant_id, app_id, display_name, account_enabled, created_at";
 
 const GROUP_COLUMNS: &str = "directory_groups.id, directory_groups.tenant_id, directory_groups.display_name, \
      directory_groups.description, directory_groups.mail_nickname, directory_groups.mail_enabled, \
@@ -258,6 +260,17 @@ macro_rules! impl_backend {
                     version: row.try_get(6).map_err(db)?,
                     allowed_resource_actions: actions.lines().map(str::to_owned).collect(),
                     created: parse_ts(&row.try_get::<String, _>(8).map_err(db)?)?,
+                })
+            }
+
+            fn service_principal_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ServicePrincipal, StoreError> {
+                Ok(ServicePrincipal {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    app_id: row.try_get(2).map_err(db)?,
+                    display_name: row.try_get(3).map_err(db)?,
+                    account_enabled: row.try_get(4).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
                 })
             }
 
@@ -781,6 +794,64 @@ macro_rules! impl_backend {
                     sqlx::query(sql).bind(object.as_str()).execute(&mut *self.0).await.map_err(db)?;
                 }
                 Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ServicePrincipalStore for $tx {
+            async fn insert_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO service_principals (id, tenant_id, app_id, display_name, display_name_lc, account_enabled, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(principal.id.as_str())
+                .bind(principal.tenant_id.as_str())
+                .bind(&principal.app_id)
+                .bind(&principal.display_name)
+                .bind(principal.display_name.to_lowercase())
+                .bind(principal.account_enabled)
+                .bind(fmt_ts(principal.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<ServicePrincipal>, StoreError> {
+                Ok(self.get_service_principals(tenant, std::slice::from_ref(id)).await?.pop())
+            }
+
+            async fn get_service_principals(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<ServicePrincipal>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = Sql::new(&format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = "));
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_id_list(&mut sql, "id", ids);
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                rows.iter().map(Self::service_principal_from_row).collect()
+            }
+
+            async fn list_service_principals(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<ServicePrincipal>, StoreError> {
+                let sql = format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                rows.iter().map(Self::service_principal_from_row).collect()
+            }
+
+            async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM service_principals WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
         }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
 use keyward_core::authz::custom::CustomRole;
-use keyward_core::directory::{Group, ObjectKind, Tenant, User};
+use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
 use time::OffsetDateTime;
@@ -55,7 +55,15 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// be dropped (PostgreSQL refuses further statements in it; the SQLite store follows the same rule).
 #[async_trait]
 pub trait Tx:
-    TenantStore + UserStore + GroupStore + RoleStore + CredentialStore + KeyStore + AuditStore + Send
+    TenantStore
+    + UserStore
+    + GroupStore
+    + ServicePrincipalStore
+    + RoleStore
+    + CredentialStore
+    + KeyStore
+    + AuditStore
+    + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
@@ -222,6 +230,31 @@ pub trait GroupStore: Send {
     ) -> Result<Vec<ObjectId>, StoreError>;
     /// Removes `object` from every group's members and owners (when the object is deleted).
     async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError>;
+}
+
+/// Service principals.
+#[async_trait]
+pub trait ServicePrincipalStore: Send {
+    async fn insert_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError>;
+    async fn get_service_principal(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<ServicePrincipal>, StoreError>;
+    /// The service principals among `ids` that exist, in no particular order.
+    async fn get_service_principals(
+        &mut self,
+        tenant: &ObjectId,
+        ids: &[ObjectId],
+    ) -> Result<Vec<ServicePrincipal>, StoreError>;
+    /// Service principals ordered by id, starting after `after`.
+    async fn list_service_principals(
+        &mut self,
+        tenant: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ServicePrincipal>, StoreError>;
+    async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
 }
 
 /// Role assignments and administrative units.

@@ -12,6 +12,11 @@ pub struct Migration {
 pub const MIGRATIONS_SQLITE: &[Migration] = &[
     Migration { version: 1, name: "0001_directory.sql", sql: include_str!("../migrations/sqlite/0001_directory.sql") },
     Migration { version: 2, name: "0002_roles.sql", sql: include_str!("../migrations/sqlite/0002_roles.sql") },
+    Migration {
+        version: 3,
+        name: "0003_service_principals.sql",
+        sql: include_str!("../migrations/sqlite/0003_service_principals.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -22,6 +27,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0001_directory.sql"),
     },
     Migration { version: 2, name: "0002_roles.sql", sql: include_str!("../migrations/postgres/0002_roles.sql") },
+    Migration {
+        version: 3,
+        name: "0003_service_principals.sql",
+        sql: include_str!("../migrations/postgres/0003_service_principals.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

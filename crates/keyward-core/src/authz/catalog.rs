@@ -163,6 +163,20 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
         "PATCH",
     ),
     action(
+        "microsoft.directory/servicePrincipals/standard/read",
+        "Read standard properties of service principals",
+        false,
+        "GET",
+    ),
+    action("microsoft.directory/servicePrincipals/create", "Create service principals", false, "POST"),
+    action("microsoft.directory/servicePrincipals/delete", "Delete service principals", false, "DELETE"),
+    action(
+        "microsoft.directory/servicePrincipals/allProperties/allTasks",
+        "Create and delete service principals, and read and update all properties",
+        true,
+        "PATCH",
+    ),
+    action(
         "microsoft.directory/organization/standard/read",
         "Read standard properties of the organization",
         false,
@@ -296,6 +310,7 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
 pub const NOT_FOR_CUSTOM_ROLES: &[&str] = &[
     "microsoft.directory/users/allProperties/allTasks",
     "microsoft.directory/groups/allProperties/allTasks",
+    "microsoft.directory/servicePrincipals/allProperties/allTasks",
     "microsoft.directory/groupsAssignableToRoles/create",
     "microsoft.directory/groupsAssignableToRoles/delete",
     "microsoft.directory/groupsAssignableToRoles/restore",
@@ -395,6 +410,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/users/strongAuthentication/update",
             "microsoft.directory/deletedItems.users/restore",
             "microsoft.directory/groups/allProperties/allTasks",
+            "microsoft.directory/servicePrincipals/allProperties/allTasks",
             "microsoft.directory/groupsAssignableToRoles/create",
             "microsoft.directory/groupsAssignableToRoles/delete",
             "microsoft.directory/groupsAssignableToRoles/restore",

@@ -51,6 +51,9 @@ pub mod actions {
     pub const ROLE_ASSIGNABLE_GROUPS_UPDATE: &str = "microsoft.directory/groupsAssignableToRoles/allProperties/update";
     pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
     pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";
+    pub const SERVICE_PRINCIPALS_READ: &str = "microsoft.directory/servicePrincipals/standard/read";
+    pub const SERVICE_PRINCIPALS_CREATE: &str = "microsoft.directory/servicePrincipals/create";
+    pub const SERVICE_PRINCIPALS_DELETE: &str = "microsoft.directory/servicePrincipals/delete";
     pub const ROLE_DEFINITIONS_READ: &str = "microsoft.directory/roleDefinitions/allProperties/read";
     pub const ROLE_DEFINITIONS_WRITE: &str = "microsoft.directory/roleDefinitions/allProperties/allTasks";
     pub const ROLE_ASSIGNMENTS_READ: &str = "microsoft.directory/roleAssignments/allProperties/read";
@@ -103,6 +106,7 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     actions::GROUPS_MEMBERS_READ,
     actions::GROUPS_OWNERS_READ,
     actions::ORGANIZATION_READ,
+    actions::SERVICE_PRINCIPALS_READ,
     // Members read role definitions, role assignments, directory roles and administrative units,
     // as Entra's default user permissions allow.
     "microsoft.directory/roleDefinitions/allProperties/read",

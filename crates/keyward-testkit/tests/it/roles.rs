@@ -624,7 +624,72 @@ async fn takeover_paths_are_closed(backend: Backend) {
     assert_error(&group, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 }
 
+async fn service_principals_hold_roles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let app_id = "9a1b2c3d-0000-4000-8000-00000000a99e";
+    let created =
+        app.post("/v1.0/servicePrincipals", &json!({"appId": app_id, "displayName": "Provisioning robot"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["appId"], app_id);
+    let sp_id = id_of(&created.body);
+    let again = app.post("/v1.0/servicePrincipals", &json!({"appId": app_id})).await;
+    assert_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_error(
+        &app.post("/v1.0/servicePrincipals", &json!({"appId": "not-a-guid"})).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_eq!(app.get("/v1.0/servicePrincipals").await.body["value"].as_array().map(Vec::len), Some(1));
+
+    let assigned = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &json!({"principalId": sp_id, "roleDefinitionId": roles::GLOBAL_READER, "directoryScopeId": "/"}),
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::CREATED, "{}", assigned.text);
+    let listed = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{sp_id}'&$expand=principal"
+        ))
+        .await;
+    assert_eq!(
+        listed.body["value"][0]["principal"]["@odata.type"], "#microsoft.graph.servicePrincipal",
+        "{}",
+        listed.text
+    );
+    let members = app.get(&format!("/v1.0/directoryRoles/{}/members", roles::GLOBAL_READER)).await;
+    assert_eq!(members.body["value"][0]["appId"], app_id, "{}", members.text);
+
+    let plain = app.create_user("plain", "Plain User").await;
+    let token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    let refused = app
+        .send(
+            Method::POST,
+            "/v1.0/servicePrincipals",
+            Some(&token),
+            Some(&json!({"appId": "9a1b2c3d-0000-4000-8000-00000000b00b"})),
+            &[],
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let _ = plain;
+
+    assert_eq!(app.delete(&format!("/v1.0/servicePrincipals/{sp_id}")).await.status, StatusCode::NO_CONTENT);
+    assert_error(
+        &app.get(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&assigned.body))).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let activities: Vec<String> = audit(&app, &sp_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert_eq!(
+        activities,
+        ["Remove service principal", "Remove member from role", "Add member to role", "Add service principal"]
+    );
+}
+
 crate::on_both_backends!(
+    service_principals_hold_roles,
     takeover_paths_are_closed,
     role_definitions_built_in_and_custom,
     role_assignments_and_their_rules,
