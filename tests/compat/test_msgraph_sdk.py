@@ -16,6 +16,10 @@ import pytest
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_http.middleware.options import BodyInspectionHandlerOption
 from msgraph import GraphServiceClient
+from msgraph.generated.audit_logs.directory_audits.directory_audits_request_builder import (
+    DirectoryAuditsRequestBuilder,
+)
+from msgraph.generated.models.directory_audit import DirectoryAudit
 from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
@@ -359,3 +363,40 @@ def test_duplicate_user_principal_name_is_rejected(keyward: KeywardServer) -> No
     assert [u.display_name for u in same_prefix] == ["Duplicate Upn Original"], (
         "the rejected duplicate must not have been stored"
     )
+
+
+def test_audit_log_records_who_created_whom(keyward: KeywardServer) -> None:
+    async def scenario() -> tuple[User, list[DirectoryAudit], DirectoryAudit | None]:
+        async with graph_client(keyward) as client:
+            user = await create_user(client, keyward, "Audited Person", "auditedperson")
+            query = DirectoryAuditsRequestBuilder.DirectoryAuditsRequestBuilderGetQueryParameters(
+                filter=(
+                    f"targetResources/any(t: t/id eq '{user.id}') "
+                    "and activityDisplayName eq 'Add user'"
+                ),
+            )
+            listing = await client.audit_logs.directory_audits.get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+            assert listing is not None
+            records = list(listing.value or [])
+            single = None
+            if records:
+                single = await client.audit_logs.directory_audits.by_directory_audit_id(
+                    records[0].id
+                ).get()
+            return user, records, single
+
+    user, records, single = run(scenario())
+
+    assert len(records) == 1, [r.activity_display_name for r in records]
+    record = records[0]
+    assert record.category == "UserManagement"
+    assert record.result is not None and record.result.value == "success"
+    assert record.activity_date_time is not None
+    assert record.initiated_by is not None and record.initiated_by.user is not None
+    assert record.initiated_by.user.user_principal_name == ADMIN_UPN
+    targets = record.target_resources or []
+    assert [t.id for t in targets] == [user.id]
+    assert targets[0].user_principal_name == user.user_principal_name
+    assert single is not None and single.id == record.id

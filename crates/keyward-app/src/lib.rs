@@ -5,6 +5,7 @@
 //! commit together or not at all.
 #![forbid(unsafe_code)]
 
+mod audit_log;
 pub mod clock;
 mod directory;
 pub mod error;

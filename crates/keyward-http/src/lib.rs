@@ -4,7 +4,9 @@
 //! Invariant: the only crate that knows HTTP, JSON and HTML; it never touches the store, and maps
 //! errors to responses once (`error.rs`).
 #![forbid(unsafe_code)]
+#![recursion_limit = "256"]
 
+mod audit;
 mod context;
 mod error;
 mod graph;
@@ -39,7 +41,7 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = roles::routes(graph::routes(openapi::Api::new()));
+    let graph = audit::routes(roles::routes(graph::routes(openapi::Api::new())));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =

@@ -181,6 +181,13 @@ fn schemas() -> Value {
         "ScopedRoleMembershipCollection": collection("ScopedRoleMembership"),
         "ServicePrincipal": {"type": "object", "required": ["appId"], "properties": {"id": string, "appId": string, "displayName": string, "accountEnabled": {"type": "boolean"}, "servicePrincipalType": string}},
         "ServicePrincipalCollection": collection("ServicePrincipal"),
+        "DirectoryAudit": {"type": "object", "properties": {
+            "id": string, "category": string, "correlationId": string, "result": string, "resultReason": string,
+            "activityDisplayName": string, "activityDateTime": {"type": "string", "format": "date-time"}, "loggedByService": string,
+            "operationType": string, "initiatedBy": {"type": "object"}, "targetResources": {"type": "array", "items": {"type": "object"}},
+            "additionalDetails": {"type": "array", "items": {"type": "object"}},
+        }},
+        "DirectoryAuditCollection": collection("DirectoryAudit"),
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
@@ -19,9 +20,9 @@ use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
 use crate::{
-    AdministrativeUnit, AssignmentFilter, AuditStore, Backend, CredentialStore, Cursor, GroupStore, KeyStore,
-    MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store, TemporaryAccessPass,
-    TenantStore, Tx, UserStore, audit_json,
+    AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, CredentialStore, Cursor, GroupStore,
+    KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
+    TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
 
 const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
@@ -53,6 +54,57 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
         sql.arg(Arg::Text(id.to_string()));
     }
     sql.push(")");
+}
+
+/// Appends the conditions of an audit filter on `audit_records r`.
+fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter) {
+    let exact = |sql: &mut Sql, column: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            sql.push(&format!(" AND {column} = "));
+            sql.arg(Arg::Text(value.clone()));
+        }
+    };
+    exact(sql, "r.category", &filter.category);
+    exact(sql, "r.correlation_id", &filter.correlation_id);
+    exact(sql, "r.logged_by_service", &filter.logged_by_service);
+    exact(sql, "r.result", &filter.result);
+    exact(sql, "r.initiator_id", &filter.initiator_user_id);
+    exact(sql, "r.initiator_app_id", &filter.initiator_app_id);
+    if let Some(from) = filter.from {
+        sql.push(" AND r.activity_date_time >= ");
+        sql.arg(Arg::Text(fmt_ts(from)));
+    }
+    if let Some(until) = filter.until {
+        sql.push(" AND r.activity_date_time <= ");
+        sql.arg(Arg::Text(fmt_ts(until)));
+    }
+    for (column, value) in
+        [("r.activity_display_name_lc", &filter.activity), ("r.initiator_upn_lc", &filter.initiator_upn)]
+    {
+        match value {
+            Some(TextMatch::Equals(text)) => {
+                sql.push(&format!(" AND {column} = "));
+                sql.arg(Arg::Text(text.clone()));
+            }
+            Some(TextMatch::StartsWith(prefix)) => {
+                sql.push(&format!(" AND {column} >= "));
+                sql.arg(Arg::Text(prefix.clone()));
+                sql.push(&format!(" AND {column} < "));
+                sql.arg(Arg::Text(format!("{prefix}\u{10FFFF}")));
+            }
+            None => (),
+        }
+    }
+    if let Some(target) = &filter.target_id {
+        sql.push(" AND r.seq IN (SELECT t.audit_seq FROM audit_targets t WHERE t.target_id = ");
+        sql.arg(Arg::Text(target.clone()));
+        sql.push(")");
+    }
+    if let Some(upn) = &filter.target_upn {
+        sql.push(" AND r.seq IN (SELECT t.audit_seq FROM audit_targets t WHERE t.target_upn_lc = ");
+        sql.arg(Arg::Text(upn.clone()));
+        sql.push(")");
+    }
 }
 
 fn group_types_lc(group: &Group) -> String {
@@ -1324,22 +1376,31 @@ macro_rules! impl_backend {
         #[async_trait]
         impl AuditStore for $tx {
             async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-                let initiator = match &record.initiated_by {
-                    keyward_core::audit::Initiator::User { id, .. } => Some(id.to_string()),
-                    keyward_core::audit::Initiator::App { service_principal_id, .. } => service_principal_id.as_ref().map(ToString::to_string),
+                let (initiator, initiator_upn, initiator_app) = match &record.initiated_by {
+                    keyward_core::audit::Initiator::User { id, user_principal_name, .. } => {
+                        (Some(id.to_string()), Some(user_principal_name.to_lowercase()), None)
+                    }
+                    keyward_core::audit::Initiator::App { app_id, service_principal_id, .. } => {
+                        (service_principal_id.as_ref().map(ToString::to_string), None, Some(app_id.to_lowercase()))
+                    }
                 };
                 let seq: i64 = sqlx::query_scalar(
                     "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
-                     result, initiator_id, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+                     activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
                 )
                 .bind(&record.id)
                 .bind(record.tenant_id.as_str())
                 .bind(fmt_ts(record.activity_date_time))
-                .bind(&record.correlation_id)
+                .bind(record.correlation_id.to_lowercase())
                 .bind(&record.category)
                 .bind(&record.activity_display_name)
+                .bind(record.activity_display_name.to_lowercase())
+                .bind(&record.logged_by_service)
                 .bind(record.result.as_str())
                 .bind(initiator)
+                .bind(initiator_upn)
+                .bind(initiator_app)
                 .bind(audit_json::to_json(record))
                 .fetch_one(&mut *self.0)
                 .await
@@ -1350,14 +1411,56 @@ macro_rules! impl_backend {
                         continue;
                     }
                     seen.push(&target.id);
-                    sqlx::query("INSERT INTO audit_targets (audit_seq, target_id) VALUES ($1, $2)")
+                    sqlx::query("INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ($1, $2, $3)")
                         .bind(seq)
                         .bind(target.id.as_str())
+                        .bind(target.user_principal_name.as_ref().map(|it| it.to_lowercase()))
                         .execute(&mut *self.0)
                         .await
                         .map_err(db)?;
                 }
                 Ok(())
+            }
+
+            async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
+                let record: Option<String> = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                record.as_deref().map(audit_json::from_json).transpose()
+            }
+
+            async fn query_audit(
+                &mut self,
+                tenant: &ObjectId,
+                filter: &AuditFilter,
+                after: Option<&AuditCursor>,
+                is_ascending: bool,
+                limit: usize,
+            ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
+                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM audit_records r WHERE r.tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_audit_filter(&mut sql, filter);
+                let cmp = if is_ascending { ">" } else { "<" };
+                if let Some(cursor) = after {
+                    sql.push(&format!(" AND (r.activity_date_time, r.seq) {cmp} ("));
+                    sql.arg(Arg::Text(cursor.activity_date_time.clone()));
+                    sql.push(", ");
+                    sql.arg(Arg::Int(cursor.seq));
+                    sql.push(")");
+                }
+                let direction = if is_ascending { "ASC" } else { "DESC" };
+                sql.push(&format!(" ORDER BY r.activity_date_time {direction}, r.seq {direction} LIMIT "));
+                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let cursor = AuditCursor { activity_date_time: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
+                        Ok((cursor, audit_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
+                    })
+                    .collect()
             }
 
             async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {

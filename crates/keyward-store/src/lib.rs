@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
@@ -81,6 +82,13 @@ pub struct Page<T> {
 pub struct Cursor {
     pub sort_key: String,
     pub id: String,
+}
+
+/// A position in the audit log: the record's stored time and sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub activity_date_time: String,
+    pub seq: i64,
 }
 
 /// A member or owner reference.
@@ -354,6 +362,16 @@ pub trait AuditStore: Send {
     async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
     /// The newest records of a tenant, newest first.
     async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError>;
+    /// Records matching `filter`, newest first (or oldest first), continuing after `after`.
+    async fn query_audit(
+        &mut self,
+        tenant: &ObjectId,
+        filter: &AuditFilter,
+        after: Option<&AuditCursor>,
+        is_ascending: bool,
+        limit: usize,
+    ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError>;
     /// The newest records naming `target` among their targets, newest first.
     async fn list_audit_for_target(
         &mut self,

@@ -144,7 +144,8 @@ CREATE TABLE signing_keys (
     retired_at TEXT
 );
 
--- Audit records; seq orders them, the record column holds the whole record.
+-- Audit records; seq orders them, the record column holds the whole record, and the other
+-- columns are the parts the query API filters on (lowercased where matching is case-insensitive).
 CREATE TABLE audit_records (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -153,14 +154,24 @@ CREATE TABLE audit_records (
     correlation_id TEXT NOT NULL,
     category TEXT NOT NULL,
     activity_display_name TEXT NOT NULL,
+    activity_display_name_lc TEXT COLLATE "C" NOT NULL,
+    logged_by_service TEXT NOT NULL,
     result TEXT NOT NULL,
     initiator_id TEXT,
+    initiator_upn_lc TEXT COLLATE "C",
+    initiator_app_id TEXT,
     record TEXT NOT NULL
 );
-CREATE INDEX audit_records_time ON audit_records(tenant_id, activity_date_time);
+CREATE INDEX audit_records_time ON audit_records(tenant_id, activity_date_time, seq);
+CREATE INDEX audit_records_initiator ON audit_records(tenant_id, initiator_id, activity_date_time, seq);
+CREATE INDEX audit_records_initiator_upn ON audit_records(tenant_id, initiator_upn_lc, activity_date_time, seq);
+CREATE INDEX audit_records_activity ON audit_records(tenant_id, activity_display_name_lc, activity_date_time, seq);
+CREATE INDEX audit_records_correlation ON audit_records(tenant_id, correlation_id);
 
 CREATE TABLE audit_targets (
     audit_seq BIGINT NOT NULL REFERENCES audit_records(seq) ON DELETE CASCADE,
     target_id TEXT NOT NULL,
+    target_upn_lc TEXT COLLATE "C",
     PRIMARY KEY (target_id, audit_seq)
 );
+CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq);

@@ -1,6 +1,7 @@
 //! Keyward's integration tests: one binary, every test on both SQLite and PostgreSQL.
 
 mod api;
+mod audit;
 mod roles;
 mod story;
 

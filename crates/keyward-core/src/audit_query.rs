@@ -1,0 +1,232 @@
+//! The query options of `GET /auditLogs/directoryAudits`: the filters Graph documents for
+//! `directoryAudit`, joined with `and`, newest first, paged with `$skiptoken`.
+
+use time::OffsetDateTime;
+
+use crate::odata::{CmpOp, Expr, Literal, StrFunc, parse_filter};
+use crate::query::{QueryError, RawQuery, parse_top};
+
+/// How a text property is matched (case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextMatch {
+    Equals(String),
+    StartsWith(String),
+}
+
+/// The filters of an audit query; every present filter must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub from: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub activity: Option<TextMatch>,
+    pub category: Option<String>,
+    pub correlation_id: Option<String>,
+    pub logged_by_service: Option<String>,
+    pub result: Option<String>,
+    pub initiator_user_id: Option<String>,
+    pub initiator_upn: Option<TextMatch>,
+    pub initiator_app_id: Option<String>,
+    pub target_id: Option<String>,
+    pub target_upn: Option<String>,
+}
+
+/// A validated audit query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    pub top: usize,
+    pub is_ascending: bool,
+    pub skiptoken: Option<String>,
+}
+
+fn unsupported(property: &str) -> QueryError {
+    QueryError::Unsupported(format!(
+        "Unsupported or invalid query filter clause specified for property '{property}' of resource 'DirectoryAudit'."
+    ))
+}
+
+fn text(value: &Literal, property: &str) -> Result<String, QueryError> {
+    match value {
+        Literal::String(it) | Literal::Guid(it) if !it.contains('\0') => Ok(it.clone()),
+        _ => Err(unsupported(property)),
+    }
+}
+
+const MICROSECOND: time::Duration = time::Duration::microseconds(1);
+
+fn set<T>(slot: &mut Option<T>, value: T, property: &str) -> Result<(), QueryError> {
+    if slot.is_some() {
+        return Err(QueryError::Unsupported(format!("Filter on '{property}' only once.")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
+    match expr {
+        Expr::And(left, right) => {
+            clause(filter, left)?;
+            clause(filter, right)
+        }
+        Expr::Compare { path, op, value } => {
+            let property = path.to_string();
+            match (property.as_str(), op, value) {
+                // Records carry microsecond precision, so a strict bound is the inclusive
+                // bound one microsecond further in.
+                ("activityDateTime", CmpOp::Ge, Literal::DateTime(at)) => set(&mut filter.from, *at, &property),
+                ("activityDateTime", CmpOp::Gt, Literal::DateTime(at)) => {
+                    set(&mut filter.from, *at + MICROSECOND, &property)
+                }
+                ("activityDateTime", CmpOp::Le, Literal::DateTime(at)) => set(&mut filter.until, *at, &property),
+                ("activityDateTime", CmpOp::Lt, Literal::DateTime(at)) => {
+                    set(&mut filter.until, *at - MICROSECOND, &property)
+                }
+                ("activityDateTime", CmpOp::Eq, Literal::DateTime(at)) => {
+                    set(&mut filter.from, *at, &property)?;
+                    set(&mut filter.until, *at, &property)
+                }
+                ("activityDisplayName", CmpOp::Eq, _) => {
+                    set(&mut filter.activity, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)
+                }
+                ("category", CmpOp::Eq, _) => set(&mut filter.category, text(value, &property)?, &property),
+                ("correlationId", CmpOp::Eq, _) => {
+                    set(&mut filter.correlation_id, text(value, &property)?.to_lowercase(), &property)
+                }
+                ("loggedByService", CmpOp::Eq, _) => {
+                    set(&mut filter.logged_by_service, text(value, &property)?, &property)
+                }
+                ("result", CmpOp::Eq, _) => set(&mut filter.result, text(value, &property)?.to_lowercase(), &property),
+                ("initiatedBy/user/id", CmpOp::Eq, _) => {
+                    set(&mut filter.initiator_user_id, text(value, &property)?.to_lowercase(), &property)
+                }
+                ("initiatedBy/user/userPrincipalName", CmpOp::Eq, _) => {
+                    set(&mut filter.initiator_upn, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)
+                }
+                ("initiatedBy/app/appId", CmpOp::Eq, _) => {
+                    set(&mut filter.initiator_app_id, text(value, &property)?.to_lowercase(), &property)
+                }
+                _ => Err(unsupported(&property)),
+            }
+        }
+        Expr::Func { func: StrFunc::StartsWith, path, value } => {
+            let property = path.to_string();
+            match property.as_str() {
+                "activityDisplayName" => {
+                    set(&mut filter.activity, TextMatch::StartsWith(text(value, &property)?.to_lowercase()), &property)
+                }
+                "initiatedBy/user/userPrincipalName" => set(
+                    &mut filter.initiator_upn,
+                    TextMatch::StartsWith(text(value, &property)?.to_lowercase()),
+                    &property,
+                ),
+                _ => Err(unsupported(&property)),
+            }
+        }
+        Expr::Any { collection, var, body } if collection.to_string() == "targetResources" => match body.as_ref() {
+            Expr::Compare { path, op: CmpOp::Eq, value } => {
+                let member = path.0.as_slice();
+                match member {
+                    [head, name] if head == var && name == "id" => set(
+                        &mut filter.target_id,
+                        text(value, "targetResources/id")?.to_lowercase(),
+                        "targetResources/id",
+                    ),
+                    [head, name] if head == var && name == "userPrincipalName" => set(
+                        &mut filter.target_upn,
+                        text(value, "targetResources/userPrincipalName")?.to_lowercase(),
+                        "targetResources/userPrincipalName",
+                    ),
+                    _ => Err(unsupported(&format!("targetResources/{}", path))),
+                }
+            }
+            _ => Err(unsupported("targetResources")),
+        },
+        Expr::Or(..) => Err(QueryError::Unsupported("Audit log filters combine with 'and' only.".into())),
+        other => Err(unsupported(&format!("{other}"))),
+    }
+}
+
+/// Validates the query options of an audit log request.
+pub fn plan(raw: &RawQuery) -> Result<AuditQuery, QueryError> {
+    if raw.has_skip {
+        return Err(QueryError::BadRequest(
+            "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
+        ));
+    }
+    for (name, is_present) in
+        [("$select", raw.select.is_some()), ("$search", raw.search.is_some()), ("$expand", raw.expand.is_some())]
+    {
+        if is_present {
+            return Err(QueryError::Unsupported(format!(
+                "The query option '{name}' is not supported on directoryAudits."
+            )));
+        }
+    }
+    let mut filter = AuditFilter::default();
+    if let Some(raw_filter) = &raw.filter {
+        let expr =
+            parse_filter(raw_filter).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}")))?;
+        clause(&mut filter, &expr)?;
+    }
+    let is_ascending = match raw.orderby.as_deref().map(str::trim) {
+        None => false,
+        Some(it) => {
+            let mut words = it.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("activityDateTime"), None | Some("desc"), None) => it.ends_with("asc") && !it.ends_with("desc"),
+                (Some("activityDateTime"), Some("asc"), None) => true,
+                _ => {
+                    return Err(QueryError::Unsupported(
+                        "Only $orderby=activityDateTime [asc|desc] is supported on directoryAudits.".into(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(AuditQuery { filter, top: parse_top(raw.top.as_deref())?, is_ascending, skiptoken: raw.skiptoken.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(filter: &str) -> RawQuery {
+        RawQuery { filter: Some(filter.into()), ..RawQuery::default() }
+    }
+
+    #[test]
+    fn every_documented_filter_plans() {
+        let query =
+            plan(&raw("activityDateTime ge 2024-01-01T00:00:00Z and activityDateTime le 2024-02-01T00:00:00Z and \
+             startswith(activityDisplayName,'Add') and category eq 'UserManagement' and result eq 'success' and \
+             initiatedBy/user/userPrincipalName eq 'Admin@Contoso.test' and \
+             targetResources/any(t: t/id eq '00000000-0000-4000-8000-000000000001')"))
+            .expect("valid");
+        assert_eq!(query.filter.activity, Some(TextMatch::StartsWith("add".into())));
+        assert_eq!(query.filter.initiator_upn, Some(TextMatch::Equals("admin@contoso.test".into())));
+        assert_eq!(query.filter.target_id.as_deref(), Some("00000000-0000-4000-8000-000000000001"));
+        assert!(query.filter.from.is_some() && query.filter.until.is_some());
+        assert!(!query.is_ascending);
+        let upn = plan(&raw(
+            "targetResources/any(x:x/userPrincipalName eq 'A@B.test') and loggedByService eq 'Core Directory'",
+        ))
+        .expect("valid");
+        assert_eq!(upn.filter.target_upn.as_deref(), Some("a@b.test"));
+        let asc = RawQuery { orderby: Some("activityDateTime asc".into()), ..RawQuery::default() };
+        assert!(plan(&asc).expect("valid").is_ascending);
+    }
+
+    #[test]
+    fn other_filters_are_refused_with_graphs_message() {
+        for filter in [
+            "resultReason eq 'x'",
+            "category eq 'a' or category eq 'b'",
+            "targetResources/any(t: t/displayName eq 'x')",
+            "category ne 'x'",
+        ] {
+            assert!(matches!(plan(&raw(filter)), Err(QueryError::Unsupported(_))), "{filter}");
+        }
+        let orderby = RawQuery { orderby: Some("category".into()), ..RawQuery::default() };
+        assert!(plan(&orderby).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! `GET /auditLogs/directoryAudits`: the audit log in Graph's `directoryAudit` shape.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use keyward_core::audit::{AuditRecord, Initiator};
+use keyward_core::audit_query;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::graph::Query;
+use crate::openapi::{Api, Op};
+
+/// A record in Graph's shape (entra.md §7.1): `oldValue`/`newValue` are JSON text or null.
+pub fn directory_audit(record: &AuditRecord) -> Value {
+    let initiated_by = match &record.initiated_by {
+        Initiator::User { id, display_name, user_principal_name, ip_address } => json!({
+            "user": {
+                "id": id.as_str(), "displayName": display_name, "userPrincipalName": user_principal_name,
+                "ipAddress": ip_address, "userType": null, "homeTenantId": null, "homeTenantName": null,
+            },
+            "app": null,
+        }),
+        Initiator::App { app_id, display_name, service_principal_id } => json!({
+            "user": null,
+            "app": {
+                "appId": app_id, "displayName": display_name,
+                "servicePrincipalId": service_principal_id.as_ref().map(|it| it.as_str()), "servicePrincipalName": display_name,
+            },
+        }),
+    };
+    let targets: Vec<Value> = record
+        .target_resources
+        .iter()
+        .map(|it| {
+            json!({
+                "id": it.id.as_str(),
+                "displayName": it.display_name,
+                "type": it.kind,
+                "userPrincipalName": it.user_principal_name,
+                "groupType": null,
+                "modifiedProperties": it.modified_properties.iter().map(|p| json!({
+                    "displayName": p.name, "oldValue": p.old_value, "newValue": p.new_value,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "id": record.id,
+        "category": record.category,
+        "correlationId": record.correlation_id,
+        "result": record.result.as_str(),
+        "resultReason": record.result_reason,
+        "activityDisplayName": record.activity_display_name,
+        "activityDateTime": record.activity_date_time.format(&Rfc3339).unwrap_or_default(),
+        "loggedByService": record.logged_by_service,
+        "operationType": record.operation_type,
+        "initiatedBy": initiated_by,
+        "targetResources": targets,
+        "additionalDetails": record.additional_details.iter().map(|(key, value)| json!({"key": key, "value": value})).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /auditLogs/directoryAudits` — `microsoft.directory/auditLogs/allProperties/read`.
+async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let plan = audit_query::plan(&query.raw).map_err(|err| ctx.err(err.into()))?;
+    let page = ctx.state.app.list_audit(&ctx.caller, &plan).await.map_err(|err| ctx.err(err))?;
+    let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
+    let items: Vec<Value> = page.items.iter().map(directory_audit).collect();
+    Ok(collection(format!("{}/$metadata#auditLogs/directoryAudits", ctx.base()), items, None, next))
+}
+
+/// `GET /auditLogs/directoryAudits/{id}`.
+async fn get_audit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let record = ctx.state.app.get_audit(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#auditLogs/directoryAudits/$entity", ctx.base()),
+        directory_audit(&record),
+        StatusCode::OK,
+    ))
+}
+
+/// Registers the audit routes.
+pub fn routes(api: Api) -> Api {
+    api.route(
+        "/auditLogs/directoryAudits",
+        get(list_audits),
+        Op::get(
+            "auditLogs",
+            "List audit records, newest first ($filter on activityDateTime, activityDisplayName, category, correlationId, loggedByService, result, initiatedBy, targetResources/any)",
+            "microsoft.directory/auditLogs/allProperties/read",
+            "DirectoryAuditCollection",
+        )
+        .pages_only(),
+    )
+    .route(
+        "/auditLogs/directoryAudits/{id}",
+        get(get_audit),
+        Op::get("auditLogs", "Get an audit record", "microsoft.directory/auditLogs/allProperties/read", "DirectoryAudit").with_id(),
+    )
+}
