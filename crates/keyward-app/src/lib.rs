@@ -24,6 +24,7 @@ use keyward_core::directory::{Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{Store, Tx};
 
+pub use crate::audit_log::ChainReport;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
@@ -115,6 +116,18 @@ impl App {
         let app = App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) };
         app.reload_keys().await?;
         Ok(app)
+    }
+
+    /// An app for maintenance commands that never sign or verify tokens (`keyward audit …`): it
+    /// does not load the signing keys, so it needs no key-encryption key.
+    pub fn without_keys(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+        config: AppConfig,
+    ) -> Result<App, AppError> {
+        let keys = KeyRing::new(&[0; 32])?;
+        Ok(App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) })
     }
 
     /// The store, for shutdown and health checks.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod audit_chain;
 pub mod audit_query;
 pub mod authz;
 pub mod directory;

@@ -27,6 +27,7 @@ use axum::{Extension, Router};
 use keyward_app::App;
 use serde_json::json;
 
+pub use crate::audit::directory_audit;
 pub use crate::context::Version;
 pub use crate::metrics::Metrics;
 pub use crate::serve::{ServeConfig, TlsFiles, serve};

@@ -145,3 +145,52 @@ fn target_kind(raw: &str) -> &'static str {
         _ => "Other",
     }
 }
+
+/// The indexed columns of an audit record, derived from the record; written on insert and compared
+/// with what is stored when the chain is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Columns {
+    pub activity_date_time: String,
+    pub correlation_id: String,
+    pub category: String,
+    pub activity_display_name: String,
+    pub activity_display_name_lc: String,
+    pub logged_by_service: String,
+    pub result: String,
+    pub initiator_id: Option<String>,
+    pub initiator_upn_lc: Option<String>,
+    pub initiator_app_id: Option<String>,
+    /// `(target id, lower-cased UPN)`, each target once, sorted.
+    pub targets: Vec<(String, Option<String>)>,
+}
+
+pub(crate) fn columns(record: &AuditRecord) -> Columns {
+    let (initiator_id, initiator_upn_lc, initiator_app_id) = match &record.initiated_by {
+        Initiator::User { id, user_principal_name, .. } => {
+            (Some(id.to_string()), Some(user_principal_name.to_lowercase()), None)
+        }
+        Initiator::App { app_id, service_principal_id, .. } => {
+            (service_principal_id.as_ref().map(ToString::to_string), None, Some(app_id.to_lowercase()))
+        }
+    };
+    let mut targets: Vec<(String, Option<String>)> = Vec::with_capacity(record.target_resources.len());
+    for target in &record.target_resources {
+        if !targets.iter().any(|(id, _)| id == target.id.as_str()) {
+            targets.push((target.id.to_string(), target.user_principal_name.as_ref().map(|it| it.to_lowercase())));
+        }
+    }
+    targets.sort();
+    Columns {
+        activity_date_time: fmt_ts(record.activity_date_time),
+        correlation_id: record.correlation_id.to_lowercase(),
+        category: record.category.clone(),
+        activity_display_name: record.activity_display_name.clone(),
+        activity_display_name_lc: record.activity_display_name.to_lowercase(),
+        logged_by_service: record.logged_by_service.clone(),
+        result: record.result.as_str().to_owned(),
+        initiator_id,
+        initiator_upn_lc,
+        initiator_app_id,
+        targets,
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::audit_chain::{self, ChainPosition};
 use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
@@ -20,8 +21,8 @@ use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
 use crate::{
-    AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, CredentialStore, Cursor, GroupStore,
-    KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
+    AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, ChainRow, CredentialStore, Cursor,
+    GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
     TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
 
@@ -1376,50 +1377,157 @@ macro_rules! impl_backend {
         #[async_trait]
         impl AuditStore for $tx {
             async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-                let (initiator, initiator_upn, initiator_app) = match &record.initiated_by {
-                    keyward_core::audit::Initiator::User { id, user_principal_name, .. } => {
-                        (Some(id.to_string()), Some(user_principal_name.to_lowercase()), None)
-                    }
-                    keyward_core::audit::Initiator::App { app_id, service_principal_id, .. } => {
-                        (service_principal_id.as_ref().map(ToString::to_string), None, Some(app_id.to_lowercase()))
-                    }
-                };
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
-                     activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
+                let columns = audit_json::columns(record);
+                let canonical = audit_json::to_json(record);
+                let tenant = record.tenant_id.as_str();
+                // Take the tenant's chain head, locking its row (PostgreSQL) for the rest of the
+                // transaction, so records are chained one at a time in commit order. The upsert
+                // creates the head on a tenant's first record. Callers write the audit record last,
+                // so the lock is held only for the final statements and the commit.
+                let (head_index, head_hash): (i64, String) = sqlx::query_as(
+                    "INSERT INTO audit_chain_heads (tenant_id, chain_index, hash) VALUES ($1, 0, $2) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id \
+                     RETURNING chain_index, hash",
                 )
-                .bind(&record.id)
-                .bind(record.tenant_id.as_str())
-                .bind(fmt_ts(record.activity_date_time))
-                .bind(record.correlation_id.to_lowercase())
-                .bind(&record.category)
-                .bind(&record.activity_display_name)
-                .bind(record.activity_display_name.to_lowercase())
-                .bind(&record.logged_by_service)
-                .bind(record.result.as_str())
-                .bind(initiator)
-                .bind(initiator_upn)
-                .bind(initiator_app)
-                .bind(audit_json::to_json(record))
+                .bind(tenant)
+                .bind(audit_chain::to_hex(&audit_chain::GENESIS))
                 .fetch_one(&mut *self.0)
                 .await
                 .map_err(db)?;
-                let mut seen: Vec<&ObjectId> = Vec::new();
-                for target in &record.target_resources {
-                    if seen.contains(&&target.id) {
-                        continue;
-                    }
-                    seen.push(&target.id);
+                let head = ChainPosition {
+                    index: u64::try_from(head_index).map_err(|_| StoreError::Other("corrupt audit chain head".into()))?,
+                    hash: audit_chain::from_hex(&head_hash).ok_or_else(|| StoreError::Other("corrupt audit chain head".into()))?,
+                };
+                let next = head.append(tenant, &canonical);
+                let next_index = i64::try_from(next.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
+                let next_hash = audit_chain::to_hex(&next.hash);
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
+                     activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record, \
+                     chain_index, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING seq",
+                )
+                .bind(&record.id)
+                .bind(tenant)
+                .bind(&columns.activity_date_time)
+                .bind(&columns.correlation_id)
+                .bind(&columns.category)
+                .bind(&columns.activity_display_name)
+                .bind(&columns.activity_display_name_lc)
+                .bind(&columns.logged_by_service)
+                .bind(&columns.result)
+                .bind(&columns.initiator_id)
+                .bind(&columns.initiator_upn_lc)
+                .bind(&columns.initiator_app_id)
+                .bind(&canonical)
+                .bind(next_index)
+                .bind(&head_hash)
+                .bind(&next_hash)
+                .fetch_one(&mut *self.0)
+                .await
+                .map_err(db)?;
+                for (target_id, target_upn) in &columns.targets {
                     sqlx::query("INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ($1, $2, $3)")
                         .bind(seq)
-                        .bind(target.id.as_str())
-                        .bind(target.user_principal_name.as_ref().map(|it| it.to_lowercase()))
+                        .bind(target_id)
+                        .bind(target_upn)
                         .execute(&mut *self.0)
                         .await
                         .map_err(db)?;
                 }
+                sqlx::query("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .bind(next_index)
+                    .bind(&next_hash)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
                 Ok(())
+            }
+
+            async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
+                let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT t.tenant_id, h.chain_index, h.hash FROM \
+                     (SELECT tenant_id FROM audit_chain_heads UNION SELECT DISTINCT tenant_id FROM audit_records) t \
+                     LEFT JOIN audit_chain_heads h ON h.tenant_id = t.tenant_id ORDER BY t.tenant_id",
+                )
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(tenant, index, hash)| {
+                        let head = match (index.and_then(|it| u64::try_from(it).ok()), hash.as_deref().and_then(audit_chain::from_hex)) {
+                            (Some(index), Some(hash)) => Some(ChainPosition { index, hash }),
+                            _ => None,
+                        };
+                        (tenant, head)
+                    })
+                    .collect())
+            }
+
+            async fn audit_chain_page(&mut self, tenant: &str, after_index: i64, limit: usize) -> Result<Vec<ChainRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, id, chain_index, prev_hash, hash, record, activity_date_time, correlation_id, category, \
+                     activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, \
+                     initiator_upn_lc, initiator_app_id FROM audit_records \
+                     WHERE tenant_id = $1 AND chain_index > $2 ORDER BY chain_index LIMIT $3",
+                )
+                .bind(tenant)
+                .bind(after_index)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let seqs: Vec<i64> = rows.iter().map(|row| row.try_get::<i64, _>(0)).collect::<Result<_, _>>().map_err(db)?;
+                let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
+                if let (Some(low), Some(high)) = (seqs.iter().min(), seqs.iter().max()) {
+                    let found: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                        "SELECT audit_seq, target_id, target_upn_lc FROM audit_targets WHERE audit_seq >= $1 AND audit_seq <= $2",
+                    )
+                    .bind(low)
+                    .bind(high)
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                    for (seq, id, upn) in found {
+                        targets.entry(seq).or_default().push((id, upn));
+                    }
+                }
+                rows.iter()
+                    .map(|row| {
+                        let seq: i64 = row.try_get(0).map_err(db)?;
+                        let canonical: String = row.try_get(5).map_err(db)?;
+                        let stored = audit_json::Columns {
+                            activity_date_time: row.try_get(6).map_err(db)?,
+                            correlation_id: row.try_get(7).map_err(db)?,
+                            category: row.try_get(8).map_err(db)?,
+                            activity_display_name: row.try_get(9).map_err(db)?,
+                            activity_display_name_lc: row.try_get(10).map_err(db)?,
+                            logged_by_service: row.try_get(11).map_err(db)?,
+                            result: row.try_get(12).map_err(db)?,
+                            initiator_id: row.try_get(13).map_err(db)?,
+                            initiator_upn_lc: row.try_get(14).map_err(db)?,
+                            initiator_app_id: row.try_get(15).map_err(db)?,
+                            targets: {
+                                let mut it = targets.remove(&seq).unwrap_or_default();
+                                it.sort();
+                                it
+                            },
+                        };
+                        let columns_match = audit_json::from_json(&canonical)
+                            .is_ok_and(|record| record.tenant_id.as_str() == tenant && audit_json::columns(&record) == stored);
+                        Ok(ChainRow {
+                            seq,
+                            id: row.try_get(1).map_err(db)?,
+                            chain_index: row.try_get(2).map_err(db)?,
+                            prev_hash: row.try_get(3).map_err(db)?,
+                            hash: row.try_get(4).map_err(db)?,
+                            canonical,
+                            columns_match,
+                        })
+                    })
+                    .collect()
             }
 
             async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {

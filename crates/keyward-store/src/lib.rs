@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
+use keyward_core::audit_chain::ChainPosition;
 use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
@@ -372,6 +373,16 @@ pub trait AuditStore: Send {
         is_ascending: bool,
         limit: usize,
     ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError>;
+    /// Every tenant with an audit chain, and its stored head (`None` if the head row is missing).
+    async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError>;
+    /// Up to `limit` of `tenant`'s records with a chain number above `after_index`, in chain order,
+    /// as verification reads them.
+    async fn audit_chain_page(
+        &mut self,
+        tenant: &str,
+        after_index: i64,
+        limit: usize,
+    ) -> Result<Vec<ChainRow>, StoreError>;
     /// The newest records naming `target` among their targets, newest first.
     async fn list_audit_for_target(
         &mut self,
@@ -379,6 +390,33 @@ pub trait AuditStore: Send {
         target: &ObjectId,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    pub seq: i64,
+    pub id: String,
+    pub chain_index: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub canonical: String,
+    /// Whether the indexed columns and target rows agree with the stored record.
+    pub columns_match: bool,
+}
+
+impl ChainRow {
+    pub fn link(&self) -> keyward_core::audit_chain::StoredLink<'_> {
+        keyward_core::audit_chain::StoredLink {
+            seq: self.seq,
+            id: &self.id,
+            index: self.chain_index,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            canonical: &self.canonical,
+            columns_match: self.columns_match,
+        }
+    }
 }
 
 /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`) and applies migrations.

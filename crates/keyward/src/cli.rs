@@ -35,6 +35,57 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify the audit log's hash chain, or export the audit log for a SIEM.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every tenant's audit hash chain. Names the first record that was changed, removed or
+    /// inserted out of order and exits with status 1; prints each chain's head on success (keep it:
+    /// a later head must extend it).
+    Verify(ExistingStoreArgs),
+    /// Write audit records in Graph's directoryAudit shape, oldest first, to standard output or --output.
+    Export(ExportArgs),
+}
+
+/// Where existing data lives (maintenance commands never create a database).
+#[derive(Debug, Clone, Args)]
+struct ExistingStoreArgs {
+    /// Directory holding the SQLite database (keyward.db).
+    #[arg(long, env = "KEYWARD_DATA_DIR", default_value = "./keyward-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB [default: SQLite in the data dir].
+    #[arg(long, env = "KEYWARD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Only records at or after this time: RFC 3339 (2026-11-01T00:00:00Z) or a date (2026-11-01, midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<time::OffsetDateTime>,
+    /// Only records at or before this time: RFC 3339, or a date (the whole day is included).
+    #[arg(long, value_name = "TIME", value_parser = parse_until)]
+    until: Option<time::OffsetDateTime>,
+    /// jsonl: one directoryAudit JSON object per line; csv: a header row, then one row per record
+    /// (targetResources and additionalDetails as JSON text).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    format: ExportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    store: ExistingStoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +195,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Token(args) => token(args).await,
             Command::Keys { command } => keys(command).await,
+            Command::Audit { command } => audit(command).await,
         }
     });
     match result {
@@ -397,4 +449,213 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     }
     app.store().close().await;
     Ok(())
+}
+
+fn parse_time(raw: &str) -> Result<time::OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(raw, &Rfc3339) {
+        return Ok(at);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, &format)
+        .map(|date| date.midnight().assume_utc())
+        .map_err(|_| format!("'{raw}' is not a time: give RFC 3339 (2026-11-01T08:30:00Z) or a date (2026-11-01)"))
+}
+
+/// Like [`parse_time`], but a bare date means the end of that day.
+fn parse_until(raw: &str) -> Result<time::OffsetDateTime, String> {
+    let at = parse_time(raw)?;
+    if raw.contains('T') || raw.contains('t') {
+        Ok(at)
+    } else {
+        Ok(at + time::Duration::days(1) - time::Duration::microseconds(1))
+    }
+}
+
+async fn open_existing(args: &ExistingStoreArgs) -> anyhow::Result<App> {
+    let url = match &args.database_url {
+        Some(it) => it.clone(),
+        None => {
+            let path = args.data_dir.join("keyward.db");
+            if !path.is_file() {
+                bail!(
+                    "there is no Keyward database at {}; give the server's --data-dir or --database-url",
+                    path.display()
+                );
+            }
+            format!("sqlite://{}", path.display())
+        }
+    };
+    let store = keyward_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", keyward_store::redact_url(&url)))?;
+    let hasher = PasswordHasher::new(HashParams::OWASP, 1)?;
+    Ok(App::without_keys(store, Arc::new(SystemClock), hasher, AppConfig::new(String::new()))?)
+}
+
+/// Progress on standard error, only when it is a terminal.
+struct Progress {
+    is_shown: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress { is_shown: std::io::stderr().is_terminal(), last: std::time::Instant::now() }
+    }
+
+    fn update(&mut self, text: &str) {
+        if self.is_shown && self.last.elapsed() >= Duration::from_millis(200) {
+            self.last = std::time::Instant::now();
+            let _ = write!(std::io::stderr(), "\r{text}\x1b[K");
+        }
+    }
+
+    fn done(&self) {
+        if self.is_shown {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify(args) => {
+            let app = open_existing(&args).await?;
+            let mut progress = Progress::new();
+            let reports = app
+                .verify_audit_chains(&mut |tenant, count| {
+                    progress.update(&format!("Tenant {tenant}: {count} records verified"))
+                })
+                .await?;
+            progress.done();
+            app.store().close().await;
+            if reports.is_empty() {
+                say("The audit log is empty: nothing to verify.");
+                return Ok(());
+            }
+            let mut broken = 0;
+            for report in &reports {
+                match &report.outcome {
+                    Ok(()) => say(&format!(
+                        "Tenant {}: {} records, chain intact; head #{} {}",
+                        report.tenant,
+                        report.records,
+                        report.position.index,
+                        keyward_core::audit_chain::to_hex(&report.position.hash)
+                    )),
+                    Err(found) => {
+                        broken += 1;
+                        say(&format!(
+                            "Tenant {}: TAMPERED: {found}. The {} records before it verify (up to #{}).",
+                            report.tenant, report.records, report.position.index
+                        ));
+                    }
+                }
+            }
+            if broken > 0 {
+                bail!(
+                    "the audit log of {broken} tenant(s) was altered outside Keyward; restore the named records from a \
+                     backup or an export, and find out who had write access to the database"
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Export(args) => {
+            if let (Some(since), Some(until)) = (args.since, args.until)
+                && since > until
+            {
+                bail!("--since is after --until: nothing would be exported");
+            }
+            let app = open_existing(&args.store).await?;
+            let out: Box<dyn Write + Send> = match &args.output {
+                Some(path) => {
+                    Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+                }
+                None => Box::new(std::io::stdout()),
+            };
+            let mut out = std::io::BufWriter::new(out);
+            if args.format == ExportFormat::Csv {
+                writeln!(out, "{}", CSV_COLUMNS.join(","))?;
+            }
+            let mut progress = Progress::new();
+            let mut written = 0_u64;
+            let format = args.format;
+            let count = app
+                .export_audit(args.since, args.until, &mut |record| {
+                    let shaped = keyward_http::directory_audit(record);
+                    match format {
+                        ExportFormat::Jsonl => writeln!(out, "{shaped}")?,
+                        ExportFormat::Csv => writeln!(out, "{}", csv_row(&shaped))?,
+                    }
+                    written += 1;
+                    progress.update(&format!("{written} records exported"));
+                    Ok(())
+                })
+                .await?;
+            out.flush()?;
+            progress.done();
+            app.store().close().await;
+            if args.output.is_some() {
+                say(&format!("Exported {count} records."));
+            }
+            Ok(())
+        }
+    }
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "id",
+    "activityDateTime",
+    "category",
+    "activityDisplayName",
+    "operationType",
+    "result",
+    "resultReason",
+    "correlationId",
+    "loggedByService",
+    "initiatedByUserId",
+    "initiatedByUserPrincipalName",
+    "initiatedByAppId",
+    "initiatedByAppDisplayName",
+    "targetResources",
+    "additionalDetails",
+];
+
+/// One CSV row (RFC 4180 quoting) from a record in Graph's shape.
+fn csv_row(record: &serde_json::Value) -> String {
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(it) => it.clone(),
+        other => other.to_string(),
+    };
+    let fields = [
+        text(&record["id"]),
+        text(&record["activityDateTime"]),
+        text(&record["category"]),
+        text(&record["activityDisplayName"]),
+        text(&record["operationType"]),
+        text(&record["result"]),
+        text(&record["resultReason"]),
+        text(&record["correlationId"]),
+        text(&record["loggedByService"]),
+        text(&record["initiatedBy"]["user"]["id"]),
+        text(&record["initiatedBy"]["user"]["userPrincipalName"]),
+        text(&record["initiatedBy"]["app"]["appId"]),
+        text(&record["initiatedBy"]["app"]["displayName"]),
+        record["targetResources"].to_string(),
+        record["additionalDetails"].to_string(),
+    ];
+    fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -249,3 +249,78 @@ fn bad_configuration_fails_with_a_message_that_says_what_to_do() {
         String::from_utf8_lossy(&url.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_and_export() {
+    let scratch = Scratch::new();
+    let missing = keyward(&scratch.0).args(["audit", "verify"]).output().expect("verify");
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no Keyward database") && err.contains("--data-dir"), "{err}");
+    assert!(!scratch.0.join("data").join("keyward.db").exists(), "verify never creates a database");
+
+    let server = Server::start(&scratch.0, "audit", |cmd| {
+        cmd.args(["--demo"]).env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    });
+    assert_eq!(server.terminate(), Some(0));
+
+    let verified = keyward(&scratch.0).args(["audit", "verify"]).output().expect("verify");
+    let out = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(verified.status.success(), "{out}{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(out.contains("chain intact"), "{out}");
+    let records: usize = out
+        .split(" records, chain intact")
+        .next()
+        .and_then(|it| it.rsplit(' ').next())
+        .and_then(|it| it.parse().ok())
+        .unwrap_or_else(|| panic!("no record count in {out}"));
+    assert!(records > 5, "demo data writes audited changes: {out}");
+
+    let export = keyward(&scratch.0).args(["audit", "export"]).output().expect("export");
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(export.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), records, "the export holds every record");
+    let times: Vec<&str> = lines.iter().map(|it| it["activityDateTime"].as_str().expect("time")).collect();
+    assert!(times.windows(2).all(|it| it[0] <= it[1]), "oldest first");
+    assert!(
+        lines.iter().any(|it| it["activityDisplayName"] == "Add user" && it["targetResources"][0]["id"].is_string())
+    );
+    assert!(!lines.iter().any(|it| it.to_string().contains("Harbour-Lantern")), "no secret reaches the export");
+
+    let csv_path = scratch.0.join("audit.csv");
+    let csv = keyward(&scratch.0)
+        .args(["audit", "export", "--format", "csv", "--since", "2000-01-01", "--output"])
+        .arg(&csv_path)
+        .output()
+        .expect("csv export");
+    assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
+    assert!(String::from_utf8_lossy(&csv.stdout).contains(&format!("Exported {records} records")));
+    let text = std::fs::read_to_string(&csv_path).expect("csv file");
+    assert!(text.starts_with("id,activityDateTime,category,activityDisplayName,"), "{text}");
+    assert_eq!(text.lines().filter(|it| it.starts_with("Directory_")).count(), records, "{text}");
+    let nothing = keyward(&scratch.0).args(["audit", "export", "--until", "2000-01-01"]).output().expect("export");
+    assert!(nothing.status.success() && nothing.stdout.is_empty(), "no record is that old");
+    let bad = keyward(&scratch.0).args(["audit", "export", "--since", "yesterday"]).output().expect("export");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+
+    // Someone with write access to the database rewrites a record: verify names it and fails.
+    let url = format!("sqlite://{}", scratch.0.join("data").join("keyward.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database");
+    let victim: String =
+        sqlx::query_scalar("SELECT id FROM audit_records WHERE chain_index = 2").fetch_one(&pool).await.expect("id");
+    sqlx::query("UPDATE audit_records SET record = REPLACE(record, 'success', 'failure') WHERE chain_index = 2")
+        .execute(&pool)
+        .await
+        .expect("tamper");
+    pool.close().await;
+    let tampered = keyward(&scratch.0).args(["audit", "verify"]).output().expect("verify");
+    assert_eq!(tampered.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&tampered.stdout);
+    assert!(out.contains("TAMPERED") && out.contains(&victim) && out.contains("was changed"), "{out}");
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("altered outside Keyward"));
+}

@@ -160,7 +160,12 @@ CREATE TABLE audit_records (
     initiator_id TEXT,
     initiator_upn_lc TEXT,
     initiator_app_id TEXT,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    -- The tenant's hash chain (keyward_core::audit_chain): number, predecessor's hash, own hash.
+    chain_index INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (tenant_id, chain_index)
 );
 CREATE INDEX audit_records_time ON audit_records(tenant_id, activity_date_time, seq);
 CREATE INDEX audit_records_initiator ON audit_records(tenant_id, initiator_id, activity_date_time, seq);
@@ -175,3 +180,12 @@ CREATE TABLE audit_targets (
     PRIMARY KEY (target_id, audit_seq)
 );
 CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq);
+CREATE INDEX audit_targets_seq ON audit_targets(audit_seq);
+
+-- Each tenant's audit chain head: the last record's number and hash. Writers lock this row, so a
+-- tenant's records are chained one at a time in commit order.
+CREATE TABLE audit_chain_heads (
+    tenant_id TEXT PRIMARY KEY,
+    chain_index INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);

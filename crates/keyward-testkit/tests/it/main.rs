@@ -2,6 +2,7 @@
 
 mod api;
 mod audit;
+mod audit_chain;
 mod roles;
 mod story;
 

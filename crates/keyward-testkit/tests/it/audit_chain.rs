@@ -1,0 +1,161 @@
+//! Tamper evidence: the audit hash chain, attacked with direct SQL on both backends.
+
+use keyward_app::ChainReport;
+use keyward_core::audit_chain::{self, ChainBreak};
+use keyward_testkit::{Backend, DOMAIN, TestApp};
+use serde_json::json;
+
+/// Direct access to the test's database, bypassing Keyward, as an attacker with database access has.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn connect(url: &str) -> Raw {
+        if url.starts_with("sqlite:") {
+            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("open SQLite"))
+        } else {
+            Raw::Postgres(sqlx::PgPool::connect(url).await.expect("open PostgreSQL"))
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Raw::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .expect("tampering statement runs");
+    }
+
+    /// The first column of the first row, as text.
+    async fn text(&self, sql: &str) -> String {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("query runs")
+    }
+
+    /// A column of the record with chain number `index`.
+    async fn column(&self, index: i64, column: &str) -> String {
+        self.text(&format!("SELECT {column} FROM audit_records WHERE chain_index = {index}")).await
+    }
+}
+
+async fn verify(app: &TestApp) -> ChainReport {
+    let mut reports = app.app.verify_audit_chains(&mut |_, _| {}).await.expect("verification runs");
+    assert_eq!(reports.len(), 1, "one tenant");
+    reports.remove(0)
+}
+
+async fn tampering_is_detected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let raw = Raw::connect(&app.database_url).await;
+    // Concurrent audited writes must still form one chain (on PostgreSQL they race for the head).
+    let users = create_concurrently(&app, 12).await;
+    app.patch(&format!("/v1.0/users/{}", users[0]), &json!({"jobTitle": "Analyst"})).await;
+
+    let intact = verify(&app).await;
+    assert_eq!(intact.outcome, Ok(()), "a fresh log verifies");
+    let total: i64 = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_records").await.parse().expect("count");
+    assert_eq!(intact.records, u64::try_from(total).expect("count"), "every record is on the chain");
+    assert!(total >= 14, "setup records, 12 creates and an update; got {total}");
+    assert_eq!(intact.position.index, intact.records);
+
+    let id_of = |index: i64| {
+        let raw = &raw;
+        async move { raw.column(index, "id").await }
+    };
+
+    // 1. An indexed column changed (hides the failure from `result eq 'failure'` queries).
+    let result = raw.column(3, "result").await;
+    raw.exec("UPDATE audit_records SET result = 'mangled' WHERE chain_index = 3").await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(3).await, index: 3 }));
+    raw.exec(&format!("UPDATE audit_records SET result = '{result}' WHERE chain_index = 3")).await;
+    assert_eq!(verify(&app).await.outcome, Ok(()), "restoring the value restores the chain");
+
+    // 2. The record itself changed.
+    raw.exec("UPDATE audit_records SET record = REPLACE(record, 'Chain User', 'Chain Usr') WHERE chain_index = 5")
+        .await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(5).await, index: 5 }));
+    raw.exec("UPDATE audit_records SET record = REPLACE(record, 'Chain Usr', 'Chain User') WHERE chain_index = 5")
+        .await;
+
+    // 3. A target row removed (hides the record from targetResources/any queries).
+    let last = total;
+    let seq = raw.column(last, "CAST(seq AS TEXT)").await;
+    let target = raw.text(&format!("SELECT target_id FROM audit_targets WHERE audit_seq = {seq}")).await;
+    let upn = raw.text(&format!("SELECT target_upn_lc FROM audit_targets WHERE audit_seq = {seq}")).await;
+    raw.exec(&format!("DELETE FROM audit_targets WHERE audit_seq = {seq}")).await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+    raw.exec(&format!(
+        "INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ({seq}, '{target}', '{upn}')"
+    ))
+    .await;
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
+    let forged_prev = audit_chain::ChainPosition { index: u64::try_from(last).expect("n"), hash: [9; 32] };
+    let canonical = raw.column(last, "record").await;
+    let tenant = raw.column(last, "tenant_id").await;
+    let forged = forged_prev.append(&tenant, &canonical);
+    raw.exec(&format!(
+        "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
+         activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record, \
+         chain_index, prev_hash, hash) SELECT 'forged', tenant_id, activity_date_time, correlation_id, category, \
+         activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, \
+         initiator_app_id, record, {}, '{}', '{}' FROM audit_records WHERE chain_index = {last}",
+        last + 1,
+        audit_chain::to_hex(&forged_prev.hash),
+        audit_chain::to_hex(&forged.hash)
+    ))
+    .await;
+    let forged_seq = raw.text("SELECT CAST(seq AS TEXT) FROM audit_records WHERE id = 'forged'").await;
+    raw.exec(&format!(
+        "INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ({forged_seq}, '{target}', '{upn}')"
+    ))
+    .await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::OutOfOrder { id: "forged".into(), index: last + 1 }));
+    raw.exec("DELETE FROM audit_records WHERE id = 'forged'").await;
+
+    // 5. The newest record removed.
+    let newest = id_of(last).await;
+    raw.exec(&format!("DELETE FROM audit_records WHERE chain_index = {last}")).await;
+    assert_eq!(
+        verify(&app).await.outcome,
+        Err(ChainBreak::Removed { from: u64::try_from(last).expect("n"), missing: 1, before: None }),
+        "deleting {newest} is detected"
+    );
+
+    // 6. A record in the middle removed: named by the record that follows the gap.
+    let follower = id_of(5).await;
+    raw.exec("DELETE FROM audit_records WHERE chain_index = 4").await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Removed { from: 4, missing: 1, before: Some(follower) }));
+
+    // Writes go on after tampering; the log still reports the break.
+    app.create_user("after", "After Tamper").await;
+    assert!(matches!(verify(&app).await.outcome, Err(ChainBreak::Removed { from: 4, .. })));
+}
+
+/// Creates users with concurrent requests, returning their ids.
+async fn create_concurrently(app: &TestApp, count: usize) -> Vec<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..count {
+        let (client, url, token) =
+            (app.client.clone(), format!("{}/v1.0/users", app.base_url), app.admin_token.clone());
+        tasks.spawn(async move {
+            let body = json!({"accountEnabled": true, "displayName": format!("Chain User {n}"), "mailNickname": format!("chain{n}"),
+                "userPrincipalName": format!("chain{n}@{DOMAIN}"), "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}});
+            let reply = client.post(url).bearer_auth(token).json(&body).send().await.expect("request");
+            assert_eq!(reply.status().as_u16(), 201);
+            let created: serde_json::Value = reply.json().await.expect("json");
+            created["id"].as_str().expect("id").to_owned()
+        });
+    }
+    tasks.join_all().await
+}
+
+crate::on_both_backends!(tampering_is_detected);
