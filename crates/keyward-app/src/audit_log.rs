@@ -3,7 +3,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::AuditRecord;
-use keyward_core::audit_chain::{ChainBreak, ChainPosition, ChainVerifier};
+use keyward_core::audit_chain::{
+    ChainBreak, ChainPosition, ChainVerifier, Checkpoint, checkpoint_message, retention_cut,
+};
 use keyward_core::audit_query::{AuditFilter, AuditQuery};
 use keyward_core::authz::{Target, actions};
 use keyward_core::ids::ObjectId;
@@ -92,6 +94,114 @@ impl App {
     }
 }
 
+/// Records removed per transaction by retention.
+const RETENTION_BATCH: u64 = 5000;
+
+/// Audit retention bounds, in days.
+pub const RETENTION_DAYS: std::ops::RangeInclusive<i64> = 1..=3650;
+
+impl App {
+    /// Every tenant's id, oldest first (for maintenance commands).
+    pub async fn list_tenant_ids(&self) -> Result<Vec<String>, AppError> {
+        Ok(self.read().await?.list_tenants().await?.into_iter().map(|it| it.id.to_string()).collect())
+    }
+
+    /// The tenant's audit retention in days (default 30, as Entra P1).
+    pub async fn audit_retention_days(&self, tenant: &str) -> Result<i64, AppError> {
+        Ok(self.read().await?.audit_retention_days(tenant).await?)
+    }
+
+    /// Sets the tenant's audit retention (`keyward audit retention --days`).
+    pub async fn set_audit_retention_days(&self, tenant: &str, days: i64) -> Result<(), AppError> {
+        if !RETENTION_DAYS.contains(&days) {
+            return Err(AppError::BadRequest(format!(
+                "The audit retention must be between {} and {} days.",
+                RETENTION_DAYS.start(),
+                RETENTION_DAYS.end()
+            )));
+        }
+        let mut tx = self.write().await?;
+        tx.set_audit_retention_days(tenant, days).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes every tenant's records older than its retention, a batch per transaction, moving
+    /// the tenant's signed checkpoint with each batch so the rest of the chain still verifies.
+    /// Records are verified before they are removed: a tampered stretch is left in place and
+    /// reported, never signed over. Returns the number of records removed.
+    pub async fn apply_audit_retention(&self) -> Result<u64, AppError> {
+        let tenants = self.read().await?.audit_chain_tenants().await?;
+        let mut removed = 0;
+        for (tenant, _) in tenants {
+            loop {
+                let batch = self.retention_batch(&tenant).await?;
+                removed += batch;
+                if batch == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn retention_batch(&self, tenant: &str) -> Result<u64, AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let checkpoint = tx.lock_audit_checkpoint(tenant).await?;
+        let start = self.trusted_start(tenant, &checkpoint).map_err(|err| {
+            AppError::Unexpected(anyhow::anyhow!("audit retention for tenant {tenant} stopped: {err}"))
+        })?;
+        let days = tx.audit_retention_days(tenant).await?;
+        let cutoff = now - time::Duration::days(days);
+        let head = tx.audit_chain_tenants().await?.into_iter().find(|(id, _)| id == tenant).and_then(|(_, head)| head);
+        let Some(head) = head else { return Ok(0) };
+        let first_kept = tx.first_audit_since(tenant, cutoff).await?.and_then(|it| u64::try_from(it).ok());
+        let Some(last) = retention_cut(checkpoint.position.index, first_kept, head.index) else { return Ok(0) };
+        let through = last.min(checkpoint.position.index + RETENTION_BATCH);
+        let after = i64::try_from(start.index).unwrap_or(i64::MAX);
+        let count = usize::try_from(through - start.index).unwrap_or(usize::MAX);
+        let rows = tx.audit_chain_page(tenant, after, count).await?;
+        let mut verifier = ChainVerifier::new(tenant, start);
+        for row in &rows {
+            verifier.check(&row.link()).map_err(|err| {
+                AppError::Unexpected(anyhow::anyhow!(
+                    "audit retention for tenant {tenant} stopped: {err}; run `keyward audit verify`"
+                ))
+            })?;
+        }
+        let position = verifier.position();
+        if position.index != through {
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "audit retention for tenant {tenant} stopped: records before #{through} are missing; run `keyward audit verify`"
+            )));
+        }
+        let cut_before = cutoff.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let signature = self.inner.keys.sign_checkpoint(&checkpoint_message(tenant, &position, &cut_before))?;
+        let removed = tx.delete_audit_range(tenant, after, i64::try_from(through).unwrap_or(i64::MAX)).await?;
+        tx.set_audit_checkpoint(tenant, &Checkpoint { position, cut_before, signature }).await?;
+        tx.commit().await?;
+        tracing::info!(tenant, removed, through, "audit retention removed records older than {days} days");
+        Ok(removed)
+    }
+
+    /// Runs [`App::apply_audit_retention`] now and then every `every`, logging failures, until the
+    /// returned task is aborted.
+    pub fn spawn_audit_retention(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(err) = app.apply_audit_retention().await {
+                    tracing::error!(error = %err, "audit retention failed; it retries at the next run");
+                }
+            }
+        })
+    }
+}
+
 /// Records read per transaction while verifying.
 const VERIFY_PAGE: usize = 2000;
 
@@ -117,9 +227,43 @@ impl App {
         let tenants = self.read().await?.audit_chain_tenants().await?;
         let mut reports = Vec::with_capacity(tenants.len());
         for (tenant, _) in tenants {
-            reports.push(self.verify_audit_chain(&tenant, progress).await?);
+            let mut attempts = 0;
+            let report = loop {
+                let before = self.read().await?.audit_checkpoint(&tenant).await?;
+                let report = self.verify_audit_chain(&tenant, progress).await?;
+                attempts += 1;
+                // Retention may have cut the chain while it was read; a gap is only real if the
+                // checkpoint did not move meanwhile.
+                let is_gap = matches!(report.outcome, Err(ChainBreak::Removed { .. }));
+                if !is_gap || attempts == 3 || self.read().await?.audit_checkpoint(&tenant).await? == before {
+                    break report;
+                }
+            };
+            reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// Where verification starts: the chain's start, or the retention checkpoint if its MAC holds.
+    fn trusted_start(&self, tenant: &str, checkpoint: &Checkpoint) -> Result<ChainPosition, ChainBreak> {
+        if checkpoint.is_start() {
+            return Ok(ChainPosition::START);
+        }
+        let message = checkpoint_message(tenant, &checkpoint.position, &checkpoint.cut_before);
+        match self.inner.keys.verify_checkpoint(&message, &checkpoint.signature) {
+            Some(true) => Ok(checkpoint.position),
+            Some(false) => Err(ChainBreak::Checkpoint {
+                detail: format!(
+                    "its signature (at #{}) does not verify: it was moved or forged",
+                    checkpoint.position.index
+                ),
+            }),
+            None => Err(ChainBreak::Checkpoint {
+                detail: "its signature cannot be checked without the key-encryption key: run on a node's \
+                         --data-dir (keyward.key) or set KEYWARD_MASTER_KEY"
+                    .into(),
+            }),
+        }
     }
 
     async fn verify_audit_chain(
@@ -127,8 +271,16 @@ impl App {
         tenant: &str,
         progress: &mut (dyn FnMut(&str, u64) + Send),
     ) -> Result<ChainReport, AppError> {
-        let mut verifier = ChainVerifier::new(tenant, ChainPosition::START);
-        let mut after: i64 = 0;
+        let checkpoint = self.read().await?.audit_checkpoint(tenant).await?;
+        let start = match self.trusted_start(tenant, &checkpoint) {
+            Ok(it) => it,
+            Err(err) => {
+                let position = checkpoint.position;
+                return Ok(ChainReport { tenant: tenant.to_owned(), records: 0, position, outcome: Err(err) });
+            }
+        };
+        let mut verifier = ChainVerifier::new(tenant, start);
+        let mut after = i64::try_from(start.index).unwrap_or(i64::MAX);
         let mut has_progressed = true;
         let outcome = loop {
             let page = self.read().await?.audit_chain_page(tenant, after, VERIFY_PAGE).await?;

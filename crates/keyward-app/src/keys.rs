@@ -8,11 +8,11 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, UnparsedPublicKey,
 };
+use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_store::SigningKey;
@@ -46,6 +46,9 @@ struct KeyState {
 /// The signing keys of this deployment, cached from the store.
 pub struct KeyRing {
     kek: LessSafeKey,
+    /// MACs audit retention checkpoints; derived from the key-encryption key, so only a holder of
+    /// that key (a Keyward node) can move a checkpoint.
+    checkpoint_mac: Option<hmac::Key>,
     rng: SystemRandom,
     state: RwLock<KeyState>,
 }
@@ -64,8 +67,10 @@ impl KeyRing {
     /// A key ring sealing private keys with `master_key` (AES-256-GCM).
     pub fn new(master_key: &[u8; 32]) -> Result<KeyRing, AppError> {
         let unbound = UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| unexpected("invalid master key"))?;
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master_key), b"keyward audit checkpoint key v1");
         Ok(KeyRing {
             kek: LessSafeKey::new(unbound),
+            checkpoint_mac: Some(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())),
             rng: SystemRandom::new(),
             state: RwLock::new(KeyState {
                 signing: None,
@@ -74,6 +79,29 @@ impl KeyRing {
                 loaded_at: None,
             }),
         })
+    }
+
+    /// A key ring for maintenance commands run without the key-encryption key: it seals, signs
+    /// and checks nothing (checkpoint checks answer `None`).
+    pub fn without_master_key() -> Result<KeyRing, AppError> {
+        Ok(KeyRing { checkpoint_mac: None, ..KeyRing::new(&[0; 32])? })
+    }
+
+    /// The MAC of an audit checkpoint message, as lower-case hex.
+    pub fn sign_checkpoint(&self, message: &[u8]) -> Result<String, AppError> {
+        let key = self.checkpoint_mac.as_ref().ok_or_else(|| unexpected("no key-encryption key to sign with"))?;
+        let tag = hmac::sign(key, message);
+        Ok(tag.as_ref().iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
+    /// Whether `signature` is this node's MAC of `message` (compared in constant time); `None`
+    /// without the key-encryption key.
+    pub fn verify_checkpoint(&self, message: &[u8], signature: &str) -> Option<bool> {
+        let key = self.checkpoint_mac.as_ref()?;
+        let bytes: Option<Vec<u8>> = (signature.len() == 64)
+            .then(|| (0..32).map(|idx| u8::from_str_radix(signature.get(idx * 2..idx * 2 + 2)?, 16).ok()).collect())
+            .flatten();
+        Some(bytes.is_some_and(|tag| hmac::verify(key, message, &tag).is_ok()))
     }
 
     /// Generates a new key pair, sealed and ready to store; it signs once activated.

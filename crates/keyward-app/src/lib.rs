@@ -119,15 +119,16 @@ impl App {
     }
 
     /// An app for maintenance commands that never sign or verify tokens (`keyward audit …`): it
-    /// does not load the signing keys, so it needs no key-encryption key.
-    pub fn without_keys(
+    /// does not load the signing keys. `keys` is [`KeyRing::without_master_key`] when the
+    /// key-encryption key is not at hand (retention checkpoints then cannot be checked).
+    pub fn without_signing_keys(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
+        keys: KeyRing,
         config: AppConfig,
-    ) -> Result<App, AppError> {
-        let keys = KeyRing::new(&[0; 32])?;
-        Ok(App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) })
+    ) -> App {
+        App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) }
     }
 
     /// The store, for shutdown and health checks.

@@ -80,6 +80,43 @@ impl ChainPosition {
     }
 }
 
+/// Where retention cut a tenant's chain: the position of the last removed record, the time
+/// before which records were removed, and a MAC by the server's key so that a database writer
+/// cannot move the cut to hide more removals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: ChainPosition,
+    /// The stored form of the retention cut-off time.
+    pub cut_before: String,
+    /// Lower-case hex MAC over [`checkpoint_message`]; empty for the starting checkpoint.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// Whether this is the chain's start rather than a cut (it needs no signature).
+    pub fn is_start(&self) -> bool {
+        self.position == ChainPosition::START
+    }
+}
+
+/// The bytes a checkpoint's MAC covers.
+pub fn checkpoint_message(tenant: &str, position: &ChainPosition, cut_before: &str) -> Vec<u8> {
+    let mut res = b"keyward-audit-checkpoint-v1\0".to_vec();
+    res.extend_from_slice(&(tenant.len() as u64).to_be_bytes());
+    res.extend_from_slice(tenant.as_bytes());
+    res.extend_from_slice(&position.index.to_be_bytes());
+    res.extend_from_slice(&position.hash);
+    res.extend_from_slice(cut_before.as_bytes());
+    res
+}
+
+/// The last chain number retention may remove: the records before `first_kept` (the oldest record
+/// at or after the cut-off, by time), or everything up to `head` when every record is older.
+pub fn retention_cut(checkpoint: u64, first_kept: Option<u64>, head: u64) -> Option<u64> {
+    let last = first_kept.map_or(head, |it| it.saturating_sub(1));
+    (last > checkpoint).then_some(last)
+}
+
 /// One stored record, as verification reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredLink<'a> {
@@ -98,6 +135,8 @@ pub struct StoredLink<'a> {
 /// The first inconsistency found in a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainBreak {
+    /// The retention checkpoint's signature does not verify (or cannot be checked).
+    Checkpoint { detail: String },
     /// The record's contents (or its indexed columns) no longer match its hash.
     Changed { id: String, index: i64 },
     /// Records are missing: `missing` numbers starting at `from`, before record `before` (or at the end).
@@ -125,6 +164,7 @@ impl fmt::Display for ChainBreak {
                 "record {id} (#{index}) does not follow its predecessor: it was inserted out of order, \
                  or an earlier record was rewritten"
             ),
+            ChainBreak::Checkpoint { detail } => write!(f, "the retention checkpoint is not trustworthy: {detail}"),
             ChainBreak::Head { detail } => write!(f, "the chain head does not match the records: {detail}"),
         }
     }
@@ -318,6 +358,40 @@ mod tests {
         let other = ChainPosition { index: 4, hash: [1; 32] };
         assert!(matches!(verify(&rows, other), Err(ChainBreak::Head { .. })));
         assert_eq!(verify(&rows, head), Ok(4));
+    }
+
+    #[test]
+    fn retention_cuts_below_the_first_kept_record() {
+        assert_eq!(retention_cut(0, Some(5), 9), Some(4));
+        assert_eq!(retention_cut(4, Some(5), 9), None, "already cut there");
+        assert_eq!(retention_cut(0, Some(1), 9), None, "nothing is old enough");
+        assert_eq!(retention_cut(3, None, 9), Some(9), "everything is old");
+        assert_eq!(retention_cut(0, None, 0), None, "empty log");
+    }
+
+    #[test]
+    fn a_chain_verifies_from_a_checkpoint() {
+        let (rows, head) = chain(5);
+        let cut = ChainPosition { index: 2, hash: from_hex(&rows[1].hash).expect("hex") };
+        let mut verifier = ChainVerifier::new("t1", cut);
+        for row in &rows[2..] {
+            let link = StoredLink {
+                seq: row.seq,
+                id: &row.id,
+                index: row.index,
+                prev_hash: &row.prev,
+                hash: &row.hash,
+                canonical: &row.canonical,
+                columns_match: true,
+            };
+            assert_eq!(verifier.check(&link), Ok(()));
+        }
+        assert_eq!(verifier.finish(Some(head)), Ok(3));
+        let message = checkpoint_message("t1", &cut, "2026-01-01T00:00:00.000000Z");
+        assert_ne!(
+            message,
+            checkpoint_message("t1", &ChainPosition { index: 3, ..cut }, "2026-01-01T00:00:00.000000Z")
+        );
     }
 
     #[test]

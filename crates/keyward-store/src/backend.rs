@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
-use keyward_core::audit_chain::{self, ChainPosition};
+use keyward_core::audit_chain::{self, ChainPosition, Checkpoint};
 use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
@@ -1445,6 +1445,98 @@ macro_rules! impl_backend {
                 Ok(())
             }
 
+            async fn audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError> {
+                let row: Option<(i64, String, String, String)> = sqlx::query_as(
+                    "SELECT chain_index, hash, cut_before, signature FROM audit_checkpoints WHERE tenant_id = $1",
+                )
+                .bind(tenant)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.map_or(Ok(Checkpoint { position: ChainPosition::START, cut_before: String::new(), signature: String::new() }), checkpoint_from_row)
+            }
+
+            async fn lock_audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError> {
+                let row: (i64, String, String, String) = sqlx::query_as(
+                    "INSERT INTO audit_checkpoints (tenant_id, chain_index, hash, cut_before, signature) VALUES ($1, 0, $2, '', '') \
+                     ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id \
+                     RETURNING chain_index, hash, cut_before, signature",
+                )
+                .bind(tenant)
+                .bind(audit_chain::to_hex(&audit_chain::GENESIS))
+                .fetch_one(&mut *self.0)
+                .await
+                .map_err(db)?;
+                checkpoint_from_row(row)
+            }
+
+            async fn set_audit_checkpoint(&mut self, tenant: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+                sqlx::query("UPDATE audit_checkpoints SET chain_index = $2, hash = $3, cut_before = $4, signature = $5 WHERE tenant_id = $1")
+                    .bind(tenant)
+                    .bind(i64::try_from(checkpoint.position.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?)
+                    .bind(audit_chain::to_hex(&checkpoint.position.hash))
+                    .bind(&checkpoint.cut_before)
+                    .bind(&checkpoint.signature)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn first_audit_since(&mut self, tenant: &str, at: OffsetDateTime) -> Result<Option<i64>, StoreError> {
+                sqlx::query_scalar(
+                    "SELECT chain_index FROM audit_records WHERE tenant_id = $1 AND activity_date_time >= $2 \
+                     ORDER BY activity_date_time, seq LIMIT 1",
+                )
+                .bind(tenant)
+                .bind(fmt_ts(at))
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)
+            }
+
+            async fn audit_hash_at(&mut self, tenant: &str, index: i64) -> Result<Option<String>, StoreError> {
+                sqlx::query_scalar("SELECT hash FROM audit_records WHERE tenant_id = $1 AND chain_index = $2")
+                    .bind(tenant)
+                    .bind(index)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)
+            }
+
+            async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM audit_records WHERE tenant_id = $1 AND chain_index > $2 AND chain_index <= $3")
+                    .bind(tenant)
+                    .bind(after)
+                    .bind(through)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn audit_retention_days(&mut self, tenant: &str) -> Result<i64, StoreError> {
+                let days: Option<i64> = sqlx::query_scalar("SELECT CAST(audit_retention_days AS BIGINT) FROM tenants WHERE id = $1")
+                    .bind(tenant)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(days.unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS))
+            }
+
+            async fn set_audit_retention_days(&mut self, tenant: &str, days: i64) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE tenants SET audit_retention_days = $2 WHERE id = $1")
+                    .bind(tenant)
+                    .bind(i32::try_from(days).map_err(|_| StoreError::Other("retention out of range".into()))?)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Other(format!("no tenant {tenant}")));
+                }
+                Ok(())
+            }
+
             async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
                 let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
                     "SELECT t.tenant_id, h.chain_index, h.hash FROM \
@@ -1596,6 +1688,23 @@ macro_rules! impl_backend {
             }
         }
     };
+}
+
+/// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
+pub(crate) const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
+
+fn checkpoint_from_row(
+    (index, hash, cut_before, signature): (i64, String, String, String),
+) -> Result<Checkpoint, StoreError> {
+    let corrupt = || StoreError::Other("corrupt audit checkpoint".into());
+    Ok(Checkpoint {
+        position: ChainPosition {
+            index: u64::try_from(index).map_err(|_| corrupt())?,
+            hash: audit_chain::from_hex(&hash).ok_or_else(corrupt)?,
+        },
+        cut_before,
+        signature,
+    })
 }
 
 mod sqlite_impl {

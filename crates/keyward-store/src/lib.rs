@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyward_core::audit::AuditRecord;
-use keyward_core::audit_chain::ChainPosition;
+use keyward_core::audit_chain::{ChainPosition, Checkpoint};
 use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
@@ -383,6 +383,20 @@ pub trait AuditStore: Send {
         after_index: i64,
         limit: usize,
     ) -> Result<Vec<ChainRow>, StoreError>;
+    /// The tenant's retention checkpoint (the chain's start if retention never ran).
+    async fn audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError>;
+    /// Like [`AuditStore::audit_checkpoint`], locking it for the rest of the transaction so one
+    /// retention pass runs at a time per tenant.
+    async fn lock_audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError>;
+    async fn set_audit_checkpoint(&mut self, tenant: &str, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// The chain number of the oldest record (by time) at or after `at`.
+    async fn first_audit_since(&mut self, tenant: &str, at: OffsetDateTime) -> Result<Option<i64>, StoreError>;
+    /// The stored hash of record number `index`.
+    async fn audit_hash_at(&mut self, tenant: &str, index: i64) -> Result<Option<String>, StoreError>;
+    /// Deletes the records numbered `after < n <= through` (their target rows cascade); returns how many.
+    async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError>;
+    async fn audit_retention_days(&mut self, tenant: &str) -> Result<i64, StoreError>;
+    async fn set_audit_retention_days(&mut self, tenant: &str, days: i64) -> Result<(), StoreError>;
     /// The newest records naming `target` among their targets, newest first.
     async fn list_audit_for_target(
         &mut self,

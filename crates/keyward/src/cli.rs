@@ -50,6 +50,18 @@ enum AuditCommand {
     Verify(ExistingStoreArgs),
     /// Write audit records in Graph's directoryAudit shape, oldest first, to standard output or --output.
     Export(ExportArgs),
+    /// Show or set how many days the audit log keeps records (default 30); the server removes older
+    /// records hourly and keeps the chain verifiable through a signed checkpoint.
+    Retention {
+        /// New retention in days (1 to 3650); without it, the current setting is shown.
+        #[arg(long, value_name = "DAYS")]
+        days: Option<i64>,
+        /// Remove records past the retention now instead of waiting for the server's hourly run.
+        #[arg(long)]
+        apply: bool,
+        #[command(flatten)]
+        store: ExistingStoreArgs,
+    },
 }
 
 /// Where existing data lives (maintenance commands never create a database).
@@ -320,6 +332,9 @@ async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<
     Ok(App::new(store, Arc::new(SystemClock), hasher, keys, config).await?)
 }
 
+/// How often each node removes audit records past their tenant's retention (it runs at start too).
+const AUDIT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let is_tls = args.tls_cert.is_some();
@@ -374,9 +389,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     say(&format!("Keyward is listening on {public_url} (API under /v1.0 and /beta, viewer at {public_url}/docs)."));
     let store = app.store().clone();
+    let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
     let router = keyward_http::router(app);
     let config = keyward_http::ServeConfig { listener, tls, drain_timeout: Duration::from_secs(10) };
     keyward_http::serve(router, config, shutdown).await?;
+    retention.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -490,7 +507,14 @@ async fn open_existing(args: &ExistingStoreArgs) -> anyhow::Result<App> {
         .await
         .with_context(|| format!("cannot open the database {}", keyward_store::redact_url(&url)))?;
     let hasher = PasswordHasher::new(HashParams::OWASP, 1)?;
-    Ok(App::without_keys(store, Arc::new(SystemClock), hasher, AppConfig::new(String::new()))?)
+    // The key-encryption key checks and signs retention checkpoints; use it if it is at hand, but
+    // never create one here.
+    let keys = if std::env::var_os("KEYWARD_MASTER_KEY").is_some() || args.data_dir.join("keyward.key").is_file() {
+        KeyRing::new(&master_key(&args.data_dir)?)?
+    } else {
+        KeyRing::without_master_key()?
+    };
+    Ok(App::without_signing_keys(store, Arc::new(SystemClock), hasher, keys, AppConfig::new(String::new())))
 }
 
 /// Progress on standard error, only when it is a terminal.
@@ -560,6 +584,27 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                      backup or an export, and find out who had write access to the database"
                 );
             }
+            Ok(())
+        }
+        AuditCommand::Retention { days, apply, store } => {
+            let app = open_existing(&store).await?;
+            let tenants = app.list_tenant_ids().await?;
+            for tenant in &tenants {
+                if let Some(days) = days {
+                    app.set_audit_retention_days(tenant, days).await?;
+                }
+                say(&format!(
+                    "Tenant {tenant}: audit records are kept {} days.",
+                    app.audit_retention_days(tenant).await?
+                ));
+            }
+            if apply {
+                let removed = app.apply_audit_retention().await.context(
+                    "retention needs the key-encryption key to sign its checkpoint: run with the server's --data-dir or KEYWARD_MASTER_KEY",
+                )?;
+                say(&format!("Removed {removed} records past their retention."));
+            }
+            app.store().close().await;
             Ok(())
         }
         AuditCommand::Export(args) => {

@@ -308,6 +308,17 @@ async fn audit_verify_and_export() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 
+    let run = |args: &[&str]| keyward(&scratch.0).args(args).output().expect("keyward audit retention");
+    let shown = run(&["audit", "retention"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("kept 30 days"), "{shown:?}");
+    let set = run(&["audit", "retention", "--days", "45", "--apply"]);
+    let out = String::from_utf8_lossy(&set.stdout);
+    assert!(set.status.success() && out.contains("kept 45 days") && out.contains("Removed 0 records"), "{set:?}");
+    let bad = run(&["audit", "retention", "--days", "0"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("between 1 and 3650"), "{bad:?}");
+    assert!(String::from_utf8_lossy(&run(&["audit", "retention"]).stdout).contains("kept 45 days"));
+
     // Someone with write access to the database rewrites a record: verify names it and fails.
     let url = format!("sqlite://{}", scratch.0.join("data").join("keyward.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open the database");

@@ -5,7 +5,9 @@
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    -- Days the audit log keeps records (Entra P1 keeps 30).
+    audit_retention_days INTEGER NOT NULL DEFAULT 30
 );
 
 CREATE TABLE domains (
@@ -184,6 +186,16 @@ CREATE INDEX audit_targets_seq ON audit_targets(audit_seq);
 
 -- Each tenant's audit chain head: the last record's number and hash. Writers lock this row, so a
 -- tenant's records are chained one at a time in commit order.
+-- Where retention last cut each tenant's chain: the last removed record's number and hash, the
+-- cut-off time, and a MAC under the server's key-encryption key (keyward_core::audit_chain::Checkpoint).
+CREATE TABLE audit_checkpoints (
+    tenant_id TEXT PRIMARY KEY,
+    chain_index INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    cut_before TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
 CREATE TABLE audit_chain_heads (
     tenant_id TEXT PRIMARY KEY,
     chain_index INTEGER NOT NULL,

@@ -2,7 +2,7 @@
 
 use keyward_app::ChainReport;
 use keyward_core::audit_chain::{self, ChainBreak};
-use keyward_testkit::{Backend, DOMAIN, TestApp};
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp};
 use serde_json::json;
 
 /// Direct access to the test's database, bypassing Keyward, as an attacker with database access has.
@@ -158,4 +158,72 @@ async fn create_concurrently(app: &TestApp, count: usize) -> Vec<String> {
     tasks.join_all().await
 }
 
-crate::on_both_backends!(tampering_is_detected);
+async fn count(raw: &Raw) -> u64 {
+    raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_records").await.parse().expect("count")
+}
+
+async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let raw = Raw::connect(&app.database_url).await;
+    let tenant = app.app.list_tenant_ids().await.expect("tenants").remove(0);
+    assert_eq!(app.app.audit_retention_days(&tenant).await.expect("days"), 30, "Entra P1's default");
+    for alias in ["old1", "old2", "old3"] {
+        app.create_user(alias, alias).await;
+    }
+    let old = count(&raw).await;
+    app.clock.advance(time::Duration::days(20));
+    app.admin_token = app.token_for(ADMIN_UPN).await;
+    for alias in ["mid1", "mid2"] {
+        app.create_user(alias, alias).await;
+    }
+    app.clock.advance(time::Duration::days(15));
+    app.admin_token = app.token_for(ADMIN_UPN).await;
+
+    assert_eq!(app.app.apply_audit_retention().await.expect("retention"), old, "records older than 30 days go");
+    assert_eq!(app.app.apply_audit_retention().await.expect("retention"), 0, "a second run finds nothing");
+    let report = verify(&app).await;
+    assert_eq!(report.outcome, Ok(()), "the chain verifies from the signed checkpoint");
+    assert_eq!(report.records, 2);
+    assert_eq!(report.position.index, old + 2);
+    let listed = app.get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Add user'").await;
+    let names: Vec<&str> = listed.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["targetResources"][0]["userPrincipalName"].as_str())
+        .collect();
+    assert_eq!(names, [format!("mid2@{DOMAIN}"), format!("mid1@{DOMAIN}")], "{}", listed.text);
+
+    // The checkpoint cannot be moved to hide a removal: its MAC covers its position.
+    raw.exec("UPDATE audit_checkpoints SET chain_index = chain_index + 1").await;
+    assert!(matches!(verify(&app).await.outcome, Err(ChainBreak::Checkpoint { .. })));
+    assert!(app.app.apply_audit_retention().await.is_err(), "retention refuses to sign over a forged checkpoint");
+    raw.exec("UPDATE audit_checkpoints SET chain_index = chain_index - 1").await;
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // Bad settings change nothing.
+    assert!(app.app.set_audit_retention_days(&tenant, 0).await.is_err());
+    assert!(app.app.set_audit_retention_days(&tenant, 100_000).await.is_err());
+    assert_eq!(app.app.audit_retention_days(&tenant).await.expect("days"), 30);
+
+    // A shorter retention removes everything; the empty chain still verifies and grows again.
+    app.app.set_audit_retention_days(&tenant, 7).await.expect("set");
+    assert_eq!(app.app.apply_audit_retention().await.expect("retention"), 2);
+    assert_eq!(count(&raw).await, 0);
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+    app.create_user("new1", "new1").await;
+    app.create_user("new2", "new2").await;
+    let report = verify(&app).await;
+    assert_eq!((report.outcome, report.records), (Ok(()), 2));
+
+    // Removing the oldest kept record is still a gap after the checkpoint.
+    let cut = old + 2;
+    let follower = raw.column(i64::try_from(cut + 2).expect("n"), "id").await;
+    raw.exec(&format!("DELETE FROM audit_records WHERE chain_index = {}", cut + 1)).await;
+    assert_eq!(
+        verify(&app).await.outcome,
+        Err(ChainBreak::Removed { from: cut + 1, missing: 1, before: Some(follower) })
+    );
+}
+
+crate::on_both_backends!(tampering_is_detected, retention_cuts_the_chain_and_keeps_it_verifiable);
