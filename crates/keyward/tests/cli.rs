@@ -43,7 +43,10 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, name: &str, configure: impl FnOnce(&mut Command)) -> Server {
-        let port = free_port();
+        Server::start_at(dir, name, free_port(), configure)
+    }
+
+    fn start_at(dir: &Path, name: &str, port: u16, configure: impl FnOnce(&mut Command)) -> Server {
         let stdout = dir.join(format!("{name}.out"));
         let stderr = dir.join(format!("{name}.err"));
         let mut cmd = keyward(dir);
@@ -130,7 +133,7 @@ fn help_lists_every_flag_and_environment_variable() {
     }
     let top = keyward(&scratch.0).arg("--help").output().expect("help");
     let top = String::from_utf8_lossy(&top.stdout);
-    for command in ["serve", "token", "keys"] {
+    for command in ["serve", "token", "keys", "audit"] {
         assert!(top.contains(command), "{top}");
     }
 }
@@ -334,4 +337,145 @@ async fn audit_verify_and_export() {
     let out = String::from_utf8_lossy(&tampered.stdout);
     assert!(out.contains("TAMPERED") && out.contains(&victim) && out.contains("was changed"), "{out}");
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("altered outside Keyward"));
+}
+
+/// What one attempted create ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The server answered 2xx: the change and its audit record must be there.
+    Committed,
+    /// The server died before answering: both or neither may be there, never one of them.
+    Unknown,
+}
+
+/// Creates users one after another until a request fails (the server was killed).
+async fn write_until_killed(base: String, token: String, prefix: String) -> Vec<(String, Outcome)> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let mut attempts = Vec::new();
+    for n in 0.. {
+        let upn = format!("{prefix}{n}@crash.test");
+        let body = serde_json::json!({"accountEnabled": true, "displayName": format!("Crash {prefix}{n}"),
+            "mailNickname": format!("{prefix}{n}"), "userPrincipalName": upn,
+            "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}});
+        match client.post(format!("{base}/v1.0/users")).bearer_auth(&token).json(&body).send().await {
+            Ok(reply) if reply.status().as_u16() == 201 => attempts.push((upn, Outcome::Committed)),
+            Ok(reply) => panic!("create answered {} before the kill: {:?}", reply.status(), reply.text().await),
+            Err(_) => {
+                attempts.push((upn, Outcome::Unknown));
+                return attempts;
+            }
+        }
+    }
+    attempts
+}
+
+/// Every page of a collection.
+async fn collect_all(client: &reqwest::Client, token: &str, first: String) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    let mut next = Some(first);
+    while let Some(url) = next {
+        let page: serde_json::Value =
+            client.get(url).bearer_auth(token).send().await.expect("page").json().await.expect("json");
+        items.extend(page["value"].as_array().expect("value").iter().cloned());
+        next = page["@odata.nextLink"].as_str().map(str::to_owned);
+    }
+    items
+}
+
+fn start_on(scratch: &Path, url: &str, name: &str, port: u16) -> Server {
+    Server::start_at(scratch, name, port, |cmd| {
+        cmd.env("KEYWARD_DATABASE_URL", url)
+            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "admin@crash.test")
+            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    })
+}
+
+/// SIGKILL during a stream of audited writes, again and again: every acknowledged change has its
+/// audit record, no record exists without its change, and the hash chain verifies.
+async fn crash_during_audited_writes(backend: keyward_testkit::Backend) {
+    let scratch = Scratch::new();
+    let (url, _db_dir) = keyward_testkit::fresh_url(backend);
+    let mut attempts: Vec<(String, Outcome)> = Vec::new();
+    let mut token = String::new();
+    // One port throughout: the token's issuer is the server's URL.
+    let port = free_port();
+    for round in 0..4_u64 {
+        let server = start_on(&scratch.0, &url, &format!("crash{round}"), port);
+        if token.is_empty() {
+            let minted = keyward(&scratch.0)
+                .env("KEYWARD_DATABASE_URL", &url)
+                .args([
+                    "token",
+                    "--upn",
+                    "admin@crash.test",
+                    "--lifetime-minutes",
+                    "60",
+                    "--public-url",
+                    &server.url(""),
+                ])
+                .output()
+                .expect("token");
+            assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+            token = String::from_utf8(minted.stdout).expect("utf-8").trim().to_owned();
+        }
+        // Two writers race for the tenant's chain head; the kill lands at a different point each round.
+        let writers: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|writer| tokio::spawn(write_until_killed(server.url(""), token.clone(), format!("r{round}{writer}"))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(700 + 350 * round)).await;
+        let mut server = server;
+        server.child.kill().expect("SIGKILL");
+        let _ = server.child.wait();
+        for writer in writers {
+            attempts.extend(writer.await.expect("writer"));
+        }
+    }
+    let committed = attempts.iter().filter(|(_, outcome)| *outcome == Outcome::Committed).count();
+    assert!(committed >= 8, "the writers got writes through between kills: {attempts:?}");
+
+    let server = start_on(&scratch.0, &url, "after", port);
+    let client = reqwest::Client::new();
+    let users: std::collections::HashSet<String> =
+        collect_all(&client, &token, server.url("/v1.0/users?$select=userPrincipalName&$top=999"))
+            .await
+            .iter()
+            .filter_map(|it| it["userPrincipalName"].as_str().map(str::to_owned))
+            .collect();
+    let audited: std::collections::HashSet<String> = collect_all(
+        &client,
+        &token,
+        server.url("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Add user'&$top=999"),
+    )
+    .await
+    .iter()
+    .filter_map(|it| it["targetResources"][0]["userPrincipalName"].as_str().map(str::to_owned))
+    .collect();
+    for (upn, outcome) in &attempts {
+        let (has_user, has_record) = (users.contains(upn), audited.contains(upn));
+        assert_eq!(has_user, has_record, "{upn}: a change and its audit record commit together ({outcome:?})");
+        if *outcome == Outcome::Committed {
+            assert!(has_user, "{upn} was acknowledged with 201 but is missing after the crash");
+        }
+    }
+    assert_eq!(server.terminate(), Some(0));
+
+    let verified =
+        keyward(&scratch.0).env("KEYWARD_DATABASE_URL", &url).args(["audit", "verify"]).output().expect("verify");
+    let out = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && out.contains("chain intact"),
+        "{out}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_during_audited_writes_on_sqlite() {
+    crash_during_audited_writes(keyward_testkit::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_during_audited_writes_on_postgres() {
+    crash_during_audited_writes(keyward_testkit::Backend::Postgres).await;
 }
