@@ -185,8 +185,9 @@ impl App {
         Ok(removed)
     }
 
-    /// Runs [`App::apply_audit_retention`] now and then every `every`, logging failures, until the
-    /// returned task is aborted.
+    /// The hourly maintenance: runs [`App::apply_audit_retention`] and refreshes the query
+    /// planner's statistics, now and then every `every`, logging failures, until the returned task
+    /// is aborted.
     pub fn spawn_audit_retention(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
         tokio::spawn(async move {
@@ -196,6 +197,9 @@ impl App {
                 ticks.tick().await;
                 if let Err(err) = app.apply_audit_retention().await {
                     tracing::error!(error = %err, "audit retention failed; it retries at the next run");
+                }
+                if let Err(err) = app.inner.store.optimize().await {
+                    tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
                 }
             }
         })

@@ -126,6 +126,7 @@ macro_rules! bind_args {
         for arg in $args {
             query = match arg {
                 Arg::Text(it) => query.bind(it),
+                Arg::MaybeText(it) => query.bind(it),
                 Arg::Int(it) => query.bind(it),
                 Arg::Bool(it) => query.bind(it),
             };
@@ -241,6 +242,16 @@ macro_rules! impl_backend {
 
             async fn close(&self) {
                 self.pool.close().await;
+            }
+
+            async fn optimize(&self) -> Result<(), StoreError> {
+                if matches!($backend, Backend::Sqlite) {
+                    // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
+                    let mut conn = self.pool.acquire().await.map_err(db)?;
+                    sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await.map_err(db)?;
+                    sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await.map_err(db)?;
+                }
+                Ok(())
             }
         }
 
@@ -1377,9 +1388,18 @@ macro_rules! impl_backend {
         #[async_trait]
         impl AuditStore for $tx {
             async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
-                let columns = audit_json::columns(record);
-                let canonical = audit_json::to_json(record);
-                let tenant = record.tenant_id.as_str();
+                self.insert_audits(std::slice::from_ref(record)).await
+            }
+
+            async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
+                // Rows per INSERT statement: the SQLite driver looks parameters up by name, at a cost
+                // that grows with their number, so statements stay small.
+                const ROWS_PER_STATEMENT: usize = 40;
+                let Some(first) = records.first() else { return Ok(()) };
+                let tenant = first.tenant_id.as_str();
+                if records.iter().any(|it| it.tenant_id.as_str() != tenant) {
+                    return Err(StoreError::Other("one batch of audit records belongs to one tenant".into()));
+                }
                 // Take the tenant's chain head, locking its row (PostgreSQL) for the rest of the
                 // transaction, so records are chained one at a time in commit order. The upsert
                 // creates the head on a tenant's first record. Callers write the audit record last,
@@ -1394,51 +1414,84 @@ macro_rules! impl_backend {
                 .fetch_one(&mut *self.0)
                 .await
                 .map_err(db)?;
-                let head = ChainPosition {
-                    index: u64::try_from(head_index).map_err(|_| StoreError::Other("corrupt audit chain head".into()))?,
-                    hash: audit_chain::from_hex(&head_hash).ok_or_else(|| StoreError::Other("corrupt audit chain head".into()))?,
+                let corrupt = || StoreError::Other("corrupt audit chain head".into());
+                let mut at = ChainPosition {
+                    index: u64::try_from(head_index).map_err(|_| corrupt())?,
+                    hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                let next = head.append(tenant, &canonical);
-                let next_index = i64::try_from(next.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
-                let next_hash = audit_chain::to_hex(&next.hash);
-                let seq: i64 = sqlx::query_scalar(
-                    "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
-                     activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record, \
-                     chain_index, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING seq",
-                )
-                .bind(&record.id)
-                .bind(tenant)
-                .bind(&columns.activity_date_time)
-                .bind(&columns.correlation_id)
-                .bind(&columns.category)
-                .bind(&columns.activity_display_name)
-                .bind(&columns.activity_display_name_lc)
-                .bind(&columns.logged_by_service)
-                .bind(&columns.result)
-                .bind(&columns.initiator_id)
-                .bind(&columns.initiator_upn_lc)
-                .bind(&columns.initiator_app_id)
-                .bind(&canonical)
-                .bind(next_index)
-                .bind(&head_hash)
-                .bind(&next_hash)
-                .fetch_one(&mut *self.0)
-                .await
-                .map_err(db)?;
-                for (target_id, target_upn) in &columns.targets {
-                    sqlx::query("INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ($1, $2, $3)")
-                        .bind(seq)
-                        .bind(target_id)
-                        .bind(target_upn)
-                        .execute(&mut *self.0)
+                let mut targets: Vec<(String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
+                for chunk in records.chunks(ROWS_PER_STATEMENT) {
+                    let mut sql = Sql::new(
+                        "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
+                         activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, \
+                         initiator_upn_lc, initiator_app_id, record, chain_index, prev_hash, hash) VALUES ",
+                    );
+                    for (n, record) in chunk.iter().enumerate() {
+                        let columns = audit_json::columns(record);
+                        let canonical = audit_json::to_json(record);
+                        let prev_hash = audit_chain::to_hex(&at.hash);
+                        at = at.append(tenant, &canonical);
+                        let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
+                        sql.push(if n == 0 { "(" } else { ", (" });
+                        let values = [
+                            Arg::Text(record.id.clone()),
+                            Arg::Text(tenant.to_owned()),
+                            Arg::Text(columns.activity_date_time),
+                            Arg::Text(columns.correlation_id),
+                            Arg::Text(columns.category),
+                            Arg::Text(columns.activity_display_name),
+                            Arg::Text(columns.activity_display_name_lc),
+                            Arg::Text(columns.logged_by_service),
+                            Arg::Text(columns.result),
+                            Arg::MaybeText(columns.initiator_id),
+                            Arg::MaybeText(columns.initiator_upn_lc),
+                            Arg::MaybeText(columns.initiator_app_id),
+                            Arg::Text(canonical),
+                            Arg::Int(index),
+                            Arg::Text(prev_hash),
+                            Arg::Text(audit_chain::to_hex(&at.hash)),
+                        ];
+                        for (k, value) in values.into_iter().enumerate() {
+                            if k > 0 {
+                                sql.push(", ");
+                            }
+                            sql.arg(value);
+                        }
+                        sql.push(")");
+                        targets.push((record.id.clone(), columns.targets));
+                    }
+                    sql.push(" RETURNING seq, id");
+                    let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                        .fetch_all(&mut *self.0)
                         .await
                         .map_err(db)?;
+                    let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
+                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ");
+                    let mut is_first = true;
+                    for (id, record_targets) in targets.drain(..) {
+                        let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
+                        for (target_id, target_upn) in record_targets {
+                            sql.push(if is_first { "(" } else { ", (" });
+                            is_first = false;
+                            sql.arg(Arg::Int(seq));
+                            sql.push(", ");
+                            sql.arg(Arg::Text(target_id));
+                            sql.push(", ");
+                            sql.arg(Arg::MaybeText(target_upn));
+                            sql.push(")");
+                        }
+                    }
+                    if !is_first {
+                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                            .execute(&mut *self.0)
+                            .await
+                            .map_err(db)?;
+                    }
                 }
                 sqlx::query("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE tenant_id = $1")
                     .bind(tenant)
-                    .bind(next_index)
-                    .bind(&next_hash)
+                    .bind(i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?)
+                    .bind(audit_chain::to_hex(&at.hash))
                     .execute(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -1539,8 +1592,10 @@ macro_rules! impl_backend {
 
             async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
                 let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                    // Every tenant (so a deleted head is noticed) without scanning the records.
                     "SELECT t.tenant_id, h.chain_index, h.hash FROM \
-                     (SELECT tenant_id FROM audit_chain_heads UNION SELECT DISTINCT tenant_id FROM audit_records) t \
+                     (SELECT tenant_id FROM audit_chain_heads UNION SELECT id AS tenant_id FROM tenants \
+                      WHERE EXISTS (SELECT 1 FROM audit_records r WHERE r.tenant_id = tenants.id)) t \
                      LEFT JOIN audit_chain_heads h ON h.tenant_id = t.tenant_id ORDER BY t.tenant_id",
                 )
                 .fetch_all(&mut *self.0)
@@ -1640,9 +1695,24 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM audit_records r WHERE r.tenant_id = ");
+                // A target filter drives the query from the target index (CROSS JOIN fixes the join
+                // order on SQLite), so a target's few records are found without walking the log.
+                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM ");
+                let mut rest = filter.clone();
+                if let Some(target) = rest.target_id.take() {
+                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_id = ");
+                    sql.arg(Arg::Text(target));
+                    sql.push(" AND r.seq = t.audit_seq AND ");
+                } else if let Some(upn) = rest.target_upn.take() {
+                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_upn_lc = ");
+                    sql.arg(Arg::Text(upn));
+                    sql.push(" AND r.seq = t.audit_seq AND ");
+                } else {
+                    sql.push("audit_records r WHERE ");
+                }
+                sql.push("r.tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_string()));
-                push_audit_filter(&mut sql, filter);
+                push_audit_filter(&mut sql, &rest);
                 let cmp = if is_ascending { ">" } else { "<" };
                 if let Some(cursor) = after {
                     sql.push(&format!(" AND (r.activity_date_time, r.seq) {cmp} ("));
@@ -1740,7 +1810,8 @@ mod sqlite_impl {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-65536");
+                .pragma("cache_size", "-65536")
+                .pragma("mmap_size", "1073741824");
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db)?;
             Self::migrate(&pool).await?;
             Ok(SqliteStore { pool })

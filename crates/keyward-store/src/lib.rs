@@ -48,6 +48,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn read(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// The highest applied migration.
     async fn schema_version(&self) -> Result<i64, StoreError>;
+    /// Refreshes the query planner's statistics where the database does not do it itself
+    /// (SQLite's `PRAGMA optimize`; PostgreSQL's autovacuum analyzes on its own). Without them
+    /// SQLite may answer an initiator's day from the time index, walking the whole day.
+    async fn optimize(&self) -> Result<(), StoreError>;
     /// Closes every connection; used at shutdown.
     async fn close(&self);
 }
@@ -361,6 +365,9 @@ pub trait KeyStore: Send {
 #[async_trait]
 pub trait AuditStore: Send {
     async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Appends one tenant's records to its chain in order, with a few multi-row statements (bulk
+    /// loads such as the benchmark seeder).
+    async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError>;
     /// The newest records of a tenant, newest first.
     async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
     async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError>;

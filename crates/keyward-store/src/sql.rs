@@ -33,6 +33,8 @@ pub(crate) fn parse_ts(raw: &str) -> Result<OffsetDateTime, StoreError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Arg {
     Text(String),
+    /// Text or SQL NULL.
+    MaybeText(Option<String>),
     Int(i64),
     Bool(bool),
 }

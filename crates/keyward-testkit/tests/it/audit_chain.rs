@@ -226,4 +226,53 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     );
 }
 
-crate::on_both_backends!(tampering_is_detected, retention_cuts_the_chain_and_keeps_it_verifiable);
+/// The bulk path (several multi-row statements per call) chains and indexes exactly like single inserts.
+async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
+    use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+    use keyward_core::ids::ObjectId;
+
+    let app = TestApp::spawn(backend).await;
+    let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+    let context = AuditContext {
+        tenant_id: tenant,
+        correlation_id: "3f1c6a52-1d8e-4b47-9d0e-2a6b7c8d9e01".into(),
+        at: app.app.now(),
+        initiated_by: Initiator::App {
+            app_id: "bulk-loader".into(),
+            display_name: "Bulk".into(),
+            service_principal_id: None,
+        },
+    };
+    let target_id = ObjectId::parse("6a1f1d0e-7b1c-4c4e-8f51-000000000001").expect("id");
+    let records: Vec<_> = (0..95)
+        .map(|n| {
+            let target = TargetResource {
+                id: target_id.clone(),
+                display_name: Some(format!("Bulk {n}")),
+                kind: "User",
+                user_principal_name: Some(format!("bulk@{DOMAIN}")),
+                modified_properties: Vec::new(),
+            };
+            context.success(format!("Directory_bulk_{n:03}"), Activity::UpdateUser, vec![target])
+        })
+        .collect();
+    let mut tx = app.app.store().write().await.expect("tx");
+    tx.insert_audits(&records).await.expect("bulk insert");
+    tx.commit().await.expect("commit");
+    app.create_user("afterbulk", "After Bulk").await;
+
+    let report = verify(&app).await;
+    assert_eq!(report.outcome, Ok(()), "bulk records chain like the others");
+    let page = app
+        .get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{target_id}')&$top=999"))
+        .await;
+    assert_eq!(page.body["value"].as_array().map(Vec::len), Some(95), "every bulk record is indexed by target");
+    let by_app = app.get("/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/app/appId eq 'bulk-loader'&$top=1").await;
+    assert_eq!(by_app.body["value"][0]["initiatedBy"]["app"]["appId"], "bulk-loader", "{}", by_app.text);
+}
+
+crate::on_both_backends!(
+    tampering_is_detected,
+    retention_cuts_the_chain_and_keeps_it_verifiable,
+    bulk_inserts_chain_like_single_ones
+);

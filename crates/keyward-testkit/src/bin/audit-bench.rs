@@ -1,0 +1,288 @@
+//! Seeds an audit log with realistic records and times the two queries DESIGN.md targets at 10M
+//! records: one target's last 50 records, and one initiator's records in a day (first page of 100).
+//!
+//! ```text
+//! cargo run --release -p keyward-testkit --bin audit-bench -- sqlite:///tmp/audit.db 10000000
+//! cargo run --release -p keyward-testkit --bin audit-bench -- postgres://USER@HOST/DB 1000000
+//! ```
+//!
+//! Seeding goes through the store's own `insert_audits` (so records are chained and indexed exactly
+//! as the server writes them), 10,000 per transaction, and resumes where a previous run stopped.
+//! The figures are reported against a baseline from the same run: fetching one record by id.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyward_core::audit::{Activity, AuditContext, AuditRecord, Initiator, TargetResource};
+use keyward_core::audit_query::AuditFilter;
+use keyward_core::directory::{Domain, PropertyChange, Tenant};
+use keyward_core::ids::ObjectId;
+use keyward_store::Store;
+use time::OffsetDateTime;
+
+const TENANT: &str = "0be9c1a2-0000-4000-8000-00000000b001";
+const ADMINS: u64 = 50;
+const USERS: u64 = 100_000;
+const DAYS: i64 = 30;
+const BATCH: u64 = 10_000;
+const SAMPLES: usize = 300;
+
+/// A small deterministic generator (SplitMix64): the same seed gives the same records.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn object(kind: u64, n: u64) -> ObjectId {
+    ObjectId::parse(&format!("{kind:08x}-0000-4000-8000-{n:012x}")).expect("valid id")
+}
+
+fn record_id(n: u64) -> String {
+    format!("Directory_bench_{n:012}")
+}
+
+fn start_time() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("time")
+}
+
+/// Record `n` of `total`: times spread evenly over 30 days, 50 admins acting on 100,000 users.
+fn record(n: u64, total: u64) -> AuditRecord {
+    let mut rng = Rng(n);
+    let step = (DAYS * 86_400 * 1_000_000) as u64 / total.max(1);
+    let at = start_time() + Duration::from_micros(n * step);
+    let admin = rng.below(ADMINS);
+    let user = rng.below(USERS);
+    let context = AuditContext {
+        tenant_id: ObjectId::parse(TENANT).expect("tenant"),
+        correlation_id: format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            rng.next() as u32,
+            n & 0xffff,
+            n & 0xfff,
+            admin,
+            n
+        ),
+        at,
+        initiated_by: Initiator::User {
+            id: object(0xad, admin),
+            display_name: format!("Admin {admin}"),
+            user_principal_name: format!("admin{admin}@contoso.test"),
+            ip_address: Some(format!("10.0.{}.{}", admin / 250, admin % 250)),
+        },
+    };
+    let mut target = TargetResource {
+        id: object(0xa5, user),
+        display_name: Some(format!("User {user}")),
+        kind: "User",
+        user_principal_name: Some(format!("user{user}@contoso.test")),
+        modified_properties: Vec::new(),
+    };
+    let activity = match rng.below(10) {
+        0..=3 => {
+            target.modified_properties.push(PropertyChange::new("JobTitle", "[\"Analyst\"]", "[\"Senior Analyst\"]"));
+            target.modified_properties.push(PropertyChange::new("Included Updated Properties", "", "\"JobTitle\""));
+            Activity::UpdateUser
+        }
+        4..=5 => Activity::AddMemberToGroup,
+        6 => Activity::RemoveMemberFromGroup,
+        7 => Activity::AddUser,
+        8 => Activity::DeleteUser,
+        _ => Activity::AddMemberToRole,
+    };
+    let mut targets = vec![target];
+    if matches!(activity, Activity::AddMemberToGroup | Activity::RemoveMemberFromGroup | Activity::AddMemberToRole) {
+        let group = rng.below(2_000);
+        targets.push(TargetResource {
+            id: object(0x96, group),
+            display_name: Some(format!("Group {group}")),
+            kind: "Group",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        });
+    }
+    context.success(record_id(n), activity, targets)
+}
+
+async fn seed(store: &Arc<dyn Store>, total: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let tenant_id = ObjectId::parse(TENANT).expect("tenant");
+    let mut tx = store.write().await?;
+    if tx.get_tenant(&tenant_id).await?.is_none() {
+        tx.insert_tenant(&Tenant {
+            id: tenant_id.clone(),
+            display_name: "Audit bench".into(),
+            created: start_time(),
+            domains: vec![Domain { name: "contoso.test".into(), is_default: true, is_initial: true }],
+        })
+        .await?;
+    }
+    let have = tx
+        .audit_chain_tenants()
+        .await?
+        .into_iter()
+        .find(|(id, _)| id == TENANT)
+        .and_then(|(_, head)| head)
+        .map_or(0, |it| it.index);
+    tx.commit().await?;
+    if have >= total {
+        eprintln!("{have} records already there");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let is_terminal = std::io::stderr().is_terminal();
+    let mut n = have;
+    while n < total {
+        let mut tx = store.write().await?;
+        let end = (n + BATCH).min(total);
+        let batch: Vec<AuditRecord> = (n..end).map(|i| record(i, total)).collect();
+        tx.insert_audits(&batch).await?;
+        tx.commit().await?;
+        n = end;
+        let rate = (n - have) as f64 / started.elapsed().as_secs_f64();
+        let line =
+            format!("seeded {n}/{total} records ({rate:.0}/s, about {:.0} s left)", (total - n) as f64 / rate.max(1.0));
+        if is_terminal {
+            eprint!("\r{line}\x1b[K");
+        } else if n % (BATCH * 50) == 0 || n == total {
+            eprintln!("{line}");
+        }
+    }
+    if is_terminal {
+        eprintln!();
+    }
+    Ok(())
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+struct Timings {
+    name: &'static str,
+    warm: Vec<Duration>,
+    cold: Vec<Duration>,
+    rows: usize,
+}
+
+async fn time_query(
+    store: &Arc<dyn Store>,
+    tenant: &ObjectId,
+    filter: &AuditFilter,
+    limit: usize,
+) -> Result<(Duration, usize), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut tx = store.read().await?;
+    let rows = tx.query_audit(tenant, filter, None, false, limit).await?;
+    drop(tx);
+    Ok((started.elapsed(), rows.len()))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(url), Some(total)) = (args.get(1), args.get(2).and_then(|it| it.parse::<u64>().ok())) else {
+        eprintln!("usage: audit-bench DATABASE_URL RECORDS   (e.g. sqlite:///tmp/audit.db 10000000)");
+        std::process::exit(2);
+    };
+    let store = keyward_store::open(url).await?;
+    seed(&store, total).await?;
+    // What the server's hourly maintenance does: refresh the planner's statistics.
+    store.optimize().await?;
+    store.close().await;
+
+    let tenant = ObjectId::parse(TENANT).expect("tenant");
+    let mut rng = Rng(0x5eed);
+    let day_filter = |rng: &mut Rng| {
+        let day = rng.below(DAYS as u64) as i64;
+        let from = start_time() + time::Duration::days(day);
+        AuditFilter {
+            initiator_user_id: Some(object(0xad, rng.below(ADMINS)).to_string()),
+            from: Some(from),
+            until: Some(from + time::Duration::days(1) - time::Duration::microseconds(1)),
+            ..AuditFilter::default()
+        }
+    };
+    let target_filter = |rng: &mut Rng| AuditFilter {
+        target_id: Some(object(0xa5, rng.below(USERS)).to_string()),
+        ..AuditFilter::default()
+    };
+
+    // Cold: a freshly opened store (empty connection caches), each key queried for the first time.
+    let store = keyward_store::open(url).await?;
+    let mut baseline = Timings { name: "one record by id (baseline)", warm: Vec::new(), cold: Vec::new(), rows: 0 };
+    let mut target = Timings { name: "one target's last 50 records", warm: Vec::new(), cold: Vec::new(), rows: 0 };
+    let mut initiator =
+        Timings { name: "one initiator's records in a day (first 100)", warm: Vec::new(), cold: Vec::new(), rows: 0 };
+    for _ in 0..SAMPLES {
+        let id = record_id(rng.below(total));
+        let started = Instant::now();
+        let found = store.read().await?.get_audit(&tenant, &id).await?;
+        baseline.cold.push(started.elapsed());
+        baseline.rows += usize::from(found.is_some());
+        let (elapsed, rows) = time_query(&store, &tenant, &target_filter(&mut rng), 50).await?;
+        target.cold.push(elapsed);
+        target.rows += rows;
+        let (elapsed, rows) = time_query(&store, &tenant, &day_filter(&mut rng), 100).await?;
+        initiator.cold.push(elapsed);
+        initiator.rows += rows;
+    }
+    // Warm: the same kind of keys again and again once caches hold them.
+    let mut warm_rng = Rng(0xbeef);
+    let keys: Vec<(String, AuditFilter, AuditFilter)> = (0..20)
+        .map(|_| (record_id(warm_rng.below(total)), target_filter(&mut warm_rng), day_filter(&mut warm_rng)))
+        .collect();
+    for round in 0..(SAMPLES / 20 + 1) {
+        for (id, by_target, by_initiator) in &keys {
+            let started = Instant::now();
+            store.read().await?.get_audit(&tenant, id).await?;
+            let base = started.elapsed();
+            let (t, _) = time_query(&store, &tenant, by_target, 50).await?;
+            let (i, _) = time_query(&store, &tenant, by_initiator, 100).await?;
+            if round > 0 {
+                baseline.warm.push(base);
+                target.warm.push(t);
+                initiator.warm.push(i);
+            }
+        }
+    }
+    store.close().await;
+
+    let base_warm = percentile(&mut baseline.warm.clone(), 0.5);
+    println!("audit-bench: {total} records on {}", keyward_store::redact_url(url).split(':').next().unwrap_or("?"));
+    println!(
+        "{:<46} {:>10} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "query", "warm p50", "warm p99", "cold p50", "cold p99", "rows/query", "x base"
+    );
+    for timings in [&mut baseline, &mut target, &mut initiator] {
+        let warm50 = percentile(&mut timings.warm, 0.5);
+        let warm99 = percentile(&mut timings.warm, 0.99);
+        let cold50 = percentile(&mut timings.cold, 0.5);
+        let cold99 = percentile(&mut timings.cold, 0.99);
+        println!(
+            "{:<46} {:>8.0}µs {:>8.0}µs {:>8.0}µs {:>8.0}µs {:>12.1} {:>9.1}",
+            timings.name,
+            warm50.as_secs_f64() * 1e6,
+            warm99.as_secs_f64() * 1e6,
+            cold50.as_secs_f64() * 1e6,
+            cold99.as_secs_f64() * 1e6,
+            timings.rows as f64 / SAMPLES as f64,
+            warm50.as_secs_f64() / base_warm.as_secs_f64()
+        );
+    }
+    std::io::stdout().flush()?;
+    Ok(())
+}
