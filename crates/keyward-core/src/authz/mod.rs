@@ -183,9 +183,10 @@ pub struct UserFacts {
 }
 
 impl UserFacts {
-    /// Whether the user holds any directory role.
+    /// Whether the user holds any directory role. A role scoped to a restricted unit counts even
+    /// if the caller left it out of `role_ids`, so inconsistent facts never widen a custom role's reach.
     pub fn is_admin(&self) -> bool {
-        !self.role_ids.is_empty()
+        !self.role_ids.is_empty() || self.has_role_scoped_to_restricted_unit
     }
 }
 
