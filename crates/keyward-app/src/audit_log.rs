@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::AuditRecord;
 use keyward_core::audit_chain::{
-    ChainBreak, ChainPosition, ChainVerifier, Checkpoint, checkpoint_message, retention_cut,
+    ChainBreak, ChainPosition, ChainVerifier, Checkpoint, checkpoint_message, retention_cut, retention_message,
 };
 use keyward_core::audit_query::{AuditFilter, AuditQuery};
 use keyward_core::authz::{Target, actions};
@@ -94,6 +94,9 @@ impl App {
     }
 }
 
+const NEEDS_MASTER_KEY: &str = "Retention checkpoints are signed with the key-encryption key: run with the \
+     server's --data-dir (for keyward.key) or set KEYWARD_MASTER_KEY.";
+
 /// Records removed per transaction by retention.
 const RETENTION_BATCH: u64 = 5000;
 
@@ -108,10 +111,11 @@ impl App {
 
     /// The tenant's audit retention in days (default 30, as Entra P1).
     pub async fn audit_retention_days(&self, tenant: &str) -> Result<i64, AppError> {
-        Ok(self.read().await?.audit_retention_days(tenant).await?)
+        Ok(self.read().await?.audit_retention(tenant).await?.0)
     }
 
-    /// Sets the tenant's audit retention (`keyward audit retention --days`).
+    /// Sets the tenant's audit retention (`keyward audit retention --days`), with a MAC under the
+    /// key-encryption key so that only a Keyward node can change it.
     pub async fn set_audit_retention_days(&self, tenant: &str, days: i64) -> Result<(), AppError> {
         if !RETENTION_DAYS.contains(&days) {
             return Err(AppError::BadRequest(format!(
@@ -120,10 +124,27 @@ impl App {
                 RETENTION_DAYS.end()
             )));
         }
+        if !self.inner.keys.has_master_key() {
+            return Err(AppError::BadRequest(NEEDS_MASTER_KEY.into()));
+        }
+        let mac = self.inner.keys.sign_checkpoint(&retention_message(tenant, days))?;
         let mut tx = self.write().await?;
-        tx.set_audit_retention_days(tenant, days).await?;
+        tx.set_audit_retention(tenant, days, &mac).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The tenant's retention, refusing a setting changed outside Keyward.
+    fn trusted_retention(&self, tenant: &str, days: i64, mac: &str) -> Result<i64, AppError> {
+        let is_default = days == keyward_store::DEFAULT_AUDIT_RETENTION_DAYS && mac.is_empty();
+        if is_default || self.inner.keys.verify_checkpoint(&retention_message(tenant, days), mac) == Some(true) {
+            Ok(days)
+        } else {
+            Err(AppError::Unexpected(anyhow::anyhow!(
+                "audit retention for tenant {tenant} stopped: its retention setting ({days} days) was changed \
+                 outside Keyward; set it again with `keyward audit retention --days N`"
+            )))
+        }
     }
 
     /// Removes every tenant's records older than its retention, a batch per transaction, moving
@@ -133,33 +154,62 @@ impl App {
     pub async fn apply_audit_retention(&self) -> Result<u64, AppError> {
         let tenants = self.read().await?.audit_chain_tenants().await?;
         let mut removed = 0;
+        let mut failures = Vec::new();
+        // One tenant's failure (a tampered chain, say) must not stop retention for the others.
         for (tenant, _) in tenants {
+            let mut last = None;
             loop {
-                let batch = self.retention_batch(&tenant).await?;
-                removed += batch;
-                if batch == 0 {
-                    break;
+                match self.retention_batch(&tenant, &mut last).await {
+                    Ok(0) => break,
+                    Ok(batch) => removed += batch,
+                    Err(err) => {
+                        tracing::error!(tenant, error = %err, "audit retention failed for this tenant");
+                        failures.push(err.to_string());
+                        break;
+                    }
                 }
             }
         }
-        Ok(removed)
+        if failures.is_empty() {
+            Ok(removed)
+        } else {
+            Err(AppError::Unexpected(anyhow::anyhow!(
+                "audit retention removed {removed} records but failed for {} tenant(s): {}",
+                failures.len(),
+                failures.join("; ")
+            )))
+        }
     }
 
-    async fn retention_batch(&self, tenant: &str) -> Result<u64, AppError> {
+    /// Removes one batch of `tenant`'s expired records; `last` is the pass's cut, found once.
+    async fn retention_batch(&self, tenant: &str, last: &mut Option<u64>) -> Result<u64, AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
         let checkpoint = tx.lock_audit_checkpoint(tenant).await?;
         let start = self.trusted_start(tenant, &checkpoint).map_err(|err| {
             AppError::Unexpected(anyhow::anyhow!("audit retention for tenant {tenant} stopped: {err}"))
         })?;
-        let days = tx.audit_retention_days(tenant).await?;
+        let (days, mac) = tx.audit_retention(tenant).await?;
+        let days = self.trusted_retention(tenant, days, &mac)?;
         let cutoff = now - time::Duration::days(days);
-        let head = tx.audit_chain_tenants().await?.into_iter().find(|(id, _)| id == tenant).and_then(|(_, head)| head);
-        let Some(head) = head else { return Ok(0) };
-        let first_kept = tx.first_audit_since(tenant, cutoff).await?.and_then(|it| u64::try_from(it).ok());
-        let Some(last) = retention_cut(checkpoint.position.index, first_kept, head.index) else { return Ok(0) };
-        let through = last.min(checkpoint.position.index + RETENTION_BATCH);
         let after = i64::try_from(start.index).unwrap_or(i64::MAX);
+        let cut = match *last {
+            Some(it) => it,
+            None => {
+                let head =
+                    tx.audit_chain_tenants().await?.into_iter().find(|(id, _)| id == tenant).and_then(|(_, head)| head);
+                let Some(head) = head else { return Ok(0) };
+                let first_kept =
+                    tx.first_audit_since(tenant, after, cutoff).await?.and_then(|it| u64::try_from(it).ok());
+                let cut = retention_cut(start.index, first_kept, head.index).unwrap_or(start.index);
+                *last = Some(cut);
+                cut
+            }
+        };
+        if cut <= start.index {
+            return Ok(0);
+        }
+        let through = cut.min(start.index + RETENTION_BATCH);
         let count = usize::try_from(through - start.index).unwrap_or(usize::MAX);
         let rows = tx.audit_chain_page(tenant, after, count).await?;
         let mut verifier = ChainVerifier::new(tenant, start);
@@ -276,6 +326,9 @@ impl App {
         progress: &mut (dyn FnMut(&str, u64) + Send),
     ) -> Result<ChainReport, AppError> {
         let checkpoint = self.read().await?.audit_checkpoint(tenant).await?;
+        if !checkpoint.is_start() && !self.inner.keys.has_master_key() {
+            return Err(AppError::BadRequest(NEEDS_MASTER_KEY.into()));
+        }
         let start = match self.trusted_start(tenant, &checkpoint) {
             Ok(it) => it,
             Err(err) => {
@@ -284,7 +337,9 @@ impl App {
             }
         };
         let mut verifier = ChainVerifier::new(tenant, start);
-        let mut after = i64::try_from(start.index).unwrap_or(i64::MAX);
+        // Read from the lowest number, not from the checkpoint: a record slipped in at or below the
+        // checkpoint (or with a negative number) would otherwise be served yet never checked.
+        let mut after = i64::MIN;
         let mut has_progressed = true;
         let outcome = loop {
             let page = self.read().await?.audit_chain_page(tenant, after, VERIFY_PAGE).await?;

@@ -87,6 +87,11 @@ impl KeyRing {
         Ok(KeyRing { checkpoint_mac: None, ..KeyRing::new(&[0; 32])? })
     }
 
+    /// Whether this key ring holds the key-encryption key (so it can sign and check checkpoints).
+    pub fn has_master_key(&self) -> bool {
+        self.checkpoint_mac.is_some()
+    }
+
     /// The MAC of an audit checkpoint message, as lower-case hex.
     pub fn sign_checkpoint(&self, message: &[u8]) -> Result<String, AppError> {
         let key = self.checkpoint_mac.as_ref().ok_or_else(|| unexpected("no key-encryption key to sign with"))?;

@@ -110,8 +110,17 @@ pub fn checkpoint_message(tenant: &str, position: &ChainPosition, cut_before: &s
     res
 }
 
-/// The last chain number retention may remove: the records before `first_kept` (the oldest record
-/// at or after the cut-off, by time), or everything up to `head` when every record is older.
+/// The bytes the MAC of a changed retention setting covers.
+pub fn retention_message(tenant: &str, days: i64) -> Vec<u8> {
+    let mut res = b"keyward-audit-retention-v1\0".to_vec();
+    res.extend_from_slice(&(tenant.len() as u64).to_be_bytes());
+    res.extend_from_slice(tenant.as_bytes());
+    res.extend_from_slice(&days.to_be_bytes());
+    res
+}
+
+/// The last chain number retention may remove: the records before `first_kept` (the first record,
+/// in chain order, at or after the cut-off), or everything up to `head` when every record is older.
 pub fn retention_cut(checkpoint: u64, first_kept: Option<u64>, head: u64) -> Option<u64> {
     let last = first_kept.map_or(head, |it| it.saturating_sub(1));
     (last > checkpoint).then_some(last)

@@ -1536,12 +1536,13 @@ macro_rules! impl_backend {
                 Ok(())
             }
 
-            async fn first_audit_since(&mut self, tenant: &str, at: OffsetDateTime) -> Result<Option<i64>, StoreError> {
+            async fn first_audit_since(&mut self, tenant: &str, after: i64, at: OffsetDateTime) -> Result<Option<i64>, StoreError> {
                 sqlx::query_scalar(
-                    "SELECT chain_index FROM audit_records WHERE tenant_id = $1 AND activity_date_time >= $2 \
-                     ORDER BY activity_date_time, seq LIMIT 1",
+                    "SELECT chain_index FROM audit_records WHERE tenant_id = $1 AND chain_index > $2 \
+                     AND activity_date_time >= $3 ORDER BY chain_index LIMIT 1",
                 )
                 .bind(tenant)
+                .bind(after)
                 .bind(fmt_ts(at))
                 .fetch_optional(&mut *self.0)
                 .await
@@ -1568,19 +1569,22 @@ macro_rules! impl_backend {
                 Ok(done.rows_affected())
             }
 
-            async fn audit_retention_days(&mut self, tenant: &str) -> Result<i64, StoreError> {
-                let days: Option<i64> = sqlx::query_scalar("SELECT CAST(audit_retention_days AS BIGINT) FROM tenants WHERE id = $1")
-                    .bind(tenant)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(db)?;
-                Ok(days.unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS))
+            async fn audit_retention(&mut self, tenant: &str) -> Result<(i64, String), StoreError> {
+                let row: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT CAST(audit_retention_days AS BIGINT), audit_retention_mac FROM tenants WHERE id = $1",
+                )
+                .bind(tenant)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(row.unwrap_or((DEFAULT_AUDIT_RETENTION_DAYS, String::new())))
             }
 
-            async fn set_audit_retention_days(&mut self, tenant: &str, days: i64) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE tenants SET audit_retention_days = $2 WHERE id = $1")
+            async fn set_audit_retention(&mut self, tenant: &str, days: i64, mac: &str) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE tenants SET audit_retention_days = $2, audit_retention_mac = $3 WHERE id = $1")
                     .bind(tenant)
                     .bind(i32::try_from(days).map_err(|_| StoreError::Other("retention out of range".into()))?)
+                    .bind(mac)
                     .execute(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -1626,14 +1630,18 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
-                let seqs: Vec<i64> = rows.iter().map(|row| row.try_get::<i64, _>(0)).collect::<Result<_, _>>().map_err(db)?;
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
-                if let (Some(low), Some(high)) = (seqs.iter().min(), seqs.iter().max()) {
+                if let Some(last) = rows.last() {
+                    // The targets of exactly this page's records (not other tenants' in the same seq range).
+                    let through: i64 = last.try_get(2).map_err(db)?;
                     let found: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-                        "SELECT audit_seq, target_id, target_upn_lc FROM audit_targets WHERE audit_seq >= $1 AND audit_seq <= $2",
+                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc FROM audit_records r \
+                         CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
+                         AND t.audit_seq = r.seq",
                     )
-                    .bind(low)
-                    .bind(high)
+                    .bind(tenant)
+                    .bind(after_index)
+                    .bind(through)
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -1662,11 +1670,13 @@ macro_rules! impl_backend {
                                 it
                             },
                         };
-                        let columns_match = audit_json::from_json(&canonical)
-                            .is_ok_and(|record| record.tenant_id.as_str() == tenant && audit_json::columns(&record) == stored);
+                        let id: String = row.try_get(1).map_err(db)?;
+                        let columns_match = audit_json::from_json(&canonical).is_ok_and(|record| {
+                            record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
+                        });
                         Ok(ChainRow {
                             seq,
-                            id: row.try_get(1).map_err(db)?,
+                            id,
                             chain_index: row.try_get(2).map_err(db)?,
                             prev_hash: row.try_get(3).map_err(db)?,
                             hash: row.try_get(4).map_err(db)?,
@@ -1761,7 +1771,7 @@ macro_rules! impl_backend {
 }
 
 /// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
-pub(crate) const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
+pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
 
 fn checkpoint_from_row(
     (index, hash, cut_before, signature): (i64, String, String, String),

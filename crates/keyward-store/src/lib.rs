@@ -27,6 +27,7 @@ use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
 use time::OffsetDateTime;
 
+pub use crate::backend::DEFAULT_AUDIT_RETENTION_DAYS;
 pub use crate::error::StoreError;
 pub use crate::migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 
@@ -396,14 +397,21 @@ pub trait AuditStore: Send {
     /// retention pass runs at a time per tenant.
     async fn lock_audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError>;
     async fn set_audit_checkpoint(&mut self, tenant: &str, checkpoint: &Checkpoint) -> Result<(), StoreError>;
-    /// The chain number of the oldest record (by time) at or after `at`.
-    async fn first_audit_since(&mut self, tenant: &str, at: OffsetDateTime) -> Result<Option<i64>, StoreError>;
+    /// The lowest chain number above `after` of a record at or after `at` (chain order, not time
+    /// order: records whose times are out of order must not be cut).
+    async fn first_audit_since(
+        &mut self,
+        tenant: &str,
+        after: i64,
+        at: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError>;
     /// The stored hash of record number `index`.
     async fn audit_hash_at(&mut self, tenant: &str, index: i64) -> Result<Option<String>, StoreError>;
     /// Deletes the records numbered `after < n <= through` (their target rows cascade); returns how many.
     async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError>;
-    async fn audit_retention_days(&mut self, tenant: &str) -> Result<i64, StoreError>;
-    async fn set_audit_retention_days(&mut self, tenant: &str, days: i64) -> Result<(), StoreError>;
+    /// The tenant's audit retention in days and its MAC (empty for the default).
+    async fn audit_retention(&mut self, tenant: &str) -> Result<(i64, String), StoreError>;
+    async fn set_audit_retention(&mut self, tenant: &str, days: i64, mac: &str) -> Result<(), StoreError>;
     /// The newest records naming `target` among their targets, newest first.
     async fn list_audit_for_target(
         &mut self,

@@ -489,9 +489,22 @@ fn parse_until(raw: &str) -> Result<time::OffsetDateTime, String> {
     }
 }
 
+/// Whether the key-encryption key is at hand (never created by maintenance commands).
+fn has_master_key(args: &ExistingStoreArgs) -> bool {
+    std::env::var_os("KEYWARD_MASTER_KEY").is_some() || args.data_dir.join("keyward.key").is_file()
+}
+
 async fn open_existing(args: &ExistingStoreArgs) -> anyhow::Result<App> {
     let url = match &args.database_url {
-        Some(it) => it.clone(),
+        Some(it) => {
+            if let Some(path) = it.strip_prefix("sqlite://") {
+                let path = Path::new(path.split('?').next().unwrap_or(path));
+                if !path.is_file() {
+                    bail!("there is no Keyward database at {}; check --database-url", path.display());
+                }
+            }
+            it.clone()
+        }
         None => {
             let path = args.data_dir.join("keyward.db");
             if !path.is_file() {
@@ -509,11 +522,8 @@ async fn open_existing(args: &ExistingStoreArgs) -> anyhow::Result<App> {
     let hasher = PasswordHasher::new(HashParams::OWASP, 1)?;
     // The key-encryption key checks and signs retention checkpoints; use it if it is at hand, but
     // never create one here.
-    let keys = if std::env::var_os("KEYWARD_MASTER_KEY").is_some() || args.data_dir.join("keyward.key").is_file() {
-        KeyRing::new(&master_key(&args.data_dir)?)?
-    } else {
-        KeyRing::without_master_key()?
-    };
+    let keys =
+        if has_master_key(args) { KeyRing::new(&master_key(&args.data_dir)?)? } else { KeyRing::without_master_key()? };
     Ok(App::without_signing_keys(store, Arc::new(SystemClock), hasher, keys, AppConfig::new(String::new())))
 }
 
@@ -599,9 +609,13 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 ));
             }
             if apply {
-                let removed = app.apply_audit_retention().await.context(
-                    "retention needs the key-encryption key to sign its checkpoint: run with the server's --data-dir or KEYWARD_MASTER_KEY",
-                )?;
+                if !has_master_key(&store) {
+                    bail!(
+                        "retention signs its checkpoint with the key-encryption key: run with the server's --data-dir \
+                         (for keyward.key) or set KEYWARD_MASTER_KEY"
+                    );
+                }
+                let removed = app.apply_audit_retention().await?;
                 say(&format!("Removed {removed} records past their retention."));
             }
             app.store().close().await;

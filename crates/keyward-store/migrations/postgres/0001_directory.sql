@@ -7,7 +7,10 @@ CREATE TABLE tenants (
     display_name TEXT NOT NULL,
     created_at TEXT NOT NULL,
     -- Days the audit log keeps records (Entra P1 keeps 30).
-    audit_retention_days INTEGER NOT NULL DEFAULT 30
+    audit_retention_days INTEGER NOT NULL DEFAULT 30,
+    -- MAC of a changed retention under the key-encryption key (empty for the default), so a
+    -- database writer cannot shorten it to have the server delete history.
+    audit_retention_mac TEXT NOT NULL DEFAULT ''
 );
 
 CREATE TABLE domains (

@@ -77,6 +77,28 @@ async fn tampering_is_detected(backend: Backend) {
     raw.exec(&format!("UPDATE audit_records SET result = '{result}' WHERE chain_index = 3")).await;
     assert_eq!(verify(&app).await.outcome, Ok(()), "restoring the value restores the chain");
 
+    // 1b. The id column changed (GET /directoryAudits/{id} would serve another record).
+    let id = id_of(2).await;
+    raw.exec("UPDATE audit_records SET id = 'Directory_swapped' WHERE chain_index = 2").await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: "Directory_swapped".into(), index: 2 }));
+    raw.exec(&format!("UPDATE audit_records SET id = '{id}' WHERE chain_index = 2")).await;
+
+    // 1c. A record slipped in below the chain's first number is still read and refused.
+    raw.exec(
+        "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, activity_display_name, \
+         activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record, \
+         chain_index, prev_hash, hash) SELECT 'below', tenant_id, activity_date_time, correlation_id, category, \
+         activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, \
+         initiator_app_id, record, 0, prev_hash, hash FROM audit_records WHERE chain_index = 1",
+    )
+    .await;
+    assert!(matches!(
+        verify(&app).await.outcome,
+        Err(ChainBreak::Changed { index: 0, .. } | ChainBreak::OutOfOrder { index: 0, .. })
+    ));
+    raw.exec("DELETE FROM audit_records WHERE id = 'below'").await;
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+
     // 2. The record itself changed.
     raw.exec("UPDATE audit_records SET record = REPLACE(record, 'Chain User', 'Chain Usr') WHERE chain_index = 5")
         .await;
@@ -99,7 +121,8 @@ async fn tampering_is_detected(backend: Backend) {
 
     // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
     let forged_prev = audit_chain::ChainPosition { index: u64::try_from(last).expect("n"), hash: [9; 32] };
-    let canonical = raw.column(last, "record").await;
+    let original_id = id_of(last).await;
+    let canonical = raw.column(last, "record").await.replace(&original_id, "forged");
     let tenant = raw.column(last, "tenant_id").await;
     let forged = forged_prev.append(&tenant, &canonical);
     raw.exec(&format!(
@@ -107,7 +130,8 @@ async fn tampering_is_detected(backend: Backend) {
          activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, initiator_app_id, record, \
          chain_index, prev_hash, hash) SELECT 'forged', tenant_id, activity_date_time, correlation_id, category, \
          activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, initiator_upn_lc, \
-         initiator_app_id, record, {}, '{}', '{}' FROM audit_records WHERE chain_index = {last}",
+         initiator_app_id, REPLACE(record, '{original_id}', 'forged'), {}, '{}', '{}' FROM audit_records \
+         WHERE chain_index = {last}",
         last + 1,
         audit_chain::to_hex(&forged_prev.hash),
         audit_chain::to_hex(&forged.hash)
@@ -200,6 +224,13 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     assert!(app.app.apply_audit_retention().await.is_err(), "retention refuses to sign over a forged checkpoint");
     raw.exec("UPDATE audit_checkpoints SET chain_index = chain_index - 1").await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // A retention shortened by hand is refused, and nothing is removed.
+    raw.exec("UPDATE tenants SET audit_retention_days = 1").await;
+    let before = count(&raw).await;
+    assert!(app.app.apply_audit_retention().await.is_err(), "a retention changed outside Keyward is not obeyed");
+    assert_eq!(count(&raw).await, before);
+    raw.exec("UPDATE tenants SET audit_retention_days = 30").await;
 
     // Bad settings change nothing.
     assert!(app.app.set_audit_retention_days(&tenant, 0).await.is_err());
