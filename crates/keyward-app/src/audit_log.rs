@@ -196,9 +196,7 @@ impl App {
         let cut = match *last {
             Some(it) => it,
             None => {
-                let head =
-                    tx.audit_chain_tenants().await?.into_iter().find(|(id, _)| id == tenant).and_then(|(_, head)| head);
-                let Some(head) = head else { return Ok(0) };
+                let Some(head) = tx.audit_chain_head(tenant).await? else { return Ok(0) };
                 let first_kept =
                     tx.first_audit_since(tenant, after, cutoff).await?.and_then(|it| u64::try_from(it).ok());
                 let cut = retention_cut(start.index, first_kept, head.index).unwrap_or(start.index);
@@ -347,14 +345,7 @@ impl App {
                 // The head is read after the records, and writers move it in the transaction that
                 // adds a record, so it covers every record read. If it is further on, records were
                 // committed meanwhile: read them before judging.
-                let head = self
-                    .read()
-                    .await?
-                    .audit_chain_tenants()
-                    .await?
-                    .into_iter()
-                    .find(|(id, _)| id == tenant)
-                    .and_then(|(_, head)| head);
+                let head = self.read().await?.audit_chain_head(tenant).await?;
                 if has_progressed && head.is_some_and(|it| it.index > verifier.position().index) {
                     has_progressed = false;
                     continue;

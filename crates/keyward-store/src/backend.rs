@@ -1549,13 +1549,14 @@ macro_rules! impl_backend {
                 .map_err(db)
             }
 
-            async fn audit_hash_at(&mut self, tenant: &str, index: i64) -> Result<Option<String>, StoreError> {
-                sqlx::query_scalar("SELECT hash FROM audit_records WHERE tenant_id = $1 AND chain_index = $2")
-                    .bind(tenant)
-                    .bind(index)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(db)
+            async fn audit_chain_head(&mut self, tenant: &str) -> Result<Option<ChainPosition>, StoreError> {
+                let row: Option<(i64, String)> =
+                    sqlx::query_as("SELECT chain_index, hash FROM audit_chain_heads WHERE tenant_id = $1")
+                        .bind(tenant)
+                        .fetch_optional(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                Ok(row.and_then(|(index, hash)| chain_position(Some(index), Some(&hash))))
             }
 
             async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError> {
@@ -1608,10 +1609,7 @@ macro_rules! impl_backend {
                 Ok(rows
                     .into_iter()
                     .map(|(tenant, index, hash)| {
-                        let head = match (index.and_then(|it| u64::try_from(it).ok()), hash.as_deref().and_then(audit_chain::from_hex)) {
-                            (Some(index), Some(hash)) => Some(ChainPosition { index, hash }),
-                            _ => None,
-                        };
+                        let head = chain_position(index, hash.as_deref());
                         (tenant, head)
                     })
                     .collect())
@@ -1772,6 +1770,11 @@ macro_rules! impl_backend {
 
 /// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
+
+/// A stored chain head, if both parts are present and well-formed.
+fn chain_position(index: Option<i64>, hash: Option<&str>) -> Option<ChainPosition> {
+    Some(ChainPosition { index: u64::try_from(index?).ok()?, hash: audit_chain::from_hex(hash?)? })
+}
 
 fn checkpoint_from_row(
     (index, hash, cut_before, signature): (i64, String, String, String),

@@ -405,8 +405,8 @@ pub trait AuditStore: Send {
         after: i64,
         at: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError>;
-    /// The stored hash of record number `index`.
-    async fn audit_hash_at(&mut self, tenant: &str, index: i64) -> Result<Option<String>, StoreError>;
+    /// The tenant's chain head (`None` before its first record, or if the head row is missing).
+    async fn audit_chain_head(&mut self, tenant: &str) -> Result<Option<ChainPosition>, StoreError>;
     /// Deletes the records numbered `after < n <= through` (their target rows cascade); returns how many.
     async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError>;
     /// The tenant's audit retention in days and its MAC (empty for the default).

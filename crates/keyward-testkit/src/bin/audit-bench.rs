@@ -128,13 +128,7 @@ async fn seed(store: &Arc<dyn Store>, total: u64) -> Result<(), Box<dyn std::err
         })
         .await?;
     }
-    let have = tx
-        .audit_chain_tenants()
-        .await?
-        .into_iter()
-        .find(|(id, _)| id == TENANT)
-        .and_then(|(_, head)| head)
-        .map_or(0, |it| it.index);
+    let have = tx.audit_chain_head(TENANT).await?.map_or(0, |it| it.index);
     tx.commit().await?;
     if have >= total {
         eprintln!("{have} records already there");
