@@ -15,6 +15,7 @@ use aws_lc_rs::signature::{
 use aws_lc_rs::{digest, hmac};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit_chain::{self, ChainHash};
 use keyward_store::SigningKey;
 use time::OffsetDateTime;
 
@@ -95,18 +96,17 @@ impl KeyRing {
     /// The MAC of an audit checkpoint message, as lower-case hex.
     pub fn sign_checkpoint(&self, message: &[u8]) -> Result<String, AppError> {
         let key = self.checkpoint_mac.as_ref().ok_or_else(|| unexpected("no key-encryption key to sign with"))?;
-        let tag = hmac::sign(key, message);
-        Ok(tag.as_ref().iter().map(|byte| format!("{byte:02x}")).collect())
+        let tag: ChainHash =
+            hmac::sign(key, message).as_ref().try_into().map_err(|_| unexpected("HMAC-SHA256 is 32 bytes"))?;
+        Ok(audit_chain::to_hex(&tag))
     }
 
     /// Whether `signature` is this node's MAC of `message` (compared in constant time); `None`
     /// without the key-encryption key.
     pub fn verify_checkpoint(&self, message: &[u8], signature: &str) -> Option<bool> {
         let key = self.checkpoint_mac.as_ref()?;
-        let bytes: Option<Vec<u8>> = (signature.len() == 64)
-            .then(|| (0..32).map(|idx| u8::from_str_radix(signature.get(idx * 2..idx * 2 + 2)?, 16).ok()).collect())
-            .flatten();
-        Some(bytes.is_some_and(|tag| hmac::verify(key, message, &tag).is_ok()))
+        let tag = audit_chain::from_hex(&signature.to_ascii_lowercase());
+        Some(tag.is_some_and(|tag| hmac::verify(key, message, &tag).is_ok()))
     }
 
     /// Generates a new key pair, sealed and ready to store; it signs once activated.
