@@ -47,7 +47,7 @@ enum AuditCommand {
     /// Check every tenant's audit hash chain. Names the first record that was changed, removed or
     /// inserted out of order and exits with status 1; prints each chain's head on success (keep it:
     /// a later head must extend it).
-    Verify(ExistingStoreArgs),
+    Verify(StoreArgs),
     /// Write audit records in Graph's directoryAudit shape, oldest first, to standard output or --output.
     Export(ExportArgs),
     /// Show or set how many days the audit log keeps records (default 30); the server removes older
@@ -60,19 +60,8 @@ enum AuditCommand {
         #[arg(long)]
         apply: bool,
         #[command(flatten)]
-        store: ExistingStoreArgs,
+        store: StoreArgs,
     },
-}
-
-/// Where existing data lives (maintenance commands never create a database).
-#[derive(Debug, Clone, Args)]
-struct ExistingStoreArgs {
-    /// Directory holding the SQLite database (keyward.db).
-    #[arg(long, env = "KEYWARD_DATA_DIR", default_value = "./keyward-data", value_name = "DIR")]
-    data_dir: PathBuf,
-    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB [default: SQLite in the data dir].
-    #[arg(long, env = "KEYWARD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +80,7 @@ struct ExportArgs {
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
-    store: ExistingStoreArgs,
+    store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -304,23 +293,28 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+impl StoreArgs {
+    /// The database URL: `--database-url`, or SQLite in the data directory.
+    fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        let path = self.data_dir.join("keyward.db");
+        let path = path.to_str().filter(|it| !it.contains(['?', '#'])).with_context(|| {
+            format!(
+                "the data directory {} cannot be named in a SQLite URL (it holds '?', '#' or non-UTF-8); \
+                 choose another --data-dir or give --database-url",
+                self.data_dir.display()
+            )
+        })?;
+        Ok(format!("sqlite://{path}"))
+    }
+}
+
 async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<App> {
     std::fs::create_dir_all(&store_args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", store_args.data_dir.display()))?;
-    let url = match &store_args.database_url {
-        Some(it) => it.clone(),
-        None => {
-            let path = store_args.data_dir.join("keyward.db");
-            let path = path.to_str().filter(|it| !it.contains(['?', '#'])).with_context(|| {
-                format!(
-                    "the data directory {} cannot be named in a SQLite URL (it holds '?', '#' or non-UTF-8); \
-                     choose another --data-dir or give --database-url",
-                    store_args.data_dir.display()
-                )
-            })?;
-            format!("sqlite://{path}")
-        }
-    };
+    let url = store_args.database_url()?;
     tracing::info!(database = %keyward_store::redact_url(&url), "opening the database");
     let store = keyward_store::open(&url)
         .await
@@ -490,32 +484,19 @@ fn parse_until(raw: &str) -> Result<time::OffsetDateTime, String> {
 }
 
 /// Whether the key-encryption key is at hand (never created by maintenance commands).
-fn has_master_key(args: &ExistingStoreArgs) -> bool {
+fn has_master_key(args: &StoreArgs) -> bool {
     std::env::var_os("KEYWARD_MASTER_KEY").is_some() || args.data_dir.join("keyward.key").is_file()
 }
 
-async fn open_existing(args: &ExistingStoreArgs) -> anyhow::Result<App> {
-    let url = match &args.database_url {
-        Some(it) => {
-            if let Some(path) = it.strip_prefix("sqlite://") {
-                let path = Path::new(path.split('?').next().unwrap_or(path));
-                if !path.is_file() {
-                    bail!("there is no Keyward database at {}; check --database-url", path.display());
-                }
-            }
-            it.clone()
+async fn open_existing(args: &StoreArgs) -> anyhow::Result<App> {
+    let url = args.database_url()?;
+    // Maintenance commands never create a database: a mistyped path would otherwise "verify" an empty one.
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = Path::new(path.split('?').next().unwrap_or(path));
+        if !path.is_file() {
+            bail!("there is no Keyward database at {}; give the server's --data-dir or --database-url", path.display());
         }
-        None => {
-            let path = args.data_dir.join("keyward.db");
-            if !path.is_file() {
-                bail!(
-                    "there is no Keyward database at {}; give the server's --data-dir or --database-url",
-                    path.display()
-                );
-            }
-            format!("sqlite://{}", path.display())
-        }
-    };
+    }
     let store = keyward_store::open(&url)
         .await
         .with_context(|| format!("cannot open the database {}", keyward_store::redact_url(&url)))?;
