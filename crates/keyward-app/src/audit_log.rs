@@ -246,6 +246,11 @@ impl App {
                 if let Err(err) = app.apply_audit_retention().await {
                     tracing::error!(error = %err, "audit retention failed; it retries at the next run");
                 }
+                match app.delete_expired_sessions().await {
+                    Ok(0) => (),
+                    Ok(n) => tracing::info!(sessions = n, "deleted expired browser sessions"),
+                    Err(err) => tracing::warn!(error = %err, "deleting expired browser sessions failed"),
+                }
                 if let Err(err) = app.inner.store.optimize().await {
                     tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
                 }

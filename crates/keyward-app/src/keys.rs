@@ -109,6 +109,35 @@ impl KeyRing {
         Some(tag.is_some_and(|tag| hmac::verify(key, message, &tag).is_ok()))
     }
 
+    /// Seals a secret (a TOTP seed) with the key-encryption key, bound to `context` (the owner's
+    /// id): nonce, then ciphertext and tag.
+    pub fn seal_secret(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, AppError> {
+        let mut nonce = [0_u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| unexpected("random generator failed"))?;
+        let mut sealed = plaintext.to_vec();
+        self.kek
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut sealed)
+            .map_err(|_| unexpected("sealing failed"))?;
+        let mut res = nonce.to_vec();
+        res.extend_from_slice(&sealed);
+        Ok(res)
+    }
+
+    /// Opens a secret sealed by [`KeyRing::seal_secret`] with the same `context`.
+    pub fn open_secret(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AppError> {
+        if sealed.len() <= NONCE_LEN {
+            return Err(unexpected("sealed secret is truncated"));
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| unexpected("bad nonce"))?;
+        let mut buffer = body.to_vec();
+        let plain = self
+            .kek
+            .open_in_place(nonce, Aad::from(context), &mut buffer)
+            .map_err(|_| unexpected("cannot open a sealed secret: wrong key-encryption key or changed data"))?;
+        Ok(plain.to_vec())
+    }
+
     /// Generates a new key pair, sealed and ready to store; it signs once activated.
     pub fn generate(&self, now: OffsetDateTime) -> Result<SigningKey, AppError> {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)

@@ -14,6 +14,8 @@ pub mod keys;
 pub mod password;
 mod roles;
 mod setup;
+mod signin;
+mod signin_admin;
 mod tokens;
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub use crate::keys::{KeyRing, PublicJwk};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
+pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, Stage, csrf_token};
+pub use crate::signin_admin::SignInPage as SignInLogPage;
 pub use crate::tokens::AccessClaims;
 
 /// Settings the use cases need.

@@ -36,6 +36,14 @@ pub enum Activity {
     RemoveMemberFromRestrictedUnit,
     AddServicePrincipal,
     RemoveServicePrincipal,
+    /// `Update StsRefreshTokenValidFrom Timestamp`: sign-in sessions revoked.
+    UpdateStsRefreshTokenValidFrom,
+    /// `User registered security info` (Authentication Methods).
+    UserRegisteredSecurityInfo,
+    /// `Change password (self-service)` (Self-service Password Management).
+    ChangePasswordSelfService,
+    /// `Authentication Methods Policy Update` (Authentication Methods, ApplicationManagement).
+    AuthenticationMethodsPolicyUpdate,
 }
 
 impl Activity {
@@ -74,13 +82,22 @@ impl Activity {
             Activity::RemoveMemberFromRestrictedUnit => "Remove member from restricted management administrative unit",
             Activity::AddServicePrincipal => "Add service principal",
             Activity::RemoveServicePrincipal => "Remove service principal",
+            Activity::UpdateStsRefreshTokenValidFrom => "Update StsRefreshTokenValidFrom Timestamp",
+            Activity::UserRegisteredSecurityInfo => "User registered security info",
+            Activity::ChangePasswordSelfService => "Change password (self-service)",
+            Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
         }
     }
 
     /// `category`.
     pub fn category(self) -> &'static str {
         match self {
-            Activity::AddUser | Activity::UpdateUser | Activity::DeleteUser => "UserManagement",
+            Activity::AddUser
+            | Activity::UpdateUser
+            | Activity::DeleteUser
+            | Activity::UpdateStsRefreshTokenValidFrom
+            | Activity::UserRegisteredSecurityInfo
+            | Activity::ChangePasswordSelfService => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
             | Activity::AddMemberToRoleScopedOverRestrictedUnit
@@ -97,14 +114,22 @@ impl Activity {
             | Activity::RemoveMemberFromAdministrativeUnit
             | Activity::AddMemberToRestrictedUnit
             | Activity::RemoveMemberFromRestrictedUnit => "AdministrativeUnit",
-            Activity::AddServicePrincipal | Activity::RemoveServicePrincipal => "ApplicationManagement",
+            Activity::AddServicePrincipal
+            | Activity::RemoveServicePrincipal
+            | Activity::AuthenticationMethodsPolicyUpdate => "ApplicationManagement",
             _ => "GroupManagement",
         }
     }
 
     /// `loggedByService`.
     pub fn logged_by_service(self) -> &'static str {
-        "Core Directory"
+        match self {
+            Activity::UserRegisteredSecurityInfo | Activity::AuthenticationMethodsPolicyUpdate => {
+                "Authentication Methods"
+            }
+            Activity::ChangePasswordSelfService => "Self-service Password Management",
+            _ => "Core Directory",
+        }
     }
 
     /// `operationType`.
@@ -128,7 +153,12 @@ impl Activity {
             Activity::RemoveMemberFromAdministrativeUnit | Activity::RemoveMemberFromRestrictedUnit => "Unassign",
             Activity::AddMemberToRestrictedUnit | Activity::AddServicePrincipal => "Add",
             Activity::RemoveServicePrincipal => "Delete",
-            Activity::UpdateUser | Activity::UpdateGroup => "Update",
+            Activity::UpdateUser
+            | Activity::UpdateGroup
+            | Activity::UpdateStsRefreshTokenValidFrom
+            | Activity::ChangePasswordSelfService
+            | Activity::AuthenticationMethodsPolicyUpdate => "Update",
+            Activity::UserRegisteredSecurityInfo => "Add",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
         }

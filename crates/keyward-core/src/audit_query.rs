@@ -54,7 +54,30 @@ fn text(value: &Literal, property: &str) -> Result<String, QueryError> {
 
 const MICROSECOND: time::Duration = time::Duration::microseconds(1);
 
-fn set<T>(slot: &mut Option<T>, value: T, property: &str) -> Result<(), QueryError> {
+/// Turns `property op at` into inclusive `from`/`until` bounds. Records carry microsecond
+/// precision, so a strict bound is the inclusive bound one microsecond further in.
+pub(crate) fn time_bound(
+    from: &mut Option<OffsetDateTime>,
+    until: &mut Option<OffsetDateTime>,
+    op: CmpOp,
+    at: OffsetDateTime,
+    property: &str,
+) -> Result<(), QueryError> {
+    match op {
+        CmpOp::Ge => set(from, at, property),
+        CmpOp::Gt => set(from, at + MICROSECOND, property),
+        CmpOp::Le => set(until, at, property),
+        CmpOp::Lt => set(until, at - MICROSECOND, property),
+        CmpOp::Eq => {
+            set(from, at, property)?;
+            set(until, at, property)
+        }
+        CmpOp::Ne => Err(QueryError::Unsupported(format!("'ne' is not supported on '{property}'."))),
+    }
+}
+
+/// Fills a filter slot once; a second clause on the same property is refused.
+pub(crate) fn set<T>(slot: &mut Option<T>, value: T, property: &str) -> Result<(), QueryError> {
     if slot.is_some() {
         return Err(QueryError::Unsupported(format!("Filter on '{property}' only once.")));
     }
@@ -71,19 +94,8 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
         Expr::Compare { path, op, value } => {
             let property = path.to_string();
             match (property.as_str(), op, value) {
-                // Records carry microsecond precision, so a strict bound is the inclusive
-                // bound one microsecond further in.
-                ("activityDateTime", CmpOp::Ge, Literal::DateTime(at)) => set(&mut filter.from, *at, &property),
-                ("activityDateTime", CmpOp::Gt, Literal::DateTime(at)) => {
-                    set(&mut filter.from, *at + MICROSECOND, &property)
-                }
-                ("activityDateTime", CmpOp::Le, Literal::DateTime(at)) => set(&mut filter.until, *at, &property),
-                ("activityDateTime", CmpOp::Lt, Literal::DateTime(at)) => {
-                    set(&mut filter.until, *at - MICROSECOND, &property)
-                }
-                ("activityDateTime", CmpOp::Eq, Literal::DateTime(at)) => {
-                    set(&mut filter.from, *at, &property)?;
-                    set(&mut filter.until, *at, &property)
+                ("activityDateTime", op, Literal::DateTime(at)) if *op != CmpOp::Ne => {
+                    time_bound(&mut filter.from, &mut filter.until, *op, *at, &property)
                 }
                 ("activityDisplayName", CmpOp::Eq, _) => {
                     set(&mut filter.activity, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)

@@ -16,3 +16,6 @@ pub mod odata;
 pub mod password;
 pub mod query;
 pub mod secret;
+pub mod signin;
+pub mod signin_query;
+pub mod totp;

@@ -15,6 +15,7 @@ mod openapi;
 mod roles;
 mod serve;
 mod shape;
+mod signin;
 
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = audit::routes(roles::routes(graph::routes(openapi::Api::new())));
+    let graph = signin::routes(audit::routes(roles::routes(graph::routes(openapi::Api::new()))));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =
@@ -55,6 +56,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+        .merge(signin::page_routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state)

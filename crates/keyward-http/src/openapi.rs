@@ -188,6 +188,27 @@ fn schemas() -> Value {
             "additionalDetails": {"type": "array", "items": {"type": "object"}},
         }},
         "DirectoryAuditCollection": collection("DirectoryAudit"),
+        "SignIn": {"type": "object", "properties": {
+            "id": string, "createdDateTime": {"type": "string", "format": "date-time"}, "userId": nullable,
+            "userPrincipalName": string, "appId": string, "ipAddress": nullable, "correlationId": string,
+            "status": {"type": "object", "properties": {"errorCode": {"type": "integer"}, "failureReason": nullable}},
+            "authenticationRequirement": string,
+            "authenticationDetails": {"type": "array", "items": {"type": "object"}},
+        }},
+        "SignInCollection": collection("SignIn"),
+        "TemporaryAccessPassPolicy": {"type": "object", "properties": {
+            "state": string, "defaultLifetimeInMinutes": {"type": "integer"}, "defaultLength": {"type": "integer"},
+            "minimumLifetimeInMinutes": {"type": "integer"}, "maximumLifetimeInMinutes": {"type": "integer"},
+            "isUsableOnce": {"type": "boolean"},
+        }},
+        "KeywardSignInPolicy": {"type": "object", "properties": {
+            "requireMfaForPrivilegedRoles": {"type": "boolean"}, "requireMfaForAllUsers": {"type": "boolean"},
+            "rememberMfaOnDeviceDays": {"type": "integer", "minimum": 0, "maximum": 365},
+            "lockoutThreshold": {"type": "integer"}, "lockoutDurationInSeconds": {"type": "integer"},
+            "codeAttemptLimit": {"type": "integer"},
+        }},
+        "Empty": {"type": "object"},
+        "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
     })
 }
 

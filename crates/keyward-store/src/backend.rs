@@ -12,6 +12,8 @@ use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
+use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin_query::SignInFilter;
 use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -25,6 +27,7 @@ use crate::{
     GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
     TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
+use crate::{BrowserSession, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, sign_in_json};
 
 const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
      users.mail, users.mail_nickname, users.mobile_phone, users.job_title, users.department, users.usage_location, \
@@ -1812,6 +1815,7 @@ mod sqlite_impl {
         begin_immediate,
         begin_deferred
     );
+    impl_sign_in_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
 
     impl SqliteStore {
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
@@ -1854,6 +1858,7 @@ mod postgres_impl {
         begin,
         begin_snapshot
     );
+    impl_sign_in_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
 
     impl PostgresStore {
         /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so

@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod audit_json;
+mod sign_in_json;
+#[macro_use]
+mod backend_signin;
 mod backend;
 mod error;
 mod migrate;
@@ -25,6 +28,8 @@ use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::Plan;
+use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin_query::SignInFilter;
 use time::OffsetDateTime;
 
 pub use crate::backend::DEFAULT_AUDIT_RETENTION_DAYS;
@@ -70,6 +75,7 @@ pub trait Tx:
     + CredentialStore
     + KeyStore
     + AuditStore
+    + SignInStore
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -419,6 +425,126 @@ pub trait AuditStore: Send {
         target: &ObjectId,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// A user's sign-in state: per-user MFA, the remembered-devices cut-off, smart-lockout counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSignInState {
+    pub per_user_mfa: PerUserMfaState,
+    pub remembered_devices_not_before: Option<OffsetDateTime>,
+    pub password: Lockout,
+    pub code: Lockout,
+}
+
+/// A software OATH (TOTP) method; the secret is sealed by the app.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SoftwareOathMethod {
+    pub id: ObjectId,
+    pub user_id: ObjectId,
+    pub sealed_secret: Vec<u8>,
+    pub created: OffsetDateTime,
+    pub last_used_step: i64,
+}
+
+impl fmt::Debug for SoftwareOathMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftwareOathMethod")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A browser session, from the first sign-in page to sign-out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    /// SHA-256 of the cookie value.
+    pub id_sha256: Vec<u8>,
+    pub tenant_id: ObjectId,
+    pub user_id: Option<ObjectId>,
+    /// Where the sign-in stands (`username`, `password`, `mfa`, `register`, `change_password`, `done`).
+    pub stage: String,
+    /// The name the user typed, as typed.
+    pub username: Option<String>,
+    pub return_to: String,
+    pub created: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub authenticated_at: Option<OffsetDateTime>,
+    pub mfa_at: Option<OffsetDateTime>,
+    /// The methods used, as `amr` values separated by spaces (`pwd otp mfa`).
+    pub methods: String,
+    pub pass_expires_at: Option<OffsetDateTime>,
+    /// A TOTP secret awaiting confirmation, sealed.
+    pub pending_secret: Option<Vec<u8>>,
+    pub correlation_id: String,
+}
+
+impl fmt::Debug for BrowserSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrowserSession")
+            .field("user_id", &self.user_id)
+            .field("stage", &self.stage)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A position in the sign-in log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInCursor {
+    pub created: String,
+    pub seq: i64,
+}
+
+/// Sign-in policy, per-user sign-in state, software OATH methods, browser sessions, remembered
+/// devices and the sign-in log.
+#[async_trait]
+pub trait SignInStore: Send {
+    /// The tenant's sign-in and Temporary Access Pass policies (defaults when never set).
+    async fn sign_in_policy(&mut self, tenant: &ObjectId) -> Result<(SignInPolicy, TapPolicy), StoreError>;
+    async fn set_sign_in_policy(
+        &mut self,
+        tenant: &ObjectId,
+        policy: &SignInPolicy,
+        tap: &TapPolicy,
+    ) -> Result<(), StoreError>;
+    async fn user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError>;
+    /// Like [`SignInStore::user_sign_in_state`], locking the row for the rest of the transaction
+    /// (PostgreSQL `FOR UPDATE`), so concurrent failures on several nodes all count.
+    async fn lock_user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError>;
+    async fn set_user_sign_in_state(&mut self, user: &ObjectId, state: &UserSignInState) -> Result<(), StoreError>;
+    async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError>;
+    async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError>;
+    /// Records that `step` was used, only if it is newer than the last used step; `false` when
+    /// another request used this or a later step first (a replay).
+    async fn use_software_oath_step(&mut self, id: &ObjectId, step: i64) -> Result<bool, StoreError>;
+    /// Deletes one method (`NotFound` if absent) or, with `None`, all of the user's; returns how many.
+    async fn delete_software_oath_methods(&mut self, user: &ObjectId, id: Option<&ObjectId>)
+    -> Result<u64, StoreError>;
+    /// Marks a one-time pass used; `false` if it was used already.
+    async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
+    async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError>;
+    /// Replaces a session's row (matched by `id_sha256`).
+    async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
+    async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError>;
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn delete_expired_browser_sessions(&mut self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    async fn insert_remembered_device(&mut self, id_sha256: &[u8], device: &RememberedDevice)
+    -> Result<(), StoreError>;
+    async fn get_remembered_device(&mut self, id_sha256: &[u8]) -> Result<Option<RememberedDevice>, StoreError>;
+    /// Forgets every remembered device of a user.
+    async fn delete_remembered_devices(&mut self, user: &ObjectId) -> Result<(), StoreError>;
+    async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError>;
+    /// Sign-ins matching `filter`, newest first, continuing after `after`.
+    async fn query_sign_ins(
+        &mut self,
+        tenant: &ObjectId,
+        filter: &SignInFilter,
+        after: Option<&SignInCursor>,
+        limit: usize,
+    ) -> Result<Vec<(SignInCursor, SignInRecord)>, StoreError>;
+    async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError>;
 }
 
 /// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.

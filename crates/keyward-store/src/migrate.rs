@@ -17,6 +17,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0003_service_principals.sql",
         sql: include_str!("../migrations/sqlite/0003_service_principals.sql"),
     },
+    Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/sqlite/0004_sign_in.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -32,6 +33,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         name: "0003_service_principals.sql",
         sql: include_str!("../migrations/postgres/0003_service_principals.sql"),
     },
+    Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/postgres/0004_sign_in.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

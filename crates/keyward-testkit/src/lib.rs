@@ -7,6 +7,7 @@
 //! when running as root, and a watchdog stops it when the test process exits.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 mod postgres;
 
 use std::path::PathBuf;
@@ -121,6 +122,20 @@ impl TestApp {
     /// Starts an app on `backend` with a bootstrapped tenant whose Global Administrator is
     /// [`ADMIN_UPN`], and a clock standing at the current time.
     pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, Some(ADMIN_PASSWORD)).await.0
+    }
+
+    /// Starts an app whose first start got no bootstrap password: the Global Administrator
+    /// [`ADMIN_UPN`] gets a one-time Temporary Access Pass instead, returned here.
+    pub async fn spawn_with_bootstrap_pass(backend: Backend) -> (TestApp, String) {
+        let (app, outcome) = TestApp::spawn_with(backend, None).await;
+        match outcome {
+            BootstrapOutcome::Created { temporary_access_pass: Some((pass, _)), .. } => (app, pass.expose().to_owned()),
+            other => panic!("expected a bootstrap pass, got {other:?}"),
+        }
+    }
+
+    async fn spawn_with(backend: Backend, admin_password: Option<&str>) -> (TestApp, BootstrapOutcome) {
         let (url, dir) = fresh_url(backend);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -130,12 +145,13 @@ impl TestApp {
         let outcome = app
             .bootstrap(BootstrapRequest {
                 admin_upn: Some(ADMIN_UPN.into()),
-                admin_password: Some(keyward_core::secret::Secret::new(ADMIN_PASSWORD)),
+                admin_password: admin_password.map(keyward_core::secret::Secret::new),
                 tenant_domain: DOMAIN.into(),
             })
             .await
             .expect("bootstrap");
         assert!(matches!(outcome, BootstrapOutcome::Created { .. }), "{outcome:?}");
+        let outcome_copy = outcome.clone();
         let admin_token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
         let router = keyward_http::router(app.clone());
         let config =
@@ -143,7 +159,7 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = keyward_http::serve(router, config, std::future::pending()).await;
         });
-        TestApp {
+        let test_app = TestApp {
             app,
             base_url,
             clock,
@@ -153,7 +169,8 @@ impl TestApp {
             database_url: url,
             _dir: dir,
             server,
-        }
+        };
+        (test_app, outcome_copy)
     }
 
     /// Another node on the same database (no HTTP server of its own).

@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod audit_chain;
 mod roles;
+mod signin;
 mod story;
 
 /// Defines `NAME_on_sqlite` and `NAME_on_postgres` from one `async fn NAME(backend: Backend)`.

@@ -1,0 +1,1012 @@
+//! Signing in through the browser pages: username, then password or Temporary Access Pass, then a
+//! one-time code (or the registration interrupt), with smart lockout, remembered devices, forced
+//! password change, and a sign-in log entry for every attempt.
+//!
+//! The flow lives in a server-side session row (`browser_sessions`) named by a random cookie; the
+//! row stores only a SHA-256 of the cookie. Every decision is the core's (`keyward_core::signin`,
+//! `keyward_core::totp`); this module sequences load, decide, persist and log.
+
+use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+use keyward_core::authz::built_in_role;
+use keyward_core::directory::{PropertyChange, Tenant, User};
+use keyward_core::ids::ObjectId;
+use keyward_core::secret::Secret;
+use keyward_core::signin::{
+    self, AuthenticationDetail, FirstFactor, MfaDone, NextStep, SessionFacts, SignInPolicy, SignInRecord, codes,
+};
+use keyward_core::totp::{self, CodeError};
+use keyward_core::{json, password};
+use keyward_store::{BrowserSession, SoftwareOathMethod, UserSignInState};
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+
+use crate::{App, AppError, RequestMeta, audit_id, new_id};
+
+/// The application id the sign-in log names for Keyward's own pages.
+pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
+/// Its display name.
+pub const PORTAL_APP_NAME: &str = "Keyward My Account";
+
+/// How long an unfinished sign-in may take.
+const FLOW_LIFETIME: Duration = Duration::minutes(30);
+/// How long a signed-in browser session lasts (absolute).
+const SESSION_LIFETIME: Duration = Duration::hours(12);
+/// Adding a method from the account page needs MFA this recent.
+const RECENT_MFA: Duration = Duration::minutes(10);
+
+/// Where a sign-in stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Username,
+    Password,
+    ChangePassword,
+    Mfa,
+    MoreInfo,
+    RegisterTotp,
+    Done,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Username => "username",
+            Stage::Password => "password",
+            Stage::ChangePassword => "change_password",
+            Stage::Mfa => "mfa",
+            Stage::MoreInfo => "more_info",
+            Stage::RegisterTotp => "register_totp",
+            Stage::Done => "done",
+        }
+    }
+
+    fn parse(text: &str) -> Stage {
+        match text {
+            "password" => Stage::Password,
+            "change_password" => Stage::ChangePassword,
+            "mfa" => Stage::Mfa,
+            "more_info" => Stage::MoreInfo,
+            "register_totp" => Stage::RegisterTotp,
+            "done" => Stage::Done,
+            _ => Stage::Username,
+        }
+    }
+}
+
+/// A submitted sign-in form. `step` names the page it came from (or an account action:
+/// `signout`, `add_totp`, `change_password`).
+#[derive(Debug, Default)]
+pub struct SignInForm {
+    pub step: String,
+    pub csrf: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub code: Option<String>,
+    pub remember: bool,
+    pub new_password: Option<Secret>,
+    pub confirm_password: Option<Secret>,
+}
+
+/// The page to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInPage {
+    Username { error: Option<String> },
+    Password { username: String, error: Option<String> },
+    ChangePassword { username: String, is_required: bool, error: Option<String> },
+    Mfa { username: String, remember_days: i64, error: Option<String> },
+    MoreInfo { username: String },
+    RegisterTotp { username: String, secret: String, uri: String, error: Option<String> },
+    Account { display_name: String, user_principal_name: String, methods: Vec<String>, notice: Option<String> },
+}
+
+/// What the transport must do: show a page or redirect, and which cookies to set.
+#[derive(Debug, Clone)]
+pub struct SignInView {
+    pub tenant_id: ObjectId,
+    pub page: Option<SignInPage>,
+    pub redirect: Option<String>,
+    /// The CSRF token every form on the page carries.
+    pub csrf: String,
+    /// A new session cookie value to set.
+    pub set_session: Option<String>,
+    /// The session ended: clear the cookie.
+    pub clear_session: bool,
+    /// A remembered-device cookie and its lifetime in days.
+    pub set_device: Option<(String, i64)>,
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
+}
+
+/// The CSRF token of a session: derived from the cookie, so it needs no storage and reveals
+/// nothing about the cookie.
+pub fn csrf_token(cookie: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(format!("keyward csrf v1:{cookie}").as_bytes()))
+}
+
+fn random_token() -> Result<String, AppError> {
+    let mut bytes = [0_u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A return address is a path on this site: `/…`, never `//host` or `/\host`.
+fn safe_return_to(raw: Option<&str>) -> String {
+    match raw {
+        Some(it)
+            if it.starts_with('/') && !it.starts_with("//") && !it.starts_with("/\\") && !it.contains(['\r', '\n']) =>
+        {
+            it.to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+fn lockout_message(until: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[hour]:[minute]:[second] UTC");
+    let at = until.format(&format).unwrap_or_else(|_| until.to_string());
+    format!(
+        "Your account is temporarily locked to prevent unauthorized use. Try again after {at}, or ask your \
+         administrator to help."
+    )
+}
+
+const WRONG_CREDENTIALS: &str = "Your account or password is incorrect. Check them and try again; if you don't \
+                                 remember your password, ask your administrator to reset it.";
+
+/// The state a submission works on.
+struct Flow {
+    tenant: Tenant,
+    cookie: String,
+    session: BrowserSession,
+    meta: RequestMeta,
+}
+
+impl App {
+    /// `GET` of the sign-in page: continues the session named by `cookie`, or starts a new one.
+    /// A signed-in session goes to `return_to` (or the account page); a revoked one is logged
+    /// (50173) and the user signs in again.
+    pub async fn sign_in_view(
+        &self,
+        tenant_key: &str,
+        cookie: Option<&str>,
+        return_to: Option<&str>,
+        meta: RequestMeta,
+    ) -> Result<SignInView, AppError> {
+        let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
+        let now = self.now();
+        if let Some(cookie) = cookie {
+            let mut tx = self.read().await?;
+            let session = tx.get_browser_session(&sha256(cookie.as_bytes())).await?;
+            drop(tx);
+            if let Some(session) = session.filter(|it| it.tenant_id == tenant.id && it.expires_at > now) {
+                let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
+                if Stage::parse(&flow.session.stage) != Stage::Done {
+                    return self.render(&mut flow, None).await;
+                }
+                match self.check_signed_in(&mut flow).await? {
+                    Some(user) => {
+                        let target = safe_return_to(return_to);
+                        if !target.is_empty() {
+                            return Ok(self.redirect(&flow, target));
+                        }
+                        return self.account_page(&flow, &user, None).await;
+                    }
+                    None => {
+                        let mut view = self.start_flow(&flow.tenant, return_to).await?;
+                        view.page =
+                            Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
+                        return Ok(view);
+                    }
+                }
+            }
+        }
+        self.start_flow(&tenant, return_to).await
+    }
+
+    /// `POST` of a sign-in form.
+    pub async fn sign_in_submit(
+        &self,
+        tenant_key: &str,
+        cookie: Option<&str>,
+        device_cookie: Option<&str>,
+        form: SignInForm,
+        meta: RequestMeta,
+    ) -> Result<SignInView, AppError> {
+        let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
+        let now = self.now();
+        let session = match cookie {
+            Some(cookie) => {
+                let mut tx = self.read().await?;
+                tx.get_browser_session(&sha256(cookie.as_bytes())).await?
+            }
+            None => None,
+        };
+        let (Some(cookie), Some(session)) = (cookie, session.filter(|it| it.tenant_id == tenant.id)) else {
+            let mut view = self.start_flow(&tenant, None).await?;
+            view.page = Some(SignInPage::Username {
+                error: Some(
+                    "Your sign-in page expired or cookies are blocked. Allow cookies and sign in again.".into(),
+                ),
+            });
+            return Ok(view);
+        };
+        let expected = csrf_token(cookie);
+        if !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+            return Err(AppError::BadRequest(
+                "This form did not come from this sign-in page (the security token does not match). Go back, reload \
+                 the page and try again."
+                    .into(),
+            ));
+        }
+        if session.expires_at <= now {
+            let mut view = self.start_flow(&tenant, Some(&session.return_to)).await?;
+            view.page = Some(SignInPage::Username { error: Some("Your sign-in took too long. Start again.".into()) });
+            return Ok(view);
+        }
+        let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
+        let stage = Stage::parse(&flow.session.stage);
+        if stage == Stage::Done {
+            return self.account_action(&mut flow, &form).await;
+        }
+        if form.step != stage.as_str() {
+            // A stale form (back button, second tab): show where the sign-in really stands.
+            return self.render(&mut flow, None).await;
+        }
+        match stage {
+            Stage::Username => self.submit_username(&mut flow, &form).await,
+            Stage::Password => self.submit_first_factor(&mut flow, &form, device_cookie).await,
+            Stage::ChangePassword => self.submit_new_password(&mut flow, &form, device_cookie).await,
+            Stage::Mfa => self.submit_code(&mut flow, &form).await,
+            Stage::MoreInfo => self.begin_totp_registration(&mut flow).await,
+            Stage::RegisterTotp => self.submit_registration(&mut flow, &form).await,
+            Stage::Done => unreachable_stage(),
+        }
+    }
+
+    async fn start_flow(&self, tenant: &Tenant, return_to: Option<&str>) -> Result<SignInView, AppError> {
+        let now = self.now();
+        let cookie = random_token()?;
+        let session = BrowserSession {
+            id_sha256: sha256(cookie.as_bytes()),
+            tenant_id: tenant.id.clone(),
+            user_id: None,
+            stage: Stage::Username.as_str().into(),
+            username: None,
+            return_to: safe_return_to(return_to),
+            created: now,
+            expires_at: now + FLOW_LIFETIME,
+            authenticated_at: None,
+            mfa_at: None,
+            methods: String::new(),
+            pass_expires_at: None,
+            pending_secret: None,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut tx = self.write().await?;
+        tx.insert_browser_session(&session).await?;
+        tx.commit().await?;
+        Ok(SignInView {
+            tenant_id: tenant.id.clone(),
+            page: Some(SignInPage::Username { error: None }),
+            redirect: None,
+            csrf: csrf_token(&cookie),
+            set_session: Some(cookie),
+            clear_session: false,
+            set_device: None,
+        })
+    }
+
+    fn view(&self, flow: &Flow, page: SignInPage) -> SignInView {
+        SignInView {
+            tenant_id: flow.tenant.id.clone(),
+            page: Some(page),
+            redirect: None,
+            csrf: csrf_token(&flow.cookie),
+            set_session: None,
+            clear_session: false,
+            set_device: None,
+        }
+    }
+
+    fn redirect(&self, flow: &Flow, target: String) -> SignInView {
+        SignInView { page: None, redirect: Some(target), ..self.view(flow, SignInPage::Username { error: None }) }
+    }
+
+    /// The page for the session's stage.
+    async fn render(&self, flow: &mut Flow, error: Option<String>) -> Result<SignInView, AppError> {
+        let username = flow.session.username.clone().unwrap_or_default();
+        let page = match Stage::parse(&flow.session.stage) {
+            Stage::Username => SignInPage::Username { error },
+            Stage::Password => SignInPage::Password { username, error },
+            Stage::ChangePassword => {
+                SignInPage::ChangePassword { is_required: flow.session.authenticated_at.is_none(), username, error }
+            }
+            Stage::Mfa => {
+                let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+                SignInPage::Mfa { username, remember_days: policy.remember_mfa_days, error }
+            }
+            Stage::MoreInfo => SignInPage::MoreInfo { username },
+            Stage::RegisterTotp => {
+                let user_id = flow.session.user_id.clone().ok_or_else(|| unexpected("registration without a user"))?;
+                let sealed = flow.session.pending_secret.clone().ok_or_else(|| unexpected("no pending secret"))?;
+                let secret = self.inner.keys.open_secret(user_id.as_str().as_bytes(), &sealed)?;
+                SignInPage::RegisterTotp {
+                    secret: totp::base32_encode(&secret),
+                    uri: totp::otpauth_uri("Keyward", &username, &secret),
+                    username,
+                    error,
+                }
+            }
+            Stage::Done => {
+                let user = self.check_signed_in(flow).await?.ok_or_else(|| unexpected("rendering an ended session"))?;
+                return self.account_page(flow, &user, error).await;
+            }
+        };
+        Ok(self.view(flow, page))
+    }
+
+    async fn submit_username(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        let username = form.username.as_deref().map(str::trim).unwrap_or_default();
+        if username.is_empty() || username.len() > 256 {
+            return self.render(flow, Some("Enter a valid email address or user name.".into())).await;
+        }
+        let mut tx = self.read().await?;
+        let user = tx.find_user_by_upn(&flow.tenant.id, username).await?;
+        drop(tx);
+        // Whether the account exists is not shown: an unknown name gets the same password page.
+        flow.session.username =
+            Some(user.as_ref().map_or_else(|| username.to_owned(), |it| it.user_principal_name.clone()));
+        flow.session.user_id = user.map(|it| it.id);
+        flow.session.stage = Stage::Password.as_str().into();
+        self.save_session(&flow.session).await?;
+        self.render(flow, None).await
+    }
+
+    async fn submit_first_factor(
+        &self,
+        flow: &mut Flow,
+        form: &SignInForm,
+        device_cookie: Option<&str>,
+    ) -> Result<SignInView, AppError> {
+        let Some(secret) = form.password.as_ref().filter(|it| !it.expose().is_empty()) else {
+            return self.render(flow, Some("Enter your password.".into())).await;
+        };
+        let now = self.now();
+        let mut tx = self.read().await?;
+        let user = match &flow.session.user_id {
+            Some(id) => tx.get_user(&flow.tenant.id, id).await?,
+            None => None,
+        };
+        let (policy, tap_policy) = tx.sign_in_policy(&flow.tenant.id).await?;
+        let (state, pass, hash) = match &user {
+            Some(user) => (
+                tx.user_sign_in_state(&user.id).await?,
+                tx.get_temporary_access_pass(&user.id).await?,
+                tx.get_password_hash(&user.id).await?,
+            ),
+            None => (UserSignInState::default(), None, None),
+        };
+        drop(tx);
+        if let Some(until) = state.password.locked_at(now) {
+            self.log_sign_in(
+                flow,
+                user.as_ref(),
+                codes::LOCKED,
+                vec![detail(now, "Password", false, "Account locked")],
+            )
+            .await?;
+            return self.render(flow, Some(lockout_message(until))).await;
+        }
+        let pass_matches =
+            pass.as_ref().is_some_and(|it| bool::from(sha256(secret.expose().as_bytes()).ct_eq(&it.pass_sha256)));
+        let (factor, is_ok, method) = if pass_matches {
+            let pass = pass.as_ref().ok_or_else(|| unexpected("pass vanished"))?;
+            let usability = signin::tap_usability(
+                tap_policy.is_enabled,
+                pass.start,
+                pass.lifetime_minutes,
+                pass.is_usable_once,
+                pass.used_at.is_some(),
+                now,
+            );
+            (FirstFactor::TemporaryAccessPass, usability.is_usable(), "Temporary Access Pass")
+        } else {
+            (FirstFactor::Password, self.inner.hasher.verify(secret.expose(), hash.as_deref()).await?, "Password")
+        };
+        let Some(user) = user.filter(|_| is_ok) else {
+            if let Some(user_id) = &flow.session.user_id {
+                let mut tx = self.write().await?;
+                let mut state = tx.lock_user_sign_in_state(user_id).await?;
+                state.password = state.password.after_failure(
+                    policy.lockout_threshold,
+                    Duration::seconds(policy.lockout_seconds),
+                    now,
+                );
+                tx.set_user_sign_in_state(user_id, &state).await?;
+                tx.commit().await?;
+            }
+            self.log_sign_in(
+                flow,
+                None,
+                codes::INVALID_CREDENTIALS,
+                vec![detail(now, method, false, "Invalid username or password")],
+            )
+            .await?;
+            return self.render(flow, Some(WRONG_CREDENTIALS.into())).await;
+        };
+        if !user.account_enabled {
+            self.log_sign_in(flow, Some(&user), codes::DISABLED, vec![detail(now, method, true, "Account disabled")])
+                .await?;
+            return self
+                .render(flow, Some("Your account has been disabled. Contact your administrator to enable it.".into()))
+                .await;
+        }
+        let mut tx = self.write().await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        if let Some(until) = state.password.locked_at(now) {
+            // Locked by a concurrent attempt on another node while this one hashed.
+            drop(tx);
+            return self.render(flow, Some(lockout_message(until))).await;
+        }
+        state.password = state.password.after_success(now);
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        if factor == FirstFactor::TemporaryAccessPass {
+            let pass = pass.ok_or_else(|| unexpected("pass vanished"))?;
+            if pass.is_usable_once && !tx.use_temporary_access_pass(&pass.id, now).await? {
+                drop(tx);
+                self.log_sign_in(
+                    flow,
+                    Some(&user),
+                    codes::INVALID_CREDENTIALS,
+                    vec![detail(now, method, false, "Temporary Access Pass already used")],
+                )
+                .await?;
+                return self.render(flow, Some(WRONG_CREDENTIALS.into())).await;
+            }
+            flow.session.pass_expires_at = Some(pass.start + Duration::minutes(pass.lifetime_minutes));
+            flow.session.methods = "tap mfa".into();
+            flow.session.mfa_at = Some(now);
+        } else {
+            flow.session.methods = "pwd".into();
+        }
+        tx.commit().await?;
+        let first = detail(now, method, true, "Correct password");
+        if factor == FirstFactor::Password && user.force_change_password_next_sign_in {
+            flow.session.stage = Stage::ChangePassword.as_str().into();
+            self.save_session(&flow.session).await?;
+            self.log_sign_in(flow, Some(&user), codes::PASSWORD_EXPIRED, vec![first]).await?;
+            return self.render(flow, None).await;
+        }
+        self.after_first_factor(flow, &user, factor, &policy, device_cookie, first).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn after_first_factor(
+        &self,
+        flow: &mut Flow,
+        user: &User,
+        factor: FirstFactor,
+        policy: &SignInPolicy,
+        device_cookie: Option<&str>,
+        first: AuthenticationDetail,
+    ) -> Result<SignInView, AppError> {
+        let now = self.now();
+        let mut tx = self.read().await?;
+        let state = tx.user_sign_in_state(&user.id).await?;
+        let assignments = tx.list_role_assignments_for(&flow.tenant.id, &user.id).await?;
+        let is_privileged =
+            assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_some_and(|role| role.is_privileged));
+        let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+        let device = match device_cookie {
+            Some(value) => tx.get_remembered_device(&sha256(value.as_bytes())).await?,
+            None => None,
+        };
+        drop(tx);
+        let requirement = signin::mfa_requirement(policy, state.per_user_mfa, is_privileged);
+        let remembered = device.is_some_and(|it| {
+            signin::device_honoured(&it, &user.id, state.remembered_devices_not_before, policy.remember_mfa_days, now)
+        });
+        match signin::after_first_factor(factor, requirement, has_method, remembered) {
+            NextStep::Done { mfa } => {
+                let mut details = vec![first];
+                if mfa == MfaDone::ByRememberedDevice {
+                    details.push(detail(
+                        now,
+                        "Previously satisfied",
+                        true,
+                        "MFA requirement satisfied by remembered device",
+                    ));
+                    flow.session.methods.push_str(" mfa");
+                    flow.session.mfa_at = Some(now);
+                }
+                self.finish(flow, user, requirement.map(|it| it.detail()), details, None).await
+            }
+            NextStep::Challenge => {
+                flow.session.stage = Stage::Mfa.as_str().into();
+                self.save_session(&flow.session).await?;
+                self.log_sign_in(flow, Some(user), codes::MFA_REQUIRED, vec![first]).await?;
+                self.render(flow, None).await
+            }
+            NextStep::Register => {
+                flow.session.stage = Stage::MoreInfo.as_str().into();
+                self.save_session(&flow.session).await?;
+                self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first]).await?;
+                self.render(flow, None).await
+            }
+        }
+    }
+
+    async fn submit_new_password(
+        &self,
+        flow: &mut Flow,
+        form: &SignInForm,
+        device_cookie: Option<&str>,
+    ) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        let (Some(current), Some(new), Some(confirm)) = (&form.password, &form.new_password, &form.confirm_password)
+        else {
+            return self.render(flow, Some("Enter your current password and the new one twice.".into())).await;
+        };
+        if new.expose() != confirm.expose() {
+            return self
+                .render(flow, Some("The new passwords don't match. Type the same new password twice.".into()))
+                .await;
+        }
+        if new.expose() == current.expose() {
+            return self.render(flow, Some("Choose a new password that differs from the current one.".into())).await;
+        }
+        let alias = user.user_principal_name.split('@').next().unwrap_or_default();
+        if let Err(err) = password::check(new.expose(), &[&user.display_name, alias]) {
+            return self.render(flow, Some(format!("{err}."))).await;
+        }
+        let hash = self.read().await?.get_password_hash(&user.id).await?;
+        if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
+            return self.render(flow, Some("Your current password is incorrect.".into())).await;
+        }
+        let new_hash = self.inner.hasher.hash(new.expose()).await?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
+        fresh.force_change_password_next_sign_in = false;
+        tx.update_user(&fresh).await?;
+        tx.set_password_hash(&user.id, &new_hash).await?;
+        let audit = self.self_audit(flow, &fresh, now);
+        tx.insert_audit(&audit.success(
+            audit_id(&audit.correlation_id),
+            Activity::ChangePasswordSelfService,
+            vec![TargetResource::user(&fresh)],
+        ))
+        .await?;
+        tx.commit().await?;
+        if flow.session.authenticated_at.is_some() {
+            // A signed-in user changed their password from the account page.
+            flow.session.stage = Stage::Done.as_str().into();
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
+        }
+        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let first = detail(now, "Password", true, "Password changed");
+        self.after_first_factor(flow, &fresh, FirstFactor::Password, &policy, device_cookie, first).await
+    }
+
+    async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        let code = form.code.as_deref().unwrap_or_default();
+        let now = self.now();
+        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let mut tx = self.write().await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        if let Some(until) = state.code.locked_at(now) {
+            drop(tx);
+            self.log_sign_in(
+                flow,
+                Some(&user),
+                codes::MFA_FAILED,
+                vec![detail(now, "Software OATH token", false, "Too many wrong codes")],
+            )
+            .await?;
+            return self
+                .render(
+                    flow,
+                    Some(format!(
+                        "Too many wrong codes. {}",
+                        lockout_message(until)
+                            .replace("Your account is temporarily locked to prevent unauthorized use. ", "")
+                    )),
+                )
+                .await;
+        }
+        let methods = tx.list_software_oath_methods(&user.id).await?;
+        let mut outcome = Err(CodeError::Wrong);
+        for method in &methods {
+            let secret = self.inner.keys.open_secret(user.id.as_str().as_bytes(), &method.sealed_secret)?;
+            match totp::verify(&secret, code, now.unix_timestamp(), method.last_used_step) {
+                Ok(step) => {
+                    // The guarded update refuses a step another node accepted meanwhile.
+                    outcome = if tx.use_software_oath_step(&method.id, step).await? {
+                        Ok(())
+                    } else {
+                        Err(CodeError::AlreadyUsed)
+                    };
+                    break;
+                }
+                Err(CodeError::AlreadyUsed) => outcome = Err(CodeError::AlreadyUsed),
+                Err(CodeError::Wrong) => (),
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                state.code = state.code.after_success(now);
+                tx.set_user_sign_in_state(&user.id, &state).await?;
+                tx.commit().await?;
+                flow.session.methods.push_str(" otp mfa");
+                flow.session.mfa_at = Some(now);
+                let device = if form.remember && policy.remember_mfa_days > 0 {
+                    let value = random_token()?;
+                    let device = signin::RememberedDevice {
+                        user_id: user.id.clone(),
+                        issued_at: now,
+                        expires_at: now + Duration::days(policy.remember_mfa_days),
+                    };
+                    let mut tx = self.write().await?;
+                    tx.insert_remembered_device(&sha256(value.as_bytes()), &device).await?;
+                    tx.commit().await?;
+                    Some((value, policy.remember_mfa_days))
+                } else {
+                    None
+                };
+                let details = vec![
+                    detail(now, "Password", true, "Correct password"),
+                    detail(now, "Software OATH token", true, "MFA successfully completed"),
+                ];
+                let mut view = self.finish(flow, &user, Some("MFA"), details, None).await?;
+                view.set_device = device;
+                Ok(view)
+            }
+            Err(err) => {
+                state.code =
+                    state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
+                tx.set_user_sign_in_state(&user.id, &state).await?;
+                tx.commit().await?;
+                let (reason, message) = match err {
+                    CodeError::AlreadyUsed => (
+                        "Code already used",
+                        "That code was already used. Wait for the next code in your authenticator app and enter it.",
+                    ),
+                    CodeError::Wrong => (
+                        "Invalid verification code",
+                        "That code didn't work. Check the code in your authenticator app and try again.",
+                    ),
+                };
+                self.log_sign_in(
+                    flow,
+                    Some(&user),
+                    codes::MFA_FAILED,
+                    vec![detail(now, "Software OATH token", false, reason)],
+                )
+                .await?;
+                self.render(flow, Some(message.into())).await
+            }
+        }
+    }
+
+    async fn begin_totp_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        let mut secret = [0_u8; totp::SECRET_LEN];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| unexpected("random generator failed"))?;
+        flow.session.pending_secret = Some(self.inner.keys.seal_secret(user.id.as_str().as_bytes(), &secret)?);
+        flow.session.stage = Stage::RegisterTotp.as_str().into();
+        self.save_session(&flow.session).await?;
+        self.render(flow, None).await
+    }
+
+    async fn submit_registration(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        let now = self.now();
+        let sealed = flow.session.pending_secret.clone().ok_or_else(|| unexpected("no pending secret"))?;
+        let secret = self.inner.keys.open_secret(user.id.as_str().as_bytes(), &sealed)?;
+        let code = form.code.as_deref().unwrap_or_default();
+        let Ok(step) = totp::verify(&secret, code, now.unix_timestamp(), 0) else {
+            return self
+                .render(
+                    flow,
+                    Some(
+                        "That code didn't work. Check that your app's clock is right and enter the code it shows now."
+                            .into(),
+                    ),
+                )
+                .await;
+        };
+        let method = SoftwareOathMethod {
+            id: new_id(),
+            user_id: user.id.clone(),
+            sealed_secret: self.inner.keys.seal_secret(user.id.as_str().as_bytes(), &secret)?,
+            created: now,
+            last_used_step: step,
+        };
+        let mut tx = self.write().await?;
+        tx.insert_software_oath_method(&method).await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        let old = state.per_user_mfa;
+        state.per_user_mfa = old.after_registration();
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        let audit = self.self_audit(flow, &user, now);
+        let mut record = audit.success(
+            audit_id(&audit.correlation_id),
+            Activity::UserRegisteredSecurityInfo,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = "User registered software OATH token".into();
+        tx.insert_audit(&record).await?;
+        if old != state.per_user_mfa {
+            let change = PropertyChange {
+                name: "StrongAuthenticationRequirement".into(),
+                old_value: Some(json::string_array([format!("State:{}", old.as_str()).as_str()])),
+                new_value: Some(json::string_array([format!("State:{}", state.per_user_mfa.as_str()).as_str()])),
+            };
+            let record = audit.success(
+                audit_id(&audit.correlation_id),
+                Activity::UpdateUser,
+                vec![TargetResource::user(&user).with_changes(vec![change])],
+            );
+            tx.insert_audit(&record).await?;
+        }
+        tx.commit().await?;
+        flow.session.pending_secret = None;
+        if flow.session.mfa_at.is_none() {
+            flow.session.methods.push_str(" otp mfa");
+        }
+        flow.session.mfa_at = Some(now);
+        if flow.session.authenticated_at.is_some() {
+            flow.session.stage = Stage::Done.as_str().into();
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, &user, Some("Your authenticator app is registered.".into())).await;
+        }
+        let first_method = if flow.session.methods.starts_with("tap") { "Temporary Access Pass" } else { "Password" };
+        let details = vec![
+            detail(now, first_method, true, "Correct credentials"),
+            detail(now, "Software OATH token", true, "MFA registration completed"),
+        ];
+        self.finish(flow, &user, Some("MFA"), details, None).await
+    }
+
+    /// Completes a sign-in: the session counts from now, and the user goes back where they came from.
+    async fn finish(
+        &self,
+        flow: &mut Flow,
+        user: &User,
+        requirement: Option<&str>,
+        details: Vec<AuthenticationDetail>,
+        notice: Option<String>,
+    ) -> Result<SignInView, AppError> {
+        let now = self.now();
+        flow.session.stage = Stage::Done.as_str().into();
+        flow.session.authenticated_at = Some(now);
+        flow.session.expires_at = now + SESSION_LIFETIME;
+        self.save_session(&flow.session).await?;
+        let mut record = self.sign_in_record(flow, Some(user), codes::SUCCESS, details);
+        record.is_multi_factor = requirement.is_some();
+        record.requirement_policies = requirement.map(str::to_owned).into_iter().collect();
+        let mut tx = self.write().await?;
+        tx.insert_sign_in(&record).await?;
+        tx.commit().await?;
+        if !flow.session.return_to.is_empty() {
+            return Ok(self.redirect(flow, flow.session.return_to.clone()));
+        }
+        self.account_page(flow, user, notice).await
+    }
+
+    /// The signed-in user if the session still counts; otherwise logs why (50173 for a revoked
+    /// session) and deletes it.
+    async fn check_signed_in(&self, flow: &mut Flow) -> Result<Option<User>, AppError> {
+        let now = self.now();
+        let mut tx = self.read().await?;
+        let user = match &flow.session.user_id {
+            Some(id) => tx.get_user(&flow.tenant.id, id).await?,
+            None => None,
+        };
+        drop(tx);
+        let facts = SessionFacts {
+            authenticated_at: flow.session.authenticated_at.unwrap_or(flow.session.created),
+            expires_at: flow.session.expires_at,
+            pass_expires_at: flow.session.pass_expires_at,
+        };
+        let verdict = match &user {
+            Some(user) => signin::session_valid(&facts, user.sign_in_sessions_valid_from, user.account_enabled, now),
+            None => Err(signin::SessionEnd::Disabled),
+        };
+        match verdict {
+            Ok(()) => Ok(user),
+            Err(end) => {
+                let code = match end {
+                    signin::SessionEnd::Revoked | signin::SessionEnd::PassExpired => Some(codes::SESSION_REVOKED),
+                    signin::SessionEnd::Disabled => Some(codes::DISABLED),
+                    signin::SessionEnd::Expired => None,
+                };
+                if let (Some(code), Some(user)) = (code, &user) {
+                    let reason = match end {
+                        signin::SessionEnd::PassExpired => "Session ended: the Temporary Access Pass expired",
+                        signin::SessionEnd::Disabled => "Session ended: the account is disabled",
+                        _ => "Session revoked",
+                    };
+                    self.log_sign_in(flow, Some(user), code, vec![detail(now, "Previously satisfied", false, reason)])
+                        .await?;
+                }
+                let mut tx = self.write().await?;
+                tx.delete_browser_session(&flow.session.id_sha256).await?;
+                tx.commit().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn account_page(&self, flow: &Flow, user: &User, notice: Option<String>) -> Result<SignInView, AppError> {
+        let mut tx = self.read().await?;
+        let totp_methods = tx.list_software_oath_methods(&user.id).await?;
+        let has_password = tx.get_password_hash(&user.id).await?.is_some();
+        drop(tx);
+        let mut methods = Vec::new();
+        if has_password {
+            methods.push("Password".to_owned());
+        }
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        for method in totp_methods {
+            methods.push(format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default()));
+        }
+        Ok(self.view(
+            flow,
+            SignInPage::Account {
+                display_name: user.display_name.clone(),
+                user_principal_name: user.user_principal_name.clone(),
+                methods,
+                notice,
+            },
+        ))
+    }
+
+    /// Actions on the account page of a signed-in session.
+    async fn account_action(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        let Some(user) = self.check_signed_in(flow).await? else {
+            let mut view = self.start_flow(&flow.tenant, None).await?;
+            view.page = Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
+            return Ok(view);
+        };
+        match form.step.as_str() {
+            "signout" => {
+                let mut tx = self.write().await?;
+                tx.delete_browser_session(&flow.session.id_sha256).await?;
+                tx.commit().await?;
+                let mut view = self.start_flow(&flow.tenant, None).await?;
+                view.page = Some(SignInPage::Username { error: Some("You signed out.".into()) });
+                Ok(view)
+            }
+            "change_password" => {
+                flow.session.stage = Stage::ChangePassword.as_str().into();
+                self.save_session(&flow.session).await?;
+                self.render(flow, None).await
+            }
+            "add_totp" => {
+                let now = self.now();
+                let has_method = !self.read().await?.list_software_oath_methods(&user.id).await?.is_empty();
+                let is_recent = flow.session.mfa_at.is_some_and(|at| now - at <= RECENT_MFA);
+                if has_method && !is_recent {
+                    return self
+                        .account_page(flow, &user, Some("To add a method, sign out and sign in again with your authenticator app first (MFA within the last 10 minutes is required).".into()))
+                        .await;
+                }
+                self.begin_totp_registration(flow).await
+            }
+            _ => self.account_page(flow, &user, None).await,
+        }
+    }
+
+    async fn flow_user(&self, flow: &Flow) -> Result<User, AppError> {
+        let id = flow.session.user_id.clone().ok_or_else(|| unexpected("no user in this sign-in"))?;
+        let mut tx = self.read().await?;
+        tx.get_user(&flow.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))
+    }
+
+    async fn save_session(&self, session: &BrowserSession) -> Result<(), AppError> {
+        let mut tx = self.write().await?;
+        tx.update_browser_session(session).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn self_audit(&self, flow: &Flow, user: &User, at: OffsetDateTime) -> AuditContext {
+        AuditContext {
+            tenant_id: flow.tenant.id.clone(),
+            correlation_id: flow.session.correlation_id.clone(),
+            at,
+            initiated_by: Initiator::User {
+                id: user.id.clone(),
+                display_name: user.display_name.clone(),
+                user_principal_name: user.user_principal_name.clone(),
+                ip_address: flow.meta.ip_address.clone(),
+            },
+        }
+    }
+
+    fn sign_in_record(
+        &self,
+        flow: &Flow,
+        user: Option<&User>,
+        code: i32,
+        details: Vec<AuthenticationDetail>,
+    ) -> SignInRecord {
+        SignInRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: flow.tenant.id.clone(),
+            created: self.now(),
+            user_id: user.map(|it| it.id.clone()).or_else(|| flow.session.user_id.clone()),
+            user_principal_name: user
+                .map(|it| it.user_principal_name.clone())
+                .or_else(|| flow.session.username.clone())
+                .unwrap_or_default(),
+            user_display_name: user.map(|it| it.display_name.clone()),
+            app_id: PORTAL_APP_ID.into(),
+            app_display_name: PORTAL_APP_NAME.into(),
+            ip_address: flow.meta.ip_address.clone(),
+            correlation_id: flow.session.correlation_id.clone(),
+            error_code: code,
+            failure_reason: signin::failure_reason(code).map(str::to_owned),
+            is_multi_factor: false,
+            requirement_policies: Vec::new(),
+            details,
+        }
+    }
+
+    async fn log_sign_in(
+        &self,
+        flow: &Flow,
+        user: Option<&User>,
+        code: i32,
+        details: Vec<AuthenticationDetail>,
+    ) -> Result<(), AppError> {
+        let record = self.sign_in_record(flow, user, code, details);
+        let mut tx = self.write().await?;
+        tx.insert_sign_in(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn detail(at: OffsetDateTime, method: &str, succeeded: bool, result: &str) -> AuthenticationDetail {
+    AuthenticationDetail { at, method: method.into(), succeeded, result_detail: result.into() }
+}
+
+fn unexpected(what: &str) -> AppError {
+    AppError::Unexpected(anyhow::anyhow!("{what}"))
+}
+
+fn unreachable_stage() -> Result<SignInView, AppError> {
+    Err(unexpected("a signed-in session reached the sign-in steps"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_addresses_stay_on_this_site() {
+        assert_eq!(safe_return_to(Some("/t/oauth2/v2.0/authorize?x=1")), "/t/oauth2/v2.0/authorize?x=1");
+        for bad in ["//evil.example/x", "/\\evil.example", "https://evil.example/", "", "/a\r\nSet-Cookie: x"] {
+            assert_eq!(safe_return_to(Some(bad)), "", "{bad}");
+        }
+        assert_eq!(safe_return_to(None), "");
+    }
+
+    #[test]
+    fn csrf_tokens_differ_per_session_and_hide_the_cookie() {
+        let a = csrf_token("cookie-a");
+        assert_ne!(a, csrf_token("cookie-b"));
+        assert_eq!(a, csrf_token("cookie-a"));
+        assert!(!a.contains("cookie-a"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Administration around sign-in: the sign-in log, the Temporary Access Pass and sign-in policies,
+//! and the service-desk operations the sign-in honours (revoke sessions, revoke MFA sessions,
+//! require MFA re-registration). Their Graph routes for users belong to the authentication-methods
+//! API; the operations and their rules live here.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::authz::{Target, actions};
+use keyward_core::directory::PropertyChange;
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::json;
+use keyward_core::signin::{SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin_query::SignInQuery;
+use keyward_store::{SignInCursor, Tx};
+
+use crate::directory::resolve_user;
+use crate::facts::user_facts;
+use crate::{App, AppError, Caller, audit_id, require};
+
+/// Reading the sign-in log.
+const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
+/// Managing the tenant's authentication policies (Authentication Policy Administrator, Global
+/// Administrator).
+const STRONG_AUTHENTICATION_POLICY: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
+/// Reading them too (Global Reader).
+const ORGANIZATION_READ_ALL: &str = "microsoft.directory/organization/allProperties/read";
+
+/// A page of sign-ins.
+#[derive(Debug, Clone)]
+pub struct SignInPage {
+    pub items: Vec<SignInRecord>,
+    pub skiptoken: Option<String>,
+}
+
+fn encode(cursor: &SignInCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", cursor.created, cursor.seq))
+}
+
+fn decode(token: &str) -> Result<SignInCursor, AppError> {
+    let bad = || AppError::BadRequest("The $skiptoken is invalid; use the @odata.nextLink as given.".into());
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (created, seq) = text.split_once('|').ok_or_else(bad)?;
+    Ok(SignInCursor { created: created.to_owned(), seq: seq.parse().map_err(|_| bad())? })
+}
+
+fn stamp(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl App {
+    /// `GET /auditLogs/signIns`.
+    pub async fn list_sign_ins(&self, caller: &Caller, query: &SignInQuery) -> Result<SignInPage, AppError> {
+        require(caller, SIGN_IN_REPORTS_READ, Target::Tenant)?;
+        let after = query.skiptoken.as_deref().map(decode).transpose()?;
+        let mut tx = self.read().await?;
+        let mut rows = tx.query_sign_ins(&caller.tenant.id, &query.filter, after.as_ref(), query.top + 1).await?;
+        let has_more = rows.len() > query.top;
+        rows.truncate(query.top);
+        let skiptoken = if has_more { rows.last().map(|(cursor, _)| encode(cursor)) } else { None };
+        Ok(SignInPage { items: rows.into_iter().map(|(_, record)| record).collect(), skiptoken })
+    }
+
+    /// `GET /auditLogs/signIns/{id}`.
+    pub async fn get_sign_in(&self, caller: &Caller, id: &str) -> Result<SignInRecord, AppError> {
+        require(caller, SIGN_IN_REPORTS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        tx.get_sign_in(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
+    }
+
+    fn require_policy_read(caller: &Caller) -> Result<(), AppError> {
+        require(caller, STRONG_AUTHENTICATION_POLICY, Target::Tenant)
+            .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))
+    }
+
+    /// The tenant's Temporary Access Pass and sign-in policies.
+    pub async fn sign_in_policies(&self, caller: &Caller) -> Result<(SignInPolicy, TapPolicy), AppError> {
+        Self::require_policy_read(caller)?;
+        Ok(self.read().await?.sign_in_policy(&caller.tenant.id).await?)
+    }
+
+    /// Replaces the tenant's policies after checking their bounds; `change` edits the current
+    /// ones. Audited as `Authentication Methods Policy Update`.
+    pub async fn update_sign_in_policies(
+        &self,
+        caller: &Caller,
+        change: impl FnOnce(&mut SignInPolicy, &mut TapPolicy) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let policy_target = TargetResource {
+            id: caller.tenant.id.clone(),
+            display_name: Some("Authentication methods policy".into()),
+            kind: "Policy",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        };
+        if let Err(err) = require(caller, STRONG_AUTHENTICATION_POLICY, Target::Tenant) {
+            return Err(self
+                .refused(Some(tx), caller, Activity::AuthenticationMethodsPolicyUpdate, vec![policy_target], err)
+                .await);
+        }
+        let (mut policy, mut tap) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let (old_policy, old_tap) = (policy.clone(), tap.clone());
+        change(&mut policy, &mut tap)?;
+        policy.validate().map_err(AppError::BadRequest)?;
+        tap.validate().map_err(AppError::BadRequest)?;
+        if policy == old_policy && tap == old_tap {
+            return Ok(());
+        }
+        tx.set_sign_in_policy(&caller.tenant.id, &policy, &tap).await?;
+        let describe = |policy: &SignInPolicy, tap: &TapPolicy| format!("{policy:?} {tap:?}");
+        let change = PropertyChange {
+            name: "Policy".into(),
+            old_value: Some(json::string(&describe(&old_policy, &old_tap))),
+            new_value: Some(json::string(&describe(&policy, &tap))),
+        };
+        let record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AuthenticationMethodsPolicyUpdate,
+            vec![policy_target.with_changes(vec![change])],
+        );
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Resolves the target user of a service-desk operation and checks `action` on it; a refusal
+    /// is recorded as a failed `activity` and the transaction is dropped.
+    async fn authorized_target(
+        &self,
+        tx: Box<dyn Tx>,
+        caller: &Caller,
+        key: &str,
+        action: &'static str,
+        activity: Activity,
+    ) -> Result<(Box<dyn Tx>, User), AppError> {
+        let mut tx = tx;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        match require(caller, action, Target::User(&facts)) {
+            Ok(()) => Ok((tx, user)),
+            Err(err) => Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await),
+        }
+    }
+
+    /// Writes one `Update user` record with `change` (and Entra's "Included Updated Properties")
+    /// and commits.
+    async fn commit_user_update(
+        &self,
+        mut tx: Box<dyn Tx>,
+        caller: &Caller,
+        user: &User,
+        change: PropertyChange,
+    ) -> Result<(), AppError> {
+        let included = keyward_core::directory::included_updated_properties(std::slice::from_ref(&change));
+        let record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateUser,
+            vec![TargetResource::user(user).with_changes(vec![change, included])],
+        );
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `POST /users/{id}/revokeSignInSessions`: every session and refresh token issued before now
+    /// stops counting. Audited as `Update StsRefreshTokenValidFrom Timestamp`.
+    pub async fn revoke_sign_in_sessions(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let now = self.now();
+        let tx = self.write().await?;
+        let (mut tx, mut user) = self
+            .authorized_target(
+                tx,
+                caller,
+                key,
+                actions::USERS_INVALIDATE_REFRESH_TOKENS,
+                Activity::UpdateStsRefreshTokenValidFrom,
+            )
+            .await?;
+        let old = user.sign_in_sessions_valid_from;
+        user.sign_in_sessions_valid_from = now;
+        tx.update_user(&user).await?;
+        let change = PropertyChange {
+            name: "StsRefreshTokensValidFrom".into(),
+            old_value: Some(json::string_array([stamp(old).as_str()])),
+            new_value: Some(json::string_array([stamp(now).as_str()])),
+        };
+        let record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateStsRefreshTokenValidFrom,
+            vec![TargetResource::user(&user).with_changes(vec![change])],
+        );
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// "Revoke MFA sessions": remembered devices issued before now stop skipping MFA. Audited as
+    /// `Update user` with `StrongAuthenticationRequirement` (its `RememberDevicesNotIssuedBefore`).
+    pub async fn revoke_mfa_sessions(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let now = self.now();
+        let tx = self.write().await?;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_UPDATE, Activity::UpdateUser).await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        let requirement = |state: &keyward_store::UserSignInState| {
+            let cut = state.remembered_devices_not_before.map(stamp);
+            json::string(&format!(
+                "[{{\"RelyingParty\":\"*\",\"State\":\"{}\",\"RememberDevicesNotIssuedBefore\":{}}}]",
+                state.per_user_mfa.as_str(),
+                cut.map_or_else(|| "null".to_owned(), |it| format!("\"{it}\""))
+            ))
+        };
+        let old_value = requirement(&state);
+        state.remembered_devices_not_before = Some(now);
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        tx.delete_remembered_devices(&user.id).await?;
+        let change = PropertyChange {
+            name: "StrongAuthenticationRequirement".into(),
+            old_value: Some(old_value),
+            new_value: Some(requirement(&state)),
+        };
+        self.commit_user_update(tx, caller, &user, change).await
+    }
+
+    /// "Require re-register MFA": deletes the user's software OATH methods (and phone methods once
+    /// they exist), so the next sign-in that needs MFA shows the registration interrupt. Audited
+    /// as `Update user` with `StrongAuthenticationMethod`.
+    pub async fn require_mfa_reregistration(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let tx = self.write().await?;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, Activity::UpdateUser).await?;
+        let methods = tx.list_software_oath_methods(&user.id).await?;
+        tx.delete_software_oath_methods(&user.id, None).await?;
+        let old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
+        let change = PropertyChange {
+            name: "StrongAuthenticationMethod".into(),
+            old_value: Some(format!("[{}]", old.join(","))),
+            new_value: Some("[]".into()),
+        };
+        self.commit_user_update(tx, caller, &user, change).await
+    }
+
+    /// Deletes expired browser sessions (run with the hourly maintenance).
+    pub async fn delete_expired_sessions(&self) -> Result<u64, AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let n = tx.delete_expired_browser_sessions(now).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// The per-user MFA state (for tests and the per-user MFA API).
+    pub async fn per_user_mfa_state(&self, user: &ObjectId) -> Result<keyward_core::signin::PerUserMfaState, AppError> {
+        Ok(self.read().await?.user_sign_in_state(user).await?.per_user_mfa)
+    }
+}

@@ -1,0 +1,590 @@
+//! Sign-in rules: when MFA is required (entra.md §3.1, §9.3), what follows a first factor, smart
+//! lockout, whether a browser session or a remembered device still counts, Temporary Access Pass
+//! usability and policy (entra.md §4.3, §9.1), and the sign-in log record (entra.md §7.5).
+//!
+//! Everything here is a pure function of the facts and the time passed in.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::ids::ObjectId;
+
+/// Entra's sign-in error codes (`status.errorCode`).
+pub mod codes {
+    pub const SUCCESS: i32 = 0;
+    /// Invalid username or password.
+    pub const INVALID_CREDENTIALS: i32 = 50126;
+    /// Account locked by smart lockout.
+    pub const LOCKED: i32 = 50053;
+    /// Account disabled.
+    pub const DISABLED: i32 = 50057;
+    /// Password expired or must be changed.
+    pub const PASSWORD_EXPIRED: i32 = 50055;
+    /// Strong authentication is required (the MFA prompt was shown).
+    pub const MFA_REQUIRED: i32 = 50076;
+    /// The user must register for MFA (the registration interrupt was shown).
+    pub const MFA_REGISTRATION_REQUIRED: i32 = 50079;
+    /// The second factor failed.
+    pub const MFA_FAILED: i32 = 500121;
+    /// The session or grant was revoked or has expired.
+    pub const SESSION_REVOKED: i32 = 50173;
+}
+
+/// Per-user MFA state (entra.md §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PerUserMfaState {
+    #[default]
+    Disabled,
+    Enabled,
+    Enforced,
+}
+
+impl PerUserMfaState {
+    /// Graph's value: `disabled`, `enabled`, `enforced`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PerUserMfaState::Disabled => "disabled",
+            PerUserMfaState::Enabled => "enabled",
+            PerUserMfaState::Enforced => "enforced",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PerUserMfaState> {
+        match text {
+            "disabled" => Some(PerUserMfaState::Disabled),
+            "enabled" => Some(PerUserMfaState::Enabled),
+            "enforced" => Some(PerUserMfaState::Enforced),
+            _ => None,
+        }
+    }
+
+    /// The state after the user registers an MFA method: `enabled` becomes `enforced`.
+    pub fn after_registration(self) -> PerUserMfaState {
+        match self {
+            PerUserMfaState::Enabled => PerUserMfaState::Enforced,
+            other => other,
+        }
+    }
+}
+
+/// A tenant's sign-in settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInPolicy {
+    /// Users holding a privileged directory role must use MFA (on by default).
+    pub mfa_for_privileged_roles: bool,
+    /// Every user must use MFA.
+    pub mfa_for_everyone: bool,
+    /// Days a browser may skip MFA after "Don't ask again"; 0 turns the offer off.
+    pub remember_mfa_days: i64,
+    /// Failed password attempts before smart lockout locks the account.
+    pub lockout_threshold: i64,
+    /// The first lockout's length; each further lockout doubles it (up to a day).
+    pub lockout_seconds: i64,
+    /// Failed one-time codes before the code step is locked for the same duration.
+    pub code_attempt_limit: i64,
+}
+
+impl Default for SignInPolicy {
+    fn default() -> SignInPolicy {
+        SignInPolicy {
+            mfa_for_privileged_roles: true,
+            mfa_for_everyone: false,
+            remember_mfa_days: 0,
+            lockout_threshold: 10,
+            lockout_seconds: 60,
+            code_attempt_limit: 5,
+        }
+    }
+}
+
+impl SignInPolicy {
+    /// Checks the bounds: remembered devices 0–365 days, lockout threshold 1–100, first lockout
+    /// 5 s–1 day, code attempts 1–100.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0..=365).contains(&self.remember_mfa_days) {
+            return Err("rememberMfaDays must be between 0 (off) and 365.".into());
+        }
+        if !(1..=100).contains(&self.lockout_threshold) {
+            return Err("lockoutThreshold must be between 1 and 100.".into());
+        }
+        if !(5..=86_400).contains(&self.lockout_seconds) {
+            return Err("lockoutDurationInSeconds must be between 5 and 86400.".into());
+        }
+        if !(1..=100).contains(&self.code_attempt_limit) {
+            return Err("codeAttemptLimit must be between 1 and 100.".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a user must use MFA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaReason {
+    /// Per-user MFA is `enabled` or `enforced` ("MFA: Per-user" in the sign-in log).
+    PerUser,
+    /// The user holds a privileged role and the tenant requires MFA for them.
+    PrivilegedRole,
+    /// The tenant requires MFA for everyone.
+    Everyone,
+}
+
+impl MfaReason {
+    /// The `authenticationRequirementPolicies` detail Keyward writes to the sign-in log.
+    pub fn detail(self) -> &'static str {
+        match self {
+            MfaReason::PerUser => "MFA: Per-user",
+            MfaReason::PrivilegedRole => "MFA: Privileged role",
+            MfaReason::Everyone => "MFA: Tenant requires MFA for all users",
+        }
+    }
+}
+
+/// Whether the user must use MFA, and why.
+pub fn mfa_requirement(
+    policy: &SignInPolicy,
+    per_user: PerUserMfaState,
+    holds_privileged_role: bool,
+) -> Option<MfaReason> {
+    if per_user != PerUserMfaState::Disabled {
+        Some(MfaReason::PerUser)
+    } else if holds_privileged_role && policy.mfa_for_privileged_roles {
+        Some(MfaReason::PrivilegedRole)
+    } else if policy.mfa_for_everyone {
+        Some(MfaReason::Everyone)
+    } else {
+        None
+    }
+}
+
+/// The first factor the user presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFactor {
+    Password,
+    TemporaryAccessPass,
+}
+
+/// What the sign-in needs after a good first factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Signed in. `mfa` says whether MFA counts as done (TAP, a remembered device) or was not needed.
+    Done { mfa: MfaDone },
+    /// Ask for a one-time code (errorCode 50076 until it is given).
+    Challenge,
+    /// Show the registration interrupt; it cannot be skipped (errorCode 50079).
+    Register,
+}
+
+/// How the MFA requirement was met at the end of a first factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaDone {
+    NotRequired,
+    /// A Temporary Access Pass is a strong credential on its own.
+    ByTemporaryAccessPass,
+    /// A remembered device ("Previously satisfied").
+    ByRememberedDevice,
+}
+
+/// Decides what follows a good first factor.
+pub fn after_first_factor(
+    factor: FirstFactor,
+    requirement: Option<MfaReason>,
+    has_usable_method: bool,
+    device_remembered: bool,
+) -> NextStep {
+    match (factor, requirement) {
+        // A pass is strong on its own, but a user who must use MFA and has no method still
+        // registers one before going on (entra.md §9.3: TAP users are sent to interrupt mode).
+        (FirstFactor::TemporaryAccessPass, Some(_)) if !has_usable_method => NextStep::Register,
+        (FirstFactor::TemporaryAccessPass, _) => NextStep::Done { mfa: MfaDone::ByTemporaryAccessPass },
+        (FirstFactor::Password, None) => NextStep::Done { mfa: MfaDone::NotRequired },
+        (FirstFactor::Password, Some(_)) if !has_usable_method => NextStep::Register,
+        (FirstFactor::Password, Some(_)) if device_remembered => NextStep::Done { mfa: MfaDone::ByRememberedDevice },
+        (FirstFactor::Password, Some(_)) => NextStep::Challenge,
+    }
+}
+
+/// Smart-lockout counters for one user (kept in the database, so every node sees them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lockout {
+    /// Failed attempts since the last success or lockout.
+    pub failures: i64,
+    /// Lockouts so far; each doubles the next one's length.
+    pub lockouts: i64,
+    /// Locked until this time, if locked.
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+/// The longest single lockout.
+const MAX_LOCKOUT: Duration = Duration::days(1);
+
+impl Lockout {
+    /// `Some(until)` while locked at `now`.
+    pub fn locked_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    /// The counters after a failed attempt: the `threshold`-th failure locks the account for
+    /// `base` doubled per earlier lockout, capped at a day.
+    pub fn after_failure(self, threshold: i64, base: Duration, now: OffsetDateTime) -> Lockout {
+        let failures = self.failures + 1;
+        if failures < threshold {
+            return Lockout { failures, ..self };
+        }
+        let factor = 1_i32 << self.lockouts.clamp(0, 16);
+        let length = (base * factor).min(MAX_LOCKOUT);
+        Lockout { failures: 0, lockouts: self.lockouts + 1, locked_until: Some(now + length) }
+    }
+
+    /// The counters after a success: failures are forgotten; the lockout count stays, so an
+    /// attacker who guesses slowly still meets growing lockouts until a day passes quietly.
+    pub fn after_success(self, now: OffsetDateTime) -> Lockout {
+        let quiet = self.locked_until.is_none_or(|until| now - until > MAX_LOCKOUT);
+        Lockout { failures: 0, lockouts: if quiet { 0 } else { self.lockouts }, locked_until: None }
+    }
+}
+
+/// Why a browser session no longer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    Expired,
+    /// Issued before the user's `signInSessionsValidFromDateTime` (revoked sessions).
+    Revoked,
+    Disabled,
+    /// Obtained with a Temporary Access Pass that has since expired.
+    PassExpired,
+}
+
+/// The facts about a signed-in browser session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub authenticated_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub pass_expires_at: Option<OffsetDateTime>,
+}
+
+/// Whether a session still counts at `now` for a user with these properties.
+pub fn session_valid(
+    session: &SessionFacts,
+    sessions_valid_from: OffsetDateTime,
+    account_enabled: bool,
+    now: OffsetDateTime,
+) -> Result<(), SessionEnd> {
+    if !account_enabled {
+        return Err(SessionEnd::Disabled);
+    }
+    // "Issued before": a session from the very instant of the cut-off (a user created and
+    // signed in within one microsecond) still counts.
+    if session.authenticated_at < sessions_valid_from {
+        return Err(SessionEnd::Revoked);
+    }
+    if session.pass_expires_at.is_some_and(|until| until <= now) {
+        return Err(SessionEnd::PassExpired);
+    }
+    if session.expires_at <= now {
+        return Err(SessionEnd::Expired);
+    }
+    Ok(())
+}
+
+/// A remembered-device cookie's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberedDevice {
+    pub user_id: ObjectId,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Whether a remembered device lets `user` skip MFA: only for that user, only until it expires,
+/// only if issued after the user's remembered-devices cut-off ("Revoke MFA sessions").
+pub fn device_honoured(
+    device: &RememberedDevice,
+    user: &ObjectId,
+    not_before: Option<OffsetDateTime>,
+    remember_days: i64,
+    now: OffsetDateTime,
+) -> bool {
+    remember_days > 0
+        && device.user_id == *user
+        && device.expires_at > now
+        && not_before.is_none_or(|cut| device.issued_at > cut)
+}
+
+/// The Temporary Access Pass policy (entra.md §9.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapPolicy {
+    pub is_enabled: bool,
+    pub default_lifetime_minutes: i64,
+    pub default_length: i64,
+    pub minimum_lifetime_minutes: i64,
+    pub maximum_lifetime_minutes: i64,
+    pub is_usable_once: bool,
+}
+
+impl Default for TapPolicy {
+    fn default() -> TapPolicy {
+        TapPolicy {
+            is_enabled: true,
+            default_lifetime_minutes: 60,
+            default_length: 8,
+            minimum_lifetime_minutes: 60,
+            maximum_lifetime_minutes: 480,
+            is_usable_once: false,
+        }
+    }
+}
+
+impl TapPolicy {
+    /// Checks entra.md §9.1's bounds: lifetimes 10–43,200 minutes with minimum ≤ default ≤
+    /// maximum, length 8–48.
+    pub fn validate(&self) -> Result<(), String> {
+        let lifetimes = [
+            ("minimumLifetimeInMinutes", self.minimum_lifetime_minutes),
+            ("maximumLifetimeInMinutes", self.maximum_lifetime_minutes),
+            ("defaultLifetimeInMinutes", self.default_lifetime_minutes),
+        ];
+        for (name, value) in lifetimes {
+            if !(10..=43_200).contains(&value) {
+                return Err(format!("{name} must be between 10 and 43200."));
+            }
+        }
+        if self.minimum_lifetime_minutes > self.maximum_lifetime_minutes {
+            return Err("minimumLifetimeInMinutes must not exceed maximumLifetimeInMinutes.".into());
+        }
+        if !(self.minimum_lifetime_minutes..=self.maximum_lifetime_minutes).contains(&self.default_lifetime_minutes) {
+            return Err(
+                "defaultLifetimeInMinutes must lie between minimumLifetimeInMinutes and maximumLifetimeInMinutes."
+                    .into(),
+            );
+        }
+        if !(8..=48).contains(&self.default_length) {
+            return Err("defaultLength must be between 8 and 48.".into());
+        }
+        Ok(())
+    }
+}
+
+/// Graph's `methodUsabilityReason` for a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapUsability {
+    EnabledByPolicy,
+    DisabledByPolicy,
+    Expired,
+    NotYetValid,
+    OneTimeUsed,
+}
+
+impl TapUsability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapUsability::EnabledByPolicy => "EnabledByPolicy",
+            TapUsability::DisabledByPolicy => "DisabledByPolicy",
+            TapUsability::Expired => "Expired",
+            TapUsability::NotYetValid => "NotYetValid",
+            TapUsability::OneTimeUsed => "OneTimeUsed",
+        }
+    }
+
+    pub fn is_usable(self) -> bool {
+        self == TapUsability::EnabledByPolicy
+    }
+}
+
+/// Whether a pass can sign in at `now`.
+pub fn tap_usability(
+    policy_enabled: bool,
+    start: OffsetDateTime,
+    lifetime_minutes: i64,
+    is_usable_once: bool,
+    used: bool,
+    now: OffsetDateTime,
+) -> TapUsability {
+    if !policy_enabled {
+        TapUsability::DisabledByPolicy
+    } else if is_usable_once && used {
+        TapUsability::OneTimeUsed
+    } else if now < start {
+        TapUsability::NotYetValid
+    } else if now >= start + Duration::minutes(lifetime_minutes) {
+        TapUsability::Expired
+    } else {
+        TapUsability::EnabledByPolicy
+    }
+}
+
+/// One step of a sign-in, as `authenticationDetails` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticationDetail {
+    pub at: OffsetDateTime,
+    /// "Password", "Temporary Access Pass", "Software OATH token", "Previously satisfied", …
+    pub method: String,
+    pub succeeded: bool,
+    pub result_detail: String,
+}
+
+/// One sign-in attempt, in the shape of Graph's `signIn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRecord {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub created: OffsetDateTime,
+    pub user_id: Option<ObjectId>,
+    pub user_principal_name: String,
+    pub user_display_name: Option<String>,
+    pub app_id: String,
+    pub app_display_name: String,
+    pub ip_address: Option<String>,
+    pub correlation_id: String,
+    pub error_code: i32,
+    pub failure_reason: Option<String>,
+    pub is_multi_factor: bool,
+    pub requirement_policies: Vec<String>,
+    pub details: Vec<AuthenticationDetail>,
+}
+
+/// Entra's failure reason text for an error code.
+pub fn failure_reason(code: i32) -> Option<&'static str> {
+    Some(match code {
+        codes::SUCCESS => return None,
+        codes::INVALID_CREDENTIALS => "Error validating credentials due to invalid username or password.",
+        codes::LOCKED => {
+            "Account is locked because user tried to sign in too many times with an incorrect user ID or password."
+        }
+        codes::DISABLED => "User account is disabled. The account has been disabled by an administrator.",
+        codes::PASSWORD_EXPIRED => "The password is expired. The user must change it.",
+        codes::MFA_REQUIRED => {
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource."
+        }
+        codes::MFA_REGISTRATION_REQUIRED => "User must enroll for second factor authentication.",
+        codes::MFA_FAILED => "Authentication failed during strong authentication request.",
+        codes::SESSION_REVOKED => {
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed."
+        }
+        _ => "Other.",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-26 12:00 UTC);
+
+    #[test]
+    fn mfa_is_required_by_per_user_state_privileged_roles_or_tenant() {
+        let policy = SignInPolicy::default();
+        assert_eq!(mfa_requirement(&policy, PerUserMfaState::Disabled, false), None);
+        assert_eq!(mfa_requirement(&policy, PerUserMfaState::Enabled, false), Some(MfaReason::PerUser));
+        assert_eq!(mfa_requirement(&policy, PerUserMfaState::Enforced, true), Some(MfaReason::PerUser));
+        assert_eq!(mfa_requirement(&policy, PerUserMfaState::Disabled, true), Some(MfaReason::PrivilegedRole));
+        let relaxed = SignInPolicy { mfa_for_privileged_roles: false, ..SignInPolicy::default() };
+        assert_eq!(mfa_requirement(&relaxed, PerUserMfaState::Disabled, true), None);
+        let strict = SignInPolicy { mfa_for_everyone: true, ..relaxed };
+        assert_eq!(mfa_requirement(&strict, PerUserMfaState::Disabled, false), Some(MfaReason::Everyone));
+        assert_eq!(PerUserMfaState::Enabled.after_registration(), PerUserMfaState::Enforced);
+        assert_eq!(PerUserMfaState::Disabled.after_registration(), PerUserMfaState::Disabled);
+    }
+
+    #[test]
+    fn after_a_first_factor_the_user_is_done_challenged_or_interrupted() {
+        let req = Some(MfaReason::PerUser);
+        use FirstFactor::*;
+        assert_eq!(after_first_factor(Password, None, false, false), NextStep::Done { mfa: MfaDone::NotRequired });
+        assert_eq!(after_first_factor(Password, req, true, false), NextStep::Challenge);
+        assert_eq!(after_first_factor(Password, req, false, false), NextStep::Register);
+        // A remembered device never stands in for a method the user no longer has.
+        assert_eq!(after_first_factor(Password, req, false, true), NextStep::Register);
+        assert_eq!(after_first_factor(Password, req, true, true), NextStep::Done { mfa: MfaDone::ByRememberedDevice });
+        assert_eq!(after_first_factor(TemporaryAccessPass, req, false, false), NextStep::Register);
+        assert_eq!(
+            after_first_factor(TemporaryAccessPass, req, true, false),
+            NextStep::Done { mfa: MfaDone::ByTemporaryAccessPass }
+        );
+        assert_eq!(
+            after_first_factor(TemporaryAccessPass, None, false, false),
+            NextStep::Done { mfa: MfaDone::ByTemporaryAccessPass }
+        );
+    }
+
+    #[test]
+    fn lockout_locks_at_the_threshold_and_grows() {
+        let base = Duration::seconds(60);
+        let mut state = Lockout::default();
+        for _ in 0..9 {
+            state = state.after_failure(10, base, NOW);
+            assert_eq!(state.locked_at(NOW), None);
+        }
+        state = state.after_failure(10, base, NOW);
+        assert_eq!(state.locked_at(NOW), Some(NOW + base));
+        assert_eq!(state.locked_at(NOW + base), None);
+        let later = NOW + base;
+        for _ in 0..10 {
+            state = state.after_failure(10, base, later);
+        }
+        assert_eq!(state.locked_at(later), Some(later + Duration::seconds(120)));
+        let mut many = Lockout { lockouts: 40, ..Lockout::default() };
+        many = many.after_failure(1, base, NOW);
+        assert_eq!(many.locked_until, Some(NOW + Duration::days(1)));
+        let ok = state.after_success(later + Duration::seconds(121));
+        assert_eq!((ok.failures, ok.lockouts, ok.locked_until), (0, 2, None));
+        let quiet = state.after_success(later + Duration::days(2));
+        assert_eq!(quiet.lockouts, 0);
+    }
+
+    #[test]
+    fn sessions_end_on_revocation_disabling_expiry_and_pass_expiry() {
+        let facts = SessionFacts { authenticated_at: NOW, expires_at: NOW + Duration::hours(8), pass_expires_at: None };
+        let before = NOW - Duration::minutes(1);
+        assert_eq!(session_valid(&facts, before, true, NOW), Ok(()));
+        assert_eq!(session_valid(&facts, NOW, true, NOW), Ok(()));
+        assert_eq!(session_valid(&facts, NOW + Duration::microseconds(1), true, NOW), Err(SessionEnd::Revoked));
+        assert_eq!(session_valid(&facts, before, false, NOW), Err(SessionEnd::Disabled));
+        assert_eq!(session_valid(&facts, before, true, NOW + Duration::hours(8)), Err(SessionEnd::Expired));
+        let tap = SessionFacts { pass_expires_at: Some(NOW + Duration::hours(1)), ..facts };
+        assert_eq!(session_valid(&tap, before, true, NOW + Duration::minutes(59)), Ok(()));
+        assert_eq!(session_valid(&tap, before, true, NOW + Duration::hours(1)), Err(SessionEnd::PassExpired));
+    }
+
+    #[test]
+    fn remembered_devices_hold_only_for_their_user_until_expiry_and_after_the_cut_off() {
+        let user = ObjectId::from_bytes([1; 16]);
+        let other = ObjectId::from_bytes([2; 16]);
+        let device = RememberedDevice { user_id: user.clone(), issued_at: NOW, expires_at: NOW + Duration::days(14) };
+        assert!(device_honoured(&device, &user, None, 14, NOW));
+        assert!(!device_honoured(&device, &user, None, 0, NOW), "the setting is off");
+        assert!(!device_honoured(&device, &other, None, 14, NOW));
+        assert!(!device_honoured(&device, &user, None, 14, NOW + Duration::days(14)));
+        assert!(!device_honoured(&device, &user, Some(NOW), 14, NOW), "revoked MFA sessions");
+        assert!(device_honoured(&device, &user, Some(NOW - Duration::seconds(1)), 14, NOW));
+    }
+
+    #[test]
+    fn tap_policy_bounds_and_usability() {
+        assert_eq!(TapPolicy::default().validate(), Ok(()));
+        let bad = [
+            TapPolicy { minimum_lifetime_minutes: 9, ..TapPolicy::default() },
+            TapPolicy { maximum_lifetime_minutes: 43_201, ..TapPolicy::default() },
+            TapPolicy { default_lifetime_minutes: 500, ..TapPolicy::default() },
+            TapPolicy { minimum_lifetime_minutes: 600, ..TapPolicy::default() },
+            TapPolicy { default_length: 7, ..TapPolicy::default() },
+            TapPolicy { default_length: 49, ..TapPolicy::default() },
+        ];
+        for policy in bad {
+            assert!(policy.validate().is_err(), "{policy:?}");
+        }
+        let start = NOW;
+        assert_eq!(tap_usability(true, start, 60, false, false, NOW), TapUsability::EnabledByPolicy);
+        assert_eq!(tap_usability(false, start, 60, false, false, NOW), TapUsability::DisabledByPolicy);
+        assert_eq!(tap_usability(true, start, 60, true, true, NOW), TapUsability::OneTimeUsed);
+        assert_eq!(tap_usability(true, start, 60, false, true, NOW), TapUsability::EnabledByPolicy);
+        assert_eq!(tap_usability(true, start, 60, false, false, NOW - Duration::seconds(1)), TapUsability::NotYetValid);
+        assert_eq!(tap_usability(true, start, 60, false, false, NOW + Duration::hours(1)), TapUsability::Expired);
+    }
+
+    #[test]
+    fn sign_in_policy_bounds() {
+        assert_eq!(SignInPolicy::default().validate(), Ok(()));
+        assert!(SignInPolicy { remember_mfa_days: 366, ..SignInPolicy::default() }.validate().is_err());
+        assert!(SignInPolicy { lockout_threshold: 0, ..SignInPolicy::default() }.validate().is_err());
+        assert!(SignInPolicy { lockout_seconds: 1, ..SignInPolicy::default() }.validate().is_err());
+    }
+}

@@ -1,0 +1,459 @@
+//! The sign-in half of the SQLite and PostgreSQL stores (`SignInStore`), generated for both from
+//! one body like the rest of `backend.rs`.
+
+macro_rules! impl_sign_in_store {
+    ($tx:ident, $db:ty, $backend:expr) => {
+        impl $tx {
+            async fn read_sign_in_state(&mut self, user: &ObjectId, lock: bool) -> Result<UserSignInState, StoreError> {
+                let suffix = if lock && matches!($backend, Backend::Postgres) { " FOR UPDATE" } else { "" };
+                let sql = format!(
+                    "SELECT per_user_mfa_state, remembered_devices_not_before, password_failures, password_lockouts, \
+                     password_locked_until, code_failures, code_lockouts, code_locked_until \
+                     FROM user_sign_in_state WHERE user_id = $1{suffix}"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(UserSignInState::default()) };
+                let ts = |idx: usize| -> Result<Option<OffsetDateTime>, StoreError> {
+                    row.try_get::<Option<String>, _>(idx).map_err(db)?.as_deref().map(parse_ts).transpose()
+                };
+                let state: String = row.try_get(0).map_err(db)?;
+                Ok(UserSignInState {
+                    per_user_mfa: PerUserMfaState::parse(&state)
+                        .ok_or_else(|| StoreError::Other(format!("corrupt per-user MFA state '{state}'")))?,
+                    remembered_devices_not_before: ts(1)?,
+                    password: Lockout {
+                        failures: row.try_get(2).map_err(db)?,
+                        lockouts: row.try_get(3).map_err(db)?,
+                        locked_until: ts(4)?,
+                    },
+                    code: Lockout {
+                        failures: row.try_get(5).map_err(db)?,
+                        lockouts: row.try_get(6).map_err(db)?,
+                        locked_until: ts(7)?,
+                    },
+                })
+            }
+
+            fn session_from_row(row: &<$db as sqlx::Database>::Row) -> Result<BrowserSession, StoreError> {
+                let ts = |idx: usize| -> Result<Option<OffsetDateTime>, StoreError> {
+                    row.try_get::<Option<String>, _>(idx).map_err(db)?.as_deref().map(parse_ts).transpose()
+                };
+                Ok(BrowserSession {
+                    id_sha256: row.try_get(0).map_err(db)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    user_id: row.try_get::<Option<String>, _>(2).map_err(db)?.as_deref().map(oid).transpose()?,
+                    stage: row.try_get(3).map_err(db)?,
+                    username: row.try_get(4).map_err(db)?,
+                    return_to: row.try_get(5).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
+                    authenticated_at: ts(8)?,
+                    mfa_at: ts(9)?,
+                    methods: row.try_get(10).map_err(db)?,
+                    pass_expires_at: ts(11)?,
+                    pending_secret: row.try_get(12).map_err(db)?,
+                    correlation_id: row.try_get(13).map_err(db)?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl SignInStore for $tx {
+            async fn sign_in_policy(&mut self, tenant: &ObjectId) -> Result<(SignInPolicy, TapPolicy), StoreError> {
+                let row = sqlx::query(
+                    "SELECT mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, lockout_threshold, \
+                     lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, tap_default_length, \
+                     tap_minimum_lifetime, tap_maximum_lifetime, tap_usable_once FROM sign_in_policies WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else { return Ok((SignInPolicy::default(), TapPolicy::default())) };
+                Ok((
+                    SignInPolicy {
+                        mfa_for_privileged_roles: row.try_get(0).map_err(db)?,
+                        mfa_for_everyone: row.try_get(1).map_err(db)?,
+                        remember_mfa_days: row.try_get(2).map_err(db)?,
+                        lockout_threshold: row.try_get(3).map_err(db)?,
+                        lockout_seconds: row.try_get(4).map_err(db)?,
+                        code_attempt_limit: row.try_get(5).map_err(db)?,
+                    },
+                    TapPolicy {
+                        is_enabled: row.try_get(6).map_err(db)?,
+                        default_lifetime_minutes: row.try_get(7).map_err(db)?,
+                        default_length: row.try_get(8).map_err(db)?,
+                        minimum_lifetime_minutes: row.try_get(9).map_err(db)?,
+                        maximum_lifetime_minutes: row.try_get(10).map_err(db)?,
+                        is_usable_once: row.try_get(11).map_err(db)?,
+                    },
+                ))
+            }
+
+            async fn set_sign_in_policy(&mut self, tenant: &ObjectId, policy: &SignInPolicy, tap: &TapPolicy) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO sign_in_policies (tenant_id, mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, \
+                     lockout_threshold, lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, \
+                     tap_default_length, tap_minimum_lifetime, tap_maximum_lifetime, tap_usable_once) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET mfa_for_privileged_roles = excluded.mfa_for_privileged_roles, \
+                     mfa_for_everyone = excluded.mfa_for_everyone, remember_mfa_days = excluded.remember_mfa_days, \
+                     lockout_threshold = excluded.lockout_threshold, lockout_seconds = excluded.lockout_seconds, \
+                     code_attempt_limit = excluded.code_attempt_limit, tap_enabled = excluded.tap_enabled, \
+                     tap_default_lifetime = excluded.tap_default_lifetime, tap_default_length = excluded.tap_default_length, \
+                     tap_minimum_lifetime = excluded.tap_minimum_lifetime, tap_maximum_lifetime = excluded.tap_maximum_lifetime, \
+                     tap_usable_once = excluded.tap_usable_once",
+                )
+                .bind(tenant.as_str())
+                .bind(policy.mfa_for_privileged_roles)
+                .bind(policy.mfa_for_everyone)
+                .bind(policy.remember_mfa_days)
+                .bind(policy.lockout_threshold)
+                .bind(policy.lockout_seconds)
+                .bind(policy.code_attempt_limit)
+                .bind(tap.is_enabled)
+                .bind(tap.default_lifetime_minutes)
+                .bind(tap.default_length)
+                .bind(tap.minimum_lifetime_minutes)
+                .bind(tap.maximum_lifetime_minutes)
+                .bind(tap.is_usable_once)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError> {
+                self.read_sign_in_state(user, false).await
+            }
+
+            async fn lock_user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError> {
+                // A row must exist to be locked: concurrent first failures would otherwise both read "none".
+                sqlx::query("INSERT INTO user_sign_in_state (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
+                    .bind(user.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                self.read_sign_in_state(user, true).await
+            }
+
+            async fn set_user_sign_in_state(&mut self, user: &ObjectId, state: &UserSignInState) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, remembered_devices_not_before, \
+                     password_failures, password_lockouts, password_locked_until, code_failures, code_lockouts, code_locked_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id) DO UPDATE SET \
+                     per_user_mfa_state = excluded.per_user_mfa_state, \
+                     remembered_devices_not_before = excluded.remembered_devices_not_before, \
+                     password_failures = excluded.password_failures, password_lockouts = excluded.password_lockouts, \
+                     password_locked_until = excluded.password_locked_until, code_failures = excluded.code_failures, \
+                     code_lockouts = excluded.code_lockouts, code_locked_until = excluded.code_locked_until",
+                )
+                .bind(user.as_str())
+                .bind(state.per_user_mfa.as_str())
+                .bind(state.remembered_devices_not_before.map(fmt_ts))
+                .bind(state.password.failures)
+                .bind(state.password.lockouts)
+                .bind(state.password.locked_until.map(fmt_ts))
+                .bind(state.code.failures)
+                .bind(state.code.lockouts)
+                .bind(state.code.locked_until.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, user_id, sealed_secret, created_at, last_used_step FROM software_oath_methods \
+                     WHERE user_id = $1 ORDER BY created_at, id",
+                )
+                .bind(user.as_str())
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(SoftwareOathMethod {
+                            id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                            user_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                            sealed_secret: row.try_get(2).map_err(db)?,
+                            created: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
+                            last_used_step: row.try_get(4).map_err(db)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO software_oath_methods (id, user_id, sealed_secret, created_at, last_used_step) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(method.id.as_str())
+                .bind(method.user_id.as_str())
+                .bind(&method.sealed_secret)
+                .bind(fmt_ts(method.created))
+                .bind(method.last_used_step)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn use_software_oath_step(&mut self, id: &ObjectId, step: i64) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE software_oath_methods SET last_used_step = $2 WHERE id = $1 AND last_used_step < $2",
+                )
+                .bind(id.as_str())
+                .bind(step)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_software_oath_methods(&mut self, user: &ObjectId, id: Option<&ObjectId>) -> Result<u64, StoreError> {
+                let done = match id {
+                    Some(id) => sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1 AND id = $2")
+                        .bind(user.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?,
+                    None => sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?,
+                };
+                if id.is_some() && done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(done.rows_affected())
+            }
+
+            async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
+                    .bind(id.as_str())
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO browser_sessions (id_sha256, tenant_id, user_id, stage, username, return_to, created_at, \
+                     expires_at, authenticated_at, mfa_at, methods, pass_expires_at, pending_secret, correlation_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&session.id_sha256)
+                .bind(session.tenant_id.as_str())
+                .bind(session.user_id.as_ref().map(ObjectId::to_string))
+                .bind(&session.stage)
+                .bind(&session.username)
+                .bind(&session.return_to)
+                .bind(fmt_ts(session.created))
+                .bind(fmt_ts(session.expires_at))
+                .bind(session.authenticated_at.map(fmt_ts))
+                .bind(session.mfa_at.map(fmt_ts))
+                .bind(&session.methods)
+                .bind(session.pass_expires_at.map(fmt_ts))
+                .bind(&session.pending_secret)
+                .bind(&session.correlation_id)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id_sha256, tenant_id, user_id, stage, username, return_to, created_at, expires_at, \
+                     authenticated_at, mfa_at, methods, pass_expires_at, pending_secret, correlation_id \
+                     FROM browser_sessions WHERE id_sha256 = $1",
+                )
+                .bind(id_sha256)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::session_from_row).transpose()
+            }
+
+            async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE browser_sessions SET user_id = $2, stage = $3, username = $4, return_to = $5, expires_at = $6, \
+                     authenticated_at = $7, mfa_at = $8, methods = $9, pass_expires_at = $10, pending_secret = $11, \
+                     correlation_id = $12 WHERE id_sha256 = $1",
+                )
+                .bind(&session.id_sha256)
+                .bind(session.user_id.as_ref().map(ObjectId::to_string))
+                .bind(&session.stage)
+                .bind(&session.username)
+                .bind(&session.return_to)
+                .bind(fmt_ts(session.expires_at))
+                .bind(session.authenticated_at.map(fmt_ts))
+                .bind(session.mfa_at.map(fmt_ts))
+                .bind(&session.methods)
+                .bind(session.pass_expires_at.map(fmt_ts))
+                .bind(&session.pending_secret)
+                .bind(&session.correlation_id)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM browser_sessions WHERE id_sha256 = $1")
+                    .bind(id_sha256)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_expired_browser_sessions(&mut self, now: OffsetDateTime) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
+                    .bind(fmt_ts(now))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn insert_remembered_device(&mut self, id_sha256: &[u8], device: &RememberedDevice) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO remembered_devices (id_sha256, user_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id_sha256)
+                    .bind(device.user_id.as_str())
+                    .bind(fmt_ts(device.issued_at))
+                    .bind(fmt_ts(device.expires_at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_remembered_device(&mut self, id_sha256: &[u8]) -> Result<Option<RememberedDevice>, StoreError> {
+                let row = sqlx::query("SELECT user_id, issued_at, expires_at FROM remembered_devices WHERE id_sha256 = $1")
+                    .bind(id_sha256)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(RememberedDevice {
+                    user_id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    issued_at: parse_ts(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
+                }))
+            }
+
+            async fn delete_remembered_devices(&mut self, user: &ObjectId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM remembered_devices WHERE user_id = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, error_code, record) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&record.id)
+                .bind(record.tenant_id.as_str())
+                .bind(fmt_ts(record.created))
+                .bind(record.user_id.as_ref().map(ObjectId::to_string))
+                .bind(record.user_principal_name.to_lowercase())
+                .bind(record.app_id.to_lowercase())
+                .bind(i64::from(record.error_code))
+                .bind(sign_in_json::to_json(record)?)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn query_sign_ins(
+                &mut self,
+                tenant: &ObjectId,
+                filter: &SignInFilter,
+                after: Option<&SignInCursor>,
+                limit: usize,
+            ) -> Result<Vec<(SignInCursor, SignInRecord)>, StoreError> {
+                let mut sql = Sql::new("SELECT s.seq, s.created_at, s.record FROM sign_ins s WHERE s.tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_string()));
+                if let Some(user) = &filter.user_id {
+                    sql.push(" AND s.user_id = ");
+                    sql.arg(Arg::Text(user.clone()));
+                }
+                match (&filter.user_principal_name, filter.upn_is_prefix) {
+                    (Some(upn), false) => {
+                        sql.push(" AND s.upn_lc = ");
+                        sql.arg(Arg::Text(upn.clone()));
+                    }
+                    (Some(prefix), true) => {
+                        sql.push(" AND s.upn_lc >= ");
+                        sql.arg(Arg::Text(prefix.clone()));
+                        sql.push(" AND s.upn_lc < ");
+                        sql.arg(Arg::Text(format!("{prefix}\u{10FFFF}")));
+                    }
+                    (None, _) => (),
+                }
+                if let Some(app) = &filter.app_id {
+                    sql.push(" AND s.app_id = ");
+                    sql.arg(Arg::Text(app.clone()));
+                }
+                if let Some(code) = filter.error_code {
+                    sql.push(" AND s.error_code = ");
+                    sql.arg(Arg::Int(code));
+                }
+                if let Some(from) = filter.from {
+                    sql.push(" AND s.created_at >= ");
+                    sql.arg(Arg::Text(fmt_ts(from)));
+                }
+                if let Some(until) = filter.until {
+                    sql.push(" AND s.created_at <= ");
+                    sql.arg(Arg::Text(fmt_ts(until)));
+                }
+                if let Some(cursor) = after {
+                    sql.push(" AND (s.created_at, s.seq) < (");
+                    sql.arg(Arg::Text(cursor.created.clone()));
+                    sql.push(", ");
+                    sql.arg(Arg::Int(cursor.seq));
+                    sql.push(")");
+                }
+                sql.push(" ORDER BY s.created_at DESC, s.seq DESC LIMIT ");
+                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let cursor = SignInCursor { created: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
+                        Ok((cursor, sign_in_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
+                    })
+                    .collect()
+            }
+
+            async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError> {
+                let record: Option<String> = sqlx::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                record.as_deref().map(sign_in_json::from_json).transpose()
+            }
+        }
+    };
+}

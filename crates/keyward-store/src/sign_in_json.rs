@@ -1,0 +1,101 @@
+//! The stored form of a sign-in record: one JSON document per record.
+
+use keyward_core::ids::ObjectId;
+use keyward_core::signin::{AuthenticationDetail, SignInRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::sql::{fmt_ts, parse_ts};
+
+#[derive(Serialize, Deserialize)]
+struct Row {
+    id: String,
+    tenant_id: String,
+    created: String,
+    user_id: Option<String>,
+    user_principal_name: String,
+    user_display_name: Option<String>,
+    app_id: String,
+    app_display_name: String,
+    ip_address: Option<String>,
+    correlation_id: String,
+    error_code: i32,
+    failure_reason: Option<String>,
+    is_multi_factor: bool,
+    requirement_policies: Vec<String>,
+    details: Vec<DetailRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DetailRow {
+    at: String,
+    method: String,
+    succeeded: bool,
+    result_detail: String,
+}
+
+pub(crate) fn to_json(record: &SignInRecord) -> Result<String, StoreError> {
+    let row = Row {
+        id: record.id.clone(),
+        tenant_id: record.tenant_id.to_string(),
+        created: fmt_ts(record.created),
+        user_id: record.user_id.as_ref().map(ToString::to_string),
+        user_principal_name: record.user_principal_name.clone(),
+        user_display_name: record.user_display_name.clone(),
+        app_id: record.app_id.clone(),
+        app_display_name: record.app_display_name.clone(),
+        ip_address: record.ip_address.clone(),
+        correlation_id: record.correlation_id.clone(),
+        error_code: record.error_code,
+        failure_reason: record.failure_reason.clone(),
+        is_multi_factor: record.is_multi_factor,
+        requirement_policies: record.requirement_policies.clone(),
+        details: record
+            .details
+            .iter()
+            .map(|it| DetailRow {
+                at: fmt_ts(it.at),
+                method: it.method.clone(),
+                succeeded: it.succeeded,
+                result_detail: it.result_detail.clone(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&row).map_err(|err| StoreError::Other(format!("encoding a sign-in record: {err}")))
+}
+
+pub(crate) fn from_json(text: &str) -> Result<SignInRecord, StoreError> {
+    let row: Row =
+        serde_json::from_str(text).map_err(|err| StoreError::Other(format!("corrupt sign-in record: {err}")))?;
+    let oid = |raw: &str| {
+        ObjectId::parse(raw).ok_or_else(|| StoreError::Other(format!("corrupt object id '{raw}' in a sign-in record")))
+    };
+    Ok(SignInRecord {
+        id: row.id,
+        tenant_id: oid(&row.tenant_id)?,
+        created: parse_ts(&row.created)?,
+        user_id: row.user_id.as_deref().map(oid).transpose()?,
+        user_principal_name: row.user_principal_name,
+        user_display_name: row.user_display_name,
+        app_id: row.app_id,
+        app_display_name: row.app_display_name,
+        ip_address: row.ip_address,
+        correlation_id: row.correlation_id,
+        error_code: row.error_code,
+        failure_reason: row.failure_reason,
+        is_multi_factor: row.is_multi_factor,
+        requirement_policies: row.requirement_policies,
+        details: row
+            .details
+            .into_iter()
+            .map(|it| {
+                Ok(AuthenticationDetail {
+                    at: parse_ts(&it.at)?,
+                    method: it.method,
+                    succeeded: it.succeeded,
+                    result_detail: it.result_detail,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?,
+    })
+}

@@ -1,0 +1,433 @@
+//! The sign-in pages, driven only through their HTML forms by a test user agent that fills
+//! inputs by `autocomplete` token, on both backends; every case checks its sign-in log entry.
+
+use keyward_core::totp;
+use keyward_testkit::browser::{Browser, Page};
+use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::Duration;
+
+const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
+
+fn login_path() -> String {
+    format!("/{DOMAIN}/login")
+}
+
+/// Username, then password (or pass): the page that follows.
+async fn first_factor(browser: &mut Browser, upn: &str, secret: &str) -> Page {
+    let page = browser.get(&login_path()).await;
+    assert_eq!(page.title(), "Sign in", "{}", page.text());
+    let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
+    assert_eq!(page.title(), "Enter password", "{}", page.text());
+    browser.submit(&page, "password", &[("current-password", secret)], &[]).await
+}
+
+/// The current code for the secret shown on a registration page.
+fn code_now(app: &TestApp, secret_b32: &str) -> String {
+    let secret = totp::base32_decode(secret_b32).expect("base32 secret");
+    totp::code_at_step(&secret, totp::step_at(app.app.now().unix_timestamp()))
+}
+
+/// From the "More information required" page through TOTP registration; returns the account
+/// page and the secret.
+async fn register_totp(app: &TestApp, browser: &mut Browser, page: Page) -> (Page, String) {
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    assert!(page.text().contains("Your organization needs more information to keep your account secure"));
+    let page = browser.submit(&page, "more_info", &[], &[]).await;
+    assert_eq!(page.title(), "Set up your authenticator app", "{}", page.text());
+    let secret = page.by_id("secret").expect("secret shown as text");
+    let uri = page.by_id("otpauth").expect("otpauth URI shown");
+    assert!(uri.starts_with("otpauth://totp/Keyward:") && uri.contains(&format!("secret={secret}")), "{uri}");
+    assert!(page.html.contains("<svg") && page.html.contains("id=\"qr\""), "QR code as inline SVG");
+    let wrong = browser.submit(&page, "register_totp", &[("one-time-code", "000000")], &[]).await;
+    assert_eq!(wrong.title(), "Set up your authenticator app");
+    assert!(wrong.text().contains("That code didn't work"), "{}", wrong.text());
+    let code = code_now(app, &secret);
+    let page = browser.submit(&wrong, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert_eq!(page.title(), "My account", "{}", page.text());
+    (page, secret)
+}
+
+async fn sign_out(browser: &mut Browser, page: &Page) {
+    let out = browser.submit(page, "signout", &[], &[]).await;
+    assert_eq!(out.title(), "Sign in");
+    assert!(out.text().contains("You signed out."));
+}
+
+/// The sign-in log entries of a user, oldest first, as `(errorCode, entry)`.
+async fn sign_ins(app: &TestApp, upn: &str) -> Vec<(i64, Value)> {
+    // A fresh token: tests move the clock past the admin token's lifetime.
+    let token = app.token_for(ADMIN_UPN).await;
+    let path = format!("/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
+    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut entries: Vec<(i64, Value)> = reply.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|it| (it["status"]["errorCode"].as_i64().expect("errorCode"), it.clone()))
+        .collect();
+    entries.reverse();
+    entries
+}
+
+fn codes(entries: &[(i64, Value)]) -> Vec<i64> {
+    entries.iter().map(|(code, _)| *code).collect()
+}
+
+async fn create_user(app: &TestApp, alias: &str, force_change: bool) -> String {
+    let reply = app
+        .post(
+            "/v1.0/users",
+            &json!({
+                "accountEnabled": true, "displayName": format!("{alias} Test"), "mailNickname": alias,
+                "userPrincipalName": format!("{alias}@{DOMAIN}"),
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": force_change},
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    reply.body["id"].as_str().expect("id").to_owned()
+}
+
+async fn set_policy(app: &TestApp, body: Value) {
+    let reply = app.patch("/v1.0/policies/keywardSignInPolicy", &body).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+}
+
+async fn first_sign_in_with_the_bootstrap_pass(backend: Backend) {
+    let (app, pass) = TestApp::spawn_with_bootstrap_pass(backend).await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&login_path()).await;
+    let session_cookie = page.set_cookies.first().expect("session cookie").clone();
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"), "{session_cookie}");
+    let page = browser.submit(&page, "username", &[("username", ADMIN_UPN)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", &pass)], &[]).await;
+    // The Global Administrator must use MFA and has no method: the interrupt cannot be skipped.
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let again = browser.get(&login_path()).await;
+    assert_eq!(again.title(), "More information required", "reloading does not skip the interrupt");
+    let (account, _) = register_totp(&app, &mut browser, again).await;
+    assert!(account.text().contains("Signed in as"), "{}", account.text());
+    assert!(account.text().contains("Authenticator app"), "{}", account.text());
+    let log = sign_ins(&app, ADMIN_UPN).await;
+    assert_eq!(codes(&log), vec![50079, 0], "{log:?}");
+    assert_eq!(log[1].1["authenticationDetails"][0]["authenticationMethod"], "Temporary Access Pass");
+    assert_eq!(log[1].1["authenticationRequirement"], "multiFactorAuthentication");
+    let audit =
+        app.get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'User registered security info'").await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+    assert!(!audit.text.contains(&pass), "the pass never reaches the audit log");
+
+    // The one-time pass is spent.
+    let mut other = Browser::new(&app.base_url);
+    let refused = first_factor(&mut other, ADMIN_UPN, &pass).await;
+    assert_eq!(refused.title(), "Enter password");
+    assert!(refused.text().contains("Your account or password is incorrect"), "{}", refused.text());
+
+    // A session obtained with a pass ends when the pass does (480 minutes for the bootstrap pass).
+    app.clock.advance(Duration::minutes(481));
+    let ended = browser.get(&login_path()).await;
+    assert_eq!(ended.title(), "Sign in");
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    assert_eq!(codes(&sign_ins(&app, ADMIN_UPN).await), vec![50079, 0, 50126, 50173]);
+}
+
+async fn password_and_totp_with_replay_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, ADMIN_UPN, ADMIN_PASSWORD).await;
+    let (account, secret) = register_totp(&app, &mut browser, page).await;
+    sign_out(&mut browser, &account).await;
+
+    // The code used to register is spent: the same time step is refused.
+    let page = first_factor(&mut browser, ADMIN_UPN, ADMIN_PASSWORD).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    assert!(page.html.contains("autocomplete=\"one-time-code\""));
+    let replayed = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(replayed.title(), "Enter code");
+    assert!(replayed.text().contains("already used"), "{}", replayed.text());
+    app.clock.advance(Duration::seconds(30));
+    let code = code_now(&app, &secret);
+    let account = browser.submit(&replayed, "mfa", &[("one-time-code", &code)], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    sign_out(&mut browser, &account).await;
+
+    // Replaying a code that worked is refused too.
+    let page = first_factor(&mut browser, ADMIN_UPN, ADMIN_PASSWORD).await;
+    let replayed = browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await;
+    assert!(replayed.text().contains("already used"), "{}", replayed.text());
+    let log = sign_ins(&app, ADMIN_UPN).await;
+    assert_eq!(codes(&log), vec![50079, 0, 50076, 500121, 0, 50076, 500121], "{log:?}");
+    let success = &log[4].1;
+    assert_eq!(success["authenticationDetails"][1]["authenticationMethod"], "Software OATH token");
+    assert_eq!(success["appDisplayName"], "Keyward My Account");
+    assert!(success["ipAddress"].as_str().is_some_and(|it| it == "127.0.0.1"), "{success}");
+    assert!(success["correlationId"].as_str().is_some_and(|it| !it.is_empty()));
+}
+
+async fn lockout_and_its_expiry(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(
+        &app,
+        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
+    )
+    .await;
+    let mut browser = Browser::new(&app.base_url);
+    let mut page = first_factor(&mut browser, ADMIN_UPN, "wrong-password-1").await;
+    for attempt in 2..=3 {
+        assert!(page.text().contains("Your account or password is incorrect"), "{}", page.text());
+        page =
+            browser.submit(&page, "password", &[("current-password", &format!("wrong-password-{attempt}"))], &[]).await;
+    }
+    // The third failure locked the account; the right password now gets the lockout message.
+    let locked = browser.submit(&page, "password", &[("current-password", ADMIN_PASSWORD)], &[]).await;
+    assert!(locked.text().contains("temporarily locked"), "{}", locked.text());
+    assert!(locked.text().contains("Try again after"), "{}", locked.text());
+    app.clock.advance(Duration::seconds(61));
+    let page = browser.submit(&locked, "password", &[("current-password", ADMIN_PASSWORD)], &[]).await;
+    assert_eq!(page.title(), "My account", "{}", page.text());
+    assert_eq!(codes(&sign_ins(&app, ADMIN_UPN).await), vec![50126, 50126, 50126, 50053, 0]);
+
+    // An unknown account gets the same message as a wrong password and is logged without a user id.
+    let mut other = Browser::new(&app.base_url);
+    let unknown = first_factor(&mut other, &format!("nobody@{DOMAIN}"), "whatever-1").await;
+    assert!(unknown.text().contains("Your account or password is incorrect"));
+    let log = sign_ins(&app, &format!("nobody@{DOMAIN}")).await;
+    assert_eq!(codes(&log), vec![50126]);
+    assert!(log[0].1["userId"].is_null());
+}
+
+async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(&app, json!({"requireMfaForAllUsers": true, "rememberMfaOnDeviceDays": 14})).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let (account, secret) = register_totp(&app, &mut browser, page).await;
+    sign_out(&mut browser, &account).await;
+
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert!(page.text().contains("Don't ask again for 14 days"), "{}", page.text());
+    let account =
+        browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[("remember", "on")]).await;
+    assert_eq!(account.title(), "My account");
+    let device_cookie = account.set_cookies.iter().find(|it| it.starts_with("keyward-device=")).expect("device cookie");
+    assert!(device_cookie.contains("Max-Age=1209600") && device_cookie.contains("HttpOnly"), "{device_cookie}");
+    sign_out(&mut browser, &account).await;
+
+    // The remembered device skips the code.
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "My account", "{}", page.text());
+    sign_out(&mut browser, &page).await;
+    let log = sign_ins(&app, &upn).await;
+    assert_eq!(
+        log.last().map(|it| it.1["authenticationDetails"][1]["authenticationMethod"].clone()),
+        Some(json!("Previously satisfied"))
+    );
+
+    // Another user on the same browser gets no benefit from Adele's device.
+    create_user(&app, "megan", false).await;
+    let megan_page = first_factor(&mut browser, &format!("megan@{DOMAIN}"), PASSWORD).await;
+    assert_eq!(megan_page.title(), "More information required", "{}", megan_page.text());
+    browser.cookies.retain(|name, _| name != "keyward-session");
+
+    // Revoke MFA sessions: the device no longer counts.
+    let reply = app.post(&format!("/v1.0/users/{adele}/authentication/revokeMfaSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    let audit =
+        app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}')")).await;
+    assert!(
+        audit.text.contains("StrongAuthenticationRequirement") && audit.text.contains("RememberDevicesNotIssuedBefore"),
+        "{}",
+        audit.text
+    );
+    assert!(!audit.text.contains(&secret), "TOTP secrets never reach the audit log");
+}
+
+async fn reregistration_interrupt_and_revoked_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(&app, json!({"requireMfaForAllUsers": true})).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let (account, _) = register_totp(&app, &mut browser, page).await;
+
+    // A session issued before revokeSignInSessions is refused.
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["value"], json!(true));
+    assert!(reply.body["@odata.context"].as_str().is_some_and(|it| it.ends_with("$metadata#Edm.Boolean")));
+    app.clock.advance(Duration::seconds(1));
+    let ended = browser.get(&login_path()).await;
+    assert_eq!(ended.title(), "Sign in");
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    // A form from the revoked session does nothing either.
+    let stale = browser.submit(&account, "add_totp", &[], &[]).await;
+    assert_ne!(stale.title(), "Set up your authenticator app");
+
+    // Require re-registration: the next sign-in shows the interrupt, which cannot be skipped.
+    let reply = app.post(&format!("/v1.0/users/{adele}/authentication/requireMfaReregistration"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let reload = browser.get(&format!("{}?return_to=/{DOMAIN}/login", login_path())).await;
+    assert_eq!(reload.title(), "More information required");
+    // Posting another step's form is ignored: the interrupt is shown again.
+    let csrf = page.form("more_info").expect("form").inputs.iter().find(|it| it.0 == "csrf").expect("csrf").1.clone();
+    let action = page.form("more_info").expect("form").action;
+    let forged = browser
+        .post_form(&action, &[("csrf".into(), csrf), ("step".into(), "mfa".into()), ("code".into(), "123456".into())])
+        .await;
+    assert_eq!(forged.title(), "More information required", "{}", forged.text());
+    // And a form without the session's CSRF token is refused.
+    let no_csrf = browser.post_form(&action, &[("step".into(), "more_info".into())]).await;
+    assert_eq!(no_csrf.status, StatusCode::BAD_REQUEST);
+    let (account, _) = register_totp(&app, &mut browser, reload).await;
+    assert!(account.text().contains("Signed in as"));
+    let log = sign_ins(&app, &upn).await;
+    assert_eq!(codes(&log), vec![50079, 0, 50173, 50079, 0], "{log:?}");
+
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}') and activityDisplayName eq 'Update StsRefreshTokenValidFrom Timestamp'"
+        ))
+        .await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+    let audit = app
+        .get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}') and activityDisplayName eq 'Update user'"))
+        .await;
+    assert!(audit.text.contains("StrongAuthenticationMethod"), "{}", audit.text);
+}
+
+async fn forced_password_change_disabled_accounts_and_log_filters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let lee = create_user(&app, "lee", true).await;
+    let upn = format!("lee@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Update your password", "{}", page.text());
+    assert!(page.html.contains("autocomplete=\"new-password\""));
+    let weak = browser
+        .submit(&page, "change_password", &[("current-password", PASSWORD), ("new-password", "password1")], &[])
+        .await;
+    assert_eq!(weak.title(), "Update your password");
+    assert!(weak.text().contains("too common") || weak.text().contains("must"), "{}", weak.text());
+    let new_password = "Orchard-Velvet-Compass-31";
+    let done = browser
+        .submit(&weak, "change_password", &[("current-password", PASSWORD), ("new-password", new_password)], &[])
+        .await;
+    assert_eq!(done.title(), "My account", "{}", done.text());
+    sign_out(&mut browser, &done).await;
+    let again = first_factor(&mut browser, &upn, new_password).await;
+    assert_eq!(again.title(), "My account", "the new password works and is not asked to change again");
+
+    let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    app.clock.advance(Duration::seconds(1));
+    let ended = browser.get(&login_path()).await;
+    assert!(ended.text().contains("Your session has ended"), "disabling the account ends its sessions");
+    let mut other = Browser::new(&app.base_url);
+    let disabled = first_factor(&mut other, &upn, new_password).await;
+    assert!(disabled.text().contains("disabled"), "{}", disabled.text());
+    assert_eq!(codes(&sign_ins(&app, &upn).await), vec![50055, 0, 0, 50057, 50057]);
+
+    // $filter on userId, status/errorCode and createdDateTime.
+    let filtered =
+        app.get(&format!("/v1.0/auditLogs/signIns?$filter=userId eq '{lee}' and status/errorCode eq 0")).await;
+    assert_eq!(filtered.body["value"].as_array().map(Vec::len), Some(2), "{}", filtered.text);
+    let future =
+        (app.app.now() + Duration::days(1)).format(&time::format_description::well_known::Rfc3339).expect("time");
+    let none = app.get(&format!("/v1.0/auditLogs/signIns?$filter=createdDateTime ge {future}")).await;
+    assert_eq!(none.body["value"].as_array().map(Vec::len), Some(0), "{}", none.text);
+    let paged = app.get("/v1.0/auditLogs/signIns?$top=2").await;
+    assert_eq!(paged.body["value"].as_array().map(Vec::len), Some(2));
+    let next = paged.body["@odata.nextLink"].as_str().expect("nextLink").to_owned();
+    let second = app.get(&next).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_ne!(second.body["value"][0]["id"], paged.body["value"][0]["id"]);
+    let bad = app.get("/v1.0/auditLogs/signIns?$filter=ipAddress eq '1.2.3.4'").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["error"]["code"], "Request_UnsupportedQuery");
+    // Only report readers may read it.
+    let token = app.token_for(&upn).await;
+    let reply = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1.0/users/{lee}"),
+            Some(&app.admin_token),
+            Some(&json!({"accountEnabled": true})),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let denied = app.send(reqwest::Method::GET, "/v1.0/auditLogs/signIns", Some(&token), None, &[]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+}
+
+async fn temporary_access_pass_policy(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let path = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass";
+    let reply = app.get(path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["@odata.type"], "#microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration");
+    assert_eq!(reply.body["id"], "TemporaryAccessPass");
+    assert_eq!(reply.body["state"], "enabled");
+    for (key, value) in [
+        ("defaultLifetimeInMinutes", json!(60)),
+        ("defaultLength", json!(8)),
+        ("minimumLifetimeInMinutes", json!(60)),
+        ("maximumLifetimeInMinutes", json!(480)),
+        ("isUsableOnce", json!(false)),
+    ] {
+        assert_eq!(reply.body[key], value, "{key}");
+    }
+    for bad in [
+        json!({"minimumLifetimeInMinutes": 5}),
+        json!({"maximumLifetimeInMinutes": 50000}),
+        json!({"defaultLifetimeInMinutes": 600}),
+        json!({"defaultLength": 49}),
+        json!({"state": "maybe"}),
+        json!({"colour": "blue"}),
+    ] {
+        let reply = app.patch(path, &bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.text);
+        assert_eq!(reply.body["error"]["code"], "Request_BadRequest");
+    }
+    assert_eq!(app.get(path).await.body["maximumLifetimeInMinutes"], json!(480), "refused patches change nothing");
+    let reply =
+        app.patch(path, &json!({"maximumLifetimeInMinutes": 1440, "defaultLength": 12, "isUsableOnce": true})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let reply = app.get(path).await;
+    assert_eq!(
+        (reply.body["maximumLifetimeInMinutes"].clone(), reply.body["defaultLength"].clone()),
+        (json!(1440), json!(12))
+    );
+    let audit = app
+        .get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Authentication Methods Policy Update'")
+        .await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+    create_user(&app, "adele", false).await;
+    let token = app.token_for(&format!("adele@{DOMAIN}")).await;
+    let denied = app.send(reqwest::Method::PATCH, path, Some(&token), Some(&json!({"defaultLength": 10})), &[]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+}
+
+crate::on_both_backends!(
+    first_sign_in_with_the_bootstrap_pass,
+    password_and_totp_with_replay_refused,
+    lockout_and_its_expiry,
+    remembered_device_until_mfa_sessions_are_revoked,
+    reregistration_interrupt_and_revoked_sessions,
+    forced_password_change_disabled_accounts_and_log_filters,
+    temporary_access_pass_policy,
+);
