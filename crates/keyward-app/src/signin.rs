@@ -13,16 +13,17 @@ use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
 use keyward_core::authz::built_in_role;
 use keyward_core::directory::{PropertyChange, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::password;
 use keyward_core::secret::Secret;
 use keyward_core::signin::{
     self, AuthenticationDetail, FirstFactor, MfaDone, NextStep, SessionFacts, SignInPolicy, SignInRecord, codes,
 };
 use keyward_core::totp::{self, CodeError};
-use keyward_core::{json, password};
 use keyward_store::{BrowserSession, SoftwareOathMethod, UserSignInState};
 use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
+use crate::signin_admin::strong_authentication_requirement;
 use crate::{App, AppError, RequestMeta, audit_id, new_id};
 
 /// The application id the sign-in log names for Keyward's own pages.
@@ -145,13 +146,14 @@ fn safe_return_to(raw: Option<&str>) -> String {
     }
 }
 
-fn lockout_message(until: OffsetDateTime) -> String {
+fn try_again_after(until: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[hour]:[minute]:[second] UTC");
     let at = until.format(&format).unwrap_or_else(|_| until.to_string());
-    format!(
-        "Your account is temporarily locked to prevent unauthorized use. Try again after {at}, or ask your \
-         administrator to help."
-    )
+    format!("Try again after {at}, or ask your administrator to help.")
+}
+
+fn lockout_message(until: OffsetDateTime) -> String {
+    format!("Your account is temporarily locked to prevent unauthorized use. {}", try_again_after(until))
 }
 
 const WRONG_CREDENTIALS: &str = "Your account or password is incorrect. Check them and try again; if you don't \
@@ -498,8 +500,10 @@ impl App {
         let mut tx = self.read().await?;
         let state = tx.user_sign_in_state(&user.id).await?;
         let assignments = tx.list_role_assignments_for(&flow.tenant.id, &user.id).await?;
+        let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
+        let custom_roles = if needs_custom { tx.list_custom_roles(&flow.tenant.id).await? } else { Vec::new() };
         let is_privileged =
-            assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_some_and(|role| role.is_privileged));
+            signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
         let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
         let device = match device_cookie {
             Some(value) => tx.get_remembered_device(&sha256(value.as_bytes())).await?,
@@ -609,16 +613,7 @@ impl App {
                 vec![detail(now, "Software OATH token", false, "Too many wrong codes")],
             )
             .await?;
-            return self
-                .render(
-                    flow,
-                    Some(format!(
-                        "Too many wrong codes. {}",
-                        lockout_message(until)
-                            .replace("Your account is temporarily locked to prevent unauthorized use. ", "")
-                    )),
-                )
-                .await;
+            return self.render(flow, Some(format!("Too many wrong codes. {}", try_again_after(until)))).await;
         }
         let methods = tx.list_software_oath_methods(&user.id).await?;
         let mut outcome = Err(CodeError::Wrong);
@@ -732,6 +727,7 @@ impl App {
         tx.insert_software_oath_method(&method).await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         let old = state.per_user_mfa;
+        let old_requirement = strong_authentication_requirement(&state);
         state.per_user_mfa = old.after_registration();
         tx.set_user_sign_in_state(&user.id, &state).await?;
         let audit = self.self_audit(flow, &user, now);
@@ -745,8 +741,8 @@ impl App {
         if old != state.per_user_mfa {
             let change = PropertyChange {
                 name: "StrongAuthenticationRequirement".into(),
-                old_value: Some(json::string_array([format!("State:{}", old.as_str()).as_str()])),
-                new_value: Some(json::string_array([format!("State:{}", state.per_user_mfa.as_str()).as_str()])),
+                old_value: Some(old_requirement),
+                new_value: Some(strong_authentication_requirement(&state)),
             };
             let record = audit.success(
                 audit_id(&audit.correlation_id),

@@ -11,9 +11,9 @@ use keyward_core::directory::PropertyChange;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
-use keyward_core::signin::{SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin::{PerUserMfaState, SignInPolicy, SignInRecord, TapPolicy};
 use keyward_core::signin_query::SignInQuery;
-use keyward_store::{SignInCursor, Tx};
+use keyward_store::{SignInCursor, Tx, UserSignInState};
 
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
@@ -44,6 +44,26 @@ fn decode(token: &str) -> Result<SignInCursor, AppError> {
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (created, seq) = text.split_once('|').ok_or_else(bad)?;
     Ok(SignInCursor { created: created.to_owned(), seq: seq.parse().map_err(|_| bad())? })
+}
+
+/// Entra's `StrongAuthenticationRequirement` audit value (entra.md §7.4): `[]` when per-user MFA
+/// is disabled and no remembered-device cut-off exists; otherwise one relying party `*` with the
+/// state (Keyward writes the state's name, since Entra's numeric mapping is unconfirmed) and
+/// `RememberDevicesNotIssuedBefore`.
+pub(crate) fn strong_authentication_requirement(state: &UserSignInState) -> String {
+    if state.per_user_mfa == PerUserMfaState::Disabled && state.remembered_devices_not_before.is_none() {
+        return "[]".into();
+    }
+    let cut = state.remembered_devices_not_before.map(stamp);
+    let state_name = match state.per_user_mfa {
+        PerUserMfaState::Disabled => "Disabled",
+        PerUserMfaState::Enabled => "Enabled",
+        PerUserMfaState::Enforced => "Enforced",
+    };
+    format!(
+        "[{{\"RelyingParty\":\"*\",\"State\":\"{state_name}\",\"RememberDevicesNotIssuedBefore\":{}}}]",
+        cut.map_or_else(|| "null".to_owned(), |it| format!("\"{it}\""))
+    )
 }
 
 fn stamp(at: time::OffsetDateTime) -> String {
@@ -206,22 +226,14 @@ impl App {
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_UPDATE, Activity::UpdateUser).await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-        let requirement = |state: &keyward_store::UserSignInState| {
-            let cut = state.remembered_devices_not_before.map(stamp);
-            json::string(&format!(
-                "[{{\"RelyingParty\":\"*\",\"State\":\"{}\",\"RememberDevicesNotIssuedBefore\":{}}}]",
-                state.per_user_mfa.as_str(),
-                cut.map_or_else(|| "null".to_owned(), |it| format!("\"{it}\""))
-            ))
-        };
-        let old_value = requirement(&state);
+        let old_value = strong_authentication_requirement(&state);
         state.remembered_devices_not_before = Some(now);
         tx.set_user_sign_in_state(&user.id, &state).await?;
         tx.delete_remembered_devices(&user.id).await?;
         let change = PropertyChange {
             name: "StrongAuthenticationRequirement".into(),
             old_value: Some(old_value),
-            new_value: Some(requirement(&state)),
+            new_value: Some(strong_authentication_requirement(&state)),
         };
         self.commit_user_update(tx, caller, &user, change).await
     }
@@ -240,6 +252,56 @@ impl App {
             name: "StrongAuthenticationMethod".into(),
             old_value: Some(format!("[{}]", old.join(","))),
             new_value: Some("[]".into()),
+        };
+        self.commit_user_update(tx, caller, &user, change).await
+    }
+
+    /// `GET /beta/users/{id}/authentication/requirements`: the per-user MFA state. Readable by
+    /// the user, by whoever may change it, and by Global Reader.
+    pub async fn mfa_requirements(&self, caller: &Caller, key: &str) -> Result<PerUserMfaState, AppError> {
+        let mut tx = self.read().await?;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        if user.id != caller.user.id {
+            let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+            require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts))
+                .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))?;
+        }
+        Ok(tx.user_sign_in_state(&user.id).await?.per_user_mfa)
+    }
+
+    /// `PATCH /beta/users/{id}/authentication/requirements`: sets the per-user MFA state, under its
+    /// own permission (never the authentication-methods ones). Audited as `Update user` with
+    /// `StrongAuthenticationRequirement`, plus `Enable Strong Authentication` or `Disable Strong
+    /// Authentication` when MFA turns on or off, all with the request's correlation id.
+    pub async fn set_mfa_requirements(&self, caller: &Caller, key: &str, new: PerUserMfaState) -> Result<(), AppError> {
+        let tx = self.write().await?;
+        let action = actions::USERS_STRONG_AUTHENTICATION_UPDATE;
+        let (mut tx, user) = self.authorized_target(tx, caller, key, action, Activity::UpdateUser).await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        let old = state.per_user_mfa;
+        if old == new {
+            return Ok(());
+        }
+        let old_value = strong_authentication_requirement(&state);
+        state.per_user_mfa = new;
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        let toggled = match (old, new) {
+            (PerUserMfaState::Disabled, _) => Some(Activity::EnableStrongAuthentication),
+            (_, PerUserMfaState::Disabled) => Some(Activity::DisableStrongAuthentication),
+            _ => None,
+        };
+        if let Some(activity) = toggled {
+            let record = caller.audit(self.now()).success(
+                audit_id(&caller.meta.correlation_id),
+                activity,
+                vec![TargetResource::user(&user)],
+            );
+            tx.insert_audit(&record).await?;
+        }
+        let change = PropertyChange {
+            name: "StrongAuthenticationRequirement".into(),
+            old_value: Some(old_value),
+            new_value: Some(strong_authentication_requirement(&state)),
         };
         self.commit_user_update(tx, caller, &user, change).await
     }

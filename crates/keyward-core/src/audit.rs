@@ -44,6 +44,10 @@ pub enum Activity {
     ChangePasswordSelfService,
     /// `Authentication Methods Policy Update` (Authentication Methods, ApplicationManagement).
     AuthenticationMethodsPolicyUpdate,
+    /// `Enable Strong Authentication`: per-user MFA turned on.
+    EnableStrongAuthentication,
+    /// `Disable Strong Authentication`: per-user MFA turned off.
+    DisableStrongAuthentication,
 }
 
 impl Activity {
@@ -86,6 +90,8 @@ impl Activity {
             Activity::UserRegisteredSecurityInfo => "User registered security info",
             Activity::ChangePasswordSelfService => "Change password (self-service)",
             Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
+            Activity::EnableStrongAuthentication => "Enable Strong Authentication",
+            Activity::DisableStrongAuthentication => "Disable Strong Authentication",
         }
     }
 
@@ -97,7 +103,9 @@ impl Activity {
             | Activity::DeleteUser
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::UserRegisteredSecurityInfo
-            | Activity::ChangePasswordSelfService => "UserManagement",
+            | Activity::ChangePasswordSelfService
+            | Activity::EnableStrongAuthentication
+            | Activity::DisableStrongAuthentication => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
             | Activity::AddMemberToRoleScopedOverRestrictedUnit
@@ -157,7 +165,9 @@ impl Activity {
             | Activity::UpdateGroup
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::ChangePasswordSelfService
-            | Activity::AuthenticationMethodsPolicyUpdate => "Update",
+            | Activity::AuthenticationMethodsPolicyUpdate
+            | Activity::EnableStrongAuthentication
+            | Activity::DisableStrongAuthentication => "Update",
             Activity::UserRegisteredSecurityInfo => "Add",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",

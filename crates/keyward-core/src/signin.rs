@@ -155,6 +155,20 @@ pub fn mfa_requirement(
     }
 }
 
+/// Whether any of the assigned roles is privileged: a built-in role Entra marks `isPrivileged`,
+/// or an enabled custom role holding a privileged action.
+pub fn holds_privileged_role<'a>(
+    mut assigned: impl Iterator<Item = &'a str>,
+    custom_roles: &[crate::authz::custom::CustomRole],
+) -> bool {
+    assigned.any(|id| match crate::authz::built_in_role(id) {
+        Some(role) => role.is_privileged,
+        None => custom_roles
+            .iter()
+            .any(|role| role.is_enabled && role.id.as_str().eq_ignore_ascii_case(id) && role.is_privileged()),
+    })
+}
+
 /// The first factor the user presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstFactor {
@@ -482,6 +496,32 @@ mod tests {
         assert_eq!(mfa_requirement(&strict, PerUserMfaState::Disabled, false), Some(MfaReason::Everyone));
         assert_eq!(PerUserMfaState::Enabled.after_registration(), PerUserMfaState::Enforced);
         assert_eq!(PerUserMfaState::Disabled.after_registration(), PerUserMfaState::Disabled);
+    }
+
+    #[test]
+    fn privileged_roles_are_built_in_privileged_ones_or_custom_roles_with_privileged_actions() {
+        use crate::authz::custom::CustomRole;
+        use crate::authz::roles;
+        assert!(holds_privileged_role([roles::GLOBAL_ADMINISTRATOR].into_iter(), &[]));
+        assert!(!holds_privileged_role([roles::AUTHENTICATION_POLICY_ADMINISTRATOR].into_iter(), &[]));
+        let custom = |actions: &[&str], is_enabled: bool| CustomRole {
+            id: ObjectId::from_bytes([9; 16]),
+            tenant_id: ObjectId::from_bytes([1; 16]),
+            display_name: "Desk".into(),
+            description: None,
+            is_enabled,
+            template_id: String::new(),
+            version: "1".into(),
+            allowed_resource_actions: actions.iter().map(|it| (*it).to_owned()).collect(),
+            created: NOW,
+        };
+        let id = ObjectId::from_bytes([9; 16]).to_string();
+        let reset = custom(&["microsoft.directory/users/password/update"], true);
+        assert!(holds_privileged_role([id.as_str()].into_iter(), std::slice::from_ref(&reset)));
+        let read = custom(&["microsoft.directory/users/standard/read"], true);
+        assert!(!holds_privileged_role([id.as_str()].into_iter(), &[read]));
+        let disabled = custom(&["microsoft.directory/users/password/update"], false);
+        assert!(!holds_privileged_role([id.as_str()].into_iter(), &[disabled]));
     }
 
     #[test]

@@ -208,6 +208,7 @@ fn schemas() -> Value {
             "codeAttemptLimit": {"type": "integer"},
         }},
         "Empty": {"type": "object"},
+        "StrongAuthenticationRequirements": {"type": "object", "properties": {"perUserMfaState": {"type": "string", "enum": ["disabled", "enabled", "enforced"]}}},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
     })
 }

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use keyward_app::{AppError, RequestMeta, SignInForm, SignInPage, SignInView, Stage};
 use keyward_core::secret::Secret;
-use keyward_core::signin::{SignInRecord, TapPolicy};
+use keyward_core::signin::{PerUserMfaState, SignInRecord, TapPolicy};
 use keyward_core::signin_query;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -218,10 +218,81 @@ async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>) -> Result<R
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Per-user MFA exists in beta only, as in Graph.
+fn beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
+    match ctx.version {
+        crate::Version::Beta => Ok(()),
+        crate::Version::V1 => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Resource not found for the segment 'requirements'. Per-user MFA is under /beta.",
+            &ctx.ids,
+        )),
+    }
+}
+
+async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphError> {
+    beta_only(&ctx)?;
+    let state = ctx.state.app.mfa_requirements(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/requirements/$entity", ctx.base()),
+        json!({"@odata.type": "#microsoft.graph.strongAuthenticationRequirements", "perUserMfaState": state.as_str()}),
+        StatusCode::OK,
+    ))
+}
+
+async fn set_requirements_of(ctx: GraphCtx, key: String, body: Value) -> Result<Response, GraphError> {
+    beta_only(&ctx)?;
+    let fields = body_object(&body).map_err(|err| ctx.err(err))?;
+    let mut state = None;
+    for (name, value) in fields {
+        match name.as_str() {
+            "@odata.type" => (),
+            "perUserMfaState" => {
+                state = Some(value.as_str().and_then(PerUserMfaState::parse).ok_or_else(|| {
+                    ctx.err(bad("Property 'perUserMfaState' must be 'disabled', 'enabled' or 'enforced'.".into()))
+                })?);
+            }
+            other => {
+                return Err(ctx.err(bad(format!(
+                    "Property '{other}' does not exist on type 'microsoft.graph.strongAuthenticationRequirements'."
+                ))));
+            }
+        }
+    }
+    let state = state.ok_or_else(|| ctx.err(bad("The body must set 'perUserMfaState'.".into())))?;
+    ctx.state.app.set_mfa_requirements(&ctx.caller, &key, state).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /beta/users/{id}/authentication/requirements` — `microsoft.directory/users/strongAuthentication/update`
+/// (or Global Reader, or oneself).
+async fn get_requirements(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    requirements_of(ctx, key).await
+}
+
+/// `GET /beta/me/authentication/requirements`.
+async fn get_my_requirements(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = ctx.caller.user.id.to_string();
+    requirements_of(ctx, key).await
+}
+
+/// `PATCH /beta/users/{id}/authentication/requirements` (204) — `microsoft.directory/users/strongAuthentication/update`.
+async fn patch_requirements(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    set_requirements_of(ctx, key, body).await
+}
+
+/// `PATCH /beta/me/authentication/requirements` (204).
+async fn patch_my_requirements(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let key = ctx.caller.user.id.to_string();
+    set_requirements_of(ctx, key, body).await
+}
+
 /// Registers the sign-in Graph routes.
 pub fn routes(api: Api) -> Api {
     const TAP: &str = "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass";
     const POLICY_ALL: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
+    const PER_USER_MFA: &str = "microsoft.directory/users/strongAuthentication/update";
     api.route(
         "/auditLogs/signIns",
         get(list_sign_ins),
@@ -253,6 +324,26 @@ pub fn routes(api: Api) -> Api {
         "/policies/keywardSignInPolicy",
         axum::routing::patch(patch_sign_in_policy),
         Op::patch("policies", "Keyward extension: update the sign-in policy", POLICY_ALL, "KeywardSignInPolicy"),
+    )
+    .route(
+        "/users/{id}/authentication/requirements",
+        get(get_requirements),
+        Op::get("users", "Beta: the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements").with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/requirements",
+        axum::routing::patch(patch_requirements),
+        Op::patch("users", "Beta: set the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements").with_id(),
+    )
+    .route(
+        "/me/authentication/requirements",
+        get(get_my_requirements),
+        Op::get("users", "Beta: the signed-in user's per-user MFA state", "(self)", "StrongAuthenticationRequirements"),
+    )
+    .route(
+        "/me/authentication/requirements",
+        axum::routing::patch(patch_my_requirements),
+        Op::patch("users", "Beta: set the signed-in user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements"),
     )
     .route(
         "/users/{id}/revokeSignInSessions",

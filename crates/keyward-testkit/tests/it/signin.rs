@@ -422,7 +422,74 @@ async fn temporary_access_pass_policy(backend: Backend) {
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
 }
 
+async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let path = format!("/beta/users/{adele}/authentication/requirements");
+    let reply = app.get(&path).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["perUserMfaState"], "disabled");
+    assert_eq!(reply.body["@odata.type"], "#microsoft.graph.strongAuthenticationRequirements");
+    assert_eq!(
+        app.get(&format!("/v1.0/users/{adele}/authentication/requirements")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let bad = app.patch(&path, &json!({"perUserMfaState": "sometimes"})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+
+    // Authentication Administrators manage methods, never per-user MFA.
+    let helpdesk = create_user(&app, "helpdesk", false).await;
+    app.assign_role(&helpdesk, keyward_core::authz::roles::AUTHENTICATION_ADMINISTRATOR, "/").await;
+    let token = app.token_for(&format!("helpdesk@{DOMAIN}")).await;
+    let body = json!({"perUserMfaState": "enabled"});
+    let denied = app.send(reqwest::Method::PATCH, &path, Some(&token), Some(&body), &[]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+    assert_eq!(denied.body["error"]["code"], "Authorization_RequestDenied");
+
+    let correlation = "0d6c1f4e-2b7a-4c59-8e3d-5a4b3c2d1e0f";
+    let reply = app
+        .send(reqwest::Method::PATCH, &path, Some(&app.admin_token), Some(&body), &[("client-request-id", correlation)])
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=correlationId eq '{correlation}'")).await;
+    let activities: Vec<&str> = audit.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["activityDisplayName"].as_str())
+        .collect();
+    assert!(
+        activities.contains(&"Enable Strong Authentication") && activities.contains(&"Update user"),
+        "{activities:?}"
+    );
+    assert!(audit.text.contains("StrongAuthenticationRequirement"), "{}", audit.text);
+
+    // Per-user MFA enabled and no method: the interrupt; registering moves enabled to enforced.
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let (account, secret) = register_totp(&app, &mut browser, page).await;
+    assert_eq!(app.get(&path).await.body["perUserMfaState"], "enforced");
+    sign_out(&mut browser, &account).await;
+
+    // Five wrong codes lock the code step; even the right code waits for the lockout to pass.
+    app.clock.advance(Duration::seconds(30));
+    let mut page = first_factor(&mut browser, &upn, PASSWORD).await;
+    for _ in 0..5 {
+        page = browser.submit(&page, "mfa", &[("one-time-code", "999999")], &[]).await;
+        assert_eq!(page.title(), "Enter code");
+    }
+    let locked = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert!(locked.text().contains("Too many wrong codes"), "{}", locked.text());
+    app.clock.advance(Duration::seconds(61));
+    let account = browser.submit(&locked, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let log = codes(&sign_ins(&app, &upn).await);
+    assert_eq!(log, vec![50079, 0, 50076, 500121, 500121, 500121, 500121, 500121, 500121, 0]);
+}
+
 crate::on_both_backends!(
+    per_user_mfa_and_the_code_attempt_limit,
     first_sign_in_with_the_bootstrap_pass,
     password_and_totp_with_replay_refused,
     lockout_and_its_expiry,

@@ -1,0 +1,142 @@
+"""Keyward's sign-in pages against real clients over HTTPS.
+
+- pyotp (the reference TOTP implementation) agrees with Keyward: it reads the `otpauth://` URI
+  the registration page shows, and its codes sign in; a replayed step is refused.
+- Debian's Chromium, driven by playwright-core with JavaScript turned off, completes a
+  password + TOTP registration through the same plain HTML forms (tests/browser/sign_in.mjs).
+
+The server fixture (`keyward`, conftest.py) runs `keyward serve` over HTTPS with a self-signed
+certificate, so the session cookie must be a `__Host-` cookie.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import httpx
+import pyotp
+
+from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer
+from signin_pages import parse, submit
+
+PASSWORD = "Tq7-harbour-Lantern-92!"
+
+
+def create_user(server: KeywardServer, alias: str) -> str:
+    with server.raw_http() as http:
+        reply = http.post(
+            f"{server.base_url}/users",
+            json={
+                "accountEnabled": True,
+                "displayName": f"{alias} Compat",
+                "mailNickname": alias,
+                "userPrincipalName": f"{alias}@{DOMAIN}",
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
+            },
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json()["id"]
+
+
+def require_mfa_for_everyone(server: KeywardServer) -> None:
+    with server.raw_http() as http:
+        reply = http.patch(f"{server.base_url}/policies/keywardSignInPolicy", json={"requireMfaForAllUsers": True})
+        assert reply.status_code == 204, reply.text
+
+
+def sign_in_log_codes(server: KeywardServer, upn: str) -> list[int]:
+    with server.raw_http() as http:
+        reply = http.get(
+            f"{server.base_url}/auditLogs/signIns",
+            params={"$filter": f"userPrincipalName eq '{upn}'", "$top": "100"},
+        )
+        assert reply.status_code == 200, reply.text
+        return [entry["status"]["errorCode"] for entry in reversed(reply.json()["value"])]
+
+
+def test_pyotp_agrees_with_keyward(keyward: KeywardServer) -> None:
+    require_mfa_for_everyone(keyward)
+    create_user(keyward, "otp")
+    upn = f"otp@{DOMAIN}"
+    with httpx.Client(base_url=keyward.public_url, verify=keyward.ssl_context(), follow_redirects=True, trust_env=False) as client:
+        first = client.get(f"/{DOMAIN}/login")
+        cookie = first.headers.get("set-cookie", "")
+        assert cookie.startswith("__Host-keyward-session="), cookie
+        for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+            assert attribute in cookie, cookie
+        assert "Domain=" not in cookie, cookie
+        page = parse(first)
+        assert page.title == "Sign in"
+        page = submit(client, page, "username", {"username": upn})
+        page = submit(client, page, "password", {"current-password": PASSWORD})
+        assert page.title == "More information required", page.html
+        page = submit(client, page, "more_info", {})
+        assert page.title == "Set up your authenticator app", page.html
+        uri = page.ids["otpauth"].strip()
+        totp = pyotp.parse_uri(uri)
+        assert isinstance(totp, pyotp.TOTP)
+        assert totp.secret == page.ids["secret"].strip()
+        assert (totp.digits, totp.interval, totp.issuer, totp.name) == (6, 30, "Keyward", upn)
+        registered_at = time.time()
+        page = submit(client, page, "register_totp", {"one-time-code": totp.at(registered_at)})
+        assert page.title == "My account", page.html
+        page = submit(client, page, "signout", {})
+        assert page.title == "Sign in"
+
+        page = submit(client, page, "username", {"username": upn})
+        page = submit(client, page, "password", {"current-password": PASSWORD})
+        assert page.title == "Enter code", page.html
+        replayed = submit(client, page, "mfa", {"one-time-code": totp.at(registered_at)})
+        assert replayed.title == "Enter code"
+        assert "already used" in replayed.html, replayed.html
+        # pyotp's next code is within Keyward's one-step window and newer than the used step.
+        page = submit(client, replayed, "mfa", {"one-time-code": totp.at(time.time() + 30)})
+        assert page.title == "My account", page.html
+    assert sign_in_log_codes(keyward, upn) == [50079, 0, 50076, 500121, 0]
+
+
+def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServer) -> None:
+    node = shutil.which("node")
+    chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
+    assert node, "Node.js is required for the Chromium test (Debian: apt-get install nodejs)"
+    assert chromium, "Chromium is required (Debian: apt-get install chromium), or set KEYWARD_CHROMIUM"
+    browser_dir = REPO_ROOT / "tests" / "browser"
+    assert (browser_dir / "node_modules" / "playwright-core").is_dir(), (
+        "playwright-core is missing: run `npm ci` in tests/browser (scripts/test does)"
+    )
+    require_mfa_for_everyone(keyward)
+    create_user(keyward, "chromium")
+    upn = f"chromium@{DOMAIN}"
+    screenshot = keyward.data_dir.parent / "chromium-account.png"
+    result = subprocess.run(
+        [node, str(browser_dir / "sign_in.mjs")],
+        env={
+            **os.environ,
+            "KEYWARD_URL": keyward.public_url,
+            "KEYWARD_TENANT": DOMAIN,
+            "KEYWARD_UPN": upn,
+            "KEYWARD_PASSWORD": PASSWORD,
+            "KEYWARD_CHROMIUM": chromium,
+            "KEYWARD_SCREENSHOT": str(screenshot),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["titles"] == [
+        "Sign in",
+        "Enter password",
+        "More information required",
+        "Set up your authenticator app",
+        "My account",
+    ], report
+    assert report["qrWidth"] >= 100, report
+    assert report["cookie"]["name"] == "__Host-keyward-session" and report["cookie"]["secure"], report
+    assert sign_in_log_codes(keyward, upn) == [50079, 0]
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the account page"
