@@ -135,7 +135,7 @@ impl App {
     }
 
     /// The tenant's retention, refusing a setting changed outside Keyward.
-    fn trusted_retention(&self, tenant: &str, days: i64, mac: &str) -> Result<i64, AppError> {
+    pub(crate) fn trusted_retention(&self, tenant: &str, days: i64, mac: &str) -> Result<i64, AppError> {
         let is_default = days == keyward_store::DEFAULT_AUDIT_RETENTION_DAYS && mac.is_empty();
         if is_default || self.inner.keys.verify_checkpoint(&retention_message(tenant, days), mac) == Some(true) {
             Ok(days)
@@ -245,6 +245,9 @@ impl App {
                 ticks.tick().await;
                 if let Err(err) = app.apply_audit_retention().await {
                     tracing::error!(error = %err, "audit retention failed; it retries at the next run");
+                }
+                if let Err(err) = app.apply_sign_in_retention().await {
+                    tracing::error!(error = %err, "sign-in log retention failed; it retries at the next run");
                 }
                 match app.delete_expired_sessions().await {
                     Ok(0) => (),

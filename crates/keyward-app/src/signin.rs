@@ -16,7 +16,8 @@ use keyward_core::ids::ObjectId;
 use keyward_core::password;
 use keyward_core::secret::Secret;
 use keyward_core::signin::{
-    self, AuthenticationDetail, FirstFactor, MfaDone, NextStep, SessionFacts, SignInPolicy, SignInRecord, codes,
+    self, AuthenticationDetail, FirstFactor, MfaDone, MfaReason, NextStep, SessionFacts, SignInPolicy, SignInRecord,
+    codes,
 };
 use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, UserSignInState};
@@ -98,7 +99,7 @@ pub enum SignInPage {
     ChangePassword { username: String, is_required: bool, error: Option<String> },
     Mfa { username: String, remember_days: i64, error: Option<String> },
     MoreInfo { username: String },
-    RegisterTotp { username: String, secret: String, uri: String, error: Option<String> },
+    RegisterTotp { username: String, secret: String, uri: String, can_cancel: bool, error: Option<String> },
     Account { display_name: String, user_principal_name: String, methods: Vec<String>, notice: Option<String> },
 }
 
@@ -134,11 +135,16 @@ fn random_token() -> Result<String, AppError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// A return address is a path on this site: `/…`, never `//host` or `/\host`.
+/// A return address is a path on this site: `/…`, never `//host` or `/\host`, and without any
+/// whitespace or control character (browsers drop tabs and line breaks from URLs, so
+/// `/\t/evil.example` would become `//evil.example`).
 fn safe_return_to(raw: Option<&str>) -> String {
     match raw {
         Some(it)
-            if it.starts_with('/') && !it.starts_with("//") && !it.starts_with("/\\") && !it.contains(['\r', '\n']) =>
+            if it.starts_with('/')
+                && !it.starts_with("//")
+                && !it.contains('\\')
+                && !it.chars().any(|ch| ch.is_control() || ch.is_whitespace()) =>
         {
             it.to_owned()
         }
@@ -186,10 +192,14 @@ impl App {
             drop(tx);
             if let Some(session) = session.filter(|it| it.tenant_id == tenant.id && it.expires_at > now) {
                 let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
-                if Stage::parse(&flow.session.stage) != Stage::Done {
+                if flow.session.authenticated_at.is_none() {
                     return self.render(&mut flow, None).await;
                 }
+                // A signed-in session, on the account page or one of its steps: it must still count.
                 match self.check_signed_in(&mut flow).await? {
+                    Some(_) if Stage::parse(&flow.session.stage) != Stage::Done => {
+                        return self.render(&mut flow, None).await;
+                    }
                     Some(user) => {
                         let target = safe_return_to(return_to);
                         if !target.is_empty() {
@@ -197,12 +207,7 @@ impl App {
                         }
                         return self.account_page(&flow, &user, None).await;
                     }
-                    None => {
-                        let mut view = self.start_flow(&flow.tenant, return_to).await?;
-                        view.page =
-                            Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
-                        return Ok(view);
-                    }
+                    None => return self.session_ended(&flow.tenant).await,
                 }
             }
         }
@@ -251,8 +256,22 @@ impl App {
         }
         let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
         let stage = Stage::parse(&flow.session.stage);
-        if stage == Stage::Done {
-            return self.account_action(&mut flow, &form).await;
+        if flow.session.authenticated_at.is_some() {
+            // Signed in: every form (the account page and its steps) needs the session to count.
+            let Some(user) = self.check_signed_in(&mut flow).await? else {
+                return self.session_ended(&flow.tenant).await;
+            };
+            match form.step.as_str() {
+                "signout" => return self.sign_out(&flow).await,
+                "cancel" => {
+                    flow.session.stage = Stage::Done.as_str().into();
+                    flow.session.pending_secret = None;
+                    self.save_session(&flow.session).await?;
+                    return self.account_page(&flow, &user, None).await;
+                }
+                _ if stage == Stage::Done => return self.account_action(&mut flow, &user, &form).await,
+                _ => (),
+            }
         }
         if form.step != stage.as_str() {
             // A stale form (back button, second tab): show where the sign-in really stands.
@@ -265,7 +284,7 @@ impl App {
             Stage::Mfa => self.submit_code(&mut flow, &form).await,
             Stage::MoreInfo => self.begin_totp_registration(&mut flow).await,
             Stage::RegisterTotp => self.submit_registration(&mut flow, &form).await,
-            Stage::Done => unreachable_stage(),
+            Stage::Done => self.render(&mut flow, None).await,
         }
     }
 
@@ -333,13 +352,14 @@ impl App {
             }
             Stage::MoreInfo => SignInPage::MoreInfo { username },
             Stage::RegisterTotp => {
-                let user_id = flow.session.user_id.clone().ok_or_else(|| unexpected("registration without a user"))?;
+                let user = self.flow_user(flow).await?;
                 let sealed = flow.session.pending_secret.clone().ok_or_else(|| unexpected("no pending secret"))?;
-                let secret = self.inner.keys.open_secret(user_id.as_str().as_bytes(), &sealed)?;
+                let secret = self.inner.keys.open_secret(user.id.as_str().as_bytes(), &sealed)?;
                 SignInPage::RegisterTotp {
                     secret: totp::base32_encode(&secret),
-                    uri: totp::otpauth_uri("Keyward", &username, &secret),
+                    uri: totp::otpauth_uri("Keyward", &user.user_principal_name, &secret),
                     username,
+                    can_cancel: flow.session.authenticated_at.is_some(),
                     error,
                 }
             }
@@ -360,8 +380,8 @@ impl App {
         let user = tx.find_user_by_upn(&flow.tenant.id, username).await?;
         drop(tx);
         // Whether the account exists is not shown: an unknown name gets the same password page.
-        flow.session.username =
-            Some(user.as_ref().map_or_else(|| username.to_owned(), |it| it.user_principal_name.clone()));
+        // The name is shown back as typed, for known and unknown accounts alike.
+        flow.session.username = Some(username.to_owned());
         flow.session.user_id = user.map(|it| it.id);
         flow.session.stage = Stage::Password.as_str().into();
         self.save_session(&flow.session).await?;
@@ -421,15 +441,7 @@ impl App {
         };
         let Some(user) = user.filter(|_| is_ok) else {
             if let Some(user_id) = &flow.session.user_id {
-                let mut tx = self.write().await?;
-                let mut state = tx.lock_user_sign_in_state(user_id).await?;
-                state.password = state.password.after_failure(
-                    policy.lockout_threshold,
-                    Duration::seconds(policy.lockout_seconds),
-                    now,
-                );
-                tx.set_user_sign_in_state(user_id, &state).await?;
-                tx.commit().await?;
+                self.count_password_failure(user_id, &policy, now).await?;
             }
             self.log_sign_in(
                 flow,
@@ -452,6 +464,8 @@ impl App {
         if let Some(until) = state.password.locked_at(now) {
             // Locked by a concurrent attempt on another node while this one hashed.
             drop(tx);
+            let failed = detail(now, method, false, "Account locked");
+            self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
             return self.render(flow, Some(lockout_message(until))).await;
         }
         state.password = state.password.after_success(now);
@@ -476,7 +490,12 @@ impl App {
             flow.session.methods = "pwd".into();
         }
         tx.commit().await?;
-        let first = detail(now, method, true, "Correct password");
+        let result = if factor == FirstFactor::TemporaryAccessPass {
+            "Temporary Access Pass validated"
+        } else {
+            "Correct password"
+        };
+        let first = detail(now, method, true, result);
         if factor == FirstFactor::Password && user.force_change_password_next_sign_in {
             flow.session.stage = Stage::ChangePassword.as_str().into();
             self.save_session(&flow.session).await?;
@@ -497,20 +516,11 @@ impl App {
         first: AuthenticationDetail,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
-        let mut tx = self.read().await?;
-        let state = tx.user_sign_in_state(&user.id).await?;
-        let assignments = tx.list_role_assignments_for(&flow.tenant.id, &user.id).await?;
-        let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
-        let custom_roles = if needs_custom { tx.list_custom_roles(&flow.tenant.id).await? } else { Vec::new() };
-        let is_privileged =
-            signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
-        let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+        let (requirement, has_method, state) = self.mfa_facts(&flow.tenant, user, policy).await?;
         let device = match device_cookie {
-            Some(value) => tx.get_remembered_device(&sha256(value.as_bytes())).await?,
+            Some(value) => self.read().await?.get_remembered_device(&sha256(value.as_bytes())).await?,
             None => None,
         };
-        drop(tx);
-        let requirement = signin::mfa_requirement(policy, state.per_user_mfa, is_privileged);
         let remembered = device.is_some_and(|it| {
             signin::device_honoured(&it, &user.id, state.remembered_devices_not_before, policy.remember_mfa_days, now)
         });
@@ -527,7 +537,7 @@ impl App {
                     flow.session.methods.push_str(" mfa");
                     flow.session.mfa_at = Some(now);
                 }
-                self.finish(flow, user, requirement.map(|it| it.detail()), details, None).await
+                self.finish(flow, user, details).await
             }
             NextStep::Challenge => {
                 flow.session.stage = Stage::Mfa.as_str().into();
@@ -567,12 +577,25 @@ impl App {
         if let Err(err) = password::check(new.expose(), &[&user.display_name, alias]) {
             return self.render(flow, Some(format!("{err}."))).await;
         }
-        let hash = self.read().await?.get_password_hash(&user.id).await?;
+        // The current password is a password attempt like any other: smart lockout counts it.
+        let now = self.now();
+        let mut tx = self.read().await?;
+        let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
+        let locked = tx.user_sign_in_state(&user.id).await?.password.locked_at(now);
+        let hash = tx.get_password_hash(&user.id).await?;
+        drop(tx);
+        if let Some(until) = locked {
+            let failed = detail(now, "Password", false, "Account locked");
+            self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+            return self.render(flow, Some(lockout_message(until))).await;
+        }
         if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
+            self.count_password_failure(&user.id, &policy, now).await?;
+            let failed = detail(now, "Password", false, "Invalid current password");
+            self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
             return self.render(flow, Some("Your current password is incorrect.".into())).await;
         }
         let new_hash = self.inner.hasher.hash(new.expose()).await?;
-        let now = self.now();
         let mut tx = self.write().await?;
         let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
         fresh.force_change_password_next_sign_in = false;
@@ -658,7 +681,7 @@ impl App {
                     detail(now, "Password", true, "Correct password"),
                     detail(now, "Software OATH token", true, "MFA successfully completed"),
                 ];
-                let mut view = self.finish(flow, &user, Some("MFA"), details, None).await?;
+                let mut view = self.finish(flow, &user, details).await?;
                 view.set_device = device;
                 Ok(view)
             }
@@ -724,6 +747,15 @@ impl App {
             last_used_step: step,
         };
         let mut tx = self.write().await?;
+        if !tx.take_pending_secret(&flow.session.id_sha256).await? {
+            // A second submission of the same registration: the first one saved the method and
+            // moved the session on; show where it stands now.
+            drop(tx);
+            if let Some(session) = self.read().await?.get_browser_session(&flow.session.id_sha256).await? {
+                flow.session = session;
+            }
+            return self.render(flow, None).await;
+        }
         tx.insert_software_oath_method(&method).await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         let old = state.per_user_mfa;
@@ -767,33 +799,94 @@ impl App {
             detail(now, first_method, true, "Correct credentials"),
             detail(now, "Software OATH token", true, "MFA registration completed"),
         ];
-        self.finish(flow, &user, Some("MFA"), details, None).await
+        self.finish(flow, &user, details).await
     }
 
     /// Completes a sign-in: the session counts from now, and the user goes back where they came from.
+    /// Counts a failed password attempt for smart lockout (under the row lock, so attempts on
+    /// several nodes all count).
+    async fn count_password_failure(
+        &self,
+        user: &ObjectId,
+        policy: &SignInPolicy,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        let mut tx = self.write().await?;
+        let mut state = tx.lock_user_sign_in_state(user).await?;
+        state.password =
+            state.password.after_failure(policy.lockout_threshold, Duration::seconds(policy.lockout_seconds), now);
+        tx.set_user_sign_in_state(user, &state).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Why the user must use MFA (if at all), whether they have a method, and their sign-in state.
+    async fn mfa_facts(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        policy: &SignInPolicy,
+    ) -> Result<(Option<MfaReason>, bool, UserSignInState), AppError> {
+        let mut tx = self.read().await?;
+        let state = tx.user_sign_in_state(&user.id).await?;
+        let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+        let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
+        let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+        let is_privileged =
+            signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
+        let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+        Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
+    }
+
+    /// Completes a sign-in: checks the account once more (it may have been disabled or its
+    /// sessions revoked while the user typed a code), gives the session a fresh cookie (so a
+    /// cookie planted before sign-in is worth nothing after it), logs the success, and sends the
+    /// user back where they came from.
     async fn finish(
         &self,
         flow: &mut Flow,
         user: &User,
-        requirement: Option<&str>,
         details: Vec<AuthenticationDetail>,
-        notice: Option<String>,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
+        let fresh = self.read().await?.get_user(&flow.tenant.id, &user.id).await?;
+        let refusal = match &fresh {
+            None => Some(codes::DISABLED),
+            Some(it) if !it.account_enabled => Some(codes::DISABLED),
+            Some(it) if flow.session.created < it.sign_in_sessions_valid_from => Some(codes::SESSION_REVOKED),
+            Some(_) => None,
+        };
+        if let Some(code) = refusal {
+            let failed = detail(now, "Previously satisfied", false, "The account changed during sign-in");
+            self.log_sign_in(flow, fresh.as_ref(), code, vec![failed]).await?;
+            let mut tx = self.write().await?;
+            tx.delete_browser_session(&flow.session.id_sha256).await?;
+            tx.commit().await?;
+            return self.session_ended(&flow.tenant).await;
+        }
+        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let (requirement, _, _) = self.mfa_facts(&flow.tenant, user, &policy).await?;
+        let cookie = random_token()?;
+        let old_id = std::mem::replace(&mut flow.session.id_sha256, sha256(cookie.as_bytes()));
+        flow.cookie = cookie.clone();
         flow.session.stage = Stage::Done.as_str().into();
         flow.session.authenticated_at = Some(now);
         flow.session.expires_at = now + SESSION_LIFETIME;
-        self.save_session(&flow.session).await?;
         let mut record = self.sign_in_record(flow, Some(user), codes::SUCCESS, details);
         record.is_multi_factor = requirement.is_some();
-        record.requirement_policies = requirement.map(str::to_owned).into_iter().collect();
+        record.requirement_policies = requirement.map(|it| it.detail().to_owned()).into_iter().collect();
         let mut tx = self.write().await?;
+        tx.rekey_browser_session(&old_id, &flow.session.id_sha256).await?;
+        tx.update_browser_session(&flow.session).await?;
         tx.insert_sign_in(&record).await?;
         tx.commit().await?;
-        if !flow.session.return_to.is_empty() {
-            return Ok(self.redirect(flow, flow.session.return_to.clone()));
-        }
-        self.account_page(flow, user, notice).await
+        let mut view = if flow.session.return_to.is_empty() {
+            self.account_page(flow, user, None).await?
+        } else {
+            self.redirect(flow, flow.session.return_to.clone())
+        };
+        view.set_session = Some(cookie);
+        Ok(view)
     }
 
     /// The signed-in user if the session still counts; otherwise logs why (50173 for a revoked
@@ -864,22 +957,9 @@ impl App {
         ))
     }
 
-    /// Actions on the account page of a signed-in session.
-    async fn account_action(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
-        let Some(user) = self.check_signed_in(flow).await? else {
-            let mut view = self.start_flow(&flow.tenant, None).await?;
-            view.page = Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
-            return Ok(view);
-        };
+    /// Actions on the account page of a signed-in session (already checked to count).
+    async fn account_action(&self, flow: &mut Flow, user: &User, form: &SignInForm) -> Result<SignInView, AppError> {
         match form.step.as_str() {
-            "signout" => {
-                let mut tx = self.write().await?;
-                tx.delete_browser_session(&flow.session.id_sha256).await?;
-                tx.commit().await?;
-                let mut view = self.start_flow(&flow.tenant, None).await?;
-                view.page = Some(SignInPage::Username { error: Some("You signed out.".into()) });
-                Ok(view)
-            }
             "change_password" => {
                 flow.session.stage = Stage::ChangePassword.as_str().into();
                 self.save_session(&flow.session).await?;
@@ -888,16 +968,35 @@ impl App {
             "add_totp" => {
                 let now = self.now();
                 let has_method = !self.read().await?.list_software_oath_methods(&user.id).await?.is_empty();
-                let is_recent = flow.session.mfa_at.is_some_and(|at| now - at <= RECENT_MFA);
-                if has_method && !is_recent {
-                    return self
-                        .account_page(flow, &user, Some("To add a method, sign out and sign in again with your authenticator app first (MFA within the last 10 minutes is required).".into()))
-                        .await;
+                // Adding a method needs a recent proof: MFA if the user has a method, otherwise a
+                // recent sign-in, so an old or stolen session cannot plant one.
+                let proof = if has_method { flow.session.mfa_at } else { flow.session.authenticated_at };
+                if proof.is_none_or(|at| now - at > RECENT_MFA) {
+                    let what = if has_method { "with your authenticator app" } else { "again" };
+                    let notice = format!(
+                        "To add a method, sign out and sign in {what} first: this needs a sign-in within the last 10 minutes."
+                    );
+                    return self.account_page(flow, user, Some(notice)).await;
                 }
                 self.begin_totp_registration(flow).await
             }
-            _ => self.account_page(flow, &user, None).await,
+            _ => self.account_page(flow, user, None).await,
         }
+    }
+
+    async fn sign_out(&self, flow: &Flow) -> Result<SignInView, AppError> {
+        let mut tx = self.write().await?;
+        tx.delete_browser_session(&flow.session.id_sha256).await?;
+        tx.commit().await?;
+        let mut view = self.start_flow(&flow.tenant, None).await?;
+        view.page = Some(SignInPage::Username { error: Some("You signed out.".into()) });
+        Ok(view)
+    }
+
+    async fn session_ended(&self, tenant: &Tenant) -> Result<SignInView, AppError> {
+        let mut view = self.start_flow(tenant, None).await?;
+        view.page = Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
+        Ok(view)
     }
 
     async fn flow_user(&self, flow: &Flow) -> Result<User, AppError> {
@@ -981,10 +1080,6 @@ fn unexpected(what: &str) -> AppError {
     AppError::Unexpected(anyhow::anyhow!("{what}"))
 }
 
-fn unreachable_stage() -> Result<SignInView, AppError> {
-    Err(unexpected("a signed-in session reached the sign-in steps"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,7 +1087,16 @@ mod tests {
     #[test]
     fn return_addresses_stay_on_this_site() {
         assert_eq!(safe_return_to(Some("/t/oauth2/v2.0/authorize?x=1")), "/t/oauth2/v2.0/authorize?x=1");
-        for bad in ["//evil.example/x", "/\\evil.example", "https://evil.example/", "", "/a\r\nSet-Cookie: x"] {
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/ /evil.example",
+            "/\u{0b}/evil.example",
+            "https://evil.example/",
+            "",
+            "/a\r\nSet-Cookie: x",
+        ] {
             assert_eq!(safe_return_to(Some(bad)), "", "{bad}");
         }
         assert_eq!(safe_return_to(None), "");

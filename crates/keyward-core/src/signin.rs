@@ -319,6 +319,8 @@ pub fn device_honoured(
     remember_days > 0
         && device.user_id == *user
         && device.expires_at > now
+        // A policy shortened since the device was remembered applies at once.
+        && device.issued_at + Duration::days(remember_days) > now
         && not_before.is_none_or(|cut| device.issued_at > cut)
 }
 
@@ -595,6 +597,8 @@ mod tests {
         assert!(!device_honoured(&device, &user, None, 14, NOW + Duration::days(14)));
         assert!(!device_honoured(&device, &user, Some(NOW), 14, NOW), "revoked MFA sessions");
         assert!(device_honoured(&device, &user, Some(NOW - Duration::seconds(1)), 14, NOW));
+        assert!(!device_honoured(&device, &user, None, 7, NOW + Duration::days(8)), "the policy was shortened");
+        assert!(device_honoured(&device, &user, None, 7, NOW + Duration::days(6)));
     }
 
     #[test]

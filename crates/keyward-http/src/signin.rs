@@ -614,6 +614,11 @@ fn form(action: &str, csrf: &str, step: &str, inner: &str, button: &str) -> Stri
     )
 }
 
+/// A "Cancel" button back to the account page, for steps a signed-in user started.
+fn cancel(is_shown: bool, action: &str, csrf: &str) -> String {
+    if is_shown { form(action, csrf, "cancel", "", "Cancel") } else { String::new() }
+}
+
 fn who(username: &str) -> String {
     format!("<p class=\"user\">{}</p>", esc(username))
 }
@@ -659,7 +664,7 @@ fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
         SignInPage::ChangePassword { username, is_required, error } => page(
             "Update your password",
             &format!(
-                "{}{}{}{}",
+                "{}{}{}{}{}",
                 who(username),
                 if *is_required {
                     "<p>You need to update your password because this is the first time you are signing in, or \
@@ -683,7 +688,8 @@ fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
                         esc(username)
                     ),
                     "Update password"
-                )
+                ),
+                cancel(!*is_required, action, csrf)
             ),
         ),
         SignInPage::Mfa { username, remember_days, error } => {
@@ -722,12 +728,12 @@ fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
                 form(action, csrf, Stage::MoreInfo.as_str(), "", "Next")
             ),
         ),
-        SignInPage::RegisterTotp { username, secret, uri, error } => page(
+        SignInPage::RegisterTotp { username, secret, uri, can_cancel, error } => page(
             "Set up your authenticator app",
             &format!(
                 "{}<p>Scan the QR code with your authenticator app, or enter the secret key by hand.</p>{}\
                  <p>Secret key: <span class=\"secret\" id=\"secret\">{}</span></p>\
-                 <p>Or add this address: <span class=\"secret\" id=\"otpauth\">{}</span></p>{}{}",
+                 <p>Or add this address: <span class=\"secret\" id=\"otpauth\">{}</span></p>{}{}{}",
                 who(username),
                 qr_svg(uri),
                 esc(secret),
@@ -741,7 +747,8 @@ fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
                      name=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" \
                      maxlength=\"8\" required autofocus>",
                     "Next"
-                )
+                ),
+                cancel(*can_cancel, action, csrf)
             ),
         ),
         SignInPage::Account { display_name, user_principal_name, methods, notice } => {

@@ -319,6 +319,27 @@ macro_rules! impl_sign_in_store {
                 Ok(())
             }
 
+            async fn rekey_browser_session(&mut self, old_sha256: &[u8], new_sha256: &[u8]) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE browser_sessions SET id_sha256 = $2 WHERE id_sha256 = $1")
+                    .bind(old_sha256)
+                    .bind(new_sha256)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn take_pending_secret(&mut self, id_sha256: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE browser_sessions SET pending_secret = NULL WHERE id_sha256 = $1 AND pending_secret IS NOT NULL",
+                )
+                .bind(id_sha256)
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn delete_expired_browser_sessions(&mut self, now: OffsetDateTime) -> Result<u64, StoreError> {
                 let done = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
                     .bind(fmt_ts(now))
@@ -443,6 +464,16 @@ macro_rules! impl_sign_in_store {
                         Ok((cursor, sign_in_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
                     })
                     .collect()
+            }
+
+            async fn delete_sign_ins_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM sign_ins WHERE tenant_id = $1 AND created_at < $2")
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(before))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected())
             }
 
             async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError> {

@@ -528,6 +528,10 @@ pub trait SignInStore: Send {
     /// Replaces a session's row (matched by `id_sha256`).
     async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
     async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError>;
+    /// Gives a session a new cookie hash (at sign-in, against session fixation).
+    async fn rekey_browser_session(&mut self, old_sha256: &[u8], new_sha256: &[u8]) -> Result<(), StoreError>;
+    /// Clears a session's pending TOTP secret; `false` if it held none (another request used it).
+    async fn take_pending_secret(&mut self, id_sha256: &[u8]) -> Result<bool, StoreError>;
     /// Deletes sessions that expired before `now`; returns how many.
     async fn delete_expired_browser_sessions(&mut self, now: OffsetDateTime) -> Result<u64, StoreError>;
     async fn insert_remembered_device(&mut self, id_sha256: &[u8], device: &RememberedDevice)
@@ -545,6 +549,8 @@ pub trait SignInStore: Send {
         limit: usize,
     ) -> Result<Vec<(SignInCursor, SignInRecord)>, StoreError>;
     async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError>;
+    /// Deletes a tenant's sign-ins older than `before`; returns how many.
+    async fn delete_sign_ins_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.

@@ -76,8 +76,8 @@ CREATE TABLE sign_ins (
     tenant_id TEXT NOT NULL,
     created_at TEXT NOT NULL,
     user_id TEXT,
-    upn_lc TEXT NOT NULL,
-    app_id TEXT NOT NULL,
+    upn_lc TEXT COLLATE "C" NOT NULL,
+    app_id TEXT COLLATE "C" NOT NULL,
     error_code BIGINT NOT NULL,
     record TEXT NOT NULL
 );

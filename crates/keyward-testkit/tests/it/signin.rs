@@ -488,7 +488,77 @@ async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
     assert_eq!(log, vec![50079, 0, 50076, 500121, 500121, 500121, 500121, 500121, 500121, 0]);
 }
 
+async fn account_steps_are_guarded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(&app, json!({"lockoutThreshold": 3})).await;
+    let adele = create_user(&app, "adele", false).await;
+    let mut browser = Browser::new(&app.base_url);
+
+    // The name is echoed as typed, so the page does not tell whether the account exists.
+    let page = browser.get(&login_path()).await;
+    let page = browser.submit(&page, "username", &[("username", "ADELE@Contoso.Test")], &[]).await;
+    assert!(page.text().contains("ADELE@Contoso.Test"), "{}", page.text());
+    let flow_cookie = browser.cookies.get("keyward-session").cloned().expect("flow cookie");
+
+    // Signing in replaces the cookie: one planted before sign-in is worth nothing after it.
+    let account = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let session_cookie = browser.cookies.get("keyward-session").cloned().expect("session cookie");
+    assert_ne!(session_cookie, flow_cookie);
+    let mut planted = Browser::new(&app.base_url);
+    planted.cookies.insert("keyward-session".into(), flow_cookie);
+    assert_eq!(planted.get(&login_path()).await.title(), "Sign in");
+
+    // Wrong current passwords on the account page count toward smart lockout.
+    let change = browser.submit(&account, "change_password", &[], &[]).await;
+    assert_eq!(change.title(), "Update your password");
+    let mut page = change.clone();
+    for attempt in 0..4 {
+        let guess = format!("Guess-{attempt}-Harbour-Lantern");
+        page = browser
+            .submit(
+                &page,
+                "change_password",
+                &[("current-password", &guess), ("new-password", "Orchard-Velvet-31!")],
+                &[],
+            )
+            .await;
+    }
+    assert!(page.text().contains("temporarily locked"), "{}", page.text());
+    // Cancel goes back to the account page.
+    let back = browser.submit(&page, "cancel", &[], &[]).await;
+    assert_eq!(back.title(), "My account", "{}", back.text());
+    let log = codes(&sign_ins(&app, &format!("adele@{DOMAIN}")).await);
+    assert_eq!(log, vec![0, 50126, 50126, 50126, 50053]);
+
+    // A step started from the account page dies with the session.
+    app.clock.advance(Duration::minutes(11));
+    let setup = browser.submit(&back, "add_totp", &[], &[]).await;
+    assert_eq!(setup.title(), "My account", "a sign-in older than 10 minutes may not add a method");
+    assert!(setup.text().contains("within the last 10 minutes"), "{}", setup.text());
+    let fresh_browser = &mut Browser::new(&app.base_url);
+    let account = first_factor(fresh_browser, &format!("adele@{DOMAIN}"), PASSWORD).await;
+    let setup = fresh_browser.submit(&account, "add_totp", &[], &[]).await;
+    assert_eq!(setup.title(), "Set up your authenticator app", "{}", setup.text());
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    app.clock.advance(Duration::seconds(1));
+    let secret = setup.by_id("secret").expect("secret");
+    let refused =
+        fresh_browser.submit(&setup, "register_totp", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(refused.title(), "Sign in", "{}", refused.text());
+    assert!(refused.text().contains("Your session has ended"), "{}", refused.text());
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'User registered security info' and targetResources/any(t:t/id eq '{adele}')"
+        ))
+        .await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(0), "no method was added by the revoked session");
+}
+
 crate::on_both_backends!(
+    account_steps_are_guarded,
     per_user_mfa_and_the_code_attempt_limit,
     first_sign_in_with_the_bootstrap_pass,
     password_and_totp_with_replay_refused,
