@@ -5,12 +5,14 @@
 //! commit together or not at all.
 #![forbid(unsafe_code)]
 
+mod applications;
 mod audit_log;
 pub mod clock;
 mod directory;
 pub mod error;
 mod facts;
 pub mod keys;
+mod oidc;
 pub mod password;
 mod roles;
 mod setup;
@@ -22,15 +24,20 @@ use std::sync::Arc;
 
 use keyward_core::audit::{AuditContext, Initiator};
 use keyward_core::authz::{self, Actor, Decision, Target};
-use keyward_core::directory::{Tenant, User};
+use keyward_core::directory::{ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{Store, Tx};
 
+pub use crate::applications::{ApplicationDraft, ApplicationView, NewPassword};
 pub use crate::audit_log::ChainReport;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
+pub use crate::oidc::{
+    AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
+    url_encode,
+};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
@@ -48,6 +55,8 @@ pub struct AppConfig {
     /// How long a node trusts its cached signing keys before reading them again: a key retired on
     /// another node stops verifying here within this time.
     pub key_cache_ttl: std::time::Duration,
+    /// `KEYWARD_ALLOW_PASSWORD_GRANT`: whether the resource-owner password grant is on.
+    pub allow_password_grant: bool,
 }
 
 impl AppConfig {
@@ -57,6 +66,7 @@ impl AppConfig {
             public_url,
             access_token_lifetime: time::Duration::hours(1),
             key_cache_ttl: std::time::Duration::from_secs(5),
+            allow_password_grant: false,
         }
     }
 }
@@ -68,27 +78,63 @@ pub struct RequestMeta {
     pub ip_address: Option<String>,
 }
 
-/// An authenticated caller: the tenant, the signed-in user and their active roles.
+/// Who is calling: a signed-in user (a delegated token) or an application acting as itself (an
+/// app-only token from the client-credentials grant).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User(Box<User>),
+    App(ServicePrincipal),
+}
+
+/// An authenticated caller: the tenant, the principal, its active roles, and, for delegated
+/// tokens, the permissions the token carries (both the token and the roles must allow an action).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: Tenant,
-    pub user: User,
+    pub principal: Principal,
     pub actor: Actor,
     pub meta: RequestMeta,
+    /// The token's delegated permissions (`scp`); `None` for app-only tokens, which act with the
+    /// service principal's directory roles alone.
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Caller {
+    /// The signed-in user, for delegated tokens.
+    pub fn user(&self) -> Option<&User> {
+        match &self.principal {
+            Principal::User(user) => Some(user),
+            Principal::App(_) => None,
+        }
+    }
+
+    /// The object id of the user or service principal.
+    pub fn id(&self) -> &ObjectId {
+        match &self.principal {
+            Principal::User(user) => &user.id,
+            Principal::App(app) => &app.id,
+        }
+    }
+
     fn audit(&self, at: time::OffsetDateTime) -> AuditContext {
+        let initiated_by = match &self.principal {
+            Principal::User(user) => Initiator::User {
+                id: user.id.clone(),
+                display_name: user.display_name.clone(),
+                user_principal_name: user.user_principal_name.clone(),
+                ip_address: self.meta.ip_address.clone(),
+            },
+            Principal::App(app) => Initiator::App {
+                app_id: app.app_id.clone(),
+                display_name: app.display_name.clone(),
+                service_principal_id: Some(app.id.clone()),
+            },
+        };
         AuditContext {
             tenant_id: self.tenant.id.clone(),
             correlation_id: self.meta.correlation_id.clone(),
             at,
-            initiated_by: Initiator::User {
-                id: self.user.id.clone(),
-                display_name: self.user.display_name.clone(),
-                user_principal_name: self.user.user_principal_name.clone(),
-                ip_address: self.meta.ip_address.clone(),
-            },
+            initiated_by,
         }
     }
 }
@@ -165,11 +211,26 @@ impl App {
 }
 
 /// Asks the core whether the caller may do `action` to `target`; refuses with the rule otherwise.
+/// A delegated token must carry a permission that covers the action, and the user's roles must
+/// allow it on the target.
 fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<(), AppError> {
-    match authz::authorize(&caller.actor, action, target) {
+    if let Some(scopes) = &caller.scopes
+        && !keyward_core::oauth::scope_permits(scopes, action)
+    {
+        tracing::info!(action, caller = %caller.id(), "the token's scopes do not cover the action");
+        return Err(AppError::Forbidden {
+            rule: "token_scope",
+            message: "Insufficient privileges to complete the operation.",
+        });
+    }
+    let decision = match &caller.principal {
+        Principal::User(_) => authz::authorize(&caller.actor, action, target),
+        Principal::App(_) => authz::authorize_app(&caller.actor, action, target),
+    };
+    match decision {
         Decision::Allow { .. } => Ok(()),
         Decision::Deny { rule } => {
-            tracing::info!(action, rule, caller = %caller.user.id, "authorization denied");
+            tracing::info!(action, rule, caller = %caller.id(), "authorization denied");
             Err(AppError::Forbidden { rule, message: authz::denial_message(rule) })
         }
     }

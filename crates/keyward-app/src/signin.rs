@@ -805,7 +805,7 @@ impl App {
     /// Completes a sign-in: the session counts from now, and the user goes back where they came from.
     /// Counts a failed password attempt for smart lockout (under the row lock, so attempts on
     /// several nodes all count).
-    async fn count_password_failure(
+    pub(crate) async fn count_password_failure(
         &self,
         user: &ObjectId,
         policy: &SignInPolicy,
@@ -821,7 +821,7 @@ impl App {
     }
 
     /// Why the user must use MFA (if at all), whether they have a method, and their sign-in state.
-    async fn mfa_facts(
+    pub(crate) async fn mfa_facts(
         &self,
         tenant: &Tenant,
         user: &User,

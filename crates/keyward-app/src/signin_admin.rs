@@ -261,7 +261,7 @@ impl App {
     pub async fn mfa_requirements(&self, caller: &Caller, key: &str) -> Result<PerUserMfaState, AppError> {
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        if user.id != caller.user.id {
+        if user.id != *caller.id() {
             let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
             require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts))
                 .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))?;

@@ -4,18 +4,20 @@
 use std::time::Duration;
 
 use keyward_core::authz::{ActiveRole, Actor, Scope};
-use keyward_core::directory::{Tenant, User};
+use keyward_core::directory::{ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::Tx;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{PublicJwk, VerifyError};
-use crate::{App, AppError, Caller, RequestMeta};
+use crate::{App, AppError, Caller, Principal, RequestMeta};
 
 /// The audience of tokens for Keyward's Graph-compatible API, as Entra names Graph.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
 
-/// Claims of an access token for the Keyward API (Entra v2.0 access-token shape).
+/// Claims of an access token for the Keyward API (Entra v2.0 access-token shape). Delegated
+/// tokens (`idtyp` `user`) carry `scp` and the user's names; app-only tokens (`idtyp` `app`)
+/// carry `roles` and name the service principal in `oid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub aud: String,
@@ -28,14 +30,36 @@ pub struct AccessClaims {
     pub tid: String,
     pub ver: String,
     pub idtyp: String,
-    pub name: String,
-    pub preferred_username: String,
-    pub scp: String,
+    /// The client the token was issued to.
+    pub appid: String,
+    pub azp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     pub wids: Vec<String>,
     pub uti: String,
+    /// Keyward: tokens obtained with a Temporary Access Pass end with it (unix time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xms_tap_exp: Option<i64>,
 }
 
 const CLOCK_SKEW: i64 = 300;
+
+/// What a delegated access token says about its grant.
+#[derive(Debug, Clone)]
+pub(crate) struct UserAccess<'a> {
+    pub client_id: &'a str,
+    pub scp: &'a [String],
+    pub amr: &'a [String],
+    pub pass_expires_at: Option<time::OffsetDateTime>,
+}
 
 impl App {
     /// The issuer of tokens for a tenant: `{public-url}/{tenant-id}/v2.0`.
@@ -43,36 +67,104 @@ impl App {
         format!("{}/{}/v2.0", self.inner.config.public_url, tenant)
     }
 
-    /// Issues an access token for `user`, signed with the active key.
+    /// Issues a delegated access token for `user` with every API permission (the `keyward token`
+    /// command and the test kit), signed with the active key.
     pub async fn issue_access_token(&self, tenant: &Tenant, user: &User) -> Result<String, AppError> {
+        let scopes: Vec<String> = keyward_core::oauth::API_PERMISSIONS.iter().map(|it| (*it).to_owned()).collect();
+        let access = UserAccess {
+            client_id: keyward_core::oauth::FIRST_PARTY_CLIENT_ID,
+            scp: &scopes,
+            amr: &["pwd".to_owned()],
+            pass_expires_at: None,
+        };
+        self.sign_user_access_token(tenant, user, &access).await
+    }
+
+    /// Signs a delegated access token.
+    pub(crate) async fn sign_user_access_token(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        access: &UserAccess<'_>,
+    ) -> Result<String, AppError> {
         self.refresh_keys_if_stale().await?;
-        let mut tx = self.read().await?;
-        let roles = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
-        drop(tx);
+        let wids = self.tenant_wide_role_ids(tenant, &user.id).await?;
         let now = self.now().unix_timestamp();
-        let mut wids: Vec<String> =
-            roles.into_iter().filter(|it| it.directory_scope_id == "/").map(|it| it.role_definition_id).collect();
-        wids.sort();
-        wids.dedup();
+        let mut exp = now + self.inner.config.access_token_lifetime.whole_seconds();
+        if let Some(end) = access.pass_expires_at {
+            exp = exp.min(end.unix_timestamp());
+        }
+        let claims = AccessClaims {
+            aud: GRAPH_AUDIENCE.into(),
+            iss: self.issuer(&tenant.id),
+            iat: now,
+            nbf: now,
+            exp,
+            sub: user.id.to_string(),
+            oid: user.id.to_string(),
+            tid: tenant.id.to_string(),
+            ver: "2.0".into(),
+            idtyp: "user".into(),
+            appid: access.client_id.to_owned(),
+            azp: access.client_id.to_owned(),
+            name: Some(user.display_name.clone()),
+            preferred_username: Some(user.user_principal_name.clone()),
+            scp: Some(access.scp.join(" ")),
+            roles: None,
+            amr: Some(access.amr.to_vec()),
+            wids,
+            uti: uuid::Uuid::new_v4().simple().to_string(),
+            xms_tap_exp: access.pass_expires_at.map(|it| it.unix_timestamp()),
+        };
+        let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
+        self.inner.keys.sign(&json)
+    }
+
+    /// Signs an app-only access token for a service principal (client credentials).
+    pub(crate) async fn sign_app_access_token(
+        &self,
+        tenant: &Tenant,
+        principal: &ServicePrincipal,
+    ) -> Result<String, AppError> {
+        self.refresh_keys_if_stale().await?;
+        let wids = self.tenant_wide_role_ids(tenant, &principal.id).await?;
+        let now = self.now().unix_timestamp();
         let claims = AccessClaims {
             aud: GRAPH_AUDIENCE.into(),
             iss: self.issuer(&tenant.id),
             iat: now,
             nbf: now,
             exp: now + self.inner.config.access_token_lifetime.whole_seconds(),
-            sub: user.id.to_string(),
-            oid: user.id.to_string(),
+            sub: principal.id.to_string(),
+            oid: principal.id.to_string(),
             tid: tenant.id.to_string(),
             ver: "2.0".into(),
-            idtyp: "user".into(),
-            name: user.display_name.clone(),
-            preferred_username: user.user_principal_name.clone(),
-            scp: "Directory.ReadWrite.All User.ReadWrite.All Group.ReadWrite.All".into(),
+            idtyp: "app".into(),
+            appid: principal.app_id.clone(),
+            azp: principal.app_id.clone(),
+            name: None,
+            preferred_username: None,
+            scp: None,
+            roles: Some(Vec::new()),
+            amr: None,
             wids,
             uti: uuid::Uuid::new_v4().simple().to_string(),
+            xms_tap_exp: None,
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
         self.inner.keys.sign(&json)
+    }
+
+    /// The template ids of the principal's tenant-wide roles (`wids`).
+    async fn tenant_wide_role_ids(&self, tenant: &Tenant, principal: &ObjectId) -> Result<Vec<String>, AppError> {
+        let mut tx = self.read().await?;
+        let roles = tx.list_role_assignments_for(&tenant.id, principal).await?;
+        drop(tx);
+        let mut wids: Vec<String> =
+            roles.into_iter().filter(|it| it.directory_scope_id == "/").map(|it| it.role_definition_id).collect();
+        wids.sort();
+        wids.dedup();
+        Ok(wids)
     }
 
     /// Issues an access token for the user with this UPN in the first tenant (the `keyward token`
@@ -127,15 +219,39 @@ impl App {
         if claims.iss != self.issuer(&tenant_id) {
             return Err(AppError::Unauthenticated("Access token validation failure. Invalid issuer."));
         }
-        let user_id = ObjectId::parse(&claims.oid).ok_or_else(invalid)?;
+        if claims.xms_tap_exp.is_some_and(|end| end <= now) {
+            return Err(AppError::Unauthenticated("Lifetime validation failed, the token is expired."));
+        }
+        let principal_id = ObjectId::parse(&claims.oid).ok_or_else(invalid)?;
         let mut tx = self.read().await?;
         let tenant = tx.get_tenant(&tenant_id).await?.ok_or_else(invalid)?;
-        let user = tx.get_user(&tenant.id, &user_id).await?.ok_or_else(invalid)?;
-        if !user.account_enabled {
-            return Err(AppError::Unauthenticated("The user account is disabled."));
-        }
-        let actor = load_actor(&mut *tx, &tenant, &user).await?;
-        Ok(Caller { tenant, user, actor, meta })
+        let (principal, scopes) = match claims.idtyp.as_str() {
+            "app" => {
+                let app = tx.get_service_principal(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
+                if !app.account_enabled {
+                    return Err(AppError::Unauthenticated("The service principal is disabled."));
+                }
+                (Principal::App(app), None)
+            }
+            _ => {
+                let user = tx.get_user(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
+                if !user.account_enabled {
+                    return Err(AppError::Unauthenticated("The user account is disabled."));
+                }
+                // Revoked sessions end the access tokens issued before too (Keyward checks this
+                // on every request; Entra waits for expiry unless continuous access evaluation applies).
+                if claims.iat < user.sign_in_sessions_valid_from.unix_timestamp() {
+                    return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
+                }
+                let scopes = claims.scp.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+                (Principal::User(Box::new(user)), Some(scopes))
+            }
+        };
+        let actor = match &principal {
+            Principal::User(user) => load_actor(&mut *tx, &tenant, &user.id).await?,
+            Principal::App(app) => load_actor(&mut *tx, &tenant, &app.id).await?,
+        };
+        Ok(Caller { tenant, principal, actor, meta, scopes })
     }
 
     /// The published signing keys.
@@ -166,8 +282,8 @@ impl App {
 }
 
 /// The actor for a user: every role assignment that applies now.
-pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<Actor, AppError> {
-    let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, principal: &ObjectId) -> Result<Actor, AppError> {
+    let assignments = tx.list_role_assignments_for(&tenant.id, principal).await?;
     let needs_custom =
         assignments.iter().any(|it| keyward_core::authz::built_in_role(&it.role_definition_id).is_none());
     let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
@@ -192,7 +308,7 @@ pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
             Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions })
         })
         .collect();
-    Ok(Actor { id: user.id.clone(), roles })
+    Ok(Actor { id: principal.clone(), roles })
 }
 
 /// The first tenant (Keyward serves one tenant per deployment today).

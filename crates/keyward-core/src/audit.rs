@@ -48,6 +48,11 @@ pub enum Activity {
     EnableStrongAuthentication,
     /// `Disable Strong Authentication`: per-user MFA turned off.
     DisableStrongAuthentication,
+    AddApplication,
+    UpdateApplication,
+    DeleteApplication,
+    /// `Update application – Certificates and secrets management `: a secret or certificate added or removed.
+    UpdateApplicationCredentials,
 }
 
 impl Activity {
@@ -92,6 +97,11 @@ impl Activity {
             Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
             Activity::EnableStrongAuthentication => "Enable Strong Authentication",
             Activity::DisableStrongAuthentication => "Disable Strong Authentication",
+            Activity::AddApplication => "Add application",
+            Activity::UpdateApplication => "Update application",
+            Activity::DeleteApplication => "Delete application",
+            // Entra's string, with its en dash and trailing space.
+            Activity::UpdateApplicationCredentials => "Update application – Certificates and secrets management ",
         }
     }
 
@@ -124,7 +134,11 @@ impl Activity {
             | Activity::RemoveMemberFromRestrictedUnit => "AdministrativeUnit",
             Activity::AddServicePrincipal
             | Activity::RemoveServicePrincipal
-            | Activity::AuthenticationMethodsPolicyUpdate => "ApplicationManagement",
+            | Activity::AuthenticationMethodsPolicyUpdate
+            | Activity::AddApplication
+            | Activity::UpdateApplication
+            | Activity::DeleteApplication
+            | Activity::UpdateApplicationCredentials => "ApplicationManagement",
             _ => "GroupManagement",
         }
     }
@@ -168,7 +182,9 @@ impl Activity {
             | Activity::AuthenticationMethodsPolicyUpdate
             | Activity::EnableStrongAuthentication
             | Activity::DisableStrongAuthentication => "Update",
-            Activity::UserRegisteredSecurityInfo => "Add",
+            Activity::UserRegisteredSecurityInfo | Activity::AddApplication => "Add",
+            Activity::DeleteApplication => "Delete",
+            Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
         }

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod directory;
 pub mod ids;
 pub mod json;
+pub mod oauth;
 pub mod odata;
 pub mod password;
 pub mod query;

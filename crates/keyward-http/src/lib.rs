@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod graph;
 mod metrics;
+mod oidc;
 mod openapi;
 mod roles;
 mod serve;
@@ -43,7 +44,7 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = signin::routes(audit::routes(roles::routes(graph::routes(openapi::Api::new()))));
+    let graph = oidc::graph_routes(signin::routes(audit::routes(roles::routes(graph::routes(openapi::Api::new())))));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =
@@ -57,6 +58,7 @@ pub fn router(app: App) -> Router {
         .route("/docs", get(docs))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .merge(signin::page_routes())
+        .merge(oidc::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state)

@@ -208,6 +208,19 @@ fn schemas() -> Value {
             "codeAttemptLimit": {"type": "integer"},
         }},
         "Empty": {"type": "object"},
+        "Application": {"type": "object", "properties": {
+            "id": string, "appId": string, "displayName": string, "isFallbackPublicClient": {"type": "boolean"},
+            "publicClient": {"type": "object", "properties": {"redirectUris": strings}},
+            "web": {"type": "object", "properties": {"redirectUris": strings}},
+            "passwordCredentials": {"type": "array", "items": {"$ref": "#/components/schemas/PasswordCredential"}},
+        }},
+        "ApplicationCollection": collection("Application"),
+        "PasswordCredential": {"type": "object", "properties": {
+            "keyId": string, "displayName": nullable, "hint": string, "secretText": {"type": ["string", "null"], "description": "Only in the addPassword response."},
+            "startDateTime": {"type": "string", "format": "date-time"}, "endDateTime": {"type": "string", "format": "date-time"},
+        }},
+        "PasswordCredentialRequest": {"type": "object", "properties": {"passwordCredential": {"type": "object", "properties": {"displayName": string, "endDateTime": {"type": "string", "format": "date-time"}}}}},
+        "KeyIdRequest": {"type": "object", "required": ["keyId"], "properties": {"keyId": string}},
         "StrongAuthenticationRequirements": {"type": "object", "properties": {"perUserMfaState": {"type": "string", "enum": ["disabled", "enabled", "enforced"]}}},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
     })

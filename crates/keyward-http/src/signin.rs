@@ -271,9 +271,16 @@ async fn get_requirements(ctx: GraphCtx, Path(key): Path<String>) -> Result<Resp
     requirements_of(ctx, key).await
 }
 
+/// The signed-in user's id for `/me/…` routes; app-only tokens have no `/me`.
+fn me_key(ctx: &GraphCtx) -> Result<String, GraphError> {
+    ctx.caller.user().map(|it| it.id.to_string()).ok_or_else(|| {
+        ctx.err(AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
+    })
+}
+
 /// `GET /beta/me/authentication/requirements`.
 async fn get_my_requirements(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = ctx.caller.user.id.to_string();
+    let key = me_key(&ctx)?;
     requirements_of(ctx, key).await
 }
 
@@ -284,7 +291,7 @@ async fn patch_requirements(ctx: GraphCtx, Path(key): Path<String>, Body(body): 
 
 /// `PATCH /beta/me/authentication/requirements` (204).
 async fn patch_my_requirements(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let key = ctx.caller.user.id.to_string();
+    let key = me_key(&ctx)?;
     set_requirements_of(ctx, key, body).await
 }
 
@@ -394,7 +401,7 @@ pub fn page_routes() -> Router<AppState> {
     Router::new().route("/{tenant}/login", get(page_get).post(page_post))
 }
 
-fn cookie_names(state: &AppState) -> (&'static str, &'static str, bool) {
+pub(crate) fn cookie_names(state: &AppState) -> (&'static str, &'static str, bool) {
     if state.app.config().public_url.starts_with("https://") {
         ("__Host-keyward-session", "__Host-keyward-device", true)
     } else {
@@ -402,7 +409,7 @@ fn cookie_names(state: &AppState) -> (&'static str, &'static str, bool) {
     }
 }
 
-fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -414,7 +421,7 @@ fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|it| !it.is_empty() && it.len() <= 128)
 }
 
-fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
+pub(crate) fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
     let correlation_id = headers
         .get("client-request-id")
         .and_then(|it| it.to_str().ok())
@@ -432,7 +439,10 @@ async fn page_get(
     headers: HeaderMap,
 ) -> Response {
     let (session_name, _, _) = cookie_names(&state);
-    let cookie = read_cookie(&headers, session_name);
+    // `prompt=login` (from the authorization endpoint) starts a fresh sign-in even when a session
+    // exists; the new session's cookie replaces the old one.
+    let cookie =
+        read_cookie(&headers, session_name).filter(|_| query.get("prompt").map(String::as_str) != Some("login"));
     let return_to = query.get("return_to").map(String::as_str);
     let result = state.app.sign_in_view(&tenant, cookie, return_to, meta(&headers, peer.map(|it| it.0.0))).await;
     respond(&state, &tenant, result)
@@ -544,7 +554,7 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>)
     response
 }
 
-fn html_response(status: StatusCode, body: &str) -> Response {
+pub(crate) fn html_response(status: StatusCode, body: &str) -> Response {
     let mut response = (status, body.to_owned()).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
@@ -563,7 +573,7 @@ fn html_response(status: StatusCode, body: &str) -> Response {
 }
 
 /// HTML-escapes text for element content and quoted attributes.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut res = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {
@@ -586,7 +596,7 @@ button{margin-top:1rem;padding:.5rem 1.5rem;font-size:1rem;background:#0067b8;co
 .error{color:#a80000}.notice{color:#107c10}.secret{font-family:monospace;word-break:break-all}\
 .user{color:#555}svg{display:block;margin:1rem auto}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
          content=\"width=device-width, initial-scale=1\"><title>{} – Keyward</title><style>{STYLE}</style></head>\
@@ -596,14 +606,14 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn message(error: &Option<String>) -> String {
+pub(crate) fn message(error: &Option<String>) -> String {
     error
         .as_ref()
         .map(|it| format!("<p class=\"error\" id=\"error\" role=\"alert\">{}</p>", esc(it)))
         .unwrap_or_default()
 }
 
-fn form(action: &str, csrf: &str, step: &str, inner: &str, button: &str) -> String {
+pub(crate) fn form(action: &str, csrf: &str, step: &str, inner: &str, button: &str) -> String {
     format!(
         "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <input type=\"hidden\" name=\"step\" value=\"{}\">{inner}<button type=\"submit\">{}</button></form>",

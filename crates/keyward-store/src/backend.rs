@@ -27,7 +27,12 @@ use crate::{
     GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
     TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
+use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, RefreshToken};
 use crate::{BrowserSession, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, sign_in_json};
+
+fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
+    raw.as_deref().map(parse_ts).transpose()
+}
 
 const USER_COLUMNS: &str = "users.id, users.tenant_id, users.upn, users.display_name, users.given_name, users.surname, \
      users.mail, users.mail_nickname, users.mobile_phone, users.job_title, users.department, users.usage_location, \
@@ -1816,6 +1821,7 @@ mod sqlite_impl {
         begin_deferred
     );
     impl_sign_in_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
+    impl_oauth_store!(SqliteTx, sqlx::Sqlite);
 
     impl SqliteStore {
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
@@ -1859,6 +1865,7 @@ mod postgres_impl {
         begin_snapshot
     );
     impl_sign_in_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
+    impl_oauth_store!(PostgresTx, sqlx::Postgres);
 
     impl PostgresStore {
         /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so

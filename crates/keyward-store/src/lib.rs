@@ -11,6 +11,8 @@
 mod audit_json;
 mod sign_in_json;
 #[macro_use]
+mod backend_oauth;
+#[macro_use]
 mod backend_signin;
 mod backend;
 mod error;
@@ -76,6 +78,7 @@ pub trait Tx:
     + KeyStore
     + AuditStore
     + SignInStore
+    + OAuthStore
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -551,6 +554,139 @@ pub trait SignInStore: Send {
     async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError>;
     /// Deletes a tenant's sign-ins older than `before`; returns how many.
     async fn delete_sign_ins_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// An app registration (Graph's `application`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub app_id: String,
+    pub display_name: String,
+    pub is_fallback_public_client: bool,
+    pub public_redirect_uris: Vec<String>,
+    pub web_redirect_uris: Vec<String>,
+    pub created: OffsetDateTime,
+}
+
+/// A credential of an app registration: a client secret (only its SHA-256 is kept) or a
+/// certificate whose key signs `private_key_jwt` client assertions.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppCredential {
+    pub key_id: ObjectId,
+    pub application_id: ObjectId,
+    pub display_name: Option<String>,
+    pub secret: Option<(Vec<u8>, String)>,
+    pub certificate: Option<(Vec<u8>, String)>,
+    pub start: OffsetDateTime,
+    pub end: OffsetDateTime,
+}
+
+impl fmt::Debug for AppCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCredential").field("key_id", &self.key_id).field("end", &self.end).finish_non_exhaustive()
+    }
+}
+
+/// What an authorization code, a refresh token or an approved device code carries about the
+/// user's authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub tenant_id: ObjectId,
+    pub client_id: String,
+    pub user_id: ObjectId,
+    pub scope: String,
+    pub auth_time: OffsetDateTime,
+    /// `amr` values separated by spaces.
+    pub amr: String,
+    /// Tokens obtained with a Temporary Access Pass end with it.
+    pub pass_expires_at: Option<OffsetDateTime>,
+}
+
+/// An authorization code (stored as SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    pub code_sha256: Vec<u8>,
+    pub grant: Grant,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub created: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A refresh token (stored as SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_sha256: Vec<u8>,
+    pub family_id: String,
+    pub grant: Grant,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub rotated_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A device authorization (RFC 8628); the device code is stored as SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    pub device_sha256: Vec<u8>,
+    pub user_code: String,
+    pub tenant_id: ObjectId,
+    pub client_id: String,
+    pub scope: String,
+    pub created: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub interval_seconds: i64,
+    pub last_poll_at: Option<OffsetDateTime>,
+    /// `pending`, `approved`, `denied` or `redeemed`.
+    pub status: String,
+    pub user_id: Option<ObjectId>,
+    pub auth_time: Option<OffsetDateTime>,
+    pub amr: String,
+    pub pass_expires_at: Option<OffsetDateTime>,
+}
+
+/// App registrations, authorization codes, refresh tokens and device codes.
+#[async_trait]
+pub trait OAuthStore: Send {
+    async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError>;
+    async fn update_application(&mut self, app: &Application) -> Result<(), StoreError>;
+    async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError>;
+    async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError>;
+    /// Applications ordered by id, starting after `after`.
+    async fn list_applications(
+        &mut self,
+        tenant: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Application>, StoreError>;
+    async fn insert_app_credential(&mut self, credential: &AppCredential) -> Result<(), StoreError>;
+    async fn list_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError>;
+    /// Removes a credential; `NotFound` if the application has no such key.
+    async fn delete_app_credential(&mut self, application: &ObjectId, key_id: &ObjectId) -> Result<(), StoreError>;
+    async fn insert_auth_code(&mut self, code: &AuthCode) -> Result<(), StoreError>;
+    async fn get_auth_code(&mut self, code_sha256: &[u8]) -> Result<Option<AuthCode>, StoreError>;
+    /// Marks a code used; `false` if it was used already (a second redemption).
+    async fn use_auth_code(&mut self, code_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError>;
+    async fn insert_refresh_token(&mut self, token: &RefreshToken) -> Result<(), StoreError>;
+    async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError>;
+    /// Marks a token rotated; `false` if it was rotated or revoked already (a replay).
+    async fn rotate_refresh_token(&mut self, token_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Revokes every token of a family.
+    async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Deletes refresh tokens and codes that expired before `before`; returns how many.
+    async fn delete_expired_grants(&mut self, before: OffsetDateTime) -> Result<u64, StoreError>;
+    async fn insert_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError>;
+    async fn get_device_code(&mut self, device_sha256: &[u8]) -> Result<Option<DeviceCode>, StoreError>;
+    async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError>;
+    /// Replaces a device code's status, user, poll time and authentication.
+    async fn update_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError>;
+    /// Moves an approved code to `redeemed`; `false` if another poll redeemed it first.
+    async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError>;
 }
 
 /// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.

@@ -18,6 +18,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0003_service_principals.sql"),
     },
     Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/sqlite/0004_sign_in.sql") },
+    Migration { version: 5, name: "0005_oauth.sql", sql: include_str!("../migrations/sqlite/0005_oauth.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -34,6 +35,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_service_principals.sql"),
     },
     Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/postgres/0004_sign_in.sql") },
+    Migration { version: 5, name: "0005_oauth.sql", sql: include_str!("../migrations/postgres/0005_oauth.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

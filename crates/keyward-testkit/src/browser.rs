@@ -164,13 +164,20 @@ impl Browser {
             set_cookies.extend(self.store_cookies(&response));
             let status = response.status();
             if status.is_redirection() {
-                path = response.headers().get(LOCATION).and_then(|it| it.to_str().ok()).expect("Location").to_owned();
+                let location = response.headers().get(LOCATION).and_then(|it| it.to_str().ok()).expect("Location");
+                // A redirect off this site (an application's redirect URI) ends the walk: the
+                // page's `path` holds where it points.
+                match location.strip_prefix(&self.base_url) {
+                    Some(local) => path = local.to_owned(),
+                    None if location.starts_with('/') => path = location.to_owned(),
+                    None => return Page { status, path: location.to_owned(), html: String::new(), set_cookies },
+                }
                 continue;
             }
             let html = response.text().await.expect("body");
             return Page { status, path, html, set_cookies };
         }
-        panic!("too many redirects");
+        panic!("too many redirects, last at {path}");
     }
 
     /// Submits the form for `step`, filling inputs by `autocomplete` token from `fills` and
@@ -212,6 +219,10 @@ impl Browser {
         let status = response.status();
         if status.is_redirection() {
             let target = response.headers().get(LOCATION).and_then(|it| it.to_str().ok()).expect("Location").to_owned();
+            if !target.starts_with('/') && !target.starts_with(&self.base_url) {
+                return Page { status, path: target, html: String::new(), set_cookies };
+            }
+            let target = target.strip_prefix(&self.base_url).map(str::to_owned).unwrap_or(target);
             let mut page = self.get(&target).await;
             page.set_cookies.splice(0..0, set_cookies);
             return page;

@@ -156,6 +156,10 @@ struct ServeArgs {
     /// First start only: the tenant's domain when no bootstrap UPN is given (admin@DOMAIN is created).
     #[arg(long, env = "KEYWARD_TENANT_DOMAIN", default_value = "keyward.test", value_name = "DOMAIN")]
     tenant_domain: String,
+    /// Allow the resource-owner password grant at the token endpoint (off by default, as in
+    /// Entra; a user who must use MFA is refused with AADSTS50076 either way).
+    #[arg(long, env = "KEYWARD_ALLOW_PASSWORD_GRANT", value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_password_grant: bool,
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +316,10 @@ impl StoreArgs {
 }
 
 async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<App> {
+    open_app_with(store_args, AppConfig::new(public_url)).await
+}
+
+async fn open_app_with(store_args: &StoreArgs, config: AppConfig) -> anyhow::Result<App> {
     std::fs::create_dir_all(&store_args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", store_args.data_dir.display()))?;
     let url = store_args.database_url()?;
@@ -322,7 +330,6 @@ async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<
     let keys = KeyRing::new(&master_key(&store_args.data_dir)?)?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let hasher = PasswordHasher::new(HashParams::OWASP, cores)?;
-    let config = AppConfig::new(public_url);
     Ok(App::new(store, Arc::new(SystemClock), hasher, keys, config).await?)
 }
 
@@ -337,7 +344,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
     })?;
-    let app = open_app(&args.store, public_url.clone()).await?;
+    let mut config = AppConfig::new(public_url.clone());
+    config.allow_password_grant = args.allow_password_grant;
+    let app = open_app_with(&args.store, config).await?;
     let outcome = app
         .bootstrap(BootstrapRequest {
             admin_upn: args.bootstrap_admin_upn.clone(),

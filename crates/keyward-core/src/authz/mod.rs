@@ -52,6 +52,11 @@ pub mod actions {
     pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
     pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";
     pub const SERVICE_PRINCIPALS_READ: &str = "microsoft.directory/servicePrincipals/standard/read";
+    pub const APPLICATIONS_READ: &str = "microsoft.directory/applications/standard/read";
+    pub const APPLICATIONS_CREATE: &str = "microsoft.directory/applications/create";
+    pub const APPLICATIONS_UPDATE: &str = "microsoft.directory/applications/basic/update";
+    pub const APPLICATIONS_CREDENTIALS_UPDATE: &str = "microsoft.directory/applications/credentials/update";
+    pub const APPLICATIONS_DELETE: &str = "microsoft.directory/applications/delete";
     pub const SERVICE_PRINCIPALS_CREATE: &str = "microsoft.directory/servicePrincipals/create";
     pub const SERVICE_PRINCIPALS_DELETE: &str = "microsoft.directory/servicePrincipals/delete";
     pub const ROLE_DEFINITIONS_READ: &str = "microsoft.directory/roleDefinitions/allProperties/read";
@@ -348,6 +353,19 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
         return Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS };
     }
     Decision::Deny { rule: refused.unwrap_or(rules::NO_ROLE_GRANTS_ACTION) }
+}
+
+/// The decision for an application acting as itself (an app-only token). An application with
+/// no directory role may do nothing; one holding a role acts with that role and, like a member,
+/// may read the directory (Keyward grants no application permissions, so a role is how an
+/// administrator gives an application access).
+pub fn authorize_app(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
+    match authorize(actor, action, target) {
+        Decision::Allow { rule } if rule == rules::DEFAULT_USER_PERMISSIONS && actor.roles.is_empty() => {
+            Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
+        }
+        other => other,
+    }
 }
 
 /// Checks a change to who holds Global Administrator, given the enabled holders before and after

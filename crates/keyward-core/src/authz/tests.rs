@@ -488,3 +488,22 @@ fn reading_authentication_methods() {
         "unit-scoped roles read only non-admin members' methods"
     );
 }
+
+#[test]
+fn applications_act_only_through_their_roles() {
+    let app = ObjectId::from_bytes([7; 16]);
+    let no_roles = Actor { id: app.clone(), roles: Vec::new() };
+    assert!(matches!(authorize_app(&no_roles, actions::USERS_READ, Target::Tenant), Decision::Deny { .. }));
+    assert!(matches!(authorize(&no_roles, actions::USERS_READ, Target::Tenant), Decision::Allow { .. }));
+    let admin = Actor {
+        id: app,
+        roles: vec![ActiveRole {
+            role_definition_id: roles::USER_ADMINISTRATOR.into(),
+            scope: Scope::Tenant,
+            custom_actions: None,
+        }],
+    };
+    assert!(matches!(authorize_app(&admin, actions::USERS_READ, Target::Tenant), Decision::Allow { .. }));
+    assert!(matches!(authorize_app(&admin, actions::USERS_CREATE, Target::Tenant), Decision::Allow { .. }));
+    assert!(matches!(authorize_app(&admin, actions::AUDIT_LOGS_READ, Target::Tenant), Decision::Deny { .. }));
+}

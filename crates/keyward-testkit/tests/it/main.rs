@@ -3,6 +3,7 @@
 mod api;
 mod audit;
 mod audit_chain;
+mod oidc;
 mod roles;
 mod signin;
 mod story;

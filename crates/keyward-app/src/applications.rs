@@ -1,0 +1,382 @@
+//! App registrations (Graph's `/applications`): create (with the application's service
+//! principal), read, update redirect URIs, delete, and client secrets (`addPassword`, returned
+//! once, `removePassword`). Every change is authorised and audited like any other.
+
+use aws_lc_rs::digest;
+use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::authz::{Target, actions};
+use keyward_core::directory::{PropertyChange, ServicePrincipal};
+use keyward_core::ids::ObjectId;
+use keyward_core::secret::Secret;
+use keyward_core::{json, oauth};
+use keyward_store::{AppCredential, Application};
+use time::{Duration, OffsetDateTime};
+
+use crate::setup::random_string;
+use crate::{App, AppError, Caller, audit_id, new_id, require};
+
+/// What a client may set on an application.
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationDraft {
+    pub display_name: Option<String>,
+    pub is_fallback_public_client: Option<bool>,
+    pub public_redirect_uris: Option<Vec<String>>,
+    pub web_redirect_uris: Option<Vec<String>>,
+}
+
+/// An application with its credentials (secrets are never included, only their hints).
+#[derive(Debug, Clone)]
+pub struct ApplicationView {
+    pub application: Application,
+    pub credentials: Vec<AppCredential>,
+}
+
+/// A new client secret, shown once.
+#[derive(Debug, Clone)]
+pub struct NewPassword {
+    pub credential: AppCredential,
+    pub secret: Secret,
+}
+
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
+/// Entra's default and longest secret lifetimes.
+const DEFAULT_SECRET_LIFETIME: Duration = Duration::days(730);
+const MAX_SECRET_LIFETIME: Duration = Duration::days(3650);
+
+fn app_target(app: &Application) -> TargetResource {
+    TargetResource {
+        id: app.id.clone(),
+        display_name: Some(app.display_name.clone()),
+        kind: "Application",
+        user_principal_name: None,
+        modified_properties: Vec::new(),
+    }
+}
+
+fn validate(draft: &ApplicationDraft) -> Result<(), AppError> {
+    if let Some(name) = &draft.display_name
+        && (name.trim().is_empty() || name.len() > 256 || name.chars().any(char::is_control))
+    {
+        return Err(AppError::BadRequest(
+            "displayName must have 1 to 256 characters and no control characters.".into(),
+        ));
+    }
+    for (uris, is_public) in [(&draft.public_redirect_uris, true), (&draft.web_redirect_uris, false)] {
+        if let Some(uris) = uris {
+            if uris.len() > 256 {
+                return Err(AppError::BadRequest("An application may have at most 256 redirect URIs.".into()));
+            }
+            for uri in uris {
+                oauth::validate_redirect_uri(uri, is_public).map_err(AppError::BadRequest)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_app_id(key: &str) -> Result<ObjectId, AppError> {
+    ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))
+}
+
+impl App {
+    /// `GET /applications`: a page ordered by id.
+    pub async fn list_applications(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        top: usize,
+    ) -> Result<(Vec<ApplicationView>, Option<String>), AppError> {
+        require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let mut apps = tx.list_applications(&caller.tenant.id, after, top + 1).await?;
+        let next = if apps.len() > top {
+            apps.truncate(top);
+            apps.last().map(|it| it.id.to_string())
+        } else {
+            None
+        };
+        let mut res = Vec::with_capacity(apps.len());
+        for application in apps {
+            let credentials = tx.list_app_credentials(&application.id).await?;
+            res.push(ApplicationView { application, credentials });
+        }
+        Ok((res, next))
+    }
+
+    /// `GET /applications/{id}`.
+    pub async fn get_application(&self, caller: &Caller, key: &str) -> Result<ApplicationView, AppError> {
+        require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        let id = parse_app_id(key)?;
+        let mut tx = self.read().await?;
+        let application =
+            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let credentials = tx.list_app_credentials(&application.id).await?;
+        Ok(ApplicationView { application, credentials })
+    }
+
+    /// `POST /applications`: registers an application and creates its service principal (so it
+    /// can hold directory roles and use the client-credentials grant). Audited as `Add
+    /// application` and `Add service principal`.
+    pub async fn create_application(
+        &self,
+        caller: &Caller,
+        draft: ApplicationDraft,
+    ) -> Result<ApplicationView, AppError> {
+        let display_name = draft.display_name.clone().ok_or_else(|| {
+            AppError::BadRequest("Property 'displayName' is required to create an application.".into())
+        })?;
+        validate(&draft)?;
+        let now = self.now();
+        let application = Application {
+            id: new_id(),
+            tenant_id: caller.tenant.id.clone(),
+            app_id: uuid::Uuid::new_v4().to_string(),
+            display_name: display_name.trim().to_owned(),
+            is_fallback_public_client: draft.is_fallback_public_client.unwrap_or(false),
+            public_redirect_uris: draft.public_redirect_uris.unwrap_or_default(),
+            web_redirect_uris: draft.web_redirect_uris.unwrap_or_default(),
+            created: now,
+        };
+        let mut tx = self.write().await?;
+        let refusal = require(caller, actions::APPLICATIONS_CREATE, Target::Tenant)
+            .and_then(|()| require(caller, actions::SERVICE_PRINCIPALS_CREATE, Target::Tenant));
+        if let Err(err) = refusal {
+            return Err(self
+                .refused(Some(tx), caller, Activity::AddApplication, vec![app_target(&application)], err)
+                .await);
+        }
+        tx.insert_application(&application).await?;
+        let principal = ServicePrincipal {
+            id: new_id(),
+            tenant_id: caller.tenant.id.clone(),
+            app_id: application.app_id.clone(),
+            display_name: application.display_name.clone(),
+            account_enabled: true,
+            created: now,
+        };
+        tx.insert_service_principal(&principal).await?;
+        let audit = caller.audit(now);
+        let changes = vec![PropertyChange {
+            name: "AppId".into(),
+            old_value: None,
+            new_value: Some(json::string_array([application.app_id.as_str()])),
+        }];
+        tx.insert_audit(&audit.success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddApplication,
+            vec![app_target(&application).with_changes(changes.clone())],
+        ))
+        .await?;
+        tx.insert_audit(&audit.success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddServicePrincipal,
+            vec![TargetResource::service_principal(&principal).with_changes(changes)],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(ApplicationView { application, credentials: Vec::new() })
+    }
+
+    /// `PATCH /applications/{id}`.
+    pub async fn update_application(
+        &self,
+        caller: &Caller,
+        key: &str,
+        draft: ApplicationDraft,
+    ) -> Result<(), AppError> {
+        validate(&draft)?;
+        let id = parse_app_id(key)?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let mut application =
+            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_UPDATE, Target::Tenant) {
+            return Err(self
+                .refused(Some(tx), caller, Activity::UpdateApplication, vec![app_target(&application)], err)
+                .await);
+        }
+        let mut changes = Vec::new();
+        let mut change = |name: &str, old: String, new: String| {
+            if old != new {
+                changes.push(PropertyChange { name: name.into(), old_value: Some(old), new_value: Some(new) });
+            }
+        };
+        if let Some(name) = draft.display_name {
+            change(
+                "DisplayName",
+                json::string_array([application.display_name.as_str()]),
+                json::string_array([name.trim()]),
+            );
+            application.display_name = name.trim().to_owned();
+        }
+        if let Some(flag) = draft.is_fallback_public_client {
+            change(
+                "IsFallbackPublicClient",
+                format!("[{}]", application.is_fallback_public_client),
+                format!("[{flag}]"),
+            );
+            application.is_fallback_public_client = flag;
+        }
+        if let Some(uris) = draft.public_redirect_uris {
+            let old = json::string_array(application.public_redirect_uris.iter().map(String::as_str));
+            change("PublicClient", old, json::string_array(uris.iter().map(String::as_str)));
+            application.public_redirect_uris = uris;
+        }
+        if let Some(uris) = draft.web_redirect_uris {
+            let old = json::string_array(application.web_redirect_uris.iter().map(String::as_str));
+            change("AppAddress", old, json::string_array(uris.iter().map(String::as_str)));
+            application.web_redirect_uris = uris;
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        tx.update_application(&application).await?;
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateApplication,
+            vec![app_target(&application).with_changes(changes)],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `DELETE /applications/{id}`: the registration, its credentials, and its service
+    /// principal with its role assignments.
+    pub async fn delete_application(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let id = parse_app_id(key)?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let application =
+            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_DELETE, Target::Tenant) {
+            return Err(self
+                .refused(Some(tx), caller, Activity::DeleteApplication, vec![app_target(&application)], err)
+                .await);
+        }
+        let audit = caller.audit(now);
+        let mut after: Option<String> = None;
+        let principal = loop {
+            let page = tx.list_service_principals(&caller.tenant.id, after.as_deref(), 500).await?;
+            if let Some(found) = page.iter().find(|it| it.app_id.eq_ignore_ascii_case(&application.app_id)) {
+                break Some(found.clone());
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.id.to_string()),
+                _ => break None,
+            }
+        };
+        if let Some(principal) = principal {
+            tx.delete_memberships_of(&principal.id).await?;
+            tx.delete_role_assignments_of(&principal.id).await?;
+            tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
+            tx.insert_audit(&audit.success(
+                audit_id(&caller.meta.correlation_id),
+                Activity::RemoveServicePrincipal,
+                vec![TargetResource::service_principal(&principal)],
+            ))
+            .await?;
+        }
+        tx.delete_application(&caller.tenant.id, &application.id).await?;
+        tx.insert_audit(&audit.success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::DeleteApplication,
+            vec![app_target(&application)],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `POST /applications/{id}/addPassword`: a new client secret, returned only here.
+    pub async fn add_application_password(
+        &self,
+        caller: &Caller,
+        key: &str,
+        display_name: Option<String>,
+        end: Option<OffsetDateTime>,
+    ) -> Result<NewPassword, AppError> {
+        let id = parse_app_id(key)?;
+        let now = self.now();
+        let end = end.unwrap_or(now + DEFAULT_SECRET_LIFETIME);
+        if end <= now || end > now + MAX_SECRET_LIFETIME {
+            return Err(AppError::BadRequest("endDateTime must be in the future and at most ten years away.".into()));
+        }
+        if display_name.as_ref().is_some_and(|it| it.len() > 256 || it.chars().any(char::is_control)) {
+            return Err(AppError::BadRequest(
+                "displayName must have at most 256 characters and no control characters.".into(),
+            ));
+        }
+        let secret = Secret::new(random_string(SECRET_ALPHABET, 40)?);
+        let credential = AppCredential {
+            key_id: new_id(),
+            application_id: id.clone(),
+            display_name,
+            secret: Some((
+                digest::digest(&digest::SHA256, secret.expose().as_bytes()).as_ref().to_vec(),
+                secret.expose()[..3].to_owned(),
+            )),
+            certificate: None,
+            start: now,
+            end,
+        };
+        let mut tx = self.write().await?;
+        let application =
+            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+            let target = vec![app_target(&application)];
+            return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
+        }
+        tx.insert_app_credential(&credential).await?;
+        let change = PropertyChange {
+            name: "KeyDescription".into(),
+            old_value: Some("[]".into()),
+            new_value: Some(json::string_array([format!(
+                "[KeyIdentifier={}, KeyType=Password, KeyUsage=Verify, DisplayName={}]",
+                credential.key_id,
+                credential.display_name.as_deref().unwrap_or("")
+            )
+            .as_str()])),
+        };
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateApplicationCredentials,
+            vec![app_target(&application).with_changes(vec![change])],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(NewPassword { credential, secret })
+    }
+
+    /// `POST /applications/{id}/removePassword`.
+    pub async fn remove_application_password(&self, caller: &Caller, key: &str, key_id: &str) -> Result<(), AppError> {
+        let id = parse_app_id(key)?;
+        let key_id =
+            ObjectId::parse(key_id).ok_or_else(|| AppError::BadRequest(format!("Invalid keyId '{key_id}'.")))?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let application =
+            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+            let target = vec![app_target(&application)];
+            return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
+        }
+        tx.delete_app_credential(&application.id, &key_id).await.map_err(|err| match err {
+            keyward_store::StoreError::NotFound => AppError::NotFound(key_id.to_string()),
+            other => other.into(),
+        })?;
+        let change = PropertyChange {
+            name: "KeyDescription".into(),
+            old_value: Some(json::string_array([format!("[KeyIdentifier={key_id}, KeyType=Password]").as_str()])),
+            new_value: Some("[]".into()),
+        };
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateApplicationCredentials,
+            vec![app_target(&application).with_changes(vec![change])],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

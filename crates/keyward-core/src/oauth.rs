@@ -1,0 +1,480 @@
+//! OAuth 2.0 and OpenID Connect rules: redirect URI matching (exact, with RFC 8252 loopback
+//! ports for public clients), PKCE (RFC 7636), scopes and what a delegated token's scopes permit,
+//! refresh-token rotation with reuse detection, and Entra's error codes.
+
+use sha2::{Digest, Sha256};
+
+use crate::totp::constant_time_eq;
+
+/// The first-party public client every tenant has (device code, authorization code with PKCE,
+/// loopback redirect URIs).
+pub const FIRST_PARTY_CLIENT_ID: &str = "keyward-cli";
+/// The audience Entra gives Microsoft Graph tokens; Keyward's API answers to it.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// Entra's `AADSTS` error numbers, sent as `error_codes`.
+pub mod codes {
+    /// The redirect URI does not match the application's.
+    pub const REDIRECT_URI_MISMATCH: i64 = 50011;
+    /// The code verifier does not match the challenge.
+    pub const PKCE_MISMATCH: i64 = 501_481;
+    /// A public client must send a code challenge.
+    pub const PKCE_REQUIRED: i64 = 9_002_325;
+    /// The authorization code was already redeemed.
+    pub const CODE_REDEEMED: i64 = 54005;
+    /// The authorization code or grant expired or is invalid.
+    pub const GRANT_INVALID: i64 = 70008;
+    /// Invalid client secret.
+    pub const INVALID_CLIENT_SECRET: i64 = 7_000_215;
+    /// The application was not found in the tenant.
+    pub const UNKNOWN_CLIENT: i64 = 700_016;
+    /// The grant was revoked (sessions revoked, or a refresh token reused).
+    pub const GRANT_REVOKED: i64 = 50173;
+    /// Strong authentication is required.
+    pub const MFA_REQUIRED: i64 = 50076;
+    /// Invalid username or password.
+    pub const INVALID_CREDENTIALS: i64 = 50126;
+    /// Device code: the user has not finished yet.
+    pub const AUTHORIZATION_PENDING: i64 = 70016;
+    /// Device code expired.
+    pub const DEVICE_CODE_EXPIRED: i64 = 70020;
+    /// The user declined.
+    pub const ACCESS_DENIED: i64 = 65004;
+    /// The scope is invalid or unknown.
+    pub const INVALID_SCOPE: i64 = 70011;
+    /// Unsupported grant type.
+    pub const UNSUPPORTED_GRANT: i64 = 70003;
+    /// A required parameter is missing.
+    pub const MISSING_PARAMETER: i64 = 900_144;
+    /// The client is public and may not use this grant or a secret.
+    pub const PUBLIC_CLIENT: i64 = 700_025;
+    /// The tenant is unknown.
+    pub const UNKNOWN_TENANT: i64 = 90002;
+    /// A client assertion is invalid.
+    pub const INVALID_CLIENT_ASSERTION: i64 = 700_027;
+    /// The password grant is turned off.
+    pub const PASSWORD_GRANT_DISABLED: i64 = 7_000_218;
+    /// The account is disabled.
+    pub const ACCOUNT_DISABLED: i64 = 50057;
+    /// The account is locked.
+    pub const ACCOUNT_LOCKED: i64 = 50053;
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost")
+}
+
+/// Splits `http://host:port/path` into `(host, path)` for loopback comparison.
+fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("http://")?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.bytes().all(|it| it.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    is_loopback_host(host).then_some((host, if path.is_empty() { "/" } else { path }))
+}
+
+/// Whether `requested` is one of the application's redirect URIs: exact string equality, except
+/// that for a public client a loopback `http://` URI may use any port (RFC 8252 §7.3).
+pub fn redirect_uri_matches(registered: &[String], requested: &str, is_public_client: bool) -> bool {
+    if requested.len() > 2048 || requested.contains('#') {
+        return false;
+    }
+    if registered.iter().any(|it| it == requested) {
+        return true;
+    }
+    if !is_public_client {
+        return false;
+    }
+    let Some((host, path)) = loopback_parts(requested) else { return false };
+    registered
+        .iter()
+        .filter_map(|it| loopback_parts(it))
+        .any(|(reg_host, reg_path)| reg_host == host && reg_path == path)
+}
+
+/// Checks a redirect URI for an app registration: at most 256 characters, no fragment, no
+/// whitespace; `web` URIs must be `https://` (or `http://localhost`, as Entra allows for
+/// development); `publicClient` URIs may be `https://`, loopback `http://`, or a private-use
+/// scheme (`com.example.app:/callback`, RFC 8252 §7.1).
+pub fn validate_redirect_uri(uri: &str, is_public_client: bool) -> Result<(), String> {
+    if uri.is_empty() || uri.len() > 256 {
+        return Err(format!("The redirect URI '{uri}' must have 1 to 256 characters."));
+    }
+    if uri.contains('#') || uri.chars().any(|it| it.is_whitespace() || it.is_control()) {
+        return Err(format!("The redirect URI '{uri}' must not contain a fragment or whitespace."));
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Err(format!("The redirect URI '{uri}' is not an absolute URI."));
+    };
+    let is_loopback = loopback_parts(uri).is_some();
+    let ok = match scheme {
+        "https" => rest.starts_with("//") && rest.len() > 2,
+        "http" => is_loopback,
+        _ => {
+            is_public_client
+                && scheme.contains('.')
+                && scheme.bytes().all(|it| it.is_ascii_alphanumeric() || matches!(it, b'.' | b'+' | b'-'))
+        }
+    };
+    if ok {
+        Ok(())
+    } else if is_public_client {
+        Err(format!("The redirect URI '{uri}' must use https, a loopback http address, or a private-use scheme."))
+    } else {
+        Err(format!("The redirect URI '{uri}' must use https (http is allowed only for localhost)."))
+    }
+}
+
+/// Whether a PKCE code verifier is well formed: 43–128 unreserved characters (RFC 7636 §4.1).
+pub fn is_valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier.bytes().all(|it| it.is_ascii_alphanumeric() || matches!(it, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// BASE64URL without padding.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut res = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0_u32, |acc, (idx, byte)| acc | (u32::from(*byte) << (16 - 8 * idx)));
+        for idx in 0..=chunk.len() {
+            res.push(char::from(ALPHABET[((n >> (18 - 6 * idx)) & 63) as usize]));
+        }
+    }
+    res
+}
+
+/// Checks a PKCE verifier against the challenge sent to the authorization endpoint, in constant
+/// time. `plain` is accepted only where the caller allows it (never for public clients).
+pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
+    if !is_valid_verifier(verifier) {
+        return false;
+    }
+    let expected = match method {
+        "S256" => base64url(&Sha256::digest(verifier.as_bytes())),
+        "plain" => verifier.to_owned(),
+        _ => return false,
+    };
+    constant_time_eq(expected.as_bytes(), challenge.as_bytes())
+}
+
+/// The Graph permissions Keyward's API knows, for delegated (`scp`) tokens.
+pub const API_PERMISSIONS: &[&str] = &[
+    "User.Read",
+    "User.ReadBasic.All",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "GroupMember.Read.All",
+    "GroupMember.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "RoleManagement.Read.Directory",
+    "RoleManagement.ReadWrite.Directory",
+    "AdministrativeUnit.Read.All",
+    "AdministrativeUnit.ReadWrite.All",
+    "AuditLog.Read.All",
+    "UserAuthenticationMethod.Read",
+    "UserAuthenticationMethod.ReadWrite",
+    "UserAuthenticationMethod.Read.All",
+    "UserAuthenticationMethod.ReadWrite.All",
+    "Policy.Read.All",
+    "Policy.ReadWrite.AuthenticationMethod",
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+];
+
+/// A requested scope, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes {
+    pub openid: bool,
+    pub profile: bool,
+    pub email: bool,
+    pub offline_access: bool,
+    /// Graph permissions for Keyward's API, in Graph's spelling; `.default` grants all of them.
+    pub api: Vec<String>,
+}
+
+impl Scopes {
+    /// Whether any API permission was requested (an access token for the API is issued then, or
+    /// when only OpenID scopes were asked, for `/oidc/userinfo`).
+    pub fn has_api(&self) -> bool {
+        !self.api.is_empty()
+    }
+
+    /// The `scp` claim: the API permissions, space-separated.
+    pub fn scp(&self) -> String {
+        self.api.join(" ")
+    }
+
+    /// The scope string as the token response returns it.
+    pub fn granted(&self, resource: &str) -> String {
+        let mut res: Vec<String> = self.api.iter().map(|it| format!("{resource}/{it}")).collect();
+        for (flag, name) in [
+            (self.openid, "openid"),
+            (self.profile, "profile"),
+            (self.email, "email"),
+            (self.offline_access, "offline_access"),
+        ] {
+            if flag {
+                res.push(name.to_owned());
+            }
+        }
+        res.join(" ")
+    }
+}
+
+/// Why a scope was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeError(pub String);
+
+/// Parses a space-separated scope. `https://graph.microsoft.com/.default`, `{public-url}/.default`
+/// and Graph permission names (bare, or prefixed with either resource) mean Keyward's API;
+/// `openid`, `profile`, `email`, `offline_access` are OpenID Connect's. Anything else is refused.
+pub fn parse_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> {
+    let mut res = Scopes::default();
+    let mut api = Vec::new();
+    for item in scope.split_whitespace() {
+        match item {
+            "openid" => res.openid = true,
+            "profile" => res.profile = true,
+            "email" => res.email = true,
+            "offline_access" => res.offline_access = true,
+            _ => {
+                let name = [GRAPH_RESOURCE, public_url]
+                    .iter()
+                    .find_map(|resource| item.strip_prefix(resource).and_then(|it| it.strip_prefix('/')))
+                    .unwrap_or(item);
+                if name == ".default" {
+                    api.extend(API_PERMISSIONS.iter().map(|it| (*it).to_owned()));
+                } else if let Some(known) = API_PERMISSIONS.iter().find(|it| it.eq_ignore_ascii_case(name)) {
+                    api.push((*known).to_owned());
+                } else {
+                    return Err(ScopeError(format!(
+                        "The provided value for the input parameter 'scope' is not valid. The scope '{item}' does not exist."
+                    )));
+                }
+            }
+        }
+    }
+    api.sort();
+    api.dedup();
+    res.api = api;
+    Ok(res)
+}
+
+/// Whether a delegated token's permissions allow a resource action (the user's roles must allow
+/// it too; this is the token half of the check).
+pub fn scope_permits(scp: &[String], action: &str) -> bool {
+    let has = |names: &[&str]| scp.iter().any(|it| names.iter().any(|name| it.eq_ignore_ascii_case(name)));
+    let Some(rest) = action.strip_prefix("microsoft.directory/") else { return false };
+    let (resource, verb) = rest.split_once('/').unwrap_or((rest, ""));
+    let is_read = verb.ends_with("read") || verb.ends_with("Read");
+    let directory =
+        if is_read { &["Directory.Read.All", "Directory.ReadWrite.All"][..] } else { &["Directory.ReadWrite.All"][..] };
+    if has(directory)
+        && !verb.starts_with("authenticationMethods")
+        && resource != "auditLogs"
+        && resource != "signInReports"
+    {
+        return true;
+    }
+    match (resource, is_read) {
+        ("users", _) if verb.starts_with("authenticationMethods") || verb.starts_with("strongAuthentication") => {
+            if is_read {
+                has(&["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"])
+            } else {
+                has(&["UserAuthenticationMethod.ReadWrite.All"])
+            }
+        }
+        ("users", true) => has(&["User.Read", "User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All"]),
+        ("users", false) => has(&["User.ReadWrite.All"]),
+        ("groups" | "groupsAssignableToRoles", true) => {
+            has(&["Group.Read.All", "Group.ReadWrite.All", "GroupMember.Read.All", "GroupMember.ReadWrite.All"])
+        }
+        ("groups" | "groupsAssignableToRoles", false) => {
+            has(&["Group.ReadWrite.All"]) || (verb.starts_with("members") && has(&["GroupMember.ReadWrite.All"]))
+        }
+        ("roleAssignments" | "roleDefinitions" | "directoryRoles" | "scopedRoleMemberships", true) => {
+            has(&["RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"])
+        }
+        ("roleAssignments" | "roleDefinitions" | "directoryRoles" | "scopedRoleMemberships", false) => {
+            has(&["RoleManagement.ReadWrite.Directory"])
+        }
+        ("administrativeUnits", true) => has(&["AdministrativeUnit.Read.All", "AdministrativeUnit.ReadWrite.All"]),
+        ("administrativeUnits", false) => has(&["AdministrativeUnit.ReadWrite.All"]),
+        ("auditLogs" | "signInReports", _) => has(&["AuditLog.Read.All"]),
+        ("organization", true) => has(&["User.Read", "Directory.Read.All", "Policy.Read.All"]),
+        ("organization", false) => has(&["Policy.ReadWrite.AuthenticationMethod"]),
+        ("servicePrincipals" | "applications", true) => has(&["Application.Read.All", "Application.ReadWrite.All"]),
+        ("servicePrincipals" | "applications", false) => has(&["Application.ReadWrite.All"]),
+        _ => false,
+    }
+}
+
+/// What a refresh token's row says when it is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshVerdict {
+    /// Good: rotate it.
+    Valid,
+    /// Already rotated: someone replays an old token, so the whole family is revoked.
+    Reused,
+    Expired,
+    /// Revoked, or issued before the user's sessions were revoked.
+    Revoked,
+}
+
+/// Judges a refresh token at `now`.
+pub fn refresh_verdict(
+    is_rotated: bool,
+    is_revoked: bool,
+    issued_at: time::OffsetDateTime,
+    expires_at: time::OffsetDateTime,
+    sessions_valid_from: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+) -> RefreshVerdict {
+    if is_rotated {
+        RefreshVerdict::Reused
+    } else if is_revoked || issued_at < sessions_valid_from {
+        RefreshVerdict::Revoked
+    } else if expires_at <= now {
+        RefreshVerdict::Expired
+    } else {
+        RefreshVerdict::Valid
+    }
+}
+
+/// A device-code user code: eight letters from an alphabet without vowels or look-alikes,
+/// shown as `XXXX-XXXX`. `random` supplies the choices.
+pub fn user_code(random: &[u8; 8]) -> String {
+    const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+    let letters: String = random.iter().map(|it| char::from(ALPHABET[usize::from(*it) % ALPHABET.len()])).collect();
+    format!("{}-{}", &letters[..4], &letters[4..])
+}
+
+/// Normalises what a user typed as a user code: letters uppercased, separators dropped.
+pub fn normalize_user_code(typed: &str) -> String {
+    let letters: String = typed.chars().filter(char::is_ascii_alphanumeric).map(|it| it.to_ascii_uppercase()).collect();
+    if letters.len() == 8 { format!("{}-{}", &letters[..4], &letters[4..]) } else { letters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn redirect_uris_match_exactly_or_by_loopback_for_public_clients() {
+        let registered = vec!["https://app.example/cb".to_owned(), "http://localhost".to_owned()];
+        assert!(redirect_uri_matches(&registered, "https://app.example/cb", false));
+        assert!(!redirect_uri_matches(&registered, "https://app.example/cb/", false));
+        assert!(!redirect_uri_matches(&registered, "https://app.example/cb?x=1", false));
+        assert!(!redirect_uri_matches(&registered, "https://APP.example/cb", false));
+        assert!(redirect_uri_matches(&registered, "http://localhost:53211", true));
+        assert!(redirect_uri_matches(&registered, "http://localhost:53211/", true));
+        assert!(!redirect_uri_matches(&registered, "http://localhost:53211", false), "confidential: exact only");
+        assert!(!redirect_uri_matches(&registered, "http://localhost.evil:80", true));
+        assert!(!redirect_uri_matches(&registered, "http://127.0.0.1:8400", true), "a different loopback host");
+        assert!(!redirect_uri_matches(&registered, "http://localhost:1/other", true));
+        assert!(!redirect_uri_matches(&registered, "https://app.example/cb#frag", false));
+    }
+
+    #[test]
+    fn registered_redirect_uris_are_checked() {
+        assert!(validate_redirect_uri("https://app.example/cb", false).is_ok());
+        assert!(validate_redirect_uri("http://localhost:3000/cb", false).is_ok());
+        assert!(validate_redirect_uri("http://app.example/cb", false).is_err());
+        assert!(validate_redirect_uri("https://app.example/cb#x", false).is_err());
+        assert!(validate_redirect_uri("com.example.app:/oauth", true).is_ok());
+        assert!(validate_redirect_uri("com.example.app:/oauth", false).is_err());
+        assert!(validate_redirect_uri("javascript:alert(1)", true).is_err());
+        assert!(validate_redirect_uri("http://127.0.0.1", true).is_ok());
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches("S256", challenge, verifier));
+        assert!(!pkce_matches("S256", challenge, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
+        assert!(!pkce_matches("S256", challenge, "short"));
+        assert!(!pkce_matches("S512", challenge, verifier));
+        assert!(pkce_matches("plain", verifier, verifier));
+    }
+
+    #[test]
+    fn base64url_has_no_padding() {
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn scopes_map_graph_names_and_default_to_the_api() {
+        let scopes = parse_scope("openid profile offline_access https://graph.microsoft.com/.default", "https://kw")
+            .expect("ok");
+        assert!(scopes.openid && scopes.profile && scopes.offline_access && !scopes.email);
+        assert_eq!(scopes.api.len(), API_PERMISSIONS.len());
+        let own = parse_scope("https://kw/.default", "https://kw").expect("ok");
+        assert_eq!(own.api.len(), API_PERMISSIONS.len());
+        let named = parse_scope("user.read https://graph.microsoft.com/User.ReadWrite.All", "https://kw").expect("ok");
+        assert_eq!(named.api, vec!["User.Read".to_owned(), "User.ReadWrite.All".to_owned()]);
+        assert!(parse_scope("Mail.Send", "https://kw").is_err());
+        assert!(parse_scope("https://other.example/.default", "https://kw").is_err());
+    }
+
+    #[test]
+    fn delegated_scopes_gate_actions() {
+        let scp = |names: &[&str]| names.iter().map(|it| (*it).to_owned()).collect::<Vec<_>>();
+        assert!(scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/standard/read"));
+        assert!(!scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/basic/update"));
+        assert!(scope_permits(&scp(&["Directory.ReadWrite.All"]), "microsoft.directory/users/basic/update"));
+        assert!(!scope_permits(
+            &scp(&["Directory.ReadWrite.All"]),
+            "microsoft.directory/users/authenticationMethods/delete"
+        ));
+        assert!(scope_permits(
+            &scp(&["UserAuthenticationMethod.ReadWrite.All"]),
+            "microsoft.directory/users/authenticationMethods/delete"
+        ));
+        assert!(!scope_permits(&scp(&["Directory.Read.All"]), "microsoft.directory/auditLogs/allProperties/read"));
+        assert!(scope_permits(&scp(&["AuditLog.Read.All"]), "microsoft.directory/auditLogs/allProperties/read"));
+        assert!(scope_permits(&scp(&["GroupMember.ReadWrite.All"]), "microsoft.directory/groups/members/update"));
+        assert!(!scope_permits(&scp(&["GroupMember.ReadWrite.All"]), "microsoft.directory/groups/delete"));
+        let all = scp(API_PERMISSIONS);
+        // `.default` (every permission) covers every action of the catalogue.
+        for action in crate::authz::RESOURCE_ACTIONS {
+            assert!(scope_permits(&all, action.name), "{}", action.name);
+        }
+    }
+
+    #[test]
+    fn refresh_tokens_rotate_once() {
+        let at = datetime!(2026-11-26 12:00 UTC);
+        let later = at + time::Duration::days(1);
+        let from = at - time::Duration::hours(1);
+        assert_eq!(refresh_verdict(false, false, at, later, from, at), RefreshVerdict::Valid);
+        assert_eq!(refresh_verdict(true, false, at, later, from, at), RefreshVerdict::Reused);
+        assert_eq!(refresh_verdict(false, true, at, later, from, at), RefreshVerdict::Revoked);
+        assert_eq!(
+            refresh_verdict(false, false, at, later, at + time::Duration::seconds(1), at),
+            RefreshVerdict::Revoked
+        );
+        assert_eq!(refresh_verdict(false, false, at, later, from, later), RefreshVerdict::Expired);
+    }
+
+    #[test]
+    fn user_codes_are_readable_and_normalised() {
+        let code = user_code(&[0, 1, 2, 3, 4, 5, 6, 255]);
+        assert_eq!(code.len(), 9);
+        assert_eq!(&code[4..5], "-");
+        assert_eq!(normalize_user_code(&code.to_lowercase().replace('-', " ")), code);
+    }
+}

@@ -1,0 +1,435 @@
+//! The OpenID Connect half of the SQLite and PostgreSQL stores (`OAuthStore`), generated for both
+//! from one body like the rest of `backend.rs`. Codes, refresh tokens and device codes are spent
+//! with guarded `UPDATE … WHERE` statements, so two nodes can never both redeem one.
+
+/// Redirect URIs are stored one per line.
+pub(crate) fn join_uris(uris: &[String]) -> String {
+    uris.join("\n")
+}
+
+pub(crate) fn split_uris(text: &str) -> Vec<String> {
+    text.lines().filter(|it| !it.is_empty()).map(str::to_owned).collect()
+}
+
+macro_rules! impl_oauth_store {
+    ($tx:ident, $db:ty) => {
+        impl $tx {
+            fn application_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Application, StoreError> {
+                Ok(Application {
+                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    app_id: row.try_get(2).map_err(db)?,
+                    display_name: row.try_get(3).map_err(db)?,
+                    is_fallback_public_client: row.try_get(4).map_err(db)?,
+                    public_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(5).map_err(db)?),
+                    web_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(6).map_err(db)?),
+                    created: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
+                })
+            }
+
+            /// Reads the grant columns starting at `at`: tenant, client, user, scope, auth_time, amr, pass end.
+            fn grant_from_row(row: &<$db as sqlx::Database>::Row, at: usize) -> Result<Grant, StoreError> {
+                Ok(Grant {
+                    tenant_id: oid(&row.try_get::<String, _>(at).map_err(db)?)?,
+                    client_id: row.try_get(at + 1).map_err(db)?,
+                    user_id: oid(&row.try_get::<String, _>(at + 2).map_err(db)?)?,
+                    scope: row.try_get(at + 3).map_err(db)?,
+                    auth_time: parse_ts(&row.try_get::<String, _>(at + 4).map_err(db)?)?,
+                    amr: row.try_get(at + 5).map_err(db)?,
+                    pass_expires_at: opt_ts(row.try_get(at + 6).map_err(db)?)?,
+                })
+            }
+
+            fn device_from_row(row: &<$db as sqlx::Database>::Row) -> Result<DeviceCode, StoreError> {
+                Ok(DeviceCode {
+                    device_sha256: row.try_get(0).map_err(db)?,
+                    user_code: row.try_get(1).map_err(db)?,
+                    tenant_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    client_id: row.try_get(3).map_err(db)?,
+                    scope: row.try_get(4).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
+                    interval_seconds: row.try_get(7).map_err(db)?,
+                    last_poll_at: opt_ts(row.try_get(8).map_err(db)?)?,
+                    status: row.try_get(9).map_err(db)?,
+                    user_id: row.try_get::<Option<String>, _>(10).map_err(db)?.as_deref().map(oid).transpose()?,
+                    auth_time: opt_ts(row.try_get(11).map_err(db)?)?,
+                    amr: row.try_get(12).map_err(db)?,
+                    pass_expires_at: opt_ts(row.try_get(13).map_err(db)?)?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl OAuthStore for $tx {
+            async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO applications (id, tenant_id, app_id, display_name, display_name_lc, is_fallback_public_client, \
+                     public_redirect_uris, web_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(app.id.as_str())
+                .bind(app.tenant_id.as_str())
+                .bind(&app.app_id)
+                .bind(&app.display_name)
+                .bind(app.display_name.to_lowercase())
+                .bind(app.is_fallback_public_client)
+                .bind(crate::backend_oauth::join_uris(&app.public_redirect_uris))
+                .bind(crate::backend_oauth::join_uris(&app.web_redirect_uris))
+                .bind(fmt_ts(app.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn update_application(&mut self, app: &Application) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE applications SET display_name = $3, display_name_lc = $4, is_fallback_public_client = $5, \
+                     public_redirect_uris = $6, web_redirect_uris = $7 WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(app.tenant_id.as_str())
+                .bind(app.id.as_str())
+                .bind(&app.display_name)
+                .bind(app.display_name.to_lowercase())
+                .bind(app.is_fallback_public_client)
+                .bind(crate::backend_oauth::join_uris(&app.public_redirect_uris))
+                .bind(crate::backend_oauth::join_uris(&app.web_redirect_uris))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
+                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::application_from_row).transpose()
+            }
+
+            async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
+                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND app_id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(app_id.to_lowercase())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::application_from_row).transpose()
+            }
+
+            async fn list_applications(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<Application>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
+                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter().map(Self::application_from_row).collect()
+            }
+
+            async fn insert_app_credential(&mut self, credential: &AppCredential) -> Result<(), StoreError> {
+                let kind = if credential.secret.is_some() { "password" } else { "certificate" };
+                sqlx::query(
+                    "INSERT INTO application_credentials (key_id, application_id, kind, display_name, hint, secret_sha256, \
+                     certificate, thumbprint, start_at, end_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(credential.key_id.as_str())
+                .bind(credential.application_id.as_str())
+                .bind(kind)
+                .bind(&credential.display_name)
+                .bind(credential.secret.as_ref().map(|it| it.1.clone()))
+                .bind(credential.secret.as_ref().map(|it| it.0.clone()))
+                .bind(credential.certificate.as_ref().map(|it| it.0.clone()))
+                .bind(credential.certificate.as_ref().map(|it| it.1.clone()))
+                .bind(fmt_ts(credential.start))
+                .bind(fmt_ts(credential.end))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn list_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT key_id, application_id, display_name, hint, secret_sha256, certificate, thumbprint, start_at, end_at \
+                     FROM application_credentials WHERE application_id = $1 ORDER BY start_at, key_id",
+                )
+                .bind(application.as_str())
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let hint: Option<String> = row.try_get(3).map_err(db)?;
+                        let secret: Option<Vec<u8>> = row.try_get(4).map_err(db)?;
+                        let certificate: Option<Vec<u8>> = row.try_get(5).map_err(db)?;
+                        let thumbprint: Option<String> = row.try_get(6).map_err(db)?;
+                        Ok(AppCredential {
+                            key_id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                            application_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                            display_name: row.try_get(2).map_err(db)?,
+                            secret: secret.map(|it| (it, hint.unwrap_or_default())),
+                            certificate: certificate.map(|it| (it, thumbprint.unwrap_or_default())),
+                            start: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
+                            end: parse_ts(&row.try_get::<String, _>(8).map_err(db)?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_app_credential(&mut self, application: &ObjectId, key_id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM application_credentials WHERE application_id = $1 AND key_id = $2")
+                    .bind(application.as_str())
+                    .bind(key_id.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn insert_auth_code(&mut self, code: &AuthCode) -> Result<(), StoreError> {
+                let grant = &code.grant;
+                sqlx::query(
+                    "INSERT INTO authorization_codes (code_sha256, tenant_id, client_id, user_id, scope, auth_time, amr, \
+                     pass_expires_at, redirect_uri, nonce, code_challenge, code_challenge_method, created_at, expires_at, used_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(&code.code_sha256)
+                .bind(grant.tenant_id.as_str())
+                .bind(&grant.client_id)
+                .bind(grant.user_id.as_str())
+                .bind(&grant.scope)
+                .bind(fmt_ts(grant.auth_time))
+                .bind(&grant.amr)
+                .bind(grant.pass_expires_at.map(fmt_ts))
+                .bind(&code.redirect_uri)
+                .bind(&code.nonce)
+                .bind(&code.code_challenge)
+                .bind(&code.code_challenge_method)
+                .bind(fmt_ts(code.created))
+                .bind(fmt_ts(code.expires_at))
+                .bind(code.used_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_auth_code(&mut self, code_sha256: &[u8]) -> Result<Option<AuthCode>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT code_sha256, redirect_uri, nonce, code_challenge, code_challenge_method, created_at, expires_at, \
+                     used_at, tenant_id, client_id, user_id, scope, auth_time, amr, pass_expires_at \
+                     FROM authorization_codes WHERE code_sha256 = $1",
+                )
+                .bind(code_sha256)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(AuthCode {
+                    code_sha256: row.try_get(0).map_err(db)?,
+                    redirect_uri: row.try_get(1).map_err(db)?,
+                    nonce: row.try_get(2).map_err(db)?,
+                    code_challenge: row.try_get(3).map_err(db)?,
+                    code_challenge_method: row.try_get(4).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
+                    used_at: opt_ts(row.try_get(7).map_err(db)?)?,
+                    grant: Self::grant_from_row(&row, 8)?,
+                }))
+            }
+
+            async fn use_auth_code(&mut self, code_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE authorization_codes SET used_at = $2 WHERE code_sha256 = $1 AND used_at IS NULL")
+                    .bind(code_sha256)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_refresh_token(&mut self, token: &RefreshToken) -> Result<(), StoreError> {
+                let grant = &token.grant;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, client_id, user_id, scope, auth_time, amr, \
+                     pass_expires_at, issued_at, expires_at, rotated_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&token.token_sha256)
+                .bind(&token.family_id)
+                .bind(grant.tenant_id.as_str())
+                .bind(&grant.client_id)
+                .bind(grant.user_id.as_str())
+                .bind(&grant.scope)
+                .bind(fmt_ts(grant.auth_time))
+                .bind(&grant.amr)
+                .bind(grant.pass_expires_at.map(fmt_ts))
+                .bind(fmt_ts(token.issued_at))
+                .bind(fmt_ts(token.expires_at))
+                .bind(token.rotated_at.map(fmt_ts))
+                .bind(token.revoked_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT token_sha256, family_id, issued_at, expires_at, rotated_at, revoked_at, \
+                     tenant_id, client_id, user_id, scope, auth_time, amr, pass_expires_at \
+                     FROM refresh_tokens WHERE token_sha256 = $1",
+                )
+                .bind(token_sha256)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(RefreshToken {
+                    token_sha256: row.try_get(0).map_err(db)?,
+                    family_id: row.try_get(1).map_err(db)?,
+                    issued_at: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
+                    rotated_at: opt_ts(row.try_get(4).map_err(db)?)?,
+                    revoked_at: opt_ts(row.try_get(5).map_err(db)?)?,
+                    grant: Self::grant_from_row(&row, 6)?,
+                }))
+            }
+
+            async fn rotate_refresh_token(&mut self, token_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_sha256 = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(token_sha256)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+                    .bind(family_id)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_expired_grants(&mut self, before: OffsetDateTime) -> Result<u64, StoreError> {
+                let mut removed = 0;
+                for sql in [
+                    "DELETE FROM refresh_tokens WHERE expires_at < $1",
+                    "DELETE FROM authorization_codes WHERE expires_at < $1",
+                    "DELETE FROM device_codes WHERE expires_at < $1",
+                ] {
+                    removed += sqlx::query(sql).bind(fmt_ts(before)).execute(&mut *self.0).await.map_err(db)?.rows_affected();
+                }
+                Ok(removed)
+            }
+
+            async fn insert_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO device_codes (device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, \
+                     interval_seconds, last_poll_at, status, user_id, auth_time, amr, pass_expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&code.device_sha256)
+                .bind(&code.user_code)
+                .bind(code.tenant_id.as_str())
+                .bind(&code.client_id)
+                .bind(&code.scope)
+                .bind(fmt_ts(code.created))
+                .bind(fmt_ts(code.expires_at))
+                .bind(code.interval_seconds)
+                .bind(code.last_poll_at.map(fmt_ts))
+                .bind(&code.status)
+                .bind(code.user_id.as_ref().map(ObjectId::to_string))
+                .bind(code.auth_time.map(fmt_ts))
+                .bind(&code.amr)
+                .bind(code.pass_expires_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_device_code(&mut self, device_sha256: &[u8]) -> Result<Option<DeviceCode>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, interval_seconds, \
+                     last_poll_at, status, user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE device_sha256 = $1",
+                )
+                .bind(device_sha256)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::device_from_row).transpose()
+            }
+
+            async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, interval_seconds, \
+                     last_poll_at, status, user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE user_code = $1",
+                )
+                .bind(user_code)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::device_from_row).transpose()
+            }
+
+            async fn update_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError> {
+                let done = sqlx::query(
+                    "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, auth_time = $5, amr = $6, \
+                     pass_expires_at = $7 WHERE device_sha256 = $1",
+                )
+                .bind(&code.device_sha256)
+                .bind(code.last_poll_at.map(fmt_ts))
+                .bind(&code.status)
+                .bind(code.user_id.as_ref().map(ObjectId::to_string))
+                .bind(code.auth_time.map(fmt_ts))
+                .bind(&code.amr)
+                .bind(code.pass_expires_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE device_codes SET status = 'redeemed' WHERE device_sha256 = $1 AND status = 'approved'")
+                    .bind(device_sha256)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}

@@ -1,0 +1,475 @@
+//! The OpenID Connect provider through HTTP on both backends: discovery, authorization code with
+//! PKCE through the sign-in pages, refresh rotation and reuse detection, revocation by
+//! revokeSignInSessions, client credentials for an app whose service principal holds a role,
+//! the device-code flow, and the negative cases, each with nothing issued.
+
+use base64::Engine;
+use keyward_core::authz::roles;
+use keyward_testkit::browser::Browser;
+use keyward_testkit::{Backend, DOMAIN, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use time::Duration;
+
+const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const REDIRECT: &str = "http://localhost:43210/";
+
+fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// POSTs a form to the token endpoint (or another provider endpoint).
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let mut request = app
+        .client
+        .post(format!("{}{path}", app.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Redeems a `keyward-cli` code with the right verifier.
+async fn redeem(app: &TestApp, code: &str) -> Value {
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "keyward-cli"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, tokens) = post_form(app, &token_path(), &fields, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    tokens
+}
+
+fn token_path() -> String {
+    format!("/{DOMAIN}/oauth2/v2.0/token")
+}
+
+async fn create_user(app: &TestApp, alias: &str) -> String {
+    let reply = app
+        .post(
+            "/v1.0/users",
+            &json!({
+                "accountEnabled": true, "displayName": format!("{alias} Test"), "mailNickname": alias,
+                "userPrincipalName": format!("{alias}@{DOMAIN}"), "mail": format!("{alias}@{DOMAIN}"),
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": false},
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    reply.body["id"].as_str().expect("id").to_owned()
+}
+
+/// Runs the authorization endpoint for `keyward-cli` with PKCE through the sign-in pages and
+/// returns the redirect URL with the code.
+async fn authorize(app: &TestApp, browser: &mut Browser, upn: &str, extra: &str) -> String {
+    let path = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
+         &state=st-123&nonce=n-456&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        keyward_app::url_encode(REDIRECT),
+        keyward_app::url_encode("openid profile email offline_access https://graph.microsoft.com/.default"),
+    );
+    let page = browser.get(&path).await;
+    if page.status.is_redirection() {
+        return page.path;
+    }
+    assert_eq!(page.title(), "Sign in", "{}", page.text());
+    let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert!(done.status.is_redirection(), "expected the redirect to the app, got {}: {}", done.status, done.text());
+    let _ = app;
+    done.path
+}
+
+async fn discovery_and_code_flow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let upn = format!("adele@{DOMAIN}");
+    let tenant_id = app.get("/v1.0/organization").await.body["value"][0]["id"].as_str().expect("tenant").to_owned();
+
+    // Discovery by domain and by tenant id names the same issuer: {public-url}/{tenant-id}/v2.0.
+    let issuer = format!("{}/{tenant_id}/v2.0", app.base_url);
+    for key in [DOMAIN, tenant_id.as_str()] {
+        let reply =
+            app.send(Method::GET, &format!("/{key}/v2.0/.well-known/openid-configuration"), None, None, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.body["issuer"], json!(issuer));
+        assert_eq!(reply.body["token_endpoint"], json!(format!("{}/{tenant_id}/oauth2/v2.0/token", app.base_url)));
+        assert_eq!(reply.body["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(reply.body["authorization_response_iss_parameter_supported"], json!(true));
+    }
+    let unknown =
+        app.send(Method::GET, "/nowhere.example/v2.0/.well-known/openid-configuration", None, None, &[]).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.body["error_codes"], json!([90002]));
+
+    let mut browser = Browser::new(&app.base_url);
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    assert!(redirect.starts_with(REDIRECT), "{redirect}");
+    assert_eq!(query_param(&redirect, "state").as_deref(), Some("st-123"));
+    assert_eq!(query_param(&redirect, "iss").as_deref(), Some(issuer.as_str()), "RFC 9207 iss");
+    let code = query_param(&redirect, "code").expect("code");
+
+    // Negative cases first: each leaves the code usable.
+    let base = [("grant_type", "authorization_code"), ("client_id", "keyward-cli"), ("code", code.as_str())];
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[&base[..], &[("redirect_uri", "http://localhost:1/other"), ("code_verifier", VERIFIER)]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")), "{body}");
+    assert_eq!(body["error_codes"], json!([50011]));
+    assert!(body["access_token"].is_null() && body["trace_id"].is_string() && body["timestamp"].is_string());
+    let (status, body) =
+        post_form(&app, &token_path(), &[&base[..], &[("redirect_uri", REDIRECT)]].concat(), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "missing verifier: {body}");
+    let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj";
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[&base[..], &[("redirect_uri", REDIRECT), ("code_verifier", wrong)]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([501481])), "{body}");
+
+    // The right request gets every token; MSAL's extras (client_info, claims) are accepted.
+    let good = [
+        &base[..],
+        &[
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_info", "1"),
+            ("claims", "{\"access_token\":{\"xms_cc\":{\"values\":[\"CP1\"]}}}"),
+        ],
+    ]
+    .concat();
+    let (status, tokens) = post_form(&app, &token_path(), &good, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    let id = claims(tokens["id_token"].as_str().expect("id_token"));
+    assert_eq!(id["iss"], json!(issuer));
+    assert_eq!(id["aud"], "keyward-cli");
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["oid"], json!(adele));
+    assert_eq!(id["tid"], json!(tenant_id));
+    assert_eq!(id["preferred_username"], json!(upn));
+    assert_eq!(id["email"], json!(upn));
+    assert_eq!(id["amr"], json!(["pwd"]));
+    assert!(id["auth_time"].is_i64() && id["exp"].is_i64() && id["nbf"].is_i64() && id["acr"].is_string());
+    let client_info = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tokens["client_info"].as_str().expect("client_info"))
+        .expect("b64");
+    let client_info: Value = serde_json::from_slice(&client_info).expect("json");
+    assert_eq!((client_info["uid"].clone(), client_info["utid"].clone()), (json!(adele), json!(tenant_id)));
+    let access = tokens["access_token"].as_str().expect("access_token");
+    let access_claims = claims(access);
+    assert_eq!(access_claims["aud"], "https://graph.microsoft.com");
+    assert_eq!(access_claims["amr"], json!(["pwd"]));
+    assert!(access_claims["scp"].as_str().is_some_and(|it| it.contains("User.Read")), "{access_claims}");
+    let me = app.send(Method::GET, "/v1.0/me", Some(access), None, &[]).await;
+    assert_eq!(me.body["id"], json!(adele), "{}", me.text);
+    let userinfo = app.send(Method::GET, "/oidc/userinfo", Some(access), None, &[]).await;
+    assert_eq!(userinfo.body["sub"], json!(adele), "{}", userinfo.text);
+
+    // The code is good once; a second redemption fails and revokes what the first one got.
+    let (status, body) = post_form(&app, &token_path(), &good, None).await;
+    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([54005])), "{body}");
+    let refresh = tokens["refresh_token"].as_str().expect("refresh_token");
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed code revokes its refresh tokens: {body}");
+
+    // An expired code: a new sign-in (the session is reused, no pages), then eleven minutes.
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    let code = query_param(&redirect, "code").expect("code");
+    app.clock.advance(Duration::minutes(11));
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "keyward-cli"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([70008])), "{body}");
+
+    // Authorization errors that can be sent back go to the redirect URI; others are a page.
+    let bad_redirect = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri=https%3A%2F%2Fevil.example%2F&code_challenge={CHALLENGE}&code_challenge_method=S256"))
+        .await;
+    assert_eq!(bad_redirect.status, StatusCode::BAD_REQUEST);
+    assert!(bad_redirect.text().contains("AADSTS50011"), "{}", bad_redirect.text());
+    let no_pkce = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&state=s",
+            keyward_app::url_encode(REDIRECT)
+        ))
+        .await;
+    assert!(no_pkce.path.starts_with(REDIRECT), "{}", no_pkce.path);
+    assert_eq!(query_param(&no_pkce.path, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(query_param(&no_pkce.path, "state").as_deref(), Some("s"));
+    assert!(query_param(&no_pkce.path, "code").is_none());
+
+    // prompt=none without a session is login_required; prompt=login asks again.
+    let mut fresh = Browser::new(&app.base_url);
+    let silent = fresh
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=none", keyward_app::url_encode(REDIRECT)))
+        .await;
+    assert_eq!(query_param(&silent.path, "error").as_deref(), Some("login_required"), "{}", silent.path);
+    let page = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=login", keyward_app::url_encode(REDIRECT)))
+        .await;
+    assert_eq!(page.title(), "Sign in", "prompt=login asks for the credentials again: {}", page.text());
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let again = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert!(again.path.starts_with(REDIRECT) && query_param(&again.path, "code").is_some(), "{}", again.path);
+}
+
+async fn refresh_rotation_and_revocation(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let mut browser = Browser::new(&app.base_url);
+    let redirect = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
+    let code = query_param(&redirect, "code").expect("code");
+    let tokens = redeem(&app, &code).await;
+    let first = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = |token: String| {
+        let app = &app;
+        async move {
+            post_form(
+                app,
+                &token_path(),
+                &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &token)],
+                None,
+            )
+            .await
+        }
+    };
+    let (status, second) = refresh(first.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let second = second["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(second, first);
+    // Replaying the rotated token revokes the family: the newest token stops working too.
+    let (status, body) = refresh(first).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")), "{body}");
+    let (status, _) = refresh(second).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the family is revoked");
+
+    // revokeSignInSessions ends refresh tokens issued before it.
+    app.clock.advance(Duration::seconds(1));
+    let redirect = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
+    let code = query_param(&redirect, "code").expect("code");
+    let tokens = redeem(&app, &code).await;
+    let token = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    app.clock.advance(Duration::seconds(1));
+    let (status, body) = refresh(token).await;
+    assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([50173])), "{body}");
+    let me = app.send(Method::GET, "/v1.0/me", Some(&access), None, &[]).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "access tokens issued before the revocation stop too");
+}
+
+async fn client_credentials_with_a_role(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reply = app.post("/v1.0/applications", &json!({"displayName": "Provisioning job"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let app_object = reply.body["id"].as_str().expect("id").to_owned();
+    let app_id = reply.body["appId"].as_str().expect("appId").to_owned();
+    let secret = app
+        .post(
+            &format!("/v1.0/applications/{app_object}/addPassword"),
+            &json!({"passwordCredential": {"displayName": "ci"}}),
+        )
+        .await;
+    assert_eq!(secret.status, StatusCode::OK, "{}", secret.text);
+    let secret_text = secret.body["secretText"].as_str().expect("secretText").to_owned();
+    let listed = app.get(&format!("/v1.0/applications/{app_object}")).await;
+    assert!(
+        listed.body["passwordCredentials"][0]["secretText"].is_null() && !listed.text.contains(&secret_text),
+        "the secret is shown once"
+    );
+
+    let scope = [("grant_type", "client_credentials"), ("scope", "https://graph.microsoft.com/.default")];
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[&scope[..], &[("client_id", &app_id), ("client_secret", "wrong")]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone(), body["error_codes"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("invalid_client"), json!([7000215])),
+        "{body}"
+    );
+    let (status, body) = post_form(&app, &token_path(), &scope, Some((&app_id, &secret_text))).await;
+    assert_eq!(status, StatusCode::OK, "client_secret_basic: {body}");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(claims(&token)["idtyp"], "app");
+    // Without a role the app may do nothing.
+    let users = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    assert_eq!(users.status, StatusCode::FORBIDDEN, "{}", users.text);
+    let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
+    let principal = principals.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|it| it["appId"] == json!(app_id))
+        .expect("service principal")
+        .clone();
+    app.assign_role(principal["id"].as_str().expect("id"), roles::USER_ADMINISTRATOR, "/").await;
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[&scope[..], &[("client_id", &app_id), ("client_secret", &secret_text)]].concat(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "client_secret_post: {body}");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(claims(&token)["wids"], json!([roles::USER_ADMINISTRATOR]));
+    let users = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.text);
+    let correlation = "4c3b2a19-0f1e-4d2c-8b7a-6e5d4c3b2a19";
+    let created = app
+        .send(Method::POST, "/v1.0/users", Some(&token), Some(&json!({"accountEnabled": true, "displayName": "Job User", "mailNickname": "job", "userPrincipalName": format!("job@{DOMAIN}"), "passwordProfile": {"password": PASSWORD}})), &[("client-request-id", correlation)])
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=correlationId eq '{correlation}'")).await;
+    assert_eq!(audit.body["value"][0]["initiatedBy"]["app"]["appId"], json!(app_id), "{}", audit.text);
+    assert!(audit.body["value"][0]["initiatedBy"]["user"].is_null());
+    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::BAD_REQUEST, "app-only tokens have no /me");
+    // A removed secret stops working.
+    let key_id = secret.body["keyId"].as_str().expect("keyId");
+    let removed = app.post(&format!("/v1.0/applications/{app_object}/removePassword"), &json!({"keyId": key_id})).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let (status, _) = post_form(&app, &token_path(), &scope, Some((&app_id, &secret_text))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+async fn device_code_flow(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let (status, device) = post_form(
+        &app,
+        &format!("/{DOMAIN}/oauth2/v2.0/devicecode"),
+        &[("client_id", "keyward-cli"), ("scope", "openid offline_access User.Read")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{device}");
+    for field in ["device_code", "user_code", "verification_uri", "message"] {
+        assert!(device[field].is_string(), "{field}: {device}");
+    }
+    assert!(device["expires_in"].is_i64() && device["interval"].is_i64());
+    let device_code = device["device_code"].as_str().expect("device_code").to_owned();
+    let poll = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("client_id", "keyward-cli"),
+        ("device_code", device_code.as_str()),
+    ];
+    let (status, body) = post_form(&app, &token_path(), &poll, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("authorization_pending")), "{body}");
+    let (_, body) = post_form(&app, &token_path(), &poll, None).await;
+    assert_eq!(body["error"], "slow_down", "polling faster than the interval");
+
+    let mut browser = Browser::new(&app.base_url);
+    let verification =
+        device["verification_uri"].as_str().expect("uri").strip_prefix(&app.base_url).expect("local").to_owned();
+    let page = browser.get(&verification).await;
+    assert_eq!(page.title(), "Sign in", "the verification page needs a signed-in user");
+    let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    let wrong = browser.submit(&page, "device_code", &[], &[("user_code", "BBBB-BBBB")]).await;
+    assert!(wrong.text().contains("not valid"), "{}", wrong.text());
+    let user_code = device["user_code"].as_str().expect("user_code").to_lowercase();
+    let confirm = browser.submit(&wrong, "device_code", &[], &[("user_code", &user_code)]).await;
+    assert_eq!(confirm.title(), "Are you trying to sign in?", "{}", confirm.text());
+    let done = browser.submit(&confirm, "device_confirm", &[], &[]).await;
+    assert_eq!(done.title(), "You're signed in", "{}", done.text());
+    app.clock.advance(Duration::seconds(6));
+    let (status, tokens) = post_form(&app, &token_path(), &poll, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(
+        tokens["access_token"].is_string() && tokens["refresh_token"].is_string() && tokens["id_token"].is_string()
+    );
+    let (status, body) = post_form(&app, &token_path(), &poll, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a device code is redeemed once: {body}");
+
+    // An expired device code.
+    let (_, device) = post_form(
+        &app,
+        &format!("/{DOMAIN}/oauth2/v2.0/devicecode"),
+        &[("client_id", "keyward-cli"), ("scope", "openid")],
+        None,
+    )
+    .await;
+    app.clock.advance(Duration::minutes(16));
+    let (_, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", "keyward-cli"),
+            ("device_code", device["device_code"].as_str().expect("code")),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(body["error"], "expired_token", "{body}");
+    let (_, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "password"), ("client_id", "keyward-cli"), ("username", "adele"), ("password", PASSWORD)],
+        None,
+    )
+    .await;
+    assert_eq!(body["error"], "unsupported_grant_type", "the password grant is off by default: {body}");
+}
+
+crate::on_both_backends!(
+    discovery_and_code_flow,
+    refresh_rotation_and_revocation,
+    client_credentials_with_a_role,
+    device_code_flow,
+);
