@@ -321,8 +321,8 @@ class StaticAccessTokenProvider(AccessTokenProvider):
 
 
 @asynccontextmanager
-async def graph_client(server: KeywardServer) -> AsyncIterator[GraphServiceClient]:
-    """A GraphServiceClient talking to Keyward. Create one per event loop."""
+async def graph_client(server: KeywardServer, token: str | None = None) -> AsyncIterator[GraphServiceClient]:
+    """A GraphServiceClient talking to Keyward (with the admin token, or `token`). Create one per event loop."""
     http_client = httpx.AsyncClient(
         verify=server.ssl_context(),
         # Same as the SDK's default client (KiotaClientFactory.get_default_client),
@@ -333,7 +333,7 @@ async def graph_client(server: KeywardServer) -> AsyncIterator[GraphServiceClien
     )
     http_client = GraphClientFactory.create_with_default_middleware(client=http_client)
     auth_provider = BaseBearerTokenAuthenticationProvider(
-        StaticAccessTokenProvider(server.token, ["localhost"])
+        StaticAccessTokenProvider(token or server.token, ["localhost"])
     )
     adapter = GraphRequestAdapter(auth_provider, http_client)
     adapter.base_url = server.base_url

@@ -1,0 +1,302 @@
+"""Keyward's OpenID Connect provider against third-party clients over HTTPS.
+
+- MSAL Python `PublicClientApplication` (Entra-style `authority=` with instance discovery off,
+  and `oidc_authority=`): the device-code flow, completed by a form-filling user agent through
+  the sign-in pages with a password and a TOTP code (pyotp); refresh; then revokeSignInSessions
+  makes the refresh fail.
+- MSAL Python `ConfidentialClientApplication` client credentials for an application whose
+  service principal holds a directory role; the Microsoft Graph Python SDK lists users with it.
+- azure-identity `ClientSecretCredential` with `authority=` and `disable_instance_discovery=True`.
+- Authlib: authorization code with PKCE; the id token's signature and claims are validated
+  against the provider's JWKS.
+- openid-client (Node, strict validation): discovery and authorization code with PKCE, driven in
+  Chromium (tests/browser/oidc_client.mjs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import msal
+import pyotp
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.jose import JsonWebKey, jwt
+from authlib.oidc.core import CodeIDToken
+from azure.identity import ClientSecretCredential
+
+from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer, graph_client, run
+from signin_pages import Page, parse, submit
+
+PASSWORD = "Tq7-harbour-Lantern-92!"
+USER_ADMINISTRATOR = "fe930be7-5e62-47db-91af-98c3a49a38b1"
+
+
+def admin(server: KeywardServer) -> httpx.Client:
+    return server.raw_http()
+
+
+def tenant_id(server: KeywardServer) -> str:
+    with admin(server) as http:
+        return http.get(f"{server.base_url}/organization").json()["value"][0]["id"]
+
+
+def create_user(server: KeywardServer, alias: str) -> str:
+    with admin(server) as http:
+        reply = http.post(
+            f"{server.base_url}/users",
+            json={
+                "accountEnabled": True,
+                "displayName": f"{alias} OIDC",
+                "mailNickname": alias,
+                "userPrincipalName": f"{alias}@{DOMAIN}",
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
+            },
+        )
+        assert reply.status_code == 201, reply.text
+        return reply.json()["id"]
+
+
+def http_client(server: KeywardServer) -> requests.Session:
+    """A requests session for MSAL trusting only the test certificate (the environment's
+    REQUESTS_CA_BUNDLE would otherwise override a session's `verify`)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(server.cert_path)
+    return session
+
+
+def browser(server: KeywardServer) -> httpx.Client:
+    return httpx.Client(base_url=server.public_url, verify=server.ssl_context(), follow_redirects=True, trust_env=False)
+
+
+def sign_in_with_totp_registration(client: httpx.Client, page: Page, upn: str) -> tuple[Page, pyotp.TOTP]:
+    """From the sign-in page: password, the registration interrupt, TOTP set up with pyotp."""
+    assert page.title == "Sign in", page.html
+    page = submit(client, page, "username", {"username": upn})
+    page = submit(client, page, "password", {"current-password": PASSWORD})
+    assert page.title == "More information required", page.html
+    page = submit(client, page, "more_info", {})
+    totp = pyotp.parse_uri(page.ids["otpauth"].strip())
+    page = submit(client, page, "register_totp", {"one-time-code": totp.now()})
+    return page, totp
+
+
+def complete_device_code(server: KeywardServer, client: httpx.Client, flow: dict, upn: str | None) -> None:
+    page = parse(client.get(flow["verification_uri"]))
+    if upn is not None:
+        page, _ = sign_in_with_totp_registration(client, page, upn)
+    assert page.title == "Enter code", page.html
+    page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
+    assert page.title == "Are you trying to sign in?", page.html
+    page = submit(client, page, "device_confirm", {})
+    assert page.title == "You're signed in", page.html
+
+
+def run_device_flow(app: msal.PublicClientApplication, server: KeywardServer, client: httpx.Client, upn: str | None) -> dict:
+    flow = app.initiate_device_flow(scopes=["User.Read"])
+    assert "user_code" in flow, flow
+    assert flow["verification_uri"].startswith(server.public_url), flow
+    result: dict = {}
+    poller = threading.Thread(target=lambda: result.update(app.acquire_token_by_device_flow(flow)), daemon=True)
+    poller.start()
+    complete_device_code(server, client, flow, upn)
+    poller.join(timeout=120)
+    assert not poller.is_alive(), "MSAL kept polling after the user approved"
+    return result
+
+
+def require_mfa_for_everyone(server: KeywardServer, is_required: bool) -> None:
+    with admin(server) as http:
+        reply = http.patch(f"{server.base_url}/policies/keywardSignInPolicy", json={"requireMfaForAllUsers": is_required})
+        assert reply.status_code == 204, reply.text
+
+
+def test_msal_device_code_refresh_and_revocation(keyward: KeywardServer) -> None:
+    require_mfa_for_everyone(keyward, True)
+    user_id = create_user(keyward, "msal")
+    upn = f"msal@{DOMAIN}"
+    tid = tenant_id(keyward)
+    with browser(keyward) as client:
+        entra_style = msal.PublicClientApplication(
+            "keyward-cli", authority=f"{keyward.public_url}/{DOMAIN}", instance_discovery=False, http_client=http_client(keyward)
+        )
+        result = run_device_flow(entra_style, keyward, client, upn)
+        assert "access_token" in result, result
+        assert result["id_token_claims"]["oid"] == user_id
+        assert result["id_token_claims"]["tid"] == tid
+        assert "mfa" in result["id_token_claims"]["amr"], result["id_token_claims"]
+        account = entra_style.get_accounts()[0]
+        assert account["home_account_id"] == f"{user_id}.{tid}", account
+        refreshed = entra_style.acquire_token_silent_with_error(["User.Read"], account=account, force_refresh=True)
+        assert refreshed and "access_token" in refreshed, refreshed
+        assert refreshed["access_token"] != result["access_token"]
+
+        # The same flow with oidc_authority= (the browser session is reused: no second sign-in).
+        generic = msal.PublicClientApplication(
+            "keyward-cli", oidc_authority=f"{keyward.public_url}/{tid}/v2.0", http_client=http_client(keyward)
+        )
+        second = run_device_flow(generic, keyward, client, None)
+        assert "access_token" in second, second
+
+    with admin(keyward) as http:
+        reply = http.post(f"{keyward.base_url}/users/{user_id}/revokeSignInSessions")
+        assert reply.status_code == 200 and reply.json()["value"] is True, reply.text
+    time.sleep(0.01)
+    refused = entra_style.acquire_token_silent_with_error(["User.Read"], account=account, force_refresh=True)
+    assert refused and refused.get("error") == "invalid_grant", refused
+    assert 50173 in refused.get("error_codes", []), refused
+
+
+def register_app(server: KeywardServer, name: str, role: str | None, **extra) -> tuple[str, str, str]:
+    """Registers an application with a secret; returns (object id, appId, secret)."""
+    with admin(server) as http:
+        reply = http.post(f"{server.base_url}/applications", json={"displayName": name, **extra})
+        assert reply.status_code == 201, reply.text
+        object_id, app_id = reply.json()["id"], reply.json()["appId"]
+        secret = http.post(f"{server.base_url}/applications/{object_id}/addPassword", json={"passwordCredential": {"displayName": "compat"}})
+        assert secret.status_code == 200, secret.text
+        if role is not None:
+            principals = http.get(f"{server.base_url}/servicePrincipals", params={"$top": "999"}).json()["value"]
+            principal = next(it for it in principals if it["appId"] == app_id)
+            assigned = http.post(
+                f"{server.base_url}/roleManagement/directory/roleAssignments",
+                json={"principalId": principal["id"], "roleDefinitionId": role, "directoryScopeId": "/"},
+            )
+            assert assigned.status_code == 201, assigned.text
+        return object_id, app_id, secret.json()["secretText"]
+
+
+def test_msal_client_credentials_then_graph_sdk(keyward: KeywardServer) -> None:
+    _, app_id, secret = register_app(keyward, "Compat daemon", USER_ADMINISTRATOR)
+    tid = tenant_id(keyward)
+    app = msal.ConfidentialClientApplication(
+        app_id, client_credential=secret, oidc_authority=f"{keyward.public_url}/{tid}/v2.0", http_client=http_client(keyward)
+    )
+    result = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    assert "access_token" in result, result
+
+    async def scenario() -> list[str]:
+        async with graph_client(keyward, result["access_token"]) as graph:
+            users = await graph.users.get()
+            return [it.user_principal_name for it in users.value]
+
+    names = run(scenario())
+    assert any(name.startswith("admin@") for name in names), names
+
+    wrong = msal.ConfidentialClientApplication(
+        app_id, client_credential="not-the-secret", authority=f"{keyward.public_url}/{DOMAIN}", instance_discovery=False, http_client=http_client(keyward)
+    )
+    refused = wrong.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    assert refused.get("error") == "invalid_client" and 7000215 in refused.get("error_codes", []), refused
+
+
+def test_azure_identity_client_secret_credential(keyward: KeywardServer) -> None:
+    _, app_id, secret = register_app(keyward, "Compat azure-identity", USER_ADMINISTRATOR)
+    credential = ClientSecretCredential(
+        tenant_id(keyward),
+        app_id,
+        secret,
+        authority=keyward.public_url,
+        disable_instance_discovery=True,
+        connection_verify=str(keyward.cert_path),
+    )
+    token = credential.get_token("https://graph.microsoft.com/.default")
+    assert token.token.count(".") == 2 and token.expires_on > time.time()
+    with httpx.Client(verify=keyward.ssl_context(), trust_env=False) as http:
+        reply = http.get(f"{keyward.base_url}/users", headers={"Authorization": f"Bearer {token.token}"})
+        assert reply.status_code == 200, reply.text
+
+
+def follow_to_redirect_uri(client: httpx.Client, url: str, redirect_uri: str, upn: str) -> str:
+    """Walks the authorization request through the sign-in pages until the redirect to the app."""
+    response = client.get(url, follow_redirects=False)
+    while response.is_redirect:
+        location = response.headers["location"]
+        if location.startswith(redirect_uri):
+            return location
+        response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+    page = parse(response)
+    assert page.title == "Sign in", page.html
+    page = submit(client, page, "username", {"username": upn})
+    form = page.form("password")
+    response = client.post(form.action, data={**{i["name"]: i.get("value", "") for i in form.inputs if i.get("name")}, "password": PASSWORD}, follow_redirects=False)
+    while response.is_redirect:
+        location = response.headers["location"]
+        if location.startswith(redirect_uri):
+            return location
+        response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+    raise AssertionError(f"no redirect to the application: {response.status_code} {response.text[:500]}")
+
+
+def test_authlib_code_flow_with_pkce_and_id_token_validation(keyward: KeywardServer) -> None:
+    require_mfa_for_everyone(keyward, False)
+    create_user(keyward, "authlib-user")
+    upn = f"authlib-user@{DOMAIN}"
+    tid = tenant_id(keyward)
+    with httpx.Client(verify=keyward.ssl_context(), trust_env=False) as http:
+        metadata = http.get(f"{keyward.public_url}/{tid}/v2.0/.well-known/openid-configuration").json()
+        jwks = http.get(metadata["jwks_uri"]).json()
+    issuer = f"{keyward.public_url}/{tid}/v2.0"
+    assert metadata["issuer"] == issuer
+    redirect_uri = "http://localhost:51234/callback"
+    _, app_id, secret = register_app(keyward, "Compat web app", None, web={"redirectUris": [redirect_uri]})
+    session = OAuth2Session(app_id, secret, scope="openid profile email", redirect_uri=redirect_uri, code_challenge_method="S256")
+    session.verify = str(keyward.cert_path)
+    session.trust_env = False
+    verifier = "authlib-verifier-" + "x" * 40
+    nonce = "authlib-nonce-1"
+    url, state = session.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+    with httpx.Client(base_url=keyward.public_url, verify=keyward.ssl_context(), trust_env=False) as client:
+        response_url = follow_to_redirect_uri(client, url, redirect_uri, upn)
+    assert parse_qs(urlparse(response_url).query)["iss"] == [issuer]
+    token = session.fetch_token(metadata["token_endpoint"], authorization_response=response_url, code_verifier=verifier)
+    claims = jwt.decode(
+        token["id_token"],
+        JsonWebKey.import_key_set(jwks),
+        claims_cls=CodeIDToken,
+        claims_options={"iss": {"essential": True, "value": issuer}},
+        claims_params={"nonce": nonce, "client_id": app_id},
+    )
+    claims.validate()
+    assert claims["preferred_username"] == upn
+    # A tampered token fails the signature check.
+    head, body, signature = token["id_token"].split(".")
+    with pytest.raises(Exception):
+        jwt.decode(f"{head}.{body}.{signature[:-4]}AAAA", JsonWebKey.import_key_set(jwks))
+
+
+def test_openid_client_strict_code_flow_in_chromium(keyward: KeywardServer) -> None:
+    node = shutil.which("node")
+    chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
+    assert node and chromium, "Node.js and Chromium are required (scripts/test checks both)"
+    browser_dir = REPO_ROOT / "tests" / "browser"
+    assert (browser_dir / "node_modules" / "openid-client").is_dir(), "run `npm ci` in tests/browser"
+    require_mfa_for_everyone(keyward, False)
+    create_user(keyward, "openid-client")
+    result = subprocess.run(
+        [node, str(browser_dir / "oidc_client.mjs")],
+        env={
+            **os.environ,
+            "NODE_EXTRA_CA_CERTS": str(keyward.cert_path),
+            "KEYWARD_ISSUER": f"{keyward.public_url}/{tenant_id(keyward)}/v2.0",
+            "KEYWARD_UPN": f"openid-client@{DOMAIN}",
+            "KEYWARD_PASSWORD": PASSWORD,
+            "KEYWARD_CHROMIUM": chromium,
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["preferred_username"] == f"openid-client@{DOMAIN}", report
+    assert report["userinfo_sub"] == report["sub"], report
