@@ -445,7 +445,7 @@ async fn page_get(
         read_cookie(&headers, session_name).filter(|_| query.get("prompt").map(String::as_str) != Some("login"));
     let return_to = query.get("return_to").map(String::as_str);
     let result = state.app.sign_in_view(&tenant, cookie, return_to, meta(&headers, peer.map(|it| it.0.0))).await;
-    respond(&state, &tenant, result)
+    respond(&state, &tenant, result, query.get("login_hint").map(String::as_str))
 }
 
 async fn page_post(
@@ -473,10 +473,12 @@ async fn page_post(
         }
     }
     let result = state.app.sign_in_submit(&tenant, cookie, device, form, meta(&headers, peer.map(|it| it.0.0))).await;
-    respond(&state, &tenant, result)
+    respond(&state, &tenant, result, None)
 }
 
-fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>) -> Response {
+/// Turns a view into the response; `login_hint` (from the authorization request) fills the user
+/// name field.
+fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>, login_hint: Option<&str>) -> Response {
     let (session_name, device_name, secure) = cookie_names(state);
     let secure_attr = if secure { "; Secure" } else { "" };
     let view = match result {
@@ -527,7 +529,7 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>)
         }
         (None, Some(page_kind)) => {
             let action = format!("/{}/login", view.tenant_id);
-            html_response(StatusCode::OK, &render(page_kind, &action, &view.csrf))
+            html_response(StatusCode::OK, &render(page_kind, &action, &view.csrf, login_hint))
         }
         (None, None) => StatusCode::NO_CONTENT.into_response(),
     };
@@ -637,7 +639,7 @@ fn who(username: &str) -> String {
 }
 
 /// Renders one page.
-fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
+fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>) -> String {
     match kind {
         SignInPage::Username { error } => page(
             "Sign in",
@@ -648,8 +650,11 @@ fn render(kind: &SignInPage, action: &str, csrf: &str) -> String {
                     action,
                     csrf,
                     Stage::Username.as_str(),
-                    "<label for=\"username\">Email or user name</label><input type=\"email\" id=\"username\" \
-                     name=\"username\" autocomplete=\"username\" required autofocus>",
+                    &format!(
+                        "<label for=\"username\">Email or user name</label><input type=\"email\" id=\"username\" \
+                         name=\"username\" autocomplete=\"username\" value=\"{}\" required autofocus>",
+                        esc(login_hint.unwrap_or_default())
+                    ),
                     "Next"
                 )
             ),
@@ -833,7 +838,8 @@ mod tests {
 
     #[test]
     fn pages_escape_messages_and_carry_autocomplete_tokens() {
-        let html = render(&SignInPage::Username { error: Some("<bad>".into()) }, "/t/login", "tok");
+        let html = render(&SignInPage::Username { error: Some("<bad>".into()) }, "/t/login", "tok", Some("a\"b"));
+        assert!(html.contains("value=\"a&quot;b\""), "{html}");
         assert!(html.contains("autocomplete=\"username\"") && html.contains("&lt;bad&gt;"));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
     }

@@ -79,12 +79,23 @@ pub const MASTER_KEY: [u8; 32] = [0x42; 32];
 
 /// An app (no HTTP server) over the database at `url`, as another node would run it.
 pub async fn node(url: &str, clock: Arc<ManualClock>, public_url: &str) -> App {
+    node_with(url, clock, public_url, |_| ()).await
+}
+
+/// Like [`node`], with the configuration adjusted by `configure` (say, the password grant on).
+pub async fn node_with(
+    url: &str,
+    clock: Arc<ManualClock>,
+    public_url: &str,
+    configure: impl FnOnce(&mut AppConfig),
+) -> App {
     let store = keyward_store::open(url).await.unwrap_or_else(|err| panic!("cannot open {url}: {err}"));
     let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
     let keys = KeyRing::new(&MASTER_KEY).expect("keys");
     let mut config = AppConfig::new(public_url.to_owned());
     // Tests check cross-node effects at once instead of waiting for the cache to age.
     config.key_cache_ttl = std::time::Duration::ZERO;
+    configure(&mut config);
     App::new(store, clock, hasher, keys, config).await.expect("app")
 }
 

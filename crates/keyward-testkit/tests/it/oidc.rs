@@ -467,7 +467,138 @@ async fn device_code_flow(backend: Backend) {
     assert_eq!(body["error"], "unsupported_grant_type", "the password grant is off by default: {body}");
 }
 
+async fn provider_edges(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let upn = format!("adele@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    let tokens = redeem(&app, &query_param(&redirect, "code").expect("code")).await;
+
+    // form_post: a self-posting form to the redirect URI, with the one script allowed by hash.
+    let page = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&response_mode=form_post&redirect_uri={}&scope=openid&state=fp&code_challenge={CHALLENGE}&code_challenge_method=S256", keyward_app::url_encode(REDIRECT)))
+        .await;
+    let form = page.forms().into_iter().next().expect("form");
+    assert_eq!(form.action, REDIRECT);
+    let field = |name: &str| form.inputs.iter().find(|it| it.0 == name).map(|it| it.1.clone());
+    assert!(
+        field("code").is_some() && field("state").as_deref() == Some("fp") && field("iss").is_some(),
+        "{:?}",
+        form.inputs
+    );
+
+    // max_age: a sign-in older than max_age is asked again, and the id token carries auth_time.
+    app.clock.advance(Duration::minutes(2));
+    let page = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid%20offline_access&code_challenge={CHALLENGE}&code_challenge_method=S256&max_age=60&login_hint={}", keyward_app::url_encode(REDIRECT), keyward_app::url_encode(&upn)))
+        .await;
+    assert_eq!(page.title(), "Sign in", "{}", page.text());
+    let hinted =
+        page.form("username").expect("form").inputs.into_iter().find(|it| it.0 == "username").expect("input").1;
+    assert_eq!(hinted, upn, "login_hint fills the user name");
+    let page = browser.submit(&page, "username", &[], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    let fresh = redeem(&app, &query_param(&done.path, "code").expect("code")).await;
+    assert_eq!(
+        claims(fresh["id_token"].as_str().expect("id")).get("auth_time").and_then(Value::as_i64),
+        Some(app.app.now().unix_timestamp())
+    );
+
+    // A token's scopes limit what even a Global Administrator's token may do.
+    let narrow = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "keyward-cli"),
+            ("refresh_token", fresh["refresh_token"].as_str().expect("refresh")),
+            ("scope", "openid User.Read"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(narrow.0, StatusCode::OK, "{}", narrow.1);
+    let token = narrow.1["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(claims(&token)["scp"], "User.Read");
+    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    let patch = app
+        .send(Method::PATCH, &format!("/v1.0/users/{adele}"), Some(&token), Some(&json!({"jobTitle": "x"})), &[])
+        .await;
+    assert_eq!(patch.status, StatusCode::FORBIDDEN, "User.Read does not allow writes: {}", patch.text);
+
+    // RFC 7009 revocation ends the refresh token's family.
+    let refresh = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+    let (status, _) = post_form(
+        &app,
+        &format!("/{DOMAIN}/oauth2/v2.0/revoke"),
+        &[("token", &refresh), ("client_id", "keyward-cli")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &refresh)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // RP-initiated logout: to a registered URI with state; otherwise a page. The session ends.
+    let out = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/logout?client_id=keyward-cli&post_logout_redirect_uri={}&state=bye",
+            keyward_app::url_encode(REDIRECT)
+        ))
+        .await;
+    assert!(out.path.starts_with(REDIRECT) && out.path.contains("state=bye"), "{}", out.path);
+    assert!(!browser.cookies.contains_key("keyward-session"));
+    let out = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/logout?post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+        .await;
+    assert_eq!(out.title(), "You signed out", "an unregistered URI gets no redirect");
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    assert_eq!(page.title(), "Sign in");
+
+    // The password grant, when turned on: tokens for a user without MFA, 50076 for one with.
+    let with_password = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
+        config.allow_password_grant = true;
+    })
+    .await;
+    let meta = keyward_app::RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    let grant = |username: &str, password: &str| {
+        [
+            ("grant_type", "password"),
+            ("client_id", "keyward-cli"),
+            ("username", username),
+            ("password", password),
+            ("scope", "openid"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    let ok = with_password.token(DOMAIN, &grant(&upn, PASSWORD), keyward_app::ClientAuth::default(), &meta).await;
+    assert!(ok.is_ok_and(|it| it.id_token.is_some()));
+    let wrong =
+        with_password.token(DOMAIN, &grant(&upn, "nope-nope-nope"), keyward_app::ClientAuth::default(), &meta).await;
+    assert_eq!(wrong.err().map(|it| it.codes), Some(vec![50126]));
+    let admin = with_password
+        .token(
+            DOMAIN,
+            &grant(keyward_testkit::ADMIN_UPN, keyward_testkit::ADMIN_PASSWORD),
+            keyward_app::ClientAuth::default(),
+            &meta,
+        )
+        .await;
+    assert_eq!(admin.err().map(|it| (it.error, it.codes)), Some(("invalid_grant", vec![50076])));
+}
+
 crate::on_both_backends!(
+    provider_edges,
     discovery_and_code_flow,
     refresh_rotation_and_revocation,
     client_credentials_with_a_role,
