@@ -300,3 +300,65 @@ def test_openid_client_strict_code_flow_in_chromium(keyward: KeywardServer) -> N
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["preferred_username"] == f"openid-client@{DOMAIN}", report
     assert report["userinfo_sub"] == report["sub"], report
+
+
+def self_signed_rsa() -> tuple[bytes, bytes, str]:
+    """An RSA key and a self-signed certificate: (key PEM, certificate DER, SHA-1 thumbprint hex)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyward compat client")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return pem, der, cert.fingerprint(hashes.SHA1()).hex()
+
+
+def test_msal_certificate_credential_private_key_jwt(keyward: KeywardServer) -> None:
+    import base64
+
+    object_id, app_id, _ = register_app(keyward, "Compat certificate daemon", USER_ADMINISTRATOR)
+    pem, der, thumbprint = self_signed_rsa()
+    with admin(keyward) as http:
+        reply = http.patch(
+            f"{keyward.base_url}/applications/{object_id}",
+            json={"keyCredentials": [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": base64.b64encode(der).decode(), "displayName": "compat"}]},
+        )
+        assert reply.status_code == 204, reply.text
+        listed = http.get(f"{keyward.base_url}/applications/{object_id}").json()
+        assert listed["keyCredentials"][0]["customKeyIdentifier"] == thumbprint.upper(), listed
+    app = msal.ConfidentialClientApplication(
+        app_id,
+        client_credential={"private_key": pem.decode(), "thumbprint": thumbprint},
+        authority=f"{keyward.public_url}/{DOMAIN}",
+        instance_discovery=False,
+        http_client=http_client(keyward),
+    )
+    result = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    assert "access_token" in result, result
+    # A key whose certificate is not registered is refused.
+    other_pem, _, other_thumbprint = self_signed_rsa()
+    stranger = msal.ConfidentialClientApplication(
+        app_id,
+        client_credential={"private_key": other_pem.decode(), "thumbprint": other_thumbprint},
+        authority=f"{keyward.public_url}/{DOMAIN}",
+        instance_discovery=False,
+        http_client=http_client(keyward),
+    )
+    refused = stranger.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    assert refused.get("error") == "invalid_client" and 700027 in refused.get("error_codes", []), refused

@@ -22,6 +22,17 @@ pub struct ApplicationDraft {
     pub is_fallback_public_client: Option<bool>,
     pub public_redirect_uris: Option<Vec<String>>,
     pub web_redirect_uris: Option<Vec<String>>,
+    /// `keyCredentials`: replaces every certificate of the application.
+    pub key_credentials: Option<Vec<KeyCredentialDraft>>,
+}
+
+/// A certificate for `private_key_jwt` (Graph's `keyCredential` of type `AsymmetricX509Cert`).
+#[derive(Debug, Clone)]
+pub struct KeyCredentialDraft {
+    pub der: Vec<u8>,
+    pub display_name: Option<String>,
+    pub start: Option<OffsetDateTime>,
+    pub end: Option<OffsetDateTime>,
 }
 
 /// An application with its credentials (secrets are never included, only their hints).
@@ -72,6 +83,39 @@ fn validate(draft: &ApplicationDraft) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+/// The credentials for `keyCredentials`: each must be a certificate; valid for a year unless
+/// the request says otherwise.
+fn certificate_credentials(
+    application: &ObjectId,
+    drafts: &[KeyCredentialDraft],
+    now: OffsetDateTime,
+) -> Result<Vec<AppCredential>, AppError> {
+    drafts
+        .iter()
+        .map(|draft| {
+            if !crate::client_assertion::is_certificate(&draft.der) {
+                return Err(AppError::BadRequest(
+                    "keyCredentials[].key must be a base64-encoded X.509 certificate (DER).".into(),
+                ));
+            }
+            let start = draft.start.unwrap_or(now);
+            let end = draft.end.unwrap_or(start + Duration::days(365));
+            if end <= start {
+                return Err(AppError::BadRequest("keyCredentials[].endDateTime must be after startDateTime.".into()));
+            }
+            Ok(AppCredential {
+                key_id: new_id(),
+                application_id: application.clone(),
+                display_name: draft.display_name.clone(),
+                secret: None,
+                certificate: Some((draft.der.clone(), crate::client_assertion::thumbprint(&draft.der))),
+                start,
+                end,
+            })
+        })
+        .collect()
 }
 
 fn parse_app_id(key: &str) -> Result<ObjectId, AppError> {
@@ -227,7 +271,43 @@ impl App {
             change("AppAddress", old, json::string_array(uris.iter().map(String::as_str)));
             application.web_redirect_uris = uris;
         }
+        if let Some(drafts) = &draft.key_credentials {
+            if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+                let target = vec![app_target(&application)];
+                return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
+            }
+            let fresh = certificate_credentials(&application.id, drafts, now)?;
+            let old: Vec<AppCredential> = tx
+                .list_app_credentials(&application.id)
+                .await?
+                .into_iter()
+                .filter(|it| it.certificate.is_some())
+                .collect();
+            for credential in &old {
+                tx.delete_app_credential(&application.id, &credential.key_id).await?;
+            }
+            for credential in &fresh {
+                tx.insert_app_credential(credential).await?;
+            }
+            let describe = |list: &[AppCredential]| {
+                json::string_array(
+                    list.iter().filter_map(|it| it.certificate.as_ref().map(|(_, thumb)| thumb.as_str())),
+                )
+            };
+            let change = PropertyChange {
+                name: "KeyDescription".into(),
+                old_value: Some(describe(&old)),
+                new_value: Some(describe(&fresh)),
+            };
+            tx.insert_audit(&caller.audit(now).success(
+                audit_id(&caller.meta.correlation_id),
+                Activity::UpdateApplicationCredentials,
+                vec![app_target(&application).with_changes(vec![change])],
+            ))
+            .await?;
+        }
         if changes.is_empty() {
+            tx.commit().await?;
             return Ok(());
         }
         tx.update_application(&application).await?;

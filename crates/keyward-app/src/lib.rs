@@ -7,6 +7,7 @@
 
 mod applications;
 mod audit_log;
+mod client_assertion;
 pub mod clock;
 mod directory;
 pub mod error;
@@ -28,7 +29,7 @@ use keyward_core::directory::{ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{Store, Tx};
 
-pub use crate::applications::{ApplicationDraft, ApplicationView, NewPassword};
+pub use crate::applications::{ApplicationDraft, ApplicationView, KeyCredentialDraft, NewPassword};
 pub use crate::audit_log::ChainReport;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};

@@ -444,18 +444,28 @@ impl App {
             )
         })?;
         let secret = auth.secret.or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())));
-        if param("client_assertion").is_some() {
-            return Err(OAuthError::invalid_client(
-                codes::INVALID_CLIENT_ASSERTION,
-                "Client assertions (private_key_jwt) are not supported yet; use a client secret.",
-            ));
-        }
-        let is_authenticated = match &secret {
-            Some(secret) => {
+        let is_authenticated = match (&secret, param("client_assertion")) {
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "Send either a client secret or a client assertion, not both.",
+                ));
+            }
+            (Some(secret), None) => {
                 self.check_client_secret(&client, secret).await?;
                 true
             }
-            None => false,
+            (None, Some(assertion)) => {
+                if param("client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+                    return Err(OAuthError::invalid_request(
+                        codes::INVALID_CLIENT_ASSERTION,
+                        "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                    ));
+                }
+                self.check_client_assertion(&tenant, tenant_key, &client, assertion).await?;
+                true
+            }
+            (None, None) => false,
         };
         let grant_type = param("grant_type").unwrap_or("");
         let response = match grant_type {
@@ -502,6 +512,40 @@ impl App {
             it.secret.as_ref().is_some_and(|(hash, _)| bool::from(hash.as_slice().ct_eq(presented.as_slice())))
         });
         if matches { Ok(()) } else { Err(wrong()) }
+    }
+
+    async fn check_client_assertion(
+        &self,
+        tenant: &Tenant,
+        tenant_key: &str,
+        client: &Client,
+        assertion: &str,
+    ) -> Result<(), OAuthError> {
+        let refuse = |why: String| {
+            OAuthError::invalid_client(
+                codes::INVALID_CLIENT_ASSERTION,
+                format!("Client assertion failed signature validation or its claims are wrong: {why}."),
+            )
+        };
+        let Some(app) = &client.application else { return Err(refuse("the client has no certificates".into())) };
+        let now = self.now();
+        let certificates: Vec<Vec<u8>> = self
+            .read()
+            .await?
+            .list_app_credentials(&app.id)
+            .await?
+            .into_iter()
+            .filter(|it| it.start <= now && now < it.end)
+            .filter_map(|it| it.certificate.map(|(der, _)| der))
+            .collect();
+        let base = &self.inner.config.public_url;
+        let audiences = vec![
+            format!("{base}/{}/oauth2/v2.0/token", tenant.id),
+            format!("{base}/{tenant_key}/oauth2/v2.0/token"),
+            self.issuer(&tenant.id),
+        ];
+        crate::client_assertion::verify(assertion, &client.client_id, &audiences, &certificates, now.unix_timestamp())
+            .map_err(refuse)
     }
 
     /// A public client may redeem without a secret; a confidential one may not.

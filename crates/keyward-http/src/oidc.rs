@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Json, Router};
 use base64::Engine;
 use keyward_app::{
-    AppError, ApplicationDraft, ApplicationView, AuthorizeOutcome, AuthorizeRequest, ClientAuth, OAuthError,
-    ResponseMode, url_encode,
+    AppError, ApplicationDraft, ApplicationView, AuthorizeOutcome, AuthorizeRequest, ClientAuth, KeyCredentialDraft,
+    OAuthError, ResponseMode, url_encode,
 };
 use keyward_core::secret::Secret;
 use serde_json::{Value, json};
@@ -584,7 +584,12 @@ fn application_json(view: &ApplicationView) -> Value {
         "publicClient": {"redirectUris": app.public_redirect_uris},
         "web": {"redirectUris": app.web_redirect_uris},
         "passwordCredentials": passwords,
-        "keyCredentials": [],
+        "keyCredentials": view.credentials.iter().filter_map(|it| it.certificate.as_ref().map(|(_, thumbprint)| json!({
+            "keyId": it.key_id.as_str(), "type": "AsymmetricX509Cert", "usage": "Verify", "displayName": it.display_name,
+            "customKeyIdentifier": thumbprint, "key": null,
+            "startDateTime": it.start.format(&Rfc3339).unwrap_or_default(),
+            "endDateTime": it.end.format(&Rfc3339).unwrap_or_default(),
+        }))).collect::<Vec<_>>(),
     })
 }
 
@@ -604,6 +609,41 @@ fn uris(value: &Value, path: &str) -> Result<Option<Vec<String>>, AppError> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+fn key_credentials(value: &Value) -> Result<Vec<KeyCredentialDraft>, AppError> {
+    let bad = |what: &str| AppError::BadRequest(format!("keyCredentials: {what}."));
+    let list = value.as_array().ok_or_else(|| bad("must be an array"))?;
+    list.iter()
+        .map(|item| {
+            let kind = item.get("type").and_then(Value::as_str).unwrap_or("AsymmetricX509Cert");
+            let usage = item.get("usage").and_then(Value::as_str).unwrap_or("Verify");
+            if kind != "AsymmetricX509Cert" || usage != "Verify" {
+                return Err(bad("only type 'AsymmetricX509Cert' with usage 'Verify' is supported"));
+            }
+            let key = item
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("each needs 'key', the base64 DER certificate"))?;
+            let der =
+                base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|_| bad("'key' is not base64"))?;
+            let time = |name: &str| -> Result<Option<time::OffsetDateTime>, AppError> {
+                item.get(name)
+                    .and_then(Value::as_str)
+                    .map(|it| {
+                        time::OffsetDateTime::parse(it, &Rfc3339)
+                            .map_err(|_| bad(&format!("'{name}' is not a date and time")))
+                    })
+                    .transpose()
+            };
+            Ok(KeyCredentialDraft {
+                der,
+                display_name: item.get("displayName").and_then(Value::as_str).map(str::to_owned),
+                start: time("startDateTime")?,
+                end: time("endDateTime")?,
+            })
+        })
+        .collect()
 }
 
 fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
@@ -627,6 +667,7 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
                     })?);
             }
             "publicClient" => draft.public_redirect_uris = uris(value, "publicClient")?,
+            "keyCredentials" => draft.key_credentials = Some(key_credentials(value)?),
             "web" => draft.web_redirect_uris = uris(value, "web")?,
             "signInAudience" if value.as_str() == Some("AzureADMyOrg") => (),
             "@odata.type" | "id" | "appId" => (),
