@@ -597,7 +597,74 @@ async fn provider_edges(backend: Backend) {
     assert_eq!(admin.err().map(|it| (it.error, it.codes)), Some(("invalid_grant", vec![50076])));
 }
 
+/// The Rust `openidconnect` crate as the relying party: discovery, the JWKS, authorization code
+/// with PKCE, and the id token's signature and claims checked by the crate.
+async fn openidconnect_relying_party(backend: Backend) {
+    use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata};
+    use openidconnect::{
+        AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl,
+        Scope, TokenResponse,
+    };
+
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let tenant_id = app.get("/v1.0/organization").await.body["value"][0]["id"].as_str().expect("tenant").to_owned();
+    let client = app.client.clone();
+    let http = move |request: http::Request<Vec<u8>>| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let response = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut builder = http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let bytes = response.bytes().await.map_err(std::io::Error::other)?;
+            builder.body(bytes.to_vec()).map_err(std::io::Error::other)
+        }
+    };
+    let issuer = IssuerUrl::new(format!("{}/{tenant_id}/v2.0", app.base_url)).expect("issuer");
+    let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.expect("discovery and JWKS");
+    let rp = CoreClient::from_provider_metadata(metadata, ClientId::new("keyward-cli".into()), None)
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect"));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(url.as_str().strip_prefix(&app.base_url).expect("local")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(query_param(&done.path, "state").as_deref(), Some(state.secret().as_str()));
+    let code = query_param(&done.path, "code").expect("code");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("tokens");
+    assert!(tokens.refresh_token().is_some());
+    let id_token = tokens.id_token().expect("id token");
+    let verifier = rp.id_token_verifier().set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let verified = id_token.claims(&verifier, &nonce).expect("signature and claims verify");
+    assert_eq!(verified.subject().as_str(), adele);
+    assert_eq!(verified.preferred_username().map(|it| it.as_str().to_owned()), Some(format!("adele@{DOMAIN}")));
+    // A different nonce is refused by the crate.
+    assert!(id_token.claims(&verifier, &Nonce::new("another".into())).is_err());
+}
+
 crate::on_both_backends!(
+    openidconnect_relying_party,
     provider_edges,
     discovery_and_code_flow,
     refresh_rotation_and_revocation,
