@@ -50,8 +50,8 @@ pub struct DemoAccount {
 }
 
 const BOOTSTRAP_TAP_MINUTES: i64 = 480;
-const TAP_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789+-=#%";
-const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+pub(crate) const TAP_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789+-=#%";
+pub(crate) const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
 
 /// A random string over `alphabet`, without modulo bias.
 pub(crate) fn random_string(alphabet: &[u8], len: usize) -> Result<String, AppError> {

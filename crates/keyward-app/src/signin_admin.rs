@@ -149,7 +149,7 @@ impl App {
 
     /// Resolves the target user of a service-desk operation and checks `action` on it; a refusal
     /// is recorded as a failed `activity` and the transaction is dropped.
-    async fn authorized_target(
+    pub(crate) async fn authorized_target(
         &self,
         tx: Box<dyn Tx>,
         caller: &Caller,
@@ -168,7 +168,7 @@ impl App {
 
     /// Writes one `Update user` record with `change` (and Entra's "Included Updated Properties")
     /// and commits.
-    async fn commit_user_update(
+    pub(crate) async fn commit_user_update(
         &self,
         mut tx: Box<dyn Tx>,
         caller: &Caller,

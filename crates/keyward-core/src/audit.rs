@@ -53,6 +53,12 @@ pub enum Activity {
     DeleteApplication,
     /// `Update application – Certificates and secrets management `: a secret or certificate added or removed.
     UpdateApplicationCredentials,
+    /// `Admin registered security info` (Authentication Methods).
+    AdminRegisteredSecurityInfo,
+    /// `Admin deleted security info` (Authentication Methods).
+    AdminDeletedSecurityInfo,
+    /// `Reset password (by admin)` (Self-service Password Management).
+    ResetPasswordByAdmin,
 }
 
 impl Activity {
@@ -102,6 +108,9 @@ impl Activity {
             Activity::DeleteApplication => "Delete application",
             // Entra's string, with its en dash and trailing space.
             Activity::UpdateApplicationCredentials => "Update application – Certificates and secrets management ",
+            Activity::AdminRegisteredSecurityInfo => "Admin registered security info",
+            Activity::AdminDeletedSecurityInfo => "Admin deleted security info",
+            Activity::ResetPasswordByAdmin => "Reset password (by admin)",
         }
     }
 
@@ -115,7 +124,10 @@ impl Activity {
             | Activity::UserRegisteredSecurityInfo
             | Activity::ChangePasswordSelfService
             | Activity::EnableStrongAuthentication
-            | Activity::DisableStrongAuthentication => "UserManagement",
+            | Activity::DisableStrongAuthentication
+            | Activity::AdminRegisteredSecurityInfo
+            | Activity::AdminDeletedSecurityInfo
+            | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
             | Activity::AddMemberToRoleScopedOverRestrictedUnit
@@ -146,9 +158,11 @@ impl Activity {
     /// `loggedByService`.
     pub fn logged_by_service(self) -> &'static str {
         match self {
-            Activity::UserRegisteredSecurityInfo | Activity::AuthenticationMethodsPolicyUpdate => {
-                "Authentication Methods"
-            }
+            Activity::UserRegisteredSecurityInfo
+            | Activity::AuthenticationMethodsPolicyUpdate
+            | Activity::AdminRegisteredSecurityInfo
+            | Activity::AdminDeletedSecurityInfo => "Authentication Methods",
+            Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             _ => "Core Directory",
         }
@@ -182,7 +196,11 @@ impl Activity {
             | Activity::AuthenticationMethodsPolicyUpdate
             | Activity::EnableStrongAuthentication
             | Activity::DisableStrongAuthentication => "Update",
-            Activity::UserRegisteredSecurityInfo | Activity::AddApplication => "Add",
+            Activity::UserRegisteredSecurityInfo | Activity::AddApplication | Activity::AdminRegisteredSecurityInfo => {
+                "Add"
+            }
+            Activity::AdminDeletedSecurityInfo => "Delete",
+            Activity::ResetPasswordByAdmin => "Update",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",

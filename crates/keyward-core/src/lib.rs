@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod audit_chain;
 pub mod audit_query;
+pub mod auth_methods;
 pub mod authz;
 pub mod directory;
 pub mod ids;

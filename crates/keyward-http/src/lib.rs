@@ -10,6 +10,7 @@ mod audit;
 mod context;
 mod error;
 mod graph;
+mod methods;
 mod metrics;
 mod oidc;
 mod openapi;
@@ -44,7 +45,9 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = oidc::graph_routes(signin::routes(audit::routes(roles::routes(graph::routes(openapi::Api::new())))));
+    let graph = methods::routes(oidc::graph_routes(signin::routes(audit::routes(roles::routes(graph::routes(
+        openapi::Api::new(),
+    ))))));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =

@@ -208,6 +208,12 @@ fn schemas() -> Value {
             "codeAttemptLimit": {"type": "integer"},
         }},
         "Empty": {"type": "object"},
+        "AuthenticationMethod": {"type": "object", "properties": {"@odata.type": string, "id": string}},
+        "AuthenticationMethodCollection": collection("AuthenticationMethod"),
+        "ResetPasswordRequest": {"type": "object", "properties": {"newPassword": {"type": "string", "writeOnly": true}}},
+        "PasswordResetResponse": {"type": "object", "properties": {"newPassword": {"type": "string", "description": "Only when Keyward chose the password."}}},
+        "LongRunningOperation": {"type": "object", "properties": {"id": string, "status": string, "createdDateTime": {"type": "string", "format": "date-time"}}},
+        "TemporaryAccessPassRequest": {"type": "object", "properties": {"startDateTime": {"type": "string", "format": "date-time"}, "lifetimeInMinutes": {"type": "integer"}, "isUsableOnce": {"type": "boolean"}}},
         "Application": {"type": "object", "properties": {
             "id": string, "appId": string, "displayName": string, "isFallbackPublicClient": {"type": "boolean"},
             "publicClient": {"type": "object", "properties": {"redirectUris": strings}},

@@ -237,6 +237,47 @@ macro_rules! impl_sign_in_store {
                 Ok(done.rows_affected())
             }
 
+            async fn delete_temporary_access_pass(&mut self, user: &ObjectId, id: Option<&ObjectId>) -> Result<bool, StoreError> {
+                let done = match id {
+                    Some(id) => sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
+                        .bind(user.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?,
+                    None => sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .execute(&mut *self.0)
+                        .await
+                        .map_err(db)?,
+                };
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_reset_operation(&mut self, tenant: &ObjectId, user: &ObjectId, id: &ObjectId, status: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO password_reset_operations (id, tenant_id, user_id, status, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id.as_str())
+                    .bind(tenant.as_str())
+                    .bind(user.as_str())
+                    .bind(status)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn get_reset_operation(&mut self, user: &ObjectId, id: &ObjectId) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+                let row = sqlx::query("SELECT status, created_at FROM password_reset_operations WHERE user_id = $1 AND id = $2")
+                    .bind(user.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some((row.try_get(0).map_err(db)?, parse_ts(&row.try_get::<String, _>(1).map_err(db)?)?)))
+            }
+
             async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let done = sqlx::query("UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
                     .bind(id.as_str())

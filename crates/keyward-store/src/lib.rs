@@ -524,6 +524,27 @@ pub trait SignInStore: Send {
     /// Deletes one method (`NotFound` if absent) or, with `None`, all of the user's; returns how many.
     async fn delete_software_oath_methods(&mut self, user: &ObjectId, id: Option<&ObjectId>)
     -> Result<u64, StoreError>;
+    /// Deletes the user's Temporary Access Pass (only the one with `id`, if given); whether one was deleted.
+    async fn delete_temporary_access_pass(
+        &mut self,
+        user: &ObjectId,
+        id: Option<&ObjectId>,
+    ) -> Result<bool, StoreError>;
+    /// Records a password reset operation (`status`: `succeeded`).
+    async fn insert_reset_operation(
+        &mut self,
+        tenant: &ObjectId,
+        user: &ObjectId,
+        id: &ObjectId,
+        status: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// A password reset operation of a user: its status and time.
+    async fn get_reset_operation(
+        &mut self,
+        user: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<(String, OffsetDateTime)>, StoreError>;
     /// Marks a one-time pass used; `false` if it was used already.
     async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError>;
     async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;

@@ -19,6 +19,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     },
     Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/sqlite/0004_sign_in.sql") },
     Migration { version: 5, name: "0005_oauth.sql", sql: include_str!("../migrations/sqlite/0005_oauth.sql") },
+    Migration {
+        version: 6,
+        name: "0006_auth_methods.sql",
+        sql: include_str!("../migrations/sqlite/0006_auth_methods.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -36,6 +41,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     },
     Migration { version: 4, name: "0004_sign_in.sql", sql: include_str!("../migrations/postgres/0004_sign_in.sql") },
     Migration { version: 5, name: "0005_oauth.sql", sql: include_str!("../migrations/postgres/0005_oauth.sql") },
+    Migration {
+        version: 6,
+        name: "0006_auth_methods.sql",
+        sql: include_str!("../migrations/postgres/0006_auth_methods.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

@@ -3,6 +3,7 @@
 mod api;
 mod audit;
 mod audit_chain;
+mod methods;
 mod oidc;
 mod roles;
 mod signin;

@@ -1,0 +1,298 @@
+//! The service desk's operations on a user's authentication methods (Graph's
+//! `/users/{id}/authentication/…`): listing methods, the password method and `resetPassword`,
+//! software OATH methods, and Temporary Access Passes. Each is authorised by the core with
+//! Entra's actions and target rules and audited with Entra's strings; a refusal is recorded as a
+//! failure. Secrets (passes, passwords, TOTP seeds) never reach reads or audit values.
+
+use aws_lc_rs::digest;
+use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::auth_methods::{TapRequest, plan_tap};
+use keyward_core::authz::{Target, actions};
+use keyward_core::directory::{PropertyChange, User};
+use keyward_core::ids::ObjectId;
+use keyward_core::secret::Secret;
+use keyward_core::signin::{self, TapUsability};
+use keyward_core::{json, password};
+use keyward_store::{TemporaryAccessPass, Tx};
+use time::{Duration, OffsetDateTime};
+
+use crate::directory::resolve_user;
+use crate::facts::user_facts;
+use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
+use crate::{App, AppError, Caller, audit_id, new_id, require};
+
+/// A Temporary Access Pass as Graph shows it; `pass` only in the creation response.
+#[derive(Debug, Clone)]
+pub struct TapView {
+    pub id: ObjectId,
+    pub created: OffsetDateTime,
+    pub start: OffsetDateTime,
+    pub lifetime_minutes: i64,
+    pub is_usable_once: bool,
+    pub usability: TapUsability,
+    pub pass: Option<Secret>,
+}
+
+/// A software OATH (authenticator app) method; its secret is never shown.
+#[derive(Debug, Clone)]
+pub struct OathView {
+    pub id: ObjectId,
+    pub created: OffsetDateTime,
+}
+
+/// One of a user's authentication methods.
+#[derive(Debug, Clone)]
+pub enum AuthMethod {
+    Password { created: Option<OffsetDateTime> },
+    SoftwareOath(OathView),
+    TemporaryAccessPass(TapView),
+}
+
+/// The outcome of `resetPassword`: the operation id and, when Keyward chose the password, the
+/// password (shown once).
+#[derive(Debug, Clone)]
+pub struct PasswordReset {
+    pub operation_id: ObjectId,
+    pub generated: Option<Secret>,
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
+}
+
+fn stamp(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl App {
+    /// Loads the target for a read of its methods: oneself always; others need `standard/read`
+    /// or `standard/restrictedRead`.
+    async fn methods_target(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<User, AppError> {
+        let user = resolve_user(tx, &caller.tenant, key).await?;
+        if user.id != *caller.id() {
+            let facts = user_facts(tx, &caller.tenant, &user).await?;
+            require(caller, actions::USERS_AUTH_METHODS_READ, Target::User(&facts))
+                .or_else(|_| require(caller, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&facts)))?;
+        }
+        Ok(user)
+    }
+
+    fn tap_view(&self, pass: &TemporaryAccessPass, policy_enabled: bool, secret: Option<Secret>) -> TapView {
+        TapView {
+            id: pass.id.clone(),
+            created: pass.created,
+            start: pass.start,
+            lifetime_minutes: pass.lifetime_minutes,
+            is_usable_once: pass.is_usable_once,
+            usability: signin::tap_usability(
+                policy_enabled,
+                pass.start,
+                pass.lifetime_minutes,
+                pass.is_usable_once,
+                pass.used_at.is_some(),
+                self.now(),
+            ),
+            pass: secret,
+        }
+    }
+
+    /// `GET /users/{id}/authentication/methods`.
+    pub async fn list_auth_methods(&self, caller: &Caller, key: &str) -> Result<Vec<AuthMethod>, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        let mut res = Vec::new();
+        if tx.get_password_hash(&user.id).await?.is_some() {
+            res.push(AuthMethod::Password { created: None });
+        }
+        for method in tx.list_software_oath_methods(&user.id).await? {
+            res.push(AuthMethod::SoftwareOath(OathView { id: method.id, created: method.created }));
+        }
+        let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
+        if let Some(pass) = tx.get_temporary_access_pass(&user.id).await? {
+            res.push(AuthMethod::TemporaryAccessPass(self.tap_view(&pass, policy.is_enabled, None)));
+        }
+        Ok(res)
+    }
+
+    /// `GET …/softwareOathMethods`.
+    pub async fn list_software_oath(&self, caller: &Caller, key: &str) -> Result<Vec<OathView>, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        let methods = tx.list_software_oath_methods(&user.id).await?;
+        Ok(methods.into_iter().map(|it| OathView { id: it.id, created: it.created }).collect())
+    }
+
+    /// `DELETE …/softwareOathMethods/{id}`: `authenticationMethods/delete` on the target.
+    pub async fn delete_software_oath(&self, caller: &Caller, key: &str, id: &str) -> Result<(), AppError> {
+        let method_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let tx = self.write().await?;
+        let activity = Activity::AdminDeletedSecurityInfo;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        tx.delete_software_oath_methods(&user.id, Some(&method_id)).await.map_err(|err| match err {
+            keyward_store::StoreError::NotFound => AppError::NotFound(id.to_owned()),
+            other => other.into(),
+        })?;
+        let mut record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = "Admin deleted Software OATH token method for user".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `GET …/temporaryAccessPassMethods` (the pass itself is never shown).
+    pub async fn list_taps(&self, caller: &Caller, key: &str) -> Result<Vec<TapView>, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let pass = tx.get_temporary_access_pass(&user.id).await?;
+        Ok(pass.iter().map(|it| self.tap_view(it, policy.is_enabled, None)).collect())
+    }
+
+    /// `POST …/temporaryAccessPassMethods`: a new pass (replacing the user's previous one),
+    /// shown only in this response. Not for oneself; `authenticationMethods/create` on the target.
+    pub async fn create_tap(&self, caller: &Caller, key: &str, request: TapRequest) -> Result<TapView, AppError> {
+        let now = self.now();
+        let tx = self.write().await?;
+        let activity = Activity::AdminRegisteredSecurityInfo;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let plan = plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
+        let length = usize::try_from(policy.default_length).unwrap_or(8);
+        let secret = Secret::new(random_string(TAP_ALPHABET, length)?);
+        let pass = TemporaryAccessPass {
+            id: new_id(),
+            user_id: user.id.clone(),
+            pass_sha256: sha256(secret.expose().as_bytes()),
+            created: now,
+            start: plan.start,
+            lifetime_minutes: plan.lifetime_minutes,
+            is_usable_once: plan.is_usable_once,
+            used_at: None,
+        };
+        tx.put_temporary_access_pass(&pass).await?;
+        let text = |value: String| Some(json::string(&value));
+        let change = |name: &str, value: String| PropertyChange {
+            name: format!("TemporaryAccessPass.{name}"),
+            old_value: text(String::new()),
+            new_value: text(value),
+        };
+        let changes = vec![
+            change("Id", pass.id.to_string()),
+            change("StartDateTime", stamp(pass.start)),
+            change("EndDateTime", stamp(pass.start + Duration::minutes(pass.lifetime_minutes))),
+            change("AccessPassUsage", if pass.is_usable_once { "Once".into() } else { "Multiple".into() }),
+        ];
+        let mut record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user).with_changes(changes)],
+        );
+        record.result_reason = "Admin registered temporary access pass method for user".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(self.tap_view(&pass, policy.is_enabled, Some(secret)))
+    }
+
+    /// `DELETE …/temporaryAccessPassMethods/{id}`.
+    pub async fn delete_tap(&self, caller: &Caller, key: &str, id: &str) -> Result<(), AppError> {
+        let pass_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let tx = self.write().await?;
+        let activity = Activity::AdminDeletedSecurityInfo;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        if !tx.delete_temporary_access_pass(&user.id, Some(&pass_id)).await? {
+            return Err(AppError::NotFound(id.to_owned()));
+        }
+        let mut record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = "Admin deleted temporary access pass method for user".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `POST …/methods/28c10230-…/resetPassword`: sets `new_password` (checked against the
+    /// policy) or a generated one (returned once), and the user must change it at next sign-in.
+    /// Needs `users/password/update` and `authenticationMethods/basic/update` on the target; never
+    /// on one's own account. Audited as `Reset password (by admin)`.
+    pub async fn reset_password(
+        &self,
+        caller: &Caller,
+        key: &str,
+        new_password: Option<Secret>,
+    ) -> Result<PasswordReset, AppError> {
+        // Decide first, hash outside the write transaction (Argon2 takes tens of milliseconds).
+        let mut tx = self.read().await?;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
+            .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));
+        if let Err(err) = decision {
+            return Err(self
+                .refused(Some(tx), caller, Activity::ResetPasswordByAdmin, vec![TargetResource::user(&user)], err)
+                .await);
+        }
+        drop(tx);
+        let alias = user.user_principal_name.split('@').next().unwrap_or_default().to_owned();
+        let (chosen, generated) = match new_password {
+            Some(password) => {
+                password::check(password.expose(), &[&user.display_name, &alias])
+                    .map_err(|err| AppError::BadRequest(format!("The password does not meet the policy: {err}.")))?;
+                (password, false)
+            }
+            None => loop {
+                let candidate = Secret::new(random_string(PASSWORD_ALPHABET, 16)?);
+                if password::check(candidate.expose(), &[&user.display_name, &alias]).is_ok() {
+                    break (candidate, true);
+                }
+            },
+        };
+        let hash = self.inner.hasher.hash(chosen.expose()).await?;
+        let now = self.now();
+        let tx = self.write().await?;
+        let activity = Activity::ResetPasswordByAdmin;
+        let (mut tx, mut user) =
+            self.authorized_target(tx, caller, key, actions::USERS_PASSWORD_UPDATE, activity).await?;
+        tx.set_password_hash(&user.id, &hash).await?;
+        user.force_change_password_next_sign_in = true;
+        tx.update_user(&user).await?;
+        let operation_id = new_id();
+        tx.insert_reset_operation(&caller.tenant.id, &user.id, &operation_id, "succeeded", now).await?;
+        let change = PropertyChange {
+            name: "PasswordProfile.ForceChangePasswordNextSignIn".into(),
+            old_value: None,
+            new_value: Some("[true]".into()),
+        };
+        let mut record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user).with_changes(vec![change])],
+        );
+        record.result_reason = "Successfully completed reset.".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(PasswordReset { operation_id, generated: generated.then_some(chosen) })
+    }
+
+    /// `GET …/authentication/operations/{id}`: a password reset's status.
+    pub async fn reset_operation(
+        &self,
+        caller: &Caller,
+        key: &str,
+        id: &str,
+    ) -> Result<(String, OffsetDateTime), AppError> {
+        let operation = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        tx.get_reset_operation(&user.id, &operation).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
+    }
+}

@@ -1,0 +1,377 @@
+//! Graph's authentication-method API: `/users/{id}/authentication/methods`, `passwordMethods`
+//! with `resetPassword` and `operations`, `softwareOathMethods`, `temporaryAccessPassMethods`
+//! (entra.md §4).
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use keyward_app::{AppError, AuthMethod, OathView, TapView};
+use keyward_core::auth_methods::{PASSWORD_METHOD_ID, TapRequest};
+use keyward_core::secret::Secret;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use crate::context::{GraphCtx, entity};
+use crate::error::GraphError;
+use crate::graph::Body;
+use crate::openapi::{Api, Op};
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn password_json(created: Option<time::OffsetDateTime>) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.passwordAuthenticationMethod",
+        "id": PASSWORD_METHOD_ID,
+        "password": null,
+        "createdDateTime": created.map(rfc3339),
+    })
+}
+
+fn oath_json(view: &OathView) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.softwareOathAuthenticationMethod",
+        "id": view.id.as_str(),
+        "secretKey": null,
+        "createdDateTime": rfc3339(view.created),
+    })
+}
+
+fn tap_json(view: &TapView) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
+        "id": view.id.as_str(),
+        "temporaryAccessPass": view.pass.as_ref().map(Secret::expose),
+        "createdDateTime": rfc3339(view.created),
+        "startDateTime": rfc3339(view.start),
+        "lifetimeInMinutes": view.lifetime_minutes,
+        "isUsableOnce": view.is_usable_once,
+        "isUsable": view.usability.is_usable(),
+        "methodUsabilityReason": view.usability.as_str(),
+    })
+}
+
+fn method_json(method: &AuthMethod) -> Value {
+    match method {
+        AuthMethod::Password { created } => password_json(*created),
+        AuthMethod::SoftwareOath(view) => oath_json(view),
+        AuthMethod::TemporaryAccessPass(view) => tap_json(view),
+    }
+}
+
+fn list(ctx: &GraphCtx, key: &str, segment: &str, items: Vec<Value>) -> Response {
+    let context = format!("{}/$metadata#users('{key}')/authentication/{segment}", ctx.base());
+    crate::context::collection(context, items, None, None)
+}
+
+/// One method of a collection as an entity, or Graph's 404 naming `id`.
+fn one(ctx: &GraphCtx, key: &str, segment: &str, id: &str, found: Option<Value>) -> Result<Response, GraphError> {
+    let found = found.ok_or_else(|| ctx.err(AppError::NotFound(id.to_owned())))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/{segment}/$entity", ctx.base()),
+        found,
+        StatusCode::OK,
+    ))
+}
+
+fn me(ctx: &GraphCtx) -> Result<String, GraphError> {
+    ctx.caller.user().map(|it| it.id.to_string()).ok_or_else(|| {
+        ctx.err(AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
+    })
+}
+
+/// `GET /users/{id}/authentication/methods` — `users/authenticationMethods/standard/read` (or oneself).
+async fn list_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
+}
+
+/// `GET /me/authentication/methods`.
+async fn list_my_methods(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
+}
+
+/// `GET /users/{id}/authentication/passwordMethods`.
+async fn list_password_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let items = methods.iter().filter(|it| matches!(it, AuthMethod::Password { .. })).map(method_json).collect();
+    Ok(list(&ctx, &key, "passwordMethods", items))
+}
+
+/// `GET /users/{id}/authentication/passwordMethods/{method}`.
+async fn get_password_method(
+    ctx: GraphCtx,
+    Path((key, method)): Path<(String, String)>,
+) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let found = methods.iter().find(|it| matches!(it, AuthMethod::Password { .. }) && method == PASSWORD_METHOD_ID);
+    let found = found.ok_or_else(|| ctx.err(AppError::NotFound(method.clone())))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/passwordMethods/$entity", ctx.base()),
+        method_json(found),
+        StatusCode::OK,
+    ))
+}
+
+/// `POST …/methods/{id}/resetPassword` and `…/passwordMethods/{id}/resetPassword` (202) —
+/// `users/password/update` and `users/authenticationMethods/basic/update`; not on oneself.
+async fn reset_password(
+    ctx: GraphCtx,
+    Path((key, method)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Response, GraphError> {
+    if method != PASSWORD_METHOD_ID {
+        return Err(ctx.err(AppError::BadRequest(format!(
+            "resetPassword applies to the password method '{PASSWORD_METHOD_ID}' only."
+        ))));
+    }
+    let new_password = match body.get("newPassword") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(it)) => Some(Secret::new(it.clone())),
+        Some(_) => return Err(ctx.err(AppError::BadRequest("'newPassword' must be a string.".into()))),
+    };
+    let reset = ctx.state.app.reset_password(&ctx.caller, &key, new_password).await.map_err(|err| ctx.err(err))?;
+    let location = format!("{}/users/{key}/authentication/operations/{}", ctx.base(), reset.operation_id);
+    let body = match &reset.generated {
+        Some(password) => json!({
+            "@odata.context": format!("{}/$metadata#microsoft.graph.passwordResetResponse", ctx.base()),
+            "newPassword": password.expose(),
+        }),
+        None => json!({}),
+    };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `GET /users/{id}/authentication/operations/{id}`: a password reset's status.
+async fn get_operation(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    let (status, created) = ctx.state.app.reset_operation(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/operations/$entity", ctx.base()),
+        json!({
+            "@odata.type": "#microsoft.graph.longRunningOperation",
+            "id": id, "createdDateTime": rfc3339(created), "lastActionDateTime": rfc3339(created),
+            "status": status, "statusDetail": null, "resourceLocation": null,
+        }),
+        StatusCode::OK,
+    ))
+}
+
+/// `GET …/softwareOathMethods`.
+async fn list_oath(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    Ok(list(&ctx, &key, "softwareOathMethods", methods.iter().map(oath_json).collect()))
+}
+
+/// `GET …/softwareOathMethods/{id}`.
+async fn get_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let found = methods.iter().find(|it| it.id.as_str().eq_ignore_ascii_case(&id)).map(oath_json);
+    one(&ctx, &key, "softwareOathMethods", &id, found)
+}
+
+/// `DELETE …/softwareOathMethods/{id}` (204) — `users/authenticationMethods/delete`.
+async fn delete_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_software_oath(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET …/temporaryAccessPassMethods`.
+async fn list_taps(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    Ok(list(&ctx, &key, "temporaryAccessPassMethods", passes.iter().map(tap_json).collect()))
+}
+
+/// `GET …/temporaryAccessPassMethods/{id}`.
+async fn get_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let found = passes.iter().find(|it| it.id.as_str().eq_ignore_ascii_case(&id)).map(tap_json);
+    one(&ctx, &key, "temporaryAccessPassMethods", &id, found)
+}
+
+/// `POST …/temporaryAccessPassMethods` (201) — `users/authenticationMethods/create`; not for oneself.
+async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+    let mut request = TapRequest::default();
+    for (name, value) in object {
+        let bad = |what: &str| ctx.err(AppError::BadRequest(format!("Property '{name}' {what}.")));
+        match name.as_str() {
+            "@odata.type" => (),
+            "startDateTime" => {
+                let text = value.as_str().ok_or_else(|| bad("must be a date and time"))?;
+                request.start =
+                    Some(time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad("must be a date and time"))?);
+            }
+            "lifetimeInMinutes" => {
+                request.lifetime_minutes = Some(value.as_i64().ok_or_else(|| bad("must be an integer"))?)
+            }
+            "isUsableOnce" => {
+                request.is_usable_once = Some(value.as_bool().ok_or_else(|| bad("must be true or false"))?)
+            }
+            _ => return Err(bad("does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethod'")),
+        }
+    }
+    let created = ctx.state.app.create_tap(&ctx.caller, &key, request).await.map_err(|err| ctx.err(err))?;
+    let mut response = entity(
+        format!("{}/$metadata#users('{key}')/authentication/temporaryAccessPassMethods/$entity", ctx.base()),
+        tap_json(&created),
+        StatusCode::CREATED,
+    );
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `DELETE …/temporaryAccessPassMethods/{id}` (204) — `users/authenticationMethods/delete`.
+async fn delete_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_tap(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Registers the authentication-method routes.
+pub fn routes(api: Api) -> Api {
+    const READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
+    api.route(
+        "/users/{id}/authentication/methods",
+        get(list_methods),
+        Op::get("authentication", "List the user's authentication methods", READ, "AuthenticationMethodCollection")
+            .with_id(),
+    )
+    .route(
+        "/me/authentication/methods",
+        get(list_my_methods),
+        Op::get(
+            "authentication",
+            "List the signed-in user's authentication methods",
+            "(self)",
+            "AuthenticationMethodCollection",
+        ),
+    )
+    .route(
+        "/users/{id}/authentication/passwordMethods",
+        get(list_password_methods),
+        Op::get("authentication", "List the password method", READ, "AuthenticationMethodCollection").with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/passwordMethods/{method}",
+        get(get_password_method),
+        Op::get("authentication", "Get the password method", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/methods/{method}/resetPassword",
+        post(reset_password),
+        Op::post(
+            "authentication",
+            "Reset the user's password (202; with or without newPassword)",
+            "microsoft.directory/users/password/update",
+            "ResetPasswordRequest",
+            202,
+            "PasswordResetResponse",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/passwordMethods/{method}/resetPassword",
+        post(reset_password),
+        Op::post(
+            "authentication",
+            "Reset the user's password (202)",
+            "microsoft.directory/users/password/update",
+            "ResetPasswordRequest",
+            202,
+            "PasswordResetResponse",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/operations/{operation}",
+        get(get_operation),
+        Op::get("authentication", "A password reset's status", READ, "LongRunningOperation")
+            .with_id()
+            .with_param("operation"),
+    )
+    .route(
+        "/users/{id}/authentication/softwareOathMethods",
+        get(list_oath),
+        Op::get(
+            "authentication",
+            "List authenticator-app (software OATH) methods",
+            READ,
+            "AuthenticationMethodCollection",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/softwareOathMethods/{method}",
+        get(get_oath),
+        Op::get("authentication", "Get a software OATH method", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/softwareOathMethods/{method}",
+        delete(delete_oath),
+        Op::delete(
+            "authentication",
+            "Delete a software OATH method",
+            "microsoft.directory/users/authenticationMethods/delete",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/temporaryAccessPassMethods",
+        get(list_taps),
+        Op::get(
+            "authentication",
+            "List the Temporary Access Pass (the pass is never shown)",
+            READ,
+            "AuthenticationMethodCollection",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/temporaryAccessPassMethods",
+        post(create_tap),
+        Op::post(
+            "authentication",
+            "Create a Temporary Access Pass (shown only in this response; replaces the previous one)",
+            "microsoft.directory/users/authenticationMethods/create",
+            "TemporaryAccessPassRequest",
+            201,
+            "AuthenticationMethod",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/temporaryAccessPassMethods/{method}",
+        get(get_tap),
+        Op::get("authentication", "Get the Temporary Access Pass", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/temporaryAccessPassMethods/{method}",
+        delete(delete_tap),
+        Op::delete(
+            "authentication",
+            "Delete the Temporary Access Pass",
+            "microsoft.directory/users/authenticationMethods/delete",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+}

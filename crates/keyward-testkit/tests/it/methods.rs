@@ -1,0 +1,224 @@
+//! The authentication-method API through HTTP on both backends: the seed's service-desk story
+//! (a Privileged Authentication Administrator acting on a Global Administrator, an
+//! Authentication Administrator refused there but allowed on a regular user), Temporary Access
+//! Passes, resetPassword, software OATH methods, and their audit records.
+
+use keyward_core::authz::roles;
+use keyward_testkit::browser::Browser;
+use keyward_testkit::{Backend, DOMAIN, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
+
+async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String) {
+    let body = app.create_user(alias, &format!("{alias} Desk")).await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    if let Some(role) = role {
+        app.assign_role(&id, role, "/").await;
+    }
+    (id, app.token_for(&format!("{alias}@{DOMAIN}")).await)
+}
+
+async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> keyward_testkit::Reply {
+    app.send(method, path, Some(token), body.as_ref(), &[]).await
+}
+
+async fn service_desk_story(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (_, helpdesk) = user(&app, "helpdesk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (grace, _) = user(&app, "grace", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let (adele, adele_token) = user(&app, "adele", None).await;
+
+    // Find the Global Administrator by name, as the seed's service desk does.
+    let found = call(&app, &desk, Method::GET, "/v1.0/users?$filter=startswith(displayName,'grace')", None).await;
+    assert_eq!(found.body["value"][0]["id"], json!(grace), "{}", found.text);
+
+    // A pass for a Global Administrator: the Privileged Authentication Administrator may.
+    let taps = |id: &str| format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods");
+    let created =
+        call(&app, &desk, Method::POST, &taps(&grace), Some(json!({"lifetimeInMinutes": 120, "isUsableOnce": true})))
+            .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["@odata.type"], "#microsoft.graph.temporaryAccessPassAuthenticationMethod");
+    let pass = created.body["temporaryAccessPass"].as_str().expect("the pass, once").to_owned();
+    assert_eq!(pass.len(), 8);
+    assert_eq!(
+        (created.body["isUsable"].clone(), created.body["methodUsabilityReason"].clone()),
+        (json!(true), json!("EnabledByPolicy"))
+    );
+    assert_eq!(created.body["lifetimeInMinutes"], json!(120));
+    let listed = call(&app, &desk, Method::GET, &taps(&grace), None).await;
+    assert_eq!(listed.body["value"][0]["temporaryAccessPass"], Value::Null, "never shown again");
+    assert!(!listed.text.contains(&pass));
+    // A new pass replaces the old one.
+    let second = call(&app, &desk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    let listed = call(&app, &desk, Method::GET, &taps(&grace), None).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed.body["value"][0]["id"], second.body["id"]);
+
+    // The Authentication Administrator is refused for the Global Administrator, allowed for Adele.
+    let refused = call(&app, &helpdesk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "Authorization_RequestDenied");
+    let allowed = call(&app, &helpdesk, Method::POST, &taps(&adele), Some(json!({}))).await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.text);
+    let reregister = |id: &str| format!("/v1.0/users/{id}/authentication/requireMfaReregistration");
+    assert_eq!(call(&app, &helpdesk, Method::POST, &reregister(&grace), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, &helpdesk, Method::POST, &reregister(&adele), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, &desk, Method::POST, &reregister(&grace), None).await.status, StatusCode::NO_CONTENT);
+    let revoke = format!("/v1.0/users/{grace}/authentication/revokeMfaSessions");
+    assert_eq!(call(&app, &desk, Method::POST, &revoke, None).await.status, StatusCode::NO_CONTENT);
+    // Not for oneself, and not beyond the policy.
+    let desk_id = call(&app, &desk, Method::GET, "/v1.0/me", None).await.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(call(&app, &desk, Method::POST, &taps(&desk_id), Some(json!({}))).await.status, StatusCode::FORBIDDEN);
+    let too_long = call(&app, &desk, Method::POST, &taps(&adele), Some(json!({"lifetimeInMinutes": 481}))).await;
+    assert_eq!(too_long.status, StatusCode::BAD_REQUEST, "{}", too_long.text);
+    // Adele may not read another user's methods; a Global Reader may.
+    assert_eq!(
+        call(&app, &adele_token, Method::GET, &format!("/v1.0/users/{grace}/authentication/methods"), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let (_, reader) = user(&app, "reader", Some(roles::GLOBAL_READER)).await;
+    let methods = call(&app, &reader, Method::GET, &format!("/v1.0/users/{adele}/authentication/methods"), None).await;
+    assert_eq!(methods.status, StatusCode::OK, "{}", methods.text);
+    let types: Vec<&str> =
+        methods.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["#microsoft.graph.passwordAuthenticationMethod", "#microsoft.graph.temporaryAccessPassAuthenticationMethod"]
+    );
+    let mine = call(&app, &adele_token, Method::GET, "/v1.0/me/authentication/methods", None).await;
+    assert_eq!(mine.status, StatusCode::OK, "oneself: {}", mine.text);
+
+    // The pass signs Grace in (and counts as MFA).
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("grace@{DOMAIN}"))], &[]).await;
+    let page = browser
+        .submit(
+            &page,
+            "password",
+            &[("current-password", second.body["temporaryAccessPass"].as_str().expect("pass"))],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        page.title(),
+        "More information required",
+        "a Global Administrator without a method registers one: {}",
+        page.text()
+    );
+    // Deleting a pass; a second delete is 404.
+    let tap_id = second.body["id"].as_str().expect("id");
+    assert_eq!(
+        call(&app, &desk, Method::DELETE, &format!("{}/{tap_id}", taps(&grace)), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, &desk, Method::DELETE, &format!("{}/{tap_id}", taps(&grace)), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The audit trail: who did what to whom, with Entra's strings, and never the pass.
+    let audit = app
+        .get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{grace}')&$top=50"))
+        .await;
+    assert!(!audit.text.contains(&pass));
+    let records = audit.body["value"].as_array().expect("value");
+    let find = |activity: &str, result: &str| {
+        records.iter().find(|it| it["activityDisplayName"] == json!(activity) && it["result"] == json!(result)).cloned()
+    };
+    let registered = find("Admin registered security info", "success").expect("registered");
+    assert_eq!(registered["loggedByService"], "Authentication Methods");
+    assert_eq!(registered["category"], "UserManagement");
+    assert_eq!(registered["resultReason"], "Admin registered temporary access pass method for user");
+    assert_eq!(registered["initiatedBy"]["user"]["userPrincipalName"], json!(format!("desk@{DOMAIN}")));
+    let names: Vec<&str> = registered["targetResources"][0]["modifiedProperties"]
+        .as_array()
+        .expect("props")
+        .iter()
+        .filter_map(|it| it["displayName"].as_str())
+        .collect();
+    assert!(names.contains(&"TemporaryAccessPass.AccessPassUsage"), "{names:?}");
+    assert!(find("Admin registered security info", "failure").is_some(), "the refused attempt is recorded");
+    assert!(find("Admin deleted security info", "success").is_some());
+    let update = records
+        .iter()
+        .find(|it| {
+            it["activityDisplayName"] == json!("Update user") && it.to_string().contains("StrongAuthenticationMethod")
+        })
+        .expect("re-registration record");
+    assert_eq!(update["initiatedBy"]["user"]["userPrincipalName"], json!(format!("desk@{DOMAIN}")));
+}
+
+async fn reset_password_and_oath_methods(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, desk) = user(&app, "desk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (adele, _) = user(&app, "adele", None).await;
+    let reset = |id: &str| {
+        format!("/v1.0/users/{id}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword")
+    };
+
+    let generated = call(&app, &desk, Method::POST, &reset(&adele), Some(json!({}))).await;
+    assert_eq!(generated.status, StatusCode::ACCEPTED, "{}", generated.text);
+    let new_password = generated.body["newPassword"].as_str().expect("generated password").to_owned();
+    let location = generated.headers.get("location").and_then(|it| it.to_str().ok()).expect("Location").to_owned();
+    assert!(location.contains(&format!("/users/{adele}/authentication/operations/")), "{location}");
+    let operation = call(&app, &desk, Method::GET, &location, None).await;
+    assert_eq!(operation.body["status"], "succeeded", "{}", operation.text);
+    // The user signs in with it and must change it.
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", &new_password)], &[]).await;
+    assert_eq!(page.title(), "Update your password", "{}", page.text());
+
+    let chosen =
+        call(&app, &desk, Method::POST, &reset(&adele), Some(json!({"newPassword": "Orchard-Velvet-Compass-31"})))
+            .await;
+    assert_eq!(chosen.status, StatusCode::ACCEPTED);
+    assert!(chosen.body.get("newPassword").is_none(), "{}", chosen.text);
+    let weak = call(&app, &desk, Method::POST, &reset(&adele), Some(json!({"newPassword": "password"}))).await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&app, &desk, Method::POST, &reset(&desk_id), Some(json!({}))).await.status,
+        StatusCode::FORBIDDEN,
+        "not on one's own account"
+    );
+    let passwords =
+        call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/passwordMethods"), None).await;
+    assert_eq!(passwords.body["value"][0]["id"], "28c10230-6103-485e-b985-444c60001490");
+    assert_eq!(passwords.body["value"][0]["password"], Value::Null);
+    let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}') and activityDisplayName eq 'Reset password (by admin)'")).await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(2), "{}", audit.text);
+    assert!(!audit.text.contains(&new_password));
+
+    // Software OATH methods: list, get, delete (an authenticator registered through the pages).
+    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
+    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    let (megan, _) = user(&app, "megan", None).await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("megan@{DOMAIN}"))], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    let page = browser.submit(&page, "more_info", &[], &[]).await;
+    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let code = keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+    let page = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert_eq!(page.title(), "My account");
+    let oath = format!("/v1.0/users/{megan}/authentication/softwareOathMethods");
+    let listed = call(&app, &desk, Method::GET, &oath, None).await;
+    assert_eq!(listed.body["value"][0]["@odata.type"], "#microsoft.graph.softwareOathAuthenticationMethod");
+    assert_eq!(listed.body["value"][0]["secretKey"], Value::Null);
+    let id = listed.body["value"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(call(&app, &desk, Method::GET, &format!("{oath}/{id}"), None).await.status, StatusCode::OK);
+    assert_eq!(call(&app, &desk, Method::DELETE, &format!("{oath}/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, &desk, Method::GET, &oath, None).await.body["value"].as_array().map(Vec::len), Some(0));
+}
+
+crate::on_both_backends!(service_desk_story, reset_password_and_oath_methods);
