@@ -6,7 +6,10 @@
 
 use aws_lc_rs::digest;
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::auth_methods::{TapRequest, plan_tap};
+use keyward_core::auth_methods::{
+    EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_phone_number, plan_tap,
+    validate_phone_number,
+};
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{PropertyChange, User};
 use keyward_core::ids::ObjectId;
@@ -40,10 +43,19 @@ pub struct OathView {
     pub created: OffsetDateTime,
 }
 
+/// A phone method (its number masked for `restrictedRead` holders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneView {
+    pub phone_type: PhoneType,
+    pub number: String,
+}
+
 /// One of a user's authentication methods.
 #[derive(Debug, Clone)]
 pub enum AuthMethod {
     Password { created: Option<OffsetDateTime> },
+    Phone(PhoneView),
+    Email { address: String },
     SoftwareOath(OathView),
     TemporaryAccessPass(TapView),
 }
@@ -64,17 +76,46 @@ fn stamp(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
+/// The user's phone methods, masked if asked.
+async fn phones(tx: &mut dyn Tx, user: &User, masked: bool) -> Result<Vec<PhoneView>, AppError> {
+    let mut res: Vec<PhoneView> = tx
+        .list_phone_methods(&user.id)
+        .await?
+        .into_iter()
+        .filter_map(|(kind, number)| {
+            let phone_type = PhoneType::parse(&kind)?;
+            Some(PhoneView { phone_type, number: if masked { mask_phone_number(&number) } else { number } })
+        })
+        .collect();
+    res.sort_by_key(|it| it.phone_type);
+    Ok(res)
+}
+
 impl App {
     /// Loads the target for a read of its methods: oneself always; others need `standard/read`
     /// or `standard/restrictedRead`.
     async fn methods_target(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<User, AppError> {
+        Ok(self.methods_target_masked(tx, caller, key).await?.0)
+    }
+
+    /// Like `methods_target`, also saying whether the caller reads with `restrictedRead` only
+    /// (phone numbers are then masked).
+    async fn methods_target_masked(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<(User, bool), AppError> {
         let user = resolve_user(tx, &caller.tenant, key).await?;
-        if user.id != *caller.id() {
-            let facts = user_facts(tx, &caller.tenant, &user).await?;
-            require(caller, actions::USERS_AUTH_METHODS_READ, Target::User(&facts))
-                .or_else(|_| require(caller, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&facts)))?;
+        if user.id == *caller.id() {
+            return Ok((user, false));
         }
-        Ok(user)
+        let facts = user_facts(tx, &caller.tenant, &user).await?;
+        if require(caller, actions::USERS_AUTH_METHODS_READ, Target::User(&facts)).is_ok() {
+            return Ok((user, false));
+        }
+        require(caller, actions::USERS_AUTH_METHODS_RESTRICTED_READ, Target::User(&facts))?;
+        Ok((user, true))
     }
 
     fn tap_view(&self, pass: &TemporaryAccessPass, policy_enabled: bool, secret: Option<Secret>) -> TapView {
@@ -99,10 +140,16 @@ impl App {
     /// `GET /users/{id}/authentication/methods`.
     pub async fn list_auth_methods(&self, caller: &Caller, key: &str) -> Result<Vec<AuthMethod>, AppError> {
         let mut tx = self.read().await?;
-        let user = self.methods_target(&mut *tx, caller, key).await?;
+        let (user, masked) = self.methods_target_masked(&mut *tx, caller, key).await?;
         let mut res = Vec::new();
         if tx.get_password_hash(&user.id).await?.is_some() {
             res.push(AuthMethod::Password { created: None });
+        }
+        for phone in phones(&mut *tx, &user, masked).await? {
+            res.push(AuthMethod::Phone(phone));
+        }
+        if let Some(address) = tx.get_email_method(&user.id).await? {
+            res.push(AuthMethod::Email { address });
         }
         for method in tx.list_software_oath_methods(&user.id).await? {
             res.push(AuthMethod::SoftwareOath(OathView { id: method.id, created: method.created }));
@@ -112,6 +159,143 @@ impl App {
             res.push(AuthMethod::TemporaryAccessPass(self.tap_view(&pass, policy.is_enabled, None)));
         }
         Ok(res)
+    }
+
+    /// `GET …/phoneMethods`.
+    pub async fn list_phones(&self, caller: &Caller, key: &str) -> Result<Vec<PhoneView>, AppError> {
+        let mut tx = self.read().await?;
+        let (user, masked) = self.methods_target_masked(&mut *tx, caller, key).await?;
+        phones(&mut *tx, &user, masked).await
+    }
+
+    /// `POST …/phoneMethods` (create, one per type) and `PATCH …/phoneMethods/{id}` (update the
+    /// number of an existing type; `is_update`). Needs `authenticationMethods/create` or
+    /// `basic/update` on the target.
+    pub async fn put_phone(
+        &self,
+        caller: &Caller,
+        key: &str,
+        phone_type: PhoneType,
+        number: &str,
+        is_update: bool,
+    ) -> Result<PhoneView, AppError> {
+        validate_phone_number(number).map_err(AppError::BadRequest)?;
+        let now = self.now();
+        let tx = self.write().await?;
+        let (action, activity) = if is_update {
+            (actions::USERS_AUTH_METHODS_UPDATE, Activity::AdminUpdatedSecurityInfo)
+        } else {
+            (actions::USERS_AUTH_METHODS_CREATE, Activity::AdminRegisteredSecurityInfo)
+        };
+        let (mut tx, user) = self.authorized_target(tx, caller, key, action, activity).await?;
+        let existing: Vec<PhoneType> =
+            phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
+        if is_update {
+            if !existing.contains(&phone_type) {
+                return Err(AppError::NotFound(phone_type.id().to_owned()));
+            }
+        } else {
+            check_phone_add(&existing, phone_type).map_err(AppError::BadRequest)?;
+        }
+        tx.put_phone_method(&user.id, phone_type.as_str(), number, now).await?;
+        let verb = if is_update { "updated" } else { "registered" };
+        let mut record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = format!("Admin {verb} phone method for user");
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(PhoneView { phone_type, number: number.to_owned() })
+    }
+
+    /// `DELETE …/phoneMethods/{id}`.
+    pub async fn delete_phone(&self, caller: &Caller, key: &str, phone_type: PhoneType) -> Result<(), AppError> {
+        let tx = self.write().await?;
+        let activity = Activity::AdminDeletedSecurityInfo;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        let existing: Vec<PhoneType> =
+            phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
+        if !existing.contains(&phone_type) {
+            return Err(AppError::NotFound(phone_type.id().to_owned()));
+        }
+        check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
+        tx.delete_phone_method(&user.id, phone_type.as_str()).await?;
+        let mut record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = "Admin deleted phone method for user".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `GET …/emailMethods`.
+    pub async fn get_email(&self, caller: &Caller, key: &str) -> Result<Option<String>, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        Ok(tx.get_email_method(&user.id).await?)
+    }
+
+    /// `POST …/emailMethods` (one per user) and `PATCH …/emailMethods/{id}`.
+    pub async fn put_email(&self, caller: &Caller, key: &str, address: &str, is_update: bool) -> Result<(), AppError> {
+        let valid = address.len() <= 256
+            && address.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+            && !address.chars().any(|it| it.is_whitespace() || it.is_control());
+        if !valid {
+            return Err(AppError::BadRequest(format!("'{address}' is not a valid email address.")));
+        }
+        let now = self.now();
+        let tx = self.write().await?;
+        let (action, activity) = if is_update {
+            (actions::USERS_AUTH_METHODS_UPDATE, Activity::AdminUpdatedSecurityInfo)
+        } else {
+            (actions::USERS_AUTH_METHODS_CREATE, Activity::AdminRegisteredSecurityInfo)
+        };
+        let (mut tx, user) = self.authorized_target(tx, caller, key, action, activity).await?;
+        let exists = tx.get_email_method(&user.id).await?.is_some();
+        match (is_update, exists) {
+            (false, true) => {
+                return Err(AppError::BadRequest("The user already has an email method; update it instead.".into()));
+            }
+            (true, false) => return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned())),
+            _ => (),
+        }
+        tx.put_email_method(&user.id, address, now).await?;
+        let verb = if is_update { "updated" } else { "registered" };
+        let mut record = caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = format!("Admin {verb} email method for user");
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `DELETE …/emailMethods/{id}`.
+    pub async fn delete_email(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let tx = self.write().await?;
+        let activity = Activity::AdminDeletedSecurityInfo;
+        let (mut tx, user) =
+            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        if !tx.delete_email_method(&user.id).await? {
+            return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
+        }
+        let mut record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(&user)],
+        );
+        record.result_reason = "Admin deleted email method for user".into();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// `GET …/softwareOathMethods`.

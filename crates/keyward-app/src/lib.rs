@@ -32,7 +32,7 @@ use keyward_store::{Store, Tx};
 
 pub use crate::applications::{ApplicationDraft, ApplicationView, KeyCredentialDraft, NewPassword};
 pub use crate::audit_log::ChainReport;
-pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, TapView};
+pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, PhoneView, TapView};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;

@@ -247,7 +247,16 @@ impl App {
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, Activity::UpdateUser).await?;
         let methods = tx.list_software_oath_methods(&user.id).await?;
         tx.delete_software_oath_methods(&user.id, None).await?;
-        let old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
+        // Entra deletes phone numbers too; passkeys, email and the password stay.
+        let phones = tx.list_phone_methods(&user.id).await?;
+        for (kind, _) in &phones {
+            tx.delete_phone_method(&user.id, kind).await?;
+        }
+        let mut old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
+        old.extend(phones.iter().map(|(kind, _)| {
+            let method = if kind == "mobile" { "OneWaySMS" } else { "TwoWayVoiceMobile" };
+            format!("{{\"MethodType\":\"{method}\"}}")
+        }));
         let change = PropertyChange {
             name: "StrongAuthenticationMethod".into(),
             old_value: Some(format!("[{}]", old.join(","))),

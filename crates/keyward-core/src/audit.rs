@@ -57,6 +57,8 @@ pub enum Activity {
     AdminRegisteredSecurityInfo,
     /// `Admin deleted security info` (Authentication Methods).
     AdminDeletedSecurityInfo,
+    /// `Admin updated security info` (Authentication Methods).
+    AdminUpdatedSecurityInfo,
     /// `Reset password (by admin)` (Self-service Password Management).
     ResetPasswordByAdmin,
 }
@@ -110,6 +112,7 @@ impl Activity {
             Activity::UpdateApplicationCredentials => "Update application – Certificates and secrets management ",
             Activity::AdminRegisteredSecurityInfo => "Admin registered security info",
             Activity::AdminDeletedSecurityInfo => "Admin deleted security info",
+            Activity::AdminUpdatedSecurityInfo => "Admin updated security info",
             Activity::ResetPasswordByAdmin => "Reset password (by admin)",
         }
     }
@@ -127,6 +130,7 @@ impl Activity {
             | Activity::DisableStrongAuthentication
             | Activity::AdminRegisteredSecurityInfo
             | Activity::AdminDeletedSecurityInfo
+            | Activity::AdminUpdatedSecurityInfo
             | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
@@ -161,7 +165,8 @@ impl Activity {
             Activity::UserRegisteredSecurityInfo
             | Activity::AuthenticationMethodsPolicyUpdate
             | Activity::AdminRegisteredSecurityInfo
-            | Activity::AdminDeletedSecurityInfo => "Authentication Methods",
+            | Activity::AdminDeletedSecurityInfo
+            | Activity::AdminUpdatedSecurityInfo => "Authentication Methods",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             _ => "Core Directory",
@@ -200,7 +205,7 @@ impl Activity {
                 "Add"
             }
             Activity::AdminDeletedSecurityInfo => "Delete",
-            Activity::ResetPasswordByAdmin => "Update",
+            Activity::ResetPasswordByAdmin | Activity::AdminUpdatedSecurityInfo => "Update",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",

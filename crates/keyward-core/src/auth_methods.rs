@@ -84,3 +84,127 @@ mod tests {
         assert!(plan_tap(&one_time, TapRequest::default(), NOW).is_ok_and(|it| it.is_usable_once));
     }
 }
+
+/// The id of the email method (one per user).
+pub const EMAIL_METHOD_ID: &str = "3ddfcfc8-9383-446f-83cc-3ab9be4be18f";
+
+/// A phone method's type; each has a fixed id and a user has at most one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PhoneType {
+    Mobile,
+    AlternateMobile,
+    Office,
+}
+
+impl PhoneType {
+    pub const ALL: [PhoneType; 3] = [PhoneType::Mobile, PhoneType::AlternateMobile, PhoneType::Office];
+
+    /// Graph's `phoneType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneType::Mobile => "mobile",
+            PhoneType::AlternateMobile => "alternateMobile",
+            PhoneType::Office => "office",
+        }
+    }
+
+    /// The method's fixed id (entra.md §4.2).
+    pub fn id(self) -> &'static str {
+        match self {
+            PhoneType::Mobile => "3179e48a-750b-4051-897c-87b9720928f7",
+            PhoneType::AlternateMobile => "b6332ec1-7057-4abe-9331-3d72feddfe41",
+            PhoneType::Office => "e37fc753-ff3b-4958-9484-eaa9425c82bc",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PhoneType> {
+        PhoneType::ALL.into_iter().find(|it| it.as_str().eq_ignore_ascii_case(text))
+    }
+
+    pub fn from_id(id: &str) -> Option<PhoneType> {
+        PhoneType::ALL.into_iter().find(|it| it.id().eq_ignore_ascii_case(id))
+    }
+}
+
+/// Checks Graph's phone number format, `+{country code} {number}` with an optional
+/// `x{extension}`: a 1–3 digit country code, 4–15 digits, an extension of up to 6 digits.
+pub fn validate_phone_number(number: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "Invalid phone number '{number}': use the format '+{{country code}} {{number}}', optionally followed by \
+             'x{{extension}}', for example '+1 2065555555' or '+1 5555551234x123'."
+        )
+    };
+    let rest = number.strip_prefix('+').ok_or_else(bad)?;
+    let (country, rest) = rest.split_once(' ').ok_or_else(bad)?;
+    let (main, extension) = match rest.split_once('x') {
+        Some((main, extension)) => (main, Some(extension)),
+        None => (rest, None),
+    };
+    let digits = |text: &str, range: std::ops::RangeInclusive<usize>| {
+        range.contains(&text.len()) && text.bytes().all(|it| it.is_ascii_digit())
+    };
+    if digits(country, 1..=3) && digits(main, 4..=15) && extension.is_none_or(|it| digits(it, 1..=6)) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// What holders of `restrictedRead` see of a phone number: the country code and the last two
+/// digits (`+1 XXXXXXXX12`).
+pub fn mask_phone_number(number: &str) -> String {
+    let Some((country, rest)) = number.split_once(' ') else { return "XXXXXXXX".into() };
+    let main = rest.split('x').next().unwrap_or_default();
+    let keep = main.len().min(2);
+    format!("{country} {}{}", "X".repeat(main.len() - keep), &main[main.len() - keep..])
+}
+
+/// Whether a phone of `kind` may be added to a user who has `existing`: one per type, and an
+/// alternate mobile needs a mobile.
+pub fn check_phone_add(existing: &[PhoneType], kind: PhoneType) -> Result<(), String> {
+    if existing.contains(&kind) {
+        return Err(format!("The user already has a phone method of type '{}'; update it instead.", kind.as_str()));
+    }
+    if kind == PhoneType::AlternateMobile && !existing.contains(&PhoneType::Mobile) {
+        return Err("An alternateMobile phone needs a mobile phone first.".into());
+    }
+    Ok(())
+}
+
+/// Whether a phone of `kind` may be deleted: not the mobile while an alternate mobile exists.
+pub fn check_phone_delete(existing: &[PhoneType], kind: PhoneType) -> Result<(), String> {
+    if kind == PhoneType::Mobile && existing.contains(&PhoneType::AlternateMobile) {
+        return Err("Delete the alternateMobile phone before the mobile phone.".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod phone_tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers_follow_graphs_format() {
+        for good in ["+1 2065555555", "+1 5555551234x123", "+44 2071234567", "+358 401234567"] {
+            assert!(validate_phone_number(good).is_ok(), "{good}");
+        }
+        for bad in ["2065555555", "+1 206", "+1 206-555-5555", "+1234 2065555555", "+1 2065555555x", "+12065555555"] {
+            assert!(validate_phone_number(bad).is_err(), "{bad}");
+        }
+        assert_eq!(mask_phone_number("+1 2065555512"), "+1 XXXXXXXX12");
+        assert_eq!(mask_phone_number("+1 5555551234x123"), "+1 XXXXXXXX34");
+    }
+
+    #[test]
+    fn one_phone_per_type_and_the_alternate_needs_the_mobile() {
+        use PhoneType::*;
+        assert!(check_phone_add(&[], Mobile).is_ok());
+        assert!(check_phone_add(&[Mobile], Mobile).is_err());
+        assert!(check_phone_add(&[], AlternateMobile).is_err());
+        assert!(check_phone_add(&[Mobile], AlternateMobile).is_ok());
+        assert!(check_phone_delete(&[Mobile, AlternateMobile], Mobile).is_err());
+        assert!(check_phone_delete(&[Mobile, AlternateMobile], AlternateMobile).is_ok());
+        assert_eq!(PhoneType::from_id("3179E48A-750B-4051-897C-87B9720928F7"), Some(Mobile));
+    }
+}

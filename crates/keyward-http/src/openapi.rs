@@ -208,6 +208,8 @@ fn schemas() -> Value {
             "codeAttemptLimit": {"type": "integer"},
         }},
         "Empty": {"type": "object"},
+        "PhoneMethod": {"type": "object", "properties": {"phoneNumber": string, "phoneType": {"type": "string", "enum": ["mobile", "alternateMobile", "office"]}}},
+        "EmailMethod": {"type": "object", "required": ["emailAddress"], "properties": {"emailAddress": string}},
         "AuthenticationMethod": {"type": "object", "properties": {"@odata.type": string, "id": string}},
         "AuthenticationMethodCollection": collection("AuthenticationMethod"),
         "ResetPasswordRequest": {"type": "object", "properties": {"newPassword": {"type": "string", "writeOnly": true}}},

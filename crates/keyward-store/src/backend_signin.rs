@@ -254,6 +254,71 @@ macro_rules! impl_sign_in_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn list_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<(String, String)>, StoreError> {
+                let rows = sqlx::query("SELECT phone_type, phone_number FROM phone_methods WHERE user_id = $1 ORDER BY phone_type")
+                    .bind(user.as_str())
+                    .fetch_all(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                rows.iter().map(|row| Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?))).collect()
+            }
+
+            async fn put_phone_method(&mut self, user: &ObjectId, phone_type: &str, number: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO phone_methods (user_id, phone_type, phone_number, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, phone_type) DO UPDATE SET phone_number = excluded.phone_number",
+                )
+                .bind(user.as_str())
+                .bind(phone_type)
+                .bind(number)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_phone_method(&mut self, user: &ObjectId, phone_type: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM phone_methods WHERE user_id = $1 AND phone_type = $2")
+                    .bind(user.as_str())
+                    .bind(phone_type)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn get_email_method(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {
+                sqlx::query_scalar("SELECT email_address FROM email_methods WHERE user_id = $1")
+                    .bind(user.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)
+            }
+
+            async fn put_email_method(&mut self, user: &ObjectId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO email_methods (user_id, email_address, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id) DO UPDATE SET email_address = excluded.email_address",
+                )
+                .bind(user.as_str())
+                .bind(address)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_email_method(&mut self, user: &ObjectId) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM email_methods WHERE user_id = $1")
+                    .bind(user.as_str())
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn insert_reset_operation(&mut self, tenant: &ObjectId, user: &ObjectId, id: &ObjectId, status: &str, at: OffsetDateTime) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO password_reset_operations (id, tenant_id, user_id, status, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(id.as_str())

@@ -530,6 +530,22 @@ pub trait SignInStore: Send {
         user: &ObjectId,
         id: Option<&ObjectId>,
     ) -> Result<bool, StoreError>;
+    /// The user's phone methods: `(phoneType, phoneNumber)` in type order.
+    async fn list_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<(String, String)>, StoreError>;
+    /// Adds or replaces the user's phone of a type.
+    async fn put_phone_method(
+        &mut self,
+        user: &ObjectId,
+        phone_type: &str,
+        number: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Deletes the user's phone of a type; whether one was deleted.
+    async fn delete_phone_method(&mut self, user: &ObjectId, phone_type: &str) -> Result<bool, StoreError>;
+    /// The user's email method address.
+    async fn get_email_method(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError>;
+    async fn put_email_method(&mut self, user: &ObjectId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    async fn delete_email_method(&mut self, user: &ObjectId) -> Result<bool, StoreError>;
     /// Records a password reset operation (`status`: `succeeded`).
     async fn insert_reset_operation(
         &mut self,

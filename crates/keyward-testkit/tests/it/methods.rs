@@ -221,4 +221,132 @@ async fn reset_password_and_oath_methods(backend: Backend) {
     assert_eq!(call(&app, &desk, Method::GET, &oath, None).await.body["value"].as_array().map(Vec::len), Some(0));
 }
 
-crate::on_both_backends!(service_desk_story, reset_password_and_oath_methods);
+async fn phone_and_email_methods(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (_, helpdesk) = user(&app, "helpdesk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (adele, _) = user(&app, "adele", None).await;
+    let phones = format!("/v1.0/users/{adele}/authentication/phoneMethods");
+    const MOBILE: &str = "3179e48a-750b-4051-897c-87b9720928f7";
+    const ALTERNATE: &str = "b6332ec1-7057-4abe-9331-3d72feddfe41";
+
+    let alternate_first = call(
+        &app,
+        &desk,
+        Method::POST,
+        &phones,
+        Some(json!({"phoneNumber": "+1 2065555566", "phoneType": "alternateMobile"})),
+    )
+    .await;
+    assert_eq!(alternate_first.status, StatusCode::BAD_REQUEST, "an alternate mobile needs a mobile");
+    let bad_number =
+        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "206-555-5555", "phoneType": "mobile"})))
+            .await;
+    assert_eq!(bad_number.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad_number.body["error"]["message"].as_str().is_some_and(|it| it.contains("+{country code}")),
+        "{}",
+        bad_number.text
+    );
+    let mobile =
+        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "+1 2065555512", "phoneType": "mobile"})))
+            .await;
+    assert_eq!(mobile.status, StatusCode::CREATED, "{}", mobile.text);
+    assert_eq!((mobile.body["id"].clone(), mobile.body["phoneType"].clone()), (json!(MOBILE), json!("mobile")));
+    let again =
+        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "+1 2065555599", "phoneType": "mobile"})))
+            .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "one phone per type");
+    let alternate = call(
+        &app,
+        &desk,
+        Method::POST,
+        &phones,
+        Some(json!({"phoneNumber": "+44 2071234567", "phoneType": "alternateMobile"})),
+    )
+    .await;
+    assert_eq!(alternate.status, StatusCode::CREATED);
+    assert_eq!(alternate.body["id"], json!(ALTERNATE));
+    // The Privileged Authentication Administrator reads the numbers; the Authentication
+    // Administrator (restrictedRead) sees them masked.
+    let full = call(&app, &desk, Method::GET, &phones, None).await;
+    assert_eq!(full.body["value"][0]["phoneNumber"], "+1 2065555512", "{}", full.text);
+    let masked = call(&app, &helpdesk, Method::GET, &phones, None).await;
+    assert_eq!(masked.body["value"][0]["phoneNumber"], "+1 XXXXXXXX12", "{}", masked.text);
+    assert!(!masked.text.contains("2065555512"));
+    let changed =
+        call(&app, &desk, Method::PATCH, &format!("{phones}/{MOBILE}"), Some(json!({"phoneNumber": "+1 4255550100"})))
+            .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text);
+    let retype = call(
+        &app,
+        &desk,
+        Method::PATCH,
+        &format!("{phones}/{MOBILE}"),
+        Some(json!({"phoneType": "office", "phoneNumber": "+1 4255550100"})),
+    )
+    .await;
+    assert_eq!(retype.status, StatusCode::BAD_REQUEST, "phoneType cannot change");
+    assert_eq!(
+        call(&app, &desk, Method::DELETE, &format!("{phones}/{MOBILE}"), None).await.status,
+        StatusCode::BAD_REQUEST,
+        "not the mobile while an alternate exists"
+    );
+
+    let emails = format!("/v1.0/users/{adele}/authentication/emailMethods");
+    let email = call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "adele@home.example"}))).await;
+    assert_eq!(email.status, StatusCode::CREATED, "{}", email.text);
+    assert_eq!(email.body["id"], "3ddfcfc8-9383-446f-83cc-3ab9be4be18f");
+    assert_eq!(
+        call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "b@home.example"}))).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "not an address"}))).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let all = call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/methods"), None).await;
+    let types: Vec<&str> =
+        all.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "#microsoft.graph.passwordAuthenticationMethod",
+            "#microsoft.graph.phoneAuthenticationMethod",
+            "#microsoft.graph.phoneAuthenticationMethod",
+            "#microsoft.graph.emailAuthenticationMethod"
+        ]
+    );
+    let fido = call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/fido2Methods"), None).await;
+    assert_eq!(fido.body["value"], json!([]));
+
+    // Re-registration deletes the phones; the email method and the password stay.
+    let reply =
+        call(&app, &desk, Method::POST, &format!("/v1.0/users/{adele}/authentication/requireMfaReregistration"), None)
+            .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, &desk, Method::GET, &phones, None).await.body["value"], json!([]));
+    assert_eq!(call(&app, &desk, Method::GET, &emails, None).await.body["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        call(&app, &desk, Method::DELETE, &format!("{emails}/3ddfcfc8-9383-446f-83cc-3ab9be4be18f"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let audit = app
+        .get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}')&$top=50"))
+        .await;
+    for reason in [
+        "Admin registered phone method for user",
+        "Admin updated phone method for user",
+        "Admin registered email method for user",
+        "Admin deleted email method for user",
+    ] {
+        assert!(audit.text.contains(reason), "{reason}");
+    }
+    assert!(
+        !audit.text.contains("2065555512") && !audit.text.contains("adele@home.example"),
+        "no numbers or addresses in audit values"
+    );
+}
+
+crate::on_both_backends!(service_desk_story, reset_password_and_oath_methods, phone_and_email_methods);
