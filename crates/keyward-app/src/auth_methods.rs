@@ -92,6 +92,27 @@ async fn phones(tx: &mut dyn Tx, user: &User, masked: bool) -> Result<Vec<PhoneV
 }
 
 impl App {
+    /// Writes the audit record of a change to a user's methods (with Entra's `resultReason`) and
+    /// commits the change with it.
+    async fn commit_method_change(
+        &self,
+        mut tx: Box<dyn Tx>,
+        caller: &Caller,
+        user: &User,
+        activity: Activity,
+        reason: &str,
+    ) -> Result<(), AppError> {
+        let mut record = caller.audit(self.now()).success(
+            audit_id(&caller.meta.correlation_id),
+            activity,
+            vec![TargetResource::user(user)],
+        );
+        record.result_reason = reason.to_owned();
+        tx.insert_audit(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Loads the target for a read of its methods: oneself always; others need `standard/read`
     /// or `standard/restrictedRead`.
     async fn methods_target(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<User, AppError> {
@@ -223,15 +244,7 @@ impl App {
         }
         check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
         tx.delete_phone_method(&user.id, phone_type.as_str()).await?;
-        let mut record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = "Admin deleted phone method for user".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_method_change(tx, caller, &user, activity, "Admin deleted phone method for user").await
     }
 
     /// `GET …/emailMethods`.
@@ -267,15 +280,7 @@ impl App {
         }
         tx.put_email_method(&user.id, address, now).await?;
         let verb = if is_update { "updated" } else { "registered" };
-        let mut record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = format!("Admin {verb} email method for user");
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_method_change(tx, caller, &user, activity, &format!("Admin {verb} email method for user")).await
     }
 
     /// `DELETE …/emailMethods/{id}`.
@@ -287,15 +292,7 @@ impl App {
         if !tx.delete_email_method(&user.id).await? {
             return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
         }
-        let mut record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = "Admin deleted email method for user".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_method_change(tx, caller, &user, activity, "Admin deleted email method for user").await
     }
 
     /// `GET …/softwareOathMethods`.
@@ -317,15 +314,8 @@ impl App {
             keyward_store::StoreError::NotFound => AppError::NotFound(id.to_owned()),
             other => other.into(),
         })?;
-        let mut record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = "Admin deleted Software OATH token method for user".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_method_change(tx, caller, &user, activity, "Admin deleted Software OATH token method for user")
+            .await
     }
 
     /// `GET …/temporaryAccessPassMethods` (the pass itself is never shown).
@@ -393,15 +383,8 @@ impl App {
         if !tx.delete_temporary_access_pass(&user.id, Some(&pass_id)).await? {
             return Err(AppError::NotFound(id.to_owned()));
         }
-        let mut record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = "Admin deleted temporary access pass method for user".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_method_change(tx, caller, &user, activity, "Admin deleted temporary access pass method for user")
+            .await
     }
 
     /// `POST …/methods/28c10230-…/resetPassword`: sets `new_password` (checked against the
