@@ -1,0 +1,121 @@
+"""The authentication-method API driven by the Microsoft Graph Python SDK (msgraph-sdk).
+
+A Privileged Authentication Administrator (token from `keyward token`) lists a Global
+Administrator's methods, creates a Temporary Access Pass (shown once), revokes sessions; an
+Authentication Administrator's refused call surfaces as the SDK's `ODataError`. Keyward's two
+extensions (`requireMfaReregistration`, `revokeMfaSessions`) and per-user MFA (beta, not in the
+v1.0 SDK) go over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import pytest
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.temporary_access_pass_authentication_method import (
+    TemporaryAccessPassAuthenticationMethod,
+)
+
+from keyward_harness import DOMAIN, KeywardServer, graph_client, run
+
+PASSWORD = "Tq7-harbour-Lantern-92!"
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
+AUTHENTICATION_ADMINISTRATOR = "c4e39bd9-1100-46d3-8c65-fb160da0071f"
+
+
+def make_user(server: KeywardServer, alias: str, role: str | None) -> tuple[str, str]:
+    """Creates a user (with a role) and returns (id, a token for it)."""
+    with server.raw_http() as http:
+        reply = http.post(
+            f"{server.base_url}/users",
+            json={
+                "accountEnabled": True,
+                "displayName": f"{alias} Methods",
+                "mailNickname": alias,
+                "userPrincipalName": f"{alias}@{DOMAIN}",
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
+            },
+        )
+        assert reply.status_code == 201, reply.text
+        user_id = reply.json()["id"]
+        if role is not None:
+            assigned = http.post(
+                f"{server.base_url}/roleManagement/directory/roleAssignments",
+                json={"principalId": user_id, "roleDefinitionId": role, "directoryScopeId": "/"},
+            )
+            assert assigned.status_code == 201, assigned.text
+    result = subprocess.run(
+        [str(server.binary), "token", "--data-dir", str(server.data_dir), "--upn", f"{alias}@{DOMAIN}", "--public-url", server.public_url],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return user_id, result.stdout.strip()
+
+
+def test_service_desk_operations_through_the_sdk(keyward: KeywardServer) -> None:
+    _, desk = make_user(keyward, "sdkdesk", PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)
+    _, helpdesk = make_user(keyward, "sdkhelp", AUTHENTICATION_ADMINISTRATOR)
+    grace, _ = make_user(keyward, "sdkgrace", GLOBAL_ADMINISTRATOR)
+
+    async def as_desk() -> tuple[list[str], str, bool]:
+        async with graph_client(keyward, desk) as graph:
+            target = graph.users.by_user_id(grace)
+            created = await target.authentication.temporary_access_pass_methods.post(
+                TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60, is_usable_once=True)
+            )
+            methods = await target.authentication.methods.get()
+            types = [it.odata_type for it in methods.value]
+            listed = await target.authentication.temporary_access_pass_methods.get()
+            assert listed.value[0].temporary_access_pass is None, "the pass is shown once"
+            revoked = await target.revoke_sign_in_sessions.post()
+            return types, created.temporary_access_pass, revoked.value
+
+    types, pass_text, revoked = run(as_desk())
+    assert len(pass_text) == 8
+    assert types == [
+        "#microsoft.graph.passwordAuthenticationMethod",
+        "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
+    ], types
+    assert revoked is True
+
+    async def as_helpdesk() -> None:
+        async with graph_client(keyward, helpdesk) as graph:
+            await graph.users.by_user_id(grace).authentication.temporary_access_pass_methods.post(
+                TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60)
+            )
+
+    with pytest.raises(ODataError) as refused:
+        run(as_helpdesk())
+    assert refused.value.response_status_code == 403
+    assert refused.value.error.code == "Authorization_RequestDenied"
+
+    # Keyward's extensions and per-user MFA (beta) over plain HTTP with the same token.
+    with httpx.Client(verify=keyward.ssl_context(), trust_env=False, headers={"Authorization": f"Bearer {desk}"}) as http:
+        for action in ("requireMfaReregistration", "revokeMfaSessions"):
+            reply = http.post(f"{keyward.base_url}/users/{grace}/authentication/{action}")
+            assert reply.status_code == 204, reply.text
+        # The Privileged Authentication Administrator cannot manage per-user MFA (entra.md §3.3).
+        reply = http.patch(f"{keyward.public_url}/beta/users/{grace}/authentication/requirements", json={"perUserMfaState": "enabled"})
+        assert reply.status_code == 403, reply.text
+    with keyward.raw_http() as http:
+        reply = http.patch(f"{keyward.public_url}/beta/users/{grace}/authentication/requirements", json={"perUserMfaState": "enabled"})
+        assert reply.status_code == 204, reply.text
+        audit = http.get(
+            f"{keyward.base_url}/auditLogs/directoryAudits",
+            params={"$filter": f"targetResources/any(t:t/id eq '{grace}')", "$top": "50"},
+        ).json()["value"]
+    activities = {it["activityDisplayName"] for it in audit}
+    for expected in (
+        "Admin registered security info",
+        "Update StsRefreshTokenValidFrom Timestamp",
+        "Update user",
+        "Enable Strong Authentication",
+    ):
+        assert expected in activities, (expected, activities)
+    assert all(pass_text not in str(it) for it in audit)
