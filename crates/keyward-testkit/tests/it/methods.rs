@@ -20,13 +20,69 @@ async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String
     (id, app.token_for(&format!("{alias}@{DOMAIN}")).await)
 }
 
+/// An access token from the OpenID Connect provider, after signing in through the pages with a
+/// password and a newly registered authenticator app (the user holds a privileged role, so MFA
+/// is required): the way the seed's service desk signs in.
+async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const REDIRECT: &str = "http://localhost:43210/";
+    let mut browser = Browser::new(&app.base_url);
+    let path = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT),
+        keyward_app::url_encode("openid https://graph.microsoft.com/.default"),
+    );
+    let page = browser.get(&path).await;
+    let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let page = browser.submit(&page, "more_info", &[], &[]).await;
+    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let code = keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+    let done = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    let query = done.path.split_once('?').expect("redirect with a code").1.to_owned();
+    let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("client_id", "keyward-cli"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let response = app
+        .client
+        .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", app.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("token request");
+    let tokens: Value = response.json().await.expect("json");
+    tokens["access_token"].as_str().expect("access token").to_owned()
+}
+
 async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> keyward_testkit::Reply {
     app.send(method, path, Some(token), body.as_ref(), &[]).await
 }
 
 async fn service_desk_story(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (_, desk) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (_, _) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    // The service desk signs in with MFA through the OpenID Connect provider.
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let amr = {
+        use base64::Engine;
+        let payload = desk.split('.').nth(1).expect("payload");
+        let claims: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("b64"))
+                .expect("json");
+        claims["amr"].clone()
+    };
+    assert!(amr.as_array().is_some_and(|it| it.contains(&json!("mfa"))), "{amr}");
     let (_, helpdesk) = user(&app, "helpdesk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
     let (grace, _) = user(&app, "grace", Some(roles::GLOBAL_ADMINISTRATOR)).await;
     let (adele, adele_token) = user(&app, "adele", None).await;
