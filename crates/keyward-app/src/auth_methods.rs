@@ -68,6 +68,61 @@ pub struct PasswordReset {
     pub generated: Option<Secret>,
 }
 
+/// Whose methods a change is about: a user an administrator names, or the caller's own (`/me`,
+/// self-service, which needs MFA within the last ten minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who<'a> {
+    User(&'a str),
+    Me,
+}
+
+/// The kind of change to a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Register,
+    Update,
+    Delete,
+}
+
+impl Change {
+    fn action(self) -> &'static str {
+        match self {
+            Change::Register => actions::USERS_AUTH_METHODS_CREATE,
+            Change::Update => actions::USERS_AUTH_METHODS_UPDATE,
+            Change::Delete => actions::USERS_AUTH_METHODS_DELETE,
+        }
+    }
+
+    fn activity(self, who: Who<'_>) -> Activity {
+        match (self, who) {
+            (Change::Register, Who::User(_)) => Activity::AdminRegisteredSecurityInfo,
+            (Change::Update, Who::User(_)) => Activity::AdminUpdatedSecurityInfo,
+            (Change::Delete, Who::User(_)) => Activity::AdminDeletedSecurityInfo,
+            (Change::Register, Who::Me) => Activity::UserRegisteredSecurityInfo,
+            (Change::Update, Who::Me) => Activity::UserUpdatedSecurityInfo,
+            (Change::Delete, Who::Me) => Activity::UserDeletedSecurityInfo,
+        }
+    }
+
+    /// Entra's `resultReason` ("Admin registered … method for user"; the user's own changes
+    /// read "User registered … method").
+    fn reason(self, who: Who<'_>, method: &str) -> String {
+        let verb = match self {
+            Change::Register => "registered",
+            Change::Update => "updated",
+            Change::Delete => "deleted",
+        };
+        match who {
+            Who::User(_) => format!("Admin {verb} {method} method for user"),
+            Who::Me => format!("User {verb} {method} method"),
+        }
+    }
+}
+
+/// How recent a sign-in with MFA self-service changes need (entra.md §9.3: users with a method
+/// must do MFA before changing their security info).
+const RECENT_MFA: Duration = Duration::minutes(10);
+
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
 }
@@ -111,6 +166,46 @@ impl App {
         tx.insert_audit(&record).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Opens the write transaction of a change to `who`'s methods and checks it: an
+    /// administrator needs the change's action on the target (never on oneself for a
+    /// registration); a user changing their own methods needs MFA within the last ten minutes.
+    async fn change_target(
+        &self,
+        caller: &Caller,
+        who: Who<'_>,
+        change: Change,
+    ) -> Result<(Box<dyn Tx>, User, Activity), AppError> {
+        let activity = change.activity(who);
+        let tx = self.write().await?;
+        match who {
+            Who::User(key) => {
+                let (tx, user) = self.authorized_target(tx, caller, key, change.action(), activity).await?;
+                Ok((tx, user, activity))
+            }
+            Who::Me => {
+                let user = caller.user().ok_or_else(crate::directory::only_delegated)?;
+                let now = self.now();
+                let recent = caller
+                    .authentication
+                    .as_ref()
+                    .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= RECENT_MFA);
+                if !recent {
+                    let err = AppError::Forbidden {
+                        rule: "recent-mfa",
+                        message: "Changing your security info needs multi-factor authentication within the last 10 minutes. Sign in again with your second factor.",
+                    };
+                    return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
+                }
+                let mut tx = tx;
+                let fresh = tx
+                    .get_user(&caller.tenant.id, &user.id)
+                    .await?
+                    .ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+                Ok((tx, fresh, activity))
+            }
+        }
     }
 
     /// Loads the target for a read of its methods: oneself always; others need `standard/read`
@@ -190,25 +285,19 @@ impl App {
     }
 
     /// `POST …/phoneMethods` (create, one per type) and `PATCH …/phoneMethods/{id}` (update the
-    /// number of an existing type; `is_update`). Needs `authenticationMethods/create` or
-    /// `basic/update` on the target.
+    /// number of an existing type; `is_update`).
     pub async fn put_phone(
         &self,
         caller: &Caller,
-        key: &str,
+        who: Who<'_>,
         phone_type: PhoneType,
         number: &str,
         is_update: bool,
     ) -> Result<PhoneView, AppError> {
         validate_phone_number(number).map_err(AppError::BadRequest)?;
         let now = self.now();
-        let tx = self.write().await?;
-        let (action, activity) = if is_update {
-            (actions::USERS_AUTH_METHODS_UPDATE, Activity::AdminUpdatedSecurityInfo)
-        } else {
-            (actions::USERS_AUTH_METHODS_CREATE, Activity::AdminRegisteredSecurityInfo)
-        };
-        let (mut tx, user) = self.authorized_target(tx, caller, key, action, activity).await?;
+        let change = if is_update { Change::Update } else { Change::Register };
+        let (mut tx, user, activity) = self.change_target(caller, who, change).await?;
         let existing: Vec<PhoneType> =
             phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
         if is_update {
@@ -219,24 +308,13 @@ impl App {
             check_phone_add(&existing, phone_type).map_err(AppError::BadRequest)?;
         }
         tx.put_phone_method(&user.id, phone_type.as_str(), number, now).await?;
-        let verb = if is_update { "updated" } else { "registered" };
-        let mut record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user)],
-        );
-        record.result_reason = format!("Admin {verb} phone method for user");
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        self.commit_method_change(tx, caller, &user, activity, &change.reason(who, "phone")).await?;
         Ok(PhoneView { phone_type, number: number.to_owned() })
     }
 
     /// `DELETE …/phoneMethods/{id}`.
-    pub async fn delete_phone(&self, caller: &Caller, key: &str, phone_type: PhoneType) -> Result<(), AppError> {
-        let tx = self.write().await?;
-        let activity = Activity::AdminDeletedSecurityInfo;
-        let (mut tx, user) =
-            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+    pub async fn delete_phone(&self, caller: &Caller, who: Who<'_>, phone_type: PhoneType) -> Result<(), AppError> {
+        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
         let existing: Vec<PhoneType> =
             phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
         if !existing.contains(&phone_type) {
@@ -244,7 +322,7 @@ impl App {
         }
         check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
         tx.delete_phone_method(&user.id, phone_type.as_str()).await?;
-        self.commit_method_change(tx, caller, &user, activity, "Admin deleted phone method for user").await
+        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "phone")).await
     }
 
     /// `GET …/emailMethods`.
@@ -255,7 +333,13 @@ impl App {
     }
 
     /// `POST …/emailMethods` (one per user) and `PATCH …/emailMethods/{id}`.
-    pub async fn put_email(&self, caller: &Caller, key: &str, address: &str, is_update: bool) -> Result<(), AppError> {
+    pub async fn put_email(
+        &self,
+        caller: &Caller,
+        who: Who<'_>,
+        address: &str,
+        is_update: bool,
+    ) -> Result<(), AppError> {
         let valid = address.len() <= 256
             && address.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
             && !address.chars().any(|it| it.is_whitespace() || it.is_control());
@@ -263,13 +347,8 @@ impl App {
             return Err(AppError::BadRequest(format!("'{address}' is not a valid email address.")));
         }
         let now = self.now();
-        let tx = self.write().await?;
-        let (action, activity) = if is_update {
-            (actions::USERS_AUTH_METHODS_UPDATE, Activity::AdminUpdatedSecurityInfo)
-        } else {
-            (actions::USERS_AUTH_METHODS_CREATE, Activity::AdminRegisteredSecurityInfo)
-        };
-        let (mut tx, user) = self.authorized_target(tx, caller, key, action, activity).await?;
+        let change = if is_update { Change::Update } else { Change::Register };
+        let (mut tx, user, activity) = self.change_target(caller, who, change).await?;
         let exists = tx.get_email_method(&user.id).await?.is_some();
         match (is_update, exists) {
             (false, true) => {
@@ -279,20 +358,16 @@ impl App {
             _ => (),
         }
         tx.put_email_method(&user.id, address, now).await?;
-        let verb = if is_update { "updated" } else { "registered" };
-        self.commit_method_change(tx, caller, &user, activity, &format!("Admin {verb} email method for user")).await
+        self.commit_method_change(tx, caller, &user, activity, &change.reason(who, "email")).await
     }
 
     /// `DELETE …/emailMethods/{id}`.
-    pub async fn delete_email(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
-        let tx = self.write().await?;
-        let activity = Activity::AdminDeletedSecurityInfo;
-        let (mut tx, user) =
-            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+    pub async fn delete_email(&self, caller: &Caller, who: Who<'_>) -> Result<(), AppError> {
+        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
         if !tx.delete_email_method(&user.id).await? {
             return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
         }
-        self.commit_method_change(tx, caller, &user, activity, "Admin deleted email method for user").await
+        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "email")).await
     }
 
     /// `GET …/softwareOathMethods`.
@@ -304,18 +379,14 @@ impl App {
     }
 
     /// `DELETE …/softwareOathMethods/{id}`: `authenticationMethods/delete` on the target.
-    pub async fn delete_software_oath(&self, caller: &Caller, key: &str, id: &str) -> Result<(), AppError> {
+    pub async fn delete_software_oath(&self, caller: &Caller, who: Who<'_>, id: &str) -> Result<(), AppError> {
         let method_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-        let tx = self.write().await?;
-        let activity = Activity::AdminDeletedSecurityInfo;
-        let (mut tx, user) =
-            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
         tx.delete_software_oath_methods(&user.id, Some(&method_id)).await.map_err(|err| match err {
             keyward_store::StoreError::NotFound => AppError::NotFound(id.to_owned()),
             other => other.into(),
         })?;
-        self.commit_method_change(tx, caller, &user, activity, "Admin deleted Software OATH token method for user")
-            .await
+        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "Software OATH token")).await
     }
 
     /// `GET …/temporaryAccessPassMethods` (the pass itself is never shown).

@@ -32,7 +32,7 @@ use keyward_store::{Store, Tx};
 
 pub use crate::applications::{ApplicationDraft, ApplicationView, KeyCredentialDraft, NewPassword};
 pub use crate::audit_log::ChainReport;
-pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, PhoneView, TapView};
+pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, PhoneView, TapView, Who};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
@@ -100,6 +100,8 @@ pub struct Caller {
     /// The token's delegated permissions (`scp`); `None` for app-only tokens, which act with the
     /// service principal's directory roles alone.
     pub scopes: Option<Vec<String>>,
+    /// For delegated tokens from the sign-in: when the user authenticated, and with what (`amr`).
+    pub authentication: Option<(time::OffsetDateTime, Vec<String>)>,
 }
 
 impl Caller {

@@ -811,8 +811,13 @@ impl App {
         }
         let amr: Vec<String> = grant.amr.split_whitespace().map(str::to_owned).collect();
         let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
-        let access =
-            UserAccess { client_id: &client.client_id, scp: &api, amr: &amr, pass_expires_at: grant.pass_expires_at };
+        let access = UserAccess {
+            client_id: &client.client_id,
+            scp: &api,
+            amr: &amr,
+            pass_expires_at: grant.pass_expires_at,
+            auth_time: Some(grant.auth_time),
+        };
         let access_token = self.sign_user_access_token(tenant, &user, &access).await?;
         let mut lifetime = self.inner.config.access_token_lifetime.whole_seconds();
         if let Some(end) = grant.pass_expires_at {

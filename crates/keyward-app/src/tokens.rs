@@ -45,6 +45,9 @@ pub struct AccessClaims {
     pub amr: Option<Vec<String>>,
     pub wids: Vec<String>,
     pub uti: String,
+    /// When the user authenticated (unix time), for tokens from the sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
     /// Keyward: tokens obtained with a Temporary Access Pass end with it (unix time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xms_tap_exp: Option<i64>,
@@ -59,6 +62,7 @@ pub(crate) struct UserAccess<'a> {
     pub scp: &'a [String],
     pub amr: &'a [String],
     pub pass_expires_at: Option<time::OffsetDateTime>,
+    pub auth_time: Option<time::OffsetDateTime>,
 }
 
 impl App {
@@ -76,6 +80,7 @@ impl App {
             scp: &scopes,
             amr: &["pwd".to_owned()],
             pass_expires_at: None,
+            auth_time: None,
         };
         self.sign_user_access_token(tenant, user, &access).await
     }
@@ -114,6 +119,7 @@ impl App {
             amr: Some(access.amr.to_vec()),
             wids,
             uti: uuid::Uuid::new_v4().simple().to_string(),
+            auth_time: access.auth_time.map(|it| it.unix_timestamp()),
             xms_tap_exp: access.pass_expires_at.map(|it| it.unix_timestamp()),
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
@@ -149,6 +155,7 @@ impl App {
             amr: None,
             wids,
             uti: uuid::Uuid::new_v4().simple().to_string(),
+            auth_time: None,
             xms_tap_exp: None,
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
@@ -243,7 +250,7 @@ impl App {
                 if claims.iat < user.sign_in_sessions_valid_from.unix_timestamp() {
                     return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
                 }
-                let scopes = claims.scp.unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+                let scopes = claims.scp.clone().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
                 (Principal::User(Box::new(user)), Some(scopes))
             }
         };
@@ -251,7 +258,11 @@ impl App {
             Principal::User(user) => load_actor(&mut *tx, &tenant, &user.id).await?,
             Principal::App(app) => load_actor(&mut *tx, &tenant, &app.id).await?,
         };
-        Ok(Caller { tenant, principal, actor, meta, scopes })
+        let authentication = claims
+            .auth_time
+            .and_then(|it| time::OffsetDateTime::from_unix_timestamp(it).ok())
+            .map(|at| (at, claims.amr.clone().unwrap_or_default()));
+        Ok(Caller { tenant, principal, actor, meta, scopes, authentication })
     }
 
     /// The published signing keys.

@@ -61,6 +61,10 @@ pub enum Activity {
     AdminUpdatedSecurityInfo,
     /// `Reset password (by admin)` (Self-service Password Management).
     ResetPasswordByAdmin,
+    /// `User deleted security info` (Authentication Methods).
+    UserDeletedSecurityInfo,
+    /// `User updated security info` (Authentication Methods).
+    UserUpdatedSecurityInfo,
 }
 
 impl Activity {
@@ -114,6 +118,8 @@ impl Activity {
             Activity::AdminDeletedSecurityInfo => "Admin deleted security info",
             Activity::AdminUpdatedSecurityInfo => "Admin updated security info",
             Activity::ResetPasswordByAdmin => "Reset password (by admin)",
+            Activity::UserDeletedSecurityInfo => "User deleted security info",
+            Activity::UserUpdatedSecurityInfo => "User updated security info",
         }
     }
 
@@ -131,6 +137,8 @@ impl Activity {
             | Activity::AdminRegisteredSecurityInfo
             | Activity::AdminDeletedSecurityInfo
             | Activity::AdminUpdatedSecurityInfo
+            | Activity::UserDeletedSecurityInfo
+            | Activity::UserUpdatedSecurityInfo
             | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
@@ -166,7 +174,9 @@ impl Activity {
             | Activity::AuthenticationMethodsPolicyUpdate
             | Activity::AdminRegisteredSecurityInfo
             | Activity::AdminDeletedSecurityInfo
-            | Activity::AdminUpdatedSecurityInfo => "Authentication Methods",
+            | Activity::AdminUpdatedSecurityInfo
+            | Activity::UserDeletedSecurityInfo
+            | Activity::UserUpdatedSecurityInfo => "Authentication Methods",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             _ => "Core Directory",
@@ -204,8 +214,10 @@ impl Activity {
             Activity::UserRegisteredSecurityInfo | Activity::AddApplication | Activity::AdminRegisteredSecurityInfo => {
                 "Add"
             }
-            Activity::AdminDeletedSecurityInfo => "Delete",
-            Activity::ResetPasswordByAdmin | Activity::AdminUpdatedSecurityInfo => "Update",
+            Activity::AdminDeletedSecurityInfo | Activity::UserDeletedSecurityInfo => "Delete",
+            Activity::ResetPasswordByAdmin | Activity::AdminUpdatedSecurityInfo | Activity::UserUpdatedSecurityInfo => {
+                "Update"
+            }
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",

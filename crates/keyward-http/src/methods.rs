@@ -6,7 +6,7 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use keyward_app::{AppError, AuthMethod, OathView, PhoneView, TapView};
+use keyward_app::{AppError, AuthMethod, OathView, PhoneView, TapView, Who};
 use keyward_core::auth_methods::{EMAIL_METHOD_ID, PASSWORD_METHOD_ID, PhoneType, TapRequest};
 use keyward_core::secret::Secret;
 use serde_json::{Value, json};
@@ -227,7 +227,12 @@ fn phone_body(ctx: &GraphCtx, body: &Value, is_update: bool) -> Result<(Option<P
 async fn create_phone(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let (kind, number) = phone_body(&ctx, &body, false)?;
     let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
-    let phone = ctx.state.app.put_phone(&ctx.caller, &key, kind, &number, false).await.map_err(|err| ctx.err(err))?;
+    let phone = ctx
+        .state
+        .app
+        .put_phone(&ctx.caller, Who::User(&key), kind, &number, false)
+        .await
+        .map_err(|err| ctx.err(err))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/phoneMethods/$entity", ctx.base()),
         phone_json(&phone),
@@ -243,14 +248,14 @@ async fn update_phone(
 ) -> Result<Response, GraphError> {
     let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
     let (_, number) = phone_body(&ctx, &body, true)?;
-    ctx.state.app.put_phone(&ctx.caller, &key, kind, &number, true).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.put_phone(&ctx.caller, Who::User(&key), kind, &number, true).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE …/phoneMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_phone(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
     let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
-    ctx.state.app.delete_phone(&ctx.caller, &key, kind).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_phone(&ctx.caller, Who::User(&key), kind).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -277,7 +282,7 @@ fn email_address(ctx: &GraphCtx, body: &Value) -> Result<String, GraphError> {
 /// `POST …/emailMethods` (201) — `users/authenticationMethods/create`.
 async fn create_email(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let address = email_address(&ctx, &body)?;
-    ctx.state.app.put_email(&ctx.caller, &key, &address, false).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.put_email(&ctx.caller, Who::User(&key), &address, false).await.map_err(|err| ctx.err(err))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/emailMethods/$entity", ctx.base()),
         email_json(&address),
@@ -295,7 +300,7 @@ async fn update_email(
         return Err(ctx.err(AppError::NotFound(id)));
     }
     let address = email_address(&ctx, &body)?;
-    ctx.state.app.put_email(&ctx.caller, &key, &address, true).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.put_email(&ctx.caller, Who::User(&key), &address, true).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -304,7 +309,7 @@ async fn delete_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) ->
     if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
         return Err(ctx.err(AppError::NotFound(id)));
     }
-    ctx.state.app.delete_email(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_email(&ctx.caller, Who::User(&key)).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -336,7 +341,7 @@ async fn get_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Res
 
 /// `DELETE …/softwareOathMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_software_oath(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_software_oath(&ctx.caller, Who::User(&key), &id).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -393,10 +398,127 @@ async fn delete_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> R
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+// Self-service on `/me/authentication/…`: reads for any signed-in user; changes need MFA within
+// the last ten minutes (checked by the app layer).
+
+/// `GET /me/authentication/phoneMethods`.
+async fn list_my_phones(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    list_phones(ctx, Path(key)).await
+}
+
+/// `POST /me/authentication/phoneMethods` (201).
+async fn create_my_phone(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    let (kind, number) = phone_body(&ctx, &body, false)?;
+    let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
+    let phone =
+        ctx.state.app.put_phone(&ctx.caller, Who::Me, kind, &number, false).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/phoneMethods/$entity", ctx.base()),
+        phone_json(&phone),
+        StatusCode::CREATED,
+    ))
+}
+
+/// `DELETE /me/authentication/phoneMethods/{id}` (204).
+async fn delete_my_phone(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
+    ctx.state.app.delete_phone(&ctx.caller, Who::Me, kind).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /me/authentication/emailMethods`.
+async fn list_my_emails(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    list_emails(ctx, Path(key)).await
+}
+
+/// `POST /me/authentication/emailMethods` (201).
+async fn create_my_email(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    let address = email_address(&ctx, &body)?;
+    ctx.state.app.put_email(&ctx.caller, Who::Me, &address, false).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/emailMethods/$entity", ctx.base()),
+        email_json(&address),
+        StatusCode::CREATED,
+    ))
+}
+
+/// `DELETE /me/authentication/emailMethods/{id}` (204).
+async fn delete_my_email(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
+        return Err(ctx.err(AppError::NotFound(id)));
+    }
+    ctx.state.app.delete_email(&ctx.caller, Who::Me).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /me/authentication/softwareOathMethods`.
+async fn list_my_oath(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = me(&ctx)?;
+    list_oath(ctx, Path(key)).await
+}
+
+/// `DELETE /me/authentication/softwareOathMethods/{id}` (204).
+async fn delete_my_oath(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_software_oath(&ctx.caller, Who::Me, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Registers the authentication-method routes.
 pub fn routes(api: Api) -> Api {
     const READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
+    const SELF: &str = "(self; changes need MFA within 10 minutes)";
     let api = api
+        .route(
+            "/me/authentication/phoneMethods",
+            get(list_my_phones),
+            Op::get("authentication", "List your phone methods", SELF, "AuthenticationMethodCollection"),
+        )
+        .route(
+            "/me/authentication/phoneMethods",
+            post(create_my_phone),
+            Op::post(
+                "authentication",
+                "Add a phone method to your account",
+                SELF,
+                "PhoneMethod",
+                201,
+                "AuthenticationMethod",
+            ),
+        )
+        .route(
+            "/me/authentication/phoneMethods/{method}",
+            delete(delete_my_phone),
+            Op::delete("authentication", "Delete one of your phone methods", SELF).with_param("method"),
+        )
+        .route(
+            "/me/authentication/emailMethods",
+            get(list_my_emails),
+            Op::get("authentication", "Your email method", SELF, "AuthenticationMethodCollection"),
+        )
+        .route(
+            "/me/authentication/emailMethods",
+            post(create_my_email),
+            Op::post("authentication", "Add your email method", SELF, "EmailMethod", 201, "AuthenticationMethod"),
+        )
+        .route(
+            "/me/authentication/emailMethods/{method}",
+            delete(delete_my_email),
+            Op::delete("authentication", "Delete your email method", SELF).with_param("method"),
+        )
+        .route(
+            "/me/authentication/softwareOathMethods",
+            get(list_my_oath),
+            Op::get("authentication", "Your authenticator apps", SELF, "AuthenticationMethodCollection"),
+        )
+        .route(
+            "/me/authentication/softwareOathMethods/{method}",
+            delete(delete_my_oath),
+            Op::delete("authentication", "Delete one of your authenticator apps", SELF).with_param("method"),
+        )
         .route(
             "/users/{id}/authentication/phoneMethods",
             get(list_phones),

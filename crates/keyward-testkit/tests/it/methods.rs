@@ -405,4 +405,47 @@ async fn phone_and_email_methods(backend: Backend) {
     );
 }
 
-crate::on_both_backends!(service_desk_story, reset_password_and_oath_methods, phone_and_email_methods);
+async fn self_service_needs_recent_mfa(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
+    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    let (_, script_token) = user(&app, "selfie", None).await;
+    let fresh = token_with_mfa(&app, &format!("selfie@{DOMAIN}")).await;
+    let phones = "/v1.0/me/authentication/phoneMethods";
+    let body = json!({"phoneNumber": "+1 2065550123", "phoneType": "mobile"});
+    // A token without a recent MFA sign-in (here one from `keyward token`) may read, not change.
+    assert_eq!(call(&app, &script_token, Method::GET, phones, None).await.status, StatusCode::OK);
+    let refused = call(&app, &script_token, Method::POST, phones, Some(body.clone())).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("10 minutes")), "{}", refused.text);
+    let added = call(&app, &fresh, Method::POST, phones, Some(body.clone())).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let mine = call(&app, &fresh, Method::GET, "/v1.0/me/authentication/softwareOathMethods", None).await;
+    let oath_id = mine.body["value"][0]["id"].as_str().expect("the authenticator registered at sign-in").to_owned();
+    // Eleven minutes later the same token may no longer change security info.
+    app.clock.advance(time::Duration::minutes(11));
+    let late =
+        call(&app, &fresh, Method::DELETE, &format!("/v1.0/me/authentication/softwareOathMethods/{oath_id}"), None)
+            .await;
+    assert_eq!(late.status, StatusCode::FORBIDDEN, "{}", late.text);
+    let audit =
+        app.get("/v1.0/auditLogs/directoryAudits?$filter=startswith(activityDisplayName,'User ')&$top=50").await;
+    let records = audit.body["value"].as_array().expect("value");
+    let registered = records
+        .iter()
+        .find(|it| {
+            it["activityDisplayName"] == json!("User registered security info")
+                && it["resultReason"] == json!("User registered phone method")
+        })
+        .expect("self-service record");
+    assert_eq!(registered["initiatedBy"]["user"]["userPrincipalName"], json!(format!("selfie@{DOMAIN}")));
+    let failures = records.iter().filter(|it| it["result"] == json!("failure")).count();
+    assert_eq!(failures, 2, "both refusals are recorded: {}", audit.text);
+}
+
+crate::on_both_backends!(
+    service_desk_story,
+    reset_password_and_oath_methods,
+    phone_and_email_methods,
+    self_service_needs_recent_mfa,
+);
