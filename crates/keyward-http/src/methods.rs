@@ -313,18 +313,29 @@ async fn delete_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) ->
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET …/fido2Methods`: passkeys are not registered by Keyward yet, so the list is checked for
-/// access and empty.
-async fn list_fido2(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
-    Ok(list(&ctx, &key, "fido2Methods", Vec::new()))
+/// Collections of method types Keyward does not register (yet): passkeys (FIDO2), Microsoft
+/// Authenticator, Windows Hello for Business, platform credentials. Reads are authorised like
+/// any method read and answer an empty collection; an item is a 404.
+macro_rules! empty_collection {
+    ($list:ident, $item:ident, $segment:literal) => {
+        #[doc = concat!("`GET …/", $segment, "`: always empty.")]
+        async fn $list(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+            ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+            Ok(list(&ctx, &key, $segment, Vec::new()))
+        }
+
+        #[doc = concat!("`GET` and `DELETE …/", $segment, "/{id}`: no such method.")]
+        async fn $item(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+            ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+            Err(ctx.err(AppError::NotFound(id)))
+        }
+    };
 }
 
-/// `GET …/fido2Methods/{id}` and `DELETE`: no passkey exists.
-async fn fido2_method(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
-    Err(ctx.err(AppError::NotFound(id)))
-}
+empty_collection!(list_fido2, fido2_method, "fido2Methods");
+empty_collection!(list_authenticator, authenticator_method, "microsoftAuthenticatorMethods");
+empty_collection!(list_hello, hello_method, "windowsHelloForBusinessMethods");
+empty_collection!(list_platform, platform_method, "platformCredentialMethods");
 
 /// `GET …/softwareOathMethods`.
 async fn list_oath(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
@@ -472,6 +483,55 @@ pub fn routes(api: Api) -> Api {
     const READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
     const SELF: &str = "(self; changes need MFA within 10 minutes)";
     let api = api
+        .route(
+            "/users/{id}/authentication/microsoftAuthenticatorMethods",
+            get(list_authenticator),
+            Op::get(
+                "authentication",
+                "Microsoft Authenticator methods (none: Keyward registers authenticator apps as software OATH)",
+                READ,
+                "AuthenticationMethodCollection",
+            )
+            .with_id(),
+        )
+        .route(
+            "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
+            get(authenticator_method).delete(authenticator_method),
+            Op::get("authentication", "A Microsoft Authenticator method", READ, "AuthenticationMethod")
+                .with_id()
+                .with_param("method"),
+        )
+        .route(
+            "/users/{id}/authentication/windowsHelloForBusinessMethods",
+            get(list_hello),
+            Op::get(
+                "authentication",
+                "Windows Hello for Business methods (none)",
+                READ,
+                "AuthenticationMethodCollection",
+            )
+            .with_id(),
+        )
+        .route(
+            "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
+            get(hello_method).delete(hello_method),
+            Op::get("authentication", "A Windows Hello for Business method", READ, "AuthenticationMethod")
+                .with_id()
+                .with_param("method"),
+        )
+        .route(
+            "/users/{id}/authentication/platformCredentialMethods",
+            get(list_platform),
+            Op::get("authentication", "Platform credential methods (none)", READ, "AuthenticationMethodCollection")
+                .with_id(),
+        )
+        .route(
+            "/users/{id}/authentication/platformCredentialMethods/{method}",
+            get(platform_method).delete(platform_method),
+            Op::get("authentication", "A platform credential method", READ, "AuthenticationMethod")
+                .with_id()
+                .with_param("method"),
+        )
         .route(
             "/me/authentication/phoneMethods",
             get(list_my_phones),

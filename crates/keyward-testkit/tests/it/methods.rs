@@ -443,7 +443,61 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
     assert_eq!(failures, 2, "both refusals are recorded: {}", audit.text);
 }
 
+/// entra.md §4.1 row by row: every collection answers on /v1.0 and /beta with its context, an
+/// unknown item is Graph's 404, and a caller without a role is refused.
+async fn every_collection_of_the_methods_api(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = user(&app, "desk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (adele, adele_token) = user(&app, "adele", None).await;
+    let (megan, _) = user(&app, "megan", None).await;
+    let missing = "00000000-0000-4000-8000-000000000000";
+    for version in ["v1.0", "beta"] {
+        for segment in [
+            "methods",
+            "passwordMethods",
+            "phoneMethods",
+            "emailMethods",
+            "fido2Methods",
+            "softwareOathMethods",
+            "microsoftAuthenticatorMethods",
+            "temporaryAccessPassMethods",
+            "windowsHelloForBusinessMethods",
+            "platformCredentialMethods",
+        ] {
+            let path = format!("/{version}/users/{adele}/authentication/{segment}");
+            let listed = call(&app, &desk, Method::GET, &path, None).await;
+            assert_eq!(listed.status, StatusCode::OK, "{path}: {}", listed.text);
+            assert!(
+                listed.body["@odata.context"]
+                    .as_str()
+                    .is_some_and(|it| it.ends_with(&format!("/authentication/{segment}"))),
+                "{path}: {}",
+                listed.text
+            );
+            assert!(listed.body["value"].is_array());
+            let denied = call(
+                &app,
+                &adele_token,
+                Method::GET,
+                &format!("/{version}/users/{megan}/authentication/{segment}"),
+                None,
+            )
+            .await;
+            assert_eq!(denied.status, StatusCode::FORBIDDEN, "{path}");
+            if segment != "methods" {
+                let item = call(&app, &desk, Method::GET, &format!("{path}/{missing}"), None).await;
+                assert_eq!(item.status, StatusCode::NOT_FOUND, "{path}/{{id}}: {}", item.text);
+                assert_eq!(item.body["error"]["code"], "Request_ResourceNotFound");
+            }
+        }
+    }
+    let operation =
+        call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/operations/{missing}"), None).await;
+    assert_eq!(operation.status, StatusCode::NOT_FOUND);
+}
+
 crate::on_both_backends!(
+    every_collection_of_the_methods_api,
     service_desk_story,
     reset_password_and_oath_methods,
     phone_and_email_methods,
