@@ -1,0 +1,155 @@
+//! Times DESIGN.md's "audited admin write": "Require re-register MFA" (delete the user's phone and
+//! authenticator-app methods and write the `Update user` audit record, in one transaction, after
+//! the authorization decision) against the bare single-row commit rate of the same database,
+//! measured in the same run (one row inserted and committed through the same store).
+//!
+//! ```text
+//! cargo run --release -p keyward-testkit --bin write-bench -- sqlite 2000 1
+//! cargo run --release -p keyward-testkit --bin write-bench -- postgres 2000 4
+//! ```
+//!
+//! Arguments: the backend (`sqlite` makes a fresh file; `postgres` starts a throwaway cluster as
+//! the tests do, or uses `KEYWARD_TEST_POSTGRES_URL`), operations per measurement, concurrent
+//! writers. Each measurement runs twice and the better run counts (the machine is shared).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyward_app::{ManualClock, RequestMeta};
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::signin::SignInRecord;
+use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN};
+use time::OffsetDateTime;
+
+fn id(kind: u64, n: u64) -> ObjectId {
+    ObjectId::parse(&format!("{kind:08x}-0000-4000-8000-{n:012x}")).expect("id")
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let backend = match args.get(1).map(String::as_str) {
+        Some("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let ops: u64 = args.get(2).and_then(|it| it.parse().ok()).unwrap_or(2000);
+    let writers: u64 = args.get(3).and_then(|it| it.parse().ok()).unwrap_or(1).max(1);
+    let (url, _dir) = keyward_testkit::fresh_url(backend);
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let app = keyward_testkit::node(&url, clock, "http://127.0.0.1:1").await;
+    app.bootstrap(keyward_app::BootstrapRequest {
+        admin_upn: Some(ADMIN_UPN.into()),
+        admin_password: Some(keyward_core::secret::Secret::new(ADMIN_PASSWORD)),
+        tenant_domain: DOMAIN.into(),
+    })
+    .await
+    .expect("bootstrap");
+    let token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
+    let meta = RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    let caller = app.authenticate(Some(&token), meta).await.expect("caller");
+    let tenant = caller.tenant.id.clone();
+
+    // Targets: one user per operation and run, each with a mobile phone to delete.
+    let runs = 2;
+    let total = ops * runs;
+    eprintln!("seeding {total} users with a phone method each ({backend:?})…");
+    let store = app.store().clone();
+    let now = app.now();
+    for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
+        let mut tx = store.write().await.expect("tx");
+        for &n in chunk {
+            let user = User {
+                id: id(0xb0, n),
+                tenant_id: tenant.clone(),
+                user_principal_name: format!("bench{n}@{DOMAIN}"),
+                display_name: format!("Bench {n}"),
+                given_name: None,
+                surname: None,
+                mail: None,
+                mail_nickname: format!("bench{n}"),
+                other_mails: Vec::new(),
+                mobile_phone: None,
+                business_phones: Vec::new(),
+                job_title: None,
+                department: None,
+                account_enabled: true,
+                usage_location: None,
+                created: now,
+                sign_in_sessions_valid_from: now,
+                force_change_password_next_sign_in: false,
+            };
+            tx.insert_user(&user, None).await.expect("user");
+            tx.put_phone_method(&user.id, "mobile", "+1 2065550100", now).await.expect("phone");
+        }
+        tx.commit().await.expect("commit");
+    }
+
+    let mut best_bare = 0.0_f64;
+    let mut best_audited = 0.0_f64;
+    for run in 0..runs {
+        // Bare: one row (a sign-in log entry) inserted and committed per operation.
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for writer in 0..writers {
+            let store = store.clone();
+            let tenant = tenant.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (writer..ops).step_by(writers as usize) {
+                    let record = SignInRecord {
+                        id: format!("bench-{run}-{n}"),
+                        tenant_id: tenant.clone(),
+                        created: OffsetDateTime::now_utc(),
+                        user_id: None,
+                        user_principal_name: format!("bench{n}@{DOMAIN}"),
+                        user_display_name: None,
+                        app_id: "bench".into(),
+                        app_display_name: "bench".into(),
+                        ip_address: None,
+                        correlation_id: "bench".into(),
+                        error_code: 0,
+                        failure_reason: None,
+                        is_multi_factor: false,
+                        requirement_policies: Vec::new(),
+                        details: Vec::new(),
+                    };
+                    let mut tx = store.write().await.expect("tx");
+                    tx.insert_sign_in(&record).await.expect("insert");
+                    tx.commit().await.expect("commit");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        let bare = ops as f64 / started.elapsed().as_secs_f64();
+
+        // Audited: Require re-register MFA through the app layer (authorize, delete, audit, commit).
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for writer in 0..writers {
+            let app = app.clone();
+            let caller = caller.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (writer..ops).step_by(writers as usize) {
+                    let target = id(0xb0, run * ops + n).to_string();
+                    app.require_mfa_reregistration(&caller, &target).await.expect("re-registration");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        let audited = ops as f64 / started.elapsed().as_secs_f64();
+        eprintln!("run {run}: bare {bare:.0} commits/s, audited re-registration {audited:.0}/s");
+        best_bare = best_bare.max(bare);
+        best_audited = best_audited.max(audited);
+    }
+    println!(
+        "{backend:?}, {writers} writer(s), {ops} operations: bare single-row commit {best_bare:.0}/s; \
+         require re-register MFA (delete methods + audit, one transaction) {best_audited:.0}/s; \
+         ratio {:.0}% (target >= 80%)",
+        100.0 * best_audited / best_bare
+    );
+}
