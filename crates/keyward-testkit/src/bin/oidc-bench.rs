@@ -1,0 +1,250 @@
+//! Times two of DESIGN.md's targets through HTTP on a real server (SQLite), each against its bound
+//! measured in the same run:
+//!
+//! - password + TOTP sign-in through the OpenID Connect code flow (username, password, code,
+//!   authorization code, token exchange) against the Argon2id bound: hashes per second at the
+//!   configured parameters with as many hashes in flight as cores;
+//! - the client-credentials grant against the token-signing rate (ES256 signatures per second of
+//!   the same claims, on as many threads as cores).
+//!
+//! ```text
+//! cargo run --release -p keyward-testkit --bin oidc-bench -- 200 2000
+//! ```
+//!
+//! Arguments: sign-ins, client-credentials grants. Workers = cores.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyward_app::{HashParams, KeyRing, PasswordHasher};
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::signin::{SignInPolicy, TapPolicy};
+use keyward_store::SoftwareOathMethod;
+use keyward_testkit::browser::Browser;
+use keyward_testkit::{Backend, DOMAIN, MASTER_KEY, TestApp};
+use serde_json::Value;
+
+const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const REDIRECT: &str = "http://localhost:43210/";
+const SECRET: &[u8; 20] = b"keyward bench secret";
+
+fn user_id(n: usize) -> ObjectId {
+    ObjectId::parse(&format!("000000b1-0000-4000-8000-{n:012x}")).expect("id")
+}
+
+async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Value {
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    response.json().await.expect("json")
+}
+
+/// One full sign-in of user `n` through the code flow; returns when the access token is in hand.
+async fn sign_in(app: &TestApp, n: usize) {
+    let verbose = std::env::var_os("KEYWARD_BENCH_STEPS").is_some();
+    let mut last = Instant::now();
+    let mut step = |name: &str| {
+        if verbose {
+            eprintln!("  {name}: {:.1} ms", last.elapsed().as_secs_f64() * 1000.0);
+        }
+        last = Instant::now();
+    };
+    let mut browser = Browser::new(&app.base_url);
+    let path = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT)
+    );
+    let page = browser.get(&path).await;
+    step("authorize and sign-in page");
+    let page = browser.submit(&page, "username", &[("username", &format!("bench{n}@{DOMAIN}"))], &[]).await;
+    step("user name");
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    step("password");
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    let code = keyward_core::totp::code_at_step(SECRET, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+    let done = browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await;
+    step("code and authorization code");
+    let query = done.path.split_once('?').expect("redirect").1.to_owned();
+    let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
+    let tokens = form(
+        app,
+        &format!("/{DOMAIN}/oauth2/v2.0/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", "keyward-cli"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    step("token exchange");
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sign_ins: usize = args.get(1).and_then(|it| it.parse().ok()).unwrap_or(200);
+    let grants: usize = args.get(2).and_then(|it| it.parse().ok()).unwrap_or(2000);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let app = Arc::new(TestApp::spawn(Backend::Sqlite).await);
+
+    // Argon2id bound: hashes per second with `cores` hashes in flight, through the same hasher.
+    let hasher = PasswordHasher::new(HashParams::OWASP, cores).expect("hasher");
+    let stored = hasher.hash(PASSWORD).await.expect("hash");
+    let rounds = 20 * cores;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..cores {
+        let (hasher, stored) = (hasher.clone(), stored.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds / cores {
+                assert!(hasher.verify(PASSWORD, Some(&stored)).await.expect("verify"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("hasher");
+    }
+    let argon_rate = rounds as f64 / started.elapsed().as_secs_f64();
+
+    // Users with a password and an authenticator app; MFA required for everyone.
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
+    let keys = KeyRing::new(&MASTER_KEY).expect("keys");
+    let store = app.app.store().clone();
+    let now = app.app.now();
+    let mut tx = store.write().await.expect("tx");
+    tx.set_sign_in_policy(
+        &tenant.id,
+        &SignInPolicy { mfa_for_everyone: true, ..SignInPolicy::default() },
+        &TapPolicy::default(),
+    )
+    .await
+    .expect("policy");
+    for n in 0..sign_ins {
+        let id = user_id(n);
+        let user = User {
+            id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            user_principal_name: format!("bench{n}@{DOMAIN}"),
+            display_name: format!("Bench {n}"),
+            given_name: None,
+            surname: None,
+            mail: None,
+            mail_nickname: format!("bench{n}"),
+            other_mails: Vec::new(),
+            mobile_phone: None,
+            business_phones: Vec::new(),
+            job_title: None,
+            department: None,
+            account_enabled: true,
+            usage_location: None,
+            created: now,
+            sign_in_sessions_valid_from: now,
+            force_change_password_next_sign_in: false,
+        };
+        tx.insert_user(&user, Some(&stored)).await.expect("user");
+        let method = SoftwareOathMethod {
+            id: ObjectId::parse(&format!("000000b2-0000-4000-8000-{n:012x}")).expect("id"),
+            user_id: id.clone(),
+            sealed_secret: keys.seal_secret(id.as_str().as_bytes(), SECRET).expect("seal"),
+            created: now,
+            last_used_step: 0,
+        };
+        tx.insert_software_oath_method(&method).await.expect("method");
+    }
+    tx.commit().await.expect("commit");
+
+    // Sign-ins: `cores` workers, each user once (a code's time step is good once per method).
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..cores {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (worker..sign_ins).step_by(cores) {
+                sign_in(&app, n).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("sign-in worker");
+    }
+    let sign_in_rate = sign_ins as f64 / started.elapsed().as_secs_f64();
+
+    // Token-signing bound: the same ES256 signing the server does, on `cores` threads.
+    let ring = Arc::new(KeyRing::new(&MASTER_KEY).expect("keys"));
+    let key = ring.generate(now).expect("key");
+    ring.load(&[key]).expect("load");
+    let claims = br#"{"aud":"https://graph.microsoft.com","iss":"https://id.example/0000/v2.0","iat":1800000000,"nbf":1800000000,"exp":1800003600,"sub":"00000000-0000-4000-8000-000000000001","oid":"00000000-0000-4000-8000-000000000001","tid":"00000000-0000-4000-8000-000000000002","ver":"2.0","idtyp":"app","appid":"00000000-0000-4000-8000-000000000003","azp":"00000000-0000-4000-8000-000000000003","roles":[],"wids":["fe930be7-5e62-47db-91af-98c3a49a38b1"],"uti":"0123456789abcdef0123456789abcdef"}"#;
+    let signs = 20_000;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                for _ in 0..signs / cores {
+                    ring.sign(claims).expect("sign");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("signer");
+    }
+    let sign_rate = signs as f64 / started.elapsed().as_secs_f64();
+
+    // Client credentials through HTTP with `cores` workers (secret check, service principal, roles, sign).
+    let created = app.post("/v1.0/applications", &serde_json::json!({"displayName": "Bench daemon"})).await;
+    let object_id = created.body["id"].as_str().expect("id").to_owned();
+    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &serde_json::json!({})).await;
+    let secret = secret.body["secretText"].as_str().expect("secret").to_owned();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..cores {
+        let (app, app_id, secret) = (app.clone(), app_id.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..grants / cores {
+                let tokens = form(
+                    &app,
+                    &format!("/{DOMAIN}/oauth2/v2.0/token"),
+                    &[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", &app_id),
+                        ("client_secret", &secret),
+                        ("scope", "https://graph.microsoft.com/.default"),
+                    ],
+                )
+                .await;
+                assert!(tokens["access_token"].is_string(), "{tokens}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("grant worker");
+    }
+    let grant_rate = grants as f64 / started.elapsed().as_secs_f64();
+
+    println!(
+        "{cores} cores. Argon2id (m=19 MiB, t=2, p=1): {argon_rate:.1} hashes/s; password + TOTP sign-in through the \
+         code flow: {sign_in_rate:.1}/s = {:.0}% of the bound (target >= 90%).",
+        100.0 * sign_in_rate / argon_rate
+    );
+    println!(
+        "ES256 token signing: {sign_rate:.0}/s; client-credentials grant over HTTP: {grant_rate:.0}/s = {:.0}% of the \
+         signing rate (target >= 70%).",
+        100.0 * grant_rate / sign_rate
+    );
+}
