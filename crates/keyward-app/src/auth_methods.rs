@@ -7,8 +7,8 @@
 use aws_lc_rs::digest;
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::auth_methods::{
-    EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_phone_number, plan_tap,
-    validate_phone_number,
+    EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_email_address, mask_phone_number,
+    plan_tap, validate_phone_number,
 };
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{PropertyChange, User};
@@ -22,7 +22,7 @@ use time::{Duration, OffsetDateTime};
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
-use crate::{App, AppError, Caller, audit_id, new_id, require};
+use crate::{App, AppError, Caller, audit_id, new_id, require, require_scope};
 
 /// A Temporary Access Pass as Graph shows it; `pass` only in the creation response.
 #[derive(Debug, Clone)]
@@ -186,6 +186,9 @@ impl App {
             }
             Who::Me => {
                 let user = caller.user().ok_or_else(crate::directory::only_delegated)?;
+                if let Err(err) = require_scope(caller, change.action(), true) {
+                    return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
+                }
                 let now = self.now();
                 let recent = caller
                     .authentication
@@ -224,6 +227,7 @@ impl App {
     ) -> Result<(User, bool), AppError> {
         let user = resolve_user(tx, &caller.tenant, key).await?;
         if user.id == *caller.id() {
+            require_scope(caller, actions::USERS_AUTH_METHODS_READ, true)?;
             return Ok((user, false));
         }
         let facts = user_facts(tx, &caller.tenant, &user).await?;
@@ -265,6 +269,7 @@ impl App {
             res.push(AuthMethod::Phone(phone));
         }
         if let Some(address) = tx.get_email_method(&user.id).await? {
+            let address = if masked { mask_email_address(&address) } else { address };
             res.push(AuthMethod::Email { address });
         }
         for method in tx.list_software_oath_methods(&user.id).await? {
@@ -328,8 +333,9 @@ impl App {
     /// `GET …/emailMethods`.
     pub async fn get_email(&self, caller: &Caller, key: &str) -> Result<Option<String>, AppError> {
         let mut tx = self.read().await?;
-        let user = self.methods_target(&mut *tx, caller, key).await?;
-        Ok(tx.get_email_method(&user.id).await?)
+        let (user, masked) = self.methods_target_masked(&mut *tx, caller, key).await?;
+        let address = tx.get_email_method(&user.id).await?;
+        Ok(address.map(|it| if masked { mask_email_address(&it) } else { it }))
     }
 
     /// `POST …/emailMethods` (one per user) and `PATCH …/emailMethods/{id}`.
@@ -496,12 +502,22 @@ impl App {
         };
         let hash = self.inner.hasher.hash(chosen.expose()).await?;
         let now = self.now();
-        let tx = self.write().await?;
+        // Both actions again on the write transaction's facts (the target may have changed while
+        // the password was hashed), with role changes held off until commit.
+        let mut tx = self.write().await?;
         let activity = Activity::ResetPasswordByAdmin;
-        let (mut tx, mut user) =
-            self.authorized_target(tx, caller, key, actions::USERS_PASSWORD_UPDATE, activity).await?;
+        tx.lock_role_changes(&caller.tenant.id).await?;
+        let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
+            .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));
+        if let Err(err) = decision {
+            return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
+        }
         tx.set_password_hash(&user.id, &hash).await?;
         user.force_change_password_next_sign_in = true;
+        // As in Entra, a reset ends the sessions and refresh tokens issued with the old password.
+        user.sign_in_sessions_valid_from = now;
         tx.update_user(&user).await?;
         let operation_id = new_id();
         tx.insert_reset_operation(&caller.tenant.id, &user.id, &operation_id, "succeeded", now).await?;

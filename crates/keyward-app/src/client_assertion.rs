@@ -12,6 +12,8 @@ use serde_json::Value;
 
 /// How far clocks may disagree.
 const SKEW: i64 = 300;
+/// The longest an assertion may be valid ahead (MSAL signs ten minutes).
+const MAX_LIFETIME: i64 = 3600;
 
 /// The SHA-1 thumbprint of a DER certificate, as uppercase hex (Entra's `customKeyIdentifier`).
 pub(crate) fn thumbprint(der: &[u8]) -> String {
@@ -117,6 +119,10 @@ pub(crate) fn verify(
     let exp = seconds("exp").ok_or("the client assertion has no exp")?;
     if exp + SKEW < now {
         return Err("the client assertion has expired".into());
+    }
+    // A leaked assertion must not stay good for long: at most an hour ahead.
+    if exp > now + MAX_LIFETIME {
+        return Err("the client assertion's exp is more than an hour away".into());
     }
     if seconds("nbf").is_some_and(|nbf| nbf - SKEW > now) {
         return Err("the client assertion is not valid yet".into());

@@ -219,15 +219,8 @@ impl App {
 /// A delegated token must carry a permission that covers the action, and the user's roles must
 /// allow it on the target.
 fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<(), AppError> {
-    if let Some(scopes) = &caller.scopes
-        && !keyward_core::oauth::scope_permits(scopes, action)
-    {
-        tracing::info!(action, caller = %caller.id(), "the token's scopes do not cover the action");
-        return Err(AppError::Forbidden {
-            rule: "token_scope",
-            message: "Insufficient privileges to complete the operation.",
-        });
-    }
+    let on_self = matches!(target, Target::User(facts) if facts.id.as_ref() == Some(caller.id()));
+    require_scope(caller, action, on_self)?;
     let decision = match &caller.principal {
         Principal::User(_) => authz::authorize(&caller.actor, action, target),
         Principal::App(_) => authz::authorize_app(&caller.actor, action, target),
@@ -239,6 +232,22 @@ fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<
             Err(AppError::Forbidden { rule, message: authz::denial_message(rule) })
         }
     }
+}
+
+/// The token half of a decision: a delegated token must carry a permission that covers `action`
+/// (on oneself when `on_self`). Used alone for a user's changes to their own security info,
+/// which no role governs.
+fn require_scope(caller: &Caller, action: &'static str, on_self: bool) -> Result<(), AppError> {
+    if let Some(scopes) = &caller.scopes
+        && !keyward_core::oauth::scope_permits(scopes, action, on_self)
+    {
+        tracing::info!(action, caller = %caller.id(), "the token's scopes do not cover the action");
+        return Err(AppError::Forbidden {
+            rule: "token_scope",
+            message: "Insufficient privileges to complete the operation.",
+        });
+    }
+    Ok(())
 }
 
 /// A fresh random object id.

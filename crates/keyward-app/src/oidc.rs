@@ -235,6 +235,12 @@ impl App {
         }
         let mut tx = self.read().await?;
         let Some(app) = tx.find_application(&tenant.id, client_id).await? else { return Ok(None) };
+        drop(tx);
+        // An application whose service principal is gone or disabled signs nobody in (Entra's
+        // way to block an application in a tenant).
+        if !self.service_principal_for(tenant, &app.app_id).await?.is_some_and(|it| it.account_enabled) {
+            return Ok(None);
+        }
         Ok(Some(Client {
             client_id: app.app_id.clone(),
             display_name: app.display_name.clone(),
@@ -243,6 +249,19 @@ impl App {
             is_fallback_public: app.is_fallback_public_client,
             application: Some(app),
         }))
+    }
+
+    /// The `kw_after` marker: the time a sign-in was asked for, with a MAC binding it to the client.
+    fn after_marker(&self, at: i64, client_id: &str) -> Result<String, AppError> {
+        let mac = self.inner.keys.sign_checkpoint(format!("keyward authorize after v1:{at}:{client_id}").as_bytes())?;
+        Ok(format!("{at}.{mac}"))
+    }
+
+    fn parse_after_marker(&self, raw: &str, client_id: &str) -> Option<i64> {
+        let (at, mac) = raw.split_once('.')?;
+        let at: i64 = at.parse().ok()?;
+        let message = format!("keyward authorize after v1:{at}:{client_id}");
+        (self.inner.keys.verify_checkpoint(message.as_bytes(), mac) == Some(true)).then_some(at)
     }
 
     /// Parses a requested scope, as the token endpoint reports a bad one.
@@ -347,7 +366,9 @@ impl App {
         }
         // `kw_after`: the time this request sent the user to sign in (prompt=login, max_age);
         // a sign-in at or after it satisfies them.
-        let signed_in_after = request.get("kw_after").and_then(|it| it.parse::<i64>().ok());
+        // It carries this server's MAC, so a client cannot hand in a marker of its own to skip a
+        // fresh sign-in.
+        let signed_in_after = request.get("kw_after").and_then(|it| self.parse_after_marker(it, client_id));
         let now = self.now();
         let session = match session_cookie {
             Some(cookie) => self.signed_in_session(&tenant, cookie).await?,
@@ -366,8 +387,11 @@ impl App {
             if prompt == "none" {
                 return fail("login_required", 50058, "A silent sign-in request was sent but no user is signed in.");
             }
-            let back =
-                format!("{}&kw_after={}", strip_param(&request.path_and_query, "kw_after"), now.unix_timestamp());
+            let back = format!(
+                "{}&kw_after={}",
+                strip_param(&request.path_and_query, "kw_after"),
+                self.after_marker(now.unix_timestamp(), client_id)?
+            );
             let mut location = format!("/{}/login?return_to={}", tenant.id, url_encode(&back));
             if has_session {
                 // Signed in, but not recently enough (prompt=login, max_age): sign in again.
@@ -549,8 +573,12 @@ impl App {
     }
 
     /// A public client may redeem without a secret; a confidential one may not.
-    fn require_client_auth(client: &Client, is_authenticated: bool, is_public_grant: bool) -> Result<(), OAuthError> {
-        if is_authenticated || is_public_grant || client.is_fallback_public {
+    /// Refuses an unauthenticated client unless the grant is a public client's: `is_public_grant`
+    /// says so for the grant at hand (a code sent to a native redirect URI, a refresh token of an
+    /// application without credentials, the first-party client, or `isFallbackPublicClient` for
+    /// the device-code, password and refresh grants; never a code sent to a web redirect URI).
+    fn require_client_auth(is_authenticated: bool, is_public_grant: bool) -> Result<(), OAuthError> {
+        if is_authenticated || is_public_grant {
             Ok(())
         } else {
             Err(OAuthError::invalid_client(
@@ -592,7 +620,7 @@ impl App {
             ));
         }
         let is_public_redirect = client.redirect(&record.redirect_uri) == Some(true);
-        Self::require_client_auth(client, is_authenticated, is_public_redirect)?;
+        Self::require_client_auth(is_authenticated, is_public_redirect)?;
         match (&record.code_challenge, param("code_verifier")) {
             (Some(challenge), Some(verifier)) => {
                 let method = record.code_challenge_method.as_deref().unwrap_or("plain");
@@ -656,7 +684,13 @@ impl App {
         let record = record
             .filter(|it| it.grant.tenant_id == tenant.id && it.grant.client_id == client.client_id)
             .ok_or_else(invalid)?;
-        Self::require_client_auth(client, is_authenticated, client.application.is_none())?;
+        let is_public = match &client.application {
+            None => true,
+            Some(app) => {
+                client.is_fallback_public || self.read().await?.list_app_credentials(&app.id).await?.is_empty()
+            }
+        };
+        Self::require_client_auth(is_authenticated, is_public)?;
         let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
         drop(tx);
         let revoked = || {
@@ -692,6 +726,16 @@ impl App {
                 return Err(revoked());
             }
         }
+        // The scope is checked before the token is spent: a bad scope must not cost the client
+        // its refresh token. A narrower scope may be asked for the access token; the refresh
+        // token keeps the grant's whole scope.
+        let mut scopes = self.scopes_of(&record.grant.scope)?;
+        if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
+            let asked = self.scopes_of(asked)?;
+            scopes.api.retain(|it| asked.api.contains(it) || asked.api.is_empty());
+            scopes.openid &= asked.openid || !asked.has_api();
+        }
+        scopes.offline_access = true;
         let mut tx = self.write().await?;
         if !tx.rotate_refresh_token(&hash, now).await? {
             tx.revoke_refresh_family(&record.family_id, now).await?;
@@ -699,14 +743,6 @@ impl App {
             return Err(revoked());
         }
         tx.commit().await?;
-        let mut scopes = self.scopes_of(&record.grant.scope)?;
-        // A narrower scope may be asked for; never a wider one.
-        if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
-            let asked = self.scopes_of(asked)?;
-            scopes.api.retain(|it| asked.api.contains(it) || asked.api.is_empty());
-            scopes.openid &= asked.openid || !asked.has_api();
-        }
-        scopes.offline_access = true;
         self.issue_for_grant(tenant, client, &record.grant, &scopes, None, &record.family_id, params).await
     }
 
@@ -837,7 +873,7 @@ impl App {
             let record = RefreshToken {
                 token_sha256: sha256(token.as_bytes()),
                 family_id: family.to_owned(),
-                grant: Grant { scope: scope_string(scopes), ..grant.clone() },
+                grant: grant.clone(),
                 issued_at: now,
                 expires_at,
                 rotated_at: None,
@@ -845,6 +881,16 @@ impl App {
             };
             let mut tx = self.write().await?;
             tx.insert_refresh_token(&record).await?;
+            // A replay may have revoked the family between the rotation and this insert: the new
+            // token joins the revocation.
+            if tx.is_refresh_family_revoked(family).await? {
+                tx.revoke_refresh_family(family, now).await?;
+                tx.commit().await?;
+                return Err(OAuthError::invalid_grant(
+                    codes::GRANT_REVOKED,
+                    "The provided grant has been revoked: a refresh token was used twice.",
+                ));
+            }
             tx.commit().await?;
             Some(token)
         } else {
@@ -980,7 +1026,7 @@ impl App {
         is_authenticated: bool,
         params: &HashMap<String, String>,
     ) -> Result<TokenResponse, OAuthError> {
-        Self::require_client_auth(client, is_authenticated, false)?;
+        Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
         let code = params.get("device_code").filter(|it| !it.is_empty()).ok_or_else(|| {
             OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
@@ -1018,9 +1064,10 @@ impl App {
                     record.last_poll_at.is_some_and(|at| (now - at).whole_seconds() < record.interval_seconds);
                 record.last_poll_at = Some(now);
                 let mut tx = self.write().await?;
-                tx.update_device_code(&record).await?;
+                // Only a still-pending code is touched: an approval that landed meanwhile stays.
+                let still_pending = tx.update_device_code(&record, "pending").await?;
                 tx.commit().await?;
-                return Err(if too_fast {
+                return Err(if too_fast && still_pending {
                     OAuthError::new(
                         400,
                         "slow_down",
@@ -1078,7 +1125,7 @@ impl App {
                 "The password grant is turned off on this server (KEYWARD_ALLOW_PASSWORD_GRANT).",
             ));
         }
-        Self::require_client_auth(client, is_authenticated, false)?;
+        Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
         let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
             return Err(OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
@@ -1116,6 +1163,17 @@ impl App {
         if !user.account_enabled {
             return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
         }
+        if user.force_change_password_next_sign_in {
+            return Err(OAuthError::invalid_grant(
+                keyward_core::signin::codes::PASSWORD_EXPIRED.into(),
+                "The password must be changed before it can be used: sign in through the browser to set a new one.",
+            ));
+        }
+        let mut tx = self.write().await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        state.password = state.password.after_success(now);
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        tx.commit().await?;
         let (requirement, has_method, _) = self.mfa_facts(tenant, &user, &policy).await?;
         if signin::after_first_factor(FirstFactor::Password, requirement, has_method, false)
             != (NextStep::Done { mfa: signin::MfaDone::NotRequired })
@@ -1198,7 +1256,11 @@ impl App {
         record.amr = session.methods.clone();
         record.pass_expires_at = session.pass_expires_at;
         let mut tx = self.write().await?;
-        tx.update_device_code(&record).await?;
+        if !tx.update_device_code(&record, "pending").await? {
+            return Err(AppError::BadRequest(
+                "That code was already used. Start the sign-in on your device again.".into(),
+            ));
+        }
         tx.commit().await?;
         Ok(client)
     }

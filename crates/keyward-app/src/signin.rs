@@ -599,6 +599,9 @@ impl App {
         let mut tx = self.write().await?;
         let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
         fresh.force_change_password_next_sign_in = false;
+        // A new password ends every other session and refresh token (this session continues:
+        // a session from the very instant of the cut-off still counts).
+        fresh.sign_in_sessions_valid_from = now;
         tx.update_user(&fresh).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;
         let audit = self.self_audit(flow, &fresh, now);
@@ -611,6 +614,7 @@ impl App {
         tx.commit().await?;
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
+            flow.session.authenticated_at = Some(now);
             flow.session.stage = Stage::Done.as_str().into();
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;

@@ -160,6 +160,15 @@ pub fn mask_phone_number(number: &str) -> String {
     format!("{country} {}{}", "X".repeat(main.len() - keep), &main[main.len() - keep..])
 }
 
+/// What holders of `restrictedRead` see of an email address: its first character and domain
+/// (`a***@contoso.com`).
+pub fn mask_email_address(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".into(),
+    }
+}
+
 /// Whether a phone of `kind` may be added to a user who has `existing`: one per type, and an
 /// alternate mobile needs a mobile.
 pub fn check_phone_add(existing: &[PhoneType], kind: PhoneType) -> Result<(), String> {
@@ -194,6 +203,7 @@ mod phone_tests {
         }
         assert_eq!(mask_phone_number("+1 2065555512"), "+1 XXXXXXXX12");
         assert_eq!(mask_phone_number("+1 5555551234x123"), "+1 XXXXXXXX34");
+        assert_eq!(mask_email_address("adele@home.example"), "a***@home.example");
     }
 
     #[test]

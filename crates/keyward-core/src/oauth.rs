@@ -270,30 +270,40 @@ pub fn parse_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> 
 }
 
 /// Whether a delegated token's permissions allow a resource action (the user's roles must allow
-/// it too; this is the token half of the check).
-pub fn scope_permits(scp: &[String], action: &str) -> bool {
+/// it too; this is the token half of the check). `on_self` is whether the action's target is the
+/// signed-in user: Graph's permissions without `.All` (`User.Read`,
+/// `UserAuthenticationMethod.Read`, `UserAuthenticationMethod.ReadWrite`) reach only oneself.
+pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
     let has = |names: &[&str]| scp.iter().any(|it| names.iter().any(|name| it.eq_ignore_ascii_case(name)));
     let Some(rest) = action.strip_prefix("microsoft.directory/") else { return false };
     let (resource, verb) = rest.split_once('/').unwrap_or((rest, ""));
     let is_read = verb.ends_with("read") || verb.ends_with("Read");
+    let is_security_info =
+        resource == "users" && (verb.starts_with("authenticationMethods") || verb.starts_with("strongAuthentication"));
     let directory =
         if is_read { &["Directory.Read.All", "Directory.ReadWrite.All"][..] } else { &["Directory.ReadWrite.All"][..] };
-    if has(directory)
-        && !verb.starts_with("authenticationMethods")
-        && resource != "auditLogs"
-        && resource != "signInReports"
-    {
+    // Directory.* covers the directory, not security info or the logs.
+    if has(directory) && !is_security_info && resource != "auditLogs" && resource != "signInReports" {
         return true;
     }
     match (resource, is_read) {
-        ("users", _) if verb.starts_with("authenticationMethods") || verb.starts_with("strongAuthentication") => {
+        ("users", _) if verb.starts_with("strongAuthentication") => {
             if is_read {
-                has(&["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"])
+                has(&["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"])
             } else {
-                has(&["UserAuthenticationMethod.ReadWrite.All"])
+                has(&["Policy.ReadWrite.AuthenticationMethod"])
             }
         }
-        ("users", true) => has(&["User.Read", "User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All"]),
+        ("users", true) if is_security_info => {
+            has(&["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"])
+                || on_self && has(&["UserAuthenticationMethod.Read", "UserAuthenticationMethod.ReadWrite"])
+        }
+        ("users", false) if is_security_info => {
+            has(&["UserAuthenticationMethod.ReadWrite.All"]) || on_self && has(&["UserAuthenticationMethod.ReadWrite"])
+        }
+        ("users", true) => {
+            has(&["User.ReadBasic.All", "User.Read.All", "User.ReadWrite.All"]) || on_self && has(&["User.Read"])
+        }
         ("users", false) => has(&["User.ReadWrite.All"]),
         ("groups" | "groupsAssignableToRoles", true) => {
             has(&["Group.Read.All", "Group.ReadWrite.All", "GroupMember.Read.All", "GroupMember.ReadWrite.All"])
@@ -433,25 +443,47 @@ mod tests {
     #[test]
     fn delegated_scopes_gate_actions() {
         let scp = |names: &[&str]| names.iter().map(|it| (*it).to_owned()).collect::<Vec<_>>();
-        assert!(scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/standard/read"));
-        assert!(!scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/basic/update"));
-        assert!(scope_permits(&scp(&["Directory.ReadWrite.All"]), "microsoft.directory/users/basic/update"));
+        assert!(scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/standard/read", true));
+        assert!(
+            !scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/standard/read", false),
+            "User.Read is oneself only"
+        );
+        assert!(!scope_permits(&scp(&["User.Read"]), "microsoft.directory/users/basic/update", true));
+        assert!(scope_permits(&scp(&["Directory.ReadWrite.All"]), "microsoft.directory/users/basic/update", false));
         assert!(!scope_permits(
             &scp(&["Directory.ReadWrite.All"]),
-            "microsoft.directory/users/authenticationMethods/delete"
+            "microsoft.directory/users/strongAuthentication/update",
+            false
+        ));
+        let own = scp(&["UserAuthenticationMethod.ReadWrite"]);
+        assert!(scope_permits(&own, "microsoft.directory/users/authenticationMethods/delete", true));
+        assert!(!scope_permits(&own, "microsoft.directory/users/authenticationMethods/delete", false));
+        assert!(!scope_permits(
+            &scp(&["Directory.ReadWrite.All"]),
+            "microsoft.directory/users/authenticationMethods/delete",
+            false
         ));
         assert!(scope_permits(
             &scp(&["UserAuthenticationMethod.ReadWrite.All"]),
-            "microsoft.directory/users/authenticationMethods/delete"
+            "microsoft.directory/users/authenticationMethods/delete",
+            false
         ));
-        assert!(!scope_permits(&scp(&["Directory.Read.All"]), "microsoft.directory/auditLogs/allProperties/read"));
-        assert!(scope_permits(&scp(&["AuditLog.Read.All"]), "microsoft.directory/auditLogs/allProperties/read"));
-        assert!(scope_permits(&scp(&["GroupMember.ReadWrite.All"]), "microsoft.directory/groups/members/update"));
-        assert!(!scope_permits(&scp(&["GroupMember.ReadWrite.All"]), "microsoft.directory/groups/delete"));
+        assert!(!scope_permits(
+            &scp(&["Directory.Read.All"]),
+            "microsoft.directory/auditLogs/allProperties/read",
+            false
+        ));
+        assert!(scope_permits(&scp(&["AuditLog.Read.All"]), "microsoft.directory/auditLogs/allProperties/read", false));
+        assert!(scope_permits(
+            &scp(&["GroupMember.ReadWrite.All"]),
+            "microsoft.directory/groups/members/update",
+            false
+        ));
+        assert!(!scope_permits(&scp(&["GroupMember.ReadWrite.All"]), "microsoft.directory/groups/delete", false));
         let all = scp(API_PERMISSIONS);
         // `.default` (every permission) covers every action of the catalogue.
         for action in crate::authz::RESOURCE_ACTIONS {
-            assert!(scope_permits(&all, action.name), "{}", action.name);
+            assert!(scope_permits(&all, action.name, false), "{}", action.name);
         }
     }
 

@@ -67,7 +67,8 @@ async fn discovery(State(state): State<AppState>, Path(tenant_key): Path<String>
         ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -413,23 +414,29 @@ async fn devicelogin(
     RawQuery(params): RawQuery<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(cookie) = session_cookie(&state, &headers).map(str::to_owned) else {
-        return redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))));
-    };
+    // Locations are built from the tenant's id, never from the path as given (a percent-encoded
+    // `/` or `\` in it would make `//evil.example` of them).
     let Ok(Some(tenant_row)) = state.app.find_tenant(&tenant).await else {
         return html_response(StatusCode::NOT_FOUND, &page("Enter code", "<p class=\"error\">No such tenant.</p>"));
     };
+    let tenant = tenant_row.id.to_string();
+    let Some(cookie) = session_cookie(&state, &headers).map(str::to_owned) else {
+        return sign_in_first(&tenant);
+    };
     match state.app.signed_in(&tenant_row, &cookie).await {
         Ok(true) => (),
-        Ok(false) => {
-            return redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))));
-        }
+        Ok(false) => return sign_in_first(&tenant),
         Err(err) => return server_error(err),
     }
     let csrf = keyward_app::csrf_token(&cookie);
     let action = format!("/{tenant}/devicelogin");
     let code = params.get("user_code").map(String::as_str).unwrap_or("");
     html_response(StatusCode::OK, &code_page(&action, &csrf, code, None))
+}
+
+/// Sends the browser to sign in, and back to the device-code page (`tenant` is a tenant id).
+fn sign_in_first(tenant: &str) -> Response {
+    redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))))
 }
 
 fn code_page(action: &str, csrf: &str, code: &str, error: Option<&str>) -> String {
@@ -461,8 +468,12 @@ async fn devicelogin_post(
     headers: HeaderMap,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
+    let Ok(Some(tenant_row)) = state.app.find_tenant(&tenant).await else {
+        return html_response(StatusCode::NOT_FOUND, &page("Enter code", "<p class=\"error\">No such tenant.</p>"));
+    };
+    let tenant = tenant_row.id.to_string();
     let Some(cookie) = session_cookie(&state, &headers).map(str::to_owned) else {
-        return redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))));
+        return sign_in_first(&tenant);
     };
     let csrf = keyward_app::csrf_token(&cookie);
     let presented = fields.get("csrf").map(String::as_str).unwrap_or("");
@@ -545,9 +556,7 @@ async fn devicelogin_post(
                 Err(AppError::BadRequest(message)) => {
                     html_response(StatusCode::OK, &code_page(&action, &csrf, &code, Some(&message)))
                 }
-                Err(AppError::Unauthenticated(_)) => {
-                    redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))))
-                }
+                Err(AppError::Unauthenticated(_)) => sign_in_first(&tenant),
                 Err(err) => server_error(err),
             }
         }

@@ -332,6 +332,17 @@ macro_rules! impl_oauth_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError> {
+                let revoked: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
+                )
+                .bind(family_id)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(revoked.is_some())
+            }
+
             async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
                 sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
                     .bind(family_id)
@@ -404,10 +415,10 @@ macro_rules! impl_oauth_store {
                 row.as_ref().map(Self::device_from_row).transpose()
             }
 
-            async fn update_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError> {
+            async fn update_device_code(&mut self, code: &DeviceCode, expected_status: &str) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, auth_time = $5, amr = $6, \
-                     pass_expires_at = $7 WHERE device_sha256 = $1",
+                     pass_expires_at = $7 WHERE device_sha256 = $1 AND status = $8",
                 )
                 .bind(&code.device_sha256)
                 .bind(code.last_poll_at.map(fmt_ts))
@@ -416,10 +427,11 @@ macro_rules! impl_oauth_store {
                 .bind(code.auth_time.map(fmt_ts))
                 .bind(&code.amr)
                 .bind(code.pass_expires_at.map(fmt_ts))
+                .bind(expected_status)
                 .execute(&mut *self.0)
                 .await
                 .map_err(db)?;
-                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                Ok(done.rows_affected() == 1)
             }
 
             async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError> {

@@ -713,6 +713,8 @@ pub trait OAuthStore: Send {
     async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError>;
     /// Marks a token rotated; `false` if it was rotated or revoked already (a replay).
     async fn rotate_refresh_token(&mut self, token_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Whether any token of a family has been revoked.
+    async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError>;
     /// Revokes every token of a family.
     async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Deletes refresh tokens and codes that expired before `before`; returns how many.
@@ -720,8 +722,9 @@ pub trait OAuthStore: Send {
     async fn insert_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError>;
     async fn get_device_code(&mut self, device_sha256: &[u8]) -> Result<Option<DeviceCode>, StoreError>;
     async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError>;
-    /// Replaces a device code's status, user, poll time and authentication.
-    async fn update_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError>;
+    /// Replaces a device code's status, user, poll time and authentication, only if its status is
+    /// still `expected_status`; whether it was (a concurrent approval or poll wins otherwise).
+    async fn update_device_code(&mut self, code: &DeviceCode, expected_status: &str) -> Result<bool, StoreError>;
     /// Moves an approved code to `redeemed`; `false` if another poll redeemed it first.
     async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError>;
 }

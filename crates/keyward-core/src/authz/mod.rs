@@ -361,11 +361,19 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
 /// administrator gives an application access).
 pub fn authorize_app(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
     match authorize(actor, action, target) {
-        Decision::Allow { rule } if rule == rules::DEFAULT_USER_PERMISSIONS && actor.roles.is_empty() => {
+        Decision::Allow { rule } if rule == rules::DEFAULT_USER_PERMISSIONS && !holds_tenant_wide_role(actor) => {
             Decision::Deny { rule: rules::NO_ROLE_GRANTS_ACTION }
         }
         other => other,
     }
+}
+
+/// Whether the actor holds a tenant-wide role that grants something (a unit-scoped role, or a
+/// disabled or deleted custom role, does not open the directory to an application).
+fn holds_tenant_wide_role(actor: &Actor) -> bool {
+    actor.roles.iter().any(|role| {
+        role.scope == Scope::Tenant && role.custom_actions.as_ref().is_none_or(|actions| !actions.is_empty())
+    })
 }
 
 /// Checks a change to who holds Global Administrator, given the enabled holders before and after

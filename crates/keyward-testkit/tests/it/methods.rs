@@ -11,6 +11,11 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
 
+/// Authenticator secrets registered by [`token_with_mfa_scope`], by server and UPN (tests run
+/// at once in one process, each with its own server).
+static SECRETS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
+    std::sync::LazyLock::new(Default::default);
+
 async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String) {
     let body = app.create_user(alias, &format!("{alias} Desk")).await;
     let id = body["id"].as_str().expect("id").to_owned();
@@ -24,6 +29,12 @@ async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String
 /// password and a newly registered authenticator app (the user holds a privileged role, so MFA
 /// is required): the way the seed's service desk signs in.
 async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
+    token_with_mfa_scope(app, upn, "openid https://graph.microsoft.com/.default").await
+}
+
+/// Like [`token_with_mfa`] with another scope; registers the authenticator at the first sign-in
+/// and uses it after.
+async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
     const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     const REDIRECT: &str = "http://localhost:43210/";
@@ -32,16 +43,31 @@ async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
         "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
          &code_challenge={CHALLENGE}&code_challenge_method=S256",
         keyward_app::url_encode(REDIRECT),
-        keyward_app::url_encode("openid https://graph.microsoft.com/.default"),
+        keyward_app::url_encode(scope),
     );
     let page = browser.get(&path).await;
     let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
     let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
-    assert_eq!(page.title(), "More information required", "{}", page.text());
-    let page = browser.submit(&page, "more_info", &[], &[]).await;
-    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
-    let code = keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
-    let done = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    let done = if page.title() == "More information required" {
+        let page = browser.submit(&page, "more_info", &[], &[]).await;
+        let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+        SECRETS.lock().expect("secrets").insert(format!("{}|{upn}", app.base_url), secret.clone());
+        let code =
+            keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+        browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await
+    } else {
+        assert_eq!(page.title(), "Enter code", "{}", page.text());
+        let secret = SECRETS
+            .lock()
+            .expect("secrets")
+            .get(&format!("{}|{upn}", app.base_url))
+            .cloned()
+            .expect("registered before");
+        // The next time step: the one at registration is spent.
+        let code =
+            keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()) + 1);
+        browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await
+    };
     let query = done.path.split_once('?').expect("redirect with a code").1.to_owned();
     let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
     let body = form_urlencoded::Serializer::new(String::new())
@@ -220,11 +246,19 @@ async fn reset_password_and_oath_methods(backend: Backend) {
         format!("/v1.0/users/{id}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword")
     };
 
+    let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
+    app.clock.advance(time::Duration::seconds(1));
     let generated = call(&app, &desk, Method::POST, &reset(&adele), Some(json!({}))).await;
     assert_eq!(generated.status, StatusCode::ACCEPTED, "{}", generated.text);
     let new_password = generated.body["newPassword"].as_str().expect("generated password").to_owned();
     let location = generated.headers.get("location").and_then(|it| it.to_str().ok()).expect("Location").to_owned();
     assert!(location.contains(&format!("/users/{adele}/authentication/operations/")), "{location}");
+    app.clock.advance(time::Duration::seconds(1));
+    assert_eq!(
+        call(&app, &adele_token, Method::GET, "/v1.0/me", None).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends the old tokens"
+    );
     let operation = call(&app, &desk, Method::GET, &location, None).await;
     assert_eq!(operation.body["status"], "succeeded", "{}", operation.text);
     // The user signs in with it and must change it.
@@ -420,6 +454,13 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
     assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("10 minutes")), "{}", refused.text);
     let added = call(&app, &fresh, Method::POST, phones, Some(body.clone())).await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    // A token without a security-info permission (only User.Read) may not change it, even right
+    // after an MFA sign-in.
+    let narrow = token_with_mfa_scope(&app, &format!("selfie@{DOMAIN}"), "openid User.Read").await;
+    let denied =
+        call(&app, &narrow, Method::POST, phones, Some(json!({"phoneNumber": "+1 2065550199", "phoneType": "office"})))
+            .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
     let mine = call(&app, &fresh, Method::GET, "/v1.0/me/authentication/softwareOathMethods", None).await;
     let oath_id = mine.body["value"][0]["id"].as_str().expect("the authenticator registered at sign-in").to_owned();
     // Eleven minutes later the same token may no longer change security info.
@@ -440,7 +481,7 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
         .expect("self-service record");
     assert_eq!(registered["initiatedBy"]["user"]["userPrincipalName"], json!(format!("selfie@{DOMAIN}")));
     let failures = records.iter().filter(|it| it["result"] == json!("failure")).count();
-    assert_eq!(failures, 2, "both refusals are recorded: {}", audit.text);
+    assert_eq!(failures, 3, "every refusal is recorded: {}", audit.text);
 }
 
 /// entra.md §4.1 row by row: every collection answers on /v1.0 and /beta with its context, an

@@ -475,6 +475,44 @@ async fn provider_edges(backend: Backend) {
     let redirect = authorize(&app, &mut browser, &upn, "").await;
     let tokens = redeem(&app, &query_param(&redirect, "code").expect("code")).await;
 
+    // A refresh asking for an unknown scope is refused without spending the token.
+    let refresh_first = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "keyward-cli"),
+            ("refresh_token", &refresh_first),
+            ("scope", "https://management.azure.com/.default"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_scope")), "{body}");
+    let (status, rotated) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &refresh_first)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the token survived the bad request: {rotated}");
+    let tokens = rotated;
+
+    // A marker the server did not sign cannot stand in for a fresh sign-in.
+    let forged = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=login&kw_after=1", keyward_app::url_encode(REDIRECT)))
+        .await;
+    assert_eq!(forged.title(), "Sign in", "prompt=login cannot be skipped: {}", forged.path);
+    // The device-login page never redirects off the site, whatever the tenant segment says.
+    let mut stranger = Browser::new(&app.base_url);
+    let odd = stranger.get("/%2Fevil.example/devicelogin").await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND, "{} {}", odd.status, odd.path);
+    let mut browser = Browser::new(&app.base_url);
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    let _ = redeem(&app, &query_param(&redirect, "code").expect("code")).await;
+
     // form_post: a self-posting form to the redirect URI, with the one script allowed by hash.
     let page = browser
         .get(&format!("/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&response_mode=form_post&redirect_uri={}&scope=openid&state=fp&code_challenge={CHALLENGE}&code_challenge_method=S256", keyward_app::url_encode(REDIRECT)))
@@ -663,7 +701,67 @@ async fn openidconnect_relying_party(backend: Backend) {
     assert!(id_token.claims(&verifier, &Nonce::new("another".into())).is_err());
 }
 
+/// A code sent to a web (confidential) redirect URI needs the client's secret even when the
+/// application allows public flows (`isFallbackPublicClient`).
+async fn web_codes_need_the_secret(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let web = "https://app.example/callback";
+    let created = app
+        .post(
+            "/v1.0/applications",
+            &json!({"displayName": "Web app", "isFallbackPublicClient": true, "web": {"redirectUris": [web]}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let object_id = created.body["id"].as_str().expect("id").to_owned();
+    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id={app_id}&response_type=code&redirect_uri={}&scope=openid",
+            keyward_app::url_encode(web)
+        ))
+        .await;
+    let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    let code = query_param(&done.path, "code").expect("code");
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("client_id", app_id.as_str()),
+        ("code", code.as_str()),
+        ("redirect_uri", web),
+    ];
+    let (status, body) = post_form(&app, &token_path(), &fields, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    let (status, body) = post_form(&app, &token_path(), &fields, Some((&app_id, &secret))).await;
+    assert_eq!(status, StatusCode::OK, "with the secret: {body}");
+    // A disabled service principal blocks the application's sign-ins.
+    let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
+    let principal = principals.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|it| it["appId"] == json!(app_id))
+        .expect("sp")
+        .clone();
+    let removed = app.delete(&format!("/v1.0/servicePrincipals/{}", principal["id"].as_str().expect("id"))).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let blocked = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id={app_id}&response_type=code&redirect_uri={}&scope=openid",
+            keyward_app::url_encode(web)
+        ))
+        .await;
+    assert!(blocked.text().contains("AADSTS700016"), "{}", blocked.text());
+}
+
 crate::on_both_backends!(
+    web_codes_need_the_secret,
     openidconnect_relying_party,
     provider_edges,
     discovery_and_code_flow,
