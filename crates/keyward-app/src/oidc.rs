@@ -1265,15 +1265,42 @@ impl App {
         Ok(client)
     }
 
-    /// The client named by a pending user code, for the confirmation page.
-    pub async fn device_code_client(&self, tenant_key: &str, user_code: &str) -> Result<Option<String>, AppError> {
+    /// The client named by a pending user code, for the confirmation page. Wrong codes count
+    /// toward the signed-in user's code lockout (like wrong one-time codes), so the page cannot
+    /// be used to guess pending codes; a locked user is told when to try again.
+    pub async fn device_code_client(
+        &self,
+        tenant_key: &str,
+        session_cookie: &str,
+        user_code: &str,
+    ) -> Result<Option<String>, AppError> {
         let Some(tenant) = self.find_tenant(tenant_key).await? else { return Ok(None) };
+        let (user, _) = self
+            .signed_in_session(&tenant, session_cookie)
+            .await?
+            .ok_or(AppError::Unauthenticated("Your session has ended. Sign in again."))?;
         let now = self.now();
+        let mut tx = self.read().await?;
+        let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
+        if let Some(until) = tx.user_sign_in_state(&user.id).await?.code.locked_at(now) {
+            let format = time::macros::format_description!("[hour]:[minute]:[second] UTC");
+            return Err(AppError::BadRequest(format!(
+                "Too many wrong codes. Try again after {}.",
+                until.format(&format).unwrap_or_default()
+            )));
+        }
         let code = oauth::normalize_user_code(user_code);
-        let record = self.read().await?.find_device_code(&code).await?;
+        let record = tx.find_device_code(&code).await?;
+        drop(tx);
         let Some(record) =
             record.filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now)
         else {
+            let mut tx = self.write().await?;
+            let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+            state.code =
+                state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
+            tx.set_user_sign_in_state(&user.id, &state).await?;
+            tx.commit().await?;
             return Ok(None);
         };
         Ok(self.client(&tenant, &record.client_id).await?.map(|it| it.display_name))

@@ -489,7 +489,7 @@ async fn devicelogin_post(
     let action = format!("/{tenant}/devicelogin");
     let code = fields.get("user_code").map(String::as_str).unwrap_or("").trim().to_owned();
     match fields.get("step").map(String::as_str) {
-        Some("device_code") => match state.app.device_code_client(&tenant, &code).await {
+        Some("device_code") => match state.app.device_code_client(&tenant, &cookie, &code).await {
             Ok(Some(client)) => html_response(
                 StatusCode::OK,
                 &page(
@@ -531,6 +531,10 @@ async fn devicelogin_post(
                     ),
                 ),
             ),
+            Err(AppError::BadRequest(message)) => {
+                html_response(StatusCode::OK, &code_page(&action, &csrf, &code, Some(&message)))
+            }
+            Err(AppError::Unauthenticated(_)) => sign_in_first(&tenant),
             Err(err) => server_error(err),
         },
         Some("device_confirm") => {

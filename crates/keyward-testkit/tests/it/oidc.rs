@@ -422,6 +422,14 @@ async fn device_code_flow(backend: Backend) {
     assert_eq!(page.title(), "Enter code", "{}", page.text());
     let wrong = browser.submit(&page, "device_code", &[], &[("user_code", "BBBB-BBBB")]).await;
     assert!(wrong.text().contains("not valid"), "{}", wrong.text());
+    // Guessing codes meets the code lockout (five wrong codes by default).
+    let mut guess = wrong.clone();
+    for _ in 0..4 {
+        guess = browser.submit(&guess, "device_code", &[], &[("user_code", "CCCC-CCCC")]).await;
+    }
+    let locked = browser.submit(&guess, "device_code", &[], &[("user_code", "CCCC-CCCC")]).await;
+    assert!(locked.text().contains("Too many wrong codes"), "{}", locked.text());
+    app.clock.advance(Duration::seconds(61));
     let user_code = device["user_code"].as_str().expect("user_code").to_lowercase();
     let confirm = browser.submit(&wrong, "device_code", &[], &[("user_code", &user_code)]).await;
     assert_eq!(confirm.title(), "Are you trying to sign in?", "{}", confirm.text());
