@@ -335,17 +335,7 @@ impl App {
                 .await);
         }
         let audit = caller.audit(now);
-        let mut after: Option<String> = None;
-        let principal = loop {
-            let page = tx.list_service_principals(&caller.tenant.id, after.as_deref(), 500).await?;
-            if let Some(found) = page.iter().find(|it| it.app_id.eq_ignore_ascii_case(&application.app_id)) {
-                break Some(found.clone());
-            }
-            match page.last() {
-                Some(last) if page.len() == 500 => after = Some(last.id.to_string()),
-                _ => break None,
-            }
-        };
+        let principal = tx.find_service_principal(&caller.tenant.id, &application.app_id).await?;
         if let Some(principal) = principal {
             tx.delete_memberships_of(&principal.id).await?;
             tx.delete_role_assignments_of(&principal.id).await?;

@@ -803,18 +803,7 @@ impl App {
     }
 
     async fn service_principal_for(&self, tenant: &Tenant, app_id: &str) -> Result<Option<ServicePrincipal>, AppError> {
-        let mut tx = self.read().await?;
-        let mut after: Option<String> = None;
-        loop {
-            let page = tx.list_service_principals(&tenant.id, after.as_deref(), 500).await?;
-            if let Some(found) = page.iter().find(|it| it.app_id.eq_ignore_ascii_case(app_id)) {
-                return Ok(Some(found.clone()));
-            }
-            match page.last() {
-                Some(last) if page.len() == 500 => after = Some(last.id.to_string()),
-                _ => return Ok(None),
-            }
-        }
+        Ok(self.read().await?.find_service_principal(&tenant.id, app_id).await?)
     }
 
     /// Issues the access token, and the id token and refresh token the scopes ask for.

@@ -893,6 +893,17 @@ macro_rules! impl_backend {
                 Ok(self.get_service_principals(tenant, std::slice::from_ref(id)).await?.pop())
             }
 
+            async fn find_service_principal(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<ServicePrincipal>, StoreError> {
+                let sql = format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND app_id = $2");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(app_id.to_lowercase())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                row.as_ref().map(Self::service_principal_from_row).transpose()
+            }
+
             async fn get_service_principals(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<ServicePrincipal>, StoreError> {
                 if ids.is_empty() {
                     return Ok(Vec::new());

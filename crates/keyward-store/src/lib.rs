@@ -264,6 +264,12 @@ pub trait ServicePrincipalStore: Send {
         tenant: &ObjectId,
         id: &ObjectId,
     ) -> Result<Option<ServicePrincipal>, StoreError>;
+    /// The service principal of an application, by `appId` (case-insensitively; stored lowercase).
+    async fn find_service_principal(
+        &mut self,
+        tenant: &ObjectId,
+        app_id: &str,
+    ) -> Result<Option<ServicePrincipal>, StoreError>;
     /// The service principals among `ids` that exist, in no particular order.
     async fn get_service_principals(
         &mut self,
