@@ -390,7 +390,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(keyward_http::TlsFiles { cert, key }),
         _ => None,
     };
-    say(&format!("Keyward is listening on {public_url} (API under /v1.0 and /beta, viewer at {public_url}/docs)."));
+    let tenant_id = match &outcome {
+        BootstrapOutcome::Existing { tenant_id } | BootstrapOutcome::Created { tenant_id, .. } => tenant_id,
+    };
+    say(&format!(
+        "Keyward is listening on {public_url}: sign in at {public_url}/{tenant_id}/login; API under /v1.0 and /beta \
+         (viewer at {public_url}/docs); OpenID Connect issuer {public_url}/{tenant_id}/v2.0."
+    ));
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
     let router = keyward_http::router(app);
