@@ -176,13 +176,24 @@ impl App {
         caller: &Caller,
         who: Who<'_>,
         change: Change,
-    ) -> Result<(Box<dyn Tx>, User, Activity), AppError> {
+    ) -> Result<(Box<dyn Tx>, User, Activity, Who<'static>), AppError> {
+        // A user naming their own account through `/users/{id}` is doing self-service: the same
+        // rules as `/me` (an administrator role does not skip the recent-MFA check).
+        let who = match who {
+            Who::User(key) if caller.user().is_some() => {
+                let mut tx = self.read().await?;
+                let target = resolve_user(&mut *tx, &caller.tenant, key).await?;
+                if target.id == *caller.id() { Who::Me } else { who }
+            }
+            other => other,
+        };
         let activity = change.activity(who);
         let tx = self.write().await?;
         match who {
             Who::User(key) => {
                 let (tx, user) = self.authorized_target(tx, caller, key, change.action(), activity).await?;
-                Ok((tx, user, activity))
+                // Only the variant matters from here on (for the audit wording).
+                Ok((tx, user, activity, Who::User("")))
             }
             Who::Me => {
                 let user = caller.user().ok_or_else(crate::directory::only_delegated)?;
@@ -206,7 +217,7 @@ impl App {
                     .get_user(&caller.tenant.id, &user.id)
                     .await?
                     .ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
-                Ok((tx, fresh, activity))
+                Ok((tx, fresh, activity, Who::Me))
             }
         }
     }
@@ -302,7 +313,7 @@ impl App {
         validate_phone_number(number).map_err(AppError::BadRequest)?;
         let now = self.now();
         let change = if is_update { Change::Update } else { Change::Register };
-        let (mut tx, user, activity) = self.change_target(caller, who, change).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, change).await?;
         let existing: Vec<PhoneType> =
             phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
         if is_update {
@@ -319,7 +330,7 @@ impl App {
 
     /// `DELETE …/phoneMethods/{id}`.
     pub async fn delete_phone(&self, caller: &Caller, who: Who<'_>, phone_type: PhoneType) -> Result<(), AppError> {
-        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
         let existing: Vec<PhoneType> =
             phones(&mut *tx, &user, false).await?.into_iter().map(|it| it.phone_type).collect();
         if !existing.contains(&phone_type) {
@@ -354,7 +365,7 @@ impl App {
         }
         let now = self.now();
         let change = if is_update { Change::Update } else { Change::Register };
-        let (mut tx, user, activity) = self.change_target(caller, who, change).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, change).await?;
         let exists = tx.get_email_method(&user.id).await?.is_some();
         match (is_update, exists) {
             (false, true) => {
@@ -369,11 +380,19 @@ impl App {
 
     /// `DELETE …/emailMethods/{id}`.
     pub async fn delete_email(&self, caller: &Caller, who: Who<'_>) -> Result<(), AppError> {
-        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
         if !tx.delete_email_method(&user.id).await? {
             return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
         }
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "email")).await
+    }
+
+    /// Checks a delete of a method type Keyward never stores (passkeys and the like): the caller
+    /// must be allowed to delete the target's methods; the method itself never exists.
+    pub async fn check_method_delete(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let (tx, _, _, _) = self.change_target(caller, Who::User(key), Change::Delete).await?;
+        drop(tx);
+        Ok(())
     }
 
     /// `GET …/softwareOathMethods`.
@@ -387,7 +406,7 @@ impl App {
     /// `DELETE …/softwareOathMethods/{id}`: `authenticationMethods/delete` on the target.
     pub async fn delete_software_oath(&self, caller: &Caller, who: Who<'_>, id: &str) -> Result<(), AppError> {
         let method_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-        let (mut tx, user, activity) = self.change_target(caller, who, Change::Delete).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
         tx.delete_software_oath_methods(&user.id, Some(&method_id)).await.map_err(|err| match err {
             keyward_store::StoreError::NotFound => AppError::NotFound(id.to_owned()),
             other => other.into(),

@@ -317,25 +317,31 @@ async fn delete_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) ->
 /// Authenticator, Windows Hello for Business, platform credentials. Reads are authorised like
 /// any method read and answer an empty collection; an item is a 404.
 macro_rules! empty_collection {
-    ($list:ident, $item:ident, $segment:literal) => {
+    ($list:ident, $item:ident, $delete:ident, $segment:literal) => {
         #[doc = concat!("`GET …/", $segment, "`: always empty.")]
         async fn $list(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
             ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
             Ok(list(&ctx, &key, $segment, Vec::new()))
         }
 
-        #[doc = concat!("`GET` and `DELETE …/", $segment, "/{id}`: no such method.")]
+        #[doc = concat!("`GET …/", $segment, "/{id}`: no such method.")]
         async fn $item(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
             ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+            Err(ctx.err(AppError::NotFound(id)))
+        }
+
+        #[doc = concat!("`DELETE …/", $segment, "/{id}`: allowed or refused like any delete; then no such method.")]
+        async fn $delete(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+            ctx.state.app.check_method_delete(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
             Err(ctx.err(AppError::NotFound(id)))
         }
     };
 }
 
-empty_collection!(list_fido2, fido2_method, "fido2Methods");
-empty_collection!(list_authenticator, authenticator_method, "microsoftAuthenticatorMethods");
-empty_collection!(list_hello, hello_method, "windowsHelloForBusinessMethods");
-empty_collection!(list_platform, platform_method, "platformCredentialMethods");
+empty_collection!(list_fido2, fido2_method, delete_fido2, "fido2Methods");
+empty_collection!(list_authenticator, authenticator_method, delete_authenticator, "microsoftAuthenticatorMethods");
+empty_collection!(list_hello, hello_method, delete_hello, "windowsHelloForBusinessMethods");
+empty_collection!(list_platform, platform_method, delete_platform, "platformCredentialMethods");
 
 /// `GET …/softwareOathMethods`.
 async fn list_oath(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
@@ -496,7 +502,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
-            get(authenticator_method).delete(authenticator_method),
+            get(authenticator_method).delete(delete_authenticator),
             Op::get("authentication", "A Microsoft Authenticator method", READ, "AuthenticationMethod")
                 .with_id()
                 .with_param("method"),
@@ -514,7 +520,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
-            get(hello_method).delete(hello_method),
+            get(hello_method).delete(delete_hello),
             Op::get("authentication", "A Windows Hello for Business method", READ, "AuthenticationMethod")
                 .with_id()
                 .with_param("method"),
@@ -527,7 +533,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/authentication/platformCredentialMethods/{method}",
-            get(platform_method).delete(platform_method),
+            get(platform_method).delete(delete_platform),
             Op::get("authentication", "A platform credential method", READ, "AuthenticationMethod")
                 .with_id()
                 .with_param("method"),
@@ -695,7 +701,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/authentication/fido2Methods/{method}",
-            delete(fido2_method),
+            delete(delete_fido2),
             Op::delete(
                 "authentication",
                 "Delete a passkey (FIDO2)",

@@ -535,6 +535,25 @@ async fn every_collection_of_the_methods_api(backend: Backend) {
     let operation =
         call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/operations/{missing}"), None).await;
     assert_eq!(operation.status, StatusCode::NOT_FOUND);
+    // Deleting a method of a type Keyward does not store is still a delete: refused without the
+    // permission, a 404 with it.
+    let (_, reader) = user(&app, "reader", Some(roles::GLOBAL_READER)).await;
+    let fido = format!("/v1.0/users/{adele}/authentication/fido2Methods/{missing}");
+    assert_eq!(call(&app, &reader, Method::DELETE, &fido, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, &desk, Method::DELETE, &fido, None).await.status, StatusCode::NOT_FOUND);
+    // An administrator changing their own methods through /users/{own id} is doing self-service:
+    // without a recent MFA sign-in it is refused.
+    let desk_id = call(&app, &desk, Method::GET, "/v1.0/me", None).await.body["id"].as_str().expect("id").to_owned();
+    let own = call(
+        &app,
+        &desk,
+        Method::POST,
+        &format!("/v1.0/users/{desk_id}/authentication/emailMethods"),
+        Some(json!({"emailAddress": "desk@home.example"})),
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
+    assert!(own.text.contains("10 minutes"), "{}", own.text);
 }
 
 crate::on_both_backends!(
