@@ -2,7 +2,6 @@
 //! principal), read, update redirect URIs, delete, and client secrets (`addPassword`, returned
 //! once, `removePassword`). Every change is authorised and audited like any other.
 
-use aws_lc_rs::digest;
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{PropertyChange, ServicePrincipal};
@@ -13,7 +12,7 @@ use keyward_store::{AppCredential, Application};
 use time::{Duration, OffsetDateTime};
 
 use crate::setup::random_string;
-use crate::{App, AppError, Caller, audit_id, new_id, require};
+use crate::{App, AppError, Caller, audit_id, new_id, require, sha256};
 
 /// What a client may set on an application.
 #[derive(Debug, Clone, Default)]
@@ -382,10 +381,7 @@ impl App {
             key_id: new_id(),
             application_id: id.clone(),
             display_name,
-            secret: Some((
-                digest::digest(&digest::SHA256, secret.expose().as_bytes()).as_ref().to_vec(),
-                secret.expose()[..3].to_owned(),
-            )),
+            secret: Some((sha256(secret.expose().as_bytes()), secret.expose()[..3].to_owned())),
             certificate: None,
             start: now,
             end,

@@ -4,7 +4,6 @@
 //! Entra's actions and target rules and audited with Entra's strings; a refusal is recorded as a
 //! failure. Secrets (passes, passwords, TOTP seeds) never reach reads or audit values.
 
-use aws_lc_rs::digest;
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::auth_methods::{
     EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_email_address, mask_phone_number,
@@ -22,7 +21,7 @@ use time::{Duration, OffsetDateTime};
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
-use crate::{App, AppError, Caller, audit_id, new_id, require, require_scope};
+use crate::{App, AppError, Caller, audit_id, new_id, require, require_scope, rfc3339, sha256};
 
 /// A Temporary Access Pass as Graph shows it; `pass` only in the creation response.
 #[derive(Debug, Clone)]
@@ -123,14 +122,6 @@ impl Change {
 /// must do MFA before changing their security info).
 const RECENT_MFA: Duration = Duration::minutes(10);
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
-}
-
-fn stamp(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 /// The user's phone methods, masked if asked.
 async fn phones(tx: &mut dyn Tx, user: &User, masked: bool) -> Result<Vec<PhoneView>, AppError> {
     let mut res: Vec<PhoneView> = tx
@@ -196,7 +187,7 @@ impl App {
                 Ok((tx, user, activity, Who::User("")))
             }
             Who::Me => {
-                let user = caller.user().ok_or_else(crate::directory::only_delegated)?;
+                let user = caller.delegated_user()?;
                 if let Err(err) = require_scope(caller, change.action(), true) {
                     return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
                 }
@@ -454,8 +445,8 @@ impl App {
         };
         let changes = vec![
             change("Id", pass.id.to_string()),
-            change("StartDateTime", stamp(pass.start)),
-            change("EndDateTime", stamp(pass.start + Duration::minutes(pass.lifetime_minutes))),
+            change("StartDateTime", rfc3339(pass.start)),
+            change("EndDateTime", rfc3339(pass.start + Duration::minutes(pass.lifetime_minutes))),
             change("AccessPassUsage", if pass.is_usable_once { "Once".into() } else { "Multiple".into() }),
         ];
         let mut record = caller.audit(now).success(

@@ -124,11 +124,6 @@ pub(crate) async fn resolve_user(tx: &mut dyn Tx, tenant: &Tenant, key: &str) ->
     found.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
 
-/// Graph's answer to `/me` with an app-only token.
-pub(crate) fn only_delegated() -> AppError {
-    AppError::BadRequest("/me request is only valid with delegated authentication flow.".into())
-}
-
 /// Graph's answer to an id that is not a GUID where only object ids are accepted.
 fn invalid_id(key: &str) -> AppError {
     AppError::BadRequest(format!("Invalid object identifier '{key}'."))
@@ -304,7 +299,7 @@ impl App {
 
     /// `GET /me`: the caller's own user.
     pub fn me(&self, caller: &Caller) -> Result<User, AppError> {
-        let user = caller.user().ok_or_else(only_delegated)?;
+        let user = caller.delegated_user()?;
         require(caller, actions::USERS_READ, Target::User(&user_for_read(user)))?;
         Ok(user.clone())
     }

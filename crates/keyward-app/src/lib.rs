@@ -113,6 +113,12 @@ impl Caller {
         }
     }
 
+    /// The signed-in user, or Graph's answer to `/me` with an app-only token.
+    pub fn delegated_user(&self) -> Result<&User, AppError> {
+        self.user()
+            .ok_or_else(|| AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
+    }
+
     /// The object id of the user or service principal.
     pub fn id(&self) -> &ObjectId {
         match &self.principal {
@@ -248,6 +254,24 @@ fn require_scope(caller: &Caller, action: &'static str, on_self: bool) -> Result
         });
     }
     Ok(())
+}
+
+/// The SHA-256 of `bytes`: how passes, codes, tokens, cookies and client secrets are stored.
+pub(crate) fn sha256(bytes: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().to_vec()
+}
+
+/// A fresh random token (256 bits, base64url): cookies, codes, refresh and device codes.
+pub(crate) fn random_token() -> Result<String, AppError> {
+    use base64::Engine;
+    let mut bytes = [0_u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A time as RFC 3339 text, as Graph writes times and audit values carry them.
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// A fresh random object id.

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 
-use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{ServicePrincipal, Tenant, User};
@@ -22,7 +21,7 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use crate::tokens::UserAccess;
-use crate::{App, AppError, RequestMeta};
+use crate::{App, AppError, RequestMeta, random_token, sha256};
 
 /// Authorization codes live ten minutes, as in Entra.
 const CODE_LIFETIME: Duration = Duration::minutes(10);
@@ -31,16 +30,6 @@ const REFRESH_LIFETIME: Duration = Duration::days(90);
 /// Device codes live fifteen minutes; clients poll every five seconds.
 const DEVICE_LIFETIME: Duration = Duration::minutes(15);
 const DEVICE_INTERVAL: i64 = 5;
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
-}
-
-fn random_token() -> Result<String, AppError> {
-    let mut bytes = [0_u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
 
 /// An OAuth error in RFC 6749 form plus Entra's `error_codes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +83,8 @@ pub struct Client {
     pub display_name: String,
     /// The application's registration (`None` for the first-party `keyward-cli`).
     pub application: Option<Application>,
+    /// The application's service principal, enabled (`None` for `keyward-cli`).
+    pub service_principal: Option<ServicePrincipal>,
     pub public_redirect_uris: Vec<String>,
     pub web_redirect_uris: Vec<String>,
     /// May ask for tokens without a secret (device code, refresh, password).
@@ -106,6 +97,7 @@ impl Client {
             client_id: FIRST_PARTY_CLIENT_ID.into(),
             display_name: "Keyward command line".into(),
             application: None,
+            service_principal: None,
             public_redirect_uris: vec!["http://localhost".into(), "http://127.0.0.1".into(), "http://[::1]".into()],
             web_redirect_uris: Vec::new(),
             is_fallback_public: true,
@@ -235,13 +227,14 @@ impl App {
         }
         let mut tx = self.read().await?;
         let Some(app) = tx.find_application(&tenant.id, client_id).await? else { return Ok(None) };
-        drop(tx);
         // An application whose service principal is gone or disabled signs nobody in (Entra's
         // way to block an application in a tenant).
-        if !self.service_principal_for(tenant, &app.app_id).await?.is_some_and(|it| it.account_enabled) {
+        let Some(principal) = tx.find_service_principal(&tenant.id, &app.app_id).await?.filter(|it| it.account_enabled)
+        else {
             return Ok(None);
-        }
+        };
         Ok(Some(Client {
+            service_principal: Some(principal),
             client_id: app.app_id.clone(),
             display_name: app.display_name.clone(),
             public_redirect_uris: app.public_redirect_uris.clone(),
@@ -773,22 +766,13 @@ impl App {
                 ),
             ));
         }
-        let app = client
-            .application
+        // `client` finds a registered application only with its enabled service principal, so
+        // only the first-party `keyward-cli` has none.
+        let principal = client
+            .service_principal
             .as_ref()
             .ok_or_else(|| OAuthError::invalid_client(codes::UNKNOWN_CLIENT, "Unknown application."))?;
-        let principal = self.service_principal_for(tenant, &app.app_id).await?.ok_or_else(|| {
-            OAuthError::new(
-                400,
-                "unauthorized_client",
-                codes::UNKNOWN_CLIENT,
-                "The application has no service principal in this tenant.",
-            )
-        })?;
-        if !principal.account_enabled {
-            return Err(OAuthError::new(400, "unauthorized_client", 7_000_112, "Application is disabled."));
-        }
-        let access_token = self.sign_app_access_token(tenant, &principal).await?;
+        let access_token = self.sign_app_access_token(tenant, principal).await?;
         let lifetime = self.inner.config.access_token_lifetime.whole_seconds();
         Ok(TokenResponse {
             token_type: "Bearer",
@@ -800,10 +784,6 @@ impl App {
             id_token: None,
             client_info: None,
         })
-    }
-
-    async fn service_principal_for(&self, tenant: &Tenant, app_id: &str) -> Result<Option<ServicePrincipal>, AppError> {
-        Ok(self.read().await?.find_service_principal(&tenant.id, app_id).await?)
     }
 
     /// Issues the access token, and the id token and refresh token the scopes ask for.
@@ -1272,10 +1252,9 @@ impl App {
         let mut tx = self.read().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         if let Some(until) = tx.user_sign_in_state(&user.id).await?.code.locked_at(now) {
-            let format = time::macros::format_description!("[hour]:[minute]:[second] UTC");
             return Err(AppError::BadRequest(format!(
                 "Too many wrong codes. Try again after {}.",
-                until.format(&format).unwrap_or_default()
+                crate::signin::clock(until)
             )));
         }
         let code = oauth::normalize_user_code(user_code);
@@ -1284,12 +1263,7 @@ impl App {
         let Some(record) =
             record.filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now)
         else {
-            let mut tx = self.write().await?;
-            let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-            state.code =
-                state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
-            tx.set_user_sign_in_state(&user.id, &state).await?;
-            tx.commit().await?;
+            self.count_code_failure(&user.id, &policy, now).await?;
             return Ok(None);
         };
         Ok(self.client(&tenant, &record.client_id).await?.map(|it| it.display_name))

@@ -1,6 +1,5 @@
 //! First start (bootstrap), demo data, and signing-key rotation.
 
-use aws_lc_rs::digest;
 use keyward_core::audit::{
     Activity, AuditContext, Initiator, TargetResource, group_creation_properties, group_reference_properties,
     user_creation_properties,
@@ -173,7 +172,7 @@ impl App {
                 tx.put_temporary_access_pass(&TemporaryAccessPass {
                     id: new_id(),
                     user_id: user.id.clone(),
-                    pass_sha256: digest::digest(&digest::SHA256, pass.expose().as_bytes()).as_ref().to_vec(),
+                    pass_sha256: crate::sha256(pass.expose().as_bytes()),
                     created: now,
                     start: now,
                     lifetime_minutes: BOOTSTRAP_TAP_MINUTES,

@@ -6,7 +6,6 @@
 //! row stores only a SHA-256 of the cookie. Every decision is the core's (`keyward_core::signin`,
 //! `keyward_core::totp`); this module sequences load, decide, persist and log.
 
-use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
@@ -25,7 +24,7 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use crate::signin_admin::strong_authentication_requirement;
-use crate::{App, AppError, RequestMeta, audit_id, new_id};
+use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, sha256};
 
 /// The application id the sign-in log names for Keyward's own pages.
 pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
@@ -119,20 +118,10 @@ pub struct SignInView {
     pub set_device: Option<(String, i64)>,
 }
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
-}
-
 /// The CSRF token of a session: derived from the cookie, so it needs no storage and reveals
 /// nothing about the cookie.
 pub fn csrf_token(cookie: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha256(format!("keyward csrf v1:{cookie}").as_bytes()))
-}
-
-fn random_token() -> Result<String, AppError> {
-    let mut bytes = [0_u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// A return address is a path on this site: `/…`, never `//host` or `/\host`, and without any
@@ -153,9 +142,13 @@ fn safe_return_to(raw: Option<&str>) -> String {
 }
 
 fn try_again_after(until: OffsetDateTime) -> String {
+    format!("Try again after {}, or ask your administrator to help.", clock(until))
+}
+
+/// The time of day a lockout ends, as messages show it (`14:05:09 UTC`).
+pub(crate) fn clock(until: OffsetDateTime) -> String {
     let format = time::macros::format_description!("[hour]:[minute]:[second] UTC");
-    let at = until.format(&format).unwrap_or_else(|_| until.to_string());
-    format!("Try again after {at}, or ask your administrator to help.")
+    until.format(&format).unwrap_or_else(|_| until.to_string())
 }
 
 fn lockout_message(until: OffsetDateTime) -> String {
@@ -806,7 +799,6 @@ impl App {
         self.finish(flow, &user, details).await
     }
 
-    /// Completes a sign-in: the session counts from now, and the user goes back where they came from.
     /// Counts a failed password attempt for smart lockout (under the row lock, so attempts on
     /// several nodes all count).
     pub(crate) async fn count_password_failure(
@@ -815,10 +807,33 @@ impl App {
         policy: &SignInPolicy,
         now: OffsetDateTime,
     ) -> Result<(), AppError> {
+        self.count_failure(user, |state| {
+            state.password =
+                state.password.after_failure(policy.lockout_threshold, Duration::seconds(policy.lockout_seconds), now);
+        })
+        .await
+    }
+
+    /// Counts a wrong one-time or device code toward the user's code lockout.
+    pub(crate) async fn count_code_failure(
+        &self,
+        user: &ObjectId,
+        policy: &SignInPolicy,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        self.count_failure(user, |state| {
+            state.code =
+                state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
+        })
+        .await
+    }
+
+    /// Applies `count` to the user's lockout counters under the row lock, so attempts on several
+    /// nodes all count.
+    async fn count_failure(&self, user: &ObjectId, count: impl FnOnce(&mut UserSignInState)) -> Result<(), AppError> {
         let mut tx = self.write().await?;
         let mut state = tx.lock_user_sign_in_state(user).await?;
-        state.password =
-            state.password.after_failure(policy.lockout_threshold, Duration::seconds(policy.lockout_seconds), now);
+        count(&mut state);
         tx.set_user_sign_in_state(user, &state).await?;
         tx.commit().await?;
         Ok(())

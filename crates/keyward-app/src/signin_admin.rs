@@ -17,7 +17,7 @@ use keyward_store::{SignInCursor, Tx, UserSignInState};
 
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
-use crate::{App, AppError, Caller, audit_id, require};
+use crate::{App, AppError, Caller, audit_id, require, rfc3339};
 
 /// Reading the sign-in log.
 const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
@@ -54,7 +54,7 @@ pub(crate) fn strong_authentication_requirement(state: &UserSignInState) -> Stri
     if state.per_user_mfa == PerUserMfaState::Disabled && state.remembered_devices_not_before.is_none() {
         return "[]".into();
     }
-    let cut = state.remembered_devices_not_before.map(stamp);
+    let cut = state.remembered_devices_not_before.map(rfc3339);
     let state_name = match state.per_user_mfa {
         PerUserMfaState::Disabled => "Disabled",
         PerUserMfaState::Enabled => "Enabled",
@@ -64,10 +64,6 @@ pub(crate) fn strong_authentication_requirement(state: &UserSignInState) -> Stri
         "[{{\"RelyingParty\":\"*\",\"State\":\"{state_name}\",\"RememberDevicesNotIssuedBefore\":{}}}]",
         cut.map_or_else(|| "null".to_owned(), |it| format!("\"{it}\""))
     )
-}
-
-fn stamp(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl App {
@@ -205,8 +201,8 @@ impl App {
         tx.update_user(&user).await?;
         let change = PropertyChange {
             name: "StsRefreshTokensValidFrom".into(),
-            old_value: Some(json::string_array([stamp(old).as_str()])),
-            new_value: Some(json::string_array([stamp(now).as_str()])),
+            old_value: Some(json::string_array([rfc3339(old).as_str()])),
+            new_value: Some(json::string_array([rfc3339(now).as_str()])),
         };
         let record = caller.audit(now).success(
             audit_id(&caller.meta.correlation_id),

@@ -7,9 +7,8 @@ use axum::routing::get;
 use keyward_core::audit::{AuditRecord, Initiator};
 use keyward_core::audit_query;
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
 
-use crate::context::{GraphCtx, collection, entity};
+use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::graph::Query;
 use crate::openapi::{Api, Op};
@@ -55,7 +54,7 @@ pub fn directory_audit(record: &AuditRecord) -> Value {
         "result": record.result.as_str(),
         "resultReason": record.result_reason,
         "activityDisplayName": record.activity_display_name,
-        "activityDateTime": record.activity_date_time.format(&Rfc3339).unwrap_or_default(),
+        "activityDateTime": rfc3339(record.activity_date_time),
         "loggedByService": record.logged_by_service,
         "operationType": record.operation_type,
         "initiatedBy": initiated_by,

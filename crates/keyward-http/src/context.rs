@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+pub use keyward_app::rfc3339;
 use keyward_app::{Caller, RequestMeta};
 use keyward_core::ids::is_guid;
 use keyward_core::query::RawQuery;
@@ -88,6 +89,11 @@ impl GraphCtx {
     /// `{public-url}/{version}`, the base of `@odata.context` and `@odata.nextLink`.
     pub fn base(&self) -> String {
         format!("{}/{}", self.state.app.config().public_url, self.version.segment())
+    }
+
+    /// The signed-in user's id, for `/me/…` routes (app-only tokens have no `/me`).
+    pub fn me_key(&self) -> Result<String, GraphError> {
+        self.caller.delegated_user().map(|it| it.id.to_string()).map_err(|err| self.err(err))
     }
 
     /// Converts an app error into this request's Graph error.

@@ -12,14 +12,10 @@ use keyward_core::secret::Secret;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use crate::context::{GraphCtx, entity};
+use crate::context::{GraphCtx, entity, rfc3339};
 use crate::error::GraphError;
 use crate::graph::Body;
 use crate::openapi::{Api, Op};
-
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
 
 fn password_json(created: Option<time::OffsetDateTime>) -> Value {
     json!({
@@ -93,12 +89,6 @@ fn one(ctx: &GraphCtx, key: &str, segment: &str, id: &str, found: Option<Value>)
     ))
 }
 
-fn me(ctx: &GraphCtx) -> Result<String, GraphError> {
-    ctx.caller.user().map(|it| it.id.to_string()).ok_or_else(|| {
-        ctx.err(AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
-    })
-}
-
 /// `GET /users/{id}/authentication/methods` — `users/authenticationMethods/standard/read` (or oneself).
 async fn list_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
     let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
@@ -107,7 +97,7 @@ async fn list_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response
 
 /// `GET /me/authentication/methods`.
 async fn list_my_methods(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
     Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
 }
@@ -420,13 +410,13 @@ async fn delete_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> R
 
 /// `GET /me/authentication/phoneMethods`.
 async fn list_my_phones(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     list_phones(ctx, Path(key)).await
 }
 
 /// `POST /me/authentication/phoneMethods` (201).
 async fn create_my_phone(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     let (kind, number) = phone_body(&ctx, &body, false)?;
     let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
     let phone =
@@ -447,13 +437,13 @@ async fn delete_my_phone(ctx: GraphCtx, Path(id): Path<String>) -> Result<Respon
 
 /// `GET /me/authentication/emailMethods`.
 async fn list_my_emails(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     list_emails(ctx, Path(key)).await
 }
 
 /// `POST /me/authentication/emailMethods` (201).
 async fn create_my_email(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     let address = email_address(&ctx, &body)?;
     ctx.state.app.put_email(&ctx.caller, Who::Me, &address, false).await.map_err(|err| ctx.err(err))?;
     Ok(entity(
@@ -474,7 +464,7 @@ async fn delete_my_email(ctx: GraphCtx, Path(id): Path<String>) -> Result<Respon
 
 /// `GET /me/authentication/softwareOathMethods`.
 async fn list_my_oath(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = me(&ctx)?;
+    let key = ctx.me_key()?;
     list_oath(ctx, Path(key)).await
 }
 

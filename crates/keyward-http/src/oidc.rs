@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::context::{GraphCtx, collection, entity};
+use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::graph::{Body, Query};
 use crate::openapi::{Api, Op};
@@ -580,8 +580,8 @@ fn application_json(view: &ApplicationView) -> Value {
             it.secret.as_ref().map(|(_, hint)| {
                 json!({
                     "keyId": it.key_id.as_str(), "displayName": it.display_name, "hint": hint,
-                    "startDateTime": it.start.format(&Rfc3339).unwrap_or_default(),
-                    "endDateTime": it.end.format(&Rfc3339).unwrap_or_default(),
+                    "startDateTime": rfc3339(it.start),
+                    "endDateTime": rfc3339(it.end),
                     "secretText": null, "customKeyIdentifier": null,
                 })
             })
@@ -591,7 +591,7 @@ fn application_json(view: &ApplicationView) -> Value {
         "id": app.id.as_str(),
         "appId": app.app_id,
         "displayName": app.display_name,
-        "createdDateTime": app.created.format(&Rfc3339).unwrap_or_default(),
+        "createdDateTime": rfc3339(app.created),
         "signInAudience": "AzureADMyOrg",
         "isFallbackPublicClient": app.is_fallback_public_client,
         "publicClient": {"redirectUris": app.public_redirect_uris},
@@ -600,8 +600,8 @@ fn application_json(view: &ApplicationView) -> Value {
         "keyCredentials": view.credentials.iter().filter_map(|it| it.certificate.as_ref().map(|(_, thumbprint)| json!({
             "keyId": it.key_id.as_str(), "type": "AsymmetricX509Cert", "usage": "Verify", "displayName": it.display_name,
             "customKeyIdentifier": thumbprint, "key": null,
-            "startDateTime": it.start.format(&Rfc3339).unwrap_or_default(),
-            "endDateTime": it.end.format(&Rfc3339).unwrap_or_default(),
+            "startDateTime": rfc3339(it.start),
+            "endDateTime": rfc3339(it.end),
         }))).collect::<Vec<_>>(),
     })
 }
@@ -762,8 +762,8 @@ async fn add_password(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) 
             "displayName": created.credential.display_name,
             "hint": hint,
             "secretText": created.secret.expose(),
-            "startDateTime": created.credential.start.format(&Rfc3339).unwrap_or_default(),
-            "endDateTime": created.credential.end.format(&Rfc3339).unwrap_or_default(),
+            "startDateTime": rfc3339(created.credential.start),
+            "endDateTime": rfc3339(created.credential.end),
             "customKeyIdentifier": null,
         }),
         StatusCode::OK,

@@ -15,17 +15,12 @@ use keyward_core::signin_query;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::context::{GraphCtx, collection, entity};
+use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::graph::{Body, Query};
 use crate::openapi::{Api, Op};
-
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
-}
 
 /// A sign-in in Graph's `signIn` shape (entra.md §7.5).
 pub fn sign_in_json(record: &SignInRecord) -> Value {
@@ -271,16 +266,9 @@ async fn get_requirements(ctx: GraphCtx, Path(key): Path<String>) -> Result<Resp
     requirements_of(ctx, key).await
 }
 
-/// The signed-in user's id for `/me/…` routes; app-only tokens have no `/me`.
-fn me_key(ctx: &GraphCtx) -> Result<String, GraphError> {
-    ctx.caller.user().map(|it| it.id.to_string()).ok_or_else(|| {
-        ctx.err(AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
-    })
-}
-
 /// `GET /beta/me/authentication/requirements`.
 async fn get_my_requirements(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let key = me_key(&ctx)?;
+    let key = ctx.me_key()?;
     requirements_of(ctx, key).await
 }
 
@@ -291,7 +279,7 @@ async fn patch_requirements(ctx: GraphCtx, Path(key): Path<String>, Body(body): 
 
 /// `PATCH /beta/me/authentication/requirements` (204).
 async fn patch_my_requirements(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let key = me_key(&ctx)?;
+    let key = ctx.me_key()?;
     set_requirements_of(ctx, key, body).await
 }
 
