@@ -65,6 +65,18 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
+/// Appends an audit filter's `activityDateTime` range on `column`.
+fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
+    if let Some(from) = filter.from {
+        sql.push(&format!(" AND {column} >= "));
+        sql.arg(Arg::Text(fmt_ts(from)));
+    }
+    if let Some(until) = filter.until {
+        sql.push(&format!(" AND {column} <= "));
+        sql.arg(Arg::Text(fmt_ts(until)));
+    }
+}
+
 /// Appends the conditions of an audit filter on `audit_records r`.
 fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter) {
     let exact = |sql: &mut Sql, column: &str, value: &Option<String>| {
@@ -79,14 +91,7 @@ fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter) {
     exact(sql, "r.result", &filter.result);
     exact(sql, "r.initiator_id", &filter.initiator_user_id);
     exact(sql, "r.initiator_app_id", &filter.initiator_app_id);
-    if let Some(from) = filter.from {
-        sql.push(" AND r.activity_date_time >= ");
-        sql.arg(Arg::Text(fmt_ts(from)));
-    }
-    if let Some(until) = filter.until {
-        sql.push(" AND r.activity_date_time <= ");
-        sql.arg(Arg::Text(fmt_ts(until)));
-    }
+    push_time_range(sql, "r.activity_date_time", filter);
     for (column, value) in
         [("r.activity_display_name_lc", &filter.activity), ("r.initiator_upn_lc", &filter.initiator_upn)]
     {
@@ -258,6 +263,12 @@ macro_rules! impl_backend {
                     let mut conn = self.pool.acquire().await.map_err(db)?;
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await.map_err(db)?;
                     sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await.map_err(db)?;
+                } else {
+                    // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
+                    // backup) can leave the planner without statistics until then, and without them
+                    // it walks the whole audit log for one target's records. ANALYZE samples a
+                    // bounded number of rows per table and takes no lock that blocks writers.
+                    sqlx::query("ANALYZE").execute(&self.pool).await.map_err(db)?;
                 }
                 Ok(())
             }
@@ -1438,7 +1449,7 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                let mut targets: Vec<(String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
+                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1455,7 +1466,7 @@ macro_rules! impl_backend {
                         let values = [
                             Arg::Text(record.id.clone()),
                             Arg::Text(tenant.to_owned()),
-                            Arg::Text(columns.activity_date_time),
+                            Arg::Text(columns.activity_date_time.clone()),
                             Arg::Text(columns.correlation_id),
                             Arg::Text(columns.category),
                             Arg::Text(columns.activity_display_name),
@@ -1477,7 +1488,7 @@ macro_rules! impl_backend {
                             sql.arg(value);
                         }
                         sql.push(")");
-                        targets.push((record.id.clone(), columns.targets));
+                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets));
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
@@ -1485,14 +1496,16 @@ macro_rules! impl_backend {
                         .await
                         .map_err(db)?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
-                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ");
+                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) VALUES ");
                     let mut is_first = true;
-                    for (id, record_targets) in targets.drain(..) {
+                    for (id, at_time, record_targets) in targets.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
                         for (target_id, target_upn) in record_targets {
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
                             sql.arg(Arg::Int(seq));
+                            sql.push(", ");
+                            sql.arg(Arg::Text(at_time.clone()));
                             sql.push(", ");
                             sql.arg(Arg::Text(target_id));
                             sql.push(", ");
@@ -1647,12 +1660,14 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
+                // Each record's target rows, and the times those rows carry (the target indexes' order).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
+                let mut target_times: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
-                    let found: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc FROM audit_records r \
+                    let found: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
+                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time FROM audit_records r \
                          CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
                          AND t.audit_seq = r.seq",
                     )
@@ -1662,8 +1677,9 @@ macro_rules! impl_backend {
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
-                    for (seq, id, upn) in found {
+                    for (seq, id, upn, at) in found {
                         targets.entry(seq).or_default().push((id, upn));
+                        target_times.entry(seq).or_default().push(at);
                     }
                 }
                 rows.iter()
@@ -1688,9 +1704,11 @@ macro_rules! impl_backend {
                             },
                         };
                         let id: String = row.try_get(1).map_err(db)?;
-                        let columns_match = audit_json::from_json(&canonical).is_ok_and(|record| {
-                            record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
-                        });
+                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|it| *it == stored.activity_date_time);
+                        let columns_match = times_match
+                            && audit_json::from_json(&canonical).is_ok_and(|record| {
+                                record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
+                            });
                         Ok(ChainRow {
                             seq,
                             id,
@@ -1722,35 +1740,51 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                // A target filter drives the query from the target index (CROSS JOIN fixes the join
-                // order on SQLite), so a target's few records are found without walking the log.
+                // A target filter drives the query from the target index, which is ordered by time
+                // (CROSS JOIN fixes the join order on SQLite): a target's newest records are the
+                // first index entries, however many records the target has. Time and order are
+                // then taken from the target row, which carries the record's time.
                 let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM ");
                 let mut rest = filter.clone();
-                if let Some(target) = rest.target_id.take() {
+                let (time, seq) = if let Some(target) = rest.target_id.take() {
                     sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_id = ");
                     sql.arg(Arg::Text(target));
                     sql.push(" AND r.seq = t.audit_seq AND ");
+                    ("t.activity_date_time", "t.audit_seq")
                 } else if let Some(upn) = rest.target_upn.take() {
                     sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_upn_lc = ");
                     sql.arg(Arg::Text(upn));
                     sql.push(" AND r.seq = t.audit_seq AND ");
+                    ("t.activity_date_time", "t.audit_seq")
                 } else {
                     sql.push("audit_records r WHERE ");
-                }
+                    ("r.activity_date_time", "r.seq")
+                };
                 sql.push("r.tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_string()));
+                if time.starts_with("t.") {
+                    // The time range on the index too, so it bounds the index scan.
+                    push_time_range(&mut sql, time, &rest);
+                }
                 push_audit_filter(&mut sql, &rest);
                 let cmp = if is_ascending { ">" } else { "<" };
                 if let Some(cursor) = after {
-                    sql.push(&format!(" AND (r.activity_date_time, r.seq) {cmp} ("));
+                    sql.push(&format!(" AND ({time}, {seq}) {cmp} ("));
                     sql.arg(Arg::Text(cursor.activity_date_time.clone()));
                     sql.push(", ");
                     sql.arg(Arg::Int(cursor.seq));
                     sql.push(")");
                 }
                 let direction = if is_ascending { "ASC" } else { "DESC" };
-                sql.push(&format!(" ORDER BY r.activity_date_time {direction}, r.seq {direction} LIMIT "));
+                sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction} LIMIT "));
                 sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                if $backend == Backend::Sqlite {
+                    // The SQLite driver hands rows over from its worker thread one at a time, a
+                    // thread wake-up each; the page comes back as one row instead.
+                    sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
+                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&mut *self.0).await.map_err(db)?;
+                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
+                }
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
                 rows.iter()
                     .map(|row| {
@@ -1773,7 +1807,7 @@ macro_rules! impl_backend {
             async fn list_audit_for_target(&mut self, tenant: &ObjectId, target: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
                 let records: Vec<String> = sqlx::query_scalar(
                     "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.audit_seq DESC LIMIT $3",
+                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT $3",
                 )
                 .bind(target.as_str())
                 .bind(tenant.as_str())
@@ -1846,7 +1880,12 @@ mod sqlite_impl {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "1073741824");
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(db)?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .map_err(db)?;
             Self::migrate(&pool).await?;
             Ok(SqliteStore { pool })
         }

@@ -56,9 +56,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn read(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// The highest applied migration.
     async fn schema_version(&self) -> Result<i64, StoreError>;
-    /// Refreshes the query planner's statistics where the database does not do it itself
-    /// (SQLite's `PRAGMA optimize`; PostgreSQL's autovacuum analyzes on its own). Without them
-    /// SQLite may answer an initiator's day from the time index, walking the whole day.
+    /// Refreshes the query planner's statistics (SQLite's `PRAGMA optimize`, PostgreSQL's
+    /// `ANALYZE`, which autovacuum runs too but only after enough changes). Without them SQLite
+    /// may answer an initiator's day from the time index, walking the whole day, and PostgreSQL
+    /// may find one target's records by walking the log.
     async fn optimize(&self) -> Result<(), StoreError>;
     /// Closes every connection; used at shutdown.
     async fn close(&self);

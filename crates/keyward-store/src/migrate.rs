@@ -24,6 +24,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0006_auth_methods.sql",
         sql: include_str!("../migrations/sqlite/0006_auth_methods.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_audit_target_time.sql",
+        sql: include_str!("../migrations/sqlite/0007_audit_target_time.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -45,6 +50,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 6,
         name: "0006_auth_methods.sql",
         sql: include_str!("../migrations/postgres/0006_auth_methods.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_audit_target_time.sql",
+        sql: include_str!("../migrations/postgres/0007_audit_target_time.sql"),
     },
 ];
 

@@ -9,6 +9,21 @@ fn ids(reply: &Value) -> Vec<String> {
     reply["value"].as_array().expect("value").iter().filter_map(|it| it["id"].as_str().map(str::to_owned)).collect()
 }
 
+/// The ids on every page from `first`, following `@odata.nextLink`.
+async fn every_page(app: &TestApp, first: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut url = first.to_owned();
+    loop {
+        let page = app.get(&url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        seen.extend(ids(&page.body));
+        match page.body["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_owned(),
+            None => return seen,
+        }
+    }
+}
+
 fn activities(reply: &Value) -> Vec<String> {
     reply["value"]
         .as_array()
@@ -125,22 +140,27 @@ async fn audit_log_filters_and_pages(backend: Backend) {
 
     // Paging and order.
     let total = ids(&all.body);
-    let mut seen = Vec::new();
-    let mut url = "/v1.0/auditLogs/directoryAudits?$top=2".to_owned();
-    loop {
-        let page = app.get(&url).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
-        seen.extend(ids(&page.body));
-        match page.body["@odata.nextLink"].as_str() {
-            Some(next) => url = next.to_owned(),
-            None => break,
-        }
-    }
+    let seen = every_page(&app, "/v1.0/auditLogs/directoryAudits?$top=2").await;
     assert_eq!(seen, total, "paging visits every record once, in order");
     let ascending = app.get("/v1.0/auditLogs/directoryAudits?$orderby=activityDateTime asc").await;
     let mut reversed = total.clone();
     reversed.reverse();
     assert_eq!(ids(&ascending.body), reversed);
+
+    // A target's records page in the same order, both ways (driven from the target index, which
+    // is ordered by time), and a time window applies to them.
+    let by_target = format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{adele_id}')");
+    let whole = ids(&app.get(&by_target).await.body);
+    assert!(whole.len() >= 4 && whole.contains(&created_id), "{whole:?}");
+    let mut oldest_first = whole.clone();
+    oldest_first.reverse();
+    for (order, expected) in [("", &whole), ("&$orderby=activityDateTime asc", &oldest_first)] {
+        let seen = every_page(&app, &format!("{by_target}{order}&$top=1")).await;
+        assert_eq!(&seen, expected, "paging a target's records{order}");
+    }
+    let window = app.get(&format!("{by_target} and activityDateTime gt {created_at}")).await;
+    let after_creation: Vec<String> = whole.iter().filter(|it| **it != created_id).cloned().collect();
+    assert_eq!(ids(&window.body), after_creation, "{}", window.text);
 
     let one = app.get(&format!("/v1.0/auditLogs/directoryAudits/{}", total[0])).await;
     assert_eq!(one.body["id"], total[0].as_str(), "{}", one.text);

@@ -14,7 +14,9 @@ enum Raw {
 impl Raw {
     async fn connect(url: &str) -> Raw {
         if url.starts_with("sqlite:") {
-            Raw::Sqlite(sqlx::SqlitePool::connect(url).await.expect("open SQLite"))
+            // One connection, so a schema change is seen by the next statement.
+            let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(url);
+            Raw::Sqlite(pool.await.expect("open SQLite"))
         } else {
             Raw::Postgres(sqlx::PgPool::connect(url).await.expect("open PostgreSQL"))
         }
@@ -111,12 +113,23 @@ async fn tampering_is_detected(backend: Backend) {
     let seq = raw.column(last, "CAST(seq AS TEXT)").await;
     let target = raw.text(&format!("SELECT target_id FROM audit_targets WHERE audit_seq = {seq}")).await;
     let upn = raw.text(&format!("SELECT target_upn_lc FROM audit_targets WHERE audit_seq = {seq}")).await;
+    let at = raw.text(&format!("SELECT activity_date_time FROM audit_targets WHERE audit_seq = {seq}")).await;
     raw.exec(&format!("DELETE FROM audit_targets WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
     raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ({seq}, '{target}', '{upn}')"
+        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
+         VALUES ({seq}, '{at}', '{target}', '{upn}')"
     ))
     .await;
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // 3b. A target row's time moved (hides the record from the target's newest records).
+    raw.exec(&format!(
+        "UPDATE audit_targets SET activity_date_time = '2001-01-01T00:00:00.000000Z' WHERE audit_seq = {seq}"
+    ))
+    .await;
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+    raw.exec(&format!("UPDATE audit_targets SET activity_date_time = '{at}' WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
 
     // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
@@ -139,7 +152,8 @@ async fn tampering_is_detected(backend: Backend) {
     .await;
     let forged_seq = raw.text("SELECT CAST(seq AS TEXT) FROM audit_records WHERE id = 'forged'").await;
     raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, target_id, target_upn_lc) VALUES ({forged_seq}, '{target}', '{upn}')"
+        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
+         VALUES ({forged_seq}, '{at}', '{target}', '{upn}')"
     ))
     .await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::OutOfOrder { id: "forged".into(), index: last + 1 }));
@@ -302,8 +316,61 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
     assert_eq!(by_app.body["value"][0]["initiatedBy"]["app"]["appId"], "bulk-loader", "{}", by_app.text);
 }
 
+/// Schema 7 gives each target row its record's time: a database written before it keeps every
+/// record findable by target, in the same order, and its chain still verifies.
+async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let raw = Raw::connect(&app.database_url).await;
+    let users = create_concurrently(&app, 3).await;
+    for title in ["Analyst", "Lead"] {
+        app.patch(&format!("/v1.0/users/{}", users[0]), &json!({"jobTitle": title})).await;
+    }
+    let by_target = format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{}')", users[0]);
+    let before = app.get(&by_target).await.text;
+
+    // Put the target rows back in schema 6's shape, as a database written by an older Keyward.
+    let downgrade: &[&str] = match raw {
+        Raw::Sqlite(_) => &[
+            "CREATE TABLE audit_targets_v6 (audit_seq INTEGER NOT NULL REFERENCES audit_records(seq) ON DELETE CASCADE, \
+             target_id TEXT NOT NULL, target_upn_lc TEXT, PRIMARY KEY (target_id, audit_seq))",
+            "INSERT INTO audit_targets_v6 SELECT audit_seq, target_id, target_upn_lc FROM audit_targets",
+            "DROP TABLE audit_targets",
+            "ALTER TABLE audit_targets_v6 RENAME TO audit_targets",
+            "CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq)",
+        ],
+        Raw::Postgres(_) => &[
+            "ALTER TABLE audit_targets DROP CONSTRAINT audit_targets_pkey",
+            "ALTER TABLE audit_targets DROP COLUMN activity_date_time",
+            // Dropping the column dropped the index that held it.
+            "ALTER TABLE audit_targets ADD PRIMARY KEY (target_id, audit_seq)",
+            "CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq)",
+        ],
+    };
+    for statement in downgrade {
+        raw.exec(statement).await;
+    }
+    if matches!(raw, Raw::Sqlite(_)) {
+        raw.exec("CREATE INDEX audit_targets_seq ON audit_targets(audit_seq)").await;
+    }
+    raw.exec("DELETE FROM schema_migrations WHERE version = 7").await;
+
+    let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");
+    assert_eq!(store.schema_version().await.expect("version"), 7);
+    store.close().await;
+    let untimed = raw
+        .text(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
+                            WHERE t.activity_date_time <> r.activity_date_time",
+        )
+        .await;
+    assert_eq!(untimed, "0", "every target row carries its record's time");
+    assert_eq!(app.get(&by_target).await.text, before, "the same records, in the same order");
+    assert_eq!(verify(&app).await.outcome, Ok(()));
+}
+
 crate::on_both_backends!(
     tampering_is_detected,
     retention_cuts_the_chain_and_keeps_it_verifiable,
-    bulk_inserts_chain_like_single_ones
+    bulk_inserts_chain_like_single_ones,
+    target_rows_gain_their_time_on_upgrade
 );
