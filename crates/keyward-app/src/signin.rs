@@ -19,7 +19,7 @@ use keyward_core::signin::{
     codes,
 };
 use keyward_core::totp::{self, CodeError};
-use keyward_store::{BrowserSession, SoftwareOathMethod, UserSignInState};
+use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
@@ -846,15 +846,7 @@ impl App {
         user: &User,
         policy: &SignInPolicy,
     ) -> Result<(Option<MfaReason>, bool, UserSignInState), AppError> {
-        let mut tx = self.read().await?;
-        let state = tx.user_sign_in_state(&user.id).await?;
-        let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
-        let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
-        let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
-        let is_privileged =
-            signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
-        let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
-        Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
+        mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await
     }
 
     /// Completes a sign-in: checks the account once more (it may have been disabled or its
@@ -868,7 +860,8 @@ impl App {
         details: Vec<AuthenticationDetail>,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
-        let fresh = self.read().await?.get_user(&flow.tenant.id, &user.id).await?;
+        let mut tx = self.read().await?;
+        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
         let refusal = match &fresh {
             None => Some(codes::DISABLED),
             Some(it) if !it.account_enabled => Some(codes::DISABLED),
@@ -876,6 +869,7 @@ impl App {
             Some(_) => None,
         };
         if let Some(code) = refusal {
+            drop(tx);
             let failed = detail(now, "Previously satisfied", false, "The account changed during sign-in");
             self.log_sign_in(flow, fresh.as_ref(), code, vec![failed]).await?;
             let mut tx = self.write().await?;
@@ -883,8 +877,9 @@ impl App {
             tx.commit().await?;
             return self.session_ended(&flow.tenant).await;
         }
-        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
-        let (requirement, _, _) = self.mfa_facts(&flow.tenant, user, &policy).await?;
+        let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
+        let (requirement, _, _) = mfa_facts_in(&mut *tx, &flow.tenant, user, &policy).await?;
+        drop(tx);
         let cookie = random_token()?;
         let old_id = std::mem::replace(&mut flow.session.id_sha256, sha256(cookie.as_bytes()));
         flow.cookie = cookie.clone();
@@ -1097,6 +1092,23 @@ fn detail(at: OffsetDateTime, method: &str, succeeded: bool, result: &str) -> Au
 
 fn unexpected(what: &str) -> AppError {
     AppError::Unexpected(anyhow::anyhow!("{what}"))
+}
+
+/// [`App::mfa_facts`] inside a caller's transaction.
+async fn mfa_facts_in(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    user: &User,
+    policy: &SignInPolicy,
+) -> Result<(Option<MfaReason>, bool, UserSignInState), AppError> {
+    let state = tx.user_sign_in_state(&user.id).await?;
+    let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+    let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
+    let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+    let is_privileged =
+        signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
+    let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+    Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
 }
 
 #[cfg(test)]

@@ -215,14 +215,14 @@ fn phone_body(ctx: &GraphCtx, body: &Value, is_update: bool) -> Result<(Option<P
 
 /// `POST …/phoneMethods` (201) — `users/authenticationMethods/create`.
 async fn create_phone(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    let (kind, number) = phone_body(&ctx, &body, false)?;
+    add_phone(&ctx, Who::User(&key), &key, &body).await
+}
+
+/// Adds `who`'s phone method from `body`; `key` names the user in the reply's context URL.
+async fn add_phone(ctx: &GraphCtx, who: Who<'_>, key: &str, body: &Value) -> Result<Response, GraphError> {
+    let (kind, number) = phone_body(ctx, body, false)?;
     let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
-    let phone = ctx
-        .state
-        .app
-        .put_phone(&ctx.caller, Who::User(&key), kind, &number, false)
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let phone = ctx.state.app.put_phone(&ctx.caller, who, kind, &number, false).await.map_err(|err| ctx.err(err))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/phoneMethods/$entity", ctx.base()),
         phone_json(&phone),
@@ -244,8 +244,12 @@ async fn update_phone(
 
 /// `DELETE …/phoneMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_phone(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    remove_phone(&ctx, Who::User(&key), id).await
+}
+
+async fn remove_phone(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Response, GraphError> {
     let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
-    ctx.state.app.delete_phone(&ctx.caller, Who::User(&key), kind).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_phone(&ctx.caller, who, kind).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -271,8 +275,13 @@ fn email_address(ctx: &GraphCtx, body: &Value) -> Result<String, GraphError> {
 
 /// `POST …/emailMethods` (201) — `users/authenticationMethods/create`.
 async fn create_email(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    let address = email_address(&ctx, &body)?;
-    ctx.state.app.put_email(&ctx.caller, Who::User(&key), &address, false).await.map_err(|err| ctx.err(err))?;
+    add_email(&ctx, Who::User(&key), &key, &body).await
+}
+
+/// Sets `who`'s email method from `body`; `key` names the user in the reply's context URL.
+async fn add_email(ctx: &GraphCtx, who: Who<'_>, key: &str, body: &Value) -> Result<Response, GraphError> {
+    let address = email_address(ctx, body)?;
+    ctx.state.app.put_email(&ctx.caller, who, &address, false).await.map_err(|err| ctx.err(err))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/emailMethods/$entity", ctx.base()),
         email_json(&address),
@@ -296,10 +305,14 @@ async fn update_email(
 
 /// `DELETE …/emailMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    remove_email(&ctx, Who::User(&key), id).await
+}
+
+async fn remove_email(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Response, GraphError> {
     if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
         return Err(ctx.err(AppError::NotFound(id)));
     }
-    ctx.state.app.delete_email(&ctx.caller, Who::User(&key)).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_email(&ctx.caller, who).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -417,22 +430,12 @@ async fn list_my_phones(ctx: GraphCtx) -> Result<Response, GraphError> {
 /// `POST /me/authentication/phoneMethods` (201).
 async fn create_my_phone(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let key = ctx.me_key()?;
-    let (kind, number) = phone_body(&ctx, &body, false)?;
-    let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
-    let phone =
-        ctx.state.app.put_phone(&ctx.caller, Who::Me, kind, &number, false).await.map_err(|err| ctx.err(err))?;
-    Ok(entity(
-        format!("{}/$metadata#users('{key}')/authentication/phoneMethods/$entity", ctx.base()),
-        phone_json(&phone),
-        StatusCode::CREATED,
-    ))
+    add_phone(&ctx, Who::Me, &key, &body).await
 }
 
 /// `DELETE /me/authentication/phoneMethods/{id}` (204).
 async fn delete_my_phone(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
-    ctx.state.app.delete_phone(&ctx.caller, Who::Me, kind).await.map_err(|err| ctx.err(err))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    remove_phone(&ctx, Who::Me, id).await
 }
 
 /// `GET /me/authentication/emailMethods`.
@@ -444,22 +447,12 @@ async fn list_my_emails(ctx: GraphCtx) -> Result<Response, GraphError> {
 /// `POST /me/authentication/emailMethods` (201).
 async fn create_my_email(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let key = ctx.me_key()?;
-    let address = email_address(&ctx, &body)?;
-    ctx.state.app.put_email(&ctx.caller, Who::Me, &address, false).await.map_err(|err| ctx.err(err))?;
-    Ok(entity(
-        format!("{}/$metadata#users('{key}')/authentication/emailMethods/$entity", ctx.base()),
-        email_json(&address),
-        StatusCode::CREATED,
-    ))
+    add_email(&ctx, Who::Me, &key, &body).await
 }
 
 /// `DELETE /me/authentication/emailMethods/{id}` (204).
 async fn delete_my_email(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
-        return Err(ctx.err(AppError::NotFound(id)));
-    }
-    ctx.state.app.delete_email(&ctx.caller, Who::Me).await.map_err(|err| ctx.err(err))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    remove_email(&ctx, Who::Me, id).await
 }
 
 /// `GET /me/authentication/softwareOathMethods`.

@@ -17,31 +17,25 @@ macro_rules! impl_sign_in_store {
                     .await
                     .map_err(db)?;
                 let Some(row) = row else { return Ok(UserSignInState::default()) };
-                let ts = |idx: usize| -> Result<Option<OffsetDateTime>, StoreError> {
-                    row.try_get::<Option<String>, _>(idx).map_err(db)?.as_deref().map(parse_ts).transpose()
-                };
                 let state: String = row.try_get(0).map_err(db)?;
                 Ok(UserSignInState {
                     per_user_mfa: PerUserMfaState::parse(&state)
                         .ok_or_else(|| StoreError::Other(format!("corrupt per-user MFA state '{state}'")))?,
-                    remembered_devices_not_before: ts(1)?,
+                    remembered_devices_not_before: opt_ts(row.try_get(1).map_err(db)?)?,
                     password: Lockout {
                         failures: row.try_get(2).map_err(db)?,
                         lockouts: row.try_get(3).map_err(db)?,
-                        locked_until: ts(4)?,
+                        locked_until: opt_ts(row.try_get(4).map_err(db)?)?,
                     },
                     code: Lockout {
                         failures: row.try_get(5).map_err(db)?,
                         lockouts: row.try_get(6).map_err(db)?,
-                        locked_until: ts(7)?,
+                        locked_until: opt_ts(row.try_get(7).map_err(db)?)?,
                     },
                 })
             }
 
             fn session_from_row(row: &<$db as sqlx::Database>::Row) -> Result<BrowserSession, StoreError> {
-                let ts = |idx: usize| -> Result<Option<OffsetDateTime>, StoreError> {
-                    row.try_get::<Option<String>, _>(idx).map_err(db)?.as_deref().map(parse_ts).transpose()
-                };
                 Ok(BrowserSession {
                     id_sha256: row.try_get(0).map_err(db)?,
                     tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
@@ -51,10 +45,10 @@ macro_rules! impl_sign_in_store {
                     return_to: row.try_get(5).map_err(db)?,
                     created: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
                     expires_at: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
-                    authenticated_at: ts(8)?,
-                    mfa_at: ts(9)?,
+                    authenticated_at: opt_ts(row.try_get(8).map_err(db)?)?,
+                    mfa_at: opt_ts(row.try_get(9).map_err(db)?)?,
                     methods: row.try_get(10).map_err(db)?,
-                    pass_expires_at: ts(11)?,
+                    pass_expires_at: opt_ts(row.try_get(11).map_err(db)?)?,
                     pending_secret: row.try_get(12).map_err(db)?,
                     correlation_id: row.try_get(13).map_err(db)?,
                 })
