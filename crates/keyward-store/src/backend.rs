@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
-use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, parse_ts, push_conditions, sort_expr};
+use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_conditions, sort_expr};
 use crate::{
     AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, ChainRow, CredentialStore, Cursor,
     GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
@@ -468,8 +468,7 @@ macro_rules! impl_backend {
                     Some((expr, _)) => sql.push(&format!(" ORDER BY {expr} {direction}, {id_col} {direction}")),
                     None => sql.push(&format!(" ORDER BY {id_col} {direction}")),
                 }
-                sql.push(" LIMIT ");
-                sql.arg(Arg::Int(i64::try_from(plan.top + 1).unwrap_or(i64::MAX)));
+                sql.push(&limit_clause(plan.top + 1));
                 let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
                 let rows = query.fetch_all(&mut *self.0).await.map_err(db)?;
                 Ok((rows, count))
@@ -482,10 +481,9 @@ macro_rules! impl_backend {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<MemberRef>, StoreError> {
-                let rows = sqlx::query(sql_text)
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{sql_text}{}", limit_clause(limit))))
                     .bind(group.as_str())
                     .bind(after.unwrap_or(""))
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -806,7 +804,7 @@ macro_rules! impl_backend {
 
             async fn list_members(&mut self, group: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
                 self.list_refs(
-                    "SELECT member_id, member_kind FROM group_members WHERE group_id = $1 AND member_id > $2 ORDER BY member_id LIMIT $3",
+                    "SELECT member_id, member_kind FROM group_members WHERE group_id = $1 AND member_id > $2 ORDER BY member_id",
                     group,
                     after,
                     limit,
@@ -847,7 +845,7 @@ macro_rules! impl_backend {
 
             async fn list_owners(&mut self, group: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
                 self.list_refs(
-                    "SELECT owner_id, owner_kind FROM group_owners WHERE group_id = $1 AND owner_id > $2 ORDER BY owner_id LIMIT $3",
+                    "SELECT owner_id, owner_kind FROM group_owners WHERE group_id = $1 AND owner_id > $2 ORDER BY owner_id",
                     group,
                     after,
                     limit,
@@ -857,11 +855,10 @@ macro_rules! impl_backend {
 
             async fn list_member_of(&mut self, member: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<ObjectId>, StoreError> {
                 let ids: Vec<String> = sqlx::query_scalar(
-                    "SELECT group_id FROM group_members WHERE member_id = $1 AND group_id > $2 ORDER BY group_id LIMIT $3",
+                    sqlx::AssertSqlSafe(format!("SELECT group_id FROM group_members WHERE member_id = $1 AND group_id > $2 ORDER BY group_id{}", limit_clause(limit))),
                 )
                 .bind(member.as_str())
                 .bind(after.unwrap_or(""))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -927,11 +924,10 @@ macro_rules! impl_backend {
             }
 
             async fn list_service_principals(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<ServicePrincipal>, StoreError> {
-                let sql = format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+                let sql = format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND id > $2 ORDER BY id{}", limit_clause(limit));
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(after.unwrap_or(""))
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -1100,8 +1096,7 @@ macro_rules! impl_backend {
                     sql.push(" AND id > ");
                     sql.arg(Arg::Text(after.to_owned()));
                 }
-                sql.push(" ORDER BY id LIMIT ");
-                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                sql.push(&format!(" ORDER BY id{}", limit_clause(limit)));
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
@@ -1207,12 +1202,14 @@ macro_rules! impl_backend {
 
             async fn list_administrative_units(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<AdministrativeUnit>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT id, tenant_id, display_name, description, is_member_management_restricted, created_at \
-                     FROM administrative_units WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT id, tenant_id, display_name, description, is_member_management_restricted, created_at \
+                     FROM administrative_units WHERE tenant_id = $1 AND id > $2 ORDER BY id{}",
+                        limit_clause(limit)
+                    ))
                 )
                 .bind(tenant.as_str())
                 .bind(after.unwrap_or(""))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -1250,7 +1247,7 @@ macro_rules! impl_backend {
             async fn list_unit_members(&mut self, unit: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<MemberRef>, StoreError> {
                 self.list_refs(
                     "SELECT member_id, member_kind FROM administrative_unit_members WHERE unit_id = $1 AND member_id > $2 \
-                     ORDER BY member_id LIMIT $3",
+                     ORDER BY member_id",
                     unit,
                     after,
                     limit,
@@ -1649,14 +1646,16 @@ macro_rules! impl_backend {
 
             async fn audit_chain_page(&mut self, tenant: &str, after_index: i64, limit: usize) -> Result<Vec<ChainRow>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT seq, id, chain_index, prev_hash, hash, record, activity_date_time, correlation_id, category, \
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT seq, id, chain_index, prev_hash, hash, record, activity_date_time, correlation_id, category, \
                      activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, \
                      initiator_upn_lc, initiator_app_id FROM audit_records \
-                     WHERE tenant_id = $1 AND chain_index > $2 ORDER BY chain_index LIMIT $3",
+                     WHERE tenant_id = $1 AND chain_index > $2 ORDER BY chain_index{}",
+                        limit_clause(limit)
+                    ))
                 )
                 .bind(tenant)
                 .bind(after_index)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -1776,8 +1775,7 @@ macro_rules! impl_backend {
                     sql.push(")");
                 }
                 let direction = if is_ascending { "ASC" } else { "DESC" };
-                sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction} LIMIT "));
-                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction}{}", limit_clause(limit)));
                 if $backend == Backend::Sqlite {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
@@ -1795,9 +1793,8 @@ macro_rules! impl_backend {
             }
 
             async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-                let records: Vec<String> = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT $2")
+                let records: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq DESC{}", limit_clause(limit))))
                     .bind(tenant.as_str())
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
@@ -1806,12 +1803,14 @@ macro_rules! impl_backend {
 
             async fn list_audit_for_target(&mut self, tenant: &ObjectId, target: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
                 let records: Vec<String> = sqlx::query_scalar(
-                    "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT $3",
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
+                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.activity_date_time DESC, t.audit_seq DESC{}",
+                        limit_clause(limit)
+                    ))
                 )
                 .bind(target.as_str())
                 .bind(tenant.as_str())
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;

@@ -138,12 +138,14 @@ macro_rules! impl_oauth_store {
 
             async fn list_applications(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<Application>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
-                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
+                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id{}",
+                        limit_clause(limit)
+                    ))
                 )
                 .bind(tenant.as_str())
                 .bind(after.unwrap_or(""))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;

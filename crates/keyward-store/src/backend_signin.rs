@@ -552,8 +552,7 @@ macro_rules! impl_sign_in_store {
                     sql.arg(Arg::Int(cursor.seq));
                     sql.push(")");
                 }
-                sql.push(" ORDER BY s.created_at DESC, s.seq DESC LIMIT ");
-                sql.arg(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+                sql.push(&format!(" ORDER BY s.created_at DESC, s.seq DESC{}", limit_clause(limit)));
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
                     .fetch_all(&mut *self.0)
                     .await

@@ -330,6 +330,14 @@ pub(crate) fn escape_like(text: &str) -> String {
     res
 }
 
+/// ` LIMIT n`, written into the statement rather than bound: SQLite plans with a bound LIMIT's
+/// value and so prepares the statement again at every execution with a new binding (a tenth of a
+/// small query's time). Numbers cannot carry SQL, and callers use a few page sizes, so the
+/// statement caches stay small.
+pub(crate) fn limit_clause(limit: usize) -> String {
+    format!(" LIMIT {}", limit.min(i64::MAX as usize))
+}
+
 #[cfg(test)]
 mod tests {
     use keyward_core::query::{RawQuery, USER, plan};
