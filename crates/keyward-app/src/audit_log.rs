@@ -39,9 +39,10 @@ impl App {
     pub async fn list_audit(&self, caller: &Caller, query: &AuditQuery) -> Result<ItemPage<AuditRecord>, AppError> {
         require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
         let after = query.skiptoken.as_deref().map(decode).transpose()?;
-        let mut tx = self.read().await?;
-        let mut rows =
-            tx.query_audit(&caller.tenant.id, &query.filter, after.as_ref(), query.is_ascending, query.top + 1).await?;
+        let store = &self.inner.store;
+        let mut rows = store
+            .query_audit(&caller.tenant.id, &query.filter, after.as_ref(), query.is_ascending, query.top + 1)
+            .await?;
         let has_more = rows.len() > query.top;
         rows.truncate(query.top);
         let skiptoken = if has_more { rows.last().map(|(cursor, _)| encode(cursor)) } else { None };
@@ -51,8 +52,7 @@ impl App {
     /// `GET /auditLogs/directoryAudits/{id}`.
     pub async fn get_audit(&self, caller: &Caller, id: &str) -> Result<AuditRecord, AppError> {
         require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
-        let mut tx = self.read().await?;
-        tx.get_audit(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
+        self.inner.store.get_audit(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
     }
 }
 
@@ -77,7 +77,7 @@ impl App {
             let Some(tenant) = ObjectId::parse(&tenant) else { continue };
             let mut after = None;
             loop {
-                let page = self.read().await?.query_audit(&tenant, &filter, after.as_ref(), true, EXPORT_PAGE).await?;
+                let page = self.inner.store.query_audit(&tenant, &filter, after.as_ref(), true, EXPORT_PAGE).await?;
                 for (_, record) in &page {
                     sink(record).map_err(|err| {
                         AppError::Unexpected(anyhow::Error::new(err).context("cannot write the export"))

@@ -257,6 +257,77 @@ macro_rules! impl_backend {
                 self.pool.close().await;
             }
 
+            async fn get_audit(&self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
+                let record: Option<String> = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                record.as_deref().map(audit_json::from_json).transpose()
+            }
+
+            async fn query_audit(
+                &self,
+                tenant: &ObjectId,
+                filter: &AuditFilter,
+                after: Option<&AuditCursor>,
+                is_ascending: bool,
+                limit: usize,
+            ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
+                // A target filter drives the query from the target index, which is ordered by time
+                // (CROSS JOIN fixes the join order on SQLite): a target's newest records are the
+                // first index entries, however many records the target has. Time and order are
+                // then taken from the target row, which carries the record's time.
+                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM ");
+                let mut rest = filter.clone();
+                let (time, seq) = if let Some(target) = rest.target_id.take() {
+                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_id = ");
+                    sql.arg(Arg::Text(target));
+                    sql.push(" AND r.seq = t.audit_seq AND ");
+                    ("t.activity_date_time", "t.audit_seq")
+                } else if let Some(upn) = rest.target_upn.take() {
+                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_upn_lc = ");
+                    sql.arg(Arg::Text(upn));
+                    sql.push(" AND r.seq = t.audit_seq AND ");
+                    ("t.activity_date_time", "t.audit_seq")
+                } else {
+                    sql.push("audit_records r WHERE ");
+                    ("r.activity_date_time", "r.seq")
+                };
+                sql.push("r.tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_string()));
+                if time.starts_with("t.") {
+                    // The time range on the index too, so it bounds the index scan.
+                    push_time_range(&mut sql, time, &rest);
+                }
+                push_audit_filter(&mut sql, &rest);
+                let cmp = if is_ascending { ">" } else { "<" };
+                if let Some(cursor) = after {
+                    sql.push(&format!(" AND ({time}, {seq}) {cmp} ("));
+                    sql.arg(Arg::Text(cursor.activity_date_time.clone()));
+                    sql.push(", ");
+                    sql.arg(Arg::Int(cursor.seq));
+                    sql.push(")");
+                }
+                let direction = if is_ascending { "ASC" } else { "DESC" };
+                sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction}{}", limit_clause(limit)));
+                if $backend == Backend::Sqlite {
+                    // The SQLite driver hands rows over from its worker thread one at a time, a
+                    // thread wake-up each; the page comes back as one row instead.
+                    sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
+                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await.map_err(db)?;
+                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
+                }
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await.map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let cursor = AuditCursor { activity_date_time: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
+                        Ok((cursor, audit_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
+                    })
+                    .collect()
+            }
+
             async fn optimize(&self) -> Result<(), StoreError> {
                 if matches!($backend, Backend::Sqlite) {
                     // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
@@ -1717,77 +1788,6 @@ macro_rules! impl_backend {
                             canonical,
                             columns_match,
                         })
-                    })
-                    .collect()
-            }
-
-            async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
-                let record: Option<String> = sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(db)?;
-                record.as_deref().map(audit_json::from_json).transpose()
-            }
-
-            async fn query_audit(
-                &mut self,
-                tenant: &ObjectId,
-                filter: &AuditFilter,
-                after: Option<&AuditCursor>,
-                is_ascending: bool,
-                limit: usize,
-            ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                // A target filter drives the query from the target index, which is ordered by time
-                // (CROSS JOIN fixes the join order on SQLite): a target's newest records are the
-                // first index entries, however many records the target has. Time and order are
-                // then taken from the target row, which carries the record's time.
-                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM ");
-                let mut rest = filter.clone();
-                let (time, seq) = if let Some(target) = rest.target_id.take() {
-                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_id = ");
-                    sql.arg(Arg::Text(target));
-                    sql.push(" AND r.seq = t.audit_seq AND ");
-                    ("t.activity_date_time", "t.audit_seq")
-                } else if let Some(upn) = rest.target_upn.take() {
-                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_upn_lc = ");
-                    sql.arg(Arg::Text(upn));
-                    sql.push(" AND r.seq = t.audit_seq AND ");
-                    ("t.activity_date_time", "t.audit_seq")
-                } else {
-                    sql.push("audit_records r WHERE ");
-                    ("r.activity_date_time", "r.seq")
-                };
-                sql.push("r.tenant_id = ");
-                sql.arg(Arg::Text(tenant.to_string()));
-                if time.starts_with("t.") {
-                    // The time range on the index too, so it bounds the index scan.
-                    push_time_range(&mut sql, time, &rest);
-                }
-                push_audit_filter(&mut sql, &rest);
-                let cmp = if is_ascending { ">" } else { "<" };
-                if let Some(cursor) = after {
-                    sql.push(&format!(" AND ({time}, {seq}) {cmp} ("));
-                    sql.arg(Arg::Text(cursor.activity_date_time.clone()));
-                    sql.push(", ");
-                    sql.arg(Arg::Int(cursor.seq));
-                    sql.push(")");
-                }
-                let direction = if is_ascending { "ASC" } else { "DESC" };
-                sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction}{}", limit_clause(limit)));
-                if $backend == Backend::Sqlite {
-                    // The SQLite driver hands rows over from its worker thread one at a time, a
-                    // thread wake-up each; the page comes back as one row instead.
-                    sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
-                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&mut *self.0).await.map_err(db)?;
-                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
-                }
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
-                rows.iter()
-                    .map(|row| {
-                        let cursor = AuditCursor { activity_date_time: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
-                        Ok((cursor, audit_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
                     })
                     .collect()
             }

@@ -63,6 +63,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn optimize(&self) -> Result<(), StoreError>;
     /// Closes every connection; used at shutdown.
     async fn close(&self);
+
+    // Reads of the audit log are one statement each and run outside a transaction: a statement
+    // is its own snapshot, and BEGIN and COMMIT would cost two more driver round trips.
+
+    /// One audit record by id.
+    async fn get_audit(&self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError>;
+    /// Records matching `filter`, newest first (or oldest first), continuing after `after`.
+    async fn query_audit(
+        &self,
+        tenant: &ObjectId,
+        filter: &AuditFilter,
+        after: Option<&AuditCursor>,
+        is_ascending: bool,
+        limit: usize,
+    ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError>;
 }
 
 /// A transaction: every store operation happens inside one, and nothing is visible to others until
@@ -387,16 +402,6 @@ pub trait AuditStore: Send {
     async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError>;
     /// The newest records of a tenant, newest first.
     async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
-    async fn get_audit(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError>;
-    /// Records matching `filter`, newest first (or oldest first), continuing after `after`.
-    async fn query_audit(
-        &mut self,
-        tenant: &ObjectId,
-        filter: &AuditFilter,
-        after: Option<&AuditCursor>,
-        is_ascending: bool,
-        limit: usize,
-    ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError>;
     /// Every tenant with an audit chain, and its stored head (`None` if the head row is missing).
     async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError>;
     /// Up to `limit` of `tenant`'s records with a chain number above `after_index`, in chain order,

@@ -183,9 +183,7 @@ async fn time_query(
     limit: usize,
 ) -> Result<(Duration, usize), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let mut tx = store.read().await?;
-    let rows = tx.query_audit(tenant, filter, None, false, limit).await?;
-    drop(tx);
+    let rows = store.query_audit(tenant, filter, None, false, limit).await?;
     Ok((started.elapsed(), rows.len()))
 }
 
@@ -239,7 +237,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..COLD_SAMPLES {
         let id = record_id(rng.below(total));
         let started = Instant::now();
-        let found = store.read().await?.get_audit(&tenant, &id).await?;
+        let found = store.get_audit(&tenant, &id).await?;
         baseline.cold.push(started.elapsed());
         baseline.rows += usize::from(found.is_some());
         let (elapsed, rows) = time_query(&store, &tenant, &fresh(&mut rng, &target_filter), 50).await?;
@@ -257,7 +255,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..(WARM_SAMPLES / WARM_KEYS + 1) {
         for (id, by_target, by_initiator) in &keys {
             let started = Instant::now();
-            store.read().await?.get_audit(&tenant, id).await?;
+            store.get_audit(&tenant, id).await?;
             let base = started.elapsed();
             let (t, _) = time_query(&store, &tenant, by_target, 50).await?;
             let (i, _) = time_query(&store, &tenant, by_initiator, 100).await?;
