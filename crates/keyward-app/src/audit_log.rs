@@ -62,7 +62,7 @@ const EXPORT_PAGE: usize = 1000;
 impl App {
     /// Every tenant's records with `since <= activityDateTime <= until`, oldest first, handed to
     /// `sink` one at a time (`keyward audit export`); returns how many were exported. Reads a page
-    /// per transaction, so an export of millions of records neither holds a snapshot open nor
+    /// per statement, so an export of millions of records neither holds a snapshot open nor
     /// buffers them.
     pub async fn export_audit(
         &self,

@@ -278,23 +278,24 @@ macro_rules! impl_backend {
                 // A target filter drives the query from the target index, which is ordered by time
                 // (CROSS JOIN fixes the join order on SQLite): a target's newest records are the
                 // first index entries, however many records the target has. Time and order are
-                // then taken from the target row, which carries the record's time.
-                let mut sql = Sql::new("SELECT r.seq, r.activity_date_time, r.record FROM ");
+                // then taken from the target row, which carries the record's time (the cursor too,
+                // so order and cursor always come from the same columns).
                 let mut rest = filter.clone();
-                let (time, seq) = if let Some(target) = rest.target_id.take() {
-                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_id = ");
-                    sql.arg(Arg::Text(target));
-                    sql.push(" AND r.seq = t.audit_seq AND ");
-                    ("t.activity_date_time", "t.audit_seq")
-                } else if let Some(upn) = rest.target_upn.take() {
-                    sql.push("audit_targets t CROSS JOIN audit_records r WHERE t.target_upn_lc = ");
-                    sql.arg(Arg::Text(upn));
-                    sql.push(" AND r.seq = t.audit_seq AND ");
-                    ("t.activity_date_time", "t.audit_seq")
-                } else {
-                    sql.push("audit_records r WHERE ");
-                    ("r.activity_date_time", "r.seq")
+                let driver = match rest.target_id.take() {
+                    Some(target) => Some(("t.target_id", target)),
+                    None => rest.target_upn.take().map(|upn| ("t.target_upn_lc", upn)),
                 };
+                let (time, seq) =
+                    if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
+                let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, r.record FROM "));
+                match driver {
+                    Some((column, value)) => {
+                        sql.push(&format!("audit_targets t CROSS JOIN audit_records r WHERE {column} = "));
+                        sql.arg(Arg::Text(value));
+                        sql.push(" AND r.seq = t.audit_seq AND ");
+                    }
+                    None => sql.push("audit_records r WHERE "),
+                }
                 sql.push("r.tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_string()));
                 if time.starts_with("t.") {
@@ -338,8 +339,17 @@ macro_rules! impl_backend {
                     // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
                     // backup) can leave the planner without statistics until then, and without them
                     // it walks the whole audit log for one target's records. ANALYZE samples a
-                    // bounded number of rows per table and takes no lock that blocks writers.
-                    sqlx::query("ANALYZE").execute(&self.pool).await.map_err(db)?;
+                    // bounded number of rows per table and takes no lock that blocks writers. Only
+                    // Keyward's own schema: a database-wide ANALYZE warns about every system
+                    // catalog a non-superuser may not analyze.
+                    sqlx::raw_sql(
+                        "DO $$ DECLARE t record; BEGIN \
+                         FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP \
+                         EXECUTE format('ANALYZE %I', t.tablename); END LOOP; END $$",
+                    )
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
                 }
                 Ok(())
             }

@@ -332,8 +332,9 @@ pub(crate) fn escape_like(text: &str) -> String {
 
 /// ` LIMIT n`, written into the statement rather than bound: SQLite plans with a bound LIMIT's
 /// value and so prepares the statement again at every execution with a new binding (a tenth of a
-/// small query's time). Numbers cannot carry SQL, and callers use a few page sizes, so the
-/// statement caches stay small.
+/// small query's time). A number cannot carry SQL. Each page size a client asks for (`$top`,
+/// 1–999) is its own statement in the driver's per-connection cache, which keeps the 100 most
+/// recently used; clients use a handful of sizes.
 pub(crate) fn limit_clause(limit: usize) -> String {
     format!(" LIMIT {}", limit.min(i64::MAX as usize))
 }
