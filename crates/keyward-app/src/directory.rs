@@ -8,6 +8,7 @@ use keyward_core::audit::{
     Activity, AuditRecord, TargetResource, group_creation_properties, group_reference_properties,
     user_creation_properties,
 };
+use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{
     self, DirectoryError, DirectoryObject, Group, GroupDraft, GroupPatch, ObjectKind, ServicePrincipal, Tenant, User,
@@ -703,8 +704,9 @@ impl App {
         limit: usize,
     ) -> Result<Vec<AuditRecord>, AppError> {
         require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
-        let mut tx = self.read().await?;
-        Ok(tx.list_audit_for_target(&caller.tenant.id, target, limit).await?)
+        let filter = AuditFilter { target_id: Some(target.to_string()), ..AuditFilter::default() };
+        let page = self.inner.store.query_audit(&caller.tenant.id, &filter, None, false, limit).await?;
+        Ok(page.into_iter().map(|(_, record)| record).collect())
     }
 }
 

@@ -1801,31 +1801,6 @@ macro_rules! impl_backend {
                     })
                     .collect()
             }
-
-            async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-                let records: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT record FROM audit_records WHERE tenant_id = $1 ORDER BY seq DESC{}", limit_clause(limit))))
-                    .bind(tenant.as_str())
-                    .fetch_all(&mut *self.0)
-                    .await
-                    .map_err(db)?;
-                records.iter().map(|it| audit_json::from_json(it)).collect()
-            }
-
-            async fn list_audit_for_target(&mut self, tenant: &ObjectId, target: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-                let records: Vec<String> = sqlx::query_scalar(
-                    sqlx::AssertSqlSafe(format!(
-                        "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.activity_date_time DESC, t.audit_seq DESC{}",
-                        limit_clause(limit)
-                    ))
-                )
-                .bind(target.as_str())
-                .bind(tenant.as_str())
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(db)?;
-                records.iter().map(|it| audit_json::from_json(it)).collect()
-            }
         }
     };
 }

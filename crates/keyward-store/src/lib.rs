@@ -400,8 +400,6 @@ pub trait AuditStore: Send {
     /// Appends one tenant's records to its chain in order, with a few multi-row statements (bulk
     /// loads such as the benchmark seeder).
     async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError>;
-    /// The newest records of a tenant, newest first.
-    async fn list_audit(&mut self, tenant: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
     /// Every tenant with an audit chain, and its stored head (`None` if the head row is missing).
     async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError>;
     /// Up to `limit` of `tenant`'s records with a chain number above `after_index`, in chain order,
@@ -433,13 +431,6 @@ pub trait AuditStore: Send {
     /// The tenant's audit retention in days and its MAC (empty for the default).
     async fn audit_retention(&mut self, tenant: &str) -> Result<(i64, String), StoreError>;
     async fn set_audit_retention(&mut self, tenant: &str, days: i64, mac: &str) -> Result<(), StoreError>;
-    /// The newest records naming `target` among their targets, newest first.
-    async fn list_audit_for_target(
-        &mut self,
-        tenant: &ObjectId,
-        target: &ObjectId,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// A user's sign-in state: per-user MFA, the remembered-devices cut-off, smart-lockout counters.
