@@ -2,6 +2,9 @@
 //! from one body like the rest of `backend.rs`. Codes, refresh tokens and device codes are spent
 //! with guarded `UPDATE … WHERE` statements, so two nodes can never both redeem one.
 
+/// The columns `application_from_row` reads, in its order.
+pub(crate) const APPLICATION_COLUMNS: &str = "id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, web_redirect_uris, created_at";
+
 /// Redirect URIs are stored one per line.
 pub(crate) fn join_uris(uris: &[String]) -> String {
     uris.join("\n")
@@ -111,10 +114,8 @@ macro_rules! impl_oauth_store {
             }
 
             async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
-                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id = $2",
-                )
+                let sql = format!("SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2", crate::backend_oauth::APPLICATION_COLUMNS);
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
                 .fetch_optional(&mut *self.0)
@@ -124,10 +125,8 @@ macro_rules! impl_oauth_store {
             }
 
             async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
-                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND app_id = $2",
-                )
+                let sql = format!("SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2", crate::backend_oauth::APPLICATION_COLUMNS);
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(app_id.to_lowercase())
                 .fetch_optional(&mut *self.0)
@@ -137,13 +136,12 @@ macro_rules! impl_oauth_store {
             }
 
             async fn list_applications(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<Application>, StoreError> {
-                let rows = sqlx::query(
-                    sqlx::AssertSqlSafe(format!(
-                        "SELECT id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, \
-                     web_redirect_uris, created_at FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id{}",
-                        limit_clause(limit)
-                    ))
-                )
+                let sql = format!(
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id{}",
+                    crate::backend_oauth::APPLICATION_COLUMNS,
+                    limit_clause(limit)
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.as_str())
                 .bind(after.unwrap_or(""))
                 .fetch_all(&mut *self.0)
