@@ -17,6 +17,7 @@ mod backend_signin;
 mod backend;
 mod error;
 mod migrate;
+mod read_ahead;
 mod sql;
 
 use std::fmt;

@@ -330,6 +330,79 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
     }
 }
 
+/// A target id can appear in several tenants' logs (built-in role template ids do): a tenant's
+/// query by that target returns its own records only, every one of them, in order and across
+/// pages, however the other tenant's records interleave.
+async fn a_shared_target_lists_each_tenants_own_records(backend: Backend) {
+    use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+    use keyward_core::audit_query::AuditFilter;
+    use keyward_core::directory::{Domain, Tenant};
+    use keyward_core::ids::ObjectId;
+
+    let app = TestApp::spawn(backend).await;
+    let store = app.app.store();
+    let home = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+    let other = ObjectId::parse("0be9c1a2-0000-4000-8000-0000000000b2").expect("id");
+    let mut tx = store.write().await.expect("tx");
+    tx.insert_tenant(&Tenant {
+        id: other.clone(),
+        display_name: "Other".into(),
+        created: app.app.now(),
+        domains: vec![Domain { name: "other.test".into(), is_default: true, is_initial: true }],
+    })
+    .await
+    .expect("second tenant");
+    tx.commit().await.expect("commit");
+    // Helpdesk Administrator's template id, a target in every tenant's log.
+    let role = "729827e3-9c14-49f7-bb1b-9608f156bbb8";
+    let record = |tenant: &ObjectId, n: usize| {
+        let context = AuditContext {
+            tenant_id: tenant.clone(),
+            correlation_id: format!("3f1c6a52-1d8e-4b47-9d0e-{n:012}"),
+            at: app.app.now() + std::time::Duration::from_secs(n as u64),
+            initiated_by: Initiator::App {
+                app_id: "loader".into(),
+                display_name: "Loader".into(),
+                service_principal_id: None,
+            },
+        };
+        let target = TargetResource {
+            id: ObjectId::parse(role).expect("id"),
+            display_name: Some("Helpdesk Administrator".into()),
+            kind: "Role",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        };
+        context.success(format!("Directory_shared_{n:03}"), Activity::AddMemberToRole, vec![target])
+    };
+    // Mostly the other tenant's records, newest among them, so any page of the target's index
+    // entries holds some of both.
+    for n in 0..40 {
+        let mut tx = store.write().await.expect("tx");
+        let tenant = if n % 4 == 0 { &home } else { &other };
+        tx.insert_audits(&[record(tenant, n)]).await.expect("insert");
+        tx.commit().await.expect("commit");
+    }
+    let filter = AuditFilter { target_id: Some(role.into()), ..AuditFilter::default() };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.query_audit(&home, &filter, after.as_ref(), false, 3).await.expect("page");
+        assert!(page.iter().all(|(_, it)| it.tenant_id == home), "only the home tenant's records");
+        seen.extend(page.iter().map(|(_, it)| it.id.clone()));
+        match page.last() {
+            Some((cursor, _)) if page.len() == 3 => after = Some(cursor.clone()),
+            _ => break,
+        }
+    }
+    let expected: Vec<String> =
+        (0..40).rev().filter(|n| n % 4 == 0).map(|n| format!("Directory_shared_{n:03}")).collect();
+    assert_eq!(seen, expected, "all ten, newest first, none twice");
+    let others = store.query_audit(&other, &filter, None, true, 100).await.expect("other tenant");
+    assert_eq!(others.len(), 30, "the other tenant sees its own thirty");
+    assert_eq!(others[0].1.id, "Directory_shared_001", "oldest first when asked");
+}
+
 /// Schema 7 gives each target row its record's time: a database written before it keeps every
 /// record findable by target, in the same order, and its chain still verifies.
 async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
@@ -386,5 +459,6 @@ crate::on_both_backends!(
     tampering_is_detected,
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,
+    a_shared_target_lists_each_tenants_own_records,
     target_rows_gain_their_time_on_upgrade
 );
