@@ -145,24 +145,6 @@ pub(crate) fn page(packed: &str, is_ascending: bool) -> Result<Vec<(AuditCursor,
     Ok(records)
 }
 
-/// A page's keys packed as `page` packs records (`seq` and time, no record), in page order.
-pub(crate) fn keys(packed: &str, is_ascending: bool) -> Result<Vec<AuditCursor>, StoreError> {
-    let corrupt = || StoreError::Other("corrupt audit page".into());
-    let mut keys = packed
-        .split('\u{1e}')
-        .filter(|it| !it.is_empty())
-        .map(|item| {
-            let (seq, time) = item.split_once('\u{1f}').ok_or_else(corrupt)?;
-            Ok(AuditCursor { activity_date_time: time.to_owned(), seq: seq.parse().map_err(|_| corrupt())? })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    keys.sort_by(|a, b| {
-        let order = (&a.activity_date_time, a.seq).cmp(&(&b.activity_date_time, b.seq));
-        if is_ascending { order } else { order.reverse() }
-    });
-    Ok(keys)
-}
-
 pub(crate) fn from_json(text: &str) -> Result<AuditRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Other(format!("corrupt audit record: {what}"));
     let row: Row = serde_json::from_str(text).map_err(|err| corrupt(&err.to_string()))?;
@@ -342,17 +324,5 @@ mod tests {
         assert_eq!(ids(page(&packed, true).expect("page")), ["Directory_a", "Directory_b", "Directory_c"]);
         assert!(page("", true).expect("empty").is_empty());
         assert!(page("x\u{1f}y", true).is_err());
-    }
-
-    #[test]
-    fn packed_keys_are_split_and_sorted() {
-        let records =
-            [record("Directory_a", 5, user()), record("Directory_b", 5, app(None)), record("Directory_c", 9, user())];
-        let key = |seq: i64, it: &AuditRecord| format!("{seq}\u{1f}{}", fmt_ts(it.activity_date_time));
-        let packed = [key(3, &records[2]), key(1, &records[0]), key(2, &records[1])].join("\u{1e}");
-        let newest_first = keys(&packed, false).expect("keys");
-        assert_eq!(newest_first.iter().map(|it| it.seq).collect::<Vec<_>>(), [3, 2, 1]);
-        assert!(keys("12", true).is_err());
-        assert!(keys("", true).expect("empty").is_empty());
     }
 }

@@ -21,7 +21,6 @@ use time::OffsetDateTime;
 
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
-use crate::read_ahead::{ReadAhead, worth_reading_ahead};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_conditions, sort_expr};
 use crate::{
     AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, ChainRow, CredentialStore, Cursor,
@@ -78,16 +77,6 @@ fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
     }
 }
 
-/// What a page statement from [`audit_page_sql`] selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PageColumns {
-    /// `seq`, `activity_date_time` and `record`.
-    Records,
-    /// `seq` and `activity_date_time` only: when a target drives the page, from the target rows
-    /// alone, whichever tenant they belong to (enough to know which records to read ahead).
-    Keys,
-}
-
 /// The statement for one page of a tenant's audit records, newest or oldest first, after `after`.
 ///
 /// A target filter drives the query from the target index, which is ordered by time (CROSS JOIN
@@ -95,13 +84,12 @@ pub(crate) enum PageColumns {
 /// however many records the target has. Time and order are then taken from the target row, which
 /// carries the record's time (the cursor too, so order and cursor always come from the same
 /// columns).
-pub(crate) fn audit_page_sql(
+fn audit_page_sql(
     tenant: &ObjectId,
     filter: &AuditFilter,
     after: Option<&AuditCursor>,
     is_ascending: bool,
     limit: usize,
-    columns: PageColumns,
 ) -> Sql {
     let mut rest = filter.clone();
     let driver = match rest.target_id.take() {
@@ -110,15 +98,9 @@ pub(crate) fn audit_page_sql(
     };
     let (time, seq) =
         if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
-    let record = if columns == PageColumns::Records { ", r.record" } else { "" };
-    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time{record} FROM "));
-    match (driver, columns) {
-        (Some((column, value)), PageColumns::Keys) => {
-            sql.push(&format!("audit_targets t WHERE {column} = "));
-            sql.arg(Arg::Text(value));
-            push_time_range(&mut sql, time, &rest);
-        }
-        (Some((column, value)), PageColumns::Records) => {
+    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, r.record FROM "));
+    match driver {
+        Some((column, value)) => {
             sql.push(&format!("audit_targets t CROSS JOIN audit_records r WHERE {column} = "));
             sql.arg(Arg::Text(value));
             sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
@@ -127,7 +109,7 @@ pub(crate) fn audit_page_sql(
             push_time_range(&mut sql, time, &rest);
             push_audit_filter(&mut sql, &rest);
         }
-        (None, _) => {
+        None => {
             sql.push("audit_records r WHERE r.tenant_id = ");
             sql.arg(Arg::Text(tenant.to_string()));
             push_audit_filter(&mut sql, &rest);
@@ -257,8 +239,6 @@ macro_rules! impl_backend {
         #[derive(Debug, Clone)]
         pub(crate) struct $store {
             pool: $pool,
-            /// SQLite's only (see `read_ahead`).
-            read_ahead: Option<ReadAhead>,
         }
 
         /// A transaction on this database.
@@ -346,20 +326,12 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit, PageColumns::Records);
+                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit);
                 if $backend == Backend::Sqlite {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
                     sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
-                    let page = bind_args!(sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool);
-                    let page = match &self.read_ahead {
-                        Some(read_ahead) if worth_reading_ahead(filter) => {
-                            let keys = audit_page_sql(tenant, filter, after, is_ascending, limit, PageColumns::Keys);
-                            read_ahead.page(page, keys, tenant, is_ascending).await
-                        }
-                        _ => page.await,
-                    }
-                    .map_err(db)?;
+                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await.map_err(db)?;
                     return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
                 }
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await.map_err(db)?;
@@ -1895,17 +1867,6 @@ mod sqlite_impl {
     impl_oauth_store!(SqliteTx, sqlx::Sqlite);
 
     impl SqliteStore {
-        /// The same store, reading ahead after `after` (tests force it with zero).
-        #[cfg(test)]
-        pub(crate) fn with_read_ahead_after(self, after: Duration) -> SqliteStore {
-            SqliteStore { read_ahead: self.read_ahead.map(|it| it.after(after)), ..self }
-        }
-
-        #[cfg(test)]
-        pub(crate) fn read_ahead(&self) -> Option<&ReadAhead> {
-            self.read_ahead.as_ref()
-        }
-
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
         pub(crate) async fn open(url: &str) -> Result<SqliteStore, StoreError> {
             let options = SqliteConnectOptions::from_str(url)
@@ -1924,7 +1885,7 @@ mod sqlite_impl {
                 .await
                 .map_err(db)?;
             Self::migrate(&pool).await?;
-            Ok(SqliteStore { read_ahead: Some(ReadAhead::new(pool.clone())), pool })
+            Ok(SqliteStore { pool })
         }
     }
 }
@@ -1969,7 +1930,7 @@ mod postgres_impl {
             let migrated = Self::migrate(&pool).await;
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await.map_err(db)?;
             migrated?;
-            Ok(PostgresStore { pool, read_ahead: None })
+            Ok(PostgresStore { pool })
         }
     }
 }

@@ -17,7 +17,6 @@ mod backend_signin;
 mod backend;
 mod error;
 mod migrate;
-mod read_ahead;
 mod sql;
 
 use std::fmt;
