@@ -65,6 +65,13 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
+/// Whether audit target rows keep a copy of their record (schema 8). On SQLite they are clustered
+/// by (tenant, target, time), so a target's newest records are a few adjacent pages; PostgreSQL
+/// tables are heaps in insertion order, where a copy would sit as scattered as the record itself.
+fn record_copies(backend: Backend) -> bool {
+    backend == Backend::Sqlite
+}
+
 /// Appends an audit filter's `activityDateTime` range on `column`.
 fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
     if let Some(from) = filter.from {
@@ -279,7 +286,9 @@ macro_rules! impl_backend {
                 // (CROSS JOIN fixes the join order on SQLite): a target's newest records are the
                 // first index entries, however many records the target has. Time and order are
                 // then taken from the target row, which carries the record's time (the cursor too,
-                // so order and cursor always come from the same columns).
+                // so order and cursor always come from the same columns). Where target rows keep a
+                // copy of their record and nothing else is filtered, the record comes from there:
+                // a target's rows sit together, the records themselves anywhere in the log.
                 let mut rest = filter.clone();
                 let driver = match rest.target_id.take() {
                     Some(target) => Some(("t.target_id", target)),
@@ -287,22 +296,28 @@ macro_rules! impl_backend {
                 };
                 let (time, seq) =
                     if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
-                let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, r.record FROM "));
+                let only_time = AuditFilter { from: None, until: None, ..rest.clone() } == AuditFilter::default();
+                let record = if driver.is_some() && only_time && record_copies($backend) { "t.record" } else { "r.record" };
+                let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, {record} AS record FROM "));
                 match driver {
                     Some((column, value)) => {
-                        sql.push(&format!("audit_targets t CROSS JOIN audit_records r WHERE {column} = "));
+                        sql.push(if record == "t.record" { "audit_targets t WHERE t.tenant_id = " } else { "audit_targets t CROSS JOIN audit_records r WHERE t.tenant_id = " });
+                        sql.arg(Arg::Text(tenant.to_string()));
+                        sql.push(&format!(" AND {column} = "));
                         sql.arg(Arg::Text(value));
-                        sql.push(" AND r.seq = t.audit_seq AND ");
+                        push_time_range(&mut sql, time, &rest);
+                        if record == "r.record" {
+                            sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
+                            sql.arg(Arg::Text(tenant.to_string()));
+                            push_audit_filter(&mut sql, &rest);
+                        }
                     }
-                    None => sql.push("audit_records r WHERE "),
+                    None => {
+                        sql.push("audit_records r WHERE r.tenant_id = ");
+                        sql.arg(Arg::Text(tenant.to_string()));
+                        push_audit_filter(&mut sql, &rest);
+                    }
                 }
-                sql.push("r.tenant_id = ");
-                sql.arg(Arg::Text(tenant.to_string()));
-                if time.starts_with("t.") {
-                    // The time range on the index too, so it bounds the index scan.
-                    push_time_range(&mut sql, time, &rest);
-                }
-                push_audit_filter(&mut sql, &rest);
                 let cmp = if is_ascending { ">" } else { "<" };
                 if let Some(cursor) = after {
                     sql.push(&format!(" AND ({time}, {seq}) {cmp} ("));
@@ -1527,7 +1542,9 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
+                // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
+                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
+                    Vec::with_capacity(records.len());
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1537,6 +1554,7 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
+                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| canonical.clone());
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1566,7 +1584,7 @@ macro_rules! impl_backend {
                             sql.arg(value);
                         }
                         sql.push(")");
-                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets));
+                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets, copy));
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
@@ -1574,13 +1592,19 @@ macro_rules! impl_backend {
                         .await
                         .map_err(db)?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
-                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) VALUES ");
+                    let mut sql = Sql::new(if record_copies($backend) {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, record) VALUES "
+                    } else {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
+                    });
                     let mut is_first = true;
-                    for (id, at_time, record_targets) in targets.drain(..) {
+                    for (id, at_time, record_targets, copy) in targets.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
                         for (target_id, target_upn) in record_targets {
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
+                            sql.arg(Arg::Text(tenant.to_owned()));
+                            sql.push(", ");
                             sql.arg(Arg::Int(seq));
                             sql.push(", ");
                             sql.arg(Arg::Text(at_time.clone()));
@@ -1588,6 +1612,10 @@ macro_rules! impl_backend {
                             sql.arg(Arg::Text(target_id));
                             sql.push(", ");
                             sql.arg(Arg::MaybeText(target_upn));
+                            if let Some(copy) = &copy {
+                                sql.push(", ");
+                                sql.arg(Arg::Text(copy.clone()));
+                            }
                             sql.push(")");
                         }
                     }
@@ -1740,26 +1768,28 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
-                // Each record's target rows, and the times those rows carry (the target indexes' order).
+                // Each record's target rows, and what else those rows carry (time, tenant, record copy).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
-                let mut target_times: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+                #[allow(clippy::type_complexity)]
+                let mut target_times: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
-                    let found: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time FROM audit_records r \
+                    let copy = if record_copies($backend) { "t.record" } else { "CAST(NULL AS TEXT)" };
+                    let found: Vec<(i64, String, Option<String>, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time, t.tenant_id, {copy} FROM audit_records r \
                          CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
-                         AND t.audit_seq = r.seq",
-                    )
+                         AND t.audit_seq = r.seq"
+                    )))
                     .bind(tenant)
                     .bind(after_index)
                     .bind(through)
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
-                    for (seq, id, upn, at) in found {
+                    for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
-                        target_times.entry(seq).or_default().push(at);
+                        target_times.entry(seq).or_default().push((at, target_tenant, copy));
                     }
                 }
                 rows.iter()
@@ -1784,7 +1814,11 @@ macro_rules! impl_backend {
                             },
                         };
                         let id: String = row.try_get(1).map_err(db)?;
-                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|it| *it == stored.activity_date_time);
+                        // Target rows carry the record's time, tenant and (SQLite) a copy of it:
+                        // all must agree, or a query by target would show something else.
+                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
+                            *at == stored.activity_date_time && target_tenant == tenant && copy.as_ref().is_none_or(|it| *it == canonical)
+                        });
                         let columns_match = times_match
                             && audit_json::from_json(&canonical).is_ok_and(|record| {
                                 record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
@@ -1812,13 +1846,16 @@ macro_rules! impl_backend {
             }
 
             async fn list_audit_for_target(&mut self, tenant: &ObjectId, target: &ObjectId, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-                let records: Vec<String> = sqlx::query_scalar(
-                    sqlx::AssertSqlSafe(format!(
-                        "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                     WHERE t.target_id = $1 AND r.tenant_id = $2 ORDER BY t.activity_date_time DESC, t.audit_seq DESC{}",
-                        limit_clause(limit)
-                    ))
-                )
+                let from = if record_copies($backend) {
+                    "SELECT t.record FROM audit_targets t"
+                } else {
+                    "SELECT r.record FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq"
+                };
+                let records: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "{from} WHERE t.target_id = $1 AND t.tenant_id = $2 \
+                     ORDER BY t.activity_date_time DESC, t.audit_seq DESC{}",
+                    limit_clause(limit)
+                )))
                 .bind(target.as_str())
                 .bind(tenant.as_str())
                 .fetch_all(&mut *self.0)
