@@ -65,6 +65,13 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
+/// Whether audit target rows keep a copy of their record (schema 8). On SQLite they are clustered
+/// by (tenant, target, time), so a target's newest records are a few adjacent pages; PostgreSQL
+/// tables are heaps in insertion order, where a copy would sit as scattered as the record itself.
+fn record_copies(backend: Backend) -> bool {
+    backend == Backend::Sqlite
+}
+
 /// Appends an audit filter's `activityDateTime` range on `column`.
 fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
     if let Some(from) = filter.from {
@@ -79,17 +86,19 @@ fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
 
 /// The statement for one page of a tenant's audit records, newest or oldest first, after `after`.
 ///
-/// A target filter drives the query from the target index, which is ordered by time (CROSS JOIN
-/// fixes the join order on SQLite): a target's newest records are the first index entries,
-/// however many records the target has. Time and order are then taken from the target row, which
-/// carries the record's time (the cursor too, so order and cursor always come from the same
-/// columns).
+/// A target filter drives the query from the target rows, which are ordered by (tenant, target,
+/// time): a target's newest records are the first index entries, however many records the target
+/// has. Time and order are then taken from the target row, which carries the record's time (the
+/// cursor too, so order and cursor always come from the same columns). Where target rows keep a
+/// copy of their record (`copies`) and nothing else is filtered, the record comes from there: a
+/// target's rows sit together, the records themselves anywhere in the log.
 fn audit_page_sql(
     tenant: &ObjectId,
     filter: &AuditFilter,
     after: Option<&AuditCursor>,
     is_ascending: bool,
     limit: usize,
+    copies: bool,
 ) -> Sql {
     let mut rest = filter.clone();
     let driver = match rest.target_id.take() {
@@ -98,16 +107,27 @@ fn audit_page_sql(
     };
     let (time, seq) =
         if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
-    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, r.record FROM "));
+    let only_time = AuditFilter { from: None, until: None, ..rest.clone() } == AuditFilter::default();
+    let from_copy = driver.is_some() && only_time && copies;
+    let record = if from_copy { "t.record" } else { "r.record" };
+    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, {record} AS record FROM "));
     match driver {
         Some((column, value)) => {
-            sql.push(&format!("audit_targets t CROSS JOIN audit_records r WHERE {column} = "));
-            sql.arg(Arg::Text(value));
-            sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
+            sql.push(if from_copy {
+                "audit_targets t WHERE t.tenant_id = "
+            } else {
+                "audit_targets t CROSS JOIN audit_records r WHERE t.tenant_id = "
+            });
             sql.arg(Arg::Text(tenant.to_string()));
-            // The time range on the index too, so it bounds the index scan.
+            sql.push(&format!(" AND {column} = "));
+            sql.arg(Arg::Text(value));
+            // The time range on the target rows, so it bounds the index scan.
             push_time_range(&mut sql, time, &rest);
-            push_audit_filter(&mut sql, &rest);
+            if !from_copy {
+                sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_audit_filter(&mut sql, &rest);
+            }
         }
         None => {
             sql.push("audit_records r WHERE r.tenant_id = ");
@@ -326,7 +346,7 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit);
+                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit, record_copies($backend));
                 if $backend == Backend::Sqlite {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
@@ -1541,7 +1561,9 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
+                // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
+                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
+                    Vec::with_capacity(records.len());
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1551,6 +1573,7 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
+                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| canonical.clone());
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1580,7 +1603,7 @@ macro_rules! impl_backend {
                             sql.arg(value);
                         }
                         sql.push(")");
-                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets));
+                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets, copy));
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
@@ -1588,13 +1611,19 @@ macro_rules! impl_backend {
                         .await
                         .map_err(db)?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
-                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) VALUES ");
+                    let mut sql = Sql::new(if record_copies($backend) {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, record) VALUES "
+                    } else {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
+                    });
                     let mut is_first = true;
-                    for (id, at_time, record_targets) in targets.drain(..) {
+                    for (id, at_time, record_targets, copy) in targets.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
                         for (target_id, target_upn) in record_targets {
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
+                            sql.arg(Arg::Text(tenant.to_owned()));
+                            sql.push(", ");
                             sql.arg(Arg::Int(seq));
                             sql.push(", ");
                             sql.arg(Arg::Text(at_time.clone()));
@@ -1602,6 +1631,10 @@ macro_rules! impl_backend {
                             sql.arg(Arg::Text(target_id));
                             sql.push(", ");
                             sql.arg(Arg::MaybeText(target_upn));
+                            if let Some(copy) = &copy {
+                                sql.push(", ");
+                                sql.arg(Arg::Text(copy.clone()));
+                            }
                             sql.push(")");
                         }
                     }
@@ -1754,26 +1787,28 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
-                // Each record's target rows, and the times those rows carry (the target indexes' order).
+                // Each record's target rows, and what else those rows carry (time, tenant, record copy).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
-                let mut target_times: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+                #[allow(clippy::type_complexity)]
+                let mut target_times: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
-                    let found: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time FROM audit_records r \
+                    let copy = if record_copies($backend) { "t.record" } else { "CAST(NULL AS TEXT)" };
+                    let found: Vec<(i64, String, Option<String>, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time, t.tenant_id, {copy} FROM audit_records r \
                          CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
-                         AND t.audit_seq = r.seq",
-                    )
+                         AND t.audit_seq = r.seq"
+                    )))
                     .bind(tenant)
                     .bind(after_index)
                     .bind(through)
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
-                    for (seq, id, upn, at) in found {
+                    for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
-                        target_times.entry(seq).or_default().push(at);
+                        target_times.entry(seq).or_default().push((at, target_tenant, copy));
                     }
                 }
                 rows.iter()
@@ -1798,7 +1833,11 @@ macro_rules! impl_backend {
                             },
                         };
                         let id: String = row.try_get(1).map_err(db)?;
-                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|it| *it == stored.activity_date_time);
+                        // Target rows carry the record's time, tenant and (SQLite) a copy of it:
+                        // all must agree, or a query by target would show something else.
+                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
+                            *at == stored.activity_date_time && target_tenant == tenant && copy.as_ref().is_none_or(|it| *it == canonical)
+                        });
                         let columns_match = times_match
                             && audit_json::from_json(&canonical).is_ok_and(|record| {
                                 record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
@@ -1872,6 +1911,11 @@ mod sqlite_impl {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(db)?
                 .create_if_missing(true)
+                // 16 KiB pages (SQLite's default is 4 KiB): an audit target row keeps a copy of
+                // its record, and on 4 KiB pages a WITHOUT ROWID row over ~1,000 bytes spills into
+                // an overflow page, an extra read per row. Takes effect when the file is created;
+                // an existing database keeps its page size until `VACUUM`.
+                .page_size(16_384)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)

@@ -41,6 +41,16 @@ impl Raw {
         .expect("query runs")
     }
 
+    /// An INSERT of a target row for the record with sequence number `seq`, with the record's
+    /// tenant and (SQLite) a copy of the record.
+    fn target_row(&self, seq: &str, at: &str, target: &str, upn: &str) -> String {
+        let (copy_column, copy) = if let Raw::Sqlite(_) = self { (", record", ", record") } else { ("", "") };
+        format!(
+            "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc{copy_column}) \
+             SELECT tenant_id, {seq}, '{at}', '{target}', '{upn}'{copy} FROM audit_records WHERE seq = {seq}"
+        )
+    }
+
     /// A column of the record with chain number `index`.
     async fn column(&self, index: i64, column: &str) -> String {
         self.text(&format!("SELECT {column} FROM audit_records WHERE chain_index = {index}")).await
@@ -116,11 +126,7 @@ async fn tampering_is_detected(backend: Backend) {
     let at = raw.text(&format!("SELECT activity_date_time FROM audit_targets WHERE audit_seq = {seq}")).await;
     raw.exec(&format!("DELETE FROM audit_targets WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
-    raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
-         VALUES ({seq}, '{at}', '{target}', '{upn}')"
-    ))
-    .await;
+    raw.exec(&raw.target_row(&seq, &at, &target, &upn)).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
 
     // 3b. A target row's time moved (hides the record from the target's newest records).
@@ -131,6 +137,18 @@ async fn tampering_is_detected(backend: Backend) {
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
     raw.exec(&format!("UPDATE audit_targets SET activity_date_time = '{at}' WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // 3c. On SQLite a target row keeps a copy of its record, which target queries show: editing
+    // the copy is a change to the record.
+    if let Raw::Sqlite(_) = raw {
+        let edit = |from: &str, to: &str| {
+            format!("UPDATE audit_targets SET record = REPLACE(record, '{from}', '{to}') WHERE audit_seq = {seq}")
+        };
+        raw.exec(&edit("Chain User", "Chain Usr")).await;
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+        raw.exec(&edit("Chain Usr", "Chain User")).await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+    }
 
     // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
     let forged_prev = audit_chain::ChainPosition { index: u64::try_from(last).expect("n"), hash: [9; 32] };
@@ -151,11 +169,7 @@ async fn tampering_is_detected(backend: Backend) {
     ))
     .await;
     let forged_seq = raw.text("SELECT CAST(seq AS TEXT) FROM audit_records WHERE id = 'forged'").await;
-    raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
-         VALUES ({forged_seq}, '{at}', '{target}', '{upn}')"
-    ))
-    .await;
+    raw.exec(&raw.target_row(&forged_seq, &at, &target, &upn)).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::OutOfOrder { id: "forged".into(), index: last + 1 }));
     raw.exec("DELETE FROM audit_records WHERE id = 'forged'").await;
 
@@ -328,6 +342,10 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
             .await;
         assert_eq!(analyzed, "3");
     }
+    if let Raw::Sqlite(_) = raw {
+        // A target row with its record's copy fits a 16 KiB page without an overflow page.
+        assert_eq!(raw.text("SELECT CAST(page_size AS TEXT) FROM pragma_page_size").await, "16384");
+    }
 }
 
 /// A target id can appear in several tenants' logs (built-in role template ids do): a tenant's
@@ -403,9 +421,10 @@ async fn a_shared_target_lists_each_tenants_own_records(backend: Backend) {
     assert_eq!(others[0].1.id, "Directory_shared_001", "oldest first when asked");
 }
 
-/// Schema 7 gives each target row its record's time: a database written before it keeps every
-/// record findable by target, in the same order, and its chain still verifies.
-async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
+/// Schemas 7 and 8 give each target row its record's time and tenant (and on SQLite a copy of the
+/// record): a database written before them keeps every record findable by target, in the same
+/// order, and its chain still verifies.
+async fn target_rows_upgrade_from_schema_6(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let raw = Raw::connect(&app.database_url).await;
     let users = create_concurrently(&app, 3).await;
@@ -428,7 +447,8 @@ async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
         Raw::Postgres(_) => &[
             "ALTER TABLE audit_targets DROP CONSTRAINT audit_targets_pkey",
             "ALTER TABLE audit_targets DROP COLUMN activity_date_time",
-            // Dropping the column dropped the index that held it.
+            "ALTER TABLE audit_targets DROP COLUMN tenant_id",
+            // Dropping the columns dropped the index that held them.
             "ALTER TABLE audit_targets ADD PRIMARY KEY (target_id, audit_seq)",
             "CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq)",
         ],
@@ -439,18 +459,28 @@ async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
     if matches!(raw, Raw::Sqlite(_)) {
         raw.exec("CREATE INDEX audit_targets_seq ON audit_targets(audit_seq)").await;
     }
-    raw.exec("DELETE FROM schema_migrations WHERE version = 7").await;
+    raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");
-    assert_eq!(store.schema_version().await.expect("version"), 7);
+    assert_eq!(store.schema_version().await.expect("version"), 8);
     store.close().await;
     let untimed = raw
         .text(
             "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                            WHERE t.activity_date_time <> r.activity_date_time",
+                            WHERE t.activity_date_time <> r.activity_date_time OR t.tenant_id <> r.tenant_id",
         )
         .await;
-    assert_eq!(untimed, "0", "every target row carries its record's time");
+    assert_eq!(untimed, "0", "every target row carries its record's time and tenant");
+    if let Raw::Sqlite(_) = raw {
+        let copies = raw
+            .text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
+                 WHERE t.record = r.record",
+            )
+            .await;
+        let rows = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await;
+        assert_eq!(copies, rows, "every target row keeps a copy of its record");
+    }
     assert_eq!(app.get(&by_target).await.text, before, "the same records, in the same order");
     assert_eq!(verify(&app).await.outcome, Ok(()));
 }
@@ -460,5 +490,5 @@ crate::on_both_backends!(
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,
     a_shared_target_lists_each_tenants_own_records,
-    target_rows_gain_their_time_on_upgrade
+    target_rows_upgrade_from_schema_6
 );
