@@ -91,7 +91,8 @@ fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
 /// has. Time and order are then taken from the target row, which carries the record's time (the
 /// cursor too, so order and cursor always come from the same columns). Where target rows keep a
 /// copy of their record (`copies`) and nothing else is filtered, the record comes from there: a
-/// target's rows sit together, the records themselves anywhere in the log.
+/// target's rows sit together, the records themselves anywhere in the log. Returns the statement
+/// and whether its `record` column holds such copies.
 fn audit_page_sql(
     tenant: &ObjectId,
     filter: &AuditFilter,
@@ -99,7 +100,7 @@ fn audit_page_sql(
     is_ascending: bool,
     limit: usize,
     copies: bool,
-) -> Sql {
+) -> (Sql, bool) {
     let mut rest = filter.clone();
     let driver = match rest.target_id.take() {
         Some(target) => Some(("t.target_id", target)),
@@ -145,7 +146,7 @@ fn audit_page_sql(
     }
     let direction = if is_ascending { "ASC" } else { "DESC" };
     sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction}{}", limit_clause(limit)));
-    sql
+    (sql, from_copy)
 }
 
 /// Appends the conditions of an audit filter on `audit_records r`.
@@ -346,13 +347,13 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit, record_copies($backend));
+                let (mut sql, copies) = audit_page_sql(tenant, filter, after, is_ascending, limit, record_copies($backend));
                 if $backend == Backend::Sqlite {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
                     sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
                     let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await.map_err(db)?;
-                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
+                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending, copies.then_some(tenant));
                 }
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await.map_err(db)?;
                 rows.iter()
@@ -1573,7 +1574,7 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
-                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| canonical.clone());
+                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| audit_json::copy_json(record));
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1836,7 +1837,7 @@ macro_rules! impl_backend {
                         // Target rows carry the record's time, tenant and (SQLite) a copy of it:
                         // all must agree, or a query by target would show something else.
                         let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
-                            *at == stored.activity_date_time && target_tenant == tenant && copy.as_ref().is_none_or(|it| *it == canonical)
+                            *at == stored.activity_date_time && target_tenant == tenant && copy.as_ref().is_none_or(|it| audit_json::is_copy_of(it, &canonical))
                         });
                         let columns_match = times_match
                             && audit_json::from_json(&canonical).is_ok_and(|record| {
@@ -1911,11 +1912,6 @@ mod sqlite_impl {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(db)?
                 .create_if_missing(true)
-                // 16 KiB pages (SQLite's default is 4 KiB): an audit target row keeps a copy of
-                // its record, and on 4 KiB pages a WITHOUT ROWID row over ~1,000 bytes spills into
-                // an overflow page, an extra read per row. Takes effect when the file is created;
-                // an existing database keeps its page size until `VACUUM`.
-                .page_size(16_384)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)

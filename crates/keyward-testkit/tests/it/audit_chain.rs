@@ -44,7 +44,7 @@ impl Raw {
     /// An INSERT of a target row for the record with sequence number `seq`, with the record's
     /// tenant and (SQLite) a copy of the record.
     fn target_row(&self, seq: &str, at: &str, target: &str, upn: &str) -> String {
-        let (copy_column, copy) = if let Raw::Sqlite(_) = self { (", record", ", record") } else { ("", "") };
+        let (copy_column, copy) = if let Raw::Sqlite(_) = self { (", record", ", json_remove(record, '$.tenant_id', '$.activity_date_time')") } else { ("", "") };
         format!(
             "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc{copy_column}) \
              SELECT tenant_id, {seq}, '{at}', '{target}', '{upn}'{copy} FROM audit_records WHERE seq = {seq}"
@@ -342,10 +342,6 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
             .await;
         assert_eq!(analyzed, "3");
     }
-    if let Raw::Sqlite(_) = raw {
-        // A target row with its record's copy fits a 16 KiB page without an overflow page.
-        assert_eq!(raw.text("SELECT CAST(page_size AS TEXT) FROM pragma_page_size").await, "16384");
-    }
 }
 
 /// A target id can appear in several tenants' logs (built-in role template ids do): a tenant's
@@ -475,7 +471,7 @@ async fn target_rows_upgrade_from_schema_6(backend: Backend) {
         let copies = raw
             .text(
                 "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                 WHERE t.record = r.record",
+                 WHERE t.record = json_remove(r.record, '$.tenant_id', '$.activity_date_time')",
             )
             .await;
         let rows = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await;
