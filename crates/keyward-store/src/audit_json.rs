@@ -85,10 +85,8 @@ pub(crate) fn to_json(record: &AuditRecord) -> String {
     serde_json::to_string(&row(record)).unwrap_or_default()
 }
 
-/// The copy of a record an audit target row keeps: the canonical form without the tenant and
-/// the time, which the target row's key holds. Shorter, so that the row fits in a 4 KiB page's
-/// leaf instead of spilling into an overflow page (SQLite keeps about 1,000 bytes of a
-/// `WITHOUT ROWID` row in the leaf).
+/// The copy of a record an audit target row points at: the canonical form without the tenant and
+/// the time, which the target row holds. Shorter, so that more of a target's records share a page.
 pub(crate) fn copy_json(record: &AuditRecord) -> String {
     let row = Row { tenant_id: None, activity_date_time: None, ..row(record) };
     serde_json::to_string(&row).unwrap_or_default()

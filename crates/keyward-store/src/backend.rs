@@ -65,11 +65,24 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
-/// Whether audit target rows keep a copy of their record (schema 8). On SQLite they are clustered
-/// by (tenant, target, time), so a target's newest records are a few adjacent pages; PostgreSQL
-/// tables are heaps in insertion order, where a copy would sit as scattered as the record itself.
+/// Whether audit target rows point at a copy of their record in `audit_copies` (schema 8). On
+/// SQLite a target's copies have consecutive keys, so its newest records are a few adjacent pages;
+/// PostgreSQL tables are heaps in insertion order, where a copy would sit as scattered as the
+/// record itself.
 fn record_copies(backend: Backend) -> bool {
     backend == Backend::Sqlite
+}
+
+/// A target's copies take consecutive keys in a block of `1 << COPY_BLOCK_BITS` keys of its own;
+/// block `b` holds keys `b << COPY_BLOCK_BITS ..`. A target whose block is used up (four billion
+/// records) continues in a new block, as does a target all of whose records retention removed.
+const COPY_BLOCK_BITS: u32 = 32;
+
+/// The key for a target's next copy given the largest key its newest block holds, or `None` when
+/// the target needs a new block.
+fn next_copy_key(largest: Option<i64>) -> Option<i64> {
+    let next = largest? + 1;
+    (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
 }
 
 /// Appends an audit filter's `activityDateTime` range on `column`.
@@ -110,12 +123,12 @@ fn audit_page_sql(
         if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
     let only_time = AuditFilter { from: None, until: None, ..rest.clone() } == AuditFilter::default();
     let from_copy = driver.is_some() && only_time && copies;
-    let record = if from_copy { "t.record" } else { "r.record" };
+    let record = if from_copy { "c.record" } else { "r.record" };
     let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, {record} AS record FROM "));
     match driver {
         Some((column, value)) => {
             sql.push(if from_copy {
-                "audit_targets t WHERE t.tenant_id = "
+                "audit_targets t CROSS JOIN audit_copies c WHERE t.tenant_id = "
             } else {
                 "audit_targets t CROSS JOIN audit_records r WHERE t.tenant_id = "
             });
@@ -124,7 +137,9 @@ fn audit_page_sql(
             sql.arg(Arg::Text(value));
             // The time range on the target rows, so it bounds the index scan.
             push_time_range(&mut sql, time, &rest);
-            if !from_copy {
+            if from_copy {
+                sql.push(" AND c.key = t.copy_key");
+            } else {
                 sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_audit_filter(&mut sql, &rest);
@@ -1565,6 +1580,9 @@ macro_rules! impl_backend {
                 // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
                 let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
                     Vec::with_capacity(records.len());
+                // The key each target's latest copy took in this call, and the last block started.
+                let mut last_copy_keys: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                let mut new_copy_block: Option<i64> = None;
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1613,14 +1631,63 @@ macro_rules! impl_backend {
                         .map_err(db)?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
                     let mut sql = Sql::new(if record_copies($backend) {
-                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, record) VALUES "
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, copy_key) VALUES "
                     } else {
                         "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
                     });
+                    let mut copies = Sql::new("INSERT INTO audit_copies (key, record) VALUES ");
                     let mut is_first = true;
                     for (id, at_time, record_targets, copy) in targets.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
                         for (target_id, target_upn) in record_targets {
+                            let copy_key = match &copy {
+                                Some(copy) => {
+                                    let next = match last_copy_keys.get(&target_id) {
+                                        Some(&key) => next_copy_key(Some(key)),
+                                        None => {
+                                            // The largest key in the block of the target's newest copy.
+                                            let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                                                "SELECT (SELECT max(c.key) FROM audit_copies c \
+                                                 WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
+                                                 FROM audit_targets t WHERE t.tenant_id = $1 AND t.target_id = $2 \
+                                                 ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1",
+                                                bits = COPY_BLOCK_BITS
+                                            )))
+                                            .bind(tenant)
+                                            .bind(&target_id)
+                                            .fetch_optional(&mut *self.0)
+                                            .await
+                                            .map_err(db)?;
+                                            next_copy_key(largest.flatten())
+                                        }
+                                    };
+                                    let key = match next {
+                                        Some(key) => key,
+                                        None => {
+                                            let block = match new_copy_block {
+                                                Some(block) => block + 1,
+                                                None => {
+                                                    let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
+                                                        .fetch_one(&mut *self.0)
+                                                        .await
+                                                        .map_err(db)?;
+                                                    (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
+                                                }
+                                            };
+                                            new_copy_block = Some(block);
+                                            block << COPY_BLOCK_BITS
+                                        }
+                                    };
+                                    last_copy_keys.insert(target_id.clone(), key);
+                                    copies.push(if copies.args.is_empty() { "(" } else { ", (" });
+                                    copies.arg(Arg::Int(key));
+                                    copies.push(", ");
+                                    copies.arg(Arg::Text(copy.clone()));
+                                    copies.push(")");
+                                    Some(key)
+                                }
+                                None => None,
+                            };
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
                             sql.arg(Arg::Text(tenant.to_owned()));
@@ -1632,15 +1699,21 @@ macro_rules! impl_backend {
                             sql.arg(Arg::Text(target_id));
                             sql.push(", ");
                             sql.arg(Arg::MaybeText(target_upn));
-                            if let Some(copy) = &copy {
+                            if let Some(key) = copy_key {
                                 sql.push(", ");
-                                sql.arg(Arg::Text(copy.clone()));
+                                sql.arg(Arg::Int(key));
                             }
                             sql.push(")");
                         }
                     }
                     if !is_first {
                         bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                            .execute(&mut *self.0)
+                            .await
+                            .map_err(db)?;
+                    }
+                    if !copies.args.is_empty() {
+                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
                             .execute(&mut *self.0)
                             .await
                             .map_err(db)?;
@@ -1795,7 +1868,11 @@ macro_rules! impl_backend {
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
-                    let copy = if record_copies($backend) { "t.record" } else { "CAST(NULL AS TEXT)" };
+                    let copy = if record_copies($backend) {
+                        "(SELECT c.record FROM audit_copies c WHERE c.key = t.copy_key)"
+                    } else {
+                        "CAST(NULL AS TEXT)"
+                    };
                     let found: Vec<(i64, String, Option<String>, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time, t.tenant_id, {copy} FROM audit_records r \
                          CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
@@ -1837,7 +1914,10 @@ macro_rules! impl_backend {
                         // Target rows carry the record's time, tenant and (SQLite) a copy of it:
                         // all must agree, or a query by target would show something else.
                         let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
-                            *at == stored.activity_date_time && target_tenant == tenant && copy.as_ref().is_none_or(|it| audit_json::is_copy_of(it, &canonical))
+                            *at == stored.activity_date_time && target_tenant == tenant && match copy {
+                                Some(copy) => audit_json::is_copy_of(copy, &canonical),
+                                None => !record_copies($backend),
+                            }
                         });
                         let columns_match = times_match
                             && audit_json::from_json(&canonical).is_ok_and(|record| {
@@ -1977,3 +2057,17 @@ mod postgres_impl {
 
 pub(crate) use postgres_impl::PostgresStore;
 pub(crate) use sqlite_impl::SqliteStore;
+
+#[cfg(test)]
+mod tests {
+    use super::next_copy_key;
+
+    #[test]
+    fn a_targets_copy_keys_run_on_in_its_block_and_a_full_block_asks_for_a_new_one() {
+        let block = 7_i64 << 32;
+        assert_eq!(next_copy_key(None), None, "a target without copies starts a block");
+        assert_eq!(next_copy_key(Some(block)), Some(block + 1));
+        assert_eq!(next_copy_key(Some(block + 0xffff_fffe)), Some(block + 0xffff_ffff));
+        assert_eq!(next_copy_key(Some(block + 0xffff_ffff)), None, "the block's last key was used");
+    }
+}
