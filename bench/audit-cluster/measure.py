@@ -1,30 +1,92 @@
-"""One target's newest 51 records, fully cold, today's way against the covering copy. See README.md."""
-import sqlite3, time, os, random
-MAIN, COV = "/tmp/audit.db", "/tmp/audit-cov.db"
+"""Audit queries fully cold: every page of the database evicted before each query. See README.md.
+
+Usage: python3 measure.py [DB] [SAMPLES]   (DB defaults to /tmp/audit.db, seeded by audit-bench)
+MMAP=BYTES in the environment sets SQLite's mmap_size (default 0, as Keyward runs).
+"""
+import os
+import random
+import sqlite3
+import sys
+import time
+
+DB = sys.argv[1] if len(sys.argv) > 1 else "/tmp/audit.db"
+SAMPLES = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 TENANT = "0be9c1a2-0000-4000-8000-00000000b001"
+USERS, ADMINS = 100_000, 50  # audit-bench's targets and initiators
+
+# The statements Keyward runs (audit_page_sql), without the group_concat that packs a page.
+QUERIES = {
+    "one record by id (baseline)": (
+        "SELECT record FROM audit_records WHERE tenant_id = ? AND id = ?", 1),
+    "a target's last 50, from the copies (schema 8)": (
+        "SELECT t.audit_seq, t.activity_date_time, c.record FROM audit_targets t CROSS JOIN audit_copies c "
+        "WHERE t.tenant_id = ? AND t.target_id = ? AND c.key = t.copy_key "
+        "ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 50", 50),
+    "a target's last 50, from the records (schema 7)": (
+        "SELECT t.audit_seq, t.activity_date_time, r.record FROM audit_targets t CROSS JOIN audit_records r "
+        "WHERE t.tenant_id = ?1 AND t.target_id = ? AND r.seq = t.audit_seq AND r.tenant_id = ?1 "
+        "ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 50", 50),
+    "an initiator's day, first 100": (
+        "SELECT r.seq, r.activity_date_time, r.record FROM audit_records r WHERE r.tenant_id = ? "
+        "AND r.initiator_id = ? AND r.activity_date_time >= ? AND r.activity_date_time <= ? "
+        "ORDER BY r.activity_date_time DESC, r.seq DESC LIMIT 100", 100),
+}
+
+
 def evict(path):
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-JOIN = ("SELECT r.seq, r.activity_date_time, r.record FROM audit_targets t CROSS JOIN audit_records r "
-        "WHERE t.target_id = ? AND r.seq = t.audit_seq AND r.tenant_id = ? "
-        "ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 51")
-COVQ = ("SELECT audit_seq, activity_date_time, record FROM cov WHERE target_id = ? "
-        "ORDER BY activity_date_time DESC, audit_seq DESC LIMIT 51")
-rng = random.Random(int(time.time()))
-picked = rng.sample(range(0, 100000, 10), 400)
-res = {"join": [], "covering": []}
-for i, n in enumerate(picked):
-    target = f"000000a5-0000-4000-8000-{n:012x}"
-    for kind in (["join", "covering"] if i % 2 else ["covering", "join"]):
-        evict(MAIN); evict(MAIN + "-wal") if os.path.exists(MAIN + "-wal") else None; evict(COV)
-        con = sqlite3.connect(MAIN if kind == "join" else COV)
-        con.execute("PRAGMA cache_size=-65536")
-        t0 = time.perf_counter()
-        rows = con.execute(JOIN, (target, TENANT)).fetchall() if kind == "join" else con.execute(COVQ, (target,)).fetchall()
-        res[kind].append((time.perf_counter() - t0, len(rows)))
-        con.close()
-for kind, xs in res.items():
-    ts = sorted(t for t, _ in xs)
-    n = len(ts)
-    print(f"{kind:9} n={n} rows/q={sum(r for _, r in xs)/n:.1f} p50={ts[n//2]*1e3:.2f}ms p90={ts[n*9//10]*1e3:.2f}ms p99={ts[n*99//100]*1e3:.2f}ms")
+    for name in (path, path + "-wal"):
+        if os.path.exists(name):
+            fd = os.open(name, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+
+
+def args_for(name, rng, days):
+    if name.startswith("one record"):
+        total = days["records"]
+        return (TENANT, f"Directory_bench_{rng.randrange(total):012}")
+    if name.startswith("a target"):
+        return (TENANT, f"000000a5-0000-4000-8000-{rng.randrange(USERS):012x}")
+    day = rng.choice(days["days"])
+    return (TENANT, f"000000ad-0000-4000-8000-{rng.randrange(ADMINS):012x}",
+            f"{day}T00:00:00.000000Z", f"{day}T23:59:59.999999Z")
+
+
+def main():
+    con = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    days = {
+        "records": con.execute("SELECT max(seq) FROM audit_records").fetchone()[0],
+        "days": [row[0] for row in con.execute(
+            "SELECT DISTINCT substr(activity_date_time, 1, 10) FROM audit_records WHERE seq % 10000 = 0")],
+    }
+    con.close()
+    rng = random.Random(int(time.time()))
+    results = {name: [] for name in QUERIES}
+    for i in range(SAMPLES):
+        names = list(QUERIES)
+        rng.shuffle(names)
+        for name in names:
+            sql, _ = QUERIES[name]
+            params = args_for(name, rng, days)
+            evict(DB)
+            con = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+            con.execute("PRAGMA cache_size=-65536")
+            con.execute(f"PRAGMA mmap_size={os.environ.get('MMAP', 0)}")
+            started = time.perf_counter()
+            rows = con.execute(sql, params).fetchall()
+            results[name].append((time.perf_counter() - started, len(rows)))
+            con.close()
+        if sys.stderr.isatty() and i % 10 == 9:
+            print(f"\r{i + 1}/{SAMPLES} samples", end="", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"{DB}: {SAMPLES} samples per query, every page evicted before each query")
+    for name, xs in results.items():
+        ts = sorted(t for t, _ in xs)
+        n = len(ts)
+        print(f"{name:48} rows/q {sum(r for _, r in xs) / n:5.1f}  p50 {ts[n // 2] * 1e3:6.2f} ms"
+              f"  p90 {ts[n * 9 // 10] * 1e3:6.2f} ms  p99 {ts[n * 99 // 100] * 1e3:6.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,9 +12,13 @@ use crate::sql::{fmt_ts, parse_ts};
 #[derive(Serialize, Deserialize)]
 struct Row {
     id: String,
-    tenant_id: String,
+    /// Absent only in the copy a target row keeps, whose key holds it (see [`copy_json`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
     correlation_id: String,
-    activity_date_time: String,
+    /// Absent only in a target row's copy, like `tenant_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activity_date_time: Option<String>,
     logged_by_service: String,
     category: String,
     activity_display_name: String,
@@ -75,12 +79,40 @@ struct TargetRow {
     modified_properties: Vec<(String, Option<String>, Option<String>)>,
 }
 
+/// The canonical stored form of a record (hashed into the chain).
 pub(crate) fn to_json(record: &AuditRecord) -> String {
-    let row = Row {
+    // Serializing plain strings and vectors cannot fail.
+    serde_json::to_string(&row(record)).unwrap_or_default()
+}
+
+/// The copy of a record an audit target row points at: the canonical form without the tenant and
+/// the time, which the target row holds. Shorter, so that more of a target's records share a page.
+pub(crate) fn copy_json(record: &AuditRecord) -> String {
+    let row = Row { tenant_id: None, activity_date_time: None, ..row(record) };
+    serde_json::to_string(&row).unwrap_or_default()
+}
+
+/// Whether `copy` is the copy of the canonical record `canonical`, compared as JSON values (a
+/// copy written by the schema 8 migration is formatted by SQLite, not by serde).
+pub(crate) fn is_copy_of(copy: &str, canonical: &str) -> bool {
+    let (Ok(copy), Ok(mut original)) =
+        (serde_json::from_str::<serde_json::Value>(copy), serde_json::from_str::<serde_json::Value>(canonical))
+    else {
+        return false;
+    };
+    if let Some(fields) = original.as_object_mut() {
+        fields.shift_remove("tenant_id");
+        fields.shift_remove("activity_date_time");
+    }
+    copy == original
+}
+
+fn row(record: &AuditRecord) -> Row {
+    Row {
         id: record.id.clone(),
-        tenant_id: record.tenant_id.to_string(),
+        tenant_id: Some(record.tenant_id.to_string()),
         correlation_id: record.correlation_id.clone(),
-        activity_date_time: fmt_ts(record.activity_date_time),
+        activity_date_time: Some(fmt_ts(record.activity_date_time)),
         logged_by_service: record.logged_by_service.clone(),
         category: record.category.clone(),
         activity_display_name: record.activity_display_name.clone(),
@@ -116,16 +148,21 @@ pub(crate) fn to_json(record: &AuditRecord) -> String {
             })
             .collect(),
         additional_details: record.additional_details.clone(),
-    };
-    // Serializing plain strings and vectors cannot fail.
-    serde_json::to_string(&row).unwrap_or_default()
+    }
 }
 
 /// A page of records packed into one string by SQLite's `group_concat`: records separated by
 /// U+001E, each `seq U+001F activityDateTime U+001F record`. JSON escapes every control
 /// character, so neither separator can occur inside a record. Sorted here, because an aggregate's
 /// input order is not guaranteed.
-pub(crate) fn page(packed: &str, is_ascending: bool) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
+///
+/// With `copies_of`, the records are target rows' copies of that tenant's records (see
+/// [`copy_json`]), and take their tenant and time from it and from the packed time.
+pub(crate) fn page(
+    packed: &str,
+    is_ascending: bool,
+    copies_of: Option<&ObjectId>,
+) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
     let corrupt = || StoreError::Other("corrupt audit page".into());
     let mut records = packed
         .split('\u{1e}')
@@ -134,7 +171,11 @@ pub(crate) fn page(packed: &str, is_ascending: bool) -> Result<Vec<(AuditCursor,
             let mut parts = item.splitn(3, '\u{1f}');
             let seq = parts.next().and_then(|it| it.parse::<i64>().ok()).ok_or_else(corrupt)?;
             let activity_date_time = parts.next().ok_or_else(corrupt)?.to_owned();
-            let record = from_json(parts.next().ok_or_else(corrupt)?)?;
+            let text = parts.next().ok_or_else(corrupt)?;
+            let record = match copies_of {
+                Some(tenant) => decode(text, Some((tenant, &activity_date_time)))?,
+                None => from_json(text)?,
+            };
             Ok((AuditCursor { activity_date_time, seq }, record))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -146,14 +187,24 @@ pub(crate) fn page(packed: &str, is_ascending: bool) -> Result<Vec<(AuditCursor,
 }
 
 pub(crate) fn from_json(text: &str) -> Result<AuditRecord, StoreError> {
+    decode(text, None)
+}
+
+/// Decodes a canonical record, or with `key` (tenant, time) a target row's copy.
+fn decode(text: &str, key: Option<(&ObjectId, &str)>) -> Result<AuditRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Other(format!("corrupt audit record: {what}"));
     let row: Row = serde_json::from_str(text).map_err(|err| corrupt(&err.to_string()))?;
     let id = |raw: &str| ObjectId::parse(raw).ok_or_else(|| corrupt(raw));
+    let (tenant_id, activity_date_time) = match (key, row.tenant_id, row.activity_date_time) {
+        (None, Some(tenant), Some(at)) => (id(&tenant)?, parse_ts(&at)?),
+        (Some((tenant, at)), None, None) => (tenant.clone(), parse_ts(at)?),
+        _ => return Err(corrupt("tenant or time missing, or present in a copy")),
+    };
     Ok(AuditRecord {
         id: row.id,
-        tenant_id: id(&row.tenant_id)?,
+        tenant_id,
         correlation_id: row.correlation_id,
-        activity_date_time: parse_ts(&row.activity_date_time)?,
+        activity_date_time,
         logged_by_service: row.logged_by_service,
         category: row.category,
         activity_display_name: row.activity_display_name,
@@ -320,9 +371,30 @@ mod tests {
             |seq: i64, it: &AuditRecord| format!("{seq}\u{1f}{}\u{1f}{}", fmt_ts(it.activity_date_time), to_json(it));
         let packed = [item(3, &records[2]), item(1, &records[0]), item(2, &records[1])].join("\u{1e}");
         let ids = |page: Vec<(AuditCursor, AuditRecord)>| page.into_iter().map(|(_, it)| it.id).collect::<Vec<_>>();
-        assert_eq!(ids(page(&packed, false).expect("page")), ["Directory_c", "Directory_b", "Directory_a"]);
-        assert_eq!(ids(page(&packed, true).expect("page")), ["Directory_a", "Directory_b", "Directory_c"]);
-        assert!(page("", true).expect("empty").is_empty());
-        assert!(page("x\u{1f}y", true).is_err());
+        assert_eq!(ids(page(&packed, false, None).expect("page")), ["Directory_c", "Directory_b", "Directory_a"]);
+        assert_eq!(ids(page(&packed, true, None).expect("page")), ["Directory_a", "Directory_b", "Directory_c"]);
+        assert!(page("", true, None).expect("empty").is_empty());
+        assert!(page("x\u{1f}y", true, None).is_err());
+    }
+
+    #[test]
+    fn a_target_rows_copy_leaves_out_what_its_key_holds_and_reads_back_whole() {
+        let written = record("Directory_1", 7, user());
+        let (canonical, copy) = (to_json(&written), copy_json(&written));
+        assert!(!copy.contains("tenant_id") && !copy.contains("activity_date_time"), "{copy}");
+        assert!(copy.len() + 60 < canonical.len());
+        let at = fmt_ts(written.activity_date_time);
+        let packed = format!("1\u{1f}{at}\u{1f}{copy}");
+        let read = page(&packed, false, Some(&written.tenant_id)).expect("copies decode");
+        assert_eq!(read[0].1, written);
+        assert!(page(&packed, false, None).is_err(), "a copy is not a record");
+        let as_copy = format!("1\u{1f}{at}\u{1f}{canonical}");
+        assert!(page(&as_copy, false, Some(&written.tenant_id)).is_err(), "a record is not a copy");
+        assert!(is_copy_of(&copy, &canonical));
+        // Formatted differently (as SQLite's json_remove may), the same values.
+        assert!(is_copy_of(&copy.replace("\":", "\": ").replace(",\"", ", \""), &canonical));
+        assert!(!is_copy_of(&copy.replace("Admin", "Nobody"), &canonical), "an edited copy");
+        assert!(!is_copy_of(&canonical, &canonical), "the tenant and time do not belong in a copy");
+        assert!(!is_copy_of("not json", &canonical));
     }
 }

@@ -65,6 +65,26 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
+/// Whether audit target rows point at a copy of their record in `audit_copies` (schema 8). On
+/// SQLite a target's copies have consecutive keys, so its newest records are a few adjacent pages;
+/// PostgreSQL tables are heaps in insertion order, where a copy would sit as scattered as the
+/// record itself.
+fn record_copies(backend: Backend) -> bool {
+    backend == Backend::Sqlite
+}
+
+/// A target's copies take consecutive keys in a block of `1 << COPY_BLOCK_BITS` keys of its own;
+/// block `b` holds keys `b << COPY_BLOCK_BITS ..`. A target whose block is used up (four billion
+/// records) continues in a new block, as does a target all of whose records retention removed.
+const COPY_BLOCK_BITS: u32 = 32;
+
+/// The key for a target's next copy given the largest key its newest block holds, or `None` when
+/// the target needs a new block.
+fn next_copy_key(largest: Option<i64>) -> Option<i64> {
+    let next = largest? + 1;
+    (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
+}
+
 /// Appends an audit filter's `activityDateTime` range on `column`.
 fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
     if let Some(from) = filter.from {
@@ -79,18 +99,21 @@ fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
 
 /// The statement for one page of a tenant's audit records, newest or oldest first, after `after`.
 ///
-/// A target filter drives the query from the target index, which is ordered by time (CROSS JOIN
-/// fixes the join order on SQLite): a target's newest records are the first index entries,
-/// however many records the target has. Time and order are then taken from the target row, which
-/// carries the record's time (the cursor too, so order and cursor always come from the same
-/// columns).
+/// A target filter drives the query from the target rows, which are ordered by (tenant, target,
+/// time): a target's newest records are the first index entries, however many records the target
+/// has. Time and order are then taken from the target row, which carries the record's time (the
+/// cursor too, so order and cursor always come from the same columns). Where target rows keep a
+/// copy of their record (`copies`) and nothing else is filtered, the record comes from there: a
+/// target's rows sit together, the records themselves anywhere in the log. Returns the statement
+/// and whether its `record` column holds such copies.
 fn audit_page_sql(
     tenant: &ObjectId,
     filter: &AuditFilter,
     after: Option<&AuditCursor>,
     is_ascending: bool,
     limit: usize,
-) -> Sql {
+    copies: bool,
+) -> (Sql, bool) {
     let mut rest = filter.clone();
     let driver = match rest.target_id.take() {
         Some(target) => Some(("t.target_id", target)),
@@ -98,16 +121,29 @@ fn audit_page_sql(
     };
     let (time, seq) =
         if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
-    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, r.record FROM "));
+    let only_time = AuditFilter { from: None, until: None, ..rest.clone() } == AuditFilter::default();
+    let from_copy = driver.is_some() && only_time && copies;
+    let record = if from_copy { "c.record" } else { "r.record" };
+    let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, {record} AS record FROM "));
     match driver {
         Some((column, value)) => {
-            sql.push(&format!("audit_targets t CROSS JOIN audit_records r WHERE {column} = "));
-            sql.arg(Arg::Text(value));
-            sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
+            sql.push(if from_copy {
+                "audit_targets t CROSS JOIN audit_copies c WHERE t.tenant_id = "
+            } else {
+                "audit_targets t CROSS JOIN audit_records r WHERE t.tenant_id = "
+            });
             sql.arg(Arg::Text(tenant.to_string()));
-            // The time range on the index too, so it bounds the index scan.
+            sql.push(&format!(" AND {column} = "));
+            sql.arg(Arg::Text(value));
+            // The time range on the target rows, so it bounds the index scan.
             push_time_range(&mut sql, time, &rest);
-            push_audit_filter(&mut sql, &rest);
+            if from_copy {
+                sql.push(" AND c.key = t.copy_key");
+            } else {
+                sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_audit_filter(&mut sql, &rest);
+            }
         }
         None => {
             sql.push("audit_records r WHERE r.tenant_id = ");
@@ -125,7 +161,7 @@ fn audit_page_sql(
     }
     let direction = if is_ascending { "ASC" } else { "DESC" };
     sql.push(&format!(" ORDER BY {time} {direction}, {seq} {direction}{}", limit_clause(limit)));
-    sql
+    (sql, from_copy)
 }
 
 /// Appends the conditions of an audit filter on `audit_records r`.
@@ -326,13 +362,13 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let mut sql = audit_page_sql(tenant, filter, after, is_ascending, limit);
+                let (mut sql, copies) = audit_page_sql(tenant, filter, after, is_ascending, limit, record_copies($backend));
                 if $backend == Backend::Sqlite {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
                     sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
                     let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await.map_err(db)?;
-                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending);
+                    return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending, copies.then_some(tenant));
                 }
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await.map_err(db)?;
                 rows.iter()
@@ -1541,7 +1577,12 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>)> = Vec::with_capacity(records.len());
+                // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
+                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
+                    Vec::with_capacity(records.len());
+                // The key each target's latest copy took in this call, and the last block started.
+                let mut last_copy_keys: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                let mut new_copy_block: Option<i64> = None;
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1551,6 +1592,7 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
+                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| audit_json::copy_json(record));
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1580,7 +1622,7 @@ macro_rules! impl_backend {
                             sql.arg(value);
                         }
                         sql.push(")");
-                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets));
+                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets, copy));
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
@@ -1588,13 +1630,68 @@ macro_rules! impl_backend {
                         .await
                         .map_err(db)?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
-                    let mut sql = Sql::new("INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) VALUES ");
+                    let mut sql = Sql::new(if record_copies($backend) {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, copy_key) VALUES "
+                    } else {
+                        "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
+                    });
+                    let mut copies = Sql::new("INSERT INTO audit_copies (key, record) VALUES ");
                     let mut is_first = true;
-                    for (id, at_time, record_targets) in targets.drain(..) {
+                    for (id, at_time, record_targets, copy) in targets.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
                         for (target_id, target_upn) in record_targets {
+                            let copy_key = match &copy {
+                                Some(copy) => {
+                                    let next = match last_copy_keys.get(&target_id) {
+                                        Some(&key) => next_copy_key(Some(key)),
+                                        None => {
+                                            // The largest key in the block of the target's newest copy.
+                                            let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                                                "SELECT (SELECT max(c.key) FROM audit_copies c \
+                                                 WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
+                                                 FROM audit_targets t WHERE t.tenant_id = $1 AND t.target_id = $2 \
+                                                 ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1",
+                                                bits = COPY_BLOCK_BITS
+                                            )))
+                                            .bind(tenant)
+                                            .bind(&target_id)
+                                            .fetch_optional(&mut *self.0)
+                                            .await
+                                            .map_err(db)?;
+                                            next_copy_key(largest.flatten())
+                                        }
+                                    };
+                                    let key = match next {
+                                        Some(key) => key,
+                                        None => {
+                                            let block = match new_copy_block {
+                                                Some(block) => block + 1,
+                                                None => {
+                                                    let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
+                                                        .fetch_one(&mut *self.0)
+                                                        .await
+                                                        .map_err(db)?;
+                                                    (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
+                                                }
+                                            };
+                                            new_copy_block = Some(block);
+                                            block << COPY_BLOCK_BITS
+                                        }
+                                    };
+                                    last_copy_keys.insert(target_id.clone(), key);
+                                    copies.push(if copies.args.is_empty() { "(" } else { ", (" });
+                                    copies.arg(Arg::Int(key));
+                                    copies.push(", ");
+                                    copies.arg(Arg::Text(copy.clone()));
+                                    copies.push(")");
+                                    Some(key)
+                                }
+                                None => None,
+                            };
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
+                            sql.arg(Arg::Text(tenant.to_owned()));
+                            sql.push(", ");
                             sql.arg(Arg::Int(seq));
                             sql.push(", ");
                             sql.arg(Arg::Text(at_time.clone()));
@@ -1602,11 +1699,21 @@ macro_rules! impl_backend {
                             sql.arg(Arg::Text(target_id));
                             sql.push(", ");
                             sql.arg(Arg::MaybeText(target_upn));
+                            if let Some(key) = copy_key {
+                                sql.push(", ");
+                                sql.arg(Arg::Int(key));
+                            }
                             sql.push(")");
                         }
                     }
                     if !is_first {
                         bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                            .execute(&mut *self.0)
+                            .await
+                            .map_err(db)?;
+                    }
+                    if !copies.args.is_empty() {
+                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
                             .execute(&mut *self.0)
                             .await
                             .map_err(db)?;
@@ -1754,26 +1861,32 @@ macro_rules! impl_backend {
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
-                // Each record's target rows, and the times those rows carry (the target indexes' order).
+                // Each record's target rows, and what else those rows carry (time, tenant, record copy).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
-                let mut target_times: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+                #[allow(clippy::type_complexity)]
+                let mut target_times: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
-                    let found: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time FROM audit_records r \
+                    let copy = if record_copies($backend) {
+                        "(SELECT c.record FROM audit_copies c WHERE c.key = t.copy_key)"
+                    } else {
+                        "CAST(NULL AS TEXT)"
+                    };
+                    let found: Vec<(i64, String, Option<String>, String, String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time, t.tenant_id, {copy} FROM audit_records r \
                          CROSS JOIN audit_targets t WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
-                         AND t.audit_seq = r.seq",
-                    )
+                         AND t.audit_seq = r.seq"
+                    )))
                     .bind(tenant)
                     .bind(after_index)
                     .bind(through)
                     .fetch_all(&mut *self.0)
                     .await
                     .map_err(db)?;
-                    for (seq, id, upn, at) in found {
+                    for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
-                        target_times.entry(seq).or_default().push(at);
+                        target_times.entry(seq).or_default().push((at, target_tenant, copy));
                     }
                 }
                 rows.iter()
@@ -1798,7 +1911,14 @@ macro_rules! impl_backend {
                             },
                         };
                         let id: String = row.try_get(1).map_err(db)?;
-                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|it| *it == stored.activity_date_time);
+                        // Target rows carry the record's time, tenant and (SQLite) a copy of it:
+                        // all must agree, or a query by target would show something else.
+                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
+                            *at == stored.activity_date_time && target_tenant == tenant && match copy {
+                                Some(copy) => audit_json::is_copy_of(copy, &canonical),
+                                None => !record_copies($backend),
+                            }
+                        });
                         let columns_match = times_match
                             && audit_json::from_json(&canonical).is_ok_and(|record| {
                                 record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
@@ -1876,8 +1996,10 @@ mod sqlite_impl {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("cache_size", "-65536")
-                .pragma("mmap_size", "1073741824");
+                // No memory-mapped reads: a page fault on a mapped page that is not cached reads
+                // ahead around it, which made a fully cold lookup by id ~17x slower at 10M records
+                // (bench/audit-cluster/measure.py with MMAP=1073741824: 9.3 ms against 0.55 ms).
+                .pragma("cache_size", "-65536");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .test_before_acquire(false)
@@ -1937,3 +2059,17 @@ mod postgres_impl {
 
 pub(crate) use postgres_impl::PostgresStore;
 pub(crate) use sqlite_impl::SqliteStore;
+
+#[cfg(test)]
+mod tests {
+    use super::next_copy_key;
+
+    #[test]
+    fn a_targets_copy_keys_run_on_in_its_block_and_a_full_block_asks_for_a_new_one() {
+        let block = 7_i64 << 32;
+        assert_eq!(next_copy_key(None), None, "a target without copies starts a block");
+        assert_eq!(next_copy_key(Some(block)), Some(block + 1));
+        assert_eq!(next_copy_key(Some(block + 0xffff_fffe)), Some(block + 0xffff_ffff));
+        assert_eq!(next_copy_key(Some(block + 0xffff_ffff)), None, "the block's last key was used");
+    }
+}

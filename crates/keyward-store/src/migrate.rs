@@ -29,6 +29,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0007_audit_target_time.sql",
         sql: include_str!("../migrations/sqlite/0007_audit_target_time.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_audit_target_records.sql",
+        sql: include_str!("../migrations/sqlite/0008_audit_target_records.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -55,6 +60,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 7,
         name: "0007_audit_target_time.sql",
         sql: include_str!("../migrations/postgres/0007_audit_target_time.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_audit_target_records.sql",
+        sql: include_str!("../migrations/postgres/0008_audit_target_records.sql"),
     },
 ];
 

@@ -41,6 +41,27 @@ impl Raw {
         .expect("query runs")
     }
 
+    /// Inserts a target row for the record with sequence number `seq`, with the record's tenant
+    /// and (SQLite) a copy of the record under a new key.
+    async fn add_target_row(&self, seq: &str, at: &str, target: &str, upn: &str) {
+        let (copy_column, copy_key) = match self {
+            Raw::Sqlite(_) => {
+                self.exec(&format!(
+                    "INSERT INTO audit_copies (key, record) SELECT (SELECT max(key) + 1 FROM audit_copies), \
+                     json_remove(record, '$.tenant_id', '$.activity_date_time') FROM audit_records WHERE seq = {seq}"
+                ))
+                .await;
+                (", copy_key", ", (SELECT max(key) FROM audit_copies)")
+            }
+            Raw::Postgres(_) => ("", ""),
+        };
+        self.exec(&format!(
+            "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc{copy_column}) \
+             SELECT tenant_id, {seq}, '{at}', '{target}', '{upn}'{copy_key} FROM audit_records WHERE seq = {seq}"
+        ))
+        .await;
+    }
+
     /// A column of the record with chain number `index`.
     async fn column(&self, index: i64, column: &str) -> String {
         self.text(&format!("SELECT {column} FROM audit_records WHERE chain_index = {index}")).await
@@ -116,11 +137,7 @@ async fn tampering_is_detected(backend: Backend) {
     let at = raw.text(&format!("SELECT activity_date_time FROM audit_targets WHERE audit_seq = {seq}")).await;
     raw.exec(&format!("DELETE FROM audit_targets WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
-    raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
-         VALUES ({seq}, '{at}', '{target}', '{upn}')"
-    ))
-    .await;
+    raw.add_target_row(&seq, &at, &target, &upn).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
 
     // 3b. A target row's time moved (hides the record from the target's newest records).
@@ -131,6 +148,26 @@ async fn tampering_is_detected(backend: Backend) {
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
     raw.exec(&format!("UPDATE audit_targets SET activity_date_time = '{at}' WHERE audit_seq = {seq}")).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
+
+    // 3c. On SQLite a target row points at a copy of its record, which target queries show:
+    // editing or removing the copy is a change to the record.
+    if let Raw::Sqlite(_) = raw {
+        let copy = format!("(SELECT copy_key FROM audit_targets WHERE audit_seq = {seq})");
+        let edit = |from: &str, to: &str| {
+            format!("UPDATE audit_copies SET record = REPLACE(record, '{from}', '{to}') WHERE key = {copy}")
+        };
+        raw.exec(&edit("Chain User", "Chain Usr")).await;
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+        raw.exec(&edit("Chain Usr", "Chain User")).await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+        let kept = raw.text(&format!("SELECT record FROM audit_copies WHERE key = {copy}")).await;
+        let key = raw.text(&format!("SELECT CAST(copy_key AS TEXT) FROM audit_targets WHERE audit_seq = {seq}")).await;
+        raw.exec(&format!("DELETE FROM audit_copies WHERE key = {key}")).await;
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+        raw.exec(&format!("INSERT INTO audit_copies (key, record) VALUES ({key}, '{}')", kept.replace('\'', "''")))
+            .await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+    }
 
     // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
     let forged_prev = audit_chain::ChainPosition { index: u64::try_from(last).expect("n"), hash: [9; 32] };
@@ -151,11 +188,7 @@ async fn tampering_is_detected(backend: Backend) {
     ))
     .await;
     let forged_seq = raw.text("SELECT CAST(seq AS TEXT) FROM audit_records WHERE id = 'forged'").await;
-    raw.exec(&format!(
-        "INSERT INTO audit_targets (audit_seq, activity_date_time, target_id, target_upn_lc) \
-         VALUES ({forged_seq}, '{at}', '{target}', '{upn}')"
-    ))
-    .await;
+    raw.add_target_row(&forged_seq, &at, &target, &upn).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::OutOfOrder { id: "forged".into(), index: last + 1 }));
     raw.exec("DELETE FROM audit_records WHERE id = 'forged'").await;
 
@@ -260,6 +293,11 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     app.create_user("new2", "new2").await;
     let report = verify(&app).await;
     assert_eq!((report.outcome, report.records), (Ok(()), 2));
+    if let Raw::Sqlite(_) = raw {
+        // Removed records took their target rows' copies with them.
+        let copies = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies").await;
+        assert_eq!(copies, raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await);
+    }
 
     // Removing the oldest kept record is still a gap after the checkpoint.
     let cut = old + 2;
@@ -401,11 +439,52 @@ async fn a_shared_target_lists_each_tenants_own_records(backend: Backend) {
     let others = store.query_audit(&other, &filter, None, true, 100).await.expect("other tenant");
     assert_eq!(others.len(), 30, "the other tenant sees its own thirty");
     assert_eq!(others[0].1.id, "Directory_shared_001", "oldest first when asked");
+
+    // SQLite: each tenant's copies of the target's records take consecutive keys in a block of
+    // their own; a target whose block is used up continues in a new one, and nothing is lost.
+    let raw = Raw::connect(&app.database_url).await;
+    if let Raw::Sqlite(_) = raw {
+        let keys = |tenant: &ObjectId| {
+            format!(
+                "SELECT group_concat(copy_key, ',') FROM (SELECT copy_key FROM audit_targets WHERE tenant_id = '{tenant}' \
+                 AND target_id = '{role}' ORDER BY activity_date_time, audit_seq)"
+            )
+        };
+        let parse = |text: String| text.split(',').map(|it| it.parse::<i64>().expect("key")).collect::<Vec<_>>();
+        let (home_keys, other_keys) = (parse(raw.text(&keys(&home)).await), parse(raw.text(&keys(&other)).await));
+        for run in [&home_keys, &other_keys] {
+            assert!(run.windows(2).all(|it| it[1] == it[0] + 1), "consecutive: {run:?}");
+        }
+        assert_ne!(home_keys[0] >> 32, other_keys[0] >> 32, "a block per tenant's target");
+        // Move the home tenant's newest copy to the last key of its block.
+        let newest = *home_keys.last().expect("ten");
+        let end = ((newest >> 32) << 32) + 0xffff_ffff;
+        raw.exec(&format!("UPDATE audit_copies SET key = {end} WHERE key = {newest}")).await;
+        raw.exec(&format!("UPDATE audit_targets SET copy_key = {end} WHERE copy_key = {newest}")).await;
+        for (tenant, n) in [(&home, 40), (&other, 41), (&home, 44)] {
+            let mut tx = store.write().await.expect("tx");
+            tx.insert_audits(&[record(tenant, n)]).await.expect("insert after a full block");
+            tx.commit().await.expect("commit");
+        }
+        let home_after = parse(raw.text(&keys(&home)).await);
+        let largest = parse(raw.text("SELECT CAST(max(key) AS TEXT) FROM audit_copies").await)[0];
+        assert_eq!(&home_after[..10], &[&home_keys[..9], &[end]].concat()[..]);
+        assert_eq!(home_after[10] >> 32, (largest >> 32), "a new block, after every other");
+        assert_eq!(home_after[11], home_after[10] + 1, "and the target continues in it");
+        assert_eq!(*parse(raw.text(&keys(&other)).await).last().expect("31"), other_keys.last().expect("30") + 1);
+        let page = store.query_audit(&home, &filter, None, false, 3).await.expect("page");
+        let ids: Vec<&str> = page.iter().map(|(_, it)| it.id.as_str()).collect();
+        assert_eq!(ids, ["Directory_shared_044", "Directory_shared_040", "Directory_shared_036"]);
+        let reports = app.app.verify_audit_chains(&mut |_, _| {}).await.expect("verification runs");
+        assert_eq!(reports.len(), 2);
+        assert!(reports.iter().all(|it| it.outcome.is_ok()), "both tenants' chains verify");
+    }
 }
 
-/// Schema 7 gives each target row its record's time: a database written before it keeps every
-/// record findable by target, in the same order, and its chain still verifies.
-async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
+/// Schemas 7 and 8 give each target row its record's time and tenant (and on SQLite a copy of the
+/// record): a database written before them keeps every record findable by target, in the same
+/// order, and its chain still verifies.
+async fn target_rows_upgrade_from_schema_6(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let raw = Raw::connect(&app.database_url).await;
     let users = create_concurrently(&app, 3).await;
@@ -422,13 +501,15 @@ async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
              target_id TEXT NOT NULL, target_upn_lc TEXT, PRIMARY KEY (target_id, audit_seq))",
             "INSERT INTO audit_targets_v6 SELECT audit_seq, target_id, target_upn_lc FROM audit_targets",
             "DROP TABLE audit_targets",
+            "DROP TABLE audit_copies",
             "ALTER TABLE audit_targets_v6 RENAME TO audit_targets",
             "CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq)",
         ],
         Raw::Postgres(_) => &[
             "ALTER TABLE audit_targets DROP CONSTRAINT audit_targets_pkey",
             "ALTER TABLE audit_targets DROP COLUMN activity_date_time",
-            // Dropping the column dropped the index that held it.
+            "ALTER TABLE audit_targets DROP COLUMN tenant_id",
+            // Dropping the columns dropped the index that held them.
             "ALTER TABLE audit_targets ADD PRIMARY KEY (target_id, audit_seq)",
             "CREATE INDEX audit_targets_upn ON audit_targets(target_upn_lc, audit_seq)",
         ],
@@ -439,18 +520,39 @@ async fn target_rows_gain_their_time_on_upgrade(backend: Backend) {
     if matches!(raw, Raw::Sqlite(_)) {
         raw.exec("CREATE INDEX audit_targets_seq ON audit_targets(audit_seq)").await;
     }
-    raw.exec("DELETE FROM schema_migrations WHERE version = 7").await;
+    raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");
-    assert_eq!(store.schema_version().await.expect("version"), 7);
+    assert_eq!(store.schema_version().await.expect("version"), 8);
     store.close().await;
     let untimed = raw
         .text(
             "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
-                            WHERE t.activity_date_time <> r.activity_date_time",
+                            WHERE t.activity_date_time <> r.activity_date_time OR t.tenant_id <> r.tenant_id",
         )
         .await;
-    assert_eq!(untimed, "0", "every target row carries its record's time");
+    assert_eq!(untimed, "0", "every target row carries its record's time and tenant");
+    if let Raw::Sqlite(_) = raw {
+        let copies = raw
+            .text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \
+                 JOIN audit_copies c ON c.key = t.copy_key \
+                 WHERE c.record = json_remove(r.record, '$.tenant_id', '$.activity_date_time')",
+            )
+            .await;
+        let rows = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await;
+        assert_eq!(copies, rows, "every target row points at a copy of its record");
+        // A target's copies have consecutive keys, oldest first, in a block of its own.
+        let runs = raw
+            .text(
+                "SELECT CAST(COUNT(DISTINCT start) AS TEXT) FROM (SELECT copy_key - row_number() OVER \
+                 (PARTITION BY tenant_id, target_id ORDER BY activity_date_time, audit_seq) AS start \
+                 FROM audit_targets)",
+            )
+            .await;
+        let targets = raw.text("SELECT CAST(COUNT(DISTINCT target_id) AS TEXT) FROM audit_targets").await;
+        assert_eq!(runs, targets, "one run of keys per target");
+    }
     assert_eq!(app.get(&by_target).await.text, before, "the same records, in the same order");
     assert_eq!(verify(&app).await.outcome, Ok(()));
 }
@@ -460,5 +562,5 @@ crate::on_both_backends!(
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,
     a_shared_target_lists_each_tenants_own_records,
-    target_rows_gain_their_time_on_upgrade
+    target_rows_upgrade_from_schema_6
 );
