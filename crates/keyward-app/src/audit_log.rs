@@ -359,7 +359,12 @@ impl App {
                     continue;
                 }
                 let (records, position) = (verifier.count(), verifier.position());
-                let outcome = verifier.finish(head).map(|_| ());
+                let mut outcome = verifier.finish(head).map(|_| ());
+                if outcome.is_ok()
+                    && let Some(seq) = self.read().await?.audit_stray_target(tenant).await?
+                {
+                    outcome = Err(ChainBreak::StrayTarget { seq });
+                }
                 return Ok(ChainReport { tenant: tenant.to_owned(), records, position, outcome });
             }
             has_progressed = true;

@@ -1645,7 +1645,10 @@ macro_rules! impl_backend {
                                     let next = match last_copy_keys.get(&target_id) {
                                         Some(&key) => next_copy_key(Some(key)),
                                         None => {
-                                            // The largest key in the block of the target's newest copy.
+                                            // The largest key in the block of the target's newest copy (after
+                                            // a block fills, the newest by time could sit in the old block
+                                            // only if times went backwards: then the target starts a new
+                                            // block early, which wastes keys but never reuses one).
                                             let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                                                 "SELECT (SELECT max(c.key) FROM audit_copies c \
                                                  WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
@@ -1675,7 +1678,9 @@ macro_rules! impl_backend {
                                                 }
                                             };
                                             new_copy_block = Some(block);
-                                            block << COPY_BLOCK_BITS
+                                            block.checked_mul(1 << COPY_BLOCK_BITS).ok_or_else(|| {
+                                                StoreError::Other("the audit log has used up its copy keys".into())
+                                            })?
                                         }
                                     };
                                     last_copy_keys.insert(target_id.clone(), key);
@@ -1826,12 +1831,30 @@ macro_rules! impl_backend {
                 Ok(())
             }
 
+            async fn audit_stray_target(&mut self, tenant: &str) -> Result<Option<i64>, StoreError> {
+                if !record_copies($backend) {
+                    // PostgreSQL's queries by target join each record of the tenant.
+                    return Ok(None);
+                }
+                // In record order (the seq index), so the records are read front to back, not a page each.
+                sqlx::query_scalar(
+                    "SELECT t.audit_seq FROM audit_targets t INDEXED BY audit_targets_seq WHERE t.tenant_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.seq = t.audit_seq AND r.tenant_id = $1) \
+                     ORDER BY t.audit_seq LIMIT 1",
+                )
+                .bind(tenant)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)
+            }
+
             async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
                 let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
                     // Every tenant (so a deleted head is noticed) without scanning the records.
                     "SELECT t.tenant_id, h.chain_index, h.hash FROM \
                      (SELECT tenant_id FROM audit_chain_heads UNION SELECT id AS tenant_id FROM tenants \
-                      WHERE EXISTS (SELECT 1 FROM audit_records r WHERE r.tenant_id = tenants.id)) t \
+                      WHERE EXISTS (SELECT 1 FROM audit_records r WHERE r.tenant_id = tenants.id) \
+                      OR EXISTS (SELECT 1 FROM audit_targets x WHERE x.tenant_id = tenants.id)) t \
                      LEFT JOIN audit_chain_heads h ON h.tenant_id = t.tenant_id ORDER BY t.tenant_id",
                 )
                 .fetch_all(&mut *self.0)

@@ -167,6 +167,21 @@ async fn tampering_is_detected(backend: Backend) {
         raw.exec(&format!("INSERT INTO audit_copies (key, record) VALUES ({key}, '{}')", kept.replace('\'', "''")))
             .await;
         assert_eq!(verify(&app).await.outcome, Ok(()));
+
+        // 3d. A target row and a copy slipped into the tenant's log with no record behind them:
+        // a query by target would show the copy, so verification must name it.
+        raw.exec("PRAGMA foreign_keys = OFF").await;
+        raw.exec("INSERT INTO audit_copies (key, record) SELECT max(key) + 1, record FROM audit_copies").await;
+        raw.exec(&format!(
+            "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, copy_key) \
+             SELECT tenant_id, 999999, '{at}', '{target}', '{upn}', (SELECT max(key) FROM audit_copies) \
+             FROM audit_records WHERE seq = {seq}"
+        ))
+        .await;
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::StrayTarget { seq: 999_999 }));
+        raw.exec("DELETE FROM audit_targets WHERE audit_seq = 999999").await;
+        raw.exec("PRAGMA foreign_keys = ON").await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
     }
 
     // 4. A record inserted at the end with a self-consistent hash but linked to a made-up predecessor.
