@@ -78,6 +78,14 @@ fn record_copies(backend: Backend) -> bool {
 /// records) continues in a new block, as does a target all of whose records retention removed.
 const COPY_BLOCK_BITS: u32 = 32;
 
+/// The copy keys one `insert_audits` call has handed out: each target's latest, and the last new
+/// block it started.
+#[derive(Default)]
+struct CopyKeys {
+    last: std::collections::HashMap<String, i64>,
+    new_block: Option<i64>,
+}
+
 /// The key for a target's next copy given the largest key its newest block holds, or `None` when
 /// the target needs a new block.
 fn next_copy_key(largest: Option<i64>) -> Option<i64> {
@@ -413,6 +421,54 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
+            /// The key for the next copy of `target`'s records (see [`COPY_BLOCK_BITS`]), given
+            /// the keys this call has already handed out.
+            async fn take_copy_key(&mut self, tenant: &str, target: &str, keys: &mut CopyKeys) -> Result<i64, StoreError> {
+                let next = match keys.last.get(target) {
+                    Some(&key) => next_copy_key(Some(key)),
+                    None => {
+                        // The largest key in the block of the target's newest copy (after a block
+                        // fills, the newest by time could sit in the old block only if times went
+                        // backwards: then the target starts a new block early, which wastes keys but
+                        // never reuses one).
+                        let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT (SELECT max(c.key) FROM audit_copies c \
+                             WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
+                             FROM audit_targets t WHERE t.tenant_id = $1 AND t.target_id = $2 \
+                             ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1",
+                            bits = COPY_BLOCK_BITS
+                        )))
+                        .bind(tenant)
+                        .bind(target)
+                        .fetch_optional(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                        next_copy_key(largest.flatten())
+                    }
+                };
+                let key = match next {
+                    Some(key) => key,
+                    None => {
+                        let block = match keys.new_block {
+                            Some(block) => block + 1,
+                            None => {
+                                let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
+                                    .fetch_one(&mut *self.0)
+                                    .await
+                                    .map_err(db)?;
+                                (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
+                            }
+                        };
+                        keys.new_block = Some(block);
+                        block
+                            .checked_mul(1 << COPY_BLOCK_BITS)
+                            .ok_or_else(|| StoreError::Other("the audit log has used up its copy keys".into()))?
+                    }
+                };
+                keys.last.insert(target.to_owned(), key);
+                Ok(key)
+            }
+
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
                 Ok(User {
                     id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
@@ -1580,9 +1636,7 @@ macro_rules! impl_backend {
                 // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
                 let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
                     Vec::with_capacity(records.len());
-                // The key each target's latest copy took in this call, and the last block started.
-                let mut last_copy_keys: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-                let mut new_copy_block: Option<i64> = None;
+                let mut copy_keys = CopyKeys::default();
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
                         "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, \
@@ -1642,48 +1696,7 @@ macro_rules! impl_backend {
                         for (target_id, target_upn) in record_targets {
                             let copy_key = match &copy {
                                 Some(copy) => {
-                                    let next = match last_copy_keys.get(&target_id) {
-                                        Some(&key) => next_copy_key(Some(key)),
-                                        None => {
-                                            // The largest key in the block of the target's newest copy (after
-                                            // a block fills, the newest by time could sit in the old block
-                                            // only if times went backwards: then the target starts a new
-                                            // block early, which wastes keys but never reuses one).
-                                            let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                                                "SELECT (SELECT max(c.key) FROM audit_copies c \
-                                                 WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
-                                                 FROM audit_targets t WHERE t.tenant_id = $1 AND t.target_id = $2 \
-                                                 ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1",
-                                                bits = COPY_BLOCK_BITS
-                                            )))
-                                            .bind(tenant)
-                                            .bind(&target_id)
-                                            .fetch_optional(&mut *self.0)
-                                            .await
-                                            .map_err(db)?;
-                                            next_copy_key(largest.flatten())
-                                        }
-                                    };
-                                    let key = match next {
-                                        Some(key) => key,
-                                        None => {
-                                            let block = match new_copy_block {
-                                                Some(block) => block + 1,
-                                                None => {
-                                                    let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
-                                                        .fetch_one(&mut *self.0)
-                                                        .await
-                                                        .map_err(db)?;
-                                                    (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
-                                                }
-                                            };
-                                            new_copy_block = Some(block);
-                                            block.checked_mul(1 << COPY_BLOCK_BITS).ok_or_else(|| {
-                                                StoreError::Other("the audit log has used up its copy keys".into())
-                                            })?
-                                        }
-                                    };
-                                    last_copy_keys.insert(target_id.clone(), key);
+                                    let key = self.take_copy_key(tenant, &target_id, &mut copy_keys).await?;
                                     copies.push(if copies.args.is_empty() { "(" } else { ", (" });
                                     copies.arg(Arg::Int(key));
                                     copies.push(", ");
