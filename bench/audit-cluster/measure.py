@@ -26,10 +26,15 @@ QUERIES = {
         "SELECT t.audit_seq, t.activity_date_time, r.record FROM audit_targets t CROSS JOIN audit_records r "
         "WHERE t.tenant_id = ?1 AND t.target_id = ? AND r.seq = t.audit_seq AND r.tenant_id = ?1 "
         "ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 50", 50),
-    "an initiator's day, first 100": (
-        "SELECT r.seq, r.activity_date_time, r.record FROM audit_records r WHERE r.tenant_id = ? "
-        "AND r.initiator_id = ? AND r.activity_date_time >= ? AND r.activity_date_time <= ? "
-        "ORDER BY r.activity_date_time DESC, r.seq DESC LIMIT 100", 100),
+    "an initiator's day, from the copies (schema 9)": (
+        "SELECT t.audit_seq, t.activity_date_time, c.record FROM audit_initiators t CROSS JOIN audit_copies c "
+        "WHERE t.tenant_id = ? AND t.initiator_id = ? AND t.activity_date_time >= ? AND t.activity_date_time <= ? "
+        "AND c.key = t.copy_key ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 100", 100),
+    "an initiator's day, from the records (schema 8)": (
+        "SELECT t.audit_seq, t.activity_date_time, r.record FROM audit_initiators t CROSS JOIN audit_records r "
+        "WHERE t.tenant_id = ?1 AND t.initiator_id = ? AND t.activity_date_time >= ? AND t.activity_date_time <= ? "
+        "AND r.seq = t.audit_seq AND r.tenant_id = ?1 "
+        "ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 100", 100),
 }
 
 

@@ -361,9 +361,9 @@ impl App {
                 let (records, position) = (verifier.count(), verifier.position());
                 let mut outcome = verifier.finish(head).map(|_| ());
                 if outcome.is_ok()
-                    && let Some(seq) = self.read().await?.audit_stray_target(tenant).await?
+                    && let Some(seq) = self.read().await?.audit_stray_row(tenant).await?
                 {
-                    outcome = Err(ChainBreak::StrayTarget { seq });
+                    outcome = Err(ChainBreak::StrayRow { seq });
                 }
                 return Ok(ChainReport { tenant: tenant.to_owned(), records, position, outcome });
             }

@@ -154,9 +154,10 @@ pub enum ChainBreak {
     OutOfOrder { id: String, index: i64 },
     /// The stored head disagrees with the last record, or is missing.
     Head { detail: String },
-    /// A target row (and the copy of a record it points at) in this tenant's log belongs to none
-    /// of the tenant's records: it was inserted outside Keyward, and a query by target would show it.
-    StrayTarget { seq: i64 },
+    /// A target or initiator row (and the copy of a record it points at) in this tenant's log
+    /// belongs to none of the tenant's records: it was inserted outside Keyward, and a query by
+    /// target or initiator would show it.
+    StrayRow { seq: i64 },
 }
 
 impl fmt::Display for ChainBreak {
@@ -178,10 +179,10 @@ impl fmt::Display for ChainBreak {
             ),
             ChainBreak::Checkpoint { detail } => write!(f, "the retention checkpoint is not trustworthy: {detail}"),
             ChainBreak::Head { detail } => write!(f, "the chain head does not match the records: {detail}"),
-            ChainBreak::StrayTarget { seq } => write!(
+            ChainBreak::StrayRow { seq } => write!(
                 f,
-                "a target row for record number {seq} belongs to none of the tenant's records: it was inserted \
-                 outside Keyward"
+                "a target or initiator row for record number {seq} belongs to none of the tenant's records: it was \
+                 inserted outside Keyward"
             ),
         }
     }

@@ -12,11 +12,11 @@ use crate::sql::{fmt_ts, parse_ts};
 #[derive(Serialize, Deserialize)]
 struct Row {
     id: String,
-    /// Absent only in the copy a target row keeps, whose key holds it (see [`copy_json`]).
+    /// Absent only in a copy written by schema 8 (see [`copy_json`]), whose row holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tenant_id: Option<String>,
     correlation_id: String,
-    /// Absent only in a target row's copy, like `tenant_id`.
+    /// Absent only in a schema 8 copy, like `tenant_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     activity_date_time: Option<String>,
     logged_by_service: String,
@@ -85,26 +85,71 @@ pub(crate) fn to_json(record: &AuditRecord) -> String {
     serde_json::to_string(&row(record)).unwrap_or_default()
 }
 
-/// The copy of a record an audit target row points at: the canonical form without the tenant and
-/// the time, which the target row holds. Shorter, so that more of a target's records share a page.
+/// A copy's fields by position: id, correlation id, logged by service, category, activity,
+/// operation type, result, result reason, initiator, targets, additional details.
+type CopyOf<S, I, T> = (S, S, S, S, S, S, S, S, I, Vec<T>, Vec<(S, S)>);
+/// `["User", id, display name, UPN, IP address]` or `["App", app id, display name, service principal id, null]`.
+type CopyInitiator<S> = (S, S, S, Option<S>, Option<S>);
+/// `[id, display name, kind, UPN, [[name, old value, new value], ...]]`.
+type CopyTarget<S> = (S, Option<S>, S, Option<S>, Vec<(S, Option<S>, Option<S>)>);
+
+/// The copy of a record that an audit target or initiator row points at (SQLite): a JSON array of
+/// the record's fields by position, without the tenant and time the row holds. About 55% of the
+/// canonical form's length (its field names are most of it), so more of one target's or
+/// initiator's records share a page. Schema 8 wrote copies as the canonical form without tenant
+/// and time; [`page`] reads both.
 pub(crate) fn copy_json(record: &AuditRecord) -> String {
-    let row = Row { tenant_id: None, activity_date_time: None, ..row(record) };
-    serde_json::to_string(&row).unwrap_or_default()
+    let initiator: CopyInitiator<String> = match &record.initiated_by {
+        Initiator::User { id, display_name, user_principal_name, ip_address } => {
+            ("User".into(), id.to_string(), display_name.clone(), Some(user_principal_name.clone()), ip_address.clone())
+        }
+        Initiator::App { app_id, display_name, service_principal_id } => (
+            "App".into(),
+            app_id.clone(),
+            display_name.clone(),
+            service_principal_id.as_ref().map(ToString::to_string),
+            None,
+        ),
+    };
+    let targets: Vec<CopyTarget<&str>> = record
+        .target_resources
+        .iter()
+        .map(|it| {
+            (
+                it.id.as_str(),
+                it.display_name.as_deref(),
+                it.kind,
+                it.user_principal_name.as_deref(),
+                it.modified_properties
+                    .iter()
+                    .map(|p| (p.name.as_str(), p.old_value.as_deref(), p.new_value.as_deref()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let initiator: CopyInitiator<&str> =
+        (&initiator.0, &initiator.1, &initiator.2, initiator.3.as_deref(), initiator.4.as_deref());
+    let copy: CopyOf<&str, CopyInitiator<&str>, CopyTarget<&str>> = (
+        &record.id,
+        &record.correlation_id,
+        &record.logged_by_service,
+        &record.category,
+        &record.activity_display_name,
+        &record.operation_type,
+        record.result.as_str(),
+        &record.result_reason,
+        initiator,
+        targets,
+        record.additional_details.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+    );
+    // Serializing plain strings and vectors cannot fail.
+    serde_json::to_string(&copy).unwrap_or_default()
 }
 
-/// Whether `copy` is the copy of the canonical record `canonical`, compared as JSON values (a
-/// copy written by the schema 8 migration is formatted by SQLite, not by serde).
-pub(crate) fn is_copy_of(copy: &str, canonical: &str) -> bool {
-    let (Ok(copy), Ok(mut original)) =
-        (serde_json::from_str::<serde_json::Value>(copy), serde_json::from_str::<serde_json::Value>(canonical))
-    else {
-        return false;
-    };
-    if let Some(fields) = original.as_object_mut() {
-        fields.shift_remove("tenant_id");
-        fields.shift_remove("activity_date_time");
-    }
-    copy == original
+/// Whether `copy` (either format) reads back as `record`: what a query served from the copy would
+/// show is the record itself.
+pub(crate) fn is_copy_of(copy: &str, record: &AuditRecord) -> bool {
+    decode(copy, Some((&record.tenant_id, &fmt_ts(record.activity_date_time)))).is_ok_and(|it| it == *record)
 }
 
 fn row(record: &AuditRecord) -> Row {
@@ -156,8 +201,8 @@ fn row(record: &AuditRecord) -> Row {
 /// character, so neither separator can occur inside a record. Sorted here, because an aggregate's
 /// input order is not guaranteed.
 ///
-/// With `copies_of`, the records are target rows' copies of that tenant's records (see
-/// [`copy_json`]), and take their tenant and time from it and from the packed time.
+/// With `copies_of`, the records are target or initiator rows' copies of that tenant's records
+/// (see [`copy_json`]), and take their tenant and time from it and from the packed time.
 pub(crate) fn page(
     packed: &str,
     is_ascending: bool,
@@ -190,9 +235,14 @@ pub(crate) fn from_json(text: &str) -> Result<AuditRecord, StoreError> {
     decode(text, None)
 }
 
-/// Decodes a canonical record, or with `key` (tenant, time) a target row's copy.
+/// Decodes a canonical record, or with `key` (tenant, time) a copy in either format.
 fn decode(text: &str, key: Option<(&ObjectId, &str)>) -> Result<AuditRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Other(format!("corrupt audit record: {what}"));
+    if let Some((tenant, at)) = key
+        && text.starts_with('[')
+    {
+        return decode_copy(text, tenant, at).map_err(|err| corrupt(&err));
+    }
     let row: Row = serde_json::from_str(text).map_err(|err| corrupt(&err.to_string()))?;
     let id = |raw: &str| ObjectId::parse(raw).ok_or_else(|| corrupt(raw));
     let (tenant_id, activity_date_time) = match (key, row.tenant_id, row.activity_date_time) {
@@ -239,6 +289,68 @@ fn decode(text: &str, key: Option<(&ObjectId, &str)>) -> Result<AuditRecord, Sto
             })
             .collect::<Result<Vec<_>, StoreError>>()?,
         additional_details: row.additional_details,
+    })
+}
+
+/// Decodes a copy in the positional format of [`copy_json`].
+fn decode_copy(text: &str, tenant: &ObjectId, at: &str) -> Result<AuditRecord, String> {
+    let (
+        id,
+        correlation_id,
+        logged_by_service,
+        category,
+        activity_display_name,
+        operation_type,
+        result,
+        result_reason,
+        (kind, initiator_id, display_name, third, fourth),
+        targets,
+        additional_details,
+    ): CopyOf<String, CopyInitiator<String>, CopyTarget<String>> =
+        serde_json::from_str(text).map_err(|err| err.to_string())?;
+    let object_id = |raw: &str| ObjectId::parse(raw).ok_or_else(|| raw.to_owned());
+    let initiated_by = match kind.as_str() {
+        "User" => Initiator::User {
+            id: object_id(&initiator_id)?,
+            display_name,
+            user_principal_name: third.ok_or("a user initiator without a userPrincipalName")?,
+            ip_address: fourth,
+        },
+        "App" if fourth.is_none() => Initiator::App {
+            app_id: initiator_id,
+            display_name,
+            service_principal_id: third.as_deref().map(object_id).transpose()?,
+        },
+        other => return Err(format!("initiator kind {other}")),
+    };
+    Ok(AuditRecord {
+        id,
+        tenant_id: tenant.clone(),
+        correlation_id,
+        activity_date_time: parse_ts(at).map_err(|err| err.to_string())?,
+        logged_by_service,
+        category,
+        activity_display_name,
+        operation_type,
+        result: if result == "success" { AuditResult::Success } else { AuditResult::Failure },
+        result_reason,
+        initiated_by,
+        target_resources: targets
+            .into_iter()
+            .map(|(id, display_name, kind, user_principal_name, properties)| {
+                Ok(TargetResource {
+                    id: object_id(&id)?,
+                    display_name,
+                    kind: target_kind(&kind),
+                    user_principal_name,
+                    modified_properties: properties
+                        .into_iter()
+                        .map(|(name, old_value, new_value)| PropertyChange { name, old_value, new_value })
+                        .collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        additional_details,
     })
 }
 
@@ -378,23 +490,46 @@ mod tests {
     }
 
     #[test]
-    fn a_target_rows_copy_leaves_out_what_its_key_holds_and_reads_back_whole() {
+    fn a_copy_leaves_out_what_its_row_holds_and_reads_back_whole() {
+        for initiated_by in [user(), app(None), app(Some("000000b0-0000-4000-8000-000000000002"))] {
+            let written = record("Directory_1", 7, initiated_by);
+            let (canonical, copy) = (to_json(&written), copy_json(&written));
+            assert!(copy.starts_with('[') && !copy.contains(written.tenant_id.as_str()), "{copy}");
+            assert!(copy.len() * 10 < canonical.len() * 7, "{} against {}", copy.len(), canonical.len());
+            let at = fmt_ts(written.activity_date_time);
+            assert!(!copy.contains(&at), "{copy}");
+            let packed = format!("1\u{1f}{at}\u{1f}{copy}");
+            let read = page(&packed, false, Some(&written.tenant_id)).expect("copies decode");
+            assert_eq!(read[0].1, written);
+            assert!(page(&packed, false, None).is_err(), "a copy is not a record");
+            let as_copy = format!("1\u{1f}{at}\u{1f}{canonical}");
+            assert!(page(&as_copy, false, Some(&written.tenant_id)).is_err(), "a record is not a copy");
+            assert!(is_copy_of(&copy, &written));
+            assert!(!is_copy_of(&copy.replace("Adele", "Eve"), &written), "an edited target");
+            let initiator =
+                if matches!(written.initiated_by, Initiator::User { .. }) { "Admin" } else { "Keyward CLI" };
+            assert!(!is_copy_of(&copy.replace(initiator, "Nobody"), &written), "an edited initiator");
+            assert!(!is_copy_of(&canonical, &written), "the tenant and time do not belong in a copy");
+            assert!(!is_copy_of("not json", &written));
+            assert!(!is_copy_of("[1, 2]", &written));
+        }
+    }
+
+    #[test]
+    fn a_copy_written_by_schema_8_still_reads_back_whole() {
+        // Schema 8 kept the canonical form without tenant and time, formatted by serde or, in its
+        // migration, by SQLite's json_remove.
         let written = record("Directory_1", 7, user());
-        let (canonical, copy) = (to_json(&written), copy_json(&written));
-        assert!(!copy.contains("tenant_id") && !copy.contains("activity_date_time"), "{copy}");
-        assert!(copy.len() + 60 < canonical.len());
+        let mut old = serde_json::from_str::<serde_json::Value>(&to_json(&written)).expect("json");
+        let fields = old.as_object_mut().expect("object");
+        fields.shift_remove("tenant_id");
+        fields.shift_remove("activity_date_time");
+        let old = serde_json::to_string(&old).expect("json");
         let at = fmt_ts(written.activity_date_time);
-        let packed = format!("1\u{1f}{at}\u{1f}{copy}");
-        let read = page(&packed, false, Some(&written.tenant_id)).expect("copies decode");
+        let read = page(&format!("1\u{1f}{at}\u{1f}{old}"), false, Some(&written.tenant_id)).expect("decodes");
         assert_eq!(read[0].1, written);
-        assert!(page(&packed, false, None).is_err(), "a copy is not a record");
-        let as_copy = format!("1\u{1f}{at}\u{1f}{canonical}");
-        assert!(page(&as_copy, false, Some(&written.tenant_id)).is_err(), "a record is not a copy");
-        assert!(is_copy_of(&copy, &canonical));
-        // Formatted differently (as SQLite's json_remove may), the same values.
-        assert!(is_copy_of(&copy.replace("\":", "\": ").replace(",\"", ", \""), &canonical));
-        assert!(!is_copy_of(&copy.replace("Admin", "Nobody"), &canonical), "an edited copy");
-        assert!(!is_copy_of(&canonical, &canonical), "the tenant and time do not belong in a copy");
-        assert!(!is_copy_of("not json", &canonical));
+        assert!(is_copy_of(&old, &written));
+        assert!(is_copy_of(&old.replace("\":", "\": ").replace(",\"", ", \""), &written), "formatted differently");
+        assert!(!is_copy_of(&old.replace("Admin", "Nobody"), &written));
     }
 }

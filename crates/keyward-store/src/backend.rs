@@ -65,25 +65,46 @@ fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
     sql.push(")");
 }
 
-/// Whether audit target rows point at a copy of their record in `audit_copies` (schema 8). On
-/// SQLite a target's copies have consecutive keys, so its newest records are a few adjacent pages;
-/// PostgreSQL tables are heaps in insertion order, where a copy would sit as scattered as the
-/// record itself.
+/// Whether audit target rows (schema 8) and initiator rows (schema 9, `audit_initiators`) point at
+/// a copy of their record in `audit_copies`. On SQLite a target's or initiator's copies have
+/// consecutive keys, so its newest records are a few adjacent pages; PostgreSQL tables are heaps in
+/// insertion order, where a copy would sit as scattered as the record itself.
 fn record_copies(backend: Backend) -> bool {
     backend == Backend::Sqlite
 }
 
-/// A target's copies take consecutive keys in a block of `1 << COPY_BLOCK_BITS` keys of its own;
-/// block `b` holds keys `b << COPY_BLOCK_BITS ..`. A target whose block is used up (four billion
-/// records) continues in a new block, as does a target all of whose records retention removed.
+/// A target's (or initiator's) copies take consecutive keys in a block of `1 << COPY_BLOCK_BITS`
+/// keys of its own; block `b` holds keys `b << COPY_BLOCK_BITS ..`. One whose block is used up
+/// (four billion records) continues in a new block, as does one all of whose records retention
+/// removed.
 const COPY_BLOCK_BITS: u32 = 32;
 
-/// The copy keys one `insert_audits` call has handed out: each target's latest, and the last new
-/// block it started.
+/// Whose records a run of copies keeps together: a target's (`audit_targets`) or an initiator's
+/// (`audit_initiators`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CopyOwner {
+    Target,
+    Initiator,
+}
+
+impl CopyOwner {
+    /// The table of this kind of row, and its column naming the target or initiator.
+    fn table_and_column(self) -> (&'static str, &'static str) {
+        match self {
+            CopyOwner::Target => ("audit_targets", "target_id"),
+            CopyOwner::Initiator => ("audit_initiators", "initiator_id"),
+        }
+    }
+}
+
+/// The copy keys one `insert_audits` call has handed out: each target's and initiator's latest,
+/// and the last new block it started; and, looked up once per owner, the largest key in the block
+/// of each owner's newest stored copy (`None`: no copy).
 #[derive(Default)]
 struct CopyKeys {
-    last: std::collections::HashMap<String, i64>,
+    last: std::collections::HashMap<(CopyOwner, String), i64>,
     new_block: Option<i64>,
+    stored: std::collections::HashMap<(CopyOwner, String), Option<i64>>,
 }
 
 /// The key for a target's next copy given the largest key its newest block holds, or `None` when
@@ -91,6 +112,16 @@ struct CopyKeys {
 fn next_copy_key(largest: Option<i64>) -> Option<i64> {
     let next = largest? + 1;
     (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
+}
+
+/// What `insert_audits` indexes of one record once it has its `seq`: its target rows and its
+/// initiator row, each (SQLite) with a copy of the record.
+struct Indexed {
+    id: String,
+    at: String,
+    targets: Vec<(String, Option<String>)>,
+    initiator: Option<String>,
+    copy: Option<String>,
 }
 
 /// Appends an audit filter's `activityDateTime` range on `column`.
@@ -110,10 +141,12 @@ fn push_time_range(sql: &mut Sql, column: &str, filter: &AuditFilter) {
 /// A target filter drives the query from the target rows, which are ordered by (tenant, target,
 /// time): a target's newest records are the first index entries, however many records the target
 /// has. Time and order are then taken from the target row, which carries the record's time (the
-/// cursor too, so order and cursor always come from the same columns). Where target rows keep a
-/// copy of their record (`copies`) and nothing else is filtered, the record comes from there: a
-/// target's rows sit together, the records themselves anywhere in the log. Returns the statement
-/// and whether its `record` column holds such copies.
+/// cursor too, so order and cursor always come from the same columns). Without a target filter, an
+/// initiator filter drives it the same way from the initiator rows where they exist (`copies`).
+/// Where the driving rows keep a copy of their record (`copies`) and nothing else is filtered, the
+/// record comes from there: one target's or initiator's copies sit together, the records
+/// themselves anywhere in the log. Returns the statement and whether its `record` column holds
+/// such copies.
 fn audit_page_sql(
     tenant: &ObjectId,
     filter: &AuditFilter,
@@ -123,9 +156,16 @@ fn audit_page_sql(
     copies: bool,
 ) -> (Sql, bool) {
     let mut rest = filter.clone();
-    let driver = match rest.target_id.take() {
-        Some(target) => Some(("t.target_id", target)),
-        None => rest.target_upn.take().map(|upn| ("t.target_upn_lc", upn)),
+    // The rows driving the query (alias `t`), the column they are looked up by, and its value.
+    let driver = if let Some(target) = rest.target_id.take() {
+        Some(("audit_targets", "t.target_id", target))
+    } else if let Some(upn) = rest.target_upn.take() {
+        Some(("audit_targets", "t.target_upn_lc", upn))
+    } else if copies && let Some(initiator) = rest.initiator_user_id.take() {
+        // Initiator rows exist where copies do (SQLite, schema 9).
+        Some(("audit_initiators", "t.initiator_id", initiator))
+    } else {
+        None
     };
     let (time, seq) =
         if driver.is_some() { ("t.activity_date_time", "t.audit_seq") } else { ("r.activity_date_time", "r.seq") };
@@ -134,16 +174,13 @@ fn audit_page_sql(
     let record = if from_copy { "c.record" } else { "r.record" };
     let mut sql = Sql::new(&format!("SELECT {seq} AS seq, {time} AS activity_date_time, {record} AS record FROM "));
     match driver {
-        Some((column, value)) => {
-            sql.push(if from_copy {
-                "audit_targets t CROSS JOIN audit_copies c WHERE t.tenant_id = "
-            } else {
-                "audit_targets t CROSS JOIN audit_records r WHERE t.tenant_id = "
-            });
+        Some((table, column, value)) => {
+            let joined = if from_copy { "audit_copies c" } else { "audit_records r" };
+            sql.push(&format!("{table} t CROSS JOIN {joined} WHERE t.tenant_id = "));
             sql.arg(Arg::Text(tenant.to_string()));
             sql.push(&format!(" AND {column} = "));
             sql.arg(Arg::Text(value));
-            // The time range on the target rows, so it bounds the index scan.
+            // The time range on the driving rows, so it bounds the index scan.
             push_time_range(&mut sql, time, &rest);
             if from_copy {
                 sql.push(" AND c.key = t.copy_key");
@@ -421,29 +458,18 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
-            /// The key for the next copy of `target`'s records (see [`COPY_BLOCK_BITS`]), given
-            /// the keys this call has already handed out.
-            async fn take_copy_key(&mut self, tenant: &str, target: &str, keys: &mut CopyKeys) -> Result<i64, StoreError> {
-                let next = match keys.last.get(target) {
+            /// The key for the next copy of `owner`'s records, `owner` being the target or
+            /// initiator `id` (see [`COPY_BLOCK_BITS`]), given the keys this call has already
+            /// handed out.
+            async fn take_copy_key(&mut self, tenant: &str, owner: CopyOwner, id: &str, keys: &mut CopyKeys) -> Result<i64, StoreError> {
+                let owned = (owner, id.to_owned());
+                let next = match keys.last.get(&owned) {
                     Some(&key) => next_copy_key(Some(key)),
                     None => {
-                        // The largest key in the block of the target's newest copy (after a block
-                        // fills, the newest by time could sit in the old block only if times went
-                        // backwards: then the target starts a new block early, which wastes keys but
-                        // never reuses one).
-                        let largest: Option<Option<i64>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                            "SELECT (SELECT max(c.key) FROM audit_copies c \
-                             WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
-                             FROM audit_targets t WHERE t.tenant_id = $1 AND t.target_id = $2 \
-                             ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1",
-                            bits = COPY_BLOCK_BITS
-                        )))
-                        .bind(tenant)
-                        .bind(target)
-                        .fetch_optional(&mut *self.0)
-                        .await
-                        .map_err(db)?;
-                        next_copy_key(largest.flatten())
+                        if !keys.stored.contains_key(&owned) {
+                            self.look_up_copy_blocks(tenant, std::slice::from_ref(&owned), keys).await?;
+                        }
+                        next_copy_key(keys.stored.get(&owned).copied().flatten())
                     }
                 };
                 let key = match next {
@@ -465,8 +491,48 @@ macro_rules! impl_backend {
                             .ok_or_else(|| StoreError::Other("the audit log has used up its copy keys".into()))?
                     }
                 };
-                keys.last.insert(target.to_owned(), key);
+                keys.last.insert(owned, key);
                 Ok(key)
+            }
+
+            /// Looks up, in one statement, the largest key in the block of each owner's newest
+            /// stored copy, for the owners not looked up yet (after a block fills, the newest by
+            /// time could sit in the old block only if times went backwards: then the owner starts
+            /// a new block early, which wastes keys but never reuses one).
+            async fn look_up_copy_blocks(&mut self, tenant: &str, owners: &[(CopyOwner, String)], keys: &mut CopyKeys) -> Result<(), StoreError> {
+                let mut wanted: Vec<&(CopyOwner, String)> = Vec::new();
+                for owner in owners {
+                    if !keys.last.contains_key(owner) && !keys.stored.contains_key(owner) && !wanted.contains(&owner) {
+                        wanted.push(owner);
+                    }
+                }
+                if wanted.is_empty() {
+                    return Ok(());
+                }
+                let mut sql = Sql::new("");
+                for (n, (owner, id)) in wanted.iter().enumerate() {
+                    let (table, column) = owner.table_and_column();
+                    if n > 0 {
+                        sql.push(" UNION ALL ");
+                    }
+                    sql.push(&format!(
+                        "SELECT {n}, (SELECT (SELECT max(c.key) FROM audit_copies c \
+                         WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
+                         FROM {table} t WHERE t.tenant_id = ",
+                        bits = COPY_BLOCK_BITS
+                    ));
+                    sql.arg(Arg::Text(tenant.to_owned()));
+                    sql.push(&format!(" AND t.{column} = "));
+                    sql.arg(Arg::Text(id.clone()));
+                    sql.push(" ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1)");
+                }
+                let found: Vec<(i64, Option<i64>)> =
+                    bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                for (n, largest) in found {
+                    let owner = usize::try_from(n).ok().and_then(|n| wanted.get(n)).ok_or_else(|| StoreError::Other("copy key lookup".into()))?;
+                    keys.stored.insert((*owner).clone(), largest);
+                }
+                Ok(())
             }
 
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
@@ -1633,9 +1699,9 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
-                let mut targets: Vec<(String, String, Vec<(String, Option<String>)>, Option<String>)> =
-                    Vec::with_capacity(records.len());
+                // Each record's id, time, targets, initiator and (SQLite: the copy its target and
+                // initiator rows keep) canonical form.
+                let mut indexed: Vec<Indexed> = Vec::with_capacity(records.len());
                 let mut copy_keys = CopyKeys::default();
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
                     let mut sql = Sql::new(
@@ -1646,7 +1712,8 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
-                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| audit_json::copy_json(record));
+                        let copy = (record_copies($backend) && (!columns.targets.is_empty() || columns.initiator_id.is_some()))
+                            .then(|| audit_json::copy_json(record));
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1661,7 +1728,7 @@ macro_rules! impl_backend {
                             Arg::Text(columns.activity_display_name_lc),
                             Arg::Text(columns.logged_by_service),
                             Arg::Text(columns.result),
-                            Arg::MaybeText(columns.initiator_id),
+                            Arg::MaybeText(columns.initiator_id.clone()),
                             Arg::MaybeText(columns.initiator_upn_lc),
                             Arg::MaybeText(columns.initiator_app_id),
                             Arg::Text(canonical),
@@ -1676,7 +1743,13 @@ macro_rules! impl_backend {
                             sql.arg(value);
                         }
                         sql.push(")");
-                        targets.push((record.id.clone(), columns.activity_date_time.clone(), columns.targets, copy));
+                        indexed.push(Indexed {
+                            id: record.id.clone(),
+                            at: columns.activity_date_time.clone(),
+                            targets: columns.targets,
+                            initiator: columns.initiator_id,
+                            copy,
+                        });
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
@@ -1690,22 +1763,53 @@ macro_rules! impl_backend {
                         "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
                     });
                     let mut copies = Sql::new("INSERT INTO audit_copies (key, record) VALUES ");
+                    let mut initiators =
+                        Sql::new("INSERT INTO audit_initiators (tenant_id, initiator_id, activity_date_time, audit_seq, copy_key) VALUES ");
+                    let owners: Vec<(CopyOwner, String)> = indexed
+                        .iter()
+                        .filter(|it| it.copy.is_some())
+                        .flat_map(|it| {
+                            let initiator = it.initiator.iter().map(|id| (CopyOwner::Initiator, id.clone()));
+                            initiator.chain(it.targets.iter().map(|(id, _)| (CopyOwner::Target, id.clone())))
+                        })
+                        .collect();
+                    self.look_up_copy_blocks(tenant, &owners, &mut copy_keys).await?;
                     let mut is_first = true;
-                    for (id, at_time, record_targets, copy) in targets.drain(..) {
+                    for Indexed { id, at: at_time, targets: record_targets, initiator, copy } in indexed.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
-                        for (target_id, target_upn) in record_targets {
-                            let copy_key = match &copy {
-                                Some(copy) => {
-                                    let key = self.take_copy_key(tenant, &target_id, &mut copy_keys).await?;
-                                    copies.push(if copies.args.is_empty() { "(" } else { ", (" });
-                                    copies.arg(Arg::Int(key));
-                                    copies.push(", ");
-                                    copies.arg(Arg::Text(copy.clone()));
-                                    copies.push(")");
-                                    Some(key)
+                        let mut take_copy = async |owner: CopyOwner, owner_id: &str| -> Result<Option<i64>, StoreError> {
+                            let Some(copy) = &copy else { return Ok(None) };
+                            let key = self.take_copy_key(tenant, owner, owner_id, &mut copy_keys).await?;
+                            copies.push(if copies.args.is_empty() { "(" } else { ", (" });
+                            copies.arg(Arg::Int(key));
+                            copies.push(", ");
+                            copies.arg(Arg::Text(copy.clone()));
+                            copies.push(")");
+                            Ok(Some(key))
+                        };
+                        if let Some(initiator) = &initiator
+                            && let Some(key) = take_copy(CopyOwner::Initiator, initiator).await?
+                        {
+                            initiators.push(if initiators.args.is_empty() { "(" } else { ", (" });
+                            for (k, value) in [
+                                Arg::Text(tenant.to_owned()),
+                                Arg::Text(initiator.clone()),
+                                Arg::Text(at_time.clone()),
+                                Arg::Int(seq),
+                                Arg::Int(key),
+                            ]
+                            .into_iter()
+                            .enumerate()
+                            {
+                                if k > 0 {
+                                    initiators.push(", ");
                                 }
-                                None => None,
-                            };
+                                initiators.arg(value);
+                            }
+                            initiators.push(")");
+                        }
+                        for (target_id, target_upn) in record_targets {
+                            let copy_key = take_copy(CopyOwner::Target, &target_id).await?;
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
                             sql.arg(Arg::Text(tenant.to_owned()));
@@ -1730,11 +1834,13 @@ macro_rules! impl_backend {
                             .await
                             .map_err(db)?;
                     }
-                    if !copies.args.is_empty() {
-                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
-                            .execute(&mut *self.0)
-                            .await
-                            .map_err(db)?;
+                    for statement in [initiators, copies] {
+                        if !statement.args.is_empty() {
+                            bind_args!(sqlx::query(sqlx::AssertSqlSafe(statement.text)), statement.args)
+                                .execute(&mut *self.0)
+                                .await
+                                .map_err(db)?;
+                        }
                     }
                 }
                 sqlx::query("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE tenant_id = $1")
@@ -1844,32 +1950,42 @@ macro_rules! impl_backend {
                 Ok(())
             }
 
-            async fn audit_stray_target(&mut self, tenant: &str) -> Result<Option<i64>, StoreError> {
+            async fn audit_stray_row(&mut self, tenant: &str) -> Result<Option<i64>, StoreError> {
                 if !record_copies($backend) {
                     // PostgreSQL's queries by target join each record of the tenant.
                     return Ok(None);
                 }
-                // In record order (the seq index), so the records are read front to back, not a page each.
-                sqlx::query_scalar(
-                    "SELECT t.audit_seq FROM audit_targets t INDEXED BY audit_targets_seq WHERE t.tenant_id = $1 \
-                     AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.seq = t.audit_seq AND r.tenant_id = $1) \
-                     ORDER BY t.audit_seq LIMIT 1",
-                )
-                .bind(tenant)
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(db)
+                let mut first: Option<i64> = None;
+                for (table, index) in [("audit_targets", "audit_targets_seq"), ("audit_initiators", "audit_initiators_seq")] {
+                    // In record order (the seq index), so the records are read front to back, not a page each.
+                    let stray: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT t.audit_seq FROM {table} t INDEXED BY {index} WHERE t.tenant_id = $1 \
+                         AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.seq = t.audit_seq AND r.tenant_id = $1) \
+                         ORDER BY t.audit_seq LIMIT 1"
+                    )))
+                    .bind(tenant)
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                    first = first.into_iter().chain(stray).min();
+                }
+                Ok(first)
             }
 
             async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
-                let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                let initiators = if record_copies($backend) {
+                    "OR EXISTS (SELECT 1 FROM audit_initiators x WHERE x.tenant_id = tenants.id)"
+                } else {
+                    ""
+                };
+                let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     // Every tenant (so a deleted head is noticed) without scanning the records.
                     "SELECT t.tenant_id, h.chain_index, h.hash FROM \
                      (SELECT tenant_id FROM audit_chain_heads UNION SELECT id AS tenant_id FROM tenants \
                       WHERE EXISTS (SELECT 1 FROM audit_records r WHERE r.tenant_id = tenants.id) \
-                      OR EXISTS (SELECT 1 FROM audit_targets x WHERE x.tenant_id = tenants.id)) t \
-                     LEFT JOIN audit_chain_heads h ON h.tenant_id = t.tenant_id ORDER BY t.tenant_id",
-                )
+                      OR EXISTS (SELECT 1 FROM audit_targets x WHERE x.tenant_id = tenants.id) {initiators}) t \
+                     LEFT JOIN audit_chain_heads h ON h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
+                )))
                 .fetch_all(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -1901,6 +2017,10 @@ macro_rules! impl_backend {
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
                 #[allow(clippy::type_complexity)]
                 let mut target_times: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
+                // Each record's initiator rows (SQLite): initiator, time, tenant, record copy.
+                #[allow(clippy::type_complexity)]
+                let mut initiator_rows: std::collections::HashMap<i64, Vec<(String, String, String, Option<String>)>> =
+                    std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2).map_err(db)?;
@@ -1923,6 +2043,23 @@ macro_rules! impl_backend {
                     for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
                         target_times.entry(seq).or_default().push((at, target_tenant, copy));
+                    }
+                    if record_copies($backend) {
+                        let found: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
+                            "SELECT i.audit_seq, i.initiator_id, i.activity_date_time, i.tenant_id, \
+                             (SELECT c.record FROM audit_copies c WHERE c.key = i.copy_key) FROM audit_records r \
+                             CROSS JOIN audit_initiators i WHERE r.tenant_id = $1 AND r.chain_index > $2 AND r.chain_index <= $3 \
+                             AND i.audit_seq = r.seq",
+                        )
+                        .bind(tenant)
+                        .bind(after_index)
+                        .bind(through)
+                        .fetch_all(&mut *self.0)
+                        .await
+                        .map_err(db)?;
+                        for (seq, initiator, at, initiator_tenant, copy) in found {
+                            initiator_rows.entry(seq).or_default().push((initiator, at, initiator_tenant, copy));
+                        }
                     }
                 }
                 rows.iter()
@@ -1949,14 +2086,31 @@ macro_rules! impl_backend {
                         let id: String = row.try_get(1).map_err(db)?;
                         // Target rows carry the record's time, tenant and (SQLite) a copy of it:
                         // all must agree, or a query by target would show something else.
+                        let decoded = audit_json::from_json(&canonical).ok();
+                        // A copy must read back as the record, whatever its format.
+                        let is_copy = |copy: &str| decoded.as_ref().is_some_and(|record| audit_json::is_copy_of(copy, record));
                         let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
                             *at == stored.activity_date_time && target_tenant == tenant && match copy {
-                                Some(copy) => audit_json::is_copy_of(copy, &canonical),
+                                Some(copy) => is_copy(copy),
                                 None => !record_copies($backend),
                             }
                         });
+                        // The record's initiator row (SQLite): one, with the record's initiator, time,
+                        // tenant and a copy of it, or none when the record has no initiator id.
+                        let initiator_matches = !record_copies($backend)
+                            || match (initiator_rows.remove(&seq).unwrap_or_default().as_slice(), &stored.initiator_id) {
+                                ([], None) => true,
+                                ([(initiator, at, initiator_tenant, copy)], Some(expected)) => {
+                                    initiator == expected
+                                        && *at == stored.activity_date_time
+                                        && initiator_tenant == tenant
+                                        && copy.as_deref().is_some_and(is_copy)
+                                }
+                                _ => false,
+                            };
                         let columns_match = times_match
-                            && audit_json::from_json(&canonical).is_ok_and(|record| {
+                            && initiator_matches
+                            && decoded.is_some_and(|record| {
                                 record.tenant_id.as_str() == tenant && record.id == id && audit_json::columns(&record) == stored
                             });
                         Ok(ChainRow {

@@ -426,10 +426,11 @@ pub trait AuditStore: Send {
     ) -> Result<Option<i64>, StoreError>;
     /// The tenant's chain head (`None` before its first record, or if the head row is missing).
     async fn audit_chain_head(&mut self, tenant: &str) -> Result<Option<ChainPosition>, StoreError>;
-    /// The record number of a target row in the tenant's log that belongs to none of its records,
-    /// if any. Only where queries by target read target rows without their record (SQLite's copies).
-    async fn audit_stray_target(&mut self, tenant: &str) -> Result<Option<i64>, StoreError>;
-    /// Deletes the records numbered `after < n <= through` (their target rows cascade); returns how many.
+    /// The lowest record number of a target or initiator row in the tenant's log that belongs to
+    /// none of its records, if any. Only where queries by target or initiator read those rows
+    /// without their record (SQLite's copies).
+    async fn audit_stray_row(&mut self, tenant: &str) -> Result<Option<i64>, StoreError>;
+    /// Deletes the records numbered `after < n <= through` (their target and initiator rows cascade); returns how many.
     async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError>;
     /// The tenant's audit retention in days and its MAC (empty for the default).
     async fn audit_retention(&mut self, tenant: &str) -> Result<(i64, String), StoreError>;

@@ -34,6 +34,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0008_audit_target_records.sql",
         sql: include_str!("../migrations/sqlite/0008_audit_target_records.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_audit_initiator_records.sql",
+        sql: include_str!("../migrations/sqlite/0009_audit_initiator_records.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -65,6 +70,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 8,
         name: "0008_audit_target_records.sql",
         sql: include_str!("../migrations/postgres/0008_audit_target_records.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_audit_initiator_records.sql",
+        sql: include_str!("../migrations/postgres/0009_audit_initiator_records.sql"),
     },
 ];
 

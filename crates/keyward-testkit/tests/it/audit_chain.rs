@@ -62,6 +62,24 @@ impl Raw {
         .await;
     }
 
+    /// SQLite: inserts an initiator row for the record with sequence number `seq` from the
+    /// record's own columns, pointing at a copy of the record under a new key.
+    async fn add_initiator_row(&self, seq: &str) {
+        if let Raw::Sqlite(_) = self {
+            self.exec(&format!(
+                "INSERT INTO audit_copies (key, record) SELECT (SELECT max(key) + 1 FROM audit_copies), \
+                 json_remove(record, '$.tenant_id', '$.activity_date_time') FROM audit_records WHERE seq = {seq}"
+            ))
+            .await;
+            self.exec(&format!(
+                "INSERT INTO audit_initiators (tenant_id, initiator_id, activity_date_time, audit_seq, copy_key) \
+                 SELECT tenant_id, initiator_id, activity_date_time, seq, (SELECT max(key) FROM audit_copies) \
+                 FROM audit_records WHERE seq = {seq}"
+            ))
+            .await;
+        }
+    }
+
     /// A column of the record with chain number `index`.
     async fn column(&self, index: i64, column: &str) -> String {
         self.text(&format!("SELECT {column} FROM audit_records WHERE chain_index = {index}")).await
@@ -178,8 +196,57 @@ async fn tampering_is_detected(backend: Backend) {
              FROM audit_records WHERE seq = {seq}"
         ))
         .await;
-        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::StrayTarget { seq: 999_999 }));
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::StrayRow { seq: 999_999 }));
         raw.exec("DELETE FROM audit_targets WHERE audit_seq = 999999").await;
+        raw.exec("PRAGMA foreign_keys = ON").await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+
+        // 3e. The record's initiator row (queries by initiator read it and its copy): its time
+        // moved, its copy edited, the row removed, or a row with no record behind it.
+        let changed = Err(ChainBreak::Changed { id: id_of(last).await, index: last });
+        let row_at =
+            raw.text(&format!("SELECT activity_date_time FROM audit_initiators WHERE audit_seq = {seq}")).await;
+        raw.exec(&format!(
+            "UPDATE audit_initiators SET activity_date_time = '2001-01-01T00:00:00.000000Z' WHERE audit_seq = {seq}"
+        ))
+        .await;
+        assert_eq!(verify(&app).await.outcome, changed);
+        raw.exec(&format!("UPDATE audit_initiators SET activity_date_time = '{row_at}' WHERE audit_seq = {seq}")).await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+        let copy = format!("(SELECT copy_key FROM audit_initiators WHERE audit_seq = {seq})");
+        raw.exec(&format!(
+            "UPDATE audit_copies SET record = REPLACE(record, '\"success\"', '\"failure\"') WHERE key = {copy}"
+        ))
+        .await;
+        let edited = raw
+            .text(&format!(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies WHERE key = {copy} AND record LIKE '%\"failure\"%'"
+            ))
+            .await;
+        assert_eq!(edited, "1", "the copy was edited");
+        assert_eq!(verify(&app).await.outcome, changed);
+        raw.exec(&format!(
+            "UPDATE audit_copies SET record = REPLACE(record, '\"failure\"', '\"success\"') WHERE key = {copy}"
+        ))
+        .await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+        raw.exec(&format!("DELETE FROM audit_initiators WHERE audit_seq = {seq}")).await;
+        let copies_left =
+            raw.text(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies WHERE key = {copy}")).await;
+        assert_eq!(copies_left, "0");
+        assert_eq!(verify(&app).await.outcome, changed);
+        raw.add_initiator_row(&seq).await;
+        assert_eq!(verify(&app).await.outcome, Ok(()));
+        raw.exec("PRAGMA foreign_keys = OFF").await;
+        raw.exec("INSERT INTO audit_copies (key, record) SELECT max(key) + 1, record FROM audit_copies").await;
+        raw.exec(&format!(
+            "INSERT INTO audit_initiators (tenant_id, initiator_id, activity_date_time, audit_seq, copy_key) \
+             SELECT tenant_id, initiator_id, activity_date_time, 999998, (SELECT max(key) FROM audit_copies) \
+             FROM audit_records WHERE seq = {seq}"
+        ))
+        .await;
+        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::StrayRow { seq: 999_998 }));
+        raw.exec("DELETE FROM audit_initiators WHERE audit_seq = 999998").await;
         raw.exec("PRAGMA foreign_keys = ON").await;
         assert_eq!(verify(&app).await.outcome, Ok(()));
     }
@@ -204,6 +271,7 @@ async fn tampering_is_detected(backend: Backend) {
     .await;
     let forged_seq = raw.text("SELECT CAST(seq AS TEXT) FROM audit_records WHERE id = 'forged'").await;
     raw.add_target_row(&forged_seq, &at, &target, &upn).await;
+    raw.add_initiator_row(&forged_seq).await;
     assert_eq!(verify(&app).await.outcome, Err(ChainBreak::OutOfOrder { id: "forged".into(), index: last + 1 }));
     raw.exec("DELETE FROM audit_records WHERE id = 'forged'").await;
 
@@ -309,9 +377,13 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     let report = verify(&app).await;
     assert_eq!((report.outcome, report.records), (Ok(()), 2));
     if let Raw::Sqlite(_) = raw {
-        // Removed records took their target rows' copies with them.
+        // Removed records took their target and initiator rows' copies with them.
         let copies = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies").await;
-        assert_eq!(copies, raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await);
+        let rows = raw
+            .text("SELECT CAST((SELECT COUNT(*) FROM audit_targets) + (SELECT COUNT(*) FROM audit_initiators) AS TEXT)")
+            .await;
+        assert_eq!(copies, rows);
+        assert_ne!(rows, "0");
     }
 
     // Removing the oldest kept record is still a gap after the checkpoint.
@@ -497,9 +569,10 @@ async fn a_shared_target_lists_each_tenants_own_records(backend: Backend) {
 }
 
 /// Schemas 7 and 8 give each target row its record's time and tenant (and on SQLite a copy of the
-/// record): a database written before them keeps every record findable by target, in the same
-/// order, and its chain still verifies.
-async fn target_rows_upgrade_from_schema_6(backend: Backend) {
+/// record), schema 9 gives each record an initiator row with a copy (SQLite): a database written
+/// before them keeps every record findable by target and by initiator, in the same order, and its
+/// chain still verifies.
+async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let raw = Raw::connect(&app.database_url).await;
     let users = create_concurrently(&app, 3).await;
@@ -508,10 +581,50 @@ async fn target_rows_upgrade_from_schema_6(backend: Backend) {
     }
     let by_target = format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{}')", users[0]);
     let before = app.get(&by_target).await.text;
+    let admin = raw.text("SELECT initiator_id FROM audit_records WHERE initiator_id IS NOT NULL LIMIT 1").await;
+    let by_initiator = format!("/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/user/id eq '{admin}'&$top=3");
+    let initiated_before = app.get(&by_initiator).await.text;
+    assert!(initiated_before.contains(&admin), "{initiated_before}");
+    // An app with a service principal as initiator, additional details and a property without an
+    // old value: every shape the upgrade's SQL turns into a copy (verification reads it back).
+    {
+        use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+        use keyward_core::directory::PropertyChange;
+        use keyward_core::ids::ObjectId;
+        let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+        let context = AuditContext {
+            tenant_id: tenant,
+            correlation_id: "3f1c6a52-1d8e-4b47-9d0e-2a6b7c8d9e09".into(),
+            at: app.app.now(),
+            initiated_by: Initiator::App {
+                app_id: "sync-agent".into(),
+                display_name: "Sync \"agent\" \u{e9}".into(),
+                service_principal_id: Some(ObjectId::parse("6a1f1d0e-7b1c-4c4e-8f51-0000000000a9").expect("id")),
+            },
+        };
+        let target = TargetResource {
+            id: ObjectId::parse(&users[1]).expect("id"),
+            display_name: None,
+            kind: "User",
+            user_principal_name: None,
+            modified_properties: vec![PropertyChange {
+                name: "Department".into(),
+                old_value: None,
+                new_value: Some("[\"Ops\"]".into()),
+            }],
+        };
+        let mut record = context.success("Directory_sync_1".into(), Activity::UpdateUser, vec![target]);
+        record.additional_details.push(("Sync".into(), "delta\n1".into()));
+        let mut tx = app.app.store().write().await.expect("tx");
+        tx.insert_audits(&[record]).await.expect("insert");
+        tx.commit().await.expect("commit");
+    }
 
     // Put the target rows back in schema 6's shape, as a database written by an older Keyward.
     let downgrade: &[&str] = match raw {
         Raw::Sqlite(_) => &[
+            "DROP TABLE audit_initiators",
+            "CREATE INDEX audit_records_initiator ON audit_records(tenant_id, initiator_id, activity_date_time, seq)",
             "CREATE TABLE audit_targets_v6 (audit_seq INTEGER NOT NULL REFERENCES audit_records(seq) ON DELETE CASCADE, \
              target_id TEXT NOT NULL, target_upn_lc TEXT, PRIMARY KEY (target_id, audit_seq))",
             "INSERT INTO audit_targets_v6 SELECT audit_seq, target_id, target_upn_lc FROM audit_targets",
@@ -538,7 +651,7 @@ async fn target_rows_upgrade_from_schema_6(backend: Backend) {
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");
-    assert_eq!(store.schema_version().await.expect("version"), 8);
+    assert_eq!(store.schema_version().await.expect("version"), 9);
     store.close().await;
     let untimed = raw
         .text(
@@ -557,18 +670,48 @@ async fn target_rows_upgrade_from_schema_6(backend: Backend) {
             .await;
         let rows = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets").await;
         assert_eq!(copies, rows, "every target row points at a copy of its record");
-        // A target's copies have consecutive keys, oldest first, in a block of its own.
-        let runs = raw
+        // A target's (an initiator's) copies have consecutive keys, oldest first, in a block of its own.
+        let runs_and_owners = |table: &str, column: &str| {
+            let raw = &raw;
+            let (runs, owners) = (
+                format!(
+                    "SELECT CAST(COUNT(DISTINCT start) AS TEXT) FROM (SELECT copy_key - row_number() OVER \
+                     (PARTITION BY tenant_id, {column} ORDER BY activity_date_time, audit_seq) AS start FROM {table})"
+                ),
+                format!("SELECT CAST(COUNT(DISTINCT {column}) AS TEXT) FROM {table}"),
+            );
+            async move { (raw.text(&runs).await, raw.text(&owners).await) }
+        };
+        let (runs, targets) = runs_and_owners("audit_targets", "target_id").await;
+        assert_eq!(runs, targets, "one run of keys per target");
+
+        // Every record with an initiator has one initiator row, with a copy in the positional
+        // format (verification, below, reads every copy back and compares it with its record); an
+        // initiator's copies have consecutive keys in a block of their own, after the targets' blocks.
+        let copies = raw
             .text(
-                "SELECT CAST(COUNT(DISTINCT start) AS TEXT) FROM (SELECT copy_key - row_number() OVER \
-                 (PARTITION BY tenant_id, target_id ORDER BY activity_date_time, audit_seq) AS start \
-                 FROM audit_targets)",
+                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_initiators i JOIN audit_records r ON r.seq = i.audit_seq \
+                 JOIN audit_copies c ON c.key = i.copy_key WHERE i.tenant_id = r.tenant_id \
+                 AND i.initiator_id = r.initiator_id AND i.activity_date_time = r.activity_date_time \
+                 AND json_type(c.record) = 'array' AND c.record ->> '$[0]' = r.id",
             )
             .await;
-        let targets = raw.text("SELECT CAST(COUNT(DISTINCT target_id) AS TEXT) FROM audit_targets").await;
-        assert_eq!(runs, targets, "one run of keys per target");
+        let initiated =
+            raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_records WHERE initiator_id IS NOT NULL").await;
+        assert_eq!(copies, initiated, "every record with an initiator has an initiator row and a copy");
+        assert_eq!(raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_initiators").await, initiated);
+        let (runs, initiators) = runs_and_owners("audit_initiators", "initiator_id").await;
+        assert_eq!(runs, initiators, "one run of keys per initiator");
+        let overlap = raw
+            .text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_initiators WHERE copy_key >> 32 <= \
+                 (SELECT max(copy_key >> 32) FROM audit_targets)",
+            )
+            .await;
+        assert_eq!(overlap, "0", "initiators' blocks come after the targets' blocks");
     }
     assert_eq!(app.get(&by_target).await.text, before, "the same records, in the same order");
+    assert_eq!(app.get(&by_initiator).await.text, initiated_before, "the same records by initiator, in the same order");
     assert_eq!(verify(&app).await.outcome, Ok(()));
 }
 
@@ -577,5 +720,5 @@ crate::on_both_backends!(
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,
     a_shared_target_lists_each_tenants_own_records,
-    target_rows_upgrade_from_schema_6
+    target_and_initiator_rows_upgrade_from_schema_6
 );
