@@ -79,32 +79,15 @@ fn record_copies(backend: Backend) -> bool {
 /// removed.
 const COPY_BLOCK_BITS: u32 = 32;
 
-/// Whose records a run of copies keeps together: a target's (`audit_targets`) or an initiator's
-/// (`audit_initiators`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum CopyOwner {
-    Target,
-    Initiator,
-}
-
-impl CopyOwner {
-    /// The table of this kind of row, and its column naming the target or initiator.
-    fn table_and_column(self) -> (&'static str, &'static str) {
-        match self {
-            CopyOwner::Target => ("audit_targets", "target_id"),
-            CopyOwner::Initiator => ("audit_initiators", "initiator_id"),
-        }
-    }
-}
-
-/// The copy keys one `insert_audits` call has handed out: each target's and initiator's latest,
-/// and the last new block it started; and, looked up once per owner, the largest key in the block
-/// of each owner's newest stored copy (`None`: no copy).
+/// The target copy keys one `insert_audits` call has handed out: each target's latest, and the
+/// last new block it started in this chunk of records (initiator rows' copies take blocks of
+/// their own between chunks, in the database's trigger); and, looked up once per target, the
+/// largest key in the block of its newest stored copy (`None`: no copy).
 #[derive(Default)]
 struct CopyKeys {
-    last: std::collections::HashMap<(CopyOwner, String), i64>,
+    last: std::collections::HashMap<String, i64>,
     new_block: Option<i64>,
-    stored: std::collections::HashMap<(CopyOwner, String), Option<i64>>,
+    stored: std::collections::HashMap<String, Option<i64>>,
 }
 
 /// The key for a target's next copy given the largest key its newest block holds, or `None` when
@@ -114,13 +97,13 @@ fn next_copy_key(largest: Option<i64>) -> Option<i64> {
     (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
 }
 
-/// What `insert_audits` indexes of one record once it has its `seq`: its target rows and its
-/// initiator row, each (SQLite) with a copy of the record.
+/// What `insert_audits` indexes of one record once it has its `seq`: its target rows, each
+/// (SQLite) with a copy of the record. (Its initiator row and copy are the database's own work,
+/// in the `audit_initiators_follow_records` trigger.)
 struct Indexed {
     id: String,
     at: String,
     targets: Vec<(String, Option<String>)>,
-    initiator: Option<String>,
     copy: Option<String>,
 }
 
@@ -161,8 +144,13 @@ fn audit_page_sql(
         Some(("audit_targets", "t.target_id", target))
     } else if let Some(upn) = rest.target_upn.take() {
         Some(("audit_targets", "t.target_upn_lc", upn))
-    } else if copies && let Some(initiator) = rest.initiator_user_id.take() {
-        // Initiator rows exist where copies do (SQLite, schema 9).
+    } else if copies
+        && rest.correlation_id.is_none()
+        && let Some(initiator) = rest.initiator_user_id.take()
+    {
+        // Initiator rows exist where copies do (SQLite, schema 9). With a correlation id, the
+        // records' correlation index finds the few records at once, where an initiator's rows
+        // would be walked through its whole history.
         Some(("audit_initiators", "t.initiator_id", initiator))
     } else {
         None
@@ -458,18 +446,16 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
-            /// The key for the next copy of `owner`'s records, `owner` being the target or
-            /// initiator `id` (see [`COPY_BLOCK_BITS`]), given the keys this call has already
-            /// handed out.
-            async fn take_copy_key(&mut self, tenant: &str, owner: CopyOwner, id: &str, keys: &mut CopyKeys) -> Result<i64, StoreError> {
-                let owned = (owner, id.to_owned());
-                let next = match keys.last.get(&owned) {
+            /// The key for the next copy of `target`'s records (see [`COPY_BLOCK_BITS`]), given
+            /// the keys this call has already handed out.
+            async fn take_copy_key(&mut self, tenant: &str, target: &str, keys: &mut CopyKeys) -> Result<i64, StoreError> {
+                let next = match keys.last.get(target) {
                     Some(&key) => next_copy_key(Some(key)),
                     None => {
-                        if !keys.stored.contains_key(&owned) {
-                            self.look_up_copy_blocks(tenant, std::slice::from_ref(&owned), keys).await?;
+                        if !keys.stored.contains_key(target) {
+                            self.look_up_copy_blocks(tenant, &[target.to_owned()], keys).await?;
                         }
-                        next_copy_key(keys.stored.get(&owned).copied().flatten())
+                        next_copy_key(keys.stored.get(target).copied().flatten())
                     }
                 };
                 let key = match next {
@@ -491,46 +477,45 @@ macro_rules! impl_backend {
                             .ok_or_else(|| StoreError::Other("the audit log has used up its copy keys".into()))?
                     }
                 };
-                keys.last.insert(owned, key);
+                keys.last.insert(target.to_owned(), key);
                 Ok(key)
             }
 
-            /// Looks up, in one statement, the largest key in the block of each owner's newest
-            /// stored copy, for the owners not looked up yet (after a block fills, the newest by
-            /// time could sit in the old block only if times went backwards: then the owner starts
-            /// a new block early, which wastes keys but never reuses one).
-            async fn look_up_copy_blocks(&mut self, tenant: &str, owners: &[(CopyOwner, String)], keys: &mut CopyKeys) -> Result<(), StoreError> {
-                let mut wanted: Vec<&(CopyOwner, String)> = Vec::new();
-                for owner in owners {
-                    if !keys.last.contains_key(owner) && !keys.stored.contains_key(owner) && !wanted.contains(&owner) {
-                        wanted.push(owner);
+            /// Looks up the largest key in the block of each target's newest stored copy, for the
+            /// targets not looked up yet, a statement per 200 targets (after a block fills, the
+            /// newest by time could sit in the old block only if times went backwards: then the
+            /// target starts a new block early, which wastes keys but never reuses one).
+            async fn look_up_copy_blocks(&mut self, tenant: &str, targets: &[String], keys: &mut CopyKeys) -> Result<(), StoreError> {
+                let mut wanted: Vec<&String> = Vec::new();
+                for target in targets {
+                    if !keys.last.contains_key(target) && !keys.stored.contains_key(target) && !wanted.contains(&target) {
+                        wanted.push(target);
                     }
                 }
-                if wanted.is_empty() {
-                    return Ok(());
-                }
-                let mut sql = Sql::new("");
-                for (n, (owner, id)) in wanted.iter().enumerate() {
-                    let (table, column) = owner.table_and_column();
-                    if n > 0 {
-                        sql.push(" UNION ALL ");
+                // SQLite allows 500 terms in a compound SELECT.
+                for group in wanted.chunks(200) {
+                    let mut sql = Sql::new("");
+                    for (n, target) in group.iter().enumerate() {
+                        if n > 0 {
+                            sql.push(" UNION ALL ");
+                        }
+                        sql.push(&format!(
+                            "SELECT {n}, (SELECT (SELECT max(c.key) FROM audit_copies c \
+                             WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
+                             FROM audit_targets t WHERE t.tenant_id = ",
+                            bits = COPY_BLOCK_BITS
+                        ));
+                        sql.arg(Arg::Text(tenant.to_owned()));
+                        sql.push(" AND t.target_id = ");
+                        sql.arg(Arg::Text((*target).clone()));
+                        sql.push(" ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1)");
                     }
-                    sql.push(&format!(
-                        "SELECT {n}, (SELECT (SELECT max(c.key) FROM audit_copies c \
-                         WHERE c.key >= (t.copy_key >> {bits}) << {bits} AND c.key < ((t.copy_key >> {bits}) + 1) << {bits}) \
-                         FROM {table} t WHERE t.tenant_id = ",
-                        bits = COPY_BLOCK_BITS
-                    ));
-                    sql.arg(Arg::Text(tenant.to_owned()));
-                    sql.push(&format!(" AND t.{column} = "));
-                    sql.arg(Arg::Text(id.clone()));
-                    sql.push(" ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1)");
-                }
-                let found: Vec<(i64, Option<i64>)> =
-                    bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
-                for (n, largest) in found {
-                    let owner = usize::try_from(n).ok().and_then(|n| wanted.get(n)).ok_or_else(|| StoreError::Other("copy key lookup".into()))?;
-                    keys.stored.insert((*owner).clone(), largest);
+                    let found: Vec<(i64, Option<i64>)> =
+                        bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                    for (n, largest) in found {
+                        let target = usize::try_from(n).ok().and_then(|n| group.get(n)).ok_or_else(|| StoreError::Other("copy key lookup".into()))?;
+                        keys.stored.insert((*target).clone(), largest);
+                    }
                 }
                 Ok(())
             }
@@ -1699,8 +1684,7 @@ macro_rules! impl_backend {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
-                // Each record's id, time, targets, initiator and (SQLite: the copy its target and
-                // initiator rows keep) canonical form.
+                // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
                 let mut indexed: Vec<Indexed> = Vec::with_capacity(records.len());
                 let mut copy_keys = CopyKeys::default();
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
@@ -1712,8 +1696,7 @@ macro_rules! impl_backend {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
-                        let copy = (record_copies($backend) && (!columns.targets.is_empty() || columns.initiator_id.is_some()))
-                            .then(|| audit_json::copy_json(record));
+                        let copy = (record_copies($backend) && !columns.targets.is_empty()).then(|| audit_json::copy_json(record));
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
                         let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
@@ -1728,7 +1711,7 @@ macro_rules! impl_backend {
                             Arg::Text(columns.activity_display_name_lc),
                             Arg::Text(columns.logged_by_service),
                             Arg::Text(columns.result),
-                            Arg::MaybeText(columns.initiator_id.clone()),
+                            Arg::MaybeText(columns.initiator_id),
                             Arg::MaybeText(columns.initiator_upn_lc),
                             Arg::MaybeText(columns.initiator_app_id),
                             Arg::Text(canonical),
@@ -1747,7 +1730,6 @@ macro_rules! impl_backend {
                             id: record.id.clone(),
                             at: columns.activity_date_time.clone(),
                             targets: columns.targets,
-                            initiator: columns.initiator_id,
                             copy,
                         });
                     }
@@ -1763,53 +1745,30 @@ macro_rules! impl_backend {
                         "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc) VALUES "
                     });
                     let mut copies = Sql::new("INSERT INTO audit_copies (key, record) VALUES ");
-                    let mut initiators =
-                        Sql::new("INSERT INTO audit_initiators (tenant_id, initiator_id, activity_date_time, audit_seq, copy_key) VALUES ");
-                    let owners: Vec<(CopyOwner, String)> = indexed
+                    // The records' trigger may have started initiator blocks since the last chunk.
+                    copy_keys.new_block = None;
+                    let owners: Vec<String> = indexed
                         .iter()
                         .filter(|it| it.copy.is_some())
-                        .flat_map(|it| {
-                            let initiator = it.initiator.iter().map(|id| (CopyOwner::Initiator, id.clone()));
-                            initiator.chain(it.targets.iter().map(|(id, _)| (CopyOwner::Target, id.clone())))
-                        })
+                        .flat_map(|it| it.targets.iter().map(|(id, _)| id.clone()))
                         .collect();
                     self.look_up_copy_blocks(tenant, &owners, &mut copy_keys).await?;
                     let mut is_first = true;
-                    for Indexed { id, at: at_time, targets: record_targets, initiator, copy } in indexed.drain(..) {
+                    for Indexed { id, at: at_time, targets: record_targets, copy } in indexed.drain(..) {
                         let seq = *seqs.get(&id).ok_or_else(|| StoreError::Other("audit insert lost a row".into()))?;
-                        let mut take_copy = async |owner: CopyOwner, owner_id: &str| -> Result<Option<i64>, StoreError> {
-                            let Some(copy) = &copy else { return Ok(None) };
-                            let key = self.take_copy_key(tenant, owner, owner_id, &mut copy_keys).await?;
-                            copies.push(if copies.args.is_empty() { "(" } else { ", (" });
-                            copies.arg(Arg::Int(key));
-                            copies.push(", ");
-                            copies.arg(Arg::Text(copy.clone()));
-                            copies.push(")");
-                            Ok(Some(key))
-                        };
-                        if let Some(initiator) = &initiator
-                            && let Some(key) = take_copy(CopyOwner::Initiator, initiator).await?
-                        {
-                            initiators.push(if initiators.args.is_empty() { "(" } else { ", (" });
-                            for (k, value) in [
-                                Arg::Text(tenant.to_owned()),
-                                Arg::Text(initiator.clone()),
-                                Arg::Text(at_time.clone()),
-                                Arg::Int(seq),
-                                Arg::Int(key),
-                            ]
-                            .into_iter()
-                            .enumerate()
-                            {
-                                if k > 0 {
-                                    initiators.push(", ");
-                                }
-                                initiators.arg(value);
-                            }
-                            initiators.push(")");
-                        }
                         for (target_id, target_upn) in record_targets {
-                            let copy_key = take_copy(CopyOwner::Target, &target_id).await?;
+                            let copy_key = match &copy {
+                                Some(copy) => {
+                                    let key = self.take_copy_key(tenant, &target_id, &mut copy_keys).await?;
+                                    copies.push(if copies.args.is_empty() { "(" } else { ", (" });
+                                    copies.arg(Arg::Int(key));
+                                    copies.push(", ");
+                                    copies.arg(Arg::Text(copy.clone()));
+                                    copies.push(")");
+                                    Some(key)
+                                }
+                                None => None,
+                            };
                             sql.push(if is_first { "(" } else { ", (" });
                             is_first = false;
                             sql.arg(Arg::Text(tenant.to_owned()));
@@ -1834,13 +1793,11 @@ macro_rules! impl_backend {
                             .await
                             .map_err(db)?;
                     }
-                    for statement in [initiators, copies] {
-                        if !statement.args.is_empty() {
-                            bind_args!(sqlx::query(sqlx::AssertSqlSafe(statement.text)), statement.args)
-                                .execute(&mut *self.0)
-                                .await
-                                .map_err(db)?;
-                        }
+                    if !copies.args.is_empty() {
+                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
+                            .execute(&mut *self.0)
+                            .await
+                            .map_err(db)?;
                     }
                 }
                 sqlx::query("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE tenant_id = $1")

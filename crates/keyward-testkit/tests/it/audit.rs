@@ -108,6 +108,7 @@ async fn audit_log_filters_and_pages(backend: Backend) {
             format!("initiatedBy/user/id eq '{admin_id}' and category eq 'UserManagement'"),
             vec!["Add user", "Update user", "Add user"],
         ),
+        (format!("initiatedBy/user/id eq '{admin_id}' and correlationId eq '{correlation}'"), vec!["Add user"]),
         ("initiatedBy/app/appId eq 'keyward'".into(), vec!["Add member to role", "Add user"]),
         ("loggedByService eq 'Core Directory' and category eq 'RoleManagement'".into(), vec!["Add member to role"]),
     ];
