@@ -5,6 +5,9 @@ use keyward_core::audit_chain::{self, ChainBreak};
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp};
 use serde_json::json;
 
+/// The first key of a new copy block (a block is never shared by two targets or initiators).
+const NEW_BLOCK: &str = "((SELECT (max(key) >> 32) + 1 FROM audit_copies) << 32)";
+
 /// Direct access to the test's database, bypassing Keyward, as an attacker with database access has.
 enum Raw {
     Sqlite(sqlx::SqlitePool),
@@ -47,7 +50,7 @@ impl Raw {
         let (copy_column, copy_key) = match self {
             Raw::Sqlite(_) => {
                 self.exec(&format!(
-                    "INSERT INTO audit_copies (key, record) SELECT (SELECT max(key) + 1 FROM audit_copies), \
+                    "INSERT INTO audit_copies (key, record) SELECT {NEW_BLOCK}, \
                      json_remove(record, '$.tenant_id', '$.activity_date_time') FROM audit_records WHERE seq = {seq}"
                 ))
                 .await;
@@ -67,7 +70,7 @@ impl Raw {
     async fn add_initiator_row(&self, seq: &str) {
         if let Raw::Sqlite(_) = self {
             self.exec(&format!(
-                "INSERT INTO audit_copies (key, record) SELECT (SELECT max(key) + 1 FROM audit_copies), \
+                "INSERT INTO audit_copies (key, record) SELECT {NEW_BLOCK}, \
                  json_remove(record, '$.tenant_id', '$.activity_date_time') FROM audit_records WHERE seq = {seq}"
             ))
             .await;
