@@ -99,17 +99,13 @@ type CopyTarget<S> = (S, Option<S>, S, Option<S>, Vec<(S, Option<S>, Option<S>)>
 /// initiator's records share a page. Schema 8 wrote copies as the canonical form without tenant
 /// and time; [`page`] reads both.
 pub(crate) fn copy_json(record: &AuditRecord) -> String {
-    let initiator: CopyInitiator<String> = match &record.initiated_by {
+    let initiator: CopyInitiator<&str> = match &record.initiated_by {
         Initiator::User { id, display_name, user_principal_name, ip_address } => {
-            ("User".into(), id.to_string(), display_name.clone(), Some(user_principal_name.clone()), ip_address.clone())
+            ("User", id.as_str(), display_name, Some(user_principal_name), ip_address.as_deref())
         }
-        Initiator::App { app_id, display_name, service_principal_id } => (
-            "App".into(),
-            app_id.clone(),
-            display_name.clone(),
-            service_principal_id.as_ref().map(ToString::to_string),
-            None,
-        ),
+        Initiator::App { app_id, display_name, service_principal_id } => {
+            ("App", app_id, display_name, service_principal_id.as_ref().map(ObjectId::as_str), None)
+        }
     };
     let targets: Vec<CopyTarget<&str>> = record
         .target_resources
@@ -127,8 +123,6 @@ pub(crate) fn copy_json(record: &AuditRecord) -> String {
             )
         })
         .collect();
-    let initiator: CopyInitiator<&str> =
-        (&initiator.0, &initiator.1, &initiator.2, initiator.3.as_deref(), initiator.4.as_deref());
     let copy: CopyOf<&str, CopyInitiator<&str>, CopyTarget<&str>> = (
         &record.id,
         &record.correlation_id,
@@ -238,12 +232,11 @@ pub(crate) fn from_json(text: &str) -> Result<AuditRecord, StoreError> {
 /// Decodes a canonical record, or with `key` (tenant, time) a copy in either format.
 fn decode(text: &str, key: Option<(&ObjectId, &str)>) -> Result<AuditRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Other(format!("corrupt audit record: {what}"));
-    if let Some((tenant, at)) = key
-        && text.starts_with('[')
-    {
-        return decode_copy(text, tenant, at).map_err(|err| corrupt(&err));
-    }
-    let row: Row = serde_json::from_str(text).map_err(|err| corrupt(&err.to_string()))?;
+    let row: Row = if key.is_some() && text.starts_with('[') {
+        row_of_copy(text).map_err(|err| corrupt(&err))?
+    } else {
+        serde_json::from_str(text).map_err(|err| corrupt(&err.to_string()))?
+    };
     let id = |raw: &str| ObjectId::parse(raw).ok_or_else(|| corrupt(raw));
     let (tenant_id, activity_date_time) = match (key, row.tenant_id, row.activity_date_time) {
         (None, Some(tenant), Some(at)) => (id(&tenant)?, parse_ts(&at)?),
@@ -292,8 +285,9 @@ fn decode(text: &str, key: Option<(&ObjectId, &str)>) -> Result<AuditRecord, Sto
     })
 }
 
-/// Decodes a copy in the positional format of [`copy_json`].
-fn decode_copy(text: &str, tenant: &ObjectId, at: &str) -> Result<AuditRecord, String> {
+/// Reads a copy in the positional format of [`copy_json`] as the [`Row`] it holds (without
+/// tenant and time, like a schema 8 copy), for [`decode`] to finish.
+fn row_of_copy(text: &str) -> Result<Row, String> {
     let (
         id,
         correlation_id,
@@ -308,48 +302,40 @@ fn decode_copy(text: &str, tenant: &ObjectId, at: &str) -> Result<AuditRecord, S
         additional_details,
     ): CopyOf<String, CopyInitiator<String>, CopyTarget<String>> =
         serde_json::from_str(text).map_err(|err| err.to_string())?;
-    let object_id = |raw: &str| ObjectId::parse(raw).ok_or_else(|| raw.to_owned());
     let initiated_by = match kind.as_str() {
-        "User" => Initiator::User {
-            id: object_id(&initiator_id)?,
+        "User" => InitiatorRow::User {
+            id: initiator_id,
             display_name,
             user_principal_name: third.ok_or("a user initiator without a userPrincipalName")?,
             ip_address: fourth,
         },
-        "App" if fourth.is_none() => Initiator::App {
-            app_id: initiator_id,
-            display_name,
-            service_principal_id: third.as_deref().map(object_id).transpose()?,
-        },
+        "App" if fourth.is_none() => {
+            InitiatorRow::App { app_id: initiator_id, display_name, service_principal_id: third }
+        }
         other => return Err(format!("initiator kind {other}")),
     };
-    Ok(AuditRecord {
+    Ok(Row {
         id,
-        tenant_id: tenant.clone(),
+        tenant_id: None,
         correlation_id,
-        activity_date_time: parse_ts(at).map_err(|err| err.to_string())?,
+        activity_date_time: None,
         logged_by_service,
         category,
         activity_display_name,
         operation_type,
-        result: if result == "success" { AuditResult::Success } else { AuditResult::Failure },
+        result,
         result_reason,
         initiated_by,
         target_resources: targets
             .into_iter()
-            .map(|(id, display_name, kind, user_principal_name, properties)| {
-                Ok(TargetResource {
-                    id: object_id(&id)?,
-                    display_name,
-                    kind: target_kind(&kind),
-                    user_principal_name,
-                    modified_properties: properties
-                        .into_iter()
-                        .map(|(name, old_value, new_value)| PropertyChange { name, old_value, new_value })
-                        .collect(),
-                })
+            .map(|(id, display_name, kind, user_principal_name, modified_properties)| TargetRow {
+                id,
+                display_name,
+                kind,
+                user_principal_name,
+                modified_properties,
             })
-            .collect::<Result<Vec<_>, String>>()?,
+            .collect(),
         additional_details,
     })
 }

@@ -1973,7 +1973,7 @@ macro_rules! impl_backend {
                 // Each record's target rows, and what else those rows carry (time, tenant, record copy).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
                 #[allow(clippy::type_complexity)]
-                let mut target_times: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
+                let mut target_rows: std::collections::HashMap<i64, Vec<(String, String, Option<String>)>> = std::collections::HashMap::new();
                 // Each record's initiator rows (SQLite): initiator, time, tenant, record copy.
                 #[allow(clippy::type_complexity)]
                 let mut initiator_rows: std::collections::HashMap<i64, Vec<(String, String, String, Option<String>)>> =
@@ -1999,7 +1999,7 @@ macro_rules! impl_backend {
                     .map_err(db)?;
                     for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
-                        target_times.entry(seq).or_default().push((at, target_tenant, copy));
+                        target_rows.entry(seq).or_default().push((at, target_tenant, copy));
                     }
                     if record_copies($backend) {
                         let found: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
@@ -2046,7 +2046,7 @@ macro_rules! impl_backend {
                         let decoded = audit_json::from_json(&canonical).ok();
                         // A copy must read back as the record, whatever its format.
                         let is_copy = |copy: &str| decoded.as_ref().is_some_and(|record| audit_json::is_copy_of(copy, record));
-                        let times_match = target_times.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
+                        let times_match = target_rows.remove(&seq).unwrap_or_default().iter().all(|(at, target_tenant, copy)| {
                             *at == stored.activity_date_time && target_tenant == tenant && match copy {
                                 Some(copy) => is_copy(copy),
                                 None => !record_copies($backend),

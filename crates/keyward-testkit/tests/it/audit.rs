@@ -24,6 +24,17 @@ async fn every_page(app: &TestApp, first: &str) -> Vec<String> {
     }
 }
 
+/// Pages through `query` `top` records at a time, newest first and oldest first, expecting `whole`
+/// (newest first) in order, each record once.
+async fn assert_pages_both_ways(app: &TestApp, query: &str, top: usize, whole: &[String], what: &str) {
+    let mut oldest_first = whole.to_vec();
+    oldest_first.reverse();
+    for (order, expected) in [("", whole), ("&$orderby=activityDateTime asc", &oldest_first[..])] {
+        let seen = every_page(app, &format!("{query}{order}&$top={top}")).await;
+        assert_eq!(seen, expected, "paging {what}{order}");
+    }
+}
+
 fn activities(reply: &Value) -> Vec<String> {
     reply["value"]
         .as_array()
@@ -153,12 +164,7 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     let by_target = format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{adele_id}')");
     let whole = ids(&app.get(&by_target).await.body);
     assert!(whole.len() >= 4 && whole.contains(&created_id), "{whole:?}");
-    let mut oldest_first = whole.clone();
-    oldest_first.reverse();
-    for (order, expected) in [("", &whole), ("&$orderby=activityDateTime asc", &oldest_first)] {
-        let seen = every_page(&app, &format!("{by_target}{order}&$top=1")).await;
-        assert_eq!(&seen, expected, "paging a target's records{order}");
-    }
+    assert_pages_both_ways(&app, &by_target, 1, &whole, "a target's records").await;
     let window = app.get(&format!("{by_target} and activityDateTime gt {created_at}")).await;
     let after_creation: Vec<String> = whole.iter().filter(|it| **it != created_id).cloned().collect();
     assert_eq!(ids(&window.body), after_creation, "{}", window.text);
@@ -177,12 +183,7 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     assert!(expected.len() >= 5, "{}", all.text);
     assert_eq!(got, expected, "{}", initiated.text);
     let whole = ids(&initiated.body);
-    let mut oldest_first = whole.clone();
-    oldest_first.reverse();
-    for (order, expected) in [("", &whole), ("&$orderby=activityDateTime asc", &oldest_first)] {
-        let seen = every_page(&app, &format!("{by_initiator}{order}&$top=2")).await;
-        assert_eq!(&seen, expected, "paging an initiator's records{order}");
-    }
+    assert_pages_both_ways(&app, &by_initiator, 2, &whole, "an initiator's records").await;
     let window = app.get(&format!("{by_initiator} and activityDateTime gt {created_at}")).await;
     let after_creation: Vec<String> = expected
         .iter()
