@@ -11,6 +11,7 @@ use keyward_core::{json, oauth};
 use keyward_store::{AppCredential, Application};
 use time::{Duration, OffsetDateTime};
 
+use crate::facts::application_facts;
 use crate::setup::random_string;
 use crate::{App, AppError, Caller, audit_id, new_id, require, sha256};
 
@@ -233,7 +234,8 @@ impl App {
         let mut tx = self.write().await?;
         let mut application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        if let Err(err) = require(caller, actions::APPLICATIONS_UPDATE, Target::Tenant) {
+        let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_UPDATE, Target::Application(&facts)) {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateApplication, vec![app_target(&application)], err)
                 .await);
@@ -271,7 +273,7 @@ impl App {
             application.web_redirect_uris = uris;
         }
         if let Some(drafts) = &draft.key_credentials {
-            if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+            if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Application(&facts)) {
                 let target = vec![app_target(&application)];
                 return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
             }
@@ -328,7 +330,8 @@ impl App {
         let mut tx = self.write().await?;
         let application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        if let Err(err) = require(caller, actions::APPLICATIONS_DELETE, Target::Tenant) {
+        let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_DELETE, Target::Application(&facts)) {
             return Err(self
                 .refused(Some(tx), caller, Activity::DeleteApplication, vec![app_target(&application)], err)
                 .await);
@@ -336,6 +339,16 @@ impl App {
         let audit = caller.audit(now);
         let principal = tx.find_service_principal(&caller.tenant.id, &application.app_id).await?;
         if let Some(principal) = principal {
+            // Its role assignments end with it, recorded as deleting the principal records them.
+            let assignments = tx.list_role_assignments_for(&caller.tenant.id, &principal.id).await?;
+            let direct: Vec<_> = assignments.into_iter().filter(|it| it.principal_id == principal.id).collect();
+            self.record_cascaded_removals(
+                &mut *tx,
+                caller,
+                Some(TargetResource::service_principal(&principal)),
+                &direct,
+            )
+            .await?;
             tx.delete_memberships_of(&principal.id).await?;
             tx.delete_role_assignments_of(&principal.id).await?;
             tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
@@ -389,7 +402,8 @@ impl App {
         let mut tx = self.write().await?;
         let application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+        let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Application(&facts)) {
             let target = vec![app_target(&application)];
             return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
         }
@@ -423,7 +437,8 @@ impl App {
         let mut tx = self.write().await?;
         let application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Tenant) {
+        let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
+        if let Err(err) = require(caller, actions::APPLICATIONS_CREDENTIALS_UPDATE, Target::Application(&facts)) {
             let target = vec![app_target(&application)];
             return Err(self.refused(Some(tx), caller, Activity::UpdateApplicationCredentials, target, err).await);
         }

@@ -1,7 +1,7 @@
 //! Loading what the decision function needs to know about a target, inside the use case's
 //! transaction, so the decision and the change see the same data.
 
-use keyward_core::authz::{GroupFacts, UnitMembership, UserFacts, roles};
+use keyward_core::authz::{ApplicationFacts, GroupFacts, UnitMembership, UserFacts, roles};
 use keyward_core::directory::{Group, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{AssignmentFilter, Tx};
@@ -55,6 +55,29 @@ pub(crate) async fn group_facts(tx: &mut dyn Tx, group: &Group) -> Result<GroupF
         is_assignable_to_role: group.is_assignable_to_role,
         units: units.into_iter().map(|(id, is_restricted)| UnitMembership { id, is_restricted }).collect(),
     })
+}
+
+/// Whether a service principal is privileged: it holds a directory role (at any scope, directly
+/// or through a group), so its credentials are that role's credentials.
+pub(crate) async fn service_principal_facts(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    principal: &ObjectId,
+) -> Result<ApplicationFacts, AppError> {
+    Ok(ApplicationFacts { is_privileged: !tx.list_role_assignments_for(&tenant.id, principal).await?.is_empty() })
+}
+
+/// [`service_principal_facts`] for an application registration (by its `appId`); an application
+/// without a service principal holds no role.
+pub(crate) async fn application_facts(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    app_id: &str,
+) -> Result<ApplicationFacts, AppError> {
+    match tx.find_service_principal(&tenant.id, app_id).await? {
+        Some(principal) => service_principal_facts(tx, tenant, &principal.id).await,
+        None => Ok(ApplicationFacts::default()),
+    }
 }
 
 /// A change that may take Global Administrator away from someone.

@@ -207,6 +207,11 @@ impl App {
         self.inner.clock.now()
     }
 
+    /// How many passwords this node has verified since it started (`/metrics`).
+    pub fn password_verifications(&self) -> u64 {
+        self.inner.hasher.verifications()
+    }
+
     /// Checks that the database answers.
     pub async fn health(&self) -> Result<i64, AppError> {
         Ok(self.inner.store.schema_version().await?)

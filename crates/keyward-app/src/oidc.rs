@@ -1095,6 +1095,12 @@ impl App {
             ));
         }
         Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
+        let locked = || {
+            OAuthError::invalid_grant(
+                codes::ACCOUNT_LOCKED,
+                "The account is locked: it was used to sign in too many times with a wrong password.",
+            )
+        };
         let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
             return Err(OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
@@ -1102,20 +1108,19 @@ impl App {
             ));
         };
         let now = self.now();
-        let mut tx = self.read().await?;
+        // Counted before the password is checked, as on the sign-in pages (see
+        // `signin::Lockout::reserve`): a locked account gets no token whatever the password.
+        let mut tx = self.write().await?;
         let user = tx.find_user_by_upn(&tenant.id, username).await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
-        let (hash, state) = match &user {
-            Some(user) => (tx.get_password_hash(&user.id).await?, tx.user_sign_in_state(&user.id).await?),
-            None => (None, keyward_store::UserSignInState::default()),
+        let (hash, reservation) = match &user {
+            Some(user) => match crate::signin::reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
+                Ok(reservation) => (tx.get_password_hash(&user.id).await?, Some(reservation)),
+                Err(_) => return Err(locked()),
+            },
+            None => (None, None),
         };
-        drop(tx);
-        if state.password.locked_at(now).is_some() {
-            return Err(OAuthError::invalid_grant(
-                codes::ACCOUNT_LOCKED,
-                "The account is locked: it was used to sign in too many times with a wrong password.",
-            ));
-        }
+        tx.commit().await?;
         let is_ok = self.inner.hasher.verify(password, hash.as_deref()).await?;
         let wrong = || {
             OAuthError::invalid_grant(
@@ -1123,12 +1128,15 @@ impl App {
                 "Error validating credentials due to invalid username or password.",
             )
         };
-        let Some(user) = user.filter(|_| is_ok) else {
-            if let Some(user) = &self.read().await?.find_user_by_upn(&tenant.id, username).await? {
-                self.count_password_failure(&user.id, &policy, now).await?;
-            }
+        let (Some(user), Some(reservation)) = (user.filter(|_| is_ok), reservation) else {
             return Err(wrong());
         };
+        let mut tx = self.write().await?;
+        if !crate::signin::settle_success(&mut *tx, &user.id, &reservation, now).await? {
+            // Locked by a concurrent attempt meanwhile: the same answer as a wrong password.
+            return Err(wrong());
+        }
+        tx.commit().await?;
         if !user.account_enabled {
             return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
         }
@@ -1138,11 +1146,6 @@ impl App {
                 "The password must be changed before it can be used: sign in through the browser to set a new one.",
             ));
         }
-        let mut tx = self.write().await?;
-        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-        state.password = state.password.after_success(now);
-        tx.set_user_sign_in_state(&user.id, &state).await?;
-        tx.commit().await?;
         let (requirement, has_method, _) = self.mfa_facts(tenant, &user, &policy).await?;
         if signin::after_first_factor(FirstFactor::Password, requirement, has_method, false)
             != (NextStep::Done { mfa: signin::MfaDone::NotRequired })
@@ -1213,11 +1216,10 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Unauthenticated("Your session has ended. Sign in again."))?;
         let now = self.now();
-        let code = oauth::normalize_user_code(user_code);
-        let record = self.read().await?.find_device_code(&code).await?;
-        let mut record = record
-            .filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now)
-            .ok_or_else(|| AppError::BadRequest("That code is not valid or has expired. Check the code on your device, or start the sign-in there again.".into()))?;
+        // Wrong codes count toward the code lockout here exactly as on the entry step.
+        let Some(mut record) = self.pending_device_code(&tenant, &user, user_code, now).await? else {
+            return Err(AppError::BadRequest("That code is not valid or has expired. Check the code on your device, or start the sign-in there again.".into()));
+        };
         let client = self.client(&tenant, &record.client_id).await?.map(|it| it.display_name).unwrap_or_default();
         record.status = if approve { "approved" } else { "denied" }.into();
         record.user_id = Some(user.id.clone());
@@ -1248,7 +1250,21 @@ impl App {
             .signed_in_session(&tenant, session_cookie)
             .await?
             .ok_or(AppError::Unauthenticated("Your session has ended. Sign in again."))?;
-        let now = self.now();
+        let Some(record) = self.pending_device_code(&tenant, &user, user_code, self.now()).await? else {
+            return Ok(None);
+        };
+        Ok(self.client(&tenant, &record.client_id).await?.map(|it| it.display_name))
+    }
+
+    /// The pending device code a signed-in user typed, on the entry and the confirmation step
+    /// alike: refused while the user's code lockout holds, and a wrong code counts toward it.
+    async fn pending_device_code(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        user_code: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<keyward_store::DeviceCode>, AppError> {
         let mut tx = self.read().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         if let Some(until) = tx.user_sign_in_state(&user.id).await?.code.locked_at(now) {
@@ -1260,13 +1276,11 @@ impl App {
         let code = oauth::normalize_user_code(user_code);
         let record = tx.find_device_code(&code).await?;
         drop(tx);
-        let Some(record) =
-            record.filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now)
-        else {
+        let record = record.filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now);
+        if record.is_none() {
             self.count_code_failure(&user.id, &policy, now).await?;
-            return Ok(None);
-        };
-        Ok(self.client(&tenant, &record.client_id).await?.map(|it| it.display_name))
+        }
+        Ok(record)
     }
 
     /// RFC 7009 revocation: a refresh token revokes its whole family. Unknown tokens are ignored.

@@ -2,6 +2,7 @@
 //! and the 19 MiB block buffers reused between hashes.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -32,6 +33,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy_hash: Arc<str>,
+    /// Passwords verified so far (for `/metrics`, and for tests that prove a bound on them).
+    verifications: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -60,10 +63,16 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency)),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: Arc::from(""),
+            verifications: Arc::new(AtomicU64::new(0)),
         };
         let salt = [0x5a_u8; SALT_LEN];
         hasher.dummy_hash = Arc::from(hasher.hash_with_salt(b"keyward dummy password", &salt)?);
         Ok(hasher)
+    }
+
+    /// How many passwords this hasher has verified since it started.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The parameters new hashes use.
@@ -84,6 +93,7 @@ impl PasswordHasher {
     /// Verifies a password against a stored PHC string; `None` verifies against a dummy hash so
     /// that an unknown user costs the same time as a known one, and always fails.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, AppError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let is_real = stored.is_some();
         let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let password = password.to_owned();

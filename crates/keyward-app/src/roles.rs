@@ -956,6 +956,12 @@ impl App {
             .get_service_principal(&caller.tenant.id, &id)
             .await?
             .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        // A principal that holds a role is deleted only by the roles that could assign it.
+        let facts = crate::facts::service_principal_facts(&mut *tx, &caller.tenant, &principal.id).await?;
+        if let Err(err) = require(caller, actions::SERVICE_PRINCIPALS_DELETE, Target::Application(&facts)) {
+            let targets = vec![TargetResource::service_principal(&principal)];
+            return Err(self.refused(Some(tx), caller, Activity::RemoveServicePrincipal, targets, err).await);
+        }
         let filter = AssignmentFilter { principal_id: Some(principal.id.clone()), ..AssignmentFilter::default() };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
         self.record_cascaded_removals(

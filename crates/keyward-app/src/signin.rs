@@ -391,31 +391,31 @@ impl App {
             return self.render(flow, Some("Enter your password.".into())).await;
         };
         let now = self.now();
-        let mut tx = self.read().await?;
+        // The attempt is counted (reserved) before the secret is checked, in the same write
+        // transaction that reads what the check needs: parallel attempts cannot outrun the lockout.
+        let mut tx = self.write().await?;
         let user = match &flow.session.user_id {
             Some(id) => tx.get_user(&flow.tenant.id, id).await?,
             None => None,
         };
         let (policy, tap_policy) = tx.sign_in_policy(&flow.tenant.id).await?;
-        let (state, pass, hash) = match &user {
-            Some(user) => (
-                tx.user_sign_in_state(&user.id).await?,
-                tx.get_temporary_access_pass(&user.id).await?,
-                tx.get_password_hash(&user.id).await?,
-            ),
-            None => (UserSignInState::default(), None, None),
+        let (reservation, pass, hash) = match &user {
+            Some(user) => match reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
+                Ok(reservation) => (
+                    Some(reservation),
+                    tx.get_temporary_access_pass(&user.id).await?,
+                    tx.get_password_hash(&user.id).await?,
+                ),
+                Err(until) => {
+                    drop(tx);
+                    let failed = detail(now, "Password", false, "Account locked");
+                    self.log_sign_in(flow, Some(user), codes::LOCKED, vec![failed]).await?;
+                    return self.render(flow, Some(lockout_message(until))).await;
+                }
+            },
+            None => (None, None, None),
         };
-        drop(tx);
-        if let Some(until) = state.password.locked_at(now) {
-            self.log_sign_in(
-                flow,
-                user.as_ref(),
-                codes::LOCKED,
-                vec![detail(now, "Password", false, "Account locked")],
-            )
-            .await?;
-            return self.render(flow, Some(lockout_message(until))).await;
-        }
+        tx.commit().await?;
         let pass_matches =
             pass.as_ref().is_some_and(|it| bool::from(sha256(secret.expose().as_bytes()).ct_eq(&it.pass_sha256)));
         let (factor, is_ok, method) = if pass_matches {
@@ -432,10 +432,8 @@ impl App {
         } else {
             (FirstFactor::Password, self.inner.hasher.verify(secret.expose(), hash.as_deref()).await?, "Password")
         };
-        let Some(user) = user.filter(|_| is_ok) else {
-            if let Some(user_id) = &flow.session.user_id {
-                self.count_password_failure(user_id, &policy, now).await?;
-            }
+        let (Some(user), Some(reservation)) = (user.filter(|_| is_ok), reservation) else {
+            // Already counted by the reservation.
             self.log_sign_in(
                 flow,
                 None,
@@ -453,16 +451,14 @@ impl App {
                 .await;
         }
         let mut tx = self.write().await?;
-        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-        if let Some(until) = state.password.locked_at(now) {
-            // Locked by a concurrent attempt on another node while this one hashed.
+        if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
+            // Locked by a concurrent attempt while this one was checked: answered exactly like a
+            // wrong secret checked at the same time, so the answer tells nothing about the secret.
             drop(tx);
             let failed = detail(now, method, false, "Account locked");
             self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
-            return self.render(flow, Some(lockout_message(until))).await;
+            return self.render(flow, Some(WRONG_CREDENTIALS.into())).await;
         }
-        state.password = state.password.after_success(now);
-        tx.set_user_sign_in_state(&user.id, &state).await?;
         if factor == FirstFactor::TemporaryAccessPass {
             let pass = pass.ok_or_else(|| unexpected("pass vanished"))?;
             if pass.is_usable_once && !tx.use_temporary_access_pass(&pass.id, now).await? {
@@ -570,26 +566,36 @@ impl App {
         if let Err(err) = password::check(new.expose(), &[&user.display_name, alias]) {
             return self.render(flow, Some(format!("{err}."))).await;
         }
-        // The current password is a password attempt like any other: smart lockout counts it.
+        // The current password is a password attempt like any other: smart lockout counts it,
+        // before it is checked.
         let now = self.now();
-        let mut tx = self.read().await?;
+        let mut tx = self.write().await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
-        let locked = tx.user_sign_in_state(&user.id).await?.password.locked_at(now);
+        let reservation = match reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
+            Ok(reservation) => reservation,
+            Err(until) => {
+                drop(tx);
+                let failed = detail(now, "Password", false, "Account locked");
+                self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+                return self.render(flow, Some(lockout_message(until))).await;
+            }
+        };
         let hash = tx.get_password_hash(&user.id).await?;
-        drop(tx);
-        if let Some(until) = locked {
-            let failed = detail(now, "Password", false, "Account locked");
-            self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
-            return self.render(flow, Some(lockout_message(until))).await;
-        }
+        tx.commit().await?;
+        let wrong = "Your current password is incorrect.";
         if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
-            self.count_password_failure(&user.id, &policy, now).await?;
             let failed = detail(now, "Password", false, "Invalid current password");
             self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
-            return self.render(flow, Some("Your current password is incorrect.".into())).await;
+            return self.render(flow, Some(wrong.into())).await;
         }
         let new_hash = self.inner.hasher.hash(new.expose()).await?;
         let mut tx = self.write().await?;
+        if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
+            drop(tx);
+            let failed = detail(now, "Password", false, "Account locked");
+            self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+            return self.render(flow, Some(wrong.into())).await;
+        }
         let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
         fresh.force_change_password_next_sign_in = false;
         // A new password ends every other session and refresh token (this session continues:
@@ -797,21 +803,6 @@ impl App {
             detail(now, "Software OATH token", true, "MFA registration completed"),
         ];
         self.finish(flow, &user, details).await
-    }
-
-    /// Counts a failed password attempt for smart lockout (under the row lock, so attempts on
-    /// several nodes all count).
-    pub(crate) async fn count_password_failure(
-        &self,
-        user: &ObjectId,
-        policy: &SignInPolicy,
-        now: OffsetDateTime,
-    ) -> Result<(), AppError> {
-        self.count_failure(user, |state| {
-            state.password =
-                state.password.after_failure(policy.lockout_threshold, Duration::seconds(policy.lockout_seconds), now);
-        })
-        .await
     }
 
     /// Counts a wrong one-time or device code toward the user's code lockout.
@@ -1092,6 +1083,40 @@ fn detail(at: OffsetDateTime, method: &str, succeeded: bool, result: &str) -> Au
 
 fn unexpected(what: &str) -> AppError {
     AppError::Unexpected(anyhow::anyhow!("{what}"))
+}
+
+/// Reserves a password (or pass) attempt for `user` inside `tx`, under the row lock of the
+/// user's sign-in state ([`signin::Lockout::reserve`]): `Err(until)` while the account is locked.
+pub(crate) async fn reserve_attempt(
+    tx: &mut dyn Tx,
+    user: &ObjectId,
+    policy: &SignInPolicy,
+    now: OffsetDateTime,
+) -> Result<Result<signin::Reservation, OffsetDateTime>, AppError> {
+    let mut state = tx.lock_user_sign_in_state(user).await?;
+    let reservation =
+        match state.password.reserve(policy.lockout_threshold, Duration::seconds(policy.lockout_seconds), now) {
+            Ok(reservation) => reservation,
+            Err(until) => return Ok(Err(until)),
+        };
+    state.password = reservation.after;
+    tx.set_user_sign_in_state(user, &state).await?;
+    Ok(Ok(reservation))
+}
+
+/// Counts a reserved attempt whose secret proved right as a success, inside `tx`; `false` when
+/// another attempt locked the account meanwhile ([`signin::Reservation::succeed`]).
+pub(crate) async fn settle_success(
+    tx: &mut dyn Tx,
+    user: &ObjectId,
+    reservation: &signin::Reservation,
+    now: OffsetDateTime,
+) -> Result<bool, AppError> {
+    let mut state = tx.lock_user_sign_in_state(user).await?;
+    let Some(password) = reservation.succeed(state.password, now) else { return Ok(false) };
+    state.password = password;
+    tx.set_user_sign_in_state(user, &state).await?;
+    Ok(true)
 }
 
 /// [`App::mfa_facts`] inside a caller's transaction.

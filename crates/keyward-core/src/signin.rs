@@ -254,6 +254,47 @@ impl Lockout {
         let quiet = self.locked_until.is_none_or(|until| now - until > MAX_LOCKOUT);
         Lockout { failures: 0, lockouts: if quiet { 0 } else { self.lockouts }, locked_until: None }
     }
+
+    /// Reserves an attempt before its secret is checked: the attempt counts as a failure until
+    /// it proves right, so at most `threshold` attempts per lockout window ever reach the hasher,
+    /// however many arrive at once. The `threshold`-th reservation locks the account for every
+    /// later attempt (it still has its own secret checked). `Err(until)` while locked: the
+    /// attempt is refused without checking its secret, so the answer cannot depend on it.
+    pub fn reserve(self, threshold: i64, base: Duration, now: OffsetDateTime) -> Result<Reservation, OffsetDateTime> {
+        match self.locked_at(now) {
+            Some(until) => Err(until),
+            None => Ok(Reservation { before: self, after: self.after_failure(threshold, base, now) }),
+        }
+    }
+}
+
+/// An attempt counted before its secret was checked ([`Lockout::reserve`]): the counters before
+/// and after the reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub before: Lockout,
+    pub after: Lockout,
+}
+
+impl Reservation {
+    /// Whether this reservation locked the account (it was the threshold-th attempt).
+    pub fn locked_the_account(&self) -> bool {
+        self.after.lockouts > self.before.lockouts
+    }
+
+    /// The counters after this attempt's secret proved right, given the counters `current` as
+    /// they are now (read under the row lock). `None` when another attempt locked the account
+    /// while this one was checked: the success does not count and the attempt is answered like a
+    /// wrong one. A lock this attempt set itself is undone: the threshold-th guess may be right.
+    pub fn succeed(&self, current: Lockout, now: OffsetDateTime) -> Option<Lockout> {
+        match current.locked_at(now) {
+            None => Some(current.after_success(now)),
+            Some(_) if self.locked_the_account() && current.lockouts == self.after.lockouts => {
+                Some(self.before.after_success(now))
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 /// Why a browser session no longer counts.
@@ -570,6 +611,41 @@ mod tests {
         assert_eq!((ok.failures, ok.lockouts, ok.locked_until), (0, 2, None));
         let quiet = state.after_success(later + Duration::days(2));
         assert_eq!(quiet.lockouts, 0);
+    }
+
+    #[test]
+    fn reservations_let_at_most_the_threshold_reach_the_check() {
+        let base = Duration::seconds(60);
+        // Thirty attempts arrive at once: each is reserved before any is checked.
+        let mut state = Lockout::default();
+        let mut granted = Vec::new();
+        for _ in 0..30 {
+            match state.reserve(3, base, NOW) {
+                Ok(reservation) => {
+                    state = reservation.after;
+                    granted.push(reservation);
+                }
+                Err(until) => assert_eq!(until, NOW + base),
+            }
+        }
+        assert_eq!(granted.len(), 3, "only the threshold is checked");
+        assert!(!granted[0].locked_the_account() && granted[2].locked_the_account());
+        // An early attempt that proves right after the third locked the account does not count.
+        assert_eq!(granted[0].succeed(state, NOW), None);
+        // The third attempt locked the account itself: if its guess is right, it gets in.
+        let ok = granted[2].succeed(state, NOW).expect("own lock undone");
+        assert_eq!((ok.failures, ok.locked_until), (0, None));
+        assert_eq!(ok.lockouts, 0, "a quiet account's lockout count stays at zero");
+        // Sequential attempts behave as before: two wrong, then a right one.
+        let first = Lockout::default().reserve(3, base, NOW).expect("open");
+        let second = first.after.reserve(3, base, NOW).expect("open");
+        let third = second.after.reserve(3, base, NOW).expect("open");
+        assert!(third.locked_the_account());
+        assert_eq!(third.succeed(third.after, NOW).map(|it| it.failures), Some(0));
+        // Once its lock expired and another attempt locked again, the old lock is not its own.
+        let later = NOW + Duration::seconds(61);
+        let relocked = Lockout { failures: 0, lockouts: third.after.lockouts + 1, locked_until: Some(later + base) };
+        assert_eq!(third.succeed(relocked, later), None);
     }
 
     #[test]

@@ -92,7 +92,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    text.push_str("# HELP keyward_password_verifications_total Passwords checked against their stored hash.\n");
+    text.push_str("# TYPE keyward_password_verifications_total counter\n");
+    text.push_str(&format!("keyward_password_verifications_total {}\n", state.app.password_verifications()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 async fn openapi_json(State(state): State<AppState>) -> Response {

@@ -101,7 +101,14 @@ pub mod rules {
     pub const CUSTOM_ROLE_TARGET: &str = "custom-roles-act-only-on-non-admins";
     pub const NOT_ON_ONESELF: &str = "no-admin-action-on-oneself";
     pub const LAST_GLOBAL_ADMINISTRATOR: &str = "last-global-administrator";
+    pub const PRIVILEGED_APPLICATION: &str = "privileged-applications-need-privileged-role-administrator";
 }
+
+/// The roles that may change an application (or service principal) whose principal holds a
+/// directory role: its credentials are that role's credentials, so nobody below the roles that
+/// could assign the role themselves may touch them.
+pub const PRIVILEGED_APPLICATION_MANAGERS: &[&str] =
+    &[roles::GLOBAL_ADMINISTRATOR, roles::PRIVILEGED_ROLE_ADMINISTRATOR];
 
 /// What every member user may do without a role (Entra's default user permissions, read side).
 pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
@@ -212,6 +219,17 @@ pub enum Target<'a> {
     User(&'a UserFacts),
     /// An existing group.
     Group(&'a GroupFacts),
+    /// An existing application registration or service principal.
+    Application(&'a ApplicationFacts),
+}
+
+/// What the rules need to know about a target application (or its service principal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplicationFacts {
+    /// The application's service principal holds a directory role (at any scope, directly or
+    /// through a group): changing its credentials, redirect URIs or owners, or deleting it, is
+    /// acting with that role.
+    pub is_privileged: bool,
 }
 
 /// The outcome of a decision; both sides name the rule that decided.
@@ -234,6 +252,9 @@ pub fn denial_message(rule: &str) -> &'static str {
         rules::RESTRICTED_MANAGEMENT_UNIT => {
             "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit."
         }
+        rules::PRIVILEGED_APPLICATION => {
+            "Insufficient privileges to complete the operation. The application's service principal holds a directory role: only a Global Administrator or Privileged Role Administrator may change it."
+        }
         _ => "Insufficient privileges to complete the operation.",
     }
 }
@@ -244,7 +265,7 @@ fn is_read(action: &str) -> bool {
 
 fn units_of<'a>(target: Target<'a>) -> &'a [UnitMembership] {
     match target {
-        Target::Tenant => &[],
+        Target::Tenant | Target::Application(_) => &[],
         Target::User(it) => &it.units,
         Target::Group(it) => &it.units,
     }
@@ -278,6 +299,16 @@ fn check_assignment(assignment: &ActiveRole, action: &str, target: Target<'_>) -
     let is_custom = assignment.custom_actions.is_some();
     match target {
         Target::Tenant => Ok(()),
+        Target::Application(app) => {
+            let may_manage_privileged = !is_custom
+                && PRIVILEGED_APPLICATION_MANAGERS
+                    .iter()
+                    .any(|it| it.eq_ignore_ascii_case(&assignment.role_definition_id));
+            if is_write && app.is_privileged && !may_manage_privileged {
+                return Err(rules::PRIVILEGED_APPLICATION);
+            }
+            Ok(())
+        }
         Target::Group(group) => {
             if is_custom && is_write && group.is_assignable_to_role {
                 return Err(rules::CUSTOM_ROLE_TARGET);

@@ -507,3 +507,37 @@ fn applications_act_only_through_their_roles() {
     assert!(matches!(authorize_app(&admin, actions::USERS_CREATE, Target::Tenant), Decision::Allow { .. }));
     assert!(matches!(authorize_app(&admin, actions::AUDIT_LOGS_READ, Target::Tenant), Decision::Deny { .. }));
 }
+
+#[test]
+fn applications_whose_principal_holds_a_role_are_changed_only_by_the_top_roles() {
+    let custom = Actor {
+        id: id(1),
+        roles: vec![ActiveRole {
+            role_definition_id: "6b3f8f6e-0000-4000-8000-00000000a990".into(),
+            scope: Scope::Tenant,
+            custom_actions: Some(vec![
+                actions::APPLICATIONS_CREDENTIALS_UPDATE.into(),
+                actions::APPLICATIONS_UPDATE.into(),
+                actions::APPLICATIONS_DELETE.into(),
+                actions::APPLICATIONS_READ.into(),
+            ]),
+        }],
+    };
+    let privileged = ApplicationFacts { is_privileged: true };
+    let plain = ApplicationFacts { is_privileged: false };
+    for action in [actions::APPLICATIONS_CREDENTIALS_UPDATE, actions::APPLICATIONS_UPDATE, actions::APPLICATIONS_DELETE]
+    {
+        assert!(authorize(&custom, action, Target::Application(&plain)).is_allowed(), "{action}");
+        assert_eq!(
+            authorize(&custom, action, Target::Application(&privileged)),
+            Decision::Deny { rule: rules::PRIVILEGED_APPLICATION },
+            "{action}"
+        );
+        // Global Administrator holds the action; Privileged Role Administrator, the other role
+        // the rule lets through, holds no application-management action in Entra's catalogue.
+        let top = actor_with(GLOBAL_ADMINISTRATOR, Scope::Tenant);
+        assert!(authorize(&top, action, Target::Application(&privileged)).is_allowed(), "{action}");
+    }
+    // Reading is not changing.
+    assert!(authorize(&custom, actions::APPLICATIONS_READ, Target::Application(&privileged)).is_allowed());
+}

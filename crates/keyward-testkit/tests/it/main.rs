@@ -6,6 +6,7 @@ mod audit_chain;
 mod methods;
 mod oidc;
 mod roles;
+mod security;
 mod signin;
 mod story;
 

@@ -433,6 +433,15 @@ async fn device_code_flow(backend: Backend) {
     let user_code = device["user_code"].as_str().expect("user_code").to_lowercase();
     let confirm = browser.submit(&wrong, "device_code", &[], &[("user_code", &user_code)]).await;
     assert_eq!(confirm.title(), "Are you trying to sign in?", "{}", confirm.text());
+    // Wrong codes forged into the confirmation step count toward the lockout exactly as on the
+    // entry step: five more lock the account again, and then even the right code is refused.
+    for _ in 0..5 {
+        let forged = browser.submit(&confirm, "device_confirm", &[], &[("user_code", "DDDD-DDDD")]).await;
+        assert!(forged.text().contains("not valid"), "{}", forged.text());
+    }
+    let refused = browser.submit(&confirm, "device_confirm", &[], &[("user_code", &user_code)]).await;
+    assert!(refused.text().contains("Too many wrong codes"), "{}", refused.text());
+    app.clock.advance(Duration::seconds(121));
     let done = browser.submit(&confirm, "device_confirm", &[], &[]).await;
     assert_eq!(done.title(), "You're signed in", "{}", done.text());
     app.clock.advance(Duration::seconds(6));

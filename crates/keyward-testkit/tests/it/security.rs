@@ -1,0 +1,259 @@
+//! Attacks that must not work: each test is the attack, on both backends, and what stops it.
+
+use keyward_app::{App, RequestMeta, SignInForm, SignInPage, SignInView, csrf_token};
+use keyward_core::secret::Secret;
+use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, TestApp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn meta() -> RequestMeta {
+    RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: Some("203.0.113.7".into()) }
+}
+
+async fn set_policy(app: &TestApp, body: Value) {
+    let reply = app.patch("/v1.0/policies/keywardSignInPolicy", &body).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+}
+
+/// A sign-in session on `node` that has passed the user-name step for `upn`: its cookie.
+async fn session_at_password_step(node: &App, upn: &str) -> String {
+    let view = node.sign_in_view(DOMAIN, None, None, meta()).await.expect("view");
+    let cookie = view.set_session.expect("session cookie");
+    let form = SignInForm {
+        step: "username".into(),
+        csrf: csrf_token(&cookie),
+        username: Some(upn.into()),
+        ..SignInForm::default()
+    };
+    node.sign_in_submit(DOMAIN, Some(&cookie), None, form, meta()).await.expect("username");
+    cookie
+}
+
+async fn submit_password(node: App, cookie: String, password: String) -> SignInView {
+    let form = SignInForm {
+        step: "password".into(),
+        csrf: csrf_token(&cookie),
+        password: Some(Secret::new(password)),
+        ..SignInForm::default()
+    };
+    node.sign_in_submit(DOMAIN, Some(&cookie), None, form, meta()).await.expect("password")
+}
+
+/// The error a password page shows, or what else the submission led to.
+fn answer(view: &SignInView) -> String {
+    match &view.page {
+        Some(SignInPage::Password { error: Some(error), .. }) => error.clone(),
+        other => format!("not refused: {other:?} redirect {:?}", view.redirect),
+    }
+}
+
+async fn sign_in_codes(app: &TestApp, upn: &str) -> Vec<i64> {
+    let token = app.token_for(ADMIN_UPN).await;
+    let path = format!("/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
+    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|it| it["status"]["errorCode"].as_i64().expect("errorCode"))
+        .collect()
+}
+
+/// Thirty wrong passwords sent at once on one sign-in session, through two nodes: the lockout
+/// threshold (3) bounds how many reach the hasher; the right password then gets the answer a
+/// wrong one gets at the same time, and no session; every attempt is in the sign-in log.
+async fn parallel_guesses_cannot_outrun_the_lockout(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(
+        &app,
+        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
+    )
+    .await;
+    let other = app.second_node().await;
+    let cookie = session_at_password_step(&app.app, ADMIN_UPN).await;
+    let before = app.app.password_verifications() + other.password_verifications();
+    let mut guesses = tokio::task::JoinSet::new();
+    for attempt in 0..30 {
+        let node = if attempt % 2 == 0 { app.app.clone() } else { other.clone() };
+        guesses.spawn(submit_password(node, cookie.clone(), format!("wrong-guess-{attempt}")));
+    }
+    let mut answers = Vec::new();
+    while let Some(view) = guesses.join_next().await {
+        answers.push(answer(&view.expect("task")));
+    }
+    let checked = app.app.password_verifications() + other.password_verifications() - before;
+    assert!(checked <= 3, "{checked} guesses reached the hasher with a threshold of 3");
+    assert!(answers.iter().all(|it| it.contains("incorrect") || it.contains("temporarily locked")), "{answers:?}");
+
+    // Now the right password, together with more wrong ones: every answer is the same, and
+    // none of them is checked.
+    let mut attempts = tokio::task::JoinSet::new();
+    for attempt in 0..4 {
+        let password = if attempt == 3 { ADMIN_PASSWORD.to_owned() } else { format!("late-guess-{attempt}") };
+        attempts.spawn(submit_password(other.clone(), cookie.clone(), password));
+    }
+    let mut late = Vec::new();
+    while let Some(view) = attempts.join_next().await {
+        let view = view.expect("task");
+        assert!(view.set_session.is_none() && view.redirect.is_none(), "no session comes of a locked account");
+        late.push(answer(&view));
+    }
+    assert!(late.iter().all(|it| *it == late[0] && it.contains("temporarily locked")), "{late:?}");
+    assert_eq!(app.app.password_verifications() + other.password_verifications() - before, checked);
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
+    assert!(!app.app.signed_in(&tenant, &cookie).await.expect("session"), "the session is not signed in");
+
+    // Every attempt is logged: wrong ones as 50126, refused ones as locked (50053).
+    let log = sign_in_codes(&app, ADMIN_UPN).await;
+    assert_eq!(log.len(), 34, "{log:?}");
+    assert_eq!(log.iter().filter(|it| **it == 50126).count() as u64, checked, "{log:?}");
+    assert!(log.iter().all(|it| *it == 50126 || *it == 50053), "{log:?}");
+
+    // After the lockout the right password works again.
+    app.clock.advance(time::Duration::seconds(61));
+    let view = submit_password(app.app.clone(), cookie, ADMIN_PASSWORD.into()).await;
+    assert!(view.redirect.is_some() || matches!(view.page, Some(SignInPage::Account { .. })), "{:?}", view.page);
+}
+
+/// The resource-owner password grant is a password check like the sign-in pages: counted
+/// before the hash, and a locked account gets no token even with the right password.
+async fn password_grant_while_locked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    set_policy(
+        &app,
+        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
+    )
+    .await;
+    let node = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
+        config.allow_password_grant = true;
+    })
+    .await;
+    let grant = |password: &str| {
+        [
+            ("grant_type", "password"),
+            ("client_id", "keyward-cli"),
+            ("username", ADMIN_UPN),
+            ("password", password),
+            ("scope", "openid"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<std::collections::HashMap<_, _>>()
+    };
+    let codes = |result: Result<keyward_app::TokenResponse, keyward_app::OAuthError>| match result {
+        Ok(_) => panic!("a token was issued"),
+        Err(err) => (err.error, err.codes),
+    };
+    let auth = keyward_app::ClientAuth::default;
+    let before = node.password_verifications();
+    for attempt in 0..3 {
+        let wrong = node.token(DOMAIN, &grant(&format!("wrong-{attempt}")), auth(), &meta()).await;
+        assert_eq!(codes(wrong), ("invalid_grant", vec![50126]));
+    }
+    let right = node.token(DOMAIN, &grant(ADMIN_PASSWORD), auth(), &meta()).await;
+    assert_eq!(codes(right), ("invalid_grant", vec![50053]), "a locked account gets no token");
+    assert_eq!(node.password_verifications() - before, 3, "the locked attempt is not checked");
+    // The right password did not lift the lock.
+    let wrong = node.token(DOMAIN, &grant("wrong-again"), auth(), &meta()).await;
+    assert_eq!(codes(wrong), ("invalid_grant", vec![50053]));
+    app.clock.advance(time::Duration::seconds(61));
+    let right = node.token(DOMAIN, &grant(ADMIN_PASSWORD), auth(), &meta()).await;
+    assert!(right.is_ok_and(|it| it.id_token.is_some()));
+}
+
+/// The service principal of an application created through the API, by `appId`.
+async fn principal_of(app: &TestApp, app_id: &str) -> String {
+    let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
+    principals.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|it| it["appId"] == json!(app_id))
+        .and_then(|it| it["id"].as_str())
+        .expect("service principal")
+        .to_owned()
+}
+
+/// A custom role holding `applications/credentials/update` cannot add a secret to an application
+/// whose service principal holds a directory role (and then act as it); it still manages
+/// applications whose principal holds none. Deleting a privileged application records the end
+/// of its principal's role assignments.
+async fn applications_cannot_be_used_to_climb(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let role = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "App credential manager", "isEnabled": true,
+                "rolePermissions": [{"allowedResourceActions": [
+                    "microsoft.directory/applications/credentials/update",
+                    "microsoft.directory/applications/basic/update",
+                    "microsoft.directory/applications/delete",
+                    "microsoft.directory/applications/standard/read"]}]}),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
+    let agent = app.create_user("appmgr", "App Manager").await;
+    let agent_id = agent["id"].as_str().expect("id");
+    app.assign_role(agent_id, role.body["id"].as_str().expect("role id"), "/").await;
+    let token = app.token_for(&format!("appmgr@{DOMAIN}")).await;
+
+    let mut ids = Vec::new();
+    for name in ["Payroll sync", "Tenant automation"] {
+        let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        ids.push((
+            created.body["id"].as_str().expect("id").to_owned(),
+            created.body["appId"].as_str().expect("appId").to_owned(),
+        ));
+    }
+    let (plain, _) = &ids[0];
+    let (privileged, privileged_app_id) = &ids[1];
+    let principal = principal_of(&app, privileged_app_id).await;
+    app.assign_role(&principal, keyward_core::authz::roles::GLOBAL_ADMINISTRATOR, "/").await;
+
+    let path = format!("/v1.0/applications/{plain}/addPassword");
+    let ok = app.send(reqwest::Method::POST, &path, Some(&token), Some(&json!({})), &[]).await;
+    assert_eq!(ok.status, StatusCode::OK, "an application whose principal holds no role: {}", ok.text);
+    for (method, path, body) in [
+        (reqwest::Method::POST, format!("/v1.0/applications/{privileged}/addPassword"), Some(json!({}))),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1.0/applications/{privileged}"),
+            Some(json!({"web": {"redirectUris": ["https://attacker.example/callback"]}})),
+        ),
+        (reqwest::Method::DELETE, format!("/v1.0/applications/{privileged}"), None),
+    ] {
+        let refused = app.send(method.clone(), &path, Some(&token), body.as_ref(), &[]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{method} {path}: {}", refused.text);
+        assert_eq!(refused.body["error"]["code"], "Authorization_RequestDenied");
+        assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("holds a directory role")));
+    }
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/user/id eq '{agent_id}' and result eq 'failure'"
+        ))
+        .await;
+    let refusals = audit.body["value"].as_array().expect("value");
+    assert_eq!(refusals.len(), 3, "{}", audit.text);
+    assert!(refusals.iter().all(|it| it["targetResources"][0]["id"] == json!(privileged)), "{}", audit.text);
+    // The application kept no new secret and its redirect URIs.
+    let current = app.get(&format!("/v1.0/applications/{privileged}")).await;
+    assert_eq!(current.body["passwordCredentials"], json!([]), "{}", current.text);
+
+    // The Global Administrator may delete it; the principal's role assignment is recorded as ended.
+    let deleted = app.delete(&format!("/v1.0/applications/{privileged}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Remove member from role' and targetResources/any(t:t/id eq '{principal}')"
+        ))
+        .await;
+    assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+}
+
+crate::on_both_backends!(
+    parallel_guesses_cannot_outrun_the_lockout,
+    password_grant_while_locked,
+    applications_cannot_be_used_to_climb,
+);
