@@ -36,6 +36,11 @@ impl ManualClock {
         let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
     }
+
+    /// Sets the clock to `at`.
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
 }
 
 impl Clock for ManualClock {

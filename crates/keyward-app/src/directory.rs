@@ -367,9 +367,12 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
                 .await);
         }
-        let update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
+        let mut update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
         if let Some(hash) = &hash {
             tx.set_password_hash(&current.id, hash).await?;
+            // As with resetPassword: a new password ends the sessions and refresh tokens issued
+            // with the old one.
+            update.user.sign_in_sessions_valid_from = now;
         }
         if update.changes.is_empty() {
             return Ok(());

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{ServicePrincipal, Tenant, User};
+use keyward_core::ids::ObjectId;
 use keyward_core::oauth::{self, FIRST_PARTY_CLIENT_ID, RefreshVerdict, Scopes, codes};
 use keyward_core::secret::Secret;
 use keyward_core::signin::{self, FirstFactor, NextStep};
@@ -375,8 +376,24 @@ impl App {
             login_ok && age_ok
         };
         let has_session = session.is_some();
-        let usable = session.filter(|(_, session)| session.authenticated_at.is_some_and(fresh_enough));
+        let mut usable = session.filter(|(_, session)| session.authenticated_at.is_some_and(fresh_enough));
+        // Step-up: a session signed in without MFA is not reused for a user who must now use it;
+        // the user signs in again and meets the second factor.
+        let mut needs_mfa = false;
+        if let Some((user, session)) = &usable
+            && self.mfa_missing(&tenant, user, &session.methods).await?
+        {
+            needs_mfa = true;
+            usable = None;
+        }
         let Some((user, session)) = usable else {
+            if prompt == "none" && needs_mfa {
+                return fail(
+                    "interaction_required",
+                    codes::MFA_REQUIRED,
+                    "The user must use multi-factor authentication, which a silent request cannot ask for.",
+                );
+            }
             if prompt == "none" {
                 return fail("login_required", 50058, "A silent sign-in request was sent but no user is signed in.");
             }
@@ -814,6 +831,20 @@ impl App {
                 "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
             ));
         }
+        if !self.pass_still_held(&user.id, grant.pass_expires_at).await? {
+            return Err(OAuthError::invalid_grant(
+                codes::GRANT_REVOKED,
+                "The provided grant has been revoked: the Temporary Access Pass it was obtained with was deleted.",
+            ));
+        }
+        // MFA holds on every path: a grant obtained without MFA by a user who must now use it
+        // (a privileged role assigned since, per-user MFA turned on, the policy changed) is refused.
+        if self.mfa_missing(tenant, &user, &grant.amr).await? {
+            return Err(OAuthError::invalid_grant(
+                codes::MFA_REQUIRED,
+                "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
+            ));
+        }
         let amr: Vec<String> = grant.amr.split_whitespace().map(str::to_owned).collect();
         let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
         let access = UserAccess {
@@ -1169,6 +1200,34 @@ impl App {
         self.issue_for_grant(tenant, client, &grant, &scopes, None, &family, params).await
     }
 
+    /// Whether a user who signed in with methods `amr` (space-separated) lacks the MFA they must
+    /// now use.
+    pub(crate) async fn mfa_missing(&self, tenant: &Tenant, user: &User, amr: &str) -> Result<bool, AppError> {
+        if amr.split_whitespace().any(|it| it == "mfa") {
+            return Ok(false);
+        }
+        let mut tx = self.read().await?;
+        let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
+        let (requirement, _, _) = crate::signin::mfa_facts_in(&mut *tx, tenant, user, &policy).await?;
+        Ok(requirement.is_some())
+    }
+
+    /// Whether a session or token obtained with a Temporary Access Pass ending at `pass_end` may
+    /// still be used: only while that pass exists (deleting it ends what it opened). Credentials
+    /// not obtained with a pass (`None`) are not affected. Compared to the second, as tokens
+    /// carry the end.
+    pub(crate) async fn pass_still_held(
+        &self,
+        user: &ObjectId,
+        pass_end: Option<OffsetDateTime>,
+    ) -> Result<bool, AppError> {
+        let Some(end) = pass_end else { return Ok(true) };
+        let pass = self.read().await?.get_temporary_access_pass(user).await?;
+        Ok(pass.is_some_and(|it| {
+            (it.start + Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end.unix_timestamp()
+        }))
+    }
+
     /// The signed-in user of a browser session, if it still counts.
     pub(crate) async fn signed_in_session(
         &self,
@@ -1193,6 +1252,10 @@ impl App {
         if signin::session_valid(&facts, user.sign_in_sessions_valid_from, user.account_enabled, now).is_err() {
             return Ok(None);
         }
+        drop(tx);
+        if !self.pass_still_held(&user.id, session.pass_expires_at).await? {
+            return Ok(None);
+        }
         Ok(Some((user, session)))
     }
 
@@ -1215,6 +1278,9 @@ impl App {
             .signed_in_session(&tenant, session_cookie)
             .await?
             .ok_or_else(|| AppError::Unauthenticated("Your session has ended. Sign in again."))?;
+        if self.mfa_missing(&tenant, &user, &session.methods).await? {
+            return Err(AppError::Unauthenticated("Sign in again with multi-factor authentication."));
+        }
         let now = self.now();
         // Wrong codes count toward the code lockout here exactly as on the entry step.
         let Some(mut record) = self.pending_device_code(&tenant, &user, user_code, now).await? else {
@@ -1246,10 +1312,13 @@ impl App {
         user_code: &str,
     ) -> Result<Option<String>, AppError> {
         let Some(tenant) = self.find_tenant(tenant_key).await? else { return Ok(None) };
-        let (user, _) = self
+        let (user, session) = self
             .signed_in_session(&tenant, session_cookie)
             .await?
             .ok_or(AppError::Unauthenticated("Your session has ended. Sign in again."))?;
+        if self.mfa_missing(&tenant, &user, &session.methods).await? {
+            return Err(AppError::Unauthenticated("Sign in again with multi-factor authentication."));
+        }
         let Some(record) = self.pending_device_code(&tenant, &user, user_code, self.now()).await? else {
             return Ok(None);
         };

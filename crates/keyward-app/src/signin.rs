@@ -909,10 +909,16 @@ impl App {
             expires_at: flow.session.expires_at,
             pass_expires_at: flow.session.pass_expires_at,
         };
-        let verdict = match &user {
+        let mut verdict = match &user {
             Some(user) => signin::session_valid(&facts, user.sign_in_sessions_valid_from, user.account_enabled, now),
             None => Err(signin::SessionEnd::Disabled),
         };
+        // A session opened with a Temporary Access Pass ends when the pass is deleted.
+        if let (Ok(()), Some(user)) = (&verdict, &user)
+            && !self.pass_still_held(&user.id, flow.session.pass_expires_at).await?
+        {
+            verdict = Err(signin::SessionEnd::PassExpired);
+        }
         match verdict {
             Ok(()) => Ok(user),
             Err(end) => {
@@ -923,7 +929,9 @@ impl App {
                 };
                 if let (Some(code), Some(user)) = (code, &user) {
                     let reason = match end {
-                        signin::SessionEnd::PassExpired => "Session ended: the Temporary Access Pass expired",
+                        signin::SessionEnd::PassExpired => {
+                            "Session ended: the Temporary Access Pass expired or was deleted"
+                        }
                         signin::SessionEnd::Disabled => "Session ended: the account is disabled",
                         _ => "Session revoked",
                     };
@@ -1120,7 +1128,7 @@ pub(crate) async fn settle_success(
 }
 
 /// [`App::mfa_facts`] inside a caller's transaction.
-async fn mfa_facts_in(
+pub(crate) async fn mfa_facts_in(
     tx: &mut dyn Tx,
     tenant: &Tenant,
     user: &User,

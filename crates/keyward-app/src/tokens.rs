@@ -51,6 +51,15 @@ pub struct AccessClaims {
     /// Keyward: tokens obtained with a Temporary Access Pass end with it (unix time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xms_tap_exp: Option<i64>,
+    /// Keyward: the issue time in microseconds since the epoch, so that a revocation in the same
+    /// second as the issue still tells the tokens issued before it from those issued after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kw_iat_us: Option<i64>,
+}
+
+/// Microseconds since the epoch.
+fn micros(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
 
 const CLOCK_SKEW: i64 = 300;
@@ -94,7 +103,8 @@ impl App {
     ) -> Result<String, AppError> {
         self.refresh_keys_if_stale().await?;
         let wids = self.tenant_wide_role_ids(tenant, &user.id).await?;
-        let now = self.now().unix_timestamp();
+        let issued = self.now();
+        let now = issued.unix_timestamp();
         let mut exp = now + self.inner.config.access_token_lifetime.whole_seconds();
         if let Some(end) = access.pass_expires_at {
             exp = exp.min(end.unix_timestamp());
@@ -121,6 +131,7 @@ impl App {
             uti: uuid::Uuid::new_v4().simple().to_string(),
             auth_time: access.auth_time.map(|it| it.unix_timestamp()),
             xms_tap_exp: access.pass_expires_at.map(|it| it.unix_timestamp()),
+            kw_iat_us: Some(micros(issued)),
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
         self.inner.keys.sign(&json)
@@ -157,6 +168,7 @@ impl App {
             uti: uuid::Uuid::new_v4().simple().to_string(),
             auth_time: None,
             xms_tap_exp: None,
+            kw_iat_us: None,
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
         self.inner.keys.sign(&json)
@@ -247,8 +259,21 @@ impl App {
                 }
                 // Revoked sessions end the access tokens issued before too (Keyward checks this
                 // on every request; Entra waits for expiry unless continuous access evaluation applies).
-                if claims.iat < user.sign_in_sessions_valid_from.unix_timestamp() {
+                // Compared in microseconds; a token without its precise issue time counts as
+                // issued at the start of its second.
+                let issued_us = claims.kw_iat_us.unwrap_or(claims.iat.saturating_mul(1_000_000));
+                if issued_us < micros(user.sign_in_sessions_valid_from) {
                     return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
+                }
+                // A token obtained with a Temporary Access Pass ends when the pass is deleted.
+                if let Some(end) = claims.xms_tap_exp {
+                    let pass = tx.get_temporary_access_pass(&user.id).await?;
+                    let held = pass.is_some_and(|it| {
+                        (it.start + time::Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end
+                    });
+                    if !held {
+                        return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
+                    }
                 }
                 let scopes = claims.scp.clone().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
                 (Principal::User(Box::new(user)), Some(scopes))

@@ -436,7 +436,8 @@ async fn devicelogin(
 
 /// Sends the browser to sign in, and back to the device-code page (`tenant` is a tenant id).
 fn sign_in_first(tenant: &str) -> Response {
-    redirect(&format!("/{tenant}/login?return_to={}", url_encode(&format!("/{tenant}/devicelogin"))))
+    // A fresh sign-in (`prompt=login`): the session may count but lack the MFA the user now needs.
+    redirect(&format!("/{tenant}/login?prompt=login&return_to={}", url_encode(&format!("/{tenant}/devicelogin"))))
 }
 
 fn code_page(action: &str, csrf: &str, code: &str, error: Option<&str>) -> String {

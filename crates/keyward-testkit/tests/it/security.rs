@@ -252,8 +252,147 @@ async fn applications_cannot_be_used_to_climb(backend: Backend) {
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
 }
 
+const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
+const REDIRECT: &str = "http://localhost:43210/";
+
+fn form(fields: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A node with the password grant on, and a grant's tokens for `upn`.
+async fn password_node(app: &TestApp) -> App {
+    keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
+        config.allow_password_grant = true;
+    })
+    .await
+}
+
+async fn password_tokens(node: &App, upn: &str) -> keyward_app::TokenResponse {
+    let grant = form(&[
+        ("grant_type", "password"),
+        ("client_id", "keyward-cli"),
+        ("username", upn),
+        ("password", PASSWORD),
+        ("scope", "openid offline_access User.Read"),
+    ]);
+    node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("password grant")
+}
+
+async fn refresh(node: &App, refresh_token: &str) -> Result<keyward_app::TokenResponse, keyward_app::OAuthError> {
+    let grant = form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", "keyward-cli"),
+        ("refresh_token", refresh_token),
+        ("scope", "openid offline_access User.Read"),
+    ]);
+    node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await
+}
+
+fn oauth_error(result: Result<keyward_app::TokenResponse, keyward_app::OAuthError>) -> (&'static str, Vec<i64>) {
+    match result {
+        Ok(_) => panic!("tokens were issued"),
+        Err(err) => (err.error, err.codes),
+    }
+}
+
+/// A user who signed in without MFA and is then made Global Administrator (who must use MFA):
+/// the refresh token fails with 50076, and the authorization endpoint does not reuse the session
+/// but sends the user to sign in again (or answers `interaction_required` to a silent request).
+async fn mfa_holds_on_refresh_and_reauthorization(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+    let node = password_node(&app).await;
+    let tokens = password_tokens(&node, &upn).await;
+    let refresh_token = tokens.refresh_token.clone().expect("refresh token");
+    // A browser session signed in with a password alone.
+    let authorize = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT)
+    );
+    let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+    let page = browser.get(&authorize).await;
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert!(done.path.starts_with(REDIRECT) && done.path.contains("code="), "{}", done.path);
+    let again = browser.get(&authorize).await;
+    assert!(again.path.starts_with(REDIRECT), "the session is reused while MFA is not required: {}", again.path);
+
+    app.assign_role(adele["id"].as_str().expect("id"), keyward_core::authz::roles::GLOBAL_ADMINISTRATOR, "/").await;
+    assert_eq!(oauth_error(refresh(&node, &refresh_token).await), ("invalid_grant", vec![50076]));
+    let silent = browser.get(&format!("{authorize}&prompt=none")).await;
+    assert!(silent.path.contains("error=interaction_required"), "{}", silent.path);
+    let step_up = browser.get(&authorize).await;
+    assert_eq!(step_up.title(), "Sign in", "no code from a session without MFA: {} {}", step_up.path, step_up.text());
+    // Signing in again meets the second factor (here: its registration).
+    let page = browser.submit(&step_up, "username", &[("username", &upn)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+}
+
+/// A new password set by an administrator's PATCH ends the refresh tokens and access tokens of
+/// the old one; deleting a Temporary Access Pass ends the session it opened; a revocation in
+/// the same second as a token's issue still refuses the token issued before it.
+async fn credential_changes_end_what_the_old_credential_opened(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let adele_id = adele["id"].as_str().expect("id").to_owned();
+    let upn = format!("adele@{DOMAIN}");
+    let node = password_node(&app).await;
+    let tokens = password_tokens(&node, &upn).await;
+    app.clock.advance(time::Duration::milliseconds(300));
+    let patched = app
+        .patch(
+            &format!("/v1.0/users/{adele_id}"),
+            &json!({"passwordProfile": {"password": "Orchard-Velvet-31!x", "forceChangePasswordNextSignIn": false}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    assert_eq!(
+        oauth_error(refresh(&node, tokens.refresh_token.as_deref().expect("refresh")).await),
+        ("invalid_grant", vec![50173])
+    );
+    let me = app.send(reqwest::Method::GET, "/v1.0/me", Some(&tokens.access_token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "an access token of the old password: {}", me.text);
+
+    // Sub-second cut-off: a token issued 0.3 s before a revocation in the same second is refused,
+    // one issued after it works.
+    app.clock.advance(time::Duration::seconds(5));
+    let second_start = app.app.now().replace_nanosecond(0).expect("whole second");
+    app.clock.set(second_start + time::Duration::milliseconds(100));
+    let before = app.token_for(&upn).await;
+    app.clock.set(second_start + time::Duration::milliseconds(400));
+    let revoked = app.post(&format!("/v1.0/users/{adele_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    app.clock.set(second_start + time::Duration::milliseconds(700));
+    let after = app.token_for(&upn).await;
+    let refused = app.send(reqwest::Method::GET, "/v1.0/me", Some(&before), None, &[]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    let accepted = app.send(reqwest::Method::GET, "/v1.0/me", Some(&after), None, &[]).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+
+    // A session opened with a Temporary Access Pass ends when the pass is deleted.
+    let taps = format!("/v1.0/users/{adele_id}/authentication/temporaryAccessPassMethods");
+    let created = app.post(&taps, &json!({"lifetimeInMinutes": 60})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let pass = created.body["temporaryAccessPass"].as_str().expect("pass").to_owned();
+    let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", &pass)], &[]).await;
+    assert_eq!(page.title(), "My account", "{}", page.text());
+    assert_eq!(browser.get(&format!("/{DOMAIN}/login")).await.title(), "My account");
+    let deleted = app.delete(&format!("{taps}/{}", created.body["id"].as_str().expect("id"))).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let ended = browser.get(&format!("/{DOMAIN}/login")).await;
+    assert_eq!(ended.title(), "Sign in", "the pass's session ended: {}", ended.text());
+}
+
 crate::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
     applications_cannot_be_used_to_climb,
+    mfa_holds_on_refresh_and_reauthorization,
+    credential_changes_end_what_the_old_credential_opened,
 );
