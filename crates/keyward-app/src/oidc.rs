@@ -77,6 +77,18 @@ impl From<keyward_store::StoreError> for OAuthError {
     }
 }
 
+/// Who a user grant is signing in, as far as it got: for the sign-in log.
+#[derive(Debug)]
+struct SignInSubject {
+    user_id: Option<ObjectId>,
+    /// The name the client sent (the password grant), for unknown users.
+    upn: String,
+    /// The authentication method the log names.
+    method: &'static str,
+    /// The grant's `amr`.
+    amr: String,
+}
+
 /// A client as the provider sees it.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -502,14 +514,17 @@ impl App {
             (None, None) => false,
         };
         let grant_type = param("grant_type").unwrap_or("");
-        let response = match grant_type {
-            "authorization_code" => self.redeem_code(&tenant, &client, is_authenticated, params).await?,
-            "refresh_token" => self.redeem_refresh(&tenant, &client, is_authenticated, params).await?,
-            "client_credentials" => self.client_credentials(&tenant, &client, is_authenticated, params).await?,
+        // The user a grant signs in, once the grant knows it: every such attempt goes to the
+        // sign-in log (non-interactive, with this client's names).
+        let mut subject = None;
+        let result = match grant_type {
+            "authorization_code" => self.redeem_code(&tenant, &client, is_authenticated, params).await,
+            "refresh_token" => self.redeem_refresh(&tenant, &client, is_authenticated, params, &mut subject).await,
+            "client_credentials" => self.client_credentials(&tenant, &client, is_authenticated, params).await,
             "urn:ietf:params:oauth:grant-type:device_code" => {
-                self.redeem_device(&tenant, &client, is_authenticated, params).await?
+                self.redeem_device(&tenant, &client, is_authenticated, params, &mut subject).await
             }
-            "password" => self.password_grant(&tenant, &client, is_authenticated, params, meta).await?,
+            "password" => self.password_grant(&tenant, &client, is_authenticated, params, &mut subject).await,
             "" => {
                 return Err(OAuthError::invalid_request(
                     codes::MISSING_PARAMETER,
@@ -525,7 +540,62 @@ impl App {
                 ));
             }
         };
-        Ok(response)
+        if let Some(subject) = subject {
+            self.log_token_sign_in(&tenant, &client, subject, &result, meta).await?;
+        }
+        result
+    }
+
+    /// Writes the sign-in log entry of a grant that signed a user in, or failed to.
+    async fn log_token_sign_in(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        subject: SignInSubject,
+        result: &Result<TokenResponse, OAuthError>,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let code = match result {
+            Ok(_) => 0,
+            Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
+        };
+        let user = match &subject.user_id {
+            Some(id) => self.read().await?.get_user(&tenant.id, id).await?,
+            None => None,
+        };
+        let outcome = if code == 0 { "Token issued" } else { "Token refused" };
+        let record = signin::SignInRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.id.clone(),
+            created: now,
+            user_id: user.as_ref().map(|it| it.id.clone()),
+            user_principal_name: user.as_ref().map_or(subject.upn, |it| it.user_principal_name.clone()),
+            user_display_name: user.as_ref().map(|it| it.display_name.clone()),
+            app_id: client.client_id.clone(),
+            app_display_name: client.display_name.clone(),
+            ip_address: meta.ip_address.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            error_code: code,
+            failure_reason: signin::failure_reason(code).map(str::to_owned).or_else(|| match result {
+                Err(err) => Some(err.description.clone()),
+                Ok(_) => None,
+            }),
+            is_multi_factor: subject.amr.split_whitespace().any(|it| it == "mfa"),
+            requirement_policies: Vec::new(),
+            details: vec![signin::AuthenticationDetail {
+                at: now,
+                method: subject.method.into(),
+                succeeded: code == 0,
+                result_detail: outcome.into(),
+            }],
+            client_app_used: signin::CLIENT_APP_DESKTOP.into(),
+            is_interactive: false,
+        };
+        let mut tx = self.write().await?;
+        tx.insert_sign_in(&record).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn check_client_secret(&self, client: &Client, secret: &Secret) -> Result<(), OAuthError> {
@@ -674,6 +744,7 @@ impl App {
         client: &Client,
         is_authenticated: bool,
         params: &HashMap<String, String>,
+        subject: &mut Option<SignInSubject>,
     ) -> Result<TokenResponse, OAuthError> {
         let token = params.get("refresh_token").map(String::as_str).filter(|it| !it.is_empty()).ok_or_else(|| {
             OAuthError::invalid_request(
@@ -694,6 +765,12 @@ impl App {
         let record = record
             .filter(|it| it.grant.tenant_id == tenant.id && it.grant.client_id == client.client_id)
             .ok_or_else(invalid)?;
+        *subject = Some(SignInSubject {
+            user_id: Some(record.grant.user_id.clone()),
+            upn: String::new(),
+            method: "Previously satisfied",
+            amr: record.grant.amr.clone(),
+        });
         let is_public = match &client.application {
             None => true,
             Some(app) => {
@@ -1025,6 +1102,7 @@ impl App {
         client: &Client,
         is_authenticated: bool,
         params: &HashMap<String, String>,
+        subject: &mut Option<SignInSubject>,
     ) -> Result<TokenResponse, OAuthError> {
         Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
         let code = params.get("device_code").filter(|it| !it.is_empty()).ok_or_else(|| {
@@ -1046,6 +1124,15 @@ impl App {
                 codes::DEVICE_CODE_EXPIRED,
                 "The device code has expired. Start a new sign-in.",
             ));
+        }
+        if record.status != "pending" {
+            // Decided by a user: its completion is a sign-in (polling while pending is not).
+            *subject = Some(SignInSubject {
+                user_id: record.user_id.clone(),
+                upn: String::new(),
+                method: "Previously satisfied",
+                amr: record.amr.clone(),
+            });
         }
         match record.status.as_str() {
             "denied" => {
@@ -1115,7 +1202,7 @@ impl App {
         client: &Client,
         is_authenticated: bool,
         params: &HashMap<String, String>,
-        _meta: &RequestMeta,
+        subject: &mut Option<SignInSubject>,
     ) -> Result<TokenResponse, OAuthError> {
         if !self.inner.config.allow_password_grant {
             return Err(OAuthError::new(
@@ -1143,6 +1230,12 @@ impl App {
         // `signin::Lockout::reserve`): a locked account gets no token whatever the password.
         let mut tx = self.write().await?;
         let user = tx.find_user_by_upn(&tenant.id, username).await?;
+        *subject = Some(SignInSubject {
+            user_id: user.as_ref().map(|it| it.id.clone()),
+            upn: username.clone(),
+            method: "Password",
+            amr: "pwd".into(),
+        });
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         let (hash, reservation) = match &user {
             Some(user) => match crate::signin::reserve_attempt(&mut *tx, &user.id, &policy, now).await? {

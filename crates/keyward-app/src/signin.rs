@@ -878,6 +878,7 @@ impl App {
         flow.session.authenticated_at = Some(now);
         flow.session.expires_at = now + SESSION_LIFETIME;
         let mut record = self.sign_in_record(flow, Some(user), codes::SUCCESS, details);
+        (record.app_id, record.app_display_name) = self.flow_client(flow).await?;
         record.is_multi_factor = requirement.is_some();
         record.requirement_policies = requirement.map(|it| it.detail().to_owned()).into_iter().collect();
         let mut tx = self.write().await?;
@@ -1067,7 +1068,25 @@ impl App {
             is_multi_factor: false,
             requirement_policies: Vec::new(),
             details,
+            client_app_used: signin::CLIENT_APP_BROWSER.into(),
+            is_interactive: true,
         }
+    }
+
+    /// The client a sign-in on the pages is for: the one whose authorization request sent the
+    /// user here, or Keyward's own pages.
+    async fn flow_client(&self, flow: &Flow) -> Result<(String, String), AppError> {
+        let client_id = flow.session.return_to.split_once("/oauth2/v2.0/authorize?").and_then(|(_, query)| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "client_id")
+                .map(|(_, it)| it.into_owned())
+        });
+        if let Some(client_id) = client_id
+            && let Some(client) = self.client(&flow.tenant, &client_id).await?
+        {
+            return Ok((client.client_id, client.display_name));
+        }
+        Ok((PORTAL_APP_ID.into(), PORTAL_APP_NAME.into()))
     }
 
     async fn log_sign_in(
@@ -1077,7 +1096,8 @@ impl App {
         code: i32,
         details: Vec<AuthenticationDetail>,
     ) -> Result<(), AppError> {
-        let record = self.sign_in_record(flow, user, code, details);
+        let mut record = self.sign_in_record(flow, user, code, details);
+        (record.app_id, record.app_display_name) = self.flow_client(flow).await?;
         let mut tx = self.write().await?;
         tx.insert_sign_in(&record).await?;
         tx.commit().await?;

@@ -495,7 +495,18 @@ pub struct SignInRecord {
     pub is_multi_factor: bool,
     pub requirement_policies: Vec<String>,
     pub details: Vec<AuthenticationDetail>,
+    /// Entra's `clientAppUsed`: `Browser` for the sign-in pages, `Mobile Apps and Desktop clients`
+    /// for the token endpoint's grants.
+    pub client_app_used: String,
+    /// `false` for sign-ins without the user at the keyboard: refresh-token redemptions,
+    /// device-code completions and the password grant.
+    pub is_interactive: bool,
 }
+
+/// `clientAppUsed` of the sign-in pages.
+pub const CLIENT_APP_BROWSER: &str = "Browser";
+/// `clientAppUsed` of sign-ins through the token endpoint.
+pub const CLIENT_APP_DESKTOP: &str = "Mobile Apps and Desktop clients";
 
 /// Entra's failure reason text for an error code.
 pub fn failure_reason(code: i32) -> Option<&'static str> {

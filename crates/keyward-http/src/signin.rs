@@ -33,10 +33,10 @@ pub fn sign_in_json(record: &SignInRecord) -> Value {
         "appId": record.app_id,
         "appDisplayName": record.app_display_name,
         "ipAddress": record.ip_address,
-        "clientAppUsed": "Browser",
+        "clientAppUsed": record.client_app_used,
         "correlationId": record.correlation_id,
         "conditionalAccessStatus": "notApplied",
-        "isInteractive": true,
+        "isInteractive": record.is_interactive,
         "status": {
             "errorCode": record.error_code,
             "failureReason": record.failure_reason,

@@ -24,6 +24,19 @@ struct Row {
     is_multi_factor: bool,
     requirement_policies: Vec<String>,
     details: Vec<DetailRow>,
+    /// Absent in records written before it was kept: the sign-in pages were the only path.
+    #[serde(default = "browser")]
+    client_app_used: String,
+    #[serde(default = "interactive")]
+    is_interactive: bool,
+}
+
+fn browser() -> String {
+    keyward_core::signin::CLIENT_APP_BROWSER.to_owned()
+}
+
+fn interactive() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize)]
@@ -60,6 +73,8 @@ pub(crate) fn to_json(record: &SignInRecord) -> Result<String, StoreError> {
                 result_detail: it.result_detail.clone(),
             })
             .collect(),
+        client_app_used: record.client_app_used.clone(),
+        is_interactive: record.is_interactive,
     };
     serde_json::to_string(&row).map_err(|err| StoreError::Other(format!("encoding a sign-in record: {err}")))
 }
@@ -97,5 +112,7 @@ pub(crate) fn from_json(text: &str) -> Result<SignInRecord, StoreError> {
                 })
             })
             .collect::<Result<_, StoreError>>()?,
+        client_app_used: row.client_app_used,
+        is_interactive: row.is_interactive,
     })
 }

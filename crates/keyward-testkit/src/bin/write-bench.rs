@@ -113,6 +113,8 @@ async fn main() {
                         is_multi_factor: false,
                         requirement_policies: Vec::new(),
                         details: Vec::new(),
+                        client_app_used: keyward_core::signin::CLIENT_APP_BROWSER.into(),
+                        is_interactive: true,
                     };
                     let mut tx = store.write().await.expect("tx");
                     tx.insert_sign_in(&record).await.expect("insert");

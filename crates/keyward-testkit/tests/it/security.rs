@@ -389,10 +389,94 @@ async fn credential_changes_end_what_the_old_credential_opened(backend: Backend)
     assert_eq!(ended.title(), "Sign in", "the pass's session ended: {}", ended.text());
 }
 
+async fn sign_in_log(app: &TestApp, upn: &str) -> Vec<Value> {
+    let token = app.token_for(ADMIN_UPN).await;
+    let path = format!("/beta/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
+    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut entries = reply.body["value"].as_array().expect("value").clone();
+    entries.reverse();
+    entries
+}
+
+/// Every path that signs a user in writes the sign-in log: the pages (interactive, naming the
+/// client whose authorization request led there), the password grant, refresh-token
+/// redemptions and device-code completions (non-interactive), each with the real client.
+async fn every_sign_in_path_is_logged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+    let node = password_node(&app).await;
+    let wrong = form(&[
+        ("grant_type", "password"),
+        ("client_id", "keyward-cli"),
+        ("username", upn.as_str()),
+        ("password", "not-her-password"),
+        ("scope", "openid"),
+    ]);
+    let _ = node.token(DOMAIN, &wrong, keyward_app::ClientAuth::default(), &meta()).await;
+    let tokens = password_tokens(&node, &upn).await;
+    refresh(&node, tokens.refresh_token.as_deref().expect("refresh")).await.expect("refresh");
+    // The pages, for an authorization request of keyward-cli.
+    let authorize = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT)
+    );
+    let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+    let page = browser.get(&authorize).await;
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert!(done.path.starts_with(REDIRECT), "{}", done.path);
+    // A device code approved in the same browser, then redeemed.
+    let device = node
+        .device_authorization(DOMAIN, &form(&[("client_id", "keyward-cli"), ("scope", "openid offline_access")]))
+        .await
+        .expect("device code");
+    let code_page = browser.get(&format!("/{DOMAIN}/devicelogin")).await;
+    let confirm = browser.submit(&code_page, "device_code", &[], &[("user_code", &device.user_code)]).await;
+    let approved = browser.submit(&confirm, "device_confirm", &[], &[]).await;
+    assert_eq!(approved.title(), "You're signed in", "{}", approved.text());
+    let poll = form(&[
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("client_id", "keyward-cli"),
+        ("device_code", device.device_code.as_str()),
+    ]);
+    node.token(DOMAIN, &poll, keyward_app::ClientAuth::default(), &meta()).await.expect("device tokens");
+
+    let log = sign_in_log(&app, &upn).await;
+    let summary: Vec<(i64, bool, &str, &str)> = log
+        .iter()
+        .map(|it| {
+            (
+                it["status"]["errorCode"].as_i64().expect("code"),
+                it["isInteractive"].as_bool().expect("isInteractive"),
+                it["clientAppUsed"].as_str().expect("clientAppUsed"),
+                it["appId"].as_str().expect("appId"),
+            )
+        })
+        .collect();
+    let desktop = "Mobile Apps and Desktop clients";
+    assert_eq!(
+        summary,
+        vec![
+            (50126, false, desktop, "keyward-cli"),
+            (0, false, desktop, "keyward-cli"),
+            (0, false, desktop, "keyward-cli"),
+            (0, true, "Browser", "keyward-cli"),
+            (0, false, desktop, "keyward-cli"),
+        ],
+        "{log:#?}"
+    );
+    assert!(log.iter().all(|it| it["appDisplayName"].as_str().is_some_and(|name| !name.is_empty())));
+    assert_eq!(log[0]["userDisplayName"], "Adele Vance", "a failed sign-in of a known user names her");
+}
+
 crate::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
     applications_cannot_be_used_to_climb,
     mfa_holds_on_refresh_and_reauthorization,
     credential_changes_end_what_the_old_credential_opened,
+    every_sign_in_path_is_logged,
 );
