@@ -229,11 +229,18 @@ def follow_to_redirect_uri(client: httpx.Client, url: str, redirect_uri: str, up
     page = submit(client, page, "username", {"username": upn})
     form = page.form("password")
     response = client.post(form.action, data={**{i["name"]: i.get("value", "") for i in form.inputs if i.get("name")}, "password": PASSWORD}, follow_redirects=False)
-    while response.is_redirect:
-        location = response.headers["location"]
-        if location.startswith(redirect_uri):
-            return location
-        response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+    for _ in range(2):
+        while response.is_redirect:
+            location = response.headers["location"]
+            if location.startswith(redirect_uri):
+                return location
+            response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+        # A new application asks the user for consent first (the first form is Accept).
+        page = parse(response)
+        if page.title != "Permissions requested":
+            break
+        consent = page.form("consent")
+        response = client.post(consent.action, data={i["name"]: i.get("value", "") for i in consent.inputs if i.get("name") and i.get("type") != "checkbox"}, follow_redirects=False)
     raise AssertionError(f"no redirect to the application: {response.status_code} {response.text[:500]}")
 
 
@@ -351,6 +358,24 @@ def test_msal_certificate_credential_private_key_jwt(keyward: KeywardServer) -> 
     )
     result = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
     assert "access_token" in result, result
+    # An assertion is single-use: replaying one (same jti, still unexpired) is refused.
+    token_endpoint = f"{keyward.public_url}/{DOMAIN}/oauth2/v2.0/token"
+    now = int(time.time())
+    header = {"alg": "RS256", "typ": "JWT", "x5t": base64.urlsafe_b64encode(bytes.fromhex(thumbprint)).decode().rstrip("=")}
+    claims = {"iss": app_id, "sub": app_id, "aud": token_endpoint, "jti": f"compat-{now}", "nbf": now, "exp": now + 300}
+    assertion = jwt.encode(header, claims, pem).decode()
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": app_id,
+        "scope": "https://graph.microsoft.com/.default",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    with httpx.Client(verify=keyward.ssl_context(), trust_env=False) as http:
+        first = http.post(token_endpoint, data=form)
+        assert first.status_code == 200, first.text
+        replay = http.post(token_endpoint, data=form)
+        assert replay.status_code == 401 and 700027 in replay.json()["error_codes"], replay.text
     # A key whose certificate is not registered is refused.
     other_pem, _, other_thumbprint = self_signed_rsa()
     stranger = msal.ConfidentialClientApplication(

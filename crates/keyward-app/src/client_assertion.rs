@@ -60,7 +60,7 @@ pub(crate) fn verify(
     audiences: &[String],
     certificates: &[Vec<u8>],
     now: i64,
-) -> Result<(), String> {
+) -> Result<Verified, String> {
     let mut parts = assertion.split('.');
     let (Some(head), Some(body), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -127,7 +127,17 @@ pub(crate) fn verify(
     if seconds("nbf").is_some_and(|nbf| nbf - SKEW > now) {
         return Err("the client assertion is not valid yet".into());
     }
-    Ok(())
+    // Single use: the caller records the jti until the assertion expires.
+    let jti = text("jti").filter(|it| !it.is_empty() && it.len() <= 256).ok_or("the client assertion has no jti")?;
+    Ok(Verified { jti: jti.to_owned(), exp: exp + SKEW })
+}
+
+/// What a verified assertion says that its single use depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub jti: String,
+    /// The last second (skew included) at which the assertion is accepted.
+    pub exp: i64,
 }
 
 #[cfg(test)]

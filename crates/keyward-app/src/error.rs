@@ -18,6 +18,9 @@ pub enum AppError {
     /// The request is invalid; the message tells the client what to change.
     #[error("{0}")]
     BadRequest(String),
+    /// The object exists already (Graph answers 409).
+    #[error("{0}")]
+    Conflict(String),
     /// A query option combination Graph does not support.
     #[error("{0}")]
     UnsupportedQuery(String),

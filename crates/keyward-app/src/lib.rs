@@ -10,6 +10,7 @@ mod audit_log;
 mod auth_methods;
 mod client_assertion;
 pub mod clock;
+mod consent;
 mod directory;
 pub mod error;
 mod facts;
@@ -34,6 +35,7 @@ pub use crate::applications::{ApplicationDraft, ApplicationView, KeyCredentialDr
 pub use crate::audit_log::ChainReport;
 pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, PhoneView, TapView, Who};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::consent::{ConsentRequest, PermissionGrantDraft};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};

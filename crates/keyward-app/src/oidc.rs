@@ -21,6 +21,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
+use crate::consent::ConsentCheck;
 use crate::tokens::UserAccess;
 use crate::{App, AppError, RequestMeta, random_token, sha256};
 
@@ -159,6 +160,8 @@ pub enum AuthorizeOutcome {
     SignIn { location: String },
     /// The response for the client, sent to its redirect URI.
     Respond { redirect_uri: String, mode: ResponseMode, params: Vec<(String, String)> },
+    /// The signed-in user must consent to the application first.
+    Consent(crate::consent::ConsentRequest),
 }
 
 /// A successful token response (RFC 6749 §5.1 plus Entra's and MSAL's fields).
@@ -424,6 +427,25 @@ impl App {
             }
             return Ok(AuthorizeOutcome::SignIn { location });
         };
+        // Consent: no code for permissions nobody granted this client for this user.
+        if request.get("kw_consent") == Some("denied") {
+            return fail("access_denied", codes::ACCESS_DENIED, "The user declined to consent to access the app.");
+        }
+        let return_to = strip_param(&request.path_and_query, "kw_consent");
+        match self.consent_check(&tenant, &client, &user, &scopes, prompt == "consent", &return_to).await? {
+            ConsentCheck::Granted => (),
+            ConsentCheck::Ask(consent) if prompt != "none" => return Ok(AuthorizeOutcome::Consent(consent)),
+            ConsentCheck::AdminRequired if prompt != "none" => {
+                return Ok(AuthorizeOutcome::ErrorPage(format!(
+                    "AADSTS90094: {} needs permission to access resources in your organization that only an admin \
+                     can grant. Ask an admin to grant permission to this app before you can use it.",
+                    client.display_name
+                )));
+            }
+            ConsentCheck::Ask(_) | ConsentCheck::AdminRequired => {
+                return fail("consent_required", codes::CONSENT_REQUIRED, &not_consented(&client));
+            }
+        }
         let code = random_token()?;
         let auth_time = session.authenticated_at.unwrap_or(now);
         let record = AuthCode {
@@ -466,53 +488,7 @@ impl App {
     ) -> Result<TokenResponse, OAuthError> {
         let tenant = self.oauth_tenant(tenant_key).await?;
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
-            (Some(basic), Some(form)) if basic != form => {
-                return Err(OAuthError::invalid_client(
-                    codes::UNKNOWN_CLIENT,
-                    "The client_id in the body and in the Authorization header differ.",
-                ));
-            }
-            (Some(id), _) | (None, Some(id)) => id.to_owned(),
-            (None, None) => {
-                return Err(OAuthError::invalid_request(
-                    codes::MISSING_PARAMETER,
-                    "The request body must contain the 'client_id' parameter.",
-                ));
-            }
-        };
-        let client = self.client(&tenant, &client_id).await?.ok_or_else(|| {
-            OAuthError::new(
-                400,
-                "unauthorized_client",
-                codes::UNKNOWN_CLIENT,
-                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
-            )
-        })?;
-        let secret = auth.secret.or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())));
-        let is_authenticated = match (&secret, param("client_assertion")) {
-            (Some(_), Some(_)) => {
-                return Err(OAuthError::invalid_request(
-                    codes::MISSING_PARAMETER,
-                    "Send either a client secret or a client assertion, not both.",
-                ));
-            }
-            (Some(secret), None) => {
-                self.check_client_secret(&client, secret).await?;
-                true
-            }
-            (None, Some(assertion)) => {
-                if param("client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
-                    return Err(OAuthError::invalid_request(
-                        codes::INVALID_CLIENT_ASSERTION,
-                        "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
-                    ));
-                }
-                self.check_client_assertion(&tenant, tenant_key, &client, assertion).await?;
-                true
-            }
-            (None, None) => false,
-        };
+        let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
         let grant_type = param("grant_type").unwrap_or("");
         // The user a grant signs in, once the grant knows it: every such attempt goes to the
         // sign-in log (non-interactive, with this client's names).
@@ -544,6 +520,67 @@ impl App {
             self.log_token_sign_in(&tenant, &client, subject, &result, meta).await?;
         }
         result
+    }
+
+    /// Identifies the client of a token-endpoint request (`client_id` in the body or HTTP Basic)
+    /// and checks its credential if it sent one (a secret, or a `private_key_jwt` assertion):
+    /// the client and whether it authenticated.
+    async fn authenticate_client(
+        &self,
+        tenant: &Tenant,
+        tenant_key: &str,
+        params: &HashMap<String, String>,
+        auth: ClientAuth,
+    ) -> Result<(Client, bool), OAuthError> {
+        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
+        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
+            (Some(basic), Some(form)) if basic != form => {
+                return Err(OAuthError::invalid_client(
+                    codes::UNKNOWN_CLIENT,
+                    "The client_id in the body and in the Authorization header differ.",
+                ));
+            }
+            (Some(id), _) | (None, Some(id)) => id.to_owned(),
+            (None, None) => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "The request body must contain the 'client_id' parameter.",
+                ));
+            }
+        };
+        let client = self.client(tenant, &client_id).await?.ok_or_else(|| {
+            OAuthError::new(
+                400,
+                "unauthorized_client",
+                codes::UNKNOWN_CLIENT,
+                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
+            )
+        })?;
+        let secret = auth.secret.or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())));
+        let is_authenticated = match (&secret, param("client_assertion")) {
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "Send either a client secret or a client assertion, not both.",
+                ));
+            }
+            (Some(secret), None) => {
+                self.check_client_secret(&client, secret).await?;
+                true
+            }
+            (None, Some(assertion)) => {
+                if param("client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+                    return Err(OAuthError::invalid_request(
+                        codes::INVALID_CLIENT_ASSERTION,
+                        "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                    ));
+                }
+                self.check_client_assertion(tenant, tenant_key, &client, assertion).await?;
+                true
+            }
+            (None, None) => false,
+        };
+        Ok((client, is_authenticated))
     }
 
     /// Writes the sign-in log entry of a grant that signed a user in, or failed to.
@@ -648,8 +685,22 @@ impl App {
             format!("{base}/{tenant_key}/oauth2/v2.0/token"),
             self.issuer(&tenant.id),
         ];
-        crate::client_assertion::verify(assertion, &client.client_id, &audiences, &certificates, now.unix_timestamp())
-            .map_err(refuse)
+        let verified = crate::client_assertion::verify(
+            assertion,
+            &client.client_id,
+            &audiences,
+            &certificates,
+            now.unix_timestamp(),
+        )
+        .map_err(refuse)?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(verified.exp).unwrap_or(now);
+        let mut tx = self.write().await?;
+        let first_use = tx.use_client_assertion(&client.client_id, &verified.jti, expires_at, now).await?;
+        tx.commit().await?;
+        if !first_use {
+            return Err(refuse("the client assertion was used before (its jti is single-use)".into()));
+        }
+        Ok(())
     }
 
     /// A public client may redeem without a secret; a confidential one may not.
@@ -771,13 +822,7 @@ impl App {
             method: "Previously satisfied",
             amr: record.grant.amr.clone(),
         });
-        let is_public = match &client.application {
-            None => true,
-            Some(app) => {
-                client.is_fallback_public || self.read().await?.list_app_credentials(&app.id).await?.is_empty()
-            }
-        };
-        Self::require_client_auth(is_authenticated, is_public)?;
+        Self::require_client_auth(is_authenticated, self.is_public_client(client).await?)?;
         let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
         drop(tx);
         let revoked = || {
@@ -913,6 +958,10 @@ impl App {
                 codes::GRANT_REVOKED,
                 "The provided grant has been revoked: the Temporary Access Pass it was obtained with was deleted.",
             ));
+        }
+        // Consent holds on every path: a grant removed since stops new tokens at once.
+        if !self.missing_consent(tenant, client, &user, scopes).await?.is_empty() {
+            return Err(OAuthError::invalid_grant(codes::CONSENT_REQUIRED, not_consented(client)));
         }
         // MFA holds on every path: a grant obtained without MFA by a user who must now use it
         // (a privileged role assigned since, per-user MFA turned on, the policy changed) is refused.
@@ -1365,6 +1414,7 @@ impl App {
         session_cookie: &str,
         user_code: &str,
         approve: bool,
+        meta: RequestMeta,
     ) -> Result<String, AppError> {
         let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
         let (user, session) = self
@@ -1379,7 +1429,16 @@ impl App {
         let Some(mut record) = self.pending_device_code(&tenant, &user, user_code, now).await? else {
             return Err(AppError::BadRequest("That code is not valid or has expired. Check the code on your device, or start the sign-in there again.".into()));
         };
-        let client = self.client(&tenant, &record.client_id).await?.map(|it| it.display_name).unwrap_or_default();
+        let client = self
+            .client(&tenant, &record.client_id)
+            .await?
+            .ok_or_else(|| AppError::BadRequest("The application of this code no longer exists.".into()))?;
+        if approve {
+            // The confirmation page listed the permissions: approving is consenting to them.
+            let scopes = self.scopes_of(&record.scope).map_err(|err| AppError::BadRequest(err.description))?;
+            self.consent_by_device_approval(&tenant, &client, &user, &scopes, meta).await?;
+        }
+        let client = client.display_name;
         record.status = if approve { "approved" } else { "denied" }.into();
         record.user_id = Some(user.id.clone());
         record.auth_time = session.authenticated_at;
@@ -1403,7 +1462,7 @@ impl App {
         tenant_key: &str,
         session_cookie: &str,
         user_code: &str,
-    ) -> Result<Option<String>, AppError> {
+    ) -> Result<Option<(String, Vec<(String, &'static str)>)>, AppError> {
         let Some(tenant) = self.find_tenant(tenant_key).await? else { return Ok(None) };
         let (user, session) = self
             .signed_in_session(&tenant, session_cookie)
@@ -1415,7 +1474,14 @@ impl App {
         let Some(record) = self.pending_device_code(&tenant, &user, user_code, self.now()).await? else {
             return Ok(None);
         };
-        Ok(self.client(&tenant, &record.client_id).await?.map(|it| it.display_name))
+        let Some(client) = self.client(&tenant, &record.client_id).await? else { return Ok(None) };
+        let scopes = self.scopes_of(&record.scope).map_err(|err| AppError::BadRequest(err.description))?;
+        let to_consent = self.device_consent(&tenant, &client, &user, &scopes).await?;
+        let described = to_consent.into_iter().map(|it| {
+            let text = keyward_core::consent::describe(&it);
+            (it, text)
+        });
+        Ok(Some((client.display_name, described.collect())))
     }
 
     /// The pending device code a signed-in user typed, on the entry and the confirmation step
@@ -1445,18 +1511,45 @@ impl App {
         Ok(record)
     }
 
-    /// RFC 7009 revocation: a refresh token revokes its whole family. Unknown tokens are ignored.
-    pub async fn revoke_token(&self, tenant_key: &str, token: &str) -> Result<(), AppError> {
-        let Some(tenant) = self.find_tenant(tenant_key).await? else { return Ok(()) };
+    /// RFC 7009 revocation: a refresh token revokes its whole family. The client identifies
+    /// itself, and a confidential client authenticates as at the token endpoint (§2.1); a token
+    /// issued to another client, or unknown, is left alone and answered the same way.
+    pub async fn revoke_token(
+        &self,
+        tenant_key: &str,
+        params: &HashMap<String, String>,
+        auth: ClientAuth,
+    ) -> Result<(), OAuthError> {
+        let tenant = self.oauth_tenant(tenant_key).await?;
+        let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
+        Self::require_client_auth(is_authenticated, self.is_public_client(&client).await?)?;
+        let Some(token) = params.get("token").filter(|it| !it.is_empty()) else {
+            return Err(OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the 'token' parameter.",
+            ));
+        };
         let now = self.now();
         let mut tx = self.write().await?;
         if let Some(record) = tx.get_refresh_token(&sha256(token.as_bytes())).await?
             && record.grant.tenant_id == tenant.id
+            && record.grant.client_id == client.client_id
         {
             tx.revoke_refresh_family(&record.family_id, now).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether a client may use the token endpoint without a credential: the first-party client,
+    /// an application marked `isFallbackPublicClient`, or one without credentials.
+    async fn is_public_client(&self, client: &Client) -> Result<bool, AppError> {
+        Ok(match &client.application {
+            None => true,
+            Some(app) => {
+                client.is_fallback_public || self.read().await?.list_app_credentials(&app.id).await?.is_empty()
+            }
+        })
     }
 
     /// RP-initiated logout: ends the browser session and returns where to send the user (the
@@ -1518,6 +1611,15 @@ pub fn url_encode(text: &str) -> String {
 }
 
 /// The path and query without the parameter `name`.
+/// Entra's AADSTS65001 text.
+fn not_consented(client: &Client) -> String {
+    format!(
+        "The user or administrator has not consented to use the application with ID '{}' named '{}'. Send an \
+         interactive authorization request for this user and resource.",
+        client.client_id, client.display_name
+    )
+}
+
 fn strip_param(path_and_query: &str, name: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_owned() };
     let kept: Vec<&str> = query.split('&').filter(|it| it.split('=').next() != Some(name)).collect();

@@ -65,6 +65,14 @@ pub enum Activity {
     UserDeletedSecurityInfo,
     /// `User updated security info` (Authentication Methods).
     UserUpdatedSecurityInfo,
+    /// `Consent to application` (ApplicationManagement): a user or administrator consented.
+    ConsentToApplication,
+    /// `Add delegated permission grant` (ApplicationManagement): a grant created or extended.
+    AddDelegatedPermissionGrant,
+    /// `Remove delegated permission grant` (ApplicationManagement).
+    RemoveDelegatedPermissionGrant,
+    /// `Update authorization policy` (AuthorizationPolicy): for example what users may consent to.
+    UpdateAuthorizationPolicy,
 }
 
 impl Activity {
@@ -120,6 +128,10 @@ impl Activity {
             Activity::ResetPasswordByAdmin => "Reset password (by admin)",
             Activity::UserDeletedSecurityInfo => "User deleted security info",
             Activity::UserUpdatedSecurityInfo => "User updated security info",
+            Activity::ConsentToApplication => "Consent to application",
+            Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
+            Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
+            Activity::UpdateAuthorizationPolicy => "Update authorization policy",
         }
     }
 
@@ -162,7 +174,11 @@ impl Activity {
             | Activity::AddApplication
             | Activity::UpdateApplication
             | Activity::DeleteApplication
-            | Activity::UpdateApplicationCredentials => "ApplicationManagement",
+            | Activity::UpdateApplicationCredentials
+            | Activity::ConsentToApplication
+            | Activity::AddDelegatedPermissionGrant
+            | Activity::RemoveDelegatedPermissionGrant => "ApplicationManagement",
+            Activity::UpdateAuthorizationPolicy => "AuthorizationPolicy",
             _ => "GroupManagement",
         }
     }
@@ -222,6 +238,9 @@ impl Activity {
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
+            Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
+            Activity::RemoveDelegatedPermissionGrant => "Unassign",
+            Activity::UpdateAuthorizationPolicy => "Update",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod audit_chain;
 pub mod audit_query;
 pub mod auth_methods;
 pub mod authz;
+pub mod consent;
 pub mod directory;
 pub mod ids;
 pub mod json;

@@ -41,6 +41,9 @@ impl GraphError {
                 GraphError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", err.to_string(), ids)
             }
             AppError::BadRequest(message) => GraphError::bad_request(message, ids),
+            AppError::Conflict(message) => {
+                GraphError::new(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", message, ids)
+            }
             AppError::UnsupportedQuery(message) => {
                 GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message, ids)
             }

@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod audit;
+mod consent;
 mod context;
 mod error;
 mod graph;
@@ -45,8 +46,8 @@ pub struct AppState {
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = methods::routes(oidc::graph_routes(signin::routes(audit::routes(roles::routes(graph::routes(
-        openapi::Api::new(),
+    let graph = consent::routes(methods::routes(oidc::graph_routes(signin::routes(audit::routes(roles::routes(
+        graph::routes(openapi::Api::new()),
     ))))));
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/oauth2/v2.0/devicecode", post(devicecode))
         .route("/{tenant}/oauth2/v2.0/logout", get(logout).post(logout_post))
         .route("/{tenant}/oauth2/v2.0/revoke", post(revoke))
+        .route("/{tenant}/oauth2/v2.0/consent", post(consent_post))
         .route("/{tenant}/devicelogin", get(devicelogin).post(devicelogin_post))
         .route("/oidc/userinfo", get(userinfo).post(userinfo))
 }
@@ -183,6 +184,10 @@ async fn run_authorize(
             ),
         ),
         Ok(AuthorizeOutcome::SignIn { location }) => redirect(&location),
+        Ok(AuthorizeOutcome::Consent(request)) => {
+            let csrf = session_cookie(state, headers).map(keyward_app::csrf_token).unwrap_or_default();
+            consent_page(tenant, &csrf, &request)
+        }
         Ok(AuthorizeOutcome::Respond { redirect_uri, mode: ResponseMode::Query, params }) => {
             let query: Vec<String> =
                 params.iter().map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v))).collect();
@@ -199,6 +204,104 @@ async fn run_authorize(
                 &page("Sign in", "<p class=\"error\">Something went wrong on our side. Try again in a moment.</p>"),
             )
         }
+    }
+}
+
+/// The consent page: what the application asks for, and Accept / Cancel.
+fn consent_page(tenant: &str, csrf: &str, request: &keyward_app::ConsentRequest) -> Response {
+    let action = format!("/{tenant}/oauth2/v2.0/consent");
+    let items: String = request
+        .permissions
+        .iter()
+        .map(|(name, text)| format!("<li><strong>{}</strong> <code>{}</code></li>", esc(text), esc(name)))
+        .collect();
+    let names: Vec<&str> = request.permissions.iter().map(|(name, _)| name.as_str()).collect();
+    let hidden = |decision: &str| {
+        format!(
+            "<input type=\"hidden\" name=\"client_id\" value=\"{}\"><input type=\"hidden\" name=\"permissions\" \
+             value=\"{}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\"><input type=\"hidden\" \
+             name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"decision\" value=\"{decision}\">",
+            esc(&request.client_id),
+            esc(&names.join(" ")),
+            esc(&request.return_to),
+            esc(&request.token)
+        )
+    };
+    let organization = if request.may_consent_for_organization {
+        "<p><input type=\"checkbox\" id=\"for_organization\" name=\"for_organization\" value=\"true\"> \
+         <label for=\"for_organization\">Consent on behalf of your organization</label></p>"
+    } else {
+        ""
+    };
+    html_response(
+        StatusCode::OK,
+        &page(
+            "Permissions requested",
+            &format!(
+                "<p><strong>{}</strong> (application id <code>{}</code>) wants to:</p><ul id=\"permissions\">{items}</ul>\
+                 <p>Accept only if you trust this application. An administrator can remove its access later.</p>{}{}",
+                esc(&request.client_name),
+                esc(&request.client_id),
+                form(&action, csrf, "consent", &format!("{}{organization}", hidden("accept")), "Accept"),
+                form(&action, csrf, "consent", &hidden("cancel"), "Cancel"),
+            ),
+        ),
+    )
+}
+
+/// `POST /{tenant}/oauth2/v2.0/consent`: the consent page's answer; back to the authorization
+/// request (which then issues the code, or answers `access_denied` after Cancel).
+async fn consent_post(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(cookie) = session_cookie(&state, &headers).map(str::to_owned) else {
+        return redirect(&format!("/{tenant}/login"));
+    };
+    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+    let csrf = keyward_app::csrf_token(&cookie);
+    if !keyward_core::totp::constant_time_eq(csrf.as_bytes(), field("csrf").as_bytes()) {
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            &page(
+                "Permissions requested",
+                "<p class=\"error\">This form did not come from this page. Go back to the application and sign in again.</p>",
+            ),
+        );
+    }
+    let return_to = field("return_to");
+    if !return_to.starts_with('/') || return_to.starts_with("//") || !return_to.contains("/oauth2/v2.0/authorize?") {
+        return html_response(
+            StatusCode::BAD_REQUEST,
+            &page("Permissions requested", "<p class=\"error\">The consent request is invalid.</p>"),
+        );
+    }
+    let meta = meta(&headers, peer.map(|it| it.0.0));
+    let answer = state
+        .app
+        .answer_consent(
+            &tenant,
+            &cookie,
+            field("client_id"),
+            field("permissions"),
+            return_to,
+            field("token"),
+            field("decision") == "accept",
+            field("for_organization") == "true",
+            meta,
+        )
+        .await;
+    match answer {
+        Ok(location) => redirect(&location),
+        Err(AppError::Unauthenticated(_)) => redirect(&format!("/{tenant}/login")),
+        Err(err @ (AppError::BadRequest(_) | AppError::Forbidden { .. } | AppError::NotFound(_))) => html_response(
+            StatusCode::BAD_REQUEST,
+            &page("Permissions requested", &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(&err.to_string()))),
+        ),
+        Err(err) => server_error(err),
     }
 }
 
@@ -299,18 +402,22 @@ async fn devicecode(
     }
 }
 
-/// `POST /{tenant}/oauth2/v2.0/revoke` (RFC 7009): always 200.
+/// `POST /{tenant}/oauth2/v2.0/revoke` (RFC 7009): 200 for any token once the client is known
+/// (and authenticated, if confidential); an unknown or foreign token changes nothing.
 async fn revoke(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Some(token) = params.get("token")
-        && let Err(err) = state.app.revoke_token(&tenant, token).await
-    {
-        return server_error(err);
+    let auth = match basic_auth(&headers) {
+        Ok(it) => it,
+        Err(err) => return oauth_error(&err),
+    };
+    match state.app.revoke_token(&tenant, &params, auth).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(err) => oauth_error(&err),
     }
-    StatusCode::OK.into_response()
 }
 
 /// `GET /{tenant}/oauth2/v2.0/logout`: ends the browser session; goes to
@@ -491,13 +598,28 @@ async fn devicelogin_post(
     let code = fields.get("user_code").map(String::as_str).unwrap_or("").trim().to_owned();
     match fields.get("step").map(String::as_str) {
         Some("device_code") => match state.app.device_code_client(&tenant, &cookie, &code).await {
-            Ok(Some(client)) => html_response(
+            Ok(Some((client, permissions))) => html_response(
                 StatusCode::OK,
                 &page(
                     "Are you trying to sign in?",
                     &format!(
-                        "<p>{} wants to sign you in. Only continue if you started this on a device you trust and the code came from it.</p>{}{}",
+                        "<p>{} wants to sign you in. Only continue if you started this on a device you trust and the code came from it.</p>{}{}{}",
                         esc(&client),
+                        if permissions.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "<p>Continuing also lets it:</p><ul id=\"permissions\">{}</ul>",
+                                permissions
+                                    .iter()
+                                    .map(|(name, text)| format!(
+                                        "<li><strong>{}</strong> <code>{}</code></li>",
+                                        esc(text),
+                                        esc(name)
+                                    ))
+                                    .collect::<String>()
+                            )
+                        },
                         form(
                             &action,
                             &csrf,
@@ -540,7 +662,7 @@ async fn devicelogin_post(
         },
         Some("device_confirm") => {
             let approve = fields.get("decision").map(String::as_str) == Some("approve");
-            match state.app.approve_device_code(&tenant, &cookie, &code, approve).await {
+            match state.app.approve_device_code(&tenant, &cookie, &code, approve, meta(&headers, None)).await {
                 Ok(client) if approve => html_response(
                     StatusCode::OK,
                     &page(

@@ -229,6 +229,11 @@ fn schemas() -> Value {
         }},
         "PasswordCredentialRequest": {"type": "object", "properties": {"passwordCredential": {"type": "object", "properties": {"displayName": string, "endDateTime": {"type": "string", "format": "date-time"}}}}},
         "KeyIdRequest": {"type": "object", "required": ["keyId"], "properties": {"keyId": string}},
+        "OAuth2PermissionGrant": {"type": "object", "properties": {"id": string, "clientId": string, "consentType": {"type": "string", "enum": ["AllPrincipals", "Principal"]}, "principalId": nullable, "resourceId": string, "scope": string}},
+        "OAuth2PermissionGrantCreate": {"type": "object", "required": ["clientId", "consentType", "resourceId"], "properties": {"clientId": string, "consentType": {"type": "string", "enum": ["AllPrincipals", "Principal"]}, "principalId": nullable, "resourceId": string, "scope": string}, "additionalProperties": false},
+        "OAuth2PermissionGrantUpdate": {"type": "object", "required": ["scope"], "properties": {"scope": string}, "additionalProperties": false},
+        "OAuth2PermissionGrantCollection": collection("OAuth2PermissionGrant"),
+        "AuthorizationPolicy": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "defaultUserRolePermissions": {"type": "object", "properties": {"permissionGrantPoliciesAssigned": strings}}}},
         "StrongAuthenticationRequirements": {"type": "object", "properties": {"perUserMfaState": {"type": "string", "enum": ["disabled", "enabled", "enforced"]}}},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
     })

@@ -30,7 +30,7 @@ fn unsupported(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
 }
 
 /// Only these options are honoured here; others are refused rather than ignored.
-fn allow_only(ctx: &GraphCtx, query: &GraphQuery, allowed: &[&str]) -> Result<(), GraphError> {
+pub(crate) fn allow_only(ctx: &GraphCtx, query: &GraphQuery, allowed: &[&str]) -> Result<(), GraphError> {
     let raw = &query.raw;
     let present = [
         ("$filter", raw.filter.is_some()),

@@ -27,7 +27,7 @@ use crate::{
     GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
     TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
-use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, RefreshToken};
+use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, PermissionGrant, RefreshToken};
 use crate::{BrowserSession, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, sign_in_json};
 
 fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -5,7 +5,7 @@
 /// The columns `application_from_row` reads, in its order.
 pub(crate) const APPLICATION_COLUMNS: &str = "id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, web_redirect_uris, created_at";
 
-/// Redirect URIs are stored one per line.
+/// Redirect URIs (and policy ids) are stored one per line.
 pub(crate) fn join_uris(uris: &[String]) -> String {
     uris.join("\n")
 }
@@ -40,6 +40,20 @@ macro_rules! impl_oauth_store {
                     auth_time: parse_ts(&row.try_get::<String, _>(at + 4).map_err(db)?)?,
                     amr: row.try_get(at + 5).map_err(db)?,
                     pass_expires_at: opt_ts(row.try_get(at + 6).map_err(db)?)?,
+                })
+            }
+
+            /// Reads `id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at`.
+            fn permission_grant_from_row(row: &<$db as sqlx::Database>::Row) -> Result<PermissionGrant, StoreError> {
+                Ok(PermissionGrant {
+                    id: row.try_get(0).map_err(db)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
+                    client_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    consent_type: row.try_get(3).map_err(db)?,
+                    principal_id: row.try_get::<Option<String>, _>(4).map_err(db)?.as_deref().map(oid).transpose()?,
+                    resource_id: row.try_get(5).map_err(db)?,
+                    scope: row.try_get(6).map_err(db)?,
+                    created: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
                 })
             }
 
@@ -432,6 +446,128 @@ macro_rules! impl_oauth_store {
                 .await
                 .map_err(db)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn use_client_assertion(
+                &mut self,
+                client_id: &str,
+                jti: &str,
+                expires_at: OffsetDateTime,
+                now: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
+                    .bind(fmt_ts(now))
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                let done = sqlx::query(
+                    "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id, jti) DO NOTHING",
+                )
+                .bind(client_id)
+                .bind(jti)
+                .bind(fmt_ts(expires_at))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_permission_grant(&mut self, grant: &PermissionGrant) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO oauth2_permission_grants (id, tenant_id, client_id, consent_type, principal_id, \
+                     resource_id, scope, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&grant.id)
+                .bind(grant.tenant_id.as_str())
+                .bind(grant.client_id.as_str())
+                .bind(&grant.consent_type)
+                .bind(grant.principal_id.as_ref().map(ObjectId::to_string))
+                .bind(&grant.resource_id)
+                .bind(&grant.scope)
+                .bind(fmt_ts(grant.created))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
+            async fn update_permission_grant_scope(&mut self, id: &str, scope: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE oauth2_permission_grants SET scope = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(scope)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(())
+            }
+
+            async fn delete_permission_grant(&mut self, tenant: &ObjectId, id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM oauth2_permission_grants WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .execute(&mut *self.0)
+                    .await
+                    .map_err(db)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn get_permission_grant(
+                &mut self,
+                tenant: &ObjectId,
+                id: &str,
+            ) -> Result<Option<PermissionGrant>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at \
+                     FROM oauth2_permission_grants WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                row.as_ref().map(Self::permission_grant_from_row).transpose()
+            }
+
+            async fn list_permission_grants(
+                &mut self,
+                tenant: &ObjectId,
+                client: Option<&ObjectId>,
+            ) -> Result<Vec<PermissionGrant>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at \
+                     FROM oauth2_permission_grants WHERE tenant_id = $1 AND ($2 IS NULL OR client_id = $2) ORDER BY id",
+                )
+                .bind(tenant.as_str())
+                .bind(client.map(ObjectId::to_string))
+                .fetch_all(&mut *self.0)
+                .await
+                .map_err(db)?;
+                rows.iter().map(Self::permission_grant_from_row).collect()
+            }
+
+            async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError> {
+                let text: Option<String> = sqlx::query_scalar(
+                    "SELECT permission_grant_policies FROM authorization_policies WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(text.map(|it| crate::backend_oauth::split_uris(&it)))
+            }
+
+            async fn set_user_consent_policies(&mut self, tenant: &ObjectId, policies: &[String]) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO authorization_policies (tenant_id, permission_grant_policies) VALUES ($1, $2) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET permission_grant_policies = excluded.permission_grant_policies",
+                )
+                .bind(tenant.as_str())
+                .bind(crate::backend_oauth::join_uris(policies))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
             }
 
             async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError> {

@@ -734,6 +734,49 @@ pub trait OAuthStore: Send {
     async fn update_device_code(&mut self, code: &DeviceCode, expected_status: &str) -> Result<bool, StoreError>;
     /// Moves an approved code to `redeemed`; `false` if another poll redeemed it first.
     async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError>;
+    /// Records a client assertion's `jti` until `expires_at`; `false` if the client used it
+    /// before (a replay). Forgets assertions that expired before `now`.
+    async fn use_client_assertion(
+        &mut self,
+        client_id: &str,
+        jti: &str,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn insert_permission_grant(&mut self, grant: &PermissionGrant) -> Result<(), StoreError>;
+    async fn update_permission_grant_scope(&mut self, id: &str, scope: &str) -> Result<(), StoreError>;
+    async fn delete_permission_grant(&mut self, tenant: &ObjectId, id: &str) -> Result<bool, StoreError>;
+    async fn get_permission_grant(
+        &mut self,
+        tenant: &ObjectId,
+        id: &str,
+    ) -> Result<Option<PermissionGrant>, StoreError>;
+    /// A tenant's grants, ordered by id, optionally only those of one client service principal.
+    async fn list_permission_grants(
+        &mut self,
+        tenant: &ObjectId,
+        client: Option<&ObjectId>,
+    ) -> Result<Vec<PermissionGrant>, StoreError>;
+    /// The permission grant policies users are assigned (`None`: the default).
+    async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError>;
+    async fn set_user_consent_policies(&mut self, tenant: &ObjectId, policies: &[String]) -> Result<(), StoreError>;
+}
+
+/// A delegated permission grant (Graph's `oAuth2PermissionGrant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionGrant {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    /// The client's service principal.
+    pub client_id: ObjectId,
+    /// `AllPrincipals` or `Principal`.
+    pub consent_type: String,
+    /// The user, for `Principal` grants.
+    pub principal_id: Option<ObjectId>,
+    pub resource_id: String,
+    /// Space-separated permission names.
+    pub scope: String,
+    pub created: OffsetDateTime,
 }
 
 /// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.

@@ -39,6 +39,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0009_audit_initiator_records.sql",
         sql: include_str!("../migrations/sqlite/0009_audit_initiator_records.sql"),
     },
+    Migration { version: 10, name: "0010_consent.sql", sql: include_str!("../migrations/sqlite/0010_consent.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -76,6 +77,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         name: "0009_audit_initiator_records.sql",
         sql: include_str!("../migrations/postgres/0009_audit_initiator_records.sql"),
     },
+    Migration { version: 10, name: "0010_consent.sql", sql: include_str!("../migrations/postgres/0010_consent.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

@@ -324,6 +324,12 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
         false,
         "GET",
     ),
+    action(
+        "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
+        "Create and delete OAuth 2.0 permission grants, and read and update all properties",
+        true,
+        "PATCH",
+    ),
 ];
 
 /// Actions custom roles may not hold: they manage roles, role-assignable groups and tenant-wide
@@ -345,6 +351,8 @@ pub const NOT_FOR_CUSTOM_ROLES: &[&str] = &[
     "microsoft.directory/directoryRoles/allProperties/allTasks",
     "microsoft.directory/policies/allProperties/allTasks",
     "microsoft.directory/authorizationPolicy/allProperties/allTasks",
+    // Granting an application delegated permissions for every user.
+    "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
 ];
 
 /// Whether a custom role may hold this action.
@@ -448,6 +456,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/organization/strongAuthentication/allTasks",
             "microsoft.directory/policies/allProperties/allTasks",
             "microsoft.directory/authorizationPolicy/allProperties/allTasks",
+            "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
         ],
     },
     RoleDefinition {
@@ -555,6 +564,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/groups/basic/update",
             "microsoft.directory/groups/members/update",
             "microsoft.directory/groups/owners/update",
+            "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
         ],
     },
     RoleDefinition {
@@ -574,6 +584,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/groupsAssignableToRoles/restore",
             "microsoft.directory/groupsAssignableToRoles/allProperties/update",
             "microsoft.directory/authorizationPolicy/allProperties/allTasks",
+            "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
         ],
     },
     RoleDefinition {

@@ -745,7 +745,9 @@ async fn web_codes_need_the_secret(backend: Backend) {
         ))
         .await;
     let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
-    let done = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    let consent = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(consent.title(), "Permissions requested", "a new application asks for consent: {}", consent.text());
+    let done = browser.submit(&consent, "consent", &[], &[]).await;
     let code = query_param(&done.path, "code").expect("code");
     let fields = [
         ("grant_type", "authorization_code"),

@@ -472,6 +472,252 @@ async fn every_sign_in_path_is_logged(backend: Backend) {
     assert_eq!(log[0]["userDisplayName"], "Adele Vance", "a failed sign-in of a known user names her");
 }
 
+/// An authorization request of `client_id` for `scope` in `browser`, signing in as `upn` if the
+/// browser is not signed in yet: the page or redirect that follows.
+async fn authorize_as(
+    browser: &mut keyward_testkit::browser::Browser,
+    client_id: &str,
+    redirect: &str,
+    scope: &str,
+    upn: &str,
+    extra: &str,
+) -> keyward_testkit::browser::Page {
+    let path = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id={client_id}&response_type=code&redirect_uri={}&scope={}&state=s1{extra}",
+        keyward_app::url_encode(redirect),
+        keyward_app::url_encode(scope)
+    );
+    let page = browser.get(&path).await;
+    if page.title() != "Sign in" {
+        return page;
+    }
+    let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
+    browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await
+}
+
+/// A newly registered application gets no code for a user until the user consents (or an
+/// administrator consented for everyone); permissions beyond the low-risk ones need an
+/// administrator; removing the grant stops new tokens; the tenant can turn user consent off.
+async fn codes_only_after_consent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("adele", "Adele Vance").await;
+    let grace = app.create_user("grace", "Grace Taylor").await;
+    let adele_upn = format!("adele@{DOMAIN}");
+    let grace_upn = format!("grace@{DOMAIN}");
+    let redirect = "https://phish.example/callback";
+    let created = app
+        .post("/v1.0/applications", &json!({"displayName": "Totally Legit App", "web": {"redirectUris": [redirect]}}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let client_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let object_id = created.body["id"].as_str().expect("id").to_owned();
+    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let principal = principal_of(&app, &client_id).await;
+
+    // A permission only an administrator can grant: no page to consent on, no code.
+    let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+    let refused = authorize_as(&mut browser, &client_id, redirect, "openid Directory.Read.All", &adele_upn, "").await;
+    assert!(refused.text().contains("AADSTS90094"), "{} {}", refused.path, refused.text());
+    assert!(!refused.path.starts_with(redirect));
+    // Low-risk permissions: the consent page, and no code until the user accepts.
+    let consent = authorize_as(&mut browser, &client_id, redirect, "openid profile User.Read", &adele_upn, "").await;
+    assert_eq!(consent.title(), "Permissions requested", "{} {}", consent.path, consent.text());
+    assert!(consent.text().contains("Totally Legit App") && consent.text().contains("User.Read"), "{}", consent.text());
+    let cancelled = browser.submit(&consent, "consent", &[], &[("decision", "cancel")]).await;
+    assert!(
+        cancelled.path.starts_with(redirect) && cancelled.path.contains("error=access_denied"),
+        "{}",
+        cancelled.path
+    );
+    assert!(!cancelled.path.contains("code="));
+    // A forged answer (tampered permission list) is refused.
+    let consent = authorize_as(&mut browser, &client_id, redirect, "openid profile User.Read", &adele_upn, "").await;
+    let forged = browser
+        .submit(&consent, "consent", &[], &[("permissions", "openid profile User.Read Directory.ReadWrite.All")])
+        .await;
+    assert!(forged.text().contains("expired"), "{}", forged.text());
+    let accepted = browser.submit(&consent, "consent", &[], &[]).await;
+    assert!(accepted.path.starts_with(redirect) && accepted.path.contains("code="), "{}", accepted.path);
+    // Consented once, the next request goes straight through; prompt=consent asks again.
+    let again = authorize_as(&mut browser, &client_id, redirect, "openid profile User.Read", &adele_upn, "").await;
+    assert!(again.path.contains("code="), "{}", again.path);
+    let forced =
+        authorize_as(&mut browser, &client_id, redirect, "openid profile User.Read", &adele_upn, "&prompt=consent")
+            .await;
+    assert_eq!(forced.title(), "Permissions requested");
+    let audit =
+        app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{principal}')")).await;
+    let activities: Vec<&str> = audit.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["activityDisplayName"].as_str())
+        .collect();
+    assert!(
+        activities.contains(&"Consent to application") && activities.contains(&"Add delegated permission grant"),
+        "{activities:?}"
+    );
+
+    // Grace has not consented: a silent request is answered consent_required.
+    let mut other = keyward_testkit::browser::Browser::new(&app.base_url);
+    let _ = authorize_as(
+        &mut other,
+        "keyward-cli",
+        "http://localhost:43210/",
+        "openid",
+        &grace_upn,
+        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+    )
+    .await;
+    let silent = authorize_as(&mut other, &client_id, redirect, "openid User.Read", &grace_upn, "&prompt=none").await;
+    assert!(silent.path.contains("error=consent_required"), "{}", silent.path);
+
+    // Admin consent for everyone, through Graph: the administrator-only permission too.
+    let grants = "/v1.0/oauth2PermissionGrants";
+    let body = json!({"clientId": principal, "consentType": "AllPrincipals", "resourceId": "00000003-0000-0000-c000-000000000000",
+        "scope": "openid offline_access User.Read Directory.Read.All"});
+    let adele_token = app.token_for(&adele_upn).await;
+    let refused = app.send(reqwest::Method::POST, grants, Some(&adele_token), Some(&body), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let bad = app.post(grants, &json!({"clientId": principal, "consentType": "AllPrincipals", "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "Mail.Send"})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    let granted = app.post(grants, &body).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    let grant_id = granted.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.post(grants, &body).await.status, StatusCode::CONFLICT);
+    let listed =
+        app.get(&format!("{grants}?$filter=clientid eq '{principal}' and consentType eq 'AllPrincipals'")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    let unsupported = app.get(&format!("{grants}?$filter=scope eq 'x'")).await;
+    assert_eq!(unsupported.body["error"]["code"], "Request_UnsupportedQuery", "{}", unsupported.text);
+    let code_page =
+        authorize_as(&mut other, &client_id, redirect, "openid offline_access Directory.Read.All", &grace_upn, "")
+            .await;
+    let code = code_page
+        .path
+        .split("code=")
+        .nth(1)
+        .and_then(|it| it.split('&').next())
+        .expect("a code without asking")
+        .to_owned();
+    let redeem = form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("code", &code),
+        ("redirect_uri", redirect),
+    ]);
+    let tokens = app.app.token(DOMAIN, &redeem, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    let refresh_token = tokens.refresh_token.expect("refresh token");
+    // Removing the grant stops new tokens at once.
+    assert_eq!(app.delete(&format!("{grants}/{grant_id}")).await.status, StatusCode::NO_CONTENT);
+    let refresh = form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("refresh_token", &refresh_token),
+    ]);
+    let refused = app.app.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await;
+    assert_eq!(oauth_error(refused), ("invalid_grant", vec![65001]));
+    let removed = app
+        .get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Remove delegated permission grant'")
+        .await;
+    assert_eq!(removed.body["value"].as_array().map(Vec::len), Some(1), "{}", removed.text);
+
+    // The tenant turns user consent off: even low-risk permissions need an administrator.
+    let policy = "/v1.0/policies/authorizationPolicy";
+    assert_eq!(
+        app.get(policy).await.body["defaultUserRolePermissions"]["permissionGrantPoliciesAssigned"],
+        json!(["ManagePermissionGrantsForSelf.microsoft-user-default-low"])
+    );
+    let unknown = app.patch(policy, &json!({"defaultUserRolePermissions": {"permissionGrantPoliciesAssigned": ["ManagePermissionGrantsForSelf.custom"]}})).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+    let off = app.patch(policy, &json!({"defaultUserRolePermissions": {"permissionGrantPoliciesAssigned": []}})).await;
+    assert_eq!(off.status, StatusCode::NO_CONTENT, "{}", off.text);
+    let blocked = authorize_as(&mut other, &client_id, redirect, "openid email", &grace_upn, "").await;
+    assert!(blocked.text().contains("AADSTS90094"), "{}", blocked.text());
+    let _ = grace;
+}
+
+/// RFC 7009 §2.1: a confidential client authenticates to revoke; another client's revocation of
+/// a token changes nothing.
+async fn revocation_authenticates_confidential_clients(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Daemon with users"})).await;
+    let client_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let object_id = created.body["id"].as_str().expect("id").to_owned();
+    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let principal = principal_of(&app, &client_id).await;
+    let granted = app
+        .post(
+            "/v1.0/oauth2PermissionGrants",
+            &json!({"clientId": principal, "consentType": "AllPrincipals",
+                "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "openid offline_access User.Read"}),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    let node = password_node(&app).await;
+    let grant = form(&[
+        ("grant_type", "password"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("username", &upn),
+        ("password", PASSWORD),
+        ("scope", "openid offline_access User.Read"),
+    ]);
+    let tokens = node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    let refresh_token = tokens.refresh_token.expect("refresh");
+    let revoke = format!("{}/{DOMAIN}/oauth2/v2.0/revoke", app.base_url);
+    let post = |fields: Vec<(&'static str, String)>| {
+        let client = app.client.clone();
+        let revoke = revoke.clone();
+        async move {
+            let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&fields).finish();
+            let response = client
+                .post(revoke)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .expect("revoke");
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = post(vec![("token", refresh_token.clone()), ("client_id", client_id.clone())]).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
+    let (status, _) = post(vec![("token", refresh_token.clone()), ("client_id", "keyward-cli".into())]).await;
+    assert_eq!(status, StatusCode::OK, "another client is answered like any unknown token");
+    let refresh = |token: &str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("refresh_token", token),
+        ])
+    };
+    let rotated = node
+        .token(DOMAIN, &refresh(&refresh_token), keyward_app::ClientAuth::default(), &meta())
+        .await
+        .expect("not revoked by another client")
+        .refresh_token
+        .expect("rotated");
+    let (status, _) =
+        post(vec![("token", rotated.clone()), ("client_id", client_id.clone()), ("client_secret", secret.clone())])
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = node.token(DOMAIN, &refresh(&rotated), keyward_app::ClientAuth::default(), &meta()).await;
+    assert_eq!(oauth_error(refused).0, "invalid_grant");
+}
+
 crate::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
@@ -479,4 +725,6 @@ crate::on_both_backends!(
     mfa_holds_on_refresh_and_reauthorization,
     credential_changes_end_what_the_old_credential_opened,
     every_sign_in_path_is_logged,
+    codes_only_after_consent,
+    revocation_authenticates_confidential_clients,
 );

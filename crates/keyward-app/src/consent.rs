@@ -1,0 +1,593 @@
+//! Consent: delegated permission grants (Graph's `oAuth2PermissionGrant`), the decision the
+//! consent page records, and the tenant's user-consent setting (`authorizationPolicy`). The rules
+//! (what is missing, what a user may consent to) are `keyward_core::consent`'s.
+
+use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::authz::{Target, actions};
+use keyward_core::consent::{self, GRAPH_RESOURCE_ID, UserConsent};
+use keyward_core::directory::{PropertyChange, ServicePrincipal, Tenant, User};
+use keyward_core::ids::ObjectId;
+use keyward_core::json;
+use keyward_core::oauth::Scopes;
+use keyward_store::{PermissionGrant, Tx};
+use time::{Duration, OffsetDateTime};
+
+use crate::oidc::Client;
+use crate::{App, AppError, Caller, audit_id, new_id, require};
+
+/// Grants are managed with this action (Global Administrator, Privileged Role Administrator,
+/// User Administrator hold it); holders may also consent to any permission for themselves or the
+/// whole organization on the consent page.
+const MANAGE_GRANTS: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";
+
+/// How long a consent page may be answered.
+const CONSENT_PAGE_LIFETIME: Duration = Duration::minutes(10);
+
+/// What the authorization endpoint does about consent.
+#[derive(Debug, Clone)]
+pub(crate) enum ConsentCheck {
+    /// Every requested permission is granted.
+    Granted,
+    /// The user may grant what is missing: show the consent page.
+    Ask(ConsentRequest),
+    /// Only an administrator can grant what is missing.
+    AdminRequired,
+}
+
+/// The consent page: the application, the permissions it asks for, and a token binding the
+/// answer to this user, client, permission list and return address.
+#[derive(Debug, Clone)]
+pub struct ConsentRequest {
+    pub client_id: String,
+    pub client_name: String,
+    /// Each permission asked for, with what it allows.
+    pub permissions: Vec<(String, &'static str)>,
+    /// Whether the user may also consent for everyone in the organization.
+    pub may_consent_for_organization: bool,
+    /// The authorization request to continue with.
+    pub return_to: String,
+    /// The signed answer token (expiry and MAC).
+    pub token: String,
+}
+
+/// A draft `oAuth2PermissionGrant` from Graph.
+#[derive(Debug, Clone, Default)]
+pub struct PermissionGrantDraft {
+    pub client_id: Option<String>,
+    pub consent_type: Option<String>,
+    pub principal_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub scope: Option<String>,
+}
+
+fn consent_message(
+    tenant: &ObjectId,
+    client_id: &str,
+    user: &ObjectId,
+    permissions: &str,
+    return_to: &str,
+    at: i64,
+) -> String {
+    format!("keyward consent v1:{tenant}:{client_id}:{user}:{permissions}:{return_to}:{at}")
+}
+
+fn grant_target(grant: &PermissionGrant, client: Option<&ServicePrincipal>) -> TargetResource {
+    let text = |value: &str| Some(json::string(value));
+    let changes = vec![
+        PropertyChange {
+            name: "DelegatedPermissionGrant.Scope".into(),
+            old_value: None,
+            new_value: text(&grant.scope),
+        },
+        PropertyChange {
+            name: "DelegatedPermissionGrant.ConsentType".into(),
+            old_value: None,
+            new_value: text(&grant.consent_type),
+        },
+        PropertyChange {
+            name: "DelegatedPermissionGrant.PrincipalId".into(),
+            old_value: None,
+            new_value: text(grant.principal_id.as_ref().map_or("", |it| it.as_str())),
+        },
+        PropertyChange {
+            name: "DelegatedPermissionGrant.ResourceId".into(),
+            old_value: None,
+            new_value: text(&grant.resource_id),
+        },
+        PropertyChange { name: "DelegatedPermissionGrant.Id".into(), old_value: None, new_value: text(&grant.id) },
+    ];
+    let mut target = match client {
+        Some(principal) => TargetResource::service_principal(principal),
+        None => TargetResource {
+            id: grant.client_id.clone(),
+            display_name: None,
+            kind: "ServicePrincipal",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        },
+    };
+    target.modified_properties = changes;
+    target
+}
+
+/// The scope strings of the grants that let `client` act for `user`.
+async fn granted_scopes(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    client: &ObjectId,
+    user: &ObjectId,
+) -> Result<Vec<String>, AppError> {
+    Ok(tx
+        .list_permission_grants(&tenant.id, Some(client))
+        .await?
+        .into_iter()
+        .filter(|it| it.consent_type == "AllPrincipals" || it.principal_id.as_ref() == Some(user))
+        .map(|it| it.scope)
+        .collect())
+}
+
+impl App {
+    /// The permissions of `scopes` that no grant covers for this client and user; empty for the
+    /// pre-consented first-party client.
+    pub(crate) async fn missing_consent(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        scopes: &Scopes,
+    ) -> Result<Vec<String>, AppError> {
+        let Some(principal) = &client.service_principal else { return Ok(Vec::new()) };
+        let requested = consent::requested(scopes);
+        let granted = granted_scopes(&mut *self.read().await?, tenant, &principal.id, &user.id).await?;
+        let granted: Vec<&str> = granted.iter().map(String::as_str).collect();
+        Ok(consent::missing(&requested, &granted).into_iter().map(str::to_owned).collect())
+    }
+
+    /// What the authorization endpoint does about consent for `user` and `client`: nothing, ask
+    /// (all requested permissions when `force`, as `prompt=consent` asks), or refuse.
+    pub(crate) async fn consent_check(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        scopes: &Scopes,
+        force: bool,
+        return_to: &str,
+    ) -> Result<ConsentCheck, AppError> {
+        if client.service_principal.is_none() {
+            return Ok(ConsentCheck::Granted);
+        }
+        let missing =
+            if force { consent::requested(scopes) } else { self.missing_consent(tenant, client, user, scopes).await? };
+        if missing.is_empty() {
+            return Ok(ConsentCheck::Granted);
+        }
+        let (setting, is_admin) = self.consent_powers(tenant, user).await?;
+        if !is_admin && !missing.iter().all(|it| setting.allows(it)) {
+            return Ok(ConsentCheck::AdminRequired);
+        }
+        let requested = consent::requested(scopes);
+        let at = (self.now() + CONSENT_PAGE_LIFETIME).unix_timestamp();
+        let permissions = requested.join(" ");
+        let mac = self.inner.keys.sign_checkpoint(
+            consent_message(&tenant.id, &client.client_id, &user.id, &permissions, return_to, at).as_bytes(),
+        )?;
+        Ok(ConsentCheck::Ask(ConsentRequest {
+            client_id: client.client_id.clone(),
+            client_name: client.display_name.clone(),
+            permissions: requested.iter().map(|it| (it.clone(), consent::describe(it))).collect(),
+            may_consent_for_organization: is_admin,
+            return_to: return_to.to_owned(),
+            token: format!("{at}.{mac}"),
+        }))
+    }
+
+    /// What `user` may consent to: the tenant's setting, and whether the user is an administrator
+    /// who may grant anything.
+    async fn consent_powers(&self, tenant: &Tenant, user: &User) -> Result<(UserConsent, bool), AppError> {
+        let mut tx = self.read().await?;
+        let policies = tx.user_consent_policies(&tenant.id).await?;
+        let actor = crate::tokens::load_actor(&mut *tx, tenant, &user.id).await?;
+        let is_admin = keyward_core::authz::authorize(&actor, MANAGE_GRANTS, Target::Tenant).is_allowed();
+        Ok((UserConsent::from_policies(policies.as_deref()), is_admin))
+    }
+
+    /// The consent page's answer, for the signed-in user of `session_cookie`: records the
+    /// consent (for the user, or with `for_organization` by an administrator, for everyone) and
+    /// returns the authorization request to continue with. A refusal continues it too, marked
+    /// so that it answers the client `access_denied`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn answer_consent(
+        &self,
+        tenant_key: &str,
+        session_cookie: &str,
+        client_id: &str,
+        permissions: &str,
+        return_to: &str,
+        token: &str,
+        accept: bool,
+        for_organization: bool,
+        meta: crate::RequestMeta,
+    ) -> Result<String, AppError> {
+        let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
+        let (user, _) = self
+            .signed_in_session(&tenant, session_cookie)
+            .await?
+            .ok_or(AppError::Unauthenticated("Your session has ended. Sign in again."))?;
+        let now = self.now();
+        let expired = || {
+            AppError::BadRequest("This consent page has expired. Go back to the application and sign in again.".into())
+        };
+        let (at, mac) = token.split_once('.').ok_or_else(expired)?;
+        let at: i64 = at.parse().map_err(|_| expired())?;
+        let message = consent_message(&tenant.id, client_id, &user.id, permissions, return_to, at);
+        if self.inner.keys.verify_checkpoint(message.as_bytes(), mac) != Some(true) || at < now.unix_timestamp() {
+            return Err(expired());
+        }
+        if !accept {
+            return Ok(format!("{return_to}&kw_consent=denied"));
+        }
+        let client = self.client(&tenant, client_id).await?.ok_or_else(|| AppError::NotFound(client_id.to_owned()))?;
+        let principal = client
+            .service_principal
+            .clone()
+            .ok_or_else(|| AppError::BadRequest("This application needs no consent.".into()))?;
+        let wanted: Vec<&str> = permissions.split_whitespace().collect();
+        let (setting, is_admin) = self.consent_powers(&tenant, &user).await?;
+        let for_organization = for_organization && is_admin;
+        if !is_admin && !wanted.iter().all(|it| setting.allows(it)) {
+            return Err(AppError::Forbidden {
+                rule: "user-consent-policy",
+                message: "Your organization's policy does not let you consent to these permissions. Ask an administrator to grant them.",
+            });
+        }
+        self.record_consent(&tenant, &user, &principal, &wanted, for_organization, is_admin, meta).await?;
+        // Continue the authorization request; a forced prompt has been answered.
+        Ok(return_to.replace("&prompt=consent", "").replace("?prompt=consent&", "?"))
+    }
+
+    /// Records `user`'s consent to `permissions` for the client `principal` (for everyone with
+    /// `for_organization`), with its audit records, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_consent(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        principal: &ServicePrincipal,
+        permissions: &[&str],
+        for_organization: bool,
+        is_admin: bool,
+        meta: crate::RequestMeta,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let caller = crate::Caller {
+            tenant: tenant.clone(),
+            principal: crate::Principal::User(Box::new(user.clone())),
+            actor: keyward_core::authz::Actor { id: user.id.clone(), roles: Vec::new() },
+            meta,
+            scopes: None,
+            authentication: None,
+        };
+        let mut tx = self.write().await?;
+        let consent_type = if for_organization { "AllPrincipals" } else { "Principal" };
+        let principal_id = (!for_organization).then(|| user.id.clone());
+        let grant =
+            self.upsert_grant(&mut *tx, tenant, &principal.id, consent_type, principal_id, permissions, now).await?;
+        let audit = caller.audit(now);
+        let flag = |value: bool| Some(json::string(if value { "True" } else { "False" }));
+        let mut consent_target = TargetResource::service_principal(principal);
+        consent_target.modified_properties = vec![
+            PropertyChange { name: "ConsentContext.IsAdminConsent".into(), old_value: None, new_value: flag(is_admin) },
+            PropertyChange { name: "ConsentContext.IsAppOnly".into(), old_value: None, new_value: flag(false) },
+            PropertyChange {
+                name: "ConsentContext.OnBehalfOfAll".into(),
+                old_value: None,
+                new_value: flag(for_organization),
+            },
+            PropertyChange {
+                name: "ConsentAction.Permissions".into(),
+                old_value: None,
+                new_value: Some(json::string(&permissions.join(" "))),
+            },
+        ];
+        tx.insert_audit(&audit.success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::ConsentToApplication,
+            vec![consent_target],
+        ))
+        .await?;
+        tx.insert_audit(&audit.success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddDelegatedPermissionGrant,
+            vec![grant_target(&grant, Some(principal))],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The device-code page's consent: the permissions `user` must still grant `client` for
+    /// `scopes`, or `Err` when only an administrator could grant them.
+    pub(crate) async fn device_consent(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        scopes: &Scopes,
+    ) -> Result<Vec<String>, AppError> {
+        let missing = self.missing_consent(tenant, client, user, scopes).await?;
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let (setting, is_admin) = self.consent_powers(tenant, user).await?;
+        if !is_admin && !missing.iter().all(|it| setting.allows(it)) {
+            return Err(AppError::BadRequest(format!(
+                "{} needs permission to access resources in your organization that only an admin can grant. Ask an \
+                 admin to grant permission to this app before you can use it.",
+                client.display_name
+            )));
+        }
+        Ok(missing)
+    }
+
+    /// Records the consent a user gave by approving a device code (the confirmation page listed
+    /// the permissions).
+    pub(crate) async fn consent_by_device_approval(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        scopes: &Scopes,
+        meta: crate::RequestMeta,
+    ) -> Result<(), AppError> {
+        let missing = self.device_consent(tenant, client, user, scopes).await?;
+        let Some(principal) = &client.service_principal else { return Ok(()) };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let (_, is_admin) = self.consent_powers(tenant, user).await?;
+        let wanted: Vec<&str> = missing.iter().map(String::as_str).collect();
+        self.record_consent(tenant, user, principal, &wanted, false, is_admin, meta).await
+    }
+
+    /// Creates the grant of `consent_type` for the client (and user) or adds `permissions` to it.
+    #[allow(clippy::too_many_arguments)]
+    async fn upsert_grant(
+        &self,
+        tx: &mut dyn Tx,
+        tenant: &Tenant,
+        client: &ObjectId,
+        consent_type: &str,
+        principal_id: Option<ObjectId>,
+        permissions: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<PermissionGrant, AppError> {
+        let existing = tx.list_permission_grants(&tenant.id, Some(client)).await?.into_iter().find(|it| {
+            it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
+        });
+        match existing {
+            Some(mut grant) => {
+                grant.scope = consent::merged(&grant.scope, permissions);
+                tx.update_permission_grant_scope(&grant.id, &grant.scope).await?;
+                Ok(grant)
+            }
+            None => {
+                let grant = PermissionGrant {
+                    id: grant_id(),
+                    tenant_id: tenant.id.clone(),
+                    client_id: client.clone(),
+                    consent_type: consent_type.to_owned(),
+                    principal_id,
+                    resource_id: GRAPH_RESOURCE_ID.to_owned(),
+                    scope: consent::merged("", permissions),
+                    created: now,
+                };
+                tx.insert_permission_grant(&grant).await?;
+                Ok(grant)
+            }
+        }
+    }
+
+    /// `GET /oauth2PermissionGrants` (optionally one client's).
+    pub async fn list_permission_grants(&self, caller: &Caller) -> Result<Vec<PermissionGrant>, AppError> {
+        require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
+        Ok(self.read().await?.list_permission_grants(&caller.tenant.id, None).await?)
+    }
+
+    /// `GET /oauth2PermissionGrants/{id}`.
+    pub async fn get_permission_grant(&self, caller: &Caller, id: &str) -> Result<PermissionGrant, AppError> {
+        require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
+        self.read()
+            .await?
+            .get_permission_grant(&caller.tenant.id, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(id.to_owned()))
+    }
+
+    /// `POST /oauth2PermissionGrants`: audited as `Add delegated permission grant`.
+    pub async fn create_permission_grant(
+        &self,
+        caller: &Caller,
+        draft: PermissionGrantDraft,
+    ) -> Result<PermissionGrant, AppError> {
+        let required = |name: &str| AppError::BadRequest(format!("Property '{name}' is required."));
+        let invalid = |name: &str| AppError::BadRequest(format!("Invalid value for property '{name}'."));
+        let client_id = draft.client_id.as_deref().ok_or_else(|| required("clientId"))?;
+        let client_id = ObjectId::parse(client_id).ok_or_else(|| invalid("clientId"))?;
+        let consent_type = draft.consent_type.as_deref().ok_or_else(|| required("consentType"))?;
+        let consent_type = match consent_type {
+            it if it.eq_ignore_ascii_case("AllPrincipals") => "AllPrincipals",
+            it if it.eq_ignore_ascii_case("Principal") => "Principal",
+            _ => return Err(invalid("consentType")),
+        };
+        let principal_id = match (consent_type, draft.principal_id.as_deref()) {
+            ("Principal", Some(id)) => Some(ObjectId::parse(id).ok_or_else(|| invalid("principalId"))?),
+            ("Principal", None) => return Err(required("principalId")),
+            (_, Some(_)) => return Err(invalid("principalId")),
+            (_, None) => None,
+        };
+        let resource_id = draft.resource_id.as_deref().ok_or_else(|| required("resourceId"))?;
+        if !resource_id.eq_ignore_ascii_case(GRAPH_RESOURCE_ID) {
+            return Err(AppError::BadRequest(format!(
+                "Invalid value for property 'resourceId': Keyward's API is the only resource; use '{GRAPH_RESOURCE_ID}'."
+            )));
+        }
+        let scope = draft.scope.unwrap_or_default();
+        consent::valid_scope(&scope).map_err(AppError::BadRequest)?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let principal =
+            tx.get_service_principal(&caller.tenant.id, &client_id).await?.ok_or_else(|| invalid("clientId"))?;
+        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
+            let target = vec![TargetResource::service_principal(&principal)];
+            return Err(self.refused(Some(tx), caller, Activity::AddDelegatedPermissionGrant, target, err).await);
+        }
+        if let Some(user) = &principal_id
+            && tx.get_user(&caller.tenant.id, user).await?.is_none()
+        {
+            return Err(invalid("principalId"));
+        }
+        let duplicate = tx.list_permission_grants(&caller.tenant.id, Some(&client_id)).await?.into_iter().any(|it| {
+            it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
+        });
+        if duplicate {
+            return Err(AppError::Conflict("Permission entry already exists.".into()));
+        }
+        let grant = PermissionGrant {
+            id: grant_id(),
+            tenant_id: caller.tenant.id.clone(),
+            client_id,
+            consent_type: consent_type.to_owned(),
+            principal_id,
+            resource_id: GRAPH_RESOURCE_ID.to_owned(),
+            scope: consent::merged(&scope, &[]),
+            created: now,
+        };
+        tx.insert_permission_grant(&grant).await?;
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddDelegatedPermissionGrant,
+            vec![grant_target(&grant, Some(&principal))],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(grant)
+    }
+
+    /// `PATCH /oauth2PermissionGrants/{id}`: replaces `scope`; audited as `Add delegated
+    /// permission grant` with the old and new scope (as Entra records a grant extended by consent).
+    pub async fn update_permission_grant(
+        &self,
+        caller: &Caller,
+        id: &str,
+        scope: Option<String>,
+    ) -> Result<(), AppError> {
+        let scope = scope.ok_or_else(|| AppError::BadRequest("Property 'scope' is required.".into()))?;
+        consent::valid_scope(&scope).map_err(AppError::BadRequest)?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let grant =
+            tx.get_permission_grant(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let principal = tx.get_service_principal(&caller.tenant.id, &grant.client_id).await?;
+        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
+            let target = vec![grant_target(&grant, principal.as_ref())];
+            return Err(self.refused(Some(tx), caller, Activity::AddDelegatedPermissionGrant, target, err).await);
+        }
+        let scope = consent::merged(&scope, &[]);
+        tx.update_permission_grant_scope(&grant.id, &scope).await?;
+        let mut target = grant_target(&PermissionGrant { scope: scope.clone(), ..grant.clone() }, principal.as_ref());
+        target.modified_properties[0].old_value = Some(json::string(&grant.scope));
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::AddDelegatedPermissionGrant,
+            vec![target],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `DELETE /oauth2PermissionGrants/{id}`: no new tokens for its permissions from the next
+    /// request; audited as `Remove delegated permission grant`.
+    pub async fn delete_permission_grant(&self, caller: &Caller, id: &str) -> Result<(), AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let grant =
+            tx.get_permission_grant(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let principal = tx.get_service_principal(&caller.tenant.id, &grant.client_id).await?;
+        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
+            let target = vec![grant_target(&grant, principal.as_ref())];
+            return Err(self.refused(Some(tx), caller, Activity::RemoveDelegatedPermissionGrant, target, err).await);
+        }
+        tx.delete_permission_grant(&caller.tenant.id, &grant.id).await?;
+        let mut target = grant_target(&grant, principal.as_ref());
+        for change in &mut target.modified_properties {
+            change.old_value = change.new_value.take();
+        }
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::RemoveDelegatedPermissionGrant,
+            vec![target],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `GET /policies/authorizationPolicy`: the permission grant policies users are assigned.
+    pub async fn user_consent_policies(&self, caller: &Caller) -> Result<Vec<String>, AppError> {
+        require(caller, "microsoft.directory/authorizationPolicy/standard/read", Target::Tenant).or_else(|_| {
+            require(caller, "microsoft.directory/authorizationPolicy/allProperties/allTasks", Target::Tenant)
+        })?;
+        let stored = self.read().await?.user_consent_policies(&caller.tenant.id).await?;
+        Ok(stored.unwrap_or_else(|| vec![consent::POLICY_LOW.to_owned()]))
+    }
+
+    /// `PATCH /policies/authorizationPolicy` with `permissionGrantPoliciesAssigned`: audited as
+    /// `Update authorization policy`. Unknown policy ids are refused, never dropped.
+    pub async fn set_user_consent_policies(&self, caller: &Caller, policies: Vec<String>) -> Result<(), AppError> {
+        if let Some(unknown) = policies.iter().find(|it| !consent::is_known_policy(it)) {
+            return Err(AppError::BadRequest(format!(
+                "Invalid value for property 'permissionGrantPoliciesAssigned': '{unknown}' is not a policy Keyward \
+                 supports (use '{}' or '{}', or an empty list to turn user consent off).",
+                consent::POLICY_LOW,
+                consent::POLICY_LEGACY
+            )));
+        }
+        let now = self.now();
+        let mut tx = self.write().await?;
+        if let Err(err) =
+            require(caller, "microsoft.directory/authorizationPolicy/allProperties/allTasks", Target::Tenant)
+        {
+            return Err(self.refused(Some(tx), caller, Activity::UpdateAuthorizationPolicy, Vec::new(), err).await);
+        }
+        let old =
+            tx.user_consent_policies(&caller.tenant.id).await?.unwrap_or_else(|| vec![consent::POLICY_LOW.to_owned()]);
+        tx.set_user_consent_policies(&caller.tenant.id, &policies).await?;
+        let target = TargetResource {
+            id: caller.tenant.id.clone(),
+            display_name: Some("Authorization Policy".into()),
+            kind: "Policy",
+            user_principal_name: None,
+            modified_properties: vec![PropertyChange {
+                name: "PermissionGrantPoliciesAssigned".into(),
+                old_value: Some(json::string_array(old.iter().map(String::as_str))),
+                new_value: Some(json::string_array(policies.iter().map(String::as_str))),
+            }],
+        };
+        tx.insert_audit(&caller.audit(now).success(
+            audit_id(&caller.meta.correlation_id),
+            Activity::UpdateAuthorizationPolicy,
+            vec![target],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A grant id: opaque base64url, as Graph's are.
+fn grant_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new_id().as_str().as_bytes())
+}

@@ -1,0 +1,272 @@
+//! Consent's Graph routes: `/oauth2PermissionGrants` (delegated permission grants) and
+//! `/policies/authorizationPolicy` (what users may consent to). The consent page itself is an
+//! OpenID Connect page, in `oidc.rs`.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use keyward_app::{AppError, PermissionGrantDraft};
+use keyward_core::odata::{CmpOp, Expr, Literal};
+use keyward_store::PermissionGrant;
+use serde_json::{Value, json};
+
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::graph::{Body, Query};
+use crate::openapi::{Api, Op};
+use crate::roles::allow_only;
+
+const MANAGE: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";
+const READ: &str = "microsoft.directory/servicePrincipals/standard/read";
+const POLICY: &str = "microsoft.directory/authorizationPolicy/allProperties/allTasks";
+
+fn grant_json(grant: &PermissionGrant) -> Value {
+    json!({
+        "id": grant.id,
+        "clientId": grant.client_id.as_str(),
+        "consentType": grant.consent_type,
+        "principalId": grant.principal_id.as_ref().map(|it| it.as_str()),
+        "resourceId": grant.resource_id,
+        "scope": grant.scope,
+    })
+}
+
+fn unsupported(ctx: &GraphCtx, message: String) -> GraphError {
+    GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message, &ctx.ids)
+}
+
+/// The clauses Graph supports on grants: `eq` on `clientId`, `consentType`, `principalId` and
+/// `resourceId` (property names in any case), joined with `and`. Anything else is refused.
+fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(&'static str, String)>, GraphError> {
+    let expr = keyward_core::odata::parse_filter(raw)
+        .map_err(|err| GraphError::bad_request(format!("Invalid filter clause: {err}"), &ctx.ids))?;
+    let mut res = Vec::new();
+    let mut clauses = vec![expr];
+    while let Some(clause) = clauses.pop() {
+        match clause {
+            Expr::And(left, right) => {
+                clauses.push(*left);
+                clauses.push(*right);
+            }
+            Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
+                let name = path.to_string();
+                let property = ["clientId", "consentType", "principalId", "resourceId"]
+                    .into_iter()
+                    .find(|it| it.eq_ignore_ascii_case(&name))
+                    .ok_or_else(|| {
+                        unsupported(
+                            ctx,
+                            format!(
+                                "Unsupported filter on property '{name}': oauth2PermissionGrants are filtered with \
+                                 eq on clientId, consentType, principalId or resourceId."
+                            ),
+                        )
+                    })?;
+                res.push((property, text));
+            }
+            other => {
+                return Err(unsupported(
+                    ctx,
+                    format!(
+                        "Unsupported filter clause '{other}': oauth2PermissionGrants support eq on clientId, \
+                         consentType, principalId and resourceId, joined with 'and'."
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// `GET /oauth2PermissionGrants` — `microsoft.directory/servicePrincipals/standard/read`.
+async fn list_grants(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$filter"])?;
+    let clauses = match query.raw.filter.as_deref() {
+        Some(raw) => grant_filter(&ctx, raw)?,
+        None => Vec::new(),
+    };
+    let grants = ctx.state.app.list_permission_grants(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let items: Vec<Value> = grants
+        .iter()
+        .map(grant_json)
+        .filter(|it| {
+            clauses
+                .iter()
+                .all(|(name, value)| it[*name].as_str().is_some_and(|actual| actual.eq_ignore_ascii_case(value)))
+        })
+        .collect();
+    Ok(collection(format!("{}/$metadata#oauth2PermissionGrants", ctx.base()), items, None, None))
+}
+
+/// `GET /oauth2PermissionGrants/{id}` — `microsoft.directory/servicePrincipals/standard/read`.
+async fn get_grant(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let grant = ctx.state.app.get_permission_grant(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(format!("{}/$metadata#oauth2PermissionGrants/$entity", ctx.base()), grant_json(&grant), StatusCode::OK))
+}
+
+fn text(ctx: &GraphCtx, body: &Value, name: &str) -> Result<Option<String>, GraphError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(it)) => Ok(Some(it.clone())),
+        Some(_) => Err(ctx.err(AppError::BadRequest(format!("Invalid value for property '{name}'.")))),
+    }
+}
+
+/// Refuses properties a body may not carry (never drops them silently).
+fn only(ctx: &GraphCtx, body: &Value, allowed: &[&str]) -> Result<(), GraphError> {
+    let Some(fields) = body.as_object() else {
+        return Err(ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())));
+    };
+    match fields.keys().find(|key| !key.starts_with("@odata.") && !allowed.contains(&key.as_str())) {
+        Some(key) => Err(ctx.err(AppError::BadRequest(format!(
+            "Property '{key}' does not exist on type 'microsoft.graph.oAuth2PermissionGrant' or cannot be set."
+        )))),
+        None => Ok(()),
+    }
+}
+
+/// `POST /oauth2PermissionGrants` — `microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks`.
+async fn create_grant(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    only(&ctx, &body, &["clientId", "consentType", "principalId", "resourceId", "scope"])?;
+    let draft = PermissionGrantDraft {
+        client_id: text(&ctx, &body, "clientId")?,
+        consent_type: text(&ctx, &body, "consentType")?,
+        principal_id: text(&ctx, &body, "principalId")?,
+        resource_id: text(&ctx, &body, "resourceId")?,
+        scope: text(&ctx, &body, "scope")?,
+    };
+    let grant = ctx.state.app.create_permission_grant(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#oauth2PermissionGrants/$entity", ctx.base()),
+        grant_json(&grant),
+        StatusCode::CREATED,
+    ))
+}
+
+/// `PATCH /oauth2PermissionGrants/{id}` (only `scope`) — `…/oAuth2PermissionGrants/allProperties/allTasks`.
+async fn update_grant(ctx: GraphCtx, Path(id): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    only(&ctx, &body, &["scope"])?;
+    let scope = text(&ctx, &body, "scope")?;
+    ctx.state.app.update_permission_grant(&ctx.caller, &id, scope).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /oauth2PermissionGrants/{id}` — `…/oAuth2PermissionGrants/allProperties/allTasks`.
+async fn delete_grant(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_permission_grant(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn policy_json(policies: &[String]) -> Value {
+    json!({
+        "id": "authorizationPolicy",
+        "displayName": "Authorization Policy",
+        "description": "Used to manage authorization related settings across the company.",
+        "defaultUserRolePermissions": {"permissionGrantPoliciesAssigned": policies},
+    })
+}
+
+/// `GET /policies/authorizationPolicy` — `microsoft.directory/authorizationPolicy/standard/read`.
+async fn get_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let policies = ctx.state.app.user_consent_policies(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    Ok(entity(
+        format!("{}/$metadata#policies/authorizationPolicy/$entity", ctx.base()),
+        policy_json(&policies),
+        StatusCode::OK,
+    ))
+}
+
+/// `PATCH /policies/authorizationPolicy` (`defaultUserRolePermissions.permissionGrantPoliciesAssigned`)
+/// — `microsoft.directory/authorizationPolicy/allProperties/allTasks`.
+async fn update_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let unsupported = |name: &str| {
+        ctx.err(AppError::BadRequest(format!(
+            "Property '{name}' of the authorization policy is not supported by Keyward; only \
+             defaultUserRolePermissions.permissionGrantPoliciesAssigned can be changed."
+        )))
+    };
+    let fields = body
+        .as_object()
+        .ok_or_else(|| ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+    if let Some(key) = fields.keys().find(|it| !it.starts_with("@odata.") && *it != "defaultUserRolePermissions") {
+        return Err(unsupported(key));
+    }
+    let permissions = fields
+        .get("defaultUserRolePermissions")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ctx.err(AppError::BadRequest("Property 'defaultUserRolePermissions' is required.".into())))?;
+    if let Some(key) = permissions.keys().find(|it| *it != "permissionGrantPoliciesAssigned") {
+        return Err(unsupported(&format!("defaultUserRolePermissions.{key}")));
+    }
+    let list = permissions.get("permissionGrantPoliciesAssigned").and_then(Value::as_array).ok_or_else(|| {
+        ctx.err(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
+    })?;
+    let policies =
+        list.iter().map(|it| it.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+            ctx.err(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
+        })?;
+    ctx.state.app.set_user_consent_policies(&ctx.caller, policies).await.map_err(|err| ctx.err(err))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Registers the consent routes.
+pub fn routes(api: Api) -> Api {
+    api.route(
+        "/oauth2PermissionGrants",
+        get(list_grants),
+        Op::get(
+            "consent",
+            "List delegated permission grants ($filter: eq on clientId, consentType, principalId, resourceId)",
+            READ,
+            "OAuth2PermissionGrantCollection",
+        ),
+    )
+    .route(
+        "/oauth2PermissionGrants",
+        post(create_grant),
+        Op::post(
+            "consent",
+            "Grant an application delegated permissions (admin consent)",
+            MANAGE,
+            "OAuth2PermissionGrantCreate",
+            201,
+            "OAuth2PermissionGrant",
+        ),
+    )
+    .route(
+        "/oauth2PermissionGrants/{id}",
+        get(get_grant),
+        Op::get("consent", "Get a delegated permission grant", READ, "OAuth2PermissionGrant").with_id(),
+    )
+    .route(
+        "/oauth2PermissionGrants/{id}",
+        patch(update_grant),
+        Op::patch("consent", "Replace a grant's scope", MANAGE, "OAuth2PermissionGrantUpdate").with_id(),
+    )
+    .route(
+        "/oauth2PermissionGrants/{id}",
+        delete(delete_grant),
+        Op::delete("consent", "Remove a delegated permission grant", MANAGE).with_id(),
+    )
+    .route(
+        "/policies/authorizationPolicy",
+        get(get_policy),
+        Op::get(
+            "consent",
+            "What users may consent to",
+            "microsoft.directory/authorizationPolicy/standard/read",
+            "AuthorizationPolicy",
+        ),
+    )
+    .route(
+        "/policies/authorizationPolicy",
+        patch(update_policy),
+        Op::patch(
+            "consent",
+            "Set what users may consent to (permissionGrantPoliciesAssigned)",
+            POLICY,
+            "AuthorizationPolicy",
+        ),
+    )
+}
