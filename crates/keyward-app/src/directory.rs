@@ -584,6 +584,10 @@ impl App {
         let now = self.now();
         let tx = self.write().await?;
         let (mut tx, group) = self.group_for_relation_change(tx, caller, relation, group_key, true).await?;
+        if group.is_assignable_to_role {
+            // Joining (or owning) a role-assignable group is a promotion (see `user_facts`).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        }
         let object = match relation {
             Relation::Members => resolve_object(&mut *tx, &caller.tenant, object_key).await?,
             Relation::Owners => DirectoryObject::User(resolve_user(&mut *tx, &caller.tenant, object_key).await?),

@@ -20,7 +20,12 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
 
 /// Everything the rules weigh about a target user: roles, role-assignable groups, units, and
 /// whether the user is the last enabled Global Administrator.
+///
+/// Takes the tenant's role-change lock first (PostgreSQL; SQLite writers are serial anyway): every
+/// change that can make a user an administrator takes it too, so a target cannot be promoted
+/// between this decision and its transaction's commit.
 pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<UserFacts, AppError> {
+    tx.lock_role_changes(&tenant.id).await?;
     let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
     let scoped_units: Vec<ObjectId> = assignments
         .iter()

@@ -377,6 +377,8 @@ impl App {
             return Err(self.refused(None, caller, first_activity, targets, err).await);
         }
         let mut tx = self.write().await?;
+        // A promotion: held off while a target-sensitive decision is in flight (see `user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let role = self
             .find_role(&mut *tx, caller, role_definition_id)
             .await?
@@ -795,6 +797,10 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
+        if unit.is_member_management_restricted {
+            // Moving into a restricted unit changes who may act on the member (see `user_facts`).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        }
         let member = resolve_object(&mut *tx, &caller.tenant, member_key).await?;
         if tx.is_unit_member(&unit.id, member.id()).await? {
             return Err(AppError::BadRequest(

@@ -718,6 +718,70 @@ async fn revocation_authenticates_confidential_clients(backend: Backend) {
     assert_eq!(oauth_error(refused).0, "invalid_grant");
 }
 
+/// A promotion and a target-sensitive decision never interleave: while a transaction holding the
+/// role-change lock makes Grace a Global Administrator, an Authentication Administrator's pass
+/// for her waits and is then refused; and a real role assignment waits while a decision holds
+/// the lock. (On SQLite writers are serial anyway; on PostgreSQL the advisory lock does it.)
+async fn no_promotion_between_decision_and_commit(backend: Backend) {
+    use keyward_core::authz::roles;
+    let app = TestApp::spawn(backend).await;
+    let grace = app.create_user("grace", "Grace Taylor").await;
+    let grace_id = grace["id"].as_str().expect("id").to_owned();
+    let desk = app.create_user("desk", "Desk Agent").await;
+    app.assign_role(desk["id"].as_str().expect("id"), roles::AUTHENTICATION_ADMINISTRATOR, "/").await;
+    let desk_token = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+
+    // A promotion in flight: the pass request waits for it, then sees an administrator.
+    let mut promotion = store.write().await.expect("tx");
+    promotion.lock_role_changes(&tenant).await.expect("lock");
+    promotion
+        .insert_role_assignment(&keyward_store::RoleAssignment {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.clone(),
+            principal_id: keyward_core::ids::ObjectId::parse(&grace_id).expect("id"),
+            role_definition_id: roles::GLOBAL_ADMINISTRATOR.to_owned(),
+            directory_scope_id: "/".into(),
+            created: app.app.now(),
+        })
+        .await
+        .expect("assignment");
+    let pass_path = format!("/v1.0/users/{grace_id}/authentication/temporaryAccessPassMethods");
+    let request = {
+        let (client, url, token) = (app.client.clone(), format!("{}{pass_path}", app.base_url), desk_token.clone());
+        tokio::spawn(async move {
+            client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send").status()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!request.is_finished(), "the decision must wait for the promotion in flight");
+    promotion.commit().await.expect("commit");
+    assert_eq!(request.await.expect("task"), StatusCode::FORBIDDEN, "decided on the committed promotion");
+
+    // A decision in flight: a real role assignment waits for it.
+    let adele = app.create_user("adele", "Adele Vance").await["id"].as_str().expect("id").to_owned();
+    let mut decision = store.write().await.expect("tx");
+    decision.lock_role_changes(&tenant).await.expect("lock");
+    let assign = {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/v1.0/roleManagement/directory/roleAssignments", app.base_url),
+            app.admin_token.clone(),
+        );
+        let body =
+            json!({"principalId": adele, "roleDefinitionId": roles::HELPDESK_ADMINISTRATOR, "directoryScopeId": "/"});
+        tokio::spawn(
+            async move { client.post(url).bearer_auth(token).json(&body).send().await.expect("send").status() },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!assign.is_finished(), "the promotion must wait for the decision in flight");
+    decision.commit().await.expect("commit");
+    assert_eq!(assign.await.expect("task"), StatusCode::CREATED);
+    store.close().await;
+}
+
 crate::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
@@ -727,4 +791,5 @@ crate::on_both_backends!(
     every_sign_in_path_is_logged,
     codes_only_after_consent,
     revocation_authenticates_confidential_clients,
+    no_promotion_between_decision_and_commit,
 );
