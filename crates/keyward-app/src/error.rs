@@ -18,6 +18,12 @@ pub enum AppError {
     /// The request is invalid; the message tells the client what to change.
     #[error("{0}")]
     BadRequest(String),
+    /// Too many requests from one address or against one account: retry after this many seconds.
+    #[error("Too many requests. Try again in {retry_after} seconds.")]
+    TooManyRequests { retry_after: u64 },
+    /// The server is at capacity (the password hasher's queue is full): retry after this many seconds.
+    #[error("The server is busy. Try again in {retry_after} seconds.")]
+    Overloaded { retry_after: u64 },
     /// The object exists already (Graph answers 409).
     #[error("{0}")]
     Conflict(String),

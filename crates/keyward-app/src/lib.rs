@@ -15,6 +15,7 @@ mod directory;
 pub mod error;
 mod facts;
 pub mod keys;
+mod limits;
 mod oidc;
 pub mod password;
 mod roles;
@@ -39,6 +40,7 @@ pub use crate::consent::{ConsentRequest, PermissionGrantDraft};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
+pub use crate::limits::{Limits, Surface};
 pub use crate::oidc::{
     AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
     url_encode,
@@ -62,6 +64,8 @@ pub struct AppConfig {
     pub key_cache_ttl: std::time::Duration,
     /// `KEYWARD_ALLOW_PASSWORD_GRANT`: whether the resource-owner password grant is on.
     pub allow_password_grant: bool,
+    /// Abuse limits (rate limits, the hasher's queue).
+    pub limits: Limits,
 }
 
 impl AppConfig {
@@ -72,6 +76,7 @@ impl AppConfig {
             access_token_lifetime: time::Duration::hours(1),
             key_cache_ttl: std::time::Duration::from_secs(5),
             allow_password_grant: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -165,6 +170,7 @@ struct Inner {
     hasher: PasswordHasher,
     keys: Arc<KeyRing>,
     config: AppConfig,
+    limiter: limits::RateLimiter,
 }
 
 impl App {
@@ -176,7 +182,9 @@ impl App {
         keys: KeyRing,
         config: AppConfig,
     ) -> Result<App, AppError> {
-        let app = App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) };
+        let hasher = hasher.with_queue_limit(config.limits.hash_queue);
+        let limiter = limits::RateLimiter::default();
+        let app = App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config, limiter }) };
         app.reload_keys().await?;
         Ok(app)
     }
@@ -191,7 +199,8 @@ impl App {
         keys: KeyRing,
         config: AppConfig,
     ) -> App {
-        App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config }) }
+        let limiter = limits::RateLimiter::default();
+        App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config, limiter }) }
     }
 
     /// The store, for shutdown and health checks.
@@ -207,6 +216,22 @@ impl App {
     /// Now, by the app's clock.
     pub fn now(&self) -> time::OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// Counts a request from `address` (and against `account`, when known) to `surface` on this
+    /// node; `Err(TooManyRequests)` past the configured limits.
+    pub fn throttle(&self, surface: Surface, address: Option<&str>, account: Option<&str>) -> Result<(), AppError> {
+        let limits = self.inner.config.limits;
+        let now = self.now();
+        if let Some(address) = address {
+            self.inner.limiter.check(surface, address, limits.per_address, now)?;
+        }
+        if let Some(account) = account {
+            // One budget per account across surfaces: guesses by page, grant or device page add up.
+            let key = format!("account:{}", account.to_lowercase());
+            self.inner.limiter.check(Surface::SignInPages, &key, limits.per_account, now)?;
+        }
+        Ok(())
     }
 
     /// How many passwords this node has verified since it started (`/metrics`).

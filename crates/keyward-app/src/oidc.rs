@@ -40,11 +40,19 @@ pub struct OAuthError {
     pub error: &'static str,
     pub description: String,
     pub codes: Vec<i64>,
+    /// Seconds to wait, for `429` and `503` answers (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     fn new(status: u16, error: &'static str, code: i64, description: impl Into<String>) -> OAuthError {
-        OAuthError { status, error, description: format!("AADSTS{code}: {}", description.into()), codes: vec![code] }
+        OAuthError {
+            status,
+            error,
+            description: format!("AADSTS{code}: {}", description.into()),
+            codes: vec![code],
+            retry_after: None,
+        }
     }
 
     fn invalid_request(code: i64, description: impl Into<String>) -> OAuthError {
@@ -62,12 +70,40 @@ impl OAuthError {
 
 impl From<AppError> for OAuthError {
     fn from(err: AppError) -> OAuthError {
+        match err {
+            AppError::TooManyRequests { retry_after } => {
+                return OAuthError {
+                    retry_after: Some(retry_after),
+                    ..OAuthError::new(
+                        429,
+                        "temporarily_unavailable",
+                        codes::THROTTLED,
+                        format!(
+                            "Too many requests from this address or for this account. Try again in {retry_after} seconds."
+                        ),
+                    )
+                };
+            }
+            AppError::Overloaded { retry_after } => {
+                return OAuthError {
+                    retry_after: Some(retry_after),
+                    ..OAuthError::new(
+                        503,
+                        "temporarily_unavailable",
+                        codes::THROTTLED,
+                        format!("The server is busy. Try again in {retry_after} seconds."),
+                    )
+                };
+            }
+            _ => (),
+        }
         tracing::error!(error = ?err, "token endpoint failed");
         OAuthError {
             status: 500,
             error: "server_error",
             description: "The server failed; try again.".into(),
             codes: Vec::new(),
+            retry_after: None,
         }
     }
 }
@@ -1274,6 +1310,7 @@ impl App {
                 "The request body must contain the 'username' and 'password' parameters.",
             ));
         };
+        self.throttle(crate::Surface::Token, None, Some(username))?;
         let now = self.now();
         // Counted before the password is checked, as on the sign-in pages (see
         // `signin::Lockout::reserve`): a locked account gets no token whatever the password.

@@ -2,7 +2,7 @@
 //! and the 19 MiB block buffers reused between hashes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -35,6 +35,9 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
     /// Passwords verified so far (for `/metrics`, and for tests that prove a bound on them).
     verifications: Arc<AtomicU64>,
+    /// Hashes waiting for a permit, and how many may wait before new ones are turned away.
+    waiting: Arc<AtomicUsize>,
+    queue_limit: usize,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -64,10 +67,19 @@ impl PasswordHasher {
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: Arc::from(""),
             verifications: Arc::new(AtomicU64::new(0)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            queue_limit: usize::MAX,
         };
         let salt = [0x5a_u8; SALT_LEN];
         hasher.dummy_hash = Arc::from(hasher.hash_with_salt(b"keyward dummy password", &salt)?);
         Ok(hasher)
+    }
+
+    /// At most `limit` hashes wait for a permit; more are refused with [`AppError::Overloaded`]
+    /// instead of queueing without end.
+    pub fn with_queue_limit(mut self, limit: usize) -> PasswordHasher {
+        self.queue_limit = limit;
+        self
     }
 
     /// How many passwords this hasher has verified since it started.
@@ -106,8 +118,14 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| AppError::Unexpected(anyhow::anyhow!("hasher closed")))?;
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if waiting >= self.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AppError::Overloaded { retry_after: 1 });
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|_| AppError::Unexpected(anyhow::anyhow!("hasher closed")))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|err| AppError::Unexpected(anyhow::anyhow!("hashing task failed: {err}")))?
@@ -175,6 +193,29 @@ fn parse_phc(stored: &str) -> Option<(HashParams, Vec<u8>, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_turns_new_hashes_away() {
+        let hasher = PasswordHasher::new(HashParams::OWASP, 1).expect("hasher").with_queue_limit(1);
+        let stored = hasher.hash("correct horse battery").await.expect("hash");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            tasks.spawn(async move { hasher.verify("correct horse battery", Some(&stored)).await });
+        }
+        let (mut done, mut refused) = (0, 0);
+        while let Some(result) = tasks.join_next().await {
+            match result.expect("task") {
+                Ok(true) => done += 1,
+                Err(AppError::Overloaded { retry_after }) => {
+                    assert!(retry_after >= 1);
+                    refused += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(done >= 1 && refused >= 1, "done {done}, refused {refused}");
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_reject_wrong_passwords() {

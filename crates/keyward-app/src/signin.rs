@@ -88,6 +88,8 @@ pub struct SignInForm {
     pub remember: bool,
     pub new_password: Option<Secret>,
     pub confirm_password: Option<Secret>,
+    /// The user-name form of a sign-in that has no session row yet carries where to go after it.
+    pub return_to: Option<String>,
 }
 
 /// The page to show.
@@ -116,6 +118,9 @@ pub struct SignInView {
     pub clear_session: bool,
     /// A remembered-device cookie and its lifetime in days.
     pub set_device: Option<(String, i64)>,
+    /// For a sign-in not started yet (no session row): where to go afterwards, carried by the
+    /// user-name form (bound to the cookie by its MAC).
+    pub pending_return_to: Option<String>,
 }
 
 /// The CSRF token of a session: derived from the cookie, so it needs no storage and reveals
@@ -157,6 +162,11 @@ fn lockout_message(until: OffsetDateTime) -> String {
 
 const WRONG_CREDENTIALS: &str = "Your account or password is incorrect. Check them and try again; if you don't \
                                  remember your password, ask your administrator to reset it.";
+
+/// What a pending sign-in cookie's MAC covers.
+fn pending_message(tenant: &ObjectId, random: &str, expires: i64, return_to: &str) -> String {
+    format!("keyward sign-in v1:{tenant}:{random}:{expires}:{return_to}")
+}
 
 /// The state a submission works on.
 struct Flow {
@@ -218,13 +228,21 @@ impl App {
     ) -> Result<SignInView, AppError> {
         let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
         let now = self.now();
-        let session = match cookie {
+        let mut session = match cookie {
             Some(cookie) => {
                 let mut tx = self.read().await?;
                 tx.get_browser_session(&sha256(cookie.as_bytes())).await?
             }
             None => None,
         };
+        if let (None, Some(cookie), "username") = (&session, cookie, form.step.as_str()) {
+            // The first form of a sign-in started by a page load that wrote nothing. The CSRF
+            // token is checked before anything is written.
+            if bool::from(csrf_token(cookie).as_bytes().ct_eq(form.csrf.as_bytes())) {
+                let return_to = form.return_to.as_deref().unwrap_or_default();
+                session = self.materialize_flow(&tenant, cookie, return_to).await?;
+            }
+        }
         let (Some(cookie), Some(session)) = (cookie, session.filter(|it| it.tenant_id == tenant.id)) else {
             let mut view = self.start_flow(&tenant, None).await?;
             view.page = Some(SignInPage::Username {
@@ -281,28 +299,17 @@ impl App {
         }
     }
 
+    /// A new sign-in: a cookie and the user-name page, and nothing written yet. The cookie is
+    /// `{random}.{expiry}.{mac}`, the MAC binding it to the tenant, its expiry and the return
+    /// address the form carries; the session row is created by the first form post
+    /// ([`App::materialize_flow`]), so a flood of page loads writes nothing.
     async fn start_flow(&self, tenant: &Tenant, return_to: Option<&str>) -> Result<SignInView, AppError> {
-        let now = self.now();
-        let cookie = random_token()?;
-        let session = BrowserSession {
-            id_sha256: sha256(cookie.as_bytes()),
-            tenant_id: tenant.id.clone(),
-            user_id: None,
-            stage: Stage::Username.as_str().into(),
-            username: None,
-            return_to: safe_return_to(return_to),
-            created: now,
-            expires_at: now + FLOW_LIFETIME,
-            authenticated_at: None,
-            mfa_at: None,
-            methods: String::new(),
-            pass_expires_at: None,
-            pending_secret: None,
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-        };
-        let mut tx = self.write().await?;
-        tx.insert_browser_session(&session).await?;
-        tx.commit().await?;
+        let expires = (self.now() + FLOW_LIFETIME).unix_timestamp();
+        let return_to = safe_return_to(return_to);
+        let random = random_token()?;
+        let mac =
+            self.inner.keys.sign_checkpoint(pending_message(&tenant.id, &random, expires, &return_to).as_bytes())?;
+        let cookie = format!("{random}.{expires}.{mac}");
         Ok(SignInView {
             tenant_id: tenant.id.clone(),
             page: Some(SignInPage::Username { error: None }),
@@ -311,7 +318,57 @@ impl App {
             set_session: Some(cookie),
             clear_session: false,
             set_device: None,
+            pending_return_to: Some(return_to),
         })
+    }
+
+    /// The session row of a sign-in whose first form arrives now, if `cookie` is a pending
+    /// cookie this server issued for this tenant and `return_to`, and has not expired.
+    async fn materialize_flow(
+        &self,
+        tenant: &Tenant,
+        cookie: &str,
+        return_to: &str,
+    ) -> Result<Option<BrowserSession>, AppError> {
+        let now = self.now();
+        let mut parts = cookie.splitn(3, '.');
+        let (Some(random), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        let Ok(expires) = expires.parse::<i64>() else { return Ok(None) };
+        let message = pending_message(&tenant.id, random, expires, return_to);
+        if expires <= now.unix_timestamp() || self.inner.keys.verify_checkpoint(message.as_bytes(), mac) != Some(true) {
+            return Ok(None);
+        }
+        let session = BrowserSession {
+            id_sha256: sha256(cookie.as_bytes()),
+            tenant_id: tenant.id.clone(),
+            user_id: None,
+            stage: Stage::Username.as_str().into(),
+            username: None,
+            return_to: return_to.to_owned(),
+            created: now,
+            expires_at: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(now + FLOW_LIFETIME),
+            authenticated_at: None,
+            mfa_at: None,
+            methods: String::new(),
+            pass_expires_at: None,
+            pending_secret: None,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut tx = self.write().await?;
+        match tx.insert_browser_session(&session).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(Some(session))
+            }
+            // A concurrent first post of the same sign-in created it.
+            Err(keyward_store::StoreError::Conflict { .. }) => {
+                drop(tx);
+                Ok(self.read().await?.get_browser_session(&session.id_sha256).await?)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     fn view(&self, flow: &Flow, page: SignInPage) -> SignInView {
@@ -323,6 +380,7 @@ impl App {
             set_session: None,
             clear_session: false,
             set_device: None,
+            pending_return_to: None,
         }
     }
 
@@ -390,6 +448,7 @@ impl App {
         let Some(secret) = form.password.as_ref().filter(|it| !it.expose().is_empty()) else {
             return self.render(flow, Some("Enter your password.".into())).await;
         };
+        self.throttle(crate::Surface::SignInPages, None, flow.session.username.as_deref())?;
         let now = self.now();
         // The attempt is counted (reserved) before the secret is checked, in the same write
         // transaction that reads what the check needs: parallel attempts cannot outrun the lockout.
@@ -568,6 +627,7 @@ impl App {
         }
         // The current password is a password attempt like any other: smart lockout counts it,
         // before it is checked.
+        self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let now = self.now();
         let mut tx = self.write().await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
@@ -626,6 +686,7 @@ impl App {
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
         let code = form.code.as_deref().unwrap_or_default();
+        self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let now = self.now();
         let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
         let mut tx = self.write().await?;

@@ -378,6 +378,7 @@ impl App {
                 hasher: inner.hasher.clone(),
                 keys: inner.keys.clone(),
                 config,
+                limiter: crate::limits::RateLimiter::default(),
             }),
         }
     }

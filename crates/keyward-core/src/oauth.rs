@@ -58,6 +58,8 @@ pub mod codes {
     pub const ACCOUNT_DISABLED: i64 = 50057;
     /// The account is locked.
     pub const ACCOUNT_LOCKED: i64 = 50053;
+    /// Too many requests (Entra's `TenantThrottlingError`).
+    pub const THROTTLED: i64 = 90055;
     /// No consent for the application (`DelegationDoesNotExist`).
     pub const CONSENT_REQUIRED: i64 = 65001;
 }

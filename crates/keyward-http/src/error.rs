@@ -15,11 +15,20 @@ pub struct GraphError {
     pub message: String,
     pub ids: RequestIds,
     pub www_authenticate: bool,
+    /// Seconds for `Retry-After` (throttling and overload).
+    pub retry_after: Option<u64>,
 }
 
 impl GraphError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, ids: &RequestIds) -> GraphError {
-        GraphError { status, code, message: message.into(), ids: ids.clone(), www_authenticate: false }
+        GraphError {
+            status,
+            code,
+            message: message.into(),
+            ids: ids.clone(),
+            www_authenticate: false,
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>, ids: &RequestIds) -> GraphError {
@@ -41,6 +50,14 @@ impl GraphError {
                 GraphError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", err.to_string(), ids)
             }
             AppError::BadRequest(message) => GraphError::bad_request(message, ids),
+            AppError::TooManyRequests { retry_after } => GraphError {
+                retry_after: Some(retry_after),
+                ..GraphError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", err.to_string(), ids)
+            },
+            AppError::Overloaded { retry_after } => GraphError {
+                retry_after: Some(retry_after),
+                ..GraphError::new(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", err.to_string(), ids)
+            },
             AppError::Conflict(message) => {
                 GraphError::new(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", message, ids)
             }
@@ -87,6 +104,9 @@ impl IntoResponse for GraphError {
             }
         });
         let mut response = (self.status, crate::context::graph_json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.www_authenticate {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

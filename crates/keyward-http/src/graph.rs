@@ -46,9 +46,18 @@ impl FromRequest<AppState> for Body {
     async fn from_request(request: Request, state: &AppState) -> Result<Body, GraphError> {
         let (parts, body) = request.into_parts();
         let ids = request_ids(&parts);
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|_| GraphError::bad_request("The request body could not be read or is too large.", &ids))?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|err| {
+            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                GraphError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("The request body is larger than {} bytes.", crate::GRAPH_BODY_LIMIT),
+                    &ids,
+                )
+            } else {
+                GraphError::bad_request("The request body could not be read.", &ids)
+            }
+        })?;
         let value = serde_json::from_slice(&bytes).map_err(|_| {
             GraphError::bad_request(
                 "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",

@@ -22,7 +22,7 @@ mod signin;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
@@ -44,6 +44,13 @@ pub struct AppState {
     openapi: Arc<serde_json::Value>,
 }
 
+/// The largest Graph request body.
+pub const GRAPH_BODY_LIMIT: usize = 1 << 20;
+/// The largest body at the OpenID Connect endpoints (token, device code, revoke, consent).
+pub const OIDC_BODY_LIMIT: usize = 64 << 10;
+/// The largest sign-in form.
+pub const FORM_BODY_LIMIT: usize = 16 << 10;
+
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
     let graph = consent::routes(methods::routes(oidc::graph_routes(signin::routes(audit::routes(roles::routes(
@@ -53,6 +60,9 @@ pub fn router(app: App) -> Router {
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =
         graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(graph::method_not_allowed);
+    // Bodies are capped per surface: Graph JSON (certificates included) at 1 MiB, the OpenID
+    // Connect endpoints (client assertions) at 64 KiB, the sign-in forms at 16 KiB.
+    let graph_router = graph_router.layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT));
     Router::new()
         .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
         .nest("/beta", graph_router.layer(Extension(Version::Beta)))
@@ -61,8 +71,8 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
-        .merge(signin::page_routes())
-        .merge(oidc::routes())
+        .merge(signin::page_routes().layer(DefaultBodyLimit::max(FORM_BODY_LIMIT)))
+        .merge(oidc::routes().layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT)))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state)

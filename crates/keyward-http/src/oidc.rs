@@ -13,7 +13,7 @@ use axum::{Extension, Form, Json, Router};
 use base64::Engine;
 use keyward_app::{
     AppError, ApplicationDraft, ApplicationView, AuthorizeOutcome, AuthorizeRequest, ClientAuth, KeyCredentialDraft,
-    OAuthError, ResponseMode, url_encode,
+    OAuthError, ResponseMode, Surface, url_encode,
 };
 use keyward_core::secret::Secret;
 use serde_json::{Value, json};
@@ -93,16 +93,21 @@ fn unknown_tenant(key: &str) -> OAuthError {
         error: "invalid_tenant",
         description: format!("AADSTS90002: Tenant '{key}' not found. Check the tenant id or domain name."),
         codes: vec![90002],
+        retry_after: None,
     }
 }
 
 fn server_error(err: AppError) -> Response {
+    if matches!(err, AppError::TooManyRequests { .. } | AppError::Overloaded { .. }) {
+        return oauth_error(&OAuthError::from(err));
+    }
     tracing::error!(error = ?err, "OpenID Connect endpoint failed");
     oauth_error(&OAuthError {
         status: 500,
         error: "server_error",
         description: "The server failed; try again.".into(),
         codes: Vec::new(),
+        retry_after: None,
     })
 }
 
@@ -132,6 +137,9 @@ fn oauth_error(err: &OAuthError) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if err.status == 401 {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"keyward\""));
+    }
+    if let Some(seconds) = err.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
@@ -356,6 +364,7 @@ fn basic_auth(headers: &HeaderMap) -> Result<ClientAuth, OAuthError> {
         error: "invalid_client",
         description: "AADSTS7000215: The Authorization header is not valid Basic credentials.".into(),
         codes: vec![7_000_215],
+        retry_after: None,
     };
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -379,6 +388,9 @@ async fn token(
         Err(err) => return oauth_error(&err),
     };
     let meta = meta(&headers, peer.map(|it| it.0.0));
+    if let Err(err) = state.app.throttle(Surface::Token, meta.ip_address.as_deref(), None) {
+        return oauth_error(&OAuthError::from(err));
+    }
     match state.app.token(&tenant, &params, auth, &meta).await {
         Ok(response) => {
             let mut response = Json(response).into_response();
@@ -394,8 +406,13 @@ async fn token(
 async fn devicecode(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    peer: Peer,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
+    let address = peer.map(|it| it.0.0.ip().to_string());
+    if let Err(err) = state.app.throttle(Surface::DeviceCode, address.as_deref(), None) {
+        return oauth_error(&OAuthError::from(err));
+    }
     match state.app.device_authorization(&tenant, &params).await {
         Ok(response) => Json(response).into_response(),
         Err(err) => oauth_error(&err),

@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
@@ -33,39 +32,147 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// How long to wait for in-flight requests after the shutdown signal.
     pub drain_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long an HTTP/1.1
+    /// connection may sit idle between requests, before it is closed (slow-loris).
+    pub header_read_timeout: Duration,
 }
 
+impl ServeConfig {
+    /// The defaults: a 10 s drain and a 10 s header-read and idle timeout.
+    pub fn new(listener: TcpListener, tls: Option<TlsFiles>) -> ServeConfig {
+        ServeConfig {
+            listener,
+            tls,
+            drain_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until `shutdown` completes, then stops accepting and drains in-flight requests.
+///
+/// Plain HTTP is HTTP/1.1; HTTPS offers HTTP/2 and HTTP/1.1 by ALPN. Every HTTP/1.1 connection
+/// has a header-read timeout that also bounds the idle time between requests; an HTTP/2
+/// connection is pinged and closed when its peer stops answering.
 pub async fn serve(
     router: Router,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    match config.tls {
-        None => {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-            let signal = async move {
-                shutdown.await;
-                let _ = stopping_tx.send(());
-            };
-            let server = axum::serve(config.listener, service).with_graceful_shutdown(signal).into_future();
-            tokio::pin!(server);
-            tokio::select! {
-                res = &mut server => return res.context("HTTP server failed"),
-                _ = stopping_rx => (),
-            }
-            // Draining: in-flight requests get `drain_timeout`, then the server stops regardless.
-            match tokio::time::timeout(config.drain_timeout, server).await {
-                Ok(res) => res.context("HTTP server failed"),
-                Err(_) => {
-                    tracing::warn!("some requests did not finish within the drain timeout");
-                    Ok(())
+    let acceptor = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(files)?))),
+        None => None,
+    };
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(config.header_read_timeout))
+        .keep_alive_timeout(config.header_read_timeout)
+        .max_concurrent_streams(100);
+    let listener = config.listener;
+    let graceful = GracefulShutdown::new();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(it) => it,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    continue;
                 }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = service_for(router.clone(), peer, in_flight.clone());
+        let (http1, http2) = (http1.clone(), http2.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let result = match acceptor {
+                None => watcher.watch(http1.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(it)) => it,
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        watcher.watch(http2.serve_connection(TokioIo::new(stream), service)).await
+                    } else {
+                        watcher.watch(http1.serve_connection(TokioIo::new(stream), service)).await
+                    }
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
-        }
-        Some(files) => serve_tls(router, config.listener, &files, config.drain_timeout, shutdown).await,
+        });
     }
+    drop(listener);
+    // Tell every connection to finish (GOAWAY for HTTP/2, no more keep-alive for HTTP/1.1), then
+    // stop once every in-flight request is answered: idle keep-alive connections (HTTP/2 clients
+    // hold them open after GOAWAY) must not hold the shutdown, and nothing waits past the timeout.
+    let closing = graceful.shutdown();
+    tokio::pin!(closing);
+    let requests_done = async {
+        while in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let drained = tokio::time::timeout(config.drain_timeout, async {
+        tokio::select! {
+            biased;
+            () = &mut closing => (),
+            () = requests_done => (),
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some requests did not finish within the drain timeout");
+    }
+    Ok(())
+}
+
+/// The router as a hyper service for one connection: the peer's address as `ConnectInfo`, and
+/// each request counted while in flight (for draining).
+fn service_for(
+    router: Router,
+    peer: SocketAddr,
+    in_flight: Arc<AtomicUsize>,
+) -> TowerToHyperService<
+    impl tower::Service<
+        axum::extract::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+    > + Clone
+    + Send
+    + 'static,
+> {
+    let service = router
+        .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        })
+        .map_future(move |response| {
+            let in_flight = in_flight.clone();
+            async move {
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let res = response.await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                res
+            }
+        });
+    TowerToHyperService::new(service)
 }
 
 fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
@@ -87,87 +194,4 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
         .context("the TLS certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-async fn serve_tls(
-    router: Router,
-    listener: TcpListener,
-    files: &TlsFiles,
-    drain_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(files)?));
-    let graceful = GracefulShutdown::new();
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let builder = Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(it) => it,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let in_flight = in_flight.clone();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                Ok(Ok(it)) => it,
-                Ok(Err(err)) => {
-                    tracing::debug!(error = %err, %peer, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = router
-                .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                })
-                .map_future(move |response| {
-                    let in_flight = in_flight.clone();
-                    async move {
-                        in_flight.fetch_add(1, Ordering::SeqCst);
-                        let res = response.await;
-                        in_flight.fetch_sub(1, Ordering::SeqCst);
-                        res
-                    }
-                });
-            let connection =
-                builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    // Tell every connection to finish (GOAWAY for HTTP/2, no more keep-alive for HTTP/1.1), then
-    // stop once every in-flight request is answered: idle keep-alive connections (HTTP/2 clients
-    // hold them open after GOAWAY) must not hold the shutdown, and nothing waits past the timeout.
-    let closing = graceful.shutdown();
-    tokio::pin!(closing);
-    let requests_done = async {
-        while in_flight.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let drained = tokio::time::timeout(drain_timeout, async {
-        tokio::select! {
-            biased;
-            () = &mut closing => (),
-            () = requests_done => (),
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("some requests did not finish within the drain timeout");
-    }
-    Ok(())
 }

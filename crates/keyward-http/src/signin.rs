@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use keyward_app::{AppError, RequestMeta, SignInForm, SignInPage, SignInView, Stage};
+use keyward_app::{AppError, RequestMeta, SignInForm, SignInPage, SignInView, Stage, Surface};
 use keyward_core::secret::Secret;
 use keyward_core::signin::{PerUserMfaState, SignInRecord, TapPolicy};
 use keyward_core::signin_query;
@@ -432,7 +432,11 @@ async fn page_get(
     let cookie =
         read_cookie(&headers, session_name).filter(|_| query.get("prompt").map(String::as_str) != Some("login"));
     let return_to = query.get("return_to").map(String::as_str);
-    let result = state.app.sign_in_view(&tenant, cookie, return_to, meta(&headers, peer.map(|it| it.0.0))).await;
+    let meta = meta(&headers, peer.map(|it| it.0.0));
+    if let Err(err) = state.app.throttle(Surface::SignInPages, meta.ip_address.as_deref(), None) {
+        return respond(&state, &tenant, Err(err), None);
+    }
+    let result = state.app.sign_in_view(&tenant, cookie, return_to, meta).await;
     respond(&state, &tenant, result, query.get("login_hint").map(String::as_str))
 }
 
@@ -457,10 +461,15 @@ async fn page_post(
             "remember" => form.remember = value == "on" || value == "true",
             "new_password" => form.new_password = Some(Secret::new(value)),
             "confirm_password" => form.confirm_password = Some(Secret::new(value)),
+            "return_to" => form.return_to = Some(value),
             _ => (),
         }
     }
-    let result = state.app.sign_in_submit(&tenant, cookie, device, form, meta(&headers, peer.map(|it| it.0.0))).await;
+    let meta = meta(&headers, peer.map(|it| it.0.0));
+    if let Err(err) = state.app.throttle(Surface::SignInPages, meta.ip_address.as_deref(), None) {
+        return respond(&state, &tenant, Err(err), None);
+    }
+    let result = state.app.sign_in_submit(&tenant, cookie, device, form, meta).await;
     respond(&state, &tenant, result, None)
 }
 
@@ -496,6 +505,19 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
                 ),
             );
         }
+        Err(err @ (AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after })) => {
+            let status = if matches!(err, AppError::TooManyRequests { .. }) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let mut response = html_response(
+                status,
+                &page("Sign in", &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(&err.to_string()))),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return response;
+        }
         Err(err) => {
             tracing::error!(error = ?err, "sign-in page failed");
             return html_response(
@@ -517,7 +539,10 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
         }
         (None, Some(page_kind)) => {
             let action = format!("/{}/login", view.tenant_id);
-            html_response(StatusCode::OK, &render(page_kind, &action, &view.csrf, login_hint))
+            html_response(
+                StatusCode::OK,
+                &render(page_kind, &action, &view.csrf, login_hint, view.pending_return_to.as_deref()),
+            )
         }
         (None, None) => StatusCode::NO_CONTENT.into_response(),
     };
@@ -627,7 +652,7 @@ fn who(username: &str) -> String {
 }
 
 /// Renders one page.
-fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>) -> String {
+fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>, return_to: Option<&str>) -> String {
     match kind {
         SignInPage::Username { error } => page(
             "Sign in",
@@ -640,8 +665,11 @@ fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>)
                     Stage::Username.as_str(),
                     &format!(
                         "<label for=\"username\">Email or user name</label><input type=\"email\" id=\"username\" \
-                         name=\"username\" autocomplete=\"username\" value=\"{}\" required autofocus>",
-                        esc(login_hint.unwrap_or_default())
+                         name=\"username\" autocomplete=\"username\" value=\"{}\" required autofocus>{}",
+                        esc(login_hint.unwrap_or_default()),
+                        return_to
+                            .map(|it| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", esc(it)))
+                            .unwrap_or_default()
                     ),
                     "Next"
                 )
@@ -826,7 +854,13 @@ mod tests {
 
     #[test]
     fn pages_escape_messages_and_carry_autocomplete_tokens() {
-        let html = render(&SignInPage::Username { error: Some("<bad>".into()) }, "/t/login", "tok", Some("a\"b"));
+        let html = render(
+            &SignInPage::Username { error: Some("<bad>".into()) },
+            "/t/login",
+            "tok",
+            Some("a\"b"),
+            Some("/x?a&b"),
+        );
         assert!(html.contains("value=\"a&quot;b\""), "{html}");
         assert!(html.contains("autocomplete=\"username\"") && html.contains("&lt;bad&gt;"));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));

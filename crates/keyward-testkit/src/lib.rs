@@ -146,13 +146,27 @@ impl TestApp {
         }
     }
 
+    /// Starts an app like [`TestApp::spawn`] with its configuration adjusted by `configure`
+    /// (say, low abuse limits).
+    pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut AppConfig)) -> TestApp {
+        TestApp::spawn_full(backend, Some(ADMIN_PASSWORD), configure).await.0
+    }
+
     async fn spawn_with(backend: Backend, admin_password: Option<&str>) -> (TestApp, BootstrapOutcome) {
+        TestApp::spawn_full(backend, admin_password, |_| ()).await
+    }
+
+    async fn spawn_full(
+        backend: Backend,
+        admin_password: Option<&str>,
+        configure: impl FnOnce(&mut AppConfig),
+    ) -> (TestApp, BootstrapOutcome) {
         let (url, dir) = fresh_url(backend);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let base_url = format!("http://127.0.0.1:{port}");
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let app = node(&url, clock.clone(), &base_url).await;
+        let app = node_with(&url, clock.clone(), &base_url, configure).await;
         let outcome = app
             .bootstrap(BootstrapRequest {
                 admin_upn: Some(ADMIN_UPN.into()),
@@ -165,8 +179,8 @@ impl TestApp {
         let outcome_copy = outcome.clone();
         let admin_token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
         let router = keyward_http::router(app.clone());
-        let config =
-            keyward_http::ServeConfig { listener, tls: None, drain_timeout: std::time::Duration::from_secs(1) };
+        let mut config = keyward_http::ServeConfig::new(listener, None);
+        config.drain_timeout = std::time::Duration::from_secs(1);
         let server = tokio::spawn(async move {
             let _ = keyward_http::serve(router, config, std::future::pending()).await;
         });

@@ -160,6 +160,22 @@ struct ServeArgs {
     /// Entra; a user who must use MFA is refused with AADSTS50076 either way).
     #[arg(long, env = "KEYWARD_ALLOW_PASSWORD_GRANT", value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     allow_password_grant: bool,
+    /// Requests per minute one client address may send to the sign-in pages, the token endpoint
+    /// and the device-code endpoint, each, before 429 with Retry-After (0: no limit). Behind a
+    /// proxy every client has the proxy's address: raise it or turn it off there.
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_ADDRESS", value_name = "N", default_value_t = 300)]
+    rate_limit_per_address: u32,
+    /// Password and code attempts per minute against one account, from anywhere (0: no limit).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_ACCOUNT", value_name = "N", default_value_t = 30)]
+    rate_limit_per_account: u32,
+    /// Passwords that may wait for the hasher; more are answered 503 with Retry-After.
+    #[arg(long, env = "KEYWARD_HASH_QUEUE_LIMIT", value_name = "N", default_value_t = 64)]
+    hash_queue_limit: usize,
+    /// Seconds a client may take to send a request's headers, and an HTTP/1.1 connection may
+    /// stay idle between requests, before it is closed.
+    #[arg(long, env = "KEYWARD_HEADER_READ_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +362,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     let mut config = AppConfig::new(public_url.clone());
     config.allow_password_grant = args.allow_password_grant;
+    config.limits = keyward_app::Limits {
+        per_address: args.rate_limit_per_address,
+        per_account: args.rate_limit_per_account,
+        hash_queue: args.hash_queue_limit,
+    };
     let app = open_app_with(&args.store, config).await?;
     let outcome = app
         .bootstrap(BootstrapRequest {
@@ -400,7 +421,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
     let router = keyward_http::router(app);
-    let config = keyward_http::ServeConfig { listener, tls, drain_timeout: Duration::from_secs(10) };
+    let mut config = keyward_http::ServeConfig::new(listener, tls);
+    config.header_read_timeout = Duration::from_secs(args.header_read_timeout);
     keyward_http::serve(router, config, shutdown).await?;
     retention.abort();
     store.close().await;

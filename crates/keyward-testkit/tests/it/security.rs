@@ -782,6 +782,162 @@ async fn no_promotion_between_decision_and_commit(backend: Backend) {
     store.close().await;
 }
 
+/// The number of sign-in session rows in the database.
+async fn browser_sessions(url: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM browser_sessions";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("open");
+        sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count")
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("open");
+        sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count")
+    }
+}
+
+/// Abuse limits: per-address limits on the sign-in pages, the token and device-code endpoints
+/// (429 with Retry-After); a per-account limit on password attempts from anywhere; a full
+/// hashing queue answers 503; a burst of sign-in page loads writes nothing; bodies are capped.
+async fn abuse_limits(backend: Backend) {
+    let app = TestApp::spawn_configured(backend, |config| {
+        config.limits = keyward_app::Limits { per_address: 12, per_account: 3, hash_queue: 64 };
+    })
+    .await;
+    app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+
+    // Page loads write nothing until the first form is posted.
+    let before = browser_sessions(&app.database_url).await;
+    let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+    let mut page = browser.get(&format!("/{DOMAIN}/login")).await;
+    for _ in 0..4 {
+        page = browser.get(&format!("/{DOMAIN}/login?return_to=%2Fx")).await;
+        assert_eq!(page.title(), "Sign in");
+    }
+    assert_eq!(browser_sessions(&app.database_url).await, before, "GETs of the sign-in page wrote rows");
+    // A form from a page load starts the sign-in (and keeps its return address).
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    assert_eq!(page.title(), "Enter password", "{}", page.text());
+    assert_eq!(browser_sessions(&app.database_url).await, before + 1);
+
+    // Per account: the fourth attempt in a minute is refused before it is checked, from any
+    // address (here: the app directly, without an address).
+    let checked = app.app.password_verifications();
+    let mut last = page;
+    for attempt in 0..3 {
+        last = browser.submit(&last, "password", &[("current-password", &format!("guess-{attempt}"))], &[]).await;
+        assert_eq!(last.status, StatusCode::OK, "{}", last.text());
+    }
+    let throttled = browser.submit(&last, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS, "{}", throttled.text());
+    assert_eq!(app.app.password_verifications() - checked, 3);
+
+    // Per address: the sign-in pages (the posts above and the loads count), then 429 with Retry-After.
+    let mut response = app.client.get(format!("{}/{DOMAIN}/login", app.base_url)).send().await.expect("get");
+    for _ in 0..3 {
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        response = app.client.get(format!("{}/{DOMAIN}/login", app.base_url)).send().await.expect("get");
+    }
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"].to_str().expect("text").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The token and device-code endpoints count separately, each with its own budget.
+    for path in ["token", "devicecode"] {
+        let url = format!("{}/{DOMAIN}/oauth2/v2.0/{path}", app.base_url);
+        let mut last = StatusCode::OK;
+        for _ in 0..13 {
+            let response = app
+                .client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body("client_id=keyward-cli&scope=openid")
+                .send()
+                .await
+                .expect("post");
+            last = response.status();
+            if last == StatusCode::TOO_MANY_REQUESTS {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: Value = response.json().await.expect("json");
+                assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+            }
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+
+    // Bodies are capped: a 2 MiB Graph body, a 100 KiB token request.
+    let big = json!({"displayName": "x".repeat(2 << 20)});
+    let reply = app.post("/v1.0/groups", &big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &reply.text[..reply.text.len().min(300)]);
+    assert_eq!(reply.body["error"]["code"], "RequestEntityTooLarge");
+    let other = keyward_testkit::TestApp::spawn(backend).await;
+    let response = other
+        .client
+        .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", other.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10)))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A full hashing queue answers 503 with Retry-After instead of queueing without end (a node
+/// whose queue holds nothing).
+async fn a_full_hash_queue_answers_503(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let node = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
+        config.limits = keyward_app::Limits { hash_queue: 0, ..keyward_app::Limits::default() };
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = keyward_http::ServeConfig::new(listener, None);
+    let server = tokio::spawn(keyward_http::serve(keyward_http::router(node), config, std::future::pending()));
+    let mut browser = keyward_testkit::browser::Browser::new(&base);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", ADMIN_UPN)], &[]).await;
+    let busy = browser.submit(&page, "password", &[("current-password", ADMIN_PASSWORD)], &[]).await;
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE, "{}", busy.text());
+    assert!(busy.text().contains("busy"), "{}", busy.text());
+    server.abort();
+}
+
+/// Slow-loris: a client that never finishes its headers, or opens a connection and sends
+/// nothing, is disconnected after the header-read timeout.
+async fn slow_clients_are_disconnected(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let mut config = keyward_http::ServeConfig::new(listener, None);
+    config.header_read_timeout = std::time::Duration::from_millis(500);
+    let server =
+        tokio::spawn(keyward_http::serve(keyward_http::router(app.app.clone()), config, std::future::pending()));
+    for partial in [&b"GET /healthz HTTP/1.1\r\nHost: x\r\n"[..], &b""[..]] {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        stream.write_all(partial).await.expect("write");
+        let mut buffer = [0_u8; 256];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer)).await;
+        let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+            || matches!(read, Ok(Ok(n)) if String::from_utf8_lossy(&buffer[..n]).contains("408"));
+        assert!(closed, "the connection stayed open: {read:?}");
+    }
+    // A keep-alive connection idle after a request is closed too.
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut buffer = vec![0_u8; 4096];
+    let n = stream.read(&mut buffer).await.expect("response");
+    assert!(
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
+    );
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "an idle keep-alive connection stayed open: {read:?}");
+    server.abort();
+}
+
 crate::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
@@ -792,4 +948,7 @@ crate::on_both_backends!(
     codes_only_after_consent,
     revocation_authenticates_confidential_clients,
     no_promotion_between_decision_and_commit,
+    abuse_limits,
+    a_full_hash_queue_answers_503,
+    slow_clients_are_disconnected,
 );
