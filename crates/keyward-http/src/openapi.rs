@@ -126,7 +126,7 @@ fn schemas() -> Value {
         "businessPhones": strings, "jobTitle": nullable, "department": nullable, "accountEnabled": {"type": "boolean"},
         "usageLocation": nullable, "createdDateTime": {"type": "string", "format": "date-time", "readOnly": true},
         "signInSessionsValidFromDateTime": {"type": "string", "format": "date-time", "readOnly": true, "description": "Returned only with $select."},
-        "passwordProfile": {"$ref": "#/components/schemas/PasswordProfile"},
+        "passwordProfile": {"anyOf": [{"$ref": "#/components/schemas/PasswordProfile"}, {"type": "null"}], "description": "Read back as null: the password is never returned."},
     });
     let group_props = json!({
         "id": {"type": "string", "format": "uuid", "readOnly": true},
@@ -144,7 +144,7 @@ fn schemas() -> Value {
         "User": {"type": "object", "properties": user_props},
         "UserCreate": {"type": "object", "properties": user_props, "required": ["accountEnabled", "displayName", "mailNickname", "passwordProfile", "userPrincipalName"]},
         "UserUpdate": {"type": "object", "properties": user_props},
-        "PasswordProfile": {"type": "object", "writeOnly": true, "properties": {"password": string, "forceChangePasswordNextSignIn": {"type": "boolean"}}},
+        "PasswordProfile": {"type": "object", "properties": {"password": {"type": "string", "writeOnly": true}, "forceChangePasswordNextSignIn": {"type": "boolean"}}},
         "Group": {"type": "object", "properties": group_props},
         "GroupCreate": {"type": "object", "properties": group_props, "required": ["displayName", "mailEnabled", "mailNickname", "securityEnabled"]},
         "GroupUpdate": {"type": "object", "properties": group_props},
