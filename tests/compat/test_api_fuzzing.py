@@ -44,7 +44,9 @@ def schemathesis(server: KeywardServer, *extra: str) -> None:
         *extra,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    report = result.stdout[-12000:] + result.stderr[-3000:]
+    # The report's sections with the failures and errors, then its summary.
+    start = min((result.stdout.find(it) for it in ("= FAILURES =", "= ERRORS =") if it in result.stdout), default=-12000)
+    report = result.stdout[start:][:20000] + result.stdout[-2500:] + result.stderr[-3000:]
     assert result.returncode == 0, f"schemathesis found failures:\n{report}"
     assert "generated" in result.stdout and "passed" in result.stdout, report
 

@@ -61,8 +61,12 @@ pub fn router(app: App) -> Router {
     let graph_router =
         graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(graph::method_not_allowed);
     // Bodies are capped per surface: Graph JSON (certificates included) at 1 MiB, the OpenID
-    // Connect endpoints (client assertions) at 64 KiB, the sign-in forms at 16 KiB.
-    let graph_router = graph_router.layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT));
+    // Connect endpoints (client assertions) at 64 KiB, the sign-in forms at 16 KiB. Each is read
+    // whole before the handler runs (`read_whole_body`), so a request refused before its body is
+    // looked at (no token, say) leaves a connection that can carry the next request.
+    let graph_router = graph_router
+        .layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT))
+        .layer(middleware::from_fn(|request, next| read_whole_body(request, next, GRAPH_BODY_LIMIT, true)));
     Router::new()
         .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
         .nest("/beta", graph_router.layer(Extension(Version::Beta)))
@@ -71,11 +75,52 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
-        .merge(signin::page_routes().layer(DefaultBodyLimit::max(FORM_BODY_LIMIT)))
-        .merge(oidc::routes().layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT)))
+        .merge(
+            signin::page_routes()
+                .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
+                .layer(middleware::from_fn(|request, next| read_whole_body(request, next, FORM_BODY_LIMIT, false))),
+        )
+        .merge(
+            oidc::routes()
+                .layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT))
+                .layer(middleware::from_fn(|request, next| read_whole_body(request, next, OIDC_BODY_LIMIT, false))),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state)
+}
+
+/// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse
+/// a connection whose request body was left unread, and a client that sent its next request on
+/// it meanwhile sees the connection end under it. A larger body is answered `413` and the
+/// connection closed (in Graph's envelope when `is_graph`).
+async fn read_whole_body(
+    request: axum::extract::Request,
+    next: middleware::Next,
+    limit: usize,
+    is_graph: bool,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(_) => {
+            let ids = context::request_ids(&parts);
+            let mut response = if is_graph {
+                error::GraphError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("The request body is larger than {limit} bytes."),
+                    &ids,
+                )
+                .into_response()
+            } else {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("The request body is larger than {limit} bytes.\n"))
+                    .into_response()
+            };
+            response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            response
+        }
+    }
 }
 
 async fn not_found() -> Response {
