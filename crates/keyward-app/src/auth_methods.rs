@@ -435,6 +435,7 @@ impl App {
             lifetime_minutes: plan.lifetime_minutes,
             is_usable_once: plan.is_usable_once,
             used_at: None,
+            ends_at_registration: false,
         };
         tx.put_temporary_access_pass(&pass).await?;
         let text = |value: String| Some(json::string(&value));

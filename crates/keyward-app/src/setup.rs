@@ -46,6 +46,8 @@ pub struct DemoAccount {
     pub user_principal_name: String,
     pub password: Secret,
     pub role: &'static str,
+    /// What else the account has, for the console (a phone, an authenticator app's secret).
+    pub methods: Option<String>,
 }
 
 const BOOTSTRAP_TAP_MINUTES: i64 = 480;
@@ -176,8 +178,11 @@ impl App {
                     created: now,
                     start: now,
                     lifetime_minutes: BOOTSTRAP_TAP_MINUTES,
-                    is_usable_once: true,
+                    // Usable from any browser until the administrator has registered a method,
+                    // so an abandoned first sign-in can be resumed.
+                    is_usable_once: false,
                     used_at: None,
+                    ends_at_registration: true,
                 })
                 .await?;
                 Some((pass, expires))
@@ -191,6 +196,76 @@ impl App {
             admin_upn: user.user_principal_name,
             temporary_access_pass,
         })
+    }
+
+    /// `keyward admin recover`: a fresh Temporary Access Pass for a Global Administrator, for an
+    /// operator with access to the server's data (the database and the key-encryption key) when
+    /// no administrator can sign in. The pass lasts an hour and stays usable until the holder
+    /// registers a method; the account's lockout counters are cleared. Audited as `Admin
+    /// registered security info` initiated by "Keyward operator".
+    pub async fn recover_global_administrator(&self, upn: &str) -> Result<(Secret, OffsetDateTime), AppError> {
+        let now = self.now();
+        let pass = Secret::new(random_string(TAP_ALPHABET, 16)?);
+        let mut tx = self.write().await?;
+        let tenant = first_tenant(&mut *tx).await?;
+        let user = tx.find_user_by_upn(&tenant.id, upn.trim()).await?.ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "There is no user '{upn}' in this database. Give a Global Administrator's user principal name."
+            ))
+        })?;
+        let admins = crate::facts::global_administrators(&mut *tx, &tenant, &crate::facts::RoleChange::None).await?;
+        if !admins.contains(&user.id) {
+            return Err(AppError::BadRequest(format!(
+                "'{upn}' is not an enabled Global Administrator; recovery issues passes only to them. Enabled \
+                 Global Administrators: {}.",
+                tx.get_users(&tenant.id, &admins)
+                    .await?
+                    .iter()
+                    .map(|it| it.user_principal_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        state.password = keyward_core::signin::Lockout::default();
+        state.code = keyward_core::signin::Lockout::default();
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        let lifetime = 60;
+        let record = TemporaryAccessPass {
+            id: new_id(),
+            user_id: user.id.clone(),
+            pass_sha256: crate::sha256(pass.expose().as_bytes()),
+            created: now,
+            start: now,
+            lifetime_minutes: lifetime,
+            is_usable_once: false,
+            used_at: None,
+            ends_at_registration: true,
+        };
+        tx.put_temporary_access_pass(&record).await?;
+        let correlation_id = new_id().to_string();
+        let audit = AuditContext {
+            tenant_id: tenant.id.clone(),
+            correlation_id: correlation_id.clone(),
+            at: now,
+            initiated_by: Initiator::App {
+                app_id: "keyward-operator".into(),
+                display_name: "Keyward operator".into(),
+                service_principal_id: None,
+            },
+        };
+        let mut entry = audit.success(
+            audit_id(&correlation_id),
+            Activity::AdminRegisteredSecurityInfo,
+            vec![TargetResource::user(&user)],
+        );
+        entry.result_reason = "Admin registered temporary access pass method for user".into();
+        entry
+            .additional_details
+            .push(("Recovery".into(), "Issued by `keyward admin recover` with access to the server's data".into()));
+        tx.insert_audit(&entry).await?;
+        tx.commit().await?;
+        Ok((pass, now + Duration::minutes(lifetime)))
     }
 
     /// Makes sure an unretired signing key exists and returns the tenant, if one exists.
@@ -254,7 +329,12 @@ impl App {
                 .map_err(|err| AppError::Unexpected(anyhow::anyhow!("demo user: {err}")))?
                 .user;
             let hash = self.inner.hasher.hash(password.expose()).await?;
-            accounts.push(DemoAccount { user_principal_name: user.user_principal_name.clone(), password, role });
+            accounts.push(DemoAccount {
+                user_principal_name: user.user_principal_name.clone(),
+                password,
+                role,
+                methods: None,
+            });
             users.push((user, hash));
         }
         let [grace, pat, alex, hana, adele, megan, _lee] = users.iter().map(|it| &it.0).collect::<Vec<_>>()[..] else {
@@ -338,7 +418,39 @@ impl App {
         ];
         tx.insert_audit(&audit.success(audit_id(&correlation_id), Activity::AddOwnerToGroup, targets)).await?;
         assign(&mut *tx, &audit, &TargetResource::group(&group), roles::HELPDESK_ADMINISTRATOR, "/", now).await?;
+
+        // Methods to re-register: Adele has a phone, Megan an authenticator app.
+        let phone = "+1 4255550100";
+        tx.put_phone_method(&adele.id, "mobile", phone, now).await?;
+        let mut secret = [0_u8; keyward_core::totp::SECRET_LEN];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("random generator failed")))?;
+        tx.insert_software_oath_method(&keyward_store::SoftwareOathMethod {
+            id: new_id(),
+            user_id: megan.id.clone(),
+            sealed_secret: self.inner.keys.seal_secret(megan.id.as_str().as_bytes(), &secret)?,
+            created: now,
+            last_used_step: 0,
+        })
+        .await?;
+        for (user, method) in [(adele, "Phone"), (megan, "Authenticator app")] {
+            let mut record = audit.success(
+                audit_id(&correlation_id),
+                Activity::AdminRegisteredSecurityInfo,
+                vec![TargetResource::user(user)],
+            );
+            record.result_reason = format!("Admin registered {method} method for user");
+            tx.insert_audit(&record).await?;
+        }
         tx.commit().await?;
+        for account in &mut accounts {
+            if account.user_principal_name == adele.user_principal_name {
+                account.methods = Some(format!("phone {phone}"));
+            } else if account.user_principal_name == megan.user_principal_name {
+                account.methods =
+                    Some(format!("authenticator app, secret {}", keyward_core::totp::base32_encode(&secret)));
+            }
+        }
         Ok(accounts)
     }
 

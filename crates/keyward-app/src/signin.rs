@@ -821,6 +821,8 @@ impl App {
             return self.render(flow, None).await;
         }
         tx.insert_software_oath_method(&method).await?;
+        // A first administrator's (or an operator's recovery) pass has done its job now.
+        tx.spend_registration_pass(&user.id, now).await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         let old = state.per_user_mfa;
         let old_requirement = strong_authentication_requirement(&state);

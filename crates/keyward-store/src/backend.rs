@@ -1556,7 +1556,7 @@ macro_rules! impl_backend {
                     .map_err(db)?;
                 sqlx::query(
                     "INSERT INTO temporary_access_passes (id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, \
-                     is_usable_once, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     is_usable_once, used_at, ends_at_registration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(pass.id.as_str())
                 .bind(pass.user_id.as_str())
@@ -1566,6 +1566,7 @@ macro_rules! impl_backend {
                 .bind(pass.lifetime_minutes)
                 .bind(pass.is_usable_once)
                 .bind(pass.used_at.map(fmt_ts))
+                .bind(pass.ends_at_registration)
                 .execute(&mut *self.0)
                 .await
                 .map_err(db)?;
@@ -1574,8 +1575,8 @@ macro_rules! impl_backend {
 
             async fn get_temporary_access_pass(&mut self, user: &ObjectId) -> Result<Option<TemporaryAccessPass>, StoreError> {
                 let row = sqlx::query(
-                    "SELECT id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, is_usable_once, used_at \
-                     FROM temporary_access_passes WHERE user_id = $1",
+                    "SELECT id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, is_usable_once, used_at, \
+                     ends_at_registration FROM temporary_access_passes WHERE user_id = $1",
                 )
                 .bind(user.as_str())
                 .fetch_optional(&mut *self.0)
@@ -1591,6 +1592,7 @@ macro_rules! impl_backend {
                     lifetime_minutes: row.try_get(5).map_err(db)?,
                     is_usable_once: row.try_get(6).map_err(db)?,
                     used_at: row.try_get::<Option<String>, _>(7).map_err(db)?.as_deref().map(parse_ts).transpose()?,
+                    ends_at_registration: row.try_get(8).map_err(db)?,
                 }))
             }
         }

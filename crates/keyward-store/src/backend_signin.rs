@@ -337,6 +337,19 @@ macro_rules! impl_sign_in_store {
                 Ok(Some((row.try_get(0).map_err(db)?, parse_ts(&row.try_get::<String, _>(1).map_err(db)?)?)))
             }
 
+            async fn spend_registration_pass(&mut self, user: &ObjectId, at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE temporary_access_passes SET is_usable_once = TRUE, used_at = $2 \
+                     WHERE user_id = $1 AND ends_at_registration AND used_at IS NULL",
+                )
+                .bind(user.as_str())
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await
+                .map_err(db)?;
+                Ok(())
+            }
+
             async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let done = sqlx::query("UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
                     .bind(id.as_str())

@@ -170,6 +170,9 @@ pub struct TemporaryAccessPass {
     pub lifetime_minutes: i64,
     pub is_usable_once: bool,
     pub used_at: Option<OffsetDateTime>,
+    /// Usable (for its lifetime, from any browser) until its holder registers a method, then
+    /// spent: the first Global Administrator's pass and an operator's recovery pass.
+    pub ends_at_registration: bool,
 }
 
 /// A token signing key; the private half is sealed by the app before it reaches the store.
@@ -570,6 +573,8 @@ pub trait SignInStore: Send {
     ) -> Result<Option<(String, OffsetDateTime)>, StoreError>;
     /// Marks a one-time pass used; `false` if it was used already.
     async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Spends the user's pass that ends at registration (see `TemporaryAccessPass`), if any.
+    async fn spend_registration_pass(&mut self, user: &ObjectId, at: OffsetDateTime) -> Result<(), StoreError>;
     async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
     async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError>;
     /// Replaces a session's row (matched by `id_sha256`).

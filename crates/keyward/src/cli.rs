@@ -40,6 +40,27 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Operator tasks that need the server's data (the database and the key-encryption key).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Issue a fresh Temporary Access Pass for a Global Administrator who cannot sign in (lost
+    /// pass, lost phone, nobody left to help): valid one hour, usable until a method is
+    /// registered; clears the account's lockout. Audited as "Admin registered security info" by
+    /// "Keyward operator".
+    #[command(after_help = "Example:\n  keyward admin recover --upn admin@contoso.com --data-dir /var/lib/keyward")]
+    Recover {
+        /// User principal name of an enabled Global Administrator.
+        #[arg(long, value_name = "UPN")]
+        upn: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +235,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Admin { command: AdminCommand::Recover { upn, store } } => recover(&upn, &store).await,
             Command::Token(args) => token(args).await,
             Command::Keys { command } => keys(command).await,
             Command::Audit { command } => audit(command).await,
@@ -331,13 +353,7 @@ impl StoreArgs {
     }
 }
 
-async fn open_app(store_args: &StoreArgs, public_url: String) -> anyhow::Result<App> {
-    open_app_with(store_args, AppConfig::new(public_url)).await
-}
-
 async fn open_app_with(store_args: &StoreArgs, config: AppConfig) -> anyhow::Result<App> {
-    std::fs::create_dir_all(&store_args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", store_args.data_dir.display()))?;
     let url = store_args.database_url()?;
     tracing::info!(database = %keyward_store::redact_url(&url), "opening the database");
     let store = keyward_store::open(&url)
@@ -360,6 +376,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
     })?;
+    std::fs::create_dir_all(&args.store.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.store.data_dir.display()))?;
     let mut config = AppConfig::new(public_url.clone());
     config.allow_password_grant = args.allow_password_grant;
     config.limits = keyward_app::Limits {
@@ -394,12 +412,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         let accounts = app.seed_demo().await?;
         if accounts.is_empty() {
-            say("Demo data already present (passwords were shown when it was created).");
+            say(&format!(
+                "Demo data already present (passwords were shown when it was created). To start over, stop the \
+                 server, delete {} (or give another --data-dir) and run `keyward serve --demo` again.",
+                args.store.data_dir.display()
+            ));
         } else {
             say("Demo accounts (passwords are shown once):");
             for account in &accounts {
+                let methods = account.methods.as_deref().map(|it| format!("; {it}")).unwrap_or_default();
                 say(&format!(
-                    "  {:<34} {:<18} {}",
+                    "  {:<34} {:<18} {}{methods}",
                     account.user_principal_name,
                     account.password.expose(),
                     account.role
@@ -456,7 +479,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 async fn token(args: TokenArgs) -> anyhow::Result<()> {
     let public_url = public_url(args.public_url.as_deref(), args.listen, false)?;
-    let app = open_app(&args.store, public_url).await?;
+    let app = open_installed(&args.store, AppConfig::new(public_url)).await?;
     let app = app.with_token_lifetime(time::Duration::minutes(i64::from(args.lifetime_minutes)));
     let token = app
         .issue_access_token_for_upn(&args.upn)
@@ -467,11 +490,24 @@ async fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn recover(upn: &str, store: &StoreArgs) -> anyhow::Result<()> {
+    let app = open_installed(store, AppConfig::new(String::new())).await?;
+    let (pass, expires) = app.recover_global_administrator(upn).await?;
+    let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    say(&format!(
+        "Temporary Access Pass for {upn}: {}\n  (valid until {expires}, from any browser, until a method is registered; \
+         sign in with it at the server's /{{tenant}}/login and register MFA. It is not shown again.)",
+        pass.expose()
+    ));
+    app.store().close().await;
+    Ok(())
+}
+
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     let store_args = match &command {
         KeysCommand::List(it) | KeysCommand::Rotate(it) | KeysCommand::Retire { store: it, .. } => it.clone(),
     };
-    let app = open_app(&store_args, String::new()).await?;
+    let app = open_installed(&store_args, AppConfig::new(String::new())).await?;
     match command {
         KeysCommand::List(_) => {
             let keys = app.list_signing_keys().await?;
@@ -525,15 +561,41 @@ fn has_master_key(args: &StoreArgs) -> bool {
     std::env::var_os("KEYWARD_MASTER_KEY").is_some() || args.data_dir.join("keyward.key").is_file()
 }
 
-async fn open_existing(args: &StoreArgs) -> anyhow::Result<App> {
-    let url = args.database_url()?;
-    // Maintenance commands never create a database: a mistyped path would otherwise "verify" an empty one.
+/// Refuses a SQLite database that does not exist: commands other than `serve` never create one
+/// (a mistyped path would otherwise "verify" an empty database, or say no tenant exists).
+fn require_existing_database(url: &str) -> anyhow::Result<()> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = Path::new(path.split('?').next().unwrap_or(path));
         if !path.is_file() {
-            bail!("there is no Keyward database at {}; give the server's --data-dir or --database-url", path.display());
+            bail!(
+                "there is no Keyward database at {}; run this command where the server's data directory is, or \
+                 give the server's --data-dir (KEYWARD_DATA_DIR) or --database-url (KEYWARD_DATABASE_URL)",
+                path.display()
+            );
         }
     }
+    Ok(())
+}
+
+/// The application of an existing installation, for `keyward token` and `keyward keys`: the
+/// database and the key-encryption key must exist; neither is created.
+async fn open_installed(args: &StoreArgs, config: AppConfig) -> anyhow::Result<App> {
+    let url = args.database_url()?;
+    require_existing_database(&url)?;
+    let is_supported = ["sqlite:", "postgres://", "postgresql://"].iter().any(|it| url.starts_with(it));
+    if is_supported && !has_master_key(args) {
+        bail!(
+            "there is no key-encryption key at {}; give the server's --data-dir (KEYWARD_DATA_DIR), or its key in \
+             KEYWARD_MASTER_KEY",
+            args.data_dir.join("keyward.key").display()
+        );
+    }
+    open_app_with(args, config).await
+}
+
+async fn open_existing(args: &StoreArgs) -> anyhow::Result<App> {
+    let url = args.database_url()?;
+    require_existing_database(&url)?;
     let store = keyward_store::open(&url)
         .await
         .with_context(|| format!("cannot open the database {}", keyward_store::redact_url(&url)))?;

@@ -133,9 +133,12 @@ fn help_lists_every_flag_and_environment_variable() {
     }
     let top = keyward(&scratch.0).arg("--help").output().expect("help");
     let top = String::from_utf8_lossy(&top.stdout);
-    for command in ["serve", "token", "keys", "audit"] {
+    for command in ["serve", "token", "keys", "audit", "admin"] {
         assert!(top.contains(command), "{top}");
     }
+    let recover = keyward(&scratch.0).args(["admin", "recover", "--help"]).output().expect("help");
+    let recover = String::from_utf8_lossy(&recover.stdout);
+    assert!(recover.contains("--upn") && recover.contains("Example:"), "{recover}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +199,29 @@ async fn demo_data_tokens_and_json_logs() {
         .await
         .expect("json");
     assert_eq!(users["value"][0]["userPrincipalName"], "adele.vance@fabrikam.test", "{users}");
+    // The demo gives users methods to re-register: Adele a phone, Megan an authenticator app.
+    assert!(out.contains("phone +1 4255550100") && out.contains("authenticator app, secret "), "{out}");
+    let methods: serde_json::Value = reqwest::Client::new()
+        .get(server.url("/v1.0/users/megan.bowen@fabrikam.test/authentication/methods"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("methods")
+        .json()
+        .await
+        .expect("json");
+    assert!(methods.to_string().contains("softwareOathAuthenticationMethod"), "{methods}");
+
+    // An operator recovers a Global Administrator with a fresh pass.
+    let recovered =
+        keyward(&scratch.0).args(["admin", "recover", "--upn", "grace.global@fabrikam.test"]).output().expect("run");
+    assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
+    let said = String::from_utf8_lossy(&recovered.stdout);
+    assert!(said.contains("Temporary Access Pass for grace.global@fabrikam.test: "), "{said}");
+    let refused =
+        keyward(&scratch.0).args(["admin", "recover", "--upn", "adele.vance@fabrikam.test"]).output().expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an enabled Global Administrator"));
 
     let err = server.stderr();
     let lines: Vec<&str> = err.lines().filter(|it| !it.trim().is_empty()).collect();
@@ -207,6 +233,13 @@ async fn demo_data_tokens_and_json_logs() {
     }
     assert!(!err.contains(&token), "tokens never reach the log");
     assert_eq!(server.terminate(), Some(0));
+    // Starting the demo again on the same data says how to start over.
+    let again = Server::start(&scratch.0, "demo-again", |cmd| {
+        cmd.args(["--demo"]);
+    });
+    let out = again.stdout();
+    assert!(out.contains("Demo data already present") && out.contains("To start over"), "{out}");
+    assert_eq!(again.terminate(), Some(0));
 }
 
 #[test]
@@ -242,6 +275,18 @@ fn bad_configuration_fails_with_a_message_that_says_what_to_do() {
         "{}",
         String::from_utf8_lossy(&tls.stderr)
     );
+
+    // Commands other than serve never create a database or a key: in a folder without the
+    // server's data they fail, naming the path they looked at and how to point them at the server's.
+    for args in [&["token", "--upn", "a@b.c"][..], &["keys", "list"][..], &["keys", "rotate"][..]] {
+        let empty = Scratch::new();
+        let refused = keyward(&empty.0).args(args).output().expect("run");
+        assert!(!refused.status.success(), "{args:?}");
+        let message = String::from_utf8_lossy(&refused.stderr);
+        assert!(message.contains("there is no Keyward database at") && message.contains("--data-dir"), "{message}");
+        assert!(message.contains(&empty.0.join("data").join("keyward.db").display().to_string()), "{message}");
+        assert_eq!(std::fs::read_dir(&empty.0).expect("dir").count(), 0, "{args:?} created files");
+    }
 
     let url =
         keyward(&scratch.0).args(["token", "--upn", "a@b.c", "--database-url", "mysql://x"]).output().expect("run");

@@ -31,3 +31,7 @@ CREATE TABLE client_assertion_jtis (
     PRIMARY KEY (client_id, jti)
 );
 CREATE INDEX client_assertion_jtis_expiry ON client_assertion_jtis(expires_at);
+
+-- A Temporary Access Pass that stays usable (for its lifetime) until its holder registers a
+-- method: the first Global Administrator's, and the one `keyward admin recover` issues.
+ALTER TABLE temporary_access_passes ADD COLUMN ends_at_registration BOOLEAN NOT NULL DEFAULT FALSE;

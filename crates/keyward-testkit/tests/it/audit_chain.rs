@@ -725,6 +725,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     for table in ["oauth2_permission_grants", "authorization_policies", "client_assertion_jtis"] {
         raw.exec(&format!("DROP TABLE {table}")).await;
     }
+    raw.exec("ALTER TABLE temporary_access_passes DROP COLUMN ends_at_registration").await;
     if matches!(raw, Raw::Sqlite(_)) {
         raw.exec("CREATE INDEX audit_targets_seq ON audit_targets(audit_seq)").await;
     }

@@ -268,6 +268,7 @@ async fn story(backend: Backend) {
         lifetime_minutes: 60,
         is_usable_once: true,
         used_at: None,
+        ends_at_registration: n == 2,
     };
     tx.put_temporary_access_pass(&pass(1, 1)).await.expect("tap");
     tx.put_temporary_access_pass(&pass(2, 2)).await.expect("tap");
