@@ -93,28 +93,28 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::Compare { path, op, value } => {
             let property = path.to_string();
-            match (property.as_str(), op, value) {
-                ("activityDateTime", op, Literal::DateTime(at)) if *op != CmpOp::Ne => {
+            match (property.to_ascii_lowercase().as_str(), op, value) {
+                ("activitydatetime", op, Literal::DateTime(at)) if *op != CmpOp::Ne => {
                     time_bound(&mut filter.from, &mut filter.until, *op, *at, &property)
                 }
-                ("activityDisplayName", CmpOp::Eq, _) => {
+                ("activitydisplayname", CmpOp::Eq, _) => {
                     set(&mut filter.activity, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)
                 }
                 ("category", CmpOp::Eq, _) => set(&mut filter.category, text(value, &property)?, &property),
-                ("correlationId", CmpOp::Eq, _) => {
+                ("correlationid", CmpOp::Eq, _) => {
                     set(&mut filter.correlation_id, text(value, &property)?.to_lowercase(), &property)
                 }
-                ("loggedByService", CmpOp::Eq, _) => {
+                ("loggedbyservice", CmpOp::Eq, _) => {
                     set(&mut filter.logged_by_service, text(value, &property)?, &property)
                 }
                 ("result", CmpOp::Eq, _) => set(&mut filter.result, text(value, &property)?.to_lowercase(), &property),
-                ("initiatedBy/user/id", CmpOp::Eq, _) => {
+                ("initiatedby/user/id", CmpOp::Eq, _) => {
                     set(&mut filter.initiator_user_id, text(value, &property)?.to_lowercase(), &property)
                 }
-                ("initiatedBy/user/userPrincipalName", CmpOp::Eq, _) => {
+                ("initiatedby/user/userprincipalname", CmpOp::Eq, _) => {
                     set(&mut filter.initiator_upn, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)
                 }
-                ("initiatedBy/app/appId", CmpOp::Eq, _) => {
+                ("initiatedby/app/appid", CmpOp::Eq, _) => {
                     set(&mut filter.initiator_app_id, text(value, &property)?.to_lowercase(), &property)
                 }
                 _ => Err(unsupported(&property)),
@@ -122,11 +122,11 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::Func { func: StrFunc::StartsWith, path, value } => {
             let property = path.to_string();
-            match property.as_str() {
-                "activityDisplayName" => {
+            match property.to_ascii_lowercase().as_str() {
+                "activitydisplayname" => {
                     set(&mut filter.activity, TextMatch::StartsWith(text(value, &property)?.to_lowercase()), &property)
                 }
-                "initiatedBy/user/userPrincipalName" => set(
+                "initiatedby/user/userprincipalname" => set(
                     &mut filter.initiator_upn,
                     TextMatch::StartsWith(text(value, &property)?.to_lowercase()),
                     &property,
@@ -134,25 +134,27 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
                 _ => Err(unsupported(&property)),
             }
         }
-        Expr::Any { collection, var, body } if collection.to_string() == "targetResources" => match body.as_ref() {
-            Expr::Compare { path, op: CmpOp::Eq, value } => {
-                let member = path.0.as_slice();
-                match member {
-                    [head, name] if head == var && name == "id" => set(
-                        &mut filter.target_id,
-                        text(value, "targetResources/id")?.to_lowercase(),
-                        "targetResources/id",
-                    ),
-                    [head, name] if head == var && name == "userPrincipalName" => set(
-                        &mut filter.target_upn,
-                        text(value, "targetResources/userPrincipalName")?.to_lowercase(),
-                        "targetResources/userPrincipalName",
-                    ),
-                    _ => Err(unsupported(&format!("targetResources/{}", path))),
+        Expr::Any { collection, var, body } if collection.to_string().eq_ignore_ascii_case("targetResources") => {
+            match body.as_ref() {
+                Expr::Compare { path, op: CmpOp::Eq, value } => {
+                    let member = path.0.as_slice();
+                    match member {
+                        [head, name] if head == var && name.eq_ignore_ascii_case("id") => set(
+                            &mut filter.target_id,
+                            text(value, "targetResources/id")?.to_lowercase(),
+                            "targetResources/id",
+                        ),
+                        [head, name] if head == var && name.eq_ignore_ascii_case("userPrincipalName") => set(
+                            &mut filter.target_upn,
+                            text(value, "targetResources/userPrincipalName")?.to_lowercase(),
+                            "targetResources/userPrincipalName",
+                        ),
+                        _ => Err(unsupported(&format!("targetResources/{}", path))),
+                    }
                 }
+                _ => Err(unsupported("targetResources")),
             }
-            _ => Err(unsupported("targetResources")),
-        },
+        }
         Expr::Or(..) => Err(QueryError::Unsupported("Audit log filters combine with 'and' only.".into())),
         other => Err(unsupported(&format!("{other}"))),
     }

@@ -297,9 +297,11 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
     let filter = match &raw.filter {
         None => None,
         Some(it) => {
-            let expr =
+            let mut expr =
                 parse_filter(it).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}")))?;
-            check_filter(resource, &expr, is_advanced, None)?;
+            // Checks every clause and writes each property name as the resource spells it, so
+            // `displayname` and `displayName` reach the store (or an in-memory evaluator) alike.
+            check_filter(resource, &mut expr, is_advanced, None)?;
             Some(expr)
         }
     };
@@ -438,7 +440,7 @@ fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
 /// `lambda` is the current lambda variable and the collection property it ranges over.
 fn check_filter(
     resource: &Resource,
-    expr: &Expr,
+    expr: &mut Expr,
     is_advanced: bool,
     lambda: Option<(&str, &'static Property)>,
 ) -> Result<(), QueryError> {
@@ -456,8 +458,9 @@ fn check_filter(
         }
         Expr::Compare { path, op, value } => {
             let property = resolve(resource, path, lambda)?;
+            canonical(path, property, lambda);
             let element_type = element_type(property, lambda.is_some());
-            let allowed = match (property.filter, op) {
+            let allowed = match (property.filter, &*op) {
                 (FilterSupport::None, _) => false,
                 (_, CmpOp::Eq) => true,
                 (FilterSupport::Any, CmpOp::Ne) => false,
@@ -479,6 +482,7 @@ fn check_filter(
         }
         Expr::In { path, values } => {
             let property = resolve(resource, path, lambda)?;
+            canonical(path, property, lambda);
             if property.filter == FilterSupport::None {
                 return Err(unsupported_clause(resource, property.name));
             }
@@ -487,7 +491,8 @@ fn check_filter(
         }
         Expr::Func { func, path, value } => {
             let property = resolve(resource, path, lambda)?;
-            let is_allowed = match (property.filter, func) {
+            canonical(path, property, lambda);
+            let is_allowed = match (property.filter, &*func) {
                 (FilterSupport::EqStartsWith { .. } | FilterSupport::Any, StrFunc::StartsWith) => true,
                 (FilterSupport::EqStartsWith { ends_with: true }, StrFunc::EndsWith) => {
                     require_advanced("endsWith")?;
@@ -512,6 +517,7 @@ fn check_filter(
             if property.filter != FilterSupport::Any {
                 return Err(unsupported_clause(resource, property.name));
             }
+            collection.0 = vec![property.name.to_owned()];
             check_filter(resource, body, is_advanced, Some((var, property)))
         }
         Expr::All { collection, .. } => Err(unsupported_clause(resource, &collection.to_string())),
@@ -534,6 +540,14 @@ fn resolve(
             None => Err(no_property(resource, name)),
         },
         (None, _) => Err(no_property(resource, &path.to_string())),
+    }
+}
+
+/// Writes a resolved property path as the resource spells the property (the lambda variable is
+/// left as the client named it).
+fn canonical(path: &mut Path, property: &'static Property, lambda: Option<(&str, &'static Property)>) {
+    if lambda.is_none() {
+        path.0 = vec![property.name.to_owned()];
     }
 }
 

@@ -51,20 +51,22 @@ fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::Compare { path, op, value } => {
             let property = path.to_string();
-            match (property.as_str(), op, value) {
-                ("createdDateTime", op, Literal::DateTime(at)) if *op != CmpOp::Ne => {
+            match (property.to_ascii_lowercase().as_str(), op, value) {
+                ("createddatetime", op, Literal::DateTime(at)) if *op != CmpOp::Ne => {
                     time_bound(&mut filter.from, &mut filter.until, *op, *at, &property)
                 }
-                ("userId", CmpOp::Eq, _) => set(&mut filter.user_id, text(value, &property)?, &property),
-                ("userPrincipalName", CmpOp::Eq, _) => {
+                ("userid", CmpOp::Eq, _) => set(&mut filter.user_id, text(value, &property)?, &property),
+                ("userprincipalname", CmpOp::Eq, _) => {
                     set(&mut filter.user_principal_name, text(value, &property)?, &property)
                 }
-                ("appId", CmpOp::Eq, _) => set(&mut filter.app_id, text(value, &property)?, &property),
-                ("status/errorCode", CmpOp::Eq, Literal::Int(code)) => set(&mut filter.error_code, *code, &property),
+                ("appid", CmpOp::Eq, _) => set(&mut filter.app_id, text(value, &property)?, &property),
+                ("status/errorcode", CmpOp::Eq, Literal::Int(code)) => set(&mut filter.error_code, *code, &property),
                 _ => Err(unsupported(&property)),
             }
         }
-        Expr::Func { func: StrFunc::StartsWith, path, value } if path.to_string() == "userPrincipalName" => {
+        Expr::Func { func: StrFunc::StartsWith, path, value }
+            if path.to_string().eq_ignore_ascii_case("userPrincipalName") =>
+        {
             filter.upn_is_prefix = true;
             set(&mut filter.user_principal_name, text(value, "userPrincipalName")?, "userPrincipalName")
         }

@@ -312,16 +312,17 @@ fn assignment_filter(ctx: &GraphCtx, raw: Option<&str>) -> Result<AssignmentFilt
                 clauses.push(*right);
             }
             Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
-                match path.to_string().as_str() {
-                    "principalId" => {
+                match path.to_string().to_ascii_lowercase().as_str() {
+                    "principalid" => {
                         res.principal_id = Some(
                             keyward_core::ids::ObjectId::parse(&text)
                                 .ok_or_else(|| bad(ctx, format!("Invalid object identifier '{text}'.")))?,
                         )
                     }
-                    "roleDefinitionId" => res.role_definition_id = Some(text),
-                    "directoryScopeId" => res.directory_scope_id = Some(text.to_lowercase()),
-                    other => {
+                    "roledefinitionid" => res.role_definition_id = Some(text),
+                    "directoryscopeid" => res.directory_scope_id = Some(text.to_lowercase()),
+                    _ => {
+                        let other = path.to_string();
                         return Err(unsupported(
                             ctx,
                             format!(
