@@ -199,7 +199,7 @@ impl App {
                 if !recent {
                     let err = AppError::Forbidden {
                         rule: "recent-mfa",
-                        message: "Changing your security info needs multi-factor authentication within the last 10 minutes. Sign in again with your second factor.",
+                        message: "Changing your security info needs multi-factor authentication within the last 10 minutes. Sign in again with your second factor.".into(),
                     };
                     return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
                 }

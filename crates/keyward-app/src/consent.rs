@@ -238,7 +238,7 @@ impl App {
         if !is_admin && !wanted.iter().all(|it| setting.allows(it)) {
             return Err(AppError::Forbidden {
                 rule: "user-consent-policy",
-                message: "Your organization's policy does not let you consent to these permissions. Ask an administrator to grant them.",
+                message: "Your organization's policy does not let you consent to these permissions. Ask an administrator to grant them.".into(),
             });
         }
         self.record_consent(&tenant, &user, &principal, &wanted, for_organization, is_admin, meta).await?;

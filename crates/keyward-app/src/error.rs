@@ -11,7 +11,7 @@ pub enum AppError {
     Unauthenticated(&'static str),
     /// The decision function refused; `rule` names the rule, `message` is Entra's text for it.
     #[error("{message}")]
-    Forbidden { rule: &'static str, message: &'static str },
+    Forbidden { rule: &'static str, message: String },
     /// The object does not exist (or is not visible). Carries the id as the client named it.
     #[error("Resource '{0}' does not exist or one of its queried reference-property objects are not present.")]
     NotFound(String),

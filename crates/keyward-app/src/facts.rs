@@ -155,6 +155,8 @@ pub(crate) async fn check_global_administrator_change(
 ) -> Result<(), AppError> {
     let before = global_administrators(tx, tenant, &RoleChange::None).await?;
     let after = global_administrators(tx, tenant, change).await?;
-    keyward_core::authz::check_global_administrators(actor, &before, &after)
-        .map_err(|rule| AppError::Forbidden { rule, message: keyward_core::authz::denial_message(rule) })
+    keyward_core::authz::check_global_administrators(actor, &before, &after).map_err(|rule| AppError::Forbidden {
+        rule,
+        message: keyward_core::authz::denial_message(rule, keyward_core::authz::actions::ROLE_ASSIGNMENTS_WRITE),
+    })
 }

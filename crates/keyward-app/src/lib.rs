@@ -267,7 +267,7 @@ fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<
         Decision::Allow { .. } => Ok(()),
         Decision::Deny { rule } => {
             tracing::info!(action, rule, caller = %caller.id(), "authorization denied");
-            Err(AppError::Forbidden { rule, message: authz::denial_message(rule) })
+            Err(AppError::Forbidden { rule, message: authz::denial_message(rule, action) })
         }
     }
 }
@@ -282,7 +282,11 @@ fn require_scope(caller: &Caller, action: &'static str, on_self: bool) -> Result
         tracing::info!(action, caller = %caller.id(), "the token's scopes do not cover the action");
         return Err(AppError::Forbidden {
             rule: "token_scope",
-            message: "Insufficient privileges to complete the operation.",
+            message: format!(
+                "{} The access token's permissions (scp) do not cover '{action}'; ask for a permission that \
+                 does (rule: token-scope).",
+                authz::INSUFFICIENT_PRIVILEGES
+            ),
         });
     }
     Ok(())

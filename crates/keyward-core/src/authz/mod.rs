@@ -246,16 +246,51 @@ impl Decision {
     }
 }
 
-/// The message a client sees for a denial: Entra's own where it has one.
-pub fn denial_message(rule: &str) -> &'static str {
-    match rule {
+/// Entra's message for a refused directory operation.
+pub const INSUFFICIENT_PRIVILEGES: &str = "Insufficient privileges to complete the operation.";
+
+/// The message a client sees, and the audit record's `resultReason`, for a denial of `action` by
+/// `rule`: Entra's own text where it has one for the rule, otherwise Entra's generic text
+/// followed by the rule in words and its name.
+pub fn denial_message(rule: &str, action: &str) -> String {
+    let why = match rule {
         rules::RESTRICTED_MANAGEMENT_UNIT => {
-            "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit."
+            return "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit.".into();
         }
-        rules::PRIVILEGED_APPLICATION => {
-            "Insufficient privileges to complete the operation. The application's service principal holds a directory role: only a Global Administrator or Privileged Role Administrator may change it."
+        rules::NO_ROLE_GRANTS_ACTION => format!("None of the caller's roles grants '{action}'."),
+        rules::ADMINISTRATIVE_UNIT_SCOPE => {
+            "The caller's role is scoped to an administrative unit that the target is not a member of.".into()
         }
-        _ => "Insufficient privileges to complete the operation.",
+        rules::ADMINISTRATIVE_UNIT_ADMIN_TARGET => {
+            "A role scoped to an administrative unit acts only on members who hold no admin role.".into()
+        }
+        rules::PASSWORD_RESET_MATRIX => "The caller's roles cannot reset the password or manage the authentication \
+             methods of a user who holds this user's roles (an Authentication Administrator cannot act on a user who \
+             holds an admin role; a Privileged Authentication Administrator can)."
+            .into(),
+        rules::SENSITIVE_ACTION_MATRIX => {
+            "The caller's roles cannot perform sensitive actions (delete, disable, change \
+             the sign-in name or contact details) on a user who holds this user's roles."
+                .into()
+        }
+        rules::CUSTOM_ROLE_TARGET => "A custom role acts only on users who hold no admin role and on users and groups \
+             outside role-assignable groups."
+            .into(),
+        rules::NOT_ON_ONESELF => "Administrators cannot do this to their own account: nobody resets their own \
+             password, creates a Temporary Access Pass for themselves, or removes their own Global Administrator role."
+            .into(),
+        rules::LAST_GLOBAL_ADMINISTRATOR => {
+            "The last enabled Global Administrator cannot be removed, deleted or disabled.".into()
+        }
+        rules::PRIVILEGED_APPLICATION => "The application's service principal holds a directory role: only a Global \
+             Administrator or Privileged Role Administrator may change or delete it."
+            .into(),
+        _ => String::new(),
+    };
+    if why.is_empty() {
+        INSUFFICIENT_PRIVILEGES.to_owned()
+    } else {
+        format!("{INSUFFICIENT_PRIVILEGES} {why} (rule: {rule})")
     }
 }
 

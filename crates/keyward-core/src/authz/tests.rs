@@ -231,7 +231,7 @@ fn restricted_management_units_refuse_even_tenant_wide_global_administrators() {
         assert_eq!(decision, Decision::Deny { rule: rules::RESTRICTED_MANAGEMENT_UNIT }, "{action}");
     }
     assert_eq!(
-        denial_message(rules::RESTRICTED_MANAGEMENT_UNIT),
+        denial_message(rules::RESTRICTED_MANAGEMENT_UNIT, actions::USERS_DELETE),
         "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit."
     );
     assert!(authorize(&global, actions::USERS_READ, Target::User(&member)).is_allowed(), "reads are not restricted");

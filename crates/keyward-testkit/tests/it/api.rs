@@ -272,7 +272,11 @@ async fn plain_users_read_but_cannot_write(backend: Backend) {
         )
         .await;
     assert_graph_error(&write, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    assert_eq!(write.body["error"]["message"], "Insufficient privileges to complete the operation.");
+    assert_eq!(
+        write.body["error"]["message"],
+        "Insufficient privileges to complete the operation. None of the caller's roles grants \
+         'microsoft.directory/users/create'. (rule: no-role-grants-action)"
+    );
     let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
     let disable = app
         .send(

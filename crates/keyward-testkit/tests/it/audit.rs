@@ -85,7 +85,12 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     let newest = &all.body["value"][0];
     assert_eq!(newest["activityDisplayName"], "Update user");
     assert_eq!(newest["result"], "failure", "the refused attempt is the newest record");
-    assert_eq!(newest["resultReason"], "Insufficient privileges to complete the operation.");
+    assert_eq!(
+        newest["resultReason"],
+        "Insufficient privileges to complete the operation. None of the caller's roles grants \
+         'microsoft.directory/users/basic/update'. (rule: no-role-grants-action)",
+        "the audit record names the rule"
+    );
     assert_eq!(newest["initiatedBy"]["user"]["userPrincipalName"], format!("plain@{DOMAIN}"));
     assert!(newest["initiatedBy"]["app"].is_null());
     let times: Vec<&str> =

@@ -556,7 +556,41 @@ async fn every_collection_of_the_methods_api(backend: Backend) {
     assert!(own.text.contains("10 minutes"), "{}", own.text);
 }
 
+/// Refusals say why: the message (and the audit record's resultReason) names the rule, after
+/// Entra's own words.
+async fn refusals_say_why(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, desk) = user(&app, "helpdesk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (grace, _) = user(&app, "grace", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let taps = |id: &str| format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods");
+    let tiering = call(&app, &desk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    assert_eq!(tiering.status, StatusCode::FORBIDDEN, "{}", tiering.text);
+    let message = tiering.body["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("Insufficient privileges to complete the operation."), "{message}");
+    assert!(
+        message.contains("an Authentication Administrator cannot act on a user who holds an admin role"),
+        "{message}"
+    );
+    assert!(message.ends_with("(rule: who-can-reset-passwords)"), "{message}");
+    let own = call(&app, &desk, Method::POST, &taps(&desk_id), Some(json!({}))).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
+    let message = own.body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("creates a Temporary Access Pass for themselves"), "{message}");
+    assert!(message.ends_with("(rule: no-admin-action-on-oneself)"), "{message}");
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/user/id eq '{desk_id}' and result eq 'failure'"
+        ))
+        .await;
+    let reasons: Vec<&str> =
+        audit.body["value"].as_array().expect("value").iter().filter_map(|it| it["resultReason"].as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{}", audit.text);
+    assert!(reasons.iter().any(|it| it.ends_with("(rule: who-can-reset-passwords)")), "{reasons:?}");
+    assert!(reasons.iter().any(|it| it.ends_with("(rule: no-admin-action-on-oneself)")), "{reasons:?}");
+}
+
 crate::on_both_backends!(
+    refusals_say_why,
     every_collection_of_the_methods_api,
     service_desk_story,
     reset_password_and_oath_methods,
