@@ -363,6 +363,11 @@ impl App {
         let tenants = tx.list_tenants().await?;
         Ok(tenants.into_iter().find(|it| it.id.as_str().eq_ignore_ascii_case(key) || it.has_domain(key)))
     }
+
+    /// The tenant this server was started with (the first one), if it exists.
+    pub async fn home_tenant(&self) -> Result<Option<Tenant>, AppError> {
+        Ok(self.read().await?.list_tenants().await?.into_iter().next())
+    }
 }
 
 impl App {

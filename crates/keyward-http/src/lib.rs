@@ -73,6 +73,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
+        .route("/", get(home))
         .route("/docs", get(docs))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .merge(
@@ -157,6 +158,30 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 async fn openapi_json(State(state): State<AppState>) -> Response {
     axum::Json(state.openapi.as_ref().clone()).into_response()
+}
+
+/// `GET /`: the sign-in page of this server's tenant (which shows a signed-in user the account
+/// page), so the address the server prints leads somewhere.
+async fn home(State(state): State<AppState>) -> Response {
+    match state.app.home_tenant().await {
+        Ok(Some(tenant)) => {
+            let key = tenant
+                .domains
+                .iter()
+                .find(|it| it.is_default)
+                .map_or_else(|| tenant.id.to_string(), |it| it.name.clone());
+            (
+                StatusCode::FOUND,
+                [(header::LOCATION, format!("/{key}/login")), (header::CACHE_CONTROL, "no-store".to_owned())],
+            )
+                .into_response()
+        }
+        Ok(None) => not_found().await,
+        Err(err) => {
+            tracing::error!(error = ?err, "cannot read the tenant");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 async fn docs() -> Html<&'static str> {

@@ -19,6 +19,8 @@ pub struct Op {
     pub response: &'static str,
     pub params: Vec<&'static str>,
     pub paging: Paging,
+    /// Served under `/beta` only (as in Graph); `/v1.0` answers 400 for it.
+    pub is_beta_only: bool,
 }
 
 /// Which query options an operation documents.
@@ -43,6 +45,7 @@ impl Op {
             response,
             params: Vec::new(),
             paging: Paging::None,
+            is_beta_only: false,
         }
     }
 
@@ -81,6 +84,11 @@ impl Op {
 
     pub fn pages_only(mut self) -> Op {
         self.paging = Paging::PagesOnly;
+        self
+    }
+
+    pub fn beta_only(mut self) -> Op {
+        self.is_beta_only = true;
         self
     }
 }
@@ -239,7 +247,7 @@ fn schemas() -> Value {
     })
 }
 
-fn operation(op: &Op, version: &str) -> Value {
+fn operation(op: &Op, version: &str, path: &str) -> Value {
     let mut parameters: Vec<Value> = op
         .params
         .iter()
@@ -290,7 +298,7 @@ fn operation(op: &Op, version: &str) -> Value {
         "tags": [op.tag],
         "summary": op.summary,
         "description": format!("Required permission: `{}`. Microsoft Graph {version} compatible.", op.permission),
-        "operationId": format!("{version}.{}.{}", op.method, op.summary.split(' ').take(4).collect::<Vec<_>>().join("_")),
+        "operationId": operation_id(version, op.method, path),
         "parameters": parameters,
         "responses": responses,
         "security": [{"bearer": []}],
@@ -301,13 +309,26 @@ fn operation(op: &Op, version: &str) -> Value {
     res
 }
 
-/// The whole document: the Graph routes under both versions plus the operational endpoints.
+/// A unique operation id: the version, the method and the path's segments, e.g.
+/// `v1_0_get_users_id_authentication_methods`.
+pub fn operation_id(version: &str, method: &str, path: &str) -> String {
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|it| !it.is_empty())
+        .map(|it| it.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' }).collect::<String>())
+        .map(|it| it.trim_matches('_').to_owned())
+        .collect();
+    format!("{}_{method}_{}", version.replace('.', "_"), segments.join("_"))
+}
+
+/// The whole document: the Graph routes under both versions (beta-only operations under
+/// `/beta` alone) plus the operational endpoints.
 pub fn document(graph_ops: &[(String, Op)], public_url: &str) -> Value {
     let mut paths = Map::new();
     for version in ["v1.0", "beta"] {
-        for (path, op) in graph_ops {
+        for (path, op) in graph_ops.iter().filter(|(_, op)| version == "beta" || !op.is_beta_only) {
             let entry = paths.entry(format!("/{version}{path}")).or_insert_with(|| json!({}));
-            entry[op.method] = operation(op, version);
+            entry[op.method] = operation(op, version, path);
         }
     }
     let plain = |summary: &str, content: &str, schema: Value| json!({"get": {"summary": summary, "tags": ["operations"], "responses": {"200": {"description": "Success", "content": {content: {"schema": schema}}}}}});

@@ -834,7 +834,8 @@ pub fn routes(api: Api) -> Api {
             "List resource actions (beta; $filter on isPrivileged)",
             "(any signed-in user)",
             "ResourceActionCollection",
-        ),
+        )
+        .beta_only(),
     )
     .route(
         "/roleManagement/directory/roleAssignments",

@@ -323,22 +323,28 @@ pub fn routes(api: Api) -> Api {
     .route(
         "/users/{id}/authentication/requirements",
         get(get_requirements),
-        Op::get("users", "Beta: the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements").with_id(),
+        Op::get("users", "Beta: the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements")
+            .with_id()
+            .beta_only(),
     )
     .route(
         "/users/{id}/authentication/requirements",
         axum::routing::patch(patch_requirements),
-        Op::patch("users", "Beta: set the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements").with_id(),
+        Op::patch("users", "Beta: set the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements")
+            .with_id()
+            .beta_only(),
     )
     .route(
         "/me/authentication/requirements",
         get(get_my_requirements),
-        Op::get("users", "Beta: the signed-in user's per-user MFA state", "(self)", "StrongAuthenticationRequirements"),
+        Op::get("users", "Beta: the signed-in user's per-user MFA state", "(self)", "StrongAuthenticationRequirements")
+            .beta_only(),
     )
     .route(
         "/me/authentication/requirements",
         axum::routing::patch(patch_my_requirements),
-        Op::patch("users", "Beta: set the signed-in user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements"),
+        Op::patch("users", "Beta: set the signed-in user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements")
+            .beta_only(),
     )
     .route(
         "/users/{id}/revokeSignInSessions",
@@ -664,7 +670,7 @@ fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>,
                     csrf,
                     Stage::Username.as_str(),
                     &format!(
-                        "<label for=\"username\">Email or user name</label><input type=\"email\" id=\"username\" \
+                        "<label for=\"username\">Sign-in name (user principal name, like adele@contoso.com)</label><input type=\"email\" id=\"username\" \
                          name=\"username\" autocomplete=\"username\" value=\"{}\" required autofocus>{}",
                         esc(login_hint.unwrap_or_default()),
                         return_to

@@ -220,11 +220,13 @@ struct TokenArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let format = match &cli.command {
-        Command::Serve(args) => args.log_format,
-        _ => LogFormat::Human,
+    // The server logs what it does; the other commands print their result on standard output
+    // and log only warnings and errors, unless KEYWARD_LOG asks for more.
+    let (format, level) = match &cli.command {
+        Command::Serve(args) => (args.log_format, "info,sqlx=warn"),
+        _ => (LogFormat::Human, "warn"),
     };
-    init_logging(format);
+    init_logging(format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(it) => it,
         Err(err) => {
@@ -250,9 +252,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only on a terminal: a log file or a pipe gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -437,9 +444,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let tenant_id = match &outcome {
         BootstrapOutcome::Existing { tenant_id } | BootstrapOutcome::Created { tenant_id, .. } => tenant_id,
     };
+    let domain = app
+        .home_tenant()
+        .await?
+        .and_then(|it| it.domains.into_iter().find(|it| it.is_default).map(|it| it.name))
+        .unwrap_or_else(|| tenant_id.to_string());
     say(&format!(
-        "Keyward is listening on {public_url}: sign in at {public_url}/{tenant_id}/login; API under /v1.0 and /beta \
-         (viewer at {public_url}/docs); OpenID Connect issuer {public_url}/{tenant_id}/v2.0."
+        "Keyward is listening on {public_url}: sign in at {public_url}/ (or {public_url}/{domain}/login); API under \
+         /v1.0 and /beta (viewer at {public_url}/docs); OpenID Connect issuer {public_url}/{tenant_id}/v2.0 \
+         (discovery at {public_url}/{domain}/v2.0/.well-known/openid-configuration)."
     ));
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);

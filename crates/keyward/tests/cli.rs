@@ -151,6 +151,7 @@ async fn first_start_prints_a_one_time_pass_and_later_starts_do_not() {
     assert!(out.contains("One-time Temporary Access Pass for admin@example.test: "), "{out}");
     let health = reqwest::get(server.url("/healthz")).await.expect("healthz");
     assert_eq!(health.status(), 200);
+    assert!(!server.stderr().contains('\u{1b}'), "no colour codes in a log that is not a terminal");
     assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
     assert!(scratch.0.join("data/keyward.db").exists() && scratch.0.join("data/keyward.key").exists());
 
@@ -187,8 +188,17 @@ async fn demo_data_tokens_and_json_logs() {
         .output()
         .expect("token");
     assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    assert!(token.stderr.is_empty(), "keyward token prints only the token: {}", String::from_utf8_lossy(&token.stderr));
     let token = String::from_utf8(token.stdout).expect("utf-8").trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
+    // The address the server prints leads to the sign-in page.
+    assert!(
+        out.contains(&format!("sign in at {}/ (or {}/fabrikam.test/login)", server.url(""), server.url(""))),
+        "{out}"
+    );
+    let home = reqwest::get(server.url("/")).await.expect("home");
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.expect("page").contains("Sign-in name (user principal name"));
     let users: serde_json::Value = reqwest::Client::new()
         .get(server.url("/v1.0/users?$filter=startswith(displayName,'Adele')"))
         .bearer_auth(&token)
