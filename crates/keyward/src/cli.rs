@@ -163,6 +163,12 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "KEYWARD_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Development only: serve HTTPS with a self-signed certificate for localhost and 127.0.0.1,
+    /// created in the data directory on first use (dev-tls-cert.pem, dev-tls-key.pem); the public
+    /// URL becomes https://localhost:PORT. Prints how to trust the certificate (MSAL and most
+    /// clients need HTTPS).
+    #[arg(long, env = "KEYWARD_DEV_TLS", conflicts_with_all = ["tls_cert", "tls_key"])]
+    dev_tls: bool,
     /// Seed a demo tenant (administrators, users, a role-assignable group, an administrative unit)
     /// and print the sign-in names and passwords.
     #[arg(long)]
@@ -288,6 +294,28 @@ fn public_url(explicit: Option<&str>, listen: SocketAddr, is_tls: bool) -> anyho
     Ok(format!("{scheme}://{host}:{}", listen.port()))
 }
 
+/// `--dev-tls`: the self-signed certificate for localhost in the data directory, created on first
+/// use; prints how to trust it.
+fn dev_certificate(data_dir: &Path) -> anyhow::Result<keyward_http::TlsFiles> {
+    let cert = data_dir.join("dev-tls-cert.pem");
+    let key = data_dir.join("dev-tls-key.pem");
+    if !cert.is_file() || !key.is_file() {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let generated = rcgen::generate_simple_self_signed(names).context("cannot create a development certificate")?;
+        std::fs::write(&cert, generated.cert.pem()).with_context(|| format!("cannot write {}", cert.display()))?;
+        let _ = std::fs::remove_file(&key);
+        write_private(&key, &generated.signing_key.serialize_pem())?;
+    }
+    let path = cert.canonicalize().unwrap_or_else(|_| cert.clone());
+    say(&format!(
+        "Development HTTPS with a self-signed certificate for localhost: {path}\n  Trust it in the shell that \
+         runs your client: export REQUESTS_CA_BUNDLE={path} SSL_CERT_FILE={path} (Python: MSAL, requests, \
+         httpx), NODE_EXTRA_CA_CERTS={path} (Node.js); curl --cacert {path}. Never use it in production.",
+        path = path.display()
+    ));
+    Ok(keyward_http::TlsFiles { cert, key })
+}
+
 /// Reads the key-encryption key from KEYWARD_MASTER_KEY or DATA_DIR/keyward.key, creating the file
 /// (mode 0600) on first start.
 fn master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
@@ -377,8 +405,12 @@ const AUDIT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    let is_tls = args.tls_cert.is_some();
-    let public_url = public_url(args.public_url.as_deref(), args.listen, is_tls)?;
+    let is_tls = args.tls_cert.is_some() || args.dev_tls;
+    let public_url = match (&args.public_url, args.dev_tls) {
+        // The certificate names localhost, so the public URL must too.
+        (None, true) => format!("https://localhost:{}", args.listen.port()),
+        (explicit, _) => public_url(explicit.as_deref(), args.listen, is_tls)?,
+    };
     // Take the port first: a second server on the same address fails before touching the data.
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {}; is another server using it? Choose another with --listen", args.listen)
@@ -410,7 +442,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if let Some((pass, expires)) = temporary_access_pass {
                 let expires = expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
                 say(&format!(
-                    "One-time Temporary Access Pass for {admin_upn}: {}\n  (valid until {expires}; sign in with it and register MFA. It is not shown again.)",
+                    "One-time Temporary Access Pass for {admin_upn}: {}\n  (valid until {expires}, from any browser until you register MFA: sign in with it and register an authenticator app. It is not shown again; lost it? `keyward admin recover --upn {admin_upn}`.)",
                     pass.expose()
                 ));
             }
@@ -439,6 +471,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(keyward_http::TlsFiles { cert, key }),
+        _ if args.dev_tls => Some(dev_certificate(&args.store.data_dir)?),
         _ => None,
     };
     let tenant_id = match &outcome {
