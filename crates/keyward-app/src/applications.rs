@@ -166,9 +166,10 @@ impl App {
         caller: &Caller,
         draft: ApplicationDraft,
     ) -> Result<ApplicationView, AppError> {
-        let display_name = draft.display_name.clone().ok_or_else(|| {
-            AppError::BadRequest("Property 'displayName' is required to create an application.".into())
-        })?;
+        let display_name = draft
+            .display_name
+            .clone()
+            .ok_or_else(|| AppError::BadRequest("Property 'displayName' is required.".into()))?;
         validate(&draft)?;
         let now = self.now();
         let application = Application {

@@ -531,9 +531,10 @@ fn resolve(
 ) -> Result<&'static Property, QueryError> {
     match (lambda, path.0.as_slice()) {
         (Some((var, property)), [head]) if head == var => Ok(property),
-        (Some((var, _)), _) => {
-            Err(QueryError::BadRequest(format!("The lambda body may only use the range variable '{var}'.")))
-        }
+        (Some((var, property)), _) => Err(QueryError::BadRequest(format!(
+            "The lambda body may only use the range variable '{var}' (an element of '{}'), e.g. {}/any({var}:{var} eq 'value').",
+            property.name, property.name
+        ))),
         (None, [name]) => match resource.property(name) {
             Some(it) if it.ty == PropType::StringCollection => Err(unsupported_clause(resource, it.name)),
             Some(it) => Ok(it),
@@ -578,13 +579,20 @@ fn check_literal(resource: &Resource, property: &Property, ty: PropType, value: 
             | (PropType::DateTime, Literal::DateTime(_))
     );
     if is_ok {
-        Ok(())
-    } else {
-        Err(QueryError::BadRequest(format!(
-            "A binary operator with incompatible types was detected. Found operand types for property '{}' of resource '{}' and literal {value}.",
-            property.name, resource.display_type
-        )))
+        return Ok(());
     }
+    // Graph's words, then how to write the literal.
+    let hint = match ty {
+        PropType::DateTime => format!(" Write dates without quotes, e.g. {} ge 2026-01-01T00:00:00Z.", property.name),
+        PropType::Bool => format!(" Write true or false without quotes, e.g. {} eq true.", property.name),
+        PropType::String | PropType::Guid | PropType::StringCollection => {
+            format!(" Write text in single quotes, e.g. {} eq 'value'.", property.name)
+        }
+    };
+    Err(QueryError::BadRequest(format!(
+        "A binary operator with incompatible types was detected. Found operand types for property '{}' of resource '{}' and literal {value}.{hint}",
+        property.name, resource.display_type
+    )))
 }
 
 #[cfg(test)]
@@ -629,6 +637,32 @@ mod tests {
             assert!(message.starts_with(&format!("Operator '{op}' is not supported")), "{message}");
             assert!(plan(&USER, &advanced(raw(filter))).is_ok(), "{filter}");
         }
+    }
+
+    #[test]
+    fn filter_errors_say_how_to_write_the_clause() {
+        let message = |filter: &str| match plan(&USER, &raw(filter)) {
+            Err(QueryError::BadRequest(it) | QueryError::Unsupported(it)) => it,
+            Ok(_) => panic!("{filter} accepted"),
+        };
+        assert!(
+            message("createdDateTime ge '2026-01-01'")
+                .ends_with("Write dates without quotes, e.g. createdDateTime ge 2026-01-01T00:00:00Z.")
+        );
+        assert!(
+            message("accountEnabled eq 'true'")
+                .ends_with("Write true or false without quotes, e.g. accountEnabled eq true.")
+        );
+        assert!(message("otherMails/any(x:y eq 'a')").contains("must start with the lambda variable 'x'"));
+        let lambda = message("otherMails/any(x:x/address eq 'a')");
+        assert!(
+            lambda.contains("range variable 'x' (an element of 'otherMails')")
+                && lambda.contains("otherMails/any(x:x eq 'value')"),
+            "{lambda}"
+        );
+        // Property names in any case, written back as Graph spells them.
+        let planned = plan(&USER, &raw("DISPLAYNAME eq 'a' and otherMAILS/any(m:m eq 'b')")).expect("plan");
+        assert_eq!(planned.filter.expect("filter").to_string(), "displayName eq 'a' and otherMails/any(m:m eq 'b')");
     }
 
     #[test]

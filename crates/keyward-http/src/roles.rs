@@ -439,8 +439,8 @@ async fn create_role_assignment(ctx: GraphCtx, Body(body): Body) -> Result<Respo
     if object.get("appScopeId").is_some_and(|it| !it.is_null()) {
         return Err(bad(&ctx, "appScopeId is not supported; use directoryScopeId."));
     }
-    let principal = text("principalId").ok_or_else(|| bad(&ctx, "principalId is required."))?;
-    let role = text("roleDefinitionId").ok_or_else(|| bad(&ctx, "roleDefinitionId is required."))?;
+    let principal = text("principalId").ok_or_else(|| bad(&ctx, "Property 'principalId' is required."))?;
+    let role = text("roleDefinitionId").ok_or_else(|| bad(&ctx, "Property 'roleDefinitionId' is required."))?;
     let scope = text("directoryScopeId")
         .ok_or_else(|| bad(&ctx, "Exactly one of directoryScopeId and appScopeId is required."))?;
     let created =
@@ -680,12 +680,12 @@ async fn add_scoped_role_member(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response, GraphError> {
-    let role = body.get("roleId").and_then(Value::as_str).ok_or_else(|| bad(&ctx, "roleId is required."))?;
+    let role = body.get("roleId").and_then(Value::as_str).ok_or_else(|| bad(&ctx, "Property 'roleId' is required."))?;
     let member = body
         .get("roleMemberInfo")
         .and_then(|it| it.get("id"))
         .and_then(Value::as_str)
-        .ok_or_else(|| bad(&ctx, "roleMemberInfo.id is required."))?;
+        .ok_or_else(|| bad(&ctx, "Property 'roleMemberInfo.id' is required."))?;
     let unit_id = keyward_core::ids::ObjectId::parse(&id)
         .ok_or_else(|| bad(&ctx, format!("Invalid object identifier '{id}'.")))?;
     let created = ctx
