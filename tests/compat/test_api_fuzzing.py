@@ -1,7 +1,8 @@
 """schemathesis against Keyward's own `/openapi.json`, over every operation: anonymously, then
 with a Global Administrator's token. Each run is bounded (a fixed seed and a fixed number of
 examples per operation) and must find no `5xx`, no response that breaks its documented schema,
-and no response slower than five seconds.
+no request that breaks the documented schema (a missing required property, a wrong type)
+accepted, and no response slower than five seconds.
 
 With the token, `revokeSignInSessions` is left out: calling it on the administrator (through
 `/me` or their id) would end the very token the rest of the run uses.
@@ -25,7 +26,7 @@ def schemathesis(server: KeywardServer, *extra: str) -> None:
         "run",
         f"{server.public_url}/openapi.json",
         "--checks",
-        "not_a_server_error,response_schema_conformance",
+        "not_a_server_error,response_schema_conformance,negative_data_rejection",
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",

@@ -68,6 +68,36 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// The body of an action without parameters: none, or a JSON object (whose properties are
+/// refused, as the action takes none). Anything else is a Graph `400`.
+pub struct NoParameters;
+
+impl FromRequest<AppState> for NoParameters {
+    type Rejection = GraphError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<NoParameters, GraphError> {
+        let (parts, body) = request.into_parts();
+        let ids = request_ids(&parts);
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(NoParameters);
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(fields)) if fields.keys().all(|it| it.starts_with("@odata.")) => Ok(NoParameters),
+            Ok(Value::Object(fields)) => Err(GraphError::bad_request(
+                format!(
+                    "Property '{}' does not exist: this action takes no parameters; send no body or {{}}.",
+                    fields.keys().find(|it| !it.starts_with("@odata.")).map(String::as_str).unwrap_or_default()
+                ),
+                &ids,
+            )),
+            _ => Err(GraphError::bad_request("This action takes no parameters: send no body or {}.", &ids)),
+        }
+    }
+}
+
 fn select_suffix(select: Option<&[&str]>) -> String {
     select.map_or_else(String::new, |it| format!("({})", it.join(",")))
 }

@@ -274,7 +274,7 @@ fn operation(op: &Op, version: &str, path: &str) -> Value {
         );
     }
     if op.paging == Paging::Full {
-        parameters.push(json!({"name": "ConsistencyLevel", "in": "header", "required": false, "schema": {"type": "string", "enum": ["eventual"]}}));
+        parameters.push(json!({"name": "ConsistencyLevel", "in": "header", "required": false, "description": "`eventual` (with `$count=true`) turns on advanced query mode; any other value is ignored, as Graph ignores it", "schema": {"type": "string"}}));
     }
     let mut responses = Map::new();
     let success = if op.response.is_empty() {
@@ -304,7 +304,11 @@ fn operation(op: &Op, version: &str, path: &str) -> Value {
         "security": [{"bearer": []}],
     });
     if let Some(request) = op.request {
-        res["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": reference(request)}}});
+        // Actions that take no parameters (the "Empty" body) accept a request without a body, as
+        // Graph's do.
+        let is_required = request != "Empty";
+        res["requestBody"] =
+            json!({"required": is_required, "content": {"application/json": {"schema": reference(request)}}});
     }
     res
 }

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use crate::AppState;
 use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
-use crate::graph::{Body, Query};
+use crate::graph::{Body, NoParameters, Query};
 use crate::openapi::{Api, Op};
 
 /// A sign-in in Graph's `signIn` shape (entra.md §7.5).
@@ -194,21 +194,29 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
 }
 
 /// `POST /users/{id}/revokeSignInSessions` — `microsoft.directory/users/invalidateAllRefreshTokens`.
-async fn revoke_sign_in_sessions(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+async fn revoke_sign_in_sessions(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    _: NoParameters,
+) -> Result<Response, GraphError> {
     ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
 }
 
 /// `POST /users/{id}/authentication/requireMfaReregistration` (Keyward extension, 204) —
 /// `microsoft.directory/users/authenticationMethods/delete`.
-async fn require_mfa_reregistration(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+async fn require_mfa_reregistration(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    _: NoParameters,
+) -> Result<Response, GraphError> {
     ctx.state.app.require_mfa_reregistration(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /users/{id}/authentication/revokeMfaSessions` (Keyward extension, 204) —
 /// `microsoft.directory/users/authenticationMethods/basic/update`.
-async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Result<Response, GraphError> {
     ctx.state.app.revoke_mfa_sessions(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
