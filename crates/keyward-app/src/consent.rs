@@ -485,14 +485,8 @@ impl App {
         let scope = scope.ok_or_else(|| AppError::BadRequest("Property 'scope' is required.".into()))?;
         consent::valid_scope(&scope).map_err(AppError::BadRequest)?;
         let now = self.now();
-        let mut tx = self.write().await?;
-        let grant =
-            tx.get_permission_grant(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-        let principal = tx.get_service_principal(&caller.tenant.id, &grant.client_id).await?;
-        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
-            let target = vec![grant_target(&grant, principal.as_ref())];
-            return Err(self.refused(Some(tx), caller, Activity::AddDelegatedPermissionGrant, target, err).await);
-        }
+        let (mut tx, grant, principal) =
+            self.grant_for_change(caller, id, Activity::AddDelegatedPermissionGrant).await?;
         let scope = consent::merged(&scope, &[]);
         tx.update_permission_grant_scope(&grant.id, &scope).await?;
         let mut target = grant_target(&PermissionGrant { scope: scope.clone(), ..grant.clone() }, principal.as_ref());
@@ -507,18 +501,31 @@ impl App {
         Ok(())
     }
 
-    /// `DELETE /oauth2PermissionGrants/{id}`: no new tokens for its permissions from the next
-    /// request; audited as `Remove delegated permission grant`.
-    pub async fn delete_permission_grant(&self, caller: &Caller, id: &str) -> Result<(), AppError> {
-        let now = self.now();
+    /// An existing grant and its client, in a write transaction, for a change by `caller`, who
+    /// must manage grants (a refusal is audited as `activity`).
+    async fn grant_for_change(
+        &self,
+        caller: &Caller,
+        id: &str,
+        activity: Activity,
+    ) -> Result<(Box<dyn Tx>, PermissionGrant, Option<ServicePrincipal>), AppError> {
         let mut tx = self.write().await?;
         let grant =
             tx.get_permission_grant(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let principal = tx.get_service_principal(&caller.tenant.id, &grant.client_id).await?;
         if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
             let target = vec![grant_target(&grant, principal.as_ref())];
-            return Err(self.refused(Some(tx), caller, Activity::RemoveDelegatedPermissionGrant, target, err).await);
+            return Err(self.refused(Some(tx), caller, activity, target, err).await);
         }
+        Ok((tx, grant, principal))
+    }
+
+    /// `DELETE /oauth2PermissionGrants/{id}`: no new tokens for its permissions from the next
+    /// request; audited as `Remove delegated permission grant`.
+    pub async fn delete_permission_grant(&self, caller: &Caller, id: &str) -> Result<(), AppError> {
+        let now = self.now();
+        let (mut tx, grant, principal) =
+            self.grant_for_change(caller, id, Activity::RemoveDelegatedPermissionGrant).await?;
         tx.delete_permission_grant(&caller.tenant.id, &grant.id).await?;
         let mut target = grant_target(&grant, principal.as_ref());
         for change in &mut target.modified_properties {

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use keyward_app::{AppError, PermissionGrantDraft};
-use keyward_core::odata::{CmpOp, Expr, Literal};
 use keyward_store::PermissionGrant;
 use serde_json::{Value, json};
 
@@ -41,40 +40,30 @@ fn unsupported(ctx: &GraphCtx, message: String) -> GraphError {
 fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(&'static str, String)>, GraphError> {
     let expr = keyward_core::odata::parse_filter(raw)
         .map_err(|err| GraphError::bad_request(format!("Invalid filter clause: {err}"), &ctx.ids))?;
+    let pairs = keyward_core::odata::eq_clauses(expr).map_err(|other| {
+        unsupported(
+            ctx,
+            format!(
+                "Unsupported filter clause '{other}': oauth2PermissionGrants support eq on clientId, consentType, \
+                 principalId and resourceId, joined with 'and'."
+            ),
+        )
+    })?;
     let mut res = Vec::new();
-    let mut clauses = vec![expr];
-    while let Some(clause) = clauses.pop() {
-        match clause {
-            Expr::And(left, right) => {
-                clauses.push(*left);
-                clauses.push(*right);
-            }
-            Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
-                let name = path.to_string();
-                let property = ["clientId", "consentType", "principalId", "resourceId"]
-                    .into_iter()
-                    .find(|it| it.eq_ignore_ascii_case(&name))
-                    .ok_or_else(|| {
-                        unsupported(
-                            ctx,
-                            format!(
-                                "Unsupported filter on property '{name}': oauth2PermissionGrants are filtered with \
-                                 eq on clientId, consentType, principalId or resourceId."
-                            ),
-                        )
-                    })?;
-                res.push((property, text));
-            }
-            other => {
-                return Err(unsupported(
+    for (name, text) in pairs {
+        let property = ["clientId", "consentType", "principalId", "resourceId"]
+            .into_iter()
+            .find(|it| it.eq_ignore_ascii_case(&name))
+            .ok_or_else(|| {
+                unsupported(
                     ctx,
                     format!(
-                        "Unsupported filter clause '{other}': oauth2PermissionGrants support eq on clientId, \
-                         consentType, principalId and resourceId, joined with 'and'."
+                        "Unsupported filter on property '{name}': oauth2PermissionGrants are filtered with eq on \
+                         clientId, consentType, principalId or resourceId."
                     ),
-                ));
-            }
-        }
+                )
+            })?;
+        res.push((property, text));
     }
     Ok(res)
 }

@@ -836,7 +836,9 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
 
 /// `GET /applications` — `microsoft.directory/applications/standard/read`.
 async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let top = query.raw.top.as_deref().map(str::parse::<usize>).transpose().ok().flatten().unwrap_or(100).clamp(1, 999);
+    // Options Keyward does not apply here are refused, never ignored.
+    crate::roles::allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
     let (apps, next) = ctx
         .state
         .app

@@ -10,7 +10,6 @@ use keyward_core::authz::custom::CustomRoleDraft;
 use keyward_core::authz::{RESOURCE_ACTIONS, roles};
 use keyward_core::directory::DirectoryObject;
 use keyward_core::odata::eval::{Value as Field, matches};
-use keyward_core::odata::{CmpOp, Expr, Literal};
 use keyward_core::query::{self, RawQuery};
 use keyward_store::{AdministrativeUnit, AssignmentFilter, RoleAssignment};
 use serde_json::{Value, json};
@@ -304,38 +303,28 @@ fn assignment_filter(ctx: &GraphCtx, raw: Option<&str>) -> Result<AssignmentFilt
     let Some(raw) = raw else { return Ok(res) };
     let expr =
         keyward_core::odata::parse_filter(raw).map_err(|err| bad(ctx, format!("Invalid filter clause: {err}")))?;
-    let mut clauses = vec![expr];
-    while let Some(clause) = clauses.pop() {
-        match clause {
-            Expr::And(left, right) => {
-                clauses.push(*left);
-                clauses.push(*right);
+    let pairs = keyward_core::odata::eq_clauses(expr).map_err(|_| {
+        unsupported(
+            ctx,
+            "Role assignments filter with 'eq' on principalId, roleDefinitionId and directoryScopeId, joined with 'and'.",
+        )
+    })?;
+    for (name, text) in pairs {
+        match name.to_ascii_lowercase().as_str() {
+            "principalid" => {
+                res.principal_id = Some(
+                    keyward_core::ids::ObjectId::parse(&text)
+                        .ok_or_else(|| bad(ctx, format!("Invalid object identifier '{text}'.")))?,
+                )
             }
-            Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
-                match path.to_string().to_ascii_lowercase().as_str() {
-                    "principalid" => {
-                        res.principal_id = Some(
-                            keyward_core::ids::ObjectId::parse(&text)
-                                .ok_or_else(|| bad(ctx, format!("Invalid object identifier '{text}'.")))?,
-                        )
-                    }
-                    "roledefinitionid" => res.role_definition_id = Some(text),
-                    "directoryscopeid" => res.directory_scope_id = Some(text.to_lowercase()),
-                    _ => {
-                        let other = path.to_string();
-                        return Err(unsupported(
-                            ctx,
-                            format!(
-                                "Unsupported or invalid query filter clause specified for property '{other}' of resource 'UnifiedRoleAssignment'."
-                            ),
-                        ));
-                    }
-                }
-            }
+            "roledefinitionid" => res.role_definition_id = Some(text),
+            "directoryscopeid" => res.directory_scope_id = Some(text.to_lowercase()),
             _ => {
                 return Err(unsupported(
                     ctx,
-                    "Role assignments filter with 'eq' on principalId, roleDefinitionId and directoryScopeId, joined with 'and'.",
+                    format!(
+                        "Unsupported or invalid query filter clause specified for property '{name}' of resource 'UnifiedRoleAssignment'."
+                    ),
                 ));
             }
         }
@@ -487,7 +476,9 @@ fn directory_role(role: &keyward_core::authz::RoleDefinition) -> Value {
 }
 
 /// `GET /directoryRoles`: activated roles (with at least one tenant-wide assignment).
-async fn list_directory_roles(ctx: GraphCtx) -> Result<Response, GraphError> {
+async fn list_directory_roles(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
+    // No query option is applied here: each is refused, never ignored.
+    allow_only(&ctx, &query, &[])?;
     let roles = ctx.state.app.list_directory_roles(&ctx.caller).await.map_err(|err| ctx.err(err))?;
     Ok(collection(
         format!("{}/$metadata#directoryRoles", ctx.base()),

@@ -9,3 +9,40 @@ pub mod filter;
 pub use filter::{
     CmpOp, Expr, FilterError, Literal, MAX_DEPTH, MAX_IN_VALUES, MAX_INPUT_LEN, Path, StrFunc, parse_filter,
 };
+
+/// The clauses of a filter made only of `property eq 'text'` (or a GUID) joined with `and`, as
+/// (property path, text) pairs in the order written; `Err` with the first clause of another form.
+/// For collections that Graph filters by equality only (role assignments, permission grants).
+pub fn eq_clauses(expr: Expr) -> Result<Vec<(String, String)>, Expr> {
+    let mut res = Vec::new();
+    let mut clauses = vec![expr];
+    while let Some(clause) = clauses.pop() {
+        match clause {
+            Expr::And(left, right) => {
+                clauses.push(*right);
+                clauses.push(*left);
+            }
+            Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
+                res.push((path.to_string(), text));
+            }
+            other => return Err(other),
+        }
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equality_clauses_come_back_in_order_or_the_first_other_clause() {
+        let expr =
+            parse_filter("a eq 'x' and (b eq 'y' and c eq 00000000-0000-0000-0000-000000000001)").expect("parse");
+        let pairs = eq_clauses(expr).expect("only eq");
+        assert_eq!(pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let other = eq_clauses(parse_filter("a eq 'x' or b eq 'y'").expect("parse")).expect_err("or");
+        assert!(matches!(other, Expr::Or(..)));
+        assert!(eq_clauses(parse_filter("a eq 'x' and startswith(b,'y')").expect("parse")).is_err());
+    }
+}

@@ -306,11 +306,7 @@ async fn mfa_holds_on_refresh_and_reauthorization(backend: Backend) {
     let tokens = password_tokens(&node, &upn).await;
     let refresh_token = tokens.refresh_token.clone().expect("refresh token");
     // A browser session signed in with a password alone.
-    let authorize = format!(
-        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
-         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-        keyward_app::url_encode(REDIRECT)
-    );
+    let authorize = authorize_path("keyward-cli", REDIRECT, "openid", PKCE);
     let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
     let page = browser.get(&authorize).await;
     let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
@@ -418,11 +414,7 @@ async fn every_sign_in_path_is_logged(backend: Backend) {
     let tokens = password_tokens(&node, &upn).await;
     refresh(&node, tokens.refresh_token.as_deref().expect("refresh")).await.expect("refresh");
     // The pages, for an authorization request of keyward-cli.
-    let authorize = format!(
-        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
-         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-        keyward_app::url_encode(REDIRECT)
-    );
+    let authorize = authorize_path("keyward-cli", REDIRECT, "openid", PKCE);
     let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
     let page = browser.get(&authorize).await;
     let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
@@ -472,6 +464,18 @@ async fn every_sign_in_path_is_logged(backend: Backend) {
     assert_eq!(log[0]["userDisplayName"], "Adele Vance", "a failed sign-in of a known user names her");
 }
 
+/// PKCE parameters for a public client's authorization request (the verifier is RFC 7636's example).
+const PKCE: &str = "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+
+/// The path of an authorization request for a code.
+fn authorize_path(client_id: &str, redirect: &str, scope: &str, extra: &str) -> String {
+    format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id={client_id}&response_type=code&redirect_uri={}&scope={}&state=s1{extra}",
+        keyward_app::url_encode(redirect),
+        keyward_app::url_encode(scope)
+    )
+}
+
 /// An authorization request of `client_id` for `scope` in `browser`, signing in as `upn` if the
 /// browser is not signed in yet: the page or redirect that follows.
 async fn authorize_as(
@@ -482,12 +486,7 @@ async fn authorize_as(
     upn: &str,
     extra: &str,
 ) -> keyward_testkit::browser::Page {
-    let path = format!(
-        "/{DOMAIN}/oauth2/v2.0/authorize?client_id={client_id}&response_type=code&redirect_uri={}&scope={}&state=s1{extra}",
-        keyward_app::url_encode(redirect),
-        keyward_app::url_encode(scope)
-    );
-    let page = browser.get(&path).await;
+    let page = browser.get(&authorize_path(client_id, redirect, scope, extra)).await;
     if page.title() != "Sign in" {
         return page;
     }
@@ -563,15 +562,8 @@ async fn codes_only_after_consent(backend: Backend) {
 
     // Grace has not consented: a silent request is answered consent_required.
     let mut other = keyward_testkit::browser::Browser::new(&app.base_url);
-    let _ = authorize_as(
-        &mut other,
-        "keyward-cli",
-        "http://localhost:43210/",
-        "openid",
-        &grace_upn,
-        "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-    )
-    .await;
+    // (signed in through keyward-cli, which needs no consent)
+    let _ = authorize_as(&mut other, "keyward-cli", REDIRECT, "openid", &grace_upn, PKCE).await;
     let silent = authorize_as(&mut other, &client_id, redirect, "openid User.Read", &grace_upn, "&prompt=none").await;
     assert!(silent.path.contains("error=consent_required"), "{}", silent.path);
 
