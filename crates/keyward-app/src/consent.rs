@@ -362,6 +362,9 @@ impl App {
         permissions: &[&str],
         now: OffsetDateTime,
     ) -> Result<PermissionGrant, AppError> {
+        // Grant changes run one at a time per tenant (PostgreSQL's advisory lock; SQLite writers
+        // are serial): two consents at once extend one grant instead of racing to two.
+        tx.lock_role_changes(&tenant.id).await?;
         let existing = tx.list_permission_grants(&tenant.id, Some(client)).await?.into_iter().find(|it| {
             it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
         });
@@ -447,6 +450,7 @@ impl App {
         {
             return Err(invalid("principalId"));
         }
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let duplicate = tx.list_permission_grants(&caller.tenant.id, Some(&client_id)).await?.into_iter().any(|it| {
             it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
         });
@@ -510,6 +514,7 @@ impl App {
         activity: Activity,
     ) -> Result<(Box<dyn Tx>, PermissionGrant, Option<ServicePrincipal>), AppError> {
         let mut tx = self.write().await?;
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let grant =
             tx.get_permission_grant(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let principal = tx.get_service_principal(&caller.tenant.id, &grant.client_id).await?;

@@ -371,8 +371,8 @@ impl App {
         if let Some(hash) = &hash {
             tx.set_password_hash(&current.id, hash).await?;
             // As with resetPassword: a new password ends the sessions and refresh tokens issued
-            // with the old one.
-            update.user.sign_in_sessions_valid_from = now;
+            // with the old one, up to this moment (after hashing, inside the transaction).
+            update.user.sign_in_sessions_valid_from = self.now();
         }
         if update.changes.is_empty() {
             return Ok(());

@@ -69,6 +69,8 @@ pub(crate) async fn service_principal_facts(
     tenant: &Tenant,
     principal: &ObjectId,
 ) -> Result<ApplicationFacts, AppError> {
+    // Promotions take this lock too (see `user_facts`).
+    tx.lock_role_changes(&tenant.id).await?;
     Ok(ApplicationFacts { is_privileged: !tx.list_role_assignments_for(&tenant.id, principal).await?.is_empty() })
 }
 

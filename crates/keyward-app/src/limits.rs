@@ -44,7 +44,14 @@ pub enum Surface {
 /// Fixed one-minute windows per key; old windows are dropped as the map grows.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
-    windows: Mutex<HashMap<(Surface, String), (i64, u32)>>,
+    windows: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    counts: HashMap<(Surface, String), (i64, u32)>,
+    /// The minute of the last sweep of stale windows.
+    swept: i64,
 }
 
 /// Keys kept before stale windows are swept.
@@ -59,10 +66,12 @@ impl RateLimiter {
         }
         let minute = now.unix_timestamp().div_euclid(60);
         let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, (window, _)| *window == minute);
+        // Stale windows go once a minute at most, so many keys cannot make every request sweep.
+        if windows.counts.len() >= SWEEP_AT && windows.swept != minute {
+            windows.counts.retain(|_, (window, _)| *window == minute);
+            windows.swept = minute;
         }
-        let entry = windows.entry((surface, key.to_owned())).or_insert((minute, 0));
+        let entry = windows.counts.entry((surface, key.to_owned())).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
         }

@@ -46,6 +46,25 @@ impl fmt::Debug for PasswordHasher {
     }
 }
 
+/// One request counted among those waiting for a permit, until dropped.
+struct Waiting<'a> {
+    counter: &'a AtomicUsize,
+    /// How many were waiting before this one.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Waiting<'a> {
+        Waiting { ahead: counter.fetch_add(1, Ordering::SeqCst), counter }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 
@@ -118,17 +137,22 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-        if waiting >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Counted as waiting until a permit is held, by a guard: a request dropped while it waits
+        // (the client went away) must not leave the count behind.
+        let waiting = Waiting::enter(&self.waiting);
+        if waiting.ahead >= self.queue_limit {
             return Err(AppError::Overloaded { retry_after: 1 });
         }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let _permit = permit.map_err(|_| AppError::Unexpected(anyhow::anyhow!("hasher closed")))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("hashing task failed: {err}")))?
+        let permit = self.permits.clone().acquire_owned().await;
+        drop(waiting);
+        let permit = permit.map_err(|_| AppError::Unexpected(anyhow::anyhow!("hasher closed")))?;
+        // The permit goes with the work: a dropped request cannot free it while Argon2 still runs.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|err| AppError::Unexpected(anyhow::anyhow!("hashing task failed: {err}")))?
     }
 
     fn hash_with_salt(&self, password: &[u8], salt: &[u8]) -> Result<String, AppError> {
@@ -193,6 +217,26 @@ fn parse_phc(stored: &str) -> Option<(HashParams, Vec<u8>, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_dropped_while_waiting_leaves_no_count_behind() {
+        let hasher = PasswordHasher::new(HashParams::OWASP, 1).expect("hasher").with_queue_limit(2);
+        let stored = hasher.hash("correct horse battery").await.expect("hash");
+        for _ in 0..10 {
+            // One hashes, one waits and is dropped (a client that went away), again and again.
+            let (a, b) = (hasher.clone(), hasher.clone());
+            let (sa, sb) = (stored.clone(), stored.clone());
+            let first = tokio::spawn(async move { a.verify("correct horse battery", Some(&sa)).await });
+            tokio::task::yield_now().await;
+            let second = tokio::spawn(async move { b.verify("correct horse battery", Some(&sb)).await });
+            tokio::task::yield_now().await;
+            second.abort();
+            let _ = second.await;
+            assert!(first.await.expect("task").expect("verify"));
+        }
+        assert_eq!(hasher.waiting.load(Ordering::SeqCst), 0, "no waiting count leaked");
+        assert!(hasher.verify("correct horse battery", Some(&stored)).await.expect("still hashing"));
+    }
 
     #[tokio::test]
     async fn a_full_queue_turns_new_hashes_away() {

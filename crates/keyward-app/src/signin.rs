@@ -480,7 +480,9 @@ impl App {
         let (factor, is_ok, method) = if pass_matches {
             let pass = pass.as_ref().ok_or_else(|| unexpected("pass vanished"))?;
             let usability = signin::tap_usability(
-                tap_policy.is_enabled,
+                // The first administrator's and an operator's recovery pass work even when the
+                // tenant turned the method off: they are how an administrator gets in at all.
+                tap_policy.is_enabled || pass.ends_at_registration,
                 pass.start,
                 pass.lifetime_minutes,
                 pass.is_usable_once,
@@ -659,7 +661,9 @@ impl App {
         let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
         fresh.force_change_password_next_sign_in = false;
         // A new password ends every other session and refresh token (this session continues:
-        // a session from the very instant of the cut-off still counts).
+        // a session from the very instant of the cut-off still counts). The cut-off is taken
+        // now, after hashing, so nothing issued while the new password was hashed survives it.
+        let now = self.now();
         fresh.sign_in_sessions_valid_from = now;
         tx.update_user(&fresh).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;

@@ -50,6 +50,8 @@ pub const GRAPH_BODY_LIMIT: usize = 1 << 20;
 pub const OIDC_BODY_LIMIT: usize = 64 << 10;
 /// The largest sign-in form.
 pub const FORM_BODY_LIMIT: usize = 16 << 10;
+/// How long a request body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
@@ -102,9 +104,17 @@ async fn read_whole_body(
     is_graph: bool,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+    // A body that trickles in is cut off like slow headers are.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    match read {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
         Err(_) => {
+            let mut response =
+                (StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.\n").into_response();
+            response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            response
+        }
+        Ok(Err(_)) => {
             let ids = context::request_ids(&parts);
             let mut response = if is_graph {
                 error::GraphError::new(

@@ -564,7 +564,6 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/groups/basic/update",
             "microsoft.directory/groups/members/update",
             "microsoft.directory/groups/owners/update",
-            "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
         ],
     },
     RoleDefinition {

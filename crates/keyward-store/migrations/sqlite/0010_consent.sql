@@ -14,6 +14,9 @@ CREATE TABLE oauth2_permission_grants (
     created_at TEXT NOT NULL
 );
 CREATE INDEX oauth2_permission_grants_client ON oauth2_permission_grants(tenant_id, client_id);
+-- One grant per client, consent type, user and resource: consent extends it.
+CREATE UNIQUE INDEX oauth2_permission_grants_key
+    ON oauth2_permission_grants(tenant_id, client_id, consent_type, (COALESCE(principal_id, '')), resource_id);
 
 -- What users may consent to (Graph's authorizationPolicy permissionGrantPoliciesAssigned,
 -- one policy id per line); no row means the default, low-risk permissions only.

@@ -580,6 +580,14 @@ async fn codes_only_after_consent(backend: Backend) {
     assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
     let grant_id = granted.body["id"].as_str().expect("id").to_owned();
     assert_eq!(app.post(grants, &body).await.status, StatusCode::CONFLICT);
+    // Two administrators granting the same thing at once: one grant, one conflict.
+    let for_grace = json!({"clientId": principal, "consentType": "Principal", "principalId": grace["id"],
+        "resourceId": "00000003-0000-0000-c000-000000000000",
+        "scope": "openid"});
+    let (one, two) = tokio::join!(app.post(grants, &for_grace), app.post(grants, &for_grace));
+    let mut statuses = [one.status, two.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT], "{} / {}", one.text, two.text);
     let listed =
         app.get(&format!("{grants}?$filter=clientid eq '{principal}' and consentType eq 'AllPrincipals'")).await;
     assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
