@@ -243,7 +243,7 @@ impl App {
         }
         self.record_consent(&tenant, &user, &principal, &wanted, for_organization, is_admin, meta).await?;
         // Continue the authorization request; a forced prompt has been answered.
-        Ok(return_to.replace("&prompt=consent", "").replace("?prompt=consent&", "?"))
+        Ok(without_prompt(return_to))
     }
 
     /// Records `user`'s consent to `permissions` for the client `principal` (for everyone with
@@ -598,8 +598,37 @@ impl App {
     }
 }
 
+/// The authorization request with its `prompt` parameter removed, however it was encoded.
+fn without_prompt(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_owned() };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            form_urlencoded::parse(name.as_bytes()).next().is_none_or(|(key, _)| key != "prompt")
+        })
+        .collect();
+    if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
+}
+
 /// A grant id: opaque base64url, as Graph's are.
 fn grant_id() -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new_id().as_str().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answered_consent_prompt_is_removed_however_it_was_written() {
+        assert_eq!(
+            without_prompt("/t/oauth2/v2.0/authorize?a=1&prompt=consent&b=2"),
+            "/t/oauth2/v2.0/authorize?a=1&b=2"
+        );
+        assert_eq!(without_prompt("/t/oauth2/v2.0/authorize?%70rompt=%63onsent&a=1"), "/t/oauth2/v2.0/authorize?a=1");
+        assert_eq!(without_prompt("/t/oauth2/v2.0/authorize?prompt=consent"), "/t/oauth2/v2.0/authorize");
+        assert_eq!(without_prompt("/t/oauth2/v2.0/authorize?promptly=1"), "/t/oauth2/v2.0/authorize?promptly=1");
+    }
 }

@@ -553,7 +553,11 @@ impl App {
             }
         };
         if let Some(subject) = subject {
-            self.log_token_sign_in(&tenant, &client, subject, &result, meta).await?;
+            // The answer stands whether or not its log entry could be written (a token already
+            // issued, a code already spent): a failure is logged here instead.
+            if let Err(err) = self.log_token_sign_in(&tenant, &client, subject, &result, meta).await {
+                tracing::error!(error = ?err, "cannot write the sign-in log entry of a token request");
+            }
         }
         result
     }
@@ -1470,12 +1474,11 @@ impl App {
             .client(&tenant, &record.client_id)
             .await?
             .ok_or_else(|| AppError::BadRequest("The application of this code no longer exists.".into()))?;
+        let scopes = self.scopes_of(&record.scope).map_err(|err| AppError::BadRequest(err.description))?;
         if approve {
-            // The confirmation page listed the permissions: approving is consenting to them.
-            let scopes = self.scopes_of(&record.scope).map_err(|err| AppError::BadRequest(err.description))?;
-            self.consent_by_device_approval(&tenant, &client, &user, &scopes, meta).await?;
+            // Refused before anything changes when only an administrator could grant what is asked.
+            self.device_consent(&tenant, &client, &user, &scopes).await?;
         }
-        let client = client.display_name;
         record.status = if approve { "approved" } else { "denied" }.into();
         record.user_id = Some(user.id.clone());
         record.auth_time = session.authenticated_at;
@@ -1488,7 +1491,11 @@ impl App {
             ));
         }
         tx.commit().await?;
-        Ok(client)
+        if approve {
+            // The confirmation page listed the permissions: approving is consenting to them.
+            self.consent_by_device_approval(&tenant, &client, &user, &scopes, meta).await?;
+        }
+        Ok(client.display_name)
     }
 
     /// The client named by a pending user code, for the confirmation page. Wrong codes count

@@ -61,7 +61,9 @@ pub fn is_known_policy(id: &str) -> bool {
     [POLICY_LOW, POLICY_LEGACY].iter().any(|it| it.eq_ignore_ascii_case(id))
 }
 
-/// The permissions a request asks for: OpenID scopes and API permissions, in a stable order.
+/// The permissions a request asks for: OpenID scopes and API permissions, in a stable order. A
+/// request without an API permission gets an access token with `User.Read` (as Entra gives one
+/// for Microsoft Graph), so it asks for `User.Read` too.
 pub fn requested(scopes: &Scopes) -> Vec<String> {
     let mut res: Vec<String> = [
         (scopes.openid, "openid"),
@@ -73,6 +75,9 @@ pub fn requested(scopes: &Scopes) -> Vec<String> {
     .filter(|(asked, _)| *asked)
     .map(|(_, name)| name.to_owned())
     .collect();
+    if scopes.api.is_empty() {
+        res.push("User.Read".to_owned());
+    }
     res.extend(scopes.api.iter().cloned());
     res
 }
@@ -172,5 +177,8 @@ mod tests {
         assert_eq!(merged("openid User.Read", &["user.read", "email"]), "openid User.Read email");
         assert!(valid_scope("openid User.Read Directory.Read.All").is_ok());
         assert!(valid_scope("Mail.Send").is_err());
+        // A request without an API permission gets User.Read in its access token, so asks for it.
+        let openid = Scopes { openid: true, ..Scopes::default() };
+        assert_eq!(super::requested(&openid), ["openid", "User.Read"]);
     }
 }
