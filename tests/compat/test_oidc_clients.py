@@ -218,23 +218,28 @@ def test_azure_identity_client_secret_credential(keyward: KeywardServer) -> None
 
 def follow_to_redirect_uri(client: httpx.Client, url: str, redirect_uri: str, upn: str) -> str:
     """Walks the authorization request through the sign-in pages until the redirect to the app."""
-    response = client.get(url, follow_redirects=False)
-    while response.is_redirect:
-        location = response.headers["location"]
-        if location.startswith(redirect_uri):
-            return location
-        response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+
+    def follow(response: httpx.Response) -> tuple[httpx.Response, str | None]:
+        """Follows redirects within Keyward; the app's redirect location once one points there."""
+        while response.is_redirect:
+            location = response.headers["location"]
+            if location.startswith(redirect_uri):
+                return response, location
+            response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+        return response, None
+
+    response, location = follow(client.get(url, follow_redirects=False))
+    if location:
+        return location
     page = parse(response)
     assert page.title == "Sign in", page.html
     page = submit(client, page, "username", {"username": upn})
     form = page.form("password")
     response = client.post(form.action, data={**{i["name"]: i.get("value", "") for i in form.inputs if i.get("name")}, "password": PASSWORD}, follow_redirects=False)
     for _ in range(2):
-        while response.is_redirect:
-            location = response.headers["location"]
-            if location.startswith(redirect_uri):
-                return location
-            response = client.get(location if location.startswith("http") else f"{client.base_url}{location}", follow_redirects=False)
+        response, location = follow(response)
+        if location:
+            return location
         # A new application asks the user for consent first (the first form is Accept).
         page = parse(response)
         if page.title != "Permissions requested":

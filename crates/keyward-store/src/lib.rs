@@ -740,7 +740,7 @@ pub trait OAuthStore: Send {
     /// Moves an approved code to `redeemed`; `false` if another poll redeemed it first.
     async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError>;
     /// Records a client assertion's `jti` until `expires_at`; `false` if the client used it
-    /// before (a replay). Forgets assertions that expired before `now`.
+    /// before (a replay). Forgets assertions that expired over a minute before `now`.
     async fn use_client_assertion(
         &mut self,
         client_id: &str,

@@ -129,6 +129,18 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl Reply {
+    /// The `activityDisplayName` of each entry of a directory-audit list, in order.
+    pub fn activities(&self) -> Vec<&str> {
+        self.body["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter_map(|it| it["activityDisplayName"].as_str())
+            .collect()
+    }
+}
+
 impl TestApp {
     /// Starts an app on `backend` with a bootstrapped tenant whose Global Administrator is
     /// [`ADMIN_UPN`], and a clock standing at the current time.

@@ -549,12 +549,7 @@ async fn codes_only_after_consent(backend: Backend) {
     assert_eq!(forced.title(), "Permissions requested");
     let audit =
         app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{principal}')")).await;
-    let activities: Vec<&str> = audit.body["value"]
-        .as_array()
-        .expect("value")
-        .iter()
-        .filter_map(|it| it["activityDisplayName"].as_str())
-        .collect();
+    let activities = audit.activities();
     assert!(
         activities.contains(&"Consent to application") && activities.contains(&"Add delegated permission grant"),
         "{activities:?}"

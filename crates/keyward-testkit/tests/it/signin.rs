@@ -506,12 +506,7 @@ async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=correlationId eq '{correlation}'")).await;
-    let activities: Vec<&str> = audit.body["value"]
-        .as_array()
-        .expect("value")
-        .iter()
-        .filter_map(|it| it["activityDisplayName"].as_str())
-        .collect();
+    let activities = audit.activities();
     assert!(
         activities.contains(&"Enable Strong Authentication") && activities.contains(&"Update user"),
         "{activities:?}"
