@@ -4,6 +4,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
+use keyward_app::AppError;
 use keyward_core::audit::{AuditRecord, Initiator};
 use keyward_core::audit_query;
 use serde_json::{Value, json};
@@ -65,8 +66,8 @@ pub fn directory_audit(record: &AuditRecord) -> Value {
 
 /// `GET /auditLogs/directoryAudits` — `microsoft.directory/auditLogs/allProperties/read`.
 async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let plan = audit_query::plan(&query.raw).map_err(|err| ctx.err(err.into()))?;
-    let page = ctx.state.app.list_audit(&ctx.caller, &plan).await.map_err(|err| ctx.err(err))?;
+    let plan = audit_query::plan(&query.raw).map_err(AppError::from)?;
+    let page = ctx.state.app.list_audit(&ctx.caller, &plan).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     let items: Vec<Value> = page.items.iter().map(directory_audit).collect();
     Ok(collection(format!("{}/$metadata#auditLogs/directoryAudits", ctx.base()), items, None, next))
@@ -74,7 +75,7 @@ async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
 
 /// `GET /auditLogs/directoryAudits/{id}`.
 async fn get_audit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let record = ctx.state.app.get_audit(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let record = ctx.state.app.get_audit(&ctx.caller, &id).await?;
     Ok(entity(
         format!("{}/$metadata#auditLogs/directoryAudits/$entity", ctx.base()),
         directory_audit(&record),

@@ -75,7 +75,7 @@ async fn list_grants(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, 
         Some(raw) => grant_filter(&ctx, raw)?,
         None => Vec::new(),
     };
-    let grants = ctx.state.app.list_permission_grants(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let grants = ctx.state.app.list_permission_grants(&ctx.caller).await?;
     let items: Vec<Value> = grants
         .iter()
         .map(grant_json)
@@ -90,25 +90,25 @@ async fn list_grants(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, 
 
 /// `GET /oauth2PermissionGrants/{id}` — `microsoft.directory/servicePrincipals/standard/read`.
 async fn get_grant(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let grant = ctx.state.app.get_permission_grant(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let grant = ctx.state.app.get_permission_grant(&ctx.caller, &id).await?;
     Ok(entity(format!("{}/$metadata#oauth2PermissionGrants/$entity", ctx.base()), grant_json(&grant), StatusCode::OK))
 }
 
-fn text(ctx: &GraphCtx, body: &Value, name: &str) -> Result<Option<String>, GraphError> {
+fn text(body: &Value, name: &str) -> Result<Option<String>, GraphError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(it)) => Ok(Some(it.clone())),
-        Some(_) => Err(ctx.err(AppError::BadRequest(format!("Invalid value for property '{name}'.")))),
+        Some(_) => Err(GraphError::from(AppError::BadRequest(format!("Invalid value for property '{name}'.")))),
     }
 }
 
 /// Refuses properties a body may not carry (never drops them silently).
-fn only(ctx: &GraphCtx, body: &Value, allowed: &[&str]) -> Result<(), GraphError> {
+fn only(body: &Value, allowed: &[&str]) -> Result<(), GraphError> {
     let Some(fields) = body.as_object() else {
-        return Err(ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())));
+        return Err(GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())));
     };
     match fields.keys().find(|key| !key.starts_with("@odata.") && !allowed.contains(&key.as_str())) {
-        Some(key) => Err(ctx.err(AppError::BadRequest(format!(
+        Some(key) => Err(GraphError::from(AppError::BadRequest(format!(
             "Property '{key}' does not exist on type 'microsoft.graph.oAuth2PermissionGrant' or cannot be set."
         )))),
         None => Ok(()),
@@ -117,15 +117,15 @@ fn only(ctx: &GraphCtx, body: &Value, allowed: &[&str]) -> Result<(), GraphError
 
 /// `POST /oauth2PermissionGrants` — `microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks`.
 async fn create_grant(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    only(&ctx, &body, &["clientId", "consentType", "principalId", "resourceId", "scope"])?;
+    only(&body, &["clientId", "consentType", "principalId", "resourceId", "scope"])?;
     let draft = PermissionGrantDraft {
-        client_id: text(&ctx, &body, "clientId")?,
-        consent_type: text(&ctx, &body, "consentType")?,
-        principal_id: text(&ctx, &body, "principalId")?,
-        resource_id: text(&ctx, &body, "resourceId")?,
-        scope: text(&ctx, &body, "scope")?,
+        client_id: text(&body, "clientId")?,
+        consent_type: text(&body, "consentType")?,
+        principal_id: text(&body, "principalId")?,
+        resource_id: text(&body, "resourceId")?,
+        scope: text(&body, "scope")?,
     };
-    let grant = ctx.state.app.create_permission_grant(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    let grant = ctx.state.app.create_permission_grant(&ctx.caller, draft).await?;
     Ok(entity(
         format!("{}/$metadata#oauth2PermissionGrants/$entity", ctx.base()),
         grant_json(&grant),
@@ -135,15 +135,15 @@ async fn create_grant(ctx: GraphCtx, Body(body): Body) -> Result<Response, Graph
 
 /// `PATCH /oauth2PermissionGrants/{id}` (only `scope`) — `…/oAuth2PermissionGrants/allProperties/allTasks`.
 async fn update_grant(ctx: GraphCtx, Path(id): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    only(&ctx, &body, &["scope"])?;
-    let scope = text(&ctx, &body, "scope")?;
-    ctx.state.app.update_permission_grant(&ctx.caller, &id, scope).await.map_err(|err| ctx.err(err))?;
+    only(&body, &["scope"])?;
+    let scope = text(&body, "scope")?;
+    ctx.state.app.update_permission_grant(&ctx.caller, &id, scope).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /oauth2PermissionGrants/{id}` — `…/oAuth2PermissionGrants/allProperties/allTasks`.
 async fn delete_grant(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_permission_grant(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_permission_grant(&ctx.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -158,7 +158,7 @@ fn policy_json(policies: &[String]) -> Value {
 
 /// `GET /policies/authorizationPolicy` — `microsoft.directory/authorizationPolicy/standard/read`.
 async fn get_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let policies = ctx.state.app.user_consent_policies(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let policies = ctx.state.app.user_consent_policies(&ctx.caller).await?;
     Ok(entity(
         format!("{}/$metadata#policies/authorizationPolicy/$entity", ctx.base()),
         policy_json(&policies),
@@ -170,32 +170,33 @@ async fn get_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
 /// — `microsoft.directory/authorizationPolicy/allProperties/allTasks`.
 async fn update_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let unsupported = |name: &str| {
-        ctx.err(AppError::BadRequest(format!(
+        GraphError::from(AppError::BadRequest(format!(
             "Property '{name}' of the authorization policy is not supported by Keyward; only \
              defaultUserRolePermissions.permissionGrantPoliciesAssigned can be changed."
         )))
     };
     let fields = body
         .as_object()
-        .ok_or_else(|| ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
     if let Some(key) = fields.keys().find(|it| !it.starts_with("@odata.") && *it != "defaultUserRolePermissions") {
         return Err(unsupported(key));
     }
-    let permissions = fields
-        .get("defaultUserRolePermissions")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ctx.err(AppError::BadRequest("Property 'defaultUserRolePermissions' is required.".into())))?;
+    let permissions = fields.get("defaultUserRolePermissions").and_then(Value::as_object).ok_or_else(|| {
+        GraphError::from(AppError::BadRequest("Property 'defaultUserRolePermissions' is required.".into()))
+    })?;
     if let Some(key) = permissions.keys().find(|it| *it != "permissionGrantPoliciesAssigned") {
         return Err(unsupported(&format!("defaultUserRolePermissions.{key}")));
     }
     let list = permissions.get("permissionGrantPoliciesAssigned").and_then(Value::as_array).ok_or_else(|| {
-        ctx.err(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
+        GraphError::from(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
     })?;
     let policies =
         list.iter().map(|it| it.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
-            ctx.err(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
+            GraphError::from(AppError::BadRequest(
+                "Invalid value for property 'permissionGrantPoliciesAssigned'.".into(),
+            ))
         })?;
-    ctx.state.app.set_user_consent_policies(&ctx.caller, policies).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.set_user_consent_policies(&ctx.caller, policies).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -23,6 +23,20 @@ pub struct RequestIds {
     pub client_request_id: String,
 }
 
+tokio::task_local! {
+    /// The ids of the request this task serves (set by `observe` around the handler), so an
+    /// app error converts into its Graph envelope with `?` alone.
+    static CURRENT_IDS: RequestIds;
+}
+
+/// The ids of the request being served; fresh ones outside a request.
+pub fn current_ids() -> RequestIds {
+    CURRENT_IDS.try_with(Clone::clone).unwrap_or_else(|_| {
+        let id = uuid::Uuid::new_v4().to_string();
+        RequestIds { request_id: id.clone(), client_request_id: id }
+    })
+}
+
 /// Assigns request ids, records metrics and writes one log line per request.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -38,7 +52,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |it| it.as_str()).to_owned();
     let path = request.uri().path().to_owned();
-    let mut response = next.run(request).await;
+    let mut response = CURRENT_IDS.scope(ids.clone(), next.run(request)).await;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
         headers.insert("request-id", value);
@@ -93,12 +107,7 @@ impl GraphCtx {
 
     /// The signed-in user's id, for `/me/…` routes (app-only tokens have no `/me`).
     pub fn me_key(&self) -> Result<String, GraphError> {
-        self.caller.delegated_user().map(|it| it.id.to_string()).map_err(|err| self.err(err))
-    }
-
-    /// Converts an app error into this request's Graph error.
-    pub fn err(&self, err: keyward_app::AppError) -> GraphError {
-        GraphError::from_app(err, &self.ids)
+        Ok(self.caller.delegated_user()?.id.to_string())
     }
 }
 

@@ -80,6 +80,13 @@ impl GraphError {
     }
 }
 
+/// An app error becomes the envelope of the request being served (`?` in a handler).
+impl From<AppError> for GraphError {
+    fn from(err: AppError) -> GraphError {
+        GraphError::from_app(err, &crate::context::current_ids())
+    }
+}
+
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
         let date = time::OffsetDateTime::now_utc();

@@ -112,7 +112,7 @@ fn next_link(ctx: &GraphCtx, query: &GraphQuery, path: &str, skiptoken: Option<S
 
 /// `GET /users` — `microsoft.directory/users/standard/read`.
 async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await.map_err(|err| ctx.err(err))?;
+    let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await?;
     let select = page.select.as_deref();
     let items = page.items.iter().map(|it| shape::user(it, select, ctx.version)).collect();
     let context = format!("{}/$metadata#users{}", ctx.base(), select_suffix(select));
@@ -132,7 +132,7 @@ async fn count(is_users: bool, ctx: GraphCtx, Query(mut query, _): Query) -> Res
     } else {
         app.list_groups(&ctx.caller, &query.raw).await.map(|it| it.count)
     };
-    let n = n.map_err(|err| ctx.err(err))?.unwrap_or(0);
+    let n = n?.unwrap_or(0);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], n.to_string()).into_response())
 }
 
@@ -164,16 +164,16 @@ fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), GraphError> {
 
 /// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
 async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
-    let select = ctx.state.app.user_select(query.raw.select.as_deref()).map_err(|err| ctx.err(err))?;
-    let user = ctx.state.app.get_user(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let user = ctx.state.app.get_user(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
     Ok(entity(context, shape::user(&user, select.as_deref(), ctx.version), StatusCode::OK))
 }
 
 /// `GET /me` — the signed-in user.
 async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
-    let select = ctx.state.app.user_select(query.raw.select.as_deref()).map_err(|err| ctx.err(err))?;
-    let me = ctx.state.app.me(&ctx.caller).map_err(|err| ctx.err(err))?;
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let me = ctx.state.app.me(&ctx.caller)?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
     Ok(entity(context, shape::user(&me, select.as_deref(), ctx.version), StatusCode::OK))
 }
@@ -181,7 +181,7 @@ async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, Graph
 /// `POST /users` — `microsoft.directory/users/create`.
 async fn create_user(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let draft = shape::user_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    let user = ctx.state.app.create_user(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    let user = ctx.state.app.create_user(&ctx.caller, draft).await?;
     let context = format!("{}/$metadata#users/$entity", ctx.base());
     Ok(entity(context, shape::user(&user, None, ctx.version), StatusCode::CREATED))
 }
@@ -190,25 +190,21 @@ async fn create_user(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphE
 /// `users/userPrincipalName/update`, `users/enable` or `users/disable` for those properties.
 async fn update_user(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let patch = shape::user_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.update_user(&ctx.caller, &key, patch).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.update_user(&ctx.caller, &key, patch).await?;
     Ok(no_content())
 }
 
 /// `DELETE /users/{id}` — `microsoft.directory/users/delete`.
 async fn delete_user(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_user(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_user(&ctx.caller, &key).await?;
     Ok(no_content())
 }
 
 /// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`.
 async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Query) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
-    let page = ctx
-        .state
-        .app
-        .member_of(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let page =
+        ctx.state.app.member_of(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
     let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
@@ -216,7 +212,7 @@ async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Q
 
 /// `GET /groups` — `microsoft.directory/groups/standard/read`.
 async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let page = ctx.state.app.list_groups(&ctx.caller, &query.raw).await.map_err(|err| ctx.err(err))?;
+    let page = ctx.state.app.list_groups(&ctx.caller, &query.raw).await?;
     let select = page.select.as_deref();
     let items = page.items.iter().map(|it| shape::group(it, select, ctx.version)).collect();
     let context = format!("{}/$metadata#groups{}", ctx.base(), select_suffix(select));
@@ -225,8 +221,8 @@ async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
 
 /// `GET /groups/{id}` — `microsoft.directory/groups/standard/read`.
 async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
-    let select = ctx.state.app.group_select(query.raw.select.as_deref()).map_err(|err| ctx.err(err))?;
-    let group = ctx.state.app.get_group(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let select = ctx.state.app.group_select(query.raw.select.as_deref())?;
+    let group = ctx.state.app.get_group(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#groups{}/$entity", ctx.base(), select_suffix(select.as_deref()));
     Ok(entity(context, shape::group(&group, select.as_deref(), ctx.version), StatusCode::OK))
 }
@@ -235,7 +231,7 @@ async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Quer
 /// `microsoft.directory/groupsAssignableToRoles/create` for a role-assignable group.
 async fn create_group(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let draft = shape::group_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    let group = ctx.state.app.create_group(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    let group = ctx.state.app.create_group(&ctx.caller, draft).await?;
     let context = format!("{}/$metadata#groups/$entity", ctx.base());
     Ok(entity(context, shape::group(&group, None, ctx.version), StatusCode::CREATED))
 }
@@ -244,14 +240,14 @@ async fn create_group(ctx: GraphCtx, Body(body): Body) -> Result<Response, Graph
 /// `groupsAssignableToRoles/allProperties/update`).
 async fn update_group(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let patch = shape::group_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.update_group(&ctx.caller, &key, patch).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.update_group(&ctx.caller, &key, patch).await?;
     Ok(no_content())
 }
 
 /// `DELETE /groups/{id}` — `microsoft.directory/groups/delete` (role-assignable groups:
 /// `groupsAssignableToRoles/delete`).
 async fn delete_group(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_group(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_group(&ctx.caller, &key).await?;
     Ok(no_content())
 }
 
@@ -268,8 +264,7 @@ async fn list_relation(
         .state
         .app
         .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
+        .await?;
     let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
@@ -284,7 +279,7 @@ async fn add_reference(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let object = shape::reference_id(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.add_to_group(&ctx.caller, relation, &key, &object).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.add_to_group(&ctx.caller, relation, &key, &object).await?;
     Ok(no_content())
 }
 
@@ -295,20 +290,20 @@ async fn remove_reference(
     ctx: GraphCtx,
     Path((key, object)): Path<(String, String)>,
 ) -> Result<Response, GraphError> {
-    ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await?;
     Ok(no_content())
 }
 
 /// `GET /directoryObjects/{id}` — read of the user or group.
 async fn get_directory_object(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let object = ctx.state.app.get_directory_object(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let object = ctx.state.app.get_directory_object(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#directoryObjects/$entity", ctx.base());
     Ok(entity(context, shape::directory_object(&object, ctx.version), StatusCode::OK))
 }
 
 /// `GET /organization` — `microsoft.directory/organization/standard/read`.
 async fn organization(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let tenant = ctx.state.app.organization(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let tenant = ctx.state.app.organization(&ctx.caller).await?;
     let context = format!("{}/$metadata#organization", ctx.base());
     let Value::Object(item) = shape::organization(&tenant) else {
         return Err(GraphError::bad_request("organization", &ctx.ids));

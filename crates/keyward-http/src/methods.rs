@@ -81,7 +81,7 @@ fn list(ctx: &GraphCtx, key: &str, segment: &str, items: Vec<Value>) -> Response
 
 /// One method of a collection as an entity, or Graph's 404 naming `id`.
 fn one(ctx: &GraphCtx, key: &str, segment: &str, id: &str, found: Option<Value>) -> Result<Response, GraphError> {
-    let found = found.ok_or_else(|| ctx.err(AppError::NotFound(id.to_owned())))?;
+    let found = found.ok_or_else(|| GraphError::from(AppError::NotFound(id.to_owned())))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/{segment}/$entity", ctx.base()),
         found,
@@ -91,20 +91,20 @@ fn one(ctx: &GraphCtx, key: &str, segment: &str, id: &str, found: Option<Value>)
 
 /// `GET /users/{id}/authentication/methods` — `users/authenticationMethods/standard/read` (or oneself).
 async fn list_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
 }
 
 /// `GET /me/authentication/methods`.
 async fn list_my_methods(ctx: GraphCtx) -> Result<Response, GraphError> {
     let key = ctx.me_key()?;
-    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
 }
 
 /// `GET /users/{id}/authentication/passwordMethods`.
 async fn list_password_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
     let items = methods.iter().filter(|it| matches!(it, AuthMethod::Password { .. })).map(method_json).collect();
     Ok(list(&ctx, &key, "passwordMethods", items))
 }
@@ -114,9 +114,9 @@ async fn get_password_method(
     ctx: GraphCtx,
     Path((key, method)): Path<(String, String)>,
 ) -> Result<Response, GraphError> {
-    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
     let found = methods.iter().find(|it| matches!(it, AuthMethod::Password { .. }) && method == PASSWORD_METHOD_ID);
-    let found = found.ok_or_else(|| ctx.err(AppError::NotFound(method.clone())))?;
+    let found = found.ok_or_else(|| GraphError::from(AppError::NotFound(method.clone())))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/passwordMethods/$entity", ctx.base()),
         method_json(found),
@@ -132,16 +132,16 @@ async fn reset_password(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     if method != PASSWORD_METHOD_ID {
-        return Err(ctx.err(AppError::BadRequest(format!(
+        return Err(GraphError::from(AppError::BadRequest(format!(
             "resetPassword applies to the password method '{PASSWORD_METHOD_ID}' only."
         ))));
     }
     let new_password = match body.get("newPassword") {
         None | Some(Value::Null) => None,
         Some(Value::String(it)) => Some(Secret::new(it.clone())),
-        Some(_) => return Err(ctx.err(AppError::BadRequest("'newPassword' must be a string.".into()))),
+        Some(_) => return Err(GraphError::from(AppError::BadRequest("'newPassword' must be a string.".into()))),
     };
-    let reset = ctx.state.app.reset_password(&ctx.caller, &key, new_password).await.map_err(|err| ctx.err(err))?;
+    let reset = ctx.state.app.reset_password(&ctx.caller, &key, new_password).await?;
     let location = format!("{}/users/{key}/authentication/operations/{}", ctx.base(), reset.operation_id);
     let body = match &reset.generated {
         Some(password) => json!({
@@ -160,7 +160,7 @@ async fn reset_password(
 
 /// `GET /users/{id}/authentication/operations/{id}`: a password reset's status.
 async fn get_operation(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    let (status, created) = ctx.state.app.reset_operation(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    let (status, created) = ctx.state.app.reset_operation(&ctx.caller, &key, &id).await?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/operations/$entity", ctx.base()),
         json!({
@@ -174,25 +174,25 @@ async fn get_operation(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -
 
 /// `GET …/phoneMethods` (numbers masked for `restrictedRead` holders).
 async fn list_phones(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let phones = ctx.state.app.list_phones(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let phones = ctx.state.app.list_phones(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "phoneMethods", phones.iter().map(phone_json).collect()))
 }
 
 /// `GET …/phoneMethods/{id}`.
 async fn get_phone(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    let phones = ctx.state.app.list_phones(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let phones = ctx.state.app.list_phones(&ctx.caller, &key).await?;
     let found = phones.iter().find(|it| it.phone_type.id().eq_ignore_ascii_case(&id)).map(phone_json);
     one(&ctx, &key, "phoneMethods", &id, found)
 }
 
-fn phone_body(ctx: &GraphCtx, body: &Value, is_update: bool) -> Result<(Option<PhoneType>, String), GraphError> {
+fn phone_body(body: &Value, is_update: bool) -> Result<(Option<PhoneType>, String), GraphError> {
     let object = body
         .as_object()
-        .ok_or_else(|| ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
     let mut kind = None;
     let mut number = None;
     for (name, value) in object {
-        let bad = |what: &str| ctx.err(AppError::BadRequest(format!("Property '{name}' {what}.")));
+        let bad = |what: &str| GraphError::from(AppError::BadRequest(format!("Property '{name}' {what}.")));
         match name.as_str() {
             "@odata.type" => (),
             "phoneNumber" => number = Some(value.as_str().ok_or_else(|| bad("must be a string"))?.to_owned()),
@@ -209,7 +209,8 @@ fn phone_body(ctx: &GraphCtx, body: &Value, is_update: bool) -> Result<(Option<P
             _ => return Err(bad("does not exist on type 'microsoft.graph.phoneAuthenticationMethod'")),
         }
     }
-    let number = number.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneNumber' is required.".into())))?;
+    let number =
+        number.ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'phoneNumber' is required.".into())))?;
     Ok((kind, number))
 }
 
@@ -220,9 +221,10 @@ async fn create_phone(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) 
 
 /// Adds `who`'s phone method from `body`; `key` names the user in the reply's context URL.
 async fn add_phone(ctx: &GraphCtx, who: Who<'_>, key: &str, body: &Value) -> Result<Response, GraphError> {
-    let (kind, number) = phone_body(ctx, body, false)?;
-    let kind = kind.ok_or_else(|| ctx.err(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
-    let phone = ctx.state.app.put_phone(&ctx.caller, who, kind, &number, false).await.map_err(|err| ctx.err(err))?;
+    let (kind, number) = phone_body(body, false)?;
+    let kind =
+        kind.ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
+    let phone = ctx.state.app.put_phone(&ctx.caller, who, kind, &number, false).await?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/phoneMethods/$entity", ctx.base()),
         phone_json(&phone),
@@ -236,9 +238,9 @@ async fn update_phone(
     Path((key, id)): Path<(String, String)>,
     Body(body): Body,
 ) -> Result<Response, GraphError> {
-    let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
-    let (_, number) = phone_body(&ctx, &body, true)?;
-    ctx.state.app.put_phone(&ctx.caller, Who::User(&key), kind, &number, true).await.map_err(|err| ctx.err(err))?;
+    let kind = PhoneType::from_id(&id).ok_or_else(|| GraphError::from(AppError::NotFound(id.clone())))?;
+    let (_, number) = phone_body(&body, true)?;
+    ctx.state.app.put_phone(&ctx.caller, Who::User(&key), kind, &number, true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -248,29 +250,29 @@ async fn delete_phone(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) ->
 }
 
 async fn remove_phone(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Response, GraphError> {
-    let kind = PhoneType::from_id(&id).ok_or_else(|| ctx.err(AppError::NotFound(id.clone())))?;
-    ctx.state.app.delete_phone(&ctx.caller, who, kind).await.map_err(|err| ctx.err(err))?;
+    let kind = PhoneType::from_id(&id).ok_or_else(|| GraphError::from(AppError::NotFound(id.clone())))?;
+    ctx.state.app.delete_phone(&ctx.caller, who, kind).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET …/emailMethods`.
 async fn list_emails(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let email = ctx.state.app.get_email(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let email = ctx.state.app.get_email(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "emailMethods", email.iter().map(|it| email_json(it)).collect()))
 }
 
 /// `GET …/emailMethods/{id}`.
 async fn get_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    let email = ctx.state.app.get_email(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let email = ctx.state.app.get_email(&ctx.caller, &key).await?;
     let found = email.filter(|_| id.eq_ignore_ascii_case(EMAIL_METHOD_ID)).map(|it| email_json(&it));
     one(&ctx, &key, "emailMethods", &id, found)
 }
 
-fn email_address(ctx: &GraphCtx, body: &Value) -> Result<String, GraphError> {
+fn email_address(body: &Value) -> Result<String, GraphError> {
     body.get("emailAddress")
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| ctx.err(AppError::BadRequest("Property 'emailAddress' is required.".into())))
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'emailAddress' is required.".into())))
 }
 
 /// `POST …/emailMethods` (201) — `users/authenticationMethods/create`.
@@ -280,8 +282,8 @@ async fn create_email(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) 
 
 /// Sets `who`'s email method from `body`; `key` names the user in the reply's context URL.
 async fn add_email(ctx: &GraphCtx, who: Who<'_>, key: &str, body: &Value) -> Result<Response, GraphError> {
-    let address = email_address(ctx, body)?;
-    ctx.state.app.put_email(&ctx.caller, who, &address, false).await.map_err(|err| ctx.err(err))?;
+    let address = email_address(body)?;
+    ctx.state.app.put_email(&ctx.caller, who, &address, false).await?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/emailMethods/$entity", ctx.base()),
         email_json(&address),
@@ -296,10 +298,10 @@ async fn update_email(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
-        return Err(ctx.err(AppError::NotFound(id)));
+        return Err(GraphError::from(AppError::NotFound(id)));
     }
-    let address = email_address(&ctx, &body)?;
-    ctx.state.app.put_email(&ctx.caller, Who::User(&key), &address, true).await.map_err(|err| ctx.err(err))?;
+    let address = email_address(&body)?;
+    ctx.state.app.put_email(&ctx.caller, Who::User(&key), &address, true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -310,9 +312,9 @@ async fn delete_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) ->
 
 async fn remove_email(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Response, GraphError> {
     if !id.eq_ignore_ascii_case(EMAIL_METHOD_ID) {
-        return Err(ctx.err(AppError::NotFound(id)));
+        return Err(GraphError::from(AppError::NotFound(id)));
     }
-    ctx.state.app.delete_email(&ctx.caller, who).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_email(&ctx.caller, who).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -323,20 +325,20 @@ macro_rules! empty_collection {
     ($list:ident, $item:ident, $delete:ident, $segment:literal) => {
         #[doc = concat!("`GET …/", $segment, "`: always empty.")]
         async fn $list(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-            ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+            ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
             Ok(list(&ctx, &key, $segment, Vec::new()))
         }
 
         #[doc = concat!("`GET …/", $segment, "/{id}`: no such method.")]
         async fn $item(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-            ctx.state.app.list_auth_methods(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
-            Err(ctx.err(AppError::NotFound(id)))
+            ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
+            Err(GraphError::from(AppError::NotFound(id)))
         }
 
         #[doc = concat!("`DELETE …/", $segment, "/{id}`: allowed or refused like any delete; then no such method.")]
         async fn $delete(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-            ctx.state.app.check_method_delete(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
-            Err(ctx.err(AppError::NotFound(id)))
+            ctx.state.app.check_method_delete(&ctx.caller, &key).await?;
+            Err(GraphError::from(AppError::NotFound(id)))
         }
     };
 }
@@ -348,32 +350,32 @@ empty_collection!(list_platform, platform_method, delete_platform, "platformCred
 
 /// `GET …/softwareOathMethods`.
 async fn list_oath(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "softwareOathMethods", methods.iter().map(oath_json).collect()))
 }
 
 /// `GET …/softwareOathMethods/{id}`.
 async fn get_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let methods = ctx.state.app.list_software_oath(&ctx.caller, &key).await?;
     let found = methods.iter().find(|it| it.id.as_str().eq_ignore_ascii_case(&id)).map(oath_json);
     one(&ctx, &key, "softwareOathMethods", &id, found)
 }
 
 /// `DELETE …/softwareOathMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_oath(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_software_oath(&ctx.caller, Who::User(&key), &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_software_oath(&ctx.caller, Who::User(&key), &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET …/temporaryAccessPassMethods`.
 async fn list_taps(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await?;
     Ok(list(&ctx, &key, "temporaryAccessPassMethods", passes.iter().map(tap_json).collect()))
 }
 
 /// `GET …/temporaryAccessPassMethods/{id}`.
 async fn get_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let passes = ctx.state.app.list_taps(&ctx.caller, &key).await?;
     let found = passes.iter().find(|it| it.id.as_str().eq_ignore_ascii_case(&id)).map(tap_json);
     one(&ctx, &key, "temporaryAccessPassMethods", &id, found)
 }
@@ -382,10 +384,10 @@ async fn get_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Resu
 async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let object = body
         .as_object()
-        .ok_or_else(|| ctx.err(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
     let mut request = TapRequest::default();
     for (name, value) in object {
-        let bad = |what: &str| ctx.err(AppError::BadRequest(format!("Property '{name}' {what}.")));
+        let bad = |what: &str| GraphError::from(AppError::BadRequest(format!("Property '{name}' {what}.")));
         match name.as_str() {
             "@odata.type" => (),
             "startDateTime" => {
@@ -402,7 +404,7 @@ async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) ->
             _ => return Err(bad("does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethod'")),
         }
     }
-    let created = ctx.state.app.create_tap(&ctx.caller, &key, request).await.map_err(|err| ctx.err(err))?;
+    let created = ctx.state.app.create_tap(&ctx.caller, &key, request).await?;
     let mut response = entity(
         format!("{}/$metadata#users('{key}')/authentication/temporaryAccessPassMethods/$entity", ctx.base()),
         tap_json(&created),
@@ -414,7 +416,7 @@ async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) ->
 
 /// `DELETE …/temporaryAccessPassMethods/{id}` (204) — `users/authenticationMethods/delete`.
 async fn delete_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_tap(&ctx.caller, &key, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_tap(&ctx.caller, &key, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -463,7 +465,7 @@ async fn list_my_oath(ctx: GraphCtx) -> Result<Response, GraphError> {
 
 /// `DELETE /me/authentication/softwareOathMethods/{id}` (204).
 async fn delete_my_oath(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_software_oath(&ctx.caller, Who::Me, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_software_oath(&ctx.caller, Who::Me, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

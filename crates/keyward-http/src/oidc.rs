@@ -838,13 +838,8 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
 async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     // Options Keyward does not apply here are refused, never ignored.
     crate::roles::allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
-    let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
-    let (apps, next) = ctx
-        .state
-        .app
-        .list_applications(&ctx.caller, query.raw.skiptoken.as_deref(), top)
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let (apps, next) = ctx.state.app.list_applications(&ctx.caller, query.raw.skiptoken.as_deref(), top).await?;
     let next = next.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(
         format!("{}/$metadata#applications", ctx.base()),
@@ -856,27 +851,27 @@ async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<R
 
 /// `POST /applications` — `microsoft.directory/applications/create` (also creates the service principal).
 async fn create_application(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let draft = application_draft(&body).map_err(|err| ctx.err(err))?;
-    let view = ctx.state.app.create_application(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    let draft = application_draft(&body)?;
+    let view = ctx.state.app.create_application(&ctx.caller, draft).await?;
     Ok(entity(format!("{}/$metadata#applications/$entity", ctx.base()), application_json(&view), StatusCode::CREATED))
 }
 
 /// `GET /applications/{id}` — `microsoft.directory/applications/standard/read`.
 async fn get_application(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let view = ctx.state.app.get_application(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let view = ctx.state.app.get_application(&ctx.caller, &key).await?;
     Ok(entity(format!("{}/$metadata#applications/$entity", ctx.base()), application_json(&view), StatusCode::OK))
 }
 
 /// `PATCH /applications/{id}` — `microsoft.directory/applications/basic/update`.
 async fn update_application(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    let draft = application_draft(&body).map_err(|err| ctx.err(err))?;
-    ctx.state.app.update_application(&ctx.caller, &key, draft).await.map_err(|err| ctx.err(err))?;
+    let draft = application_draft(&body)?;
+    ctx.state.app.update_application(&ctx.caller, &key, draft).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /applications/{id}` — `microsoft.directory/applications/delete`.
 async fn delete_application(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_application(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_application(&ctx.caller, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -886,16 +881,11 @@ async fn add_password(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) 
     let display_name = credential.get("displayName").and_then(Value::as_str).map(str::to_owned);
     let end = match credential.get("endDateTime").and_then(Value::as_str) {
         Some(text) => Some(time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            ctx.err(AppError::BadRequest(format!("'endDateTime' is not a valid date and time: '{text}'.")))
+            GraphError::from(AppError::BadRequest(format!("'endDateTime' is not a valid date and time: '{text}'.")))
         })?),
         None => None,
     };
-    let created = ctx
-        .state
-        .app
-        .add_application_password(&ctx.caller, &key, display_name, end)
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let created = ctx.state.app.add_application_password(&ctx.caller, &key, display_name, end).await?;
     let hint = created.credential.secret.as_ref().map(|it| it.1.clone()).unwrap_or_default();
     Ok(entity(
         format!("{}/$metadata#microsoft.graph.passwordCredential", ctx.base()),
@@ -917,8 +907,8 @@ async fn remove_password(ctx: GraphCtx, Path(key): Path<String>, Body(body): Bod
     let key_id = body
         .get("keyId")
         .and_then(Value::as_str)
-        .ok_or_else(|| ctx.err(AppError::BadRequest("Property 'keyId' is required.".into())))?;
-    ctx.state.app.remove_application_password(&ctx.caller, &key, key_id).await.map_err(|err| ctx.err(err))?;
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'keyId' is required.".into())))?;
+    ctx.state.app.remove_application_password(&ctx.caller, &key, key_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

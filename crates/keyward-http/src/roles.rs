@@ -132,11 +132,11 @@ async fn list_role_definitions(ctx: GraphCtx, Query(query, _): Query) -> Result<
     let filter = match &query.raw.filter {
         Some(filter) => {
             let raw = RawQuery { filter: Some(filter.clone()), ..RawQuery::default() };
-            query::plan(&query::ROLE_DEFINITION, &raw).map_err(|err| ctx.err(err.into()))?.filter
+            query::plan(&query::ROLE_DEFINITION, &raw).map_err(AppError::from)?.filter
         }
         None => None,
     };
-    let roles = ctx.state.app.list_role_definitions(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let roles = ctx.state.app.list_role_definitions(&ctx.caller).await?;
     let items = roles
         .iter()
         .filter(|role| filter.as_ref().is_none_or(|expr| matches(expr, &role_fields(role))))
@@ -147,7 +147,7 @@ async fn list_role_definitions(ctx: GraphCtx, Query(query, _): Query) -> Result<
 
 /// `GET /roleManagement/directory/roleDefinitions/{id}`.
 async fn get_role_definition(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let role = ctx.state.app.get_role_definition(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let role = ctx.state.app.get_role_definition(&ctx.caller, &id).await?;
     let context = format!("{}/$metadata#roleManagement/directory/roleDefinitions/$entity", ctx.base());
     Ok(entity(context, role_definition(&role, ctx.version), StatusCode::OK))
 }
@@ -214,7 +214,7 @@ fn role_draft(ctx: &GraphCtx, body: &Value) -> Result<CustomRoleDraft, GraphErro
 /// `POST /roleManagement/directory/roleDefinitions` — `roleDefinitions/allProperties/allTasks`.
 async fn create_role_definition(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let draft = role_draft(&ctx, &body)?;
-    let role = ctx.state.app.create_role_definition(&ctx.caller, draft).await.map_err(|err| ctx.err(err))?;
+    let role = ctx.state.app.create_role_definition(&ctx.caller, draft).await?;
     let context = format!("{}/$metadata#roleManagement/directory/roleDefinitions/$entity", ctx.base());
     Ok(entity(context, role_definition(&RoleDef::Custom(role), ctx.version), StatusCode::CREATED))
 }
@@ -226,13 +226,13 @@ async fn update_role_definition(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let draft = role_draft(&ctx, &body)?;
-    ctx.state.app.update_role_definition(&ctx.caller, &id, draft).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.update_role_definition(&ctx.caller, &id, draft).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /roleManagement/directory/roleDefinitions/{id}` — `roleDefinitions/allProperties/allTasks`.
 async fn delete_role_definition(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_role_definition(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_role_definition(&ctx.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -250,7 +250,7 @@ async fn list_resource_actions(ctx: GraphCtx, Query(query, _): Query) -> Result<
     let filter = match &query.raw.filter {
         Some(filter) => {
             let raw = RawQuery { filter: Some(filter.clone()), ..RawQuery::default() };
-            query::plan(&query::RESOURCE_ACTION, &raw).map_err(|err| ctx.err(err.into()))?.filter
+            query::plan(&query::RESOURCE_ACTION, &raw).map_err(AppError::from)?.filter
         }
         None => None,
     };
@@ -339,7 +339,7 @@ async fn expand_assignment(ctx: &GraphCtx, it: &RoleAssignment, expand: &[&str])
         value["principal"] = match principal {
             Ok(object) => Value::Object(shape::directory_object(&object, ctx.version)),
             Err(AppError::NotFound(_)) => Value::Null,
-            Err(err) => return Err(ctx.err(err)),
+            Err(err) => return Err(GraphError::from(err)),
         };
     }
     if expand.contains(&"roleDefinition") {
@@ -347,7 +347,7 @@ async fn expand_assignment(ctx: &GraphCtx, it: &RoleAssignment, expand: &[&str])
         value["roleDefinition"] = match role {
             Ok(role) => role_definition(&role, ctx.version),
             Err(AppError::NotFound(_)) => Value::Null,
-            Err(err) => return Err(ctx.err(err)),
+            Err(err) => return Err(GraphError::from(err)),
         };
     }
     Ok(value)
@@ -376,13 +376,8 @@ async fn list_role_assignments(ctx: GraphCtx, Query(query, path): Query) -> Resu
     allow_only(&ctx, &query, &["$filter", "$expand", "$top", "$skiptoken"])?;
     let filter = assignment_filter(&ctx, query.raw.filter.as_deref())?;
     let expand = parse_expand(&ctx, query.raw.expand.as_deref())?;
-    let top = query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
-    let page = ctx
-        .state
-        .app
-        .list_role_assignments(&ctx.caller, &filter, top, query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_role_assignments(&ctx.caller, &filter, top, query.raw.skiptoken.as_deref()).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for it in &page.items {
         items.push(expand_assignment(&ctx, it, &expand).await?);
@@ -399,7 +394,7 @@ async fn get_role_assignment(
 ) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$expand"])?;
     let expand = parse_expand(&ctx, query.raw.expand.as_deref())?;
-    let it = ctx.state.app.get_role_assignment(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let it = ctx.state.app.get_role_assignment(&ctx.caller, &id).await?;
     let value = expand_assignment(&ctx, &it, &expand).await?;
     Ok(entity(
         format!("{}/$metadata#roleManagement/directory/roleAssignments/$entity", ctx.base()),
@@ -432,8 +427,7 @@ async fn create_role_assignment(ctx: GraphCtx, Body(body): Body) -> Result<Respo
     let role = text("roleDefinitionId").ok_or_else(|| bad(&ctx, "Property 'roleDefinitionId' is required."))?;
     let scope = text("directoryScopeId")
         .ok_or_else(|| bad(&ctx, "Exactly one of directoryScopeId and appScopeId is required."))?;
-    let created =
-        ctx.state.app.create_role_assignment(&ctx.caller, principal, role, scope).await.map_err(|err| ctx.err(err))?;
+    let created = ctx.state.app.create_role_assignment(&ctx.caller, principal, role, scope).await?;
     Ok(entity(
         format!("{}/$metadata#roleManagement/directory/roleAssignments/$entity", ctx.base()),
         assignment(&created),
@@ -443,7 +437,7 @@ async fn create_role_assignment(ctx: GraphCtx, Body(body): Body) -> Result<Respo
 
 /// `DELETE /roleManagement/directory/roleAssignments/{id}`.
 async fn delete_role_assignment(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_role_assignment(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_role_assignment(&ctx.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -454,8 +448,7 @@ async fn transitive_role_assignments(ctx: GraphCtx, Query(query, _): Query) -> R
     let Some(principal) = filter.principal_id else {
         return Err(unsupported(&ctx, "transitiveRoleAssignments needs $filter=principalId eq '{id}'."));
     };
-    let items =
-        ctx.state.app.transitive_role_assignments(&ctx.caller, principal.as_str()).await.map_err(|err| ctx.err(err))?;
+    let items = ctx.state.app.transitive_role_assignments(&ctx.caller, principal.as_str()).await?;
     let items = items.iter().map(assignment).collect();
     Ok(collection(
         format!("{}/$metadata#roleManagement/directory/transitiveRoleAssignments", ctx.base()),
@@ -479,7 +472,7 @@ fn directory_role(role: &keyward_core::authz::RoleDefinition) -> Value {
 async fn list_directory_roles(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     // No query option is applied here: each is refused, never ignored.
     allow_only(&ctx, &query, &[])?;
-    let roles = ctx.state.app.list_directory_roles(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let roles = ctx.state.app.list_directory_roles(&ctx.caller).await?;
     Ok(collection(
         format!("{}/$metadata#directoryRoles", ctx.base()),
         roles.into_iter().map(directory_role).collect::<Vec<_>>(),
@@ -490,20 +483,20 @@ async fn list_directory_roles(ctx: GraphCtx, Query(query, _): Query) -> Result<R
 
 /// `GET /directoryRoles/{id}` (id = role template id).
 async fn get_directory_role(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let role = ctx.state.app.get_directory_role(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let role = ctx.state.app.get_directory_role(&ctx.caller, &id).await?;
     Ok(entity(format!("{}/$metadata#directoryRoles/$entity", ctx.base()), directory_role(role), StatusCode::OK))
 }
 
 /// `GET /directoryRoles/{id}/members`.
 async fn directory_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let members = ctx.state.app.directory_role_members(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let members = ctx.state.app.directory_role_members(&ctx.caller, &id).await?;
     let items = members.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
 }
 
 /// `GET /users/{id}/transitiveMemberOf`: groups through nesting and directory roles.
 async fn transitive_member_of(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let found = ctx.state.app.transitive_member_of(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let found = ctx.state.app.transitive_member_of(&ctx.caller, &key).await?;
     let mut items: Vec<Value> =
         found.groups.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     items.extend(found.roles.into_iter().map(directory_role));
@@ -523,9 +516,8 @@ fn unit(it: &AdministrativeUnit) -> Value {
 /// `GET /directory/administrativeUnits`.
 async fn list_units(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
-    let top = query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
-    let page =
-        ctx.state.app.list_units(&ctx.caller, top, query.raw.skiptoken.as_deref()).await.map_err(|err| ctx.err(err))?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_units(&ctx.caller, top, query.raw.skiptoken.as_deref()).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(
         format!("{}/$metadata#directory/administrativeUnits", ctx.base()),
@@ -537,7 +529,7 @@ async fn list_units(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 
 /// `GET /directory/administrativeUnits/{id}`.
 async fn get_unit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let found = ctx.state.app.get_unit(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let found = ctx.state.app.get_unit(&ctx.caller, &id).await?;
     Ok(entity(format!("{}/$metadata#directory/administrativeUnits/$entity", ctx.base()), unit(&found), StatusCode::OK))
 }
 
@@ -583,8 +575,7 @@ async fn create_unit(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphE
         .state
         .app
         .create_unit(&ctx.caller, &name, parsed.description.flatten(), parsed.is_restricted.unwrap_or(false))
-        .await
-        .map_err(|err| ctx.err(err))?;
+        .await?;
     Ok(entity(
         format!("{}/$metadata#directory/administrativeUnits/$entity", ctx.base()),
         unit(&created),
@@ -595,17 +586,13 @@ async fn create_unit(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphE
 /// `PATCH /directory/administrativeUnits/{id}`.
 async fn update_unit(ctx: GraphCtx, Path(id): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let parsed = unit_body(&ctx, &body)?;
-    ctx.state
-        .app
-        .update_unit(&ctx.caller, &id, parsed.display_name, parsed.description, parsed.is_restricted)
-        .await
-        .map_err(|err| ctx.err(err))?;
+    ctx.state.app.update_unit(&ctx.caller, &id, parsed.display_name, parsed.description, parsed.is_restricted).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /directory/administrativeUnits/{id}`.
 async fn delete_unit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_unit(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_unit(&ctx.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -616,13 +603,8 @@ async fn list_unit_members(
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
-    let top = query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
-    let page = ctx
-        .state
-        .app
-        .list_unit_members(&ctx.caller, &id, top, query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_unit_members(&ctx.caller, &id, top, query.raw.skiptoken.as_deref()).await?;
     let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, next))
@@ -631,13 +613,13 @@ async fn list_unit_members(
 /// `POST /directory/administrativeUnits/{id}/members/$ref`.
 async fn add_unit_member(ctx: GraphCtx, Path(id): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
     let member = shape::reference_id(&body).map_err(|message| bad(&ctx, message))?;
-    ctx.state.app.add_unit_member(&ctx.caller, &id, &member).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.add_unit_member(&ctx.caller, &id, &member).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /directory/administrativeUnits/{id}/members/{memberId}/$ref`.
 async fn remove_unit_member(ctx: GraphCtx, Path((id, member)): Path<(String, String)>) -> Result<Response, GraphError> {
-    ctx.state.app.remove_unit_member(&ctx.caller, &id, &member).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.remove_unit_member(&ctx.caller, &id, &member).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -659,7 +641,7 @@ fn scoped_member(it: &RoleAssignment, unit_id: &str, member: Option<&DirectoryOb
 
 /// `GET /directory/administrativeUnits/{id}/scopedRoleMembers`.
 async fn list_scoped_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let members = ctx.state.app.list_scoped_role_members(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let members = ctx.state.app.list_scoped_role_members(&ctx.caller, &id).await?;
     let unit_id = id.to_lowercase();
     let items = members.iter().map(|(it, member)| scoped_member(it, &unit_id, member.as_ref())).collect();
     Ok(collection(format!("{}/$metadata#scopedRoleMemberships", ctx.base()), items, None, None))
@@ -683,8 +665,7 @@ async fn add_scoped_role_member(
         .state
         .app
         .create_role_assignment(&ctx.caller, member, role, &format!("/administrativeUnits/{unit_id}"))
-        .await
-        .map_err(|err| ctx.err(err))?;
+        .await?;
     let principal = ctx.state.app.get_directory_object(&ctx.caller, member).await.ok();
     let context = format!("{}/$metadata#scopedRoleMemberships/$entity", ctx.base());
     Ok(entity(context, scoped_member(&created, unit_id.as_str(), principal.as_ref()), StatusCode::CREATED))
@@ -695,24 +676,19 @@ async fn remove_scoped_role_member(
     ctx: GraphCtx,
     Path((id, membership)): Path<(String, String)>,
 ) -> Result<Response, GraphError> {
-    let found = ctx.state.app.get_role_assignment(&ctx.caller, &membership).await.map_err(|err| ctx.err(err))?;
+    let found = ctx.state.app.get_role_assignment(&ctx.caller, &membership).await?;
     if found.directory_scope_id != format!("/administrativeUnits/{}", id.to_lowercase()) {
-        return Err(ctx.err(AppError::NotFound(membership)));
+        return Err(GraphError::from(AppError::NotFound(membership)));
     }
-    ctx.state.app.delete_role_assignment(&ctx.caller, &membership).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_role_assignment(&ctx.caller, &membership).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /servicePrincipals` — `servicePrincipals/standard/read`.
 async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
-    let top = query::parse_top(query.raw.top.as_deref()).map_err(|err| ctx.err(err.into()))?;
-    let page = ctx
-        .state
-        .app
-        .list_service_principals(&ctx.caller, top, query.raw.skiptoken.as_deref())
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_service_principals(&ctx.caller, top, query.raw.skiptoken.as_deref()).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     let items: Vec<_> = page.items.iter().map(shape::service_principal).collect();
     Ok(collection(format!("{}/$metadata#servicePrincipals", ctx.base()), items, None, next))
@@ -720,7 +696,7 @@ async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Re
 
 /// `GET /servicePrincipals/{id}`.
 async fn get_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let found = ctx.state.app.get_service_principal(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let found = ctx.state.app.get_service_principal(&ctx.caller, &id).await?;
     Ok(entity(
         format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
         shape::service_principal(&found),
@@ -744,12 +720,7 @@ async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Res
     let app_id = object.get("appId").and_then(Value::as_str).map(str::to_owned);
     let display_name = object.get("displayName").and_then(Value::as_str).map(str::to_owned);
     let account_enabled = object.get("accountEnabled").and_then(Value::as_bool);
-    let created = ctx
-        .state
-        .app
-        .create_service_principal(&ctx.caller, app_id, display_name, account_enabled)
-        .await
-        .map_err(|err| ctx.err(err))?;
+    let created = ctx.state.app.create_service_principal(&ctx.caller, app_id, display_name, account_enabled).await?;
     Ok(entity(
         format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
         shape::service_principal(&created),
@@ -759,7 +730,7 @@ async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Res
 
 /// `DELETE /servicePrincipals/{id}` — `servicePrincipals/delete`.
 async fn delete_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.delete_service_principal(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.delete_service_principal(&ctx.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -57,8 +57,8 @@ pub fn sign_in_json(record: &SignInRecord) -> Value {
 
 /// `GET /auditLogs/signIns` — `microsoft.directory/signInReports/allProperties/read`.
 async fn list_sign_ins(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let plan = signin_query::plan(&query.raw).map_err(|err| ctx.err(err.into()))?;
-    let page = ctx.state.app.list_sign_ins(&ctx.caller, &plan).await.map_err(|err| ctx.err(err))?;
+    let plan = signin_query::plan(&query.raw).map_err(AppError::from)?;
+    let page = ctx.state.app.list_sign_ins(&ctx.caller, &plan).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     let items: Vec<Value> = page.items.iter().map(sign_in_json).collect();
     Ok(collection(format!("{}/$metadata#auditLogs/signIns", ctx.base()), items, None, next))
@@ -66,7 +66,7 @@ async fn list_sign_ins(ctx: GraphCtx, Query(query, path): Query) -> Result<Respo
 
 /// `GET /auditLogs/signIns/{id}` — `microsoft.directory/signInReports/allProperties/read`.
 async fn get_sign_in(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
-    let record = ctx.state.app.get_sign_in(&ctx.caller, &id).await.map_err(|err| ctx.err(err))?;
+    let record = ctx.state.app.get_sign_in(&ctx.caller, &id).await?;
     Ok(entity(format!("{}/$metadata#auditLogs/signIns/$entity", ctx.base()), sign_in_json(&record), StatusCode::OK))
 }
 
@@ -88,7 +88,7 @@ fn tap_policy_json(policy: &TapPolicy) -> Value {
 /// `GET /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass`
 /// — `microsoft.directory/organization/strongAuthentication/allTasks` or `organization/allProperties/read`.
 async fn get_tap_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let (_, tap) = ctx.state.app.sign_in_policies(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let (_, tap) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
     Ok(entity(
         format!(
             "{}/$metadata#policies/authenticationMethodsPolicy/authenticationMethodConfigurations/$entity",
@@ -118,7 +118,7 @@ fn body_object(body: &Value) -> Result<&serde_json::Map<String, Value>, AppError
 /// `PATCH …/authenticationMethodConfigurations/TemporaryAccessPass` (204) —
 /// `microsoft.directory/organization/strongAuthentication/allTasks`.
 async fn patch_tap_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let patch = body_object(&body).map_err(|err| ctx.err(err))?.clone();
+    let patch = body_object(&body)?.clone();
     ctx.state
         .app
         .update_sign_in_policies(&ctx.caller, move |_, tap| {
@@ -147,13 +147,13 @@ async fn patch_tap_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, G
             Ok(())
         })
         .await
-        .map_err(|err| ctx.err(err))?;
+        ?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /policies/keywardSignInPolicy` (Keyward extension) — as the TAP policy.
 async fn get_sign_in_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let (policy, _) = ctx.state.app.sign_in_policies(&ctx.caller).await.map_err(|err| ctx.err(err))?;
+    let (policy, _) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
     Ok(entity(
         format!("{}/$metadata#policies/keywardSignInPolicy/$entity", ctx.base()),
         json!({
@@ -171,7 +171,7 @@ async fn get_sign_in_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
 /// `PATCH /policies/keywardSignInPolicy` (Keyward extension, 204) —
 /// `microsoft.directory/organization/strongAuthentication/allTasks`.
 async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let patch = body_object(&body).map_err(|err| ctx.err(err))?.clone();
+    let patch = body_object(&body)?.clone();
     ctx.state
         .app
         .update_sign_in_policies(&ctx.caller, move |policy, _| {
@@ -188,8 +188,7 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
             }
             Ok(())
         })
-        .await
-        .map_err(|err| ctx.err(err))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -199,7 +198,7 @@ async fn revoke_sign_in_sessions(
     Path(key): Path<String>,
     _: NoParameters,
 ) -> Result<Response, GraphError> {
-    ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await?;
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
 }
 
@@ -210,14 +209,14 @@ async fn require_mfa_reregistration(
     Path(key): Path<String>,
     _: NoParameters,
 ) -> Result<Response, GraphError> {
-    ctx.state.app.require_mfa_reregistration(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.require_mfa_reregistration(&ctx.caller, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /users/{id}/authentication/revokeMfaSessions` (Keyward extension, 204) —
 /// `microsoft.directory/users/authenticationMethods/basic/update`.
 async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Result<Response, GraphError> {
-    ctx.state.app.revoke_mfa_sessions(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    ctx.state.app.revoke_mfa_sessions(&ctx.caller, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -236,7 +235,7 @@ fn beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
 
 async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphError> {
     beta_only(&ctx)?;
-    let state = ctx.state.app.mfa_requirements(&ctx.caller, &key).await.map_err(|err| ctx.err(err))?;
+    let state = ctx.state.app.mfa_requirements(&ctx.caller, &key).await?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/requirements/$entity", ctx.base()),
         json!({"@odata.type": "#microsoft.graph.strongAuthenticationRequirements", "perUserMfaState": state.as_str()}),
@@ -246,25 +245,27 @@ async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphEr
 
 async fn set_requirements_of(ctx: GraphCtx, key: String, body: Value) -> Result<Response, GraphError> {
     beta_only(&ctx)?;
-    let fields = body_object(&body).map_err(|err| ctx.err(err))?;
+    let fields = body_object(&body)?;
     let mut state = None;
     for (name, value) in fields {
         match name.as_str() {
             "@odata.type" => (),
             "perUserMfaState" => {
                 state = Some(value.as_str().and_then(PerUserMfaState::parse).ok_or_else(|| {
-                    ctx.err(bad("Property 'perUserMfaState' must be 'disabled', 'enabled' or 'enforced'.".into()))
+                    GraphError::from(bad(
+                        "Property 'perUserMfaState' must be 'disabled', 'enabled' or 'enforced'.".into()
+                    ))
                 })?);
             }
             other => {
-                return Err(ctx.err(bad(format!(
+                return Err(GraphError::from(bad(format!(
                     "Property '{other}' does not exist on type 'microsoft.graph.strongAuthenticationRequirements'."
                 ))));
             }
         }
     }
-    let state = state.ok_or_else(|| ctx.err(bad("The body must set 'perUserMfaState'.".into())))?;
-    ctx.state.app.set_mfa_requirements(&ctx.caller, &key, state).await.map_err(|err| ctx.err(err))?;
+    let state = state.ok_or_else(|| GraphError::from(bad("The body must set 'perUserMfaState'.".into())))?;
+    ctx.state.app.set_mfa_requirements(&ctx.caller, &key, state).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -321,9 +321,9 @@ macro_rules! impl_backend {
 
         impl $store {
             async fn migrate(pool: &$pool) -> Result<(), StoreError> {
-                sqlx::query(CREATE_TABLE).execute(pool).await.map_err(db)?;
+                sqlx::query(CREATE_TABLE).execute(pool).await?;
                 let applied: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(pool).await.map_err(db)?;
+                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(pool).await?;
                 let applied = applied.unwrap_or(0);
                 let known = $migrations.last().map(|it| it.version).unwrap_or(0);
                 if applied > known {
@@ -334,16 +334,16 @@ macro_rules! impl_backend {
                 }
                 for migration in $migrations.iter().filter(|it| it.version > applied) {
                     tracing::info!(version = migration.version, name = migration.name, "applying migration");
-                    let mut tx = pool.begin().await.map_err(db)?;
-                    sqlx::raw_sql(migration.sql).execute(&mut *tx).await.map_err(db)?;
+                    let mut tx = pool.begin().await?;
+                    sqlx::raw_sql(migration.sql).execute(&mut *tx).await?;
                     sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
                         .bind(migration.version)
                         .bind(migration.name)
                         .bind(fmt_ts(OffsetDateTime::now_utc()))
                         .execute(&mut *tx)
                         .await
-                        .map_err(db)?;
-                    tx.commit().await.map_err(db)?;
+                        ?;
+                    tx.commit().await?;
                 }
                 Ok(())
             }
@@ -357,19 +357,19 @@ macro_rules! impl_backend {
 
             async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_write;
-                let tx = begin(&self.pool).await.map_err(db)?;
+                let tx = begin(&self.pool).await?;
                 Ok(Box::new($tx(tx)))
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_read;
-                let tx = begin(&self.pool).await.map_err(db)?;
+                let tx = begin(&self.pool).await?;
                 Ok(Box::new($tx(tx)))
             }
 
             async fn schema_version(&self) -> Result<i64, StoreError> {
                 let version: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await.map_err(db)?;
+                    sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
                 Ok(version.unwrap_or(0))
             }
 
@@ -383,7 +383,7 @@ macro_rules! impl_backend {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await
-                    .map_err(db)?;
+                    ?;
                 record.as_deref().map(audit_json::from_json).transpose()
             }
 
@@ -400,14 +400,14 @@ macro_rules! impl_backend {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
                     sql.text = format!("SELECT group_concat(page.seq || char(31) || page.activity_date_time || char(31) || page.record, char(30)) FROM ({}) page", sql.text);
-                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await.map_err(db)?;
+                    let page: Option<String> = bind_args!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&self.pool).await?;
                     return audit_json::page(page.as_deref().unwrap_or_default(), is_ascending, copies.then_some(tenant));
                 }
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await.map_err(db)?;
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map(|row| {
-                        let cursor = AuditCursor { activity_date_time: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
-                        Ok((cursor, audit_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
+                        let cursor = AuditCursor { activity_date_time: row.try_get(1)?, seq: row.try_get(0)? };
+                        Ok((cursor, audit_json::from_json(&row.try_get::<String, _>(2)?)?))
                     })
                     .collect()
             }
@@ -415,9 +415,9 @@ macro_rules! impl_backend {
             async fn optimize(&self) -> Result<(), StoreError> {
                 if matches!($backend, Backend::Sqlite) {
                     // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
-                    let mut conn = self.pool.acquire().await.map_err(db)?;
-                    sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await.map_err(db)?;
-                    sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await.map_err(db)?;
+                    let mut conn = self.pool.acquire().await?;
+                    sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
                 } else {
                     // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
                     // backup) can leave the planner without statistics until then, and without them
@@ -432,7 +432,7 @@ macro_rules! impl_backend {
                     )
                     .execute(&self.pool)
                     .await
-                    .map_err(db)?;
+                    ?;
                 }
                 Ok(())
             }
@@ -467,7 +467,7 @@ macro_rules! impl_backend {
                                 let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
                                     .fetch_one(&mut *self.0)
                                     .await
-                                    .map_err(db)?;
+                                    ?;
                                 (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
                             }
                         };
@@ -511,7 +511,7 @@ macro_rules! impl_backend {
                         sql.push(" ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1)");
                     }
                     let found: Vec<(i64, Option<i64>)> =
-                        bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                        bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                     for (n, largest) in found {
                         let target = usize::try_from(n).ok().and_then(|n| group.get(n)).ok_or_else(|| StoreError::Other("copy key lookup".into()))?;
                         keys.stored.insert((*target).clone(), largest);
@@ -522,87 +522,87 @@ macro_rules! impl_backend {
 
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
                 Ok(User {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    user_principal_name: row.try_get(2).map_err(db)?,
-                    display_name: row.try_get(3).map_err(db)?,
-                    given_name: row.try_get(4).map_err(db)?,
-                    surname: row.try_get(5).map_err(db)?,
-                    mail: row.try_get(6).map_err(db)?,
-                    mail_nickname: row.try_get(7).map_err(db)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    user_principal_name: row.try_get(2)?,
+                    display_name: row.try_get(3)?,
+                    given_name: row.try_get(4)?,
+                    surname: row.try_get(5)?,
+                    mail: row.try_get(6)?,
+                    mail_nickname: row.try_get(7)?,
                     other_mails: Vec::new(),
-                    mobile_phone: row.try_get(8).map_err(db)?,
+                    mobile_phone: row.try_get(8)?,
                     business_phones: Vec::new(),
-                    job_title: row.try_get(9).map_err(db)?,
-                    department: row.try_get(10).map_err(db)?,
-                    usage_location: row.try_get(11).map_err(db)?,
-                    account_enabled: row.try_get(12).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(13).map_err(db)?)?,
-                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>(14).map_err(db)?)?,
-                    force_change_password_next_sign_in: row.try_get(15).map_err(db)?,
+                    job_title: row.try_get(9)?,
+                    department: row.try_get(10)?,
+                    usage_location: row.try_get(11)?,
+                    account_enabled: row.try_get(12)?,
+                    created: parse_ts(&row.try_get::<String, _>(13)?)?,
+                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>(14)?)?,
+                    force_change_password_next_sign_in: row.try_get(15)?,
                 })
             }
 
             fn group_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Group, StoreError> {
                 Ok(Group {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    display_name: row.try_get(2).map_err(db)?,
-                    description: row.try_get(3).map_err(db)?,
-                    mail_nickname: row.try_get(4).map_err(db)?,
-                    mail_enabled: row.try_get(5).map_err(db)?,
-                    security_enabled: row.try_get(6).map_err(db)?,
-                    is_assignable_to_role: row.try_get(7).map_err(db)?,
-                    group_types: group_types_from(&row.try_get::<String, _>(8).map_err(db)?),
-                    created: parse_ts(&row.try_get::<String, _>(9).map_err(db)?)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    display_name: row.try_get(2)?,
+                    description: row.try_get(3)?,
+                    mail_nickname: row.try_get(4)?,
+                    mail_enabled: row.try_get(5)?,
+                    security_enabled: row.try_get(6)?,
+                    is_assignable_to_role: row.try_get(7)?,
+                    group_types: group_types_from(&row.try_get::<String, _>(8)?),
+                    created: parse_ts(&row.try_get::<String, _>(9)?)?,
                 })
             }
 
             fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
                 Ok(RoleAssignment {
-                    id: row.try_get(0).map_err(db)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    principal_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
-                    role_definition_id: row.try_get(3).map_err(db)?,
-                    directory_scope_id: row.try_get(4).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                    id: row.try_get(0)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    principal_id: oid(&row.try_get::<String, _>(2)?)?,
+                    role_definition_id: row.try_get(3)?,
+                    directory_scope_id: row.try_get(4)?,
+                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
                 })
             }
 
             fn custom_role_from_row(row: &<$db as sqlx::Database>::Row) -> Result<CustomRole, StoreError> {
-                let actions: String = row.try_get(7).map_err(db)?;
+                let actions: String = row.try_get(7)?;
                 Ok(CustomRole {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    display_name: row.try_get(2).map_err(db)?,
-                    description: row.try_get(3).map_err(db)?,
-                    is_enabled: row.try_get(4).map_err(db)?,
-                    template_id: row.try_get(5).map_err(db)?,
-                    version: row.try_get(6).map_err(db)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    display_name: row.try_get(2)?,
+                    description: row.try_get(3)?,
+                    is_enabled: row.try_get(4)?,
+                    template_id: row.try_get(5)?,
+                    version: row.try_get(6)?,
                     allowed_resource_actions: actions.lines().map(str::to_owned).collect(),
-                    created: parse_ts(&row.try_get::<String, _>(8).map_err(db)?)?,
+                    created: parse_ts(&row.try_get::<String, _>(8)?)?,
                 })
             }
 
             fn service_principal_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ServicePrincipal, StoreError> {
                 Ok(ServicePrincipal {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    app_id: row.try_get(2).map_err(db)?,
-                    display_name: row.try_get(3).map_err(db)?,
-                    account_enabled: row.try_get(4).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    app_id: row.try_get(2)?,
+                    display_name: row.try_get(3)?,
+                    account_enabled: row.try_get(4)?,
+                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
                 })
             }
 
             fn unit_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AdministrativeUnit, StoreError> {
                 Ok(AdministrativeUnit {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    display_name: row.try_get(2).map_err(db)?,
-                    description: row.try_get(3).map_err(db)?,
-                    is_member_management_restricted: row.try_get(4).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    display_name: row.try_get(2)?,
+                    description: row.try_get(3)?,
+                    is_member_management_restricted: row.try_get(4)?,
+                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
                 })
             }
 
@@ -620,11 +620,11 @@ macro_rules! impl_backend {
                 }
                 sql.push(") ORDER BY user_id, kind, position");
                 let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
-                let rows = query.fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = query.fetch_all(&mut *self.0).await?;
                 for row in rows {
-                    let user_id: String = row.try_get(0).map_err(db)?;
-                    let kind: String = row.try_get(1).map_err(db)?;
-                    let value: String = row.try_get(2).map_err(db)?;
+                    let user_id: String = row.try_get(0)?;
+                    let kind: String = row.try_get(1)?;
+                    let value: String = row.try_get(2)?;
                     let Some(user) = users.iter_mut().find(|it| it.id.as_str() == user_id) else { continue };
                     match kind.as_str() {
                         "otherMails" => user.other_mails.push(value),
@@ -640,7 +640,7 @@ macro_rules! impl_backend {
                     .bind(user.id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let lists = [("otherMails", &user.other_mails), ("businessPhones", &user.business_phones)];
                 for (kind, values) in lists {
                     for (position, value) in values.iter().enumerate() {
@@ -652,7 +652,7 @@ macro_rules! impl_backend {
                             .bind(value.to_lowercase())
                             .execute(&mut *self.0)
                             .await
-                            .map_err(db)?;
+                            ?;
                     }
                 }
                 Ok(())
@@ -678,7 +678,7 @@ macro_rules! impl_backend {
                 let count = if plan.count {
                     let count_text = sql.text.replacen(&format!("SELECT {columns} FROM"), "SELECT COUNT(*) FROM", 1);
                     let query = bind_args!(sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_text)), sql.args.clone());
-                    let n: i64 = query.fetch_one(&mut *self.0).await.map_err(db)?;
+                    let n: i64 = query.fetch_one(&mut *self.0).await?;
                     Some(u64::try_from(n).unwrap_or(0))
                 } else {
                     None
@@ -708,7 +708,7 @@ macro_rules! impl_backend {
                 }
                 sql.push(&limit_clause(plan.top + 1));
                 let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
-                let rows = query.fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = query.fetch_all(&mut *self.0).await?;
                 Ok((rows, count))
             }
 
@@ -724,12 +724,12 @@ macro_rules! impl_backend {
                     .bind(after.unwrap_or(""))
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 rows.iter()
                     .map(|row| {
-                        let kind: String = row.try_get(1).map_err(db)?;
+                        let kind: String = row.try_get(1)?;
                         Ok(MemberRef {
-                            id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
+                            id: oid(&row.try_get::<String, _>(0)?)?,
                             kind: ObjectKind::parse(&kind).ok_or_else(|| StoreError::Other(format!("corrupt kind '{kind}'")))?,
                         })
                     })
@@ -757,7 +757,7 @@ macro_rules! impl_backend {
                     .bind(fmt_ts(tenant.created))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 for domain in &tenant.domains {
                     sqlx::query("INSERT INTO domains (name, tenant_id, is_default, is_initial) VALUES ($1, $2, $3, $4)")
                         .bind(domain.name.to_lowercase())
@@ -766,7 +766,7 @@ macro_rules! impl_backend {
                         .bind(domain.is_initial)
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?;
+                        ?;
                 }
                 Ok(())
             }
@@ -776,24 +776,24 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(None) };
                 let domains = sqlx::query("SELECT name, is_default, is_initial FROM domains WHERE tenant_id = $1 ORDER BY name")
                     .bind(id.as_str())
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(Some(Tenant {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    display_name: row.try_get(1).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    display_name: row.try_get(1)?,
+                    created: parse_ts(&row.try_get::<String, _>(2)?)?,
                     domains: domains
                         .iter()
                         .map(|it| {
                             Ok(Domain {
-                                name: it.try_get(0).map_err(db)?,
-                                is_default: it.try_get(1).map_err(db)?,
-                                is_initial: it.try_get(2).map_err(db)?,
+                                name: it.try_get(0)?,
+                                is_default: it.try_get(1)?,
+                                is_initial: it.try_get(2)?,
                             })
                         })
                         .collect::<Result<_, StoreError>>()?,
@@ -804,7 +804,7 @@ macro_rules! impl_backend {
                 let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id")
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let mut res = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(tenant) = self.get_tenant(&oid(&id)?).await? {
@@ -825,7 +825,7 @@ macro_rules! impl_backend {
                      created_at, sessions_valid_from, force_change_password, password_hash) VALUES ($1, $2, $3, $4, $5, $6, \
                      $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
                 );
-                bind_user_columns!(query, user).bind(password_hash).execute(&mut *self.0).await.map_err(db)?;
+                bind_user_columns!(query, user).bind(password_hash).execute(&mut *self.0).await?;
                 self.store_user_values(user).await
             }
 
@@ -838,7 +838,7 @@ macro_rules! impl_backend {
                      account_enabled = $23, created_at = $24, sessions_valid_from = $25, force_change_password = $26 \
                      WHERE id = $1 AND tenant_id = $2",
                 );
-                let done = bind_user_columns!(query, user).execute(&mut *self.0).await.map_err(db)?;
+                let done = bind_user_columns!(query, user).execute(&mut *self.0).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -851,7 +851,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -862,7 +862,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(None) };
                 let mut users = vec![Self::user_from_row(&row)?];
                 self.load_user_values(&mut users).await?;
@@ -876,7 +876,7 @@ macro_rules! impl_backend {
                 let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "users.id", ids);
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 let mut users = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
                 self.load_user_values(&mut users).await?;
                 Ok(users)
@@ -889,7 +889,7 @@ macro_rules! impl_backend {
                     .bind(upn.to_lowercase())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(None) };
                 let mut users = vec![Self::user_from_row(&row)?];
                 self.load_user_values(&mut users).await?;
@@ -940,7 +940,7 @@ macro_rules! impl_backend {
                 .bind(fmt_ts(group.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -960,7 +960,7 @@ macro_rules! impl_backend {
                 .bind(group.tenant_id.as_str())
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -970,7 +970,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -981,7 +981,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 row.as_ref().map(Self::group_from_row).transpose()
             }
 
@@ -992,7 +992,7 @@ macro_rules! impl_backend {
                 let mut sql = Sql::new(&format!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "directory_groups.id", ids);
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::group_from_row).collect()
             }
 
@@ -1016,7 +1016,7 @@ macro_rules! impl_backend {
                     .bind(member.kind.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -1026,7 +1026,7 @@ macro_rules! impl_backend {
                     .bind(member.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1036,7 +1036,7 @@ macro_rules! impl_backend {
                     .bind(member.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(found.is_some())
             }
 
@@ -1057,7 +1057,7 @@ macro_rules! impl_backend {
                     .bind(owner.kind.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -1067,7 +1067,7 @@ macro_rules! impl_backend {
                     .bind(owner.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1077,7 +1077,7 @@ macro_rules! impl_backend {
                     .bind(owner.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(found.is_some())
             }
 
@@ -1099,7 +1099,7 @@ macro_rules! impl_backend {
                 .bind(after.unwrap_or(""))
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 ids.iter().map(|it| oid(it)).collect()
             }
 
@@ -1109,7 +1109,7 @@ macro_rules! impl_backend {
                     "DELETE FROM group_owners WHERE owner_id = $1",
                     "DELETE FROM administrative_unit_members WHERE member_id = $1",
                 ] {
-                    sqlx::query(sql).bind(object.as_str()).execute(&mut *self.0).await.map_err(db)?;
+                    sqlx::query(sql).bind(object.as_str()).execute(&mut *self.0).await?;
                 }
                 Ok(())
             }
@@ -1131,7 +1131,7 @@ macro_rules! impl_backend {
                 .bind(fmt_ts(principal.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1146,7 +1146,7 @@ macro_rules! impl_backend {
                     .bind(app_id.to_lowercase())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 row.as_ref().map(Self::service_principal_from_row).transpose()
             }
 
@@ -1157,7 +1157,7 @@ macro_rules! impl_backend {
                 let mut sql = Sql::new(&format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "id", ids);
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::service_principal_from_row).collect()
             }
 
@@ -1168,7 +1168,7 @@ macro_rules! impl_backend {
                     .bind(after.unwrap_or(""))
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 rows.iter().map(Self::service_principal_from_row).collect()
             }
 
@@ -1178,7 +1178,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
         }
@@ -1198,7 +1198,7 @@ macro_rules! impl_backend {
                 .bind(fmt_ts(assignment.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1214,7 +1214,7 @@ macro_rules! impl_backend {
                 .bind(true)
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 
@@ -1223,7 +1223,7 @@ macro_rules! impl_backend {
                     .bind(principal.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -1240,7 +1240,7 @@ macro_rules! impl_backend {
                 .bind(fmt_ts(unit.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1252,8 +1252,8 @@ macro_rules! impl_backend {
                 .bind(member.as_str())
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
-                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0).map_err(db)?)?, row.try_get(1).map_err(db)?))).collect()
+                ?;
+                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
             }
 
             async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError> {
@@ -1264,7 +1264,7 @@ macro_rules! impl_backend {
                 .bind(true)
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 ids.iter().map(|it| oid(it)).collect()
             }
 
@@ -1278,7 +1278,7 @@ macro_rules! impl_backend {
                 .bind(true)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(found.is_some())
             }
 
@@ -1288,7 +1288,7 @@ macro_rules! impl_backend {
                         .bind(format!("keyward-roles-{tenant}"))
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?;
+                        ?;
                 }
                 Ok(())
             }
@@ -1302,7 +1302,7 @@ macro_rules! impl_backend {
                 .bind(id)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::assignment_from_row).transpose()
             }
 
@@ -1335,7 +1335,7 @@ macro_rules! impl_backend {
                     sql.arg(Arg::Text(after.to_owned()));
                 }
                 sql.push(&format!(" ORDER BY id{}", limit_clause(limit)));
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await.map_err(db)?;
+                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 
@@ -1345,7 +1345,7 @@ macro_rules! impl_backend {
                     .bind(id)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1366,7 +1366,7 @@ macro_rules! impl_backend {
                 .bind(fmt_ts(role.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1385,7 +1385,7 @@ macro_rules! impl_backend {
                 .bind(role.allowed_resource_actions.join("\n"))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1395,7 +1395,7 @@ macro_rules! impl_backend {
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1409,7 +1409,7 @@ macro_rules! impl_backend {
                 .bind(id.to_lowercase())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::custom_role_from_row).transpose()
             }
 
@@ -1421,7 +1421,7 @@ macro_rules! impl_backend {
                 .bind(tenant.as_str())
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter().map(Self::custom_role_from_row).collect()
             }
 
@@ -1434,7 +1434,7 @@ macro_rules! impl_backend {
                 .bind(id.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::unit_from_row).transpose()
             }
 
@@ -1450,7 +1450,7 @@ macro_rules! impl_backend {
                 .bind(after.unwrap_or(""))
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter().map(Self::unit_from_row).collect()
             }
 
@@ -1462,7 +1462,7 @@ macro_rules! impl_backend {
                     .bind(&unit.description)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1472,13 +1472,13 @@ macro_rules! impl_backend {
                     .bind(format!("/administrativeUnits/{id}"))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let done = sqlx::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1501,7 +1501,7 @@ macro_rules! impl_backend {
                 .bind(member.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(found.is_some())
             }
 
@@ -1511,7 +1511,7 @@ macro_rules! impl_backend {
                     .bind(member.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1522,7 +1522,7 @@ macro_rules! impl_backend {
                     .bind(member.kind.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
         }
@@ -1534,7 +1534,7 @@ macro_rules! impl_backend {
                     .bind(user.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(hash.flatten())
             }
 
@@ -1544,7 +1544,7 @@ macro_rules! impl_backend {
                     .bind(hash)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1553,7 +1553,7 @@ macro_rules! impl_backend {
                     .bind(pass.user_id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 sqlx::query(
                     "INSERT INTO temporary_access_passes (id, user_id, pass_sha256, created_at, start_at, lifetime_minutes, \
                      is_usable_once, used_at, ends_at_registration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -1569,7 +1569,7 @@ macro_rules! impl_backend {
                 .bind(pass.ends_at_registration)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1581,18 +1581,18 @@ macro_rules! impl_backend {
                 .bind(user.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(TemporaryAccessPass {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    user_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    pass_sha256: row.try_get(2).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
-                    start: parse_ts(&row.try_get::<String, _>(4).map_err(db)?)?,
-                    lifetime_minutes: row.try_get(5).map_err(db)?,
-                    is_usable_once: row.try_get(6).map_err(db)?,
-                    used_at: row.try_get::<Option<String>, _>(7).map_err(db)?.as_deref().map(parse_ts).transpose()?,
-                    ends_at_registration: row.try_get(8).map_err(db)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    user_id: oid(&row.try_get::<String, _>(1)?)?,
+                    pass_sha256: row.try_get(2)?,
+                    created: parse_ts(&row.try_get::<String, _>(3)?)?,
+                    start: parse_ts(&row.try_get::<String, _>(4)?)?,
+                    lifetime_minutes: row.try_get(5)?,
+                    is_usable_once: row.try_get(6)?,
+                    used_at: row.try_get::<Option<String>, _>(7)?.as_deref().map(parse_ts).transpose()?,
+                    ends_at_registration: row.try_get(8)?,
                 }))
             }
         }
@@ -1613,7 +1613,7 @@ macro_rules! impl_backend {
                 .bind(key.retired.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -1624,18 +1624,18 @@ macro_rules! impl_backend {
                 )
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let time = |raw: Option<String>| raw.as_deref().map(parse_ts).transpose();
                 rows.iter()
                     .map(|row| {
                         Ok(SigningKey {
-                            kid: row.try_get(0).map_err(db)?,
-                            algorithm: row.try_get(1).map_err(db)?,
-                            sealed_private_key: row.try_get(2).map_err(db)?,
-                            public_key: row.try_get(3).map_err(db)?,
-                            created: parse_ts(&row.try_get::<String, _>(4).map_err(db)?)?,
-                            activated: time(row.try_get(5).map_err(db)?)?,
-                            retired: time(row.try_get(6).map_err(db)?)?,
+                            kid: row.try_get(0)?,
+                            algorithm: row.try_get(1)?,
+                            sealed_private_key: row.try_get(2)?,
+                            public_key: row.try_get(3)?,
+                            created: parse_ts(&row.try_get::<String, _>(4)?)?,
+                            activated: time(row.try_get(5)?)?,
+                            retired: time(row.try_get(6)?)?,
                         })
                     })
                     .collect()
@@ -1647,7 +1647,7 @@ macro_rules! impl_backend {
                     .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
         }
@@ -1680,7 +1680,7 @@ macro_rules! impl_backend {
                 .bind(audit_chain::to_hex(&audit_chain::GENESIS))
                 .fetch_one(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let corrupt = || StoreError::Other("corrupt audit chain head".into());
                 let mut at = ChainPosition {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
@@ -1739,7 +1739,7 @@ macro_rules! impl_backend {
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
                         .fetch_all(&mut *self.0)
                         .await
-                        .map_err(db)?;
+                        ?;
                     let seqs: std::collections::HashMap<String, i64> = rows.into_iter().map(|(seq, id)| (id, seq)).collect();
                     let mut sql = Sql::new(if record_copies($backend) {
                         "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, target_upn_lc, copy_key) VALUES "
@@ -1793,13 +1793,13 @@ macro_rules! impl_backend {
                         bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
                             .execute(&mut *self.0)
                             .await
-                            .map_err(db)?;
+                            ?;
                     }
                     if !copies.args.is_empty() {
                         bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
                             .execute(&mut *self.0)
                             .await
-                            .map_err(db)?;
+                            ?;
                     }
                 }
                 sqlx::query("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE tenant_id = $1")
@@ -1808,7 +1808,7 @@ macro_rules! impl_backend {
                     .bind(audit_chain::to_hex(&at.hash))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -1819,7 +1819,7 @@ macro_rules! impl_backend {
                 .bind(tenant)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.map_or(Ok(Checkpoint { position: ChainPosition::START, cut_before: String::new(), signature: String::new() }), checkpoint_from_row)
             }
 
@@ -1833,7 +1833,7 @@ macro_rules! impl_backend {
                 .bind(audit_chain::to_hex(&audit_chain::GENESIS))
                 .fetch_one(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 checkpoint_from_row(row)
             }
 
@@ -1846,7 +1846,7 @@ macro_rules! impl_backend {
                     .bind(&checkpoint.signature)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -1869,7 +1869,7 @@ macro_rules! impl_backend {
                         .bind(tenant)
                         .fetch_optional(&mut *self.0)
                         .await
-                        .map_err(db)?;
+                        ?;
                 Ok(row.and_then(|(index, hash)| chain_position(Some(index), Some(&hash))))
             }
 
@@ -1880,7 +1880,7 @@ macro_rules! impl_backend {
                     .bind(through)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected())
             }
 
@@ -1891,7 +1891,7 @@ macro_rules! impl_backend {
                 .bind(tenant)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(row.unwrap_or((DEFAULT_AUDIT_RETENTION_DAYS, String::new())))
             }
 
@@ -1902,7 +1902,7 @@ macro_rules! impl_backend {
                     .bind(mac)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Other(format!("no tenant {tenant}")));
                 }
@@ -1925,7 +1925,7 @@ macro_rules! impl_backend {
                     .bind(tenant)
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                     first = first.into_iter().chain(stray).min();
                 }
                 Ok(first)
@@ -1947,7 +1947,7 @@ macro_rules! impl_backend {
                 )))
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(rows
                     .into_iter()
                     .map(|(tenant, index, hash)| {
@@ -1971,7 +1971,7 @@ macro_rules! impl_backend {
                 .bind(after_index)
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 // Each record's target rows, and what else those rows carry (time, tenant, record copy).
                 let mut targets: std::collections::HashMap<i64, Vec<(String, Option<String>)>> = std::collections::HashMap::new();
                 #[allow(clippy::type_complexity)]
@@ -1982,7 +1982,7 @@ macro_rules! impl_backend {
                     std::collections::HashMap::new();
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
-                    let through: i64 = last.try_get(2).map_err(db)?;
+                    let through: i64 = last.try_get(2)?;
                     let copy = if record_copies($backend) {
                         "(SELECT c.record FROM audit_copies c WHERE c.key = t.copy_key)"
                     } else {
@@ -1998,7 +1998,7 @@ macro_rules! impl_backend {
                     .bind(through)
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                     for (seq, id, upn, at, target_tenant, copy) in found {
                         targets.entry(seq).or_default().push((id, upn));
                         target_rows.entry(seq).or_default().push((at, target_tenant, copy));
@@ -2015,7 +2015,7 @@ macro_rules! impl_backend {
                         .bind(through)
                         .fetch_all(&mut *self.0)
                         .await
-                        .map_err(db)?;
+                        ?;
                         for (seq, initiator, at, initiator_tenant, copy) in found {
                             initiator_rows.entry(seq).or_default().push((initiator, at, initiator_tenant, copy));
                         }
@@ -2023,26 +2023,26 @@ macro_rules! impl_backend {
                 }
                 rows.iter()
                     .map(|row| {
-                        let seq: i64 = row.try_get(0).map_err(db)?;
-                        let canonical: String = row.try_get(5).map_err(db)?;
+                        let seq: i64 = row.try_get(0)?;
+                        let canonical: String = row.try_get(5)?;
                         let stored = audit_json::Columns {
-                            activity_date_time: row.try_get(6).map_err(db)?,
-                            correlation_id: row.try_get(7).map_err(db)?,
-                            category: row.try_get(8).map_err(db)?,
-                            activity_display_name: row.try_get(9).map_err(db)?,
-                            activity_display_name_lc: row.try_get(10).map_err(db)?,
-                            logged_by_service: row.try_get(11).map_err(db)?,
-                            result: row.try_get(12).map_err(db)?,
-                            initiator_id: row.try_get(13).map_err(db)?,
-                            initiator_upn_lc: row.try_get(14).map_err(db)?,
-                            initiator_app_id: row.try_get(15).map_err(db)?,
+                            activity_date_time: row.try_get(6)?,
+                            correlation_id: row.try_get(7)?,
+                            category: row.try_get(8)?,
+                            activity_display_name: row.try_get(9)?,
+                            activity_display_name_lc: row.try_get(10)?,
+                            logged_by_service: row.try_get(11)?,
+                            result: row.try_get(12)?,
+                            initiator_id: row.try_get(13)?,
+                            initiator_upn_lc: row.try_get(14)?,
+                            initiator_app_id: row.try_get(15)?,
                             targets: {
                                 let mut it = targets.remove(&seq).unwrap_or_default();
                                 it.sort();
                                 it
                             },
                         };
-                        let id: String = row.try_get(1).map_err(db)?;
+                        let id: String = row.try_get(1)?;
                         // Target rows carry the record's time, tenant and (SQLite) a copy of it:
                         // all must agree, or a query by target would show something else.
                         let decoded = audit_json::from_json(&canonical).ok();
@@ -2075,9 +2075,9 @@ macro_rules! impl_backend {
                         Ok(ChainRow {
                             seq,
                             id,
-                            chain_index: row.try_get(2).map_err(db)?,
-                            prev_hash: row.try_get(3).map_err(db)?,
-                            hash: row.try_get(4).map_err(db)?,
+                            chain_index: row.try_get(2)?,
+                            prev_hash: row.try_get(3)?,
+                            hash: row.try_get(4)?,
                             canonical,
                             columns_match,
                         })
@@ -2138,8 +2138,7 @@ mod sqlite_impl {
     impl SqliteStore {
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
         pub(crate) async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(db)?
+            let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -2149,12 +2148,8 @@ mod sqlite_impl {
                 // ahead around it, which made a fully cold lookup by id ~17x slower at 10M records
                 // (bench/audit-cluster/measure.py with MMAP=1073741824: 9.3 ms against 0.55 ms).
                 .pragma("cache_size", "-65536");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .test_before_acquire(false)
-                .connect_with(options)
-                .await
-                .map_err(db)?;
+            let pool =
+                SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             Self::migrate(&pool).await?;
             Ok(SqliteStore { pool })
         }
@@ -2190,16 +2185,12 @@ mod postgres_impl {
         /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so
         /// several nodes can start at once).
         pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await
-                .map_err(db)?;
-            let mut lock_conn = pool.acquire().await.map_err(db)?;
-            sqlx::query("SELECT pg_advisory_lock(7007001)").execute(&mut *lock_conn).await.map_err(db)?;
+            let pool =
+                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+            let mut lock_conn = pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock(7007001)").execute(&mut *lock_conn).await?;
             let migrated = Self::migrate(&pool).await;
-            sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await.map_err(db)?;
+            sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
             Ok(PostgresStore { pool })
         }

@@ -19,60 +19,60 @@ macro_rules! impl_oauth_store {
         impl $tx {
             fn application_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Application, StoreError> {
                 Ok(Application {
-                    id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    app_id: row.try_get(2).map_err(db)?,
-                    display_name: row.try_get(3).map_err(db)?,
-                    is_fallback_public_client: row.try_get(4).map_err(db)?,
-                    public_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(5).map_err(db)?),
-                    web_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(6).map_err(db)?),
-                    created: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    app_id: row.try_get(2)?,
+                    display_name: row.try_get(3)?,
+                    is_fallback_public_client: row.try_get(4)?,
+                    public_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(5)?),
+                    web_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(6)?),
+                    created: parse_ts(&row.try_get::<String, _>(7)?)?,
                 })
             }
 
             /// Reads the grant columns starting at `at`: tenant, client, user, scope, auth_time, amr, pass end.
             fn grant_from_row(row: &<$db as sqlx::Database>::Row, at: usize) -> Result<Grant, StoreError> {
                 Ok(Grant {
-                    tenant_id: oid(&row.try_get::<String, _>(at).map_err(db)?)?,
-                    client_id: row.try_get(at + 1).map_err(db)?,
-                    user_id: oid(&row.try_get::<String, _>(at + 2).map_err(db)?)?,
-                    scope: row.try_get(at + 3).map_err(db)?,
-                    auth_time: parse_ts(&row.try_get::<String, _>(at + 4).map_err(db)?)?,
-                    amr: row.try_get(at + 5).map_err(db)?,
-                    pass_expires_at: opt_ts(row.try_get(at + 6).map_err(db)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(at)?)?,
+                    client_id: row.try_get(at + 1)?,
+                    user_id: oid(&row.try_get::<String, _>(at + 2)?)?,
+                    scope: row.try_get(at + 3)?,
+                    auth_time: parse_ts(&row.try_get::<String, _>(at + 4)?)?,
+                    amr: row.try_get(at + 5)?,
+                    pass_expires_at: opt_ts(row.try_get(at + 6)?)?,
                 })
             }
 
             /// Reads `id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at`.
             fn permission_grant_from_row(row: &<$db as sqlx::Database>::Row) -> Result<PermissionGrant, StoreError> {
                 Ok(PermissionGrant {
-                    id: row.try_get(0).map_err(db)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    client_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
-                    consent_type: row.try_get(3).map_err(db)?,
-                    principal_id: row.try_get::<Option<String>, _>(4).map_err(db)?.as_deref().map(oid).transpose()?,
-                    resource_id: row.try_get(5).map_err(db)?,
-                    scope: row.try_get(6).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
+                    id: row.try_get(0)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    client_id: oid(&row.try_get::<String, _>(2)?)?,
+                    consent_type: row.try_get(3)?,
+                    principal_id: row.try_get::<Option<String>, _>(4)?.as_deref().map(oid).transpose()?,
+                    resource_id: row.try_get(5)?,
+                    scope: row.try_get(6)?,
+                    created: parse_ts(&row.try_get::<String, _>(7)?)?,
                 })
             }
 
             fn device_from_row(row: &<$db as sqlx::Database>::Row) -> Result<DeviceCode, StoreError> {
                 Ok(DeviceCode {
-                    device_sha256: row.try_get(0).map_err(db)?,
-                    user_code: row.try_get(1).map_err(db)?,
-                    tenant_id: oid(&row.try_get::<String, _>(2).map_err(db)?)?,
-                    client_id: row.try_get(3).map_err(db)?,
-                    scope: row.try_get(4).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
-                    interval_seconds: row.try_get(7).map_err(db)?,
-                    last_poll_at: opt_ts(row.try_get(8).map_err(db)?)?,
-                    status: row.try_get(9).map_err(db)?,
-                    user_id: row.try_get::<Option<String>, _>(10).map_err(db)?.as_deref().map(oid).transpose()?,
-                    auth_time: opt_ts(row.try_get(11).map_err(db)?)?,
-                    amr: row.try_get(12).map_err(db)?,
-                    pass_expires_at: opt_ts(row.try_get(13).map_err(db)?)?,
+                    device_sha256: row.try_get(0)?,
+                    user_code: row.try_get(1)?,
+                    tenant_id: oid(&row.try_get::<String, _>(2)?)?,
+                    client_id: row.try_get(3)?,
+                    scope: row.try_get(4)?,
+                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(6)?)?,
+                    interval_seconds: row.try_get(7)?,
+                    last_poll_at: opt_ts(row.try_get(8)?)?,
+                    status: row.try_get(9)?,
+                    user_id: row.try_get::<Option<String>, _>(10)?.as_deref().map(oid).transpose()?,
+                    auth_time: opt_ts(row.try_get(11)?)?,
+                    amr: row.try_get(12)?,
+                    pass_expires_at: opt_ts(row.try_get(13)?)?,
                 })
             }
         }
@@ -95,7 +95,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(app.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -113,7 +113,7 @@ macro_rules! impl_oauth_store {
                 .bind(crate::backend_oauth::join_uris(&app.web_redirect_uris))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -123,7 +123,7 @@ macro_rules! impl_oauth_store {
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -134,7 +134,7 @@ macro_rules! impl_oauth_store {
                 .bind(id.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::application_from_row).transpose()
             }
 
@@ -145,7 +145,7 @@ macro_rules! impl_oauth_store {
                 .bind(app_id.to_lowercase())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::application_from_row).transpose()
             }
 
@@ -160,7 +160,7 @@ macro_rules! impl_oauth_store {
                 .bind(after.unwrap_or(""))
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter().map(Self::application_from_row).collect()
             }
 
@@ -182,7 +182,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(credential.end))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -194,21 +194,21 @@ macro_rules! impl_oauth_store {
                 .bind(application.as_str())
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter()
                     .map(|row| {
-                        let hint: Option<String> = row.try_get(3).map_err(db)?;
-                        let secret: Option<Vec<u8>> = row.try_get(4).map_err(db)?;
-                        let certificate: Option<Vec<u8>> = row.try_get(5).map_err(db)?;
-                        let thumbprint: Option<String> = row.try_get(6).map_err(db)?;
+                        let hint: Option<String> = row.try_get(3)?;
+                        let secret: Option<Vec<u8>> = row.try_get(4)?;
+                        let certificate: Option<Vec<u8>> = row.try_get(5)?;
+                        let thumbprint: Option<String> = row.try_get(6)?;
                         Ok(AppCredential {
-                            key_id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                            application_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                            display_name: row.try_get(2).map_err(db)?,
+                            key_id: oid(&row.try_get::<String, _>(0)?)?,
+                            application_id: oid(&row.try_get::<String, _>(1)?)?,
+                            display_name: row.try_get(2)?,
                             secret: secret.map(|it| (it, hint.unwrap_or_default())),
                             certificate: certificate.map(|it| (it, thumbprint.unwrap_or_default())),
-                            start: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
-                            end: parse_ts(&row.try_get::<String, _>(8).map_err(db)?)?,
+                            start: parse_ts(&row.try_get::<String, _>(7)?)?,
+                            end: parse_ts(&row.try_get::<String, _>(8)?)?,
                         })
                     })
                     .collect()
@@ -220,7 +220,7 @@ macro_rules! impl_oauth_store {
                     .bind(key_id.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -248,7 +248,7 @@ macro_rules! impl_oauth_store {
                 .bind(code.used_at.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -261,17 +261,17 @@ macro_rules! impl_oauth_store {
                 .bind(code_sha256)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(AuthCode {
-                    code_sha256: row.try_get(0).map_err(db)?,
-                    redirect_uri: row.try_get(1).map_err(db)?,
-                    nonce: row.try_get(2).map_err(db)?,
-                    code_challenge: row.try_get(3).map_err(db)?,
-                    code_challenge_method: row.try_get(4).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(5).map_err(db)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
-                    used_at: opt_ts(row.try_get(7).map_err(db)?)?,
+                    code_sha256: row.try_get(0)?,
+                    redirect_uri: row.try_get(1)?,
+                    nonce: row.try_get(2)?,
+                    code_challenge: row.try_get(3)?,
+                    code_challenge_method: row.try_get(4)?,
+                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(6)?)?,
+                    used_at: opt_ts(row.try_get(7)?)?,
                     grant: Self::grant_from_row(&row, 8)?,
                 }))
             }
@@ -282,7 +282,7 @@ macro_rules! impl_oauth_store {
                     .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -308,7 +308,7 @@ macro_rules! impl_oauth_store {
                 .bind(token.revoked_at.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -321,15 +321,15 @@ macro_rules! impl_oauth_store {
                 .bind(token_sha256)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(RefreshToken {
-                    token_sha256: row.try_get(0).map_err(db)?,
-                    family_id: row.try_get(1).map_err(db)?,
-                    issued_at: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
-                    rotated_at: opt_ts(row.try_get(4).map_err(db)?)?,
-                    revoked_at: opt_ts(row.try_get(5).map_err(db)?)?,
+                    token_sha256: row.try_get(0)?,
+                    family_id: row.try_get(1)?,
+                    issued_at: parse_ts(&row.try_get::<String, _>(2)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(3)?)?,
+                    rotated_at: opt_ts(row.try_get(4)?)?,
+                    revoked_at: opt_ts(row.try_get(5)?)?,
                     grant: Self::grant_from_row(&row, 6)?,
                 }))
             }
@@ -342,7 +342,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -353,7 +353,7 @@ macro_rules! impl_oauth_store {
                 .bind(family_id)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(revoked.is_some())
             }
 
@@ -363,7 +363,7 @@ macro_rules! impl_oauth_store {
                     .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -374,7 +374,7 @@ macro_rules! impl_oauth_store {
                     "DELETE FROM authorization_codes WHERE expires_at < $1",
                     "DELETE FROM device_codes WHERE expires_at < $1",
                 ] {
-                    removed += sqlx::query(sql).bind(fmt_ts(before)).execute(&mut *self.0).await.map_err(db)?.rows_affected();
+                    removed += sqlx::query(sql).bind(fmt_ts(before)).execute(&mut *self.0).await?.rows_affected();
                 }
                 Ok(removed)
             }
@@ -401,7 +401,7 @@ macro_rules! impl_oauth_store {
                 .bind(code.pass_expires_at.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -413,7 +413,7 @@ macro_rules! impl_oauth_store {
                 .bind(device_sha256)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::device_from_row).transpose()
             }
 
@@ -425,7 +425,7 @@ macro_rules! impl_oauth_store {
                 .bind(user_code)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::device_from_row).transpose()
             }
 
@@ -444,7 +444,7 @@ macro_rules! impl_oauth_store {
                 .bind(expected_status)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -460,7 +460,7 @@ macro_rules! impl_oauth_store {
                     .bind(fmt_ts(now - time::Duration::minutes(1)))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let done = sqlx::query(
                     "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (client_id, jti) DO NOTHING",
@@ -470,7 +470,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(expires_at))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -489,7 +489,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(grant.created))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -499,7 +499,7 @@ macro_rules! impl_oauth_store {
                     .bind(scope)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -509,7 +509,7 @@ macro_rules! impl_oauth_store {
                     .bind(id)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -526,7 +526,7 @@ macro_rules! impl_oauth_store {
                 .bind(id)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::permission_grant_from_row).transpose()
             }
 
@@ -543,7 +543,7 @@ macro_rules! impl_oauth_store {
                 .bind(client.map(ObjectId::to_string))
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter().map(Self::permission_grant_from_row).collect()
             }
 
@@ -554,7 +554,7 @@ macro_rules! impl_oauth_store {
                 .bind(tenant.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(text.map(|it| crate::backend_oauth::split_uris(&it)))
             }
 
@@ -567,7 +567,7 @@ macro_rules! impl_oauth_store {
                 .bind(crate::backend_oauth::join_uris(policies))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -576,7 +576,7 @@ macro_rules! impl_oauth_store {
                     .bind(device_sha256)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() == 1)
             }
         }

@@ -15,42 +15,42 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(UserSignInState::default()) };
-                let state: String = row.try_get(0).map_err(db)?;
+                let state: String = row.try_get(0)?;
                 Ok(UserSignInState {
                     per_user_mfa: PerUserMfaState::parse(&state)
                         .ok_or_else(|| StoreError::Other(format!("corrupt per-user MFA state '{state}'")))?,
-                    remembered_devices_not_before: opt_ts(row.try_get(1).map_err(db)?)?,
+                    remembered_devices_not_before: opt_ts(row.try_get(1)?)?,
                     password: Lockout {
-                        failures: row.try_get(2).map_err(db)?,
-                        lockouts: row.try_get(3).map_err(db)?,
-                        locked_until: opt_ts(row.try_get(4).map_err(db)?)?,
+                        failures: row.try_get(2)?,
+                        lockouts: row.try_get(3)?,
+                        locked_until: opt_ts(row.try_get(4)?)?,
                     },
                     code: Lockout {
-                        failures: row.try_get(5).map_err(db)?,
-                        lockouts: row.try_get(6).map_err(db)?,
-                        locked_until: opt_ts(row.try_get(7).map_err(db)?)?,
+                        failures: row.try_get(5)?,
+                        lockouts: row.try_get(6)?,
+                        locked_until: opt_ts(row.try_get(7)?)?,
                     },
                 })
             }
 
             fn session_from_row(row: &<$db as sqlx::Database>::Row) -> Result<BrowserSession, StoreError> {
                 Ok(BrowserSession {
-                    id_sha256: row.try_get(0).map_err(db)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    user_id: row.try_get::<Option<String>, _>(2).map_err(db)?.as_deref().map(oid).transpose()?,
-                    stage: row.try_get(3).map_err(db)?,
-                    username: row.try_get(4).map_err(db)?,
-                    return_to: row.try_get(5).map_err(db)?,
-                    created: parse_ts(&row.try_get::<String, _>(6).map_err(db)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(7).map_err(db)?)?,
-                    authenticated_at: opt_ts(row.try_get(8).map_err(db)?)?,
-                    mfa_at: opt_ts(row.try_get(9).map_err(db)?)?,
-                    methods: row.try_get(10).map_err(db)?,
-                    pass_expires_at: opt_ts(row.try_get(11).map_err(db)?)?,
-                    pending_secret: row.try_get(12).map_err(db)?,
-                    correlation_id: row.try_get(13).map_err(db)?,
+                    id_sha256: row.try_get(0)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    user_id: row.try_get::<Option<String>, _>(2)?.as_deref().map(oid).transpose()?,
+                    stage: row.try_get(3)?,
+                    username: row.try_get(4)?,
+                    return_to: row.try_get(5)?,
+                    created: parse_ts(&row.try_get::<String, _>(6)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(7)?)?,
+                    authenticated_at: opt_ts(row.try_get(8)?)?,
+                    mfa_at: opt_ts(row.try_get(9)?)?,
+                    methods: row.try_get(10)?,
+                    pass_expires_at: opt_ts(row.try_get(11)?)?,
+                    pending_secret: row.try_get(12)?,
+                    correlation_id: row.try_get(13)?,
                 })
             }
         }
@@ -66,24 +66,24 @@ macro_rules! impl_sign_in_store {
                 .bind(tenant.as_str())
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 let Some(row) = row else { return Ok((SignInPolicy::default(), TapPolicy::default())) };
                 Ok((
                     SignInPolicy {
-                        mfa_for_privileged_roles: row.try_get(0).map_err(db)?,
-                        mfa_for_everyone: row.try_get(1).map_err(db)?,
-                        remember_mfa_days: row.try_get(2).map_err(db)?,
-                        lockout_threshold: row.try_get(3).map_err(db)?,
-                        lockout_seconds: row.try_get(4).map_err(db)?,
-                        code_attempt_limit: row.try_get(5).map_err(db)?,
+                        mfa_for_privileged_roles: row.try_get(0)?,
+                        mfa_for_everyone: row.try_get(1)?,
+                        remember_mfa_days: row.try_get(2)?,
+                        lockout_threshold: row.try_get(3)?,
+                        lockout_seconds: row.try_get(4)?,
+                        code_attempt_limit: row.try_get(5)?,
                     },
                     TapPolicy {
-                        is_enabled: row.try_get(6).map_err(db)?,
-                        default_lifetime_minutes: row.try_get(7).map_err(db)?,
-                        default_length: row.try_get(8).map_err(db)?,
-                        minimum_lifetime_minutes: row.try_get(9).map_err(db)?,
-                        maximum_lifetime_minutes: row.try_get(10).map_err(db)?,
-                        is_usable_once: row.try_get(11).map_err(db)?,
+                        is_enabled: row.try_get(6)?,
+                        default_lifetime_minutes: row.try_get(7)?,
+                        default_length: row.try_get(8)?,
+                        minimum_lifetime_minutes: row.try_get(9)?,
+                        maximum_lifetime_minutes: row.try_get(10)?,
+                        is_usable_once: row.try_get(11)?,
                     },
                 ))
             }
@@ -117,7 +117,7 @@ macro_rules! impl_sign_in_store {
                 .bind(tap.is_usable_once)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -131,7 +131,7 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 self.read_sign_in_state(user, true).await
             }
 
@@ -157,7 +157,7 @@ macro_rules! impl_sign_in_store {
                 .bind(state.code.locked_until.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -169,15 +169,15 @@ macro_rules! impl_sign_in_store {
                 .bind(user.as_str())
                 .fetch_all(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 rows.iter()
                     .map(|row| {
                         Ok(SoftwareOathMethod {
-                            id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                            user_id: oid(&row.try_get::<String, _>(1).map_err(db)?)?,
-                            sealed_secret: row.try_get(2).map_err(db)?,
-                            created: parse_ts(&row.try_get::<String, _>(3).map_err(db)?)?,
-                            last_used_step: row.try_get(4).map_err(db)?,
+                            id: oid(&row.try_get::<String, _>(0)?)?,
+                            user_id: oid(&row.try_get::<String, _>(1)?)?,
+                            sealed_secret: row.try_get(2)?,
+                            created: parse_ts(&row.try_get::<String, _>(3)?)?,
+                            last_used_step: row.try_get(4)?,
                         })
                     })
                     .collect()
@@ -195,7 +195,7 @@ macro_rules! impl_sign_in_store {
                 .bind(method.last_used_step)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -207,7 +207,7 @@ macro_rules! impl_sign_in_store {
                 .bind(step)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -218,12 +218,12 @@ macro_rules! impl_sign_in_store {
                         .bind(id.as_str())
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?,
+                        ?,
                     None => sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1")
                         .bind(user.as_str())
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?,
+                        ?,
                 };
                 if id.is_some() && done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
@@ -238,12 +238,12 @@ macro_rules! impl_sign_in_store {
                         .bind(id.as_str())
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?,
+                        ?,
                     None => sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
                         .bind(user.as_str())
                         .execute(&mut *self.0)
                         .await
-                        .map_err(db)?,
+                        ?,
                 };
                 Ok(done.rows_affected() > 0)
             }
@@ -253,8 +253,8 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
-                rows.iter().map(|row| Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?))).collect()
+                    ?;
+                rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
             }
 
             async fn put_phone_method(&mut self, user: &ObjectId, phone_type: &str, number: &str, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -268,7 +268,7 @@ macro_rules! impl_sign_in_store {
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -278,7 +278,7 @@ macro_rules! impl_sign_in_store {
                     .bind(phone_type)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -300,7 +300,7 @@ macro_rules! impl_sign_in_store {
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -309,7 +309,7 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -322,7 +322,7 @@ macro_rules! impl_sign_in_store {
                     .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -332,9 +332,9 @@ macro_rules! impl_sign_in_store {
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(None) };
-                Ok(Some((row.try_get(0).map_err(db)?, parse_ts(&row.try_get::<String, _>(1).map_err(db)?)?)))
+                Ok(Some((row.try_get(0)?, parse_ts(&row.try_get::<String, _>(1)?)?)))
             }
 
             async fn spend_registration_pass(&mut self, user: &ObjectId, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -346,7 +346,7 @@ macro_rules! impl_sign_in_store {
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -356,7 +356,7 @@ macro_rules! impl_sign_in_store {
                     .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -382,7 +382,7 @@ macro_rules! impl_sign_in_store {
                 .bind(&session.correlation_id)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -395,7 +395,7 @@ macro_rules! impl_sign_in_store {
                 .bind(id_sha256)
                 .fetch_optional(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 row.as_ref().map(Self::session_from_row).transpose()
             }
 
@@ -419,7 +419,7 @@ macro_rules! impl_sign_in_store {
                 .bind(&session.correlation_id)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -428,7 +428,7 @@ macro_rules! impl_sign_in_store {
                     .bind(id_sha256)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -438,7 +438,7 @@ macro_rules! impl_sign_in_store {
                     .bind(new_sha256)
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -449,7 +449,7 @@ macro_rules! impl_sign_in_store {
                 .bind(id_sha256)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -458,7 +458,7 @@ macro_rules! impl_sign_in_store {
                     .bind(fmt_ts(now))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected())
             }
 
@@ -470,7 +470,7 @@ macro_rules! impl_sign_in_store {
                     .bind(fmt_ts(device.expires_at))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -479,12 +479,12 @@ macro_rules! impl_sign_in_store {
                     .bind(id_sha256)
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(RememberedDevice {
-                    user_id: oid(&row.try_get::<String, _>(0).map_err(db)?)?,
-                    issued_at: parse_ts(&row.try_get::<String, _>(1).map_err(db)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(2).map_err(db)?)?,
+                    user_id: oid(&row.try_get::<String, _>(0)?)?,
+                    issued_at: parse_ts(&row.try_get::<String, _>(1)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(2)?)?,
                 }))
             }
 
@@ -493,7 +493,7 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(())
             }
 
@@ -512,7 +512,7 @@ macro_rules! impl_sign_in_store {
                 .bind(sign_in_json::to_json(record)?)
                 .execute(&mut *self.0)
                 .await
-                .map_err(db)?;
+                ?;
                 Ok(())
             }
 
@@ -569,11 +569,11 @@ macro_rules! impl_sign_in_store {
                 let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
                     .fetch_all(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 rows.iter()
                     .map(|row| {
-                        let cursor = SignInCursor { created: row.try_get(1).map_err(db)?, seq: row.try_get(0).map_err(db)? };
-                        Ok((cursor, sign_in_json::from_json(&row.try_get::<String, _>(2).map_err(db)?)?))
+                        let cursor = SignInCursor { created: row.try_get(1)?, seq: row.try_get(0)? };
+                        Ok((cursor, sign_in_json::from_json(&row.try_get::<String, _>(2)?)?))
                     })
                     .collect()
             }
@@ -584,7 +584,7 @@ macro_rules! impl_sign_in_store {
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 Ok(done.rows_affected())
             }
 
@@ -594,7 +594,7 @@ macro_rules! impl_sign_in_store {
                     .bind(id)
                     .fetch_optional(&mut *self.0)
                     .await
-                    .map_err(db)?;
+                    ?;
                 record.as_deref().map(sign_in_json::from_json).transpose()
             }
         }

@@ -14,6 +14,12 @@ pub enum StoreError {
     Other(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        db(err)
+    }
+}
+
 pub(crate) fn db(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::RowNotFound => StoreError::NotFound,
