@@ -6,23 +6,18 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
-mod audit;
-mod consent;
 mod context;
 mod error;
 mod graph;
-mod methods;
 mod metrics;
-mod oidc;
+mod oauth;
 mod openapi;
-mod roles;
+mod pages;
 mod serve;
-mod shape;
-mod signin;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
@@ -31,8 +26,8 @@ use axum::{Extension, Router};
 use keyward_app::App;
 use serde_json::json;
 
-pub use crate::audit::directory_audit;
 pub use crate::context::Version;
+pub use crate::graph::directory_audits::directory_audit;
 pub use crate::metrics::Metrics;
 pub use crate::serve::{ServeConfig, TlsFiles, serve};
 
@@ -55,9 +50,7 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
-    let graph = consent::routes(methods::routes(oidc::graph_routes(signin::routes(audit::routes(roles::routes(
-        graph::routes(openapi::Api::new()),
-    ))))));
+    let graph = graph::routes(openapi::Api::new());
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =
@@ -75,16 +68,14 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
-        .route("/", get(home))
         .route("/docs", get(docs))
-        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .merge(
-            signin::page_routes()
+            pages::routes()
                 .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
                 .layer(middleware::from_fn(|request, next| read_whole_body(request, next, FORM_BODY_LIMIT, false))),
         )
         .merge(
-            oidc::routes()
+            oauth::routes()
                 .layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT))
                 .layer(middleware::from_fn(|request, next| read_whole_body(request, next, OIDC_BODY_LIMIT, false))),
         )
@@ -134,7 +125,7 @@ async fn read_whole_body(
     }
 }
 
-async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -170,64 +161,6 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
     axum::Json(state.openapi.as_ref().clone()).into_response()
 }
 
-/// `GET /`: the sign-in page of this server's tenant (which shows a signed-in user the account
-/// page), so the address the server prints leads somewhere.
-async fn home(State(state): State<AppState>) -> Response {
-    match state.app.home_tenant().await {
-        Ok(Some(tenant)) => {
-            let key = tenant
-                .domains
-                .iter()
-                .find(|it| it.is_default)
-                .map_or_else(|| tenant.id.to_string(), |it| it.name.clone());
-            (
-                StatusCode::FOUND,
-                [(header::LOCATION, format!("/{key}/login")), (header::CACHE_CONTROL, "no-store".to_owned())],
-            )
-                .into_response()
-        }
-        Ok(None) => not_found().await,
-        Err(err) => {
-            tracing::error!(error = ?err, "cannot read the tenant");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
-}
-
 async fn docs() -> Html<&'static str> {
     Html(include_str!("docs.html"))
-}
-
-/// `GET /{tenant}/discovery/v2.0/keys`: every unretired signing key.
-async fn jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
-    match state.app.find_tenant(&tenant).await {
-        Ok(Some(_)) => (),
-        Ok(None) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({
-                    "error": "invalid_tenant",
-                    "error_description": format!("AADSTS90002: Tenant '{tenant}' not found. Check the tenant id or domain name."),
-                })),
-            )
-                .into_response();
-        }
-        Err(err) => {
-            tracing::error!(error = ?err, "loading tenant for JWKS failed");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    }
-    match state.app.public_keys().await {
-        Ok(keys) => {
-            let keys: Vec<_> = keys
-                .iter()
-                .map(|it| json!({"kty": "EC", "use": "sig", "alg": "ES256", "kid": it.kid, "crv": "P-256", "x": it.x, "y": it.y}))
-                .collect();
-            ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(json!({ "keys": keys }))).into_response()
-        }
-        Err(err) => {
-            tracing::error!(error = ?err, "loading signing keys failed");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
 }

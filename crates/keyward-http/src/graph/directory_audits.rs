@@ -1,5 +1,9 @@
-//! `GET /auditLogs/directoryAudits`: the audit log in Graph's `directoryAudit` shape.
+//! `/auditLogs/directoryAudits`: the audit log in Graph's `directoryAudit` shape.
 
+use super::Query;
+use crate::context::{GraphCtx, collection, entity, rfc3339};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -8,11 +12,6 @@ use keyward_app::AppError;
 use keyward_core::audit::{AuditRecord, Initiator};
 use keyward_core::audit_query;
 use serde_json::{Value, json};
-
-use crate::context::{GraphCtx, collection, entity, rfc3339};
-use crate::error::GraphError;
-use crate::graph::Query;
-use crate::openapi::{Api, Op};
 
 /// A record in Graph's shape (entra.md §7.1): `oldValue`/`newValue` are JSON text or null.
 pub fn directory_audit(record: &AuditRecord) -> Value {
@@ -83,7 +82,7 @@ async fn get_audit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, Gr
     ))
 }
 
-/// Registers the audit routes.
+/// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     api.route(
         "/auditLogs/directoryAudits",
@@ -95,8 +94,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryAuditCollection",
         )
         .pages_only(),
-    )
-    .route(
+    ).route(
         "/auditLogs/directoryAudits/{id}",
         get(get_audit),
         Op::get("auditLogs", "Get an audit record", "microsoft.directory/auditLogs/allProperties/read", "DirectoryAudit").with_id(),

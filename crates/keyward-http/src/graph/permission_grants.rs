@@ -1,7 +1,9 @@
-//! Consent's Graph routes: `/oauth2PermissionGrants` (delegated permission grants) and
-//! `/policies/authorizationPolicy` (what users may consent to). The consent page itself is an
-//! OpenID Connect page, in `oidc.rs`.
+//! `/oauth2PermissionGrants`: delegated permission grants (consent).
 
+use super::{Body, Query, allow_only};
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,15 +12,9 @@ use keyward_app::{AppError, PermissionGrantDraft};
 use keyward_store::PermissionGrant;
 use serde_json::{Value, json};
 
-use crate::context::{GraphCtx, collection, entity};
-use crate::error::GraphError;
-use crate::graph::{Body, Query};
-use crate::openapi::{Api, Op};
-use crate::roles::allow_only;
-
 const MANAGE: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";
+
 const READ: &str = "microsoft.directory/servicePrincipals/standard/read";
-const POLICY: &str = "microsoft.directory/authorizationPolicy/allProperties/allTasks";
 
 fn grant_json(grant: &PermissionGrant) -> Value {
     json!({
@@ -147,60 +143,7 @@ async fn delete_grant(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response,
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn policy_json(policies: &[String]) -> Value {
-    json!({
-        "id": "authorizationPolicy",
-        "displayName": "Authorization Policy",
-        "description": "Used to manage authorization related settings across the company.",
-        "defaultUserRolePermissions": {"permissionGrantPoliciesAssigned": policies},
-    })
-}
-
-/// `GET /policies/authorizationPolicy` — `microsoft.directory/authorizationPolicy/standard/read`.
-async fn get_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let policies = ctx.state.app.user_consent_policies(&ctx.caller).await?;
-    Ok(entity(
-        format!("{}/$metadata#policies/authorizationPolicy/$entity", ctx.base()),
-        policy_json(&policies),
-        StatusCode::OK,
-    ))
-}
-
-/// `PATCH /policies/authorizationPolicy` (`defaultUserRolePermissions.permissionGrantPoliciesAssigned`)
-/// — `microsoft.directory/authorizationPolicy/allProperties/allTasks`.
-async fn update_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let unsupported = |name: &str| {
-        GraphError::from(AppError::BadRequest(format!(
-            "Property '{name}' of the authorization policy is not supported by Keyward; only \
-             defaultUserRolePermissions.permissionGrantPoliciesAssigned can be changed."
-        )))
-    };
-    let fields = body
-        .as_object()
-        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
-    if let Some(key) = fields.keys().find(|it| !it.starts_with("@odata.") && *it != "defaultUserRolePermissions") {
-        return Err(unsupported(key));
-    }
-    let permissions = fields.get("defaultUserRolePermissions").and_then(Value::as_object).ok_or_else(|| {
-        GraphError::from(AppError::BadRequest("Property 'defaultUserRolePermissions' is required.".into()))
-    })?;
-    if let Some(key) = permissions.keys().find(|it| *it != "permissionGrantPoliciesAssigned") {
-        return Err(unsupported(&format!("defaultUserRolePermissions.{key}")));
-    }
-    let list = permissions.get("permissionGrantPoliciesAssigned").and_then(Value::as_array).ok_or_else(|| {
-        GraphError::from(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
-    })?;
-    let policies =
-        list.iter().map(|it| it.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
-            GraphError::from(AppError::BadRequest(
-                "Invalid value for property 'permissionGrantPoliciesAssigned'.".into(),
-            ))
-        })?;
-    ctx.state.app.set_user_consent_policies(&ctx.caller, policies).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Registers the consent routes.
+/// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     api.route(
         "/oauth2PermissionGrants",
@@ -238,25 +181,5 @@ pub fn routes(api: Api) -> Api {
         "/oauth2PermissionGrants/{id}",
         delete(delete_grant),
         Op::delete("consent", "Remove a delegated permission grant", MANAGE).with_id(),
-    )
-    .route(
-        "/policies/authorizationPolicy",
-        get(get_policy),
-        Op::get(
-            "consent",
-            "What users may consent to",
-            "microsoft.directory/authorizationPolicy/standard/read",
-            "AuthorizationPolicy",
-        ),
-    )
-    .route(
-        "/policies/authorizationPolicy",
-        patch(update_policy),
-        Op::patch(
-            "consent",
-            "Set what users may consent to (permissionGrantPoliciesAssigned)",
-            POLICY,
-            "AuthorizationPolicy",
-        ),
     )
 }

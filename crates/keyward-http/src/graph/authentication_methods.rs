@@ -1,7 +1,11 @@
-//! Graph's authentication-method API: `/users/{id}/authentication/methods`, `passwordMethods`
-//! with `resetPassword` and `operations`, `softwareOathMethods`, `temporaryAccessPassMethods`
-//! (entra.md §4).
+//! `/users/{id}/authentication/…` and `/me/authentication/…`: a user's authentication methods
+//! (password, phone, email, software OATH, Temporary Access Pass, and the types Keyward lists
+//! empty), password resets and their operations.
 
+use super::Body;
+use crate::context::{GraphCtx, entity, rfc3339};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,11 +15,6 @@ use keyward_core::auth_methods::{EMAIL_METHOD_ID, PASSWORD_METHOD_ID, PhoneType,
 use keyward_core::secret::Secret;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
-
-use crate::context::{GraphCtx, entity, rfc3339};
-use crate::error::GraphError;
-use crate::graph::Body;
-use crate::openapi::{Api, Op};
 
 fn password_json(created: Option<time::OffsetDateTime>) -> Value {
     json!({
@@ -469,233 +468,217 @@ async fn delete_my_oath(ctx: GraphCtx, Path(id): Path<String>) -> Result<Respons
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Registers the authentication-method routes.
+/// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
     const SELF: &str = "(self; changes need MFA within 10 minutes)";
-    let api = api
-        .route(
-            "/users/{id}/authentication/microsoftAuthenticatorMethods",
-            get(list_authenticator),
-            Op::get(
-                "authentication",
-                "Microsoft Authenticator methods (none: Keyward registers authenticator apps as software OATH)",
-                READ,
-                "AuthenticationMethodCollection",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
-            get(authenticator_method).delete(delete_authenticator),
-            Op::get("authentication", "A Microsoft Authenticator method", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/windowsHelloForBusinessMethods",
-            get(list_hello),
-            Op::get(
-                "authentication",
-                "Windows Hello for Business methods (none)",
-                READ,
-                "AuthenticationMethodCollection",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
-            get(hello_method).delete(delete_hello),
-            Op::get("authentication", "A Windows Hello for Business method", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/platformCredentialMethods",
-            get(list_platform),
-            Op::get("authentication", "Platform credential methods (none)", READ, "AuthenticationMethodCollection")
-                .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/platformCredentialMethods/{method}",
-            get(platform_method).delete(delete_platform),
-            Op::get("authentication", "A platform credential method", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/me/authentication/phoneMethods",
-            get(list_my_phones),
-            Op::get("authentication", "List your phone methods", SELF, "AuthenticationMethodCollection"),
-        )
-        .route(
-            "/me/authentication/phoneMethods",
-            post(create_my_phone),
-            Op::post(
-                "authentication",
-                "Add a phone method to your account",
-                SELF,
-                "PhoneMethod",
-                201,
-                "AuthenticationMethod",
-            ),
-        )
-        .route(
-            "/me/authentication/phoneMethods/{method}",
-            delete(delete_my_phone),
-            Op::delete("authentication", "Delete one of your phone methods", SELF).with_param("method"),
-        )
-        .route(
-            "/me/authentication/emailMethods",
-            get(list_my_emails),
-            Op::get("authentication", "Your email method", SELF, "AuthenticationMethodCollection"),
-        )
-        .route(
-            "/me/authentication/emailMethods",
-            post(create_my_email),
-            Op::post("authentication", "Add your email method", SELF, "EmailMethod", 201, "AuthenticationMethod"),
-        )
-        .route(
-            "/me/authentication/emailMethods/{method}",
-            delete(delete_my_email),
-            Op::delete("authentication", "Delete your email method", SELF).with_param("method"),
-        )
-        .route(
-            "/me/authentication/softwareOathMethods",
-            get(list_my_oath),
-            Op::get("authentication", "Your authenticator apps", SELF, "AuthenticationMethodCollection"),
-        )
-        .route(
-            "/me/authentication/softwareOathMethods/{method}",
-            delete(delete_my_oath),
-            Op::delete("authentication", "Delete one of your authenticator apps", SELF).with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/phoneMethods",
-            get(list_phones),
-            Op::get(
-                "authentication",
-                "List phone methods (masked for restrictedRead)",
-                READ,
-                "AuthenticationMethodCollection",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/phoneMethods",
-            post(create_phone),
-            Op::post(
-                "authentication",
-                "Add a phone method (one per phoneType)",
-                "microsoft.directory/users/authenticationMethods/create",
-                "PhoneMethod",
-                201,
-                "AuthenticationMethod",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/phoneMethods/{method}",
-            get(get_phone),
-            Op::get("authentication", "Get a phone method", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/phoneMethods/{method}",
-            axum::routing::patch(update_phone),
-            Op::patch(
-                "authentication",
-                "Change a phone method's number",
-                "microsoft.directory/users/authenticationMethods/basic/update",
-                "PhoneMethod",
-            )
-            .with_id()
-            .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/phoneMethods/{method}",
-            delete(delete_phone),
-            Op::delete(
-                "authentication",
-                "Delete a phone method",
-                "microsoft.directory/users/authenticationMethods/delete",
-            )
-            .with_id()
-            .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/emailMethods",
-            get(list_emails),
-            Op::get("authentication", "List the email method", READ, "AuthenticationMethodCollection").with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/emailMethods",
-            post(create_email),
-            Op::post(
-                "authentication",
-                "Add the email method",
-                "microsoft.directory/users/authenticationMethods/create",
-                "EmailMethod",
-                201,
-                "AuthenticationMethod",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/emailMethods/{method}",
-            get(get_email),
-            Op::get("authentication", "Get the email method", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/emailMethods/{method}",
-            axum::routing::patch(update_email),
-            Op::patch(
-                "authentication",
-                "Change the email method's address",
-                "microsoft.directory/users/authenticationMethods/basic/update",
-                "EmailMethod",
-            )
-            .with_id()
-            .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/emailMethods/{method}",
-            delete(delete_email),
-            Op::delete(
-                "authentication",
-                "Delete the email method",
-                "microsoft.directory/users/authenticationMethods/delete",
-            )
-            .with_id()
-            .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/fido2Methods",
-            get(list_fido2),
-            Op::get("authentication", "List passkeys (FIDO2)", READ, "AuthenticationMethodCollection").with_id(),
-        )
-        .route(
-            "/users/{id}/authentication/fido2Methods/{method}",
-            get(fido2_method),
-            Op::get("authentication", "Get a passkey (FIDO2)", READ, "AuthenticationMethod")
-                .with_id()
-                .with_param("method"),
-        )
-        .route(
-            "/users/{id}/authentication/fido2Methods/{method}",
-            delete(delete_fido2),
-            Op::delete(
-                "authentication",
-                "Delete a passkey (FIDO2)",
-                "microsoft.directory/users/authenticationMethods/delete",
-            )
-            .with_id()
-            .with_param("method"),
-        );
     api.route(
+        "/users/{id}/authentication/microsoftAuthenticatorMethods",
+        get(list_authenticator),
+        Op::get(
+            "authentication",
+            "Microsoft Authenticator methods (none: Keyward registers authenticator apps as software OATH)",
+            READ,
+            "AuthenticationMethodCollection",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
+        get(authenticator_method).delete(delete_authenticator),
+        Op::get("authentication", "A Microsoft Authenticator method", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/windowsHelloForBusinessMethods",
+        get(list_hello),
+        Op::get("authentication", "Windows Hello for Business methods (none)", READ, "AuthenticationMethodCollection")
+            .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
+        get(hello_method).delete(delete_hello),
+        Op::get("authentication", "A Windows Hello for Business method", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/platformCredentialMethods",
+        get(list_platform),
+        Op::get("authentication", "Platform credential methods (none)", READ, "AuthenticationMethodCollection")
+            .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/platformCredentialMethods/{method}",
+        get(platform_method).delete(delete_platform),
+        Op::get("authentication", "A platform credential method", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/me/authentication/phoneMethods",
+        get(list_my_phones),
+        Op::get("authentication", "List your phone methods", SELF, "AuthenticationMethodCollection"),
+    )
+    .route(
+        "/me/authentication/phoneMethods",
+        post(create_my_phone),
+        Op::post(
+            "authentication",
+            "Add a phone method to your account",
+            SELF,
+            "PhoneMethod",
+            201,
+            "AuthenticationMethod",
+        ),
+    )
+    .route(
+        "/me/authentication/phoneMethods/{method}",
+        delete(delete_my_phone),
+        Op::delete("authentication", "Delete one of your phone methods", SELF).with_param("method"),
+    )
+    .route(
+        "/me/authentication/emailMethods",
+        get(list_my_emails),
+        Op::get("authentication", "Your email method", SELF, "AuthenticationMethodCollection"),
+    )
+    .route(
+        "/me/authentication/emailMethods",
+        post(create_my_email),
+        Op::post("authentication", "Add your email method", SELF, "EmailMethod", 201, "AuthenticationMethod"),
+    )
+    .route(
+        "/me/authentication/emailMethods/{method}",
+        delete(delete_my_email),
+        Op::delete("authentication", "Delete your email method", SELF).with_param("method"),
+    )
+    .route(
+        "/me/authentication/softwareOathMethods",
+        get(list_my_oath),
+        Op::get("authentication", "Your authenticator apps", SELF, "AuthenticationMethodCollection"),
+    )
+    .route(
+        "/me/authentication/softwareOathMethods/{method}",
+        delete(delete_my_oath),
+        Op::delete("authentication", "Delete one of your authenticator apps", SELF).with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods",
+        get(list_phones),
+        Op::get(
+            "authentication",
+            "List phone methods (masked for restrictedRead)",
+            READ,
+            "AuthenticationMethodCollection",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods",
+        post(create_phone),
+        Op::post(
+            "authentication",
+            "Add a phone method (one per phoneType)",
+            "microsoft.directory/users/authenticationMethods/create",
+            "PhoneMethod",
+            201,
+            "AuthenticationMethod",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods/{method}",
+        get(get_phone),
+        Op::get("authentication", "Get a phone method", READ, "AuthenticationMethod").with_id().with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods/{method}",
+        axum::routing::patch(update_phone),
+        Op::patch(
+            "authentication",
+            "Change a phone method's number",
+            "microsoft.directory/users/authenticationMethods/basic/update",
+            "PhoneMethod",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods/{method}",
+        delete(delete_phone),
+        Op::delete("authentication", "Delete a phone method", "microsoft.directory/users/authenticationMethods/delete")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/emailMethods",
+        get(list_emails),
+        Op::get("authentication", "List the email method", READ, "AuthenticationMethodCollection").with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/emailMethods",
+        post(create_email),
+        Op::post(
+            "authentication",
+            "Add the email method",
+            "microsoft.directory/users/authenticationMethods/create",
+            "EmailMethod",
+            201,
+            "AuthenticationMethod",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/emailMethods/{method}",
+        get(get_email),
+        Op::get("authentication", "Get the email method", READ, "AuthenticationMethod").with_id().with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/emailMethods/{method}",
+        axum::routing::patch(update_email),
+        Op::patch(
+            "authentication",
+            "Change the email method's address",
+            "microsoft.directory/users/authenticationMethods/basic/update",
+            "EmailMethod",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/emailMethods/{method}",
+        delete(delete_email),
+        Op::delete(
+            "authentication",
+            "Delete the email method",
+            "microsoft.directory/users/authenticationMethods/delete",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/fido2Methods",
+        get(list_fido2),
+        Op::get("authentication", "List passkeys (FIDO2)", READ, "AuthenticationMethodCollection").with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/fido2Methods/{method}",
+        get(fido2_method),
+        Op::get("authentication", "Get a passkey (FIDO2)", READ, "AuthenticationMethod").with_id().with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/fido2Methods/{method}",
+        delete(delete_fido2),
+        Op::delete(
+            "authentication",
+            "Delete a passkey (FIDO2)",
+            "microsoft.directory/users/authenticationMethods/delete",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
         "/users/{id}/authentication/methods",
         get(list_methods),
         Op::get("authentication", "List the user's authentication methods", READ, "AuthenticationMethodCollection")

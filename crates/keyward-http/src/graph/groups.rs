@@ -1,0 +1,185 @@
+//! `/groups`, their members and owners.
+
+use super::{Body, Query, count, next_link, no_content, only_paging, select_suffix, shape};
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, patch, post};
+use keyward_app::Relation;
+
+/// `GET /groups` — `microsoft.directory/groups/standard/read`.
+async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let page = ctx.state.app.list_groups(&ctx.caller, &query.raw).await?;
+    let select = page.select.as_deref();
+    let items = page.items.iter().map(|it| shape::group(it, select, ctx.version)).collect();
+    let context = format!("{}/$metadata#groups{}", ctx.base(), select_suffix(select));
+    Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// `GET /groups/{id}` — `microsoft.directory/groups/standard/read`.
+async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    let select = ctx.state.app.group_select(query.raw.select.as_deref())?;
+    let group = ctx.state.app.get_group(&ctx.caller, &key).await?;
+    let context = format!("{}/$metadata#groups{}/$entity", ctx.base(), select_suffix(select.as_deref()));
+    Ok(entity(context, shape::group(&group, select.as_deref(), ctx.version), StatusCode::OK))
+}
+
+/// `POST /groups` — `microsoft.directory/groups/create`, or
+/// `microsoft.directory/groupsAssignableToRoles/create` for a role-assignable group.
+async fn create_group(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let draft = shape::group_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    let group = ctx.state.app.create_group(&ctx.caller, draft).await?;
+    let context = format!("{}/$metadata#groups/$entity", ctx.base());
+    Ok(entity(context, shape::group(&group, None, ctx.version), StatusCode::CREATED))
+}
+
+/// `PATCH /groups/{id}` — `microsoft.directory/groups/basic/update` (role-assignable groups:
+/// `groupsAssignableToRoles/allProperties/update`).
+async fn update_group(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    let patch = shape::group_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    ctx.state.app.update_group(&ctx.caller, &key, patch).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /groups/{id}` — `microsoft.directory/groups/delete` (role-assignable groups:
+/// `groupsAssignableToRoles/delete`).
+async fn delete_group(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_group(&ctx.caller, &key).await?;
+    Ok(no_content())
+}
+
+/// `GET /groups/{id}/members` — `microsoft.directory/groups/members/read`;
+/// `GET /groups/{id}/owners` — `microsoft.directory/groups/owners/read`.
+async fn list_relation(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let page = ctx
+        .state
+        .app
+        .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+    let context = format!("{}/$metadata#directoryObjects", ctx.base());
+    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// `POST /groups/{id}/members/$ref` — `microsoft.directory/groups/members/update`;
+/// `POST /groups/{id}/owners/$ref` — `microsoft.directory/groups/owners/update`.
+async fn add_reference(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Body(body): Body,
+) -> Result<Response, GraphError> {
+    let object = shape::reference_id(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    ctx.state.app.add_to_group(&ctx.caller, relation, &key, &object).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /groups/{id}/members/{memberId}/$ref` and `DELETE /groups/{id}/owners/{ownerId}/$ref` —
+/// the relation's `update` action.
+async fn remove_reference(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path((key, object)): Path<(String, String)>,
+) -> Result<Response, GraphError> {
+    ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await?;
+    Ok(no_content())
+}
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    const GROUPS: &str = "groups";
+    api.route(
+        "/groups",
+        get(list_groups),
+        Op::get(GROUPS, "List groups", "microsoft.directory/groups/standard/read", "GroupCollection").paged(),
+    )
+    .route(
+        "/groups",
+        post(create_group),
+        Op::post(
+            GROUPS,
+            "Create a group",
+            "microsoft.directory/groups/create (role-assignable: groupsAssignableToRoles/create)",
+            "GroupCreate",
+            201,
+            "Group",
+        ),
+    )
+    .route(
+        "/groups/$count",
+        get(|ctx, query| count(false, ctx, query)),
+        Op::get(
+            GROUPS,
+            "Count groups (needs ConsistencyLevel: eventual)",
+            "microsoft.directory/groups/standard/read",
+            "Count",
+        ),
+    )
+    .route(
+        "/groups/{id}",
+        get(get_group),
+        Op::get(GROUPS, "Get a group", "microsoft.directory/groups/standard/read", "Group").with_id(),
+    )
+    .route(
+        "/groups/{id}",
+        patch(update_group),
+        Op::patch(GROUPS, "Update a group", "microsoft.directory/groups/basic/update", "GroupUpdate").with_id(),
+    )
+    .route(
+        "/groups/{id}",
+        delete(delete_group),
+        Op::delete(GROUPS, "Delete a group", "microsoft.directory/groups/delete").with_id(),
+    )
+    .route(
+        "/groups/{id}/members",
+        get(|ctx, key, query| list_relation(Relation::Members, ctx, key, query)),
+        Op::get(
+            GROUPS,
+            "List a group's members",
+            "microsoft.directory/groups/members/read",
+            "DirectoryObjectCollection",
+        )
+        .with_id()
+        .pages_only(),
+    )
+    .route(
+        "/groups/{id}/members/$ref",
+        post(|ctx, key, body| add_reference(Relation::Members, ctx, key, body)),
+        Op::post(GROUPS, "Add a member", "microsoft.directory/groups/members/update", "Reference", 204, "").with_id(),
+    )
+    .route(
+        "/groups/{id}/members/{memberId}/$ref",
+        delete(|ctx, key| remove_reference(Relation::Members, ctx, key)),
+        Op::delete(GROUPS, "Remove a member", "microsoft.directory/groups/members/update")
+            .with_id()
+            .with_param("memberId"),
+    )
+    .route(
+        "/groups/{id}/owners",
+        get(|ctx, key, query| list_relation(Relation::Owners, ctx, key, query)),
+        Op::get(GROUPS, "List a group's owners", "microsoft.directory/groups/owners/read", "DirectoryObjectCollection")
+            .with_id()
+            .pages_only(),
+    )
+    .route(
+        "/groups/{id}/owners/$ref",
+        post(|ctx, key, body| add_reference(Relation::Owners, ctx, key, body)),
+        Op::post(GROUPS, "Add an owner", "microsoft.directory/groups/owners/update", "Reference", 204, "").with_id(),
+    )
+    .route(
+        "/groups/{id}/owners/{ownerId}/$ref",
+        delete(|ctx, key| remove_reference(Relation::Owners, ctx, key)),
+        Op::delete(GROUPS, "Remove an owner", "microsoft.directory/groups/owners/update")
+            .with_id()
+            .with_param("ownerId"),
+    )
+}

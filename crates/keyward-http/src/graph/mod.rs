@@ -1,0 +1,246 @@
+//! The Graph-compatible API, one module per resource; this module holds what they share: the
+//! request extractors, paging and error helpers, and the fallbacks for unknown paths.
+//!
+//! Each handler's doc comment names the resource action it needs; the app layer asks the core's
+//! decision function for exactly that action.
+
+mod administrative_units;
+mod applications;
+mod authentication_methods;
+pub(crate) mod directory_audits;
+mod directory_objects;
+mod directory_roles;
+mod groups;
+mod organization;
+mod permission_grants;
+mod policies;
+mod role_assignments;
+mod role_definitions;
+mod service_principals;
+pub(crate) mod shape;
+mod sign_ins;
+mod user_security;
+mod users;
+
+use crate::AppState;
+use crate::context::{GraphCtx, GraphQuery, request_ids};
+use crate::error::GraphError;
+use crate::openapi::Api;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// Graph query options, decoded; refused options become Graph errors.
+pub struct Query(pub GraphQuery, pub String);
+
+impl FromRequestParts<AppState> for Query {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Query, GraphError> {
+        let ids = request_ids(parts);
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |it| it.path().to_owned());
+        let query = GraphQuery::parse(parts.uri.query(), &parts.headers)
+            .map_err(|message| GraphError::bad_request(message, &ids))?;
+        Ok(Query(query, path))
+    }
+}
+
+/// A JSON request body; anything unparsable is refused with Graph's message.
+pub struct Body(pub Value);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = GraphError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Body, GraphError> {
+        let (parts, body) = request.into_parts();
+        let ids = request_ids(&parts);
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|err| {
+            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                GraphError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("The request body is larger than {} bytes.", crate::GRAPH_BODY_LIMIT),
+                    &ids,
+                )
+            } else {
+                GraphError::bad_request("The request body could not be read.", &ids)
+            }
+        })?;
+        let value = serde_json::from_slice(&bytes).map_err(|_| {
+            GraphError::bad_request(
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+                &ids,
+            )
+        })?;
+        Ok(Body(value))
+    }
+}
+
+/// The body of an action without parameters: none, or a JSON object (whose properties are
+/// refused, as the action takes none). Anything else is a Graph `400`.
+pub struct NoParameters;
+
+impl FromRequest<AppState> for NoParameters {
+    type Rejection = GraphError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<NoParameters, GraphError> {
+        let (parts, body) = request.into_parts();
+        let ids = request_ids(&parts);
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(NoParameters);
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(fields)) if fields.keys().all(|it| it.starts_with("@odata.")) => Ok(NoParameters),
+            Ok(Value::Object(fields)) => Err(GraphError::bad_request(
+                format!(
+                    "Property '{}' does not exist: this action takes no parameters; send no body or {{}}.",
+                    fields.keys().find(|it| !it.starts_with("@odata.")).map(String::as_str).unwrap_or_default()
+                ),
+                &ids,
+            )),
+            _ => Err(GraphError::bad_request("This action takes no parameters: send no body or {}.", &ids)),
+        }
+    }
+}
+
+pub(crate) fn select_suffix(select: Option<&[&str]>) -> String {
+    select.map_or_else(String::new, |it| format!("({})", it.join(",")))
+}
+
+pub(crate) fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub(crate) fn next_link(ctx: &GraphCtx, query: &GraphQuery, path: &str, skiptoken: Option<String>) -> Option<String> {
+    skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, path, &token))
+}
+
+/// `GET /users/$count` and `GET /groups/$count` — need `ConsistencyLevel: eventual`, as in Graph.
+pub(crate) async fn count(is_users: bool, ctx: GraphCtx, Query(mut query, _): Query) -> Result<Response, GraphError> {
+    if !query.raw.is_eventual {
+        return Err(GraphError::bad_request("$count is not currently supported.", &ctx.ids));
+    }
+    query.raw.count = Some("true".into());
+    query.raw.top = Some("1".into());
+    let app = &ctx.state.app;
+    let n = if is_users {
+        app.list_users(&ctx.caller, &query.raw).await.map(|it| it.count)
+    } else {
+        app.list_groups(&ctx.caller, &query.raw).await.map(|it| it.count)
+    };
+    let n = n?.unwrap_or(0);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], n.to_string()).into_response())
+}
+
+/// Relationship collections page with `$top` and `$skiptoken` only; other options are refused
+/// rather than silently ignored.
+pub(crate) fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), GraphError> {
+    let raw = &query.raw;
+    let refused = [
+        ("$filter", raw.filter.is_some()),
+        ("$select", raw.select.is_some()),
+        ("$orderby", raw.orderby.is_some()),
+        ("$search", raw.search.is_some()),
+        ("$expand", raw.expand.is_some()),
+        ("$count", raw.count.is_some()),
+        ("$skip", raw.has_skip),
+    ];
+    match refused.iter().find(|(_, is_present)| *is_present) {
+        Some((name, _)) => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "Request_UnsupportedQuery",
+            format!(
+                "The query option '{name}' is not supported on this relationship; page with $top and @odata.nextLink."
+            ),
+            &ctx.ids,
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn bad(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
+    GraphError::bad_request(message, &ctx.ids)
+}
+
+pub(crate) fn unsupported(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
+    GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message, &ctx.ids)
+}
+
+/// Only these options are honoured here; others are refused rather than ignored.
+pub(crate) fn allow_only(ctx: &GraphCtx, query: &GraphQuery, allowed: &[&str]) -> Result<(), GraphError> {
+    let raw = &query.raw;
+    let present = [
+        ("$filter", raw.filter.is_some()),
+        ("$select", raw.select.is_some()),
+        ("$orderby", raw.orderby.is_some()),
+        ("$search", raw.search.is_some()),
+        ("$expand", raw.expand.is_some()),
+        ("$count", raw.count.is_some()),
+        ("$skip", raw.has_skip),
+        ("$top", raw.top.is_some()),
+        ("$skiptoken", raw.skiptoken.is_some()),
+    ];
+    match present.iter().find(|(name, is_present)| *is_present && !allowed.contains(name)) {
+        Some((name, _)) => {
+            Err(unsupported(ctx, format!("The query option '{name}' is not supported on this resource.")))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Unknown Graph paths: Graph's `BadRequest` naming the segment, after authentication (a request
+/// without a valid token gets 401 first, as everywhere under the API).
+pub async fn unknown_segment(ctx: GraphCtx, OriginalUri(uri): OriginalUri) -> GraphError {
+    let segment = uri.path().trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+    GraphError::new(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        format!("Resource not found for the segment '{segment}'."),
+        &ctx.ids,
+    )
+}
+
+/// A method the path does not support, after authentication.
+pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> GraphError {
+    GraphError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Request_BadRequest",
+        format!("Specified HTTP method '{method}' is not allowed for the request target."),
+        &ctx.ids,
+    )
+}
+
+/// Every Graph resource, each registering its own routes (the caller nests the result under
+/// `/v1.0` and `/beta`).
+const RESOURCES: [fn(Api) -> Api; 16] = [
+    users::routes,
+    groups::routes,
+    directory_objects::routes,
+    organization::routes,
+    role_definitions::routes,
+    role_assignments::routes,
+    directory_roles::routes,
+    administrative_units::routes,
+    service_principals::routes,
+    applications::routes,
+    permission_grants::routes,
+    authentication_methods::routes,
+    user_security::routes,
+    policies::routes,
+    directory_audits::routes,
+    sign_ins::routes,
+];
+
+/// Registers every Graph route once.
+pub fn routes(api: Api) -> Api {
+    RESOURCES.iter().fold(api, |api, register| register(api))
+}

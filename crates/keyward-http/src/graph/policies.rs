@@ -1,0 +1,241 @@
+//! `/policies`: the Temporary Access Pass method configuration, the authorization policy
+//! (user consent) and Keyward's sign-in policy.
+
+use super::Body;
+use crate::context::{GraphCtx, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use keyward_app::AppError;
+use keyward_core::signin::TapPolicy;
+use serde_json::{Value, json};
+
+fn tap_policy_json(policy: &TapPolicy) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration",
+        "id": "TemporaryAccessPass",
+        "state": if policy.is_enabled { "enabled" } else { "disabled" },
+        "defaultLifetimeInMinutes": policy.default_lifetime_minutes,
+        "defaultLength": policy.default_length,
+        "minimumLifetimeInMinutes": policy.minimum_lifetime_minutes,
+        "maximumLifetimeInMinutes": policy.maximum_lifetime_minutes,
+        "isUsableOnce": policy.is_usable_once,
+        "includeTargets": [{"targetType": "group", "id": "all_users", "isRegistrationRequired": false}],
+        "excludeTargets": [],
+    })
+}
+
+/// `GET /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass`
+/// — `microsoft.directory/organization/strongAuthentication/allTasks` or `organization/allProperties/read`.
+async fn get_tap_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let (_, tap) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
+    Ok(entity(
+        format!(
+            "{}/$metadata#policies/authenticationMethodsPolicy/authenticationMethodConfigurations/$entity",
+            ctx.base()
+        ),
+        tap_policy_json(&tap),
+        StatusCode::OK,
+    ))
+}
+
+fn bad(message: String) -> AppError {
+    AppError::BadRequest(message)
+}
+
+fn int_field(value: &Value, name: &str) -> Result<i64, AppError> {
+    value.as_i64().ok_or_else(|| bad(format!("Property '{name}' must be an integer.")))
+}
+
+fn bool_field(value: &Value, name: &str) -> Result<bool, AppError> {
+    value.as_bool().ok_or_else(|| bad(format!("Property '{name}' must be true or false.")))
+}
+
+pub(super) fn body_object(body: &Value) -> Result<&serde_json::Map<String, Value>, AppError> {
+    body.as_object().ok_or_else(|| bad("The request body must be a JSON object.".into()))
+}
+
+/// `PATCH …/authenticationMethodConfigurations/TemporaryAccessPass` (204) —
+/// `microsoft.directory/organization/strongAuthentication/allTasks`.
+async fn patch_tap_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let patch = body_object(&body)?.clone();
+    ctx.state
+        .app
+        .update_sign_in_policies(&ctx.caller, move |_, tap| {
+            for (name, value) in &patch {
+                match name.as_str() {
+                    "@odata.type" | "id" | "includeTargets" | "excludeTargets" => (),
+                    "state" => {
+                        tap.is_enabled = match value.as_str() {
+                            Some("enabled") => true,
+                            Some("disabled") => false,
+                            _ => return Err(bad("Property 'state' must be 'enabled' or 'disabled'.".into())),
+                        }
+                    }
+                    "defaultLifetimeInMinutes" => tap.default_lifetime_minutes = int_field(value, name)?,
+                    "defaultLength" => tap.default_length = int_field(value, name)?,
+                    "minimumLifetimeInMinutes" => tap.minimum_lifetime_minutes = int_field(value, name)?,
+                    "maximumLifetimeInMinutes" => tap.maximum_lifetime_minutes = int_field(value, name)?,
+                    "isUsableOnce" => tap.is_usable_once = bool_field(value, name)?,
+                    other => {
+                        return Err(bad(format!(
+                            "Property '{other}' does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration'."
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        ?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /policies/keywardSignInPolicy` (Keyward extension) — as the TAP policy.
+async fn get_sign_in_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let (policy, _) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
+    Ok(entity(
+        format!("{}/$metadata#policies/keywardSignInPolicy/$entity", ctx.base()),
+        json!({
+            "requireMfaForPrivilegedRoles": policy.mfa_for_privileged_roles,
+            "requireMfaForAllUsers": policy.mfa_for_everyone,
+            "rememberMfaOnDeviceDays": policy.remember_mfa_days,
+            "lockoutThreshold": policy.lockout_threshold,
+            "lockoutDurationInSeconds": policy.lockout_seconds,
+            "codeAttemptLimit": policy.code_attempt_limit,
+        }),
+        StatusCode::OK,
+    ))
+}
+
+/// `PATCH /policies/keywardSignInPolicy` (Keyward extension, 204) —
+/// `microsoft.directory/organization/strongAuthentication/allTasks`.
+async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let patch = body_object(&body)?.clone();
+    ctx.state
+        .app
+        .update_sign_in_policies(&ctx.caller, move |policy, _| {
+            for (name, value) in &patch {
+                match name.as_str() {
+                    "requireMfaForPrivilegedRoles" => policy.mfa_for_privileged_roles = bool_field(value, name)?,
+                    "requireMfaForAllUsers" => policy.mfa_for_everyone = bool_field(value, name)?,
+                    "rememberMfaOnDeviceDays" => policy.remember_mfa_days = int_field(value, name)?,
+                    "lockoutThreshold" => policy.lockout_threshold = int_field(value, name)?,
+                    "lockoutDurationInSeconds" => policy.lockout_seconds = int_field(value, name)?,
+                    "codeAttemptLimit" => policy.code_attempt_limit = int_field(value, name)?,
+                    other => return Err(bad(format!("Property '{other}' does not exist on keywardSignInPolicy."))),
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn policy_json(policies: &[String]) -> Value {
+    json!({
+        "id": "authorizationPolicy",
+        "displayName": "Authorization Policy",
+        "description": "Used to manage authorization related settings across the company.",
+        "defaultUserRolePermissions": {"permissionGrantPoliciesAssigned": policies},
+    })
+}
+
+/// `GET /policies/authorizationPolicy` — `microsoft.directory/authorizationPolicy/standard/read`.
+async fn get_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let policies = ctx.state.app.user_consent_policies(&ctx.caller).await?;
+    Ok(entity(
+        format!("{}/$metadata#policies/authorizationPolicy/$entity", ctx.base()),
+        policy_json(&policies),
+        StatusCode::OK,
+    ))
+}
+
+/// `PATCH /policies/authorizationPolicy` (`defaultUserRolePermissions.permissionGrantPoliciesAssigned`)
+/// — `microsoft.directory/authorizationPolicy/allProperties/allTasks`.
+async fn update_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let unsupported = |name: &str| {
+        GraphError::from(AppError::BadRequest(format!(
+            "Property '{name}' of the authorization policy is not supported by Keyward; only \
+             defaultUserRolePermissions.permissionGrantPoliciesAssigned can be changed."
+        )))
+    };
+    let fields = body
+        .as_object()
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+    if let Some(key) = fields.keys().find(|it| !it.starts_with("@odata.") && *it != "defaultUserRolePermissions") {
+        return Err(unsupported(key));
+    }
+    let permissions = fields.get("defaultUserRolePermissions").and_then(Value::as_object).ok_or_else(|| {
+        GraphError::from(AppError::BadRequest("Property 'defaultUserRolePermissions' is required.".into()))
+    })?;
+    if let Some(key) = permissions.keys().find(|it| *it != "permissionGrantPoliciesAssigned") {
+        return Err(unsupported(&format!("defaultUserRolePermissions.{key}")));
+    }
+    let list = permissions.get("permissionGrantPoliciesAssigned").and_then(Value::as_array).ok_or_else(|| {
+        GraphError::from(AppError::BadRequest("Invalid value for property 'permissionGrantPoliciesAssigned'.".into()))
+    })?;
+    let policies =
+        list.iter().map(|it| it.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(|| {
+            GraphError::from(AppError::BadRequest(
+                "Invalid value for property 'permissionGrantPoliciesAssigned'.".into(),
+            ))
+        })?;
+    ctx.state.app.set_user_consent_policies(&ctx.caller, policies).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+const POLICY: &str = "microsoft.directory/authorizationPolicy/allProperties/allTasks";
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    const POLICY_ALL: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
+    const TAP: &str = "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass";
+    api.route(
+        TAP,
+        get(get_tap_policy),
+        Op::get("policies", "Get the Temporary Access Pass policy", POLICY_ALL, "TemporaryAccessPassPolicy"),
+    )
+    .route(
+        TAP,
+        axum::routing::patch(patch_tap_policy),
+        Op::patch("policies", "Update the Temporary Access Pass policy", POLICY_ALL, "TemporaryAccessPassPolicy"),
+    )
+    .route(
+        "/policies/keywardSignInPolicy",
+        get(get_sign_in_policy),
+        Op::get(
+            "policies",
+            "Keyward extension: get the sign-in policy (MFA, remembered devices, lockout)",
+            POLICY_ALL,
+            "KeywardSignInPolicy",
+        ),
+    )
+    .route(
+        "/policies/keywardSignInPolicy",
+        axum::routing::patch(patch_sign_in_policy),
+        Op::patch("policies", "Keyward extension: update the sign-in policy", POLICY_ALL, "KeywardSignInPolicy"),
+    )
+    .route(
+        "/policies/authorizationPolicy",
+        get(get_policy),
+        Op::get(
+            "consent",
+            "What users may consent to",
+            "microsoft.directory/authorizationPolicy/standard/read",
+            "AuthorizationPolicy",
+        ),
+    )
+    .route(
+        "/policies/authorizationPolicy",
+        patch(update_policy),
+        Op::patch(
+            "consent",
+            "Set what users may consent to (permissionGrantPoliciesAssigned)",
+            POLICY,
+            "AuthorizationPolicy",
+        ),
+    )
+}

@@ -1,0 +1,111 @@
+//! `/servicePrincipals`.
+
+use super::{Body, Query, allow_only, bad, shape};
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use keyward_app::AppError;
+use keyward_core::query;
+use serde_json::Value;
+
+/// `GET /servicePrincipals` — `servicePrincipals/standard/read`.
+async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_service_principals(&ctx.caller, top, query.raw.skiptoken.as_deref()).await?;
+    let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
+    let items: Vec<_> = page.items.iter().map(shape::service_principal).collect();
+    Ok(collection(format!("{}/$metadata#servicePrincipals", ctx.base()), items, None, next))
+}
+
+/// `GET /servicePrincipals/{id}`.
+async fn get_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let found = ctx.state.app.get_service_principal(&ctx.caller, &id).await?;
+    Ok(entity(
+        format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
+        shape::service_principal(&found),
+        StatusCode::OK,
+    ))
+}
+
+/// `POST /servicePrincipals` — `servicePrincipals/create`.
+async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let object = body.as_object().ok_or_else(|| bad(&ctx, "The request body must be a JSON object."))?;
+    for key in object.keys() {
+        if !["appId", "displayName", "accountEnabled"].contains(&key.as_str()) && !key.starts_with('@') {
+            return Err(bad(
+                &ctx,
+                format!(
+                    "Property '{key}' does not exist as a declared property or extension property on type 'microsoft.graph.servicePrincipal'."
+                ),
+            ));
+        }
+    }
+    let app_id = object.get("appId").and_then(Value::as_str).map(str::to_owned);
+    let display_name = object.get("displayName").and_then(Value::as_str).map(str::to_owned);
+    let account_enabled = object.get("accountEnabled").and_then(Value::as_bool);
+    let created = ctx.state.app.create_service_principal(&ctx.caller, app_id, display_name, account_enabled).await?;
+    Ok(entity(
+        format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
+        shape::service_principal(&created),
+        StatusCode::CREATED,
+    ))
+}
+
+/// `DELETE /servicePrincipals/{id}` — `servicePrincipals/delete`.
+async fn delete_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_service_principal(&ctx.caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    api.route(
+        "/servicePrincipals",
+        get(list_service_principals),
+        Op::get(
+            "servicePrincipals",
+            "List service principals",
+            "microsoft.directory/servicePrincipals/standard/read",
+            "ServicePrincipalCollection",
+        )
+        .pages_only(),
+    )
+    .route(
+        "/servicePrincipals",
+        post(create_service_principal),
+        Op::post(
+            "servicePrincipals",
+            "Create a service principal for an appId",
+            "microsoft.directory/servicePrincipals/create",
+            "ServicePrincipal",
+            201,
+            "ServicePrincipal",
+        ),
+    )
+    .route(
+        "/servicePrincipals/{id}",
+        get(get_service_principal),
+        Op::get(
+            "servicePrincipals",
+            "Get a service principal",
+            "microsoft.directory/servicePrincipals/standard/read",
+            "ServicePrincipal",
+        )
+        .with_id(),
+    )
+    .route(
+        "/servicePrincipals/{id}",
+        delete(delete_service_principal),
+        Op::delete(
+            "servicePrincipals",
+            "Delete a service principal (and its role assignments)",
+            "microsoft.directory/servicePrincipals/delete",
+        )
+        .with_id(),
+    )
+}

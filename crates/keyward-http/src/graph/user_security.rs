@@ -1,0 +1,191 @@
+//! A user's sign-in security: per-user MFA state (`authentication/requirements`) and the
+//! service-desk actions `revokeSignInSessions`, `requireMfaReregistration`, `revokeMfaSessions`.
+
+use super::policies::body_object;
+use super::{Body, NoParameters};
+use crate::context::{GraphCtx, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keyward_app::AppError;
+use keyward_core::signin::PerUserMfaState;
+use serde_json::{Value, json};
+
+/// `POST /users/{id}/revokeSignInSessions` — `microsoft.directory/users/invalidateAllRefreshTokens`.
+async fn revoke_sign_in_sessions(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    _: NoParameters,
+) -> Result<Response, GraphError> {
+    ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await?;
+    Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
+}
+
+/// `POST /users/{id}/authentication/requireMfaReregistration` (Keyward extension, 204) —
+/// `microsoft.directory/users/authenticationMethods/delete`.
+async fn require_mfa_reregistration(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    _: NoParameters,
+) -> Result<Response, GraphError> {
+    ctx.state.app.require_mfa_reregistration(&ctx.caller, &key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /users/{id}/authentication/revokeMfaSessions` (Keyward extension, 204) —
+/// `microsoft.directory/users/authenticationMethods/basic/update`.
+async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Result<Response, GraphError> {
+    ctx.state.app.revoke_mfa_sessions(&ctx.caller, &key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Per-user MFA exists in beta only, as in Graph.
+fn beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
+    match ctx.version {
+        crate::Version::Beta => Ok(()),
+        crate::Version::V1 => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Resource not found for the segment 'requirements'. Per-user MFA is under /beta.",
+            &ctx.ids,
+        )),
+    }
+}
+
+async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphError> {
+    beta_only(&ctx)?;
+    let state = ctx.state.app.mfa_requirements(&ctx.caller, &key).await?;
+    Ok(entity(
+        format!("{}/$metadata#users('{key}')/authentication/requirements/$entity", ctx.base()),
+        json!({"@odata.type": "#microsoft.graph.strongAuthenticationRequirements", "perUserMfaState": state.as_str()}),
+        StatusCode::OK,
+    ))
+}
+
+async fn set_requirements_of(ctx: GraphCtx, key: String, body: Value) -> Result<Response, GraphError> {
+    beta_only(&ctx)?;
+    let fields = body_object(&body)?;
+    let mut state = None;
+    for (name, value) in fields {
+        match name.as_str() {
+            "@odata.type" => (),
+            "perUserMfaState" => {
+                state = Some(value.as_str().and_then(PerUserMfaState::parse).ok_or_else(|| {
+                    GraphError::from(AppError::BadRequest(
+                        "Property 'perUserMfaState' must be 'disabled', 'enabled' or 'enforced'.".into(),
+                    ))
+                })?);
+            }
+            other => {
+                return Err(GraphError::from(AppError::BadRequest(format!(
+                    "Property '{other}' does not exist on type 'microsoft.graph.strongAuthenticationRequirements'."
+                ))));
+            }
+        }
+    }
+    let state =
+        state.ok_or_else(|| GraphError::from(AppError::BadRequest("The body must set 'perUserMfaState'.".into())))?;
+    ctx.state.app.set_mfa_requirements(&ctx.caller, &key, state).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /beta/users/{id}/authentication/requirements` — `microsoft.directory/users/strongAuthentication/update`
+/// (or Global Reader, or oneself).
+async fn get_requirements(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    requirements_of(ctx, key).await
+}
+
+/// `GET /beta/me/authentication/requirements`.
+async fn get_my_requirements(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    requirements_of(ctx, key).await
+}
+
+/// `PATCH /beta/users/{id}/authentication/requirements` (204) — `microsoft.directory/users/strongAuthentication/update`.
+async fn patch_requirements(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    set_requirements_of(ctx, key, body).await
+}
+
+/// `PATCH /beta/me/authentication/requirements` (204).
+async fn patch_my_requirements(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    set_requirements_of(ctx, key, body).await
+}
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    const PER_USER_MFA: &str = "microsoft.directory/users/strongAuthentication/update";
+    api.route(
+        "/users/{id}/authentication/requirements",
+        get(get_requirements),
+        Op::get("users", "Beta: the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements")
+            .with_id()
+            .beta_only(),
+    )
+    .route(
+        "/users/{id}/authentication/requirements",
+        axum::routing::patch(patch_requirements),
+        Op::patch("users", "Beta: set the user's per-user MFA state", PER_USER_MFA, "StrongAuthenticationRequirements")
+            .with_id()
+            .beta_only(),
+    )
+    .route(
+        "/me/authentication/requirements",
+        get(get_my_requirements),
+        Op::get("users", "Beta: the signed-in user's per-user MFA state", "(self)", "StrongAuthenticationRequirements")
+            .beta_only(),
+    )
+    .route(
+        "/me/authentication/requirements",
+        axum::routing::patch(patch_my_requirements),
+        Op::patch(
+            "users",
+            "Beta: set the signed-in user's per-user MFA state",
+            PER_USER_MFA,
+            "StrongAuthenticationRequirements",
+        )
+        .beta_only(),
+    )
+    .route(
+        "/users/{id}/revokeSignInSessions",
+        post(revoke_sign_in_sessions),
+        Op::post(
+            "users",
+            "Revoke the user's sessions and refresh tokens",
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+            "Empty",
+            200,
+            "Boolean",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/requireMfaReregistration",
+        post(require_mfa_reregistration),
+        Op::post(
+            "users",
+            "Keyward extension: delete the user's MFA methods so the next sign-in asks to register again",
+            "microsoft.directory/users/authenticationMethods/delete",
+            "Empty",
+            204,
+            "",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/revokeMfaSessions",
+        post(revoke_mfa_sessions),
+        Op::post(
+            "users",
+            "Keyward extension: forget the user's remembered MFA devices",
+            "microsoft.directory/users/authenticationMethods/basic/update",
+            "Empty",
+            204,
+            "",
+        )
+        .with_id(),
+    )
+}

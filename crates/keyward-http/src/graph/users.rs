@@ -1,0 +1,155 @@
+//! `/users`, `/me` and a user's memberships.
+
+use super::directory_roles::directory_role;
+use super::{Body, Query, count, next_link, no_content, only_paging, select_suffix, shape};
+use crate::context::{GraphCtx, collection, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, patch, post};
+use serde_json::Value;
+
+/// `GET /users` — `microsoft.directory/users/standard/read`.
+async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await?;
+    let select = page.select.as_deref();
+    let items = page.items.iter().map(|it| shape::user(it, select, ctx.version)).collect();
+    let context = format!("{}/$metadata#users{}", ctx.base(), select_suffix(select));
+    Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
+async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let user = ctx.state.app.get_user(&ctx.caller, &key).await?;
+    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
+    Ok(entity(context, shape::user(&user, select.as_deref(), ctx.version), StatusCode::OK))
+}
+
+/// `GET /me` — the signed-in user.
+async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let me = ctx.state.app.me(&ctx.caller)?;
+    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
+    Ok(entity(context, shape::user(&me, select.as_deref(), ctx.version), StatusCode::OK))
+}
+
+/// `POST /users` — `microsoft.directory/users/create`.
+async fn create_user(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let draft = shape::user_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    let user = ctx.state.app.create_user(&ctx.caller, draft).await?;
+    let context = format!("{}/$metadata#users/$entity", ctx.base());
+    Ok(entity(context, shape::user(&user, None, ctx.version), StatusCode::CREATED))
+}
+
+/// `PATCH /users/{id}` — `users/basic/update`, plus `users/password/update`,
+/// `users/userPrincipalName/update`, `users/enable` or `users/disable` for those properties.
+async fn update_user(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    let patch = shape::user_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    ctx.state.app.update_user(&ctx.caller, &key, patch).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /users/{id}` — `microsoft.directory/users/delete`.
+async fn delete_user(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.delete_user(&ctx.caller, &key).await?;
+    Ok(no_content())
+}
+
+/// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`.
+async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Query) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let page =
+        ctx.state.app.member_of(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
+    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+    let context = format!("{}/$metadata#directoryObjects", ctx.base());
+    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// `GET /users/{id}/transitiveMemberOf`: groups through nesting and directory roles.
+async fn transitive_member_of(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    let found = ctx.state.app.transitive_member_of(&ctx.caller, &key).await?;
+    let mut items: Vec<Value> =
+        found.groups.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    items.extend(found.roles.into_iter().map(directory_role));
+    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
+}
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    const USERS: &str = "users";
+    api.route("/me", get(get_me), Op::get(USERS, "Get the signed-in user", "(self)", "User"))
+        .route(
+            "/users",
+            get(list_users),
+            Op::get(
+                USERS,
+                "List users ($filter, $select, $top, $orderby, $count, $search, $skiptoken)",
+                "microsoft.directory/users/standard/read",
+                "UserCollection",
+            )
+            .paged(),
+        )
+        .route(
+            "/users",
+            post(create_user),
+            Op::post(USERS, "Create a user", "microsoft.directory/users/create", "UserCreate", 201, "User"),
+        )
+        .route(
+            "/users/$count",
+            get(|ctx, query| count(true, ctx, query)),
+            Op::get(
+                USERS,
+                "Count users (needs ConsistencyLevel: eventual)",
+                "microsoft.directory/users/standard/read",
+                "Count",
+            ),
+        )
+        .route(
+            "/users/{id}",
+            get(get_user),
+            Op::get(USERS, "Get a user by id or userPrincipalName", "microsoft.directory/users/standard/read", "User")
+                .with_id(),
+        )
+        .route(
+            "/users/{id}",
+            patch(update_user),
+            Op::patch(
+                USERS,
+                "Update a user",
+                "microsoft.directory/users/basic/update (+password/update, userPrincipalName/update, enable, disable)",
+                "UserUpdate",
+            )
+            .with_id(),
+        )
+        .route(
+            "/users/{id}",
+            delete(delete_user),
+            Op::delete(USERS, "Delete a user", "microsoft.directory/users/delete").with_id(),
+        )
+        .route(
+            "/users/{id}/memberOf",
+            get(member_of),
+            Op::get(
+                USERS,
+                "List the groups a user is a direct member of",
+                "microsoft.directory/users/memberOf/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .pages_only(),
+        )
+        .route(
+            "/users/{id}/transitiveMemberOf",
+            get(transitive_member_of),
+            Op::get(
+                "users",
+                "List groups (through nesting) and directory roles of a user",
+                "microsoft.directory/users/memberOf/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id(),
+        )
+}

@@ -1,0 +1,106 @@
+//! `/{tenant}/oauth2/v2.0/logout` and `/oidc/userinfo`.
+
+use super::{redirect, server_error, session_cookie};
+use crate::AppState;
+use crate::pages::{cookie_names, html_response, page};
+use axum::extract::{Path, Query as RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use keyward_app::{AppError, url_encode};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// `GET /{tenant}/oauth2/v2.0/logout`: ends the browser session; goes to
+/// `post_logout_redirect_uri` only if it is registered for the client (`client_id` or the
+/// `id_token_hint`'s audience).
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    run_logout(&state, &tenant, &params, &headers).await
+}
+
+pub(super) async fn logout_post(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(params): Form<HashMap<String, String>>,
+) -> Response {
+    run_logout(&state, &tenant, &params, &headers).await
+}
+
+async fn run_logout(state: &AppState, tenant: &str, params: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+    let client_id = params
+        .get("client_id")
+        .cloned()
+        .or_else(|| params.get("id_token_hint").and_then(|it| state.app.id_token_audience(it)));
+    let target = params.get("post_logout_redirect_uri").map(String::as_str);
+    let result = state.app.logout(tenant, session_cookie(state, headers), client_id.as_deref(), target).await;
+    let (session_name, _, secure) = cookie_names(state);
+    let clear =
+        format!("{session_name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", if secure { "; Secure" } else { "" });
+    let mut response = match result {
+        Ok(Some(target)) => {
+            let location = match params.get("state") {
+                Some(value) => {
+                    format!("{target}{}state={}", if target.contains('?') { '&' } else { '?' }, url_encode(value))
+                }
+                None => target,
+            };
+            redirect(&location)
+        }
+        Ok(None) => html_response(
+            StatusCode::OK,
+            &page(
+                "You signed out",
+                "<p>You signed out of your account. It's a good idea to close all browser windows.</p>",
+            ),
+        ),
+        Err(AppError::NotFound(_)) => {
+            html_response(StatusCode::NOT_FOUND, &page("Sign out", "<p class=\"error\">No such tenant.</p>"))
+        }
+        Err(err) => return server_error(err),
+    };
+    if let Ok(value) = HeaderValue::from_str(&clear) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /oidc/userinfo` with a bearer token.
+pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).and_then(|it| {
+        it.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token)
+    });
+    let meta = keyward_app::RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    match state.app.authenticate(bearer, meta).await {
+        Ok(caller) => match caller.user() {
+            Some(user) => Json(json!({
+                "sub": user.id.as_str(),
+                "oid": user.id.as_str(),
+                "tid": caller.tenant.id.as_str(),
+                "name": user.display_name,
+                "preferred_username": user.user_principal_name,
+                "email": user.mail,
+                "given_name": user.given_name,
+                "family_name": user.surname,
+            }))
+            .into_response(),
+            None => bearer_error("invalid_token", "userinfo needs a token issued to a user"),
+        },
+        Err(_) => bearer_error("invalid_token", "The access token is missing, invalid or expired"),
+    }
+}
+
+fn bearer_error(error: &str, description: &str) -> Response {
+    let mut response =
+        (StatusCode::UNAUTHORIZED, Json(json!({"error": error, "error_description": description}))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer error=\"{error}\", error_description=\"{description}\""))
+    {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
