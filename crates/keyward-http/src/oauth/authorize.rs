@@ -2,11 +2,12 @@
 
 use super::{Peer, redirect, server_error, session_cookie};
 use crate::AppState;
-use crate::pages::{esc, form, html_response, meta, page};
+use crate::pages::{Message, html, meta};
+use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use keyward_app::{AppError, AuthorizeOutcome, AuthorizeRequest, ResponseMode, url_encode};
 use std::collections::HashMap;
 
@@ -43,15 +44,10 @@ async fn run_authorize(
 ) -> Response {
     let request = AuthorizeRequest { params, path_and_query };
     match state.app.authorize(tenant, &request, session_cookie(state, headers)).await {
-        Ok(AuthorizeOutcome::ErrorPage(message)) => html_response(
+        Ok(AuthorizeOutcome::ErrorPage(message)) => html(
             StatusCode::BAD_REQUEST,
-            &page(
-                "Sorry, but we're having trouble signing you in",
-                &format!(
-                    "<p class=\"error\" role=\"alert\">{}</p><p>Tell the application's owner; the request cannot be sent back to it.</p>",
-                    esc(&message)
-                ),
-            ),
+            &Message::alert("Sorry, but we're having trouble signing you in", &message)
+                .with_hint("Tell the application's owner; the request cannot be sent back to it."),
         ),
         Ok(AuthorizeOutcome::SignIn { location }) => redirect(&location),
         Ok(AuthorizeOutcome::Consent(request)) => {
@@ -69,54 +65,37 @@ async fn run_authorize(
         }
         Err(err) => {
             tracing::error!(error = ?err, "authorize failed");
-            html_response(
+            html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &page("Sign in", "<p class=\"error\">Something went wrong on our side. Try again in a moment.</p>"),
+                &Message::error("Sign in", "Something went wrong on our side. Try again in a moment."),
             )
         }
     }
 }
 
-/// The consent page: what the application asks for, and Accept / Cancel.
+/// The consent page (`templates/consent.html`): what the application asks for, and Accept /
+/// Cancel.
+#[derive(Debug, Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    title: &'static str,
+    action: String,
+    csrf: &'a str,
+    request: &'a keyward_app::ConsentRequest,
+    /// The permissions' names, space-separated, as the answer carries them.
+    permissions: String,
+}
+
 fn consent_page(tenant: &str, csrf: &str, request: &keyward_app::ConsentRequest) -> Response {
-    let action = format!("/{tenant}/oauth2/v2.0/consent");
-    let items: String = request
-        .permissions
-        .iter()
-        .map(|(name, text)| format!("<li><strong>{}</strong> <code>{}</code></li>", esc(text), esc(name)))
-        .collect();
     let names: Vec<&str> = request.permissions.iter().map(|(name, _)| name.as_str()).collect();
-    let hidden = |decision: &str| {
-        format!(
-            "<input type=\"hidden\" name=\"client_id\" value=\"{}\"><input type=\"hidden\" name=\"permissions\" \
-             value=\"{}\"><input type=\"hidden\" name=\"return_to\" value=\"{}\"><input type=\"hidden\" \
-             name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"decision\" value=\"{decision}\">",
-            esc(&request.client_id),
-            esc(&names.join(" ")),
-            esc(&request.return_to),
-            esc(&request.token)
-        )
+    let page = ConsentPage {
+        title: "Permissions requested",
+        action: format!("/{tenant}/oauth2/v2.0/consent"),
+        csrf,
+        request,
+        permissions: names.join(" "),
     };
-    let organization = if request.may_consent_for_organization {
-        "<p><input type=\"checkbox\" id=\"for_organization\" name=\"for_organization\" value=\"true\"> \
-         <label for=\"for_organization\">Consent on behalf of your organization</label></p>"
-    } else {
-        ""
-    };
-    html_response(
-        StatusCode::OK,
-        &page(
-            "Permissions requested",
-            &format!(
-                "<p><strong>{}</strong> (application id <code>{}</code>) wants to:</p><ul id=\"permissions\">{items}</ul>\
-                 <p>Accept only if you trust this application. An administrator can remove its access later.</p>{}{}",
-                esc(&request.client_name),
-                esc(&request.client_id),
-                form(&action, csrf, "consent", &format!("{}{organization}", hidden("accept")), "Accept"),
-                form(&action, csrf, "consent", &hidden("cancel"), "Cancel"),
-            ),
-        ),
-    )
+    html(StatusCode::OK, &page)
 }
 
 /// `POST /{tenant}/oauth2/v2.0/consent`: the consent page's answer; back to the authorization
@@ -134,19 +113,19 @@ pub(super) async fn consent_post(
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let csrf = keyward_app::csrf_token(&cookie);
     if !keyward_core::totp::constant_time_eq(csrf.as_bytes(), field("csrf").as_bytes()) {
-        return html_response(
+        return html(
             StatusCode::BAD_REQUEST,
-            &page(
+            &Message::error(
                 "Permissions requested",
-                "<p class=\"error\">This form did not come from this page. Go back to the application and sign in again.</p>",
+                "This form did not come from this page. Go back to the application and sign in again.",
             ),
         );
     }
     let return_to = field("return_to");
     if !return_to.starts_with('/') || return_to.starts_with("//") || !return_to.contains("/oauth2/v2.0/authorize?") {
-        return html_response(
+        return html(
             StatusCode::BAD_REQUEST,
-            &page("Permissions requested", "<p class=\"error\">The consent request is invalid.</p>"),
+            &Message::error("Permissions requested", "The consent request is invalid."),
         );
     }
     let meta = meta(&headers, peer.map(|it| it.0.0));
@@ -167,38 +146,37 @@ pub(super) async fn consent_post(
     match answer {
         Ok(location) => redirect(&location),
         Err(AppError::Unauthenticated(_)) => redirect(&format!("/{tenant}/login")),
-        Err(err @ (AppError::BadRequest(_) | AppError::Forbidden { .. } | AppError::NotFound(_))) => html_response(
-            StatusCode::BAD_REQUEST,
-            &page("Permissions requested", &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(&err.to_string()))),
-        ),
+        Err(err @ (AppError::BadRequest(_) | AppError::Forbidden { .. } | AppError::NotFound(_))) => {
+            html(StatusCode::BAD_REQUEST, &Message::alert("Permissions requested", &err.to_string()))
+        }
         Err(err) => server_error(err),
     }
 }
 
-/// The `form_post` response mode: a form that posts itself (one inline script, allowed by its
-/// hash), with a button for browsers without JavaScript.
+/// The `form_post` response mode (`templates/form_post.html`): a form that posts itself (one
+/// inline script, allowed by its hash), with a button for browsers without JavaScript.
+#[derive(Debug, Template)]
+#[template(path = "form_post.html")]
+struct FormPost<'a> {
+    redirect_uri: &'a str,
+    params: &'a [(String, String)],
+    script: &'static str,
+}
+
+/// The page's only script.
+const FORM_POST_SCRIPT: &str = "document.forms[0].submit()";
+/// SHA-256 of `FORM_POST_SCRIPT`, base64 (the Content-Security-Policy allows exactly this script).
+const FORM_POST_SCRIPT_HASH: &str = "ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE=";
+
 fn form_post(redirect_uri: &str, params: &[(String, String)]) -> Response {
-    const SCRIPT: &str = "document.forms[0].submit()";
-    /// SHA-256 of `SCRIPT`, base64 (the Content-Security-Policy allows exactly this script).
-    const SCRIPT_HASH: &str = "ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE=";
-    let inputs: String = params
-        .iter()
-        .map(|(name, value)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(name), esc(value)))
-        .collect();
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Working…</title></head><body>\
-         <form method=\"post\" action=\"{}\">{inputs}<noscript><p>Your browser runs no scripts: continue by hand.</p>\
-         <button type=\"submit\">Continue</button></noscript></form><script>{SCRIPT}</script></body></html>",
-        esc(redirect_uri)
-    );
-    let mut response = (StatusCode::OK, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let page = FormPost { redirect_uri, params, script: FORM_POST_SCRIPT };
+    let mut response = html(StatusCode::OK, &page);
+    // The post to the client carries its `Origin`, as before this page had a referrer policy.
+    response.headers_mut().remove(header::REFERRER_POLICY);
     if let Ok(value) = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'sha256-{SCRIPT_HASH}'; form-action *; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'sha256-{FORM_POST_SCRIPT_HASH}'; form-action *; frame-ancestors 'none'"
     )) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
     }
     response
 }

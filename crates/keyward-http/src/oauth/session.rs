@@ -2,7 +2,7 @@
 
 use super::{redirect, server_error, session_cookie};
 use crate::AppState;
-use crate::pages::{cookie_names, html_response, page};
+use crate::pages::{Message, Tone, cookie_names, html};
 use axum::extract::{Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,16 +52,15 @@ async fn run_logout(state: &AppState, tenant: &str, params: &HashMap<String, Str
             };
             redirect(&location)
         }
-        Ok(None) => html_response(
+        Ok(None) => html(
             StatusCode::OK,
-            &page(
+            &Message::new(
+                Tone::Plain,
                 "You signed out",
-                "<p>You signed out of your account. It's a good idea to close all browser windows.</p>",
+                "You signed out of your account. It's a good idea to close all browser windows.",
             ),
         ),
-        Err(AppError::NotFound(_)) => {
-            html_response(StatusCode::NOT_FOUND, &page("Sign out", "<p class=\"error\">No such tenant.</p>"))
-        }
+        Err(AppError::NotFound(_)) => html(StatusCode::NOT_FOUND, &Message::error("Sign out", "No such tenant.")),
         Err(err) => return server_error(err),
     };
     if let Ok(value) = HeaderValue::from_str(&clear) {

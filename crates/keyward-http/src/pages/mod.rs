@@ -3,6 +3,8 @@
 
 mod signin;
 
+use askama::Template;
+
 use crate::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -42,11 +44,23 @@ pub(crate) fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta
     RequestMeta { correlation_id, ip_address: peer.map(|it| it.ip().to_string()) }
 }
 
-/// Sign-in pages with their security headers. The Content-Security-Policy has no `form-action`:
+/// Renders a page and sends it with its security headers.
+pub(crate) fn html(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => html_response(status, body),
+        Err(err) => {
+            tracing::error!(error = %err, "a page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "This page could not be shown. Tell your administrator.\n")
+                .into_response()
+        }
+    }
+}
+
+/// A rendered page with its security headers. The Content-Security-Policy has no `form-action`:
 /// browsers apply it to the whole redirect chain after a form, and the sign-in's last redirect
 /// goes to the application's redirect URI.
-pub(crate) fn html_response(status: StatusCode, body: &str) -> Response {
-    let mut response = (status, body.to_owned()).into_response();
+fn html_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -63,56 +77,50 @@ pub(crate) fn html_response(status: StatusCode, body: &str) -> Response {
     response
 }
 
-/// HTML-escapes text for element content and quoted attributes.
-pub(crate) fn esc(text: &str) -> String {
-    let mut res = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => res.push_str("&amp;"),
-            '<' => res.push_str("&lt;"),
-            '>' => res.push_str("&gt;"),
-            '"' => res.push_str("&quot;"),
-            '\'' => res.push_str("&#39;"),
-            other => res.push(other),
-        }
+/// How a message page shows its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tone {
+    /// Something is wrong and nothing can be done on this page.
+    Error,
+    /// Something is wrong, announced to screen readers.
+    Alert,
+    /// A flow finished (`id="device-done"`).
+    Done,
+    /// Plain information.
+    Plain,
+}
+
+/// A page of one message (`templates/message.html`), with an optional second paragraph and link.
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub(crate) struct Message<'a> {
+    title: &'a str,
+    text: &'a str,
+    tone: Tone,
+    hint: Option<&'a str>,
+    link: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Message<'a> {
+    pub(crate) fn new(tone: Tone, title: &'a str, text: &'a str) -> Message<'a> {
+        Message { title, text, tone, hint: None, link: None }
     }
-    res
-}
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f2f2f2;margin:0}\
-main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem 2.5rem;box-shadow:0 2px 6px rgba(0,0,0,.2)}\
-h1{font-size:1.5rem;font-weight:600}label{display:block;margin:.8rem 0 .3rem}\
-input[type=text],input[type=password],input[type=email]{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}\
-button{margin-top:1rem;padding:.5rem 1.5rem;font-size:1rem;background:#0067b8;color:#fff;border:0}\
-.error{color:#a80000}.notice{color:#107c10}.secret{font-family:monospace;word-break:break-all}\
-.user{color:#555}svg{display:block;margin:1rem auto}";
+    pub(crate) fn error(title: &'a str, text: &'a str) -> Message<'a> {
+        Message::new(Tone::Error, title, text)
+    }
 
-pub(crate) fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width, initial-scale=1\"><title>{} – Keyward</title><style>{STYLE}</style></head>\
-         <body><main><h1>{}</h1>{body}</main></body></html>",
-        esc(title),
-        esc(title)
-    )
-}
+    pub(crate) fn alert(title: &'a str, text: &'a str) -> Message<'a> {
+        Message::new(Tone::Alert, title, text)
+    }
 
-pub(crate) fn message(error: &Option<String>) -> String {
-    error
-        .as_ref()
-        .map(|it| format!("<p class=\"error\" id=\"error\" role=\"alert\">{}</p>", esc(it)))
-        .unwrap_or_default()
-}
+    pub(crate) fn with_hint(self, hint: &'a str) -> Message<'a> {
+        Message { hint: Some(hint), ..self }
+    }
 
-pub(crate) fn form(action: &str, csrf: &str, step: &str, inner: &str, button: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input type=\"hidden\" name=\"step\" value=\"{}\">{inner}<button type=\"submit\">{}</button></form>",
-        esc(action),
-        esc(csrf),
-        esc(step),
-        esc(button)
-    )
+    pub(crate) fn with_link(self, href: &'a str, label: &'a str) -> Message<'a> {
+        Message { link: Some((href, label)), ..self }
+    }
 }
 
 /// The QR code of `text` as an inline SVG (no external assets).

@@ -1,6 +1,8 @@
 //! `/{tenant}/login`: the sign-in pages, the account page and its forms.
 
-use super::{cookie_names, esc, form, html_response, message, meta, page, qr_svg, read_cookie};
+use askama::Template;
+
+use super::{Message, cookie_names, html, meta, qr_svg, read_cookie};
 use crate::AppState;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
@@ -73,28 +75,14 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
     let view = match result {
         Ok(view) => view,
         Err(AppError::NotFound(_)) => {
-            return html_response(
-                StatusCode::NOT_FOUND,
-                &page(
-                    "Sign in",
-                    &format!(
-                        "<p class=\"error\">No tenant '{}' exists here. Check the sign-in address.</p>",
-                        esc(tenant)
-                    ),
-                ),
-            );
+            let text = format!("No tenant '{tenant}' exists here. Check the sign-in address.");
+            return html(StatusCode::NOT_FOUND, &Message::error("Sign in", &text));
         }
         Err(AppError::BadRequest(message)) => {
-            return html_response(
+            let start = format!("/{tenant}/login");
+            return html(
                 StatusCode::BAD_REQUEST,
-                &page(
-                    "Sign in",
-                    &format!(
-                        "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/{}/login\">Start again</a></p>",
-                        esc(&message),
-                        esc(tenant)
-                    ),
-                ),
+                &Message::alert("Sign in", &message).with_link(&start, "Start again"),
             );
         }
         Err(err @ (AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after })) => {
@@ -103,20 +91,17 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let mut response = html_response(
-                status,
-                &page("Sign in", &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(&err.to_string()))),
-            );
+            let mut response = html(status, &Message::alert("Sign in", &err.to_string()));
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return response;
         }
         Err(err) => {
             tracing::error!(error = ?err, "sign-in page failed");
-            return html_response(
+            return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &page(
+                &Message::error(
                     "Sign in",
-                    "<p class=\"error\">Something went wrong on our side. Try again in a moment; if it keeps happening, tell your administrator.</p>",
+                    "Something went wrong on our side. Try again in a moment; if it keeps happening, tell your administrator.",
                 ),
             );
         }
@@ -131,9 +116,9 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
         }
         (None, Some(page_kind)) => {
             let action = format!("/{}/login", view.tenant_id);
-            html_response(
+            html(
                 StatusCode::OK,
-                &render(page_kind, &action, &view.csrf, login_hint, view.pending_return_to.as_deref()),
+                &SignInTemplate::new(page_kind, &action, &view.csrf, login_hint, view.pending_return_to.as_deref()),
             )
         }
         (None, None) => StatusCode::NO_CONTENT.into_response(),
@@ -161,178 +146,49 @@ fn respond(state: &AppState, tenant: &str, result: Result<SignInView, AppError>,
     response
 }
 
-/// A "Cancel" button back to the account page, for steps a signed-in user started.
-fn cancel(is_shown: bool, action: &str, csrf: &str) -> String {
-    if is_shown { form(action, csrf, "cancel", "", "Cancel") } else { String::new() }
+/// One sign-in page (`templates/signin.html`): the step the sign-in is at, the form's target and
+/// CSRF token, and what the authorization request carried (`login_hint`, where to return).
+#[derive(Debug, Template)]
+#[template(path = "signin.html")]
+struct SignInTemplate<'a> {
+    title: &'static str,
+    page: &'a SignInPage,
+    action: &'a str,
+    csrf: &'a str,
+    login_hint: &'a str,
+    return_to: Option<&'a str>,
+    /// The QR code of the authenticator-app address, as inline SVG.
+    qr: String,
 }
 
-fn who(username: &str) -> String {
-    format!("<p class=\"user\">{}</p>", esc(username))
-}
-
-/// Renders one page.
-fn render(kind: &SignInPage, action: &str, csrf: &str, login_hint: Option<&str>, return_to: Option<&str>) -> String {
-    match kind {
-        SignInPage::Username { error } => page(
-            "Sign in",
-            &format!(
-                "{}{}",
-                message(error),
-                form(
-                    action,
-                    csrf,
-                    Stage::Username.as_str(),
-                    &format!(
-                        "<label for=\"username\">Sign-in name (user principal name, like adele@contoso.com)</label><input type=\"email\" id=\"username\" \
-                         name=\"username\" autocomplete=\"username\" value=\"{}\" required autofocus>{}",
-                        esc(login_hint.unwrap_or_default()),
-                        return_to
-                            .map(|it| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", esc(it)))
-                            .unwrap_or_default()
-                    ),
-                    "Next"
-                )
-            ),
-        ),
-        SignInPage::Password { username, error } => page(
-            "Enter password",
-            &format!(
-                "{}{}{}",
-                who(username),
-                message(error),
-                form(
-                    action,
-                    csrf,
-                    Stage::Password.as_str(),
-                    &format!(
-                        "<input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
-                         <label for=\"password\">Password or Temporary Access Pass</label><input type=\"password\" \
-                         id=\"password\" name=\"password\" autocomplete=\"current-password\" required autofocus>",
-                        esc(username)
-                    ),
-                    "Sign in"
-                )
-            ),
-        ),
-        SignInPage::ChangePassword { username, is_required, error } => page(
-            "Update your password",
-            &format!(
-                "{}{}{}{}{}",
-                who(username),
-                if *is_required {
-                    "<p>You need to update your password because this is the first time you are signing in, or \
-                     because your password was reset.</p>"
-                } else {
-                    ""
-                },
-                message(error),
-                form(
-                    action,
-                    csrf,
-                    Stage::ChangePassword.as_str(),
-                    &format!(
-                        "<input type=\"hidden\" name=\"username\" value=\"{}\" autocomplete=\"username\">\
-                         <label for=\"password\">Current password</label><input type=\"password\" id=\"password\" \
-                         name=\"password\" autocomplete=\"current-password\" required>\
-                         <label for=\"new_password\">New password</label><input type=\"password\" id=\"new_password\" \
-                         name=\"new_password\" autocomplete=\"new-password\" minlength=\"8\" required>\
-                         <label for=\"confirm_password\">Confirm new password</label><input type=\"password\" \
-                         id=\"confirm_password\" name=\"confirm_password\" autocomplete=\"new-password\" minlength=\"8\" required>",
-                        esc(username)
-                    ),
-                    "Update password"
-                ),
-                cancel(!*is_required, action, csrf)
-            ),
-        ),
-        SignInPage::Mfa { username, remember_days, error } => {
-            let remember = if *remember_days > 0 {
-                format!(
-                    "<label><input type=\"checkbox\" name=\"remember\" value=\"on\"> Don't ask again for {remember_days} days</label>"
-                )
-            } else {
-                String::new()
-            };
-            page(
-                "Enter code",
-                &format!(
-                    "{}<p>Enter the code displayed in your authenticator app.</p>{}{}",
-                    who(username),
-                    message(error),
-                    form(
-                        action,
-                        csrf,
-                        Stage::Mfa.as_str(),
-                        &format!(
-                            "<label for=\"code\">Code</label><input type=\"text\" id=\"code\" name=\"code\" \
-                             autocomplete=\"one-time-code\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" maxlength=\"8\" \
-                             required autofocus>{remember}"
-                        ),
-                        "Verify"
-                    )
-                ),
-            )
-        }
-        SignInPage::MoreInfo { username } => page(
-            "More information required",
-            &format!(
-                "{}<p id=\"ProofUpDescription\">Your organization needs more information to keep your account secure</p>{}",
-                who(username),
-                form(action, csrf, Stage::MoreInfo.as_str(), "", "Next")
-            ),
-        ),
-        SignInPage::RegisterTotp { username, secret, uri, can_cancel, error } => page(
-            "Set up your authenticator app",
-            &format!(
-                "{}<p>Scan the QR code with your authenticator app, or enter the secret key by hand.</p>{}\
-                 <p>Secret key: <span class=\"secret\" id=\"secret\">{}</span></p>\
-                 <p>Or add this address: <span class=\"secret\" id=\"otpauth\">{}</span></p>{}{}{}",
-                who(username),
-                qr_svg(uri),
-                esc(secret),
-                esc(uri),
-                message(error),
-                form(
-                    action,
-                    csrf,
-                    Stage::RegisterTotp.as_str(),
-                    "<label for=\"code\">Enter the code the app shows</label><input type=\"text\" id=\"code\" \
-                     name=\"code\" autocomplete=\"one-time-code\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" \
-                     maxlength=\"8\" required autofocus>",
-                    "Next"
-                ),
-                cancel(*can_cancel, action, csrf)
-            ),
-        ),
-        SignInPage::Account { display_name, user_principal_name, methods, notice } => {
-            let items: String = methods.iter().map(|it| format!("<li>{}</li>", esc(it))).collect();
-            let notice = notice
-                .as_ref()
-                .map(|it| format!("<p class=\"notice\" role=\"status\">{}</p>", esc(it)))
-                .unwrap_or_default();
-            page(
-                "My account",
-                &format!(
-                    "<p id=\"signed-in\">Signed in as <strong>{}</strong> ({})</p>{notice}<h2>Security info</h2><ul>{items}</ul>{}{}{}",
-                    esc(display_name),
-                    esc(user_principal_name),
-                    form(action, csrf, "add_totp", "", "Add authenticator app"),
-                    form(action, csrf, "change_password", "", "Change password"),
-                    form(action, csrf, "signout", "", "Sign out"),
-                ),
-            )
-        }
+impl<'a> SignInTemplate<'a> {
+    fn new(
+        page: &'a SignInPage,
+        action: &'a str,
+        csrf: &'a str,
+        login_hint: Option<&'a str>,
+        return_to: Option<&'a str>,
+    ) -> SignInTemplate<'a> {
+        let title = match page {
+            SignInPage::Username { .. } => "Sign in",
+            SignInPage::Password { .. } => "Enter password",
+            SignInPage::ChangePassword { .. } => "Update your password",
+            SignInPage::Mfa { .. } => "Enter code",
+            SignInPage::MoreInfo { .. } => "More information required",
+            SignInPage::RegisterTotp { .. } => "Set up your authenticator app",
+            SignInPage::Account { .. } => "My account",
+        };
+        let qr = match page {
+            SignInPage::RegisterTotp { uri, .. } => qr_svg(uri),
+            _ => String::new(),
+        };
+        SignInTemplate { title, page, action, csrf, login_hint: login_hint.unwrap_or_default(), return_to, qr }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-    }
 
     #[test]
     fn qr_codes_are_inline_svg() {
@@ -350,15 +206,14 @@ mod tests {
 
     #[test]
     fn pages_escape_messages_and_carry_autocomplete_tokens() {
-        let html = render(
-            &SignInPage::Username { error: Some("<bad>".into()) },
-            "/t/login",
-            "tok",
-            Some("a\"b"),
-            Some("/x?a&b"),
+        let page = SignInPage::Username { error: Some("<bad>".into()) };
+        let html =
+            SignInTemplate::new(&page, "/t/login", "tok", Some("a\"b"), Some("/x?a&b")).render().expect("renders");
+        assert!(html.contains("value=\"a&#34;b\""), "{html}");
+        assert!(
+            html.contains("autocomplete=\"username\"") && html.contains("&#60;bad&#62;") && !html.contains("<bad>")
         );
-        assert!(html.contains("value=\"a&quot;b\""), "{html}");
-        assert!(html.contains("autocomplete=\"username\"") && html.contains("&lt;bad&gt;"));
         assert!(html.contains("name=\"csrf\" value=\"tok\""));
+        assert!(html.contains("name=\"return_to\" value=\"/x?a&#38;b\""), "{html}");
     }
 }
