@@ -100,7 +100,7 @@ def test_service_desk_operations_through_the_sdk(keyward: KeywardServer) -> None
         for action in ("requireMfaReregistration", "revokeMfaSessions"):
             reply = http.post(f"{keyward.base_url}/users/{grace}/authentication/{action}")
             assert reply.status_code == 204, reply.text
-        # The Privileged Authentication Administrator cannot manage per-user MFA (entra.md §3.3).
+        # The Privileged Authentication Administrator cannot manage per-user MFA (Entra's per-user MFA administration).
         reply = http.patch(f"{keyward.public_url}/beta/users/{grace}/authentication/requirements", json={"perUserMfaState": "enabled"})
         assert reply.status_code == 403, reply.text
     with keyward.raw_http() as http:

@@ -118,7 +118,7 @@ impl Change {
     }
 }
 
-/// How recent a sign-in with MFA self-service changes need (entra.md §9.3: users with a method
+/// How recent a sign-in with MFA self-service changes need (Entra's registration interrupt: users with a method
 /// must do MFA before changing their security info).
 const RECENT_MFA: Duration = Duration::minutes(10);
 

@@ -46,7 +46,7 @@ fn decode(token: &str) -> Result<SignInCursor, AppError> {
     Ok(SignInCursor { created: created.to_owned(), seq: seq.parse().map_err(|_| bad())? })
 }
 
-/// Entra's `StrongAuthenticationRequirement` audit value (entra.md §7.4): `[]` when per-user MFA
+/// Entra's `StrongAuthenticationRequirement` audit value (Entra's "Update user" audit record for MFA): `[]` when per-user MFA
 /// is disabled and no remembered-device cut-off exists; otherwise one relying party `*` with the
 /// state (Keyward writes the state's name, since Entra's numeric mapping is unconfirmed) and
 /// `RememberDevicesNotIssuedBefore`.

@@ -1,4 +1,4 @@
-//! The audit record model, in the shape of Entra's `directoryAudit` (entra.md §7).
+//! The audit record model, in the shape of Graph's `directoryAudit`.
 
 use time::OffsetDateTime;
 

@@ -1,4 +1,4 @@
-//! Authentication-method administration rules (entra.md §4): the fixed method ids, and how a new
+//! Authentication-method administration rules (Graph's authentication-methods API): the fixed method ids, and how a new
 //! Temporary Access Pass's start, lifetime and one-time use follow from a request and the policy.
 
 use time::{Duration, OffsetDateTime};
@@ -24,7 +24,7 @@ pub struct TapPlan {
     pub is_usable_once: bool,
 }
 
-/// Applies entra.md §4.3: the start defaults to now and may not lie in the past (a minute of
+/// Applies Graph's temporaryAccessPassAuthenticationMethod: the start defaults to now and may not lie in the past (a minute of
 /// clock skew aside) or more than thirty days ahead; the lifetime defaults to the policy's and
 /// must lie within its minimum and maximum; a pass may be reusable only if the policy allows it.
 pub fn plan_tap(policy: &TapPolicy, request: TapRequest, now: OffsetDateTime) -> Result<TapPlan, String> {
@@ -108,7 +108,7 @@ impl PhoneType {
         }
     }
 
-    /// The method's fixed id (entra.md §4.2).
+    /// The method's fixed id (Graph's authentication-method resources).
     pub fn id(self) -> &'static str {
         match self {
             PhoneType::Mobile => "3179e48a-750b-4051-897c-87b9720928f7",

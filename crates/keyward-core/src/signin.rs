@@ -1,6 +1,6 @@
-//! Sign-in rules: when MFA is required (entra.md §3.1, §9.3), what follows a first factor, smart
+//! Sign-in rules: when MFA is required (Entra's per-user MFA states and Entra's registration interrupt), what follows a first factor, smart
 //! lockout, whether a browser session or a remembered device still counts, Temporary Access Pass
-//! usability and policy (entra.md §4.3, §9.1), and the sign-in log record (entra.md §7.5).
+//! usability and policy (Graph's temporaryAccessPassAuthenticationMethod and Entra's Temporary Access Pass policy), and the sign-in log record (Graph's signIn resource).
 //!
 //! Everything here is a pure function of the facts and the time passed in.
 
@@ -29,7 +29,7 @@ pub mod codes {
     pub const SESSION_REVOKED: i32 = 50173;
 }
 
-/// Per-user MFA state (entra.md §3.1).
+/// Per-user MFA state, as Entra has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PerUserMfaState {
     #[default]
@@ -101,7 +101,7 @@ impl SignInPolicy {
     /// 5 s–1 day, code attempts 1–100.
     pub fn validate(&self) -> Result<(), String> {
         if !(0..=365).contains(&self.remember_mfa_days) {
-            return Err("rememberMfaDays must be between 0 (off) and 365.".into());
+            return Err("'rememberMfaOnDeviceDays' must be between 0 (off) and 365.".into());
         }
         if !(1..=100).contains(&self.lockout_threshold) {
             return Err("lockoutThreshold must be between 1 and 100.".into());
@@ -206,7 +206,7 @@ pub fn after_first_factor(
 ) -> NextStep {
     match (factor, requirement) {
         // A pass is strong on its own, but a user who must use MFA and has no method still
-        // registers one before going on (entra.md §9.3: TAP users are sent to interrupt mode).
+        // registers one before going on (Entra's registration interrupt: TAP users are sent to interrupt mode).
         (FirstFactor::TemporaryAccessPass, Some(_)) if !has_usable_method => NextStep::Register,
         (FirstFactor::TemporaryAccessPass, _) => NextStep::Done { mfa: MfaDone::ByTemporaryAccessPass },
         (FirstFactor::Password, None) => NextStep::Done { mfa: MfaDone::NotRequired },
@@ -365,7 +365,7 @@ pub fn device_honoured(
         && not_before.is_none_or(|cut| device.issued_at > cut)
 }
 
-/// The Temporary Access Pass policy (entra.md §9.1).
+/// Entra's Temporary Access Pass policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapPolicy {
     pub is_enabled: bool,
@@ -390,7 +390,7 @@ impl Default for TapPolicy {
 }
 
 impl TapPolicy {
-    /// Checks entra.md §9.1's bounds: lifetimes 10–43,200 minutes with minimum ≤ default ≤
+    /// Checks Entra's Temporary Access Pass policy's bounds: lifetimes 10–43,200 minutes with minimum ≤ default ≤
     /// maximum, length 8–48.
     pub fn validate(&self) -> Result<(), String> {
         let lifetimes = [

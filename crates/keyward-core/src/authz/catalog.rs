@@ -1,7 +1,7 @@
-//! The built-in role catalog (entra.md §1) and Keyward's resource-action catalogue.
+//! The built-in role catalog (Entra's built-in roles reference) and Keyward's resource-action catalogue.
 //!
 //! Role ids are Entra's template ids (for built-in roles the definition id equals the template id).
-//! Descriptions are Entra's exact `description` strings. Where entra.md lists a role only as a
+//! Descriptions are Entra's exact `description` strings. Where Entra's reference lists a role only as a
 //! target of the reset matrices, its actions are the directory subset Keyward checks.
 
 /// A resource action Keyward checks, with Entra's `isPrivileged` flag.
@@ -377,7 +377,7 @@ pub struct RoleDefinition {
     pub allowed_resource_actions: &'static [&'static str],
 }
 
-/// Built-in role template ids (= role definition ids), from entra.md §1.
+/// Built-in role template ids (= role definition ids), from Entra's built-in roles reference.
 pub mod roles {
     pub const GLOBAL_ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145e10";
     pub const PRIVILEGED_AUTHENTICATION_ADMINISTRATOR: &str = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13";
@@ -421,7 +421,7 @@ const USER_WRITE_ACTIONS_OF_AUTH_ADMINS: &[&str] = &[
     "microsoft.directory/users/userPrincipalName/update",
 ];
 
-/// Every built-in role Keyward knows: the roles of entra.md §1 and the roles that appear only as
+/// Every built-in role Keyward knows: the roles of Entra's built-in roles reference and the roles that appear only as
 /// targets in its matrices.
 pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {

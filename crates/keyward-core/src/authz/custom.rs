@@ -26,7 +26,7 @@ impl CustomRole {
     }
 
     /// Whether the role may be assigned at an administrative-unit scope: it must hold at least one
-    /// user or group permission (entra.md §1).
+    /// user or group permission (Entra's built-in roles reference).
     pub fn is_au_scopable(&self) -> bool {
         self.allowed_resource_actions
             .iter()

@@ -1,4 +1,4 @@
-//! Entra's who-may-act-on-whom tables as data (entra.md §2.1 and §2.2).
+//! Entra's who-may-act-on-whom tables as data: "Who can reset passwords" and "Who can perform sensitive actions".
 //!
 //! A column says which target roles an actor role may act on; a target is actionable only if
 //! every role it holds is in that list. "Everyone" columns (Privileged Authentication
@@ -54,7 +54,7 @@ const USER_ADMINISTRATOR_REACH: Reach = Reach::Roles(&[
     USAGE_SUMMARY_REPORTS_READER,
 ]);
 
-/// "Who can reset passwords" (entra.md §2.1): password reset, refresh-token invalidation, and
+/// Entra's "Who can reset passwords" table: password reset, refresh-token invalidation, and
 /// authentication methods.
 pub const PASSWORD_RESET: &[Column] = &[
     Column {
@@ -81,7 +81,7 @@ pub const PASSWORD_RESET: &[Column] = &[
     Column { actor_role: PARTNER_TIER2_SUPPORT, reach: Reach::Everyone },
 ];
 
-/// "Who can perform sensitive actions" (entra.md §2.2): enabling, disabling, deleting and
+/// Entra's "Who can perform sensitive actions" table: enabling, disabling, deleting and
 /// restoring users, and changing `userPrincipalName`, `passwordProfile`, `mobilePhone`,
 /// `businessPhones`, `otherMails`.
 pub const SENSITIVE_ACTIONS: &[Column] = &[

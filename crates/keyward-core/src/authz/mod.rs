@@ -1,7 +1,7 @@
 //! Authorization: the resource actions Keyward checks, the role catalog, and the decision function.
 //!
 //! Every handler names the Entra resource action it needs and asks [`authorize`]; nothing else
-//! decides. The rules are data: the role catalog (`catalog.rs`), the two matrices of entra.md §2
+//! decides. The rules are data: the role catalog (`catalog.rs`), Entra's two who-may-act-on-whom tables
 //! (`matrix.rs`), and the cross-cutting rules below, each with a name a denial reports.
 
 pub mod catalog;
@@ -19,7 +19,7 @@ pub mod actions {
     pub const USERS_READ: &str = "microsoft.directory/users/standard/read";
     pub const USERS_CREATE: &str = "microsoft.directory/users/create";
     pub const USERS_BASIC_UPDATE: &str = "microsoft.directory/users/basic/update";
-    /// `mobilePhone`, `businessPhones` and `otherMails`: sensitive (entra.md §2.2), since whoever
+    /// `mobilePhone`, `businessPhones` and `otherMails`: sensitive (Entra's "Who can perform sensitive actions" table), since whoever
     /// changes them can take the account over through self-service password reset or MFA.
     pub const USERS_CONTACT_INFO_UPDATE: &str = "microsoft.directory/users/contactInfo/update";
     pub const USERS_DELETE: &str = "microsoft.directory/users/delete";
@@ -36,7 +36,7 @@ pub mod actions {
     pub const USERS_AUTH_METHODS_READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
     pub const USERS_AUTH_METHODS_RESTRICTED_READ: &str =
         "microsoft.directory/users/authenticationMethods/standard/restrictedRead";
-    /// Per-user MFA state; Keyward's name for the legacy action (entra.md §1.1).
+    /// Per-user MFA state; Keyward's name for the legacy action (Entra's built-in roles reference).
     pub const USERS_STRONG_AUTHENTICATION_UPDATE: &str = "microsoft.directory/users/strongAuthentication/update";
     pub const GROUPS_READ: &str = "microsoft.directory/groups/standard/read";
     pub const GROUPS_CREATE: &str = "microsoft.directory/groups/create";
@@ -69,7 +69,7 @@ pub mod actions {
     pub const SCOPED_ROLE_MEMBERSHIPS_READ: &str = "microsoft.directory/scopedRoleMemberships/allProperties/read";
     pub const SCOPED_ROLE_MEMBERSHIPS_WRITE: &str = "microsoft.directory/scopedRoleMemberships/allProperties/allTasks";
 
-    /// Actions governed by "Who can reset passwords" (entra.md §2.1).
+    /// Actions governed by Entra's "Who can reset passwords" table.
     pub const PASSWORD_RESET_CLASS: &[&str] = &[
         USERS_PASSWORD_UPDATE,
         USERS_INVALIDATE_REFRESH_TOKENS,
@@ -80,11 +80,11 @@ pub mod actions {
         USERS_AUTH_METHODS_RESTRICTED_READ,
     ];
 
-    /// Actions governed by "Who can perform sensitive actions" (entra.md §2.2).
+    /// Actions governed by Entra's "Who can perform sensitive actions" table.
     pub const SENSITIVE_CLASS: &[&str] =
         &[USERS_DELETE, USERS_RESTORE, USERS_DISABLE, USERS_ENABLE, USERS_UPN_UPDATE, USERS_CONTACT_INFO_UPDATE];
 
-    /// Admin actions nobody may take on their own account (entra.md §2.3).
+    /// Admin actions nobody may take on their own account (Entra's rules across those tables).
     pub const NOT_ON_ONESELF: &[&str] = &[USERS_PASSWORD_UPDATE, USERS_AUTH_METHODS_CREATE];
 }
 

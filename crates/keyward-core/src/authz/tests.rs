@@ -1,4 +1,4 @@
-//! The decision function against entra.md §2, cell by cell, plus the cross-cutting rules and a
+//! The decision function against Entra's who-may-act-on-whom tables, cell by cell, plus the cross-cutting rules and a
 //! property test over random directories.
 
 use proptest::prelude::*;
@@ -40,7 +40,7 @@ fn facts(row: Row) -> UserFacts {
 const Y: bool = true;
 const N: bool = false;
 
-/// entra.md §2.1 "Who can reset passwords", verbatim. Columns: PwA, HDA, AA, UA, PAA, GA.
+/// Entra's "Who can reset passwords" table (Microsoft Learn, "Privileged roles and permissions in Microsoft Entra ID"), verbatim. Columns: PwA, HDA, AA, UA, PAA, GA.
 const PASSWORD_TABLE: &[(&str, Row, [bool; 6])] = &[
     ("Auth Admin", Row::Role(AUTHENTICATION_ADMINISTRATOR), [N, N, Y, N, Y, Y]),
     ("Directory Readers", Row::Role(DIRECTORY_READERS), [Y, Y, Y, Y, Y, Y]),
@@ -76,7 +76,7 @@ const PASSWORD_COLUMNS: [&str; 6] = [
     GLOBAL_ADMINISTRATOR,
 ];
 
-/// entra.md §2.2 "Who can perform sensitive actions", verbatim. Columns: AA, UA, PAA, GA.
+/// Entra's "Who can perform sensitive actions" table (same page), verbatim. Columns: AA, UA, PAA, GA.
 const SENSITIVE_TABLE: &[(&str, Row, [bool; 4])] = &[
     ("Auth Admin", Row::Role(AUTHENTICATION_ADMINISTRATOR), [Y, N, Y, Y]),
     ("Directory Readers", Row::Role(DIRECTORY_READERS), [Y, Y, Y, Y]),

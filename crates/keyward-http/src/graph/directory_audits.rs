@@ -13,7 +13,7 @@ use keyward_core::audit::{AuditRecord, Initiator};
 use keyward_core::audit_query;
 use serde_json::{Value, json};
 
-/// A record in Graph's shape (entra.md §7.1): `oldValue`/`newValue` are JSON text or null.
+/// A record in Graph's `directoryAudit` shape: `oldValue`/`newValue` are JSON text or null.
 pub fn directory_audit(record: &AuditRecord) -> Value {
     let initiated_by = match &record.initiated_by {
         Initiator::User { id, display_name, user_principal_name, ip_address } => json!({

@@ -13,7 +13,7 @@ use keyward_core::signin::SignInRecord;
 use keyward_core::signin_query;
 use serde_json::{Value, json};
 
-/// A sign-in in Graph's `signIn` shape (entra.md §7.5).
+/// A sign-in in Graph's `signIn` shape.
 pub fn sign_in_json(record: &SignInRecord) -> Value {
     json!({
         "id": record.id,

@@ -1,4 +1,4 @@
-//! Seeds an audit log with realistic records and times the two queries DESIGN.md targets at 10M
+//! Seeds an audit log with realistic records and times the two audit queries docs/performance.md targets at 10M
 //! records: one target's last 50 records, and one initiator's records in a day (first page of 100).
 //!
 //! ```text

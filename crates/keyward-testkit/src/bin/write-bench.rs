@@ -1,4 +1,4 @@
-//! Times DESIGN.md's "audited admin write": "Require re-register MFA" (delete the user's phone and
+//! Times docs/performance.md's "audited admin write": "Require re-register MFA" (delete the user's phone and
 //! authenticator-app methods and write the `Update user` audit record, in one transaction, after
 //! the authorization decision) against the bare single-row commit rate of the same database,
 //! measured in the same run (one row inserted and committed through the same store).

@@ -484,7 +484,7 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
     assert_eq!(failures, 3, "every refusal is recorded: {}", audit.text);
 }
 
-/// entra.md §4.1 row by row: every collection answers on /v1.0 and /beta with its context, an
+/// Graph's authentication-method endpoints row by row: every collection answers on /v1.0 and /beta with its context, an
 /// unknown item is Graph's 404, and a caller without a role is refused.
 async fn every_collection_of_the_methods_api(backend: Backend) {
     let app = TestApp::spawn(backend).await;
