@@ -7,6 +7,9 @@
 //! (`permissionGrantPoliciesAssigned`): by default only the low-risk permissions below, as
 //! Microsoft recommends; anything else needs an administrator.
 
+use time::OffsetDateTime;
+
+use crate::ids::ObjectId;
 use crate::oauth::Scopes;
 
 /// Permissions Microsoft classifies as low risk: signing in and reading one's own profile.
@@ -151,6 +154,23 @@ pub fn describe(permission: &str) -> &'static str {
         "Application.ReadWrite.All" => "Read and write all applications",
         _ => "Access the Keyward API",
     }
+}
+
+/// A delegated permission grant (Graph's `oAuth2PermissionGrant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionGrant {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    /// The client's service principal.
+    pub client_id: ObjectId,
+    /// `AllPrincipals` or `Principal`.
+    pub consent_type: String,
+    /// The user, for `Principal` grants.
+    pub principal_id: Option<ObjectId>,
+    pub resource_id: String,
+    /// Space-separated permission names.
+    pub scope: String,
+    pub created: OffsetDateTime,
 }
 
 #[cfg(test)]

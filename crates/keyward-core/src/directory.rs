@@ -699,6 +699,36 @@ fn bool_array(value: bool) -> String {
     format!("[{value}]")
 }
 
+/// A role assignment row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub principal_id: ObjectId,
+    pub role_definition_id: String,
+    pub directory_scope_id: String,
+    pub created: OffsetDateTime,
+}
+
+/// Which role assignments to list; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignmentFilter {
+    pub principal_id: Option<ObjectId>,
+    pub role_definition_id: Option<String>,
+    pub directory_scope_id: Option<String>,
+}
+
+/// An administrative unit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdministrativeUnit {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub is_member_management_restricted: bool,
+    pub created: OffsetDateTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,10 @@ use time::OffsetDateTime;
 
 pub use crate::backend::DEFAULT_AUDIT_RETENTION_DAYS;
 pub use crate::error::StoreError;
+// Domain types the store reads and writes; they live in the core so the HTTP layer can use them.
 pub use crate::migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
+pub use keyward_core::consent::PermissionGrant;
+pub use keyward_core::directory::{AdministrativeUnit, AssignmentFilter, RoleAssignment};
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,36 +130,6 @@ pub struct AuditCursor {
 pub struct MemberRef {
     pub kind: ObjectKind,
     pub id: ObjectId,
-}
-
-/// A role assignment row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleAssignment {
-    pub id: String,
-    pub tenant_id: ObjectId,
-    pub principal_id: ObjectId,
-    pub role_definition_id: String,
-    pub directory_scope_id: String,
-    pub created: OffsetDateTime,
-}
-
-/// Which role assignments to list; `None` matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AssignmentFilter {
-    pub principal_id: Option<ObjectId>,
-    pub role_definition_id: Option<String>,
-    pub directory_scope_id: Option<String>,
-}
-
-/// An administrative unit row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdministrativeUnit {
-    pub id: ObjectId,
-    pub tenant_id: ObjectId,
-    pub display_name: String,
-    pub description: Option<String>,
-    pub is_member_management_restricted: bool,
-    pub created: OffsetDateTime,
 }
 
 /// A Temporary Access Pass row; only a SHA-256 of the pass is stored.
@@ -765,23 +738,6 @@ pub trait OAuthStore: Send {
     /// The permission grant policies users are assigned (`None`: the default).
     async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError>;
     async fn set_user_consent_policies(&mut self, tenant: &ObjectId, policies: &[String]) -> Result<(), StoreError>;
-}
-
-/// A delegated permission grant (Graph's `oAuth2PermissionGrant`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PermissionGrant {
-    pub id: String,
-    pub tenant_id: ObjectId,
-    /// The client's service principal.
-    pub client_id: ObjectId,
-    /// `AllPrincipals` or `Principal`.
-    pub consent_type: String,
-    /// The user, for `Principal` grants.
-    pub principal_id: Option<ObjectId>,
-    pub resource_id: String,
-    /// Space-separated permission names.
-    pub scope: String,
-    pub created: OffsetDateTime,
 }
 
 /// One stored audit record as chain verification reads it; see `keyward_core::audit_chain::StoredLink`.

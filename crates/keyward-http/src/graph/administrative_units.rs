@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use keyward_app::AppError;
 use keyward_core::directory::DirectoryObject;
+use keyward_core::directory::{AdministrativeUnit, RoleAssignment};
 use keyward_core::query;
-use keyward_store::{AdministrativeUnit, RoleAssignment};
 use serde_json::{Value, json};
 
 fn unit(it: &AdministrativeUnit) -> Value {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use keyward_app::{AppError, PermissionGrantDraft};
-use keyward_store::PermissionGrant;
+use keyward_core::consent::PermissionGrant;
 use serde_json::{Value, json};
 
 const MANAGE: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use keyward_app::AppError;
+use keyward_core::directory::{AssignmentFilter, RoleAssignment};
 use keyward_core::query;
-use keyward_store::{AssignmentFilter, RoleAssignment};
 use serde_json::{Value, json};
 
 fn assignment(it: &RoleAssignment) -> Value {
