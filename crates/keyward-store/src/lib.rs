@@ -9,14 +9,10 @@
 #![forbid(unsafe_code)]
 
 mod audit_json;
-mod sign_in_json;
-#[macro_use]
-mod backend_oauth;
-#[macro_use]
-mod backend_signin;
 mod backend;
 mod error;
 mod migrate;
+mod sign_in_json;
 mod sql;
 
 use std::fmt;

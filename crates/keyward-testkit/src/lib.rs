@@ -23,12 +23,8 @@ use time::OffsetDateTime;
 
 pub use crate::postgres::fresh_database_url;
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// Which database a test runs on (the store's own enum).
+pub use keyward_store::Backend;
 
 /// The tenant domain and first administrator every test app starts with.
 pub const DOMAIN: &str = "contoso.test";

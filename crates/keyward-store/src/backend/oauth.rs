@@ -3,7 +3,10 @@
 //! with guarded `UPDATE … WHERE` statements, so two nodes can never both redeem one.
 
 /// The columns `application_from_row` reads, in its order.
-pub(crate) const APPLICATION_COLUMNS: &str = "id, tenant_id, app_id, display_name, is_fallback_public_client, public_redirect_uris, web_redirect_uris, created_at";
+pub(crate) const APPLICATION_COLUMNS: &str = concat!(
+    "id, tenant_id, app_id, display_name, is_fallback_public_client, ",
+    "public_redirect_uris, web_redirect_uris, created_at"
+);
 
 /// Redirect URIs (and policy ids) are stored one per line.
 pub(crate) fn join_uris(uris: &[String]) -> String {
@@ -24,8 +27,8 @@ macro_rules! impl_oauth_store {
                     app_id: row.try_get(2)?,
                     display_name: row.try_get(3)?,
                     is_fallback_public_client: row.try_get(4)?,
-                    public_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(5)?),
-                    web_redirect_uris: crate::backend_oauth::split_uris(&row.try_get::<String, _>(6)?),
+                    public_redirect_uris: crate::backend::oauth::split_uris(&row.try_get::<String, _>(5)?),
+                    web_redirect_uris: crate::backend::oauth::split_uris(&row.try_get::<String, _>(6)?),
                     created: parse_ts(&row.try_get::<String, _>(7)?)?,
                 })
             }
@@ -80,40 +83,41 @@ macro_rules! impl_oauth_store {
         #[async_trait]
         impl OAuthStore for $tx {
             async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO applications (id, tenant_id, app_id, display_name, display_name_lc, is_fallback_public_client, \
-                     public_redirect_uris, web_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO applications (id, tenant_id, app_id, display_name, ",
+                    "display_name_lc, is_fallback_public_client, public_redirect_uris, ",
+                    "web_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ",
+                    "$9)"
+                ))
                 .bind(app.id.as_str())
                 .bind(app.tenant_id.as_str())
                 .bind(&app.app_id)
                 .bind(&app.display_name)
                 .bind(app.display_name.to_lowercase())
                 .bind(app.is_fallback_public_client)
-                .bind(crate::backend_oauth::join_uris(&app.public_redirect_uris))
-                .bind(crate::backend_oauth::join_uris(&app.web_redirect_uris))
+                .bind(crate::backend::oauth::join_uris(&app.public_redirect_uris))
+                .bind(crate::backend::oauth::join_uris(&app.web_redirect_uris))
                 .bind(fmt_ts(app.created))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn update_application(&mut self, app: &Application) -> Result<(), StoreError> {
-                let done = sqlx::query(
-                    "UPDATE applications SET display_name = $3, display_name_lc = $4, is_fallback_public_client = $5, \
-                     public_redirect_uris = $6, web_redirect_uris = $7 WHERE tenant_id = $1 AND id = $2",
-                )
+                let done = sqlx::query(concat!(
+                    "UPDATE applications SET display_name = $3, display_name_lc = $4, ",
+                    "is_fallback_public_client = $5, public_redirect_uris = $6, ",
+                    "web_redirect_uris = $7 WHERE tenant_id = $1 AND id = $2"
+                ))
                 .bind(app.tenant_id.as_str())
                 .bind(app.id.as_str())
                 .bind(&app.display_name)
                 .bind(app.display_name.to_lowercase())
                 .bind(app.is_fallback_public_client)
-                .bind(crate::backend_oauth::join_uris(&app.public_redirect_uris))
-                .bind(crate::backend_oauth::join_uris(&app.web_redirect_uris))
+                .bind(crate::backend::oauth::join_uris(&app.public_redirect_uris))
+                .bind(crate::backend::oauth::join_uris(&app.web_redirect_uris))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -122,54 +126,70 @@ macro_rules! impl_oauth_store {
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
-            async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError> {
-                let sql = format!("SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2", crate::backend_oauth::APPLICATION_COLUMNS);
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *self.0)
-                .await
-                ?;
-                row.as_ref().map(Self::application_from_row).transpose()
-            }
-
-            async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError> {
-                let sql = format!("SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2", crate::backend_oauth::APPLICATION_COLUMNS);
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .bind(app_id.to_lowercase())
-                .fetch_optional(&mut *self.0)
-                .await
-                ?;
-                row.as_ref().map(Self::application_from_row).transpose()
-            }
-
-            async fn list_applications(&mut self, tenant: &ObjectId, after: Option<&str>, limit: usize) -> Result<Vec<Application>, StoreError> {
+            async fn get_application(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<Application>, StoreError> {
                 let sql = format!(
-                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY id{}",
-                    crate::backend_oauth::APPLICATION_COLUMNS,
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2",
+                    crate::backend::oauth::APPLICATION_COLUMNS
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                row.as_ref().map(Self::application_from_row).transpose()
+            }
+
+            async fn find_application(
+                &mut self,
+                tenant: &ObjectId,
+                app_id: &str,
+            ) -> Result<Option<Application>, StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2",
+                    crate::backend::oauth::APPLICATION_COLUMNS
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(app_id.to_lowercase())
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                row.as_ref().map(Self::application_from_row).transpose()
+            }
+
+            async fn list_applications(
+                &mut self,
+                tenant: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<Application>, StoreError> {
+                let sql = format!(
+                    concat!("SELECT {} FROM applications WHERE tenant_id = $1 AND id > $2 ORDER BY ", "id{}"),
+                    crate::backend::oauth::APPLICATION_COLUMNS,
                     limit_clause(limit)
                 );
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .bind(after.unwrap_or(""))
-                .fetch_all(&mut *self.0)
-                .await
-                ?;
+                    .bind(tenant.as_str())
+                    .bind(after.unwrap_or(""))
+                    .fetch_all(&mut *self.0)
+                    .await?;
                 rows.iter().map(Self::application_from_row).collect()
             }
 
             async fn insert_app_credential(&mut self, credential: &AppCredential) -> Result<(), StoreError> {
                 let kind = if credential.secret.is_some() { "password" } else { "certificate" };
-                sqlx::query(
-                    "INSERT INTO application_credentials (key_id, application_id, kind, display_name, hint, secret_sha256, \
-                     certificate, thumbprint, start_at, end_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO application_credentials (key_id, application_id, kind, ",
+                    "display_name, hint, secret_sha256, certificate, thumbprint, start_at, ",
+                    "end_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
                 .bind(credential.key_id.as_str())
                 .bind(credential.application_id.as_str())
                 .bind(kind)
@@ -181,20 +201,19 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(credential.start))
                 .bind(fmt_ts(credential.end))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn list_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT key_id, application_id, display_name, hint, secret_sha256, certificate, thumbprint, start_at, end_at \
-                     FROM application_credentials WHERE application_id = $1 ORDER BY start_at, key_id",
-                )
+                let rows = sqlx::query(concat!(
+                    "SELECT key_id, application_id, display_name, hint, secret_sha256, ",
+                    "certificate, thumbprint, start_at, end_at FROM application_credentials ",
+                    "WHERE application_id = $1 ORDER BY start_at, key_id"
+                ))
                 .bind(application.as_str())
                 .fetch_all(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 rows.iter()
                     .map(|row| {
                         let hint: Option<String> = row.try_get(3)?;
@@ -214,23 +233,31 @@ macro_rules! impl_oauth_store {
                     .collect()
             }
 
-            async fn delete_app_credential(&mut self, application: &ObjectId, key_id: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM application_credentials WHERE application_id = $1 AND key_id = $2")
-                    .bind(application.as_str())
-                    .bind(key_id.as_str())
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+            async fn delete_app_credential(
+                &mut self,
+                application: &ObjectId,
+                key_id: &ObjectId,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(concat!(
+                    "DELETE FROM application_credentials WHERE application_id = $1 AND ",
+                    "key_id = $2"
+                ))
+                .bind(application.as_str())
+                .bind(key_id.as_str())
+                .execute(&mut *self.0)
+                .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn insert_auth_code(&mut self, code: &AuthCode) -> Result<(), StoreError> {
                 let grant = &code.grant;
-                sqlx::query(
-                    "INSERT INTO authorization_codes (code_sha256, tenant_id, client_id, user_id, scope, auth_time, amr, \
-                     pass_expires_at, redirect_uri, nonce, code_challenge, code_challenge_method, created_at, expires_at, used_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO authorization_codes (code_sha256, tenant_id, client_id, ",
+                    "user_id, scope, auth_time, amr, pass_expires_at, redirect_uri, nonce, ",
+                    "code_challenge, code_challenge_method, created_at, expires_at, used_at) ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
+                    "$15)"
+                ))
                 .bind(&code.code_sha256)
                 .bind(grant.tenant_id.as_str())
                 .bind(&grant.client_id)
@@ -247,21 +274,20 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(code.expires_at))
                 .bind(code.used_at.map(fmt_ts))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn get_auth_code(&mut self, code_sha256: &[u8]) -> Result<Option<AuthCode>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT code_sha256, redirect_uri, nonce, code_challenge, code_challenge_method, created_at, expires_at, \
-                     used_at, tenant_id, client_id, user_id, scope, auth_time, amr, pass_expires_at \
-                     FROM authorization_codes WHERE code_sha256 = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT code_sha256, redirect_uri, nonce, code_challenge, ",
+                    "code_challenge_method, created_at, expires_at, used_at, tenant_id, ",
+                    "client_id, user_id, scope, auth_time, amr, pass_expires_at FROM ",
+                    "authorization_codes WHERE code_sha256 = $1"
+                ))
                 .bind(code_sha256)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(AuthCode {
                     code_sha256: row.try_get(0)?,
@@ -277,22 +303,25 @@ macro_rules! impl_oauth_store {
             }
 
             async fn use_auth_code(&mut self, code_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE authorization_codes SET used_at = $2 WHERE code_sha256 = $1 AND used_at IS NULL")
-                    .bind(code_sha256)
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+                let done = sqlx::query(concat!(
+                    "UPDATE authorization_codes SET used_at = $2 WHERE code_sha256 = $1 AND ",
+                    "used_at IS NULL"
+                ))
+                .bind(code_sha256)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn insert_refresh_token(&mut self, token: &RefreshToken) -> Result<(), StoreError> {
                 let grant = &token.grant;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, client_id, user_id, scope, auth_time, amr, \
-                     pass_expires_at, issued_at, expires_at, rotated_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, ",
+                    "client_id, user_id, scope, auth_time, amr, pass_expires_at, issued_at, ",
+                    "expires_at, rotated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ",
+                    "$8, $9, $10, $11, $12, $13)"
+                ))
                 .bind(&token.token_sha256)
                 .bind(&token.family_id)
                 .bind(grant.tenant_id.as_str())
@@ -307,21 +336,19 @@ macro_rules! impl_oauth_store {
                 .bind(token.rotated_at.map(fmt_ts))
                 .bind(token.revoked_at.map(fmt_ts))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT token_sha256, family_id, issued_at, expires_at, rotated_at, revoked_at, \
-                     tenant_id, client_id, user_id, scope, auth_time, amr, pass_expires_at \
-                     FROM refresh_tokens WHERE token_sha256 = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT token_sha256, family_id, issued_at, expires_at, rotated_at, ",
+                    "revoked_at, tenant_id, client_id, user_id, scope, auth_time, amr, ",
+                    "pass_expires_at FROM refresh_tokens WHERE token_sha256 = $1"
+                ))
                 .bind(token_sha256)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(RefreshToken {
                     token_sha256: row.try_get(0)?,
@@ -334,36 +361,42 @@ macro_rules! impl_oauth_store {
                 }))
             }
 
-            async fn rotate_refresh_token(&mut self, token_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_sha256 = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
-                )
+            async fn rotate_refresh_token(
+                &mut self,
+                token_sha256: &[u8],
+                at: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_sha256 = $1 AND ",
+                    "rotated_at IS NULL AND revoked_at IS NULL"
+                ))
                 .bind(token_sha256)
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError> {
-                let revoked: Option<i64> = sqlx::query_scalar(
-                    "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1",
-                )
+                let revoked: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND ",
+                    "revoked_at IS NOT NULL LIMIT 1"
+                ))
                 .bind(family_id)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(revoked.is_some())
             }
 
             async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
-                    .bind(family_id)
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+                sqlx::query(concat!(
+                    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND ",
+                    "revoked_at IS NULL"
+                ))
+                .bind(family_id)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(())
             }
 
@@ -380,11 +413,12 @@ macro_rules! impl_oauth_store {
             }
 
             async fn insert_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO device_codes (device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, \
-                     interval_seconds, last_poll_at, status, user_id, auth_time, amr, pass_expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO device_codes (device_sha256, user_code, tenant_id, ",
+                    "client_id, scope, created_at, expires_at, interval_seconds, ",
+                    "last_poll_at, status, user_id, auth_time, amr, pass_expires_at) VALUES ",
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                ))
                 .bind(&code.device_sha256)
                 .bind(&code.user_code)
                 .bind(code.tenant_id.as_str())
@@ -400,40 +434,46 @@ macro_rules! impl_oauth_store {
                 .bind(&code.amr)
                 .bind(code.pass_expires_at.map(fmt_ts))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn get_device_code(&mut self, device_sha256: &[u8]) -> Result<Option<DeviceCode>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, interval_seconds, \
-                     last_poll_at, status, user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE device_sha256 = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, ",
+                    "created_at, expires_at, interval_seconds, last_poll_at, status, ",
+                    "user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE ",
+                    "device_sha256 = $1"
+                ))
                 .bind(device_sha256)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 row.as_ref().map(Self::device_from_row).transpose()
             }
 
             async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, created_at, expires_at, interval_seconds, \
-                     last_poll_at, status, user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE user_code = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT device_sha256, user_code, tenant_id, client_id, scope, ",
+                    "created_at, expires_at, interval_seconds, last_poll_at, status, ",
+                    "user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE ",
+                    "user_code = $1"
+                ))
                 .bind(user_code)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 row.as_ref().map(Self::device_from_row).transpose()
             }
 
-            async fn update_device_code(&mut self, code: &DeviceCode, expected_status: &str) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, auth_time = $5, amr = $6, \
-                     pass_expires_at = $7 WHERE device_sha256 = $1 AND status = $8",
-                )
+            async fn update_device_code(
+                &mut self,
+                code: &DeviceCode,
+                expected_status: &str,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, ",
+                    "auth_time = $5, amr = $6, pass_expires_at = $7 WHERE device_sha256 = $1 ",
+                    "AND status = $8"
+                ))
                 .bind(&code.device_sha256)
                 .bind(code.last_poll_at.map(fmt_ts))
                 .bind(&code.status)
@@ -443,8 +483,7 @@ macro_rules! impl_oauth_store {
                 .bind(code.pass_expires_at.map(fmt_ts))
                 .bind(expected_status)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -459,26 +498,25 @@ macro_rules! impl_oauth_store {
                 sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
                     .bind(fmt_ts(now - time::Duration::minutes(1)))
                     .execute(&mut *self.0)
-                    .await
-                    ?;
-                let done = sqlx::query(
-                    "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (client_id, jti) DO NOTHING",
-                )
+                    .await?;
+                let done = sqlx::query(concat!(
+                    "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ",
+                    "($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING"
+                ))
                 .bind(client_id)
                 .bind(jti)
                 .bind(fmt_ts(expires_at))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn insert_permission_grant(&mut self, grant: &PermissionGrant) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO oauth2_permission_grants (id, tenant_id, client_id, consent_type, principal_id, \
-                     resource_id, scope, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO oauth2_permission_grants (id, tenant_id, client_id, ",
+                    "consent_type, principal_id, resource_id, scope, created_at) VALUES ($1, ",
+                    "$2, $3, $4, $5, $6, $7, $8)"
+                ))
                 .bind(&grant.id)
                 .bind(grant.tenant_id.as_str())
                 .bind(grant.client_id.as_str())
@@ -488,8 +526,7 @@ macro_rules! impl_oauth_store {
                 .bind(&grant.scope)
                 .bind(fmt_ts(grant.created))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
@@ -498,8 +535,7 @@ macro_rules! impl_oauth_store {
                     .bind(id)
                     .bind(scope)
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(())
             }
 
@@ -508,8 +544,7 @@ macro_rules! impl_oauth_store {
                     .bind(tenant.as_str())
                     .bind(id)
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -518,15 +553,15 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<PermissionGrant>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at \
-                     FROM oauth2_permission_grants WHERE tenant_id = $1 AND id = $2",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
+                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
+                    "tenant_id = $1 AND id = $2"
+                ))
                 .bind(tenant.as_str())
                 .bind(id)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 row.as_ref().map(Self::permission_grant_from_row).transpose()
             }
 
@@ -535,48 +570,55 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 client: Option<&ObjectId>,
             ) -> Result<Vec<PermissionGrant>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at \
-                     FROM oauth2_permission_grants WHERE tenant_id = $1 AND ($2 IS NULL OR client_id = $2) ORDER BY id",
-                )
+                let rows = sqlx::query(concat!(
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
+                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
+                    "tenant_id = $1 AND ($2 IS NULL OR client_id = $2) ORDER BY id"
+                ))
                 .bind(tenant.as_str())
                 .bind(client.map(ObjectId::to_string))
                 .fetch_all(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 rows.iter().map(Self::permission_grant_from_row).collect()
             }
 
             async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError> {
-                let text: Option<String> = sqlx::query_scalar(
-                    "SELECT permission_grant_policies FROM authorization_policies WHERE tenant_id = $1",
-                )
+                let text: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT permission_grant_policies FROM authorization_policies WHERE ",
+                    "tenant_id = $1"
+                ))
                 .bind(tenant.as_str())
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
-                Ok(text.map(|it| crate::backend_oauth::split_uris(&it)))
+                .await?;
+                Ok(text.map(|it| crate::backend::oauth::split_uris(&it)))
             }
 
-            async fn set_user_consent_policies(&mut self, tenant: &ObjectId, policies: &[String]) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO authorization_policies (tenant_id, permission_grant_policies) VALUES ($1, $2) \
-                     ON CONFLICT (tenant_id) DO UPDATE SET permission_grant_policies = excluded.permission_grant_policies",
-                )
+            async fn set_user_consent_policies(
+                &mut self,
+                tenant: &ObjectId,
+                policies: &[String],
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO authorization_policies (tenant_id, ",
+                    "permission_grant_policies) VALUES ($1, $2) ON CONFLICT (tenant_id) DO ",
+                    "UPDATE SET permission_grant_policies = ",
+                    "excluded.permission_grant_policies"
+                ))
                 .bind(tenant.as_str())
-                .bind(crate::backend_oauth::join_uris(policies))
+                .bind(crate::backend::oauth::join_uris(policies))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE device_codes SET status = 'redeemed' WHERE device_sha256 = $1 AND status = 'approved'")
-                    .bind(device_sha256)
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+                let done = sqlx::query(concat!(
+                    "UPDATE device_codes SET status = 'redeemed' WHERE device_sha256 = $1 ",
+                    "AND status = 'approved'"
+                ))
+                .bind(device_sha256)
+                .execute(&mut *self.0)
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
         }

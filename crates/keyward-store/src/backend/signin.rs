@@ -7,15 +7,16 @@ macro_rules! impl_sign_in_store {
             async fn read_sign_in_state(&mut self, user: &ObjectId, lock: bool) -> Result<UserSignInState, StoreError> {
                 let suffix = if lock && matches!($backend, Backend::Postgres) { " FOR UPDATE" } else { "" };
                 let sql = format!(
-                    "SELECT per_user_mfa_state, remembered_devices_not_before, password_failures, password_lockouts, \
-                     password_locked_until, code_failures, code_lockouts, code_locked_until \
-                     FROM user_sign_in_state WHERE user_id = $1{suffix}"
+                    concat!(
+                        "SELECT per_user_mfa_state, remembered_devices_not_before, ",
+                        "password_failures, password_lockouts, password_locked_until, ",
+                        "code_failures, code_lockouts, code_locked_until FROM user_sign_in_state ",
+                        "WHERE user_id = $1{suffix}"
+                    ),
+                    suffix = suffix
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(user.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    ?;
+                let row =
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.as_str()).fetch_optional(&mut *self.0).await?;
                 let Some(row) = row else { return Ok(UserSignInState::default()) };
                 let state: String = row.try_get(0)?;
                 Ok(UserSignInState {
@@ -58,15 +59,16 @@ macro_rules! impl_sign_in_store {
         #[async_trait]
         impl SignInStore for $tx {
             async fn sign_in_policy(&mut self, tenant: &ObjectId) -> Result<(SignInPolicy, TapPolicy), StoreError> {
-                let row = sqlx::query(
-                    "SELECT mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, lockout_threshold, \
-                     lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, tap_default_length, \
-                     tap_minimum_lifetime, tap_maximum_lifetime, tap_usable_once FROM sign_in_policies WHERE tenant_id = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, ",
+                    "lockout_threshold, lockout_seconds, code_attempt_limit, tap_enabled, ",
+                    "tap_default_lifetime, tap_default_length, tap_minimum_lifetime, ",
+                    "tap_maximum_lifetime, tap_usable_once FROM sign_in_policies WHERE ",
+                    "tenant_id = $1"
+                ))
                 .bind(tenant.as_str())
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 let Some(row) = row else { return Ok((SignInPolicy::default(), TapPolicy::default())) };
                 Ok((
                     SignInPolicy {
@@ -88,20 +90,31 @@ macro_rules! impl_sign_in_store {
                 ))
             }
 
-            async fn set_sign_in_policy(&mut self, tenant: &ObjectId, policy: &SignInPolicy, tap: &TapPolicy) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO sign_in_policies (tenant_id, mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, \
-                     lockout_threshold, lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, \
-                     tap_default_length, tap_minimum_lifetime, tap_maximum_lifetime, tap_usable_once) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (tenant_id) DO UPDATE SET mfa_for_privileged_roles = excluded.mfa_for_privileged_roles, \
-                     mfa_for_everyone = excluded.mfa_for_everyone, remember_mfa_days = excluded.remember_mfa_days, \
-                     lockout_threshold = excluded.lockout_threshold, lockout_seconds = excluded.lockout_seconds, \
-                     code_attempt_limit = excluded.code_attempt_limit, tap_enabled = excluded.tap_enabled, \
-                     tap_default_lifetime = excluded.tap_default_lifetime, tap_default_length = excluded.tap_default_length, \
-                     tap_minimum_lifetime = excluded.tap_minimum_lifetime, tap_maximum_lifetime = excluded.tap_maximum_lifetime, \
-                     tap_usable_once = excluded.tap_usable_once",
-                )
+            async fn set_sign_in_policy(
+                &mut self,
+                tenant: &ObjectId,
+                policy: &SignInPolicy,
+                tap: &TapPolicy,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO sign_in_policies (tenant_id, mfa_for_privileged_roles, ",
+                    "mfa_for_everyone, remember_mfa_days, lockout_threshold, ",
+                    "lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, ",
+                    "tap_default_length, tap_minimum_lifetime, tap_maximum_lifetime, ",
+                    "tap_usable_once) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ",
+                    "$12, $13) ON CONFLICT (tenant_id) DO UPDATE SET ",
+                    "mfa_for_privileged_roles = excluded.mfa_for_privileged_roles, ",
+                    "mfa_for_everyone = excluded.mfa_for_everyone, remember_mfa_days = ",
+                    "excluded.remember_mfa_days, lockout_threshold = ",
+                    "excluded.lockout_threshold, lockout_seconds = excluded.lockout_seconds, ",
+                    "code_attempt_limit = excluded.code_attempt_limit, tap_enabled = ",
+                    "excluded.tap_enabled, tap_default_lifetime = ",
+                    "excluded.tap_default_lifetime, tap_default_length = ",
+                    "excluded.tap_default_length, tap_minimum_lifetime = ",
+                    "excluded.tap_minimum_lifetime, tap_maximum_lifetime = ",
+                    "excluded.tap_maximum_lifetime, tap_usable_once = ",
+                    "excluded.tap_usable_once"
+                ))
                 .bind(tenant.as_str())
                 .bind(policy.mfa_for_privileged_roles)
                 .bind(policy.mfa_for_everyone)
@@ -116,8 +129,7 @@ macro_rules! impl_sign_in_store {
                 .bind(tap.maximum_lifetime_minutes)
                 .bind(tap.is_usable_once)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
@@ -127,25 +139,34 @@ macro_rules! impl_sign_in_store {
 
             async fn lock_user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError> {
                 // A row must exist to be locked: concurrent first failures would otherwise both read "none".
-                sqlx::query("INSERT INTO user_sign_in_state (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
-                    .bind(user.as_str())
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+                sqlx::query(concat!(
+                    "INSERT INTO user_sign_in_state (user_id) VALUES ($1) ON CONFLICT ",
+                    "(user_id) DO NOTHING"
+                ))
+                .bind(user.as_str())
+                .execute(&mut *self.0)
+                .await?;
                 self.read_sign_in_state(user, true).await
             }
 
-            async fn set_user_sign_in_state(&mut self, user: &ObjectId, state: &UserSignInState) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, remembered_devices_not_before, \
-                     password_failures, password_lockouts, password_locked_until, code_failures, code_lockouts, code_locked_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id) DO UPDATE SET \
-                     per_user_mfa_state = excluded.per_user_mfa_state, \
-                     remembered_devices_not_before = excluded.remembered_devices_not_before, \
-                     password_failures = excluded.password_failures, password_lockouts = excluded.password_lockouts, \
-                     password_locked_until = excluded.password_locked_until, code_failures = excluded.code_failures, \
-                     code_lockouts = excluded.code_lockouts, code_locked_until = excluded.code_locked_until",
-                )
+            async fn set_user_sign_in_state(
+                &mut self,
+                user: &ObjectId,
+                state: &UserSignInState,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, ",
+                    "remembered_devices_not_before, password_failures, password_lockouts, ",
+                    "password_locked_until, code_failures, code_lockouts, code_locked_until) ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id) DO ",
+                    "UPDATE SET per_user_mfa_state = excluded.per_user_mfa_state, ",
+                    "remembered_devices_not_before = excluded.remembered_devices_not_before, ",
+                    "password_failures = excluded.password_failures, password_lockouts = ",
+                    "excluded.password_lockouts, password_locked_until = ",
+                    "excluded.password_locked_until, code_failures = excluded.code_failures, ",
+                    "code_lockouts = excluded.code_lockouts, code_locked_until = ",
+                    "excluded.code_locked_until"
+                ))
                 .bind(user.as_str())
                 .bind(state.per_user_mfa.as_str())
                 .bind(state.remembered_devices_not_before.map(fmt_ts))
@@ -156,20 +177,21 @@ macro_rules! impl_sign_in_store {
                 .bind(state.code.lockouts)
                 .bind(state.code.locked_until.map(fmt_ts))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
-            async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT id, user_id, sealed_secret, created_at, last_used_step FROM software_oath_methods \
-                     WHERE user_id = $1 ORDER BY created_at, id",
-                )
+            async fn list_software_oath_methods(
+                &mut self,
+                user: &ObjectId,
+            ) -> Result<Vec<SoftwareOathMethod>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, user_id, sealed_secret, created_at, last_used_step FROM ",
+                    "software_oath_methods WHERE user_id = $1 ORDER BY created_at, id"
+                ))
                 .bind(user.as_str())
                 .fetch_all(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 rows.iter()
                     .map(|row| {
                         Ok(SoftwareOathMethod {
@@ -184,46 +206,51 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO software_oath_methods (id, user_id, sealed_secret, created_at, last_used_step) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO software_oath_methods (id, user_id, sealed_secret, ",
+                    "created_at, last_used_step) VALUES ($1, $2, $3, $4, $5)"
+                ))
                 .bind(method.id.as_str())
                 .bind(method.user_id.as_str())
                 .bind(&method.sealed_secret)
                 .bind(fmt_ts(method.created))
                 .bind(method.last_used_step)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn use_software_oath_step(&mut self, id: &ObjectId, step: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE software_oath_methods SET last_used_step = $2 WHERE id = $1 AND last_used_step < $2",
-                )
+                let done = sqlx::query(concat!(
+                    "UPDATE software_oath_methods SET last_used_step = $2 WHERE id = $1 AND ",
+                    "last_used_step < $2"
+                ))
                 .bind(id.as_str())
                 .bind(step)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn delete_software_oath_methods(&mut self, user: &ObjectId, id: Option<&ObjectId>) -> Result<u64, StoreError> {
+            async fn delete_software_oath_methods(
+                &mut self,
+                user: &ObjectId,
+                id: Option<&ObjectId>,
+            ) -> Result<u64, StoreError> {
                 let done = match id {
-                    Some(id) => sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1 AND id = $2")
-                        .bind(user.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *self.0)
-                        .await
-                        ?,
-                    None => sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1")
-                        .bind(user.as_str())
-                        .execute(&mut *self.0)
-                        .await
-                        ?,
+                    Some(id) => {
+                        sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1 AND id = $2")
+                            .bind(user.as_str())
+                            .bind(id.as_str())
+                            .execute(&mut *self.0)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1")
+                            .bind(user.as_str())
+                            .execute(&mut *self.0)
+                            .await?
+                    }
                 };
                 if id.is_some() && done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
@@ -231,44 +258,58 @@ macro_rules! impl_sign_in_store {
                 Ok(done.rows_affected())
             }
 
-            async fn delete_temporary_access_pass(&mut self, user: &ObjectId, id: Option<&ObjectId>) -> Result<bool, StoreError> {
+            async fn delete_temporary_access_pass(
+                &mut self,
+                user: &ObjectId,
+                id: Option<&ObjectId>,
+            ) -> Result<bool, StoreError> {
                 let done = match id {
-                    Some(id) => sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
-                        .bind(user.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *self.0)
-                        .await
-                        ?,
-                    None => sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
-                        .bind(user.as_str())
-                        .execute(&mut *self.0)
-                        .await
-                        ?,
+                    Some(id) => {
+                        sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
+                            .bind(user.as_str())
+                            .bind(id.as_str())
+                            .execute(&mut *self.0)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
+                            .bind(user.as_str())
+                            .execute(&mut *self.0)
+                            .await?
+                    }
                 };
                 Ok(done.rows_affected() > 0)
             }
 
             async fn list_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<(String, String)>, StoreError> {
-                let rows = sqlx::query("SELECT phone_type, phone_number FROM phone_methods WHERE user_id = $1 ORDER BY phone_type")
-                    .bind(user.as_str())
-                    .fetch_all(&mut *self.0)
-                    .await
-                    ?;
+                let rows = sqlx::query(concat!(
+                    "SELECT phone_type, phone_number FROM phone_methods WHERE user_id = $1 ",
+                    "ORDER BY phone_type"
+                ))
+                .bind(user.as_str())
+                .fetch_all(&mut *self.0)
+                .await?;
                 rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
             }
 
-            async fn put_phone_method(&mut self, user: &ObjectId, phone_type: &str, number: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO phone_methods (user_id, phone_type, phone_number, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_id, phone_type) DO UPDATE SET phone_number = excluded.phone_number",
-                )
+            async fn put_phone_method(
+                &mut self,
+                user: &ObjectId,
+                phone_type: &str,
+                number: &str,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO phone_methods (user_id, phone_type, phone_number, ",
+                    "created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, phone_type) ",
+                    "DO UPDATE SET phone_number = excluded.phone_number"
+                ))
                 .bind(user.as_str())
                 .bind(phone_type)
                 .bind(number)
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
@@ -277,8 +318,7 @@ macro_rules! impl_sign_in_store {
                     .bind(user.as_str())
                     .bind(phone_type)
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -290,17 +330,22 @@ macro_rules! impl_sign_in_store {
                     .map_err(db)
             }
 
-            async fn put_email_method(&mut self, user: &ObjectId, address: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO email_methods (user_id, email_address, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (user_id) DO UPDATE SET email_address = excluded.email_address",
-                )
+            async fn put_email_method(
+                &mut self,
+                user: &ObjectId,
+                address: &str,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO email_methods (user_id, email_address, created_at) VALUES ",
+                    "($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET email_address = ",
+                    "excluded.email_address"
+                ))
                 .bind(user.as_str())
                 .bind(address)
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
@@ -308,64 +353,84 @@ macro_rules! impl_sign_in_store {
                 let done = sqlx::query("DELETE FROM email_methods WHERE user_id = $1")
                     .bind(user.as_str())
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn insert_reset_operation(&mut self, tenant: &ObjectId, user: &ObjectId, id: &ObjectId, status: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO password_reset_operations (id, tenant_id, user_id, status, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(id.as_str())
-                    .bind(tenant.as_str())
-                    .bind(user.as_str())
-                    .bind(status)
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+            async fn insert_reset_operation(
+                &mut self,
+                tenant: &ObjectId,
+                user: &ObjectId,
+                id: &ObjectId,
+                status: &str,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO password_reset_operations (id, tenant_id, user_id, status, ",
+                    "created_at) VALUES ($1, $2, $3, $4, $5)"
+                ))
+                .bind(id.as_str())
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(status)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(())
             }
 
-            async fn get_reset_operation(&mut self, user: &ObjectId, id: &ObjectId) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
-                let row = sqlx::query("SELECT status, created_at FROM password_reset_operations WHERE user_id = $1 AND id = $2")
-                    .bind(user.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    ?;
+            async fn get_reset_operation(
+                &mut self,
+                user: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT status, created_at FROM password_reset_operations WHERE user_id ",
+                    "= $1 AND id = $2"
+                ))
+                .bind(user.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some((row.try_get(0)?, parse_ts(&row.try_get::<String, _>(1)?)?)))
             }
 
             async fn spend_registration_pass(&mut self, user: &ObjectId, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(
-                    "UPDATE temporary_access_passes SET is_usable_once = TRUE, used_at = $2 \
-                     WHERE user_id = $1 AND ends_at_registration AND used_at IS NULL",
-                )
+                sqlx::query(concat!(
+                    "UPDATE temporary_access_passes SET is_usable_once = TRUE, used_at = $2 ",
+                    "WHERE user_id = $1 AND ends_at_registration AND used_at IS NULL"
+                ))
                 .bind(user.as_str())
                 .bind(fmt_ts(at))
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
-            async fn use_temporary_access_pass(&mut self, id: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query("UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
-                    .bind(id.as_str())
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+            async fn use_temporary_access_pass(
+                &mut self,
+                id: &ObjectId,
+                at: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND ",
+                    "used_at IS NULL"
+                ))
+                .bind(id.as_str())
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO browser_sessions (id_sha256, tenant_id, user_id, stage, username, return_to, created_at, \
-                     expires_at, authenticated_at, mfa_at, methods, pass_expires_at, pending_secret, correlation_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO browser_sessions (id_sha256, tenant_id, user_id, stage, ",
+                    "username, return_to, created_at, expires_at, authenticated_at, mfa_at, ",
+                    "methods, pass_expires_at, pending_secret, correlation_id) VALUES ($1, ",
+                    "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                ))
                 .bind(&session.id_sha256)
                 .bind(session.tenant_id.as_str())
                 .bind(session.user_id.as_ref().map(ObjectId::to_string))
@@ -381,30 +446,30 @@ macro_rules! impl_sign_in_store {
                 .bind(&session.pending_secret)
                 .bind(&session.correlation_id)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
             async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id_sha256, tenant_id, user_id, stage, username, return_to, created_at, expires_at, \
-                     authenticated_at, mfa_at, methods, pass_expires_at, pending_secret, correlation_id \
-                     FROM browser_sessions WHERE id_sha256 = $1",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT id_sha256, tenant_id, user_id, stage, username, return_to, ",
+                    "created_at, expires_at, authenticated_at, mfa_at, methods, ",
+                    "pass_expires_at, pending_secret, correlation_id FROM browser_sessions ",
+                    "WHERE id_sha256 = $1"
+                ))
                 .bind(id_sha256)
                 .fetch_optional(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 row.as_ref().map(Self::session_from_row).transpose()
             }
 
             async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
-                let done = sqlx::query(
-                    "UPDATE browser_sessions SET user_id = $2, stage = $3, username = $4, return_to = $5, expires_at = $6, \
-                     authenticated_at = $7, mfa_at = $8, methods = $9, pass_expires_at = $10, pending_secret = $11, \
-                     correlation_id = $12 WHERE id_sha256 = $1",
-                )
+                let done = sqlx::query(concat!(
+                    "UPDATE browser_sessions SET user_id = $2, stage = $3, username = $4, ",
+                    "return_to = $5, expires_at = $6, authenticated_at = $7, mfa_at = $8, ",
+                    "methods = $9, pass_expires_at = $10, pending_secret = $11, ",
+                    "correlation_id = $12 WHERE id_sha256 = $1"
+                ))
                 .bind(&session.id_sha256)
                 .bind(session.user_id.as_ref().map(ObjectId::to_string))
                 .bind(&session.stage)
@@ -418,8 +483,7 @@ macro_rules! impl_sign_in_store {
                 .bind(&session.pending_secret)
                 .bind(&session.correlation_id)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -427,8 +491,7 @@ macro_rules! impl_sign_in_store {
                 sqlx::query("DELETE FROM browser_sessions WHERE id_sha256 = $1")
                     .bind(id_sha256)
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(())
             }
 
@@ -437,19 +500,18 @@ macro_rules! impl_sign_in_store {
                     .bind(old_sha256)
                     .bind(new_sha256)
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn take_pending_secret(&mut self, id_sha256: &[u8]) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE browser_sessions SET pending_secret = NULL WHERE id_sha256 = $1 AND pending_secret IS NOT NULL",
-                )
+                let done = sqlx::query(concat!(
+                    "UPDATE browser_sessions SET pending_secret = NULL WHERE id_sha256 = $1 ",
+                    "AND pending_secret IS NOT NULL"
+                ))
                 .bind(id_sha256)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -457,29 +519,39 @@ macro_rules! impl_sign_in_store {
                 let done = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
                     .bind(fmt_ts(now))
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(done.rows_affected())
             }
 
-            async fn insert_remembered_device(&mut self, id_sha256: &[u8], device: &RememberedDevice) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO remembered_devices (id_sha256, user_id, issued_at, expires_at) VALUES ($1, $2, $3, $4)")
-                    .bind(id_sha256)
-                    .bind(device.user_id.as_str())
-                    .bind(fmt_ts(device.issued_at))
-                    .bind(fmt_ts(device.expires_at))
-                    .execute(&mut *self.0)
-                    .await
-                    ?;
+            async fn insert_remembered_device(
+                &mut self,
+                id_sha256: &[u8],
+                device: &RememberedDevice,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO remembered_devices (id_sha256, user_id, issued_at, ",
+                    "expires_at) VALUES ($1, $2, $3, $4)"
+                ))
+                .bind(id_sha256)
+                .bind(device.user_id.as_str())
+                .bind(fmt_ts(device.issued_at))
+                .bind(fmt_ts(device.expires_at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(())
             }
 
-            async fn get_remembered_device(&mut self, id_sha256: &[u8]) -> Result<Option<RememberedDevice>, StoreError> {
-                let row = sqlx::query("SELECT user_id, issued_at, expires_at FROM remembered_devices WHERE id_sha256 = $1")
-                    .bind(id_sha256)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    ?;
+            async fn get_remembered_device(
+                &mut self,
+                id_sha256: &[u8],
+            ) -> Result<Option<RememberedDevice>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT user_id, issued_at, expires_at FROM remembered_devices WHERE ",
+                    "id_sha256 = $1"
+                ))
+                .bind(id_sha256)
+                .fetch_optional(&mut *self.0)
+                .await?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(RememberedDevice {
                     user_id: oid(&row.try_get::<String, _>(0)?)?,
@@ -492,16 +564,15 @@ macro_rules! impl_sign_in_store {
                 sqlx::query("DELETE FROM remembered_devices WHERE user_id = $1")
                     .bind(user.as_str())
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(())
             }
 
             async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, error_code, record) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
+                sqlx::query(concat!(
+                    "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, ",
+                    "app_id, error_code, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ))
                 .bind(&record.id)
                 .bind(record.tenant_id.as_str())
                 .bind(fmt_ts(record.created))
@@ -511,8 +582,7 @@ macro_rules! impl_sign_in_store {
                 .bind(i64::from(record.error_code))
                 .bind(sign_in_json::to_json(record)?)
                 .execute(&mut *self.0)
-                .await
-                ?;
+                .await?;
                 Ok(())
             }
 
@@ -523,7 +593,8 @@ macro_rules! impl_sign_in_store {
                 after: Option<&SignInCursor>,
                 limit: usize,
             ) -> Result<Vec<(SignInCursor, SignInRecord)>, StoreError> {
-                let mut sql = Sql::new("SELECT s.seq, s.created_at, s.record FROM sign_ins s WHERE s.tenant_id = ");
+                let mut sql =
+                    Sql::new(concat!("SELECT s.seq, s.created_at, s.record FROM sign_ins s WHERE s.tenant_id ", "= "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 if let Some(user) = &filter.user_id {
                     sql.push(" AND s.user_id = ");
@@ -566,10 +637,8 @@ macro_rules! impl_sign_in_store {
                     sql.push(")");
                 }
                 sql.push(&format!(" ORDER BY s.created_at DESC, s.seq DESC{}", limit_clause(limit)));
-                let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                    .fetch_all(&mut *self.0)
-                    .await
-                    ?;
+                let rows =
+                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter()
                     .map(|row| {
                         let cursor = SignInCursor { created: row.try_get(1)?, seq: row.try_get(0)? };
@@ -578,23 +647,26 @@ macro_rules! impl_sign_in_store {
                     .collect()
             }
 
-            async fn delete_sign_ins_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError> {
+            async fn delete_sign_ins_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
                 let done = sqlx::query("DELETE FROM sign_ins WHERE tenant_id = $1 AND created_at < $2")
                     .bind(tenant.as_str())
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
-                    .await
-                    ?;
+                    .await?;
                 Ok(done.rows_affected())
             }
 
             async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError> {
-                let record: Option<String> = sqlx::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    ?;
+                let record: Option<String> =
+                    sqlx::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.as_str())
+                        .bind(id)
+                        .fetch_optional(&mut *self.0)
+                        .await?;
                 record.as_deref().map(sign_in_json::from_json).transpose()
             }
         }

@@ -1,0 +1,489 @@
+//! Service principals, custom roles, role assignments and administrative units.
+//!
+//! `impl_role_stores!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
+//! `backend/mod.rs`.
+
+/// Implements `ServicePrincipalStore`, `RoleStore` for a backend's transaction type.
+macro_rules! impl_role_stores {
+    ($tx:ident, $db:ty, $backend:expr) => {
+        #[async_trait]
+        impl ServicePrincipalStore for $tx {
+            async fn insert_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO service_principals (id, tenant_id, app_id, display_name, ",
+                    "display_name_lc, account_enabled, created_at) VALUES ($1, $2, $3, $4, ",
+                    "$5, $6, $7)"
+                ))
+                .bind(principal.id.as_str())
+                .bind(principal.tenant_id.as_str())
+                .bind(&principal.app_id)
+                .bind(&principal.display_name)
+                .bind(principal.display_name.to_lowercase())
+                .bind(principal.account_enabled)
+                .bind(fmt_ts(principal.created))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_service_principal(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<ServicePrincipal>, StoreError> {
+                Ok(self.get_service_principals(tenant, std::slice::from_ref(id)).await?.pop())
+            }
+
+            async fn find_service_principal(
+                &mut self,
+                tenant: &ObjectId,
+                app_id: &str,
+            ) -> Result<Option<ServicePrincipal>, StoreError> {
+                let sql = format!(
+                    concat!(
+                        "SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE ",
+                        "tenant_id = $1 AND app_id = $2"
+                    ),
+                    SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(app_id.to_lowercase())
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                row.as_ref().map(Self::service_principal_from_row).transpose()
+            }
+
+            async fn get_service_principals(
+                &mut self,
+                tenant: &ObjectId,
+                ids: &[ObjectId],
+            ) -> Result<Vec<ServicePrincipal>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = Sql::new(&format!(
+                    concat!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE ", "tenant_id = "),
+                    SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
+                ));
+                sql.arg(Arg::Text(tenant.to_string()));
+                push_id_list(&mut sql, "id", ids);
+                let rows =
+                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                rows.iter().map(Self::service_principal_from_row).collect()
+            }
+
+            async fn list_service_principals(
+                &mut self,
+                tenant: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<ServicePrincipal>, StoreError> {
+                let sql = format!(
+                    concat!(
+                        "SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE ",
+                        "tenant_id = $1 AND id > $2 ORDER BY id{}"
+                    ),
+                    limit_clause(limit),
+                    SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(after.unwrap_or(""))
+                    .fetch_all(&mut *self.0)
+                    .await?;
+                rows.iter().map(Self::service_principal_from_row).collect()
+            }
+
+            async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM service_principals WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+        }
+
+        #[async_trait]
+        impl RoleStore for $tx {
+            async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO role_assignments (id, tenant_id, principal_id, ",
+                    "role_definition_id, directory_scope_id, created_at) VALUES ($1, $2, $3, ",
+                    "$4, $5, $6)"
+                ))
+                .bind(&assignment.id)
+                .bind(assignment.tenant_id.as_str())
+                .bind(assignment.principal_id.as_str())
+                .bind(assignment.role_definition_id.to_lowercase())
+                .bind(&assignment.directory_scope_id)
+                .bind(fmt_ts(assignment.created))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_role_assignments_for(
+                &mut self,
+                tenant: &ObjectId,
+                principal: &ObjectId,
+            ) -> Result<Vec<RoleAssignment>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
+                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
+                    "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
+                    "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
+                    "m.member_id = $2 AND g.is_assignable_to_role = $3)) ORDER BY id"
+                ))
+                .bind(tenant.as_str())
+                .bind(principal.as_str())
+                .bind(true)
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::assignment_from_row).collect()
+            }
+
+            async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM role_assignments WHERE principal_id = $1")
+                    .bind(principal.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO administrative_units (id, tenant_id, display_name, ",
+                    "description, is_member_management_restricted, created_at) VALUES ($1, ",
+                    "$2, $3, $4, $5, $6)"
+                ))
+                .bind(unit.id.as_str())
+                .bind(unit.tenant_id.as_str())
+                .bind(&unit.display_name)
+                .bind(&unit.description)
+                .bind(unit.is_member_management_restricted)
+                .bind(fmt_ts(unit.created))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT u.id, u.is_member_management_restricted FROM ",
+                    "administrative_unit_members m JOIN administrative_units u ON u.id = ",
+                    "m.unit_id WHERE m.member_id = $1 ORDER BY u.id"
+                ))
+                .bind(member.as_str())
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+            }
+
+            async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(concat!(
+                    "SELECT id FROM administrative_units WHERE tenant_id = $1 AND ",
+                    "is_member_management_restricted = $2 ORDER BY id"
+                ))
+                .bind(tenant.as_str())
+                .bind(true)
+                .fetch_all(&mut *self.0)
+                .await?;
+                ids.iter().map(|it| oid(it)).collect()
+            }
+
+            async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT g.id FROM directory_groups g WHERE g.is_assignable_to_role = $2 ",
+                    "AND (g.id IN (SELECT group_id FROM group_members WHERE member_id = $1) ",
+                    "OR g.id IN (SELECT group_id FROM group_owners WHERE owner_id = $1)) ",
+                    "LIMIT 1"
+                ))
+                .bind(user.as_str())
+                .bind(true)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
+                if $backend == Backend::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind(format!("keyward-roles-{tenant}"))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn get_role_assignment(
+                &mut self,
+                tenant: &ObjectId,
+                id: &str,
+            ) -> Result<Option<RoleAssignment>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
+                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
+                    "$1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::assignment_from_row).transpose()
+            }
+
+            async fn list_role_assignments(
+                &mut self,
+                tenant: &ObjectId,
+                filter: &AssignmentFilter,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<RoleAssignment>, StoreError> {
+                let mut sql = Sql::new(concat!(
+                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
+                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = "
+                ));
+                sql.arg(Arg::Text(tenant.to_string()));
+                if let Some(principal) = &filter.principal_id {
+                    sql.push(" AND principal_id = ");
+                    sql.arg(Arg::Text(principal.to_string()));
+                }
+                if let Some(role) = &filter.role_definition_id {
+                    sql.push(" AND role_definition_id = ");
+                    sql.arg(Arg::Text(role.to_lowercase()));
+                }
+                if let Some(scope) = &filter.directory_scope_id {
+                    sql.push(" AND directory_scope_id = ");
+                    sql.arg(Arg::Text(scope.clone()));
+                }
+                if let Some(after) = after {
+                    sql.push(" AND id > ");
+                    sql.arg(Arg::Text(after.to_owned()));
+                }
+                sql.push(&format!(" ORDER BY id{}", limit_clause(limit)));
+                let rows =
+                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                rows.iter().map(Self::assignment_from_row).collect()
+            }
+
+            async fn delete_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM role_assignments WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id)
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO role_definitions (id, tenant_id, display_name, ",
+                    "display_name_lc, description, is_enabled, template_id, version, ",
+                    "allowed_resource_actions, created_at) VALUES ($1, $2, $3, $4, $5, $6, ",
+                    "$7, $8, $9, $10)"
+                ))
+                .bind(role.id.as_str())
+                .bind(role.tenant_id.as_str())
+                .bind(&role.display_name)
+                .bind(role.display_name.to_lowercase())
+                .bind(&role.description)
+                .bind(role.is_enabled)
+                .bind(&role.template_id)
+                .bind(&role.version)
+                .bind(role.allowed_resource_actions.join("\n"))
+                .bind(fmt_ts(role.created))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn update_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE role_definitions SET display_name = $3, display_name_lc = $4, ",
+                    "description = $5, is_enabled = $6, version = $7, ",
+                    "allowed_resource_actions = $8 WHERE id = $1 AND tenant_id = $2"
+                ))
+                .bind(role.id.as_str())
+                .bind(role.tenant_id.as_str())
+                .bind(&role.display_name)
+                .bind(role.display_name.to_lowercase())
+                .bind(&role.description)
+                .bind(role.is_enabled)
+                .bind(&role.version)
+                .bind(role.allowed_resource_actions.join("\n"))
+                .execute(&mut *self.0)
+                .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM role_definitions WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn get_custom_role(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<CustomRole>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, tenant_id, display_name, description, is_enabled, ",
+                    "template_id, version, allowed_resource_actions, created_at FROM ",
+                    "role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2) ",
+                    "ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.to_lowercase())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::custom_role_from_row).transpose()
+            }
+
+            async fn list_custom_roles(&mut self, tenant: &ObjectId) -> Result<Vec<CustomRole>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, tenant_id, display_name, description, is_enabled, ",
+                    "template_id, version, allowed_resource_actions, created_at FROM ",
+                    "role_definitions WHERE tenant_id = $1 ORDER BY display_name_lc, id"
+                ))
+                .bind(tenant.as_str())
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::custom_role_from_row).collect()
+            }
+
+            async fn get_administrative_unit(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<AdministrativeUnit>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, tenant_id, display_name, description, ",
+                    "is_member_management_restricted, created_at FROM administrative_units ",
+                    "WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::unit_from_row).transpose()
+            }
+
+            async fn list_administrative_units(
+                &mut self,
+                tenant: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<AdministrativeUnit>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    concat!(
+                        "SELECT id, tenant_id, display_name, description, ",
+                        "is_member_management_restricted, created_at FROM administrative_units ",
+                        "WHERE tenant_id = $1 AND id > $2 ORDER BY id{}"
+                    ),
+                    limit_clause(limit)
+                )))
+                .bind(tenant.as_str())
+                .bind(after.unwrap_or(""))
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::unit_from_row).collect()
+            }
+
+            async fn update_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE administrative_units SET display_name = $3, description = $4 ",
+                    "WHERE id = $1 AND tenant_id = $2"
+                ))
+                .bind(unit.id.as_str())
+                .bind(unit.tenant_id.as_str())
+                .bind(&unit.display_name)
+                .bind(&unit.description)
+                .execute(&mut *self.0)
+                .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn delete_administrative_unit(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "DELETE FROM role_assignments WHERE tenant_id = $1 AND ",
+                    "directory_scope_id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(format!("/administrativeUnits/{id}"))
+                .execute(&mut *self.0)
+                .await?;
+                let done = sqlx::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn list_unit_members(
+                &mut self,
+                unit: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<MemberRef>, StoreError> {
+                self.list_refs(
+                    concat!(
+                        "SELECT member_id, member_kind FROM administrative_unit_members WHERE ",
+                        "unit_id = $1 AND member_id > $2 ORDER BY member_id"
+                    ),
+                    unit,
+                    after,
+                    limit,
+                )
+                .await
+            }
+
+            async fn is_unit_member(&mut self, unit: &ObjectId, member: &ObjectId) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT member_id FROM administrative_unit_members WHERE unit_id = $1 ",
+                    "AND member_id = $2"
+                ))
+                .bind(unit.as_str())
+                .bind(member.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                Ok(found.is_some())
+            }
+
+            async fn delete_administrative_unit_member(
+                &mut self,
+                unit: &ObjectId,
+                member: &ObjectId,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(concat!(
+                    "DELETE FROM administrative_unit_members WHERE unit_id = $1 AND ",
+                    "member_id = $2"
+                ))
+                .bind(unit.as_str())
+                .bind(member.as_str())
+                .execute(&mut *self.0)
+                .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn insert_administrative_unit_member(
+                &mut self,
+                unit: &ObjectId,
+                member: &MemberRef,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO administrative_unit_members (unit_id, member_id, ",
+                    "member_kind) VALUES ($1, $2, $3)"
+                ))
+                .bind(unit.as_str())
+                .bind(member.id.as_str())
+                .bind(member.kind.as_str())
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
