@@ -11,9 +11,10 @@ use keyward_core::{json, oauth};
 use keyward_store::{AppCredential, Application};
 use time::{Duration, OffsetDateTime};
 
+use crate::commit_audited;
 use crate::facts::application_facts;
 use crate::setup::random_string;
-use crate::{App, AppError, Caller, audit_id, new_id, require, sha256};
+use crate::{App, AppError, Caller, new_id, require, sha256};
 
 /// What a client may set on an application.
 #[derive(Debug, Clone, Default)]
@@ -200,25 +201,27 @@ impl App {
             created: now,
         };
         tx.insert_service_principal(&principal).await?;
-        let audit = caller.audit(now);
         let changes = vec![PropertyChange {
             name: "AppId".into(),
             old_value: None,
             new_value: Some(json::string_array([application.app_id.as_str()])),
         }];
-        tx.insert_audit(&audit.success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddApplication,
-            vec![app_target(&application).with_changes(changes.clone())],
-        ))
+        commit_audited(
+            tx,
+            [
+                caller.succeeded(
+                    now,
+                    Activity::AddApplication,
+                    vec![app_target(&application).with_changes(changes.clone())],
+                ),
+                caller.succeeded(
+                    now,
+                    Activity::AddServicePrincipal,
+                    vec![TargetResource::service_principal(&principal).with_changes(changes)],
+                ),
+            ],
+        )
         .await?;
-        tx.insert_audit(&audit.success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddServicePrincipal,
-            vec![TargetResource::service_principal(&principal).with_changes(changes)],
-        ))
-        .await?;
-        tx.commit().await?;
         Ok(ApplicationView { application, credentials: Vec::new() })
     }
 
@@ -301,8 +304,8 @@ impl App {
                 old_value: Some(describe(&old)),
                 new_value: Some(describe(&fresh)),
             };
-            tx.insert_audit(&caller.audit(now).success(
-                audit_id(&caller.meta.correlation_id),
+            tx.insert_audit(&caller.succeeded(
+                now,
                 Activity::UpdateApplicationCredentials,
                 vec![app_target(&application).with_changes(vec![change])],
             ))
@@ -313,13 +316,11 @@ impl App {
             return Ok(());
         }
         tx.update_application(&application).await?;
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateApplication,
-            vec![app_target(&application).with_changes(changes)],
-        ))
+        commit_audited(
+            tx,
+            [caller.succeeded(now, Activity::UpdateApplication, vec![app_target(&application).with_changes(changes)])],
+        )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -337,7 +338,6 @@ impl App {
                 .refused(Some(tx), caller, Activity::DeleteApplication, vec![app_target(&application)], err)
                 .await);
         }
-        let audit = caller.audit(now);
         let principal = tx.find_service_principal(&caller.tenant.id, &application.app_id).await?;
         if let Some(principal) = principal {
             // Its role assignments end with it, recorded as deleting the principal records them.
@@ -353,21 +353,16 @@ impl App {
             tx.delete_memberships_of(&principal.id).await?;
             tx.delete_role_assignments_of(&principal.id).await?;
             tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
-            tx.insert_audit(&audit.success(
-                audit_id(&caller.meta.correlation_id),
+            tx.insert_audit(&caller.succeeded(
+                now,
                 Activity::RemoveServicePrincipal,
                 vec![TargetResource::service_principal(&principal)],
             ))
             .await?;
         }
         tx.delete_application(&caller.tenant.id, &application.id).await?;
-        tx.insert_audit(&audit.success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::DeleteApplication,
-            vec![app_target(&application)],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::DeleteApplication, vec![app_target(&application)])])
+            .await?;
         Ok(())
     }
 
@@ -419,13 +414,15 @@ impl App {
             )
             .as_str()])),
         };
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateApplicationCredentials,
-            vec![app_target(&application).with_changes(vec![change])],
-        ))
+        commit_audited(
+            tx,
+            [caller.succeeded(
+                now,
+                Activity::UpdateApplicationCredentials,
+                vec![app_target(&application).with_changes(vec![change])],
+            )],
+        )
         .await?;
-        tx.commit().await?;
         Ok(NewPassword { credential, secret })
     }
 
@@ -452,13 +449,15 @@ impl App {
             old_value: Some(json::string_array([format!("[KeyIdentifier={key_id}, KeyType=Password]").as_str()])),
             new_value: Some("[]".into()),
         };
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateApplicationCredentials,
-            vec![app_target(&application).with_changes(vec![change])],
-        ))
+        commit_audited(
+            tx,
+            [caller.succeeded(
+                now,
+                Activity::UpdateApplicationCredentials,
+                vec![app_target(&application).with_changes(vec![change])],
+            )],
+        )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

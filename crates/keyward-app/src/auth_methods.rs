@@ -18,6 +18,7 @@ use keyward_core::{json, password};
 use keyward_store::{TemporaryAccessPass, Tx};
 use time::{Duration, OffsetDateTime};
 
+use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
@@ -142,7 +143,7 @@ impl App {
     /// commits the change with it.
     async fn commit_method_change(
         &self,
-        mut tx: Box<dyn Tx>,
+        tx: Box<dyn Tx>,
         caller: &Caller,
         user: &User,
         activity: Activity,
@@ -154,8 +155,7 @@ impl App {
             vec![TargetResource::user(user)],
         );
         record.result_reason = reason.to_owned();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -450,14 +450,9 @@ impl App {
             change("EndDateTime", rfc3339(pass.start + Duration::minutes(pass.lifetime_minutes))),
             change("AccessPassUsage", if pass.is_usable_once { "Once".into() } else { "Multiple".into() }),
         ];
-        let mut record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user).with_changes(changes)],
-        );
+        let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user).with_changes(changes)]);
         record.result_reason = "Admin registered temporary access pass method for user".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(self.tap_view(&pass, policy.is_enabled, Some(secret)))
     }
 
@@ -537,14 +532,9 @@ impl App {
             old_value: None,
             new_value: Some("[true]".into()),
         };
-        let mut record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(&user).with_changes(vec![change])],
-        );
+        let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user).with_changes(vec![change])]);
         record.result_reason = "Successfully completed reset.".into();
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(PasswordReset { operation_id, generated: generated.then_some(chosen) })
     }
 

@@ -12,8 +12,9 @@ use keyward_core::oauth::Scopes;
 use keyward_store::{PermissionGrant, Tx};
 use time::{Duration, OffsetDateTime};
 
+use crate::commit_audited;
 use crate::oidc::Client;
-use crate::{App, AppError, Caller, audit_id, new_id, require};
+use crate::{App, AppError, Caller, new_id, require};
 
 /// Grants are managed with this action (Global Administrator, Privileged Role Administrator,
 /// User Administrator hold it); holders may also consent to any permission for themselves or the
@@ -273,7 +274,6 @@ impl App {
         let principal_id = (!for_organization).then(|| user.id.clone());
         let grant =
             self.upsert_grant(&mut *tx, tenant, &principal.id, consent_type, principal_id, permissions, now).await?;
-        let audit = caller.audit(now);
         let flag = |value: bool| Some(json::string(if value { "True" } else { "False" }));
         let mut consent_target = TargetResource::service_principal(principal);
         consent_target.modified_properties = vec![
@@ -290,19 +290,18 @@ impl App {
                 new_value: Some(json::string(&permissions.join(" "))),
             },
         ];
-        tx.insert_audit(&audit.success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::ConsentToApplication,
-            vec![consent_target],
-        ))
+        commit_audited(
+            tx,
+            [
+                caller.succeeded(now, Activity::ConsentToApplication, vec![consent_target]),
+                caller.succeeded(
+                    now,
+                    Activity::AddDelegatedPermissionGrant,
+                    vec![grant_target(&grant, Some(principal))],
+                ),
+            ],
+        )
         .await?;
-        tx.insert_audit(&audit.success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddDelegatedPermissionGrant,
-            vec![grant_target(&grant, Some(principal))],
-        ))
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -468,13 +467,15 @@ impl App {
             created: now,
         };
         tx.insert_permission_grant(&grant).await?;
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddDelegatedPermissionGrant,
-            vec![grant_target(&grant, Some(&principal))],
-        ))
+        commit_audited(
+            tx,
+            [caller.succeeded(
+                now,
+                Activity::AddDelegatedPermissionGrant,
+                vec![grant_target(&grant, Some(&principal))],
+            )],
+        )
         .await?;
-        tx.commit().await?;
         Ok(grant)
     }
 
@@ -495,13 +496,7 @@ impl App {
         tx.update_permission_grant_scope(&grant.id, &scope).await?;
         let mut target = grant_target(&PermissionGrant { scope: scope.clone(), ..grant.clone() }, principal.as_ref());
         target.modified_properties[0].old_value = Some(json::string(&grant.scope));
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddDelegatedPermissionGrant,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::AddDelegatedPermissionGrant, vec![target])]).await?;
         Ok(())
     }
 
@@ -536,13 +531,7 @@ impl App {
         for change in &mut target.modified_properties {
             change.old_value = change.new_value.take();
         }
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::RemoveDelegatedPermissionGrant,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::RemoveDelegatedPermissionGrant, vec![target])]).await?;
         Ok(())
     }
 
@@ -587,13 +576,7 @@ impl App {
                 new_value: Some(json::string_array(policies.iter().map(String::as_str))),
             }],
         };
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateAuthorizationPolicy,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateAuthorizationPolicy, vec![target])]).await?;
         Ok(())
     }
 }

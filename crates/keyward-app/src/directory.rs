@@ -20,10 +20,11 @@ use keyward_core::query::{self, Plan, RawQuery};
 use keyward_core::secret::Secret;
 use keyward_store::{AssignmentFilter, Cursor, MemberRef, StoreError, Tx};
 
+use crate::commit_audited;
 use crate::facts::{
     RoleChange, check_global_administrator_change, group_facts, group_for_read, user_facts, user_for_read,
 };
-use crate::{App, AppError, Caller, audit_id, new_id, require};
+use crate::{App, AppError, Caller, new_id, require};
 
 /// A page of users and the `$skiptoken` of the next page.
 #[derive(Debug, Clone)]
@@ -324,13 +325,12 @@ impl App {
         let user = created.user;
         let mut tx = self.write().await?;
         tx.insert_user(&user, Some(&hash)).await.map_err(upn_conflict)?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
+        let record = caller.succeeded(
+            now,
             Activity::AddUser,
             vec![TargetResource::user(&user).with_changes(user_creation_properties(&user))],
         );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(user)
     }
 
@@ -380,13 +380,9 @@ impl App {
         tx.update_user(&update.user).await.map_err(upn_conflict)?;
         let mut changes = update.changes;
         changes.push(directory::included_updated_properties(&changes));
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateUser,
-            vec![TargetResource::user(&update.user).with_changes(changes)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        let record =
+            caller.succeeded(now, Activity::UpdateUser, vec![TargetResource::user(&update.user).with_changes(changes)]);
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -407,13 +403,8 @@ impl App {
         tx.delete_memberships_of(&user.id).await?;
         tx.delete_role_assignments_of(&user.id).await?;
         tx.delete_user(&caller.tenant.id, &user.id).await?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::DeleteUser,
-            vec![TargetResource::user(&user)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -471,13 +462,9 @@ impl App {
         let mut tx = self.write().await?;
         tx.insert_group(&group).await?;
         let changes = group_creation_properties(&group);
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddGroup,
-            vec![TargetResource::group(&group).with_changes(changes)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        let record =
+            caller.succeeded(now, Activity::AddGroup, vec![TargetResource::group(&group).with_changes(changes)]);
+        commit_audited(tx, [record]).await?;
         Ok(group)
     }
 
@@ -502,13 +489,9 @@ impl App {
             return Ok(());
         }
         tx.update_group(&group).await?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateGroup,
-            vec![TargetResource::group(&group).with_changes(changes)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        let record =
+            caller.succeeded(now, Activity::UpdateGroup, vec![TargetResource::group(&group).with_changes(changes)]);
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -540,13 +523,8 @@ impl App {
         tx.delete_memberships_of(&group.id).await?;
         tx.delete_role_assignments_of(&group.id).await?;
         tx.delete_group(&caller.tenant.id, &group.id).await?;
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::DeleteGroup,
-            vec![TargetResource::group(&group)],
-        );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        let record = caller.succeeded(now, Activity::DeleteGroup, vec![TargetResource::group(&group)]);
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -615,8 +593,7 @@ impl App {
             object_target(&object).with_changes(group_reference_properties(&group, true)),
             TargetResource::group(&group),
         ];
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
     }
 
@@ -657,8 +634,7 @@ impl App {
             object_target(&object).with_changes(group_reference_properties(&group, false)),
             TargetResource::group(&group),
         ];
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
     }
 

@@ -134,6 +134,16 @@ impl Caller {
         }
     }
 
+    /// The caller's successful `activity` on `targets` at `at`, as an audit record.
+    pub(crate) fn succeeded(
+        &self,
+        at: time::OffsetDateTime,
+        activity: keyward_core::audit::Activity,
+        targets: Vec<keyward_core::audit::TargetResource>,
+    ) -> keyward_core::audit::AuditRecord {
+        self.audit(at).success(audit_id(&self.meta.correlation_id), activity, targets)
+    }
+
     fn audit(&self, at: time::OffsetDateTime) -> AuditContext {
         let initiated_by = match &self.principal {
             Principal::User(user) => Initiator::User {
@@ -316,6 +326,19 @@ fn new_id() -> ObjectId {
 }
 
 /// A fresh audit record id in Entra's `Directory_<correlation>_<random>` form.
+/// The tail of every audited change: its audit records go into the change's own transaction, and
+/// the two commit together (or neither does).
+pub(crate) async fn commit_audited<const N: usize>(
+    mut tx: Box<dyn keyward_store::Tx>,
+    records: [keyward_core::audit::AuditRecord; N],
+) -> Result<(), AppError> {
+    for record in &records {
+        tx.insert_audit(record).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 fn audit_id(correlation_id: &str) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("Directory_{correlation_id}_{}", &random[..12])

@@ -9,6 +9,7 @@ use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_store::{AdministrativeUnit, AssignmentFilter, MemberRef, RoleAssignment, StoreError, Tx};
 
+use crate::commit_audited;
 use crate::directory::{load_refs, object_target, resolve_object, resolve_user};
 use crate::facts::{RoleChange, check_global_administrator_change};
 use crate::{App, AppError, Caller, audit_id, new_id, require};
@@ -174,13 +175,7 @@ impl App {
             },
         ];
         let target = RoleDef::Custom(role.clone()).target()?.with_changes(changes);
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddRoleDefinition,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::AddRoleDefinition, vec![target])]).await?;
         Ok(role)
     }
 
@@ -255,13 +250,7 @@ impl App {
             return Ok(());
         }
         let target = RoleDef::Custom(role).target()?.with_changes(changes);
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateRoleDefinition,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateRoleDefinition, vec![target])]).await?;
         Ok(())
     }
 
@@ -292,13 +281,7 @@ impl App {
         }
         tx.delete_custom_role(&caller.tenant.id, &role.id).await?;
         let target = RoleDef::Custom(role).target()?;
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::DeleteRoleDefinition,
-            vec![target],
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::DeleteRoleDefinition, vec![target])]).await?;
         Ok(())
     }
 
@@ -450,8 +433,7 @@ impl App {
             },
         ];
         targets[0].modified_properties = changes;
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(assignment)
     }
 
@@ -497,8 +479,7 @@ impl App {
             return Err(self.refused(Some(tx), caller, activity, targets, err).await);
         }
         tx.delete_role_assignment(&caller.tenant.id, id).await?;
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
     }
 
@@ -648,13 +629,7 @@ impl App {
             new_value: Some(format!("[{is_member_management_restricted}]")),
         }];
         let targets = vec![unit_target(&unit).with_changes(changes)];
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddAdministrativeUnit,
-            targets,
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::AddAdministrativeUnit, targets)]).await?;
         Ok(unit)
     }
 
@@ -719,13 +694,7 @@ impl App {
             .map(|(name, old, new)| PropertyChange { name: name.into(), old_value: Some(old), new_value: Some(new) })
             .collect();
         let targets = vec![unit_target(&unit).with_changes(changes)];
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateAdministrativeUnit,
-            targets,
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateAdministrativeUnit, targets)]).await?;
         Ok(())
     }
 
@@ -753,13 +722,7 @@ impl App {
         }
         tx.delete_administrative_unit(&caller.tenant.id, &unit.id).await?;
         let targets = vec![unit_target(&unit)];
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::DeleteAdministrativeUnit,
-            targets,
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::DeleteAdministrativeUnit, targets)]).await?;
         Ok(())
     }
 
@@ -824,8 +787,7 @@ impl App {
             Activity::AddMemberToAdministrativeUnit
         };
         let targets = vec![object_target(&member), unit_target(&unit)];
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
     }
 
@@ -853,8 +815,7 @@ impl App {
             Activity::RemoveMemberFromAdministrativeUnit
         };
         let targets = vec![object_target(&member), unit_target(&unit)];
-        tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets)).await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
     }
 
@@ -934,13 +895,7 @@ impl App {
             new_value: Some(json::string_array([principal.app_id.as_str()])),
         }];
         let targets = vec![TargetResource::service_principal(&principal).with_changes(changes)];
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::AddServicePrincipal,
-            targets,
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::AddServicePrincipal, targets)]).await?;
         Ok(principal)
     }
 
@@ -981,13 +936,7 @@ impl App {
         tx.delete_role_assignments_of(&principal.id).await?;
         tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
         let targets = vec![TargetResource::service_principal(&principal)];
-        tx.insert_audit(&caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::RemoveServicePrincipal,
-            targets,
-        ))
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::RemoveServicePrincipal, targets)]).await?;
         Ok(())
     }
 
@@ -1015,8 +964,7 @@ impl App {
             if let Some(principal) = &principal {
                 targets.push(principal.clone());
             }
-            tx.insert_audit(&caller.audit(now).success(audit_id(&caller.meta.correlation_id), activity, targets))
-                .await?;
+            tx.insert_audit(&caller.succeeded(now, activity, targets)).await?;
         }
         Ok(())
     }
@@ -1052,9 +1000,8 @@ impl App {
         let record =
             caller.audit(self.now()).failure(audit_id(&caller.meta.correlation_id), activity, targets, message);
         let written = async {
-            let mut tx = self.write().await?;
-            tx.insert_audit(&record).await?;
-            tx.commit().await?;
+            let tx = self.write().await?;
+            commit_audited(tx, [record]).await?;
             Ok::<(), AppError>(())
         };
         if let Err(write_err) = written.await {

@@ -12,6 +12,7 @@ use keyward_core::{json, password};
 use keyward_store::{AdministrativeUnit, MemberRef, RoleAssignment, SigningKey, StoreError, TemporaryAccessPass, Tx};
 use time::{Duration, OffsetDateTime};
 
+use crate::commit_audited;
 use crate::tokens::first_tenant;
 use crate::{App, AppError, audit_id, new_id};
 
@@ -263,8 +264,7 @@ impl App {
         entry
             .additional_details
             .push(("Recovery".into(), "Issued by `keyward admin recover` with access to the server's data".into()));
-        tx.insert_audit(&entry).await?;
-        tx.commit().await?;
+        commit_audited(tx, [entry]).await?;
         Ok((pass, now + Duration::minutes(lifetime)))
     }
 

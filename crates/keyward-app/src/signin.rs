@@ -23,6 +23,7 @@ use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
+use crate::commit_audited;
 use crate::signin_admin::strong_authentication_requirement;
 use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, sha256};
 
@@ -668,13 +669,15 @@ impl App {
         tx.update_user(&fresh).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;
         let audit = self.self_audit(flow, &fresh, now);
-        tx.insert_audit(&audit.success(
-            audit_id(&audit.correlation_id),
-            Activity::ChangePasswordSelfService,
-            vec![TargetResource::user(&fresh)],
-        ))
+        commit_audited(
+            tx,
+            [audit.success(
+                audit_id(&audit.correlation_id),
+                Activity::ChangePasswordSelfService,
+                vec![TargetResource::user(&fresh)],
+            )],
+        )
         .await?;
-        tx.commit().await?;
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
             flow.session.authenticated_at = Some(now);

@@ -15,6 +15,7 @@ use keyward_core::signin::{PerUserMfaState, SignInPolicy, SignInRecord, TapPolic
 use keyward_core::signin_query::SignInQuery;
 use keyward_store::{SignInCursor, Tx, UserSignInState};
 
+use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
 use crate::{App, AppError, Caller, audit_id, require, rfc3339};
@@ -133,13 +134,12 @@ impl App {
             old_value: Some(json::string(&describe(&old_policy, &old_tap))),
             new_value: Some(json::string(&describe(&policy, &tap))),
         };
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
+        let record = caller.succeeded(
+            now,
             Activity::AuthenticationMethodsPolicyUpdate,
             vec![policy_target.with_changes(vec![change])],
         );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -166,7 +166,7 @@ impl App {
     /// and commits.
     pub(crate) async fn commit_user_update(
         &self,
-        mut tx: Box<dyn Tx>,
+        tx: Box<dyn Tx>,
         caller: &Caller,
         user: &User,
         change: PropertyChange,
@@ -177,8 +177,7 @@ impl App {
             Activity::UpdateUser,
             vec![TargetResource::user(user).with_changes(vec![change, included])],
         );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
@@ -204,13 +203,12 @@ impl App {
             old_value: Some(json::string_array([rfc3339(old).as_str()])),
             new_value: Some(json::string_array([rfc3339(now).as_str()])),
         };
-        let record = caller.audit(now).success(
-            audit_id(&caller.meta.correlation_id),
+        let record = caller.succeeded(
+            now,
             Activity::UpdateStsRefreshTokenValidFrom,
             vec![TargetResource::user(&user).with_changes(vec![change])],
         );
-        tx.insert_audit(&record).await?;
-        tx.commit().await?;
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
