@@ -7,6 +7,7 @@
 
 mod applications;
 mod audit_log;
+mod audited;
 mod auth_methods;
 mod client_assertion;
 pub mod clock;
@@ -24,6 +25,7 @@ mod signin;
 mod signin_admin;
 mod tokens;
 
+use crate::audited::{audit_id, commit_audited};
 use std::sync::Arc;
 
 use keyward_core::audit::{AuditContext, Initiator};
@@ -323,23 +325,4 @@ pub fn rfc3339(at: time::OffsetDateTime) -> String {
 /// A fresh random object id.
 fn new_id() -> ObjectId {
     ObjectId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
-}
-
-/// A fresh audit record id in Entra's `Directory_<correlation>_<random>` form.
-/// The tail of every audited change: its audit records go into the change's own transaction, and
-/// the two commit together (or neither does).
-pub(crate) async fn commit_audited<const N: usize>(
-    mut tx: Box<dyn keyward_store::Tx>,
-    records: [keyward_core::audit::AuditRecord; N],
-) -> Result<(), AppError> {
-    for record in &records {
-        tx.insert_audit(record).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-fn audit_id(correlation_id: &str) -> String {
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("Directory_{correlation_id}_{}", &random[..12])
 }

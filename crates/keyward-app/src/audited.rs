@@ -1,0 +1,70 @@
+//! What every audited use case shares: a refusal recorded before it is returned, and the change
+//! committed together with its audit records.
+
+use keyward_core::audit::{Activity, AuditRecord, TargetResource};
+use keyward_core::authz::Target;
+use keyward_store::Tx;
+
+use crate::{App, AppError, Caller, require};
+
+/// The tail of every audited change: its audit records go into the change's own transaction, and
+/// the two commit together (or neither does).
+pub(crate) async fn commit_audited<const N: usize>(
+    mut tx: Box<dyn Tx>,
+    records: [AuditRecord; N],
+) -> Result<(), AppError> {
+    for record in &records {
+        tx.insert_audit(record).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A fresh audit record id in Entra's `Directory_<correlation>_<random>` form.
+pub(crate) fn audit_id(correlation_id: &str) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("Directory_{correlation_id}_{}", &random[..12])
+}
+
+impl App {
+    /// Asks the decision function before a change opens its transaction; a refusal is recorded as a
+    /// failure of `activity`.
+    pub(crate) async fn require_recorded(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        target: Target<'_>,
+        activity: Activity,
+        targets: impl FnOnce() -> Vec<TargetResource>,
+    ) -> Result<(), AppError> {
+        match require(caller, action, target) {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.refused(None, caller, activity, targets(), err).await),
+        }
+    }
+
+    /// Records a refused attempt after dropping the caller's transaction (on SQLite it holds the
+    /// write lock), and hands the refusal back.
+    pub(crate) async fn refused(
+        &self,
+        tx: Option<Box<dyn Tx>>,
+        caller: &Caller,
+        activity: Activity,
+        targets: Vec<TargetResource>,
+        err: AppError,
+    ) -> AppError {
+        drop(tx);
+        let AppError::Forbidden { message, .. } = &err else { return err };
+        let record =
+            caller.audit(self.now()).failure(audit_id(&caller.meta.correlation_id), activity, targets, message);
+        let written = async {
+            let tx = self.write().await?;
+            commit_audited(tx, [record]).await?;
+            Ok::<(), AppError>(())
+        };
+        if let Err(write_err) = written.await {
+            tracing::error!(error = %write_err, "could not record a refused attempt in the audit log");
+        }
+        err
+    }
+}

@@ -1,0 +1,214 @@
+//! The authorization endpoint: validating the request, the session and its MFA, consent, and the
+//! code or error sent back.
+
+use crate::consent::ConsentCheck;
+use crate::{App, AppError, random_token, sha256};
+use keyward_core::oauth::{self, codes};
+use keyward_store::{AuthCode, Grant};
+use time::OffsetDateTime;
+
+use super::{
+    AuthorizeOutcome, AuthorizeRequest, CODE_LIFETIME, ResponseMode, not_consented, scope_string, strip_param,
+    url_encode,
+};
+
+impl App {
+    /// `GET /{tenant}/oauth2/v2.0/authorize`.
+    pub async fn authorize(
+        &self,
+        tenant_key: &str,
+        request: &AuthorizeRequest,
+        session_cookie: Option<&str>,
+    ) -> Result<AuthorizeOutcome, AppError> {
+        let Some(tenant) = self.find_tenant(tenant_key).await? else {
+            return Ok(AuthorizeOutcome::ErrorPage(format!(
+                "AADSTS90002: Tenant '{tenant_key}' not found. Check the sign-in address your application uses."
+            )));
+        };
+        let Some(client_id) = request.get("client_id") else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "AADSTS900144: The request body must contain the 'client_id' parameter.".into(),
+            ));
+        };
+        let Some(client) = self.client(&tenant, client_id).await? else {
+            return Ok(AuthorizeOutcome::ErrorPage(format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory. Ask the \
+                 application's owner to register it in this tenant."
+            )));
+        };
+        let Some(redirect_uri) = request.get("redirect_uri") else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "AADSTS900144: The request must contain the 'redirect_uri' parameter.".into(),
+            ));
+        };
+        let Some(is_public) = client.redirect(redirect_uri) else {
+            return Ok(AuthorizeOutcome::ErrorPage(format!(
+                "AADSTS50011: The redirect URI '{redirect_uri}' specified in the request does not match the redirect \
+                 URIs configured for the application '{client_id}'."
+            )));
+        };
+        let mode = match request.get("response_mode") {
+            None | Some("query") => ResponseMode::Query,
+            Some("form_post") => ResponseMode::FormPost,
+            Some(_) => ResponseMode::Query,
+        };
+        let issuer = self.issuer(&tenant.id);
+        let fail = |error: &str, code: i64, description: &str| {
+            let mut params = vec![
+                ("error".to_owned(), error.to_owned()),
+                ("error_description".to_owned(), format!("AADSTS{code}: {description}")),
+                ("error_codes".to_owned(), format!("[{code}]")),
+            ];
+            if let Some(state) = request.get("state") {
+                params.push(("state".into(), state.to_owned()));
+            }
+            params.push(("iss".into(), issuer.clone()));
+            Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
+        };
+        if request.get("response_mode").is_some_and(|it| it != "query" && it != "form_post") {
+            return fail("invalid_request", codes::MISSING_PARAMETER, "response_mode must be 'query' or 'form_post'.");
+        }
+        if request.get("response_type") != Some("code") {
+            return fail(
+                "unsupported_response_type",
+                codes::MISSING_PARAMETER,
+                "The provided value for the input parameter 'response_type' is not allowed: use 'code'.",
+            );
+        }
+        let scopes = match oauth::parse_scope(request.get("scope").unwrap_or("openid"), &self.inner.config.public_url) {
+            Ok(it) => it,
+            Err(err) => return fail("invalid_scope", codes::INVALID_SCOPE, &err.0),
+        };
+        let challenge = request.get("code_challenge");
+        let method = request.get("code_challenge_method").unwrap_or("plain");
+        if challenge.is_some() && !matches!(method, "S256" | "plain") {
+            return fail("invalid_request", codes::PKCE_REQUIRED, "code_challenge_method must be 'S256'.");
+        }
+        if is_public && (challenge.is_none() || method != "S256") {
+            return fail(
+                "invalid_request",
+                codes::PKCE_REQUIRED,
+                "Proof Key for Code Exchange is required for public clients: send code_challenge with \
+                 code_challenge_method=S256.",
+            );
+        }
+        let max_age = match request.get("max_age").map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(it)) if it >= 0 => Some(it),
+            Some(_) => {
+                return fail("invalid_request", codes::MISSING_PARAMETER, "max_age must be a number of seconds.");
+            }
+        };
+        let prompt = request.get("prompt").unwrap_or("");
+        if !matches!(prompt, "" | "login" | "none" | "select_account" | "consent") {
+            return fail(
+                "invalid_request",
+                codes::MISSING_PARAMETER,
+                "prompt must be login, none, select_account or consent.",
+            );
+        }
+        // `kw_after`: the time this request sent the user to sign in (prompt=login, max_age);
+        // a sign-in at or after it satisfies them.
+        // It carries this server's MAC, so a client cannot hand in a marker of its own to skip a
+        // fresh sign-in.
+        let signed_in_after = request.get("kw_after").and_then(|it| self.parse_after_marker(it, client_id));
+        let now = self.now();
+        let session = match session_cookie {
+            Some(cookie) => self.signed_in_session(&tenant, cookie).await?,
+            None => None,
+        };
+        let fresh_enough = |auth_time: OffsetDateTime| {
+            let after_ok = signed_in_after.is_none_or(|after| auth_time.unix_timestamp() >= after);
+            let login_ok = prompt != "login" && prompt != "select_account" || signed_in_after.is_some() && after_ok;
+            let age_ok = max_age.is_none_or(|max| (now - auth_time).whole_seconds() <= max)
+                || after_ok && signed_in_after.is_some();
+            login_ok && age_ok
+        };
+        let has_session = session.is_some();
+        let mut usable = session.filter(|(_, session)| session.authenticated_at.is_some_and(fresh_enough));
+        // Step-up: a session signed in without MFA is not reused for a user who must now use it;
+        // the user signs in again and meets the second factor.
+        let mut needs_mfa = false;
+        if let Some((user, session)) = &usable
+            && self.mfa_missing(&tenant, user, &session.methods).await?
+        {
+            needs_mfa = true;
+            usable = None;
+        }
+        let Some((user, session)) = usable else {
+            if prompt == "none" && needs_mfa {
+                return fail(
+                    "interaction_required",
+                    codes::MFA_REQUIRED,
+                    "The user must use multi-factor authentication, which a silent request cannot ask for.",
+                );
+            }
+            if prompt == "none" {
+                return fail("login_required", 50058, "A silent sign-in request was sent but no user is signed in.");
+            }
+            let back = format!(
+                "{}&kw_after={}",
+                strip_param(&request.path_and_query, "kw_after"),
+                self.after_marker(now.unix_timestamp(), client_id)?
+            );
+            let mut location = format!("/{}/login?return_to={}", tenant.id, url_encode(&back));
+            if has_session {
+                // Signed in, but not recently enough (prompt=login, max_age): sign in again.
+                location.push_str("&prompt=login");
+            }
+            if let Some(hint) = request.get("login_hint") {
+                location.push_str(&format!("&login_hint={}", url_encode(hint)));
+            }
+            return Ok(AuthorizeOutcome::SignIn { location });
+        };
+        // Consent: no code for permissions nobody granted this client for this user.
+        if request.get("kw_consent") == Some("denied") {
+            return fail("access_denied", codes::ACCESS_DENIED, "The user declined to consent to access the app.");
+        }
+        let return_to = strip_param(&request.path_and_query, "kw_consent");
+        match self.consent_check(&tenant, &client, &user, &scopes, prompt == "consent", &return_to).await? {
+            ConsentCheck::Granted => (),
+            ConsentCheck::Ask(consent) if prompt != "none" => return Ok(AuthorizeOutcome::Consent(consent)),
+            ConsentCheck::AdminRequired if prompt != "none" => {
+                return Ok(AuthorizeOutcome::ErrorPage(format!(
+                    "AADSTS90094: {} needs permission to access resources in your organization that only an admin \
+                     can grant. Ask an admin to grant permission to this app before you can use it.",
+                    client.display_name
+                )));
+            }
+            ConsentCheck::Ask(_) | ConsentCheck::AdminRequired => {
+                return fail("consent_required", codes::CONSENT_REQUIRED, &not_consented(&client));
+            }
+        }
+        let code = random_token()?;
+        let auth_time = session.authenticated_at.unwrap_or(now);
+        let record = AuthCode {
+            code_sha256: sha256(code.as_bytes()),
+            grant: Grant {
+                tenant_id: tenant.id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: user.id.clone(),
+                scope: scope_string(&scopes),
+                auth_time,
+                amr: session.methods.clone(),
+                pass_expires_at: session.pass_expires_at,
+            },
+            redirect_uri: redirect_uri.to_owned(),
+            nonce: request.get("nonce").map(str::to_owned),
+            code_challenge: challenge.map(str::to_owned),
+            code_challenge_method: challenge.map(|_| method.to_owned()),
+            created: now,
+            expires_at: now + CODE_LIFETIME,
+            used_at: None,
+        };
+        let mut tx = self.write().await?;
+        tx.insert_auth_code(&record).await?;
+        tx.commit().await?;
+        let mut params = vec![("code".to_owned(), code)];
+        if let Some(state) = request.get("state") {
+            params.push(("state".into(), state.to_owned()));
+        }
+        params.push(("iss".into(), issuer));
+        Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
+    }
+}

@@ -1,0 +1,755 @@
+//! The token endpoint's grants (authorization code, refresh token, client credentials, device
+//! code, password), client authentication, token signing and revocation.
+
+use crate::tokens::UserAccess;
+use crate::{App, AppError, RequestMeta, random_token, sha256};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::directory::{Tenant, User};
+use keyward_core::oauth::{self, RefreshVerdict, Scopes, codes};
+use keyward_core::secret::Secret;
+use keyward_core::signin::{self, FirstFactor, NextStep};
+use keyward_store::{Grant, RefreshToken};
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::{
+    Client, ClientAuth, IdClaims, OAuthError, REFRESH_LIFETIME, SignInSubject, TokenResponse, not_consented,
+    scope_string,
+};
+
+impl App {
+    /// `POST /{tenant}/oauth2/v2.0/token`.
+    pub async fn token(
+        &self,
+        tenant_key: &str,
+        params: &HashMap<String, String>,
+        auth: ClientAuth,
+        meta: &RequestMeta,
+    ) -> Result<TokenResponse, OAuthError> {
+        let tenant = self.oauth_tenant(tenant_key).await?;
+        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
+        let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
+        let grant_type = param("grant_type").unwrap_or("");
+        // The user a grant signs in, once the grant knows it: every such attempt goes to the
+        // sign-in log (non-interactive, with this client's names).
+        let mut subject = None;
+        let result = match grant_type {
+            "authorization_code" => self.redeem_code(&tenant, &client, is_authenticated, params).await,
+            "refresh_token" => self.redeem_refresh(&tenant, &client, is_authenticated, params, &mut subject).await,
+            "client_credentials" => self.client_credentials(&tenant, &client, is_authenticated, params).await,
+            "urn:ietf:params:oauth:grant-type:device_code" => {
+                self.redeem_device(&tenant, &client, is_authenticated, params, &mut subject).await
+            }
+            "password" => self.password_grant(&tenant, &client, is_authenticated, params, &mut subject).await,
+            "" => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "The request body must contain the 'grant_type' parameter.",
+                ));
+            }
+            other => {
+                return Err(OAuthError::new(
+                    400,
+                    "unsupported_grant_type",
+                    codes::UNSUPPORTED_GRANT,
+                    format!("The grant type '{other}' is not supported."),
+                ));
+            }
+        };
+        if let Some(subject) = subject {
+            // The answer stands whether or not its log entry could be written (a token already
+            // issued, a code already spent): a failure is logged here instead.
+            if let Err(err) = self.log_token_sign_in(&tenant, &client, subject, &result, meta).await {
+                tracing::error!(error = ?err, "cannot write the sign-in log entry of a token request");
+            }
+        }
+        result
+    }
+
+    /// Identifies the client of a token-endpoint request (`client_id` in the body or HTTP Basic)
+    /// and checks its credential if it sent one (a secret, or a `private_key_jwt` assertion):
+    /// the client and whether it authenticated.
+    pub(super) async fn authenticate_client(
+        &self,
+        tenant: &Tenant,
+        tenant_key: &str,
+        params: &HashMap<String, String>,
+        auth: ClientAuth,
+    ) -> Result<(Client, bool), OAuthError> {
+        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
+        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
+            (Some(basic), Some(form)) if basic != form => {
+                return Err(OAuthError::invalid_client(
+                    codes::UNKNOWN_CLIENT,
+                    "The client_id in the body and in the Authorization header differ.",
+                ));
+            }
+            (Some(id), _) | (None, Some(id)) => id.to_owned(),
+            (None, None) => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "The request body must contain the 'client_id' parameter.",
+                ));
+            }
+        };
+        let client = self.client(tenant, &client_id).await?.ok_or_else(|| {
+            OAuthError::new(
+                400,
+                "unauthorized_client",
+                codes::UNKNOWN_CLIENT,
+                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
+            )
+        })?;
+        let secret = auth.secret.or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())));
+        let is_authenticated = match (&secret, param("client_assertion")) {
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::invalid_request(
+                    codes::MISSING_PARAMETER,
+                    "Send either a client secret or a client assertion, not both.",
+                ));
+            }
+            (Some(secret), None) => {
+                self.check_client_secret(&client, secret).await?;
+                true
+            }
+            (None, Some(assertion)) => {
+                if param("client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+                    return Err(OAuthError::invalid_request(
+                        codes::INVALID_CLIENT_ASSERTION,
+                        "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                    ));
+                }
+                self.check_client_assertion(tenant, tenant_key, &client, assertion).await?;
+                true
+            }
+            (None, None) => false,
+        };
+        Ok((client, is_authenticated))
+    }
+
+    /// Writes the sign-in log entry of a grant that signed a user in, or failed to.
+    pub(super) async fn log_token_sign_in(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        subject: SignInSubject,
+        result: &Result<TokenResponse, OAuthError>,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let code = match result {
+            Ok(_) => 0,
+            Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
+        };
+        let user = match &subject.user_id {
+            Some(id) => self.read().await?.get_user(&tenant.id, id).await?,
+            None => None,
+        };
+        let outcome = if code == 0 { "Token issued" } else { "Token refused" };
+        let record = signin::SignInRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.id.clone(),
+            created: now,
+            user_id: user.as_ref().map(|it| it.id.clone()),
+            user_principal_name: user.as_ref().map_or(subject.upn, |it| it.user_principal_name.clone()),
+            user_display_name: user.as_ref().map(|it| it.display_name.clone()),
+            app_id: client.client_id.clone(),
+            app_display_name: client.display_name.clone(),
+            ip_address: meta.ip_address.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            error_code: code,
+            failure_reason: signin::failure_reason(code).map(str::to_owned).or_else(|| match result {
+                Err(err) => Some(err.description.clone()),
+                Ok(_) => None,
+            }),
+            is_multi_factor: subject.amr.split_whitespace().any(|it| it == "mfa"),
+            requirement_policies: Vec::new(),
+            details: vec![signin::AuthenticationDetail {
+                at: now,
+                method: subject.method.into(),
+                succeeded: code == 0,
+                result_detail: outcome.into(),
+            }],
+            client_app_used: signin::CLIENT_APP_DESKTOP.into(),
+            is_interactive: false,
+        };
+        let mut tx = self.write().await?;
+        tx.insert_sign_in(&record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn check_client_secret(&self, client: &Client, secret: &Secret) -> Result<(), OAuthError> {
+        let wrong = || {
+            OAuthError::invalid_client(
+                codes::INVALID_CLIENT_SECRET,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    client.client_id
+                ),
+            )
+        };
+        let Some(app) = &client.application else { return Err(wrong()) };
+        let now = self.now();
+        let presented = sha256(secret.expose().as_bytes());
+        let credentials = self.read().await?.list_app_credentials(&app.id).await?;
+        let matches = credentials.iter().filter(|it| it.start <= now && now < it.end).any(|it| {
+            it.secret.as_ref().is_some_and(|(hash, _)| bool::from(hash.as_slice().ct_eq(presented.as_slice())))
+        });
+        if matches { Ok(()) } else { Err(wrong()) }
+    }
+
+    pub(super) async fn check_client_assertion(
+        &self,
+        tenant: &Tenant,
+        tenant_key: &str,
+        client: &Client,
+        assertion: &str,
+    ) -> Result<(), OAuthError> {
+        let refuse = |why: String| {
+            OAuthError::invalid_client(
+                codes::INVALID_CLIENT_ASSERTION,
+                format!("Client assertion failed signature validation or its claims are wrong: {why}."),
+            )
+        };
+        let Some(app) = &client.application else { return Err(refuse("the client has no certificates".into())) };
+        let now = self.now();
+        let certificates: Vec<Vec<u8>> = self
+            .read()
+            .await?
+            .list_app_credentials(&app.id)
+            .await?
+            .into_iter()
+            .filter(|it| it.start <= now && now < it.end)
+            .filter_map(|it| it.certificate.map(|(der, _)| der))
+            .collect();
+        let base = &self.inner.config.public_url;
+        let audiences = vec![
+            format!("{base}/{}/oauth2/v2.0/token", tenant.id),
+            format!("{base}/{tenant_key}/oauth2/v2.0/token"),
+            self.issuer(&tenant.id),
+        ];
+        let verified = crate::client_assertion::verify(
+            assertion,
+            &client.client_id,
+            &audiences,
+            &certificates,
+            now.unix_timestamp(),
+        )
+        .map_err(refuse)?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(verified.exp).unwrap_or(now);
+        let mut tx = self.write().await?;
+        let first_use = tx.use_client_assertion(&client.client_id, &verified.jti, expires_at, now).await?;
+        tx.commit().await?;
+        if !first_use {
+            return Err(refuse("the client assertion was used before (its jti is single-use)".into()));
+        }
+        Ok(())
+    }
+
+    /// A public client may redeem without a secret; a confidential one may not.
+    /// Refuses an unauthenticated client unless the grant is a public client's: `is_public_grant`
+    /// says so for the grant at hand (a code sent to a native redirect URI, a refresh token of an
+    /// application without credentials, the first-party client, or `isFallbackPublicClient` for
+    /// the device-code, password and refresh grants; never a code sent to a web redirect URI).
+    pub(super) fn require_client_auth(is_authenticated: bool, is_public_grant: bool) -> Result<(), OAuthError> {
+        if is_authenticated || is_public_grant {
+            Ok(())
+        } else {
+            Err(OAuthError::invalid_client(
+                codes::PUBLIC_CLIENT,
+                "The request body must contain the 'client_secret' or 'client_assertion' parameter: this application is confidential.",
+            ))
+        }
+    }
+
+    pub(super) async fn redeem_code(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        is_authenticated: bool,
+        params: &HashMap<String, String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
+        let code = param("code").ok_or_else(|| {
+            OAuthError::invalid_request(codes::MISSING_PARAMETER, "The request body must contain the 'code' parameter.")
+        })?;
+        let now = self.now();
+        let hash = sha256(code.as_bytes());
+        let record = self.read().await?.get_auth_code(&hash).await?;
+        let invalid = || {
+            OAuthError::invalid_grant(
+                codes::GRANT_INVALID,
+                "The provided authorization code or refresh token has expired due to inactivity or is invalid. Send a new interactive authorization request.",
+            )
+        };
+        let record = record.filter(|it| it.grant.tenant_id == tenant.id).ok_or_else(invalid)?;
+        if record.grant.client_id != client.client_id {
+            return Err(invalid());
+        }
+        let redirect = param("redirect_uri").unwrap_or("");
+        if redirect != record.redirect_uri {
+            return Err(OAuthError::invalid_grant(
+                codes::REDIRECT_URI_MISMATCH,
+                "The redirect_uri does not match the one the authorization code was issued to.",
+            ));
+        }
+        let is_public_redirect = client.redirect(&record.redirect_uri) == Some(true);
+        Self::require_client_auth(is_authenticated, is_public_redirect)?;
+        match (&record.code_challenge, param("code_verifier")) {
+            (Some(challenge), Some(verifier)) => {
+                let method = record.code_challenge_method.as_deref().unwrap_or("plain");
+                if !oauth::pkce_matches(method, challenge, verifier) {
+                    return Err(OAuthError::invalid_grant(
+                        codes::PKCE_MISMATCH,
+                        "The code_verifier does not match the code_challenge supplied in the authorization request.",
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(OAuthError::invalid_request(
+                    codes::PKCE_MISMATCH,
+                    "The request body must contain the 'code_verifier' parameter.",
+                ));
+            }
+            (None, _) => (),
+        }
+        if record.expires_at <= now {
+            return Err(invalid());
+        }
+        let family = URL_SAFE_NO_PAD.encode(&hash);
+        let mut tx = self.write().await?;
+        if record.used_at.is_some() || !tx.use_auth_code(&hash, now).await? {
+            // RFC 6749 §4.1.2: a code redeemed twice revokes what it granted.
+            tx.revoke_refresh_family(&family, now).await?;
+            tx.commit().await?;
+            return Err(OAuthError::invalid_grant(
+                codes::CODE_REDEEMED,
+                "The provided value for the 'code' parameter is not valid. The code has already been redeemed.",
+            ));
+        }
+        tx.commit().await?;
+        let scopes = self.scopes_of(&record.grant.scope)?;
+        self.issue_for_grant(tenant, client, &record.grant, &scopes, record.nonce.as_deref(), &family, params).await
+    }
+
+    pub(super) async fn redeem_refresh(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        is_authenticated: bool,
+        params: &HashMap<String, String>,
+        subject: &mut Option<SignInSubject>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let token = params.get("refresh_token").map(String::as_str).filter(|it| !it.is_empty()).ok_or_else(|| {
+            OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the 'refresh_token' parameter.",
+            )
+        })?;
+        let now = self.now();
+        let hash = sha256(token.as_bytes());
+        let mut tx = self.read().await?;
+        let record = tx.get_refresh_token(&hash).await?;
+        let invalid = || {
+            OAuthError::invalid_grant(
+                codes::GRANT_INVALID,
+                "The provided authorization code or refresh token has expired due to inactivity or is invalid.",
+            )
+        };
+        let record = record
+            .filter(|it| it.grant.tenant_id == tenant.id && it.grant.client_id == client.client_id)
+            .ok_or_else(invalid)?;
+        *subject = Some(SignInSubject {
+            user_id: Some(record.grant.user_id.clone()),
+            upn: String::new(),
+            method: "Previously satisfied",
+            amr: record.grant.amr.clone(),
+        });
+        Self::require_client_auth(is_authenticated, self.is_public_client(client).await?)?;
+        let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
+        drop(tx);
+        let revoked = || {
+            OAuthError::invalid_grant(
+                codes::GRANT_REVOKED,
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password, or their sessions were revoked.",
+            )
+        };
+        let user = user.ok_or_else(revoked)?;
+        if !user.account_enabled {
+            return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
+        }
+        if record.grant.pass_expires_at.is_some_and(|end| end <= now) {
+            return Err(revoked());
+        }
+        let verdict = oauth::refresh_verdict(
+            record.rotated_at.is_some(),
+            record.revoked_at.is_some(),
+            record.issued_at,
+            record.expires_at,
+            user.sign_in_sessions_valid_from,
+            now,
+        );
+        match verdict {
+            RefreshVerdict::Valid => (),
+            RefreshVerdict::Expired => return Err(invalid()),
+            RefreshVerdict::Revoked => return Err(revoked()),
+            RefreshVerdict::Reused => {
+                let mut tx = self.write().await?;
+                tx.revoke_refresh_family(&record.family_id, now).await?;
+                tx.commit().await?;
+                tracing::warn!(client = %client.client_id, user = %user.id, "a rotated refresh token was replayed; its family is revoked");
+                return Err(revoked());
+            }
+        }
+        // The scope is checked before the token is spent: a bad scope must not cost the client
+        // its refresh token. A narrower scope may be asked for the access token; the refresh
+        // token keeps the grant's whole scope.
+        let mut scopes = self.scopes_of(&record.grant.scope)?;
+        if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
+            let asked = self.scopes_of(asked)?;
+            scopes.api.retain(|it| asked.api.contains(it) || asked.api.is_empty());
+            scopes.openid &= asked.openid || !asked.has_api();
+        }
+        scopes.offline_access = true;
+        let mut tx = self.write().await?;
+        if !tx.rotate_refresh_token(&hash, now).await? {
+            tx.revoke_refresh_family(&record.family_id, now).await?;
+            tx.commit().await?;
+            return Err(revoked());
+        }
+        tx.commit().await?;
+        self.issue_for_grant(tenant, client, &record.grant, &scopes, None, &record.family_id, params).await
+    }
+
+    pub(super) async fn client_credentials(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        is_authenticated: bool,
+        params: &HashMap<String, String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !is_authenticated {
+            return Err(OAuthError::invalid_client(
+                codes::PUBLIC_CLIENT,
+                "The client credentials grant needs the application's client secret.",
+            ));
+        }
+        let scope = params.get("scope").map(String::as_str).unwrap_or("");
+        let resource = scope.trim().strip_suffix("/.default");
+        let is_api = resource.is_some_and(|it| it == oauth::GRAPH_RESOURCE || it == self.inner.config.public_url);
+        if scope.split_whitespace().count() != 1 || !is_api {
+            return Err(OAuthError::new(
+                400,
+                "invalid_scope",
+                codes::INVALID_SCOPE,
+                format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope requested must be '{}/.default' for the client credentials flow.",
+                    oauth::GRAPH_RESOURCE
+                ),
+            ));
+        }
+        // `client` finds a registered application only with its enabled service principal, so
+        // only the first-party `keyward-cli` has none.
+        let principal = client
+            .service_principal
+            .as_ref()
+            .ok_or_else(|| OAuthError::invalid_client(codes::UNKNOWN_CLIENT, "Unknown application."))?;
+        let access_token = self.sign_app_access_token(tenant, principal).await?;
+        let lifetime = self.inner.config.access_token_lifetime.whole_seconds();
+        Ok(TokenResponse {
+            token_type: "Bearer",
+            scope: format!("{}/.default", oauth::GRAPH_RESOURCE),
+            expires_in: lifetime,
+            ext_expires_in: lifetime,
+            access_token,
+            refresh_token: None,
+            id_token: None,
+            client_info: None,
+        })
+    }
+
+    /// Issues the access token, and the id token and refresh token the scopes ask for.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn issue_for_grant(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        grant: &Grant,
+        scopes: &Scopes,
+        nonce: Option<&str>,
+        family: &str,
+        params: &HashMap<String, String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = self.now();
+        let user = self
+            .read()
+            .await?
+            .get_user(&tenant.id, &grant.user_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant(codes::GRANT_REVOKED, "The user no longer exists."))?;
+        if !user.account_enabled {
+            return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
+        }
+        if grant.auth_time < user.sign_in_sessions_valid_from {
+            return Err(OAuthError::invalid_grant(
+                codes::GRANT_REVOKED,
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+            ));
+        }
+        if !self.pass_still_held(&user.id, grant.pass_expires_at).await? {
+            return Err(OAuthError::invalid_grant(
+                codes::GRANT_REVOKED,
+                "The provided grant has been revoked: the Temporary Access Pass it was obtained with was deleted.",
+            ));
+        }
+        // Consent holds on every path: a grant removed since stops new tokens at once.
+        if !self.missing_consent(tenant, client, &user, scopes).await?.is_empty() {
+            return Err(OAuthError::invalid_grant(codes::CONSENT_REQUIRED, not_consented(client)));
+        }
+        // MFA holds on every path: a grant obtained without MFA by a user who must now use it
+        // (a privileged role assigned since, per-user MFA turned on, the policy changed) is refused.
+        if self.mfa_missing(tenant, &user, &grant.amr).await? {
+            return Err(OAuthError::invalid_grant(
+                codes::MFA_REQUIRED,
+                "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
+            ));
+        }
+        let amr: Vec<String> = grant.amr.split_whitespace().map(str::to_owned).collect();
+        let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
+        let access = UserAccess {
+            client_id: &client.client_id,
+            scp: &api,
+            amr: &amr,
+            pass_expires_at: grant.pass_expires_at,
+            auth_time: Some(grant.auth_time),
+        };
+        let access_token = self.sign_user_access_token(tenant, &user, &access).await?;
+        let mut lifetime = self.inner.config.access_token_lifetime.whole_seconds();
+        if let Some(end) = grant.pass_expires_at {
+            lifetime = lifetime.min((end - now).whole_seconds().max(0));
+        }
+        let id_token = if scopes.openid {
+            Some(self.sign_id_token(tenant, client, &user, grant, scopes, nonce, &amr)?)
+        } else {
+            None
+        };
+        let refresh_token = if scopes.offline_access {
+            let token = random_token()?;
+            let mut expires_at = now + REFRESH_LIFETIME;
+            if let Some(end) = grant.pass_expires_at {
+                expires_at = expires_at.min(end);
+            }
+            let record = RefreshToken {
+                token_sha256: sha256(token.as_bytes()),
+                family_id: family.to_owned(),
+                grant: grant.clone(),
+                issued_at: now,
+                expires_at,
+                rotated_at: None,
+                revoked_at: None,
+            };
+            let mut tx = self.write().await?;
+            tx.insert_refresh_token(&record).await?;
+            // A replay may have revoked the family between the rotation and this insert: the new
+            // token joins the revocation.
+            if tx.is_refresh_family_revoked(family).await? {
+                tx.revoke_refresh_family(family, now).await?;
+                tx.commit().await?;
+                return Err(OAuthError::invalid_grant(
+                    codes::GRANT_REVOKED,
+                    "The provided grant has been revoked: a refresh token was used twice.",
+                ));
+            }
+            tx.commit().await?;
+            Some(token)
+        } else {
+            None
+        };
+        let client_info = params
+            .get("client_info")
+            .filter(|it| it.as_str() == "1")
+            .map(|_| URL_SAFE_NO_PAD.encode(format!("{{\"uid\":\"{}\",\"utid\":\"{}\"}}", user.id, tenant.id)));
+        let resource = oauth::GRAPH_RESOURCE;
+        Ok(TokenResponse {
+            token_type: "Bearer",
+            scope: if scopes.has_api() {
+                scopes.granted(resource)
+            } else {
+                Scopes { api: api.clone(), ..scopes.clone() }.granted(resource)
+            },
+            expires_in: lifetime,
+            ext_expires_in: lifetime,
+            access_token,
+            refresh_token,
+            id_token,
+            client_info,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sign_id_token(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        grant: &Grant,
+        scopes: &Scopes,
+        nonce: Option<&str>,
+        amr: &[String],
+    ) -> Result<String, AppError> {
+        let now = self.now().unix_timestamp();
+        let claims = IdClaims {
+            iss: self.issuer(&tenant.id),
+            sub: user.id.to_string(),
+            aud: client.client_id.clone(),
+            exp: now + self.inner.config.access_token_lifetime.whole_seconds(),
+            iat: now,
+            nbf: now,
+            auth_time: grant.auth_time.unix_timestamp(),
+            nonce: nonce.map(str::to_owned),
+            oid: user.id.to_string(),
+            tid: tenant.id.to_string(),
+            ver: "2.0",
+            name: scopes.profile.then(|| user.display_name.clone()),
+            preferred_username: scopes.profile.then(|| user.user_principal_name.clone()),
+            email: if scopes.email { user.mail.clone() } else { None },
+            amr: amr.to_vec(),
+            acr: if amr.iter().any(|it| it == "mfa") { "mfa" } else { "pwd" },
+        };
+        let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
+        self.inner.keys.sign(&json)
+    }
+
+    /// The resource-owner password grant, only when `KEYWARD_ALLOW_PASSWORD_GRANT=true`; a user
+    /// who must use MFA gets `invalid_grant` with 50076, as Entra answers.
+    pub(super) async fn password_grant(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        is_authenticated: bool,
+        params: &HashMap<String, String>,
+        subject: &mut Option<SignInSubject>,
+    ) -> Result<TokenResponse, OAuthError> {
+        if !self.inner.config.allow_password_grant {
+            return Err(OAuthError::new(
+                400,
+                "unsupported_grant_type",
+                codes::PASSWORD_GRANT_DISABLED,
+                "The password grant is turned off on this server (KEYWARD_ALLOW_PASSWORD_GRANT).",
+            ));
+        }
+        Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
+        let locked = || {
+            OAuthError::invalid_grant(
+                codes::ACCOUNT_LOCKED,
+                "The account is locked: it was used to sign in too many times with a wrong password.",
+            )
+        };
+        let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
+            return Err(OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the 'username' and 'password' parameters.",
+            ));
+        };
+        self.throttle(crate::Surface::Token, None, Some(username))?;
+        let now = self.now();
+        // Counted before the password is checked, as on the sign-in pages (see
+        // `signin::Lockout::reserve`): a locked account gets no token whatever the password.
+        let mut tx = self.write().await?;
+        let user = tx.find_user_by_upn(&tenant.id, username).await?;
+        *subject = Some(SignInSubject {
+            user_id: user.as_ref().map(|it| it.id.clone()),
+            upn: username.clone(),
+            method: "Password",
+            amr: "pwd".into(),
+        });
+        let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
+        let (hash, reservation) = match &user {
+            Some(user) => match crate::signin::reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
+                Ok(reservation) => (tx.get_password_hash(&user.id).await?, Some(reservation)),
+                Err(_) => return Err(locked()),
+            },
+            None => (None, None),
+        };
+        tx.commit().await?;
+        let is_ok = self.inner.hasher.verify(password, hash.as_deref()).await?;
+        let wrong = || {
+            OAuthError::invalid_grant(
+                codes::INVALID_CREDENTIALS,
+                "Error validating credentials due to invalid username or password.",
+            )
+        };
+        let (Some(user), Some(reservation)) = (user.filter(|_| is_ok), reservation) else {
+            return Err(wrong());
+        };
+        let mut tx = self.write().await?;
+        if !crate::signin::settle_success(&mut *tx, &user.id, &reservation, now).await? {
+            // Locked by a concurrent attempt meanwhile: the same answer as a wrong password.
+            return Err(wrong());
+        }
+        tx.commit().await?;
+        if !user.account_enabled {
+            return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
+        }
+        if user.force_change_password_next_sign_in {
+            return Err(OAuthError::invalid_grant(
+                keyward_core::signin::codes::PASSWORD_EXPIRED.into(),
+                "The password must be changed before it can be used: sign in through the browser to set a new one.",
+            ));
+        }
+        let (requirement, has_method, _) = self.mfa_facts(tenant, &user, &policy).await?;
+        if signin::after_first_factor(FirstFactor::Password, requirement, has_method, false)
+            != (NextStep::Done { mfa: signin::MfaDone::NotRequired })
+        {
+            return Err(OAuthError::invalid_grant(
+                codes::MFA_REQUIRED,
+                "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
+            ));
+        }
+        let scopes = self.scopes_of(params.get("scope").map(String::as_str).unwrap_or("openid"))?;
+        let grant = Grant {
+            tenant_id: tenant.id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: user.id.clone(),
+            scope: scope_string(&scopes),
+            auth_time: now,
+            amr: "pwd".into(),
+            pass_expires_at: None,
+        };
+        let family = uuid::Uuid::new_v4().to_string();
+        self.issue_for_grant(tenant, client, &grant, &scopes, None, &family, params).await
+    }
+
+    /// RFC 7009 revocation: a refresh token revokes its whole family. The client identifies
+    /// itself, and a confidential client authenticates as at the token endpoint (§2.1); a token
+    /// issued to another client, or unknown, is left alone and answered the same way.
+    pub async fn revoke_token(
+        &self,
+        tenant_key: &str,
+        params: &HashMap<String, String>,
+        auth: ClientAuth,
+    ) -> Result<(), OAuthError> {
+        let tenant = self.oauth_tenant(tenant_key).await?;
+        let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
+        Self::require_client_auth(is_authenticated, self.is_public_client(&client).await?)?;
+        let Some(token) = params.get("token").filter(|it| !it.is_empty()) else {
+            return Err(OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the 'token' parameter.",
+            ));
+        };
+        let now = self.now();
+        let mut tx = self.write().await?;
+        if let Some(record) = tx.get_refresh_token(&sha256(token.as_bytes())).await?
+            && record.grant.tenant_id == tenant.id
+            && record.grant.client_id == client.client_id
+        {
+            tx.revoke_refresh_family(&record.family_id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

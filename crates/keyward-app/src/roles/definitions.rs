@@ -1,0 +1,245 @@
+//! Role definitions (built-in and custom) and the directory roles of the older API.
+
+use crate::commit_audited;
+use crate::directory::resolve_object;
+use crate::{App, AppError, Caller, new_id, require};
+use keyward_core::audit::Activity;
+use keyward_core::authz::custom::{self, CustomRole, CustomRoleDraft};
+use keyward_core::authz::{self, BUILT_IN_ROLES, RoleDefinition, Target, actions};
+use keyward_core::directory::{DirectoryObject, PropertyChange};
+use keyward_core::json;
+use keyward_store::{AssignmentFilter, StoreError, Tx};
+
+use super::RoleDef;
+
+impl App {
+    /// Finds a role definition by id or template id: built-in first, then the tenant's custom roles.
+    pub(super) async fn find_role(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Option<RoleDef>, AppError> {
+        if let Some(role) = authz::built_in_role(id) {
+            return Ok(Some(RoleDef::BuiltIn(role)));
+        }
+        Ok(tx.get_custom_role(&caller.tenant.id, id).await?.map(RoleDef::Custom))
+    }
+
+    /// `GET /roleManagement/directory/roleDefinitions`: built-in roles, then custom roles.
+    pub async fn list_role_definitions(&self, caller: &Caller) -> Result<Vec<RoleDef>, AppError> {
+        require(caller, actions::ROLE_DEFINITIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let mut res: Vec<RoleDef> = BUILT_IN_ROLES.iter().map(RoleDef::BuiltIn).collect();
+        res.extend(tx.list_custom_roles(&caller.tenant.id).await?.into_iter().map(RoleDef::Custom));
+        Ok(res)
+    }
+
+    /// `GET /roleManagement/directory/roleDefinitions/{id}`.
+    pub async fn get_role_definition(&self, caller: &Caller, id: &str) -> Result<RoleDef, AppError> {
+        require(caller, actions::ROLE_DEFINITIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        self.find_role(&mut *tx, caller, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
+    }
+
+    /// `POST /roleManagement/directory/roleDefinitions`: a custom role.
+    pub async fn create_role_definition(
+        &self,
+        caller: &Caller,
+        draft: CustomRoleDraft,
+    ) -> Result<CustomRole, AppError> {
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::AddRoleDefinition,
+            Vec::new,
+        )
+        .await?;
+        let now = self.now();
+        let role = custom::new_custom_role(&caller.tenant.id, new_id(), draft, now)
+            .map_err(|err| AppError::BadRequest(err.to_string()))?;
+        if authz::built_in_role(&role.template_id).is_some()
+            || BUILT_IN_ROLES.iter().any(|it| it.display_name.eq_ignore_ascii_case(&role.display_name))
+        {
+            return Err(AppError::BadRequest(
+                "A built-in role already has this templateId or displayName; choose another.".into(),
+            ));
+        }
+        let mut tx = self.write().await?;
+        tx.insert_custom_role(&role).await.map_err(|err| match err {
+            StoreError::Conflict { .. } => AppError::BadRequest(format!(
+                "A role definition named '{}' or with templateId '{}' already exists.",
+                role.display_name, role.template_id
+            )),
+            other => other.into(),
+        })?;
+        let changes = vec![
+            PropertyChange {
+                name: "RoleDefinition.DisplayName".into(),
+                old_value: None,
+                new_value: Some(json::string(&role.display_name)),
+            },
+            PropertyChange {
+                name: "RoleDefinition.AllowedResourceActions".into(),
+                old_value: None,
+                new_value: Some(json::string_array(role.allowed_resource_actions.iter().map(String::as_str))),
+            },
+        ];
+        let target = RoleDef::Custom(role.clone()).target()?.with_changes(changes);
+        commit_audited(tx, [caller.succeeded(now, Activity::AddRoleDefinition, vec![target])]).await?;
+        Ok(role)
+    }
+
+    /// `PATCH /roleManagement/directory/roleDefinitions/{id}`: custom roles only.
+    pub async fn update_role_definition(
+        &self,
+        caller: &Caller,
+        id: &str,
+        draft: CustomRoleDraft,
+    ) -> Result<(), AppError> {
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::UpdateRoleDefinition,
+            Vec::new,
+        )
+        .await?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let current = match self.find_role(&mut *tx, caller, id).await? {
+            None => return Err(AppError::NotFound(id.to_owned())),
+            Some(RoleDef::BuiltIn(_)) => {
+                return Err(AppError::BadRequest(custom::RoleDefinitionError::BuiltIn.to_string()));
+            }
+            Some(RoleDef::Custom(it)) => it,
+        };
+        let role = custom::update_custom_role(&current, draft).map_err(|err| AppError::BadRequest(err.to_string()))?;
+        if BUILT_IN_ROLES.iter().any(|it| it.display_name.eq_ignore_ascii_case(&role.display_name)) {
+            return Err(AppError::BadRequest("A built-in role already has this displayName; choose another.".into()));
+        }
+        if current.is_au_scopable() && !role.is_au_scopable() {
+            let scoped = tx
+                .list_role_assignments(
+                    &caller.tenant.id,
+                    &AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() },
+                    None,
+                    100_000,
+                )
+                .await?
+                .into_iter()
+                .any(|it| it.directory_scope_id != "/");
+            if scoped {
+                return Err(AppError::BadRequest(
+                    "The role is assigned at an administrative unit scope, so it must keep at least one user or group permission.".into(),
+                ));
+            }
+        }
+        tx.update_custom_role(&role).await.map_err(|err| match err {
+            StoreError::Conflict { .. } => {
+                AppError::BadRequest(format!("A role definition named '{}' already exists.", role.display_name))
+            }
+            other => other.into(),
+        })?;
+        let actions_of = |it: &CustomRole| json::string_array(it.allowed_resource_actions.iter().map(String::as_str));
+        let candidates = [
+            ("RoleDefinition.DisplayName", json::string(&current.display_name), json::string(&role.display_name)),
+            (
+                "RoleDefinition.Description",
+                json::string(current.description.as_deref().unwrap_or_default()),
+                json::string(role.description.as_deref().unwrap_or_default()),
+            ),
+            ("RoleDefinition.IsEnabled", current.is_enabled.to_string(), role.is_enabled.to_string()),
+            ("RoleDefinition.AllowedResourceActions", actions_of(&current), actions_of(&role)),
+        ];
+        let changes: Vec<PropertyChange> = candidates
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(name, old, new)| PropertyChange { name: name.into(), old_value: Some(old), new_value: Some(new) })
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let target = RoleDef::Custom(role).target()?.with_changes(changes);
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateRoleDefinition, vec![target])]).await?;
+        Ok(())
+    }
+
+    /// `DELETE /roleManagement/directory/roleDefinitions/{id}`: custom roles without assignments.
+    pub async fn delete_role_definition(&self, caller: &Caller, id: &str) -> Result<(), AppError> {
+        self.require_recorded(
+            caller,
+            actions::ROLE_DEFINITIONS_WRITE,
+            Target::Tenant,
+            Activity::DeleteRoleDefinition,
+            Vec::new,
+        )
+        .await?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let role = match self.find_role(&mut *tx, caller, id).await? {
+            None => return Err(AppError::NotFound(id.to_owned())),
+            Some(RoleDef::BuiltIn(_)) => {
+                return Err(AppError::BadRequest(custom::RoleDefinitionError::BuiltIn.to_string()));
+            }
+            Some(RoleDef::Custom(it)) => it,
+        };
+        let filter = AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() };
+        if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
+            return Err(AppError::BadRequest(
+                "The role definition is assigned; delete its role assignments first.".into(),
+            ));
+        }
+        tx.delete_custom_role(&caller.tenant.id, &role.id).await?;
+        let target = RoleDef::Custom(role).target()?;
+        commit_audited(tx, [caller.succeeded(now, Activity::DeleteRoleDefinition, vec![target])]).await?;
+        Ok(())
+    }
+
+    /// `GET /directoryRoles`: built-in roles with at least one tenant-wide assignment ("activated").
+    pub async fn list_directory_roles(&self, caller: &Caller) -> Result<Vec<&'static RoleDefinition>, AppError> {
+        require(caller, actions::DIRECTORY_ROLES_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let mut res = Vec::new();
+        for role in BUILT_IN_ROLES {
+            let filter = AssignmentFilter {
+                role_definition_id: Some(role.id.into()),
+                directory_scope_id: Some("/".into()),
+                ..AssignmentFilter::default()
+            };
+            if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
+                res.push(role);
+            }
+        }
+        Ok(res)
+    }
+
+    /// `GET /directoryRoles/{id}` (the id is the role's template id).
+    pub async fn get_directory_role(&self, caller: &Caller, id: &str) -> Result<&'static RoleDefinition, AppError> {
+        self.list_directory_roles(caller)
+            .await?
+            .into_iter()
+            .find(|it| it.id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| AppError::NotFound(id.to_owned()))
+    }
+
+    /// `GET /directoryRoles/{id}/members`: principals with a tenant-wide assignment of the role.
+    pub async fn directory_role_members(&self, caller: &Caller, id: &str) -> Result<Vec<DirectoryObject>, AppError> {
+        let role = self.get_directory_role(caller, id).await?;
+        let mut tx = self.read().await?;
+        let filter = AssignmentFilter {
+            role_definition_id: Some(role.id.into()),
+            directory_scope_id: Some("/".into()),
+            ..AssignmentFilter::default()
+        };
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 10_000).await?;
+        let mut res = Vec::with_capacity(assignments.len());
+        for it in assignments {
+            if let Ok(object) = resolve_object(&mut *tx, &caller.tenant, it.principal_id.as_str()).await {
+                res.push(object);
+            }
+        }
+        Ok(res)
+    }
+}

@@ -1,0 +1,106 @@
+//! Role management: role definitions (built-in and custom), role assignments, directory roles,
+//! administrative units and their scoped role members.
+
+mod assignments;
+mod definitions;
+mod service_principals;
+mod units;
+
+use crate::AppError;
+use keyward_core::audit::TargetResource;
+use keyward_core::authz::RoleDefinition;
+use keyward_core::authz::custom::CustomRole;
+use keyward_core::directory::DirectoryObject;
+use keyward_core::ids::ObjectId;
+use keyward_store::AdministrativeUnit;
+
+/// A role definition: one of the catalog's, or one of the tenant's custom roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleDef {
+    BuiltIn(&'static RoleDefinition),
+    Custom(CustomRole),
+}
+
+impl RoleDef {
+    pub fn id(&self) -> String {
+        match self {
+            RoleDef::BuiltIn(it) => it.id.to_owned(),
+            RoleDef::Custom(it) => it.id.to_string(),
+        }
+    }
+
+    pub fn template_id(&self) -> String {
+        match self {
+            RoleDef::BuiltIn(it) => it.id.to_owned(),
+            RoleDef::Custom(it) => it.template_id.clone(),
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        match self {
+            RoleDef::BuiltIn(it) => it.display_name,
+            RoleDef::Custom(it) => &it.display_name,
+        }
+    }
+
+    pub fn is_au_scopable(&self) -> bool {
+        match self {
+            RoleDef::BuiltIn(it) => it.is_au_scopable,
+            RoleDef::Custom(it) => it.is_au_scopable(),
+        }
+    }
+
+    pub fn is_privileged(&self) -> bool {
+        match self {
+            RoleDef::BuiltIn(it) => it.is_privileged,
+            RoleDef::Custom(it) => it.is_privileged(),
+        }
+    }
+
+    fn target(&self) -> Result<TargetResource, AppError> {
+        let id = ObjectId::parse(&self.id())
+            .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("role id is not a GUID")))?;
+        Ok(TargetResource {
+            id,
+            display_name: Some(self.display_name().to_owned()),
+            kind: "Role",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        })
+    }
+}
+
+/// A page of role assignments or administrative units, and the `$skiptoken` of the next page.
+#[derive(Debug, Clone)]
+pub struct ItemPage<T> {
+    pub items: Vec<T>,
+    pub skiptoken: Option<String>,
+}
+
+/// What `transitiveMemberOf` returns: groups (through nesting) and the directory roles held.
+#[derive(Debug, Clone)]
+pub struct Memberships {
+    pub groups: Vec<DirectoryObject>,
+    pub roles: Vec<&'static RoleDefinition>,
+}
+
+fn unit_scope(unit: &ObjectId) -> String {
+    format!("/administrativeUnits/{unit}")
+}
+
+fn unit_target(unit: &AdministrativeUnit) -> TargetResource {
+    TargetResource {
+        id: unit.id.clone(),
+        display_name: Some(unit.display_name.clone()),
+        kind: "Other",
+        user_principal_name: None,
+        modified_properties: Vec::new(),
+    }
+}
+
+fn page<T>(mut items: Vec<T>, top: usize, id: impl Fn(&T) -> String) -> ItemPage<T> {
+    let has_more = items.len() > top;
+    items.truncate(top);
+    let skiptoken = if has_more { items.last().map(|it| crate::directory::id_skiptoken(&id(it))) } else { None };
+    ItemPage { items, skiptoken }
+}
