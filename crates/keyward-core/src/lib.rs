@@ -9,6 +9,7 @@ pub mod audit;
 pub mod audit_chain;
 pub mod audit_query;
 pub mod auth_methods;
+pub mod authorize;
 pub mod authz;
 pub mod consent;
 pub mod directory;

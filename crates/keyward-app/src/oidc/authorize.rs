@@ -3,6 +3,7 @@
 
 use crate::consent::ConsentCheck;
 use crate::{App, AppError, random_token, sha256};
+use keyward_core::authorize::{self, Prompt};
 use keyward_core::oauth::{self, codes};
 use keyward_store::{AuthCode, Grant};
 use time::OffsetDateTime;
@@ -47,11 +48,7 @@ impl App {
                  URIs configured for the application '{client_id}'."
             )));
         };
-        let mode = match request.get("response_mode") {
-            None | Some("query") => ResponseMode::Query,
-            Some("form_post") => ResponseMode::FormPost,
-            Some(_) => ResponseMode::Query,
-        };
+        let (mode, mode_ok) = ResponseMode::parse(request.get("response_mode"));
         let issuer = self.issuer(&tenant.id);
         let fail = |error: &str, code: i64, description: &str| {
             let mut params = vec![
@@ -65,48 +62,21 @@ impl App {
             params.push(("iss".into(), issuer.clone()));
             Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
         };
-        if request.get("response_mode").is_some_and(|it| it != "query" && it != "form_post") {
-            return fail("invalid_request", codes::MISSING_PARAMETER, "response_mode must be 'query' or 'form_post'.");
-        }
-        if request.get("response_type") != Some("code") {
-            return fail(
-                "unsupported_response_type",
-                codes::MISSING_PARAMETER,
-                "The provided value for the input parameter 'response_type' is not allowed: use 'code'.",
-            );
+        if let Err(refused) = mode_ok.and_then(|()| authorize::check_response_type(request.get("response_type"))) {
+            return fail(refused.error, refused.code, refused.description);
         }
         let scopes = match oauth::parse_scope(request.get("scope").unwrap_or("openid"), &self.inner.config.public_url) {
             Ok(it) => it,
             Err(err) => return fail("invalid_scope", codes::INVALID_SCOPE, &err.0),
         };
-        let challenge = request.get("code_challenge");
-        let method = request.get("code_challenge_method").unwrap_or("plain");
-        if challenge.is_some() && !matches!(method, "S256" | "plain") {
-            return fail("invalid_request", codes::PKCE_REQUIRED, "code_challenge_method must be 'S256'.");
-        }
-        if is_public && (challenge.is_none() || method != "S256") {
-            return fail(
-                "invalid_request",
-                codes::PKCE_REQUIRED,
-                "Proof Key for Code Exchange is required for public clients: send code_challenge with \
-                 code_challenge_method=S256.",
-            );
-        }
-        let max_age = match request.get("max_age").map(str::parse::<i64>) {
-            None => None,
-            Some(Ok(it)) if it >= 0 => Some(it),
-            Some(_) => {
-                return fail("invalid_request", codes::MISSING_PARAMETER, "max_age must be a number of seconds.");
-            }
+        let parsed =
+            authorize::code_challenge(request.get("code_challenge"), request.get("code_challenge_method"), is_public)
+                .and_then(|challenge| Ok((challenge, authorize::max_age(request.get("max_age"))?)))
+                .and_then(|(challenge, max_age)| Ok((challenge, max_age, Prompt::parse(request.get("prompt"))?)));
+        let (challenge, max_age, prompt) = match parsed {
+            Ok(it) => it,
+            Err(refused) => return fail(refused.error, refused.code, refused.description),
         };
-        let prompt = request.get("prompt").unwrap_or("");
-        if !matches!(prompt, "" | "login" | "none" | "select_account" | "consent") {
-            return fail(
-                "invalid_request",
-                codes::MISSING_PARAMETER,
-                "prompt must be login, none, select_account or consent.",
-            );
-        }
         // `kw_after`: the time this request sent the user to sign in (prompt=login, max_age);
         // a sign-in at or after it satisfies them.
         // It carries this server's MAC, so a client cannot hand in a marker of its own to skip a
@@ -117,13 +87,8 @@ impl App {
             Some(cookie) => self.signed_in_session(&tenant, cookie).await?,
             None => None,
         };
-        let fresh_enough = |auth_time: OffsetDateTime| {
-            let after_ok = signed_in_after.is_none_or(|after| auth_time.unix_timestamp() >= after);
-            let login_ok = prompt != "login" && prompt != "select_account" || signed_in_after.is_some() && after_ok;
-            let age_ok = max_age.is_none_or(|max| (now - auth_time).whole_seconds() <= max)
-                || after_ok && signed_in_after.is_some();
-            login_ok && age_ok
-        };
+        let fresh_enough =
+            |auth_time: OffsetDateTime| authorize::session_is_fresh(prompt, max_age, signed_in_after, auth_time, now);
         let has_session = session.is_some();
         let mut usable = session.filter(|(_, session)| session.authenticated_at.is_some_and(fresh_enough));
         // Step-up: a session signed in without MFA is not reused for a user who must now use it;
@@ -136,14 +101,14 @@ impl App {
             usable = None;
         }
         let Some((user, session)) = usable else {
-            if prompt == "none" && needs_mfa {
+            if prompt == Prompt::None && needs_mfa {
                 return fail(
                     "interaction_required",
                     codes::MFA_REQUIRED,
                     "The user must use multi-factor authentication, which a silent request cannot ask for.",
                 );
             }
-            if prompt == "none" {
+            if prompt == Prompt::None {
                 return fail("login_required", 50058, "A silent sign-in request was sent but no user is signed in.");
             }
             let back = format!(
@@ -166,10 +131,10 @@ impl App {
             return fail("access_denied", codes::ACCESS_DENIED, "The user declined to consent to access the app.");
         }
         let return_to = strip_param(&request.path_and_query, "kw_consent");
-        match self.consent_check(&tenant, &client, &user, &scopes, prompt == "consent", &return_to).await? {
+        match self.consent_check(&tenant, &client, &user, &scopes, prompt == Prompt::Consent, &return_to).await? {
             ConsentCheck::Granted => (),
-            ConsentCheck::Ask(consent) if prompt != "none" => return Ok(AuthorizeOutcome::Consent(consent)),
-            ConsentCheck::AdminRequired if prompt != "none" => {
+            ConsentCheck::Ask(consent) if prompt != Prompt::None => return Ok(AuthorizeOutcome::Consent(consent)),
+            ConsentCheck::AdminRequired if prompt != Prompt::None => {
                 return Ok(AuthorizeOutcome::ErrorPage(format!(
                     "AADSTS90094: {} needs permission to access resources in your organization that only an admin \
                      can grant. Ask an admin to grant permission to this app before you can use it.",
@@ -195,8 +160,8 @@ impl App {
             },
             redirect_uri: redirect_uri.to_owned(),
             nonce: request.get("nonce").map(str::to_owned),
-            code_challenge: challenge.map(str::to_owned),
-            code_challenge_method: challenge.map(|_| method.to_owned()),
+            code_challenge_method: challenge.as_ref().map(|it| it.method.clone()),
+            code_challenge: challenge.map(|it| it.challenge),
             created: now,
             expires_at: now + CODE_LIFETIME,
             used_at: None,

@@ -180,12 +180,7 @@ impl AuthorizeRequest {
     }
 }
 
-/// How the authorization response travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseMode {
-    Query,
-    FormPost,
-}
+pub use keyward_core::authorize::ResponseMode;
 
 /// What the authorization endpoint answers.
 #[derive(Debug, Clone)]
