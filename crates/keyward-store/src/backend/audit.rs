@@ -3,14 +3,6 @@
 
 use super::*;
 
-/// Whether audit target rows (schema 8) and initiator rows (schema 9, `audit_initiators`) point at
-/// a copy of their record in `audit_copies`. On SQLite a target's or initiator's copies have
-/// consecutive keys, so its newest records are a few adjacent pages; PostgreSQL tables are heaps in
-/// insertion order, where a copy would sit as scattered as the record itself.
-pub(super) fn record_copies(backend: Backend) -> bool {
-    backend == Backend::Sqlite
-}
-
 /// A target's (or initiator's) copies take consecutive keys in a block of `1 << COPY_BLOCK_BITS`
 /// keys of its own; block `b` holds keys `b << COPY_BLOCK_BITS ..`. One whose block is used up
 /// (four billion records) continues in a new block, as does one all of whose records retention
@@ -205,7 +197,7 @@ pub(super) fn checkpoint_from_row(
 
 /// Implements `AuditStore` (and the copy-key helpers) for a backend's transaction type.
 macro_rules! impl_audit_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         impl $tx {
             /// The key for the next copy of `target`'s records (see [`COPY_BLOCK_BITS`]), given
             /// the keys this call has already handed out.
@@ -347,7 +339,7 @@ macro_rules! impl_audit_store {
                     for (n, record) in chunk.iter().enumerate() {
                         let columns = audit_json::columns(record);
                         let canonical = audit_json::to_json(record);
-                        let copy = (record_copies($backend) && !columns.targets.is_empty())
+                        let copy = (DIALECT.record_copies && !columns.targets.is_empty())
                             .then(|| audit_json::copy_json(record));
                         let prev_hash = audit_chain::to_hex(&at.hash);
                         at = at.append(tenant, &canonical);
@@ -392,7 +384,7 @@ macro_rules! impl_audit_store {
                         .await?;
                     let seqs: std::collections::HashMap<String, i64> =
                         rows.into_iter().map(|(seq, id)| (id, seq)).collect();
-                    let mut sql = Sql::new(if record_copies($backend) {
+                    let mut sql = Sql::new(if DIALECT.record_copies {
                         concat!(
                             "INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, ",
                             "target_id, target_upn_lc, copy_key) VALUES "
@@ -586,7 +578,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn audit_stray_row(&mut self, tenant: &str) -> Result<Option<i64>, StoreError> {
-                if !record_copies($backend) {
+                if !DIALECT.record_copies {
                     // PostgreSQL's queries by target join each record of the tenant.
                     return Ok(None);
                 }
@@ -613,7 +605,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError> {
-                let initiators = if record_copies($backend) {
+                let initiators = if DIALECT.record_copies {
                     concat!("OR EXISTS (SELECT 1 FROM audit_initiators x WHERE x.tenant_id = ", "tenants.id)")
                 } else {
                     ""
@@ -673,7 +665,7 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                 if let Some(last) = rows.last() {
                     // The targets of exactly this page's records (not other tenants' in the same seq range).
                     let through: i64 = last.try_get(2)?;
-                    let copy = if record_copies($backend) {
+                    let copy = if DIALECT.record_copies {
                         "(SELECT c.record FROM audit_copies c WHERE c.key = t.copy_key)"
                     } else {
                         "CAST(NULL AS TEXT)"
@@ -697,7 +689,7 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                         targets.entry(seq).or_default().push((id, upn));
                         target_rows.entry(seq).or_default().push((at, target_tenant, copy));
                     }
-                    if record_copies($backend) {
+                    if DIALECT.record_copies {
                         let found: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(concat!(
                             "SELECT i.audit_seq, i.initiator_id, i.activity_date_time, i.tenant_id, ",
                             "(SELECT c.record FROM audit_copies c WHERE c.key = i.copy_key) FROM ",
@@ -748,12 +740,12 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                                     && target_tenant == tenant
                                     && match copy {
                                         Some(copy) => is_copy(copy),
-                                        None => !record_copies($backend),
+                                        None => !DIALECT.record_copies,
                                     }
                             });
                         // The record's initiator row (SQLite): one, with the record's initiator, time,
                         // tenant and a copy of it, or none when the record has no initiator id.
-                        let initiator_matches = !record_copies($backend)
+                        let initiator_matches = !DIALECT.record_copies
                             || match (initiator_rows.remove(&seq).unwrap_or_default().as_slice(), &stored.initiator_id)
                             {
                                 ([], None) => true,

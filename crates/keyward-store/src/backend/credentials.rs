@@ -5,7 +5,7 @@
 
 /// Implements `CredentialStore` for a backend's transaction type.
 macro_rules! impl_credential_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl CredentialStore for $tx {
             async fn get_password_hash(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {

@@ -5,7 +5,7 @@
 
 /// Implements `GroupStore` for a backend's transaction type.
 macro_rules! impl_group_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl GroupStore for $tx {
             async fn insert_group(&mut self, group: &Group) -> Result<(), StoreError> {

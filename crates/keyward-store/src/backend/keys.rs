@@ -5,7 +5,7 @@
 
 /// Implements `KeyStore` for a backend's transaction type.
 macro_rules! impl_key_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl KeyStore for $tx {
             async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {

@@ -1,5 +1,7 @@
-//! The SQLite and PostgreSQL stores. Both are generated from one body by `impl_backend!`, so the
-//! two can only differ in their connection set-up and their migrations.
+//! The SQLite and PostgreSQL stores. Both are generated from the same SQL: `impl_backend!` here
+//! (the store, its transactions, migrations) and one macro per store trait in the sibling files,
+//! each expanded once per backend at the end of this file. The two differ only in their
+//! connection set-up, their migrations, and what their [`Dialect`] names.
 
 // Each store trait's SQL, as a macro expanded for both backends at the end of this file.
 #[macro_use]
@@ -41,7 +43,6 @@ use time::OffsetDateTime;
 
 use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
-    record_copies,
 };
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
@@ -107,6 +108,40 @@ fn group_types_from(raw: &str) -> Vec<String> {
         .filter(|it| !it.is_empty())
         .map(|it| if it == "unified" { "Unified".to_owned() } else { it.to_owned() })
         .collect()
+}
+
+/// Everything that differs between the two databases beyond their migrations and connection
+/// set-up, named once; the shared SQL asks this value instead of testing which backend it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// SQLite: maintenance is `PRAGMA optimize`; PostgreSQL: `ANALYZE`.
+    pub(crate) is_sqlite: bool,
+    /// Audit target rows (schema 8) and initiator rows (schema 9, `audit_initiators`) point at a
+    /// copy of their record in `audit_copies`. On SQLite a target's or initiator's copies have
+    /// consecutive keys, so its newest records are a few adjacent pages; PostgreSQL tables are
+    /// heaps in insertion order, where a copy would sit as scattered as the record itself.
+    pub(crate) record_copies: bool,
+    /// A page of audit records is fetched as one concatenated row: the SQLite driver hands rows
+    /// over from its worker thread one at a time, a thread wake-up each.
+    pub(crate) page_as_one_row: bool,
+    /// Rows read for update are locked with `FOR UPDATE` and role changes with a transaction
+    /// advisory lock (PostgreSQL); SQLite's write transaction already holds the database's only
+    /// write lock.
+    pub(crate) row_locks: bool,
+}
+
+impl Backend {
+    /// This database's dialect.
+    pub(crate) const fn dialect(self) -> Dialect {
+        match self {
+            Backend::Sqlite => {
+                Dialect { is_sqlite: true, record_copies: true, page_as_one_row: true, row_locks: false }
+            }
+            Backend::Postgres => {
+                Dialect { is_sqlite: false, record_copies: false, page_as_one_row: false, row_locks: true }
+            }
+        }
+    }
 }
 
 macro_rules! bind_args {
@@ -261,8 +296,8 @@ macro_rules! impl_backend {
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
                 let (mut sql, copies) =
-                    audit_page_sql(tenant, filter, after, is_ascending, limit, record_copies($backend));
-                if $backend == Backend::Sqlite {
+                    audit_page_sql(tenant, filter, after, is_ascending, limit, DIALECT.record_copies);
+                if DIALECT.page_as_one_row {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.
                     sql.text = format!(
@@ -292,7 +327,7 @@ macro_rules! impl_backend {
             }
 
             async fn optimize(&self) -> Result<(), StoreError> {
-                if matches!($backend, Backend::Sqlite) {
+                if DIALECT.is_sqlite {
                     // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
                     let mut conn = self.pool.acquire().await?;
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
@@ -563,6 +598,8 @@ pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
 mod sqlite_impl {
     use super::*;
 
+    const DIALECT: Dialect = Backend::Sqlite.dialect();
+
     async fn begin_immediate(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
@@ -582,14 +619,14 @@ mod sqlite_impl {
         begin_immediate,
         begin_deferred
     );
-    impl_tenant_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_user_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_group_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_role_stores!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_credential_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_key_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_audit_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
-    impl_sign_in_store!(SqliteTx, sqlx::Sqlite, Backend::Sqlite);
+    impl_tenant_store!(SqliteTx, sqlx::Sqlite);
+    impl_user_store!(SqliteTx, sqlx::Sqlite);
+    impl_group_store!(SqliteTx, sqlx::Sqlite);
+    impl_role_stores!(SqliteTx, sqlx::Sqlite);
+    impl_credential_store!(SqliteTx, sqlx::Sqlite);
+    impl_key_store!(SqliteTx, sqlx::Sqlite);
+    impl_audit_store!(SqliteTx, sqlx::Sqlite);
+    impl_sign_in_store!(SqliteTx, sqlx::Sqlite);
     impl_oauth_store!(SqliteTx, sqlx::Sqlite);
 
     impl SqliteStore {
@@ -616,6 +653,8 @@ mod sqlite_impl {
 mod postgres_impl {
     use super::*;
 
+    const DIALECT: Dialect = Backend::Postgres.dialect();
+
     async fn begin(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         pool.begin().await
     }
@@ -635,14 +674,14 @@ mod postgres_impl {
         begin,
         begin_snapshot
     );
-    impl_tenant_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_user_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_group_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_role_stores!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_credential_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_key_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_audit_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
-    impl_sign_in_store!(PostgresTx, sqlx::Postgres, Backend::Postgres);
+    impl_tenant_store!(PostgresTx, sqlx::Postgres);
+    impl_user_store!(PostgresTx, sqlx::Postgres);
+    impl_group_store!(PostgresTx, sqlx::Postgres);
+    impl_role_stores!(PostgresTx, sqlx::Postgres);
+    impl_credential_store!(PostgresTx, sqlx::Postgres);
+    impl_key_store!(PostgresTx, sqlx::Postgres);
+    impl_audit_store!(PostgresTx, sqlx::Postgres);
+    impl_sign_in_store!(PostgresTx, sqlx::Postgres);
     impl_oauth_store!(PostgresTx, sqlx::Postgres);
 
     impl PostgresStore {

@@ -5,7 +5,7 @@
 
 /// Implements `ServicePrincipalStore`, `RoleStore` for a backend's transaction type.
 macro_rules! impl_role_stores {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl ServicePrincipalStore for $tx {
             async fn insert_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError> {
@@ -208,7 +208,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
-                if $backend == Backend::Postgres {
+                if DIALECT.row_locks {
                     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
                         .bind(format!("keyward-roles-{tenant}"))
                         .execute(&mut *self.0)

@@ -2,10 +2,10 @@
 //! one body like the rest of `backend.rs`.
 
 macro_rules! impl_sign_in_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         impl $tx {
             async fn read_sign_in_state(&mut self, user: &ObjectId, lock: bool) -> Result<UserSignInState, StoreError> {
-                let suffix = if lock && matches!($backend, Backend::Postgres) { " FOR UPDATE" } else { "" };
+                let suffix = if lock && DIALECT.row_locks { " FOR UPDATE" } else { "" };
                 let sql = format!(
                     concat!(
                         "SELECT per_user_mfa_state, remembered_devices_not_before, ",

@@ -5,7 +5,7 @@
 
 /// Implements `TenantStore` for a backend's transaction type.
 macro_rules! impl_tenant_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl TenantStore for $tx {
             async fn insert_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {

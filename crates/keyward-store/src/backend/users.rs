@@ -5,7 +5,7 @@
 
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
-    ($tx:ident, $db:ty, $backend:expr) => {
+    ($tx:ident, $db:ty) => {
         #[async_trait]
         impl UserStore for $tx {
             async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
