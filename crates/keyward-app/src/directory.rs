@@ -398,7 +398,7 @@ impl App {
                 .await);
         }
         let filter = AssignmentFilter { principal_id: Some(user.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::user(&user)), &assignments).await?;
         tx.delete_memberships_of(&user.id).await?;
         tx.delete_role_assignments_of(&user.id).await?;
@@ -518,7 +518,7 @@ impl App {
                 .await);
         }
         let filter = AssignmentFilter { principal_id: Some(group.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::group(&group)), &assignments).await?;
         tx.delete_memberships_of(&group.id).await?;
         tx.delete_role_assignments_of(&group.id).await?;

@@ -115,7 +115,7 @@ pub(crate) async fn global_administrators(
         directory_scope_id: Some("/".to_owned()),
         ..AssignmentFilter::default()
     };
-    let assignments = tx.list_role_assignments(&tenant.id, &filter, None, 100_000).await?;
+    let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
     let mut candidates: Vec<ObjectId> = Vec::new();
     for assignment in &assignments {
         if matches!(change, RoleChange::RemoveAssignment(id) if *id == assignment.id)
@@ -125,7 +125,7 @@ pub(crate) async fn global_administrators(
         }
         match tx.get_group(&tenant.id, &assignment.principal_id).await? {
             Some(group) if group.is_assignable_to_role => {
-                for member in tx.list_members(&group.id, None, 100_000).await? {
+                for member in tx.list_members(&group.id, None, keyward_store::ALL_ROWS).await? {
                     let is_removed = matches!(change, RoleChange::RemoveMember { group: g, member: m } if **g == group.id && **m == member.id);
                     if !is_removed {
                         candidates.push(member.id);

@@ -37,6 +37,10 @@ pub use crate::migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use keyward_core::consent::PermissionGrant;
 pub use keyward_core::directory::{AdministrativeUnit, AssignmentFilter, RoleAssignment};
 
+/// The `limit` of a list that reads every row, unpaged: what a decision reads (a role dropped
+/// by a page limit would silently change who may do what).
+pub const ALL_ROWS: usize = usize::MAX;
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

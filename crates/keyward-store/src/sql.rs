@@ -336,7 +336,7 @@ pub(crate) fn escape_like(text: &str) -> String {
 /// 1–999) is its own statement in the driver's per-connection cache, which keeps the 100 most
 /// recently used; clients use a handful of sizes.
 pub(crate) fn limit_clause(limit: usize) -> String {
-    format!(" LIMIT {}", limit.min(i64::MAX as usize))
+    if limit == crate::ALL_ROWS { String::new() } else { format!(" LIMIT {}", limit.min(i64::MAX as usize)) }
 }
 
 #[cfg(test)]
@@ -344,6 +344,12 @@ mod tests {
     use keyward_core::query::{RawQuery, USER, plan};
 
     use super::*;
+
+    #[test]
+    fn all_rows_reads_unpaged() {
+        assert_eq!(limit_clause(crate::ALL_ROWS), "");
+        assert_eq!(limit_clause(100_001), " LIMIT 100001");
+    }
 
     fn where_clause(filter: &str) -> Sql {
         let raw = RawQuery {

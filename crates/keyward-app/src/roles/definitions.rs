@@ -125,7 +125,7 @@ impl App {
                     &caller.tenant.id,
                     &AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() },
                     None,
-                    100_000,
+                    keyward_store::ALL_ROWS,
                 )
                 .await?
                 .into_iter()

@@ -98,7 +98,7 @@ impl App {
             return Err(self.refused(Some(tx), caller, Activity::RemoveServicePrincipal, targets, err).await);
         }
         let filter = AssignmentFilter { principal_id: Some(principal.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         self.record_cascaded_removals(
             &mut *tx,
             caller,

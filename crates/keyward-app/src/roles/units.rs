@@ -171,7 +171,7 @@ impl App {
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
         let filter = AssignmentFilter { directory_scope_id: Some(unit_scope(&unit.id)), ..AssignmentFilter::default() };
-        let scoped = tx.list_role_assignments(&caller.tenant.id, &filter, None, 100_000).await?;
+        let scoped = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         for assignment in &scoped {
             let principal = resolve_object(&mut *tx, &caller.tenant, assignment.principal_id.as_str())
                 .await
