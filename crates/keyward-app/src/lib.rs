@@ -50,9 +50,10 @@ pub use crate::oidc::{
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
-pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, Stage, csrf_token};
+pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, csrf_token};
 pub use crate::signin_admin::SignInPage as SignInLogPage;
 pub use crate::tokens::AccessClaims;
+pub use keyward_core::signin::Stage;
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]

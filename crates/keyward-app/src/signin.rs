@@ -16,7 +16,7 @@ use keyward_core::password;
 use keyward_core::secret::Secret;
 use keyward_core::signin::{
     self, AuthenticationDetail, FirstFactor, MfaDone, MfaReason, NextStep, SessionFacts, SignInPolicy, SignInRecord,
-    codes,
+    Stage, codes,
 };
 use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
@@ -38,44 +38,6 @@ const FLOW_LIFETIME: Duration = Duration::minutes(30);
 const SESSION_LIFETIME: Duration = Duration::hours(12);
 /// Adding a method from the account page needs MFA this recent.
 const RECENT_MFA: Duration = Duration::minutes(10);
-
-/// Where a sign-in stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Username,
-    Password,
-    ChangePassword,
-    Mfa,
-    MoreInfo,
-    RegisterTotp,
-    Done,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Username => "username",
-            Stage::Password => "password",
-            Stage::ChangePassword => "change_password",
-            Stage::Mfa => "mfa",
-            Stage::MoreInfo => "more_info",
-            Stage::RegisterTotp => "register_totp",
-            Stage::Done => "done",
-        }
-    }
-
-    fn parse(text: &str) -> Stage {
-        match text {
-            "password" => Stage::Password,
-            "change_password" => Stage::ChangePassword,
-            "mfa" => Stage::Mfa,
-            "more_info" => Stage::MoreInfo,
-            "register_totp" => Stage::RegisterTotp,
-            "done" => Stage::Done,
-            _ => Stage::Username,
-        }
-    }
-}
 
 /// A submitted sign-in form. `step` names the page it came from (or an account action:
 /// `signout`, `add_totp`, `change_password`).
@@ -201,7 +163,7 @@ impl App {
                 }
                 // A signed-in session, on the account page or one of its steps: it must still count.
                 match self.check_signed_in(&mut flow).await? {
-                    Some(_) if Stage::parse(&flow.session.stage) != Stage::Done => {
+                    Some(_) if flow.session.stage != Stage::Done => {
                         return self.render(&mut flow, None).await;
                     }
                     Some(user) => {
@@ -267,7 +229,7 @@ impl App {
             return Ok(view);
         }
         let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
-        let stage = Stage::parse(&flow.session.stage);
+        let stage = flow.session.stage;
         if flow.session.authenticated_at.is_some() {
             // Signed in: every form (the account page and its steps) needs the session to count.
             let Some(user) = self.check_signed_in(&mut flow).await? else {
@@ -276,7 +238,7 @@ impl App {
             match form.step.as_str() {
                 "signout" => return self.sign_out(&flow).await,
                 "cancel" => {
-                    flow.session.stage = Stage::Done.as_str().into();
+                    flow.session.stage = Stage::Done;
                     flow.session.pending_secret = None;
                     self.save_session(&flow.session).await?;
                     return self.account_page(&flow, &user, None).await;
@@ -345,7 +307,7 @@ impl App {
             id_sha256: sha256(cookie.as_bytes()),
             tenant_id: tenant.id.clone(),
             user_id: None,
-            stage: Stage::Username.as_str().into(),
+            stage: Stage::Username,
             username: None,
             return_to: return_to.to_owned(),
             created: now,
@@ -392,7 +354,7 @@ impl App {
     /// The page for the session's stage.
     async fn render(&self, flow: &mut Flow, error: Option<String>) -> Result<SignInView, AppError> {
         let username = flow.session.username.clone().unwrap_or_default();
-        let page = match Stage::parse(&flow.session.stage) {
+        let page = match flow.session.stage {
             Stage::Username => SignInPage::Username { error },
             Stage::Password => SignInPage::Password { username, error },
             Stage::ChangePassword => {
@@ -435,7 +397,7 @@ impl App {
         // The name is shown back as typed, for known and unknown accounts alike.
         flow.session.username = Some(username.to_owned());
         flow.session.user_id = user.map(|it| it.id);
-        flow.session.stage = Stage::Password.as_str().into();
+        flow.session.stage = Stage::Password;
         self.save_session(&flow.session).await?;
         self.render(flow, None).await
     }
@@ -548,7 +510,7 @@ impl App {
         };
         let first = detail(now, method, true, result);
         if factor == FirstFactor::Password && user.force_change_password_next_sign_in {
-            flow.session.stage = Stage::ChangePassword.as_str().into();
+            flow.session.stage = Stage::ChangePassword;
             self.save_session(&flow.session).await?;
             self.log_sign_in(flow, Some(&user), codes::PASSWORD_EXPIRED, vec![first]).await?;
             return self.render(flow, None).await;
@@ -591,13 +553,13 @@ impl App {
                 self.finish(flow, user, details).await
             }
             NextStep::Challenge => {
-                flow.session.stage = Stage::Mfa.as_str().into();
+                flow.session.stage = Stage::Mfa;
                 self.save_session(&flow.session).await?;
                 self.log_sign_in(flow, Some(user), codes::MFA_REQUIRED, vec![first]).await?;
                 self.render(flow, None).await
             }
             NextStep::Register => {
-                flow.session.stage = Stage::MoreInfo.as_str().into();
+                flow.session.stage = Stage::MoreInfo;
                 self.save_session(&flow.session).await?;
                 self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first]).await?;
                 self.render(flow, None).await
@@ -681,7 +643,7 @@ impl App {
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
             flow.session.authenticated_at = Some(now);
-            flow.session.stage = Stage::Done.as_str().into();
+            flow.session.stage = Stage::Done;
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
         }
@@ -788,7 +750,7 @@ impl App {
         let mut secret = [0_u8; totp::SECRET_LEN];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| unexpected("random generator failed"))?;
         flow.session.pending_secret = Some(self.inner.keys.seal_secret(user.id.as_str().as_bytes(), &secret)?);
-        flow.session.stage = Stage::RegisterTotp.as_str().into();
+        flow.session.stage = Stage::RegisterTotp;
         self.save_session(&flow.session).await?;
         self.render(flow, None).await
     }
@@ -863,7 +825,7 @@ impl App {
         }
         flow.session.mfa_at = Some(now);
         if flow.session.authenticated_at.is_some() {
-            flow.session.stage = Stage::Done.as_str().into();
+            flow.session.stage = Stage::Done;
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &user, Some("Your authenticator app is registered.".into())).await;
         }
@@ -944,7 +906,7 @@ impl App {
         let cookie = random_token()?;
         let old_id = std::mem::replace(&mut flow.session.id_sha256, sha256(cookie.as_bytes()));
         flow.cookie = cookie.clone();
-        flow.session.stage = Stage::Done.as_str().into();
+        flow.session.stage = Stage::Done;
         flow.session.authenticated_at = Some(now);
         flow.session.expires_at = now + SESSION_LIFETIME;
         let mut record = self.sign_in_record(flow, Some(user), codes::SUCCESS, details);
@@ -1045,7 +1007,7 @@ impl App {
     async fn account_action(&self, flow: &mut Flow, user: &User, form: &SignInForm) -> Result<SignInView, AppError> {
         match form.step.as_str() {
             "change_password" => {
-                flow.session.stage = Stage::ChangePassword.as_str().into();
+                flow.session.stage = Stage::ChangePassword;
                 self.save_session(&flow.session).await?;
                 self.render(flow, None).await
             }

@@ -378,8 +378,49 @@ pub fn normalize_user_code(typed: &str) -> String {
     if letters.len() == 8 { format!("{}-{}", &letters[..4], &letters[4..]) } else { letters }
 }
 
+/// Where a device authorization (RFC 8628) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCodeStatus {
+    /// Waiting for the user at the verification page.
+    Pending,
+    /// The user approved; the next poll redeems it.
+    Approved,
+    /// The user declined.
+    Denied,
+    /// Tokens were issued for it.
+    Redeemed,
+}
+
+impl DeviceCodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceCodeStatus::Pending => "pending",
+            DeviceCodeStatus::Approved => "approved",
+            DeviceCodeStatus::Denied => "denied",
+            DeviceCodeStatus::Redeemed => "redeemed",
+        }
+    }
+
+    /// A stored status; `None` for anything else.
+    pub fn parse(text: &str) -> Option<DeviceCodeStatus> {
+        [DeviceCodeStatus::Pending, DeviceCodeStatus::Approved, DeviceCodeStatus::Denied, DeviceCodeStatus::Redeemed]
+            .into_iter()
+            .find(|it| it.as_str() == text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn device_code_statuses_round_trip_and_nothing_else_parses() {
+        use super::DeviceCodeStatus as S;
+        for status in [S::Pending, S::Approved, S::Denied, S::Redeemed] {
+            assert_eq!(S::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(S::parse("Pending"), None);
+        assert_eq!(S::parse(""), None);
+    }
+
     use super::*;
     use time::macros::datetime;
 

@@ -530,6 +530,45 @@ pub fn failure_reason(code: i32) -> Option<&'static str> {
     })
 }
 
+/// Where a sign-in stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Username,
+    Password,
+    ChangePassword,
+    Mfa,
+    MoreInfo,
+    RegisterTotp,
+    Done,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Username => "username",
+            Stage::Password => "password",
+            Stage::ChangePassword => "change_password",
+            Stage::Mfa => "mfa",
+            Stage::MoreInfo => "more_info",
+            Stage::RegisterTotp => "register_totp",
+            Stage::Done => "done",
+        }
+    }
+
+    /// A stored stage; anything unknown starts the sign-in again.
+    pub fn parse(text: &str) -> Stage {
+        match text {
+            "password" => Stage::Password,
+            "change_password" => Stage::ChangePassword,
+            "mfa" => Stage::Mfa,
+            "more_info" => Stage::MoreInfo,
+            "register_totp" => Stage::RegisterTotp,
+            "done" => Stage::Done,
+            _ => Stage::Username,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

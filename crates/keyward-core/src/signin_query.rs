@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::audit_query::{set, time_bound};
+use crate::audit_query::{TextMatch, set, time_bound};
 use crate::odata::{CmpOp, Expr, Literal, StrFunc, parse_filter};
 use crate::query::{QueryError, RawQuery, parse_top};
 
@@ -15,9 +15,8 @@ pub struct SignInFilter {
     pub until: Option<OffsetDateTime>,
     /// Lowercased.
     pub user_id: Option<String>,
-    /// Lowercased; `startswith` when `upn_is_prefix`.
-    pub user_principal_name: Option<String>,
-    pub upn_is_prefix: bool,
+    /// Lowercased.
+    pub user_principal_name: Option<TextMatch>,
     pub error_code: Option<i64>,
     pub app_id: Option<String>,
 }
@@ -57,7 +56,7 @@ fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
                 }
                 ("userid", CmpOp::Eq, _) => set(&mut filter.user_id, text(value, &property)?, &property),
                 ("userprincipalname", CmpOp::Eq, _) => {
-                    set(&mut filter.user_principal_name, text(value, &property)?, &property)
+                    set(&mut filter.user_principal_name, TextMatch::Equals(text(value, &property)?), &property)
                 }
                 ("appid", CmpOp::Eq, _) => set(&mut filter.app_id, text(value, &property)?, &property),
                 ("status/errorcode", CmpOp::Eq, Literal::Int(code)) => set(&mut filter.error_code, *code, &property),
@@ -67,8 +66,8 @@ fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
         Expr::Func { func: StrFunc::StartsWith, path, value }
             if path.to_string().eq_ignore_ascii_case("userPrincipalName") =>
         {
-            filter.upn_is_prefix = true;
-            set(&mut filter.user_principal_name, text(value, "userPrincipalName")?, "userPrincipalName")
+            let prefix = TextMatch::StartsWith(text(value, "userPrincipalName")?);
+            set(&mut filter.user_principal_name, prefix, "userPrincipalName")
         }
         Expr::Or(..) => Err(QueryError::Unsupported("Sign-in log filters combine with 'and' only.".into())),
         other => Err(unsupported(&format!("{other}"))),
@@ -118,8 +117,7 @@ mod tests {
         assert_eq!(query.filter.error_code, Some(50126));
         assert!(query.filter.from.is_some() && query.filter.until.is_some());
         let upn = plan(&raw("startswith(userPrincipalName,'Adele')")).expect("plans");
-        assert_eq!(upn.filter.user_principal_name.as_deref(), Some("adele"));
-        assert!(upn.filter.upn_is_prefix);
+        assert_eq!(upn.filter.user_principal_name, Some(TextMatch::StartsWith("adele".into())));
     }
 
     #[test]

@@ -25,8 +25,9 @@ use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
-use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy};
 use keyward_core::signin_query::SignInFilter;
 use time::OffsetDateTime;
 
@@ -448,8 +449,8 @@ pub struct BrowserSession {
     pub id_sha256: Vec<u8>,
     pub tenant_id: ObjectId,
     pub user_id: Option<ObjectId>,
-    /// Where the sign-in stands (`username`, `password`, `mfa`, `register`, `change_password`, `done`).
-    pub stage: String,
+    /// Where the sign-in stands.
+    pub stage: Stage,
     /// The name the user typed, as typed.
     pub username: Option<String>,
     pub return_to: String,
@@ -663,8 +664,7 @@ pub struct DeviceCode {
     pub expires_at: OffsetDateTime,
     pub interval_seconds: i64,
     pub last_poll_at: Option<OffsetDateTime>,
-    /// `pending`, `approved`, `denied` or `redeemed`.
-    pub status: String,
+    pub status: DeviceCodeStatus,
     pub user_id: Option<ObjectId>,
     pub auth_time: Option<OffsetDateTime>,
     pub amr: String,
@@ -709,7 +709,11 @@ pub trait OAuthStore: Send {
     async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError>;
     /// Replaces a device code's status, user, poll time and authentication, only if its status is
     /// still `expected_status`; whether it was (a concurrent approval or poll wins otherwise).
-    async fn update_device_code(&mut self, code: &DeviceCode, expected_status: &str) -> Result<bool, StoreError>;
+    async fn update_device_code(
+        &mut self,
+        code: &DeviceCode,
+        expected_status: DeviceCodeStatus,
+    ) -> Result<bool, StoreError>;
     /// Moves an approved code to `redeemed`; `false` if another poll redeemed it first.
     async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError>;
     /// Records a client assertion's `jti` until `expires_at`; `false` if the client used it

@@ -4,6 +4,7 @@ use crate::{App, AppError, RequestMeta, random_token, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{Tenant, User};
+use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::oauth::{self, codes};
 use keyward_store::{DeviceCode, Grant};
 use std::collections::HashMap;
@@ -61,7 +62,7 @@ impl App {
             expires_at: now + DEVICE_LIFETIME,
             interval_seconds: DEVICE_INTERVAL,
             last_poll_at: None,
-            status: "pending".into(),
+            status: DeviceCodeStatus::Pending,
             user_id: None,
             auth_time: None,
             amr: String::new(),
@@ -112,7 +113,7 @@ impl App {
                 "The device code has expired. Start a new sign-in.",
             ));
         }
-        if record.status != "pending" {
+        if record.status != DeviceCodeStatus::Pending {
             // Decided by a user: its completion is a sign-in (polling while pending is not).
             *subject = Some(SignInSubject {
                 user_id: record.user_id.clone(),
@@ -121,8 +122,8 @@ impl App {
                 amr: record.amr.clone(),
             });
         }
-        match record.status.as_str() {
-            "denied" => {
+        match record.status {
+            DeviceCodeStatus::Denied => {
                 return Err(OAuthError::new(
                     400,
                     "access_denied",
@@ -130,16 +131,16 @@ impl App {
                     "The user declined the sign-in.",
                 ));
             }
-            "redeemed" => {
+            DeviceCodeStatus::Redeemed => {
                 return Err(OAuthError::invalid_grant(codes::CODE_REDEEMED, "The device code was already redeemed."));
             }
-            "pending" => {
+            DeviceCodeStatus::Pending => {
                 let too_fast =
                     record.last_poll_at.is_some_and(|at| (now - at).whole_seconds() < record.interval_seconds);
                 record.last_poll_at = Some(now);
                 let mut tx = self.write().await?;
                 // Only a still-pending code is touched: an approval that landed meanwhile stays.
-                let still_pending = tx.update_device_code(&record, "pending").await?;
+                let still_pending = tx.update_device_code(&record, DeviceCodeStatus::Pending).await?;
                 tx.commit().await?;
                 return Err(if too_fast && still_pending {
                     OAuthError::new(
@@ -157,7 +158,7 @@ impl App {
                     )
                 });
             }
-            _ => (),
+            DeviceCodeStatus::Approved => (),
         }
         let mut tx = self.write().await?;
         if !tx.redeem_device_code(&hash).await? {
@@ -213,13 +214,13 @@ impl App {
             // Refused before anything changes when only an administrator could grant what is asked.
             self.device_consent(&tenant, &client, &user, &scopes).await?;
         }
-        record.status = if approve { "approved" } else { "denied" }.into();
+        record.status = if approve { DeviceCodeStatus::Approved } else { DeviceCodeStatus::Denied };
         record.user_id = Some(user.id.clone());
         record.auth_time = session.authenticated_at;
         record.amr = session.methods.clone();
         record.pass_expires_at = session.pass_expires_at;
         let mut tx = self.write().await?;
-        if !tx.update_device_code(&record, "pending").await? {
+        if !tx.update_device_code(&record, DeviceCodeStatus::Pending).await? {
             return Err(AppError::BadRequest(
                 "That code was already used. Start the sign-in on your device again.".into(),
             ));
@@ -282,7 +283,8 @@ impl App {
         let code = oauth::normalize_user_code(user_code);
         let record = tx.find_device_code(&code).await?;
         drop(tx);
-        let record = record.filter(|it| it.tenant_id == tenant.id && it.status == "pending" && it.expires_at > now);
+        let record = record
+            .filter(|it| it.tenant_id == tenant.id && it.status == DeviceCodeStatus::Pending && it.expires_at > now);
         if record.is_none() {
             self.count_code_failure(&user.id, &policy, now).await?;
         }

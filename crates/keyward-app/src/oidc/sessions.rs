@@ -44,7 +44,7 @@ impl App {
         let now = self.now();
         let mut tx = self.read().await?;
         let Some(session) = tx.get_browser_session(&sha256(cookie.as_bytes())).await? else { return Ok(None) };
-        if session.tenant_id != tenant.id || session.stage != crate::Stage::Done.as_str() {
+        if session.tenant_id != tenant.id || session.stage != crate::Stage::Done {
             return Ok(None);
         }
         let (Some(user_id), Some(authenticated_at)) = (&session.user_id, session.authenticated_at) else {

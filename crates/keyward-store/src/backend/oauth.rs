@@ -71,7 +71,8 @@ macro_rules! impl_oauth_store {
                     expires_at: parse_ts(&row.try_get::<String, _>(6)?)?,
                     interval_seconds: row.try_get(7)?,
                     last_poll_at: opt_ts(row.try_get(8)?)?,
-                    status: row.try_get(9)?,
+                    status: DeviceCodeStatus::parse(&row.try_get::<String, _>(9)?)
+                        .ok_or_else(|| StoreError::Other("corrupt device code status".into()))?,
                     user_id: row.try_get::<Option<String>, _>(10)?.as_deref().map(oid).transpose()?,
                     auth_time: opt_ts(row.try_get(11)?)?,
                     amr: row.try_get(12)?,
@@ -428,7 +429,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(code.expires_at))
                 .bind(code.interval_seconds)
                 .bind(code.last_poll_at.map(fmt_ts))
-                .bind(&code.status)
+                .bind(code.status.as_str())
                 .bind(code.user_id.as_ref().map(ObjectId::to_string))
                 .bind(code.auth_time.map(fmt_ts))
                 .bind(&code.amr)
@@ -467,7 +468,7 @@ macro_rules! impl_oauth_store {
             async fn update_device_code(
                 &mut self,
                 code: &DeviceCode,
-                expected_status: &str,
+                expected_status: DeviceCodeStatus,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(concat!(
                     "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, ",
@@ -476,12 +477,12 @@ macro_rules! impl_oauth_store {
                 ))
                 .bind(&code.device_sha256)
                 .bind(code.last_poll_at.map(fmt_ts))
-                .bind(&code.status)
+                .bind(code.status.as_str())
                 .bind(code.user_id.as_ref().map(ObjectId::to_string))
                 .bind(code.auth_time.map(fmt_ts))
                 .bind(&code.amr)
                 .bind(code.pass_expires_at.map(fmt_ts))
-                .bind(expected_status)
+                .bind(expected_status.as_str())
                 .execute(&mut *self.0)
                 .await?;
                 Ok(done.rows_affected() == 1)

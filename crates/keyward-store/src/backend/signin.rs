@@ -41,7 +41,7 @@ macro_rules! impl_sign_in_store {
                     id_sha256: row.try_get(0)?,
                     tenant_id: oid(&row.try_get::<String, _>(1)?)?,
                     user_id: row.try_get::<Option<String>, _>(2)?.as_deref().map(oid).transpose()?,
-                    stage: row.try_get(3)?,
+                    stage: Stage::parse(&row.try_get::<String, _>(3)?),
                     username: row.try_get(4)?,
                     return_to: row.try_get(5)?,
                     created: parse_ts(&row.try_get::<String, _>(6)?)?,
@@ -434,7 +434,7 @@ macro_rules! impl_sign_in_store {
                 .bind(&session.id_sha256)
                 .bind(session.tenant_id.as_str())
                 .bind(session.user_id.as_ref().map(ObjectId::to_string))
-                .bind(&session.stage)
+                .bind(session.stage.as_str())
                 .bind(&session.username)
                 .bind(&session.return_to)
                 .bind(fmt_ts(session.created))
@@ -472,7 +472,7 @@ macro_rules! impl_sign_in_store {
                 ))
                 .bind(&session.id_sha256)
                 .bind(session.user_id.as_ref().map(ObjectId::to_string))
-                .bind(&session.stage)
+                .bind(session.stage.as_str())
                 .bind(&session.username)
                 .bind(&session.return_to)
                 .bind(fmt_ts(session.expires_at))
@@ -600,18 +600,18 @@ macro_rules! impl_sign_in_store {
                     sql.push(" AND s.user_id = ");
                     sql.arg(Arg::Text(user.clone()));
                 }
-                match (&filter.user_principal_name, filter.upn_is_prefix) {
-                    (Some(upn), false) => {
+                match &filter.user_principal_name {
+                    Some(TextMatch::Equals(upn)) => {
                         sql.push(" AND s.upn_lc = ");
                         sql.arg(Arg::Text(upn.clone()));
                     }
-                    (Some(prefix), true) => {
+                    Some(TextMatch::StartsWith(prefix)) => {
                         sql.push(" AND s.upn_lc >= ");
                         sql.arg(Arg::Text(prefix.clone()));
                         sql.push(" AND s.upn_lc < ");
                         sql.arg(Arg::Text(format!("{prefix}\u{10FFFF}")));
                     }
-                    (None, _) => (),
+                    None => (),
                 }
                 if let Some(app) = &filter.app_id {
                     sql.push(" AND s.app_id = ");
