@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
@@ -168,7 +167,7 @@ impl PasswordHasher {
     fn verify_blocking(&self, password: &[u8], stored: &str) -> Result<bool, AppError> {
         let Some((params, salt, expected)) = parse_phc(stored) else { return Ok(false) };
         let out = self.compute(params, password, &salt)?;
-        Ok(out.len() == expected.len() && bool::from(out.ct_eq(&expected)))
+        Ok(keyward_core::secret::constant_time_eq(&out, &expected))
     }
 
     fn compute(&self, params: HashParams, password: &[u8], salt: &[u8]) -> Result<Vec<u8>, AppError> {

@@ -14,13 +14,13 @@ use keyward_core::directory::{PropertyChange, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::password;
 use keyward_core::secret::Secret;
+use keyward_core::secret::constant_time_eq;
 use keyward_core::signin::{
     self, AuthenticationDetail, FirstFactor, MfaDone, MfaReason, NextStep, SessionFacts, SignInPolicy, SignInRecord,
     Stage, codes,
 };
 use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
-use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
@@ -201,7 +201,7 @@ impl App {
         if let (None, Some(cookie), "username") = (&session, cookie, form.step.as_str()) {
             // The first form of a sign-in started by a page load that wrote nothing. The CSRF
             // token is checked before anything is written.
-            if bool::from(csrf_token(cookie).as_bytes().ct_eq(form.csrf.as_bytes())) {
+            if constant_time_eq(csrf_token(cookie).as_bytes(), form.csrf.as_bytes()) {
                 let return_to = form.return_to.as_deref().unwrap_or_default();
                 session = self.materialize_flow(&tenant, cookie, return_to).await?;
             }
@@ -216,7 +216,7 @@ impl App {
             return Ok(view);
         };
         let expected = csrf_token(cookie);
-        if !bool::from(expected.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        if !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
             return Err(AppError::BadRequest(
                 "This form did not come from this sign-in page (the security token does not match). Go back, reload \
                  the page and try again."
@@ -439,7 +439,7 @@ impl App {
         };
         tx.commit().await?;
         let pass_matches =
-            pass.as_ref().is_some_and(|it| bool::from(sha256(secret.expose().as_bytes()).ct_eq(&it.pass_sha256)));
+            pass.as_ref().is_some_and(|it| constant_time_eq(&sha256(secret.expose().as_bytes()), &it.pass_sha256));
         let (factor, is_ok, method) = if pass_matches {
             let pass = pass.as_ref().ok_or_else(|| unexpected("pass vanished"))?;
             let usability = signin::tap_usability(

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::totp::constant_time_eq;
+use crate::secret::constant_time_eq;
 
 /// The first-party public client every tenant has (device code, authorization code with PKCE,
 /// loopback redirect URIs).

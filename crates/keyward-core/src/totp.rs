@@ -68,7 +68,7 @@ pub fn verify(secret: &[u8], code: &str, unix_seconds: i64, last_used_step: i64)
     let mut matched = None;
     for step in [now - 1, now, now + 1] {
         let expected = code_at_step(secret, step);
-        if constant_time_eq(expected.as_bytes(), code.as_bytes()) {
+        if crate::secret::constant_time_eq(expected.as_bytes(), code.as_bytes()) {
             matched = Some(step);
         }
     }
@@ -77,14 +77,6 @@ pub fn verify(secret: &[u8], code: &str, unix_seconds: i64, last_used_step: i64)
         Some(step) => Ok(step),
         None => Err(CodeError::Wrong),
     }
-}
-
-/// Compares two byte strings without an early exit on the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -8,10 +8,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{Tenant, User};
 use keyward_core::oauth::{self, RefreshVerdict, Scopes, codes};
 use keyward_core::secret::Secret;
+use keyward_core::secret::constant_time_eq;
 use keyward_core::signin::{self, FirstFactor, NextStep};
 use keyward_store::{Grant, RefreshToken};
 use std::collections::HashMap;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::{
@@ -195,9 +195,10 @@ impl App {
         let now = self.now();
         let presented = sha256(secret.expose().as_bytes());
         let credentials = self.read().await?.list_app_credentials(&app.id).await?;
-        let matches = credentials.iter().filter(|it| it.start <= now && now < it.end).any(|it| {
-            it.secret.as_ref().is_some_and(|(hash, _)| bool::from(hash.as_slice().ct_eq(presented.as_slice())))
-        });
+        let matches = credentials
+            .iter()
+            .filter(|it| it.start <= now && now < it.end)
+            .any(|it| it.secret.as_ref().is_some_and(|(hash, _)| constant_time_eq(hash, &presented)));
         if matches { Ok(()) } else { Err(wrong()) }
     }
 

@@ -112,7 +112,7 @@ pub(super) async fn consent_post(
     };
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let csrf = keyward_app::csrf_token(&cookie);
-    if !keyward_core::totp::constant_time_eq(csrf.as_bytes(), field("csrf").as_bytes()) {
+    if !keyward_core::secret::constant_time_eq(csrf.as_bytes(), field("csrf").as_bytes()) {
         return html(
             StatusCode::BAD_REQUEST,
             &Message::error(

@@ -89,7 +89,7 @@ pub(super) async fn devicelogin_post(
     };
     let csrf = keyward_app::csrf_token(&cookie);
     let presented = fields.get("csrf").map(String::as_str).unwrap_or("");
-    if !keyward_core::totp::constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
+    if !keyward_core::secret::constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
         return html(
             StatusCode::BAD_REQUEST,
             &Message::error("Enter code", "This form did not come from this page. Reload it and try again."),
