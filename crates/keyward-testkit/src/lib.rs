@@ -23,6 +23,30 @@ use time::OffsetDateTime;
 
 pub use crate::postgres::fresh_database_url;
 
+/// Defines the tests `on_sqlite::NAME` and `on_postgres::NAME` from one `async fn NAME(backend:
+/// Backend)` per name, so every scenario runs on both databases.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Which database a test runs on (the store's own enum).
 pub use keyward_store::Backend;
 
@@ -30,6 +54,23 @@ pub use keyward_store::Backend;
 pub const DOMAIN: &str = "contoso.test";
 pub const ADMIN_UPN: &str = "admin@contoso.test";
 pub const ADMIN_PASSWORD: &str = "Harbour-Lantern-92!";
+
+/// A JSON object's `id`.
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
+}
+
+/// Asserts a Graph error: its status and code, and Graph's whole envelope (a message, and the
+/// inner error's date, request id and client request id).
+pub fn assert_graph_error(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
+    let inner = &reply.body["error"]["innerError"];
+    assert!(inner["date"].as_str().is_some_and(|it| it.len() == 19), "{}", reply.text);
+    assert!(inner["request-id"].as_str().is_some_and(keyward_core::ids::is_guid), "{}", reply.text);
+    assert!(inner["client-request-id"].is_string(), "{}", reply.text);
+    assert!(reply.body["error"]["message"].as_str().is_some_and(|it| !it.is_empty()), "{}", reply.text);
+}
 
 /// A temporary directory removed on drop.
 #[derive(Debug)]
@@ -134,6 +175,36 @@ impl Reply {
             .iter()
             .filter_map(|it| it["activityDisplayName"].as_str())
             .collect()
+    }
+}
+
+/// Requests sent with one user's (or application's) token: `app.as_user(&token).patch(…)`.
+#[derive(Debug, Clone, Copy)]
+pub struct AsUser<'a> {
+    app: &'a TestApp,
+    token: &'a str,
+}
+
+impl AsUser<'_> {
+    pub async fn get(&self, path: &str) -> Reply {
+        self.app.send(Method::GET, path, Some(self.token), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.app.send(Method::POST, path, Some(self.token), Some(body), &[]).await
+    }
+
+    /// `POST` without a body: a Graph action that takes no parameters.
+    pub async fn action(&self, path: &str) -> Reply {
+        self.app.send(Method::POST, path, Some(self.token), None, &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.app.send(Method::PATCH, path, Some(self.token), Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.app.send(Method::DELETE, path, Some(self.token), None, &[]).await
     }
 }
 
@@ -291,6 +362,49 @@ impl TestApp {
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply { status, headers, text, body }
+    }
+
+    /// Requests as the holder of `token` (the methods above send the Global Administrator's).
+    pub fn as_user<'a>(&'a self, token: &'a str) -> AsUser<'a> {
+        AsUser { app: self, token }
+    }
+
+    /// The audit records whose targets include `target` (an object id), newest first, as the
+    /// Global Administrator reads them.
+    pub async fn audit_for(&self, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
+        let meta = keyward_app::RequestMeta { correlation_id: "test".into(), ip_address: None };
+        let caller = self.app.authenticate(Some(&self.admin_token), meta).await.expect("the admin token is accepted");
+        let target = keyward_core::ids::ObjectId::parse(target).unwrap_or_else(|| panic!("'{target}' is no object id"));
+        self.app.audit_for_target(&caller, &target, 50).await.expect("audit records")
+    }
+
+    /// A user's sign-in log entries (`/beta`, every property), oldest first, read with a fresh
+    /// administrator token (tests move the clock past the first one's lifetime).
+    pub async fn sign_in_log(&self, upn: &str) -> Vec<Value> {
+        let token = self.token_for(ADMIN_UPN).await;
+        let path = format!("/beta/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
+        let reply = self.as_user(&token).get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let mut entries = reply.body["value"].as_array().expect("a sign-in page").clone();
+        entries.reverse();
+        entries
+    }
+
+    /// Changes the tenant's sign-in policy (`PATCH /policies/keywardSignInPolicy`).
+    pub async fn set_sign_in_policy(&self, body: &Value) {
+        let reply = self.patch("/v1.0/policies/keywardSignInPolicy", body).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    }
+
+    /// A policy that locks an account after three wrong passwords, for a minute, and asks no MFA
+    /// of administrators (so a test signs them in with a password alone).
+    pub async fn lock_out_after_three_failures(&self) {
+        self.set_sign_in_policy(&serde_json::json!({
+            "lockoutThreshold": 3,
+            "lockoutDurationInSeconds": 60,
+            "requireMfaForPrivilegedRoles": false
+        }))
+        .await;
     }
 
     /// `GET` as the Global Administrator.

@@ -525,12 +525,4 @@ async fn crash_during_audited_writes(backend: keyward_testkit::Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_during_audited_writes_on_sqlite() {
-    crash_during_audited_writes(keyward_testkit::Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_during_audited_writes_on_postgres() {
-    crash_during_audited_writes(keyward_testkit::Backend::Postgres).await;
-}
+keyward_testkit::on_both_backends!(crash_during_audited_writes);

@@ -1,28 +1,8 @@
 //! The Graph-compatible API through HTTP, on both backends.
 
-use keyward_core::ids::ObjectId;
-use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, Reply, TestApp};
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn assert_graph_error(reply: &Reply, status: StatusCode, code: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text);
-    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
-    let inner = &reply.body["error"]["innerError"];
-    assert!(inner["date"].as_str().is_some_and(|it| it.len() == 19), "{}", reply.text);
-    assert!(inner["request-id"].as_str().is_some_and(keyward_core::ids::is_guid), "{}", reply.text);
-    assert!(inner["client-request-id"].is_string(), "{}", reply.text);
-    assert!(reply.body["error"]["message"].as_str().is_some_and(|it| !it.is_empty()));
-}
-
-async fn audit_for(app: &TestApp, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
-    let caller = app
-        .app
-        .authenticate(Some(&app.admin_token), keyward_app::RequestMeta { correlation_id: "t".into(), ip_address: None })
-        .await
-        .expect("admin");
-    app.app.audit_for_target(&caller, &ObjectId::parse(target).expect("id"), 50).await.expect("audit")
-}
 
 async fn count_users(app: &TestApp) -> u64 {
     let reply = app
@@ -37,12 +17,12 @@ async fn authentication_is_required(backend: Backend) {
     let missing = app.send(Method::GET, "/v1.0/users", None, None, &[]).await;
     assert_graph_error(&missing, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     assert!(missing.headers.contains_key("www-authenticate"));
-    let garbage = app.send(Method::GET, "/v1.0/me", Some("not.a.token"), None, &[]).await;
+    let garbage = app.as_user("not.a.token").get("/v1.0/me").await;
     assert_graph_error(&garbage, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     let mut forged = app.admin_token.clone();
     forged.truncate(forged.len() - 4);
     forged.push_str("AAAA");
-    let forged = app.send(Method::GET, "/v1.0/me", Some(&forged), None, &[]).await;
+    let forged = app.as_user(&forged).get("/v1.0/me").await;
     assert_graph_error(&forged, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
 
     let me = app.get("/v1.0/me").await;
@@ -105,7 +85,7 @@ async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
     assert_eq!(beta.body["accountEnabled"], true, "beta returns more by default: {}", beta.text);
     assert!(beta.body.get("signInSessionsValidFromDateTime").is_none());
 
-    let records = audit_for(&app, &id).await;
+    let records = app.audit_for(&id).await;
     let [add] = records.as_slice() else { panic!("one record, got {records:?}") };
     assert_eq!(
         (add.activity_display_name.as_str(), add.category.as_str(), add.logged_by_service.as_str()),
@@ -124,7 +104,7 @@ async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
     let patched = app.patch(&format!("/v1.0/users/{id}"), &json!({"jobTitle": "Store Manager", "department": null, "passwordProfile": {"password": "Another-Secret-Value-7"}})).await;
     assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
     assert_eq!(app.get(&format!("/v1.0/users/{id}")).await.body["jobTitle"], "Store Manager");
-    let records = audit_for(&app, &id).await;
+    let records = app.audit_for(&id).await;
     let update = &records[0];
     assert_eq!(update.activity_display_name, "Update user");
     let props = &update.target_resources[0].modified_properties;
@@ -140,7 +120,7 @@ async fn users_crud_is_audited_and_secrets_never_leak(backend: Backend) {
     let deleted = app.delete(&format!("/v1.0/users/{id}")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_graph_error(&app.get(&format!("/v1.0/users/{id}")).await, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
-    assert_eq!(audit_for(&app, &id).await[0].activity_display_name, "Delete user");
+    assert_eq!(app.audit_for(&id).await[0].activity_display_name, "Delete user");
 }
 
 async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
@@ -258,17 +238,15 @@ async fn plain_users_read_but_cannot_write(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("plain", "Plain User").await;
     let token = app.token_for(&format!("plain@{DOMAIN}")).await;
-    let read = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    let read = app.as_user(&token).get("/v1.0/users").await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text);
     let before = count_users(&app).await;
     let write = app
-        .send(
-            Method::POST,
+        .as_user(&token)
+        .post(
             "/v1.0/users",
-            Some(&token),
-            Some(&json!({"accountEnabled": true, "displayName": "Y", "mailNickname": "y",
-            "userPrincipalName": format!("y@{DOMAIN}"), "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}})),
-            &[],
+            &json!({"accountEnabled": true, "displayName": "Y", "mailNickname": "y",
+            "userPrincipalName": format!("y@{DOMAIN}"), "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}}),
         )
         .await;
     assert_graph_error(&write, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
@@ -278,15 +256,8 @@ async fn plain_users_read_but_cannot_write(backend: Backend) {
          'microsoft.directory/users/create'. (rule: no-role-grants-action)"
     );
     let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
-    let disable = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{admin_id}"),
-            Some(&token),
-            Some(&json!({"accountEnabled": false})),
-            &[],
-        )
-        .await;
+    let disable =
+        app.as_user(&token).patch(&format!("/v1.0/users/{admin_id}"), &json!({"accountEnabled": false})).await;
     assert_graph_error(&disable, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     assert_eq!(count_users(&app).await, before);
 }
@@ -412,13 +383,12 @@ async fn groups_members_and_owners(backend: Backend) {
         "Request_ResourceNotFound",
     );
 
-    let activities: Vec<String> =
-        audit_for(&app, &gid).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    let activities: Vec<String> = app.audit_for(&gid).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert_eq!(
         activities,
         ["Remove member from group", "Add owner to group", "Add member to group", "Add member to group", "Add group"]
     );
-    let adele_records = audit_for(&app, adele_id).await;
+    let adele_records = app.audit_for(adele_id).await;
     let add_member = adele_records
         .iter()
         .find(|it| it.activity_display_name == "Add member to group")
@@ -496,7 +466,7 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
     let new_kid = other.rotate_signing_key().await.expect("rotate");
     let by_domain = app.send(Method::GET, &format!("/{DOMAIN}/discovery/v2.0/keys"), None, None, &[]).await;
     assert_eq!(by_domain.body["keys"].as_array().map(Vec::len), Some(2), "{}", by_domain.text);
-    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await.status, StatusCode::OK);
+    assert_eq!(app.as_user(&old_token).get("/v1.0/me").await.status, StatusCode::OK);
     let new_token = other.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
     let header = {
         use base64::Engine;
@@ -505,12 +475,12 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
             .expect("utf-8")
     };
     assert!(header.contains(&format!("\"kid\":\"{new_kid}\"")), "new tokens are signed with the new key: {header}");
-    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&new_token), None, &[]).await.status, StatusCode::OK);
+    assert_eq!(app.as_user(&new_token).get("/v1.0/me").await.status, StatusCode::OK);
     other.retire_signing_key(&old_kid).await.expect("retire");
     assert!(other.retire_signing_key(&new_kid).await.is_err(), "the last key cannot be retired");
-    let refused = app.send(Method::GET, "/v1.0/me", Some(&old_token), None, &[]).await;
+    let refused = app.as_user(&old_token).get("/v1.0/me").await;
     assert_graph_error(&refused, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
-    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&new_token), None, &[]).await.status, StatusCode::OK);
+    assert_eq!(app.as_user(&new_token).get("/v1.0/me").await.status, StatusCode::OK);
     let unknown = app.send(Method::GET, "/fabrikam.test/discovery/v2.0/keys", None, None, &[]).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
 }
@@ -519,14 +489,14 @@ async fn disabled_users_lose_api_access(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.create_user("leaver", "Leaver").await;
     let token = app.token_for(&format!("leaver@{DOMAIN}")).await;
-    assert_eq!(app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await.status, StatusCode::OK);
+    assert_eq!(app.as_user(&token).get("/v1.0/me").await.status, StatusCode::OK);
     let disabled = app
         .patch(&format!("/v1.0/users/{}", user["id"].as_str().expect("id")), &json!({"accountEnabled": false}))
         .await;
     assert_eq!(disabled.status, StatusCode::NO_CONTENT);
-    let refused = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    let refused = app.as_user(&token).get("/v1.0/me").await;
     assert_graph_error(&refused, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
-    let record = &audit_for(&app, user["id"].as_str().expect("id")).await[0];
+    let record = &app.audit_for(user["id"].as_str().expect("id")).await[0];
     let enabled = record.target_resources[0]
         .modified_properties
         .iter()
@@ -553,11 +523,9 @@ async fn roles_follow_entras_who_may_act_on_whom(backend: Backend) {
     // A User Administrator disables a plain user but not a Global Administrator.
     let token = app.token_for(&format!("user.admin@{DOMAIN}")).await;
     let body = json!({"accountEnabled": false});
-    let ok = app.send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&plain)), Some(&token), Some(&body), &[]).await;
+    let ok = app.as_user(&token).patch(&format!("/v1.0/users/{}", id_of(&plain)), &body).await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.text);
-    let refused = app
-        .send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&second_global)), Some(&token), Some(&body), &[])
-        .await;
+    let refused = app.as_user(&token).patch(&format!("/v1.0/users/{}", id_of(&second_global)), &body).await;
     assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     assert_eq!(
         app.get(&format!("/beta/users/{}", id_of(&second_global))).await.body["accountEnabled"],
@@ -567,7 +535,7 @@ async fn roles_follow_entras_who_may_act_on_whom(backend: Backend) {
 
     // A Helpdesk Administrator holds no delete action at all.
     let helpdesk = app.token_for(&format!("helper@{DOMAIN}")).await;
-    let delete = app.send(Method::DELETE, &format!("/v1.0/users/{}", id_of(&plain)), Some(&helpdesk), None, &[]).await;
+    let delete = app.as_user(&helpdesk).delete(&format!("/v1.0/users/{}", id_of(&plain))).await;
     assert_graph_error(&delete, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 
     // Restricted-management units: even a Global Administrator is refused, with Entra's message.
@@ -584,44 +552,37 @@ async fn roles_follow_entras_who_may_act_on_whom(backend: Backend) {
 
     // The last enabled Global Administrator cannot be disabled; with two, one can.
     let second_token = app.token_for(&format!("second.global@{DOMAIN}")).await;
-    let first =
-        app.send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&second_token), Some(&body), &[]).await;
+    let first = app.as_user(&second_token).patch(&format!("/v1.0/users/{admin_id}"), &body).await;
     assert_eq!(
         first.status,
         StatusCode::NO_CONTENT,
         "two Global Administrators: one may disable the other: {}",
         first.text
     );
-    let last = app
-        .send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&second_global)), Some(&second_token), Some(&body), &[])
-        .await;
+    let last = app.as_user(&second_token).patch(&format!("/v1.0/users/{}", id_of(&second_global)), &body).await;
     assert_graph_error(&last, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 
     // A role held through a role-assignable group counts on the next request.
     let member_token = app.token_for(&format!("rag.member@{DOMAIN}")).await;
     let create = json!({"accountEnabled": true, "displayName": "Z", "mailNickname": "z", "userPrincipalName": format!("z@{DOMAIN}"),
         "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}});
-    let before = app.send(Method::POST, "/v1.0/users", Some(&member_token), Some(&create), &[]).await;
+    let before = app.as_user(&member_token).post("/v1.0/users", &create).await;
     assert_graph_error(&before, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let group = app
-        .send(
-            Method::POST,
+        .as_user(&second_token)
+        .post(
             "/v1.0/groups",
-            Some(&second_token),
-            Some(&json!({"displayName": "Admins", "mailEnabled": false,
-        "mailNickname": "admins", "securityEnabled": true, "isAssignableToRole": true})),
-            &[],
+            &json!({"displayName": "Admins", "mailEnabled": false,
+        "mailNickname": "admins", "securityEnabled": true, "isAssignableToRole": true}),
         )
         .await;
     let gid = id_of(&group.body);
     app.assign_role(&gid, roles::USER_ADMINISTRATOR, "/").await;
     let reference =
         json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", id_of(&member))});
-    let added = app
-        .send(Method::POST, &format!("/v1.0/groups/{gid}/members/$ref"), Some(&second_token), Some(&reference), &[])
-        .await;
+    let added = app.as_user(&second_token).post(&format!("/v1.0/groups/{gid}/members/$ref"), &reference).await;
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
-    let after = app.send(Method::POST, "/v1.0/users", Some(&member_token), Some(&create), &[]).await;
+    let after = app.as_user(&member_token).post("/v1.0/users", &create).await;
     assert_eq!(after.status, StatusCode::CREATED, "the same token works once the role arrives: {}", after.text);
 }
 
@@ -707,7 +668,7 @@ async fn openapi_documents_exactly_what_is_routed(backend: Backend) {
     assert_eq!(v1.status, StatusCode::BAD_REQUEST, "{}", v1.text);
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     openapi_documents_exactly_what_is_routed,
     roles_follow_entras_who_may_act_on_whom,
     concurrent_first_starts_create_one_tenant,

@@ -59,15 +59,8 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     app.patch(&format!("/v1.0/users/{adele_id}"), &json!({"jobTitle": "Manager"})).await;
     let plain = app.create_user("plain", "Plain User").await;
     let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
-    let refused = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{adele_id}"),
-            Some(&plain_token),
-            Some(&json!({"jobTitle": "CEO"})),
-            &[],
-        )
-        .await;
+    let refused =
+        app.as_user(&plain_token).patch(&format!("/v1.0/users/{adele_id}"), &json!({"jobTitle": "CEO"})).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
     let all = app.get("/v1.0/auditLogs/directoryAudits").await;
@@ -193,10 +186,10 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     );
 
     // Readable by the roles that hold auditLogs/allProperties/read only.
-    let denied = app.send(Method::GET, "/v1.0/auditLogs/directoryAudits", Some(&plain_token), None, &[]).await;
+    let denied = app.as_user(&plain_token).get("/v1.0/auditLogs/directoryAudits").await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     app.assign_role(plain["id"].as_str().expect("id"), roles::REPORTS_READER, "/").await;
-    let allowed = app.send(Method::GET, "/v1.0/auditLogs/directoryAudits?$top=1", Some(&plain_token), None, &[]).await;
+    let allowed = app.as_user(&plain_token).get("/v1.0/auditLogs/directoryAudits?$top=1").await;
     assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text);
     let update = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t: t/id eq '{adele_id}') and activityDisplayName eq 'Update user' and result eq 'success'")).await;
     let props = &update.body["value"][0]["targetResources"][0]["modifiedProperties"];
@@ -211,4 +204,4 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     assert!(included["oldValue"].is_null());
 }
 
-crate::on_both_backends!(audit_log_filters_and_pages);
+keyward_testkit::on_both_backends!(audit_log_filters_and_pages);

@@ -796,7 +796,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     assert_eq!(verify(&app).await.outcome, Ok(()));
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     tampering_is_detected,
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,

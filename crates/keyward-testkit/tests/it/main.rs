@@ -10,26 +10,3 @@ mod roles;
 mod security;
 mod signin;
 mod story;
-
-/// Defines `NAME_on_sqlite` and `NAME_on_postgres` from one `async fn NAME(backend: Backend)`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(keyward_testkit::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(keyward_testkit::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}

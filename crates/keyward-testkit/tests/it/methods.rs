@@ -6,7 +6,7 @@
 use keyward_core::authz::roles;
 use keyward_testkit::browser::Browser;
 use keyward_testkit::{Backend, DOMAIN, TestApp};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
@@ -91,10 +91,6 @@ async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
     tokens["access_token"].as_str().expect("access token").to_owned()
 }
 
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> keyward_testkit::Reply {
-    app.send(method, path, Some(token), body.as_ref(), &[]).await
-}
-
 async fn service_desk_story(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (_, _) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
@@ -114,14 +110,13 @@ async fn service_desk_story(backend: Backend) {
     let (adele, adele_token) = user(&app, "adele", None).await;
 
     // Find the Global Administrator by name, as the seed's service desk does.
-    let found = call(&app, &desk, Method::GET, "/v1.0/users?$filter=startswith(displayName,'grace')", None).await;
+    let found = app.as_user(&desk).get("/v1.0/users?$filter=startswith(displayName,'grace')").await;
     assert_eq!(found.body["value"][0]["id"], json!(grace), "{}", found.text);
 
     // A pass for a Global Administrator: the Privileged Authentication Administrator may.
     let taps = |id: &str| format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods");
     let created =
-        call(&app, &desk, Method::POST, &taps(&grace), Some(json!({"lifetimeInMinutes": 120, "isUsableOnce": true})))
-            .await;
+        app.as_user(&desk).post(&taps(&grace), &json!({"lifetimeInMinutes": 120, "isUsableOnce": true})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(created.body["@odata.type"], "#microsoft.graph.temporaryAccessPassAuthenticationMethod");
     let pass = created.body["temporaryAccessPass"].as_str().expect("the pass, once").to_owned();
@@ -131,42 +126,40 @@ async fn service_desk_story(backend: Backend) {
         (json!(true), json!("EnabledByPolicy"))
     );
     assert_eq!(created.body["lifetimeInMinutes"], json!(120));
-    let listed = call(&app, &desk, Method::GET, &taps(&grace), None).await;
+    let listed = app.as_user(&desk).get(&taps(&grace)).await;
     assert_eq!(listed.body["value"][0]["temporaryAccessPass"], Value::Null, "never shown again");
     assert!(!listed.text.contains(&pass));
     // A new pass replaces the old one.
-    let second = call(&app, &desk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    let second = app.as_user(&desk).post(&taps(&grace), &json!({})).await;
     assert_eq!(second.status, StatusCode::CREATED);
-    let listed = call(&app, &desk, Method::GET, &taps(&grace), None).await;
+    let listed = app.as_user(&desk).get(&taps(&grace)).await;
     assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1));
     assert_eq!(listed.body["value"][0]["id"], second.body["id"]);
 
     // The Authentication Administrator is refused for the Global Administrator, allowed for Adele.
-    let refused = call(&app, &helpdesk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    let refused = app.as_user(&helpdesk).post(&taps(&grace), &json!({})).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
     assert_eq!(refused.body["error"]["code"], "Authorization_RequestDenied");
-    let allowed = call(&app, &helpdesk, Method::POST, &taps(&adele), Some(json!({}))).await;
+    let allowed = app.as_user(&helpdesk).post(&taps(&adele), &json!({})).await;
     assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.text);
     let reregister = |id: &str| format!("/v1.0/users/{id}/authentication/requireMfaReregistration");
-    assert_eq!(call(&app, &helpdesk, Method::POST, &reregister(&grace), None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(call(&app, &helpdesk, Method::POST, &reregister(&adele), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, &desk, Method::POST, &reregister(&grace), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&helpdesk).action(&reregister(&grace)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.as_user(&helpdesk).action(&reregister(&adele)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&desk).action(&reregister(&grace)).await.status, StatusCode::NO_CONTENT);
     let revoke = format!("/v1.0/users/{grace}/authentication/revokeMfaSessions");
-    assert_eq!(call(&app, &desk, Method::POST, &revoke, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&desk).action(&revoke).await.status, StatusCode::NO_CONTENT);
     // Not for oneself, and not beyond the policy.
-    let desk_id = call(&app, &desk, Method::GET, "/v1.0/me", None).await.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(call(&app, &desk, Method::POST, &taps(&desk_id), Some(json!({}))).await.status, StatusCode::FORBIDDEN);
-    let too_long = call(&app, &desk, Method::POST, &taps(&adele), Some(json!({"lifetimeInMinutes": 481}))).await;
+    let desk_id = app.as_user(&desk).get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.as_user(&desk).post(&taps(&desk_id), &json!({})).await.status, StatusCode::FORBIDDEN);
+    let too_long = app.as_user(&desk).post(&taps(&adele), &json!({"lifetimeInMinutes": 481})).await;
     assert_eq!(too_long.status, StatusCode::BAD_REQUEST, "{}", too_long.text);
     // Adele may not read another user's methods; a Global Reader may.
     assert_eq!(
-        call(&app, &adele_token, Method::GET, &format!("/v1.0/users/{grace}/authentication/methods"), None)
-            .await
-            .status,
+        app.as_user(&adele_token).get(&format!("/v1.0/users/{grace}/authentication/methods")).await.status,
         StatusCode::FORBIDDEN
     );
     let (_, reader) = user(&app, "reader", Some(roles::GLOBAL_READER)).await;
-    let methods = call(&app, &reader, Method::GET, &format!("/v1.0/users/{adele}/authentication/methods"), None).await;
+    let methods = app.as_user(&reader).get(&format!("/v1.0/users/{adele}/authentication/methods")).await;
     assert_eq!(methods.status, StatusCode::OK, "{}", methods.text);
     let types: Vec<&str> =
         methods.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
@@ -174,7 +167,7 @@ async fn service_desk_story(backend: Backend) {
         types,
         ["#microsoft.graph.passwordAuthenticationMethod", "#microsoft.graph.temporaryAccessPassAuthenticationMethod"]
     );
-    let mine = call(&app, &adele_token, Method::GET, "/v1.0/me/authentication/methods", None).await;
+    let mine = app.as_user(&adele_token).get("/v1.0/me/authentication/methods").await;
     assert_eq!(mine.status, StatusCode::OK, "oneself: {}", mine.text);
 
     // The pass signs Grace in (and counts as MFA).
@@ -197,14 +190,8 @@ async fn service_desk_story(backend: Backend) {
     );
     // Deleting a pass; a second delete is 404.
     let tap_id = second.body["id"].as_str().expect("id");
-    assert_eq!(
-        call(&app, &desk, Method::DELETE, &format!("{}/{tap_id}", taps(&grace)), None).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        call(&app, &desk, Method::DELETE, &format!("{}/{tap_id}", taps(&grace)), None).await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.as_user(&desk).delete(&format!("{}/{tap_id}", taps(&grace))).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&desk).delete(&format!("{}/{tap_id}", taps(&grace))).await.status, StatusCode::NOT_FOUND);
 
     // The audit trail: who did what to whom, with Entra's strings, and never the pass.
     let audit = app
@@ -248,18 +235,18 @@ async fn reset_password_and_oath_methods(backend: Backend) {
 
     let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
     app.clock.advance(time::Duration::seconds(1));
-    let generated = call(&app, &desk, Method::POST, &reset(&adele), Some(json!({}))).await;
+    let generated = app.as_user(&desk).post(&reset(&adele), &json!({})).await;
     assert_eq!(generated.status, StatusCode::ACCEPTED, "{}", generated.text);
     let new_password = generated.body["newPassword"].as_str().expect("generated password").to_owned();
     let location = generated.headers.get("location").and_then(|it| it.to_str().ok()).expect("Location").to_owned();
     assert!(location.contains(&format!("/users/{adele}/authentication/operations/")), "{location}");
     app.clock.advance(time::Duration::seconds(1));
     assert_eq!(
-        call(&app, &adele_token, Method::GET, "/v1.0/me", None).await.status,
+        app.as_user(&adele_token).get("/v1.0/me").await.status,
         StatusCode::UNAUTHORIZED,
         "a reset ends the old tokens"
     );
-    let operation = call(&app, &desk, Method::GET, &location, None).await;
+    let operation = app.as_user(&desk).get(&location).await;
     assert_eq!(operation.body["status"], "succeeded", "{}", operation.text);
     // The user signs in with it and must change it.
     let mut browser = Browser::new(&app.base_url);
@@ -268,20 +255,17 @@ async fn reset_password_and_oath_methods(backend: Backend) {
     let page = browser.submit(&page, "password", &[("current-password", &new_password)], &[]).await;
     assert_eq!(page.title(), "Update your password", "{}", page.text());
 
-    let chosen =
-        call(&app, &desk, Method::POST, &reset(&adele), Some(json!({"newPassword": "Orchard-Velvet-Compass-31"})))
-            .await;
+    let chosen = app.as_user(&desk).post(&reset(&adele), &json!({"newPassword": "Orchard-Velvet-Compass-31"})).await;
     assert_eq!(chosen.status, StatusCode::ACCEPTED);
     assert!(chosen.body.get("newPassword").is_none(), "{}", chosen.text);
-    let weak = call(&app, &desk, Method::POST, &reset(&adele), Some(json!({"newPassword": "password"}))).await;
+    let weak = app.as_user(&desk).post(&reset(&adele), &json!({"newPassword": "password"})).await;
     assert_eq!(weak.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        call(&app, &desk, Method::POST, &reset(&desk_id), Some(json!({}))).await.status,
+        app.as_user(&desk).post(&reset(&desk_id), &json!({})).await.status,
         StatusCode::FORBIDDEN,
         "not on one's own account"
     );
-    let passwords =
-        call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/passwordMethods"), None).await;
+    let passwords = app.as_user(&desk).get(&format!("/v1.0/users/{adele}/authentication/passwordMethods")).await;
     assert_eq!(passwords.body["value"][0]["id"], "28c10230-6103-485e-b985-444c60001490");
     assert_eq!(passwords.body["value"][0]["password"], Value::Null);
     let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{adele}') and activityDisplayName eq 'Reset password (by admin)'")).await;
@@ -302,13 +286,13 @@ async fn reset_password_and_oath_methods(backend: Backend) {
     let page = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
     assert_eq!(page.title(), "My account");
     let oath = format!("/v1.0/users/{megan}/authentication/softwareOathMethods");
-    let listed = call(&app, &desk, Method::GET, &oath, None).await;
+    let listed = app.as_user(&desk).get(&oath).await;
     assert_eq!(listed.body["value"][0]["@odata.type"], "#microsoft.graph.softwareOathAuthenticationMethod");
     assert_eq!(listed.body["value"][0]["secretKey"], Value::Null);
     let id = listed.body["value"][0]["id"].as_str().expect("id").to_owned();
-    assert_eq!(call(&app, &desk, Method::GET, &format!("{oath}/{id}"), None).await.status, StatusCode::OK);
-    assert_eq!(call(&app, &desk, Method::DELETE, &format!("{oath}/{id}"), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, &desk, Method::GET, &oath, None).await.body["value"].as_array().map(Vec::len), Some(0));
+    assert_eq!(app.as_user(&desk).get(&format!("{oath}/{id}")).await.status, StatusCode::OK);
+    assert_eq!(app.as_user(&desk).delete(&format!("{oath}/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&desk).get(&oath).await.body["value"].as_array().map(Vec::len), Some(0));
 }
 
 async fn phone_and_email_methods(backend: Backend) {
@@ -320,18 +304,13 @@ async fn phone_and_email_methods(backend: Backend) {
     const MOBILE: &str = "3179e48a-750b-4051-897c-87b9720928f7";
     const ALTERNATE: &str = "b6332ec1-7057-4abe-9331-3d72feddfe41";
 
-    let alternate_first = call(
-        &app,
-        &desk,
-        Method::POST,
-        &phones,
-        Some(json!({"phoneNumber": "+1 2065555566", "phoneType": "alternateMobile"})),
-    )
-    .await;
+    let alternate_first = app
+        .as_user(&desk)
+        .post(&phones, &json!({"phoneNumber": "+1 2065555566", "phoneType": "alternateMobile"}))
+        .await;
     assert_eq!(alternate_first.status, StatusCode::BAD_REQUEST, "an alternate mobile needs a mobile");
     let bad_number =
-        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "206-555-5555", "phoneType": "mobile"})))
-            .await;
+        app.as_user(&desk).post(&phones, &json!({"phoneNumber": "206-555-5555", "phoneType": "mobile"})).await;
     assert_eq!(bad_number.status, StatusCode::BAD_REQUEST);
     assert!(
         bad_number.body["error"]["message"].as_str().is_some_and(|it| it.contains("+{country code}")),
@@ -339,64 +318,52 @@ async fn phone_and_email_methods(backend: Backend) {
         bad_number.text
     );
     let mobile =
-        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "+1 2065555512", "phoneType": "mobile"})))
-            .await;
+        app.as_user(&desk).post(&phones, &json!({"phoneNumber": "+1 2065555512", "phoneType": "mobile"})).await;
     assert_eq!(mobile.status, StatusCode::CREATED, "{}", mobile.text);
     assert_eq!((mobile.body["id"].clone(), mobile.body["phoneType"].clone()), (json!(MOBILE), json!("mobile")));
-    let again =
-        call(&app, &desk, Method::POST, &phones, Some(json!({"phoneNumber": "+1 2065555599", "phoneType": "mobile"})))
-            .await;
+    let again = app.as_user(&desk).post(&phones, &json!({"phoneNumber": "+1 2065555599", "phoneType": "mobile"})).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST, "one phone per type");
-    let alternate = call(
-        &app,
-        &desk,
-        Method::POST,
-        &phones,
-        Some(json!({"phoneNumber": "+44 2071234567", "phoneType": "alternateMobile"})),
-    )
-    .await;
+    let alternate = app
+        .as_user(&desk)
+        .post(&phones, &json!({"phoneNumber": "+44 2071234567", "phoneType": "alternateMobile"}))
+        .await;
     assert_eq!(alternate.status, StatusCode::CREATED);
     assert_eq!(alternate.body["id"], json!(ALTERNATE));
     // The Privileged Authentication Administrator reads the numbers; the Authentication
     // Administrator (restrictedRead) sees them masked.
-    let full = call(&app, &desk, Method::GET, &phones, None).await;
+    let full = app.as_user(&desk).get(&phones).await;
     assert_eq!(full.body["value"][0]["phoneNumber"], "+1 2065555512", "{}", full.text);
-    let masked = call(&app, &helpdesk, Method::GET, &phones, None).await;
+    let masked = app.as_user(&helpdesk).get(&phones).await;
     assert_eq!(masked.body["value"][0]["phoneNumber"], "+1 XXXXXXXX12", "{}", masked.text);
     assert!(!masked.text.contains("2065555512"));
     let changed =
-        call(&app, &desk, Method::PATCH, &format!("{phones}/{MOBILE}"), Some(json!({"phoneNumber": "+1 4255550100"})))
-            .await;
+        app.as_user(&desk).patch(&format!("{phones}/{MOBILE}"), &json!({"phoneNumber": "+1 4255550100"})).await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text);
-    let retype = call(
-        &app,
-        &desk,
-        Method::PATCH,
-        &format!("{phones}/{MOBILE}"),
-        Some(json!({"phoneType": "office", "phoneNumber": "+1 4255550100"})),
-    )
-    .await;
+    let retype = app
+        .as_user(&desk)
+        .patch(&format!("{phones}/{MOBILE}"), &json!({"phoneType": "office", "phoneNumber": "+1 4255550100"}))
+        .await;
     assert_eq!(retype.status, StatusCode::BAD_REQUEST, "phoneType cannot change");
     assert_eq!(
-        call(&app, &desk, Method::DELETE, &format!("{phones}/{MOBILE}"), None).await.status,
+        app.as_user(&desk).delete(&format!("{phones}/{MOBILE}")).await.status,
         StatusCode::BAD_REQUEST,
         "not the mobile while an alternate exists"
     );
 
     let emails = format!("/v1.0/users/{adele}/authentication/emailMethods");
-    let email = call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "adele@home.example"}))).await;
+    let email = app.as_user(&desk).post(&emails, &json!({"emailAddress": "adele@home.example"})).await;
     assert_eq!(email.status, StatusCode::CREATED, "{}", email.text);
     assert_eq!(email.body["id"], "3ddfcfc8-9383-446f-83cc-3ab9be4be18f");
     assert_eq!(
-        call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "b@home.example"}))).await.status,
+        app.as_user(&desk).post(&emails, &json!({"emailAddress": "b@home.example"})).await.status,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        call(&app, &desk, Method::POST, &emails, Some(json!({"emailAddress": "not an address"}))).await.status,
+        app.as_user(&desk).post(&emails, &json!({"emailAddress": "not an address"})).await.status,
         StatusCode::BAD_REQUEST
     );
 
-    let all = call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/methods"), None).await;
+    let all = app.as_user(&desk).get(&format!("/v1.0/users/{adele}/authentication/methods")).await;
     let types: Vec<&str> =
         all.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
     assert_eq!(
@@ -408,18 +375,17 @@ async fn phone_and_email_methods(backend: Backend) {
             "#microsoft.graph.emailAuthenticationMethod"
         ]
     );
-    let fido = call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/fido2Methods"), None).await;
+    let fido = app.as_user(&desk).get(&format!("/v1.0/users/{adele}/authentication/fido2Methods")).await;
     assert_eq!(fido.body["value"], json!([]));
 
     // Re-registration deletes the phones; the email method and the password stay.
     let reply =
-        call(&app, &desk, Method::POST, &format!("/v1.0/users/{adele}/authentication/requireMfaReregistration"), None)
-            .await;
+        app.as_user(&desk).action(&format!("/v1.0/users/{adele}/authentication/requireMfaReregistration")).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, &desk, Method::GET, &phones, None).await.body["value"], json!([]));
-    assert_eq!(call(&app, &desk, Method::GET, &emails, None).await.body["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(app.as_user(&desk).get(&phones).await.body["value"], json!([]));
+    assert_eq!(app.as_user(&desk).get(&emails).await.body["value"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        call(&app, &desk, Method::DELETE, &format!("{emails}/3ddfcfc8-9383-446f-83cc-3ab9be4be18f"), None).await.status,
+        app.as_user(&desk).delete(&format!("{emails}/3ddfcfc8-9383-446f-83cc-3ab9be4be18f")).await.status,
         StatusCode::NO_CONTENT
     );
     let audit = app
@@ -448,26 +414,23 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
     let phones = "/v1.0/me/authentication/phoneMethods";
     let body = json!({"phoneNumber": "+1 2065550123", "phoneType": "mobile"});
     // A token without a recent MFA sign-in (here one from `keyward token`) may read, not change.
-    assert_eq!(call(&app, &script_token, Method::GET, phones, None).await.status, StatusCode::OK);
-    let refused = call(&app, &script_token, Method::POST, phones, Some(body.clone())).await;
+    assert_eq!(app.as_user(&script_token).get(phones).await.status, StatusCode::OK);
+    let refused = app.as_user(&script_token).post(phones, &body.clone()).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
     assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("10 minutes")), "{}", refused.text);
-    let added = call(&app, &fresh, Method::POST, phones, Some(body.clone())).await;
+    let added = app.as_user(&fresh).post(phones, &body.clone()).await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
     // A token without a security-info permission (only User.Read) may not change it, even right
     // after an MFA sign-in.
     let narrow = token_with_mfa_scope(&app, &format!("selfie@{DOMAIN}"), "openid User.Read").await;
     let denied =
-        call(&app, &narrow, Method::POST, phones, Some(json!({"phoneNumber": "+1 2065550199", "phoneType": "office"})))
-            .await;
+        app.as_user(&narrow).post(phones, &json!({"phoneNumber": "+1 2065550199", "phoneType": "office"})).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
-    let mine = call(&app, &fresh, Method::GET, "/v1.0/me/authentication/softwareOathMethods", None).await;
+    let mine = app.as_user(&fresh).get("/v1.0/me/authentication/softwareOathMethods").await;
     let oath_id = mine.body["value"][0]["id"].as_str().expect("the authenticator registered at sign-in").to_owned();
     // Eleven minutes later the same token may no longer change security info.
     app.clock.advance(time::Duration::minutes(11));
-    let late =
-        call(&app, &fresh, Method::DELETE, &format!("/v1.0/me/authentication/softwareOathMethods/{oath_id}"), None)
-            .await;
+    let late = app.as_user(&fresh).delete(&format!("/v1.0/me/authentication/softwareOathMethods/{oath_id}")).await;
     assert_eq!(late.status, StatusCode::FORBIDDEN, "{}", late.text);
     let audit =
         app.get("/v1.0/auditLogs/directoryAudits?$filter=startswith(activityDisplayName,'User ')&$top=50").await;
@@ -506,7 +469,7 @@ async fn every_collection_of_the_methods_api(backend: Backend) {
             "platformCredentialMethods",
         ] {
             let path = format!("/{version}/users/{adele}/authentication/{segment}");
-            let listed = call(&app, &desk, Method::GET, &path, None).await;
+            let listed = app.as_user(&desk).get(&path).await;
             assert_eq!(listed.status, StatusCode::OK, "{path}: {}", listed.text);
             assert!(
                 listed.body["@odata.context"]
@@ -516,42 +479,34 @@ async fn every_collection_of_the_methods_api(backend: Backend) {
                 listed.text
             );
             assert!(listed.body["value"].is_array());
-            let denied = call(
-                &app,
-                &adele_token,
-                Method::GET,
-                &format!("/{version}/users/{megan}/authentication/{segment}"),
-                None,
-            )
-            .await;
+            let denied =
+                app.as_user(&adele_token).get(&format!("/{version}/users/{megan}/authentication/{segment}")).await;
             assert_eq!(denied.status, StatusCode::FORBIDDEN, "{path}");
             if segment != "methods" {
-                let item = call(&app, &desk, Method::GET, &format!("{path}/{missing}"), None).await;
+                let item = app.as_user(&desk).get(&format!("{path}/{missing}")).await;
                 assert_eq!(item.status, StatusCode::NOT_FOUND, "{path}/{{id}}: {}", item.text);
                 assert_eq!(item.body["error"]["code"], "Request_ResourceNotFound");
             }
         }
     }
-    let operation =
-        call(&app, &desk, Method::GET, &format!("/v1.0/users/{adele}/authentication/operations/{missing}"), None).await;
+    let operation = app.as_user(&desk).get(&format!("/v1.0/users/{adele}/authentication/operations/{missing}")).await;
     assert_eq!(operation.status, StatusCode::NOT_FOUND);
     // Deleting a method of a type Keyward does not store is still a delete: refused without the
     // permission, a 404 with it.
     let (_, reader) = user(&app, "reader", Some(roles::GLOBAL_READER)).await;
     let fido = format!("/v1.0/users/{adele}/authentication/fido2Methods/{missing}");
-    assert_eq!(call(&app, &reader, Method::DELETE, &fido, None).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(call(&app, &desk, Method::DELETE, &fido, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.as_user(&reader).delete(&fido).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.as_user(&desk).delete(&fido).await.status, StatusCode::NOT_FOUND);
     // An administrator changing their own methods through /users/{own id} is doing self-service:
     // without a recent MFA sign-in it is refused.
-    let desk_id = call(&app, &desk, Method::GET, "/v1.0/me", None).await.body["id"].as_str().expect("id").to_owned();
-    let own = call(
-        &app,
-        &desk,
-        Method::POST,
-        &format!("/v1.0/users/{desk_id}/authentication/emailMethods"),
-        Some(json!({"emailAddress": "desk@home.example"})),
-    )
-    .await;
+    let desk_id = app.as_user(&desk).get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let own = app
+        .as_user(&desk)
+        .post(
+            &format!("/v1.0/users/{desk_id}/authentication/emailMethods"),
+            &json!({"emailAddress": "desk@home.example"}),
+        )
+        .await;
     assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
     assert!(own.text.contains("10 minutes"), "{}", own.text);
 }
@@ -563,7 +518,7 @@ async fn refusals_say_why(backend: Backend) {
     let (desk_id, desk) = user(&app, "helpdesk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
     let (grace, _) = user(&app, "grace", Some(roles::GLOBAL_ADMINISTRATOR)).await;
     let taps = |id: &str| format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods");
-    let tiering = call(&app, &desk, Method::POST, &taps(&grace), Some(json!({}))).await;
+    let tiering = app.as_user(&desk).post(&taps(&grace), &json!({})).await;
     assert_eq!(tiering.status, StatusCode::FORBIDDEN, "{}", tiering.text);
     let message = tiering.body["error"]["message"].as_str().expect("message");
     assert!(message.starts_with("Insufficient privileges to complete the operation."), "{message}");
@@ -572,7 +527,7 @@ async fn refusals_say_why(backend: Backend) {
         "{message}"
     );
     assert!(message.ends_with("(rule: who-can-reset-passwords)"), "{message}");
-    let own = call(&app, &desk, Method::POST, &taps(&desk_id), Some(json!({}))).await;
+    let own = app.as_user(&desk).post(&taps(&desk_id), &json!({})).await;
     assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
     let message = own.body["error"]["message"].as_str().expect("message");
     assert!(message.contains("creates a Temporary Access Pass for themselves"), "{message}");
@@ -589,7 +544,7 @@ async fn refusals_say_why(backend: Backend) {
     assert!(reasons.iter().any(|it| it.ends_with("(rule: no-admin-action-on-oneself)")), "{reasons:?}");
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     refusals_say_why,
     every_collection_of_the_methods_api,
     service_desk_story,

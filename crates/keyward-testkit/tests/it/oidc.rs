@@ -191,9 +191,9 @@ async fn discovery_and_code_flow(backend: Backend) {
     assert_eq!(access_claims["aud"], "https://graph.microsoft.com");
     assert_eq!(access_claims["amr"], json!(["pwd"]));
     assert!(access_claims["scp"].as_str().is_some_and(|it| it.contains("User.Read")), "{access_claims}");
-    let me = app.send(Method::GET, "/v1.0/me", Some(access), None, &[]).await;
+    let me = app.as_user(access).get("/v1.0/me").await;
     assert_eq!(me.body["id"], json!(adele), "{}", me.text);
-    let userinfo = app.send(Method::GET, "/oidc/userinfo", Some(access), None, &[]).await;
+    let userinfo = app.as_user(access).get("/oidc/userinfo").await;
     assert_eq!(userinfo.body["sub"], json!(adele), "{}", userinfo.text);
 
     // The code is good once; a second redemption fails and revokes what the first one got.
@@ -303,7 +303,7 @@ async fn refresh_rotation_and_revocation(backend: Backend) {
     app.clock.advance(Duration::seconds(1));
     let (status, body) = refresh(token).await;
     assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([50173])), "{body}");
-    let me = app.send(Method::GET, "/v1.0/me", Some(&access), None, &[]).await;
+    let me = app.as_user(&access).get("/v1.0/me").await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED, "access tokens issued before the revocation stop too");
 }
 
@@ -345,7 +345,7 @@ async fn client_credentials_with_a_role(backend: Backend) {
     let token = body["access_token"].as_str().expect("token").to_owned();
     assert_eq!(claims(&token)["idtyp"], "app");
     // Without a role the app may do nothing.
-    let users = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    let users = app.as_user(&token).get("/v1.0/users").await;
     assert_eq!(users.status, StatusCode::FORBIDDEN, "{}", users.text);
     let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
     let principal = principals.body["value"]
@@ -366,7 +366,7 @@ async fn client_credentials_with_a_role(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "client_secret_post: {body}");
     let token = body["access_token"].as_str().expect("token").to_owned();
     assert_eq!(claims(&token)["wids"], json!([roles::USER_ADMINISTRATOR]));
-    let users = app.send(Method::GET, "/v1.0/users", Some(&token), None, &[]).await;
+    let users = app.as_user(&token).get("/v1.0/users").await;
     assert_eq!(users.status, StatusCode::OK, "{}", users.text);
     let correlation = "4c3b2a19-0f1e-4d2c-8b7a-6e5d4c3b2a19";
     let created = app
@@ -376,7 +376,7 @@ async fn client_credentials_with_a_role(backend: Backend) {
     let audit = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=correlationId eq '{correlation}'")).await;
     assert_eq!(audit.body["value"][0]["initiatedBy"]["app"]["appId"], json!(app_id), "{}", audit.text);
     assert!(audit.body["value"][0]["initiatedBy"]["user"].is_null());
-    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    let me = app.as_user(&token).get("/v1.0/me").await;
     assert_eq!(me.status, StatusCode::BAD_REQUEST, "app-only tokens have no /me");
     // A removed secret stops working.
     let key_id = secret.body["keyId"].as_str().expect("keyId");
@@ -576,11 +576,9 @@ async fn provider_edges(backend: Backend) {
     assert_eq!(narrow.0, StatusCode::OK, "{}", narrow.1);
     let token = narrow.1["access_token"].as_str().expect("token").to_owned();
     assert_eq!(claims(&token)["scp"], "User.Read");
-    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    let me = app.as_user(&token).get("/v1.0/me").await;
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
-    let patch = app
-        .send(Method::PATCH, &format!("/v1.0/users/{adele}"), Some(&token), Some(&json!({"jobTitle": "x"})), &[])
-        .await;
+    let patch = app.as_user(&token).patch(&format!("/v1.0/users/{adele}"), &json!({"jobTitle": "x"})).await;
     assert_eq!(patch.status, StatusCode::FORBIDDEN, "User.Read does not allow writes: {}", patch.text);
 
     // RFC 7009 revocation ends the refresh token's family.
@@ -779,7 +777,7 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert!(blocked.text().contains("AADSTS700016"), "{}", blocked.text());
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     web_codes_need_the_secret,
     openidconnect_relying_party,
     provider_edges,

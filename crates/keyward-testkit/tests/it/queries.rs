@@ -241,4 +241,4 @@ async fn filters_never_fail_and_agree_with_the_evaluator(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-crate::on_both_backends!(filters_never_fail_and_agree_with_the_evaluator);
+keyward_testkit::on_both_backends!(filters_never_fail_and_agree_with_the_evaluator);

@@ -1,28 +1,9 @@
 //! Role management through HTTP, on both backends.
 
 use keyward_core::authz::roles;
-use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, Reply, TestApp};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-fn id_of(value: &Value) -> String {
-    value["id"].as_str().unwrap_or_else(|| panic!("no id in {value}")).to_owned()
-}
-
-fn assert_error(reply: &Reply, status: StatusCode, code: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text);
-    assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
-}
-
-async fn audit(app: &TestApp, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
-    let caller = app
-        .app
-        .authenticate(Some(&app.admin_token), keyward_app::RequestMeta { correlation_id: "t".into(), ip_address: None })
-        .await
-        .expect("admin");
-    let target = keyward_core::ids::ObjectId::parse(target).expect("guid");
-    app.app.audit_for_target(&caller, &target, 50).await.expect("audit")
-}
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error, id_of};
+use reqwest::StatusCode;
+use serde_json::json;
 
 async fn role_definitions_built_in_and_custom(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -87,21 +68,21 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
         "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/policies/standard/read"]}]}),
         )
         .await;
-    assert_error(&unsupported, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&unsupported, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_eq!(
         unsupported.body["error"]["message"],
         "Action 'microsoft.directory/policies/standard/read' is not supported for Custom Role creation."
     );
     let escalation = app.post("/v1.0/roleManagement/directory/roleDefinitions", &json!({"displayName": "Y",
         "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/roleAssignments/allProperties/allTasks"]}]})).await;
-    assert_error(&escalation, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&escalation, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let builtin = app
         .patch(
             &format!("/v1.0/roleManagement/directory/roleDefinitions/{}", roles::GLOBAL_ADMINISTRATOR),
             &json!({"displayName": "Mine"}),
         )
         .await;
-    assert_error(&builtin, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&builtin, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let customs = app.get("/v1.0/roleManagement/directory/roleDefinitions?$filter=isBuiltIn eq false").await;
     assert_eq!(customs.body["value"].as_array().map(Vec::len), Some(1));
 
@@ -110,16 +91,9 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
     let plain = app.create_user("plain", "Plain User").await;
     let admin_id = id_of(&app.get("/v1.0/me").await.body);
     let token = app.token_for(&format!("operator@{DOMAIN}")).await;
-    let patch_plain = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&plain)),
-            Some(&token),
-            Some(&json!({"jobTitle": "Clerk"})),
-            &[],
-        )
-        .await;
-    assert_error(&patch_plain, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let patch_plain =
+        app.as_user(&token).patch(&format!("/v1.0/users/{}", id_of(&plain)), &json!({"jobTitle": "Clerk"})).await;
+    assert_graph_error(&patch_plain, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let assigned = app
         .post(
             "/v1.0/roleManagement/directory/roleAssignments",
@@ -127,21 +101,12 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
         )
         .await;
     assert_eq!(assigned.status, StatusCode::CREATED, "{}", assigned.text);
-    let patch_plain = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&plain)),
-            Some(&token),
-            Some(&json!({"jobTitle": "Clerk"})),
-            &[],
-        )
-        .await;
+    let patch_plain =
+        app.as_user(&token).patch(&format!("/v1.0/users/{}", id_of(&plain)), &json!({"jobTitle": "Clerk"})).await;
     assert_eq!(patch_plain.status, StatusCode::NO_CONTENT, "{}", patch_plain.text);
-    let patch_admin = app
-        .send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&token), Some(&json!({"jobTitle": "Boss"})), &[])
-        .await;
-    assert_error(&patch_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    let refused = audit(&app, &admin_id).await;
+    let patch_admin = app.as_user(&token).patch(&format!("/v1.0/users/{admin_id}"), &json!({"jobTitle": "Boss"})).await;
+    assert_graph_error(&patch_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let refused = app.audit_for(&admin_id).await;
     assert!(
         refused
             .iter()
@@ -151,7 +116,7 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
     );
 
     let in_use = app.delete(&format!("/v1.0/roleManagement/directory/roleDefinitions/{custom_id}")).await;
-    assert_error(&in_use, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&in_use, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_eq!(
         app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&assigned.body))).await.status,
         StatusCode::NO_CONTENT
@@ -161,7 +126,7 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     let activities: Vec<String> =
-        audit(&app, &custom_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+        app.audit_for(&custom_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert_eq!(
         activities,
         ["Delete role definition", "Remove member from role", "Add member to role", "Add role definition"]
@@ -171,7 +136,7 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
     let values = actions.body["value"].as_array().expect("value");
     assert!(!values.is_empty() && values.iter().all(|it| it["isPrivileged"] == true), "{}", actions.text);
     assert!(values.iter().any(|it| it["name"] == "microsoft.directory/users/password/update"));
-    assert_error(
+    assert_graph_error(
         &app.get("/v1.0/roleManagement/directory/resourceNamespaces/microsoft.directory/resourceActions").await,
         StatusCode::BAD_REQUEST,
         "BadRequest",
@@ -201,7 +166,7 @@ async fn role_assignments_and_their_rules(backend: Backend) {
             &assign(&id_of(&desk), roles::AUTHENTICATION_ADMINISTRATOR, "/"),
         )
         .await;
-    assert_error(&duplicate, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&duplicate, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let listed = app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{}'&$expand=principal,roleDefinition", id_of(&desk))).await;
     assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
     assert_eq!(listed.body["value"][0]["principal"]["userPrincipalName"], format!("desk@{DOMAIN}"));
@@ -213,7 +178,7 @@ async fn role_assignments_and_their_rules(backend: Backend) {
         ))
         .await;
     assert_eq!(by_role.body["value"][0]["principalId"], admin_id.as_str());
-    assert_error(
+    assert_graph_error(
         &app.get("/v1.0/roleManagement/directory/roleAssignments?$filter=startswith(principalId,'a')").await,
         StatusCode::BAD_REQUEST,
         "Request_UnsupportedQuery",
@@ -222,26 +187,12 @@ async fn role_assignments_and_their_rules(backend: Backend) {
     // The assignment counts on the desk's next request: an Authentication Administrator disables
     // non-admins, but not a Global Administrator (the sensitive-action table).
     let token = app.token_for(&format!("desk@{DOMAIN}")).await;
-    let disable = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&plain)),
-            Some(&token),
-            Some(&json!({"accountEnabled": false})),
-            &[],
-        )
-        .await;
+    let disable =
+        app.as_user(&token).patch(&format!("/v1.0/users/{}", id_of(&plain)), &json!({"accountEnabled": false})).await;
     assert_eq!(disable.status, StatusCode::NO_CONTENT, "{}", disable.text);
-    let on_admin = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{admin_id}"),
-            Some(&token),
-            Some(&json!({"accountEnabled": false})),
-            &[],
-        )
-        .await;
-    assert_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let on_admin =
+        app.as_user(&token).patch(&format!("/v1.0/users/{admin_id}"), &json!({"accountEnabled": false})).await;
+    assert_graph_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 
     // Scopes: only administrative-unit-scopable roles take a unit scope.
     let unit = app.post("/v1.0/directory/administrativeUnits", &json!({"displayName": "Sales"})).await;
@@ -253,7 +204,7 @@ async fn role_assignments_and_their_rules(backend: Backend) {
             &assign(&id_of(&plain), roles::GLOBAL_ADMINISTRATOR, &scope),
         )
         .await;
-    assert_error(&not_scopable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&not_scopable, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let scoped = app
         .post(
             "/v1.0/roleManagement/directory/roleAssignments",
@@ -261,7 +212,7 @@ async fn role_assignments_and_their_rules(backend: Backend) {
         )
         .await;
     assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.text);
-    let records = audit(&app, &id_of(&plain)).await;
+    let records = app.audit_for(&id_of(&plain)).await;
     assert!(
         records
             .iter()
@@ -282,20 +233,19 @@ async fn role_assignments_and_their_rules(backend: Backend) {
             &assign(&id_of(&group.body), roles::HELPDESK_ADMINISTRATOR, "/"),
         )
         .await;
-    assert_error(&refused_group, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&refused_group, StatusCode::BAD_REQUEST, "Request_BadRequest");
 
     // Only role administrators assign roles; the refusal is audited as a failure.
     let attempt = app
-        .send(
-            Method::POST,
+        .as_user(&token)
+        .post(
             "/v1.0/roleManagement/directory/roleAssignments",
-            Some(&token),
-            Some(&assign(&id_of(&desk), roles::GLOBAL_ADMINISTRATOR, "/")),
-            &[],
+            &assign(&id_of(&desk), roles::GLOBAL_ADMINISTRATOR, "/"),
         )
         .await;
-    assert_error(&attempt, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    let failures: Vec<_> = audit(&app, &id_of(&desk))
+    assert_graph_error(&attempt, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let failures: Vec<_> = app
+        .audit_for(&id_of(&desk))
         .await
         .into_iter()
         .filter(|it| it.result == keyward_core::audit::AuditResult::Failure)
@@ -314,7 +264,7 @@ async fn role_assignments_and_their_rules(backend: Backend) {
     // A Global Administrator cannot remove their own Global Administrator assignment.
     let own = by_role.body["value"][0]["id"].as_str().expect("assignment id").to_owned();
     let removal = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{own}")).await;
-    assert_error(&removal, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&removal, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     assert_eq!(
         app.get(&format!("/v1.0/roleManagement/directory/roleAssignments/{own}")).await.status,
         StatusCode::OK,
@@ -410,7 +360,7 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
             &json!({"isMemberManagementRestricted": false}),
         )
         .await;
-    assert_error(&immutable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&immutable, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_eq!(
         app.patch(&format!("/v1.0/directory/administrativeUnits/{unit_id}"), &json!({"displayName": "Execs"}))
             .await
@@ -427,13 +377,13 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
     let members = app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}/members")).await;
     assert_eq!(members.body["value"][0]["id"], id_of(&alice).as_str());
-    let records = audit(&app, &id_of(&alice)).await;
+    let records = app.audit_for(&id_of(&alice)).await;
     assert_eq!(records[0].activity_display_name, "Add member to restricted management administrative unit");
     assert_eq!(records[0].category, "AdministrativeUnit");
 
     // The Global Administrator manages the unit but not its members.
     let blocked = app.patch(&format!("/v1.0/users/{}", id_of(&alice)), &json!({"jobTitle": "CEO"})).await;
-    assert_error(&blocked, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&blocked, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 
     // A role scoped to the unit reaches its (non-admin) members.
     let scoped = app
@@ -447,28 +397,14 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
     let listed = app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}/scopedRoleMembers")).await;
     assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
     let bob_token = app.token_for(&format!("bob@{DOMAIN}")).await;
-    let allowed = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&alice)),
-            Some(&bob_token),
-            Some(&json!({"jobTitle": "CEO"})),
-            &[],
-        )
-        .await;
+    let allowed =
+        app.as_user(&bob_token).patch(&format!("/v1.0/users/{}", id_of(&alice)), &json!({"jobTitle": "CEO"})).await;
     assert_eq!(allowed.status, StatusCode::NO_CONTENT, "{}", allowed.text);
     let elsewhere = app.create_user("carol", "Carol Outside").await;
-    let outside = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&elsewhere)),
-            Some(&bob_token),
-            Some(&json!({"jobTitle": "X"})),
-            &[],
-        )
-        .await;
-    assert_error(&outside, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    let records = audit(&app, &id_of(&bob)).await;
+    let outside =
+        app.as_user(&bob_token).patch(&format!("/v1.0/users/{}", id_of(&elsewhere)), &json!({"jobTitle": "X"})).await;
+    assert_graph_error(&outside, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let records = app.audit_for(&id_of(&bob)).await;
     assert!(
         records
             .iter()
@@ -481,16 +417,9 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
         .delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}/scopedRoleMembers/{}", id_of(&scoped.body)))
         .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
-    let again = app
-        .send(
-            Method::PATCH,
-            &format!("/v1.0/users/{}", id_of(&alice)),
-            Some(&bob_token),
-            Some(&json!({"jobTitle": "Chair"})),
-            &[],
-        )
-        .await;
-    assert_error(&again, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let again =
+        app.as_user(&bob_token).patch(&format!("/v1.0/users/{}", id_of(&alice)), &json!({"jobTitle": "Chair"})).await;
+    assert_graph_error(&again, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     assert_eq!(
         app.delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}/members/{}/$ref", id_of(&alice)))
             .await
@@ -506,22 +435,15 @@ async fn administrative_units_and_scoped_role_members(backend: Backend) {
         app.delete(&format!("/v1.0/directory/administrativeUnits/{unit_id}")).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_error(
+    assert_graph_error(
         &app.get(&format!("/v1.0/directory/administrativeUnits/{unit_id}")).await,
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
     let plain_token = app.token_for(&format!("carol@{DOMAIN}")).await;
-    let denied = app
-        .send(
-            Method::POST,
-            "/v1.0/directory/administrativeUnits",
-            Some(&plain_token),
-            Some(&json!({"displayName": "Mine"})),
-            &[],
-        )
-        .await;
-    assert_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let denied =
+        app.as_user(&plain_token).post("/v1.0/directory/administrativeUnits", &json!({"displayName": "Mine"})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 }
 
 async fn takeover_paths_are_closed(backend: Backend) {
@@ -544,11 +466,9 @@ async fn takeover_paths_are_closed(backend: Backend) {
     // Contact properties that reset flows trust are sensitive: not on a Global Administrator.
     let desk_token = app.token_for(&format!("desk@{DOMAIN}")).await;
     let phone = json!({"mobilePhone": "+1 5555550100", "otherMails": ["attacker@evil.test"]});
-    let on_admin =
-        app.send(Method::PATCH, &format!("/v1.0/users/{admin_id}"), Some(&desk_token), Some(&phone), &[]).await;
-    assert_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    let on_plain =
-        app.send(Method::PATCH, &format!("/v1.0/users/{}", id_of(&plain)), Some(&desk_token), Some(&phone), &[]).await;
+    let on_admin = app.as_user(&desk_token).patch(&format!("/v1.0/users/{admin_id}"), &phone).await;
+    assert_graph_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let on_plain = app.as_user(&desk_token).patch(&format!("/v1.0/users/{}", id_of(&plain)), &phone).await;
     assert_eq!(on_plain.status, StatusCode::NO_CONTENT, "{}", on_plain.text);
 
     // Global Administrator only through a role-assignable group: the group is then the last one.
@@ -557,15 +477,8 @@ async fn takeover_paths_are_closed(backend: Backend) {
     let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
     // A Privileged Role Administrator manages role-assignable group membership.
     let pra_token = app.token_for(&format!("pra@{DOMAIN}")).await;
-    let added = app
-        .send(
-            Method::POST,
-            &format!("/v1.0/groups/{rag_id}/members/$ref"),
-            Some(&pra_token),
-            Some(&reference(&admin_id)),
-            &[],
-        )
-        .await;
+    let added =
+        app.as_user(&pra_token).post(&format!("/v1.0/groups/{rag_id}/members/$ref"), &reference(&admin_id)).await;
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
     let group_ga =
         app.post("/v1.0/roleManagement/directory/roleAssignments", &assign(&rag_id, roles::GLOBAL_ADMINISTRATOR)).await;
@@ -574,42 +487,28 @@ async fn takeover_paths_are_closed(backend: Backend) {
     let direct_id = direct.body["value"][0]["id"].as_str().expect("direct assignment").to_owned();
     // The administrator still holds the role through the group, so a Privileged Role
     // Administrator may remove the direct assignment...
-    let removed = app
-        .send(
-            Method::DELETE,
-            &format!("/v1.0/roleManagement/directory/roleAssignments/{direct_id}"),
-            Some(&pra_token),
-            None,
-            &[],
-        )
-        .await;
+    let removed =
+        app.as_user(&pra_token).delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{direct_id}")).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     // ...but neither the group's assignment, nor the member, nor the group may go: that would
     // leave no Global Administrator.
     let last = app
-        .send(
-            Method::DELETE,
-            &format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&group_ga.body)),
-            Some(&pra_token),
-            None,
-            &[],
-        )
+        .as_user(&pra_token)
+        .delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&group_ga.body)))
         .await;
-    assert_error(&last, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
-    let out = app
-        .send(Method::DELETE, &format!("/v1.0/groups/{rag_id}/members/{admin_id}/$ref"), Some(&pra_token), None, &[])
-        .await;
-    assert_error(&out, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&last, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let out = app.as_user(&pra_token).delete(&format!("/v1.0/groups/{rag_id}/members/{admin_id}/$ref")).await;
+    assert_graph_error(&out, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let gone = app.delete(&format!("/v1.0/groups/{rag_id}")).await;
-    assert_error(&gone, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&gone, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     // And the Global Administrator cannot take it away from themselves either.
     let myself = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&group_ga.body))).await;
-    assert_error(&myself, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&myself, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 
     // Deleting a user ends their assignments, and the audit log says so.
     assert_eq!(app.delete(&format!("/v1.0/users/{}", id_of(&doomed))).await.status, StatusCode::NO_CONTENT);
     let activities: Vec<String> =
-        audit(&app, &id_of(&doomed)).await.iter().map(|it| it.activity_display_name.clone()).collect();
+        app.audit_for(&id_of(&doomed)).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert!(
         activities.contains(&"Remove member from role".to_owned()) && activities.contains(&"Delete user".to_owned()),
         "{activities:?}"
@@ -618,17 +517,13 @@ async fn takeover_paths_are_closed(backend: Backend) {
     // Refused creations are recorded too.
     let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
     let group = app
-        .send(
-            Method::POST,
+        .as_user(&plain_token)
+        .post(
             "/v1.0/groups",
-            Some(&plain_token),
-            Some(
-                &json!({"displayName": "Mine", "mailEnabled": false, "mailNickname": "mine", "securityEnabled": true}),
-            ),
-            &[],
+            &json!({"displayName": "Mine", "mailEnabled": false, "mailNickname": "mine", "securityEnabled": true}),
         )
         .await;
-    assert_error(&group, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&group, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 }
 
 async fn service_principals_hold_roles(backend: Backend) {
@@ -640,8 +535,8 @@ async fn service_principals_hold_roles(backend: Backend) {
     assert_eq!(created.body["appId"], app_id);
     let sp_id = id_of(&created.body);
     let again = app.post("/v1.0/servicePrincipals", &json!({"appId": app_id})).await;
-    assert_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
-    assert_error(
+    assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(
         &app.post("/v1.0/servicePrincipals", &json!({"appId": "not-a-guid"})).await,
         StatusCode::BAD_REQUEST,
         "Request_BadRequest",
@@ -671,31 +566,27 @@ async fn service_principals_hold_roles(backend: Backend) {
     let plain = app.create_user("plain", "Plain User").await;
     let token = app.token_for(&format!("plain@{DOMAIN}")).await;
     let refused = app
-        .send(
-            Method::POST,
-            "/v1.0/servicePrincipals",
-            Some(&token),
-            Some(&json!({"appId": "9a1b2c3d-0000-4000-8000-00000000b00b"})),
-            &[],
-        )
+        .as_user(&token)
+        .post("/v1.0/servicePrincipals", &json!({"appId": "9a1b2c3d-0000-4000-8000-00000000b00b"}))
         .await;
-    assert_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let _ = plain;
 
     assert_eq!(app.delete(&format!("/v1.0/servicePrincipals/{sp_id}")).await.status, StatusCode::NO_CONTENT);
-    assert_error(
+    assert_graph_error(
         &app.get(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&assigned.body))).await,
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
-    let activities: Vec<String> = audit(&app, &sp_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    let activities: Vec<String> =
+        app.audit_for(&sp_id).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert_eq!(
         activities,
         ["Remove service principal", "Remove member from role", "Add member to role", "Add service principal"]
     );
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     service_principals_hold_roles,
     takeover_paths_are_closed,
     role_definitions_built_in_and_custom,

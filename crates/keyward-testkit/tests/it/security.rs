@@ -10,11 +10,6 @@ fn meta() -> RequestMeta {
     RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: Some("203.0.113.7".into()) }
 }
 
-async fn set_policy(app: &TestApp, body: Value) {
-    let reply = app.patch("/v1.0/policies/keywardSignInPolicy", &body).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
-}
-
 /// A sign-in session on `node` that has passed the user-name step for `upn`: its cookie.
 async fn session_at_password_step(node: &App, upn: &str) -> String {
     let view = node.sign_in_view(DOMAIN, None, None, meta()).await.expect("view");
@@ -47,17 +42,10 @@ fn answer(view: &SignInView) -> String {
     }
 }
 
+/// A user's sign-in log as its error codes, newest first.
 async fn sign_in_codes(app: &TestApp, upn: &str) -> Vec<i64> {
-    let token = app.token_for(ADMIN_UPN).await;
-    let path = format!("/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
-    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    reply.body["value"]
-        .as_array()
-        .expect("value")
-        .iter()
-        .map(|it| it["status"]["errorCode"].as_i64().expect("errorCode"))
-        .collect()
+    let log = app.sign_in_log(upn).await;
+    log.iter().rev().map(|it| it["status"]["errorCode"].as_i64().expect("errorCode")).collect()
 }
 
 /// Thirty wrong passwords sent at once on one sign-in session, through two nodes: the lockout
@@ -65,11 +53,7 @@ async fn sign_in_codes(app: &TestApp, upn: &str) -> Vec<i64> {
 /// wrong one gets at the same time, and no session; every attempt is in the sign-in log.
 async fn parallel_guesses_cannot_outrun_the_lockout(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(
-        &app,
-        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
-    )
-    .await;
+    app.lock_out_after_three_failures().await;
     let other = app.second_node().await;
     let cookie = session_at_password_step(&app.app, ADMIN_UPN).await;
     let before = app.app.password_verifications() + other.password_verifications();
@@ -120,11 +104,7 @@ async fn parallel_guesses_cannot_outrun_the_lockout(backend: Backend) {
 /// before the hash, and a locked account gets no token even with the right password.
 async fn password_grant_while_locked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(
-        &app,
-        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
-    )
-    .await;
+    app.lock_out_after_three_failures().await;
     let node = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
         config.allow_password_grant = true;
     })
@@ -385,16 +365,6 @@ async fn credential_changes_end_what_the_old_credential_opened(backend: Backend)
     assert_eq!(ended.title(), "Sign in", "the pass's session ended: {}", ended.text());
 }
 
-async fn sign_in_log(app: &TestApp, upn: &str) -> Vec<Value> {
-    let token = app.token_for(ADMIN_UPN).await;
-    let path = format!("/beta/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
-    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let mut entries = reply.body["value"].as_array().expect("value").clone();
-    entries.reverse();
-    entries
-}
-
 /// Every path that signs a user in writes the sign-in log: the pages (interactive, naming the
 /// client whose authorization request led there), the password grant, refresh-token
 /// redemptions and device-code completions (non-interactive), each with the real client.
@@ -436,7 +406,7 @@ async fn every_sign_in_path_is_logged(backend: Backend) {
     ]);
     node.token(DOMAIN, &poll, keyward_app::ClientAuth::default(), &meta()).await.expect("device tokens");
 
-    let log = sign_in_log(&app, &upn).await;
+    let log = app.sign_in_log(&upn).await;
     let summary: Vec<(i64, bool, &str, &str)> = log
         .iter()
         .map(|it| {
@@ -933,7 +903,7 @@ async fn slow_clients_are_disconnected(backend: Backend) {
     server.abort();
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
     applications_cannot_be_used_to_climb,

@@ -57,19 +57,8 @@ async fn sign_out(browser: &mut Browser, page: &Page) {
 
 /// The sign-in log entries of a user, oldest first, as `(errorCode, entry)`.
 async fn sign_ins(app: &TestApp, upn: &str) -> Vec<(i64, Value)> {
-    // A fresh token: tests move the clock past the admin token's lifetime.
-    let token = app.token_for(ADMIN_UPN).await;
-    let path = format!("/v1.0/auditLogs/signIns?$filter=userPrincipalName eq '{upn}'&$top=999");
-    let reply = app.send(reqwest::Method::GET, &path, Some(&token), None, &[]).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let mut entries: Vec<(i64, Value)> = reply.body["value"]
-        .as_array()
-        .expect("value")
-        .iter()
-        .map(|it| (it["status"]["errorCode"].as_i64().expect("errorCode"), it.clone()))
-        .collect();
-    entries.reverse();
-    entries
+    let log = app.sign_in_log(upn).await;
+    log.into_iter().map(|it| (it["status"]["errorCode"].as_i64().expect("errorCode"), it)).collect()
 }
 
 fn codes(entries: &[(i64, Value)]) -> Vec<i64> {
@@ -89,11 +78,6 @@ async fn create_user(app: &TestApp, alias: &str, force_change: bool) -> String {
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     reply.body["id"].as_str().expect("id").to_owned()
-}
-
-async fn set_policy(app: &TestApp, body: Value) {
-    let reply = app.patch("/v1.0/policies/keywardSignInPolicy", &body).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
 }
 
 async fn first_sign_in_with_the_bootstrap_pass(backend: Backend) {
@@ -196,11 +180,7 @@ async fn password_and_totp_with_replay_refused(backend: Backend) {
 
 async fn lockout_and_its_expiry(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(
-        &app,
-        json!({"lockoutThreshold": 3, "lockoutDurationInSeconds": 60, "requireMfaForPrivilegedRoles": false}),
-    )
-    .await;
+    app.lock_out_after_three_failures().await;
     let mut browser = Browser::new(&app.base_url);
     let mut page = first_factor(&mut browser, ADMIN_UPN, "wrong-password-1").await;
     for attempt in 2..=3 {
@@ -254,7 +234,7 @@ async fn lockout_and_its_expiry(backend: Backend) {
 
 async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(&app, json!({"requireMfaForAllUsers": true, "rememberMfaOnDeviceDays": 14})).await;
+    app.set_sign_in_policy(&json!({"requireMfaForAllUsers": true, "rememberMfaOnDeviceDays": 14})).await;
     let adele = create_user(&app, "adele", false).await;
     let upn = format!("adele@{DOMAIN}");
     let mut browser = Browser::new(&app.base_url);
@@ -306,7 +286,7 @@ async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
 
 async fn reregistration_interrupt_and_revoked_sessions(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(&app, json!({"requireMfaForAllUsers": true})).await;
+    app.set_sign_in_policy(&json!({"requireMfaForAllUsers": true})).await;
     let adele = create_user(&app, "adele", false).await;
     let upn = format!("adele@{DOMAIN}");
     let mut browser = Browser::new(&app.base_url);
@@ -538,7 +518,7 @@ async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
 
 async fn account_steps_are_guarded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    set_policy(&app, json!({"lockoutThreshold": 3})).await;
+    app.set_sign_in_policy(&json!({"lockoutThreshold": 3})).await;
     let adele = create_user(&app, "adele", false).await;
     let mut browser = Browser::new(&app.base_url);
 
@@ -605,7 +585,7 @@ async fn account_steps_are_guarded(backend: Backend) {
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(0), "no method was added by the revoked session");
 }
 
-crate::on_both_backends!(
+keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
     per_user_mfa_and_the_code_attempt_limit,
     first_sign_in_with_the_bootstrap_pass,

@@ -294,4 +294,4 @@ async fn story(backend: Backend) {
     store.close().await;
 }
 
-crate::on_both_backends!(story);
+keyward_testkit::on_both_backends!(story);
