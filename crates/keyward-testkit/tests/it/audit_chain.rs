@@ -95,6 +95,17 @@ async fn verify(app: &TestApp) -> ChainReport {
     reports.remove(0)
 }
 
+/// Applies each `(what, change, expected break, undo)`: the change must break the chain exactly so,
+/// and undoing it must restore it.
+async fn check_tampering(app: &TestApp, raw: &Raw, cases: Vec<(&str, String, ChainBreak, String)>) {
+    for (what, change, expected, undo) in cases {
+        raw.exec(&change).await;
+        assert_eq!(verify(app).await.outcome, Err(expected), "a change to {what}");
+        raw.exec(&undo).await;
+        assert_eq!(verify(app).await.outcome, Ok(()), "undoing the change to {what} restores the chain");
+    }
+}
+
 async fn tampering_is_detected(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let raw = Raw::connect(&app.database_url).await;
@@ -114,18 +125,33 @@ async fn tampering_is_detected(backend: Backend) {
         async move { raw.column(index, "id").await }
     };
 
-    // 1. An indexed column changed (hides the failure from `result eq 'failure'` queries).
+    // Each change to a stored record, or to a row that queries read instead of it, breaks the chain
+    // at that record; undoing it restores the chain.
     let result = raw.column(3, "result").await;
-    raw.exec("UPDATE audit_records SET result = 'mangled' WHERE chain_index = 3").await;
-    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(3).await, index: 3 }));
-    raw.exec(&format!("UPDATE audit_records SET result = '{result}' WHERE chain_index = 3")).await;
-    assert_eq!(verify(&app).await.outcome, Ok(()), "restoring the value restores the chain");
-
-    // 1b. The id column changed (GET /directoryAudits/{id} would serve another record).
-    let id = id_of(2).await;
-    raw.exec("UPDATE audit_records SET id = 'Directory_swapped' WHERE chain_index = 2").await;
-    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: "Directory_swapped".into(), index: 2 }));
-    raw.exec(&format!("UPDATE audit_records SET id = '{id}' WHERE chain_index = 2")).await;
+    let id_2 = id_of(2).await;
+    let cases = vec![
+        (
+            "an indexed column (hides a failure from `result eq 'failure'` queries)",
+            "UPDATE audit_records SET result = 'mangled' WHERE chain_index = 3".to_owned(),
+            ChainBreak::Changed { id: id_of(3).await, index: 3 },
+            format!("UPDATE audit_records SET result = '{result}' WHERE chain_index = 3"),
+        ),
+        (
+            "the id (GET /directoryAudits/{id} would serve another record)",
+            "UPDATE audit_records SET id = 'Directory_swapped' WHERE chain_index = 2".to_owned(),
+            ChainBreak::Changed { id: "Directory_swapped".into(), index: 2 },
+            format!("UPDATE audit_records SET id = '{id_2}' WHERE chain_index = 2"),
+        ),
+        (
+            "the record itself",
+            "UPDATE audit_records SET record = REPLACE(record, 'Chain User', 'Chain Usr') WHERE chain_index = 5"
+                .to_owned(),
+            ChainBreak::Changed { id: id_of(5).await, index: 5 },
+            "UPDATE audit_records SET record = REPLACE(record, 'Chain Usr', 'Chain User') WHERE chain_index = 5"
+                .to_owned(),
+        ),
+    ];
+    check_tampering(&app, &raw, cases).await;
 
     // 1c. A record slipped in below the chain's first number is still read and refused.
     raw.exec(
@@ -143,32 +169,32 @@ async fn tampering_is_detected(backend: Backend) {
     raw.exec("DELETE FROM audit_records WHERE id = 'below'").await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
 
-    // 2. The record itself changed.
-    raw.exec("UPDATE audit_records SET record = REPLACE(record, 'Chain User', 'Chain Usr') WHERE chain_index = 5")
-        .await;
-    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(5).await, index: 5 }));
-    raw.exec("UPDATE audit_records SET record = REPLACE(record, 'Chain Usr', 'Chain User') WHERE chain_index = 5")
-        .await;
-
     // 3. A target row removed (hides the record from targetResources/any queries).
     let last = total;
     let seq = raw.column(last, "CAST(seq AS TEXT)").await;
     let target = raw.text(&format!("SELECT target_id FROM audit_targets WHERE audit_seq = {seq}")).await;
     let upn = raw.text(&format!("SELECT target_upn_lc FROM audit_targets WHERE audit_seq = {seq}")).await;
     let at = raw.text(&format!("SELECT activity_date_time FROM audit_targets WHERE audit_seq = {seq}")).await;
+    let last_id = id_of(last).await;
     raw.exec(&format!("DELETE FROM audit_targets WHERE audit_seq = {seq}")).await;
-    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: last_id.clone(), index: last }));
     raw.add_target_row(&seq, &at, &target, &upn).await;
     assert_eq!(verify(&app).await.outcome, Ok(()));
 
-    // 3b. A target row's time moved (hides the record from the target's newest records).
-    raw.exec(&format!(
-        "UPDATE audit_targets SET activity_date_time = '2001-01-01T00:00:00.000000Z' WHERE audit_seq = {seq}"
-    ))
+    let changed_last = || ChainBreak::Changed { id: last_id.clone(), index: last };
+    check_tampering(
+        &app,
+        &raw,
+        vec![(
+            "a target row's time (hides the record from the target's newest records)",
+            format!(
+                "UPDATE audit_targets SET activity_date_time = '2001-01-01T00:00:00.000000Z' WHERE audit_seq = {seq}"
+            ),
+            changed_last(),
+            format!("UPDATE audit_targets SET activity_date_time = '{at}' WHERE audit_seq = {seq}"),
+        )],
+    )
     .await;
-    assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
-    raw.exec(&format!("UPDATE audit_targets SET activity_date_time = '{at}' WHERE audit_seq = {seq}")).await;
-    assert_eq!(verify(&app).await.outcome, Ok(()));
 
     // 3c. On SQLite a target row points at a copy of its record, which target queries show:
     // editing or removing the copy is a change to the record.
@@ -177,14 +203,47 @@ async fn tampering_is_detected(backend: Backend) {
         let edit = |from: &str, to: &str| {
             format!("UPDATE audit_copies SET record = REPLACE(record, '{from}', '{to}') WHERE key = {copy}")
         };
-        raw.exec(&edit("Chain User", "Chain Usr")).await;
-        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
-        raw.exec(&edit("Chain Usr", "Chain User")).await;
-        assert_eq!(verify(&app).await.outcome, Ok(()));
+        let initiator_copy = format!("(SELECT copy_key FROM audit_initiators WHERE audit_seq = {seq})");
+        let row_at =
+            raw.text(&format!("SELECT activity_date_time FROM audit_initiators WHERE audit_seq = {seq}")).await;
+        check_tampering(
+            &app,
+            &raw,
+            vec![
+                (
+                    "the copy of the record a target row points at",
+                    edit("Chain User", "Chain Usr"),
+                    changed_last(),
+                    edit("Chain Usr", "Chain User"),
+                ),
+                (
+                    "the initiator row's time",
+                    format!(
+                        "UPDATE audit_initiators SET activity_date_time = '2001-01-01T00:00:00.000000Z' \
+                         WHERE audit_seq = {seq}"
+                    ),
+                    changed_last(),
+                    format!("UPDATE audit_initiators SET activity_date_time = '{row_at}' WHERE audit_seq = {seq}"),
+                ),
+                (
+                    "the copy of the record the initiator row points at",
+                    format!(
+                        "UPDATE audit_copies SET record = REPLACE(record, '\"success\"', '\"failure\"') \
+                         WHERE key = {initiator_copy}"
+                    ),
+                    changed_last(),
+                    format!(
+                        "UPDATE audit_copies SET record = REPLACE(record, '\"failure\"', '\"success\"') \
+                         WHERE key = {initiator_copy}"
+                    ),
+                ),
+            ],
+        )
+        .await;
         let kept = raw.text(&format!("SELECT record FROM audit_copies WHERE key = {copy}")).await;
         let key = raw.text(&format!("SELECT CAST(copy_key AS TEXT) FROM audit_targets WHERE audit_seq = {seq}")).await;
         raw.exec(&format!("DELETE FROM audit_copies WHERE key = {key}")).await;
-        assert_eq!(verify(&app).await.outcome, Err(ChainBreak::Changed { id: id_of(last).await, index: last }));
+        assert_eq!(verify(&app).await.outcome, Err(changed_last()));
         raw.exec(&format!("INSERT INTO audit_copies (key, record) VALUES ({key}, '{}')", kept.replace('\'', "''")))
             .await;
         assert_eq!(verify(&app).await.outcome, Ok(()));
@@ -204,35 +263,9 @@ async fn tampering_is_detected(backend: Backend) {
         raw.exec("PRAGMA foreign_keys = ON").await;
         assert_eq!(verify(&app).await.outcome, Ok(()));
 
-        // 3e. The record's initiator row (queries by initiator read it and its copy): its time
-        // moved, its copy edited, the row removed, or a row with no record behind it.
-        let changed = Err(ChainBreak::Changed { id: id_of(last).await, index: last });
-        let row_at =
-            raw.text(&format!("SELECT activity_date_time FROM audit_initiators WHERE audit_seq = {seq}")).await;
-        raw.exec(&format!(
-            "UPDATE audit_initiators SET activity_date_time = '2001-01-01T00:00:00.000000Z' WHERE audit_seq = {seq}"
-        ))
-        .await;
-        assert_eq!(verify(&app).await.outcome, changed);
-        raw.exec(&format!("UPDATE audit_initiators SET activity_date_time = '{row_at}' WHERE audit_seq = {seq}")).await;
-        assert_eq!(verify(&app).await.outcome, Ok(()));
-        let copy = format!("(SELECT copy_key FROM audit_initiators WHERE audit_seq = {seq})");
-        raw.exec(&format!(
-            "UPDATE audit_copies SET record = REPLACE(record, '\"success\"', '\"failure\"') WHERE key = {copy}"
-        ))
-        .await;
-        let edited = raw
-            .text(&format!(
-                "SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies WHERE key = {copy} AND record LIKE '%\"failure\"%'"
-            ))
-            .await;
-        assert_eq!(edited, "1", "the copy was edited");
-        assert_eq!(verify(&app).await.outcome, changed);
-        raw.exec(&format!(
-            "UPDATE audit_copies SET record = REPLACE(record, '\"failure\"', '\"success\"') WHERE key = {copy}"
-        ))
-        .await;
-        assert_eq!(verify(&app).await.outcome, Ok(()));
+        // 3e. The record's initiator row removed, or a row with no record behind it.
+        let changed = Err(changed_last());
+        let copy = initiator_copy;
         raw.exec(&format!("DELETE FROM audit_initiators WHERE audit_seq = {seq}")).await;
         let copies_left =
             raw.text(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies WHERE key = {copy}")).await;
