@@ -1,4 +1,4 @@
-"""The README's MSAL example, as written, against `keyward serve --demo --dev-tls`.
+"""The MSAL example of docs/guide/oidc.md ("MSAL on a laptop"), as written, against `keyward serve --demo --dev-tls`.
 
 The server makes its own self-signed certificate for localhost; the client trusts it the way the
 server's console says (REQUESTS_CA_BUNDLE), and a demo user completes the device-code sign-in
@@ -48,7 +48,7 @@ def test_msal_device_code_against_dev_tls(tmp_path: Path) -> None:
         assert f"https://localhost:{port}" in console, console
         password = re.search(r"adele\.vance@keyward\.test\s+(\S+)", console).group(1)
 
-        # As the README says: trust the certificate, then run the example unchanged.
+        # As docs/guide/oidc.md says: trust the certificate, then run the example unchanged.
         os.environ["REQUESTS_CA_BUNDLE"] = str(cert)
         try:
             app = msal.PublicClientApplication(
