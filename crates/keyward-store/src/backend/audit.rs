@@ -1,5 +1,57 @@
 //! The audit log: records, their target and initiator rows, the per-target copies that keep one
 //! user's records together on SQLite, the hash chain's head and checkpoints, retention.
+//!
+//! # Chaining
+//!
+//! Records are chained as they are inserted (`insert_audit`, `insert_audits`): the writer takes
+//! the tenant's row in `audit_chain_heads` with an upsert (a row lock on PostgreSQL; SQLite
+//! writers are serial anyway), links the records and moves the head in the same transaction, so
+//! chain order is commit order. The indexed columns (`audit_json::columns`) are derived from the
+//! stored record; verification re-derives and compares them, so editing a column to hide a record
+//! from queries is detected.
+//!
+//! # Layout: one target's (or initiator's) records together
+//!
+//! A target filter drives the query from `audit_targets` (`CROSS JOIN` fixes the join order on
+//! SQLite), whose rows carry their record's tenant and time and are keyed `(tenant_id, target_id,
+//! activity_date_time, audit_seq)`: a target's newest records are the first index entries however
+//! many it has. On SQLite the table is clustered on that key (`WITHOUT ROWID`, narrow rows) and
+//! each row carries the key of a copy of its record in `audit_copies`, a rowid table (schema 8).
+//! A target's copies take consecutive keys in a block of 2^32 keys of its own ([`COPY_BLOCK_BITS`];
+//! `take_copy_key`: the next key after the largest in the block of the target's newest copy,
+//! looked up for a whole statement's targets at once by `look_up_copy_blocks`; a new block after
+//! the largest key in the table when the target has none or its block is full). So a query by
+//! target alone (and time) reads a page or two of target rows and a few adjacent copy pages and
+//! never touches `audit_records`, whose rows for one target lie anywhere in the file.
+//!
+//! The copy is the record's fields by position, a JSON array without the tenant and time the row
+//! holds (`audit_json::copy_json`, about 55% of the canonical form; schema 8 wrote the canonical
+//! form, and both are read), and goes when its target row goes (a trigger; retention deletes
+//! records, which cascades). Keeping copies in a table of their own keeps both b-trees shallow:
+//! interior pages hold only keys.
+//!
+//! Schema 9 does the same for initiators on SQLite: every record with an initiator id has a row in
+//! `audit_initiators`, keyed `(tenant_id, initiator_id, activity_date_time, audit_seq)`, with its
+//! own copy. The database writes these rows and copies itself, in the trigger
+//! `audit_initiators_follow_records` (the same block rule in SQL, the copy from the view
+//! `audit_record_copies`), so a record inserted by any writer, such as a server of the previous
+//! version during an upgrade, is indexed. A block is never shared by two targets or initiators;
+//! `insert_audits` starts each 40-record statement's new target blocks from the largest key
+//! again, because the trigger may have started initiator blocks meanwhile.
+//!
+//! PostgreSQL keeps no copies (its tables are heaps in insertion order, where a copy would be as
+//! scattered as the record) and joins; it keeps the initiator index. This is
+//! `Dialect::record_copies`.
+//!
+//! # Verification
+//!
+//! Verification checks every target row's time, tenant and copy against its record; on SQLite,
+//! that a record with an initiator id has exactly one initiator row with its initiator, time,
+//! tenant and copy (and one without has none); and that no target or initiator row lacks a record
+//! of its tenant (`ChainBreak::StrayRow`: a query would show its copy). A missing copy is a
+//! change; a copy is compared with its decoded record (`audit_json::is_copy_of`), so its form and
+//! formatting do not matter. How this layout was measured and chosen is in
+//! `bench/audit-cluster/README.md`.
 
 use super::*;
 
