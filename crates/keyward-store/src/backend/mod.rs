@@ -360,89 +360,91 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
+            // Rows are decoded by column name, so a statement may add columns (a sort key, a
+            // password hash) or prefix them with their table without changing what is read.
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
                 Ok(User {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    user_principal_name: row.try_get(2)?,
-                    display_name: row.try_get(3)?,
-                    given_name: row.try_get(4)?,
-                    surname: row.try_get(5)?,
-                    mail: row.try_get(6)?,
-                    mail_nickname: row.try_get(7)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    user_principal_name: row.try_get("upn")?,
+                    display_name: row.try_get("display_name")?,
+                    given_name: row.try_get("given_name")?,
+                    surname: row.try_get("surname")?,
+                    mail: row.try_get("mail")?,
+                    mail_nickname: row.try_get("mail_nickname")?,
                     other_mails: Vec::new(),
-                    mobile_phone: row.try_get(8)?,
+                    mobile_phone: row.try_get("mobile_phone")?,
                     business_phones: Vec::new(),
-                    job_title: row.try_get(9)?,
-                    department: row.try_get(10)?,
-                    usage_location: row.try_get(11)?,
-                    account_enabled: row.try_get(12)?,
-                    created: parse_ts(&row.try_get::<String, _>(13)?)?,
-                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>(14)?)?,
-                    force_change_password_next_sign_in: row.try_get(15)?,
+                    job_title: row.try_get("job_title")?,
+                    department: row.try_get("department")?,
+                    usage_location: row.try_get("usage_location")?,
+                    account_enabled: row.try_get("account_enabled")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>("sessions_valid_from")?)?,
+                    force_change_password_next_sign_in: row.try_get("force_change_password")?,
                 })
             }
 
             fn group_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Group, StoreError> {
                 Ok(Group {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    display_name: row.try_get(2)?,
-                    description: row.try_get(3)?,
-                    mail_nickname: row.try_get(4)?,
-                    mail_enabled: row.try_get(5)?,
-                    security_enabled: row.try_get(6)?,
-                    is_assignable_to_role: row.try_get(7)?,
-                    group_types: group_types_from(&row.try_get::<String, _>(8)?),
-                    created: parse_ts(&row.try_get::<String, _>(9)?)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    display_name: row.try_get("display_name")?,
+                    description: row.try_get("description")?,
+                    mail_nickname: row.try_get("mail_nickname")?,
+                    mail_enabled: row.try_get("mail_enabled")?,
+                    security_enabled: row.try_get("security_enabled")?,
+                    is_assignable_to_role: row.try_get("is_assignable_to_role")?,
+                    group_types: group_types_from(&row.try_get::<String, _>("group_types_lc")?),
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
             fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
                 Ok(RoleAssignment {
-                    id: row.try_get(0)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    principal_id: oid(&row.try_get::<String, _>(2)?)?,
-                    role_definition_id: row.try_get(3)?,
-                    directory_scope_id: row.try_get(4)?,
-                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
+                    id: row.try_get("id")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    principal_id: oid(&row.try_get::<String, _>("principal_id")?)?,
+                    role_definition_id: row.try_get("role_definition_id")?,
+                    directory_scope_id: row.try_get("directory_scope_id")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
             fn custom_role_from_row(row: &<$db as sqlx::Database>::Row) -> Result<CustomRole, StoreError> {
-                let actions: String = row.try_get(7)?;
+                let actions: String = row.try_get("allowed_resource_actions")?;
                 Ok(CustomRole {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    display_name: row.try_get(2)?,
-                    description: row.try_get(3)?,
-                    is_enabled: row.try_get(4)?,
-                    template_id: row.try_get(5)?,
-                    version: row.try_get(6)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    display_name: row.try_get("display_name")?,
+                    description: row.try_get("description")?,
+                    is_enabled: row.try_get("is_enabled")?,
+                    template_id: row.try_get("template_id")?,
+                    version: row.try_get("version")?,
                     allowed_resource_actions: actions.lines().map(str::to_owned).collect(),
-                    created: parse_ts(&row.try_get::<String, _>(8)?)?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
             fn service_principal_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ServicePrincipal, StoreError> {
                 Ok(ServicePrincipal {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    app_id: row.try_get(2)?,
-                    display_name: row.try_get(3)?,
-                    account_enabled: row.try_get(4)?,
-                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    app_id: row.try_get("app_id")?,
+                    display_name: row.try_get("display_name")?,
+                    account_enabled: row.try_get("account_enabled")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
             fn unit_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AdministrativeUnit, StoreError> {
                 Ok(AdministrativeUnit {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    display_name: row.try_get(2)?,
-                    description: row.try_get(3)?,
-                    is_member_management_restricted: row.try_get(4)?,
-                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    display_name: row.try_get("display_name")?,
+                    description: row.try_get("description")?,
+                    is_member_management_restricted: row.try_get("is_member_management_restricted")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 

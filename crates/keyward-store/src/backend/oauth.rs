@@ -1,8 +1,8 @@
 //! The OpenID Connect half of the SQLite and PostgreSQL stores (`OAuthStore`), generated for both
-//! from one body like the rest of `backend.rs`. Codes, refresh tokens and device codes are spent
+//! from one body like the rest of `backend/`. Codes, refresh tokens and device codes are spent
 //! with guarded `UPDATE … WHERE` statements, so two nodes can never both redeem one.
 
-/// The columns `application_from_row` reads, in its order.
+/// The columns `application_from_row` reads (by name).
 pub(crate) const APPLICATION_COLUMNS: &str = concat!(
     "id, tenant_id, app_id, display_name, is_fallback_public_client, ",
     "public_redirect_uris, web_redirect_uris, created_at"
@@ -22,14 +22,18 @@ macro_rules! impl_oauth_store {
         impl $tx {
             fn application_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Application, StoreError> {
                 Ok(Application {
-                    id: oid(&row.try_get::<String, _>(0)?)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    app_id: row.try_get(2)?,
-                    display_name: row.try_get(3)?,
-                    is_fallback_public_client: row.try_get(4)?,
-                    public_redirect_uris: crate::backend::oauth::split_uris(&row.try_get::<String, _>(5)?),
-                    web_redirect_uris: crate::backend::oauth::split_uris(&row.try_get::<String, _>(6)?),
-                    created: parse_ts(&row.try_get::<String, _>(7)?)?,
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    app_id: row.try_get("app_id")?,
+                    display_name: row.try_get("display_name")?,
+                    is_fallback_public_client: row.try_get("is_fallback_public_client")?,
+                    public_redirect_uris: crate::backend::oauth::split_uris(
+                        &row.try_get::<String, _>("public_redirect_uris")?,
+                    ),
+                    web_redirect_uris: crate::backend::oauth::split_uris(
+                        &row.try_get::<String, _>("web_redirect_uris")?,
+                    ),
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
@@ -46,37 +50,38 @@ macro_rules! impl_oauth_store {
                 })
             }
 
-            /// Reads `id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at`.
+            /// Reads the columns `id, tenant_id, client_id, consent_type, principal_id, resource_id, scope,
+            /// created_at` by name.
             fn permission_grant_from_row(row: &<$db as sqlx::Database>::Row) -> Result<PermissionGrant, StoreError> {
                 Ok(PermissionGrant {
-                    id: row.try_get(0)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
-                    client_id: oid(&row.try_get::<String, _>(2)?)?,
-                    consent_type: row.try_get(3)?,
+                    id: row.try_get("id")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    client_id: oid(&row.try_get::<String, _>("client_id")?)?,
+                    consent_type: row.try_get("consent_type")?,
                     principal_id: row.try_get::<Option<String>, _>(4)?.as_deref().map(oid).transpose()?,
-                    resource_id: row.try_get(5)?,
-                    scope: row.try_get(6)?,
-                    created: parse_ts(&row.try_get::<String, _>(7)?)?,
+                    resource_id: row.try_get("resource_id")?,
+                    scope: row.try_get("scope")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                 })
             }
 
             fn device_from_row(row: &<$db as sqlx::Database>::Row) -> Result<DeviceCode, StoreError> {
                 Ok(DeviceCode {
-                    device_sha256: row.try_get(0)?,
-                    user_code: row.try_get(1)?,
-                    tenant_id: oid(&row.try_get::<String, _>(2)?)?,
-                    client_id: row.try_get(3)?,
-                    scope: row.try_get(4)?,
-                    created: parse_ts(&row.try_get::<String, _>(5)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(6)?)?,
-                    interval_seconds: row.try_get(7)?,
-                    last_poll_at: opt_ts(row.try_get(8)?)?,
-                    status: DeviceCodeStatus::parse(&row.try_get::<String, _>(9)?)
+                    device_sha256: row.try_get("device_sha256")?,
+                    user_code: row.try_get("user_code")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    client_id: row.try_get("client_id")?,
+                    scope: row.try_get("scope")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>("expires_at")?)?,
+                    interval_seconds: row.try_get("interval_seconds")?,
+                    last_poll_at: opt_ts(row.try_get("last_poll_at")?)?,
+                    status: DeviceCodeStatus::parse(&row.try_get::<String, _>("status")?)
                         .ok_or_else(|| StoreError::Other("corrupt device code status".into()))?,
                     user_id: row.try_get::<Option<String>, _>(10)?.as_deref().map(oid).transpose()?,
-                    auth_time: opt_ts(row.try_get(11)?)?,
-                    amr: row.try_get(12)?,
-                    pass_expires_at: opt_ts(row.try_get(13)?)?,
+                    auth_time: opt_ts(row.try_get("auth_time")?)?,
+                    amr: row.try_get("amr")?,
+                    pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,
                 })
             }
         }

@@ -1,5 +1,5 @@
 //! The sign-in half of the SQLite and PostgreSQL stores (`SignInStore`), generated for both from
-//! one body like the rest of `backend.rs`.
+//! one body like the rest of `backend/`.
 
 macro_rules! impl_sign_in_store {
     ($tx:ident, $db:ty) => {
@@ -38,20 +38,20 @@ macro_rules! impl_sign_in_store {
 
             fn session_from_row(row: &<$db as sqlx::Database>::Row) -> Result<BrowserSession, StoreError> {
                 Ok(BrowserSession {
-                    id_sha256: row.try_get(0)?,
-                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    id_sha256: row.try_get("id_sha256")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
                     user_id: row.try_get::<Option<String>, _>(2)?.as_deref().map(oid).transpose()?,
-                    stage: Stage::parse(&row.try_get::<String, _>(3)?),
-                    username: row.try_get(4)?,
-                    return_to: row.try_get(5)?,
-                    created: parse_ts(&row.try_get::<String, _>(6)?)?,
-                    expires_at: parse_ts(&row.try_get::<String, _>(7)?)?,
-                    authenticated_at: opt_ts(row.try_get(8)?)?,
-                    mfa_at: opt_ts(row.try_get(9)?)?,
-                    methods: row.try_get(10)?,
-                    pass_expires_at: opt_ts(row.try_get(11)?)?,
-                    pending_secret: row.try_get(12)?,
-                    correlation_id: row.try_get(13)?,
+                    stage: Stage::parse(&row.try_get::<String, _>("stage")?),
+                    username: row.try_get("username")?,
+                    return_to: row.try_get("return_to")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>("expires_at")?)?,
+                    authenticated_at: opt_ts(row.try_get("authenticated_at")?)?,
+                    mfa_at: opt_ts(row.try_get("mfa_at")?)?,
+                    methods: row.try_get("methods")?,
+                    pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,
+                    pending_secret: row.try_get("pending_secret")?,
+                    correlation_id: row.try_get("correlation_id")?,
                 })
             }
         }
