@@ -19,6 +19,7 @@ use keyward_core::signin::{
     self, AuthenticationDetail, FirstFactor, MfaDone, MfaReason, NextStep, SessionFacts, SignInPolicy, SignInRecord,
     Stage, codes,
 };
+use keyward_core::signin::{Amr, AuthMethodRef};
 use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use time::{Duration, OffsetDateTime};
@@ -314,7 +315,7 @@ impl App {
             expires_at: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(now + FLOW_LIFETIME),
             authenticated_at: None,
             mfa_at: None,
-            methods: String::new(),
+            methods: Amr::default(),
             pass_expires_at: None,
             pending_secret: None,
             correlation_id: uuid::Uuid::new_v4().to_string(),
@@ -497,10 +498,10 @@ impl App {
                 return self.render(flow, Some(WRONG_CREDENTIALS.into())).await;
             }
             flow.session.pass_expires_at = Some(pass.start + Duration::minutes(pass.lifetime_minutes));
-            flow.session.methods = "tap mfa".into();
+            flow.session.methods = Amr::of(&[AuthMethodRef::TemporaryAccessPass, AuthMethodRef::Mfa]);
             flow.session.mfa_at = Some(now);
         } else {
-            flow.session.methods = "pwd".into();
+            flow.session.methods = Amr::of(&[AuthMethodRef::Password]);
         }
         tx.commit().await?;
         let result = if factor == FirstFactor::TemporaryAccessPass {
@@ -547,7 +548,7 @@ impl App {
                         true,
                         "MFA requirement satisfied by remembered device",
                     ));
-                    flow.session.methods.push_str(" mfa");
+                    flow.session.methods.push(AuthMethodRef::Mfa);
                     flow.session.mfa_at = Some(now);
                 }
                 self.finish(flow, user, details).await
@@ -694,7 +695,8 @@ impl App {
                 state.code = state.code.after_success(now);
                 tx.set_user_sign_in_state(&user.id, &state).await?;
                 tx.commit().await?;
-                flow.session.methods.push_str(" otp mfa");
+                flow.session.methods.push(AuthMethodRef::Otp);
+                flow.session.methods.push(AuthMethodRef::Mfa);
                 flow.session.mfa_at = Some(now);
                 let device = if form.remember && policy.remember_mfa_days > 0 {
                     let value = random_token()?;
@@ -821,7 +823,8 @@ impl App {
         tx.commit().await?;
         flow.session.pending_secret = None;
         if flow.session.mfa_at.is_none() {
-            flow.session.methods.push_str(" otp mfa");
+            flow.session.methods.push(AuthMethodRef::Otp);
+            flow.session.methods.push(AuthMethodRef::Mfa);
         }
         flow.session.mfa_at = Some(now);
         if flow.session.authenticated_at.is_some() {
@@ -829,7 +832,11 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &user, Some("Your authenticator app is registered.".into())).await;
         }
-        let first_method = if flow.session.methods.starts_with("tap") { "Temporary Access Pass" } else { "Password" };
+        let first_method = if flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass) {
+            "Temporary Access Pass"
+        } else {
+            "Password"
+        };
         let details = vec![
             detail(now, first_method, true, "Correct credentials"),
             detail(now, "Software OATH token", true, "MFA registration completed"),

@@ -569,10 +569,98 @@ impl Stage {
     }
 }
 
+/// One way a user proved who they are, as an OpenID Connect `amr` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethodRef {
+    /// A password.
+    Password,
+    /// A Temporary Access Pass (Keyward's value; it counts as multi-factor, as in Entra).
+    TemporaryAccessPass,
+    /// An authenticator-app code.
+    Otp,
+    /// More than one factor.
+    Mfa,
+}
+
+impl AuthMethodRef {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethodRef::Password => "pwd",
+            AuthMethodRef::TemporaryAccessPass => "tap",
+            AuthMethodRef::Otp => "otp",
+            AuthMethodRef::Mfa => "mfa",
+        }
+    }
+
+    fn parse(text: &str) -> Option<AuthMethodRef> {
+        [AuthMethodRef::Password, AuthMethodRef::TemporaryAccessPass, AuthMethodRef::Otp, AuthMethodRef::Mfa]
+            .into_iter()
+            .find(|it| it.as_str() == text)
+    }
+}
+
+/// How a sign-in authenticated: its `amr` values in the order they were earned, each once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Amr(Vec<AuthMethodRef>);
+
+impl Amr {
+    pub fn of(methods: &[AuthMethodRef]) -> Amr {
+        let mut amr = Amr::default();
+        for method in methods {
+            amr.push(*method);
+        }
+        amr
+    }
+
+    /// The stored form: values separated by spaces. Unknown values are dropped.
+    pub fn parse(stored: &str) -> Amr {
+        Amr::of(&stored.split_whitespace().filter_map(AuthMethodRef::parse).collect::<Vec<_>>())
+    }
+
+    pub fn to_stored(&self) -> String {
+        self.0.iter().map(|it| it.as_str()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Adds a method (once).
+    pub fn push(&mut self, method: AuthMethodRef) {
+        if !self.0.contains(&method) {
+            self.0.push(method);
+        }
+    }
+
+    pub fn contains(&self, method: AuthMethodRef) -> bool {
+        self.0.contains(&method)
+    }
+
+    /// Whether the sign-in met multi-factor authentication.
+    pub fn is_multi_factor(&self) -> bool {
+        self.contains(AuthMethodRef::Mfa)
+    }
+
+    /// The values as a token's `amr` claim carries them.
+    pub fn values(&self) -> Vec<String> {
+        self.0.iter().map(|it| it.as_str().to_owned()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn amr_keeps_each_method_once_in_order_and_round_trips() {
+        let mut amr = Amr::of(&[AuthMethodRef::Password]);
+        assert!(!amr.is_multi_factor());
+        amr.push(AuthMethodRef::Otp);
+        amr.push(AuthMethodRef::Mfa);
+        amr.push(AuthMethodRef::Mfa);
+        assert_eq!(amr.to_stored(), "pwd otp mfa");
+        assert!(amr.is_multi_factor());
+        assert_eq!(Amr::parse("pwd otp mfa"), amr);
+        assert_eq!(Amr::parse("  tap  bogus mfa "), Amr::of(&[AuthMethodRef::TemporaryAccessPass, AuthMethodRef::Mfa]));
+        assert_eq!(Amr::parse("").values(), Vec::<String>::new());
+    }
 
     const NOW: OffsetDateTime = datetime!(2026-11-26 12:00 UTC);
 

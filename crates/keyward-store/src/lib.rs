@@ -27,7 +27,9 @@ use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User}
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
-use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy};
+use keyward_core::signin::{
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
+};
 use keyward_core::signin_query::SignInFilter;
 use time::OffsetDateTime;
 
@@ -458,8 +460,8 @@ pub struct BrowserSession {
     pub expires_at: OffsetDateTime,
     pub authenticated_at: Option<OffsetDateTime>,
     pub mfa_at: Option<OffsetDateTime>,
-    /// The methods used, as `amr` values separated by spaces (`pwd otp mfa`).
-    pub methods: String,
+    /// The methods used.
+    pub methods: Amr,
     pub pass_expires_at: Option<OffsetDateTime>,
     /// A TOTP secret awaiting confirmation, sealed.
     pub pending_secret: Option<Vec<u8>>,
@@ -620,8 +622,7 @@ pub struct Grant {
     pub user_id: ObjectId,
     pub scope: String,
     pub auth_time: OffsetDateTime,
-    /// `amr` values separated by spaces.
-    pub amr: String,
+    pub amr: Amr,
     /// Tokens obtained with a Temporary Access Pass end with it.
     pub pass_expires_at: Option<OffsetDateTime>,
 }
@@ -667,7 +668,7 @@ pub struct DeviceCode {
     pub status: DeviceCodeStatus,
     pub user_id: Option<ObjectId>,
     pub auth_time: Option<OffsetDateTime>,
-    pub amr: String,
+    pub amr: Amr,
     pub pass_expires_at: Option<OffsetDateTime>,
 }
 

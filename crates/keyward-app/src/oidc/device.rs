@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{Tenant, User};
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::oauth::{self, codes};
+use keyward_core::signin::Amr;
 use keyward_store::{DeviceCode, Grant};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -65,7 +66,7 @@ impl App {
             status: DeviceCodeStatus::Pending,
             user_id: None,
             auth_time: None,
-            amr: String::new(),
+            amr: Amr::default(),
             pass_expires_at: None,
         };
         let mut tx = self.write().await?;

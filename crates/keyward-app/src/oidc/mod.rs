@@ -17,6 +17,7 @@ use keyward_core::directory::{ServicePrincipal, Tenant};
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::{self, FIRST_PARTY_CLIENT_ID, Scopes, codes};
 use keyward_core::secret::Secret;
+use keyward_core::signin::Amr;
 use keyward_store::Application;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -123,7 +124,7 @@ struct SignInSubject {
     /// The authentication method the log names.
     method: &'static str,
     /// The grant's `amr`.
-    amr: String,
+    amr: Amr,
 }
 
 /// A client as the provider sees it.

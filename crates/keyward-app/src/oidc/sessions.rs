@@ -3,14 +3,15 @@
 use crate::{App, AppError, sha256};
 use keyward_core::directory::{Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::signin::Amr;
 use keyward_core::signin::{self};
 use time::{Duration, OffsetDateTime};
 
 impl App {
-    /// Whether a user who signed in with methods `amr` (space-separated) lacks the MFA they must
+    /// Whether a user who signed in with methods `amr` lacks the MFA they must
     /// now use.
-    pub(crate) async fn mfa_missing(&self, tenant: &Tenant, user: &User, amr: &str) -> Result<bool, AppError> {
-        if amr.split_whitespace().any(|it| it == "mfa") {
+    pub(crate) async fn mfa_missing(&self, tenant: &Tenant, user: &User, amr: &Amr) -> Result<bool, AppError> {
+        if amr.is_multi_factor() {
             return Ok(false);
         }
         let mut tx = self.read().await?;

@@ -10,6 +10,7 @@ use keyward_core::oauth::{self, RefreshVerdict, Scopes, codes};
 use keyward_core::secret::Secret;
 use keyward_core::secret::constant_time_eq;
 use keyward_core::signin::{self, FirstFactor, NextStep};
+use keyward_core::signin::{Amr, AuthMethodRef};
 use keyward_store::{Grant, RefreshToken};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -164,7 +165,7 @@ impl App {
                 Err(err) => Some(err.description.clone()),
                 Ok(_) => None,
             }),
-            is_multi_factor: subject.amr.split_whitespace().any(|it| it == "mfa"),
+            is_multi_factor: subject.amr.is_multi_factor(),
             requirement_policies: Vec::new(),
             details: vec![signin::AuthenticationDetail {
                 at: now,
@@ -518,7 +519,7 @@ impl App {
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
             ));
         }
-        let amr: Vec<String> = grant.amr.split_whitespace().map(str::to_owned).collect();
+        let amr: Vec<String> = grant.amr.values();
         let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
         let access = UserAccess {
             client_id: &client.client_id,
@@ -665,7 +666,7 @@ impl App {
             user_id: user.as_ref().map(|it| it.id.clone()),
             upn: username.clone(),
             method: "Password",
-            amr: "pwd".into(),
+            amr: Amr::of(&[AuthMethodRef::Password]),
         });
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         let (hash, reservation) = match &user {
@@ -717,7 +718,7 @@ impl App {
             user_id: user.id.clone(),
             scope: scope_string(&scopes),
             auth_time: now,
-            amr: "pwd".into(),
+            amr: Amr::of(&[AuthMethodRef::Password]),
             pass_expires_at: None,
         };
         let family = uuid::Uuid::new_v4().to_string();

@@ -35,7 +35,9 @@ use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenan
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
-use keyward_core::signin::{Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy};
+use keyward_core::signin::{
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
+};
 use keyward_core::signin_query::SignInFilter;
 use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;

@@ -45,7 +45,7 @@ macro_rules! impl_oauth_store {
                     user_id: oid(&row.try_get::<String, _>(at + 2)?)?,
                     scope: row.try_get(at + 3)?,
                     auth_time: parse_ts(&row.try_get::<String, _>(at + 4)?)?,
-                    amr: row.try_get(at + 5)?,
+                    amr: Amr::parse(&row.try_get::<String, _>(at + 5)?),
                     pass_expires_at: opt_ts(row.try_get(at + 6)?)?,
                 })
             }
@@ -80,7 +80,7 @@ macro_rules! impl_oauth_store {
                         .ok_or_else(|| StoreError::Other("corrupt device code status".into()))?,
                     user_id: row.try_get::<Option<String>, _>(10)?.as_deref().map(oid).transpose()?,
                     auth_time: opt_ts(row.try_get("auth_time")?)?,
-                    amr: row.try_get("amr")?,
+                    amr: Amr::parse(&row.try_get::<String, _>("amr")?),
                     pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,
                 })
             }
@@ -270,7 +270,7 @@ macro_rules! impl_oauth_store {
                 .bind(grant.user_id.as_str())
                 .bind(&grant.scope)
                 .bind(fmt_ts(grant.auth_time))
-                .bind(&grant.amr)
+                .bind(grant.amr.to_stored())
                 .bind(grant.pass_expires_at.map(fmt_ts))
                 .bind(&code.redirect_uri)
                 .bind(&code.nonce)
@@ -335,7 +335,7 @@ macro_rules! impl_oauth_store {
                 .bind(grant.user_id.as_str())
                 .bind(&grant.scope)
                 .bind(fmt_ts(grant.auth_time))
-                .bind(&grant.amr)
+                .bind(grant.amr.to_stored())
                 .bind(grant.pass_expires_at.map(fmt_ts))
                 .bind(fmt_ts(token.issued_at))
                 .bind(fmt_ts(token.expires_at))
@@ -437,7 +437,7 @@ macro_rules! impl_oauth_store {
                 .bind(code.status.as_str())
                 .bind(code.user_id.as_ref().map(ObjectId::to_string))
                 .bind(code.auth_time.map(fmt_ts))
-                .bind(&code.amr)
+                .bind(code.amr.to_stored())
                 .bind(code.pass_expires_at.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await?;
@@ -485,7 +485,7 @@ macro_rules! impl_oauth_store {
                 .bind(code.status.as_str())
                 .bind(code.user_id.as_ref().map(ObjectId::to_string))
                 .bind(code.auth_time.map(fmt_ts))
-                .bind(&code.amr)
+                .bind(code.amr.to_stored())
                 .bind(code.pass_expires_at.map(fmt_ts))
                 .bind(expected_status.as_str())
                 .execute(&mut *self.0)

@@ -48,7 +48,7 @@ macro_rules! impl_sign_in_store {
                     expires_at: parse_ts(&row.try_get::<String, _>("expires_at")?)?,
                     authenticated_at: opt_ts(row.try_get("authenticated_at")?)?,
                     mfa_at: opt_ts(row.try_get("mfa_at")?)?,
-                    methods: row.try_get("methods")?,
+                    methods: Amr::parse(&row.try_get::<String, _>("methods")?),
                     pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,
                     pending_secret: row.try_get("pending_secret")?,
                     correlation_id: row.try_get("correlation_id")?,
@@ -441,7 +441,7 @@ macro_rules! impl_sign_in_store {
                 .bind(fmt_ts(session.expires_at))
                 .bind(session.authenticated_at.map(fmt_ts))
                 .bind(session.mfa_at.map(fmt_ts))
-                .bind(&session.methods)
+                .bind(session.methods.to_stored())
                 .bind(session.pass_expires_at.map(fmt_ts))
                 .bind(&session.pending_secret)
                 .bind(&session.correlation_id)
@@ -478,7 +478,7 @@ macro_rules! impl_sign_in_store {
                 .bind(fmt_ts(session.expires_at))
                 .bind(session.authenticated_at.map(fmt_ts))
                 .bind(session.mfa_at.map(fmt_ts))
-                .bind(&session.methods)
+                .bind(session.methods.to_stored())
                 .bind(session.pass_expires_at.map(fmt_ts))
                 .bind(&session.pending_secret)
                 .bind(&session.correlation_id)
