@@ -69,12 +69,7 @@ macro_rules! impl_group_store {
                     concat!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND ", "id = $2"),
                     GROUP_COLUMNS = GROUP_COLUMNS
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                row.as_ref().map(Self::group_from_row).transpose()
+                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
             }
 
             async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError> {

@@ -362,6 +362,18 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
+            /// The one row `sql` finds by tenant (`$1`) and key (`$2`), decoded.
+            async fn one_by_key<T>(
+                &mut self,
+                sql: impl sqlx::SqlSafeStr,
+                tenant: &ObjectId,
+                key: String,
+                decode: fn(&<$db as sqlx::Database>::Row) -> Result<T, StoreError>,
+            ) -> Result<Option<T>, StoreError> {
+                let row = sqlx::query(sql).bind(tenant.as_str()).bind(key).fetch_optional(&mut *self.0).await?;
+                row.as_ref().map(decode).transpose()
+            }
+
             // Rows are decoded by column name, so a statement may add columns (a sort key, a
             // password hash) or prefix them with their table without changing what is read.
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {

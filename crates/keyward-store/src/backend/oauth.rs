@@ -145,12 +145,7 @@ macro_rules! impl_oauth_store {
                     "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2",
                     crate::backend::oauth::APPLICATION_COLUMNS
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                row.as_ref().map(Self::application_from_row).transpose()
+                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
             }
 
             async fn find_application(
@@ -162,12 +157,8 @@ macro_rules! impl_oauth_store {
                     "SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2",
                     crate::backend::oauth::APPLICATION_COLUMNS
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(app_id.to_lowercase())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                row.as_ref().map(Self::application_from_row).transpose()
+                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, app_id.to_lowercase(), Self::application_from_row)
+                    .await
             }
 
             async fn list_applications(
@@ -559,16 +550,17 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<PermissionGrant>, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
-                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
-                    "tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant.as_str())
-                .bind(id)
-                .fetch_optional(&mut *self.0)
-                .await?;
-                row.as_ref().map(Self::permission_grant_from_row).transpose()
+                self.one_by_key(
+                    concat!(
+                        "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
+                        "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
+                        "tenant_id = $1 AND id = $2"
+                    ),
+                    tenant,
+                    id.to_owned(),
+                    Self::permission_grant_from_row,
+                )
+                .await
             }
 
             async fn list_permission_grants(

@@ -46,12 +46,13 @@ macro_rules! impl_role_stores {
                     ),
                     SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(app_id.to_lowercase())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                row.as_ref().map(Self::service_principal_from_row).transpose()
+                self.one_by_key(
+                    sqlx::AssertSqlSafe(sql),
+                    tenant,
+                    app_id.to_lowercase(),
+                    Self::service_principal_from_row,
+                )
+                .await
             }
 
             async fn get_service_principals(
@@ -222,16 +223,17 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<RoleAssignment>, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
-                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
-                    "$1 AND id = $2"
-                ))
-                .bind(tenant.as_str())
-                .bind(id)
-                .fetch_optional(&mut *self.0)
-                .await?;
-                row.as_ref().map(Self::assignment_from_row).transpose()
+                self.one_by_key(
+                    concat!(
+                        "SELECT id, tenant_id, principal_id, role_definition_id, ",
+                        "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
+                        "$1 AND id = $2"
+                    ),
+                    tenant,
+                    id.to_owned(),
+                    Self::assignment_from_row,
+                )
+                .await
             }
 
             async fn list_role_assignments(
@@ -328,17 +330,18 @@ macro_rules! impl_role_stores {
             }
 
             async fn get_custom_role(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<CustomRole>, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT id, tenant_id, display_name, description, is_enabled, ",
-                    "template_id, version, allowed_resource_actions, created_at FROM ",
-                    "role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2) ",
-                    "ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1"
-                ))
-                .bind(tenant.as_str())
-                .bind(id.to_lowercase())
-                .fetch_optional(&mut *self.0)
-                .await?;
-                row.as_ref().map(Self::custom_role_from_row).transpose()
+                self.one_by_key(
+                    concat!(
+                        "SELECT id, tenant_id, display_name, description, is_enabled, ",
+                        "template_id, version, allowed_resource_actions, created_at FROM ",
+                        "role_definitions WHERE tenant_id = $1 AND (id = $2 OR template_id = $2) ",
+                        "ORDER BY CASE WHEN id = $2 THEN 0 ELSE 1 END LIMIT 1"
+                    ),
+                    tenant,
+                    id.to_lowercase(),
+                    Self::custom_role_from_row,
+                )
+                .await
             }
 
             async fn list_custom_roles(&mut self, tenant: &ObjectId) -> Result<Vec<CustomRole>, StoreError> {
@@ -358,16 +361,17 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<AdministrativeUnit>, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT id, tenant_id, display_name, description, ",
-                    "is_member_management_restricted, created_at FROM administrative_units ",
-                    "WHERE tenant_id = $1 AND id = $2"
-                ))
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *self.0)
-                .await?;
-                row.as_ref().map(Self::unit_from_row).transpose()
+                self.one_by_key(
+                    concat!(
+                        "SELECT id, tenant_id, display_name, description, ",
+                        "is_member_management_restricted, created_at FROM administrative_units ",
+                        "WHERE tenant_id = $1 AND id = $2"
+                    ),
+                    tenant,
+                    id.to_string(),
+                    Self::unit_from_row,
+                )
+                .await
             }
 
             async fn list_administrative_units(
