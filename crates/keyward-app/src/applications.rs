@@ -341,17 +341,7 @@ impl App {
         let principal = tx.find_service_principal(&caller.tenant.id, &application.app_id).await?;
         if let Some(principal) = principal {
             // Its role assignments end with it, recorded as deleting the principal records them.
-            let assignments = tx.list_role_assignments_for(&caller.tenant.id, &principal.id).await?;
-            let direct: Vec<_> = assignments.into_iter().filter(|it| it.principal_id == principal.id).collect();
-            self.record_cascaded_removals(
-                &mut *tx,
-                caller,
-                Some(TargetResource::service_principal(&principal)),
-                &direct,
-            )
-            .await?;
-            tx.delete_memberships_of(&principal.id).await?;
-            tx.delete_role_assignments_of(&principal.id).await?;
+            self.end_principal(&mut *tx, caller, TargetResource::service_principal(&principal), &principal.id).await?;
             tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
             tx.insert_audit(&caller.succeeded(
                 now,

@@ -18,7 +18,7 @@ use keyward_core::ids::{ObjectId, is_guid};
 use keyward_core::password;
 use keyward_core::query::{self, Plan, RawQuery};
 use keyward_core::secret::Secret;
-use keyward_store::{AssignmentFilter, Cursor, MemberRef, StoreError, Tx};
+use keyward_store::{Cursor, MemberRef, StoreError, Tx};
 
 use crate::commit_audited;
 use crate::facts::{
@@ -397,11 +397,7 @@ impl App {
                 .refused(Some(tx), caller, Activity::DeleteUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
-        let filter = AssignmentFilter { principal_id: Some(user.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
-        self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::user(&user)), &assignments).await?;
-        tx.delete_memberships_of(&user.id).await?;
-        tx.delete_role_assignments_of(&user.id).await?;
+        self.end_principal(&mut *tx, caller, TargetResource::user(&user), &user.id).await?;
         tx.delete_user(&caller.tenant.id, &user.id).await?;
         let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
         commit_audited(tx, [record]).await?;
@@ -517,11 +513,7 @@ impl App {
                 .refused(Some(tx), caller, Activity::DeleteGroup, vec![TargetResource::group(&group)], err)
                 .await);
         }
-        let filter = AssignmentFilter { principal_id: Some(group.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
-        self.record_cascaded_removals(&mut *tx, caller, Some(TargetResource::group(&group)), &assignments).await?;
-        tx.delete_memberships_of(&group.id).await?;
-        tx.delete_role_assignments_of(&group.id).await?;
+        self.end_principal(&mut *tx, caller, TargetResource::group(&group), &group.id).await?;
         tx.delete_group(&caller.tenant.id, &group.id).await?;
         let record = caller.succeeded(now, Activity::DeleteGroup, vec![TargetResource::group(&group)]);
         commit_audited(tx, [record]).await?;

@@ -242,6 +242,23 @@ impl App {
         Ok(Memberships { groups, roles })
     }
 
+    /// Ends a principal's group memberships and role assignments as it is deleted, recording each
+    /// ended assignment, in the caller's transaction.
+    pub(crate) async fn end_principal(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        principal: TargetResource,
+        id: &ObjectId,
+    ) -> Result<(), AppError> {
+        let filter = AssignmentFilter { principal_id: Some(id.clone()), ..AssignmentFilter::default() };
+        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
+        self.record_cascaded_removals(tx, caller, Some(principal), &assignments).await?;
+        tx.delete_memberships_of(id).await?;
+        tx.delete_role_assignments_of(id).await?;
+        Ok(())
+    }
+
     /// Writes "Remove member from role" (or the scoped form) for assignments that end because their
     /// principal or unit is deleted, in the caller's transaction and correlation.
     pub(crate) async fn record_cascaded_removals(

@@ -7,7 +7,7 @@ use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{self, PropertyChange, ServicePrincipal};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
-use keyward_store::{AssignmentFilter, StoreError};
+use keyward_store::StoreError;
 
 use super::{ItemPage, page};
 
@@ -97,17 +97,7 @@ impl App {
             let targets = vec![TargetResource::service_principal(&principal)];
             return Err(self.refused(Some(tx), caller, Activity::RemoveServicePrincipal, targets, err).await);
         }
-        let filter = AssignmentFilter { principal_id: Some(principal.id.clone()), ..AssignmentFilter::default() };
-        let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
-        self.record_cascaded_removals(
-            &mut *tx,
-            caller,
-            Some(TargetResource::service_principal(&principal)),
-            &assignments,
-        )
-        .await?;
-        tx.delete_memberships_of(&principal.id).await?;
-        tx.delete_role_assignments_of(&principal.id).await?;
+        self.end_principal(&mut *tx, caller, TargetResource::service_principal(&principal), &principal.id).await?;
         tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
         let targets = vec![TargetResource::service_principal(&principal)];
         commit_audited(tx, [caller.succeeded(now, Activity::RemoveServicePrincipal, targets)]).await?;

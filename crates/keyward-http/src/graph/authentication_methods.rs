@@ -3,12 +3,14 @@
 //! empty), password resets and their operations.
 
 use super::Body;
+use crate::AppState;
 use crate::context::{GraphCtx, entity, rfc3339};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::routing::{delete, get, post};
 use keyward_app::{AppError, AuthMethod, OathView, PhoneView, TapView, Who};
 use keyward_core::auth_methods::{EMAIL_METHOD_ID, PASSWORD_METHOD_ID, PhoneType, TapRequest};
@@ -468,55 +470,55 @@ async fn delete_my_oath(ctx: GraphCtx, Path(id): Path<String>) -> Result<Respons
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A method type Keyward registers none of: the collection's and an item's path and summary, and
+/// their handlers.
+type EmptyCollection =
+    (&'static str, &'static str, &'static str, &'static str, MethodRouter<AppState>, MethodRouter<AppState>);
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
     const SELF: &str = "(self; changes need MFA within 10 minutes)";
-    api.route(
-        "/users/{id}/authentication/microsoftAuthenticatorMethods",
-        get(list_authenticator),
-        Op::get(
-            "authentication",
+    // Method types Keyward registers none of: each an empty collection and a 404 item.
+    let empty: [EmptyCollection; 3] = [
+        (
+            "/users/{id}/authentication/microsoftAuthenticatorMethods",
+            "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
             "Microsoft Authenticator methods (none: Keyward registers authenticator apps as software OATH)",
-            READ,
-            "AuthenticationMethodCollection",
+            "A Microsoft Authenticator method",
+            get(list_authenticator),
+            get(authenticator_method).delete(delete_authenticator),
+        ),
+        (
+            "/users/{id}/authentication/windowsHelloForBusinessMethods",
+            "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
+            "Windows Hello for Business methods (none)",
+            "A Windows Hello for Business method",
+            get(list_hello),
+            get(hello_method).delete(delete_hello),
+        ),
+        (
+            "/users/{id}/authentication/platformCredentialMethods",
+            "/users/{id}/authentication/platformCredentialMethods/{method}",
+            "Platform credential methods (none)",
+            "A platform credential method",
+            get(list_platform),
+            get(platform_method).delete(delete_platform),
+        ),
+    ];
+    let api = empty.into_iter().fold(api, |api, (list_path, item_path, list_summary, item_summary, list, item)| {
+        api.route(
+            list_path,
+            list,
+            Op::get("authentication", list_summary, READ, "AuthenticationMethodCollection").with_id(),
         )
-        .with_id(),
-    )
-    .route(
-        "/users/{id}/authentication/microsoftAuthenticatorMethods/{method}",
-        get(authenticator_method).delete(delete_authenticator),
-        Op::get("authentication", "A Microsoft Authenticator method", READ, "AuthenticationMethod")
-            .with_id()
-            .with_param("method"),
-    )
-    .route(
-        "/users/{id}/authentication/windowsHelloForBusinessMethods",
-        get(list_hello),
-        Op::get("authentication", "Windows Hello for Business methods (none)", READ, "AuthenticationMethodCollection")
-            .with_id(),
-    )
-    .route(
-        "/users/{id}/authentication/windowsHelloForBusinessMethods/{method}",
-        get(hello_method).delete(delete_hello),
-        Op::get("authentication", "A Windows Hello for Business method", READ, "AuthenticationMethod")
-            .with_id()
-            .with_param("method"),
-    )
-    .route(
-        "/users/{id}/authentication/platformCredentialMethods",
-        get(list_platform),
-        Op::get("authentication", "Platform credential methods (none)", READ, "AuthenticationMethodCollection")
-            .with_id(),
-    )
-    .route(
-        "/users/{id}/authentication/platformCredentialMethods/{method}",
-        get(platform_method).delete(delete_platform),
-        Op::get("authentication", "A platform credential method", READ, "AuthenticationMethod")
-            .with_id()
-            .with_param("method"),
-    )
-    .route(
+        .route(
+            item_path,
+            item,
+            Op::get("authentication", item_summary, READ, "AuthenticationMethod").with_id().with_param("method"),
+        )
+    });
+    api.route(
         "/me/authentication/phoneMethods",
         get(list_my_phones),
         Op::get("authentication", "List your phone methods", SELF, "AuthenticationMethodCollection"),
