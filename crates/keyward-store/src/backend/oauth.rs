@@ -58,7 +58,7 @@ macro_rules! impl_oauth_store {
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
                     client_id: oid(&row.try_get::<String, _>("client_id")?)?,
                     consent_type: row.try_get("consent_type")?,
-                    principal_id: row.try_get::<Option<String>, _>(4)?.as_deref().map(oid).transpose()?,
+                    principal_id: row.try_get::<Option<String>, _>("principal_id")?.as_deref().map(oid).transpose()?,
                     resource_id: row.try_get("resource_id")?,
                     scope: row.try_get("scope")?,
                     created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
@@ -78,7 +78,7 @@ macro_rules! impl_oauth_store {
                     last_poll_at: opt_ts(row.try_get("last_poll_at")?)?,
                     status: DeviceCodeStatus::parse(&row.try_get::<String, _>("status")?)
                         .ok_or_else(|| StoreError::Other("corrupt device code status".into()))?,
-                    user_id: row.try_get::<Option<String>, _>(10)?.as_deref().map(oid).transpose()?,
+                    user_id: row.try_get::<Option<String>, _>("user_id")?.as_deref().map(oid).transpose()?,
                     auth_time: opt_ts(row.try_get("auth_time")?)?,
                     amr: Amr::parse(&row.try_get::<String, _>("amr")?),
                     pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,

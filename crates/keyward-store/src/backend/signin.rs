@@ -40,7 +40,7 @@ macro_rules! impl_sign_in_store {
                 Ok(BrowserSession {
                     id_sha256: row.try_get("id_sha256")?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                    user_id: row.try_get::<Option<String>, _>(2)?.as_deref().map(oid).transpose()?,
+                    user_id: row.try_get::<Option<String>, _>("user_id")?.as_deref().map(oid).transpose()?,
                     stage: Stage::parse(&row.try_get::<String, _>("stage")?),
                     username: row.try_get("username")?,
                     return_to: row.try_get("return_to")?,
