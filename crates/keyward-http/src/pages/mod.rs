@@ -1,6 +1,8 @@
-//! The HTML pages: the sign-in pages and the account page, and what every page shares
+//! The HTML pages: the sign-in pages, the account page and the admin portal, and what every page
+//! shares
 //! (cookies, security headers, the layout).
 
+mod portal;
 mod signin;
 
 use askama::Template;
@@ -148,7 +150,12 @@ pub(crate) fn qr_svg(text: &str) -> String {
 
 /// The pages' routes, relative to the root.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(home)).route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
+    Router::new()
+        .route("/", get(home))
+        .route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
+        .route("/{tenant}/admin", get(portal::home))
+        .route("/{tenant}/admin/users", get(portal::users))
+        .route("/{tenant}/admin/users/{id}", get(portal::user).post(portal::user_action))
 }
 
 /// `GET /`: the sign-in page of this server's tenant (which shows a signed-in user the account

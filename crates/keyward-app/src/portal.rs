@@ -1,0 +1,89 @@
+//! Who may use the admin portal, and as whom. The portal's pages call the same use cases as the
+//! API with a `Caller` built from the browser session: the user's own roles decide every action
+//! (the portal is a first-party application, so no token scope narrows them), and every change
+//! is audited exactly as through Graph.
+
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::query::RawQuery;
+
+use crate::tokens::load_actor;
+use crate::{App, AppError, Caller, Principal, RequestMeta};
+
+/// What a browser session may do on the admin portal.
+#[derive(Debug)]
+pub enum PortalAccess {
+    /// No signed-in session: sign in first (at the tenant with this id).
+    SignedOut(ObjectId),
+    /// The user holds no administrator role: their own security info is on the account page.
+    NotAnAdministrator(ObjectId),
+    /// A role holder signed in without multi-factor authentication: the admin portal needs it
+    /// from every role holder, as Entra's admin portals do.
+    NeedsMfa(ObjectId),
+    /// May use the admin portal, acting as this caller.
+    Administrator(Box<Caller>),
+}
+
+/// The longest search text the user list takes.
+pub const MAX_SEARCH: usize = 120;
+
+impl App {
+    /// The portal access of the browser session named by `cookie` in `tenant_key`.
+    pub async fn portal_access(
+        &self,
+        tenant_key: &str,
+        cookie: Option<&str>,
+        meta: RequestMeta,
+    ) -> Result<PortalAccess, AppError> {
+        let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
+        let Some(cookie) = cookie else { return Ok(PortalAccess::SignedOut(tenant.id)) };
+        let Some((user, session)) = self.signed_in_session(&tenant, cookie).await? else {
+            return Ok(PortalAccess::SignedOut(tenant.id));
+        };
+        let mut tx = self.read().await?;
+        let actor = load_actor(&mut *tx, &tenant, &user.id).await?;
+        drop(tx);
+        if actor.roles.is_empty() {
+            return Ok(PortalAccess::NotAnAdministrator(tenant.id));
+        }
+        if !session.methods.is_multi_factor() {
+            return Ok(PortalAccess::NeedsMfa(tenant.id));
+        }
+        let authentication = session.authenticated_at.map(|at| (at, session.methods.values()));
+        Ok(PortalAccess::Administrator(Box::new(Caller {
+            tenant,
+            principal: Principal::User(Box::new(user)),
+            actor,
+            meta,
+            scopes: None,
+            authentication,
+        })))
+    }
+
+    /// The portal's user list: users whose display name, user principal name or mail starts with
+    /// `search` (case-insensitively; all users without one), a page of `top` after `skiptoken`.
+    pub async fn portal_users(
+        &self,
+        caller: &Caller,
+        search: &str,
+        top: usize,
+        skiptoken: Option<&str>,
+    ) -> Result<(Vec<User>, Option<String>), AppError> {
+        let search: String = search.trim().chars().filter(|it| !it.is_control()).take(MAX_SEARCH).collect();
+        let filter = (!search.is_empty()).then(|| {
+            let text = search.replace('\'', "''");
+            format!(
+                "startswith(displayName,'{text}') or startswith(userPrincipalName,'{text}') or \
+                 startswith(mail,'{text}')"
+            )
+        });
+        let raw = RawQuery {
+            filter,
+            top: Some(top.to_string()),
+            skiptoken: skiptoken.map(str::to_owned),
+            ..RawQuery::default()
+        };
+        let page = self.list_users(caller, &raw).await?;
+        Ok((page.items, page.skiptoken))
+    }
+}

@@ -1,0 +1,348 @@
+//! `/{tenant}/admin/…`: the admin portal. A signed-in administrator (with MFA) finds a user and
+//! takes the service desk's actions on their authentication methods. Every action goes through
+//! the same use case as the Graph API, so the same rules decide and the same audit records are
+//! written; forms carry the session's CSRF token and follow post/redirect/get.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surface, url_encode};
+use keyward_core::authz;
+use keyward_core::directory::User;
+use keyward_core::secret::constant_time_eq;
+
+use super::{Message, cookie_names, html, meta, read_cookie};
+use crate::AppState;
+
+/// Users per page of the list.
+const PAGE_SIZE: usize = 25;
+
+/// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
+const ACTIONS: [(&str, &str, &str); 3] = [
+    (
+        "require_reregistration",
+        "Require re-register MFA",
+        "Deletes the user's authenticator apps and phones; they register again at their next sign-in.",
+    ),
+    (
+        "revoke_mfa_sessions",
+        "Revoke MFA sessions",
+        "Forgets the devices where the user chose not to be asked again; the next sign-in asks for MFA.",
+    ),
+    ("revoke_sessions", "Revoke sessions", "Signs the user out everywhere: sessions and refresh tokens end."),
+];
+
+/// Who is signed in, shown on every portal page.
+#[derive(Debug)]
+struct Header {
+    display_name: String,
+    user_principal_name: String,
+    roles: String,
+}
+
+impl Header {
+    fn of(caller: &Caller) -> Header {
+        let user = caller.user();
+        let mut roles: Vec<&str> = caller
+            .actor
+            .roles
+            .iter()
+            .map(|it| authz::built_in_role(&it.role_definition_id).map_or("Custom role", |role| role.display_name))
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        Header {
+            display_name: user.map(|it| it.display_name.clone()).unwrap_or_default(),
+            user_principal_name: user.map(|it| it.user_principal_name.clone()).unwrap_or_default(),
+            roles: roles.join(", "),
+        }
+    }
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/users.html")]
+struct UsersPage<'a> {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    search: &'a str,
+    users: Vec<User>,
+    next: Option<String>,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/user.html")]
+struct UserPage<'a> {
+    title: String,
+    tenant: String,
+    header: Header,
+    user: User,
+    /// The methods as text, or why they are not shown.
+    methods: Result<Vec<String>, String>,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    actions: &'a [(&'static str, &'static str, &'static str)],
+}
+
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+/// The administrator a request acts as, or the response that sends it elsewhere: to sign in, or
+/// a page that says why the portal is closed to it.
+async fn administrator(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    peer: Peer,
+    return_to: &str,
+) -> Result<(Box<Caller>, String), Response> {
+    let (session_name, _, _) = cookie_names(state);
+    let cookie = read_cookie(headers, session_name);
+    let meta = meta(headers, peer.map(|it| it.0.0));
+    let access = state.app.portal_access(tenant, cookie, meta).await;
+    match access {
+        Ok(PortalAccess::Administrator(caller)) => {
+            let csrf = cookie.map(keyward_app::csrf_token).unwrap_or_default();
+            Ok((caller, csrf))
+        }
+        Ok(PortalAccess::SignedOut(tenant_id)) => {
+            // Locations are built from the tenant's id, never from the path as given.
+            let back = format!("/{tenant_id}{return_to}");
+            Err(see_other(&format!("/{tenant_id}/login?return_to={}", url_encode(&back))))
+        }
+        Ok(PortalAccess::NotAnAdministrator(tenant_id)) => {
+            let account = format!("/{tenant_id}/login");
+            Err(html(
+                StatusCode::FORBIDDEN,
+                &Message::error(
+                    "Admin portal",
+                    "Your account holds no administrator role, so the admin portal is closed to you.",
+                )
+                .with_link(&account, "Your security info is on your account page"),
+            ))
+        }
+        Ok(PortalAccess::NeedsMfa(tenant_id)) => {
+            let account = format!("/{tenant_id}/login");
+            Err(html(
+                StatusCode::FORBIDDEN,
+                &Message::error(
+                    "Admin portal",
+                    "The admin portal needs multi-factor authentication. Sign out, then sign in again with \
+                     your authenticator app (add one on your account page if you have none).",
+                )
+                .with_link(&account, "Your account page"),
+            ))
+        }
+        Err(AppError::NotFound(_)) => {
+            Err(html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "No such tenant.")))
+        }
+        Err(err) => Err(failure(err)),
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A failure the page cannot show in place.
+fn failure(err: AppError) -> Response {
+    match err {
+        AppError::NotFound(_) => {
+            html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "No such user in this tenant."))
+        }
+        AppError::Forbidden { message, .. } => html(StatusCode::FORBIDDEN, &Message::alert("Admin portal", &message)),
+        AppError::BadRequest(message) | AppError::UnsupportedQuery(message) => {
+            html(StatusCode::BAD_REQUEST, &Message::alert("Admin portal", &message))
+        }
+        err => {
+            tracing::error!(error = ?err, "admin portal page failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &Message::error(
+                    "Admin portal",
+                    "Something went wrong on our side. Try again in a moment; if it keeps happening, tell \
+                     your administrator.",
+                ),
+            )
+        }
+    }
+}
+
+/// `GET /{tenant}/admin`.
+pub(super) async fn home(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
+        Ok((caller, _)) => see_other(&format!("/{}/admin/users", caller.tenant.id)),
+        Err(response) => response,
+    }
+}
+
+/// `GET /{tenant}/admin/users?search=…&skiptoken=…`: the user list, searchable by the start of
+/// the display name, user principal name or mail.
+pub(super) async fn users(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let search: String =
+        params.get("search").map(String::as_str).unwrap_or_default().chars().take(MAX_SEARCH).collect();
+    let skiptoken = params.get("skiptoken").map(String::as_str);
+    let (users, next) = match state.app.portal_users(&caller, &search, PAGE_SIZE, skiptoken).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let tenant = caller.tenant.id.to_string();
+    let next = next
+        .map(|token| format!("/{tenant}/admin/users?search={}&skiptoken={}", url_encode(&search), url_encode(&token)));
+    html(
+        StatusCode::OK,
+        &UsersPage { title: "Users", header: Header::of(&caller), tenant, search: &search, users, next },
+    )
+}
+
+/// One method as the page lists it.
+fn describe(method: &AuthMethod) -> String {
+    match method {
+        AuthMethod::Password { .. } => "Password".to_owned(),
+        AuthMethod::Phone(phone) => format!("Phone ({}): {}", phone.phone_type.as_str(), phone.number),
+        AuthMethod::Email { address } => format!("Email: {address}"),
+        AuthMethod::SoftwareOath(oath) => format!("Authenticator app (added {})", keyward_app::rfc3339(oath.created)),
+        AuthMethod::TemporaryAccessPass(pass) => {
+            format!(
+                "Temporary Access Pass (from {}, {} minutes)",
+                keyward_app::rfc3339(pass.start),
+                pass.lifetime_minutes
+            )
+        }
+    }
+}
+
+async fn user_page(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let user = match state.app.get_user(caller, key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let methods = match state.app.list_auth_methods(caller, &user.id.to_string()).await {
+        Ok(methods) => Ok(methods.iter().map(describe).collect()),
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read this user's methods.".to_owned()),
+        Err(err) => return failure(err),
+    };
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = UserPage {
+        title: user.display_name.clone(),
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        user,
+        methods,
+        csrf,
+        notice,
+        error,
+        actions: &ACTIONS,
+    };
+    html(status, &page)
+}
+
+/// `GET /{tenant}/admin/users/{id}`: the profile and authentication methods, with the actions.
+pub(super) async fn user(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    // The notice of a finished action is chosen from a fixed list, never echoed from the URL.
+    let notice = match params.get("done").map(String::as_str) {
+        Some("require_reregistration") => {
+            Some("Done: the user must register their authentication methods again at their next sign-in.")
+        }
+        Some("revoke_mfa_sessions") => Some("Done: the user's remembered MFA devices were forgotten."),
+        Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
+        _ => None,
+    };
+    user_page(&state, &caller, &key, csrf, notice, None).await
+}
+
+/// `POST /{tenant}/admin/users/{id}` with `csrf` and `action`.
+pub(super) async fn user_action(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    peer: Peer,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
+    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
+        let mut response = html(StatusCode::TOO_MANY_REQUESTS, &Message::alert("Admin portal", &err.to_string()));
+        if let AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after } = err {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        return response;
+    }
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
+        );
+    }
+    let action = fields.get("action").map(String::as_str).unwrap_or_default();
+    let result = match action {
+        "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
+        "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,
+        "revoke_sessions" => state.app.revoke_sign_in_sessions(&caller, &key).await,
+        _ => Err(AppError::BadRequest("Unknown action: choose one of the buttons on the user's page.".into())),
+    };
+    match result {
+        Ok(()) => {
+            let user = caller.tenant.id.to_string();
+            see_other(&format!("/{user}/admin/users/{}?done={action}", url_encode(&key)))
+        }
+        Err(AppError::Forbidden { message, .. }) => {
+            user_page(&state, &caller, &key, csrf, None, Some((StatusCode::FORBIDDEN, message))).await
+        }
+        Err(AppError::BadRequest(message)) => {
+            user_page(&state, &caller, &key, csrf, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        Err(err) => failure(err),
+    }
+}

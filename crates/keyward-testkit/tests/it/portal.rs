@@ -1,0 +1,177 @@
+//! The admin portal through its HTML pages, on both backends: who may open it, the user list and
+//! search, and the service desk's actions, which go through the same rules and audit as Graph.
+
+use keyward_core::authz::roles;
+use keyward_core::totp;
+use keyward_testkit::browser::{Browser, Page};
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, id_of};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "Portal-harbour-Lantern-92!";
+
+/// A user with `role` (if any) and a known password: their id.
+async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> String {
+    let reply = app
+        .post(
+            "/v1.0/users",
+            &json!({
+                "accountEnabled": true,
+                "displayName": format!("{alias} Tester"),
+                "mailNickname": alias,
+                "userPrincipalName": format!("{alias}@{DOMAIN}"),
+                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": false},
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let id = id_of(&reply.body);
+    if let Some(role) = role {
+        app.assign_role(&id, role, "/").await;
+    }
+    id
+}
+
+/// Signs `alias` in through the pages, registering an authenticator app when asked (role holders
+/// must use MFA): the page signed in users land on.
+async fn sign_in(app: &TestApp, browser: &mut Browser, alias: &str) -> Page {
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("{alias}@{DOMAIN}"))], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    if page.title() != "More information required" {
+        return page;
+    }
+    let page = browser.submit(&page, "more_info", &[], &[]).await;
+    let secret = totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let code = totp::code_at_step(&secret, totp::step_at(app.app.now().unix_timestamp()));
+    browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await
+}
+
+/// The CSRF token the portal's forms carry.
+fn csrf_of(page: &Page) -> String {
+    page.forms()
+        .iter()
+        .flat_map(|it| it.inputs.iter())
+        .find(|(name, ..)| name == "csrf")
+        .map(|(_, value, ..)| value.clone())
+        .unwrap_or_else(|| panic!("no csrf on page:\n{}", page.text()))
+}
+
+/// The markup of the method list.
+fn methods_of(page: &Page) -> String {
+    let start = page.html.find("id=\"methods\"").unwrap_or_else(|| panic!("no method list:\n{}", page.text()));
+    let end = page.html[start..].find("</ul>").map_or(page.html.len(), |it| start + it);
+    page.html[start..end].to_owned()
+}
+
+async fn press(browser: &mut Browser, page: &Page, action: &str, csrf: &str) -> Page {
+    let target = page.path.split('?').next().unwrap_or_default().to_owned();
+    browser.post_form(&target, &[("csrf".to_owned(), csrf.to_owned()), ("action".to_owned(), action.to_owned())]).await
+}
+
+async fn the_service_desk_works_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let adele = user(&app, "adele", None).await;
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{adele}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065555555", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+
+    // Signed out: the portal sends the browser to sign in, and back afterwards.
+    let mut browser = Browser::new(&app.base_url);
+    let out = browser.get(&format!("/{DOMAIN}/admin/users")).await;
+    assert_eq!(out.title(), "Sign in", "{}", out.text());
+    assert!(out.html.contains("admin%2Fusers") || out.html.contains("admin/users"), "return_to kept: {}", out.html);
+
+    let account = sign_in(&app, &mut browser, "desk").await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let users = browser.get(&format!("/{DOMAIN}/admin")).await;
+    assert_eq!((users.status, users.title()), (StatusCode::OK, "Users".to_owned()), "{}", users.text());
+    let header = users.by_id("signed-in-as").expect("the header names who is signed in");
+    assert!(header.contains(&format!("desk@{DOMAIN}")) && header.contains("Privileged Authentication Administrator"));
+    assert!(users.text().contains(ADMIN_UPN) && users.text().contains(&format!("adele@{DOMAIN}")));
+
+    // Search by the start of a name, sign-in name or mail; a quote is text, not syntax.
+    let found = browser.get(&format!("/{DOMAIN}/admin/users?search=ADELE")).await;
+    assert!(found.text().contains(&format!("adele@{DOMAIN}")), "{}", found.text());
+    assert!(!found.text().contains(ADMIN_UPN), "{}", found.text());
+    let quoted = browser.get(&format!("/{DOMAIN}/admin/users?search=o%27brien")).await;
+    assert_eq!(quoted.status, StatusCode::OK, "{}", quoted.text());
+    assert!(quoted.by_id("no-users").is_some(), "{}", quoted.text());
+    let markup = browser.get(&format!("/{DOMAIN}/admin/users?search=%3Cscript%3E")).await;
+    assert!(!markup.html.contains("<script>") && markup.html.contains("&#60;script&#62;"), "escaped");
+
+    // The user's page lists the methods; the actions need the page's CSRF token.
+    let page = browser.get(&format!("/{DOMAIN}/admin/users/{adele}")).await;
+    assert_eq!(page.title(), "adele Tester", "{}", page.text());
+    assert!(methods_of(&page).contains("Phone (mobile)"), "{}", page.text());
+    let forged = press(&mut browser, &page, "require_reregistration", "not-the-token").await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text());
+    let still = app.get(&format!("/v1.0/users/{adele}/authentication/phoneMethods")).await;
+    assert_eq!(still.body["value"].as_array().map(Vec::len), Some(1), "a forged form changes nothing");
+    let csrf = csrf_of(&page);
+    let unknown = press(&mut browser, &page, "delete_everything", &csrf).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text());
+
+    let done = press(&mut browser, &page, "require_reregistration", &csrf).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert!(done.by_id("notice").is_some_and(|it| it.contains("register")), "{}", done.text());
+    assert!(!methods_of(&done).contains("Phone"), "{}", done.text());
+    let phones = app.get(&format!("/v1.0/users/{adele}/authentication/phoneMethods")).await;
+    assert_eq!(phones.body["value"], json!([]), "the phone is gone through the same use case as Graph's");
+    let record = app.audit_for(&adele).await.into_iter().next().expect("an audit record");
+    assert_eq!(record.activity_display_name, "Update user");
+    assert!(format!("{:?}", record.initiated_by).contains(&format!("desk@{DOMAIN}")), "{:?}", record.initiated_by);
+
+    // The same rules as Graph: an Authentication Administrator may not act on a Global Administrator.
+    let mut helper_browser = Browser::new(&app.base_url);
+    user(&app, "helper", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    sign_in(&app, &mut helper_browser, "helper").await;
+    let admin = app.get(&format!("/v1.0/users/{ADMIN_UPN}")).await;
+    let admin_id = id_of(&admin.body);
+    let page = helper_browser.get(&format!("/{DOMAIN}/admin/users/{admin_id}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let refused = press(&mut helper_browser, &page, "revoke_mfa_sessions", &csrf_of(&page)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(refused.by_id("error").is_some_and(|it| !it.is_empty()), "{}", refused.text());
+    let failure = app.audit_for(&admin_id).await.into_iter().next().expect("the refusal is recorded");
+    assert!(format!("{:?}", failure.result).to_lowercase().contains("failure"), "{:?}", failure.result);
+
+    // A user without a role gets My Security Info, not the admin portal.
+    let mut adele_browser = Browser::new(&app.base_url);
+    let account = sign_in(&app, &mut adele_browser, "adele").await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let closed = adele_browser.get(&format!("/{DOMAIN}/admin/users")).await;
+    assert_eq!(closed.status, StatusCode::FORBIDDEN, "{}", closed.text());
+    assert!(closed.text().contains("no administrator role"), "{}", closed.text());
+}
+
+/// A role holder who signed in without MFA (the tenant asks none of its administrators) cannot
+/// open the admin portal.
+async fn the_admin_portal_needs_mfa_from_every_role_holder(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.set_sign_in_policy(&json!({"requireMfaForPrivilegedRoles": false})).await;
+    user(&app, "nomfa", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    let account = sign_in(&app, &mut browser, "nomfa").await;
+    assert_eq!(account.title(), "My account", "signed in with a password alone: {}", account.text());
+    let closed = browser.get(&format!("/{DOMAIN}/admin/users")).await;
+    assert_eq!(closed.status, StatusCode::FORBIDDEN, "{}", closed.text());
+    assert!(closed.text().contains("multi-factor authentication"), "{}", closed.text());
+    let post = browser
+        .post_form(
+            &format!("/{DOMAIN}/admin/users/{}", id_of(&app.get(&format!("/v1.0/users/{ADMIN_UPN}")).await.body)),
+            &[("action".to_owned(), "revoke_sessions".to_owned())],
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::FORBIDDEN, "a post without MFA is refused too: {}", post.text());
+}
+
+keyward_testkit::on_both_backends!(
+    the_service_desk_works_in_the_portal,
+    the_admin_portal_needs_mfa_from_every_role_holder
+);
