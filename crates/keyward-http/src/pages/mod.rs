@@ -158,9 +158,9 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/users/{id}", get(portal::user).post(portal::user_action))
 }
 
-/// `GET /`: the sign-in page of this server's tenant (which shows a signed-in user the account
-/// page), so the address the server prints leads somewhere.
-async fn home(State(state): State<AppState>) -> Response {
+/// `GET /`: the admin portal for a signed-in administrator, otherwise the sign-in page of this
+/// server's tenant (which shows a signed-in user the account page).
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match state.app.home_tenant().await {
         Ok(Some(tenant)) => {
             let key = tenant
@@ -168,10 +168,15 @@ async fn home(State(state): State<AppState>) -> Response {
                 .iter()
                 .find(|it| it.is_default)
                 .map_or_else(|| tenant.id.to_string(), |it| it.name.clone());
-            (
-                StatusCode::FOUND,
-                [(header::LOCATION, format!("/{key}/login")), (header::CACHE_CONTROL, "no-store".to_owned())],
-            )
+            // A signed-in administrator (with MFA) lands in the admin portal; everyone else on the
+            // sign-in page, which shows a signed-in user their own security info.
+            let cookie = read_cookie(&headers, cookie_names(&state).0);
+            let meta = meta(&headers, None);
+            let location = match state.app.portal_access(&key, cookie, meta).await {
+                Ok(keyward_app::PortalAccess::Administrator(_)) => format!("/{key}/admin/users"),
+                _ => format!("/{key}/login"),
+            };
+            (StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())])
                 .into_response()
         }
         Ok(None) => crate::not_found().await,

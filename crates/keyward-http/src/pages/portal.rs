@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surface, url_encode};
+use keyward_core::audit::{AuditRecord, AuditResult, Initiator};
 use keyward_core::authz;
 use keyward_core::directory::User;
 use keyward_core::secret::constant_time_eq;
@@ -84,10 +85,24 @@ struct UserPage<'a> {
     user: User,
     /// The methods as text, or why they are not shown.
     methods: Result<Vec<String>, String>,
+    /// The newest audit records that name the user: (time, activity, initiator, result), or why
+    /// they are not shown.
+    audit: Result<Vec<(String, String, String, &'static str)>, String>,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
     actions: &'a [(&'static str, &'static str, &'static str)],
+}
+
+/// Audit records the user page shows.
+const AUDIT_ROWS: usize = 20;
+
+/// Who started an audited change, as the page shows it.
+fn initiator(record: &AuditRecord) -> String {
+    match &record.initiated_by {
+        Initiator::User { user_principal_name, .. } => user_principal_name.clone(),
+        Initiator::App { display_name, .. } => display_name.clone(),
+    }
 }
 
 type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
@@ -254,6 +269,17 @@ async fn user_page(
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read this user's methods.".to_owned()),
         Err(err) => return failure(err),
     };
+    let audit = match state.app.audit_for_target(caller, &user.id, AUDIT_ROWS).await {
+        Ok(records) => Ok(records
+            .iter()
+            .map(|it| {
+                let result = if it.result == AuditResult::Success { "success" } else { "failure" };
+                (keyward_app::rfc3339(it.activity_date_time), it.activity_display_name.clone(), initiator(it), result)
+            })
+            .collect()),
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the audit log.".to_owned()),
+        Err(err) => return failure(err),
+    };
     let (status, error) = match error {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -264,6 +290,7 @@ async fn user_page(
         header: Header::of(caller),
         user,
         methods,
+        audit,
         csrf,
         notice,
         error,

@@ -127,6 +127,19 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     assert_eq!(record.activity_display_name, "Update user");
     assert!(format!("{:?}", record.initiated_by).contains(&format!("desk@{DOMAIN}")), "{:?}", record.initiated_by);
 
+    // The audit tab follows the rules too: a Privileged Authentication Administrator may not read
+    // the audit log; a Global Administrator sees the agent's change on the user's page.
+    assert!(done.by_id("audit-hidden").is_some(), "{}", done.text());
+    let mut auditor_browser = Browser::new(&app.base_url);
+    user(&app, "auditor", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let landing = sign_in(&app, &mut auditor_browser, "auditor").await;
+    assert_eq!(landing.title(), "My account", "{}", landing.text());
+    let home = auditor_browser.get("/").await;
+    assert_eq!(home.title(), "Users", "`/` leads an administrator to the portal: {}", home.text());
+    let audited = auditor_browser.get(&format!("/{DOMAIN}/admin/users/{adele}")).await;
+    let table = audited.html.split("id=\"audit\"").nth(1).unwrap_or_else(|| panic!("{}", audited.text())).to_owned();
+    assert!(table.contains("Update user") && table.contains(&format!("desk@{DOMAIN}")), "{table}");
+
     // The same rules as Graph: an Authentication Administrator may not act on a Global Administrator.
     let mut helper_browser = Browser::new(&app.base_url);
     user(&app, "helper", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
@@ -145,6 +158,8 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     let mut adele_browser = Browser::new(&app.base_url);
     let account = sign_in(&app, &mut adele_browser, "adele").await;
     assert_eq!(account.title(), "My account", "{}", account.text());
+    let home = adele_browser.get("/").await;
+    assert_eq!(home.title(), "My account", "`/` leads everyone else to their own security info");
     let closed = adele_browser.get(&format!("/{DOMAIN}/admin/users")).await;
     assert_eq!(closed.status, StatusCode::FORBIDDEN, "{}", closed.text());
     assert!(closed.text().contains("no administrator role"), "{}", closed.text());
