@@ -186,7 +186,32 @@ async fn the_admin_portal_needs_mfa_from_every_role_holder(backend: Backend) {
     assert_eq!(post.status, StatusCode::FORBIDDEN, "a post without MFA is refused too: {}", post.text());
 }
 
+/// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
+/// style or script, and no framing.
+async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let css = app.client.get(format!("{}/assets/keyward.css", app.base_url)).send().await.expect("stylesheet");
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(css.text().await.expect("css").contains(".portal main"));
+    let mut browser = Browser::new(&app.base_url);
+    let mut pages = vec![browser.get(&format!("/{DOMAIN}/login")).await];
+    user(&app, "styled", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    pages.push(sign_in(&app, &mut browser, "styled").await);
+    pages.push(browser.get(&format!("/{DOMAIN}/admin/users")).await);
+    for page in pages {
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        assert!(page.html.contains("href=\"/assets/keyward.css\""), "{}", page.path);
+        assert!(!page.html.contains("<style") && !page.html.contains("style="), "{}", page.path);
+    }
+    let login = app.client.get(format!("{}/{DOMAIN}/login", app.base_url)).send().await.expect("page");
+    let policy = login.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("style-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"), "{policy}");
+}
+
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
-    the_admin_portal_needs_mfa_from_every_role_holder
+    the_admin_portal_needs_mfa_from_every_role_holder,
+    pages_have_one_stylesheet_and_no_inline_style
 );
