@@ -71,6 +71,9 @@ pub struct AppConfig {
     pub allow_password_grant: bool,
     /// Abuse limits (rate limits, the hasher's queue).
     pub limits: Limits,
+    /// `KEYWARD_PORTAL_IDLE_MINUTES`: how long an admin portal session may go unused before the
+    /// administrator signs in again.
+    pub portal_idle_timeout: time::Duration,
 }
 
 impl AppConfig {
@@ -82,6 +85,7 @@ impl AppConfig {
             key_cache_ttl: std::time::Duration::from_secs(5),
             allow_password_grant: false,
             limits: Limits::default(),
+            portal_idle_timeout: time::Duration::minutes(60),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum PortalAccess {
     /// A role holder signed in without multi-factor authentication: the admin portal needs it
     /// from every role holder, as Entra's admin portals do.
     NeedsMfa(ObjectId),
+    /// The session went unused on the portal longer than the idle timeout: sign in again.
+    TimedOut(ObjectId),
     /// May use the admin portal, acting as this caller.
     Administrator(Box<Caller>),
 }
@@ -48,6 +50,18 @@ impl App {
         }
         if !session.methods.is_multi_factor() {
             return Ok(PortalAccess::NeedsMfa(tenant.id));
+        }
+        // Idle since the later of the sign-in and the last portal request.
+        let now = self.now();
+        let last_active = session.authenticated_at.into_iter().chain(session.portal_seen_at).max().unwrap_or(now);
+        if now - last_active > self.inner.config.portal_idle_timeout {
+            return Ok(PortalAccess::TimedOut(tenant.id));
+        }
+        // At most one write a minute per session.
+        if now - last_active > time::Duration::minutes(1) {
+            let mut tx = self.write().await?;
+            tx.touch_portal_session(&session.id_sha256, now).await?;
+            tx.commit().await?;
         }
         let authentication = session.authenticated_at.map(|at| (at, session.methods.values()));
         Ok(PortalAccess::Administrator(Box::new(Caller {

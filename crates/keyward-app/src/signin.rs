@@ -319,6 +319,7 @@ impl App {
             pass_expires_at: None,
             pending_secret: None,
             correlation_id: uuid::Uuid::new_v4().to_string(),
+            portal_seen_at: None,
         };
         let mut tx = self.write().await?;
         match tx.insert_browser_session(&session).await {

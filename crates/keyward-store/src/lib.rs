@@ -466,6 +466,8 @@ pub struct BrowserSession {
     /// A TOTP secret awaiting confirmation, sealed.
     pub pending_secret: Option<Vec<u8>>,
     pub correlation_id: String,
+    /// When the session last used the admin portal (read only; set by `touch_portal_session`).
+    pub portal_seen_at: Option<OffsetDateTime>,
 }
 
 impl fmt::Debug for BrowserSession {
@@ -555,6 +557,8 @@ pub trait SignInStore: Send {
     async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError>;
     /// Replaces a session's row (matched by `id_sha256`).
     async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
+    /// Records that the session used the admin portal at `at`.
+    async fn touch_portal_session(&mut self, id_sha256: &[u8], at: OffsetDateTime) -> Result<(), StoreError>;
     async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError>;
     /// Gives a session a new cookie hash (at sign-in, against session fixation).
     async fn rekey_browser_session(&mut self, old_sha256: &[u8], new_sha256: &[u8]) -> Result<(), StoreError>;

@@ -40,6 +40,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0009_audit_initiator_records.sql"),
     },
     Migration { version: 10, name: "0010_consent.sql", sql: include_str!("../migrations/sqlite/0010_consent.sql") },
+    Migration {
+        version: 11,
+        name: "0011_portal_activity.sql",
+        sql: include_str!("../migrations/sqlite/0011_portal_activity.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -78,6 +83,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0009_audit_initiator_records.sql"),
     },
     Migration { version: 10, name: "0010_consent.sql", sql: include_str!("../migrations/postgres/0010_consent.sql") },
+    Migration {
+        version: 11,
+        name: "0011_portal_activity.sql",
+        sql: include_str!("../migrations/postgres/0011_portal_activity.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

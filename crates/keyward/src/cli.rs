@@ -203,6 +203,10 @@ struct ServeArgs {
     #[arg(long, env = "KEYWARD_HEADER_READ_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout: u64,
+    /// Minutes an admin portal session may go unused before the administrator signs in again.
+    #[arg(long, env = "KEYWARD_PORTAL_IDLE_MINUTES", value_name = "MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(i64).range(1..=1440))]
+    portal_idle_minutes: i64,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +423,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", args.store.data_dir.display()))?;
     let mut config = AppConfig::new(public_url.clone());
     config.allow_password_grant = args.allow_password_grant;
+    config.portal_idle_timeout = time::Duration::minutes(args.portal_idle_minutes);
     config.limits = keyward_app::Limits {
         per_address: args.rate_limit_per_address,
         per_account: args.rate_limit_per_account,

@@ -130,6 +130,11 @@ async fn administrator(
             let back = format!("/{tenant_id}{return_to}");
             Err(see_other(&format!("/{tenant_id}/login?return_to={}", url_encode(&back))))
         }
+        Ok(PortalAccess::TimedOut(tenant_id)) => {
+            // A fresh sign-in (`prompt=login`), back to where the administrator was.
+            let back = format!("/{tenant_id}{return_to}");
+            Err(see_other(&format!("/{tenant_id}/login?prompt=login&return_to={}", url_encode(&back))))
+        }
         Ok(PortalAccess::NotAnAdministrator(tenant_id)) => {
             let account = format!("/{tenant_id}/login");
             Err(html(

@@ -52,6 +52,7 @@ macro_rules! impl_sign_in_store {
                     pass_expires_at: opt_ts(row.try_get("pass_expires_at")?)?,
                     pending_secret: row.try_get("pending_secret")?,
                     correlation_id: row.try_get("correlation_id")?,
+                    portal_seen_at: opt_ts(row.try_get("portal_seen_at")?)?,
                 })
             }
         }
@@ -454,8 +455,8 @@ macro_rules! impl_sign_in_store {
                 let row = sqlx::query(concat!(
                     "SELECT id_sha256, tenant_id, user_id, stage, username, return_to, ",
                     "created_at, expires_at, authenticated_at, mfa_at, methods, ",
-                    "pass_expires_at, pending_secret, correlation_id FROM browser_sessions ",
-                    "WHERE id_sha256 = $1"
+                    "pass_expires_at, pending_secret, correlation_id, portal_seen_at FROM ",
+                    "browser_sessions WHERE id_sha256 = $1"
                 ))
                 .bind(id_sha256)
                 .fetch_optional(&mut *self.0)
@@ -485,6 +486,15 @@ macro_rules! impl_sign_in_store {
                 .execute(&mut *self.0)
                 .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn touch_portal_session(&mut self, id_sha256: &[u8], at: OffsetDateTime) -> Result<(), StoreError> {
+                sqlx::query("UPDATE browser_sessions SET portal_seen_at = $2 WHERE id_sha256 = $1")
+                    .bind(id_sha256)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(())
             }
 
             async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError> {

@@ -186,6 +186,24 @@ async fn the_admin_portal_needs_mfa_from_every_role_holder(backend: Backend) {
     assert_eq!(post.status, StatusCode::FORBIDDEN, "a post without MFA is refused too: {}", post.text());
 }
 
+/// An admin portal session that goes unused longer than the idle timeout (60 minutes by default)
+/// needs a fresh sign-in; using the portal keeps it alive.
+async fn an_idle_portal_session_signs_in_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "idle", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "idle").await;
+    for _ in 0..3 {
+        app.clock.advance(time::Duration::minutes(50));
+        let page = browser.get(&format!("/{DOMAIN}/admin/users")).await;
+        assert_eq!(page.title(), "Users", "used every 50 minutes, the session stays: {}", page.text());
+    }
+    app.clock.advance(time::Duration::minutes(61));
+    let idle = browser.get(&format!("/{DOMAIN}/admin/users")).await;
+    assert_eq!(idle.title(), "Sign in", "{}", idle.text());
+    assert!(idle.path.contains("prompt=login"), "a fresh sign-in: {}", idle.path);
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -213,5 +231,6 @@ async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
+    an_idle_portal_session_signs_in_again,
     pages_have_one_stylesheet_and_no_inline_style
 );
