@@ -49,7 +49,7 @@ pub use crate::oidc::{
     url_encode,
 };
 pub use crate::password::{HashParams, PasswordHasher};
-pub use crate::portal::{MAX_SEARCH, PortalAccess};
+pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, csrf_token};

@@ -7,8 +7,12 @@ use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::query::RawQuery;
 
+use keyward_core::authz::{Target, actions};
+
+use crate::directory::resolve_user;
+use crate::facts::user_facts;
 use crate::tokens::load_actor;
-use crate::{App, AppError, Caller, Principal, RequestMeta};
+use crate::{App, AppError, Caller, Principal, RequestMeta, require};
 
 /// What a browser session may do on the admin portal.
 #[derive(Debug)]
@@ -25,6 +29,14 @@ pub enum PortalAccess {
     /// May use the admin portal, acting as this caller.
     Administrator(Box<Caller>),
 }
+
+/// The service desk's actions on a user in the portal, and the resource action each needs (the
+/// same as the Graph call behind it).
+pub const PORTAL_ACTIONS: [(&str, &str); 3] = [
+    ("require_reregistration", actions::USERS_AUTH_METHODS_DELETE),
+    ("revoke_mfa_sessions", actions::USERS_AUTH_METHODS_UPDATE),
+    ("revoke_sessions", actions::USERS_INVALIDATE_REFRESH_TOKENS),
+];
 
 /// The longest search text the user list takes.
 pub const MAX_SEARCH: usize = 120;
@@ -99,5 +111,30 @@ impl App {
         };
         let page = self.list_users(caller, &raw).await?;
         Ok((page.items, page.skiptoken))
+    }
+
+    /// For each portal action on user `key`: `None` when the caller may take it, or why not, so
+    /// the page can disable the button and say why. Nothing is recorded; the use case decides
+    /// again (and records a refusal) when the form is posted.
+    pub async fn portal_user_actions(
+        &self,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<Vec<(&'static str, Option<String>)>, AppError> {
+        let mut tx = self.read().await?;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        drop(tx);
+        Ok(PORTAL_ACTIONS
+            .iter()
+            .map(|(name, action)| {
+                let reason = match require(caller, action, Target::User(&facts)) {
+                    Ok(()) => None,
+                    Err(AppError::Forbidden { message, .. }) => Some(message),
+                    Err(other) => Some(other.to_string()),
+                };
+                (*name, reason)
+            })
+            .collect())
     }
 }

@@ -157,6 +157,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin", get(portal::home))
         .route("/{tenant}/admin/users", get(portal::users))
         .route("/{tenant}/admin/users/{id}", get(portal::user).post(portal::user_action))
+        .route("/{tenant}/admin/users/{id}/confirm", get(portal::confirm))
 }
 
 /// `GET /assets/keyward.css`: the one stylesheet of every page (the pages' Content-Security-Policy

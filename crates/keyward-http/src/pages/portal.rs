@@ -78,7 +78,7 @@ struct UsersPage<'a> {
 
 #[derive(Debug, Template)]
 #[template(path = "portal/user.html")]
-struct UserPage<'a> {
+struct UserPage {
     title: String,
     tenant: String,
     header: Header,
@@ -88,10 +88,25 @@ struct UserPage<'a> {
     /// The newest audit records that name the user: (time, activity, initiator, result), or why
     /// they are not shown.
     audit: Result<Vec<(String, String, String, &'static str)>, String>,
-    csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
-    actions: &'a [(&'static str, &'static str, &'static str)],
+    /// Each action: its name, button, what it does, and why the caller may not take it (if so).
+    actions: Vec<(&'static str, &'static str, &'static str, Option<String>)>,
+}
+
+/// The confirmation of one action: what will happen, and the form that does it.
+#[derive(Debug, Template)]
+#[template(path = "portal/confirm.html")]
+struct ConfirmPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    user: User,
+    action: &'static str,
+    button: &'static str,
+    help: &'static str,
+    reason: Option<String>,
+    csrf: String,
 }
 
 /// Audit records the user page shows.
@@ -261,7 +276,6 @@ async fn user_page(
     state: &AppState,
     caller: &Caller,
     key: &str,
-    csrf: String,
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
@@ -285,6 +299,10 @@ async fn user_page(
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the audit log.".to_owned()),
         Err(err) => return failure(err),
     };
+    let actions = match action_reasons(state, caller, &user).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
     let (status, error) = match error {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -296,12 +314,67 @@ async fn user_page(
         user,
         methods,
         audit,
-        csrf,
         notice,
         error,
-        actions: &ACTIONS,
+        actions,
     };
     html(status, &page)
+}
+
+/// Each action with its button and help, and why the caller may not take it on `user` (if so).
+async fn action_reasons(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+) -> Result<Vec<(&'static str, &'static str, &'static str, Option<String>)>, AppError> {
+    let reasons = state.app.portal_user_actions(caller, &user.id.to_string()).await?;
+    Ok(ACTIONS
+        .iter()
+        .map(|&(name, button, help)| {
+            let reason = reasons.iter().find(|(it, _)| *it == name).and_then(|(_, why)| why.clone());
+            (name, button, help, reason)
+        })
+        .collect())
+}
+
+/// `GET /{tenant}/admin/users/{id}/confirm?action=…`: what the action will do to this user, and
+/// the form that does it (or why the caller may not).
+pub(super) async fn confirm(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let wanted = params.get("action").map(String::as_str).unwrap_or_default();
+    let Some(&(action, button, help)) = ACTIONS.iter().find(|(name, ..)| *name == wanted) else {
+        return failure(AppError::BadRequest("Unknown action: choose one of the buttons on the user's page.".into()));
+    };
+    let user = match state.app.get_user(&caller, &key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let reason = match action_reasons(&state, &caller, &user).await {
+        Ok(all) => all.into_iter().find(|it| it.0 == action).and_then(|it| it.3),
+        Err(err) => return failure(err),
+    };
+    let page = ConfirmPage {
+        title: button,
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(&caller),
+        user,
+        action,
+        button,
+        help,
+        reason,
+        csrf,
+    };
+    html(StatusCode::OK, &page)
 }
 
 /// `GET /{tenant}/admin/users/{id}`: the profile and authentication methods, with the actions.
@@ -313,7 +386,7 @@ pub(super) async fn user(
     peer: Peer,
 ) -> Response {
     let return_to = format!("/admin/users/{}", url_encode(&key));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
         Ok(it) => it,
         Err(response) => return response,
     };
@@ -326,7 +399,7 @@ pub(super) async fn user(
         Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
         _ => None,
     };
-    user_page(&state, &caller, &key, csrf, notice, None).await
+    user_page(&state, &caller, &key, notice, None).await
 }
 
 /// `POST /{tenant}/admin/users/{id}` with `csrf` and `action`.
@@ -370,10 +443,10 @@ pub(super) async fn user_action(
             see_other(&format!("/{user}/admin/users/{}?done={action}", url_encode(&key)))
         }
         Err(AppError::Forbidden { message, .. }) => {
-            user_page(&state, &caller, &key, csrf, None, Some((StatusCode::FORBIDDEN, message))).await
+            user_page(&state, &caller, &key, None, Some((StatusCode::FORBIDDEN, message))).await
         }
         Err(AppError::BadRequest(message)) => {
-            user_page(&state, &caller, &key, csrf, None, Some((StatusCode::BAD_REQUEST, message))).await
+            user_page(&state, &caller, &key, None, Some((StatusCode::BAD_REQUEST, message))).await
         }
         Err(err) => failure(err),
     }

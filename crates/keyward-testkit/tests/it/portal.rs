@@ -64,8 +64,21 @@ fn methods_of(page: &Page) -> String {
     page.html[start..end].to_owned()
 }
 
-async fn press(browser: &mut Browser, page: &Page, action: &str, csrf: &str) -> Page {
-    let target = page.path.split('?').next().unwrap_or_default().to_owned();
+/// The helper's page of a user it may act on (adele's), for a CSRF token of its session.
+async fn helper_browser_user_page(app: &TestApp, browser: &mut Browser) -> Page {
+    let adele = app.get(&format!("/v1.0/users/adele@{DOMAIN}")).await;
+    browser.get(&format!("/{DOMAIN}/admin/users/{}", id_of(&adele.body))).await
+}
+
+/// Opens the confirmation page of `action` from a user's page.
+async fn confirm_page(browser: &mut Browser, page: &Page, action: &str) -> Page {
+    let user_path = page.path.split('?').next().unwrap_or_default().to_owned();
+    browser.get(&format!("{user_path}/confirm?action={action}")).await
+}
+
+/// Posts `action` with `csrf` to a user's page (what the confirmation page's form does).
+async fn post_action(browser: &mut Browser, user_path: &str, action: &str, csrf: &str) -> Page {
+    let target = user_path.split('?').next().unwrap_or_default().to_owned();
     browser.post_form(&target, &[("csrf".to_owned(), csrf.to_owned()), ("action".to_owned(), action.to_owned())]).await
 }
 
@@ -109,15 +122,22 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     let page = browser.get(&format!("/{DOMAIN}/admin/users/{adele}")).await;
     assert_eq!(page.title(), "adele Tester", "{}", page.text());
     assert!(methods_of(&page).contains("Phone (mobile)"), "{}", page.text());
-    let forged = press(&mut browser, &page, "require_reregistration", "not-the-token").await;
+    let user_path = page.path.clone();
+    let forged = post_action(&mut browser, &user_path, "require_reregistration", "not-the-token").await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text());
     let still = app.get(&format!("/v1.0/users/{adele}/authentication/phoneMethods")).await;
     assert_eq!(still.body["value"].as_array().map(Vec::len), Some(1), "a forged form changes nothing");
-    let csrf = csrf_of(&page);
-    let unknown = press(&mut browser, &page, "delete_everything", &csrf).await;
+    let confirm = confirm_page(&mut browser, &page, "require_reregistration").await;
+    assert_eq!(confirm.title(), "Require re-register MFA", "{}", confirm.text());
+    assert!(confirm.by_id("what").is_some_and(|it| it.contains("register again")), "{}", confirm.text());
+    assert!(confirm.text().contains(&format!("adele@{DOMAIN}")), "the page names the user");
+    let csrf = csrf_of(&confirm);
+    let unknown = post_action(&mut browser, &user_path, "delete_everything", &csrf).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text());
+    let unknown_confirm = confirm_page(&mut browser, &page, "delete_everything").await;
+    assert_eq!(unknown_confirm.status, StatusCode::BAD_REQUEST, "{}", unknown_confirm.text());
 
-    let done = press(&mut browser, &page, "require_reregistration", &csrf).await;
+    let done = post_action(&mut browser, &user_path, "require_reregistration", &csrf).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text());
     assert!(done.by_id("notice").is_some_and(|it| it.contains("register")), "{}", done.text());
     assert!(!methods_of(&done).contains("Phone"), "{}", done.text());
@@ -148,7 +168,16 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     let admin_id = id_of(&admin.body);
     let page = helper_browser.get(&format!("/{DOMAIN}/admin/users/{admin_id}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
-    let refused = press(&mut helper_browser, &page, "revoke_mfa_sessions", &csrf_of(&page)).await;
+    // The buttons are disabled with the reason; the confirmation page offers no form either…
+    assert!(page.html.contains("id=\"revoke_mfa_sessions\" disabled"), "{}", page.html);
+    let why = page.by_id("revoke_mfa_sessions-why").expect("the reason is shown");
+    assert!(why.contains("an Authentication Administrator cannot act on a user who"), "{why}");
+    let closed = confirm_page(&mut helper_browser, &page, "revoke_mfa_sessions").await;
+    assert!(closed.by_id("error").is_some() && !closed.html.contains("id=\"confirm\""), "{}", closed.text());
+    // …and the server refuses a forged post regardless, with the refusal in the audit log.
+    let adele_page = helper_browser_user_page(&app, &mut helper_browser).await;
+    let token_page = confirm_page(&mut helper_browser, &adele_page, "revoke_mfa_sessions").await;
+    let refused = post_action(&mut helper_browser, &page.path, "revoke_mfa_sessions", &csrf_of(&token_page)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
     assert!(refused.by_id("error").is_some_and(|it| !it.is_empty()), "{}", refused.text());
     let failure = app.audit_for(&admin_id).await.into_iter().next().expect("the refusal is recorded");
