@@ -32,10 +32,12 @@ pub enum PortalAccess {
 
 /// The service desk's actions on a user in the portal, and the resource action each needs (the
 /// same as the Graph call behind it).
-pub const PORTAL_ACTIONS: [(&str, &str); 3] = [
+pub const PORTAL_ACTIONS: [(&str, &str); 5] = [
     ("require_reregistration", actions::USERS_AUTH_METHODS_DELETE),
     ("revoke_mfa_sessions", actions::USERS_AUTH_METHODS_UPDATE),
     ("revoke_sessions", actions::USERS_INVALIDATE_REFRESH_TOKENS),
+    ("reset_password", actions::USERS_PASSWORD_UPDATE),
+    ("create_tap", actions::USERS_AUTH_METHODS_CREATE),
 ];
 
 /// The longest search text the user list takes.

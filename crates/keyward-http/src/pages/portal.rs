@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surface, url_encode};
 use keyward_core::audit::{AuditRecord, AuditResult, Initiator};
+use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz;
 use keyward_core::directory::User;
 use keyward_core::secret::constant_time_eq;
@@ -24,7 +25,7 @@ use crate::AppState;
 const PAGE_SIZE: usize = 25;
 
 /// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
-const ACTIONS: [(&str, &str, &str); 3] = [
+const ACTIONS: [(&str, &str, &str); 5] = [
     (
         "require_reregistration",
         "Require re-register MFA",
@@ -36,7 +37,32 @@ const ACTIONS: [(&str, &str, &str); 3] = [
         "Forgets the devices where the user chose not to be asked again; the next sign-in asks for MFA.",
     ),
     ("revoke_sessions", "Revoke sessions", "Signs the user out everywhere: sessions and refresh tokens end."),
+    (
+        "reset_password",
+        "Reset password",
+        "Sets a new password that Keyward chooses, shown once; the user must change it at the next sign-in, \
+         and their sessions end.",
+    ),
+    (
+        "create_tap",
+        "Create Temporary Access Pass",
+        "Creates a pass the user signs in with (and registers new methods with), shown once. Tell it to the \
+         user only once you know who is asking.",
+    ),
 ];
+
+/// A secret shown once: a generated password or a Temporary Access Pass.
+#[derive(Debug, Template)]
+#[template(path = "portal/secret.html")]
+struct SecretPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    user: User,
+    /// What the secret is and what happens next.
+    what: String,
+    secret: String,
+}
 
 /// Who is signed in, shown on every portal page.
 #[derive(Debug)]
@@ -321,6 +347,81 @@ async fn user_page(
     html(status, &page)
 }
 
+/// The two actions whose result is a secret shown once: rendered in the post's response (not
+/// stored for a redirect), never cached.
+async fn secret_action(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    action: &str,
+    fields: &HashMap<String, String>,
+) -> Response {
+    let shown = if action == "reset_password" {
+        state.app.reset_password(caller, key, None).await.map(|reset| {
+            let secret = reset.generated.map(|it| it.expose().to_owned()).unwrap_or_default();
+            (
+                "New password",
+                "The user's new password. Give it to them over a channel you trust; they choose \
+              their own at the next sign-in. It is not shown again."
+                    .to_owned(),
+                secret,
+            )
+        })
+    } else {
+        let lifetime = match fields.get("lifetime").filter(|it| !it.is_empty()).map(|it| it.parse::<i64>()) {
+            None => None,
+            Some(Ok(minutes)) => Some(minutes),
+            Some(Err(_)) => {
+                return user_page(
+                    state,
+                    caller,
+                    key,
+                    None,
+                    Some((StatusCode::BAD_REQUEST, "The lifetime must be a number of minutes.".into())),
+                )
+                .await;
+            }
+        };
+        let request = TapRequest {
+            start: None,
+            lifetime_minutes: lifetime,
+            is_usable_once: Some(fields.get("once").is_some_and(|it| it == "true")),
+        };
+        state.app.create_tap(caller, key, request).await.map(|view| {
+            let what = format!(
+                "A Temporary Access Pass, valid for {} minutes{}. It is not shown again.",
+                view.lifetime_minutes,
+                if view.is_usable_once { ", for one sign-in" } else { "" }
+            );
+            ("Temporary Access Pass", what, view.pass.map(|it| it.expose().to_owned()).unwrap_or_default())
+        })
+    };
+    match shown {
+        Ok((title, what, secret)) => {
+            let user = match state.app.get_user(caller, key).await {
+                Ok(it) => it,
+                Err(err) => return failure(err),
+            };
+            let page = SecretPage {
+                title,
+                tenant: caller.tenant.id.to_string(),
+                header: Header::of(caller),
+                user,
+                what,
+                secret,
+            };
+            html(StatusCode::OK, &page)
+        }
+        Err(AppError::Forbidden { message, .. }) => {
+            user_page(state, caller, key, None, Some((StatusCode::FORBIDDEN, message))).await
+        }
+        Err(AppError::BadRequest(message)) => {
+            user_page(state, caller, key, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        Err(err) => failure(err),
+    }
+}
+
 /// Each action with its button and help, and why the caller may not take it on `user` (if so).
 async fn action_reasons(
     state: &AppState,
@@ -431,6 +532,9 @@ pub(super) async fn user_action(
         );
     }
     let action = fields.get("action").map(String::as_str).unwrap_or_default();
+    if action == "reset_password" || action == "create_tap" {
+        return secret_action(&state, &caller, &key, action, &fields).await;
+    }
     let result = match action {
         "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
         "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,

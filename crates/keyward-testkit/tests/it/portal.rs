@@ -147,6 +147,46 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     assert_eq!(record.activity_display_name, "Update user");
     assert!(format!("{:?}", record.initiated_by).contains(&format!("desk@{DOMAIN}")), "{:?}", record.initiated_by);
 
+    // Passes and passwords are shown once, on the post's answer; the user signs in with them.
+    let tap_confirm = confirm_page(&mut browser, &page, "create_tap").await;
+    assert!(tap_confirm.html.contains("id=\"lifetime\""), "{}", tap_confirm.text());
+    let fields = [
+        ("csrf".to_owned(), csrf_of(&tap_confirm)),
+        ("action".to_owned(), "create_tap".to_owned()),
+        ("lifetime".to_owned(), "60".to_owned()),
+        ("once".to_owned(), "true".to_owned()),
+    ];
+    let shown = browser.post_form(&user_path, &fields).await;
+    assert_eq!(shown.title(), "Temporary Access Pass", "{}", shown.text());
+    let pass = shown.by_id("secret").expect("the pass is shown");
+    assert!(pass.len() >= 8 && shown.by_id("what").is_some_and(|it| it.contains("one sign-in")), "{pass}");
+    let mut adele_tap = Browser::new(&app.base_url);
+    let start = adele_tap.get(&format!("/{DOMAIN}/login")).await;
+    let start = adele_tap.submit(&start, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let signed = adele_tap.submit(&start, "password", &[("current-password", &pass)], &[]).await;
+    assert_eq!(signed.title(), "My account", "the pass signs adele in: {}", signed.text());
+    let bad_lifetime = browser
+        .post_form(
+            &user_path,
+            &[
+                ("csrf".to_owned(), csrf_of(&tap_confirm)),
+                ("action".to_owned(), "create_tap".to_owned()),
+                ("lifetime".to_owned(), "forever".to_owned()),
+            ],
+        )
+        .await;
+    assert_eq!(bad_lifetime.status, StatusCode::BAD_REQUEST, "{}", bad_lifetime.text());
+
+    let reset_confirm = confirm_page(&mut browser, &page, "reset_password").await;
+    let reset = post_action(&mut browser, &user_path, "reset_password", &csrf_of(&reset_confirm)).await;
+    assert_eq!(reset.title(), "New password", "{}", reset.text());
+    let password = reset.by_id("secret").expect("the password is shown");
+    let mut adele_new = Browser::new(&app.base_url);
+    let start = adele_new.get(&format!("/{DOMAIN}/login")).await;
+    let start = adele_new.submit(&start, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let signed = adele_new.submit(&start, "password", &[("current-password", &password)], &[]).await;
+    assert_eq!(signed.title(), "Update your password", "a reset password must be changed: {}", signed.text());
+
     // The audit tab follows the rules too: a Privileged Authentication Administrator may not read
     // the audit log; a Global Administrator sees the agent's change on the user's page.
     assert!(done.by_id("audit-hidden").is_some(), "{}", done.text());
@@ -184,12 +224,13 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     assert!(format!("{:?}", failure.result).to_lowercase().contains("failure"), "{:?}", failure.result);
 
     // A user without a role gets My Security Info, not the admin portal.
-    let mut adele_browser = Browser::new(&app.base_url);
-    let account = sign_in(&app, &mut adele_browser, "adele").await;
+    let mut carol_browser = Browser::new(&app.base_url);
+    user(&app, "carol", None).await;
+    let account = sign_in(&app, &mut carol_browser, "carol").await;
     assert_eq!(account.title(), "My account", "{}", account.text());
-    let home = adele_browser.get("/").await;
+    let home = carol_browser.get("/").await;
     assert_eq!(home.title(), "My account", "`/` leads everyone else to their own security info");
-    let closed = adele_browser.get(&format!("/{DOMAIN}/admin/users")).await;
+    let closed = carol_browser.get(&format!("/{DOMAIN}/admin/users")).await;
     assert_eq!(closed.status, StatusCode::FORBIDDEN, "{}", closed.text());
     assert!(closed.text().contains("no administrator role"), "{}", closed.text());
 }
