@@ -3,40 +3,8 @@
 // JSON line describing what it saw. Run by tests/compat/test_sign_in_pages.py, which starts the
 // server; inputs come from the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_UPN,
 // KEYWARD_PASSWORD, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
-import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-
-/** RFC 4648 base32 to bytes. */
-function base32(text) {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0, value = 0;
-  const out = [];
-  for (const ch of text.replace(/[\s=]/g, "").toUpperCase()) {
-    value = (value << 5) | alphabet.indexOf(ch);
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((value >>> bits) & 0xff);
-    }
-  }
-  return Buffer.from(out);
-}
-
-/** RFC 6238 TOTP, six digits, 30-second steps, SHA-1: computed independently of Keyward. */
-function totp(secret, at = Date.now() / 1000) {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30)));
-  const mac = createHmac("sha1", secret).update(counter).digest();
-  const offset = mac[19] & 0x0f;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return String(code).padStart(6, "0");
-}
+import { base32, env, totp } from "./lib.mjs";
 
 const browser = await chromium.launch({
   executablePath: env("KEYWARD_CHROMIUM"),

@@ -123,6 +123,23 @@ impl Change {
 /// must do MFA before changing their security info).
 const RECENT_MFA: Duration = Duration::minutes(10);
 
+/// Changes to one's own security info need MFA within [`RECENT_MFA`], whatever one's roles.
+pub(crate) fn require_recent_mfa(caller: &Caller, now: OffsetDateTime) -> Result<(), AppError> {
+    let recent = caller
+        .authentication
+        .as_ref()
+        .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= RECENT_MFA);
+    if recent {
+        return Ok(());
+    }
+    Err(AppError::Forbidden {
+        rule: "recent-mfa",
+        message: "Changing your security info needs multi-factor authentication within the last 10 minutes. Sign \
+                  in again with your second factor."
+            .into(),
+    })
+}
+
 /// The user's phone methods, masked if asked.
 async fn phones(tx: &mut dyn Tx, user: &User, masked: bool) -> Result<Vec<PhoneView>, AppError> {
     let mut res: Vec<PhoneView> = tx
@@ -191,16 +208,7 @@ impl App {
                 if let Err(err) = require_scope(caller, change.action(), true) {
                     return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
                 }
-                let now = self.now();
-                let recent = caller
-                    .authentication
-                    .as_ref()
-                    .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= RECENT_MFA);
-                if !recent {
-                    let err = AppError::Forbidden {
-                        rule: "recent-mfa",
-                        message: "Changing your security info needs multi-factor authentication within the last 10 minutes. Sign in again with your second factor.".into(),
-                    };
+                if let Err(err) = require_recent_mfa(caller, self.now()) {
                     return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
                 }
                 let mut tx = tx;

@@ -24,8 +24,6 @@ pub enum PortalAccess {
     /// A role holder signed in without multi-factor authentication: the admin portal needs it
     /// from every role holder, as Entra's admin portals do.
     NeedsMfa(ObjectId),
-    /// The session went unused on the portal longer than the idle timeout: sign in again.
-    TimedOut(ObjectId),
     /// May use the admin portal, acting as this caller.
     Administrator(Box<Caller>),
 }
@@ -44,12 +42,16 @@ pub const PORTAL_ACTIONS: [(&str, &str); 5] = [
 pub const MAX_SEARCH: usize = 120;
 
 impl App {
-    /// The portal access of the browser session named by `cookie` in `tenant_key`.
+    /// The portal access of the browser session named by `cookie` in `tenant_key`. With
+    /// `is_portal_request`, an administrator's request counts as portal activity: the session
+    /// then ends after `portal_idle_timeout` without any (in `signed_in_session`, for every use of
+    /// the session).
     pub async fn portal_access(
         &self,
         tenant_key: &str,
         cookie: Option<&str>,
         meta: RequestMeta,
+        is_portal_request: bool,
     ) -> Result<PortalAccess, AppError> {
         let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
         let Some(cookie) = cookie else { return Ok(PortalAccess::SignedOut(tenant.id)) };
@@ -65,19 +67,11 @@ impl App {
         if !session.methods.is_multi_factor() {
             return Ok(PortalAccess::NeedsMfa(tenant.id));
         }
-        // Idle since the later of the sign-in and the last portal request.
-        let now = self.now();
-        let last_active = session.authenticated_at.into_iter().chain(session.portal_seen_at).max().unwrap_or(now);
-        if now - last_active > self.inner.config.portal_idle_timeout {
-            return Ok(PortalAccess::TimedOut(tenant.id));
+        if is_portal_request {
+            self.record_portal_activity(&session).await?;
         }
-        // At most one write a minute per session.
-        if now - last_active > time::Duration::minutes(1) {
-            let mut tx = self.write().await?;
-            tx.touch_portal_session(&session.id_sha256, now).await?;
-            tx.commit().await?;
-        }
-        let authentication = session.authenticated_at.map(|at| (at, session.methods.values()));
+        // Recency of MFA counts from the second factor when the session has one.
+        let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));
         Ok(PortalAccess::Administrator(Box::new(Caller {
             tenant,
             principal: Principal::User(Box::new(user)),
@@ -86,6 +80,21 @@ impl App {
             scopes: None,
             authentication,
         })))
+    }
+
+    /// Marks the session as used on the portal now: at the first portal request, then at most
+    /// every minute (or half the idle timeout, if shorter). The store never moves the mark back
+    /// (a node whose clock runs ahead delays the timeout by its lead).
+    async fn record_portal_activity(&self, session: &keyward_store::BrowserSession) -> Result<(), AppError> {
+        let now = self.now();
+        let every = std::cmp::min(time::Duration::minutes(1), self.inner.config.portal_idle_timeout / 2);
+        let due = session.portal_seen_at.is_none_or(|seen| now - seen >= every);
+        if due {
+            let mut tx = self.write().await?;
+            tx.touch_portal_session(&session.id_sha256, now).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// The portal's user list: users whose display name, user principal name or mail starts with
@@ -130,7 +139,11 @@ impl App {
         Ok(PORTAL_ACTIONS
             .iter()
             .map(|(name, action)| {
-                let reason = match require(caller, action, Target::User(&facts)) {
+                let mut decision = require(caller, action, Target::User(&facts));
+                if decision.is_ok() && *name == "require_reregistration" && user.id == *caller.id() {
+                    decision = crate::auth_methods::require_recent_mfa(caller, self.now());
+                }
+                let reason = match decision {
                     Ok(()) => None,
                     Err(AppError::Forbidden { message, .. }) => Some(message),
                     Err(other) => Some(other.to_string()),

@@ -239,6 +239,15 @@ impl App {
         let tx = self.write().await?;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, Activity::UpdateUser).await?;
+        // On one's own account this is self-service: it needs recent MFA, as every change to one's
+        // own security info does (a stolen session must not be able to reset someone's MFA).
+        if user.id == *caller.id()
+            && let Err(err) = crate::auth_methods::require_recent_mfa(caller, self.now())
+        {
+            return Err(self
+                .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
+                .await);
+        }
         let methods = tx.list_software_oath_methods(&user.id).await?;
         tx.delete_software_oath_methods(&user.id, None).await?;
         // Entra deletes phone numbers too; passkeys, email and the password stay.

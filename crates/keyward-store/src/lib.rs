@@ -557,7 +557,7 @@ pub trait SignInStore: Send {
     async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError>;
     /// Replaces a session's row (matched by `id_sha256`).
     async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError>;
-    /// Records that the session used the admin portal at `at`.
+    /// Records that the session used the admin portal at `at` (never moving the mark back).
     async fn touch_portal_session(&mut self, id_sha256: &[u8], at: OffsetDateTime) -> Result<(), StoreError>;
     async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError>;
     /// Gives a session a new cookie hash (at sign-in, against session fixation).

@@ -61,6 +61,16 @@ impl App {
             return Ok(None);
         }
         drop(tx);
+        // A session that used the admin portal ends after the portal's idle timeout, everywhere
+        // (the authorization endpoint and device approval too, not only the portal's pages).
+        if let Some(seen) = session.portal_seen_at
+            && now - seen.max(authenticated_at) > self.inner.config.portal_idle_timeout
+        {
+            let mut tx = self.write().await?;
+            tx.delete_browser_session(&session.id_sha256).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
         if !self.pass_still_held(&user.id, session.pass_expires_at).await? {
             return Ok(None);
         }

@@ -188,7 +188,8 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
             // sign-in page, which shows a signed-in user their own security info.
             let cookie = read_cookie(&headers, cookie_names(&state).0);
             let meta = meta(&headers, None);
-            let location = match state.app.portal_access(&key, cookie, meta).await {
+            // `/` is not portal activity (any site can send a browser here).
+            let location = match state.app.portal_access(&key, cookie, meta, false).await {
                 Ok(keyward_app::PortalAccess::Administrator(_)) => format!("/{key}/admin/users"),
                 _ => format!("/{key}/login"),
             };

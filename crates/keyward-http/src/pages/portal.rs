@@ -160,7 +160,7 @@ async fn administrator(
     let (session_name, _, _) = cookie_names(state);
     let cookie = read_cookie(headers, session_name);
     let meta = meta(headers, peer.map(|it| it.0.0));
-    let access = state.app.portal_access(tenant, cookie, meta).await;
+    let access = state.app.portal_access(tenant, cookie, meta, true).await;
     match access {
         Ok(PortalAccess::Administrator(caller)) => {
             let csrf = cookie.map(keyward_app::csrf_token).unwrap_or_default();
@@ -170,11 +170,6 @@ async fn administrator(
             // Locations are built from the tenant's id, never from the path as given.
             let back = format!("/{tenant_id}{return_to}");
             Err(see_other(&format!("/{tenant_id}/login?return_to={}", url_encode(&back))))
-        }
-        Ok(PortalAccess::TimedOut(tenant_id)) => {
-            // A fresh sign-in (`prompt=login`), back to where the administrator was.
-            let back = format!("/{tenant_id}{return_to}");
-            Err(see_other(&format!("/{tenant_id}/login?prompt=login&return_to={}", url_encode(&back))))
         }
         Ok(PortalAccess::NotAnAdministrator(tenant_id)) => {
             let account = format!("/{tenant_id}/login");

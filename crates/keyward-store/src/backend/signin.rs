@@ -489,11 +489,14 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn touch_portal_session(&mut self, id_sha256: &[u8], at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query("UPDATE browser_sessions SET portal_seen_at = $2 WHERE id_sha256 = $1")
-                    .bind(id_sha256)
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await?;
+                sqlx::query(concat!(
+                    "UPDATE browser_sessions SET portal_seen_at = $2 WHERE id_sha256 = $1 AND ",
+                    "(portal_seen_at IS NULL OR portal_seen_at < $2)"
+                ))
+                .bind(id_sha256)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
                 Ok(())
             }
 

@@ -271,7 +271,29 @@ async fn an_idle_portal_session_signs_in_again(backend: Backend) {
     app.clock.advance(time::Duration::minutes(61));
     let idle = browser.get(&format!("/{DOMAIN}/admin/users")).await;
     assert_eq!(idle.title(), "Sign in", "{}", idle.text());
-    assert!(idle.path.contains("prompt=login"), "a fresh sign-in: {}", idle.path);
+    // The session ended everywhere, not only on the portal: the account page and the
+    // authorization endpoint see no signed-in user either.
+    let account = browser.get(&format!("/{DOMAIN}/login")).await;
+    assert_eq!(account.title(), "Sign in", "{}", account.text());
+}
+
+/// "Require re-register MFA" on one's own account is a change to one's own security info: it
+/// needs MFA within the last ten minutes, whatever one's roles.
+async fn one_s_own_mfa_reset_needs_recent_mfa(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let me = user(&app, "self", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "self").await;
+    app.clock.advance(time::Duration::minutes(11));
+    let page = browser.get(&format!("/{DOMAIN}/admin/users/{me}")).await;
+    assert!(page.html.contains("id=\"require_reregistration\" disabled"), "{}", page.text());
+    let why = page.by_id("require_reregistration-why").expect("the reason");
+    assert!(why.contains("within the last 10 minutes"), "{why}");
+    let confirm = confirm_page(&mut browser, &page, "revoke_sessions").await;
+    let refused = post_action(&mut browser, &page.path, "require_reregistration", &csrf_of(&confirm)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    let methods = app.get(&format!("/v1.0/users/{me}/authentication/softwareOathMethods")).await;
+    assert_eq!(methods.body["value"].as_array().map(Vec::len), Some(1), "the authenticator app stays");
 }
 
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
@@ -302,5 +324,6 @@ keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
     an_idle_portal_session_signs_in_again,
+    one_s_own_mfa_reset_needs_recent_mfa,
     pages_have_one_stylesheet_and_no_inline_style
 );

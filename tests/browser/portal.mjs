@@ -1,0 +1,61 @@
+// The seed's story in the admin portal, in headless Chromium with JavaScript turned off: a
+// service-desk agent (Privileged Authentication Administrator) signs in with a password and a
+// newly registered authenticator app, lands in the portal from `/`, searches the user, opens
+// their page, presses "Require re-register MFA" and confirms. Prints one JSON line describing what
+// it saw. Run by tests/compat/test_portal.py, which starts the server and prepares the users;
+// inputs come from the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_UPN, KEYWARD_PASSWORD,
+// KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
+import { chromium } from "playwright-core";
+import { base32, env, totp } from "./lib.mjs";
+
+const browser = await chromium.launch({ executablePath: env("KEYWARD_CHROMIUM"), headless: true, args: ["--no-sandbox"] });
+try {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
+  const page = await context.newPage();
+  const titles = [];
+  const title = async () => {
+    const text = (await page.locator("h1").innerText()).trim();
+    titles.push(text);
+    return text;
+  };
+  const click = async (selector) => {
+    await Promise.all([page.waitForNavigation(), page.locator(selector).first().click()]);
+  };
+
+  // Sign in with a password, registering an authenticator app (role holders must use MFA).
+  await page.goto(`${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`);
+  await page.fill('input[autocomplete="username"]', env("KEYWARD_UPN"));
+  await click("form button[type=submit]");
+  await page.fill('input[autocomplete="current-password"]', env("KEYWARD_PASSWORD"));
+  await click("form button[type=submit]");
+  if ((await title()) !== "More information required") throw new Error(`expected the interrupt, got ${titles}`);
+  await click("form button[type=submit]");
+  const secret = base32(await page.locator("#secret").innerText());
+  await page.fill('input[autocomplete="one-time-code"]', totp(secret));
+  await click("form button[type=submit]");
+  await title();
+
+  // `/` leads an administrator to the portal; search the user and open their page.
+  await page.goto(`${env("KEYWARD_URL")}/`);
+  await title();
+  const header = await page.locator("#signed-in-as").innerText();
+  await page.fill("#search", env("KEYWARD_TARGET").split("@")[0]);
+  await click("form[role=search] button");
+  await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-users.png") });
+  await click(`#users a:has-text("${env("KEYWARD_TARGET").split("@")[0]}")`);
+  await title();
+  const before = await page.locator("#methods").innerText();
+
+  // Require re-register MFA, confirmed on its own page.
+  await click("#require_reregistration");
+  await title();
+  const what = await page.locator("#what").innerText();
+  await click("#confirm");
+  await title();
+  const notice = await page.locator("#notice").innerText();
+  const after = await page.locator("#methods").innerText();
+  await page.screenshot({ path: env("KEYWARD_SCREENSHOT"), fullPage: true });
+  console.log(JSON.stringify({ titles, header, before, what, notice, after }));
+} finally {
+  await browser.close();
+}

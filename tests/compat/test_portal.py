@@ -1,0 +1,106 @@
+"""The admin portal in Debian's Chromium (playwright-core, JavaScript off): the seed's story.
+
+A Global Administrator (the harness's token) makes an agent Privileged Authentication
+Administrator; the agent signs in with MFA, finds the user from `/`, opens their page, presses
+Require re-register MFA and confirms (tests/browser/portal.mjs). Graph then shows the user's
+phone gone and the audit log's `Update user` initiated by the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer
+
+PASSWORD = "Tq7-harbour-Lantern-92!"
+PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
+
+
+def create_user(http, server: KeywardServer, alias: str) -> str:
+    reply = http.post(
+        f"{server.base_url}/users",
+        json={
+            "accountEnabled": True,
+            "displayName": f"{alias} Portal",
+            "mailNickname": alias,
+            "userPrincipalName": f"{alias}@{DOMAIN}",
+            "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
+        },
+    )
+    assert reply.status_code == 201, reply.text
+    return reply.json()["id"]
+
+
+def test_the_service_desk_requires_re_registration_in_the_portal(keyward: KeywardServer) -> None:
+    node = shutil.which("node")
+    chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
+    assert node, "Node.js is required for the Chromium test (Debian: apt-get install nodejs)"
+    assert chromium, "Chromium is required (Debian: apt-get install chromium), or set KEYWARD_CHROMIUM"
+    browser_dir = REPO_ROOT / "tests" / "browser"
+    assert (browser_dir / "node_modules" / "playwright-core").is_dir(), (
+        "playwright-core is missing: run `npm ci` in tests/browser (scripts/test does)"
+    )
+    with keyward.raw_http() as http:
+        agent = create_user(http, keyward, "portalagent")
+        target = create_user(http, keyward, "portaluser")
+        assigned = http.post(
+            f"{keyward.base_url}/roleManagement/directory/roleAssignments",
+            json={
+                "principalId": agent,
+                "roleDefinitionId": PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
+                "directoryScopeId": "/",
+            },
+        )
+        assert assigned.status_code == 201, assigned.text
+        phone = http.post(
+            f"{keyward.base_url}/users/{target}/authentication/phoneMethods",
+            json={"phoneNumber": "+1 2065555555", "phoneType": "mobile"},
+        )
+        assert phone.status_code == 201, phone.text
+
+    screenshot = keyward.data_dir.parent / "portal-user.png"
+    result = subprocess.run(
+        [node, str(browser_dir / "portal.mjs")],
+        env={
+            **os.environ,
+            "KEYWARD_URL": keyward.public_url,
+            "KEYWARD_TENANT": DOMAIN,
+            "KEYWARD_UPN": f"portalagent@{DOMAIN}",
+            "KEYWARD_PASSWORD": PASSWORD,
+            "KEYWARD_TARGET": f"portaluser@{DOMAIN}",
+            "KEYWARD_CHROMIUM": chromium,
+            "KEYWARD_SCREENSHOT": str(screenshot),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["titles"] == [
+        "More information required",
+        "My account",
+        "Users",
+        "portaluser Portal",
+        "Require re-register MFA",
+        "portaluser Portal",
+    ], report
+    assert "Privileged Authentication Administrator" in report["header"], report
+    assert "Phone (mobile)" in report["before"] and "Phone" not in report["after"], report
+    assert "register again" in report["what"] and report["notice"].startswith("Done"), report
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the user's page"
+
+    with keyward.raw_http() as http:
+        phones = http.get(f"{keyward.base_url}/users/{target}/authentication/phoneMethods")
+        assert phones.status_code == 200 and phones.json()["value"] == [], phones.text
+        audits = http.get(
+            f"{keyward.base_url}/auditLogs/directoryAudits",
+            params={"$filter": f"targetResources/any(t: t/id eq '{target}')"},
+        )
+        assert audits.status_code == 200, audits.text
+        newest = audits.json()["value"][0]
+        assert newest["activityDisplayName"] == "Update user", newest
+        assert newest["initiatedBy"]["user"]["userPrincipalName"] == f"portalagent@{DOMAIN}", newest
