@@ -15,8 +15,10 @@ use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surfac
 use keyward_core::audit::{AuditRecord, AuditResult, Initiator};
 use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz;
+use keyward_core::directory::DirectoryObject;
 use keyward_core::directory::User;
 use keyward_core::secret::constant_time_eq;
+use keyward_core::signin_query::{SignInFilter, SignInQuery};
 
 use super::{Message, cookie_names, html, meta, read_cookie};
 use crate::AppState;
@@ -111,6 +113,13 @@ struct UserPage {
     user: User,
     /// The methods as text, or why they are not shown.
     methods: Result<Vec<String>, String>,
+    /// The groups the user belongs to (directly or through groups) and the roles they hold, or
+    /// why they are not shown.
+    memberships: Result<(Vec<String>, Vec<&'static str>), String>,
+    /// The per-user MFA state (`disabled`, `enabled`, `enforced`), or why it is not shown.
+    mfa_state: Result<&'static str, String>,
+    /// The newest sign-ins: (time, application, result, address), or why they are not shown.
+    sign_ins: Result<Vec<(String, String, String, String)>, String>,
     /// The newest audit records that name the user: (time, activity, initiator, result), or why
     /// they are not shown.
     audit: Result<Vec<(String, String, String, &'static str)>, String>,
@@ -309,6 +318,52 @@ async fn user_page(
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read this user's methods.".to_owned()),
         Err(err) => return failure(err),
     };
+    let id = user.id.to_string();
+    let hidden = |what: &str| format!("Your roles do not let you read {what}.");
+    let memberships = match state.app.transitive_member_of(caller, &id).await {
+        Ok(found) => {
+            let groups = found
+                .groups
+                .iter()
+                .map(|it| match it {
+                    DirectoryObject::Group(group) => group.display_name.clone(),
+                    DirectoryObject::User(user) => user.display_name.clone(),
+                    DirectoryObject::ServicePrincipal(principal) => principal.display_name.clone(),
+                })
+                .collect();
+            Ok((groups, found.roles.iter().map(|it| it.display_name).collect()))
+        }
+        Err(AppError::Forbidden { .. }) => Err(hidden("this user's groups and roles")),
+        Err(err) => return failure(err),
+    };
+    let mfa_state = match state.app.mfa_requirements(caller, &id).await {
+        Ok(state) => Ok(state.as_str()),
+        Err(AppError::Forbidden { .. }) => Err(hidden("this user's per-user MFA state")),
+        Err(err) => return failure(err),
+    };
+    let query = SignInQuery {
+        filter: SignInFilter { user_id: Some(id.to_lowercase()), ..SignInFilter::default() },
+        top: AUDIT_ROWS,
+        skiptoken: None,
+    };
+    let sign_ins = match state.app.list_sign_ins(caller, &query).await {
+        Ok(page) => Ok(page
+            .items
+            .iter()
+            .map(|it| {
+                let result =
+                    if it.error_code == 0 { "success".to_owned() } else { format!("failure ({})", it.error_code) };
+                (
+                    keyward_app::rfc3339(it.created),
+                    it.app_display_name.clone(),
+                    result,
+                    it.ip_address.clone().unwrap_or_default(),
+                )
+            })
+            .collect()),
+        Err(AppError::Forbidden { .. }) => Err(hidden("the sign-in log")),
+        Err(err) => return failure(err),
+    };
     let audit = match state.app.audit_for_target(caller, &user.id, AUDIT_ROWS).await {
         Ok(records) => Ok(records
             .iter()
@@ -334,6 +389,9 @@ async fn user_page(
         header: Header::of(caller),
         user,
         methods,
+        memberships,
+        mfa_state,
+        sign_ins,
         audit,
         notice,
         error,

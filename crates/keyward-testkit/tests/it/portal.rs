@@ -199,6 +199,14 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     let audited = auditor_browser.get(&format!("/{DOMAIN}/admin/users/{adele}")).await;
     let table = audited.html.split("id=\"audit\"").nth(1).unwrap_or_else(|| panic!("{}", audited.text())).to_owned();
     assert!(table.contains("Update user") && table.contains(&format!("desk@{DOMAIN}")), "{table}");
+    assert_eq!(audited.by_id("roles").as_deref(), Some("Roles: none"));
+    assert_eq!(audited.by_id("mfa-state").as_deref(), Some("Per-user MFA: disabled"));
+    let sign_ins = audited.html.split("id=\"sign-ins\"").nth(1).expect("the sign-in log").to_owned();
+    assert!(sign_ins.contains("success"), "adele signed in with the pass: {sign_ins}");
+    let desk_id = id_of(&app.get(&format!("/v1.0/users/desk@{DOMAIN}")).await.body);
+    let desk_page = auditor_browser.get(&format!("/{DOMAIN}/admin/users/{desk_id}")).await;
+    let roles = desk_page.by_id("roles").unwrap_or_default();
+    assert!(roles.contains("Privileged Authentication Administrator"), "{roles}");
 
     // The same rules as Graph: an Authentication Administrator may not act on a Global Administrator.
     let mut helper_browser = Browser::new(&app.base_url);
