@@ -11,9 +11,9 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surface, url_encode};
+use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Surface, Who, url_encode};
 use keyward_core::audit::{AuditRecord, AuditResult, Initiator};
-use keyward_core::auth_methods::TapRequest;
+use keyward_core::auth_methods::{PhoneType, TapRequest};
 use keyward_core::authz;
 use keyward_core::directory::DirectoryObject;
 use keyward_core::directory::User;
@@ -111,8 +111,11 @@ struct UserPage {
     tenant: String,
     header: Header,
     user: User,
-    /// The methods as text, or why they are not shown.
-    methods: Result<Vec<String>, String>,
+    /// The methods as text with the key that deletes them (none for the password), or why they
+    /// are not shown.
+    methods: Result<Vec<(String, Option<String>)>, String>,
+    /// Why the caller may not delete this user's methods, if so.
+    delete_reason: Option<String>,
     /// The groups the user belongs to (directly or through groups) and the roles they hold, or
     /// why they are not shown.
     memberships: Result<(Vec<String>, Vec<&'static str>), String>,
@@ -139,7 +142,9 @@ struct ConfirmPage {
     user: User,
     action: &'static str,
     button: &'static str,
-    help: &'static str,
+    help: String,
+    /// The method a `delete_method` confirmation is about.
+    method: Option<String>,
     reason: Option<String>,
     csrf: String,
 }
@@ -285,6 +290,33 @@ pub(super) async fn users(
     )
 }
 
+/// The key a method is deleted by on the portal: `phone:<type>`, `email`, `oath:<id>`,
+/// `tap:<id>`; none for the password.
+fn method_key(method: &AuthMethod) -> Option<String> {
+    match method {
+        AuthMethod::Password { .. } => None,
+        AuthMethod::Phone(phone) => Some(format!("phone:{}", phone.phone_type.as_str())),
+        AuthMethod::Email { .. } => Some("email".to_owned()),
+        AuthMethod::SoftwareOath(oath) => Some(format!("oath:{}", oath.id)),
+        AuthMethod::TemporaryAccessPass(pass) => Some(format!("tap:{}", pass.id)),
+    }
+}
+
+/// Deletes the method `key` names (see [`method_key`]) of user `user`.
+async fn delete_method(state: &AppState, caller: &Caller, user: &str, key: &str) -> Result<(), AppError> {
+    let unknown = || AppError::BadRequest("Unknown method: choose Delete next to one of the user's methods.".into());
+    match key.split_once(':') {
+        Some(("phone", kind)) => {
+            let kind = PhoneType::parse(kind).ok_or_else(unknown)?;
+            state.app.delete_phone(caller, Who::User(user), kind).await
+        }
+        Some(("oath", id)) => state.app.delete_software_oath(caller, Who::User(user), id).await,
+        Some(("tap", id)) => state.app.delete_tap(caller, user, id).await,
+        None if key == "email" => state.app.delete_email(caller, Who::User(user)).await,
+        _ => Err(unknown()),
+    }
+}
+
 /// One method as the page lists it.
 fn describe(method: &AuthMethod) -> String {
     match method {
@@ -314,7 +346,7 @@ async fn user_page(
         Err(err) => return failure(err),
     };
     let methods = match state.app.list_auth_methods(caller, &user.id.to_string()).await {
-        Ok(methods) => Ok(methods.iter().map(describe).collect()),
+        Ok(methods) => Ok(methods.iter().map(|it| (describe(it), method_key(it))).collect()),
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read this user's methods.".to_owned()),
         Err(err) => return failure(err),
     };
@@ -379,6 +411,7 @@ async fn user_page(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
+    let delete_reason = actions.iter().find(|it| it.0 == "require_reregistration").and_then(|it| it.3.clone());
     let (status, error) = match error {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -389,6 +422,7 @@ async fn user_page(
         header: Header::of(caller),
         user,
         methods,
+        delete_reason,
         memberships,
         mfa_state,
         sign_ins,
@@ -506,16 +540,37 @@ pub(super) async fn confirm(
         Err(response) => return response,
     };
     let wanted = params.get("action").map(String::as_str).unwrap_or_default();
-    let Some(&(action, button, help)) = ACTIONS.iter().find(|(name, ..)| *name == wanted) else {
-        return failure(AppError::BadRequest("Unknown action: choose one of the buttons on the user's page.".into()));
-    };
     let user = match state.app.get_user(&caller, &key).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let reason = match action_reasons(&state, &caller, &user).await {
-        Ok(all) => all.into_iter().find(|it| it.0 == action).and_then(|it| it.3),
+    let reasons = match action_reasons(&state, &caller, &user).await {
+        Ok(it) => it,
         Err(err) => return failure(err),
+    };
+    let (action, button, help, reason, method) = if wanted == "delete_method" {
+        let method = params.get("method").cloned().unwrap_or_default();
+        let listed = match state.app.list_auth_methods(&caller, &user.id.to_string()).await {
+            Ok(methods) => methods.iter().find(|it| method_key(it).as_deref() == Some(method.as_str())).map(describe),
+            Err(err) => return failure(err),
+        };
+        let Some(described) = listed else {
+            return failure(AppError::BadRequest(
+                "Unknown method: choose Delete next to one of the user's methods.".into(),
+            ));
+        };
+        // Deleting a method needs what requiring re-registration needs (`authenticationMethods/delete`).
+        let reason = reasons.iter().find(|it| it.0 == "require_reregistration").and_then(|it| it.3.clone());
+        let help = format!("Deletes this method: {described}. The user can no longer sign in with it.");
+        ("delete_method", "Delete method", help, reason, Some(method))
+    } else {
+        let Some(&(action, button, help)) = ACTIONS.iter().find(|(name, ..)| *name == wanted) else {
+            return failure(AppError::BadRequest(
+                "Unknown action: choose one of the buttons on the user's page.".into(),
+            ));
+        };
+        let reason = reasons.into_iter().find(|it| it.0 == action).and_then(|it| it.3);
+        (action, button, help.to_owned(), reason, None)
     };
     let page = ConfirmPage {
         title: button,
@@ -525,6 +580,7 @@ pub(super) async fn confirm(
         action,
         button,
         help,
+        method,
         reason,
         csrf,
     };
@@ -551,6 +607,7 @@ pub(super) async fn user(
         }
         Some("revoke_mfa_sessions") => Some("Done: the user's remembered MFA devices were forgotten."),
         Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
+        Some("delete_method") => Some("Done: the method was deleted."),
         _ => None,
     };
     user_page(&state, &caller, &key, notice, None).await
@@ -592,6 +649,10 @@ pub(super) async fn user_action(
         "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
         "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,
         "revoke_sessions" => state.app.revoke_sign_in_sessions(&caller, &key).await,
+        "delete_method" => {
+            let method = fields.get("method").map(String::as_str).unwrap_or_default();
+            delete_method(&state, &caller, &key, method).await
+        }
         _ => Err(AppError::BadRequest("Unknown action: choose one of the buttons on the user's page.".into())),
     };
     match result {

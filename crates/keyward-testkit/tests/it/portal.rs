@@ -93,6 +93,13 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
         )
         .await;
     assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+    let email = app
+        .post(
+            &format!("/v1.0/users/{adele}/authentication/emailMethods"),
+            &json!({"emailAddress": "adele@fabrikam.example"}),
+        )
+        .await;
+    assert_eq!(email.status, StatusCode::CREATED, "{}", email.text);
 
     // Signed out: the portal sends the browser to sign in, and back afterwards.
     let mut browser = Browser::new(&app.base_url);
@@ -143,8 +150,26 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     assert!(!methods_of(&done).contains("Phone"), "{}", done.text());
     let phones = app.get(&format!("/v1.0/users/{adele}/authentication/phoneMethods")).await;
     assert_eq!(phones.body["value"], json!([]), "the phone is gone through the same use case as Graph's");
-    let record = app.audit_for(&adele).await.into_iter().next().expect("an audit record");
-    assert_eq!(record.activity_display_name, "Update user");
+
+    // Delete, next to each method (the e-mail stayed: re-registration keeps it, as in Entra).
+    assert!(methods_of(&done).contains("Email: adele@fabrikam.example"), "{}", done.text());
+    let delete = browser.get(&format!("{user_path}/confirm?action=delete_method&method=email")).await;
+    assert_eq!(delete.title(), "Delete method", "{}", delete.text());
+    assert!(delete.by_id("what").is_some_and(|it| it.contains("adele@fabrikam.example")), "{}", delete.text());
+    let forged_method = browser.get(&format!("{user_path}/confirm?action=delete_method&method=oath:nope")).await;
+    assert_eq!(forged_method.status, StatusCode::BAD_REQUEST, "{}", forged_method.text());
+    let fields = [
+        ("csrf".to_owned(), csrf_of(&delete)),
+        ("action".to_owned(), "delete_method".to_owned()),
+        ("method".to_owned(), "email".to_owned()),
+    ];
+    let deleted = browser.post_form(&user_path, &fields).await;
+    assert!(deleted.by_id("notice").is_some_and(|it| it.contains("deleted")), "{}", deleted.text());
+    let emails = app.get(&format!("/v1.0/users/{adele}/authentication/emailMethods")).await;
+    assert_eq!(emails.body["value"], json!([]), "{}", emails.text);
+    let records = app.audit_for(&adele).await;
+    assert_eq!(records[0].activity_display_name, "Admin deleted security info", "the e-mail's deletion");
+    let record = records.into_iter().find(|it| it.activity_display_name == "Update user").expect("re-registration");
     assert!(format!("{:?}", record.initiated_by).contains(&format!("desk@{DOMAIN}")), "{:?}", record.initiated_by);
 
     // Passes and passwords are shown once, on the post's answer; the user signs in with them.
