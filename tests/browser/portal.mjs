@@ -5,8 +5,11 @@
 // it saw. Run by tests/compat/test_portal.py, which starts the server and prepares the users;
 // inputs come from the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_UPN, KEYWARD_PASSWORD,
 // KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 import { base32, env, totp } from "./lib.mjs";
+
+const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const browser = await chromium.launch({ executablePath: env("KEYWARD_CHROMIUM"), headless: true, args: ["--no-sandbox"] });
 try {
@@ -41,21 +44,42 @@ try {
   const header = await page.locator("#signed-in-as").innerText();
   await page.fill("#search", env("KEYWARD_TARGET").split("@")[0]);
   await click("form[role=search] button");
+  const usersUrl = page.url();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-users.png") });
   await click(`#users a:has-text("${env("KEYWARD_TARGET").split("@")[0]}")`);
   await title();
+  const userUrl = page.url();
   const before = await page.locator("#methods").innerText();
 
   // Require re-register MFA, confirmed on its own page.
   await click("#require_reregistration");
   await title();
+  const confirmUrl = page.url();
   const what = await page.locator("#what").innerText();
   await click("#confirm");
   await title();
   const notice = await page.locator("#notice").innerText();
   const after = await page.locator("#methods").innerText();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT"), fullPage: true });
-  console.log(JSON.stringify({ titles, header, before, what, notice, after }));
+
+  // axe-core on each portal page, in a context that shares the session and may run the checker
+  // (the pages themselves allow no script).
+  const axeContext = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    bypassCSP: true,
+    storageState: await context.storageState(),
+  });
+  const axePage = await axeContext.newPage();
+  const violations = [];
+  for (const url of [usersUrl, userUrl, confirmUrl, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
+    await axePage.goto(url);
+    await axePage.addScriptTag({ path: axePath });
+    const found = await axePage.evaluate(async () => (await window.axe.run(document)).violations);
+    for (const it of found.filter((v) => v.impact === "serious" || v.impact === "critical")) {
+      violations.push({ url, id: it.id, impact: it.impact, nodes: it.nodes.map((n) => n.html).slice(0, 3) });
+    }
+  }
+  console.log(JSON.stringify({ titles, header, before, what, notice, after, violations }));
 } finally {
   await browser.close();
 }

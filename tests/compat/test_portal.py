@@ -2,8 +2,9 @@
 
 A Global Administrator (the harness's token) makes an agent Privileged Authentication
 Administrator; the agent signs in with MFA, finds the user from `/`, opens their page, presses
-Require re-register MFA and confirms (tests/browser/portal.mjs). Graph then shows the user's
-phone gone and the audit log's `Update user` initiated by the agent.
+Require re-register MFA and confirms (tests/browser/portal.mjs); axe-core finds no serious or
+critical problem on the portal's pages. Graph then shows the user's phone gone and the audit
+log's `Update user` initiated by the agent, and the user's next sign-in asks them to register.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import os
 import shutil
 import subprocess
 
+import httpx
+
 from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer
+from signin_pages import parse, submit
 
 PASSWORD = "Tq7-harbour-Lantern-92!"
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
@@ -60,6 +64,13 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             json={"phoneNumber": "+1 2065555555", "phoneType": "mobile"},
         )
         assert phone.status_code == 201, phone.text
+        # The user must use MFA (per-user MFA enforced), so after re-registration is required
+        # their next sign-in asks them to register again.
+        enforced = http.patch(
+            f"{keyward.public_url}/beta/users/{target}/authentication/requirements",
+            json={"perUserMfaState": "enforced"},
+        )
+        assert enforced.status_code == 204, enforced.text
 
     screenshot = keyward.data_dir.parent / "portal-user.png"
     result = subprocess.run(
@@ -92,6 +103,7 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
     assert "Phone (mobile)" in report["before"] and "Phone" not in report["after"], report
     assert "register again" in report["what"] and report["notice"].startswith("Done"), report
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the user's page"
+    assert report["violations"] == [], f"axe-core found serious or critical problems: {report['violations']}"
 
     with keyward.raw_http() as http:
         phones = http.get(f"{keyward.base_url}/users/{target}/authentication/phoneMethods")
@@ -104,3 +116,12 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         newest = audits.json()["value"][0]
         assert newest["activityDisplayName"] == "Update user", newest
         assert newest["initiatedBy"]["user"]["userPrincipalName"] == f"portalagent@{DOMAIN}", newest
+
+    # The user's next sign-in: "More information required".
+    with httpx.Client(
+        base_url=keyward.public_url, verify=keyward.ssl_context(), follow_redirects=True, trust_env=False
+    ) as client:
+        page = parse(client.get(f"/{DOMAIN}/login"))
+        page = submit(client, page, "username", {"username": f"portaluser@{DOMAIN}"})
+        page = submit(client, page, "password", {"current-password": PASSWORD})
+        assert page.title == "More information required", page.html
