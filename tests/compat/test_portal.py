@@ -103,6 +103,12 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
     assert "Phone (mobile)" in report["before"] and "Phone" not in report["after"], report
     assert "register again" in report["what"] and report["notice"].startswith("Done"), report
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the user's page"
+    if os.environ.get("KEYWARD_UPDATE_SCREENSHOTS"):
+        # `KEYWARD_UPDATE_SCREENSHOTS=1` refreshes the README's pictures of the portal.
+        shots = REPO_ROOT / "docs" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, shots / "portal-user.png")
+        shutil.copyfile(screenshot.with_name("portal-user-users.png"), shots / "portal-users.png")
     assert report["violations"] == [], f"axe-core found serious or critical problems: {report['violations']}"
 
     with keyward.raw_http() as http:
