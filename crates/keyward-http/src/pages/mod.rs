@@ -158,6 +158,8 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/users", get(portal::users))
         .route("/{tenant}/admin/users/{id}", get(portal::user).post(portal::user_action))
         .route("/{tenant}/admin/users/{id}/confirm", get(portal::confirm))
+        .route("/{tenant}/admin/mfa", get(portal::mfa).post(portal::mfa_apply))
+        .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
 }
 
 /// `GET /assets/keyward.css`: the one stylesheet of every page (the pages' Content-Security-Policy

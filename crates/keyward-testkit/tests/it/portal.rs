@@ -329,6 +329,70 @@ async fn one_s_own_mfa_reset_needs_recent_mfa(backend: Backend) {
     assert_eq!(methods.body["value"].as_array().map(Vec::len), Some(1), "the authenticator app stays");
 }
 
+/// The per-user MFA page: 50 users selected, reviewed with their number, and enabled at once;
+/// each change goes through Graph's use case, and a role that may not do it is refused per user.
+async fn per_user_mfa_in_bulk(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut ids = Vec::new();
+    for index in 0..50 {
+        ids.push(user(&app, &format!("bulk{index:02}"), None).await);
+    }
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let list = browser.get(&format!("/{DOMAIN}/admin/mfa?search=bulk")).await;
+    assert_eq!(list.title(), "Per-user MFA", "{}", list.text());
+    assert_eq!(list.html.matches("name=\"user\"").count(), 50, "{}", list.text());
+    assert_eq!(list.html.matches("<td>disabled</td>").count(), 50);
+    let query: String = ids.iter().map(|it| format!("&user={it}")).collect();
+    let confirm = browser.get(&format!("/{DOMAIN}/admin/mfa/confirm?state=enabled{query}")).await;
+    assert!(confirm.text().contains("Set per-user MFA to enabled for 50 users."), "{}", confirm.text());
+    let mut fields = vec![("csrf".to_owned(), csrf_of(&confirm)), ("state".to_owned(), "enabled".to_owned())];
+    fields.extend(ids.iter().map(|it| ("user".to_owned(), it.clone())));
+    let done = browser.post_form(&format!("/{DOMAIN}/admin/mfa"), &fields).await;
+    assert_eq!(done.by_id("summary").as_deref(), Some("50 changed, 0 refused."), "{}", done.text());
+    for id in [&ids[0], &ids[49]] {
+        let state = app.get(&format!("/beta/users/{id}/authentication/requirements")).await;
+        assert_eq!(state.body["perUserMfaState"], "enabled", "{}", state.text);
+    }
+    let record = app.audit_for(&ids[7]).await.into_iter().next().expect("audited");
+    assert!(format!("{:?}", record.initiated_by).contains(&format!("chief@{DOMAIN}")));
+
+    // Nothing selected, an unknown state, a forged token: refused, nothing changes.
+    let none = browser.get(&format!("/{DOMAIN}/admin/mfa/confirm?state=enabled")).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let odd = browser.get(&format!("/{DOMAIN}/admin/mfa/confirm?state=sometimes&user={}", ids[0])).await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+    let forged = browser
+        .post_form(
+            &format!("/{DOMAIN}/admin/mfa"),
+            &[
+                ("csrf".to_owned(), "forged".to_owned()),
+                ("state".to_owned(), "disabled".to_owned()),
+                ("user".to_owned(), ids[0].clone()),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+
+    // A Privileged Authentication Administrator may not manage per-user MFA: each user refused.
+    user(&app, "pauline", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut other = Browser::new(&app.base_url);
+    sign_in(&app, &mut other, "pauline").await;
+    let confirm =
+        other.get(&format!("/{DOMAIN}/admin/mfa/confirm?state=disabled&user={}&user={}", ids[0], ids[1])).await;
+    let fields = [
+        ("csrf".to_owned(), csrf_of(&confirm)),
+        ("state".to_owned(), "disabled".to_owned()),
+        ("user".to_owned(), ids[0].clone()),
+        ("user".to_owned(), ids[1].clone()),
+    ];
+    let refused = other.post_form(&format!("/{DOMAIN}/admin/mfa"), &fields).await;
+    assert_eq!(refused.by_id("summary").as_deref(), Some("0 changed, 2 refused."), "{}", refused.text());
+    let state = app.get(&format!("/beta/users/{}/authentication/requirements", ids[0])).await;
+    assert_eq!(state.body["perUserMfaState"], "enabled", "unchanged");
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -358,5 +422,6 @@ keyward_testkit::on_both_backends!(
     the_admin_portal_needs_mfa_from_every_role_holder,
     an_idle_portal_session_signs_in_again,
     one_s_own_mfa_reset_needs_recent_mfa,
+    per_user_mfa_in_bulk,
     pages_have_one_stylesheet_and_no_inline_style
 );
