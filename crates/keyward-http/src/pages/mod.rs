@@ -160,6 +160,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/users/{id}/confirm", get(portal::confirm))
         .route("/{tenant}/admin/mfa", get(portal::mfa).post(portal::mfa_apply))
         .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
+        .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
 }
 
 /// `GET /assets/keyward.css`: the one stylesheet of every page (the pages' Content-Security-Policy

@@ -18,7 +18,7 @@ use keyward_core::authz;
 use keyward_core::directory::DirectoryObject;
 use keyward_core::directory::User;
 use keyward_core::secret::constant_time_eq;
-use keyward_core::signin::PerUserMfaState;
+use keyward_core::signin::{PerUserMfaState, SignInPolicy, TapPolicy};
 use keyward_core::signin_query::{SignInFilter, SignInQuery};
 
 use super::{Message, cookie_names, html, meta, read_cookie};
@@ -841,4 +841,119 @@ pub(super) async fn mfa_apply(
         refused,
     };
     html(StatusCode::OK, &page)
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/settings.html")]
+struct SettingsPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    policy: SignInPolicy,
+    tap: TapPolicy,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+async fn settings_page(
+    state: &AppState,
+    caller: &Caller,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let (policy, tap) = match state.app.sign_in_policies(caller).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = SettingsPage {
+        title: "Settings",
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        policy,
+        tap,
+        csrf,
+        notice,
+        error,
+    };
+    html(status, &page)
+}
+
+/// `GET /{tenant}/admin/settings`: the sign-in policy and the Temporary Access Pass policy.
+pub(super) async fn settings(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/settings").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let notice = params.get("done").map(|_| "Saved.");
+    settings_page(&state, &caller, csrf, notice, None).await
+}
+
+/// `POST /{tenant}/admin/settings`: both policies at once, through the same use case (bounds,
+/// audit) as Graph's policy updates.
+pub(super) async fn settings_save(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
+    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
+        return failure(err);
+    }
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/settings").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
+        );
+    }
+    let number = |name: &str| -> Result<i64, AppError> {
+        fields
+            .get(name)
+            .and_then(|it| it.trim().parse().ok())
+            .ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a whole number.")))
+    };
+    let flag = |name: &str| fields.get(name).is_some_and(|it| it == "true");
+    let saved = state
+        .app
+        .update_sign_in_policies(&caller, |policy, tap| {
+            policy.mfa_for_privileged_roles = flag("mfa_privileged");
+            policy.mfa_for_everyone = flag("mfa_everyone");
+            policy.remember_mfa_days = number("remember_days")?;
+            policy.lockout_threshold = number("lockout_threshold")?;
+            policy.lockout_seconds = number("lockout_seconds")?;
+            policy.code_attempt_limit = number("code_attempts")?;
+            tap.is_enabled = flag("tap_enabled");
+            tap.minimum_lifetime_minutes = number("tap_min")?;
+            tap.default_lifetime_minutes = number("tap_default")?;
+            tap.maximum_lifetime_minutes = number("tap_max")?;
+            tap.default_length = number("tap_length")?;
+            tap.is_usable_once = flag("tap_once");
+            Ok(())
+        })
+        .await;
+    match saved {
+        Ok(()) => see_other(&format!("/{}/admin/settings?done=1", caller.tenant.id)),
+        Err(AppError::BadRequest(message)) => {
+            settings_page(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        Err(err) => failure(err),
+    }
 }

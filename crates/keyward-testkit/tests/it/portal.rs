@@ -393,6 +393,79 @@ async fn per_user_mfa_in_bulk(backend: Backend) {
     assert_eq!(state.body["perUserMfaState"], "enabled", "unchanged");
 }
 
+/// The settings page edits the sign-in and Temporary Access Pass policies through the same use
+/// case (bounds, audit) as Graph.
+async fn settings_edit_the_policies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let page = browser.get(&format!("/{DOMAIN}/admin/settings")).await;
+    assert_eq!(page.title(), "Settings", "{}", page.text());
+    let form: Vec<(String, String)> = page
+        .forms()
+        .into_iter()
+        .flat_map(|it| it.inputs)
+        .filter(|(name, _, _, kind)| !name.is_empty() && kind != "checkbox")
+        .map(|(name, value, ..)| (name, value))
+        .collect();
+    let with = |changes: &[(&str, &str)]| {
+        let mut fields: Vec<(String, String)> =
+            form.iter().filter(|(name, _)| !changes.iter().any(|(it, _)| it == name)).cloned().collect();
+        fields.extend(changes.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+        fields
+    };
+    let saved = browser
+        .post_form(
+            &format!("/{DOMAIN}/admin/settings"),
+            &with(&[
+                ("lockout_threshold", "5"),
+                ("mfa_privileged", "true"),
+                ("tap_enabled", "true"),
+                ("tap_max", "600"),
+            ]),
+        )
+        .await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Saved."), "{}", saved.text());
+    let policy = app.get("/v1.0/policies/keywardSignInPolicy").await;
+    assert_eq!(policy.body["lockoutThreshold"], 5, "{}", policy.text);
+    let tap = app
+        .get("/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass")
+        .await;
+    assert_eq!(tap.body["maximumLifetimeInMinutes"], 600, "{}", tap.text);
+
+    let out_of_bounds = browser
+        .post_form(
+            &format!("/{DOMAIN}/admin/settings"),
+            &with(&[("lockout_threshold", "0"), ("mfa_privileged", "true")]),
+        )
+        .await;
+    assert_eq!(out_of_bounds.status, StatusCode::BAD_REQUEST, "{}", out_of_bounds.text());
+    assert!(out_of_bounds.by_id("error").is_some(), "{}", out_of_bounds.text());
+    let not_a_number =
+        browser.post_form(&format!("/{DOMAIN}/admin/settings"), &with(&[("lockout_seconds", "a minute")])).await;
+    assert_eq!(not_a_number.status, StatusCode::BAD_REQUEST, "{}", not_a_number.text());
+    let unchanged = app.get("/v1.0/policies/keywardSignInPolicy").await;
+    assert_eq!(unchanged.body["lockoutThreshold"], 5, "refused changes change nothing");
+
+    // A Helpdesk Administrator may not change the policies: refused, and the refusal recorded.
+    user(&app, "helper", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut helper = Browser::new(&app.base_url);
+    sign_in(&app, &mut helper, "helper").await;
+    let helper_page = helper.get(&format!("/{DOMAIN}/admin/settings")).await;
+    if helper_page.status == StatusCode::OK {
+        let mut fields = with(&[("lockout_threshold", "99")]);
+        fields.retain(|(name, _)| name != "csrf");
+        fields.push(("csrf".to_owned(), csrf_of(&helper_page)));
+        let refused = helper.post_form(&format!("/{DOMAIN}/admin/settings"), &fields).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    } else {
+        assert_eq!(helper_page.status, StatusCode::FORBIDDEN, "{}", helper_page.text());
+    }
+    let still = app.get("/v1.0/policies/keywardSignInPolicy").await;
+    assert_eq!(still.body["lockoutThreshold"], 5);
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -423,5 +496,6 @@ keyward_testkit::on_both_backends!(
     an_idle_portal_session_signs_in_again,
     one_s_own_mfa_reset_needs_recent_mfa,
     per_user_mfa_in_bulk,
+    settings_edit_the_policies,
     pages_have_one_stylesheet_and_no_inline_style
 );
