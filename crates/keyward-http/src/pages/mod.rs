@@ -161,6 +161,8 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/mfa", get(portal::mfa).post(portal::mfa_apply))
         .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
         .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
+        .route("/{tenant}/admin/roles", get(portal::roles))
+        .route("/{tenant}/admin/roles/{id}", get(portal::role))
 }
 
 /// `GET /assets/keyward.css`: the one stylesheet of every page (the pages' Content-Security-Policy

@@ -466,6 +466,26 @@ async fn settings_edit_the_policies(backend: Backend) {
     assert_eq!(still.body["lockoutThreshold"], 5);
 }
 
+/// The roles page lists every role with a privileged badge; a role's page lists who holds it.
+async fn roles_and_their_holders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "reader", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "reader").await;
+    let list = browser.get(&format!("/{DOMAIN}/admin/roles")).await;
+    assert_eq!(list.title(), "Roles and administrators", "{}", list.text());
+    let row =
+        list.html.split("Privileged Authentication Administrator</a>").nth(1).expect("the role is listed").to_owned();
+    assert!(row.split("</tr>").next().unwrap_or_default().contains("Privileged</strong>"), "a privileged badge");
+    let role = browser.get(&format!("/{DOMAIN}/admin/roles/{}", roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    assert_eq!(role.title(), "Privileged Authentication Administrator", "{}", role.text());
+    let table = role.html.split("id=\"assignments\"").nth(1).expect("assignments").to_owned();
+    assert!(table.contains(&format!("desk@{DOMAIN}")) && table.contains("Directory"), "{table}");
+    let unknown = browser.get(&format!("/{DOMAIN}/admin/roles/not-a-role")).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -497,5 +517,6 @@ keyward_testkit::on_both_backends!(
     one_s_own_mfa_reset_needs_recent_mfa,
     per_user_mfa_in_bulk,
     settings_edit_the_policies,
+    roles_and_their_holders,
     pages_have_one_stylesheet_and_no_inline_style
 );
