@@ -162,6 +162,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
         .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
         .route("/{tenant}/admin/roles", get(portal::roles))
+        .route("/{tenant}/admin/audit", get(portal::audit))
         .route("/{tenant}/admin/roles/{id}", get(portal::role))
 }
 

@@ -486,6 +486,34 @@ async fn roles_and_their_holders(backend: Backend) {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
 }
 
+/// The audit log page: filters, and downloads of what they select as CSV and JSON lines.
+async fn the_audit_log_page_filters_and_downloads(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    user(&app, "alpha", None).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let page = browser.get(&format!("/{DOMAIN}/admin/audit?activity=add+user&target=alpha%40{DOMAIN}")).await;
+    assert_eq!(page.title(), "Audit logs", "{}", page.text());
+    let table = page.html.split("id=\"audit\"").nth(1).expect("a table").to_owned();
+    assert_eq!(table.matches("<tr><td>").count(), 1, "one record: adding alpha: {table}");
+    assert!(table.contains("Add user") && table.contains(&format!("alpha@{DOMAIN}")), "{table}");
+    let csv = browser.get(&format!("/{DOMAIN}/admin/audit?activity=add+user&target=alpha%40{DOMAIN}&format=csv")).await;
+    let lines: Vec<&str> = csv.html.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", csv.html);
+    assert!(
+        lines[0].starts_with("activityDateTime,activityDisplayName") && lines[1].contains("\"Add user\""),
+        "{}",
+        csv.html
+    );
+    let jsonl = browser.get(&format!("/{DOMAIN}/admin/audit?result=success&format=jsonl")).await;
+    let records: Vec<serde_json::Value> =
+        jsonl.html.lines().map(|it| serde_json::from_str(it).expect("each line is JSON")).collect();
+    assert!(records.len() >= 2 && records.iter().all(|it| it["result"] == "success"), "{}", jsonl.html);
+    let bad = browser.get(&format!("/{DOMAIN}/admin/audit?from=yesterday")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -518,5 +546,6 @@ keyward_testkit::on_both_backends!(
     per_user_mfa_in_bulk,
     settings_edit_the_policies,
     roles_and_their_holders,
+    the_audit_log_page_filters_and_downloads,
     pages_have_one_stylesheet_and_no_inline_style
 );
