@@ -263,6 +263,53 @@ pub(super) async fn home(
     }
 }
 
+/// One page of the user list: `search` and `skiptoken` from the request; the users, the search
+/// as the page shows it, and the next page's address under `path` (`/admin/users`, …).
+async fn user_list_page(
+    state: &AppState,
+    caller: &Caller,
+    params: &HashMap<String, String>,
+    size: usize,
+    path: &str,
+) -> Result<(Vec<User>, String, Option<String>), AppError> {
+    let search: String =
+        params.get("search").map(String::as_str).unwrap_or_default().chars().take(MAX_SEARCH).collect();
+    let skiptoken = params.get("skiptoken").map(String::as_str);
+    let (users, next) = state.app.portal_users(caller, &search, size, skiptoken).await?;
+    let tenant = &caller.tenant.id;
+    let next =
+        next.map(|token| format!("/{tenant}{path}?search={}&skiptoken={}", url_encode(&search), url_encode(&token)));
+    Ok((users, search, next))
+}
+
+/// What every portal post checks first: the address's rate limit, the administrator, and the
+/// form's CSRF token (`presented`).
+async fn checked_post(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    peer: Peer,
+    return_to: &str,
+    presented: &str,
+) -> Result<(Box<Caller>, String), Response> {
+    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
+    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
+        let mut response = html(StatusCode::TOO_MANY_REQUESTS, &Message::alert("Admin portal", &err.to_string()));
+        if let AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after } = err {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        return Err(response);
+    }
+    let (caller, csrf) = administrator(state, tenant, headers, peer, return_to).await?;
+    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
+        return Err(html(
+            StatusCode::BAD_REQUEST,
+            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
+        ));
+    }
+    Ok((caller, csrf))
+}
+
 /// `GET /{tenant}/admin/users?search=…&skiptoken=…`: the user list, searchable by the start of
 /// the display name, user principal name or mail.
 pub(super) async fn users(
@@ -276,16 +323,11 @@ pub(super) async fn users(
         Ok(it) => it,
         Err(response) => return response,
     };
-    let search: String =
-        params.get("search").map(String::as_str).unwrap_or_default().chars().take(MAX_SEARCH).collect();
-    let skiptoken = params.get("skiptoken").map(String::as_str);
-    let (users, next) = match state.app.portal_users(&caller, &search, PAGE_SIZE, skiptoken).await {
+    let (users, search, next) = match user_list_page(&state, &caller, &params, PAGE_SIZE, "/admin/users").await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
     let tenant = caller.tenant.id.to_string();
-    let next = next
-        .map(|token| format!("/{tenant}/admin/users?search={}&skiptoken={}", url_encode(&search), url_encode(&token)));
     html(
         StatusCode::OK,
         &UsersPage { title: "Users", header: Header::of(&caller), tenant, search: &search, users, next },
@@ -623,26 +665,12 @@ pub(super) async fn user_action(
     peer: Peer,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
-    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
-    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
-        let mut response = html(StatusCode::TOO_MANY_REQUESTS, &Message::alert("Admin portal", &err.to_string()));
-        if let AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after } = err {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        }
-        return response;
-    }
     let return_to = format!("/admin/users/{}", url_encode(&key));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
         Ok(it) => it,
         Err(response) => return response,
     };
-    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
-        );
-    }
     let action = fields.get("action").map(String::as_str).unwrap_or_default();
     if action == "reset_password" || action == "create_tap" {
         return secret_action(&state, &caller, &key, action, &fields).await;
@@ -720,10 +748,7 @@ pub(super) async fn mfa(
         Ok(it) => it,
         Err(response) => return response,
     };
-    let search: String =
-        params.get("search").map(String::as_str).unwrap_or_default().chars().take(MAX_SEARCH).collect();
-    let skiptoken = params.get("skiptoken").map(String::as_str);
-    let (users, next) = match state.app.portal_users(&caller, &search, MFA_PAGE_SIZE, skiptoken).await {
+    let (users, search, next) = match user_list_page(&state, &caller, &params, MFA_PAGE_SIZE, "/admin/mfa").await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
@@ -737,8 +762,6 @@ pub(super) async fn mfa(
         rows.push((user, shown));
     }
     let tenant = caller.tenant.id.to_string();
-    let next = next
-        .map(|token| format!("/{tenant}/admin/mfa?search={}&skiptoken={}", url_encode(&search), url_encode(&token)));
     let page = MfaPage { title: "Per-user MFA", header: Header::of(&caller), tenant, search: &search, rows, next };
     html(StatusCode::OK, &page)
 }
@@ -805,21 +828,11 @@ pub(super) async fn mfa_apply(
     peer: Peer,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
-    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
-        return failure(err);
-    }
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/mfa").await {
+    let presented = fields.iter().find(|(name, _)| name == "csrf").map(|(_, it)| it.as_str()).unwrap_or_default();
+    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, "/admin/mfa", presented).await {
         Ok(it) => it,
         Err(response) => return response,
     };
-    let presented = fields.iter().find(|(name, _)| name == "csrf").map(|(_, it)| it.as_str()).unwrap_or_default();
-    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
-        );
-    }
     let (new, ids) = match mfa_selection(&fields) {
         Ok(it) => it,
         Err(response) => return *response,
@@ -910,21 +923,11 @@ pub(super) async fn settings_save(
     peer: Peer,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
-    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
-    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
-        return failure(err);
-    }
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/settings").await {
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    let (caller, csrf) = match checked_post(&state, &tenant, &headers, peer, "/admin/settings", presented).await {
         Ok(it) => it,
         Err(response) => return response,
     };
-    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
-        );
-    }
     let number = |name: &str| -> Result<i64, AppError> {
         fields
             .get(name)
