@@ -71,7 +71,9 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  for (const url of [usersUrl, userUrl, confirmUrl, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
+  const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/settings`];
+  for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });
     const found = await axePage.evaluate(async () => (await window.axe.run(document)).violations);
