@@ -72,7 +72,7 @@ try {
   const axePage = await axeContext.newPage();
   const violations = [];
   const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/settings`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/settings`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });

@@ -514,6 +514,41 @@ async fn the_audit_log_page_filters_and_downloads(backend: Backend) {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
 }
 
+/// The groups page lists and searches groups; a group's page shows its members and owners.
+async fn groups_and_their_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let member = user(&app, "member", None).await;
+    let created = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Service desk", "mailEnabled": false, "mailNickname": "desk", "securityEnabled": true,
+                    "isAssignableToRole": true}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let group = id_of(&created.body);
+    let added = app
+        .post(
+            &format!("/v1.0/groups/{group}/members/$ref"),
+            &json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let list = browser.get(&format!("/{DOMAIN}/admin/groups?search=serv")).await;
+    assert_eq!(list.title(), "Groups", "{}", list.text());
+    assert!(list.text().contains("Service desk") && list.html.contains("badge"), "{}", list.text());
+    let none = browser.get(&format!("/{DOMAIN}/admin/groups?search=o%27no")).await;
+    assert!(none.by_id("no-groups").is_some(), "{}", none.text());
+    let page = browser.get(&format!("/{DOMAIN}/admin/groups/{group}")).await;
+    assert_eq!(page.title(), "Service desk", "{}", page.text());
+    let members = page.html.split("id=\"members\"").nth(1).expect("members").to_owned();
+    assert!(members.contains(&format!("member@{DOMAIN}")), "{members}");
+    assert!(page.by_id("assignable").is_some_and(|it| it.starts_with("Role-assignable: yes")));
+}
+
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
 /// style or script, and no framing.
 async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
@@ -547,5 +582,6 @@ keyward_testkit::on_both_backends!(
     settings_edit_the_policies,
     roles_and_their_holders,
     the_audit_log_page_filters_and_downloads,
+    groups_and_their_members,
     pages_have_one_stylesheet_and_no_inline_style
 );
