@@ -107,6 +107,22 @@ class KeywardServer:
             trust_env=False,
         )
 
+    def create_user(self, alias: str, display_name: str, password: str) -> str:
+        """Creates `alias@DOMAIN` with a known password (no change asked at sign-in): its id."""
+        with self.raw_http() as http:
+            reply = http.post(
+                f"{self.base_url}/users",
+                json={
+                    "accountEnabled": True,
+                    "displayName": display_name,
+                    "mailNickname": alias,
+                    "userPrincipalName": f"{alias}@{DOMAIN}",
+                    "passwordProfile": {"password": password, "forceChangePasswordNextSignIn": False},
+                },
+            )
+            assert reply.status_code == 201, reply.text
+            return reply.json()["id"]
+
 
 # --------------------------------------------------------------------------
 # Helpers

@@ -23,20 +23,6 @@ PASSWORD = "Tq7-harbour-Lantern-92!"
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
 
 
-def create_user(http, server: KeywardServer, alias: str) -> str:
-    reply = http.post(
-        f"{server.base_url}/users",
-        json={
-            "accountEnabled": True,
-            "displayName": f"{alias} Portal",
-            "mailNickname": alias,
-            "userPrincipalName": f"{alias}@{DOMAIN}",
-            "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
-        },
-    )
-    assert reply.status_code == 201, reply.text
-    return reply.json()["id"]
-
 
 def test_the_service_desk_requires_re_registration_in_the_portal(keyward: KeywardServer) -> None:
     node = shutil.which("node")
@@ -48,8 +34,8 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         "playwright-core is missing: run `npm ci` in tests/browser (scripts/test does)"
     )
     with keyward.raw_http() as http:
-        agent = create_user(http, keyward, "portalagent")
-        target = create_user(http, keyward, "portaluser")
+        agent = keyward.create_user("portalagent", "portalagent Portal", PASSWORD)
+        target = keyward.create_user("portaluser", "portaluser Portal", PASSWORD)
         assigned = http.post(
             f"{keyward.base_url}/roleManagement/directory/roleAssignments",
             json={

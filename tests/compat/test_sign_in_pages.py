@@ -27,19 +27,7 @@ PASSWORD = "Tq7-harbour-Lantern-92!"
 
 
 def create_user(server: KeywardServer, alias: str) -> str:
-    with server.raw_http() as http:
-        reply = http.post(
-            f"{server.base_url}/users",
-            json={
-                "accountEnabled": True,
-                "displayName": f"{alias} Compat",
-                "mailNickname": alias,
-                "userPrincipalName": f"{alias}@{DOMAIN}",
-                "passwordProfile": {"password": PASSWORD, "forceChangePasswordNextSignIn": False},
-            },
-        )
-        assert reply.status_code == 201, reply.text
-        return reply.json()["id"]
+    return server.create_user(alias, f"{alias} Compat", PASSWORD)
 
 
 def require_mfa_for_everyone(server: KeywardServer) -> None:

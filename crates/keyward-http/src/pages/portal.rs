@@ -479,6 +479,20 @@ async fn user_page(
     html(status, &page)
 }
 
+/// An action's refusal or bad input, shown on the user's page with its message; anything else as
+/// a page of its own.
+async fn action_failed(state: &AppState, caller: &Caller, key: &str, err: AppError) -> Response {
+    match err {
+        AppError::Forbidden { message, .. } => {
+            user_page(state, caller, key, None, Some((StatusCode::FORBIDDEN, message))).await
+        }
+        AppError::BadRequest(message) => {
+            user_page(state, caller, key, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        err => failure(err),
+    }
+}
+
 /// The two actions whose result is a secret shown once: rendered in the post's response (not
 /// stored for a redirect), never cached.
 async fn secret_action(
@@ -504,14 +518,8 @@ async fn secret_action(
             None => None,
             Some(Ok(minutes)) => Some(minutes),
             Some(Err(_)) => {
-                return user_page(
-                    state,
-                    caller,
-                    key,
-                    None,
-                    Some((StatusCode::BAD_REQUEST, "The lifetime must be a number of minutes.".into())),
-                )
-                .await;
+                let err = AppError::BadRequest("The lifetime must be a number of minutes.".into());
+                return action_failed(state, caller, key, err).await;
             }
         };
         let request = TapRequest {
@@ -544,13 +552,7 @@ async fn secret_action(
             };
             html(StatusCode::OK, &page)
         }
-        Err(AppError::Forbidden { message, .. }) => {
-            user_page(state, caller, key, None, Some((StatusCode::FORBIDDEN, message))).await
-        }
-        Err(AppError::BadRequest(message)) => {
-            user_page(state, caller, key, None, Some((StatusCode::BAD_REQUEST, message))).await
-        }
-        Err(err) => failure(err),
+        Err(err) => action_failed(state, caller, key, err).await,
     }
 }
 
@@ -691,13 +693,7 @@ pub(super) async fn user_action(
             let user = caller.tenant.id.to_string();
             see_other(&format!("/{user}/admin/users/{}?done={action}", url_encode(&key)))
         }
-        Err(AppError::Forbidden { message, .. }) => {
-            user_page(&state, &caller, &key, None, Some((StatusCode::FORBIDDEN, message))).await
-        }
-        Err(AppError::BadRequest(message)) => {
-            user_page(&state, &caller, &key, None, Some((StatusCode::BAD_REQUEST, message))).await
-        }
-        Err(err) => failure(err),
+        Err(err) => action_failed(&state, &caller, &key, err).await,
     }
 }
 
