@@ -107,6 +107,18 @@ class KeywardServer:
             trust_env=False,
         )
 
+    def token_for(self, alias: str) -> str:
+        """An access token for `alias@DOMAIN` from `keyward token` (every API permission in `scp`)."""
+        result = subprocess.run(
+            [str(self.binary), "token", "--data-dir", str(self.data_dir), "--upn", f"{alias}@{DOMAIN}", "--public-url", self.public_url],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip()
+
     def create_user(self, alias: str, display_name: str, password: str) -> str:
         """Creates `alias@DOMAIN` with a known password (no change asked at sign-in): its id."""
         with self.raw_http() as http:

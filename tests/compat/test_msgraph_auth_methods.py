@@ -9,8 +9,6 @@ v1.0 SDK) go over plain HTTP.
 
 from __future__ import annotations
 
-import subprocess
-
 import httpx
 import pytest
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
@@ -47,15 +45,7 @@ def make_user(server: KeywardServer, alias: str, role: str | None) -> tuple[str,
                 json={"principalId": user_id, "roleDefinitionId": role, "directoryScopeId": "/"},
             )
             assert assigned.status_code == 201, assigned.text
-    result = subprocess.run(
-        [str(server.binary), "token", "--data-dir", str(server.data_dir), "--upn", f"{alias}@{DOMAIN}", "--public-url", server.public_url],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return user_id, result.stdout.strip()
+    return user_id, server.token_for(alias)
 
 
 def test_service_desk_operations_through_the_sdk(keyward: KeywardServer) -> None:

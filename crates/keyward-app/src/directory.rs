@@ -74,7 +74,7 @@ pub struct ObjectPage {
     pub skiptoken: Option<String>,
 }
 
-fn encode_cursor(cursor: &Cursor) -> String {
+pub(crate) fn encode_cursor(cursor: &Cursor) -> String {
     // The id (a GUID, never holding a newline) comes first, so the sort key may hold anything.
     URL_SAFE_NO_PAD.encode(format!("1\n{}\n{}", cursor.id, cursor.sort_key))
 }
@@ -83,7 +83,7 @@ fn invalid_skiptoken() -> AppError {
     AppError::BadRequest("The $skiptoken is invalid. Page with the @odata.nextLink exactly as returned, or start again from the first page.".into())
 }
 
-fn decode_cursor(token: &str) -> Result<Cursor, AppError> {
+pub(crate) fn decode_cursor(token: &str) -> Result<Cursor, AppError> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| invalid_skiptoken())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid_skiptoken())?;
     let mut parts = text.splitn(3, '\n');

@@ -20,6 +20,7 @@ mod limits;
 mod oidc;
 pub mod password;
 mod portal;
+mod reports;
 mod roles;
 mod setup;
 mod signin;
@@ -50,6 +51,7 @@ pub use crate::oidc::{
 };
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
+pub use crate::reports::RegistrationDetail;
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, csrf_token};

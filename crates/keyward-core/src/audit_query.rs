@@ -40,9 +40,45 @@ pub struct AuditQuery {
 }
 
 fn unsupported(property: &str) -> QueryError {
+    unsupported_clause(property, "DirectoryAudit")
+}
+
+/// Graph's refusal of a filter clause on a log or report resource.
+pub(crate) fn unsupported_clause(property: &str, resource: &str) -> QueryError {
     QueryError::Unsupported(format!(
-        "Unsupported or invalid query filter clause specified for property '{property}' of resource 'DirectoryAudit'."
+        "Unsupported or invalid query filter clause specified for property '{property}' of resource '{resource}'."
     ))
+}
+
+/// A string or GUID literal, lowercased, for a filter on `property` of `resource`.
+pub(crate) fn lowered(value: &Literal, property: &str, resource: &str) -> Result<String, QueryError> {
+    match value {
+        Literal::String(it) | Literal::Guid(it) if !it.contains('\0') => Ok(it.to_lowercase()),
+        _ => Err(unsupported_clause(property, resource)),
+    }
+}
+
+/// What every log and report list checks first: `$skip` is refused (page with the next link),
+/// `$select`, `$search` and `$expand` are refused on `collection`, and the `$filter` is parsed.
+pub(crate) fn log_filter(raw: &RawQuery, collection: &str) -> Result<Option<Expr>, QueryError> {
+    if raw.has_skip {
+        return Err(QueryError::BadRequest(
+            "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
+        ));
+    }
+    for (name, is_present) in
+        [("$select", raw.select.is_some()), ("$search", raw.search.is_some()), ("$expand", raw.expand.is_some())]
+    {
+        if is_present {
+            return Err(QueryError::Unsupported(format!(
+                "The query option '{name}' is not supported on {collection}."
+            )));
+        }
+    }
+    raw.filter
+        .as_deref()
+        .map(|it| parse_filter(it).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}"))))
+        .transpose()
 }
 
 fn text(value: &Literal, property: &str) -> Result<String, QueryError> {
@@ -162,24 +198,8 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
 
 /// Validates the query options of an audit log request.
 pub fn plan(raw: &RawQuery) -> Result<AuditQuery, QueryError> {
-    if raw.has_skip {
-        return Err(QueryError::BadRequest(
-            "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
-        ));
-    }
-    for (name, is_present) in
-        [("$select", raw.select.is_some()), ("$search", raw.search.is_some()), ("$expand", raw.expand.is_some())]
-    {
-        if is_present {
-            return Err(QueryError::Unsupported(format!(
-                "The query option '{name}' is not supported on directoryAudits."
-            )));
-        }
-    }
     let mut filter = AuditFilter::default();
-    if let Some(raw_filter) = &raw.filter {
-        let expr =
-            parse_filter(raw_filter).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}")))?;
+    if let Some(expr) = log_filter(raw, "directoryAudits")? {
         clause(&mut filter, &expr)?;
     }
     let is_ascending = match raw.orderby.as_deref().map(str::trim) {

@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod odata;
 pub mod password;
 pub mod query;
+pub mod registration;
 pub mod secret;
 pub mod signin;
 pub mod signin_query;

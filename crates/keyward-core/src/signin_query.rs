@@ -4,8 +4,8 @@
 
 use time::OffsetDateTime;
 
-use crate::audit_query::{TextMatch, set, time_bound};
-use crate::odata::{CmpOp, Expr, Literal, StrFunc, parse_filter};
+use crate::audit_query::{TextMatch, log_filter, lowered, set, time_bound, unsupported_clause};
+use crate::odata::{CmpOp, Expr, Literal, StrFunc};
 use crate::query::{QueryError, RawQuery, parse_top};
 
 /// The filters of a sign-in query; every present filter must hold.
@@ -30,16 +30,11 @@ pub struct SignInQuery {
 }
 
 fn unsupported(property: &str) -> QueryError {
-    QueryError::Unsupported(format!(
-        "Unsupported or invalid query filter clause specified for property '{property}' of resource 'SignIn'."
-    ))
+    unsupported_clause(property, "SignIn")
 }
 
 fn text(value: &Literal, property: &str) -> Result<String, QueryError> {
-    match value {
-        Literal::String(it) | Literal::Guid(it) if !it.contains('\0') => Ok(it.to_lowercase()),
-        _ => Err(unsupported(property)),
-    }
+    lowered(value, property, "SignIn")
 }
 
 fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
@@ -76,25 +71,12 @@ fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
 
 /// Validates the query options of a sign-in log request.
 pub fn plan(raw: &RawQuery) -> Result<SignInQuery, QueryError> {
-    if raw.has_skip {
-        return Err(QueryError::BadRequest(
-            "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
-        ));
-    }
-    for (name, is_present) in [
-        ("$select", raw.select.is_some()),
-        ("$search", raw.search.is_some()),
-        ("$expand", raw.expand.is_some()),
-        ("$orderby", raw.orderby.is_some()),
-    ] {
-        if is_present {
-            return Err(QueryError::Unsupported(format!("The query option '{name}' is not supported on signIns.")));
-        }
+    let expr = log_filter(raw, "signIns")?;
+    if raw.orderby.is_some() {
+        return Err(QueryError::Unsupported("The query option '$orderby' is not supported on signIns.".into()));
     }
     let mut filter = SignInFilter::default();
-    if let Some(raw_filter) = &raw.filter {
-        let expr =
-            parse_filter(raw_filter).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}")))?;
+    if let Some(expr) = expr {
         clause(&mut filter, &expr)?;
     }
     Ok(SignInQuery { filter, top: parse_top(raw.top.as_deref())?, skiptoken: raw.skiptoken.clone() })

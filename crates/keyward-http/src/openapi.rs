@@ -105,6 +105,19 @@ impl Api {
         Api { router: Router::new(), ops: Vec::new() }
     }
 
+    /// Routes a path documented by [`Api::document`] under its concrete forms.
+    pub fn route_undocumented(mut self, path: &'static str, handler: MethodRouter<AppState>) -> Api {
+        self.router = self.router.route(path, handler);
+        self
+    }
+
+    /// Documents a path that another route serves (a function call whose parameters sit inside
+    /// one path segment, routed with a capture of the whole segment).
+    pub fn document(mut self, path: &'static str, op: Op) -> Api {
+        self.ops.push((path.to_owned(), op));
+        self
+    }
+
     /// Adds a route and documents it.
     pub fn route(mut self, path: &'static str, handler: MethodRouter<AppState>, op: Op) -> Api {
         self.router = self.router.route(path, handler);
@@ -204,6 +217,10 @@ fn schemas() -> Value {
             "authenticationDetails": {"type": "array", "items": {"type": "object"}},
         }},
         "SignInCollection": collection("SignIn"),
+        "UserRegistrationDetails": {"type": "object", "properties": {"id": string, "userPrincipalName": string, "userDisplayName": string, "userType": string, "isAdmin": {"type": "boolean"}, "isMfaRegistered": {"type": "boolean"}, "isMfaCapable": {"type": "boolean"}, "isPasswordlessCapable": {"type": "boolean"}, "isSsprRegistered": {"type": "boolean"}, "isSsprEnabled": {"type": "boolean"}, "isSsprCapable": {"type": "boolean"}, "isSystemPreferredAuthenticationMethodEnabled": {"type": "boolean"}, "methodsRegistered": strings, "systemPreferredAuthenticationMethods": strings, "userPreferredMethodForSecondaryAuthentication": string, "lastUpdatedDateTime": string}},
+        "UserRegistrationDetailsCollection": collection("UserRegistrationDetails"),
+        "UserRegistrationMethodSummary": {"type": "object", "properties": {"userTypes": string, "userRoles": string, "userRegistrationMethodCounts": {"type": "array", "items": {"type": "object", "properties": {"authenticationMethod": string, "userCount": {"type": "integer"}}}}}},
+        "UserRegistrationFeatureSummary": {"type": "object", "properties": {"totalUserCount": {"type": "integer"}, "userTypes": string, "userRoles": string, "userRegistrationFeatureCounts": {"type": "array", "items": {"type": "object", "properties": {"feature": string, "userCount": {"type": "integer"}}}}}},
         "TemporaryAccessPassPolicy": {"type": "object", "properties": {
             "state": string, "defaultLifetimeInMinutes": {"type": "integer"}, "defaultLength": {"type": "integer"},
             "minimumLifetimeInMinutes": {"type": "integer"}, "maximumLifetimeInMinutes": {"type": "integer"},

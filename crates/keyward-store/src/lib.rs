@@ -27,6 +27,9 @@ use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User}
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
+use keyward_core::registration::{
+    RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, SummaryScope,
+};
 use keyward_core::signin::{
     Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
 };
@@ -101,6 +104,7 @@ pub trait Tx:
     + AuditStore
     + SignInStore
     + OAuthStore
+    + ReportStore
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -677,6 +681,37 @@ pub struct DeviceCode {
 }
 
 /// App registrations, authorization codes, refresh tokens and device codes.
+/// One enabled user's row of the registration report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRow {
+    pub id: ObjectId,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub methods: RegisteredMethods,
+}
+
+/// The authentication methods registration report, computed from the directory.
+#[async_trait]
+pub trait ReportStore: Send {
+    /// The tenant's enabled users matching `filter`, sorted by `order` (its lowercased value, then
+    /// the id; descending with `descending`), after `after`, at most `limit`.
+    async fn registration_details(
+        &mut self,
+        tenant: &ObjectId,
+        filter: &RegistrationFilter,
+        order: RegistrationOrder,
+        descending: bool,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<RegistrationRow>, StoreError>;
+    /// The report's counts over the tenant's enabled users that `scope` includes.
+    async fn registration_counts(
+        &mut self,
+        tenant: &ObjectId,
+        scope: &SummaryScope,
+    ) -> Result<RegistrationCounts, StoreError>;
+}
+
 #[async_trait]
 pub trait OAuthStore: Send {
     async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError>;

@@ -14,6 +14,7 @@ mod groups;
 mod organization;
 mod permission_grants;
 mod policies;
+mod reports;
 mod role_assignments;
 mod role_definitions;
 mod service_principals;
@@ -221,7 +222,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 16] = [
+const RESOURCES: [fn(Api) -> Api; 17] = [
     users::routes,
     groups::routes,
     directory_objects::routes,
@@ -238,6 +239,7 @@ const RESOURCES: [fn(Api) -> Api; 16] = [
     policies::routes,
     directory_audits::routes,
     sign_ins::routes,
+    reports::routes,
 ];
 
 /// Registers every Graph route once.

@@ -15,6 +15,8 @@ mod keys;
 #[macro_use]
 mod oauth;
 #[macro_use]
+mod reports;
+#[macro_use]
 mod roles;
 #[macro_use]
 mod signin;
@@ -35,6 +37,10 @@ use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenan
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
+use keyward_core::registration::{
+    IncludedRoles, IncludedTypes, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder,
+    SummaryScope,
+};
 use keyward_core::signin::{
     Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
 };
@@ -47,6 +53,9 @@ use time::OffsetDateTime;
 use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
+use self::reports::{
+    MFA_REGISTERED, REGISTRATION_SOURCE, SSPR_REGISTERED, flag_condition, method_condition, push_text_match,
+};
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_conditions, sort_expr};
@@ -57,6 +66,7 @@ use crate::{
 };
 use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, PermissionGrant, RefreshToken};
 use crate::{BrowserSession, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, sign_in_json};
+use crate::{RegistrationRow, ReportStore};
 
 fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
     raw.as_deref().map(parse_ts).transpose()
@@ -645,6 +655,7 @@ mod sqlite_impl {
     impl_audit_store!(SqliteTx, sqlx::Sqlite);
     impl_sign_in_store!(SqliteTx, sqlx::Sqlite);
     impl_oauth_store!(SqliteTx, sqlx::Sqlite);
+    impl_report_store!(SqliteTx, sqlx::Sqlite);
 
     impl SqliteStore {
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
@@ -700,6 +711,7 @@ mod postgres_impl {
     impl_audit_store!(PostgresTx, sqlx::Postgres);
     impl_sign_in_store!(PostgresTx, sqlx::Postgres);
     impl_oauth_store!(PostgresTx, sqlx::Postgres);
+    impl_report_store!(PostgresTx, sqlx::Postgres);
 
     impl PostgresStore {
         /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so

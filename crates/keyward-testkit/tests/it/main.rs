@@ -7,6 +7,7 @@ mod methods;
 mod oidc;
 mod portal;
 mod queries;
+mod reports;
 mod roles;
 mod security;
 mod signin;

@@ -1,0 +1,123 @@
+//! The authentication methods registration report: Graph's
+//! `/reports/authenticationMethods/userRegistrationDetails`, `usersRegisteredByMethod(…)` and
+//! `usersRegisteredByFeature(…)`, and the portal's activity page drawn from them.
+
+use keyward_core::authz::{self, Decision, Target, actions};
+use keyward_core::ids::ObjectId;
+use keyward_core::registration::{
+    RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, RegistrationQuery, SummaryScope,
+};
+use keyward_store::Cursor;
+use time::OffsetDateTime;
+
+use crate::directory::{decode_cursor, encode_cursor};
+use crate::{App, AppError, Caller, ItemPage, Principal, require_scope};
+
+/// One enabled user's registration details.
+#[derive(Debug, Clone)]
+pub struct RegistrationDetail {
+    pub id: String,
+    pub user_principal_name: String,
+    pub user_display_name: String,
+    pub methods: RegisteredMethods,
+    /// When Keyward computed it (the report is live).
+    pub last_updated: OffsetDateTime,
+}
+
+/// Who may read the report: a token permitting `AuditLog.Read.All` (as Graph requires), and a
+/// role that reads the audit log (Reports Reader, Security Reader, Security Administrator,
+/// Global Reader, Global Administrator: Entra's list) or reads every user's authentication
+/// methods tenant-wide, even with phone numbers masked (Authentication and Privileged
+/// Authentication Administrator: the report shows which methods a user has, which their reads of
+/// the methods show already).
+fn require_report_reader(caller: &Caller) -> Result<(), AppError> {
+    require_scope(caller, actions::AUDIT_LOGS_READ, false)?;
+    let decide = |action| match &caller.principal {
+        Principal::User(_) => authz::authorize(&caller.actor, action, Target::Tenant),
+        Principal::App(_) => authz::authorize_app(&caller.actor, action, Target::Tenant),
+    };
+    match decide(actions::AUDIT_LOGS_READ) {
+        Decision::Allow { .. } => Ok(()),
+        Decision::Deny { rule }
+            if ![actions::USERS_AUTH_METHODS_READ, actions::USERS_AUTH_METHODS_RESTRICTED_READ]
+                .into_iter()
+                .any(|action| decide(action).is_allowed()) =>
+        {
+            tracing::info!(rule, caller = %caller.id(), "registration report refused");
+            Err(AppError::Forbidden { rule, message: authz::denial_message(rule, actions::AUDIT_LOGS_READ) })
+        }
+        Decision::Deny { .. } => Ok(()),
+    }
+}
+
+impl App {
+    /// `GET /reports/authenticationMethods/userRegistrationDetails`.
+    pub async fn registration_details(
+        &self,
+        caller: &Caller,
+        query: &RegistrationQuery,
+    ) -> Result<ItemPage<RegistrationDetail>, AppError> {
+        require_report_reader(caller)?;
+        let after = query.skiptoken.as_deref().map(decode_cursor).transpose()?;
+        let mut tx = self.read().await?;
+        let mut rows = tx
+            .registration_details(
+                &caller.tenant.id,
+                &query.filter,
+                query.order,
+                query.descending,
+                after.as_ref(),
+                query.top + 1,
+            )
+            .await?;
+        drop(tx);
+        let has_more = rows.len() > query.top;
+        rows.truncate(query.top);
+        let skiptoken = has_more.then(|| rows.last()).flatten().map(|it| {
+            let key = match query.order {
+                RegistrationOrder::UserPrincipalName => &it.user_principal_name,
+                RegistrationOrder::UserDisplayName => &it.display_name,
+            };
+            encode_cursor(&Cursor { sort_key: key.to_lowercase(), id: it.id.to_string() })
+        });
+        let last_updated = self.now();
+        let items = rows
+            .into_iter()
+            .map(|it| RegistrationDetail {
+                id: it.id.to_string(),
+                user_principal_name: it.user_principal_name,
+                user_display_name: it.display_name,
+                methods: it.methods,
+                last_updated,
+            })
+            .collect();
+        Ok(ItemPage { items, skiptoken })
+    }
+
+    /// `GET /reports/authenticationMethods/userRegistrationDetails/{id}`: an enabled user's
+    /// details (`NotFound` for a disabled or unknown user, as Entra leaves disabled users out).
+    pub async fn registration_detail(&self, caller: &Caller, id: &str) -> Result<RegistrationDetail, AppError> {
+        let not_found = || AppError::NotFound(id.to_owned());
+        let id = ObjectId::parse(id).ok_or_else(not_found)?;
+        let query = RegistrationQuery {
+            filter: RegistrationFilter { id: Some(id.to_string()), ..Default::default() },
+            order: RegistrationOrder::UserPrincipalName,
+            descending: false,
+            top: 1,
+            skiptoken: None,
+        };
+        self.registration_details(caller, &query).await?.items.pop().ok_or_else(not_found)
+    }
+
+    /// `usersRegisteredByMethod(…)` and `usersRegisteredByFeature(…)`: the counts over the users
+    /// `scope` includes.
+    pub async fn registration_counts(
+        &self,
+        caller: &Caller,
+        scope: &SummaryScope,
+    ) -> Result<RegistrationCounts, AppError> {
+        require_report_reader(caller)?;
+        let mut tx = self.read().await?;
+        Ok(tx.registration_counts(&caller.tenant.id, scope).await?)
+    }
+}
