@@ -1,0 +1,229 @@
+//! `/{tenant}/admin/…`: the admin portal. A signed-in administrator (with MFA) finds a user and
+//! takes the service desk's actions on their authentication methods. Every action goes through
+//! the same use case as the Graph API, so the same rules decide and the same audit records are
+//! written; forms carry the session's CSRF token and follow post/redirect/get.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Relation, Surface, Who, url_encode};
+use keyward_core::audit::{AuditRecord, AuditResult, Initiator};
+use keyward_core::audit_query::{AuditFilter, AuditQuery, TextMatch};
+use keyward_core::auth_methods::{PhoneType, TapRequest};
+use keyward_core::authz;
+use keyward_core::directory::User;
+use keyward_core::directory::{AssignmentFilter, DirectoryObject, Group};
+use keyward_core::query::RawQuery as QueryOptions;
+use keyward_core::secret::constant_time_eq;
+use keyward_core::signin::{PerUserMfaState, SignInPolicy, TapPolicy};
+use keyward_core::signin_query::{SignInFilter, SignInQuery};
+
+use super::{Message, cookie_names, html, meta, read_cookie};
+use crate::AppState;
+
+mod audit;
+mod groups;
+mod mfa;
+mod roles;
+mod settings;
+mod users;
+
+pub(super) use self::audit::audit;
+pub(super) use self::groups::{group, groups};
+pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
+pub(super) use self::roles::{role, roles};
+pub(super) use self::settings::{settings, settings_save};
+pub(super) use self::users::{confirm, user, user_action, users};
+
+/// Users per page of the list.
+const PAGE_SIZE: usize = 25;
+
+/// Who is signed in, shown on every portal page.
+#[derive(Debug)]
+struct Header {
+    display_name: String,
+    user_principal_name: String,
+    roles: String,
+}
+
+impl Header {
+    fn of(caller: &Caller) -> Header {
+        let user = caller.user();
+        let mut roles: Vec<&str> = caller
+            .actor
+            .roles
+            .iter()
+            .map(|it| authz::built_in_role(&it.role_definition_id).map_or("Custom role", |role| role.display_name))
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        Header {
+            display_name: user.map(|it| it.display_name.clone()).unwrap_or_default(),
+            user_principal_name: user.map(|it| it.user_principal_name.clone()).unwrap_or_default(),
+            roles: roles.join(", "),
+        }
+    }
+}
+/// Audit records the user page shows.
+const AUDIT_ROWS: usize = 20;
+
+/// Who started an audited change, as the page shows it.
+fn initiator(record: &AuditRecord) -> String {
+    match &record.initiated_by {
+        Initiator::User { user_principal_name, .. } => user_principal_name.clone(),
+        Initiator::App { display_name, .. } => display_name.clone(),
+    }
+}
+
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+/// The administrator a request acts as, or the response that sends it elsewhere: to sign in, or
+/// a page that says why the portal is closed to it.
+async fn administrator(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    peer: Peer,
+    return_to: &str,
+) -> Result<(Box<Caller>, String), Response> {
+    let (session_name, _, _) = cookie_names(state);
+    let cookie = read_cookie(headers, session_name);
+    let meta = meta(headers, peer.map(|it| it.0.0));
+    let access = state.app.portal_access(tenant, cookie, meta, true).await;
+    match access {
+        Ok(PortalAccess::Administrator(caller)) => {
+            let csrf = cookie.map(keyward_app::csrf_token).unwrap_or_default();
+            Ok((caller, csrf))
+        }
+        Ok(PortalAccess::SignedOut(tenant_id)) => {
+            // Locations are built from the tenant's id, never from the path as given.
+            let back = format!("/{tenant_id}{return_to}");
+            Err(see_other(&format!("/{tenant_id}/login?return_to={}", url_encode(&back))))
+        }
+        Ok(PortalAccess::NotAnAdministrator(tenant_id)) => {
+            let account = format!("/{tenant_id}/login");
+            Err(html(
+                StatusCode::FORBIDDEN,
+                &Message::error(
+                    "Admin portal",
+                    "Your account holds no administrator role, so the admin portal is closed to you.",
+                )
+                .with_link(&account, "Your security info is on your account page"),
+            ))
+        }
+        Ok(PortalAccess::NeedsMfa(tenant_id)) => {
+            let account = format!("/{tenant_id}/login");
+            Err(html(
+                StatusCode::FORBIDDEN,
+                &Message::error(
+                    "Admin portal",
+                    "The admin portal needs multi-factor authentication. Sign out, then sign in again with \
+                     your authenticator app (add one on your account page if you have none).",
+                )
+                .with_link(&account, "Your account page"),
+            ))
+        }
+        Err(AppError::NotFound(_)) => {
+            Err(html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "No such tenant.")))
+        }
+        Err(err) => Err(failure(err)),
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A failure the page cannot show in place.
+fn failure(err: AppError) -> Response {
+    match err {
+        AppError::NotFound(_) => {
+            html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "No such user in this tenant."))
+        }
+        AppError::Forbidden { message, .. } => html(StatusCode::FORBIDDEN, &Message::alert("Admin portal", &message)),
+        AppError::BadRequest(message) | AppError::UnsupportedQuery(message) => {
+            html(StatusCode::BAD_REQUEST, &Message::alert("Admin portal", &message))
+        }
+        err => {
+            tracing::error!(error = ?err, "admin portal page failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &Message::error(
+                    "Admin portal",
+                    "Something went wrong on our side. Try again in a moment; if it keeps happening, tell \
+                     your administrator.",
+                ),
+            )
+        }
+    }
+}
+
+/// `GET /{tenant}/admin`.
+pub(super) async fn home(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
+        Ok((caller, _)) => see_other(&format!("/{}/admin/users", caller.tenant.id)),
+        Err(response) => response,
+    }
+}
+
+/// One page of the user list: `search` and `skiptoken` from the request; the users, the search
+/// as the page shows it, and the next page's address under `path` (`/admin/users`, …).
+async fn user_list_page(
+    state: &AppState,
+    caller: &Caller,
+    params: &HashMap<String, String>,
+    size: usize,
+    path: &str,
+) -> Result<(Vec<User>, String, Option<String>), AppError> {
+    let search: String =
+        params.get("search").map(String::as_str).unwrap_or_default().chars().take(MAX_SEARCH).collect();
+    let skiptoken = params.get("skiptoken").map(String::as_str);
+    let (users, next) = state.app.portal_users(caller, &search, size, skiptoken).await?;
+    let tenant = &caller.tenant.id;
+    let next =
+        next.map(|token| format!("/{tenant}{path}?search={}&skiptoken={}", url_encode(&search), url_encode(&token)));
+    Ok((users, search, next))
+}
+
+/// What every portal post checks first: the address's rate limit, the administrator, and the
+/// form's CSRF token (`presented`).
+async fn checked_post(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    peer: Peer,
+    return_to: &str,
+    presented: &str,
+) -> Result<(Box<Caller>, String), Response> {
+    let ip = peer.as_ref().map(|it| it.0.0.ip().to_string());
+    if let Err(err) = state.app.throttle(Surface::SignInPages, ip.as_deref(), None) {
+        let mut response = html(StatusCode::TOO_MANY_REQUESTS, &Message::alert("Admin portal", &err.to_string()));
+        if let AppError::TooManyRequests { retry_after } | AppError::Overloaded { retry_after } = err {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        return Err(response);
+    }
+    let (caller, csrf) = administrator(state, tenant, headers, peer, return_to).await?;
+    if csrf.is_empty() || !constant_time_eq(csrf.as_bytes(), presented.as_bytes()) {
+        return Err(html(
+            StatusCode::BAD_REQUEST,
+            &Message::error("Admin portal", "This form did not come from this page. Reload the page and try again."),
+        ));
+    }
+    Ok((caller, csrf))
+}

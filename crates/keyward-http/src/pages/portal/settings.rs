@@ -1,0 +1,108 @@
+//! The sign-in and Temporary Access Pass policies.
+
+use super::*;
+
+#[derive(Debug, Template)]
+#[template(path = "portal/settings.html")]
+struct SettingsPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    policy: SignInPolicy,
+    tap: TapPolicy,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+async fn settings_page(
+    state: &AppState,
+    caller: &Caller,
+    csrf: String,
+    notice: Option<&'static str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let (policy, tap) = match state.app.sign_in_policies(caller).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = SettingsPage {
+        title: "Settings",
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        policy,
+        tap,
+        csrf,
+        notice,
+        error,
+    };
+    html(status, &page)
+}
+
+/// `GET /{tenant}/admin/settings`: the sign-in policy and the Temporary Access Pass policy.
+pub(in crate::pages) async fn settings(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/settings").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let notice = params.get("done").map(|_| "Saved.");
+    settings_page(&state, &caller, csrf, notice, None).await
+}
+
+/// `POST /{tenant}/admin/settings`: both policies at once, through the same use case (bounds,
+/// audit) as Graph's policy updates.
+pub(in crate::pages) async fn settings_save(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    let (caller, csrf) = match checked_post(&state, &tenant, &headers, peer, "/admin/settings", presented).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let number = |name: &str| -> Result<i64, AppError> {
+        fields
+            .get(name)
+            .and_then(|it| it.trim().parse().ok())
+            .ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a whole number.")))
+    };
+    let flag = |name: &str| fields.get(name).is_some_and(|it| it == "true");
+    let saved = state
+        .app
+        .update_sign_in_policies(&caller, |policy, tap| {
+            policy.mfa_for_privileged_roles = flag("mfa_privileged");
+            policy.mfa_for_everyone = flag("mfa_everyone");
+            policy.remember_mfa_days = number("remember_days")?;
+            policy.lockout_threshold = number("lockout_threshold")?;
+            policy.lockout_seconds = number("lockout_seconds")?;
+            policy.code_attempt_limit = number("code_attempts")?;
+            tap.is_enabled = flag("tap_enabled");
+            tap.minimum_lifetime_minutes = number("tap_min")?;
+            tap.default_lifetime_minutes = number("tap_default")?;
+            tap.maximum_lifetime_minutes = number("tap_max")?;
+            tap.default_length = number("tap_length")?;
+            tap.is_usable_once = flag("tap_once");
+            Ok(())
+        })
+        .await;
+    match saved {
+        Ok(()) => see_other(&format!("/{}/admin/settings?done=1", caller.tenant.id)),
+        Err(AppError::BadRequest(message)) => {
+            settings_page(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        Err(err) => failure(err),
+    }
+}

@@ -1,0 +1,487 @@
+//! The user list and a user's page: profile, memberships, methods, the service desk's actions
+//! with their confirmations, and the one-time secrets some of them show.
+
+use super::*;
+
+/// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
+const ACTIONS: [(&str, &str, &str); 5] = [
+    (
+        "require_reregistration",
+        "Require re-register MFA",
+        "Deletes the user's authenticator apps and phones; they register again at their next sign-in.",
+    ),
+    (
+        "revoke_mfa_sessions",
+        "Revoke MFA sessions",
+        "Forgets the devices where the user chose not to be asked again; the next sign-in asks for MFA.",
+    ),
+    ("revoke_sessions", "Revoke sessions", "Signs the user out everywhere: sessions and refresh tokens end."),
+    (
+        "reset_password",
+        "Reset password",
+        "Sets a new password that Keyward chooses, shown once; the user must change it at the next sign-in, \
+         and their sessions end.",
+    ),
+    (
+        "create_tap",
+        "Create Temporary Access Pass",
+        "Creates a pass the user signs in with (and registers new methods with), shown once. Tell it to the \
+         user only once you know who is asking.",
+    ),
+];
+
+/// A secret shown once: a generated password or a Temporary Access Pass.
+#[derive(Debug, Template)]
+#[template(path = "portal/secret.html")]
+struct SecretPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    user: User,
+    /// What the secret is and what happens next.
+    what: String,
+    secret: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/users.html")]
+struct UsersPage<'a> {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    search: &'a str,
+    users: Vec<User>,
+    next: Option<String>,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/user.html")]
+struct UserPage {
+    title: String,
+    tenant: String,
+    header: Header,
+    user: User,
+    /// The methods as text with the key that deletes them (none for the password), or why they
+    /// are not shown.
+    methods: Result<Vec<(String, Option<String>)>, String>,
+    /// Why the caller may not delete this user's methods, if so.
+    delete_reason: Option<String>,
+    /// The groups the user belongs to (directly or through groups) and the roles they hold, or
+    /// why they are not shown.
+    memberships: Result<(Vec<String>, Vec<&'static str>), String>,
+    /// The per-user MFA state (`disabled`, `enabled`, `enforced`), or why it is not shown.
+    mfa_state: Result<&'static str, String>,
+    /// The newest sign-ins: (time, application, result, address), or why they are not shown.
+    sign_ins: Result<Vec<(String, String, String, String)>, String>,
+    /// The newest audit records that name the user: (time, activity, initiator, result), or why
+    /// they are not shown.
+    audit: Result<Vec<(String, String, String, &'static str)>, String>,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    /// Each action: its name, button, what it does, and why the caller may not take it (if so).
+    actions: Vec<(&'static str, &'static str, &'static str, Option<String>)>,
+}
+
+/// The confirmation of one action: what will happen, and the form that does it.
+#[derive(Debug, Template)]
+#[template(path = "portal/confirm.html")]
+struct ConfirmPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    user: User,
+    action: &'static str,
+    button: &'static str,
+    help: String,
+    /// The method a `delete_method` confirmation is about.
+    method: Option<String>,
+    reason: Option<String>,
+    csrf: String,
+}
+
+/// the display name, user principal name or mail.
+/// `GET /{tenant}/admin/users?search=…&skiptoken=…`: the user list, searchable by the start of
+/// the display name, user principal name or mail.
+pub(in crate::pages) async fn users(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let (users, search, next) = match user_list_page(&state, &caller, &params, PAGE_SIZE, "/admin/users").await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let tenant = caller.tenant.id.to_string();
+    html(
+        StatusCode::OK,
+        &UsersPage { title: "Users", header: Header::of(&caller), tenant, search: &search, users, next },
+    )
+}
+
+/// The key a method is deleted by on the portal: `phone:<type>`, `email`, `oath:<id>`,
+/// `tap:<id>`; none for the password.
+fn method_key(method: &AuthMethod) -> Option<String> {
+    match method {
+        AuthMethod::Password { .. } => None,
+        AuthMethod::Phone(phone) => Some(format!("phone:{}", phone.phone_type.as_str())),
+        AuthMethod::Email { .. } => Some("email".to_owned()),
+        AuthMethod::SoftwareOath(oath) => Some(format!("oath:{}", oath.id)),
+        AuthMethod::TemporaryAccessPass(pass) => Some(format!("tap:{}", pass.id)),
+    }
+}
+
+/// Deletes the method `key` names (see [`method_key`]) of user `user`.
+async fn delete_method(state: &AppState, caller: &Caller, user: &str, key: &str) -> Result<(), AppError> {
+    let unknown = || AppError::BadRequest("Unknown method: choose Delete next to one of the user's methods.".into());
+    match key.split_once(':') {
+        Some(("phone", kind)) => {
+            let kind = PhoneType::parse(kind).ok_or_else(unknown)?;
+            state.app.delete_phone(caller, Who::User(user), kind).await
+        }
+        Some(("oath", id)) => state.app.delete_software_oath(caller, Who::User(user), id).await,
+        Some(("tap", id)) => state.app.delete_tap(caller, user, id).await,
+        None if key == "email" => state.app.delete_email(caller, Who::User(user)).await,
+        _ => Err(unknown()),
+    }
+}
+
+/// One method as the page lists it.
+fn describe(method: &AuthMethod) -> String {
+    match method {
+        AuthMethod::Password { .. } => "Password".to_owned(),
+        AuthMethod::Phone(phone) => format!("Phone ({}): {}", phone.phone_type.as_str(), phone.number),
+        AuthMethod::Email { address } => format!("Email: {address}"),
+        AuthMethod::SoftwareOath(oath) => format!("Authenticator app (added {})", keyward_app::rfc3339(oath.created)),
+        AuthMethod::TemporaryAccessPass(pass) => {
+            format!(
+                "Temporary Access Pass (from {}, {} minutes)",
+                keyward_app::rfc3339(pass.start),
+                pass.lifetime_minutes
+            )
+        }
+    }
+}
+
+async fn user_page(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    notice: Option<&'static str>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let user = match state.app.get_user(caller, key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let methods = match state.app.list_auth_methods(caller, &user.id.to_string()).await {
+        Ok(methods) => Ok(methods.iter().map(|it| (describe(it), method_key(it))).collect()),
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read this user's methods.".to_owned()),
+        Err(err) => return failure(err),
+    };
+    let id = user.id.to_string();
+    let hidden = |what: &str| format!("Your roles do not let you read {what}.");
+    let memberships = match state.app.transitive_member_of(caller, &id).await {
+        Ok(found) => {
+            let groups = found
+                .groups
+                .iter()
+                .map(|it| match it {
+                    DirectoryObject::Group(group) => group.display_name.clone(),
+                    DirectoryObject::User(user) => user.display_name.clone(),
+                    DirectoryObject::ServicePrincipal(principal) => principal.display_name.clone(),
+                })
+                .collect();
+            Ok((groups, found.roles.iter().map(|it| it.display_name).collect()))
+        }
+        Err(AppError::Forbidden { .. }) => Err(hidden("this user's groups and roles")),
+        Err(err) => return failure(err),
+    };
+    let mfa_state = match state.app.mfa_requirements(caller, &id).await {
+        Ok(state) => Ok(state.as_str()),
+        Err(AppError::Forbidden { .. }) => Err(hidden("this user's per-user MFA state")),
+        Err(err) => return failure(err),
+    };
+    let query = SignInQuery {
+        filter: SignInFilter { user_id: Some(id.to_lowercase()), ..SignInFilter::default() },
+        top: AUDIT_ROWS,
+        skiptoken: None,
+    };
+    let sign_ins = match state.app.list_sign_ins(caller, &query).await {
+        Ok(page) => Ok(page
+            .items
+            .iter()
+            .map(|it| {
+                let result =
+                    if it.error_code == 0 { "success".to_owned() } else { format!("failure ({})", it.error_code) };
+                (
+                    keyward_app::rfc3339(it.created),
+                    it.app_display_name.clone(),
+                    result,
+                    it.ip_address.clone().unwrap_or_default(),
+                )
+            })
+            .collect()),
+        Err(AppError::Forbidden { .. }) => Err(hidden("the sign-in log")),
+        Err(err) => return failure(err),
+    };
+    let audit = match state.app.audit_for_target(caller, &user.id, AUDIT_ROWS).await {
+        Ok(records) => Ok(records
+            .iter()
+            .map(|it| {
+                let result = if it.result == AuditResult::Success { "success" } else { "failure" };
+                (keyward_app::rfc3339(it.activity_date_time), it.activity_display_name.clone(), initiator(it), result)
+            })
+            .collect()),
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the audit log.".to_owned()),
+        Err(err) => return failure(err),
+    };
+    let actions = match action_reasons(state, caller, &user).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let delete_reason = actions.iter().find(|it| it.0 == "require_reregistration").and_then(|it| it.3.clone());
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
+    let page = UserPage {
+        title: user.display_name.clone(),
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        user,
+        methods,
+        delete_reason,
+        memberships,
+        mfa_state,
+        sign_ins,
+        audit,
+        notice,
+        error,
+        actions,
+    };
+    html(status, &page)
+}
+
+/// An action's refusal or bad input, shown on the user's page with its message; anything else as
+/// a page of its own.
+async fn action_failed(state: &AppState, caller: &Caller, key: &str, err: AppError) -> Response {
+    match err {
+        AppError::Forbidden { message, .. } => {
+            user_page(state, caller, key, None, Some((StatusCode::FORBIDDEN, message))).await
+        }
+        AppError::BadRequest(message) => {
+            user_page(state, caller, key, None, Some((StatusCode::BAD_REQUEST, message))).await
+        }
+        err => failure(err),
+    }
+}
+
+/// The two actions whose result is a secret shown once: rendered in the post's response (not
+/// stored for a redirect), never cached.
+async fn secret_action(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    action: &str,
+    fields: &HashMap<String, String>,
+) -> Response {
+    let shown = if action == "reset_password" {
+        state.app.reset_password(caller, key, None).await.map(|reset| {
+            let secret = reset.generated.map(|it| it.expose().to_owned()).unwrap_or_default();
+            (
+                "New password",
+                "The user's new password. Give it to them over a channel you trust; they choose \
+              their own at the next sign-in. It is not shown again."
+                    .to_owned(),
+                secret,
+            )
+        })
+    } else {
+        let lifetime = match fields.get("lifetime").filter(|it| !it.is_empty()).map(|it| it.parse::<i64>()) {
+            None => None,
+            Some(Ok(minutes)) => Some(minutes),
+            Some(Err(_)) => {
+                let err = AppError::BadRequest("The lifetime must be a number of minutes.".into());
+                return action_failed(state, caller, key, err).await;
+            }
+        };
+        let request = TapRequest {
+            start: None,
+            lifetime_minutes: lifetime,
+            is_usable_once: Some(fields.get("once").is_some_and(|it| it == "true")),
+        };
+        state.app.create_tap(caller, key, request).await.map(|view| {
+            let what = format!(
+                "A Temporary Access Pass, valid for {} minutes{}. It is not shown again.",
+                view.lifetime_minutes,
+                if view.is_usable_once { ", for one sign-in" } else { "" }
+            );
+            ("Temporary Access Pass", what, view.pass.map(|it| it.expose().to_owned()).unwrap_or_default())
+        })
+    };
+    match shown {
+        Ok((title, what, secret)) => {
+            let user = match state.app.get_user(caller, key).await {
+                Ok(it) => it,
+                Err(err) => return failure(err),
+            };
+            let page = SecretPage {
+                title,
+                tenant: caller.tenant.id.to_string(),
+                header: Header::of(caller),
+                user,
+                what,
+                secret,
+            };
+            html(StatusCode::OK, &page)
+        }
+        Err(err) => action_failed(state, caller, key, err).await,
+    }
+}
+
+/// Each action with its button and help, and why the caller may not take it on `user` (if so).
+async fn action_reasons(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+) -> Result<Vec<(&'static str, &'static str, &'static str, Option<String>)>, AppError> {
+    let reasons = state.app.portal_user_actions(caller, &user.id.to_string()).await?;
+    Ok(ACTIONS
+        .iter()
+        .map(|&(name, button, help)| {
+            let reason = reasons.iter().find(|(it, _)| *it == name).and_then(|(_, why)| why.clone());
+            (name, button, help, reason)
+        })
+        .collect())
+}
+
+/// `GET /{tenant}/admin/users/{id}/confirm?action=…`: what the action will do to this user, and
+/// the form that does it (or why the caller may not).
+pub(in crate::pages) async fn confirm(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let wanted = params.get("action").map(String::as_str).unwrap_or_default();
+    let user = match state.app.get_user(&caller, &key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let reasons = match action_reasons(&state, &caller, &user).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let (action, button, help, reason, method) = if wanted == "delete_method" {
+        let method = params.get("method").cloned().unwrap_or_default();
+        let listed = match state.app.list_auth_methods(&caller, &user.id.to_string()).await {
+            Ok(methods) => methods.iter().find(|it| method_key(it).as_deref() == Some(method.as_str())).map(describe),
+            Err(err) => return failure(err),
+        };
+        let Some(described) = listed else {
+            return failure(AppError::BadRequest(
+                "Unknown method: choose Delete next to one of the user's methods.".into(),
+            ));
+        };
+        // Deleting a method needs what requiring re-registration needs (`authenticationMethods/delete`).
+        let reason = reasons.iter().find(|it| it.0 == "require_reregistration").and_then(|it| it.3.clone());
+        let help = format!("Deletes this method: {described}. The user can no longer sign in with it.");
+        ("delete_method", "Delete method", help, reason, Some(method))
+    } else {
+        let Some(&(action, button, help)) = ACTIONS.iter().find(|(name, ..)| *name == wanted) else {
+            return failure(AppError::BadRequest(
+                "Unknown action: choose one of the buttons on the user's page.".into(),
+            ));
+        };
+        let reason = reasons.into_iter().find(|it| it.0 == action).and_then(|it| it.3);
+        (action, button, help.to_owned(), reason, None)
+    };
+    let page = ConfirmPage {
+        title: button,
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(&caller),
+        user,
+        action,
+        button,
+        help,
+        method,
+        reason,
+        csrf,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// `GET /{tenant}/admin/users/{id}`: the profile and authentication methods, with the actions.
+pub(in crate::pages) async fn user(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    // The notice of a finished action is chosen from a fixed list, never echoed from the URL.
+    let notice = match params.get("done").map(String::as_str) {
+        Some("require_reregistration") => {
+            Some("Done: the user must register their authentication methods again at their next sign-in.")
+        }
+        Some("revoke_mfa_sessions") => Some("Done: the user's remembered MFA devices were forgotten."),
+        Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
+        Some("delete_method") => Some("Done: the method was deleted."),
+        _ => None,
+    };
+    user_page(&state, &caller, &key, notice, None).await
+}
+
+/// `POST /{tenant}/admin/users/{id}` with `csrf` and `action`.
+pub(in crate::pages) async fn user_action(
+    State(state): State<AppState>,
+    Path((tenant, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    peer: Peer,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let return_to = format!("/admin/users/{}", url_encode(&key));
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let action = fields.get("action").map(String::as_str).unwrap_or_default();
+    if action == "reset_password" || action == "create_tap" {
+        return secret_action(&state, &caller, &key, action, &fields).await;
+    }
+    let result = match action {
+        "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
+        "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,
+        "revoke_sessions" => state.app.revoke_sign_in_sessions(&caller, &key).await,
+        "delete_method" => {
+            let method = fields.get("method").map(String::as_str).unwrap_or_default();
+            delete_method(&state, &caller, &key, method).await
+        }
+        _ => Err(AppError::BadRequest("Unknown action: choose one of the buttons on the user's page.".into())),
+    };
+    match result {
+        Ok(()) => {
+            let user = caller.tenant.id.to_string();
+            see_other(&format!("/{user}/admin/users/{}?done={action}", url_encode(&key)))
+        }
+        Err(err) => action_failed(&state, &caller, &key, err).await,
+    }
+}
