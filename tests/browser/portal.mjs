@@ -62,6 +62,12 @@ try {
   const after = await page.locator("#methods").innerText();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT"), fullPage: true });
 
+  // The methods activity report, drawn by the server (charts as SVG, with tables as text).
+  const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
+  await page.goto(`${admin}/reports`);
+  await title();
+  await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-reports.png"), fullPage: true });
+
   // axe-core on each portal page, in a context that shares the session and may run the checker
   // (the pages themselves allow no script).
   const axeContext = await browser.newContext({
@@ -71,8 +77,7 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/settings`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/reports`, `${admin}/settings`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });

@@ -84,17 +84,20 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         "portaluser Portal",
         "Require re-register MFA",
         "portaluser Portal",
+        "Authentication methods activity",
     ], report
     assert "Privileged Authentication Administrator" in report["header"], report
     assert "Phone (mobile)" in report["before"] and "Phone" not in report["after"], report
     assert "register again" in report["what"] and report["notice"].startswith("Done"), report
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the user's page"
+    assert screenshot.with_name("portal-user-reports.png").read_bytes().startswith(b"\x89PNG"), "and the report"
     if os.environ.get("KEYWARD_UPDATE_SCREENSHOTS"):
         # `KEYWARD_UPDATE_SCREENSHOTS=1` refreshes the README's pictures of the portal.
         shots = REPO_ROOT / "docs" / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, shots / "portal-user.png")
         shutil.copyfile(screenshot.with_name("portal-user-users.png"), shots / "portal-users.png")
+        shutil.copyfile(screenshot.with_name("portal-user-reports.png"), shots / "portal-reports.png")
     assert report["violations"] == [], f"axe-core found serious or critical problems: {report['violations']}"
 
     with keyward.raw_http() as http:

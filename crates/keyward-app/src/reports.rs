@@ -2,16 +2,19 @@
 //! `/reports/authenticationMethods/userRegistrationDetails`, `usersRegisteredByMethod(…)` and
 //! `usersRegisteredByFeature(…)`, and the portal's activity page drawn from them.
 
+use keyward_core::audit::Activity;
+use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::{self, Decision, Target, actions};
 use keyward_core::ids::ObjectId;
 use keyward_core::registration::{
-    RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, RegistrationQuery, SummaryScope,
+    DayActivity, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, RegistrationQuery,
+    SummaryScope, daily_activity,
 };
 use keyward_store::Cursor;
 use time::OffsetDateTime;
 
 use crate::directory::{decode_cursor, encode_cursor};
-use crate::{App, AppError, Caller, ItemPage, Principal, require_scope};
+use crate::{App, AppError, Caller, ItemPage, Principal, require, require_scope};
 
 /// One enabled user's registration details.
 #[derive(Debug, Clone)]
@@ -50,7 +53,44 @@ fn require_report_reader(caller: &Caller) -> Result<(), AppError> {
     }
 }
 
+/// Audit records read per series of the daily activity (resets, registrations, refusals).
+pub const ACTIVITY_LIMIT: usize = 10_000;
+
 impl App {
+    /// The service desk's activity on the last `days` UTC days (today included): password resets,
+    /// passes created and refused actions per day, from the audit log; and whether a series had
+    /// more than [`ACTIVITY_LIMIT`] records, so that its oldest days are undercounted.
+    pub async fn daily_activity(&self, caller: &Caller, days: u16) -> Result<(Vec<DayActivity>, bool), AppError> {
+        require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
+        let today = self.now().date();
+        let first = today.saturating_sub(time::Duration::days(i64::from(days.max(1)) - 1));
+        let from = Some(first.midnight().assume_utc());
+        let series = [
+            AuditFilter {
+                activity: Some(TextMatch::Equals(Activity::ResetPasswordByAdmin.display_name().to_lowercase())),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                activity: Some(TextMatch::Equals(Activity::AdminRegisteredSecurityInfo.display_name().to_lowercase())),
+                ..AuditFilter::default()
+            },
+            AuditFilter { result: Some("failure".into()), ..AuditFilter::default() },
+        ];
+        let (mut records, mut is_cut) = (Vec::new(), false);
+        for filter in series {
+            let filter = AuditFilter { from, ..filter };
+            let rows =
+                self.inner.store.query_audit(&caller.tenant.id, &filter, None, false, ACTIVITY_LIMIT + 1).await?;
+            is_cut |= rows.len() > ACTIVITY_LIMIT;
+            records.extend(rows.into_iter().take(ACTIVITY_LIMIT).map(|(_, record)| record));
+        }
+        // The filters compare lowercased activity names. A refused reset is in two series; count
+        // it once.
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        records.dedup_by(|a, b| a.id == b.id);
+        Ok((daily_activity(&records, first, days), is_cut))
+    }
+
     /// `GET /reports/authenticationMethods/userRegistrationDetails`.
     pub async fn registration_details(
         &self,

@@ -5,6 +5,9 @@
 //! Keyward computes the report live from the directory (Entra refreshes its copy periodically),
 //! so `lastUpdatedDateTime` is the time of the request.
 
+use time::Date;
+
+use crate::audit::{Activity, AuditRecord, AuditResult};
 use crate::audit_query::{TextMatch, log_filter, lowered, set, unsupported_clause};
 use crate::odata::{CmpOp, Expr, Literal, StrFunc};
 use crate::query::{QueryError, RawQuery, parse_top};
@@ -391,6 +394,41 @@ impl RegistrationCounts {
     }
 }
 
+/// One day of the service desk's activity on authentication methods, from the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayActivity {
+    pub day: Date,
+    /// Passwords reset by an administrator.
+    pub resets: u32,
+    /// Temporary Access Passes created.
+    pub passes: u32,
+    /// Administrator actions refused (records with result `failure`).
+    pub refused: u32,
+}
+
+/// Counts `records` per UTC day for the `days` days from `first_day`; records outside are
+/// ignored.
+pub fn daily_activity(records: &[AuditRecord], first_day: Date, days: u16) -> Vec<DayActivity> {
+    let mut out: Vec<DayActivity> = (0..days)
+        .filter_map(|offset| first_day.checked_add(time::Duration::days(i64::from(offset))))
+        .map(|day| DayActivity { day, resets: 0, passes: 0, refused: 0 })
+        .collect();
+    for record in records {
+        let day = record.activity_date_time.to_offset(time::UtcOffset::UTC).date();
+        let Some(slot) = out.iter_mut().find(|it| it.day == day) else { continue };
+        if record.result == AuditResult::Failure {
+            slot.refused += 1;
+        } else if record.activity_display_name == Activity::ResetPasswordByAdmin.display_name() {
+            slot.resets += 1;
+        } else if record.activity_display_name == Activity::AdminRegisteredSecurityInfo.display_name()
+            && record.result_reason.contains("temporary access pass")
+        {
+            slot.passes += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +495,32 @@ mod tests {
         let app = RegisteredMethods { software_oath: true, ..RegisteredMethods::default() };
         assert!(app.is_mfa_capable() && !app.is_sspr_registered());
         assert_eq!(app.preferred_secondary_method(), "oath");
+    }
+
+    #[test]
+    fn daily_activity_counts_resets_passes_and_refusals_per_utc_day() {
+        use crate::audit::{AuditContext, Initiator};
+        use crate::ids::ObjectId;
+        use time::macros::datetime;
+        let id = ObjectId::parse("00000000-0000-4000-8000-000000000001").expect("id");
+        let at = |when| AuditContext {
+            tenant_id: id.clone(),
+            correlation_id: "c".into(),
+            at: when,
+            initiated_by: Initiator::App { app_id: "a".into(), display_name: "A".into(), service_principal_id: None },
+        };
+        let mut pass =
+            at(datetime!(2026-12-02 23:59 UTC)).success("1".into(), Activity::AdminRegisteredSecurityInfo, vec![]);
+        pass.result_reason = "Admin registered temporary access pass method for user".into();
+        let phone =
+            at(datetime!(2026-12-02 10:00 UTC)).success("2".into(), Activity::AdminRegisteredSecurityInfo, vec![]);
+        let reset = at(datetime!(2026-12-01 00:00 UTC)).success("3".into(), Activity::ResetPasswordByAdmin, vec![]);
+        let refused =
+            at(datetime!(2026-12-01 12:00 UTC)).failure("4".into(), Activity::ResetPasswordByAdmin, vec![], "no");
+        let too_old = at(datetime!(2026-11-29 12:00 UTC)).success("5".into(), Activity::ResetPasswordByAdmin, vec![]);
+        let days = daily_activity(&[pass, phone, reset, refused, too_old], time::macros::date!(2026 - 11 - 30), 3);
+        let counts: Vec<(u32, u32, u32)> = days.iter().map(|it| (it.resets, it.passes, it.refused)).collect();
+        assert_eq!(counts, vec![(0, 0, 0), (1, 0, 1), (0, 1, 0)]);
+        assert_eq!(days[2].day, time::macros::date!(2026 - 12 - 02));
     }
 }

@@ -163,6 +163,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
         .route("/{tenant}/admin/roles", get(portal::roles))
         .route("/{tenant}/admin/audit", get(portal::audit))
+        .route("/{tenant}/admin/reports", get(portal::reports))
         .route("/{tenant}/admin/groups", get(portal::groups))
         .route("/{tenant}/admin/groups/{id}", get(portal::group))
         .route("/{tenant}/admin/roles/{id}", get(portal::role))

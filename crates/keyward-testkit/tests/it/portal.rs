@@ -573,6 +573,60 @@ async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
     assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"), "{policy}");
 }
 
+/// The methods activity page: registration coverage and today's resets, passes and refusals;
+/// a role that reads neither the report nor the audit log is told so.
+async fn the_methods_activity_report(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let chief_id = app.get(&format!("/v1.0/users/chief@{DOMAIN}")).await;
+    let chief_id = id_of(&chief_id.body);
+    let adele = user(&app, "adele", None).await;
+    user(&app, "helper", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    user(&app, "helpdesk", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let reset = app
+        .post(
+            &format!("/v1.0/users/{adele}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::ACCEPTED, "{}", reset.text);
+    let pass = app.post(&format!("/v1.0/users/{adele}/authentication/temporaryAccessPassMethods"), &json!({})).await;
+    assert_eq!(pass.status, StatusCode::CREATED, "{}", pass.text);
+    let helper = app.token_for(&format!("helper@{DOMAIN}")).await;
+    let refused = app
+        .as_user(&helper)
+        .post(&format!("/v1.0/users/{chief_id}/authentication/temporaryAccessPassMethods"), &json!({}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+
+    let page = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(page.title(), "Authentication methods activity", "{}", page.text());
+    // admin, chief, adele, helper, helpdesk; of the four role holders only chief (signed in
+    // above) has an authenticator app.
+    assert!(page.by_id("coverage-summary").is_some_and(|it| it.starts_with("5 enabled users")), "{}", page.text());
+    assert_eq!(page.by_id("admins-without-mfa").as_deref(), Some("3"));
+    let methods = page.html.split("id=\"methods\"").nth(1).expect("methods table").to_owned();
+    assert!(methods.contains("<tr><td>Authenticator app</td><td>1</td><td>20%</td></tr>"), "{methods}");
+    assert!(page.html.contains("<svg class=\"chart\" role=\"img\""), "charts are drawn");
+    let today = app.app.now().date().to_string();
+    let activity = page.html.split("id=\"activity\"").nth(1).expect("activity table").to_owned();
+    assert!(activity.contains(&format!("<tr><td>{today}</td><td>1</td><td>1</td><td>1</td></tr>")), "{activity}");
+    assert_eq!(activity.matches("<tr><td>").count(), 30, "thirty days");
+
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "helpdesk").await;
+    let hidden = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(hidden.status, StatusCode::OK, "{}", hidden.text());
+    assert!(
+        hidden.by_id("registration-hidden").is_some() && hidden.by_id("activity-hidden").is_some(),
+        "{}",
+        hidden.text()
+    );
+    assert!(!hidden.html.contains("id=\"capability\""));
+}
+
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
@@ -583,5 +637,6 @@ keyward_testkit::on_both_backends!(
     roles_and_their_holders,
     the_audit_log_page_filters_and_downloads,
     groups_and_their_members,
-    pages_have_one_stylesheet_and_no_inline_style
+    pages_have_one_stylesheet_and_no_inline_style,
+    the_methods_activity_report
 );

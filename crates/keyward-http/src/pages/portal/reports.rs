@@ -1,0 +1,138 @@
+//! Authentication methods activity, as Entra's report: registration coverage and the service
+//! desk's daily activity, drawn server-side as SVG bar charts, each with a table that says the
+//! same in text.
+
+use keyward_core::registration::{DayActivity, IncludedRoles, IncludedTypes, RegistrationCounts, SummaryScope};
+
+use super::*;
+
+/// Days of activity the page shows.
+const DAYS: u16 = 30;
+/// Width in the SVG's units of the longest horizontal bar.
+const BAR_WIDTH: u64 = 360;
+/// Height in the SVG's units of the tallest daily column.
+const COLUMN_HEIGHT: u64 = 120;
+
+/// One bar of a horizontal chart: its label, value, share of the whole (percent), length and
+/// vertical position.
+#[derive(Debug)]
+struct Bar {
+    label: &'static str,
+    value: i64,
+    percent: i64,
+    width: u64,
+    y: u64,
+}
+
+/// One day of the activity chart: the date, the three counts and their columns' heights.
+#[derive(Debug)]
+struct Day {
+    date: String,
+    x: u64,
+    counts: [u32; 3],
+    heights: [u64; 3],
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/reports.html")]
+struct ReportsPage {
+    title: &'static str,
+    tenant: String,
+    header: Header,
+    /// Users, capability bars, method bars and administrators without MFA; or why not shown.
+    registration: Result<(i64, Vec<Bar>, Vec<Bar>, i64), String>,
+    /// The days and whether older records were cut off; or why not shown.
+    activity: Result<(Vec<Day>, bool), String>,
+    days: u16,
+}
+
+fn bars(rows: &[(&'static str, i64)], total: i64) -> Vec<Bar> {
+    let longest = rows.iter().map(|it| it.1).max().unwrap_or(0).max(1);
+    rows.iter()
+        .enumerate()
+        .map(|(index, (label, value))| Bar {
+            label,
+            value: *value,
+            percent: if total > 0 { value * 100 / total } else { 0 },
+            width: u64::try_from(*value).unwrap_or(0) * BAR_WIDTH / u64::try_from(longest).unwrap_or(1),
+            y: 24 * index as u64,
+        })
+        .collect()
+}
+
+fn registration(all: &RegistrationCounts, admins: &RegistrationCounts) -> (i64, Vec<Bar>, Vec<Bar>, i64) {
+    let capability = [
+        ("MFA registered", all.mfa_registered),
+        ("MFA capable", all.mfa_capable),
+        ("Passwordless capable", 0),
+        ("Self-service reset registered", all.sspr_registered),
+    ];
+    let labels = |method: &str| match method {
+        "password" => "Password",
+        "email" => "Email",
+        "mobilePhone" => "Mobile phone",
+        "alternateMobilePhone" => "Alternate mobile phone",
+        "officePhone" => "Office phone",
+        _ => "Authenticator app",
+    };
+    let methods: Vec<(&'static str, i64)> = all.by_method().iter().map(|(name, n)| (labels(name), *n)).collect();
+    (all.total, bars(&capability, all.total), bars(&methods, all.total), admins.total - admins.mfa_capable)
+}
+
+fn days(activity: &[DayActivity]) -> Vec<Day> {
+    let highest = activity.iter().flat_map(|it| [it.resets, it.passes, it.refused]).max().unwrap_or(0).max(1);
+    activity
+        .iter()
+        .enumerate()
+        .map(|(index, it)| {
+            let counts = [it.resets, it.passes, it.refused];
+            Day {
+                date: it.day.to_string(),
+                x: 20 * index as u64,
+                counts,
+                heights: counts.map(|n| u64::from(n) * COLUMN_HEIGHT / u64::from(highest)),
+            }
+        })
+        .collect()
+}
+
+/// `GET /{tenant}/admin/reports`: registration coverage (every reader of the registration
+/// report) and the last 30 days of resets, passes and refusals (readers of the audit log).
+pub(in crate::pages) async fn reports(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/reports").await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let scope = |roles| SummaryScope { roles, types: IncludedTypes::All };
+    let counts = async {
+        let all = state.app.registration_counts(&caller, &scope(IncludedRoles::All)).await?;
+        let admins = state.app.registration_counts(&caller, &scope(IncludedRoles::Admin)).await?;
+        Ok::<_, AppError>(registration(&all, &admins))
+    };
+    let registration = match counts.await {
+        Ok(it) => Ok(it),
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the registration report.".to_owned()),
+        Err(err) => return failure(err),
+    };
+    let activity = match state.app.daily_activity(&caller, DAYS).await {
+        Ok((activity, is_cut)) => Ok((days(&activity), is_cut)),
+        Err(AppError::Forbidden { .. }) => {
+            Err("Daily activity comes from the audit log, which your roles do not let you read.".to_owned())
+        }
+        Err(err) => return failure(err),
+    };
+    let page = ReportsPage {
+        title: "Authentication methods activity",
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(&caller),
+        registration,
+        activity,
+        days: DAYS,
+    };
+    html(StatusCode::OK, &page)
+}
