@@ -119,6 +119,17 @@ impl Change {
     }
 }
 
+/// A password Keyward chooses for a user: 16 random characters that meet the password policy
+/// (which also refuses parts of the user's `names`).
+pub(crate) fn generate_password(names: &[&str]) -> Result<Secret, AppError> {
+    loop {
+        let candidate = Secret::new(random_string(PASSWORD_ALPHABET, 16)?);
+        if password::check(candidate.expose(), names).is_ok() {
+            return Ok(candidate);
+        }
+    }
+}
+
 /// How recent a sign-in with MFA self-service changes need (Entra's registration interrupt: users with a method
 /// must do MFA before changing their security info).
 const RECENT_MFA: Duration = Duration::minutes(10);
@@ -507,12 +518,7 @@ impl App {
                     .map_err(|err| AppError::BadRequest(format!("The password does not meet the policy: {err}.")))?;
                 (password, false)
             }
-            None => loop {
-                let candidate = Secret::new(random_string(PASSWORD_ALPHABET, 16)?);
-                if password::check(candidate.expose(), &[&user.display_name, &alias]).is_ok() {
-                    break (candidate, true);
-                }
-            },
+            None => (generate_password(&[&user.display_name, &alias])?, true),
         };
         let hash = self.inner.hasher.hash(chosen.expose()).await?;
         let now = self.now();

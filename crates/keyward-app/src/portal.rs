@@ -3,12 +3,14 @@
 //! (the portal is a first-party application, so no token scope narrows them), and every change
 //! is audited exactly as through Graph.
 
-use keyward_core::directory::User;
+use keyward_core::directory::{User, UserDraft};
 use keyward_core::ids::ObjectId;
 use keyward_core::query::RawQuery;
+use keyward_core::secret::Secret;
 
 use keyward_core::authz::{Target, actions};
 
+use crate::auth_methods::generate_password;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
 use crate::tokens::load_actor;
@@ -30,18 +32,43 @@ pub enum PortalAccess {
 
 /// The service desk's actions on a user in the portal, and the resource action each needs (the
 /// same as the Graph call behind it).
-pub const PORTAL_ACTIONS: [(&str, &str); 5] = [
+pub const PORTAL_ACTIONS: [(&str, &str); 9] = [
     ("require_reregistration", actions::USERS_AUTH_METHODS_DELETE),
     ("revoke_mfa_sessions", actions::USERS_AUTH_METHODS_UPDATE),
     ("revoke_sessions", actions::USERS_INVALIDATE_REFRESH_TOKENS),
     ("reset_password", actions::USERS_PASSWORD_UPDATE),
     ("create_tap", actions::USERS_AUTH_METHODS_CREATE),
+    ("edit", actions::USERS_BASIC_UPDATE),
+    ("disable", actions::USERS_DISABLE),
+    ("enable", actions::USERS_ENABLE),
+    ("delete", actions::USERS_DELETE),
 ];
 
 /// The longest search text the user list takes.
 pub const MAX_SEARCH: usize = 120;
 
 impl App {
+    /// Creates a user from the portal's form. Without a password in `draft`, Keyward chooses one
+    /// that meets the policy, returned once, and the user must change it at the next sign-in.
+    pub async fn portal_create_user(
+        &self,
+        caller: &Caller,
+        mut draft: UserDraft,
+    ) -> Result<(User, Option<Secret>), AppError> {
+        let generated = if draft.password.is_none() {
+            let upn = draft.user_principal_name.clone().unwrap_or_default();
+            let alias = upn.split('@').next().unwrap_or_default().to_owned();
+            let password = generate_password(&[draft.display_name.as_deref().unwrap_or_default(), &alias])?;
+            draft.password = Some(password.clone());
+            draft.force_change_password_next_sign_in = Some(true);
+            Some(password)
+        } else {
+            None
+        };
+        let user = self.create_user(caller, draft).await?;
+        Ok((user, generated))
+    }
+
     /// The portal access of the browser session named by `cookie` in `tenant_key`. With
     /// `is_portal_request`, an administrator's request counts as portal activity: the session
     /// then ends after `portal_idle_timeout` without any (in `signed_in_session`, for every use of

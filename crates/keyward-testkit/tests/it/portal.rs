@@ -627,6 +627,132 @@ async fn the_methods_activity_report(backend: Backend) {
     assert!(!hidden.html.contains("id=\"capability\""));
 }
 
+fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+}
+
+/// Users are created (with a password Keyward chooses and shows once, or one typed), edited,
+/// disabled, enabled and deleted through the same use cases as Graph; bad input and a forged
+/// form change nothing, and an Authentication Administrator cannot disable or delete a Global
+/// Administrator.
+async fn users_are_created_edited_disabled_and_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let chief = user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    user(&app, "helper", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let form = browser.get(&format!("/{DOMAIN}/admin/users/new")).await;
+    assert_eq!(form.title(), "New user", "{}", form.text());
+    let csrf = csrf_of(&form);
+    let new = format!("/{DOMAIN}/admin/users/new");
+    let nina_upn = format!("nina@{DOMAIN}");
+    let base = [
+        ("display_name", "Nina New"),
+        ("user_principal_name", nina_upn.as_str()),
+        ("force_change", "true"),
+        ("account_enabled", "true"),
+    ];
+
+    // A forged form (no CSRF token), a weak typed password and a bad sign-in name create nobody.
+    let forged = browser.post_form(&new, &fields(&base)).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text());
+    let weak = browser
+        .post_form(&new, &fields(&[base.as_slice(), &[("csrf", &csrf), ("password", "password")]].concat()))
+        .await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST, "{}", weak.text());
+    assert!(weak.by_id("error").is_some_and(|it| it.contains("password")), "{}", weak.text());
+    assert!(weak.html.contains("value=\"Nina New\""), "the form keeps what was typed");
+    let bad_upn = browser
+        .post_form(
+            &new,
+            &fields(&[("csrf", &csrf), ("display_name", "Nina New"), ("user_principal_name", "nina@elsewhere.test")]),
+        )
+        .await;
+    assert_eq!(bad_upn.status, StatusCode::BAD_REQUEST, "{}", bad_upn.text());
+    assert_eq!(app.get(&format!("/v1.0/users/{nina_upn}")).await.status, StatusCode::NOT_FOUND);
+
+    // Created with a password Keyward chooses, shown once.
+    let created =
+        browser.post_form(&new, &fields(&[base.as_slice(), &[("csrf", &csrf), ("job_title", "Nurse")]].concat())).await;
+    assert_eq!(created.title(), "User created", "{}", created.text());
+    let password = created.by_id("secret").expect("the password, once");
+    assert!(password.len() >= 16, "{password}");
+    let nina = app.get(&format!("/v1.0/users/{nina_upn}?$select=id,jobTitle,accountEnabled")).await;
+    assert_eq!(nina.body["jobTitle"], "Nurse", "{}", nina.text);
+    let nina = id_of(&nina.body);
+    let mut fresh = Browser::new(&app.base_url);
+    let page = fresh.get(&format!("/{DOMAIN}/login")).await;
+    let page = fresh.submit(&page, "username", &[("username", &nina_upn)], &[]).await;
+    let page = fresh.submit(&page, "password", &[("current-password", &password)], &[]).await;
+    assert_eq!(page.title(), "Update your password", "the chosen password works once, to change it");
+    let duplicate = browser.post_form(&new, &fields(&[base.as_slice(), &[("csrf", &csrf)]].concat())).await;
+    assert!(duplicate.status.is_client_error() && duplicate.by_id("error").is_some(), "{}", duplicate.text());
+
+    // Edited: only what changed is saved.
+    let user_path = format!("/{DOMAIN}/admin/users/{nina}");
+    let edit = browser.get(&format!("{user_path}/edit")).await;
+    assert_eq!(edit.title(), "Edit Nina New", "{}", edit.text());
+    let saved = browser
+        .post_form(
+            &format!("{user_path}/edit"),
+            &fields(&[
+                ("csrf", &csrf),
+                ("display_name", "Nina Newer"),
+                ("user_principal_name", &nina_upn),
+                ("job_title", "Head nurse"),
+            ]),
+        )
+        .await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the profile was saved."), "{}", saved.text());
+    let after = app.get(&format!("/v1.0/users/{nina}?$select=displayName,jobTitle")).await;
+    assert_eq!(
+        (after.body["displayName"].as_str(), after.body["jobTitle"].as_str()),
+        (Some("Nina Newer"), Some("Head nurse"))
+    );
+
+    // Disabled and enabled again, each confirmed.
+    let confirm = browser.get(&format!("{user_path}/confirm?action=disable")).await;
+    assert!(confirm.by_id("what").is_some_and(|it| it.contains("can no longer sign in")), "{}", confirm.text());
+    let disabled = browser.post_form(&user_path, &fields(&[("csrf", &csrf), ("action", "disable")])).await;
+    assert_eq!(disabled.by_id("account").as_deref(), Some("Disabled"), "{}", disabled.text());
+    assert!(disabled.by_id("enable").is_some() && disabled.by_id("disable").is_none());
+    let enabled = browser.post_form(&user_path, &fields(&[("csrf", &csrf), ("action", "enable")])).await;
+    assert_eq!(enabled.by_id("account").as_deref(), Some("Enabled"), "{}", enabled.text());
+
+    // An Authentication Administrator may not edit or delete a Global Administrator; a forged
+    // delete is refused and recorded.
+    let mut helper = Browser::new(&app.base_url);
+    sign_in(&app, &mut helper, "helper").await;
+    let chief_page = helper.get(&format!("/{DOMAIN}/admin/users/{chief}")).await;
+    for action in ["disable", "delete"] {
+        assert!(chief_page.html.contains(&format!("id=\"{action}\" disabled")), "{action}: {}", chief_page.text());
+    }
+    let helper_csrf = csrf_of(&helper.get(&format!("/{DOMAIN}/admin/users/{chief}/edit")).await);
+    let forged_delete = helper
+        .post_form(&format!("/{DOMAIN}/admin/users/{chief}"), &fields(&[("csrf", &helper_csrf), ("action", "delete")]))
+        .await;
+    assert_eq!(forged_delete.status, StatusCode::FORBIDDEN, "{}", forged_delete.text());
+    assert_eq!(app.get(&format!("/v1.0/users/{chief}")).await.status, StatusCode::OK);
+    let refusals = app.audit_for(&chief).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|it| it.activity_display_name == "Delete user"
+                && it.result == keyward_core::audit::AuditResult::Failure),
+        "{refusals:?}"
+    );
+
+    // Deleted.
+    let deleted = browser.post_form(&user_path, &fields(&[("csrf", &csrf), ("action", "delete")])).await;
+    assert_eq!(deleted.by_id("notice").as_deref(), Some("Done: the user was deleted."), "{}", deleted.text());
+    assert_eq!(app.get(&format!("/v1.0/users/{nina}")).await.status, StatusCode::NOT_FOUND);
+    let activities: Vec<String> =
+        app.audit_for(&nina).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    for expected in ["Add user", "Update user", "Delete user"] {
+        assert!(activities.iter().any(|it| it == expected), "{expected}: {activities:?}");
+    }
+}
+
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
@@ -638,5 +764,6 @@ keyward_testkit::on_both_backends!(
     the_audit_log_page_filters_and_downloads,
     groups_and_their_members,
     pages_have_one_stylesheet_and_no_inline_style,
-    the_methods_activity_report
+    the_methods_activity_report,
+    users_are_created_edited_disabled_and_deleted
 );

@@ -28,6 +28,7 @@ use crate::AppState;
 
 mod audit;
 mod groups;
+mod manage;
 mod mfa;
 mod reports;
 mod roles;
@@ -36,6 +37,7 @@ mod users;
 
 pub(super) use self::audit::audit;
 pub(super) use self::groups::{group, groups};
+pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
 pub(super) use self::reports::reports;
 pub(super) use self::roles::{role, roles};
@@ -47,7 +49,7 @@ const PAGE_SIZE: usize = 25;
 
 /// Who is signed in, shown on every portal page.
 #[derive(Debug)]
-struct Header {
+pub(super) struct Header {
     display_name: String,
     user_principal_name: String,
     roles: String,

@@ -1,10 +1,12 @@
 //! The user list and a user's page: profile, memberships, methods, the service desk's actions
 //! with their confirmations, and the one-time secrets some of them show.
 
+use keyward_core::directory::UserPatch;
+
 use super::*;
 
 /// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
-const ACTIONS: [(&str, &str, &str); 5] = [
+const ACTIONS: [(&str, &str, &str); 8] = [
     (
         "require_reregistration",
         "Require re-register MFA",
@@ -28,19 +30,31 @@ const ACTIONS: [(&str, &str, &str); 5] = [
         "Creates a pass the user signs in with (and registers new methods with), shown once. Tell it to the \
          user only once you know who is asking.",
     ),
+    (
+        "disable",
+        "Disable account",
+        "Blocks sign-in: the user can no longer sign in, and their sessions and refresh tokens stop working.",
+    ),
+    ("enable", "Enable account", "Lets the user sign in again."),
+    (
+        "delete",
+        "Delete user",
+        "Deletes the user permanently, with their methods, sessions, group memberships and role assignments. \
+         This cannot be undone.",
+    ),
 ];
 
 /// A secret shown once: a generated password or a Temporary Access Pass.
 #[derive(Debug, Template)]
 #[template(path = "portal/secret.html")]
-struct SecretPage {
-    title: &'static str,
-    tenant: String,
-    header: Header,
-    user: User,
+pub(super) struct SecretPage {
+    pub(super) title: &'static str,
+    pub(super) tenant: String,
+    pub(super) header: Header,
+    pub(super) user: User,
     /// What the secret is and what happens next.
-    what: String,
-    secret: String,
+    pub(super) what: String,
+    pub(super) secret: String,
 }
 
 #[derive(Debug, Template)]
@@ -49,10 +63,15 @@ struct UsersPage<'a> {
     title: &'static str,
     tenant: String,
     header: Header,
+    notice: Option<&'static str>,
     search: &'a str,
     users: Vec<User>,
     next: Option<String>,
 }
+
+/// An action on the user's page: its name, button, what it does, and why the caller may not take
+/// it (if so).
+type ActionRow = (&'static str, &'static str, &'static str, Option<String>);
 
 #[derive(Debug, Template)]
 #[template(path = "portal/user.html")]
@@ -66,6 +85,8 @@ struct UserPage {
     methods: Result<Vec<(String, Option<String>)>, String>,
     /// Why the caller may not delete this user's methods, if so.
     delete_reason: Option<String>,
+    /// Why the caller may not edit this user's profile, if so.
+    edit_reason: Option<String>,
     /// The groups the user belongs to (directly or through groups) and the roles they hold, or
     /// why they are not shown.
     memberships: Result<(Vec<String>, Vec<&'static str>), String>,
@@ -79,7 +100,7 @@ struct UserPage {
     notice: Option<&'static str>,
     error: Option<String>,
     /// Each action: its name, button, what it does, and why the caller may not take it (if so).
-    actions: Vec<(&'static str, &'static str, &'static str, Option<String>)>,
+    actions: Vec<ActionRow>,
 }
 
 /// The confirmation of one action: what will happen, and the form that does it.
@@ -117,10 +138,12 @@ pub(in crate::pages) async fn users(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
+    // Chosen from a fixed list, never echoed from the URL.
+    let notice = (params.get("done").map(String::as_str) == Some("delete")).then_some("Done: the user was deleted.");
     let tenant = caller.tenant.id.to_string();
     html(
         StatusCode::OK,
-        &UsersPage { title: "Users", header: Header::of(&caller), tenant, search: &search, users, next },
+        &UsersPage { title: "Users", header: Header::of(&caller), tenant, notice, search: &search, users, next },
     )
 }
 
@@ -241,7 +264,7 @@ async fn user_page(
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the audit log.".to_owned()),
         Err(err) => return failure(err),
     };
-    let actions = match action_reasons(state, caller, &user).await {
+    let (actions, edit_reason) = match action_reasons(state, caller, &user).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
@@ -257,6 +280,7 @@ async fn user_page(
         user,
         methods,
         delete_reason,
+        edit_reason,
         memberships,
         mfa_state,
         sign_ins,
@@ -350,15 +374,17 @@ async fn action_reasons(
     state: &AppState,
     caller: &Caller,
     user: &User,
-) -> Result<Vec<(&'static str, &'static str, &'static str, Option<String>)>, AppError> {
+) -> Result<(Vec<ActionRow>, Option<String>), AppError> {
     let reasons = state.app.portal_user_actions(caller, &user.id.to_string()).await?;
-    Ok(ACTIONS
+    let why = |name: &str| reasons.iter().find(|(it, _)| *it == name).and_then(|(_, why)| why.clone());
+    // An enabled account offers Disable, a disabled one Enable.
+    let unused = if user.account_enabled { "enable" } else { "disable" };
+    let actions = ACTIONS
         .iter()
-        .map(|&(name, button, help)| {
-            let reason = reasons.iter().find(|(it, _)| *it == name).and_then(|(_, why)| why.clone());
-            (name, button, help, reason)
-        })
-        .collect())
+        .filter(|(name, ..)| *name != unused)
+        .map(|&(name, button, help)| (name, button, help, why(name)))
+        .collect();
+    Ok((actions, why("edit")))
 }
 
 /// `GET /{tenant}/admin/users/{id}/confirm?action=…`: what the action will do to this user, and
@@ -381,7 +407,7 @@ pub(in crate::pages) async fn confirm(
         Err(err) => return failure(err),
     };
     let reasons = match action_reasons(&state, &caller, &user).await {
-        Ok(it) => it,
+        Ok((it, _)) => it,
         Err(err) => return failure(err),
     };
     let (action, button, help, reason, method) = if wanted == "delete_method" {
@@ -444,6 +470,11 @@ pub(in crate::pages) async fn user(
         Some("revoke_mfa_sessions") => Some("Done: the user's remembered MFA devices were forgotten."),
         Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
         Some("delete_method") => Some("Done: the method was deleted."),
+        Some("disable") => Some("Done: the account is disabled; the user cannot sign in."),
+        Some("enable") => Some("Done: the account is enabled; the user can sign in again."),
+        Some("create") => Some("Done: the user was created with the password you typed."),
+        Some("edit") => Some("Done: the profile was saved."),
+        Some("unchanged") => Some("Nothing changed."),
         _ => None,
     };
     user_page(&state, &caller, &key, notice, None).await
@@ -471,6 +502,16 @@ pub(in crate::pages) async fn user_action(
         "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
         "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,
         "revoke_sessions" => state.app.revoke_sign_in_sessions(&caller, &key).await,
+        "disable" | "enable" => {
+            let patch = UserPatch { account_enabled: Some(action == "enable"), ..UserPatch::default() };
+            state.app.update_user(&caller, &key, patch).await
+        }
+        "delete" => {
+            return match state.app.delete_user(&caller, &key).await {
+                Ok(()) => see_other(&format!("/{}/admin/users?done=delete", caller.tenant.id)),
+                Err(err) => action_failed(&state, &caller, &key, err).await,
+            };
+        }
         "delete_method" => {
             let method = fields.get("method").map(String::as_str).unwrap_or_default();
             delete_method(&state, &caller, &key, method).await
