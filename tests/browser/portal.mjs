@@ -77,7 +77,7 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/reports`, `${admin}/settings`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });

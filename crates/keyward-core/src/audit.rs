@@ -269,6 +269,16 @@ pub enum Initiator {
     App { app_id: String, display_name: String, service_principal_id: Option<ObjectId> },
 }
 
+/// Every `category` Keyward's records carry, for filters to offer.
+pub const CATEGORIES: [&str; 6] = [
+    "AdministrativeUnit",
+    "ApplicationManagement",
+    "AuthorizationPolicy",
+    "GroupManagement",
+    "RoleManagement",
+    "UserManagement",
+];
+
 /// One target of an operation (`targetResources[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetResource {

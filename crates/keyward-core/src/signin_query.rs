@@ -18,6 +18,8 @@ pub struct SignInFilter {
     /// Lowercased.
     pub user_principal_name: Option<TextMatch>,
     pub error_code: Option<i64>,
+    /// `status/errorCode eq 0` (`Some(true)`) or `ne 0` (`Some(false)`): succeeded or failed.
+    pub is_success: Option<bool>,
     pub app_id: Option<String>,
 }
 
@@ -55,6 +57,7 @@ fn clause(filter: &mut SignInFilter, expr: &Expr) -> Result<(), QueryError> {
                 }
                 ("appid", CmpOp::Eq, _) => set(&mut filter.app_id, text(value, &property)?, &property),
                 ("status/errorcode", CmpOp::Eq, Literal::Int(code)) => set(&mut filter.error_code, *code, &property),
+                ("status/errorcode", CmpOp::Ne, Literal::Int(0)) => set(&mut filter.is_success, false, &property),
                 _ => Err(unsupported(&property)),
             }
         }
@@ -100,6 +103,7 @@ mod tests {
         assert!(query.filter.from.is_some() && query.filter.until.is_some());
         let upn = plan(&raw("startswith(userPrincipalName,'Adele')")).expect("plans");
         assert_eq!(upn.filter.user_principal_name, Some(TextMatch::StartsWith("adele".into())));
+        assert_eq!(plan(&raw("status/errorCode ne 0")).expect("plans").filter.is_success, Some(false));
     }
 
     #[test]

@@ -634,6 +634,11 @@ macro_rules! impl_sign_in_store {
                     sql.push(" AND s.error_code = ");
                     sql.arg(Arg::Int(code));
                 }
+                match filter.is_success {
+                    Some(true) => sql.push(" AND s.error_code = 0"),
+                    Some(false) => sql.push(" AND s.error_code <> 0"),
+                    None => (),
+                }
                 if let Some(from) = filter.from {
                     sql.push(" AND s.created_at >= ");
                     sql.arg(Arg::Text(fmt_ts(from)));

@@ -512,6 +512,79 @@ async fn the_audit_log_page_filters_and_downloads(backend: Backend) {
     assert!(records.len() >= 2 && records.iter().all(|it| it["result"] == "success"), "{}", jsonl.html);
     let bad = browser.get(&format!("/{DOMAIN}/admin/audit?from=yesterday")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+
+    // By category; a category not on the list is refused.
+    let roles_only = browser.get(&format!("/{DOMAIN}/admin/audit?category=RoleManagement")).await;
+    let table = roles_only.html.split("id=\"audit\"").nth(1).expect("a table").to_owned();
+    assert!(!table.contains("Add user") && table.contains("RoleManagement"), "{table}");
+    let unknown = browser.get(&format!("/{DOMAIN}/admin/audit?category=%3Cscript%3E")).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text());
+
+    // A record in full: its changed properties as old and new values.
+    let alpha = app.get(&format!("/v1.0/users/alpha@{DOMAIN}")).await;
+    let changed = app.patch(&format!("/v1.0/users/{}", id_of(&alpha.body)), &json!({"jobTitle": "Cartographer"})).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text);
+    let list = browser.get(&format!("/{DOMAIN}/admin/audit?activity=update+user&target=alpha%40{DOMAIN}")).await;
+    let link = list.html.split("href=\"").find(|it| it.contains("/admin/audit/")).expect("a link to the record");
+    let link = link.split('"').next().expect("href").to_owned();
+    let record = browser.get(&link).await;
+    assert_eq!(record.title(), "Update user", "{}", record.text());
+    let changes = record.html.split("class=\"changes\"").nth(1).expect("changed properties").to_owned();
+    assert!(changes.contains("Cartographer") && changes.contains("→"), "{changes}");
+    assert_eq!(record.by_id("result").as_deref(), Some("success"));
+    let missing = browser.get(&format!("/{DOMAIN}/admin/audit/not-a-record")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text());
+}
+
+/// The sign-in log page filters by result and error code; a sign-in opens with its steps.
+async fn the_sign_in_log_page_filters_and_shows_steps(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    user(&app, "alpha", None).await;
+    let mut wrong = Browser::new(&app.base_url);
+    let page = wrong.get(&format!("/{DOMAIN}/login")).await;
+    let page = wrong.submit(&page, "username", &[("username", &format!("alpha@{DOMAIN}"))], &[]).await;
+    let failed = wrong.submit(&page, "password", &[("current-password", "not-the-password")], &[]).await;
+    assert_ne!(failed.title(), "My account");
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+
+    let all = browser.get(&format!("/{DOMAIN}/admin/sign-ins")).await;
+    assert_eq!(all.title(), "Sign-in logs", "{}", all.text());
+    let table = all.html.split("id=\"sign-ins\"").nth(1).expect("a table").to_owned();
+    assert!(table.contains(&format!("chief@{DOMAIN}")) && table.contains(&format!("alpha@{DOMAIN}")), "{table}");
+    let failures = browser.get(&format!("/{DOMAIN}/admin/sign-ins?result=failure")).await;
+    let table = failures.html.split("id=\"sign-ins\"").nth(1).expect("a table").to_owned();
+    assert!(table.contains("Failure (50126)") && !table.contains(">Success<"), "{table}");
+    for query in ["code=50126", "user=ALP"] {
+        let page = browser.get(&format!("/{DOMAIN}/admin/sign-ins?{query}")).await;
+        let table = page.html.split("id=\"sign-ins\"").nth(1).expect("a table").to_owned();
+        assert!(
+            table.contains(&format!("alpha@{DOMAIN}")) && !table.contains(&format!("chief@{DOMAIN}")),
+            "{query}: {table}"
+        );
+    }
+    let successes = browser.get(&format!("/{DOMAIN}/admin/sign-ins?result=success")).await;
+    assert!(!successes.html.contains(&format!("alpha@{DOMAIN}")), "{}", successes.text());
+    let bad = browser.get(&format!("/{DOMAIN}/admin/sign-ins?code=fifty")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+
+    let failures = browser.get(&format!("/{DOMAIN}/admin/sign-ins?result=failure")).await;
+    // Both failures carry the same time (the test clock stands still): open alpha's.
+    let row = failures.html.split("<tr>").find(|it| it.contains("Failure (50126)")).expect("alpha's row");
+    let link = row.split("href=\"").nth(1).expect("a link");
+    let detail = browser.get(link.split('"').next().expect("href")).await;
+    assert_eq!(detail.title(), "Sign-in", "{}", detail.text());
+    assert!(detail.by_id("result").is_some_and(|it| it.starts_with("Failure 50126")), "{}", detail.text());
+    let steps = detail.html.split("id=\"steps\"").nth(1).expect("steps").to_owned();
+    assert!(steps.contains("Password") && steps.contains("failed"), "{steps}");
+
+    // A role that does not read the sign-in log is refused the page.
+    user(&app, "groupie", Some(roles::GROUPS_ADMINISTRATOR)).await;
+    let mut groupie = Browser::new(&app.base_url);
+    sign_in(&app, &mut groupie, "groupie").await;
+    let refused = groupie.get(&format!("/{DOMAIN}/admin/sign-ins")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
 }
 
 /// The groups page lists and searches groups; a group's page shows its members and owners.
@@ -765,5 +838,6 @@ keyward_testkit::on_both_backends!(
     groups_and_their_members,
     pages_have_one_stylesheet_and_no_inline_style,
     the_methods_activity_report,
-    users_are_created_edited_disabled_and_deleted
+    users_are_created_edited_disabled_and_deleted,
+    the_sign_in_log_page_filters_and_shows_steps
 );

@@ -1,5 +1,7 @@
 //! The audit log with its filters, and its download as CSV or JSONL.
 
+use keyward_core::audit::CATEGORIES;
+
 use super::*;
 
 /// Audit records per page, and at most in one download.
@@ -14,6 +16,7 @@ struct AuditForm {
     activity: String,
     initiator: String,
     target: String,
+    category: String,
     result: String,
 }
 
@@ -24,13 +27,17 @@ struct AuditPage {
     tenant: String,
     header: Header,
     form: AuditForm,
-    /// Each record: time, activity, category, initiator, targets, result.
-    rows: Vec<(String, String, String, String, String, &'static str)>,
+    categories: &'static [&'static str],
+    /// Each record: its id, and time, activity, category, initiator, targets, result.
+    rows: Vec<(String, AuditRow)>,
     next: Option<String>,
     /// The page's address with its filters, to which `format=` is added for a download.
     download: String,
     export_limit: usize,
 }
+
+/// A record as the page and the CSV show it: time, activity, category, initiator, targets, result.
+type AuditRow = (String, String, String, String, String, &'static str);
 
 /// The store filter of the audit page's form; a `400` message when a field is unusable.
 fn audit_filter(params: &HashMap<String, String>) -> Result<(AuditForm, AuditFilter), AppError> {
@@ -46,22 +53,11 @@ fn audit_filter(params: &HashMap<String, String>) -> Result<(AuditForm, AuditFil
         activity: text("activity"),
         initiator: text("initiator"),
         target: text("target"),
+        category: text("category"),
         result: text("result"),
     };
-    let date = |raw: &str, what: &str| -> Result<Option<time::Date>, AppError> {
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
-            .map(Some)
-            .map_err(|_| AppError::BadRequest(format!("'{what}' must be a date like 2026-12-01.")))
-    };
-    let mut filter = AuditFilter {
-        from: date(&form.from, "From")?.map(|it| it.midnight().assume_utc()),
-        until: date(&form.until, "Until")?
-            .map(|it| it.midnight().assume_utc() + time::Duration::days(1) - time::Duration::microseconds(1)),
-        ..AuditFilter::default()
-    };
+    let (from, until) = date_range(&form.from, &form.until)?;
+    let mut filter = AuditFilter { from, until, ..AuditFilter::default() };
     if !form.activity.is_empty() {
         filter.activity = Some(TextMatch::StartsWith(form.activity.to_lowercase()));
     }
@@ -70,6 +66,11 @@ fn audit_filter(params: &HashMap<String, String>) -> Result<(AuditForm, AuditFil
     }
     if !form.target.is_empty() {
         filter.target_upn = Some(form.target.to_lowercase());
+    }
+    if !form.category.is_empty() {
+        let known = CATEGORIES.iter().find(|it| it.eq_ignore_ascii_case(&form.category));
+        let known = known.ok_or_else(|| AppError::BadRequest("Choose a category from the list.".into()))?;
+        filter.category = Some((*known).to_owned());
     }
     match form.result.as_str() {
         "" => (),
@@ -80,7 +81,7 @@ fn audit_filter(params: &HashMap<String, String>) -> Result<(AuditForm, AuditFil
 }
 
 /// One record as the page and the CSV show it.
-fn audit_row(record: &AuditRecord) -> (String, String, String, String, String, &'static str) {
+fn audit_row(record: &AuditRecord) -> AuditRow {
     let targets = record
         .target_resources
         .iter()
@@ -126,12 +127,13 @@ pub(in crate::pages) async fn audit(
     };
     let tenant = caller.tenant.id.to_string();
     let query_string = format!(
-        "from={}&until={}&activity={}&initiator={}&target={}&result={}",
+        "from={}&until={}&activity={}&initiator={}&target={}&category={}&result={}",
         url_encode(&form.from),
         url_encode(&form.until),
         url_encode(&form.activity),
         url_encode(&form.initiator),
         url_encode(&form.target),
+        url_encode(&form.category),
         url_encode(&form.result)
     );
     let format = params.get("format").map(String::as_str);
@@ -194,16 +196,74 @@ pub(in crate::pages) async fn audit(
     };
     let base = format!("/{tenant}/admin/audit?{query_string}");
     let next = page.skiptoken.map(|token| format!("{base}&skiptoken={}", url_encode(&token)));
-    let rows = page.items.iter().map(audit_row).collect();
+    let rows = page.items.iter().map(|it| (it.id.clone(), audit_row(it))).collect();
     let page = AuditPage {
         title: "Audit logs",
         header: Header::of(&caller),
         tenant,
         form,
+        categories: &CATEGORIES,
         rows,
         next,
         download: base,
         export_limit: AUDIT_EXPORT_LIMIT,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// A changed property: its name, old value, new value.
+type Change = (String, String, String);
+
+#[derive(Debug, Template)]
+#[template(path = "portal/audit_record.html")]
+struct AuditRecordPage {
+    title: String,
+    tenant: String,
+    header: Header,
+    row: AuditRow,
+    record: AuditRecord,
+    /// Each target: its name, type, and each changed property.
+    targets: Vec<(String, &'static str, Vec<Change>)>,
+}
+
+/// `GET /{tenant}/admin/audit/{id}`: one record in full, each changed property as old → new.
+pub(in crate::pages) async fn audit_record(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/audit/{}", url_encode(&id));
+    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let record = match state.app.get_audit(&caller, &id).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "(none)".to_owned());
+    let targets = record
+        .target_resources
+        .iter()
+        .map(|it| {
+            let name =
+                it.user_principal_name.clone().or_else(|| it.display_name.clone()).unwrap_or_else(|| it.id.to_string());
+            let changes = it
+                .modified_properties
+                .iter()
+                .map(|change| (change.name.clone(), shown(&change.old_value), shown(&change.new_value)))
+                .collect();
+            (name, it.kind, changes)
+        })
+        .collect();
+    let page = AuditRecordPage {
+        title: record.activity_display_name.clone(),
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(&caller),
+        row: audit_row(&record),
+        record,
+        targets,
     };
     html(StatusCode::OK, &page)
 }

@@ -33,15 +33,17 @@ mod mfa;
 mod reports;
 mod roles;
 mod settings;
+mod sign_ins;
 mod users;
 
-pub(super) use self::audit::audit;
+pub(super) use self::audit::{audit, audit_record};
 pub(super) use self::groups::{group, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
 pub(super) use self::reports::reports;
 pub(super) use self::roles::{role, roles};
 pub(super) use self::settings::{settings, settings_save};
+pub(super) use self::sign_ins::{sign_in, sign_ins};
 pub(super) use self::users::{confirm, user, user_action, users};
 
 /// Users per page of the list.
@@ -230,4 +232,25 @@ async fn checked_post(
         ));
     }
     Ok((caller, csrf))
+}
+
+/// The times a log filter's "From" and "Until" dates (`2026-12-01`, UTC, both inclusive) stand
+/// for; either may be empty.
+fn date_range(
+    from: &str,
+    until: &str,
+) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), AppError> {
+    let date = |raw: &str, what: &str| -> Result<Option<time::Date>, AppError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+            .map(Some)
+            .map_err(|_| AppError::BadRequest(format!("'{what}' must be a date like 2026-12-01.")))
+    };
+    Ok((
+        date(from, "From")?.map(|it| it.midnight().assume_utc()),
+        date(until, "Until")?
+            .map(|it| it.midnight().assume_utc() + time::Duration::days(1) - time::Duration::microseconds(1)),
+    ))
 }
