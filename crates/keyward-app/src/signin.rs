@@ -12,6 +12,7 @@ use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
 use keyward_core::authz::built_in_role;
 use keyward_core::directory::{PropertyChange, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::json;
 use keyward_core::password;
 use keyward_core::secret::Secret;
 use keyward_core::secret::constant_time_eq;
@@ -20,13 +21,14 @@ use keyward_core::signin::{
     Stage, codes,
 };
 use keyward_core::signin::{Amr, AuthMethodRef};
+use keyward_core::signin_query::SignInFilter;
 use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::signin_admin::strong_authentication_requirement;
-use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, sha256};
+use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
 
 /// The application id the sign-in log names for Keyward's own pages.
 pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
@@ -39,6 +41,9 @@ const FLOW_LIFETIME: Duration = Duration::minutes(30);
 const SESSION_LIFETIME: Duration = Duration::hours(12);
 /// Adding a method from the account page needs MFA this recent.
 const RECENT_MFA: Duration = Duration::minutes(10);
+
+/// Sign-ins the account page lists.
+const RECENT_SIGN_INS: usize = 10;
 
 /// A submitted sign-in form. `step` names the page it came from (or an account action:
 /// `signout`, `add_totp`, `change_password`).
@@ -59,13 +64,41 @@ pub struct SignInForm {
 /// The page to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignInPage {
-    Username { error: Option<String> },
-    Password { username: String, error: Option<String> },
-    ChangePassword { username: String, is_required: bool, error: Option<String> },
-    Mfa { username: String, remember_days: i64, error: Option<String> },
-    MoreInfo { username: String },
-    RegisterTotp { username: String, secret: String, uri: String, can_cancel: bool, error: Option<String> },
-    Account { display_name: String, user_principal_name: String, methods: Vec<String>, notice: Option<String> },
+    Username {
+        error: Option<String>,
+    },
+    Password {
+        username: String,
+        error: Option<String>,
+    },
+    ChangePassword {
+        username: String,
+        is_required: bool,
+        error: Option<String>,
+    },
+    Mfa {
+        username: String,
+        remember_days: i64,
+        error: Option<String>,
+    },
+    MoreInfo {
+        username: String,
+    },
+    RegisterTotp {
+        username: String,
+        secret: String,
+        uri: String,
+        can_cancel: bool,
+        error: Option<String>,
+    },
+    Account {
+        display_name: String,
+        user_principal_name: String,
+        methods: Vec<String>,
+        /// The user's newest sign-ins: time, application, result, IP address.
+        recent: Vec<(String, String, String, String)>,
+        notice: Option<String>,
+    },
 }
 
 /// What the transport must do: show a page or redirect, and which cookies to set.
@@ -238,6 +271,7 @@ impl App {
             };
             match form.step.as_str() {
                 "signout" => return self.sign_out(&flow).await,
+                "signout_everywhere" => return self.sign_out_everywhere(&flow, &user).await,
                 "cancel" => {
                     flow.session.stage = Stage::Done;
                     flow.session.pending_secret = None;
@@ -991,6 +1025,10 @@ impl App {
         let mut tx = self.read().await?;
         let totp_methods = tx.list_software_oath_methods(&user.id).await?;
         let has_password = tx.get_password_hash(&user.id).await?.is_some();
+        let phones = tx.list_phone_methods(&user.id).await?;
+        let email = tx.get_email_method(&user.id).await?;
+        let filter = SignInFilter { user_id: Some(user.id.to_string()), ..SignInFilter::default() };
+        let recent = tx.query_sign_ins(&flow.tenant.id, &filter, None, RECENT_SIGN_INS).await?;
         drop(tx);
         let mut methods = Vec::new();
         if has_password {
@@ -1000,12 +1038,30 @@ impl App {
         for method in totp_methods {
             methods.push(format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default()));
         }
+        for (kind, number) in phones {
+            methods.push(format!("Phone ({kind}): {number}"));
+        }
+        if let Some(address) = email {
+            methods.push(format!("Email: {address}"));
+        }
+        let recent = recent
+            .into_iter()
+            .map(|(_, it)| {
+                let result = match (it.error_code, it.failure_reason) {
+                    (0, _) => "Success".to_owned(),
+                    (_, Some(reason)) => format!("Failed: {reason}"),
+                    (code, None) => format!("Failed ({code})"),
+                };
+                (rfc3339(it.created), it.app_display_name, result, it.ip_address.unwrap_or_default())
+            })
+            .collect();
         Ok(self.view(
             flow,
             SignInPage::Account {
                 display_name: user.display_name.clone(),
                 user_principal_name: user.user_principal_name.clone(),
                 methods,
+                recent,
                 notice,
             },
         ))
@@ -1044,6 +1100,39 @@ impl App {
         tx.commit().await?;
         let mut view = self.start_flow(&flow.tenant, None).await?;
         view.page = Some(SignInPage::Username { error: Some("You signed out.".into()) });
+        Ok(view)
+    }
+
+    /// "Sign out everywhere" on the account page: every session and refresh token of the user
+    /// ends, this one included (as `POST /me/revokeSignInSessions`), audited as the user's own
+    /// `Update StsRefreshTokenValidFrom Timestamp`.
+    async fn sign_out_everywhere(&self, flow: &Flow, user: &User) -> Result<SignInView, AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let mut fresh = tx
+            .get_user(&flow.tenant.id, &user.id)
+            .await?
+            .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
+        let old = fresh.sign_in_sessions_valid_from;
+        fresh.sign_in_sessions_valid_from = now;
+        tx.update_user(&fresh).await?;
+        tx.delete_browser_session(&flow.session.id_sha256).await?;
+        let audit = self.self_audit(flow, &fresh, now);
+        let change = PropertyChange {
+            name: "StsRefreshTokensValidFrom".into(),
+            old_value: Some(json::string_array([rfc3339(old).as_str()])),
+            new_value: Some(json::string_array([rfc3339(now).as_str()])),
+        };
+        let record = audit.success(
+            audit_id(&audit.correlation_id),
+            Activity::UpdateStsRefreshTokenValidFrom,
+            vec![TargetResource::user(&fresh).with_changes(vec![change])],
+        );
+        commit_audited(tx, [record]).await?;
+        let mut view = self.start_flow(&flow.tenant, None).await?;
+        view.page = Some(SignInPage::Username {
+            error: Some("You signed out everywhere: every session and app must sign in again.".into()),
+        });
         Ok(view)
     }
 

@@ -826,6 +826,50 @@ async fn users_are_created_edited_disabled_and_deleted(backend: Backend) {
     }
 }
 
+/// My Security Info: the user's methods and newest sign-ins, and "Sign out everywhere", which
+/// ends every session and token of the user (this one too) and is audited as their own change.
+async fn my_security_info_signs_out_everywhere(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mina = user(&app, "mina", None).await;
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{mina}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065550123", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+    let mut wrong = Browser::new(&app.base_url);
+    let page = wrong.get(&format!("/{DOMAIN}/login")).await;
+    let page = wrong.submit(&page, "username", &[("username", &format!("mina@{DOMAIN}"))], &[]).await;
+    wrong.submit(&page, "password", &[("current-password", "not-the-password")], &[]).await;
+    let mut other = Browser::new(&app.base_url);
+    assert_eq!(sign_in(&app, &mut other, "mina").await.title(), "My account");
+    let mut browser = Browser::new(&app.base_url);
+    let account = sign_in(&app, &mut browser, "mina").await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    assert!(account.text().contains("Phone (mobile): +1 2065550123"), "{}", account.text());
+    let recent = account.html.split("id=\"recent-sign-ins\"").nth(1).expect("recent sign-ins").to_owned();
+    assert!(recent.contains("Success") && recent.contains("Failed"), "the wrong password shows too: {recent}");
+    let token = app.token_for(&format!("mina@{DOMAIN}")).await;
+    assert_eq!(app.as_user(&token).get("/v1.0/me").await.status, StatusCode::OK);
+
+    app.clock.advance(time::Duration::seconds(1));
+    let out = browser.submit(&account, "signout_everywhere", &[], &[]).await;
+    assert!(out.text().contains("You signed out everywhere"), "{}", out.text());
+    let elsewhere = other.get(&format!("/{DOMAIN}/login")).await;
+    assert_ne!(elsewhere.title(), "My account", "the other browser's session ended too");
+    assert_eq!(app.as_user(&token).get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED, "and the tokens");
+    let records = app.audit_for(&mina).await;
+    let record = records
+        .iter()
+        .find(|it| it.activity_display_name == "Update StsRefreshTokenValidFrom Timestamp")
+        .unwrap_or_else(|| panic!("audited: {records:?}"));
+    assert!(
+        matches!(&record.initiated_by, keyward_core::audit::Initiator::User { user_principal_name, .. } if user_principal_name == &format!("mina@{DOMAIN}")),
+        "{record:?}"
+    );
+}
+
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
@@ -839,5 +883,6 @@ keyward_testkit::on_both_backends!(
     pages_have_one_stylesheet_and_no_inline_style,
     the_methods_activity_report,
     users_are_created_edited_disabled_and_deleted,
-    the_sign_in_log_page_filters_and_shows_steps
+    the_sign_in_log_page_filters_and_shows_steps,
+    my_security_info_signs_out_everywhere
 );
