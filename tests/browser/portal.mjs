@@ -68,6 +68,20 @@ try {
   await title();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-reports.png"), fullPage: true });
 
+  // Search as you type (the portal's one script): the list follows the text without a submit.
+  await page.goto(`${admin}/users`);
+  const wanted = env("KEYWARD_TARGET").split("@")[0];
+  await page.locator("#search").pressSequentially(wanted, { delay: 20 });
+  await page.waitForFunction(
+    (name) => {
+      const rows = document.querySelectorAll("#users tbody tr");
+      return rows.length === 1 && rows[0].innerText.includes(name);
+    },
+    wanted,
+    { timeout: 10000 },
+  );
+  const liveUrl = page.url();
+
   // axe-core on each portal page, in a context that shares the session and may run the checker
   // (the pages themselves allow no script).
   const axeContext = await browser.newContext({
@@ -77,7 +91,7 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/mfa`, `${admin}/roles`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/units`, `${admin}/mfa`, `${admin}/roles`, `${admin}/roles/62e90394-69f5-4237-9190-012177145e10`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });
@@ -86,7 +100,7 @@ try {
       violations.push({ url, id: it.id, impact: it.impact, nodes: it.nodes.map((n) => n.html).slice(0, 3) });
     }
   }
-  console.log(JSON.stringify({ titles, header, before, what, notice, after, violations }));
+  console.log(JSON.stringify({ titles, header, before, what, notice, after, liveUrl, violations }));
 } finally {
   await browser.close();
 }

@@ -87,6 +87,7 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         "Authentication methods activity",
     ], report
     assert "Privileged Authentication Administrator" in report["header"], report
+    assert report["liveUrl"].endswith("/admin/users?search=portaluser"), "search as you type keeps the address: " + report["liveUrl"]
     assert "Phone (mobile)" in report["before"] and "Phone" not in report["after"], report
     assert "register again" in report["what"] and report["notice"].startswith("Done"), report
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the user's page"

@@ -71,7 +71,7 @@ fn html_response(status: StatusCode, body: String) -> Response {
         (header::REFERRER_POLICY, "no-referrer"),
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
         ),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -153,6 +153,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/assets/keyward.css", get(stylesheet))
+        .route("/assets/keyward.js", get(script))
         .route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
         .route("/{tenant}/admin", get(portal::home))
         .route("/{tenant}/admin/users", get(portal::users))
@@ -171,7 +172,10 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/sign-ins/{id}", get(portal::sign_in))
         .route("/{tenant}/admin/groups", get(portal::groups))
         .route("/{tenant}/admin/groups/{id}", get(portal::group))
-        .route("/{tenant}/admin/roles/{id}", get(portal::role))
+        .route("/{tenant}/admin/units", get(portal::units))
+        .route("/{tenant}/admin/units/{id}", get(portal::unit))
+        .route("/{tenant}/admin/roles/{id}", get(portal::role).post(portal::role_action))
+        .route("/{tenant}/admin/roles/{id}/remove", get(portal::role_remove_confirm))
 }
 
 /// `GET /assets/keyward.css`: the one stylesheet of every page (the pages' Content-Security-Policy
@@ -184,6 +188,20 @@ async fn stylesheet() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../../assets/keyward.css"),
+    )
+        .into_response()
+}
+
+/// `GET /assets/keyward.js`: the portal's one script (search as you type, copy buttons); every
+/// page works without it.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../assets/keyward.js"),
     )
         .into_response()
 }

@@ -643,7 +643,11 @@ async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
     let login = app.client.get(format!("{}/{DOMAIN}/login", app.base_url)).send().await.expect("page");
     let policy = login.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
     assert!(policy.contains("style-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
-    assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("script-src"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'") && policy.contains("script-src 'self'"), "{policy}");
+    assert!(!policy.contains("unsafe-eval"), "{policy}");
+    let script = app.client.get(format!("{}/assets/keyward.js", app.base_url)).send().await.expect("script");
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(script.text().await.expect("js").contains("data-live"));
 }
 
 /// The methods activity page: registration coverage and today's resets, passes and refusals;
@@ -870,6 +874,108 @@ async fn my_security_info_signs_out_everywhere(backend: Backend) {
     );
 }
 
+/// Role assignments are added (several principals at once, each decided on its own) and removed
+/// from a role's page; a role holder who may not assign roles is refused, and the refusal recorded.
+async fn role_assignments_are_added_and_removed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let desk = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let first = user(&app, "first", None).await;
+    user(&app, "second", None).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let role_path = format!("/{DOMAIN}/admin/roles/{}", roles::HELPDESK_ADMINISTRATOR);
+    let page = browser.get(&role_path).await;
+    assert_eq!(page.title(), "Helpdesk Administrator", "{}", page.text());
+    let csrf = csrf_of(&page);
+    let forged =
+        browser.post_form(&role_path, &fields(&[("action", "add"), ("principals", "first@contoso.test")])).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+
+    let principals = format!("first@{DOMAIN}\nsecond@{DOMAIN}\nnobody@{DOMAIN}");
+    let result = browser
+        .post_form(
+            &role_path,
+            &fields(&[("csrf", &csrf), ("action", "add"), ("principals", &principals), ("scope", "/")]),
+        )
+        .await;
+    assert_eq!(result.by_id("summary").as_deref(), Some("2 assigned, 1 refused."), "{}", result.text());
+    assert!(result.text().contains(&format!("nobody@{DOMAIN}: No such user or group.")), "{}", result.text());
+    let held = |id: String| {
+        let app = &app;
+        async move {
+            let reply =
+                app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{id}'")).await;
+            reply.body["value"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(held(first.clone()).await, 1);
+
+    // Removed, after a confirmation.
+    let page = browser.get(&role_path).await;
+    let row =
+        page.html.split("<tr>").find(|it| it.contains(&format!("first@{DOMAIN}"))).expect("first's row").to_owned();
+    let link =
+        row.split("href=\"").nth(1).and_then(|it| it.split('"').next()).expect("remove link").replace("&amp;", "&");
+    let confirm = browser.get(&link).await;
+    assert!(confirm.text().contains("Removes this role from first Tester"), "{}", confirm.text());
+    let assignment = link.split("assignment=").nth(1).expect("assignment id").to_owned();
+    let removed = browser
+        .post_form(&role_path, &fields(&[("csrf", &csrf), ("action", "remove"), ("assignment", &assignment)]))
+        .await;
+    assert_eq!(removed.by_id("notice").as_deref(), Some("Done: the assignment was removed."), "{}", removed.text());
+    assert_eq!(held(first.clone()).await, 0);
+
+    // A Privileged Authentication Administrator may not make themselves Global Administrator.
+    let mut desk_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut desk_browser, "desk").await;
+    let global = format!("/{DOMAIN}/admin/roles/{}", roles::GLOBAL_ADMINISTRATOR);
+    let desk_csrf = csrf_of(&desk_browser.get(&global).await);
+    let climb = desk_browser
+        .post_form(
+            &global,
+            &fields(&[("csrf", &desk_csrf), ("action", "add"), ("principals", &format!("desk@{DOMAIN}"))]),
+        )
+        .await;
+    assert_eq!(climb.by_id("summary").as_deref(), Some("0 assigned, 1 refused."), "{}", climb.text());
+    assert_eq!(held(desk.clone()).await, 1, "still only the role desk had");
+    let refusals = app.audit_for(&desk).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|it| it.result == keyward_core::audit::AuditResult::Failure
+                && it.activity_display_name.contains("role")),
+        "{refusals:?}"
+    );
+}
+
+/// The administrative units pages: each unit with its restricted flag, members and scoped roles.
+async fn administrative_units_and_their_scoped_roles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let member = user(&app, "member", None).await;
+    let helper = user(&app, "helper", None).await;
+    let unit = app.create_unit("Research <lab>", true, &[&member]).await;
+    app.assign_role(&helper, roles::HELPDESK_ADMINISTRATOR, &format!("/administrativeUnits/{unit}")).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let list = browser.get(&format!("/{DOMAIN}/admin/units")).await;
+    assert_eq!(list.title(), "Administrative units", "{}", list.text());
+    assert!(
+        !list.html.contains("Research <lab>") && list.text().contains("Research <lab> Restricted"),
+        "escaped, with its flag: {}",
+        list.text()
+    );
+    let page = browser.get(&format!("/{DOMAIN}/admin/units/{unit}")).await;
+    assert_eq!(page.title(), "Research <lab>", "{}", page.text());
+    assert!(page.by_id("restricted").is_some_and(|it| it.starts_with("Restricted management: yes")));
+    assert!(page.text().contains(&format!("Members member Tester (member@{DOMAIN}) (User)")), "{}", page.text());
+    let scoped = page.html.split("id=\"scoped\"").nth(1).expect("scoped roles").to_owned();
+    assert!(scoped.contains("Helpdesk Administrator") && scoped.contains(&format!("helper@{DOMAIN}")), "{scoped}");
+    let missing = browser.get(&format!("/{DOMAIN}/admin/units/00000000-0000-4000-8000-000000000000")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text());
+}
+
 keyward_testkit::on_both_backends!(
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
@@ -884,5 +990,7 @@ keyward_testkit::on_both_backends!(
     the_methods_activity_report,
     users_are_created_edited_disabled_and_deleted,
     the_sign_in_log_page_filters_and_shows_steps,
-    my_security_info_signs_out_everywhere
+    my_security_info_signs_out_everywhere,
+    role_assignments_are_added_and_removed,
+    administrative_units_and_their_scoped_roles
 );

@@ -34,6 +34,7 @@ mod reports;
 mod roles;
 mod settings;
 mod sign_ins;
+mod units;
 mod users;
 
 pub(super) use self::audit::{audit, audit_record};
@@ -41,9 +42,10 @@ pub(super) use self::groups::{group, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
 pub(super) use self::reports::reports;
-pub(super) use self::roles::{role, roles};
+pub(super) use self::roles::{role, role_action, role_remove_confirm, roles};
 pub(super) use self::settings::{settings, settings_save};
 pub(super) use self::sign_ins::{sign_in, sign_ins};
+pub(super) use self::units::{unit, units};
 pub(super) use self::users::{confirm, user, user_action, users};
 
 /// Users per page of the list.

@@ -20,8 +20,42 @@ struct RolePage {
     header: Header,
     description: String,
     privileged: bool,
-    /// Each assignment: principal, its type, scope; or why they are not shown.
-    assignments: Result<Vec<(String, &'static str, String)>, String>,
+    /// Each assignment: its id, principal, the principal's type, scope; or why they are not shown.
+    assignments: Result<Vec<(String, String, &'static str, String)>, String>,
+    /// The scopes an assignment may have: `/` and each administrative unit, with their names.
+    scopes: Vec<(String, String)>,
+    role_id: String,
+    csrf: String,
+    notice: Option<String>,
+}
+
+/// The most principals one "Add assignments" form takes.
+const MAX_PRINCIPALS: usize = 20;
+
+#[derive(Debug, Template)]
+#[template(path = "portal/role_result.html")]
+struct RoleResultPage {
+    title: String,
+    tenant: String,
+    header: Header,
+    role_id: String,
+    /// What was done, one line per principal.
+    done: Vec<String>,
+    /// What was refused: the principal and why.
+    refused: Vec<(String, String)>,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "portal/role_confirm.html")]
+struct RoleConfirmPage {
+    title: String,
+    tenant: String,
+    header: Header,
+    role_id: String,
+    assignment: String,
+    principal: String,
+    scope: String,
+    csrf: String,
 }
 
 fn role_description(role: &keyward_app::RoleDef) -> String {
@@ -65,39 +99,57 @@ pub(in crate::pages) async fn roles(
 pub(in crate::pages) async fn role(
     State(state): State<AppState>,
     Path((tenant, id)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
     headers: HeaderMap,
     peer: Peer,
 ) -> Response {
     let return_to = format!("/admin/roles/{}", url_encode(&id));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
         Ok(it) => it,
         Err(response) => return response,
     };
-    let role = match state.app.get_role_definition(&caller, &id).await {
+    let notice = (params.get("done").map(String::as_str) == Some("remove"))
+        .then(|| "Done: the assignment was removed.".to_owned());
+    role_page(&state, &caller, &id, csrf, notice).await
+}
+
+/// The display name of an assignment's principal, and its type.
+async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> (String, &'static str) {
+    match state.app.get_directory_object(caller, id).await {
+        Ok(DirectoryObject::User(user)) => (format!("{} ({})", user.display_name, user.user_principal_name), "User"),
+        Ok(DirectoryObject::Group(group)) => (group.display_name, "Group"),
+        Ok(DirectoryObject::ServicePrincipal(principal)) => (principal.display_name, "Service principal"),
+        Err(_) => (id.to_owned(), "-"),
+    }
+}
+
+/// A scope as the page shows it.
+fn scope_name(scope: &str, units: &[(String, String)]) -> String {
+    match scope {
+        "/" => "Directory".to_owned(),
+        other => units.iter().find(|(id, _)| id == other).map_or_else(
+            || format!("Administrative unit {}", other.trim_start_matches("/administrativeUnits/")),
+            |(_, name)| name.clone(),
+        ),
+    }
+}
+
+async fn role_page(state: &AppState, caller: &Caller, id: &str, csrf: String, notice: Option<String>) -> Response {
+    let role = match state.app.get_role_definition(caller, id).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
+    let mut units = vec![("/".to_owned(), "Directory".to_owned())];
+    if let Ok(page) = state.app.list_units(caller, 100, None).await {
+        units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
+    }
     let filter = AssignmentFilter { role_definition_id: Some(role.id()), ..AssignmentFilter::default() };
-    let assignments = match state.app.list_role_assignments(&caller, &filter, 100, None).await {
+    let assignments = match state.app.list_role_assignments(caller, &filter, 100, None).await {
         Ok(page) => {
             let mut rows = Vec::with_capacity(page.items.len());
             for assignment in &page.items {
-                let (name, kind) =
-                    match state.app.get_directory_object(&caller, &assignment.principal_id.to_string()).await {
-                        Ok(DirectoryObject::User(user)) => {
-                            (format!("{} ({})", user.display_name, user.user_principal_name), "User")
-                        }
-                        Ok(DirectoryObject::Group(group)) => (group.display_name, "Group"),
-                        Ok(DirectoryObject::ServicePrincipal(principal)) => {
-                            (principal.display_name, "Service principal")
-                        }
-                        Err(_) => (assignment.principal_id.to_string(), "-"),
-                    };
-                let scope = match assignment.directory_scope_id.as_str() {
-                    "/" => "Directory".to_owned(),
-                    other => format!("Administrative unit {}", other.trim_start_matches("/administrativeUnits/")),
-                };
-                rows.push((name, kind, scope));
+                let (name, kind) = principal_name(state, caller, &assignment.principal_id.to_string()).await;
+                rows.push((assignment.id.clone(), name, kind, scope_name(&assignment.directory_scope_id, &units)));
             }
             Ok(rows)
         }
@@ -107,10 +159,131 @@ pub(in crate::pages) async fn role(
     let page = RolePage {
         title: role.display_name().to_owned(),
         tenant: caller.tenant.id.to_string(),
-        header: Header::of(&caller),
+        header: Header::of(caller),
         description: role_description(&role),
         privileged: role.is_privileged(),
         assignments,
+        scopes: units,
+        role_id: role.id(),
+        csrf,
+        notice,
     };
     html(StatusCode::OK, &page)
+}
+
+/// `GET /{tenant}/admin/roles/{id}/remove?assignment=…`: what removing an assignment does, and
+/// the form that does it.
+pub(in crate::pages) async fn role_remove_confirm(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    let return_to = format!("/admin/roles/{}", url_encode(&id));
+    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let key = params.get("assignment").map(String::as_str).unwrap_or_default();
+    let assignment = match state.app.get_role_assignment(&caller, key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let role = match state.app.get_role_definition(&caller, &assignment.role_definition_id).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let (principal, _) = principal_name(&state, &caller, &assignment.principal_id.to_string()).await;
+    let page = RoleConfirmPage {
+        title: format!("Remove {}", role.display_name()),
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(&caller),
+        role_id: role.id(),
+        assignment: assignment.id,
+        principal,
+        scope: scope_name(&assignment.directory_scope_id, &[]),
+        csrf,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// `POST /{tenant}/admin/roles/{id}`: `action=add` assigns the role to each principal named
+/// (user principal names or object ids, one per line, at most 20) at the chosen scope, each
+/// decided and audited on its own as `POST /roleManagement/directory/roleAssignments`;
+/// `action=remove` removes one assignment.
+pub(in crate::pages) async fn role_action(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    peer: Peer,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let return_to = format!("/admin/roles/{}", url_encode(&id));
+    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
+    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
+        Ok(it) => it,
+        Err(response) => return response,
+    };
+    let role = match state.app.get_role_definition(&caller, &id).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    match fields.get("action").map(String::as_str) {
+        Some("remove") => {
+            let assignment = fields.get("assignment").map(String::as_str).unwrap_or_default();
+            match state.app.delete_role_assignment(&caller, assignment).await {
+                Ok(()) => see_other(&format!("/{}/admin/roles/{}?done=remove", caller.tenant.id, role.id())),
+                Err(err) => failure(err),
+            }
+        }
+        Some("add") => {
+            let principals: Vec<&str> = fields
+                .get("principals")
+                .map(String::as_str)
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|it| !it.is_empty())
+                .collect();
+            if principals.is_empty() || principals.len() > MAX_PRINCIPALS {
+                return failure(AppError::BadRequest(format!(
+                    "Name between 1 and {MAX_PRINCIPALS} users or groups, one per line."
+                )));
+            }
+            let scope = fields.get("scope").map(String::as_str).unwrap_or("/");
+            let (mut done, mut refused) = (Vec::new(), Vec::new());
+            for principal in principals {
+                let name = principal.chars().take(MAX_SEARCH).collect::<String>();
+                let resolved = if principal.contains('@') {
+                    state.app.get_user(&caller, principal).await.map(|it| it.id.to_string())
+                } else {
+                    state.app.get_directory_object(&caller, principal).await.map(|it| it.id().to_string())
+                };
+                let outcome = match resolved {
+                    Ok(principal_id) => {
+                        state.app.create_role_assignment(&caller, &principal_id, &role.id(), scope).await.map(|_| ())
+                    }
+                    Err(err) => Err(err),
+                };
+                match outcome {
+                    Ok(()) => done.push(name),
+                    Err(AppError::NotFound(_)) => refused.push((name, "No such user or group.".to_owned())),
+                    Err(AppError::Forbidden { message, .. }) => refused.push((name, message)),
+                    Err(AppError::BadRequest(message) | AppError::Conflict(message)) => refused.push((name, message)),
+                    Err(err) => return failure(err),
+                }
+            }
+            let page = RoleResultPage {
+                title: format!("Add assignments: {}", role.display_name()),
+                tenant: caller.tenant.id.to_string(),
+                header: Header::of(&caller),
+                role_id: role.id(),
+                done,
+                refused,
+            };
+            html(StatusCode::OK, &page)
+        }
+        _ => failure(AppError::BadRequest("Unknown action: use the forms on the role's page.".into())),
+    }
 }
