@@ -112,15 +112,9 @@ fn csv_cell(text: &str) -> String {
 /// shape in JSON lines).
 pub(in crate::pages) async fn audit(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/audit").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (form, filter) = match audit_filter(&params) {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -229,15 +223,9 @@ struct AuditRecordPage {
 /// `GET /{tenant}/admin/audit/{id}`: one record in full, each changed property as old → new.
 pub(in crate::pages) async fn audit_record(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
+    Admin { caller, .. }: Admin,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let return_to = format!("/admin/audit/{}", url_encode(&id));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let record = match state.app.get_audit(&caller, &id).await {
         Ok(it) => it,
         Err(err) => return failure(err),

@@ -28,15 +28,9 @@ struct GroupPage {
 /// `GET /{tenant}/admin/groups?search=…`: groups whose display name starts with the search.
 pub(in crate::pages) async fn groups(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/groups").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let search: String = params
         .get("search")
         .map(String::as_str)
@@ -92,15 +86,9 @@ async fn relation_rows(
 /// `GET /{tenant}/admin/groups/{id}`: a group, its members and owners.
 pub(in crate::pages) async fn group(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
+    Admin { caller, .. }: Admin,
+    Path((_, key)): Path<(String, String)>,
 ) -> Response {
-    let return_to = format!("/admin/groups/{}", url_encode(&key));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let group = match state.app.get_group(&caller, &key).await {
         Ok(it) => it,
         Err(err) => return failure(err),

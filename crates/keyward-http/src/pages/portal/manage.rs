@@ -114,16 +114,7 @@ fn form_error(err: AppError) -> Result<(StatusCode, String), AppError> {
 }
 
 /// `GET /{tenant}/admin/users/new`: the new-user form.
-pub(in crate::pages) async fn new_user(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-) -> Response {
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/users/new").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+pub(in crate::pages) async fn new_user(Admin { caller, csrf }: Admin) -> Response {
     let domain =
         caller.user().and_then(|it| it.user_principal_name.split_once('@').map(|(_, domain)| domain.to_owned()));
     let fields = UserFields {
@@ -196,15 +187,9 @@ pub(in crate::pages) async fn create_user(
 /// `GET /{tenant}/admin/users/{id}/edit`: the profile form.
 pub(in crate::pages) async fn edit_user(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
+    Admin { caller, csrf }: Admin,
+    Path((_, key)): Path<(String, String)>,
 ) -> Response {
-    let return_to = format!("/admin/users/{}/edit", url_encode(&key));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     match state.app.get_user(&caller, &key).await {
         Ok(user) => {
             let fields = UserFields::of(&user);

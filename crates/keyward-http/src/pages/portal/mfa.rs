@@ -41,15 +41,9 @@ struct MfaResultPage {
 /// `GET /{tenant}/admin/mfa`: users with their per-user MFA state, to select and change.
 pub(in crate::pages) async fn mfa(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/mfa").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (users, search, next) = match user_list_page(&state, &caller, &params, MFA_PAGE_SIZE, "/admin/mfa").await {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -89,15 +83,9 @@ fn mfa_selection(fields: &[(String, String)]) -> Result<(PerUserMfaState, Vec<St
 /// `GET /{tenant}/admin/mfa/confirm?state=…&user=…`: how many users the change affects.
 pub(in crate::pages) async fn mfa_confirm(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, csrf }: Admin,
     RawQuery(fields): RawQuery<Vec<(String, String)>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/mfa").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (new, ids) = match mfa_selection(&fields) {
         Ok(it) => it,
         Err(response) => return *response,

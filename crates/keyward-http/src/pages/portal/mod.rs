@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query as RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_app::{AppError, AuthMethod, Caller, MAX_SEARCH, PortalAccess, Relation, Surface, Who, url_encode};
@@ -90,6 +91,30 @@ fn initiator(record: &AuditRecord) -> String {
 
 type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
 
+/// The signed-in administrator a portal page acts as, with the session's CSRF token. Rejected with
+/// the response that sends the browser to sign in (and back to this page), or the page that says
+/// why the portal is closed to it.
+pub(super) struct Admin {
+    pub(super) caller: Box<Caller>,
+    pub(super) csrf: String,
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Response> {
+        // `/{tenant}/admin/…`: the tenant, and the page to come back to after signing in (its
+        // path below the tenant and its query; `administrator` puts the tenant's id in front).
+        let mut segments = parts.uri.path().splitn(3, '/').skip(1);
+        let tenant = segments.next().unwrap_or_default().to_owned();
+        let query = parts.uri.query().map(|it| format!("?{it}")).unwrap_or_default();
+        let return_to = format!("/{}{query}", segments.next().unwrap_or_default());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned().map(axum::Extension);
+        let (caller, csrf) = administrator(state, &tenant, &parts.headers, peer, &return_to).await?;
+        Ok(Admin { caller, csrf })
+    }
+}
+
 /// The administrator a request acts as, or the response that sends it elsewhere: to sign in, or
 /// a page that says why the portal is closed to it.
 async fn administrator(
@@ -156,7 +181,7 @@ fn see_other(location: &str) -> Response {
 fn failure(err: AppError) -> Response {
     match err {
         AppError::NotFound(_) => {
-            html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "No such user in this tenant."))
+            html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "Not found in this tenant: it may have been deleted, or the address is wrong."))
         }
         AppError::Forbidden { message, .. } => html(StatusCode::FORBIDDEN, &Message::alert("Admin portal", &message)),
         AppError::BadRequest(message) | AppError::UnsupportedQuery(message) => {

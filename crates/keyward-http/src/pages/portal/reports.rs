@@ -98,16 +98,7 @@ fn days(activity: &[DayActivity]) -> Vec<Day> {
 
 /// `GET /{tenant}/admin/reports`: registration coverage (every reader of the registration
 /// report) and the last 30 days of resets, passes and refusals (readers of the audit log).
-pub(in crate::pages) async fn reports(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/reports").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+pub(in crate::pages) async fn reports(State(state): State<AppState>, Admin { caller, .. }: Admin) -> Response {
     let scope = |roles| SummaryScope { roles, types: IncludedTypes::All };
     let counts = async {
         let all = state.app.registration_counts(&caller, &scope(IncludedRoles::All)).await?;

@@ -67,16 +67,7 @@ fn role_description(role: &keyward_app::RoleDef) -> String {
 
 /// `GET /{tenant}/admin/roles`: every role, built-in and custom, with its description and a
 /// privileged badge.
-pub(in crate::pages) async fn roles(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/roles").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+pub(in crate::pages) async fn roles(State(state): State<AppState>, Admin { caller, .. }: Admin) -> Response {
     let all = match state.app.list_role_definitions(&caller).await {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -98,16 +89,10 @@ pub(in crate::pages) async fn roles(
 /// `GET /{tenant}/admin/roles/{id}`: a role and who holds it, at which scope.
 pub(in crate::pages) async fn role(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
+    Admin { caller, csrf }: Admin,
+    Path((_, id)): Path<(String, String)>,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let return_to = format!("/admin/roles/{}", url_encode(&id));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let notice = (params.get("done").map(String::as_str) == Some("remove"))
         .then(|| "Done: the assignment was removed.".to_owned());
     role_page(&state, &caller, &id, csrf, notice).await
@@ -175,16 +160,9 @@ async fn role_page(state: &AppState, caller: &Caller, id: &str, csrf: String, no
 /// the form that does it.
 pub(in crate::pages) async fn role_remove_confirm(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
+    Admin { caller, csrf }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let return_to = format!("/admin/roles/{}", url_encode(&id));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let key = params.get("assignment").map(String::as_str).unwrap_or_default();
     let assignment = match state.app.get_role_assignment(&caller, key).await {
         Ok(it) => it,

@@ -46,15 +46,9 @@ async fn settings_page(
 /// `GET /{tenant}/admin/settings`: the sign-in policy and the Temporary Access Pass policy.
 pub(in crate::pages) async fn settings(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, csrf }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, "/admin/settings").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let notice = params.get("done").map(|_| "Saved.");
     settings_page(&state, &caller, csrf, notice, None).await
 }

@@ -86,15 +86,9 @@ fn sign_in_filter(params: &HashMap<String, String>) -> Result<(SignInForm, SignI
 /// `GET /{tenant}/admin/sign-ins`: the sign-in log with filters, newest first, paged.
 pub(in crate::pages) async fn sign_ins(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/sign-ins").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (form, filter) = match sign_in_filter(&params) {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -139,15 +133,9 @@ pub(in crate::pages) async fn sign_ins(
 /// `GET /{tenant}/admin/sign-ins/{id}`: one sign-in with its authentication steps.
 pub(in crate::pages) async fn sign_in(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
+    Admin { caller, .. }: Admin,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let return_to = format!("/admin/sign-ins/{}", url_encode(&id));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let record = match state.app.get_sign_in(&caller, &id).await {
         Ok(it) => it,
         Err(err) => return failure(err),

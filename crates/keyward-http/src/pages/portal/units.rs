@@ -42,15 +42,9 @@ fn object_row(object: &DirectoryObject) -> (String, &'static str) {
 /// `GET /{tenant}/admin/units`: every administrative unit, paged.
 pub(in crate::pages) async fn units(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/units").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let page = match state.app.list_units(&caller, UNIT_PAGE_SIZE, params.get("skiptoken").map(String::as_str)).await {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -65,15 +59,9 @@ pub(in crate::pages) async fn units(
 /// `GET /{tenant}/admin/units/{id}`: a unit, its members and the roles scoped to it.
 pub(in crate::pages) async fn unit(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
+    Admin { caller, .. }: Admin,
+    Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    let return_to = format!("/admin/units/{}", url_encode(&id));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let unit = match state.app.get_unit(&caller, &id).await {
         Ok(it) => it,
         Err(err) => return failure(err),

@@ -125,15 +125,9 @@ struct ConfirmPage {
 /// the display name, user principal name or mail.
 pub(in crate::pages) async fn users(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (users, search, next) = match user_list_page(&state, &caller, &params, PAGE_SIZE, "/admin/users").await {
         Ok(it) => it,
         Err(err) => return failure(err),
@@ -391,16 +385,10 @@ async fn action_reasons(
 /// the form that does it (or why the caller may not).
 pub(in crate::pages) async fn confirm(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
+    Admin { caller, csrf }: Admin,
+    Path((_, key)): Path<(String, String)>,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let return_to = format!("/admin/users/{}", url_encode(&key));
-    let (caller, csrf) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let wanted = params.get("action").map(String::as_str).unwrap_or_default();
     let user = match state.app.get_user(&caller, &key).await {
         Ok(it) => it,
@@ -452,16 +440,10 @@ pub(in crate::pages) async fn confirm(
 /// `GET /{tenant}/admin/users/{id}`: the profile and authentication methods, with the actions.
 pub(in crate::pages) async fn user(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
+    Admin { caller, .. }: Admin,
+    Path((_, key)): Path<(String, String)>,
     RawQuery(params): RawQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    peer: Peer,
 ) -> Response {
-    let return_to = format!("/admin/users/{}", url_encode(&key));
-    let (caller, _) = match administrator(&state, &tenant, &headers, peer, &return_to).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     // The notice of a finished action is chosen from a fixed list, never echoed from the URL.
     let notice = match params.get("done").map(String::as_str) {
         Some("require_reregistration") => {
