@@ -180,9 +180,13 @@ fn see_other(location: &str) -> Response {
 /// A failure the page cannot show in place.
 fn failure(err: AppError) -> Response {
     match err {
-        AppError::NotFound(_) => {
-            html(StatusCode::NOT_FOUND, &Message::error("Admin portal", "Not found in this tenant: it may have been deleted, or the address is wrong."))
-        }
+        AppError::NotFound(_) => html(
+            StatusCode::NOT_FOUND,
+            &Message::error(
+                "Admin portal",
+                "Not found in this tenant: it may have been deleted, or the address is wrong.",
+            ),
+        ),
         AppError::Forbidden { message, .. } => html(StatusCode::FORBIDDEN, &Message::alert("Admin portal", &message)),
         AppError::BadRequest(message) | AppError::UnsupportedQuery(message) => {
             html(StatusCode::BAD_REQUEST, &Message::alert("Admin portal", &message))

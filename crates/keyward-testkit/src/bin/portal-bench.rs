@@ -1,0 +1,133 @@
+//! Times docs/performance.md's "admin portal pages with 100,000 users": the pages a service desk
+//! opens most, served over HTTP to a signed-in Global Administrator (with MFA), against the
+//! server's static stylesheet handler measured in the same run (the same HTTP stack, session
+//! cookie and client, without the page's work).
+//!
+//! ```text
+//! cargo run --release -p keyward-testkit --bin portal-bench -- sqlite 100000 300
+//! ```
+//!
+//! Arguments: the backend (`sqlite` makes a fresh file; `postgres` starts a throwaway cluster as
+//! the tests do, or uses `KEYWARD_TEST_POSTGRES_URL`), users in the directory, requests per page.
+//! Every fiftieth user has an authenticator app, every tenth a phone. Requests are sequential
+//! (one browser), after 20 unmeasured ones per page.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::time::{Duration, Instant};
+
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_testkit::browser::Browser;
+use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, TestApp};
+
+fn id(n: u64) -> ObjectId {
+    ObjectId::parse(&format!("000000b1-0000-4000-8000-{n:012x}")).expect("id")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let backend = match args.get(1).map(String::as_str) {
+        Some("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let users: u64 = args.get(2).and_then(|it| it.parse().ok()).unwrap_or(100_000);
+    let requests: usize = args.get(3).and_then(|it| it.parse().ok()).unwrap_or(300);
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("the tenant").id;
+
+    eprintln!("seeding {users} users ({backend:?})…");
+    let store = app.app.store().clone();
+    let now = app.app.now();
+    let started = Instant::now();
+    for chunk in (0..users).collect::<Vec<_>>().chunks(1000) {
+        let mut tx = store.write().await.expect("tx");
+        for &n in chunk {
+            let user = User {
+                id: id(n),
+                tenant_id: tenant.clone(),
+                user_principal_name: format!("bench{n}@{DOMAIN}"),
+                display_name: format!("Bench {n}"),
+                given_name: None,
+                surname: None,
+                mail: Some(format!("bench{n}@{DOMAIN}")),
+                mail_nickname: format!("bench{n}"),
+                other_mails: Vec::new(),
+                mobile_phone: None,
+                business_phones: Vec::new(),
+                job_title: None,
+                department: None,
+                account_enabled: true,
+                usage_location: None,
+                created: now,
+                sign_in_sessions_valid_from: now,
+                force_change_password_next_sign_in: false,
+            };
+            tx.insert_user(&user, None).await.expect("user");
+            if n % 10 == 0 {
+                tx.put_phone_method(&user.id, "mobile", "+1 2065550100", now).await.expect("phone");
+            }
+            if n % 50 == 0 {
+                tx.insert_software_oath_method(&keyward_store::SoftwareOathMethod {
+                    id: ObjectId::parse(&uuid::Uuid::new_v4().to_string()).expect("id"),
+                    user_id: user.id.clone(),
+                    sealed_secret: vec![0; 48],
+                    created: now,
+                    last_used_step: 0,
+                })
+                .await
+                .expect("method");
+            }
+        }
+        tx.commit().await.expect("commit");
+    }
+    eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
+
+    // The administrator signs in with a password and a new authenticator app, as in the portal.
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", ADMIN_UPN)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", ADMIN_PASSWORD)], &[]).await;
+    let page = browser.submit(&page, "more_info", &[], &[]).await;
+    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let code = keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+    let page = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert_eq!(page.title(), "My account", "signed in");
+    let cookie = browser.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    let pages = [
+        ("baseline: the stylesheet", "/assets/keyward.css".to_owned()),
+        ("users, first page", format!("/{DOMAIN}/admin/users")),
+        ("users, search", format!("/{DOMAIN}/admin/users?search=bench7777")),
+        ("a user's page", format!("/{DOMAIN}/admin/users/{}", id(users / 2))),
+        ("per-user MFA (100 users)", format!("/{DOMAIN}/admin/mfa")),
+        ("methods activity", format!("/{DOMAIN}/admin/reports")),
+        ("audit logs", format!("/{DOMAIN}/admin/audit")),
+        ("sign-in logs", format!("/{DOMAIN}/admin/sign-ins")),
+    ];
+    println!("| page | p50 ms | p99 ms | requests |");
+    println!("|---|---|---|---|");
+    for (name, path) in pages {
+        let url = format!("{}{path}", app.base_url);
+        let mut times = Vec::with_capacity(requests);
+        for round in 0..requests + 20 {
+            let started = Instant::now();
+            let reply = client.get(&url).header("cookie", &cookie).send().await.expect("GET");
+            let status = reply.status();
+            let body = reply.bytes().await.expect("body");
+            let took = started.elapsed();
+            assert!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&body));
+            if round >= 20 {
+                times.push(took);
+            }
+        }
+        times.sort();
+        println!("| {name} | {:.2} | {:.2} | {requests} |", percentile(&times, 0.5), percentile(&times, 0.99));
+    }
+}
