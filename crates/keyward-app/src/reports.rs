@@ -4,11 +4,11 @@
 
 use keyward_core::audit::Activity;
 use keyward_core::audit_query::{AuditFilter, TextMatch};
-use keyward_core::authz::{self, Decision, Target, actions};
+use keyward_core::authz::{self, Decision, Target, UserFacts, actions, roles, rules};
 use keyward_core::ids::ObjectId;
 use keyward_core::registration::{
-    DayActivity, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, RegistrationQuery,
-    SummaryScope, daily_activity,
+    DayActivity, Flag, IncludedRoles, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder,
+    RegistrationQuery, SummaryScope, daily_activity,
 };
 use keyward_store::Cursor;
 use time::OffsetDateTime;
@@ -27,29 +27,43 @@ pub struct RegistrationDetail {
     pub last_updated: OffsetDateTime,
 }
 
+/// Whose rows a reader of the report sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Everyone,
+    /// Users without a directory role only: a reader through authentication-method reads that
+    /// Entra's target rules stop at administrators (an Authentication Administrator).
+    NonAdmins,
+}
+
 /// Who may read the report: a token permitting `AuditLog.Read.All` (as Graph requires), and a
 /// role that reads the audit log (Reports Reader, Security Reader, Security Administrator,
-/// Global Reader, Global Administrator: Entra's list) or reads every user's authentication
-/// methods tenant-wide, even with phone numbers masked (Authentication and Privileged
-/// Authentication Administrator: the report shows which methods a user has, which their reads of
-/// the methods show already).
-fn require_report_reader(caller: &Caller) -> Result<(), AppError> {
+/// Global Reader, Global Administrator: Entra's list), who see everyone; or a role that reads
+/// authentication methods tenant-wide (Authentication and Privileged Authentication
+/// Administrator), who see the users whose methods they may read: a Privileged Authentication
+/// Administrator everyone, an Authentication Administrator the users without an admin role.
+fn report_reach(caller: &Caller) -> Result<Reach, AppError> {
     require_scope(caller, actions::AUDIT_LOGS_READ, false)?;
-    let decide = |action| match &caller.principal {
-        Principal::User(_) => authz::authorize(&caller.actor, action, Target::Tenant),
-        Principal::App(_) => authz::authorize_app(&caller.actor, action, Target::Tenant),
+    let decide = |action, target| match &caller.principal {
+        Principal::User(_) => authz::authorize(&caller.actor, action, target),
+        Principal::App(_) => authz::authorize_app(&caller.actor, action, target),
     };
-    match decide(actions::AUDIT_LOGS_READ) {
-        Decision::Allow { .. } => Ok(()),
-        Decision::Deny { rule }
-            if ![actions::USERS_AUTH_METHODS_READ, actions::USERS_AUTH_METHODS_RESTRICTED_READ]
-                .into_iter()
-                .any(|action| decide(action).is_allowed()) =>
-        {
-            tracing::info!(rule, caller = %caller.id(), "registration report refused");
-            Err(AppError::Forbidden { rule, message: authz::denial_message(rule, actions::AUDIT_LOGS_READ) })
-        }
-        Decision::Deny { .. } => Ok(()),
+    let rule = match decide(actions::AUDIT_LOGS_READ, Target::Tenant) {
+        Decision::Allow { .. } => return Ok(Reach::Everyone),
+        Decision::Deny { rule } => rule,
+    };
+    let method_reads = [actions::USERS_AUTH_METHODS_READ, actions::USERS_AUTH_METHODS_RESTRICTED_READ];
+    if !method_reads.iter().any(|action| decide(action, Target::Tenant).is_allowed()) {
+        tracing::info!(rule, caller = %caller.id(), "registration report refused");
+        return Err(AppError::Forbidden { rule, message: authz::denial_message(rule, actions::AUDIT_LOGS_READ) });
+    }
+    // A Global Administrator stands for every administrator: whoever may read their methods
+    // may read anyone's.
+    let top = UserFacts { role_ids: vec![roles::GLOBAL_ADMINISTRATOR.to_owned()], ..UserFacts::default() };
+    if method_reads.iter().any(|action| decide(action, Target::User(&top)).is_allowed()) {
+        Ok(Reach::Everyone)
+    } else {
+        Ok(Reach::NonAdmins)
     }
 }
 
@@ -97,13 +111,20 @@ impl App {
         caller: &Caller,
         query: &RegistrationQuery,
     ) -> Result<ItemPage<RegistrationDetail>, AppError> {
-        require_report_reader(caller)?;
+        let mut filter = query.filter.clone();
+        if report_reach(caller)? == Reach::NonAdmins {
+            match filter.flags.iter().find(|(flag, _)| *flag == Flag::IsAdmin) {
+                Some((_, true)) => return Ok(ItemPage { items: Vec::new(), skiptoken: None }),
+                Some((_, false)) => (),
+                None => filter.flags.push((Flag::IsAdmin, false)),
+            }
+        }
         let after = query.skiptoken.as_deref().map(decode_cursor).transpose()?;
         let mut tx = self.read().await?;
         let mut rows = tx
             .registration_details(
                 &caller.tenant.id,
-                &query.filter,
+                &filter,
                 query.order,
                 query.descending,
                 after.as_ref(),
@@ -150,14 +171,30 @@ impl App {
     }
 
     /// `usersRegisteredByMethod(…)` and `usersRegisteredByFeature(…)`: the counts over the users
-    /// `scope` includes.
+    /// `scope` includes. A reader who sees users without an admin role only gets their counts for
+    /// `all` (and `user`), and is refused the administrators' counts.
     pub async fn registration_counts(
         &self,
         caller: &Caller,
         scope: &SummaryScope,
     ) -> Result<RegistrationCounts, AppError> {
-        require_report_reader(caller)?;
+        let scope = match (report_reach(caller)?, scope.roles) {
+            (Reach::Everyone, _) => *scope,
+            (Reach::NonAdmins, IncludedRoles::All | IncludedRoles::User) => {
+                SummaryScope { roles: IncludedRoles::User, types: scope.types }
+            }
+            (Reach::NonAdmins, _) => {
+                return Err(AppError::Forbidden {
+                    rule: rules::PASSWORD_RESET_MATRIX,
+                    message: format!(
+                        "{} Your roles read the authentication methods of users without an administrator role \
+                         only, so the counts of administrators are not shown (rule: who-can-reset-passwords).",
+                        authz::INSUFFICIENT_PRIVILEGES
+                    ),
+                });
+            }
+        };
         let mut tx = self.read().await?;
-        Ok(tx.registration_counts(&caller.tenant.id, scope).await?)
+        Ok(tx.registration_counts(&caller.tenant.id, &scope).await?)
     }
 }

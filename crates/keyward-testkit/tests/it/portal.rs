@@ -692,6 +692,19 @@ async fn the_methods_activity_report(backend: Backend) {
     assert!(activity.contains(&format!("<tr><td>{today}</td><td>1</td><td>1</td><td>1</td></tr>")), "{activity}");
     assert_eq!(activity.matches("<tr><td>").count(), 30, "thirty days");
 
+    // An Authentication Administrator sees the users without an admin role (adele only).
+    let mut helper_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut helper_browser, "helper").await;
+    let limited = helper_browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert!(
+        limited
+            .by_id("coverage-summary")
+            .is_some_and(|it| it.starts_with("1 enabled users without an administrator role")),
+        "{}",
+        limited.text()
+    );
+    assert!(limited.by_id("admins-without-mfa").is_none() && limited.by_id("activity-hidden").is_some());
+
     let mut browser = Browser::new(&app.base_url);
     sign_in(&app, &mut browser, "helpdesk").await;
     let hidden = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
@@ -920,6 +933,15 @@ async fn role_assignments_are_added_and_removed(backend: Backend) {
     let confirm = browser.get(&link).await;
     assert!(confirm.text().contains("Removes this role from first Tester"), "{}", confirm.text());
     let assignment = link.split("assignment=").nth(1).expect("assignment id").to_owned();
+    // Under another role's page, the same assignment is not found, and stays.
+    let elsewhere = format!("/{DOMAIN}/admin/roles/{}", roles::GLOBAL_ADMINISTRATOR);
+    let wrong_page = browser.get(&format!("{elsewhere}/remove?assignment={assignment}")).await;
+    assert_eq!(wrong_page.status, StatusCode::NOT_FOUND, "{}", wrong_page.text());
+    let wrong_post = browser
+        .post_form(&elsewhere, &fields(&[("csrf", &csrf), ("action", "remove"), ("assignment", &assignment)]))
+        .await;
+    assert_eq!(wrong_post.status, StatusCode::NOT_FOUND, "{}", wrong_post.text());
+    assert_eq!(held(first.clone()).await, 1);
     let removed = browser
         .post_form(&role_path, &fields(&[("csrf", &csrf), ("action", "remove"), ("assignment", &assignment)]))
         .await;

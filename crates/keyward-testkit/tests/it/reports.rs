@@ -56,6 +56,15 @@ fn upns(reply: &keyward_testkit::Reply) -> BTreeSet<String> {
         .collect()
 }
 
+/// The id of the row whose user principal name starts with `alias@`.
+fn find_id(reply: &keyward_testkit::Reply, alias: &str) -> String {
+    let rows = reply.body["value"].as_array().expect("value");
+    let row = rows
+        .iter()
+        .find(|it| it["userPrincipalName"].as_str().is_some_and(|upn| upn.starts_with(&format!("{alias}@"))));
+    row.and_then(|it| it["id"].as_str()).expect("listed").to_owned()
+}
+
 fn set(aliases: &[&str]) -> BTreeSet<String> {
     aliases.iter().map(|it| (*it).to_owned()).collect()
 }
@@ -172,7 +181,15 @@ async fn registration_details(backend: Backend) {
     // Who may read it: report readers and the authentication administrators; not a user without
     // a role, nor an Authentication Administrator scoped to an administrative unit.
     assert_eq!(app.as_user(&reader).get(DETAILS).await.status, StatusCode::OK);
-    assert_eq!(app.as_user(&desk).get(DETAILS).await.status, StatusCode::OK);
+    // An Authentication Administrator reads the methods of users without an admin role only, so
+    // the report shows them those users alone, and nothing for `isAdmin eq true`.
+    let desk_view = app.as_user(&desk).get(DETAILS).await;
+    assert_eq!(desk_view.status, StatusCode::OK, "{}", desk_view.text);
+    assert_eq!(upns(&desk_view), set(&["adele", "megan", "nobody"]));
+    let desk_admins = app.as_user(&desk).get(&format!("{DETAILS}?$filter=isAdmin%20eq%20true")).await;
+    assert_eq!(upns(&desk_admins), set(&[]));
+    let desk_admin_row = app.as_user(&desk).get(&format!("{DETAILS}/{}", find_id(&all, "reader"))).await;
+    assert_graph_error(&desk_admin_row, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
     assert_graph_error(&app.as_user(&nobody).get(DETAILS).await, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let (scoped_id, scoped) = user(&app, "scoped", None).await;
     let unit = app.create_unit("Reports unit", false, &[&adele]).await;
@@ -226,7 +243,6 @@ async fn registration_summaries(backend: Backend) {
     for (roles_param, total, mfa_capable) in [("all", 5, 1), ("admin", 3, 0), ("user", 2, 1), ("privilegedAdmin", 2, 0)]
     {
         let reply = app
-            .as_user(&desk)
             .get(&format!(
                 "/beta/reports/authenticationMethods/usersRegisteredByFeature(includedUserRoles='{roles_param}')"
             ))
@@ -238,6 +254,13 @@ async fn registration_summaries(backend: Backend) {
         assert_eq!(count(&reply.body, features, "feature", "mfaCapable"), mfa_capable, "{roles_param}");
         assert_eq!(count(&reply.body, features, "feature", "passwordlessCapable"), 0);
     }
+    // An Authentication Administrator's counts cover users without an admin role; the
+    // administrators' counts are refused.
+    let desk_all = app.as_user(&desk).get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='all')")).await;
+    assert_eq!(desk_all.body["totalUserCount"], 2, "{}", desk_all.text);
+    let desk_admins =
+        app.as_user(&desk).get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='admin')")).await;
+    assert_graph_error(&desk_admins, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let guests = app.get(&format!("{base}/usersRegisteredByFeature(includedUserTypes='guest')")).await;
     assert_eq!(guests.body["totalUserCount"], 0, "{}", guests.text);
     assert_graph_error(

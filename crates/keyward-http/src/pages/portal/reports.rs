@@ -39,8 +39,9 @@ struct ReportsPage {
     title: &'static str,
     tenant: String,
     header: Header,
-    /// Users, capability bars, method bars and administrators without MFA; or why not shown.
-    registration: Result<(i64, Vec<Bar>, Vec<Bar>, i64), String>,
+    /// Users, capability bars, method bars and administrators without MFA (`None` when the
+    /// caller's roles read users without an admin role only); or why not shown.
+    registration: Result<Registration, String>,
     /// The days and whether older records were cut off; or why not shown.
     activity: Result<(Vec<Day>, bool), String>,
     days: u16,
@@ -60,7 +61,10 @@ fn bars(rows: &[(&'static str, i64)], total: i64) -> Vec<Bar> {
         .collect()
 }
 
-fn registration(all: &RegistrationCounts, admins: &RegistrationCounts) -> (i64, Vec<Bar>, Vec<Bar>, i64) {
+/// The registration part: users, capability bars, method bars, administrators without MFA.
+type Registration = (i64, Vec<Bar>, Vec<Bar>, Option<i64>);
+
+fn registration(all: &RegistrationCounts, admins: Option<&RegistrationCounts>) -> Registration {
     let capability = [
         ("MFA registered", all.mfa_registered),
         ("MFA capable", all.mfa_capable),
@@ -76,7 +80,8 @@ fn registration(all: &RegistrationCounts, admins: &RegistrationCounts) -> (i64, 
         _ => "Authenticator app",
     };
     let methods: Vec<(&'static str, i64)> = all.by_method().iter().map(|(name, n)| (labels(name), *n)).collect();
-    (all.total, bars(&capability, all.total), bars(&methods, all.total), admins.total - admins.mfa_capable)
+    let without_mfa = admins.map(|it| it.total - it.mfa_capable);
+    (all.total, bars(&capability, all.total), bars(&methods, all.total), without_mfa)
 }
 
 fn days(activity: &[DayActivity]) -> Vec<Day> {
@@ -102,8 +107,12 @@ pub(in crate::pages) async fn reports(State(state): State<AppState>, Admin { cal
     let scope = |roles| SummaryScope { roles, types: IncludedTypes::All };
     let counts = async {
         let all = state.app.registration_counts(&caller, &scope(IncludedRoles::All)).await?;
-        let admins = state.app.registration_counts(&caller, &scope(IncludedRoles::Admin)).await?;
-        Ok::<_, AppError>(registration(&all, &admins))
+        let admins = match state.app.registration_counts(&caller, &scope(IncludedRoles::Admin)).await {
+            Ok(it) => Some(it),
+            Err(AppError::Forbidden { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        Ok::<_, AppError>(registration(&all, admins.as_ref()))
     };
     let registration = match counts.await {
         Ok(it) => Ok(it),

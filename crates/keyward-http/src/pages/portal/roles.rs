@@ -160,12 +160,14 @@ async fn role_page(state: &AppState, caller: &Caller, id: &str, csrf: String, no
 /// the form that does it.
 pub(in crate::pages) async fn role_remove_confirm(
     State(state): State<AppState>,
+    Path((_, id)): Path<(String, String)>,
     Admin { caller, csrf }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
 ) -> Response {
     let key = params.get("assignment").map(String::as_str).unwrap_or_default();
     let assignment = match state.app.get_role_assignment(&caller, key).await {
-        Ok(it) => it,
+        Ok(it) if it.role_definition_id.eq_ignore_ascii_case(&id) => it,
+        Ok(_) => return failure(AppError::NotFound(key.to_owned())),
         Err(err) => return failure(err),
     };
     let role = match state.app.get_role_definition(&caller, &assignment.role_definition_id).await {
@@ -210,6 +212,12 @@ pub(in crate::pages) async fn role_action(
     match fields.get("action").map(String::as_str) {
         Some("remove") => {
             let assignment = fields.get("assignment").map(String::as_str).unwrap_or_default();
+            // Only an assignment of this page's role (the use case decides and audits the removal).
+            match state.app.get_role_assignment(&caller, assignment).await {
+                Ok(found) if found.role_definition_id.eq_ignore_ascii_case(&role.id()) => (),
+                Ok(_) => return failure(AppError::NotFound(assignment.to_owned())),
+                Err(err) => return failure(err),
+            }
             match state.app.delete_role_assignment(&caller, assignment).await {
                 Ok(()) => see_other(&format!("/{}/admin/roles/{}?done=remove", caller.tenant.id, role.id())),
                 Err(err) => failure(err),
@@ -246,10 +254,17 @@ pub(in crate::pages) async fn role_action(
                 };
                 match outcome {
                     Ok(()) => done.push(name),
-                    Err(AppError::NotFound(_)) => refused.push((name, "No such user or group.".to_owned())),
+                    Err(AppError::NotFound(what)) if what == principal => {
+                        refused.push((name, "No such user or group.".to_owned()));
+                    }
+                    Err(AppError::NotFound(what)) => refused.push((name, format!("Not found: {what}."))),
                     Err(AppError::Forbidden { message, .. }) => refused.push((name, message)),
                     Err(AppError::BadRequest(message) | AppError::Conflict(message)) => refused.push((name, message)),
-                    Err(err) => return failure(err),
+                    Err(err) => {
+                        // Keep what was done: each assignment committed on its own.
+                        tracing::error!(error = ?err, "adding a role assignment failed");
+                        refused.push((name, "Something went wrong on our side; try this one again.".to_owned()));
+                    }
                 }
             }
             let page = RoleResultPage {
