@@ -15,6 +15,11 @@ const browser = await chromium.launch({ executablePath: env("KEYWARD_CHROMIUM"),
 try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
   const page = await context.newPage();
+  // Script errors and refused resources (the Content-Security-Policy) reach the test's output.
+  page.on("pageerror", (err) => console.error(`page error: ${err.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" || message.type() === "warning") console.error(`console: ${message.text()}`);
+  });
   const titles = [];
   const title = async () => {
     const text = (await page.locator("h1").innerText()).trim();
@@ -68,11 +73,16 @@ try {
   await title();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-reports.png"), fullPage: true });
 
-  // Search as you type (the portal's one script): the list follows the text without a submit.
-  await page.goto(`${admin}/users`);
+  // Search as you type (the portal's one script), in a context with JavaScript on and the
+  // pages' Content-Security-Policy enforced: the list follows the text without a submit.
+  const liveContext = await browser.newContext({ ignoreHTTPSErrors: true, storageState: await context.storageState() });
+  const live = await liveContext.newPage();
+  live.on("pageerror", (err) => console.error(`page error: ${err.message}`));
+  live.on("console", (message) => console.error(`console: ${message.text()}`));
+  await live.goto(`${admin}/users`);
   const wanted = env("KEYWARD_TARGET").split("@")[0];
-  await page.locator("#search").pressSequentially(wanted, { delay: 20 });
-  await page.waitForFunction(
+  await live.locator("#search").pressSequentially(wanted, { delay: 20 });
+  await live.waitForFunction(
     (name) => {
       const rows = document.querySelectorAll("#users tbody tr");
       return rows.length === 1 && rows[0].innerText.includes(name);
@@ -80,7 +90,8 @@ try {
     wanted,
     { timeout: 10000 },
   );
-  const liveUrl = page.url();
+  const liveUrl = live.url();
+  await liveContext.close();
 
   // axe-core on each portal page, in a context that shares the session and may run the checker
   // (the pages themselves allow no script).

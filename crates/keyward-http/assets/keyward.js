@@ -20,14 +20,18 @@ document.querySelectorAll("input[data-live]").forEach((input) => {
       url.search = new URLSearchParams(new FormData(form)).toString();
       try {
         const reply = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
-        if (!reply.ok || ticket !== latest) return;
+        if (!reply.ok || ticket !== latest) {
+          if (!reply.ok) console.warn(`Keyward: search as you type answered ${reply.status}`);
+          return;
+        }
         const page = new DOMParser().parseFromString(await reply.text(), "text/html");
         const fresh = page.getElementById("results");
         if (!fresh) return;
         results.replaceChildren(...Array.from(fresh.childNodes, (node) => document.importNode(node, true)));
         history.replaceState(null, "", url);
-      } catch (_) {
+      } catch (err) {
         // The form still works: pressing Search submits it.
+        console.warn("Keyward: search as you type failed:", err);
       }
     }, 250);
   });
