@@ -12,7 +12,6 @@ use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
 use keyward_core::authz::built_in_role;
 use keyward_core::directory::{PropertyChange, Tenant, User};
 use keyward_core::ids::ObjectId;
-use keyward_core::json;
 use keyward_core::password;
 use keyward_core::secret::Secret;
 use keyward_core::secret::constant_time_eq;
@@ -27,7 +26,7 @@ use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
-use crate::signin_admin::strong_authentication_requirement;
+use crate::signin_admin::{end_sessions, strong_authentication_requirement};
 use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
 
 /// The application id the sign-in log names for Keyward's own pages.
@@ -1113,21 +1112,11 @@ impl App {
             .get_user(&flow.tenant.id, &user.id)
             .await?
             .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
-        let old = fresh.sign_in_sessions_valid_from;
-        fresh.sign_in_sessions_valid_from = now;
-        tx.update_user(&fresh).await?;
+        let target = end_sessions(&mut *tx, &mut fresh, now).await?;
         tx.delete_browser_session(&flow.session.id_sha256).await?;
         let audit = self.self_audit(flow, &fresh, now);
-        let change = PropertyChange {
-            name: "StsRefreshTokensValidFrom".into(),
-            old_value: Some(json::string_array([rfc3339(old).as_str()])),
-            new_value: Some(json::string_array([rfc3339(now).as_str()])),
-        };
-        let record = audit.success(
-            audit_id(&audit.correlation_id),
-            Activity::UpdateStsRefreshTokenValidFrom,
-            vec![TargetResource::user(&fresh).with_changes(vec![change])],
-        );
+        let record =
+            audit.success(audit_id(&audit.correlation_id), Activity::UpdateStsRefreshTokenValidFrom, vec![target]);
         commit_audited(tx, [record]).await?;
         let mut view = self.start_flow(&flow.tenant, None).await?;
         view.page = Some(SignInPage::Username {

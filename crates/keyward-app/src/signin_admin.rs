@@ -195,19 +195,8 @@ impl App {
                 Activity::UpdateStsRefreshTokenValidFrom,
             )
             .await?;
-        let old = user.sign_in_sessions_valid_from;
-        user.sign_in_sessions_valid_from = now;
-        tx.update_user(&user).await?;
-        let change = PropertyChange {
-            name: "StsRefreshTokensValidFrom".into(),
-            old_value: Some(json::string_array([rfc3339(old).as_str()])),
-            new_value: Some(json::string_array([rfc3339(now).as_str()])),
-        };
-        let record = caller.succeeded(
-            now,
-            Activity::UpdateStsRefreshTokenValidFrom,
-            vec![TargetResource::user(&user).with_changes(vec![change])],
-        );
+        let target = end_sessions(&mut *tx, &mut user, now).await?;
+        let record = caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target]);
         commit_audited(tx, [record]).await?;
         Ok(())
     }
@@ -348,4 +337,23 @@ impl App {
     pub async fn per_user_mfa_state(&self, user: &ObjectId) -> Result<keyward_core::signin::PerUserMfaState, AppError> {
         Ok(self.read().await?.user_sign_in_state(user).await?.per_user_mfa)
     }
+}
+
+/// Ends every session and token of `user` issued before `now` (`signInSessionsValidFromDateTime`)
+/// and returns the audit target with Entra's `StsRefreshTokensValidFrom` change: what
+/// `revokeSignInSessions` and the account page's "Sign out everywhere" both do.
+pub(crate) async fn end_sessions(
+    tx: &mut dyn Tx,
+    user: &mut User,
+    now: time::OffsetDateTime,
+) -> Result<TargetResource, AppError> {
+    let old = user.sign_in_sessions_valid_from;
+    user.sign_in_sessions_valid_from = now;
+    tx.update_user(user).await?;
+    let change = PropertyChange {
+        name: "StsRefreshTokensValidFrom".into(),
+        old_value: Some(json::string_array([rfc3339(old).as_str()])),
+        new_value: Some(json::string_array([rfc3339(now).as_str()])),
+    };
+    Ok(TargetResource::user(user).with_changes(vec![change]))
 }

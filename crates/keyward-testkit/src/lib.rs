@@ -445,3 +445,33 @@ impl TestApp {
         reply.body
     }
 }
+
+/// The benchmarks' user number `n`: `bench{n}@contoso.test`, "Bench {n}", enabled, created at
+/// `now`, nothing else set.
+pub fn bench_user(
+    id: keyward_core::ids::ObjectId,
+    tenant: &keyward_core::ids::ObjectId,
+    n: u64,
+    now: time::OffsetDateTime,
+) -> keyward_core::directory::User {
+    keyward_core::directory::User {
+        id,
+        tenant_id: tenant.clone(),
+        user_principal_name: format!("bench{n}@{DOMAIN}"),
+        display_name: format!("Bench {n}"),
+        given_name: None,
+        surname: None,
+        mail: None,
+        mail_nickname: format!("bench{n}"),
+        other_mails: Vec::new(),
+        mobile_phone: None,
+        business_phones: Vec::new(),
+        job_title: None,
+        department: None,
+        account_enabled: true,
+        usage_location: None,
+        created: now,
+        sign_in_sessions_valid_from: now,
+        force_change_password_next_sign_in: false,
+    }
+}

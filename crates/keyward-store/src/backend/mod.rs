@@ -54,7 +54,7 @@ use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
 use self::reports::{
-    MFA_REGISTERED, REGISTRATION_SOURCE, SSPR_REGISTERED, flag_condition, method_condition, push_text_match,
+    MFA_REGISTERED, SSPR_REGISTERED, flag_condition, method_condition, push_text_match, registration_source,
 };
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};

@@ -2,31 +2,43 @@
 //! derives, per enabled user, what is registered, and the list and the counts filter it.
 
 use keyward_core::audit_query::TextMatch;
-use keyward_core::registration::Flag;
+use std::sync::LazyLock;
+
+use keyward_core::registration::{Flag, PRIVILEGED_ADMIN_ROLES};
 
 use crate::sql::{Arg, Sql};
 
 /// Per enabled user of the tenant (`$1`): the registered methods and role holding, as `d.*`.
-pub(super) const REGISTRATION_SOURCE: &str = concat!(
-    "(SELECT u.id, u.upn, u.display_name, u.upn_lc, u.display_name_lc, ",
-    "(u.password_hash IS NOT NULL) AS has_password, ",
-    "EXISTS (SELECT 1 FROM software_oath_methods m WHERE m.user_id = u.id) AS has_oath, ",
-    "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id AND p.phone_type = 'mobile') AS has_mobile, ",
-    "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id ",
-    "AND p.phone_type = 'alternateMobile') AS has_alternate, ",
-    "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id AND p.phone_type = 'office') AS has_office, ",
-    "EXISTS (SELECT 1 FROM email_methods e WHERE e.user_id = u.id) AS has_email, ",
-    "EXISTS (SELECT 1 FROM role_assignments r WHERE r.principal_id = u.id OR r.principal_id IN ",
-    "(SELECT g.group_id FROM group_members g WHERE g.member_id = u.id)) AS is_admin, ",
-    "EXISTS (SELECT 1 FROM role_assignments r WHERE (r.principal_id = u.id OR r.principal_id IN ",
-    "(SELECT g.group_id FROM group_members g WHERE g.member_id = u.id)) AND lower(r.role_definition_id) IN (",
-    "'62e90394-69f5-4237-9190-012177145e10', '194ae4cb-b126-40b2-bd5b-6091b380977d', ",
-    "'b1be1c3e-b65d-4f19-8427-f6fa0d97feb9', '29232cdf-9323-42fd-ade2-1d097af3e4de', ",
-    "'f28a1f50-f6e7-4571-818b-6a12f2af6b6c', '729827e3-9c14-49f7-bb1b-9608f156bbb8', ",
-    "'b0f54661-2d74-4c50-afa3-1ec803f12efe', 'fe930be7-5e62-47db-91af-98c3a49a38b1', ",
-    "'c4e39bd9-1100-46d3-8c65-fb160da0071f')) AS is_privileged_admin ",
-    "FROM users u WHERE u.account_enabled AND u.tenant_id = $1) d WHERE 1 = 1"
-);
+/// Privileged roles are the core's `PRIVILEGED_ADMIN_ROLES` (GUIDs, so safe to inline).
+pub(super) fn registration_source() -> &'static str {
+    static SOURCE: LazyLock<String> = LazyLock::new(|| {
+        let holds = concat!(
+            "EXISTS (SELECT 1 FROM role_assignments r WHERE (r.principal_id = u.id OR r.principal_id IN ",
+            "(SELECT g.group_id FROM group_members g WHERE g.member_id = u.id))"
+        );
+        let privileged = PRIVILEGED_ADMIN_ROLES.map(|it| format!("'{it}'")).join(", ");
+        format!(
+            concat!(
+                "(SELECT u.id, u.upn, u.display_name, u.upn_lc, u.display_name_lc, ",
+                "(u.password_hash IS NOT NULL) AS has_password, ",
+                "EXISTS (SELECT 1 FROM software_oath_methods m WHERE m.user_id = u.id) AS has_oath, ",
+                "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id AND p.phone_type = 'mobile') ",
+                "AS has_mobile, ",
+                "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id ",
+                "AND p.phone_type = 'alternateMobile') AS has_alternate, ",
+                "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id AND p.phone_type = 'office') ",
+                "AS has_office, ",
+                "EXISTS (SELECT 1 FROM email_methods e WHERE e.user_id = u.id) AS has_email, ",
+                "{holds}) AS is_admin, ",
+                "{holds} AND lower(r.role_definition_id) IN ({privileged})) AS is_privileged_admin ",
+                "FROM users u WHERE u.account_enabled AND u.tenant_id = $1) d WHERE 1 = 1"
+            ),
+            holds = holds,
+            privileged = privileged
+        )
+    });
+    &SOURCE
+}
 
 pub(super) const MFA_REGISTERED: &str = "(d.has_oath OR d.has_mobile OR d.has_alternate OR d.has_office)";
 pub(super) const SSPR_REGISTERED: &str = "(d.has_email OR d.has_mobile OR d.has_alternate OR d.has_office)";
@@ -85,7 +97,7 @@ macro_rules! impl_report_store {
                 after: Option<&Cursor>,
                 limit: usize,
             ) -> Result<Vec<RegistrationRow>, StoreError> {
-                let mut sql = Sql::new(&format!("SELECT d.* FROM {REGISTRATION_SOURCE}"));
+                let mut sql = Sql::new(&format!("SELECT d.* FROM {}", registration_source()));
                 sql.args.push(Arg::Text(tenant.to_string()));
                 if let Some(id) = &filter.id {
                     sql.push(" AND d.id = ");
@@ -162,7 +174,8 @@ macro_rules! impl_report_store {
                 ] {
                     text.push_str(&count(condition));
                 }
-                text.push_str(&format!(" FROM {REGISTRATION_SOURCE}"));
+                text.push_str(" FROM ");
+                text.push_str(registration_source());
                 text.push_str(match scope.roles {
                     IncludedRoles::All => "",
                     IncludedRoles::PrivilegedAdmin => " AND d.is_privileged_admin",

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use keyward_app::{HashParams, KeyRing, PasswordHasher};
-use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::signin::{SignInPolicy, TapPolicy};
 use keyward_store::SoftwareOathMethod;
@@ -135,26 +134,7 @@ async fn main() {
     .expect("policy");
     for n in 0..sign_ins {
         let id = user_id(n);
-        let user = User {
-            id: id.clone(),
-            tenant_id: tenant.id.clone(),
-            user_principal_name: format!("bench{n}@{DOMAIN}"),
-            display_name: format!("Bench {n}"),
-            given_name: None,
-            surname: None,
-            mail: None,
-            mail_nickname: format!("bench{n}"),
-            other_mails: Vec::new(),
-            mobile_phone: None,
-            business_phones: Vec::new(),
-            job_title: None,
-            department: None,
-            account_enabled: true,
-            usage_location: None,
-            created: now,
-            sign_in_sessions_valid_from: now,
-            force_change_password_next_sign_in: false,
-        };
+        let user = keyward_testkit::bench_user(id.clone(), &tenant.id, n as u64, now);
         tx.insert_user(&user, Some(&stored)).await.expect("user");
         let method = SoftwareOathMethod {
             id: ObjectId::parse(&format!("000000b2-0000-4000-8000-{n:012x}")).expect("id"),

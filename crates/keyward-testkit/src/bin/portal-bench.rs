@@ -49,24 +49,8 @@ async fn main() {
         let mut tx = store.write().await.expect("tx");
         for &n in chunk {
             let user = User {
-                id: id(n),
-                tenant_id: tenant.clone(),
-                user_principal_name: format!("bench{n}@{DOMAIN}"),
-                display_name: format!("Bench {n}"),
-                given_name: None,
-                surname: None,
                 mail: Some(format!("bench{n}@{DOMAIN}")),
-                mail_nickname: format!("bench{n}"),
-                other_mails: Vec::new(),
-                mobile_phone: None,
-                business_phones: Vec::new(),
-                job_title: None,
-                department: None,
-                account_enabled: true,
-                usage_location: None,
-                created: now,
-                sign_in_sessions_valid_from: now,
-                force_change_password_next_sign_in: false,
+                ..keyward_testkit::bench_user(id(n), &tenant, n, now)
             };
             tx.insert_user(&user, None).await.expect("user");
             if n % 10 == 0 {

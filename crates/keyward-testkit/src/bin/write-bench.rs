@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use keyward_app::{ManualClock, RequestMeta};
-use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::signin::SignInRecord;
 use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN};
@@ -60,26 +59,7 @@ async fn main() {
     for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
         let mut tx = store.write().await.expect("tx");
         for &n in chunk {
-            let user = User {
-                id: id(0xb0, n),
-                tenant_id: tenant.clone(),
-                user_principal_name: format!("bench{n}@{DOMAIN}"),
-                display_name: format!("Bench {n}"),
-                given_name: None,
-                surname: None,
-                mail: None,
-                mail_nickname: format!("bench{n}"),
-                other_mails: Vec::new(),
-                mobile_phone: None,
-                business_phones: Vec::new(),
-                job_title: None,
-                department: None,
-                account_enabled: true,
-                usage_location: None,
-                created: now,
-                sign_in_sessions_valid_from: now,
-                force_change_password_next_sign_in: false,
-            };
+            let user = keyward_testkit::bench_user(id(0xb0, n), &tenant, n, now);
             tx.insert_user(&user, None).await.expect("user");
             tx.put_phone_method(&user.id, "mobile", "+1 2065550100", now).await.expect("phone");
         }
