@@ -25,9 +25,12 @@ use keyward_core::totp::{self, CodeError};
 use keyward_store::{BrowserSession, SoftwareOathMethod, Tx, UserSignInState};
 use time::{Duration, OffsetDateTime};
 
+use crate::auth_methods::Who;
 use crate::commit_audited;
 use crate::signin_admin::{end_sessions, strong_authentication_requirement};
-use crate::{App, AppError, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
+use crate::tokens::load_actor;
+use crate::{App, AppError, Caller, Principal, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
+use keyward_core::auth_methods::PhoneType;
 
 /// The application id the sign-in log names for Keyward's own pages.
 pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
@@ -58,6 +61,12 @@ pub struct SignInForm {
     pub confirm_password: Option<Secret>,
     /// The user-name form of a sign-in that has no session row yet carries where to go after it.
     pub return_to: Option<String>,
+    /// The account page's forms: which method (`totp:{id}`, `phone:{type}`, `email`), a phone
+    /// type, the number or address typed, and whether a deletion was confirmed.
+    pub method: Option<String>,
+    pub phone_type: Option<String>,
+    pub value: Option<String>,
+    pub confirmed: bool,
 }
 
 /// The page to show.
@@ -93,10 +102,16 @@ pub enum SignInPage {
     Account {
         display_name: String,
         user_principal_name: String,
-        methods: Vec<String>,
+        /// Each method's label and, for those the user may delete here, its form value.
+        methods: Vec<(String, Option<String>)>,
         /// The user's newest sign-ins: time, application, result, IP address.
         recent: Vec<(String, String, String, String)>,
         notice: Option<String>,
+    },
+    /// "Delete this method?" on the account page.
+    ConfirmDelete {
+        label: String,
+        method: String,
     },
 }
 
@@ -1031,17 +1046,16 @@ impl App {
         drop(tx);
         let mut methods = Vec::new();
         if has_password {
-            methods.push("Password".to_owned());
+            methods.push(("Password".to_owned(), None));
         }
-        let format = time::macros::format_description!("[year]-[month]-[day]");
         for method in totp_methods {
-            methods.push(format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default()));
+            methods.push((totp_label(&method), Some(format!("totp:{}", method.id))));
         }
         for (kind, number) in phones {
-            methods.push(format!("Phone ({kind}): {number}"));
+            methods.push((format!("{}: {number}", phone_kind_label(&kind)), Some(format!("phone:{kind}"))));
         }
         if let Some(address) = email {
-            methods.push(format!("Email: {address}"));
+            methods.push((format!("Email: {address}"), Some("email".to_owned())));
         }
         let recent = recent
             .into_iter()
@@ -1089,8 +1103,122 @@ impl App {
                 }
                 self.begin_totp_registration(flow).await
             }
+            "add_phone" | "add_email" | "delete_method" => {
+                let notice = match self.account_method_change(flow, user, form).await? {
+                    Ok(Some(done)) => done,
+                    Ok(None) => {
+                        // A deletion not confirmed yet: say exactly what will go.
+                        let method = form.method.clone().unwrap_or_default();
+                        let label = self.account_method_label(user, &method).await?;
+                        let Some(label) = label else {
+                            return self.account_page(flow, user, Some("That method no longer exists.".into())).await;
+                        };
+                        return Ok(self.view(flow, SignInPage::ConfirmDelete { label, method }));
+                    }
+                    Err(refusal) => refusal,
+                };
+                self.account_page(flow, user, Some(notice)).await
+            }
             _ => self.account_page(flow, user, None).await,
         }
+    }
+
+    /// Adds a phone or an e-mail address, or deletes a method, through the same use cases as
+    /// `/me/authentication/…` (and so under the same rules: MFA within the last 10 minutes, and
+    /// audited as the user's own change). `Ok(Ok(Some(text)))` is done, `Ok(Ok(None))` a deletion
+    /// waiting for its confirmation, `Ok(Err(text))` refused with the reason to show.
+    async fn account_method_change(
+        &self,
+        flow: &Flow,
+        user: &User,
+        form: &SignInForm,
+    ) -> Result<Result<Option<String>, String>, AppError> {
+        let caller = self.session_caller(flow, user).await?;
+        let value = form.value.as_deref().map(str::trim).unwrap_or_default();
+        let result = match form.step.as_str() {
+            "add_phone" => {
+                let Some(phone_type) = form.phone_type.as_deref().and_then(PhoneType::parse) else {
+                    return Ok(Err("Choose which phone this is: mobile, alternate mobile or office.".into()));
+                };
+                let exists = self
+                    .read()
+                    .await?
+                    .list_phone_methods(&user.id)
+                    .await?
+                    .iter()
+                    .any(|(kind, _)| PhoneType::parse(kind) == Some(phone_type));
+                self.put_phone(&caller, Who::Me, phone_type, value, exists)
+                    .await
+                    .map(|_| format!("Saved your {} number.", phone_label(phone_type).to_lowercase()))
+            }
+            "add_email" => {
+                let exists = self.read().await?.get_email_method(&user.id).await?.is_some();
+                self.put_email(&caller, Who::Me, value, exists).await.map(|()| "Saved your email address.".to_owned())
+            }
+            _ => {
+                let method = form.method.as_deref().unwrap_or_default();
+                if !form.confirmed {
+                    return Ok(Ok(None));
+                }
+                let done = match method.split_once(':') {
+                    Some(("totp", id)) => self.delete_software_oath(&caller, Who::Me, id).await,
+                    Some(("phone", kind)) => match PhoneType::parse(kind) {
+                        Some(phone_type) => self.delete_phone(&caller, Who::Me, phone_type).await,
+                        None => Err(AppError::NotFound(kind.to_owned())),
+                    },
+                    None if method == "email" => self.delete_email(&caller, Who::Me).await,
+                    _ => Err(AppError::NotFound(method.to_owned())),
+                };
+                done.map(|()| "Deleted.".to_owned())
+            }
+        };
+        match result {
+            Ok(done) => Ok(Ok(Some(done))),
+            Err(AppError::Forbidden { rule: "recent-mfa", .. }) => Ok(Err(
+                "Changing your security info needs a sign-in with your authenticator app within the last 10 minutes. \
+                 Sign out, sign in again with your code, and try again."
+                    .into(),
+            )),
+            Err(AppError::Forbidden { message, .. } | AppError::BadRequest(message)) => Ok(Err(message)),
+            Err(AppError::NotFound(_)) => Ok(Err("That method no longer exists.".into())),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The label of one of the user's methods as the account page shows it, if it exists.
+    async fn account_method_label(&self, user: &User, method: &str) -> Result<Option<String>, AppError> {
+        let mut tx = self.read().await?;
+        Ok(match method.split_once(':') {
+            Some(("totp", id)) => {
+                tx.list_software_oath_methods(&user.id).await?.iter().find(|it| it.id.to_string() == id).map(totp_label)
+            }
+            Some(("phone", kind)) => tx
+                .list_phone_methods(&user.id)
+                .await?
+                .into_iter()
+                .find(|(it, _)| it == kind)
+                .map(|(kind, number)| format!("{}: {number}", phone_kind_label(&kind))),
+            None if method == "email" => tx.get_email_method(&user.id).await?.map(|it| format!("Email: {it}")),
+            _ => None,
+        })
+    }
+
+    /// The signed-in user of a browser session as a caller of the app's use cases, with the
+    /// session's sign-in time and methods (MFA recency counts from the second factor).
+    async fn session_caller(&self, flow: &Flow, user: &User) -> Result<Caller, AppError> {
+        let mut tx = self.read().await?;
+        let actor = load_actor(&mut *tx, &flow.tenant, &user.id).await?;
+        drop(tx);
+        let session = &flow.session;
+        let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));
+        Ok(Caller {
+            tenant: flow.tenant.clone(),
+            principal: Principal::User(Box::new(user.clone())),
+            actor,
+            meta: flow.meta.clone(),
+            scopes: None,
+            authentication,
+        })
     }
 
     async fn sign_out(&self, flow: &Flow) -> Result<SignInView, AppError> {
@@ -1311,4 +1439,24 @@ mod tests {
         assert_eq!(a, csrf_token("cookie-a"));
         assert!(!a.contains("cookie-a"));
     }
+}
+
+/// "Authenticator app (added 2026-12-02)".
+fn totp_label(method: &SoftwareOathMethod) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default())
+}
+
+/// How the account page names a phone type.
+fn phone_label(phone_type: PhoneType) -> &'static str {
+    match phone_type {
+        PhoneType::Mobile => "Mobile phone",
+        PhoneType::AlternateMobile => "Alternate mobile phone",
+        PhoneType::Office => "Office phone",
+    }
+}
+
+/// The label of a stored phone type (`mobile` → "Mobile phone").
+fn phone_kind_label(kind: &str) -> String {
+    PhoneType::parse(kind).map_or_else(|| kind.to_owned(), |it| phone_label(it).to_owned())
 }

@@ -56,6 +56,10 @@ pub(super) async fn page_post(
             "new_password" => form.new_password = Some(Secret::new(value)),
             "confirm_password" => form.confirm_password = Some(Secret::new(value)),
             "return_to" => form.return_to = Some(value),
+            "method" => form.method = Some(value),
+            "phone_type" => form.phone_type = Some(value),
+            "value" => form.value = Some(value),
+            "confirmed" => form.confirmed = value == "yes",
             _ => (),
         }
     }
@@ -177,6 +181,7 @@ impl<'a> SignInTemplate<'a> {
             SignInPage::MoreInfo { .. } => "More information required",
             SignInPage::RegisterTotp { .. } => "Set up your authenticator app",
             SignInPage::Account { .. } => "My account",
+            SignInPage::ConfirmDelete { .. } => "Delete a method",
         };
         let qr = match page {
             SignInPage::RegisterTotp { uri, .. } => qr_svg(uri),

@@ -864,7 +864,7 @@ async fn my_security_info_signs_out_everywhere(backend: Backend) {
     let mut browser = Browser::new(&app.base_url);
     let account = sign_in(&app, &mut browser, "mina").await;
     assert_eq!(account.title(), "My account", "{}", account.text());
-    assert!(account.text().contains("Phone (mobile): +1 2065550123"), "{}", account.text());
+    assert!(account.text().contains("Mobile phone: +1 2065550123"), "{}", account.text());
     let recent = account.html.split("id=\"recent-sign-ins\"").nth(1).expect("recent sign-ins").to_owned();
     assert!(recent.contains("Success") && recent.contains("Failed"), "the wrong password shows too: {recent}");
     let token = app.token_for(&format!("mina@{DOMAIN}")).await;
@@ -885,6 +885,97 @@ async fn my_security_info_signs_out_everywhere(backend: Backend) {
         matches!(&record.initiated_by, keyward_core::audit::Initiator::User { user_principal_name, .. } if user_principal_name == &format!("mina@{DOMAIN}")),
         "{record:?}"
     );
+}
+
+/// My Security Info adds and changes phone numbers and the e-mail address and deletes methods,
+/// through the same use cases as `/me/authentication/…`: MFA within the last 10 minutes, a
+/// confirmation before a deletion, bad input refused with nothing changed, and every change
+/// audited as the user's own.
+async fn my_security_info_manages_phones_email_and_methods(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let noor = user(&app, "noor", None).await;
+    let mut browser = Browser::new(&app.base_url);
+    let account = sign_in(&app, &mut browser, "noor").await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let phone = [("phone_type", "mobile"), ("value", "+1 2065550177")];
+
+    // A password alone is not enough to change security info.
+    let refused = browser.submit(&account, "add_phone", &[], &phone).await;
+    assert!(refused.text().contains("within the last 10 minutes"), "{}", refused.text());
+    assert!(!refused.text().contains("+1 2065550177"), "nothing saved: {}", refused.text());
+
+    // With an authenticator app registered in this session, the session has MFA.
+    let setup = browser.submit(&refused, "add_totp", &[], &[]).await;
+    let secret = totp::base32_decode(&setup.by_id("secret").expect("secret")).expect("base32");
+    let code = totp::code_at_step(&secret, totp::step_at(app.app.now().unix_timestamp()));
+    let account = browser.submit(&setup, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let saved = browser.submit(&account, "add_phone", &[], &phone).await;
+    assert!(saved.text().contains("Saved your mobile phone number"), "{}", saved.text());
+    assert!(methods_of(&saved).contains("Mobile phone: +1 2065550177"), "{}", methods_of(&saved));
+    // The same type again changes the number; a malformed one is refused and changes nothing.
+    let changed =
+        browser.submit(&saved, "add_phone", &[], &[("phone_type", "mobile"), ("value", "+1 2065550188")]).await;
+    assert!(methods_of(&changed).contains("Mobile phone: +1 2065550188"), "{}", methods_of(&changed));
+    let bad = browser.submit(&changed, "add_phone", &[], &[("phone_type", "office"), ("value", "call me")]).await;
+    assert!(
+        bad.text().contains("is not a valid phone number") || bad.text().contains("phone number"),
+        "{}",
+        bad.text()
+    );
+    assert!(!methods_of(&bad).contains("Office phone"), "{}", methods_of(&bad));
+    let unknown = browser.submit(&bad, "add_phone", &[], &[("phone_type", "pager"), ("value", "+1 2065550100")]).await;
+    assert!(unknown.text().contains("Choose which phone"), "{}", unknown.text());
+    let email = browser.submit(&unknown, "add_email", &[], &[("value", "noor@example.org")]).await;
+    assert!(methods_of(&email).contains("Email: noor@example.org"), "{}", methods_of(&email));
+    let phones = app.get(&format!("/v1.0/users/{noor}/authentication/phoneMethods")).await;
+    assert_eq!(phones.body["value"][0]["phoneNumber"], "+1 2065550188", "{}", phones.text);
+
+    // Deleting asks first and says what goes; the confirmation deletes it.
+    let ask = browser.submit(&email, "delete_method", &[], &[("method", "phone:mobile")]).await;
+    assert_eq!(ask.title(), "Delete a method", "{}", ask.text());
+    assert!(ask.text().contains("Mobile phone: +1 2065550188"), "{}", ask.text());
+    let still = app.get(&format!("/v1.0/users/{noor}/authentication/phoneMethods")).await;
+    assert_eq!(still.body["value"].as_array().map(Vec::len), Some(1), "not deleted before the confirmation");
+    let deleted = browser.submit(&ask, "delete_method", &[], &[]).await;
+    assert!(deleted.text().contains("Deleted."), "{}", deleted.text());
+    assert!(!methods_of(&deleted).contains("Mobile phone"), "{}", methods_of(&deleted));
+    // A replay of the confirmation finds nothing to delete; a forged form is refused.
+    let replay = browser.submit(&ask, "delete_method", &[], &[]).await;
+    assert!(replay.text().contains("no longer exists"), "{}", replay.text());
+    let csrf = csrf_of(&replay);
+    let forged = browser
+        .post_form(
+            &format!("/{DOMAIN}/login"),
+            &fields(&[("csrf", "forged"), ("step", "delete_method"), ("method", "email"), ("confirmed", "yes")]),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text());
+    assert!(methods_of(&browser.get(&format!("/{DOMAIN}/login")).await).contains("Email: noor@example.org"));
+    // The authenticator app goes the same way (its method value names it).
+    let app_method = methods_of(&replay)
+        .split("value=\"")
+        .find_map(|it| it.strip_prefix("totp:").map(|rest| format!("totp:{}", &rest[..rest.find('"').unwrap_or(0)])))
+        .expect("the app's delete form");
+    let gone = browser
+        .post_form(
+            &format!("/{DOMAIN}/login"),
+            &fields(&[("csrf", &csrf), ("step", "delete_method"), ("method", &app_method), ("confirmed", "yes")]),
+        )
+        .await;
+    assert!(!methods_of(&gone).contains("Authenticator app"), "{}", methods_of(&gone));
+
+    // After ten minutes the session's MFA is too old.
+    app.clock.advance(time::Duration::minutes(11));
+    let late = browser.submit(&gone, "add_email", &[], &[("value", "other@example.org")]).await;
+    assert!(late.text().contains("within the last 10 minutes"), "{}", late.text());
+    assert!(methods_of(&late).contains("Email: noor@example.org"), "{}", methods_of(&late));
+
+    let activities: Vec<String> =
+        app.audit_for(&noor).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    for expected in ["User registered security info", "User updated security info", "User deleted security info"] {
+        assert!(activities.iter().any(|it| it == expected), "{expected}: {activities:?}");
+    }
 }
 
 /// Role assignments are added (several principals at once, each decided on its own) and removed
@@ -1013,6 +1104,7 @@ keyward_testkit::on_both_backends!(
     users_are_created_edited_disabled_and_deleted,
     the_sign_in_log_page_filters_and_shows_steps,
     my_security_info_signs_out_everywhere,
+    my_security_info_manages_phones_email_and_methods,
     role_assignments_are_added_and_removed,
     administrative_units_and_their_scoped_roles
 );
