@@ -1410,6 +1410,26 @@ pub(crate) async fn mfa_facts_in(
     Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
 }
 
+/// "Authenticator app (added 2026-12-02)".
+fn totp_label(method: &SoftwareOathMethod) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default())
+}
+
+/// How the account page names a phone type.
+fn phone_label(phone_type: PhoneType) -> &'static str {
+    match phone_type {
+        PhoneType::Mobile => "Mobile phone",
+        PhoneType::AlternateMobile => "Alternate mobile phone",
+        PhoneType::Office => "Office phone",
+    }
+}
+
+/// The label of a stored phone type (`mobile` → "Mobile phone").
+fn phone_kind_label(kind: &str) -> String {
+    PhoneType::parse(kind).map_or_else(|| kind.to_owned(), |it| phone_label(it).to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1439,24 +1459,4 @@ mod tests {
         assert_eq!(a, csrf_token("cookie-a"));
         assert!(!a.contains("cookie-a"));
     }
-}
-
-/// "Authenticator app (added 2026-12-02)".
-fn totp_label(method: &SoftwareOathMethod) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    format!("Authenticator app (added {})", method.created.format(&format).unwrap_or_default())
-}
-
-/// How the account page names a phone type.
-fn phone_label(phone_type: PhoneType) -> &'static str {
-    match phone_type {
-        PhoneType::Mobile => "Mobile phone",
-        PhoneType::AlternateMobile => "Alternate mobile phone",
-        PhoneType::Office => "Office phone",
-    }
-}
-
-/// The label of a stored phone type (`mobile` → "Mobile phone").
-fn phone_kind_label(kind: &str) -> String {
-    PhoneType::parse(kind).map_or_else(|| kind.to_owned(), |it| phone_label(it).to_owned())
 }

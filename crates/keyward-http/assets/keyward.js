@@ -1,6 +1,7 @@
 // Keyward's only script, for the admin portal: every page works without it. It adds
 //  - search as you type on lists with a search box marked `data-live` (the results, rendered by
-//    the server as for the form, replace the element with id `results`);
+//    the server as for the form, replace the element with id `results`; in a picker, the boxes
+//    already ticked stay, so one can search several times and pick from each);
 //  - a Copy button next to a one-time secret (`data-copy` names the element to copy).
 // Served from /assets with the pages' Content-Security-Policy `script-src 'self'`; no inline
 // script, no eval, nothing from elsewhere.
@@ -27,7 +28,14 @@ document.querySelectorAll("input[data-live]").forEach((input) => {
         const page = new DOMParser().parseFromString(await reply.text(), "text/html");
         const fresh = page.getElementById("results");
         if (!fresh) return;
+        const ticked = Array.from(results.querySelectorAll("input[type=checkbox]:checked"));
         results.replaceChildren(...Array.from(fresh.childNodes, (node) => document.importNode(node, true)));
+        const list = results.querySelector("ul");
+        for (const box of ticked) {
+          const same = results.querySelector(`input[type=checkbox][value="${CSS.escape(box.value)}"]`);
+          if (same) same.checked = true;
+          else if (list && box.closest("li")) list.prepend(box.closest("li"));
+        }
         history.replaceState(null, "", url);
       } catch (err) {
         // The form still works: pressing Search submits it.

@@ -171,9 +171,11 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/sign-ins", get(portal::sign_ins))
         .route("/{tenant}/admin/sign-ins/{id}", get(portal::sign_in))
         .route("/{tenant}/admin/groups", get(portal::groups))
-        .route("/{tenant}/admin/groups/{id}", get(portal::group))
+        .route("/{tenant}/admin/groups/{id}", get(portal::group).post(portal::group_action))
+        .route("/{tenant}/admin/groups/{id}/remove", get(portal::group_remove_confirm))
         .route("/{tenant}/admin/units", get(portal::units))
-        .route("/{tenant}/admin/units/{id}", get(portal::unit))
+        .route("/{tenant}/admin/units/{id}", get(portal::unit).post(portal::unit_action))
+        .route("/{tenant}/admin/units/{id}/remove", get(portal::unit_remove_confirm))
         .route("/{tenant}/admin/roles/{id}", get(portal::role).post(portal::role_action))
         .route("/{tenant}/admin/roles/{id}/remove", get(portal::role_remove_confirm))
 }

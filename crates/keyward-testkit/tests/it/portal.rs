@@ -70,6 +70,18 @@ async fn helper_browser_user_page(app: &TestApp, browser: &mut Browser) -> Page 
     browser.get(&format!("/{DOMAIN}/admin/users/{}", id_of(&adele.body))).await
 }
 
+/// Posts the form of a confirmation page (the one with `action=remove`) as the browser would.
+async fn post_confirmation(browser: &mut Browser, page: &Page) -> Page {
+    let form = page
+        .forms()
+        .into_iter()
+        .find(|it| it.inputs.iter().any(|(name, value, ..)| name == "action" && value == "remove"))
+        .unwrap_or_else(|| panic!("no confirmation form:\n{}", page.text()));
+    let fields: Vec<(String, String)> =
+        form.inputs.iter().map(|(name, value, ..)| (name.clone(), value.clone())).collect();
+    browser.post_form(&form.action, &fields).await
+}
+
 /// Opens the confirmation page of `action` from a user's page.
 async fn confirm_page(browser: &mut Browser, page: &Page, action: &str) -> Page {
     let user_path = page.path.split('?').next().unwrap_or_default().to_owned();
@@ -620,6 +632,95 @@ async fn groups_and_their_members(backend: Backend) {
     let members = page.html.split("id=\"members\"").nth(1).expect("members").to_owned();
     assert!(members.contains(&format!("member@{DOMAIN}")), "{members}");
     assert!(page.by_id("assignable").is_some_and(|it| it.starts_with("Role-assignable: yes")));
+
+    // Search and pick: the search lists users and groups as checkboxes in the add form.
+    let alpha = user(&app, "alpha", None).await;
+    let beta = user(&app, "alphabet", None).await;
+    let group_path = format!("/{DOMAIN}/admin/groups/{group}");
+    let found = browser.get(&format!("{group_path}?find=alpha")).await;
+    let picks = found.html.split("id=\"results\"").nth(1).expect("results").to_owned();
+    assert!(picks.contains(&format!("value=\"{alpha}\"")) && picks.contains(&format!("value=\"{beta}\"")), "{picks}");
+    assert!(!picks.contains(&format!("value=\"{member}\"")), "only what matches: {picks}");
+    let csrf = csrf_of(&found);
+    let forged = browser
+        .post_form(&group_path, &fields(&[("csrf", "x"), ("action", "add_members"), ("principal", &alpha)]))
+        .await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text());
+    let none = browser.post_form(&group_path, &fields(&[("csrf", &csrf), ("action", "add_members")])).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST, "nothing picked: {}", none.text());
+    let result = browser
+        .post_form(
+            &group_path,
+            &fields(&[
+                ("csrf", &csrf),
+                ("action", "add_members"),
+                ("principal", &alpha),
+                ("principal", &beta),
+                ("principal", &member),
+            ]),
+        )
+        .await;
+    assert_eq!(result.by_id("summary").as_deref(), Some("2 added as members, 1 refused."), "{}", result.text());
+    assert!(result.text().contains("already exist"), "the member already was one: {}", result.text());
+    let count = |relation: &'static str| {
+        let (app, group) = (&app, group.clone());
+        async move {
+            let reply = app.get(&format!("/v1.0/groups/{group}/{relation}")).await;
+            reply.body["value"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(count("members").await, 3);
+    // Owners are users: a group picked as an owner is refused, the user added.
+    let owners = browser
+        .post_form(
+            &group_path,
+            &fields(&[("csrf", &csrf), ("action", "add_owners"), ("principal", &alpha), ("principal", &group)]),
+        )
+        .await;
+    assert_eq!(owners.by_id("summary").as_deref(), Some("1 added as owners, 1 refused."), "{}", owners.text());
+    assert_eq!(count("owners").await, 1);
+
+    // Removing asks first, then goes through the use case (audited).
+    let page = browser.get(&group_path).await;
+    let link = page
+        .html
+        .split("href=\"")
+        .filter_map(|it| it.split('"').next())
+        .find(|it| it.contains("relation=members") && it.contains(&alpha))
+        .expect("alpha's remove link")
+        .replace("&amp;", "&");
+    let confirm = browser.get(&link).await;
+    assert!(confirm.by_id("what").is_some_and(|it| it.contains("alpha Tester")), "{}", confirm.text());
+    assert_eq!(count("members").await, 3, "nothing removed before the confirmation");
+    let removed = post_confirmation(&mut browser, &confirm).await;
+    assert_eq!(removed.by_id("notice").as_deref(), Some("Done: removed."), "{}", removed.text());
+    assert_eq!(count("members").await, 2);
+    let again = browser
+        .post_form(
+            &group_path,
+            &fields(&[("csrf", &csrf), ("action", "remove"), ("relation", "members"), ("object", &alpha)]),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "a replay finds nothing: {}", again.text());
+    let activities: Vec<String> =
+        app.audit_for(&alpha).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    for expected in ["Add member to group", "Add owner to group", "Remove member from group"] {
+        assert!(activities.iter().any(|it| it == expected), "{expected}: {activities:?}");
+    }
+
+    // A Helpdesk Administrator may not change a role-assignable group: refused and recorded.
+    user(&app, "desk", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut desk = Browser::new(&app.base_url);
+    sign_in(&app, &mut desk, "desk").await;
+    let desk_page = desk.get(&group_path).await;
+    let refused = desk
+        .post_form(
+            &group_path,
+            &fields(&[("csrf", &csrf_of(&desk_page)), ("action", "add_members"), ("principal", &alpha)]),
+        )
+        .await;
+    assert_eq!(refused.by_id("summary").as_deref(), Some("0 added as members, 1 refused."), "{}", refused.text());
+    assert_eq!(count("members").await, 2);
 }
 
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
@@ -996,11 +1097,20 @@ async fn role_assignments_are_added_and_removed(backend: Backend) {
         browser.post_form(&role_path, &fields(&[("action", "add"), ("principals", "first@contoso.test")])).await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
 
-    let principals = format!("first@{DOMAIN}\nsecond@{DOMAIN}\nnobody@{DOMAIN}");
+    // The picker finds users and only role-assignable groups.
+    let found = browser.get(&format!("{role_path}?find=fir")).await;
+    assert!(found.html.contains(&format!("value=\"{first}\"")), "{}", found.text());
+    let principals = format!("second@{DOMAIN}\nnobody@{DOMAIN}");
     let result = browser
         .post_form(
             &role_path,
-            &fields(&[("csrf", &csrf), ("action", "add"), ("principals", &principals), ("scope", "/")]),
+            &fields(&[
+                ("csrf", &csrf),
+                ("action", "add"),
+                ("principal", &first),
+                ("principals", &principals),
+                ("scope", "/"),
+            ]),
         )
         .await;
     assert_eq!(result.by_id("summary").as_deref(), Some("2 assigned, 1 refused."), "{}", result.text());
@@ -1082,11 +1192,41 @@ async fn administrative_units_and_their_scoped_roles(backend: Backend) {
     let page = browser.get(&format!("/{DOMAIN}/admin/units/{unit}")).await;
     assert_eq!(page.title(), "Research <lab>", "{}", page.text());
     assert!(page.by_id("restricted").is_some_and(|it| it.starts_with("Restricted management: yes")));
-    assert!(page.text().contains(&format!("Members member Tester (member@{DOMAIN}) (User)")), "{}", page.text());
+    assert!(page.text().contains(&format!("Members member Tester (member@{DOMAIN}) (user) Remove")), "{}", page.text());
     let scoped = page.html.split("id=\"scoped\"").nth(1).expect("scoped roles").to_owned();
     assert!(scoped.contains("Helpdesk Administrator") && scoped.contains(&format!("helper@{DOMAIN}")), "{scoped}");
     let missing = browser.get(&format!("/{DOMAIN}/admin/units/00000000-0000-4000-8000-000000000000")).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text());
+
+    // Members are picked and added, and removed after a confirmation.
+    let newcomer = user(&app, "newcomer", None).await;
+    let unit_path = format!("/{DOMAIN}/admin/units/{unit}");
+    let found = browser.get(&format!("{unit_path}?find=newc")).await;
+    assert!(found.html.contains(&format!("value=\"{newcomer}\"")), "{}", found.text());
+    let csrf = csrf_of(&found);
+    let added = browser
+        .post_form(&unit_path, &fields(&[("csrf", &csrf), ("action", "add_members"), ("principal", &newcomer)]))
+        .await;
+    assert_eq!(added.by_id("summary").as_deref(), Some("1 added, 0 refused."), "{}", added.text());
+    let members = || {
+        let (app, unit) = (&app, unit.clone());
+        async move {
+            let reply = app.get(&format!("/v1.0/directory/administrativeUnits/{unit}/members")).await;
+            reply.body["value"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(members().await, 2);
+    let confirm = browser.get(&format!("{unit_path}/remove?object={newcomer}")).await;
+    assert!(confirm.by_id("what").is_some_and(|it| it.contains("restricted management")), "{}", confirm.text());
+    let removed = post_confirmation(&mut browser, &confirm).await;
+    assert_eq!(removed.by_id("notice").as_deref(), Some("Done: removed."), "{}", removed.text());
+    assert_eq!(members().await, 1);
+    let activities: Vec<String> =
+        app.audit_for(&newcomer).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(
+        activities.iter().any(|it| it == "Add member to restricted management administrative unit"),
+        "{activities:?}"
+    );
 }
 
 keyward_testkit::on_both_backends!(

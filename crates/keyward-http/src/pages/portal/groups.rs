@@ -1,5 +1,8 @@
-//! Groups, and a group's members, owners and role-assignable flag.
+//! Groups, and a group's members, owners and role-assignable flag; members and owners are added
+//! (search and pick) and removed (after a confirmation) through the same use cases as Graph's
+//! `members/$ref` and `owners/$ref`.
 
+use super::picker::{self, Candidate, Offer, RemoveConfirmPage, ResultPage, Row};
 use super::*;
 
 #[derive(Debug, Template)]
@@ -20,9 +23,15 @@ struct GroupPage {
     tenant: String,
     header: Header,
     group: Group,
-    /// (name, type) of each member and owner, or why they are not shown.
-    members: Result<Vec<(String, &'static str)>, String>,
-    owners: Result<Vec<(String, &'static str)>, String>,
+    /// Each member and owner (the first 100), or why they are not shown.
+    members: Result<Vec<Row>, String>,
+    owners: Result<Vec<Row>, String>,
+    csrf: String,
+    notice: Option<&'static str>,
+    /// The picker: this page's address, the search, and what it found.
+    picker_path: String,
+    find: String,
+    candidates: Vec<Candidate>,
 }
 
 /// `GET /{tenant}/admin/groups?search=…`: groups whose display name starts with the search.
@@ -31,15 +40,7 @@ pub(in crate::pages) async fn groups(
     Admin { caller, .. }: Admin,
     RawQuery(params): RawQuery<HashMap<String, String>>,
 ) -> Response {
-    let search: String = params
-        .get("search")
-        .map(String::as_str)
-        .unwrap_or_default()
-        .trim()
-        .chars()
-        .filter(|it| !it.is_control())
-        .take(MAX_SEARCH)
-        .collect();
+    let search = picker::search_of(&params, "search");
     let raw = QueryOptions {
         filter: (!search.is_empty()).then(|| format!("startswith(displayName,'{}')", search.replace('\'', "''"))),
         top: Some(PAGE_SIZE.to_string()),
@@ -65,29 +66,21 @@ async fn relation_rows(
     caller: &Caller,
     relation: Relation,
     key: &str,
-) -> Result<Result<Vec<(String, &'static str)>, String>, AppError> {
+) -> Result<Result<Vec<Row>, String>, AppError> {
     match state.app.list_group_relation(caller, relation, key, Some("100"), None).await {
-        Ok(page) => Ok(Ok(page
-            .items
-            .iter()
-            .map(|it| match it {
-                DirectoryObject::User(user) => {
-                    (format!("{} ({})", user.display_name, user.user_principal_name), "user")
-                }
-                DirectoryObject::Group(group) => (group.display_name.clone(), "group"),
-                DirectoryObject::ServicePrincipal(principal) => (principal.display_name.clone(), "service principal"),
-            })
-            .collect())),
+        Ok(page) => Ok(Ok(page.items.iter().map(Row::of).collect())),
         Err(AppError::Forbidden { .. }) => Ok(Err("Your roles do not let you read this.".to_owned())),
         Err(err) => Err(err),
     }
 }
 
-/// `GET /{tenant}/admin/groups/{id}`: a group, its members and owners.
+/// `GET /{tenant}/admin/groups/{id}?find=…`: a group, its members and owners, and the picker
+/// that adds more.
 pub(in crate::pages) async fn group(
     State(state): State<AppState>,
-    Admin { caller, .. }: Admin,
+    Admin { caller, csrf }: Admin,
     Path((_, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
 ) -> Response {
     let group = match state.app.get_group(&caller, &key).await {
         Ok(it) => it,
@@ -102,13 +95,138 @@ pub(in crate::pages) async fn group(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
+    let find = picker::find_of(&params);
+    let candidates = match picker::candidates(&state, &caller, &find, Offer::UsersAndGroups).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let notice = match params.get("done").map(String::as_str) {
+        Some("remove") => Some("Done: removed."),
+        _ => None,
+    };
+    let tenant = caller.tenant.id.to_string();
     let page = GroupPage {
         title: group.display_name.clone(),
-        tenant: caller.tenant.id.to_string(),
+        picker_path: format!("/{tenant}/admin/groups/{id}"),
+        tenant,
         header: Header::of(&caller),
         group,
         members,
         owners,
+        csrf,
+        notice,
+        find,
+        candidates,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// `members` or `owners` from a form or query.
+fn relation_of(text: &str) -> Result<Relation, AppError> {
+    match text {
+        "members" => Ok(Relation::Members),
+        "owners" => Ok(Relation::Owners),
+        _ => Err(AppError::BadRequest("Unknown list: use the forms on the group's page.".into())),
+    }
+}
+
+/// `GET /{tenant}/admin/groups/{id}/remove?relation=members|owners&object=…`: what removing a
+/// member or owner does, and the form that does it.
+pub(in crate::pages) async fn group_remove_confirm(
+    State(state): State<AppState>,
+    Admin { caller, csrf }: Admin,
+    Path((_, key)): Path<(String, String)>,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+) -> Response {
+    let field = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let relation = match relation_of(field("relation")) {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let group = match state.app.get_group(&caller, &key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let object = match state.app.get_directory_object(&caller, field("object")).await {
+        Ok(it) => Row::of(&it),
+        Err(err) => return failure(err),
+    };
+    let what = match relation {
+        Relation::Members => format!(
+            "Removes {} from the members of {}: they lose at once what the group gives them (its roles and \
+             access), on every node. Recorded in the audit log.",
+            object.name, group.display_name
+        ),
+        Relation::Owners => format!(
+            "Removes {} from the owners of {}: they can no longer manage the group. Recorded in the audit log.",
+            object.name, group.display_name
+        ),
+    };
+    let tenant = caller.tenant.id.to_string();
+    let back = format!("/{tenant}/admin/groups/{}", group.id);
+    let page = RemoveConfirmPage {
+        title: format!("Remove from {}", group.display_name),
+        header: Header::of(&caller),
+        what,
+        hidden: vec![("relation", field("relation").to_owned()), ("object", object.id)],
+        post_to: back.clone(),
+        cancel: back,
+        tenant,
+        csrf,
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// `POST /{tenant}/admin/groups/{id}`: `action=add_members` or `add_owners` adds each object
+/// picked (at most 20), each decided and audited on its own; `action=remove` removes one member
+/// or owner (`relation`, `object`).
+pub(in crate::pages) async fn group_action(
+    State(state): State<AppState>,
+    Path((_, key)): Path<(String, String)>,
+    form: AdminForm,
+) -> Response {
+    let caller = &form.caller;
+    let group = match state.app.get_group(caller, &key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let id = group.id.to_string();
+    let back = format!("/{}/admin/groups/{id}", caller.tenant.id);
+    let relation = match form.field("action") {
+        "add_members" => Relation::Members,
+        "add_owners" => Relation::Owners,
+        "remove" => {
+            let relation = match relation_of(form.field("relation")) {
+                Ok(it) => it,
+                Err(err) => return failure(err),
+            };
+            return match state.app.remove_from_group(caller, relation, &id, form.field("object")).await {
+                Ok(()) => see_other(&format!("{back}?done=remove")),
+                Err(err) => failure(err),
+            };
+        }
+        _ => return failure(AppError::BadRequest("Unknown action: use the forms on the group's page.".into())),
+    };
+    let app = &state.app;
+    let add = |object_id: String| -> picker::Act<'_> {
+        let id = id.clone();
+        Box::pin(async move { app.add_to_group(caller, relation, &id, &object_id).await })
+    };
+    let outcomes = match picker::act_on_each(&state, &form, add).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let (title, verb) = match relation {
+        Relation::Members => (format!("Add members: {}", group.display_name), "added as members"),
+        Relation::Owners => (format!("Add owners: {}", group.display_name), "added as owners"),
+    };
+    let page = ResultPage {
+        title,
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        verb,
+        outcomes,
+        back: (back, "Back to the group"),
     };
     html(StatusCode::OK, &page)
 }

@@ -128,18 +128,9 @@ pub(in crate::pages) async fn new_user(Admin { caller, csrf }: Admin) -> Respons
 
 /// `POST /{tenant}/admin/users/new`: creates the user through the same use case as
 /// `POST /users`; shows a password Keyward chose once, or opens the new user's page.
-pub(in crate::pages) async fn create_user(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let presented = form.get("csrf").map(String::as_str).unwrap_or_default();
-    let (caller, csrf) = match checked_post(&state, &tenant, &headers, peer, "/admin/users/new", presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+pub(in crate::pages) async fn create_user(State(state): State<AppState>, posted: AdminForm) -> Response {
+    let form = posted.map();
+    let AdminForm { caller, csrf, .. } = posted;
     let fields = match UserFields::from_form(&form) {
         Ok(it) => it,
         Err(err) => return form_page(&caller, csrf, None, UserFields::default(), form_error(err).ok()),
@@ -221,17 +212,11 @@ fn patch_of(user: &User, fields: &UserFields) -> UserPatch {
 /// `PATCH /users/{id}`.
 pub(in crate::pages) async fn save_user(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(form): Form<HashMap<String, String>>,
+    Path((_, key)): Path<(String, String)>,
+    posted: AdminForm,
 ) -> Response {
-    let return_to = format!("/admin/users/{}/edit", url_encode(&key));
-    let presented = form.get("csrf").map(String::as_str).unwrap_or_default();
-    let (caller, csrf) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+    let form = posted.map();
+    let AdminForm { caller, csrf, .. } = posted;
     let user = match state.app.get_user(&caller, &key).await {
         Ok(it) => it,
         Err(err) => return failure(err),

@@ -113,16 +113,8 @@ pub(in crate::pages) async fn mfa_confirm(
 /// case as Graph's `PATCH …/authentication/requirements`; the result lists what was refused.
 pub(in crate::pages) async fn mfa_apply(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(fields): Form<Vec<(String, String)>>,
+    AdminForm { caller, fields, .. }: AdminForm,
 ) -> Response {
-    let presented = fields.iter().find(|(name, _)| name == "csrf").map(|(_, it)| it.as_str()).unwrap_or_default();
-    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, "/admin/mfa", presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
     let (new, ids) = match mfa_selection(&fields) {
         Ok(it) => it,
         Err(response) => return *response,

@@ -31,6 +31,7 @@ mod audit;
 mod groups;
 mod manage;
 mod mfa;
+mod picker;
 mod reports;
 mod roles;
 mod settings;
@@ -39,14 +40,14 @@ mod units;
 mod users;
 
 pub(super) use self::audit::{audit, audit_record};
-pub(super) use self::groups::{group, groups};
+pub(super) use self::groups::{group, group_action, group_remove_confirm, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
 pub(super) use self::reports::reports;
 pub(super) use self::roles::{role, role_action, role_remove_confirm, roles};
 pub(super) use self::settings::{settings, settings_save};
 pub(super) use self::sign_ins::{sign_in, sign_ins};
-pub(super) use self::units::{unit, units};
+pub(super) use self::units::{unit, unit_action, unit_remove_confirm, units};
 pub(super) use self::users::{confirm, user, user_action, users};
 
 /// Users per page of the list.
@@ -105,13 +106,72 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Response> {
         // `/{tenant}/admin/…`: the tenant, and the page to come back to after signing in (its
         // path below the tenant and its query; `administrator` puts the tenant's id in front).
-        let mut segments = parts.uri.path().splitn(3, '/').skip(1);
-        let tenant = segments.next().unwrap_or_default().to_owned();
-        let query = parts.uri.query().map(|it| format!("?{it}")).unwrap_or_default();
-        let return_to = format!("/{}{query}", segments.next().unwrap_or_default());
+        let (tenant, return_to) = portal_path(parts, state).await;
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned().map(axum::Extension);
         let (caller, csrf) = administrator(state, &tenant, &parts.headers, peer, &return_to).await?;
         Ok(Admin { caller, csrf })
+    }
+}
+
+/// The tenant of a `/{tenant}/admin/…` request (percent-decoded, as the router's other
+/// extractors decode it), and the page to come back to after signing in: its path below the
+/// tenant and its query (`administrator` puts the tenant's id in front).
+async fn portal_path(parts: &mut Parts, state: &AppState) -> (String, String) {
+    let tenant = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .ok()
+        .and_then(|it| it.0.get("tenant").cloned())
+        .unwrap_or_default();
+    let below = parts.uri.path().splitn(3, '/').nth(2).unwrap_or_default();
+    let query = parts.uri.query().map(|it| format!("?{it}")).unwrap_or_default();
+    (tenant, format!("/{below}{query}"))
+}
+
+/// A portal form post: the administrator it acts as and the form's fields, accepted only after
+/// what every post checks first, in this order: the address's rate limit (before any session
+/// lookup), the signed-in administrator, and the form's CSRF token. Rejected with the page that
+/// says why.
+pub(super) struct AdminForm {
+    pub(super) caller: Box<Caller>,
+    pub(super) csrf: String,
+    pub(super) fields: Vec<(String, String)>,
+}
+
+impl AdminForm {
+    /// The first value of the field `name`, or "".
+    fn field(&self, name: &str) -> &str {
+        self.fields.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value.as_str())
+    }
+
+    /// The fields by name (the last value of a repeated one).
+    fn map(&self) -> HashMap<String, String> {
+        self.fields.iter().cloned().collect()
+    }
+
+    /// Every value of the field `name` (checkboxes).
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+impl axum::extract::FromRequest<AppState> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<AdminForm, Response> {
+        let (mut parts, body) = request.into_parts();
+        let (tenant, return_to) = portal_path(&mut parts, state).await;
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned().map(axum::Extension);
+        let headers = parts.headers.clone();
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(fields) = Form::<Vec<(String, String)>>::from_request(request, state).await.map_err(|_| {
+            html(
+                StatusCode::BAD_REQUEST,
+                &Message::error("Admin portal", "This form could not be read. Reload the page and try again."),
+            )
+        })?;
+        let presented = fields.iter().find(|(key, _)| key == "csrf").map_or("", |(_, value)| value.as_str());
+        let (caller, csrf) = checked_post(state, &tenant, &headers, peer, &return_to, presented).await?;
+        Ok(AdminForm { caller, csrf, fields })
     }
 }
 

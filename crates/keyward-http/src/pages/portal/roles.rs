@@ -1,5 +1,6 @@
 //! Roles with their descriptions, and who holds each one at which scope.
 
+use super::picker::{self, Candidate, Offer, ResultPage};
 use super::*;
 
 #[derive(Debug, Template)]
@@ -27,22 +28,10 @@ struct RolePage {
     role_id: String,
     csrf: String,
     notice: Option<String>,
-}
-
-/// The most principals one "Add assignments" form takes.
-const MAX_PRINCIPALS: usize = 20;
-
-#[derive(Debug, Template)]
-#[template(path = "portal/role_result.html")]
-struct RoleResultPage {
-    title: String,
-    tenant: String,
-    header: Header,
-    role_id: String,
-    /// What was done, one line per principal.
-    done: Vec<String>,
-    /// What was refused: the principal and why.
-    refused: Vec<(String, String)>,
+    /// The picker: this page's address, the search, and what it found.
+    picker_path: String,
+    find: String,
+    candidates: Vec<Candidate>,
 }
 
 #[derive(Debug, Template)]
@@ -95,7 +84,7 @@ pub(in crate::pages) async fn role(
 ) -> Response {
     let notice = (params.get("done").map(String::as_str) == Some("remove"))
         .then(|| "Done: the assignment was removed.".to_owned());
-    role_page(&state, &caller, &id, csrf, notice).await
+    role_page(&state, &caller, &id, csrf, notice, &picker::find_of(&params)).await
 }
 
 /// The display name of an assignment's principal, and its type.
@@ -119,8 +108,19 @@ fn scope_name(scope: &str, units: &[(String, String)]) -> String {
     }
 }
 
-async fn role_page(state: &AppState, caller: &Caller, id: &str, csrf: String, notice: Option<String>) -> Response {
+async fn role_page(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    csrf: String,
+    notice: Option<String>,
+    find: &str,
+) -> Response {
     let role = match state.app.get_role_definition(caller, id).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let candidates = match picker::candidates(state, caller, find, Offer::UsersAndAssignableGroups).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
@@ -149,9 +149,12 @@ async fn role_page(state: &AppState, caller: &Caller, id: &str, csrf: String, no
         privileged: role.is_privileged(),
         assignments,
         scopes: units,
+        picker_path: format!("/{}/admin/roles/{}", caller.tenant.id, role.id()),
         role_id: role.id(),
         csrf,
         notice,
+        find: find.to_owned(),
+        candidates,
     };
     html(StatusCode::OK, &page)
 }
@@ -188,92 +191,57 @@ pub(in crate::pages) async fn role_remove_confirm(
     html(StatusCode::OK, &page)
 }
 
-/// `POST /{tenant}/admin/roles/{id}`: `action=add` assigns the role to each principal named
-/// (user principal names or object ids, one per line, at most 20) at the chosen scope, each
-/// decided and audited on its own as `POST /roleManagement/directory/roleAssignments`;
-/// `action=remove` removes one assignment.
+/// `POST /{tenant}/admin/roles/{id}`: `action=add` assigns the role to each principal picked
+/// (`principal`, object ids) or typed (`principals`, sign-in names or object ids, one per line),
+/// at most 20, at the chosen scope, each decided and audited on its own as
+/// `POST /roleManagement/directory/roleAssignments`; `action=remove` removes one assignment.
 pub(in crate::pages) async fn role_action(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(fields): Form<HashMap<String, String>>,
+    Path((_, id)): Path<(String, String)>,
+    form: AdminForm,
 ) -> Response {
-    let return_to = format!("/admin/roles/{}", url_encode(&id));
-    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
-    let role = match state.app.get_role_definition(&caller, &id).await {
+    let caller = &form.caller;
+    let role = match state.app.get_role_definition(caller, &id).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    match fields.get("action").map(String::as_str) {
-        Some("remove") => {
-            let assignment = fields.get("assignment").map(String::as_str).unwrap_or_default();
+    match form.field("action") {
+        "remove" => {
+            let assignment = form.field("assignment");
             // Only an assignment of this page's role (the use case decides and audits the removal).
-            match state.app.get_role_assignment(&caller, assignment).await {
+            match state.app.get_role_assignment(caller, assignment).await {
                 Ok(found) if found.role_definition_id.eq_ignore_ascii_case(&role.id()) => (),
                 Ok(_) => return failure(AppError::NotFound(assignment.to_owned())),
                 Err(err) => return failure(err),
             }
-            match state.app.delete_role_assignment(&caller, assignment).await {
+            match state.app.delete_role_assignment(caller, assignment).await {
                 Ok(()) => see_other(&format!("/{}/admin/roles/{}?done=remove", caller.tenant.id, role.id())),
                 Err(err) => failure(err),
             }
         }
-        Some("add") => {
-            let principals: Vec<&str> = fields
-                .get("principals")
-                .map(String::as_str)
-                .unwrap_or_default()
-                .lines()
-                .map(str::trim)
-                .filter(|it| !it.is_empty())
-                .collect();
-            if principals.is_empty() || principals.len() > MAX_PRINCIPALS {
-                return failure(AppError::BadRequest(format!(
-                    "Name between 1 and {MAX_PRINCIPALS} users or groups, one per line."
-                )));
-            }
-            let scope = fields.get("scope").map(String::as_str).unwrap_or("/");
-            let (mut done, mut refused) = (Vec::new(), Vec::new());
-            for principal in principals {
-                let name = principal.chars().take(MAX_SEARCH).collect::<String>();
-                let resolved = if principal.contains('@') {
-                    state.app.get_user(&caller, principal).await.map(|it| it.id.to_string())
-                } else {
-                    state.app.get_directory_object(&caller, principal).await.map(|it| it.id().to_string())
-                };
-                let outcome = match resolved {
-                    Ok(principal_id) => {
-                        state.app.create_role_assignment(&caller, &principal_id, &role.id(), scope).await.map(|_| ())
-                    }
-                    Err(err) => Err(err),
-                };
-                match outcome {
-                    Ok(()) => done.push(name),
-                    Err(AppError::NotFound(what)) if what == principal => {
-                        refused.push((name, "No such user or group.".to_owned()));
-                    }
-                    Err(AppError::NotFound(what)) => refused.push((name, format!("Not found: {what}."))),
-                    Err(AppError::Forbidden { message, .. }) => refused.push((name, message)),
-                    Err(AppError::BadRequest(message) | AppError::Conflict(message)) => refused.push((name, message)),
-                    Err(err) => {
-                        // Keep what was done: each assignment committed on its own.
-                        tracing::error!(error = ?err, "adding a role assignment failed");
-                        refused.push((name, "Something went wrong on our side; try this one again.".to_owned()));
-                    }
-                }
-            }
-            let page = RoleResultPage {
+        "add" => {
+            let scope = match form.field("scope") {
+                "" => "/",
+                other => other,
+            };
+            let (app, role_id) = (&state.app, role.id());
+            let assign = |principal_id: String| -> picker::Act<'_> {
+                let role_id = role_id.clone();
+                Box::pin(
+                    async move { app.create_role_assignment(caller, &principal_id, &role_id, scope).await.map(|_| ()) },
+                )
+            };
+            let outcomes = match picker::act_on_each(&state, &form, assign).await {
+                Ok(it) => it,
+                Err(err) => return failure(err),
+            };
+            let page = ResultPage {
                 title: format!("Add assignments: {}", role.display_name()),
                 tenant: caller.tenant.id.to_string(),
-                header: Header::of(&caller),
-                role_id: role.id(),
-                done,
-                refused,
+                header: Header::of(caller),
+                verb: "assigned",
+                outcomes,
+                back: (format!("/{}/admin/roles/{}", caller.tenant.id, role.id()), "Back to the role"),
             };
             html(StatusCode::OK, &page)
         }

@@ -55,18 +55,9 @@ pub(in crate::pages) async fn settings(
 
 /// `POST /{tenant}/admin/settings`: both policies at once, through the same use case (bounds,
 /// audit) as Graph's policy updates.
-pub(in crate::pages) async fn settings_save(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(fields): Form<HashMap<String, String>>,
-) -> Response {
-    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    let (caller, csrf) = match checked_post(&state, &tenant, &headers, peer, "/admin/settings", presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+pub(in crate::pages) async fn settings_save(State(state): State<AppState>, posted: AdminForm) -> Response {
+    let fields = posted.map();
+    let AdminForm { caller, csrf, .. } = posted;
     let number = |name: &str| -> Result<i64, AppError> {
         fields
             .get(name)

@@ -465,17 +465,11 @@ pub(in crate::pages) async fn user(
 /// `POST /{tenant}/admin/users/{id}` with `csrf` and `action`.
 pub(in crate::pages) async fn user_action(
     State(state): State<AppState>,
-    Path((tenant, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    peer: Peer,
-    Form(fields): Form<HashMap<String, String>>,
+    Path((_, key)): Path<(String, String)>,
+    posted: AdminForm,
 ) -> Response {
-    let return_to = format!("/admin/users/{}", url_encode(&key));
-    let presented = fields.get("csrf").map(String::as_str).unwrap_or_default();
-    let (caller, _) = match checked_post(&state, &tenant, &headers, peer, &return_to, presented).await {
-        Ok(it) => it,
-        Err(response) => return response,
-    };
+    let fields = posted.map();
+    let caller = posted.caller;
     let action = fields.get("action").map(String::as_str).unwrap_or_default();
     if action == "reset_password" || action == "create_tap" {
         return secret_action(&state, &caller, &key, action, &fields).await;
