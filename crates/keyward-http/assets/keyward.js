@@ -2,6 +2,8 @@
 //  - search as you type on lists with a search box marked `data-live` (the results, rendered by
 //    the server as for the form, replace the element with id `results`; in a picker, the boxes
 //    already ticked stay, so one can search several times and pick from each);
+//  - a filter box over a long list of checkboxes (`data-filter` names the element whose items
+//    it filters; the box is hidden without the script);
 //  - a Copy button next to a one-time secret (`data-copy` names the element to copy).
 // Served from /assets with the pages' Content-Security-Policy `script-src 'self'`; no inline
 // script, no eval, nothing from elsewhere.
@@ -42,6 +44,22 @@ document.querySelectorAll("input[data-live]").forEach((input) => {
         console.warn("Keyward: search as you type failed:", err);
       }
     }, 250);
+  });
+});
+
+document.querySelectorAll("input[data-filter]").forEach((input) => {
+  const list = document.getElementById(input.dataset.filter);
+  if (!list) return;
+  input.closest("[hidden]")?.removeAttribute("hidden");
+  input.addEventListener("input", () => {
+    const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+    list.querySelectorAll("li").forEach((item) => {
+      const text = item.textContent.toLowerCase();
+      item.hidden = !words.every((word) => text.includes(word));
+    });
+    list.querySelectorAll("fieldset").forEach((group) => {
+      group.hidden = !group.querySelector("li:not([hidden])");
+    });
   });
 });
 

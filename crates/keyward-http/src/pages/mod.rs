@@ -165,6 +165,8 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
         .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
         .route("/{tenant}/admin/roles", get(portal::roles))
+        .route("/{tenant}/admin/roles/new", get(portal::new_role).post(portal::create_role))
+        .route("/{tenant}/admin/roles/{id}/edit", get(portal::edit_role).post(portal::save_role))
         .route("/{tenant}/admin/audit", get(portal::audit))
         .route("/{tenant}/admin/audit/{id}", get(portal::audit_record))
         .route("/{tenant}/admin/reports", get(portal::reports))

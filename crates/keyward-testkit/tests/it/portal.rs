@@ -860,6 +860,13 @@ async fn users_are_created_edited_disabled_and_deleted(backend: Backend) {
         )
         .await;
     assert_eq!(bad_upn.status, StatusCode::BAD_REQUEST, "{}", bad_upn.text());
+    let long_title = "x".repeat(300);
+    let too_long = browser
+        .post_form(&new, &fields(&[base.as_slice(), &[("csrf", &csrf), ("job_title", &long_title)]].concat()))
+        .await;
+    assert_eq!(too_long.status, StatusCode::BAD_REQUEST, "{}", too_long.text());
+    assert!(too_long.by_id("error").is_some_and(|it| it.contains("'job_title' is too long")), "{}", too_long.text());
+    assert!(too_long.html.contains("value=\"Nina New\""), "a field refused by the page keeps the others too");
     assert_eq!(app.get(&format!("/v1.0/users/{nina_upn}")).await.status, StatusCode::NOT_FOUND);
 
     // Created with a password Keyward chooses, shown once.
@@ -1079,6 +1086,111 @@ async fn my_security_info_manages_phones_email_and_methods(backend: Backend) {
     }
 }
 
+/// Custom roles are created and edited with a permission picker that offers only what a custom
+/// role may hold, through the same use cases (rules, Graph's messages, audit) as
+/// `roleDefinitions`; a role anybody holds is not deleted; what was typed survives a refusal.
+async fn custom_roles_are_created_edited_and_deleted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let holder = user(&app, "holder", None).await;
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let form = browser.get(&format!("/{DOMAIN}/admin/roles/new")).await;
+    assert_eq!(form.title(), "New custom role", "{}", form.text());
+    let reset = "microsoft.directory/users/password/update";
+    let read = "microsoft.directory/users/authenticationMethods/standard/read";
+    let escalation = "microsoft.directory/roleAssignments/allProperties/allTasks";
+    assert!(form.html.contains(&format!("value=\"{reset}\"")) && form.html.contains(&format!("value=\"{read}\"")));
+    assert!(!form.html.contains(escalation), "a custom role may not hold it, so it is not offered");
+    let csrf = csrf_of(&form);
+    let new_path = format!("/{DOMAIN}/admin/roles/new");
+    let post = |name: &str, permissions: &[&str]| {
+        let mut pairs = vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("action".to_owned(), "save".to_owned()),
+            ("display_name".to_owned(), name.to_owned()),
+            ("description".to_owned(), "Resets passwords".to_owned()),
+            ("is_enabled".to_owned(), "true".to_owned()),
+        ];
+        pairs.extend(permissions.iter().map(|it| ("permission".to_owned(), (*it).to_owned())));
+        pairs
+    };
+
+    // A forged form with an action a custom role may not hold: Graph's message, nothing made,
+    // and what was typed is still in the form.
+    let refused = browser.post_form(&new_path, &post("Password resetters", &[reset, escalation])).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert!(refused.by_id("error").is_some_and(|it| it.contains("is not supported for Custom Role creation")));
+    assert!(refused.html.contains("value=\"Password resetters\""), "{}", refused.text());
+    assert!(
+        refused
+            .html
+            .contains(&format!("value=\"{reset}\" id=\"perm-microsoft-directory-users-password-update\" checked"))
+    );
+    let definitions = |name: &'static str| {
+        let app = &app;
+        async move {
+            let reply = app
+                .get(&format!("/v1.0/roleManagement/directory/roleDefinitions?$filter=displayName eq '{name}'"))
+                .await;
+            reply.body["value"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    assert!(definitions("Password resetters").await.is_empty());
+
+    let created = browser.post_form(&new_path, &post("Password resetters", &[reset, read])).await;
+    assert_eq!(created.title(), "Password resetters", "{}", created.text());
+    assert!(created.by_id("notice").is_some_and(|it| it.starts_with("Done: the role was created")));
+    let role = definitions("Password resetters").await;
+    let role_id = role[0]["id"].as_str().expect("id").to_owned();
+    let actions = &role[0]["rolePermissions"][0]["allowedResourceActions"];
+    assert_eq!(actions.as_array().map(Vec::len), Some(2), "{actions}");
+    let duplicate = browser.post_form(&new_path, &post("Password resetters", &[read])).await;
+    assert_eq!(duplicate.status, StatusCode::BAD_REQUEST, "{}", duplicate.text());
+
+    // Edited: one permission off, renamed; audited with old and new values.
+    let edit_path = format!("/{DOMAIN}/admin/roles/{role_id}/edit");
+    let edit = browser.get(&edit_path).await;
+    assert_eq!(edit.title(), "Edit Password resetters", "{}", edit.text());
+    let saved = browser.post_form(&edit_path, &post("Method readers", &[read])).await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the role was saved."), "{}", saved.text());
+    let role = definitions("Method readers").await;
+    assert_eq!(role[0]["rolePermissions"][0]["allowedResourceActions"], json!([read]));
+    let built_in = browser.get(&format!("/{DOMAIN}/admin/roles/{}/edit", roles::HELPDESK_ADMINISTRATOR)).await;
+    assert_eq!(built_in.status, StatusCode::BAD_REQUEST, "{}", built_in.text());
+
+    // Not deleted while held; deleted after a confirmation once nobody holds it.
+    app.assign_role(&holder, &role_id, "/").await;
+    let ask = browser.post_form(&edit_path, &fields(&[("csrf", &csrf), ("action", "delete")])).await;
+    assert!(ask.by_id("what").is_some_and(|it| it.contains("Refused while anyone holds it")), "{}", ask.text());
+    let held = post_confirmation(&mut browser, &ask).await;
+    assert_eq!(held.status, StatusCode::BAD_REQUEST, "{}", held.text());
+    assert_eq!(definitions("Method readers").await.len(), 1);
+    let assignments =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{holder}'")).await;
+    let assignment = assignments.body["value"][0]["id"].as_str().expect("assignment").to_owned();
+    let removed = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{assignment}")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let deleted = post_confirmation(&mut browser, &ask).await;
+    assert_eq!(deleted.by_id("notice").as_deref(), Some("Done: the role was deleted."), "{}", deleted.text());
+    assert!(definitions("Method readers").await.is_empty());
+
+    // A Helpdesk Administrator may not create roles: the form says so, and the refusal is recorded.
+    user(&app, "desk", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let mut desk_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut desk_browser, "desk").await;
+    let desk_form = desk_browser.get(&new_path).await;
+    let mut pairs = post("Climbers", &[read]);
+    pairs[0].1 = csrf_of(&desk_form);
+    let climb = desk_browser.post_form(&new_path, &pairs).await;
+    assert_eq!(climb.status, StatusCode::FORBIDDEN, "{}", climb.text());
+    assert!(definitions("Climbers").await.is_empty());
+    let failures = app
+        .get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Add role definition' and result eq 'failure'")
+        .await;
+    assert_eq!(failures.body["value"].as_array().map(Vec::len), Some(1), "{}", failures.text);
+}
+
 /// Role assignments are added (several principals at once, each decided on its own) and removed
 /// from a role's page; a role holder who may not assign roles is refused, and the refusal recorded.
 async fn role_assignments_are_added_and_removed(backend: Backend) {
@@ -1246,5 +1358,6 @@ keyward_testkit::on_both_backends!(
     my_security_info_signs_out_everywhere,
     my_security_info_manages_phones_email_and_methods,
     role_assignments_are_added_and_removed,
+    custom_roles_are_created_edited_and_deleted,
     administrative_units_and_their_scoped_roles
 );

@@ -170,6 +170,7 @@ pub(in crate::pages) async fn group_remove_confirm(
         what,
         hidden: vec![("relation", field("relation").to_owned()), ("object", object.id)],
         post_to: back.clone(),
+        button: "Remove",
         cancel: back,
         tenant,
         csrf,

@@ -44,29 +44,34 @@ impl UserFields {
         }
     }
 
-    fn from_form(fields: &HashMap<String, String>) -> Result<UserFields, AppError> {
-        let text = |name: &str| -> Result<String, AppError> {
-            let value = fields.get(name).map(|it| it.trim().to_owned()).unwrap_or_default();
-            if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
-                return Err(AppError::BadRequest(format!(
+    /// The fields as posted, and whether they are acceptable. A field too long or holding control
+    /// characters is refused, and shown again cleaned (so what was typed is not lost).
+    fn from_form(fields: &HashMap<String, String>) -> (UserFields, Result<(), AppError>) {
+        let mut verdict = Ok(());
+        let mut text = |name: &str| -> String {
+            let value = fields.get(name).map(|it| it.trim()).unwrap_or_default();
+            if (value.chars().count() > MAX_FIELD || value.chars().any(char::is_control)) && verdict.is_ok() {
+                verdict = Err(AppError::BadRequest(format!(
                     "The field '{name}' is too long or holds control characters: at most {MAX_FIELD} characters."
                 )));
             }
-            Ok(value)
+            value.chars().filter(|it| !it.is_control()).take(MAX_FIELD).collect()
+        };
+        let mut form = UserFields {
+            display_name: text("display_name"),
+            user_principal_name: text("user_principal_name"),
+            given_name: text("given_name"),
+            surname: text("surname"),
+            job_title: text("job_title"),
+            department: text("department"),
+            usage_location: text("usage_location"),
+            mobile_phone: text("mobile_phone"),
+            ..UserFields::default()
         };
         let checked = |name: &str| fields.get(name).is_some_and(|it| it == "true");
-        Ok(UserFields {
-            display_name: text("display_name")?,
-            user_principal_name: text("user_principal_name")?,
-            given_name: text("given_name")?,
-            surname: text("surname")?,
-            job_title: text("job_title")?,
-            department: text("department")?,
-            usage_location: text("usage_location")?,
-            mobile_phone: text("mobile_phone")?,
-            force_change: checked("force_change"),
-            account_enabled: checked("account_enabled"),
-        })
+        form.force_change = checked("force_change");
+        form.account_enabled = checked("account_enabled");
+        (form, verdict)
     }
 }
 
@@ -102,17 +107,6 @@ fn form_page(
     html(status, &page)
 }
 
-/// The status and text a refused or invalid form shows next to the fields; any other error is
-/// given back, for a page of its own.
-fn form_error(err: AppError) -> Result<(StatusCode, String), AppError> {
-    match err {
-        AppError::BadRequest(text) => Ok((StatusCode::BAD_REQUEST, text)),
-        AppError::Conflict(text) => Ok((StatusCode::CONFLICT, text)),
-        AppError::Forbidden { message, .. } => Ok((StatusCode::FORBIDDEN, message)),
-        other => Err(other),
-    }
-}
-
 /// `GET /{tenant}/admin/users/new`: the new-user form.
 pub(in crate::pages) async fn new_user(Admin { caller, csrf }: Admin) -> Response {
     let domain =
@@ -131,10 +125,10 @@ pub(in crate::pages) async fn new_user(Admin { caller, csrf }: Admin) -> Respons
 pub(in crate::pages) async fn create_user(State(state): State<AppState>, posted: AdminForm) -> Response {
     let form = posted.map();
     let AdminForm { caller, csrf, .. } = posted;
-    let fields = match UserFields::from_form(&form) {
-        Ok(it) => it,
-        Err(err) => return form_page(&caller, csrf, None, UserFields::default(), form_error(err).ok()),
-    };
+    let (fields, verdict) = UserFields::from_form(&form);
+    if let Err(err) = verdict {
+        return form_page(&caller, csrf, None, fields, form_error(err).ok());
+    }
     let password = form.get("password").filter(|it| !it.is_empty()).map(|it| Secret::new(it.clone()));
     let alias = fields.user_principal_name.split('@').next().unwrap_or_default().to_owned();
     let draft = UserDraft {
@@ -221,13 +215,10 @@ pub(in crate::pages) async fn save_user(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let fields = match UserFields::from_form(&form) {
-        Ok(it) => it,
-        Err(err) => {
-            let fields = UserFields::of(&user);
-            return form_page(&caller, csrf, Some(user), fields, form_error(err).ok());
-        }
-    };
+    let (fields, verdict) = UserFields::from_form(&form);
+    if let Err(err) = verdict {
+        return form_page(&caller, csrf, Some(user), fields, form_error(err).ok());
+    }
     let patch = patch_of(&user, &fields);
     if patch == UserPatch::default() {
         return see_other(&format!("/{}/admin/users/{}?done=unchanged", caller.tenant.id, user.id));

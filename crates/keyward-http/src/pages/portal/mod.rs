@@ -28,6 +28,7 @@ use super::{Message, cookie_names, html, meta, read_cookie};
 use crate::AppState;
 
 mod audit;
+mod custom_roles;
 mod groups;
 mod manage;
 mod mfa;
@@ -40,6 +41,7 @@ mod units;
 mod users;
 
 pub(super) use self::audit::{audit, audit_record};
+pub(super) use self::custom_roles::{create_role, edit_role, new_role, save_role};
 pub(super) use self::groups::{group, group_action, group_remove_confirm, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
@@ -262,6 +264,17 @@ fn failure(err: AppError) -> Response {
                 ),
             )
         }
+    }
+}
+
+/// The status and text a refused or invalid form shows above the fields; any other error is
+/// given back, for a page of its own.
+pub(super) fn form_error(err: AppError) -> Result<(StatusCode, String), AppError> {
+    match err {
+        AppError::BadRequest(text) => Ok((StatusCode::BAD_REQUEST, text)),
+        AppError::Conflict(text) => Ok((StatusCode::CONFLICT, text)),
+        AppError::Forbidden { message, .. } => Ok((StatusCode::FORBIDDEN, message)),
+        other => Err(other),
     }
 }
 

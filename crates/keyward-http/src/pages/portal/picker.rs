@@ -209,6 +209,7 @@ pub(super) struct RemoveConfirmPage {
     /// Where the form posts, with `action=remove` and these fields.
     pub(super) post_to: String,
     pub(super) hidden: Vec<(&'static str, String)>,
+    pub(super) button: &'static str,
     pub(super) cancel: String,
     pub(super) csrf: String,
 }

@@ -9,8 +9,9 @@ struct RolesPage {
     title: &'static str,
     tenant: String,
     header: Header,
-    /// Each role: id, name, privileged, description.
-    roles: Vec<(String, String, bool, String)>,
+    /// Each role: id, name, privileged, description, custom.
+    roles: Vec<(String, String, bool, String, bool)>,
+    notice: Option<&'static str>,
 }
 
 #[derive(Debug, Template)]
@@ -21,6 +22,7 @@ struct RolePage {
     header: Header,
     description: String,
     privileged: bool,
+    is_custom: bool,
     /// Each assignment: its id, principal, the principal's type, scope; or why they are not shown.
     assignments: Result<Vec<(String, String, &'static str, String)>, String>,
     /// The scopes an assignment may have: `/` and each administrative unit, with their names.
@@ -56,14 +58,21 @@ fn role_description(role: &keyward_app::RoleDef) -> String {
 
 /// `GET /{tenant}/admin/roles`: every role, built-in and custom, with its description and a
 /// privileged badge.
-pub(in crate::pages) async fn roles(State(state): State<AppState>, Admin { caller, .. }: Admin) -> Response {
+pub(in crate::pages) async fn roles(
+    State(state): State<AppState>,
+    Admin { caller, .. }: Admin,
+    RawQuery(params): RawQuery<HashMap<String, String>>,
+) -> Response {
     let all = match state.app.list_role_definitions(&caller).await {
         Ok(it) => it,
         Err(err) => return failure(err),
     };
     let mut roles: Vec<_> = all
         .iter()
-        .map(|it| (it.id(), it.display_name().to_owned(), it.is_privileged(), role_description(it)))
+        .map(|it| {
+            let is_custom = matches!(it, keyward_app::RoleDef::Custom(_));
+            (it.id(), it.display_name().to_owned(), it.is_privileged(), role_description(it), is_custom)
+        })
         .collect();
     roles.sort_by(|a, b| a.1.cmp(&b.1));
     let page = RolesPage {
@@ -71,6 +80,7 @@ pub(in crate::pages) async fn roles(State(state): State<AppState>, Admin { calle
         tenant: caller.tenant.id.to_string(),
         header: Header::of(&caller),
         roles,
+        notice: (params.get("done").map(String::as_str) == Some("deleted")).then_some("Done: the role was deleted."),
     };
     html(StatusCode::OK, &page)
 }
@@ -82,8 +92,12 @@ pub(in crate::pages) async fn role(
     Path((_, id)): Path<(String, String)>,
     RawQuery(params): RawQuery<HashMap<String, String>>,
 ) -> Response {
-    let notice = (params.get("done").map(String::as_str) == Some("remove"))
-        .then(|| "Done: the assignment was removed.".to_owned());
+    let notice = match params.get("done").map(String::as_str) {
+        Some("remove") => Some("Done: the assignment was removed.".to_owned()),
+        Some("created") => Some("Done: the role was created. Add its assignments below.".to_owned()),
+        Some("saved") => Some("Done: the role was saved.".to_owned()),
+        _ => None,
+    };
     role_page(&state, &caller, &id, csrf, notice, &picker::find_of(&params)).await
 }
 
@@ -147,6 +161,7 @@ async fn role_page(
         header: Header::of(caller),
         description: role_description(&role),
         privileged: role.is_privileged(),
+        is_custom: matches!(role, keyward_app::RoleDef::Custom(_)),
         assignments,
         scopes: units,
         picker_path: format!("/{}/admin/roles/{}", caller.tenant.id, role.id()),

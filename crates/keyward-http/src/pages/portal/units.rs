@@ -146,6 +146,7 @@ pub(in crate::pages) async fn unit_remove_confirm(
         what,
         hidden: vec![("object", object.id)],
         post_to: back.clone(),
+        button: "Remove",
         cancel: back,
         tenant,
         csrf,
