@@ -1,15 +1,17 @@
-// The seed's story in the admin portal, in headless Chromium with JavaScript turned off: a
-// service-desk agent (Privileged Authentication Administrator) signs in with a password and a
-// newly registered authenticator app, lands in the portal from `/`, searches the user, opens
-// their page, presses "Require re-register MFA" and confirms. Prints one JSON line describing what
-// it saw. Run by tests/compat/test_portal.py, which starts the server and prepares the users;
-// inputs come from the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_UPN, KEYWARD_PASSWORD,
-// KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
+// The seed's story in the admin portal, in headless Chromium: a Global Administrator makes a
+// service-desk agent Privileged Authentication Administrator on the role's page (search and pick,
+// JavaScript on); the agent (JavaScript off) signs in with a password and a newly registered
+// authenticator app, lands in the portal from `/`, searches the user, opens their page, presses
+// "Require re-register MFA" and confirms. Prints one JSON line describing what it saw. Run by
+// tests/compat/test_portal.py, which starts the server and prepares the users; inputs come from
+// the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_ADMIN_UPN, KEYWARD_UPN, KEYWARD_PASSWORD
+// (both users'), KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 import { base32, env, totp } from "./lib.mjs";
 
 const axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+const PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13";
 
 const browser = await chromium.launch({ executablePath: env("KEYWARD_CHROMIUM"), headless: true, args: ["--no-sandbox"] });
 try {
@@ -30,18 +32,49 @@ try {
     await Promise.all([page.waitForNavigation(), page.locator(selector).first().click()]);
   };
 
-  // Sign in with a password, registering an authenticator app (role holders must use MFA).
-  await page.goto(`${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`);
-  await page.fill('input[autocomplete="username"]', env("KEYWARD_UPN"));
-  await click("form button[type=submit]");
-  await page.fill('input[autocomplete="current-password"]', env("KEYWARD_PASSWORD"));
-  await click("form button[type=submit]");
-  if ((await title()) !== "More information required") throw new Error(`expected the interrupt, got ${titles}`);
-  await click("form button[type=submit]");
-  const secret = base32(await page.locator("#secret").innerText());
-  await page.fill('input[autocomplete="one-time-code"]', totp(secret));
-  await click("form button[type=submit]");
-  await title();
+  // Signs in with a password, registering an authenticator app (role holders must use MFA).
+  const signIn = async (on, upn, onTitle) => {
+    const go = async (selector) => {
+      await Promise.all([on.waitForNavigation(), on.locator(selector).first().click()]);
+    };
+    await on.goto(`${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`);
+    await on.fill('input[autocomplete="username"]', upn);
+    await go("form button[type=submit]");
+    await on.fill('input[autocomplete="current-password"]', env("KEYWARD_PASSWORD"));
+    await go("form button[type=submit]");
+    const interrupt = (await on.locator("h1").innerText()).trim();
+    onTitle(interrupt);
+    if (interrupt !== "More information required") throw new Error(`expected the interrupt, got ${interrupt}`);
+    await go("form button[type=submit]");
+    const secret = base32(await on.locator("#secret").innerText());
+    await on.fill('input[autocomplete="one-time-code"]', totp(secret));
+    await go("form button[type=submit]");
+    onTitle((await on.locator("h1").innerText()).trim());
+  };
+  const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
+
+  // A Global Administrator makes the agent Privileged Authentication Administrator in the
+  // portal: on the role's page, search as you type (JavaScript on, the pages' CSP enforced),
+  // tick the agent, Add assignments.
+  const chiefContext = await browser.newContext({ ignoreHTTPSErrors: true });
+  const chief = await chiefContext.newPage();
+  chief.on("pageerror", (err) => console.error(`page error: ${err.message}`));
+  chief.on("console", (message) => console.error(`console: ${message.text()}`));
+  const chiefTitles = [];
+  await signIn(chief, env("KEYWARD_ADMIN_UPN"), (it) => chiefTitles.push(it));
+  await chief.goto(`${admin}/roles/${PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}`);
+  const agentAlias = env("KEYWARD_UPN").split("@")[0];
+  await chief.locator("#find").pressSequentially(agentAlias, { delay: 20 });
+  const pick = chief.locator("#results li", { hasText: env("KEYWARD_UPN") }).locator("input[type=checkbox]");
+  await pick.waitFor({ timeout: 10000 });
+  await pick.check();
+  await chief.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-role.png"), fullPage: true });
+  await Promise.all([chief.waitForNavigation(), chief.locator("#add").click()]);
+  const assigned = await chief.locator("#summary").innerText();
+  await chiefContext.close();
+
+  // The agent signs in with a password, registering an authenticator app.
+  await signIn(page, env("KEYWARD_UPN"), (it) => titles.push(it));
 
   // `/` leads an administrator to the portal; search the user and open their page.
   await page.goto(`${env("KEYWARD_URL")}/`);
@@ -68,7 +101,6 @@ try {
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT"), fullPage: true });
 
   // The methods activity report, drawn by the server (charts as SVG, with tables as text).
-  const admin = `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/admin`;
   await page.goto(`${admin}/reports`);
   await title();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-reports.png"), fullPage: true });
@@ -102,7 +134,7 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/units`, `${admin}/mfa`, `${admin}/roles`, `${admin}/roles/62e90394-69f5-4237-9190-012177145e10`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/units`, `${admin}/mfa`, `${admin}/roles`, `${admin}/roles/62e90394-69f5-4237-9190-012177145e10`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`, `${admin}/roles/new`, `${admin}/roles/${PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}?find=portal`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });
@@ -111,7 +143,7 @@ try {
       violations.push({ url, id: it.id, impact: it.impact, nodes: it.nodes.map((n) => n.html).slice(0, 3) });
     }
   }
-  console.log(JSON.stringify({ titles, header, before, what, notice, after, liveUrl, violations }));
+  console.log(JSON.stringify({ chiefTitles, assigned, titles, header, before, what, notice, after, liveUrl, violations }));
 } finally {
   await browser.close();
 }

@@ -1,7 +1,8 @@
 """The admin portal in Debian's Chromium (playwright-core, JavaScript off): the seed's story.
 
-A Global Administrator (the harness's token) makes an agent Privileged Authentication
-Administrator; the agent signs in with MFA, finds the user from `/`, opens their page, presses
+A Global Administrator makes an agent Privileged Authentication Administrator on the role's
+page (search as you type and pick, JavaScript on); the agent signs in with MFA, finds the user
+from `/`, opens their page, presses
 Require re-register MFA and confirms (tests/browser/portal.mjs); axe-core finds no serious or
 critical problem on the portal's pages. Graph then shows the user's phone gone and the audit
 log's `Update user` initiated by the agent, and the user's next sign-in asks them to register.
@@ -21,6 +22,7 @@ from signin_pages import parse, submit
 
 PASSWORD = "Tq7-harbour-Lantern-92!"
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 
 
 
@@ -34,15 +36,16 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         "playwright-core is missing: run `npm ci` in tests/browser (scripts/test does)"
     )
     with keyward.raw_http() as http:
+        chief = keyward.create_user("portalchief", "portalchief Portal", PASSWORD)
         agent = keyward.create_user("portalagent", "portalagent Portal", PASSWORD)
+        assert not http.get(
+            f"{keyward.base_url}/roleManagement/directory/roleAssignments",
+            params={"$filter": f"principalId eq '{agent}'"},
+        ).json()["value"], "the agent gets the role in the portal"
         target = keyward.create_user("portaluser", "portaluser Portal", PASSWORD)
         assigned = http.post(
             f"{keyward.base_url}/roleManagement/directory/roleAssignments",
-            json={
-                "principalId": agent,
-                "roleDefinitionId": PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
-                "directoryScopeId": "/",
-            },
+            json={"principalId": chief, "roleDefinitionId": GLOBAL_ADMINISTRATOR, "directoryScopeId": "/"},
         )
         assert assigned.status_code == 201, assigned.text
         phone = http.post(
@@ -65,6 +68,7 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             **os.environ,
             "KEYWARD_URL": keyward.public_url,
             "KEYWARD_TENANT": DOMAIN,
+            "KEYWARD_ADMIN_UPN": f"portalchief@{DOMAIN}",
             "KEYWARD_UPN": f"portalagent@{DOMAIN}",
             "KEYWARD_PASSWORD": PASSWORD,
             "KEYWARD_TARGET": f"portaluser@{DOMAIN}",
@@ -77,6 +81,8 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["chiefTitles"] == ["More information required", "My account"], report
+    assert report["assigned"] == "1 assigned, 0 refused.", report
     assert report["titles"] == [
         "More information required",
         "My account",
@@ -99,6 +105,7 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         shutil.copyfile(screenshot, shots / "portal-user.png")
         shutil.copyfile(screenshot.with_name("portal-user-users.png"), shots / "portal-users.png")
         shutil.copyfile(screenshot.with_name("portal-user-reports.png"), shots / "portal-reports.png")
+        shutil.copyfile(screenshot.with_name("portal-user-role.png"), shots / "portal-role.png")
     assert report["violations"] == [], f"axe-core found serious or critical problems: {report['violations']}"
 
     with keyward.raw_http() as http:
@@ -112,6 +119,13 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         newest = audits.json()["value"][0]
         assert newest["activityDisplayName"] == "Update user", newest
         assert newest["initiatedBy"]["user"]["userPrincipalName"] == f"portalagent@{DOMAIN}", newest
+        promoted = http.get(
+            f"{keyward.base_url}/auditLogs/directoryAudits",
+            params={"$filter": f"targetResources/any(t: t/id eq '{agent}') and activityDisplayName eq 'Add member to role'"},
+        )
+        assert promoted.status_code == 200, promoted.text
+        record = promoted.json()["value"][0]
+        assert record["initiatedBy"]["user"]["userPrincipalName"] == f"portalchief@{DOMAIN}", record
 
     # The user's next sign-in: "More information required".
     with httpx.Client(
