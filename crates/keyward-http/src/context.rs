@@ -60,6 +60,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
         headers.insert("client-request-id", value);
     }
+    // No response is to be read as anything but its declared type (JSON, HTML, CSS, script).
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.record(method.as_str(), &route, status, elapsed);

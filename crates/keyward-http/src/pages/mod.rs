@@ -189,7 +189,6 @@ async fn stylesheet() -> Response {
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../../assets/keyward.css"),
     )
@@ -203,7 +202,6 @@ async fn script() -> Response {
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("../../assets/keyward.js"),
     )

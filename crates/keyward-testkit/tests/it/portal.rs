@@ -748,6 +748,17 @@ async fn pages_have_one_stylesheet_and_no_inline_style(backend: Backend) {
     assert!(!policy.contains("unsafe-eval"), "{policy}");
     let script = app.client.get(format!("{}/assets/keyward.js", app.base_url)).send().await.expect("script");
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    // Every response, pages, assets, Graph and errors alike, forbids type sniffing.
+    let graph = app.get("/v1.0/me").await;
+    let missing = app.client.get(format!("{}/no/such/page", app.base_url)).send().await.expect("404");
+    for (what, value) in [
+        ("page", login.headers().get("x-content-type-options")),
+        ("script", script.headers().get("x-content-type-options")),
+        ("graph", graph.headers.get("x-content-type-options")),
+        ("not found", missing.headers().get("x-content-type-options")),
+    ] {
+        assert_eq!(value.and_then(|it| it.to_str().ok()), Some("nosniff"), "{what}");
+    }
     assert!(script.text().await.expect("js").contains("data-live"));
 }
 
