@@ -29,6 +29,32 @@ impl App {
         Ok(page(items, top, |it| it.id.clone()))
     }
 
+    /// `GET /roleManagement/directory/roleAssignments?$expand=principal`: a page of assignments,
+    /// each with its principal (`None` if it no longer exists), read in one transaction.
+    pub async fn list_role_assignments_with_principals(
+        &self,
+        caller: &Caller,
+        filter: &AssignmentFilter,
+        top: usize,
+        skiptoken: Option<&str>,
+    ) -> Result<ItemPage<(RoleAssignment, Option<DirectoryObject>)>, AppError> {
+        require(caller, actions::ROLE_ASSIGNMENTS_READ, Target::Tenant)?;
+        let after = crate::directory::decode_id_skiptoken(skiptoken)?;
+        let mut tx = self.read().await?;
+        let items = tx.list_role_assignments(&caller.tenant.id, filter, after.as_deref(), top + 1).await?;
+        let ItemPage { items, skiptoken } = page(items, top, |it| it.id.clone());
+        let mut res = Vec::with_capacity(items.len());
+        for it in items {
+            let principal = match resolve_object(&mut *tx, &caller.tenant, it.principal_id.as_str()).await {
+                Ok(found) => Some(found),
+                Err(AppError::NotFound(_)) => None,
+                Err(err) => return Err(err),
+            };
+            res.push((it, principal));
+        }
+        Ok(ItemPage { items: res, skiptoken })
+    }
+
     /// `GET /roleManagement/directory/roleAssignments/{id}`.
     pub async fn get_role_assignment(&self, caller: &Caller, id: &str) -> Result<RoleAssignment, AppError> {
         require(caller, actions::ROLE_ASSIGNMENTS_READ, Target::Tenant)?;

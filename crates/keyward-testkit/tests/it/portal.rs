@@ -1202,6 +1202,42 @@ async fn custom_roles_are_created_edited_and_deleted(backend: Backend) {
     assert_eq!(failures.body["value"].as_array().map(Vec::len), Some(1), "{}", failures.text);
 }
 
+/// A role's page lists its assignments 50 at a time, each with its principal's name, and pages on.
+async fn a_role_page_pages_its_assignments(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    for n in 0..51 {
+        let created = app
+            .post(
+                "/v1.0/groups",
+                &json!({"displayName": format!("Desk team {n:02}"), "mailEnabled": false, "mailNickname": format!("desk{n}"),
+                        "securityEnabled": true, "isAssignableToRole": true}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        app.assign_role(&id_of(&created.body), roles::HELPDESK_ADMINISTRATOR, "/").await;
+    }
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let first = browser.get(&format!("/{DOMAIN}/admin/roles/{}", roles::HELPDESK_ADMINISTRATOR)).await;
+    let rows = |page: &Page| page.html.matches("<tr><td>Desk team").count();
+    assert_eq!(rows(&first), 50, "{}", first.text());
+    let next = first.html.split("id=\"next-page\" href=\"").nth(1).and_then(|it| it.split('"').next()).expect("next");
+    let second = browser.get(&next.replace("&amp;", "&")).await;
+    assert_eq!(rows(&second), 1, "{}", second.text());
+    assert!(second.by_id("next-page").is_none());
+    let names: std::collections::HashSet<String> = [&first, &second]
+        .iter()
+        .flat_map(|page| {
+            page.html
+                .match_indices("<tr><td>Desk team ")
+                .map(|(at, _)| page.html[at + 8..at + 20].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names.len(), 51, "each group once: {names:?}");
+}
+
 /// Role assignments are added (several principals at once, each decided on its own) and removed
 /// from a role's page; a role holder who may not assign roles is refused, and the refusal recorded.
 async fn role_assignments_are_added_and_removed(backend: Backend) {
@@ -1370,5 +1406,6 @@ keyward_testkit::on_both_backends!(
     my_security_info_manages_phones_email_and_methods,
     role_assignments_are_added_and_removed,
     custom_roles_are_created_edited_and_deleted,
+    a_role_page_pages_its_assignments,
     administrative_units_and_their_scoped_roles
 );

@@ -25,6 +25,8 @@ struct RolePage {
     is_custom: bool,
     /// Each assignment: its id, principal, the principal's type, scope; or why they are not shown.
     assignments: Result<Vec<(String, String, &'static str, String)>, String>,
+    /// The next page of assignments, if any.
+    next: Option<String>,
     /// The scopes an assignment may have: `/` and each administrative unit, with their names.
     scopes: Vec<(String, String)>,
     role_id: String,
@@ -98,8 +100,12 @@ pub(in crate::pages) async fn role(
         Some("saved") => Some("Done: the role was saved.".to_owned()),
         _ => None,
     };
-    role_page(&state, &caller, &id, csrf, notice, &picker::find_of(&params)).await
+    let skiptoken = params.get("skiptoken").map(String::as_str);
+    role_page(&state, &caller, &id, csrf, notice, &picker::find_of(&params), skiptoken).await
 }
+
+/// Assignments one page of a role lists.
+const ASSIGNMENT_ROWS: usize = 50;
 
 /// The display name of an assignment's principal, and its type.
 async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> (String, &'static str) {
@@ -129,6 +135,7 @@ async fn role_page(
     csrf: String,
     notice: Option<String>,
     find: &str,
+    skiptoken: Option<&str>,
 ) -> Response {
     let role = match state.app.get_role_definition(caller, id).await {
         Ok(it) => it,
@@ -143,16 +150,29 @@ async fn role_page(
         units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
     }
     let filter = AssignmentFilter { role_definition_id: Some(role.id()), ..AssignmentFilter::default() };
-    let assignments = match state.app.list_role_assignments(caller, &filter, 100, None).await {
+    let listed = state.app.list_role_assignments_with_principals(caller, &filter, ASSIGNMENT_ROWS, skiptoken).await;
+    let (assignments, next) = match listed {
         Ok(page) => {
-            let mut rows = Vec::with_capacity(page.items.len());
-            for assignment in &page.items {
-                let (name, kind) = principal_name(state, caller, &assignment.principal_id.to_string()).await;
-                rows.push((assignment.id.clone(), name, kind, scope_name(&assignment.directory_scope_id, &units)));
-            }
-            Ok(rows)
+            let rows = page
+                .items
+                .iter()
+                .map(|(assignment, principal)| {
+                    let (name, kind) = principal.as_ref().map_or_else(
+                        || (assignment.principal_id.to_string(), "-"),
+                        |it| {
+                            let row = picker::Row::of(it);
+                            (row.name, row.kind)
+                        },
+                    );
+                    (assignment.id.clone(), name, kind, scope_name(&assignment.directory_scope_id, &units))
+                })
+                .collect();
+            let next = page.skiptoken.map(|token| {
+                format!("/{}/admin/roles/{}?skiptoken={}", caller.tenant.id, role.id(), url_encode(&token))
+            });
+            (Ok(rows), next)
         }
-        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read role assignments.".to_owned()),
+        Err(AppError::Forbidden { .. }) => (Err("Your roles do not let you read role assignments.".to_owned()), None),
         Err(err) => return failure(err),
     };
     let page = RolePage {
@@ -163,6 +183,7 @@ async fn role_page(
         privileged: role.is_privileged(),
         is_custom: matches!(role, keyward_app::RoleDef::Custom(_)),
         assignments,
+        next,
         scopes: units,
         picker_path: format!("/{}/admin/roles/{}", caller.tenant.id, role.id()),
         role_id: role.id(),
