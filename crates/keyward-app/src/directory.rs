@@ -276,7 +276,11 @@ impl App {
 
     /// `GET /users`.
     pub async fn list_users(&self, caller: &Caller, raw: &RawQuery) -> Result<UserPage, AppError> {
-        let plan = query::plan(&query::USER, raw)?;
+        self.list_users_planned(caller, query::plan(&query::USER, raw)?).await
+    }
+
+    /// A page of users by a validated plan (`GET /users`, and the portal's list).
+    pub(crate) async fn list_users_planned(&self, caller: &Caller, plan: query::Plan) -> Result<UserPage, AppError> {
         require(caller, actions::USERS_READ, Target::Tenant)?;
         let after = plan.skiptoken.as_deref().map(decode_cursor).transpose()?;
         let mut tx = self.read().await?;

@@ -51,7 +51,7 @@ pub use crate::oidc::{
 };
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
-pub use crate::reports::RegistrationDetail;
+pub use crate::reports::{RegistrationDetail, RegistrationOverview};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, csrf_token};
@@ -192,6 +192,8 @@ struct Inner {
     keys: Arc<KeyRing>,
     config: AppConfig,
     limiter: limits::RateLimiter,
+    /// The methods activity page's registration figures (`reports`).
+    overviews: reports::Overviews,
 }
 
 impl App {
@@ -204,8 +206,7 @@ impl App {
         config: AppConfig,
     ) -> Result<App, AppError> {
         let hasher = hasher.with_queue_limit(config.limits.hash_queue);
-        let limiter = limits::RateLimiter::default();
-        let app = App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config, limiter }) };
+        let app = App::without_signing_keys(store, clock, hasher, keys, config);
         app.reload_keys().await?;
         Ok(app)
     }
@@ -221,7 +222,17 @@ impl App {
         config: AppConfig,
     ) -> App {
         let limiter = limits::RateLimiter::default();
-        App { inner: Arc::new(Inner { store, clock, hasher, keys: Arc::new(keys), config, limiter }) }
+        App {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                hasher,
+                keys: Arc::new(keys),
+                config,
+                limiter,
+                overviews: reports::Overviews::default(),
+            }),
+        }
     }
 
     /// The store, for shutdown and health checks.

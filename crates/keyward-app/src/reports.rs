@@ -2,13 +2,15 @@
 //! `/reports/authenticationMethods/userRegistrationDetails`, `usersRegisteredByMethod(…)` and
 //! `usersRegisteredByFeature(…)`, and the portal's activity page drawn from them.
 
+use std::collections::HashMap;
+
 use keyward_core::audit::Activity;
 use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::{self, Decision, Target, UserFacts, actions, roles, rules};
 use keyward_core::ids::ObjectId;
 use keyward_core::registration::{
-    DayActivity, Flag, IncludedRoles, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder,
-    RegistrationQuery, SummaryScope, daily_activity,
+    DayActivity, Flag, IncludedRoles, IncludedTypes, RegisteredMethods, RegistrationCounts, RegistrationFilter,
+    RegistrationOrder, RegistrationQuery, SummaryScope, daily_activity,
 };
 use keyward_store::Cursor;
 use time::OffsetDateTime;
@@ -28,8 +30,8 @@ pub struct RegistrationDetail {
 }
 
 /// Whose rows a reader of the report sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Reach {
     Everyone,
     /// Users without a directory role only: a reader through authentication-method reads that
     /// Entra's target rules stop at administrators (an Authentication Administrator).
@@ -197,4 +199,68 @@ impl App {
         let mut tx = self.read().await?;
         Ok(tx.registration_counts(&caller.tenant.id, &scope).await?)
     }
+
+    /// The methods activity page's registration figures: the counts of the users the caller's
+    /// report reaches, and of administrators for a reader who sees them. Counting reads every
+    /// user with a method, so the figures are kept per tenant and reach (on each node) and
+    /// counted again only when they may be out of date: when the tenant's audit log moved on
+    /// (every change of a method, a user or a role is audited) and the figures are a minute old,
+    /// and at least every ten minutes. A change therefore shows at once on a quiet tenant and
+    /// within a minute on a busy one, and counting costs at most one page view a minute.
+    pub async fn registration_overview(&self, caller: &Caller) -> Result<RegistrationOverview, AppError> {
+        let reach = report_reach(caller)?;
+        let now = self.now();
+        let key = (caller.tenant.id.clone(), reach);
+        let mut tx = self.read().await?;
+        let head = tx.audit_chain_head(caller.tenant.id.as_str()).await?.map(|it| it.index);
+        let cached = self.inner.overviews.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
+        if let Some((seen, overview)) = cached {
+            let age = now - overview.as_of;
+            let is_current = seen == head || age < OVERVIEW_FRESH;
+            if age >= time::Duration::ZERO && age < OVERVIEW_MAX_AGE && is_current {
+                return Ok(overview);
+            }
+        }
+        let scope = |roles| SummaryScope { roles, types: IncludedTypes::All };
+        let overview = match reach {
+            Reach::Everyone => RegistrationOverview {
+                all: tx.registration_counts(&caller.tenant.id, &scope(IncludedRoles::All)).await?,
+                admins: Some(tx.registration_counts(&caller.tenant.id, &scope(IncludedRoles::Admin)).await?),
+                as_of: now,
+            },
+            Reach::NonAdmins => RegistrationOverview {
+                all: tx.registration_counts(&caller.tenant.id, &scope(IncludedRoles::User)).await?,
+                admins: None,
+                as_of: now,
+            },
+        };
+        drop(tx);
+        self.inner
+            .overviews
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (head, overview.clone()));
+        Ok(overview)
+    }
 }
+
+/// How long [`App::registration_overview`]'s figures stand after the audit log moved on.
+const OVERVIEW_FRESH: time::Duration = time::Duration::minutes(1);
+
+/// How long they stand at most (changes that write no audit record, such as a restore).
+const OVERVIEW_MAX_AGE: time::Duration = time::Duration::minutes(10);
+
+/// The registration figures of the methods activity page (see [`App::registration_overview`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationOverview {
+    /// Every user the reader's report reaches (users without an admin role, for an
+    /// Authentication Administrator).
+    pub all: RegistrationCounts,
+    /// Administrators, for a reader who sees them.
+    pub admins: Option<RegistrationCounts>,
+    /// When the figures were counted.
+    pub as_of: OffsetDateTime,
+}
+
+/// The figures kept per tenant and reach, with the audit log's head when they were counted.
+pub(crate) type Overviews = std::sync::Mutex<HashMap<(ObjectId, Reach), (Option<u64>, RegistrationOverview)>>;

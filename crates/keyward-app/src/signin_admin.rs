@@ -270,6 +270,28 @@ impl App {
         Ok(tx.user_sign_in_state(&user.id).await?.per_user_mfa)
     }
 
+    /// The per-user MFA state of each of `users` (a page of a list), by the same rules as
+    /// [`App::mfa_requirements`], read in one transaction: `None` for a user the caller may not
+    /// read it of. A caller who reads it tenant-wide (Global Reader and above) needs no per-user
+    /// facts.
+    pub async fn mfa_requirements_of(
+        &self,
+        caller: &Caller,
+        users: &[User],
+    ) -> Result<Vec<Option<PerUserMfaState>>, AppError> {
+        let tenant_wide = require(caller, ORGANIZATION_READ_ALL, Target::Tenant).is_ok();
+        let mut tx = self.read().await?;
+        let mut res = Vec::with_capacity(users.len());
+        for user in users {
+            let allowed = tenant_wide || user.id == *caller.id() || {
+                let facts = user_facts(&mut *tx, &caller.tenant, user).await?;
+                require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts)).is_ok()
+            };
+            res.push(if allowed { Some(tx.user_sign_in_state(&user.id).await?.per_user_mfa) } else { None });
+        }
+        Ok(res)
+    }
+
     /// `PATCH /beta/users/{id}/authentication/requirements`: sets the per-user MFA state, under its
     /// own permission (never the authentication-methods ones). Audited as `Update user` with
     /// `StrongAuthenticationRequirement`, plus `Enable Strong Authentication` or `Disable Strong

@@ -384,6 +384,7 @@ impl App {
                 keys: inner.keys.clone(),
                 config,
                 limiter: crate::limits::RateLimiter::default(),
+                overviews: crate::reports::Overviews::default(),
             }),
         }
     }

@@ -370,6 +370,23 @@ pub struct RegistrationCounts {
 }
 
 impl RegistrationCounts {
+    /// These counts less `part`'s (a subset of the same users): users without an admin role are
+    /// all users less the role holders.
+    pub fn without(&self, part: &RegistrationCounts) -> RegistrationCounts {
+        RegistrationCounts {
+            total: self.total - part.total,
+            password: self.password - part.password,
+            software_oath: self.software_oath - part.software_oath,
+            mobile_phone: self.mobile_phone - part.mobile_phone,
+            alternate_mobile_phone: self.alternate_mobile_phone - part.alternate_mobile_phone,
+            office_phone: self.office_phone - part.office_phone,
+            email: self.email - part.email,
+            mfa_registered: self.mfa_registered - part.mfa_registered,
+            mfa_capable: self.mfa_capable - part.mfa_capable,
+            sspr_registered: self.sspr_registered - part.sspr_registered,
+        }
+    }
+
     /// `userRegistrationMethodCounts`: every method Keyward has, zeros included.
     pub fn by_method(&self) -> [(&'static str, i64); 6] {
         [

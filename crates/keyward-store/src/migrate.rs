@@ -45,6 +45,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0011_portal_activity.sql",
         sql: include_str!("../migrations/sqlite/0011_portal_activity.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_registration_counts.sql",
+        sql: include_str!("../migrations/sqlite/0012_registration_counts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -87,6 +92,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 11,
         name: "0011_portal_activity.sql",
         sql: include_str!("../migrations/postgres/0011_portal_activity.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "0012_registration_counts.sql",
+        sql: include_str!("../migrations/postgres/0012_registration_counts.sql"),
     },
 ];
 

@@ -54,11 +54,12 @@ use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
 use self::reports::{
-    MFA_REGISTERED, SSPR_REGISTERED, flag_condition, method_condition, push_text_match, registration_source,
+    ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, flag_condition, method_condition, push_text_match,
+    registration_source,
 };
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
-use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_conditions, sort_expr};
+use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};
 use crate::{
     AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, ChainRow, CredentialStore, Cursor,
     GroupStore, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey, Store,
@@ -539,10 +540,8 @@ macro_rules! impl_backend {
                     Some(order) => Some((sort_expr(table, order.property)?, order.is_descending)),
                     None => None,
                 };
-                let mut sql =
-                    Sql::new(&format!("SELECT {columns} FROM {} WHERE {}.tenant_id = ", table.name, table.name));
-                sql.arg(Arg::Text(tenant.to_string()));
-                push_conditions(&mut sql, table, plan)?;
+                let mut sql = Sql::new(&format!("SELECT {columns} FROM {} WHERE ", table.name));
+                push_where(&mut sql, table, tenant.as_str(), plan)?;
                 let count = if plan.count {
                     let count_text = sql.text.replacen(&format!("SELECT {columns} FROM"), "SELECT COUNT(*) FROM", 1);
                     let query =

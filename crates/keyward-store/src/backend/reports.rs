@@ -40,6 +40,80 @@ pub(super) fn registration_source() -> &'static str {
     &SOURCE
 }
 
+/// The ids of the tenant's role holders (`$1`): principals of a role assignment, and members of a
+/// group that holds one (role-assignable groups do not nest).
+pub(super) static ADMIN_SET: LazyLock<String> = LazyLock::new(|| role_holders(""));
+
+/// The ids of the holders of a privileged admin role (`$1`, the tenant).
+pub(super) static PRIVILEGED_ADMIN_SET: LazyLock<String> = LazyLock::new(|| {
+    let privileged = PRIVILEGED_ADMIN_ROLES.map(|it| format!("'{it}'")).join(", ");
+    role_holders(&format!(" AND lower(r.role_definition_id) IN ({privileged})"))
+});
+
+fn role_holders(condition: &str) -> String {
+    format!(
+        "SELECT r.principal_id FROM role_assignments r WHERE r.tenant_id = $1{condition} \
+         UNION SELECT g.member_id FROM role_assignments r JOIN group_members g ON g.group_id = r.principal_id \
+         WHERE r.tenant_id = $1{condition}"
+    )
+}
+
+/// The sums every count statement selects, in order, over rows `d` with a 0/1 column per method
+/// (`oath`, `mobile`, `alternate`, `office`, `email`): users with each method, then with a method
+/// for MFA (an app or a phone) and for self-service reset (a phone or an e-mail address).
+fn method_sums() -> String {
+    let users_with = |condition: &str| format!("COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)");
+    [
+        users_with("d.oath = 1"),
+        users_with("d.mobile = 1"),
+        users_with("d.alternate = 1"),
+        users_with("d.office = 1"),
+        users_with("d.email = 1"),
+        users_with("d.oath + d.mobile + d.alternate + d.office > 0"),
+        users_with("d.email + d.mobile + d.alternate + d.office > 0"),
+    ]
+    .join(", ")
+}
+
+/// [`method_sums`] over the tenant's (`$1`) enabled users with a method: the method rows are
+/// folded into one row per user, and drive the join to the users (`CROSS JOIN` keeps SQLite from
+/// reading every user first; PostgreSQL plans it as an inner join).
+pub(super) static METHOD_COUNTS: LazyLock<String> = LazyLock::new(|| {
+    let has = |kind: &str| format!("MAX(CASE WHEN m.k = '{kind}' THEN 1 ELSE 0 END)");
+    format!(
+        "SELECT {} FROM (SELECT m.user_id, {} AS oath, {} AS mobile, {} AS alternate, {} AS office, {} AS email \
+         FROM (SELECT user_id, 'oath' AS k FROM software_oath_methods UNION ALL SELECT user_id, phone_type FROM \
+         phone_methods UNION ALL SELECT user_id, 'email' FROM email_methods) m GROUP BY m.user_id) d \
+         CROSS JOIN users u WHERE u.id = d.user_id AND u.tenant_id = $1 AND u.account_enabled",
+        method_sums(),
+        has("oath"),
+        has("mobile"),
+        has("alternateMobile"),
+        has("office"),
+        has("email"),
+    )
+});
+
+/// [`method_sums`], then the users and those with a password, over the tenant's (`$1`) enabled
+/// users in `{set}`, user by user.
+pub(super) static SET_COUNTS: LazyLock<String> = LazyLock::new(|| {
+    let has = |table: &str, condition: &str| {
+        format!("CASE WHEN EXISTS (SELECT 1 FROM {table} m WHERE m.user_id = u.id{condition}) THEN 1 ELSE 0 END")
+    };
+    format!(
+        "SELECT {}, COUNT(*), COALESCE(SUM(d.password), 0) FROM (SELECT \
+         CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS password, {} AS oath, {} AS mobile, \
+         {} AS alternate, {} AS office, {} AS email FROM users u \
+         WHERE u.tenant_id = $1 AND u.account_enabled AND u.id IN ({{set}})) d",
+        method_sums(),
+        has("software_oath_methods", ""),
+        has("phone_methods", " AND m.phone_type = 'mobile'"),
+        has("phone_methods", " AND m.phone_type = 'alternateMobile'"),
+        has("phone_methods", " AND m.phone_type = 'office'"),
+        has("email_methods", ""),
+    )
+});
+
 pub(super) const MFA_REGISTERED: &str = "(d.has_oath OR d.has_mobile OR d.has_alternate OR d.has_office)";
 pub(super) const SSPR_REGISTERED: &str = "(d.has_email OR d.has_mobile OR d.has_alternate OR d.has_office)";
 
@@ -159,45 +233,69 @@ macro_rules! impl_report_store {
                 tenant: &ObjectId,
                 scope: &SummaryScope,
             ) -> Result<RegistrationCounts, StoreError> {
-                let count = |condition: &str| format!(", COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)");
-                let mut text = String::from("SELECT COUNT(*)");
-                for condition in [
-                    "d.has_password",
-                    "d.has_oath",
-                    "d.has_mobile",
-                    "d.has_alternate",
-                    "d.has_office",
-                    "d.has_email",
-                    MFA_REGISTERED,
-                    "d.has_oath",
-                    SSPR_REGISTERED,
-                ] {
-                    text.push_str(&count(condition));
-                }
-                text.push_str(" FROM ");
-                text.push_str(registration_source());
-                text.push_str(match scope.roles {
-                    IncludedRoles::All => "",
-                    IncludedRoles::PrivilegedAdmin => " AND d.is_privileged_admin",
-                    IncludedRoles::Admin => " AND d.is_admin",
-                    IncludedRoles::User => " AND NOT d.is_admin",
-                });
                 if scope.types == IncludedTypes::Guest {
-                    text.push_str(" AND 1 = 0");
+                    return Ok(RegistrationCounts::default());
                 }
+                match scope.roles {
+                    IncludedRoles::All => self.counts_among(tenant, None).await,
+                    IncludedRoles::Admin => self.counts_among(tenant, Some(&ADMIN_SET)).await,
+                    IncludedRoles::PrivilegedAdmin => self.counts_among(tenant, Some(&PRIVILEGED_ADMIN_SET)).await,
+                    IncludedRoles::User => {
+                        let all = self.counts_among(tenant, None).await?;
+                        Ok(all.without(&self.counts_among(tenant, Some(&ADMIN_SET)).await?))
+                    }
+                }
+            }
+        }
+
+        impl $tx {
+            /// The registration counts of the tenant's enabled users, or of those among them in
+            /// `set` (a query of user ids taking the tenant as `$1`; role holders are few). The
+            /// whole tenant is counted from the method tables (few rows) and the partial indexes
+            /// of migration 0012, so no statement reads every user: its totals are its user count
+            /// less the disabled and the password-less, each counted in its partial index. A set
+            /// is counted user by user.
+            async fn counts_among(
+                &mut self,
+                tenant: &ObjectId,
+                set: Option<&str>,
+            ) -> Result<RegistrationCounts, StoreError> {
+                let (text, totals) = match set {
+                    None => {
+                        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(tenant.as_str());
+                        let users =
+                            count("SELECT COUNT(*) FROM users WHERE tenant_id = $1").fetch_one(&mut *self.0).await?;
+                        let disabled = count("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND NOT account_enabled")
+                            .fetch_one(&mut *self.0)
+                            .await?;
+                        let without_password = count(
+                            "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND account_enabled AND password_hash IS NULL",
+                        )
+                        .fetch_one(&mut *self.0)
+                        .await?;
+                        (METHOD_COUNTS.clone(), Some((users - disabled, users - disabled - without_password)))
+                    }
+                    Some(set) => (SET_COUNTS.replace("{set}", set), None),
+                };
                 let row = sqlx::query(sqlx::AssertSqlSafe(text)).bind(tenant.as_str()).fetch_one(&mut *self.0).await?;
-                let at = |index: usize| -> Result<i64, StoreError> { Ok(row.try_get::<i64, _>(index)?) };
+                let at = |index: usize| -> Result<i64, StoreError> {
+                    Ok(row.try_get::<Option<i64>, _>(index)?.unwrap_or_default())
+                };
+                let (total, password) = match totals {
+                    Some(it) => it,
+                    None => (at(7)?, at(8)?),
+                };
                 Ok(RegistrationCounts {
-                    total: at(0)?,
-                    password: at(1)?,
-                    software_oath: at(2)?,
-                    mobile_phone: at(3)?,
-                    alternate_mobile_phone: at(4)?,
-                    office_phone: at(5)?,
-                    email: at(6)?,
-                    mfa_registered: at(7)?,
-                    mfa_capable: at(8)?,
-                    sspr_registered: at(9)?,
+                    total,
+                    password,
+                    software_oath: at(0)?,
+                    mobile_phone: at(1)?,
+                    alternate_mobile_phone: at(2)?,
+                    office_phone: at(3)?,
+                    email: at(4)?,
+                    mfa_registered: at(5)?,
+                    mfa_capable: at(0)?,
+                    sspr_registered: at(6)?,
                 })
             }
         }

@@ -763,6 +763,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         raw.exec("CREATE INDEX audit_targets_seq ON audit_targets(audit_seq)").await;
     }
     raw.exec("ALTER TABLE browser_sessions DROP COLUMN portal_seen_at").await;
+    // Nor schema 12's partial indexes.
+    raw.exec("DROP INDEX users_disabled").await;
+    raw.exec("DROP INDEX users_enabled_without_password").await;
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");

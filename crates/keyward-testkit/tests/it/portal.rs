@@ -708,6 +708,24 @@ async fn groups_and_their_members(backend: Backend) {
         assert!(activities.iter().any(|it| it == expected), "{expected}: {activities:?}");
     }
 
+    // The same form sent twice at once (a double click, two tabs): one adds, the other is told the
+    // member is already there.
+    let twice = user(&app, "twice", None).await;
+    let mut second = Browser::new(&app.base_url);
+    second.cookies = browser.cookies.clone();
+    let form = fields(&[("csrf", &csrf), ("action", "add_members"), ("principal", &twice)]);
+    let (one, other) = tokio::join!(browser.post_form(&group_path, &form), second.post_form(&group_path, &form));
+    let mut summaries = [one.by_id("summary"), other.by_id("summary")];
+    summaries.sort();
+    assert_eq!(
+        summaries,
+        [Some("0 added as members, 1 refused.".to_owned()), Some("1 added as members, 0 refused.".to_owned())],
+        "{}\n{}",
+        one.text(),
+        other.text()
+    );
+    assert_eq!(count("members").await, 3);
+
     // A Helpdesk Administrator may not change a role-assignable group: refused and recorded.
     user(&app, "desk", Some(roles::HELPDESK_ADMINISTRATOR)).await;
     let mut desk = Browser::new(&app.base_url);
@@ -720,7 +738,7 @@ async fn groups_and_their_members(backend: Backend) {
         )
         .await;
     assert_eq!(refused.by_id("summary").as_deref(), Some("0 added as members, 1 refused."), "{}", refused.text());
-    assert_eq!(count("members").await, 2);
+    assert_eq!(count("members").await, 3);
 }
 
 /// Every page takes its look from one stylesheet; the Content-Security-Policy allows no inline
@@ -803,6 +821,45 @@ async fn the_methods_activity_report(backend: Backend) {
     let activity = page.html.split("id=\"activity\"").nth(1).expect("activity table").to_owned();
     assert!(activity.contains(&format!("<tr><td>{today}</td><td>1</td><td>1</td><td>1</td></tr>")), "{activity}");
     assert_eq!(activity.matches("<tr><td>").count(), 30, "thirty days");
+
+    // The registration figures are counted again when the audit log moved on and they are a
+    // minute old; within the minute the page says when they were counted.
+    let mobile_row = |page: &Page| {
+        let methods = page.html.split("id=\"methods\"").nth(1).expect("methods table").to_owned();
+        methods.split("<tr><td>Mobile phone</td><td>").nth(1).and_then(|it| it.split('<').next()).map(str::to_owned)
+    };
+    assert_eq!(mobile_row(&page).as_deref(), Some("0"));
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{adele}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065550199", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+    let soon = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(mobile_row(&soon).as_deref(), Some("0"), "within the minute: the figures counted before");
+    assert!(soon.by_id("as-of").is_some_and(|it| it.contains("Registration figures as of")), "{}", soon.text());
+    app.clock.advance(time::Duration::seconds(61));
+    let later = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(mobile_row(&later).as_deref(), Some("1"), "{}", later.text());
+    // A change that writes no audit record shows within ten minutes.
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+    let mut tx = store.write().await.expect("tx");
+    tx.put_phone_method(
+        &keyward_core::ids::ObjectId::parse(&chief_id).expect("id"),
+        "mobile",
+        "+1 2065550111",
+        app.app.now(),
+    )
+    .await
+    .expect("phone");
+    tx.commit().await.expect("commit");
+    app.clock.advance(time::Duration::seconds(61));
+    let quiet = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(mobile_row(&quiet).as_deref(), Some("1"), "the audit log did not move");
+    app.clock.advance(time::Duration::minutes(10));
+    let recounted = browser.get(&format!("/{DOMAIN}/admin/reports")).await;
+    assert_eq!(mobile_row(&recounted).as_deref(), Some("2"), "{}", recounted.text());
 
     // An Authentication Administrator sees the users without an admin role (adele only).
     let mut helper_browser = Browser::new(&app.base_url);

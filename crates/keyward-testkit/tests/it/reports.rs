@@ -259,6 +259,42 @@ async fn registration_summaries(backend: Backend) {
     assert_graph_error(&desk_admins, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let guests = app.get(&format!("{base}/usersRegisteredByFeature(includedUserTypes='guest')")).await;
     assert_eq!(guests.body["totalUserCount"], 0, "{}", guests.text);
+
+    // A disabled user's methods count nowhere; a role held through a group makes its members
+    // administrators, with their methods.
+    let (gone, _) = user(&app, "gone", None).await;
+    add_mobile_phone(&app, &gone).await;
+    add_authenticator(&app, &gone).await;
+    let disabled = app.patch(&format!("/v1.0/users/{gone}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(disabled.status, StatusCode::NO_CONTENT, "{}", disabled.text);
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Report desk", "mailEnabled": false, "mailNickname": "reportdesk",
+                    "securityEnabled": true, "isAssignableToRole": true}),
+        )
+        .await;
+    let group = group.body["id"].as_str().expect("group id").to_owned();
+    app.assign_role(&group, roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let joined = app
+        .post(
+            &format!("/v1.0/groups/{group}/members/$ref"),
+            &json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{megan}")}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::NO_CONTENT, "{}", joined.text);
+    for (roles_param, total, mfa_capable, mobile) in
+        [("all", 5, 1, 1), ("admin", 4, 1, 0), ("user", 1, 0, 1), ("privilegedAdmin", 3, 1, 0)]
+    {
+        let path = format!("{base}/usersRegisteredByFeature(includedUserRoles='{roles_param}')");
+        let features_reply = app.get(&path).await;
+        assert_eq!(features_reply.body["totalUserCount"], total, "{roles_param}: {}", features_reply.text);
+        assert_eq!(count(&features_reply.body, features, "feature", "mfaCapable"), mfa_capable, "{roles_param}");
+        let path = format!("{base}/usersRegisteredByMethod(includedUserRoles='{roles_param}')");
+        let methods_reply = app.get(&path).await;
+        assert_eq!(count(&methods_reply.body, methods, "authenticationMethod", "mobilePhone"), mobile, "{roles_param}");
+        assert_eq!(count(&methods_reply.body, methods, "authenticationMethod", "password"), total, "{roles_param}");
+    }
     assert_graph_error(
         &app.get(&format!("{base}/usersRegisteredByMethod(includedUserRoles='root')")).await,
         StatusCode::BAD_REQUEST,

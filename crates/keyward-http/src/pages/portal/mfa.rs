@@ -48,15 +48,12 @@ pub(in crate::pages) async fn mfa(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let mut rows = Vec::with_capacity(users.len());
-    for user in users {
-        let shown = match state.app.mfa_requirements(&caller, &user.id.to_string()).await {
-            Ok(it) => it.as_str(),
-            Err(AppError::Forbidden { .. }) => "-",
-            Err(err) => return failure(err),
-        };
-        rows.push((user, shown));
-    }
+    let states = match state.app.mfa_requirements_of(&caller, &users).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let rows =
+        users.into_iter().zip(states).map(|(user, it)| (user, it.map_or("-", PerUserMfaState::as_str))).collect();
     let tenant = caller.tenant.id.to_string();
     let page = MfaPage { title: "Per-user MFA", header: Header::of(&caller), tenant, search: &search, rows, next };
     html(StatusCode::OK, &page)

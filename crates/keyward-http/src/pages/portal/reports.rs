@@ -2,7 +2,8 @@
 //! desk's daily activity, drawn server-side as SVG bar charts, each with a table that says the
 //! same in text.
 
-use keyward_core::registration::{DayActivity, IncludedRoles, IncludedTypes, RegistrationCounts, SummaryScope};
+use keyward_app::RegistrationOverview;
+use keyward_core::registration::DayActivity;
 
 use super::*;
 
@@ -61,10 +62,12 @@ fn bars(rows: &[(&'static str, i64)], total: i64) -> Vec<Bar> {
         .collect()
 }
 
-/// The registration part: users, capability bars, method bars, administrators without MFA.
-type Registration = (i64, Vec<Bar>, Vec<Bar>, Option<i64>);
+/// The registration part: users, capability bars, method bars, administrators without MFA, and
+/// when the figures were counted.
+type Registration = (i64, Vec<Bar>, Vec<Bar>, Option<i64>, String);
 
-fn registration(all: &RegistrationCounts, admins: Option<&RegistrationCounts>) -> Registration {
+fn registration(overview: &RegistrationOverview) -> Registration {
+    let (all, admins) = (&overview.all, overview.admins.as_ref());
     let capability = [
         ("MFA registered", all.mfa_registered),
         ("MFA capable", all.mfa_capable),
@@ -81,7 +84,9 @@ fn registration(all: &RegistrationCounts, admins: Option<&RegistrationCounts>) -
     };
     let methods: Vec<(&'static str, i64)> = all.by_method().iter().map(|(name, n)| (labels(name), *n)).collect();
     let without_mfa = admins.map(|it| it.total - it.mfa_capable);
-    (all.total, bars(&capability, all.total), bars(&methods, all.total), without_mfa)
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let as_of = overview.as_of.format(&format).unwrap_or_default();
+    (all.total, bars(&capability, all.total), bars(&methods, all.total), without_mfa, as_of)
 }
 
 fn days(activity: &[DayActivity]) -> Vec<Day> {
@@ -102,20 +107,11 @@ fn days(activity: &[DayActivity]) -> Vec<Day> {
 }
 
 /// `GET /{tenant}/admin/reports`: registration coverage (every reader of the registration
-/// report) and the last 30 days of resets, passes and refusals (readers of the audit log).
+/// report; counted again only when out of date, see `App::registration_overview`) and the last 30
+/// days of resets, passes and refusals (readers of the audit log).
 pub(in crate::pages) async fn reports(State(state): State<AppState>, Admin { caller, .. }: Admin) -> Response {
-    let scope = |roles| SummaryScope { roles, types: IncludedTypes::All };
-    let counts = async {
-        let all = state.app.registration_counts(&caller, &scope(IncludedRoles::All)).await?;
-        let admins = match state.app.registration_counts(&caller, &scope(IncludedRoles::Admin)).await {
-            Ok(it) => Some(it),
-            Err(AppError::Forbidden { .. }) => None,
-            Err(err) => return Err(err),
-        };
-        Ok::<_, AppError>(registration(&all, admins.as_ref()))
-    };
-    let registration = match counts.await {
-        Ok(it) => Ok(it),
+    let registration = match state.app.registration_overview(&caller).await {
+        Ok(it) => Ok(registration(&it)),
         Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read the registration report.".to_owned()),
         Err(err) => return failure(err),
     };
