@@ -871,11 +871,13 @@ impl App {
         }
         tx.commit().await?;
         flow.session.pending_secret = None;
+        // Registering counts as the session's MFA only when it had none: a session with MFA
+        // keeps its time, so adding app after app cannot keep a stolen session's MFA recent.
         if flow.session.mfa_at.is_none() {
             flow.session.methods.push(AuthMethodRef::Otp);
             flow.session.methods.push(AuthMethodRef::Mfa);
+            flow.session.mfa_at = Some(now);
         }
-        flow.session.mfa_at = Some(now);
         if flow.session.authenticated_at.is_some() {
             flow.session.stage = Stage::Done;
             self.save_session(&flow.session).await?;
@@ -1090,15 +1092,31 @@ impl App {
             }
             "add_totp" => {
                 let now = self.now();
-                let has_method = !self.read().await?.list_software_oath_methods(&user.id).await?.is_empty();
-                // Adding a method needs a recent proof: MFA if the user has a method, otherwise a
-                // recent sign-in, so an old or stolen session cannot plant one.
+                let mut tx = self.read().await?;
+                let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+                let has_method = has_app
+                    || !tx.list_phone_methods(&user.id).await?.is_empty()
+                    || tx.get_email_method(&user.id).await?.is_some();
+                drop(tx);
+                // Adding a method needs a recent proof: MFA if the user has any method (a phone or
+                // an e-mail address too: whoever adds an app may then change them), otherwise a
+                // recent sign-in, so an old or stolen session, or a password alone, cannot plant one.
                 let proof = if has_method { flow.session.mfa_at } else { flow.session.authenticated_at };
                 if proof.is_none_or(|at| now - at > RECENT_MFA) {
-                    let what = if has_method { "with your authenticator app" } else { "again" };
-                    let notice = format!(
-                        "To add a method, sign out and sign in {what} first: this needs a sign-in within the last 10 minutes."
-                    );
+                    let notice = match (has_method, has_app) {
+                        (false, _) => "To add a method, sign out and sign in again first: this needs a sign-in within \
+                                       the last 10 minutes."
+                            .to_owned(),
+                        (true, true) => {
+                            "To add a method, sign out and sign in with your authenticator app first: this \
+                                         needs multi-factor authentication within the last 10 minutes."
+                                .to_owned()
+                        }
+                        (true, false) => "To add a method, you need multi-factor authentication within the last 10 \
+                                          minutes, and you have no authenticator app to sign in with: ask your \
+                                          administrator for a Temporary Access Pass, then sign in with it."
+                            .to_owned(),
+                    };
                     return self.account_page(flow, user, Some(notice)).await;
                 }
                 self.begin_totp_registration(flow).await

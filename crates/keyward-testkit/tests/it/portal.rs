@@ -1141,9 +1141,15 @@ async fn my_security_info_manages_phones_email_and_methods(backend: Backend) {
         .await;
     assert!(!methods_of(&gone).contains("Authenticator app"), "{}", methods_of(&gone));
 
-    // After ten minutes the session's MFA is too old.
-    app.clock.advance(time::Duration::minutes(11));
-    let late = browser.submit(&gone, "add_email", &[], &[("value", "other@example.org")]).await;
+    // After ten minutes the session's MFA is too old, and adding another app does not renew it.
+    app.clock.advance(time::Duration::minutes(9));
+    let setup = browser.submit(&gone, "add_totp", &[], &[]).await;
+    let secret = totp::base32_decode(&setup.by_id("secret").expect("secret")).expect("base32");
+    let code = totp::code_at_step(&secret, totp::step_at(app.app.now().unix_timestamp()));
+    let again = browser.submit(&setup, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert!(methods_of(&again).contains("Authenticator app"), "{}", again.text());
+    app.clock.advance(time::Duration::minutes(2));
+    let late = browser.submit(&again, "add_email", &[], &[("value", "other@example.org")]).await;
     assert!(late.text().contains("within the last 10 minutes"), "{}", late.text());
     assert!(methods_of(&late).contains("Email: noor@example.org"), "{}", methods_of(&late));
 
@@ -1152,6 +1158,26 @@ async fn my_security_info_manages_phones_email_and_methods(backend: Backend) {
     for expected in ["User registered security info", "User updated security info", "User deleted security info"] {
         assert!(activities.iter().any(|it| it == expected), "{expected}: {activities:?}");
     }
+
+    // A user whose methods are a phone and an e-mail address (no app to sign in with): a password
+    // alone may not add an app (whoever adds one could then change them); a Temporary Access
+    // Pass from the service desk is the way.
+    let pria = user(&app, "pria", None).await;
+    for (path, body) in [
+        ("phoneMethods", json!({"phoneNumber": "+1 2065550142", "phoneType": "mobile"})),
+        ("emailMethods", json!({"emailAddress": "pria@example.org"})),
+    ] {
+        let added = app.post(&format!("/v1.0/users/{pria}/authentication/{path}"), &body).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    }
+    let mut attacker = Browser::new(&app.base_url);
+    let account = sign_in(&app, &mut attacker, "pria").await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let planted = attacker.submit(&account, "add_totp", &[], &[]).await;
+    assert_eq!(planted.title(), "My account", "no registration page: {}", planted.text());
+    assert!(planted.text().contains("ask your administrator for a Temporary Access Pass"), "{}", planted.text());
+    let taken = attacker.submit(&planted, "add_email", &[], &[("value", "attacker@example.org")]).await;
+    assert!(methods_of(&taken).contains("Email: pria@example.org"), "{}", methods_of(&taken));
 }
 
 /// Custom roles are created and edited with a permission picker that offers only what a custom
@@ -1224,6 +1250,11 @@ async fn custom_roles_are_created_edited_and_deleted(backend: Backend) {
     assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the role was saved."), "{}", saved.text());
     let role = definitions("Method readers").await;
     assert_eq!(role[0]["rolePermissions"][0]["allowedResourceActions"], json!([read]));
+    let mut unknown = post("Renamed by accident", &[read]);
+    unknown[1].1 = "publish".to_owned();
+    let refused_action = browser.post_form(&edit_path, &unknown).await;
+    assert_eq!(refused_action.status, StatusCode::BAD_REQUEST, "{}", refused_action.text());
+    assert!(definitions("Renamed by accident").await.is_empty(), "an unknown action saves nothing");
     let built_in = browser.get(&format!("/{DOMAIN}/admin/roles/{}/edit", roles::HELPDESK_ADMINISTRATOR)).await;
     assert_eq!(built_in.status, StatusCode::BAD_REQUEST, "{}", built_in.text());
 

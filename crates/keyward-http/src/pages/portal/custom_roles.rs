@@ -206,7 +206,8 @@ pub(in crate::pages) async fn save_role(
                 Err(err) => failure(err),
             };
         }
-        _ => (),
+        "save" => (),
+        _ => return failure(AppError::BadRequest("Unknown action: use the forms on the role's page.".into())),
     }
     let fields = fields_of(&form);
     let AdminForm { caller, csrf, .. } = form;

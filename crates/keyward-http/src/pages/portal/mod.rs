@@ -145,9 +145,13 @@ impl AdminForm {
         self.fields.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value.as_str())
     }
 
-    /// The fields by name (the last value of a repeated one).
+    /// The fields by name (the first value of a repeated one, as [`AdminForm::field`] reads it).
     fn map(&self) -> HashMap<String, String> {
-        self.fields.iter().cloned().collect()
+        let mut map = HashMap::new();
+        for (name, value) in &self.fields {
+            map.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        map
     }
 
     /// Every value of the field `name` (checkboxes).
