@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+mod casing;
 mod context;
 mod error;
 mod graph;
@@ -51,6 +52,7 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
     let graph = graph::routes(openapi::Api::new());
+    let segments = casing::Segments::of(&graph.paths);
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
     let graph_router =
@@ -62,7 +64,7 @@ pub fn router(app: App) -> Router {
     let graph_router = graph_router
         .layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT))
         .layer(middleware::from_fn(|request, next| read_whole_body(request, next, GRAPH_BODY_LIMIT, true)));
-    Router::new()
+    let routes = Router::new()
         .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
         .nest("/beta", graph_router.layer(Extension(Version::Beta)))
         .route("/healthz", get(healthz))
@@ -81,7 +83,10 @@ pub fn router(app: App) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
-        .with_state(state)
+        .with_state(state);
+    // Graph's paths are matched without case: each is put in the routes' spelling before routing
+    // (a layer on a router runs after its routing, so the rewrite wraps the whole router).
+    Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request)))
 }
 
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse

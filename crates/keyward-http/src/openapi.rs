@@ -98,16 +98,19 @@ impl Op {
 pub struct Api {
     pub router: Router<AppState>,
     pub ops: Vec<(String, Op)>,
+    /// Every routed path (for the case-insensitive matching of their fixed segments).
+    pub paths: Vec<&'static str>,
 }
 
 impl Api {
     pub fn new() -> Api {
-        Api { router: Router::new(), ops: Vec::new() }
+        Api { router: Router::new(), ops: Vec::new(), paths: Vec::new() }
     }
 
     /// Routes a path documented by [`Api::document`] under its concrete forms.
     pub fn route_undocumented(mut self, path: &'static str, handler: MethodRouter<AppState>) -> Api {
         self.router = self.router.route(path, handler);
+        self.paths.push(path);
         self
     }
 
@@ -121,6 +124,7 @@ impl Api {
     /// Adds a route and documents it.
     pub fn route(mut self, path: &'static str, handler: MethodRouter<AppState>, op: Op) -> Api {
         self.router = self.router.route(path, handler);
+        self.paths.push(path);
         self.ops.push((path.to_owned(), op));
         self
     }

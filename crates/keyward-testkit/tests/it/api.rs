@@ -668,7 +668,48 @@ async fn openapi_documents_exactly_what_is_routed(backend: Backend) {
     assert_eq!(v1.status, StatusCode::BAD_REQUEST, "{}", v1.text);
 }
 
+/// Graph's URLs are case-insensitive: documented paths in other casings reach the same
+/// handler (fixed segments, versions, actions, `$ref`, the pass policy's configuration id), while
+/// ids and sign-in names stay as sent and unknown segments are still refused with their spelling.
+async fn paths_match_without_case(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = app.create_user("casey", "Casey Case").await;
+    let casey = created["id"].as_str().expect("id").to_owned();
+    for path in [
+        "/v1.0/auditLogs/directoryaudits".to_owned(),
+        "/V1.0/USERS".to_owned(),
+        "/Beta/Users?$top=1".to_owned(),
+        format!("/v1.0/users/casey@{}/authentication/METHODS", DOMAIN.to_uppercase()),
+        format!("/beta/users/{casey}/Authentication/Requirements"),
+        "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/temporaryAccessPass".to_owned(),
+        "/v1.0/ROLEMANAGEMENT/directory/roleDefinitions".to_owned(),
+        "/v1.0/reports/authenticationmethods/usersregisteredbymethod(includedUserTypes='all',includedUserRoles='all')"
+            .to_owned(),
+    ] {
+        let reply = app.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+    }
+    let user = app.get(&format!("/v1.0/USERS/{}", casey.to_uppercase())).await;
+    assert_eq!(user.body["id"], casey.as_str(), "{}", user.text);
+    // `$count` reached its handler, which wants `ConsistencyLevel: eventual`, as Graph does.
+    let count = app.get("/v1.0/users/$COUNT").await;
+    assert!(count.text.contains("$count is not currently supported."), "{}", count.text);
+    // An action in another case acts (and is audited) as the documented one.
+    let revoked = app.post(&format!("/v1.0/Users/{casey}/revokesigninsessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    let audits = app.audit_for(&casey).await;
+    assert!(
+        audits.iter().any(|it| it.activity_display_name == "Update StsRefreshTokenValidFrom Timestamp"),
+        "{audits:?}"
+    );
+    // A segment no route has is refused, in the spelling it was sent.
+    let unknown = app.get("/v1.0/Users/NoSuchThing/Gadgets").await;
+    assert_graph_error(&unknown, StatusCode::BAD_REQUEST, "BadRequest");
+    assert!(unknown.text.contains("'Gadgets'"), "{}", unknown.text);
+}
+
 keyward_testkit::on_both_backends!(
+    paths_match_without_case,
     openapi_documents_exactly_what_is_routed,
     roles_follow_entras_who_may_act_on_whom,
     concurrent_first_starts_create_one_tenant,

@@ -1,0 +1,130 @@
+//! Graph's URLs are case-insensitive: `/v1.0/auditLogs/directoryaudits`, `/V1.0/USERS` and
+//! `…/authenticationMethodConfigurations/temporaryAccessPass` address what their documented
+//! spelling does. Rather than a second route for every spelling, a request under `/v1.0` or
+//! `/beta` has each fixed path segment (a word of some route, compared without case) put in the
+//! routes' spelling before routing; ids, sign-in names and function arguments are left as sent.
+//! The handlers still see the original address (`OriginalUri`), so links and errors echo it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::http::uri::PathAndQuery;
+
+/// The routes' fixed segments by their lowercase form; a lowercase form two segments share (none
+/// today) is left out, so no request is ever rewritten into a guess.
+#[derive(Debug, Clone, Default)]
+pub struct Segments(Arc<HashMap<String, &'static str>>);
+
+impl Segments {
+    /// The fixed segments of `paths` (route patterns like `/users/{id}/memberOf`) and the API
+    /// versions.
+    pub fn of(paths: &[&'static str]) -> Segments {
+        let mut map: HashMap<String, Option<&'static str>> = HashMap::new();
+        let words = paths.iter().flat_map(|it| it.split('/')).chain(["v1.0", "beta"]);
+        for word in words.filter(|it| !it.is_empty() && !it.contains('{')) {
+            map.entry(word.to_ascii_lowercase())
+                .and_modify(|seen| {
+                    if seen.is_some_and(|it| it != word) {
+                        *seen = None;
+                    }
+                })
+                .or_insert(Some(word));
+        }
+        Segments(Arc::new(map.into_iter().filter_map(|(key, word)| Some((key, word?))).collect()))
+    }
+
+    /// `path` with its fixed segments in the routes' spelling, if any differed; only Graph's
+    /// paths (under `/v1.0` or `/beta`, in any case). A segment that calls a function
+    /// (`name(arguments)`) has its name matched and its arguments kept.
+    pub fn canonical(&self, path: &str) -> Option<String> {
+        let version = path.split('/').nth(1).unwrap_or_default();
+        if !version.eq_ignore_ascii_case("v1.0") && !version.eq_ignore_ascii_case("beta") {
+            return None;
+        }
+        let mut changed = false;
+        let mut out = String::with_capacity(path.len());
+        for (index, segment) in path.split('/').enumerate() {
+            if index > 0 {
+                out.push('/');
+            }
+            let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
+            match self.0.get(&name.to_ascii_lowercase()) {
+                Some(word) if *word != name => {
+                    out.push_str(word);
+                    out.push_str(rest);
+                    changed = true;
+                }
+                _ => out.push_str(segment),
+            }
+        }
+        changed.then_some(out)
+    }
+
+    /// Rewrites a request's path into the routes' spelling (see [`Segments::canonical`]).
+    pub fn rewrite(&self, mut request: Request) -> Request {
+        let Some(path) = self.canonical(request.uri().path()) else { return request };
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        match PathAndQuery::try_from(path_and_query) {
+            Ok(it) => parts.path_and_query = Some(it),
+            Err(_) => return request,
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments() -> Segments {
+        Segments::of(&[
+            "/auditLogs/directoryAudits/{id}",
+            "/users/{id}/authentication/methods",
+            "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass",
+            "/reports/authenticationMethods/{function}",
+            "/groups/{id}/members/$ref",
+        ])
+    }
+
+    #[test]
+    fn fixed_segments_take_the_routes_spelling() {
+        let it = segments();
+        assert_eq!(it.canonical("/v1.0/auditLogs/directoryaudits").as_deref(), Some("/v1.0/auditLogs/directoryAudits"));
+        assert_eq!(
+            it.canonical("/V1.0/Users/Adele@Contoso.test/AUTHENTICATION/Methods").as_deref(),
+            Some("/v1.0/users/Adele@Contoso.test/authentication/methods"),
+            "the sign-in name is left as sent"
+        );
+        assert_eq!(
+            it.canonical(
+                "/beta/policies/authenticationmethodspolicy/authenticationMethodConfigurations/temporaryAccessPass"
+            )
+            .as_deref(),
+            Some("/beta/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass")
+        );
+        assert_eq!(it.canonical("/v1.0/GROUPS/x/members/$REF").as_deref(), Some("/v1.0/groups/x/members/$ref"));
+        // Function arguments are kept; the documented spelling and other surfaces are untouched.
+        assert_eq!(
+            it.canonical("/v1.0/Reports/authenticationMethods/f(x='Users')").as_deref(),
+            Some("/v1.0/reports/authenticationMethods/f(x='Users')")
+        );
+        assert_eq!(it.canonical("/v1.0/auditLogs/directoryAudits"), None);
+        assert_eq!(it.canonical("/contoso.test/Users"), None);
+        assert_eq!(it.canonical("/v1.0/nosuch/thing"), None);
+    }
+
+    #[test]
+    fn a_spelling_two_routes_disagree_on_is_left_alone() {
+        let it = Segments::of(&["/a/Thing", "/b/thing"]);
+        assert_eq!(it.canonical("/v1.0/a/THING"), None);
+    }
+}
