@@ -18,7 +18,7 @@ use keyward_store::{SignInCursor, Tx, UserSignInState};
 use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
-use crate::{App, AppError, Caller, audit_id, require, rfc3339};
+use crate::{App, AppError, Caller, audit_id, require, require_scope, rfc3339};
 
 /// Reading the sign-in log.
 const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
@@ -198,6 +198,22 @@ impl App {
         let target = end_sessions(&mut *tx, &mut user, now).await?;
         let record = caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target]);
         commit_audited(tx, [record]).await?;
+        Ok(())
+    }
+
+    /// `POST /me/revokeSignInSessions`: the signed-in user ends every session and refresh token of
+    /// theirs (the one the request came with too), as the account page's "Sign out everywhere";
+    /// no role needed, the token's scope must cover it. Audited as the user's own
+    /// `Update StsRefreshTokenValidFrom Timestamp`.
+    pub async fn revoke_own_sign_in_sessions(&self, caller: &Caller) -> Result<(), AppError> {
+        let user = caller.delegated_user()?;
+        require_scope(caller, actions::USERS_INVALIDATE_REFRESH_TOKENS, true)?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let mut fresh =
+            tx.get_user(&caller.tenant.id, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        let target = end_sessions(&mut *tx, &mut fresh, now).await?;
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target])]).await?;
         Ok(())
     }
 

@@ -103,6 +103,39 @@ async fn list_my_methods(ctx: GraphCtx) -> Result<Response, GraphError> {
     Ok(list(&ctx, &key, "methods", methods.iter().map(method_json).collect()))
 }
 
+/// `GET /users/{id}/authentication/methods/{method}`: one method of any type, by its id.
+async fn get_method(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
+    let found = methods
+        .iter()
+        .map(method_json)
+        .find(|it| it.get("id").and_then(Value::as_str).is_some_and(|it| it.eq_ignore_ascii_case(&id)));
+    one(&ctx, &key, "methods", &id, found)
+}
+
+/// The `/me` form of a handler on one of the signed-in user's methods (`/me/authentication/…/{id}`).
+macro_rules! for_me {
+    ($name:ident, $handler:ident, $doc:literal) => {
+        #[doc = $doc]
+        async fn $name(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+            let key = ctx.me_key()?;
+            $handler(ctx, Path((key, id))).await
+        }
+    };
+}
+
+for_me!(get_my_method, get_method, "`GET /me/authentication/methods/{id}`.");
+for_me!(get_my_password_method, get_password_method, "`GET /me/authentication/passwordMethods/{id}`.");
+for_me!(get_my_phone, get_phone, "`GET /me/authentication/phoneMethods/{id}`.");
+for_me!(get_my_email, get_email, "`GET /me/authentication/emailMethods/{id}`.");
+for_me!(get_my_oath, get_oath, "`GET /me/authentication/softwareOathMethods/{id}`.");
+
+/// `GET /me/authentication/passwordMethods`.
+async fn list_my_password_methods(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    list_password_methods(ctx, Path(key)).await
+}
+
 /// `GET /users/{id}/authentication/passwordMethods`.
 async fn list_password_methods(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
     let methods = ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
@@ -695,6 +728,46 @@ pub fn routes(api: Api) -> Api {
             "(self)",
             "AuthenticationMethodCollection",
         ),
+    )
+    .route(
+        "/users/{id}/authentication/methods/{method}",
+        get(get_method),
+        Op::get("authentication", "Get one of the user's authentication methods", READ, "AuthenticationMethod")
+            .with_id()
+            .with_param("method"),
+    )
+    .route(
+        "/me/authentication/methods/{method}",
+        get(get_my_method),
+        Op::get("authentication", "Get one of your authentication methods", "(self)", "AuthenticationMethod")
+            .with_param("method"),
+    )
+    .route(
+        "/me/authentication/passwordMethods",
+        get(list_my_password_methods),
+        Op::get("authentication", "Your password method", "(self)", "AuthenticationMethodCollection"),
+    )
+    .route(
+        "/me/authentication/passwordMethods/{method}",
+        get(get_my_password_method),
+        Op::get("authentication", "Get your password method", "(self)", "AuthenticationMethod").with_param("method"),
+    )
+    .route(
+        "/me/authentication/phoneMethods/{method}",
+        get(get_my_phone),
+        Op::get("authentication", "Get one of your phone methods", "(self)", "AuthenticationMethod")
+            .with_param("method"),
+    )
+    .route(
+        "/me/authentication/emailMethods/{method}",
+        get(get_my_email),
+        Op::get("authentication", "Get your email method", "(self)", "AuthenticationMethod").with_param("method"),
+    )
+    .route(
+        "/me/authentication/softwareOathMethods/{method}",
+        get(get_my_oath),
+        Op::get("authentication", "Get one of your authenticator apps", "(self)", "AuthenticationMethod")
+            .with_param("method"),
     )
     .route(
         "/users/{id}/authentication/passwordMethods",

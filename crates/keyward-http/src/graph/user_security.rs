@@ -24,6 +24,12 @@ async fn revoke_sign_in_sessions(
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
 }
 
+/// `POST /me/revokeSignInSessions` — the signed-in user's own sessions (no role needed).
+async fn revoke_my_sign_in_sessions(ctx: GraphCtx, _: NoParameters) -> Result<Response, GraphError> {
+    ctx.state.app.revoke_own_sign_in_sessions(&ctx.caller).await?;
+    Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
+}
+
 /// `POST /users/{id}/authentication/requireMfaReregistration` (Keyward extension, 204) —
 /// `microsoft.directory/users/authenticationMethods/delete`.
 async fn require_mfa_reregistration(
@@ -161,6 +167,18 @@ pub fn routes(api: Api) -> Api {
             "Boolean",
         )
         .with_id(),
+    )
+    .route(
+        "/me/revokeSignInSessions",
+        post(revoke_my_sign_in_sessions),
+        Op::post(
+            "users",
+            "Revoke the signed-in user's own sessions and refresh tokens",
+            "(self)",
+            "Empty",
+            200,
+            "Boolean",
+        ),
     )
     .route(
         "/users/{id}/authentication/requireMfaReregistration",

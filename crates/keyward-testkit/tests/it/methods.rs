@@ -544,7 +544,79 @@ async fn refusals_say_why(backend: Backend) {
     assert!(reasons.iter().any(|it| it.ends_with("(rule: no-admin-action-on-oneself)")), "{reasons:?}");
 }
 
+/// One method by id under `authentication/methods/{id}` (any type) and in its own collection on
+/// `/me`, and `/me/revokeSignInSessions`, which ends the caller's own sessions and tokens with no
+/// role, audited as their own change.
+async fn single_methods_and_own_sessions_on_me(backend: Backend) {
+    use keyward_core::auth_methods::{EMAIL_METHOD_ID, PASSWORD_METHOD_ID};
+    const MOBILE: &str = "3179e48a-750b-4051-897c-87b9720928f7";
+    let app = TestApp::spawn(backend).await;
+    let (uma, uma_token) = user(&app, "uma", None).await;
+    let (_, other_token) = user(&app, "otto", None).await;
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{uma}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065550161", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+
+    let by_admin = app.get(&format!("/v1.0/users/{uma}/authentication/methods/{MOBILE}")).await;
+    assert_eq!(by_admin.status, StatusCode::OK, "{}", by_admin.text);
+    assert_eq!(by_admin.body["@odata.type"], "#microsoft.graph.phoneAuthenticationMethod");
+    assert_eq!(by_admin.body["phoneNumber"], "+1 2065550161");
+    let password = app.get(&format!("/beta/users/{uma}/authentication/methods/{PASSWORD_METHOD_ID}")).await;
+    assert_eq!(password.body["@odata.type"], "#microsoft.graph.passwordAuthenticationMethod", "{}", password.text);
+    let missing = app.get(&format!("/v1.0/users/{uma}/authentication/methods/{EMAIL_METHOD_ID}")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+    let stranger = app.as_user(&other_token).get(&format!("/v1.0/users/{uma}/authentication/methods/{MOBILE}")).await;
+    assert_eq!(stranger.status, StatusCode::FORBIDDEN, "another user may not read them: {}", stranger.text);
+
+    let me = app.as_user(&uma_token);
+    for (path, expected) in [
+        (format!("/v1.0/me/authentication/methods/{MOBILE}"), StatusCode::OK),
+        (format!("/v1.0/me/authentication/phoneMethods/{MOBILE}"), StatusCode::OK),
+        (format!("/v1.0/me/authentication/passwordMethods/{PASSWORD_METHOD_ID}"), StatusCode::OK),
+        (format!("/v1.0/me/authentication/emailMethods/{EMAIL_METHOD_ID}"), StatusCode::NOT_FOUND),
+        (
+            "/v1.0/me/authentication/softwareOathMethods/00000000-0000-4000-8000-000000000001".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let reply = me.get(&path).await;
+        assert_eq!(reply.status, expected, "{path}: {}", reply.text);
+    }
+    let passwords = me.get("/v1.0/me/authentication/passwordMethods").await;
+    assert_eq!(passwords.body["value"].as_array().map(Vec::len), Some(1), "{}", passwords.text);
+    assert_eq!(passwords.body["value"][0]["id"], PASSWORD_METHOD_ID);
+
+    // Ending one's own sessions needs no role; the token used for it stops working too (tokens
+    // issued at the cut-off's very second still count, so the test clock moves on first).
+    app.clock.advance(time::Duration::seconds(1));
+    let revoked = me.post("/v1.0/me/revokeSignInSessions", &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(revoked.body["value"], true);
+    assert_eq!(me.get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED);
+    let records = app.audit_for(&uma).await;
+    let record = records
+        .iter()
+        .find(|it| it.activity_display_name == "Update StsRefreshTokenValidFrom Timestamp")
+        .unwrap_or_else(|| panic!("audited: {records:?}"));
+    assert!(
+        matches!(&record.initiated_by, keyward_core::audit::Initiator::User { id, .. } if id.as_str() == uma),
+        "initiated by the user: {record:?}"
+    );
+    let unknown_body = app.as_user(&other_token).post("/v1.0/me/revokeSignInSessions", &json!({"x": 1})).await;
+    assert_eq!(
+        unknown_body.status,
+        StatusCode::BAD_REQUEST,
+        "a body with parameters is refused: {}",
+        unknown_body.text
+    );
+}
+
 keyward_testkit::on_both_backends!(
+    single_methods_and_own_sessions_on_me,
     refusals_say_why,
     every_collection_of_the_methods_api,
     service_desk_story,
