@@ -702,6 +702,56 @@ impl App {
         self.after_first_factor(flow, &fresh, FirstFactor::Password, &policy, device_cookie, first).await
     }
 
+    /// `POST /me/changePassword`: the signed-in user changes their own password (no role needed;
+    /// the token's scope must cover it). The current password is a password attempt like any
+    /// other: rate-limited and counted by smart lockout before it is checked. The new one must
+    /// meet the policy and differ from it. As on the account page, the change ends every session
+    /// and refresh token of the user (the calling token too) and is audited as the user's own
+    /// `Change password (self-service)`.
+    pub async fn change_own_password(&self, caller: &Caller, current: &Secret, new: &Secret) -> Result<(), AppError> {
+        let user = caller.delegated_user()?.clone();
+        crate::require_scope(caller, keyward_core::authz::actions::USERS_PASSWORD_UPDATE, true)?;
+        if current.expose().is_empty() || new.expose().is_empty() {
+            return Err(AppError::BadRequest("Both currentPassword and newPassword are required.".into()));
+        }
+        if new.expose() == current.expose() {
+            return Err(AppError::BadRequest("The new password must differ from the current one.".into()));
+        }
+        let alias = user.user_principal_name.split('@').next().unwrap_or_default();
+        password::check(new.expose(), &[&user.display_name, alias])
+            .map_err(|err| AppError::BadRequest(format!("{err}.")))?;
+        self.throttle(crate::Surface::SignInPages, caller.meta.ip_address.as_deref(), Some(&user.user_principal_name))?;
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let (policy, _) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let reservation = match reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
+            Ok(reservation) => reservation,
+            Err(until) => return Err(AppError::BadRequest(lockout_message(until))),
+        };
+        let hash = tx.get_password_hash(&user.id).await?;
+        tx.commit().await?;
+        let wrong = || AppError::BadRequest("Invalid currentPassword: the current password is incorrect.".into());
+        if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
+            return Err(wrong());
+        }
+        let new_hash = self.inner.hasher.hash(new.expose()).await?;
+        let mut tx = self.write().await?;
+        if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
+            return Err(wrong());
+        }
+        let mut fresh =
+            tx.get_user(&caller.tenant.id, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        fresh.force_change_password_next_sign_in = false;
+        // The cut-off is taken after hashing, so nothing issued meanwhile survives it.
+        let now = self.now();
+        fresh.sign_in_sessions_valid_from = now;
+        tx.update_user(&fresh).await?;
+        tx.set_password_hash(&user.id, &new_hash).await?;
+        let record = caller.succeeded(now, Activity::ChangePasswordSelfService, vec![TargetResource::user(&fresh)]);
+        commit_audited(tx, [record]).await?;
+        Ok(())
+    }
+
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
         let code = form.code.as_deref().unwrap_or_default();

@@ -242,6 +242,7 @@ fn schemas() -> Value {
         "AuthenticationMethod": {"type": "object", "properties": {"@odata.type": string, "id": string}},
         "AuthenticationMethodCollection": collection("AuthenticationMethod"),
         "ResetPasswordRequest": {"type": "object", "properties": {"newPassword": {"type": "string", "writeOnly": true}}},
+        "ChangePasswordRequest": {"type": "object", "required": ["currentPassword", "newPassword"], "properties": {"currentPassword": {"type": "string", "writeOnly": true}, "newPassword": {"type": "string", "writeOnly": true}}},
         "PasswordResetResponse": {"type": "object", "properties": {"newPassword": {"type": "string", "description": "Only when Keyward chose the password."}}},
         "LongRunningOperation": {"type": "object", "properties": {"id": string, "status": string, "createdDateTime": {"type": "string", "format": "date-time"}}},
         "TemporaryAccessPassRequest": {"type": "object", "properties": {"startDateTime": {"type": "string", "format": "date-time"}, "lifetimeInMinutes": {"type": "integer"}, "isUsableOnce": {"type": "boolean"}}},

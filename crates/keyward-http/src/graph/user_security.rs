@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keyward_app::AppError;
+use keyward_core::secret::Secret;
 use keyward_core::signin::PerUserMfaState;
 use serde_json::{Value, json};
 
@@ -28,6 +29,35 @@ async fn revoke_sign_in_sessions(
 async fn revoke_my_sign_in_sessions(ctx: GraphCtx, _: NoParameters) -> Result<Response, GraphError> {
     ctx.state.app.revoke_own_sign_in_sessions(&ctx.caller).await?;
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
+}
+
+/// `POST /me/changePassword` (204) — any user, their own password, with the current one.
+async fn change_my_password(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let (mut current, mut new) = (None, None);
+    for (name, value) in body_object(&body)? {
+        let text = || {
+            value
+                .as_str()
+                .map(|it| Secret::new(it.to_owned()))
+                .ok_or_else(|| AppError::BadRequest(format!("Property '{name}' must be a string.")))
+        };
+        match name.as_str() {
+            "currentPassword" => current = Some(text()?),
+            "newPassword" => new = Some(text()?),
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "Property '{other}' does not exist on the changePassword action: send currentPassword and \
+                     newPassword."
+                ))
+                .into());
+            }
+        }
+    }
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(AppError::BadRequest("Both currentPassword and newPassword are required.".into()).into());
+    };
+    ctx.state.app.change_own_password(&ctx.caller, &current, &new).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /users/{id}/authentication/requireMfaReregistration` (Keyward extension, 204) —
@@ -167,6 +197,11 @@ pub fn routes(api: Api) -> Api {
             "Boolean",
         )
         .with_id(),
+    )
+    .route(
+        "/me/changePassword",
+        post(change_my_password),
+        Op::post("users", "Change your own password", "(self)", "ChangePasswordRequest", 204, "Empty"),
     )
     .route(
         "/me/revokeSignInSessions",

@@ -5,7 +5,7 @@
 
 use keyward_core::authz::roles;
 use keyward_testkit::browser::Browser;
-use keyward_testkit::{Backend, DOMAIN, TestApp};
+use keyward_testkit::{Backend, DOMAIN, TestApp, assert_graph_error};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -615,7 +615,57 @@ async fn single_methods_and_own_sessions_on_me(backend: Backend) {
     );
 }
 
+/// `POST /me/changePassword`: any user, with the current password (a wrong one counts toward
+/// smart lockout and changes nothing), a new one that meets the policy; the change ends the
+/// user's sessions and tokens and is audited as their own.
+async fn own_password_change(backend: Backend) {
+    const NEW: &str = "Quartz-meadow-Lantern-47!";
+    let app = TestApp::spawn(backend).await;
+    let (vera, token) = user(&app, "vera", None).await;
+    let me = app.as_user(&token);
+    let change = |current: &str, new: &str| json!({"currentPassword": current, "newPassword": new});
+    for (body, why) in [
+        (change("not-it-at-all-1!", NEW), "Invalid currentPassword"),
+        (change(PASSWORD, "short"), "password"),
+        (change(PASSWORD, PASSWORD), "must differ"),
+        (json!({"newPassword": NEW}), "Both currentPassword and newPassword are required"),
+        (json!({"currentPassword": PASSWORD, "newPassword": NEW, "extra": 1}), "does not exist"),
+    ] {
+        let reply = me.post("/v1.0/me/changePassword", &body).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+        assert!(reply.text.contains(why), "{why}: {}", reply.text);
+        assert!(!reply.text.contains(NEW) && !reply.text.contains(PASSWORD), "no password echoed: {}", reply.text);
+    }
+    assert_eq!(me.get("/v1.0/me").await.status, StatusCode::OK, "nothing changed yet");
+
+    app.clock.advance(time::Duration::seconds(1));
+    let changed = me.post("/v1.0/me/changePassword", &change(PASSWORD, NEW)).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.text);
+    assert_eq!(me.get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED, "the change ends the user's tokens");
+    // The new password signs in; the old one does not.
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("vera@{DOMAIN}"))], &[]).await;
+    let old = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_ne!(old.title(), "My account", "{}", old.text());
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &format!("vera@{DOMAIN}"))], &[]).await;
+    let new = browser.submit(&page, "password", &[("current-password", NEW)], &[]).await;
+    assert_eq!(new.title(), "My account", "{}", new.text());
+    let records = app.audit_for(&vera).await;
+    assert!(records.iter().any(|it| it.activity_display_name == "Change password (self-service)"), "{records:?}");
+    let serialized = serde_json::to_string(
+        &app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=targetResources/any(t:t/id eq '{vera}')"))
+            .await
+            .body,
+    )
+    .expect("json");
+    assert!(!serialized.contains(NEW) && !serialized.contains(PASSWORD), "no password in the audit log");
+}
+
 keyward_testkit::on_both_backends!(
+    own_password_change,
     single_methods_and_own_sessions_on_me,
     refusals_say_why,
     every_collection_of_the_methods_api,
