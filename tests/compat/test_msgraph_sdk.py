@@ -19,6 +19,7 @@ from msgraph import GraphServiceClient
 from msgraph.generated.audit_logs.directory_audits.directory_audits_request_builder import (
     DirectoryAuditsRequestBuilder,
 )
+from msgraph.generated.models.application import Application
 from msgraph.generated.models.directory_audit import DirectoryAudit
 from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
@@ -26,6 +27,9 @@ from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.reference_create import ReferenceCreate
 from msgraph.generated.models.user import User
 from msgraph.generated.models.user_collection_response import UserCollectionResponse
+from msgraph.generated.service_principals.service_principals_request_builder import (
+    ServicePrincipalsRequestBuilder,
+)
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
 
@@ -400,3 +404,26 @@ def test_audit_log_records_who_created_whom(keyward: KeywardServer) -> None:
     assert [t.id for t in targets] == [user.id]
     assert targets[0].user_principal_name == user.user_principal_name
     assert single is not None and single.id == record.id
+
+
+def test_service_principal_by_app_id(keyward: KeywardServer) -> None:
+    """How scripts find an application's principal: `servicePrincipals?$filter=appId eq '…'`."""
+
+    async def scenario() -> tuple[str, list[str], list[str]]:
+        async with graph_client(keyward) as client:
+            created = await client.applications.post(Application(display_name="SDK lookup app"))
+            assert created is not None and created.app_id
+            query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
+                filter=f"appId eq '{created.app_id}'"
+            )
+            found = await client.service_principals.get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+            assert found is not None and found.value is not None
+            names = [it.display_name for it in found.value]
+            spns = [name for it in found.value for name in (it.service_principal_names or [])]
+            return created.app_id, names, spns
+
+    app_id, names, spns = run(scenario())
+    assert names == ["SDK lookup app"], names
+    assert spns == [app_id], spns

@@ -6,6 +6,8 @@ use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{PropertyChange, ServicePrincipal};
 use keyward_core::ids::ObjectId;
+use keyward_core::odata::Expr;
+use keyward_core::odata::eval::{Value as Field, matches};
 use keyward_core::secret::Secret;
 use keyward_core::{json, oauth};
 use keyward_store::{AppCredential, Application};
@@ -13,6 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::facts::application_facts;
+use crate::roles::service_principals::{FILTER_BATCH, FILTER_SCAN};
 use crate::setup::random_string;
 use crate::{App, AppError, Caller, new_id, require, sha256};
 
@@ -128,17 +131,51 @@ impl App {
     pub async fn list_applications(
         &self,
         caller: &Caller,
+        filter: Option<&Expr>,
         after: Option<&str>,
         top: usize,
     ) -> Result<(Vec<ApplicationView>, Option<String>), AppError> {
         require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
-        let mut apps = tx.list_applications(&caller.tenant.id, after, top + 1).await?;
-        let next = if apps.len() > top {
-            apps.truncate(top);
-            apps.last().map(|it| it.id.to_string())
-        } else {
-            None
+        let (apps, next) = match filter {
+            None => {
+                let mut apps = tx.list_applications(&caller.tenant.id, after, top + 1).await?;
+                let next = if apps.len() > top {
+                    apps.truncate(top);
+                    apps.last().map(|it| it.id.to_string())
+                } else {
+                    None
+                };
+                (apps, next)
+            }
+            // A tenant has few applications: the filter (`appId`, `displayName`, checked against
+            // `keyward_core::query::APPLICATION`) is evaluated in memory, as for service
+            // principals.
+            Some(filter) => {
+                let (mut apps, mut scanned, mut cursor) = (Vec::new(), 0, after.map(str::to_owned));
+                loop {
+                    let rows = tx.list_applications(&caller.tenant.id, cursor.as_deref(), FILTER_BATCH).await?;
+                    let is_last = rows.len() < FILTER_BATCH;
+                    let mut next = None;
+                    for row in rows {
+                        scanned += 1;
+                        cursor = Some(row.id.to_string());
+                        if matches(filter, &application_fields(&row)) {
+                            apps.push(row);
+                            if apps.len() == top {
+                                next = cursor.clone();
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() || (!is_last && scanned >= FILTER_SCAN) {
+                        break (apps, next.or(cursor));
+                    }
+                    if is_last {
+                        break (apps, None);
+                    }
+                }
+            }
         };
         let mut res = Vec::with_capacity(apps.len());
         for application in apps {
@@ -449,5 +486,15 @@ impl App {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// An application's properties as `$filter` sees them.
+fn application_fields<'a>(it: &'a Application) -> impl Fn(&str) -> Option<Field<'a>> + 'a {
+    move |name| match name {
+        "id" => Some(Field::Str(it.id.as_str())),
+        "appId" => Some(Field::Str(&it.app_id)),
+        "displayName" => Some(Field::Str(&it.display_name)),
+        _ => None,
     }
 }

@@ -168,6 +168,33 @@ pub const ROLE_DEFINITION: Resource = Resource {
     ],
 };
 
+/// The `servicePrincipal` resource (filtered in memory: a tenant has few).
+pub const SERVICE_PRINCIPAL: Resource = Resource {
+    type_name: "servicePrincipal",
+    display_type: "ServicePrincipal",
+    properties: &[
+        default_selected(prop("id", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("appId", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("displayName", PropType::String, STARTS)),
+        default_selected(prop("accountEnabled", PropType::Bool, FilterSupport::Eq)),
+        default_selected(prop("servicePrincipalNames", PropType::StringCollection, FilterSupport::Any)),
+        default_selected(prop("servicePrincipalType", PropType::String, FilterSupport::Eq)),
+        default_selected(prop("createdDateTime", PropType::DateTime, FilterSupport::None)),
+    ],
+};
+
+/// The `application` resource (filtered in memory: a tenant has few).
+pub const APPLICATION: Resource = Resource {
+    type_name: "application",
+    display_type: "Application",
+    properties: &[
+        default_selected(prop("id", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("appId", PropType::Guid, FilterSupport::Eq)),
+        default_selected(prop("displayName", PropType::String, STARTS)),
+        default_selected(prop("createdDateTime", PropType::DateTime, FilterSupport::None)),
+    ],
+};
+
 /// The `unifiedRbacResourceAction` resource (filtered in memory).
 pub const RESOURCE_ACTION: Resource = Resource {
     type_name: "unifiedRbacResourceAction",

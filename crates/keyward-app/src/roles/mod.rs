@@ -3,7 +3,7 @@
 
 mod assignments;
 mod definitions;
-mod service_principals;
+pub(crate) mod service_principals;
 mod units;
 
 use crate::AppError;

@@ -7,23 +7,72 @@ use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{self, PropertyChange, ServicePrincipal};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
+use keyward_core::odata::Expr;
+use keyward_core::odata::eval::{Value as Field, matches};
 use keyward_store::StoreError;
 
 use super::{ItemPage, page};
 
+/// Rows read from the store at a time when a list is filtered in memory.
+pub(crate) const FILTER_BATCH: usize = 500;
+/// Rows one filtered page reads at most before it answers with what matched and a next link.
+pub(crate) const FILTER_SCAN: usize = 10_000;
+
+/// A service principal's properties as `$filter` sees them (`servicePrincipalNames` holds its
+/// application id, as Entra's does, and no identifier URIs: Keyward applications have none).
+fn service_principal_fields<'a>(it: &'a ServicePrincipal) -> impl Fn(&str) -> Option<Field<'a>> + 'a {
+    move |name| match name {
+        "id" => Some(Field::Str(it.id.as_str())),
+        "appId" => Some(Field::Str(&it.app_id)),
+        "displayName" => Some(Field::Str(&it.display_name)),
+        "accountEnabled" => Some(Field::Bool(it.account_enabled)),
+        "servicePrincipalNames" => Some(Field::Strs(vec![it.app_id.as_str()])),
+        "servicePrincipalType" => Some(Field::Str("Application")),
+        _ => None,
+    }
+}
+
 impl App {
-    /// `GET /servicePrincipals`.
+    /// `GET /servicePrincipals`, with a `$filter` checked against `keyward_core::query::SERVICE_PRINCIPAL`
+    /// (`appId`, `displayName`, `servicePrincipalNames/any(…)`, …). A tenant has few service
+    /// principals, so the filter is evaluated in memory over the store's pages by id: a page holds
+    /// `top` matches, or fewer with a next link when [`FILTER_SCAN`] rows were read first.
     pub async fn list_service_principals(
         &self,
         caller: &Caller,
+        filter: Option<&Expr>,
         top: usize,
         skiptoken: Option<&str>,
     ) -> Result<ItemPage<ServicePrincipal>, AppError> {
         require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
-        let after = crate::directory::decode_id_skiptoken(skiptoken)?;
+        let mut after = crate::directory::decode_id_skiptoken(skiptoken)?;
         let mut tx = self.read().await?;
-        let items = tx.list_service_principals(&caller.tenant.id, after.as_deref(), top + 1).await?;
-        Ok(page(items, top, |it| it.id.to_string()))
+        let Some(filter) = filter else {
+            let items = tx.list_service_principals(&caller.tenant.id, after.as_deref(), top + 1).await?;
+            return Ok(page(items, top, |it| it.id.to_string()));
+        };
+        let (mut items, mut scanned) = (Vec::new(), 0);
+        loop {
+            let rows = tx.list_service_principals(&caller.tenant.id, after.as_deref(), FILTER_BATCH).await?;
+            let is_last = rows.len() < FILTER_BATCH;
+            for row in rows {
+                scanned += 1;
+                after = Some(row.id.to_string());
+                if matches(filter, &service_principal_fields(&row)) {
+                    items.push(row);
+                    if items.len() == top {
+                        // Whether more match is found on the next page.
+                        return Ok(ItemPage { items, skiptoken: after.map(|it| crate::directory::id_skiptoken(&it)) });
+                    }
+                }
+            }
+            if is_last {
+                return Ok(ItemPage { items, skiptoken: None });
+            }
+            if scanned >= FILTER_SCAN {
+                return Ok(ItemPage { items, skiptoken: after.map(|it| crate::directory::id_skiptoken(&it)) });
+            }
+        }
     }
 
     /// `GET /servicePrincipals/{id}`.

@@ -9,6 +9,8 @@ pub enum Value<'a> {
     Str(&'a str),
     Bool(bool),
     Null,
+    /// A collection of strings (`servicePrincipalNames`), for `any` lambdas.
+    Strs(Vec<&'a str>),
 }
 
 /// Whether the object whose properties `get` returns matches `expr`. Unknown properties and
@@ -41,6 +43,14 @@ pub fn matches<'a>(expr: &Expr, get: &dyn Fn(&str) -> Option<Value<'a>>) -> bool
                 StrFunc::EndsWith => actual.ends_with(&text),
             }
         }
+        Expr::Any { collection, var, body } => {
+            let [name] = collection.0.as_slice() else { return false };
+            let Some(Value::Strs(items)) = get(name) else { return false };
+            items.iter().any(|item| {
+                let element = |name: &str| if name == var { Some(Value::Str(item)) } else { get(name) };
+                matches(body, &element)
+            })
+        }
         _ => false,
     }
 }
@@ -64,6 +74,7 @@ mod tests {
         let get = |name: &str| match name {
             "displayName" => Some(Value::Str("Helpdesk Administrator")),
             "isBuiltIn" => Some(Value::Bool(true)),
+            "names" => Some(Value::Strs(vec!["a", "api://b"])),
             _ => None,
         };
         for (filter, expected) in [
@@ -73,6 +84,9 @@ mod tests {
             ("displayName in ('A','Helpdesk Administrator')", true),
             ("not(isBuiltIn eq true) or displayName eq 'x'", false),
             ("unknown eq 'x'", false),
+            ("names/any(n:n eq 'API://B')", true),
+            ("names/any(n:startswith(n,'c'))", false),
+            ("displayName/any(n:n eq 'x')", false),
         ] {
             let expr = parse_filter(filter).expect(filter);
             assert_eq!(matches(&expr, &get), expected, "{filter}");

@@ -142,9 +142,11 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
 /// `GET /applications` — `microsoft.directory/applications/standard/read`.
 async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     // Options Keyward does not apply here are refused, never ignored.
-    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter"])?;
     let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
-    let (apps, next) = ctx.state.app.list_applications(&ctx.caller, query.raw.skiptoken.as_deref(), top).await?;
+    let filter = super::in_memory_filter(&keyward_core::query::APPLICATION, query.raw.filter.as_deref())?;
+    let skiptoken = query.raw.skiptoken.as_deref();
+    let (apps, next) = ctx.state.app.list_applications(&ctx.caller, filter.as_ref(), skiptoken, top).await?;
     let next = next.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(
         format!("{}/$metadata#applications", ctx.base()),

@@ -52,6 +52,17 @@ impl FromRequestParts<AppState> for Query {
     }
 }
 
+/// A `$filter` on a collection filtered in memory, checked against `resource` (unknown
+/// properties and unsupported clauses get Graph's errors).
+pub(crate) fn in_memory_filter(
+    resource: &keyward_core::query::Resource,
+    filter: Option<&str>,
+) -> Result<Option<keyward_core::odata::Expr>, GraphError> {
+    let Some(filter) = filter else { return Ok(None) };
+    let raw = keyward_core::query::RawQuery { filter: Some(filter.to_owned()), ..Default::default() };
+    Ok(keyward_core::query::plan(resource, &raw).map_err(keyward_app::AppError::from)?.filter)
+}
+
 /// A JSON request body; anything unparsable is refused with Graph's message.
 pub struct Body(pub Value);
 

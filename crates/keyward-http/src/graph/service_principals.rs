@@ -14,9 +14,11 @@ use serde_json::Value;
 
 /// `GET /servicePrincipals` — `servicePrincipals/standard/read`.
 async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter"])?;
     let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
-    let page = ctx.state.app.list_service_principals(&ctx.caller, top, query.raw.skiptoken.as_deref()).await?;
+    let filter = super::in_memory_filter(&query::SERVICE_PRINCIPAL, query.raw.filter.as_deref())?;
+    let skiptoken = query.raw.skiptoken.as_deref();
+    let page = ctx.state.app.list_service_principals(&ctx.caller, filter.as_ref(), top, skiptoken).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     let items: Vec<_> = page.items.iter().map(shape::service_principal).collect();
     Ok(collection(format!("{}/$metadata#servicePrincipals", ctx.base()), items, None, next))

@@ -101,6 +101,7 @@ pub fn service_principal(principal: &ServicePrincipal) -> Map<String, Value> {
         "displayName": principal.display_name,
         "accountEnabled": principal.account_enabled,
         "servicePrincipalType": "Application",
+        "servicePrincipalNames": [principal.app_id],
         "createdDateTime": timestamp(principal.created),
     }) else {
         return Map::new();

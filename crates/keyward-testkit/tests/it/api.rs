@@ -708,7 +708,62 @@ async fn paths_match_without_case(backend: Backend) {
     assert!(unknown.text.contains("'Gadgets'"), "{}", unknown.text);
 }
 
+/// `$filter` on service principals and applications, as scripts find an application's principal:
+/// `appId eq`, `displayName` equality and prefix, `servicePrincipalNames/any`; paged with `$top`;
+/// unsupported clauses and unknown properties refused, never ignored.
+async fn service_principals_and_applications_filter(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut app_ids = Vec::new();
+    for name in ["Payroll sync", "Payroll export", "Backup agent"] {
+        let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        app_ids.push(created.body["appId"].as_str().expect("appId").to_owned());
+    }
+    let names = |reply: &keyward_testkit::Reply| -> Vec<String> {
+        let mut names: Vec<String> = reply.body["value"]
+            .as_array()
+            .map(|it| it.iter().filter_map(|it| it["displayName"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let payroll_sync = &app_ids[0];
+    for resource in ["servicePrincipals", "applications"] {
+        let by_app_id = app.get(&format!("/v1.0/{resource}?$filter=appId eq '{payroll_sync}'")).await;
+        assert_eq!(by_app_id.status, StatusCode::OK, "{}", by_app_id.text);
+        assert_eq!(names(&by_app_id), ["Payroll sync"], "{resource}: {}", by_app_id.text);
+        let by_name = app.get(&format!("/v1.0/{resource}?$filter=displayName eq 'backup AGENT'")).await;
+        assert_eq!(names(&by_name), ["Backup agent"], "{resource}: {}", by_name.text);
+        let prefix = app.get(&format!("/v1.0/{resource}?$filter=startswith(displayName,'Payroll')")).await;
+        assert_eq!(names(&prefix), ["Payroll export", "Payroll sync"], "{resource}: {}", prefix.text);
+        let none = app.get(&format!("/v1.0/{resource}?$filter=appId eq '00000000-0000-4000-8000-00000000dead'")).await;
+        assert_eq!(none.body["value"], json!([]), "{resource}: {}", none.text);
+        // Paged: one match per page, then a last page without a next link.
+        let first = app.get(&format!("/v1.0/{resource}?$filter=startswith(displayName,'Payroll')&$top=1")).await;
+        assert_eq!(first.body["value"].as_array().map(Vec::len), Some(1), "{}", first.text);
+        let next = first.body["@odata.nextLink"].as_str().expect("a next link").to_owned();
+        let path = next.split("/v1.0").nth(1).expect("path");
+        let second = app.get(&format!("/v1.0{path}")).await;
+        let mut both = names(&first);
+        both.extend(names(&second));
+        both.sort();
+        assert_eq!(both, ["Payroll export", "Payroll sync"], "{}", second.text);
+        let unsupported = app.get(&format!("/v1.0/{resource}?$filter=endswith(displayName,'sync')")).await;
+        assert_eq!(unsupported.status, StatusCode::BAD_REQUEST, "{}", unsupported.text);
+        let unknown = app.get(&format!("/v1.0/{resource}?$filter=colour eq 'blue'")).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+    }
+    let by_name =
+        app.get(&format!("/v1.0/servicePrincipals?$filter=servicePrincipalNames/any(n:n eq '{payroll_sync}')")).await;
+    assert_eq!(names(&by_name), ["Payroll sync"], "{}", by_name.text);
+    assert_eq!(by_name.body["value"][0]["servicePrincipalNames"], json!([payroll_sync]));
+    let enabled =
+        app.get("/v1.0/servicePrincipals?$filter=accountEnabled eq true and startswith(displayName,'Back')").await;
+    assert_eq!(names(&enabled), ["Backup agent"], "{}", enabled.text);
+}
+
 keyward_testkit::on_both_backends!(
+    service_principals_and_applications_filter,
     paths_match_without_case,
     openapi_documents_exactly_what_is_routed,
     roles_follow_entras_who_may_act_on_whom,
