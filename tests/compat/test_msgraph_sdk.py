@@ -31,6 +31,8 @@ from msgraph.generated.service_principals.service_principals_request_builder imp
     ServicePrincipalsRequestBuilder,
 )
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+from msgraph_core.requests.batch_request_content import BatchRequestContent
+from msgraph_core.requests.batch_request_item import BatchRequestItem
 from msgraph_core.tasks.page_iterator import PageIterator
 
 from keyward_harness import ADMIN_UPN, DOMAIN, KeywardServer, graph_client, run
@@ -427,3 +429,41 @@ def test_service_principal_by_app_id(keyward: KeywardServer) -> None:
     app_id, names, spns = run(scenario())
     assert names == ["SDK lookup app"], names
     assert spns == [app_id], spns
+
+
+def test_json_batching(keyward: KeywardServer) -> None:
+    """msgraph-sdk's BatchRequestContent: a dependent pair and a failing request in one `$batch`."""
+
+    async def scenario() -> tuple[dict[str, int], str | None]:
+        # The SDK sends `depends_on` (Graph documents `dependsOn`; Keyward takes both). It reads a
+        # response's body only as base64, where Graph (and Keyward) send JSON as JSON, so the
+        # created user is read back with a plain call.
+        async with graph_client(keyward) as client:
+            create = BatchRequestItem(
+                request_information=client.users.to_post_request_information(
+                    new_user("Batch Person", "batchperson")
+                )
+            )
+            create.id = "create"
+            read = BatchRequestItem(
+                request_information=client.users.by_user_id(
+                    f"batchperson@{DOMAIN}"
+                ).to_get_request_information(),
+                depends_on=["create"],
+            )
+            read.id = "read"
+            missing = BatchRequestItem(
+                request_information=client.users.by_user_id(MISSING_ID).to_get_request_information()
+            )
+            missing.id = "missing"
+            content = BatchRequestContent()
+            for item in (create, read, missing):
+                content.add_request(item.id, item)
+            response = await client.batch.post(batch_request_content=content)
+            statuses = response.get_response_status_codes()
+            created = await client.users.by_user_id(f"batchperson@{DOMAIN}").get()
+            return statuses, created.display_name if created else None
+
+    statuses, name = run(scenario())
+    assert statuses == {"create": 201, "read": 200, "missing": 404}, statuses
+    assert name == "Batch Person", name

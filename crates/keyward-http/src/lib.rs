@@ -38,6 +38,8 @@ pub struct AppState {
     pub app: App,
     pub metrics: Arc<Metrics>,
     openapi: Arc<serde_json::Value>,
+    /// The whole router, for `$batch` to send each of its requests through (set once built).
+    router: Arc<std::sync::OnceLock<Router>>,
 }
 
 /// The largest Graph request body.
@@ -54,7 +56,13 @@ pub fn router(app: App) -> Router {
     let graph = graph::routes(openapi::Api::new());
     let segments = casing::Segments::of(&graph.paths);
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
-    let state = AppState { app, metrics: Arc::new(Metrics::default()), openapi: Arc::new(openapi) };
+    let state = AppState {
+        app,
+        metrics: Arc::new(Metrics::default()),
+        openapi: Arc::new(openapi),
+        router: Arc::new(std::sync::OnceLock::new()),
+    };
+    let batch_router = state.router.clone();
     let graph_router =
         graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(graph::method_not_allowed);
     // Bodies are capped per surface: Graph JSON (certificates included) at 1 MiB, the OpenID
@@ -86,7 +94,12 @@ pub fn router(app: App) -> Router {
         .with_state(state);
     // Graph's paths are matched without case: each is put in the routes' spelling before routing
     // (a layer on a router runs after its routing, so the rewrite wraps the whole router).
-    Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request)))
+    let router =
+        Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request)));
+    // `$batch` sends its requests through the same router, so each is authorised, audited and
+    // limited as if it came alone.
+    let _ = batch_router.set(router.clone());
+    router
 }
 
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse

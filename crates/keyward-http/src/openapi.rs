@@ -242,6 +242,8 @@ fn schemas() -> Value {
         "AuthenticationMethod": {"type": "object", "properties": {"@odata.type": string, "id": string}},
         "AuthenticationMethodCollection": collection("AuthenticationMethod"),
         "ResetPasswordRequest": {"type": "object", "properties": {"newPassword": {"type": "string", "writeOnly": true}}},
+        "BatchRequest": {"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "maxItems": 20, "items": {"type": "object", "required": ["id", "method", "url"], "properties": {"id": {"type": "string"}, "method": {"type": "string"}, "url": {"type": "string"}, "headers": {"type": "object"}, "body": {}, "dependsOn": {"type": "array", "items": {"type": "string"}}}}}}},
+        "BatchResponse": {"type": "object", "properties": {"responses": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "status": {"type": "integer"}, "headers": {"type": "object"}, "body": {}}}}}},
         "ChangePasswordRequest": {"type": "object", "required": ["currentPassword", "newPassword"], "properties": {"currentPassword": {"type": "string", "writeOnly": true}, "newPassword": {"type": "string", "writeOnly": true}}},
         "PasswordResetResponse": {"type": "object", "properties": {"newPassword": {"type": "string", "description": "Only when Keyward chose the password."}}},
         "LongRunningOperation": {"type": "object", "properties": {"id": string, "status": string, "createdDateTime": {"type": "string", "format": "date-time"}}},

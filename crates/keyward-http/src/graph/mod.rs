@@ -7,6 +7,7 @@
 mod administrative_units;
 mod applications;
 mod authentication_methods;
+mod batch;
 pub(crate) mod directory_audits;
 mod directory_objects;
 mod directory_roles;
@@ -233,7 +234,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 17] = [
+const RESOURCES: [fn(Api) -> Api; 18] = [
     users::routes,
     groups::routes,
     directory_objects::routes,
@@ -251,6 +252,7 @@ const RESOURCES: [fn(Api) -> Api; 17] = [
     directory_audits::routes,
     sign_ins::routes,
     reports::routes,
+    batch::routes,
 ];
 
 /// Registers every Graph route once.

@@ -762,7 +762,84 @@ async fn service_principals_and_applications_filter(backend: Backend) {
     assert_eq!(names(&enabled), ["Backup agent"], "{}", enabled.text);
 }
 
+/// JSON batching: each inner request goes through the router as if sent alone (authorised,
+/// audited), in order; `dependsOn` on a failed request answers 424; Graph's limits are enforced.
+async fn json_batching(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let upn = format!("batchy@{DOMAIN}");
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/users", "headers": {"Content-Type": "application/json"},
+         "body": {"accountEnabled": true, "displayName": "Batchy", "mailNickname": "batchy", "userPrincipalName": upn,
+                  "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}}},
+        {"id": "2", "method": "GET", "url": format!("users/{upn}?$select=displayName"), "dependsOn": ["1"]},
+        {"id": "3", "method": "GET", "url": "/users/nobody@nowhere.test"},
+        {"id": "4", "method": "GET", "url": "/groups", "dependsOn": ["3"]},
+        {"id": "5", "method": "delete", "url": "/users/nobody@nowhere.test/NoSuchThing"},
+    ]});
+    let reply = app.post("/v1.0/$batch", &batch).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let by_id = |id: &str| {
+        reply.body["responses"].as_array().and_then(|it| it.iter().find(|r| r["id"] == id)).cloned().unwrap_or_default()
+    };
+    assert_eq!(by_id("1")["status"], 201, "{}", reply.text);
+    assert_eq!(by_id("1")["headers"]["Content-Type"].as_str().map(|it| it.starts_with("application/json")), Some(true));
+    let created = by_id("1")["body"]["id"].as_str().expect("the new user's id").to_owned();
+    assert_eq!(by_id("2")["status"], 200);
+    assert_eq!(by_id("2")["body"]["displayName"], "Batchy");
+    assert_eq!(by_id("3")["status"], 404);
+    assert_eq!(by_id("3")["body"]["error"]["code"], "Request_ResourceNotFound", "Graph's own error: {}", reply.text);
+    assert_eq!(by_id("4")["status"], 424);
+    assert_eq!(by_id("4")["body"]["error"]["code"], "FailedDependency");
+    assert_eq!(by_id("5")["status"], 400);
+    let records = app.audit_for(&created).await;
+    assert!(records.iter().any(|it| it.activity_display_name == "Add user"), "audited as if alone: {records:?}");
+
+    // Each inner request is authorised on its own: a plain user's batch cannot create users.
+    let token = app.token_for(&upn).await;
+    let plain = app
+        .as_user(&token)
+        .post(
+            "/beta/$batch",
+            &json!({"requests": [
+                {"id": "a", "method": "GET", "url": "/me"},
+                {"id": "b", "method": "POST", "url": "/groups", "body": {"displayName": "Nope", "mailEnabled": false,
+                 "mailNickname": "nope", "securityEnabled": true}},
+            ]}),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    assert_eq!(plain.body["responses"][0]["status"], 200);
+    assert_eq!(plain.body["responses"][1]["status"], 403, "{}", plain.text);
+
+    // Graph's limits and malformed batches: the whole batch is refused, nothing runs.
+    let many: Vec<Value> = (0..21).map(|n| json!({"id": n.to_string(), "method": "GET", "url": "/me"})).collect();
+    for (body, why) in [
+        (json!({"requests": many}), "exceeds the limit of 20"),
+        (json!({"requests": [{"id": "1", "method": "POST", "url": "/$batch", "body": {"requests": []}}]}), "nested"),
+        (
+            json!({"requests": [{"id": "1", "method": "GET", "url": "/me"}, {"id": "1", "method": "GET", "url": "/me"}]}),
+            "used twice",
+        ),
+        (json!({"requests": [{"id": "1", "method": "GET", "url": "/me", "dependsOn": ["9"]}]}), "depends on '9'"),
+        (json!({"requests": [{"id": "1", "method": "GET", "url": "https://evil.example/v1.0/users"}]}), "relative"),
+        (
+            json!({"requests": [{"id": "1", "method": "POST", "url": "/users", "body": {"displayName": "Ghost"}}]})
+                .pointer("/nope")
+                .cloned()
+                .unwrap_or(json!({})),
+            "requests",
+        ),
+    ] {
+        let refused = app.post("/v1.0/$batch", &body).await;
+        assert_graph_error(&refused, StatusCode::BAD_REQUEST, "BadRequest");
+        assert!(refused.text.contains(why), "{why}: {}", refused.text);
+    }
+    let anonymous = app.send(Method::POST, "/v1.0/$batch", None, Some(&batch), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
 keyward_testkit::on_both_backends!(
+    json_batching,
     service_principals_and_applications_filter,
     paths_match_without_case,
     openapi_documents_exactly_what_is_routed,
