@@ -38,8 +38,9 @@ pub struct AppState {
     pub app: App,
     pub metrics: Arc<Metrics>,
     openapi: Arc<serde_json::Value>,
-    /// The whole router, for `$batch` to send each of its requests through (set once built).
-    router: Arc<std::sync::OnceLock<Router>>,
+    /// The whole router, for `$batch` to send each of its requests through (set once built;
+    /// weak, as the router holds this state).
+    router: Arc<std::sync::OnceLock<std::sync::Weak<Router>>>,
 }
 
 /// The largest Graph request body.
@@ -94,12 +95,17 @@ pub fn router(app: App) -> Router {
         .with_state(state);
     // Graph's paths are matched without case: each is put in the routes' spelling before routing
     // (a layer on a router runs after its routing, so the rewrite wraps the whole router).
-    let router =
-        Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request)));
+    let router = Arc::new(
+        Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request))),
+    );
     // `$batch` sends its requests through the same router, so each is authorised, audited and
-    // limited as if it came alone.
-    let _ = batch_router.set(router.clone());
-    router
+    // limited as if it came alone. The state holds it weakly (the router holds the state), so a
+    // server's router, state and database pool go when the server does.
+    let _ = batch_router.set(Arc::downgrade(&router));
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let router = router.as_ref().clone();
+        async move { tower::ServiceExt::oneshot(router, request).await }
+    }))
 }
 
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse
