@@ -4,8 +4,12 @@
 // authenticator app, lands in the portal from `/`, searches the user, opens their page, presses
 // "Require re-register MFA" and confirms. Prints one JSON line describing what it saw. Run by
 // tests/compat/test_portal.py, which starts the server and prepares the users; inputs come from
-// the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_ADMIN_UPN, KEYWARD_UPN, KEYWARD_PASSWORD
-// (both users'), KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT).
+// the environment (KEYWARD_URL, KEYWARD_TENANT, KEYWARD_ADMIN_UPN, KEYWARD_UPN, KEYWARD_HELPER_UPN,
+// KEYWARD_PASSWORD (every user's), KEYWARD_TARGET, KEYWARD_CHROMIUM, KEYWARD_SCREENSHOT). Then:
+// the user's next sign-in is interrupted; the agent creates a Temporary Access Pass with which the
+// user signs in, registers an app and adds another on My Security Info; an Authentication
+// Administrator finds the action disabled on the Global Administrator's page and a forged post
+// refused; the Global Administrator enables per-user MFA for 50 users at once.
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 import { base32, env, totp } from "./lib.mjs";
@@ -71,7 +75,6 @@ try {
   await chief.screenshot({ path: env("KEYWARD_SCREENSHOT").replace(".png", "-role.png"), fullPage: true });
   await Promise.all([chief.waitForNavigation(), chief.locator("#add").click()]);
   const assigned = await chief.locator("#summary").innerText();
-  await chiefContext.close();
 
   // The agent signs in with a password, registering an authenticator app.
   await signIn(page, env("KEYWARD_UPN"), (it) => titles.push(it));
@@ -99,6 +102,82 @@ try {
   const notice = await page.locator("#notice").innerText();
   const after = await page.locator("#methods").innerText();
   await page.screenshot({ path: env("KEYWARD_SCREENSHOT"), fullPage: true });
+
+  const go = async (on, selector) => {
+    await Promise.all([on.waitForNavigation(), on.locator(selector).first().click()]);
+  };
+  const h1 = async (on) => (await on.locator("h1").innerText()).trim();
+  const firstSteps = async (on, upn, secret) => {
+    await on.goto(`${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`);
+    await on.fill('input[autocomplete="username"]', upn);
+    await go(on, "form button[type=submit]");
+    await on.fill('input[autocomplete="current-password"]', secret);
+    await go(on, "form button[type=submit]");
+    return h1(on);
+  };
+  const registerApp = async (on) => {
+    const secret = base32(await on.locator("#secret").innerText());
+    await on.fill('input[autocomplete="one-time-code"]', totp(secret));
+    await go(on, "form button[type=submit]");
+    return h1(on);
+  };
+  const freshPage = async () => {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false });
+    return [context, await context.newPage()];
+  };
+
+  // The user's next sign-in asks them to register again.
+  const [userContext, userPage] = await freshPage();
+  const interrupt = await firstSteps(userPage, env("KEYWARD_TARGET"), env("KEYWARD_PASSWORD"));
+  await userContext.close();
+
+  // Create Temporary Access Pass (shown once); the user signs in with it, registers an app at
+  // the interrupt, then adds a second one on My Security Info.
+  await page.goto(userUrl);
+  await go(page, "#create_tap");
+  await go(page, "#confirm");
+  const pass = (await page.locator("#secret").innerText()).trim();
+  const [tapContext, tapPage] = await freshPage();
+  const tapTitles = [await firstSteps(tapPage, env("KEYWARD_TARGET"), pass)];
+  if (tapTitles[0] === "More information required") {
+    await go(tapPage, "form button[type=submit]");
+    tapTitles.push(await h1(tapPage));
+  }
+  tapTitles.push(await registerApp(tapPage));
+  await go(tapPage, "form:has(input[name=step][value=add_totp]) button");
+  tapTitles.push(await h1(tapPage));
+  tapTitles.push(await registerApp(tapPage));
+  const accountMethods = await tapPage.locator("#methods").innerText();
+  await tapContext.close();
+
+  // An Authentication Administrator sees Require re-register MFA disabled, with the reason, on a
+  // Global Administrator's page; a forged post is refused anyway (and recorded).
+  const [helperContext, helper] = await freshPage();
+  const helperTitles = [];
+  await signIn(helper, env("KEYWARD_HELPER_UPN"), (it) => helperTitles.push(it));
+  const chiefAlias = env("KEYWARD_ADMIN_UPN").split("@")[0];
+  await helper.goto(`${admin}/users?search=${chiefAlias}`);
+  await go(helper, `#users a:has-text("${chiefAlias}")`);
+  const chiefUrl = helper.url();
+  const isDisabled = await helper.locator("#require_reregistration").isDisabled();
+  const disabledWhy = await helper.locator("#require_reregistration-why").innerText();
+  await helper.goto(`${admin}/roles/${PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}`);
+  const csrf = await helper.locator("input[name=csrf]").first().inputValue();
+  const forged = await helper.request.post(chiefUrl, { form: { csrf, action: "require_reregistration" } });
+  const forgedStatus = forged.status();
+  await helperContext.close();
+
+  // Per-user MFA for 50 users at once: select, review the count, confirm, read the summary.
+  await chief.goto(`${admin}/mfa?search=bulk`);
+  const boxes = chief.locator("#users input[name=user]");
+  const selected = await boxes.count();
+  for (let index = 0; index < selected; index += 1) await boxes.nth(index).check();
+  await chief.selectOption("#state", "enabled");
+  await go(chief, "#review");
+  const bulkWhat = await chief.locator("#what").innerText();
+  await go(chief, "#confirm");
+  const bulkSummary = await chief.locator("#summary").innerText();
+  await chiefContext.close();
 
   // The methods activity report, drawn by the server (charts as SVG, with tables as text).
   await page.goto(`${admin}/reports`);
@@ -143,7 +222,7 @@ try {
       violations.push({ url, id: it.id, impact: it.impact, nodes: it.nodes.map((n) => n.html).slice(0, 3) });
     }
   }
-  console.log(JSON.stringify({ chiefTitles, assigned, titles, header, before, what, notice, after, liveUrl, violations }));
+  console.log(JSON.stringify({ chiefTitles, assigned, interrupt, tapTitles, accountMethods, helperTitles, isDisabled, disabledWhy, forgedStatus, selected, bulkWhat, bulkSummary, titles, header, before, what, notice, after, liveUrl, violations }));
 } finally {
   await browser.close();
 }

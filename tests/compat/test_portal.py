@@ -1,11 +1,15 @@
-"""The admin portal in Debian's Chromium (playwright-core, JavaScript off): the seed's story.
+"""The admin portal in Debian's Chromium (playwright-core): the seed's story and the service desk's day.
 
 A Global Administrator makes an agent Privileged Authentication Administrator on the role's
-page (search as you type and pick, JavaScript on); the agent signs in with MFA, finds the user
-from `/`, opens their page, presses
-Require re-register MFA and confirms (tests/browser/portal.mjs); axe-core finds no serious or
-critical problem on the portal's pages. Graph then shows the user's phone gone and the audit
-log's `Update user` initiated by the agent, and the user's next sign-in asks them to register.
+page (search as you type and pick, JavaScript on); the agent (JavaScript off) signs in with MFA,
+finds the user from `/`, opens their page, presses Require re-register MFA and confirms; the
+user's next sign-in asks them to register; the agent creates a Temporary Access Pass, with which
+the user signs in, registers an authenticator app and adds another on My Security Info; an
+Authentication Administrator finds the action disabled on the Global Administrator's page and
+a forged post refused; the Global Administrator enables per-user MFA for 50 users at once
+(tests/browser/portal.mjs). axe-core finds no serious or critical problem on the portal's pages.
+Graph then shows the user's phone gone, the audit log's `Update user` initiated by the agent,
+the refusal recorded, and the 50 users' per-user MFA enabled.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import os
 import shutil
 import subprocess
 
-import httpx
 
 from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer
-from signin_pages import parse, submit
 
 PASSWORD = "Tq7-harbour-Lantern-92!"
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+AUTHENTICATION_ADMINISTRATOR = "c4e39bd9-1100-46d3-8c65-fb160da0071f"
+BULK_USERS = 50
 
 
 
@@ -43,6 +47,13 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             params={"$filter": f"principalId eq '{agent}'"},
         ).json()["value"], "the agent gets the role in the portal"
         target = keyward.create_user("portaluser", "portaluser Portal", PASSWORD)
+        helper = keyward.create_user("portalhelper", "portalhelper Portal", PASSWORD)
+        helped = http.post(
+            f"{keyward.base_url}/roleManagement/directory/roleAssignments",
+            json={"principalId": helper, "roleDefinitionId": AUTHENTICATION_ADMINISTRATOR, "directoryScopeId": "/"},
+        )
+        assert helped.status_code == 201, helped.text
+        bulk = [keyward.create_user(f"bulk{n:02}", f"bulk{n:02} Portal", PASSWORD) for n in range(BULK_USERS)]
         assigned = http.post(
             f"{keyward.base_url}/roleManagement/directory/roleAssignments",
             json={"principalId": chief, "roleDefinitionId": GLOBAL_ADMINISTRATOR, "directoryScopeId": "/"},
@@ -70,6 +81,7 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             "KEYWARD_TENANT": DOMAIN,
             "KEYWARD_ADMIN_UPN": f"portalchief@{DOMAIN}",
             "KEYWARD_UPN": f"portalagent@{DOMAIN}",
+            "KEYWARD_HELPER_UPN": f"portalhelper@{DOMAIN}",
             "KEYWARD_PASSWORD": PASSWORD,
             "KEYWARD_TARGET": f"portaluser@{DOMAIN}",
             "KEYWARD_CHROMIUM": chromium,
@@ -83,6 +95,21 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["chiefTitles"] == ["More information required", "My account"], report
     assert report["assigned"] == "1 assigned, 0 refused.", report
+    assert report["interrupt"] == "More information required", report
+    assert report["tapTitles"] == [
+        "More information required",
+        "Set up your authenticator app",
+        "My account",
+        "Set up your authenticator app",
+        "My account",
+    ], report
+    assert report["accountMethods"].count("Authenticator app") == 2, report
+    assert report["helperTitles"] == ["More information required", "My account"], report
+    assert report["isDisabled"] and "admin role" in report["disabledWhy"], report
+    assert report["forgedStatus"] == 403, report
+    assert report["selected"] == BULK_USERS, report
+    assert f"for {BULK_USERS} users" in report["bulkWhat"], report
+    assert report["bulkSummary"] == f"{BULK_USERS} changed, 0 refused.", report
     assert report["titles"] == [
         "More information required",
         "My account",
@@ -116,9 +143,13 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             params={"$filter": f"targetResources/any(t: t/id eq '{target}')"},
         )
         assert audits.status_code == 200, audits.text
-        newest = audits.json()["value"][0]
-        assert newest["activityDisplayName"] == "Update user", newest
-        assert newest["initiatedBy"]["user"]["userPrincipalName"] == f"portalagent@{DOMAIN}", newest
+        by_agent = [
+            it
+            for it in audits.json()["value"]
+            if it["activityDisplayName"] == "Update user"
+            and (it["initiatedBy"].get("user") or {}).get("userPrincipalName") == f"portalagent@{DOMAIN}"
+        ]
+        assert by_agent, audits.text
         promoted = http.get(
             f"{keyward.base_url}/auditLogs/directoryAudits",
             params={"$filter": f"targetResources/any(t: t/id eq '{agent}') and activityDisplayName eq 'Add member to role'"},
@@ -127,11 +158,18 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
         record = promoted.json()["value"][0]
         assert record["initiatedBy"]["user"]["userPrincipalName"] == f"portalchief@{DOMAIN}", record
 
-    # The user's next sign-in: "More information required".
-    with httpx.Client(
-        base_url=keyward.public_url, verify=keyward.ssl_context(), follow_redirects=True, trust_env=False
-    ) as client:
-        page = parse(client.get(f"/{DOMAIN}/login"))
-        page = submit(client, page, "username", {"username": f"portaluser@{DOMAIN}"})
-        page = submit(client, page, "password", {"current-password": PASSWORD})
-        assert page.title == "More information required", page.html
+    with keyward.raw_http() as http:
+        # The forged post was refused and recorded against the Global Administrator.
+        refused = http.get(
+            f"{keyward.base_url}/auditLogs/directoryAudits",
+            params={"$filter": f"targetResources/any(t: t/id eq '{chief}') and result eq 'failure'"},
+        )
+        assert refused.status_code == 200, refused.text
+        assert any(
+            (it["initiatedBy"].get("user") or {}).get("userPrincipalName") == f"portalhelper@{DOMAIN}"
+            for it in refused.json()["value"]
+        ), refused.text
+        # Every one of the 50 users now has per-user MFA enabled.
+        for user_id in bulk:
+            state = http.get(f"{keyward.public_url}/beta/users/{user_id}/authentication/requirements")
+            assert state.status_code == 200 and state.json()["perUserMfaState"] == "enabled", state.text
