@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::facts::application_facts;
-use crate::roles::service_principals::{FILTER_BATCH, FILTER_SCAN};
+use crate::roles::service_principals::{FILTER_BATCH, FilteredScan};
 use crate::setup::random_string;
 use crate::{App, AppError, Caller, new_id, require, sha256};
 
@@ -152,29 +152,15 @@ impl App {
             // `keyward_core::query::APPLICATION`) is evaluated in memory, as for service
             // principals.
             Some(filter) => {
-                let (mut apps, mut scanned, mut cursor) = (Vec::new(), 0, after.map(str::to_owned));
-                loop {
-                    let rows = tx.list_applications(&caller.tenant.id, cursor.as_deref(), FILTER_BATCH).await?;
-                    let is_last = rows.len() < FILTER_BATCH;
-                    let mut next = None;
-                    for row in rows {
-                        scanned += 1;
-                        cursor = Some(row.id.to_string());
-                        if matches(filter, &application_fields(&row)) {
-                            apps.push(row);
-                            if apps.len() == top {
-                                next = cursor.clone();
-                                break;
-                            }
-                        }
+                let mut scan = FilteredScan::new(top, after.map(str::to_owned));
+                let next = loop {
+                    let rows = tx.list_applications(&caller.tenant.id, scan.after.as_deref(), FILTER_BATCH).await?;
+                    let row_id = |it: &Application| it.id.to_string();
+                    if let Some(next) = scan.take(rows, row_id, |it| matches(filter, &application_fields(it))) {
+                        break next;
                     }
-                    if next.is_some() || (!is_last && scanned >= FILTER_SCAN) {
-                        break (apps, next.or(cursor));
-                    }
-                    if is_last {
-                        break (apps, None);
-                    }
-                }
+                };
+                (scan.items, next)
             }
         };
         let mut res = Vec::with_capacity(apps.len());

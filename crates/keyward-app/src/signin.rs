@@ -8,7 +8,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+use keyward_core::audit::{Activity, AuditContext, AuditRecord, Initiator, TargetResource};
 use keyward_core::authz::built_in_role;
 use keyward_core::directory::{PropertyChange, Tenant, User};
 use keyward_core::ids::ObjectId;
@@ -113,6 +113,17 @@ pub enum SignInPage {
         label: String,
         method: String,
     },
+}
+
+/// How a user's own password change ended (`App::change_password`).
+enum PasswordChange {
+    Changed(Box<User>),
+    /// Smart lockout holds the account until then; the current password was not checked.
+    Locked(OffsetDateTime),
+    /// The current password is wrong.
+    Wrong,
+    /// Right, but other attempts locked the account while it was checked.
+    LockedWhileChecking,
 }
 
 /// What the transport must do: show a page or redirect, and which cookies to set.
@@ -640,56 +651,31 @@ impl App {
         if let Err(err) = password::check(new.expose(), &[&user.display_name, alias]) {
             return self.render(flow, Some(format!("{err}."))).await;
         }
-        // The current password is a password attempt like any other: smart lockout counts it,
-        // before it is checked.
-        self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
+        let audit = |fresh: &User, at| {
+            let audit = self.self_audit(flow, fresh, at);
+            let id = audit_id(&audit.correlation_id);
+            audit.success(id, Activity::ChangePasswordSelfService, vec![TargetResource::user(fresh)])
+        };
         let now = self.now();
-        let mut tx = self.write().await?;
-        let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
-        let reservation = match reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
-            Ok(reservation) => reservation,
-            Err(until) => {
-                drop(tx);
+        let wrong = "Your current password is incorrect.";
+        let fresh = match self.change_password(&flow.tenant.id, &user, current, new, None, audit).await? {
+            PasswordChange::Changed(fresh) => *fresh,
+            PasswordChange::Locked(until) => {
                 let failed = detail(now, "Password", false, "Account locked");
                 self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
                 return self.render(flow, Some(lockout_message(until))).await;
             }
+            PasswordChange::Wrong => {
+                let failed = detail(now, "Password", false, "Invalid current password");
+                self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
+                return self.render(flow, Some(wrong.into())).await;
+            }
+            PasswordChange::LockedWhileChecking => {
+                let failed = detail(now, "Password", false, "Account locked");
+                self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+                return self.render(flow, Some(wrong.into())).await;
+            }
         };
-        let hash = tx.get_password_hash(&user.id).await?;
-        tx.commit().await?;
-        let wrong = "Your current password is incorrect.";
-        if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
-            let failed = detail(now, "Password", false, "Invalid current password");
-            self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
-            return self.render(flow, Some(wrong.into())).await;
-        }
-        let new_hash = self.inner.hasher.hash(new.expose()).await?;
-        let mut tx = self.write().await?;
-        if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
-            drop(tx);
-            let failed = detail(now, "Password", false, "Account locked");
-            self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
-            return self.render(flow, Some(wrong.into())).await;
-        }
-        let mut fresh = tx.get_user(&flow.tenant.id, &user.id).await?.ok_or_else(|| unexpected("user vanished"))?;
-        fresh.force_change_password_next_sign_in = false;
-        // A new password ends every other session and refresh token (this session continues:
-        // a session from the very instant of the cut-off still counts). The cut-off is taken
-        // now, after hashing, so nothing issued while the new password was hashed survives it.
-        let now = self.now();
-        fresh.sign_in_sessions_valid_from = now;
-        tx.update_user(&fresh).await?;
-        tx.set_password_hash(&user.id, &new_hash).await?;
-        let audit = self.self_audit(flow, &fresh, now);
-        commit_audited(
-            tx,
-            [audit.success(
-                audit_id(&audit.correlation_id),
-                Activity::ChangePasswordSelfService,
-                vec![TargetResource::user(&fresh)],
-            )],
-        )
-        .await?;
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
             flow.session.authenticated_at = Some(now);
@@ -720,36 +706,62 @@ impl App {
         let alias = user.user_principal_name.split('@').next().unwrap_or_default();
         password::check(new.expose(), &[&user.display_name, alias])
             .map_err(|err| AppError::BadRequest(format!("{err}.")))?;
-        self.throttle(crate::Surface::SignInPages, caller.meta.ip_address.as_deref(), Some(&user.user_principal_name))?;
+        let audit = |fresh: &User, at| {
+            caller.succeeded(at, Activity::ChangePasswordSelfService, vec![TargetResource::user(fresh)])
+        };
+        let ip = caller.meta.ip_address.as_deref();
+        match self.change_password(&caller.tenant.id, &user, current, new, ip, audit).await? {
+            PasswordChange::Changed(_) => Ok(()),
+            PasswordChange::Locked(until) => Err(AppError::BadRequest(lockout_message(until))),
+            PasswordChange::Wrong | PasswordChange::LockedWhileChecking => {
+                Err(AppError::BadRequest("Invalid currentPassword: the current password is incorrect.".into()))
+            }
+        }
+    }
+
+    /// A user's own password change, after its form was checked: the current password is a
+    /// password attempt like any other (rate-limited by address `ip` and user, and counted by
+    /// smart lockout before it is checked); the new one is stored, the user's sessions and refresh
+    /// tokens issued before now end (a session from the very instant of the cut-off still counts,
+    /// so the page's own session continues), and `audit` makes the record committed with it.
+    async fn change_password(
+        &self,
+        tenant: &ObjectId,
+        user: &User,
+        current: &Secret,
+        new: &Secret,
+        ip: Option<&str>,
+        audit: impl FnOnce(&User, OffsetDateTime) -> AuditRecord,
+    ) -> Result<PasswordChange, AppError> {
+        self.throttle(crate::Surface::SignInPages, ip, Some(&user.user_principal_name))?;
         let now = self.now();
         let mut tx = self.write().await?;
-        let (policy, _) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let (policy, _) = tx.sign_in_policy(tenant).await?;
         let reservation = match reserve_attempt(&mut *tx, &user.id, &policy, now).await? {
             Ok(reservation) => reservation,
-            Err(until) => return Err(AppError::BadRequest(lockout_message(until))),
+            Err(until) => return Ok(PasswordChange::Locked(until)),
         };
         let hash = tx.get_password_hash(&user.id).await?;
         tx.commit().await?;
-        let wrong = || AppError::BadRequest("Invalid currentPassword: the current password is incorrect.".into());
         if !self.inner.hasher.verify(current.expose(), hash.as_deref()).await? {
-            return Err(wrong());
+            return Ok(PasswordChange::Wrong);
         }
         let new_hash = self.inner.hasher.hash(new.expose()).await?;
         let mut tx = self.write().await?;
         if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
-            return Err(wrong());
+            return Ok(PasswordChange::LockedWhileChecking);
         }
-        let mut fresh =
-            tx.get_user(&caller.tenant.id, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        let mut fresh = tx.get_user(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
         fresh.force_change_password_next_sign_in = false;
-        // The cut-off is taken after hashing, so nothing issued meanwhile survives it.
+        // The cut-off is taken now, after hashing, so nothing issued while the new password was
+        // hashed survives it.
         let now = self.now();
         fresh.sign_in_sessions_valid_from = now;
         tx.update_user(&fresh).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;
-        let record = caller.succeeded(now, Activity::ChangePasswordSelfService, vec![TargetResource::user(&fresh)]);
+        let record = audit(&fresh, now);
         commit_audited(tx, [record]).await?;
-        Ok(())
+        Ok(PasswordChange::Changed(Box::new(fresh)))
     }
 
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
@@ -1089,26 +1101,10 @@ impl App {
 
     async fn account_page(&self, flow: &Flow, user: &User, notice: Option<String>) -> Result<SignInView, AppError> {
         let mut tx = self.read().await?;
-        let totp_methods = tx.list_software_oath_methods(&user.id).await?;
-        let has_password = tx.get_password_hash(&user.id).await?.is_some();
-        let phones = tx.list_phone_methods(&user.id).await?;
-        let email = tx.get_email_method(&user.id).await?;
+        let methods = account_methods(&mut *tx, user).await?;
         let filter = SignInFilter { user_id: Some(user.id.to_string()), ..SignInFilter::default() };
         let recent = tx.query_sign_ins(&flow.tenant.id, &filter, None, RECENT_SIGN_INS).await?;
         drop(tx);
-        let mut methods = Vec::new();
-        if has_password {
-            methods.push(("Password".to_owned(), None));
-        }
-        for method in totp_methods {
-            methods.push((totp_label(&method), Some(format!("totp:{}", method.id))));
-        }
-        for (kind, number) in phones {
-            methods.push((format!("{}: {number}", phone_kind_label(&kind)), Some(format!("phone:{kind}"))));
-        }
-        if let Some(address) = email {
-            methods.push((format!("Email: {address}"), Some("email".to_owned())));
-        }
         let recent = recent
             .into_iter()
             .map(|(_, it)| {
@@ -1255,20 +1251,8 @@ impl App {
 
     /// The label of one of the user's methods as the account page shows it, if it exists.
     async fn account_method_label(&self, user: &User, method: &str) -> Result<Option<String>, AppError> {
-        let mut tx = self.read().await?;
-        Ok(match method.split_once(':') {
-            Some(("totp", id)) => {
-                tx.list_software_oath_methods(&user.id).await?.iter().find(|it| it.id.to_string() == id).map(totp_label)
-            }
-            Some(("phone", kind)) => tx
-                .list_phone_methods(&user.id)
-                .await?
-                .into_iter()
-                .find(|(it, _)| it == kind)
-                .map(|(kind, number)| format!("{}: {number}", phone_kind_label(&kind))),
-            None if method == "email" => tx.get_email_method(&user.id).await?.map(|it| format!("Email: {it}")),
-            _ => None,
-        })
+        let methods = account_methods(&mut *self.read().await?, user).await?;
+        Ok(methods.into_iter().find(|(_, key)| key.as_deref() == Some(method)).map(|(label, _)| label))
     }
 
     /// The signed-in user of a browser session as a caller of the app's use cases, with the
@@ -1476,6 +1460,25 @@ pub(crate) async fn mfa_facts_in(
         signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
     let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
     Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
+}
+
+/// The user's methods as the account page lists them: each label, and for those the user may
+/// delete there, the form value that names it (`totp:{id}`, `phone:{type}`, `email`).
+async fn account_methods(tx: &mut dyn Tx, user: &User) -> Result<Vec<(String, Option<String>)>, AppError> {
+    let mut methods = Vec::new();
+    if tx.get_password_hash(&user.id).await?.is_some() {
+        methods.push(("Password".to_owned(), None));
+    }
+    for method in tx.list_software_oath_methods(&user.id).await? {
+        methods.push((totp_label(&method), Some(format!("totp:{}", method.id))));
+    }
+    for (kind, number) in tx.list_phone_methods(&user.id).await? {
+        methods.push((format!("{}: {number}", phone_kind_label(&kind)), Some(format!("phone:{kind}"))));
+    }
+    if let Some(address) = tx.get_email_method(&user.id).await? {
+        methods.push((format!("Email: {address}"), Some("email".to_owned())));
+    }
+    Ok(methods)
 }
 
 /// "Authenticator app (added 2026-12-02)".

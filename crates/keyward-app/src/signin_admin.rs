@@ -278,11 +278,7 @@ impl App {
     pub async fn mfa_requirements(&self, caller: &Caller, key: &str) -> Result<PerUserMfaState, AppError> {
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        if user.id != *caller.id() {
-            let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
-            require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts))
-                .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))?;
-        }
+        may_read_mfa_state(&mut *tx, caller, &user).await?;
         Ok(tx.user_sign_in_state(&user.id).await?.per_user_mfa)
     }
 
@@ -295,13 +291,13 @@ impl App {
         caller: &Caller,
         users: &[User],
     ) -> Result<Vec<Option<PerUserMfaState>>, AppError> {
-        let tenant_wide = require(caller, ORGANIZATION_READ_ALL, Target::Tenant).is_ok();
         let mut tx = self.read().await?;
         let mut res = Vec::with_capacity(users.len());
         for user in users {
-            let allowed = tenant_wide || user.id == *caller.id() || {
-                let facts = user_facts(&mut *tx, &caller.tenant, user).await?;
-                require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts)).is_ok()
+            let allowed = match may_read_mfa_state(&mut *tx, caller, user).await {
+                Ok(()) => true,
+                Err(AppError::Forbidden { .. }) => false,
+                Err(err) => return Err(err),
             };
             res.push(if allowed { Some(tx.user_sign_in_state(&user.id).await?.per_user_mfa) } else { None });
         }
@@ -379,6 +375,17 @@ impl App {
 
 /// Ends every session and token of `user` issued before `now` (`signInSessionsValidFromDateTime`)
 /// and returns the audit target with Entra's `StsRefreshTokensValidFrom` change: what
+/// Whether `caller` may read `user`'s per-user MFA state: their own, a tenant-wide reader's
+/// (Global Reader and above, without looking at the user), or whoever may change it.
+async fn may_read_mfa_state(tx: &mut dyn Tx, caller: &Caller, user: &User) -> Result<(), AppError> {
+    if user.id == *caller.id() || require(caller, ORGANIZATION_READ_ALL, Target::Tenant).is_ok() {
+        return Ok(());
+    }
+    let facts = user_facts(tx, &caller.tenant, user).await?;
+    require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts))
+        .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))
+}
+
 /// `revokeSignInSessions` and the account page's "Sign out everywhere" both do.
 pub(crate) async fn end_sessions(
     tx: &mut dyn Tx,

@@ -16,7 +16,50 @@ use super::{ItemPage, page};
 /// Rows read from the store at a time when a list is filtered in memory.
 pub(crate) const FILTER_BATCH: usize = 500;
 /// Rows one filtered page reads at most before it answers with what matched and a next link.
-pub(crate) const FILTER_SCAN: usize = 10_000;
+const FILTER_SCAN: usize = 10_000;
+
+/// A page of a list filtered in memory, gathered from the store's pages by id: `top` matches, or
+/// fewer with a next page when [`FILTER_SCAN`] rows were read first.
+pub(crate) struct FilteredScan<T> {
+    pub(crate) items: Vec<T>,
+    /// The id of the last row read: the next batch starts after it.
+    pub(crate) after: Option<String>,
+    top: usize,
+    scanned: usize,
+}
+
+impl<T> FilteredScan<T> {
+    pub(crate) fn new(top: usize, after: Option<String>) -> FilteredScan<T> {
+        FilteredScan { items: Vec::new(), after, top, scanned: 0 }
+    }
+
+    /// Takes one batch of [`FILTER_BATCH`] rows read after `after`. `Some(next)` when the page is
+    /// complete, `next` being where the following page starts (`None`: there is none); `None`
+    /// when another batch is needed.
+    pub(crate) fn take(
+        &mut self,
+        rows: Vec<T>,
+        id: impl Fn(&T) -> String,
+        is_match: impl Fn(&T) -> bool,
+    ) -> Option<Option<String>> {
+        let is_last = rows.len() < FILTER_BATCH;
+        for row in rows {
+            self.scanned += 1;
+            self.after = Some(id(&row));
+            if is_match(&row) {
+                self.items.push(row);
+                if self.items.len() == self.top {
+                    // Whether more match is found on the next page.
+                    return Some(self.after.clone());
+                }
+            }
+        }
+        if is_last {
+            return Some(None);
+        }
+        (self.scanned >= FILTER_SCAN).then(|| self.after.clone())
+    }
+}
 
 /// A service principal's properties as `$filter` sees them (`servicePrincipalNames` holds its
 /// application id, as Entra's does, and no identifier URIs: Keyward applications have none).
@@ -45,34 +88,21 @@ impl App {
         skiptoken: Option<&str>,
     ) -> Result<ItemPage<ServicePrincipal>, AppError> {
         require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
-        let mut after = crate::directory::decode_id_skiptoken(skiptoken)?;
+        let after = crate::directory::decode_id_skiptoken(skiptoken)?;
         let mut tx = self.read().await?;
         let Some(filter) = filter else {
             let items = tx.list_service_principals(&caller.tenant.id, after.as_deref(), top + 1).await?;
             return Ok(page(items, top, |it| it.id.to_string()));
         };
-        let (mut items, mut scanned) = (Vec::new(), 0);
-        loop {
-            let rows = tx.list_service_principals(&caller.tenant.id, after.as_deref(), FILTER_BATCH).await?;
-            let is_last = rows.len() < FILTER_BATCH;
-            for row in rows {
-                scanned += 1;
-                after = Some(row.id.to_string());
-                if matches(filter, &service_principal_fields(&row)) {
-                    items.push(row);
-                    if items.len() == top {
-                        // Whether more match is found on the next page.
-                        return Ok(ItemPage { items, skiptoken: after.map(|it| crate::directory::id_skiptoken(&it)) });
-                    }
-                }
+        let mut scan = FilteredScan::new(top, after);
+        let next = loop {
+            let rows = tx.list_service_principals(&caller.tenant.id, scan.after.as_deref(), FILTER_BATCH).await?;
+            let row_id = |it: &ServicePrincipal| it.id.to_string();
+            if let Some(next) = scan.take(rows, row_id, |it| matches(filter, &service_principal_fields(it))) {
+                break next;
             }
-            if is_last {
-                return Ok(ItemPage { items, skiptoken: None });
-            }
-            if scanned >= FILTER_SCAN {
-                return Ok(ItemPage { items, skiptoken: after.map(|it| crate::directory::id_skiptoken(&it)) });
-            }
-        }
+        };
+        Ok(ItemPage { items: scan.items, skiptoken: next.map(|it| crate::directory::id_skiptoken(&it)) })
     }
 
     /// `GET /servicePrincipals/{id}`.

@@ -5,7 +5,7 @@
 use keyward_core::authz::catalog::{RESOURCE_ACTIONS, is_custom_role_action};
 use keyward_core::authz::custom::CustomRoleDraft;
 
-use super::picker::RemoveConfirmPage;
+use super::picker;
 use super::*;
 
 /// The form's fields, as typed.
@@ -183,22 +183,21 @@ pub(in crate::pages) async fn save_role(
     match form.field("action") {
         // "Delete this role" asks first; the confirmation posts `remove`.
         "delete" => {
-            let page = RemoveConfirmPage {
-                title: format!("Delete {}", role.display_name),
-                tenant: tenant.clone(),
-                header: Header::of(&form.caller),
-                what: format!(
-                    "Deletes the custom role {} for good. Refused while anyone holds it: remove its assignments \
-                     first. Recorded in the audit log.",
-                    role.display_name
-                ),
-                post_to: edit.clone(),
-                hidden: Vec::new(),
-                button: "Delete role",
-                cancel: edit,
-                csrf: form.csrf.clone(),
-            };
-            return html(StatusCode::OK, &page);
+            let what = format!(
+                "Deletes the custom role {} for good. Refused while anyone holds it: remove its assignments first. \
+                 Recorded in the audit log.",
+                role.display_name
+            );
+            let title = format!("Delete {}", role.display_name);
+            return picker::confirm_removal(
+                &form.caller,
+                form.csrf.clone(),
+                title,
+                what,
+                edit,
+                Vec::new(),
+                "Delete role",
+            );
         }
         "remove" => {
             return match state.app.delete_role_definition(&form.caller, &role.id.to_string()).await {

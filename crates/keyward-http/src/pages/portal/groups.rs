@@ -2,7 +2,7 @@
 //! (search and pick) and removed (after a confirmation) through the same use cases as Graph's
 //! `members/$ref` and `owners/$ref`.
 
-use super::picker::{self, Candidate, Offer, RemoveConfirmPage, ResultPage, Row};
+use super::picker::{self, Candidate, Offer, Row};
 use super::*;
 
 #[derive(Debug, Template)]
@@ -162,20 +162,10 @@ pub(in crate::pages) async fn group_remove_confirm(
             object.name, group.display_name
         ),
     };
-    let tenant = caller.tenant.id.to_string();
-    let back = format!("/{tenant}/admin/groups/{}", group.id);
-    let page = RemoveConfirmPage {
-        title: format!("Remove from {}", group.display_name),
-        header: Header::of(&caller),
-        what,
-        hidden: vec![("relation", field("relation").to_owned()), ("object", object.id)],
-        post_to: back.clone(),
-        button: "Remove",
-        cancel: back,
-        tenant,
-        csrf,
-    };
-    html(StatusCode::OK, &page)
+    let back = format!("/{}/admin/groups/{}", caller.tenant.id, group.id);
+    let hidden = vec![("relation", field("relation").to_owned()), ("object", object.id)];
+    let title = format!("Remove from {}", group.display_name);
+    picker::confirm_removal(&caller, csrf, title, what, back, hidden, "Remove")
 }
 
 /// `POST /{tenant}/admin/groups/{id}`: `action=add_members` or `add_owners` adds each object
@@ -213,21 +203,9 @@ pub(in crate::pages) async fn group_action(
         let id = id.clone();
         Box::pin(async move { app.add_to_group(caller, relation, &id, &object_id).await })
     };
-    let outcomes = match picker::act_on_each(&state, &form, add).await {
-        Ok(it) => it,
-        Err(err) => return failure(err),
-    };
     let (title, verb) = match relation {
         Relation::Members => (format!("Add members: {}", group.display_name), "added as members"),
         Relation::Owners => (format!("Add owners: {}", group.display_name), "added as owners"),
     };
-    let page = ResultPage {
-        title,
-        tenant: caller.tenant.id.to_string(),
-        header: Header::of(caller),
-        verb,
-        outcomes,
-        back: (back, "Back to the group"),
-    };
-    html(StatusCode::OK, &page)
+    picker::act_on_each(&state, &form, add, title, verb, (back, "Back to the group")).await
 }

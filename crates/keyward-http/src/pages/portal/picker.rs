@@ -108,20 +108,31 @@ pub(super) fn picked(form: &AdminForm) -> Result<Vec<String>, AppError> {
 pub(super) type Act<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), AppError>> + Send + 'a>>;
 
 /// Acts on each object the form picked (see [`picked`]), one at a time, each decided (and
-/// audited) by `act` on its own: what was done and what was refused.
+/// audited) by `act` on its own, and answers with the result page: what was done (`verb`: "added",
+/// "assigned") and what was refused, with a link `back`.
 pub(super) async fn act_on_each<'a>(
     state: &AppState,
     form: &AdminForm,
     act: impl Fn(String) -> Act<'a>,
-) -> Result<Outcomes, AppError> {
+    title: String,
+    verb: &'static str,
+    back: (String, &'static str),
+) -> Response {
+    let names = match picked(form) {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
     let mut outcomes = Outcomes::default();
-    for name in picked(form)? {
+    for name in names {
         match resolve(state, &form.caller, &name).await {
             Ok((object_id, label)) => outcomes.record(label, act(object_id).await),
             Err(err) => outcomes.record(name, Err(err)),
         }
     }
-    Ok(outcomes)
+    let caller = &form.caller;
+    let page =
+        ResultPage { title, tenant: caller.tenant.id.to_string(), header: Header::of(caller), verb, outcomes, back };
+    html(StatusCode::OK, &page)
 }
 
 /// A user (by sign-in name or id) or any directory object (by id): its id and how the result
@@ -132,12 +143,8 @@ pub(super) async fn resolve(state: &AppState, caller: &Caller, name: &str) -> Re
     } else {
         state.app.get_directory_object(caller, name).await?
     };
-    let label = match &object {
-        DirectoryObject::User(user) => format!("{} ({})", user.display_name, user.user_principal_name),
-        DirectoryObject::Group(group) => group.display_name.clone(),
-        DirectoryObject::ServicePrincipal(principal) => principal.display_name.clone(),
-    };
-    Ok((object.id().to_string(), label))
+    let row = Row::of(&object);
+    Ok((row.id, row.name))
 }
 
 /// What a form that acts on several objects did: each done, and each refused with why.
@@ -168,15 +175,15 @@ impl Outcomes {
 /// The result page of a form that acted on several objects.
 #[derive(Debug, Template)]
 #[template(path = "portal/result.html")]
-pub(super) struct ResultPage {
-    pub(super) title: String,
-    pub(super) tenant: String,
-    pub(super) header: Header,
+struct ResultPage {
+    title: String,
+    tenant: String,
+    header: Header,
     /// "assigned", "added": what the done ones had done to them.
-    pub(super) verb: &'static str,
-    pub(super) outcomes: Outcomes,
+    verb: &'static str,
+    outcomes: Outcomes,
     /// Where "Back" goes, and its label.
-    pub(super) back: (String, &'static str),
+    back: (String, &'static str),
 }
 
 /// A member, owner or holder as a page lists it: id, name, and type.
@@ -198,18 +205,33 @@ impl Row {
     }
 }
 
-/// "Remove …?": what removing a member (or owner) does, and the form that does it.
+/// "Remove …?": what removing a member (or owner, or a role) does, and the form that does it.
 #[derive(Debug, Template)]
 #[template(path = "portal/remove_confirm.html")]
-pub(super) struct RemoveConfirmPage {
-    pub(super) title: String,
-    pub(super) tenant: String,
-    pub(super) header: Header,
-    pub(super) what: String,
-    /// Where the form posts, with `action=remove` and these fields.
-    pub(super) post_to: String,
-    pub(super) hidden: Vec<(&'static str, String)>,
-    pub(super) button: &'static str,
-    pub(super) cancel: String,
-    pub(super) csrf: String,
+struct RemoveConfirmPage {
+    title: String,
+    tenant: String,
+    header: Header,
+    what: String,
+    /// The page the form posts to (with `action=remove` and `hidden`), and Cancel goes back to.
+    back: String,
+    hidden: Vec<(&'static str, String)>,
+    button: &'static str,
+    csrf: String,
+}
+
+/// The confirmation page of a removal: `what` it does, and a form posting `action=remove` with
+/// `hidden` to `back` (the page Cancel returns to) under `button`.
+pub(super) fn confirm_removal(
+    caller: &Caller,
+    csrf: String,
+    title: String,
+    what: String,
+    back: String,
+    hidden: Vec<(&'static str, String)>,
+    button: &'static str,
+) -> Response {
+    let tenant = caller.tenant.id.to_string();
+    let page = RemoveConfirmPage { title, tenant, header: Header::of(caller), what, back, hidden, button, csrf };
+    html(StatusCode::OK, &page)
 }

@@ -1,6 +1,6 @@
 //! Roles with their descriptions, and who holds each one at which scope.
 
-use super::picker::{self, Candidate, Offer, ResultPage};
+use super::picker::{self, Candidate, Offer};
 use super::*;
 
 #[derive(Debug, Template)]
@@ -107,13 +107,11 @@ pub(in crate::pages) async fn role(
 /// Assignments one page of a role lists.
 const ASSIGNMENT_ROWS: usize = 50;
 
-/// The display name of an assignment's principal, and its type.
-async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> (String, &'static str) {
+/// How a page names an assignment's principal (its id if it no longer exists).
+async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> String {
     match state.app.get_directory_object(caller, id).await {
-        Ok(DirectoryObject::User(user)) => (format!("{} ({})", user.display_name, user.user_principal_name), "User"),
-        Ok(DirectoryObject::Group(group)) => (group.display_name, "Group"),
-        Ok(DirectoryObject::ServicePrincipal(principal)) => (principal.display_name, "Service principal"),
-        Err(_) => (id.to_owned(), "-"),
+        Ok(object) => picker::Row::of(&object).name,
+        Err(_) => id.to_owned(),
     }
 }
 
@@ -213,7 +211,7 @@ pub(in crate::pages) async fn role_remove_confirm(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let (principal, _) = principal_name(&state, &caller, &assignment.principal_id.to_string()).await;
+    let principal = principal_name(&state, &caller, &assignment.principal_id.to_string()).await;
     let page = RoleConfirmPage {
         title: format!("Remove {}", role.display_name()),
         tenant: caller.tenant.id.to_string(),
@@ -267,19 +265,9 @@ pub(in crate::pages) async fn role_action(
                     async move { app.create_role_assignment(caller, &principal_id, &role_id, scope).await.map(|_| ()) },
                 )
             };
-            let outcomes = match picker::act_on_each(&state, &form, assign).await {
-                Ok(it) => it,
-                Err(err) => return failure(err),
-            };
-            let page = ResultPage {
-                title: format!("Add assignments: {}", role.display_name()),
-                tenant: caller.tenant.id.to_string(),
-                header: Header::of(caller),
-                verb: "assigned",
-                outcomes,
-                back: (format!("/{}/admin/roles/{}", caller.tenant.id, role.id()), "Back to the role"),
-            };
-            html(StatusCode::OK, &page)
+            let title = format!("Add assignments: {}", role.display_name());
+            let back = (format!("/{}/admin/roles/{}", caller.tenant.id, role.id()), "Back to the role");
+            picker::act_on_each(&state, &form, assign, title, "assigned", back).await
         }
         _ => failure(AppError::BadRequest("Unknown action: use the forms on the role's page.".into())),
     }

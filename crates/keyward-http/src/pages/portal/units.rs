@@ -4,7 +4,7 @@
 
 use keyward_core::directory::AdministrativeUnit;
 
-use super::picker::{self, Candidate, Offer, RemoveConfirmPage, ResultPage, Row};
+use super::picker::{self, Candidate, Offer, Row};
 use super::*;
 
 /// Units one page lists, and members one unit page lists.
@@ -138,20 +138,9 @@ pub(in crate::pages) async fn unit_remove_confirm(
             ""
         }
     );
-    let tenant = caller.tenant.id.to_string();
-    let back = format!("/{tenant}/admin/units/{}", unit.id);
-    let page = RemoveConfirmPage {
-        title: format!("Remove from {}", unit.display_name),
-        header: Header::of(&caller),
-        what,
-        hidden: vec![("object", object.id)],
-        post_to: back.clone(),
-        button: "Remove",
-        cancel: back,
-        tenant,
-        csrf,
-    };
-    html(StatusCode::OK, &page)
+    let back = format!("/{}/admin/units/{}", caller.tenant.id, unit.id);
+    let title = format!("Remove from {}", unit.display_name);
+    picker::confirm_removal(&caller, csrf, title, what, back, vec![("object", object.id)], "Remove")
 }
 
 /// `POST /{tenant}/admin/units/{id}`: `action=add_members` adds each user or group picked (at
@@ -179,19 +168,8 @@ pub(in crate::pages) async fn unit_action(
                 let id = id.clone();
                 Box::pin(async move { app.add_unit_member(caller, &id, &object_id).await })
             };
-            let outcomes = match picker::act_on_each(&state, &form, add).await {
-                Ok(it) => it,
-                Err(err) => return failure(err),
-            };
-            let page = ResultPage {
-                title: format!("Add members: {}", unit.display_name),
-                tenant: caller.tenant.id.to_string(),
-                header: Header::of(caller),
-                verb: "added",
-                outcomes,
-                back: (back, "Back to the unit"),
-            };
-            html(StatusCode::OK, &page)
+            let title = format!("Add members: {}", unit.display_name);
+            picker::act_on_each(&state, &form, add, title, "added", (back, "Back to the unit")).await
         }
         _ => failure(AppError::BadRequest("Unknown action: use the forms on the unit's page.".into())),
     }
