@@ -793,6 +793,12 @@ async fn json_batching(backend: Backend) {
     assert_eq!(by_id("5")["status"], 400);
     let records = app.audit_for(&created).await;
     assert!(records.iter().any(|it| it.activity_display_name == "Add user"), "audited as if alone: {records:?}");
+    // A replayed batch runs again, request by request: the user exists, so the creation is refused
+    // and nothing is made twice.
+    let replay = app.post("/v1.0/$batch", &batch).await;
+    assert_eq!(replay.body["responses"][0]["status"], 400, "{}", replay.text);
+    let adds = app.audit_for(&created).await.iter().filter(|it| it.activity_display_name == "Add user").count();
+    assert_eq!(adds, 1);
 
     // Each inner request is authorised on its own: a plain user's batch cannot create users.
     let token = app.token_for(&upn).await;

@@ -637,6 +637,10 @@ async fn own_password_change(backend: Backend) {
         assert!(!reply.text.contains(NEW) && !reply.text.contains(PASSWORD), "no password echoed: {}", reply.text);
     }
     assert_eq!(me.get("/v1.0/me").await.status, StatusCode::OK, "nothing changed yet");
+    for path in ["/v1.0/me/changePassword", "/v1.0/me/revokeSignInSessions"] {
+        let anonymous = app.send(reqwest::Method::POST, path, None, Some(&change(PASSWORD, NEW)), &[]).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}: {}", anonymous.text);
+    }
 
     app.clock.advance(time::Duration::seconds(1));
     let changed = me.post("/v1.0/me/changePassword", &change(PASSWORD, NEW)).await;

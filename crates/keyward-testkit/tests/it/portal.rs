@@ -1474,6 +1474,19 @@ async fn administrative_units_and_their_scoped_roles(backend: Backend) {
         activities.iter().any(|it| it == "Add member to restricted management administrative unit"),
         "{activities:?}"
     );
+
+    // The unit-scoped Helpdesk Administrator may not change the unit's members: refused.
+    let mut helper_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut helper_browser, "helper").await;
+    let helper_page = helper_browser.get(&unit_path).await;
+    let refused = helper_browser
+        .post_form(
+            &unit_path,
+            &fields(&[("csrf", &csrf_of(&helper_page)), ("action", "add_members"), ("principal", &newcomer)]),
+        )
+        .await;
+    assert_eq!(refused.by_id("summary").as_deref(), Some("0 added, 1 refused."), "{}", refused.text());
+    assert_eq!(members().await, 1);
 }
 
 keyward_testkit::on_both_backends!(
