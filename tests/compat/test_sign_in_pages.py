@@ -20,7 +20,13 @@ import time
 import httpx
 import pyotp
 
-from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph.generated.audit_logs.sign_ins.sign_ins_request_builder import SignInsRequestBuilder
+from msgraph.generated.models.sign_in import SignIn
+from msgraph.generated.models.user import User
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+from keyward_harness import DOMAIN, REPO_ROOT, KeywardServer, graph_client, run
 from signin_pages import parse, submit
 
 PASSWORD = "Tq7-harbour-Lantern-92!"
@@ -46,9 +52,23 @@ def sign_in_log_codes(server: KeywardServer, upn: str) -> list[int]:
         return [entry["status"]["errorCode"] for entry in reversed(reply.json()["value"])]
 
 
+async def read_sign_ins_with_the_sdk(server: KeywardServer, user_id: str) -> tuple[list[SignIn], User | None]:
+    """The user's sign-ins on the account pages and their signInActivity, through msgraph-sdk's v1.0 models."""
+    async with graph_client(server) as client:
+        query = SignInsRequestBuilder.SignInsRequestBuilderGetQueryParameters(
+            filter=f"userId eq '{user_id}' and startswith(appDisplayName,'Keyward My') and conditionalAccessStatus eq 'notApplied'",
+            top=1000,
+        )
+        page = await client.audit_logs.sign_ins.get(request_configuration=RequestConfiguration(query_parameters=query))
+        assert page is not None
+        select = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["displayName", "signInActivity"])
+        user = await client.users.by_user_id(user_id).get(request_configuration=RequestConfiguration(query_parameters=select))
+        return list(page.value or []), user
+
+
 def test_pyotp_agrees_with_keyward(keyward: KeywardServer) -> None:
     require_mfa_for_everyone(keyward)
-    create_user(keyward, "otp")
+    user_id = create_user(keyward, "otp")
     upn = f"otp@{DOMAIN}"
     with httpx.Client(base_url=keyward.public_url, verify=keyward.ssl_context(), follow_redirects=True, trust_env=False) as client:
         first = client.get(f"/{DOMAIN}/login")
@@ -85,6 +105,21 @@ def test_pyotp_agrees_with_keyward(keyward: KeywardServer) -> None:
         page = submit(client, replayed, "mfa", {"one-time-code": totp.at(time.time() + 30)})
         assert page.title == "My account", page.html
     assert sign_in_log_codes(keyward, upn) == [50079, 0, 50076, 500121, 0]
+
+    entries, user = run(read_sign_ins_with_the_sdk(keyward, user_id))
+    assert [it.status.error_code for it in reversed(entries)] == [50079, 0, 50076, 500121, 0]
+    newest = entries[0]
+    assert newest.is_interactive and newest.client_app_used == "Browser"
+    assert newest.conditional_access_status is not None and newest.conditional_access_status.value == "notApplied"
+    assert newest.risk_state is not None and newest.risk_state.value == "none"
+    assert newest.resource_display_name == "Microsoft Graph"
+    assert newest.user_agent and newest.user_agent.startswith("python-httpx/"), newest.user_agent
+    # Nothing beyond v1.0's signIn: a beta-only property would land in additional_data.
+    assert newest.additional_data == {}, newest.additional_data
+    assert user is not None and user.sign_in_activity is not None
+    assert user.sign_in_activity.last_sign_in_request_id == newest.id
+    assert user.sign_in_activity.last_successful_sign_in_request_id == newest.id
+    assert user.sign_in_activity.last_sign_in_date_time == newest.created_date_time.replace(microsecond=0)
 
 
 def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServer) -> None:

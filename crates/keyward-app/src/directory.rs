@@ -276,7 +276,11 @@ impl App {
 
     /// `GET /users`.
     pub async fn list_users(&self, caller: &Caller, raw: &RawQuery) -> Result<UserPage, AppError> {
-        self.list_users_planned(caller, query::plan(&query::USER, raw)?).await
+        let plan = query::plan(&query::USER, raw)?;
+        if plan.reads_sign_in_activity() {
+            require(caller, crate::signin_admin::SIGN_IN_REPORTS_READ, Target::Tenant)?;
+        }
+        self.list_users_planned(caller, plan).await
     }
 
     /// A page of users by a validated plan (`GET /users`, and the portal's list).

@@ -97,6 +97,8 @@ impl AppConfig {
 pub struct RequestMeta {
     pub correlation_id: String,
     pub ip_address: Option<String>,
+    /// The client's `User-Agent`, cut to [`keyward_core::signin::USER_AGENT_MAX`] characters.
+    pub user_agent: Option<String>,
 }
 
 /// Who is calling: a signed-in user (a delegated token) or an application acting as itself (an

@@ -1368,6 +1368,11 @@ impl App {
             details,
             client_app_used: signin::CLIENT_APP_BROWSER.into(),
             is_interactive: true,
+            service_principal_id: None,
+            protocol: "none".into(),
+            client_credential: "none".into(),
+            incoming_token: "none".into(),
+            user_agent: flow.meta.user_agent.clone(),
         }
     }
 

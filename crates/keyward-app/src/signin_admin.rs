@@ -11,9 +11,10 @@ use keyward_core::directory::PropertyChange;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
-use keyward_core::signin::{PerUserMfaState, SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin::{PerUserMfaState, SignInActivity, SignInPolicy, SignInRecord, TapPolicy};
 use keyward_core::signin_query::SignInQuery;
 use keyward_store::{SignInCursor, Tx, UserSignInState};
+use std::collections::HashMap;
 
 use crate::commit_audited;
 use crate::directory::resolve_user;
@@ -21,7 +22,7 @@ use crate::facts::user_facts;
 use crate::{App, AppError, Caller, audit_id, require, require_scope, rfc3339};
 
 /// Reading the sign-in log.
-const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
+pub(crate) const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
 /// Managing the tenant's authentication policies (Authentication Policy Administrator, Global
 /// Administrator).
 const STRONG_AUTHENTICATION_POLICY: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
@@ -78,6 +79,20 @@ impl App {
         rows.truncate(query.top);
         let skiptoken = if has_more { rows.last().map(|(cursor, _)| encode(cursor)) } else { None };
         Ok(SignInPage { items: rows.into_iter().map(|(_, record)| record).collect(), skiptoken })
+    }
+
+    /// The `signInActivity` of those of `users` who ever signed in: read with the sign-in log's
+    /// permission (Entra's `AuditLog.Read.All`), for users the caller may already see.
+    pub async fn sign_in_activity(
+        &self,
+        caller: &Caller,
+        users: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, SignInActivity>, AppError> {
+        require(caller, SIGN_IN_REPORTS_READ, Target::Tenant)?;
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self.read().await?.sign_in_activity(users).await?.into_iter().collect())
     }
 
     /// `GET /auditLogs/signIns/{id}`.

@@ -4,7 +4,26 @@
 use time::OffsetDateTime;
 
 use crate::odata::{CmpOp, Expr, Literal, StrFunc, parse_filter};
-use crate::query::{QueryError, RawQuery, parse_top};
+use crate::query::{QueryError, RawQuery};
+
+/// `directoryAudit`'s properties, as `$select` names them.
+pub const PROPERTIES: &[&str] = &[
+    "id",
+    "category",
+    "correlationId",
+    "result",
+    "resultReason",
+    "activityDisplayName",
+    "activityDateTime",
+    "loggedByService",
+    "operationType",
+    "initiatedBy",
+    "targetResources",
+    "additionalDetails",
+];
+
+/// The largest page of either log: Graph's 1,000.
+pub const LOG_MAX_TOP: usize = 1000;
 
 /// How a text property is matched (case-insensitively).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +47,20 @@ pub struct AuditFilter {
     pub initiator_app_id: Option<String>,
     pub target_id: Option<String>,
     pub target_upn: Option<String>,
+    /// As written: record ids are case-sensitive (`Directory_…`).
+    pub id: Option<String>,
+    /// `initiatedBy/user/displayName`, lowercased.
+    pub initiator_user_name: Option<String>,
+    /// `initiatedBy/app/displayName`, lowercased.
+    pub initiator_app_name: Option<String>,
 }
 
 /// A validated audit query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditQuery {
     pub filter: AuditFilter,
+    /// The properties `$select` names, in Graph's spelling (`id` always among them).
+    pub select: Option<Vec<&'static str>>,
     pub top: usize,
     pub is_ascending: bool,
     pub skiptoken: Option<String>,
@@ -59,16 +86,20 @@ pub(crate) fn lowered(value: &Literal, property: &str, resource: &str) -> Result
 }
 
 /// What every log and report list checks first: `$skip` is refused (page with the next link),
-/// `$select`, `$search` and `$expand` are refused on `collection`, and the `$filter` is parsed.
+/// `$search` and `$expand` are refused on `collection` (and `$select` on the reports, which the
+/// logs read with [`log_select`]), and the `$filter` is parsed.
 pub(crate) fn log_filter(raw: &RawQuery, collection: &str) -> Result<Option<Expr>, QueryError> {
     if raw.has_skip {
         return Err(QueryError::BadRequest(
             "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
         ));
     }
-    for (name, is_present) in
-        [("$select", raw.select.is_some()), ("$search", raw.search.is_some()), ("$expand", raw.expand.is_some())]
-    {
+    let is_log = matches!(collection, "signIns" | "directoryAudits");
+    for (name, is_present) in [
+        ("$select", raw.select.is_some() && !is_log),
+        ("$search", raw.search.is_some()),
+        ("$expand", raw.expand.is_some()),
+    ] {
         if is_present {
             return Err(QueryError::Unsupported(format!(
                 "The query option '{name}' is not supported on {collection}."
@@ -78,6 +109,41 @@ pub(crate) fn log_filter(raw: &RawQuery, collection: &str) -> Result<Option<Expr
     raw.filter
         .as_deref()
         .map(|it| parse_filter(it).map_err(|err| QueryError::BadRequest(format!("Invalid filter clause: {err}"))))
+        .transpose()
+}
+
+/// A log's `$select`: each name one of `properties` (in any case), given back in Graph's spelling
+/// with `id` first.
+pub(crate) fn log_select(
+    raw: &RawQuery,
+    properties: &[&'static str],
+    type_name: &str,
+) -> Result<Option<Vec<&'static str>>, QueryError> {
+    let Some(select) = raw.select.as_deref() else { return Ok(None) };
+    let mut chosen = vec!["id"];
+    for name in select.split(',').map(str::trim) {
+        let property = properties.iter().find(|it| it.eq_ignore_ascii_case(name)).ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "Could not find a property named '{name}' on type 'microsoft.graph.{type_name}'."
+            ))
+        })?;
+        if !chosen.contains(property) {
+            chosen.push(property);
+        }
+    }
+    Ok(Some(chosen))
+}
+
+/// A log's `$top`: 1 to `max`, `None` when absent.
+pub(crate) fn log_top(raw: &RawQuery, max: usize) -> Result<Option<usize>, QueryError> {
+    raw.top
+        .as_deref()
+        .map(|it| match it.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(QueryError::BadRequest(format!(
+                "Invalid page size specified: '{it}'. Must be between 1 and {max} inclusive."
+            ))),
+        })
         .transpose()
 }
 
@@ -153,6 +219,13 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
                 ("initiatedby/app/appid", CmpOp::Eq, _) => {
                     set(&mut filter.initiator_app_id, text(value, &property)?.to_lowercase(), &property)
                 }
+                ("initiatedby/user/displayname", CmpOp::Eq, _) => {
+                    set(&mut filter.initiator_user_name, text(value, &property)?.to_lowercase(), &property)
+                }
+                ("initiatedby/app/displayname", CmpOp::Eq, _) => {
+                    set(&mut filter.initiator_app_name, text(value, &property)?.to_lowercase(), &property)
+                }
+                ("id", CmpOp::Eq, _) => set(&mut filter.id, text(value, &property)?, &property),
                 _ => Err(unsupported(&property)),
             }
         }
@@ -217,7 +290,13 @@ pub fn plan(raw: &RawQuery) -> Result<AuditQuery, QueryError> {
             }
         }
     };
-    Ok(AuditQuery { filter, top: parse_top(raw.top.as_deref())?, is_ascending, skiptoken: raw.skiptoken.clone() })
+    Ok(AuditQuery {
+        filter,
+        select: log_select(raw, PROPERTIES, "directoryAudit")?,
+        top: log_top(raw, LOG_MAX_TOP)?.unwrap_or(crate::query::DEFAULT_TOP),
+        is_ascending,
+        skiptoken: raw.skiptoken.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -248,6 +327,23 @@ mod tests {
         assert_eq!(upn.filter.target_upn.as_deref(), Some("a@b.test"));
         let asc = RawQuery { orderby: Some("activityDateTime asc".into()), ..RawQuery::default() };
         assert!(plan(&asc).expect("valid").is_ascending);
+        let named =
+            plan(&raw("initiatedBy/user/displayName eq 'MEGAN Bowen' and initiatedBy/app/displayName eq 'Sync' and \
+             id eq 'Directory_ABC'"))
+            .expect("valid");
+        assert_eq!(named.filter.initiator_user_name.as_deref(), Some("megan bowen"));
+        assert_eq!(named.filter.initiator_app_name.as_deref(), Some("sync"));
+        assert_eq!(named.filter.id.as_deref(), Some("Directory_ABC"));
+        let select = RawQuery {
+            select: Some("activityDisplayName,targetresources".into()),
+            top: Some("1000".into()),
+            ..RawQuery::default()
+        };
+        let planned = plan(&select).expect("valid");
+        assert_eq!(planned.select, Some(vec!["id", "activityDisplayName", "targetResources"]));
+        assert_eq!(planned.top, 1000);
+        let unknown = RawQuery { select: Some("nope".into()), ..RawQuery::default() };
+        assert!(matches!(plan(&unknown), Err(QueryError::BadRequest(_))));
     }
 
     #[test]

@@ -127,8 +127,35 @@ pub const USER: Resource = Resource {
         prop("usageLocation", PropType::String, FilterSupport::Eq),
         prop("passwordProfile", PropType::String, FilterSupport::None),
         select_only(prop("signInSessionsValidFromDateTime", PropType::DateTime, FilterSupport::None)),
+        // Read with the sign-in log's permission (see `SIGN_IN_ACTIVITY`).
+        select_only(prop(SIGN_IN_ACTIVITY, PropType::String, FilterSupport::None)),
+        // Filter-only paths into it ($select names the whole object).
+        select_only(prop("signInActivity/lastSignInDateTime", PropType::DateTime, FilterSupport::Range)),
+        select_only(prop("signInActivity/lastNonInteractiveSignInDateTime", PropType::DateTime, FilterSupport::Range)),
+        select_only(prop("signInActivity/lastSuccessfulSignInDateTime", PropType::DateTime, FilterSupport::Range)),
     ],
 };
+
+/// The user's `signInActivity`: selected or filtered on only by callers who may read the sign-in
+/// log, as Entra requires `AuditLog.Read.All`.
+pub const SIGN_IN_ACTIVITY: &str = "signInActivity";
+
+impl Plan {
+    /// Whether the plan selects or filters on `signInActivity`.
+    pub fn reads_sign_in_activity(&self) -> bool {
+        fn uses(expr: &Expr) -> bool {
+            match expr {
+                Expr::And(left, right) | Expr::Or(left, right) => uses(left) || uses(right),
+                Expr::Not(inner) => uses(inner),
+                Expr::Compare { path, .. } | Expr::In { path, .. } | Expr::Func { path, .. } => {
+                    path.to_string().starts_with("signInActivity/")
+                }
+                _ => false,
+            }
+        }
+        self.select.as_ref().is_some_and(|it| it.contains(&SIGN_IN_ACTIVITY)) || self.filter.as_ref().is_some_and(uses)
+    }
+}
 
 /// The `group` resource.
 pub const GROUP: Resource = Resource {
@@ -384,7 +411,10 @@ fn unsupported_clause(resource: &Resource, name: &str) -> QueryError {
 fn parse_select(resource: &Resource, raw: &str) -> Result<Vec<&'static str>, QueryError> {
     let mut res = Vec::new();
     for name in raw.split(',').map(str::trim).filter(|it| !it.is_empty()) {
-        let Some(property) = resource.property(name) else { return Err(no_property(resource, name)) };
+        // A path into a complex property is for `$filter`; `$select` names the property.
+        let Some(property) = resource.property(name).filter(|it| !it.name.contains('/')) else {
+            return Err(no_property(resource, name));
+        };
         if !res.contains(&property.name) {
             res.push(property.name);
         }
@@ -564,9 +594,14 @@ fn resolve(
         ))),
         (None, [name]) => match resource.property(name) {
             Some(it) if it.ty == PropType::StringCollection => Err(unsupported_clause(resource, it.name)),
+            Some(it) if it.name.contains('/') => Err(no_property(resource, name)),
             Some(it) => Ok(it),
             None => Err(no_property(resource, name)),
         },
+        // A member of a complex property (`signInActivity/lastSignInDateTime`).
+        (None, [parent, member]) => {
+            resource.property(&format!("{parent}/{member}")).ok_or_else(|| no_property(resource, &path.to_string()))
+        }
         (None, _) => Err(no_property(resource, &path.to_string())),
     }
 }

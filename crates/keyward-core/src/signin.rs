@@ -501,6 +501,117 @@ pub struct SignInRecord {
     /// `false` for sign-ins without the user at the keyboard: refresh-token redemptions,
     /// device-code completions and the password grant.
     pub is_interactive: bool,
+    /// An application's own sign-in (the client-credentials grant): its service principal's id.
+    /// The user fields are then empty and `app_*` name the application.
+    pub service_principal_id: Option<String>,
+    /// Graph's `authenticationProtocol` (beta): `none`, `ropc` or `deviceCode`.
+    pub protocol: String,
+    /// Graph's `clientCredentialType` (beta): `none`, `clientSecret` or `clientAssertion`.
+    pub client_credential: String,
+    /// Graph's `incomingTokenType` (beta): `none` or `refreshToken`.
+    pub incoming_token: String,
+    /// The client's `User-Agent`, at most [`USER_AGENT_MAX`] characters.
+    pub user_agent: Option<String>,
+}
+
+/// A user's latest sign-ins, Graph's `signInActivity`: each the time and the sign-in's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInActivity {
+    /// The last interactive sign-in, successful or not.
+    pub last_sign_in: Option<(OffsetDateTime, String)>,
+    /// The last non-interactive sign-in (a refresh token redeemed, the password grant, a device
+    /// code completed), successful or not.
+    pub last_non_interactive: Option<(OffsetDateTime, String)>,
+    /// The last successful sign-in of either kind.
+    pub last_success: Option<(OffsetDateTime, String)>,
+}
+
+impl SignInActivity {
+    /// What `record` changes: the slots it fills (the others `None`).
+    pub fn of(record: &SignInRecord) -> Self {
+        let this = Some((record.created, record.id.clone()));
+        let kind = record.event_type();
+        Self {
+            last_sign_in: this.clone().filter(|_| kind == SignInEventType::InteractiveUser),
+            last_non_interactive: this.clone().filter(|_| kind == SignInEventType::NonInteractiveUser),
+            last_success: this.filter(|_| record.error_code == 0),
+        }
+    }
+}
+
+/// The longest `User-Agent` kept in the sign-in log.
+pub const USER_AGENT_MAX: usize = 512;
+
+/// Graph's `signInEventTypes` (beta): what kind of sign-in a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignInEventType {
+    InteractiveUser,
+    NonInteractiveUser,
+    ServicePrincipal,
+}
+
+impl SignInEventType {
+    pub const ALL: [SignInEventType; 3] = [Self::InteractiveUser, Self::NonInteractiveUser, Self::ServicePrincipal];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InteractiveUser => "interactiveUser",
+            Self::NonInteractiveUser => "nonInteractiveUser",
+            Self::ServicePrincipal => "servicePrincipal",
+        }
+    }
+
+    /// Graph's value, in any case.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|it| it.as_str().eq_ignore_ascii_case(raw))
+    }
+}
+
+impl SignInRecord {
+    /// The record's `signInEventTypes` entry.
+    pub fn event_type(&self) -> SignInEventType {
+        if self.service_principal_id.is_some() {
+            SignInEventType::ServicePrincipal
+        } else if self.is_interactive {
+            SignInEventType::InteractiveUser
+        } else {
+            SignInEventType::NonInteractiveUser
+        }
+    }
+}
+
+/// Graph's `deviceDetail.browser` and `deviceDetail.operatingSystem`, read from a `User-Agent` the
+/// way Entra names them (`Chrome 120.0.0`, `Windows10`); empty where the agent does not say.
+pub fn device_detail(user_agent: &str) -> (String, String) {
+    let version_after = |marker: &str| {
+        user_agent
+            .split(marker)
+            .nth(1)
+            .map(|rest| rest.split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap_or_default().to_owned())
+    };
+    let browser = [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Version/", "Safari")]
+        .into_iter()
+        .find_map(|(marker, name)| {
+            let is_safari = name != "Safari" || user_agent.contains("Safari/");
+            version_after(marker).filter(|_| is_safari).map(|version| format!("{name} {version}").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let os = if user_agent.contains("Windows NT 10") {
+        "Windows10"
+    } else if user_agent.contains("Windows") {
+        "Windows"
+    } else if user_agent.contains("Android") {
+        "Android"
+    } else if user_agent.contains("iPhone") || user_agent.contains("iPad") {
+        "Ios"
+    } else if user_agent.contains("Mac OS X") {
+        "MacOs"
+    } else if user_agent.contains("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    (browser, os.to_owned())
 }
 
 /// `clientAppUsed` of the sign-in pages.
@@ -647,6 +758,20 @@ impl Amr {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn device_detail_names_browser_and_system_as_entra_does() {
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.71 Safari/537.36";
+        assert_eq!(device_detail(chrome), ("Chrome 120.0.6099.71".into(), "Windows10".into()));
+        let edge =
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.61";
+        assert_eq!(device_detail(edge), ("Edge 120.0.2210.61".into(), "Linux".into()));
+        let safari = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 Version/17.1 Mobile/15E148 Safari/604.1";
+        assert_eq!(device_detail(safari), ("Safari 17.1".into(), "Ios".into()));
+        assert_eq!(device_detail("python-requests/2.32.3"), (String::new(), String::new()));
+        assert_eq!(SignInEventType::parse("SERVICEPRINCIPAL"), Some(SignInEventType::ServicePrincipal));
+        assert_eq!(SignInEventType::parse("managedIdentity"), None);
+    }
 
     #[test]
     fn amr_keeps_each_method_once_in_order_and_round_trips() {

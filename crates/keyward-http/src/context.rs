@@ -133,7 +133,8 @@ impl FromRequestParts<AppState> for GraphCtx {
             }
         });
         let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| it.0.ip().to_string());
-        let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address };
+        let user_agent = crate::pages::user_agent(&parts.headers);
+        let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address, user_agent };
         let caller = state.app.authenticate(bearer, meta).await.map_err(|err| GraphError::from_app(err, &ids))?;
         Ok(GraphCtx { caller, version, ids, state: state.clone() })
     }

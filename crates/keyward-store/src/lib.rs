@@ -31,7 +31,7 @@ use keyward_core::registration::{
     RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, SummaryScope,
 };
 use keyward_core::signin::{
-    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInActivity, SignInPolicy, SignInRecord, Stage, TapPolicy,
 };
 use keyward_core::signin_query::SignInFilter;
 use time::OffsetDateTime;
@@ -575,7 +575,10 @@ pub trait SignInStore: Send {
     async fn get_remembered_device(&mut self, id_sha256: &[u8]) -> Result<Option<RememberedDevice>, StoreError>;
     /// Forgets every remembered device of a user.
     async fn delete_remembered_devices(&mut self, user: &ObjectId) -> Result<(), StoreError>;
+    /// Logs a sign-in and, for a user's, updates their [`SignInActivity`].
     async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError>;
+    /// The sign-in activity of those of `users` who ever signed in.
+    async fn sign_in_activity(&mut self, users: &[ObjectId]) -> Result<Vec<(ObjectId, SignInActivity)>, StoreError>;
     /// Sign-ins matching `filter`, newest first, continuing after `after`.
     async fn query_sign_ins(
         &mut self,

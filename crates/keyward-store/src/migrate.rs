@@ -50,6 +50,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0012_registration_counts.sql",
         sql: include_str!("../migrations/sqlite/0012_registration_counts.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_sign_in_kinds.sql",
+        sql: include_str!("../migrations/sqlite/0013_sign_in_kinds.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -97,6 +102,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 12,
         name: "0012_registration_counts.sql",
         sql: include_str!("../migrations/postgres/0012_registration_counts.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "0013_sign_in_kinds.sql",
+        sql: include_str!("../migrations/postgres/0013_sign_in_kinds.sql"),
     },
 ];
 

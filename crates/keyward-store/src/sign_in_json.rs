@@ -29,6 +29,21 @@ struct Row {
     client_app_used: String,
     #[serde(default = "interactive")]
     is_interactive: bool,
+    /// The fields below are absent in records written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_principal_id: Option<String>,
+    #[serde(default = "none")]
+    protocol: String,
+    #[serde(default = "none")]
+    client_credential: String,
+    #[serde(default = "none")]
+    incoming_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+}
+
+fn none() -> String {
+    "none".to_owned()
 }
 
 fn browser() -> String {
@@ -75,6 +90,11 @@ pub(crate) fn to_json(record: &SignInRecord) -> Result<String, StoreError> {
             .collect(),
         client_app_used: record.client_app_used.clone(),
         is_interactive: record.is_interactive,
+        service_principal_id: record.service_principal_id.clone(),
+        protocol: record.protocol.clone(),
+        client_credential: record.client_credential.clone(),
+        incoming_token: record.incoming_token.clone(),
+        user_agent: record.user_agent.clone(),
     };
     serde_json::to_string(&row).map_err(|err| StoreError::Other(format!("encoding a sign-in record: {err}")))
 }
@@ -114,5 +134,10 @@ pub(crate) fn from_json(text: &str) -> Result<SignInRecord, StoreError> {
             .collect::<Result<_, StoreError>>()?,
         client_app_used: row.client_app_used,
         is_interactive: row.is_interactive,
+        service_principal_id: row.service_principal_id,
+        protocol: row.protocol,
+        client_credential: row.client_credential,
+        incoming_token: row.incoming_token,
+        user_agent: row.user_agent,
     })
 }

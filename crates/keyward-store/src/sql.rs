@@ -92,6 +92,16 @@ pub(crate) fn user_col(property: &str) -> Option<Col> {
         "usageLocation" => Col::Text("users.usage_location_lc"),
         "accountEnabled" => Col::Bool("users.account_enabled"),
         "createdDateTime" => Col::Time("users.created_at"),
+        // Read through the user's activity row: a primary-key lookup per user the filter meets.
+        "signInActivity/lastSignInDateTime" => {
+            Col::Time("(SELECT a.last_sign_in_at FROM user_sign_in_activity a WHERE a.user_id = users.id)")
+        }
+        "signInActivity/lastNonInteractiveSignInDateTime" => {
+            Col::Time("(SELECT a.last_non_interactive_at FROM user_sign_in_activity a WHERE a.user_id = users.id)")
+        }
+        "signInActivity/lastSuccessfulSignInDateTime" => {
+            Col::Time("(SELECT a.last_success_at FROM user_sign_in_activity a WHERE a.user_id = users.id)")
+        }
         "otherMails" => Col::Values("otherMails"),
         "businessPhones" => Col::Values("businessPhones"),
         _ => return None,

@@ -157,9 +157,20 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base_url: &str) -> Browser {
-        let client =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client");
-        Browser { base_url: base_url.to_owned(), client, cookies: BTreeMap::new() }
+        Self::with_user_agent(base_url, None)
+    }
+
+    /// A browser that sends `user_agent` as its `User-Agent` (none by default).
+    pub fn with_user_agent(base_url: &str, user_agent: Option<&str>) -> Browser {
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(agent) = user_agent {
+            builder = builder.user_agent(agent);
+        }
+        Browser {
+            base_url: base_url.to_owned(),
+            client: builder.build().expect("http client"),
+            cookies: BTreeMap::new(),
+        }
     }
 
     fn cookie_header(&self) -> String {

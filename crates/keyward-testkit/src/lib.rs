@@ -372,7 +372,7 @@ impl TestApp {
     /// The audit records whose targets include `target` (an object id), newest first, as the
     /// Global Administrator reads them.
     pub async fn audit_for(&self, target: &str) -> Vec<keyward_core::audit::AuditRecord> {
-        let meta = keyward_app::RequestMeta { correlation_id: "test".into(), ip_address: None };
+        let meta = keyward_app::RequestMeta { correlation_id: "test".into(), ip_address: None, user_agent: None };
         let caller = self.app.authenticate(Some(&self.admin_token), meta).await.expect("the admin token is accepted");
         let target = keyward_core::ids::ObjectId::parse(target).unwrap_or_else(|| panic!("'{target}' is no object id"));
         self.app.audit_for_target(&caller, &target, 50).await.expect("audit records")

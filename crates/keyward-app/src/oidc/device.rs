@@ -121,6 +121,8 @@ impl App {
                 upn: String::new(),
                 method: "Previously satisfied",
                 amr: record.amr.clone(),
+                protocol: "deviceCode",
+                incoming_token: "none",
             });
         }
         match record.status {

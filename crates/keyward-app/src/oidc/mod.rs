@@ -125,6 +125,10 @@ struct SignInSubject {
     method: &'static str,
     /// The grant's `amr`.
     amr: Amr,
+    /// The sign-in log's `authenticationProtocol`: `none`, `ropc` or `deviceCode`.
+    protocol: &'static str,
+    /// The sign-in log's `incomingTokenType`: `none` or `refreshToken`.
+    incoming_token: &'static str,
 }
 
 /// A client as the provider sees it.

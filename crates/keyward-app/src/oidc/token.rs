@@ -31,8 +31,30 @@ impl App {
     ) -> Result<TokenResponse, OAuthError> {
         let tenant = self.oauth_tenant(tenant_key).await?;
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
         let grant_type = param("grant_type").unwrap_or("");
+        // The credential the client presented, as the sign-in log's `clientCredentialType`.
+        let presented = if param("client_assertion").is_some() {
+            "clientAssertion"
+        } else if auth.secret.is_some() || param("client_secret").is_some() {
+            "clientSecret"
+        } else {
+            "none"
+        };
+        let claimed_id = auth.client_id.clone().or_else(|| param("client_id").map(str::to_owned));
+        let (client, is_authenticated) = match self.authenticate_client(&tenant, tenant_key, params, auth).await {
+            Ok(it) => it,
+            Err(err) => {
+                // An application's failed sign-in (a wrong secret) is logged like Entra's.
+                if grant_type == "client_credentials"
+                    && let Some(id) = claimed_id
+                    && let Ok(Some(client)) = self.client(&tenant, &id).await
+                {
+                    self.log_app_sign_in(&tenant, &client, presented, Err(&err), meta).await;
+                }
+                return Err(err);
+            }
+        };
+        let credential = if is_authenticated { presented } else { "none" };
         // The user a grant signs in, once the grant knows it: every such attempt goes to the
         // sign-in log (non-interactive, with this client's names).
         let mut subject = None;
@@ -62,11 +84,61 @@ impl App {
         if let Some(subject) = subject {
             // The answer stands whether or not its log entry could be written (a token already
             // issued, a code already spent): a failure is logged here instead.
-            if let Err(err) = self.log_token_sign_in(&tenant, &client, subject, &result, meta).await {
+            if let Err(err) = self.log_token_sign_in(&tenant, &client, subject, credential, &result, meta).await {
                 tracing::error!(error = ?err, "cannot write the sign-in log entry of a token request");
             }
+        } else if grant_type == "client_credentials" {
+            self.log_app_sign_in(&tenant, &client, credential, result.as_ref().map(|_| ()), meta).await;
         }
         result
+    }
+
+    /// Writes the sign-in log entry of an application's own sign-in (the client-credentials
+    /// grant), when the client has a service principal; a failure to write it is only logged.
+    async fn log_app_sign_in(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        credential: &str,
+        result: Result<(), &OAuthError>,
+        meta: &RequestMeta,
+    ) {
+        let Some(principal) = &client.service_principal else { return };
+        let now = self.now();
+        let code = error_code(result);
+        let record = signin::SignInRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.id.clone(),
+            created: now,
+            user_id: None,
+            user_principal_name: String::new(),
+            user_display_name: None,
+            app_id: client.client_id.clone(),
+            app_display_name: client.display_name.clone(),
+            ip_address: meta.ip_address.clone(),
+            correlation_id: meta.correlation_id.clone(),
+            error_code: code,
+            failure_reason: failure_reason(code, result),
+            is_multi_factor: false,
+            requirement_policies: Vec::new(),
+            details: Vec::new(),
+            client_app_used: signin::CLIENT_APP_DESKTOP.into(),
+            is_interactive: false,
+            service_principal_id: Some(principal.id.to_string()),
+            protocol: "none".into(),
+            client_credential: credential.into(),
+            incoming_token: "none".into(),
+            user_agent: meta.user_agent.clone(),
+        };
+        let written = async {
+            let mut tx = self.write().await?;
+            tx.insert_sign_in(&record).await?;
+            tx.commit().await?;
+            Ok::<_, AppError>(())
+        };
+        if let Err(err) = written.await {
+            tracing::error!(error = ?err, "cannot write the sign-in log entry of an application's sign-in");
+        }
     }
 
     /// Identifies the client of a token-endpoint request (`client_id` in the body or HTTP Basic)
@@ -136,14 +208,12 @@ impl App {
         tenant: &Tenant,
         client: &Client,
         subject: SignInSubject,
+        credential: &str,
         result: &Result<TokenResponse, OAuthError>,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let now = self.now();
-        let code = match result {
-            Ok(_) => 0,
-            Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
-        };
+        let code = error_code(result.as_ref().map(|_| ()));
         let user = match &subject.user_id {
             Some(id) => self.read().await?.get_user(&tenant.id, id).await?,
             None => None,
@@ -161,10 +231,7 @@ impl App {
             ip_address: meta.ip_address.clone(),
             correlation_id: meta.correlation_id.clone(),
             error_code: code,
-            failure_reason: signin::failure_reason(code).map(str::to_owned).or_else(|| match result {
-                Err(err) => Some(err.description.clone()),
-                Ok(_) => None,
-            }),
+            failure_reason: failure_reason(code, result.as_ref().map(|_| ())),
             is_multi_factor: subject.amr.is_multi_factor(),
             requirement_policies: Vec::new(),
             details: vec![signin::AuthenticationDetail {
@@ -175,6 +242,11 @@ impl App {
             }],
             client_app_used: signin::CLIENT_APP_DESKTOP.into(),
             is_interactive: false,
+            service_principal_id: None,
+            protocol: subject.protocol.into(),
+            client_credential: credential.into(),
+            incoming_token: subject.incoming_token.into(),
+            user_agent: meta.user_agent.clone(),
         };
         let mut tx = self.write().await?;
         tx.insert_sign_in(&record).await?;
@@ -369,6 +441,8 @@ impl App {
             upn: String::new(),
             method: "Previously satisfied",
             amr: record.grant.amr.clone(),
+            protocol: "none",
+            incoming_token: "refreshToken",
         });
         Self::require_client_auth(is_authenticated, self.is_public_client(client).await?)?;
         let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
@@ -667,6 +741,8 @@ impl App {
             upn: username.clone(),
             method: "Password",
             amr: Amr::of(&[AuthMethodRef::Password]),
+            protocol: "ropc",
+            incoming_token: "none",
         });
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         let (hash, reservation) = match &user {
@@ -754,4 +830,17 @@ impl App {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The sign-in log's error code of a token request: 0, or the first of Entra's codes.
+fn error_code(result: Result<(), &OAuthError>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
+    }
+}
+
+/// The sign-in log's failure reason: Entra's text for the code, or the error's description.
+fn failure_reason(code: i32, result: Result<(), &OAuthError>) -> Option<String> {
+    signin::failure_reason(code).map(str::to_owned).or_else(|| result.err().map(|err| err.description.clone()))
 }

@@ -1,6 +1,6 @@
 //! `/auditLogs/directoryAudits`: the audit log in Graph's `directoryAudit` shape.
 
-use super::Query;
+use super::{Query, pick, select_suffix};
 use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -68,8 +68,10 @@ async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
     let plan = audit_query::plan(&query.raw).map_err(AppError::from)?;
     let page = ctx.state.app.list_audit(&ctx.caller, &plan).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
-    let items: Vec<Value> = page.items.iter().map(directory_audit).collect();
-    Ok(collection(format!("{}/$metadata#auditLogs/directoryAudits", ctx.base()), items, None, next))
+    let select = plan.select.as_deref();
+    let items: Vec<Value> = page.items.iter().map(|it| pick(directory_audit(it), select)).collect();
+    let context = format!("{}/$metadata#auditLogs/directoryAudits{}", ctx.base(), select_suffix(select));
+    Ok(collection(context, items, None, next))
 }
 
 /// `GET /auditLogs/directoryAudits/{id}`.
@@ -89,7 +91,7 @@ pub fn routes(api: Api) -> Api {
         get(list_audits),
         Op::get(
             "auditLogs",
-            "List audit records, newest first ($filter on activityDateTime, activityDisplayName, category, correlationId, loggedByService, result, initiatedBy, targetResources/any)",
+            "List audit records, newest first ($filter on id, activityDateTime, activityDisplayName, category, correlationId, loggedByService, result, initiatedBy/user/id, initiatedBy/user/userPrincipalName, initiatedBy/user/displayName, initiatedBy/app/appId, initiatedBy/app/displayName, targetResources/any; $select; $top up to 1000)",
             "microsoft.directory/auditLogs/allProperties/read",
             "DirectoryAuditCollection",
         )

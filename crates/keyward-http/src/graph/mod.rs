@@ -129,6 +129,17 @@ pub(crate) fn select_suffix(select: Option<&[&str]>) -> String {
     select.map_or_else(String::new, |it| format!("({})", it.join(",")))
 }
 
+/// Keeps only the `select`ed properties of an entity (all without a `$select`).
+pub(crate) fn pick(value: Value, select: Option<&[&str]>) -> Value {
+    match (value, select) {
+        (Value::Object(mut map), Some(names)) => {
+            map.retain(|key, _| names.contains(&key.as_str()));
+            Value::Object(map)
+        }
+        (value, _) => value,
+    }
+}
+
 pub(crate) fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }

@@ -6,6 +6,7 @@ use keyward_core::directory::{
 };
 use keyward_core::query::{GROUP, Resource, USER};
 use keyward_core::secret::Secret;
+use keyward_core::signin::SignInActivity;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -91,6 +92,21 @@ pub fn user(user: &User, select: Option<&[&'static str]>, version: Version) -> M
 
 pub fn group(group: &Group, select: Option<&[&'static str]>, version: Version) -> Map<String, Value> {
     properties(&GROUP, select, version).into_iter().map(|name| (name.to_owned(), group_property(group, name))).collect()
+}
+
+/// A user's `signInActivity` (`null` for a user who never signed in).
+pub fn sign_in_activity(activity: Option<&SignInActivity>) -> Value {
+    let Some(activity) = activity else { return Value::Null };
+    let time = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(at, _)| timestamp(*at));
+    let id = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(_, id)| id.clone());
+    json!({
+        "lastSignInDateTime": time(&activity.last_sign_in),
+        "lastSignInRequestId": id(&activity.last_sign_in),
+        "lastNonInteractiveSignInDateTime": time(&activity.last_non_interactive),
+        "lastNonInteractiveSignInRequestId": id(&activity.last_non_interactive),
+        "lastSuccessfulSignInDateTime": time(&activity.last_success),
+        "lastSuccessfulSignInRequestId": id(&activity.last_success),
+    })
 }
 
 /// A service principal in Graph's shape.

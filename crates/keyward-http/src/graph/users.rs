@@ -9,13 +9,37 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::query;
 use serde_json::Value;
+
+/// Users in Graph's shape, with their `signInActivity` when `$select` names it (read with the
+/// sign-in log's permission, `microsoft.directory/signInReports/allProperties/read`).
+async fn users_json(ctx: &GraphCtx, users: &[User], select: Option<&[&'static str]>) -> Result<Vec<Value>, GraphError> {
+    let activity = if select.is_some_and(|it| it.contains(&query::SIGN_IN_ACTIVITY)) {
+        let ids: Vec<ObjectId> = users.iter().map(|it| it.id.clone()).collect();
+        Some(ctx.state.app.sign_in_activity(&ctx.caller, &ids).await?)
+    } else {
+        None
+    };
+    Ok(users
+        .iter()
+        .map(|user| {
+            let mut body = shape::user(user, select, ctx.version);
+            if let Some(activity) = &activity {
+                body.insert(query::SIGN_IN_ACTIVITY.into(), shape::sign_in_activity(activity.get(&user.id)));
+            }
+            Value::Object(body)
+        })
+        .collect())
+}
 
 /// `GET /users` — `microsoft.directory/users/standard/read`.
 async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await?;
     let select = page.select.as_deref();
-    let items = page.items.iter().map(|it| shape::user(it, select, ctx.version)).collect();
+    let items = users_json(&ctx, &page.items, select).await?;
     let context = format!("{}/$metadata#users{}", ctx.base(), select_suffix(select));
     Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -25,7 +49,8 @@ async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let user = ctx.state.app.get_user(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    Ok(entity(context, shape::user(&user, select.as_deref(), ctx.version), StatusCode::OK))
+    let body = users_json(&ctx, std::slice::from_ref(&user), select.as_deref()).await?.remove(0);
+    Ok(entity(context, body, StatusCode::OK))
 }
 
 /// `GET /me` — the signed-in user.
@@ -33,7 +58,8 @@ async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, Graph
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let me = ctx.state.app.me(&ctx.caller)?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    Ok(entity(context, shape::user(&me, select.as_deref(), ctx.version), StatusCode::OK))
+    let body = users_json(&ctx, std::slice::from_ref(&me), select.as_deref()).await?.remove(0);
+    Ok(entity(context, body, StatusCode::OK))
 }
 
 /// `POST /users` — `microsoft.directory/users/create`.

@@ -74,7 +74,11 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     let bearer = headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).and_then(|it| {
         it.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token)
     });
-    let meta = keyward_app::RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    let meta = keyward_app::RequestMeta {
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ip_address: None,
+        user_agent: None,
+    };
     match state.app.authenticate(bearer, meta).await {
         Ok(caller) => match caller.user() {
             Some(user) => Json(json!({

@@ -43,7 +43,13 @@ pub(crate) fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta
         .and_then(|it| uuid::Uuid::parse_str(it).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .to_string();
-    RequestMeta { correlation_id, ip_address: peer.map(|it| it.ip().to_string()) }
+    RequestMeta { correlation_id, ip_address: peer.map(|it| it.ip().to_string()), user_agent: user_agent(headers) }
+}
+
+/// The request's `User-Agent`, cut to what the sign-in log keeps.
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let agent = headers.get(axum::http::header::USER_AGENT)?.to_str().ok()?.trim();
+    (!agent.is_empty()).then(|| agent.chars().take(keyward_core::signin::USER_AGENT_MAX).collect())
 }
 
 /// Renders a page and sends it with its security headers.

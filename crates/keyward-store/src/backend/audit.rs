@@ -118,8 +118,9 @@ pub(super) fn audit_page_sql(
     after: Option<&AuditCursor>,
     is_ascending: bool,
     limit: usize,
-    copies: bool,
+    dialect: Dialect,
 ) -> (Sql, bool) {
+    let copies = dialect.record_copies;
     let mut rest = filter.clone();
     // The rows driving the query (alias `t`), the column they are looked up by, and its value.
     let driver = if let Some(target) = rest.target_id.take() {
@@ -162,13 +163,13 @@ pub(super) fn audit_page_sql(
             } else {
                 sql.push(" AND r.seq = t.audit_seq AND r.tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_string()));
-                push_audit_filter(&mut sql, &rest);
+                push_audit_filter(&mut sql, &rest, dialect);
             }
         }
         None => {
             sql.push("audit_records r WHERE r.tenant_id = ");
             sql.arg(Arg::Text(tenant.to_string()));
-            push_audit_filter(&mut sql, &rest);
+            push_audit_filter(&mut sql, &rest, dialect);
         }
     }
     let cmp = if is_ascending { ">" } else { "<" };
@@ -185,7 +186,7 @@ pub(super) fn audit_page_sql(
 }
 
 /// Appends the conditions of an audit filter on `audit_records r`.
-pub(super) fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter) {
+pub(super) fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter, dialect: Dialect) {
     let exact = |sql: &mut Sql, column: &str, value: &Option<String>| {
         if let Some(value) = value {
             sql.push(&format!(" AND {column} = "));
@@ -198,7 +199,17 @@ pub(super) fn push_audit_filter(sql: &mut Sql, filter: &AuditFilter) {
     exact(sql, "r.result", &filter.result);
     exact(sql, "r.initiator_id", &filter.initiator_user_id);
     exact(sql, "r.initiator_app_id", &filter.initiator_app_id);
+    exact(sql, "r.id", &filter.id);
     push_time_range(sql, "r.activity_date_time", filter);
+    // Initiators' display names are read from the record: no column holds them.
+    for (kind, value) in [("User", &filter.initiator_user_name), ("App", &filter.initiator_app_name)] {
+        if let Some(name) = value {
+            sql.push(&format!(" AND {} = ", dialect.json_text_lc("r.record", "initiated_by.kind")));
+            sql.arg(Arg::Text(kind.to_lowercase()));
+            sql.push(&format!(" AND {} = ", dialect.json_text_lc("r.record", "initiated_by.display_name")));
+            sql.arg(Arg::Text(name.clone()));
+        }
+    }
     for (column, value) in
         [("r.activity_display_name_lc", &filter.activity), ("r.initiator_upn_lc", &filter.initiator_upn)]
     {

@@ -42,7 +42,8 @@ use keyward_core::registration::{
     SummaryScope,
 };
 use keyward_core::signin::{
-    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInPolicy, SignInRecord, Stage, TapPolicy,
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInActivity, SignInEventType, SignInPolicy, SignInRecord,
+    Stage, TapPolicy,
 };
 use keyward_core::signin_query::SignInFilter;
 use sqlx::Row;
@@ -142,6 +143,34 @@ pub(crate) struct Dialect {
     /// advisory lock (PostgreSQL); SQLite's write transaction already holds the database's only
     /// write lock.
     pub(crate) row_locks: bool,
+}
+
+impl Dialect {
+    /// A text member of the JSON document in `column` (`path`, dotted), lowercased: for a
+    /// condition on what no column holds.
+    pub(crate) fn json_text_lc(self, column: &str, path: &str) -> String {
+        if self.is_sqlite {
+            format!("lower(json_extract({column}, '$.{path}'))")
+        } else {
+            format!("lower({column}::json #>> '{{{}}}')", path.replace('.', ","))
+        }
+    }
+}
+
+/// `expr` matches `text` (both lowercase); a prefix with `LIKE`, its own `%`, `_` and `\`
+/// escaped. For expressions no index serves (see [`Dialect::json_text_lc`]).
+pub(crate) fn push_json_text_match(sql: &mut Sql, expr: &str, text: &TextMatch) {
+    match text {
+        TextMatch::Equals(value) => {
+            sql.push(&format!(" AND {expr} = "));
+            sql.arg(Arg::Text(value.clone()));
+        }
+        TextMatch::StartsWith(prefix) => {
+            sql.push(&format!(" AND {expr} LIKE "));
+            sql.arg(Arg::Text(format!("{}%", crate::sql::escape_like(prefix))));
+            sql.push(" ESCAPE '\\'");
+        }
+    }
 }
 
 impl Backend {
@@ -309,8 +338,7 @@ macro_rules! impl_backend {
                 is_ascending: bool,
                 limit: usize,
             ) -> Result<Vec<(AuditCursor, AuditRecord)>, StoreError> {
-                let (mut sql, copies) =
-                    audit_page_sql(tenant, filter, after, is_ascending, limit, DIALECT.record_copies);
+                let (mut sql, copies) = audit_page_sql(tenant, filter, after, is_ascending, limit, DIALECT);
                 if DIALECT.page_as_one_row {
                     // The SQLite driver hands rows over from its worker thread one at a time, a
                     // thread wake-up each; the page comes back as one row instead.

@@ -584,7 +584,7 @@ macro_rules! impl_sign_in_store {
             async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError> {
                 sqlx::query(concat!(
                     "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, ",
-                    "app_id, error_code, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    "app_id, error_code, record, event_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 ))
                 .bind(&record.id)
                 .bind(record.tenant_id.as_str())
@@ -594,9 +594,86 @@ macro_rules! impl_sign_in_store {
                 .bind(record.app_id.to_lowercase())
                 .bind(i64::from(record.error_code))
                 .bind(sign_in_json::to_json(record)?)
+                .bind(record.event_type().as_str())
                 .execute(&mut *self.0)
                 .await?;
+                // The user's signInActivity, in the same transaction: one more row written.
+                if let Some(user) = &record.user_id {
+                    let activity = SignInActivity::of(record);
+                    let at = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(at, _)| fmt_ts(*at));
+                    let id = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(_, id)| id.clone());
+                    sqlx::query(concat!(
+                        "INSERT INTO user_sign_in_activity (user_id, tenant_id, last_sign_in_at, last_sign_in_id, ",
+                        "last_non_interactive_at, last_non_interactive_id, last_success_at, last_success_id) ",
+                        "SELECT id, tenant_id, $2, $3, $4, $5, $6, $7 FROM users WHERE id = $1 ",
+                        "ON CONFLICT (user_id) DO UPDATE SET ",
+                        "last_sign_in_at = COALESCE(excluded.last_sign_in_at, user_sign_in_activity.last_sign_in_at), ",
+                        "last_sign_in_id = COALESCE(excluded.last_sign_in_id, user_sign_in_activity.last_sign_in_id), ",
+                        "last_non_interactive_at = COALESCE(excluded.last_non_interactive_at, ",
+                        "user_sign_in_activity.last_non_interactive_at), ",
+                        "last_non_interactive_id = COALESCE(excluded.last_non_interactive_id, ",
+                        "user_sign_in_activity.last_non_interactive_id), ",
+                        "last_success_at = COALESCE(excluded.last_success_at, user_sign_in_activity.last_success_at), ",
+                        "last_success_id = COALESCE(excluded.last_success_id, user_sign_in_activity.last_success_id)"
+                    ))
+                    .bind(user.as_str())
+                    .bind(at(&activity.last_sign_in))
+                    .bind(id(&activity.last_sign_in))
+                    .bind(at(&activity.last_non_interactive))
+                    .bind(id(&activity.last_non_interactive))
+                    .bind(at(&activity.last_success))
+                    .bind(id(&activity.last_success))
+                    .execute(&mut *self.0)
+                    .await?;
+                }
                 Ok(())
+            }
+
+            async fn sign_in_activity(
+                &mut self,
+                users: &[ObjectId],
+            ) -> Result<Vec<(ObjectId, SignInActivity)>, StoreError> {
+                let mut found = Vec::new();
+                for chunk in users.chunks(500) {
+                    let mut sql = Sql::new(concat!(
+                        "SELECT user_id, last_sign_in_at, last_sign_in_id, last_non_interactive_at, ",
+                        "last_non_interactive_id, last_success_at, last_success_id FROM user_sign_in_activity ",
+                        "WHERE user_id IN ("
+                    ));
+                    for (n, user) in chunk.iter().enumerate() {
+                        if n > 0 {
+                            sql.push(", ");
+                        }
+                        sql.arg(Arg::Text(user.to_string()));
+                    }
+                    sql.push(")");
+                    let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                        .fetch_all(&mut *self.0)
+                        .await?;
+                    for row in rows {
+                        let slot = |at: usize| -> Result<Option<(OffsetDateTime, String)>, StoreError> {
+                            let time: Option<String> = row.try_get(at)?;
+                            let id: Option<String> = row.try_get(at + 1)?;
+                            Ok(match (time, id) {
+                                (Some(time), Some(id)) => Some((parse_ts(&time)?, id)),
+                                _ => None,
+                            })
+                        };
+                        let user: String = row.try_get(0)?;
+                        let user = ObjectId::parse(&user).ok_or_else(|| {
+                            StoreError::Other(format!("corrupt user id '{user}' in sign-in activity"))
+                        })?;
+                        found.push((
+                            user,
+                            SignInActivity {
+                                last_sign_in: slot(1)?,
+                                last_non_interactive: slot(3)?,
+                                last_success: slot(5)?,
+                            },
+                        ));
+                    }
+                }
+                Ok(found)
             }
 
             async fn query_sign_ins(
@@ -646,6 +723,48 @@ macro_rules! impl_sign_in_store {
                 if let Some(until) = filter.until {
                     sql.push(" AND s.created_at <= ");
                     sql.arg(Arg::Text(fmt_ts(until)));
+                }
+                if let Some(id) = &filter.id {
+                    sql.push(" AND s.id = ");
+                    sql.arg(Arg::Text(id.clone()));
+                }
+                if filter.matches_nothing {
+                    sql.push(" AND 1 = 0");
+                }
+                if filter.event_types.len() < SignInEventType::ALL.len() {
+                    sql.push(" AND s.event_type IN (");
+                    for (n, kind) in filter.event_types.iter().enumerate() {
+                        if n > 0 {
+                            sql.push(", ");
+                        }
+                        sql.arg(Arg::Text(kind.as_str().to_owned()));
+                    }
+                    sql.push(")");
+                }
+                // What no column holds is read from the record.
+                for (field, value) in [
+                    ("app_display_name", &filter.app_display_name),
+                    ("ip_address", &filter.ip_address),
+                    ("user_display_name", &filter.user_display_name),
+                ] {
+                    if let Some(text) = value {
+                        push_json_text_match(&mut sql, &DIALECT.json_text_lc("s.record", field), text);
+                    }
+                }
+                for (field, value) in
+                    [("correlation_id", &filter.correlation_id), ("client_app_used", &filter.client_app_used)]
+                {
+                    if let Some(value) = value {
+                        sql.push(&format!(" AND {} = ", DIALECT.json_text_lc("s.record", field)));
+                        sql.arg(Arg::Text(value.clone()));
+                    }
+                }
+                if let Some(is_multi_factor) = filter.is_multi_factor {
+                    let expr = DIALECT.json_text_lc("s.record", "is_multi_factor");
+                    // SQLite's json_extract reads JSON's true as 1.
+                    let yes = if DIALECT.is_sqlite { "1" } else { "true" };
+                    let op = if is_multi_factor { "=" } else { "<>" };
+                    sql.push(&format!(" AND {expr} {op} '{yes}'"));
                 }
                 if let Some(cursor) = after {
                     sql.push(" AND (s.created_at, s.seq) < (");

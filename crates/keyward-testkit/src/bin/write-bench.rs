@@ -46,7 +46,7 @@ async fn main() {
     .await
     .expect("bootstrap");
     let token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
-    let meta = RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    let meta = RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None, user_agent: None };
     let caller = app.authenticate(Some(&token), meta).await.expect("caller");
     let tenant = caller.tenant.id.clone();
 
@@ -95,6 +95,11 @@ async fn main() {
                         details: Vec::new(),
                         client_app_used: keyward_core::signin::CLIENT_APP_BROWSER.into(),
                         is_interactive: true,
+                        service_principal_id: None,
+                        protocol: "none".into(),
+                        client_credential: "none".into(),
+                        incoming_token: "none".into(),
+                        user_agent: None,
                     };
                     let mut tx = store.write().await.expect("tx");
                     tx.insert_sign_in(&record).await.expect("insert");

@@ -3,7 +3,7 @@
 use keyward_app::ChainReport;
 use keyward_core::audit_chain::{self, ChainBreak};
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The first key of a new copy block (a block is never shared by two targets or initiators).
 const NEW_BLOCK: &str = "((SELECT (max(key) >> 32) + 1 FROM audit_copies) << 32)";
@@ -727,6 +727,44 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         tx.commit().await.expect("commit");
     }
 
+    // Sign-ins of users[2]: interactive and failed, then non-interactive and successful.
+    let sign_in_ids = ["7d0c1a52-0000-4000-8000-000000000001", "7d0c1a52-0000-4000-8000-000000000002"];
+    {
+        use keyward_core::ids::ObjectId;
+        use keyward_core::signin::SignInRecord;
+        let user = ObjectId::parse(&users[2]).expect("id");
+        let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+        let mut tx = app.app.store().write().await.expect("tx");
+        for (n, id) in sign_in_ids.iter().enumerate() {
+            let record = SignInRecord {
+                id: (*id).into(),
+                tenant_id: tenant.clone(),
+                created: app.app.now() + time::Duration::seconds(i64::try_from(n).expect("n")),
+                user_id: Some(user.clone()),
+                user_principal_name: "someone@example.test".into(),
+                user_display_name: None,
+                app_id: "app".into(),
+                app_display_name: "App".into(),
+                ip_address: None,
+                correlation_id: "c".into(),
+                error_code: if n == 0 { 50126 } else { 0 },
+                failure_reason: None,
+                is_multi_factor: false,
+                requirement_policies: Vec::new(),
+                details: Vec::new(),
+                client_app_used: "Browser".into(),
+                is_interactive: n == 0,
+                service_principal_id: None,
+                protocol: "none".into(),
+                client_credential: "none".into(),
+                incoming_token: "none".into(),
+                user_agent: None,
+            };
+            tx.insert_sign_in(&record).await.expect("insert");
+        }
+        tx.commit().await.expect("commit");
+    }
+
     // Put the target rows back in schema 6's shape, as a database written by an older Keyward.
     let downgrade: &[&str] = match raw {
         Raw::Sqlite(_) => &[
@@ -766,6 +804,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 12's partial indexes.
     raw.exec("DROP INDEX users_disabled").await;
     raw.exec("DROP INDEX users_enabled_without_password").await;
+    // Nor schema 13's sign-in kinds and activity.
+    raw.exec("DROP TABLE user_sign_in_activity").await;
+    raw.exec("ALTER TABLE sign_ins DROP COLUMN event_type").await;
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");
@@ -832,6 +873,17 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     assert_eq!(app.get(&by_target).await.text, before, "the same records, in the same order");
     assert_eq!(app.get(&by_initiator).await.text, initiated_before, "the same records by initiator, in the same order");
     assert_eq!(verify(&app).await.outcome, Ok(()));
+    // The sign-in log's kinds and each user's activity are read from the log already written.
+    let activity = app.get(&format!("/v1.0/users/{}?$select=signInActivity", users[2])).await;
+    let activity = &activity.body["signInActivity"];
+    assert_eq!(activity["lastSignInRequestId"], sign_in_ids[0], "{activity}");
+    assert_eq!(activity["lastNonInteractiveSignInRequestId"], sign_in_ids[1]);
+    assert_eq!(activity["lastSuccessfulSignInRequestId"], sign_in_ids[1]);
+    let non_interactive =
+        app.get("/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser')").await;
+    let ids: Vec<&Value> =
+        non_interactive.body["value"].as_array().expect("value").iter().map(|it| &it["id"]).collect();
+    assert_eq!(ids, vec![&json!(sign_in_ids[1])], "{}", non_interactive.text);
 }
 
 keyward_testkit::on_both_backends!(

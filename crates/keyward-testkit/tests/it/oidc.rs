@@ -384,6 +384,45 @@ async fn client_credentials_with_a_role(backend: Backend) {
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     let (status, _) = post_form(&app, &token_path(), &scope, Some((&app_id, &secret_text))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The application's own sign-ins: in beta's log with signInEventTypes, never among users'.
+    let filter = format!("appId eq '{app_id}'");
+    let users_only = app.get(&format!("/beta/auditLogs/signIns?$filter={filter}")).await;
+    assert_eq!(users_only.body["value"], json!([]), "{}", users_only.text);
+    let path = format!("/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'servicePrincipal') and {filter}");
+    let logged = app.get(&path).await;
+    assert_eq!(logged.status, StatusCode::OK, "{}", logged.text);
+    let entries = logged.body["value"].as_array().expect("value");
+    let summary: Vec<(i64, &str)> = entries
+        .iter()
+        .rev()
+        .map(|it| {
+            (it["status"]["errorCode"].as_i64().expect("code"), it["clientCredentialType"].as_str().expect("type"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(7000215, "clientSecret"), (0, "clientSecret"), (0, "clientSecret"), (7000215, "clientSecret")],
+        "{}",
+        logged.text
+    );
+    let entry = &entries[1];
+    assert_eq!(entry["signInEventTypes"], json!(["servicePrincipal"]));
+    assert_eq!(entry["servicePrincipalId"], principal["id"]);
+    assert_eq!(entry["servicePrincipalName"], "Provisioning job");
+    assert_eq!((entry["userId"].clone(), entry["isInteractive"].clone()), (Value::Null, json!(false)));
+    let v1 = app.get("/v1.0/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'servicePrincipal')").await;
+    assert_eq!(v1.status, StatusCode::BAD_REQUEST, "signInEventTypes is beta's: {}", v1.text);
+    // What the application did is found by its name in the audit log.
+    let by_name =
+        app.get("/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/app/displayName eq 'provisioning JOB'").await;
+    let activities: Vec<&str> = by_name.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["activityDisplayName"].as_str())
+        .collect();
+    assert_eq!(activities, vec!["Add user"], "{}", by_name.text);
 }
 
 async fn device_code_flow(backend: Backend) {
@@ -621,7 +660,11 @@ async fn provider_edges(backend: Backend) {
         config.allow_password_grant = true;
     })
     .await;
-    let meta = keyward_app::RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: None };
+    let meta = keyward_app::RequestMeta {
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ip_address: None,
+        user_agent: None,
+    };
     let grant = |username: &str, password: &str| {
         [
             ("grant_type", "password"),
@@ -777,7 +820,206 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert!(blocked.text().contains("AADSTS700016"), "{}", blocked.text());
 }
 
+const CHROME: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// The sign-in log in v1.0's and beta's shapes, its filters, `$select` and `$top`; users'
+/// `signInActivity`; the audit log's filters on a record's id and an initiator's name.
+async fn sign_in_log_shapes_filters_and_activity(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let upn = format!("adele@{DOMAIN}");
+    let never = create_user(&app, "never").await;
+
+    // An interactive sign-in on the pages from Chrome, then a refresh token redeemed.
+    let mut browser = Browser::with_user_agent(&app.base_url, Some(CHROME));
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    let tokens = redeem(&app, &query_param(&redirect, "code").expect("code")).await;
+    let signed_in_at = app.app.now();
+    app.clock.advance(Duration::minutes(5));
+    let refresh = tokens["refresh_token"].as_str().expect("refresh_token");
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed_at = app.app.now();
+
+    // v1.0: v1.0's properties only, newest first.
+    let v1 = app.get(&format!("/v1.0/auditLogs/signIns?$filter=userId eq '{adele}'")).await;
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.text);
+    let [refreshed, interactive] = v1.body["value"].as_array().expect("value").as_slice() else {
+        panic!("two sign-ins: {}", v1.text)
+    };
+    assert_eq!(
+        keys(interactive),
+        keys(&json!({"id":0,"createdDateTime":0,"userDisplayName":0,"userPrincipalName":0,"userId":0,"appId":0,
+            "appDisplayName":0,"ipAddress":0,"clientAppUsed":0,"userAgent":0,"correlationId":0,
+            "conditionalAccessStatus":0,"appliedConditionalAccessPolicies":0,"isInteractive":0,"deviceDetail":0,
+            "location":0,"riskDetail":0,"riskLevelAggregated":0,"riskLevelDuringSignIn":0,"riskState":0,
+            "riskEventTypes":0,"riskEventTypes_v2":0,"resourceDisplayName":0,"resourceId":0,"resourceTenantId":0,
+            "homeTenantId":0,"servicePrincipalId":0,"servicePrincipalName":0,"status":0})),
+        "no beta-only property on v1.0"
+    );
+    assert_eq!(interactive["deviceDetail"]["browser"], "Chrome 120.0.0.0");
+    assert_eq!(interactive["deviceDetail"]["operatingSystem"], "Windows10");
+    assert_eq!(interactive["userAgent"], CHROME);
+    assert_eq!((interactive["isInteractive"].clone(), refreshed["isInteractive"].clone()), (json!(true), json!(false)));
+    assert_eq!(interactive["resourceDisplayName"], "Microsoft Graph");
+    assert_eq!(
+        (interactive["riskState"].clone(), interactive["conditionalAccessStatus"].clone()),
+        (json!("none"), json!("notApplied"))
+    );
+    assert_eq!(interactive["userPrincipalName"], json!(upn));
+
+    // beta: how each was made.
+    let beta = app.get(&format!("/beta/auditLogs/signIns/{}", interactive["id"].as_str().expect("id"))).await;
+    assert_eq!(beta.body["signInEventTypes"], json!(["interactiveUser"]), "{}", beta.text);
+    assert_eq!(beta.body["authenticationMethodsUsed"], json!(["Password"]));
+    assert_eq!(beta.body["authenticationDetails"][0]["authenticationMethod"], "Password");
+    assert_eq!(
+        (beta.body["authenticationProtocol"].clone(), beta.body["incomingTokenType"].clone()),
+        (json!("none"), json!("none"))
+    );
+    let beta = app.get(&format!("/beta/auditLogs/signIns/{}", refreshed["id"].as_str().expect("id"))).await;
+    assert_eq!(beta.body["signInEventTypes"], json!(["nonInteractiveUser"]), "{}", beta.text);
+    assert_eq!(beta.body["incomingTokenType"], "refreshToken");
+    let v1_one = app.get(&format!("/v1.0/auditLogs/signIns/{}", refreshed["id"].as_str().expect("id"))).await;
+    assert!(v1_one.body.get("authenticationDetails").is_none() && v1_one.body.get("signInEventTypes").is_none());
+
+    // Filters: each narrows, and one no record can meet finds nothing.
+    let count = |path: String| {
+        let app = &app;
+        async move {
+            let reply = app.get(&path).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+            reply.body["value"].as_array().expect("value").len()
+        }
+    };
+    let mine = format!("userId eq '{adele}'");
+    for (filter, expected) in [
+        (format!("{mine} and startswith(appDisplayName,'keyward COMMAND')"), 2),
+        (format!("{mine} and appDisplayName eq 'Somebody else'"), 0),
+        (format!("{mine} and ipAddress eq '127.0.0.1'"), 2),
+        (format!("{mine} and startswith(ipAddress,'10.')"), 0),
+        (format!("{mine} and clientAppUsed eq 'Browser'"), 1),
+        (format!("{mine} and conditionalAccessStatus eq 'notApplied'"), 2),
+        (format!("{mine} and conditionalAccessStatus eq 'success'"), 0),
+        (format!("{mine} and startswith(userDisplayName,'adele')"), 2),
+        (format!("id eq '{}'", refreshed["id"].as_str().expect("id")), 1),
+        (format!("correlationId eq '{}'", interactive["correlationId"].as_str().expect("correlation")), 1),
+    ] {
+        assert_eq!(count(format!("/v1.0/auditLogs/signIns?$filter={filter}")).await, expected, "{filter}");
+    }
+    let non_interactive =
+        format!("/beta/auditLogs/signIns?$filter={mine} and signInEventTypes/any(t: t eq 'nonInteractiveUser')");
+    assert_eq!(count(non_interactive).await, 1);
+    let both = format!(
+        "/beta/auditLogs/signIns?$filter={mine} and signInEventTypes/any(t: t eq 'nonInteractiveUser' or t eq 'interactiveUser')"
+    );
+    assert_eq!(count(both).await, 2);
+
+    // $select on both logs, and pages of up to 1,000.
+    let selected = app.get(&format!("/v1.0/auditLogs/signIns?$filter={mine}&$select=userId,status&$top=1000")).await;
+    assert_eq!(selected.status, StatusCode::OK, "{}", selected.text);
+    assert_eq!(keys(&selected.body["value"][0]), vec!["id", "status", "userId"]);
+    assert!(selected.body["@odata.context"].as_str().expect("context").ends_with("signIns(id,userId,status)"));
+    for bad in ["$top=1001", "$select=authenticationDetails", "$select=nothing"] {
+        let reply = app.get(&format!("/v1.0/auditLogs/signIns?{bad}")).await;
+        keyward_testkit::assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    let audits = app.get("/v1.0/auditLogs/directoryAudits?$select=activityDisplayName&$top=1000").await;
+    assert_eq!(audits.status, StatusCode::OK, "{}", audits.text);
+    assert_eq!(keys(&audits.body["value"][0]), vec!["activityDisplayName", "id"]);
+    let record_id = audits.body["value"][1]["id"].as_str().expect("id").to_owned();
+    let by_id = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter=id eq '{record_id}'")).await;
+    assert_eq!(by_id.body["value"].as_array().map(Vec::len), Some(1), "{}", by_id.text);
+    assert_eq!(by_id.body["value"][0]["id"], json!(record_id));
+    let admin_name = by_id.body["value"][0]["initiatedBy"]["user"]["displayName"].as_str().expect("admin").to_owned();
+    let by_name = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/user/displayName eq '{}'",
+            admin_name.to_uppercase()
+        ))
+        .await;
+    let names: Vec<&Value> = by_name.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|it| &it["initiatedBy"]["user"]["displayName"])
+        .collect();
+    assert!(names.len() >= 2 && names.iter().all(|it| **it == json!(admin_name)), "{}", by_name.text);
+    let nobody =
+        app.get("/v1.0/auditLogs/directoryAudits?$filter=initiatedBy/user/displayName eq 'Nobody At All'").await;
+    assert_eq!(nobody.body["value"], json!([]));
+
+    // signInActivity: the last interactive, non-interactive and successful sign-ins.
+    let activity = app.get(&format!("/v1.0/users/{adele}?$select=displayName,signInActivity")).await;
+    assert_eq!(activity.status, StatusCode::OK, "{}", activity.text);
+    let rfc = |at: time::OffsetDateTime| {
+        at.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).expect("time")
+    };
+    let last = &activity.body["signInActivity"];
+    assert_eq!(last["lastSignInDateTime"], json!(rfc(signed_in_at)), "{}", activity.text);
+    assert_eq!(last["lastSignInRequestId"], interactive["id"]);
+    assert_eq!(last["lastNonInteractiveSignInDateTime"], json!(rfc(refreshed_at)));
+    assert_eq!(last["lastSuccessfulSignInRequestId"], refreshed["id"]);
+    let listed = app.get(&format!("/v1.0/users?$filter=id eq '{never}'&$select=id,signInActivity")).await;
+    assert_eq!(listed.body["value"][0]["signInActivity"], Value::Null, "never signed in: {}", listed.text);
+    let default = app.get(&format!("/beta/users/{adele}")).await;
+    assert!(default.body.get("signInActivity").is_none(), "only on $select");
+    let between = |from: time::OffsetDateTime, until: time::OffsetDateTime| {
+        format!(
+            "/v1.0/users?$filter=signInActivity/lastSignInDateTime ge {} and signInActivity/lastSignInDateTime le {}",
+            rfc(from),
+            rfc(until)
+        )
+    };
+    let found = app.get(&between(signed_in_at - Duration::minutes(1), signed_in_at + Duration::minutes(1))).await;
+    let ids: Vec<&Value> = found.body["value"].as_array().expect("value").iter().map(|it| &it["id"]).collect();
+    assert_eq!(ids, vec![&json!(adele)], "{}", found.text);
+    let later = app.get(&between(refreshed_at, refreshed_at + Duration::days(1))).await;
+    assert_eq!(later.body["value"], json!([]), "the refresh is not an interactive sign-in: {}", later.text);
+    // Users who never signed in have no activity to compare: not among those before a date.
+    let before = format!(
+        "/v1.0/users?$filter=signInActivity/lastSuccessfulSignInDateTime le {}&$top=999",
+        rfc(refreshed_at + Duration::minutes(1))
+    );
+    let before = app.get(&before).await;
+    let before_ids: Vec<&Value> = before.body["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", before.text))
+        .iter()
+        .map(|it| &it["id"])
+        .collect();
+    assert!(before_ids.contains(&&json!(adele)) && !before_ids.contains(&&json!(never)), "{}", before.text);
+    let bad = app.get("/v1.0/users?$select=signInActivity/lastSignInDateTime").await;
+    keyward_testkit::assert_graph_error(&bad, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // Only readers of the sign-in log see it, themselves included.
+    let own = app.as_user(tokens["access_token"].as_str().expect("access"));
+    for path in [
+        "/v1.0/me?$select=signInActivity".to_owned(),
+        format!("/v1.0/users/{adele}?$select=signInActivity"),
+        format!("/v1.0/users?$filter=signInActivity/lastSignInDateTime le {}", rfc(refreshed_at)),
+    ] {
+        let reply = own.get(&path).await;
+        keyward_testkit::assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    }
+    assert_eq!(own.get("/v1.0/me?$select=displayName").await.status, StatusCode::OK);
+}
+
 keyward_testkit::on_both_backends!(
+    sign_in_log_shapes_filters_and_activity,
     web_codes_need_the_secret,
     openidconnect_relying_party,
     provider_edges,

@@ -7,7 +7,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn meta() -> RequestMeta {
-    RequestMeta { correlation_id: uuid::Uuid::new_v4().to_string(), ip_address: Some("203.0.113.7".into()) }
+    RequestMeta {
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ip_address: Some("203.0.113.7".into()),
+        user_agent: None,
+    }
 }
 
 /// A sign-in session on `node` that has passed the user-name step for `upn`: its cookie.

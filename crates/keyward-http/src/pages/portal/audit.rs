@@ -135,8 +135,13 @@ pub(in crate::pages) async fn audit(
         let mut records = Vec::new();
         let mut skiptoken: Option<String> = None;
         loop {
-            let query =
-                AuditQuery { filter: filter.clone(), top: 999, is_ascending: false, skiptoken: skiptoken.clone() };
+            let query = AuditQuery {
+                filter: filter.clone(),
+                select: None,
+                top: 999,
+                is_ascending: false,
+                skiptoken: skiptoken.clone(),
+            };
             let page = match state.app.list_audit(&caller, &query).await {
                 Ok(it) => it,
                 Err(err) => return failure(err),
@@ -182,8 +187,13 @@ pub(in crate::pages) async fn audit(
         }
         return response;
     }
-    let query =
-        AuditQuery { filter, top: AUDIT_PAGE_SIZE, is_ascending: false, skiptoken: params.get("skiptoken").cloned() };
+    let query = AuditQuery {
+        filter,
+        select: None,
+        top: AUDIT_PAGE_SIZE,
+        is_ascending: false,
+        skiptoken: params.get("skiptoken").cloned(),
+    };
     let page = match state.app.list_audit(&caller, &query).await {
         Ok(it) => it,
         Err(err) => return failure(err),

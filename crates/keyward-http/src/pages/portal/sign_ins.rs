@@ -93,7 +93,8 @@ pub(in crate::pages) async fn sign_ins(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let query = SignInQuery { filter, top: SIGN_IN_PAGE_SIZE, skiptoken: params.get("skiptoken").cloned() };
+    let query =
+        SignInQuery { filter, select: None, top: SIGN_IN_PAGE_SIZE, skiptoken: params.get("skiptoken").cloned() };
     let page = match state.app.list_sign_ins(&caller, &query).await {
         Ok(it) => it,
         Err(err) => return failure(err),

@@ -226,6 +226,7 @@ async fn user_page(
     };
     let query = SignInQuery {
         filter: SignInFilter { user_id: Some(id.to_lowercase()), ..SignInFilter::default() },
+        select: None,
         top: AUDIT_ROWS,
         skiptoken: None,
     };
