@@ -111,8 +111,8 @@ pub(crate) async fn global_administrators(
 ) -> Result<Vec<ObjectId>, AppError> {
     tx.lock_role_changes(&tenant.id).await?;
     let filter = AssignmentFilter {
-        role_definition_id: Some(roles::GLOBAL_ADMINISTRATOR.to_owned()),
-        directory_scope_id: Some("/".to_owned()),
+        role_definition_id: Some(vec![roles::GLOBAL_ADMINISTRATOR.to_owned()]),
+        directory_scope_id: Some(vec!["/".to_owned()]),
         ..AssignmentFilter::default()
     };
     let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;

@@ -710,12 +710,25 @@ pub struct RoleAssignment {
     pub created: OffsetDateTime,
 }
 
-/// Which role assignments to list; `None` matches everything.
+/// Which role assignments to list: each present field holds the values one of which an
+/// assignment must have (`eq` gives one, `in` several); `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AssignmentFilter {
-    pub principal_id: Option<ObjectId>,
-    pub role_definition_id: Option<String>,
-    pub directory_scope_id: Option<String>,
+    pub principal_id: Option<Vec<ObjectId>>,
+    pub role_definition_id: Option<Vec<String>>,
+    pub directory_scope_id: Option<Vec<String>>,
+}
+
+impl AssignmentFilter {
+    /// Whether `assignment` passes the filter.
+    pub fn matches(&self, assignment: &RoleAssignment) -> bool {
+        self.principal_id.as_ref().is_none_or(|ids| ids.contains(&assignment.principal_id))
+            && self
+                .role_definition_id
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|it| it.eq_ignore_ascii_case(&assignment.role_definition_id)))
+            && self.directory_scope_id.as_ref().is_none_or(|scopes| scopes.contains(&assignment.directory_scope_id))
+    }
 }
 
 /// An administrative unit row.

@@ -277,7 +277,7 @@ impl App {
         principal: TargetResource,
         id: &ObjectId,
     ) -> Result<(), AppError> {
-        let filter = AssignmentFilter { principal_id: Some(id.clone()), ..AssignmentFilter::default() };
+        let filter = AssignmentFilter { principal_id: Some(vec![id.clone()]), ..AssignmentFilter::default() };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         self.record_cascaded_removals(tx, caller, Some(principal), &assignments).await?;
         tx.delete_memberships_of(id).await?;

@@ -123,7 +123,10 @@ impl App {
             let scoped = tx
                 .list_role_assignments(
                     &caller.tenant.id,
-                    &AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() },
+                    &AssignmentFilter {
+                        role_definition_id: Some(vec![role.id.to_string()]),
+                        ..AssignmentFilter::default()
+                    },
                     None,
                     keyward_store::ALL_ROWS,
                 )
@@ -185,7 +188,8 @@ impl App {
             }
             Some(RoleDef::Custom(it)) => it,
         };
-        let filter = AssignmentFilter { role_definition_id: Some(role.id.to_string()), ..AssignmentFilter::default() };
+        let filter =
+            AssignmentFilter { role_definition_id: Some(vec![role.id.to_string()]), ..AssignmentFilter::default() };
         if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
             return Err(AppError::BadRequest(
                 "The role definition is assigned; delete its role assignments first.".into(),
@@ -204,8 +208,8 @@ impl App {
         let mut res = Vec::new();
         for role in BUILT_IN_ROLES {
             let filter = AssignmentFilter {
-                role_definition_id: Some(role.id.into()),
-                directory_scope_id: Some("/".into()),
+                role_definition_id: Some(vec![role.id.into()]),
+                directory_scope_id: Some(vec!["/".into()]),
                 ..AssignmentFilter::default()
             };
             if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
@@ -229,8 +233,8 @@ impl App {
         let role = self.get_directory_role(caller, id).await?;
         let mut tx = self.read().await?;
         let filter = AssignmentFilter {
-            role_definition_id: Some(role.id.into()),
-            directory_scope_id: Some("/".into()),
+            role_definition_id: Some(vec![role.id.into()]),
+            directory_scope_id: Some(vec!["/".into()]),
             ..AssignmentFilter::default()
         };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 10_000).await?;

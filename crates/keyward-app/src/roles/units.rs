@@ -170,7 +170,8 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
-        let filter = AssignmentFilter { directory_scope_id: Some(unit_scope(&unit.id)), ..AssignmentFilter::default() };
+        let filter =
+            AssignmentFilter { directory_scope_id: Some(vec![unit_scope(&unit.id)]), ..AssignmentFilter::default() };
         let scoped = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
         for assignment in &scoped {
             let principal = resolve_object(&mut *tx, &caller.tenant, assignment.principal_id.as_str())
@@ -287,7 +288,8 @@ impl App {
         require(caller, actions::SCOPED_ROLE_MEMBERSHIPS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
-        let filter = AssignmentFilter { directory_scope_id: Some(unit_scope(&unit.id)), ..AssignmentFilter::default() };
+        let filter =
+            AssignmentFilter { directory_scope_id: Some(vec![unit_scope(&unit.id)]), ..AssignmentFilter::default() };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, 10_000).await?;
         let mut res = Vec::with_capacity(assignments.len());
         for it in assignments {

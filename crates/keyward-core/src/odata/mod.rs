@@ -14,6 +14,18 @@ pub use filter::{
 /// (property path, text) pairs in the order written; `Err` with the first clause of another form.
 /// For collections that Graph filters by equality only (role assignments, permission grants).
 pub fn eq_clauses(expr: Expr) -> Result<Vec<(String, String)>, Expr> {
+    eq_or_in_clauses(expr)?
+        .into_iter()
+        .map(|(name, mut values)| match values.len() {
+            1 => Ok((name, values.remove(0))),
+            _ => Err(Expr::In { path: Path(vec![name]), values: values.into_iter().map(Literal::String).collect() }),
+        })
+        .collect()
+}
+
+/// Like [`eq_clauses`], also taking `property in ('a','b')`: each clause's property and the
+/// values it accepts (one for `eq`).
+pub fn eq_or_in_clauses(expr: Expr) -> Result<Vec<(String, Vec<String>)>, Expr> {
     let mut res = Vec::new();
     let mut clauses = vec![expr];
     while let Some(clause) = clauses.pop() {
@@ -23,7 +35,19 @@ pub fn eq_clauses(expr: Expr) -> Result<Vec<(String, String)>, Expr> {
                 clauses.push(*left);
             }
             Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
-                res.push((path.to_string(), text));
+                res.push((path.to_string(), vec![text]));
+            }
+            Expr::In { path, values }
+                if values.iter().all(|it| matches!(it, Literal::String(_) | Literal::Guid(_))) =>
+            {
+                let texts = values
+                    .into_iter()
+                    .filter_map(|it| match it {
+                        Literal::String(text) | Literal::Guid(text) => Some(text),
+                        _ => None,
+                    })
+                    .collect();
+                res.push((path.to_string(), texts));
             }
             other => return Err(other),
         }
@@ -44,5 +68,12 @@ mod tests {
         let other = eq_clauses(parse_filter("a eq 'x' or b eq 'y'").expect("parse")).expect_err("or");
         assert!(matches!(other, Expr::Or(..)));
         assert!(eq_clauses(parse_filter("a eq 'x' and startswith(b,'y')").expect("parse")).is_err());
+        let lists = eq_or_in_clauses(parse_filter("a in ('x', 'y') and b eq 'z'").expect("parse")).expect("eq and in");
+        assert_eq!(
+            lists,
+            vec![("a".to_owned(), vec!["x".to_owned(), "y".to_owned()]), ("b".to_owned(), vec!["z".to_owned()])]
+        );
+        assert!(eq_clauses(parse_filter("a in ('x', 'y')").expect("parse")).is_err(), "eq_clauses takes one value");
+        assert!(eq_or_in_clauses(parse_filter("a in (true)").expect("parse")).is_err());
     }
 }

@@ -24,29 +24,44 @@ fn assignment(it: &RoleAssignment) -> Value {
     })
 }
 
-/// The filter Graph supports on role assignments: `eq` on principalId, roleDefinitionId and
-/// directoryScopeId, joined with `and`.
+/// The filter Graph supports on role assignments: `eq` or `in` on principalId, roleDefinitionId
+/// and directoryScopeId, joined with `and`.
 fn assignment_filter(ctx: &GraphCtx, raw: Option<&str>) -> Result<AssignmentFilter, GraphError> {
     let mut res = AssignmentFilter::default();
     let Some(raw) = raw else { return Ok(res) };
     let expr =
         keyward_core::odata::parse_filter(raw).map_err(|err| bad(ctx, format!("Invalid filter clause: {err}")))?;
-    let pairs = keyward_core::odata::eq_clauses(expr).map_err(|_| {
+    let clauses = keyward_core::odata::eq_or_in_clauses(expr).map_err(|_| {
         unsupported(
             ctx,
-            "Role assignments filter with 'eq' on principalId, roleDefinitionId and directoryScopeId, joined with 'and'.",
+            "Role assignments filter with 'eq' or 'in' on principalId, roleDefinitionId and directoryScopeId, joined with 'and'.",
         )
     })?;
-    for (name, text) in pairs {
+    for (name, values) in clauses {
+        let twice = || unsupported(ctx, format!("Filter on '{name}' only once."));
         match name.to_ascii_lowercase().as_str() {
             "principalid" => {
-                res.principal_id = Some(
-                    keyward_core::ids::ObjectId::parse(&text)
-                        .ok_or_else(|| bad(ctx, format!("Invalid object identifier '{text}'.")))?,
-                )
+                let ids = values
+                    .iter()
+                    .map(|text| {
+                        keyward_core::ids::ObjectId::parse(text)
+                            .ok_or_else(|| bad(ctx, format!("Invalid object identifier '{text}'.")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                if res.principal_id.replace(ids).is_some() {
+                    return Err(twice());
+                }
             }
-            "roledefinitionid" => res.role_definition_id = Some(text),
-            "directoryscopeid" => res.directory_scope_id = Some(text.to_lowercase()),
+            "roledefinitionid" => {
+                if res.role_definition_id.replace(values).is_some() {
+                    return Err(twice());
+                }
+            }
+            "directoryscopeid" => {
+                if res.directory_scope_id.replace(values.iter().map(|it| it.to_lowercase()).collect()).is_some() {
+                    return Err(twice());
+                }
+            }
             _ => {
                 return Err(unsupported(
                     ctx,
@@ -173,11 +188,14 @@ async fn delete_role_assignment(ctx: GraphCtx, Path(id): Path<String>) -> Result
 async fn transitive_role_assignments(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$filter", "$count"])?;
     let filter = assignment_filter(&ctx, query.raw.filter.as_deref())?;
-    let Some(principal) = filter.principal_id else {
+    let Some([principal]) = filter.principal_id.as_deref() else {
         return Err(unsupported(&ctx, "transitiveRoleAssignments needs $filter=principalId eq '{id}'."));
     };
     let items = ctx.state.app.transitive_role_assignments(&ctx.caller, principal.as_str()).await?;
-    let items = items.iter().map(assignment).collect();
+    // The principal's transitive assignments (some held through a group), narrowed by the
+    // filter's other clauses.
+    let rest = AssignmentFilter { principal_id: None, ..filter.clone() };
+    let items = items.iter().filter(|it| rest.matches(it)).map(assignment).collect();
     Ok(collection(
         format!("{}/$metadata#roleManagement/directory/transitiveRoleAssignments", ctx.base()),
         items,
@@ -194,7 +212,7 @@ pub fn routes(api: Api) -> Api {
         get(list_role_assignments),
         Op::get(
             ROLES,
-            "List role assignments ($filter on principalId, roleDefinitionId; $expand=principal,roleDefinition)",
+            "List role assignments ($filter eq or in on principalId, roleDefinitionId, directoryScopeId; $expand=principal,roleDefinition)",
             "microsoft.directory/roleAssignments/allProperties/read",
             "RoleAssignmentCollection",
         )

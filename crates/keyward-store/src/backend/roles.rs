@@ -248,17 +248,27 @@ macro_rules! impl_role_stores {
                     "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = "
                 ));
                 sql.arg(Arg::Text(tenant.to_string()));
-                if let Some(principal) = &filter.principal_id {
-                    sql.push(" AND principal_id = ");
-                    sql.arg(Arg::Text(principal.to_string()));
-                }
-                if let Some(role) = &filter.role_definition_id {
-                    sql.push(" AND role_definition_id = ");
-                    sql.arg(Arg::Text(role.to_lowercase()));
-                }
-                if let Some(scope) = &filter.directory_scope_id {
-                    sql.push(" AND directory_scope_id = ");
-                    sql.arg(Arg::Text(scope.clone()));
+                let lists = [
+                    (
+                        "principal_id",
+                        filter.principal_id.as_ref().map(|it| it.iter().map(ToString::to_string).collect()),
+                    ),
+                    (
+                        "role_definition_id",
+                        filter.role_definition_id.as_ref().map(|it| it.iter().map(|id| id.to_lowercase()).collect()),
+                    ),
+                    ("directory_scope_id", filter.directory_scope_id.clone()),
+                ];
+                for (column, values) in lists {
+                    let Some(values): Option<Vec<String>> = values else { continue };
+                    sql.push(&format!(" AND {column} IN ("));
+                    for (n, value) in values.into_iter().enumerate() {
+                        if n > 0 {
+                            sql.push(", ");
+                        }
+                        sql.arg(Arg::Text(value));
+                    }
+                    sql.push(")");
                 }
                 if let Some(after) = after {
                     sql.push(" AND id > ");

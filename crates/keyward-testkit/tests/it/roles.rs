@@ -178,6 +178,42 @@ async fn role_assignments_and_their_rules(backend: Backend) {
         ))
         .await;
     assert_eq!(by_role.body["value"][0]["principalId"], admin_id.as_str());
+    // `in` takes several values: both roles' assignments, and no other.
+    let either = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/roleAssignments?$filter=roleDefinitionId in ('{}', '{}') and directoryScopeId eq '/'",
+            roles::GLOBAL_ADMINISTRATOR,
+            roles::AUTHENTICATION_ADMINISTRATOR
+        ))
+        .await;
+    let mut holders: Vec<&str> =
+        either.body["value"].as_array().expect("value").iter().filter_map(|it| it["principalId"].as_str()).collect();
+    holders.sort_unstable();
+    let desk_id = id_of(&desk);
+    let mut expected = vec![admin_id.as_str(), desk_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(holders, expected, "{}", either.text);
+    let principals = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId in ('{}', '{}')",
+            id_of(&desk),
+            id_of(&plain)
+        ))
+        .await;
+    assert_eq!(principals.body["value"].as_array().map(Vec::len), Some(1), "{}", principals.text);
+    let transitive = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{}' and roleDefinitionId in ('{}')",
+            id_of(&desk),
+            roles::GLOBAL_ADMINISTRATOR
+        ))
+        .await;
+    assert_eq!(transitive.body["value"], json!([]), "the role clause narrows: {}", transitive.text);
+    assert_graph_error(
+        &app.get("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId in ('not-an-id')").await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
     assert_graph_error(
         &app.get("/v1.0/roleManagement/directory/roleAssignments?$filter=startswith(principalId,'a')").await,
         StatusCode::BAD_REQUEST,

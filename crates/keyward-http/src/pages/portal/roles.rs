@@ -147,7 +147,7 @@ async fn role_page(
     if let Ok(page) = state.app.list_units(caller, 100, None).await {
         units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
     }
-    let filter = AssignmentFilter { role_definition_id: Some(role.id()), ..AssignmentFilter::default() };
+    let filter = AssignmentFilter { role_definition_id: Some(vec![role.id()]), ..AssignmentFilter::default() };
     let listed = state.app.list_role_assignments_with_principals(caller, &filter, ASSIGNMENT_ROWS, skiptoken).await;
     let (assignments, next) = match listed {
         Ok(page) => {
