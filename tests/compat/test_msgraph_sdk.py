@@ -30,6 +30,7 @@ from msgraph.generated.models.user_collection_response import UserCollectionResp
 from msgraph.generated.service_principals.service_principals_request_builder import (
     ServicePrincipalsRequestBuilder,
 )
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core.requests.batch_request_content import BatchRequestContent
 from msgraph_core.requests.batch_request_item import BatchRequestItem
@@ -213,6 +214,15 @@ def test_security_group_members(keyward: KeywardServer) -> None:
                 assert result is None  # 204 No Content
             listing = await members_builder.get()
             assert listing is not None, f"GET /groups/{group.id}/members returned no body"
+            # $expand=memberOf: the user's groups inline, as the SDK's models read them.
+            expand = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(expand=["memberOf"])
+            alex_again = await client.users.by_user_id(alex.id).get(
+                request_configuration=RequestConfiguration(query_parameters=expand)
+            )
+            assert alex_again is not None and alex_again.member_of is not None
+            assert [it.id for it in alex_again.member_of] == [group.id]
+            assert isinstance(alex_again.member_of[0], Group)
+            assert alex_again.member_of[0].display_name == "Compat Security Group"
             return group, [alex.id, megan.id], list(listing.value or [])
 
     group, user_ids, members = run(scenario())

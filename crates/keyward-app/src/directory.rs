@@ -33,6 +33,7 @@ pub struct UserPage {
     pub skiptoken: Option<String>,
     pub count: Option<u64>,
     pub select: Option<Vec<&'static str>>,
+    pub expand: Option<query::Expand>,
 }
 
 /// A page of groups and the `$skiptoken` of the next page.
@@ -42,6 +43,7 @@ pub struct GroupPage {
     pub skiptoken: Option<String>,
     pub count: Option<u64>,
     pub select: Option<Vec<&'static str>>,
+    pub expand: Option<query::Expand>,
 }
 
 /// The two relations between a group and directory objects.
@@ -294,6 +296,7 @@ impl App {
             skiptoken: page.next.as_ref().map(encode_cursor),
             count: page.count,
             select: plan.select,
+            expand: plan.expand,
         })
     }
 
@@ -442,6 +445,7 @@ impl App {
             skiptoken: page.next.as_ref().map(encode_cursor),
             count: page.count,
             select: plan.select,
+            expand: plan.expand,
         })
     }
 

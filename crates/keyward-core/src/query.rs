@@ -277,11 +277,82 @@ pub struct Search {
 pub struct Plan {
     pub filter: Option<Expr>,
     pub select: Option<Vec<&'static str>>,
+    pub expand: Option<Expand>,
     pub top: usize,
     pub order_by: Option<OrderBy>,
     pub count: bool,
     pub search: Option<Search>,
     pub skiptoken: Option<String>,
+}
+
+/// A relationship to return inline (`$expand=memberOf`), with the properties of its objects
+/// (`$expand=members($select=id,displayName)`; `None` for each object's default set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expand {
+    pub property: &'static str,
+    pub select: Option<Vec<&'static str>>,
+}
+
+/// How many related objects an `$expand` returns, as Graph returns for directory objects.
+pub const EXPAND_LIMIT: usize = 20;
+
+/// The relationships of `resource` that `$expand` takes.
+fn expandable(resource: &Resource) -> &'static [&'static str] {
+    match resource.type_name {
+        "user" => &["memberOf"],
+        "group" => &["members", "owners"],
+        _ => &[],
+    }
+}
+
+/// Parses `$expand` on `resource`: one relationship, optionally with `($select=…)` naming
+/// properties of users or groups (the objects a relationship holds).
+pub fn parse_expand(resource: &Resource, raw: Option<&str>) -> Result<Option<Expand>, QueryError> {
+    let Some(raw) = raw.map(str::trim).filter(|it| !it.is_empty()) else { return Ok(None) };
+    let (name, options) = match raw.split_once('(') {
+        Some((name, rest)) => {
+            let inner = rest.strip_suffix(')').ok_or_else(|| {
+                QueryError::BadRequest(format!("Syntax error in $expand '{raw}': a '(' is not closed."))
+            })?;
+            (name.trim(), Some(inner.trim()))
+        }
+        None => (raw, None),
+    };
+    if name.contains(',') || options.is_some_and(|it| it.contains('(')) {
+        return Err(QueryError::Unsupported("Only one relationship can be expanded, one level deep.".into()));
+    }
+    let Some(property) = expandable(resource).iter().find(|it| it.eq_ignore_ascii_case(name)) else {
+        return Err(QueryError::BadRequest(format!(
+            "Could not find a property named '{name}' on type 'microsoft.graph.{}' that can be expanded.",
+            resource.type_name
+        )));
+    };
+    let select = match options {
+        None | Some("") => None,
+        Some(options) => {
+            let list = options
+                .strip_prefix("$select=")
+                .or_else(|| options.strip_prefix("select="))
+                .filter(|it| !it.contains(';'))
+                .ok_or_else(|| {
+                    QueryError::Unsupported(format!("Only $select is supported inside $expand, not '{options}'."))
+                })?;
+            let mut names = vec!["id"];
+            for name in list.split(',').map(str::trim) {
+                let found = USER.property(name).or_else(|| GROUP.property(name)).filter(|it| !it.name.contains('/'));
+                let Some(found) = found.filter(|it| it.name != SIGN_IN_ACTIVITY) else {
+                    return Err(QueryError::BadRequest(format!(
+                        "Could not find a property named '{name}' on type 'microsoft.graph.directoryObject'."
+                    )));
+                };
+                if !names.contains(&found.name) {
+                    names.push(found.name);
+                }
+            }
+            Some(names)
+        }
+    };
+    Ok(Some(Expand { property, select }))
 }
 
 /// Default and maximum page sizes of directory collections.
@@ -308,13 +379,7 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
             "'$skip' is not supported by the service. Use the @odata.nextLink to page.".into(),
         ));
     }
-    if let Some(expand) = &raw.expand {
-        return Err(QueryError::BadRequest(format!(
-            "Could not find a property named '{}' on type 'microsoft.graph.{}' that can be expanded.",
-            expand.split(',').next().unwrap_or_default().trim(),
-            resource.type_name
-        )));
-    }
+    let expand = parse_expand(resource, raw.expand.as_deref())?;
     let wants_count = match raw.count.as_deref().map(str::trim) {
         None => false,
         Some(it) if it.eq_ignore_ascii_case("true") => true,
@@ -373,6 +438,7 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
     Ok(Plan {
         filter,
         select,
+        expand,
         top,
         order_by,
         count: wants_count && raw.is_eventual,
@@ -669,6 +735,21 @@ mod tests {
         it.is_eventual = true;
         it.count = Some("true".into());
         it
+    }
+
+    #[test]
+    fn expand_takes_one_relationship_and_a_select() {
+        assert_eq!(parse_expand(&USER, Some("MemberOf")), Ok(Some(Expand { property: "memberOf", select: None })));
+        assert_eq!(
+            parse_expand(&GROUP, Some("members($select=displayName,userPrincipalName)")),
+            Ok(Some(Expand { property: "members", select: Some(vec!["id", "displayName", "userPrincipalName"]) }))
+        );
+        assert!(matches!(parse_expand(&USER, Some("manager")), Err(QueryError::BadRequest(_))));
+        assert!(matches!(parse_expand(&GROUP, Some("members,owners")), Err(QueryError::Unsupported(_))));
+        assert!(matches!(parse_expand(&GROUP, Some("members($top=5)")), Err(QueryError::Unsupported(_))));
+        assert!(matches!(parse_expand(&GROUP, Some("members($select=nope)")), Err(QueryError::BadRequest(_))));
+        assert!(matches!(parse_expand(&GROUP, Some("members($select=id")), Err(QueryError::BadRequest(_))));
+        assert!(matches!(parse_expand(&ROLE_DEFINITION, Some("members")), Err(QueryError::BadRequest(_))));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `/groups`, their members and owners.
 
-use super::{Body, Query, count, next_link, no_content, only_paging, select_suffix, shape};
+use super::{Body, EXPAND_TOP, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
 use crate::context::{GraphCtx, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -8,13 +8,38 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
-use keyward_app::Relation;
+use keyward_app::{AppError, Relation};
+use keyward_core::directory::Group;
+use keyward_core::query;
+use serde_json::Value;
+
+/// Groups in Graph's shape, with their members or owners (first 20) when `$expand` names them
+/// (`microsoft.directory/groups/members/read` or `owners/read`).
+async fn groups_json(
+    ctx: &GraphCtx,
+    groups: &[Group],
+    select: Option<&[&'static str]>,
+    expand: Option<&query::Expand>,
+) -> Result<Vec<Value>, GraphError> {
+    let mut res = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut body = shape::group(group, select, ctx.version);
+        if let Some(expand) = expand {
+            let relation = if expand.property == "owners" { Relation::Owners } else { Relation::Members };
+            let limit = Some(EXPAND_TOP);
+            let page = ctx.state.app.list_group_relation(&ctx.caller, relation, group.id.as_str(), limit, None).await?;
+            body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
+        }
+        res.push(Value::Object(body));
+    }
+    Ok(res)
+}
 
 /// `GET /groups` — `microsoft.directory/groups/standard/read`.
 async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     let page = ctx.state.app.list_groups(&ctx.caller, &query.raw).await?;
     let select = page.select.as_deref();
-    let items = page.items.iter().map(|it| shape::group(it, select, ctx.version)).collect();
+    let items = groups_json(&ctx, &page.items, select, page.expand.as_ref()).await?;
     let context = format!("{}/$metadata#groups{}", ctx.base(), select_suffix(select));
     Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -22,9 +47,11 @@ async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
 /// `GET /groups/{id}` — `microsoft.directory/groups/standard/read`.
 async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
     let select = ctx.state.app.group_select(query.raw.select.as_deref())?;
+    let expand = query::parse_expand(&query::GROUP, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let group = ctx.state.app.get_group(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#groups{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    Ok(entity(context, shape::group(&group, select.as_deref(), ctx.version), StatusCode::OK))
+    let body = groups_json(&ctx, std::slice::from_ref(&group), select.as_deref(), expand.as_ref()).await?.remove(0);
+    Ok(entity(context, body, StatusCode::OK))
 }
 
 /// `POST /groups` — `microsoft.directory/groups/create`, or
@@ -100,7 +127,13 @@ pub fn routes(api: Api) -> Api {
     api.route(
         "/groups",
         get(list_groups),
-        Op::get(GROUPS, "List groups", "microsoft.directory/groups/standard/read", "GroupCollection").paged(),
+        Op::get(
+            GROUPS,
+            "List groups ($filter, $select, $expand=members or owners, $top, $orderby, $count, $search, $skiptoken)",
+            "microsoft.directory/groups/standard/read",
+            "GroupCollection",
+        )
+        .paged(),
     )
     .route(
         "/groups",

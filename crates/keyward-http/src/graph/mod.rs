@@ -129,6 +129,30 @@ pub(crate) fn select_suffix(select: Option<&[&str]>) -> String {
     select.map_or_else(String::new, |it| format!("({})", it.join(",")))
 }
 
+/// `$top` of an `$expand`ed relationship: Graph returns 20 related directory objects.
+pub(crate) const EXPAND_TOP: &str = "20";
+
+/// Related directory objects as an `$expand` returns them: each with its `@odata.type`, and
+/// only the properties the expansion's `$select` names.
+pub(crate) fn expanded(
+    objects: &[keyward_core::directory::DirectoryObject],
+    expand: &keyward_core::query::Expand,
+    version: crate::context::Version,
+) -> Value {
+    Value::Array(
+        objects
+            .iter()
+            .map(|it| {
+                let mut body = shape::directory_object(it, version);
+                if let Some(names) = &expand.select {
+                    body.retain(|key, _| key == "@odata.type" || names.contains(&key.as_str()));
+                }
+                Value::Object(body)
+            })
+            .collect(),
+    )
+}
+
 /// Keeps only the `select`ed properties of an entity (all without a `$select`).
 pub(crate) fn pick(value: Value, select: Option<&[&str]>) -> Value {
     match (value, select) {

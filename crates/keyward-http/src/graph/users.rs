@@ -1,7 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
 use super::directory_roles::directory_role;
-use super::{Body, Query, count, next_link, no_content, only_paging, select_suffix, shape};
+use super::{Body, EXPAND_TOP, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
 use crate::context::{GraphCtx, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -9,37 +9,48 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
+use keyward_app::AppError;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::query;
 use serde_json::Value;
 
 /// Users in Graph's shape, with their `signInActivity` when `$select` names it (read with the
-/// sign-in log's permission, `microsoft.directory/signInReports/allProperties/read`).
-async fn users_json(ctx: &GraphCtx, users: &[User], select: Option<&[&'static str]>) -> Result<Vec<Value>, GraphError> {
+/// sign-in log's permission, `microsoft.directory/signInReports/allProperties/read`) and their
+/// groups with `$expand=memberOf` (`microsoft.directory/users/memberOf/read`, first 20).
+async fn users_json(
+    ctx: &GraphCtx,
+    users: &[User],
+    select: Option<&[&'static str]>,
+    expand: Option<&query::Expand>,
+) -> Result<Vec<Value>, GraphError> {
     let activity = if select.is_some_and(|it| it.contains(&query::SIGN_IN_ACTIVITY)) {
         let ids: Vec<ObjectId> = users.iter().map(|it| it.id.clone()).collect();
         Some(ctx.state.app.sign_in_activity(&ctx.caller, &ids).await?)
     } else {
         None
     };
-    Ok(users
-        .iter()
-        .map(|user| {
-            let mut body = shape::user(user, select, ctx.version);
-            if let Some(activity) = &activity {
-                body.insert(query::SIGN_IN_ACTIVITY.into(), shape::sign_in_activity(activity.get(&user.id)));
-            }
-            Value::Object(body)
-        })
-        .collect())
+    let mut res = Vec::with_capacity(users.len());
+    for user in users {
+        let mut body = shape::user(user, select, ctx.version);
+        if let Some(activity) = &activity {
+            body.insert(query::SIGN_IN_ACTIVITY.into(), shape::sign_in_activity(activity.get(&user.id)));
+        }
+        if let Some(expand) = expand {
+            let limit = Some(EXPAND_TOP);
+            let page = ctx.state.app.member_of(&ctx.caller, user.id.as_str(), limit, None).await?;
+            body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
+        }
+        res.push(Value::Object(body));
+    }
+    Ok(res)
 }
 
 /// `GET /users` — `microsoft.directory/users/standard/read`.
 async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     let page = ctx.state.app.list_users(&ctx.caller, &query.raw).await?;
     let select = page.select.as_deref();
-    let items = users_json(&ctx, &page.items, select).await?;
+    let items = users_json(&ctx, &page.items, select, page.expand.as_ref()).await?;
     let context = format!("{}/$metadata#users{}", ctx.base(), select_suffix(select));
     Ok(collection(context, items, page.count, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -47,18 +58,20 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 /// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
 async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let user = ctx.state.app.get_user(&ctx.caller, &key).await?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    let body = users_json(&ctx, std::slice::from_ref(&user), select.as_deref()).await?.remove(0);
+    let body = users_json(&ctx, std::slice::from_ref(&user), select.as_deref(), expand.as_ref()).await?.remove(0);
     Ok(entity(context, body, StatusCode::OK))
 }
 
 /// `GET /me` — the signed-in user.
 async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let me = ctx.state.app.me(&ctx.caller)?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    let body = users_json(&ctx, std::slice::from_ref(&me), select.as_deref()).await?.remove(0);
+    let body = users_json(&ctx, std::slice::from_ref(&me), select.as_deref(), expand.as_ref()).await?.remove(0);
     Ok(entity(context, body, StatusCode::OK))
 }
 
@@ -112,7 +125,7 @@ pub fn routes(api: Api) -> Api {
             get(list_users),
             Op::get(
                 USERS,
-                "List users ($filter, $select, $top, $orderby, $count, $search, $skiptoken)",
+                "List users ($filter, $select, $expand=memberOf, $top, $orderby, $count, $search, $skiptoken)",
                 "microsoft.directory/users/standard/read",
                 "UserCollection",
             )

@@ -375,6 +375,45 @@ async fn groups_members_and_owners(backend: Backend) {
     let owner = app.post(&format!("/v1.0/groups/{gid}/owners/$ref"), &reference(megan_id)).await;
     assert_eq!(owner.status, StatusCode::NO_CONTENT, "{}", owner.text);
     assert_eq!(app.get(&format!("/v1.0/groups/{gid}/owners")).await.body["value"][0]["id"], megan_id);
+    // $expand returns the relationship inline, on lists and single objects.
+    let expanded = app.get(&format!("/v1.0/users?$filter=id eq '{adele_id}'&$expand=memberOf")).await;
+    assert_eq!(expanded.body["value"][0]["memberOf"][0]["id"], gid.as_str(), "{}", expanded.text);
+    assert_eq!(expanded.body["value"][0]["memberOf"][0]["@odata.type"], "#microsoft.graph.group");
+    let me = app.get("/v1.0/me?$expand=memberOf").await;
+    assert_eq!(me.body["memberOf"], json!([]), "{}", me.text);
+    let group = app.get(&format!("/beta/groups/{gid}?$expand=members($select=displayName)")).await;
+    let mut names: Vec<Value> = group.body["members"].as_array().expect("members").clone();
+    names.sort_by_key(|it| it["displayName"].as_str().map(str::to_owned));
+    assert_eq!(
+        names,
+        vec![
+            json!({"@odata.type": "#microsoft.graph.user", "id": adele_id, "displayName": "Adele Vance"}),
+            json!({"@odata.type": "#microsoft.graph.user", "id": megan_id, "displayName": "Megan Bowen"}),
+        ],
+        "{}",
+        group.text
+    );
+    let owners = app.get(&format!("/v1.0/groups?$filter=id eq '{gid}'&$expand=owners&$select=id")).await;
+    assert_eq!(
+        owners.body["value"][0]["owners"][0]["userPrincipalName"], megan["userPrincipalName"],
+        "{}",
+        owners.text
+    );
+    for bad in ["/v1.0/users?$expand=manager", "/v1.0/groups?$expand=members($select=nope)"] {
+        assert_graph_error(&app.get(bad).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    assert_graph_error(
+        &app.get("/v1.0/groups?$expand=members,owners").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    // Expanding reads the relationship with its own permission: a plain user may not read groups' members.
+    let plain = app.create_user("plain", "Plain User").await;
+    let token = app.token_for(plain["userPrincipalName"].as_str().expect("upn")).await;
+    let denied = app.as_user(&token).get(&format!("/v1.0/groups/{gid}?$expand=members")).await;
+    let listed = app.as_user(&token).get(&format!("/v1.0/groups/{gid}/members")).await;
+    assert_eq!(denied.status, listed.status, "the same answer as the relationship itself: {}", denied.text);
+
     let removed = app.delete(&format!("/v1.0/groups/{gid}/members/{adele_id}/$ref")).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     assert_graph_error(
