@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -154,6 +155,81 @@ def test_msal_device_code_refresh_and_revocation(keyward: KeywardServer) -> None
     refused = entra_style.acquire_token_silent_with_error(["User.Read"], account=account, force_refresh=True)
     assert refused and refused.get("error") == "invalid_grant", refused
     assert 50173 in refused.get("error_codes", []), refused
+
+
+def test_msal_answers_a_claims_challenge(keyward: KeywardServer) -> None:
+    """MSAL with client_capabilities=["cp1"]: after revokeSignInSessions, Graph answers a claims
+    challenge; MSAL's silent attempt with it fails (the refresh token is revoked too), and a new
+    sign-in with the challenge brings a token Graph accepts."""
+    require_mfa_for_everyone(keyward, True)
+    user_id = create_user(keyward, "cae")
+    upn = f"cae@{DOMAIN}"
+    app = msal.PublicClientApplication(
+        "keyward-cli",
+        authority=f"{keyward.public_url}/{DOMAIN}",
+        instance_discovery=False,
+        http_client=http_client(keyward),
+        client_capabilities=["cp1"],
+    )
+    graph = requests.Session()
+    graph.trust_env = False
+    graph.verify = str(keyward.cert_path)
+    with browser(keyward) as client:
+        flow = app.initiate_device_flow(scopes=["User.Read"])
+        result: dict = {}
+        poller = threading.Thread(target=lambda: result.update(app.acquire_token_by_device_flow(flow)), daemon=True)
+        poller.start()
+        page = parse(client.get(flow["verification_uri"]))
+        page, totp = sign_in_with_totp_registration(client, page, upn)
+        page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
+        page = submit(client, page, "device_confirm", {})
+        poller.join(timeout=120)
+        assert "access_token" in result, result
+        token = result["access_token"]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["xms_cc"] == ["cp1"], claims
+        me = graph.get(f"{keyward.base_url}/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, me.text
+
+        with admin(keyward) as http:
+            reply = http.post(f"{keyward.base_url}/users/{user_id}/revokeSignInSessions")
+            assert reply.status_code == 200, reply.text
+        time.sleep(1.1)
+        challenged = graph.get(f"{keyward.base_url}/me", headers={"Authorization": f"Bearer {token}"})
+        assert challenged.status_code == 401, challenged.text
+        header = challenged.headers["WWW-Authenticate"]
+        assert 'error="insufficient_claims"' in header, header
+        encoded = header.split('claims="')[1].split('"')[0]
+        claims_challenge = base64.b64decode(encoded).decode()
+        assert json.loads(claims_challenge)["access_token"]["nbf"]["essential"] is True, claims_challenge
+
+        account = app.get_accounts()[0]
+        silent = app.acquire_token_silent_with_error(["User.Read"], account=account, claims_challenge=claims_challenge)
+        assert silent and silent.get("error") == "invalid_grant", silent
+
+        # A new sign-in, with the challenge (and cp1 merged in by MSAL).
+        flow = app.initiate_device_flow(scopes=["User.Read"], claims_challenge=claims_challenge)
+        result = {}
+        poller = threading.Thread(
+            target=lambda: result.update(app.acquire_token_by_device_flow(flow, claims_challenge=claims_challenge)),
+            daemon=True,
+        )
+        poller.start()
+        page = parse(client.get(flow["verification_uri"]))
+        assert page.title == "Sign in", page.html
+        page = submit(client, page, "username", {"username": upn})
+        page = submit(client, page, "password", {"current-password": PASSWORD})
+        assert page.title == "Enter code", page.html
+        page = submit(client, page, "mfa", {"one-time-code": totp.at(time.time() + 30)})
+        assert page.title == "Enter code", page.html
+        page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
+        page = submit(client, page, "device_confirm", {})
+        assert page.title == "You're signed in", page.html
+        poller.join(timeout=120)
+        assert "access_token" in result, result
+        fresh = graph.get(f"{keyward.base_url}/me", headers={"Authorization": f"Bearer {result['access_token']}"})
+        assert fresh.status_code == 200 and fresh.json()["id"] == user_id, fresh.text
 
 
 def register_app(server: KeywardServer, name: str, role: str | None, **extra) -> tuple[str, str, str]:

@@ -9,6 +9,11 @@ pub enum AppError {
     /// No bearer token, or one Keyward did not sign, or an expired one. The message is Graph's.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A token that continuous access evaluation no longer accepts (sessions revoked, account
+    /// disabled, its pass deleted), held by a client that declared the `cp1` capability: it gets
+    /// a claims challenge (`claims`, a JSON claims request) to sign in again at `authorization_uri`.
+    #[error("{message}")]
+    ClaimsChallenge { message: &'static str, claims: String, authorization_uri: String },
     /// The decision function refused; `rule` names the rule, `message` is Entra's text for it.
     #[error("{message}")]
     Forbidden { rule: &'static str, message: String },

@@ -6,6 +6,7 @@ use std::time::Duration;
 use keyward_core::authz::{ActiveRole, Actor, Scope};
 use keyward_core::directory::{ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::oauth::{CAE_CAPABILITY, revocation_claims};
 use keyward_store::Tx;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,9 @@ pub struct AccessClaims {
     /// second as the issue still tells the tokens issued before it from those issued after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kw_iat_us: Option<i64>,
+    /// The client capabilities the token request declared (`cp1`: continuous access evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xms_cc: Option<Vec<String>>,
 }
 
 /// Microseconds since the epoch.
@@ -72,6 +76,8 @@ pub(crate) struct UserAccess<'a> {
     pub amr: &'a [String],
     pub pass_expires_at: Option<time::OffsetDateTime>,
     pub auth_time: Option<time::OffsetDateTime>,
+    /// The client declared `cp1`: the token carries `xms_cc` and gets claims challenges.
+    pub is_cae_capable: bool,
 }
 
 impl App {
@@ -90,6 +96,7 @@ impl App {
             amr: &["pwd".to_owned()],
             pass_expires_at: None,
             auth_time: None,
+            is_cae_capable: false,
         };
         self.sign_user_access_token(tenant, user, &access).await
     }
@@ -132,6 +139,7 @@ impl App {
             auth_time: access.auth_time.map(|it| it.unix_timestamp()),
             xms_tap_exp: access.pass_expires_at.map(|it| it.unix_timestamp()),
             kw_iat_us: Some(micros(issued)),
+            xms_cc: access.is_cae_capable.then(|| vec![CAE_CAPABILITY.to_owned()]),
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
         self.inner.keys.sign(&json)
@@ -169,6 +177,7 @@ impl App {
             auth_time: None,
             xms_tap_exp: None,
             kw_iat_us: None,
+            xms_cc: None,
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
         self.inner.keys.sign(&json)
@@ -254,8 +263,28 @@ impl App {
             }
             _ => {
                 let user = tx.get_user(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
+                // A client that declared `cp1` gets a claims challenge where others get a plain 401.
+                let is_cae_capable = claims
+                    .xms_cc
+                    .as_ref()
+                    .is_some_and(|it| it.iter().any(|capability| capability.eq_ignore_ascii_case(CAE_CAPABILITY)));
+                let refused = |message: &'static str, not_before: time::OffsetDateTime| {
+                    if is_cae_capable {
+                        AppError::ClaimsChallenge {
+                            message,
+                            claims: revocation_claims(not_before.unix_timestamp()),
+                            authorization_uri: format!(
+                                "{}/{}/oauth2/v2.0/authorize",
+                                self.inner.config.public_url, tenant.id
+                            ),
+                        }
+                    } else {
+                        AppError::Unauthenticated(message)
+                    }
+                };
+                let now_at = self.now();
                 if !user.account_enabled {
-                    return Err(AppError::Unauthenticated("The user account is disabled."));
+                    return Err(refused("The user account is disabled.", now_at));
                 }
                 // Revoked sessions end the access tokens issued before too (Keyward checks this
                 // on every request; Entra waits for expiry unless continuous access evaluation applies).
@@ -263,7 +292,10 @@ impl App {
                 // issued at the start of its second.
                 let issued_us = claims.kw_iat_us.unwrap_or(claims.iat.saturating_mul(1_000_000));
                 if issued_us < micros(user.sign_in_sessions_valid_from) {
-                    return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
+                    return Err(refused(
+                        "The access token was revoked: sign in again.",
+                        user.sign_in_sessions_valid_from,
+                    ));
                 }
                 // A token obtained with a Temporary Access Pass ends when the pass is deleted.
                 if let Some(end) = claims.xms_tap_exp {
@@ -272,7 +304,7 @@ impl App {
                         (it.start + time::Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end
                     });
                     if !held {
-                        return Err(AppError::Unauthenticated("The access token was revoked: sign in again."));
+                        return Err(refused("The access token was revoked: sign in again.", now_at));
                     }
                 }
                 let scopes = claims.scp.clone().unwrap_or_default().split_whitespace().map(str::to_owned).collect();

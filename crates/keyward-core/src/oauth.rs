@@ -62,6 +62,17 @@ pub mod codes {
     pub const THROTTLED: i64 = 90055;
     /// No consent for the application (`DelegationDoesNotExist`).
     pub const CONSENT_REQUIRED: i64 = 65001;
+    /// The request is malformed (a `claims` parameter that is not a JSON object).
+    pub const INVALID_REQUEST: i64 = 90023;
+}
+
+/// The client capability that opts into continuous access evaluation's claims challenges.
+pub const CAE_CAPABILITY: &str = "cp1";
+
+/// The claims request a resource sends back for a token issued before `not_before` (unix time):
+/// Entra's `{"access_token":{"nbf":{"essential":true,"value":"…"}}}`, minified.
+pub fn revocation_claims(not_before: i64) -> String {
+    format!(r#"{{"access_token":{{"nbf":{{"essential":true,"value":"{not_before}"}}}}}}"#)
 }
 
 fn is_loopback_host(host: &str) -> bool {

@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use keyward_app::AppError;
 use serde_json::json;
 
@@ -14,9 +15,11 @@ pub struct GraphError {
     pub code: &'static str,
     pub message: String,
     pub ids: RequestIds,
-    pub www_authenticate: bool,
+    /// `WWW-Authenticate` for a 401: the invalid-token challenge, or a claims challenge (boxed:
+    /// errors travel in every handler's `Result`).
+    pub www_authenticate: Option<Box<str>>,
     /// Seconds for `Retry-After` (throttling and overload).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
 }
 
 impl GraphError {
@@ -26,7 +29,7 @@ impl GraphError {
             code,
             message: message.into(),
             ids: ids.clone(),
-            www_authenticate: false,
+            www_authenticate: None,
             retry_after: None,
         }
     }
@@ -40,7 +43,22 @@ impl GraphError {
     pub fn from_app(err: AppError, ids: &RequestIds) -> GraphError {
         match err {
             AppError::Unauthenticated(message) => GraphError {
-                www_authenticate: true,
+                www_authenticate: Some(
+                    r#"Bearer realm="", error="invalid_token", client_id="00000003-0000-0000-c000-000000000000""#
+                        .to_owned()
+                        .into(),
+                ),
+                ..GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message, ids)
+            },
+            // Entra's claims challenge: the claims request, base64-encoded, for MSAL to sign in with.
+            AppError::ClaimsChallenge { message, claims, authorization_uri } => GraphError {
+                www_authenticate: Some(
+                    format!(
+                        r#"Bearer realm="", authorization_uri="{authorization_uri}", error="insufficient_claims", claims="{}""#,
+                        base64::engine::general_purpose::STANDARD.encode(claims)
+                    )
+                    .into(),
+                ),
                 ..GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message, ids)
             },
             AppError::Forbidden { .. } => {
@@ -51,11 +69,11 @@ impl GraphError {
             }
             AppError::BadRequest(message) => GraphError::bad_request(message, ids),
             AppError::TooManyRequests { retry_after } => GraphError {
-                retry_after: Some(retry_after),
+                retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
                 ..GraphError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", err.to_string(), ids)
             },
             AppError::Overloaded { retry_after } => GraphError {
-                retry_after: Some(retry_after),
+                retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
                 ..GraphError::new(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable", err.to_string(), ids)
             },
             AppError::Conflict(message) => {
@@ -114,13 +132,8 @@ impl IntoResponse for GraphError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.www_authenticate {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(
-                    r#"Bearer realm="", error="invalid_token", client_id="00000003-0000-0000-c000-000000000000""#,
-                ),
-            );
+        if let Some(challenge) = self.www_authenticate.as_deref().and_then(|it| HeaderValue::from_str(it).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -115,6 +115,23 @@ impl From<keyward_store::StoreError> for OAuthError {
     }
 }
 
+/// Whether a token request's `claims` parameter declares continuous access evaluation (`cp1` in
+/// `access_token.xms_cc.values`, in any case), as MSAL sends it for `client_capabilities`. A
+/// `claims` that is not a JSON object is refused.
+pub(crate) fn declares_cae(params: &HashMap<String, String>) -> Result<bool, OAuthError> {
+    let Some(raw) = params.get("claims").filter(|it| !it.trim().is_empty()) else { return Ok(false) };
+    let value =
+        serde_json::from_str::<serde_json::Value>(raw).ok().filter(serde_json::Value::is_object).ok_or_else(|| {
+            OAuthError::invalid_request(
+                codes::INVALID_REQUEST,
+                r#"The claims parameter must be a JSON object, like {"access_token":{"xms_cc":{"values":["cp1"]}}}."#,
+            )
+        })?;
+    Ok(value["access_token"]["xms_cc"]["values"].as_array().is_some_and(|values| {
+        values.iter().any(|it| it.as_str().is_some_and(|text| text.eq_ignore_ascii_case(oauth::CAE_CAPABILITY)))
+    }))
+}
+
 /// Who a user grant is signing in, as far as it got: for the sign-in log.
 #[derive(Debug)]
 struct SignInSubject {

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use super::{
-    Client, ClientAuth, IdClaims, OAuthError, REFRESH_LIFETIME, SignInSubject, TokenResponse, not_consented,
-    scope_string,
+    Client, ClientAuth, IdClaims, OAuthError, REFRESH_LIFETIME, SignInSubject, TokenResponse, declares_cae,
+    not_consented, scope_string,
 };
 
 impl App {
@@ -32,6 +32,7 @@ impl App {
         let tenant = self.oauth_tenant(tenant_key).await?;
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
         let grant_type = param("grant_type").unwrap_or("");
+        declares_cae(params)?;
         // The credential the client presented, as the sign-in log's `clientCredentialType`.
         let presented = if param("client_assertion").is_some() {
             "clientAssertion"
@@ -601,6 +602,7 @@ impl App {
             amr: &amr,
             pass_expires_at: grant.pass_expires_at,
             auth_time: Some(grant.auth_time),
+            is_cae_capable: declares_cae(params)?,
         };
         let access_token = self.sign_user_access_token(tenant, &user, &access).await?;
         let mut lifetime = self.inner.config.access_token_lifetime.whole_seconds();

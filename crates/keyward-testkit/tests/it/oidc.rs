@@ -820,6 +820,82 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert!(blocked.text().contains("AADSTS700016"), "{}", blocked.text());
 }
 
+/// Continuous access evaluation: a client that declares `cp1` gets tokens with `xms_cc` and, once
+/// they are revoked, Entra's claims challenge; other clients keep the plain invalid-token answer.
+async fn claims_challenge_for_cae_capable_clients(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele").await;
+    let mut browser = Browser::new(&app.base_url);
+    let cp1 = r#"{"access_token":{"xms_cc":{"values":["CP1"]}}}"#;
+    let mut tokens = Vec::new();
+    for claims in [Some(cp1), None] {
+        let redirect = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
+        let code = query_param(&redirect, "code").expect("code");
+        let mut fields = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", "keyward-cli"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        fields.extend(claims.map(|it| ("claims", it)));
+        let (status, body) = post_form(&app, &token_path(), &fields, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.push(body);
+    }
+    let capable = tokens[0]["access_token"].as_str().expect("access").to_owned();
+    let plain = tokens[1]["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(claims(&capable)["xms_cc"], json!(["cp1"]));
+    assert!(claims(&plain).get("xms_cc").is_none());
+    // A refresh that declares it again keeps it.
+    let refresh = tokens[0]["refresh_token"].as_str().expect("refresh");
+    let (status, refreshed) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh), ("claims", cp1)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let capable = refreshed["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(claims(&capable)["xms_cc"], json!(["cp1"]));
+    assert_eq!(app.as_user(&capable).get("/v1.0/me").await.status, StatusCode::OK);
+
+    app.clock.advance(Duration::seconds(1));
+    let revoked = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    let valid_from = app.app.now().unix_timestamp();
+    let challenged = app.as_user(&capable).get("/v1.0/me").await;
+    keyward_testkit::assert_graph_error(&challenged, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let header = challenged.headers["www-authenticate"].to_str().expect("ascii").to_owned();
+    assert!(header.contains(r#"error="insufficient_claims""#), "{header}");
+    let tenant = claims(&capable)["tid"].as_str().expect("tid").to_owned();
+    assert!(
+        header.contains(&format!(r#"authorization_uri="{}/{tenant}/oauth2/v2.0/authorize""#, app.base_url)),
+        "{header}"
+    );
+    let encoded = header.split("claims=\"").nth(1).and_then(|it| it.split('"').next()).expect("claims");
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("base64");
+    let request: Value = serde_json::from_slice(&decoded).expect("JSON");
+    assert_eq!(request["access_token"]["nbf"]["essential"], true);
+    let not_before: i64 = request["access_token"]["nbf"]["value"].as_str().expect("value").parse().expect("number");
+    assert!((valid_from - 1..=valid_from).contains(&not_before), "{request}");
+    // The client that did not declare cp1 gets today's answer.
+    let refused = app.as_user(&plain).get("/v1.0/me").await;
+    keyward_testkit::assert_graph_error(&refused, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let header = refused.headers["www-authenticate"].to_str().expect("ascii");
+    assert!(header.contains(r#"error="invalid_token""#) && !header.contains("claims="), "{header}");
+    // A claims parameter that is not a JSON object is refused.
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", "x"), ("claims", "cp1")],
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_request")), "{body}");
+}
+
 const CHROME: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -1019,6 +1095,7 @@ async fn sign_in_log_shapes_filters_and_activity(backend: Backend) {
 }
 
 keyward_testkit::on_both_backends!(
+    claims_challenge_for_cae_capable_clients,
     sign_in_log_shapes_filters_and_activity,
     web_codes_need_the_secret,
     openidconnect_relying_party,
