@@ -30,6 +30,7 @@ from msgraph.generated.models.user_collection_response import UserCollectionResp
 from msgraph.generated.service_principals.service_principals_request_builder import (
     ServicePrincipalsRequestBuilder,
 )
+from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core.requests.batch_request_content import BatchRequestContent
@@ -477,3 +478,47 @@ def test_json_batching(keyward: KeywardServer) -> None:
     statuses, name = run(scenario())
     assert statuses == {"create": 201, "read": 200, "missing": 404}, statuses
     assert name == "Batch Person", name
+
+
+def test_delta_round_trip(keyward: KeywardServer) -> None:
+    """msgraph-sdk's users.delta: a full round, then create, change and delete, and the delta
+    link shows each once (the deleted user as @removed)."""
+
+    async def collect(client: GraphServiceClient, url: str | None) -> tuple[list[User], str]:
+        builder = client.users.delta if url is None else client.users.delta.with_url(url)
+        query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["displayName", "jobTitle"])
+        page = await builder.get(
+            request_configuration=None if url else RequestConfiguration(query_parameters=query)
+        )
+        users: list[User] = []
+        while True:
+            assert page is not None
+            users.extend(page.value or [])
+            if page.odata_next_link:
+                page = await client.users.delta.with_url(page.odata_next_link).get()
+                continue
+            assert page.odata_delta_link, "a round ends with a delta link"
+            return users, page.odata_delta_link
+
+    async def scenario() -> tuple[list[User], list[User], dict[str, str]]:
+        async with graph_client(keyward) as client:
+            first, link = await collect(client, None)
+            changed = await create_user(client, keyward, "Delta Changed", "deltachanged")
+            gone = await create_user(client, keyward, "Delta Gone", "deltagone")
+            _, link = await collect(client, link)
+            await client.users.by_user_id(changed.id).patch(User(job_title="Tracker"))
+            created = await create_user(client, keyward, "Delta Created", "deltacreated")
+            await client.users.by_user_id(gone.id).delete()
+            keyward.created_user_ids.discard(gone.id)
+            second, _ = await collect(client, link)
+            return first, second, {"changed": changed.id, "gone": gone.id, "created": created.id}
+
+    first, second, ids = run(scenario())
+    assert first and all(user.id for user in first)
+    by_id = {user.id: user for user in second}
+    assert sorted(by_id) == sorted(ids.values()), [(u.id, u.display_name) for u in second]
+    assert len(second) == 3, "each change once"
+    assert by_id[ids["changed"]].job_title == "Tracker"
+    assert by_id[ids["created"]].display_name == "Delta Created"
+    removed = by_id[ids["gone"]].additional_data.get("@removed")
+    assert removed == {"reason": "deleted"}, by_id[ids["gone"]].additional_data

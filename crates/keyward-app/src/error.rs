@@ -32,6 +32,12 @@ pub enum AppError {
     /// The object exists already (Graph answers 409).
     #[error("{0}")]
     Conflict(String),
+    /// A delta token too old to continue from, or whose changes retention removed: start a new
+    /// round (Graph's `syncStateNotFound`).
+    #[error(
+        "The delta token has expired or the changes after it were removed by retention: start a new round without a token."
+    )]
+    SyncStateNotFound,
     /// A query option combination Graph does not support.
     #[error("{0}")]
     UnsupportedQuery(String),

@@ -12,6 +12,7 @@ pub mod auth_methods;
 pub mod authorize;
 pub mod authz;
 pub mod consent;
+pub mod delta;
 pub mod directory;
 pub mod ids;
 pub mod json;

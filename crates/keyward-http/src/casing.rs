@@ -3,6 +3,8 @@
 //! spelling does. Rather than a second route for every spelling, a request under `/v1.0` or
 //! `/beta` has each fixed path segment (a word of some route, compared without case) put in the
 //! routes' spelling before routing; ids, sign-in names and function arguments are left as sent.
+//! A last segment calling a function without arguments (`/users/delta()`) is routed as the
+//! function's name (`/users/delta`).
 //! The handlers still see the original address (`OriginalUri`), so links and errors echo it.
 
 use std::collections::HashMap;
@@ -50,13 +52,27 @@ impl Segments {
                 out.push('/');
             }
             let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
+            // A function called without arguments (`delta()`, as the SDKs call it) is the route
+            // named without the parentheses.
+            let rest = if rest == "()"
+                && index == path.split('/').count() - 1
+                && self.0.contains_key(&name.to_ascii_lowercase())
+            {
+                changed = true;
+                ""
+            } else {
+                rest
+            };
             match self.0.get(&name.to_ascii_lowercase()) {
                 Some(word) if *word != name => {
                     out.push_str(word);
                     out.push_str(rest);
                     changed = true;
                 }
-                _ => out.push_str(segment),
+                _ => {
+                    out.push_str(name);
+                    out.push_str(rest);
+                }
             }
         }
         changed.then_some(out)
@@ -92,6 +108,7 @@ mod tests {
             "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass",
             "/reports/authenticationMethods/{function}",
             "/groups/{id}/members/$ref",
+            "/users/delta",
         ])
     }
 
@@ -112,6 +129,9 @@ mod tests {
             Some("/beta/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass")
         );
         assert_eq!(it.canonical("/v1.0/GROUPS/x/members/$REF").as_deref(), Some("/v1.0/groups/x/members/$ref"));
+        assert_eq!(it.canonical("/v1.0/users/delta()").as_deref(), Some("/v1.0/users/delta"));
+        assert_eq!(it.canonical("/v1.0/users/Delta()").as_deref(), Some("/v1.0/users/delta"));
+        assert_eq!(it.canonical("/v1.0/users/delta()/x"), None, "only a last segment");
         // Function arguments are kept; the documented spelling and other surfaces are untouched.
         assert_eq!(
             it.canonical("/v1.0/Reports/authenticationMethods/f(x='Users')").as_deref(),

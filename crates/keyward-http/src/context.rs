@@ -144,6 +144,10 @@ impl FromRequestParts<AppState> for GraphCtx {
 #[derive(Debug, Clone, Default)]
 pub struct GraphQuery {
     pub raw: RawQuery,
+    /// `$deltatoken`, which only delta requests take (see [`GraphQuery::parse`]).
+    pub deltatoken: Option<String>,
+    /// `Prefer: odata.maxpagesize=N`, which delta requests honour.
+    pub max_page_size: Option<usize>,
     /// The query string without `$skiptoken`, to rebuild `@odata.nextLink`.
     pub rest: Vec<(String, String)>,
 }
@@ -155,6 +159,14 @@ impl GraphQuery {
             .get("consistencylevel")
             .and_then(|it| it.to_str().ok())
             .is_some_and(|it| it.trim().eq_ignore_ascii_case("eventual"));
+        res.max_page_size = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|it| it.to_str().ok())
+            .flat_map(|it| it.split(','))
+            .filter_map(|it| it.trim().strip_prefix("odata.maxpagesize="))
+            .find_map(|it| it.trim().parse::<usize>().ok())
+            .filter(|it| *it > 0);
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
             let value = value.into_owned();
@@ -168,6 +180,10 @@ impl GraphQuery {
                 "expand" => &mut res.raw.expand,
                 "skiptoken" => {
                     res.raw.skiptoken = Some(value);
+                    continue;
+                }
+                "deltatoken" => {
+                    res.deltatoken = Some(value);
                     continue;
                 }
                 "skip" => {

@@ -383,6 +383,15 @@ pub trait AuditStore: Send {
     /// Appends one tenant's records to its chain in order, with a few multi-row statements (bulk
     /// loads such as the benchmark seeder).
     async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError>;
+    /// The targets of `tenant`'s successful audit records with a chain number above
+    /// `after_index`, up to `limit` records in chain order: each record's chain number and its
+    /// targets' ids and kinds (`User`, `Group`, …). Delta queries read what changed here.
+    async fn audit_targets_after(
+        &mut self,
+        tenant: &ObjectId,
+        after_index: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<(ObjectId, &'static str)>)>, StoreError>;
     /// Every tenant with an audit chain, and its stored head (`None` if the head row is missing).
     async fn audit_chain_tenants(&mut self) -> Result<Vec<(String, Option<ChainPosition>)>, StoreError>;
     /// Up to `limit` of `tenant`'s records with a chain number above `after_index`, in chain order,

@@ -8,6 +8,7 @@ mod administrative_units;
 mod applications;
 mod authentication_methods;
 mod batch;
+mod delta;
 pub(crate) mod directory_audits;
 mod directory_objects;
 mod directory_roles;
@@ -49,6 +50,13 @@ impl FromRequestParts<AppState> for Query {
             .map_or_else(|| parts.uri.path().to_owned(), |it| it.path().to_owned());
         let query = GraphQuery::parse(parts.uri.query(), &parts.headers)
             .map_err(|message| GraphError::bad_request(message, &ids))?;
+        let is_delta = {
+            let lower = path.to_ascii_lowercase();
+            lower.ends_with("/delta") || lower.ends_with("/delta()")
+        };
+        if query.deltatoken.is_some() && !is_delta {
+            return Err(GraphError::bad_request("Query option '$deltatoken' is only for delta queries.", &ids));
+        }
         Ok(Query(query, path))
     }
 }
@@ -269,8 +277,9 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 18] = [
+const RESOURCES: [fn(Api) -> Api; 19] = [
     users::routes,
+    delta::routes,
     groups::routes,
     directory_objects::routes,
     organization::routes,

@@ -591,6 +591,31 @@ macro_rules! impl_audit_store {
                 .map_err(db)
             }
 
+            async fn audit_targets_after(
+                &mut self,
+                tenant: &ObjectId,
+                after_index: i64,
+                limit: usize,
+            ) -> Result<Vec<(i64, Vec<(ObjectId, &'static str)>)>, StoreError> {
+                let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    concat!(
+                        "SELECT chain_index, record FROM audit_records WHERE tenant_id = $1 AND chain_index > $2 ",
+                        "AND result = 'success' ORDER BY chain_index{}"
+                    ),
+                    limit_clause(limit)
+                )))
+                .bind(tenant.as_str())
+                .bind(after_index)
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.into_iter()
+                    .map(|(index, record)| {
+                        let record = audit_json::from_json(&record)?;
+                        Ok((index, record.target_resources.into_iter().map(|it| (it.id, it.kind)).collect()))
+                    })
+                    .collect()
+            }
+
             async fn audit_chain_head(&mut self, tenant: &str) -> Result<Option<ChainPosition>, StoreError> {
                 let row: Option<(i64, String)> =
                     sqlx::query_as("SELECT chain_index, hash FROM audit_chain_heads WHERE tenant_id = $1")

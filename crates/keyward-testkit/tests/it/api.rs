@@ -1,6 +1,6 @@
 //! The Graph-compatible API through HTTP, on both backends.
 
-use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error};
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error, id_of};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -883,7 +883,148 @@ async fn json_batching(backend: Backend) {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Delta queries, as sync tools use them: an initial round in pages, then each change once
+/// (created, changed, deleted as `@removed`), only the selected properties, tracked ids, and
+/// Graph's refusals.
+async fn delta_rounds_for_users_and_groups(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = id_of(&app.create_user("adele", "Adele Vance").await);
+    let megan = id_of(&app.create_user("megan", "Megan Bowen").await);
+    let small_pages = [("Prefer", "odata.maxpagesize=2")];
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            let reply = app.send(Method::GET, &path, Some(&app.admin_token), None, &small_pages).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+            reply
+        }
+    };
+    let relative = |link: &str| link.strip_prefix(app.base_url.as_str()).expect("a link to this server").to_owned();
+
+    // The initial round: every user, in pages, then the delta link.
+    let mut seen = Vec::new();
+    let mut page = get("/v1.0/users/delta?$select=displayName,jobTitle".to_owned()).await;
+    assert!(
+        page.body["@odata.context"].as_str().expect("context").ends_with("$metadata#users(id,displayName,jobTitle)")
+    );
+    let delta_link = loop {
+        assert!(page.body["value"].as_array().expect("value").len() <= 2, "{}", page.text);
+        for it in page.body["value"].as_array().expect("value") {
+            assert_eq!(keys_of(it), vec!["displayName", "id", "jobTitle"], "only the selected properties");
+            seen.push(id_of(it));
+        }
+        if let Some(next) = page.body["@odata.nextLink"].as_str() {
+            assert!(page.body.get("@odata.deltaLink").is_none(), "one link per page");
+            page = get(relative(next)).await;
+        } else {
+            break page.body["@odata.deltaLink"].as_str().expect("the round ends with a delta link").to_owned();
+        }
+    };
+    let listed = app.get("/v1.0/users?$select=id&$top=999").await;
+    let mut all: Vec<String> = listed.body["value"].as_array().expect("value").iter().map(id_of).collect();
+    all.sort();
+    seen.sort();
+    assert_eq!(seen, all, "the initial round lists every user once");
+
+    // Changes: each changed object once, a deleted one as @removed.
+    assert_eq!(
+        app.patch(&format!("/v1.0/users/{adele}"), &json!({"jobTitle": "Lead"})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.patch(&format!("/v1.0/users/{adele}"), &json!({"jobTitle": "Head"})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let casey = id_of(&app.create_user("casey", "Casey Case").await);
+    assert_eq!(app.delete(&format!("/v1.0/users/{megan}")).await.status, StatusCode::NO_CONTENT);
+    let changes = get(relative(&delta_link)).await;
+    let items = changes.body["value"].as_array().expect("value");
+    assert_eq!(items.len(), 3, "{}", changes.text);
+    let by_id = |id: &str| items.iter().find(|it| it["id"] == id).unwrap_or_else(|| panic!("{id} in {}", changes.text));
+    assert_eq!(by_id(&adele)["jobTitle"], "Head");
+    assert_eq!(by_id(&casey)["displayName"], "Casey Case");
+    assert_eq!(by_id(&megan), &json!({"id": megan, "@removed": {"reason": "deleted"}}));
+    let next_round = changes.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+    let quiet = get(relative(&next_round)).await;
+    assert_eq!(quiet.body["value"], json!([]), "nothing changed since: {}", quiet.text);
+
+    // Sync from now, and a round that tracks chosen ids only.
+    let latest = get("/v1.0/users/delta?$deltatoken=latest".to_owned()).await;
+    assert_eq!(latest.body["value"], json!([]));
+    let from_now = latest.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+    let tracked = get(format!("/v1.0/users/delta?$filter=id eq '{casey}'")).await;
+    assert_eq!(tracked.body["value"].as_array().map(Vec::len), Some(1), "{}", tracked.text);
+    let tracked_round = tracked.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+    assert_eq!(
+        app.patch(&format!("/v1.0/users/{adele}"), &json!({"jobTitle": "Chief"})).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let since = get(relative(&from_now)).await;
+    assert_eq!(since.body["value"][0]["id"], adele.as_str(), "{}", since.text);
+    assert_eq!(get(relative(&tracked_round)).await.body["value"], json!([]), "adele is not tracked there");
+
+    // Groups: created, then changed by a new member.
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Sales", "mailEnabled": false, "mailNickname": "sales", "securityEnabled": true}),
+        )
+        .await;
+    let gid = id_of(&group.body);
+    let first = get("/v1.0/groups/delta".to_owned()).await;
+    assert_eq!(first.body["value"][0]["id"], gid.as_str(), "{}", first.text);
+    let group_round = first.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+    let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{casey}")});
+    assert_eq!(app.post(&format!("/v1.0/groups/{gid}/members/$ref"), &reference).await.status, StatusCode::NO_CONTENT);
+    let changed = get(relative(&group_round)).await;
+    assert_eq!(changed.body["value"][0]["displayName"], "Sales", "{}", changed.text);
+
+    // Refusals: options delta does not take, tokens of another collection or mangled, a changed
+    // $select, $deltatoken elsewhere; and a token too old to continue from.
+    assert_graph_error(&app.get("/v1.0/users/delta?$top=5").await, StatusCode::BAD_REQUEST, "Request_UnsupportedQuery");
+    assert_graph_error(
+        &app.get("/v1.0/users/delta?$filter=displayName eq 'x'").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    assert_graph_error(
+        &app.get("/v1.0/users/delta?$deltatoken=garbage").await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    let users_token = next_round.split("$deltatoken=").nth(1).expect("token");
+    assert_graph_error(
+        &app.get(&format!("/v1.0/groups/delta?$deltatoken={users_token}")).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &app.get(&format!("{}&$select=surname", relative(&next_round))).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(&app.get("/v1.0/users?$deltatoken=latest").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    app.clock.advance(time::Duration::days(8));
+    let token = app.token_for(ADMIN_UPN).await;
+    let expired = app.as_user(&token).get(&relative(&next_round)).await;
+    assert_graph_error(&expired, StatusCode::GONE, "syncStateNotFound");
+    assert_eq!(app.as_user(&token).get("/v1.0/users/delta").await.status, StatusCode::OK, "a new round starts");
+    for path in ["/v1.0/Users/Delta", "/beta/groups/delta()", "/v1.0/groups/delta?$select=members"] {
+        let reply = app.as_user(&token).get(path).await;
+        let expected = if path.contains("members") { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        assert_eq!(reply.status, expected, "{path}: {}", reply.text);
+    }
+}
+
+/// The keys of a JSON object, sorted.
+fn keys_of(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
 keyward_testkit::on_both_backends!(
+    delta_rounds_for_users_and_groups,
     json_batching,
     service_principals_and_applications_filter,
     paths_match_without_case,
