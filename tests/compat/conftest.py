@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 
+import model_fidelity
 from keyward_harness import (
     ADMIN_PASSWORD,
     ADMIN_UPN,
@@ -82,6 +83,12 @@ def keyward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeywardServer]
 
     crashed_code = server.process.poll()
     code = stop_server(server)
+    fidelity = model_fidelity.check(server.graph_responses)
+    if os.environ.get("KEYWARD_SHOW_CONTEXTS"):
+        print(f"\nmodel fidelity: {fidelity.checked} objects; contexts: {sorted(fidelity.contexts)}")
+    if fidelity.problems:
+        shown = "\n".join(sorted(set(fidelity.problems))[:60])
+        pytest.fail(f"responses that msgraph-sdk's models do not fully read ({len(fidelity.problems)}):\n{shown}")
     if crashed_code is not None:
         fail_with_logs(server, f"keyward serve died during the tests with exit code {crashed_code}")
     if code is None:

@@ -69,6 +69,15 @@ class KeywardServer:
     # Ids of every user the tests created successfully, so that listing
     # tests can assert the exact set of users in the directory.
     created_user_ids: set[str] = field(default_factory=set)
+    # Every Graph response the harness's clients received: (method, url, status, body text), for
+    # the model-fidelity check (model_fidelity.py) when the module's server stops.
+    graph_responses: list[tuple[str, str, int, str]] = field(default_factory=list)
+
+    def record(self, response: httpx.Response) -> None:
+        """Keeps a Graph JSON response for the model-fidelity check."""
+        path = response.request.url.path
+        if (path.startswith("/v1.0/") or path.startswith("/beta/")) and "json" in response.headers.get("content-type", ""):
+            self.graph_responses.append((response.request.method, str(response.request.url), response.status_code, response.text))
 
     @property
     def public_url(self) -> str:
@@ -100,11 +109,16 @@ class KeywardServer:
 
     def raw_http(self) -> httpx.Client:
         """A plain (non-SDK) HTTP client with the admin token, for wire-level checks."""
+        def keep(response: httpx.Response) -> None:
+            response.read()
+            self.record(response)
+
         return httpx.Client(
             verify=self.ssl_context(),
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30.0,
             trust_env=False,
+            event_hooks={"response": [keep]},
         )
 
     def token_for(self, alias: str) -> str:
@@ -351,6 +365,10 @@ class StaticAccessTokenProvider(AccessTokenProvider):
 @asynccontextmanager
 async def graph_client(server: KeywardServer, token: str | None = None) -> AsyncIterator[GraphServiceClient]:
     """A GraphServiceClient talking to Keyward (with the admin token, or `token`). Create one per event loop."""
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        server.record(response)
+
     http_client = httpx.AsyncClient(
         verify=server.ssl_context(),
         # Same as the SDK's default client (KiotaClientFactory.get_default_client),
@@ -358,6 +376,7 @@ async def graph_client(server: KeywardServer, token: str | None = None) -> Async
         http2=True,
         timeout=httpx.Timeout(60.0, connect=10.0),
         trust_env=False,
+        event_hooks={"response": [keep]},
     )
     http_client = GraphClientFactory.create_with_default_middleware(client=http_client)
     auth_provider = BaseBearerTokenAuthenticationProvider(

@@ -163,3 +163,29 @@ def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServ
     assert report["cookie"]["name"] == "__Host-keyward-session" and report["cookie"]["secure"], report
     assert sign_in_log_codes(keyward, upn) == [50079, 0]
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "Chromium rendered the account page"
+
+
+def test_beta_shapes_read_through_the_beta_models(keyward: KeywardServer) -> None:
+    """Beta's sign-in log, audit log, users and delta, as the beta SDK's models read them: the
+    module's server checks every response recorded here when it stops (model_fidelity.py)."""
+    user_id = create_user(keyward, "betashape")
+    with keyward.raw_http() as http:
+        beta = keyward.base_url.replace("/v1.0", "/beta")
+        signins = http.get(f"{beta}/auditLogs/signIns", params={"$top": "5"})
+        assert signins.status_code == 200, signins.text
+        audits = http.get(f"{beta}/auditLogs/directoryAudits", params={"$top": "5"})
+        assert audits.status_code == 200, audits.text
+        initiator = audits.json()["value"][0]["initiatedBy"]["user"]
+        assert initiator["@odata.type"] == "#microsoft.graph.auditUserIdentity", initiator
+        for path, params in [
+            (f"users/{user_id}", {"$select": "displayName,signInActivity"}),
+            ("users", {"$top": "5"}),
+            ("users/delta", {"$select": "displayName"}),
+            ("groups/delta", {}),
+            ("servicePrincipals", {}),
+            ("roleManagement/directory/roleDefinitions", {}),
+        ]:
+            reply = http.get(f"{beta}/{path}", params=params)
+            assert reply.status_code == 200, f"{path}: {reply.text}"
+        v1_signins = http.get(f"{keyward.base_url}/auditLogs/signIns", params={"$top": "5", "$select": "id,status"})
+        assert v1_signins.status_code == 200, v1_signins.text

@@ -206,7 +206,6 @@ pub const SERVICE_PRINCIPAL: Resource = Resource {
         default_selected(prop("accountEnabled", PropType::Bool, FilterSupport::Eq)),
         default_selected(prop("servicePrincipalNames", PropType::StringCollection, FilterSupport::Any)),
         default_selected(prop("servicePrincipalType", PropType::String, FilterSupport::Eq)),
-        default_selected(prop("createdDateTime", PropType::DateTime, FilterSupport::None)),
     ],
 };
 

@@ -106,7 +106,8 @@ pub const V1_PROPERTIES: &[&str] = &[
     "status",
 ];
 
-/// What beta's `signIn` has beyond [`V1_PROPERTIES`].
+/// What beta's `signIn` has beyond [`V1_PROPERTIES`] (beta has no `riskEventTypes`, only its
+/// second version).
 pub const BETA_PROPERTIES: &[&str] = &[
     "authenticationDetails",
     "authenticationMethodsUsed",
@@ -275,8 +276,12 @@ pub fn plan(raw: &RawQuery, is_beta: bool) -> Result<SignInQuery, QueryError> {
     if let Some(expr) = expr {
         clause(&mut filter, &expr, is_beta, &mut false)?;
     }
-    let properties: Vec<&'static str> =
-        V1_PROPERTIES.iter().chain(if is_beta { BETA_PROPERTIES } else { &[] }).copied().collect();
+    let properties: Vec<&'static str> = V1_PROPERTIES
+        .iter()
+        .filter(|it| !is_beta || **it != "riskEventTypes")
+        .chain(if is_beta { BETA_PROPERTIES } else { &[] })
+        .copied()
+        .collect();
     Ok(SignInQuery {
         filter,
         select: log_select(raw, &properties, "signIn")?,

@@ -1,7 +1,7 @@
 //! `/auditLogs/directoryAudits`: the audit log in Graph's `directoryAudit` shape.
 
 use super::{Query, pick, select_suffix};
-use crate::context::{GraphCtx, collection, entity, rfc3339};
+use crate::context::{GraphCtx, Version, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -13,16 +13,27 @@ use keyward_core::audit::{AuditRecord, Initiator};
 use keyward_core::audit_query;
 use serde_json::{Value, json};
 
-/// A record in Graph's `directoryAudit` shape: `oldValue`/`newValue` are JSON text or null.
+/// A record in v1.0's `directoryAudit` shape: `oldValue`/`newValue` are JSON text or null.
 pub fn directory_audit(record: &AuditRecord) -> Value {
+    directory_audit_in(record, Version::V1)
+}
+
+/// A record in `version`'s `directoryAudit` shape: beta's initiating user is an
+/// `auditUserIdentity`, with the home tenant.
+pub fn directory_audit_in(record: &AuditRecord, version: Version) -> Value {
     let initiated_by = match &record.initiated_by {
-        Initiator::User { id, display_name, user_principal_name, ip_address } => json!({
-            "user": {
+        Initiator::User { id, display_name, user_principal_name, ip_address } => {
+            let mut user = json!({
                 "id": id.as_str(), "displayName": display_name, "userPrincipalName": user_principal_name,
-                "ipAddress": ip_address, "userType": null, "homeTenantId": null, "homeTenantName": null,
-            },
-            "app": null,
-        }),
+                "ipAddress": ip_address,
+            });
+            if version == Version::Beta {
+                user["@odata.type"] = json!("#microsoft.graph.auditUserIdentity");
+                user["homeTenantId"] = json!(record.tenant_id.as_str());
+                user["homeTenantName"] = Value::Null;
+            }
+            json!({"user": user, "app": null})
+        }
         Initiator::App { app_id, display_name, service_principal_id } => json!({
             "user": null,
             "app": {
@@ -69,7 +80,7 @@ async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
     let page = ctx.state.app.list_audit(&ctx.caller, &plan).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     let select = plan.select.as_deref();
-    let items: Vec<Value> = page.items.iter().map(|it| pick(directory_audit(it), select)).collect();
+    let items: Vec<Value> = page.items.iter().map(|it| pick(directory_audit_in(it, ctx.version), select)).collect();
     let context = format!("{}/$metadata#auditLogs/directoryAudits{}", ctx.base(), select_suffix(select));
     Ok(collection(context, items, None, next))
 }
@@ -79,7 +90,7 @@ async fn get_audit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, Gr
     let record = ctx.state.app.get_audit(&ctx.caller, &id).await?;
     Ok(entity(
         format!("{}/$metadata#auditLogs/directoryAudits/$entity", ctx.base()),
-        directory_audit(&record),
+        directory_audit_in(&record, ctx.version),
         StatusCode::OK,
     ))
 }

@@ -118,7 +118,6 @@ pub fn service_principal(principal: &ServicePrincipal) -> Map<String, Value> {
         "accountEnabled": principal.account_enabled,
         "servicePrincipalType": "Application",
         "servicePrincipalNames": [principal.app_id],
-        "createdDateTime": timestamp(principal.created),
     }) else {
         return Map::new();
     };

@@ -113,6 +113,8 @@ pub fn sign_in_json(record: &SignInRecord, version: Version) -> Value {
         if let Value::Object(extra) = beta {
             map.extend(extra);
         }
+        // Beta has only the second version of the risk event types.
+        map.remove("riskEventTypes");
     }
     entity
 }
