@@ -49,9 +49,10 @@ pub struct AuditFilter {
     pub target_upn: Option<String>,
     /// As written: record ids are case-sensitive (`Directory_…`).
     pub id: Option<String>,
-    /// `initiatedBy/user/displayName`, lowercased.
+    /// `initiatedBy/user/displayName`, ASCII-lowercased (compared with the record's text, which
+    /// the database folds only in ASCII).
     pub initiator_user_name: Option<String>,
-    /// `initiatedBy/app/displayName`, lowercased.
+    /// `initiatedBy/app/displayName`, ASCII-lowercased.
     pub initiator_app_name: Option<String>,
 }
 
@@ -220,10 +221,10 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
                     set(&mut filter.initiator_app_id, text(value, &property)?.to_lowercase(), &property)
                 }
                 ("initiatedby/user/displayname", CmpOp::Eq, _) => {
-                    set(&mut filter.initiator_user_name, text(value, &property)?.to_lowercase(), &property)
+                    set(&mut filter.initiator_user_name, text(value, &property)?.to_ascii_lowercase(), &property)
                 }
                 ("initiatedby/app/displayname", CmpOp::Eq, _) => {
-                    set(&mut filter.initiator_app_name, text(value, &property)?.to_lowercase(), &property)
+                    set(&mut filter.initiator_app_name, text(value, &property)?.to_ascii_lowercase(), &property)
                 }
                 ("id", CmpOp::Eq, _) => set(&mut filter.id, text(value, &property)?, &property),
                 _ => Err(unsupported(&property)),
@@ -267,6 +268,14 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
         Expr::Or(..) => Err(QueryError::Unsupported("Audit log filters combine with 'and' only.".into())),
         other => Err(unsupported(&format!("{other}"))),
     }
+}
+
+/// The query options of `GET /auditLogs/directoryAudits/{id}`: `$select` only.
+pub fn plan_one(raw: &RawQuery) -> Result<Option<Vec<&'static str>>, QueryError> {
+    if *raw != (RawQuery { select: raw.select.clone(), is_eventual: raw.is_eventual, ..RawQuery::default() }) {
+        return Err(QueryError::Unsupported("Only $select applies to one audit record.".into()));
+    }
+    log_select(raw, PROPERTIES, "directoryAudit")
 }
 
 /// Validates the query options of an audit log request.

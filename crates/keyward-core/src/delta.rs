@@ -12,6 +12,9 @@ use crate::query::{QueryError, RawQuery};
 /// How long a delta token can be continued from, as Graph's tokens for directory objects.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 7 * 24 * 3600;
 
+/// How far another node's clock may be ahead: a token issued later than this is refused.
+pub const CLOCK_SKEW_SECONDS: i64 = 300;
+
 /// How many objects an initial page lists.
 pub const PAGE_SIZE: usize = 100;
 
@@ -30,10 +33,11 @@ pub enum Expiry {
     CutByRetention,
 }
 
-/// Whether a token issued at `issued` (unix time) that continues after chain number
+/// Whether a token issued at `issued` (unix time; tokens are MACed, so this is the server's own
+/// clock, perhaps another node's) that continues after chain number
 /// `after_index` can still be used at `now`, when retention last cut the chain at `cut_index`.
 pub fn expiry(issued: i64, after_index: i64, now: i64, cut_index: i64) -> Option<Expiry> {
-    if now - issued > TOKEN_LIFETIME_SECONDS {
+    if now.saturating_sub(issued) > TOKEN_LIFETIME_SECONDS || issued.saturating_sub(now) > CLOCK_SKEW_SECONDS {
         Some(Expiry::TooOld)
     } else if after_index < cut_index {
         Some(Expiry::CutByRetention)
@@ -92,6 +96,8 @@ mod tests {
         assert_eq!(expiry(0, 10, TOKEN_LIFETIME_SECONDS + 1, 0), Some(Expiry::TooOld));
         assert_eq!(expiry(0, 10, 5, 11), Some(Expiry::CutByRetention));
         assert_eq!(expiry(0, 10, 5, 10), None, "records after the cut are all there");
+        assert_eq!(expiry(i64::MIN, 10, i64::MAX, 0), Some(Expiry::TooOld), "no overflow");
+        assert_eq!(expiry(1000, 10, 1000 - CLOCK_SKEW_SECONDS - 1, 0), Some(Expiry::TooOld), "from the future");
     }
 
     #[test]

@@ -719,6 +719,19 @@ pub struct AssignmentFilter {
     pub directory_scope_id: Option<Vec<String>>,
 }
 
+/// A `directoryScopeId` as assignments store it: `/`, or `/administrativeUnits/` and the unit's
+/// lowercase id, however the client spelled it; anything else as sent (it matches nothing).
+pub fn canonical_scope(raw: &str) -> String {
+    const UNITS: &str = "/administrativeUnits/";
+    match raw.get(..UNITS.len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(UNITS) => match ObjectId::parse(&raw[UNITS.len()..]) {
+            Some(id) => format!("{UNITS}{id}"),
+            None => raw.to_owned(),
+        },
+        _ => raw.to_owned(),
+    }
+}
+
 impl AssignmentFilter {
     /// Whether `assignment` passes the filter.
     pub fn matches(&self, assignment: &RoleAssignment) -> bool {
@@ -745,6 +758,15 @@ pub struct AdministrativeUnit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_take_the_stored_spelling() {
+        let unit = "/administrativeUnits/0a1b2c3d-0000-4000-8000-00000000000a";
+        assert_eq!(canonical_scope("/ADMINISTRATIVEUNITS/0A1B2C3D-0000-4000-8000-00000000000A"), unit);
+        assert_eq!(canonical_scope("/"), "/");
+        assert_eq!(canonical_scope("/administrativeUnits/nope"), "/administrativeUnits/nope");
+        assert_eq!(canonical_scope("/a"), "/a");
+    }
 
     fn tenant() -> Tenant {
         Tenant {

@@ -295,6 +295,9 @@ pub struct Expand {
 /// How many related objects an `$expand` returns, as Graph returns for directory objects.
 pub const EXPAND_LIMIT: usize = 20;
 
+/// The largest page of a list with `$expand` (a larger `$top` pages with the next link).
+pub const EXPAND_PAGE: usize = 100;
+
 /// The relationships of `resource` that `$expand` takes.
 fn expandable(resource: &Resource) -> &'static [&'static str] {
     match resource.type_name {
@@ -434,6 +437,8 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
             Some(order)
         }
     };
+    // A page of expanded objects reads each one's relationship: at most EXPAND_PAGE of them.
+    let top = if expand.is_some() { top.min(EXPAND_PAGE) } else { top };
     Ok(Plan {
         filter,
         select,

@@ -23,7 +23,8 @@ pub struct SignInFilter {
     pub user_id: Option<String>,
     /// Lowercased.
     pub user_principal_name: Option<TextMatch>,
-    /// Lowercased.
+    /// ASCII-lowercased, like the other fields read from the record (`app_display_name`,
+    /// `ip_address`, `correlation_id`, `client_app_used`).
     pub user_display_name: Option<TextMatch>,
     pub error_code: Option<i64>,
     /// `status/errorCode eq 0` (`Some(true)`) or `ne 0` (`Some(false)`): succeeded or failed.
@@ -147,9 +148,18 @@ fn text(value: &Literal, property: &str) -> Result<String, QueryError> {
     lowered(value, property, "SignIn")
 }
 
-/// `eq` or `startswith` on a text property.
-fn text_match(op: Option<CmpOp>, value: &Literal, property: &str) -> Result<TextMatch, QueryError> {
-    let value = text(value, property)?;
+/// A value compared with a property that no column holds, read from the stored record and
+/// lowercased by the database, which folds ASCII letters only on both backends: so is the value.
+fn record_text(value: &Literal, property: &str) -> Result<String, QueryError> {
+    match value {
+        Literal::String(it) | Literal::Guid(it) if !it.contains('\0') => Ok(it.to_ascii_lowercase()),
+        _ => Err(unsupported(property)),
+    }
+}
+
+/// `eq` or `startswith` on a text property; `in_record` for those read from the record.
+fn text_match(op: Option<CmpOp>, value: &Literal, property: &str, in_record: bool) -> Result<TextMatch, QueryError> {
+    let value = if in_record { record_text(value, property)? } else { text(value, property)? };
     Ok(if op.is_some() { TextMatch::Equals(value) } else { TextMatch::StartsWith(value) })
 }
 
@@ -168,20 +178,24 @@ fn clause(filter: &mut SignInFilter, expr: &Expr, is_beta: bool, has_event_types
                 ("id", CmpOp::Eq, _) => set(&mut filter.id, text(value, &property)?, &property),
                 ("userid", CmpOp::Eq, _) => set(&mut filter.user_id, text(value, &property)?, &property),
                 ("userprincipalname", CmpOp::Eq, _) => {
-                    set(&mut filter.user_principal_name, text_match(Some(*op), value, &property)?, &property)
+                    set(&mut filter.user_principal_name, text_match(Some(*op), value, &property, false)?, &property)
                 }
                 ("userdisplayname", CmpOp::Eq, _) => {
-                    set(&mut filter.user_display_name, text_match(Some(*op), value, &property)?, &property)
+                    set(&mut filter.user_display_name, text_match(Some(*op), value, &property, true)?, &property)
                 }
                 ("appid", CmpOp::Eq, _) => set(&mut filter.app_id, text(value, &property)?, &property),
                 ("appdisplayname", CmpOp::Eq, _) => {
-                    set(&mut filter.app_display_name, text_match(Some(*op), value, &property)?, &property)
+                    set(&mut filter.app_display_name, text_match(Some(*op), value, &property, true)?, &property)
                 }
                 ("ipaddress", CmpOp::Eq, _) => {
-                    set(&mut filter.ip_address, text_match(Some(*op), value, &property)?, &property)
+                    set(&mut filter.ip_address, text_match(Some(*op), value, &property, true)?, &property)
                 }
-                ("correlationid", CmpOp::Eq, _) => set(&mut filter.correlation_id, text(value, &property)?, &property),
-                ("clientappused", CmpOp::Eq, _) => set(&mut filter.client_app_used, text(value, &property)?, &property),
+                ("correlationid", CmpOp::Eq, _) => {
+                    set(&mut filter.correlation_id, record_text(value, &property)?, &property)
+                }
+                ("clientappused", CmpOp::Eq, _) => {
+                    set(&mut filter.client_app_used, record_text(value, &property)?, &property)
+                }
                 ("conditionalaccessstatus", CmpOp::Eq, _) => match text(value, &property)?.as_str() {
                     "notapplied" => Ok(()),
                     "success" | "failure" | "unknownfuturevalue" => {
@@ -207,14 +221,14 @@ fn clause(filter: &mut SignInFilter, expr: &Expr, is_beta: bool, has_event_types
         }
         Expr::Func { func: StrFunc::StartsWith, path, value } => {
             let property = path.to_string();
-            let slot = match property.to_ascii_lowercase().as_str() {
-                "userprincipalname" => &mut filter.user_principal_name,
-                "userdisplayname" => &mut filter.user_display_name,
-                "appdisplayname" => &mut filter.app_display_name,
-                "ipaddress" => &mut filter.ip_address,
+            let (slot, in_record) = match property.to_ascii_lowercase().as_str() {
+                "userprincipalname" => (&mut filter.user_principal_name, false),
+                "userdisplayname" => (&mut filter.user_display_name, true),
+                "appdisplayname" => (&mut filter.app_display_name, true),
+                "ipaddress" => (&mut filter.ip_address, true),
                 _ => return Err(unsupported(&property)),
             };
-            set(slot, text_match(None, value, &property)?, &property)
+            set(slot, text_match(None, value, &property, in_record)?, &property)
         }
         Expr::Any { collection, var, body }
             if is_beta && collection.to_string().eq_ignore_ascii_case("signInEventTypes") =>
@@ -266,6 +280,24 @@ fn event_types(var: &str, body: &Expr) -> Result<Vec<SignInEventType>, QueryErro
     }
 }
 
+/// `signIn`'s properties in v1.0 or beta.
+fn properties(is_beta: bool) -> Vec<&'static str> {
+    V1_PROPERTIES
+        .iter()
+        .filter(|it| !is_beta || **it != "riskEventTypes")
+        .chain(if is_beta { BETA_PROPERTIES } else { &[] })
+        .copied()
+        .collect()
+}
+
+/// The query options of `GET /auditLogs/signIns/{id}`: `$select` only.
+pub fn plan_one(raw: &RawQuery, is_beta: bool) -> Result<Option<Vec<&'static str>>, QueryError> {
+    if *raw != (RawQuery { select: raw.select.clone(), is_eventual: raw.is_eventual, ..RawQuery::default() }) {
+        return Err(QueryError::Unsupported("Only $select applies to one sign-in.".into()));
+    }
+    log_select(raw, &properties(is_beta), "signIn")
+}
+
 /// Validates the query options of a sign-in log request; `is_beta` for `/beta`.
 pub fn plan(raw: &RawQuery, is_beta: bool) -> Result<SignInQuery, QueryError> {
     let expr = log_filter(raw, "signIns")?;
@@ -276,15 +308,9 @@ pub fn plan(raw: &RawQuery, is_beta: bool) -> Result<SignInQuery, QueryError> {
     if let Some(expr) = expr {
         clause(&mut filter, &expr, is_beta, &mut false)?;
     }
-    let properties: Vec<&'static str> = V1_PROPERTIES
-        .iter()
-        .filter(|it| !is_beta || **it != "riskEventTypes")
-        .chain(if is_beta { BETA_PROPERTIES } else { &[] })
-        .copied()
-        .collect();
     Ok(SignInQuery {
         filter,
-        select: log_select(raw, &properties, "signIn")?,
+        select: log_select(raw, &properties(is_beta), "signIn")?,
         top: log_top(raw, SIGN_IN_TOP)?.unwrap_or(SIGN_IN_TOP),
         skiptoken: raw.skiptoken.clone(),
     })

@@ -14,6 +14,9 @@ use axum::extract::Request;
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
+/// The functions without parameters Keyward routes by name alone, lowercase.
+const FUNCTIONS: &[&str] = &["delta"];
+
 /// The routes' fixed segments by their lowercase form; a lowercase form two segments share (none
 /// today) is left out, so no request is ever rewritten into a guess.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +59,7 @@ impl Segments {
             // named without the parentheses.
             let rest = if rest == "()"
                 && index == path.split('/').count() - 1
-                && self.0.contains_key(&name.to_ascii_lowercase())
+                && FUNCTIONS.contains(&name.to_ascii_lowercase().as_str())
             {
                 changed = true;
                 ""
@@ -132,6 +135,7 @@ mod tests {
         assert_eq!(it.canonical("/v1.0/users/delta()").as_deref(), Some("/v1.0/users/delta"));
         assert_eq!(it.canonical("/v1.0/users/Delta()").as_deref(), Some("/v1.0/users/delta"));
         assert_eq!(it.canonical("/v1.0/users/delta()/x"), None, "only a last segment");
+        assert_eq!(it.canonical("/v1.0/users()"), None, "only functions");
         // Function arguments are kept; the documented spelling and other surfaces are untouched.
         assert_eq!(
             it.canonical("/v1.0/Reports/authenticationMethods/f(x='Users')").as_deref(),

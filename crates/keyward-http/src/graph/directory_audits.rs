@@ -86,13 +86,12 @@ async fn list_audits(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
 }
 
 /// `GET /auditLogs/directoryAudits/{id}`.
-async fn get_audit(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+async fn get_audit(ctx: GraphCtx, Path(id): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    let select = audit_query::plan_one(&query.raw).map_err(AppError::from)?;
     let record = ctx.state.app.get_audit(&ctx.caller, &id).await?;
-    Ok(entity(
-        format!("{}/$metadata#auditLogs/directoryAudits/$entity", ctx.base()),
-        directory_audit_in(&record, ctx.version),
-        StatusCode::OK,
-    ))
+    let context =
+        format!("{}/$metadata#auditLogs/directoryAudits{}/$entity", ctx.base(), select_suffix(select.as_deref()));
+    Ok(entity(context, pick(directory_audit_in(&record, ctx.version), select.as_deref()), StatusCode::OK))
 }
 
 /// Registers this resource's routes.

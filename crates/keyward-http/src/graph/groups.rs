@@ -1,6 +1,6 @@
 //! `/groups`, their members and owners.
 
-use super::{Body, EXPAND_TOP, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
+use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
 use crate::context::{GraphCtx, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -26,8 +26,9 @@ async fn groups_json(
         let mut body = shape::group(group, select, ctx.version);
         if let Some(expand) = expand {
             let relation = if expand.property == "owners" { Relation::Owners } else { Relation::Members };
-            let limit = Some(EXPAND_TOP);
-            let page = ctx.state.app.list_group_relation(&ctx.caller, relation, group.id.as_str(), limit, None).await?;
+            let limit = query::EXPAND_LIMIT.to_string();
+            let page =
+                ctx.state.app.list_group_relation(&ctx.caller, relation, group.id.as_str(), Some(&limit), None).await?;
             body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
         }
         res.push(Value::Object(body));

@@ -137,9 +137,6 @@ pub(crate) fn select_suffix(select: Option<&[&str]>) -> String {
     select.map_or_else(String::new, |it| format!("({})", it.join(",")))
 }
 
-/// `$top` of an `$expand`ed relationship: Graph returns 20 related directory objects.
-pub(crate) const EXPAND_TOP: &str = "20";
-
 /// Related directory objects as an `$expand` returns them: each with its `@odata.type`, and
 /// only the properties the expansion's `$select` names.
 pub(crate) fn expanded(

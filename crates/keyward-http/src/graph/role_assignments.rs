@@ -58,7 +58,8 @@ fn assignment_filter(ctx: &GraphCtx, raw: Option<&str>) -> Result<AssignmentFilt
                 }
             }
             "directoryscopeid" => {
-                if res.directory_scope_id.replace(values.iter().map(|it| it.to_lowercase()).collect()).is_some() {
+                let scopes = values.iter().map(|it| keyward_core::directory::canonical_scope(it)).collect();
+                if res.directory_scope_id.replace(scopes).is_some() {
                     return Err(twice());
                 }
             }

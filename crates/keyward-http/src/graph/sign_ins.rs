@@ -131,10 +131,12 @@ async fn list_sign_ins(ctx: GraphCtx, Query(query, path): Query) -> Result<Respo
 }
 
 /// `GET /auditLogs/signIns/{id}` — `microsoft.directory/signInReports/allProperties/read`.
-async fn get_sign_in(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+async fn get_sign_in(ctx: GraphCtx, Path(id): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    let select = signin_query::plan_one(&query.raw, ctx.version == Version::Beta).map_err(AppError::from)?;
     let record = ctx.state.app.get_sign_in(&ctx.caller, &id).await?;
-    let body = sign_in_json(&record, ctx.version);
-    Ok(entity(format!("{}/$metadata#auditLogs/signIns/$entity", ctx.base()), body, StatusCode::OK))
+    let body = pick(sign_in_json(&record, ctx.version), select.as_deref());
+    let context = format!("{}/$metadata#auditLogs/signIns{}/$entity", ctx.base(), select_suffix(select.as_deref()));
+    Ok(entity(context, body, StatusCode::OK))
 }
 
 /// Registers this resource's routes.

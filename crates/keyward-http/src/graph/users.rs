@@ -1,7 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
 use super::directory_roles::directory_role;
-use super::{Body, EXPAND_TOP, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
+use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
 use crate::context::{GraphCtx, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -37,8 +37,8 @@ async fn users_json(
             body.insert(query::SIGN_IN_ACTIVITY.into(), shape::sign_in_activity(activity.get(&user.id)));
         }
         if let Some(expand) = expand {
-            let limit = Some(EXPAND_TOP);
-            let page = ctx.state.app.member_of(&ctx.caller, user.id.as_str(), limit, None).await?;
+            let limit = query::EXPAND_LIMIT.to_string();
+            let page = ctx.state.app.member_of(&ctx.caller, user.id.as_str(), Some(&limit), None).await?;
             body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
         }
         res.push(Value::Object(body));

@@ -146,13 +146,14 @@ pub(crate) struct Dialect {
 }
 
 impl Dialect {
-    /// A text member of the JSON document in `column` (`path`, dotted), lowercased: for a
-    /// condition on what no column holds.
+    /// A text member of the JSON document in `column` (`path`, dotted), with its ASCII letters
+    /// lowercased (SQLite's `lower` folds only those; PostgreSQL's does the same under the `C`
+    /// collation): for a condition on what no column holds, compared with ASCII-lowercased values.
     pub(crate) fn json_text_lc(self, column: &str, path: &str) -> String {
         if self.is_sqlite {
             format!("lower(json_extract({column}, '$.{path}'))")
         } else {
-            format!("lower({column}::json #>> '{{{}}}')", path.replace('.', ","))
+            format!("lower(({column}::json #>> '{{{}}}') COLLATE \"C\")", path.replace('.', ","))
         }
     }
 }

@@ -602,20 +602,33 @@ macro_rules! impl_sign_in_store {
                     let activity = SignInActivity::of(record);
                     let at = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(at, _)| fmt_ts(*at));
                     let id = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(_, id)| id.clone());
-                    sqlx::query(concat!(
-                        "INSERT INTO user_sign_in_activity (user_id, tenant_id, last_sign_in_at, last_sign_in_id, ",
-                        "last_non_interactive_at, last_non_interactive_id, last_success_at, last_success_id) ",
-                        "SELECT id, tenant_id, $2, $3, $4, $5, $6, $7 FROM users WHERE id = $1 ",
-                        "ON CONFLICT (user_id) DO UPDATE SET ",
-                        "last_sign_in_at = COALESCE(excluded.last_sign_in_at, user_sign_in_activity.last_sign_in_at), ",
-                        "last_sign_in_id = COALESCE(excluded.last_sign_in_id, user_sign_in_activity.last_sign_in_id), ",
-                        "last_non_interactive_at = COALESCE(excluded.last_non_interactive_at, ",
-                        "user_sign_in_activity.last_non_interactive_at), ",
-                        "last_non_interactive_id = COALESCE(excluded.last_non_interactive_id, ",
-                        "user_sign_in_activity.last_non_interactive_id), ",
-                        "last_success_at = COALESCE(excluded.last_success_at, user_sign_in_activity.last_success_at), ",
-                        "last_success_id = COALESCE(excluded.last_success_id, user_sign_in_activity.last_success_id)"
-                    ))
+                    // Each slot takes the newer sign-in (times are fixed-width text), so one
+                    // committed after a later one does not go back in time.
+                    let newer = ["last_sign_in", "last_non_interactive", "last_success"]
+                        .iter()
+                        .flat_map(|slot| {
+                            let is_newer = format!(
+                                "excluded.{slot}_at IS NOT NULL AND (user_sign_in_activity.{slot}_at IS NULL \
+                                 OR excluded.{slot}_at > user_sign_in_activity.{slot}_at)"
+                            );
+                            ["at", "id"].map(|part| {
+                                format!(
+                                    "{slot}_{part} = CASE WHEN {is_newer} THEN excluded.{slot}_{part} \
+                                     ELSE user_sign_in_activity.{slot}_{part} END"
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        concat!(
+                            "INSERT INTO user_sign_in_activity (user_id, tenant_id, last_sign_in_at, last_sign_in_id, ",
+                            "last_non_interactive_at, last_non_interactive_id, last_success_at, last_success_id) ",
+                            "SELECT id, tenant_id, $2, $3, $4, $5, $6, $7 FROM users WHERE id = $1 ",
+                            "ON CONFLICT (user_id) DO UPDATE SET {newer}"
+                        ),
+                        newer = newer
+                    )))
                     .bind(user.as_str())
                     .bind(at(&activity.last_sign_in))
                     .bind(id(&activity.last_sign_in))

@@ -1,5 +1,6 @@
 //! The Graph-compatible API through HTTP, on both backends.
 
+use base64::Engine;
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error, id_of};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -1004,6 +1005,19 @@ async fn delta_rounds_for_users_and_groups(backend: Backend) {
         "Request_BadRequest",
     );
     assert_graph_error(&app.get("/v1.0/users?$deltatoken=latest").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(
+        &app.get("/v1.0/users/delta?$select=signInActivity").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    // A token is MACed: one changed to read from the start of the log (or to live longer) is refused.
+    let (body, mac) = users_token.rsplit_once('.').expect("body.mac");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).expect("base64url");
+    let mut state: Value = serde_json::from_slice(&json).expect("JSON");
+    state["i"] = json!(0);
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&state).expect("JSON"));
+    let replayed = app.get(&format!("/v1.0/users/delta?$deltatoken={forged}.{mac}")).await;
+    assert_graph_error(&replayed, StatusCode::BAD_REQUEST, "Request_BadRequest");
     app.clock.advance(time::Duration::days(8));
     let token = app.token_for(ADMIN_UPN).await;
     let expired = app.as_user(&token).get(&relative(&next_round)).await;

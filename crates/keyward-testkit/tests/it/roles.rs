@@ -248,6 +248,25 @@ async fn role_assignments_and_their_rules(backend: Backend) {
         )
         .await;
     assert_eq!(scoped.status, StatusCode::CREATED, "{}", scoped.text);
+    // A unit scope filters in any spelling, and narrows the transitive assignments too.
+    for filter in
+        [format!("directoryScopeId eq '{}'", scope.to_uppercase()), format!("directoryScopeId in ('{scope}', '/')")]
+    {
+        let found = app
+            .get(&format!(
+                "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{}' and {filter}",
+                id_of(&plain)
+            ))
+            .await;
+        assert_eq!(found.body["value"][0]["directoryScopeId"], scope.as_str(), "{filter}: {}", found.text);
+    }
+    let transitive = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{}' and directoryScopeId eq '{scope}'",
+            id_of(&plain)
+        ))
+        .await;
+    assert_eq!(transitive.body["value"].as_array().map(Vec::len), Some(1), "{}", transitive.text);
     let records = app.audit_for(&id_of(&plain)).await;
     assert!(
         records
