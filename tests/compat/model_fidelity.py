@@ -54,6 +54,7 @@ ENTITY_TYPES: dict[str, tuple[str, str]] = {
     ),
     "users/authentication/fido2methods": ("fido2_authentication_method", "Fido2AuthenticationMethod"),
     "users/authentication/requirements": ("strong_authentication_requirements", "StrongAuthenticationRequirements"),
+    "users/authentication/signinpreferences": ("sign_in_preferences", "SignInPreferences"),
     "reports/authenticationmethods/userregistrationdetails": (
         "user_registration_details",
         "UserRegistrationDetails",

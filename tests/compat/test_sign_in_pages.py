@@ -184,6 +184,7 @@ def test_beta_shapes_read_through_the_beta_models(keyward: KeywardServer) -> Non
             ("groups/delta", {}),
             ("servicePrincipals", {}),
             ("roleManagement/directory/roleDefinitions", {}),
+            (f"users/{user_id}/authentication/signInPreferences", {}),
         ]:
             reply = http.get(f"{beta}/{path}", params=params)
             assert reply.status_code == 200, f"{path}: {reply.text}"

@@ -13,7 +13,7 @@ use keyward_core::authz::{Target, actions};
 use keyward_core::directory::{PropertyChange, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::secret::Secret;
-use keyward_core::signin::{self, TapUsability};
+use keyward_core::signin::{self, SecondaryMethod, SignInPreferences, TapUsability};
 use keyward_core::{json, password};
 use keyward_store::{TemporaryAccessPass, Tx};
 use time::{Duration, OffsetDateTime};
@@ -349,6 +349,43 @@ impl App {
         check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
         tx.delete_phone_method(&user.id, phone_type.as_str()).await?;
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "phone")).await
+    }
+
+    /// `GET /beta/users/{id}/authentication/signInPreferences`: read like the user's methods.
+    pub async fn sign_in_preferences(&self, caller: &Caller, key: &str) -> Result<SignInPreferences, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        Ok(tx.user_sign_in_state(&user.id).await?.preferences)
+    }
+
+    /// `PATCH /beta/users/{id}/authentication/signInPreferences`: changed like a method (an
+    /// administrator's update action on the target, or oneself with MFA in the last ten
+    /// minutes) and audited as an update of security info. `preferred` is `Some(None)` to clear
+    /// the preferred method; a preferred method must be registered.
+    pub async fn set_sign_in_preferences(
+        &self,
+        caller: &Caller,
+        who: Who<'_>,
+        preferred: Option<Option<SecondaryMethod>>,
+        is_system_preferred: Option<bool>,
+    ) -> Result<SignInPreferences, AppError> {
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Update).await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        if let Some(Some(method)) = preferred {
+            let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+            let phones = tx.list_phone_methods(&user.id).await?;
+            let types: Vec<&str> = phones.iter().map(|(phone_type, _)| phone_type.as_str()).collect();
+            method.check_registered(has_app, &types).map_err(AppError::BadRequest)?;
+        }
+        if let Some(preferred) = preferred {
+            state.preferences.preferred = preferred;
+        }
+        if let Some(is_system_preferred) = is_system_preferred {
+            state.preferences.is_system_preferred = is_system_preferred;
+        }
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        self.commit_method_change(tx, caller, &user, activity, &Change::Update.reason(who, "default sign-in")).await?;
+        Ok(state.preferences)
     }
 
     /// `GET …/emailMethods`.

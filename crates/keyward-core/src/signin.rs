@@ -539,6 +539,65 @@ impl SignInActivity {
     }
 }
 
+/// A second method a user may prefer (Graph's `userDefaultAuthenticationMethodType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondaryMethod {
+    Push,
+    Oath,
+    VoiceMobile,
+    VoiceAlternateMobile,
+    VoiceOffice,
+    Sms,
+}
+
+impl SecondaryMethod {
+    pub const ALL: [SecondaryMethod; 6] =
+        [Self::Push, Self::Oath, Self::VoiceMobile, Self::VoiceAlternateMobile, Self::VoiceOffice, Self::Sms];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Oath => "oath",
+            Self::VoiceMobile => "voiceMobile",
+            Self::VoiceAlternateMobile => "voiceAlternateMobile",
+            Self::VoiceOffice => "voiceOffice",
+            Self::Sms => "sms",
+        }
+    }
+
+    /// Graph's value, in any case.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|it| it.as_str().eq_ignore_ascii_case(raw))
+    }
+
+    /// Whether a user with these methods may prefer it: the method must be registered (an
+    /// authenticator app for `oath`, the phone of that type for texts and calls); `push` needs
+    /// Microsoft Authenticator, which Keyward does not register.
+    pub fn check_registered(self, has_authenticator_app: bool, phone_types: &[&str]) -> Result<(), String> {
+        let (is_registered, what) = match self {
+            Self::Oath => (has_authenticator_app, "an authenticator app"),
+            Self::Sms | Self::VoiceMobile => (phone_types.contains(&"mobile"), "a mobile phone"),
+            Self::VoiceAlternateMobile => (phone_types.contains(&"alternateMobile"), "an alternate mobile phone"),
+            Self::VoiceOffice => (phone_types.contains(&"office"), "an office phone"),
+            Self::Push => (false, "Microsoft Authenticator, which Keyward does not register,"),
+        };
+        if is_registered {
+            Ok(())
+        } else {
+            Err(format!("'{}' needs {what} registered for the user: register it first.", self.as_str()))
+        }
+    }
+}
+
+/// A user's sign-in preferences (beta's `signInPreferences`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignInPreferences {
+    /// `userPreferredMethodForSecondaryAuthentication`.
+    pub preferred: Option<SecondaryMethod>,
+    /// `isSystemPreferredAuthenticationMethodEnabled`.
+    pub is_system_preferred: bool,
+}
+
 /// The longest `User-Agent` kept in the sign-in log.
 pub const USER_AGENT_MAX: usize = 512;
 
@@ -771,6 +830,12 @@ mod tests {
         assert_eq!(device_detail("python-requests/2.32.3"), (String::new(), String::new()));
         assert_eq!(SignInEventType::parse("SERVICEPRINCIPAL"), Some(SignInEventType::ServicePrincipal));
         assert_eq!(SignInEventType::parse("managedIdentity"), None);
+        assert_eq!(SecondaryMethod::parse("VOICEOFFICE"), Some(SecondaryMethod::VoiceOffice));
+        assert!(SecondaryMethod::Oath.check_registered(true, &[]).is_ok());
+        assert!(SecondaryMethod::Oath.check_registered(false, &["mobile"]).is_err());
+        assert!(SecondaryMethod::Sms.check_registered(false, &["mobile"]).is_ok());
+        assert!(SecondaryMethod::VoiceOffice.check_registered(true, &["mobile"]).is_err());
+        assert!(SecondaryMethod::Push.check_registered(true, &["mobile", "office"]).is_err());
     }
 
     #[test]

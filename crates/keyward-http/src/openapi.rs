@@ -267,6 +267,10 @@ fn schemas() -> Value {
         "OAuth2PermissionGrantCollection": collection("OAuth2PermissionGrant"),
         "AuthorizationPolicy": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "defaultUserRolePermissions": {"type": "object", "properties": {"permissionGrantPoliciesAssigned": strings}}}},
         "StrongAuthenticationRequirements": {"type": "object", "properties": {"perUserMfaState": {"type": "string", "enum": ["disabled", "enabled", "enforced"]}}},
+        "SignInPreferences": {"type": "object", "properties": {
+            "isSystemPreferredAuthenticationMethodEnabled": {"type": "boolean"},
+            "userPreferredMethodForSecondaryAuthentication": {"type": ["string", "null"], "enum": ["push", "oath", "voiceMobile", "voiceAlternateMobile", "voiceOffice", "sms", null]},
+        }},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
     })
 }

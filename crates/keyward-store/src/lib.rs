@@ -31,7 +31,8 @@ use keyward_core::registration::{
     RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, SummaryScope,
 };
 use keyward_core::signin::{
-    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInActivity, SignInPolicy, SignInRecord, Stage, TapPolicy,
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInActivity, SignInPolicy, SignInPreferences, SignInRecord,
+    Stage, TapPolicy,
 };
 use keyward_core::signin_query::SignInFilter;
 use time::OffsetDateTime;
@@ -436,6 +437,7 @@ pub struct UserSignInState {
     pub remembered_devices_not_before: Option<OffsetDateTime>,
     pub password: Lockout,
     pub code: Lockout,
+    pub preferences: SignInPreferences,
 }
 
 /// A software OATH (TOTP) method; the secret is sealed by the app.

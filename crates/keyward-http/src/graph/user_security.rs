@@ -1,5 +1,6 @@
-//! A user's sign-in security: per-user MFA state (`authentication/requirements`) and the
-//! service-desk actions `revokeSignInSessions`, `requireMfaReregistration`, `revokeMfaSessions`.
+//! A user's sign-in security: per-user MFA state (`authentication/requirements`), sign-in
+//! preferences (`authentication/signInPreferences`) and the service-desk actions
+//! `revokeSignInSessions`, `requireMfaReregistration`, `revokeMfaSessions`.
 
 use super::policies::body_object;
 use super::{Body, NoParameters};
@@ -11,8 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keyward_app::AppError;
+use keyward_app::Who;
 use keyward_core::secret::Secret;
-use keyward_core::signin::PerUserMfaState;
+use keyward_core::signin::{PerUserMfaState, SecondaryMethod, SignInPreferences};
 use serde_json::{Value, json};
 
 /// `POST /users/{id}/revokeSignInSessions` — `microsoft.directory/users/invalidateAllRefreshTokens`.
@@ -151,9 +153,104 @@ async fn patch_my_requirements(ctx: GraphCtx, Body(body): Body) -> Result<Respon
     set_requirements_of(ctx, key, body).await
 }
 
+fn preferences_json(ctx: &GraphCtx, key: &str, preferences: SignInPreferences) -> Response {
+    entity(
+        format!("{}/$metadata#users('{key}')/authentication/signInPreferences/$entity", ctx.base()),
+        json!({
+            "@odata.type": "#microsoft.graph.signInPreferences",
+            "isSystemPreferredAuthenticationMethodEnabled": preferences.is_system_preferred,
+            "userPreferredMethodForSecondaryAuthentication": preferences.preferred.map(SecondaryMethod::as_str),
+        }),
+        StatusCode::OK,
+    )
+}
+
+fn signin_preferences_beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
+    match ctx.version {
+        crate::Version::Beta => Ok(()),
+        crate::Version::V1 => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Resource not found for the segment 'signInPreferences'. Sign-in preferences are under /beta.",
+            &ctx.ids,
+        )),
+    }
+}
+
+/// `GET /beta/users/{id}/authentication/signInPreferences` — read like the user's methods
+/// (`microsoft.directory/users/authenticationMethods/standard/read`, or oneself).
+async fn get_preferences(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    signin_preferences_beta_only(&ctx)?;
+    let preferences = ctx.state.app.sign_in_preferences(&ctx.caller, &key).await?;
+    Ok(preferences_json(&ctx, &key, preferences))
+}
+
+/// `GET /beta/me/authentication/signInPreferences`.
+async fn get_my_preferences(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    get_preferences(ctx, Path(key)).await
+}
+
+/// The body of a `signInPreferences` update: each property optional, nothing else.
+fn preferences_patch(body: &Value) -> Result<(Option<Option<SecondaryMethod>>, Option<bool>), GraphError> {
+    let fields = body_object(body)?;
+    let (mut preferred, mut system) = (None, None);
+    let bad = |message: String| GraphError::from(AppError::BadRequest(message));
+    for (name, value) in fields {
+        match name.as_str() {
+            "@odata.type" => (),
+            "userPreferredMethodForSecondaryAuthentication" => {
+                preferred = Some(match value {
+                    Value::Null => None,
+                    Value::String(it) => Some(SecondaryMethod::parse(it).ok_or_else(|| {
+                        bad(format!(
+                            "'{it}' is not a userDefaultAuthenticationMethodType: use push, oath, voiceMobile, voiceAlternateMobile, voiceOffice or sms."
+                        ))
+                    })?),
+                    _ => return Err(bad("userPreferredMethodForSecondaryAuthentication is a string or null.".into())),
+                });
+            }
+            "isSystemPreferredAuthenticationMethodEnabled" => {
+                system = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| bad("isSystemPreferredAuthenticationMethodEnabled is true or false.".into()))?,
+                );
+            }
+            other => {
+                return Err(bad(format!(
+                    "Property '{other}' does not exist on type 'microsoft.graph.signInPreferences'."
+                )));
+            }
+        }
+    }
+    Ok((preferred, system))
+}
+
+/// `PATCH /beta/users/{id}/authentication/signInPreferences` (200, the preferences) — changed
+/// like a method: `microsoft.directory/users/authenticationMethods/basic/update` on the target.
+async fn patch_preferences(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    signin_preferences_beta_only(&ctx)?;
+    let (preferred, system) = preferences_patch(&body)?;
+    let preferences = ctx.state.app.set_sign_in_preferences(&ctx.caller, Who::User(&key), preferred, system).await?;
+    Ok(preferences_json(&ctx, &key, preferences))
+}
+
+/// `PATCH /beta/me/authentication/signInPreferences` (200) — oneself, with MFA in the last
+/// ten minutes.
+async fn patch_my_preferences(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    signin_preferences_beta_only(&ctx)?;
+    let key = ctx.me_key()?;
+    let (preferred, system) = preferences_patch(&body)?;
+    let preferences = ctx.state.app.set_sign_in_preferences(&ctx.caller, Who::Me, preferred, system).await?;
+    Ok(preferences_json(&ctx, &key, preferences))
+}
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const PER_USER_MFA: &str = "microsoft.directory/users/strongAuthentication/update";
+    const METHODS_READ: &str = "microsoft.directory/users/authenticationMethods/standard/read";
+    const METHODS_UPDATE: &str = "microsoft.directory/users/authenticationMethods/basic/update";
     api.route(
         "/users/{id}/authentication/requirements",
         get(get_requirements),
@@ -183,6 +280,39 @@ pub fn routes(api: Api) -> Api {
             PER_USER_MFA,
             "StrongAuthenticationRequirements",
         )
+        .beta_only(),
+    )
+    .route(
+        "/users/{id}/authentication/signInPreferences",
+        get(get_preferences),
+        Op::get("users", "Beta: the user's preferred second method", METHODS_READ, "SignInPreferences")
+            .with_id()
+            .beta_only(),
+    )
+    .route(
+        "/users/{id}/authentication/signInPreferences",
+        axum::routing::patch(patch_preferences),
+        Op {
+            status: 200,
+            response: "SignInPreferences",
+            ..Op::patch("users", "Beta: set the user's preferred second method", METHODS_UPDATE, "SignInPreferences")
+        }
+        .with_id()
+        .beta_only(),
+    )
+    .route(
+        "/me/authentication/signInPreferences",
+        get(get_my_preferences),
+        Op::get("users", "Beta: your preferred second method", "(self)", "SignInPreferences").beta_only(),
+    )
+    .route(
+        "/me/authentication/signInPreferences",
+        axum::routing::patch(patch_my_preferences),
+        Op {
+            status: 200,
+            response: "SignInPreferences",
+            ..Op::patch("users", "Beta: set your preferred second method", "(self)", "SignInPreferences")
+        }
         .beta_only(),
     )
     .route(

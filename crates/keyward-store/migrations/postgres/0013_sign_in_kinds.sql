@@ -36,3 +36,8 @@ UPDATE user_sign_in_activity SET
     last_sign_in_at = (SELECT s.created_at FROM sign_ins s WHERE s.id = user_sign_in_activity.last_sign_in_id),
     last_non_interactive_at = (SELECT s.created_at FROM sign_ins s WHERE s.id = user_sign_in_activity.last_non_interactive_id),
     last_success_at = (SELECT s.created_at FROM sign_ins s WHERE s.id = user_sign_in_activity.last_success_id);
+
+-- Each user's sign-in preferences (beta's signInPreferences): the preferred second method
+-- (Graph's userDefaultAuthenticationMethodType, NULL for none) and system-preferred MFA.
+ALTER TABLE user_sign_in_state ADD COLUMN preferred_secondary_method TEXT;
+ALTER TABLE user_sign_in_state ADD COLUMN system_preferred_enabled BOOLEAN NOT NULL DEFAULT FALSE;

@@ -42,8 +42,8 @@ use keyward_core::registration::{
     SummaryScope,
 };
 use keyward_core::signin::{
-    Amr, Lockout, PerUserMfaState, RememberedDevice, SignInActivity, SignInEventType, SignInPolicy, SignInRecord,
-    Stage, TapPolicy,
+    Amr, Lockout, PerUserMfaState, RememberedDevice, SecondaryMethod, SignInActivity, SignInEventType, SignInPolicy,
+    SignInPreferences, SignInRecord, Stage, TapPolicy,
 };
 use keyward_core::signin_query::SignInFilter;
 use sqlx::Row;

@@ -10,7 +10,8 @@ macro_rules! impl_sign_in_store {
                     concat!(
                         "SELECT per_user_mfa_state, remembered_devices_not_before, ",
                         "password_failures, password_lockouts, password_locked_until, ",
-                        "code_failures, code_lockouts, code_locked_until FROM user_sign_in_state ",
+                        "code_failures, code_lockouts, code_locked_until, preferred_secondary_method, ",
+                        "system_preferred_enabled FROM user_sign_in_state ",
                         "WHERE user_id = $1{suffix}"
                     ),
                     suffix = suffix
@@ -32,6 +33,16 @@ macro_rules! impl_sign_in_store {
                         failures: row.try_get(5)?,
                         lockouts: row.try_get(6)?,
                         locked_until: opt_ts(row.try_get(7)?)?,
+                    },
+                    preferences: SignInPreferences {
+                        preferred: row
+                            .try_get::<Option<String>, _>(8)?
+                            .map(|it| {
+                                SecondaryMethod::parse(&it)
+                                    .ok_or_else(|| StoreError::Other(format!("corrupt preferred method '{it}'")))
+                            })
+                            .transpose()?,
+                        is_system_preferred: row.try_get(9)?,
                     },
                 })
             }
@@ -158,15 +169,18 @@ macro_rules! impl_sign_in_store {
                 sqlx::query(concat!(
                     "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, ",
                     "remembered_devices_not_before, password_failures, password_lockouts, ",
-                    "password_locked_until, code_failures, code_lockouts, code_locked_until) ",
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id) DO ",
+                    "password_locked_until, code_failures, code_lockouts, code_locked_until, ",
+                    "preferred_secondary_method, system_preferred_enabled) ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (user_id) DO ",
                     "UPDATE SET per_user_mfa_state = excluded.per_user_mfa_state, ",
                     "remembered_devices_not_before = excluded.remembered_devices_not_before, ",
                     "password_failures = excluded.password_failures, password_lockouts = ",
                     "excluded.password_lockouts, password_locked_until = ",
                     "excluded.password_locked_until, code_failures = excluded.code_failures, ",
                     "code_lockouts = excluded.code_lockouts, code_locked_until = ",
-                    "excluded.code_locked_until"
+                    "excluded.code_locked_until, preferred_secondary_method = ",
+                    "excluded.preferred_secondary_method, system_preferred_enabled = ",
+                    "excluded.system_preferred_enabled"
                 ))
                 .bind(user.as_str())
                 .bind(state.per_user_mfa.as_str())
@@ -177,6 +191,8 @@ macro_rules! impl_sign_in_store {
                 .bind(state.code.failures)
                 .bind(state.code.lockouts)
                 .bind(state.code.locked_until.map(fmt_ts))
+                .bind(state.preferences.preferred.map(SecondaryMethod::as_str))
+                .bind(state.preferences.is_system_preferred)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())

@@ -807,6 +807,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 13's sign-in kinds and activity.
     raw.exec("DROP TABLE user_sign_in_activity").await;
     raw.exec("ALTER TABLE sign_ins DROP COLUMN event_type").await;
+    raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN preferred_secondary_method").await;
+    raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN system_preferred_enabled").await;
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");

@@ -447,6 +447,100 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
     assert_eq!(failures, 3, "every refusal is recorded: {}", audit.text);
 }
 
+/// Beta's signInPreferences: an administrator's read and change by the method rules, a
+/// preferred method that must be registered, the user's own change with recent MFA, audited.
+async fn sign_in_preferences(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
+    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    let (adele, script_token) = user(&app, "adele", None).await;
+    let path = format!("/beta/users/{adele}/authentication/signInPreferences");
+    let initial = app.get(&path).await;
+    assert_eq!(initial.status, StatusCode::OK, "{}", initial.text);
+    assert_eq!(
+        (
+            initial.body["userPreferredMethodForSecondaryAuthentication"].clone(),
+            initial.body["isSystemPreferredAuthenticationMethodEnabled"].clone()
+        ),
+        (Value::Null, json!(false))
+    );
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{adele}/authentication/signInPreferences")).await,
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    );
+    // Only a registered method may be preferred.
+    let unregistered = app.patch(&path, &json!({"userPreferredMethodForSecondaryAuthentication": "sms"})).await;
+    assert_graph_error(&unregistered, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(unregistered.text.contains("mobile phone"), "{}", unregistered.text);
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{adele}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065550123", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
+    let set = app.patch(&path, &json!({"userPreferredMethodForSecondaryAuthentication": "SMS", "isSystemPreferredAuthenticationMethodEnabled": true})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(set.body["userPreferredMethodForSecondaryAuthentication"], "sms");
+    assert_eq!(app.get(&path).await.body["isSystemPreferredAuthenticationMethodEnabled"], true);
+    for bad in [
+        json!({"userPreferredMethodForSecondaryAuthentication": "carrierPigeon"}),
+        json!({"isSystemPreferredAuthenticationMethodEnabled": "yes"}),
+        json!({"color": "red"}),
+        json!({"userPreferredMethodForSecondaryAuthentication": "push"}),
+    ] {
+        assert_graph_error(&app.patch(&path, &bad).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    assert_eq!(
+        app.get(&path).await.body["userPreferredMethodForSecondaryAuthentication"],
+        "sms",
+        "refusals change nothing"
+    );
+    // A plain user may not read or change another's; an Authentication Administrator may not
+    // change a Global Administrator's.
+    let (_, other) = user(&app, "other", None).await;
+    assert_graph_error(&app.as_user(&other).get(&path).await, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let (_, desk) = user(&app, "desk", Some(keyward_core::authz::roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let admin = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let on_admin = app
+        .as_user(&desk)
+        .patch(
+            &format!("/beta/users/{admin}/authentication/signInPreferences"),
+            &json!({"isSystemPreferredAuthenticationMethodEnabled": true}),
+        )
+        .await;
+    assert_graph_error(&on_admin, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let cleared =
+        app.as_user(&desk).patch(&path, &json!({"userPreferredMethodForSecondaryAuthentication": null})).await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    assert_eq!(cleared.body["userPreferredMethodForSecondaryAuthentication"], Value::Null);
+    // The user's own: readable with any token, changed only after a recent MFA sign-in.
+    let mine = "/beta/me/authentication/signInPreferences";
+    assert_eq!(app.as_user(&script_token).get(mine).await.status, StatusCode::OK);
+    let stale =
+        app.as_user(&script_token).patch(mine, &json!({"userPreferredMethodForSecondaryAuthentication": "oath"})).await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.text);
+    let fresh = token_with_mfa(&app, &format!("adele@{DOMAIN}")).await;
+    let own = app.as_user(&fresh).patch(mine, &json!({"userPreferredMethodForSecondaryAuthentication": "oath"})).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert_eq!(own.body["userPreferredMethodForSecondaryAuthentication"], "oath");
+    let reasons: Vec<String> = app
+        .audit_for(&adele)
+        .await
+        .iter()
+        .map(|it| format!("{}|{}", it.activity_display_name, it.result_reason))
+        .collect();
+    assert!(
+        reasons.contains(&"Admin updated security info|Admin updated default sign-in method for user".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"User updated security info|User updated default sign-in method".to_owned()),
+        "{reasons:?}"
+    );
+}
+
 /// Graph's authentication-method endpoints row by row: every collection answers on /v1.0 and /beta with its context, an
 /// unknown item is Graph's 404, and a caller without a role is refused.
 async fn every_collection_of_the_methods_api(backend: Backend) {
@@ -669,6 +763,7 @@ async fn own_password_change(backend: Backend) {
 }
 
 keyward_testkit::on_both_backends!(
+    sign_in_preferences,
     own_password_change,
     single_methods_and_own_sessions_on_me,
     refusals_say_why,
