@@ -120,11 +120,13 @@ pub const BETA_PROPERTIES: &[&str] = &[
     "flaggedForReview",
     "incomingTokenType",
     "isTenantRestricted",
+    "mfaDetail",
     "originalRequestId",
     "signInEventTypes",
     "signInIdentifier",
     "signInIdentifierType",
     "tokenIssuerType",
+    "userType",
 ];
 
 /// A validated sign-in query.

@@ -86,7 +86,18 @@ pub fn sign_in_json(record: &SignInRecord, version: Version) -> Value {
                 used.push(&detail.method);
             }
         }
+        // The step that made it multi-factor (an authenticator app's code, a pass), for mfaDetail.
+        let second = record
+            .details
+            .iter()
+            .find(|it| it.succeeded && !["Password", "Previously satisfied"].contains(&it.method.as_str()));
+        let mfa_detail = match second {
+            Some(step) if record.is_multi_factor => json!({"authMethod": step.method, "authDetail": null}),
+            _ => Value::Null,
+        };
         let beta = json!({
+            "mfaDetail": mfa_detail,
+            "userType": user(json!("member")),
             "authenticationDetails": record.details.iter().map(|it| json!({
                 "authenticationStepDateTime": rfc3339(it.at),
                 "authenticationMethod": it.method,

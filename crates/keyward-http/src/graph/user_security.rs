@@ -80,21 +80,22 @@ async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>, _: NoParame
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Per-user MFA exists in beta only, as in Graph.
-fn beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
+/// Per-user MFA (`segment` `requirements`) and sign-in preferences exist in beta only, as in
+/// Graph: `/v1.0` answers Graph's unknown-segment error naming where `what` is.
+fn beta_only(ctx: &GraphCtx, segment: &str, what: &str) -> Result<(), GraphError> {
     match ctx.version {
         crate::Version::Beta => Ok(()),
         crate::Version::V1 => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            "Resource not found for the segment 'requirements'. Per-user MFA is under /beta.",
+            format!("Resource not found for the segment '{segment}'. {what} under /beta."),
             &ctx.ids,
         )),
     }
 }
 
 async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphError> {
-    beta_only(&ctx)?;
+    beta_only(&ctx, "requirements", "Per-user MFA is")?;
     let state = ctx.state.app.mfa_requirements(&ctx.caller, &key).await?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/requirements/$entity", ctx.base()),
@@ -104,7 +105,7 @@ async fn requirements_of(ctx: GraphCtx, key: String) -> Result<Response, GraphEr
 }
 
 async fn set_requirements_of(ctx: GraphCtx, key: String, body: Value) -> Result<Response, GraphError> {
-    beta_only(&ctx)?;
+    beta_only(&ctx, "requirements", "Per-user MFA is")?;
     let fields = body_object(&body)?;
     let mut state = None;
     for (name, value) in fields {
@@ -165,22 +166,10 @@ fn preferences_json(ctx: &GraphCtx, key: &str, preferences: SignInPreferences) -
     )
 }
 
-fn signin_preferences_beta_only(ctx: &GraphCtx) -> Result<(), GraphError> {
-    match ctx.version {
-        crate::Version::Beta => Ok(()),
-        crate::Version::V1 => Err(GraphError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Resource not found for the segment 'signInPreferences'. Sign-in preferences are under /beta.",
-            &ctx.ids,
-        )),
-    }
-}
-
 /// `GET /beta/users/{id}/authentication/signInPreferences` — read like the user's methods
 /// (`microsoft.directory/users/authenticationMethods/standard/read`, or oneself).
 async fn get_preferences(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    signin_preferences_beta_only(&ctx)?;
+    beta_only(&ctx, "signInPreferences", "Sign-in preferences are")?;
     let preferences = ctx.state.app.sign_in_preferences(&ctx.caller, &key).await?;
     Ok(preferences_json(&ctx, &key, preferences))
 }
@@ -230,7 +219,7 @@ fn preferences_patch(body: &Value) -> Result<(Option<Option<SecondaryMethod>>, O
 /// `PATCH /beta/users/{id}/authentication/signInPreferences` (200, the preferences) — changed
 /// like a method: `microsoft.directory/users/authenticationMethods/basic/update` on the target.
 async fn patch_preferences(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
-    signin_preferences_beta_only(&ctx)?;
+    beta_only(&ctx, "signInPreferences", "Sign-in preferences are")?;
     let (preferred, system) = preferences_patch(&body)?;
     let preferences = ctx.state.app.set_sign_in_preferences(&ctx.caller, Who::User(&key), preferred, system).await?;
     Ok(preferences_json(&ctx, &key, preferences))
@@ -239,7 +228,7 @@ async fn patch_preferences(ctx: GraphCtx, Path(key): Path<String>, Body(body): B
 /// `PATCH /beta/me/authentication/signInPreferences` (200) — oneself, with MFA in the last
 /// ten minutes.
 async fn patch_my_preferences(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    signin_preferences_beta_only(&ctx)?;
+    beta_only(&ctx, "signInPreferences", "Sign-in preferences are")?;
     let key = ctx.me_key()?;
     let (preferred, system) = preferences_patch(&body)?;
     let preferences = ctx.state.app.set_sign_in_preferences(&ctx.caller, Who::Me, preferred, system).await?;

@@ -104,6 +104,8 @@ async fn first_sign_in_with_the_bootstrap_pass(backend: Backend) {
     assert_eq!(codes(&log), vec![50079, 50079, 0], "{log:?}");
     assert_eq!(log[2].1["authenticationDetails"][0]["authenticationMethod"], "Temporary Access Pass");
     assert_eq!(log[2].1["authenticationRequirement"], "multiFactorAuthentication");
+    assert_eq!(log[2].1["mfaDetail"], json!({"authMethod": "Temporary Access Pass", "authDetail": null}));
+    assert_eq!(log[2].1["userType"], "member");
     let audit =
         app.get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'User registered security info'").await;
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
