@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -79,6 +80,9 @@ def browser(server: KeywardServer) -> httpx.Client:
     return httpx.Client(base_url=server.public_url, verify=server.ssl_context(), follow_redirects=True, trust_env=False)
 
 
+SignIn = Callable[[httpx.Client, Page], Page]
+
+
 def sign_in_with_totp_registration(client: httpx.Client, page: Page, upn: str) -> tuple[Page, pyotp.TOTP]:
     """From the sign-in page: password, the registration interrupt, TOTP set up with pyotp."""
     assert page.title == "Sign in", page.html
@@ -91,10 +95,11 @@ def sign_in_with_totp_registration(client: httpx.Client, page: Page, upn: str) -
     return page, totp
 
 
-def complete_device_code(server: KeywardServer, client: httpx.Client, flow: dict, upn: str | None) -> None:
+def complete_device_code(client: httpx.Client, flow: dict, sign_in: SignIn | None) -> None:
+    """Enters the flow's code on the pages, after `sign_in` (none: the browser's session holds)."""
     page = parse(client.get(flow["verification_uri"]))
-    if upn is not None:
-        page, _ = sign_in_with_totp_registration(client, page, upn)
+    if sign_in is not None:
+        page = sign_in(client, page)
     assert page.title == "Enter code", page.html
     page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
     assert page.title == "Are you trying to sign in?", page.html
@@ -102,14 +107,28 @@ def complete_device_code(server: KeywardServer, client: httpx.Client, flow: dict
     assert page.title == "You're signed in", page.html
 
 
-def run_device_flow(app: msal.PublicClientApplication, server: KeywardServer, client: httpx.Client, upn: str | None) -> dict:
-    flow = app.initiate_device_flow(scopes=["User.Read"])
+def run_device_flow(
+    app: msal.PublicClientApplication,
+    server: KeywardServer,
+    client: httpx.Client,
+    upn: str | None,
+    sign_in: SignIn | None = None,
+    claims_challenge: str | None = None,
+) -> dict:
+    """MSAL's device flow, completed on the pages: signed in by `sign_in`, or with a password and a
+    new authenticator app as `upn`, or by the browser's session when both are `None`."""
+    flow = app.initiate_device_flow(scopes=["User.Read"], claims_challenge=claims_challenge)
     assert "user_code" in flow, flow
     assert flow["verification_uri"].startswith(server.public_url), flow
     result: dict = {}
-    poller = threading.Thread(target=lambda: result.update(app.acquire_token_by_device_flow(flow)), daemon=True)
+    poller = threading.Thread(
+        target=lambda: result.update(app.acquire_token_by_device_flow(flow, claims_challenge=claims_challenge)),
+        daemon=True,
+    )
     poller.start()
-    complete_device_code(server, client, flow, upn)
+    if sign_in is None and upn is not None:
+        sign_in = lambda client, page: sign_in_with_totp_registration(client, page, upn)[0]  # noqa: E731
+    complete_device_code(client, flow, sign_in)
     poller.join(timeout=120)
     assert not poller.is_alive(), "MSAL kept polling after the user approved"
     return result
@@ -175,15 +194,13 @@ def test_msal_answers_a_claims_challenge(keyward: KeywardServer) -> None:
     graph.trust_env = False
     graph.verify = str(keyward.cert_path)
     with browser(keyward) as client:
-        flow = app.initiate_device_flow(scopes=["User.Read"])
-        result: dict = {}
-        poller = threading.Thread(target=lambda: result.update(app.acquire_token_by_device_flow(flow)), daemon=True)
-        poller.start()
-        page = parse(client.get(flow["verification_uri"]))
-        page, totp = sign_in_with_totp_registration(client, page, upn)
-        page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
-        page = submit(client, page, "device_confirm", {})
-        poller.join(timeout=120)
+        registered: dict = {}
+
+        def register(client: httpx.Client, page: Page) -> Page:
+            page, registered["totp"] = sign_in_with_totp_registration(client, page, upn)
+            return page
+
+        result = run_device_flow(app, keyward, client, None, sign_in=register)
         assert "access_token" in result, result
         token = result["access_token"]
         payload = token.split(".")[1]
@@ -209,24 +226,14 @@ def test_msal_answers_a_claims_challenge(keyward: KeywardServer) -> None:
         assert silent and silent.get("error") == "invalid_grant", silent
 
         # A new sign-in, with the challenge (and cp1 merged in by MSAL).
-        flow = app.initiate_device_flow(scopes=["User.Read"], claims_challenge=claims_challenge)
-        result = {}
-        poller = threading.Thread(
-            target=lambda: result.update(app.acquire_token_by_device_flow(flow, claims_challenge=claims_challenge)),
-            daemon=True,
-        )
-        poller.start()
-        page = parse(client.get(flow["verification_uri"]))
-        assert page.title == "Sign in", page.html
-        page = submit(client, page, "username", {"username": upn})
-        page = submit(client, page, "password", {"current-password": PASSWORD})
-        assert page.title == "Enter code", page.html
-        page = submit(client, page, "mfa", {"one-time-code": totp.at(time.time() + 30)})
-        assert page.title == "Enter code", page.html
-        page = submit(client, page, "device_code", {}, {"user_code": flow["user_code"]})
-        page = submit(client, page, "device_confirm", {})
-        assert page.title == "You're signed in", page.html
-        poller.join(timeout=120)
+        def password_and_code(client: httpx.Client, page: Page) -> Page:
+            assert page.title == "Sign in", page.html
+            page = submit(client, page, "username", {"username": upn})
+            page = submit(client, page, "password", {"current-password": PASSWORD})
+            assert page.title == "Enter code", page.html
+            return submit(client, page, "mfa", {"one-time-code": registered["totp"].at(time.time() + 30)})
+
+        result = run_device_flow(app, keyward, client, None, sign_in=password_and_code, claims_challenge=claims_challenge)
         assert "access_token" in result, result
         fresh = graph.get(f"{keyward.base_url}/me", headers={"Authorization": f"Bearer {result['access_token']}"})
         assert fresh.status_code == 200 and fresh.json()["id"] == user_id, fresh.text

@@ -156,11 +156,10 @@ impl App {
         };
         require(caller, action, Target::Tenant)?;
         let tracked = delta::tracked_ids(&RawQuery { skiptoken: None, ..raw.clone() })?;
-        if raw
-            .select
-            .as_deref()
-            .is_some_and(|it| it.split(',').any(|name| name.trim().eq_ignore_ascii_case(query::SIGN_IN_ACTIVITY)))
-        {
+        // The request's own $select (a token's was checked when the round began).
+        let only_select = RawQuery { select: raw.select.clone(), ..RawQuery::default() };
+        let requested = query::plan(resource.query_resource(), &only_select)?;
+        if requested.reads_sign_in_activity() {
             return Err(AppError::UnsupportedQuery(
                 "signInActivity is not tracked by delta: read it from /users with $select.".into(),
             ));
@@ -184,10 +183,8 @@ impl App {
             (Some(_), Some(_)) => return Err(AppError::BadRequest("Send $skiptoken or $deltatoken, not both.".into())),
             (None, Some(latest)) if latest.eq_ignore_ascii_case("latest") => {
                 // Sync from now: no objects, only the link to the changes after this moment.
-                let only_select = RawQuery { select: raw.select.clone(), ..RawQuery::default() };
-                let select = query::plan(resource.query_resource(), &only_select)?.select;
                 let token = self.encode_delta(&Token { ch: true, ..fresh })?;
-                return Ok(DeltaPage { items: Vec::new(), select, next: DeltaNext::Round(token) });
+                return Ok(DeltaPage { items: Vec::new(), select: requested.select, next: DeltaNext::Round(token) });
             }
             (Some(raw_token), None) | (None, Some(raw_token)) => {
                 let token = self.decode_delta(raw_token)?;

@@ -270,12 +270,23 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
     }
 }
 
+/// The query options of one log entry: `$select` only (see [`log_select`]); `what` names the
+/// entry in the refusal of any other option.
+pub(crate) fn entry_select(
+    raw: &RawQuery,
+    properties: &[&'static str],
+    type_name: &str,
+    what: &str,
+) -> Result<Option<Vec<&'static str>>, QueryError> {
+    if *raw != (RawQuery { select: raw.select.clone(), is_eventual: raw.is_eventual, ..RawQuery::default() }) {
+        return Err(QueryError::Unsupported(format!("Only $select applies to {what}.")));
+    }
+    log_select(raw, properties, type_name)
+}
+
 /// The query options of `GET /auditLogs/directoryAudits/{id}`: `$select` only.
 pub fn plan_one(raw: &RawQuery) -> Result<Option<Vec<&'static str>>, QueryError> {
-    if *raw != (RawQuery { select: raw.select.clone(), is_eventual: raw.is_eventual, ..RawQuery::default() }) {
-        return Err(QueryError::Unsupported("Only $select applies to one audit record.".into()));
-    }
-    log_select(raw, PROPERTIES, "directoryAudit")
+    entry_select(raw, PROPERTIES, "directoryAudit", "one audit record")
 }
 
 /// Validates the query options of an audit log request.

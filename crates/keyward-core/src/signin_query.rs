@@ -8,7 +8,9 @@
 
 use time::OffsetDateTime;
 
-use crate::audit_query::{TextMatch, log_filter, log_select, log_top, lowered, set, time_bound, unsupported_clause};
+use crate::audit_query::{
+    TextMatch, entry_select, log_filter, log_select, log_top, lowered, set, time_bound, unsupported_clause,
+};
 use crate::odata::{CmpOp, Expr, Literal, StrFunc};
 use crate::query::{QueryError, RawQuery};
 use crate::signin::SignInEventType;
@@ -294,10 +296,7 @@ fn properties(is_beta: bool) -> Vec<&'static str> {
 
 /// The query options of `GET /auditLogs/signIns/{id}`: `$select` only.
 pub fn plan_one(raw: &RawQuery, is_beta: bool) -> Result<Option<Vec<&'static str>>, QueryError> {
-    if *raw != (RawQuery { select: raw.select.clone(), is_eventual: raw.is_eventual, ..RawQuery::default() }) {
-        return Err(QueryError::Unsupported("Only $select applies to one sign-in.".into()));
-    }
-    log_select(raw, &properties(is_beta), "signIn")
+    entry_select(raw, &properties(is_beta), "signIn", "one sign-in")
 }
 
 /// Validates the query options of a sign-in log request; `is_beta` for `/beta`.

@@ -105,41 +105,20 @@ impl App {
         meta: &RequestMeta,
     ) {
         let Some(principal) = &client.service_principal else { return };
-        let now = self.now();
-        let code = error_code(result);
         let record = signin::SignInRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.id.clone(),
-            created: now,
-            user_id: None,
-            user_principal_name: String::new(),
-            user_display_name: None,
-            app_id: client.client_id.clone(),
-            app_display_name: client.display_name.clone(),
-            ip_address: meta.ip_address.clone(),
-            correlation_id: meta.correlation_id.clone(),
-            error_code: code,
-            failure_reason: failure_reason(code, result),
-            is_multi_factor: false,
-            requirement_policies: Vec::new(),
-            details: Vec::new(),
-            client_app_used: signin::CLIENT_APP_DESKTOP.into(),
-            is_interactive: false,
             service_principal_id: Some(principal.id.to_string()),
-            protocol: "none".into(),
-            client_credential: credential.into(),
-            incoming_token: "none".into(),
-            user_agent: meta.user_agent.clone(),
+            ..token_record(tenant, client, credential, result, meta, self.now())
         };
-        let written = async {
-            let mut tx = self.write().await?;
-            tx.insert_sign_in(&record).await?;
-            tx.commit().await?;
-            Ok::<_, AppError>(())
-        };
-        if let Err(err) = written.await {
+        if let Err(err) = self.write_sign_in(&record).await {
             tracing::error!(error = ?err, "cannot write the sign-in log entry of an application's sign-in");
         }
+    }
+
+    async fn write_sign_in(&self, record: &signin::SignInRecord) -> Result<(), AppError> {
+        let mut tx = self.write().await?;
+        tx.insert_sign_in(record).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Identifies the client of a token-endpoint request (`client_id` in the body or HTTP Basic)
@@ -214,45 +193,29 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let now = self.now();
-        let code = error_code(result.as_ref().map(|_| ()));
+        let result = result.as_ref().map(|_| ());
         let user = match &subject.user_id {
             Some(id) => self.read().await?.get_user(&tenant.id, id).await?,
             None => None,
         };
-        let outcome = if code == 0 { "Token issued" } else { "Token refused" };
+        let base = token_record(tenant, client, credential, result, meta, now);
+        let outcome = if base.error_code == 0 { "Token issued" } else { "Token refused" };
         let record = signin::SignInRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.id.clone(),
-            created: now,
             user_id: user.as_ref().map(|it| it.id.clone()),
             user_principal_name: user.as_ref().map_or(subject.upn, |it| it.user_principal_name.clone()),
             user_display_name: user.as_ref().map(|it| it.display_name.clone()),
-            app_id: client.client_id.clone(),
-            app_display_name: client.display_name.clone(),
-            ip_address: meta.ip_address.clone(),
-            correlation_id: meta.correlation_id.clone(),
-            error_code: code,
-            failure_reason: failure_reason(code, result.as_ref().map(|_| ())),
             is_multi_factor: subject.amr.is_multi_factor(),
-            requirement_policies: Vec::new(),
             details: vec![signin::AuthenticationDetail {
                 at: now,
                 method: subject.method.into(),
-                succeeded: code == 0,
+                succeeded: base.error_code == 0,
                 result_detail: outcome.into(),
             }],
-            client_app_used: signin::CLIENT_APP_DESKTOP.into(),
-            is_interactive: false,
-            service_principal_id: None,
             protocol: subject.protocol.into(),
-            client_credential: credential.into(),
             incoming_token: subject.incoming_token.into(),
-            user_agent: meta.user_agent.clone(),
+            ..base
         };
-        let mut tx = self.write().await?;
-        tx.insert_sign_in(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_sign_in(&record).await
     }
 
     pub(super) async fn check_client_secret(&self, client: &Client, secret: &Secret) -> Result<(), OAuthError> {
@@ -834,15 +797,46 @@ impl App {
     }
 }
 
-/// The sign-in log's error code of a token request: 0, or the first of Entra's codes.
-fn error_code(result: Result<(), &OAuthError>) -> i32 {
-    match result {
+/// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,
+/// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
+/// the code, or the error's description); no user yet, and no protocol or incoming token. The
+/// caller fills in who signed in, and how.
+fn token_record(
+    tenant: &Tenant,
+    client: &Client,
+    credential: &str,
+    result: Result<(), &OAuthError>,
+    meta: &RequestMeta,
+    now: OffsetDateTime,
+) -> signin::SignInRecord {
+    let code = match result {
         Ok(()) => 0,
         Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
+    };
+    signin::SignInRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: tenant.id.clone(),
+        created: now,
+        user_id: None,
+        user_principal_name: String::new(),
+        user_display_name: None,
+        app_id: client.client_id.clone(),
+        app_display_name: client.display_name.clone(),
+        ip_address: meta.ip_address.clone(),
+        correlation_id: meta.correlation_id.clone(),
+        error_code: code,
+        failure_reason: signin::failure_reason(code)
+            .map(str::to_owned)
+            .or_else(|| result.err().map(|err| err.description.clone())),
+        is_multi_factor: false,
+        requirement_policies: Vec::new(),
+        details: Vec::new(),
+        client_app_used: signin::CLIENT_APP_DESKTOP.into(),
+        is_interactive: false,
+        service_principal_id: None,
+        protocol: "none".into(),
+        client_credential: credential.into(),
+        incoming_token: "none".into(),
+        user_agent: meta.user_agent.clone(),
     }
-}
-
-/// The sign-in log's failure reason: Entra's text for the code, or the error's description.
-fn failure_reason(code: i32, result: Result<(), &OAuthError>) -> Option<String> {
-    signin::failure_reason(code).map(str::to_owned).or_else(|| result.err().map(|err| err.description.clone()))
 }

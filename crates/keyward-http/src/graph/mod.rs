@@ -50,11 +50,11 @@ impl FromRequestParts<AppState> for Query {
             .map_or_else(|| parts.uri.path().to_owned(), |it| it.path().to_owned());
         let query = GraphQuery::parse(parts.uri.query(), &parts.headers)
             .map_err(|message| GraphError::bad_request(message, &ids))?;
-        let is_delta = {
+        let is_delta = || {
             let lower = path.to_ascii_lowercase();
             lower.ends_with("/delta") || lower.ends_with("/delta()")
         };
-        if query.deltatoken.is_some() && !is_delta {
+        if query.deltatoken.is_some() && !is_delta() {
             return Err(GraphError::bad_request("Query option '$deltatoken' is only for delta queries.", &ids));
         }
         Ok(Query(query, path))

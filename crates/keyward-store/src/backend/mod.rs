@@ -58,6 +58,7 @@ use self::reports::{
     ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, flag_condition, method_condition, push_text_match,
     registration_source,
 };
+use self::signin::ACTIVITY_UPSERT;
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};
@@ -101,16 +102,27 @@ fn lc(value: &Option<String>) -> Option<String> {
     value.as_ref().map(|it| it.to_lowercase())
 }
 
-/// Appends ` AND {column} IN ($n, …)`.
-fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
-    sql.push(&format!(" AND {column} IN ("));
-    for (idx, id) in ids.iter().enumerate() {
+/// Appends `($n, …)`, each value an argument.
+fn push_list(sql: &mut Sql, values: impl IntoIterator<Item = String>) {
+    sql.push("(");
+    for (idx, value) in values.into_iter().enumerate() {
         if idx > 0 {
             sql.push(", ");
         }
-        sql.arg(Arg::Text(id.to_string()));
+        sql.arg(Arg::Text(value));
     }
     sql.push(")");
+}
+
+/// Appends ` AND {column} IN ($n, …)`.
+fn push_in(sql: &mut Sql, column: &str, values: impl IntoIterator<Item = String>) {
+    sql.push(&format!(" AND {column} IN "));
+    push_list(sql, values);
+}
+
+/// Appends ` AND {column} IN ($n, …)` for object ids.
+fn push_id_list(sql: &mut Sql, column: &str, ids: &[ObjectId]) {
+    push_in(sql, column, ids.iter().map(ToString::to_string));
 }
 
 fn group_types_lc(group: &Group) -> String {
@@ -507,14 +519,9 @@ macro_rules! impl_backend {
                 if users.is_empty() {
                     return Ok(());
                 }
-                let mut sql = Sql::new("SELECT user_id, kind, value FROM user_values WHERE user_id IN (");
-                for (idx, user) in users.iter().enumerate() {
-                    if idx > 0 {
-                        sql.push(", ");
-                    }
-                    sql.arg(Arg::Text(user.id.to_string()));
-                }
-                sql.push(") ORDER BY user_id, kind, position");
+                let mut sql = Sql::new("SELECT user_id, kind, value FROM user_values WHERE user_id IN ");
+                push_list(&mut sql, users.iter().map(|it| it.id.to_string()));
+                sql.push(" ORDER BY user_id, kind, position");
                 let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
                 let rows = query.fetch_all(&mut *self.0).await?;
                 for row in rows {

@@ -248,7 +248,7 @@ macro_rules! impl_role_stores {
                     "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = "
                 ));
                 sql.arg(Arg::Text(tenant.to_string()));
-                let lists = [
+                let lists: [(&str, Option<Vec<String>>); 3] = [
                     (
                         "principal_id",
                         filter.principal_id.as_ref().map(|it| it.iter().map(ToString::to_string).collect()),
@@ -260,15 +260,9 @@ macro_rules! impl_role_stores {
                     ("directory_scope_id", filter.directory_scope_id.clone()),
                 ];
                 for (column, values) in lists {
-                    let Some(values): Option<Vec<String>> = values else { continue };
-                    sql.push(&format!(" AND {column} IN ("));
-                    for (n, value) in values.into_iter().enumerate() {
-                        if n > 0 {
-                            sql.push(", ");
-                        }
-                        sql.arg(Arg::Text(value));
+                    if let Some(values) = values {
+                        push_in(&mut sql, column, values);
                     }
-                    sql.push(")");
                 }
                 if let Some(after) = after {
                     sql.push(" AND id > ");

@@ -1,6 +1,36 @@
 //! The sign-in half of the SQLite and PostgreSQL stores (`SignInStore`), generated for both from
 //! one body like the rest of `backend/`.
 
+/// The upsert of a user's sign-in activity, written once: each slot takes the newer sign-in
+/// (times are fixed-width text), so one committed after a later one does not go back in time.
+pub(super) static ACTIVITY_UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let newer = ["last_sign_in", "last_non_interactive", "last_success"]
+        .iter()
+        .flat_map(|slot| {
+            let is_newer = format!(
+                "excluded.{slot}_at IS NOT NULL AND (user_sign_in_activity.{slot}_at IS NULL \
+                 OR excluded.{slot}_at > user_sign_in_activity.{slot}_at)"
+            );
+            ["at", "id"].map(|part| {
+                format!(
+                    "{slot}_{part} = CASE WHEN {is_newer} THEN excluded.{slot}_{part} \
+                     ELSE user_sign_in_activity.{slot}_{part} END"
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        concat!(
+            "INSERT INTO user_sign_in_activity (user_id, tenant_id, last_sign_in_at, last_sign_in_id, ",
+            "last_non_interactive_at, last_non_interactive_id, last_success_at, last_success_id) ",
+            "SELECT id, tenant_id, $2, $3, $4, $5, $6, $7 FROM users WHERE id = $1 ",
+            "ON CONFLICT (user_id) DO UPDATE SET {newer}"
+        ),
+        newer = newer
+    )
+});
+
 macro_rules! impl_sign_in_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
@@ -618,42 +648,16 @@ macro_rules! impl_sign_in_store {
                     let activity = SignInActivity::of(record);
                     let at = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(at, _)| fmt_ts(*at));
                     let id = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(_, id)| id.clone());
-                    // Each slot takes the newer sign-in (times are fixed-width text), so one
-                    // committed after a later one does not go back in time.
-                    let newer = ["last_sign_in", "last_non_interactive", "last_success"]
-                        .iter()
-                        .flat_map(|slot| {
-                            let is_newer = format!(
-                                "excluded.{slot}_at IS NOT NULL AND (user_sign_in_activity.{slot}_at IS NULL \
-                                 OR excluded.{slot}_at > user_sign_in_activity.{slot}_at)"
-                            );
-                            ["at", "id"].map(|part| {
-                                format!(
-                                    "{slot}_{part} = CASE WHEN {is_newer} THEN excluded.{slot}_{part} \
-                                     ELSE user_sign_in_activity.{slot}_{part} END"
-                                )
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        concat!(
-                            "INSERT INTO user_sign_in_activity (user_id, tenant_id, last_sign_in_at, last_sign_in_id, ",
-                            "last_non_interactive_at, last_non_interactive_id, last_success_at, last_success_id) ",
-                            "SELECT id, tenant_id, $2, $3, $4, $5, $6, $7 FROM users WHERE id = $1 ",
-                            "ON CONFLICT (user_id) DO UPDATE SET {newer}"
-                        ),
-                        newer = newer
-                    )))
-                    .bind(user.as_str())
-                    .bind(at(&activity.last_sign_in))
-                    .bind(id(&activity.last_sign_in))
-                    .bind(at(&activity.last_non_interactive))
-                    .bind(id(&activity.last_non_interactive))
-                    .bind(at(&activity.last_success))
-                    .bind(id(&activity.last_success))
-                    .execute(&mut *self.0)
-                    .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(ACTIVITY_UPSERT.as_str()))
+                        .bind(user.as_str())
+                        .bind(at(&activity.last_sign_in))
+                        .bind(id(&activity.last_sign_in))
+                        .bind(at(&activity.last_non_interactive))
+                        .bind(id(&activity.last_non_interactive))
+                        .bind(at(&activity.last_success))
+                        .bind(id(&activity.last_success))
+                        .execute(&mut *self.0)
+                        .await?;
                 }
                 Ok(())
             }
@@ -667,15 +671,9 @@ macro_rules! impl_sign_in_store {
                     let mut sql = Sql::new(concat!(
                         "SELECT user_id, last_sign_in_at, last_sign_in_id, last_non_interactive_at, ",
                         "last_non_interactive_id, last_success_at, last_success_id FROM user_sign_in_activity ",
-                        "WHERE user_id IN ("
+                        "WHERE user_id IN "
                     ));
-                    for (n, user) in chunk.iter().enumerate() {
-                        if n > 0 {
-                            sql.push(", ");
-                        }
-                        sql.arg(Arg::Text(user.to_string()));
-                    }
-                    sql.push(")");
+                    push_list(&mut sql, chunk.iter().map(ToString::to_string));
                     let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
                         .fetch_all(&mut *self.0)
                         .await?;
@@ -761,14 +759,7 @@ macro_rules! impl_sign_in_store {
                     sql.push(" AND 1 = 0");
                 }
                 if filter.event_types.len() < SignInEventType::ALL.len() {
-                    sql.push(" AND s.event_type IN (");
-                    for (n, kind) in filter.event_types.iter().enumerate() {
-                        if n > 0 {
-                            sql.push(", ");
-                        }
-                        sql.arg(Arg::Text(kind.as_str().to_owned()));
-                    }
-                    sql.push(")");
+                    push_in(&mut sql, "s.event_type", filter.event_types.iter().map(|it| it.as_str().to_owned()));
                 }
                 // What no column holds is read from the record.
                 for (field, value) in [

@@ -63,6 +63,12 @@ async fn redeem(app: &TestApp, code: &str) -> Value {
     tokens
 }
 
+/// Redeems a `keyward-cli` refresh token, with `extra` fields (a `claims` parameter).
+async fn refresh_cli(app: &TestApp, refresh_token: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+    let grant = [("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh_token)];
+    post_form(app, &token_path(), &[&grant[..], extra].concat(), None).await
+}
+
 fn token_path() -> String {
     format!("/{DOMAIN}/oauth2/v2.0/token")
 }
@@ -200,13 +206,7 @@ async fn discovery_and_code_flow(backend: Backend) {
     let (status, body) = post_form(&app, &token_path(), &good, None).await;
     assert_eq!((status, body["error_codes"].clone()), (StatusCode::BAD_REQUEST, json!([54005])), "{body}");
     let refresh = tokens["refresh_token"].as_str().expect("refresh_token");
-    let (status, body) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh)],
-        None,
-    )
-    .await;
+    let (status, body) = refresh_cli(&app, refresh, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a replayed code revokes its refresh tokens: {body}");
 
     // An expired code: a new sign-in (the session is reused, no pages), then eleven minutes.
@@ -270,15 +270,7 @@ async fn refresh_rotation_and_revocation(backend: Backend) {
     let first = tokens["refresh_token"].as_str().expect("refresh").to_owned();
     let refresh = |token: String| {
         let app = &app;
-        async move {
-            post_form(
-                app,
-                &token_path(),
-                &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &token)],
-                None,
-            )
-            .await
-        }
+        async move { refresh_cli(app, &token, &[]).await }
     };
     let (status, second) = refresh(first.clone()).await;
     assert_eq!(status, StatusCode::OK, "{second}");
@@ -546,13 +538,7 @@ async fn provider_edges(backend: Backend) {
     )
     .await;
     assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_scope")), "{body}");
-    let (status, rotated) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &refresh_first)],
-        None,
-    )
-    .await;
+    let (status, rotated) = refresh_cli(&app, &refresh_first, &[]).await;
     assert_eq!(status, StatusCode::OK, "the token survived the bad request: {rotated}");
     let tokens = rotated;
 
@@ -630,13 +616,7 @@ async fn provider_edges(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &refresh)],
-        None,
-    )
-    .await;
+    let (status, _) = refresh_cli(&app, &refresh, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // RP-initiated logout: to a registered URI with state; otherwise a page. The session ends.
@@ -849,13 +829,7 @@ async fn claims_challenge_for_cae_capable_clients(backend: Backend) {
     assert!(claims(&plain).get("xms_cc").is_none());
     // A refresh that declares it again keeps it.
     let refresh = tokens[0]["refresh_token"].as_str().expect("refresh");
-    let (status, refreshed) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh), ("claims", cp1)],
-        None,
-    )
-    .await;
+    let (status, refreshed) = refresh_cli(&app, refresh, &[("claims", cp1)]).await;
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     let capable = refreshed["access_token"].as_str().expect("access").to_owned();
     assert_eq!(claims(&capable)["xms_cc"], json!(["cp1"]));
@@ -886,13 +860,7 @@ async fn claims_challenge_for_cae_capable_clients(backend: Backend) {
     let header = refused.headers["www-authenticate"].to_str().expect("ascii");
     assert!(header.contains(r#"error="invalid_token""#) && !header.contains("claims="), "{header}");
     // A claims parameter that is not a JSON object is refused.
-    let (status, body) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", "x"), ("claims", "cp1")],
-        None,
-    )
-    .await;
+    let (status, body) = refresh_cli(&app, "x", &[("claims", "cp1")]).await;
     assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_request")), "{body}");
 }
 
@@ -921,13 +889,7 @@ async fn sign_in_log_shapes_filters_and_activity(backend: Backend) {
     let signed_in_at = app.app.now();
     app.clock.advance(Duration::minutes(5));
     let refresh = tokens["refresh_token"].as_str().expect("refresh_token");
-    let (status, body) = post_form(
-        &app,
-        &token_path(),
-        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", refresh)],
-        None,
-    )
-    .await;
+    let (status, body) = refresh_cli(&app, refresh, &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let refreshed_at = app.app.now();
 
