@@ -55,6 +55,15 @@ ENTITY_TYPES: dict[str, tuple[str, str]] = {
     "users/authentication/fido2methods": ("fido2_authentication_method", "Fido2AuthenticationMethod"),
     "users/authentication/requirements": ("strong_authentication_requirements", "StrongAuthenticationRequirements"),
     "users/authentication/signinpreferences": ("sign_in_preferences", "SignInPreferences"),
+    "policies/authenticationmethodspolicy": ("authentication_methods_policy", "AuthenticationMethodsPolicy"),
+    "policies/authenticationmethodspolicy/authenticationmethodconfigurations": (
+        "authentication_method_configuration",
+        "AuthenticationMethodConfiguration",
+    ),
+    "policies/identitysecuritydefaultsenforcementpolicy": (
+        "identity_security_defaults_enforcement_policy",
+        "IdentitySecurityDefaultsEnforcementPolicy",
+    ),
     "reports/authenticationmethods/userregistrationdetails": (
         "user_registration_details",
         "UserRegistrationDetails",

@@ -1,6 +1,9 @@
 """Every Graph route in Keyward's /openapi.json is one Graph has: the same path (as msgraph-sdk's
-request builders for v1.0, and msgraph-beta-sdk's for beta, address it) and the same verb.
-Keyward's own routes are named in EXTENSIONS and documented in docs/graph-differences.md."""
+request builders for v1.0, and msgraph-beta-sdk's for beta, address it), the same verb, and for
+actions (`POST`) the same kind of answer: `204 No Content` exactly where the SDK's method returns
+nothing. (`GET` always has a body; for `PATCH` and `DELETE` the SDKs' signatures follow Graph's
+metadata, not its answers, so they tell nothing.) Keyward's own routes are named in EXTENSIONS
+and documented in docs/graph-differences.md."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ EXTENSIONS = {
 }
 
 _TEMPLATE = re.compile(r'super\(\).__init__\(request_adapter, "\{\+baseurl\}([^"?]*?)(?:\{\?[^"]*)?"')
-_VERB = re.compile(r"    async def (get|post|patch|put|delete)\(")
+_VERB = re.compile(r"    async def (get|post|patch|put|delete)\(.*\) -> ([^:]+):")
 
 
 def _normal(path: str) -> str:
@@ -38,26 +41,29 @@ def _normal(path: str) -> str:
     return "/users/{}" + path[3:] if path == "/me" or path.startswith("/me/") else path
 
 
-def _has(index: dict[str, set[str]], verb: str, path: str) -> bool:
-    """Whether the SDK addresses `path` with `verb`; an SDK parameter matches a fixed segment
-    (Keyward routes `…/authenticationMethodConfigurations/TemporaryAccessPass` literally)."""
-    if verb in index.get(path, set()):
-        return True
+def _find(index: dict[str, dict[str, bool]], verb: str, path: str) -> bool | None:
+    """Whether the SDK's method for `verb` on `path` returns a body (`None`: the SDK has no such
+    method). An SDK parameter matches a fixed segment of Keyward's (a literal route where Graph
+    has a key)."""
+    if verb in index.get(path, {}):
+        return index[path][verb]
     segments = path.split("/")
-    return any(
-        verb in verbs
-        and len(candidate.split("/")) == len(segments)
-        and all(theirs in ("{}", ours) for theirs, ours in zip(candidate.split("/"), segments))
-        for candidate, verbs in index.items()
-    )
+    for candidate, verbs in index.items():
+        if (
+            verb in verbs
+            and len(candidate.split("/")) == len(segments)
+            and all(theirs in ("{}", ours) for theirs, ours in zip(candidate.split("/"), segments))
+        ):
+            return verbs[verb]
+    return None
 
 
-def _index(package: str) -> dict[str, set[str]]:
-    """The paths the SDK's request builders address, and their verbs."""
+def _index(package: str) -> dict[str, dict[str, bool]]:
+    """The paths the SDK's request builders address, their verbs, and whether each returns a body."""
     spec = importlib.util.find_spec(package)
     assert spec is not None and spec.submodule_search_locations, f"{package} is installed"
     root = Path(next(iter(spec.submodule_search_locations))) / "generated"
-    index: dict[str, set[str]] = {}
+    index: dict[str, dict[str, bool]] = {}
     for directory, _, files in os.walk(root):
         for name in files:
             if not name.endswith("_request_builder.py"):
@@ -65,7 +71,9 @@ def _index(package: str) -> dict[str, set[str]]:
             text = (Path(directory) / name).read_text()
             found = _TEMPLATE.search(text)
             if found:
-                index.setdefault(_normal(found.group(1)), set()).update(_VERB.findall(text))
+                verbs = index.setdefault(_normal(found.group(1)), {})
+                for verb, returns in _VERB.findall(text):
+                    verbs[verb] = returns.strip() != "None"
     return index
 
 
@@ -75,16 +83,23 @@ def test_every_graph_route_is_one_graph_has(keyward: KeywardServer) -> None:
     indexes = {"v1.0": _index("msgraph"), "beta": _index("msgraph_beta")}
     checked = 0
     unknown = []
+    answers = []
     for path, item in document["paths"].items():
         version, _, rest = path.lstrip("/").partition("/")
         if version not in indexes or rest == "$batch":
             continue
-        for verb in item:
+        for verb, operation in item.items():
             key = _normal("/" + rest)
             checked += 1
             if ("*", verb, key) in EXTENSIONS or (version, verb, key) in EXTENSIONS:
                 continue
-            if not _has(indexes[version], verb, key):
+            returns_body = _find(indexes[version], verb, key)
+            if returns_body is None:
                 unknown.append(f"{verb.upper()} /{version}/{rest}")
+            elif verb == "post" and ("204" in operation["responses"]) == returns_body:
+                statuses = ", ".join(operation["responses"])
+                expected = "a body" if returns_body else "204 No Content"
+                answers.append(f"POST /{version}/{rest} answers {statuses}; Graph answers {expected}")
     assert checked > 100, f"only {checked} operations documented"
     assert not unknown, "routes Graph does not have:\n" + "\n".join(sorted(unknown))
+    assert not answers, "actions answering unlike Graph:\n" + "\n".join(sorted(answers))

@@ -16,6 +16,24 @@ from msgraph.generated.models.temporary_access_pass_authentication_method import
     TemporaryAccessPassAuthenticationMethod,
 )
 
+from msgraph.generated.models.advanced_config_state import AdvancedConfigState
+from msgraph.generated.models.authentication_method_target import AuthenticationMethodTarget
+from msgraph.generated.models.authentication_method_target_type import AuthenticationMethodTargetType
+from msgraph.generated.models.authentication_methods_policy import AuthenticationMethodsPolicy
+from msgraph.generated.models.authentication_methods_registration_campaign import (
+    AuthenticationMethodsRegistrationCampaign,
+)
+from msgraph.generated.models.authentication_methods_registration_campaign_include_target import (
+    AuthenticationMethodsRegistrationCampaignIncludeTarget,
+)
+from msgraph.generated.models.identity_security_defaults_enforcement_policy import (
+    IdentitySecurityDefaultsEnforcementPolicy,
+)
+from msgraph.generated.models.registration_enforcement import RegistrationEnforcement
+from msgraph.generated.models.temporary_access_pass_authentication_method_configuration import (
+    TemporaryAccessPassAuthenticationMethodConfiguration,
+)
+
 from keyward_harness import DOMAIN, KeywardServer, graph_client, run
 
 PASSWORD = "Tq7-harbour-Lantern-92!"
@@ -109,3 +127,71 @@ def test_service_desk_operations_through_the_sdk(keyward: KeywardServer) -> None
     ):
         assert expected in activities, (expected, activities)
     assert all(pass_text not in str(it) for it in audit)
+
+
+def test_methods_policy_round_trip_through_the_sdk(keyward: KeywardServer) -> None:
+    """The authentication methods policy, a method configuration's targets and security defaults,
+    read and changed through msgraph-sdk's models, and a pass the targets leave out unusable."""
+    outsider, _ = make_user(keyward, "sdkoutsider", None)
+    with keyward.raw_http() as http:
+        group = http.post(
+            f"{keyward.base_url}/groups",
+            json={"displayName": "Pass pilot", "mailEnabled": False, "mailNickname": "passpilot", "securityEnabled": True},
+        )
+        assert group.status_code == 201, group.text
+        group_id = group.json()["id"]
+
+    async def round_trip() -> tuple[object, object, object, bool, str]:
+        async with graph_client(keyward) as graph:
+            policies = graph.policies
+            before = await policies.authentication_methods_policy.get()
+            campaign = AuthenticationMethodsRegistrationCampaign(
+                state=AdvancedConfigState.Enabled,
+                snooze_duration_in_days=2,
+                include_targets=[
+                    AuthenticationMethodsRegistrationCampaignIncludeTarget(
+                        id="all_users",
+                        target_type=AuthenticationMethodTargetType.Group,
+                        targeted_authentication_method="microsoftAuthenticator",
+                    )
+                ],
+            )
+            after = await policies.authentication_methods_policy.patch(
+                AuthenticationMethodsPolicy(
+                    registration_enforcement=RegistrationEnforcement(
+                        authentication_methods_registration_campaign=campaign
+                    )
+                )
+            )
+            configs = policies.authentication_methods_policy.authentication_method_configurations
+            await configs.by_authentication_method_configuration_id("TemporaryAccessPass").patch(
+                TemporaryAccessPassAuthenticationMethodConfiguration(
+                    include_targets=[
+                        AuthenticationMethodTarget(
+                            id=group_id, target_type=AuthenticationMethodTargetType.Group, is_registration_required=False
+                        )
+                    ]
+                )
+            )
+            tap = await configs.by_authentication_method_configuration_id("temporaryAccessPass").get()
+            defaults = policies.identity_security_defaults_enforcement_policy
+            await defaults.patch(IdentitySecurityDefaultsEnforcementPolicy(is_enabled=True))
+            enabled = (await defaults.get()).is_enabled
+            await defaults.patch(IdentitySecurityDefaultsEnforcementPolicy(is_enabled=False))
+            created = await graph.users.by_user_id(outsider).authentication.temporary_access_pass_methods.post(
+                TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60)
+            )
+            return before, after, tap, enabled, created.method_usability_reason
+
+    before, after, tap, enabled, reason = run(round_trip())
+    assert before.policy_migration_state.value == "migrationComplete"
+    assert {it.id for it in before.authentication_method_configurations} >= {
+        "TemporaryAccessPass", "SoftwareOath", "Email", "Sms", "Voice", "Fido2",
+    }
+    campaign = after.registration_enforcement.authentication_methods_registration_campaign
+    assert campaign.state == AdvancedConfigState.Enabled and campaign.snooze_duration_in_days == 2
+    assert isinstance(tap, TemporaryAccessPassAuthenticationMethodConfiguration)
+    assert [it.id for it in tap.include_targets] == [group_id]
+    assert enabled is True
+    # Created for anyone, as Entra does, but the targets leave this user out.
+    assert reason == "DisabledByPolicy"

@@ -136,7 +136,9 @@ def run_device_flow(
 
 def require_mfa_for_everyone(server: KeywardServer, is_required: bool) -> None:
     with admin(server) as http:
-        reply = http.patch(f"{server.base_url}/policies/keywardSignInPolicy", json={"requireMfaForAllUsers": is_required})
+        reply = http.patch(
+            f"{server.base_url}/policies/identitySecurityDefaultsEnforcementPolicy", json={"isEnabled": is_required}
+        )
         assert reply.status_code == 204, reply.text
 
 

@@ -38,7 +38,9 @@ def create_user(server: KeywardServer, alias: str) -> str:
 
 def require_mfa_for_everyone(server: KeywardServer) -> None:
     with server.raw_http() as http:
-        reply = http.patch(f"{server.base_url}/policies/keywardSignInPolicy", json={"requireMfaForAllUsers": True})
+        reply = http.patch(
+            f"{server.base_url}/policies/identitySecurityDefaultsEnforcementPolicy", json={"isEnabled": True}
+        )
         assert reply.status_code == 204, reply.text
 
 

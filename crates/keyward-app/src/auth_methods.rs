@@ -21,6 +21,7 @@ use time::{Duration, OffsetDateTime};
 use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
+use crate::methods_policy::{pass_enabled_for, user_methods};
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
 use crate::{App, AppError, Caller, audit_id, new_id, require, require_scope, rfc3339, sha256};
 
@@ -298,7 +299,8 @@ impl App {
         }
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         if let Some(pass) = tx.get_temporary_access_pass(&user.id).await? {
-            res.push(AuthMethod::TemporaryAccessPass(self.tap_view(&pass, policy.is_enabled, None)));
+            let enabled = pass_enabled_for(&mut *tx, &caller.tenant.id, &user.id, &policy).await?;
+            res.push(AuthMethod::TemporaryAccessPass(self.tap_view(&pass, enabled, None)));
         }
         Ok(res)
     }
@@ -413,6 +415,16 @@ impl App {
         let now = self.now();
         let change = if is_update { Change::Update } else { Change::Register };
         let (mut tx, user, activity, who) = self.change_target(caller, who, change).await?;
+        if !is_update {
+            let policy = tx.methods_policy(&caller.tenant.id).await?;
+            if !user_methods(&mut *tx, &user.id, &policy).await?.email {
+                return Err(AppError::BadRequest(
+                    "The authentication methods policy does not let this user register an email method (the Email \
+                     configuration is disabled or its targets leave the user out)."
+                        .into(),
+                ));
+            }
+        }
         let exists = tx.get_email_method(&user.id).await?.is_some();
         match (is_update, exists) {
             (false, true) => {
@@ -467,7 +479,8 @@ impl App {
         let user = self.methods_target(&mut *tx, caller, key).await?;
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         let pass = tx.get_temporary_access_pass(&user.id).await?;
-        Ok(pass.iter().map(|it| self.tap_view(it, policy.is_enabled, None)).collect())
+        let enabled = pass_enabled_for(&mut *tx, &caller.tenant.id, &user.id, &policy).await?;
+        Ok(pass.iter().map(|it| self.tap_view(it, enabled, None)).collect())
     }
 
     /// `POST …/temporaryAccessPassMethods`: a new pass (replacing the user's previous one),
@@ -480,6 +493,8 @@ impl App {
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         let plan = plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
+        // Created for anyone, as Entra: a user the policy leaves out cannot sign in with it.
+        let enabled = pass_enabled_for(&mut *tx, &caller.tenant.id, &user.id, &policy).await?;
         let length = usize::try_from(policy.default_length).unwrap_or(8);
         let secret = Secret::new(random_string(TAP_ALPHABET, length)?);
         let pass = TemporaryAccessPass {
@@ -509,7 +524,7 @@ impl App {
         let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user).with_changes(changes)]);
         record.result_reason = "Admin registered temporary access pass method for user".into();
         commit_audited(tx, [record]).await?;
-        Ok(self.tap_view(&pass, policy.is_enabled, Some(secret)))
+        Ok(self.tap_view(&pass, enabled, Some(secret)))
     }
 
     /// `DELETE …/temporaryAccessPassMethods/{id}`.

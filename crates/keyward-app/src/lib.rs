@@ -18,6 +18,7 @@ pub mod error;
 mod facts;
 pub mod keys;
 mod limits;
+mod methods_policy;
 mod oidc;
 pub mod password;
 mod portal;
@@ -47,6 +48,7 @@ pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
 pub use crate::limits::{Limits, Surface};
+pub use crate::methods_policy::{Policies, PolicyObject};
 pub use crate::oidc::{
     AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
     url_encode,

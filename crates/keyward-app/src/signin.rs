@@ -27,10 +27,12 @@ use time::{Duration, OffsetDateTime};
 
 use crate::auth_methods::Who;
 use crate::commit_audited;
+use crate::methods_policy::{UserMethods, user_methods};
 use crate::signin_admin::{end_sessions, strong_authentication_requirement};
 use crate::tokens::load_actor;
 use crate::{App, AppError, Caller, Principal, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
 use keyward_core::auth_methods::PhoneType;
+use keyward_core::methods_policy::{Campaign, Nudge, campaign_nudge};
 
 /// The application id the sign-in log names for Keyward's own pages.
 pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
@@ -67,6 +69,8 @@ pub struct SignInForm {
     pub phone_type: Option<String>,
     pub value: Option<String>,
     pub confirmed: bool,
+    /// "Not now" on the registration campaign's prompt.
+    pub skip: bool,
 }
 
 /// The page to show.
@@ -91,6 +95,14 @@ pub enum SignInPage {
     },
     MoreInfo {
         username: String,
+    },
+    /// The registration campaign: "set up an authenticator app", with "Not now" while the user
+    /// may still skip it (for `snooze_days`).
+    Campaign {
+        username: String,
+        can_skip: bool,
+        snooze_days: i64,
+        error: Option<String>,
     },
     RegisterTotp {
         username: String,
@@ -181,6 +193,9 @@ pub(crate) fn clock(until: OffsetDateTime) -> String {
 fn lockout_message(until: OffsetDateTime) -> String {
     format!("Your account is temporarily locked to prevent unauthorized use. {}", try_again_after(until))
 }
+
+const NOTHING_TO_REGISTER: &str = "Your organization requires multi-factor authentication, but no method you can \
+                                   set up is turned on for your account. Contact your administrator.";
 
 const WRONG_CREDENTIALS: &str = "Your account or password is incorrect. Check them and try again; if you don't \
                                  remember your password, ask your administrator to reset it.";
@@ -317,6 +332,7 @@ impl App {
             Stage::ChangePassword => self.submit_new_password(&mut flow, &form, device_cookie).await,
             Stage::Mfa => self.submit_code(&mut flow, &form).await,
             Stage::MoreInfo => self.begin_totp_registration(&mut flow).await,
+            Stage::Campaign => self.submit_campaign(&mut flow, &form).await,
             Stage::RegisterTotp => self.submit_registration(&mut flow, &form).await,
             Stage::Done => self.render(&mut flow, None).await,
         }
@@ -426,6 +442,13 @@ impl App {
                 SignInPage::Mfa { username, remember_days: policy.remember_mfa_days, error }
             }
             Stage::MoreInfo => SignInPage::MoreInfo { username },
+            Stage::Campaign => {
+                let user = self.flow_user(flow).await?;
+                let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+                let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
+                let can_skip = !matches!(campaign_nudge_of(&facts, self.now()), Nudge::Register { can_skip: false });
+                SignInPage::Campaign { username, can_skip, snooze_days: facts.campaign.snooze_days, error }
+            }
             Stage::RegisterTotp => {
                 let user = self.flow_user(flow).await?;
                 let sealed = flow.session.pending_secret.clone().ok_or_else(|| unexpected("no pending secret"))?;
@@ -503,10 +526,12 @@ impl App {
             pass.as_ref().is_some_and(|it| constant_time_eq(&sha256(secret.expose().as_bytes()), &it.pass_sha256));
         let (factor, is_ok, method) = if pass_matches {
             let pass = pass.as_ref().ok_or_else(|| unexpected("pass vanished"))?;
+            let user = user.as_ref().ok_or_else(|| unexpected("a pass without its user"))?;
+            let targeted = self.user_methods(&flow.tenant.id, &user.id).await?.tap;
             let usability = signin::tap_usability(
                 // The first administrator's and an operator's recovery pass work even when the
                 // tenant turned the method off: they are how an administrator gets in at all.
-                tap_policy.is_enabled || pass.ends_at_registration,
+                (tap_policy.is_enabled && targeted) || pass.ends_at_registration,
                 pass.start,
                 pass.lifetime_minutes,
                 pass.is_usable_once,
@@ -590,7 +615,8 @@ impl App {
         first: AuthenticationDetail,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
-        let (requirement, has_method, state) = self.mfa_facts(&flow.tenant, user, policy).await?;
+        let facts = self.mfa_facts(&flow.tenant, user, policy).await?;
+        let state = &facts.state;
         let device = match device_cookie {
             Some(value) => self.read().await?.get_remembered_device(&sha256(value.as_bytes())).await?,
             None => None,
@@ -598,7 +624,7 @@ impl App {
         let remembered = device.is_some_and(|it| {
             signin::device_honoured(&it, &user.id, state.remembered_devices_not_before, policy.remember_mfa_days, now)
         });
-        match signin::after_first_factor(factor, requirement, has_method, remembered) {
+        match signin::after_first_factor(factor, facts.requirement, facts.has_method, remembered) {
             NextStep::Done { mfa } => {
                 let mut details = vec![first];
                 if mfa == MfaDone::ByRememberedDevice {
@@ -611,7 +637,21 @@ impl App {
                     flow.session.methods.push(AuthMethodRef::Mfa);
                     flow.session.mfa_at = Some(now);
                 }
+                if let Some(view) = self.campaign_interrupt(flow, &facts).await? {
+                    return Ok(view);
+                }
                 self.finish(flow, user, details).await
+            }
+            NextStep::Register if !facts.methods.software_oath => {
+                // Registration is required, but the methods policy lets this user register nothing.
+                let failed = detail(
+                    now,
+                    "Software OATH token",
+                    false,
+                    "Registration required, but the authentication methods policy turns every method off for the user",
+                );
+                self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first, failed]).await?;
+                self.render(flow, Some(NOTHING_TO_REGISTER.into())).await
             }
             NextStep::Challenge => {
                 flow.session.stage = Stage::Mfa;
@@ -769,6 +809,13 @@ impl App {
         let code = form.code.as_deref().unwrap_or_default();
         self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let now = self.now();
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
+            // Turned off for this user since the code page was shown.
+            let failed =
+                detail(now, "Software OATH token", false, "Method disabled by the authentication methods policy");
+            self.log_sign_in(flow, Some(&user), codes::MFA_FAILED, vec![failed]).await?;
+            return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
+        }
         let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
         let mut tx = self.write().await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
@@ -858,8 +905,64 @@ impl App {
         }
     }
 
+    /// The registration campaign's prompt, when it asks this user now (Entra's nudge after a
+    /// sign-in): the sign-in finishes after "Not now" or once the app is registered.
+    async fn campaign_interrupt(&self, flow: &mut Flow, facts: &MfaFacts) -> Result<Option<SignInView>, AppError> {
+        if campaign_nudge_of(facts, self.now()) == Nudge::None {
+            return Ok(None);
+        }
+        flow.session.stage = Stage::Campaign;
+        self.save_session(&flow.session).await?;
+        Ok(Some(self.render(flow, None).await?))
+    }
+
+    /// "Set up now" starts the registration; "Not now" counts a skip (refused once the campaign
+    /// allows no more) and finishes the sign-in.
+    async fn submit_campaign(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        if !form.skip {
+            return self.begin_totp_registration(flow).await;
+        }
+        let user = self.flow_user(flow).await?;
+        let now = self.now();
+        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
+        if campaign_nudge_of(&facts, now) == (Nudge::Register { can_skip: false }) {
+            return self
+                .render(flow, Some("Your organization requires you to set up an authenticator app now.".into()))
+                .await;
+        }
+        let mut tx = self.write().await?;
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        state.campaign = state.campaign.after_skip(&facts.campaign, now);
+        tx.set_user_sign_in_state(&user.id, &state).await?;
+        tx.commit().await?;
+        let details = if flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass) {
+            vec![detail(now, "Temporary Access Pass", true, "Temporary Access Pass validated")]
+        } else {
+            let mut details = vec![detail(now, "Password", true, "Correct password")];
+            if flow.session.mfa_at.is_some() {
+                details.push(detail(
+                    now,
+                    "Previously satisfied",
+                    true,
+                    "MFA requirement satisfied by remembered device",
+                ));
+            }
+            details
+        };
+        self.finish(flow, &user, details).await
+    }
+
     async fn begin_totp_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
+            if flow.session.authenticated_at.is_some() {
+                let notice =
+                    "Your organization's authentication methods policy does not let you add an authenticator app.";
+                return self.account_page(flow, &user, Some(notice.into())).await;
+            }
+            return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
+        }
         let mut secret = [0_u8; totp::SECRET_LEN];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| unexpected("random generator failed"))?;
         flow.session.pending_secret = Some(self.inner.keys.seal_secret(user.id.as_str().as_bytes(), &secret)?);
@@ -988,7 +1091,7 @@ impl App {
         tenant: &Tenant,
         user: &User,
         policy: &SignInPolicy,
-    ) -> Result<(Option<MfaReason>, bool, UserSignInState), AppError> {
+    ) -> Result<MfaFacts, AppError> {
         mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await
     }
 
@@ -1021,7 +1124,7 @@ impl App {
             return self.session_ended(&flow.tenant).await;
         }
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
-        let (requirement, _, _) = mfa_facts_in(&mut *tx, &flow.tenant, user, &policy).await?;
+        let requirement = mfa_facts_in(&mut *tx, &flow.tenant, user, &policy).await?.requirement;
         drop(tx);
         let cookie = random_token()?;
         let old_id = std::mem::replace(&mut flow.session.id_sha256, sha256(cookie.as_bytes()));
@@ -1450,21 +1553,55 @@ pub(crate) async fn settle_success(
     Ok(true)
 }
 
+/// What the registration campaign asks of the user described by `facts` at `now`.
+fn campaign_nudge_of(facts: &MfaFacts, now: OffsetDateTime) -> Nudge {
+    campaign_nudge(
+        &facts.campaign,
+        facts.methods.campaign,
+        facts.has_method,
+        facts.methods.software_oath,
+        facts.state.campaign,
+        now,
+    )
+}
+
+/// What decides a user's second factor at sign-in.
+#[derive(Debug, Clone)]
+pub(crate) struct MfaFacts {
+    /// Why the user must use MFA, if they must.
+    pub requirement: Option<MfaReason>,
+    /// Whether the user has an authenticator app the methods policy lets them use.
+    pub has_method: bool,
+    /// What the methods policy lets the user register and use.
+    pub methods: UserMethods,
+    /// The registration campaign.
+    pub campaign: Campaign,
+    pub state: UserSignInState,
+}
+
 /// [`App::mfa_facts`] inside a caller's transaction.
 pub(crate) async fn mfa_facts_in(
     tx: &mut dyn Tx,
     tenant: &Tenant,
     user: &User,
     policy: &SignInPolicy,
-) -> Result<(Option<MfaReason>, bool, UserSignInState), AppError> {
+) -> Result<MfaFacts, AppError> {
     let state = tx.user_sign_in_state(&user.id).await?;
     let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
     let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
     let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
     let is_privileged =
         signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
-    let has_method = !tx.list_software_oath_methods(&user.id).await?.is_empty();
-    Ok((signin::mfa_requirement(policy, state.per_user_mfa, is_privileged), has_method, state))
+    let methods_policy = tx.methods_policy(&tenant.id).await?;
+    let methods = user_methods(tx, &user.id, &methods_policy).await?;
+    let has_method = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
+    Ok(MfaFacts {
+        requirement: signin::mfa_requirement(policy, state.per_user_mfa, is_privileged),
+        has_method,
+        methods,
+        campaign: methods_policy.campaign,
+        state,
+    })
 }
 
 /// The user's methods as the account page lists them: each label, and for those the user may

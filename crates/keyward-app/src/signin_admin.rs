@@ -11,7 +11,7 @@ use keyward_core::directory::PropertyChange;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
-use keyward_core::signin::{PerUserMfaState, SignInActivity, SignInPolicy, SignInRecord, TapPolicy};
+use keyward_core::signin::{PerUserMfaState, SignInActivity, SignInRecord};
 use keyward_core::signin_query::SignInQuery;
 use keyward_store::{SignInCursor, Tx, UserSignInState};
 use std::collections::HashMap;
@@ -19,16 +19,11 @@ use std::collections::HashMap;
 use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
+use crate::methods_policy::ORGANIZATION_READ_ALL;
 use crate::{App, AppError, Caller, audit_id, require, require_scope, rfc3339};
 
 /// Reading the sign-in log.
 pub(crate) const SIGN_IN_REPORTS_READ: &str = "microsoft.directory/signInReports/allProperties/read";
-/// Managing the tenant's authentication policies (Authentication Policy Administrator, Global
-/// Administrator).
-const STRONG_AUTHENTICATION_POLICY: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
-/// Reading them too (Global Reader).
-const ORGANIZATION_READ_ALL: &str = "microsoft.directory/organization/allProperties/read";
-
 /// A page of sign-ins.
 #[derive(Debug, Clone)]
 pub struct SignInPage {
@@ -100,62 +95,6 @@ impl App {
         require(caller, SIGN_IN_REPORTS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
         tx.get_sign_in(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
-    }
-
-    fn require_policy_read(caller: &Caller) -> Result<(), AppError> {
-        require(caller, STRONG_AUTHENTICATION_POLICY, Target::Tenant)
-            .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))
-    }
-
-    /// The tenant's Temporary Access Pass and sign-in policies.
-    pub async fn sign_in_policies(&self, caller: &Caller) -> Result<(SignInPolicy, TapPolicy), AppError> {
-        Self::require_policy_read(caller)?;
-        Ok(self.read().await?.sign_in_policy(&caller.tenant.id).await?)
-    }
-
-    /// Replaces the tenant's policies after checking their bounds; `change` edits the current
-    /// ones. Audited as `Authentication Methods Policy Update`.
-    pub async fn update_sign_in_policies(
-        &self,
-        caller: &Caller,
-        change: impl FnOnce(&mut SignInPolicy, &mut TapPolicy) -> Result<(), AppError>,
-    ) -> Result<(), AppError> {
-        let now = self.now();
-        let mut tx = self.write().await?;
-        let policy_target = TargetResource {
-            id: caller.tenant.id.clone(),
-            display_name: Some("Authentication methods policy".into()),
-            kind: "Policy",
-            user_principal_name: None,
-            modified_properties: Vec::new(),
-        };
-        if let Err(err) = require(caller, STRONG_AUTHENTICATION_POLICY, Target::Tenant) {
-            return Err(self
-                .refused(Some(tx), caller, Activity::AuthenticationMethodsPolicyUpdate, vec![policy_target], err)
-                .await);
-        }
-        let (mut policy, mut tap) = tx.sign_in_policy(&caller.tenant.id).await?;
-        let (old_policy, old_tap) = (policy.clone(), tap.clone());
-        change(&mut policy, &mut tap)?;
-        policy.validate().map_err(AppError::BadRequest)?;
-        tap.validate().map_err(AppError::BadRequest)?;
-        if policy == old_policy && tap == old_tap {
-            return Ok(());
-        }
-        tx.set_sign_in_policy(&caller.tenant.id, &policy, &tap).await?;
-        let describe = |policy: &SignInPolicy, tap: &TapPolicy| format!("{policy:?} {tap:?}");
-        let change = PropertyChange {
-            name: "Policy".into(),
-            old_value: Some(json::string(&describe(&old_policy, &old_tap))),
-            new_value: Some(json::string(&describe(&policy, &tap))),
-        };
-        let record = caller.succeeded(
-            now,
-            Activity::AuthenticationMethodsPolicyUpdate,
-            vec![policy_target.with_changes(vec![change])],
-        );
-        commit_audited(tx, [record]).await?;
-        Ok(())
     }
 
     /// Resolves the target user of a service-desk operation and checks `action` on it; a refusal

@@ -44,6 +44,7 @@ pub enum Activity {
     ChangePasswordSelfService,
     /// `Authentication Methods Policy Update` (Authentication Methods, ApplicationManagement).
     AuthenticationMethodsPolicyUpdate,
+    UpdateSecurityDefaults,
     /// `Enable Strong Authentication`: per-user MFA turned on.
     EnableStrongAuthentication,
     /// `Disable Strong Authentication`: per-user MFA turned off.
@@ -115,6 +116,7 @@ impl Activity {
             Activity::UserRegisteredSecurityInfo => "User registered security info",
             Activity::ChangePasswordSelfService => "Change password (self-service)",
             Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
+            Activity::UpdateSecurityDefaults => "Update security defaults",
             Activity::EnableStrongAuthentication => "Enable Strong Authentication",
             Activity::DisableStrongAuthentication => "Disable Strong Authentication",
             Activity::AddApplication => "Add application",
@@ -179,6 +181,7 @@ impl Activity {
             | Activity::AddDelegatedPermissionGrant
             | Activity::RemoveDelegatedPermissionGrant => "ApplicationManagement",
             Activity::UpdateAuthorizationPolicy => "AuthorizationPolicy",
+            Activity::UpdateSecurityDefaults => "Policy",
             _ => "GroupManagement",
         }
     }
@@ -195,6 +198,7 @@ impl Activity {
             | Activity::UserUpdatedSecurityInfo => "Authentication Methods",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
+            Activity::UpdateSecurityDefaults => "Conditional Access",
             _ => "Core Directory",
         }
     }
@@ -225,6 +229,7 @@ impl Activity {
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::ChangePasswordSelfService
             | Activity::AuthenticationMethodsPolicyUpdate
+            | Activity::UpdateSecurityDefaults
             | Activity::EnableStrongAuthentication
             | Activity::DisableStrongAuthentication => "Update",
             Activity::UserRegisteredSecurityInfo | Activity::AddApplication | Activity::AdminRegisteredSecurityInfo => {

@@ -150,6 +150,7 @@ pub fn describe(permission: &str) -> &'static str {
         "UserAuthenticationMethod.ReadWrite.All" => "Read and write all users' authentication methods",
         "Policy.Read.All" => "Read your organization's policies",
         "Policy.ReadWrite.AuthenticationMethod" => "Read and write your organization's authentication method policies",
+        "Policy.ReadWrite.ConditionalAccess" => "Read and write your organization's conditional access policies",
         "Application.Read.All" => "Read applications",
         "Application.ReadWrite.All" => "Read and write all applications",
         _ => "Access the Keyward API",

@@ -16,6 +16,7 @@ pub mod delta;
 pub mod directory;
 pub mod ids;
 pub mod json;
+pub mod methods_policy;
 pub mod oauth;
 pub mod odata;
 pub mod password;

@@ -201,6 +201,7 @@ pub const API_PERMISSIONS: &[&str] = &[
     "UserAuthenticationMethod.ReadWrite.All",
     "Policy.Read.All",
     "Policy.ReadWrite.AuthenticationMethod",
+    "Policy.ReadWrite.ConditionalAccess",
     "Application.Read.All",
     "Application.ReadWrite.All",
 ];
@@ -337,6 +338,8 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
         ("auditLogs" | "signInReports", _) => has(&["AuditLog.Read.All"]),
         ("organization", true) => has(&["User.Read", "Directory.Read.All", "Policy.Read.All"]),
         ("organization", false) => has(&["Policy.ReadWrite.AuthenticationMethod"]),
+        ("policies" | "conditionalAccessPolicies", true) => has(&["Policy.Read.All"]),
+        ("conditionalAccessPolicies", false) => has(&["Policy.ReadWrite.ConditionalAccess"]),
         ("servicePrincipals" | "applications", true) => has(&["Application.Read.All", "Application.ReadWrite.All"]),
         ("servicePrincipals" | "applications", false) => has(&["Application.ReadWrite.All"]),
         _ => false,

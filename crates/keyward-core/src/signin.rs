@@ -708,6 +708,8 @@ pub enum Stage {
     ChangePassword,
     Mfa,
     MoreInfo,
+    /// The registration campaign's "set up an authenticator app" prompt.
+    Campaign,
     RegisterTotp,
     Done,
 }
@@ -720,6 +722,7 @@ impl Stage {
             Stage::ChangePassword => "change_password",
             Stage::Mfa => "mfa",
             Stage::MoreInfo => "more_info",
+            Stage::Campaign => "campaign",
             Stage::RegisterTotp => "register_totp",
             Stage::Done => "done",
         }
@@ -732,6 +735,7 @@ impl Stage {
             "change_password" => Stage::ChangePassword,
             "mfa" => Stage::Mfa,
             "more_info" => Stage::MoreInfo,
+            "campaign" => Stage::Campaign,
             "register_totp" => Stage::RegisterTotp,
             "done" => Stage::Done,
             _ => Stage::Username,

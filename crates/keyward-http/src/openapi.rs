@@ -68,6 +68,13 @@ impl Op {
         Op { method: "delete", status: 204, ..Op::get(tag, summary, permission, "") }
     }
 
+    /// Answers `status` with `response` (a PATCH that returns the object).
+    pub fn with_status(mut self, status: u16, response: &'static str) -> Op {
+        self.status = status;
+        self.response = response;
+        self
+    }
+
     pub fn with_id(self) -> Op {
         self.with_param("id")
     }
@@ -225,13 +232,31 @@ fn schemas() -> Value {
         "UserRegistrationDetailsCollection": collection("UserRegistrationDetails"),
         "UserRegistrationMethodSummary": {"type": "object", "properties": {"userTypes": string, "userRoles": string, "userRegistrationMethodCounts": {"type": "array", "items": {"type": "object", "properties": {"authenticationMethod": string, "userCount": {"type": "integer"}}}}}},
         "UserRegistrationFeatureSummary": {"type": "object", "properties": {"totalUserCount": {"type": "integer"}, "userTypes": string, "userRoles": string, "userRegistrationFeatureCounts": {"type": "array", "items": {"type": "object", "properties": {"feature": string, "userCount": {"type": "integer"}}}}}},
-        "TemporaryAccessPassPolicy": {"type": "object", "properties": {
-            "state": string, "defaultLifetimeInMinutes": {"type": "integer"}, "defaultLength": {"type": "integer"},
+        "MethodTarget": {"type": "object", "properties": {"targetType": {"type": "string", "enum": ["user", "group"]}, "id": string, "isRegistrationRequired": {"type": "boolean"}}},
+        "AuthenticationMethodConfiguration": {"type": "object", "properties": {
+            "@odata.type": string, "id": string, "state": {"type": "string", "enum": ["enabled", "disabled"]},
+            "includeTargets": {"type": "array", "items": {"$ref": "#/components/schemas/MethodTarget"}},
+            "excludeTargets": {"type": "array", "items": {"$ref": "#/components/schemas/MethodTarget"}},
+            "defaultLifetimeInMinutes": {"type": "integer"}, "defaultLength": {"type": "integer"},
             "minimumLifetimeInMinutes": {"type": "integer"}, "maximumLifetimeInMinutes": {"type": "integer"},
-            "isUsableOnce": {"type": "boolean"},
+            "isUsableOnce": {"type": "boolean"}, "allowExternalIdToUseEmailOtp": string,
         }},
+        "AuthenticationMethodConfigurationCollection": collection("AuthenticationMethodConfiguration"),
+        "AuthenticationMethodsPolicy": {"type": "object", "properties": {
+            "id": string, "displayName": string, "description": string, "lastModifiedDateTime": string,
+            "policyVersion": string, "policyMigrationState": string,
+            "registrationEnforcement": {"type": "object", "properties": {"authenticationMethodsRegistrationCampaign": {"type": "object", "properties": {
+                "state": {"type": "string", "enum": ["default", "enabled", "disabled"]},
+                "snoozeDurationInDays": {"type": "integer", "minimum": 0, "maximum": 14},
+                "enforceRegistrationAfterAllowedSnoozes": {"type": "boolean"},
+                "includeTargets": {"type": "array", "items": {"type": "object", "properties": {"id": string, "targetType": string, "targetedAuthenticationMethod": string}}},
+                "excludeTargets": {"type": "array", "items": {"$ref": "#/components/schemas/MethodTarget"}},
+            }}}},
+            "authenticationMethodConfigurations": {"type": "array", "items": {"$ref": "#/components/schemas/AuthenticationMethodConfiguration"}},
+        }},
+        "SecurityDefaultsPolicy": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "isEnabled": {"type": "boolean"}}},
         "KeywardSignInPolicy": {"type": "object", "properties": {
-            "requireMfaForPrivilegedRoles": {"type": "boolean"}, "requireMfaForAllUsers": {"type": "boolean"},
+            "requireMfaForPrivilegedRoles": {"type": "boolean"},
             "rememberMfaOnDeviceDays": {"type": "integer", "minimum": 0, "maximum": 365},
             "lockoutThreshold": {"type": "integer"}, "lockoutDurationInSeconds": {"type": "integer"},
             "codeAttemptLimit": {"type": "integer"},

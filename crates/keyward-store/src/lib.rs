@@ -11,6 +11,7 @@
 mod audit_json;
 mod backend;
 mod error;
+mod methods_policy_json;
 mod migrate;
 mod sign_in_json;
 mod sql;
@@ -25,6 +26,7 @@ use keyward_core::audit_query::AuditFilter;
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::methods_policy::{CampaignSnooze, MethodsPolicy};
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
 use keyward_core::registration::{
@@ -438,6 +440,8 @@ pub struct UserSignInState {
     pub password: Lockout,
     pub code: Lockout,
     pub preferences: SignInPreferences,
+    /// Skips of the registration campaign.
+    pub campaign: CampaignSnooze,
 }
 
 /// A software OATH (TOTP) method; the secret is sealed by the app.
@@ -514,6 +518,14 @@ pub trait SignInStore: Send {
         policy: &SignInPolicy,
         tap: &TapPolicy,
     ) -> Result<(), StoreError>;
+    /// The tenant's authentication methods policy (targets and the registration campaign;
+    /// defaults when never set).
+    async fn methods_policy(&mut self, tenant: &ObjectId) -> Result<MethodsPolicy, StoreError>;
+    async fn set_methods_policy(&mut self, tenant: &ObjectId, policy: &MethodsPolicy) -> Result<(), StoreError>;
+    /// Serialises changes to a tenant's sign-in and methods policies until the transaction ends
+    /// (PostgreSQL: an advisory lock; SQLite's write transactions are serial already), so two
+    /// administrators changing different parts at once both keep their change.
+    async fn lock_policy_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError>;
     async fn user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError>;
     /// Like [`SignInStore::user_sign_in_state`], locking the row for the rest of the transaction
     /// (PostgreSQL `FOR UPDATE`), so concurrent failures on several nodes all count.

@@ -55,6 +55,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0013_sign_in_kinds.sql",
         sql: include_str!("../migrations/sqlite/0013_sign_in_kinds.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_methods_policy.sql",
+        sql: include_str!("../migrations/sqlite/0014_methods_policy.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -107,6 +112,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 13,
         name: "0013_sign_in_kinds.sql",
         sql: include_str!("../migrations/postgres/0013_sign_in_kinds.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "0014_methods_policy.sql",
+        sql: include_str!("../migrations/postgres/0014_methods_policy.sql"),
     },
 ];
 

@@ -396,6 +396,14 @@ impl TestApp {
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     }
 
+    /// Turns security defaults (MFA for every user) on or off
+    /// (`PATCH /policies/identitySecurityDefaultsEnforcementPolicy`).
+    pub async fn set_security_defaults(&self, is_enabled: bool) {
+        let body = serde_json::json!({"isEnabled": is_enabled});
+        let reply = self.patch("/v1.0/policies/identitySecurityDefaultsEnforcementPolicy", &body).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    }
+
     /// A policy that locks an account after three wrong passwords, for a minute, and asks no MFA
     /// of administrators (so a test signs them in with a password alone).
     pub async fn lock_out_after_three_failures(&self) {

@@ -16,8 +16,8 @@ impl App {
         }
         let mut tx = self.read().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
-        let (requirement, _, _) = crate::signin::mfa_facts_in(&mut *tx, tenant, user, &policy).await?;
-        Ok(requirement.is_some())
+        let facts = crate::signin::mfa_facts_in(&mut *tx, tenant, user, &policy).await?;
+        Ok(facts.requirement.is_some())
     }
 
     /// Whether a session or token obtained with a Temporary Access Pass ending at `pass_end` may

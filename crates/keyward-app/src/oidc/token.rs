@@ -743,8 +743,8 @@ impl App {
                 "The password must be changed before it can be used: sign in through the browser to set a new one.",
             ));
         }
-        let (requirement, has_method, _) = self.mfa_facts(tenant, &user, &policy).await?;
-        if signin::after_first_factor(FirstFactor::Password, requirement, has_method, false)
+        let facts = self.mfa_facts(tenant, &user, &policy).await?;
+        if signin::after_first_factor(FirstFactor::Password, facts.requirement, facts.has_method, false)
             != (NextStep::Done { mfa: signin::MfaDone::NotRequired })
         {
             return Err(OAuthError::invalid_grant(

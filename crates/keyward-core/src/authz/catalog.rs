@@ -295,6 +295,18 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     ),
     action("microsoft.directory/policies/allProperties/read", "Read all properties of policies", false, "GET"),
     action(
+        "microsoft.directory/conditionalAccessPolicies/tenantDefault/update",
+        "Update the default tenant policies for conditional access (security defaults)",
+        false,
+        "PATCH",
+    ),
+    action(
+        "microsoft.directory/conditionalAccessPolicies/allProperties/allTasks",
+        "Manage all properties of conditional access policies",
+        false,
+        "PATCH",
+    ),
+    action(
         "microsoft.directory/policies/allProperties/allTasks",
         "Create and delete policies, and read and update all properties",
         true,
@@ -456,6 +468,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/organization/strongAuthentication/allTasks",
             "microsoft.directory/policies/allProperties/allTasks",
             "microsoft.directory/authorizationPolicy/allProperties/allTasks",
+            "microsoft.directory/conditionalAccessPolicies/allProperties/allTasks",
             "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks",
         ],
     },
@@ -629,6 +642,7 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/auditLogs/allProperties/read",
             "microsoft.directory/signInReports/allProperties/read",
             "microsoft.directory/authorizationPolicy/standard/read",
+            "microsoft.directory/conditionalAccessPolicies/tenantDefault/update",
         ],
     },
     RoleDefinition {
@@ -726,7 +740,10 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
         description: "Can manage Conditional Access capabilities.",
         is_privileged: true,
         is_au_scopable: false,
-        allowed_resource_actions: &["microsoft.directory/policies/allProperties/read"],
+        allowed_resource_actions: &[
+            "microsoft.directory/policies/allProperties/read",
+            "microsoft.directory/conditionalAccessPolicies/tenantDefault/update",
+        ],
     },
     RoleDefinition {
         id: PARTNER_TIER1_SUPPORT,

@@ -13,6 +13,7 @@ pub(crate) mod directory_audits;
 mod directory_objects;
 mod directory_roles;
 mod groups;
+mod methods_policy;
 mod organization;
 mod permission_grants;
 mod policies;
@@ -274,7 +275,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 19] = [
+const RESOURCES: [fn(Api) -> Api; 20] = [
     users::routes,
     delta::routes,
     groups::routes,
@@ -290,6 +291,7 @@ const RESOURCES: [fn(Api) -> Api; 19] = [
     authentication_methods::routes,
     user_security::routes,
     policies::routes,
+    methods_policy::routes,
     directory_audits::routes,
     sign_ins::routes,
     reports::routes,

@@ -1,5 +1,5 @@
-//! `/policies`: the Temporary Access Pass method configuration, the authorization policy
-//! (user consent) and Keyward's sign-in policy.
+//! `/policies`: the authorization policy (user consent) and Keyward's sign-in policy. The
+//! authentication methods policy and security defaults are in `methods_policy`.
 
 use super::Body;
 use crate::context::{GraphCtx, entity};
@@ -9,37 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use keyward_app::AppError;
-use keyward_core::signin::TapPolicy;
+use keyward_app::PolicyObject;
 use serde_json::{Value, json};
-
-fn tap_policy_json(policy: &TapPolicy) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration",
-        "id": "TemporaryAccessPass",
-        "state": if policy.is_enabled { "enabled" } else { "disabled" },
-        "defaultLifetimeInMinutes": policy.default_lifetime_minutes,
-        "defaultLength": policy.default_length,
-        "minimumLifetimeInMinutes": policy.minimum_lifetime_minutes,
-        "maximumLifetimeInMinutes": policy.maximum_lifetime_minutes,
-        "isUsableOnce": policy.is_usable_once,
-        "includeTargets": [{"targetType": "group", "id": "all_users", "isRegistrationRequired": false}],
-        "excludeTargets": [],
-    })
-}
-
-/// `GET /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass`
-/// — `microsoft.directory/organization/strongAuthentication/allTasks` or `organization/allProperties/read`.
-async fn get_tap_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let (_, tap) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
-    Ok(entity(
-        format!(
-            "{}/$metadata#policies/authenticationMethodsPolicy/authenticationMethodConfigurations/$entity",
-            ctx.base()
-        ),
-        tap_policy_json(&tap),
-        StatusCode::OK,
-    ))
-}
 
 fn bad(message: String) -> AppError {
     AppError::BadRequest(message)
@@ -57,50 +28,15 @@ pub(super) fn body_object(body: &Value) -> Result<&serde_json::Map<String, Value
     body.as_object().ok_or_else(|| bad("The request body must be a JSON object.".into()))
 }
 
-/// `PATCH …/authenticationMethodConfigurations/TemporaryAccessPass` (204) —
-/// `microsoft.directory/organization/strongAuthentication/allTasks`.
-async fn patch_tap_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
-    let patch = body_object(&body)?.clone();
-    ctx.state
-        .app
-        .update_sign_in_policies(&ctx.caller, move |_, tap| {
-            for (name, value) in &patch {
-                match name.as_str() {
-                    "@odata.type" | "id" | "includeTargets" | "excludeTargets" => (),
-                    "state" => {
-                        tap.is_enabled = match value.as_str() {
-                            Some("enabled") => true,
-                            Some("disabled") => false,
-                            _ => return Err(bad("Property 'state' must be 'enabled' or 'disabled'.".into())),
-                        }
-                    }
-                    "defaultLifetimeInMinutes" => tap.default_lifetime_minutes = int_field(value, name)?,
-                    "defaultLength" => tap.default_length = int_field(value, name)?,
-                    "minimumLifetimeInMinutes" => tap.minimum_lifetime_minutes = int_field(value, name)?,
-                    "maximumLifetimeInMinutes" => tap.maximum_lifetime_minutes = int_field(value, name)?,
-                    "isUsableOnce" => tap.is_usable_once = bool_field(value, name)?,
-                    other => {
-                        return Err(bad(format!(
-                            "Property '{other}' does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration'."
-                        )));
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
-        ?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `GET /policies/keywardSignInPolicy` (Keyward extension) — as the TAP policy.
+/// `GET /policies/keywardSignInPolicy` (Keyward extension): what Graph has no policy object for
+/// (MFA for privileged roles, remembered devices, lockout); MFA for everyone is security
+/// defaults. Readable as the methods policy.
 async fn get_sign_in_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let (policy, _) = ctx.state.app.sign_in_policies(&ctx.caller).await?;
+    let policy = ctx.state.app.policies(&ctx.caller, PolicyObject::Methods).await?.sign_in;
     Ok(entity(
         format!("{}/$metadata#policies/keywardSignInPolicy/$entity", ctx.base()),
         json!({
             "requireMfaForPrivilegedRoles": policy.mfa_for_privileged_roles,
-            "requireMfaForAllUsers": policy.mfa_for_everyone,
             "rememberMfaOnDeviceDays": policy.remember_mfa_days,
             "lockoutThreshold": policy.lockout_threshold,
             "lockoutDurationInSeconds": policy.lockout_seconds,
@@ -116,15 +52,20 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
     let patch = body_object(&body)?.clone();
     ctx.state
         .app
-        .update_sign_in_policies(&ctx.caller, move |policy, _| {
+        .update_policies(&ctx.caller, PolicyObject::Methods, move |policies| {
+            let policy = &mut policies.sign_in;
             for (name, value) in &patch {
                 match name.as_str() {
                     "requireMfaForPrivilegedRoles" => policy.mfa_for_privileged_roles = bool_field(value, name)?,
-                    "requireMfaForAllUsers" => policy.mfa_for_everyone = bool_field(value, name)?,
                     "rememberMfaOnDeviceDays" => policy.remember_mfa_days = int_field(value, name)?,
                     "lockoutThreshold" => policy.lockout_threshold = int_field(value, name)?,
                     "lockoutDurationInSeconds" => policy.lockout_seconds = int_field(value, name)?,
                     "codeAttemptLimit" => policy.code_attempt_limit = int_field(value, name)?,
+                    "requireMfaForAllUsers" => {
+                        return Err(bad("MFA for every user is security defaults: PATCH /policies/\
+                             identitySecurityDefaultsEnforcementPolicy with {\"isEnabled\": true}."
+                            .into()));
+                    }
                     other => return Err(bad(format!("Property '{other}' does not exist on keywardSignInPolicy."))),
                 }
             }
@@ -192,23 +133,12 @@ const POLICY: &str = "microsoft.directory/authorizationPolicy/allProperties/allT
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const POLICY_ALL: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
-    const TAP: &str = "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass";
     api.route(
-        TAP,
-        get(get_tap_policy),
-        Op::get("policies", "Get the Temporary Access Pass policy", POLICY_ALL, "TemporaryAccessPassPolicy"),
-    )
-    .route(
-        TAP,
-        axum::routing::patch(patch_tap_policy),
-        Op::patch("policies", "Update the Temporary Access Pass policy", POLICY_ALL, "TemporaryAccessPassPolicy"),
-    )
-    .route(
         "/policies/keywardSignInPolicy",
         get(get_sign_in_policy),
         Op::get(
             "policies",
-            "Keyward extension: get the sign-in policy (MFA, remembered devices, lockout)",
+            "Keyward extension: get the sign-in policy (MFA for privileged roles, remembered devices, lockout)",
             POLICY_ALL,
             "KeywardSignInPolicy",
         ),

@@ -60,6 +60,7 @@ pub(super) async fn page_post(
             "phone_type" => form.phone_type = Some(value),
             "value" => form.value = Some(value),
             "confirmed" => form.confirmed = value == "yes",
+            "skip" => form.skip = value == "yes",
             _ => (),
         }
     }
@@ -179,6 +180,7 @@ impl<'a> SignInTemplate<'a> {
             SignInPage::ChangePassword { .. } => "Update your password",
             SignInPage::Mfa { .. } => "Enter code",
             SignInPage::MoreInfo { .. } => "More information required",
+            SignInPage::Campaign { .. } => "Keep your account secure",
             SignInPage::RegisterTotp { .. } => "Set up your authenticator app",
             SignInPage::Account { .. } => "My account",
             SignInPage::ConfirmDelete { .. } => "Delete a method",

@@ -35,6 +35,7 @@ use keyward_core::audit_query::{AuditFilter, TextMatch};
 use keyward_core::authz::custom::CustomRole;
 use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
+use keyward_core::methods_policy::{CampaignSnooze, MethodsPolicy};
 use keyward_core::oauth::DeviceCodeStatus;
 use keyward_core::query::Plan;
 use keyward_core::registration::{

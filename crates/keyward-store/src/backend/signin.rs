@@ -41,7 +41,7 @@ macro_rules! impl_sign_in_store {
                         "SELECT per_user_mfa_state, remembered_devices_not_before, ",
                         "password_failures, password_lockouts, password_locked_until, ",
                         "code_failures, code_lockouts, code_locked_until, preferred_secondary_method, ",
-                        "system_preferred_enabled FROM user_sign_in_state ",
+                        "system_preferred_enabled, campaign_snoozes, campaign_snoozed_until FROM user_sign_in_state ",
                         "WHERE user_id = $1{suffix}"
                     ),
                     suffix = suffix
@@ -74,6 +74,7 @@ macro_rules! impl_sign_in_store {
                             .transpose()?,
                         is_system_preferred: row.try_get(9)?,
                     },
+                    campaign: CampaignSnooze { count: row.try_get(10)?, until: opt_ts(row.try_get(11)?)? },
                 })
             }
 
@@ -175,6 +176,41 @@ macro_rules! impl_sign_in_store {
                 Ok(())
             }
 
+            async fn methods_policy(&mut self, tenant: &ObjectId) -> Result<MethodsPolicy, StoreError> {
+                let row: Option<String> =
+                    sqlx::query_scalar("SELECT policy FROM authentication_methods_policies WHERE tenant_id = $1")
+                        .bind(tenant.as_str())
+                        .fetch_optional(&mut *self.0)
+                        .await?;
+                row.as_deref().map_or_else(|| Ok(MethodsPolicy::default()), crate::methods_policy_json::decode)
+            }
+
+            async fn lock_policy_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
+                if DIALECT.row_locks {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                        .bind(format!("keyward-policies-{tenant}"))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn set_methods_policy(
+                &mut self,
+                tenant: &ObjectId,
+                policy: &MethodsPolicy,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO authentication_methods_policies (tenant_id, policy) VALUES ($1, $2) ",
+                    "ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy"
+                ))
+                .bind(tenant.as_str())
+                .bind(crate::methods_policy_json::encode(policy)?)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
             async fn user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError> {
                 self.read_sign_in_state(user, false).await
             }
@@ -200,8 +236,9 @@ macro_rules! impl_sign_in_store {
                     "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, ",
                     "remembered_devices_not_before, password_failures, password_lockouts, ",
                     "password_locked_until, code_failures, code_lockouts, code_locked_until, ",
-                    "preferred_secondary_method, system_preferred_enabled) ",
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (user_id) DO ",
+                    "preferred_secondary_method, system_preferred_enabled, campaign_snoozes, ",
+                    "campaign_snoozed_until) ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (user_id) DO ",
                     "UPDATE SET per_user_mfa_state = excluded.per_user_mfa_state, ",
                     "remembered_devices_not_before = excluded.remembered_devices_not_before, ",
                     "password_failures = excluded.password_failures, password_lockouts = ",
@@ -210,7 +247,8 @@ macro_rules! impl_sign_in_store {
                     "code_lockouts = excluded.code_lockouts, code_locked_until = ",
                     "excluded.code_locked_until, preferred_secondary_method = ",
                     "excluded.preferred_secondary_method, system_preferred_enabled = ",
-                    "excluded.system_preferred_enabled"
+                    "excluded.system_preferred_enabled, campaign_snoozes = excluded.campaign_snoozes, ",
+                    "campaign_snoozed_until = excluded.campaign_snoozed_until"
                 ))
                 .bind(user.as_str())
                 .bind(state.per_user_mfa.as_str())
@@ -223,6 +261,8 @@ macro_rules! impl_sign_in_store {
                 .bind(state.code.locked_until.map(fmt_ts))
                 .bind(state.preferences.preferred.map(SecondaryMethod::as_str))
                 .bind(state.preferences.is_system_preferred)
+                .bind(state.campaign.count)
+                .bind(state.campaign.until.map(fmt_ts))
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())

@@ -809,6 +809,10 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     raw.exec("ALTER TABLE sign_ins DROP COLUMN event_type").await;
     raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN preferred_secondary_method").await;
     raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN system_preferred_enabled").await;
+    // Nor schema 14's methods policy and campaign snoozes.
+    raw.exec("DROP TABLE authentication_methods_policies").await;
+    raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN campaign_snoozes").await;
+    raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN campaign_snoozed_until").await;
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");

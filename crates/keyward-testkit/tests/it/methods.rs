@@ -273,8 +273,7 @@ async fn reset_password_and_oath_methods(backend: Backend) {
     assert!(!audit.text.contains(&new_password));
 
     // Software OATH methods: list, get, delete (an authenticator registered through the pages).
-    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
-    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    app.set_security_defaults(true).await;
     let (megan, _) = user(&app, "megan", None).await;
     let mut browser = Browser::new(&app.base_url);
     let page = browser.get(&format!("/{DOMAIN}/login")).await;
@@ -407,8 +406,7 @@ async fn phone_and_email_methods(backend: Backend) {
 
 async fn self_service_needs_recent_mfa(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
-    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    app.set_security_defaults(true).await;
     let (_, script_token) = user(&app, "selfie", None).await;
     let fresh = token_with_mfa(&app, &format!("selfie@{DOMAIN}")).await;
     let phones = "/v1.0/me/authentication/phoneMethods";
@@ -451,8 +449,7 @@ async fn self_service_needs_recent_mfa(backend: Backend) {
 /// preferred method that must be registered, the user's own change with recent MFA, audited.
 async fn sign_in_preferences(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let policy = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": true})).await;
-    assert_eq!(policy.status, StatusCode::NO_CONTENT);
+    app.set_security_defaults(true).await;
     let (adele, script_token) = user(&app, "adele", None).await;
     let path = format!("/beta/users/{adele}/authentication/signInPreferences");
     let initial = app.get(&path).await;

@@ -240,7 +240,8 @@ async fn lockout_and_its_expiry(backend: Backend) {
 
 async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.set_sign_in_policy(&json!({"requireMfaForAllUsers": true, "rememberMfaOnDeviceDays": 14})).await;
+    app.set_security_defaults(true).await;
+    app.set_sign_in_policy(&json!({"rememberMfaOnDeviceDays": 14})).await;
     let adele = create_user(&app, "adele", false).await;
     let upn = format!("adele@{DOMAIN}");
     let mut browser = Browser::new(&app.base_url);
@@ -292,7 +293,7 @@ async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
 
 async fn reregistration_interrupt_and_revoked_sessions(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.set_sign_in_policy(&json!({"requireMfaForAllUsers": true})).await;
+    app.set_security_defaults(true).await;
     let adele = create_user(&app, "adele", false).await;
     let upn = format!("adele@{DOMAIN}");
     let mut browser = Browser::new(&app.base_url);

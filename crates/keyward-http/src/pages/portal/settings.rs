@@ -1,6 +1,7 @@
 //! The sign-in and Temporary Access Pass policies.
 
 use super::*;
+use keyward_app::PolicyObject;
 
 #[derive(Debug, Template)]
 #[template(path = "portal/settings.html")]
@@ -22,8 +23,8 @@ async fn settings_page(
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let (policy, tap) = match state.app.sign_in_policies(caller).await {
-        Ok(it) => it,
+    let (policy, tap) = match state.app.policies(caller, PolicyObject::Methods).await {
+        Ok(it) => (it.sign_in, it.tap),
         Err(err) => return failure(err),
     };
     let (status, error) = match error {
@@ -67,7 +68,8 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
     let flag = |name: &str| fields.get(name).is_some_and(|it| it == "true");
     let saved = state
         .app
-        .update_sign_in_policies(&caller, |policy, tap| {
+        .update_policies(&caller, PolicyObject::Methods, |policies| {
+            let (policy, tap) = (&mut policies.sign_in, &mut policies.tap);
             policy.mfa_for_privileged_roles = flag("mfa_privileged");
             policy.mfa_for_everyone = flag("mfa_everyone");
             policy.remember_mfa_days = number("remember_days")?;
@@ -84,7 +86,7 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
         })
         .await;
     match saved {
-        Ok(()) => see_other(&format!("/{}/admin/settings?done=1", caller.tenant.id)),
+        Ok(_) => see_other(&format!("/{}/admin/settings?done=1", caller.tenant.id)),
         Err(AppError::BadRequest(message)) => {
             settings_page(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, message))).await
         }

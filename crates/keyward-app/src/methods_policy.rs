@@ -1,0 +1,256 @@
+//! The tenant's authentication policies, read and changed as one: Keyward's sign-in policy, the
+//! Temporary Access Pass settings and the authentication methods policy (targets and the
+//! registration campaign), with security defaults (Graph's
+//! `identitySecurityDefaultsEnforcementPolicy`) mapped onto "MFA for everyone". Also what the
+//! methods policy lets one user register and use.
+
+use keyward_core::audit::{Activity, AuditRecord, TargetResource};
+use keyward_core::authz::Target as AuthzTarget;
+use keyward_core::directory::PropertyChange;
+use keyward_core::ids::ObjectId;
+use keyward_core::json;
+use keyward_core::methods_policy::{MethodsPolicy, Target, TargetType, Targets};
+use keyward_core::signin::{SignInPolicy, TapPolicy};
+use keyward_store::Tx;
+
+use crate::commit_audited;
+use crate::{App, AppError, Caller, require};
+
+/// Managing the tenant's authentication policies (Authentication Policy Administrator, Global
+/// Administrator).
+pub(crate) const STRONG_AUTHENTICATION_POLICY: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
+/// Reading them too (Global Reader).
+pub(crate) const ORGANIZATION_READ_ALL: &str = "microsoft.directory/organization/allProperties/read";
+/// Turning security defaults on or off (Security Administrator, Conditional Access
+/// Administrator, Global Administrator).
+const SECURITY_DEFAULTS_UPDATE: &str = "microsoft.directory/conditionalAccessPolicies/tenantDefault/update";
+/// Reading policies (Global Reader, Conditional Access Administrator, Security Reader's
+/// equivalent).
+const POLICIES_READ: &str = "microsoft.directory/policies/allProperties/read";
+
+/// The tenant's sign-in policies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policies {
+    pub sign_in: SignInPolicy,
+    pub tap: TapPolicy,
+    pub methods: MethodsPolicy,
+}
+
+/// Which policy object a caller reads or changes: it decides the permission needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyObject {
+    /// The authentication methods policy, its configurations and Keyward's sign-in policy.
+    Methods,
+    /// Security defaults.
+    SecurityDefaults,
+}
+
+/// What the methods policy lets one user register and use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserMethods {
+    /// Whether the Temporary Access Pass's targets name the user (whether the method is on is
+    /// [`TapPolicy::is_enabled`]).
+    pub tap: bool,
+    pub software_oath: bool,
+    pub email: bool,
+    /// Whether the registration campaign targets the user.
+    pub campaign: bool,
+}
+
+/// What `policy` lets `user` do; group targets are checked by direct membership, one lookup per
+/// group the policy names (none for the default policy).
+pub(crate) async fn user_methods(
+    tx: &mut dyn Tx,
+    user: &ObjectId,
+    policy: &MethodsPolicy,
+) -> Result<UserMethods, AppError> {
+    let mut member_of = Vec::new();
+    for group in policy.groups() {
+        if let Some(id) = ObjectId::parse(group)
+            && tx.is_member(&id, user).await?
+        {
+            member_of.push(group.to_owned());
+        }
+    }
+    let is_member = |group: &str| member_of.iter().any(|it| it == group);
+    let user = user.as_str();
+    Ok(UserMethods {
+        tap: policy.tap_targets.apply_to(user, is_member),
+        software_oath: policy.software_oath.allows(user, is_member),
+        email: policy.email.allows(user, is_member),
+        campaign: policy.campaign.targets.apply_to(user, is_member),
+    })
+}
+
+/// Whether the tenant's Temporary Access Pass settings (`tap`) and its targets let `user` sign
+/// in with a pass (a pass's `methodUsabilityReason` is `DisabledByPolicy` otherwise).
+pub(crate) async fn pass_enabled_for(
+    tx: &mut dyn Tx,
+    tenant: &ObjectId,
+    user: &ObjectId,
+    tap: &TapPolicy,
+) -> Result<bool, AppError> {
+    if !tap.is_enabled {
+        return Ok(false);
+    }
+    let policy = tx.methods_policy(tenant).await?;
+    Ok(user_methods(tx, user, &policy).await?.tap)
+}
+
+fn policy_target(display_name: &str, tenant: &ObjectId) -> TargetResource {
+    TargetResource {
+        id: tenant.clone(),
+        display_name: Some(display_name.into()),
+        kind: "Policy",
+        user_principal_name: None,
+        modified_properties: Vec::new(),
+    }
+}
+
+/// Targets of `new` that `old` does not have.
+fn added<'a>(old: &'a Targets, new: &'a Targets) -> impl Iterator<Item = &'a Target> {
+    new.include.iter().chain(&new.exclude).filter(|it| !old.include.contains(it) && !old.exclude.contains(it))
+}
+
+impl App {
+    /// The tenant's policies: for [`PolicyObject::Methods`] readable by whoever manages them and
+    /// by Global Reader; for security defaults also by whoever may turn them on or off and by
+    /// policy readers.
+    pub async fn policies(&self, caller: &Caller, object: PolicyObject) -> Result<Policies, AppError> {
+        let methods = require(caller, STRONG_AUTHENTICATION_POLICY, AuthzTarget::Tenant)
+            .or_else(|_| require(caller, ORGANIZATION_READ_ALL, AuthzTarget::Tenant));
+        match object {
+            PolicyObject::Methods => methods?,
+            PolicyObject::SecurityDefaults => methods
+                .or_else(|_| require(caller, POLICIES_READ, AuthzTarget::Tenant))
+                .or_else(|_| require(caller, SECURITY_DEFAULTS_UPDATE, AuthzTarget::Tenant))?,
+        }
+        let mut tx = self.read().await?;
+        let (sign_in, tap) = tx.sign_in_policy(&caller.tenant.id).await?;
+        let methods = tx.methods_policy(&caller.tenant.id).await?;
+        Ok(Policies { sign_in, tap, methods })
+    }
+
+    /// Changes the tenant's policies: `change` edits the current ones; the result must be within
+    /// bounds and name only existing users and groups. Changing `object` needs its permission;
+    /// turning "MFA for everyone" (security defaults) on or off also needs security defaults'.
+    /// Audited as `Update security defaults` and `Authentication Methods Policy Update`, each
+    /// when its part changed, in the transaction that changes it.
+    pub async fn update_policies(
+        &self,
+        caller: &Caller,
+        object: PolicyObject,
+        change: impl FnOnce(&mut Policies) -> Result<(), AppError>,
+    ) -> Result<Policies, AppError> {
+        let now = self.now();
+        let tenant = caller.tenant.id.clone();
+        let tx = self.write().await?;
+        let (activity, action, name) = match object {
+            PolicyObject::Methods => (
+                Activity::AuthenticationMethodsPolicyUpdate,
+                STRONG_AUTHENTICATION_POLICY,
+                "Authentication methods policy",
+            ),
+            PolicyObject::SecurityDefaults => {
+                (Activity::UpdateSecurityDefaults, SECURITY_DEFAULTS_UPDATE, "Security Defaults")
+            }
+        };
+        if let Err(err) = require(caller, action, AuthzTarget::Tenant) {
+            return Err(self.refused(Some(tx), caller, activity, vec![policy_target(name, &tenant)], err).await);
+        }
+        let mut tx = tx;
+        tx.lock_policy_changes(&tenant).await?;
+        let (sign_in, tap) = tx.sign_in_policy(&tenant).await?;
+        let old = Policies { sign_in, tap, methods: tx.methods_policy(&tenant).await? };
+        let mut new = old.clone();
+        change(&mut new)?;
+        new.sign_in.validate().map_err(AppError::BadRequest)?;
+        new.tap.validate().map_err(AppError::BadRequest)?;
+        new.methods.validate().map_err(AppError::BadRequest)?;
+        let defaults_changed = new.sign_in.mfa_for_everyone != old.sign_in.mfa_for_everyone;
+        let rest_changed = new.tap != old.tap
+            || new.methods != old.methods
+            || SignInPolicy { mfa_for_everyone: old.sign_in.mfa_for_everyone, ..new.sign_in.clone() } != old.sign_in;
+        if defaults_changed
+            && object != PolicyObject::SecurityDefaults
+            && let Err(err) = require(caller, SECURITY_DEFAULTS_UPDATE, AuthzTarget::Tenant)
+        {
+            let target = policy_target("Security Defaults", &tenant);
+            return Err(self.refused(Some(tx), caller, Activity::UpdateSecurityDefaults, vec![target], err).await);
+        }
+        if rest_changed
+            && object != PolicyObject::Methods
+            && let Err(err) = require(caller, STRONG_AUTHENTICATION_POLICY, AuthzTarget::Tenant)
+        {
+            let target = policy_target("Authentication methods policy", &tenant);
+            return Err(self
+                .refused(Some(tx), caller, Activity::AuthenticationMethodsPolicyUpdate, vec![target], err)
+                .await);
+        }
+        let methods = &new.methods;
+        let old_methods = &old.methods;
+        let pairs = [
+            (&old_methods.tap_targets, &methods.tap_targets),
+            (&old_methods.software_oath.targets, &methods.software_oath.targets),
+            (&old_methods.email.targets, &methods.email.targets),
+            (&old_methods.campaign.targets, &methods.campaign.targets),
+        ];
+        for target in pairs.iter().flat_map(|(old, new)| added(old, new)) {
+            let exists = match (target.target_type, ObjectId::parse(&target.id)) {
+                (TargetType::Group, None) => true, // all_users
+                (TargetType::Group, Some(id)) => tx.get_group(&tenant, &id).await?.is_some(),
+                (TargetType::User, Some(id)) => tx.get_user(&tenant, &id).await?.is_some(),
+                (TargetType::User, None) => false,
+            };
+            if !exists {
+                return Err(AppError::BadRequest(format!(
+                    "The {} '{}' named as a target does not exist in this tenant.",
+                    target.target_type.as_str(),
+                    target.id
+                )));
+            }
+        }
+        if new == old {
+            return Ok(new);
+        }
+        if new.methods != old.methods {
+            new.methods.last_modified = Some(now);
+            tx.set_methods_policy(&tenant, &new.methods).await?;
+        }
+        if new.sign_in != old.sign_in || new.tap != old.tap {
+            tx.set_sign_in_policy(&tenant, &new.sign_in, &new.tap).await?;
+        }
+        let mut records: Vec<AuditRecord> = Vec::new();
+        if defaults_changed {
+            let change = PropertyChange {
+                name: "IsEnabled".into(),
+                old_value: Some(old.sign_in.mfa_for_everyone.to_string()),
+                new_value: Some(new.sign_in.mfa_for_everyone.to_string()),
+            };
+            let target = policy_target("Security Defaults", &tenant).with_changes(vec![change]);
+            records.push(caller.succeeded(now, Activity::UpdateSecurityDefaults, vec![target]));
+        }
+        if rest_changed {
+            let describe = |it: &Policies| format!("{:?} {:?} {:?}", it.sign_in, it.tap, it.methods);
+            let change = PropertyChange {
+                name: "Policy".into(),
+                old_value: Some(json::string(&describe(&old))),
+                new_value: Some(json::string(&describe(&new))),
+            };
+            let target = policy_target("Authentication methods policy", &tenant).with_changes(vec![change]);
+            records.push(caller.succeeded(now, Activity::AuthenticationMethodsPolicyUpdate, vec![target]));
+        }
+        for record in &records {
+            tx.insert_audit(record).await?;
+        }
+        commit_audited(tx, []).await?;
+        Ok(new)
+    }
+
+    /// What the methods policy lets `user` register and use now.
+    pub(crate) async fn user_methods(&self, tenant: &ObjectId, user: &ObjectId) -> Result<UserMethods, AppError> {
+        let mut tx = self.read().await?;
+        let policy = tx.methods_policy(tenant).await?;
+        user_methods(&mut *tx, user, &policy).await
+    }
+}
