@@ -1,7 +1,7 @@
 """Every Graph route in Keyward's /openapi.json is one Graph has: the same path (as msgraph-sdk's
-request builders for v1.0, and msgraph-beta-sdk's for beta, address it), the same verb, and for
-actions (`POST`) the same kind of answer: `204 No Content` exactly where the SDK's method returns
-nothing. (`GET` always has a body; for `PATCH` and `DELETE` the SDKs' signatures follow Graph's
+request builders for v1.0, and msgraph-beta-sdk's for beta, address it), the same verb, and the
+same kind of answer: `GET` answers `200`, `DELETE` `204`, and an action (`POST`) `204 No Content`
+exactly where the SDK's method returns nothing. (For `PATCH` the SDKs' signatures follow Graph's
 metadata, not its answers, so they tell nothing.) Keyward's own routes are named in EXTENSIONS
 and documented in docs/graph-differences.md."""
 
@@ -96,10 +96,21 @@ def test_every_graph_route_is_one_graph_has(keyward: KeywardServer) -> None:
             returns_body = _find(indexes[version], verb, key)
             if returns_body is None:
                 unknown.append(f"{verb.upper()} /{version}/{rest}")
-            elif verb == "post" and ("204" in operation["responses"]) == returns_body:
-                statuses = ", ".join(operation["responses"])
-                expected = "a body" if returns_body else "204 No Content"
-                answers.append(f"POST /{version}/{rest} answers {statuses}; Graph answers {expected}")
+            else:
+                statuses = set(operation["responses"])
+                expected = {
+                    "get": "200",
+                    "delete": "204",
+                    "post": "a body" if returns_body else "204",
+                }.get(verb)
+                wrong = (
+                    (verb == "post" and ("204" in statuses) == returns_body)
+                    or (verb in ("get", "delete") and expected not in statuses)
+                )
+                if wrong:
+                    answers.append(
+                        f"{verb.upper()} /{version}/{rest} answers {', '.join(sorted(statuses))}; Graph answers {expected}"
+                    )
     assert checked > 100, f"only {checked} operations documented"
     assert not unknown, "routes Graph does not have:\n" + "\n".join(sorted(unknown))
     assert not answers, "actions answering unlike Graph:\n" + "\n".join(sorted(answers))

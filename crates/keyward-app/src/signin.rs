@@ -642,6 +642,11 @@ impl App {
                 }
                 self.finish(flow, user, details).await
             }
+            NextStep::Register if !facts.methods.software_oath && factor == FirstFactor::TemporaryAccessPass => {
+                // Nothing the user may register: a pass is strong on its own, so it signs in (the
+                // operator's recovery pass must work whatever the policy says).
+                self.finish(flow, user, vec![first]).await
+            }
             NextStep::Register if !facts.methods.software_oath => {
                 // Registration is required, but the methods policy lets this user register nothing.
                 let failed = detail(
@@ -926,17 +931,34 @@ impl App {
         let now = self.now();
         let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
         let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
-        if campaign_nudge_of(&facts, now) == (Nudge::Register { can_skip: false }) {
-            return self
-                .render(flow, Some("Your organization requires you to set up an authenticator app now.".into()))
-                .await;
+        let is_pass = flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass);
+        if facts.requirement.is_some() && flow.session.mfa_at.is_none() {
+            // MFA became required while the prompt was shown: the sign-in goes on to it.
+            let factor = if is_pass { FirstFactor::TemporaryAccessPass } else { FirstFactor::Password };
+            let first = detail(now, "Password", true, "Correct password");
+            return self.after_first_factor(flow, &user, factor, &policy, None, first).await;
         }
+        // The skip is decided on the counters read under the row lock, so parallel clicks
+        // cannot skip more often than the campaign allows.
         let mut tx = self.write().await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-        state.campaign = state.campaign.after_skip(&facts.campaign, now);
-        tx.set_user_sign_in_state(&user.id, &state).await?;
-        tx.commit().await?;
-        let details = if flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass) {
+        let locked = MfaFacts { state: state.clone(), ..facts.clone() };
+        match campaign_nudge_of(&locked, now) {
+            Nudge::Register { can_skip: false } => {
+                drop(tx);
+                return self
+                    .render(flow, Some("Your organization requires you to set up an authenticator app now.".into()))
+                    .await;
+            }
+            // Snoozed meanwhile (a second tab): no skip is spent.
+            Nudge::None => drop(tx),
+            Nudge::Register { can_skip: true } => {
+                state.campaign = state.campaign.after_skip(&facts.campaign, now);
+                tx.set_user_sign_in_state(&user.id, &state).await?;
+                tx.commit().await?;
+            }
+        }
+        let details = if is_pass {
             vec![detail(now, "Temporary Access Pass", true, "Temporary Access Pass validated")]
         } else {
             let mut details = vec![detail(now, "Password", true, "Correct password")];

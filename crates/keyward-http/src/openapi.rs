@@ -243,7 +243,7 @@ fn schemas() -> Value {
         }},
         "AuthenticationMethodConfigurationCollection": collection("AuthenticationMethodConfiguration"),
         "AuthenticationMethodsPolicy": {"type": "object", "properties": {
-            "id": string, "displayName": string, "description": string, "lastModifiedDateTime": string,
+            "id": string, "displayName": string, "description": string, "lastModifiedDateTime": nullable,
             "policyVersion": string, "policyMigrationState": string,
             "registrationEnforcement": {"type": "object", "properties": {"authenticationMethodsRegistrationCampaign": {"type": "object", "properties": {
                 "state": {"type": "string", "enum": ["default", "enabled", "disabled"]},

@@ -297,13 +297,13 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action(
         "microsoft.directory/conditionalAccessPolicies/tenantDefault/update",
         "Update the default tenant policies for conditional access (security defaults)",
-        false,
+        true,
         "PATCH",
     ),
     action(
         "microsoft.directory/conditionalAccessPolicies/allProperties/allTasks",
         "Manage all properties of conditional access policies",
-        false,
+        true,
         "PATCH",
     ),
     action(
@@ -356,6 +356,8 @@ pub const NOT_FOR_CUSTOM_ROLES: &[&str] = &[
     "microsoft.directory/groupsAssignableToRoles/allProperties/update",
     "microsoft.directory/organization/allProperties/allTasks",
     "microsoft.directory/organization/strongAuthentication/allTasks",
+    "microsoft.directory/conditionalAccessPolicies/tenantDefault/update",
+    "microsoft.directory/conditionalAccessPolicies/allProperties/allTasks",
     "microsoft.directory/roleAssignments/allProperties/allTasks",
     "microsoft.directory/roleDefinitions/allProperties/allTasks",
     "microsoft.directory/scopedRoleMemberships/allProperties/allTasks",

@@ -204,9 +204,11 @@ fn parse_targets(
                     other => extra_ok(other, value)?,
                 }
             }
-            let target_type = match fields.get("targetType").and_then(Value::as_str) {
-                Some(text) => TargetType::parse(text)
-                    .ok_or_else(|| bad(format!("targetType '{text}' in '{property}' must be 'user' or 'group'.")))?,
+            let target_type = match fields.get("targetType") {
+                Some(value) => value
+                    .as_str()
+                    .and_then(TargetType::parse)
+                    .ok_or_else(|| bad(format!("targetType {value} in '{property}' must be 'user' or 'group'.")))?,
                 None => TargetType::Group,
             };
             let id = fields.get("id").and_then(Value::as_str).ok_or_else(|| {

@@ -291,6 +291,11 @@ async fn targets_are_honoured_at_sign_in_and_registration(backend: Backend) {
     let log = app.sign_in_log(&format!("megan@{DOMAIN}")).await;
     let last = log.last().expect("logged");
     assert_eq!(last["status"]["errorCode"], 50079, "{last}");
+    // A pass is strong on its own: with nothing to register, it still signs in (so an operator's
+    // recovery pass works whatever the policy says).
+    assert_eq!(app.delete(&tap).await.status, StatusCode::NO_CONTENT);
+    let with_pass = first_factor(&mut Browser::new(&app.base_url), "megan", &megan_pass_again).await;
+    assert_eq!(with_pass.title(), "My account", "{}", with_pass.text());
     let interrupted = first_factor(&mut Browser::new(&app.base_url), "adele", PASSWORD).await;
     assert_eq!(interrupted.title(), "More information required", "{}", interrupted.text());
 
