@@ -97,6 +97,34 @@ pub(crate) async fn pass_enabled_for(
     Ok(user_methods(tx, user, &policy).await?.tap)
 }
 
+/// A read of a policy: one of `actions` by role (a write action counts: whoever may change a
+/// policy may read it), and a delegated token must carry one of `scopes`, Graph's permissions
+/// for reading it (a role's write action must not make a read-only token insufficient, nor a
+/// `User.Read` token enough).
+fn require_read(caller: &Caller, actions: &[&'static str], scopes: &[&str]) -> Result<(), AppError> {
+    if let Some(granted) = &caller.scopes
+        && !granted.iter().any(|it| scopes.iter().any(|scope| it.eq_ignore_ascii_case(scope)))
+    {
+        return Err(AppError::Forbidden {
+            rule: "token_scope",
+            message: format!(
+                "{} The access token's permissions (scp) do not include {}; ask for one of them (rule: token-scope).",
+                keyward_core::authz::INSUFFICIENT_PRIVILEGES,
+                scopes.join(" or ")
+            ),
+        });
+    }
+    let by_role = Caller { scopes: None, ..caller.clone() };
+    let mut refusal = None;
+    for action in actions {
+        match require(&by_role, action, AuthzTarget::Tenant) {
+            Ok(()) => return Ok(()),
+            Err(err) => refusal = Some(err),
+        }
+    }
+    Err(refusal.unwrap_or_else(|| AppError::BadRequest("no permission names this read".into())))
+}
+
 fn policy_target(display_name: &str, tenant: &ObjectId) -> TargetResource {
     TargetResource {
         id: tenant.clone(),
@@ -117,13 +145,17 @@ impl App {
     /// by Global Reader; for security defaults also by whoever may turn them on or off and by
     /// policy readers.
     pub async fn policies(&self, caller: &Caller, object: PolicyObject) -> Result<Policies, AppError> {
-        let methods = require(caller, STRONG_AUTHENTICATION_POLICY, AuthzTarget::Tenant)
-            .or_else(|_| require(caller, ORGANIZATION_READ_ALL, AuthzTarget::Tenant));
         match object {
-            PolicyObject::Methods => methods?,
-            PolicyObject::SecurityDefaults => methods
-                .or_else(|_| require(caller, POLICIES_READ, AuthzTarget::Tenant))
-                .or_else(|_| require(caller, SECURITY_DEFAULTS_UPDATE, AuthzTarget::Tenant))?,
+            PolicyObject::Methods => require_read(
+                caller,
+                &[STRONG_AUTHENTICATION_POLICY, ORGANIZATION_READ_ALL],
+                &["Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod"],
+            )?,
+            PolicyObject::SecurityDefaults => require_read(
+                caller,
+                &[STRONG_AUTHENTICATION_POLICY, ORGANIZATION_READ_ALL, POLICIES_READ, SECURITY_DEFAULTS_UPDATE],
+                &["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"],
+            )?,
         }
         let mut tx = self.read().await?;
         let (sign_in, tap) = tx.sign_in_policy(&caller.tenant.id).await?;
@@ -213,7 +245,9 @@ impl App {
         if new == old {
             return Ok(new);
         }
-        if new.methods != old.methods {
+        // The pass's settings are part of the methods policy too, though stored with the sign-in
+        // policy: a change to them moves `lastModifiedDateTime` as well.
+        if new.methods != old.methods || new.tap != old.tap {
             new.methods.last_modified = Some(now);
             tx.set_methods_policy(&tenant, &new.methods).await?;
         }

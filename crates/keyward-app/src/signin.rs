@@ -996,6 +996,18 @@ impl App {
     async fn submit_registration(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
         let now = self.now();
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
+            // Turned off for this user since the registration page was shown.
+            flow.session.pending_secret = None;
+            flow.session.stage = if flow.session.authenticated_at.is_some() { Stage::Done } else { Stage::Password };
+            self.save_session(&flow.session).await?;
+            if flow.session.authenticated_at.is_some() {
+                let notice =
+                    "Your organization's authentication methods policy does not let you add an authenticator app.";
+                return self.account_page(flow, &user, Some(notice.into())).await;
+            }
+            return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
+        }
         let sealed = flow.session.pending_secret.clone().ok_or_else(|| unexpected("no pending secret"))?;
         let secret = self.inner.keys.open_secret(user.id.as_str().as_bytes(), &sealed)?;
         let code = form.code.as_deref().unwrap_or_default();

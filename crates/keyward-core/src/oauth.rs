@@ -298,8 +298,11 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
         resource == "users" && (verb.starts_with("authenticationMethods") || verb.starts_with("strongAuthentication"));
     let directory =
         if is_read { &["Directory.Read.All", "Directory.ReadWrite.All"][..] } else { &["Directory.ReadWrite.All"][..] };
-    // Directory.* covers the directory, not security info or the logs.
-    if has(directory) && !is_security_info && resource != "auditLogs" && resource != "signInReports" {
+    // Directory.* covers the directory, not security info, the logs or the authentication and
+    // conditional-access policies (Graph wants Policy.* for those).
+    let is_policy = resource == "conditionalAccessPolicies"
+        || resource == "organization" && verb.starts_with("strongAuthentication");
+    if has(directory) && !is_security_info && !is_policy && resource != "auditLogs" && resource != "signInReports" {
         return true;
     }
     match (resource, is_read) {
@@ -512,6 +515,19 @@ mod tests {
         assert!(!scope_permits(
             &scp(&["Directory.ReadWrite.All"]),
             "microsoft.directory/users/strongAuthentication/update",
+            false
+        ));
+        // The authentication and conditional-access policies want Policy.* permissions.
+        let defaults = "microsoft.directory/conditionalAccessPolicies/tenantDefault/update";
+        let methods_policy = "microsoft.directory/organization/strongAuthentication/allTasks";
+        assert!(!scope_permits(&scp(&["Directory.ReadWrite.All"]), defaults, false));
+        assert!(!scope_permits(&scp(&["Directory.ReadWrite.All"]), methods_policy, false));
+        assert!(scope_permits(&scp(&["Policy.ReadWrite.ConditionalAccess"]), defaults, false));
+        assert!(!scope_permits(&scp(&["Policy.ReadWrite.AuthenticationMethod"]), defaults, false));
+        assert!(scope_permits(&scp(&["Policy.ReadWrite.AuthenticationMethod"]), methods_policy, false));
+        assert!(scope_permits(
+            &scp(&["Directory.ReadWrite.All"]),
+            "microsoft.directory/organization/allProperties/allTasks",
             false
         ));
         let own = scp(&["UserAuthenticationMethod.ReadWrite"]);

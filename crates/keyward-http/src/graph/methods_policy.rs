@@ -21,6 +21,17 @@ use keyward_core::signin::TapPolicy;
 use serde_json::{Map, Value, json};
 
 const POLICY_ALL: &str = "microsoft.directory/organization/strongAuthentication/allTasks";
+/// The target types a client may name in a target's `@odata.type`.
+const TARGET_TYPES: &[&str] = &[
+    "#microsoft.graph.authenticationMethodTarget",
+    "#microsoft.graph.excludeTarget",
+    "#microsoft.graph.authenticationMethodsRegistrationCampaignIncludeTarget",
+    "#microsoft.graph.smsAuthenticationMethodTarget",
+    "#microsoft.graph.voiceAuthenticationMethodTarget",
+    "#microsoft.graph.passkeyAuthenticationMethodTarget",
+];
+/// Security defaults' id, as Entra's.
+const SECURITY_DEFAULTS_ID: &str = "00000000-0000-0000-0000-000000000005";
 const CONFIGURATIONS: &str = "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations";
 
 /// A method configuration, by its id (compared without case, as Graph does).
@@ -82,6 +93,18 @@ impl Method {
 
 fn bad(message: String) -> AppError {
     AppError::BadRequest(message)
+}
+
+/// Checks an `@odata.type` or `id` a client sent along: it may only repeat what the object is.
+fn check_same(value: &Value, property: &str, allowed: &[&str]) -> Result<(), AppError> {
+    let matches = value.as_str().is_some_and(|it| {
+        allowed.iter().any(|allowed| it.trim_start_matches('#').eq_ignore_ascii_case(allowed.trim_start_matches('#')))
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(bad(format!("'{property}' must be '{}' here; it cannot be changed.", allowed[0])))
+    }
 }
 
 fn state(enabled: bool) -> &'static str {
@@ -200,7 +223,8 @@ fn parse_targets(
                 .ok_or_else(|| bad(format!("Each of '{property}' must be an object with 'targetType' and 'id'.")))?;
             for (name, value) in fields {
                 match name.as_str() {
-                    "targetType" | "id" | "@odata.type" => (),
+                    "targetType" | "id" => (),
+                    "@odata.type" => check_same(value, name, TARGET_TYPES)?,
                     other => extra_ok(other, value)?,
                 }
             }
@@ -256,15 +280,11 @@ fn state_field(value: &Value) -> Result<bool, AppError> {
 /// Applies a PATCH of one method configuration.
 fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Policies) -> Result<(), AppError> {
     let type_name = &method.odata_type()[1..];
-    if let Some(value) = patch.get("@odata.type")
-        && value.as_str().map(|it| it.trim_start_matches('#')) != Some(type_name)
-    {
-        return Err(bad(format!("'@odata.type' must be '#{type_name}' for the {} configuration.", method.id())));
+    if let Some(value) = patch.get("@odata.type") {
+        check_same(value, "@odata.type", &[method.odata_type()])?;
     }
-    if let Some(value) = patch.get("id")
-        && !value.as_str().is_some_and(|it| it.eq_ignore_ascii_case(method.id()))
-    {
-        return Err(bad(format!("'id' must be '{}'; it cannot be changed.", method.id())));
+    if let Some(value) = patch.get("id") {
+        check_same(value, "id", &[method.id()])?;
     }
     let fields = patch.iter().filter(|(name, _)| *name != "@odata.type" && *name != "id");
     if let Some(reason) = method.unavailable() {
@@ -394,7 +414,8 @@ async fn delete_config(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response
 fn apply_policy(version: Version, patch: &Map<String, Value>, policies: &mut Policies) -> Result<(), AppError> {
     for (name, value) in patch {
         match name.as_str() {
-            "@odata.type" | "id" => (),
+            "@odata.type" => check_same(value, name, &["#microsoft.graph.authenticationMethodsPolicy"])?,
+            "id" => check_same(value, name, &["authenticationMethodsPolicy"])?,
             "policyMigrationState" => match value.as_str() {
                 Some("migrationComplete") => (),
                 _ => {
@@ -407,7 +428,11 @@ fn apply_policy(version: Version, patch: &Map<String, Value>, policies: &mut Pol
             },
             "registrationEnforcement" => {
                 let enforcement = body_object(value)?;
-                for (name, value) in enforcement.iter().filter(|(name, _)| *name != "@odata.type") {
+                for (name, value) in enforcement {
+                    if name == "@odata.type" {
+                        check_same(value, name, &["#microsoft.graph.registrationEnforcement"])?;
+                        continue;
+                    }
                     if name != "authenticationMethodsRegistrationCampaign" {
                         return Err(bad(format!("Property '{name}' does not exist on registrationEnforcement.")));
                     }
@@ -434,7 +459,7 @@ fn apply_campaign(version: Version, patch: &Map<String, Value>, policies: &mut P
     let campaign = &mut policies.methods.campaign;
     for (name, value) in patch {
         match name.as_str() {
-            "@odata.type" => (),
+            "@odata.type" => check_same(value, name, &["#microsoft.graph.authenticationMethodsRegistrationCampaign"])?,
             "state" => {
                 campaign.state = value
                     .as_str()
@@ -493,7 +518,7 @@ async fn get_security_defaults(ctx: GraphCtx) -> Result<Response, GraphError> {
     Ok(entity(
         format!("{}/$metadata#policies/identitySecurityDefaultsEnforcementPolicy/$entity", ctx.base()),
         json!({
-            "id": "00000000-0000-0000-0000-000000000005",
+            "id": SECURITY_DEFAULTS_ID,
             "displayName": "Security Defaults",
             "description": "Security defaults is a set of basic identity security mechanisms recommended by \
                             Microsoft. When enabled, these recommendations will be automatically enforced in your \
@@ -513,7 +538,10 @@ async fn patch_security_defaults(ctx: GraphCtx, Body(body): Body) -> Result<Resp
         .update_policies(&ctx.caller, PolicyObject::SecurityDefaults, |policies| {
             for (name, value) in &patch {
                 match name.as_str() {
-                    "@odata.type" | "id" => (),
+                    "@odata.type" => {
+                        check_same(value, name, &["#microsoft.graph.identitySecurityDefaultsEnforcementPolicy"])?;
+                    }
+                    "id" => check_same(value, name, &[SECURITY_DEFAULTS_ID])?,
                     "isEnabled" => policies.sign_in.mfa_for_everyone = bool_field(value, name)?,
                     other => {
                         return Err(bad(format!(

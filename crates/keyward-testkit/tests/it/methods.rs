@@ -68,7 +68,12 @@ async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
             keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()) + 1);
         browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await
     };
-    let query = done.path.split_once('?').expect("redirect with a code").1.to_owned();
+    let query = done
+        .path
+        .split_once('?')
+        .unwrap_or_else(|| panic!("a redirect with a code, not '{}': {}", done.title(), done.text()))
+        .1
+        .to_owned();
     let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
@@ -759,7 +764,40 @@ async fn own_password_change(backend: Backend) {
     assert!(!serialized.contains(NEW) && !serialized.contains(PASSWORD), "no password in the audit log");
 }
 
+/// Policy reads and writes want Graph's Policy.* permissions in the token, whatever the role:
+/// `User.Read` does not read the methods policy, `Policy.Read.All` reads security defaults for a
+/// Security Administrator, and `Directory.ReadWrite.All` changes neither policy.
+async fn policies_want_policy_permissions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let methods_policy = "/v1.0/policies/authenticationMethodsPolicy";
+    let defaults = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
+    user(&app, "reader", Some(roles::GLOBAL_READER)).await;
+    user(&app, "secadmin", Some(roles::SECURITY_ADMINISTRATOR)).await;
+    let upn = |alias: &str| format!("{alias}@{DOMAIN}");
+    let reader = token_with_mfa_scope(&app, &upn("reader"), "openid User.Read").await;
+    assert_graph_error(
+        &app.as_user(&reader).get(methods_policy).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    app.clock.advance(time::Duration::seconds(30)); // a fresh authenticator code
+    let reader = token_with_mfa_scope(&app, &upn("reader"), "openid Policy.Read.All").await;
+    assert_eq!(app.as_user(&reader).get(methods_policy).await.status, StatusCode::OK);
+    let secadmin = token_with_mfa_scope(&app, &upn("secadmin"), "openid Policy.Read.All").await;
+    assert_eq!(app.as_user(&secadmin).get(defaults).await.status, StatusCode::OK);
+    let on = json!({"isEnabled": true});
+    assert_eq!(app.as_user(&secadmin).patch(defaults, &on).await.status, StatusCode::FORBIDDEN, "a read permission");
+    app.clock.advance(time::Duration::seconds(30)); // a fresh authenticator code
+    let directory = token_with_mfa_scope(&app, &upn("secadmin"), "openid Directory.ReadWrite.All").await;
+    assert_eq!(app.as_user(&directory).patch(defaults, &on).await.status, StatusCode::FORBIDDEN);
+    app.clock.advance(time::Duration::seconds(30)); // a fresh authenticator code
+    let write = token_with_mfa_scope(&app, &upn("secadmin"), "openid Policy.ReadWrite.ConditionalAccess").await;
+    assert_eq!(app.as_user(&write).patch(defaults, &on).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(defaults).await.body["isEnabled"], true);
+}
+
 keyward_testkit::on_both_backends!(
+    policies_want_policy_permissions,
     sign_in_preferences,
     own_password_change,
     single_methods_and_own_sessions_on_me,

@@ -121,6 +121,10 @@ async fn methods_policy_over_graph(backend: Backend) {
         ),
         (POLICY, json!({"policyMigrationState": "preMigration"})),
         (POLICY, json!({"displayName": "Mine"})),
+        (POLICY, json!({"id": "another"})),
+        (POLICY, json!({"@odata.type": "#microsoft.graph.user"})),
+        (POLICY, campaign(json!({"excludeTargets": [{"@odata.type": "#microsoft.graph.user", "id": "all_users"}]}))),
+        (POLICY, campaign(json!({"excludeTargets": [{"targetType": 7, "id": "all_users"}]}))),
         (POLICY, json!({"authenticationMethodConfigurations": []})),
     ];
     for (path, body) in &refused {
@@ -203,11 +207,9 @@ async fn methods_policy_over_graph(backend: Backend) {
         (defaults.body["isEnabled"].clone(), defaults.body["displayName"].clone()),
         (json!(true), json!("Security Defaults"))
     );
-    assert_graph_error(
-        &app.patch(DEFAULTS, &json!({"displayName": "x"})).await,
-        StatusCode::BAD_REQUEST,
-        "Request_BadRequest",
-    );
+    for body in [json!({"displayName": "x"}), json!({"id": "x"}), json!({"@odata.type": "#microsoft.graph.user"})] {
+        assert_graph_error(&app.patch(DEFAULTS, &body).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
     let moved = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"requireMfaForAllUsers": false})).await;
     assert_graph_error(&moved, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert!(moved.text.contains("identitySecurityDefaultsEnforcementPolicy"), "{}", moved.text);
@@ -296,8 +298,20 @@ async fn targets_are_honoured_at_sign_in_and_registration(backend: Backend) {
     assert_eq!(app.delete(&tap).await.status, StatusCode::NO_CONTENT);
     let with_pass = first_factor(&mut Browser::new(&app.base_url), "megan", &megan_pass_again).await;
     assert_eq!(with_pass.title(), "My account", "{}", with_pass.text());
-    let interrupted = first_factor(&mut Browser::new(&app.base_url), "adele", PASSWORD).await;
+    let mut browser = Browser::new(&app.base_url);
+    let interrupted = first_factor(&mut browser, "adele", PASSWORD).await;
     assert_eq!(interrupted.title(), "More information required", "{}", interrupted.text());
+    // The app is turned off for her while the registration page is open: its code is refused.
+    let page = browser.submit(&interrupted, "more_info", &[], &[]).await;
+    assert_eq!(page.title(), "Set up your authenticator app", "{}", page.text());
+    let both = json!({"excludeTargets": [{"id": megan, "targetType": "user"}, {"id": adele, "targetType": "user"}]});
+    assert_eq!(app.patch(&oath, &both).await.status, StatusCode::NO_CONTENT);
+    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let code = keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
+    let refused = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert!(refused.text().contains("no method you can set up is turned on"), "{}", refused.text());
+    let methods = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
+    assert_eq!(methods.body["value"], json!([]), "nothing registered");
 
     // Email: off, so none can be registered (and one already there stays readable).
     let email = format!("/v1.0/users/{adele}/authentication/emailMethods");

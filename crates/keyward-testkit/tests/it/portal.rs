@@ -427,20 +427,21 @@ async fn settings_edit_the_policies(backend: Backend) {
         fields.extend(changes.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         fields
     };
-    let saved = browser
-        .post_form(
-            &format!("/{DOMAIN}/admin/settings"),
-            &with(&[
-                ("lockout_threshold", "5"),
-                ("mfa_privileged", "true"),
-                ("tap_enabled", "true"),
-                ("tap_max", "600"),
-            ]),
-        )
-        .await;
+    let edited =
+        with(&[("lockout_threshold", "5"), ("mfa_privileged", "true"), ("tap_enabled", "true"), ("tap_max", "600")]);
+    let saved = browser.post_form(&format!("/{DOMAIN}/admin/settings"), &edited).await;
     assert_eq!(saved.by_id("notice").as_deref(), Some("Saved."), "{}", saved.text());
     let policy = app.get("/v1.0/policies/keywardSignInPolicy").await;
     assert_eq!(policy.body["lockoutThreshold"], 5, "{}", policy.text);
+
+    // Security defaults turned on elsewhere after the page was shown: saving the page, with its
+    // box still unticked, does not turn them back off.
+    app.set_security_defaults(true).await;
+    let stale = browser.post_form(&format!("/{DOMAIN}/admin/settings"), &edited).await;
+    assert_eq!(stale.by_id("notice").as_deref(), Some("Saved."), "{}", stale.text());
+    let defaults = app.get("/v1.0/policies/identitySecurityDefaultsEnforcementPolicy").await;
+    assert_eq!(defaults.body["isEnabled"], true, "{}", defaults.text);
+    app.set_security_defaults(false).await;
     let tap = app
         .get("/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass")
         .await;

@@ -71,7 +71,11 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
         .update_policies(&caller, PolicyObject::Methods, |policies| {
             let (policy, tap) = (&mut policies.sign_in, &mut policies.tap);
             policy.mfa_for_privileged_roles = flag("mfa_privileged");
-            policy.mfa_for_everyone = flag("mfa_everyone");
+            // Security defaults change only when the box was changed on the page: a page shown
+            // before someone else changed them must not silently put them back.
+            if flag("mfa_everyone") != flag("mfa_everyone_shown") {
+                policy.mfa_for_everyone = flag("mfa_everyone");
+            }
             policy.remember_mfa_days = number("remember_days")?;
             policy.lockout_threshold = number("lockout_threshold")?;
             policy.lockout_seconds = number("lockout_seconds")?;
