@@ -27,6 +27,10 @@ EXTENSIONS = {
     ("v1.0", "get", "/rolemanagement/directory/transitiveroleassignments"),
     # Beta keeps v1.0's singleton authorization policy (beta's is a collection).
     ("beta", "patch", "/policies/authorizationpolicy"),
+    # Registering a passkey through Graph (documented in 2026) postdates the installed SDKs;
+    # beta's creationOptions is a function with an argument, Keyward answers the v1.0 form there.
+    ("*", "post", "/users/{}/authentication/fido2methods"),
+    ("beta", "get", "/users/{}/authentication/fido2methods/creationoptions"),
 }
 
 _TEMPLATE = re.compile(r'super\(\).__init__\(request_adapter, "\{\+baseurl\}([^"?]*?)(?:\{\?[^"]*)?"')

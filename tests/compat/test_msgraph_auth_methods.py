@@ -9,7 +9,14 @@ v1.0 SDK) go over plain HTTP.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import os
+from urllib.parse import urlparse
+
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
 import pytest
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.temporary_access_pass_authentication_method import (
@@ -195,3 +202,93 @@ def test_methods_policy_round_trip_through_the_sdk(keyward: KeywardServer) -> No
     assert enabled is True
     # Created for anyone, as Entra does, but the targets leave this user out.
     assert reason == "DisabledByPolicy"
+
+
+def _cbor(value: object) -> bytes:
+    """CBOR for what an authenticator sends: integers, byte and text strings, maps."""
+
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, bytes):
+        return head(2, len(value)) + value
+    if isinstance(value, str):
+        return head(3, len(value.encode())) + value.encode()
+    if isinstance(value, dict):
+        return head(5, len(value)) + b"".join(_cbor(k) + _cbor(v) for k, v in value.items())
+    raise TypeError(value)
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _make_passkey(rp_id: str, challenge: str, origin: str) -> dict:
+    """A passkey made as a security key would (ES256, user present and verified, attestation
+    `none`), written here independently of Keyward's verifier; the body of `POST …/fido2Methods`."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    cose = _cbor({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+    credential_id = os.urandom(16)
+    auth_data = (
+        hashlib.sha256(rp_id.encode()).digest()
+        + bytes([0x45])
+        + (0).to_bytes(4, "big")
+        + bytes(16)
+        + len(credential_id).to_bytes(2, "big")
+        + credential_id
+        + cose
+    )
+    client_data = json.dumps({"type": "webauthn.create", "challenge": challenge, "origin": origin}).encode()
+    attestation = _cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
+    return {
+        "displayName": "SDK security key",
+        "publicKeyCredential": {
+            "id": _b64u(credential_id),
+            "response": {"clientDataJSON": _b64u(client_data), "attestationObject": _b64u(attestation)},
+        },
+    }
+
+
+def test_passkeys_through_the_sdk(keyward: KeywardServer) -> None:
+    """creationOptions through msgraph-sdk's models, the POST Graph documents (newer than the
+    SDK), then the SDK lists and deletes the passkey."""
+    user_id, _ = make_user(keyward, "sdkpasskey", None)
+    parts = urlparse(keyward.public_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+
+    async def options() -> tuple[str, str]:
+        async with graph_client(keyward) as graph:
+            made = await graph.users.by_user_id(user_id).authentication.fido2_methods.creation_options.get()
+            return made.public_key.rp.id, made.public_key.challenge
+
+    rp_id, challenge = run(options())
+    assert rp_id == parts.hostname
+    with keyward.raw_http() as http:
+        reply = http.post(
+            f"{keyward.base_url}/users/{user_id}/authentication/fido2Methods",
+            json=_make_passkey(rp_id, challenge, origin),
+        )
+        assert reply.status_code == 201, reply.text
+        keyward.record(reply)
+        passkey_id = reply.json()["id"]
+
+    async def list_and_delete() -> tuple[list, list]:
+        async with graph_client(keyward) as graph:
+            methods = graph.users.by_user_id(user_id).authentication.fido2_methods
+            before = (await methods.get()).value
+            await methods.by_fido2_authentication_method_id(passkey_id).delete()
+            after = (await methods.get()).value
+            return before, after
+
+    before, after = run(list_and_delete())
+    assert [(it.id, it.display_name, it.passkey_type.value) for it in before] == [
+        (passkey_id, "SDK security key", "deviceBound")
+    ]
+    assert after == []

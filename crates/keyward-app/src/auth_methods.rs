@@ -59,6 +59,7 @@ pub enum AuthMethod {
     Email { address: String },
     SoftwareOath(OathView),
     TemporaryAccessPass(TapView),
+    Passkey(crate::passkeys::PasskeyView),
 }
 
 /// The outcome of `resetPassword`: the operation id and, when Keyward chose the password, the
@@ -79,7 +80,7 @@ pub enum Who<'a> {
 
 /// The kind of change to a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub(crate) enum Change {
     Register,
     Update,
     Delete,
@@ -107,7 +108,7 @@ impl Change {
 
     /// Entra's `resultReason` ("Admin registered … method for user"; the user's own changes
     /// read "User registered … method").
-    fn reason(self, who: Who<'_>, method: &str) -> String {
+    pub(crate) fn reason(self, who: Who<'_>, method: &str) -> String {
         let verb = match self {
             Change::Register => "registered",
             Change::Update => "updated",
@@ -170,7 +171,7 @@ async fn phones(tx: &mut dyn Tx, user: &User, masked: bool) -> Result<Vec<PhoneV
 impl App {
     /// Writes the audit record of a change to a user's methods (with Entra's `resultReason`) and
     /// commits the change with it.
-    async fn commit_method_change(
+    pub(crate) async fn commit_method_change(
         &self,
         tx: Box<dyn Tx>,
         caller: &Caller,
@@ -191,7 +192,7 @@ impl App {
     /// Opens the write transaction of a change to `who`'s methods and checks it: an
     /// administrator needs the change's action on the target (never on oneself for a
     /// registration); a user changing their own methods needs MFA within the last ten minutes.
-    async fn change_target(
+    pub(crate) async fn change_target(
         &self,
         caller: &Caller,
         who: Who<'_>,
@@ -235,7 +236,7 @@ impl App {
 
     /// Loads the target for a read of its methods: oneself always; others need `standard/read`
     /// or `standard/restrictedRead`.
-    async fn methods_target(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<User, AppError> {
+    pub(crate) async fn methods_target(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<User, AppError> {
         Ok(self.methods_target_masked(tx, caller, key).await?.0)
     }
 
@@ -296,6 +297,9 @@ impl App {
         }
         for method in tx.list_software_oath_methods(&user.id).await? {
             res.push(AuthMethod::SoftwareOath(OathView { id: method.id, created: method.created }));
+        }
+        for method in tx.list_fido2_methods(&user.id).await? {
+            res.push(AuthMethod::Passkey(crate::passkeys::PasskeyView::of(&method)));
         }
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         if let Some(pass) = tx.get_temporary_access_pass(&user.id).await? {

@@ -20,6 +20,7 @@ pub mod keys;
 mod limits;
 mod methods_policy;
 mod oidc;
+mod passkeys;
 pub mod password;
 mod portal;
 mod reports;
@@ -53,6 +54,7 @@ pub use crate::oidc::{
     AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
     url_encode,
 };
+pub use crate::passkeys::{CreationOptions, NewPasskey, PasskeyView};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};

@@ -53,6 +53,11 @@ pub(crate) struct UserMethods {
     pub tap: bool,
     pub software_oath: bool,
     pub email: bool,
+    /// Sign in with a passkey.
+    pub fido2: bool,
+    /// Register a passkey (through the pages or Graph): passkeys on for the user and
+    /// registration allowed.
+    pub fido2_registration: bool,
     /// Whether the registration campaign targets the user.
     pub campaign: bool,
 }
@@ -78,6 +83,8 @@ pub(crate) async fn user_methods(
         tap: policy.tap_targets.apply_to(user, is_member),
         software_oath: policy.software_oath.allows(user, is_member),
         email: policy.email.allows(user, is_member),
+        fido2: policy.fido2.allows(user, is_member),
+        fido2_registration: policy.fido2_registration && policy.fido2.allows(user, is_member),
         campaign: policy.campaign.targets.apply_to(user, is_member),
     })
 }
@@ -225,6 +232,7 @@ impl App {
             (&old_methods.tap_targets, &methods.tap_targets),
             (&old_methods.software_oath.targets, &methods.software_oath.targets),
             (&old_methods.email.targets, &methods.email.targets),
+            (&old_methods.fido2.targets, &methods.fido2.targets),
             (&old_methods.campaign.targets, &methods.campaign.targets),
         ];
         for target in pairs.iter().flat_map(|(old, new)| added(old, new)) {

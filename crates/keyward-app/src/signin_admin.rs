@@ -312,11 +312,12 @@ impl App {
         Ok(removed)
     }
 
-    /// Deletes expired browser sessions (run with the hourly maintenance).
+    /// Deletes expired browser sessions and WebAuthn challenges (run with the hourly
+    /// maintenance).
     pub async fn delete_expired_sessions(&self) -> Result<u64, AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let n = tx.delete_expired_browser_sessions(now).await?;
+        let n = tx.delete_expired_browser_sessions(now).await? + tx.delete_expired_webauthn_challenges(now).await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -26,3 +26,4 @@ pub mod secret;
 pub mod signin;
 pub mod signin_query;
 pub mod totp;
+pub mod webauthn;

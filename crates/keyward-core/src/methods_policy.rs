@@ -192,6 +192,10 @@ pub struct MethodsPolicy {
     pub tap_targets: Targets,
     pub software_oath: MethodConfig,
     pub email: MethodConfig,
+    /// Passkeys: on and for whom, and whether users (and administrators, through Graph) may
+    /// register them (`isSelfServiceRegistrationAllowed`).
+    pub fido2: MethodConfig,
+    pub fido2_registration: bool,
     pub campaign: Campaign,
     /// When it last changed (`lastModifiedDateTime`); `None` while it is the default.
     pub last_modified: Option<OffsetDateTime>,
@@ -203,6 +207,8 @@ impl Default for MethodsPolicy {
             tap_targets: Targets::everyone(),
             software_oath: MethodConfig::everyone(),
             email: MethodConfig::everyone(),
+            fido2: MethodConfig::everyone(),
+            fido2_registration: true,
             campaign: Campaign::default(),
             last_modified: None,
         }
@@ -212,7 +218,13 @@ impl Default for MethodsPolicy {
 impl MethodsPolicy {
     /// Checks the bounds: target lists of at most [`MAX_TARGETS`], snoozes of 0–14 days.
     pub fn validate(&self) -> Result<(), String> {
-        for targets in [&self.tap_targets, &self.software_oath.targets, &self.email.targets, &self.campaign.targets] {
+        for targets in [
+            &self.tap_targets,
+            &self.software_oath.targets,
+            &self.email.targets,
+            &self.fido2.targets,
+            &self.campaign.targets,
+        ] {
             targets.validate()?;
         }
         if !(0..=14).contains(&self.campaign.snooze_days) {
@@ -228,6 +240,7 @@ impl MethodsPolicy {
             .groups()
             .chain(self.software_oath.targets.groups())
             .chain(self.email.targets.groups())
+            .chain(self.fido2.targets.groups())
             .chain(self.campaign.targets.groups())
             .collect();
         groups.sort_unstable();

@@ -15,7 +15,7 @@ use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
 /// The functions without parameters Keyward routes by name alone, lowercase.
-const FUNCTIONS: &[&str] = &["delta"];
+const FUNCTIONS: &[&str] = &["delta", "creationoptions"];
 
 /// The routes' fixed segments by their lowercase form; a lowercase form two segments share (none
 /// today) is left out, so no request is ever rewritten into a guess.

@@ -254,6 +254,15 @@ fn schemas() -> Value {
             }}}},
             "authenticationMethodConfigurations": {"type": "array", "items": {"$ref": "#/components/schemas/AuthenticationMethodConfiguration"}},
         }},
+        "NewPasskey": {"type": "object", "required": ["publicKeyCredential"], "properties": {
+            "displayName": string,
+            "publicKeyCredential": {"type": "object", "required": ["id", "response"], "properties": {
+                "id": string,
+                "response": {"type": "object", "required": ["clientDataJSON", "attestationObject"], "properties": {"clientDataJSON": string, "attestationObject": string}},
+                "clientExtensionResults": {"type": "object"},
+            }},
+        }},
+        "PasskeyCreationOptions": {"type": "object", "properties": {"challengeTimeoutDateTime": string, "publicKey": {"type": "object"}}},
         "SecurityDefaultsPolicy": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "isEnabled": {"type": "boolean"}}},
         "KeywardSignInPolicy": {"type": "object", "properties": {
             "requireMfaForPrivilegedRoles": {"type": "boolean"},

@@ -444,6 +444,37 @@ pub struct UserSignInState {
     pub campaign: CampaignSnooze,
 }
 
+/// A passkey (a FIDO2 / WebAuthn credential).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fido2Method {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub user_id: ObjectId,
+    pub display_name: String,
+    pub credential_id: Vec<u8>,
+    /// The public key as the authenticator sent it (COSE_Key).
+    pub cose_key: Vec<u8>,
+    pub aaguid: String,
+    pub sign_count: i64,
+    /// Backup eligible (a synced passkey) and backed up, from the authenticator's flags.
+    pub backup_eligible: bool,
+    pub backed_up: bool,
+    /// `attested` or `notAttested`.
+    pub attestation_level: String,
+    pub created: OffsetDateTime,
+}
+
+/// A WebAuthn ceremony's challenge, stored by its SHA-256 until used or expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebauthnChallenge {
+    pub tenant_id: ObjectId,
+    /// The user the ceremony is for (`None` for a sign-in that names no user).
+    pub user_id: Option<ObjectId>,
+    /// `registration` or `authentication`.
+    pub purpose: String,
+    pub expires_at: OffsetDateTime,
+}
+
 /// A software OATH (TOTP) method; the secret is sealed by the app.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SoftwareOathMethod {
@@ -532,6 +563,24 @@ pub trait SignInStore: Send {
     async fn lock_user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError>;
     async fn set_user_sign_in_state(&mut self, user: &ObjectId, state: &UserSignInState) -> Result<(), StoreError>;
     async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError>;
+    /// A user's passkeys, oldest first.
+    async fn list_fido2_methods(&mut self, user: &ObjectId) -> Result<Vec<Fido2Method>, StoreError>;
+    /// Adds a passkey; `Conflict` when the credential is registered in the tenant already.
+    async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError>;
+    /// Deletes one of a user's passkeys; `false` when there was none with that id.
+    async fn delete_fido2_method(&mut self, user: &ObjectId, id: &ObjectId) -> Result<bool, StoreError>;
+    async fn put_webauthn_challenge(
+        &mut self,
+        challenge_sha256: &[u8],
+        challenge: &WebauthnChallenge,
+    ) -> Result<(), StoreError>;
+    /// Takes a challenge: returns and deletes it, so it is used once on every node.
+    async fn take_webauthn_challenge(
+        &mut self,
+        challenge_sha256: &[u8],
+    ) -> Result<Option<WebauthnChallenge>, StoreError>;
+    /// Deletes challenges that expired before `now`; how many.
+    async fn delete_expired_webauthn_challenges(&mut self, now: OffsetDateTime) -> Result<u64, StoreError>;
     async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError>;
     /// Records that `step` was used, only if it is newer than the last used step; `false` when
     /// another request used this or a later step first (a replay).

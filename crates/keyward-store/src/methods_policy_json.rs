@@ -11,6 +11,11 @@ struct Row {
     tap: TargetsRow,
     software_oath: ConfigRow,
     email: ConfigRow,
+    /// Absent in documents written before passkeys: the defaults.
+    #[serde(default = "fido2_default")]
+    fido2: ConfigRow,
+    #[serde(default = "yes")]
+    fido2_registration: bool,
     campaign: CampaignRow,
     last_modified: Option<String>,
 }
@@ -33,6 +38,14 @@ struct CampaignRow {
 struct TargetsRow {
     include: Vec<(String, String)>,
     exclude: Vec<(String, String)>,
+}
+
+fn fido2_default() -> ConfigRow {
+    config_row(&MethodsPolicy::default().fido2)
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -70,6 +83,8 @@ pub(crate) fn encode(policy: &MethodsPolicy) -> Result<String, StoreError> {
         tap: targets_row(&policy.tap_targets),
         software_oath: config_row(&policy.software_oath),
         email: config_row(&policy.email),
+        fido2: config_row(&policy.fido2),
+        fido2_registration: policy.fido2_registration,
         campaign: CampaignRow {
             state: policy.campaign.state.as_str().to_owned(),
             snooze_days: policy.campaign.snooze_days,
@@ -88,6 +103,8 @@ pub(crate) fn decode(text: &str) -> Result<MethodsPolicy, StoreError> {
         tap_targets: targets(row.tap)?,
         software_oath: config(row.software_oath)?,
         email: config(row.email)?,
+        fido2: config(row.fido2)?,
+        fido2_registration: row.fido2_registration,
         campaign: Campaign {
             state: CampaignState::parse(&row.campaign.state).ok_or_else(|| corrupt("campaign state"))?,
             snooze_days: row.campaign.snooze_days,
@@ -114,5 +131,10 @@ mod tests {
         policy.last_modified = Some(time::macros::datetime!(2026-12-01 12:00 UTC));
         assert_eq!(decode(&encode(&policy).expect("encodes")).expect("decodes"), policy);
         assert!(decode("{}").is_err());
+        // A document from before passkeys reads with their defaults.
+        let mut old: serde_json::Value = serde_json::from_str(&encode(&policy).expect("encodes")).expect("json");
+        old.as_object_mut().expect("object").retain(|key, _| key != "fido2" && key != "fido2_registration");
+        let read = decode(&old.to_string()).expect("decodes");
+        assert_eq!((read.fido2, read.fido2_registration), (MethodsPolicy::default().fido2, true));
     }
 }

@@ -60,6 +60,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0014_methods_policy.sql",
         sql: include_str!("../migrations/sqlite/0014_methods_policy.sql"),
     },
+    Migration { version: 15, name: "0015_passkeys.sql", sql: include_str!("../migrations/sqlite/0015_passkeys.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -118,6 +119,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         name: "0014_methods_policy.sql",
         sql: include_str!("../migrations/postgres/0014_methods_policy.sql"),
     },
+    Migration { version: 15, name: "0015_passkeys.sql", sql: include_str!("../migrations/postgres/0015_passkeys.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

@@ -72,16 +72,23 @@ fn method_json(method: &AuthMethod) -> Value {
         AuthMethod::Email { address } => email_json(address),
         AuthMethod::SoftwareOath(view) => oath_json(view),
         AuthMethod::TemporaryAccessPass(view) => tap_json(view),
+        AuthMethod::Passkey(view) => super::passkeys::passkey_json(view),
     }
 }
 
-fn list(ctx: &GraphCtx, key: &str, segment: &str, items: Vec<Value>) -> Response {
+pub(super) fn list(ctx: &GraphCtx, key: &str, segment: &str, items: Vec<Value>) -> Response {
     let context = format!("{}/$metadata#users('{key}')/authentication/{segment}", ctx.base());
     crate::context::collection(context, items, None, None)
 }
 
 /// One method of a collection as an entity, or Graph's 404 naming `id`.
-fn one(ctx: &GraphCtx, key: &str, segment: &str, id: &str, found: Option<Value>) -> Result<Response, GraphError> {
+pub(super) fn one(
+    ctx: &GraphCtx,
+    key: &str,
+    segment: &str,
+    id: &str,
+    found: Option<Value>,
+) -> Result<Response, GraphError> {
     let found = found.ok_or_else(|| GraphError::from(AppError::NotFound(id.to_owned())))?;
     Ok(entity(
         format!("{}/$metadata#users('{key}')/authentication/{segment}/$entity", ctx.base()),
@@ -352,8 +359,7 @@ async fn remove_email(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Respon
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Collections of method types Keyward does not register (yet): passkeys (FIDO2), Microsoft
-/// Authenticator, Windows Hello for Business, platform credentials. Reads are authorised like
+/// Collections of method types Keyward does not register: Microsoft Authenticator, Windows Hello for Business, platform credentials. Reads are authorised like
 /// any method read and answer an empty collection; an item is a 404.
 macro_rules! empty_collection {
     ($list:ident, $item:ident, $delete:ident, $segment:literal) => {
@@ -377,7 +383,6 @@ macro_rules! empty_collection {
     };
 }
 
-empty_collection!(list_fido2, fido2_method, delete_fido2, "fido2Methods");
 empty_collection!(list_authenticator, authenticator_method, delete_authenticator, "microsoftAuthenticatorMethods");
 empty_collection!(list_hello, hello_method, delete_hello, "windowsHelloForBusinessMethods");
 empty_collection!(list_platform, platform_method, delete_platform, "platformCredentialMethods");
@@ -687,27 +692,6 @@ pub fn routes(api: Api) -> Api {
         Op::delete(
             "authentication",
             "Delete the email method",
-            "microsoft.directory/users/authenticationMethods/delete",
-        )
-        .with_id()
-        .with_param("method"),
-    )
-    .route(
-        "/users/{id}/authentication/fido2Methods",
-        get(list_fido2),
-        Op::get("authentication", "List passkeys (FIDO2)", READ, "AuthenticationMethodCollection").with_id(),
-    )
-    .route(
-        "/users/{id}/authentication/fido2Methods/{method}",
-        get(fido2_method),
-        Op::get("authentication", "Get a passkey (FIDO2)", READ, "AuthenticationMethod").with_id().with_param("method"),
-    )
-    .route(
-        "/users/{id}/authentication/fido2Methods/{method}",
-        delete(delete_fido2),
-        Op::delete(
-            "authentication",
-            "Delete a passkey (FIDO2)",
             "microsoft.directory/users/authenticationMethods/delete",
         )
         .with_id()

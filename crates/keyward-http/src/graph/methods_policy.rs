@@ -1,10 +1,10 @@
 //! `/policies/authenticationMethodsPolicy` (with its registration campaign and each method's
 //! configuration) and `/policies/identitySecurityDefaultsEnforcementPolicy`.
 //!
-//! The configurations Keyward implements are `TemporaryAccessPass`, `SoftwareOath` and `Email`,
-//! each with `includeTargets` and `excludeTargets` honoured at registration and sign-in. `Sms`,
-//! `Voice` and `Fido2` are listed disabled (Keyward sends no texts or calls and has no passkeys
-//! yet) and cannot be turned on. Input Keyward cannot honour is refused, never dropped.
+//! The configurations Keyward implements are `TemporaryAccessPass`, `SoftwareOath`, `Email` and
+//! `Fido2` (passkeys), each with `includeTargets` and `excludeTargets` honoured at registration
+//! and sign-in. `Sms` and `Voice` are listed disabled (Keyward sends no texts and makes no calls)
+//! and cannot be turned on. Input Keyward cannot honour is refused, never dropped.
 
 use super::Body;
 use super::policies::body_object;
@@ -85,7 +85,6 @@ impl Method {
         match self {
             Method::Sms => Some("Keyward sends no text messages"),
             Method::Voice => Some("Keyward makes no phone calls"),
-            Method::Fido2 => Some("Keyward has no passkey sign-in yet"),
             _ => None,
         }
     }
@@ -145,16 +144,17 @@ fn config_json(method: Method, policies: &Policies) -> Value {
             config(&mut value, methods.email.is_enabled, &methods.email.targets);
             value["allowExternalIdToUseEmailOtp"] = json!("disabled");
         }
-        Method::Sms | Method::Voice | Method::Fido2 => {
+        Method::Fido2 => {
+            config(&mut value, methods.fido2.is_enabled, &methods.fido2.targets);
+            value["isSelfServiceRegistrationAllowed"] = json!(methods.fido2_registration);
+            value["isAttestationEnforced"] = json!(false);
+            value["keyRestrictions"] = json!({"isEnforced": false, "enforcementType": "block", "aaGuids": []});
+        }
+        Method::Sms | Method::Voice => {
             config(&mut value, false, &Targets::everyone());
             match method {
                 Method::Sms => value["includeTargets"][0]["isUsableForSignIn"] = json!(false),
-                Method::Voice => value["isOfficePhoneAllowed"] = json!(false),
-                _ => {
-                    value["isSelfServiceRegistrationAllowed"] = json!(false);
-                    value["isAttestationEnforced"] = json!(false);
-                    value["keyRestrictions"] = json!({"isEnforced": false, "enforcementType": "block", "aaGuids": []});
-                }
+                _ => value["isOfficePhoneAllowed"] = json!(false),
             }
         }
     }
@@ -319,6 +319,29 @@ fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Polic
                 tap.maximum_lifetime_minutes = int_field(value, name)?;
             }
             (Method::TemporaryAccessPass, "isUsableOnce") => tap.is_usable_once = bool_field(value, name)?,
+            (Method::Fido2, "isSelfServiceRegistrationAllowed") => {
+                policies.methods.fido2_registration = bool_field(value, name)?;
+            }
+            (Method::Fido2, "isAttestationEnforced") => {
+                if bool_field(value, name)? {
+                    return Err(bad(
+                        "isAttestationEnforced cannot be turned on yet: Keyward has no FIDO metadata roots to \
+                         verify attestation against."
+                            .into(),
+                    ));
+                }
+            }
+            (Method::Fido2, "keyRestrictions") => {
+                let enforced = value.get("isEnforced").and_then(Value::as_bool).unwrap_or(false);
+                let listed = value.get("aaGuids").and_then(Value::as_array).is_some_and(|it| !it.is_empty());
+                if !value.is_object() || enforced || listed {
+                    return Err(bad(
+                        "keyRestrictions cannot be enforced yet: allowing or blocking authenticators by AAGUID is \
+                         not supported, so isEnforced must be false and aaGuids empty."
+                            .into(),
+                    ));
+                }
+            }
             (Method::Email, "allowExternalIdToUseEmailOtp") => match value.as_str() {
                 Some("disabled" | "default") => (),
                 _ => {
@@ -338,6 +361,7 @@ fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Polic
     let (config_enabled, targets) = match method {
         Method::TemporaryAccessPass => (&mut policies.tap.is_enabled, &mut methods.tap_targets),
         Method::SoftwareOath => (&mut methods.software_oath.is_enabled, &mut methods.software_oath.targets),
+        Method::Fido2 => (&mut methods.fido2.is_enabled, &mut methods.fido2.targets),
         _ => (&mut methods.email.is_enabled, &mut methods.email.targets),
     };
     if let Some(enabled) = enabled {
@@ -402,7 +426,11 @@ async fn delete_config(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response
                 }
                 Method::SoftwareOath => methods.software_oath = MethodConfig::everyone(),
                 Method::Email => methods.email = MethodConfig::everyone(),
-                Method::Sms | Method::Voice | Method::Fido2 => (),
+                Method::Fido2 => {
+                    methods.fido2 = MethodConfig::everyone();
+                    methods.fido2_registration = true;
+                }
+                Method::Sms | Method::Voice => (),
             }
             Ok(())
         })

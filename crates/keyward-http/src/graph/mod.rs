@@ -15,6 +15,7 @@ mod directory_roles;
 mod groups;
 mod methods_policy;
 mod organization;
+mod passkeys;
 mod permission_grants;
 mod policies;
 mod reports;
@@ -275,7 +276,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 20] = [
+const RESOURCES: [fn(Api) -> Api; 21] = [
     users::routes,
     delta::routes,
     groups::routes,
@@ -292,6 +293,7 @@ const RESOURCES: [fn(Api) -> Api; 20] = [
     user_security::routes,
     policies::routes,
     methods_policy::routes,
+    passkeys::routes,
     directory_audits::routes,
     sign_ins::routes,
     reports::routes,

@@ -69,7 +69,10 @@ use crate::{
     TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
 };
 use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, PermissionGrant, RefreshToken};
-use crate::{BrowserSession, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, sign_in_json};
+use crate::{
+    BrowserSession, Fido2Method, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, WebauthnChallenge,
+    sign_in_json,
+};
 use crate::{RegistrationRow, ReportStore};
 
 fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {

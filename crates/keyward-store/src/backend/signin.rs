@@ -292,6 +292,114 @@ macro_rules! impl_sign_in_store {
                     .collect()
             }
 
+            async fn list_fido2_methods(&mut self, user: &ObjectId) -> Result<Vec<Fido2Method>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT id, tenant_id, user_id, display_name, credential_id, cose_key, aaguid, ",
+                    "sign_count, backup_eligible, backed_up, attestation_level, created_at ",
+                    "FROM fido2_methods WHERE user_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(user.as_str())
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Fido2Method {
+                            id: oid(&row.try_get::<String, _>("id")?)?,
+                            tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                            user_id: oid(&row.try_get::<String, _>("user_id")?)?,
+                            display_name: row.try_get("display_name")?,
+                            credential_id: row.try_get("credential_id")?,
+                            cose_key: row.try_get("cose_key")?,
+                            aaguid: row.try_get("aaguid")?,
+                            sign_count: row.try_get("sign_count")?,
+                            backup_eligible: row.try_get("backup_eligible")?,
+                            backed_up: row.try_get("backed_up")?,
+                            attestation_level: row.try_get("attestation_level")?,
+                            created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO fido2_methods (id, tenant_id, user_id, display_name, credential_id, ",
+                    "cose_key, aaguid, sign_count, backup_eligible, backed_up, attestation_level, ",
+                    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ))
+                .bind(method.id.as_str())
+                .bind(method.tenant_id.as_str())
+                .bind(method.user_id.as_str())
+                .bind(&method.display_name)
+                .bind(&method.credential_id)
+                .bind(&method.cose_key)
+                .bind(&method.aaguid)
+                .bind(method.sign_count)
+                .bind(method.backup_eligible)
+                .bind(method.backed_up)
+                .bind(&method.attestation_level)
+                .bind(fmt_ts(method.created))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_fido2_method(&mut self, user: &ObjectId, id: &ObjectId) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM fido2_methods WHERE user_id = $1 AND id = $2")
+                    .bind(user.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn put_webauthn_challenge(
+                &mut self,
+                challenge_sha256: &[u8],
+                challenge: &WebauthnChallenge,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO webauthn_challenges (challenge_sha256, tenant_id, user_id, purpose, ",
+                    "expires_at) VALUES ($1, $2, $3, $4, $5)"
+                ))
+                .bind(challenge_sha256)
+                .bind(challenge.tenant_id.as_str())
+                .bind(challenge.user_id.as_ref().map(ObjectId::as_str))
+                .bind(&challenge.purpose)
+                .bind(fmt_ts(challenge.expires_at))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_webauthn_challenge(
+                &mut self,
+                challenge_sha256: &[u8],
+            ) -> Result<Option<WebauthnChallenge>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "DELETE FROM webauthn_challenges WHERE challenge_sha256 = $1 ",
+                    "RETURNING tenant_id, user_id, purpose, expires_at"
+                ))
+                .bind(challenge_sha256)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(WebauthnChallenge {
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    user_id: row.try_get::<Option<String>, _>("user_id")?.as_deref().map(oid).transpose()?,
+                    purpose: row.try_get("purpose")?,
+                    expires_at: parse_ts(&row.try_get::<String, _>("expires_at")?)?,
+                }))
+            }
+
+            async fn delete_expired_webauthn_challenges(&mut self, now: OffsetDateTime) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
+                    .bind(fmt_ts(now))
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError> {
                 sqlx::query(concat!(
                     "INSERT INTO software_oath_methods (id, user_id, sealed_secret, ",

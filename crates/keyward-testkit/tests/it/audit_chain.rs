@@ -813,6 +813,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     raw.exec("DROP TABLE authentication_methods_policies").await;
     raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN campaign_snoozes").await;
     raw.exec("ALTER TABLE user_sign_in_state DROP COLUMN campaign_snoozed_until").await;
+    // Nor schema 15's passkeys.
+    raw.exec("DROP TABLE fido2_methods").await;
+    raw.exec("DROP TABLE webauthn_challenges").await;
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");

@@ -5,6 +5,7 @@ mod audit;
 mod audit_chain;
 mod methods;
 mod oidc;
+mod passkeys;
 mod policy;
 mod portal;
 mod queries;

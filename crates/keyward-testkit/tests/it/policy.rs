@@ -144,7 +144,10 @@ async fn methods_policy_over_graph(backend: Backend) {
         ("Email", json!({"allowExternalIdToUseEmailOtp": "enabled"})),
         ("Sms", json!({"state": "enabled"})),
         ("Voice", json!({"isOfficePhoneAllowed": true})),
-        ("Fido2", json!({"state": "enabled"})),
+        ("Fido2", json!({"isAttestationEnforced": true})),
+        ("Fido2", json!({"keyRestrictions": {"isEnforced": true, "enforcementType": "allow", "aaGuids": []}})),
+        ("Fido2", json!({"keyRestrictions": {"isEnforced": false, "enforcementType": "block", "aaGuids": ["x"]}})),
+        ("Fido2", json!({"passkeyProfiles": []})),
     ];
     for (id, body) in &config_refusals {
         let reply = app.patch(&format!("{CONFIGS}/{id}"), body).await;

@@ -142,7 +142,7 @@ pub(in crate::pages) async fn users(
 }
 
 /// The key a method is deleted by on the portal: `phone:<type>`, `email`, `oath:<id>`,
-/// `tap:<id>`; none for the password.
+/// `tap:<id>`, `passkey:<id>`; none for the password.
 fn method_key(method: &AuthMethod) -> Option<String> {
     match method {
         AuthMethod::Password { .. } => None,
@@ -150,6 +150,7 @@ fn method_key(method: &AuthMethod) -> Option<String> {
         AuthMethod::Email { .. } => Some("email".to_owned()),
         AuthMethod::SoftwareOath(oath) => Some(format!("oath:{}", oath.id)),
         AuthMethod::TemporaryAccessPass(pass) => Some(format!("tap:{}", pass.id)),
+        AuthMethod::Passkey(passkey) => Some(format!("passkey:{}", passkey.id)),
     }
 }
 
@@ -163,6 +164,7 @@ async fn delete_method(state: &AppState, caller: &Caller, user: &str, key: &str)
         }
         Some(("oath", id)) => state.app.delete_software_oath(caller, Who::User(user), id).await,
         Some(("tap", id)) => state.app.delete_tap(caller, user, id).await,
+        Some(("passkey", id)) => state.app.delete_passkey(caller, Who::User(user), id).await,
         None if key == "email" => state.app.delete_email(caller, Who::User(user)).await,
         _ => Err(unknown()),
     }
@@ -182,6 +184,12 @@ fn describe(method: &AuthMethod) -> String {
                 pass.lifetime_minutes
             )
         }
+        AuthMethod::Passkey(passkey) => format!(
+            "Passkey: {} ({}, added {})",
+            passkey.display_name,
+            if passkey.is_synced { "synced" } else { "device-bound" },
+            keyward_app::rfc3339(passkey.created)
+        ),
     }
 }
 

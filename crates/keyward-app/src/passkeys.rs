@@ -1,0 +1,285 @@
+//! Passkeys (FIDO2 / WebAuthn credentials): Graph's provisioning (`fido2Methods/creationOptions`
+//! then `POST …/fido2Methods`), list and delete, under the rules of every other method (an
+//! administrator's action on the target; oneself with MFA in the last ten minutes) and the
+//! methods policy's `Fido2` configuration.
+//!
+//! The relying party is the public URL: its host is the RP ID and its origin the only origin
+//! accepted. Challenges are random, single-use, live five minutes and are kept in the database,
+//! so a ceremony started on one node finishes on another. The checks are the core's
+//! (`keyward_core::webauthn`); signatures are verified here with aws-lc-rs.
+
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::ids::ObjectId;
+use keyward_core::webauthn::{self, Attestation, AttestationObject, ClientData, PublicKey, WebauthnError, aaguid_text};
+use keyward_store::{Fido2Method, StoreError, WebauthnChallenge};
+use time::{Duration, OffsetDateTime};
+
+use crate::auth_methods::{Change, Who};
+use crate::methods_policy::user_methods;
+use crate::{App, AppError, Caller, new_id, sha256};
+
+/// How long a registration challenge lasts (Graph's fixed five minutes).
+const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// The longest passkey name.
+const MAX_NAME: usize = 200;
+
+/// A passkey as Graph shows it (`fido2AuthenticationMethod`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyView {
+    pub id: ObjectId,
+    pub display_name: String,
+    pub created: OffsetDateTime,
+    pub aaguid: String,
+    pub attestation_level: String,
+    /// Backup eligible: a synced passkey; otherwise device-bound.
+    pub is_synced: bool,
+}
+
+impl PasskeyView {
+    pub(crate) fn of(method: &Fido2Method) -> PasskeyView {
+        PasskeyView {
+            id: method.id.clone(),
+            display_name: method.display_name.clone(),
+            created: method.created,
+            aaguid: method.aaguid.clone(),
+            attestation_level: method.attestation_level.clone(),
+            is_synced: method.backup_eligible,
+        }
+    }
+}
+
+/// What `navigator.credentials.create` needs (Graph's `webauthnCredentialCreationOptions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreationOptions {
+    /// Base64URL without padding.
+    pub challenge: String,
+    pub expires: OffsetDateTime,
+    pub rp_id: String,
+    /// The user handle (the user's object id's 16 bytes), Base64URL.
+    pub user_handle: String,
+    pub user_name: String,
+    pub display_name: String,
+    /// The user's passkeys' credential ids, Base64URL: not to be registered twice.
+    pub exclude: Vec<String>,
+}
+
+/// A new passkey as `POST …/fido2Methods` carries it (`webauthnPublicKeyCredential`).
+#[derive(Debug, Clone)]
+pub struct NewPasskey {
+    pub display_name: Option<String>,
+    /// The credential id, Base64URL.
+    pub credential_id: String,
+    pub client_data_json: Vec<u8>,
+    pub attestation_object: Vec<u8>,
+}
+
+fn refused(err: WebauthnError) -> AppError {
+    AppError::BadRequest(format!("The passkey was not accepted: {}.", err.0))
+}
+
+/// Verifies `sig` over `message` with a credential's key.
+pub(crate) fn verify_signature(key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+    match key {
+        PublicKey::Es256(point) => {
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, point).verify(message, sig).is_ok()
+        }
+        PublicKey::Ed25519(raw) => UnparsedPublicKey::new(&signature::ED25519, raw).verify(message, sig).is_ok(),
+        PublicKey::Rs256 { n, e } => RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
+            .is_ok(),
+    }
+}
+
+/// Reads `clientDataJSON`.
+pub(crate) fn client_data(json: &[u8]) -> Result<ClientData, AppError> {
+    let value: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|_| AppError::BadRequest("clientDataJSON is not Base64URL-encoded JSON.".into()))?;
+    let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+    Ok(ClientData {
+        kind: text("type").unwrap_or_default(),
+        challenge: text("challenge").unwrap_or_default(),
+        origin: text("origin").unwrap_or_default(),
+        cross_origin: value.get("crossOrigin").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    })
+}
+
+impl App {
+    /// The relying party: the public URL's host (the RP ID) and origin.
+    pub(crate) fn relying_party(&self) -> Result<(String, String), AppError> {
+        let url = self.config().public_url.trim_end_matches('/');
+        let (scheme, rest) =
+            url.split_once("://").ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("public URL")))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        Ok((host.to_ascii_lowercase(), format!("{scheme}://{}", authority.to_ascii_lowercase())))
+    }
+
+    /// `GET …/fido2Methods/creationOptions`: a challenge for registering a passkey for `who`,
+    /// allowed to whoever may register a method for them, while the methods policy lets them
+    /// register passkeys.
+    pub async fn passkey_creation_options(&self, caller: &Caller, who: Who<'_>) -> Result<CreationOptions, AppError> {
+        let now = self.now();
+        let (mut tx, user, _, _) = self.change_target(caller, who, Change::Register).await?;
+        let policy = tx.methods_policy(&caller.tenant.id).await?;
+        if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
+            return Err(passkeys_off());
+        }
+        let mut challenge = [0_u8; 32];
+        aws_lc_rs::rand::fill(&mut challenge).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random")))?;
+        let expires = now + CHALLENGE_LIFETIME;
+        let stored = WebauthnChallenge {
+            tenant_id: caller.tenant.id.clone(),
+            user_id: Some(user.id.clone()),
+            purpose: "registration".into(),
+            expires_at: expires,
+        };
+        tx.put_webauthn_challenge(&sha256(&challenge), &stored).await?;
+        let exclude =
+            tx.list_fido2_methods(&user.id).await?.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect();
+        tx.commit().await?;
+        let handle = uuid::Uuid::parse_str(user.id.as_str()).map(|it| it.into_bytes().to_vec()).unwrap_or_default();
+        Ok(CreationOptions {
+            challenge: URL_SAFE_NO_PAD.encode(challenge),
+            expires,
+            rp_id: self.relying_party()?.0,
+            user_handle: URL_SAFE_NO_PAD.encode(handle),
+            user_name: user.user_principal_name.clone(),
+            display_name: user.display_name.clone(),
+            exclude,
+        })
+    }
+
+    /// `POST …/fido2Methods`: verifies and stores a passkey made from a challenge of
+    /// [`App::passkey_creation_options`] for the same user. The challenge is spent whatever the
+    /// outcome. Audited as `Admin registered security info` or `User registered security info`.
+    pub async fn register_passkey(
+        &self,
+        caller: &Caller,
+        who: Who<'_>,
+        new: NewPasskey,
+    ) -> Result<PasskeyView, AppError> {
+        let now = self.now();
+        let display_name = new.display_name.as_deref().map(str::trim).filter(|it| !it.is_empty()).unwrap_or("Passkey");
+        if display_name.chars().count() > MAX_NAME || display_name.chars().any(char::is_control) {
+            return Err(AppError::BadRequest(format!("displayName must be at most {MAX_NAME} printable characters.")));
+        }
+        let data = client_data(&new.client_data_json)?;
+        let (rp_id, origin) = self.relying_party()?;
+        webauthn::check_client_data(&data, "webauthn.create", &origin).map_err(refused)?;
+        let challenge = URL_SAFE_NO_PAD
+            .decode(&data.challenge)
+            .map_err(|_| AppError::BadRequest("clientDataJSON.challenge is not Base64URL.".into()))?;
+        // Spent first, in its own transaction: a failed attempt cannot be retried with it.
+        let mut tx = self.write().await?;
+        let stored = tx.take_webauthn_challenge(&sha256(&challenge)).await?;
+        tx.commit().await?;
+        let stored = stored
+            .filter(|it| it.purpose == "registration" && it.tenant_id == caller.tenant.id && it.expires_at > now)
+            .ok_or_else(|| {
+                AppError::BadRequest(
+                    "The passkey's challenge is unknown, used or expired: get new creationOptions and create the \
+                     passkey again within five minutes."
+                        .into(),
+                )
+            })?;
+        let object = AttestationObject::parse(&new.attestation_object).map_err(refused)?;
+        let credential = webauthn::check_registration(&object.auth_data, &rp_id).map_err(refused)?;
+        if URL_SAFE_NO_PAD.encode(&credential.credential_id) != new.credential_id.trim_end_matches('=') {
+            return Err(AppError::BadRequest(
+                "publicKeyCredential.id is not the id of the credential in the attestation.".into(),
+            ));
+        }
+        let signed = webauthn::signed_bytes(&object.auth_data_bytes, &new.client_data_json);
+        let attestation_level = match &object.attestation {
+            Attestation::None => "notAttested",
+            Attestation::SelfSigned { alg, sig } => {
+                if *alg != credential.public_key.algorithm() || !verify_signature(&credential.public_key, &signed, sig)
+                {
+                    return Err(refused(WebauthnError("the self-attestation signature does not verify".into())));
+                }
+                "notAttested"
+            }
+            Attestation::Certified { alg, sig, chain } => {
+                let leaf = rustls_pki_types::CertificateDer::from(chain[0].as_slice());
+                let cert = webpki::EndEntityCert::try_from(&leaf)
+                    .map_err(|_| refused(WebauthnError("the attestation certificate cannot be read".into())))?;
+                let algorithm: &dyn rustls_pki_types::SignatureVerificationAlgorithm = match alg {
+                    -7 => webpki::aws_lc_rs::ECDSA_P256_SHA256,
+                    -257 => webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
+                    -8 => webpki::aws_lc_rs::ED25519,
+                    _ => return Err(refused(WebauthnError(format!("attestation algorithm {alg} is not supported")))),
+                };
+                cert.verify_signature(algorithm, &signed, sig)
+                    .map_err(|_| refused(WebauthnError("the attestation signature does not verify".into())))?;
+                // The chain is not checked against trusted roots until attestation enforcement
+                // has the administrator's roots: not "attested" yet.
+                "notAttested"
+            }
+        };
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
+        if stored.user_id.as_ref() != Some(&user.id) {
+            return Err(AppError::BadRequest(
+                "The passkey's challenge was issued for another user: get creationOptions for this user.".into(),
+            ));
+        }
+        let policy = tx.methods_policy(&caller.tenant.id).await?;
+        if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
+            return Err(passkeys_off());
+        }
+        let method = Fido2Method {
+            id: new_id(),
+            tenant_id: caller.tenant.id.clone(),
+            user_id: user.id.clone(),
+            display_name: display_name.to_owned(),
+            credential_id: credential.credential_id.clone(),
+            cose_key: credential.cose_key.clone(),
+            aaguid: aaguid_text(&credential.aaguid),
+            sign_count: i64::from(object.auth_data.sign_count),
+            backup_eligible: object.auth_data.flags.backup_eligible(),
+            backed_up: object.auth_data.flags.backed_up(),
+            attestation_level: attestation_level.into(),
+            created: now,
+        };
+        tx.insert_fido2_method(&method).await.map_err(|err| match err {
+            StoreError::Conflict { .. } => {
+                AppError::BadRequest("This passkey is registered already (to this or another user).".into())
+            }
+            other => other.into(),
+        })?;
+        let kind = if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" };
+        self.commit_method_change(tx, caller, &user, activity, &Change::Register.reason(who, kind)).await?;
+        Ok(PasskeyView::of(&method))
+    }
+
+    /// `GET …/fido2Methods`, read like any method.
+    pub async fn list_passkeys(&self, caller: &Caller, key: &str) -> Result<Vec<PasskeyView>, AppError> {
+        let mut tx = self.read().await?;
+        let user = self.methods_target(&mut *tx, caller, key).await?;
+        Ok(tx.list_fido2_methods(&user.id).await?.iter().map(PasskeyView::of).collect())
+    }
+
+    /// `DELETE …/fido2Methods/{id}`: `authenticationMethods/delete` on the target, or oneself
+    /// with recent MFA.
+    pub async fn delete_passkey(&self, caller: &Caller, who: Who<'_>, id: &str) -> Result<(), AppError> {
+        let method_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
+        let found = tx.list_fido2_methods(&user.id).await?.into_iter().find(|it| it.id == method_id);
+        let Some(method) = found else { return Err(AppError::NotFound(id.to_owned())) };
+        tx.delete_fido2_method(&user.id, &method_id).await?;
+        let kind = if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" };
+        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, kind)).await
+    }
+}
+
+fn passkeys_off() -> AppError {
+    AppError::BadRequest(
+        "The authentication methods policy does not let this user register passkeys (the Fido2 configuration is \
+         disabled, leaves the user out, or does not allow registration)."
+            .into(),
+    )
+}
