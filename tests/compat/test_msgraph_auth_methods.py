@@ -260,6 +260,12 @@ def test_passkeys_through_the_sdk(keyward: KeywardServer) -> None:
     """creationOptions through msgraph-sdk's models, the POST Graph documents (newer than the
     SDK), then the SDK lists and deletes the passkey."""
     user_id, _ = make_user(keyward, "sdkpasskey", None)
+    with keyward.raw_http() as http:
+        reply = http.patch(
+            f"{keyward.base_url}/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/Fido2",
+            json={"state": "enabled"},
+        )
+        assert reply.status_code == 204, reply.text
     parts = urlparse(keyward.public_url)
     origin = f"{parts.scheme}://{parts.netloc}"
 

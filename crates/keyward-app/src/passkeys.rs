@@ -22,6 +22,8 @@ use crate::{App, AppError, Caller, new_id, sha256};
 
 /// How long a registration challenge lasts (Graph's fixed five minutes).
 const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// The most passkeys one user may have.
+const MAX_PER_USER: usize = 20;
 /// The longest passkey name.
 const MAX_NAME: usize = 200;
 
@@ -106,17 +108,17 @@ pub(crate) fn client_data(json: &[u8]) -> Result<ClientData, AppError> {
 }
 
 impl App {
-    /// The relying party: the public URL's host (the RP ID) and origin.
+    /// The relying party: the public URL's host (the RP ID) and its origin as a browser
+    /// serialises it (no user info, no default port). An address cannot be an RP ID: browsers
+    /// refuse it, so passkeys need a public URL with a host name (`localhost` works).
     pub(crate) fn relying_party(&self) -> Result<(String, String), AppError> {
-        let url = self.config().public_url.trim_end_matches('/');
-        let (scheme, rest) =
-            url.split_once("://").ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("public URL")))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => authority.split(':').next().unwrap_or_default(),
-        };
-        Ok((host.to_ascii_lowercase(), format!("{scheme}://{}", authority.to_ascii_lowercase())))
+        relying_party(&self.config().public_url).ok_or_else(|| {
+            AppError::BadRequest(
+                "Passkeys need the server's public URL to name a host (like https://login.contoso.com or \
+                 http://localhost:8443), not an address: set KEYWARD_PUBLIC_URL (or --public-url)."
+                    .into(),
+            )
+        })
     }
 
     /// `GET …/fido2Methods/creationOptions`: a challenge for registering a passkey for `who`,
@@ -142,7 +144,9 @@ impl App {
         let exclude =
             tx.list_fido2_methods(&user.id).await?.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect();
         tx.commit().await?;
-        let handle = uuid::Uuid::parse_str(user.id.as_str()).map(|it| it.into_bytes().to_vec()).unwrap_or_default();
+        let handle = uuid::Uuid::parse_str(user.id.as_str())
+            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("a user id that is no UUID")))?
+            .into_bytes();
         Ok(CreationOptions {
             challenge: URL_SAFE_NO_PAD.encode(challenge),
             expires,
@@ -170,7 +174,6 @@ impl App {
         }
         let data = client_data(&new.client_data_json)?;
         let (rp_id, origin) = self.relying_party()?;
-        webauthn::check_client_data(&data, "webauthn.create", &origin).map_err(refused)?;
         let challenge = URL_SAFE_NO_PAD
             .decode(&data.challenge)
             .map_err(|_| AppError::BadRequest("clientDataJSON.challenge is not Base64URL.".into()))?;
@@ -178,6 +181,7 @@ impl App {
         let mut tx = self.write().await?;
         let stored = tx.take_webauthn_challenge(&sha256(&challenge)).await?;
         tx.commit().await?;
+        webauthn::check_client_data(&data, "webauthn.create", &origin).map_err(refused)?;
         let stored = stored
             .filter(|it| it.purpose == "registration" && it.tenant_id == caller.tenant.id && it.expires_at > now)
             .ok_or_else(|| {
@@ -231,6 +235,11 @@ impl App {
         if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
         }
+        if tx.list_fido2_methods(&user.id).await?.len() >= MAX_PER_USER {
+            return Err(AppError::BadRequest(format!(
+                "The user has {MAX_PER_USER} passkeys already, the most Keyward keeps: delete one first."
+            )));
+        }
         let method = Fido2Method {
             id: new_id(),
             tenant_id: caller.tenant.id.clone(),
@@ -246,9 +255,7 @@ impl App {
             created: now,
         };
         tx.insert_fido2_method(&method).await.map_err(|err| match err {
-            StoreError::Conflict { .. } => {
-                AppError::BadRequest("This passkey is registered already (to this or another user).".into())
-            }
+            StoreError::Conflict { .. } => AppError::BadRequest("This passkey is registered already .".into()),
             other => other.into(),
         })?;
         let kind = if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" };
@@ -276,10 +283,56 @@ impl App {
     }
 }
 
+/// The RP ID and origin of a public URL; `None` when its host is an address.
+fn relying_party(public_url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = public_url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host).to_ascii_lowercase();
+    if authority.starts_with('[') {
+        return None;
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host.to_owned(), Some(port.to_owned())),
+        None => (authority.clone(), None),
+    };
+    if host.is_empty() || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let default_port = matches!((scheme.as_str(), port.as_deref()), ("https", Some("443")) | ("http", Some("80")));
+    let origin = match port.filter(|_| !default_port) {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    };
+    Some((host, origin))
+}
+
 fn passkeys_off() -> AppError {
     AppError::BadRequest(
         "The authentication methods policy does not let this user register passkeys (the Fido2 configuration is \
          disabled, leaves the user out, or does not allow registration)."
             .into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relying_party;
+
+    #[test]
+    fn the_relying_party_is_the_public_urls_host_and_origin() {
+        let rp = |url: &str| relying_party(url).map(|(id, origin)| format!("{id} {origin}"));
+        assert_eq!(rp("https://Login.Contoso.test").as_deref(), Some("login.contoso.test https://login.contoso.test"));
+        assert_eq!(
+            rp("https://login.contoso.test:443/").as_deref(),
+            Some("login.contoso.test https://login.contoso.test")
+        );
+        assert_eq!(rp("http://localhost:8080/x").as_deref(), Some("localhost http://localhost:8080"));
+        assert_eq!(
+            rp("https://user@login.contoso.test:8443").as_deref(),
+            Some("login.contoso.test https://login.contoso.test:8443")
+        );
+        assert_eq!(rp("http://127.0.0.1:8080"), None, "an address");
+        assert_eq!(rp("http://[::1]:8080"), None, "an address");
+    }
 }

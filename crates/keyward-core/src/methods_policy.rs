@@ -207,7 +207,8 @@ impl Default for MethodsPolicy {
             tap_targets: Targets::everyone(),
             software_oath: MethodConfig::everyone(),
             email: MethodConfig::everyone(),
-            fido2: MethodConfig::everyone(),
+            // Off until an administrator turns passkeys on (Entra's documented default).
+            fido2: MethodConfig { is_enabled: false, targets: Targets::everyone() },
             fido2_registration: true,
             campaign: Campaign::default(),
             last_modified: None,

@@ -47,8 +47,9 @@ impl Cbor {
 }
 
 /// Decodes one CBOR item from the start of `input`; returns it and the bytes it took. Nesting is
-/// limited to 16 levels and every length is checked against the input, so no input can make the
-/// decoder allocate more than the input's size or recurse without bound.
+/// limited to 16 levels, every length is checked against the input and nothing is reserved ahead
+/// of the items actually read, so memory grows with the input read, never with what a length
+/// claims. A map with a key twice is refused (a later parser must not read another value).
 pub fn decode_cbor(input: &[u8]) -> Result<(Cbor, usize), WebauthnError> {
     let mut reader = Reader { input, at: 0 };
     let value = reader.item(0)?;
@@ -110,7 +111,7 @@ impl Reader<'_> {
             }
             4 => {
                 let n = self.length(info)?;
-                let mut items = Vec::with_capacity(n);
+                let mut items = Vec::new();
                 for _ in 0..n {
                     items.push(self.item(depth + 1)?);
                 }
@@ -118,10 +119,13 @@ impl Reader<'_> {
             }
             5 => {
                 let n = self.length(info)?;
-                let mut entries = Vec::with_capacity(n);
+                let mut entries: Vec<(Cbor, Cbor)> = Vec::new();
                 for _ in 0..n {
                     let key = self.item(depth + 1)?;
                     let value = self.item(depth + 1)?;
+                    if entries.iter().any(|(seen, _)| *seen == key) {
+                        return fail("a CBOR map has a key twice");
+                    }
                     entries.push((key, value));
                 }
                 Cbor::Map(entries)
@@ -181,11 +185,15 @@ impl PublicKey {
             }
             // kty RSA, alg RS256.
             (Some(3), Some(-257), _) => {
-                let n = bytes(-1)?;
-                if n.len() < 256 {
-                    return fail("an RS256 key must have at least 2048 bits");
+                let (n, e) = (bytes(-1)?, bytes(-2)?);
+                if !(256..=512).contains(&n.len()) {
+                    return fail("an RS256 key must have 2048 to 4096 bits");
                 }
-                Ok(PublicKey::Rs256 { n, e: bytes(-2)? })
+                // A small odd public exponent of at least 3, as RSA keys have.
+                if e.is_empty() || e.len() > 4 || e.last().is_none_or(|it| it % 2 == 0) || e == [1] {
+                    return fail("an RS256 key's exponent is not a usable one");
+                }
+                Ok(PublicKey::Rs256 { n, e })
             }
             _ => fail("the credential's key type or algorithm is not one Keyward accepts (ES256, EdDSA, RS256)"),
         }
@@ -278,8 +286,14 @@ impl AuthenticatorData {
             None
         };
         if flags.extensions() {
-            let (_, used) = decode_cbor(rest)?;
+            let (extensions, used) = decode_cbor(rest)?;
+            if !matches!(extensions, Cbor::Map(_)) {
+                return fail("the authenticator's extension data is not a map");
+            }
             rest = &rest[used..];
+        }
+        if flags.backed_up() && !flags.backup_eligible() {
+            return fail("the authenticator says the credential is backed up but cannot be");
         }
         if !rest.is_empty() {
             return fail("the authenticator data has bytes after its end");
@@ -457,6 +471,7 @@ mod tests {
         assert!(decode_cbor(&[0xc0, 0x01]).is_err());
         assert!(decode_cbor(&[0x81; 40]).is_err());
         assert!(decode_cbor(&[]).is_err());
+        assert!(decode_cbor(&[0xa2, 0x01, 0x01, 0x01, 0x02]).is_err(), "a key twice");
     }
 
     #[test]
@@ -472,6 +487,10 @@ mod tests {
         assert_eq!(credential.public_key.algorithm(), -7);
         assert_eq!(aaguid_text(&credential.aaguid), "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa");
         assert!(check_registration(&parsed, "evil.test").is_err(), "another relying party");
+        assert!(
+            AuthenticatorData::parse(&auth_data("login.contoso.test", 0x45 | 0x10, &key)).is_err(),
+            "BS without BE"
+        );
         let unverified = AuthenticatorData::parse(&auth_data("login.contoso.test", 0x41, &key)).expect("parses");
         assert!(check_registration(&unverified, "login.contoso.test").is_err(), "no user verification");
         let mut trailing = data.clone();

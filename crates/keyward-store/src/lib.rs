@@ -565,7 +565,7 @@ pub trait SignInStore: Send {
     async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError>;
     /// A user's passkeys, oldest first.
     async fn list_fido2_methods(&mut self, user: &ObjectId) -> Result<Vec<Fido2Method>, StoreError>;
-    /// Adds a passkey; `Conflict` when the credential is registered in the tenant already.
+    /// Adds a passkey; `Conflict` when the credential is registered already (in any tenant).
     async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError>;
     /// Deletes one of a user's passkeys; `false` when there was none with that id.
     async fn delete_fido2_method(&mut self, user: &ObjectId, id: &ObjectId) -> Result<bool, StoreError>;

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch};
 use keyward_app::{AppError, Policies, PolicyObject};
-use keyward_core::methods_policy::{CampaignState, MethodConfig, Target, TargetType, Targets};
+use keyward_core::methods_policy::{CampaignState, MethodConfig, MethodsPolicy, Target, TargetType, Targets};
 use keyward_core::signin::TapPolicy;
 use serde_json::{Map, Value, json};
 
@@ -332,9 +332,17 @@ fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Polic
                 }
             }
             (Method::Fido2, "keyRestrictions") => {
-                let enforced = value.get("isEnforced").and_then(Value::as_bool).unwrap_or(false);
-                let listed = value.get("aaGuids").and_then(Value::as_array).is_some_and(|it| !it.is_empty());
-                if !value.is_object() || enforced || listed {
+                let Some(fields) = value.as_object() else {
+                    return Err(bad("keyRestrictions must be an object.".into()));
+                };
+                let off = fields.iter().all(|(name, value)| match name.as_str() {
+                    "@odata.type" => true,
+                    "isEnforced" => value == &Value::Bool(false),
+                    "aaGuids" => value.as_array().is_some_and(Vec::is_empty),
+                    "enforcementType" => matches!(value.as_str(), Some("allow" | "block")),
+                    _ => false,
+                });
+                if !off {
                     return Err(bad(
                         "keyRestrictions cannot be enforced yet: allowing or blocking authenticators by AAGUID is \
                          not supported, so isEnforced must be false and aaGuids empty."
@@ -427,8 +435,8 @@ async fn delete_config(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response
                 Method::SoftwareOath => methods.software_oath = MethodConfig::everyone(),
                 Method::Email => methods.email = MethodConfig::everyone(),
                 Method::Fido2 => {
-                    methods.fido2 = MethodConfig::everyone();
-                    methods.fido2_registration = true;
+                    let defaults = MethodsPolicy::default();
+                    (methods.fido2, methods.fido2_registration) = (defaults.fido2, defaults.fido2_registration);
                 }
                 Method::Sms | Method::Voice => (),
             }

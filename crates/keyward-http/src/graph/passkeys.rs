@@ -99,6 +99,10 @@ fn new_passkey(body: &Value) -> Result<NewPasskey, GraphError> {
     };
     let binary = |value: Option<&Value>, name: &str| -> Result<Vec<u8>, GraphError> {
         let raw = text(value, name)?;
+        // Far above any real authenticator's response; a bound on what is parsed and stored.
+        if raw.len() > 65_536 {
+            return Err(bad(&format!("publicKeyCredential.{name} is too long.")));
+        }
         URL_SAFE_NO_PAD
             .decode(raw.trim_end_matches('='))
             .map_err(|_| bad(&format!("publicKeyCredential.{name} must be Base64URL without padding.")))
@@ -155,6 +159,11 @@ async fn get_passkey(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> 
 async fn delete_passkey(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
     ctx.state.app.delete_passkey(&ctx.caller, Who::User(&key), &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_mine(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    get_passkey(ctx, Path((key, id))).await
 }
 
 async fn delete_mine(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
@@ -221,6 +230,11 @@ pub fn routes(api: Api) -> Api {
         "/me/authentication/fido2Methods/creationOptions",
         get(my_creation_options),
         Op::get("authentication", "WebAuthn options to create a passkey for yourself", SELF, "PasskeyCreationOptions"),
+    )
+    .route(
+        "/me/authentication/fido2Methods/{method}",
+        get(get_mine),
+        Op::get("authentication", "One of your passkeys", SELF, "AuthenticationMethod").with_param("method"),
     )
     .route(
         "/me/authentication/fido2Methods/{method}",

@@ -16,7 +16,8 @@ CREATE TABLE fido2_methods (
     attestation_level TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
-CREATE UNIQUE INDEX fido2_methods_credential ON fido2_methods(tenant_id, credential_id);
+-- A credential id names one credential on the whole server: every tenant shares the relying party.
+CREATE UNIQUE INDEX fido2_methods_credential ON fido2_methods(credential_id);
 CREATE INDEX fido2_methods_user ON fido2_methods(user_id);
 
 -- A challenge is stored by its SHA-256 and deleted when used or expired.

@@ -108,6 +108,12 @@ async fn provisioning_through_graph(backend: Backend) {
     let options_path = format!("/v1.0/users/{adele}/authentication/fido2Methods/creationOptions");
     let collection = format!("/v1.0/users/{adele}/authentication/fido2Methods");
 
+    // Passkeys are off until an administrator turns them on.
+    let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
+    assert_eq!(app.get(fido2).await.body["state"], "disabled");
+    assert_graph_error(&app.get(&options_path).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(app.patch(fido2, &json!({"state": "enabled"})).await.status, StatusCode::NO_CONTENT);
+
     // Options in Graph's shape (the SDK calls them as a function, `creationOptions()`).
     let options = app.get(&format!("{options_path}()")).await;
     assert_eq!(options.status, StatusCode::OK, "{}", options.text);
@@ -165,6 +171,11 @@ async fn provisioning_through_graph(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "Request_BadRequest",
     );
+    let mut huge = good.clone();
+    huge["publicKeyCredential"]["response"]["attestationObject"] = json!("A".repeat(70_000));
+    let refused = app.post(&collection, &huge).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(refused.text.contains("too long"), "{}", refused.text);
 
     // Listed with the user's methods; read and deleted like any method.
     let listed = app.get(&collection).await;
@@ -189,7 +200,6 @@ async fn provisioning_through_graph(backend: Backend) {
     assert_eq!(mine.status, StatusCode::FORBIDDEN, "{}", mine.text);
 
     // The methods policy: registration off, then passkeys off for her.
-    let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
     assert_eq!(
         app.patch(fido2, &json!({"isSelfServiceRegistrationAllowed": false})).await.status,
         StatusCode::NO_CONTENT
@@ -200,6 +210,7 @@ async fn provisioning_through_graph(backend: Backend) {
     assert_eq!(app.patch(fido2, &targets).await.status, StatusCode::NO_CONTENT);
     assert_graph_error(&app.get(&options_path).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_eq!(app.delete(fido2).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(fido2).await.body["state"], "disabled", "back to the default");
 
     // Deleted, and audited both ways with Entra's wording.
     assert_eq!(app.delete(&format!("{collection}/{id}")).await.status, StatusCode::NO_CONTENT);
