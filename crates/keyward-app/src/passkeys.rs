@@ -11,6 +11,7 @@
 use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::ids::ObjectId;
 use keyward_core::webauthn::{self, Attestation, AttestationObject, ClientData, PublicKey, WebauthnError, aaguid_text};
 use keyward_store::{Fido2Method, StoreError, WebauthnChallenge};
@@ -123,7 +124,7 @@ impl App {
 
     /// `GET …/fido2Methods/creationOptions`: a challenge for registering a passkey for `who`,
     /// allowed to whoever may register a method for them, while the methods policy lets them
-    /// register passkeys.
+    /// register passkeys. Audited as `Get passkey creation options`, as Entra does.
     pub async fn passkey_creation_options(&self, caller: &Caller, who: Who<'_>) -> Result<CreationOptions, AppError> {
         let now = self.now();
         let (mut tx, user, _, _) = self.change_target(caller, who, Change::Register).await?;
@@ -141,6 +142,8 @@ impl App {
             expires_at: expires,
         };
         tx.put_webauthn_challenge(&sha256(&challenge), &stored).await?;
+        let record = caller.succeeded(now, Activity::GetPasskeyCreationOptions, vec![TargetResource::user(&user)]);
+        tx.insert_audit(&record).await?;
         let exclude =
             tx.list_fido2_methods(&user.id).await?.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect();
         tx.commit().await?;

@@ -45,6 +45,7 @@ pub enum Activity {
     /// `Authentication Methods Policy Update` (Authentication Methods, ApplicationManagement).
     AuthenticationMethodsPolicyUpdate,
     UpdateSecurityDefaults,
+    GetPasskeyCreationOptions,
     /// `Enable Strong Authentication`: per-user MFA turned on.
     EnableStrongAuthentication,
     /// `Disable Strong Authentication`: per-user MFA turned off.
@@ -117,6 +118,7 @@ impl Activity {
             Activity::ChangePasswordSelfService => "Change password (self-service)",
             Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
             Activity::UpdateSecurityDefaults => "Update security defaults",
+            Activity::GetPasskeyCreationOptions => "Get passkey creation options",
             Activity::EnableStrongAuthentication => "Enable Strong Authentication",
             Activity::DisableStrongAuthentication => "Disable Strong Authentication",
             Activity::AddApplication => "Add application",
@@ -153,6 +155,7 @@ impl Activity {
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
+            | Activity::GetPasskeyCreationOptions
             | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
@@ -195,7 +198,8 @@ impl Activity {
             | Activity::AdminDeletedSecurityInfo
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserDeletedSecurityInfo
-            | Activity::UserUpdatedSecurityInfo => "Authentication Methods",
+            | Activity::UserUpdatedSecurityInfo
+            | Activity::GetPasskeyCreationOptions => "Authentication Methods",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             Activity::UpdateSecurityDefaults => "Conditional Access",
@@ -246,6 +250,7 @@ impl Activity {
             Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
             Activity::UpdateAuthorizationPolicy => "Update",
+            Activity::GetPasskeyCreationOptions => "Other",
         }
     }
 }

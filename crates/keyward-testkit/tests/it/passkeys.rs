@@ -224,6 +224,8 @@ async fn provisioning_through_graph(backend: Backend) {
     let reasons: Vec<&str> = records.iter().map(|it| it.result_reason.as_str()).collect();
     assert!(reasons.iter().any(|it| it.starts_with("Admin registered Passkey")), "{reasons:?}");
     assert!(reasons.iter().any(|it| it.starts_with("Admin deleted Passkey")), "{reasons:?}");
+    let activities: Vec<&str> = records.iter().map(|it| it.activity_display_name.as_str()).collect();
+    assert!(activities.contains(&"Get passkey creation options"), "{activities:?}");
     let all = format!("{records:?}");
     assert!(
         !all.contains(body["publicKeyCredential"]["id"].as_str().expect("id")),
