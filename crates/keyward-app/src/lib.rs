@@ -60,7 +60,9 @@ pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
 pub use crate::roles::{ItemPage, Memberships, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
-pub use crate::signin::{PORTAL_APP_ID, PORTAL_APP_NAME, SignInForm, SignInPage, SignInView, csrf_token};
+pub use crate::signin::{
+    PORTAL_APP_ID, PORTAL_APP_NAME, PasskeyRequest, SignInForm, SignInPage, SignInView, csrf_token,
+};
 pub use crate::signin_admin::SignInPage as SignInLogPage;
 pub use crate::tokens::AccessClaims;
 pub use keyward_core::signin::Stage;

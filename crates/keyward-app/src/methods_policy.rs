@@ -62,6 +62,13 @@ pub(crate) struct UserMethods {
     pub campaign: bool,
 }
 
+impl UserMethods {
+    /// Whether the user may register a strong method at the registration interrupt.
+    pub(crate) fn can_register(&self) -> bool {
+        self.software_oath || self.fido2_registration
+    }
+}
+
 /// What `policy` lets `user` do; group targets are checked by direct membership, one lookup per
 /// group the policy names (none for the default policy).
 pub(crate) async fn user_methods(

@@ -12,9 +12,10 @@ use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::webauthn::{self, Attestation, AttestationObject, ClientData, PublicKey, WebauthnError, aaguid_text};
-use keyward_store::{Fido2Method, StoreError, WebauthnChallenge};
+use keyward_store::{Fido2Method, StoreError, Tx, WebauthnChallenge};
 use time::{Duration, OffsetDateTime};
 
 use crate::auth_methods::{Change, Who};
@@ -132,29 +133,33 @@ impl App {
         if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
         }
+        let record = caller.succeeded(now, Activity::GetPasskeyCreationOptions, vec![TargetResource::user(&user)]);
+        tx.insert_audit(&record).await?;
+        let options = self.creation_challenge(&mut *tx, &user).await?;
+        tx.commit().await?;
+        Ok(options)
+    }
+
+    /// A registration challenge for `user`, kept in the database for five minutes, and the
+    /// options around it.
+    pub(crate) async fn creation_challenge(&self, tx: &mut dyn Tx, user: &User) -> Result<CreationOptions, AppError> {
         let mut challenge = [0_u8; 32];
         aws_lc_rs::rand::fill(&mut challenge).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random")))?;
-        let expires = now + CHALLENGE_LIFETIME;
+        let expires = self.now() + CHALLENGE_LIFETIME;
         let stored = WebauthnChallenge {
-            tenant_id: caller.tenant.id.clone(),
+            tenant_id: user.tenant_id.clone(),
             user_id: Some(user.id.clone()),
             purpose: "registration".into(),
             expires_at: expires,
         };
         tx.put_webauthn_challenge(&sha256(&challenge), &stored).await?;
-        let record = caller.succeeded(now, Activity::GetPasskeyCreationOptions, vec![TargetResource::user(&user)]);
-        tx.insert_audit(&record).await?;
         let exclude =
             tx.list_fido2_methods(&user.id).await?.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect();
-        tx.commit().await?;
-        let handle = uuid::Uuid::parse_str(user.id.as_str())
-            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("a user id that is no UUID")))?
-            .into_bytes();
         Ok(CreationOptions {
             challenge: URL_SAFE_NO_PAD.encode(challenge),
             expires,
             rp_id: self.relying_party()?.0,
-            user_handle: URL_SAFE_NO_PAD.encode(handle),
+            user_handle: URL_SAFE_NO_PAD.encode(user_handle(user)?),
             user_name: user.user_principal_name.clone(),
             display_name: user.display_name.clone(),
             exclude,
@@ -170,6 +175,22 @@ impl App {
         who: Who<'_>,
         new: NewPasskey,
     ) -> Result<PasskeyView, AppError> {
+        let verified = self.verify_new_passkey(&caller.tenant.id, &new).await?;
+        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
+        let method = self.store_passkey(&mut *tx, &user, verified).await?;
+        self.commit_method_change(tx, caller, &user, activity, &Change::Register.reason(who, passkey_kind(&method)))
+            .await?;
+        Ok(PasskeyView::of(&method))
+    }
+
+    /// Verifies a new passkey made from a registration challenge of this tenant; the challenge
+    /// is spent whatever the outcome, in its own transaction, so a failed attempt cannot be
+    /// retried with it.
+    pub(crate) async fn verify_new_passkey(
+        &self,
+        tenant: &ObjectId,
+        new: &NewPasskey,
+    ) -> Result<VerifiedPasskey, AppError> {
         let now = self.now();
         let display_name = new.display_name.as_deref().map(str::trim).filter(|it| !it.is_empty()).unwrap_or("Passkey");
         if display_name.chars().count() > MAX_NAME || display_name.chars().any(char::is_control) {
@@ -180,13 +201,12 @@ impl App {
         let challenge = URL_SAFE_NO_PAD
             .decode(&data.challenge)
             .map_err(|_| AppError::BadRequest("clientDataJSON.challenge is not Base64URL.".into()))?;
-        // Spent first, in its own transaction: a failed attempt cannot be retried with it.
         let mut tx = self.write().await?;
         let stored = tx.take_webauthn_challenge(&sha256(&challenge)).await?;
         tx.commit().await?;
         webauthn::check_client_data(&data, "webauthn.create", &origin).map_err(refused)?;
         let stored = stored
-            .filter(|it| it.purpose == "registration" && it.tenant_id == caller.tenant.id && it.expires_at > now)
+            .filter(|it| it.purpose == "registration" && it.tenant_id == *tenant && it.expires_at > now)
             .ok_or_else(|| {
                 AppError::BadRequest(
                     "The passkey's challenge is unknown, used or expired: get new creationOptions and create the \
@@ -228,14 +248,34 @@ impl App {
                 "notAttested"
             }
         };
-        let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
-        if stored.user_id.as_ref() != Some(&user.id) {
+        Ok(VerifiedPasskey {
+            challenge_user: stored.user_id,
+            display_name: display_name.to_owned(),
+            credential_id: credential.credential_id.clone(),
+            cose_key: credential.cose_key.clone(),
+            aaguid: aaguid_text(&credential.aaguid),
+            sign_count: i64::from(object.auth_data.sign_count),
+            backup_eligible: object.auth_data.flags.backup_eligible(),
+            backed_up: object.auth_data.flags.backed_up(),
+            attestation_level,
+        })
+    }
+
+    /// Stores a verified passkey for `user` (the challenge's user), if the methods policy lets
+    /// them register one and they have room for it.
+    pub(crate) async fn store_passkey(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        verified: VerifiedPasskey,
+    ) -> Result<Fido2Method, AppError> {
+        if verified.challenge_user.as_ref() != Some(&user.id) {
             return Err(AppError::BadRequest(
                 "The passkey's challenge was issued for another user: get creationOptions for this user.".into(),
             ));
         }
-        let policy = tx.methods_policy(&caller.tenant.id).await?;
-        if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
+        let policy = tx.methods_policy(&user.tenant_id).await?;
+        if !user_methods(tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
         }
         if tx.list_fido2_methods(&user.id).await?.len() >= MAX_PER_USER {
@@ -245,25 +285,23 @@ impl App {
         }
         let method = Fido2Method {
             id: new_id(),
-            tenant_id: caller.tenant.id.clone(),
+            tenant_id: user.tenant_id.clone(),
             user_id: user.id.clone(),
-            display_name: display_name.to_owned(),
-            credential_id: credential.credential_id.clone(),
-            cose_key: credential.cose_key.clone(),
-            aaguid: aaguid_text(&credential.aaguid),
-            sign_count: i64::from(object.auth_data.sign_count),
-            backup_eligible: object.auth_data.flags.backup_eligible(),
-            backed_up: object.auth_data.flags.backed_up(),
-            attestation_level: attestation_level.into(),
-            created: now,
+            display_name: verified.display_name,
+            credential_id: verified.credential_id,
+            cose_key: verified.cose_key,
+            aaguid: verified.aaguid,
+            sign_count: verified.sign_count,
+            backup_eligible: verified.backup_eligible,
+            backed_up: verified.backed_up,
+            attestation_level: verified.attestation_level.into(),
+            created: self.now(),
         };
         tx.insert_fido2_method(&method).await.map_err(|err| match err {
-            StoreError::Conflict { .. } => AppError::BadRequest("This passkey is registered already .".into()),
+            StoreError::Conflict { .. } => AppError::BadRequest("This passkey is registered already.".into()),
             other => other.into(),
         })?;
-        let kind = if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" };
-        self.commit_method_change(tx, caller, &user, activity, &Change::Register.reason(who, kind)).await?;
-        Ok(PasskeyView::of(&method))
+        Ok(method)
     }
 
     /// `GET …/fido2Methods`, read like any method.
@@ -281,9 +319,35 @@ impl App {
         let found = tx.list_fido2_methods(&user.id).await?.into_iter().find(|it| it.id == method_id);
         let Some(method) = found else { return Err(AppError::NotFound(id.to_owned())) };
         tx.delete_fido2_method(&user.id, &method_id).await?;
-        let kind = if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" };
-        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, kind)).await
+        self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, passkey_kind(&method))).await
     }
+}
+
+/// A new passkey that passed every check, not stored yet.
+#[derive(Debug)]
+pub(crate) struct VerifiedPasskey {
+    /// The user the challenge was issued for.
+    challenge_user: Option<ObjectId>,
+    display_name: String,
+    credential_id: Vec<u8>,
+    cose_key: Vec<u8>,
+    aaguid: String,
+    sign_count: i64,
+    backup_eligible: bool,
+    backed_up: bool,
+    attestation_level: &'static str,
+}
+
+/// "Passkey (synced)" or "Passkey (device-bound)", as audit reasons name them.
+pub(crate) fn passkey_kind(method: &Fido2Method) -> &'static str {
+    if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" }
+}
+
+/// A user's WebAuthn user handle: their object id's 16 bytes.
+pub(crate) fn user_handle(user: &User) -> Result<[u8; 16], AppError> {
+    Ok(uuid::Uuid::parse_str(user.id.as_str())
+        .map_err(|_| AppError::Unexpected(anyhow::anyhow!("a user id that is no UUID")))?
+        .into_bytes())
 }
 
 /// The RP ID and origin of a public URL; `None` when its host is an address.

@@ -28,11 +28,16 @@ use time::{Duration, OffsetDateTime};
 use crate::auth_methods::Who;
 use crate::commit_audited;
 use crate::methods_policy::{UserMethods, user_methods};
+use crate::passkeys::{CreationOptions, passkey_kind};
 use crate::signin_admin::{end_sessions, strong_authentication_requirement};
 use crate::tokens::load_actor;
 use crate::{App, AppError, Caller, Principal, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
 use keyward_core::auth_methods::PhoneType;
 use keyward_core::methods_policy::{Campaign, Nudge, campaign_nudge};
+
+mod passkey;
+
+pub use passkey::PasskeyRequest;
 
 /// The application id the sign-in log names for Keyward's own pages.
 pub const PORTAL_APP_ID: &str = "7e1a6c1d-6b3a-4f0e-9a55-6b6579776172";
@@ -71,6 +76,9 @@ pub struct SignInForm {
     pub confirmed: bool,
     /// "Not now" on the registration campaign's prompt.
     pub skip: bool,
+    /// A passkey's answer or new credential, as the page's script sends it
+    /// (`PublicKeyCredential.toJSON()`).
+    pub credential: Option<String>,
 }
 
 /// The page to show.
@@ -78,10 +86,13 @@ pub struct SignInForm {
 pub enum SignInPage {
     Username {
         error: Option<String>,
+        /// "Sign in with a passkey", when passkeys are on in the tenant.
+        passkey: Option<PasskeyRequest>,
     },
     Password {
         username: String,
         error: Option<String>,
+        passkey: Option<PasskeyRequest>,
     },
     ChangePassword {
         username: String,
@@ -92,9 +103,24 @@ pub enum SignInPage {
         username: String,
         remember_days: i64,
         error: Option<String>,
+        /// Whether the authenticator-app code form is shown.
+        code: bool,
+        /// The user's passkeys, when they may use them.
+        passkey: Option<PasskeyRequest>,
     },
+    /// The registration interrupt: which methods the user may set up.
     MoreInfo {
         username: String,
+        totp: bool,
+        passkey: bool,
+        error: Option<String>,
+    },
+    /// Creating a passkey: the options for `navigator.credentials.create`.
+    RegisterPasskey {
+        username: String,
+        options: CreationOptions,
+        can_cancel: bool,
+        error: Option<String>,
     },
     /// The registration campaign: "set up an authenticator app", with "Not now" while the user
     /// may still skip it (for `snooze_days`).
@@ -116,6 +142,8 @@ pub enum SignInPage {
         user_principal_name: String,
         /// Each method's label and, for those the user may delete here, its form value.
         methods: Vec<(String, Option<String>)>,
+        /// Whether "Add a passkey" is offered.
+        can_add_passkey: bool,
         /// The user's newest sign-ins: time, application, result, IP address.
         recent: Vec<(String, String, String, String)>,
         notice: Option<String>,
@@ -251,7 +279,7 @@ impl App {
                 }
             }
         }
-        self.start_flow(&tenant, return_to).await
+        self.start_flow(&tenant, return_to, None).await
     }
 
     /// `POST` of a sign-in form.
@@ -272,7 +300,7 @@ impl App {
             }
             None => None,
         };
-        if let (None, Some(cookie), "username") = (&session, cookie, form.step.as_str()) {
+        if let (None, Some(cookie), "username" | "passkey") = (&session, cookie, form.step.as_str()) {
             // The first form of a sign-in started by a page load that wrote nothing. The CSRF
             // token is checked before anything is written.
             if constant_time_eq(csrf_token(cookie).as_bytes(), form.csrf.as_bytes()) {
@@ -281,13 +309,13 @@ impl App {
             }
         }
         let (Some(cookie), Some(session)) = (cookie, session.filter(|it| it.tenant_id == tenant.id)) else {
-            let mut view = self.start_flow(&tenant, None).await?;
-            view.page = Some(SignInPage::Username {
-                error: Some(
-                    "Your sign-in page expired or cookies are blocked. Allow cookies and sign in again.".into(),
-                ),
-            });
-            return Ok(view);
+            return self
+                .start_flow(
+                    &tenant,
+                    None,
+                    Some("Your sign-in page expired or cookies are blocked. Allow cookies and sign in again.".into()),
+                )
+                .await;
         };
         let expected = csrf_token(cookie);
         if !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
@@ -298,9 +326,9 @@ impl App {
             ));
         }
         if session.expires_at <= now {
-            let mut view = self.start_flow(&tenant, Some(&session.return_to)).await?;
-            view.page = Some(SignInPage::Username { error: Some("Your sign-in took too long. Start again.".into()) });
-            return Ok(view);
+            return self
+                .start_flow(&tenant, Some(&session.return_to), Some("Your sign-in took too long. Start again.".into()))
+                .await;
         }
         let mut flow = Flow { tenant, cookie: cookie.to_owned(), session, meta };
         let stage = flow.session.stage;
@@ -322,6 +350,12 @@ impl App {
                 _ => (),
             }
         }
+        if form.step == "passkey" && flow.session.authenticated_at.is_none() {
+            return match stage {
+                Stage::Username | Stage::Password | Stage::Mfa => self.submit_passkey(&mut flow, &form).await,
+                _ => self.render(&mut flow, None).await,
+            };
+        }
         if form.step != stage.as_str() {
             // A stale form (back button, second tab): show where the sign-in really stands.
             return self.render(&mut flow, None).await;
@@ -331,9 +365,13 @@ impl App {
             Stage::Password => self.submit_first_factor(&mut flow, &form, device_cookie).await,
             Stage::ChangePassword => self.submit_new_password(&mut flow, &form, device_cookie).await,
             Stage::Mfa => self.submit_code(&mut flow, &form).await,
+            Stage::MoreInfo if form.method.as_deref() == Some("passkey") => {
+                self.begin_passkey_registration(&mut flow).await
+            }
             Stage::MoreInfo => self.begin_totp_registration(&mut flow).await,
             Stage::Campaign => self.submit_campaign(&mut flow, &form).await,
             Stage::RegisterTotp => self.submit_registration(&mut flow, &form).await,
+            Stage::RegisterPasskey => self.submit_passkey_registration(&mut flow, &form).await,
             Stage::Done => self.render(&mut flow, None).await,
         }
     }
@@ -342,16 +380,22 @@ impl App {
     /// `{random}.{expiry}.{mac}`, the MAC binding it to the tenant, its expiry and the return
     /// address the form carries; the session row is created by the first form post
     /// ([`App::materialize_flow`]), so a flood of page loads writes nothing.
-    async fn start_flow(&self, tenant: &Tenant, return_to: Option<&str>) -> Result<SignInView, AppError> {
+    async fn start_flow(
+        &self,
+        tenant: &Tenant,
+        return_to: Option<&str>,
+        error: Option<String>,
+    ) -> Result<SignInView, AppError> {
         let expires = (self.now() + FLOW_LIFETIME).unix_timestamp();
         let return_to = safe_return_to(return_to);
         let random = random_token()?;
         let mac =
             self.inner.keys.sign_checkpoint(pending_message(&tenant.id, &random, expires, &return_to).as_bytes())?;
         let cookie = format!("{random}.{expires}.{mac}");
+        let passkey = self.passkey_request(&tenant.id, &cookie, None).await?;
         Ok(SignInView {
             tenant_id: tenant.id.clone(),
-            page: Some(SignInPage::Username { error: None }),
+            page: Some(SignInPage::Username { error, passkey }),
             redirect: None,
             csrf: csrf_token(&cookie),
             set_session: Some(cookie),
@@ -425,23 +469,49 @@ impl App {
     }
 
     fn redirect(&self, flow: &Flow, target: String) -> SignInView {
-        SignInView { page: None, redirect: Some(target), ..self.view(flow, SignInPage::Username { error: None }) }
+        SignInView {
+            page: None,
+            redirect: Some(target),
+            ..self.view(flow, SignInPage::Username { error: None, passkey: None })
+        }
     }
 
     /// The page for the session's stage.
     async fn render(&self, flow: &mut Flow, error: Option<String>) -> Result<SignInView, AppError> {
         let username = flow.session.username.clone().unwrap_or_default();
         let page = match flow.session.stage {
-            Stage::Username => SignInPage::Username { error },
-            Stage::Password => SignInPage::Password { username, error },
+            Stage::Username => SignInPage::Username {
+                error,
+                passkey: self.passkey_request(&flow.tenant.id, &flow.cookie, None).await?,
+            },
+            Stage::Password => SignInPage::Password {
+                username,
+                error,
+                passkey: self.passkey_request(&flow.tenant.id, &flow.cookie, None).await?,
+            },
             Stage::ChangePassword => {
                 SignInPage::ChangePassword { is_required: flow.session.authenticated_at.is_none(), username, error }
             }
             Stage::Mfa => {
+                let user = self.flow_user(flow).await?;
                 let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
-                SignInPage::Mfa { username, remember_days: policy.remember_mfa_days, error }
+                let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
+                let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(&user)).await?;
+                // The code form is offered whenever a passkey is not the only way left.
+                let code = facts.has_app || passkey.is_none();
+                SignInPage::Mfa { username, remember_days: policy.remember_mfa_days, error, code, passkey }
             }
-            Stage::MoreInfo => SignInPage::MoreInfo { username },
+            Stage::MoreInfo => {
+                let user = self.flow_user(flow).await?;
+                let methods = self.user_methods(&flow.tenant.id, &user.id).await?;
+                SignInPage::MoreInfo {
+                    username,
+                    totp: methods.software_oath,
+                    passkey: methods.fido2_registration && self.relying_party().is_ok(),
+                    error,
+                }
+            }
+            Stage::RegisterPasskey => self.register_passkey_page(flow, error).await?,
             Stage::Campaign => {
                 let user = self.flow_user(flow).await?;
                 let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
@@ -642,12 +712,12 @@ impl App {
                 }
                 self.finish(flow, user, details).await
             }
-            NextStep::Register if !facts.methods.software_oath && factor == FirstFactor::TemporaryAccessPass => {
+            NextStep::Register if !facts.methods.can_register() && factor == FirstFactor::TemporaryAccessPass => {
                 // Nothing the user may register: a pass is strong on its own, so it signs in (the
                 // operator's recovery pass must work whatever the policy says).
                 self.finish(flow, user, vec![first]).await
             }
-            NextStep::Register if !facts.methods.software_oath => {
+            NextStep::Register if !facts.methods.can_register() => {
                 // Registration is required, but the methods policy lets this user register nothing.
                 let failed = detail(
                     now,
@@ -1040,6 +1110,61 @@ impl App {
             return self.render(flow, None).await;
         }
         tx.insert_software_oath_method(&method).await?;
+        self.record_registration(&mut *tx, flow, &user, "User registered software OATH token").await?;
+        tx.commit().await?;
+        flow.session.pending_secret = None;
+        let amr = [AuthMethodRef::Otp, AuthMethodRef::Mfa];
+        self.registered(flow, &user, &amr, "Software OATH token", "Your authenticator app is registered.".into()).await
+    }
+
+    /// Where a registration on the pages leads: the account page (`notice`), or the end of the
+    /// sign-in it interrupted. Registering counts as the session's MFA (`amr`) only when it had
+    /// none: a session with MFA keeps its time, so adding method after method cannot keep a
+    /// stolen session's MFA recent.
+    async fn registered(
+        &self,
+        flow: &mut Flow,
+        user: &User,
+        amr: &[AuthMethodRef],
+        method: &str,
+        notice: String,
+    ) -> Result<SignInView, AppError> {
+        let now = self.now();
+        if flow.session.mfa_at.is_none() {
+            for it in amr {
+                flow.session.methods.push(*it);
+            }
+            flow.session.mfa_at = Some(now);
+        }
+        if flow.session.authenticated_at.is_some() {
+            flow.session.stage = Stage::Done;
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, user, Some(notice)).await;
+        }
+        let first_method = if flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass) {
+            "Temporary Access Pass"
+        } else {
+            "Password"
+        };
+        let details = vec![
+            detail(now, first_method, true, "Correct credentials"),
+            detail(now, method, true, "MFA registration completed"),
+        ];
+        self.finish(flow, user, details).await
+    }
+
+    /// What a method registered by the user on the pages changes besides the method: a first
+    /// administrator's (or an operator's recovery) pass has done its job, per-user MFA moves from
+    /// enabled to enforced, and the user's own `User registered security info` (and, when per-user
+    /// MFA moved, `Update user`) is recorded with `reason`.
+    async fn record_registration(
+        &self,
+        tx: &mut dyn Tx,
+        flow: &Flow,
+        user: &User,
+        reason: &str,
+    ) -> Result<(), AppError> {
+        let now = self.now();
         // A first administrator's (or an operator's recovery) pass has done its job now.
         tx.spend_registration_pass(&user.id, now).await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
@@ -1047,13 +1172,13 @@ impl App {
         let old_requirement = strong_authentication_requirement(&state);
         state.per_user_mfa = old.after_registration();
         tx.set_user_sign_in_state(&user.id, &state).await?;
-        let audit = self.self_audit(flow, &user, now);
+        let audit = self.self_audit(flow, user, now);
         let mut record = audit.success(
             audit_id(&audit.correlation_id),
             Activity::UserRegisteredSecurityInfo,
-            vec![TargetResource::user(&user)],
+            vec![TargetResource::user(user)],
         );
-        record.result_reason = "User registered software OATH token".into();
+        record.result_reason = reason.to_owned();
         tx.insert_audit(&record).await?;
         if old != state.per_user_mfa {
             let change = PropertyChange {
@@ -1064,34 +1189,11 @@ impl App {
             let record = audit.success(
                 audit_id(&audit.correlation_id),
                 Activity::UpdateUser,
-                vec![TargetResource::user(&user).with_changes(vec![change])],
+                vec![TargetResource::user(user).with_changes(vec![change])],
             );
             tx.insert_audit(&record).await?;
         }
-        tx.commit().await?;
-        flow.session.pending_secret = None;
-        // Registering counts as the session's MFA only when it had none: a session with MFA
-        // keeps its time, so adding app after app cannot keep a stolen session's MFA recent.
-        if flow.session.mfa_at.is_none() {
-            flow.session.methods.push(AuthMethodRef::Otp);
-            flow.session.methods.push(AuthMethodRef::Mfa);
-            flow.session.mfa_at = Some(now);
-        }
-        if flow.session.authenticated_at.is_some() {
-            flow.session.stage = Stage::Done;
-            self.save_session(&flow.session).await?;
-            return self.account_page(flow, &user, Some("Your authenticator app is registered.".into())).await;
-        }
-        let first_method = if flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass) {
-            "Temporary Access Pass"
-        } else {
-            "Password"
-        };
-        let details = vec![
-            detail(now, first_method, true, "Correct credentials"),
-            detail(now, "Software OATH token", true, "MFA registration completed"),
-        ];
-        self.finish(flow, &user, details).await
+        Ok(())
     }
 
     /// Counts a wrong one-time or device code toward the user's code lockout.
@@ -1239,6 +1341,9 @@ impl App {
     async fn account_page(&self, flow: &Flow, user: &User, notice: Option<String>) -> Result<SignInView, AppError> {
         let mut tx = self.read().await?;
         let methods = account_methods(&mut *tx, user).await?;
+        let policy = tx.methods_policy(&flow.tenant.id).await?;
+        let can_add_passkey =
+            user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration && self.relying_party().is_ok();
         let filter = SignInFilter { user_id: Some(user.id.to_string()), ..SignInFilter::default() };
         let recent = tx.query_sign_ins(&flow.tenant.id, &filter, None, RECENT_SIGN_INS).await?;
         drop(tx);
@@ -1259,6 +1364,7 @@ impl App {
                 display_name: user.display_name.clone(),
                 user_principal_name: user.user_principal_name.clone(),
                 methods,
+                can_add_passkey,
                 recent,
                 notice,
             },
@@ -1273,34 +1379,12 @@ impl App {
                 self.save_session(&flow.session).await?;
                 self.render(flow, None).await
             }
-            "add_totp" => {
-                let now = self.now();
-                let mut tx = self.read().await?;
-                let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty();
-                let has_method = has_app
-                    || !tx.list_phone_methods(&user.id).await?.is_empty()
-                    || tx.get_email_method(&user.id).await?.is_some();
-                drop(tx);
-                // Adding a method needs a recent proof: MFA if the user has any method (a phone or
-                // an e-mail address too: whoever adds an app may then change them), otherwise a
-                // recent sign-in, so an old or stolen session, or a password alone, cannot plant one.
-                let proof = if has_method { flow.session.mfa_at } else { flow.session.authenticated_at };
-                if proof.is_none_or(|at| now - at > RECENT_MFA) {
-                    let notice = match (has_method, has_app) {
-                        (false, _) => "To add a method, sign out and sign in again first: this needs a sign-in within \
-                                       the last 10 minutes."
-                            .to_owned(),
-                        (true, true) => {
-                            "To add a method, sign out and sign in with your authenticator app first: this \
-                                         needs multi-factor authentication within the last 10 minutes."
-                                .to_owned()
-                        }
-                        (true, false) => "To add a method, you need multi-factor authentication within the last 10 \
-                                          minutes, and you have no authenticator app to sign in with: ask your \
-                                          administrator for a Temporary Access Pass, then sign in with it."
-                            .to_owned(),
-                    };
+            "add_totp" | "add_passkey" => {
+                if let Err(notice) = self.may_add_method(flow, user).await? {
                     return self.account_page(flow, user, Some(notice)).await;
+                }
+                if form.step == "add_passkey" {
+                    return self.begin_passkey_registration(flow).await;
                 }
                 self.begin_totp_registration(flow).await
             }
@@ -1363,6 +1447,7 @@ impl App {
                 }
                 let done = match method.split_once(':') {
                     Some(("totp", id)) => self.delete_software_oath(&caller, Who::Me, id).await,
+                    Some(("passkey", id)) => self.delete_passkey(&caller, Who::Me, id).await,
                     Some(("phone", kind)) => match PhoneType::parse(kind) {
                         Some(phone_type) => self.delete_phone(&caller, Who::Me, phone_type).await,
                         None => Err(AppError::NotFound(kind.to_owned())),
@@ -1414,9 +1499,7 @@ impl App {
         let mut tx = self.write().await?;
         tx.delete_browser_session(&flow.session.id_sha256).await?;
         tx.commit().await?;
-        let mut view = self.start_flow(&flow.tenant, None).await?;
-        view.page = Some(SignInPage::Username { error: Some("You signed out.".into()) });
-        Ok(view)
+        self.start_flow(&flow.tenant, None, Some("You signed out.".into())).await
     }
 
     /// "Sign out everywhere" on the account page: every session and refresh token of the user
@@ -1435,17 +1518,16 @@ impl App {
         let record =
             audit.success(audit_id(&audit.correlation_id), Activity::UpdateStsRefreshTokenValidFrom, vec![target]);
         commit_audited(tx, [record]).await?;
-        let mut view = self.start_flow(&flow.tenant, None).await?;
-        view.page = Some(SignInPage::Username {
-            error: Some("You signed out everywhere: every session and app must sign in again.".into()),
-        });
-        Ok(view)
+        self.start_flow(
+            &flow.tenant,
+            None,
+            Some("You signed out everywhere: every session and app must sign in again.".into()),
+        )
+        .await
     }
 
     async fn session_ended(&self, tenant: &Tenant) -> Result<SignInView, AppError> {
-        let mut view = self.start_flow(tenant, None).await?;
-        view.page = Some(SignInPage::Username { error: Some("Your session has ended. Sign in again.".into()) });
-        Ok(view)
+        self.start_flow(tenant, None, Some("Your session has ended. Sign in again.".into())).await
     }
 
     async fn flow_user(&self, flow: &Flow) -> Result<User, AppError> {
@@ -1604,8 +1686,10 @@ fn campaign_nudge_of(facts: &MfaFacts, now: OffsetDateTime) -> Nudge {
 pub(crate) struct MfaFacts {
     /// Why the user must use MFA, if they must.
     pub requirement: Option<MfaReason>,
-    /// Whether the user has an authenticator app the methods policy lets them use.
+    /// Whether the user has an authenticator app or a passkey the methods policy lets them use.
     pub has_method: bool,
+    /// Whether they have an authenticator app they may use.
+    pub has_app: bool,
     /// What the methods policy lets the user register and use.
     pub methods: UserMethods,
     /// The registration campaign.
@@ -1628,10 +1712,12 @@ pub(crate) async fn mfa_facts_in(
         signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
     let methods_policy = tx.methods_policy(&tenant.id).await?;
     let methods = user_methods(tx, &user.id, &methods_policy).await?;
-    let has_method = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
+    let has_app = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
+    let has_passkey = methods.fido2 && !tx.list_fido2_methods(&user.id).await?.is_empty();
     Ok(MfaFacts {
         requirement: signin::mfa_requirement(policy, state.per_user_mfa, is_privileged),
-        has_method,
+        has_method: has_app || has_passkey,
+        has_app,
         methods,
         campaign: methods_policy.campaign,
         state,
@@ -1647,6 +1733,10 @@ async fn account_methods(tx: &mut dyn Tx, user: &User) -> Result<Vec<(String, Op
     }
     for method in tx.list_software_oath_methods(&user.id).await? {
         methods.push((totp_label(&method), Some(format!("totp:{}", method.id))));
+    }
+    for method in tx.list_fido2_methods(&user.id).await? {
+        let label = format!("{}: {}", passkey_kind(&method), method.display_name);
+        methods.push((label, Some(format!("passkey:{}", method.id))));
     }
     for (kind, number) in tx.list_phone_methods(&user.id).await? {
         methods.push((format!("{}: {number}", phone_kind_label(&kind)), Some(format!("phone:{kind}"))));

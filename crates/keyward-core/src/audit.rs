@@ -46,6 +46,8 @@ pub enum Activity {
     AuthenticationMethodsPolicyUpdate,
     UpdateSecurityDefaults,
     GetPasskeyCreationOptions,
+    /// A passkey's signature counter went back: refused as possibly cloned (Keyward's own).
+    PasskeyPossiblyCloned,
     /// `Enable Strong Authentication`: per-user MFA turned on.
     EnableStrongAuthentication,
     /// `Disable Strong Authentication`: per-user MFA turned off.
@@ -119,6 +121,7 @@ impl Activity {
             Activity::AuthenticationMethodsPolicyUpdate => "Authentication Methods Policy Update",
             Activity::UpdateSecurityDefaults => "Update security defaults",
             Activity::GetPasskeyCreationOptions => "Get passkey creation options",
+            Activity::PasskeyPossiblyCloned => "Passkey possibly cloned",
             Activity::EnableStrongAuthentication => "Enable Strong Authentication",
             Activity::DisableStrongAuthentication => "Disable Strong Authentication",
             Activity::AddApplication => "Add application",
@@ -156,6 +159,7 @@ impl Activity {
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
             | Activity::GetPasskeyCreationOptions
+            | Activity::PasskeyPossiblyCloned
             | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
@@ -199,7 +203,8 @@ impl Activity {
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
-            | Activity::GetPasskeyCreationOptions => "Authentication Methods",
+            | Activity::GetPasskeyCreationOptions
+            | Activity::PasskeyPossiblyCloned => "Authentication Methods",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             Activity::UpdateSecurityDefaults => "Conditional Access",
@@ -250,7 +255,7 @@ impl Activity {
             Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
             Activity::UpdateAuthorizationPolicy => "Update",
-            Activity::GetPasskeyCreationOptions => "Other",
+            Activity::GetPasskeyCreationOptions | Activity::PasskeyPossiblyCloned => "Other",
         }
     }
 }

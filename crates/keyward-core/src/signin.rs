@@ -711,6 +711,8 @@ pub enum Stage {
     /// The registration campaign's "set up an authenticator app" prompt.
     Campaign,
     RegisterTotp,
+    /// Creating a passkey (at the registration interrupt or from the account page).
+    RegisterPasskey,
     Done,
 }
 
@@ -724,6 +726,7 @@ impl Stage {
             Stage::MoreInfo => "more_info",
             Stage::Campaign => "campaign",
             Stage::RegisterTotp => "register_totp",
+            Stage::RegisterPasskey => "register_passkey",
             Stage::Done => "done",
         }
     }
@@ -737,6 +740,7 @@ impl Stage {
             "more_info" => Stage::MoreInfo,
             "campaign" => Stage::Campaign,
             "register_totp" => Stage::RegisterTotp,
+            "register_passkey" => Stage::RegisterPasskey,
             "done" => Stage::Done,
             _ => Stage::Username,
         }
@@ -754,6 +758,12 @@ pub enum AuthMethodRef {
     Otp,
     /// More than one factor.
     Mfa,
+    /// A passkey (FIDO2 / WebAuthn credential).
+    Fido,
+    /// Proof of a hardware-bound key (a device-bound passkey).
+    Hwk,
+    /// Proof of a software-held key (a synced passkey).
+    Swk,
 }
 
 impl AuthMethodRef {
@@ -763,13 +773,24 @@ impl AuthMethodRef {
             AuthMethodRef::TemporaryAccessPass => "tap",
             AuthMethodRef::Otp => "otp",
             AuthMethodRef::Mfa => "mfa",
+            AuthMethodRef::Fido => "fido",
+            AuthMethodRef::Hwk => "hwk",
+            AuthMethodRef::Swk => "swk",
         }
     }
 
     fn parse(text: &str) -> Option<AuthMethodRef> {
-        [AuthMethodRef::Password, AuthMethodRef::TemporaryAccessPass, AuthMethodRef::Otp, AuthMethodRef::Mfa]
-            .into_iter()
-            .find(|it| it.as_str() == text)
+        [
+            AuthMethodRef::Password,
+            AuthMethodRef::TemporaryAccessPass,
+            AuthMethodRef::Otp,
+            AuthMethodRef::Mfa,
+            AuthMethodRef::Fido,
+            AuthMethodRef::Hwk,
+            AuthMethodRef::Swk,
+        ]
+        .into_iter()
+        .find(|it| it.as_str() == text)
     }
 }
 

@@ -418,6 +418,29 @@ pub fn check_registration<'a>(
     auth.credential.as_ref().ok_or_else(|| WebauthnError("the response carries no credential".into()))
 }
 
+/// The checks on a sign-in's (an assertion's) authenticator data: made for this relying party,
+/// with the user present and verified. The credential's signature is checked by the caller.
+pub fn check_assertion(auth: &AuthenticatorData, rp_id: &str) -> Result<(), WebauthnError> {
+    let expected: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+    if auth.rp_id_hash != expected {
+        return fail(format!("the passkey answered for another relying party than '{rp_id}'"));
+    }
+    if !auth.flags.user_present() {
+        return fail("the user was not present");
+    }
+    if !auth.flags.user_verified() {
+        return fail("the authenticator did not verify the user (a PIN or biometric is required)");
+    }
+    Ok(())
+}
+
+/// Whether a signature counter says the credential may have been cloned (WebAuthn §7.2, step
+/// 21): once either the stored or the received counter is not zero, each use must count higher
+/// than the last. Two zeros mean an authenticator without a counter (synced passkeys).
+pub fn counter_went_back(stored: u32, received: u32) -> bool {
+    (stored != 0 || received != 0) && received <= stored
+}
+
 /// The bytes an attestation or assertion signature covers: authenticator data then the SHA-256
 /// of the client data.
 pub fn signed_bytes(auth_data: &[u8], client_data_json: &[u8]) -> Vec<u8> {
@@ -497,6 +520,28 @@ mod tests {
         trailing.push(0);
         assert!(AuthenticatorData::parse(&trailing).is_err());
         assert!(AuthenticatorData::parse(&data[..50]).is_err());
+    }
+
+    #[test]
+    fn assertions_and_counters_are_checked() {
+        let mut data: Vec<u8> = Sha256::digest(b"login.contoso.test").to_vec();
+        data.push(0x05);
+        data.extend(9_u32.to_be_bytes());
+        let parsed = AuthenticatorData::parse(&data).expect("parses");
+        assert_eq!(check_assertion(&parsed, "login.contoso.test"), Ok(()));
+        assert!(check_assertion(&parsed, "contoso.test").is_err(), "another relying party");
+        data[32] = 0x01;
+        let unverified = AuthenticatorData::parse(&data).expect("parses");
+        assert!(check_assertion(&unverified, "login.contoso.test").is_err(), "no user verification");
+        data[32] = 0x04;
+        let absent = AuthenticatorData::parse(&data).expect("parses");
+        assert!(check_assertion(&absent, "login.contoso.test").is_err(), "no user presence");
+        assert!(!counter_went_back(0, 0), "no counter");
+        assert!(!counter_went_back(4, 5));
+        assert!(counter_went_back(5, 5), "the same count twice");
+        assert!(counter_went_back(5, 3));
+        assert!(counter_went_back(5, 0), "a counter that stopped counting");
+        assert!(!counter_went_back(0, 1));
     }
 
     #[test]

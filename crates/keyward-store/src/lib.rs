@@ -565,6 +565,17 @@ pub trait SignInStore: Send {
     async fn list_software_oath_methods(&mut self, user: &ObjectId) -> Result<Vec<SoftwareOathMethod>, StoreError>;
     /// A user's passkeys, oldest first.
     async fn list_fido2_methods(&mut self, user: &ObjectId) -> Result<Vec<Fido2Method>, StoreError>;
+    /// The passkey with this credential id (in any tenant).
+    async fn find_fido2_method(&mut self, credential_id: &[u8]) -> Result<Option<Fido2Method>, StoreError>;
+    /// Records a sign-in with a passkey: its new signature counter and backup state, only if the
+    /// counter is still `seen_count`; `false` when another sign-in used it meanwhile.
+    async fn use_fido2_method(
+        &mut self,
+        id: &ObjectId,
+        seen_count: i64,
+        new_count: i64,
+        backed_up: bool,
+    ) -> Result<bool, StoreError>;
     /// Adds a passkey; `Conflict` when the credential is registered already (in any tenant).
     async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError>;
     /// Deletes one of a user's passkeys; `false` when there was none with that id.

@@ -22,6 +22,8 @@ pub struct Page {
 #[derive(Debug, Clone)]
 pub struct Form {
     pub action: String,
+    /// The opening `<form …>` tag.
+    pub tag: String,
     /// `(name, value, autocomplete, type)` of each input.
     pub inputs: Vec<(String, String, String, String)>,
 }
@@ -82,7 +84,7 @@ impl Page {
                 ));
                 inner = &inner[tag_end..];
             }
-            res.push(Form { action, inputs });
+            res.push(Form { action, tag: open.to_owned(), inputs });
             rest = &rest[start + end..];
         }
         res
@@ -93,6 +95,13 @@ impl Page {
         self.forms()
             .into_iter()
             .find(|form| form.inputs.iter().any(|(name, value, ..)| name == "step" && value == step))
+    }
+}
+
+impl Form {
+    /// An attribute of the form element (`data-options`), unescaped.
+    pub fn attr(&self, name: &str) -> Option<String> {
+        attr(&self.tag, name)
     }
 }
 
@@ -234,7 +243,11 @@ impl Browser {
             if name.is_empty() || kind == "checkbox" {
                 continue;
             }
-            let filled = fills.iter().find(|(token, _)| token == autocomplete).map(|(_, it)| (*it).to_owned());
+            // `autocomplete` may hold several tokens (`username webauthn`).
+            let filled = fills
+                .iter()
+                .find(|(token, _)| autocomplete.split_whitespace().any(|it| it == *token))
+                .map(|(_, it)| (*it).to_owned());
             match filled {
                 // Both new-password inputs take the same value, as a password manager fills them.
                 Some(value) => fields.push((name.clone(), value)),

@@ -15,7 +15,7 @@ mod directory_roles;
 mod groups;
 mod methods_policy;
 mod organization;
-mod passkeys;
+pub(crate) mod passkeys;
 mod permission_grants;
 mod policies;
 mod reports;

@@ -34,21 +34,27 @@ pub(super) fn passkey_json(view: &PasskeyView) -> Value {
     })
 }
 
+/// The `publicKey` of `webauthnCredentialCreationOptions` (a discoverable credential required,
+/// as Graph asks).
+pub(crate) fn public_key_creation_json(options: &CreationOptions) -> Value {
+    json!({
+        "challenge": options.challenge,
+        "timeout": 300_000,
+        "attestation": "none",
+        "rp": {"id": options.rp_id, "name": "Keyward"},
+        "user": {"id": options.user_handle, "name": options.user_name, "displayName": options.display_name},
+        "pubKeyCredParams": ALGORITHMS.iter().map(|alg| json!({"type": "public-key", "alg": alg})).collect::<Vec<_>>(),
+        "excludeCredentials": options.exclude.iter().map(|id| json!({"type": "public-key", "id": id, "transports": []})).collect::<Vec<_>>(),
+        "authenticatorSelection": {"requireResidentKey": true, "userVerification": "required"},
+    })
+}
+
 fn options_json(ctx: &GraphCtx, options: &CreationOptions) -> Response {
     entity(
         format!("{}/$metadata#microsoft.graph.webauthnCredentialCreationOptions", ctx.base()),
         json!({
             "challengeTimeoutDateTime": rfc3339(options.expires),
-            "publicKey": {
-                "challenge": options.challenge,
-                "timeout": 300_000,
-                "attestation": "none",
-                "rp": {"id": options.rp_id, "name": "Keyward"},
-                "user": {"id": options.user_handle, "name": options.user_name, "displayName": options.display_name},
-                "pubKeyCredParams": ALGORITHMS.iter().map(|alg| json!({"type": "public-key", "alg": alg})).collect::<Vec<_>>(),
-                "excludeCredentials": options.exclude.iter().map(|id| json!({"type": "public-key", "id": id, "transports": []})).collect::<Vec<_>>(),
-                "authenticatorSelection": {"requireResidentKey": true, "userVerification": "required"},
-            },
+            "publicKey": public_key_creation_json(options),
         }),
         StatusCode::OK,
     )

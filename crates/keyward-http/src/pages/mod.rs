@@ -160,6 +160,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/assets/keyward.css", get(stylesheet))
         .route("/assets/keyward.js", get(script))
+        .route("/assets/passkey.js", get(passkey_script))
         .route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
         .route("/{tenant}/admin", get(portal::home))
         .route("/{tenant}/admin/users", get(portal::users))
@@ -204,6 +205,15 @@ async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../assets/keyward.js"),
+    )
+        .into_response()
+}
+
+/// `GET /assets/passkey.js`: the passkey ceremonies of the sign-in and account pages.
+async fn passkey_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../assets/passkey.js"),
     )
         .into_response()
 }

@@ -8,8 +8,9 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query as RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_app::{AppError, SignInForm, SignInPage, SignInView, Stage, Surface};
+use keyward_app::{AppError, CreationOptions, PasskeyRequest, SignInForm, SignInPage, SignInView, Stage, Surface};
 use keyward_core::secret::Secret;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -61,6 +62,7 @@ pub(super) async fn page_post(
             "value" => form.value = Some(value),
             "confirmed" => form.confirmed = value == "yes",
             "skip" => form.skip = value == "yes",
+            "credential" => form.credential = Some(value),
             _ => (),
         }
     }
@@ -164,6 +166,9 @@ struct SignInTemplate<'a> {
     return_to: Option<&'a str>,
     /// The QR code of the authenticator-app address, as inline SVG.
     qr: String,
+    /// The page's WebAuthn options as JSON (`navigator.credentials.get` or `create`), when it
+    /// offers a passkey.
+    passkey_options: Option<String>,
 }
 
 impl<'a> SignInTemplate<'a> {
@@ -182,6 +187,7 @@ impl<'a> SignInTemplate<'a> {
             SignInPage::MoreInfo { .. } => "More information required",
             SignInPage::Campaign { .. } => "Keep your account secure",
             SignInPage::RegisterTotp { .. } => "Set up your authenticator app",
+            SignInPage::RegisterPasskey { .. } => "Create a passkey",
             SignInPage::Account { .. } => "My account",
             SignInPage::ConfirmDelete { .. } => "Delete a method",
         };
@@ -189,8 +195,45 @@ impl<'a> SignInTemplate<'a> {
             SignInPage::RegisterTotp { uri, .. } => qr_svg(uri),
             _ => String::new(),
         };
-        SignInTemplate { title, page, action, csrf, login_hint: login_hint.unwrap_or_default(), return_to, qr }
+        let passkey_options = match page {
+            SignInPage::Username { passkey: Some(request), .. }
+            | SignInPage::Password { passkey: Some(request), .. }
+            | SignInPage::Mfa { passkey: Some(request), .. } => Some(request_json(request).to_string()),
+            SignInPage::RegisterPasskey { options, .. } => Some(creation_json(options).to_string()),
+            _ => None,
+        };
+        SignInTemplate {
+            title,
+            page,
+            action,
+            csrf,
+            login_hint: login_hint.unwrap_or_default(),
+            return_to,
+            qr,
+            passkey_options,
+        }
     }
+}
+
+/// `PublicKeyCredentialRequestOptionsJSON`: the user must be verified.
+fn request_json(request: &PasskeyRequest) -> Value {
+    json!({
+        "challenge": request.challenge,
+        "rpId": request.rp_id,
+        "timeout": request.timeout_ms,
+        "userVerification": "required",
+        "allowCredentials": request.allow.iter().map(|id| json!({"type": "public-key", "id": id})).collect::<Vec<_>>(),
+    })
+}
+
+/// `PublicKeyCredentialCreationOptionsJSON` as Graph's `creationOptions` has it, except that a
+/// discoverable credential is preferred rather than required (a security key without room
+/// still registers, as a second factor).
+fn creation_json(options: &CreationOptions) -> Value {
+    let mut value = crate::graph::passkeys::public_key_creation_json(options);
+    value["authenticatorSelection"] =
+        json!({"residentKey": "preferred", "requireResidentKey": false, "userVerification": "required"});
+    value
 }
 
 #[cfg(test)]
@@ -213,7 +256,7 @@ mod tests {
 
     #[test]
     fn pages_escape_messages_and_carry_autocomplete_tokens() {
-        let page = SignInPage::Username { error: Some("<bad>".into()) };
+        let page = SignInPage::Username { error: Some("<bad>".into()), passkey: None };
         let html =
             SignInTemplate::new(&page, "/t/login", "tok", Some("a\"b"), Some("/x?a&b")).render().expect("renders");
         assert!(html.contains("value=\"a&#34;b\""), "{html}");

@@ -97,6 +97,23 @@ macro_rules! impl_sign_in_store {
                     portal_seen_at: opt_ts(row.try_get("portal_seen_at")?)?,
                 })
             }
+
+            fn fido2_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Fido2Method, StoreError> {
+                Ok(Fido2Method {
+                    id: oid(&row.try_get::<String, _>("id")?)?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    user_id: oid(&row.try_get::<String, _>("user_id")?)?,
+                    display_name: row.try_get("display_name")?,
+                    credential_id: row.try_get("credential_id")?,
+                    cose_key: row.try_get("cose_key")?,
+                    aaguid: row.try_get("aaguid")?,
+                    sign_count: row.try_get("sign_count")?,
+                    backup_eligible: row.try_get("backup_eligible")?,
+                    backed_up: row.try_get("backed_up")?,
+                    attestation_level: row.try_get("attestation_level")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                })
+            }
         }
 
         #[async_trait]
@@ -301,24 +318,38 @@ macro_rules! impl_sign_in_store {
                 .bind(user.as_str())
                 .fetch_all(&mut *self.0)
                 .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(Fido2Method {
-                            id: oid(&row.try_get::<String, _>("id")?)?,
-                            tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                            user_id: oid(&row.try_get::<String, _>("user_id")?)?,
-                            display_name: row.try_get("display_name")?,
-                            credential_id: row.try_get("credential_id")?,
-                            cose_key: row.try_get("cose_key")?,
-                            aaguid: row.try_get("aaguid")?,
-                            sign_count: row.try_get("sign_count")?,
-                            backup_eligible: row.try_get("backup_eligible")?,
-                            backed_up: row.try_get("backed_up")?,
-                            attestation_level: row.try_get("attestation_level")?,
-                            created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::fido2_from_row).collect()
+            }
+
+            async fn find_fido2_method(&mut self, credential_id: &[u8]) -> Result<Option<Fido2Method>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT id, tenant_id, user_id, display_name, credential_id, cose_key, aaguid, ",
+                    "sign_count, backup_eligible, backed_up, attestation_level, created_at ",
+                    "FROM fido2_methods WHERE credential_id = $1"
+                ))
+                .bind(credential_id)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::fido2_from_row).transpose()
+            }
+
+            async fn use_fido2_method(
+                &mut self,
+                id: &ObjectId,
+                seen_count: i64,
+                new_count: i64,
+                backed_up: bool,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE fido2_methods SET sign_count = $1, backed_up = $2 WHERE id = $3 AND sign_count = $4",
+                )
+                .bind(new_count)
+                .bind(backed_up)
+                .bind(id.as_str())
+                .bind(seen_count)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError> {

@@ -4,10 +4,15 @@
 //! must accept, and a tampered or replayed one it must refuse.
 
 use keyward_core::authz::roles;
+use keyward_testkit::browser::{Browser, Page};
 use keyward_testkit::{Backend, DOMAIN, TestApp, assert_graph_error};
-use passkey_authenticator::{Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod};
+use passkey_authenticator::{
+    Authenticator, CredentialStore, MemoryStore, StoreInfo, UiHint, UserCheck, UserValidationMethod,
+};
 use passkey_client::{Client, DefaultClientData};
-use passkey_types::ctap2::{Aaguid, Ctap2Error};
+use passkey_types::ctap2::make_credential::{Options, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity};
+use passkey_types::ctap2::{Aaguid, Ctap2Error, StatusCode as CtapStatus};
+use passkey_types::webauthn::PublicKeyCredentialDescriptor;
 use passkey_types::{Passkey, webauthn};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -37,14 +42,56 @@ impl UserValidationMethod for VerifiedUser {
     }
 }
 
-type Device = Client<MemoryStore, VerifiedUser, passkey_crypto::AvailableBackend, public_suffix::PublicSuffixList, ()>;
+/// An authenticator's credentials: passkey-rs's memory store, which also offers every
+/// credential when the relying party names none (a discoverable credential, as platform
+/// authenticators and security keys with room keep them).
+#[derive(Clone, Default)]
+struct Keyring(MemoryStore);
+
+#[async_trait::async_trait]
+impl CredentialStore for Keyring {
+    type PasskeyItem = Passkey;
+
+    async fn find_credentials(
+        &self,
+        ids: Option<&[PublicKeyCredentialDescriptor]>,
+        rp_id: &str,
+        user_handle: Option<&[u8]>,
+    ) -> Result<Vec<Passkey>, CtapStatus> {
+        match ids {
+            Some(list) if !list.is_empty() => self.0.find_credentials(ids, rp_id, user_handle).await,
+            _ if self.0.is_empty() => Err(Ctap2Error::NoCredentials.into()),
+            _ => Ok(self.0.values().cloned().collect()),
+        }
+    }
+
+    async fn save_credential(
+        &mut self,
+        cred: Passkey,
+        user: PublicKeyCredentialUserEntity,
+        rp: PublicKeyCredentialRpEntity,
+        options: Options,
+    ) -> Result<(), CtapStatus> {
+        self.0.save_credential(cred, user, rp, options).await
+    }
+
+    async fn update_credential(&mut self, cred: &Passkey) -> Result<(), CtapStatus> {
+        self.0.update_credential(cred).await
+    }
+
+    async fn get_info(&self) -> StoreInfo {
+        self.0.get_info().await
+    }
+}
+
+type Device = Client<Keyring, VerifiedUser, passkey_crypto::AvailableBackend, public_suffix::PublicSuffixList, ()>;
 
 const AAGUID: [u8; 16] = [0x11; 16];
 
 /// A security key with its own credential store.
 fn security_key() -> Device {
     let authenticator =
-        Authenticator::new(Aaguid(AAGUID), MemoryStore::new(), VerifiedUser, passkey_crypto::AvailableBackend);
+        Authenticator::new(Aaguid(AAGUID), Keyring::default(), VerifiedUser, passkey_crypto::AvailableBackend);
     Client::new(authenticator).allows_insecure_localhost(true)
 }
 
@@ -233,4 +280,213 @@ async fn provisioning_through_graph(backend: Backend) {
     );
 }
 
-keyward_testkit::on_both_backends!(provisioning_through_graph);
+/// Reads the WebAuthn options a page's passkey form carries (`data-options`).
+fn page_options(page: &Page, step: &str) -> Value {
+    let form = page.form(step).unwrap_or_else(|| panic!("no '{step}' form on '{}': {}", page.title(), page.text()));
+    serde_json::from_str(&form.attr("data-options").expect("data-options")).expect("options JSON")
+}
+
+/// What the page's script does with `navigator.credentials.get`: the assertion as JSON.
+async fn assert_with(device: &mut Device, options: &Value, origin: &str) -> Result<String, String> {
+    let public_key: webauthn::PublicKeyCredentialRequestOptions =
+        serde_json::from_value(options.clone()).map_err(|err| format!("options: {err}"))?;
+    let origin = url::Url::parse(origin).expect("origin");
+    let answer = device
+        .authenticate(&origin, webauthn::CredentialRequestOptions { public_key }, DefaultClientData)
+        .await
+        .map_err(|err| format!("{err:?}"))?;
+    Ok(serde_json::to_string(&answer).expect("json"))
+}
+
+/// What the page's script does with `navigator.credentials.create`.
+async fn create_with(device: &mut Device, options: &Value, origin: &str) -> String {
+    let public_key: webauthn::PublicKeyCredentialCreationOptions =
+        serde_json::from_value(options.clone()).expect("creation options");
+    let origin = url::Url::parse(origin).expect("origin");
+    let created = device
+        .register(&origin, webauthn::CredentialCreationOptions { public_key }, DefaultClientData)
+        .await
+        .expect("created");
+    serde_json::to_string(&created).expect("json")
+}
+
+/// A security key that counts its signatures, and a copy of it (a cloned authenticator).
+fn counting_key() -> Device {
+    let mut key = security_key();
+    key.authenticator_mut().set_make_credentials_with_signature_counter(true);
+    key
+}
+
+fn copy_of(key: &Device) -> Device {
+    let authenticator = Authenticator::new(
+        Aaguid(AAGUID),
+        key.authenticator().store().clone(),
+        VerifiedUser,
+        passkey_crypto::AvailableBackend,
+    );
+    Client::new(authenticator).allows_insecure_localhost(true)
+}
+
+fn last_detail(entries: &[Value]) -> (i64, String, String) {
+    let last = entries.last().expect("a sign-in");
+    let details = last["authenticationDetails"].as_array().expect("details");
+    let step = details.last().expect("a step");
+    (
+        last["status"]["errorCode"].as_i64().expect("code"),
+        step["authenticationMethod"].as_str().unwrap_or_default().to_owned(),
+        step["authenticationStepResultDetail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The registration interrupt after a Temporary Access Pass creates a passkey; the passkey then
+/// signs in alone (no user name: a discoverable credential), and as the second factor after a
+/// password; replays, another origin, a copied authenticator and the policy are refused.
+async fn passkeys_on_the_pages(backend: Backend) {
+    let app = spawn(backend).await;
+    let origin = origin(&app);
+    let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
+    // Passkeys off: the first page offers none.
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    assert!(page.form("passkey").is_none(), "{}", page.html);
+    assert_eq!(app.patch(fido2, &json!({"state": "enabled"})).await.status, StatusCode::NO_CONTENT);
+    app.set_security_defaults(true).await;
+    let adele = user(&app, "adele", None).await;
+    let upn = format!("adele@{DOMAIN}");
+    let pass = app.post(&format!("/v1.0/users/{adele}/authentication/temporaryAccessPassMethods"), &json!({})).await;
+    let pass = pass.body["temporaryAccessPass"].as_str().expect("a pass").to_owned();
+
+    // A pass leads to the interrupt, which offers a passkey; the page creates one.
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    assert!(page.html.contains("/assets/passkey.js"), "the page loads the passkey script");
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", &pass)], &[]).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let page = browser.submit(&page, "more_info", &[], &[("method", "passkey")]).await;
+    assert_eq!(page.title(), "Create a passkey", "{}", page.text());
+    let options = page_options(&page, "register_passkey");
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "preferred");
+    assert_eq!(options["authenticatorSelection"]["userVerification"], "required");
+    let mut key = counting_key();
+    // passkey-rs makes a discoverable credential only when one is required; a platform
+    // authenticator (or a security key with room) makes one when it is preferred.
+    let mut discoverable = options.clone();
+    discoverable["authenticatorSelection"]["residentKey"] = json!("required");
+    let created = create_with(&mut key, &discoverable, &origin).await;
+    let page =
+        browser.submit(&page, "register_passkey", &[], &[("credential", &created), ("value", "Adele's key")]).await;
+    assert!(page.text().contains("Signed in as"), "{}", page.text());
+    assert!(page.text().contains("Adele's key"), "the account page lists it: {}", page.text());
+    let registered = app.audit_for(&adele).await;
+    assert!(
+        registered.iter().any(|it| it.activity_display_name == "User registered security info"
+            && it.result_reason.starts_with("User registered Passkey")),
+        "{registered:?}"
+    );
+    // The same authenticator cannot be registered twice: the next options exclude it.
+    let page = browser.submit(&page, "add_passkey", &[], &[]).await;
+    let again = page_options(&page, "register_passkey");
+    assert_eq!(again["excludeCredentials"].as_array().map(Vec::len), Some(1), "{again}");
+
+    // Passwordless: the first page's options name no credential; the passkey picks the account.
+    let mut fresh = Browser::new(&app.base_url);
+    let page = fresh.get(&format!("/{DOMAIN}/login")).await;
+    let options = page_options(&page, "passkey");
+    assert_eq!(options["allowCredentials"], json!([]));
+    assert_eq!(options["rpId"], "localhost");
+    let copy = copy_of(&key);
+    let answer = assert_with(&mut key, &options, &origin).await.expect("asserted");
+    let mut replayer = Browser::new(&app.base_url);
+    replayer.cookies = fresh.cookies.clone();
+    app.clock.advance(time::Duration::seconds(1));
+    let signed_in = fresh.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(signed_in.text().contains("Signed in as"), "{}", signed_in.text());
+    let (code, method, result) = last_detail(&app.sign_in_log(&upn).await);
+    assert_eq!((code, method.as_str(), result.as_str()), (0, "Passkey", "MFA successfully completed"));
+
+    // The same answer again, from the same page: its challenge is spent.
+    let replay = replayer.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(!replay.text().contains("Signed in as"), "a replay signed in");
+    assert!(replay.text().contains("expired or was already used"), "{}", replay.text());
+
+    // An answer made for another origin (a phishing site) is refused.
+    let mut phished = Browser::new(&app.base_url);
+    let page = phished.get(&format!("/{DOMAIN}/login")).await;
+    let options = page_options(&page, "passkey");
+    let evil = assert_with(&mut security_key(), &options, "http://evil.localhost:1").await;
+    if let Ok(evil) = evil {
+        let refused = phished.submit(&page, "passkey", &[], &[("credential", &evil)]).await;
+        assert!(!refused.text().contains("Signed in as"), "another origin signed in");
+    }
+    let mut forged: Value =
+        serde_json::from_str(&assert_with(&mut key, &options, &origin).await.expect("a")).expect("j");
+    let mut client_data: Value =
+        serde_json::from_slice(&b64(forged["response"]["clientDataJSON"].as_str().expect("cdj"))).expect("cdj");
+    client_data["origin"] = json!("https://evil.test");
+    forged["response"]["clientDataJSON"] = json!(unb64(client_data.to_string().as_bytes()));
+    app.clock.advance(time::Duration::seconds(1));
+    let refused = phished.submit(&page, "passkey", &[], &[("credential", &forged.to_string())]).await;
+    assert!(!refused.text().contains("Signed in as"), "a forged origin signed in");
+    let (code, method, result) = last_detail(&app.sign_in_log(&upn).await);
+    assert_eq!((code, method.as_str()), (50126, "Passkey"), "{result}");
+    assert!(result.contains("another site"), "{result}");
+
+    // A copy of the authenticator answers with a counter that does not move on: refused, audited.
+    let mut copy = copy;
+    let mut cloned = Browser::new(&app.base_url);
+    let page = cloned.get(&format!("/{DOMAIN}/login")).await;
+    let answer = assert_with(&mut copy, &page_options(&page, "passkey"), &origin).await.expect("asserted");
+    let refused = cloned.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(refused.text().contains("may have been copied"), "{}", refused.text());
+    assert!(
+        app.audit_for(&adele).await.iter().any(|it| it.activity_display_name == "Passkey possibly cloned"),
+        "the clone is audited"
+    );
+
+    // Second factor: a password, then the passkey (the page's options name her passkeys only).
+    let mut second = Browser::new(&app.base_url);
+    let page = second.get(&format!("/{DOMAIN}/login")).await;
+    let page = second.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let page = second.submit(&page, "password", &[("current-password", "Tq7-harbour-Lantern-92!")], &[]).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    assert!(page.form("mfa").is_none(), "no authenticator app: the code form is not offered");
+    let options = page_options(&page, "passkey");
+    assert_eq!(options["allowCredentials"].as_array().map(Vec::len), Some(1), "{options}");
+    let answer = assert_with(&mut key, &options, &origin).await.expect("asserted");
+    app.clock.advance(time::Duration::seconds(1));
+    let done = second.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(done.text().contains("Signed in as"), "{}", done.text());
+    let (code, method, _) = last_detail(&app.sign_in_log(&upn).await);
+    assert_eq!((code, method.as_str()), (0, "Passkey"));
+
+    // A ceremony started on one node finishes on another (the challenge is the database's).
+    let other = keyward_testkit::node(&app.database_url, app.clock.clone(), &origin).await;
+    let mut third = Browser::new(&app.base_url);
+    let page = third.get(&format!("/{DOMAIN}/login")).await;
+    let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
+    let cookie = third.cookies.get("keyward-session").cloned().expect("a session cookie");
+    let form = keyward_app::SignInForm {
+        step: "passkey".into(),
+        csrf: keyward_app::csrf_token(&cookie),
+        credential: Some(answer),
+        ..Default::default()
+    };
+    let meta = keyward_app::RequestMeta { correlation_id: "node-b".into(), ip_address: None, user_agent: None };
+    let view = other.sign_in_submit(DOMAIN, Some(&cookie), None, form, meta).await.expect("submitted");
+    assert!(
+        view.redirect.is_some() || matches!(view.page, Some(keyward_app::SignInPage::Account { .. })),
+        "{:?}",
+        view.page
+    );
+
+    // The policy: passkeys turned off for her stop signing in.
+    let exclude = json!({"excludeTargets": [{"id": adele, "targetType": "user"}]});
+    assert_eq!(app.patch(fido2, &exclude).await.status, StatusCode::NO_CONTENT);
+    let mut late = Browser::new(&app.base_url);
+    let page = late.get(&format!("/{DOMAIN}/login")).await;
+    let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
+    let refused = late.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(refused.text().contains("doesn't let you sign in with a passkey"), "{}", refused.text());
+}
+
+keyward_testkit::on_both_backends!(provisioning_through_graph, passkeys_on_the_pages);

@@ -1,0 +1,437 @@
+//! Passkeys on the sign-in pages: signing in with one (passwordless, or as the second factor
+//! after a password) and creating one (at the registration interrupt or from the account page).
+//!
+//! A sign-in challenge is not written when a page is shown: it is `{random}.{expiry}.{mac}`, the
+//! MAC binding it to the tenant and the page's session cookie, so a flood of page loads writes
+//! nothing. It is spent when an answer arrives by inserting its SHA-256 among the stored
+//! challenges: a second answer with it (a replay, on any node) conflicts. A registration
+//! challenge is stored like Graph's (`App::creation_challenge`): creating a passkey is an
+//! explicit step of a signed-in (or interrupted) session.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::directory::User;
+use keyward_core::ids::ObjectId;
+use keyward_core::signin::{AuthMethodRef, Stage, codes};
+use keyward_core::webauthn::{self, AuthenticatorData, PublicKey, decode_cbor};
+use keyward_store::{Fido2Method, StoreError, WebauthnChallenge};
+use time::{Duration, OffsetDateTime};
+
+use super::{
+    Flow, NOTHING_TO_REGISTER, RECENT_MFA, SignInForm, SignInPage, SignInView, csrf_token, detail, unexpected,
+};
+use crate::passkeys::{NewPasskey, client_data, passkey_kind, user_handle, verify_signature};
+use crate::{App, AppError, audit_id, random_token, sha256};
+
+/// How long a sign-in challenge lasts.
+const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// The largest credential a form may carry (a passkey's answer is well under 4 KiB).
+const MAX_CREDENTIAL: usize = 16 * 1024;
+
+/// What `navigator.credentials.get` needs on a sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRequest {
+    /// Base64URL without padding.
+    pub challenge: String,
+    pub rp_id: String,
+    /// The credential ids (Base64URL) the user may answer with; empty for a sign-in that names no
+    /// user (a discoverable credential chooses the account).
+    pub allow: Vec<String>,
+    pub timeout_ms: i64,
+}
+
+/// Why a passkey answer was refused: the sign-in log's reason, what the page says, and the
+/// account when it is known.
+struct Refusal {
+    reason: &'static str,
+    message: &'static str,
+    user: Option<User>,
+}
+
+const DID_NOT_WORK: &str = "That passkey didn't work. Try again, or sign in another way.";
+
+fn refusal(reason: &'static str, message: &'static str, user: Option<User>) -> Refusal {
+    Refusal { reason, message, user }
+}
+
+/// A passkey's answer as `PublicKeyCredential.toJSON()` gives it (Base64URL fields).
+struct Assertion {
+    credential_id: Vec<u8>,
+    client_data_json: Vec<u8>,
+    authenticator_data: Vec<u8>,
+    signature: Vec<u8>,
+    user_handle: Option<Vec<u8>>,
+}
+
+fn b64(value: Option<&serde_json::Value>) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(value?.as_str()?.trim_end_matches('=')).ok()
+}
+
+fn parse_assertion(json: &str) -> Option<Assertion> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    if value.get("type").and_then(serde_json::Value::as_str) != Some("public-key") {
+        return None;
+    }
+    let response = value.get("response")?;
+    let user_handle = match response.get("userHandle") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(it) if it.as_str() == Some("") => None,
+        handle => Some(b64(handle)?),
+    };
+    Some(Assertion {
+        credential_id: b64(value.get("rawId").or(value.get("id")))?,
+        client_data_json: b64(response.get("clientDataJSON"))?,
+        authenticator_data: b64(response.get("authenticatorData"))?,
+        signature: b64(response.get("signature"))?,
+        user_handle,
+    })
+}
+
+/// A new credential as `PublicKeyCredential.toJSON()` gives it after `create`.
+fn parse_new_credential(json: &str, name: Option<&str>) -> Option<NewPasskey> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    if value.get("type").and_then(serde_json::Value::as_str) != Some("public-key") {
+        return None;
+    }
+    let response = value.get("response")?;
+    Some(NewPasskey {
+        display_name: name.map(str::to_owned),
+        credential_id: value.get("id")?.as_str()?.to_owned(),
+        client_data_json: b64(response.get("clientDataJSON"))?,
+        attestation_object: b64(response.get("attestationObject"))?,
+    })
+}
+
+/// What a passkey proves as `amr` values: `fido`, the key's kind, and multi-factor.
+fn passkey_amr(method: &Fido2Method) -> [AuthMethodRef; 3] {
+    let kind = if method.backup_eligible { AuthMethodRef::Swk } else { AuthMethodRef::Hwk };
+    [AuthMethodRef::Fido, kind, AuthMethodRef::Mfa]
+}
+
+impl App {
+    /// The challenge message a sign-in challenge's MAC covers.
+    fn challenge_message(tenant: &ObjectId, cookie: &str, random: &str, expires: i64) -> String {
+        format!("keyward passkey sign-in v1:{tenant}:{}:{random}:{expires}", csrf_token(cookie))
+    }
+
+    /// The options of a passkey sign-in on the page of the session named by `cookie`: for
+    /// `user`'s own passkeys (the second factor), or for any discoverable one (`None`). `None`
+    /// when passkeys cannot be used: the methods policy leaves them off (for the user), the user
+    /// has none, or the public URL names no host.
+    pub(super) async fn passkey_request(
+        &self,
+        tenant: &ObjectId,
+        cookie: &str,
+        user: Option<&User>,
+    ) -> Result<Option<PasskeyRequest>, AppError> {
+        let Ok((rp_id, _)) = self.relying_party() else { return Ok(None) };
+        let allow = match user {
+            Some(user) => {
+                if !self.user_methods(tenant, &user.id).await?.fido2 {
+                    return Ok(None);
+                }
+                let methods = self.read().await?.list_fido2_methods(&user.id).await?;
+                if methods.is_empty() {
+                    return Ok(None);
+                }
+                methods.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect()
+            }
+            None => {
+                if !self.read().await?.methods_policy(tenant).await?.fido2.is_enabled {
+                    return Ok(None);
+                }
+                Vec::new()
+            }
+        };
+        let expires = (self.now() + CHALLENGE_LIFETIME).unix_timestamp();
+        let random = random_token()?;
+        let mac =
+            self.inner.keys.sign_checkpoint(Self::challenge_message(tenant, cookie, &random, expires).as_bytes())?;
+        Ok(Some(PasskeyRequest {
+            challenge: URL_SAFE_NO_PAD.encode(format!("{random}.{expires}.{mac}")),
+            rp_id,
+            allow,
+            timeout_ms: CHALLENGE_LIFETIME.whole_milliseconds() as i64,
+        }))
+    }
+
+    /// Spends a sign-in challenge of this session: `false` when it is not one this server
+    /// issued for the session, has expired, or was spent before (on any node).
+    async fn spend_sign_in_challenge(&self, flow: &Flow, challenge: &str) -> Result<bool, AppError> {
+        let now = self.now();
+        let Some(bytes) = URL_SAFE_NO_PAD.decode(challenge).ok() else { return Ok(false) };
+        let Ok(text) = std::str::from_utf8(&bytes) else { return Ok(false) };
+        let mut parts = text.splitn(3, '.');
+        let (Some(random), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(false);
+        };
+        let Ok(expires) = expires.parse::<i64>() else { return Ok(false) };
+        let message = Self::challenge_message(&flow.tenant.id, &flow.cookie, random, expires);
+        if expires <= now.unix_timestamp() || self.inner.keys.verify_checkpoint(message.as_bytes(), mac) != Some(true) {
+            return Ok(false);
+        }
+        let spent = WebauthnChallenge {
+            tenant_id: flow.tenant.id.clone(),
+            user_id: None,
+            purpose: "spent".into(),
+            expires_at: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(now + CHALLENGE_LIFETIME),
+        };
+        let mut tx = self.write().await?;
+        match tx.put_webauthn_challenge(&sha256(&bytes), &spent).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Checks a passkey's answer against this session's challenge: the credential registered
+    /// here (to `expected`, when the sign-in already names its user), the relying party, user
+    /// presence and verification, the signature, the signature counter, and the methods policy.
+    /// The counter is moved on under a guard, so two answers cannot both use one count.
+    async fn check_passkey(
+        &self,
+        flow: &Flow,
+        json: &str,
+        expected: Option<&User>,
+    ) -> Result<Result<(User, Fido2Method), Refusal>, AppError> {
+        let now = self.now();
+        let known = || expected.cloned();
+        let Some(assertion) = Some(json).filter(|it| it.len() <= MAX_CREDENTIAL).and_then(parse_assertion) else {
+            return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, known())));
+        };
+        let data = client_data(&assertion.client_data_json)?;
+        let (rp_id, origin) = self.relying_party()?;
+        if !self.spend_sign_in_challenge(flow, &data.challenge).await? {
+            let message = "The passkey request expired or was already used. Try again.";
+            return Ok(Err(refusal("Passkey challenge unknown, expired or already used", message, known())));
+        }
+        let mut tx = self.read().await?;
+        let method = tx.find_fido2_method(&assertion.credential_id).await?.filter(|it| it.tenant_id == flow.tenant.id);
+        let user = match &method {
+            Some(method) => tx.get_user(&flow.tenant.id, &method.user_id).await?,
+            None => None,
+        };
+        drop(tx);
+        let (Some(method), Some(user)) = (method, user) else {
+            let message = "This passkey isn't registered for an account here. Use another passkey, or sign in with \
+                           your user name.";
+            return Ok(Err(refusal("Passkey not registered", message, known())));
+        };
+        if webauthn::check_client_data(&data, "webauthn.get", &origin).is_err() {
+            let reason = "Passkey used on another site or for another ceremony";
+            return Ok(Err(refusal(reason, DID_NOT_WORK, Some(expected.cloned().unwrap_or(user)))));
+        }
+        if expected.is_some_and(|it| it.id != user.id) {
+            return Ok(Err(refusal("Passkey registered to another user", DID_NOT_WORK, known())));
+        }
+        if assertion.user_handle.is_some_and(|handle| user_handle(&user).is_ok_and(|it| it[..] != handle[..])) {
+            return Ok(Err(refusal("Passkey user handle does not match", DID_NOT_WORK, Some(user))));
+        }
+        let Ok(auth) = AuthenticatorData::parse(&assertion.authenticator_data) else {
+            return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, Some(user))));
+        };
+        if let Err(err) = webauthn::check_assertion(&auth, &rp_id) {
+            tracing::info!(reason = %err.0, "passkey assertion refused");
+            let message = "Your passkey must verify you (with a PIN, fingerprint or face) on this site. Try again.";
+            return Ok(Err(refusal("Passkey check failed", message, Some(user))));
+        }
+        let key = decode_cbor(&method.cose_key)
+            .and_then(|(cose, _)| PublicKey::from_cose(&cose))
+            .map_err(|err| unexpected(&format!("a stored passkey's key does not read: {}", err.0)))?;
+        let signed = webauthn::signed_bytes(&assertion.authenticator_data, &assertion.client_data_json);
+        if !verify_signature(&key, &signed, &assertion.signature) {
+            return Ok(Err(refusal("Invalid passkey signature", DID_NOT_WORK, Some(user))));
+        }
+        let stored = u32::try_from(method.sign_count).unwrap_or(u32::MAX);
+        if webauthn::counter_went_back(stored, auth.sign_count) {
+            self.record_possible_clone(flow, &user, &method, now).await?;
+            let message = "This passkey can't be used: it may have been copied. Sign in another way and tell your \
+                           administrator.";
+            return Ok(Err(refusal("Passkey signature counter went back: possibly cloned", message, Some(user))));
+        }
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2 {
+            let message = "Your organization doesn't let you sign in with a passkey. Sign in another way.";
+            return Ok(Err(refusal("Method disabled by the authentication methods policy", message, Some(user))));
+        }
+        let mut tx = self.write().await?;
+        let moved = tx
+            .use_fido2_method(&method.id, method.sign_count, i64::from(auth.sign_count), auth.flags.backed_up())
+            .await?;
+        tx.commit().await?;
+        if !moved {
+            return Ok(Err(refusal("Passkey used by another sign-in at the same time", DID_NOT_WORK, Some(user))));
+        }
+        Ok(Ok((user, method)))
+    }
+
+    /// Audits a passkey whose counter went back (`Passkey possibly cloned`, a failure).
+    async fn record_possible_clone(
+        &self,
+        flow: &Flow,
+        user: &User,
+        method: &Fido2Method,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        let audit = self.self_audit(flow, user, now);
+        let reason = format!("{} '{}' answered with a signature counter that went back", passkey_kind(method), {
+            method.display_name.as_str()
+        });
+        let record = audit.failure(
+            audit_id(&audit.correlation_id),
+            Activity::PasskeyPossiblyCloned,
+            vec![TargetResource::user(user)],
+            &reason,
+        );
+        crate::commit_audited(self.write().await?, [record]).await?;
+        Ok(())
+    }
+
+    /// "Sign in with a passkey" (the user-name or password page: no password needed) or the
+    /// passkey as the second factor (the code page).
+    pub(super) async fn submit_passkey(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
+        let now = self.now();
+        let second_factor = flow.session.stage == Stage::Mfa;
+        let expected = if second_factor { Some(self.flow_user(flow).await?) } else { None };
+        let json = form.credential.as_deref().unwrap_or_default();
+        let (user, method) = match self.check_passkey(flow, json, expected.as_ref()).await? {
+            Ok(found) => found,
+            Err(refused) => {
+                let code = if second_factor { codes::MFA_FAILED } else { codes::INVALID_CREDENTIALS };
+                let failed = detail(now, "Passkey", false, refused.reason);
+                self.log_sign_in(flow, refused.user.as_ref(), code, vec![failed]).await?;
+                return self.render(flow, Some(refused.message.into())).await;
+            }
+        };
+        if !user.account_enabled {
+            let failed = detail(now, "Passkey", true, "Account disabled");
+            self.log_sign_in(flow, Some(&user), codes::DISABLED, vec![failed]).await?;
+            return self
+                .render(flow, Some("Your account has been disabled. Contact your administrator to enable it.".into()))
+                .await;
+        }
+        let mut details = Vec::new();
+        if second_factor {
+            details.push(detail(now, "Password", true, "Correct password"));
+        } else {
+            flow.session.user_id = Some(user.id.clone());
+            flow.session.username = Some(user.user_principal_name.clone());
+        }
+        details.push(detail(now, "Passkey", true, "MFA successfully completed"));
+        for amr in passkey_amr(&method) {
+            flow.session.methods.push(amr);
+        }
+        flow.session.mfa_at = Some(now);
+        self.finish(flow, &user, details).await
+    }
+
+    /// "Set up a passkey" (at the registration interrupt, or "Add a passkey" on the account
+    /// page, already checked for a recent sign-in): a registration challenge and the page that
+    /// creates the passkey.
+    pub(super) async fn begin_passkey_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration || self.relying_party().is_err() {
+            let notice = "Your organization's authentication methods policy does not let you add a passkey.";
+            if flow.session.authenticated_at.is_some() {
+                return self.account_page(flow, &user, Some(notice.into())).await;
+            }
+            return self.render(flow, Some(notice.into())).await;
+        }
+        flow.session.stage = Stage::RegisterPasskey;
+        self.save_session(&flow.session).await?;
+        self.render(flow, None).await
+    }
+
+    /// The passkey-creation page's options: a fresh registration challenge for the flow's user.
+    pub(super) async fn register_passkey_page(
+        &self,
+        flow: &Flow,
+        error: Option<String>,
+    ) -> Result<SignInPage, AppError> {
+        let user = self.flow_user(flow).await?;
+        let mut tx = self.write().await?;
+        let options = self.creation_challenge(&mut *tx, &user).await?;
+        tx.commit().await?;
+        Ok(SignInPage::RegisterPasskey {
+            username: flow.session.username.clone().unwrap_or_default(),
+            options,
+            can_cancel: flow.session.authenticated_at.is_some(),
+            error,
+        })
+    }
+
+    /// The new passkey from the creation page: verified like Graph's, stored, audited as the
+    /// user's own `User registered security info`; at the interrupt it is the sign-in's MFA.
+    pub(super) async fn submit_passkey_registration(
+        &self,
+        flow: &mut Flow,
+        form: &SignInForm,
+    ) -> Result<SignInView, AppError> {
+        let user = self.flow_user(flow).await?;
+        let json = form.credential.as_deref().unwrap_or_default();
+        let name = form.value.as_deref();
+        let Some(new) =
+            Some(json).filter(|it| it.len() <= MAX_CREDENTIAL).and_then(|it| parse_new_credential(it, name))
+        else {
+            let message = "Your browser did not create the passkey. Try again, or use another method.";
+            return self.render(flow, Some(message.into())).await;
+        };
+        let verified = match self.verify_new_passkey(&flow.tenant.id, &new).await {
+            Ok(verified) => verified,
+            Err(AppError::BadRequest(message)) => return self.render(flow, Some(message)).await,
+            Err(err) => return Err(err),
+        };
+        let mut tx = self.write().await?;
+        let method = match self.store_passkey(&mut *tx, &user, verified).await {
+            Ok(method) => method,
+            Err(AppError::BadRequest(message)) => {
+                drop(tx);
+                if message.contains("authentication methods policy") && flow.session.authenticated_at.is_none() {
+                    return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
+                }
+                return self.render(flow, Some(message)).await;
+            }
+            Err(err) => return Err(err),
+        };
+        let reason = format!("User registered {}", passkey_kind(&method));
+        self.record_registration(&mut *tx, flow, &user, &reason).await?;
+        tx.commit().await?;
+        let notice = format!("Your passkey '{}' is registered.", method.display_name);
+        self.registered(flow, &user, &passkey_amr(&method), "Passkey", notice).await
+    }
+
+    /// Whether the session may add a method now: MFA within the last ten minutes when the user
+    /// has a method (a recent sign-in when they have none). `Err` carries what to tell them.
+    pub(super) async fn may_add_method(&self, flow: &Flow, user: &User) -> Result<Result<(), String>, AppError> {
+        let now = self.now();
+        let mut tx = self.read().await?;
+        let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty()
+            || !tx.list_fido2_methods(&user.id).await?.is_empty();
+        let has_method = has_app
+            || !tx.list_phone_methods(&user.id).await?.is_empty()
+            || tx.get_email_method(&user.id).await?.is_some();
+        drop(tx);
+        // Adding a method needs a recent proof: MFA if the user has any method (a phone or an
+        // e-mail address too: whoever adds an app may then change them), otherwise a recent
+        // sign-in, so an old or stolen session, or a password alone, cannot plant one.
+        let proof = if has_method { flow.session.mfa_at } else { flow.session.authenticated_at };
+        if proof.is_some_and(|at| now - at <= RECENT_MFA) {
+            return Ok(Ok(()));
+        }
+        Ok(Err(match (has_method, has_app) {
+            (false, _) => "To add a method, sign out and sign in again first: this needs a sign-in within the last 10 \
+                           minutes."
+                .to_owned(),
+            (true, true) => "To add a method, sign out and sign in with your authenticator app or passkey first: this \
+                             needs multi-factor authentication within the last 10 minutes."
+                .to_owned(),
+            (true, false) => "To add a method, you need multi-factor authentication within the last 10 minutes, and \
+                              you have no authenticator app or passkey to sign in with: ask your administrator for a \
+                              Temporary Access Pass, then sign in with it."
+                .to_owned(),
+        }))
+    }
+}
