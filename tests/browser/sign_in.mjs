@@ -26,7 +26,7 @@ try {
 
   await page.goto(`${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`);
   await title();
-  await page.fill('input[autocomplete="username"]', env("KEYWARD_UPN"));
+  await page.fill("#username", env("KEYWARD_UPN"));
   await submit();
   await title();
   await page.fill('input[autocomplete="current-password"]', env("KEYWARD_PASSWORD"));

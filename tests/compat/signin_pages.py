@@ -88,7 +88,9 @@ def submit(client: httpx.Client, page: Page, step: str, fills: dict[str, str], e
         name = field_.get("name")
         if not name or field_.get("type") == "checkbox":
             continue
-        token = field_.get("autocomplete", "")
-        data[name] = fills.get(token, field_.get("value", ""))
+        # `autocomplete` may hold several tokens (`username webauthn`).
+        tokens = field_.get("autocomplete", "").split()
+        filled = [fills[token] for token in tokens if token in fills]
+        data[name] = filled[0] if filled else field_.get("value", "")
     data.update(extra or {})
     return parse(client.post(form.action, data=data))

@@ -192,3 +192,104 @@ def test_beta_shapes_read_through_the_beta_models(keyward: KeywardServer) -> Non
             assert reply.status_code == 200, f"{path}: {reply.text}"
         v1_signins = http.get(f"{keyward.base_url}/auditLogs/signIns", params={"$top": "5", "$select": "id,status"})
         assert v1_signins.status_code == 200, v1_signins.text
+
+
+def spki_sha256(cert_path) -> str:
+    """Base64 SHA-256 of a certificate's public key, as Chromium's --ignore-certificate-errors-spki-list takes it."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+async def passkeys_with_the_sdk(server: KeywardServer, user_id: str) -> tuple[list[str], list[str]]:
+    """The user's passkeys through msgraph-sdk: their names, then deleted, what is left."""
+    async with graph_client(server) as client:
+        methods = client.users.by_user_id(user_id).authentication.fido2_methods
+        listed = await methods.get()
+        names = [it.display_name for it in listed.value]
+        for it in listed.value:
+            assert it.passkey_type is not None and it.aa_guid, it
+            await methods.by_fido2_authentication_method_id(it.id).delete()
+        left = await methods.get()
+        return names, [it.display_name for it in left.value]
+
+
+def test_chromium_passkeys_register_and_sign_in(keyward: KeywardServer) -> None:
+    """Chromium with the DevTools virtual authenticator: a pass leads to the interrupt, which
+    creates a passkey through Keyward's script; the passkey then signs in alone, and as the
+    second factor after a password. msgraph-sdk lists and deletes it."""
+    node = shutil.which("node")
+    chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
+    assert node and chromium, "Node.js and Chromium are required (Debian: apt-get install nodejs chromium)"
+    browser_dir = REPO_ROOT / "tests" / "browser"
+    fido2 = f"{keyward.base_url}/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2"
+    require_mfa_for_everyone(keyward)
+    user_id = create_user(keyward, "passkeys")
+    upn = f"passkeys@{DOMAIN}"
+    with keyward.raw_http() as http:
+        assert http.patch(fido2, json={"state": "enabled"}).status_code == 204
+        reply = http.post(f"{keyward.base_url}/users/{user_id}/authentication/temporaryAccessPassMethods", json={})
+        assert reply.status_code == 201, reply.text
+        temporary_pass = reply.json()["temporaryAccessPass"]
+    try:
+        result = subprocess.run(
+            [node, str(browser_dir / "passkey.mjs")],
+            env={
+                **os.environ,
+                "KEYWARD_URL": keyward.public_url,
+                "KEYWARD_TENANT": DOMAIN,
+                "KEYWARD_UPN": upn,
+                "KEYWARD_PASS": temporary_pass,
+                "KEYWARD_PASSWORD": PASSWORD,
+                "KEYWARD_CHROMIUM": chromium,
+                "KEYWARD_SPKI": spki_sha256(keyward.cert_path),
+            },
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["titles"] == [
+            "Sign in",
+            "Enter password",
+            "More information required",
+            "Create a passkey",
+            "My account",
+            "My account",
+            "Sign in",
+            "Enter password",
+            "My account",
+            "Sign in",
+            "Enter password",
+            "Enter code",
+            "My account",
+        ], report
+        assert report["autocomplete"] == "username webauthn", report
+        assert "Virtual authenticator" in report["listed"], report
+        assert upn in report["passwordless"], report
+        assert report["residentKeys"] == 1, "a discoverable credential was made"
+        assert report["signCount"] >= 3, report
+        assert report["problems"] == [], report
+        # The interrupt's registration, two passwordless sign-ins, the password's MFA step and the passkey.
+        assert sign_in_log_codes(keyward, upn) == [50079, 0, 0, 0, 50076, 0]
+        with keyward.raw_http() as http:
+            newest = http.get(
+                f"{keyward.public_url}/beta/auditLogs/signIns",
+                params={"$filter": f"userPrincipalName eq '{upn}'", "$top": "1"},
+            ).json()["value"][0]
+        # Entra's names: the virtual authenticator's passkey is device-bound.
+        methods = [it["authenticationMethod"] for it in newest["authenticationDetails"]]
+        assert methods == ["Password", "Passkey (device-bound)"], newest
+
+        names, left = run(passkeys_with_the_sdk(keyward, user_id))
+        assert names == ["Virtual authenticator"] and left == []
+    finally:
+        with keyward.raw_http() as http:
+            http.delete(fido2)

@@ -301,13 +301,14 @@ impl App {
             Ok(found) => found,
             Err(refused) => {
                 let code = if second_factor { codes::MFA_FAILED } else { codes::INVALID_CREDENTIALS };
+                // The kind of passkey is not known when it was refused: Entra's family name.
                 let failed = detail(now, "Passkey", false, refused.reason);
                 self.log_sign_in(flow, refused.user.as_ref(), code, vec![failed]).await?;
                 return self.render(flow, Some(refused.message.into())).await;
             }
         };
         if !user.account_enabled {
-            let failed = detail(now, "Passkey", true, "Account disabled");
+            let failed = detail(now, passkey_kind(&method), true, "Account disabled");
             self.log_sign_in(flow, Some(&user), codes::DISABLED, vec![failed]).await?;
             return self
                 .render(flow, Some("Your account has been disabled. Contact your administrator to enable it.".into()))
@@ -320,7 +321,7 @@ impl App {
             flow.session.user_id = Some(user.id.clone());
             flow.session.username = Some(user.user_principal_name.clone());
         }
-        details.push(detail(now, "Passkey", true, "MFA successfully completed"));
+        details.push(detail(now, passkey_kind(&method), true, "MFA successfully completed"));
         for amr in passkey_amr(&method) {
             flow.session.methods.push(amr);
         }
@@ -400,7 +401,7 @@ impl App {
         self.record_registration(&mut *tx, flow, &user, &reason).await?;
         tx.commit().await?;
         let notice = format!("Your passkey '{}' is registered.", method.display_name);
-        self.registered(flow, &user, &passkey_amr(&method), "Passkey", notice).await
+        self.registered(flow, &user, &passkey_amr(&method), passkey_kind(&method), notice).await
     }
 
     /// Whether the session may add a method now: MFA within the last ten minutes when the user
