@@ -178,6 +178,9 @@ impl App {
         let verified = self.verify_new_passkey(&caller.tenant.id, &new).await?;
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
         let method = self.store_passkey(&mut *tx, &user, verified).await?;
+        if let Some(record) = device_record(&method, Activity::AddPasskeyDeviceBound, caller.audit(self.now()), &user) {
+            tx.insert_audit(&record).await?;
+        }
         self.commit_method_change(tx, caller, &user, activity, &Change::Register.reason(who, passkey_kind(&method)))
             .await?;
         Ok(PasskeyView::of(&method))
@@ -202,7 +205,9 @@ impl App {
             .decode(&data.challenge)
             .map_err(|_| AppError::BadRequest("clientDataJSON.challenge is not Base64URL.".into()))?;
         let mut tx = self.write().await?;
-        let stored = tx.take_webauthn_challenge(&sha256(&challenge)).await?;
+        // Only a registration challenge: a spent sign-in challenge's row must stay, or a made-up
+        // registration naming it would let a captured sign-in be replayed.
+        let stored = tx.take_webauthn_challenge(&sha256(&challenge), "registration").await?;
         tx.commit().await?;
         webauthn::check_client_data(&data, "webauthn.create", &origin).map_err(refused)?;
         let stored = stored
@@ -278,6 +283,13 @@ impl App {
         if !user_methods(tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
         }
+        if !policy.fido2_keys.permits(&verified.aaguid) {
+            return Err(AppError::BadRequest(format!(
+                "The authentication methods policy does not allow this authenticator model (AAGUID {}): ask your \
+                 administrator which passkeys are allowed.",
+                verified.aaguid
+            )));
+        }
         if tx.list_fido2_methods(&user.id).await?.len() >= MAX_PER_USER {
             return Err(AppError::BadRequest(format!(
                 "The user has {MAX_PER_USER} passkeys already, the most Keyward keeps: delete one first."
@@ -319,6 +331,11 @@ impl App {
         let found = tx.list_fido2_methods(&user.id).await?.into_iter().find(|it| it.id == method_id);
         let Some(method) = found else { return Err(AppError::NotFound(id.to_owned())) };
         tx.delete_fido2_method(&user.id, &method_id).await?;
+        if let Some(record) =
+            device_record(&method, Activity::DeletePasskeyDeviceBound, caller.audit(self.now()), &user)
+        {
+            tx.insert_audit(&record).await?;
+        }
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, passkey_kind(&method))).await
     }
 }
@@ -341,6 +358,22 @@ pub(crate) struct VerifiedPasskey {
 /// "Passkey (synced)" or "Passkey (device-bound)", as audit reasons name them.
 pub(crate) fn passkey_kind(method: &Fido2Method) -> &'static str {
     if method.backup_eligible { "Passkey (synced)" } else { "Passkey (device-bound)" }
+}
+
+/// The Device Registration Service's record of a device-bound passkey added or deleted (Entra
+/// writes it besides the Authentication Methods service's); none for a synced passkey.
+pub(crate) fn device_record(
+    method: &Fido2Method,
+    activity: Activity,
+    audit: keyward_core::audit::AuditContext,
+    user: &User,
+) -> Option<keyward_core::audit::AuditRecord> {
+    if method.backup_eligible {
+        return None;
+    }
+    let mut record = audit.success(crate::audit_id(&audit.correlation_id), activity, vec![TargetResource::user(user)]);
+    record.result_reason = format!("{} '{}'", passkey_kind(method), method.display_name);
+    Some(record)
 }
 
 /// A user's WebAuthn user handle: their object id's 16 bytes.

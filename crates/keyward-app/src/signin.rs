@@ -118,7 +118,8 @@ pub enum SignInPage {
     /// Creating a passkey: the options for `navigator.credentials.create`.
     RegisterPasskey {
         username: String,
-        options: CreationOptions,
+        /// `None` when the session may not add a method now (the error says why).
+        options: Option<CreationOptions>,
         can_cancel: bool,
         error: Option<String>,
     },
@@ -349,6 +350,9 @@ impl App {
                 _ if stage == Stage::Done => return self.account_action(&mut flow, &user, &form).await,
                 _ => (),
             }
+        }
+        if form.step == "back" && stage == Stage::RegisterPasskey {
+            return self.submit_passkey_registration(&mut flow, &form).await;
         }
         if form.step == "passkey" && flow.session.authenticated_at.is_none() {
             return match stage {
@@ -1228,7 +1232,14 @@ impl App {
         user: &User,
         policy: &SignInPolicy,
     ) -> Result<MfaFacts, AppError> {
-        mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await
+        let mut facts = mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await?;
+        if self.relying_party().is_err() {
+            // Passkeys cannot be used or made without a host name in the public URL.
+            facts.methods.fido2 = false;
+            facts.methods.fido2_registration = false;
+            facts.has_method = facts.has_app;
+        }
+        Ok(facts)
     }
 
     /// Completes a sign-in: checks the account once more (it may have been disabled or its
@@ -1713,7 +1724,9 @@ pub(crate) async fn mfa_facts_in(
     let methods_policy = tx.methods_policy(&tenant.id).await?;
     let methods = user_methods(tx, &user.id, &methods_policy).await?;
     let has_app = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
-    let has_passkey = methods.fido2 && !tx.list_fido2_methods(&user.id).await?.is_empty();
+    // A passkey of a model the policy now blocks does not count.
+    let has_passkey = methods.fido2
+        && tx.list_fido2_methods(&user.id).await?.iter().any(|it| methods_policy.fido2_keys.permits(&it.aaguid));
     Ok(MfaFacts {
         requirement: signin::mfa_requirement(policy, state.per_user_mfa, is_privileged),
         has_method: has_app || has_passkey,

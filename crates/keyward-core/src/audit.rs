@@ -48,6 +48,10 @@ pub enum Activity {
     GetPasskeyCreationOptions,
     /// A passkey's signature counter went back: refused as possibly cloned (Keyward's own).
     PasskeyPossiblyCloned,
+    /// `Add Passkey (device-bound)` (Device Registration Service): a device-bound passkey registered.
+    AddPasskeyDeviceBound,
+    /// `Delete Passkey (device-bound)` (Device Registration Service).
+    DeletePasskeyDeviceBound,
     /// `Enable Strong Authentication`: per-user MFA turned on.
     EnableStrongAuthentication,
     /// `Disable Strong Authentication`: per-user MFA turned off.
@@ -122,6 +126,8 @@ impl Activity {
             Activity::UpdateSecurityDefaults => "Update security defaults",
             Activity::GetPasskeyCreationOptions => "Get passkey creation options",
             Activity::PasskeyPossiblyCloned => "Passkey possibly cloned",
+            Activity::AddPasskeyDeviceBound => "Add Passkey (device-bound)",
+            Activity::DeletePasskeyDeviceBound => "Delete Passkey (device-bound)",
             Activity::EnableStrongAuthentication => "Enable Strong Authentication",
             Activity::DisableStrongAuthentication => "Disable Strong Authentication",
             Activity::AddApplication => "Add application",
@@ -160,6 +166,8 @@ impl Activity {
             | Activity::UserUpdatedSecurityInfo
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned
+            | Activity::AddPasskeyDeviceBound
+            | Activity::DeletePasskeyDeviceBound
             | Activity::ResetPasswordByAdmin => "UserManagement",
             Activity::AddMemberToRole
             | Activity::AddScopedMemberToRole
@@ -205,6 +213,7 @@ impl Activity {
             | Activity::UserUpdatedSecurityInfo
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned => "Authentication Methods",
+            Activity::AddPasskeyDeviceBound | Activity::DeletePasskeyDeviceBound => "Device Registration Service",
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             Activity::UpdateSecurityDefaults => "Conditional Access",
@@ -256,6 +265,8 @@ impl Activity {
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
             Activity::UpdateAuthorizationPolicy => "Update",
             Activity::GetPasskeyCreationOptions | Activity::PasskeyPossiblyCloned => "Other",
+            Activity::AddPasskeyDeviceBound => "Add",
+            Activity::DeletePasskeyDeviceBound => "Delete",
         }
     }
 }

@@ -185,6 +185,46 @@ impl Default for Campaign {
     }
 }
 
+/// The most AAGUIDs a key restriction lists.
+pub const MAX_AAGUIDS: usize = 500;
+
+/// Graph's `fido2KeyRestrictions`: while enforced, only the listed authenticator models may
+/// register and sign in (`allow`), or all but them (`block`). Without attestation the AAGUID is
+/// what the authenticator says it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRestrictions {
+    pub is_enforced: bool,
+    /// `enforcementType`: `allow` (true) or `block` (false, the default).
+    pub allow: bool,
+    /// Lower-case AAGUIDs.
+    pub aaguids: Vec<String>,
+}
+
+impl KeyRestrictions {
+    /// Whether an authenticator of this model may be used.
+    pub fn permits(&self, aaguid: &str) -> bool {
+        if !self.is_enforced {
+            return true;
+        }
+        let listed = self.aaguids.iter().any(|it| it.eq_ignore_ascii_case(aaguid));
+        listed == self.allow
+    }
+
+    /// An enforced allow list must name a model (otherwise no passkey could be used), and a list
+    /// holds at most [`MAX_AAGUIDS`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.aaguids.len() > MAX_AAGUIDS {
+            return Err(format!("keyRestrictions.aaGuids may list at most {MAX_AAGUIDS} AAGUIDs."));
+        }
+        if self.is_enforced && self.allow && self.aaguids.is_empty() {
+            return Err("keyRestrictions would allow no authenticator: list the AAGUIDs to allow, or use \
+                        enforcementType 'block'."
+                .into());
+        }
+        Ok(())
+    }
+}
+
 /// The tenant's methods policy. The Temporary Access Pass's own settings stay in
 /// [`crate::signin::TapPolicy`]; its targets are here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +236,8 @@ pub struct MethodsPolicy {
     /// register them (`isSelfServiceRegistrationAllowed`).
     pub fido2: MethodConfig,
     pub fido2_registration: bool,
+    /// Which authenticator models (AAGUIDs) may register and sign in (`keyRestrictions`).
+    pub fido2_keys: KeyRestrictions,
     pub campaign: Campaign,
     /// When it last changed (`lastModifiedDateTime`); `None` while it is the default.
     pub last_modified: Option<OffsetDateTime>,
@@ -210,6 +252,7 @@ impl Default for MethodsPolicy {
             // Off until an administrator turns passkeys on (Entra's documented default).
             fido2: MethodConfig { is_enabled: false, targets: Targets::everyone() },
             fido2_registration: true,
+            fido2_keys: KeyRestrictions::default(),
             campaign: Campaign::default(),
             last_modified: None,
         }
@@ -228,6 +271,7 @@ impl MethodsPolicy {
         ] {
             targets.validate()?;
         }
+        self.fido2_keys.validate()?;
         if !(0..=14).contains(&self.campaign.snooze_days) {
             return Err("'snoozeDurationInDays' must be between 0 and 14.".into());
         }
@@ -296,6 +340,20 @@ pub fn campaign_nudge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_restrictions_allow_or_block_models() {
+        let model = "11111111-1111-1111-1111-111111111111";
+        let off = KeyRestrictions { is_enforced: false, allow: true, aaguids: vec![] };
+        assert!(off.permits(model) && off.validate().is_ok());
+        let block = KeyRestrictions { is_enforced: true, allow: false, aaguids: vec![model.into()] };
+        assert!(!block.permits(&model.to_uppercase()) && block.permits("22222222-2222-2222-2222-222222222222"));
+        let allow = KeyRestrictions { is_enforced: true, allow: true, aaguids: vec![model.into()] };
+        assert!(allow.permits(model) && !allow.permits("22222222-2222-2222-2222-222222222222"));
+        assert!(KeyRestrictions { aaguids: vec![], ..allow }.validate().is_err(), "an empty allow list");
+        let many = KeyRestrictions { aaguids: vec![model.into(); MAX_AAGUIDS + 1], ..block };
+        assert!(many.validate().is_err());
+    }
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);

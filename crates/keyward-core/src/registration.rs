@@ -21,6 +21,10 @@ pub struct RegisteredMethods {
     pub alternate_mobile_phone: bool,
     pub office_phone: bool,
     pub email: bool,
+    /// A passkey that is not backup eligible (a security key, a device's platform authenticator).
+    pub passkey_device_bound: bool,
+    /// A synced passkey (backup eligible).
+    pub passkey_synced: bool,
     /// Holds a directory role (any, at any scope, directly or through a group).
     pub is_admin: bool,
 }
@@ -29,8 +33,10 @@ pub struct RegisteredMethods {
 type Has = fn(&RegisteredMethods) -> bool;
 
 /// A `methodsRegistered` value Keyward can report, and whether a user has it.
-pub const METHODS: [(&str, Has); 5] = [
+pub const METHODS: [(&str, Has); 7] = [
     ("softwareOneTimePasscode", |it| it.software_oath),
+    ("passKeyDeviceBound", |it| it.passkey_device_bound),
+    ("passKeySynced", |it| it.passkey_synced),
     ("mobilePhone", |it| it.mobile_phone),
     ("alternateMobilePhone", |it| it.alternate_mobile_phone),
     ("officePhone", |it| it.office_phone),
@@ -43,15 +49,30 @@ impl RegisteredMethods {
         METHODS.iter().filter(|(_, has)| has(self)).map(|(name, _)| *name).collect()
     }
 
-    /// A strong second factor is registered: an authenticator app or a phone (Entra's meaning).
+    /// A strong second factor is registered: an authenticator app, a phone or a passkey
+    /// (Entra's meaning).
     pub fn is_mfa_registered(&self) -> bool {
-        self.software_oath || self.mobile_phone || self.alternate_mobile_phone || self.office_phone
+        self.software_oath
+            || self.mobile_phone
+            || self.alternate_mobile_phone
+            || self.office_phone
+            || self.has_passkey()
     }
 
-    /// Registered with a second factor Keyward can prompt for at sign-in: an authenticator app.
-    /// (Keyward sends no texts or calls, so a phone alone does not make a user MFA capable.)
+    /// Registered with a second factor Keyward can prompt for at sign-in: an authenticator app or
+    /// a passkey. (Keyward sends no texts or calls, so a phone alone does not make a user MFA
+    /// capable.)
     pub fn is_mfa_capable(&self) -> bool {
-        self.software_oath
+        self.software_oath || self.has_passkey()
+    }
+
+    /// Registered with a passkey, which signs in without a password.
+    pub fn is_passwordless_capable(&self) -> bool {
+        self.has_passkey()
+    }
+
+    fn has_passkey(&self) -> bool {
+        self.passkey_device_bound || self.passkey_synced
     }
 
     /// Registered methods a self-service password reset could use (Keyward offers no
@@ -72,7 +93,7 @@ pub enum Flag {
     IsAdmin,
     IsMfaRegistered,
     IsMfaCapable,
-    /// Always false until passkeys land.
+    /// A passkey is registered.
     IsPasswordlessCapable,
     IsSsprRegistered,
     /// Always false: Keyward has no self-service password reset.
@@ -367,6 +388,9 @@ pub struct RegistrationCounts {
     pub mfa_registered: i64,
     pub mfa_capable: i64,
     pub sspr_registered: i64,
+    pub passkey_device_bound: i64,
+    pub passkey_synced: i64,
+    pub passwordless_capable: i64,
 }
 
 impl RegistrationCounts {
@@ -384,11 +408,14 @@ impl RegistrationCounts {
             mfa_registered: self.mfa_registered - part.mfa_registered,
             mfa_capable: self.mfa_capable - part.mfa_capable,
             sspr_registered: self.sspr_registered - part.sspr_registered,
+            passkey_device_bound: self.passkey_device_bound - part.passkey_device_bound,
+            passkey_synced: self.passkey_synced - part.passkey_synced,
+            passwordless_capable: self.passwordless_capable - part.passwordless_capable,
         }
     }
 
     /// `userRegistrationMethodCounts`: every method Keyward has, zeros included.
-    pub fn by_method(&self) -> [(&'static str, i64); 6] {
+    pub fn by_method(&self) -> [(&'static str, i64); 8] {
         [
             ("password", self.password),
             ("email", self.email),
@@ -396,6 +423,8 @@ impl RegistrationCounts {
             ("alternateMobilePhone", self.alternate_mobile_phone),
             ("officePhone", self.office_phone),
             ("softwareOneTimePasscode", self.software_oath),
+            ("passKeyDeviceBound", self.passkey_device_bound),
+            ("passKeySynced", self.passkey_synced),
         ]
     }
 
@@ -405,7 +434,7 @@ impl RegistrationCounts {
             ("ssprRegistered", self.sspr_registered),
             ("ssprEnabled", 0),
             ("ssprCapable", 0),
-            ("passwordlessCapable", 0),
+            ("passwordlessCapable", self.passwordless_capable),
             ("mfaCapable", self.mfa_capable),
         ]
     }
@@ -484,6 +513,19 @@ mod tests {
         }
         assert!(plan(&RawQuery { orderby: Some("isAdmin".into()), ..RawQuery::default() }).is_err());
         assert!(plan(&RawQuery { select: Some("id".into()), ..RawQuery::default() }).is_err());
+    }
+
+    #[test]
+    fn a_passkey_is_mfa_and_passwordless_capable() {
+        let bound = RegisteredMethods { passkey_device_bound: true, ..RegisteredMethods::default() };
+        assert_eq!(bound.methods_registered(), vec!["passKeyDeviceBound"]);
+        assert!(bound.is_mfa_registered() && bound.is_mfa_capable() && bound.is_passwordless_capable());
+        let synced = RegisteredMethods { passkey_synced: true, email: true, ..RegisteredMethods::default() };
+        assert_eq!(synced.methods_registered(), vec!["passKeySynced", "email"]);
+        let app = RegisteredMethods { software_oath: true, ..RegisteredMethods::default() };
+        assert!(app.is_mfa_capable() && !app.is_passwordless_capable());
+        let filter = plan(&raw("methodsRegistered/any(m: m eq 'PASSKEYSYNCED')")).expect("plan").filter;
+        assert_eq!(filter.methods, vec!["passKeySynced".to_owned()]);
     }
 
     #[test]

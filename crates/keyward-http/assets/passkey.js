@@ -3,7 +3,8 @@
 // `data-options`; this script shows the form (it is `hidden` without a script or without
 // WebAuthn), runs the ceremony when it is submitted, puts `PublicKeyCredential.toJSON()` into its
 // `credential` field and posts it. On the user-name page (`data-conditional`) it also offers the
-// user's passkeys in the browser's autofill where the browser supports that.
+// user's passkeys in the browser's autofill where the browser supports that. An element marked
+// `data-passkey-fallback` (what to do without passkeys) is removed where the browser has WebAuthn.
 // Served from /assets with the pages' Content-Security-Policy `script-src 'self'`; no inline
 // script, no eval, nothing from elsewhere. Every other method works without it.
 "use strict";
@@ -80,6 +81,11 @@ function explain(err) {
     default:
       return "Your browser could not use a passkey here. Try again, or sign in another way.";
   }
+}
+
+// Where the browser has WebAuthn, the message saying it is needed goes.
+if (window.PublicKeyCredential && navigator.credentials) {
+  document.querySelectorAll("[data-passkey-fallback]").forEach((it) => it.remove());
 }
 
 document.querySelectorAll("form[data-passkey]").forEach((form) => {

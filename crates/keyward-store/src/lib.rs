@@ -585,10 +585,12 @@ pub trait SignInStore: Send {
         challenge_sha256: &[u8],
         challenge: &WebauthnChallenge,
     ) -> Result<(), StoreError>;
-    /// Takes a challenge: returns and deletes it, so it is used once on every node.
+    /// Takes a challenge stored for `purpose`: returns and deletes it, so it is used once on
+    /// every node. A row stored for another purpose (a spent sign-in challenge) is left alone.
     async fn take_webauthn_challenge(
         &mut self,
         challenge_sha256: &[u8],
+        purpose: &str,
     ) -> Result<Option<WebauthnChallenge>, StoreError>;
     /// Deletes challenges that expired before `now`; how many.
     async fn delete_expired_webauthn_challenges(&mut self, now: OffsetDateTime) -> Result<u64, StoreError>;

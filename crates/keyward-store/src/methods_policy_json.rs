@@ -1,6 +1,8 @@
 //! The stored form of a tenant's authentication methods policy: one JSON document.
 
-use keyward_core::methods_policy::{Campaign, CampaignState, MethodConfig, MethodsPolicy, Target, TargetType, Targets};
+use keyward_core::methods_policy::{
+    Campaign, CampaignState, KeyRestrictions, MethodConfig, MethodsPolicy, Target, TargetType, Targets,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -16,6 +18,9 @@ struct Row {
     fido2: ConfigRow,
     #[serde(default = "yes")]
     fido2_registration: bool,
+    /// Absent in documents written before key restrictions: not enforced.
+    #[serde(default)]
+    fido2_keys: KeysRow,
     campaign: CampaignRow,
     last_modified: Option<String>,
 }
@@ -24,6 +29,13 @@ struct Row {
 struct ConfigRow {
     enabled: bool,
     targets: TargetsRow,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct KeysRow {
+    enforced: bool,
+    allow: bool,
+    aaguids: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +97,11 @@ pub(crate) fn encode(policy: &MethodsPolicy) -> Result<String, StoreError> {
         email: config_row(&policy.email),
         fido2: config_row(&policy.fido2),
         fido2_registration: policy.fido2_registration,
+        fido2_keys: KeysRow {
+            enforced: policy.fido2_keys.is_enforced,
+            allow: policy.fido2_keys.allow,
+            aaguids: policy.fido2_keys.aaguids.clone(),
+        },
         campaign: CampaignRow {
             state: policy.campaign.state.as_str().to_owned(),
             snooze_days: policy.campaign.snooze_days,
@@ -105,6 +122,11 @@ pub(crate) fn decode(text: &str) -> Result<MethodsPolicy, StoreError> {
         email: config(row.email)?,
         fido2: config(row.fido2)?,
         fido2_registration: row.fido2_registration,
+        fido2_keys: KeyRestrictions {
+            is_enforced: row.fido2_keys.enforced,
+            allow: row.fido2_keys.allow,
+            aaguids: row.fido2_keys.aaguids,
+        },
         campaign: Campaign {
             state: CampaignState::parse(&row.campaign.state).ok_or_else(|| corrupt("campaign state"))?,
             snooze_days: row.campaign.snooze_days,

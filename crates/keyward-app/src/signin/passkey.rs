@@ -13,19 +13,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
-use keyward_core::signin::{AuthMethodRef, Stage, codes};
+use keyward_core::signin::{Amr, AuthMethodRef, Stage, codes};
 use keyward_core::webauthn::{self, AuthenticatorData, PublicKey, decode_cbor};
 use keyward_store::{Fido2Method, StoreError, WebauthnChallenge};
 use time::{Duration, OffsetDateTime};
 
-use super::{
-    Flow, NOTHING_TO_REGISTER, RECENT_MFA, SignInForm, SignInPage, SignInView, csrf_token, detail, unexpected,
-};
-use crate::passkeys::{NewPasskey, client_data, passkey_kind, user_handle, verify_signature};
+use super::{Flow, RECENT_MFA, SignInForm, SignInPage, SignInView, csrf_token, detail, unexpected};
+use crate::passkeys::{NewPasskey, client_data, device_record, passkey_kind, user_handle, verify_signature};
 use crate::{App, AppError, audit_id, random_token, sha256};
 
 /// How long a sign-in challenge lasts.
 const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// How long a spent sign-in challenge is remembered past its expiry.
+const SPENT_MARGIN: Duration = Duration::minutes(5);
 /// The largest credential a form may carry (a passkey's answer is well under 4 KiB).
 const MAX_CREDENTIAL: usize = 16 * 1024;
 
@@ -131,11 +131,18 @@ impl App {
                 if !self.user_methods(tenant, &user.id).await?.fido2 {
                     return Ok(None);
                 }
-                let methods = self.read().await?.list_fido2_methods(&user.id).await?;
-                if methods.is_empty() {
+                let mut tx = self.read().await?;
+                let keys = tx.methods_policy(tenant).await?.fido2_keys;
+                let methods = tx.list_fido2_methods(&user.id).await?;
+                let allow: Vec<String> = methods
+                    .iter()
+                    .filter(|it| keys.permits(&it.aaguid))
+                    .map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id))
+                    .collect();
+                if allow.is_empty() {
                     return Ok(None);
                 }
-                methods.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect()
+                allow
             }
             None => {
                 if !self.read().await?.methods_policy(tenant).await?.fido2.is_enabled {
@@ -175,7 +182,9 @@ impl App {
             tenant_id: flow.tenant.id.clone(),
             user_id: None,
             purpose: "spent".into(),
-            expires_at: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(now + CHALLENGE_LIFETIME),
+            // Kept past the challenge's own expiry, so a node whose clock lags the one that
+            // sweeps expired rows still finds it spent.
+            expires_at: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(now + CHALLENGE_LIFETIME) + SPENT_MARGIN,
         };
         let mut tx = self.write().await?;
         match tx.put_webauthn_challenge(&sha256(&bytes), &spent).await {
@@ -203,8 +212,9 @@ impl App {
         let Some(assertion) = Some(json).filter(|it| it.len() <= MAX_CREDENTIAL).and_then(parse_assertion) else {
             return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, known())));
         };
-        let data = client_data(&assertion.client_data_json)?;
-        let (rp_id, origin) = self.relying_party()?;
+        let (Ok(data), Ok((rp_id, origin))) = (client_data(&assertion.client_data_json), self.relying_party()) else {
+            return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, known())));
+        };
         if !self.spend_sign_in_challenge(flow, &data.challenge).await? {
             let message = "The passkey request expired or was already used. Try again.";
             return Ok(Err(refusal("Passkey challenge unknown, expired or already used", message, known())));
@@ -221,30 +231,43 @@ impl App {
                            your user name.";
             return Ok(Err(refusal("Passkey not registered", message, known())));
         };
+        // Until the signature is checked, a refusal names only the user the sign-in already
+        // named: credential ids are not secret, so anyone could otherwise write failures into
+        // someone's sign-in log.
         if webauthn::check_client_data(&data, "webauthn.get", &origin).is_err() {
             let reason = "Passkey used on another site or for another ceremony";
-            return Ok(Err(refusal(reason, DID_NOT_WORK, Some(expected.cloned().unwrap_or(user)))));
+            return Ok(Err(refusal(reason, DID_NOT_WORK, known())));
         }
         if expected.is_some_and(|it| it.id != user.id) {
             return Ok(Err(refusal("Passkey registered to another user", DID_NOT_WORK, known())));
         }
-        if assertion.user_handle.is_some_and(|handle| user_handle(&user).is_ok_and(|it| it[..] != handle[..])) {
-            return Ok(Err(refusal("Passkey user handle does not match", DID_NOT_WORK, Some(user))));
+        // A sign-in that names no user learns it from the user handle, which must be there and
+        // be the credential's user (WebAuthn §7.2, step 6).
+        let handle_matches = match &assertion.user_handle {
+            Some(handle) => user_handle(&user).is_ok_and(|it| it[..] == handle[..]),
+            None => expected.is_some(),
+        };
+        if !handle_matches {
+            return Ok(Err(refusal("Passkey user handle missing or not the credential's", DID_NOT_WORK, known())));
         }
         let Ok(auth) = AuthenticatorData::parse(&assertion.authenticator_data) else {
-            return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, Some(user))));
+            return Ok(Err(refusal("Invalid passkey response", DID_NOT_WORK, known())));
         };
         if let Err(err) = webauthn::check_assertion(&auth, &rp_id) {
             tracing::info!(reason = %err.0, "passkey assertion refused");
             let message = "Your passkey must verify you (with a PIN, fingerprint or face) on this site. Try again.";
-            return Ok(Err(refusal("Passkey check failed", message, Some(user))));
+            return Ok(Err(refusal("Passkey check failed", message, known())));
+        }
+        // Backup eligibility is fixed when a credential is made: a change means another one.
+        if auth.flags.backup_eligible() != method.backup_eligible {
+            return Ok(Err(refusal("Passkey backup eligibility changed", DID_NOT_WORK, known())));
         }
         let key = decode_cbor(&method.cose_key)
             .and_then(|(cose, _)| PublicKey::from_cose(&cose))
             .map_err(|err| unexpected(&format!("a stored passkey's key does not read: {}", err.0)))?;
         let signed = webauthn::signed_bytes(&assertion.authenticator_data, &assertion.client_data_json);
         if !verify_signature(&key, &signed, &assertion.signature) {
-            return Ok(Err(refusal("Invalid passkey signature", DID_NOT_WORK, Some(user))));
+            return Ok(Err(refusal("Invalid passkey signature", DID_NOT_WORK, known())));
         }
         let stored = u32::try_from(method.sign_count).unwrap_or(u32::MAX);
         if webauthn::counter_went_back(stored, auth.sign_count) {
@@ -256,6 +279,11 @@ impl App {
         if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2 {
             let message = "Your organization doesn't let you sign in with a passkey. Sign in another way.";
             return Ok(Err(refusal("Method disabled by the authentication methods policy", message, Some(user))));
+        }
+        if !self.read().await?.methods_policy(&flow.tenant.id).await?.fido2_keys.permits(&method.aaguid) {
+            let message = "Your organization no longer allows this kind of passkey. Sign in another way, then \
+                           register a passkey your organization allows.";
+            return Ok(Err(refusal("Passkey model blocked by the authentication methods policy", message, Some(user))));
         }
         let mut tx = self.write().await?;
         let moved = tx
@@ -317,14 +345,18 @@ impl App {
         let mut details = Vec::new();
         if second_factor {
             details.push(detail(now, "Password", true, "Correct password"));
+            for amr in passkey_amr(&method) {
+                flow.session.methods.push(amr);
+            }
         } else {
+            // The passkey is the whole sign-in: nothing an earlier attempt in this flow left
+            // (another user, a password, a pass and its expiry) carries over.
             flow.session.user_id = Some(user.id.clone());
             flow.session.username = Some(user.user_principal_name.clone());
+            flow.session.methods = Amr::of(&passkey_amr(&method));
+            flow.session.pass_expires_at = None;
         }
         details.push(detail(now, passkey_kind(&method), true, "MFA successfully completed"));
-        for amr in passkey_amr(&method) {
-            flow.session.methods.push(amr);
-        }
         flow.session.mfa_at = Some(now);
         self.finish(flow, &user, details).await
     }
@@ -353,12 +385,23 @@ impl App {
         error: Option<String>,
     ) -> Result<SignInPage, AppError> {
         let user = self.flow_user(flow).await?;
+        // A session left on this page must still have a recent proof to get a challenge.
+        if flow.session.authenticated_at.is_some()
+            && let Err(notice) = self.may_add_method(flow, &user).await?
+        {
+            return Ok(SignInPage::RegisterPasskey {
+                username: flow.session.username.clone().unwrap_or_default(),
+                options: None,
+                can_cancel: true,
+                error: Some(notice),
+            });
+        }
         let mut tx = self.write().await?;
         let options = self.creation_challenge(&mut *tx, &user).await?;
         tx.commit().await?;
         Ok(SignInPage::RegisterPasskey {
             username: flow.session.username.clone().unwrap_or_default(),
-            options,
+            options: Some(options),
             can_cancel: flow.session.authenticated_at.is_some(),
             error,
         })
@@ -372,6 +415,28 @@ impl App {
         form: &SignInForm,
     ) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
+        let signed_in = flow.session.authenticated_at.is_some();
+        if form.step == "back" {
+            // "Choose another method" at the interrupt (the account page has "Cancel").
+            flow.session.stage = if signed_in { Stage::Done } else { Stage::MoreInfo };
+            self.save_session(&flow.session).await?;
+            return self.render(flow, None).await;
+        }
+        if signed_in && let Err(notice) = self.may_add_method(flow, &user).await? {
+            flow.session.stage = Stage::Done;
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, &user, Some(notice)).await;
+        }
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration {
+            // Turned off for this user since the page was shown.
+            let notice = "Your organization's authentication methods policy does not let you add a passkey.";
+            flow.session.stage = if signed_in { Stage::Done } else { Stage::MoreInfo };
+            self.save_session(&flow.session).await?;
+            if signed_in {
+                return self.account_page(flow, &user, Some(notice.into())).await;
+            }
+            return self.render(flow, Some(notice.into())).await;
+        }
         let json = form.credential.as_deref().unwrap_or_default();
         let name = form.value.as_deref();
         let Some(new) =
@@ -390,15 +455,16 @@ impl App {
             Ok(method) => method,
             Err(AppError::BadRequest(message)) => {
                 drop(tx);
-                if message.contains("authentication methods policy") && flow.session.authenticated_at.is_none() {
-                    return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
-                }
                 return self.render(flow, Some(message)).await;
             }
             Err(err) => return Err(err),
         };
         let reason = format!("User registered {}", passkey_kind(&method));
         self.record_registration(&mut *tx, flow, &user, &reason).await?;
+        let device = self.self_audit(flow, &user, self.now());
+        if let Some(record) = device_record(&method, Activity::AddPasskeyDeviceBound, device, &user) {
+            tx.insert_audit(&record).await?;
+        }
         tx.commit().await?;
         let notice = format!("Your passkey '{}' is registered.", method.display_name);
         self.registered(flow, &user, &passkey_amr(&method), passkey_kind(&method), notice).await

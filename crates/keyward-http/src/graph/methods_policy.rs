@@ -16,7 +16,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch};
 use keyward_app::{AppError, Policies, PolicyObject};
-use keyward_core::methods_policy::{CampaignState, MethodConfig, MethodsPolicy, Target, TargetType, Targets};
+use keyward_core::methods_policy::{
+    CampaignState, KeyRestrictions, MethodConfig, MethodsPolicy, Target, TargetType, Targets,
+};
 use keyward_core::signin::TapPolicy;
 use serde_json::{Map, Value, json};
 
@@ -148,7 +150,12 @@ fn config_json(method: Method, policies: &Policies) -> Value {
             config(&mut value, methods.fido2.is_enabled, &methods.fido2.targets);
             value["isSelfServiceRegistrationAllowed"] = json!(methods.fido2_registration);
             value["isAttestationEnforced"] = json!(false);
-            value["keyRestrictions"] = json!({"isEnforced": false, "enforcementType": "block", "aaGuids": []});
+            let keys = &methods.fido2_keys;
+            value["keyRestrictions"] = json!({
+                "isEnforced": keys.is_enforced,
+                "enforcementType": if keys.allow { "allow" } else { "block" },
+                "aaGuids": keys.aaguids,
+            });
         }
         Method::Sms | Method::Voice => {
             config(&mut value, false, &Targets::everyone());
@@ -277,6 +284,45 @@ fn state_field(value: &Value) -> Result<bool, AppError> {
     }
 }
 
+/// Graph's `fido2KeyRestrictions`, over `old`: `isEnforced`, `enforcementType` (`allow` or
+/// `block`), `aaGuids` (GUIDs; kept in lower case).
+fn key_restrictions(value: &Value, old: &KeyRestrictions) -> Result<KeyRestrictions, AppError> {
+    let Some(fields) = value.as_object() else {
+        return Err(bad("keyRestrictions must be an object.".into()));
+    };
+    let mut keys = old.clone();
+    for (name, value) in fields {
+        match name.as_str() {
+            "@odata.type" => check_same(value, "@odata.type", &["#microsoft.graph.fido2KeyRestrictions"])?,
+            "isEnforced" => keys.is_enforced = bool_field(value, "keyRestrictions.isEnforced")?,
+            "enforcementType" => {
+                keys.allow = match value.as_str() {
+                    Some("allow") => true,
+                    Some("block") => false,
+                    _ => return Err(bad("keyRestrictions.enforcementType must be 'allow' or 'block'.".into())),
+                }
+            }
+            "aaGuids" => {
+                let list = value.as_array().ok_or_else(|| bad("keyRestrictions.aaGuids must be an array.".into()))?;
+                let mut aaguids = Vec::with_capacity(list.len());
+                for it in list {
+                    let guid = it
+                        .as_str()
+                        .and_then(|text| uuid::Uuid::parse_str(text).ok())
+                        .ok_or_else(|| bad(format!("keyRestrictions.aaGuids holds {it}, which is not a GUID.")))?;
+                    let text = guid.hyphenated().to_string();
+                    if !aaguids.contains(&text) {
+                        aaguids.push(text);
+                    }
+                }
+                keys.aaguids = aaguids;
+            }
+            other => return Err(bad(format!("Property '{other}' does not exist on fido2KeyRestrictions."))),
+        }
+    }
+    Ok(keys)
+}
+
 /// Applies a PATCH of one method configuration.
 fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Policies) -> Result<(), AppError> {
     let type_name = &method.odata_type()[1..];
@@ -332,23 +378,7 @@ fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Polic
                 }
             }
             (Method::Fido2, "keyRestrictions") => {
-                let Some(fields) = value.as_object() else {
-                    return Err(bad("keyRestrictions must be an object.".into()));
-                };
-                let off = fields.iter().all(|(name, value)| match name.as_str() {
-                    "@odata.type" => true,
-                    "isEnforced" => value == &Value::Bool(false),
-                    "aaGuids" => value.as_array().is_some_and(Vec::is_empty),
-                    "enforcementType" => matches!(value.as_str(), Some("allow" | "block")),
-                    _ => false,
-                });
-                if !off {
-                    return Err(bad(
-                        "keyRestrictions cannot be enforced yet: allowing or blocking authenticators by AAGUID is \
-                         not supported, so isEnforced must be false and aaGuids empty."
-                            .into(),
-                    ));
-                }
+                policies.methods.fido2_keys = key_restrictions(value, &policies.methods.fido2_keys)?;
             }
             (Method::Email, "allowExternalIdToUseEmailOtp") => match value.as_str() {
                 Some("disabled" | "default") => (),
@@ -437,6 +467,7 @@ async fn delete_config(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response
                 Method::Fido2 => {
                     let defaults = MethodsPolicy::default();
                     (methods.fido2, methods.fido2_registration) = (defaults.fido2, defaults.fido2_registration);
+                    methods.fido2_keys = defaults.fido2_keys;
                 }
                 Method::Sms | Method::Voice => (),
             }

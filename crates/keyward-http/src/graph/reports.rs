@@ -29,7 +29,7 @@ pub fn registration_json(detail: &RegistrationDetail) -> Value {
         "isSsprCapable": false,
         "isMfaRegistered": methods.is_mfa_registered(),
         "isMfaCapable": methods.is_mfa_capable(),
-        "isPasswordlessCapable": false,
+        "isPasswordlessCapable": methods.is_passwordless_capable(),
         "methodsRegistered": methods.methods_registered(),
         "isSystemPreferredAuthenticationMethodEnabled": false,
         "systemPreferredAuthenticationMethods": [],

@@ -199,7 +199,7 @@ impl<'a> SignInTemplate<'a> {
             SignInPage::Username { passkey: Some(request), .. }
             | SignInPage::Password { passkey: Some(request), .. }
             | SignInPage::Mfa { passkey: Some(request), .. } => Some(request_json(request).to_string()),
-            SignInPage::RegisterPasskey { options, .. } => Some(creation_json(options).to_string()),
+            SignInPage::RegisterPasskey { options: Some(options), .. } => Some(creation_json(options).to_string()),
             _ => None,
         };
         SignInTemplate {

@@ -56,8 +56,8 @@ use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
 use self::reports::{
-    ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, flag_condition, method_condition, push_text_match,
-    registration_source,
+    ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
+    push_text_match, registration_source,
 };
 use self::signin::ACTIVITY_UPSERT;
 use crate::error::{StoreError, db};

@@ -29,6 +29,10 @@ pub(super) fn registration_source() -> &'static str {
                 "EXISTS (SELECT 1 FROM phone_methods p WHERE p.user_id = u.id AND p.phone_type = 'office') ",
                 "AS has_office, ",
                 "EXISTS (SELECT 1 FROM email_methods e WHERE e.user_id = u.id) AS has_email, ",
+                "EXISTS (SELECT 1 FROM fido2_methods f WHERE f.user_id = u.id AND NOT f.backup_eligible) ",
+                "AS has_passkey_bound, ",
+                "EXISTS (SELECT 1 FROM fido2_methods f WHERE f.user_id = u.id AND f.backup_eligible) ",
+                "AS has_passkey_synced, ",
                 "{holds}) AS is_admin, ",
                 "{holds} AND lower(r.role_definition_id) IN ({privileged})) AS is_privileged_admin ",
                 "FROM users u WHERE u.account_enabled AND u.tenant_id = $1) d WHERE 1 = 1"
@@ -59,8 +63,10 @@ fn role_holders(condition: &str) -> String {
 }
 
 /// The sums every count statement selects, in order, over rows `d` with a 0/1 column per method
-/// (`oath`, `mobile`, `alternate`, `office`, `email`): users with each method, then with a method
-/// for MFA (an app or a phone) and for self-service reset (a phone or an e-mail address).
+/// (`oath`, `mobile`, `alternate`, `office`, `email`, `bound` and `synced` passkeys): users with
+/// each of the first five, with a method for MFA (an app, a phone or a passkey) and for
+/// self-service reset (a phone or an e-mail address), with each kind of passkey, with a second
+/// factor Keyward prompts for (an app or a passkey), and with a passkey.
 fn method_sums() -> String {
     let users_with = |condition: &str| format!("COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)");
     [
@@ -69,11 +75,18 @@ fn method_sums() -> String {
         users_with("d.alternate = 1"),
         users_with("d.office = 1"),
         users_with("d.email = 1"),
-        users_with("d.oath + d.mobile + d.alternate + d.office > 0"),
+        users_with("d.oath + d.mobile + d.alternate + d.office + d.bound + d.synced > 0"),
         users_with("d.email + d.mobile + d.alternate + d.office > 0"),
+        users_with("d.bound = 1"),
+        users_with("d.synced = 1"),
+        users_with("d.oath + d.bound + d.synced > 0"),
+        users_with("d.bound + d.synced > 0"),
     ]
     .join(", ")
 }
+
+/// How many sums [`method_sums`] selects.
+pub(super) const SUMS: usize = 11;
 
 /// [`method_sums`] over the tenant's (`$1`) enabled users with a method: the method rows are
 /// folded into one row per user, and drive the join to the users (`CROSS JOIN` keeps SQLite from
@@ -84,9 +97,11 @@ fn method_sums() -> String {
 pub(super) static METHOD_COUNTS: LazyLock<String> = LazyLock::new(|| {
     let has = |kind: &str| format!("MAX(CASE WHEN m.k = '{kind}' THEN 1 ELSE 0 END)");
     format!(
-        "SELECT {} FROM (SELECT m.user_id, {} AS oath, {} AS mobile, {} AS alternate, {} AS office, {} AS email \
+        "SELECT {} FROM (SELECT m.user_id, {} AS oath, {} AS mobile, {} AS alternate, {} AS office, {} AS email, \
+         {} AS bound, {} AS synced \
          FROM (SELECT user_id, 'oath' AS k FROM software_oath_methods UNION ALL SELECT user_id, phone_type FROM \
-         phone_methods UNION ALL SELECT user_id, 'email' FROM email_methods) m GROUP BY m.user_id) d \
+         phone_methods UNION ALL SELECT user_id, 'email' FROM email_methods UNION ALL SELECT user_id, \
+         CASE WHEN backup_eligible THEN 'synced' ELSE 'bound' END FROM fido2_methods) m GROUP BY m.user_id) d \
          CROSS JOIN users u WHERE u.id = d.user_id AND u.tenant_id = $1 AND u.account_enabled",
         method_sums(),
         has("oath"),
@@ -94,6 +109,8 @@ pub(super) static METHOD_COUNTS: LazyLock<String> = LazyLock::new(|| {
         has("alternateMobile"),
         has("office"),
         has("email"),
+        has("bound"),
+        has("synced"),
     )
 });
 
@@ -106,7 +123,7 @@ pub(super) static SET_COUNTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {}, COUNT(*), COALESCE(SUM(d.password), 0) FROM (SELECT \
          CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS password, {} AS oath, {} AS mobile, \
-         {} AS alternate, {} AS office, {} AS email FROM users u \
+         {} AS alternate, {} AS office, {} AS email, {} AS bound, {} AS synced FROM users u \
          WHERE u.tenant_id = $1 AND u.account_enabled AND u.id IN ({{set}})) d",
         method_sums(),
         has("software_oath_methods", ""),
@@ -114,10 +131,13 @@ pub(super) static SET_COUNTS: LazyLock<String> = LazyLock::new(|| {
         has("phone_methods", " AND m.phone_type = 'alternateMobile'"),
         has("phone_methods", " AND m.phone_type = 'office'"),
         has("email_methods", ""),
+        has("fido2_methods", " AND NOT m.backup_eligible"),
+        has("fido2_methods", " AND m.backup_eligible"),
     )
 });
 
-pub(super) const MFA_REGISTERED: &str = "(d.has_oath OR d.has_mobile OR d.has_alternate OR d.has_office)";
+pub(super) const MFA_REGISTERED: &str =
+    "(d.has_oath OR d.has_mobile OR d.has_alternate OR d.has_office OR d.has_passkey_bound OR d.has_passkey_synced)";
 pub(super) const SSPR_REGISTERED: &str = "(d.has_email OR d.has_mobile OR d.has_alternate OR d.has_office)";
 
 /// The condition on `d` a report flag stands for; "1 = 0" for what Keyward never has.
@@ -125,12 +145,10 @@ pub(super) fn flag_condition(flag: Flag) -> &'static str {
     match flag {
         Flag::IsAdmin => "d.is_admin",
         Flag::IsMfaRegistered => MFA_REGISTERED,
-        Flag::IsMfaCapable => "d.has_oath",
+        Flag::IsMfaCapable => "(d.has_oath OR d.has_passkey_bound OR d.has_passkey_synced)",
         Flag::IsSsprRegistered => SSPR_REGISTERED,
-        Flag::IsPasswordlessCapable
-        | Flag::IsSsprEnabled
-        | Flag::IsSsprCapable
-        | Flag::IsSystemPreferredAuthenticationMethodEnabled => "1 = 0",
+        Flag::IsPasswordlessCapable => "(d.has_passkey_bound OR d.has_passkey_synced)",
+        Flag::IsSsprEnabled | Flag::IsSsprCapable | Flag::IsSystemPreferredAuthenticationMethodEnabled => "1 = 0",
     }
 }
 
@@ -142,6 +160,8 @@ pub(super) fn method_condition(method: &str) -> &'static str {
         "alternateMobilePhone" => "d.has_alternate",
         "officePhone" => "d.has_office",
         "email" => "d.has_email",
+        "passKeyDeviceBound" => "d.has_passkey_bound",
+        "passKeySynced" => "d.has_passkey_synced",
         _ => "1 = 0",
     }
 }
@@ -224,6 +244,8 @@ macro_rules! impl_report_store {
                                 alternate_mobile_phone: row.try_get("has_alternate")?,
                                 office_phone: row.try_get("has_office")?,
                                 email: row.try_get("has_email")?,
+                                passkey_device_bound: row.try_get("has_passkey_bound")?,
+                                passkey_synced: row.try_get("has_passkey_synced")?,
                                 is_admin: row.try_get("is_admin")?,
                             },
                         })
@@ -286,7 +308,7 @@ macro_rules! impl_report_store {
                 };
                 let (total, password) = match totals {
                     Some(it) => it,
-                    None => (at(7)?, at(8)?),
+                    None => (at(SUMS)?, at(SUMS + 1)?),
                 };
                 Ok(RegistrationCounts {
                     total,
@@ -297,8 +319,11 @@ macro_rules! impl_report_store {
                     office_phone: at(3)?,
                     email: at(4)?,
                     mfa_registered: at(5)?,
-                    mfa_capable: at(0)?,
                     sspr_registered: at(6)?,
+                    passkey_device_bound: at(7)?,
+                    passkey_synced: at(8)?,
+                    mfa_capable: at(9)?,
+                    passwordless_capable: at(10)?,
                 })
             }
         }

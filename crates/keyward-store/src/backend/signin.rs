@@ -406,12 +406,14 @@ macro_rules! impl_sign_in_store {
             async fn take_webauthn_challenge(
                 &mut self,
                 challenge_sha256: &[u8],
+                purpose: &str,
             ) -> Result<Option<WebauthnChallenge>, StoreError> {
                 let row = sqlx::query(concat!(
-                    "DELETE FROM webauthn_challenges WHERE challenge_sha256 = $1 ",
+                    "DELETE FROM webauthn_challenges WHERE challenge_sha256 = $1 AND purpose = $2 ",
                     "RETURNING tenant_id, user_id, purpose, expires_at"
                 ))
                 .bind(challenge_sha256)
+                .bind(purpose)
                 .fetch_optional(&mut *self.0)
                 .await?;
                 let Some(row) = row else { return Ok(None) };

@@ -71,7 +71,7 @@ fn registration(overview: &RegistrationOverview) -> Registration {
     let capability = [
         ("MFA registered", all.mfa_registered),
         ("MFA capable", all.mfa_capable),
-        ("Passwordless capable", 0),
+        ("Passwordless capable", all.passwordless_capable),
         ("Self-service reset registered", all.sspr_registered),
     ];
     let labels = |method: &str| match method {
@@ -80,6 +80,8 @@ fn registration(overview: &RegistrationOverview) -> Registration {
         "mobilePhone" => "Mobile phone",
         "alternateMobilePhone" => "Alternate mobile phone",
         "officePhone" => "Office phone",
+        "passKeyDeviceBound" => "Passkey (device-bound)",
+        "passKeySynced" => "Passkey (synced)",
         _ => "Authenticator app",
     };
     let methods: Vec<(&'static str, i64)> = all.by_method().iter().map(|(name, n)| (labels(name), *n)).collect();
