@@ -1070,6 +1070,15 @@ impl App {
     async fn submit_registration(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
         let now = self.now();
+        // A signed-in session left on this page must still have a recent proof to add the app.
+        if flow.session.authenticated_at.is_some()
+            && let Err(notice) = self.may_add_method(flow, &user).await?
+        {
+            flow.session.pending_secret = None;
+            flow.session.stage = Stage::Done;
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, &user, Some(notice)).await;
+        }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
             // Turned off for this user since the registration page was shown.
             flow.session.pending_secret = None;

@@ -584,6 +584,16 @@ async fn account_steps_are_guarded(backend: Backend) {
         fresh_browser.submit(&setup, "register_totp", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
     assert_eq!(refused.title(), "Sign in", "{}", refused.text());
     assert!(refused.text().contains("Your session has ended"), "{}", refused.text());
+    // A registration page left open past the ten minutes of recent proof cannot add the app.
+    let late_browser = &mut Browser::new(&app.base_url);
+    let account = first_factor(late_browser, &format!("adele@{DOMAIN}"), PASSWORD).await;
+    let setup = late_browser.submit(&account, "add_totp", &[], &[]).await;
+    assert_eq!(setup.title(), "Set up your authenticator app", "{}", setup.text());
+    app.clock.advance(Duration::minutes(11));
+    let secret = setup.by_id("secret").expect("secret");
+    let late = late_browser.submit(&setup, "register_totp", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(late.title(), "My account", "{}", late.text());
+    assert!(late.text().contains("within the last 10 minutes"), "{}", late.text());
     let audit = app
         .get(&format!(
             "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'User registered security info' and targetResources/any(t:t/id eq '{adele}')"
