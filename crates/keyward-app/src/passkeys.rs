@@ -127,6 +127,22 @@ impl App {
     /// allowed to whoever may register a method for them, while the methods policy lets them
     /// register passkeys. Audited as `Get passkey creation options`, as Entra does.
     pub async fn passkey_creation_options(&self, caller: &Caller, who: Who<'_>) -> Result<CreationOptions, AppError> {
+        self.passkey_creation_options_lasting(caller, who, CHALLENGE_LIFETIME.whole_minutes()).await
+    }
+
+    /// Beta's `creationOptions(challengeTimeoutInMinutes=…)`: the same, with a challenge that
+    /// lasts `minutes` (5 to 43,200, Graph's bounds), for a passkey provisioned later.
+    pub async fn passkey_creation_options_lasting(
+        &self,
+        caller: &Caller,
+        who: Who<'_>,
+        minutes: i64,
+    ) -> Result<CreationOptions, AppError> {
+        if !(5..=43_200).contains(&minutes) {
+            return Err(AppError::BadRequest(
+                "challengeTimeoutInMinutes must be between 5 and 43200 (30 days).".into(),
+            ));
+        }
         let now = self.now();
         let (mut tx, user, _, _) = self.change_target(caller, who, Change::Register).await?;
         let policy = tx.methods_policy(&caller.tenant.id).await?;
@@ -135,17 +151,22 @@ impl App {
         }
         let record = caller.succeeded(now, Activity::GetPasskeyCreationOptions, vec![TargetResource::user(&user)]);
         tx.insert_audit(&record).await?;
-        let options = self.creation_challenge(&mut *tx, &user).await?;
+        let options = self.creation_challenge(&mut *tx, &user, Duration::minutes(minutes)).await?;
         tx.commit().await?;
         Ok(options)
     }
 
-    /// A registration challenge for `user`, kept in the database for five minutes, and the
-    /// options around it.
-    pub(crate) async fn creation_challenge(&self, tx: &mut dyn Tx, user: &User) -> Result<CreationOptions, AppError> {
+    /// A registration challenge for `user`, kept in the database for `lifetime`, and the options
+    /// around it.
+    pub(crate) async fn creation_challenge(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        lifetime: Duration,
+    ) -> Result<CreationOptions, AppError> {
         let mut challenge = [0_u8; 32];
         aws_lc_rs::rand::fill(&mut challenge).map_err(|_| AppError::Unexpected(anyhow::anyhow!("random")))?;
-        let expires = self.now() + CHALLENGE_LIFETIME;
+        let expires = self.now() + lifetime;
         let stored = WebauthnChallenge {
             tenant_id: user.tenant_id.clone(),
             user_id: Some(user.id.clone()),

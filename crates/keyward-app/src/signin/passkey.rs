@@ -397,7 +397,7 @@ impl App {
             });
         }
         let mut tx = self.write().await?;
-        let options = self.creation_challenge(&mut *tx, &user).await?;
+        let options = self.creation_challenge(&mut *tx, &user, CHALLENGE_LIFETIME).await?;
         tx.commit().await?;
         Ok(SignInPage::RegisterPasskey {
             username: flow.session.username.clone().unwrap_or_default(),

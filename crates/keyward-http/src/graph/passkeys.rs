@@ -4,7 +4,7 @@
 
 use super::Body;
 use super::authentication_methods::{list, one};
-use crate::context::{GraphCtx, entity, rfc3339};
+use crate::context::{GraphCtx, Version, entity, rfc3339};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -154,8 +154,18 @@ async fn list_mine(ctx: GraphCtx) -> Result<Response, GraphError> {
     list_passkeys(ctx, Path(key)).await
 }
 
-/// `GET …/fido2Methods/{id}`.
+/// `GET …/fido2Methods/{id}`, and beta's `…/fido2Methods/creationOptions(challengeTimeoutInMinutes=…)`
+/// (a function with an argument, which the route sees as an id).
 async fn get_passkey(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Result<Response, GraphError> {
+    if let Some(minutes) = timeout_argument(&id) {
+        if ctx.version != Version::Beta {
+            return Err(bad("creationOptions(challengeTimeoutInMinutes=…) is a beta function: call /beta, or \
+                 creationOptions without arguments (a five-minute challenge) on v1.0."));
+        }
+        let minutes = minutes.ok_or_else(|| bad("challengeTimeoutInMinutes must be a whole number of minutes."))?;
+        let options = ctx.state.app.passkey_creation_options_lasting(&ctx.caller, Who::User(&key), minutes).await?;
+        return Ok(options_json(&ctx, &options));
+    }
     let passkeys = ctx.state.app.list_passkeys(&ctx.caller, &key).await?;
     let found = passkeys.iter().find(|it| it.id.as_str().eq_ignore_ascii_case(&id)).map(passkey_json);
     one(&ctx, &key, SEGMENT, &id, found)
@@ -168,8 +178,30 @@ async fn delete_passkey(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) 
 }
 
 async fn get_mine(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+    if timeout_argument(&id).is_some() && ctx.version == Version::Beta {
+        let minutes = timeout_argument(&id)
+            .flatten()
+            .ok_or_else(|| bad("challengeTimeoutInMinutes must be a whole number of minutes."))?;
+        let options = ctx.state.app.passkey_creation_options_lasting(&ctx.caller, Who::Me, minutes).await?;
+        return Ok(options_json(&ctx, &options));
+    }
     let key = ctx.me_key()?;
     get_passkey(ctx, Path((key, id))).await
+}
+
+/// The argument of `creationOptions(challengeTimeoutInMinutes=N)` (names without case):
+/// `None` when `segment` is not that call, `Some(None)` when its argument is not a number.
+fn timeout_argument(segment: &str) -> Option<Option<i64>> {
+    let (name, rest) = segment.split_once('(')?;
+    if !name.eq_ignore_ascii_case("creationOptions") {
+        return None;
+    }
+    let inner = rest.strip_suffix(')')?;
+    let (parameter, value) = inner.split_once('=')?;
+    if !parameter.trim().eq_ignore_ascii_case("challengeTimeoutInMinutes") {
+        return Some(None);
+    }
+    Some(value.trim().parse().ok())
 }
 
 async fn delete_mine(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {

@@ -171,6 +171,23 @@ async fn provisioning_through_graph(backend: Backend) {
     assert_eq!(public_key["authenticatorSelection"]["userVerification"], "required");
     assert_eq!(public_key["excludeCredentials"], json!([]));
     assert!(options.body["challengeTimeoutDateTime"].is_string());
+    // Beta's function with an argument: a longer challenge, within Graph's bounds; not on v1.0.
+    let call = |version: &str, minutes: &str| {
+        format!(
+            "/{version}/users/{adele}/authentication/fido2Methods/creationOptions(challengeTimeoutInMinutes={minutes})"
+        )
+    };
+    let longer = app.get(&call("beta", "60")).await;
+    assert_eq!(longer.status, StatusCode::OK, "{}", longer.text);
+    let until = time::OffsetDateTime::parse(
+        longer.body["challengeTimeoutDateTime"].as_str().expect("time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert_eq!((until - app.app.now()).whole_minutes(), 60, "{}", longer.text);
+    for refused in [call("v1.0", "60"), call("beta", "4"), call("beta", "43201"), call("beta", "soon")] {
+        assert_graph_error(&app.get(&refused).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
 
     // Registered; new options name it in excludeCredentials, so the key is not registered twice.
     let mut key = security_key();
