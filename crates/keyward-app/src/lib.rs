@@ -54,7 +54,7 @@ pub use crate::oidc::{
     AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
     url_encode,
 };
-pub use crate::passkeys::{CreationOptions, NewPasskey, PasskeyView};
+pub use crate::passkeys::{CreationOptions, NewPasskey, PasskeyView, read_fido_roots};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
@@ -84,6 +84,9 @@ pub struct AppConfig {
     /// `KEYWARD_PORTAL_IDLE_MINUTES`: how long an admin portal session may go unused before the
     /// administrator signs in again.
     pub portal_idle_timeout: time::Duration,
+    /// `KEYWARD_FIDO_ROOTS`: the FIDO attestation roots (DER) a passkey's attestation must chain
+    /// to while the methods policy enforces attestation.
+    pub fido_attestation_roots: Vec<Vec<u8>>,
 }
 
 impl AppConfig {
@@ -96,6 +99,7 @@ impl AppConfig {
             allow_password_grant: false,
             limits: Limits::default(),
             portal_idle_timeout: time::Duration::minutes(60),
+            fido_attestation_roots: Vec::new(),
         }
     }
 }

@@ -213,6 +213,17 @@ impl App {
         new.sign_in.validate().map_err(AppError::BadRequest)?;
         new.tap.validate().map_err(AppError::BadRequest)?;
         new.methods.validate().map_err(AppError::BadRequest)?;
+        if new.methods.fido2_attestation
+            && !old.methods.fido2_attestation
+            && self.config().fido_attestation_roots.is_empty()
+        {
+            return Err(AppError::BadRequest(
+                "isAttestationEnforced needs the FIDO attestation roots to check passkeys against: start the server \
+                 with --fido-roots FILE (or KEYWARD_FIDO_ROOTS), a PEM bundle of the roots from the FIDO Metadata \
+                 Service, then turn it on."
+                    .into(),
+            ));
+        }
         let defaults_changed = new.sign_in.mfa_for_everyone != old.sign_in.mfa_for_everyone;
         let rest_changed = new.tap != old.tap
             || new.methods != old.methods

@@ -67,6 +67,8 @@ pub struct CreationOptions {
     pub display_name: String,
     /// The user's passkeys' credential ids, Base64URL: not to be registered twice.
     pub exclude: Vec<String>,
+    /// `attestation`: `direct` while the methods policy enforces attestation, else `none`.
+    pub attestation: &'static str,
 }
 
 /// A new passkey as `POST …/fido2Methods` carries it (`webauthnPublicKeyCredential`).
@@ -176,7 +178,9 @@ impl App {
         tx.put_webauthn_challenge(&sha256(&challenge), &stored).await?;
         let exclude =
             tx.list_fido2_methods(&user.id).await?.iter().map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect();
+        let enforced = tx.methods_policy(&user.tenant_id).await?.fido2_attestation;
         Ok(CreationOptions {
+            attestation: if enforced { "direct" } else { "none" },
             challenge: URL_SAFE_NO_PAD.encode(challenge),
             expires,
             rp_id: self.relying_party()?.0,
@@ -269,9 +273,17 @@ impl App {
                 };
                 cert.verify_signature(algorithm, &signed, sig)
                     .map_err(|_| refused(WebauthnError("the attestation signature does not verify".into())))?;
-                // The chain is not checked against trusted roots until attestation enforcement
-                // has the administrator's roots: not "attested" yet.
-                "notAttested"
+                // The certificate must vouch for the model the authenticator data names.
+                match webauthn::certificate_aaguid(&chain[0]).map_err(refused)? {
+                    Some(aaguid) if aaguid != credential.aaguid => {
+                        return Err(refused(WebauthnError(
+                            "the attestation certificate is for another authenticator model (AAGUID)".into(),
+                        )));
+                    }
+                    _ => (),
+                }
+                // Attested only when the chain reaches a root the administrator trusts.
+                if self.attestation_chain_trusted(&cert, &chain[1..], now) { "attested" } else { "notAttested" }
             }
         };
         Ok(VerifiedPasskey {
@@ -303,6 +315,14 @@ impl App {
         let policy = tx.methods_policy(&user.tenant_id).await?;
         if !user_methods(tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
+        }
+        if policy.fido2_attestation && verified.attestation_level != "attested" {
+            return Err(AppError::BadRequest(
+                "The authentication methods policy requires an attested passkey: this authenticator sent no \
+                 attestation, or one that does not chain to a FIDO root the administrator trusts. Use a security key \
+                 from a certified maker, or ask your administrator."
+                    .into(),
+            ));
         }
         if !policy.fido2_keys.permits(&verified.aaguid) {
             return Err(AppError::BadRequest(format!(
@@ -358,6 +378,66 @@ impl App {
             tx.insert_audit(&record).await?;
         }
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, passkey_kind(&method))).await
+    }
+}
+
+/// Any extended key usage: FIDO attestation certificates need none in particular.
+struct AnyKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyKeyUsage {
+    fn validate(&self, _: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// Reads a PEM bundle of FIDO attestation roots (`KEYWARD_FIDO_ROOTS`): each certificate's DER.
+/// Refuses a bundle without certificates or with one that cannot be a trust anchor.
+pub fn read_fido_roots(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut roots = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let body = &rest[start + "-----BEGIN CERTIFICATE-----".len()..];
+        let end = body.find("-----END CERTIFICATE-----").ok_or("a certificate has no END CERTIFICATE line")?;
+        let text: String = body[..end].chars().filter(|it| !it.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| format!("certificate {} is not valid Base64", roots.len() + 1))?;
+        webpki::anchor_from_trusted_cert(&rustls_pki_types::CertificateDer::from(der.as_slice()))
+            .map_err(|err| format!("certificate {} cannot be a trust anchor: {err}", roots.len() + 1))?;
+        roots.push(der);
+        rest = &body[end..];
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into());
+    }
+    Ok(roots)
+}
+
+impl App {
+    /// Whether an attestation certificate chains, through `intermediates`, to one of the
+    /// administrator's FIDO roots, valid at `now`.
+    fn attestation_chain_trusted(
+        &self,
+        leaf: &webpki::EndEntityCert<'_>,
+        intermediates: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> bool {
+        let roots: Vec<rustls_pki_types::CertificateDer<'_>> = self
+            .config()
+            .fido_attestation_roots
+            .iter()
+            .map(|it| rustls_pki_types::CertificateDer::from(it.as_slice()))
+            .collect();
+        let anchors: Vec<_> = roots.iter().filter_map(|it| webpki::anchor_from_trusted_cert(it).ok()).collect();
+        if anchors.is_empty() {
+            return false;
+        }
+        let intermediates: Vec<rustls_pki_types::CertificateDer<'_>> =
+            intermediates.iter().map(|it| rustls_pki_types::CertificateDer::from(it.as_slice())).collect();
+        let seconds = u64::try_from(now.unix_timestamp()).unwrap_or_default();
+        let time = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
+        leaf.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &intermediates, time, AnyKeyUsage, None, None)
+            .is_ok()
     }
 }
 

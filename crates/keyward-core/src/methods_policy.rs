@@ -238,6 +238,9 @@ pub struct MethodsPolicy {
     pub fido2_registration: bool,
     /// Which authenticator models (AAGUIDs) may register and sign in (`keyRestrictions`).
     pub fido2_keys: KeyRestrictions,
+    /// `isAttestationEnforced`: a passkey registers only with an attestation that chains to a
+    /// root the administrator trusts.
+    pub fido2_attestation: bool,
     pub campaign: Campaign,
     /// When it last changed (`lastModifiedDateTime`); `None` while it is the default.
     pub last_modified: Option<OffsetDateTime>,
@@ -253,6 +256,7 @@ impl Default for MethodsPolicy {
             fido2: MethodConfig { is_enabled: false, targets: Targets::everyone() },
             fido2_registration: true,
             fido2_keys: KeyRestrictions::default(),
+            fido2_attestation: false,
             campaign: Campaign::default(),
             last_modified: None,
         }

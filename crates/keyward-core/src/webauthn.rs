@@ -448,6 +448,34 @@ pub fn signed_bytes(auth_data: &[u8], client_data_json: &[u8]) -> Vec<u8> {
     [auth_data, &hash[..]].concat()
 }
 
+/// The DER of the OID `id-fido-gen-ce-aaguid` (1.3.6.1.4.1.45724.1.1.4), with its tag and length.
+const AAGUID_EXTENSION: [u8; 13] = [0x06, 0x0b, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0xe5, 0x1c, 0x01, 0x01, 0x04];
+
+/// The AAGUID an attestation certificate vouches for (its `id-fido-gen-ce-aaguid` extension):
+/// `Ok(None)` without the extension, an error when it is there but malformed. The extension's
+/// value is an OCTET STRING holding an OCTET STRING of 16 bytes, after an optional `critical`
+/// flag (which must be false for this extension).
+pub fn certificate_aaguid(der: &[u8]) -> Result<Option<[u8; 16]>, WebauthnError> {
+    let Some(at) = der.windows(AAGUID_EXTENSION.len()).position(|it| it == AAGUID_EXTENSION) else {
+        return Ok(None);
+    };
+    let mut rest = &der[at + AAGUID_EXTENSION.len()..];
+    if rest.starts_with(&[0x01, 0x01]) {
+        if rest.get(2) != Some(&0x00) {
+            return fail("the certificate marks its AAGUID extension critical");
+        }
+        rest = &rest[3..];
+    }
+    match rest {
+        [0x04, 0x12, 0x04, 0x10, value @ ..] if value.len() >= 16 => {
+            let mut aaguid = [0_u8; 16];
+            aaguid.copy_from_slice(&value[..16]);
+            Ok(Some(aaguid))
+        }
+        _ => fail("the certificate's AAGUID extension is malformed"),
+    }
+}
+
 /// An AAGUID in its usual text form.
 pub fn aaguid_text(aaguid: &[u8; 16]) -> String {
     let hex: String = aaguid.iter().map(|it| format!("{it:02x}")).collect();
@@ -520,6 +548,25 @@ mod tests {
         trailing.push(0);
         assert!(AuthenticatorData::parse(&trailing).is_err());
         assert!(AuthenticatorData::parse(&data[..50]).is_err());
+    }
+
+    #[test]
+    fn certificates_name_their_aaguid() {
+        let mut der = vec![0x30, 0x20];
+        der.extend(AAGUID_EXTENSION);
+        der.extend([0x04, 0x12, 0x04, 0x10]);
+        der.extend([0xab; 16]);
+        assert_eq!(certificate_aaguid(&der), Ok(Some([0xab; 16])));
+        assert_eq!(certificate_aaguid(&[0x30, 0x00]), Ok(None), "no extension");
+        let mut critical = vec![0x30, 0x20];
+        critical.extend(AAGUID_EXTENSION);
+        critical.extend([0x01, 0x01, 0xff, 0x04, 0x12, 0x04, 0x10]);
+        critical.extend([0xab; 16]);
+        assert!(certificate_aaguid(&critical).is_err(), "critical");
+        let mut short = vec![0x30, 0x20];
+        short.extend(AAGUID_EXTENSION);
+        short.extend([0x04, 0x12, 0x04, 0x10, 1, 2]);
+        assert!(certificate_aaguid(&short).is_err(), "too short");
     }
 
     #[test]

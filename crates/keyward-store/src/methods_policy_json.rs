@@ -21,6 +21,8 @@ struct Row {
     /// Absent in documents written before key restrictions: not enforced.
     #[serde(default)]
     fido2_keys: KeysRow,
+    #[serde(default)]
+    fido2_attestation: bool,
     campaign: CampaignRow,
     last_modified: Option<String>,
 }
@@ -102,6 +104,7 @@ pub(crate) fn encode(policy: &MethodsPolicy) -> Result<String, StoreError> {
             allow: policy.fido2_keys.allow,
             aaguids: policy.fido2_keys.aaguids.clone(),
         },
+        fido2_attestation: policy.fido2_attestation,
         campaign: CampaignRow {
             state: policy.campaign.state.as_str().to_owned(),
             snooze_days: policy.campaign.snooze_days,
@@ -127,6 +130,7 @@ pub(crate) fn decode(text: &str) -> Result<MethodsPolicy, StoreError> {
             allow: row.fido2_keys.allow,
             aaguids: row.fido2_keys.aaguids,
         },
+        fido2_attestation: row.fido2_attestation,
         campaign: Campaign {
             state: CampaignState::parse(&row.campaign.state).ok_or_else(|| corrupt("campaign state"))?,
             snooze_days: row.campaign.snooze_days,

@@ -195,6 +195,11 @@ struct ServeArgs {
     /// Password and code attempts per minute against one account, from anywhere (0: no limit).
     #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_ACCOUNT", value_name = "N", default_value_t = 30)]
     rate_limit_per_account: u32,
+    /// PEM bundle of FIDO attestation root certificates (from the FIDO Metadata Service): a passkey
+    /// registers as "attested" when its attestation chains to one, and only then while the
+    /// authentication methods policy enforces attestation (isAttestationEnforced).
+    #[arg(long, env = "KEYWARD_FIDO_ROOTS", value_name = "PEM")]
+    fido_roots: Option<PathBuf>,
     /// Passwords that may wait for the hasher; more are answered 503 with Retry-After.
     #[arg(long, env = "KEYWARD_HASH_QUEUE_LIMIT", value_name = "N", default_value_t = 64)]
     hash_queue_limit: usize,
@@ -429,6 +434,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         per_account: args.rate_limit_per_account,
         hash_queue: args.hash_queue_limit,
     };
+    if let Some(path) = &args.fido_roots {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the FIDO attestation roots {} (--fido-roots)", path.display()))?;
+        config.fido_attestation_roots = keyward_app::read_fido_roots(&text).map_err(|err| {
+            anyhow::anyhow!(
+                "the FIDO attestation roots {} (--fido-roots) are not usable: {err}; give a PEM bundle of root \
+                 certificates",
+                path.display()
+            )
+        })?;
+        tracing::info!(roots = config.fido_attestation_roots.len(), "FIDO attestation roots loaded");
+    }
     let app = open_app_with(&args.store, config).await?;
     let outcome = app
         .bootstrap(BootstrapRequest {

@@ -121,6 +121,8 @@ fn help_lists_every_flag_and_environment_variable() {
         "KEYWARD_TLS_CERT",
         "--tls-key",
         "KEYWARD_TLS_KEY",
+        "--fido-roots",
+        "KEYWARD_FIDO_ROOTS",
         "--demo",
         "--log-format",
         "KEYWARD_BOOTSTRAP_ADMIN_UPN",
@@ -285,6 +287,19 @@ fn bad_configuration_fails_with_a_message_that_says_what_to_do() {
         "{}",
         String::from_utf8_lossy(&tls.stderr)
     );
+
+    // FIDO attestation roots that are missing or not certificates stop the start, saying why.
+    let not_pem = scratch.0.join("roots.pem");
+    std::fs::write(&not_pem, "these are not certificates").expect("write");
+    for (path, says) in
+        [("/nonexistent/roots.pem", "cannot read"), (not_pem.to_str().expect("path"), "no PEM certificate")]
+    {
+        let roots =
+            keyward(&scratch.0).args(["serve", "--listen", &listen, "--fido-roots", path]).output().expect("run");
+        assert!(!roots.status.success());
+        let message = String::from_utf8_lossy(&roots.stderr);
+        assert!(message.contains(says) && message.contains("--fido-roots"), "{message}");
+    }
 
     // Commands other than serve never create a database or a key: in a folder without the
     // server's data they fail, naming the path they looked at and how to point them at the server's.

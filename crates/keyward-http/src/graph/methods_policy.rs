@@ -149,7 +149,7 @@ fn config_json(method: Method, policies: &Policies) -> Value {
         Method::Fido2 => {
             config(&mut value, methods.fido2.is_enabled, &methods.fido2.targets);
             value["isSelfServiceRegistrationAllowed"] = json!(methods.fido2_registration);
-            value["isAttestationEnforced"] = json!(false);
+            value["isAttestationEnforced"] = json!(methods.fido2_attestation);
             let keys = &methods.fido2_keys;
             value["keyRestrictions"] = json!({
                 "isEnforced": keys.is_enforced,
@@ -369,13 +369,7 @@ fn apply_config(method: Method, patch: &Map<String, Value>, policies: &mut Polic
                 policies.methods.fido2_registration = bool_field(value, name)?;
             }
             (Method::Fido2, "isAttestationEnforced") => {
-                if bool_field(value, name)? {
-                    return Err(bad(
-                        "isAttestationEnforced cannot be turned on yet: Keyward has no FIDO metadata roots to \
-                         verify attestation against."
-                            .into(),
-                    ));
-                }
+                policies.methods.fido2_attestation = bool_field(value, name)?;
             }
             (Method::Fido2, "keyRestrictions") => {
                 policies.methods.fido2_keys = key_restrictions(value, &policies.methods.fido2_keys)?;
@@ -468,6 +462,7 @@ async fn delete_config(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response
                     let defaults = MethodsPolicy::default();
                     (methods.fido2, methods.fido2_registration) = (defaults.fido2, defaults.fido2_registration);
                     methods.fido2_keys = defaults.fido2_keys;
+                    methods.fido2_attestation = defaults.fido2_attestation;
                 }
                 Method::Sms | Method::Voice => (),
             }

@@ -40,7 +40,7 @@ pub(crate) fn public_key_creation_json(options: &CreationOptions) -> Value {
     json!({
         "challenge": options.challenge,
         "timeout": 300_000,
-        "attestation": "none",
+        "attestation": options.attestation,
         "rp": {"id": options.rp_id, "name": "Keyward"},
         "user": {"id": options.user_handle, "name": options.user_name, "displayName": options.display_name},
         "pubKeyCredParams": ALGORITHMS.iter().map(|alg| json!({"type": "public-key", "alg": alg})).collect::<Vec<_>>(),

@@ -665,4 +665,195 @@ async fn passkeys_on_the_pages(backend: Backend) {
     assert!(refused.text().contains("doesn't let you sign in with a passkey"), "{}", refused.text());
 }
 
-keyward_testkit::on_both_backends!(provisioning_through_graph, passkeys_on_the_pages);
+/// CBOR, as much as an attestation object needs.
+fn cbor_head(major: u8, len: usize) -> Vec<u8> {
+    let major = major << 5;
+    match len {
+        0..=23 => vec![major | len as u8],
+        24..=255 => vec![major | 24, len as u8],
+        _ => {
+            let mut out = vec![major | 25];
+            out.extend((len as u16).to_be_bytes());
+            out
+        }
+    }
+}
+
+fn cbor_text(text: &str) -> Vec<u8> {
+    [cbor_head(3, text.len()), text.as_bytes().to_vec()].concat()
+}
+
+fn cbor_bytes(bytes: &[u8]) -> Vec<u8> {
+    [cbor_head(2, bytes.len()), bytes.to_vec()].concat()
+}
+
+/// A security key from a certified maker, made by hand: a maker's root, an attestation
+/// certificate naming the model's AAGUID, and `packed` attestation with the certificate.
+struct AttestingKey {
+    root_der: Vec<u8>,
+    leaf_der: Vec<u8>,
+    leaf_key: aws_lc_rs::signature::EcdsaKeyPair,
+    aaguid: [u8; 16],
+}
+
+fn attesting_key(aaguid: [u8; 16]) -> AttestingKey {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    root_params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Keys Attestation Root");
+    let root =
+        rcgen::CertifiedIssuer::self_signed(root_params, rcgen::KeyPair::generate().expect("key")).expect("root");
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("pkcs8");
+    let leaf_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("leaf key");
+    let rc_leaf_key = rcgen::KeyPair::try_from(pkcs8.as_ref()).expect("rcgen key");
+    let mut leaf_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Key Attestation");
+    leaf_params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "Authenticator Attestation");
+    // id-fido-gen-ce-aaguid: an OCTET STRING holding the AAGUID.
+    let value = [vec![0x04, 0x10], aaguid.to_vec()].concat();
+    leaf_params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4], value));
+    let leaf = leaf_params.signed_by(&rc_leaf_key, &root).expect("leaf");
+    AttestingKey { root_der: root.der().to_vec(), leaf_der: leaf.der().to_vec(), leaf_key, aaguid }
+}
+
+impl AttestingKey {
+    /// The `POST …/fido2Methods` body for Keyward's creation options, with `packed` attestation.
+    fn make(&self, options: &Value, origin: &str, rp_id: &str) -> Value {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("pkcs8");
+        let credential = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("key");
+        let point = credential.public_key().as_ref().to_vec();
+        let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];
+        cose.extend(&point[1..33]);
+        cose.extend([0x22, 0x58, 0x20]);
+        cose.extend(&point[33..65]);
+        let credential_id: Vec<u8> =
+            (0..32).map(|it| it as u8 ^ self.aaguid[0]).chain(point[1..9].iter().copied()).collect();
+        let mut auth_data = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, rp_id.as_bytes()).as_ref().to_vec();
+        auth_data.push(0x45);
+        auth_data.extend(0_u32.to_be_bytes());
+        auth_data.extend(self.aaguid);
+        auth_data.extend((credential_id.len() as u16).to_be_bytes());
+        auth_data.extend(&credential_id);
+        auth_data.extend(&cose);
+        let client_data = json!({
+            "type": "webauthn.create",
+            "challenge": options["publicKey"]["challenge"],
+            "origin": origin,
+            "crossOrigin": false,
+        })
+        .to_string();
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, client_data.as_bytes());
+        let signed = [auth_data.as_slice(), hash.as_ref()].concat();
+        let sig = self.leaf_key.sign(&rng, &signed).expect("signed");
+        let statement = [
+            cbor_head(5, 3),
+            cbor_text("alg"),
+            vec![0x26],
+            cbor_text("sig"),
+            cbor_bytes(sig.as_ref()),
+            cbor_text("x5c"),
+            cbor_head(4, 1),
+            cbor_bytes(&self.leaf_der),
+        ]
+        .concat();
+        let object = [
+            cbor_head(5, 3),
+            cbor_text("fmt"),
+            cbor_text("packed"),
+            cbor_text("attStmt"),
+            statement,
+            cbor_text("authData"),
+            cbor_bytes(&auth_data),
+        ]
+        .concat();
+        json!({
+            "displayName": "Contoso key",
+            "publicKeyCredential": {
+                "id": unb64(&credential_id),
+                "response": {"clientDataJSON": unb64(client_data.as_bytes()), "attestationObject": unb64(&object)},
+            },
+        })
+    }
+}
+
+/// Attestation enforced: only a passkey whose attestation chains to a root the administrator
+/// gave Keyward registers (as `attested`); one without attestation, or from an unknown maker, or
+/// naming another model than its certificate, does not. Without roots it cannot be turned on.
+async fn attestation_is_checked_against_the_administrators_roots(backend: Backend) {
+    let aaguid = [0x5a; 16];
+    let maker = attesting_key(aaguid);
+    // The roots as an administrator gives them (`--fido-roots`): a PEM bundle.
+    let encoded = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&maker.root_der)
+    };
+    let lines: Vec<&str> = encoded.as_bytes().chunks(64).map(|it| std::str::from_utf8(it).expect("ascii")).collect();
+    let pem =
+        format!("# the maker's root\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"));
+    let roots = keyward_app::read_fido_roots(&pem).expect("a usable bundle");
+    assert_eq!(roots, vec![maker.root_der.clone()]);
+    assert!(keyward_app::read_fido_roots(&pem.replace("MII", "!!!")).is_err(), "not Base64");
+    let app = TestApp::spawn_configured(backend, |config| {
+        config.public_url = config.public_url.replace("127.0.0.1", "localhost");
+        config.fido_attestation_roots = roots;
+    })
+    .await;
+    let origin = origin(&app);
+    let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
+    let adele = user(&app, "adele", None).await;
+    let options_path = format!("/v1.0/users/{adele}/authentication/fido2Methods/creationOptions");
+    let collection = format!("/v1.0/users/{adele}/authentication/fido2Methods");
+    let on = json!({"state": "enabled", "isAttestationEnforced": true});
+    assert_eq!(app.patch(fido2, &on).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(fido2).await.body["isAttestationEnforced"], true);
+    let options = app.get(&options_path).await;
+    assert_eq!(options.body["publicKey"]["attestation"], "direct", "{}", options.text);
+
+    // The maker's key registers, attested.
+    let created = app.post(&collection, &maker.make(&options.body, &origin, "localhost")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["attestationLevel"], "attested");
+    assert_eq!(created.body["aaGuid"], "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a");
+
+    // No attestation (passkey-rs sends none), an unknown maker, a certificate for another model.
+    let options = app.get(&options_path).await;
+    let none = make(&mut security_key(), &options.body, &origin, "none").await.expect("made");
+    let refused = app.post(&collection, &none).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(refused.text.contains("attested passkey"), "{}", refused.text);
+    let stranger = attesting_key(aaguid);
+    let options = app.get(&options_path).await;
+    let refused = app.post(&collection, &stranger.make(&options.body, &origin, "localhost")).await;
+    assert!(refused.text.contains("attested passkey"), "{}", refused.text);
+    let liar = AttestingKey { aaguid: [0x11; 16], ..attesting_key(aaguid) };
+    let options = app.get(&options_path).await;
+    let refused = app.post(&collection, &liar.make(&options.body, &origin, "localhost")).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(refused.text.contains("another authenticator model"), "{}", refused.text);
+    assert_eq!(app.get(&collection).await.body["value"].as_array().map(Vec::len), Some(1));
+
+    // Not enforced, the unknown maker registers, but is not called attested.
+    assert_eq!(app.patch(fido2, &json!({"isAttestationEnforced": false})).await.status, StatusCode::NO_CONTENT);
+    let options = app.get(&options_path).await;
+    assert_eq!(options.body["publicKey"]["attestation"], "none");
+    let created = app.post(&collection, &stranger.make(&options.body, &origin, "localhost")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["attestationLevel"], "notAttested");
+
+    // A server without roots refuses to enforce attestation, and says how to give it roots.
+    let bare = spawn(backend).await;
+    let refused = bare.patch(fido2, &json!({"isAttestationEnforced": true})).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(refused.text.contains("--fido-roots"), "{}", refused.text);
+}
+
+keyward_testkit::on_both_backends!(
+    provisioning_through_graph,
+    passkeys_on_the_pages,
+    attestation_is_checked_against_the_administrators_roots
+);
