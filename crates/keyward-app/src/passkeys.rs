@@ -202,7 +202,24 @@ impl App {
     ) -> Result<PasskeyView, AppError> {
         let verified = self.verify_new_passkey(&caller.tenant.id, &new).await?;
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
-        let method = self.store_passkey(&mut *tx, &user, verified).await?;
+        let method = match self.store_passkey(&mut *tx, &user, verified).await {
+            Ok(method) => method,
+            // A passkey the policy refuses (turned off, not attested, a blocked model, too
+            // many) is recorded as a failed registration.
+            Err(AppError::BadRequest(message)) => {
+                drop(tx);
+                let targets = vec![TargetResource::user(&user)];
+                let record = caller.audit(self.now()).failure(
+                    crate::audit_id(&caller.meta.correlation_id),
+                    activity,
+                    targets,
+                    &message,
+                );
+                crate::commit_audited(self.write().await?, [record]).await?;
+                return Err(AppError::BadRequest(message));
+            }
+            Err(err) => return Err(err),
+        };
         if let Some(record) = device_record(&method, Activity::AddPasskeyDeviceBound, caller.audit(self.now()), &user) {
             tx.insert_audit(&record).await?;
         }

@@ -331,6 +331,33 @@ impl TestApp {
         self.app.find_tenant(DOMAIN).await.expect("tenant lookup").expect("the test tenant").id
     }
 
+    /// Redeems the authorization code in `redirected` (the address the sign-in pages sent the
+    /// browser to) at the token endpoint, as the public client `keyward-cli` with the PKCE
+    /// `verifier`: the token response.
+    pub async fn redeem_code(&self, redirected: &str, redirect_uri: &str, verifier: &str) -> Value {
+        let query = redirected.split_once('?').unwrap_or_else(|| panic!("a redirect with a code, not {redirected}")).1;
+        let code =
+            form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "authorization_code"),
+                ("client_id", "keyward-cli"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ])
+            .finish();
+        let response = self
+            .client
+            .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", self.base_url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("token request");
+        response.json().await.expect("json")
+    }
+
     /// An access token for `upn`, issued by the app's own issuing code.
     pub async fn token_for(&self, upn: &str) -> String {
         self.app.issue_access_token_for_upn(upn).await.unwrap_or_else(|err| panic!("token for {upn}: {err}"))

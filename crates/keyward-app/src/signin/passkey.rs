@@ -455,6 +455,11 @@ impl App {
             Ok(method) => method,
             Err(AppError::BadRequest(message)) => {
                 drop(tx);
+                let audit = self.self_audit(flow, &user, self.now());
+                let targets = vec![TargetResource::user(&user)];
+                let activity = Activity::UserRegisteredSecurityInfo;
+                let record = audit.failure(audit_id(&audit.correlation_id), activity, targets, &message);
+                crate::commit_audited(self.write().await?, [record]).await?;
                 return self.render(flow, Some(message)).await;
             }
             Err(err) => return Err(err),

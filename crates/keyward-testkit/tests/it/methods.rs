@@ -68,31 +68,8 @@ async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
             keyward_core::totp::code_at_step(&secret, keyward_core::totp::step_at(app.app.now().unix_timestamp()) + 1);
         browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await
     };
-    let query = done
-        .path
-        .split_once('?')
-        .unwrap_or_else(|| panic!("a redirect with a code, not '{}': {}", done.title(), done.text()))
-        .1
-        .to_owned();
-    let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("client_id", "keyward-cli"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .finish();
-    let response = app
-        .client
-        .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", app.base_url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("token request");
-    let tokens: Value = response.json().await.expect("json");
+    assert!(done.path.contains('?'), "a redirect with a code, not '{}': {}", done.title(), done.text());
+    let tokens = app.redeem_code(&done.path, REDIRECT, VERIFIER).await;
     tokens["access_token"].as_str().expect("access token").to_owned()
 }
 

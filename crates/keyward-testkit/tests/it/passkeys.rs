@@ -596,6 +596,33 @@ async fn passkeys_on_the_pages(backend: Backend) {
     assert_eq!(code, 0);
     assert!(method.starts_with("Passkey ("), "{method}");
 
+    // Through the OpenID Connect provider, as an administrator (MFA required for the role): the
+    // passkey alone signs in, and the token's amr says so (fido, the key's kind, mfa).
+    app.assign_role(&adele, roles::AUTHENTICATION_ADMINISTRATOR, "/").await;
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    const REDIRECT: &str = "http://localhost:43210/";
+    let mut oidc = Browser::new(&app.base_url);
+    let authorize = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT),
+        keyward_app::url_encode("openid https://graph.microsoft.com/.default"),
+    );
+    let page = oidc.get(&authorize).await;
+    let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
+    let done = oidc.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(done.path.contains('?'), "a code, not {}", done.text());
+    let tokens = app.redeem_code(&done.path, REDIRECT, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap_or_else(|| panic!("{tokens}"));
+    let claims: Value = serde_json::from_slice(&b64(access.split('.').nth(1).expect("payload"))).expect("claims");
+    let amr: Vec<&str> = claims["amr"].as_array().expect("amr").iter().filter_map(Value::as_str).collect();
+    assert!(amr.contains(&"fido") && amr.contains(&"mfa"), "{amr:?}");
+    assert!(amr.contains(&"hwk") != amr.contains(&"swk"), "the key's kind: {amr:?}");
+    assert!(!amr.contains(&"pwd"), "no password was used: {amr:?}");
+    // An administrator's passkey session may act: Graph accepts the token.
+    assert_eq!(app.as_user(access).get("/v1.0/me").await.status, StatusCode::OK);
+
     // A ceremony started on one node finishes on another (the challenge is the database's).
     let other = keyward_testkit::node(&app.database_url, app.clock.clone(), &origin).await;
     let mut third = Browser::new(&app.base_url);
@@ -836,6 +863,16 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
     assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert!(refused.text.contains("another authenticator model"), "{}", refused.text);
     assert_eq!(app.get(&collection).await.body["value"].as_array().map(Vec::len), Some(1));
+    // The policy's refusals are recorded as failed registrations.
+    let failures: Vec<_> = app
+        .audit_for(&adele)
+        .await
+        .into_iter()
+        .filter(|it| {
+            it.activity_display_name == "Admin registered security info" && it.result_reason.contains("attested")
+        })
+        .collect();
+    assert_eq!(failures.len(), 2, "no attestation and an unknown maker: {failures:?}");
 
     // Not enforced, the unknown maker registers, but is not called attested.
     assert_eq!(app.patch(fido2, &json!({"isAttestationEnforced": false})).await.status, StatusCode::NO_CONTENT);
