@@ -500,6 +500,45 @@ async fn passkeys_on_the_pages(backend: Backend) {
     let (code, method, result) = last_detail(&app.sign_in_log(&upn).await);
     assert_eq!((code, result.as_str()), (0, "MFA successfully completed"));
     assert!(method.starts_with("Passkey ("), "Entra's 'Passkey (device-bound)' or '(synced)': {method}");
+    // Signed in with the passkey (MFA just now), she adds a second one from the account page,
+    // then deletes it there.
+    let creating = fresh.submit(&signed_in, "add_passkey", &[], &[]).await;
+    assert_eq!(creating.title(), "Create a passkey", "{}", creating.text());
+    let mut second_options = page_options(&creating, "register_passkey");
+    second_options["authenticatorSelection"]["residentKey"] = json!("required");
+    let second_key_answer = create_with(&mut counting_key(), &second_options, &origin).await;
+    let registered = fresh
+        .submit(&creating, "register_passkey", &[], &[("credential", &second_key_answer), ("value", "Second key")])
+        .await;
+    assert!(registered.text().contains("Your passkey 'Second key' is registered"), "{}", registered.text());
+    let listed = app.get(&format!("/v1.0/users/{adele}/authentication/fido2Methods")).await;
+    let second_id = listed.body["value"]
+        .as_array()
+        .expect("passkeys")
+        .iter()
+        .find(|it| it["displayName"] == "Second key")
+        .and_then(|it| it["id"].as_str())
+        .expect("listed through Graph")
+        .to_owned();
+    let form = registered.form("delete_method").expect("a delete form");
+    let csrf = form.inputs.iter().find(|(name, ..)| name == "csrf").expect("csrf").1.clone();
+    let fields = |confirmed: bool| {
+        let mut fields = vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("step".to_owned(), "delete_method".to_owned()),
+            ("method".to_owned(), format!("passkey:{second_id}")),
+        ];
+        if confirmed {
+            fields.push(("confirmed".to_owned(), "yes".to_owned()));
+        }
+        fields
+    };
+    let confirm = fresh.post_form(&form.action, &fields(false)).await;
+    assert!(confirm.text().contains("Second key"), "asks first: {}", confirm.text());
+    let deleted = fresh.post_form(&form.action, &fields(true)).await;
+    assert!(deleted.text().contains("Deleted"), "{}", deleted.text());
+    let listed = app.get(&format!("/v1.0/users/{adele}/authentication/fido2Methods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
 
     // The same answer again, from the same page: its challenge is spent.
     let replay = replayer.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
@@ -873,6 +912,13 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
         })
         .collect();
     assert_eq!(failures.len(), 2, "no attestation and an unknown maker: {failures:?}");
+    // The security key is device-bound: the Device Registration Service records it too.
+    let records = app.audit_for(&adele).await;
+    assert!(
+        records.iter().any(|it| it.activity_display_name == "Add Passkey (device-bound)"
+            && it.logged_by_service == "Device Registration Service"),
+        "{records:?}"
+    );
 
     // Not enforced, the unknown maker registers, but is not called attested.
     assert_eq!(app.patch(fido2, &json!({"isAttestationEnforced": false})).await.status, StatusCode::NO_CONTENT);
