@@ -107,6 +107,8 @@ pub enum SignInPage {
         code: bool,
         /// The user's passkeys, when they may use them.
         passkey: Option<PasskeyRequest>,
+        /// Whether the passkey is offered before the code (the user's sign-in preferences).
+        passkey_first: bool,
     },
     /// The registration interrupt: which methods the user may set up.
     MoreInfo {
@@ -503,7 +505,15 @@ impl App {
                 let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(&user)).await?;
                 // The code form is offered whenever a passkey is not the only way left.
                 let code = facts.has_app || passkey.is_none();
-                SignInPage::Mfa { username, remember_days: policy.remember_mfa_days, error, code, passkey }
+                let passkey_first = facts.state.preferences.passkey_first();
+                SignInPage::Mfa {
+                    username,
+                    remember_days: policy.remember_mfa_days,
+                    error,
+                    code,
+                    passkey,
+                    passkey_first,
+                }
             }
             Stage::MoreInfo => {
                 let user = self.flow_user(flow).await?;

@@ -598,6 +598,16 @@ pub struct SignInPreferences {
     pub is_system_preferred: bool,
 }
 
+impl SignInPreferences {
+    /// Whether the second-factor page offers a passkey before the authenticator-app code: a
+    /// user's own preference for `oath` puts the code first, unless system-preferred MFA is on,
+    /// which (as Entra's) asks for the strongest method the user has, a passkey. Without a
+    /// preference Keyward can prompt for, the passkey comes first too.
+    pub fn passkey_first(&self) -> bool {
+        self.is_system_preferred || self.preferred != Some(SecondaryMethod::Oath)
+    }
+}
+
 /// The longest `User-Agent` kept in the sign-in log.
 pub const USER_AGENT_MAX: usize = 512;
 

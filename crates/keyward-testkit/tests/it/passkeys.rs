@@ -935,8 +935,70 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
     assert!(refused.text.contains("--fido-roots"), "{}", refused.text);
 }
 
+/// With a passkey and an authenticator app, the second-factor page offers first what the user's
+/// sign-in preferences say: the app for a preferred `oath`, the passkey with system-preferred MFA
+/// (the strongest method) or without a preference; either one signs in.
+async fn the_second_factor_page_follows_the_sign_in_preferences(backend: Backend) {
+    let app = spawn(backend).await;
+    let origin = origin(&app);
+    let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
+    assert_eq!(app.patch(fido2, &json!({"state": "enabled"})).await.status, StatusCode::NO_CONTENT);
+    app.set_security_defaults(true).await;
+    let bob = user(&app, "bob", None).await;
+    let upn = format!("bob@{DOMAIN}");
+    let pass = app.post(&format!("/v1.0/users/{bob}/authentication/temporaryAccessPassMethods"), &json!({})).await;
+    let pass = pass.body["temporaryAccessPass"].as_str().expect("a pass").to_owned();
+    // A passkey at the interrupt, then an authenticator app from the account page.
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/login")).await;
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", &pass)], &[]).await;
+    let page = browser.submit(&page, "more_info", &[], &[("method", "passkey")]).await;
+    let mut key = security_key();
+    let created = create_with(&mut key, &page_options(&page, "register_passkey"), &origin).await;
+    let page =
+        browser.submit(&page, "register_passkey", &[], &[("credential", &created), ("value", "Bob's key")]).await;
+    let page = browser.submit(&page, "add_totp", &[], &[]).await;
+    let secret = keyward_core::totp::base32_decode(&page.by_id("secret").expect("secret")).expect("base32");
+    let step = keyward_core::totp::step_at(app.app.now().unix_timestamp());
+    let code = keyward_core::totp::code_at_step(&secret, step);
+    let page = browser.submit(&page, "register_totp", &[("one-time-code", &code)], &[]).await;
+    assert!(page.text().contains("authenticator app is registered"), "{}", page.text());
+
+    let second_factor_page = || async {
+        let mut browser = Browser::new(&app.base_url);
+        let page = browser.get(&format!("/{DOMAIN}/login")).await;
+        let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+        let page = browser.submit(&page, "password", &[("current-password", "Tq7-harbour-Lantern-92!")], &[]).await;
+        assert_eq!(page.title(), "Enter code", "{}", page.text());
+        let code_at = page.html.find("name=\"step\" value=\"mfa\"").expect("the code form");
+        let passkey_at = page.html.find("name=\"step\" value=\"passkey\"").expect("the passkey form");
+        (browser, page, passkey_at < code_at)
+    };
+    let (_, _, passkey_first) = second_factor_page().await;
+    assert!(passkey_first, "no preference: the strongest method first");
+    let preferences = format!("/beta/users/{bob}/authentication/signInPreferences");
+    let set = app.patch(&preferences, &json!({"userPreferredMethodForSecondaryAuthentication": "oath"})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    let (mut browser, page, passkey_first) = second_factor_page().await;
+    assert!(!passkey_first, "a preferred authenticator app comes first");
+    assert!(page.text().contains("Enter the code displayed in your authenticator app, or use your passkey"));
+    // Either way both work: here the app's next code.
+    let code = keyward_core::totp::code_at_step(&secret, step + 1);
+    let done = browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await;
+    assert!(done.text().contains("Signed in as"), "{}", done.text());
+    let set = app.patch(&preferences, &json!({"isSystemPreferredAuthenticationMethodEnabled": true})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    let (mut browser, page, passkey_first) = second_factor_page().await;
+    assert!(passkey_first, "system-preferred MFA asks for the strongest method");
+    let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
+    let done = browser.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
+    assert!(done.text().contains("Signed in as"), "{}", done.text());
+}
+
 keyward_testkit::on_both_backends!(
     provisioning_through_graph,
     passkeys_on_the_pages,
-    attestation_is_checked_against_the_administrators_roots
+    attestation_is_checked_against_the_administrators_roots,
+    the_second_factor_page_follows_the_sign_in_preferences
 );
