@@ -257,7 +257,7 @@ impl App {
             .ok_or_else(|| {
                 AppError::BadRequest(
                     "The passkey's challenge is unknown, used or expired: get new creationOptions and create the \
-                     passkey again within five minutes."
+                     passkey again before they expire."
                         .into(),
                 )
             })?;
@@ -291,16 +291,20 @@ impl App {
                 cert.verify_signature(algorithm, &signed, sig)
                     .map_err(|_| refused(WebauthnError("the attestation signature does not verify".into())))?;
                 // The certificate must vouch for the model the authenticator data names.
-                match webauthn::certificate_aaguid(&chain[0]).map_err(refused)? {
-                    Some(aaguid) if aaguid != credential.aaguid => {
-                        return Err(refused(WebauthnError(
-                            "the attestation certificate is for another authenticator model (AAGUID)".into(),
-                        )));
-                    }
-                    _ => (),
+                let facts = webauthn::read_attestation_certificate(&chain[0]).map_err(refused)?;
+                if facts.aaguid.is_some_and(|it| it != credential.aaguid) {
+                    return Err(refused(WebauthnError(
+                        "the attestation certificate is for another authenticator model (AAGUID)".into(),
+                    )));
                 }
-                // Attested only when the chain reaches a root the administrator trusts.
-                if self.attestation_chain_trusted(&cert, &chain[1..], now) { "attested" } else { "notAttested" }
+                // Attested only by a certificate made for attestation (not a TLS, code-signing or
+                // other general certificate that chains to a root in the bundle), naming its
+                // model, whose chain reaches a root the administrator trusts.
+                if facts.is_packed_attestation() && self.attestation_chain_trusted(&cert, &chain[1..], now) {
+                    "attested"
+                } else {
+                    "notAttested"
+                }
             }
         };
         Ok(VerifiedPasskey {

@@ -448,32 +448,140 @@ pub fn signed_bytes(auth_data: &[u8], client_data_json: &[u8]) -> Vec<u8> {
     [auth_data, &hash[..]].concat()
 }
 
-/// The DER of the OID `id-fido-gen-ce-aaguid` (1.3.6.1.4.1.45724.1.1.4), with its tag and length.
-const AAGUID_EXTENSION: [u8; 13] = [0x06, 0x0b, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0xe5, 0x1c, 0x01, 0x01, 0x04];
+/// `id-fido-gen-ce-aaguid` (1.3.6.1.4.1.45724.1.1.4), the OID's content octets.
+const AAGUID_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0xe5, 0x1c, 0x01, 0x01, 0x04];
+/// `extKeyUsage` (2.5.29.37).
+const EKU_OID: &[u8] = &[0x55, 0x1d, 0x25];
+/// The general-purpose key usages an attestation certificate must not have: TLS server and
+/// client, code signing (1.3.6.1.5.5.7.3.1 to .3).
+const GENERAL_PURPOSES: [&[u8]; 3] = [
+    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01],
+    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02],
+    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03],
+];
 
-/// The AAGUID an attestation certificate vouches for (its `id-fido-gen-ce-aaguid` extension):
-/// `Ok(None)` without the extension, an error when it is there but malformed. The extension's
-/// value is an OCTET STRING holding an OCTET STRING of 16 bytes, after an optional `critical`
-/// flag (which must be false for this extension).
-pub fn certificate_aaguid(der: &[u8]) -> Result<Option<[u8; 16]>, WebauthnError> {
-    let Some(at) = der.windows(AAGUID_EXTENSION.len()).position(|it| it == AAGUID_EXTENSION) else {
-        return Ok(None);
+/// One DER element: its tag, its content and what follows it. Lengths up to four octets.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count].iter().fold(0_usize, |acc, it| (acc << 8) | usize::from(*it));
+        (len, &rest[count..])
     };
-    let mut rest = &der[at + AAGUID_EXTENSION.len()..];
-    if rest.starts_with(&[0x01, 0x01]) {
-        if rest.get(2) != Some(&0x00) {
-            return fail("the certificate marks its AAGUID extension critical");
-        }
-        rest = &rest[3..];
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The elements of a constructed DER value's content, in order; `None` if any is malformed.
+fn der_items(mut content: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut items = Vec::new();
+    while !content.is_empty() {
+        let (tag, value, rest) = der(content)?;
+        items.push((tag, value));
+        content = rest;
     }
-    match rest {
-        [0x04, 0x12, 0x04, 0x10, value @ ..] if value.len() >= 16 => {
-            let mut aaguid = [0_u8; 16];
-            aaguid.copy_from_slice(&value[..16]);
-            Ok(Some(aaguid))
-        }
-        _ => fail("the certificate's AAGUID extension is malformed"),
+    Some(items)
+}
+
+/// What the packed attestation rules (WebAuthn §8.2.1) look at in an attestation certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttestationCertificate {
+    pub is_version_3: bool,
+    /// The subject's attributes: country, organisation, organisational unit, common name.
+    pub country: bool,
+    pub organization: bool,
+    pub organizational_unit: Option<String>,
+    pub common_name: bool,
+    /// The `id-fido-gen-ce-aaguid` extension's AAGUID.
+    pub aaguid: Option<[u8; 16]>,
+    /// An extended key usage for TLS or code signing: a general-purpose certificate.
+    pub general_purpose: bool,
+}
+
+impl AttestationCertificate {
+    /// Whether the certificate is one a `packed` attestation may carry (WebAuthn §8.2.1):
+    /// version 3; a subject with C, O, CN and the OU `Authenticator Attestation`; not issued
+    /// for TLS or code signing; and, for Keyward to call it attested, naming its model (the
+    /// AAGUID extension), since the roots it trusts are not tied to models.
+    pub fn is_packed_attestation(&self) -> bool {
+        self.is_version_3
+            && self.country
+            && self.organization
+            && self.common_name
+            && self.organizational_unit.as_deref() == Some("Authenticator Attestation")
+            && !self.general_purpose
+            && self.aaguid.is_some()
     }
+}
+
+fn malformed<T>() -> Result<T, WebauthnError> {
+    fail("the attestation certificate is malformed")
+}
+
+/// Reads an attestation certificate's version, subject and extensions by its structure
+/// (Certificate → TBSCertificate → subject, `[3]` extensions). A second AAGUID extension, a
+/// critical one, or one whose value is not exactly a 16-byte OCTET STRING is an error.
+pub fn read_attestation_certificate(der_bytes: &[u8]) -> Result<AttestationCertificate, WebauthnError> {
+    let Some((0x30, certificate, [])) = der(der_bytes) else { return malformed() };
+    let Some((0x30, tbs, _)) = der(certificate) else { return malformed() };
+    let Some(items) = der_items(tbs) else { return malformed() };
+    let mut facts = AttestationCertificate::default();
+    let mut fields = items.as_slice();
+    if let Some(((0xa0, version), rest)) = fields.split_first() {
+        facts.is_version_3 = matches!(der(version), Some((0x02, [2], [])));
+        fields = rest;
+    }
+    // serial, signature, issuer, validity, then the subject.
+    let Some((0x30, subject)) = fields.get(4).copied() else { return malformed() };
+    for (tag, set) in der_items(subject).map_or_else(malformed, Ok)? {
+        if tag != 0x31 {
+            return malformed();
+        }
+        for (tag, attribute) in der_items(set).map_or_else(malformed, Ok)? {
+            let parts = der_items(attribute).filter(|_| tag == 0x30).unwrap_or_default();
+            let [(0x06, oid), (_, value)] = parts.as_slice() else {
+                return malformed();
+            };
+            match *oid {
+                [0x55, 0x04, 0x06] => facts.country = true,
+                [0x55, 0x04, 0x0a] => facts.organization = true,
+                [0x55, 0x04, 0x03] => facts.common_name = true,
+                [0x55, 0x04, 0x0b] => facts.organizational_unit = std::str::from_utf8(value).ok().map(str::to_owned),
+                _ => (),
+            }
+        }
+    }
+    let Some((_, extensions)) = fields.iter().copied().find(|(tag, _)| *tag == 0xa3) else { return Ok(facts) };
+    let Some((0x30, list, [])) = der(extensions) else { return malformed() };
+    for (tag, extension) in der_items(list).map_or_else(malformed, Ok)? {
+        let Some(parts) = der_items(extension).filter(|_| tag == 0x30) else { return malformed() };
+        let (oid, critical, value) = match parts.as_slice() {
+            [(0x06, oid), (0x04, value)] => (*oid, false, *value),
+            [(0x06, oid), (0x01, flag), (0x04, value)] => (*oid, *flag != [0x00], *value),
+            _ => return malformed(),
+        };
+        if oid == AAGUID_OID {
+            if critical {
+                return fail("the certificate marks its AAGUID extension critical");
+            }
+            let Some((0x04, aaguid, [])) = der(value) else { return malformed() };
+            let Ok(aaguid) = <[u8; 16]>::try_from(aaguid) else { return malformed() };
+            if facts.aaguid.replace(aaguid).is_some() {
+                return fail("the certificate names its AAGUID twice");
+            }
+        } else if oid == EKU_OID {
+            let Some((0x30, purposes, [])) = der(value) else { return malformed() };
+            for (tag, purpose) in der_items(purposes).map_or_else(malformed, Ok)? {
+                facts.general_purpose |= tag == 0x06 && GENERAL_PURPOSES.contains(&purpose);
+            }
+        }
+    }
+    Ok(facts)
 }
 
 /// An AAGUID in its usual text form.
@@ -550,23 +658,84 @@ mod tests {
         assert!(AuthenticatorData::parse(&data[..50]).is_err());
     }
 
+    /// A DER element.
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if content.len() < 0x80 {
+            out.push(content.len() as u8);
+        } else {
+            out.push(0x82);
+            out.extend((content.len() as u16).to_be_bytes());
+        }
+        out.extend(content);
+        out
+    }
+
+    fn attribute(oid: &[u8], value: &str) -> Vec<u8> {
+        tlv(0x31, &tlv(0x30, &[tlv(0x06, oid), tlv(0x0c, value.as_bytes())].concat()))
+    }
+
+    /// A certificate with this subject and these extensions (serial, algorithms, issuer,
+    /// validity and key left empty: only the structure matters here).
+    fn certificate(subject: &[Vec<u8>], extensions: &[Vec<u8>]) -> Vec<u8> {
+        let mut tbs = tlv(0xa0, &tlv(0x02, &[2]));
+        for _ in 0..4 {
+            tbs.extend(tlv(0x30, &[]));
+        }
+        tbs.extend(tlv(0x30, &subject.concat()));
+        tbs.extend(tlv(0x30, &[]));
+        if !extensions.is_empty() {
+            tbs.extend(tlv(0xa3, &tlv(0x30, &extensions.concat())));
+        }
+        tlv(0x30, &[tlv(0x30, &tbs), tlv(0x30, &[]), tlv(0x03, &[0])].concat())
+    }
+
+    fn aaguid_extension(value: &[u8]) -> Vec<u8> {
+        tlv(0x30, &[tlv(0x06, AAGUID_OID), tlv(0x04, &tlv(0x04, value))].concat())
+    }
+
     #[test]
-    fn certificates_name_their_aaguid() {
-        let mut der = vec![0x30, 0x20];
-        der.extend(AAGUID_EXTENSION);
-        der.extend([0x04, 0x12, 0x04, 0x10]);
-        der.extend([0xab; 16]);
-        assert_eq!(certificate_aaguid(&der), Ok(Some([0xab; 16])));
-        assert_eq!(certificate_aaguid(&[0x30, 0x00]), Ok(None), "no extension");
-        let mut critical = vec![0x30, 0x20];
-        critical.extend(AAGUID_EXTENSION);
-        critical.extend([0x01, 0x01, 0xff, 0x04, 0x12, 0x04, 0x10]);
-        critical.extend([0xab; 16]);
-        assert!(certificate_aaguid(&critical).is_err(), "critical");
-        let mut short = vec![0x30, 0x20];
-        short.extend(AAGUID_EXTENSION);
-        short.extend([0x04, 0x12, 0x04, 0x10, 1, 2]);
-        assert!(certificate_aaguid(&short).is_err(), "too short");
+    fn attestation_certificates_are_read_by_their_structure() {
+        let subject = [
+            attribute(&[0x55, 0x04, 0x06], "SE"),
+            attribute(&[0x55, 0x04, 0x0a], "Contoso Keys"),
+            attribute(&[0x55, 0x04, 0x0b], "Authenticator Attestation"),
+            attribute(&[0x55, 0x04, 0x03], "Contoso Key"),
+        ];
+        let good =
+            read_attestation_certificate(&certificate(&subject, &[aaguid_extension(&[0xab; 16])])).expect("reads");
+        assert_eq!(good.aaguid, Some([0xab; 16]));
+        assert!(good.is_packed_attestation());
+        // The extension's bytes in a subject value are not the extension.
+        let decoy = [tlv(0x06, AAGUID_OID), tlv(0x04, &[0x04, 0x10]), vec![0xcd; 16]].concat();
+        let mut decoy_subject = subject.to_vec();
+        decoy_subject.push(tlv(0x31, &tlv(0x30, &[tlv(0x06, &[0x55, 0x04, 0x05]), tlv(0x04, &decoy)].concat())));
+        let decoyed = read_attestation_certificate(&certificate(&decoy_subject, &[])).expect("reads");
+        assert_eq!(decoyed.aaguid, None);
+        assert!(!decoyed.is_packed_attestation(), "no AAGUID extension");
+        // Another OU, a TLS server certificate, a second or malformed AAGUID.
+        let mut other = subject.to_vec();
+        other[2] = attribute(&[0x55, 0x04, 0x0b], "Web Servers");
+        assert!(
+            !read_attestation_certificate(&certificate(&other, &[aaguid_extension(&[1; 16])]))
+                .expect("r")
+                .is_packed_attestation()
+        );
+        let server_auth =
+            tlv(0x30, &[tlv(0x06, EKU_OID), tlv(0x04, &tlv(0x30, &tlv(0x06, GENERAL_PURPOSES[0])))].concat());
+        let tls = read_attestation_certificate(&certificate(&subject, &[aaguid_extension(&[1; 16]), server_auth]))
+            .expect("reads");
+        assert!(tls.general_purpose && !tls.is_packed_attestation());
+        let twice = certificate(&subject, &[aaguid_extension(&[1; 16]), aaguid_extension(&[2; 16])]);
+        assert!(read_attestation_certificate(&twice).is_err());
+        assert!(read_attestation_certificate(&certificate(&subject, &[aaguid_extension(&[1; 15])])).is_err());
+        let critical =
+            tlv(0x30, &[tlv(0x06, AAGUID_OID), tlv(0x01, &[0xff]), tlv(0x04, &tlv(0x04, &[1; 16]))].concat());
+        assert!(read_attestation_certificate(&certificate(&subject, &[critical])).is_err());
+        assert!(read_attestation_certificate(&[0x30, 0x05, 1]).is_err(), "truncated");
+        let mut trailing = certificate(&subject, &[]);
+        trailing.push(0);
+        assert!(read_attestation_certificate(&trailing).is_err());
     }
 
     #[test]

@@ -195,9 +195,10 @@ struct ServeArgs {
     /// Password and code attempts per minute against one account, from anywhere (0: no limit).
     #[arg(long, env = "KEYWARD_RATE_LIMIT_PER_ACCOUNT", value_name = "N", default_value_t = 30)]
     rate_limit_per_account: u32,
-    /// PEM bundle of FIDO attestation root certificates (from the FIDO Metadata Service): a passkey
-    /// registers as "attested" when its attestation chains to one, and only then while the
-    /// authentication methods policy enforces attestation (isAttestationEnforced).
+    /// PEM bundle of FIDO attestation root certificates (the `attestationRootCertificates` of the
+    /// security keys you accept, from the FIDO Metadata Service): a passkey registers as "attested"
+    /// when its packed attestation certificate (made for attestation, naming its model) chains to
+    /// one, and only then while the methods policy enforces attestation (isAttestationEnforced).
     #[arg(long, env = "KEYWARD_FIDO_ROOTS", value_name = "PEM")]
     fido_roots: Option<PathBuf>,
     /// Passwords that may wait for the hasher; more are answered 503 with Retry-After.

@@ -320,6 +320,13 @@ fn key_restrictions(value: &Value, old: &KeyRestrictions) -> Result<KeyRestricti
             other => return Err(bad(format!("Property '{other}' does not exist on fido2KeyRestrictions."))),
         }
     }
+    if keys.allow != old.allow && !fields.contains_key("aaGuids") && !old.aaguids.is_empty() {
+        // Flipping the type alone would turn a block list into the only models allowed (or the
+        // reverse): the list must be sent with it.
+        return Err(bad(
+            "Changing keyRestrictions.enforcementType needs the aaGuids of the new list in the same request.".into(),
+        ));
+    }
     Ok(keys)
 }
 

@@ -296,6 +296,7 @@ async fn provisioning_through_graph(backend: Backend) {
         json!({"keyRestrictions": {"enforcementType": "maybe"}}),
         json!({"keyRestrictions": {"colour": "blue"}}),
         json!({"keyRestrictions": [aaguid]}),
+        json!({"keyRestrictions": {"enforcementType": "allow"}}),
     ] {
         assert_graph_error(&app.patch(fido2, &nonsense).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     }
@@ -762,7 +763,22 @@ struct AttestingKey {
     aaguid: [u8; 16],
 }
 
+/// How an attestation certificate is made: as FIDO's rules ask, or without the OU
+/// `Authenticator Attestation`, as a TLS server certificate, or without the AAGUID extension.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Fido,
+    NoOu,
+    TlsServer,
+    NoAaguid,
+}
+
 fn attesting_key(aaguid: [u8; 16]) -> AttestingKey {
+    attesting_keys(aaguid, &[Leaf::Fido]).pop().expect("one")
+}
+
+/// A maker's root and one attesting key per kind of leaf, all issued by that root.
+fn attesting_keys(aaguid: [u8; 16], leaves: &[Leaf]) -> Vec<AttestingKey> {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -770,19 +786,33 @@ fn attesting_key(aaguid: [u8; 16]) -> AttestingKey {
     root_params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Keys Attestation Root");
     let root =
         rcgen::CertifiedIssuer::self_signed(root_params, rcgen::KeyPair::generate().expect("key")).expect("root");
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("pkcs8");
-    let leaf_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("leaf key");
-    let rc_leaf_key = rcgen::KeyPair::try_from(pkcs8.as_ref()).expect("rcgen key");
-    let mut leaf_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Key Attestation");
-    leaf_params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "Authenticator Attestation");
-    // id-fido-gen-ce-aaguid: an OCTET STRING holding the AAGUID.
-    let value = [vec![0x04, 0x10], aaguid.to_vec()].concat();
-    leaf_params
-        .custom_extensions
-        .push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4], value));
-    let leaf = leaf_params.signed_by(&rc_leaf_key, &root).expect("leaf");
-    AttestingKey { root_der: root.der().to_vec(), leaf_der: leaf.der().to_vec(), leaf_key, aaguid }
+    leaves
+        .iter()
+        .map(|kind| {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("pkcs8");
+            let leaf_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).expect("leaf key");
+            let rc_leaf_key = rcgen::KeyPair::try_from(pkcs8.as_ref()).expect("rcgen key");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.distinguished_name.push(rcgen::DnType::CountryName, "SE");
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, "Contoso Keys");
+            params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Key Attestation");
+            if *kind != Leaf::NoOu {
+                params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "Authenticator Attestation");
+            }
+            if *kind == Leaf::TlsServer {
+                params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            }
+            if *kind != Leaf::NoAaguid {
+                // id-fido-gen-ce-aaguid: an OCTET STRING holding the AAGUID.
+                let value = [vec![0x04, 0x10], aaguid.to_vec()].concat();
+                params
+                    .custom_extensions
+                    .push(rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 45724, 1, 1, 4], value));
+            }
+            let leaf = params.signed_by(&rc_leaf_key, &root).expect("leaf");
+            AttestingKey { root_der: root.der().to_vec(), leaf_der: leaf.der().to_vec(), leaf_key, aaguid }
+        })
+        .collect()
 }
 
 impl AttestingKey {
@@ -852,7 +882,9 @@ impl AttestingKey {
 /// naming another model than its certificate, does not. Without roots it cannot be turned on.
 async fn attestation_is_checked_against_the_administrators_roots(backend: Backend) {
     let aaguid = [0x5a; 16];
-    let maker = attesting_key(aaguid);
+    let mut keys = attesting_keys(aaguid, &[Leaf::Fido, Leaf::NoOu, Leaf::TlsServer, Leaf::NoAaguid]).into_iter();
+    let maker = keys.next().expect("the maker's key");
+    let not_for_attestation: Vec<AttestingKey> = keys.collect();
     // The roots as an administrator gives them (`--fido-roots`): a PEM bundle.
     let encoded = {
         use base64::Engine;
@@ -896,6 +928,14 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
     let options = app.get(&options_path).await;
     let refused = app.post(&collection, &stranger.make(&options.body, &origin, "localhost")).await;
     assert!(refused.text.contains("attested passkey"), "{}", refused.text);
+    // Certificates from the trusted root that are not attestation certificates as FIDO's rules
+    // ask (a root bundle may hold general-purpose roots): not attested.
+    for other in &not_for_attestation {
+        assert_eq!(other.root_der, maker.root_der, "issued by the trusted root");
+        let options = app.get(&options_path).await;
+        let refused = app.post(&collection, &other.make(&options.body, &origin, "localhost")).await;
+        assert!(refused.text.contains("attested passkey"), "{}", refused.text);
+    }
     let liar = AttestingKey { aaguid: [0x11; 16], ..attesting_key(aaguid) };
     let options = app.get(&options_path).await;
     let refused = app.post(&collection, &liar.make(&options.body, &origin, "localhost")).await;
@@ -911,7 +951,7 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
             it.activity_display_name == "Admin registered security info" && it.result_reason.contains("attested")
         })
         .collect();
-    assert_eq!(failures.len(), 2, "no attestation and an unknown maker: {failures:?}");
+    assert_eq!(failures.len(), 5, "no attestation, three certificates not made for attestation, an unknown maker");
     // The security key is device-bound: the Device Registration Service records it too.
     let records = app.audit_for(&adele).await;
     assert!(
