@@ -82,25 +82,26 @@ try {
   await expect("My account");
   const passwordless = await page.locator("#signed-in").innerText();
 
-  // 3. The button: with the authenticator not answering, sign out and name the user; on the
-  //    password page, "Sign in with a passkey instead" signs in with the passkey alone.
-  await presence(false);
-  await click("Sign out");
-  await expect("Sign in");
-  await page.fill("#username", env("KEYWARD_UPN"));
-  await click("Next");
-  await expect("Enter password");
+  // With the authenticator not answering (so the autofill request stays open), sign out and
+  // name the user: the password page.
+  const signOutAndName = async () => {
+    await presence(false);
+    await click("Sign out");
+    await expect("Sign in");
+    await page.fill("#username", env("KEYWARD_UPN"));
+    await click("Next");
+    await expect("Enter password");
+  };
+
+  // 3. The button on the password page: "Sign in with a passkey instead" signs in with the
+  //    passkey alone.
+  await signOutAndName();
   await presence(true);
   await click("Sign in with a passkey instead");
   await expect("My account");
 
   // 4. A password, then the passkey as the second factor.
-  await presence(false);
-  await click("Sign out");
-  await expect("Sign in");
-  await page.fill("#username", env("KEYWARD_UPN"));
-  await click("Next");
-  await expect("Enter password");
+  await signOutAndName();
   await page.fill("#password", env("KEYWARD_PASSWORD"));
   await click("Sign in");
   await expect("Enter code");

@@ -124,7 +124,9 @@ def test_pyotp_agrees_with_keyward(keyward: KeywardServer) -> None:
     assert user.sign_in_activity.last_sign_in_date_time == newest.created_date_time.replace(microsecond=0)
 
 
-def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServer) -> None:
+def run_browser_script(keyward: KeywardServer, script: str, env: dict[str, str]) -> dict:
+    """Runs tests/browser/`script` in Debian's Chromium against the server, with `env` (beside
+    KEYWARD_URL, KEYWARD_TENANT and KEYWARD_CHROMIUM): the JSON line it prints last."""
     node = shutil.which("node")
     chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
     assert node, "Node.js is required for the Chromium test (Debian: apt-get install nodejs)"
@@ -133,27 +135,33 @@ def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServ
     assert (browser_dir / "node_modules" / "playwright-core").is_dir(), (
         "playwright-core is missing: run `npm ci` in tests/browser (scripts/test does)"
     )
-    require_mfa_for_everyone(keyward)
-    create_user(keyward, "chromium")
-    upn = f"chromium@{DOMAIN}"
-    screenshot = keyward.data_dir.parent / "chromium-account.png"
     result = subprocess.run(
-        [node, str(browser_dir / "sign_in.mjs")],
+        [node, str(browser_dir / script)],
         env={
             **os.environ,
             "KEYWARD_URL": keyward.public_url,
             "KEYWARD_TENANT": DOMAIN,
-            "KEYWARD_UPN": upn,
-            "KEYWARD_PASSWORD": PASSWORD,
             "KEYWARD_CHROMIUM": chromium,
-            "KEYWARD_SCREENSHOT": str(screenshot),
+            **env,
         },
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_chromium_without_javascript_registers_and_signs_in(keyward: KeywardServer) -> None:
+    require_mfa_for_everyone(keyward)
+    create_user(keyward, "chromium")
+    upn = f"chromium@{DOMAIN}"
+    screenshot = keyward.data_dir.parent / "chromium-account.png"
+    report = run_browser_script(
+        keyward,
+        "sign_in.mjs",
+        {"KEYWARD_UPN": upn, "KEYWARD_PASSWORD": PASSWORD, "KEYWARD_SCREENSHOT": str(screenshot)},
+    )
     assert report["titles"] == [
         "Sign in",
         "Enter password",
@@ -224,10 +232,6 @@ def test_chromium_passkeys_register_and_sign_in(keyward: KeywardServer) -> None:
     """Chromium with the DevTools virtual authenticator: a pass leads to the interrupt, which
     creates a passkey through Keyward's script; the passkey then signs in alone, and as the
     second factor after a password. msgraph-sdk lists and deletes it."""
-    node = shutil.which("node")
-    chromium = os.environ.get("KEYWARD_CHROMIUM") or shutil.which("chromium")
-    assert node and chromium, "Node.js and Chromium are required (Debian: apt-get install nodejs chromium)"
-    browser_dir = REPO_ROOT / "tests" / "browser"
     fido2 = f"{keyward.base_url}/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2"
     require_mfa_for_everyone(keyward)
     user_id = create_user(keyward, "passkeys")
@@ -238,24 +242,16 @@ def test_chromium_passkeys_register_and_sign_in(keyward: KeywardServer) -> None:
         assert reply.status_code == 201, reply.text
         temporary_pass = reply.json()["temporaryAccessPass"]
     try:
-        result = subprocess.run(
-            [node, str(browser_dir / "passkey.mjs")],
-            env={
-                **os.environ,
-                "KEYWARD_URL": keyward.public_url,
-                "KEYWARD_TENANT": DOMAIN,
+        report = run_browser_script(
+            keyward,
+            "passkey.mjs",
+            {
                 "KEYWARD_UPN": upn,
                 "KEYWARD_PASS": temporary_pass,
                 "KEYWARD_PASSWORD": PASSWORD,
-                "KEYWARD_CHROMIUM": chromium,
                 "KEYWARD_SPKI": spki_sha256(keyward.cert_path),
             },
-            capture_output=True,
-            text=True,
-            timeout=180,
         )
-        assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        report = json.loads(result.stdout.strip().splitlines()[-1])
         assert report["titles"] == [
             "Sign in",
             "Enter password",

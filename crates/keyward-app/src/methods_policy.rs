@@ -67,6 +67,11 @@ impl UserMethods {
     pub(crate) fn can_register(&self) -> bool {
         self.software_oath || self.fido2_registration
     }
+
+    /// These methods without passkeys (when the server has no relying party to offer them for).
+    pub(crate) fn without_passkeys(self) -> UserMethods {
+        UserMethods { fido2: false, fido2_registration: false, ..self }
+    }
 }
 
 /// What `policy` lets `user` do; group targets are checked by direct membership, one lookup per
@@ -311,6 +316,18 @@ impl App {
     pub(crate) async fn user_methods(&self, tenant: &ObjectId, user: &ObjectId) -> Result<UserMethods, AppError> {
         let mut tx = self.read().await?;
         let policy = tx.methods_policy(tenant).await?;
-        user_methods(&mut *tx, user, &policy).await
+        self.usable_methods(&mut *tx, user, &policy).await
+    }
+
+    /// What `policy` lets `user` do on this server: passkeys only while the public URL names a
+    /// host (a relying party browsers accept).
+    pub(crate) async fn usable_methods(
+        &self,
+        tx: &mut dyn Tx,
+        user: &ObjectId,
+        policy: &MethodsPolicy,
+    ) -> Result<UserMethods, AppError> {
+        let methods = user_methods(tx, user, policy).await?;
+        Ok(if self.relying_party().is_ok() { methods } else { methods.without_passkeys() })
     }
 }

@@ -208,14 +208,7 @@ impl App {
             // many) is recorded as a failed registration.
             Err(AppError::BadRequest(message)) => {
                 drop(tx);
-                let targets = vec![TargetResource::user(&user)];
-                let record = caller.audit(self.now()).failure(
-                    crate::audit_id(&caller.meta.correlation_id),
-                    activity,
-                    targets,
-                    &message,
-                );
-                crate::commit_audited(self.write().await?, [record]).await?;
+                self.record_failure(caller.audit(self.now()), activity, &user, &message).await?;
                 return Err(AppError::BadRequest(message));
             }
             Err(err) => return Err(err),
@@ -399,6 +392,21 @@ impl App {
             tx.insert_audit(&record).await?;
         }
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, passkey_kind(&method))).await
+    }
+}
+
+impl App {
+    /// Commits a failed `activity` on `user`'s passkeys on its own (what was attempted is not).
+    pub(crate) async fn record_failure(
+        &self,
+        audit: keyward_core::audit::AuditContext,
+        activity: Activity,
+        user: &User,
+        reason: &str,
+    ) -> Result<(), AppError> {
+        let record =
+            audit.failure(crate::audit_id(&audit.correlation_id), activity, vec![TargetResource::user(user)], reason);
+        crate::commit_audited(self.write().await?, [record]).await
     }
 }
 

@@ -502,7 +502,7 @@ impl App {
                 let user = self.flow_user(flow).await?;
                 let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
                 let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
-                let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(&user)).await?;
+                let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(facts.passkeys)).await?;
                 // The code form is offered whenever a passkey is not the only way left.
                 let code = facts.has_app || passkey.is_none();
                 let passkey_first = facts.state.preferences.passkey_first();
@@ -521,7 +521,7 @@ impl App {
                 SignInPage::MoreInfo {
                     username,
                     totp: methods.software_oath,
-                    passkey: methods.fido2_registration && self.relying_party().is_ok(),
+                    passkey: methods.fido2_registration,
                     error,
                 }
             }
@@ -1254,8 +1254,8 @@ impl App {
         let mut facts = mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await?;
         if self.relying_party().is_err() {
             // Passkeys cannot be used or made without a host name in the public URL.
-            facts.methods.fido2 = false;
-            facts.methods.fido2_registration = false;
+            facts.methods = facts.methods.without_passkeys();
+            facts.passkeys.clear();
             facts.has_method = facts.has_app;
         }
         Ok(facts)
@@ -1372,8 +1372,7 @@ impl App {
         let mut tx = self.read().await?;
         let methods = account_methods(&mut *tx, user).await?;
         let policy = tx.methods_policy(&flow.tenant.id).await?;
-        let can_add_passkey =
-            user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration && self.relying_party().is_ok();
+        let can_add_passkey = self.usable_methods(&mut *tx, &user.id, &policy).await?.fido2_registration;
         let filter = SignInFilter { user_id: Some(user.id.to_string()), ..SignInFilter::default() };
         let recent = tx.query_sign_ins(&flow.tenant.id, &filter, None, RECENT_SIGN_INS).await?;
         drop(tx);
@@ -1720,6 +1719,8 @@ pub(crate) struct MfaFacts {
     pub has_method: bool,
     /// Whether they have an authenticator app they may use.
     pub has_app: bool,
+    /// The credential ids (Base64URL) of the passkeys they may sign in with.
+    pub passkeys: Vec<String>,
     /// What the methods policy lets the user register and use.
     pub methods: UserMethods,
     /// The registration campaign.
@@ -1744,12 +1745,18 @@ pub(crate) async fn mfa_facts_in(
     let methods = user_methods(tx, &user.id, &methods_policy).await?;
     let has_app = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
     // A passkey of a model the policy now blocks does not count.
-    let has_passkey = methods.fido2
-        && tx.list_fido2_methods(&user.id).await?.iter().any(|it| methods_policy.fido2_keys.permits(&it.aaguid));
+    let passkeys = if methods.fido2 {
+        let keys = &methods_policy.fido2_keys;
+        let list = tx.list_fido2_methods(&user.id).await?;
+        list.iter().filter(|it| keys.permits(&it.aaguid)).map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id)).collect()
+    } else {
+        Vec::new()
+    };
     Ok(MfaFacts {
         requirement: signin::mfa_requirement(policy, state.per_user_mfa, is_privileged),
-        has_method: has_app || has_passkey,
+        has_method: has_app || !passkeys.is_empty(),
         has_app,
+        passkeys,
         methods,
         campaign: methods_policy.campaign,
         state,

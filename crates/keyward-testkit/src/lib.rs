@@ -8,6 +8,27 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+
+/// The public client `keyward-cli`'s code flow as the tests run it: a fixed PKCE pair and
+/// redirect address, and the authorization request for a scope.
+pub mod cli_flow {
+    use super::DOMAIN;
+
+    pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    /// `VERIFIER`'s S256 challenge.
+    pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    pub const REDIRECT: &str = "http://localhost:43210/";
+
+    /// `/{DOMAIN}/oauth2/v2.0/authorize` for `keyward-cli` with `scope`, PKCE and the redirect.
+    pub fn authorize_path(scope: &str) -> String {
+        format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256",
+            keyward_app::url_encode(REDIRECT),
+            keyward_app::url_encode(scope),
+        )
+    }
+}
 mod postgres;
 
 use std::path::PathBuf;

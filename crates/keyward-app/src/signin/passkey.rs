@@ -10,7 +10,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::audit::Activity;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_core::signin::{Amr, AuthMethodRef, Stage, codes};
@@ -20,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Flow, RECENT_MFA, SignInForm, SignInPage, SignInView, csrf_token, detail, unexpected};
 use crate::passkeys::{NewPasskey, client_data, device_record, passkey_kind, user_handle, verify_signature};
-use crate::{App, AppError, audit_id, random_token, sha256};
+use crate::{App, AppError, random_token, sha256};
 
 /// How long a sign-in challenge lasts.
 const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
@@ -115,41 +115,22 @@ impl App {
         format!("keyward passkey sign-in v1:{tenant}:{}:{random}:{expires}", csrf_token(cookie))
     }
 
-    /// The options of a passkey sign-in on the page of the session named by `cookie`: for
-    /// `user`'s own passkeys (the second factor), or for any discoverable one (`None`). `None`
-    /// when passkeys cannot be used: the methods policy leaves them off (for the user), the user
-    /// has none, or the public URL names no host.
+    /// The options of a passkey sign-in on the page of the session named by `cookie`: for the
+    /// passkeys in `allow` (the user's, as the second factor; credential ids in Base64URL), or for
+    /// any discoverable one (`None`). `None` when passkeys cannot be used: the user has none they
+    /// may use, the methods policy leaves them off, or the public URL names no host.
     pub(super) async fn passkey_request(
         &self,
         tenant: &ObjectId,
         cookie: &str,
-        user: Option<&User>,
+        allow: Option<Vec<String>>,
     ) -> Result<Option<PasskeyRequest>, AppError> {
         let Ok((rp_id, _)) = self.relying_party() else { return Ok(None) };
-        let allow = match user {
-            Some(user) => {
-                if !self.user_methods(tenant, &user.id).await?.fido2 {
-                    return Ok(None);
-                }
-                let mut tx = self.read().await?;
-                let keys = tx.methods_policy(tenant).await?.fido2_keys;
-                let methods = tx.list_fido2_methods(&user.id).await?;
-                let allow: Vec<String> = methods
-                    .iter()
-                    .filter(|it| keys.permits(&it.aaguid))
-                    .map(|it| URL_SAFE_NO_PAD.encode(&it.credential_id))
-                    .collect();
-                if allow.is_empty() {
-                    return Ok(None);
-                }
-                allow
-            }
-            None => {
-                if !self.read().await?.methods_policy(tenant).await?.fido2.is_enabled {
-                    return Ok(None);
-                }
-                Vec::new()
-            }
+        let allow = match allow {
+            Some(allow) if allow.is_empty() => return Ok(None),
+            Some(allow) => allow,
+            None if !self.read().await?.methods_policy(tenant).await?.fido2.is_enabled => return Ok(None),
+            None => Vec::new(),
         };
         let expires = (self.now() + CHALLENGE_LIFETIME).unix_timestamp();
         let random = random_token()?;
@@ -219,11 +200,17 @@ impl App {
             let message = "The passkey request expired or was already used. Try again.";
             return Ok(Err(refusal("Passkey challenge unknown, expired or already used", message, known())));
         }
+        // Everything the checks need, read at once; the verdicts still come in order below.
         let mut tx = self.read().await?;
         let method = tx.find_fido2_method(&assertion.credential_id).await?.filter(|it| it.tenant_id == flow.tenant.id);
         let user = match &method {
             Some(method) => tx.get_user(&flow.tenant.id, &method.user_id).await?,
             None => None,
+        };
+        let policy = tx.methods_policy(&flow.tenant.id).await?;
+        let allowed = match &user {
+            Some(user) => self.usable_methods(&mut *tx, &user.id, &policy).await?.fido2,
+            None => false,
         };
         drop(tx);
         let (Some(method), Some(user)) = (method, user) else {
@@ -276,11 +263,11 @@ impl App {
                            administrator.";
             return Ok(Err(refusal("Passkey signature counter went back: possibly cloned", message, Some(user))));
         }
-        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2 {
+        if !allowed {
             let message = "Your organization doesn't let you sign in with a passkey. Sign in another way.";
             return Ok(Err(refusal("Method disabled by the authentication methods policy", message, Some(user))));
         }
-        if !self.read().await?.methods_policy(&flow.tenant.id).await?.fido2_keys.permits(&method.aaguid) {
+        if !policy.fido2_keys.permits(&method.aaguid) {
             let message = "Your organization no longer allows this kind of passkey. Sign in another way, then \
                            register a passkey your organization allows.";
             return Ok(Err(refusal("Passkey model blocked by the authentication methods policy", message, Some(user))));
@@ -304,18 +291,12 @@ impl App {
         method: &Fido2Method,
         now: OffsetDateTime,
     ) -> Result<(), AppError> {
-        let audit = self.self_audit(flow, user, now);
-        let reason = format!("{} '{}' answered with a signature counter that went back", passkey_kind(method), {
-            method.display_name.as_str()
-        });
-        let record = audit.failure(
-            audit_id(&audit.correlation_id),
-            Activity::PasskeyPossiblyCloned,
-            vec![TargetResource::user(user)],
-            &reason,
+        let reason = format!(
+            "{} '{}' answered with a signature counter that went back",
+            passkey_kind(method),
+            method.display_name
         );
-        crate::commit_audited(self.write().await?, [record]).await?;
-        Ok(())
+        self.record_failure(self.self_audit(flow, user, now), Activity::PasskeyPossiblyCloned, user, &reason).await
     }
 
     /// "Sign in with a passkey" (the user-name or password page: no password needed) or the
@@ -366,16 +347,26 @@ impl App {
     /// creates the passkey.
     pub(super) async fn begin_passkey_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
-        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration || self.relying_party().is_err() {
-            let notice = "Your organization's authentication methods policy does not let you add a passkey.";
-            if flow.session.authenticated_at.is_some() {
-                return self.account_page(flow, &user, Some(notice.into())).await;
-            }
-            return self.render(flow, Some(notice.into())).await;
+        if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration {
+            return self.passkeys_not_allowed(flow, &user).await;
         }
         flow.session.stage = Stage::RegisterPasskey;
         self.save_session(&flow.session).await?;
         self.render(flow, None).await
+    }
+
+    /// The methods policy does not let the user add a passkey: back to the account page or the
+    /// interrupt, saying so.
+    async fn passkeys_not_allowed(&self, flow: &mut Flow, user: &User) -> Result<SignInView, AppError> {
+        let notice = "Your organization's authentication methods policy does not let you add a passkey.";
+        if flow.session.authenticated_at.is_some() {
+            flow.session.stage = Stage::Done;
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, user, Some(notice.into())).await;
+        }
+        flow.session.stage = Stage::MoreInfo;
+        self.save_session(&flow.session).await?;
+        self.render(flow, Some(notice.into())).await
     }
 
     /// The passkey-creation page's options: a fresh registration challenge for the flow's user.
@@ -429,13 +420,7 @@ impl App {
         }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration {
             // Turned off for this user since the page was shown.
-            let notice = "Your organization's authentication methods policy does not let you add a passkey.";
-            flow.session.stage = if signed_in { Stage::Done } else { Stage::MoreInfo };
-            self.save_session(&flow.session).await?;
-            if signed_in {
-                return self.account_page(flow, &user, Some(notice.into())).await;
-            }
-            return self.render(flow, Some(notice.into())).await;
+            return self.passkeys_not_allowed(flow, &user).await;
         }
         let json = form.credential.as_deref().unwrap_or_default();
         let name = form.value.as_deref();
@@ -456,10 +441,7 @@ impl App {
             Err(AppError::BadRequest(message)) => {
                 drop(tx);
                 let audit = self.self_audit(flow, &user, self.now());
-                let targets = vec![TargetResource::user(&user)];
-                let activity = Activity::UserRegisteredSecurityInfo;
-                let record = audit.failure(audit_id(&audit.correlation_id), activity, targets, &message);
-                crate::commit_audited(self.write().await?, [record]).await?;
+                self.record_failure(audit, Activity::UserRegisteredSecurityInfo, &user, &message).await?;
                 return self.render(flow, Some(message)).await;
             }
             Err(err) => return Err(err),

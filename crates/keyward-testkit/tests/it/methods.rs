@@ -35,17 +35,9 @@ async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
 /// Like [`token_with_mfa`] with another scope; registers the authenticator at the first sign-in
 /// and uses it after.
 async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
-    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    const REDIRECT: &str = "http://localhost:43210/";
+    use keyward_testkit::cli_flow::{REDIRECT, VERIFIER, authorize_path};
     let mut browser = Browser::new(&app.base_url);
-    let path = format!(
-        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
-         &code_challenge={CHALLENGE}&code_challenge_method=S256",
-        keyward_app::url_encode(REDIRECT),
-        keyward_app::url_encode(scope),
-    );
-    let page = browser.get(&path).await;
+    let page = browser.get(&authorize_path(scope)).await;
     let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
     let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
     let done = if page.title() == "More information required" {

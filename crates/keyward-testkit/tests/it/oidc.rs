@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "http://localhost:43210/";
+use keyward_testkit::cli_flow::{CHALLENGE, REDIRECT, VERIFIER};
 
 fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("payload");

@@ -639,17 +639,9 @@ async fn passkeys_on_the_pages(backend: Backend) {
     // Through the OpenID Connect provider, as an administrator (MFA required for the role): the
     // passkey alone signs in, and the token's amr says so (fido, the key's kind, mfa).
     app.assign_role(&adele, roles::AUTHENTICATION_ADMINISTRATOR, "/").await;
-    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    const REDIRECT: &str = "http://localhost:43210/";
+    use keyward_testkit::cli_flow::{REDIRECT, VERIFIER, authorize_path};
     let mut oidc = Browser::new(&app.base_url);
-    let authorize = format!(
-        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}\
-         &code_challenge={CHALLENGE}&code_challenge_method=S256",
-        keyward_app::url_encode(REDIRECT),
-        keyward_app::url_encode("openid https://graph.microsoft.com/.default"),
-    );
-    let page = oidc.get(&authorize).await;
+    let page = oidc.get(&authorize_path("openid https://graph.microsoft.com/.default")).await;
     let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
     let done = oidc.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
     assert!(done.path.contains('?'), "a code, not {}", done.text());
