@@ -590,7 +590,7 @@ impl App {
         if let Err(err) = decision {
             return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
         }
-        tx.set_password_hash(&user.id, &hash).await?;
+        tx.set_password_hash(&user.id, &hash, now).await?;
         user.force_change_password_next_sign_in = true;
         // As in Entra, a reset ends the sessions and refresh tokens issued with the old password.
         user.sign_in_sessions_valid_from = now;

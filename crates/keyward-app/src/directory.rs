@@ -235,7 +235,8 @@ fn actions_for_patch(patch: &UserPatch) -> Vec<&'static str> {
         || patch.mail.is_some()
         || patch.job_title.is_some()
         || patch.department.is_some()
-        || patch.usage_location.is_some();
+        || patch.usage_location.is_some()
+        || !patch.profile.is_empty();
     if has_basic || needed.is_empty() {
         needed.push(actions::USERS_BASIC_UPDATE);
     }
@@ -380,7 +381,7 @@ impl App {
         }
         let mut update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
         if let Some(hash) = &hash {
-            tx.set_password_hash(&current.id, hash).await?;
+            tx.set_password_hash(&current.id, hash, self.now()).await?;
             // As with resetPassword: a new password ends the sessions and refresh tokens issued
             // with the old one, up to this moment (after hashing, inside the transaction).
             update.user.sign_in_sessions_valid_from = self.now();

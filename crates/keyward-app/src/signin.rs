@@ -887,7 +887,7 @@ impl App {
         let now = self.now();
         fresh.sign_in_sessions_valid_from = now;
         tx.update_user(&fresh).await?;
-        tx.set_password_hash(&user.id, &new_hash).await?;
+        tx.set_password_hash(&user.id, &new_hash, now).await?;
         let record = audit(&fresh, now);
         commit_audited(tx, [record]).await?;
         Ok(PasswordChange::Changed(Box::new(fresh)))

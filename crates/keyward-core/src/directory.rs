@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 
 use crate::ids::ObjectId;
 use crate::json;
+use crate::profile::{self, Profile};
 use crate::secret::Secret;
 
 /// A tenant (Graph `organization`).
@@ -51,6 +52,11 @@ pub struct User {
     pub created: OffsetDateTime,
     pub sign_in_sessions_valid_from: OffsetDateTime,
     pub force_change_password_next_sign_in: bool,
+    /// When the password was last set (`lastPasswordChangeDateTime`); `None` without a password.
+    pub last_password_change: Option<OffsetDateTime>,
+    /// The user's manager (`manager`), a user of the same tenant.
+    pub manager: Option<ObjectId>,
+    pub profile: Profile,
 }
 
 /// A group.
@@ -172,6 +178,10 @@ pub enum DirectoryError {
         "The specified password does not comply with password complexity requirements. Please provide a different password."
     )]
     WeakPassword,
+    #[error(
+        "Keyward does not allow weaker passwords: passwordPolicies may be 'DisablePasswordExpiration' (Keyward's passwords never expire) or null, not 'DisableStrongPassword'."
+    )]
+    StrongPasswordRequired,
 }
 
 /// The fields of a user to create, already parsed from the request.
@@ -192,6 +202,8 @@ pub struct UserDraft {
     pub job_title: Option<String>,
     pub department: Option<String>,
     pub usage_location: Option<String>,
+    /// Profile properties as sent, checked by [`new_user`].
+    pub profile: Vec<(&'static profile::Field, Option<String>)>,
 }
 
 /// A validated new user; the password is handed to the hasher separately and never stored here.
@@ -254,6 +266,11 @@ pub fn new_user(
     {
         return Err(invalid("usageLocation"));
     }
+    check_business_phones(&draft.business_phones)?;
+    let mut profile = Profile::new_member();
+    for (field, value) in draft.profile {
+        profile.set(field, profile::parse(field, value.as_deref())?);
+    }
     let user = User {
         id,
         tenant_id: tenant.id.clone(),
@@ -273,7 +290,11 @@ pub fn new_user(
         created: now,
         sign_in_sessions_valid_from: now,
         force_change_password_next_sign_in: draft.force_change_password_next_sign_in.unwrap_or(true),
+        last_password_change: Some(now),
+        manager: None,
+        profile,
     };
+    check_lengths(&user)?;
     Ok(NewUser { user, password })
 }
 
@@ -295,6 +316,8 @@ pub struct UserPatch {
     pub job_title: Option<Option<String>>,
     pub department: Option<Option<String>>,
     pub usage_location: Option<Option<String>>,
+    /// Profile properties to set (`Some`) or clear (`None`), checked by [`update_user`].
+    pub profile: Vec<(&'static profile::Field, Option<String>)>,
 }
 
 /// One changed property, as Entra's audit log shows it: values are JSON text, or absent (`null`).
@@ -389,6 +412,7 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
         user.mobile_phone = optional_text(it);
     }
     if let Some(it) = patch.business_phones {
+        check_business_phones(&it)?;
         user.business_phones = it;
     }
     if let Some(it) = patch.job_title {
@@ -403,6 +427,10 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
             return Err(invalid("usageLocation"));
         }
         user.usage_location = it;
+    }
+    check_lengths(&user)?;
+    for (field, value) in patch.profile {
+        user.profile.set(field, profile::parse(field, value.as_deref())?);
     }
 
     let text = |value: &Option<String>| json::string_array(value.as_deref());
@@ -436,6 +464,9 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
     diff("JobTitle", text(&current.job_title), text(&user.job_title));
     diff("Department", text(&current.department), text(&user.department));
     diff("UsageLocation", text(&current.usage_location), text(&user.usage_location));
+    for (name, old, new) in profile::changes(&current.profile, &user.profile) {
+        diff(name, old, new);
+    }
     diff(
         "ForceChangePasswordNextSignIn",
         bool_array(current.force_change_password_next_sign_in),
@@ -669,6 +700,39 @@ fn inner(value: &Option<Option<String>>) -> Option<&str> {
 
 fn find_dirty<'a>(values: impl IntoIterator<Item = (&'static str, Option<&'a str>)>) -> Option<&'static str> {
     values.into_iter().find(|(_, value)| value.is_some_and(|it| !is_clean_text(it))).map(|(name, _)| name)
+}
+
+/// Graph's maximum lengths of the user's text properties (characters).
+fn max_length(property: &str) -> usize {
+    match property {
+        "jobTitle" => 128,
+        "givenName" | "surname" | "mobilePhone" | "department" | "businessPhones" => 64,
+        _ => 256,
+    }
+}
+
+/// Checks the user's text properties against Graph's maximum lengths.
+fn check_lengths(user: &User) -> Result<(), DirectoryError> {
+    let values = [
+        ("givenName", user.given_name.as_deref()),
+        ("surname", user.surname.as_deref()),
+        ("mobilePhone", user.mobile_phone.as_deref()),
+        ("jobTitle", user.job_title.as_deref()),
+        ("department", user.department.as_deref()),
+    ];
+    match values.into_iter().find(|(name, value)| value.is_some_and(|it| it.chars().count() > max_length(name))) {
+        Some((property, _)) => Err(DirectoryError::InvalidValue { property, resource: "User" }),
+        None => Ok(()),
+    }
+}
+
+/// Graph takes one business phone number at most.
+fn check_business_phones(phones: &[String]) -> Result<(), DirectoryError> {
+    let too_long = phones.iter().any(|it| it.chars().count() > max_length("businessPhones"));
+    if phones.len() > 1 || too_long {
+        return Err(DirectoryError::InvalidValue { property: "businessPhones", resource: "User" });
+    }
+    Ok(())
 }
 
 fn optional_text(value: Option<String>) -> Option<String> {

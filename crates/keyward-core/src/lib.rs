@@ -20,6 +20,7 @@ pub mod methods_policy;
 pub mod oauth;
 pub mod odata;
 pub mod password;
+pub mod profile;
 pub mod query;
 pub mod registration;
 pub mod secret;

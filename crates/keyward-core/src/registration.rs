@@ -27,6 +27,8 @@ pub struct RegisteredMethods {
     pub passkey_synced: bool,
     /// Holds a directory role (any, at any scope, directly or through a group).
     pub is_admin: bool,
+    /// A guest (`userType` `Guest`) rather than a member.
+    pub is_guest: bool,
 }
 
 /// Whether a user has a method.
@@ -128,8 +130,8 @@ pub struct RegistrationFilter {
     /// `methodsRegistered/any(m: m eq '…')`, each a name from [`METHODS`] or one Keyward never
     /// reports (which then matches nobody).
     pub methods: Vec<String>,
-    /// `userType eq 'guest'`: Keyward's users are all members, so nobody matches.
-    pub guests_only: bool,
+    /// `userType eq 'guest'` (`Some(true)`) or `eq 'member'` (`Some(false)`).
+    pub guests: Option<bool>,
 }
 
 /// The sort key of the list.
@@ -186,11 +188,8 @@ fn clause(filter: &mut RegistrationFilter, expr: &Expr) -> Result<(), QueryError
                 }
                 "userdisplayname" => set(&mut filter.user_display_name, text_match(None, value, &property)?, &property),
                 "usertype" => match text(value, &property)?.as_str() {
-                    "member" => Ok(()),
-                    "guest" => {
-                        filter.guests_only = true;
-                        Ok(())
-                    }
+                    "member" => set(&mut filter.guests, false, &property),
+                    "guest" => set(&mut filter.guests, true, &property),
                     _ => Err(unsupported(&property)),
                 },
                 _ => Err(unsupported(&property)),
@@ -288,7 +287,7 @@ pub const PRIVILEGED_ADMIN_ROLES: [&str; 9] = [
     "c4e39bd9-1100-46d3-8c65-fb160da0071f",
 ];
 
-/// Whose registrations a summary counts (`includedUserTypes`); Keyward's users are all members.
+/// Whose registrations a summary counts (`includedUserTypes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncludedTypes {
     All,
@@ -493,7 +492,7 @@ mod tests {
         assert_eq!(query.filter.flags, vec![(Flag::IsMfaRegistered, true), (Flag::IsAdmin, false)]);
         assert_eq!(query.filter.methods, vec!["mobilePhone".to_owned()]);
         assert_eq!(query.filter.user_principal_name, Some(TextMatch::StartsWith("adele".into())));
-        assert!(!query.filter.guests_only);
+        assert_eq!(query.filter.guests, Some(false));
         let ordered = plan(&RawQuery { orderby: Some("userDisplayName desc".into()), ..RawQuery::default() });
         let ordered = ordered.expect("plans");
         assert_eq!((ordered.order, ordered.descending), (RegistrationOrder::UserDisplayName, true));

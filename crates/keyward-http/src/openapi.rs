@@ -151,7 +151,7 @@ fn schemas() -> Value {
     let string = json!({"type": "string"});
     let nullable = json!({"type": ["string", "null"]});
     let strings = json!({"type": "array", "items": {"type": "string"}});
-    let user_props = json!({
+    let mut user_props = json!({
         "id": {"type": "string", "format": "uuid", "readOnly": true},
         "userPrincipalName": string, "displayName": string, "givenName": nullable, "surname": nullable,
         "mail": nullable, "mailNickname": string, "otherMails": strings, "mobilePhone": nullable,
@@ -160,6 +160,20 @@ fn schemas() -> Value {
         "signInSessionsValidFromDateTime": {"type": "string", "format": "date-time", "readOnly": true, "description": "Returned only with $select."},
         "passwordProfile": {"anyOf": [{"$ref": "#/components/schemas/PasswordProfile"}, {"type": "null"}], "description": "Read back as null: the password is never returned."},
     });
+    // The profile: text properties, the hire date, and what only the directory sets.
+    for field in keyward_core::profile::FIELDS {
+        let schema = match field.format {
+            keyward_core::profile::Format::DateTime => json!({"type": ["string", "null"], "format": "date-time"}),
+            keyward_core::profile::Format::ReadOnly => json!({"type": ["string", "null"], "readOnly": true}),
+            _ => nullable.clone(),
+        };
+        user_props[field.name] = schema;
+    }
+    user_props["identities"] = json!({"type": "array", "readOnly": true, "items": {"type": "object"}});
+    user_props["proxyAddresses"] = json!({"type": "array", "readOnly": true, "items": {"type": "string"}});
+    user_props["onPremisesSyncEnabled"] = json!({"type": ["boolean", "null"], "readOnly": true});
+    user_props["lastPasswordChangeDateTime"] =
+        json!({"type": ["string", "null"], "format": "date-time", "readOnly": true});
     let group_props = json!({
         "id": {"type": "string", "format": "uuid", "readOnly": true},
         "displayName": string, "description": nullable, "mailNickname": string, "mailEnabled": {"type": "boolean"},

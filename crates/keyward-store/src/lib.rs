@@ -364,7 +364,8 @@ pub trait RoleStore: Send {
 #[async_trait]
 pub trait CredentialStore: Send {
     async fn get_password_hash(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError>;
-    async fn set_password_hash(&mut self, user: &ObjectId, hash: &str) -> Result<(), StoreError>;
+    /// Sets the password hash and the time it changed (`lastPasswordChangeDateTime`).
+    async fn set_password_hash(&mut self, user: &ObjectId, hash: &str, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Stores a pass, replacing the user's previous one.
     async fn put_temporary_access_pass(&mut self, pass: &TemporaryAccessPass) -> Result<(), StoreError>;
     async fn get_temporary_access_pass(&mut self, user: &ObjectId) -> Result<Option<TemporaryAccessPass>, StoreError>;

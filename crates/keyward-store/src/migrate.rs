@@ -61,6 +61,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0014_methods_policy.sql"),
     },
     Migration { version: 15, name: "0015_passkeys.sql", sql: include_str!("../migrations/sqlite/0015_passkeys.sql") },
+    Migration {
+        version: 16,
+        name: "0016_user_profile.sql",
+        sql: include_str!("../migrations/sqlite/0016_user_profile.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -120,6 +125,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0014_methods_policy.sql"),
     },
     Migration { version: 15, name: "0015_passkeys.sql", sql: include_str!("../migrations/postgres/0015_passkeys.sql") },
+    Migration {
+        version: 16,
+        name: "0016_user_profile.sql",
+        sql: include_str!("../migrations/postgres/0016_user_profile.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

@@ -104,6 +104,29 @@ pub(crate) fn user_col(property: &str) -> Option<Col> {
         }
         "otherMails" => Col::Values("otherMails"),
         "businessPhones" => Col::Values("businessPhones"),
+        // Never stored: Keyward's users have no Exchange proxy addresses.
+        "proxyAddresses" => Col::Values("proxyAddresses"),
+        // The profile (`backend/profile.rs`).
+        "ageGroup" => Col::Text("users.age_group_lc"),
+        "city" => Col::Text("users.city_lc"),
+        "companyName" => Col::Text("users.company_name_lc"),
+        "consentProvidedForMinor" => Col::Text("users.consent_provided_for_minor_lc"),
+        "country" => Col::Text("users.country_lc"),
+        "creationType" => Col::Text("users.creation_type_lc"),
+        "employeeId" => Col::Text("users.employee_id_lc"),
+        "employeeType" => Col::Text("users.employee_type_lc"),
+        "externalUserState" => Col::Text("users.external_user_state_lc"),
+        "faxNumber" => Col::Text("users.fax_number_lc"),
+        "officeLocation" => Col::Text("users.office_location_lc"),
+        "passwordPolicies" => Col::Text("users.password_policies_lc"),
+        "postalCode" => Col::Text("users.postal_code_lc"),
+        "preferredLanguage" => Col::Text("users.preferred_language_lc"),
+        "state" => Col::Text("users.state_lc"),
+        "streetAddress" => Col::Text("users.street_address_lc"),
+        "userType" => Col::Text("users.user_type_lc"),
+        "employeeHireDate" => Col::Time("users.employee_hire_date"),
+        "lastPasswordChangeDateTime" => Col::Time("users.password_changed_at"),
+        "onPremisesSyncEnabled" => Col::Bool("users.on_premises_sync_enabled"),
         _ => return None,
     })
 }

@@ -529,5 +529,8 @@ pub fn bench_user(
         created: now,
         sign_in_sessions_valid_from: now,
         force_change_password_next_sign_in: false,
+        last_password_change: None,
+        manager: None,
+        profile: keyward_core::profile::Profile::new_member(),
     }
 }

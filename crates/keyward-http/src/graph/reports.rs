@@ -22,7 +22,7 @@ pub fn registration_json(detail: &RegistrationDetail) -> Value {
         "id": detail.id,
         "userPrincipalName": detail.user_principal_name,
         "userDisplayName": detail.user_display_name,
-        "userType": "member",
+        "userType": if methods.is_guest { "guest" } else { "member" },
         "isAdmin": methods.is_admin,
         "isSsprRegistered": methods.is_sspr_registered(),
         "isSsprEnabled": false,

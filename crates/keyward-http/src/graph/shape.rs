@@ -4,6 +4,7 @@
 use keyward_core::directory::{
     DirectoryObject, Group, GroupDraft, GroupPatch, ServicePrincipal, Tenant, User, UserDraft, UserPatch,
 };
+use keyward_core::profile;
 use keyward_core::query::{GROUP, Resource, USER};
 use keyward_core::secret::Secret;
 use keyward_core::signin::SignInActivity;
@@ -14,16 +15,7 @@ use crate::context::Version;
 
 /// Graph's timestamp form: UTC, whole seconds, `Z`.
 pub fn timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    profile::graph_timestamp(at)
 }
 
 fn opt(value: &Option<String>) -> Value {
@@ -53,6 +45,15 @@ fn user_property(user: &User, name: &str) -> Value {
         "otherMails" => strings(&user.other_mails),
         "usageLocation" => opt(&user.usage_location),
         "signInSessionsValidFromDateTime" => json!(timestamp(user.sign_in_sessions_valid_from)),
+        "lastPasswordChangeDateTime" => user.last_password_change.map_or(Value::Null, |at| json!(timestamp(at))),
+        // A cloud account signs in with its user principal name; the issuer is its domain.
+        "identities" => json!([{
+            "signInType": "userPrincipalName",
+            "issuer": user.user_principal_name.rsplit('@').next().unwrap_or_default(),
+            "issuerAssignedId": user.user_principal_name,
+        }]),
+        "proxyAddresses" => json!([]),
+        name if profile::find(name).is_some() => user.profile.get(name).map_or(Value::Null, |it| json!(it)),
         // Write-only: Graph always reads it back as null.
         _ => Value::Null,
     }
@@ -228,6 +229,25 @@ fn password_profile(value: &Value) -> Result<PasswordProfile, BodyError> {
     Ok(res)
 }
 
+fn writable_profile_field(name: &str) -> Option<&'static profile::Field> {
+    profile::find(name).filter(|it| it.format != profile::Format::ReadOnly)
+}
+
+/// User properties only the directory sets.
+fn is_read_only_user_property(name: &str) -> bool {
+    profile::find(name).is_some_and(|it| it.format == profile::Format::ReadOnly)
+        || [
+            "id",
+            "createdDateTime",
+            "signInSessionsValidFromDateTime",
+            "identities",
+            "proxyAddresses",
+            "onPremisesSyncEnabled",
+            "lastPasswordChangeDateTime",
+        ]
+        .contains(&name)
+}
+
 pub fn user_draft(body: &Value) -> Result<UserDraft, BodyError> {
     let mut draft = UserDraft::default();
     for (key, value) in as_object(body)? {
@@ -235,6 +255,10 @@ pub fn user_draft(body: &Value) -> Result<UserDraft, BodyError> {
             continue;
         }
         let r = "User";
+        if let Some(field) = writable_profile_field(key) {
+            draft.profile.push((field, nullable_string(value, key, r)?));
+            continue;
+        }
         match key.as_str() {
             "userPrincipalName" => draft.user_principal_name = Some(string(value, key, r)?),
             "displayName" => draft.display_name = Some(string(value, key, r)?),
@@ -254,7 +278,7 @@ pub fn user_draft(body: &Value) -> Result<UserDraft, BodyError> {
             "jobTitle" => draft.job_title = nullable_string(value, key, r)?,
             "department" => draft.department = nullable_string(value, key, r)?,
             "usageLocation" => draft.usage_location = nullable_string(value, key, r)?,
-            "id" | "createdDateTime" | "signInSessionsValidFromDateTime" => {
+            name if is_read_only_user_property(name) => {
                 return Err(format!("Property '{key}' is read-only and cannot be set."));
             }
             _ => return Err(unknown_property(key, "user")),
@@ -270,6 +294,10 @@ pub fn user_patch(body: &Value) -> Result<UserPatch, BodyError> {
             continue;
         }
         let r = "User";
+        if let Some(field) = writable_profile_field(key) {
+            patch.profile.push((field, nullable_string(value, key, r)?));
+            continue;
+        }
         match key.as_str() {
             "userPrincipalName" => patch.user_principal_name = Some(string(value, key, r)?),
             "displayName" => patch.display_name = Some(string(value, key, r)?),
@@ -289,7 +317,7 @@ pub fn user_patch(body: &Value) -> Result<UserPatch, BodyError> {
             "jobTitle" => patch.job_title = Some(nullable_string(value, key, r)?),
             "department" => patch.department = Some(nullable_string(value, key, r)?),
             "usageLocation" => patch.usage_location = Some(nullable_string(value, key, r)?),
-            "id" | "createdDateTime" | "signInSessionsValidFromDateTime" => {
+            name if is_read_only_user_property(name) => {
                 return Err(format!("Property '{key}' is read-only and cannot be set."));
             }
             _ => return Err(unknown_property(key, "user")),

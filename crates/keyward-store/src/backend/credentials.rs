@@ -16,10 +16,16 @@ macro_rules! impl_credential_store {
                 Ok(hash.flatten())
             }
 
-            async fn set_password_hash(&mut self, user: &ObjectId, hash: &str) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            async fn set_password_hash(
+                &mut self,
+                user: &ObjectId,
+                hash: &str,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1")
                     .bind(user.as_str())
                     .bind(hash)
+                    .bind(fmt_ts(at))
                     .execute(&mut *self.0)
                     .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }

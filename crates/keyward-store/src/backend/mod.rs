@@ -24,6 +24,7 @@ mod signin;
 mod tenants;
 #[macro_use]
 mod users;
+mod profile;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -55,6 +56,7 @@ use time::OffsetDateTime;
 use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
+use self::profile::{INSERT_USER, UPDATE_USER, profile_args, read_extra};
 use self::reports::{
     ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
     push_text_match, registration_source,
@@ -84,7 +86,14 @@ const USER_COLUMNS: &str = concat!(
     "users.given_name, users.surname, users.mail, users.mail_nickname, ",
     "users.mobile_phone, users.job_title, users.department, ",
     "users.usage_location, users.account_enabled, users.created_at, ",
-    "users.sessions_valid_from, users.force_change_password"
+    "users.sessions_valid_from, users.force_change_password, ",
+    // The profile (`profile.rs`, whose test checks this list).
+    "users.age_group, users.city, users.company_name, users.consent_provided_for_minor, ",
+    "users.country, users.creation_type, users.employee_id, users.employee_type, ",
+    "users.external_user_state, users.fax_number, users.office_location, ",
+    "users.password_policies, users.postal_code, users.preferred_language, users.state, ",
+    "users.street_address, users.user_type, users.employee_hire_date, users.manager_id, ",
+    "users.password_changed_at"
 );
 
 const SERVICE_PRINCIPAL_COLUMNS: &str = "id, tenant_id, app_id, display_name, account_enabled, created_at";
@@ -433,6 +442,7 @@ macro_rules! impl_backend {
             // Rows are decoded by column name, so a statement may add columns (a sort key, a
             // password hash) or prefix them with their table without changing what is read.
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
+                let extra = read_extra(|column| Ok(row.try_get::<Option<String>, _>(column)?))?;
                 Ok(User {
                     id: oid(&row.try_get::<String, _>("id")?)?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -452,6 +462,9 @@ macro_rules! impl_backend {
                     created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
                     sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>("sessions_valid_from")?)?,
                     force_change_password_next_sign_in: row.try_get("force_change_password")?,
+                    last_password_change: extra.password_changed,
+                    manager: extra.manager,
+                    profile: extra.profile,
                 })
             }
 

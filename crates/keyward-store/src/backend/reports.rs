@@ -33,6 +33,7 @@ pub(super) fn registration_source() -> &'static str {
                 "AS has_passkey_bound, ",
                 "EXISTS (SELECT 1 FROM fido2_methods f WHERE f.user_id = u.id AND f.backup_eligible) ",
                 "AS has_passkey_synced, ",
+                "COALESCE(u.user_type_lc = 'guest', FALSE) AS is_guest, ",
                 "{holds}) AS is_admin, ",
                 "{holds} AND lower(r.role_definition_id) IN ({privileged})) AS is_privileged_admin ",
                 "FROM users u WHERE u.account_enabled AND u.tenant_id = $1) d WHERE 1 = 1"
@@ -213,8 +214,10 @@ macro_rules! impl_report_store {
                 for method in &filter.methods {
                     sql.push(&format!(" AND {}", method_condition(method)));
                 }
-                if filter.guests_only {
-                    sql.push(" AND 1 = 0");
+                match filter.guests {
+                    Some(true) => sql.push(" AND d.is_guest"),
+                    Some(false) => sql.push(" AND NOT d.is_guest"),
+                    None => (),
                 }
                 let key = match order {
                     RegistrationOrder::UserPrincipalName => "d.upn_lc",
@@ -247,6 +250,7 @@ macro_rules! impl_report_store {
                                 passkey_device_bound: row.try_get("has_passkey_bound")?,
                                 passkey_synced: row.try_get("has_passkey_synced")?,
                                 is_admin: row.try_get("is_admin")?,
+                                is_guest: row.try_get("is_guest")?,
                             },
                         })
                     })
@@ -258,16 +262,34 @@ macro_rules! impl_report_store {
                 tenant: &ObjectId,
                 scope: &SummaryScope,
             ) -> Result<RegistrationCounts, StoreError> {
-                if scope.types == IncludedTypes::Guest {
-                    return Ok(RegistrationCounts::default());
-                }
+                // Members or guests only: the set of users of that type, or of that type among
+                // the role holders.
+                let of_type = match scope.types {
+                    IncludedTypes::All => None,
+                    IncludedTypes::Member => Some("member"),
+                    IncludedTypes::Guest => Some("guest"),
+                };
+                let within = |set: Option<&str>| -> Option<String> {
+                    match (of_type, set) {
+                        (None, None) => None,
+                        (None, Some(set)) => Some(set.to_owned()),
+                        (Some(kind), None) => Some(format!(
+                            "SELECT id FROM users WHERE tenant_id = $1 AND user_type_lc = '{kind}'"
+                        )),
+                        (Some(kind), Some(set)) => Some(format!(
+                            "SELECT id FROM users WHERE tenant_id = $1 AND user_type_lc = '{kind}' AND id IN ({set})"
+                        )),
+                    }
+                };
                 match scope.roles {
-                    IncludedRoles::All => self.counts_among(tenant, None).await,
-                    IncludedRoles::Admin => self.counts_among(tenant, Some(&ADMIN_SET)).await,
-                    IncludedRoles::PrivilegedAdmin => self.counts_among(tenant, Some(&PRIVILEGED_ADMIN_SET)).await,
+                    IncludedRoles::All => self.counts_among(tenant, within(None).as_deref()).await,
+                    IncludedRoles::Admin => self.counts_among(tenant, within(Some(&ADMIN_SET)).as_deref()).await,
+                    IncludedRoles::PrivilegedAdmin => {
+                        self.counts_among(tenant, within(Some(&PRIVILEGED_ADMIN_SET)).as_deref()).await
+                    }
                     IncludedRoles::User => {
-                        let all = self.counts_among(tenant, None).await?;
-                        Ok(all.without(&self.counts_among(tenant, Some(&ADMIN_SET)).await?))
+                        let all = self.counts_among(tenant, within(None).as_deref()).await?;
+                        Ok(all.without(&self.counts_among(tenant, within(Some(&ADMIN_SET)).as_deref()).await?))
                     }
                 }
             }

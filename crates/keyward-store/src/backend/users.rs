@@ -9,32 +9,18 @@ macro_rules! impl_user_store {
         #[async_trait]
         impl UserStore for $tx {
             async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
-                let query = sqlx::query(concat!(
-                    "INSERT INTO users (id, tenant_id, upn, upn_lc, display_name, ",
-                    "display_name_lc, given_name, given_name_lc, surname, surname_lc, mail, ",
-                    "mail_lc, mail_nickname, mail_nickname_lc, mobile_phone, ",
-                    "mobile_phone_lc, job_title, job_title_lc, department, department_lc, ",
-                    "usage_location, usage_location_lc, account_enabled, created_at, ",
-                    "sessions_valid_from, force_change_password, password_hash) VALUES ($1, ",
-                    "$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, ",
-                    "$18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
-                ));
-                bind_user_columns!(query, user).bind(password_hash).execute(&mut *self.0).await?;
+                let query = sqlx::query(sqlx::AssertSqlSafe(INSERT_USER.as_str()));
+                let query = bind_user_columns!(query, user)
+                    .bind(password_hash)
+                    .bind(password_hash.map(|_| fmt_ts(user.last_password_change.unwrap_or(user.created))));
+                bind_args!(query, profile_args(user)?).execute(&mut *self.0).await?;
                 self.store_user_values(user).await
             }
 
             async fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
-                let query = sqlx::query(concat!(
-                    "UPDATE users SET upn = $3, upn_lc = $4, display_name = $5, ",
-                    "display_name_lc = $6, given_name = $7, given_name_lc = $8, surname = ",
-                    "$9, surname_lc = $10, mail = $11, mail_lc = $12, mail_nickname = $13, ",
-                    "mail_nickname_lc = $14, mobile_phone = $15, mobile_phone_lc = $16, ",
-                    "job_title = $17, job_title_lc = $18, department = $19, department_lc = ",
-                    "$20, usage_location = $21, usage_location_lc = $22, account_enabled = ",
-                    "$23, created_at = $24, sessions_valid_from = $25, force_change_password ",
-                    "= $26 WHERE id = $1 AND tenant_id = $2"
-                ));
-                let done = bind_user_columns!(query, user).execute(&mut *self.0).await?;
+                let query = sqlx::query(sqlx::AssertSqlSafe(UPDATE_USER.as_str()));
+                let done =
+                    bind_args!(bind_user_columns!(query, user), profile_args(user)?).execute(&mut *self.0).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
@@ -42,6 +28,12 @@ macro_rules! impl_user_store {
             }
 
             async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                // A deleted manager leaves their reports without one, as in Entra.
+                sqlx::query("UPDATE users SET manager_id = NULL WHERE tenant_id = $1 AND manager_id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
                 let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())

@@ -816,6 +816,22 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 16's user profile.
+    raw.exec("DROP INDEX users_manager").await;
+    raw.exec("DROP INDEX users_employee_id").await;
+    let columns = concat!(
+        "age_group age_group_lc city city_lc company_name company_name_lc ",
+        "consent_provided_for_minor consent_provided_for_minor_lc country country_lc ",
+        "creation_type creation_type_lc employee_id employee_id_lc employee_type employee_type_lc ",
+        "external_user_state external_user_state_lc fax_number fax_number_lc office_location ",
+        "office_location_lc password_policies password_policies_lc postal_code postal_code_lc ",
+        "preferred_language preferred_language_lc state state_lc street_address street_address_lc ",
+        "user_type user_type_lc employee_hire_date password_changed_at on_premises_sync_enabled ",
+        "manager_id ",
+    );
+    for column in columns.split_whitespace() {
+        raw.exec(&format!("ALTER TABLE users DROP COLUMN {column}")).await;
+    }
     raw.exec("DELETE FROM schema_migrations WHERE version >= 7").await;
 
     let store = keyward_store::open(&app.database_url).await.expect("the upgrade applies");

@@ -3,6 +3,7 @@
 mod api;
 mod audit;
 mod audit_chain;
+mod directory;
 mod methods;
 mod oidc;
 mod passkeys;

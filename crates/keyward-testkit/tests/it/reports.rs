@@ -259,6 +259,22 @@ async fn registration_summaries(backend: Backend) {
     assert_graph_error(&desk_admins, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let guests = app.get(&format!("{base}/usersRegisteredByFeature(includedUserTypes='guest')")).await;
     assert_eq!(guests.body["totalUserCount"], 0, "{}", guests.text);
+    // A guest counts among the guests (with their methods), not among the members.
+    let total = |body: &Value| count(body, methods, "authenticationMethod", "password");
+    let members = app.get(&format!("{base}/usersRegisteredByMethod(includedUserTypes='member')")).await;
+    let became = app.patch(&format!("/v1.0/users/{adele}"), &serde_json::json!({"userType": "Guest"})).await;
+    assert_eq!(became.status, StatusCode::NO_CONTENT, "{}", became.text);
+    let guests = app.get(&format!("{base}/usersRegisteredByMethod(includedUserTypes='guest')")).await;
+    assert_eq!(total(&guests.body), 1, "{}", guests.text);
+    assert_eq!(count(&guests.body, methods, "authenticationMethod", "mobilePhone"), 1, "{}", guests.text);
+    let guest_admins =
+        app.get(&format!("{base}/usersRegisteredByMethod(includedUserTypes='guest',includedUserRoles='admin')")).await;
+    assert_eq!(total(&guest_admins.body), 0, "{}", guest_admins.text);
+    let fewer = app.get(&format!("{base}/usersRegisteredByMethod(includedUserTypes='member')")).await;
+    assert_eq!(total(&fewer.body), total(&members.body) - 1, "{}", fewer.text);
+    let listed = app.get(&format!("{DETAILS}?$filter=userType%20eq%20'guest'")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert_eq!(listed.body["value"][0]["userType"], "guest");
 
     // A disabled user's methods count nowhere; a role held through a group makes its members
     // administrators, with their methods.

@@ -38,6 +38,10 @@ fn user(tenant: &Tenant, n: u32, name: &str) -> User {
         created: at(i64::from(n)),
         sign_in_sessions_valid_from: at(0),
         force_change_password_next_sign_in: false,
+        // Stored with a password hash, so its change time is the creation's.
+        last_password_change: Some(at(i64::from(n))),
+        manager: None,
+        profile: keyward_core::profile::Profile::new_member(),
     }
 }
 
@@ -175,7 +179,8 @@ async fn story(backend: Backend) {
     seven.display_name = "Seven".into();
     seven.other_mails = vec!["only@backup.test".into()];
     tx.update_user(&seven).await.expect("update");
-    tx.set_password_hash(&seven.id, "$argon2id$new").await.expect("password");
+    seven.last_password_change = Some(at(70));
+    tx.set_password_hash(&seven.id, "$argon2id$new", at(70)).await.expect("password");
     tx.delete_user(&tenant.id, &id(8)).await.expect("delete");
     assert_eq!(tx.delete_user(&tenant.id, &id(8)).await, Err(StoreError::NotFound));
     let record = audit.success("a-1".into(), Activity::UpdateUser, vec![TargetResource::user(&seven)]);
