@@ -115,7 +115,7 @@ fn directory_error(err: DirectoryError) -> AppError {
     AppError::BadRequest(err.to_string())
 }
 
-fn page_size(top: Option<&str>) -> Result<usize, AppError> {
+pub(crate) fn page_size(top: Option<&str>) -> Result<usize, AppError> {
     Ok(query::parse_top(top)?)
 }
 
@@ -133,7 +133,7 @@ fn invalid_id(key: &str) -> AppError {
     AppError::BadRequest(format!("Invalid object identifier '{key}'."))
 }
 
-async fn resolve_group(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<Group, AppError> {
+pub(crate) async fn resolve_group(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<Group, AppError> {
     let Some(id) = ObjectId::parse(key) else { return Err(invalid_id(key)) };
     tx.get_group(&tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
@@ -187,7 +187,7 @@ pub(crate) async fn load_refs(
 }
 
 /// Loads one page of member references fetched with one extra row to tell whether more follow.
-async fn page_of_refs(
+pub(crate) async fn page_of_refs(
     tx: &mut dyn Tx,
     tenant: &Tenant,
     mut refs: Vec<MemberRef>,
@@ -414,24 +414,6 @@ impl App {
         let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
         commit_audited(tx, [record]).await?;
         Ok(())
-    }
-
-    /// `GET /users/{id}/memberOf`: the groups the user is a direct member of.
-    pub async fn member_of(
-        &self,
-        caller: &Caller,
-        key: &str,
-        top: Option<&str>,
-        skiptoken: Option<&str>,
-    ) -> Result<ObjectPage, AppError> {
-        let top = page_size(top)?;
-        let after = decode_id_cursor(skiptoken)?;
-        let mut tx = self.read().await?;
-        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
-        let ids = tx.list_member_of(&user.id, after.as_deref(), top + 1).await?;
-        let refs = ids.into_iter().map(|id| MemberRef { kind: ObjectKind::Group, id }).collect();
-        page_of_refs(&mut *tx, &caller.tenant, refs, top).await
     }
 
     /// `GET /groups`.

@@ -23,6 +23,7 @@ mod oidc;
 mod passkeys;
 pub mod password;
 mod portal;
+mod relationships;
 mod reports;
 mod roles;
 mod setup;
@@ -57,8 +58,9 @@ pub use crate::oidc::{
 pub use crate::passkeys::{CreationOptions, NewPasskey, PasskeyView, read_fido_roots};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
+pub use crate::relationships::MembershipPage;
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
-pub use crate::roles::{ItemPage, Memberships, RoleDef};
+pub use crate::roles::{ItemPage, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{
     PORTAL_APP_ID, PORTAL_APP_NAME, PasskeyRequest, SignInForm, SignInPage, SignInView, csrf_token,

@@ -11,6 +11,8 @@ pub enum Activity {
     AddUser,
     UpdateUser,
     DeleteUser,
+    /// `Set user manager`: a user's manager set or removed.
+    SetUserManager,
     AddGroup,
     UpdateGroup,
     DeleteGroup,
@@ -90,6 +92,7 @@ impl Activity {
             Activity::AddUser => "Add user",
             Activity::UpdateUser => "Update user",
             Activity::DeleteUser => "Delete user",
+            Activity::SetUserManager => "Set user manager",
             Activity::AddGroup => "Add group",
             Activity::UpdateGroup => "Update group",
             Activity::DeleteGroup => "Delete group",
@@ -154,6 +157,7 @@ impl Activity {
             Activity::AddUser
             | Activity::UpdateUser
             | Activity::DeleteUser
+            | Activity::SetUserManager
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::UserRegisteredSecurityInfo
             | Activity::ChangePasswordSelfService
@@ -243,6 +247,7 @@ impl Activity {
             Activity::AddMemberToRestrictedUnit | Activity::AddServicePrincipal => "Add",
             Activity::RemoveServicePrincipal => "Delete",
             Activity::UpdateUser
+            | Activity::SetUserManager
             | Activity::UpdateGroup
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::ChangePasswordSelfService
@@ -463,6 +468,7 @@ mod tests {
             (Activity::AddUser, "Add user", "UserManagement", "Add"),
             (Activity::UpdateUser, "Update user", "UserManagement", "Update"),
             (Activity::DeleteUser, "Delete user", "UserManagement", "Delete"),
+            (Activity::SetUserManager, "Set user manager", "UserManagement", "Update"),
             (Activity::AddGroup, "Add group", "GroupManagement", "Add"),
             (Activity::AddMemberToGroup, "Add member to group", "GroupManagement", "Add"),
             (Activity::RemoveMemberFromGroup, "Remove member from group", "GroupManagement", "Unassign"),

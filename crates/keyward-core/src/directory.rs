@@ -182,6 +182,10 @@ pub enum DirectoryError {
         "Keyward does not allow weaker passwords: passwordPolicies may be 'DisablePasswordExpiration' (Keyward's passwords never expire) or null, not 'DisableStrongPassword'."
     )]
     StrongPasswordRequired,
+    #[error(
+        "A user cannot be their own manager, nor the manager of someone in their own line of managers. Remove the other link first."
+    )]
+    ManagerLoop,
 }
 
 /// The fields of a user to create, already parsed from the request.
@@ -204,6 +208,36 @@ pub struct UserDraft {
     pub usage_location: Option<String>,
     /// Profile properties as sent, checked by [`new_user`].
     pub profile: Vec<(&'static profile::Field, Option<String>)>,
+}
+
+/// What a user or group is a member of (`memberOf`): a group, a directory role (a built-in role
+/// assigned at the tenant's scope) or an administrative unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    Group(Group),
+    Role(&'static crate::authz::RoleDefinition),
+    Unit(AdministrativeUnit),
+}
+
+impl Membership {
+    /// The object's id as Graph shows it (a directory role's is its template id), lowercase.
+    pub fn id(&self) -> String {
+        match self {
+            Membership::Group(it) => it.id.to_string(),
+            Membership::Role(it) => it.id.to_ascii_lowercase(),
+            Membership::Unit(it) => it.id.to_string(),
+        }
+    }
+}
+
+/// Whether `manager` may become `user`'s manager. `chain` is the manager's own line of managers,
+/// nearest first: a user cannot manage themselves, nor someone up their own line, which would
+/// make a loop no organisation chart has.
+pub fn check_manager(user: &ObjectId, manager: &ObjectId, chain: &[ObjectId]) -> Result<(), DirectoryError> {
+    if user == manager || chain.contains(user) {
+        return Err(DirectoryError::ManagerLoop);
+    }
+    Ok(())
 }
 
 /// A validated new user; the password is handed to the hasher separately and never stored here.

@@ -324,7 +324,7 @@ pub const EXPAND_PAGE: usize = 100;
 /// The relationships of `resource` that `$expand` takes.
 fn expandable(resource: &Resource) -> &'static [&'static str] {
     match resource.type_name {
-        "user" => &["memberOf"],
+        "user" => &["memberOf", "manager", "directReports"],
         "group" => &["members", "owners"],
         _ => &[],
     }
@@ -771,7 +771,8 @@ mod tests {
             parse_expand(&GROUP, Some("members($select=displayName,userPrincipalName)")),
             Ok(Some(Expand { property: "members", select: Some(vec!["id", "displayName", "userPrincipalName"]) }))
         );
-        assert!(matches!(parse_expand(&USER, Some("manager")), Err(QueryError::BadRequest(_))));
+        assert_eq!(parse_expand(&USER, Some("manager")), Ok(Some(Expand { property: "manager", select: None })));
+        assert!(matches!(parse_expand(&USER, Some("ownedObjects")), Err(QueryError::BadRequest(_))));
         assert!(matches!(parse_expand(&GROUP, Some("members,owners")), Err(QueryError::Unsupported(_))));
         assert!(matches!(parse_expand(&GROUP, Some("members($top=5)")), Err(QueryError::Unsupported(_))));
         assert!(matches!(parse_expand(&GROUP, Some("members($select=nope)")), Err(QueryError::BadRequest(_))));

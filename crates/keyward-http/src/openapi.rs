@@ -64,6 +64,10 @@ impl Op {
         Op { method: "patch", request: Some(request), status: 204, ..Op::get(tag, summary, permission, "") }
     }
 
+    pub fn put(tag: &'static str, summary: &'static str, permission: &'static str, request: &'static str) -> Op {
+        Op { method: "put", request: Some(request), status: 204, ..Op::get(tag, summary, permission, "") }
+    }
+
     pub fn delete(tag: &'static str, summary: &'static str, permission: &'static str) -> Op {
         Op { method: "delete", status: 204, ..Op::get(tag, summary, permission, "") }
     }
@@ -198,6 +202,12 @@ fn schemas() -> Value {
         "Organization": {"type": "object", "properties": {"id": string, "displayName": string, "verifiedDomains": {"type": "array", "items": {"type": "object"}}}},
         "Reference": {"type": "object", "required": ["@odata.id"], "properties": {"@odata.id": {"type": "string", "format": "uri"}}},
         "Count": {"type": "integer"},
+        "MemberFunction": {"type": "object", "properties": {
+            "securityEnabledOnly": {"type": "boolean", "description": "getMemberGroups, getMemberObjects"},
+            "groupIds": {"type": "array", "items": string, "maxItems": 20, "description": "checkMemberGroups"},
+            "ids": {"type": "array", "items": string, "maxItems": 20, "description": "checkMemberObjects"},
+        }},
+        "StringCollection": {"type": "object", "properties": {"value": strings}},
         "UserCollection": collection("User"),
         "GroupCollection": collection("Group"),
         "DirectoryObjectCollection": collection("DirectoryObject"),

@@ -209,6 +209,14 @@ pub trait UserStore: Send {
         plan: &Plan,
         after: Option<&Cursor>,
     ) -> Result<Page<User>, StoreError>;
+    /// The users whose manager is `manager` (`directReports`), ordered by id, after `after`.
+    async fn list_direct_reports(
+        &mut self,
+        tenant: &ObjectId,
+        manager: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError>;
 }
 
 /// Groups, their members and owners.

@@ -1,17 +1,17 @@
 //! Role assignments, at tenant or administrative-unit scope, and a principal's effective roles.
 
 use crate::commit_audited;
-use crate::directory::{load_refs, object_target, resolve_object, resolve_user};
+use crate::directory::{object_target, resolve_object};
 use crate::facts::{RoleChange, check_global_administrator_change};
 use crate::{App, AppError, Caller, new_id, require};
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{self, RoleDefinition, Target, actions};
-use keyward_core::directory::{DirectoryObject, ObjectKind, PropertyChange, User};
+use keyward_core::authz::{Target, actions};
+use keyward_core::directory::{DirectoryObject, PropertyChange};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
-use keyward_store::{AssignmentFilter, MemberRef, RoleAssignment, StoreError, Tx};
+use keyward_store::{AssignmentFilter, RoleAssignment, StoreError, Tx};
 
-use super::{ItemPage, Memberships, page, unit_scope, unit_target};
+use super::{ItemPage, page, unit_scope, unit_target};
 
 impl App {
     /// `GET /roleManagement/directory/roleAssignments`.
@@ -236,36 +236,6 @@ impl App {
         tx.delete_role_assignment(&caller.tenant.id, id).await?;
         commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
         Ok(())
-    }
-
-    /// `GET /users/{id}/transitiveMemberOf`: groups through nesting, and the directory roles the
-    /// user holds tenant-wide (directly or through a role-assignable group).
-    pub async fn transitive_member_of(&self, caller: &Caller, key: &str) -> Result<Memberships, AppError> {
-        let mut tx = self.read().await?;
-        let user: User = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_MEMBER_OF_READ, Target::Tenant)?;
-        let mut seen: Vec<ObjectId> = Vec::new();
-        let mut frontier = vec![user.id.clone()];
-        while let Some(next) = frontier.pop() {
-            for group in tx.list_member_of(&next, None, 10_000).await? {
-                if !seen.contains(&group) {
-                    seen.push(group.clone());
-                    frontier.push(group);
-                }
-            }
-        }
-        let refs = seen.into_iter().map(|id| MemberRef { kind: ObjectKind::Group, id }).collect();
-        let groups = load_refs(&mut *tx, &caller.tenant, refs).await?;
-        let mut roles: Vec<&'static RoleDefinition> = tx
-            .list_role_assignments_for(&caller.tenant.id, &user.id)
-            .await?
-            .iter()
-            .filter(|it| it.directory_scope_id == "/")
-            .filter_map(|it| authz::built_in_role(&it.role_definition_id))
-            .collect();
-        roles.sort_by_key(|it| it.display_name);
-        roles.dedup();
-        Ok(Memberships { groups, roles })
     }
 
     /// Ends a principal's group memberships and role assignments as it is deleted, recording each

@@ -10,7 +10,6 @@ use crate::AppError;
 use keyward_core::audit::TargetResource;
 use keyward_core::authz::RoleDefinition;
 use keyward_core::authz::custom::CustomRole;
-use keyward_core::directory::DirectoryObject;
 use keyward_core::ids::ObjectId;
 use keyward_store::AdministrativeUnit;
 
@@ -75,13 +74,6 @@ impl RoleDef {
 pub struct ItemPage<T> {
     pub items: Vec<T>,
     pub skiptoken: Option<String>,
-}
-
-/// What `transitiveMemberOf` returns: groups (through nesting) and the directory roles held.
-#[derive(Debug, Clone)]
-pub struct Memberships {
-    pub groups: Vec<DirectoryObject>,
-    pub roles: Vec<&'static RoleDefinition>,
 }
 
 fn unit_scope(unit: &ObjectId) -> String {

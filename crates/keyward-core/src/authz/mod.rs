@@ -19,6 +19,7 @@ pub mod actions {
     pub const USERS_READ: &str = "microsoft.directory/users/standard/read";
     pub const USERS_CREATE: &str = "microsoft.directory/users/create";
     pub const USERS_BASIC_UPDATE: &str = "microsoft.directory/users/basic/update";
+    pub const USERS_MANAGER_UPDATE: &str = "microsoft.directory/users/manager/update";
     /// `mobilePhone`, `businessPhones` and `otherMails`: sensitive (Entra's "Who can perform sensitive actions" table), since whoever
     /// changes them can take the account over through self-service password reset or MFA.
     pub const USERS_CONTACT_INFO_UPDATE: &str = "microsoft.directory/users/contactInfo/update";

@@ -15,13 +15,7 @@ use keyward_core::query;
 use serde_json::{Value, json};
 
 fn unit(it: &AdministrativeUnit) -> Value {
-    json!({
-        "id": it.id.as_str(),
-        "displayName": it.display_name,
-        "description": it.description,
-        "visibility": null,
-        "isMemberManagementRestricted": it.is_member_management_restricted,
-    })
+    shape::administrative_unit(it)
 }
 
 /// `GET /directory/administrativeUnits`.

@@ -8,16 +8,10 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub(super) fn directory_role(role: &keyward_core::authz::RoleDefinition) -> Value {
-    json!({
-        "@odata.type": "#microsoft.graph.directoryRole",
-        "id": role.id,
-        "displayName": role.display_name,
-        "description": role.description,
-        "roleTemplateId": role.id,
-    })
+    shape::directory_role(role)
 }
 
 /// `GET /directoryRoles`: activated roles (with at least one tenant-wide assignment).

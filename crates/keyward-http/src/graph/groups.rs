@@ -29,7 +29,8 @@ async fn groups_json(
             let limit = query::EXPAND_LIMIT.to_string();
             let page =
                 ctx.state.app.list_group_relation(&ctx.caller, relation, group.id.as_str(), Some(&limit), None).await?;
-            body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
+            let objects = page.items.iter().map(|it| shape::directory_object(it, ctx.version));
+            body.insert(expand.property.into(), expanded(objects, expand));
         }
         res.push(Value::Object(body));
     }

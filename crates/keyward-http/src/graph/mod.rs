@@ -18,6 +18,7 @@ mod organization;
 pub(crate) mod passkeys;
 mod permission_grants;
 mod policies;
+mod relationships;
 mod reports;
 mod role_assignments;
 mod role_definitions;
@@ -139,18 +140,16 @@ pub(crate) fn select_suffix(select: Option<&[&str]>) -> String {
     select.map_or_else(String::new, |it| format!("({})", it.join(",")))
 }
 
-/// Related directory objects as an `$expand` returns them: each with its `@odata.type`, and
-/// only the properties the expansion's `$select` names.
+/// Related objects as an `$expand` returns them: each with its `@odata.type`, and only the
+/// properties the expansion's `$select` names.
 pub(crate) fn expanded(
-    objects: &[keyward_core::directory::DirectoryObject],
+    objects: impl IntoIterator<Item = serde_json::Map<String, Value>>,
     expand: &keyward_core::query::Expand,
-    version: crate::context::Version,
 ) -> Value {
     Value::Array(
         objects
-            .iter()
-            .map(|it| {
-                let mut body = shape::directory_object(it, version);
+            .into_iter()
+            .map(|mut body| {
                 if let Some(names) = &expand.select {
                     body.retain(|key, _| key == "@odata.type" || names.contains(&key.as_str()));
                 }
@@ -276,8 +275,9 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 21] = [
+const RESOURCES: [fn(Api) -> Api; 22] = [
     users::routes,
+    relationships::routes,
     delta::routes,
     groups::routes,
     directory_objects::routes,

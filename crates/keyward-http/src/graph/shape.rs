@@ -1,8 +1,10 @@
 //! Graph's JSON shapes for users, groups and the organization, and the parsing of request bodies
 //! into the core's drafts and patches.
 
+use keyward_core::authz::RoleDefinition;
 use keyward_core::directory::{
-    DirectoryObject, Group, GroupDraft, GroupPatch, ServicePrincipal, Tenant, User, UserDraft, UserPatch,
+    AdministrativeUnit, DirectoryObject, Group, GroupDraft, GroupPatch, Membership, ServicePrincipal, Tenant, User,
+    UserDraft, UserPatch,
 };
 use keyward_core::profile;
 use keyward_core::query::{GROUP, Resource, USER};
@@ -132,6 +134,40 @@ pub fn directory_object(object: &DirectoryObject, version: Version) -> Map<Strin
         DirectoryObject::Group(it) => ("#microsoft.graph.group", group(it, None, version)),
         DirectoryObject::ServicePrincipal(it) => ("#microsoft.graph.servicePrincipal", service_principal(it)),
     };
+    body.insert("@odata.type".into(), json!(odata_type));
+    body
+}
+
+/// An administrative unit in Graph's shape.
+pub fn administrative_unit(it: &AdministrativeUnit) -> Value {
+    json!({
+        "id": it.id.as_str(),
+        "displayName": it.display_name,
+        "description": it.description,
+        "visibility": null,
+        "isMemberManagementRestricted": it.is_member_management_restricted,
+    })
+}
+
+/// A directory role (a built-in role; its id is its template id), with its `@odata.type`.
+pub fn directory_role(role: &RoleDefinition) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.directoryRole",
+        "id": role.id,
+        "displayName": role.display_name,
+        "description": role.description,
+        "roleTemplateId": role.id,
+    })
+}
+
+/// What a user or group is a member of, with its `@odata.type`.
+pub fn membership(it: &Membership, version: Version) -> Map<String, Value> {
+    let (odata_type, value) = match it {
+        Membership::Group(group) => ("#microsoft.graph.group", Value::Object(self::group(group, None, version))),
+        Membership::Role(role) => ("#microsoft.graph.directoryRole", directory_role(role)),
+        Membership::Unit(unit) => ("#microsoft.graph.administrativeUnit", administrative_unit(unit)),
+    };
+    let Value::Object(mut body) = value else { return Map::new() };
     body.insert("@odata.type".into(), json!(odata_type));
     body
 }

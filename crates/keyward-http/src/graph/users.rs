@@ -1,8 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
-use super::directory_roles::directory_role;
 use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
-use crate::context::{GraphCtx, collection, entity};
+use crate::context::{GraphCtx, GraphQuery, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -10,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
 use keyward_app::AppError;
-use keyward_core::directory::User;
+use keyward_core::directory::{DirectoryObject, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query;
 use serde_json::Value;
@@ -38,8 +37,31 @@ async fn users_json(
         }
         if let Some(expand) = expand {
             let limit = query::EXPAND_LIMIT.to_string();
-            let page = ctx.state.app.member_of(&ctx.caller, user.id.as_str(), Some(&limit), None).await?;
-            body.insert(expand.property.into(), expanded(&page.items, expand, ctx.version));
+            let app = &ctx.state.app;
+            let key = user.id.as_str();
+            let related = match expand.property {
+                "manager" => match app.manager(&ctx.caller, key).await {
+                    // Graph leaves the property out for a user without a manager.
+                    Err(AppError::NotFound(_)) => None,
+                    found => {
+                        let manager = DirectoryObject::User(found?);
+                        expanded([shape::directory_object(&manager, ctx.version)], expand)
+                            .as_array_mut()
+                            .and_then(Vec::pop)
+                    }
+                },
+                "directReports" => {
+                    let page = app.direct_reports(&ctx.caller, key, Some(&limit), None).await?;
+                    Some(expanded(page.items.iter().map(|it| shape::directory_object(it, ctx.version)), expand))
+                }
+                _ => {
+                    let page = app.member_of(&ctx.caller, key, false, Some(&limit), None).await?;
+                    Some(expanded(page.items.iter().map(|it| shape::membership(it, ctx.version)), expand))
+                }
+            };
+            if let Some(related) = related {
+                body.insert(expand.property.into(), related);
+            }
         }
         res.push(Value::Object(body));
     }
@@ -97,23 +119,53 @@ async fn delete_user(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response,
     Ok(no_content())
 }
 
-/// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`.
-async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Query) -> Result<Response, GraphError> {
+/// The signed-in user's id, for the `/me/…` relationships.
+pub(super) fn own_key(ctx: &GraphCtx) -> Result<String, GraphError> {
+    Ok(ctx.state.app.me(&ctx.caller)?.id.to_string())
+}
+
+/// `memberOf` or `transitiveMemberOf` of the user `key`, paged.
+async fn memberships(
+    ctx: GraphCtx,
+    key: String,
+    query: GraphQuery,
+    path: String,
+    transitive: bool,
+) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
-    let page =
-        ctx.state.app.member_of(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
-    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+    let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
+    let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
+    let items = page.items.iter().map(|it| shape::membership(it, ctx.version)).collect();
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `GET /users/{id}/transitiveMemberOf`: groups through nesting and directory roles.
-async fn transitive_member_of(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let found = ctx.state.app.transitive_member_of(&ctx.caller, &key).await?;
-    let mut items: Vec<Value> =
-        found.groups.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    items.extend(found.roles.into_iter().map(directory_role));
-    Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
+/// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`: groups, directory roles
+/// and administrative units.
+async fn member_of(ctx: GraphCtx, Path(key): Path<String>, Query(query, path): Query) -> Result<Response, GraphError> {
+    memberships(ctx, key, query, path, false).await
+}
+
+/// `GET /me/memberOf`.
+async fn my_member_of(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    memberships(ctx, key, query, path, false).await
+}
+
+/// `GET /users/{id}/transitiveMemberOf`: groups through nesting, directory roles held directly
+/// or through a group, administrative units.
+async fn transitive_member_of(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    memberships(ctx, key, query, path, true).await
+}
+
+/// `GET /me/transitiveMemberOf`.
+async fn my_transitive_member_of(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    memberships(ctx, key, query, path, true).await
 }
 
 /// Registers this resource's routes.
@@ -173,7 +225,7 @@ pub fn routes(api: Api) -> Api {
             get(member_of),
             Op::get(
                 USERS,
-                "List the groups a user is a direct member of",
+                "List the groups, directory roles and administrative units a user is a direct member of",
                 "microsoft.directory/users/memberOf/read",
                 "DirectoryObjectCollection",
             )
@@ -184,11 +236,34 @@ pub fn routes(api: Api) -> Api {
             "/users/{id}/transitiveMemberOf",
             get(transitive_member_of),
             Op::get(
-                "users",
-                "List groups (through nesting) and directory roles of a user",
+                USERS,
+                "List the groups (through nesting), directory roles and administrative units of a user",
                 "microsoft.directory/users/memberOf/read",
                 "DirectoryObjectCollection",
             )
-            .with_id(),
+            .with_id()
+            .pages_only(),
+        )
+        .route(
+            "/me/memberOf",
+            get(my_member_of),
+            Op::get(
+                USERS,
+                "List your groups, directory roles and administrative units",
+                "(self)",
+                "DirectoryObjectCollection",
+            )
+            .pages_only(),
+        )
+        .route(
+            "/me/transitiveMemberOf",
+            get(my_transitive_member_of),
+            Op::get(
+                USERS,
+                "List your groups (through nesting), directory roles and administrative units",
+                "(self)",
+                "DirectoryObjectCollection",
+            )
+            .pages_only(),
         )
 }

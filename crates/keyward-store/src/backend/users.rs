@@ -106,6 +106,25 @@ macro_rules! impl_user_store {
                 self.load_user_values(&mut items).await?;
                 Ok(Page { items, next, count })
             }
+
+            async fn list_direct_reports(
+                &mut self,
+                tenant: &ObjectId,
+                manager: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<ObjectId>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM users WHERE manager_id = $1 AND tenant_id = $2 AND id > $3 ORDER BY id{}",
+                    limit_clause(limit)
+                )))
+                .bind(manager.as_str())
+                .bind(tenant.as_str())
+                .bind(after.unwrap_or(""))
+                .fetch_all(&mut *self.0)
+                .await?;
+                ids.iter().map(|it| oid(it)).collect()
+            }
         }
     };
 }

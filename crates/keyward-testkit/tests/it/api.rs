@@ -381,7 +381,9 @@ async fn groups_members_and_owners(backend: Backend) {
     assert_eq!(expanded.body["value"][0]["memberOf"][0]["id"], gid.as_str(), "{}", expanded.text);
     assert_eq!(expanded.body["value"][0]["memberOf"][0]["@odata.type"], "#microsoft.graph.group");
     let me = app.get("/v1.0/me?$expand=memberOf").await;
-    assert_eq!(me.body["memberOf"], json!([]), "{}", me.text);
+    // The administrator is a member of the Global Administrator directory role, as in Graph.
+    assert_eq!(me.body["memberOf"][0]["@odata.type"], "#microsoft.graph.directoryRole", "{}", me.text);
+    assert_eq!(me.body["memberOf"][0]["roleTemplateId"], keyward_core::authz::roles::GLOBAL_ADMINISTRATOR);
     let group = app.get(&format!("/beta/groups/{gid}?$expand=members($select=displayName)")).await;
     let mut names: Vec<Value> = group.body["members"].as_array().expect("members").clone();
     names.sort_by_key(|it| it["displayName"].as_str().map(str::to_owned));
@@ -400,7 +402,7 @@ async fn groups_members_and_owners(backend: Backend) {
         "{}",
         owners.text
     );
-    for bad in ["/v1.0/users?$expand=manager", "/v1.0/groups?$expand=members($select=nope)"] {
+    for bad in ["/v1.0/users?$expand=ownedObjects", "/v1.0/groups?$expand=members($select=nope)"] {
         assert_graph_error(&app.get(bad).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     }
     assert_graph_error(

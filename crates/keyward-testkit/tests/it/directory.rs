@@ -174,4 +174,290 @@ async fn user_profile_properties(backend: Backend) {
     assert_eq!(office.new_value.as_deref(), Some(r#"["18/2111"]"#));
 }
 
-keyward_testkit::on_both_backends!(user_profile_properties);
+fn reference(app: &TestApp, id: &str) -> Value {
+    json!({"@odata.id": format!("{}/v1.0/directoryObjects/{id}", app.base_url)})
+}
+
+async fn group(app: &TestApp, name: &str) -> String {
+    let created = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": name, "mailNickname": name, "mailEnabled": false, "securityEnabled": true}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    id_of(&created.body)
+}
+
+async fn add_member(app: &TestApp, group: &str, member: &str) {
+    let added = app.post(&format!("/v1.0/groups/{group}/members/$ref"), &reference(app, member)).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+}
+
+/// Every object of a relationship, following `@odata.nextLink` from pages of `$top=1`.
+async fn all_pages(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut next = Some(format!("{path}?$top=1"));
+    while let Some(link) = next.take() {
+        let link = link.strip_prefix(&app.base_url).unwrap_or(&link).to_owned();
+        let page = app.as_user(token).get(&link).await;
+        assert_eq!(page.status, StatusCode::OK, "{link}: {}", page.text);
+        let items = page.body["value"].as_array().expect("a collection").clone();
+        assert!(items.len() <= 1, "{link}: $top=1 holds one object");
+        found.extend(items);
+        next = page.body["@odata.nextLink"].as_str().map(str::to_owned);
+    }
+    found
+}
+
+fn typed_ids(objects: &[Value]) -> Vec<(String, String)> {
+    let mut res: Vec<(String, String)> = objects
+        .iter()
+        .map(|it| (it["@odata.type"].as_str().unwrap_or_default().to_owned(), id_of(it).to_lowercase()))
+        .collect();
+    res.sort();
+    res
+}
+
+/// `manager` and `directReports`: set, read, expanded, removed, audited, loops refused, and the
+/// link gone with a deleted manager.
+async fn manager_and_direct_reports(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let boss = create(&app, "boss", json!({})).await;
+    let alice = create(&app, "alice", json!({})).await;
+    let bob = create(&app, "bob", json!({})).await;
+    let team = group(&app, "team").await;
+
+    // Microsoft's documented body: a users/{id} URL.
+    let body = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/users/{boss}")});
+    let set = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1.0/users/{alice}/manager/$ref"),
+            Some(&app.admin_token),
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    let put = |user: String, manager: String| {
+        let app = &app;
+        async move {
+            app.send(
+                reqwest::Method::PUT,
+                &format!("/v1.0/users/{user}/manager/$ref"),
+                Some(&app.admin_token),
+                Some(&reference(app, &manager)),
+                &[],
+            )
+            .await
+        }
+    };
+    assert_eq!(put(bob.clone(), boss.clone()).await.status, StatusCode::NO_CONTENT);
+
+    let manager = app.get(&format!("/v1.0/users/{alice}/manager")).await;
+    assert_eq!(manager.status, StatusCode::OK, "{}", manager.text);
+    assert_eq!(manager.body["id"], boss.as_str());
+    assert_eq!(manager.body["@odata.type"], "#microsoft.graph.user");
+    let reports = app.get(&format!("/v1.0/users/{boss}/directReports")).await;
+    let mut expected = vec![alice.clone(), bob.clone()];
+    expected.sort();
+    assert_eq!(ids(&reports.body), expected);
+    let paged = all_pages(&app, &app.admin_token, &format!("/v1.0/users/{boss}/directReports")).await;
+    assert_eq!(paged.iter().map(id_of).collect::<Vec<_>>(), expected);
+    let expanded = app.get(&format!("/v1.0/users/{alice}?$expand=manager($select=id,displayName)")).await;
+    assert_eq!(expanded.body["manager"]["id"], boss.as_str(), "{}", expanded.text);
+    assert_eq!(expanded.body["manager"]["displayName"], "boss");
+    assert!(expanded.body["manager"].get("userPrincipalName").is_none(), "{}", expanded.text);
+    let listed = app.get(&format!("/v1.0/users?$filter=id%20eq%20'{boss}'&$expand=directReports")).await;
+    assert_eq!(ids(&json!({"value": listed.body["value"][0]["directReports"]})), expected, "{}", listed.text);
+    let none = app.get(&format!("/v1.0/users/{boss}?$expand=manager")).await;
+    assert_eq!(none.status, StatusCode::OK, "{}", none.text);
+    assert!(none.body.get("manager").is_none(), "no manager, no property: {}", none.text);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{boss}/manager")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+
+    // The signed-in user's own.
+    let alice_token = app.token_for(&format!("alice@{DOMAIN}")).await;
+    let mine = app.as_user(&alice_token).get("/v1.0/me/manager").await;
+    assert_eq!(mine.body["id"], boss.as_str(), "{}", mine.text);
+    let boss_token = app.token_for(&format!("boss@{DOMAIN}")).await;
+    assert_eq!(ids(&app.as_user(&boss_token).get("/v1.0/me/directReports").await.body), expected);
+
+    // Loops, oneself, a group and nobody are refused, changing nothing.
+    for (user, manager, status) in [
+        (boss.clone(), alice.clone(), StatusCode::BAD_REQUEST),
+        (alice.clone(), alice.clone(), StatusCode::BAD_REQUEST),
+        (alice.clone(), team.clone(), StatusCode::BAD_REQUEST),
+        (alice.clone(), "6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4".to_owned(), StatusCode::NOT_FOUND),
+    ] {
+        let refused = put(user, manager).await;
+        assert_eq!(refused.status, status, "{}", refused.text);
+    }
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{boss}/manager")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    // A plain user may read but not set managers.
+    let denied = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1.0/users/{bob}/manager/$ref"),
+            Some(&alice_token),
+            Some(&reference(&app, &alice)),
+            &[],
+        )
+        .await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(app.get(&format!("/v1.0/users/{bob}/manager")).await.body["id"], boss.as_str());
+
+    let records = app.audit_for(&alice).await;
+    let setting = records.iter().find(|it| it.activity_display_name == "Set user manager").expect("audited");
+    assert_eq!(setting.target_resources[1].id.as_str(), boss.as_str());
+    assert_eq!(setting.target_resources[0].modified_properties[0].name, "Manager");
+
+    let removed = app.delete(&format!("/v1.0/users/{alice}/manager/$ref")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert_graph_error(
+        &app.delete(&format!("/v1.0/users/{alice}/manager/$ref")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    // A deleted manager leaves the reports without one.
+    assert_eq!(app.delete(&format!("/v1.0/users/{boss}")).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{bob}/manager")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+}
+
+/// `memberOf` lists groups, directory roles and administrative units; `transitiveMemberOf`
+/// follows nesting; both page, on `/users/{id}` and `/me`; the member-group functions agree; a
+/// group's transitive members are every member through nesting.
+async fn memberships_and_member_functions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = create(&app, "member", json!({})).await;
+    let inner = group(&app, "inner").await;
+    let outer = group(&app, "outer").await;
+    add_member(&app, &inner, &user).await;
+    add_member(&app, &outer, &inner).await;
+    app.assign_role(&user, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let unit = app.create_unit("Sales", false, &[&user]).await;
+    let token = app.token_for(&format!("member@{DOMAIN}")).await;
+
+    let role = keyward_core::authz::roles::HELPDESK_ADMINISTRATOR.to_owned();
+    let direct = vec![
+        ("#microsoft.graph.administrativeUnit".to_owned(), unit.to_lowercase()),
+        ("#microsoft.graph.directoryRole".to_owned(), role.clone()),
+        ("#microsoft.graph.group".to_owned(), inner.clone()),
+    ];
+    let mut direct_sorted = direct.clone();
+    direct_sorted.sort();
+    let member_of = app.get(&format!("/v1.0/users/{user}/memberOf")).await;
+    assert_eq!(member_of.status, StatusCode::OK, "{}", member_of.text);
+    assert_eq!(typed_ids(member_of.body["value"].as_array().expect("list")), direct_sorted);
+    let helpdesk =
+        member_of.body["value"].as_array().expect("list").iter().find(|it| it["id"] == role.as_str()).cloned();
+    assert_eq!(helpdesk.expect("role")["roleTemplateId"], role.as_str());
+    assert_eq!(typed_ids(&all_pages(&app, &token, "/v1.0/me/memberOf").await), direct_sorted);
+
+    let mut transitive = direct_sorted.clone();
+    transitive.push(("#microsoft.graph.group".to_owned(), outer.clone()));
+    transitive.sort();
+    assert_eq!(
+        typed_ids(&all_pages(&app, &app.admin_token, &format!("/v1.0/users/{user}/transitiveMemberOf")).await),
+        transitive
+    );
+    assert_eq!(typed_ids(&all_pages(&app, &token, "/v1.0/me/transitiveMemberOf").await), transitive);
+    let expanded = app.get(&format!("/v1.0/users/{user}?$expand=memberOf($select=id,displayName)")).await;
+    assert_eq!(typed_ids(expanded.body["memberOf"].as_array().expect("expanded")), direct_sorted);
+
+    // The administrator's memberOf says they are one.
+    let admin = app.get("/v1.0/me/memberOf").await;
+    assert!(
+        admin.body["value"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|it| it["roleTemplateId"] == keyward_core::authz::roles::GLOBAL_ADMINISTRATOR),
+        "{}",
+        admin.text
+    );
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{user}/memberOf?$filter=id%20eq%20'{inner}'")).await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+
+    // The member-group functions, on the user, on /me and on a group.
+    let call = |path: String, body: Value, token: String| {
+        let app = &app;
+        async move {
+            let reply = app.as_user(&token).post(&path, &body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+            let mut found: Vec<String> = reply.body["value"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|it| it.as_str().expect("id").to_lowercase())
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let admin_token = app.admin_token.clone();
+    let mut groups = vec![inner.clone(), outer.clone()];
+    groups.sort();
+    let body = json!({"securityEnabledOnly": false});
+    assert_eq!(call(format!("/v1.0/users/{user}/getMemberGroups"), body.clone(), admin_token.clone()).await, groups);
+    assert_eq!(
+        call("/v1.0/me/getMemberGroups".into(), json!({"securityEnabledOnly": true}), token.clone()).await,
+        groups
+    );
+    let mut objects: Vec<String> = transitive.iter().map(|(_, id)| id.clone()).collect();
+    objects.sort();
+    assert_eq!(call(format!("/v1.0/users/{user}/getMemberObjects"), body.clone(), admin_token.clone()).await, objects);
+    assert_eq!(
+        call(format!("/v1.0/groups/{inner}/getMemberGroups"), body.clone(), admin_token.clone()).await,
+        vec![outer.clone()]
+    );
+    let stranger = "6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4".to_owned();
+    assert_eq!(
+        call(
+            format!("/v1.0/users/{user}/checkMemberGroups"),
+            json!({"groupIds": [outer, stranger]}),
+            admin_token.clone()
+        )
+        .await,
+        vec![outer.clone()]
+    );
+    assert_eq!(
+        call(format!("/v1.0/users/{user}/checkMemberObjects"), json!({"ids": [role, unit]}), admin_token.clone())
+            .await
+            .len(),
+        2
+    );
+    let too_many: Vec<String> = (0..21).map(|_| inner.clone()).collect();
+    let refused = app.post(&format!("/v1.0/users/{user}/checkMemberGroups"), &json!({"groupIds": too_many})).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let missing = app.post(&format!("/v1.0/users/{user}/getMemberGroups"), &json!({})).await;
+    assert_graph_error(&missing, StatusCode::BAD_REQUEST, "Request_BadRequest");
+
+    // A group's members through nesting.
+    let members = all_pages(&app, &app.admin_token, &format!("/v1.0/groups/{outer}/transitiveMembers")).await;
+    let mut expected =
+        vec![("#microsoft.graph.group".to_owned(), inner.clone()), ("#microsoft.graph.user".to_owned(), user.clone())];
+    expected.sort();
+    assert_eq!(typed_ids(&members), expected);
+}
+
+keyward_testkit::on_both_backends!(
+    user_profile_properties,
+    manager_and_direct_reports,
+    memberships_and_member_functions
+);

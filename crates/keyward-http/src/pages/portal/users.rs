@@ -1,7 +1,7 @@
 //! The user list and a user's page: profile, memberships, methods, the service desk's actions
 //! with their confirmations, and the one-time secrets some of them show.
 
-use keyward_core::directory::UserPatch;
+use keyward_core::directory::{Membership, UserPatch};
 
 use super::*;
 
@@ -211,18 +211,20 @@ async fn user_page(
     };
     let id = user.id.to_string();
     let hidden = |what: &str| format!("Your roles do not let you read {what}.");
-    let memberships = match state.app.transitive_member_of(caller, &id).await {
+    let memberships = match state.app.member_of(caller, &id, true, Some("999"), None).await {
         Ok(found) => {
-            let groups = found
-                .groups
-                .iter()
-                .map(|it| match it {
-                    DirectoryObject::Group(group) => group.display_name.clone(),
-                    DirectoryObject::User(user) => user.display_name.clone(),
-                    DirectoryObject::ServicePrincipal(principal) => principal.display_name.clone(),
-                })
-                .collect();
-            Ok((groups, found.roles.iter().map(|it| it.display_name).collect()))
+            let mut groups = Vec::new();
+            let mut roles = Vec::new();
+            for it in &found.items {
+                match it {
+                    Membership::Group(group) => groups.push(group.display_name.clone()),
+                    Membership::Role(role) => roles.push(role.display_name),
+                    Membership::Unit(_) => (),
+                }
+            }
+            groups.sort();
+            roles.sort_unstable();
+            Ok((groups, roles))
         }
         Err(AppError::Forbidden { .. }) => Err(hidden("this user's groups and roles")),
         Err(err) => return failure(err),

@@ -1,0 +1,245 @@
+//! A user's manager and direct reports, groups' transitive members, and the member-group
+//! functions (`getMemberGroups`, `checkMemberGroups`, `getMemberObjects`, `checkMemberObjects`)
+//! on users, groups and `/me`.
+
+use super::users::own_key;
+use super::{Body, Query, bad, next_link, no_content, only_paging, shape};
+use crate::context::{GraphCtx, GraphQuery, collection, entity};
+use crate::error::GraphError;
+use crate::openapi::{Api, Op};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use keyward_app::ObjectPage;
+use keyward_core::directory::DirectoryObject;
+use serde_json::{Value, json};
+
+fn objects(ctx: &GraphCtx, query: &GraphQuery, path: &str, page: ObjectPage) -> Response {
+    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+    let context = format!("{}/$metadata#directoryObjects", ctx.base());
+    collection(context, items, None, next_link(ctx, query, path, page.skiptoken))
+}
+
+async fn manager_of(ctx: GraphCtx, key: String, query: GraphQuery) -> Result<Response, GraphError> {
+    super::allow_only(&ctx, &query, &["$select"])?;
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let manager = ctx.state.app.manager(&ctx.caller, &key).await?;
+    let mut body = shape::directory_object(&DirectoryObject::User(manager), ctx.version);
+    if let Some(names) = select {
+        body.retain(|key, _| key == "@odata.type" || names.contains(&key.as_str()));
+    }
+    Ok(entity(format!("{}/$metadata#directoryObjects/$entity", ctx.base()), Value::Object(body), StatusCode::OK))
+}
+
+/// `GET /users/{id}/manager` — `microsoft.directory/users/standard/read`; `404` without a manager.
+async fn manager(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    manager_of(ctx, key, query).await
+}
+
+/// `GET /me/manager`.
+async fn my_manager(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    manager_of(ctx, key, query).await
+}
+
+/// `PUT /users/{id}/manager/$ref` with `{"@odata.id": "…/users/{managerId}"}` —
+/// `microsoft.directory/users/manager/update`.
+async fn set_manager(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    let manager = shape::reference_id(&body).map_err(|message| bad(&ctx, message))?;
+    ctx.state.app.set_manager(&ctx.caller, &key, Some(&manager)).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /users/{id}/manager/$ref` — `microsoft.directory/users/manager/update`.
+async fn remove_manager(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+    ctx.state.app.set_manager(&ctx.caller, &key, None).await?;
+    Ok(no_content())
+}
+
+async fn direct_reports_of(
+    ctx: GraphCtx,
+    key: String,
+    query: GraphQuery,
+    path: String,
+) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let page = ctx
+        .state
+        .app
+        .direct_reports(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    Ok(objects(&ctx, &query, &path, page))
+}
+
+/// `GET /users/{id}/directReports`.
+async fn direct_reports(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    direct_reports_of(ctx, key, query, path).await
+}
+
+/// `GET /me/directReports`.
+async fn my_direct_reports(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    direct_reports_of(ctx, key, query, path).await
+}
+
+/// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
+async fn transitive_members(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let page = ctx
+        .state
+        .app
+        .transitive_members(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    Ok(objects(&ctx, &query, &path, page))
+}
+
+/// The four member-group functions.
+#[derive(Clone, Copy)]
+enum Function {
+    GetMemberGroups,
+    GetMemberObjects,
+    CheckMemberGroups,
+    CheckMemberObjects,
+}
+
+impl Function {
+    /// The one parameter each takes: a boolean for the `get…` functions, a list of ids for the
+    /// `check…` ones.
+    fn parameter(self) -> &'static str {
+        match self {
+            Function::GetMemberGroups | Function::GetMemberObjects => "securityEnabledOnly",
+            Function::CheckMemberGroups => "groupIds",
+            Function::CheckMemberObjects => "ids",
+        }
+    }
+}
+
+/// Each function on users, groups and `/me`: path, function, the object's tag, summary.
+const FUNCTIONS: [(&str, Function, &str, &str); 12] = [
+    ("/users/{id}/getMemberGroups", Function::GetMemberGroups, "users", GET_GROUPS),
+    ("/groups/{id}/getMemberGroups", Function::GetMemberGroups, "groups", GET_GROUPS),
+    ("/me/getMemberGroups", Function::GetMemberGroups, "users", GET_GROUPS),
+    ("/users/{id}/getMemberObjects", Function::GetMemberObjects, "users", GET_OBJECTS),
+    ("/groups/{id}/getMemberObjects", Function::GetMemberObjects, "groups", GET_OBJECTS),
+    ("/me/getMemberObjects", Function::GetMemberObjects, "users", GET_OBJECTS),
+    ("/users/{id}/checkMemberGroups", Function::CheckMemberGroups, "users", CHECK_GROUPS),
+    ("/groups/{id}/checkMemberGroups", Function::CheckMemberGroups, "groups", CHECK_GROUPS),
+    ("/me/checkMemberGroups", Function::CheckMemberGroups, "users", CHECK_GROUPS),
+    ("/users/{id}/checkMemberObjects", Function::CheckMemberObjects, "users", CHECK_OBJECTS),
+    ("/groups/{id}/checkMemberObjects", Function::CheckMemberObjects, "groups", CHECK_OBJECTS),
+    ("/me/checkMemberObjects", Function::CheckMemberObjects, "users", CHECK_OBJECTS),
+];
+const GET_GROUPS: &str = "The ids of the groups the object is a member of, through nesting";
+const GET_OBJECTS: &str = "The ids of the groups, directory roles and administrative units the object is a member of";
+const CHECK_GROUPS: &str = "Which of up to 20 groups the object is a member of, through nesting";
+const CHECK_OBJECTS: &str =
+    "Which of up to 20 groups, directory roles or administrative units the object is a member of";
+
+async fn call(ctx: GraphCtx, key: String, function: Function, body: Value) -> Result<Response, GraphError> {
+    let name = function.parameter();
+    let Some(fields) = body.as_object() else {
+        return Err(bad(&ctx, format!("The body must be {{\"{name}\": …}}.")));
+    };
+    if let Some(other) = fields.keys().find(|it| *it != name && !it.starts_with("@odata.")) {
+        return Err(bad(&ctx, format!("Property '{other}' does not exist: this action takes '{name}' only.")));
+    }
+    let app = &ctx.state.app;
+    let value = match function {
+        Function::GetMemberGroups | Function::GetMemberObjects => {
+            let Some(security_only) = fields.get(name).and_then(Value::as_bool) else {
+                return Err(bad(&ctx, format!("The parameter '{name}' (true or false) is required.")));
+            };
+            let objects = matches!(function, Function::GetMemberObjects);
+            app.member_ids(&ctx.caller, &key, objects, security_only).await?
+        }
+        Function::CheckMemberGroups | Function::CheckMemberObjects => {
+            let ids: Option<Vec<String>> = fields
+                .get(name)
+                .and_then(Value::as_array)
+                .and_then(|it| it.iter().map(|id| id.as_str().map(str::to_owned)).collect());
+            let Some(ids) = ids else {
+                return Err(bad(&ctx, format!("The parameter '{name}' (a list of object ids) is required.")));
+            };
+            let objects = matches!(function, Function::CheckMemberObjects);
+            app.check_member_ids(&ctx.caller, &key, &ids, objects).await?
+        }
+    };
+    let context = format!("{}/$metadata#Collection(Edm.String)", ctx.base());
+    Ok(entity(context, json!({ "value": value }), StatusCode::OK))
+}
+
+/// Registers this resource's routes.
+pub fn routes(api: Api) -> Api {
+    const USERS: &str = "users";
+    let api = api
+        .route(
+            "/users/{id}/manager",
+            get(manager),
+            Op::get(USERS, "Get a user's manager", "microsoft.directory/users/standard/read", "DirectoryObject")
+                .with_id(),
+        )
+        .route("/me/manager", get(my_manager), Op::get(USERS, "Get your manager", "(self)", "DirectoryObject"))
+        .route(
+            "/users/{id}/manager/$ref",
+            put(set_manager),
+            Op::put(USERS, "Set a user's manager", "microsoft.directory/users/manager/update", "Reference").with_id(),
+        )
+        .route(
+            "/users/{id}/manager/$ref",
+            delete(remove_manager),
+            Op::delete(USERS, "Remove a user's manager", "microsoft.directory/users/manager/update").with_id(),
+        )
+        .route(
+            "/users/{id}/directReports",
+            get(direct_reports),
+            Op::get(
+                USERS,
+                "List a user's direct reports",
+                "microsoft.directory/users/standard/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .pages_only(),
+        )
+        .route(
+            "/me/directReports",
+            get(my_direct_reports),
+            Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection").pages_only(),
+        )
+        .route(
+            "/groups/{id}/transitiveMembers",
+            get(transitive_members),
+            Op::get(
+                "groups",
+                "List a group's members through nesting",
+                "microsoft.directory/groups/members/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .pages_only(),
+        );
+    FUNCTIONS.into_iter().fold(api, |api, (path, function, tag, summary)| {
+        let (handler, op) = if path.starts_with("/me/") {
+            let handler = post(move |ctx: GraphCtx, Body(body): Body| async move {
+                let key = own_key(&ctx)?;
+                call(ctx, key, function, body).await
+            });
+            (handler, Op::post(tag, summary, "(self)", "MemberFunction", 200, "StringCollection"))
+        } else {
+            let handler =
+                post(move |ctx: GraphCtx, Path(key): Path<String>, Body(body): Body| call(ctx, key, function, body));
+            let permission = "microsoft.directory/users/memberOf/read (groups: groups/standard/read)";
+            (handler, Op::post(tag, summary, permission, "MemberFunction", 200, "StringCollection").with_id())
+        };
+        api.route(path, handler, op)
+    })
+}
