@@ -182,6 +182,24 @@ impl App {
         Ok(ApplicationView { application, credentials })
     }
 
+    /// The object id of the application whose `appId` is `app_id` (Graph's alternate key
+    /// `/applications(appId='…')`), for callers who may read applications.
+    pub async fn application_by_app_id(&self, caller: &Caller, app_id: &str) -> Result<String, AppError> {
+        require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let found = tx.find_application(&caller.tenant.id, app_id).await?;
+        found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("appId='{app_id}'")))
+    }
+
+    /// The object id of the service principal of the application `app_id`
+    /// (`/servicePrincipals(appId='…')`).
+    pub async fn service_principal_by_app_id(&self, caller: &Caller, app_id: &str) -> Result<String, AppError> {
+        require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let found = tx.find_service_principal(&caller.tenant.id, app_id).await?;
+        found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("appId='{app_id}'")))
+    }
+
     /// `POST /applications`: registers an application and creates its service principal (so it
     /// can hold directory roles and use the client-credentials grant). Audited as `Add
     /// application` and `Add service principal`.

@@ -9,12 +9,12 @@ use crate::{App, AppError, Caller, require};
 
 /// The tail of every audited change: its audit records go into the change's own transaction, and
 /// the two commit together (or neither does).
-pub(crate) async fn commit_audited<const N: usize>(
+pub(crate) async fn commit_audited(
     mut tx: Box<dyn Tx>,
-    records: [AuditRecord; N],
+    records: impl IntoIterator<Item = AuditRecord>,
 ) -> Result<(), AppError> {
-    for record in &records {
-        tx.insert_audit(record).await?;
+    for record in records {
+        tx.insert_audit(&record).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -204,6 +204,44 @@ pub(crate) async fn page_of_refs(
     Ok(ObjectPage { items, skiptoken })
 }
 
+/// Adds `object_key` to `group` as a member (a user, group or service principal) or owner (a
+/// user), refusing duplicates and what the group cannot hold; returns Entra's record of it.
+async fn insert_relation(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    group: &Group,
+    relation: Relation,
+    object_key: &str,
+    now: time::OffsetDateTime,
+) -> Result<AuditRecord, AppError> {
+    let object = match relation {
+        Relation::Members => resolve_object(tx, &caller.tenant, object_key).await?,
+        Relation::Owners => DirectoryObject::User(resolve_user(tx, &caller.tenant, object_key).await?),
+    };
+    let reference = member_ref(&object);
+    let activity = match relation {
+        Relation::Members => {
+            let is_member = tx.is_member(&group.id, &reference.id).await?;
+            directory::check_add_member(group, &object, is_member)
+                .map_err(|err| AppError::BadRequest(err.to_string()))?;
+            tx.insert_member(&group.id, &reference).await.map_err(|err| relation_conflict(err, "members"))?;
+            Activity::AddMemberToGroup
+        }
+        Relation::Owners => {
+            if tx.is_owner(&group.id, &reference.id).await? {
+                return Err(AppError::BadRequest(directory::MembershipError::AlreadyExists("owners").to_string()));
+            }
+            tx.insert_owner(&group.id, &reference).await.map_err(|err| relation_conflict(err, "owners"))?;
+            Activity::AddOwnerToGroup
+        }
+    };
+    let targets = vec![
+        object_target(&object).with_changes(group_reference_properties(group, true)),
+        TargetResource::group(group),
+    ];
+    Ok(caller.succeeded(now, activity, targets))
+}
+
 /// Checks a new password against the policy, naming the user's display name and UPN alias.
 fn check_password(password: &Secret, display_name: &str, upn: &str) -> Result<(), AppError> {
     let alias = upn.split('@').next().unwrap_or_default();
@@ -442,20 +480,61 @@ impl App {
 
     /// `POST /groups`. A role-assignable group needs `groupsAssignableToRoles/create`.
     pub async fn create_group(&self, caller: &Caller, draft: GroupDraft) -> Result<Group, AppError> {
+        self.create_group_with(caller, draft, &[], &[]).await
+    }
+
+    /// `POST /groups` with `members@odata.bind` and `owners@odata.bind`: the group and its first
+    /// members (users, groups, service principals) and owners (users), 20 at most together, in
+    /// one transaction, so a wrong reference creates nothing. Adding them also needs the members'
+    /// and owners' update permission on the new group; each is recorded as in `add_to_group`.
+    pub async fn create_group_with(
+        &self,
+        caller: &Caller,
+        draft: GroupDraft,
+        members: &[String],
+        owners: &[String],
+    ) -> Result<Group, AppError> {
         let action = if draft.is_assignable_to_role == Some(true) {
             actions::ROLE_ASSIGNABLE_GROUPS_CREATE
         } else {
             actions::GROUPS_CREATE
         };
         self.require_recorded(caller, action, Target::Tenant, Activity::AddGroup, Vec::new).await?;
+        if members.len() + owners.len() > 20 {
+            return Err(AppError::BadRequest(
+                "At most 20 members and owners together may be bound when creating a group; add the others to members/$ref afterwards.".into(),
+            ));
+        }
         let now = self.now();
         let group = directory::new_group(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
         let mut tx = self.write().await?;
+        if group.is_assignable_to_role && !members.is_empty() {
+            // Joining a role-assignable group is a promotion (see `user_facts`).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        }
         tx.insert_group(&group).await?;
         let changes = group_creation_properties(&group);
-        let record =
-            caller.succeeded(now, Activity::AddGroup, vec![TargetResource::group(&group).with_changes(changes)]);
-        commit_audited(tx, [record]).await?;
+        let mut records =
+            vec![caller.succeeded(now, Activity::AddGroup, vec![TargetResource::group(&group).with_changes(changes)])];
+        let facts = group_facts(&mut *tx, &group).await?;
+        for (relation, keys) in [(Relation::Members, members), (Relation::Owners, owners)] {
+            if keys.is_empty() {
+                continue;
+            }
+            let action = if group.is_assignable_to_role {
+                actions::ROLE_ASSIGNABLE_GROUPS_UPDATE
+            } else {
+                relation.update_action()
+            };
+            if let Err(err) = require(caller, action, Target::Group(&facts)) {
+                let targets = vec![TargetResource::group(&group)];
+                return Err(self.refused(Some(tx), caller, Activity::AddGroup, targets, err).await);
+            }
+            for key in keys {
+                records.push(insert_relation(&mut *tx, caller, &group, relation, key, now).await?);
+            }
+        }
+        commit_audited(tx, records).await?;
         Ok(group)
     }
 
@@ -553,34 +632,8 @@ impl App {
             // Joining (or owning) a role-assignable group is a promotion (see `user_facts`).
             tx.lock_role_changes(&caller.tenant.id).await?;
         }
-        let object = match relation {
-            Relation::Members => resolve_object(&mut *tx, &caller.tenant, object_key).await?,
-            Relation::Owners => DirectoryObject::User(resolve_user(&mut *tx, &caller.tenant, object_key).await?),
-        };
-        let reference = member_ref(&object);
-        match relation {
-            Relation::Members => {
-                let is_member = tx.is_member(&group.id, &reference.id).await?;
-                directory::check_add_member(&group, &object, is_member)
-                    .map_err(|err| AppError::BadRequest(err.to_string()))?;
-                tx.insert_member(&group.id, &reference).await.map_err(|err| relation_conflict(err, "members"))?;
-            }
-            Relation::Owners => {
-                if tx.is_owner(&group.id, &reference.id).await? {
-                    return Err(AppError::BadRequest(directory::MembershipError::AlreadyExists("owners").to_string()));
-                }
-                tx.insert_owner(&group.id, &reference).await.map_err(|err| relation_conflict(err, "owners"))?;
-            }
-        }
-        let activity = match relation {
-            Relation::Members => Activity::AddMemberToGroup,
-            Relation::Owners => Activity::AddOwnerToGroup,
-        };
-        let targets = vec![
-            object_target(&object).with_changes(group_reference_properties(&group, true)),
-            TargetResource::group(&group),
-        ];
-        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
+        let record = insert_relation(&mut *tx, caller, &group, relation, object_key, now).await?;
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 

@@ -219,11 +219,63 @@ async fn remove_password(ctx: GraphCtx, Path(key): Path<String>, Body(body): Bod
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The object id an `/applications(appId='…')` route names.
+async fn by_app_id(ctx: &GraphCtx, captured: &str) -> Result<String, GraphError> {
+    let app_id = super::alternate_key(ctx, "appId", captured)?;
+    Ok(ctx.state.app.application_by_app_id(&ctx.caller, &app_id).await?)
+}
+
+/// `GET /applications(appId='…')`.
+async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    get_application(ctx, Path(id)).await
+}
+
+/// `PATCH /applications(appId='…')`.
+async fn update_by_app_id(ctx: GraphCtx, Path(captured): Path<String>, body: Body) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    update_application(ctx, Path(id), body).await
+}
+
+/// `DELETE /applications(appId='…')`.
+async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    delete_application(ctx, Path(id)).await
+}
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const CREDENTIALS: &str = "microsoft.directory/applications/credentials/update";
     const READ: &str = "microsoft.directory/applications/standard/read";
-    api.route(
+    api.route_undocumented(
+        "/applications(appId={key}",
+        get(get_by_app_id).patch(update_by_app_id).delete(delete_by_app_id),
+    )
+    .document(
+        "/applications(appId='{appId}')",
+        Op::get("applications", "Get an app registration by its application id", READ, "Application")
+            .with_param("appId"),
+    )
+    .document(
+        "/applications(appId='{appId}')",
+        Op::patch(
+            "applications",
+            "Update an app registration by its application id",
+            "microsoft.directory/applications/basic/update",
+            "Application",
+        )
+        .with_param("appId"),
+    )
+    .document(
+        "/applications(appId='{appId}')",
+        Op::delete(
+            "applications",
+            "Delete an app registration by its application id",
+            "microsoft.directory/applications/delete",
+        )
+        .with_param("appId"),
+    )
+    .route(
         "/applications",
         get(list_applications),
         Op::get("applications", "List app registrations", READ, "ApplicationCollection").pages_only(),

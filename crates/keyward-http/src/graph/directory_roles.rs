@@ -40,39 +40,57 @@ async fn directory_role_members(ctx: GraphCtx, Path(id): Path<String>) -> Result
     Ok(collection(format!("{}/$metadata#directoryObjects", ctx.base()), items, None, None))
 }
 
+/// `GET /directoryRoles(roleTemplateId='…')`: a directory role by its template id (Keyward's
+/// directory roles have their template id as id).
+async fn get_by_template_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = super::alternate_key(&ctx, "roleTemplateId", &captured)?;
+    get_directory_role(ctx, Path(id)).await
+}
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const ROLES: &str = "roleManagement";
-    api.route(
-        "/directoryRoles",
-        get(list_directory_roles),
-        Op::get(
-            ROLES,
-            "List activated directory roles",
-            "microsoft.directory/directoryRoles/allProperties/read",
-            "DirectoryRoleCollection",
-        ),
-    )
-    .route(
-        "/directoryRoles/{id}",
-        get(get_directory_role),
-        Op::get(
-            ROLES,
-            "Get a directory role (id = role template id)",
-            "microsoft.directory/directoryRoles/allProperties/read",
-            "DirectoryRole",
+    api.route_undocumented("/directoryRoles(roleTemplateId={key}", get(get_by_template_id))
+        .document(
+            "/directoryRoles(roleTemplateId='{roleTemplateId}')",
+            Op::get(
+                ROLES,
+                "Get a directory role by its template id",
+                "microsoft.directory/directoryRoles/allProperties/read",
+                "DirectoryRole",
+            )
+            .with_param("roleTemplateId"),
         )
-        .with_id(),
-    )
-    .route(
-        "/directoryRoles/{id}/members",
-        get(directory_role_members),
-        Op::get(
-            ROLES,
-            "List a directory role's members",
-            "microsoft.directory/directoryRoles/allProperties/read",
-            "DirectoryObjectCollection",
+        .route(
+            "/directoryRoles",
+            get(list_directory_roles),
+            Op::get(
+                ROLES,
+                "List activated directory roles",
+                "microsoft.directory/directoryRoles/allProperties/read",
+                "DirectoryRoleCollection",
+            ),
         )
-        .with_id(),
-    )
+        .route(
+            "/directoryRoles/{id}",
+            get(get_directory_role),
+            Op::get(
+                ROLES,
+                "Get a directory role (id = role template id)",
+                "microsoft.directory/directoryRoles/allProperties/read",
+                "DirectoryRole",
+            )
+            .with_id(),
+        )
+        .route(
+            "/directoryRoles/{id}/members",
+            get(directory_role_members),
+            Op::get(
+                ROLES,
+                "List a directory role's members",
+                "microsoft.directory/directoryRoles/allProperties/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id(),
+        )
 }

@@ -58,9 +58,26 @@ async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Quer
 
 /// `POST /groups` — `microsoft.directory/groups/create`, or
 /// `microsoft.directory/groupsAssignableToRoles/create` for a role-assignable group.
-async fn create_group(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+async fn create_group(ctx: GraphCtx, Body(mut body): Body) -> Result<Response, GraphError> {
+    let mut bound = |name: &str| -> Result<Vec<String>, GraphError> {
+        let Some(value) = body.as_object_mut().and_then(|it| it.remove(name)) else { return Ok(Vec::new()) };
+        let invalid = || {
+            GraphError::bad_request(
+                format!(
+                    "'{name}' must be a list of object URLs such as \"https://graph.microsoft.com/v1.0/users/{{id}}\"."
+                ),
+                &ctx.ids,
+            )
+        };
+        let urls = value.as_array().ok_or_else(invalid)?;
+        urls.iter()
+            .map(|url| shape::reference_id(&serde_json::json!({ "@odata.id": url })).map_err(|_| invalid()))
+            .collect()
+    };
+    let members = bound("members@odata.bind")?;
+    let owners = bound("owners@odata.bind")?;
     let draft = shape::group_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    let group = ctx.state.app.create_group(&ctx.caller, draft).await?;
+    let group = ctx.state.app.create_group_with(&ctx.caller, draft, &members, &owners).await?;
     let context = format!("{}/$metadata#groups/$entity", ctx.base());
     Ok(entity(context, shape::group(&group, None, ctx.version), StatusCode::CREATED))
 }

@@ -221,6 +221,18 @@ pub(crate) fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), Grap
     }
 }
 
+/// The value of an alternate key as its route captures it: after `(appId=` comes `'value')`
+/// (quotes doubled inside, as OData writes them). Anything else is Graph's `400`.
+pub(crate) fn alternate_key(ctx: &GraphCtx, name: &str, captured: &str) -> Result<String, GraphError> {
+    captured
+        .strip_suffix(')')
+        .and_then(|it| it.strip_prefix('\''))
+        .and_then(|it| it.strip_suffix('\''))
+        .filter(|it| !it.is_empty())
+        .map(|it| it.replace("''", "'"))
+        .ok_or_else(|| bad(ctx, format!("The alternate key must be written {name}='value'.")))
+}
+
 pub(crate) fn bad(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
     GraphError::bad_request(message, &ctx.ids)
 }

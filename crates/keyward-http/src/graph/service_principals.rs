@@ -64,50 +64,88 @@ async fn delete_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Resu
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The object id a `/servicePrincipals(appId='…')` route names.
+async fn by_app_id(ctx: &GraphCtx, captured: &str) -> Result<String, GraphError> {
+    let app_id = super::alternate_key(ctx, "appId", captured)?;
+    Ok(ctx.state.app.service_principal_by_app_id(&ctx.caller, &app_id).await?)
+}
+
+/// `GET /servicePrincipals(appId='…')`.
+async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    get_service_principal(ctx, Path(id)).await
+}
+
+/// `DELETE /servicePrincipals(appId='…')`.
+async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    delete_service_principal(ctx, Path(id)).await
+}
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
-    api.route(
-        "/servicePrincipals",
-        get(list_service_principals),
-        Op::get(
-            "servicePrincipals",
-            "List service principals",
-            "microsoft.directory/servicePrincipals/standard/read",
-            "ServicePrincipalCollection",
+    api.route_undocumented("/servicePrincipals(appId={key}", get(get_by_app_id).delete(delete_by_app_id))
+        .document(
+            "/servicePrincipals(appId='{appId}')",
+            Op::get(
+                "servicePrincipals",
+                "Get a service principal by its application id",
+                "microsoft.directory/servicePrincipals/standard/read",
+                "ServicePrincipal",
+            )
+            .with_param("appId"),
         )
-        .pages_only(),
-    )
-    .route(
-        "/servicePrincipals",
-        post(create_service_principal),
-        Op::post(
-            "servicePrincipals",
-            "Create a service principal for an appId",
-            "microsoft.directory/servicePrincipals/create",
-            "ServicePrincipal",
-            201,
-            "ServicePrincipal",
-        ),
-    )
-    .route(
-        "/servicePrincipals/{id}",
-        get(get_service_principal),
-        Op::get(
-            "servicePrincipals",
-            "Get a service principal",
-            "microsoft.directory/servicePrincipals/standard/read",
-            "ServicePrincipal",
+        .document(
+            "/servicePrincipals(appId='{appId}')",
+            Op::delete(
+                "servicePrincipals",
+                "Delete a service principal by its application id",
+                "microsoft.directory/servicePrincipals/delete",
+            )
+            .with_param("appId"),
         )
-        .with_id(),
-    )
-    .route(
-        "/servicePrincipals/{id}",
-        delete(delete_service_principal),
-        Op::delete(
-            "servicePrincipals",
-            "Delete a service principal (and its role assignments)",
-            "microsoft.directory/servicePrincipals/delete",
+        .route(
+            "/servicePrincipals",
+            get(list_service_principals),
+            Op::get(
+                "servicePrincipals",
+                "List service principals",
+                "microsoft.directory/servicePrincipals/standard/read",
+                "ServicePrincipalCollection",
+            )
+            .pages_only(),
         )
-        .with_id(),
-    )
+        .route(
+            "/servicePrincipals",
+            post(create_service_principal),
+            Op::post(
+                "servicePrincipals",
+                "Create a service principal for an appId",
+                "microsoft.directory/servicePrincipals/create",
+                "ServicePrincipal",
+                201,
+                "ServicePrincipal",
+            ),
+        )
+        .route(
+            "/servicePrincipals/{id}",
+            get(get_service_principal),
+            Op::get(
+                "servicePrincipals",
+                "Get a service principal",
+                "microsoft.directory/servicePrincipals/standard/read",
+                "ServicePrincipal",
+            )
+            .with_id(),
+        )
+        .route(
+            "/servicePrincipals/{id}",
+            delete(delete_service_principal),
+            Op::delete(
+                "servicePrincipals",
+                "Delete a service principal (and its role assignments)",
+                "microsoft.directory/servicePrincipals/delete",
+            )
+            .with_id(),
+        )
 }

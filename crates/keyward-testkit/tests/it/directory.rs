@@ -456,8 +456,98 @@ async fn memberships_and_member_functions(backend: Backend) {
     assert_eq!(typed_ids(&members), expected);
 }
 
+/// Alternate keys: applications and service principals by `appId`, directory roles by template id.
+async fn alternate_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Payroll"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = id_of(&created.body);
+    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+
+    let by_key = app.get(&format!("/v1.0/applications(appId='{app_id}')")).await;
+    assert_eq!(by_key.status, StatusCode::OK, "{}", by_key.text);
+    assert_eq!(by_key.body["id"], id.as_str());
+    let renamed =
+        app.patch(&format!("/v1.0/applications(appId='{app_id}')"), &json!({"displayName": "Payroll 2"})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    assert_eq!(app.get(&format!("/v1.0/applications/{id}")).await.body["displayName"], "Payroll 2");
+    let principal = app.get(&format!("/v1.0/servicePrincipals(appId='{app_id}')")).await;
+    assert_eq!(principal.status, StatusCode::OK, "{}", principal.text);
+    assert_eq!(principal.body["appId"], app_id.as_str());
+    // Filtering by appId finds exactly the one.
+    let filtered = app.get(&format!("/v1.0/applications?$filter=appId%20eq%20'{app_id}'")).await;
+    assert_eq!(ids(&filtered.body), vec![id.clone()]);
+    let none = app.get("/v1.0/applications?$filter=appId%20eq%20'00000000-0000-0000-0000-000000000000'").await;
+    assert_eq!(ids(&none.body), Vec::<String>::new());
+
+    let role = keyward_core::authz::roles::GLOBAL_ADMINISTRATOR;
+    let directory_role = app.get(&format!("/v1.0/directoryRoles(roleTemplateId='{role}')")).await;
+    assert_eq!(directory_role.status, StatusCode::OK, "{}", directory_role.text);
+    assert_eq!(directory_role.body["roleTemplateId"], role);
+
+    let missing = app.get("/v1.0/applications(appId='6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4')").await;
+    assert_graph_error(&missing, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let malformed = app.get(&format!("/v1.0/applications(appId={app_id})")).await;
+    assert_graph_error(&malformed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+
+    let deleted = app.delete(&format!("/v1.0/applications(appId='{app_id}')")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/applications/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+}
+
+/// `members@odata.bind` and `owners@odata.bind` create a group with its members and owners in
+/// one step, audited; a wrong reference creates nothing.
+async fn group_created_with_members_and_owners(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = create(&app, "adele", json!({})).await;
+    let megan = create(&app, "megan", json!({})).await;
+    let base = "https://graph.microsoft.com/v1.0";
+    let body = |members: Vec<String>| {
+        json!({
+            "displayName": "Library Assist",
+            "mailEnabled": false,
+            "mailNickname": "library",
+            "securityEnabled": true,
+            "owners@odata.bind": [format!("{base}/users/{megan}")],
+            "members@odata.bind": members,
+        })
+    };
+    let created = app
+        .post("/v1.0/groups", &body(vec![format!("{base}/users/{adele}"), format!("{base}/directoryObjects/{megan}")]))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let group = id_of(&created.body);
+    let mut expected = vec![adele.clone(), megan.clone()];
+    expected.sort();
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body), expected);
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/owners")).await.body), vec![megan.clone()]);
+    let activities: Vec<String> =
+        app.audit_for(&group).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(activities.iter().any(|it| it == "Add group"), "{activities:?}");
+    assert_eq!(activities.iter().filter(|it| *it == "Add member to group").count(), 2, "{activities:?}");
+    assert!(activities.iter().any(|it| it == "Add owner to group"), "{activities:?}");
+
+    // A reference to nobody, or a malformed list, creates nothing.
+    let before = app.get("/v1.0/groups").await.body["value"].as_array().map(Vec::len);
+    let wrong =
+        app.post("/v1.0/groups", &body(vec![format!("{base}/users/6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4")])).await;
+    assert_graph_error(&wrong, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let mut malformed = body(vec![]);
+    malformed["members@odata.bind"] = json!("not a list");
+    assert_graph_error(&app.post("/v1.0/groups", &malformed).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let too_many: Vec<String> = (0..21).map(|_| format!("{base}/users/{adele}")).collect();
+    assert_graph_error(&app.post("/v1.0/groups", &body(too_many)).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(app.get("/v1.0/groups").await.body["value"].as_array().map(Vec::len), before);
+}
+
 keyward_testkit::on_both_backends!(
     user_profile_properties,
     manager_and_direct_reports,
-    memberships_and_member_functions
+    memberships_and_member_functions,
+    alternate_keys,
+    group_created_with_members_and_owners,
 );
