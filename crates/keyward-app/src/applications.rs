@@ -123,7 +123,7 @@ fn certificate_credentials(
 }
 
 fn parse_app_id(key: &str) -> Result<ObjectId, AppError> {
-    ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))
+    crate::directory::parse_object_id(key)
 }
 
 impl App {

@@ -54,8 +54,11 @@ pub enum DeltaItem {
     /// The object as it is now (created or changed since the last round; every object in the
     /// initial round).
     Current(DirectoryObject),
-    /// The object was deleted (Keyward deletes for good: Graph's `"reason":"deleted"`).
+    /// The object was deleted for good (Graph's `"reason":"deleted"`).
     Removed(ObjectId),
+    /// The user was deleted and can still be restored from the deleted items (Graph's
+    /// `"reason":"changed"`).
+    SoftDeleted(ObjectId),
 }
 
 /// What follows a delta page: another page of this round, or the round's end.
@@ -271,7 +274,19 @@ impl App {
                 DeltaResource::Users => tx.get_user(&caller.tenant.id, &id).await?.map(DirectoryObject::User),
                 DeltaResource::Groups => tx.get_group(&caller.tenant.id, &id).await?.map(DirectoryObject::Group),
             };
-            items.push(object.map_or(DeltaItem::Removed(id), DeltaItem::Current));
+            let item = match object {
+                Some(object) => DeltaItem::Current(object),
+                None if resource == DeltaResource::Users
+                    && tx
+                        .get_deleted_user(&caller.tenant.id, &id, self.now() - crate::deleted_items::RETENTION)
+                        .await?
+                        .is_some() =>
+                {
+                    DeltaItem::SoftDeleted(id)
+                }
+                None => DeltaItem::Removed(id),
+            };
+            items.push(item);
         }
         let next = if is_done {
             DeltaNext::Round(self.encode_delta(&Token { i: last, at: now, ..token })?)

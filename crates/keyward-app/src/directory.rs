@@ -133,6 +133,11 @@ fn invalid_id(key: &str) -> AppError {
     AppError::BadRequest(format!("Invalid object identifier '{key}'."))
 }
 
+/// An object id given where Graph takes object ids only.
+pub(crate) fn parse_object_id(key: &str) -> Result<ObjectId, AppError> {
+    ObjectId::parse(key).ok_or_else(|| invalid_id(key))
+}
+
 pub(crate) async fn resolve_group(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<Group, AppError> {
     let Some(id) = ObjectId::parse(key) else { return Err(invalid_id(key)) };
     tx.get_group(&tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
@@ -436,7 +441,8 @@ impl App {
         Ok(())
     }
 
-    /// `DELETE /users/{id}`.
+    /// `DELETE /users/{id}`: ends the user's memberships and role assignments and moves the user
+    /// to the deleted items for 30 days (`deleted_items`).
     pub async fn delete_user(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
@@ -448,7 +454,8 @@ impl App {
                 .await);
         }
         self.end_principal(&mut *tx, caller, TargetResource::user(&user), &user.id).await?;
-        tx.delete_user(&caller.tenant.id, &user.id).await?;
+        tx.purge_deleted_users_before(&caller.tenant.id, now - crate::deleted_items::RETENTION).await?;
+        tx.soft_delete_user(&caller.tenant.id, &user.id, now).await?;
         let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
         commit_audited(tx, [record]).await?;
         Ok(())

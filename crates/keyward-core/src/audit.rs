@@ -13,6 +13,10 @@ pub enum Activity {
     DeleteUser,
     /// `Set user manager`: a user's manager set or removed.
     SetUserManager,
+    /// `Restore user`: a deleted user brought back from the deleted items.
+    RestoreUser,
+    /// `Hard Delete user`: a deleted user removed for good.
+    HardDeleteUser,
     AddGroup,
     UpdateGroup,
     DeleteGroup,
@@ -93,6 +97,8 @@ impl Activity {
             Activity::UpdateUser => "Update user",
             Activity::DeleteUser => "Delete user",
             Activity::SetUserManager => "Set user manager",
+            Activity::RestoreUser => "Restore user",
+            Activity::HardDeleteUser => "Hard Delete user",
             Activity::AddGroup => "Add group",
             Activity::UpdateGroup => "Update group",
             Activity::DeleteGroup => "Delete group",
@@ -158,6 +164,8 @@ impl Activity {
             | Activity::UpdateUser
             | Activity::DeleteUser
             | Activity::SetUserManager
+            | Activity::RestoreUser
+            | Activity::HardDeleteUser
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::UserRegisteredSecurityInfo
             | Activity::ChangePasswordSelfService
@@ -248,6 +256,7 @@ impl Activity {
             Activity::RemoveServicePrincipal => "Delete",
             Activity::UpdateUser
             | Activity::SetUserManager
+            | Activity::RestoreUser
             | Activity::UpdateGroup
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::ChangePasswordSelfService
@@ -264,7 +273,7 @@ impl Activity {
             }
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
-            Activity::DeleteUser | Activity::DeleteGroup => "Delete",
+            Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup => "Delete",
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
             Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
@@ -469,6 +478,8 @@ mod tests {
             (Activity::UpdateUser, "Update user", "UserManagement", "Update"),
             (Activity::DeleteUser, "Delete user", "UserManagement", "Delete"),
             (Activity::SetUserManager, "Set user manager", "UserManagement", "Update"),
+            (Activity::RestoreUser, "Restore user", "UserManagement", "Update"),
+            (Activity::HardDeleteUser, "Hard Delete user", "UserManagement", "Delete"),
             (Activity::AddGroup, "Add group", "GroupManagement", "Add"),
             (Activity::AddMemberToGroup, "Add member to group", "GroupManagement", "Add"),
             (Activity::RemoveMemberFromGroup, "Remove member from group", "GroupManagement", "Unassign"),

@@ -209,6 +209,41 @@ pub trait UserStore: Send {
         plan: &Plan,
         after: Option<&Cursor>,
     ) -> Result<Page<User>, StoreError>;
+    /// Moves a user to the deleted items (its row and multi-valued properties, kept for restore),
+    /// then deletes it as `delete_user` does.
+    async fn soft_delete_user(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The tenant's deleted users deleted at or after `since`, ordered by id after `after`, with
+    /// when each was deleted.
+    async fn list_deleted_users(
+        &mut self,
+        tenant: &ObjectId,
+        since: OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(User, OffsetDateTime)>, StoreError>;
+    /// One deleted user, deleted at or after `since`.
+    async fn get_deleted_user(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        since: OffsetDateTime,
+    ) -> Result<Option<(User, OffsetDateTime)>, StoreError>;
+    /// Moves a deleted user back (`Conflict` when its user principal name is taken again); a
+    /// manager deleted meanwhile is cleared.
+    async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes a deleted user for good (`NotFound` when there is none).
+    async fn purge_deleted_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes for good the users deleted before `before`; returns how many.
+    async fn purge_deleted_users_before(
+        &mut self,
+        tenant: &ObjectId,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
     /// The users whose manager is `manager` (`directReports`), ordered by id, after `after`.
     async fn list_direct_reports(
         &mut self,

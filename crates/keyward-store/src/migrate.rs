@@ -66,6 +66,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0016_user_profile.sql",
         sql: include_str!("../migrations/sqlite/0016_user_profile.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_deleted_items.sql",
+        sql: include_str!("../migrations/sqlite/0017_deleted_items.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -129,6 +134,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 16,
         name: "0016_user_profile.sql",
         sql: include_str!("../migrations/postgres/0016_user_profile.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "0017_deleted_items.sql",
+        sql: include_str!("../migrations/postgres/0017_deleted_items.sql"),
     },
 ];
 

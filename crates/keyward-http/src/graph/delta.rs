@@ -31,6 +31,7 @@ async fn delta(resource: DeltaResource, ctx: GraphCtx, Query(query, path): Query
                 Value::Object(shape::service_principal(principal))
             }
             DeltaItem::Removed(id) => json!({"id": id.as_str(), "@removed": {"reason": "deleted"}}),
+            DeltaItem::SoftDeleted(id) => json!({"id": id.as_str(), "@removed": {"reason": "changed"}}),
         })
         .collect();
     let collection = if resource == DeltaResource::Users { "users" } else { "groups" };

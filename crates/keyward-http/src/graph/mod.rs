@@ -8,6 +8,7 @@ mod administrative_units;
 mod applications;
 mod authentication_methods;
 mod batch;
+mod deleted_items;
 mod delta;
 pub(crate) mod directory_audits;
 mod directory_objects;
@@ -287,12 +288,13 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 22] = [
+const RESOURCES: [fn(Api) -> Api; 23] = [
     users::routes,
     relationships::routes,
     delta::routes,
     groups::routes,
     directory_objects::routes,
+    deleted_items::routes,
     organization::routes,
     role_definitions::routes,
     role_assignments::routes,

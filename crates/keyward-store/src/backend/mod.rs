@@ -532,11 +532,27 @@ macro_rules! impl_backend {
             }
 
             /// Fills in the multi-valued properties of a batch of users.
+            /// Deleted users from rows of `deleted_users` joined with their deletion time, with
+            /// their multi-valued properties from the deleted copy.
+            async fn deleted_users_from_rows(
+                &mut self,
+                rows: &[<$db as sqlx::Database>::Row],
+            ) -> Result<Vec<(User, OffsetDateTime)>, StoreError> {
+                let mut users = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
+                self.load_values_from(&mut users, "deleted_user_values").await?;
+                let times = rows.iter().map(|row| parse_ts(&row.try_get::<String, _>("deleted_at")?));
+                users.into_iter().zip(times).map(|(user, at)| Ok((user, at?))).collect()
+            }
+
             async fn load_user_values(&mut self, users: &mut [User]) -> Result<(), StoreError> {
+                self.load_values_from(users, "user_values").await
+            }
+
+            async fn load_values_from(&mut self, users: &mut [User], table: &str) -> Result<(), StoreError> {
                 if users.is_empty() {
                     return Ok(());
                 }
-                let mut sql = Sql::new("SELECT user_id, kind, value FROM user_values WHERE user_id IN ");
+                let mut sql = Sql::new(&format!("SELECT user_id, kind, value FROM {table} WHERE user_id IN "));
                 push_list(&mut sql, users.iter().map(|it| it.id.to_string()));
                 sql.push(" ORDER BY user_id, kind, position");
                 let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);

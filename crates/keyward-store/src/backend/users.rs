@@ -1,4 +1,6 @@
-//! Users and their multi-valued properties.
+//! Users and their multi-valued properties, and deleted users: a deleted user's rows move to
+//! exact copies of `users` and `user_values` (`deleted_users`, `deleted_user_values`) with the
+//! time in `deleted_items`, so no query on the live tables can see them.
 //!
 //! `impl_user_store!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
 //! `backend/mod.rs`.
@@ -124,6 +126,136 @@ macro_rules! impl_user_store {
                 .fetch_all(&mut *self.0)
                 .await?;
                 ids.iter().map(|it| oid(it)).collect()
+            }
+
+            async fn soft_delete_user(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                let copied = sqlx::query("INSERT INTO deleted_users SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if copied.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("INSERT INTO deleted_user_values SELECT * FROM user_values WHERE user_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, 'user', $3)")
+                    .bind(id.as_str())
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await?;
+                self.delete_user(tenant, id).await
+            }
+
+            async fn list_deleted_users(
+                &mut self,
+                tenant: &ObjectId,
+                since: OffsetDateTime,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(User, OffsetDateTime)>, StoreError> {
+                // The copy is named `users` in the query, so the live table's column list reads it.
+                let sql = format!(
+                    "SELECT {USER_COLUMNS}, d.deleted_at FROM deleted_users users JOIN deleted_items d ON d.id = users.id \
+                     WHERE d.tenant_id = $1 AND d.kind = 'user' AND d.deleted_at >= $2 AND d.id > $3 ORDER BY d.id{}",
+                    limit_clause(limit)
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(since))
+                    .bind(after.unwrap_or(""))
+                    .fetch_all(&mut *self.0)
+                    .await?;
+                self.deleted_users_from_rows(&rows).await
+            }
+
+            async fn get_deleted_user(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                since: OffsetDateTime,
+            ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS}, d.deleted_at FROM deleted_users users JOIN deleted_items d ON d.id = users.id \
+                     WHERE d.tenant_id = $1 AND d.kind = 'user' AND d.deleted_at >= $2 AND d.id = $3"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(since))
+                    .bind(id.as_str())
+                    .fetch_all(&mut *self.0)
+                    .await?;
+                Ok(self.deleted_users_from_rows(&rows).await?.pop())
+            }
+
+            async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let restored = sqlx::query("INSERT INTO users SELECT * FROM deleted_users WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if restored.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("INSERT INTO user_values SELECT * FROM deleted_user_values WHERE user_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                sqlx::query(concat!(
+                    "UPDATE users SET manager_id = NULL WHERE id = $1 AND manager_id IS NOT NULL ",
+                    "AND NOT EXISTS (SELECT 1 FROM users m WHERE m.id = users.manager_id)"
+                ))
+                .bind(id.as_str())
+                .execute(&mut *self.0)
+                .await?;
+                self.purge_deleted_user(tenant, id).await
+            }
+
+            async fn purge_deleted_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND id = $2 AND kind = 'user'")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM deleted_user_values WHERE user_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                sqlx::query("DELETE FROM deleted_users WHERE id = $1").bind(id.as_str()).execute(&mut *self.0).await?;
+                Ok(())
+            }
+
+            async fn purge_deleted_users_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let expired = "SELECT id FROM deleted_items WHERE tenant_id = $1 AND kind = 'user' AND deleted_at < $2";
+                for table in ["deleted_user_values WHERE user_id", "deleted_users WHERE id"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
+                        .bind(tenant.as_str())
+                        .bind(fmt_ts(before))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
+                let done =
+                    sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND kind = 'user' AND deleted_at < $2")
+                        .bind(tenant.as_str())
+                        .bind(fmt_ts(before))
+                        .execute(&mut *self.0)
+                        .await?;
+                Ok(done.rows_affected())
             }
         }
     };

@@ -946,10 +946,15 @@ async fn delta_rounds_for_users_and_groups(backend: Backend) {
     let by_id = |id: &str| items.iter().find(|it| it["id"] == id).unwrap_or_else(|| panic!("{id} in {}", changes.text));
     assert_eq!(by_id(&adele)["jobTitle"], "Head");
     assert_eq!(by_id(&casey)["displayName"], "Casey Case");
-    assert_eq!(by_id(&megan), &json!({"id": megan, "@removed": {"reason": "deleted"}}));
+    // A deleted user can still be restored: Graph's "changed"; removed for good: "deleted".
+    assert_eq!(by_id(&megan), &json!({"id": megan, "@removed": {"reason": "changed"}}));
     let next_round = changes.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
     let quiet = get(relative(&next_round)).await;
     assert_eq!(quiet.body["value"], json!([]), "nothing changed since: {}", quiet.text);
+    let after_quiet = quiet.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+    assert_eq!(app.delete(&format!("/v1.0/directory/deletedItems/{megan}")).await.status, StatusCode::NO_CONTENT);
+    let purged = get(relative(&after_quiet)).await;
+    assert_eq!(purged.body["value"], json!([{"id": megan, "@removed": {"reason": "deleted"}}]), "{}", purged.text);
 
     // Sync from now, and a round that tracks chosen ids only.
     let latest = get("/v1.0/users/delta?$deltatoken=latest".to_owned()).await;

@@ -816,6 +816,10 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 17's deleted items.
+    for table in ["deleted_items", "deleted_user_values", "deleted_users"] {
+        raw.exec(&format!("DROP TABLE {table}")).await;
+    }
     // Nor schema 16's user profile.
     raw.exec("DROP INDEX users_manager").await;
     raw.exec("DROP INDEX users_employee_id").await;

@@ -544,10 +544,111 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     assert_eq!(app.get("/v1.0/groups").await.body["value"].as_array().map(Vec::len), before);
 }
 
+/// Deleting a user keeps it 30 days in the deleted items: listed, read, restored (profile and
+/// password back, roles, memberships and earlier tokens not), or removed for good; audited, and
+/// refused to those without the permission.
+async fn deleted_items_and_restore(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = create(&app, "leaver", json!({"employeeId": "E-7", "otherMails": ["leaver@backup.test"]})).await;
+    let team = group(&app, "team").await;
+    add_member(&app, &team, &id).await;
+    app.assign_role(&id, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let old_token = app.token_for(&format!("leaver@{DOMAIN}")).await;
+    create(&app, "plain", json!({})).await;
+    let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    app.clock.advance(time::Duration::seconds(5));
+
+    assert_eq!(app.delete(&format!("/v1.0/users/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(&app.get(&format!("/v1.0/users/{id}")).await, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    assert_graph_error(
+        &app.as_user(&old_token).get("/v1.0/me").await,
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+    );
+    let listed = app.get("/v1.0/directory/deletedItems/microsoft.graph.user").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(ids(&listed.body), vec![id.clone()]);
+    assert!(listed.body["value"][0]["deletedDateTime"].as_str().is_some_and(|it| it.ends_with('Z')), "{}", listed.text);
+    let item = app.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
+    assert_eq!(item.body["userPrincipalName"], format!("leaver@{DOMAIN}"));
+    assert_eq!(item.body["@odata.type"], "#microsoft.graph.user");
+    let groups = app.get("/v1.0/directory/deletedItems/microsoft.graph.group").await;
+    assert_eq!(groups.body["value"], json!([]), "{}", groups.text);
+    assert_graph_error(
+        &app.get("/v1.0/directory/deletedItems/microsoft.graph.user?$filter=displayName%20eq%20'x'").await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+
+    // The user principal name is free meanwhile; restoring then waits for it.
+    let again = create(&app, "leaver", json!({})).await;
+    let conflict = app.post(&format!("/v1.0/directory/deletedItems/{id}/restore"), &json!({})).await;
+    assert_graph_error(&conflict, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(conflict.text.contains("userPrincipalName"), "{}", conflict.text);
+    assert_eq!(app.delete(&format!("/v1.0/users/{again}")).await.status, StatusCode::NO_CONTENT);
+
+    // Only those who may restore users do.
+    let denied =
+        app.as_user(&plain_token).post(&format!("/v1.0/directory/deletedItems/{id}/restore"), &json!({})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let restored = app.post(&format!("/v1.0/directory/deletedItems/{id}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
+    assert_eq!(restored.body["id"], id.as_str());
+    let back = app.get(&format!("/v1.0/users/{id}?$select=employeeId,otherMails,accountEnabled")).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+    assert_eq!(back.body["employeeId"], "E-7");
+    assert_eq!(back.body["otherMails"], json!(["leaver@backup.test"]));
+    assert_eq!(app.get(&format!("/v1.0/users/{id}/memberOf")).await.body["value"], json!([]), "no roles or groups");
+    assert_graph_error(
+        &app.as_user(&old_token).get("/v1.0/me").await,
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+    );
+    let signed_in = app.token_for(&format!("leaver@{DOMAIN}")).await;
+    assert_eq!(app.as_user(&signed_in).get("/v1.0/me").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1.0/directory/deletedItems/microsoft.graph.user").await.body["value"].as_array().map(Vec::len),
+        Some(1),
+        "the second leaver"
+    );
+    let activities: Vec<String> = app.audit_for(&id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(activities.iter().any(|it| it == "Restore user"), "{activities:?}");
+
+    // Removed for good.
+    assert_eq!(app.delete(&format!("/v1.0/users/{id}")).await.status, StatusCode::NO_CONTENT);
+    let purged = app.delete(&format!("/v1.0/directory/deletedItems/{id}")).await;
+    assert_eq!(purged.status, StatusCode::NO_CONTENT, "{}", purged.text);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/directory/deletedItems/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let gone = app.post(&format!("/v1.0/directory/deletedItems/{id}/restore"), &json!({})).await;
+    assert_graph_error(&gone, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let activities: Vec<String> = app.audit_for(&id).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(activities.iter().any(|it| it == "Hard Delete user"), "{activities:?}");
+
+    // After 30 days a deleted user is gone.
+    app.clock.advance(time::Duration::days(31));
+    let expired = app
+        .as_user(&app.token_for(keyward_testkit::ADMIN_UPN).await)
+        .get("/v1.0/directory/deletedItems/microsoft.graph.user")
+        .await;
+    assert_eq!(expired.body["value"], json!([]), "{}", expired.text);
+    assert_graph_error(
+        &app.as_user(&app.token_for(keyward_testkit::ADMIN_UPN).await)
+            .post(&format!("/v1.0/directory/deletedItems/{again}/restore"), &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+}
+
 keyward_testkit::on_both_backends!(
     user_profile_properties,
     manager_and_direct_reports,
     memberships_and_member_functions,
     alternate_keys,
     group_created_with_members_and_owners,
+    deleted_items_and_restore,
 );

@@ -39,8 +39,8 @@ const ACTIONS: [(&str, &str, &str); 8] = [
     (
         "delete",
         "Delete user",
-        "Deletes the user permanently, with their methods, sessions, group memberships and role assignments. \
-         This cannot be undone.",
+        "Deletes the user, with their methods, sessions, group memberships and role assignments. \
+         For 30 days the account (without those) can be restored through Graph's deleted items.",
     ),
 ];
 
