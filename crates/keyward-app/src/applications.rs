@@ -136,6 +136,10 @@ impl App {
         top: usize,
     ) -> Result<(Vec<ApplicationView>, Option<String>), AppError> {
         require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        // The token is the last id of the previous page.
+        if after.is_some_and(|it| !keyward_core::ids::is_guid(it)) {
+            return Err(crate::directory::invalid_skiptoken());
+        }
         let mut tx = self.read().await?;
         let (apps, next) = match filter {
             None => {
@@ -187,7 +191,7 @@ impl App {
     pub async fn application_by_app_id(&self, caller: &Caller, app_id: &str) -> Result<String, AppError> {
         require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
-        let found = tx.find_application(&caller.tenant.id, app_id).await?;
+        let found = tx.find_application(&caller.tenant.id, &app_id.to_ascii_lowercase()).await?;
         found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("appId='{app_id}'")))
     }
 
@@ -196,7 +200,7 @@ impl App {
     pub async fn service_principal_by_app_id(&self, caller: &Caller, app_id: &str) -> Result<String, AppError> {
         require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
-        let found = tx.find_service_principal(&caller.tenant.id, app_id).await?;
+        let found = tx.find_service_principal(&caller.tenant.id, &app_id.to_ascii_lowercase()).await?;
         found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("appId='{app_id}'")))
     }
 

@@ -1,7 +1,8 @@
 //! The deleted items (`/directory/deletedItems`): a deleted user is kept 30 days, listed, read,
-//! restored or removed for good. Deleting ends the user's group memberships, role assignments,
-//! methods and sessions (`App::delete_user`); a restore brings back the account, its profile and
-//! password, but none of those, so a restored user holds no role and signs in again.
+//! restored or removed for good. Deleting ends the user's group memberships, role assignments
+//! and sessions (`App::delete_user`); a restore brings back the account, its profile, password,
+//! authentication methods and sign-in state (per-user MFA), so the MFA that protected it protects
+//! it again, but no role, membership or session: the user holds no role and signs in again.
 
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
@@ -78,7 +79,7 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let found = tx.get_deleted_user(&caller.tenant.id, &id, now - RETENTION).await?;
-        let (mut user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let (user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         if let Err(err) = require(caller, actions::USERS_RESTORE, Target::User(&facts)) {
             let targets = vec![TargetResource::user(&user)];
@@ -92,9 +93,10 @@ impl App {
             other => other.into(),
         })?;
         // Tokens issued before the deletion stay invalid.
-        user.sign_in_sessions_valid_from = now;
-        tx.update_user(&user).await?;
-        let restored = tx.get_user(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let mut restored =
+            tx.get_user(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        restored.sign_in_sessions_valid_from = now;
+        tx.update_user(&restored).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::RestoreUser, vec![TargetResource::user(&restored)])])
             .await?;
         Ok(restored)
@@ -117,5 +119,20 @@ impl App {
         commit_audited(tx, [caller.succeeded(now, Activity::HardDeleteUser, vec![TargetResource::user(&user)])])
             .await?;
         Ok(())
+    }
+
+    /// Removes for good the users deleted more than 30 days ago, in every tenant (the hourly
+    /// maintenance; reads never show them anyway). Returns how many.
+    pub async fn purge_expired_deleted_users(&self) -> Result<u64, AppError> {
+        let tenants = self.read().await?.audit_chain_tenants().await?;
+        let cutoff = self.now() - RETENTION;
+        let mut removed = 0;
+        for (tenant, _) in tenants {
+            let Some(tenant) = keyward_core::ids::ObjectId::parse(&tenant) else { continue };
+            let mut tx = self.write().await?;
+            removed += tx.purge_deleted_users_before(&tenant, cutoff).await?;
+            tx.commit().await?;
+        }
+        Ok(removed)
     }
 }

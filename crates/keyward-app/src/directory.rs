@@ -81,7 +81,7 @@ pub(crate) fn encode_cursor(cursor: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(format!("1\n{}\n{}", cursor.id, cursor.sort_key))
 }
 
-fn invalid_skiptoken() -> AppError {
+pub(crate) fn invalid_skiptoken() -> AppError {
     AppError::BadRequest("The $skiptoken is invalid. Page with the @odata.nextLink exactly as returned, or start again from the first page.".into())
 }
 
@@ -515,8 +515,8 @@ impl App {
         let now = self.now();
         let group = directory::new_group(&caller.tenant, new_id(), draft, now).map_err(directory_error)?;
         let mut tx = self.write().await?;
-        if group.is_assignable_to_role && !members.is_empty() {
-            // Joining a role-assignable group is a promotion (see `user_facts`).
+        if group.is_assignable_to_role && !(members.is_empty() && owners.is_empty()) {
+            // Joining or owning a role-assignable group is a promotion (see `user_facts`).
             tx.lock_role_changes(&caller.tenant.id).await?;
         }
         tx.insert_group(&group).await?;

@@ -31,32 +31,33 @@ const TRANSITIVE_LIMIT: usize = 11_000;
 
 /// The groups `start` belongs to, directly and through nesting, nearest first.
 async fn transitive_groups(tx: &mut dyn Tx, start: &ObjectId) -> Result<Vec<ObjectId>, AppError> {
-    let mut seen: Vec<ObjectId> = Vec::new();
+    let mut seen = BTreeSet::from([start.clone()]);
+    let mut found = Vec::new();
     let mut frontier = vec![start.clone()];
     while let Some(next) = frontier.pop() {
         for group in tx.list_member_of(&next, None, TRANSITIVE_LIMIT).await? {
-            if seen.len() >= TRANSITIVE_LIMIT {
+            if found.len() >= TRANSITIVE_LIMIT {
                 return Err(AppError::BadRequest(format!(
                     "The object is a member of more than {TRANSITIVE_LIMIT} groups; page through transitiveMemberOf instead."
                 )));
             }
-            if !seen.contains(&group) && &group != start {
-                seen.push(group.clone());
+            if seen.insert(group.clone()) {
+                found.push(group.clone());
                 frontier.push(group);
             }
         }
     }
-    Ok(seen)
+    Ok(found)
 }
 
-/// The built-in roles assigned to `principal` itself at the tenant's scope: Graph's directory
-/// roles the principal is a member of.
+/// The built-in roles assigned to any of `principals` itself at the tenant's scope: Graph's
+/// directory roles they are members of (one query).
 async fn directory_roles_of(
     tx: &mut dyn Tx,
     tenant: &ObjectId,
-    principal: &ObjectId,
+    principals: &[ObjectId],
 ) -> Result<Vec<&'static authz::RoleDefinition>, AppError> {
-    let filter = AssignmentFilter { principal_id: Some(vec![principal.clone()]), ..AssignmentFilter::default() };
+    let filter = AssignmentFilter { principal_id: Some(principals.to_vec()), ..AssignmentFilter::default() };
     let assignments = tx.list_role_assignments(tenant, &filter, None, keyward_store::ALL_ROWS).await?;
     let mut roles: Vec<_> = assignments
         .iter()
@@ -100,10 +101,9 @@ async fn memberships(
     if transitive {
         holders.extend(group_ids.iter().cloned());
     }
-    let mut roles = Vec::new();
+    let roles = directory_roles_of(tx, tenant, &holders).await?;
     let mut units = Vec::new();
     for holder in &holders {
-        roles.extend(directory_roles_of(tx, tenant, holder).await?);
         units.extend(units_of(tx, tenant, holder).await?);
     }
     let groups = tx.get_groups(tenant, &group_ids).await?;
@@ -222,7 +222,10 @@ impl App {
     pub async fn set_manager(&self, caller: &Caller, key: &str, manager: Option<&str>) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        // Manager changes in a tenant are serialised (PostgreSQL; SQLite's write transaction is
+        // already alone), so two concurrent changes cannot each pass the loop check.
+        tx.lock_role_changes(&caller.tenant.id).await?;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let activity = Activity::SetUserManager;
         if let Err(err) = require(caller, actions::USERS_MANAGER_UPDATE, Target::User(&facts)) {
@@ -262,8 +265,7 @@ impl App {
         if old.as_ref().map(|it| &it.id) == new.as_ref().map(|it| &it.id) {
             return Ok(());
         }
-        user.manager = new.as_ref().map(|it| it.id.clone());
-        tx.update_user(&user).await?;
+        tx.set_manager(&caller.tenant.id, &user.id, new.as_ref().map(|it| &it.id)).await?;
         let name = |it: &Option<User>| json::string_array(it.as_ref().map(|it| it.user_principal_name.as_str()));
         let change = PropertyChange::new("Manager", name(&old), name(&new));
         let mut targets = vec![TargetResource::user(&user).with_changes(vec![change])];

@@ -87,7 +87,7 @@ pub(crate) fn lowered(value: &Literal, property: &str, resource: &str) -> Result
 }
 
 /// What every log and report list checks first: `$skip` is refused (page with the next link),
-/// `$search` and `$expand` are refused on `collection` (and `$select` on the reports, which the
+/// `$search`, `$expand` and `$count` are refused on `collection` (and `$select` on the reports, which the
 /// logs read with [`log_select`]), and the `$filter` is parsed.
 pub(crate) fn log_filter(raw: &RawQuery, collection: &str) -> Result<Option<Expr>, QueryError> {
     if raw.has_skip {
@@ -100,6 +100,7 @@ pub(crate) fn log_filter(raw: &RawQuery, collection: &str) -> Result<Option<Expr
         ("$select", raw.select.is_some() && !is_log),
         ("$search", raw.search.is_some()),
         ("$expand", raw.expand.is_some()),
+        ("$count", raw.count.is_some()),
     ] {
         if is_present {
             return Err(QueryError::Unsupported(format!(

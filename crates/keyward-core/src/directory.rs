@@ -328,7 +328,13 @@ pub fn new_user(
         manager: None,
         profile,
     };
-    check_lengths(&user)?;
+    check_lengths(&[
+        ("givenName", user.given_name.as_deref()),
+        ("surname", user.surname.as_deref()),
+        ("mobilePhone", user.mobile_phone.as_deref()),
+        ("jobTitle", user.job_title.as_deref()),
+        ("department", user.department.as_deref()),
+    ])?;
     Ok(NewUser { user, password })
 }
 
@@ -402,6 +408,15 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
     if let Some(property) = dirty {
         return Err(invalid(property));
     }
+    // Only what the patch sets: a value stored before the limits must not block other changes
+    // (disabling the account, say).
+    check_lengths(&[
+        ("givenName", inner(&patch.given_name)),
+        ("surname", inner(&patch.surname)),
+        ("mobilePhone", inner(&patch.mobile_phone)),
+        ("jobTitle", inner(&patch.job_title)),
+        ("department", inner(&patch.department)),
+    ])?;
     let mut user = current.clone();
     let mut changes = Vec::new();
     if let Some(upn) = patch.user_principal_name {
@@ -462,7 +477,6 @@ pub fn update_user(tenant: &Tenant, current: &User, patch: UserPatch) -> Result<
         }
         user.usage_location = it;
     }
-    check_lengths(&user)?;
     for (field, value) in patch.profile {
         user.profile.set(field, profile::parse(field, value.as_deref())?);
     }
@@ -745,16 +759,9 @@ fn max_length(property: &str) -> usize {
     }
 }
 
-/// Checks the user's text properties against Graph's maximum lengths.
-fn check_lengths(user: &User) -> Result<(), DirectoryError> {
-    let values = [
-        ("givenName", user.given_name.as_deref()),
-        ("surname", user.surname.as_deref()),
-        ("mobilePhone", user.mobile_phone.as_deref()),
-        ("jobTitle", user.job_title.as_deref()),
-        ("department", user.department.as_deref()),
-    ];
-    match values.into_iter().find(|(name, value)| value.is_some_and(|it| it.chars().count() > max_length(name))) {
+/// Checks text properties against Graph's maximum lengths.
+fn check_lengths(values: &[(&'static str, Option<&str>)]) -> Result<(), DirectoryError> {
+    match values.iter().copied().find(|(name, value)| value.is_some_and(|it| it.chars().count() > max_length(name))) {
         Some((property, _)) => Err(DirectoryError::InvalidValue { property, resource: "User" }),
         None => Ok(()),
     }
@@ -888,6 +895,19 @@ mod tests {
 
     fn id(n: u8) -> ObjectId {
         ObjectId::parse(&format!("00000000-0000-0000-0000-0000000000{n:02x}")).expect("guid")
+    }
+
+    #[test]
+    fn a_value_stored_before_the_limits_does_not_block_other_changes() {
+        let mut user = new_user(&tenant(), id(1), draft(), OffsetDateTime::UNIX_EPOCH).expect("valid").user;
+        user.job_title = Some("x".repeat(500));
+        let disable = UserPatch { account_enabled: Some(false), ..UserPatch::default() };
+        assert!(update_user(&tenant(), &user, disable).is_ok());
+        let longer = UserPatch { job_title: Some(Some("y".repeat(129))), ..UserPatch::default() };
+        assert!(matches!(
+            update_user(&tenant(), &user, longer),
+            Err(DirectoryError::InvalidValue { property: "jobTitle", .. })
+        ));
     }
 
     #[test]

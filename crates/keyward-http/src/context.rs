@@ -136,8 +136,49 @@ impl FromRequestParts<AppState> for GraphCtx {
         let user_agent = crate::pages::user_agent(&parts.headers);
         let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address, user_agent };
         let caller = state.app.authenticate(bearer, meta).await.map_err(|err| GraphError::from_app(err, &ids))?;
+        // A query option the route does not honour, found by `refuse_options`: refused after
+        // authentication, so an anonymous caller still gets 401 first.
+        if let Some(RefusedOption(name)) = parts.extensions.get::<RefusedOption>() {
+            return Err(GraphError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                format!("The query option '{name}' is not supported on this resource."),
+                &ids,
+            ));
+        }
         Ok(GraphCtx { caller, version, ids, state: state.clone() })
     }
+}
+
+/// Every Graph query option Keyward knows, as `allow_only` and the routes name them.
+pub const QUERY_OPTIONS: [&str; 10] =
+    ["$filter", "$select", "$orderby", "$search", "$expand", "$count", "$skip", "$top", "$skiptoken", "$deltatoken"];
+
+/// For routes whose query planner checks every option itself (the logs, the registration
+/// report, delta): all pass the gate.
+pub const QUERY_OPTIONS_ALL: &[&str] = &QUERY_OPTIONS;
+
+/// A query option the route does not honour (see [`refuse_options`]).
+#[derive(Debug, Clone)]
+struct RefusedOption(&'static str);
+
+/// Marks a request that carries a query option outside `allowed`; the Graph context refuses it
+/// once the caller is authenticated. Options are named with or without `$`, in any case.
+pub(crate) async fn refuse_options(
+    allowed: Vec<&'static str>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(query) = request.uri().query() {
+        let refused = form_urlencoded::parse(query.as_bytes()).find_map(|(key, _)| {
+            let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
+            QUERY_OPTIONS.iter().find(|it| it[1..] == name).filter(|it| !allowed.contains(it)).copied()
+        });
+        if let Some(name) = refused {
+            request.extensions_mut().insert(RefusedOption(name));
+        }
+    }
+    next.run(request).await
 }
 
 /// The query options of a request, decoded, with `$` optional as Graph allows.

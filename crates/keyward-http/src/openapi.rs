@@ -19,6 +19,9 @@ pub struct Op {
     pub response: &'static str,
     pub params: Vec<&'static str>,
     pub paging: Paging,
+    /// Query options the handler honours besides those its paging implies (`$select` on an
+    /// entity, `$filter` on a log, …); any other is refused before the handler runs.
+    pub options: &'static [&'static str],
     /// Served under `/beta` only (as in Graph); `/v1.0` answers 400 for it.
     pub is_beta_only: bool,
 }
@@ -45,6 +48,7 @@ impl Op {
             response,
             params: Vec::new(),
             paging: Paging::None,
+            options: &[],
             is_beta_only: false,
         }
     }
@@ -98,6 +102,24 @@ impl Op {
         self
     }
 
+    /// Declares query options the handler honours (see [`Op::options`]).
+    pub fn with_options(mut self, options: &'static [&'static str]) -> Op {
+        self.options = options;
+        self
+    }
+
+    /// Every query option this operation honours: all of a directory collection's, `$top` and
+    /// `$skiptoken` for a relationship, and the declared ones.
+    pub fn allowed_options(&self) -> Vec<&'static str> {
+        let mut res: Vec<&'static str> = match self.paging {
+            Paging::None => Vec::new(),
+            Paging::PagesOnly => vec!["$top", "$skiptoken"],
+            Paging::Full => crate::context::QUERY_OPTIONS.to_vec(),
+        };
+        res.extend(self.options);
+        res
+    }
+
     pub fn beta_only(mut self) -> Op {
         self.is_beta_only = true;
         self
@@ -118,8 +140,12 @@ impl Api {
         Api { router: Router::new(), ops: Vec::new(), paths: Vec::new() }
     }
 
-    /// Routes a path documented by [`Api::document`] under its concrete forms.
+    /// Routes a path documented by [`Api::document`] under its concrete forms. It takes no query
+    /// option (an alternate key, a function call), so any is refused rather than ignored.
     pub fn route_undocumented(mut self, path: &'static str, handler: MethodRouter<AppState>) -> Api {
+        let handler = handler.layer(axum::middleware::from_fn(|request, next| {
+            crate::context::refuse_options(Vec::new(), request, next)
+        }));
         self.router = self.router.route(path, handler);
         self.paths.push(path);
         self
@@ -132,8 +158,17 @@ impl Api {
         self
     }
 
-    /// Adds a route and documents it.
+    /// Adds a route and documents it. A `GET` refuses the query options it does not honour
+    /// ([`Op::allowed_options`]), so a `200` always means the options were applied.
     pub fn route(mut self, path: &'static str, handler: MethodRouter<AppState>, op: Op) -> Api {
+        let handler = if op.method == "get" {
+            let allowed = op.allowed_options();
+            handler.layer(axum::middleware::from_fn(move |request, next| {
+                crate::context::refuse_options(allowed.clone(), request, next)
+            }))
+        } else {
+            handler
+        };
         self.router = self.router.route(path, handler);
         self.paths.push(path);
         self.ops.push((path.to_owned(), op));

@@ -209,8 +209,8 @@ pub trait UserStore: Send {
         plan: &Plan,
         after: Option<&Cursor>,
     ) -> Result<Page<User>, StoreError>;
-    /// Moves a user to the deleted items (its row and multi-valued properties, kept for restore),
-    /// then deletes it as `delete_user` does.
+    /// Moves a user to the deleted items (its row, multi-valued properties, sign-in state and
+    /// authentication methods, kept for restore), then deletes it as `delete_user` does.
     async fn soft_delete_user(
         &mut self,
         tenant: &ObjectId,
@@ -233,8 +233,9 @@ pub trait UserStore: Send {
         id: &ObjectId,
         since: OffsetDateTime,
     ) -> Result<Option<(User, OffsetDateTime)>, StoreError>;
-    /// Moves a deleted user back (`Conflict` when its user principal name is taken again); a
-    /// manager deleted meanwhile is cleared.
+    /// Moves a deleted user back with its methods and sign-in state (`Conflict` when its user
+    /// principal name is taken again); a manager deleted meanwhile is cleared, and memberships or
+    /// role assignments naming the id are removed rather than revived.
     async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     /// Removes a deleted user for good (`NotFound` when there is none).
     async fn purge_deleted_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
@@ -244,6 +245,13 @@ pub trait UserStore: Send {
         tenant: &ObjectId,
         before: OffsetDateTime,
     ) -> Result<u64, StoreError>;
+    /// Sets or clears a user's manager (the only write of it besides creation, deletion and restore).
+    async fn set_manager(
+        &mut self,
+        tenant: &ObjectId,
+        user: &ObjectId,
+        manager: Option<&ObjectId>,
+    ) -> Result<(), StoreError>;
     /// The users whose manager is `manager` (`directReports`), ordered by id, after `after`.
     async fn list_direct_reports(
         &mut self,

@@ -278,7 +278,9 @@ pub fn routes(api: Api) -> Api {
     .route(
         "/applications",
         get(list_applications),
-        Op::get("applications", "List app registrations", READ, "ApplicationCollection").pages_only(),
+        Op::get("applications", "List app registrations", READ, "ApplicationCollection")
+            .pages_only()
+            .with_options(&["$filter"]),
     )
     .route(
         "/applications",

@@ -19,12 +19,24 @@ fn deleted_user(ctx: &GraphCtx, it: &DeletedUser) -> Value {
     Value::Object(body)
 }
 
-/// `GET /directory/deletedItems/microsoft.graph.user` — `microsoft.directory/users/standard/read`.
+/// `GET /directory/deletedItems/microsoft.graph.user` (also `graph.user`, as the SDKs write the
+/// cast) — `microsoft.directory/users/standard/read`; `$select`, `$top`, paged.
 async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$select"])?;
+    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let page =
         ctx.state.app.list_deleted_users(&ctx.caller, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
-    let items = page.items.iter().map(|it| deleted_user(&ctx, it)).collect::<Vec<_>>();
+    let items = page
+        .items
+        .iter()
+        .map(|it| {
+            let mut body = deleted_user(&ctx, it);
+            if let (Value::Object(map), Some(names)) = (&mut body, &select) {
+                map.retain(|key, _| key.starts_with('@') || key == "deletedDateTime" || names.contains(&key.as_str()));
+            }
+            body
+        })
+        .collect::<Vec<_>>();
     let context = format!("{}/$metadata#directoryObjects/microsoft.graph.user", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -32,6 +44,11 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 /// `GET /directory/deletedItems/microsoft.graph.group`: always empty (groups are deleted for good).
 async fn list_groups(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(keyward_app::AppError::from)?;
+    if query.raw.skiptoken.is_some() {
+        // The list is always empty, so no page follows one.
+        return Err(super::bad(&ctx, "The $skiptoken is invalid: this list has no further pages."));
+    }
     ctx.state.app.list_deleted_groups(&ctx.caller)?;
     let context = format!("{}/$metadata#directoryObjects/microsoft.graph.group", ctx.base());
     Ok(collection(context, Vec::<Value>::new(), None, None))
@@ -63,31 +80,40 @@ async fn purge(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, Graph
 pub fn routes(api: Api) -> Api {
     const TAG: &str = "directory";
     const READ: &str = "microsoft.directory/users/standard/read";
-    api.route(
-        "/directory/deletedItems/microsoft.graph.user",
-        get(list_users),
-        Op::get(TAG, "List users deleted in the last 30 days", READ, "DirectoryObjectCollection").pages_only(),
-    )
-    .route(
-        "/directory/deletedItems/microsoft.graph.group",
-        get(list_groups),
+    let users = || {
+        Op::get(TAG, "List users deleted in the last 30 days", READ, "DirectoryObjectCollection")
+            .pages_only()
+            .with_options(&["$select"])
+    };
+    let groups = || {
         Op::get(TAG, "List deleted groups (none: groups are deleted for good)", READ, "DirectoryObjectCollection")
-            .pages_only(),
-    )
-    .route(
-        "/directory/deletedItems/{id}",
-        get(get_item),
-        Op::get(TAG, "Get a deleted user", READ, "DirectoryObject").with_id(),
-    )
-    .route(
-        "/directory/deletedItems/{id}",
-        delete(purge),
-        Op::delete(TAG, "Delete a deleted user for good", "microsoft.directory/users/delete").with_id(),
-    )
-    .route(
-        "/directory/deletedItems/{id}/restore",
-        post(restore),
-        Op::post(TAG, "Restore a deleted user", "microsoft.directory/users/restore", "Empty", 200, "DirectoryObject")
+            .pages_only()
+    };
+    api.route("/directory/deletedItems/microsoft.graph.user", get(list_users), users())
+        .route("/directory/deletedItems/graph.user", get(list_users), users())
+        .route("/directory/deletedItems/microsoft.graph.group", get(list_groups), groups())
+        .route("/directory/deletedItems/graph.group", get(list_groups), groups())
+        .route(
+            "/directory/deletedItems/{id}",
+            get(get_item),
+            Op::get(TAG, "Get a deleted user", READ, "DirectoryObject").with_id(),
+        )
+        .route(
+            "/directory/deletedItems/{id}",
+            delete(purge),
+            Op::delete(TAG, "Delete a deleted user for good", "microsoft.directory/users/delete").with_id(),
+        )
+        .route(
+            "/directory/deletedItems/{id}/restore",
+            post(restore),
+            Op::post(
+                TAG,
+                "Restore a deleted user",
+                "microsoft.directory/users/restore",
+                "Empty",
+                200,
+                "DirectoryObject",
+            )
             .with_id(),
-    )
+        )
 }

@@ -58,11 +58,13 @@ pub fn routes(api: Api) -> Api {
     api.route(
         "/users/delta",
         get(|ctx, query| delta(DeltaResource::Users, ctx, query)),
-        Op::get("users", USERS_SUMMARY, "microsoft.directory/users/standard/read", "UserCollection"),
+        Op::get("users", USERS_SUMMARY, "microsoft.directory/users/standard/read", "UserCollection")
+            .with_options(crate::context::QUERY_OPTIONS_ALL),
     )
     .route(
         "/groups/delta",
         get(|ctx, query| delta(DeltaResource::Groups, ctx, query)),
-        Op::get("groups", GROUPS_SUMMARY, "microsoft.directory/groups/standard/read", "GroupCollection"),
+        Op::get("groups", GROUPS_SUMMARY, "microsoft.directory/groups/standard/read", "GroupCollection")
+            .with_options(crate::context::QUERY_OPTIONS_ALL),
     )
 }

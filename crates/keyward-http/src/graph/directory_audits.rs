@@ -105,10 +105,10 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/auditLogs/allProperties/read",
             "DirectoryAuditCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(crate::context::QUERY_OPTIONS_ALL),
     ).route(
         "/auditLogs/directoryAudits/{id}",
         get(get_audit),
-        Op::get("auditLogs", "Get an audit record", "microsoft.directory/auditLogs/allProperties/read", "DirectoryAudit").with_id(),
+        Op::get("auditLogs", "Get an audit record", "microsoft.directory/auditLogs/allProperties/read", "DirectoryAudit").with_id().with_options(crate::context::QUERY_OPTIONS_ALL),
     )
 }

@@ -174,12 +174,15 @@ pub fn routes(api: Api) -> Api {
             "Count groups (needs ConsistencyLevel: eventual)",
             "microsoft.directory/groups/standard/read",
             "Count",
-        ),
+        )
+        .with_options(&["$filter", "$search"]),
     )
     .route(
         "/groups/{id}",
         get(get_group),
-        Op::get(GROUPS, "Get a group", "microsoft.directory/groups/standard/read", "Group").with_id(),
+        Op::get(GROUPS, "Get a group", "microsoft.directory/groups/standard/read", "Group")
+            .with_id()
+            .with_options(&["$select", "$expand"]),
     )
     .route(
         "/groups/{id}",

@@ -153,7 +153,8 @@ pub fn routes(api: Api) -> Api {
             "List delegated permission grants ($filter: eq on clientId, consentType, principalId, resourceId)",
             READ,
             "OAuth2PermissionGrantCollection",
-        ),
+        )
+        .with_options(&["$filter"]),
     )
     .route(
         "/oauth2PermissionGrants",

@@ -185,9 +185,14 @@ pub fn routes(api: Api) -> Api {
             "/users/{id}/manager",
             get(manager),
             Op::get(USERS, "Get a user's manager", "microsoft.directory/users/standard/read", "DirectoryObject")
-                .with_id(),
+                .with_id()
+                .with_options(&["$select"]),
         )
-        .route("/me/manager", get(my_manager), Op::get(USERS, "Get your manager", "(self)", "DirectoryObject"))
+        .route(
+            "/me/manager",
+            get(my_manager),
+            Op::get(USERS, "Get your manager", "(self)", "DirectoryObject").with_options(&["$select"]),
+        )
         .route(
             "/users/{id}/manager/$ref",
             put(set_manager),

@@ -119,7 +119,7 @@ pub fn routes(api: Api) -> Api {
             PERMISSION,
             "UserRegistrationDetailsCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(crate::context::QUERY_OPTIONS_ALL),
     )
     .route(
         "/reports/authenticationMethods/userRegistrationDetails/{id}",

@@ -217,7 +217,7 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/roleAssignments/allProperties/read",
             "RoleAssignmentCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(&["$filter", "$expand", "$top", "$skiptoken"]),
     )
     .route(
         "/roleManagement/directory/roleAssignments",
@@ -240,7 +240,7 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/roleAssignments/allProperties/read",
             "RoleAssignment",
         )
-        .with_id(),
+        .with_id().with_options(&["$expand"]),
     )
     .route(
         "/roleManagement/directory/roleAssignments/{id}",
@@ -256,6 +256,6 @@ pub fn routes(api: Api) -> Api {
             "A principal's effective role assignments ($filter=principalId eq '…')",
             "microsoft.directory/roleAssignments/allProperties/read",
             "RoleAssignmentCollection",
-        ),
+        ).with_options(&["$filter", "$count"]),
     )
 }

@@ -264,7 +264,8 @@ pub fn routes(api: Api) -> Api {
             "List role definitions ($filter on displayName, isBuiltIn, isPrivileged)",
             "microsoft.directory/roleDefinitions/allProperties/read",
             "RoleDefinitionCollection",
-        ),
+        )
+        .with_options(&["$filter"]),
     )
     .route(
         "/roleManagement/directory/roleDefinitions",
@@ -315,6 +316,7 @@ pub fn routes(api: Api) -> Api {
             "(any signed-in user)",
             "ResourceActionCollection",
         )
-        .beta_only(),
+        .beta_only()
+        .with_options(&["$filter"]),
     )
 }

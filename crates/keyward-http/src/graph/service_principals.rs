@@ -113,7 +113,8 @@ pub fn routes(api: Api) -> Api {
                 "microsoft.directory/servicePrincipals/standard/read",
                 "ServicePrincipalCollection",
             )
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$filter"]),
         )
         .route(
             "/servicePrincipals",

@@ -161,10 +161,10 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/signInReports/allProperties/read",
             "SignInCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(crate::context::QUERY_OPTIONS_ALL),
     ).route(
         "/auditLogs/signIns/{id}",
         get(get_sign_in),
-        Op::get("auditLogs", "Get a sign-in", "microsoft.directory/signInReports/allProperties/read", "SignIn").with_id(),
+        Op::get("auditLogs", "Get a sign-in", "microsoft.directory/signInReports/allProperties/read", "SignIn").with_id().with_options(crate::context::QUERY_OPTIONS_ALL),
     )
 }

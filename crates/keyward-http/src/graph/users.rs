@@ -171,99 +171,105 @@ async fn my_transitive_member_of(ctx: GraphCtx, Query(query, path): Query) -> Re
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const USERS: &str = "users";
-    api.route("/me", get(get_me), Op::get(USERS, "Get the signed-in user", "(self)", "User"))
-        .route(
-            "/users",
-            get(list_users),
-            Op::get(
-                USERS,
-                "List users ($filter, $select, $expand=memberOf, $top, $orderby, $count, $search, $skiptoken)",
-                "microsoft.directory/users/standard/read",
-                "UserCollection",
-            )
-            .paged(),
+    api.route(
+        "/me",
+        get(get_me),
+        Op::get(USERS, "Get the signed-in user", "(self)", "User").with_options(&["$select", "$expand"]),
+    )
+    .route(
+        "/users",
+        get(list_users),
+        Op::get(
+            USERS,
+            "List users ($filter, $select, $expand=memberOf, $top, $orderby, $count, $search, $skiptoken)",
+            "microsoft.directory/users/standard/read",
+            "UserCollection",
         )
-        .route(
-            "/users",
-            post(create_user),
-            Op::post(USERS, "Create a user", "microsoft.directory/users/create", "UserCreate", 201, "User"),
+        .paged(),
+    )
+    .route(
+        "/users",
+        post(create_user),
+        Op::post(USERS, "Create a user", "microsoft.directory/users/create", "UserCreate", 201, "User"),
+    )
+    .route(
+        "/users/$count",
+        get(|ctx, query| count(true, ctx, query)),
+        Op::get(
+            USERS,
+            "Count users (needs ConsistencyLevel: eventual)",
+            "microsoft.directory/users/standard/read",
+            "Count",
         )
-        .route(
-            "/users/$count",
-            get(|ctx, query| count(true, ctx, query)),
-            Op::get(
-                USERS,
-                "Count users (needs ConsistencyLevel: eventual)",
-                "microsoft.directory/users/standard/read",
-                "Count",
-            ),
-        )
-        .route(
-            "/users/{id}",
-            get(get_user),
-            Op::get(USERS, "Get a user by id or userPrincipalName", "microsoft.directory/users/standard/read", "User")
-                .with_id(),
-        )
-        .route(
-            "/users/{id}",
-            patch(update_user),
-            Op::patch(
-                USERS,
-                "Update a user",
-                "microsoft.directory/users/basic/update (+password/update, userPrincipalName/update, enable, disable)",
-                "UserUpdate",
-            )
-            .with_id(),
-        )
-        .route(
-            "/users/{id}",
-            delete(delete_user),
-            Op::delete(USERS, "Delete a user", "microsoft.directory/users/delete").with_id(),
-        )
-        .route(
-            "/users/{id}/memberOf",
-            get(member_of),
-            Op::get(
-                USERS,
-                "List the groups, directory roles and administrative units a user is a direct member of",
-                "microsoft.directory/users/memberOf/read",
-                "DirectoryObjectCollection",
-            )
+        .with_options(&["$filter", "$search"]),
+    )
+    .route(
+        "/users/{id}",
+        get(get_user),
+        Op::get(USERS, "Get a user by id or userPrincipalName", "microsoft.directory/users/standard/read", "User")
             .with_id()
-            .pages_only(),
+            .with_options(&["$select", "$expand"]),
+    )
+    .route(
+        "/users/{id}",
+        patch(update_user),
+        Op::patch(
+            USERS,
+            "Update a user",
+            "microsoft.directory/users/basic/update (+password/update, userPrincipalName/update, enable, disable)",
+            "UserUpdate",
         )
-        .route(
-            "/users/{id}/transitiveMemberOf",
-            get(transitive_member_of),
-            Op::get(
-                USERS,
-                "List the groups (through nesting), directory roles and administrative units of a user",
-                "microsoft.directory/users/memberOf/read",
-                "DirectoryObjectCollection",
-            )
-            .with_id()
-            .pages_only(),
+        .with_id(),
+    )
+    .route(
+        "/users/{id}",
+        delete(delete_user),
+        Op::delete(USERS, "Delete a user", "microsoft.directory/users/delete").with_id(),
+    )
+    .route(
+        "/users/{id}/memberOf",
+        get(member_of),
+        Op::get(
+            USERS,
+            "List the groups, directory roles and administrative units a user is a direct member of",
+            "microsoft.directory/users/memberOf/read",
+            "DirectoryObjectCollection",
         )
-        .route(
-            "/me/memberOf",
-            get(my_member_of),
-            Op::get(
-                USERS,
-                "List your groups, directory roles and administrative units",
-                "(self)",
-                "DirectoryObjectCollection",
-            )
-            .pages_only(),
+        .with_id()
+        .pages_only(),
+    )
+    .route(
+        "/users/{id}/transitiveMemberOf",
+        get(transitive_member_of),
+        Op::get(
+            USERS,
+            "List the groups (through nesting), directory roles and administrative units of a user",
+            "microsoft.directory/users/memberOf/read",
+            "DirectoryObjectCollection",
         )
-        .route(
-            "/me/transitiveMemberOf",
-            get(my_transitive_member_of),
-            Op::get(
-                USERS,
-                "List your groups (through nesting), directory roles and administrative units",
-                "(self)",
-                "DirectoryObjectCollection",
-            )
-            .pages_only(),
+        .with_id()
+        .pages_only(),
+    )
+    .route(
+        "/me/memberOf",
+        get(my_member_of),
+        Op::get(
+            USERS,
+            "List your groups, directory roles and administrative units",
+            "(self)",
+            "DirectoryObjectCollection",
         )
+        .pages_only(),
+    )
+    .route(
+        "/me/transitiveMemberOf",
+        get(my_transitive_member_of),
+        Op::get(
+            USERS,
+            "List your groups (through nesting), directory roles and administrative units",
+            "(self)",
+            "DirectoryObjectCollection",
+        )
+        .pages_only(),
+    )
 }

@@ -62,6 +62,7 @@ use self::reports::{
     push_text_match, registration_source,
 };
 use self::signin::ACTIVITY_UPSERT;
+use self::users::MOVED_WITH_USER;
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};

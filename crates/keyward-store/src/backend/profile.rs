@@ -35,7 +35,9 @@ pub(crate) const PROFILE_COLUMNS: &[(&str, &str)] = &[
 /// The one date-time profile property, kept as a stored timestamp so ranges compare as text.
 pub(crate) const HIRE_DATE: (&str, &str) = ("employeeHireDate", "employee_hire_date");
 
-/// The written columns after the core set, in the order [`profile_args`] binds them.
+/// The profile's columns after the core set, in the order [`profile_args`] binds them. The
+/// manager is written by `insert_user` after them, and changed only by `set_manager` (an update
+/// of other properties never writes it back).
 fn written_columns() -> Vec<String> {
     let mut res = Vec::new();
     for (_, column) in PROFILE_COLUMNS {
@@ -43,14 +45,14 @@ fn written_columns() -> Vec<String> {
         res.push(format!("{column}_lc"));
     }
     res.push(HIRE_DATE.1.to_owned());
-    res.push("manager_id".to_owned());
     res
 }
 
 /// `INSERT INTO users`: the core columns `$1..$26`, the password hash `$27`, the password's
-/// change time `$28`, then the profile.
+/// change time `$28`, then the profile and the manager.
 pub(crate) static INSERT_USER: LazyLock<String> = LazyLock::new(|| {
-    let extra = written_columns();
+    let mut extra = written_columns();
+    extra.push("manager_id".to_owned());
     let placeholders: Vec<String> = (1..=28 + extra.len()).map(|it| format!("${it}")).collect();
     format!(
         "INSERT INTO users (id, tenant_id, upn, upn_lc, display_name, display_name_lc, given_name, \
@@ -88,7 +90,6 @@ pub(crate) fn profile_args(user: &User) -> Result<Vec<Arg>, StoreError> {
     }
     let hire = user.profile.get(HIRE_DATE.0).map(parse_ts).transpose()?;
     res.push(Arg::MaybeText(hire.map(fmt_ts)));
-    res.push(Arg::MaybeText(user.manager.as_ref().map(ToString::to_string)));
     Ok(res)
 }
 
@@ -135,8 +136,9 @@ mod tests {
     #[test]
     fn statements_number_their_parameters() {
         let extra = written_columns().len();
-        assert!(INSERT_USER.contains(&format!("${}", 28 + extra)));
-        assert!(!INSERT_USER.contains(&format!("${}", 29 + extra)));
-        assert!(UPDATE_USER.contains(&format!("manager_id = ${}", 26 + extra)));
+        assert!(INSERT_USER.contains(&format!("${}", 29 + extra)), "the manager last");
+        assert!(!INSERT_USER.contains(&format!("${}", 30 + extra)));
+        assert!(UPDATE_USER.contains(&format!("employee_hire_date = ${}", 26 + extra)));
+        assert!(!UPDATE_USER.contains("manager_id"), "only set_manager writes the manager");
     }
 }

@@ -5,6 +5,12 @@
 //! `impl_user_store!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
 //! `backend/mod.rs`.
 
+/// The tables whose rows of a user move with it to the deleted items and back (each has a
+/// `deleted_` copy and a `user_id` column): its multi-valued properties, sign-in state and
+/// authentication methods.
+pub(super) const MOVED_WITH_USER: [&str; 6] =
+    ["user_values", "user_sign_in_state", "software_oath_methods", "phone_methods", "email_methods", "fido2_methods"];
+
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
     ($tx:ident, $db:ty) => {
@@ -15,7 +21,9 @@ macro_rules! impl_user_store {
                 let query = bind_user_columns!(query, user)
                     .bind(password_hash)
                     .bind(password_hash.map(|_| fmt_ts(user.last_password_change.unwrap_or(user.created))));
-                bind_args!(query, profile_args(user)?).execute(&mut *self.0).await?;
+                let mut args = profile_args(user)?;
+                args.push(Arg::MaybeText(user.manager.as_ref().map(ToString::to_string)));
+                bind_args!(query, args).execute(&mut *self.0).await?;
                 self.store_user_values(user).await
             }
 
@@ -134,6 +142,14 @@ macro_rules! impl_user_store {
                 id: &ObjectId,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
+                if DIALECT.row_locks {
+                    // Copy the row as it is once concurrent changes to it have committed.
+                    sqlx::query("SELECT id FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                        .bind(tenant.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *self.0)
+                        .await?;
+                }
                 let copied = sqlx::query("INSERT INTO deleted_users SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
@@ -142,10 +158,10 @@ macro_rules! impl_user_store {
                 if copied.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                sqlx::query("INSERT INTO deleted_user_values SELECT * FROM user_values WHERE user_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
+                for table in MOVED_WITH_USER {
+                    let sql = format!("INSERT INTO deleted_{table} SELECT * FROM {table} WHERE user_id = $1");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
                 sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, 'user', $3)")
                     .bind(id.as_str())
                     .bind(tenant.as_str())
@@ -197,6 +213,15 @@ macro_rules! impl_user_store {
             }
 
             async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                // Memberships and assignments that raced the deletion are not brought back to life.
+                for sql in [
+                    "DELETE FROM group_members WHERE member_id = $1",
+                    "DELETE FROM group_owners WHERE owner_id = $1",
+                    "DELETE FROM administrative_unit_members WHERE member_id = $1",
+                    "DELETE FROM role_assignments WHERE principal_id = $1",
+                ] {
+                    sqlx::query(sql).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
                 let restored = sqlx::query("INSERT INTO users SELECT * FROM deleted_users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
@@ -205,10 +230,10 @@ macro_rules! impl_user_store {
                 if restored.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                sqlx::query("INSERT INTO user_values SELECT * FROM deleted_user_values WHERE user_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
+                for table in MOVED_WITH_USER {
+                    let sql = format!("INSERT INTO {table} SELECT * FROM deleted_{table} WHERE user_id = $1");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
                 sqlx::query(concat!(
                     "UPDATE users SET manager_id = NULL WHERE id = $1 AND manager_id IS NOT NULL ",
                     "AND NOT EXISTS (SELECT 1 FROM users m WHERE m.id = users.manager_id)"
@@ -228,10 +253,10 @@ macro_rules! impl_user_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM deleted_user_values WHERE user_id = $1")
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
+                for table in MOVED_WITH_USER {
+                    let sql = format!("DELETE FROM deleted_{table} WHERE user_id = $1");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
                 sqlx::query("DELETE FROM deleted_users WHERE id = $1").bind(id.as_str()).execute(&mut *self.0).await?;
                 Ok(())
             }
@@ -242,7 +267,8 @@ macro_rules! impl_user_store {
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
                 let expired = "SELECT id FROM deleted_items WHERE tenant_id = $1 AND kind = 'user' AND deleted_at < $2";
-                for table in ["deleted_user_values WHERE user_id", "deleted_users WHERE id"] {
+                let copies = MOVED_WITH_USER.iter().map(|it| format!("deleted_{it} WHERE user_id"));
+                for table in copies.chain(["deleted_users WHERE id".to_owned()]) {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
                         .bind(tenant.as_str())
                         .bind(fmt_ts(before))
@@ -256,6 +282,21 @@ macro_rules! impl_user_store {
                         .execute(&mut *self.0)
                         .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn set_manager(
+                &mut self,
+                tenant: &ObjectId,
+                user: &ObjectId,
+                manager: Option<&ObjectId>,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query("UPDATE users SET manager_id = $3 WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_str())
+                    .bind(user.as_str())
+                    .bind(manager.map(ObjectId::as_str))
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
         }
     };

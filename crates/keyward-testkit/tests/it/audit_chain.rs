@@ -817,7 +817,16 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
     // Nor schema 17's deleted items.
-    for table in ["deleted_items", "deleted_user_values", "deleted_users"] {
+    for table in [
+        "deleted_items",
+        "deleted_users",
+        "deleted_user_values",
+        "deleted_user_sign_in_state",
+        "deleted_software_oath_methods",
+        "deleted_phone_methods",
+        "deleted_email_methods",
+        "deleted_fido2_methods",
+    ] {
         raw.exec(&format!("DROP TABLE {table}")).await;
     }
     // Nor schema 16's user profile.

@@ -327,8 +327,12 @@ async fn manager_and_direct_reports(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
-    // A deleted manager leaves the reports without one.
+    // A deleted manager leaves the reports without one; a report restored after its manager
+    // was deleted has none either.
+    assert_eq!(app.delete(&format!("/v1.0/users/{bob}")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.delete(&format!("/v1.0/users/{boss}")).await.status, StatusCode::NO_CONTENT);
+    let restored = app.post(&format!("/v1.0/directory/deletedItems/{bob}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
     assert_graph_error(
         &app.get(&format!("/v1.0/users/{bob}/manager")).await,
         StatusCode::NOT_FOUND,
@@ -487,6 +491,10 @@ async fn alternate_keys(backend: Backend) {
 
     let missing = app.get("/v1.0/applications(appId='6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4')").await;
     assert_graph_error(&missing, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let upper = app.get(&format!("/v1.0/applications(appId='{}')", app_id.to_uppercase())).await;
+    assert_eq!(upper.body["id"], id.as_str(), "application ids match without case: {}", upper.text);
+    let option = app.get(&format!("/v1.0/applications(appId='{app_id}')?$select=id")).await;
+    assert_graph_error(&option, StatusCode::BAD_REQUEST, "Request_UnsupportedQuery");
     let malformed = app.get(&format!("/v1.0/applications(appId={app_id})")).await;
     assert_graph_error(&malformed, StatusCode::BAD_REQUEST, "Request_BadRequest");
 
@@ -553,6 +561,13 @@ async fn deleted_items_and_restore(backend: Backend) {
     let team = group(&app, "team").await;
     add_member(&app, &team, &id).await;
     app.assign_role(&id, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let phone = app
+        .post(
+            &format!("/v1.0/users/{id}/authentication/phoneMethods"),
+            &json!({"phoneNumber": "+1 2065550100", "phoneType": "mobile"}),
+        )
+        .await;
+    assert_eq!(phone.status, StatusCode::CREATED, "{}", phone.text);
     let old_token = app.token_for(&format!("leaver@{DOMAIN}")).await;
     create(&app, "plain", json!({})).await;
     let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
@@ -568,6 +583,10 @@ async fn deleted_items_and_restore(backend: Backend) {
     let listed = app.get("/v1.0/directory/deletedItems/microsoft.graph.user").await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert_eq!(ids(&listed.body), vec![id.clone()]);
+    // The SDKs' spelling of the cast, with $select.
+    let short = app.get("/v1.0/directory/deletedItems/graph.user?$select=id,userPrincipalName").await;
+    assert_eq!(short.body["value"][0]["userPrincipalName"], format!("leaver@{DOMAIN}"), "{}", short.text);
+    assert!(short.body["value"][0].get("displayName").is_none(), "{}", short.text);
     assert!(listed.body["value"][0]["deletedDateTime"].as_str().is_some_and(|it| it.ends_with('Z')), "{}", listed.text);
     let item = app.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
     assert_eq!(item.body["userPrincipalName"], format!("leaver@{DOMAIN}"));
@@ -599,6 +618,9 @@ async fn deleted_items_and_restore(backend: Backend) {
     assert_eq!(back.body["employeeId"], "E-7");
     assert_eq!(back.body["otherMails"], json!(["leaver@backup.test"]));
     assert_eq!(app.get(&format!("/v1.0/users/{id}/memberOf")).await.body["value"], json!([]), "no roles or groups");
+    // The methods that protected the account protect it again.
+    let phones = app.get(&format!("/v1.0/users/{id}/authentication/phoneMethods")).await;
+    assert_eq!(phones.body["value"].as_array().map(Vec::len), Some(1), "{}", phones.text);
     assert_graph_error(
         &app.as_user(&old_token).get("/v1.0/me").await,
         StatusCode::UNAUTHORIZED,
@@ -628,8 +650,9 @@ async fn deleted_items_and_restore(backend: Backend) {
     let activities: Vec<String> = app.audit_for(&id).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert!(activities.iter().any(|it| it == "Hard Delete user"), "{activities:?}");
 
-    // After 30 days a deleted user is gone.
+    // After 30 days a deleted user is gone, and the hourly maintenance removes its rows.
     app.clock.advance(time::Duration::days(31));
+    assert_eq!(app.app.purge_expired_deleted_users().await.expect("purge"), 1, "the second leaver");
     let expired = app
         .as_user(&app.token_for(keyward_testkit::ADMIN_UPN).await)
         .get("/v1.0/directory/deletedItems/microsoft.graph.user")
@@ -644,6 +667,98 @@ async fn deleted_items_and_restore(backend: Backend) {
     );
 }
 
+/// Every documented `GET`, under both versions, with every query option: a `200` must show the
+/// option applied; otherwise the option is refused with a `4xx`. Never a `200` that ignored it.
+async fn every_query_option_is_applied_or_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = id_of(&app.get("/v1.0/me").await.body);
+    let team = group(&app, "team").await;
+    add_member(&app, &team, &admin).await;
+    let application = app.post("/v1.0/applications", &json!({"displayName": "Walker"})).await;
+    let application_id = id_of(&application.body);
+    let principal = app
+        .get(&format!("/v1.0/servicePrincipals(appId='{}')", application.body["appId"].as_str().unwrap_or_default()))
+        .await;
+    let unit = app.create_unit("Walk", false, &[&admin]).await;
+    let audit = id_of(&app.get("/v1.0/auditLogs/directoryAudits?$top=1").await.body["value"][0]);
+    let substitutions = [
+        ("/groups/{id}", team.clone()),
+        ("/applications/{id}", application_id.clone()),
+        ("/servicePrincipals/{id}", id_of(&principal.body)),
+        ("/directory/administrativeUnits/{id}", unit.clone()),
+        ("/directoryRoles/{id}", keyward_core::authz::roles::GLOBAL_ADMINISTRATOR.to_owned()),
+        ("/roleManagement/directory/roleDefinitions/{id}", keyward_core::authz::roles::GLOBAL_ADMINISTRATOR.to_owned()),
+        ("/auditLogs/directoryAudits/{id}", audit),
+        ("{id}", admin.clone()),
+    ];
+    let nobody = "00000000-0000-4000-8000-00000000f00d";
+    let options: [(&str, String); 9] = [
+        ("$select", "id".into()),
+        ("$top", "1".into()),
+        ("$filter", format!("id eq '{nobody}'")),
+        ("$search", "\"displayName:zzqq\"".into()),
+        ("$expand", "nosuchrelation".into()),
+        ("$count", "true".into()),
+        ("$skip", "1".into()),
+        ("$orderby", "nosuchproperty".into()),
+        ("$skiptoken", "garbage".into()),
+    ];
+    let doc = app.get("/openapi.json").await.body;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if item.get("get").is_none() || !(path.starts_with("/v1.0/") || path.starts_with("/beta/")) {
+            continue;
+        }
+        let version = if path.starts_with("/beta/") { "/beta" } else { "/v1.0" };
+        let mut concrete = path.clone();
+        for (pattern, value) in &substitutions {
+            if concrete.contains(pattern) {
+                let id_part = if pattern.starts_with('{') { "{id}".to_owned() } else { pattern.to_string() };
+                let with = id_part.replace("{id}", value);
+                concrete = concrete.replace(&id_part, &with);
+            }
+        }
+        if concrete.contains('{') {
+            continue;
+        }
+        let plain = app.get(&concrete).await;
+        if plain.status != StatusCode::OK || !plain.body.is_object() {
+            continue;
+        }
+        let is_collection = plain.body["value"].is_array();
+        for (name, value) in &options {
+            let separator = if concrete.contains('?') { '&' } else { '?' };
+            let url = format!("{concrete}{separator}{name}={}", keyward_app::url_encode(value));
+            let reply = app
+                .send(reqwest::Method::GET, &url, Some(&app.admin_token), None, &[("ConsistencyLevel", "eventual")])
+                .await;
+            assert!(reply.status.as_u16() < 500, "{url}: {}", reply.text);
+            checked += 1;
+            if reply.status != StatusCode::OK {
+                assert!(reply.status.is_client_error(), "{url}: {}", reply.text);
+                continue;
+            }
+            let items: Vec<Value> = if is_collection {
+                reply.body["value"].as_array().cloned().unwrap_or_default()
+            } else {
+                vec![reply.body.clone()]
+            };
+            let applied = match *name {
+                "$select" => items.iter().all(|it| {
+                    it.as_object().is_some_and(|map| map.keys().all(|key| key == "id" || key.starts_with('@')))
+                }),
+                "$top" => is_collection && items.len() <= 1,
+                "$filter" | "$search" => is_collection && items.is_empty(),
+                "$count" => reply.body.get("@odata.count").is_some(),
+                _ => false,
+            };
+            let text: String = reply.text.chars().take(400).collect();
+            assert!(applied, "{name} was ignored by GET {version}…: {url} answered {text}");
+        }
+    }
+    assert!(checked > 400, "{checked} requests");
+}
+
 keyward_testkit::on_both_backends!(
     user_profile_properties,
     manager_and_direct_reports,
@@ -651,4 +766,5 @@ keyward_testkit::on_both_backends!(
     alternate_keys,
     group_created_with_members_and_owners,
     deleted_items_and_restore,
+    every_query_option_is_applied_or_refused,
 );
