@@ -29,6 +29,8 @@ ENTITY_TYPES: dict[str, tuple[str, str]] = {
     "me": ("user", "User"),
     "groups": ("group", "Group"),
     "directoryobjects": ("directory_object", "DirectoryObject"),
+    "directoryobjects/microsoft.graph.user": ("user", "User"),
+    "directoryobjects/microsoft.graph.group": ("group", "Group"),
     "serviceprincipals": ("service_principal", "ServicePrincipal"),
     "applications": ("application", "Application"),
     "organization": ("organization", "Organization"),
@@ -153,6 +155,8 @@ def check(responses: list[tuple[str, str, int, str]]) -> Report:
         path = _entity_path(context)
         if path is not None and path.startswith("edm."):
             continue  # a primitive value (`Edm.Boolean` of an action)
+        if context.split("$metadata#", 1)[-1].lower().startswith("collection(edm."):
+            continue  # primitive values (the ids `getMemberGroups` answers)
         entry = ENTITY_TYPES.get(path or "") or _named_type(context)
         if entry is None:
             report.problems.append(f"{method} {url}: no model known for @odata.context '{path}'")

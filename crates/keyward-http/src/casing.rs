@@ -14,6 +14,9 @@ use axum::extract::Request;
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
+/// What the Graph SDKs write for `/me` before their URL-replacing middleware runs.
+const ME_TOKEN: &str = "/users/me-token-to-replace";
+
 /// The functions without parameters Keyward routes by name alone, lowercase.
 const FUNCTIONS: &[&str] = &["delta", "creationoptions"];
 
@@ -47,6 +50,15 @@ impl Segments {
         let version = path.split('/').nth(1).unwrap_or_default();
         if !version.eq_ignore_ascii_case("v1.0") && !version.eq_ignore_ascii_case("beta") {
             return None;
+        }
+        // The Graph SDKs build `/me/…` as `/users/me-token-to-replace/…` and rely on a client
+        // middleware to put `/me` back; a client without it still reaches `/me`.
+        if let Some(at) = path.to_ascii_lowercase().find(ME_TOKEN) {
+            let is_segment = path[at + ME_TOKEN.len()..].is_empty() || path[at + ME_TOKEN.len()..].starts_with('/');
+            if is_segment {
+                let replaced = format!("{}/me{}", &path[..at], &path[at + ME_TOKEN.len()..]);
+                return Some(self.canonical(&replaced).unwrap_or(replaced));
+            }
         }
         let mut changed = false;
         let mut out = String::with_capacity(path.len());
@@ -133,6 +145,9 @@ mod tests {
         );
         assert_eq!(it.canonical("/v1.0/GROUPS/x/members/$REF").as_deref(), Some("/v1.0/groups/x/members/$ref"));
         assert_eq!(it.canonical("/v1.0/users/delta()").as_deref(), Some("/v1.0/users/delta"));
+        assert_eq!(it.canonical("/v1.0/users/me-token-to-replace/memberOf").as_deref(), Some("/v1.0/me/memberOf"));
+        assert_eq!(it.canonical("/beta/users/me-token-to-replace").as_deref(), Some("/beta/me"));
+        assert_eq!(it.canonical("/v1.0/users/me-token-to-replaced"), None, "a whole segment only");
         assert_eq!(it.canonical("/v1.0/users/Delta()").as_deref(), Some("/v1.0/users/delta"));
         assert_eq!(it.canonical("/v1.0/users/delta()/x"), None, "only a last segment");
         assert_eq!(it.canonical("/v1.0/users()"), None, "only functions");
