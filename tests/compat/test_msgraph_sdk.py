@@ -521,4 +521,5 @@ def test_delta_round_trip(keyward: KeywardServer) -> None:
     assert by_id[ids["changed"]].job_title == "Tracker"
     assert by_id[ids["created"]].display_name == "Delta Created"
     removed = by_id[ids["gone"]].additional_data.get("@removed")
-    assert removed == {"reason": "deleted"}, by_id[ids["gone"]].additional_data
+    # Deleted, but restorable from the deleted items for 30 days: Graph's "changed".
+    assert removed == {"reason": "changed"}, by_id[ids["gone"]].additional_data

@@ -344,6 +344,14 @@ impl App {
         Ok(PhoneView { phone_type, number: number.to_owned() })
     }
 
+    /// Whether the caller may change `key`'s phone methods (SMS sign-in's switches): the check of
+    /// a number change, with nothing written.
+    pub async fn check_phone_update(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        let (tx, _, _, _) = self.change_target(caller, Who::User(key), Change::Update).await?;
+        drop(tx);
+        Ok(())
+    }
+
     /// `DELETE …/phoneMethods/{id}`.
     pub async fn delete_phone(&self, caller: &Caller, who: Who<'_>, phone_type: PhoneType) -> Result<(), AppError> {
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;

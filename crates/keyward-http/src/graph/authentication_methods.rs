@@ -2,7 +2,7 @@
 //! (password, phone, email, software OATH, Temporary Access Pass, and the types Keyward lists
 //! empty), password resets and their operations.
 
-use super::Body;
+use super::{Body, OptionalBody};
 use crate::AppState;
 use crate::context::{GraphCtx, entity, rfc3339};
 use crate::error::GraphError;
@@ -170,7 +170,7 @@ async fn get_password_method(
 async fn reset_password(
     ctx: GraphCtx,
     Path((key, method)): Path<(String, String)>,
-    Body(body): Body,
+    OptionalBody(body): OptionalBody,
 ) -> Result<Response, GraphError> {
     if method != PASSWORD_METHOD_ID {
         return Err(GraphError::from(AppError::BadRequest(format!(
@@ -226,7 +226,9 @@ async fn get_phone(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Re
     one(&ctx, &key, "phoneMethods", &id, found)
 }
 
-fn phone_body(body: &Value, is_update: bool) -> Result<(Option<PhoneType>, String), GraphError> {
+/// A phone method's body: its type and number. On an update (`existing`, the method's type), the
+/// documented body repeats `phoneType`; only a different type is refused.
+fn phone_body(body: &Value, existing: Option<PhoneType>) -> Result<(Option<PhoneType>, String), GraphError> {
     let object = body
         .as_object()
         .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
@@ -237,14 +239,15 @@ fn phone_body(body: &Value, is_update: bool) -> Result<(Option<PhoneType>, Strin
         match name.as_str() {
             "@odata.type" => (),
             "phoneNumber" => number = Some(value.as_str().ok_or_else(|| bad("must be a string"))?.to_owned()),
-            "phoneType" if is_update => return Err(bad("cannot be changed; delete the method and add another")),
             "phoneType" => {
-                kind = Some(
-                    value
-                        .as_str()
-                        .and_then(PhoneType::parse)
-                        .ok_or_else(|| bad("must be mobile, alternateMobile or office"))?,
-                );
+                let parsed = value
+                    .as_str()
+                    .and_then(PhoneType::parse)
+                    .ok_or_else(|| bad("must be mobile, alternateMobile or office"))?;
+                if existing.is_some_and(|it| it != parsed) {
+                    return Err(bad("cannot be changed; delete the method and add another"));
+                }
+                kind = Some(parsed);
             }
             "smsSignInState" => return Err(bad("is read-only")),
             _ => return Err(bad("does not exist on type 'microsoft.graph.phoneAuthenticationMethod'")),
@@ -262,7 +265,7 @@ async fn create_phone(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) 
 
 /// Adds `who`'s phone method from `body`; `key` names the user in the reply's context URL.
 async fn add_phone(ctx: &GraphCtx, who: Who<'_>, key: &str, body: &Value) -> Result<Response, GraphError> {
-    let (kind, number) = phone_body(body, false)?;
+    let (kind, number) = phone_body(body, None)?;
     let kind =
         kind.ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'phoneType' is required.".into())))?;
     let phone = ctx.state.app.put_phone(&ctx.caller, who, kind, &number, false).await?;
@@ -280,8 +283,32 @@ async fn update_phone(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let kind = PhoneType::from_id(&id).ok_or_else(|| GraphError::from(AppError::NotFound(id.clone())))?;
-    let (_, number) = phone_body(&body, true)?;
+    let (_, number) = phone_body(&body, Some(kind))?;
     ctx.state.app.put_phone(&ctx.caller, Who::User(&key), kind, &number, true).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/phoneMethods/{id}/enableSmsSignIn` and `…/disableSmsSignIn`: Keyward sends no text
+/// messages, so SMS sign-in stays `notAllowedByPolicy`; enabling it is refused with the reason,
+/// disabling it has nothing to do (`204`). Either needs the update permission on the method.
+async fn sms_sign_in(
+    ctx: GraphCtx,
+    Path((key, id)): Path<(String, String)>,
+    _: super::NoParameters,
+    enable: bool,
+) -> Result<Response, GraphError> {
+    let kind = PhoneType::from_id(&id).ok_or_else(|| GraphError::from(AppError::NotFound(id.clone())))?;
+    let phones = ctx.state.app.list_phones(&ctx.caller, &key).await?;
+    if !phones.iter().any(|it| it.phone_type == kind) {
+        return Err(GraphError::from(AppError::NotFound(id)));
+    }
+    ctx.state.app.check_phone_update(&ctx.caller, &key).await?;
+    if enable {
+        return Err(GraphError::from(AppError::BadRequest(
+            "SMS sign-in is not available: Keyward sends no text messages, so smsSignInState stays notAllowedByPolicy."
+                .into(),
+        )));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -640,6 +667,34 @@ pub fn routes(api: Api) -> Api {
             "Change a phone method's number",
             "microsoft.directory/users/authenticationMethods/basic/update",
             "PhoneMethod",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods/{method}/enableSmsSignIn",
+        post(|ctx, path, body| sms_sign_in(ctx, path, body, true)),
+        Op::post(
+            "authentication",
+            "Enable SMS sign-in (refused: Keyward sends no text messages)",
+            "microsoft.directory/users/authenticationMethods/basic/update",
+            "Empty",
+            400,
+            "Error",
+        )
+        .with_id()
+        .with_param("method"),
+    )
+    .route(
+        "/users/{id}/authentication/phoneMethods/{method}/disableSmsSignIn",
+        post(|ctx, path, body| sms_sign_in(ctx, path, body, false)),
+        Op::post(
+            "authentication",
+            "Disable SMS sign-in (it is never on)",
+            "microsoft.directory/users/authenticationMethods/basic/update",
+            "Empty",
+            204,
+            "",
         )
         .with_id()
         .with_param("method"),

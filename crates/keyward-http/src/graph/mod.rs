@@ -107,6 +107,36 @@ impl FromRequest<AppState> for Body {
     }
 }
 
+/// The body of an action whose parameters are all optional (`resetPassword`): none is `{}`.
+pub struct OptionalBody(pub Value);
+
+impl FromRequest<AppState> for OptionalBody {
+    type Rejection = GraphError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<OptionalBody, GraphError> {
+        let (bytes, ids) = body_bytes(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(Value::Object(serde_json::Map::new())));
+        }
+        serde_json::from_slice(&bytes).map(OptionalBody).map_err(|_| {
+            GraphError::bad_request(
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+                &ids,
+            )
+        })
+    }
+}
+
+/// A request's body, whole, with the request's ids for errors.
+async fn body_bytes(request: Request, state: &AppState) -> Result<(Bytes, crate::context::RequestIds), GraphError> {
+    let (parts, body) = request.into_parts();
+    let ids = request_ids(&parts);
+    let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
+    Ok((bytes, ids))
+}
+
 /// The body of an action without parameters: none, or a JSON object (whose properties are
 /// refused, as the action takes none). Anything else is a Graph `400`.
 pub struct NoParameters;
@@ -115,11 +145,7 @@ impl FromRequest<AppState> for NoParameters {
     type Rejection = GraphError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<NoParameters, GraphError> {
-        let (parts, body) = request.into_parts();
-        let ids = request_ids(&parts);
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
+        let (bytes, ids) = body_bytes(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(NoParameters);
         }

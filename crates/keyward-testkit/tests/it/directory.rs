@@ -759,6 +759,52 @@ async fn every_query_option_is_applied_or_refused(backend: Backend) {
     assert!(checked > 400, "{checked} requests");
 }
 
+/// Microsoft's documented bodies for the methods Keyward implements are accepted as written:
+/// the phone update repeating its `phoneType`, `resetPassword` without a body, and the SMS
+/// sign-in switches (refused with the reason, as Keyward sends no texts).
+async fn documented_method_bodies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = create(&app, "phoned", json!({})).await;
+    let plain = create(&app, "plain", json!({})).await;
+    let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    let phones = format!("/v1.0/users/{user}/authentication/phoneMethods");
+    let mobile = "3179e48a-750b-4051-897c-87b9720928f7";
+    let added = app.post(&phones, &json!({"phoneNumber": "+1 2065555555", "phoneType": "mobile"})).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let updated =
+        app.patch(&format!("{phones}/{mobile}"), &json!({"phoneNumber": "+1 2065555554", "phoneType": "mobile"})).await;
+    assert_eq!(updated.status, StatusCode::NO_CONTENT, "{}", updated.text);
+    assert_eq!(app.get(&format!("{phones}/{mobile}")).await.body["phoneNumber"], "+1 2065555554");
+    let retyped =
+        app.patch(&format!("{phones}/{mobile}"), &json!({"phoneNumber": "+1 2065555553", "phoneType": "office"})).await;
+    assert_graph_error(&retyped, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(app.get(&format!("{phones}/{mobile}")).await.body["phoneNumber"], "+1 2065555554", "unchanged");
+
+    let reset = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1.0/users/{user}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword"),
+            Some(&app.admin_token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::ACCEPTED, "{}", reset.text);
+    assert!(reset.body["newPassword"].as_str().is_some_and(|it| it.len() >= 8), "a generated password");
+
+    let enable = app.post(&format!("{phones}/{mobile}/enableSmsSignIn"), &json!({})).await;
+    assert_graph_error(&enable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(enable.text.contains("text messages"), "{}", enable.text);
+    let disable = app.post(&format!("{phones}/{mobile}/disableSmsSignIn"), &json!({})).await;
+    assert_eq!(disable.status, StatusCode::NO_CONTENT, "{}", disable.text);
+    let denied = app.as_user(&plain_token).post(&format!("{phones}/{mobile}/disableSmsSignIn"), &json!({})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let none = app
+        .post(&format!("/v1.0/users/{plain}/authentication/phoneMethods/{mobile}/disableSmsSignIn"), &json!({}))
+        .await;
+    assert_graph_error(&none, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+}
+
 keyward_testkit::on_both_backends!(
     user_profile_properties,
     manager_and_direct_reports,
@@ -767,4 +813,5 @@ keyward_testkit::on_both_backends!(
     group_created_with_members_and_owners,
     deleted_items_and_restore,
     every_query_option_is_applied_or_refused,
+    documented_method_bodies,
 );
