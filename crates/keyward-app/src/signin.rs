@@ -626,11 +626,13 @@ impl App {
         } else {
             (FirstFactor::Password, self.inner.hasher.verify(secret.expose(), hash.as_deref()).await?, "Password")
         };
+        // A known user's failed sign-in names the user in the log, as Entra's does.
+        let known = if is_ok { None } else { user.clone() };
         let (Some(user), Some(reservation)) = (user.filter(|_| is_ok), reservation) else {
             // Already counted by the reservation.
             self.log_sign_in(
                 flow,
-                None,
+                known.as_ref(),
                 codes::INVALID_CREDENTIALS,
                 vec![detail(now, method, false, "Invalid username or password")],
             )

@@ -56,12 +56,12 @@ pub(super) fn role_definition(role: &RoleDef, version: Version) -> Value {
         "description": description,
         "isBuiltIn": is_built_in,
         "isEnabled": is_enabled,
-        "isPrivileged": role.is_privileged(),
         "resourceScopes": ["/"],
         "version": role_version,
         "rolePermissions": [{"allowedResourceActions": actions, "condition": null}],
     });
     if version == Version::Beta {
+        res["isPrivileged"] = json!(role.is_privileged());
         let inherits = match role {
             RoleDef::BuiltIn(it) if it.id != roles::DIRECTORY_READERS => json!([{"id": roles::DIRECTORY_READERS}]),
             _ => json!([]),
@@ -98,6 +98,13 @@ async fn list_role_definitions(ctx: GraphCtx, Query(query, _): Query) -> Result<
     allow_only(&ctx, &query, &["$filter"])?;
     let filter = match &query.raw.filter {
         Some(filter) => {
+            // `isPrivileged` is a beta property.
+            if ctx.version == Version::V1 && filter.to_ascii_lowercase().contains("isprivileged") {
+                return Err(bad(
+                    &ctx,
+                    "Could not find a property named 'isPrivileged' on type 'microsoft.graph.unifiedRoleDefinition'; it is a beta property.",
+                ));
+            }
             let raw = RawQuery { filter: Some(filter.clone()), ..RawQuery::default() };
             query::plan(&query::ROLE_DEFINITION, &raw).map_err(AppError::from)?.filter
         }
@@ -261,7 +268,7 @@ pub fn routes(api: Api) -> Api {
         get(list_role_definitions),
         Op::get(
             ROLES,
-            "List role definitions ($filter on displayName, isBuiltIn, isPrivileged)",
+            "List role definitions ($filter on displayName, isBuiltIn; beta also isPrivileged)",
             "microsoft.directory/roleDefinitions/allProperties/read",
             "RoleDefinitionCollection",
         )

@@ -227,7 +227,11 @@ async fn lockout_and_its_expiry(backend: Backend) {
     app.clock.advance(Duration::seconds(61));
     let page = browser.submit(&locked, "password", &[("current-password", ADMIN_PASSWORD)], &[]).await;
     assert_eq!(page.title(), "My account", "{}", page.text());
-    assert_eq!(codes(&sign_ins(&app, ADMIN_UPN).await), vec![50126, 50126, 50126, 50053, 50053, 0]);
+    let admin_log = sign_ins(&app, ADMIN_UPN).await;
+    assert_eq!(codes(&admin_log), vec![50126, 50126, 50126, 50053, 50053, 0]);
+    // A known user's failed sign-ins name the user, as Entra's log does.
+    assert_eq!(admin_log[0].1["userDisplayName"], "Global Administrator", "{}", admin_log[0].1);
+    assert!(admin_log[0].1["userId"].is_string(), "{}", admin_log[0].1);
 
     // An unknown account gets the same message as a wrong password and is logged without a user id.
     let mut other = Browser::new(&app.base_url);
