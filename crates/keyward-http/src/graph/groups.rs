@@ -103,6 +103,29 @@ async fn list_relation(
     relation: Relation,
     ctx: GraphCtx,
     Path(key): Path<String>,
+    query: Query,
+) -> Result<Response, GraphError> {
+    relation_page(relation, ctx, key, None, query).await
+}
+
+/// `GET /groups/{id}/members/microsoft.graph.user` (or `graph.user`, `graph.group`,
+/// `graph.servicePrincipal`): the members of one type, paged as the members are (a page may hold
+/// fewer).
+async fn list_relation_cast(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path((key, cast)): Path<(String, String)>,
+    query: Query,
+) -> Result<Response, GraphError> {
+    let odata_type = super::cast_type(&ctx, &cast, &["user", "group", "servicePrincipal"])?;
+    relation_page(relation, ctx, key, Some(odata_type), query).await
+}
+
+async fn relation_page(
+    relation: Relation,
+    ctx: GraphCtx,
+    key: String,
+    cast: Option<String>,
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
@@ -111,7 +134,9 @@ async fn list_relation(
         .app
         .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+    let mut items: Vec<Value> =
+        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    super::keep_cast(&mut items, cast.as_deref());
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -204,6 +229,19 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
+        .pages_only(),
+    )
+    .route(
+        "/groups/{id}/members/{cast}",
+        get(|ctx, path, query| list_relation_cast(Relation::Members, ctx, path, query)),
+        Op::get(
+            GROUPS,
+            "List a group's members of one type (microsoft.graph.user, graph.group, …)",
+            "microsoft.directory/groups/members/read",
+            "DirectoryObjectCollection",
+        )
+        .with_id()
+        .with_param("cast")
         .pages_only(),
     )
     .route(

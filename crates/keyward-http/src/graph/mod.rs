@@ -260,6 +260,27 @@ pub(crate) fn alternate_key(ctx: &GraphCtx, name: &str, captured: &str) -> Resul
         .ok_or_else(|| bad(ctx, format!("The alternate key must be written {name}='value'.")))
 }
 
+/// The `@odata.type` a type-cast segment keeps (`microsoft.graph.user`, or `graph.user` as the
+/// SDKs write it), if it is one of `types` (`user`, `group`, …); otherwise Graph's `400`.
+pub(crate) fn cast_type(ctx: &GraphCtx, cast: &str, types: &[&str]) -> Result<String, GraphError> {
+    let name = cast.strip_prefix("microsoft.").unwrap_or(cast);
+    let name = name.strip_prefix("graph.").unwrap_or_default();
+    match types.iter().find(|it| it.eq_ignore_ascii_case(name)) {
+        Some(found) => Ok(format!("#microsoft.graph.{found}")),
+        None => {
+            let known: Vec<String> = types.iter().map(|it| format!("microsoft.graph.{it}")).collect();
+            Err(bad(ctx, format!("'{cast}' is not a type this collection holds; cast to one of {}.", known.join(", "))))
+        }
+    }
+}
+
+/// Keeps the items of the cast's type (all without a cast).
+pub(crate) fn keep_cast(items: &mut Vec<Value>, cast: Option<&str>) {
+    if let Some(odata_type) = cast {
+        items.retain(|it| it["@odata.type"] == odata_type);
+    }
+}
+
 pub(crate) fn bad(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {
     GraphError::bad_request(message, &ctx.ids)
 }

@@ -93,13 +93,37 @@ async fn transitive_members(
     Path(key): Path<String>,
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
+    transitive_members_of_type(ctx, key, None, query, path).await
+}
+
+/// `GET /groups/{id}/transitiveMembers/microsoft.graph.user` (or `graph.user`, `graph.group`).
+async fn transitive_members_cast(
+    ctx: GraphCtx,
+    Path((key, cast)): Path<(String, String)>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    let odata_type = super::cast_type(&ctx, &cast, &["user", "group", "servicePrincipal"])?;
+    transitive_members_of_type(ctx, key, Some(odata_type), query, path).await
+}
+
+async fn transitive_members_of_type(
+    ctx: GraphCtx,
+    key: String,
+    cast: Option<String>,
+    query: GraphQuery,
+    path: String,
+) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
     let page = ctx
         .state
         .app
         .transitive_members(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    Ok(objects(&ctx, &query, &path, page))
+    let mut items: Vec<Value> =
+        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    super::keep_cast(&mut items, cast.as_deref());
+    let context = format!("{}/$metadata#directoryObjects", ctx.base());
+    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
 /// The four member-group functions.
@@ -219,6 +243,19 @@ pub fn routes(api: Api) -> Api {
             "/me/directReports",
             get(my_direct_reports),
             Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection").pages_only(),
+        )
+        .route(
+            "/groups/{id}/transitiveMembers/{cast}",
+            get(transitive_members_cast),
+            Op::get(
+                "groups",
+                "List a group's members through nesting of one type (microsoft.graph.user, graph.group, …)",
+                "microsoft.directory/groups/members/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .with_param("cast")
+            .pages_only(),
         )
         .route(
             "/groups/{id}/transitiveMembers",

@@ -132,12 +132,51 @@ async fn memberships(
     path: String,
     transitive: bool,
 ) -> Result<Response, GraphError> {
+    memberships_of_type(ctx, key, None, query, path, transitive).await
+}
+
+/// `memberOf` or `transitiveMemberOf` keeping one type (`cast`, the `@odata.type`).
+async fn memberships_of_type(
+    ctx: GraphCtx,
+    key: String,
+    cast: Option<String>,
+    query: GraphQuery,
+    path: String,
+    transitive: bool,
+) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    let items = page.items.iter().map(|it| shape::membership(it, ctx.version)).collect();
+    let mut items: Vec<Value> = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
+    super::keep_cast(&mut items, cast.as_deref());
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// The cast segment of a membership list (`microsoft.graph.group`, `graph.directoryRole`, …).
+const MEMBERSHIP_TYPES: [&str; 3] = ["group", "directoryRole", "administrativeUnit"];
+
+/// `GET /users/{id}/memberOf/{cast}` and `…/transitiveMemberOf/{cast}`: one type only.
+async fn member_of_cast(
+    ctx: GraphCtx,
+    Path((key, cast)): Path<(String, String)>,
+    Query(query, path): Query,
+    transitive: bool,
+) -> Result<Response, GraphError> {
+    let odata_type = super::cast_type(&ctx, &cast, &MEMBERSHIP_TYPES)?;
+    memberships_of_type(ctx, key, Some(odata_type), query, path, transitive).await
+}
+
+/// `GET /me/memberOf/{cast}` and `/me/transitiveMemberOf/{cast}`.
+async fn my_member_of_cast(
+    ctx: GraphCtx,
+    Path(cast): Path<String>,
+    Query(query, path): Query,
+    transitive: bool,
+) -> Result<Response, GraphError> {
+    let odata_type = super::cast_type(&ctx, &cast, &MEMBERSHIP_TYPES)?;
+    let key = own_key(&ctx)?;
+    memberships_of_type(ctx, key, Some(odata_type), query, path, transitive).await
 }
 
 /// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`: groups, directory roles
@@ -249,6 +288,32 @@ pub fn routes(api: Api) -> Api {
         )
         .with_id()
         .pages_only(),
+    )
+    .route(
+        "/users/{id}/memberOf/{cast}",
+        get(|ctx, path, query| member_of_cast(ctx, path, query, false)),
+        Op::get(USERS, "List a user's memberships of one type (microsoft.graph.group, graph.directoryRole, graph.administrativeUnit)", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
+            .with_id()
+            .with_param("cast")
+            .pages_only(),
+    )
+    .route(
+        "/users/{id}/transitiveMemberOf/{cast}",
+        get(|ctx, path, query| member_of_cast(ctx, path, query, true)),
+        Op::get(USERS, "List a user's memberships through nesting of one type", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
+            .with_id()
+            .with_param("cast")
+            .pages_only(),
+    )
+    .route(
+        "/me/memberOf/{cast}",
+        get(|ctx, path, query| my_member_of_cast(ctx, path, query, false)),
+        Op::get(USERS, "List your memberships of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only(),
+    )
+    .route(
+        "/me/transitiveMemberOf/{cast}",
+        get(|ctx, path, query| my_member_of_cast(ctx, path, query, true)),
+        Op::get(USERS, "List your memberships through nesting of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only(),
     )
     .route(
         "/me/memberOf",

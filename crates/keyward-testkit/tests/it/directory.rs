@@ -452,6 +452,32 @@ async fn memberships_and_member_functions(backend: Backend) {
     let missing = app.post(&format!("/v1.0/users/{user}/getMemberGroups"), &json!({})).await;
     assert_graph_error(&missing, StatusCode::BAD_REQUEST, "Request_BadRequest");
 
+    // Type casts, as Graph and the SDKs (`graph.group`) write them.
+    for (path, expected) in [
+        (format!("/v1.0/users/{user}/memberOf/microsoft.graph.group"), vec![inner.clone()]),
+        (format!("/v1.0/users/{user}/memberOf/graph.directoryRole"), vec![role.clone()]),
+        (format!("/v1.0/users/{user}/memberOf/graph.administrativeUnit"), vec![unit.to_lowercase()]),
+        (format!("/v1.0/groups/{outer}/transitiveMembers/graph.user"), vec![user.clone()]),
+        (format!("/v1.0/groups/{outer}/members/microsoft.graph.group"), vec![inner.clone()]),
+        (format!("/v1.0/groups/{outer}/members/graph.user"), vec![]),
+    ] {
+        let reply = app.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        let found: Vec<String> = ids(&reply.body).into_iter().map(|it| it.to_lowercase()).collect();
+        assert_eq!(found, expected, "{path}");
+    }
+    let mut nested = groups.clone();
+    nested.sort();
+    let mine = app.as_user(&token).get("/v1.0/me/transitiveMemberOf/graph.group").await;
+    let mut mine = ids(&mine.body);
+    mine.sort();
+    assert_eq!(mine, nested);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/users/{user}/memberOf/graph.device")).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+
     // A group's members through nesting.
     let members = all_pages(&app, &app.admin_token, &format!("/v1.0/groups/{outer}/transitiveMembers")).await;
     let mut expected =
