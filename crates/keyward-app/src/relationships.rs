@@ -187,6 +187,26 @@ impl App {
         page_of_refs(&mut *tx, &caller.tenant, found, top).await
     }
 
+    /// `GET /users/{id}/ownedObjects`: the groups the user owns (Keyward's applications have no
+    /// owners), by id and paged (`users/standard/read` on the user and `groups/standard/read`).
+    pub async fn owned_objects(
+        &self,
+        caller: &Caller,
+        key: &str,
+        top: Option<&str>,
+        skiptoken: Option<&str>,
+    ) -> Result<ObjectPage, AppError> {
+        let top = page_size(top)?;
+        let after = decode_id_skiptoken(skiptoken)?;
+        let mut tx = self.read().await?;
+        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
+        require(caller, actions::GROUPS_READ, Target::Tenant)?;
+        let ids = tx.list_owned_groups(&user.id, after.as_deref(), top + 1).await?;
+        let refs = ids.into_iter().map(|id| MemberRef { kind: ObjectKind::Group, id }).collect();
+        page_of_refs(&mut *tx, &caller.tenant, refs, top).await
+    }
+
     /// `GET /users/{id}/manager`: the user's manager (`microsoft.directory/users/standard/read`
     /// on the user); `404` for a user without one, as Graph answers.
     pub async fn manager(&self, caller: &Caller, key: &str) -> Result<User, AppError> {

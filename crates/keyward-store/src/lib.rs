@@ -304,6 +304,13 @@ pub trait GroupStore: Send {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectId>, StoreError>;
+    /// The groups `owner` owns, ordered by id, starting after `after` (`ownedObjects`).
+    async fn list_owned_groups(
+        &mut self,
+        owner: &ObjectId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StoreError>;
     /// Removes `object` from every group's members and owners (when the object is deleted).
     async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError>;
 }

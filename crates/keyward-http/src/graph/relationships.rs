@@ -87,6 +87,31 @@ async fn my_direct_reports(ctx: GraphCtx, Query(query, path): Query) -> Result<R
     direct_reports_of(ctx, key, query, path).await
 }
 
+async fn owned_objects_of(ctx: GraphCtx, key: String, query: GraphQuery, path: String) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let page = ctx
+        .state
+        .app
+        .owned_objects(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    Ok(objects(&ctx, &query, &path, page))
+}
+
+/// `GET /users/{id}/ownedObjects`: the groups the user owns.
+async fn owned_objects(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+) -> Result<Response, GraphError> {
+    owned_objects_of(ctx, key, query, path).await
+}
+
+/// `GET /me/ownedObjects`.
+async fn my_owned_objects(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    owned_objects_of(ctx, key, query, path).await
+}
+
 /// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
 async fn transitive_members(
     ctx: GraphCtx,
@@ -238,6 +263,23 @@ pub fn routes(api: Api) -> Api {
             )
             .with_id()
             .pages_only(),
+        )
+        .route(
+            "/users/{id}/ownedObjects",
+            get(owned_objects),
+            Op::get(
+                USERS,
+                "List the groups a user owns",
+                "microsoft.directory/users/standard/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .pages_only(),
+        )
+        .route(
+            "/me/ownedObjects",
+            get(my_owned_objects),
+            Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection").pages_only(),
         )
         .route(
             "/me/directReports",

@@ -224,6 +224,23 @@ macro_rules! impl_group_store {
                 ids.iter().map(|it| oid(it)).collect()
             }
 
+            async fn list_owned_groups(
+                &mut self,
+                owner: &ObjectId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<ObjectId>, StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_id FROM group_owners WHERE owner_id = $1 AND group_id > $2 ORDER BY group_id{}",
+                    limit_clause(limit)
+                )))
+                .bind(owner.as_str())
+                .bind(after.unwrap_or(""))
+                .fetch_all(&mut *self.0)
+                .await?;
+                ids.iter().map(|it| oid(it)).collect()
+            }
+
             async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError> {
                 for sql in [
                     "DELETE FROM group_members WHERE member_id = $1",

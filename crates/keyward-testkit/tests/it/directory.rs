@@ -559,6 +559,10 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     expected.sort();
     assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body), expected);
     assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/owners")).await.body), vec![megan.clone()]);
+    assert_eq!(ids(&app.get(&format!("/v1.0/users/{megan}/ownedObjects")).await.body), vec![group.clone()]);
+    let megan_token = app.token_for(&format!("megan@{DOMAIN}")).await;
+    assert_eq!(ids(&app.as_user(&megan_token).get("/v1.0/me/ownedObjects").await.body), vec![group.clone()]);
+    assert_eq!(ids(&app.get(&format!("/v1.0/users/{adele}/ownedObjects")).await.body), Vec::<String>::new());
     let activities: Vec<String> =
         app.audit_for(&group).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert!(activities.iter().any(|it| it == "Add group"), "{activities:?}");
