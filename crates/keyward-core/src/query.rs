@@ -362,22 +362,28 @@ pub fn parse_expand(resource: &Resource, raw: Option<&str>) -> Result<Option<Exp
                 .ok_or_else(|| {
                     QueryError::Unsupported(format!("Only $select is supported inside $expand, not '{options}'."))
                 })?;
-            let mut names = vec!["id"];
-            for name in list.split(',').map(str::trim) {
-                let found = USER.property(name).or_else(|| GROUP.property(name)).filter(|it| !it.name.contains('/'));
-                let Some(found) = found.filter(|it| it.name != SIGN_IN_ACTIVITY) else {
-                    return Err(QueryError::BadRequest(format!(
-                        "Could not find a property named '{name}' on type 'microsoft.graph.directoryObject'."
-                    )));
-                };
-                if !names.contains(&found.name) {
-                    names.push(found.name);
-                }
-            }
-            Some(names)
+            Some(parse_object_select(list)?)
         }
     };
     Ok(Some(Expand { property, select }))
+}
+
+/// `$select` on a collection of directory objects (a relationship, an expansion): properties of
+/// users or groups, `id` always first.
+pub fn parse_object_select(list: &str) -> Result<Vec<&'static str>, QueryError> {
+    let mut names = vec!["id"];
+    for name in list.split(',').map(str::trim) {
+        let found = USER.property(name).or_else(|| GROUP.property(name)).filter(|it| !it.name.contains('/'));
+        let Some(found) = found.filter(|it| it.name != SIGN_IN_ACTIVITY) else {
+            return Err(QueryError::BadRequest(format!(
+                "Could not find a property named '{name}' on type 'microsoft.graph.directoryObject'."
+            )));
+        };
+        if !names.contains(&found.name) {
+            names.push(found.name);
+        }
+    }
+    Ok(names)
 }
 
 /// Default and maximum page sizes of directory collections.

@@ -137,6 +137,7 @@ async fn relation_page(
     let mut items: Vec<Value> =
         page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     super::keep_cast(&mut items, cast.as_deref());
+    super::relationship_select(&query, &mut items)?;
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -229,7 +230,8 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only(),
+        .pages_only()
+        .with_options(&["$select"]),
     )
     .route(
         "/groups/{id}/members/{cast}",
@@ -242,7 +244,8 @@ pub fn routes(api: Api) -> Api {
         )
         .with_id()
         .with_param("cast")
-        .pages_only(),
+        .pages_only()
+        .with_options(&["$select"]),
     )
     .route(
         "/groups/{id}/members/$ref",
@@ -261,7 +264,8 @@ pub fn routes(api: Api) -> Api {
         get(|ctx, key, query| list_relation(Relation::Owners, ctx, key, query)),
         Op::get(GROUPS, "List a group's owners", "microsoft.directory/groups/owners/read", "DirectoryObjectCollection")
             .with_id()
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$select"]),
     )
     .route(
         "/groups/{id}/owners/$ref",

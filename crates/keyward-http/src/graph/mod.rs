@@ -222,13 +222,12 @@ pub(crate) async fn count(is_users: bool, ctx: GraphCtx, Query(mut query, _): Qu
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], n.to_string()).into_response())
 }
 
-/// Relationship collections page with `$top` and `$skiptoken` only; other options are refused
-/// rather than silently ignored.
+/// Relationship collections page with `$top` and `$skiptoken` and take `$select`
+/// ([`relationship_select`]); other options are refused rather than silently ignored.
 pub(crate) fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), GraphError> {
     let raw = &query.raw;
     let refused = [
         ("$filter", raw.filter.is_some()),
-        ("$select", raw.select.is_some()),
         ("$orderby", raw.orderby.is_some()),
         ("$search", raw.search.is_some()),
         ("$expand", raw.expand.is_some()),
@@ -279,6 +278,18 @@ pub(crate) fn keep_cast(items: &mut Vec<Value>, cast: Option<&str>) {
     if let Some(odata_type) = cast {
         items.retain(|it| it["@odata.type"] == odata_type);
     }
+}
+
+/// A relationship page's objects with only the properties `$select` names (and `@odata.type`).
+pub(crate) fn relationship_select(query: &GraphQuery, items: &mut [Value]) -> Result<(), GraphError> {
+    let Some(list) = query.raw.select.as_deref() else { return Ok(()) };
+    let names = keyward_core::query::parse_object_select(list).map_err(keyward_app::AppError::from)?;
+    for item in items {
+        if let Value::Object(map) = item {
+            map.retain(|key, _| key == "@odata.type" || names.contains(&key.as_str()));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn bad(ctx: &GraphCtx, message: impl Into<String>) -> GraphError {

@@ -15,10 +15,12 @@ use keyward_app::ObjectPage;
 use keyward_core::directory::DirectoryObject;
 use serde_json::{Value, json};
 
-fn objects(ctx: &GraphCtx, query: &GraphQuery, path: &str, page: ObjectPage) -> Response {
-    let items = page.items.iter().map(|it| shape::directory_object(it, ctx.version)).collect();
+fn objects(ctx: &GraphCtx, query: &GraphQuery, path: &str, page: ObjectPage) -> Result<Response, GraphError> {
+    let mut items: Vec<Value> =
+        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    super::relationship_select(query, &mut items)?;
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    collection(context, items, None, next_link(ctx, query, path, page.skiptoken))
+    Ok(collection(context, items, None, next_link(ctx, query, path, page.skiptoken)))
 }
 
 async fn manager_of(ctx: GraphCtx, key: String, query: GraphQuery) -> Result<Response, GraphError> {
@@ -69,7 +71,7 @@ async fn direct_reports_of(
         .app
         .direct_reports(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    Ok(objects(&ctx, &query, &path, page))
+    objects(&ctx, &query, &path, page)
 }
 
 /// `GET /users/{id}/directReports`.
@@ -94,7 +96,7 @@ async fn owned_objects_of(ctx: GraphCtx, key: String, query: GraphQuery, path: S
         .app
         .owned_objects(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    Ok(objects(&ctx, &query, &path, page))
+    objects(&ctx, &query, &path, page)
 }
 
 /// `GET /users/{id}/ownedObjects`: the groups the user owns.
@@ -147,6 +149,7 @@ async fn transitive_members_of_type(
     let mut items: Vec<Value> =
         page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
     super::keep_cast(&mut items, cast.as_deref());
+    super::relationship_select(&query, &mut items)?;
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -262,7 +265,8 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$select"]),
         )
         .route(
             "/users/{id}/ownedObjects",
@@ -274,17 +278,22 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$select"]),
         )
         .route(
             "/me/ownedObjects",
             get(my_owned_objects),
-            Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection").pages_only(),
+            Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection")
+                .pages_only()
+                .with_options(&["$select"]),
         )
         .route(
             "/me/directReports",
             get(my_direct_reports),
-            Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection").pages_only(),
+            Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection")
+                .pages_only()
+                .with_options(&["$select"]),
         )
         .route(
             "/groups/{id}/transitiveMembers/{cast}",
@@ -297,7 +306,8 @@ pub fn routes(api: Api) -> Api {
             )
             .with_id()
             .with_param("cast")
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$select"]),
         )
         .route(
             "/groups/{id}/transitiveMembers",
@@ -309,7 +319,8 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only(),
+            .pages_only()
+            .with_options(&["$select"]),
         );
     FUNCTIONS.into_iter().fold(api, |api, (path, function, tag, summary)| {
         let (handler, op) = if path.starts_with("/me/") {

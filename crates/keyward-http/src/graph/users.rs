@@ -149,6 +149,7 @@ async fn memberships_of_type(
     let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
     let mut items: Vec<Value> = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
     super::keep_cast(&mut items, cast.as_deref());
+    super::relationship_select(&query, &mut items)?;
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
@@ -275,7 +276,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only(),
+        .pages_only().with_options(&["$select"]),
     )
     .route(
         "/users/{id}/transitiveMemberOf",
@@ -287,7 +288,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only(),
+        .pages_only().with_options(&["$select"]),
     )
     .route(
         "/users/{id}/memberOf/{cast}",
@@ -295,7 +296,7 @@ pub fn routes(api: Api) -> Api {
         Op::get(USERS, "List a user's memberships of one type (microsoft.graph.group, graph.directoryRole, graph.administrativeUnit)", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
             .with_id()
             .with_param("cast")
-            .pages_only(),
+            .pages_only().with_options(&["$select"]),
     )
     .route(
         "/users/{id}/transitiveMemberOf/{cast}",
@@ -303,17 +304,17 @@ pub fn routes(api: Api) -> Api {
         Op::get(USERS, "List a user's memberships through nesting of one type", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
             .with_id()
             .with_param("cast")
-            .pages_only(),
+            .pages_only().with_options(&["$select"]),
     )
     .route(
         "/me/memberOf/{cast}",
         get(|ctx, path, query| my_member_of_cast(ctx, path, query, false)),
-        Op::get(USERS, "List your memberships of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only(),
+        Op::get(USERS, "List your memberships of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only().with_options(&["$select"]),
     )
     .route(
         "/me/transitiveMemberOf/{cast}",
         get(|ctx, path, query| my_member_of_cast(ctx, path, query, true)),
-        Op::get(USERS, "List your memberships through nesting of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only(),
+        Op::get(USERS, "List your memberships through nesting of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only().with_options(&["$select"]),
     )
     .route(
         "/me/memberOf",
@@ -324,7 +325,7 @@ pub fn routes(api: Api) -> Api {
             "(self)",
             "DirectoryObjectCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(&["$select"]),
     )
     .route(
         "/me/transitiveMemberOf",
@@ -335,6 +336,6 @@ pub fn routes(api: Api) -> Api {
             "(self)",
             "DirectoryObjectCollection",
         )
-        .pages_only(),
+        .pages_only().with_options(&["$select"]),
     )
 }

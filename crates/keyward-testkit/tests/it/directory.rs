@@ -392,6 +392,14 @@ async fn memberships_and_member_functions(backend: Backend) {
         "{}",
         admin.text
     );
+    // $select on a relationship keeps the named properties and the type.
+    let selected = app.get(&format!("/v1.0/users/{user}/memberOf?$select=displayName")).await;
+    assert_eq!(selected.status, StatusCode::OK, "{}", selected.text);
+    for item in selected.body["value"].as_array().expect("list") {
+        let keys: Vec<&str> = item.as_object().expect("object").keys().map(String::as_str).collect();
+        assert!(keys.iter().all(|it| ["@odata.type", "id", "displayName"].contains(it)), "{item}");
+        assert!(item["displayName"].is_string(), "{item}");
+    }
     assert_graph_error(
         &app.get(&format!("/v1.0/users/{user}/memberOf?$filter=id%20eq%20'{inner}'")).await,
         StatusCode::BAD_REQUEST,
