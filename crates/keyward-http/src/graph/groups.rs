@@ -108,19 +108,6 @@ async fn list_relation(
     relation_page(relation, ctx, key, None, query).await
 }
 
-/// `GET /groups/{id}/members/microsoft.graph.user` (or `graph.user`, `graph.group`,
-/// `graph.servicePrincipal`): the members of one type, paged as the members are (a page may hold
-/// fewer).
-async fn list_relation_cast(
-    relation: Relation,
-    ctx: GraphCtx,
-    Path((key, cast)): Path<(String, String)>,
-    query: Query,
-) -> Result<Response, GraphError> {
-    let odata_type = super::cast_type(&ctx, &cast, &["user", "group", "servicePrincipal"])?;
-    relation_page(relation, ctx, key, Some(odata_type), query).await
-}
-
 async fn relation_page(
     relation: Relation,
     ctx: GraphCtx,
@@ -166,8 +153,36 @@ async fn remove_reference(
     Ok(no_content())
 }
 
+/// The type casts of a group's members, in Graph's spelling and the SDKs' (`graph.user`), with
+/// the `@odata.type` each keeps.
+const MEMBER_CASTS: [(&str, &str); 6] = [
+    ("/groups/{id}/members/microsoft.graph.user", "#microsoft.graph.user"),
+    ("/groups/{id}/members/graph.user", "#microsoft.graph.user"),
+    ("/groups/{id}/members/microsoft.graph.group", "#microsoft.graph.group"),
+    ("/groups/{id}/members/graph.group", "#microsoft.graph.group"),
+    ("/groups/{id}/members/microsoft.graph.servicePrincipal", "#microsoft.graph.servicePrincipal"),
+    ("/groups/{id}/members/graph.servicePrincipal", "#microsoft.graph.servicePrincipal"),
+];
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
+    let api = MEMBER_CASTS.into_iter().fold(api, |api, (path, odata_type)| {
+        api.route(
+            path,
+            get(move |ctx, Path(key): Path<String>, query| {
+                relation_page(Relation::Members, ctx, key, Some(odata_type.to_owned()), query)
+            }),
+            Op::get(
+                "groups",
+                "List a group's members of one type",
+                "microsoft.directory/groups/members/read",
+                "DirectoryObjectCollection",
+            )
+            .with_id()
+            .pages_only()
+            .with_options(&["$select"]),
+        )
+    });
     const GROUPS: &str = "groups";
     api.route(
         "/groups",
@@ -230,20 +245,6 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only()
-        .with_options(&["$select"]),
-    )
-    .route(
-        "/groups/{id}/members/{cast}",
-        get(|ctx, path, query| list_relation_cast(Relation::Members, ctx, path, query)),
-        Op::get(
-            GROUPS,
-            "List a group's members of one type (microsoft.graph.user, graph.group, …)",
-            "microsoft.directory/groups/members/read",
-            "DirectoryObjectCollection",
-        )
-        .with_id()
-        .with_param("cast")
         .pages_only()
         .with_options(&["$select"]),
     )
