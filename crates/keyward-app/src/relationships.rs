@@ -25,6 +25,15 @@ pub struct MembershipPage {
     pub skiptoken: Option<String>,
 }
 
+/// The objects a user's relationships name beyond memberships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserObjects {
+    /// `directReports`: the users whose manager the user is.
+    DirectReports,
+    /// `ownedObjects`: the groups the user owns.
+    OwnedObjects,
+}
+
 /// How many objects the transitive reads and the member-group functions follow at most (Graph's
 /// `getMemberGroups` stops at 11,000 and says to use `transitiveMemberOf` beyond).
 const TRANSITIVE_LIMIT: usize = 11_000;
@@ -187,26 +196,6 @@ impl App {
         page_of_refs(&mut *tx, &caller.tenant, found, top).await
     }
 
-    /// `GET /users/{id}/ownedObjects`: the groups the user owns (Keyward's applications have no
-    /// owners), by id and paged (`users/standard/read` on the user and `groups/standard/read`).
-    pub async fn owned_objects(
-        &self,
-        caller: &Caller,
-        key: &str,
-        top: Option<&str>,
-        skiptoken: Option<&str>,
-    ) -> Result<ObjectPage, AppError> {
-        let top = page_size(top)?;
-        let after = decode_id_skiptoken(skiptoken)?;
-        let mut tx = self.read().await?;
-        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
-        require(caller, actions::GROUPS_READ, Target::Tenant)?;
-        let ids = tx.list_owned_groups(&user.id, after.as_deref(), top + 1).await?;
-        let refs = ids.into_iter().map(|id| MemberRef { kind: ObjectKind::Group, id }).collect();
-        page_of_refs(&mut *tx, &caller.tenant, refs, top).await
-    }
-
     /// `GET /users/{id}/manager`: the user's manager (`microsoft.directory/users/standard/read`
     /// on the user); `404` for a user without one, as Graph answers.
     pub async fn manager(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
@@ -217,11 +206,14 @@ impl App {
         tx.get_user(&caller.tenant.id, manager).await?.ok_or_else(|| AppError::NotFound("manager".into()))
     }
 
-    /// `GET /users/{id}/directReports`: the users whose manager the user is, by id, paged.
-    pub async fn direct_reports(
+    /// `GET /users/{id}/directReports` (the users whose manager the user is) or
+    /// `…/ownedObjects` (the groups the user owns; Keyward's applications have no owners), by id
+    /// and paged. Both need `users/standard/read` on the user, owned groups `groups/standard/read`.
+    pub async fn user_objects(
         &self,
         caller: &Caller,
         key: &str,
+        which: UserObjects,
         top: Option<&str>,
         skiptoken: Option<&str>,
     ) -> Result<ObjectPage, AppError> {
@@ -230,8 +222,17 @@ impl App {
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
-        let ids = tx.list_direct_reports(&caller.tenant.id, &user.id, after.as_deref(), top + 1).await?;
-        let refs = ids.into_iter().map(|id| MemberRef { kind: ObjectKind::User, id }).collect();
+        let (kind, ids) = match which {
+            UserObjects::DirectReports => (
+                ObjectKind::User,
+                tx.list_direct_reports(&caller.tenant.id, &user.id, after.as_deref(), top + 1).await?,
+            ),
+            UserObjects::OwnedObjects => {
+                require(caller, actions::GROUPS_READ, Target::Tenant)?;
+                (ObjectKind::Group, tx.list_owned_groups(&user.id, after.as_deref(), top + 1).await?)
+            }
+        };
+        let refs = ids.into_iter().map(|id| MemberRef { kind, id }).collect();
         page_of_refs(&mut *tx, &caller.tenant, refs, top).await
     }
 

@@ -121,12 +121,8 @@ async fn relation_page(
         .app
         .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    let mut items: Vec<Value> =
-        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    super::keep_cast(&mut items, cast.as_deref());
-    super::relationship_select(&query, &mut items)?;
-    let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+    let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    super::relationship_collection(&ctx, &query, &path, items, cast.as_deref(), page.skiptoken)
 }
 
 /// `POST /groups/{id}/members/$ref` — `microsoft.directory/groups/members/update`;

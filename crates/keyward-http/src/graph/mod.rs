@@ -273,15 +273,26 @@ pub(crate) fn cast_type(ctx: &GraphCtx, cast: &str, types: &[&str]) -> Result<St
     }
 }
 
-/// Keeps the items of the cast's type (all without a cast).
-pub(crate) fn keep_cast(items: &mut Vec<Value>, cast: Option<&str>) {
+/// A page of a relationship collection (`members`, `memberOf`, …): the objects of the cast's
+/// type (all without a cast), with the properties `$select` names, and the next link.
+pub(crate) fn relationship_collection(
+    ctx: &GraphCtx,
+    query: &GraphQuery,
+    path: &str,
+    mut items: Vec<Value>,
+    cast: Option<&str>,
+    skiptoken: Option<String>,
+) -> Result<Response, GraphError> {
     if let Some(odata_type) = cast {
         items.retain(|it| it["@odata.type"] == odata_type);
     }
+    relationship_select(query, &mut items)?;
+    let context = format!("{}/$metadata#directoryObjects", ctx.base());
+    Ok(crate::context::collection(context, items, None, next_link(ctx, query, path, skiptoken)))
 }
 
 /// A relationship page's objects with only the properties `$select` names (and `@odata.type`).
-pub(crate) fn relationship_select(query: &GraphQuery, items: &mut [Value]) -> Result<(), GraphError> {
+fn relationship_select(query: &GraphQuery, items: &mut [Value]) -> Result<(), GraphError> {
     let Some(list) = query.raw.select.as_deref() else { return Ok(()) };
     let names = keyward_core::query::parse_object_select(list).map_err(keyward_app::AppError::from)?;
     for item in items {

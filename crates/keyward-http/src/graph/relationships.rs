@@ -3,24 +3,28 @@
 //! on users, groups and `/me`.
 
 use super::users::own_key;
-use super::{Body, Query, bad, next_link, no_content, only_paging, shape};
-use crate::context::{GraphCtx, GraphQuery, collection, entity};
+use super::{Body, Query, bad, no_content, only_paging, shape};
+use crate::context::{GraphCtx, GraphQuery, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use keyward_app::ObjectPage;
+use keyward_app::{ObjectPage, UserObjects};
 use keyward_core::directory::DirectoryObject;
 use serde_json::{Value, json};
 
-fn objects(ctx: &GraphCtx, query: &GraphQuery, path: &str, page: ObjectPage) -> Result<Response, GraphError> {
-    let mut items: Vec<Value> =
-        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    super::relationship_select(query, &mut items)?;
-    let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(collection(context, items, None, next_link(ctx, query, path, page.skiptoken)))
+/// A page of directory objects as a relationship collection, keeping one type with `cast`.
+fn objects(
+    ctx: &GraphCtx,
+    query: &GraphQuery,
+    path: &str,
+    page: ObjectPage,
+    cast: Option<&str>,
+) -> Result<Response, GraphError> {
+    let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
+    super::relationship_collection(ctx, query, path, items, cast, page.skiptoken)
 }
 
 async fn manager_of(ctx: GraphCtx, key: String, query: GraphQuery) -> Result<Response, GraphError> {
@@ -59,59 +63,33 @@ async fn remove_manager(ctx: GraphCtx, Path(key): Path<String>) -> Result<Respon
     Ok(no_content())
 }
 
-async fn direct_reports_of(
+async fn user_objects_of(
     ctx: GraphCtx,
     key: String,
+    which: UserObjects,
     query: GraphQuery,
     path: String,
 ) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
-    let page = ctx
-        .state
-        .app
-        .direct_reports(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
-        .await?;
-    objects(&ctx, &query, &path, page)
+    let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
+    let page = ctx.state.app.user_objects(&ctx.caller, &key, which, top, skiptoken).await?;
+    objects(&ctx, &query, &path, page, None)
 }
 
-/// `GET /users/{id}/directReports`.
-async fn direct_reports(
+/// `GET /users/{id}/directReports` and `GET /users/{id}/ownedObjects` (the groups the user owns).
+async fn user_objects(
+    which: UserObjects,
     ctx: GraphCtx,
     Path(key): Path<String>,
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
-    direct_reports_of(ctx, key, query, path).await
+    user_objects_of(ctx, key, which, query, path).await
 }
 
-/// `GET /me/directReports`.
-async fn my_direct_reports(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+/// `GET /me/directReports` and `GET /me/ownedObjects`.
+async fn my_user_objects(which: UserObjects, ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     let key = own_key(&ctx)?;
-    direct_reports_of(ctx, key, query, path).await
-}
-
-async fn owned_objects_of(ctx: GraphCtx, key: String, query: GraphQuery, path: String) -> Result<Response, GraphError> {
-    only_paging(&ctx, &query)?;
-    let page = ctx
-        .state
-        .app
-        .owned_objects(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
-        .await?;
-    objects(&ctx, &query, &path, page)
-}
-
-/// `GET /users/{id}/ownedObjects`: the groups the user owns.
-async fn owned_objects(
-    ctx: GraphCtx,
-    Path(key): Path<String>,
-    Query(query, path): Query,
-) -> Result<Response, GraphError> {
-    owned_objects_of(ctx, key, query, path).await
-}
-
-/// `GET /me/ownedObjects`.
-async fn my_owned_objects(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    let key = own_key(&ctx)?;
-    owned_objects_of(ctx, key, query, path).await
+    user_objects_of(ctx, key, which, query, path).await
 }
 
 /// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
@@ -146,12 +124,7 @@ async fn transitive_members_of_type(
         .app
         .transitive_members(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    let mut items: Vec<Value> =
-        page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    super::keep_cast(&mut items, cast.as_deref());
-    super::relationship_select(&query, &mut items)?;
-    let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+    objects(&ctx, &query, &path, page, cast.as_deref())
 }
 
 /// The four member-group functions.
@@ -257,7 +230,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/directReports",
-            get(direct_reports),
+            get(|ctx, key, query| user_objects(UserObjects::DirectReports, ctx, key, query)),
             Op::get(
                 USERS,
                 "List a user's direct reports",
@@ -270,7 +243,7 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/users/{id}/ownedObjects",
-            get(owned_objects),
+            get(|ctx, key, query| user_objects(UserObjects::OwnedObjects, ctx, key, query)),
             Op::get(
                 USERS,
                 "List the groups a user owns",
@@ -283,14 +256,14 @@ pub fn routes(api: Api) -> Api {
         )
         .route(
             "/me/ownedObjects",
-            get(my_owned_objects),
+            get(|ctx, query| my_user_objects(UserObjects::OwnedObjects, ctx, query)),
             Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection")
                 .pages_only()
                 .with_options(&["$select"]),
         )
         .route(
             "/me/directReports",
-            get(my_direct_reports),
+            get(|ctx, query| my_user_objects(UserObjects::DirectReports, ctx, query)),
             Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection")
                 .pages_only()
                 .with_options(&["$select"]),

@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
-use keyward_app::AppError;
+use keyward_app::{AppError, UserObjects};
 use keyward_core::directory::{DirectoryObject, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query;
@@ -51,7 +51,8 @@ async fn users_json(
                     }
                 },
                 "directReports" => {
-                    let page = app.direct_reports(&ctx.caller, key, Some(&limit), None).await?;
+                    let page =
+                        app.user_objects(&ctx.caller, key, UserObjects::DirectReports, Some(&limit), None).await?;
                     Some(expanded(page.items.iter().map(|it| shape::directory_object(it, ctx.version)), expand))
                 }
                 _ => {
@@ -147,11 +148,8 @@ async fn memberships_of_type(
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    let mut items: Vec<Value> = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
-    super::keep_cast(&mut items, cast.as_deref());
-    super::relationship_select(&query, &mut items)?;
-    let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+    let items = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
+    super::relationship_collection(&ctx, &query, &path, items, cast.as_deref(), page.skiptoken)
 }
 
 /// The cast segment of a membership list (`microsoft.graph.group`, `graph.directoryRole`, …).
