@@ -7,7 +7,7 @@
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::User;
-use keyward_store::StoreError;
+use keyward_store::{StoreError, Tx};
 use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
@@ -61,6 +61,29 @@ impl App {
         Ok(Vec::new())
     }
 
+    /// A deleted user about to be restored or removed for good, in a write transaction, once the
+    /// caller may take `action` on it (Entra's sensitive-action table); a refusal is recorded as
+    /// `activity`.
+    async fn deleted_user_for(
+        &self,
+        caller: &Caller,
+        key: &str,
+        action: &'static str,
+        activity: Activity,
+        now: OffsetDateTime,
+    ) -> Result<(Box<dyn Tx>, User), AppError> {
+        let id = parse_object_id(key)?;
+        let mut tx = self.write().await?;
+        let found = tx.get_deleted_user(&caller.tenant.id, &id, now - RETENTION).await?;
+        let (user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        if let Err(err) = require(caller, action, Target::User(&facts)) {
+            let targets = vec![TargetResource::user(&user)];
+            return Err(self.refused(Some(tx), caller, activity, targets, err).await);
+        }
+        Ok((tx, user))
+    }
+
     /// `GET /directory/deletedItems/{id}`.
     pub async fn get_deleted_user(&self, caller: &Caller, key: &str) -> Result<DeletedUser, AppError> {
         let id = parse_object_id(key)?;
@@ -75,16 +98,10 @@ impl App {
     /// (Entra's "who can perform sensitive actions" table); `400` when another user has taken its
     /// user principal name meanwhile. Earlier sessions and tokens stay ended. `Restore user`.
     pub async fn restore_deleted_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
-        let id = parse_object_id(key)?;
         let now = self.now();
-        let mut tx = self.write().await?;
-        let found = tx.get_deleted_user(&caller.tenant.id, &id, now - RETENTION).await?;
-        let (user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
-        if let Err(err) = require(caller, actions::USERS_RESTORE, Target::User(&facts)) {
-            let targets = vec![TargetResource::user(&user)];
-            return Err(self.refused(Some(tx), caller, Activity::RestoreUser, targets, err).await);
-        }
+        let (mut tx, user) =
+            self.deleted_user_for(caller, key, actions::USERS_RESTORE, Activity::RestoreUser, now).await?;
+        let id = user.id.clone();
         tx.restore_user(&caller.tenant.id, &id).await.map_err(|err| match err {
             StoreError::Conflict { .. } => AppError::BadRequest(format!(
                 "Another object with the same value for property userPrincipalName ('{}') already exists. Rename or delete it, then restore.",
@@ -105,17 +122,10 @@ impl App {
     /// `DELETE /directory/deletedItems/{id}`: removes a deleted user for good
     /// (`microsoft.directory/users/delete` on the user). `Hard Delete user`.
     pub async fn purge_deleted_user(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
-        let id = parse_object_id(key)?;
         let now = self.now();
-        let mut tx = self.write().await?;
-        let found = tx.get_deleted_user(&caller.tenant.id, &id, now - RETENTION).await?;
-        let (user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
-        if let Err(err) = require(caller, actions::USERS_DELETE, Target::User(&facts)) {
-            let targets = vec![TargetResource::user(&user)];
-            return Err(self.refused(Some(tx), caller, Activity::HardDeleteUser, targets, err).await);
-        }
-        tx.purge_deleted_user(&caller.tenant.id, &id).await?;
+        let (mut tx, user) =
+            self.deleted_user_for(caller, key, actions::USERS_DELETE, Activity::HardDeleteUser, now).await?;
+        tx.purge_deleted_user(&caller.tenant.id, &user.id).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::HardDeleteUser, vec![TargetResource::user(&user)])])
             .await?;
         Ok(())
