@@ -218,6 +218,45 @@ def test_deleted_items_and_restore(keyward: KeywardServer) -> None:
     assert leaver not in after
 
 
+def test_deleted_group_is_restored_with_its_members(keyward: KeywardServer) -> None:
+    async def scenario() -> dict[str, object]:
+        async with graph_client(keyward) as client:
+            member = await documented_user(client, keyward, "Crewmate")
+            # Microsoft's "Create a Microsoft 365 group" example body, with a member.
+            created = await client.groups.post(
+                Group(
+                    description="Self help community for library",
+                    display_name="Library Assist",
+                    group_types=["Unified"],
+                    mail_enabled=True,
+                    mail_nickname="library",
+                    security_enabled=False,
+                    additional_data={"members@odata.bind": [f"{GRAPH}/users/{member.id}"]},
+                )
+            )
+            assert created is not None and created.id
+            await client.groups.by_group_id(created.id).delete()
+            deleted = await client.directory.deleted_items.graph_group.get()
+            item = await client.directory.deleted_items.by_directory_object_id(created.id).get()
+            restored = await client.directory.deleted_items.by_directory_object_id(created.id).restore.post()
+            members = await client.groups.by_group_id(created.id).members.get()
+            assert deleted is not None and item is not None and restored is not None and members is not None
+            return {
+                "id": created.id,
+                "deleted": [(it.id, it.display_name, it.deleted_date_time is not None) for it in deleted.value or []],
+                "item": type(item).__name__,
+                "restored": (type(restored).__name__, restored.id),
+                "members": [it.id for it in members.value or []],
+                "member": member.id,
+            }
+
+    found = run(scenario())
+    assert (found["id"], "Library Assist", True) in found["deleted"]  # type: ignore[operator]
+    assert found["item"] == "Group"
+    assert found["restored"] == ("Group", found["id"])
+    assert found["members"] == [found["member"]]
+
+
 def test_alternate_keys_and_app_id_filter(keyward: KeywardServer) -> None:
     async def scenario() -> tuple[Application, str | None, str | None, list[str]]:
         async with graph_client(keyward) as client:

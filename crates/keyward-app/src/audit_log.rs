@@ -249,10 +249,10 @@ impl App {
                 if let Err(err) = app.apply_sign_in_retention().await {
                     tracing::error!(error = %err, "sign-in log retention failed; it retries at the next run");
                 }
-                match app.purge_expired_deleted_users().await {
+                match app.purge_expired_deleted_items().await {
                     Ok(0) => (),
-                    Ok(n) => tracing::info!(users = n, "removed users deleted more than 30 days ago"),
-                    Err(err) => tracing::warn!(error = %err, "removing expired deleted users failed"),
+                    Ok(n) => tracing::info!(objects = n, "removed users and groups deleted more than 30 days ago"),
+                    Err(err) => tracing::warn!(error = %err, "removing expired deleted items failed"),
                 }
                 match app.delete_expired_sessions().await {
                     Ok(0) => (),

@@ -1,35 +1,71 @@
-//! The deleted items (`/directory/deletedItems`): a deleted user is kept 30 days, listed, read,
-//! restored or removed for good. Deleting ends the user's group memberships, role assignments
-//! and sessions (`App::delete_user`); a restore brings back the account, its profile, password,
-//! authentication methods and sign-in state (per-user MFA), so the MFA that protected it protects
-//! it again, but no role, membership or session: the user holds no role and signs in again.
+//! The deleted items (`/directory/deletedItems`): a deleted user or group is kept 30 days, listed,
+//! read, restored or removed for good.
+//!
+//! Deleting a user ends its group memberships, role assignments and sessions (`App::delete_user`);
+//! a restore brings back the account, its profile, password, authentication methods and sign-in
+//! state (per-user MFA), so the MFA that protected it protects it again, but no role, membership or
+//! session: the user holds no role and signs in again.
+//!
+//! Every group is kept when deleted: Microsoft 365 and security groups alike, as Microsoft Graph's
+//! v1.0 documentation of group deletion says (distribution groups, which Entra deletes for good,
+//! cannot be created through Graph). Deleting a group ends its own memberships and its role
+//! assignments (`App::delete_group`); a restore brings back the group with those of its members and
+//! owners that still exist, but no role assignment: restoring never grants a role.
 
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
-use keyward_core::directory::User;
+use keyward_core::directory::{Group, User};
 use keyward_store::{StoreError, Tx};
 use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::directory::{decode_id_skiptoken, id_skiptoken, page_size, parse_object_id};
-use crate::facts::{user_facts, user_for_read};
+use crate::facts::{group_for_read, user_facts, user_for_read};
 use crate::{App, AppError, Caller, require};
 
-/// How long a deleted user can be restored, as in Entra.
+/// How long a deleted user or group can be restored, as in Entra.
 pub(crate) const RETENTION: Duration = Duration::days(30);
 
-/// A deleted user and when it was deleted.
+/// A deleted object and when it was deleted.
 #[derive(Debug, Clone)]
-pub struct DeletedUser {
-    pub user: User,
+pub struct Deleted<T> {
+    pub object: T,
     pub deleted: OffsetDateTime,
 }
 
-/// A page of deleted users.
+/// A deleted user and when it was deleted.
+pub type DeletedUser = Deleted<User>;
+/// A deleted group and when it was deleted.
+pub type DeletedGroup = Deleted<Group>;
+
+/// A page of deleted objects.
 #[derive(Debug, Clone)]
-pub struct DeletedPage {
-    pub items: Vec<DeletedUser>,
+pub struct DeletedPage<T> {
+    pub items: Vec<Deleted<T>>,
     pub skiptoken: Option<String>,
+}
+
+/// One deleted item, a user or a group.
+#[derive(Debug, Clone)]
+pub enum DeletedItem {
+    User(Box<DeletedUser>),
+    Group(DeletedGroup),
+}
+
+/// A restored user or group.
+#[derive(Debug, Clone)]
+pub enum Restored {
+    User(Box<User>),
+    Group(Group),
+}
+
+/// The page of `top` rows (read as `top + 1`, to know whether more follow) and its skiptoken.
+fn page_of<T>(mut rows: Vec<(T, OffsetDateTime)>, top: usize, id: fn(&T) -> &str) -> DeletedPage<T> {
+    let has_more = rows.len() > top;
+    rows.truncate(top);
+    let skiptoken = if has_more { rows.last().map(|(it, _)| id_skiptoken(id(it))) } else { None };
+    let items = rows.into_iter().map(|(object, deleted)| Deleted { object, deleted }).collect();
+    DeletedPage { items, skiptoken }
 }
 
 impl App {
@@ -40,100 +76,161 @@ impl App {
         caller: &Caller,
         top: Option<&str>,
         skiptoken: Option<&str>,
-    ) -> Result<DeletedPage, AppError> {
+    ) -> Result<DeletedPage<User>, AppError> {
         let top = page_size(top)?;
         let after = decode_id_skiptoken(skiptoken)?;
         require(caller, actions::USERS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
         let since = self.now() - RETENTION;
-        let mut rows = tx.list_deleted_users(&caller.tenant.id, since, after.as_deref(), top + 1).await?;
-        let has_more = rows.len() > top;
-        rows.truncate(top);
-        let skiptoken = if has_more { rows.last().map(|(it, _)| id_skiptoken(it.id.as_str())) } else { None };
-        let items = rows.into_iter().map(|(user, deleted)| DeletedUser { user, deleted }).collect();
-        Ok(DeletedPage { items, skiptoken })
+        let rows = tx.list_deleted_users(&caller.tenant.id, since, after.as_deref(), top + 1).await?;
+        Ok(page_of(rows, top, |it| it.id.as_str()))
     }
 
-    /// `GET /directory/deletedItems/microsoft.graph.group`: none, as groups are deleted for good
-    /// (`microsoft.directory/groups/standard/read`).
-    pub fn list_deleted_groups(&self, caller: &Caller) -> Result<Vec<keyward_core::directory::Group>, AppError> {
+    /// `GET /directory/deletedItems/microsoft.graph.group`: groups deleted in the last 30 days, by
+    /// id and paged (`microsoft.directory/groups/standard/read`).
+    pub async fn list_deleted_groups(
+        &self,
+        caller: &Caller,
+        top: Option<&str>,
+        skiptoken: Option<&str>,
+    ) -> Result<DeletedPage<Group>, AppError> {
+        let top = page_size(top)?;
+        let after = decode_id_skiptoken(skiptoken)?;
         require(caller, actions::GROUPS_READ, Target::Tenant)?;
-        Ok(Vec::new())
+        let mut tx = self.read().await?;
+        let since = self.now() - RETENTION;
+        let rows = tx.list_deleted_groups(&caller.tenant.id, since, after.as_deref(), top + 1).await?;
+        Ok(page_of(rows, top, |it| it.id.as_str()))
     }
 
-    /// A deleted user about to be restored or removed for good, in a write transaction, once the
-    /// caller may take `action` on it (Entra's sensitive-action table); a refusal is recorded as
-    /// `activity`.
-    async fn deleted_user_for(
+    /// The deleted user or group `key` names, if any (deleted in the last 30 days).
+    async fn find_deleted(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
+        let id = parse_object_id(key)?;
+        let since = self.now() - RETENTION;
+        if let Some((object, deleted)) = tx.get_deleted_user(&caller.tenant.id, &id, since).await? {
+            return Ok(DeletedItem::User(Box::new(Deleted { object, deleted })));
+        }
+        match tx.get_deleted_group(&caller.tenant.id, &id, since).await? {
+            Some((object, deleted)) => Ok(DeletedItem::Group(Deleted { object, deleted })),
+            None => Err(AppError::NotFound(key.to_owned())),
+        }
+    }
+
+    /// `GET /directory/deletedItems/{id}`: a deleted user or group, to those who may read it.
+    pub async fn get_deleted_item(&self, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
+        let mut tx = self.read().await?;
+        let found = self.find_deleted(&mut *tx, caller, key).await?;
+        match &found {
+            DeletedItem::User(it) => require(caller, actions::USERS_READ, Target::User(&user_for_read(&it.object)))?,
+            DeletedItem::Group(it) => {
+                require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&it.object)))?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// A deleted item about to be restored (`restore`) or removed for good, in a write transaction,
+    /// once the caller may do so; a refusal is recorded. A user is decided under Entra's
+    /// sensitive-action table; a group on the group alone, since its memberships ended with it (so
+    /// only a tenant-wide role restores or removes it).
+    async fn deleted_item_for(
         &self,
         caller: &Caller,
         key: &str,
-        action: &'static str,
-        activity: Activity,
-        now: OffsetDateTime,
-    ) -> Result<(Box<dyn Tx>, User), AppError> {
-        let id = parse_object_id(key)?;
+        restore: bool,
+    ) -> Result<(Box<dyn Tx>, DeletedItem), AppError> {
         let mut tx = self.write().await?;
-        let found = tx.get_deleted_user(&caller.tenant.id, &id, now - RETENTION).await?;
-        let (user, _) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
-        if let Err(err) = require(caller, action, Target::User(&facts)) {
-            let targets = vec![TargetResource::user(&user)];
-            return Err(self.refused(Some(tx), caller, activity, targets, err).await);
+        let found = self.find_deleted(&mut *tx, caller, key).await?;
+        let (decision, activity, target) = match &found {
+            DeletedItem::User(it) => {
+                let facts = user_facts(&mut *tx, &caller.tenant, &it.object).await?;
+                let (action, activity) = if restore {
+                    (actions::USERS_RESTORE, Activity::RestoreUser)
+                } else {
+                    (actions::USERS_DELETE, Activity::HardDeleteUser)
+                };
+                (require(caller, action, Target::User(&facts)), activity, TargetResource::user(&it.object))
+            }
+            DeletedItem::Group(it) => {
+                let action = match (restore, it.object.is_assignable_to_role) {
+                    (true, true) => actions::ROLE_ASSIGNABLE_GROUPS_RESTORE,
+                    (true, false) => actions::GROUPS_RESTORE,
+                    (false, true) => actions::ROLE_ASSIGNABLE_GROUPS_DELETE,
+                    (false, false) => actions::GROUPS_DELETE,
+                };
+                let activity = if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup };
+                let facts = group_for_read(&it.object);
+                (require(caller, action, Target::Group(&facts)), activity, TargetResource::group(&it.object))
+            }
+        };
+        if let Err(err) = decision {
+            return Err(self.refused(Some(tx), caller, activity, vec![target], err).await);
         }
-        Ok((tx, user))
+        Ok((tx, found))
     }
 
-    /// `GET /directory/deletedItems/{id}`.
-    pub async fn get_deleted_user(&self, caller: &Caller, key: &str) -> Result<DeletedUser, AppError> {
-        let id = parse_object_id(key)?;
-        let mut tx = self.read().await?;
-        let found = tx.get_deleted_user(&caller.tenant.id, &id, self.now() - RETENTION).await?;
-        let (user, deleted) = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
-        Ok(DeletedUser { user, deleted })
-    }
-
-    /// `POST /directory/deletedItems/{id}/restore`: `microsoft.directory/users/restore` on the user
-    /// (Entra's "who can perform sensitive actions" table); `400` when another user has taken its
-    /// user principal name meanwhile. Earlier sessions and tokens stay ended. `Restore user`.
-    pub async fn restore_deleted_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
+    /// `POST /directory/deletedItems/{id}/restore`. A user needs `microsoft.directory/users/restore`
+    /// on it (Entra's "who can perform sensitive actions" table) and is refused with `400` when
+    /// another user has taken its user principal name meanwhile; its earlier sessions and tokens
+    /// stay ended. A group needs `microsoft.directory/groups/restore` (role-assignable groups:
+    /// `groupsAssignableToRoles/restore`). `Restore user` / `Restore group`.
+    pub async fn restore_deleted_item(&self, caller: &Caller, key: &str) -> Result<Restored, AppError> {
         let now = self.now();
-        let (mut tx, user) =
-            self.deleted_user_for(caller, key, actions::USERS_RESTORE, Activity::RestoreUser, now).await?;
-        let id = user.id.clone();
-        tx.restore_user(&caller.tenant.id, &id).await.map_err(|err| match err {
-            StoreError::Conflict { .. } => AppError::BadRequest(format!(
-                "Another object with the same value for property userPrincipalName ('{}') already exists. Rename or delete it, then restore.",
-                user.user_principal_name
-            )),
-            other => other.into(),
-        })?;
-        // Tokens issued before the deletion stay invalid.
-        let mut restored =
-            tx.get_user(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        restored.sign_in_sessions_valid_from = now;
-        tx.update_user(&restored).await?;
-        commit_audited(tx, [caller.succeeded(now, Activity::RestoreUser, vec![TargetResource::user(&restored)])])
-            .await?;
+        let (mut tx, found) = self.deleted_item_for(caller, key, true).await?;
+        let (restored, record) = match found {
+            DeletedItem::User(found) => {
+                let user = found.object;
+                tx.restore_user(&caller.tenant.id, &user.id).await.map_err(|err| match err {
+                    StoreError::Conflict { .. } => AppError::BadRequest(format!(
+                        "Another object with the same value for property userPrincipalName ('{}') already exists. Rename or delete it, then restore.",
+                        user.user_principal_name
+                    )),
+                    other => other.into(),
+                })?;
+                // Tokens issued before the deletion stay invalid.
+                let mut restored = tx
+                    .get_user(&caller.tenant.id, &user.id)
+                    .await?
+                    .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+                restored.sign_in_sessions_valid_from = now;
+                tx.update_user(&restored).await?;
+                let record = caller.succeeded(now, Activity::RestoreUser, vec![TargetResource::user(&restored)]);
+                (Restored::User(Box::new(restored)), record)
+            }
+            DeletedItem::Group(Deleted { object: group, .. }) => {
+                tx.restore_group(&caller.tenant.id, &group.id).await?;
+                let record = caller.succeeded(now, Activity::RestoreGroup, vec![TargetResource::group(&group)]);
+                (Restored::Group(group), record)
+            }
+        };
+        commit_audited(tx, [record]).await?;
         Ok(restored)
     }
 
-    /// `DELETE /directory/deletedItems/{id}`: removes a deleted user for good
-    /// (`microsoft.directory/users/delete` on the user). `Hard Delete user`.
-    pub async fn purge_deleted_user(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+    /// `DELETE /directory/deletedItems/{id}`: removes a deleted user (`microsoft.directory/users/delete`
+    /// on it) or group (`groups/delete`, or `groupsAssignableToRoles/delete`) for good.
+    /// `Hard Delete user` / `Hard Delete group`.
+    pub async fn purge_deleted_item(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
-        let (mut tx, user) =
-            self.deleted_user_for(caller, key, actions::USERS_DELETE, Activity::HardDeleteUser, now).await?;
-        tx.purge_deleted_user(&caller.tenant.id, &user.id).await?;
-        commit_audited(tx, [caller.succeeded(now, Activity::HardDeleteUser, vec![TargetResource::user(&user)])])
-            .await?;
+        let (mut tx, found) = self.deleted_item_for(caller, key, false).await?;
+        let record = match found {
+            DeletedItem::User(found) => {
+                let user = found.object;
+                tx.purge_deleted_user(&caller.tenant.id, &user.id).await?;
+                caller.succeeded(now, Activity::HardDeleteUser, vec![TargetResource::user(&user)])
+            }
+            DeletedItem::Group(Deleted { object: group, .. }) => {
+                tx.purge_deleted_group(&caller.tenant.id, &group.id).await?;
+                caller.succeeded(now, Activity::HardDeleteGroup, vec![TargetResource::group(&group)])
+            }
+        };
+        commit_audited(tx, [record]).await?;
         Ok(())
     }
 
-    /// Removes for good the users deleted more than 30 days ago, in every tenant (the hourly
-    /// maintenance; reads never show them anyway). Returns how many.
-    pub async fn purge_expired_deleted_users(&self) -> Result<u64, AppError> {
+    /// Removes for good the users and groups deleted more than 30 days ago, in every tenant (the
+    /// hourly maintenance; reads never show them anyway). Returns how many.
+    pub async fn purge_expired_deleted_items(&self) -> Result<u64, AppError> {
         let tenants = self.read().await?.audit_chain_tenants().await?;
         let cutoff = self.now() - RETENTION;
         let mut removed = 0;
@@ -141,6 +238,7 @@ impl App {
             let Some(tenant) = keyward_core::ids::ObjectId::parse(&tenant) else { continue };
             let mut tx = self.write().await?;
             removed += tx.purge_deleted_users_before(&tenant, cutoff).await?;
+            removed += tx.purge_deleted_groups_before(&tenant, cutoff).await?;
             tx.commit().await?;
         }
         Ok(removed)

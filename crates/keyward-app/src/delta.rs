@@ -56,7 +56,7 @@ pub enum DeltaItem {
     Current(DirectoryObject),
     /// The object was deleted for good (Graph's `"reason":"deleted"`).
     Removed(ObjectId),
-    /// The user was deleted and can still be restored from the deleted items (Graph's
+    /// The user or group was deleted and can still be restored from the deleted items (Graph's
     /// `"reason":"changed"`).
     SoftDeleted(ObjectId),
 }
@@ -276,15 +276,14 @@ impl App {
             };
             let item = match object {
                 Some(object) => DeltaItem::Current(object),
-                None if resource == DeltaResource::Users
-                    && tx
-                        .get_deleted_user(&caller.tenant.id, &id, self.now() - crate::deleted_items::RETENTION)
-                        .await?
-                        .is_some() =>
-                {
-                    DeltaItem::SoftDeleted(id)
+                None => {
+                    let since = self.now() - crate::deleted_items::RETENTION;
+                    let is_kept = match resource {
+                        DeltaResource::Users => tx.get_deleted_user(&caller.tenant.id, &id, since).await?.is_some(),
+                        DeltaResource::Groups => tx.get_deleted_group(&caller.tenant.id, &id, since).await?.is_some(),
+                    };
+                    if is_kept { DeltaItem::SoftDeleted(id) } else { DeltaItem::Removed(id) }
                 }
-                None => DeltaItem::Removed(id),
             };
             items.push(item);
         }

@@ -572,7 +572,7 @@ impl App {
         Ok(())
     }
 
-    /// `DELETE /groups/{id}`.
+    /// `DELETE /groups/{id}`: the group moves to the deleted items for 30 days.
     pub async fn delete_group(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
@@ -595,7 +595,8 @@ impl App {
                 .await);
         }
         self.end_principal(&mut *tx, caller, TargetResource::group(&group), &group.id).await?;
-        tx.delete_group(&caller.tenant.id, &group.id).await?;
+        // Kept 30 days in the deleted items (`deleted_items.rs`).
+        tx.soft_delete_group(&caller.tenant.id, &group.id, now).await?;
         let record = caller.succeeded(now, Activity::DeleteGroup, vec![TargetResource::group(&group)]);
         commit_audited(tx, [record]).await?;
         Ok(())

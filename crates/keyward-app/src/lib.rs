@@ -46,7 +46,7 @@ pub use crate::audit_log::ChainReport;
 pub use crate::auth_methods::{AuthMethod, OathView, PasswordReset, PhoneView, TapView, Who};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::consent::{ConsentRequest, PermissionGrantDraft};
-pub use crate::deleted_items::{DeletedPage, DeletedUser};
+pub use crate::deleted_items::{Deleted, DeletedGroup, DeletedItem, DeletedPage, DeletedUser, Restored};
 pub use crate::delta::{DeltaItem, DeltaNext, DeltaPage, DeltaResource};
 pub use crate::directory::{GroupPage, ObjectPage, Relation, UserPage};
 pub use crate::error::AppError;

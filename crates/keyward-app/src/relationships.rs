@@ -148,12 +148,47 @@ impl App {
         top: Option<&str>,
         skiptoken: Option<&str>,
     ) -> Result<MembershipPage, AppError> {
+        self.memberships_page(caller, ObjectKind::User, key, transitive, top, skiptoken).await
+    }
+
+    /// `GET /groups/{id}/memberOf` (`transitive` false): the groups the group is a direct member
+    /// of, the directory roles assigned to it (a role-assignable group) and its administrative
+    /// units; `transitiveMemberOf` adds groups through nesting. Ordered by id and paged
+    /// (`microsoft.directory/groups/standard/read`).
+    pub async fn group_member_of(
+        &self,
+        caller: &Caller,
+        key: &str,
+        transitive: bool,
+        top: Option<&str>,
+        skiptoken: Option<&str>,
+    ) -> Result<MembershipPage, AppError> {
+        self.memberships_page(caller, ObjectKind::Group, key, transitive, top, skiptoken).await
+    }
+
+    /// A page of what the user or group (`kind`) `key` is a member of, once the caller may read it.
+    async fn memberships_page(
+        &self,
+        caller: &Caller,
+        kind: ObjectKind,
+        key: &str,
+        transitive: bool,
+        top: Option<&str>,
+        skiptoken: Option<&str>,
+    ) -> Result<MembershipPage, AppError> {
         let top = page_size(top)?;
         let after = decode_id_skiptoken(skiptoken)?;
         let mut tx = self.read().await?;
-        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-        require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
-        let all = memberships(&mut *tx, &caller.tenant.id, &user.id, transitive).await?;
+        let id = if kind == ObjectKind::Group {
+            let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
+            require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&group)))?;
+            group.id
+        } else {
+            let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+            require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
+            user.id
+        };
+        let all = memberships(&mut *tx, &caller.tenant.id, &id, transitive).await?;
         Ok(page_by_id(all, after.as_deref(), top))
     }
 

@@ -20,6 +20,10 @@ pub enum Activity {
     AddGroup,
     UpdateGroup,
     DeleteGroup,
+    /// `Restore group`: a deleted group brought back from the deleted items.
+    RestoreGroup,
+    /// `Hard Delete group`: a deleted group removed for good.
+    HardDeleteGroup,
     AddMemberToGroup,
     RemoveMemberFromGroup,
     AddOwnerToGroup,
@@ -102,6 +106,8 @@ impl Activity {
             Activity::AddGroup => "Add group",
             Activity::UpdateGroup => "Update group",
             Activity::DeleteGroup => "Delete group",
+            Activity::RestoreGroup => "Restore group",
+            Activity::HardDeleteGroup => "Hard Delete group",
             Activity::AddMemberToGroup => "Add member to group",
             Activity::RemoveMemberFromGroup => "Remove member from group",
             Activity::AddOwnerToGroup => "Add owner to group",
@@ -258,6 +264,7 @@ impl Activity {
             | Activity::SetUserManager
             | Activity::RestoreUser
             | Activity::UpdateGroup
+            | Activity::RestoreGroup
             | Activity::UpdateStsRefreshTokenValidFrom
             | Activity::ChangePasswordSelfService
             | Activity::AuthenticationMethodsPolicyUpdate
@@ -273,7 +280,9 @@ impl Activity {
             }
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
-            Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup => "Delete",
+            Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup | Activity::HardDeleteGroup => {
+                "Delete"
+            }
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
             Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
@@ -481,6 +490,8 @@ mod tests {
             (Activity::RestoreUser, "Restore user", "UserManagement", "Update"),
             (Activity::HardDeleteUser, "Hard Delete user", "UserManagement", "Delete"),
             (Activity::AddGroup, "Add group", "GroupManagement", "Add"),
+            (Activity::RestoreGroup, "Restore group", "GroupManagement", "Update"),
+            (Activity::HardDeleteGroup, "Hard Delete group", "GroupManagement", "Delete"),
             (Activity::AddMemberToGroup, "Add member to group", "GroupManagement", "Add"),
             (Activity::RemoveMemberFromGroup, "Remove member from group", "GroupManagement", "Unassign"),
             (Activity::AddOwnerToGroup, "Add owner to group", "GroupManagement", "Add"),

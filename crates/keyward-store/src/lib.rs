@@ -313,6 +313,41 @@ pub trait GroupStore: Send {
     ) -> Result<Vec<ObjectId>, StoreError>;
     /// Removes `object` from every group's members and owners (when the object is deleted).
     async fn delete_memberships_of(&mut self, object: &ObjectId) -> Result<(), StoreError>;
+    /// Moves a group to the deleted items (its row, members and owners, kept for restore), then
+    /// deletes it as `delete_group` does.
+    async fn soft_delete_group(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The tenant's deleted groups deleted at or after `since`, ordered by id after `after`, with
+    /// when each was deleted.
+    async fn list_deleted_groups(
+        &mut self,
+        tenant: &ObjectId,
+        since: OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Group, OffsetDateTime)>, StoreError>;
+    /// One deleted group, deleted at or after `since`.
+    async fn get_deleted_group(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        since: OffsetDateTime,
+    ) -> Result<Option<(Group, OffsetDateTime)>, StoreError>;
+    /// Moves a deleted group back with those of its members and owners that still exist;
+    /// memberships or role assignments naming its id are removed rather than revived.
+    async fn restore_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes a deleted group for good (`NotFound` when there is none).
+    async fn purge_deleted_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes for good the groups deleted before `before`; returns how many.
+    async fn purge_deleted_groups_before(
+        &mut self,
+        tenant: &ObjectId,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Service principals.

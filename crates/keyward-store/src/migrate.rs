@@ -71,6 +71,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0017_deleted_items.sql",
         sql: include_str!("../migrations/sqlite/0017_deleted_items.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_deleted_groups.sql",
+        sql: include_str!("../migrations/sqlite/0018_deleted_groups.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -139,6 +144,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 17,
         name: "0017_deleted_items.sql",
         sql: include_str!("../migrations/postgres/0017_deleted_items.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "0018_deleted_groups.sql",
+        sql: include_str!("../migrations/postgres/0018_deleted_groups.sql"),
     },
 ];
 

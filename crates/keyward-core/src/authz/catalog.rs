@@ -116,6 +116,13 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
         false,
         "DELETE",
     ),
+    action("microsoft.directory/groups/restore", "Restore groups from soft-deleted container", false, "POST"),
+    action(
+        "microsoft.directory/deletedItems.groups/restore",
+        "Restore soft deleted groups to original state",
+        false,
+        "POST",
+    ),
     action(
         "microsoft.directory/groups/basic/update",
         "Update basic properties on Security groups and Microsoft 365 groups, excluding role-assignable groups",
@@ -576,6 +583,8 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/deletedItems.users/restore",
             "microsoft.directory/groups/create",
             "microsoft.directory/groups/delete",
+            "microsoft.directory/groups/restore",
+            "microsoft.directory/deletedItems.groups/restore",
             "microsoft.directory/groups/basic/update",
             "microsoft.directory/groups/members/update",
             "microsoft.directory/groups/owners/update",
@@ -715,6 +724,8 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
         allowed_resource_actions: &[
             "microsoft.directory/groups/create",
             "microsoft.directory/groups/delete",
+            "microsoft.directory/groups/restore",
+            "microsoft.directory/deletedItems.groups/restore",
             "microsoft.directory/groups/basic/update",
             "microsoft.directory/groups/members/update",
             "microsoft.directory/groups/owners/update",

@@ -43,12 +43,14 @@ pub mod actions {
     pub const GROUPS_CREATE: &str = "microsoft.directory/groups/create";
     pub const GROUPS_BASIC_UPDATE: &str = "microsoft.directory/groups/basic/update";
     pub const GROUPS_DELETE: &str = "microsoft.directory/groups/delete";
+    pub const GROUPS_RESTORE: &str = "microsoft.directory/groups/restore";
     pub const GROUPS_MEMBERS_READ: &str = "microsoft.directory/groups/members/read";
     pub const GROUPS_MEMBERS_UPDATE: &str = "microsoft.directory/groups/members/update";
     pub const GROUPS_OWNERS_READ: &str = "microsoft.directory/groups/owners/read";
     pub const GROUPS_OWNERS_UPDATE: &str = "microsoft.directory/groups/owners/update";
     pub const ROLE_ASSIGNABLE_GROUPS_CREATE: &str = "microsoft.directory/groupsAssignableToRoles/create";
     pub const ROLE_ASSIGNABLE_GROUPS_DELETE: &str = "microsoft.directory/groupsAssignableToRoles/delete";
+    pub const ROLE_ASSIGNABLE_GROUPS_RESTORE: &str = "microsoft.directory/groupsAssignableToRoles/restore";
     pub const ROLE_ASSIGNABLE_GROUPS_UPDATE: &str = "microsoft.directory/groupsAssignableToRoles/allProperties/update";
     pub const ORGANIZATION_READ: &str = "microsoft.directory/organization/standard/read";
     pub const AUDIT_LOGS_READ: &str = "microsoft.directory/auditLogs/allProperties/read";

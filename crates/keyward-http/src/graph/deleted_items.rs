@@ -1,5 +1,5 @@
-//! `/directory/deletedItems`: deleted users, kept 30 days, listed, read, restored or removed for
-//! good. Groups are deleted for good, so their list is always empty.
+//! `/directory/deletedItems`: deleted users and groups, kept 30 days, listed, read, restored or
+//! removed for good.
 
 use super::{NoParameters, Query, allow_only, next_link, no_content, shape};
 use crate::context::{GraphCtx, collection, entity};
@@ -9,14 +9,34 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use keyward_app::DeletedUser;
-use serde_json::{Value, json};
+use keyward_app::{Deleted, DeletedItem, Restored};
+use keyward_core::directory::{Group, User};
+use serde_json::{Map, Value, json};
 
-fn deleted_user(ctx: &GraphCtx, it: &DeletedUser) -> Value {
-    let mut body = shape::user(&it.user, None, ctx.version);
-    body.insert("@odata.type".into(), json!("#microsoft.graph.user"));
-    body.insert("deletedDateTime".into(), json!(shape::timestamp(it.deleted)));
-    Value::Object(body)
+/// A deleted or restored object's body: its properties (all, or `select`), its type, and when it
+/// was deleted.
+fn body(
+    mut properties: Map<String, Value>,
+    kind: &str,
+    deleted: Option<time::OffsetDateTime>,
+    select: Option<&[&str]>,
+) -> Value {
+    if let Some(names) = select {
+        properties.retain(|key, _| names.contains(&key.as_str()));
+    }
+    properties.insert("@odata.type".into(), json!(format!("#microsoft.graph.{kind}")));
+    if let Some(at) = deleted {
+        properties.insert("deletedDateTime".into(), json!(shape::timestamp(at)));
+    }
+    Value::Object(properties)
+}
+
+fn deleted_user(ctx: &GraphCtx, it: &Deleted<User>, select: Option<&[&str]>) -> Value {
+    body(shape::user(&it.object, None, ctx.version), "user", Some(it.deleted), select)
+}
+
+fn deleted_group(ctx: &GraphCtx, it: &Deleted<Group>, select: Option<&[&str]>) -> Value {
+    body(shape::group(&it.object, None, ctx.version), "group", Some(it.deleted), select)
 }
 
 /// `GET /directory/deletedItems/microsoft.graph.user` (also `graph.user`, as the SDKs write the
@@ -26,53 +46,52 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let page =
         ctx.state.app.list_deleted_users(&ctx.caller, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
-    let items = page
-        .items
-        .iter()
-        .map(|it| {
-            let mut body = deleted_user(&ctx, it);
-            if let (Value::Object(map), Some(names)) = (&mut body, &select) {
-                map.retain(|key, _| key.starts_with('@') || key == "deletedDateTime" || names.contains(&key.as_str()));
-            }
-            body
-        })
-        .collect::<Vec<_>>();
+    let items = page.items.iter().map(|it| deleted_user(&ctx, it, select.as_deref())).collect::<Vec<_>>();
     let context = format!("{}/$metadata#directoryObjects/microsoft.graph.user", ctx.base());
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `GET /directory/deletedItems/microsoft.graph.group`: always empty (groups are deleted for good).
-async fn list_groups(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
-    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
-    keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(keyward_app::AppError::from)?;
-    if query.raw.skiptoken.is_some() {
-        // The list is always empty, so no page follows one.
-        return Err(super::bad(&ctx, "The $skiptoken is invalid: this list has no further pages."));
-    }
-    ctx.state.app.list_deleted_groups(&ctx.caller)?;
+/// `GET /directory/deletedItems/microsoft.graph.group` (also `graph.group`) —
+/// `microsoft.directory/groups/standard/read`; `$select`, `$top`, paged.
+async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$select"])?;
+    let select = ctx.state.app.group_select(query.raw.select.as_deref())?;
+    let page = ctx
+        .state
+        .app
+        .list_deleted_groups(&ctx.caller, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    let items = page.items.iter().map(|it| deleted_group(&ctx, it, select.as_deref())).collect::<Vec<_>>();
     let context = format!("{}/$metadata#directoryObjects/microsoft.graph.group", ctx.base());
-    Ok(collection(context, Vec::<Value>::new(), None, None))
+    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `GET /directory/deletedItems/{id}`.
+/// `GET /directory/deletedItems/{id}`: a deleted user or group.
 async fn get_item(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    let found = ctx.state.app.get_deleted_user(&ctx.caller, &key).await?;
+    let found = ctx.state.app.get_deleted_item(&ctx.caller, &key).await?;
+    let item = match &found {
+        DeletedItem::User(it) => deleted_user(&ctx, it, None),
+        DeletedItem::Group(it) => deleted_group(&ctx, it, None),
+    };
     let context = format!("{}/$metadata#directoryObjects/$entity", ctx.base());
-    Ok(entity(context, deleted_user(&ctx, &found), StatusCode::OK))
+    Ok(entity(context, item, StatusCode::OK))
 }
 
-/// `POST /directory/deletedItems/{id}/restore` — `microsoft.directory/users/restore`; answers the
-/// restored user.
+/// `POST /directory/deletedItems/{id}/restore` — `microsoft.directory/users/restore` for a user,
+/// `microsoft.directory/groups/restore` (or `groupsAssignableToRoles/restore`) for a group;
+/// answers the restored object.
 async fn restore(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Result<Response, GraphError> {
-    let user = ctx.state.app.restore_deleted_user(&ctx.caller, &key).await?;
-    let mut body = shape::user(&user, None, ctx.version);
-    body.insert("@odata.type".into(), json!("#microsoft.graph.user"));
-    Ok(entity(format!("{}/$metadata#directoryObjects/$entity", ctx.base()), Value::Object(body), StatusCode::OK))
+    let restored = ctx.state.app.restore_deleted_item(&ctx.caller, &key).await?;
+    let item = match &restored {
+        Restored::User(user) => body(shape::user(user, None, ctx.version), "user", None, None),
+        Restored::Group(group) => body(shape::group(group, None, ctx.version), "group", None, None),
+    };
+    Ok(entity(format!("{}/$metadata#directoryObjects/$entity", ctx.base()), item, StatusCode::OK))
 }
 
-/// `DELETE /directory/deletedItems/{id}` — `microsoft.directory/users/delete`: removed for good.
+/// `DELETE /directory/deletedItems/{id}` — removed for good (`users/delete` or `groups/delete`).
 async fn purge(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
-    ctx.state.app.purge_deleted_user(&ctx.caller, &key).await?;
+    ctx.state.app.purge_deleted_item(&ctx.caller, &key).await?;
     Ok(no_content())
 }
 
@@ -86,8 +105,14 @@ pub fn routes(api: Api) -> Api {
             .with_options(&["$select"])
     };
     let groups = || {
-        Op::get(TAG, "List deleted groups (none: groups are deleted for good)", READ, "DirectoryObjectCollection")
-            .pages_only()
+        Op::get(
+            TAG,
+            "List groups deleted in the last 30 days",
+            "microsoft.directory/groups/standard/read",
+            "DirectoryObjectCollection",
+        )
+        .pages_only()
+        .with_options(&["$select"])
     };
     api.route("/directory/deletedItems/microsoft.graph.user", get(list_users), users())
         .route("/directory/deletedItems/graph.user", get(list_users), users())
@@ -96,20 +121,31 @@ pub fn routes(api: Api) -> Api {
         .route(
             "/directory/deletedItems/{id}",
             get(get_item),
-            Op::get(TAG, "Get a deleted user", READ, "DirectoryObject").with_id(),
+            Op::get(
+                TAG,
+                "Get a deleted user or group",
+                "microsoft.directory/users/standard/read (users), microsoft.directory/groups/standard/read (groups)",
+                "DirectoryObject",
+            )
+            .with_id(),
         )
         .route(
             "/directory/deletedItems/{id}",
             delete(purge),
-            Op::delete(TAG, "Delete a deleted user for good", "microsoft.directory/users/delete").with_id(),
+            Op::delete(
+                TAG,
+                "Delete a deleted user or group for good",
+                "microsoft.directory/users/delete (users), microsoft.directory/groups/delete (groups)",
+            )
+            .with_id(),
         )
         .route(
             "/directory/deletedItems/{id}/restore",
             post(restore),
             Op::post(
                 TAG,
-                "Restore a deleted user",
-                "microsoft.directory/users/restore",
+                "Restore a deleted user or group",
+                "microsoft.directory/users/restore (users), microsoft.directory/groups/restore (groups)",
                 "Empty",
                 200,
                 "DirectoryObject",

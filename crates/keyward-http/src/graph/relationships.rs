@@ -92,6 +92,19 @@ async fn my_user_objects(which: UserObjects, ctx: GraphCtx, Query(query, path): 
     user_objects_of(ctx, key, which, query, path).await
 }
 
+/// `GET /groups/{id}/memberOf` and `…/transitiveMemberOf` — `microsoft.directory/groups/standard/read`.
+async fn group_member_of(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    Query(query, path): Query,
+    transitive: bool,
+) -> Result<Response, GraphError> {
+    only_paging(&ctx, &query)?;
+    let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
+    let page = ctx.state.app.group_member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
+    super::users::membership_page(&ctx, &query, &path, page, None)
+}
+
 /// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
 async fn transitive_members(
     ctx: GraphCtx,
@@ -295,6 +308,20 @@ pub fn routes(api: Api) -> Api {
             .pages_only()
             .with_options(&["$select"]),
         );
+    let api = [
+        (
+            "/groups/{id}/memberOf",
+            false,
+            "List the groups, directory roles and administrative units a group is a member of",
+        ),
+        ("/groups/{id}/transitiveMemberOf", true, "List what a group is a member of, through nesting"),
+    ]
+    .into_iter()
+    .fold(api, |api, (path, transitive, summary)| {
+        let op = Op::get("groups", summary, "microsoft.directory/groups/standard/read", "DirectoryObjectCollection");
+        let handler = get(move |ctx, path, query| group_member_of(ctx, path, query, transitive));
+        api.route(path, handler, op.with_id().pages_only().with_options(&["$select"]))
+    });
     FUNCTIONS.into_iter().fold(api, |api, (path, function, tag, summary)| {
         let (handler, op) = if path.starts_with("/me/") {
             let handler = post(move |ctx: GraphCtx, Body(body): Body| async move {

@@ -148,8 +148,19 @@ async fn memberships_of_type(
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
+    membership_page(&ctx, &query, &path, page, cast.as_deref())
+}
+
+/// A page of memberships as a relationship collection (`$select`, one type, next link).
+pub(super) fn membership_page(
+    ctx: &GraphCtx,
+    query: &GraphQuery,
+    path: &str,
+    page: keyward_app::MembershipPage,
+    cast: Option<&str>,
+) -> Result<Response, GraphError> {
     let items = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
-    super::relationship_collection(&ctx, &query, &path, items, cast.as_deref(), page.skiptoken)
+    super::relationship_collection(ctx, query, path, items, cast, page.skiptoken)
 }
 
 /// The cast segment of a membership list (`microsoft.graph.group`, `graph.directoryRole`, …).

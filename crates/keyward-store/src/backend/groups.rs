@@ -1,4 +1,4 @@
-//! Groups, members and owners.
+//! Groups, members and owners, and deleted groups ([`KEPT_GROUP`], moved by `backend/deleted.rs`).
 //!
 //! `impl_group_store!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
 //! `backend/mod.rs`.
@@ -251,6 +251,80 @@ macro_rules! impl_group_store {
                 }
                 Ok(())
             }
+
+            async fn soft_delete_group(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                self.keep_deleted(&KEPT_GROUP, tenant, id, at).await?;
+                self.delete_group(tenant, id).await
+            }
+
+            async fn list_deleted_groups(
+                &mut self,
+                tenant: &ObjectId,
+                since: OffsetDateTime,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(Group, OffsetDateTime)>, StoreError> {
+                let after = after.unwrap_or("");
+                let rows = self.deleted_rows(&KEPT_GROUP, GROUP_COLUMNS, tenant, since, after, false, limit).await?;
+                rows.iter().map(Self::deleted_group_from_row).collect()
+            }
+
+            async fn get_deleted_group(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                since: OffsetDateTime,
+            ) -> Result<Option<(Group, OffsetDateTime)>, StoreError> {
+                let rows = self.deleted_rows(&KEPT_GROUP, GROUP_COLUMNS, tenant, since, id.as_str(), true, 1).await?;
+                rows.first().map(Self::deleted_group_from_row).transpose()
+            }
+
+            async fn restore_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                self.bring_back(&KEPT_GROUP, tenant, id).await
+            }
+
+            async fn purge_deleted_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                self.forget_deleted(&KEPT_GROUP, tenant, id).await
+            }
+
+            async fn purge_deleted_groups_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                self.forget_deleted_before(&KEPT_GROUP, tenant, before).await
+            }
         }
     };
 }
+
+use super::deleted::Kept;
+
+/// A deleted group, kept for restore: its row, members and owners; a member or owner comes back
+/// only if it still exists; its own memberships and role assignments do not.
+pub(super) const KEPT_GROUP: Kept = Kept {
+    kind: "group",
+    table: "directory_groups",
+    key: "group_id",
+    children: &[
+        (
+            "group_members",
+            " AND (member_id IN (SELECT id FROM users) OR member_id IN (SELECT id FROM directory_groups) \
+             OR member_id IN (SELECT id FROM service_principals))",
+        ),
+        (
+            "group_owners",
+            " AND (owner_id IN (SELECT id FROM users) OR owner_id IN (SELECT id FROM service_principals))",
+        ),
+    ],
+    stale: &[
+        "DELETE FROM group_members WHERE member_id = $1",
+        "DELETE FROM administrative_unit_members WHERE member_id = $1",
+        "DELETE FROM role_assignments WHERE principal_id = $1",
+    ],
+};

@@ -9,6 +9,8 @@ mod audit;
 #[macro_use]
 mod credentials;
 #[macro_use]
+mod deleted;
+#[macro_use]
 mod groups;
 #[macro_use]
 mod keys;
@@ -56,13 +58,15 @@ use time::OffsetDateTime;
 use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
 };
+use self::deleted::Kept;
+use self::groups::KEPT_GROUP;
 use self::profile::{INSERT_USER, UPDATE_USER, profile_args, read_extra};
 use self::reports::{
     ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
     push_text_match, registration_source,
 };
 use self::signin::ACTIVITY_UPSERT;
-use self::users::MOVED_WITH_USER;
+use self::users::KEPT_USER;
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};
@@ -521,6 +525,13 @@ macro_rules! impl_backend {
                 })
             }
 
+            /// A deleted group and when it was deleted, from a row of `deleted_rows`.
+            fn deleted_group_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<(Group, OffsetDateTime), StoreError> {
+                Ok((Self::group_from_row(row)?, parse_ts(&row.try_get::<String, _>("deleted_at")?)?))
+            }
+
             fn unit_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AdministrativeUnit, StoreError> {
                 Ok(AdministrativeUnit {
                     id: oid(&row.try_get::<String, _>("id")?)?,
@@ -718,6 +729,7 @@ mod sqlite_impl {
     impl_tenant_store!(SqliteTx, sqlx::Sqlite);
     impl_user_store!(SqliteTx, sqlx::Sqlite);
     impl_group_store!(SqliteTx, sqlx::Sqlite);
+    impl_deleted_rows!(SqliteTx, sqlx::Sqlite);
     impl_role_stores!(SqliteTx, sqlx::Sqlite);
     impl_credential_store!(SqliteTx, sqlx::Sqlite);
     impl_key_store!(SqliteTx, sqlx::Sqlite);
@@ -774,6 +786,7 @@ mod postgres_impl {
     impl_tenant_store!(PostgresTx, sqlx::Postgres);
     impl_user_store!(PostgresTx, sqlx::Postgres);
     impl_group_store!(PostgresTx, sqlx::Postgres);
+    impl_deleted_rows!(PostgresTx, sqlx::Postgres);
     impl_role_stores!(PostgresTx, sqlx::Postgres);
     impl_credential_store!(PostgresTx, sqlx::Postgres);
     impl_key_store!(PostgresTx, sqlx::Postgres);

@@ -1,15 +1,32 @@
-//! Users and their multi-valued properties, and deleted users: a deleted user's rows move to
-//! exact copies of `users` and `user_values` (`deleted_users`, `deleted_user_values`) with the
-//! time in `deleted_items`, so no query on the live tables can see them.
+//! Users and their multi-valued properties, and deleted users ([`KEPT_USER`], moved by
+//! `backend/deleted.rs`).
 //!
 //! `impl_user_store!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
 //! `backend/mod.rs`.
 
-/// The tables whose rows of a user move with it to the deleted items and back (each has a
-/// `deleted_` copy and a `user_id` column): its multi-valued properties, sign-in state and
-/// authentication methods.
-pub(super) const MOVED_WITH_USER: [&str; 6] =
-    ["user_values", "user_sign_in_state", "software_oath_methods", "phone_methods", "email_methods", "fido2_methods"];
+use super::deleted::Kept;
+
+/// A deleted user, kept for restore: its row, multi-valued properties, sign-in state and
+/// authentication methods, all of which come back; its memberships and role assignments do not.
+pub(super) const KEPT_USER: Kept = Kept {
+    kind: "user",
+    table: "users",
+    key: "user_id",
+    children: &[
+        ("user_values", ""),
+        ("user_sign_in_state", ""),
+        ("software_oath_methods", ""),
+        ("phone_methods", ""),
+        ("email_methods", ""),
+        ("fido2_methods", ""),
+    ],
+    stale: &[
+        "DELETE FROM group_members WHERE member_id = $1",
+        "DELETE FROM group_owners WHERE owner_id = $1",
+        "DELETE FROM administrative_unit_members WHERE member_id = $1",
+        "DELETE FROM role_assignments WHERE principal_id = $1",
+    ],
+};
 
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
@@ -142,32 +159,7 @@ macro_rules! impl_user_store {
                 id: &ObjectId,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                if DIALECT.row_locks {
-                    // Copy the row as it is once concurrent changes to it have committed.
-                    sqlx::query("SELECT id FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
-                        .bind(tenant.as_str())
-                        .bind(id.as_str())
-                        .execute(&mut *self.0)
-                        .await?;
-                }
-                let copied = sqlx::query("INSERT INTO deleted_users SELECT * FROM users WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
-                if copied.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                for table in MOVED_WITH_USER {
-                    let sql = format!("INSERT INTO deleted_{table} SELECT * FROM {table} WHERE user_id = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
-                }
-                sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, 'user', $3)")
-                    .bind(id.as_str())
-                    .bind(tenant.as_str())
-                    .bind(fmt_ts(at))
-                    .execute(&mut *self.0)
-                    .await?;
+                self.keep_deleted(&KEPT_USER, tenant, id, at).await?;
                 self.delete_user(tenant, id).await
             }
 
@@ -178,18 +170,8 @@ macro_rules! impl_user_store {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<(User, OffsetDateTime)>, StoreError> {
-                // The copy is named `users` in the query, so the live table's column list reads it.
-                let sql = format!(
-                    "SELECT {USER_COLUMNS}, d.deleted_at FROM deleted_users users JOIN deleted_items d ON d.id = users.id \
-                     WHERE d.tenant_id = $1 AND d.kind = 'user' AND d.deleted_at >= $2 AND d.id > $3 ORDER BY d.id{}",
-                    limit_clause(limit)
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(fmt_ts(since))
-                    .bind(after.unwrap_or(""))
-                    .fetch_all(&mut *self.0)
-                    .await?;
+                let after = after.unwrap_or("");
+                let rows = self.deleted_rows(&KEPT_USER, USER_COLUMNS, tenant, since, after, false, limit).await?;
                 self.deleted_users_from_rows(&rows).await
             }
 
@@ -199,41 +181,12 @@ macro_rules! impl_user_store {
                 id: &ObjectId,
                 since: OffsetDateTime,
             ) -> Result<Option<(User, OffsetDateTime)>, StoreError> {
-                let sql = format!(
-                    "SELECT {USER_COLUMNS}, d.deleted_at FROM deleted_users users JOIN deleted_items d ON d.id = users.id \
-                     WHERE d.tenant_id = $1 AND d.kind = 'user' AND d.deleted_at >= $2 AND d.id = $3"
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(fmt_ts(since))
-                    .bind(id.as_str())
-                    .fetch_all(&mut *self.0)
-                    .await?;
+                let rows = self.deleted_rows(&KEPT_USER, USER_COLUMNS, tenant, since, id.as_str(), true, 1).await?;
                 Ok(self.deleted_users_from_rows(&rows).await?.pop())
             }
 
             async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                // Memberships and assignments that raced the deletion are not brought back to life.
-                for sql in [
-                    "DELETE FROM group_members WHERE member_id = $1",
-                    "DELETE FROM group_owners WHERE owner_id = $1",
-                    "DELETE FROM administrative_unit_members WHERE member_id = $1",
-                    "DELETE FROM role_assignments WHERE principal_id = $1",
-                ] {
-                    sqlx::query(sql).bind(id.as_str()).execute(&mut *self.0).await?;
-                }
-                let restored = sqlx::query("INSERT INTO users SELECT * FROM deleted_users WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
-                if restored.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                for table in MOVED_WITH_USER {
-                    let sql = format!("INSERT INTO {table} SELECT * FROM deleted_{table} WHERE user_id = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
-                }
+                self.bring_back(&KEPT_USER, tenant, id).await?;
                 sqlx::query(concat!(
                     "UPDATE users SET manager_id = NULL WHERE id = $1 AND manager_id IS NOT NULL ",
                     "AND NOT EXISTS (SELECT 1 FROM users m WHERE m.id = users.manager_id)"
@@ -241,24 +194,11 @@ macro_rules! impl_user_store {
                 .bind(id.as_str())
                 .execute(&mut *self.0)
                 .await?;
-                self.purge_deleted_user(tenant, id).await
+                Ok(())
             }
 
             async fn purge_deleted_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND id = $2 AND kind = 'user'")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                for table in MOVED_WITH_USER {
-                    let sql = format!("DELETE FROM deleted_{table} WHERE user_id = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
-                }
-                sqlx::query("DELETE FROM deleted_users WHERE id = $1").bind(id.as_str()).execute(&mut *self.0).await?;
-                Ok(())
+                self.forget_deleted(&KEPT_USER, tenant, id).await
             }
 
             async fn purge_deleted_users_before(
@@ -266,22 +206,7 @@ macro_rules! impl_user_store {
                 tenant: &ObjectId,
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
-                let expired = "SELECT id FROM deleted_items WHERE tenant_id = $1 AND kind = 'user' AND deleted_at < $2";
-                let copies = MOVED_WITH_USER.iter().map(|it| format!("deleted_{it} WHERE user_id"));
-                for table in copies.chain(["deleted_users WHERE id".to_owned()]) {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
-                        .bind(tenant.as_str())
-                        .bind(fmt_ts(before))
-                        .execute(&mut *self.0)
-                        .await?;
-                }
-                let done =
-                    sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND kind = 'user' AND deleted_at < $2")
-                        .bind(tenant.as_str())
-                        .bind(fmt_ts(before))
-                        .execute(&mut *self.0)
-                        .await?;
-                Ok(done.rows_affected())
+                self.forget_deleted_before(&KEPT_USER, tenant, before).await
             }
 
             async fn set_manager(

@@ -83,6 +83,20 @@ impl Raw {
         }
     }
 
+    /// A table's column names, in order, comma-separated.
+    async fn columns(&self, table: &str) -> String {
+        let sql = match self {
+            Raw::Sqlite(_) => format!(
+                "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('{table}') ORDER BY cid)"
+            ),
+            Raw::Postgres(_) => format!(
+                "SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+                 WHERE table_name = '{table}' AND table_schema = current_schema()"
+            ),
+        };
+        self.text(&sql).await
+    }
+
     /// A column of the record with chain number `index`.
     async fn column(&self, index: i64, column: &str) -> String {
         self.text(&format!("SELECT {column} FROM audit_records WHERE chain_index = {index}")).await
@@ -816,6 +830,10 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 18's deleted groups.
+    for table in ["deleted_directory_groups", "deleted_group_members", "deleted_group_owners"] {
+        raw.exec(&format!("DROP TABLE {table}")).await;
+    }
     // Nor schema 17's deleted items.
     for table in [
         "deleted_items",
@@ -851,6 +869,24 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     let latest = i64::try_from(keyward_store::MIGRATIONS_SQLITE.len()).expect("count");
     assert_eq!(store.schema_version().await.expect("version"), latest);
     store.close().await;
+    // A deleted object's rows move between a table and its `deleted_` copy with `INSERT … SELECT *`,
+    // so the two must have the same columns in the same order once every migration has run.
+    for table in [
+        "users",
+        "user_values",
+        "user_sign_in_state",
+        "software_oath_methods",
+        "phone_methods",
+        "email_methods",
+        "fido2_methods",
+        "directory_groups",
+        "group_members",
+        "group_owners",
+    ] {
+        let live = raw.columns(table).await;
+        assert!(live.contains("id"), "{table}: {live}");
+        assert_eq!(raw.columns(&format!("deleted_{table}")).await, live, "deleted_{table} differs from {table}");
+    }
     let untimed = raw
         .text(
             "SELECT CAST(COUNT(*) AS TEXT) FROM audit_targets t JOIN audit_records r ON r.seq = t.audit_seq \

@@ -690,7 +690,7 @@ async fn deleted_items_and_restore(backend: Backend) {
 
     // After 30 days a deleted user is gone, and the hourly maintenance removes its rows.
     app.clock.advance(time::Duration::days(31));
-    assert_eq!(app.app.purge_expired_deleted_users().await.expect("purge"), 1, "the second leaver");
+    assert_eq!(app.app.purge_expired_deleted_items().await.expect("purge"), 1, "the second leaver");
     let expired = app
         .as_user(&app.token_for(keyward_testkit::ADMIN_UPN).await)
         .get("/v1.0/directory/deletedItems/microsoft.graph.user")
@@ -703,6 +703,192 @@ async fn deleted_items_and_restore(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
+}
+
+/// Deleting a group keeps it 30 days in the deleted items: listed, read, tracked by delta as
+/// restorable, restored with its surviving members and owners but none of its role assignments or
+/// its own memberships, or removed for good; each decision under its own permission, audited.
+async fn deleted_groups_and_restore(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (member, leaver, owner) = (
+        create(&app, "member", json!({})).await,
+        create(&app, "leaver", json!({})).await,
+        create(&app, "owner", json!({})).await,
+    );
+    let crew = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Crew", "mailNickname": "crew", "mailEnabled": true,
+                    "securityEnabled": false, "groupTypes": ["Unified"]}),
+        )
+        .await;
+    assert_eq!(crew.status, StatusCode::CREATED, "{}", crew.text);
+    let crew = id_of(&crew.body);
+    let nested = group(&app, "nested").await;
+    let parent = group(&app, "parent").await;
+    for it in [&member, &leaver, &nested] {
+        add_member(&app, &crew, it).await;
+    }
+    add_member(&app, &parent, &crew).await;
+    let owned = app.post(&format!("/v1.0/groups/{crew}/owners/$ref"), &reference(&app, &owner)).await;
+    assert_eq!(owned.status, StatusCode::NO_CONTENT, "{}", owned.text);
+    let unit = app.create_unit("Crews", false, &[&crew]).await;
+    let ops = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Ops", "mailNickname": "ops", "mailEnabled": false,
+                    "securityEnabled": true, "isAssignableToRole": true}),
+        )
+        .await;
+    assert_eq!(ops.status, StatusCode::CREATED, "{}", ops.text);
+    let ops = id_of(&ops.body);
+    add_member(&app, &ops, &member).await;
+    app.assign_role(&ops, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let (user_admin, helpdesk) =
+        (create(&app, "useradmin", json!({})).await, create(&app, "helpdesk", json!({})).await);
+    app.assign_role(&user_admin, keyward_core::authz::roles::USER_ADMINISTRATOR, "/").await;
+    app.assign_role(&helpdesk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let user_admin = app.token_for(&format!("useradmin@{DOMAIN}")).await;
+    let helpdesk = app.token_for(&format!("helpdesk@{DOMAIN}")).await;
+    // What a group is a member of: groups and units; a role-assignable group's directory roles too.
+    let mut crew_of = ids(&app.get(&format!("/v1.0/groups/{crew}/memberOf")).await.body);
+    crew_of.sort();
+    let mut expected = vec![parent.clone(), unit.clone()];
+    expected.sort();
+    assert_eq!(crew_of, expected);
+    let ops_of = app.get(&format!("/v1.0/groups/{ops}/transitiveMemberOf?$select=displayName")).await;
+    assert_eq!(ops_of.body["value"][0]["@odata.type"], "#microsoft.graph.directoryRole", "{}", ops_of.text);
+    assert_eq!(ops_of.body["value"][0]["displayName"], "Helpdesk Administrator", "{}", ops_of.text);
+    let mut round = app.get("/v1.0/groups/delta").await;
+    while let Some(next) = round.body["@odata.nextLink"].as_str().map(ToOwned::to_owned) {
+        round = app.get(&next).await;
+    }
+    let delta_link = round.body["@odata.deltaLink"].as_str().expect("delta link").to_owned();
+
+    // Deleted: gone from the directory and from its member's groups, kept in the deleted items.
+    assert_eq!(app.delete(&format!("/v1.0/groups/{crew}")).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/groups/{crew}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert!(!ids(&app.get(&format!("/v1.0/users/{member}/memberOf")).await.body).contains(&crew));
+    let listed = app.get("/v1.0/directory/deletedItems/microsoft.graph.group").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(ids(&listed.body), vec![crew.clone()]);
+    assert_eq!(listed.body["value"][0]["@odata.type"], "#microsoft.graph.group", "{}", listed.text);
+    assert!(listed.body["value"][0]["deletedDateTime"].as_str().is_some_and(|it| it.ends_with('Z')), "{}", listed.text);
+    let short = app.get("/v1.0/directory/deletedItems/graph.group?$select=id,displayName").await;
+    assert_eq!(short.body["value"][0]["displayName"], "Crew", "{}", short.text);
+    assert!(short.body["value"][0].get("mailNickname").is_none(), "{}", short.text);
+    let item = app.get(&format!("/v1.0/directory/deletedItems/{crew}")).await;
+    assert_eq!(
+        (item.body["@odata.type"].as_str(), item.body["groupTypes"].clone()),
+        (Some("#microsoft.graph.group"), json!(["Unified"])),
+        "{}",
+        item.text
+    );
+    let changes = app.get(&delta_link).await;
+    assert!(
+        changes.body["value"]
+            .as_array()
+            .expect("value")
+            .contains(&json!({"id": crew, "@removed": {"reason": "changed"}})),
+        "{}",
+        changes.text
+    );
+
+    // Restored by a User Administrator: the members and owners that still exist, not the group's
+    // own memberships (its parent group, its unit), since those ended with it.
+    assert_eq!(app.delete(&format!("/v1.0/users/{leaver}")).await.status, StatusCode::NO_CONTENT);
+    for (token, name) in [(&helpdesk, "a Helpdesk Administrator")] {
+        let denied = app.as_user(token).post(&format!("/v1.0/directory/deletedItems/{crew}/restore"), &json!({})).await;
+        assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+        let denied = app.as_user(token).delete(&format!("/v1.0/directory/deletedItems/{crew}")).await;
+        assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+        assert_eq!(app.get(&format!("/v1.0/directory/deletedItems/{crew}")).await.status, StatusCode::OK, "{name}");
+    }
+    let restored =
+        app.as_user(&user_admin).post(&format!("/v1.0/directory/deletedItems/{crew}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
+    assert_eq!(
+        (restored.body["id"].as_str(), restored.body["@odata.type"].as_str()),
+        (Some(crew.as_str()), Some("#microsoft.graph.group"))
+    );
+    let mut members = ids(&app.get(&format!("/v1.0/groups/{crew}/members")).await.body);
+    members.sort();
+    let mut expected = vec![member.clone(), nested.clone()];
+    expected.sort();
+    assert_eq!(members, expected, "the deleted member stays out");
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{crew}/owners")).await.body), vec![owner.clone()]);
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{crew}/memberOf")).await.body), Vec::<String>::new());
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{parent}/members")).await.body), Vec::<String>::new());
+    assert!(!ids(&app.get(&format!("/v1.0/directory/administrativeUnits/{unit}/members")).await.body).contains(&crew));
+    assert_eq!(app.get("/v1.0/directory/deletedItems/microsoft.graph.group").await.body["value"], json!([]));
+    let activities: Vec<String> =
+        app.audit_for(&crew).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(activities.iter().any(|it| it == "Restore group"), "{activities:?}");
+
+    // A role-assignable group: its role ends when it is deleted and does not come back; only
+    // those who may restore role-assignable groups restore it, and the refusal is recorded.
+    assert_eq!(app.delete(&format!("/v1.0/groups/{ops}")).await.status, StatusCode::NO_CONTENT);
+    let denied =
+        app.as_user(&user_admin).post(&format!("/v1.0/directory/deletedItems/{ops}/restore"), &json!({})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let refusals = app.audit_for(&ops).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|it| it.activity_display_name == "Restore group"
+                && it.result == keyward_core::audit::AuditResult::Failure),
+        "{refusals:?}"
+    );
+    let restored = app.post(&format!("/v1.0/directory/deletedItems/{ops}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{ops}/members")).await.body), vec![member.clone()]);
+    let roles =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{ops}'")).await;
+    assert_eq!(roles.body["value"], json!([]), "{}", roles.text);
+    let member_token = app.token_for(&format!("member@{DOMAIN}")).await;
+    assert_graph_error(
+        &app.as_user(&member_token).get(&format!("/v1.0/users/{owner}/authentication/methods")).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+
+    // Removed for good, and expiry.
+    assert_eq!(app.delete(&format!("/v1.0/groups/{ops}")).await.status, StatusCode::NO_CONTENT);
+    let purged = app.delete(&format!("/v1.0/directory/deletedItems/{ops}")).await;
+    assert_eq!(purged.status, StatusCode::NO_CONTENT, "{}", purged.text);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/directory/deletedItems/{ops}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let activities: Vec<String> = app.audit_for(&ops).await.iter().map(|it| it.activity_display_name.clone()).collect();
+    assert!(activities.iter().any(|it| it == "Hard Delete group"), "{activities:?}");
+    assert_eq!(app.delete(&format!("/v1.0/groups/{nested}")).await.status, StatusCode::NO_CONTENT);
+    app.clock.advance(time::Duration::days(31));
+    // The leaver and the nested group.
+    assert_eq!(app.app.purge_expired_deleted_items().await.expect("purge"), 2);
+    let admin = app.token_for(keyward_testkit::ADMIN_UPN).await;
+    assert_eq!(
+        app.as_user(&admin).get("/v1.0/directory/deletedItems/microsoft.graph.group").await.body["value"],
+        json!([])
+    );
+
+    // Nobody anonymous reads or changes the deleted items.
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1.0/directory/deletedItems/microsoft.graph.group".to_owned()),
+        (reqwest::Method::GET, format!("/v1.0/directory/deletedItems/{crew}")),
+        (reqwest::Method::POST, format!("/v1.0/directory/deletedItems/{crew}/restore")),
+        (reqwest::Method::DELETE, format!("/v1.0/directory/deletedItems/{crew}")),
+        (reqwest::Method::PUT, format!("/v1.0/users/{member}/manager/$ref")),
+        (reqwest::Method::GET, format!("/v1.0/users/{member}/memberOf")),
+    ] {
+        let reply = app.send(method.clone(), &path, None, Some(&json!({})), &[]).await;
+        assert_graph_error(&reply, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
 }
 
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
@@ -850,6 +1036,7 @@ keyward_testkit::on_both_backends!(
     alternate_keys,
     group_created_with_members_and_owners,
     deleted_items_and_restore,
+    deleted_groups_and_restore,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );

@@ -1,0 +1,174 @@
+//! Deleted items kept for restore: a deleted object's row and the rows that belong to it move to
+//! exact copies of their tables (`deleted_…`, schema 17 and 18) with the time in `deleted_items`,
+//! so no query on the live tables can see them, and move back on restore.
+//!
+//! `impl_deleted_rows!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
+//! `backend/mod.rs`; users and groups (`backend/users.rs`, `backend/groups.rs`) call it.
+
+/// A kind of object kept when deleted: its `deleted_items` kind, its table, the tables whose
+/// rows move with it (each with a `deleted_` copy and the object's id in `key`), each with the
+/// condition a row must meet to come back on restore, and the statements (binding the id as `$1`)
+/// that remove rows naming the object which raced its deletion, so a restore never revives them.
+pub(super) struct Kept {
+    pub kind: &'static str,
+    pub table: &'static str,
+    pub key: &'static str,
+    pub children: &'static [(&'static str, &'static str)],
+    pub stale: &'static [&'static str],
+}
+
+/// Implements the row moves of [`Kept`] objects for a backend's transaction type.
+macro_rules! impl_deleted_rows {
+    ($tx:ident, $db:ty) => {
+        impl $tx {
+            /// Rows of the tenant's objects of this kind deleted at or after `since`, with
+            /// `columns` of the copy (named as the live table in the query, so the live table's
+            /// column list reads it) and `deleted_at`: the object `id` (`exact`), or those after
+            /// `id` in id order, at most `limit`.
+            #[allow(clippy::too_many_arguments)]
+            async fn deleted_rows(
+                &mut self,
+                kept: &Kept,
+                columns: &str,
+                tenant: &ObjectId,
+                since: OffsetDateTime,
+                id: &str,
+                exact: bool,
+                limit: usize,
+            ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+                let (table, kind) = (kept.table, kept.kind);
+                let op = if exact { "=" } else { ">" };
+                let sql = format!(
+                    "SELECT {columns}, d.deleted_at FROM deleted_{table} {table} JOIN deleted_items d ON d.id = {table}.id \
+                     WHERE d.tenant_id = $1 AND d.kind = '{kind}' AND d.deleted_at >= $2 AND d.id {op} $3 ORDER BY d.id{}",
+                    limit_clause(limit)
+                );
+                Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(since))
+                    .bind(id)
+                    .fetch_all(&mut *self.0)
+                    .await?)
+            }
+
+            /// Copies the object and its rows to the deleted copies and records when; the caller
+            /// then deletes the live rows. `NotFound` when there is no such object.
+            async fn keep_deleted(
+                &mut self,
+                kept: &Kept,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                let table = kept.table;
+                if DIALECT.row_locks {
+                    // Copy the rows as they are once concurrent changes to them have committed.
+                    let sql = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2 FOR UPDATE");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(tenant.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *self.0)
+                        .await?;
+                }
+                let sql = format!("INSERT INTO deleted_{table} SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2");
+                let copied = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if copied.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                for (child, _) in kept.children {
+                    let sql = format!("INSERT INTO deleted_{child} SELECT * FROM {child} WHERE {} = $1", kept.key);
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
+                sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id.as_str())
+                    .bind(tenant.as_str())
+                    .bind(kept.kind)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(())
+            }
+
+            /// Moves a deleted object and those of its rows that meet their condition back to the
+            /// live tables, and forgets the deleted copy. `NotFound` when there is none.
+            async fn bring_back(&mut self, kept: &Kept, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                for sql in kept.stale {
+                    sqlx::query(sqlx::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
+                let table = kept.table;
+                let sql = format!("INSERT INTO {table} SELECT * FROM deleted_{table} WHERE tenant_id = $1 AND id = $2");
+                let restored = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
+                if restored.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                for (child, condition) in kept.children {
+                    let sql =
+                        format!("INSERT INTO {child} SELECT * FROM deleted_{child} WHERE {} = $1{condition}", kept.key);
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
+                self.forget_deleted(kept, tenant, id).await
+            }
+
+            /// Removes a deleted object's copies for good. `NotFound` when there is none.
+            async fn forget_deleted(
+                &mut self,
+                kept: &Kept,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND id = $2 AND kind = $3")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .bind(kept.kind)
+                    .execute(&mut *self.0)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                for (child, _) in kept.children {
+                    let sql = format!("DELETE FROM deleted_{child} WHERE {} = $1", kept.key);
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
+                let sql = format!("DELETE FROM deleted_{} WHERE id = $1", kept.table);
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                Ok(())
+            }
+
+            /// Removes for good the tenant's objects of this kind deleted before `before`; returns
+            /// how many.
+            async fn forget_deleted_before(
+                &mut self,
+                kept: &Kept,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let expired = "SELECT id FROM deleted_items WHERE tenant_id = $1 AND kind = $2 AND deleted_at < $3";
+                let copies = kept.children.iter().map(|(child, _)| format!("deleted_{child} WHERE {}", kept.key));
+                for table in copies.chain([format!("deleted_{} WHERE id", kept.table)]) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
+                        .bind(tenant.as_str())
+                        .bind(kept.kind)
+                        .bind(fmt_ts(before))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
+                let done =
+                    sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND kind = $2 AND deleted_at < $3")
+                        .bind(tenant.as_str())
+                        .bind(kept.kind)
+                        .bind(fmt_ts(before))
+                        .execute(&mut *self.0)
+                        .await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
