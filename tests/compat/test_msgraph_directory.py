@@ -173,6 +173,11 @@ def test_group_with_members_bind_and_member_functions(keyward: KeywardServer) ->
                 CheckMemberGroupsPostRequestBody(group_ids=[outer.id, "00000000-0000-0000-0000-000000000000"])
             )
             transitive = await client.users.by_user_id(member.id).transitive_member_of.get()
+            # Counting needs ConsistencyLevel: eventual, as in Microsoft's examples.
+            eventual: RequestConfiguration[object] = RequestConfiguration()
+            eventual.headers.add("ConsistencyLevel", "eventual")
+            counted = await client.groups.by_group_id(outer.id).transitive_members.count.get(eventual)
+            counted_users = await client.groups.by_group_id(outer.id).transitive_members.graph_user.count.get(eventual)
             return {
                 "inner": inner.id,
                 "outer": outer.id,
@@ -183,6 +188,7 @@ def test_group_with_members_bind_and_member_functions(keyward: KeywardServer) ->
                 "groups": sorted(groups.value or []) if groups else [],
                 "checked": checked.value if checked else None,
                 "transitive": sorted(it.id for it in (transitive.value if transitive else []) or []),
+                "counted": (counted, counted_users),
             }
 
     found = run(scenario())
@@ -191,6 +197,7 @@ def test_group_with_members_bind_and_member_functions(keyward: KeywardServer) ->
     assert found["groups"] == sorted([found["inner"], found["outer"]])
     assert found["checked"] == [found["outer"]]
     assert found["transitive"] == sorted([found["inner"], found["outer"]])
+    assert found["counted"] == (2, 1)
 
 
 def test_deleted_items_and_restore(keyward: KeywardServer) -> None:

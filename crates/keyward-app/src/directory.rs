@@ -54,7 +54,7 @@ pub enum Relation {
 }
 
 impl Relation {
-    fn read_action(self) -> &'static str {
+    pub(crate) fn read_action(self) -> &'static str {
         match self {
             Relation::Members => actions::GROUPS_MEMBERS_READ,
             Relation::Owners => actions::GROUPS_OWNERS_READ,

@@ -60,7 +60,7 @@ pub use crate::oidc::{
 pub use crate::passkeys::{CreationOptions, NewPasskey, PasskeyView, read_fido_roots};
 pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
-pub use crate::relationships::{MembershipPage, UserObjects};
+pub use crate::relationships::{MembershipPage, Related, UserObjects};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
 pub use crate::roles::{ItemPage, RoleDef};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};

@@ -13,7 +13,8 @@ use keyward_store::{AssignmentFilter, MemberRef, Tx};
 
 use crate::commit_audited;
 use crate::directory::{
-    ObjectPage, decode_id_skiptoken, id_skiptoken, page_of_refs, page_size, resolve_group, resolve_object, resolve_user,
+    ObjectPage, Relation, decode_id_skiptoken, id_skiptoken, page_of_refs, page_size, resolve_group, resolve_object,
+    resolve_user,
 };
 use crate::facts::{group_for_read, user_facts, user_for_read};
 use crate::{App, AppError, Caller, require};
@@ -32,6 +33,19 @@ pub enum UserObjects {
     DirectReports,
     /// `ownedObjects`: the groups the user owns.
     OwnedObjects,
+}
+
+/// A relationship collection, for `$count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Related {
+    /// A group's `members` or `owners`.
+    Group(Relation),
+    /// A group's `transitiveMembers`.
+    TransitiveMembers,
+    /// What a user or group (the kind) is a member of: `memberOf`, or `transitiveMemberOf` (`true`).
+    MemberOf(ObjectKind, bool),
+    /// A user's `directReports` or `ownedObjects`.
+    User(UserObjects),
 }
 
 /// How many objects the transitive reads and the member-group functions follow at most (Graph's
@@ -56,6 +70,31 @@ async fn transitive_groups(tx: &mut dyn Tx, start: &ObjectId) -> Result<Vec<Obje
             }
         }
     }
+    Ok(found)
+}
+
+/// The members of `group` and of its member groups, each once, ordered by id.
+async fn transitive_member_refs(tx: &mut dyn Tx, group: &ObjectId) -> Result<Vec<MemberRef>, AppError> {
+    let mut found: Vec<MemberRef> = Vec::new();
+    let mut seen = BTreeSet::from([group.clone()]);
+    let mut frontier = vec![group.clone()];
+    while let Some(next) = frontier.pop() {
+        for member in tx.list_members(&next, None, TRANSITIVE_LIMIT).await? {
+            if !seen.insert(member.id.clone()) {
+                continue;
+            }
+            if member.kind == ObjectKind::Group {
+                frontier.push(member.id.clone());
+            }
+            found.push(member);
+            if found.len() > TRANSITIVE_LIMIT {
+                return Err(AppError::BadRequest(format!(
+                    "The group has more than {TRANSITIVE_LIMIT} members through nesting; page through each group's members instead."
+                )));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
     Ok(found)
 }
 
@@ -124,6 +163,33 @@ async fn memberships(
     Ok(res)
 }
 
+/// The id of the user or group (`kind`) `key` names, once the caller may read what it is a member of.
+async fn member_of_subject(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    kind: ObjectKind,
+    key: &str,
+) -> Result<ObjectId, AppError> {
+    if kind == ObjectKind::Group {
+        let group = resolve_group(tx, &caller.tenant, key).await?;
+        require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&group)))?;
+        Ok(group.id)
+    } else {
+        let user = resolve_user(tx, &caller.tenant, key).await?;
+        require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
+        Ok(user.id)
+    }
+}
+
+/// A membership's Graph type name.
+fn membership_type(membership: &Membership) -> &'static str {
+    match membership {
+        Membership::Group(_) => "group",
+        Membership::Role(_) => "directoryRole",
+        Membership::Unit(_) => "administrativeUnit",
+    }
+}
+
 /// One page of an id-ordered list, from the id after `after`, with one more looked at to tell
 /// whether more follow.
 fn page_by_id(items: Vec<Membership>, after: Option<&str>, top: usize) -> MembershipPage {
@@ -136,6 +202,56 @@ fn page_by_id(items: Vec<Membership>, after: Option<&str>, top: usize) -> Member
 }
 
 impl App {
+    /// `$count` of a relationship collection: how many objects it holds, only those of the Graph
+    /// type `cast` (`user`, `group`, `servicePrincipal`, `directoryRole`, `administrativeUnit`)
+    /// when given. Needs what reading the collection needs.
+    pub async fn count_related(
+        &self,
+        caller: &Caller,
+        related: Related,
+        key: &str,
+        cast: Option<&str>,
+    ) -> Result<u64, AppError> {
+        let mut tx = self.read().await?;
+        let kinds: Vec<&'static str> = match related {
+            Related::Group(relation) => {
+                let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
+                require(caller, relation.read_action(), Target::Group(&group_for_read(&group)))?;
+                let refs = match relation {
+                    Relation::Members => tx.list_members(&group.id, None, keyward_store::ALL_ROWS).await?,
+                    Relation::Owners => tx.list_owners(&group.id, None, keyward_store::ALL_ROWS).await?,
+                };
+                refs.iter().map(|it| it.kind.as_str()).collect()
+            }
+            Related::TransitiveMembers => {
+                let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
+                require(caller, actions::GROUPS_MEMBERS_READ, Target::Group(&group_for_read(&group)))?;
+                transitive_member_refs(&mut *tx, &group.id).await?.iter().map(|it| it.kind.as_str()).collect()
+            }
+            Related::MemberOf(kind, transitive) => {
+                let id = member_of_subject(&mut *tx, caller, kind, key).await?;
+                memberships(&mut *tx, &caller.tenant.id, &id, transitive).await?.iter().map(membership_type).collect()
+            }
+            Related::User(which) => {
+                let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+                require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
+                let all = keyward_store::ALL_ROWS;
+                match which {
+                    UserObjects::DirectReports => {
+                        let found = tx.list_direct_reports(&caller.tenant.id, &user.id, None, all).await?;
+                        vec![ObjectKind::User.as_str(); found.len()]
+                    }
+                    UserObjects::OwnedObjects => {
+                        require(caller, actions::GROUPS_READ, Target::Tenant)?;
+                        vec![ObjectKind::Group.as_str(); tx.list_owned_groups(&user.id, None, all).await?.len()]
+                    }
+                }
+            }
+        };
+        let counted = kinds.iter().filter(|it| cast.is_none_or(|cast| cast == **it)).count();
+        Ok(u64::try_from(counted).unwrap_or(u64::MAX))
+    }
+
     /// `GET /users/{id}/memberOf` (`transitive` false): the groups the user is a direct member
     /// of, the directory roles assigned to the user at the tenant's scope, and the user's
     /// administrative units; `transitiveMemberOf` (`transitive` true) adds groups through nesting
@@ -179,15 +295,7 @@ impl App {
         let top = page_size(top)?;
         let after = decode_id_skiptoken(skiptoken)?;
         let mut tx = self.read().await?;
-        let id = if kind == ObjectKind::Group {
-            let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
-            require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&group)))?;
-            group.id
-        } else {
-            let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
-            require(caller, actions::USERS_MEMBER_OF_READ, Target::User(&user_for_read(&user)))?;
-            user.id
-        };
+        let id = member_of_subject(&mut *tx, caller, kind, key).await?;
         let all = memberships(&mut *tx, &caller.tenant.id, &id, transitive).await?;
         Ok(page_by_id(all, after.as_deref(), top))
     }
@@ -206,26 +314,7 @@ impl App {
         let mut tx = self.read().await?;
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
         require(caller, actions::GROUPS_MEMBERS_READ, Target::Group(&group_for_read(&group)))?;
-        let mut found: Vec<MemberRef> = Vec::new();
-        let mut seen = BTreeSet::from([group.id.clone()]);
-        let mut frontier = vec![group.id.clone()];
-        while let Some(next) = frontier.pop() {
-            for member in tx.list_members(&next, None, TRANSITIVE_LIMIT).await? {
-                if !seen.insert(member.id.clone()) {
-                    continue;
-                }
-                if member.kind == ObjectKind::Group {
-                    frontier.push(member.id.clone());
-                }
-                found.push(member);
-                if found.len() > TRANSITIVE_LIMIT {
-                    return Err(AppError::BadRequest(format!(
-                        "The group has more than {TRANSITIVE_LIMIT} members through nesting; page through each group's members instead."
-                    )));
-                }
-            }
-        }
-        found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        let mut found = transitive_member_refs(&mut *tx, &group.id).await?;
         found.retain(|it| after.as_deref().is_none_or(|after| it.id.as_str() > after));
         found.truncate(top + 1);
         page_of_refs(&mut *tx, &caller.tenant, found, top).await

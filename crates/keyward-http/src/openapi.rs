@@ -102,6 +102,11 @@ impl Op {
         self
     }
 
+    /// A relationship collection (`members`, `memberOf`, …): paged, with `$select` and `$count`.
+    pub fn relationship(self) -> Op {
+        self.pages_only().with_options(&["$select", "$count"])
+    }
+
     /// Declares query options the handler honours (see [`Op::options`]).
     pub fn with_options(mut self, options: &'static [&'static str]) -> Op {
         self.options = options;

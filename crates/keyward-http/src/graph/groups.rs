@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
-use keyward_app::{AppError, Relation};
+use keyward_app::{AppError, Related, Relation};
 use keyward_core::directory::Group;
 use keyward_core::query;
 use serde_json::Value;
@@ -122,7 +122,8 @@ async fn relation_page(
         .list_group_relation(&ctx.caller, relation, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
     let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    super::relationship_collection(&ctx, &query, &path, items, cast.as_deref(), page.skiptoken)
+    let related = (Related::Group(relation), key.as_str());
+    super::relationship_collection(&ctx, &query, &path, (items, page.skiptoken), cast.as_deref(), related).await
 }
 
 /// `POST /groups/{id}/members/$ref` — `microsoft.directory/groups/members/update`;
@@ -175,8 +176,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
         )
     });
     const GROUPS: &str = "groups";
@@ -241,8 +241,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only()
-        .with_options(&["$select"]),
+        .relationship(),
     )
     .route(
         "/groups/{id}/members/$ref",
@@ -261,8 +260,7 @@ pub fn routes(api: Api) -> Api {
         get(|ctx, key, query| list_relation(Relation::Owners, ctx, key, query)),
         Op::get(GROUPS, "List a group's owners", "microsoft.directory/groups/owners/read", "DirectoryObjectCollection")
             .with_id()
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
     )
     .route(
         "/groups/{id}/owners/$ref",

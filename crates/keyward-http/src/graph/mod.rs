@@ -223,7 +223,8 @@ pub(crate) async fn count(is_users: bool, ctx: GraphCtx, Query(mut query, _): Qu
 }
 
 /// Relationship collections page with `$top` and `$skiptoken` and take `$select`
-/// ([`relationship_select`]); other options are refused rather than silently ignored.
+/// ([`relationship_select`]) and `$count` ([`relationship_collection`]); other options are
+/// refused rather than silently ignored.
 pub(crate) fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), GraphError> {
     let raw = &query.raw;
     let refused = [
@@ -231,7 +232,6 @@ pub(crate) fn only_paging(ctx: &GraphCtx, query: &GraphQuery) -> Result<(), Grap
         ("$orderby", raw.orderby.is_some()),
         ("$search", raw.search.is_some()),
         ("$expand", raw.expand.is_some()),
-        ("$count", raw.count.is_some()),
         ("$skip", raw.has_skip),
     ];
     match refused.iter().find(|(_, is_present)| *is_present) {
@@ -274,21 +274,62 @@ pub(crate) fn cast_type(ctx: &GraphCtx, cast: &str, types: &[&str]) -> Result<St
 }
 
 /// A page of a relationship collection (`members`, `memberOf`, …): the objects of the cast's
-/// type (all without a cast), with the properties `$select` names, and the next link.
-pub(crate) fn relationship_collection(
+/// type (all without a cast), with the properties `$select` names, the next link, and with
+/// `$count=true` the number of objects the whole collection holds of that type (`related` of the
+/// object `key`).
+pub(crate) async fn relationship_collection(
     ctx: &GraphCtx,
     query: &GraphQuery,
     path: &str,
-    mut items: Vec<Value>,
+    page: (Vec<Value>, Option<String>),
     cast: Option<&str>,
-    skiptoken: Option<String>,
+    (related, key): (keyward_app::Related, &str),
 ) -> Result<Response, GraphError> {
+    let (mut items, skiptoken) = page;
+    let count = match wants_count(ctx, query)? {
+        true => Some(ctx.state.app.count_related(&ctx.caller, related, key, cast_name(cast)).await?),
+        false => None,
+    };
     if let Some(odata_type) = cast {
         items.retain(|it| it["@odata.type"] == odata_type);
     }
     relationship_select(query, &mut items)?;
     let context = format!("{}/$metadata#directoryObjects", ctx.base());
-    Ok(crate::context::collection(context, items, None, next_link(ctx, query, path, skiptoken)))
+    Ok(crate::context::collection(context, items, count, next_link(ctx, query, path, skiptoken)))
+}
+
+/// The Graph type name of a cast's `@odata.type` (`#microsoft.graph.user` is `user`).
+fn cast_name(cast: Option<&str>) -> Option<&str> {
+    cast.map(|it| it.strip_prefix("#microsoft.graph.").unwrap_or(it))
+}
+
+/// Whether a relationship read asks for `@odata.count`: `$count=true`, which needs the header
+/// `ConsistencyLevel: eventual` as in Graph.
+fn wants_count(ctx: &GraphCtx, query: &GraphQuery) -> Result<bool, GraphError> {
+    match query.raw.count.as_deref().map(str::trim) {
+        None => Ok(false),
+        Some(it) if it.eq_ignore_ascii_case("false") => Ok(false),
+        Some(it) if it.eq_ignore_ascii_case("true") && query.raw.is_eventual => Ok(true),
+        Some(it) if it.eq_ignore_ascii_case("true") => {
+            Err(bad(ctx, "$count on a relationship needs the request header ConsistencyLevel: eventual."))
+        }
+        Some(other) => Err(bad(ctx, format!("Invalid $count value '{other}'. Use true or false."))),
+    }
+}
+
+/// `GET …/{relationship}/$count` (and `…/{relationship}/{cast}/$count`): the number of objects, as
+/// text; needs `ConsistencyLevel: eventual`, as in Graph.
+pub(crate) async fn relationship_count(
+    ctx: &GraphCtx,
+    query: &GraphQuery,
+    (related, key): (keyward_app::Related, &str),
+    cast: Option<&str>,
+) -> Result<Response, GraphError> {
+    if !query.raw.is_eventual {
+        return Err(GraphError::bad_request("$count is not currently supported.", &ctx.ids));
+    }
+    let n = ctx.state.app.count_related(&ctx.caller, related, key, cast_name(cast)).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain;charset=utf-8")], n.to_string()).into_response())
 }
 
 /// A relationship page's objects with only the properties `$select` names (and `@odata.type`).

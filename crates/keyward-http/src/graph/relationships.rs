@@ -2,7 +2,7 @@
 //! functions (`getMemberGroups`, `checkMemberGroups`, `getMemberObjects`, `checkMemberObjects`)
 //! on users, groups and `/me`.
 
-use super::users::own_key;
+use super::users::{MEMBERSHIP_TYPES, own_key};
 use super::{Body, Query, bad, no_content, only_paging, shape};
 use crate::context::{GraphCtx, GraphQuery, entity};
 use crate::error::GraphError;
@@ -11,20 +11,22 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use keyward_app::{ObjectPage, UserObjects};
-use keyward_core::directory::DirectoryObject;
+use keyward_app::{ObjectPage, Related, Relation, UserObjects};
+use keyward_core::directory::{DirectoryObject, ObjectKind};
 use serde_json::{Value, json};
 
-/// A page of directory objects as a relationship collection, keeping one type with `cast`.
-fn objects(
+/// A page of directory objects as a relationship collection (`related` of the object `key`),
+/// keeping one type with `cast`.
+async fn objects(
     ctx: &GraphCtx,
     query: &GraphQuery,
     path: &str,
     page: ObjectPage,
     cast: Option<&str>,
+    related: (Related, &str),
 ) -> Result<Response, GraphError> {
     let items = page.items.iter().map(|it| Value::Object(shape::directory_object(it, ctx.version))).collect();
-    super::relationship_collection(ctx, query, path, items, cast, page.skiptoken)
+    super::relationship_collection(ctx, query, path, (items, page.skiptoken), cast, related).await
 }
 
 async fn manager_of(ctx: GraphCtx, key: String, query: GraphQuery) -> Result<Response, GraphError> {
@@ -73,7 +75,7 @@ async fn user_objects_of(
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.user_objects(&ctx.caller, &key, which, top, skiptoken).await?;
-    objects(&ctx, &query, &path, page, None)
+    objects(&ctx, &query, &path, page, None, (Related::User(which), &key)).await
 }
 
 /// `GET /users/{id}/directReports` and `GET /users/{id}/ownedObjects` (the groups the user owns).
@@ -102,7 +104,8 @@ async fn group_member_of(
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.group_member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    super::users::membership_page(&ctx, &query, &path, page, None)
+    let related = (Related::MemberOf(ObjectKind::Group, transitive), key.as_str());
+    super::users::membership_page(&ctx, &query, &path, page, None, related).await
 }
 
 /// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
@@ -120,7 +123,7 @@ async fn transitive_members_cast(
     Path((key, cast)): Path<(String, String)>,
     Query(query, path): Query,
 ) -> Result<Response, GraphError> {
-    let odata_type = super::cast_type(&ctx, &cast, &["user", "group", "servicePrincipal"])?;
+    let odata_type = super::cast_type(&ctx, &cast, &MEMBER_TYPES)?;
     transitive_members_of_type(ctx, key, Some(odata_type), query, path).await
 }
 
@@ -137,7 +140,7 @@ async fn transitive_members_of_type(
         .app
         .transitive_members(&ctx.caller, &key, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
         .await?;
-    objects(&ctx, &query, &path, page, cast.as_deref())
+    objects(&ctx, &query, &path, page, cast.as_deref(), (Related::TransitiveMembers, &key)).await
 }
 
 /// The four member-group functions.
@@ -215,9 +218,108 @@ async fn call(ctx: GraphCtx, key: String, function: Function, body: Value) -> Re
     Ok(entity(context, json!({ "value": value }), StatusCode::OK))
 }
 
+/// The `$count` segments of the relationship collections: the path, the signed-in user's form
+/// of it, and what it counts.
+const COUNTED: [(&str, Option<&str>, Related); 9] = [
+    ("/groups/{id}/members/$count", None, Related::Group(Relation::Members)),
+    ("/groups/{id}/owners/$count", None, Related::Group(Relation::Owners)),
+    ("/groups/{id}/transitiveMembers/$count", None, Related::TransitiveMembers),
+    ("/groups/{id}/memberOf/$count", None, Related::MemberOf(ObjectKind::Group, false)),
+    ("/groups/{id}/transitiveMemberOf/$count", None, Related::MemberOf(ObjectKind::Group, true)),
+    ("/users/{id}/memberOf/$count", Some("/me/memberOf/$count"), Related::MemberOf(ObjectKind::User, false)),
+    (
+        "/users/{id}/transitiveMemberOf/$count",
+        Some("/me/transitiveMemberOf/$count"),
+        Related::MemberOf(ObjectKind::User, true),
+    ),
+    ("/users/{id}/directReports/$count", Some("/me/directReports/$count"), Related::User(UserObjects::DirectReports)),
+    ("/users/{id}/ownedObjects/$count", Some("/me/ownedObjects/$count"), Related::User(UserObjects::OwnedObjects)),
+];
+
+/// The relationships whose `$count` segment also follows a type cast, with the types Graph casts
+/// them to (`…/members/microsoft.graph.user/$count`, or `graph.user` as the SDKs write it).
+const CAST_COUNTED: [(&str, Related, &[&str]); 8] = [
+    ("/groups/{id}/members", Related::Group(Relation::Members), &MEMBER_TYPES),
+    ("/groups/{id}/transitiveMembers", Related::TransitiveMembers, &MEMBER_TYPES),
+    ("/groups/{id}/memberOf", Related::MemberOf(ObjectKind::Group, false), &["administrativeUnit", "group"]),
+    ("/groups/{id}/transitiveMemberOf", Related::MemberOf(ObjectKind::Group, true), &["administrativeUnit", "group"]),
+    ("/users/{id}/memberOf", Related::MemberOf(ObjectKind::User, false), &MEMBERSHIP_TYPES),
+    ("/users/{id}/transitiveMemberOf", Related::MemberOf(ObjectKind::User, true), &MEMBERSHIP_TYPES),
+    ("/me/memberOf", Related::MemberOf(ObjectKind::User, false), &MEMBERSHIP_TYPES),
+    ("/me/transitiveMemberOf", Related::MemberOf(ObjectKind::User, true), &MEMBERSHIP_TYPES),
+];
+
+/// Every `$count` segment after a type cast: its path, what it counts and the type, built once
+/// from [`CAST_COUNTED`] (routes are `'static`).
+fn cast_counts() -> &'static [(String, Related, &'static str)] {
+    static PATHS: std::sync::OnceLock<Vec<(String, Related, &'static str)>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        let mut res = Vec::new();
+        for (base, related, types) in CAST_COUNTED {
+            for name in types {
+                for prefix in ["microsoft.graph.", "graph."] {
+                    res.push((format!("{base}/{prefix}{name}/$count"), related, *name));
+                }
+            }
+        }
+        res
+    })
+}
+
+/// The types a group's members may be.
+const MEMBER_TYPES: [&str; 3] = ["user", "group", "servicePrincipal"];
+
+/// `GET …/{relationship}/$count` and `GET …/{relationship}/{cast}/$count` — the permission that
+/// reads the relationship; needs `ConsistencyLevel: eventual`. `key` `None` is the signed-in user.
+async fn count_related(
+    ctx: GraphCtx,
+    key: Option<String>,
+    related: Related,
+    cast: Option<&str>,
+    query: GraphQuery,
+) -> Result<Response, GraphError> {
+    let key = match key {
+        Some(key) => key,
+        None => own_key(&ctx)?,
+    };
+    super::relationship_count(&ctx, &query, (related, &key), cast).await
+}
+
+/// Registers the `$count` segments of the relationship collections.
+fn count_routes(api: Api) -> Api {
+    let op = |path: &str, summary| {
+        let tag = if path.starts_with("/groups") { "groups" } else { "users" };
+        let op = Op::get(tag, summary, "(as reading the relationship)", "Count");
+        if path.contains("{id}") { op.with_id() } else { op }
+    };
+    let api = COUNTED.into_iter().fold(api, |api, (path, own, related)| {
+        const SUMMARY: &str = "Count a relationship's objects (needs ConsistencyLevel: eventual)";
+        let handler = get(move |ctx, Path(key): Path<String>, Query(query, _): Query| {
+            count_related(ctx, Some(key), related, None, query)
+        });
+        let api = api.route(path, handler, op(path, SUMMARY));
+        let Some(own) = own else { return api };
+        let handler = get(move |ctx, Query(query, _): Query| count_related(ctx, None, related, None, query));
+        api.route(own, handler, op(own, SUMMARY))
+    });
+    cast_counts().iter().fold(api, |api, (path, related, name)| {
+        const SUMMARY: &str = "Count a relationship's objects of one type (needs ConsistencyLevel: eventual)";
+        let (related, name) = (*related, *name);
+        let handler = if path.starts_with("/me/") {
+            get(move |ctx, Query(query, _): Query| count_related(ctx, None, related, Some(name), query))
+        } else {
+            get(move |ctx, Path(key): Path<String>, Query(query, _): Query| {
+                count_related(ctx, Some(key), related, Some(name), query)
+            })
+        };
+        api.route(path, handler, op(path, SUMMARY))
+    })
+}
+
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
     const USERS: &str = "users";
+    let api = count_routes(api);
     let api = api
         .route(
             "/users/{id}/manager",
@@ -251,8 +353,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
         )
         .route(
             "/users/{id}/ownedObjects",
@@ -264,22 +365,17 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
         )
         .route(
             "/me/ownedObjects",
             get(|ctx, query| my_user_objects(UserObjects::OwnedObjects, ctx, query)),
-            Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection")
-                .pages_only()
-                .with_options(&["$select"]),
+            Op::get(USERS, "List the groups you own", "(self)", "DirectoryObjectCollection").relationship(),
         )
         .route(
             "/me/directReports",
             get(|ctx, query| my_user_objects(UserObjects::DirectReports, ctx, query)),
-            Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection")
-                .pages_only()
-                .with_options(&["$select"]),
+            Op::get(USERS, "List your direct reports", "(self)", "DirectoryObjectCollection").relationship(),
         )
         .route(
             "/groups/{id}/transitiveMembers/{cast}",
@@ -292,8 +388,7 @@ pub fn routes(api: Api) -> Api {
             )
             .with_id()
             .with_param("cast")
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
         )
         .route(
             "/groups/{id}/transitiveMembers",
@@ -305,8 +400,7 @@ pub fn routes(api: Api) -> Api {
                 "DirectoryObjectCollection",
             )
             .with_id()
-            .pages_only()
-            .with_options(&["$select"]),
+            .relationship(),
         );
     let api = [
         (
@@ -320,7 +414,7 @@ pub fn routes(api: Api) -> Api {
     .fold(api, |api, (path, transitive, summary)| {
         let op = Op::get("groups", summary, "microsoft.directory/groups/standard/read", "DirectoryObjectCollection");
         let handler = get(move |ctx, path, query| group_member_of(ctx, path, query, transitive));
-        api.route(path, handler, op.with_id().pages_only().with_options(&["$select"]))
+        api.route(path, handler, op.with_id().relationship())
     });
     FUNCTIONS.into_iter().fold(api, |api, (path, function, tag, summary)| {
         let (handler, op) = if path.starts_with("/me/") {

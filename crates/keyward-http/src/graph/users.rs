@@ -8,8 +8,8 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
-use keyward_app::{AppError, UserObjects};
-use keyward_core::directory::{DirectoryObject, User};
+use keyward_app::{AppError, Related, UserObjects};
+use keyward_core::directory::{DirectoryObject, ObjectKind, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query;
 use serde_json::Value;
@@ -148,23 +148,25 @@ async fn memberships_of_type(
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    membership_page(&ctx, &query, &path, page, cast.as_deref())
+    let related = (Related::MemberOf(ObjectKind::User, transitive), key.as_str());
+    membership_page(&ctx, &query, &path, page, cast.as_deref(), related).await
 }
 
-/// A page of memberships as a relationship collection (`$select`, one type, next link).
-pub(super) fn membership_page(
+/// A page of memberships as a relationship collection (`$select`, one type, next link, `$count`).
+pub(super) async fn membership_page(
     ctx: &GraphCtx,
     query: &GraphQuery,
     path: &str,
     page: keyward_app::MembershipPage,
     cast: Option<&str>,
+    related: (Related, &str),
 ) -> Result<Response, GraphError> {
     let items = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
-    super::relationship_collection(ctx, query, path, items, cast, page.skiptoken)
+    super::relationship_collection(ctx, query, path, (items, page.skiptoken), cast, related).await
 }
 
 /// The cast segment of a membership list (`microsoft.graph.group`, `graph.directoryRole`, …).
-const MEMBERSHIP_TYPES: [&str; 3] = ["group", "directoryRole", "administrativeUnit"];
+pub(super) const MEMBERSHIP_TYPES: [&str; 3] = ["group", "directoryRole", "administrativeUnit"];
 
 /// `GET /users/{id}/memberOf/{cast}` and `…/transitiveMemberOf/{cast}`: one type only.
 async fn member_of_cast(
@@ -285,7 +287,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only().with_options(&["$select"]),
+        .relationship(),
     )
     .route(
         "/users/{id}/transitiveMemberOf",
@@ -297,7 +299,7 @@ pub fn routes(api: Api) -> Api {
             "DirectoryObjectCollection",
         )
         .with_id()
-        .pages_only().with_options(&["$select"]),
+        .relationship(),
     )
     .route(
         "/users/{id}/memberOf/{cast}",
@@ -305,7 +307,7 @@ pub fn routes(api: Api) -> Api {
         Op::get(USERS, "List a user's memberships of one type (microsoft.graph.group, graph.directoryRole, graph.administrativeUnit)", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
             .with_id()
             .with_param("cast")
-            .pages_only().with_options(&["$select"]),
+            .relationship(),
     )
     .route(
         "/users/{id}/transitiveMemberOf/{cast}",
@@ -313,17 +315,17 @@ pub fn routes(api: Api) -> Api {
         Op::get(USERS, "List a user's memberships through nesting of one type", "microsoft.directory/users/memberOf/read", "DirectoryObjectCollection")
             .with_id()
             .with_param("cast")
-            .pages_only().with_options(&["$select"]),
+            .relationship(),
     )
     .route(
         "/me/memberOf/{cast}",
         get(|ctx, path, query| my_member_of_cast(ctx, path, query, false)),
-        Op::get(USERS, "List your memberships of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only().with_options(&["$select"]),
+        Op::get(USERS, "List your memberships of one type", "(self)", "DirectoryObjectCollection").with_param("cast").relationship(),
     )
     .route(
         "/me/transitiveMemberOf/{cast}",
         get(|ctx, path, query| my_member_of_cast(ctx, path, query, true)),
-        Op::get(USERS, "List your memberships through nesting of one type", "(self)", "DirectoryObjectCollection").with_param("cast").pages_only().with_options(&["$select"]),
+        Op::get(USERS, "List your memberships through nesting of one type", "(self)", "DirectoryObjectCollection").with_param("cast").relationship(),
     )
     .route(
         "/me/memberOf",
@@ -334,7 +336,7 @@ pub fn routes(api: Api) -> Api {
             "(self)",
             "DirectoryObjectCollection",
         )
-        .pages_only().with_options(&["$select"]),
+        .relationship(),
     )
     .route(
         "/me/transitiveMemberOf",
@@ -345,6 +347,6 @@ pub fn routes(api: Api) -> Api {
             "(self)",
             "DirectoryObjectCollection",
         )
-        .pages_only().with_options(&["$select"]),
+        .relationship(),
     )
 }

@@ -891,6 +891,132 @@ async fn deleted_groups_and_restore(backend: Backend) {
     }
 }
 
+/// `$count` on relationship collections, as Graph has it with `ConsistencyLevel: eventual`:
+/// `$count=true` adds the whole collection's `@odata.count` to a page, and the `$count` segment
+/// answers the number as text, after a type cast too; without the header both are refused.
+async fn relationship_counts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ada, bob, cy) = (
+        create(&app, "ada", json!({})).await,
+        create(&app, "bob", json!({})).await,
+        create(&app, "cy", json!({})).await,
+    );
+    let (inner, outer) = (group(&app, "inner").await, group(&app, "outer").await);
+    for (into, member) in [(&inner, &ada), (&inner, &bob), (&outer, &inner), (&outer, &cy)] {
+        add_member(&app, into, member).await;
+    }
+    let owned = app.post(&format!("/v1.0/groups/{outer}/owners/$ref"), &reference(&app, &ada)).await;
+    assert_eq!(owned.status, StatusCode::NO_CONTENT, "{}", owned.text);
+    app.assign_role(&ada, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    for report in [&bob, &cy] {
+        let body = json!({"@odata.id": format!("{}/v1.0/users/{ada}", app.base_url)});
+        assert_eq!(
+            app.send(
+                reqwest::Method::PUT,
+                &format!("/v1.0/users/{report}/manager/$ref"),
+                Some(&app.admin_token),
+                Some(&body),
+                &[]
+            )
+            .await
+            .status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let ada_token = app.token_for(&format!("ada@{DOMAIN}")).await;
+    let get = |token: &str, path: String, headers: &'static [(&'static str, &'static str)]| {
+        let app = &app;
+        let token = token.to_owned();
+        async move { app.send(reqwest::Method::GET, &path, Some(&token), None, headers).await }
+    };
+    const EVENTUAL: &[(&str, &str)] = &[("ConsistencyLevel", "eventual")];
+
+    // A page of one, counting the whole collection.
+    let page =
+        get(&app.admin_token, format!("/v1.0/groups/{outer}/transitiveMembers?$count=true&$top=1"), EVENTUAL).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        (page.body["@odata.count"].as_u64(), page.body["value"].as_array().map(Vec::len)),
+        (Some(4), Some(1)),
+        "{}",
+        page.text
+    );
+    assert!(page.body["@odata.nextLink"].is_string(), "{}", page.text);
+    let users = get(
+        &app.admin_token,
+        format!("/v1.0/groups/{outer}/transitiveMembers/microsoft.graph.user?$count=true"),
+        EVENTUAL,
+    )
+    .await;
+    assert_eq!(users.body["@odata.count"], 3, "{}", users.text);
+    let plain = get(&app.admin_token, format!("/v1.0/groups/{outer}/members?$count=false"), EVENTUAL).await;
+    assert!(plain.body.get("@odata.count").is_none(), "{}", plain.text);
+
+    // The $count segment, as text.
+    for (path, expected) in [
+        (format!("/v1.0/groups/{outer}/members/$count"), "2"),
+        (format!("/v1.0/groups/{outer}/members/microsoft.graph.group/$count"), "1"),
+        (format!("/v1.0/groups/{outer}/members/graph.user/$count"), "1"),
+        (format!("/v1.0/groups/{outer}/owners/$count"), "1"),
+        (format!("/v1.0/groups/{outer}/transitiveMembers/$count"), "4"),
+        (format!("/v1.0/groups/{inner}/memberOf/$count"), "1"),
+        (format!("/v1.0/users/{ada}/memberOf/$count"), "2"),
+        (format!("/v1.0/users/{ada}/transitiveMemberOf/$count"), "3"),
+        (format!("/v1.0/users/{ada}/transitiveMemberOf/microsoft.graph.directoryRole/$count"), "1"),
+        (format!("/v1.0/users/{ada}/directReports/$count"), "2"),
+        (format!("/v1.0/users/{ada}/ownedObjects/$count"), "1"),
+    ] {
+        let reply = get(&app.admin_token, path.clone(), EVENTUAL).await;
+        assert_eq!((reply.status, reply.text.as_str()), (StatusCode::OK, expected), "{path}");
+        assert!(reply.headers["content-type"].to_str().unwrap_or_default().starts_with("text/plain"), "{path}");
+    }
+    for (path, expected) in [
+        ("/v1.0/me/memberOf/$count", "2"),
+        ("/v1.0/me/directReports/$count", "2"),
+        ("/v1.0/me/memberOf/graph.group/$count", "1"),
+    ] {
+        let reply = get(&ada_token, path.to_owned(), EVENTUAL).await;
+        assert_eq!((reply.status, reply.text.as_str()), (StatusCode::OK, expected), "{path}");
+    }
+
+    // Refused: no header, a bad value, a type the collection cannot hold, options on the segment,
+    // an unknown object, and nobody anonymous.
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/groups/{outer}/members?$count=true"), &[]).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/groups/{outer}/members/$count"), &[]).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/groups/{outer}/members?$count=maybe"), EVENTUAL).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/users/{ada}/memberOf/microsoft.graph.user/$count"), EVENTUAL).await,
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    );
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/groups/{outer}/members/$count?$filter=id%20eq%20'x'"), EVENTUAL).await,
+        StatusCode::BAD_REQUEST,
+        "Request_UnsupportedQuery",
+    );
+    let unknown = "00000000-0000-0000-0000-0000000000aa";
+    assert_graph_error(
+        &get(&app.admin_token, format!("/v1.0/groups/{unknown}/members/$count"), EVENTUAL).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let anonymous =
+        app.send(reqwest::Method::GET, &format!("/v1.0/groups/{outer}/members/$count"), None, None, EVENTUAL).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+}
+
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
 /// option applied; otherwise the option is refused with a `4xx`. Never a `200` that ignored it.
 async fn every_query_option_is_applied_or_refused(backend: Backend) {
@@ -1037,6 +1163,7 @@ keyward_testkit::on_both_backends!(
     group_created_with_members_and_owners,
     deleted_items_and_restore,
     deleted_groups_and_restore,
+    relationship_counts,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );
