@@ -287,6 +287,24 @@ def test_alternate_keys_and_app_id_filter(keyward: KeywardServer) -> None:
     assert filtered == [created.id]
 
 
+def test_application_upsert_by_unique_name(keyward: KeywardServer) -> None:
+    async def scenario() -> tuple[Application | None, Application | None, Application | None]:
+        async with graph_client(keyward) as client:
+            # Microsoft's "Create a new application if it doesn't exist" example.
+            create_if_missing: RequestConfiguration[object] = RequestConfiguration()
+            create_if_missing.headers.add("Prefer", "create-if-missing")
+            builder = client.applications_with_unique_name("app-65278")
+            created = await builder.patch(Application(display_name="Display name"), create_if_missing)
+            updated = await builder.patch(Application(display_name="Display name 2"), create_if_missing)
+            read = await builder.get()
+            return created, updated, read
+
+    created, updated, read = run(scenario())
+    assert created is not None and created.unique_name == "app-65278" and created.id
+    assert updated is None, "an update answers 204 No Content"
+    assert read is not None and read.id == created.id and read.display_name == "Display name 2"
+
+
 def test_an_administrators_member_of_names_the_role(keyward: KeywardServer) -> None:
     async def scenario() -> list[object]:
         async with graph_client(keyward) as client:

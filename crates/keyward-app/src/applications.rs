@@ -122,6 +122,24 @@ fn certificate_credentials(
         .collect()
 }
 
+/// The longest `uniqueName` Keyward takes (Graph documents none).
+const UNIQUE_NAME_MAX: usize = 256;
+
+/// A `uniqueName` is 1 to 256 characters, without control characters or surrounding spaces.
+fn check_unique_name(name: &str) -> Result<(), AppError> {
+    let is_valid = !name.is_empty()
+        && name.chars().count() <= UNIQUE_NAME_MAX
+        && name.trim() == name
+        && !name.chars().any(char::is_control);
+    if is_valid {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(format!(
+            "Invalid value specified for property 'uniqueName' of resource 'Application': 1 to {UNIQUE_NAME_MAX} characters, no control characters or surrounding spaces."
+        )))
+    }
+}
+
 fn parse_app_id(key: &str) -> Result<ObjectId, AppError> {
     crate::directory::parse_object_id(key)
 }
@@ -204,6 +222,42 @@ impl App {
         found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("appId='{app_id}'")))
     }
 
+    /// The object id of the application whose `uniqueName` is `name`, without case
+    /// (`/applications(uniqueName='…')`), for callers who may read applications.
+    pub async fn application_by_unique_name(&self, caller: &Caller, name: &str) -> Result<String, AppError> {
+        require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let found = tx.find_application_by_unique_name(&caller.tenant.id, name).await?;
+        found.map(|it| it.id.to_string()).ok_or_else(|| AppError::NotFound(format!("uniqueName='{name}'")))
+    }
+
+    /// `PATCH /applications(uniqueName='…')`: updates the application with that `uniqueName`, or,
+    /// when there is none and `create_if_missing` (`Prefer: create-if-missing`), creates it under
+    /// that name as `POST /applications` does and returns it. Two upserts of one new name create
+    /// one application: the loser of the race updates the winner's.
+    pub async fn upsert_application(
+        &self,
+        caller: &Caller,
+        name: &str,
+        draft: ApplicationDraft,
+        create_if_missing: bool,
+    ) -> Result<Option<ApplicationView>, AppError> {
+        check_unique_name(name)?;
+        for _ in 0..2 {
+            match self.application_by_unique_name(caller, name).await {
+                Ok(id) => return self.update_application(caller, &id, draft).await.map(|()| None),
+                Err(AppError::NotFound(_)) if create_if_missing => {
+                    match self.register_application(caller, draft.clone(), Some(name.to_owned())).await {
+                        Err(AppError::Conflict(_)) => continue,
+                        created => return created.map(Some),
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(AppError::Conflict(format!("The application uniqueName='{name}' is being changed concurrently; retry.")))
+    }
+
     /// `POST /applications`: registers an application and creates its service principal (so it
     /// can hold directory roles and use the client-credentials grant). Audited as `Add
     /// application` and `Add service principal`.
@@ -211,6 +265,17 @@ impl App {
         &self,
         caller: &Caller,
         draft: ApplicationDraft,
+    ) -> Result<ApplicationView, AppError> {
+        self.register_application(caller, draft, None).await
+    }
+
+    /// Registers an application, under `unique_name` when an upsert creates it (`Conflict` when
+    /// another has that name).
+    async fn register_application(
+        &self,
+        caller: &Caller,
+        draft: ApplicationDraft,
+        unique_name: Option<String>,
     ) -> Result<ApplicationView, AppError> {
         let display_name = draft
             .display_name
@@ -227,6 +292,7 @@ impl App {
             public_redirect_uris: draft.public_redirect_uris.unwrap_or_default(),
             web_redirect_uris: draft.web_redirect_uris.unwrap_or_default(),
             created: now,
+            unique_name,
         };
         let mut tx = self.write().await?;
         let refusal = require(caller, actions::APPLICATIONS_CREATE, Target::Tenant)
@@ -236,7 +302,13 @@ impl App {
                 .refused(Some(tx), caller, Activity::AddApplication, vec![app_target(&application)], err)
                 .await);
         }
-        tx.insert_application(&application).await?;
+        tx.insert_application(&application).await.map_err(|err| match err {
+            keyward_store::StoreError::Conflict { .. } => AppError::Conflict(format!(
+                "Another application has the uniqueName '{}'.",
+                application.unique_name.as_deref().unwrap_or_default()
+            )),
+            other => other.into(),
+        })?;
         let principal = ServicePrincipal {
             id: new_id(),
             tenant_id: caller.tenant.id.clone(),
@@ -246,11 +318,18 @@ impl App {
             created: now,
         };
         tx.insert_service_principal(&principal).await?;
-        let changes = vec![PropertyChange {
+        let mut changes = vec![PropertyChange {
             name: "AppId".into(),
             old_value: None,
             new_value: Some(json::string_array([application.app_id.as_str()])),
         }];
+        if let Some(name) = &application.unique_name {
+            changes.push(PropertyChange {
+                name: "UniqueName".into(),
+                old_value: None,
+                new_value: Some(json::string_array([name.as_str()])),
+            });
+        }
         commit_audited(
             tx,
             [
@@ -503,6 +582,7 @@ fn application_fields<'a>(it: &'a Application) -> impl Fn(&str) -> Option<Field<
         "id" => Some(Field::Str(it.id.as_str())),
         "appId" => Some(Field::Str(&it.app_id)),
         "displayName" => Some(Field::Str(&it.display_name)),
+        "uniqueName" => Some(it.unique_name.as_deref().map_or(Field::Null, Field::Str)),
         _ => None,
     }
 }

@@ -241,6 +241,7 @@ pub const APPLICATION: Resource = Resource {
         default_selected(prop("appId", PropType::Guid, FilterSupport::Eq)),
         default_selected(prop("displayName", PropType::String, STARTS)),
         default_selected(prop("createdDateTime", PropType::DateTime, FilterSupport::None)),
+        default_selected(prop("uniqueName", PropType::String, STARTS)),
     ],
 };
 

@@ -347,7 +347,7 @@ fn schemas() -> Value {
         "LongRunningOperation": {"type": "object", "properties": {"id": string, "status": string, "createdDateTime": {"type": "string", "format": "date-time"}}},
         "TemporaryAccessPassRequest": {"type": "object", "properties": {"startDateTime": {"type": "string", "format": "date-time"}, "lifetimeInMinutes": {"type": "integer"}, "isUsableOnce": {"type": "boolean"}}},
         "Application": {"type": "object", "properties": {
-            "id": string, "appId": string, "displayName": string, "isFallbackPublicClient": {"type": "boolean"},
+            "id": string, "appId": string, "displayName": string, "uniqueName": string, "isFallbackPublicClient": {"type": "boolean"},
             "publicClient": {"type": "object", "properties": {"redirectUris": strings}},
             "web": {"type": "object", "properties": {"redirectUris": strings}},
             "passwordCredentials": {"type": "array", "items": {"$ref": "#/components/schemas/PasswordCredential"}},

@@ -782,6 +782,8 @@ pub struct Application {
     pub public_redirect_uris: Vec<String>,
     pub web_redirect_uris: Vec<String>,
     pub created: OffsetDateTime,
+    /// `uniqueName`: the alternate key an upsert created the application under (immutable).
+    pub unique_name: Option<String>,
 }
 
 /// A credential of an app registration: a client secret (only its SHA-256 is kept) or a
@@ -901,6 +903,12 @@ pub trait OAuthStore: Send {
     async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError>;
     async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError>;
+    /// The application whose `uniqueName` is `name`, without case.
+    async fn find_application_by_unique_name(
+        &mut self,
+        tenant: &ObjectId,
+        name: &str,
+    ) -> Result<Option<Application>, StoreError>;
     /// Applications ordered by id, starting after `after`.
     async fn list_applications(
         &mut self,

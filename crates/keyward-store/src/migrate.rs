@@ -76,6 +76,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0018_deleted_groups.sql",
         sql: include_str!("../migrations/sqlite/0018_deleted_groups.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_application_unique_name.sql",
+        sql: include_str!("../migrations/sqlite/0019_application_unique_name.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -149,6 +154,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 18,
         name: "0018_deleted_groups.sql",
         sql: include_str!("../migrations/postgres/0018_deleted_groups.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "0019_application_unique_name.sql",
+        sql: include_str!("../migrations/postgres/0019_application_unique_name.sql"),
     },
 ];
 

@@ -5,7 +5,7 @@ use crate::context::{GraphCtx, collection, entity, rfc3339};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -37,6 +37,7 @@ fn application_json(view: &ApplicationView) -> Value {
         "appId": app.app_id,
         "displayName": app.display_name,
         "createdDateTime": rfc3339(app.created),
+        "uniqueName": app.unique_name,
         "signInAudience": "AzureADMyOrg",
         "isFallbackPublicClient": app.is_fallback_public_client,
         "publicClient": {"redirectUris": app.public_redirect_uris},
@@ -129,6 +130,11 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
             "web" => draft.web_redirect_uris = uris(value, "web")?,
             "signInAudience" if value.as_str() == Some("AzureADMyOrg") => (),
             "@odata.type" | "id" | "appId" => (),
+            "uniqueName" => {
+                return Err(AppError::BadRequest(
+                    "Property 'uniqueName' is read-only: it is set by creating the application with PATCH /applications(uniqueName='…') and the header Prefer: create-if-missing.".into(),
+                ));
+            }
             other => {
                 return Err(AppError::BadRequest(format!(
                     "Property '{other}' is not supported on 'microsoft.graph.application' by Keyward."
@@ -219,28 +225,70 @@ async fn remove_password(ctx: GraphCtx, Path(key): Path<String>, Body(body): Bod
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The object id an `/applications(appId='…')` route names.
-async fn by_app_id(ctx: &GraphCtx, captured: &str) -> Result<String, GraphError> {
-    let app_id = super::alternate_key(ctx, "appId", captured)?;
-    Ok(ctx.state.app.application_by_app_id(&ctx.caller, &app_id).await?)
+/// An application's alternate key: `/applications(appId='…')` or `/applications(uniqueName='…')`.
+#[derive(Debug, Clone, Copy)]
+enum AlternateKey {
+    AppId,
+    UniqueName,
 }
 
-/// `GET /applications(appId='…')`.
-async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
-    let id = by_app_id(&ctx, &captured).await?;
+/// The object id the alternate key `captured` names.
+async fn by_key(ctx: &GraphCtx, key: AlternateKey, captured: &str) -> Result<String, GraphError> {
+    let app = &ctx.state.app;
+    let id = match key {
+        AlternateKey::AppId => {
+            app.application_by_app_id(&ctx.caller, &super::alternate_key(ctx, "appId", captured)?).await
+        }
+        AlternateKey::UniqueName => {
+            app.application_by_unique_name(&ctx.caller, &super::alternate_key(ctx, "uniqueName", captured)?).await
+        }
+    };
+    Ok(id?)
+}
+
+/// `GET /applications(appId='…')` and `GET /applications(uniqueName='…')`.
+async fn get_by_key(key: AlternateKey, ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_key(&ctx, key, &captured).await?;
     get_application(ctx, Path(id)).await
+}
+
+/// `DELETE /applications(appId='…')` and `DELETE /applications(uniqueName='…')`.
+async fn delete_by_key(key: AlternateKey, ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+    let id = by_key(&ctx, key, &captured).await?;
+    delete_application(ctx, Path(id)).await
 }
 
 /// `PATCH /applications(appId='…')`.
 async fn update_by_app_id(ctx: GraphCtx, Path(captured): Path<String>, body: Body) -> Result<Response, GraphError> {
-    let id = by_app_id(&ctx, &captured).await?;
+    let id = by_key(&ctx, AlternateKey::AppId, &captured).await?;
     update_application(ctx, Path(id), body).await
 }
 
-/// `DELETE /applications(appId='…')`.
-async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
-    let id = by_app_id(&ctx, &captured).await?;
-    delete_application(ctx, Path(id)).await
+/// `PATCH /applications(uniqueName='…')`: Graph's upsert. With `Prefer: create-if-missing` a
+/// missing application is created under that name (`201` with it); otherwise it is updated (`204`),
+/// or `404` when there is none.
+async fn upsert_by_unique_name(
+    ctx: GraphCtx,
+    Path(captured): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, GraphError> {
+    let name = super::alternate_key(&ctx, "uniqueName", &captured)?;
+    let create_if_missing = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|it| it.to_str().ok())
+        .flat_map(|it| it.split(','))
+        .any(|it| it.trim().eq_ignore_ascii_case("create-if-missing"));
+    let draft = application_draft(&body)?;
+    match ctx.state.app.upsert_application(&ctx.caller, &name, draft, create_if_missing).await? {
+        Some(view) => Ok(entity(
+            format!("{}/$metadata#applications/$entity", ctx.base()),
+            application_json(&view),
+            StatusCode::CREATED,
+        )),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// Registers this resource's routes.
@@ -249,7 +297,9 @@ pub fn routes(api: Api) -> Api {
     const READ: &str = "microsoft.directory/applications/standard/read";
     api.route_undocumented(
         "/applications(appId={key}",
-        get(get_by_app_id).patch(update_by_app_id).delete(delete_by_app_id),
+        get(|ctx, path| get_by_key(AlternateKey::AppId, ctx, path))
+            .patch(update_by_app_id)
+            .delete(|ctx, path| delete_by_key(AlternateKey::AppId, ctx, path)),
     )
     .document(
         "/applications(appId='{appId}')",
@@ -274,6 +324,36 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/applications/delete",
         )
         .with_param("appId"),
+    )
+    .route_undocumented(
+        "/applications(uniqueName={key}",
+        get(|ctx, path| get_by_key(AlternateKey::UniqueName, ctx, path))
+            .patch(upsert_by_unique_name)
+            .delete(|ctx, path| delete_by_key(AlternateKey::UniqueName, ctx, path)),
+    )
+    .document(
+        "/applications(uniqueName='{uniqueName}')",
+        Op::get("applications", "Get an app registration by its uniqueName", READ, "Application")
+            .with_param("uniqueName"),
+    )
+    .document(
+        "/applications(uniqueName='{uniqueName}')",
+        Op::patch(
+            "applications",
+            "Update an app registration by its uniqueName, or with Prefer: create-if-missing create it (201)",
+            "microsoft.directory/applications/basic/update (create: applications/create)",
+            "Application",
+        )
+        .with_param("uniqueName"),
+    )
+    .document(
+        "/applications(uniqueName='{uniqueName}')",
+        Op::delete(
+            "applications",
+            "Delete an app registration by its uniqueName",
+            "microsoft.directory/applications/delete",
+        )
+        .with_param("uniqueName"),
     )
     .route(
         "/applications",

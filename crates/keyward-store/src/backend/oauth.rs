@@ -5,7 +5,7 @@
 /// The columns `application_from_row` reads (by name).
 pub(crate) const APPLICATION_COLUMNS: &str = concat!(
     "id, tenant_id, app_id, display_name, is_fallback_public_client, ",
-    "public_redirect_uris, web_redirect_uris, created_at"
+    "public_redirect_uris, web_redirect_uris, created_at, unique_name"
 );
 
 /// Redirect URIs (and policy ids) are stored one per line.
@@ -34,6 +34,7 @@ macro_rules! impl_oauth_store {
                         &row.try_get::<String, _>("web_redirect_uris")?,
                     ),
                     created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    unique_name: row.try_get("unique_name")?,
                 })
             }
 
@@ -92,8 +93,8 @@ macro_rules! impl_oauth_store {
                 sqlx::query(concat!(
                     "INSERT INTO applications (id, tenant_id, app_id, display_name, ",
                     "display_name_lc, is_fallback_public_client, public_redirect_uris, ",
-                    "web_redirect_uris, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ",
-                    "$9)"
+                    "web_redirect_uris, created_at, unique_name, unique_name_lc) VALUES ($1, $2, $3, ",
+                    "$4, $5, $6, $7, $8, $9, $10, $11)"
                 ))
                 .bind(app.id.as_str())
                 .bind(app.tenant_id.as_str())
@@ -104,6 +105,8 @@ macro_rules! impl_oauth_store {
                 .bind(crate::backend::oauth::join_uris(&app.public_redirect_uris))
                 .bind(crate::backend::oauth::join_uris(&app.web_redirect_uris))
                 .bind(fmt_ts(app.created))
+                .bind(&app.unique_name)
+                .bind(app.unique_name.as_deref().map(str::to_lowercase))
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())
@@ -159,6 +162,18 @@ macro_rules! impl_oauth_store {
                 );
                 self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, app_id.to_lowercase(), Self::application_from_row)
                     .await
+            }
+
+            async fn find_application_by_unique_name(
+                &mut self,
+                tenant: &ObjectId,
+                name: &str,
+            ) -> Result<Option<Application>, StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND unique_name_lc = $2",
+                    crate::backend::oauth::APPLICATION_COLUMNS
+                );
+                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, name.to_lowercase(), Self::application_from_row).await
             }
 
             async fn list_applications(

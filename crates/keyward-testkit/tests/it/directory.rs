@@ -1017,6 +1017,101 @@ async fn relationship_counts(backend: Backend) {
     assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
 }
 
+/// Graph's upsert under the `uniqueName` alternate key: created once with
+/// `Prefer: create-if-missing` (also when two upserts race), updated after, read, filtered and
+/// deleted by it; the name is immutable, checked, and the permissions are those of creating and
+/// updating applications.
+async fn application_unique_name_upsert(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let path = "/v1.0/applications(uniqueName='payroll-sync')";
+    let upsert = |body: Value, headers: &'static [(&'static str, &'static str)], token: String| {
+        let app = &app;
+        async move { app.send(reqwest::Method::PATCH, path, Some(&token), Some(&body), headers).await }
+    };
+    const CREATE: &[(&str, &str)] = &[("Prefer", "create-if-missing")];
+    let admin = app.admin_token.clone();
+
+    // Without the header an upsert of a missing name is a 404.
+    assert_graph_error(
+        &upsert(json!({"displayName": "Payroll"}), &[], admin.clone()).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    // Two concurrent creates make one application: one 201, the other an update.
+    let (first, second) = tokio::join!(
+        upsert(json!({"displayName": "Payroll"}), CREATE, admin.clone()),
+        upsert(json!({"displayName": "Payroll"}), CREATE, admin.clone())
+    );
+    let mut statuses = vec![first.status, second.status];
+    statuses.sort();
+    assert_eq!(statuses, vec![StatusCode::CREATED, StatusCode::NO_CONTENT], "{} / {}", first.text, second.text);
+    let created = if first.status == StatusCode::CREATED { first } else { second };
+    assert_eq!(created.body["uniqueName"], "payroll-sync", "{}", created.text);
+    let id = id_of(&created.body);
+    let filtered = app.get("/v1.0/applications?$filter=uniqueName%20eq%20'payroll-sync'").await;
+    assert_eq!(ids(&filtered.body), vec![id.clone()], "{}", filtered.text);
+    let principal = app
+        .get(&format!("/v1.0/servicePrincipals(appId='{}')", created.body["appId"].as_str().unwrap_or_default()))
+        .await;
+    assert_eq!(principal.status, StatusCode::OK, "the upsert created the service principal too: {}", principal.text);
+
+    // Afterwards an upsert updates (204), with or without the header; reads match without case.
+    let renamed = upsert(json!({"displayName": "Payroll 2"}), CREATE, admin.clone()).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    let read = app.get("/v1.0/applications(uniqueName='PAYROLL-SYNC')").await;
+    assert_eq!(
+        (read.body["id"].as_str(), read.body["displayName"].as_str()),
+        (Some(id.as_str()), Some("Payroll 2")),
+        "{}",
+        read.text
+    );
+    let listed = app.get(&format!("/v1.0/applications/{id}")).await;
+    assert_eq!(listed.body["uniqueName"], "payroll-sync");
+
+    // The name is immutable and checked; a plain POST has none.
+    let immutable = upsert(json!({"uniqueName": "other"}), CREATE, admin.clone()).await;
+    assert_graph_error(&immutable, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let posted = app.post("/v1.0/applications", &json!({"displayName": "Plain", "uniqueName": "plain"})).await;
+    assert_graph_error(&posted, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let long = format!("/v1.0/applications(uniqueName='{}')", "x".repeat(300));
+    let too_long =
+        app.send(reqwest::Method::PATCH, &long, Some(&admin), Some(&json!({"displayName": "Long"})), CREATE).await;
+    assert_graph_error(&too_long, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let plain = app.post("/v1.0/applications", &json!({"displayName": "Plain"})).await;
+    assert_eq!(plain.body["uniqueName"], Value::Null, "{}", plain.text);
+
+    // Those who may not create applications cannot upsert one into being; the refusal is audited.
+    let helpdesk = create(&app, "helpdesk", json!({})).await;
+    app.assign_role(&helpdesk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let helpdesk = app.token_for(&format!("helpdesk@{DOMAIN}")).await;
+    let denied = app
+        .send(
+            reqwest::Method::PATCH,
+            "/v1.0/applications(uniqueName='sneaky')",
+            Some(&helpdesk),
+            Some(&json!({"displayName": "Sneaky"})),
+            CREATE,
+        )
+        .await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(
+        &app.get("/v1.0/applications(uniqueName='sneaky')").await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let anonymous = app.send(reqwest::Method::GET, path, None, None, &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+
+    assert_eq!(app.delete(path).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.get(&format!("/v1.0/applications/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    // The name is free again.
+    assert_eq!(upsert(json!({"displayName": "Payroll 3"}), CREATE, admin).await.status, StatusCode::CREATED);
+}
+
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
 /// option applied; otherwise the option is refused with a `4xx`. Never a `200` that ignored it.
 async fn every_query_option_is_applied_or_refused(backend: Backend) {
@@ -1164,6 +1259,7 @@ keyward_testkit::on_both_backends!(
     deleted_items_and_restore,
     deleted_groups_and_restore,
     relationship_counts,
+    application_unique_name_upsert,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );
