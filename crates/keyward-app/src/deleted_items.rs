@@ -140,6 +140,9 @@ impl App {
         restore: bool,
     ) -> Result<(Box<dyn Tx>, DeletedItem), AppError> {
         let mut tx = self.write().await?;
+        // A concurrent restore or permanent delete of the item finishes first; this one then
+        // finds nothing left.
+        tx.lock_deleted_item(&caller.tenant.id, &parse_object_id(key)?).await?;
         let found = self.find_deleted(&mut *tx, caller, key).await?;
         let (decision, activity, target) = match &found {
             DeletedItem::User(it) => {

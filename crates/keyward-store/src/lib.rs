@@ -233,6 +233,10 @@ pub trait UserStore: Send {
         id: &ObjectId,
         since: OffsetDateTime,
     ) -> Result<Option<(User, OffsetDateTime)>, StoreError>;
+    /// Waits for any other transaction restoring or removing the deleted item `id` (a user or
+    /// group) to finish (PostgreSQL locks its row; SQLite writers are serial), so a restore or
+    /// permanent delete reads the item as that transaction left it.
+    async fn lock_deleted_item(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     /// Moves a deleted user back with its methods and sign-in state (`Conflict` when its user
     /// principal name is taken again); a manager deleted meanwhile is cleared, and memberships or
     /// role assignments naming the id are removed rather than revived.

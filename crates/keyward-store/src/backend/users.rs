@@ -185,6 +185,17 @@ macro_rules! impl_user_store {
                 Ok(self.deleted_users_from_rows(&rows).await?.pop())
             }
 
+            async fn lock_deleted_item(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                if DIALECT.row_locks {
+                    sqlx::query("SELECT id FROM deleted_items WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                        .bind(tenant.as_str())
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *self.0)
+                        .await?;
+                }
+                Ok(())
+            }
+
             async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 self.bring_back(&KEPT_USER, tenant, id).await?;
                 sqlx::query(concat!(

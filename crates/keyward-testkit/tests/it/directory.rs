@@ -1112,6 +1112,92 @@ async fn application_unique_name_upsert(backend: Backend) {
     assert_eq!(upsert(json!({"displayName": "Payroll 3"}), CREATE, admin).await.status, StatusCode::CREATED);
 }
 
+/// Races a careless script or an attacker could start: two managers set at once that would make
+/// a loop (one wins, never both), the same deleted user restored twice at once (one restore), a
+/// restore racing a permanent delete (one of them), and the roles below the sensitive-action
+/// table's restore and delete trying them.
+async fn concurrent_directory_changes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (ann, ben) = (create(&app, "ann", json!({})).await, create(&app, "ben", json!({})).await);
+    let put = |user: String, manager: String| {
+        let app = &app;
+        async move {
+            let path = format!("/v1.0/users/{user}/manager/$ref");
+            app.send(reqwest::Method::PUT, &path, Some(&app.admin_token), Some(&reference(app, &manager)), &[]).await
+        }
+    };
+    for _ in 0..3 {
+        let (one, two) = tokio::join!(put(ann.clone(), ben.clone()), put(ben.clone(), ann.clone()));
+        let statuses = [one.status, two.status];
+        assert_eq!(
+            statuses.iter().filter(|it| **it == StatusCode::NO_CONTENT).count(),
+            1,
+            "exactly one of two loop-making changes lands: {} / {}",
+            one.text,
+            two.text
+        );
+        let managers = (
+            app.get(&format!("/v1.0/users/{ann}/manager")).await.body["id"].clone(),
+            app.get(&format!("/v1.0/users/{ben}/manager")).await.body["id"].clone(),
+        );
+        assert!(managers.0.is_null() || managers.1.is_null(), "no loop: {managers:?}");
+        for user in [&ann, &ben] {
+            app.delete(&format!("/v1.0/users/{user}/manager/$ref")).await;
+        }
+    }
+
+    // Twice the same restore at once: one restores, the other finds nothing left to restore.
+    let leaver = create(&app, "leaver", json!({})).await;
+    assert_eq!(app.delete(&format!("/v1.0/users/{leaver}")).await.status, StatusCode::NO_CONTENT);
+    let (restore, item, empty) = (
+        format!("/v1.0/directory/deletedItems/{leaver}/restore"),
+        format!("/v1.0/directory/deletedItems/{leaver}"),
+        json!({}),
+    );
+    let (one, two) = tokio::join!(app.post(&restore, &empty), app.post(&restore, &empty));
+    let mut statuses = vec![one.status, two.status];
+    statuses.sort();
+    assert_eq!(statuses, vec![StatusCode::OK, StatusCode::NOT_FOUND], "{} / {}", one.text, two.text);
+    let restores = app.audit_for(&leaver).await.iter().filter(|it| it.activity_display_name == "Restore user").count();
+    assert_eq!(restores, 1);
+    // A restore racing a permanent delete: one of them happens, and the user is either back or gone.
+    assert_eq!(app.delete(&format!("/v1.0/users/{leaver}")).await.status, StatusCode::NO_CONTENT);
+    let (restored, purged) = tokio::join!(app.post(&restore, &empty), app.delete(&item));
+    let is_back = app.get(&format!("/v1.0/users/{leaver}")).await.status == StatusCode::OK;
+    let in_deleted = app.get(&format!("/v1.0/directory/deletedItems/{leaver}")).await.status == StatusCode::OK;
+    assert!(!in_deleted, "the deleted copy is gone either way");
+    assert_eq!(
+        (restored.status == StatusCode::OK, purged.status == StatusCode::NO_CONTENT),
+        (is_back, !is_back),
+        "{} / {}",
+        restored.text,
+        purged.text
+    );
+
+    // A Helpdesk Administrator may neither restore nor remove for good (Entra's sensitive-action
+    // table); a User Administrator may, for a user who held no role.
+    let other = create(&app, "other", json!({})).await;
+    assert_eq!(app.delete(&format!("/v1.0/users/{other}")).await.status, StatusCode::NO_CONTENT);
+    let (helpdesk, user_admin) = (create(&app, "hd", json!({})).await, create(&app, "ua", json!({})).await);
+    app.assign_role(&helpdesk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    app.assign_role(&user_admin, keyward_core::authz::roles::USER_ADMINISTRATOR, "/").await;
+    let helpdesk = app.token_for(&format!("hd@{DOMAIN}")).await;
+    let user_admin = app.token_for(&format!("ua@{DOMAIN}")).await;
+    let item = format!("/v1.0/directory/deletedItems/{other}");
+    assert_graph_error(
+        &app.as_user(&helpdesk).post(&format!("{item}/restore"), &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    assert_graph_error(
+        &app.as_user(&helpdesk).delete(&item).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    assert_eq!(app.as_user(&helpdesk).get(&item).await.status, StatusCode::OK, "reading is allowed");
+    assert_eq!(app.as_user(&user_admin).delete(&item).await.status, StatusCode::NO_CONTENT);
+}
+
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
 /// option applied; otherwise the option is refused with a `4xx`. Never a `200` that ignored it.
 async fn every_query_option_is_applied_or_refused(backend: Backend) {
@@ -1260,6 +1346,7 @@ keyward_testkit::on_both_backends!(
     deleted_groups_and_restore,
     relationship_counts,
     application_unique_name_upsert,
+    concurrent_directory_changes,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );
