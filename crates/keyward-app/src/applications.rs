@@ -125,12 +125,18 @@ fn certificate_credentials(
 /// The longest `uniqueName` Keyward takes (Graph documents none).
 const UNIQUE_NAME_MAX: usize = 256;
 
-/// A `uniqueName` is 1 to 256 characters, without control characters or surrounding spaces.
+/// A `uniqueName` is 1 to 256 characters, without control, invisible or direction-changing
+/// characters or surrounding spaces.
 fn check_unique_name(name: &str) -> Result<(), AppError> {
+    // Invisible and direction-changing characters would let two names look alike.
+    let is_hidden = |it: char| {
+        it.is_control()
+            || matches!(it, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
     let is_valid = !name.is_empty()
         && name.chars().count() <= UNIQUE_NAME_MAX
         && name.trim() == name
-        && !name.chars().any(char::is_control);
+        && !name.chars().any(is_hidden);
     if is_valid {
         Ok(())
     } else {
@@ -294,6 +300,11 @@ impl App {
             created: now,
             unique_name,
         };
+        // Certificates given at creation are the new application's first credentials.
+        let certificates = match &draft.key_credentials {
+            Some(drafts) => certificate_credentials(&application.id, drafts, now)?,
+            None => Vec::new(),
+        };
         let mut tx = self.write().await?;
         let refusal = require(caller, actions::APPLICATIONS_CREATE, Target::Tenant)
             .and_then(|()| require(caller, actions::SERVICE_PRINCIPALS_CREATE, Target::Tenant));
@@ -323,6 +334,17 @@ impl App {
             old_value: None,
             new_value: Some(json::string_array([application.app_id.as_str()])),
         }];
+        for credential in &certificates {
+            tx.insert_app_credential(credential).await?;
+        }
+        if !certificates.is_empty() {
+            let thumbprints = certificates.iter().filter_map(|it| it.certificate.as_ref().map(|(_, it)| it.as_str()));
+            changes.push(PropertyChange {
+                name: "KeyDescription".into(),
+                old_value: None,
+                new_value: Some(json::string_array(thumbprints)),
+            });
+        }
         if let Some(name) = &application.unique_name {
             changes.push(PropertyChange {
                 name: "UniqueName".into(),
@@ -346,7 +368,7 @@ impl App {
             ],
         )
         .await?;
-        Ok(ApplicationView { application, credentials: Vec::new() })
+        Ok(ApplicationView { application, credentials: certificates })
     }
 
     /// `PATCH /applications/{id}`.

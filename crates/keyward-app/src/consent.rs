@@ -188,7 +188,7 @@ impl App {
     async fn consent_powers(&self, tenant: &Tenant, user: &User) -> Result<(UserConsent, bool), AppError> {
         let mut tx = self.read().await?;
         let policies = tx.user_consent_policies(&tenant.id).await?;
-        let actor = crate::tokens::load_actor(&mut *tx, tenant, &user.id).await?;
+        let actor = crate::tokens::load_user_actor(&mut *tx, tenant, user).await?;
         let is_admin = keyward_core::authz::authorize(&actor, MANAGE_GRANTS, Target::Tenant).is_allowed();
         Ok((UserConsent::from_policies(policies.as_deref()), is_admin))
     }
@@ -264,7 +264,7 @@ impl App {
         let caller = crate::Caller {
             tenant: tenant.clone(),
             principal: crate::Principal::User(Box::new(user.clone())),
-            actor: keyward_core::authz::Actor { id: user.id.clone(), roles: Vec::new() },
+            actor: keyward_core::authz::Actor { id: user.id.clone(), roles: Vec::new(), is_guest: user.is_guest() },
             meta,
             scopes: None,
             authentication: None,

@@ -155,6 +155,11 @@ impl App {
                 (require(caller, action, Target::User(&facts)), activity, TargetResource::user(&it.object))
             }
             DeletedItem::Group(it) => {
+                if it.object.is_assignable_to_role {
+                    // Its members come back to a role-assignable group: a promotion, serialised
+                    // with the others (see `facts::user_facts`).
+                    tx.lock_role_changes(&caller.tenant.id).await?;
+                }
                 let action = match (restore, it.object.is_assignable_to_role) {
                     (true, true) => actions::ROLE_ASSIGNABLE_GROUPS_RESTORE,
                     (true, false) => actions::GROUPS_RESTORE,

@@ -455,7 +455,11 @@ impl App {
         }
         self.end_principal(&mut *tx, caller, TargetResource::user(&user), &user.id).await?;
         tx.purge_deleted_users_before(&caller.tenant.id, now - crate::deleted_items::RETENTION).await?;
-        tx.soft_delete_user(&caller.tenant.id, &user.id, now).await?;
+        tx.soft_delete_user(&caller.tenant.id, &user.id, now).await.map_err(|err| match err {
+            // Deleted meanwhile by a concurrent request.
+            keyward_store::StoreError::NotFound => AppError::NotFound(key.to_owned()),
+            other => other.into(),
+        })?;
         let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
         commit_audited(tx, [record]).await?;
         Ok(())
@@ -596,7 +600,11 @@ impl App {
         }
         self.end_principal(&mut *tx, caller, TargetResource::group(&group), &group.id).await?;
         // Kept 30 days in the deleted items (`deleted_items.rs`).
-        tx.soft_delete_group(&caller.tenant.id, &group.id, now).await?;
+        tx.soft_delete_group(&caller.tenant.id, &group.id, now).await.map_err(|err| match err {
+            // Deleted meanwhile by a concurrent request.
+            keyward_store::StoreError::NotFound => AppError::NotFound(key.to_owned()),
+            other => other.into(),
+        })?;
         let record = caller.succeeded(now, Activity::DeleteGroup, vec![TargetResource::group(&group)]);
         commit_audited(tx, [record]).await?;
         Ok(())

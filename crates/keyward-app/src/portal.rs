@@ -13,7 +13,7 @@ use keyward_core::authz::{Target, actions};
 use crate::auth_methods::generate_password;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
-use crate::tokens::load_actor;
+use crate::tokens::load_user_actor;
 use crate::{App, AppError, Caller, Principal, RequestMeta, require};
 
 /// What a browser session may do on the admin portal.
@@ -86,7 +86,7 @@ impl App {
             return Ok(PortalAccess::SignedOut(tenant.id));
         };
         let mut tx = self.read().await?;
-        let actor = load_actor(&mut *tx, &tenant, &user.id).await?;
+        let actor = load_user_actor(&mut *tx, &tenant, &user).await?;
         drop(tx);
         if actor.roles.is_empty() {
             return Ok(PortalAccess::NotAnAdministrator(tenant.id));

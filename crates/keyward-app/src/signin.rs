@@ -30,7 +30,7 @@ use crate::commit_audited;
 use crate::methods_policy::{UserMethods, user_methods};
 use crate::passkeys::{CreationOptions, passkey_kind};
 use crate::signin_admin::{end_sessions, strong_authentication_requirement};
-use crate::tokens::load_actor;
+use crate::tokens::load_user_actor;
 use crate::{App, AppError, Caller, Principal, RequestMeta, audit_id, new_id, random_token, rfc3339, sha256};
 use keyward_core::auth_methods::PhoneType;
 use keyward_core::methods_policy::{Campaign, Nudge, campaign_nudge};
@@ -1512,7 +1512,7 @@ impl App {
     /// session's sign-in time and methods (MFA recency counts from the second factor).
     async fn session_caller(&self, flow: &Flow, user: &User) -> Result<Caller, AppError> {
         let mut tx = self.read().await?;
-        let actor = load_actor(&mut *tx, &flow.tenant, &user.id).await?;
+        let actor = load_user_actor(&mut *tx, &flow.tenant, user).await?;
         drop(tx);
         let session = &flow.session;
         let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));

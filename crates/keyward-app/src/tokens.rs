@@ -312,7 +312,7 @@ impl App {
             }
         };
         let actor = match &principal {
-            Principal::User(user) => load_actor(&mut *tx, &tenant, &user.id).await?,
+            Principal::User(user) => load_user_actor(&mut *tx, &tenant, user).await?,
             Principal::App(app) => load_actor(&mut *tx, &tenant, &app.id).await?,
         };
         let authentication = claims
@@ -376,7 +376,13 @@ pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, principal: &Obj
             Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions })
         })
         .collect();
-    Ok(Actor { id: principal.clone(), roles })
+    Ok(Actor { id: principal.clone(), roles, is_guest: false })
+}
+
+/// [`load_actor`] for a signed-in user: a guest acts with a guest's default permissions.
+pub(crate) async fn load_user_actor(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<Actor, AppError> {
+    let actor = load_actor(tx, tenant, &user.id).await?;
+    Ok(Actor { is_guest: user.is_guest(), ..actor })
 }
 
 /// The first tenant (Keyward serves one tenant per deployment today).

@@ -59,6 +59,13 @@ pub struct User {
     pub profile: Profile,
 }
 
+impl User {
+    /// A guest (`userType` `Guest`), who has a guest's limited default access.
+    pub fn is_guest(&self) -> bool {
+        self.profile.get("userType") == Some("Guest")
+    }
+}
+
 /// A group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {

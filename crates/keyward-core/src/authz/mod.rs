@@ -95,6 +95,7 @@ pub mod actions {
 pub mod rules {
     pub const ROLE_GRANTS_ACTION: &str = "role-grants-action";
     pub const DEFAULT_USER_PERMISSIONS: &str = "default-user-permissions";
+    pub const GUEST_USER_PERMISSIONS: &str = "guest-user-permissions";
     pub const NO_ROLE_GRANTS_ACTION: &str = "no-role-grants-action";
     pub const ADMINISTRATIVE_UNIT_SCOPE: &str = "administrative-unit-scope";
     pub const ADMINISTRATIVE_UNIT_ADMIN_TARGET: &str = "administrative-unit-scope-acts-only-on-non-admins";
@@ -130,6 +131,23 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     "microsoft.directory/administrativeUnits/allProperties/read",
     "microsoft.directory/scopedRoleMemberships/allProperties/read",
 ];
+
+/// What a guest may do without a role: Entra's default guest access ("Guest users have limited
+/// access to properties and memberships of directory objects"). A guest reads a user it names (by
+/// id or sign-in name), its own memberships and the organization, but lists nobody: no directory
+/// enumeration, no groups, roles, administrative units or applications.
+pub const GUEST_USER_PERMISSIONS: &[&str] =
+    &[actions::USERS_READ, actions::USERS_MEMBER_OF_READ, actions::ORGANIZATION_READ];
+
+/// Whether a guest without a role may take `action` on `target` ([`GUEST_USER_PERMISSIONS`]).
+fn guest_may(actor: &Actor, action: &str, target: Target<'_>) -> bool {
+    match (action, target) {
+        (actions::USERS_READ, Target::User(_)) => true,
+        (actions::USERS_MEMBER_OF_READ, Target::User(user)) => user.id.as_ref() == Some(&actor.id),
+        (actions::ORGANIZATION_READ, _) => true,
+        _ => false,
+    }
+}
 
 /// Looks a built-in role up by its id (= template id).
 pub fn role(id: &str) -> Option<&'static RoleDefinition> {
@@ -172,6 +190,9 @@ impl ActiveRole {
 pub struct Actor {
     pub id: ObjectId,
     pub roles: Vec<ActiveRole>,
+    /// A guest (`userType` `Guest`): without a role, only [`GUEST_USER_PERMISSIONS`], not the
+    /// member's [`DEFAULT_USER_PERMISSIONS`].
+    pub is_guest: bool,
 }
 
 /// A target's membership of an administrative unit.
@@ -261,6 +282,10 @@ pub fn denial_message(rule: &str, action: &str) -> String {
             return "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit.".into();
         }
         rules::NO_ROLE_GRANTS_ACTION => format!("None of the caller's roles grants '{action}'."),
+        rules::GUEST_USER_PERMISSIONS => format!(
+            "Guests have limited access to the directory: they read users they name and their own memberships, \
+             but cannot list the directory or read groups, roles or applications ('{action}')."
+        ),
         rules::ADMINISTRATIVE_UNIT_SCOPE => {
             "The caller's role is scoped to an administrative unit that the target is not a member of.".into()
         }
@@ -417,6 +442,12 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
             Err(rule) if refused != Some(rules::RESTRICTED_MANAGEMENT_UNIT) => refused = Some(rule),
             Err(_) => (),
         }
+    }
+    if actor.is_guest {
+        if guest_may(actor, action, target) {
+            return Decision::Allow { rule: rules::GUEST_USER_PERMISSIONS };
+        }
+        return Decision::Deny { rule: refused.unwrap_or(rules::GUEST_USER_PERMISSIONS) };
     }
     if DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action)) {
         return Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS };

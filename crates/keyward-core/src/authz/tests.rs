@@ -11,7 +11,7 @@ fn id(n: u8) -> ObjectId {
 }
 
 fn actor_with(role: &str, scope: Scope) -> Actor {
-    Actor { id: id(1), roles: vec![ActiveRole::built_in(role, scope)] }
+    Actor { id: id(1), roles: vec![ActiveRole::built_in(role, scope)], is_guest: false }
 }
 
 /// A target row of the matrices.
@@ -256,6 +256,7 @@ fn custom_roles_act_only_on_non_admins_outside_role_assignable_groups() {
                 actions::USERS_AUTH_METHODS_DELETE.into(),
             ]),
         }],
+        is_guest: false,
     };
     for action in [actions::USERS_STRONG_AUTHENTICATION_UPDATE, actions::USERS_AUTH_METHODS_DELETE] {
         assert!(authorize(&custom, action, Target::User(&facts(Row::NoRole))).is_allowed(), "{action}");
@@ -340,7 +341,7 @@ fn patterns_cover_actions_by_entity() {
 
 #[test]
 fn plain_users_may_only_read() {
-    let user = Actor { id: id(1), roles: Vec::new() };
+    let user = Actor { id: id(1), roles: Vec::new(), is_guest: false };
     let target = facts(Row::NoRole);
     for action in [actions::USERS_CREATE, actions::USERS_DELETE, actions::GROUPS_MEMBERS_UPDATE] {
         assert_eq!(
@@ -407,7 +408,7 @@ proptest! {
         action in any_action(),
         user in any_user(),
     ) {
-        let actor = Actor { id: id(1), roles: assignments };
+        let actor = Actor { id: id(1), roles: assignments, is_guest: false };
         let decision = authorize(&actor, action, Target::User(&user));
         if decision == (Decision::Allow { rule: rules::ROLE_GRANTS_ACTION }) {
             let in_scope = |it: &&ActiveRole| match &it.scope {
@@ -492,7 +493,7 @@ fn reading_authentication_methods() {
 #[test]
 fn applications_act_only_through_their_roles() {
     let app = ObjectId::from_bytes([7; 16]);
-    let no_roles = Actor { id: app.clone(), roles: Vec::new() };
+    let no_roles = Actor { id: app.clone(), roles: Vec::new(), is_guest: false };
     assert!(matches!(authorize_app(&no_roles, actions::USERS_READ, Target::Tenant), Decision::Deny { .. }));
     assert!(matches!(authorize(&no_roles, actions::USERS_READ, Target::Tenant), Decision::Allow { .. }));
     let admin = Actor {
@@ -502,6 +503,7 @@ fn applications_act_only_through_their_roles() {
             scope: Scope::Tenant,
             custom_actions: None,
         }],
+        is_guest: false,
     };
     assert!(matches!(authorize_app(&admin, actions::USERS_READ, Target::Tenant), Decision::Allow { .. }));
     assert!(matches!(authorize_app(&admin, actions::USERS_CREATE, Target::Tenant), Decision::Allow { .. }));
@@ -522,6 +524,7 @@ fn applications_whose_principal_holds_a_role_are_changed_only_by_the_top_roles()
                 actions::APPLICATIONS_READ.into(),
             ]),
         }],
+        is_guest: false,
     };
     let privileged = ApplicationFacts { is_privileged: true };
     let plain = ApplicationFacts { is_privileged: false };

@@ -254,7 +254,7 @@ pub(crate) fn alternate_key(ctx: &GraphCtx, name: &str, captured: &str) -> Resul
         .strip_suffix(')')
         .and_then(|it| it.strip_prefix('\''))
         .and_then(|it| it.strip_suffix('\''))
-        .filter(|it| !it.is_empty())
+        .filter(|it| !it.is_empty() && !it.replace("''", "").contains('\''))
         .map(|it| it.replace("''", "'"))
         .ok_or_else(|| bad(ctx, format!("The alternate key must be written {name}='value'.")))
 }

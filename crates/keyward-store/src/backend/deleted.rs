@@ -7,14 +7,18 @@
 
 /// A kind of object kept when deleted: its `deleted_items` kind, its table, the tables whose
 /// rows move with it (each with a `deleted_` copy and the object's id in `key`), each with the
-/// condition a row must meet to come back on restore, and the statements (binding the id as `$1`)
-/// that remove rows naming the object which raced its deletion, so a restore never revives them.
+/// condition a row must meet to come back on restore, the statements (binding the id as `$1`)
+/// that remove rows naming the object which raced its deletion, so a restore never revives them,
+/// and those that lock the objects the kept rows name.
 pub(super) struct Kept {
     pub kind: &'static str,
     pub table: &'static str,
     pub key: &'static str,
     pub children: &'static [(&'static str, &'static str)],
     pub stale: &'static [&'static str],
+    /// Statements (binding the id as `$1`) that lock the live objects the kept rows name, so a
+    /// restore waits for a concurrent deletion of one of them (PostgreSQL).
+    pub referenced: &'static [&'static str],
 }
 
 /// Implements the row moves of [`Kept`] objects for a backend's transaction type.
@@ -80,6 +84,11 @@ macro_rules! impl_deleted_rows {
                     return Err(StoreError::NotFound);
                 }
                 for (child, _) in kept.children {
+                    if DIALECT.row_locks {
+                        // A concurrent removal of one of these rows commits first and is not copied.
+                        let sql = format!("SELECT 1 FROM {child} WHERE {} = $1 FOR UPDATE", kept.key);
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    }
                     let sql = format!("INSERT INTO deleted_{child} SELECT * FROM {child} WHERE {} = $1", kept.key);
                     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
@@ -98,6 +107,13 @@ macro_rules! impl_deleted_rows {
             async fn bring_back(&mut self, kept: &Kept, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 for sql in kept.stale {
                     sqlx::query(sqlx::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                }
+                if DIALECT.row_locks {
+                    // Objects the rows name that are being deleted meanwhile finish first, so the
+                    // rows' conditions below see them gone.
+                    for sql in kept.referenced {
+                        sqlx::query(sqlx::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    }
                 }
                 let table = kept.table;
                 let sql = format!("INSERT INTO {table} SELECT * FROM deleted_{table} WHERE tenant_id = $1 AND id = $2");
@@ -151,6 +167,16 @@ macro_rules! impl_deleted_rows {
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
                 let expired = "SELECT id FROM deleted_items WHERE tenant_id = $1 AND kind = $2 AND deleted_at < $3";
+                if DIALECT.row_locks {
+                    // The items first, as a restore or permanent delete locks them, so the two
+                    // never wait on each other's rows.
+                    sqlx::query(sqlx::AssertSqlSafe(format!("{expired} FOR UPDATE")))
+                        .bind(tenant.as_str())
+                        .bind(kept.kind)
+                        .bind(fmt_ts(before))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
                 let copies = kept.children.iter().map(|(child, _)| format!("deleted_{child} WHERE {}", kept.key));
                 for table in copies.chain([format!("deleted_{} WHERE id", kept.table)]) {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))

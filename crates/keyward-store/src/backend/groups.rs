@@ -327,4 +327,12 @@ pub(super) const KEPT_GROUP: Kept = Kept {
         "DELETE FROM administrative_unit_members WHERE member_id = $1",
         "DELETE FROM role_assignments WHERE principal_id = $1",
     ],
+    referenced: &[
+        "SELECT 1 FROM users WHERE id IN (SELECT member_id FROM deleted_group_members WHERE group_id = $1 \
+         UNION SELECT owner_id FROM deleted_group_owners WHERE group_id = $1) FOR SHARE",
+        "SELECT 1 FROM directory_groups WHERE id IN \
+         (SELECT member_id FROM deleted_group_members WHERE group_id = $1) FOR SHARE",
+        "SELECT 1 FROM service_principals WHERE id IN (SELECT member_id FROM deleted_group_members WHERE group_id = $1 \
+         UNION SELECT owner_id FROM deleted_group_owners WHERE group_id = $1) FOR SHARE",
+    ],
 };

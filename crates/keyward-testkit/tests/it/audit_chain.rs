@@ -830,6 +830,10 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 19's application uniqueName.
+    raw.exec("DROP INDEX applications_unique_name").await;
+    raw.exec("ALTER TABLE applications DROP COLUMN unique_name").await;
+    raw.exec("ALTER TABLE applications DROP COLUMN unique_name_lc").await;
     // Nor schema 18's deleted groups.
     for table in ["deleted_directory_groups", "deleted_group_members", "deleted_group_owners"] {
         raw.exec(&format!("DROP TABLE {table}")).await;

@@ -1079,6 +1079,30 @@ async fn application_unique_name_upsert(backend: Backend) {
     assert_graph_error(&too_long, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let plain = app.post("/v1.0/applications", &json!({"displayName": "Plain"})).await;
     assert_eq!(plain.body["uniqueName"], Value::Null, "{}", plain.text);
+    // Names that hide characters, and keys with an undoubled quote, are refused.
+    for key in ["pay%E2%80%AEroll", "it's", "%20padded"] {
+        let reply = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/v1.0/applications(uniqueName='{key}')"),
+                Some(&admin),
+                Some(&json!({"displayName": "X"})),
+                CREATE,
+            )
+            .await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    // A certificate given when the upsert creates the application is kept, not dropped.
+    let certificate = rcgen::generate_simple_self_signed(vec!["daemon.contoso.test".to_owned()]).expect("certificate");
+    let der = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, certificate.cert.der());
+    let body = json!({"displayName": "Daemon", "keyCredentials": [{"type": "AsymmetricX509Cert", "usage": "Verify", "key": der}]});
+    let daemon = app
+        .send(reqwest::Method::PATCH, "/v1.0/applications(uniqueName='daemon')", Some(&admin), Some(&body), CREATE)
+        .await;
+    assert_eq!(daemon.status, StatusCode::CREATED, "{}", daemon.text);
+    assert_eq!(daemon.body["keyCredentials"].as_array().map(Vec::len), Some(1), "{}", daemon.text);
+    let stored = app.get("/v1.0/applications(uniqueName='daemon')").await;
+    assert_eq!(stored.body["keyCredentials"][0]["type"], "AsymmetricX509Cert", "{}", stored.text);
 
     // Those who may not create applications cannot upsert one into being; the refusal is audited.
     let helpdesk = create(&app, "helpdesk", json!({})).await;
@@ -1174,6 +1198,21 @@ async fn concurrent_directory_changes(backend: Backend) {
         purged.text
     );
 
+    // Two deletions of one object at once: one deletes, the other finds nothing.
+    let (twice, team) = (create(&app, "twice", json!({})).await, group(&app, "twice").await);
+    for path in [format!("/v1.0/users/{twice}"), format!("/v1.0/groups/{team}")] {
+        let (one, two) = tokio::join!(app.delete(&path), app.delete(&path));
+        let mut statuses = vec![one.status, two.status];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            vec![StatusCode::NO_CONTENT, StatusCode::NOT_FOUND],
+            "{path}: {} / {}",
+            one.text,
+            two.text
+        );
+    }
+
     // A Helpdesk Administrator may neither restore nor remove for good (Entra's sensitive-action
     // table); a User Administrator may, for a user who held no role.
     let other = create(&app, "other", json!({})).await;
@@ -1196,6 +1235,67 @@ async fn concurrent_directory_changes(backend: Backend) {
     );
     assert_eq!(app.as_user(&helpdesk).get(&item).await.status, StatusCode::OK, "reading is allowed");
     assert_eq!(app.as_user(&user_admin).delete(&item).await.status, StatusCode::NO_CONTENT);
+}
+
+/// A guest (`userType` `Guest`) has Entra's limited default access: it reads users it names, its
+/// own profile, memberships and security info, and the organization, but lists nothing and reads
+/// no groups, roles or applications; a role still grants what it grants, and turning the guest
+/// into a member counts from the next request.
+async fn guests_have_limited_access(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let guest = create(&app, "visitor", json!({"userType": "Guest"})).await;
+    let member = create(&app, "member", json!({})).await;
+    let team = group(&app, "team").await;
+    add_member(&app, &team, &guest).await;
+    let token = app.token_for(&format!("visitor@{DOMAIN}")).await;
+    let as_guest = app.as_user(&token);
+    for path in [
+        "/v1.0/me".to_owned(),
+        format!("/v1.0/users/{member}"),
+        format!("/v1.0/users/member@{DOMAIN}"),
+        "/v1.0/me/memberOf".to_owned(),
+        "/v1.0/organization".to_owned(),
+        "/v1.0/me/authentication/methods".to_owned(),
+    ] {
+        let reply = as_guest.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+    }
+    assert_eq!(ids(&as_guest.get("/v1.0/me/memberOf").await.body), vec![team.clone()]);
+    for path in [
+        "/v1.0/users".to_owned(),
+        "/v1.0/groups".to_owned(),
+        format!("/v1.0/groups/{team}"),
+        format!("/v1.0/groups/{team}/members"),
+        format!("/v1.0/users/{member}/memberOf"),
+        "/v1.0/roleManagement/directory/roleDefinitions".to_owned(),
+        "/v1.0/directory/administrativeUnits".to_owned(),
+        "/v1.0/servicePrincipals".to_owned(),
+        "/v1.0/directoryRoles".to_owned(),
+    ] {
+        let reply = as_guest.get(&path).await;
+        assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+        assert!(reply.text.contains("Guests have limited access"), "{path}: {}", reply.text);
+    }
+    // Nor may a guest make itself a member.
+    let promoted = as_guest.patch(&format!("/v1.0/users/{guest}"), &json!({"userType": "Member"})).await;
+    assert_graph_error(&promoted, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // A role grants a guest what it grants anyone.
+    app.assign_role(&guest, keyward_core::authz::roles::DIRECTORY_READERS, "/").await;
+    assert_eq!(as_guest.get("/v1.0/users").await.status, StatusCode::OK);
+    assert_eq!(as_guest.get(&format!("/v1.0/groups/{team}")).await.status, StatusCode::OK);
+    // A member again from the next request, with the same token.
+    let assignments =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{guest}'")).await;
+    let assignment = assignments.body["value"][0]["id"].as_str().expect("assignment").to_owned();
+    assert_eq!(
+        app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{assignment}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(as_guest.get("/v1.0/users").await.status, StatusCode::FORBIDDEN);
+    let converted = app.patch(&format!("/v1.0/users/{guest}"), &json!({"userType": "Member"})).await;
+    assert_eq!(converted.status, StatusCode::NO_CONTENT, "{}", converted.text);
+    assert_eq!(as_guest.get("/v1.0/users").await.status, StatusCode::OK);
+    assert_eq!(as_guest.get(&format!("/v1.0/groups/{team}/members")).await.status, StatusCode::OK);
 }
 
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
@@ -1347,6 +1447,7 @@ keyward_testkit::on_both_backends!(
     relationship_counts,
     application_unique_name_upsert,
     concurrent_directory_changes,
+    guests_have_limited_access,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );
