@@ -2,19 +2,24 @@
 //! read, restored or removed for good.
 //!
 //! Deleting a user ends its group memberships, role assignments and sessions (`App::delete_user`);
-//! a restore brings back the account, its profile, password, authentication methods and sign-in
-//! state (per-user MFA), so the MFA that protected it protects it again, but no role, membership or
-//! session: the user holds no role and signs in again.
+//! a restore brings back the account, its profile, password, authentication methods, sign-in
+//! state (per-user MFA) and administrative units, so the MFA that protected it protects it again,
+//! but no role, group membership or session: the user holds no role and signs in again.
 //!
 //! Every group is kept when deleted: Microsoft 365 and security groups alike, as Microsoft Graph's
 //! v1.0 documentation of group deletion says (distribution groups, which Entra deletes for good,
 //! cannot be created through Graph). Deleting a group ends its own memberships and its role
-//! assignments (`App::delete_group`); a restore brings back the group with those of its members and
-//! owners that still exist, but no role assignment: restoring never grants a role.
+//! assignments (`App::delete_group`); a restore brings back the group with those of its members,
+//! owners and administrative units that still exist, but no role assignment or membership of
+//! another group: restoring never grants a role.
+//!
+//! Restoring and removing for good are decided on the units the object was in when deleted, so an
+//! object of a restricted management unit stays under that unit's administrators.
 
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{Target, actions};
+use keyward_core::authz::{GroupFacts, Target, UnitMembership, actions};
 use keyward_core::directory::{Group, User};
+use keyward_core::ids::ObjectId;
 use keyward_store::{StoreError, Tx};
 use time::{Duration, OffsetDateTime};
 
@@ -57,6 +62,13 @@ pub enum DeletedItem {
 pub enum Restored {
     User(Box<User>),
     Group(Group),
+}
+
+/// The administrative units a deleted user or group was a member of (that still exist): a
+/// restricted management unit's object stays under that unit's administrators once deleted.
+async fn deleted_units(tx: &mut dyn Tx, id: &ObjectId) -> Result<Vec<UnitMembership>, AppError> {
+    let units = tx.list_deleted_units_of(id).await?;
+    Ok(units.into_iter().map(|(id, is_restricted)| UnitMembership { id, is_restricted }).collect())
 }
 
 /// The page of `top` rows (read as `top + 1`, to know whether more follow) and its skiptoken.
@@ -131,8 +143,8 @@ impl App {
 
     /// A deleted item about to be restored (`restore`) or removed for good, in a write transaction,
     /// once the caller may do so; a refusal is recorded. A user is decided under Entra's
-    /// sensitive-action table; a group on the group alone, since its memberships ended with it (so
-    /// only a tenant-wide role restores or removes it).
+    /// sensitive-action table, a group on the group; both with the administrative units they were
+    /// in when deleted (unit-scoped roles and restricted management units apply).
     async fn deleted_item_for(
         &self,
         caller: &Caller,
@@ -146,7 +158,8 @@ impl App {
         let found = self.find_deleted(&mut *tx, caller, key).await?;
         let (decision, activity, target) = match &found {
             DeletedItem::User(it) => {
-                let facts = user_facts(&mut *tx, &caller.tenant, &it.object).await?;
+                let mut facts = user_facts(&mut *tx, &caller.tenant, &it.object).await?;
+                facts.units = deleted_units(&mut *tx, &it.object.id).await?;
                 let (action, activity) = if restore {
                     (actions::USERS_RESTORE, Activity::RestoreUser)
                 } else {
@@ -167,7 +180,8 @@ impl App {
                     (false, false) => actions::GROUPS_DELETE,
                 };
                 let activity = if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup };
-                let facts = group_for_read(&it.object);
+                let facts =
+                    GroupFacts { units: deleted_units(&mut *tx, &it.object.id).await?, ..group_for_read(&it.object) };
                 (require(caller, action, Target::Group(&facts)), activity, TargetResource::group(&it.object))
             }
         };

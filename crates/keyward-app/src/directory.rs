@@ -453,13 +453,14 @@ impl App {
                 .refused(Some(tx), caller, Activity::DeleteUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
-        self.end_principal(&mut *tx, caller, TargetResource::user(&user), &user.id).await?;
         tx.purge_deleted_users_before(&caller.tenant.id, now - crate::deleted_items::RETENTION).await?;
+        // Kept first, with its administrative units, then its memberships and roles end.
         tx.soft_delete_user(&caller.tenant.id, &user.id, now).await.map_err(|err| match err {
             // Deleted meanwhile by a concurrent request.
             keyward_store::StoreError::NotFound => AppError::NotFound(key.to_owned()),
             other => other.into(),
         })?;
+        self.end_principal(&mut *tx, caller, TargetResource::user(&user), &user.id).await?;
         let record = caller.succeeded(now, Activity::DeleteUser, vec![TargetResource::user(&user)]);
         commit_audited(tx, [record]).await?;
         Ok(())
@@ -598,13 +599,14 @@ impl App {
                 .refused(Some(tx), caller, Activity::DeleteGroup, vec![TargetResource::group(&group)], err)
                 .await);
         }
-        self.end_principal(&mut *tx, caller, TargetResource::group(&group), &group.id).await?;
-        // Kept 30 days in the deleted items (`deleted_items.rs`).
+        // Kept 30 days in the deleted items (`deleted_items.rs`) with its members, owners and
+        // administrative units, then its memberships and roles end.
         tx.soft_delete_group(&caller.tenant.id, &group.id, now).await.map_err(|err| match err {
             // Deleted meanwhile by a concurrent request.
             keyward_store::StoreError::NotFound => AppError::NotFound(key.to_owned()),
             other => other.into(),
         })?;
+        self.end_principal(&mut *tx, caller, TargetResource::group(&group), &group.id).await?;
         let record = caller.succeeded(now, Activity::DeleteGroup, vec![TargetResource::group(&group)]);
         commit_audited(tx, [record]).await?;
         Ok(())

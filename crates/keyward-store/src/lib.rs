@@ -405,6 +405,9 @@ pub trait RoleStore: Send {
     ) -> Result<(), StoreError>;
     /// The administrative units `member` belongs to, with whether each is restricted-management.
     async fn list_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError>;
+    /// [`list_units_of`](Self::list_units_of) for a deleted user or group: the units it was a
+    /// member of when it was deleted, that still exist.
+    async fn list_deleted_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError>;
     /// The ids of the tenant's restricted-management administrative units.
     async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError>;
     /// Whether `user` is a member or owner of any role-assignable group.

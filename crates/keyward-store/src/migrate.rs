@@ -81,6 +81,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0019_application_unique_name.sql",
         sql: include_str!("../migrations/sqlite/0019_application_unique_name.sql"),
     },
+    Migration {
+        version: 20,
+        name: "0020_deleted_unit_memberships.sql",
+        sql: include_str!("../migrations/sqlite/0020_deleted_unit_memberships.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -159,6 +164,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 19,
         name: "0019_application_unique_name.sql",
         sql: include_str!("../migrations/postgres/0019_application_unique_name.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "0020_deleted_unit_memberships.sql",
+        sql: include_str!("../migrations/postgres/0020_deleted_unit_memberships.sql"),
     },
 ];
 

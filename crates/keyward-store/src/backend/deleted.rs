@@ -6,15 +6,14 @@
 //! `backend/mod.rs`; users and groups (`backend/users.rs`, `backend/groups.rs`) call it.
 
 /// A kind of object kept when deleted: its `deleted_items` kind, its table, the tables whose
-/// rows move with it (each with a `deleted_` copy and the object's id in `key`), each with the
-/// condition a row must meet to come back on restore, the statements (binding the id as `$1`)
+/// rows move with it (each with a `deleted_` copy, the column holding the object's id, and the
+/// condition a row must meet to come back on restore), the statements (binding the id as `$1`)
 /// that remove rows naming the object which raced its deletion, so a restore never revives them,
 /// and those that lock the objects the kept rows name.
 pub(super) struct Kept {
     pub kind: &'static str,
     pub table: &'static str,
-    pub key: &'static str,
-    pub children: &'static [(&'static str, &'static str)],
+    pub children: &'static [(&'static str, &'static str, &'static str)],
     pub stale: &'static [&'static str],
     /// Statements (binding the id as `$1`) that lock the live objects the kept rows name, so a
     /// restore waits for a concurrent deletion of one of them (PostgreSQL).
@@ -25,6 +24,17 @@ pub(super) struct Kept {
 macro_rules! impl_deleted_rows {
     ($tx:ident, $db:ty) => {
         impl $tx {
+            /// The units (id, whether restricted) a member of `table` (`administrative_unit_members`
+            /// or its deleted copy) belongs to.
+            async fn units_of_in(&mut self, table: &str, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError> {
+                let sql = format!(
+                    "SELECT u.id, u.is_member_management_restricted FROM {table} m \
+                     JOIN administrative_units u ON u.id = m.unit_id WHERE m.member_id = $1 ORDER BY u.id"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(member.as_str()).fetch_all(&mut *self.0).await?;
+                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+            }
+
             /// Rows of the tenant's objects of this kind deleted at or after `since`, with
             /// `columns` of the copy (named as the live table in the query, so the live table's
             /// column list reads it) and `deleted_at`: the object `id` (`exact`), or those after
@@ -83,13 +93,13 @@ macro_rules! impl_deleted_rows {
                 if copied.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                for (child, _) in kept.children {
+                for (child, key, _) in kept.children {
                     if DIALECT.row_locks {
                         // A concurrent removal of one of these rows commits first and is not copied.
-                        let sql = format!("SELECT 1 FROM {child} WHERE {} = $1 FOR UPDATE", kept.key);
+                        let sql = format!("SELECT 1 FROM {child} WHERE {key} = $1 FOR UPDATE");
                         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                     }
-                    let sql = format!("INSERT INTO deleted_{child} SELECT * FROM {child} WHERE {} = $1", kept.key);
+                    let sql = format!("INSERT INTO deleted_{child} SELECT * FROM {child} WHERE {key} = $1");
                     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, $3, $4)")
@@ -125,9 +135,8 @@ macro_rules! impl_deleted_rows {
                 if restored.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                for (child, condition) in kept.children {
-                    let sql =
-                        format!("INSERT INTO {child} SELECT * FROM deleted_{child} WHERE {} = $1{condition}", kept.key);
+                for (child, key, condition) in kept.children {
+                    let sql = format!("INSERT INTO {child} SELECT * FROM deleted_{child} WHERE {key} = $1{condition}");
                     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 self.forget_deleted(kept, tenant, id).await
@@ -149,8 +158,8 @@ macro_rules! impl_deleted_rows {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                for (child, _) in kept.children {
-                    let sql = format!("DELETE FROM deleted_{child} WHERE {} = $1", kept.key);
+                for (child, key, _) in kept.children {
+                    let sql = format!("DELETE FROM deleted_{child} WHERE {key} = $1");
                     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 let sql = format!("DELETE FROM deleted_{} WHERE id = $1", kept.table);
@@ -177,7 +186,7 @@ macro_rules! impl_deleted_rows {
                         .execute(&mut *self.0)
                         .await?;
                 }
-                let copies = kept.children.iter().map(|(child, _)| format!("deleted_{child} WHERE {}", kept.key));
+                let copies = kept.children.iter().map(|(child, key, _)| format!("deleted_{child} WHERE {key}"));
                 for table in copies.chain([format!("deleted_{} WHERE id", kept.table)]) {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
                         .bind(tenant.as_str())

@@ -305,22 +305,25 @@ macro_rules! impl_group_store {
 
 use super::deleted::Kept;
 
-/// A deleted group, kept for restore: its row, members and owners; a member or owner comes back
-/// only if it still exists; its own memberships and role assignments do not.
+/// A deleted group, kept for restore: its row, members, owners and administrative units; a
+/// member, owner or unit comes back only if it still exists; its memberships of other groups and
+/// its role assignments do not.
 pub(super) const KEPT_GROUP: Kept = Kept {
     kind: "group",
     table: "directory_groups",
-    key: "group_id",
     children: &[
         (
             "group_members",
+            "group_id",
             " AND (member_id IN (SELECT id FROM users) OR member_id IN (SELECT id FROM directory_groups) \
              OR member_id IN (SELECT id FROM service_principals))",
         ),
         (
             "group_owners",
+            "group_id",
             " AND (owner_id IN (SELECT id FROM users) OR owner_id IN (SELECT id FROM service_principals))",
         ),
+        ("administrative_unit_members", "member_id", " AND unit_id IN (SELECT id FROM administrative_units)"),
     ],
     stale: &[
         "DELETE FROM group_members WHERE member_id = $1",

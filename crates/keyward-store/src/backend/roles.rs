@@ -171,15 +171,11 @@ macro_rules! impl_role_stores {
             }
 
             async fn list_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT u.id, u.is_member_management_restricted FROM ",
-                    "administrative_unit_members m JOIN administrative_units u ON u.id = ",
-                    "m.unit_id WHERE m.member_id = $1 ORDER BY u.id"
-                ))
-                .bind(member.as_str())
-                .fetch_all(&mut *self.0)
-                .await?;
-                rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
+                self.units_of_in("administrative_unit_members", member).await
+            }
+
+            async fn list_deleted_units_of(&mut self, member: &ObjectId) -> Result<Vec<(ObjectId, bool)>, StoreError> {
+                self.units_of_in("deleted_administrative_unit_members", member).await
             }
 
             async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError> {

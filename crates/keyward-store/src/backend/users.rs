@@ -6,19 +6,20 @@
 
 use super::deleted::Kept;
 
-/// A deleted user, kept for restore: its row, multi-valued properties, sign-in state and
-/// authentication methods, all of which come back; its memberships and role assignments do not.
+/// A deleted user, kept for restore: its row, multi-valued properties, sign-in state,
+/// authentication methods and administrative units, all of which come back (units that still
+/// exist); its group memberships and role assignments do not.
 pub(super) const KEPT_USER: Kept = Kept {
     kind: "user",
     table: "users",
-    key: "user_id",
     children: &[
-        ("user_values", ""),
-        ("user_sign_in_state", ""),
-        ("software_oath_methods", ""),
-        ("phone_methods", ""),
-        ("email_methods", ""),
-        ("fido2_methods", ""),
+        ("user_values", "user_id", ""),
+        ("user_sign_in_state", "user_id", ""),
+        ("software_oath_methods", "user_id", ""),
+        ("phone_methods", "user_id", ""),
+        ("email_methods", "user_id", ""),
+        ("fido2_methods", "user_id", ""),
+        ("administrative_unit_members", "member_id", " AND unit_id IN (SELECT id FROM administrative_units)"),
     ],
     stale: &[
         "DELETE FROM group_members WHERE member_id = $1",

@@ -830,6 +830,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 20's deleted unit memberships.
+    raw.exec("DROP TABLE deleted_administrative_unit_members").await;
     // Nor schema 19's application uniqueName.
     raw.exec("DROP INDEX applications_unique_name").await;
     raw.exec("ALTER TABLE applications DROP COLUMN unique_name").await;
@@ -886,6 +888,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         "directory_groups",
         "group_members",
         "group_owners",
+        "administrative_unit_members",
     ] {
         let live = raw.columns(table).await;
         assert!(live.contains("id"), "{table}: {live}");

@@ -732,7 +732,10 @@ async fn deleted_groups_and_restore(backend: Backend) {
     add_member(&app, &parent, &crew).await;
     let owned = app.post(&format!("/v1.0/groups/{crew}/owners/$ref"), &reference(&app, &owner)).await;
     assert_eq!(owned.status, StatusCode::NO_CONTENT, "{}", owned.text);
-    let unit = app.create_unit("Crews", false, &[&crew]).await;
+    let unit = app.create_unit("Crews", false, &[]).await;
+    let added =
+        app.post(&format!("/v1.0/directory/administrativeUnits/{unit}/members/$ref"), &reference(&app, &crew)).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
     let ops = app
         .post(
             "/v1.0/groups",
@@ -798,8 +801,8 @@ async fn deleted_groups_and_restore(backend: Backend) {
         changes.text
     );
 
-    // Restored by a User Administrator: the members and owners that still exist, not the group's
-    // own memberships (its parent group, its unit), since those ended with it.
+    // Restored by a User Administrator: the members, owners and unit that still exist, not the
+    // group's membership of its parent group, which ended with it.
     assert_eq!(app.delete(&format!("/v1.0/users/{leaver}")).await.status, StatusCode::NO_CONTENT);
     for (token, name) in [(&helpdesk, "a Helpdesk Administrator")] {
         let denied = app.as_user(token).post(&format!("/v1.0/directory/deletedItems/{crew}/restore"), &json!({})).await;
@@ -821,9 +824,10 @@ async fn deleted_groups_and_restore(backend: Backend) {
     expected.sort();
     assert_eq!(members, expected, "the deleted member stays out");
     assert_eq!(ids(&app.get(&format!("/v1.0/groups/{crew}/owners")).await.body), vec![owner.clone()]);
-    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{crew}/memberOf")).await.body), Vec::<String>::new());
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{crew}/memberOf")).await.body), vec![unit.clone()]);
     assert_eq!(ids(&app.get(&format!("/v1.0/groups/{parent}/members")).await.body), Vec::<String>::new());
-    assert!(!ids(&app.get(&format!("/v1.0/directory/administrativeUnits/{unit}/members")).await.body).contains(&crew));
+    let unit_members = app.get(&format!("/v1.0/directory/administrativeUnits/{unit}/members")).await;
+    assert!(ids(&unit_members.body).contains(&crew), "{}", unit_members.text);
     assert_eq!(app.get("/v1.0/directory/deletedItems/microsoft.graph.group").await.body["value"], json!([]));
     let activities: Vec<String> =
         app.audit_for(&crew).await.iter().map(|it| it.activity_display_name.clone()).collect();
@@ -1298,6 +1302,48 @@ async fn guests_have_limited_access(backend: Backend) {
     assert_eq!(as_guest.get(&format!("/v1.0/groups/{team}/members")).await.status, StatusCode::OK);
 }
 
+/// A deleted member of a restricted management administrative unit stays under that unit's
+/// administrators: a tenant-wide User Administrator may neither restore nor remove it, the unit's
+/// own User Administrator may, and the restored user is back in the unit.
+async fn deleted_items_keep_restricted_units(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let guarded = create(&app, "guarded", json!({})).await;
+    let unit = app.create_unit("Executives", true, &[&guarded]).await;
+    let (tenant_admin, unit_admin) =
+        (create(&app, "tenantua", json!({})).await, create(&app, "unitua", json!({})).await);
+    app.assign_role(&tenant_admin, keyward_core::authz::roles::USER_ADMINISTRATOR, "/").await;
+    app.assign_role(
+        &unit_admin,
+        keyward_core::authz::roles::USER_ADMINISTRATOR,
+        &format!("/administrativeUnits/{unit}"),
+    )
+    .await;
+    let tenant_admin = app.token_for(&format!("tenantua@{DOMAIN}")).await;
+    let unit_admin = app.token_for(&format!("unitua@{DOMAIN}")).await;
+    // Only the unit's administrators delete it, as they alone manage it.
+    assert_graph_error(
+        &app.delete(&format!("/v1.0/users/{guarded}")).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    assert_eq!(app.as_user(&unit_admin).delete(&format!("/v1.0/users/{guarded}")).await.status, StatusCode::NO_CONTENT);
+    let item = format!("/v1.0/directory/deletedItems/{guarded}");
+    for reply in [
+        app.as_user(&tenant_admin).post(&format!("{item}/restore"), &json!({})).await,
+        app.as_user(&tenant_admin).delete(&item).await,
+    ] {
+        assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+        assert!(reply.text.contains("restricted management administrative unit"), "{}", reply.text);
+    }
+    let restored = app.as_user(&unit_admin).post(&format!("{item}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
+    let members = app.get(&format!("/v1.0/directory/administrativeUnits/{unit}/members")).await;
+    assert_eq!(ids(&members.body), vec![guarded.clone()], "{}", members.text);
+    // And tenant-wide administrators still cannot manage the restored user.
+    let denied = app.as_user(&tenant_admin).patch(&format!("/v1.0/users/{guarded}"), &json!({"jobTitle": "CEO"})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+}
+
 /// Every documented `GET`, under both versions, with every query option: a `200` must show the
 /// option applied; otherwise the option is refused with a `4xx`. Never a `200` that ignored it.
 async fn every_query_option_is_applied_or_refused(backend: Backend) {
@@ -1448,6 +1494,7 @@ keyward_testkit::on_both_backends!(
     application_unique_name_upsert,
     concurrent_directory_changes,
     guests_have_limited_access,
+    deleted_items_keep_restricted_units,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
 );
