@@ -19,6 +19,7 @@ from keyward_harness import KeywardServer
 EXTENSIONS = {
     ("*", "post", "/users/{}/authentication/requiremfareregistration"),
     ("*", "post", "/users/{}/authentication/revokemfasessions"),
+    ("*", "post", "/users/{}/authentication/resetmfa"),
     ("*", "get", "/policies/keywardsigninpolicy"),
     ("*", "patch", "/policies/keywardsigninpolicy"),
     # resetPassword also under passwordMethods, where the password method lives.

@@ -4,7 +4,7 @@
 //! Entra's actions and target rules and audited with Entra's strings; a refusal is recorded as a
 //! failure. Secrets (passes, passwords, TOTP seeds) never reach reads or audit values.
 
-use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::auth_methods::{
     EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_email_address, mask_phone_number,
     plan_tap, validate_phone_number,
@@ -503,10 +503,25 @@ impl App {
         let activity = Activity::AdminRegisteredSecurityInfo;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let (view, record) = self.put_tap(&mut *tx, caller, &user, request, now).await?;
+        commit_audited(tx, [record]).await?;
+        Ok(view)
+    }
+
+    /// Creates `user`'s new Temporary Access Pass in `tx` (replacing the previous one), once the
+    /// caller may: the pass, shown only in the view, and its `Admin registered security info` record.
+    pub(crate) async fn put_tap(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        user: &User,
+        request: TapRequest,
+        now: OffsetDateTime,
+    ) -> Result<(TapView, AuditRecord), AppError> {
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         let plan = plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
         // Created for anyone, as Entra: a user the policy leaves out cannot sign in with it.
-        let enabled = pass_enabled_for(&mut *tx, &caller.tenant.id, &user.id, &policy).await?;
+        let enabled = pass_enabled_for(tx, &caller.tenant.id, &user.id, &policy).await?;
         let length = usize::try_from(policy.default_length).unwrap_or(8);
         let secret = Secret::new(random_string(TAP_ALPHABET, length)?);
         let pass = TemporaryAccessPass {
@@ -533,10 +548,10 @@ impl App {
             change("EndDateTime", rfc3339(pass.start + Duration::minutes(pass.lifetime_minutes))),
             change("AccessPassUsage", if pass.is_usable_once { "Once".into() } else { "Multiple".into() }),
         ];
-        let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user).with_changes(changes)]);
+        let activity = Activity::AdminRegisteredSecurityInfo;
+        let mut record = caller.succeeded(now, activity, vec![TargetResource::user(user).with_changes(changes)]);
         record.result_reason = "Admin registered temporary access pass method for user".into();
-        commit_audited(tx, [record]).await?;
-        Ok(self.tap_view(&pass, enabled, Some(secret)))
+        Ok((self.tap_view(&pass, enabled, Some(secret)), record))
     }
 
     /// `DELETE …/temporaryAccessPassMethods/{id}`.

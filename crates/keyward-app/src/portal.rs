@@ -32,7 +32,9 @@ pub enum PortalAccess {
 
 /// The service desk's actions on a user in the portal, and the resource action each needs (the
 /// same as the Graph call behind it).
-pub const PORTAL_ACTIONS: [(&str, &str); 9] = [
+pub const PORTAL_ACTIONS: [(&str, &str); 10] = [
+    // And the other permissions of its steps (`signin_admin::may_reset_mfa`).
+    ("reset_mfa", actions::USERS_AUTH_METHODS_DELETE),
     ("require_reregistration", actions::USERS_AUTH_METHODS_DELETE),
     ("revoke_mfa_sessions", actions::USERS_AUTH_METHODS_UPDATE),
     ("revoke_sessions", actions::USERS_INVALIDATE_REFRESH_TOKENS),
@@ -175,6 +177,9 @@ impl App {
                 let mut decision = require(caller, action, Target::User(&facts));
                 if decision.is_ok() && *name == "require_reregistration" && user.id == *caller.id() {
                     decision = crate::auth_methods::require_recent_mfa(caller, self.now());
+                }
+                if decision.is_ok() && *name == "reset_mfa" {
+                    decision = crate::signin_admin::may_reset_mfa(caller, &user, &facts, false);
                 }
                 let reason = match decision {
                     Ok(()) => None,

@@ -5,7 +5,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::audit::{Activity, TargetResource};
+use keyward_core::audit::{Activity, AuditRecord, TargetResource};
+use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz::{Target, actions};
 use keyward_core::directory::PropertyChange;
 use keyward_core::directory::User;
@@ -16,6 +17,7 @@ use keyward_core::signin_query::SignInQuery;
 use keyward_store::{SignInCursor, Tx, UserSignInState};
 use std::collections::HashMap;
 
+use crate::auth_methods::TapView;
 use crate::commit_audited;
 use crate::directory::resolve_user;
 use crate::facts::user_facts;
@@ -125,13 +127,7 @@ impl App {
         user: &User,
         change: PropertyChange,
     ) -> Result<(), AppError> {
-        let included = keyward_core::directory::included_updated_properties(std::slice::from_ref(&change));
-        let record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            Activity::UpdateUser,
-            vec![TargetResource::user(user).with_changes(vec![change, included])],
-        );
-        commit_audited(tx, [record]).await?;
+        commit_audited(tx, [user_update_record(caller, self.now(), user, change)]).await?;
         Ok(())
     }
 
@@ -178,16 +174,7 @@ impl App {
         let tx = self.write().await?;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_UPDATE, Activity::UpdateUser).await?;
-        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
-        let old_value = strong_authentication_requirement(&state);
-        state.remembered_devices_not_before = Some(now);
-        tx.set_user_sign_in_state(&user.id, &state).await?;
-        tx.delete_remembered_devices(&user.id).await?;
-        let change = PropertyChange {
-            name: "StrongAuthenticationRequirement".into(),
-            old_value: Some(old_value),
-            new_value: Some(strong_authentication_requirement(&state)),
-        };
+        let change = forget_mfa_devices(&mut *tx, &user, now).await?;
         self.commit_user_update(tx, caller, &user, change).await
     }
 
@@ -207,24 +194,50 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
-        let methods = tx.list_software_oath_methods(&user.id).await?;
-        tx.delete_software_oath_methods(&user.id, None).await?;
-        // Entra deletes phone numbers too; passkeys, email and the password stay.
-        let phones = tx.list_phone_methods(&user.id).await?;
-        for (kind, _) in &phones {
-            tx.delete_phone_method(&user.id, kind).await?;
-        }
-        let mut old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
-        old.extend(phones.iter().map(|(kind, _)| {
-            let method = if kind == "mobile" { "OneWaySMS" } else { "TwoWayVoiceMobile" };
-            format!("{{\"MethodType\":\"{method}\"}}")
-        }));
-        let change = PropertyChange {
-            name: "StrongAuthenticationMethod".into(),
-            old_value: Some(format!("[{}]", old.join(","))),
-            new_value: Some("[]".into()),
-        };
+        let change = remove_mfa_methods(&mut *tx, &user).await?;
         self.commit_user_update(tx, caller, &user, change).await
+    }
+
+    /// `POST /users/{id}/authentication/resetMfa` (Keyward's action): the service desk's "Reset
+    /// MFA" as one change: require re-registration, revoke MFA sessions, revoke sign-in sessions
+    /// and, with `pass`, create a Temporary Access Pass, in one transaction. It needs every
+    /// permission its steps need on the target and is never for one's own account; a refusal or a
+    /// failing step (an invalid pass) changes nothing. Each step is audited as it is alone, under
+    /// the request's one correlation id. Returns the pass, shown only here.
+    pub async fn reset_mfa(
+        &self,
+        caller: &Caller,
+        key: &str,
+        pass: Option<TapRequest>,
+    ) -> Result<Option<TapView>, AppError> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
+        if let Err(err) = may_reset_mfa(caller, &user, &facts, pass.is_some()) {
+            return Err(self
+                .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
+                .await);
+        }
+        let methods = remove_mfa_methods(&mut *tx, &user).await?;
+        let devices = forget_mfa_devices(&mut *tx, &user, now).await?;
+        let sessions = end_sessions(&mut *tx, &mut user, now).await?;
+        let mut records = vec![
+            user_update_record(caller, now, &user, methods),
+            user_update_record(caller, now, &user, devices),
+            caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![sessions]),
+        ];
+        // The pass last: if it cannot be made, the steps before are rolled back with it.
+        let view = match pass {
+            Some(request) => {
+                let (view, record) = self.put_tap(&mut *tx, caller, &user, request, now).await?;
+                records.push(record);
+                Some(view)
+            }
+            None => None,
+        };
+        commit_audited(tx, records).await?;
+        Ok(view)
     }
 
     /// `GET /beta/users/{id}/authentication/requirements`: the per-user MFA state. Readable by
@@ -339,6 +352,76 @@ async fn may_read_mfa_state(tx: &mut dyn Tx, caller: &Caller, user: &User) -> Re
     let facts = user_facts(tx, &caller.tenant, user).await?;
     require(caller, actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts))
         .or_else(|_| require(caller, ORGANIZATION_READ_ALL, Target::Tenant))
+}
+
+/// Whether `caller` may reset `user`'s MFA in one step ([`App::reset_mfa`]): every permission
+/// its steps need (`with_pass`: the pass's too), never on one's own account.
+pub(crate) fn may_reset_mfa(
+    caller: &Caller,
+    user: &User,
+    facts: &keyward_core::authz::UserFacts,
+    with_pass: bool,
+) -> Result<(), AppError> {
+    if user.id == *caller.id() {
+        let rule = keyward_core::authz::rules::NOT_ON_ONESELF;
+        return Err(AppError::Forbidden { rule, message: keyward_core::authz::denial_message(rule, "resetMfa") });
+    }
+    let mut needed = vec![
+        actions::USERS_AUTH_METHODS_DELETE,
+        actions::USERS_AUTH_METHODS_UPDATE,
+        actions::USERS_INVALIDATE_REFRESH_TOKENS,
+    ];
+    if with_pass {
+        needed.push(actions::USERS_AUTH_METHODS_CREATE);
+    }
+    needed.into_iter().try_for_each(|action| require(caller, action, Target::User(facts)))
+}
+
+/// An `Update user` record with `change` (and Entra's "Included Updated Properties").
+fn user_update_record(caller: &Caller, now: time::OffsetDateTime, user: &User, change: PropertyChange) -> AuditRecord {
+    let included = keyward_core::directory::included_updated_properties(std::slice::from_ref(&change));
+    caller.succeeded(now, Activity::UpdateUser, vec![TargetResource::user(user).with_changes(vec![change, included])])
+}
+
+/// Remembered devices issued before `now` stop skipping MFA ("Revoke MFA sessions"); the
+/// `StrongAuthenticationRequirement` change.
+async fn forget_mfa_devices(
+    tx: &mut dyn Tx,
+    user: &User,
+    now: time::OffsetDateTime,
+) -> Result<PropertyChange, AppError> {
+    let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+    let old_value = strong_authentication_requirement(&state);
+    state.remembered_devices_not_before = Some(now);
+    tx.set_user_sign_in_state(&user.id, &state).await?;
+    tx.delete_remembered_devices(&user.id).await?;
+    Ok(PropertyChange {
+        name: "StrongAuthenticationRequirement".into(),
+        old_value: Some(old_value),
+        new_value: Some(strong_authentication_requirement(&state)),
+    })
+}
+
+/// Deletes the user's authenticator-app and phone methods ("Require re-register MFA"; Entra
+/// deletes phone numbers too; passkeys, email and the password stay); the
+/// `StrongAuthenticationMethod` change.
+async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChange, AppError> {
+    let methods = tx.list_software_oath_methods(&user.id).await?;
+    tx.delete_software_oath_methods(&user.id, None).await?;
+    let phones = tx.list_phone_methods(&user.id).await?;
+    for (kind, _) in &phones {
+        tx.delete_phone_method(&user.id, kind).await?;
+    }
+    let mut old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
+    old.extend(phones.iter().map(|(kind, _)| {
+        let method = if kind == "mobile" { "OneWaySMS" } else { "TwoWayVoiceMobile" };
+        format!("{{\"MethodType\":\"{method}\"}}")
+    }));
+    Ok(PropertyChange {
+        name: "StrongAuthenticationMethod".into(),
+        old_value: Some(format!("[{}]", old.join(","))),
+        new_value: Some("[]".into()),
+    })
 }
 
 /// `revokeSignInSessions` and the account page's "Sign out everywhere" both do.

@@ -370,6 +370,7 @@ fn schemas() -> Value {
             "userPreferredMethodForSecondaryAuthentication": {"type": ["string", "null"], "enum": ["push", "oath", "voiceMobile", "voiceAlternateMobile", "voiceOffice", "sms", null]},
         }},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
+        "MfaReset": {"type": "object", "properties": {"temporaryAccessPass": {"type": "object", "description": "Request: a TemporaryAccessPassRequest to create a pass too. Answer: the pass created (its code shown only here), or null."}}},
     })
 }
 

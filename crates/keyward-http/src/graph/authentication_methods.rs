@@ -36,7 +36,7 @@ fn oath_json(view: &OathView) -> Value {
     })
 }
 
-fn tap_json(view: &TapView) -> Value {
+pub(super) fn tap_json(view: &TapView) -> Value {
     json!({
         "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
         "id": view.id.as_str(),
@@ -448,6 +448,19 @@ async fn get_tap(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Resu
 
 /// `POST …/temporaryAccessPassMethods` (201) — `users/authenticationMethods/create`; not for oneself.
 async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+    let request = tap_request(&body)?;
+    let created = ctx.state.app.create_tap(&ctx.caller, &key, request).await?;
+    let mut response = entity(
+        format!("{}/$metadata#users('{key}')/authentication/temporaryAccessPassMethods/$entity", ctx.base()),
+        tap_json(&created),
+        StatusCode::CREATED,
+    );
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A Temporary Access Pass request from Graph's `temporaryAccessPassAuthenticationMethod` body.
+pub(super) fn tap_request(body: &Value) -> Result<TapRequest, GraphError> {
     let object = body
         .as_object()
         .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
@@ -470,14 +483,7 @@ async fn create_tap(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) ->
             _ => return Err(bad("does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethod'")),
         }
     }
-    let created = ctx.state.app.create_tap(&ctx.caller, &key, request).await?;
-    let mut response = entity(
-        format!("{}/$metadata#users('{key}')/authentication/temporaryAccessPassMethods/$entity", ctx.base()),
-        tap_json(&created),
-        StatusCode::CREATED,
-    );
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(request)
 }
 
 /// `DELETE …/temporaryAccessPassMethods/{id}` (204) — `users/authenticationMethods/delete`.

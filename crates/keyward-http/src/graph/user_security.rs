@@ -3,7 +3,7 @@
 //! `revokeSignInSessions`, `requireMfaReregistration`, `revokeMfaSessions`.
 
 use super::policies::body_object;
-use super::{Body, NoParameters};
+use super::{Body, NoParameters, OptionalBody};
 use crate::context::{GraphCtx, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
@@ -78,6 +78,37 @@ async fn require_mfa_reregistration(
 async fn revoke_mfa_sessions(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Result<Response, GraphError> {
     ctx.state.app.revoke_mfa_sessions(&ctx.caller, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /users/{id}/authentication/resetMfa` (Keyward extension, 200) — the one-step reset:
+/// re-registration, MFA sessions and sign-in sessions, and with a `temporaryAccessPass` object
+/// (Graph's pass body) a new pass, shown only in this answer.
+async fn reset_mfa(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    OptionalBody(body): OptionalBody,
+) -> Result<Response, GraphError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| GraphError::from(AppError::BadRequest("The request body must be a JSON object.".into())))?;
+    let mut pass = None;
+    for (name, value) in object {
+        match name.as_str() {
+            "temporaryAccessPass" if value.is_null() => (),
+            "temporaryAccessPass" => pass = Some(super::authentication_methods::tap_request(value)?),
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "Property '{other}' is not a parameter of resetMfa; the only one is 'temporaryAccessPass'."
+                ))
+                .into());
+            }
+        }
+    }
+    let created = ctx.state.app.reset_mfa(&ctx.caller, &key, pass).await?;
+    let body = json!({"temporaryAccessPass": created.as_ref().map(super::authentication_methods::tap_json)});
+    let mut response = entity(format!("{}/$metadata#keyward.mfaReset", ctx.base()), body, StatusCode::OK);
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// Per-user MFA (`segment` `requirements`) and sign-in preferences exist in beta only, as in
@@ -344,6 +375,19 @@ pub fn routes(api: Api) -> Api {
             "Empty",
             204,
             "",
+        )
+        .with_id(),
+    )
+    .route(
+        "/users/{id}/authentication/resetMfa",
+        post(reset_mfa),
+        Op::post(
+            "users",
+            "Keyward extension: reset MFA in one step (require re-registration, revoke MFA and sign-in sessions, optionally create a Temporary Access Pass)",
+            "microsoft.directory/users/authenticationMethods/delete, basic/update, invalidateAllRefreshTokens (and authenticationMethods/create with a pass)",
+            "MfaReset",
+            200,
+            "MfaReset",
         )
         .with_id(),
     )

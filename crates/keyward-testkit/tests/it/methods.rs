@@ -765,6 +765,102 @@ async fn policies_want_policy_permissions(backend: Backend) {
     assert_eq!(app.get(defaults).await.body["isEnabled"], true);
 }
 
+/// The one-step MFA reset (issue: service-desk safety): re-registration, MFA sessions, sign-in
+/// sessions and an optional pass in one transaction, audited per step under one correlation id;
+/// all or nothing when a step fails, refused as a whole without every permission, never on
+/// oneself.
+async fn one_step_mfa_reset(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = user(&app, "desk", Some(roles::AUTHENTICATION_ADMINISTRATOR)).await;
+    let (_, passwords) = user(&app, "passwords", Some(roles::PASSWORD_ADMINISTRATOR)).await;
+    let (adele, adele_token) = user(&app, "adele", None).await;
+    let reset = format!("/v1.0/users/{adele}/authentication/resetMfa");
+    let phones = format!("/v1.0/users/{adele}/authentication/phoneMethods");
+    let add_phone = || async {
+        let added =
+            app.as_user(&desk).post(&phones, &json!({"phoneNumber": "+1 2065555512", "phoneType": "mobile"})).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    };
+    add_phone().await;
+    app.clock.advance(time::Duration::seconds(2));
+
+    // A step that fails (a pass the policy refuses, made last) leaves everything as it was.
+    let failed = app.as_user(&desk).post(&reset, &json!({"temporaryAccessPass": {"lifetimeInMinutes": 100000}})).await;
+    assert_graph_error(&failed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(app.as_user(&desk).get(&phones).await.body["value"].as_array().map(Vec::len), Some(1), "phone kept");
+    assert_eq!(app.as_user(&adele_token).get("/v1.0/me").await.status, StatusCode::OK, "sessions kept");
+    assert!(
+        app.audit_for(&adele)
+            .await
+            .iter()
+            .all(|it| it.activity_display_name != "Update StsRefreshTokenValidFrom Timestamp")
+    );
+
+    // Refused as a whole without one of the permissions (a Password Administrator cannot manage
+    // methods), and on one's own account; the refusal is recorded.
+    let denied = app.as_user(&passwords).post(&reset, &json!({})).await;
+    assert_graph_error(&denied, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(app.as_user(&desk).get(&phones).await.body["value"].as_array().map(Vec::len), Some(1));
+    let own = app.as_user(&desk).post("/v1.0/me/authentication/resetMfa", &json!({})).await;
+    assert!(own.status == StatusCode::NOT_FOUND || own.status == StatusCode::BAD_REQUEST, "no /me form: {}", own.text);
+    let desk_id = app.get(&format!("/v1.0/users/desk@{DOMAIN}")).await.body["id"].as_str().expect("id").to_owned();
+    let oneself = app.as_user(&desk).post(&format!("/v1.0/users/{desk_id}/authentication/resetMfa"), &json!({})).await;
+    assert_graph_error(&oneself, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // The whole reset, with a pass.
+    let done = app
+        .as_user(&desk)
+        .post(&reset, &json!({"temporaryAccessPass": {"lifetimeInMinutes": 60, "isUsableOnce": true}}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.headers["cache-control"], "no-store");
+    let pass = done.body["temporaryAccessPass"]["temporaryAccessPass"].as_str().expect("the pass, once");
+    assert!(pass.len() >= 8, "{pass}");
+    assert_eq!(done.body["temporaryAccessPass"]["isUsableOnce"], true);
+    assert_eq!(app.as_user(&desk).get(&phones).await.body["value"], json!([]), "re-registration required");
+    assert_graph_error(
+        &app.as_user(&adele_token).get("/v1.0/me").await,
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+    );
+    let listed =
+        app.as_user(&desk).get(&format!("/v1.0/users/{adele}/authentication/temporaryAccessPassMethods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert!(!listed.text.contains(pass), "the pass is shown once");
+    let records = app.audit_for(&adele).await;
+    let correlation = records
+        .iter()
+        .find(|it| it.activity_display_name == "Update StsRefreshTokenValidFrom Timestamp")
+        .expect("sessions revoked")
+        .correlation_id
+        .clone();
+    let mut steps: Vec<String> = records
+        .iter()
+        .filter(|it| it.correlation_id == correlation)
+        .map(|it| it.activity_display_name.clone())
+        .collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        ["Admin registered security info", "Update StsRefreshTokenValidFrom Timestamp", "Update user", "Update user"],
+        "one record per step, one correlation id"
+    );
+    assert!(records.iter().all(|it| !format!("{it:?}").contains(pass)), "the pass never reaches the audit log");
+
+    // Without a pass: no pass made, the rest done again.
+    add_phone().await;
+    let again = app.as_user(&desk).post(&reset, &json!({})).await;
+    assert_eq!(
+        (again.status, again.body["temporaryAccessPass"].clone()),
+        (StatusCode::OK, Value::Null),
+        "{}",
+        again.text
+    );
+    assert_eq!(app.as_user(&desk).get(&phones).await.body["value"], json!([]));
+    let unknown = app.as_user(&desk).post(&reset, &json!({"alsoDeleteUser": true})).await;
+    assert_graph_error(&unknown, StatusCode::BAD_REQUEST, "Request_BadRequest");
+}
+
 keyward_testkit::on_both_backends!(
     policies_want_policy_permissions,
     sign_in_preferences,
@@ -776,4 +872,5 @@ keyward_testkit::on_both_backends!(
     reset_password_and_oath_methods,
     phone_and_email_methods,
     self_service_needs_recent_mfa,
+    one_step_mfa_reset,
 );

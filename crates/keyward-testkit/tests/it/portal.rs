@@ -224,6 +224,36 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     let signed = adele_new.submit(&start, "password", &[("current-password", &password)], &[]).await;
     assert_eq!(signed.title(), "Update your password", "a reset password must be changed: {}", signed.text());
 
+    // "Reset MFA" does it all in one step; with a pass, the pass is shown once and signs adele in.
+    let phones = format!("/v1.0/users/{adele}/authentication/phoneMethods");
+    let again = app.post(&phones, &json!({"phoneNumber": "+1 2065555555", "phoneType": "mobile"})).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let adele_session = app.token_for(&format!("adele@{DOMAIN}")).await;
+    app.clock.advance(time::Duration::seconds(1));
+    let reset_mfa_confirm = confirm_page(&mut browser, &page, "reset_mfa").await;
+    assert_eq!(reset_mfa_confirm.title(), "Reset MFA", "{}", reset_mfa_confirm.text());
+    assert!(reset_mfa_confirm.html.contains("id=\"with_pass\"") && reset_mfa_confirm.html.contains("id=\"lifetime\""));
+    let fields = [
+        ("csrf".to_owned(), csrf_of(&reset_mfa_confirm)),
+        ("action".to_owned(), "reset_mfa".to_owned()),
+        ("with_pass".to_owned(), "true".to_owned()),
+        ("lifetime".to_owned(), "60".to_owned()),
+    ];
+    let shown = browser.post_form(&user_path, &fields).await;
+    assert_eq!(shown.title(), "Temporary Access Pass", "{}", shown.text());
+    assert!(shown.by_id("what").is_some_and(|it| it.contains("MFA was reset")), "{}", shown.text());
+    let pass = shown.by_id("secret").expect("the pass is shown");
+    assert_eq!(app.get(&phones).await.body["value"], json!([]), "the phone is gone");
+    assert_eq!(app.as_user(&adele_session).get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED, "signed out");
+    let mut adele_reset = Browser::new(&app.base_url);
+    let start = adele_reset.get(&format!("/{DOMAIN}/login")).await;
+    let start = adele_reset.submit(&start, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let signed = adele_reset.submit(&start, "password", &[("current-password", &pass)], &[]).await;
+    assert_ne!(signed.title(), "Sign in", "the pass signs adele in: {}", signed.text());
+    // Without a pass: done, back on the user's page.
+    let without = post_action(&mut browser, &user_path, "reset_mfa", &csrf_of(&reset_mfa_confirm)).await;
+    assert!(without.by_id("notice").is_some_and(|it| it.contains("MFA was reset")), "{}", without.text());
+
     // The audit tab follows the rules too: a Privileged Authentication Administrator may not read
     // the audit log; a Global Administrator sees the agent's change on the user's page.
     assert!(done.by_id("audit-hidden").is_some(), "{}", done.text());

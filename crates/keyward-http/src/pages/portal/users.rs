@@ -6,7 +6,14 @@ use keyward_core::directory::{Membership, UserPatch};
 use super::*;
 
 /// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
-const ACTIONS: [(&str, &str, &str); 8] = [
+const ACTIONS: [(&str, &str, &str); 9] = [
+    (
+        "reset_mfa",
+        "Reset MFA",
+        "In one step: deletes the user's authenticator apps and phones, forgets the devices where they chose \
+         not to be asked again, and signs them out everywhere; with a Temporary Access Pass (shown once) they \
+         sign in and register again. All of it happens, or none of it.",
+    ),
     (
         "require_reregistration",
         "Require re-register MFA",
@@ -345,9 +352,21 @@ async fn secret_action(
             lifetime_minutes: lifetime,
             is_usable_once: Some(fields.get("once").is_some_and(|it| it == "true")),
         };
-        state.app.create_tap(caller, key, request).await.map(|view| {
+        let created = if action == "reset_mfa" {
+            let reset = state.app.reset_mfa(caller, key, Some(request)).await;
+            reset.and_then(|it| it.ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("the reset made no pass"))))
+        } else {
+            state.app.create_tap(caller, key, request).await
+        };
+        created.map(|view| {
             let what = format!(
-                "A Temporary Access Pass, valid for {} minutes{}. It is not shown again.",
+                "{}A Temporary Access Pass, valid for {} minutes{}. It is not shown again.",
+                if action == "reset_mfa" {
+                    "MFA was reset: the user's authenticator apps and phones were deleted, their remembered \
+                     devices forgotten and their sessions ended. "
+                } else {
+                    ""
+                },
                 view.lifetime_minutes,
                 if view.is_usable_once { ", for one sign-in" } else { "" }
             );
@@ -462,6 +481,10 @@ pub(in crate::pages) async fn user(
         }
         Some("revoke_mfa_sessions") => Some("Done: the user's remembered MFA devices were forgotten."),
         Some("revoke_sessions") => Some("Done: the user was signed out everywhere."),
+        Some("reset_mfa") => Some(
+            "Done: MFA was reset: the user's authenticator apps and phones were deleted, their remembered devices \
+             forgotten and their sessions ended; they register again at their next sign-in.",
+        ),
         Some("delete_method") => Some("Done: the method was deleted."),
         Some("disable") => Some("Done: the account is disabled; the user cannot sign in."),
         Some("enable") => Some("Done: the account is enabled; the user can sign in again."),
@@ -482,13 +505,15 @@ pub(in crate::pages) async fn user_action(
     let fields = posted.map();
     let caller = posted.caller;
     let action = fields.get("action").map(String::as_str).unwrap_or_default();
-    if action == "reset_password" || action == "create_tap" {
+    let with_pass = fields.get("with_pass").is_some_and(|it| it == "true");
+    if action == "reset_password" || action == "create_tap" || (action == "reset_mfa" && with_pass) {
         return secret_action(&state, &caller, &key, action, &fields).await;
     }
     let result = match action {
         "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
         "revoke_mfa_sessions" => state.app.revoke_mfa_sessions(&caller, &key).await,
         "revoke_sessions" => state.app.revoke_sign_in_sessions(&caller, &key).await,
+        "reset_mfa" => state.app.reset_mfa(&caller, &key, None).await.map(|_| ()),
         "disable" | "enable" => {
             let patch = UserPatch { account_enabled: Some(action == "enable"), ..UserPatch::default() };
             state.app.update_user(&caller, &key, patch).await
