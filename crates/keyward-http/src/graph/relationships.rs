@@ -98,6 +98,28 @@ async fn my_user_objects(which: UserObjects, ctx: GraphCtx, Query(query, path): 
 async fn group_member_of(
     ctx: GraphCtx,
     Path(key): Path<String>,
+    query: Query,
+    transitive: bool,
+) -> Result<Response, GraphError> {
+    group_member_of_type(ctx, key, None, query, transitive).await
+}
+
+/// `GET /groups/{id}/memberOf/{cast}` and `…/transitiveMemberOf/{cast}`: one type only
+/// (`microsoft.graph.group` or `microsoft.graph.administrativeUnit`, as Graph casts them).
+async fn group_member_of_cast(
+    ctx: GraphCtx,
+    Path((key, cast)): Path<(String, String)>,
+    query: Query,
+    transitive: bool,
+) -> Result<Response, GraphError> {
+    let odata_type = super::cast_type(&ctx, &cast, &GROUP_MEMBERSHIP_TYPES)?;
+    group_member_of_type(ctx, key, Some(odata_type), query, transitive).await
+}
+
+async fn group_member_of_type(
+    ctx: GraphCtx,
+    key: String,
+    cast: Option<String>,
     Query(query, path): Query,
     transitive: bool,
 ) -> Result<Response, GraphError> {
@@ -105,8 +127,11 @@ async fn group_member_of(
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
     let page = ctx.state.app.group_member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
     let related = (Related::MemberOf(ObjectKind::Group, transitive), key.as_str());
-    super::users::membership_page(&ctx, &query, &path, page, None, related).await
+    super::users::membership_page(&ctx, &query, &path, page, cast.as_deref(), related).await
 }
+
+/// The types Graph casts a group's memberships to.
+const GROUP_MEMBERSHIP_TYPES: [&str; 2] = ["administrativeUnit", "group"];
 
 /// `GET /groups/{id}/transitiveMembers` — `microsoft.directory/groups/members/read`.
 async fn transitive_members(
@@ -241,8 +266,8 @@ const COUNTED: [(&str, Option<&str>, Related); 9] = [
 const CAST_COUNTED: [(&str, Related, &[&str]); 8] = [
     ("/groups/{id}/members", Related::Group(Relation::Members), &MEMBER_TYPES),
     ("/groups/{id}/transitiveMembers", Related::TransitiveMembers, &MEMBER_TYPES),
-    ("/groups/{id}/memberOf", Related::MemberOf(ObjectKind::Group, false), &["administrativeUnit", "group"]),
-    ("/groups/{id}/transitiveMemberOf", Related::MemberOf(ObjectKind::Group, true), &["administrativeUnit", "group"]),
+    ("/groups/{id}/memberOf", Related::MemberOf(ObjectKind::Group, false), &GROUP_MEMBERSHIP_TYPES),
+    ("/groups/{id}/transitiveMemberOf", Related::MemberOf(ObjectKind::Group, true), &GROUP_MEMBERSHIP_TYPES),
     ("/users/{id}/memberOf", Related::MemberOf(ObjectKind::User, false), &MEMBERSHIP_TYPES),
     ("/users/{id}/transitiveMemberOf", Related::MemberOf(ObjectKind::User, true), &MEMBERSHIP_TYPES),
     ("/me/memberOf", Related::MemberOf(ObjectKind::User, false), &MEMBERSHIP_TYPES),
@@ -412,9 +437,20 @@ pub fn routes(api: Api) -> Api {
     ]
     .into_iter()
     .fold(api, |api, (path, transitive, summary)| {
-        let op = Op::get("groups", summary, "microsoft.directory/groups/standard/read", "DirectoryObjectCollection");
+        const READ: &str = "microsoft.directory/groups/standard/read";
+        let op = Op::get("groups", summary, READ, "DirectoryObjectCollection");
         let handler = get(move |ctx, path, query| group_member_of(ctx, path, query, transitive));
-        api.route(path, handler, op.with_id().relationship())
+        let api = api.route(path, handler, op.with_id().relationship());
+        let cast = Op::get(
+            "groups",
+            "List a group's memberships of one type (microsoft.graph.group, graph.administrativeUnit)",
+            READ,
+            "DirectoryObjectCollection",
+        );
+        let handler = get(move |ctx, path, query| group_member_of_cast(ctx, path, query, transitive));
+        let cast_path =
+            if transitive { "/groups/{id}/transitiveMemberOf/{cast}" } else { "/groups/{id}/memberOf/{cast}" };
+        api.route(cast_path, handler, cast.with_id().with_param("cast").relationship())
     });
     FUNCTIONS.into_iter().fold(api, |api, (path, function, tag, summary)| {
         let (handler, op) = if path.starts_with("/me/") {

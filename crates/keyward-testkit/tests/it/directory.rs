@@ -759,6 +759,10 @@ async fn deleted_groups_and_restore(backend: Backend) {
     let mut expected = vec![parent.clone(), unit.clone()];
     expected.sort();
     assert_eq!(crew_of, expected);
+    let groups_of = app.get(&format!("/v1.0/groups/{crew}/memberOf/graph.group")).await;
+    assert_eq!(ids(&groups_of.body), vec![parent.clone()], "{}", groups_of.text);
+    let units_of = app.get(&format!("/v1.0/groups/{crew}/transitiveMemberOf/microsoft.graph.administrativeUnit")).await;
+    assert_eq!(ids(&units_of.body), vec![unit.clone()], "{}", units_of.text);
     let ops_of = app.get(&format!("/v1.0/groups/{ops}/transitiveMemberOf?$select=displayName")).await;
     assert_eq!(ops_of.body["value"][0]["@odata.type"], "#microsoft.graph.directoryRole", "{}", ops_of.text);
     assert_eq!(ops_of.body["value"][0]["displayName"], "Helpdesk Administrator", "{}", ops_of.text);
