@@ -131,7 +131,19 @@ fn check_unique_name(name: &str) -> Result<(), AppError> {
     // Invisible and direction-changing characters would let two names look alike.
     let is_hidden = |it: char| {
         it.is_control()
-            || matches!(it, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+            || matches!(
+                it,
+                '\u{00AD}'
+                    | '\u{034F}'
+                    | '\u{061C}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{206F}'
+                    | '\u{FE00}'..='\u{FE0F}'
+                    | '\u{FEFF}'
+                    | '\u{E0000}'..='\u{E007F}'
+            )
     };
     let is_valid = !name.is_empty()
         && name.chars().count() <= UNIQUE_NAME_MAX

@@ -17,7 +17,7 @@
 //! object of a restricted management unit stays under that unit's administrators.
 
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{GroupFacts, Target, UnitMembership, actions};
+use keyward_core::authz::{GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
 use keyward_core::directory::{Group, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{StoreError, Tx};
@@ -25,7 +25,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::directory::{decode_id_skiptoken, id_skiptoken, page_size, parse_object_id};
-use crate::facts::{group_for_read, user_facts, user_for_read};
+use crate::facts::group_for_read;
 use crate::{App, AppError, Caller, require};
 
 /// How long a deleted user or group can be restored, as in Entra.
@@ -132,11 +132,10 @@ impl App {
     pub async fn get_deleted_item(&self, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
         let mut tx = self.read().await?;
         let found = self.find_deleted(&mut *tx, caller, key).await?;
+        // Reading the deleted items takes what listing them takes (a guest names no deleted user).
         match &found {
-            DeletedItem::User(it) => require(caller, actions::USERS_READ, Target::User(&user_for_read(&it.object)))?,
-            DeletedItem::Group(it) => {
-                require(caller, actions::GROUPS_READ, Target::Group(&group_for_read(&it.object)))?;
-            }
+            DeletedItem::User(_) => require(caller, actions::USERS_READ, Target::Tenant)?,
+            DeletedItem::Group(_) => require(caller, actions::GROUPS_READ, Target::Tenant)?,
         }
         Ok(found)
     }
@@ -158,8 +157,21 @@ impl App {
         let found = self.find_deleted(&mut *tx, caller, key).await?;
         let (decision, activity, target) = match &found {
             DeletedItem::User(it) => {
-                let mut facts = user_facts(&mut *tx, &caller.tenant, &it.object).await?;
-                facts.units = deleted_units(&mut *tx, &it.object.id).await?;
+                // Decided as acting on the user was when it was deleted: its roles ended then.
+                let held = tx.deleted_user_held_roles(&caller.tenant.id, &it.object.id).await?;
+                let held = held.unwrap_or_else(|| keyward_store::HeldRoles {
+                    // Deleted before Keyward kept what it held: as for a Global Administrator.
+                    role_ids: vec![roles::GLOBAL_ADMINISTRATOR.to_owned()],
+                    ..keyward_store::HeldRoles::default()
+                });
+                let facts = UserFacts {
+                    id: Some(it.object.id.clone()),
+                    role_ids: held.role_ids,
+                    has_role_scoped_to_restricted_unit: held.has_role_scoped_to_restricted_unit,
+                    is_role_assignable_group_member_or_owner: held.is_role_assignable_group_member_or_owner,
+                    units: deleted_units(&mut *tx, &it.object.id).await?,
+                    is_last_active_global_administrator: false,
+                };
                 let (action, activity) = if restore {
                     (actions::USERS_RESTORE, Activity::RestoreUser)
                 } else {

@@ -455,7 +455,12 @@ impl App {
         }
         tx.purge_deleted_users_before(&caller.tenant.id, now - crate::deleted_items::RETENTION).await?;
         // Kept first, with its administrative units, then its memberships and roles end.
-        tx.soft_delete_user(&caller.tenant.id, &user.id, now).await.map_err(|err| match err {
+        let held = keyward_store::HeldRoles {
+            role_ids: facts.role_ids.clone(),
+            has_role_scoped_to_restricted_unit: facts.has_role_scoped_to_restricted_unit,
+            is_role_assignable_group_member_or_owner: facts.is_role_assignable_group_member_or_owner,
+        };
+        tx.soft_delete_user(&caller.tenant.id, &user.id, now, &held).await.map_err(|err| match err {
             // Deleted meanwhile by a concurrent request.
             keyward_store::StoreError::NotFound => AppError::NotFound(key.to_owned()),
             other => other.into(),

@@ -209,14 +209,22 @@ pub trait UserStore: Send {
         plan: &Plan,
         after: Option<&Cursor>,
     ) -> Result<Page<User>, StoreError>;
-    /// Moves a user to the deleted items (its row, multi-valued properties, sign-in state and
-    /// authentication methods, kept for restore), then deletes it as `delete_user` does.
+    /// Moves a user to the deleted items (its row, multi-valued properties, sign-in state,
+    /// authentication methods and units, kept for restore) with what it `held`, then deletes it as
+    /// `delete_user` does.
     async fn soft_delete_user(
         &mut self,
         tenant: &ObjectId,
         id: &ObjectId,
         at: OffsetDateTime,
+        held: &HeldRoles,
     ) -> Result<(), StoreError>;
+    /// What a deleted user held when deleted; `None` when it was deleted before Keyward kept it.
+    async fn deleted_user_held_roles(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<HeldRoles>, StoreError>;
     /// The tenant's deleted users deleted at or after `since`, ordered by id after `after`, with
     /// when each was deleted.
     async fn list_deleted_users(
@@ -264,6 +272,14 @@ pub trait UserStore: Send {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ObjectId>, StoreError>;
+}
+
+/// The roles a user held when it was deleted, kept with it for the decisions on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldRoles {
+    pub role_ids: Vec<String>,
+    pub has_role_scoped_to_restricted_unit: bool,
+    pub is_role_assignable_group_member_or_owner: bool,
 }
 
 /// Groups, their members and owners.

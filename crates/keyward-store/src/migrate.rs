@@ -86,6 +86,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0020_deleted_unit_memberships.sql",
         sql: include_str!("../migrations/sqlite/0020_deleted_unit_memberships.sql"),
     },
+    Migration {
+        version: 21,
+        name: "0021_deleted_user_roles.sql",
+        sql: include_str!("../migrations/sqlite/0021_deleted_user_roles.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -169,6 +174,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 20,
         name: "0020_deleted_unit_memberships.sql",
         sql: include_str!("../migrations/postgres/0020_deleted_unit_memberships.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "0021_deleted_user_roles.sql",
+        sql: include_str!("../migrations/postgres/0021_deleted_user_roles.sql"),
     },
 ];
 

@@ -337,5 +337,6 @@ pub(super) const KEPT_GROUP: Kept = Kept {
          (SELECT member_id FROM deleted_group_members WHERE group_id = $1) FOR SHARE",
         "SELECT 1 FROM service_principals WHERE id IN (SELECT member_id FROM deleted_group_members WHERE group_id = $1 \
          UNION SELECT owner_id FROM deleted_group_owners WHERE group_id = $1) FOR SHARE",
+        super::users::UNITS_REFERENCED,
     ],
 };

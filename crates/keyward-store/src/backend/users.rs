@@ -27,8 +27,12 @@ pub(super) const KEPT_USER: Kept = Kept {
         "DELETE FROM administrative_unit_members WHERE member_id = $1",
         "DELETE FROM role_assignments WHERE principal_id = $1",
     ],
-    referenced: &[],
+    referenced: &[UNITS_REFERENCED],
 };
+
+/// Locks the units a deleted object's kept unit memberships name (see [`Kept::referenced`]).
+pub(super) const UNITS_REFERENCED: &str = "SELECT 1 FROM administrative_units WHERE id IN \
+     (SELECT unit_id FROM deleted_administrative_unit_members WHERE member_id = $1) FOR SHARE";
 
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
@@ -160,9 +164,43 @@ macro_rules! impl_user_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
                 at: OffsetDateTime,
+                held: &HeldRoles,
             ) -> Result<(), StoreError> {
                 self.keep_deleted(&KEPT_USER, tenant, id, at).await?;
+                sqlx::query(concat!(
+                    "UPDATE deleted_items SET held_roles = $3, held_restricted_scope = $4, held_protected = $5 ",
+                    "WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .bind(held.role_ids.join(","))
+                .bind(held.has_role_scoped_to_restricted_unit)
+                .bind(held.is_role_assignable_group_member_or_owner)
+                .execute(&mut *self.0)
+                .await?;
                 self.delete_user(tenant, id).await
+            }
+
+            async fn deleted_user_held_roles(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<HeldRoles>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT held_roles, held_restricted_scope, held_protected FROM deleted_items ",
+                    "WHERE tenant_id = $1 AND id = $2 AND kind = 'user'"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let Some(roles) = row.try_get::<Option<String>, _>(0)? else { return Ok(None) };
+                Ok(Some(HeldRoles {
+                    role_ids: roles.split(',').filter(|it| !it.is_empty()).map(str::to_owned).collect(),
+                    has_role_scoped_to_restricted_unit: row.try_get(1)?,
+                    is_role_assignable_group_member_or_owner: row.try_get(2)?,
+                }))
             }
 
             async fn list_deleted_users(

@@ -350,7 +350,8 @@ async fn secret_action(
         let request = TapRequest {
             start: None,
             lifetime_minutes: lifetime,
-            is_usable_once: Some(fields.get("once").is_some_and(|it| it == "true")),
+            // Unchecked: the tenant's policy decides (a policy of one-time passes refuses `false`).
+            is_usable_once: fields.get("once").map(|it| it == "true"),
         };
         let created = if action == "reset_mfa" {
             let reset = state.app.reset_mfa(caller, key, Some(request)).await;
