@@ -252,38 +252,12 @@ impl App {
         Ok(u64::try_from(counted).unwrap_or(u64::MAX))
     }
 
-    /// `GET /users/{id}/memberOf` (`transitive` false): the groups the user is a direct member
-    /// of, the directory roles assigned to the user at the tenant's scope, and the user's
-    /// administrative units; `transitiveMemberOf` (`transitive` true) adds groups through nesting
-    /// and the roles they hold. Ordered by id and paged (`microsoft.directory/users/memberOf/read`).
+    /// `GET /users/{id}/memberOf` and `GET /groups/{id}/memberOf` (`kind` says which; `transitive`
+    /// false): the groups the user or group is a direct member of, the directory roles assigned to
+    /// it at the tenant's scope, and its administrative units; `transitiveMemberOf` (`transitive`
+    /// true) adds groups through nesting and the roles they hold. Ordered by id and paged
+    /// (`microsoft.directory/users/memberOf/read` on a user, `groups/standard/read` on a group).
     pub async fn member_of(
-        &self,
-        caller: &Caller,
-        key: &str,
-        transitive: bool,
-        top: Option<&str>,
-        skiptoken: Option<&str>,
-    ) -> Result<MembershipPage, AppError> {
-        self.memberships_page(caller, ObjectKind::User, key, transitive, top, skiptoken).await
-    }
-
-    /// `GET /groups/{id}/memberOf` (`transitive` false): the groups the group is a direct member
-    /// of, the directory roles assigned to it (a role-assignable group) and its administrative
-    /// units; `transitiveMemberOf` adds groups through nesting. Ordered by id and paged
-    /// (`microsoft.directory/groups/standard/read`).
-    pub async fn group_member_of(
-        &self,
-        caller: &Caller,
-        key: &str,
-        transitive: bool,
-        top: Option<&str>,
-        skiptoken: Option<&str>,
-    ) -> Result<MembershipPage, AppError> {
-        self.memberships_page(caller, ObjectKind::Group, key, transitive, top, skiptoken).await
-    }
-
-    /// A page of what the user or group (`kind`) `key` is a member of, once the caller may read it.
-    async fn memberships_page(
         &self,
         caller: &Caller,
         kind: ObjectKind,

@@ -98,10 +98,10 @@ async fn my_user_objects(which: UserObjects, ctx: GraphCtx, Query(query, path): 
 async fn group_member_of(
     ctx: GraphCtx,
     Path(key): Path<String>,
-    query: Query,
+    Query(query, path): Query,
     transitive: bool,
 ) -> Result<Response, GraphError> {
-    group_member_of_type(ctx, key, None, query, transitive).await
+    super::users::memberships_of_type(ctx, ObjectKind::Group, key, None, query, path, transitive).await
 }
 
 /// `GET /groups/{id}/memberOf/{cast}` and `…/transitiveMemberOf/{cast}`: one type only
@@ -109,25 +109,11 @@ async fn group_member_of(
 async fn group_member_of_cast(
     ctx: GraphCtx,
     Path((key, cast)): Path<(String, String)>,
-    query: Query,
-    transitive: bool,
-) -> Result<Response, GraphError> {
-    let odata_type = super::cast_type(&ctx, &cast, &GROUP_MEMBERSHIP_TYPES)?;
-    group_member_of_type(ctx, key, Some(odata_type), query, transitive).await
-}
-
-async fn group_member_of_type(
-    ctx: GraphCtx,
-    key: String,
-    cast: Option<String>,
     Query(query, path): Query,
     transitive: bool,
 ) -> Result<Response, GraphError> {
-    only_paging(&ctx, &query)?;
-    let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
-    let page = ctx.state.app.group_member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    let related = (Related::MemberOf(ObjectKind::Group, transitive), key.as_str());
-    super::users::membership_page(&ctx, &query, &path, page, cast.as_deref(), related).await
+    let odata_type = super::cast_type(&ctx, &cast, &GROUP_MEMBERSHIP_TYPES)?;
+    super::users::memberships_of_type(ctx, ObjectKind::Group, key, Some(odata_type), query, path, transitive).await
 }
 
 /// The types Graph casts a group's memberships to.

@@ -56,7 +56,7 @@ async fn users_json(
                     Some(expanded(page.items.iter().map(|it| shape::directory_object(it, ctx.version)), expand))
                 }
                 _ => {
-                    let page = app.member_of(&ctx.caller, key, false, Some(&limit), None).await?;
+                    let page = app.member_of(&ctx.caller, ObjectKind::User, key, false, Some(&limit), None).await?;
                     Some(expanded(page.items.iter().map(|it| shape::membership(it, ctx.version)), expand))
                 }
             };
@@ -133,12 +133,14 @@ async fn memberships(
     path: String,
     transitive: bool,
 ) -> Result<Response, GraphError> {
-    memberships_of_type(ctx, key, None, query, path, transitive).await
+    memberships_of_type(ctx, ObjectKind::User, key, None, query, path, transitive).await
 }
 
-/// `memberOf` or `transitiveMemberOf` keeping one type (`cast`, the `@odata.type`).
-async fn memberships_of_type(
+/// `memberOf` or `transitiveMemberOf` of the user or group (`kind`) `key` as a relationship
+/// collection (`$select`, `$count`, next link), keeping one type with `cast` (the `@odata.type`).
+pub(super) async fn memberships_of_type(
     ctx: GraphCtx,
+    kind: ObjectKind,
     key: String,
     cast: Option<String>,
     query: GraphQuery,
@@ -147,22 +149,10 @@ async fn memberships_of_type(
 ) -> Result<Response, GraphError> {
     only_paging(&ctx, &query)?;
     let (top, skiptoken) = (query.raw.top.as_deref(), query.raw.skiptoken.as_deref());
-    let page = ctx.state.app.member_of(&ctx.caller, &key, transitive, top, skiptoken).await?;
-    let related = (Related::MemberOf(ObjectKind::User, transitive), key.as_str());
-    membership_page(&ctx, &query, &path, page, cast.as_deref(), related).await
-}
-
-/// A page of memberships as a relationship collection (`$select`, one type, next link, `$count`).
-pub(super) async fn membership_page(
-    ctx: &GraphCtx,
-    query: &GraphQuery,
-    path: &str,
-    page: keyward_app::MembershipPage,
-    cast: Option<&str>,
-    related: (Related, &str),
-) -> Result<Response, GraphError> {
+    let page = ctx.state.app.member_of(&ctx.caller, kind, &key, transitive, top, skiptoken).await?;
     let items = page.items.iter().map(|it| Value::Object(shape::membership(it, ctx.version))).collect();
-    super::relationship_collection(ctx, query, path, (items, page.skiptoken), cast, related).await
+    let related = (Related::MemberOf(kind, transitive), key.as_str());
+    super::relationship_collection(&ctx, &query, &path, (items, page.skiptoken), cast.as_deref(), related).await
 }
 
 /// The cast segment of a membership list (`microsoft.graph.group`, `graph.directoryRole`, …).
@@ -176,7 +166,7 @@ async fn member_of_cast(
     transitive: bool,
 ) -> Result<Response, GraphError> {
     let odata_type = super::cast_type(&ctx, &cast, &MEMBERSHIP_TYPES)?;
-    memberships_of_type(ctx, key, Some(odata_type), query, path, transitive).await
+    memberships_of_type(ctx, ObjectKind::User, key, Some(odata_type), query, path, transitive).await
 }
 
 /// `GET /me/memberOf/{cast}` and `/me/transitiveMemberOf/{cast}`.
@@ -188,7 +178,7 @@ async fn my_member_of_cast(
 ) -> Result<Response, GraphError> {
     let odata_type = super::cast_type(&ctx, &cast, &MEMBERSHIP_TYPES)?;
     let key = own_key(&ctx)?;
-    memberships_of_type(ctx, key, Some(odata_type), query, path, transitive).await
+    memberships_of_type(ctx, ObjectKind::User, key, Some(odata_type), query, path, transitive).await
 }
 
 /// `GET /users/{id}/memberOf` — `microsoft.directory/users/memberOf/read`: groups, directory roles

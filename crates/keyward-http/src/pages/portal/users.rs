@@ -218,7 +218,11 @@ async fn user_page(
     };
     let id = user.id.to_string();
     let hidden = |what: &str| format!("Your roles do not let you read {what}.");
-    let memberships = match state.app.member_of(caller, &id, true, Some("999"), None).await {
+    let memberships = match state
+        .app
+        .member_of(caller, keyward_core::directory::ObjectKind::User, &id, true, Some("999"), None)
+        .await
+    {
         Ok(found) => {
             let mut groups = Vec::new();
             let mut roles = Vec::new();
