@@ -132,14 +132,11 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     "microsoft.directory/scopedRoleMemberships/allProperties/read",
 ];
 
-/// What a guest may do without a role: Entra's default guest access ("Guest users have limited
-/// access to properties and memberships of directory objects"). A guest reads a user it names (by
-/// id or sign-in name), its own memberships and the organization, but lists nobody: no directory
-/// enumeration, no groups, roles, administrative units or applications.
-pub const GUEST_USER_PERMISSIONS: &[&str] =
-    &[actions::USERS_READ, actions::USERS_MEMBER_OF_READ, actions::ORGANIZATION_READ];
-
-/// Whether a guest without a role may take `action` on `target` ([`GUEST_USER_PERMISSIONS`]).
+/// Whether a guest without a role may take `action` on `target`: Entra's default guest access
+/// ("Guest users have limited access to properties and memberships of directory objects"). A
+/// guest reads a user it names (by id or sign-in name), its own memberships and the
+/// organization, but lists nobody: no directory enumeration, no groups, roles, administrative
+/// units or applications.
 fn guest_may(actor: &Actor, action: &str, target: Target<'_>) -> bool {
     match (action, target) {
         (actions::USERS_READ, Target::User(_)) => true,
@@ -190,7 +187,7 @@ impl ActiveRole {
 pub struct Actor {
     pub id: ObjectId,
     pub roles: Vec<ActiveRole>,
-    /// A guest (`userType` `Guest`): without a role, only [`GUEST_USER_PERMISSIONS`], not the
+    /// A guest (`userType` `Guest`): without a role, only what `guest_may` allows, not the
     /// member's [`DEFAULT_USER_PERMISSIONS`].
     pub is_guest: bool,
 }
