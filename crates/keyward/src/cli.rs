@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::remote;
 use keyward_app::{
     App, AppConfig, BootstrapOutcome, BootstrapRequest, HashParams, KeyRing, PasswordHasher, SystemClock,
 };
@@ -19,16 +21,74 @@ use tracing_subscriber::EnvFilter;
 /// Microsoft Graph-compatible API.
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about, long_about = None, propagate_version = true)]
-struct Cli {
+#[command(after_help = remote::TOP_HELP)]
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    server: remote::ServerArg,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (creates the tenant and its first Global Administrator on first start).
     Serve(ServeArgs),
+    /// Sign in to a Keyward server (device code: open the address shown and enter the code).
+    Login(remote::LoginArgs),
+    /// Sign out of a server (or all) and revoke the session at the server.
+    #[command(after_help = "Examples:\n  keyward logout\n  keyward logout --server dev\n  keyward logout --all")]
+    Logout {
+        /// Every server.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show who you are signed in as: user, tenant, roles, and when the session ends.
+    #[command(after_help = "Example:\n  keyward whoami --json")]
+    Whoami {
+        #[command(flatten)]
+        output: remote::output::OutputArgs,
+    },
+    /// Users: list, show, create, update, disable, enable, delete.
+    Users {
+        #[command(subcommand)]
+        command: remote::UsersCommand,
+    },
+    /// Groups: list, show, create, delete, members.
+    Groups {
+        #[command(subcommand)]
+        command: remote::GroupsCommand,
+    },
+    /// Directory roles: definitions, assignments, assign and unassign (one user or a CSV).
+    Roles {
+        #[command(subcommand)]
+        command: remote::RolesCommand,
+    },
+    /// Users' authentication methods: the service desk's operations (one user or a CSV).
+    Mfa {
+        #[command(subcommand)]
+        command: remote::MfaCommand,
+    },
+    /// Sign-in logs.
+    Signins {
+        #[command(subcommand)]
+        command: remote::SigninsCommand,
+    },
+    /// Print a shell completion script: keyward completions bash > /etc/bash_completion.d/keyward
+    #[command(
+        after_help = "Examples:\n  keyward completions bash > ~/.local/share/bash-completion/completions/keyward\n  \
+        keyward completions zsh > \"${fpath[1]}/_keyward\"\n  keyward completions fish > ~/.config/fish/completions/keyward.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from the same definitions as --help.
+    #[command(after_help = "Example:\n  keyward man > keyward.1 && man ./keyward.1")]
+    Man,
     /// Print an access token for a user, for scripts and tests (signed with the server's keys).
+    #[command(
+        after_help = "Example:\n  TOKEN=$(keyward token --upn admin@contoso.com --data-dir /var/lib/keyward)\n  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1.0/me"
+    )]
     Token(TokenArgs),
     /// Manage token signing keys.
     Keys {
@@ -65,14 +125,21 @@ enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
+    /// List audit records from a server you are logged in to (keyward login), newest first.
+    List(remote::AuditListArgs),
     /// Check every tenant's audit hash chain. Names the first record that was changed, removed or
     /// inserted out of order and exits with status 1; prints each chain's head on success (keep it:
     /// a later head must extend it).
+    #[command(after_help = "Example:\n  keyward audit verify --data-dir /var/lib/keyward")]
     Verify(StoreArgs),
     /// Write audit records in Graph's directoryAudit shape, oldest first, to standard output or --output.
+    #[command(
+        after_help = "Examples:\n  keyward audit export --since 2026-11-01 --output november.jsonl\n  keyward audit export --format csv --since 2026-11-01 --until 2026-11-30 > november.csv"
+    )]
     Export(ExportArgs),
     /// Show or set how many days the audit log keeps records (default 30); the server removes older
     /// records hourly and keeps the chain verifiable through a signed checkpoint.
+    #[command(after_help = "Examples:\n  keyward audit retention\n  keyward audit retention --days 90 --apply")]
     Retention {
         /// New retention in days (1 to 3650); without it, the current setting is shown.
         #[arg(long, value_name = "DAYS")]
@@ -113,10 +180,13 @@ enum ExportFormat {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// List signing keys and their state.
+    #[command(after_help = "Example:\n  keyward keys list --data-dir /var/lib/keyward")]
     List(StoreArgs),
     /// Generate a new signing key and make it active; older keys keep verifying until retired.
+    #[command(after_help = "Example:\n  keyward keys rotate --data-dir /var/lib/keyward")]
     Rotate(StoreArgs),
     /// Retire a key: it leaves the JWKS and tokens it signed stop verifying.
+    #[command(after_help = "Example:\n  keyward keys retire 3f2a9c… --data-dir /var/lib/keyward")]
     Retire {
         /// The key id (`kid`) to retire.
         kid: String,
@@ -143,11 +213,15 @@ enum LogFormat {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Environment only (kept off the command line, where other users could read it):\n  \
-    KEYWARD_BOOTSTRAP_ADMIN_PASSWORD  first start only: the password of KEYWARD_BOOTSTRAP_ADMIN_UPN; without it a one-time\n  \
-                                    Temporary Access Pass is printed\n  \
+#[command(
+    after_help = "Examples:\n  keyward serve --demo\n  keyward serve --listen 0.0.0.0:8443 --public-url https://id.contoso.com --tls-cert cert.pem --tls-key key.pem\n  \
+    KEYWARD_DATABASE_URL=postgres://keyward@db/keyward keyward serve\n\n\
+    Environment only (kept off the command line, where other users could read it):\n  \
+    KEYWARD_BOOTSTRAP_ADMIN_PASSWORD  first start only: the password of KEYWARD_BOOTSTRAP_ADMIN_UPN; without it a one-time\n\
+    \x20                                   Temporary Access Pass is printed\n  \
     KEYWARD_MASTER_KEY                64 hex characters: the key-encryption key (default: keyward.key in the data dir)\n  \
-    KEYWARD_LOG                       log filter, e.g. info or keyward=debug")]
+    KEYWARD_LOG                       log filter, e.g. info or keyward=debug"
+)]
 struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -240,6 +314,10 @@ pub fn main() -> ExitCode {
     // and log only warnings and errors, unless KEYWARD_LOG asks for more.
     let (format, level) = match &cli.command {
         Command::Serve(args) => (args.log_format, "info,sqlx=warn"),
+        // The remote commands print their own messages; reqwest's warnings would only repeat them.
+        Command::Login(_) | Command::Users { .. } | Command::Roles { .. } | Command::Mfa { .. } => {
+            (LogFormat::Human, "error")
+        }
         _ => (LogFormat::Human, "warn"),
     };
     init_logging(format, level);
@@ -250,20 +328,40 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let server = cli.server.server.clone();
+    let server = server.as_deref();
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Login(args) => remote::login(args).await,
+            Command::Logout { all } => remote::logout(server, all).await,
+            Command::Whoami { output } => remote::whoami(server, &output).await,
+            Command::Users { command } => remote::users(server, command).await,
+            Command::Groups { command } => remote::groups(server, command).await,
+            Command::Roles { command } => remote::roles(server, command).await,
+            Command::Mfa { command } => remote::mfa(server, command).await,
+            Command::Signins { command } => remote::signins(server, command).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "keyward", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the manual page"),
             Command::Admin { command: AdminCommand::Recover { upn, store } } => recover(&upn, &store).await,
             Command::Token(args) => token(args).await,
             Command::Keys { command } => keys(command).await,
-            Command::Audit { command } => audit(command).await,
+            Command::Audit { command } => audit(command, server).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let _ = writeln!(std::io::stderr(), "error: {err:#}");
-            ExitCode::FAILURE
+            let failure = remote::Failure::of(&err);
+            if !failure.message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "error: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
         }
     }
 }
@@ -358,13 +456,14 @@ fn master_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
     }
 }
 
-fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
+pub(crate) fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
     let mut file = std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?;
     std::io::Read::read_exact(&mut file, buf).context("cannot read /dev/urandom")
 }
 
+/// Creates `path` (never replacing a file) readable by its owner only, with `text`, on disk.
 #[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -372,11 +471,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all().with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -604,7 +704,7 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_time(raw: &str) -> Result<time::OffsetDateTime, String> {
+pub(crate) fn parse_time(raw: &str) -> Result<time::OffsetDateTime, String> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(raw, &Rfc3339) {
         return Ok(at);
@@ -702,8 +802,9 @@ impl Progress {
     }
 }
 
-async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+async fn audit(command: AuditCommand, server: Option<&str>) -> anyhow::Result<()> {
     match command {
+        AuditCommand::List(args) => remote::audit_list(server, args).await,
         AuditCommand::Verify(args) => {
             let app = open_existing(&args).await?;
             let mut progress = Progress::new();

@@ -1,10 +1,12 @@
 //! The `keyward` binary: configuration, `serve`, and the admin commands.
 //!
 //! Invariant: the only `main`, and the only reader of environment variables and files outside the
-//! database.
+//! database. `cli` holds the server and operator commands (which open the database); `remote`
+//! the administrator's client commands (which only talk to a server's API).
 #![forbid(unsafe_code)]
 
 mod cli;
+mod remote;
 
 use std::process::ExitCode;
 

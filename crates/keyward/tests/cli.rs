@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod remote;
+
 const BIN: &str = env!("CARGO_BIN_EXE_keyward");
 
 struct Scratch(PathBuf);

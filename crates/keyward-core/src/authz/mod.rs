@@ -278,7 +278,10 @@ pub fn denial_message(rule: &str, action: &str) -> String {
         rules::RESTRICTED_MANAGEMENT_UNIT => {
             return "This user is a member of a restricted management administrative unit. Management rights are limited to administrators scoped on that administrative unit.".into();
         }
-        rules::NO_ROLE_GRANTS_ACTION => format!("None of the caller's roles grants '{action}'."),
+        rules::NO_ROLE_GRANTS_ACTION => match roles_granting(action) {
+            names if names.is_empty() => format!("None of the caller's roles grants '{action}'."),
+            names => format!("None of the caller's roles grants '{action}'; built-in roles that do: {names}."),
+        },
         rules::GUEST_USER_PERMISSIONS => format!(
             "Guests have limited access to the directory: they read users they name and their own memberships, \
              but cannot list the directory or read groups, roles or applications ('{action}')."
@@ -317,6 +320,25 @@ pub fn denial_message(rule: &str, action: &str) -> String {
     } else {
         format!("{INSUFFICIENT_PRIVILEGES} {why} (rule: {rule})")
     }
+}
+
+/// The built-in roles that grant `action`, narrowest first (fewest actions), for a refusal to name
+/// (at most five, then how many more): what to ask for is as useful to an administrator as why it
+/// failed.
+fn roles_granting(action: &str) -> String {
+    let mut names: Vec<(usize, &str)> = BUILT_IN_ROLES
+        .iter()
+        // Entra's Partner Tier roles say "Do not use": never suggest them.
+        .filter(|role| !role.description.starts_with("Do not use"))
+        .filter(|role| role.allowed_resource_actions.iter().any(|pattern| grants(pattern, action)))
+        .map(|role| (role.allowed_resource_actions.len(), role.display_name))
+        .collect();
+    names.sort_by_key(|(actions, _)| *actions);
+    let mut text = names.iter().take(5).map(|(_, name)| *name).collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    text
 }
 
 fn is_read(action: &str) -> bool {

@@ -544,3 +544,23 @@ fn applications_whose_principal_holds_a_role_are_changed_only_by_the_top_roles()
     // Reading is not changing.
     assert!(authorize(&custom, actions::APPLICATIONS_READ, Target::Application(&privileged)).is_allowed());
 }
+
+#[test]
+fn a_refusal_names_the_roles_that_would_allow_it() {
+    let message = denial_message(rules::NO_ROLE_GRANTS_ACTION, actions::USERS_AUTH_METHODS_DELETE);
+    assert!(message.contains("built-in roles that do: Authentication Administrator"), "{message}");
+    assert!(message.contains("Privileged Authentication Administrator"), "{message}");
+    assert!(!message.contains("Helpdesk Administrator"), "Helpdesk does not manage methods: {message}");
+    assert!(!message.contains("Partner Tier"), "roles marked 'Do not use' are never suggested: {message}");
+    // Narrowest first: reading users is suggested from Directory Readers, not Global Administrator.
+    let reads = denial_message(rules::NO_ROLE_GRANTS_ACTION, actions::USERS_READ);
+    let position = |name: &str| reads.find(name).unwrap_or_else(|| panic!("{name} missing: {reads}"));
+    assert!(position("Directory Readers") < position("Global Administrator"), "{reads}");
+    assert_eq!(
+        denial_message(rules::NO_ROLE_GRANTS_ACTION, "nobody/grants/this"),
+        format!(
+            "{INSUFFICIENT_PRIVILEGES} None of the caller's roles grants 'nobody/grants/this'. (rule: {})",
+            rules::NO_ROLE_GRANTS_ACTION
+        )
+    );
+}

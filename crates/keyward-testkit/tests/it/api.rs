@@ -254,7 +254,8 @@ async fn plain_users_read_but_cannot_write(backend: Backend) {
     assert_eq!(
         write.body["error"]["message"],
         "Insufficient privileges to complete the operation. None of the caller's roles grants \
-         'microsoft.directory/users/create'. (rule: no-role-grants-action)"
+         'microsoft.directory/users/create'; built-in roles that do: User Administrator, Global Administrator. \
+         (rule: no-role-grants-action)"
     );
     let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
     let disable =

@@ -72,7 +72,9 @@ async fn audit_log_filters_and_pages(backend: Backend) {
     assert_eq!(
         newest["resultReason"],
         "Insufficient privileges to complete the operation. None of the caller's roles grants \
-         'microsoft.directory/users/basic/update'. (rule: no-role-grants-action)",
+         'microsoft.directory/users/basic/update'; built-in roles that do: Authentication Administrator, \
+         Privileged Authentication Administrator, User Administrator, Global Administrator. (rule: \
+         no-role-grants-action)",
         "the audit record names the rule"
     );
     assert_eq!(newest["initiatedBy"]["user"]["userPrincipalName"], format!("plain@{DOMAIN}"));
