@@ -359,7 +359,7 @@ pub fn main() -> ExitCode {
         Err(err) => {
             let failure = remote::Failure::of(&err);
             if !failure.message.is_empty() {
-                let _ = writeln!(std::io::stderr(), "error: {}", failure.message);
+                remote::output::note(&format!("error: {}", failure.message));
             }
             ExitCode::from(failure.code)
         }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -88,11 +88,12 @@ impl Operation {
 
 /// Reads the rows of a CSV file: a header row naming `userPrincipalName` or `id` (any case).
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Row>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|err| Failure::usage(format!("cannot open {} ({err})", path.display())))?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(file);
     let headers: Vec<String> = reader
         .headers()
-        .with_context(|| format!("{} has no header row", path.display()))?
+        .map_err(|err| Failure::usage(format!("{} has no readable header row ({err})", path.display())))?
         .iter()
         .map(|it| it.trim_start_matches('\u{feff}').to_ascii_lowercase())
         .collect();
@@ -109,7 +110,8 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let number = u64::try_from(index).unwrap_or(u64::MAX) + 1;
-        let record = record.with_context(|| format!("{}: data row {number} is not valid CSV", path.display()))?;
+        let record = record
+            .map_err(|err| Failure::usage(format!("{}: data row {number} is not valid CSV ({err})", path.display())))?;
         let get = |at: Option<usize>| at.and_then(|at| record.get(at)).map(str::to_owned).filter(|it| !it.is_empty());
         if record.iter().all(str::is_empty) {
             continue;
@@ -180,6 +182,9 @@ struct Result_ {
     extra: Value,
 }
 
+/// What makes two rows the same change: user, role, scope, state.
+type RowKey = (String, String, String, String);
+
 /// What planning found for a row.
 enum Plan {
     Change { detail: String, target: Target },
@@ -212,10 +217,8 @@ pub async fn run(
     is_single: bool,
 ) -> anyhow::Result<()> {
     let format = args.output.format();
-    let skip_before = args.continue_from.unwrap_or(1);
     let rows: Vec<Row> = rows
         .into_iter()
-        .filter(|it| it.number >= skip_before)
         .map(|row| Row {
             role: row.role.or_else(|| defaults.role.clone()),
             scope: row.scope.or_else(|| defaults.scope.clone()),
@@ -223,6 +226,10 @@ pub async fn run(
             ..row
         })
         .collect();
+    // The journal names the whole input, so a run started at another row shares it.
+    let mut journal = if args.dry_run || is_single { None } else { Some(Journal::open(graph, &operation, &rows)?) };
+    let skip_before = args.continue_from.unwrap_or(1);
+    let rows: Vec<Row> = rows.into_iter().filter(|it| it.number >= skip_before).collect();
     if !args.dry_run && rows.len() > 1 && !args.yes {
         super::confirm(
             &format!("{} for {} users on {}?", operation.verb(), rows.len(), graph.session().server.url),
@@ -230,17 +237,11 @@ pub async fn run(
         )?;
     }
     let interrupted = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let interrupted = interrupted.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, Ordering::SeqCst);
-            }
-        })
-    };
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let watcher = tokio::spawn(watch_signals(interrupted.clone(), in_flight.clone()));
     let bar = output::progress(u64::try_from(rows.len()).unwrap_or(u64::MAX));
     let mut lookups = Lookups::default();
-    let mut seen: HashMap<(String, String, String), u64> = HashMap::new();
+    let mut seen: HashMap<RowKey, u64> = HashMap::new();
     let mut results = Vec::new();
     let mut stopped_at = None;
     for row in &rows {
@@ -248,19 +249,40 @@ pub async fn run(
             stopped_at = Some(row.number);
             break;
         }
+        in_flight.store(row.number, Ordering::SeqCst);
         bar.set_message(row.user.clone());
-        let result = one_row(graph, &operation, row, args.dry_run, &mut lookups, &mut seen).await;
+        let result = match journal.as_ref().filter(|it| it.done.contains(&row.number)) {
+            Some(_) => Result_ {
+                row: row.number,
+                user: row.user.clone(),
+                outcome: Outcome::Already,
+                detail: "done by an earlier run of this command".into(),
+                failure_code: 0,
+                extra: Value::Null,
+            },
+            None => one_row(graph, &operation, row, args.dry_run, &mut lookups, &mut seen).await,
+        };
         bar.inc(1);
+        if result.outcome == Outcome::Changed
+            && let Some(journal) = journal.as_mut()
+        {
+            journal.record(row.number)?;
+        }
         let is_fatal =
             result.outcome == Outcome::Failed && matches!(result.failure_code, exit::SESSION | exit::UNREACHABLE);
         results.push(result);
         if is_fatal && !is_single {
-            stopped_at = Some(row.number + 1);
+            // That row was not done: going on starts with it.
+            stopped_at = Some(row.number);
             break;
         }
     }
     bar.finish_and_clear();
     watcher.abort();
+    let is_complete = stopped_at.is_none() && results.iter().all(|it| it.outcome != Outcome::Failed);
+    if let Some(journal) = journal {
+        journal.finish(is_complete);
+    }
 
     if is_single
         && let [only] = &results[..]
@@ -317,8 +339,8 @@ pub async fn run(
     if let Some(row) = stopped_at {
         let why = if interrupted.load(Ordering::SeqCst) { "Interrupted" } else { "Stopped (see the last row's error)" };
         output::note(&format!(
-            "{why} before row {row}: after fixing the cause, run the same command with --continue-from {row} to go on \
-             (rows already done are reported as such, not repeated)."
+            "{why} before row {row}: after fixing the cause, run the same command again; the rows it finished are \
+             remembered and not done twice (or start at a row with --continue-from {row})."
         ));
         let code = if interrupted.load(Ordering::SeqCst) { exit::INTERRUPTED } else { exit::ROWS_FAILED };
         return Err(Failure::silent(code).into());
@@ -335,7 +357,7 @@ async fn one_row(
     row: &Row,
     dry_run: bool,
     lookups: &mut Lookups,
-    seen: &mut HashMap<(String, String, String), u64>,
+    seen: &mut HashMap<RowKey, u64>,
 ) -> Result_ {
     let mut result = Result_ {
         row: row.number,
@@ -363,7 +385,12 @@ async fn one_row(
             result
         }
         Plan::Change { detail, target } => {
-            let key = (target.user_id.clone(), target.role_id.clone().unwrap_or_default(), target.scope.clone());
+            let key = (
+                target.user_id.clone(),
+                target.role_id.clone().unwrap_or_default(),
+                target.scope.clone(),
+                target.state.clone().unwrap_or_default(),
+            );
             if let Some(first) = seen.get(&key) {
                 result.outcome = Outcome::Skipped;
                 result.detail = format!("the same as row {first}");
@@ -384,6 +411,105 @@ async fn one_row(
                 }
                 Err(err) => fail(result, err),
             }
+        }
+    }
+}
+
+/// Waits for Ctrl-C, SIGTERM or SIGHUP: the first lets the row in flight finish and stops the
+/// run there; a second stops at once.
+async fn watch_signals(interrupted: Arc<AtomicBool>, in_flight: Arc<AtomicU64>) {
+    loop {
+        if !next_signal().await {
+            return;
+        }
+        let row = in_flight.load(Ordering::SeqCst);
+        if interrupted.swap(true, Ordering::SeqCst) {
+            output::note(&format!(
+                "Stopped during row {row}, which may or may not have been done. Run the same command again to go on: \
+                 finished rows are remembered."
+            ));
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+        output::note(&format!("Stopping after row {row}; interrupt again to stop at once."));
+    }
+}
+
+#[cfg(unix)]
+async fn next_signal() -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut hangup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        it = tokio::signal::ctrl_c() => it.is_ok(),
+        _ = terminate.recv() => true,
+        _ = hangup.recv() => true,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> bool {
+    tokio::signal::ctrl_c().await.is_ok()
+}
+
+/// The rows a real run has finished, kept in the config directory under a name derived from
+/// the server, the operation and the rows, so that running the same command again after a crash
+/// or an interruption does no row twice. Removed when a run finishes with no failure; ignored
+/// after a day. A crash between the server's change and the journal's line can still repeat
+/// that one row.
+struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    done: std::collections::HashSet<u64>,
+}
+
+impl Journal {
+    fn open(graph: &Graph, operation: &Operation, rows: &[Row]) -> anyhow::Result<Journal> {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(graph.session().server.url.as_bytes());
+        hash.update(format!("\n{operation:?}\n").as_bytes());
+        for row in rows {
+            hash.update(format!("{row:?}\n").as_bytes());
+        }
+        let name: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let dir = super::session::config_dir()?.join("runs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{name}.done"));
+        // A day-old journal belongs to another day's work: start over.
+        let is_stale = std::fs::metadata(&path)
+            .and_then(|it| it.modified())
+            .ok()
+            .and_then(|it| it.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(86_400));
+        if is_stale {
+            let _ = std::fs::remove_file(&path);
+        }
+        let done = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|it| it.trim().parse().ok())
+            .collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Journal { path, file, done })
+    }
+
+    fn record(&mut self, row: u64) -> anyhow::Result<()> {
+        use std::io::Write;
+        writeln!(self.file, "{row}").and_then(|()| self.file.sync_data()).with_context(|| {
+            format!("cannot record progress in {}; stop and run the command again", self.path.display())
+        })?;
+        self.done.insert(row);
+        Ok(())
+    }
+
+    fn finish(self, is_complete: bool) {
+        if is_complete {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -439,11 +565,15 @@ async fn plan(graph: &Graph, operation: &Operation, row: &Row, lookups: &mut Loo
         }
         Operation::CreatePass { .. } => {
             let methods = graph.list(&methods_path, None, false).await?;
-            match methods.iter().find(|it| is_type(it, "temporaryAccessPassAuthenticationMethod")) {
-                Some(pass) => Plan::Already(format!(
-                    "already has a pass (created {}); delete it first to issue another",
+            // A usable pass is not replaced (its code may already be in the user's hands); an
+            // expired or used one is: the server keeps one pass per user.
+            let pass = methods.iter().find(|it| is_type(it, "temporaryAccessPassAuthenticationMethod"));
+            match pass {
+                Some(pass) if pass["isUsable"] == true => Plan::Already(format!(
+                    "already has a usable pass (created {}); mfa reset --with-tap replaces it",
                     pass["createdDateTime"].as_str().unwrap_or("earlier")
                 )),
+                Some(_) => Plan::Change { detail: "replace the unusable pass with a new one".into(), target },
                 None => Plan::Change { detail: "create a pass".into(), target },
             }
         }

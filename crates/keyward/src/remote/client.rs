@@ -1,6 +1,7 @@
 //! Requests to a Keyward server's Graph API as the signed-in administrator: paging, retries on
 //! throttling, and errors that say what to do next.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -8,32 +9,71 @@ use serde_json::Value;
 use super::session::{self, Session};
 use super::{Failure, exit};
 
-/// The signed-in administrator's view of one server's API.
+/// The signed-in administrator's view of one server's API. The access token is renewed as a
+/// command goes on (a `--follow` or a long bulk run outlives it), and once on a `401`.
 #[derive(Debug)]
 pub struct Graph {
     http: reqwest::Client,
-    session: Session,
+    session: Mutex<Session>,
 }
+
+/// How long to wait before retrying a throttled request without a usable `Retry-After`.
+const DEFAULT_BACK_OFF: [u64; 3] = [2, 4, 8];
 
 impl Graph {
     /// The session named `server` (or the default one), refreshed if needed.
     pub async fn connect(server: Option<&str>) -> anyhow::Result<Graph> {
         let session = session::session(server).await?;
         let http = session::http_client(session.server.ca_cert.as_deref())?;
-        Ok(Graph { http, session })
+        Ok(Graph { http, session: Mutex::new(session) })
     }
 
-    pub fn session(&self) -> &Session {
-        &self.session
+    /// The session as it is now.
+    pub fn session(&self) -> Session {
+        self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// `path` is under the server: `/v1.0/users?…`. Query values must already be encoded
-    /// (see [`encode`]).
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.session.server.url)
+    /// The URL of `path` on the session's server. An absolute URL (a `@odata.nextLink`) is
+    /// moved onto the session's origin: the token only ever goes where the user logged in, even
+    /// when the server names itself differently (behind a proxy) or names another host.
+    fn url(&self, path: &str) -> anyhow::Result<String> {
+        let base = self.session().server.url;
+        if !(path.starts_with("http://") || path.starts_with("https://")) {
+            return Ok(format!("{base}{path}"));
+        }
+        let (Ok(link), Ok(origin)) = (reqwest::Url::parse(path), reqwest::Url::parse(&base)) else {
+            return Err(Failure::new(
+                exit::FAILURE,
+                format!("the server answered with a link that is not a URL: {path}"),
+            )
+            .into());
+        };
+        let mut moved = origin;
+        moved.set_path(link.path());
+        moved.set_query(link.query());
+        Ok(moved.to_string())
     }
 
-    /// Sends a request and returns its JSON body (`Null` when empty), retrying throttled ones (429, 503 with Retry-After) up to three times.
+    /// The access token to send, renewed first when it is about to end.
+    async fn token(&self) -> anyhow::Result<String> {
+        let current = self.session();
+        if !session::is_ending(&current.server) {
+            return Ok(current.access_token);
+        }
+        self.renew(&current.access_token).await
+    }
+
+    async fn renew(&self, stale: &str) -> anyhow::Result<String> {
+        let name = self.session().name;
+        let fresh = session::renew(&name, stale).await?;
+        let token = fresh.access_token.clone();
+        *self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(token)
+    }
+
+    /// Sends a request and returns its JSON body (`Null` when empty). Throttled requests (429,
+    /// 503) are retried up to three times after `Retry-After` (or 2, 4, 8 seconds); a `401` is
+    /// retried once with a renewed token.
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -41,24 +81,25 @@ impl Graph {
         body: Option<&Value>,
         eventual: bool,
     ) -> anyhow::Result<Value> {
-        let url =
-            if path.starts_with("http://") || path.starts_with("https://") { path.to_owned() } else { self.url(path) };
-        let mut attempt = 0;
+        let url = self.url(path)?;
+        let mut token = self.token().await?;
+        let (mut attempt, mut renewed) = (0, false);
         loop {
-            let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.session.access_token);
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(&token);
             if eventual {
                 request = request.header("ConsistencyLevel", "eventual");
             }
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let reply = request.send().await.map_err(|err| session::unreachable(&self.session.server.url, &err))?;
+            let server = self.session().server.url;
+            let reply = request.send().await.map_err(|err| session::unreachable(&server, &err))?;
             let status = reply.status();
             let retry_after = reply
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|it| it.to_str().ok())
-                .and_then(|it| it.parse::<u64>().ok());
+                .and_then(|it| it.trim().parse::<u64>().ok());
             let is_json = reply
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
@@ -72,9 +113,17 @@ impl Graph {
             } else {
                 Value::String(text)
             };
-            if let (true, Some(seconds)) = (matches!(status.as_u16(), 429 | 503) && attempt < 3, retry_after) {
+            if matches!(status.as_u16(), 429 | 503) && attempt < DEFAULT_BACK_OFF.len() {
+                let wait = retry_after.unwrap_or(DEFAULT_BACK_OFF[attempt]).clamp(1, 60);
                 attempt += 1;
-                tokio::time::sleep(Duration::from_secs(seconds.clamp(1, 60))).await;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                continue;
+            }
+            if status == reqwest::StatusCode::UNAUTHORIZED && !renewed {
+                // The token may have been refused for a reason a new one fixes (a key rotated,
+                // the clock); a revoked session fails the renewal and says to log in again.
+                renewed = true;
+                token = self.renew(&token).await?;
                 continue;
             }
             if status.is_success() {
@@ -90,13 +139,14 @@ impl Graph {
             Value::String(text) if !text.is_empty() => text.chars().take(300).collect(),
             _ => status.to_string(),
         });
-        let server = &self.session.server;
+        let session = self.session();
+        let server = &session.server;
         match status.as_u16() {
             401 => Failure::new(
                 exit::SESSION,
                 format!(
                     "{} no longer accepts your session ({message}); log in again: keyward login --url {} --name {}",
-                    server.url, server.url, self.session.name
+                    server.url, server.url, session.name
                 ),
             ),
             403 => Failure::new(
@@ -182,6 +232,22 @@ pub fn literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_only_goes_to_the_server_logged_in_to() {
+        let graph = Graph {
+            http: reqwest::Client::new(),
+            session: Mutex::new(session::test_session("https://id.contoso.test")),
+        };
+        assert_eq!(graph.url("/v1.0/users").expect("path"), "https://id.contoso.test/v1.0/users");
+        // A next link the server built from another name of itself, or another host, is moved
+        // onto the session's origin.
+        for link in
+            ["http://localhost:8080/v1.0/users?$skiptoken=abc", "https://evil.example/v1.0/users?$skiptoken=abc"]
+        {
+            assert_eq!(graph.url(link).expect("link"), "https://id.contoso.test/v1.0/users?$skiptoken=abc", "{link}");
+        }
+    }
 
     #[test]
     fn values_are_encoded_for_urls_and_filters() {

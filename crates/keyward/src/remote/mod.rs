@@ -10,6 +10,8 @@ pub mod client;
 pub mod output;
 pub mod session;
 
+use std::collections::HashMap;
+
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -17,7 +19,7 @@ use bulk::{BulkArgs, Operation, Row};
 use client::{Graph, encode, literal};
 use output::{Format, OutputArgs};
 
-/// Exit codes of the remote commands (also in `keyward --help` and docs/guide/cli.md).
+/// Exit codes of the remote commands (also in `keyward --help` and docs/guide/command-line.md).
 pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
@@ -382,7 +384,7 @@ pub enum MfaCommand {
 pub enum TapCommand {
     /// Create a Temporary Access Pass (its code is shown once).
     #[command(after_help = "Examples:\n  keyward mfa tap create adele@contoso.com --lifetime 1h --once\n  \
-        keyward mfa tap create --from-csv new-starters.csv --json > passes.json")]
+        (umask 077; keyward mfa tap create --from-csv new-starters.csv --json --yes > passes.json)")]
     Create {
         #[command(flatten)]
         users: UsersArgs,
@@ -509,11 +511,20 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 pub async fn logout(server: Option<&str>, all: bool) -> anyhow::Result<()> {
-    let names = session::logout(server, all).await?;
-    if names.is_empty() {
+    let outcomes = session::logout(server, all).await?;
+    if outcomes.is_empty() {
         output::print("You were not logged in.");
-    } else {
-        output::print(&format!("Logged out of {} (the server revoked the session's refresh token).", names.join(", ")));
+    }
+    for (name, problem) in outcomes {
+        match problem {
+            None => _ = output::print(&format!("Logged out of '{name}'; the server revoked the session.")),
+            Some(why) => {
+                _ = output::print(&format!(
+                    "Logged out of '{name}' on this machine, but the server could not revoke the session ({why}); it ends \
+                 after 90 days unused, or revoke it with keyward mfa revoke-sessions YOUR-UPN from another session."
+                ))
+            }
+        }
     }
     Ok(())
 }
@@ -524,31 +535,26 @@ pub async fn whoami(server: Option<&str>, output_args: &OutputArgs) -> anyhow::R
     let organization = graph.list("/v1.0/organization", None, false).await.unwrap_or_default();
     let id = me["id"].as_str().unwrap_or_default().to_owned();
     let filter = format!("principalId eq {}", literal(&id));
-    let assignments = graph
-        .list(
-            &format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter={}", encode(&filter)),
-            None,
-            true,
-        )
-        .await
-        .unwrap_or_default();
-    let definitions =
-        graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await.unwrap_or_default();
-    let roles: Vec<String> = assignments
-        .iter()
-        .map(|it| {
-            let role = it["roleDefinitionId"].as_str().unwrap_or_default();
-            let name = definitions
-                .iter()
-                .find(|def| def["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(role)))
-                .and_then(|def| def["displayName"].as_str())
-                .unwrap_or(role);
-            match it["directoryScopeId"].as_str() {
-                Some("/") | None => name.to_owned(),
-                Some(scope) => format!("{name} ({scope})"),
-            }
-        })
-        .collect();
+    let path = format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter={}", encode(&filter));
+    let definitions = graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await;
+    let roles: Result<Vec<String>, String> = match (graph.list(&path, None, true).await, definitions) {
+        (Ok(assignments), Ok(definitions)) => Ok(assignments
+            .iter()
+            .map(|it| {
+                let role = it["roleDefinitionId"].as_str().unwrap_or_default();
+                let name = definitions
+                    .iter()
+                    .find(|def| def["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(role)))
+                    .and_then(|def| def["displayName"].as_str())
+                    .unwrap_or(role);
+                match it["directoryScopeId"].as_str() {
+                    Some("/") | None => name.to_owned(),
+                    Some(scope) => format!("{name} ({scope})"),
+                }
+            })
+            .collect()),
+        (Err(err), _) | (_, Err(err)) => Err(Failure::of(&err).message),
+    };
     let session = &graph.session().server;
     let refresh_until = session.refreshed_at + 90 * 86_400;
     let tenant = organization.first().cloned().unwrap_or(Value::Null);
@@ -559,7 +565,8 @@ pub async fn whoami(server: Option<&str>, output_args: &OutputArgs) -> anyhow::R
         "displayName": me["displayName"],
         "id": me["id"],
         "tenant": {"id": tenant["id"], "displayName": tenant["displayName"], "name": session.tenant},
-        "roles": roles,
+        "roles": roles.as_ref().ok(),
+        "rolesError": roles.as_ref().err(),
         "signedInAt": unix_time(session.signed_in_at),
         "accessTokenExpiresAt": unix_time(session.access_expires_at),
         "sessionEndsAt": unix_time(refresh_until),
@@ -573,9 +580,23 @@ pub async fn whoami(server: Option<&str>, output_args: &OutputArgs) -> anyhow::R
     line("User", format!("{} ({})", output::cell(&me["userPrincipalName"]), output::cell(&me["displayName"])));
     line("Tenant", format!("{} ({})", output::cell(&tenant["displayName"]), session.tenant));
     line("Server", format!("{} (session '{}')", session.url, graph.session().name));
-    line("Roles", if roles.is_empty() { "none".into() } else { roles.join(", ") });
+    line(
+        "Roles",
+        match &roles {
+            Ok(roles) if roles.is_empty() => "none".into(),
+            Ok(roles) => roles.join(", "),
+            Err(why) => format!("cannot be read ({why})"),
+        },
+    );
     line("Signed in", unix_time(session.signed_in_at));
-    line("Session ends", format!("{} if unused (each use renews it), or when revoked", unix_time(refresh_until)));
+    line(
+        "Session ends",
+        format!(
+            "{} at the latest if unused (each use renews it; sooner when signed in with a Temporary Access Pass, or \
+             when revoked)",
+            unix_time(refresh_until)
+        ),
+    );
     rows.print(output_args.format());
     Ok(())
 }
@@ -724,7 +745,7 @@ pub fn confirm(question: &str, hint: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::usage(format!("{question} {hint}")).into());
     }
-    let _ = write!(std::io::stderr(), "{question} [y/N] ");
+    let _ = write!(std::io::stderr(), "{} [y/N] ", output::printable(question));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -1053,15 +1074,7 @@ pub async fn signins(server: Option<&str>, command: SigninsCommand) -> anyhow::R
     if failures {
         filters.push("status/errorCode ne 0".to_owned());
     }
-    let columns = [
-        "createdDateTime",
-        "userPrincipalName",
-        "appDisplayName",
-        "result",
-        "ipAddress",
-        "authenticationRequirement",
-        "id",
-    ];
+    let columns = ["createdDateTime", "userPrincipalName", "appDisplayName", "result", "ipAddress", "id"];
     let shape = |record: &Value| {
         let mut row = record.clone();
         let code = record["status"]["errorCode"].as_i64().unwrap_or(0);
@@ -1115,23 +1128,20 @@ async fn follow_log(
     };
     let format = out.format();
     let mut records = graph.list(&query(since.map(rfc3339)), Some(top), false).await?;
-    let show = |records: &[Value], with_header: bool| {
+    // Returns false once standard output is gone (`… --follow | head`).
+    let show = |records: &[Value], with_header: bool| -> bool {
         let shaped: Vec<Value> = records.iter().map(shape).collect();
         match format {
-            Format::Json if follow => {
-                for it in records {
-                    output::print(&it.to_string());
-                }
+            Format::Json if follow => records.iter().all(|it| output::print(&it.to_string())),
+            Format::Json => {
+                output::print(&serde_json::to_string_pretty(&Value::Array(records.to_vec())).unwrap_or_default())
             }
-            Format::Json => output::print_json(&Value::Array(records.to_vec())),
             _ => {
                 let mut rows = output::objects(&shaped, columns);
-                if !with_header && format == Format::Csv {
+                if !with_header {
                     rows.headers.clear();
                 }
-                if !rows.rows.is_empty() || with_header {
-                    rows.print(format);
-                }
+                rows.rows.is_empty() && !with_header || rows.print(format)
             }
         }
     };
@@ -1139,37 +1149,50 @@ async fn follow_log(
     if follow {
         records.reverse();
     }
-    show(&records, true);
-    if !follow {
+    let is_open = show(&records, true);
+    if !follow || !is_open {
         return Ok(());
     }
-    let mut seen: std::collections::HashSet<String> =
-        records.iter().filter_map(|it| it["id"].as_str().map(str::to_owned)).collect();
-    let mut latest = records
-        .iter()
-        .filter_map(|it| it[time_property].as_str())
-        .max()
-        .map(str::to_owned)
-        .unwrap_or_else(|| rfc3339(time::OffsetDateTime::now_utc()));
+    // Records are asked for from a little before the newest one seen, since one written by a
+    // request that started earlier can commit later; those already shown are skipped by id.
+    const OVERLAP: time::Duration = time::Duration::minutes(2);
+    let parse = |at: &str| time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok();
+    let mut seen: HashMap<String, time::OffsetDateTime> = HashMap::new();
+    let remember = |records: &[Value],
+                    seen: &mut HashMap<String, time::OffsetDateTime>,
+                    latest: &mut Option<time::OffsetDateTime>| {
+        for it in records {
+            let at = it[time_property].as_str().and_then(parse);
+            if let (Some(id), Some(at)) = (it["id"].as_str(), at) {
+                seen.insert(id.to_owned(), at);
+                *latest = (*latest).max(Some(at));
+            }
+        }
+    };
+    let mut latest: Option<time::OffsetDateTime> = since;
+    remember(&records, &mut seen, &mut latest);
+    // What already exists in the window (beyond the --top shown) is not news: mark it seen.
+    let from = latest.map(|at| rfc3339(at - OVERLAP));
+    let existing = graph.list(&query(from), None, false).await?;
+    remember(&existing, &mut seen, &mut latest);
     output::note("Following; Ctrl-C stops.");
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Err(Failure::silent(exit::INTERRUPTED).into()),
             () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
-        let mut fresh = graph.list(&query(Some(latest.clone())), None, false).await?;
-        fresh.retain(|it| it["id"].as_str().is_some_and(|id| !seen.contains(id)));
+        let from = latest.map(|at| rfc3339(at - OVERLAP));
+        let mut fresh = graph.list(&query(from), None, false).await?;
+        fresh.retain(|it| it["id"].as_str().is_some_and(|id| !seen.contains_key(id)));
         fresh.reverse();
-        for it in &fresh {
-            if let Some(id) = it["id"].as_str() {
-                seen.insert(id.to_owned());
-            }
-            if let Some(at) = it[time_property].as_str().filter(|at| *at > latest.as_str()) {
-                latest = at.to_owned();
-            }
+        remember(&fresh, &mut seen, &mut latest);
+        if let Some(newest) = latest {
+            seen.retain(|_, at| *at >= newest - OVERLAP * 2);
         }
-        if !fresh.is_empty() {
-            show(&fresh, false);
+        if !fresh.is_empty() && !show(&fresh, false) {
+            return Ok(());
         }
     }
 }

@@ -37,12 +37,16 @@ pub fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|it| it.is_empty())
 }
 
-pub fn print(text: &str) {
-    let _ = writeln!(std::io::stdout(), "{text}");
+/// Writes a line to standard output; false once it is closed (a pipe's reader has gone).
+pub fn print(text: &str) -> bool {
+    writeln!(std::io::stdout(), "{text}").and_then(|()| std::io::stdout().flush()).is_ok()
 }
 
+/// A message for people on standard error; directory and server text in it cannot drive the
+/// terminal (see [`printable`]).
 pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
+    let lines: Vec<String> = text.lines().map(printable).collect();
+    let _ = writeln!(std::io::stderr(), "{}", lines.join("\n"));
 }
 
 pub fn print_json(value: &Value) {
@@ -77,25 +81,24 @@ impl Rows {
         self.rows.push(cells);
     }
 
-    /// Prints as a table or CSV (JSON is the caller's: it prints the objects themselves).
-    pub fn print(&self, format: Format) {
+    /// Prints as a table or CSV (JSON is the caller's: it prints the objects themselves);
+    /// false once standard output is closed.
+    pub fn print(&self, format: Format) -> bool {
         match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(std::io::stdout());
-                if !self.headers.is_empty() {
-                    let _ = writer.write_record(&self.headers);
-                }
+                let mut written = if self.headers.is_empty() { Ok(()) } else { writer.write_record(&self.headers) };
                 for row in &self.rows {
-                    let _ = writer.write_record(row.iter().map(|(text, _)| text));
+                    written = written.and_then(|()| writer.write_record(row.iter().map(|(text, _)| text)));
                 }
-                let _ = writer.flush();
+                written.is_ok() && writer.flush().is_ok()
             }
             Format::Table | Format::Json => {
                 if self.rows.is_empty() {
                     note("(none)");
-                    return;
+                    return true;
                 }
-                print(&self.render(colour()));
+                print(&self.render(colour()))
             }
         }
     }
@@ -130,15 +133,16 @@ impl Rows {
 
 /// Text from the directory as a terminal shows it: control characters (escape sequences that
 /// could repaint the screen or fake a line, newlines that would break a row) become U+FFFD.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
 }
 
 /// A JSON value as a table cell: strings bare, arrays joined, objects as JSON.
+/// Also for names in messages: control characters are replaced (see [`printable`]).
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(it) => it.clone(),
+        Value::String(it) => printable(it),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
@@ -161,7 +165,7 @@ pub fn lookup(item: &Value, path: &str) -> Value {
 pub fn show_objects(items: &[Value], columns: &[&str], format: Format) {
     match format {
         Format::Json => print_json(&Value::Array(items.to_vec())),
-        _ => objects(items, columns).print(format),
+        _ => _ = objects(items, columns).print(format),
     }
 }
 

@@ -33,8 +33,8 @@ struct Credentials {
     servers: BTreeMap<String, Server>,
 }
 
-/// One server's session as the credentials file keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One server's session as the credentials file keeps it (`Debug` leaves the tokens out).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Server {
     pub url: String,
     /// The tenant's domain or id, as the server's paths name it.
@@ -51,6 +51,22 @@ pub struct Server {
     pub signed_in_at: i64,
     /// Unix seconds: when the refresh token was last renewed (it lives 90 days from then).
     pub refreshed_at: i64,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url)
+            .field("tenant", &self.tenant)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("access_expires_at", &self.access_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the server's access token ends soon enough to be renewed before use.
+pub fn is_ending(server: &Server) -> bool {
+    server.access_expires_at - now() <= REFRESH_MARGIN_SECONDS
 }
 
 /// The directory the credentials live in.
@@ -114,8 +130,11 @@ fn read_credentials(dir: &Path) -> anyhow::Result<Credentials> {
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::PermissionsExt;
     if dir.is_dir() {
-        return Ok(());
+        // Kept private even if it was created by hand or by another tool.
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private (mode 0700)", dir.display()));
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -157,7 +176,8 @@ pub struct LoginRequest {
     pub open_browser: bool,
 }
 
-/// Checks a server address: http(s), no path beyond `/`, and no plain HTTP except to this machine.
+/// Checks a server address (http or https, no query; plain HTTP only to this machine unless
+/// allowed) and returns it normalized, without a trailing `/`.
 pub fn server_url(raw: &str, allow_http: bool) -> Result<String, Failure> {
     let url = raw.trim().trim_end_matches('/');
     let parsed = reqwest::Url::parse(url).map_err(|err| {
@@ -180,7 +200,7 @@ pub fn server_url(raw: &str, allow_http: bool) -> Result<String, Failure> {
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(Failure::usage(format!("'{raw}' has a query or fragment; give the server's base address")));
     }
-    Ok(url.to_owned())
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
 
 /// The tenant a server's `/` leads to (`/{tenant}/login`).
@@ -361,12 +381,19 @@ fn open_browser(url: &str) -> bool {
         .is_ok()
 }
 
-/// A session ready for requests: the server, its name, and a current access token.
-#[derive(Debug, Clone)]
+/// A session ready for requests: the server, its name, and a current access token (`Debug`
+/// leaves it out).
+#[derive(Clone)]
 pub struct Session {
     pub name: String,
     pub server: Server,
     pub access_token: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("name", &self.name).field("server", &self.server).finish_non_exhaustive()
+    }
 }
 
 /// The session of `name` (or the default server), refreshed when its access token is about to end.
@@ -392,20 +419,27 @@ pub async fn session(name: Option<&str>) -> anyhow::Result<Session> {
         )
         .into());
     };
-    if server.access_expires_at - now() > REFRESH_MARGIN_SECONDS {
+    if !is_ending(&server) {
         return Ok(Session { name, access_token: server.access_token.clone(), server });
     }
-    refresh(&name).await
+    refresh(&name, None).await
 }
 
-/// Renews the access token of `name` with its refresh token, under the lock.
-async fn refresh(name: &str) -> anyhow::Result<Session> {
+/// A new access token for `name` when `stale` (the one in use) is ending or was refused.
+pub async fn renew(name: &str, stale: &str) -> anyhow::Result<Session> {
+    refresh(name, Some(stale)).await
+}
+
+/// Renews the access token of `name` with its refresh token, under the lock: unless another
+/// command already did (a token other than `stale`, or one not ending, is in the file).
+async fn refresh(name: &str, stale: Option<&str>) -> anyhow::Result<Session> {
     let mut locked = Locked::open()?;
     let Some(mut server) = locked.credentials.servers.get(name).cloned() else {
         return Err(Failure::new(exit::SESSION, format!("the session '{name}' was removed; run keyward login")).into());
     };
     // Another command may have refreshed it while this one waited for the lock.
-    if server.access_expires_at - now() > REFRESH_MARGIN_SECONDS {
+    let is_other = stale.is_some_and(|stale| stale != server.access_token);
+    if !is_ending(&server) && (stale.is_none() || is_other) {
         return Ok(Session { name: name.to_owned(), access_token: server.access_token.clone(), server });
     }
     let login_again = |why: &str| {
@@ -436,10 +470,15 @@ async fn refresh(name: &str) -> anyhow::Result<Session> {
     let body: Value = reply.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         if body["error"] == "invalid_grant" || status == reqwest::StatusCode::UNAUTHORIZED {
-            let why = body["error_description"].as_str().and_then(|it| it.lines().next()).unwrap_or("it was revoked");
+            let why = body["error_description"].as_str().and_then(|it| it.lines().next()).unwrap_or(
+                "it was revoked, or a renewal's answer was lost and the server saw its refresh token used twice",
+            );
             let failure = login_again(why);
             // A refresh token the server refused never works again: forget it.
             locked.credentials.servers.remove(name);
+            if locked.credentials.default.as_deref() == Some(name) {
+                locked.credentials.default = locked.credentials.servers.keys().next().cloned();
+            }
             locked.save()?;
             return Err(failure.into());
         }
@@ -458,8 +497,8 @@ async fn refresh(name: &str) -> anyhow::Result<Session> {
 }
 
 /// Forgets the session of `name` (or every session) and revokes its refresh token at the server.
-/// Returns the names signed out.
-pub async fn logout(name: Option<&str>, all: bool) -> anyhow::Result<Vec<String>> {
+/// Returns each name signed out, with why its token could not be revoked (`None`: revoked).
+pub async fn logout(name: Option<&str>, all: bool) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let mut locked = Locked::open()?;
     let names: Vec<String> = if all {
         locked.credentials.servers.keys().cloned().collect()
@@ -470,25 +509,51 @@ pub async fn logout(name: Option<&str>, all: bool) -> anyhow::Result<Vec<String>
             None => return Ok(Vec::new()),
         }
     };
+    let mut outcomes = Vec::new();
     for name in &names {
         let Some(server) = locked.credentials.servers.remove(name) else { continue };
-        if let Some(token) = &server.refresh_token {
-            // Best effort: the local copy is gone either way; an unreachable server keeps a token
-            // nobody holds any more, which expires on its own.
-            if let Ok(http) = http_client(server.ca_cert.as_deref()) {
-                let _ = http
+        // The local copy goes either way; a token the server could not revoke still ends after
+        // 90 days unused, or when an administrator revokes the user's sessions.
+        let problem = match &server.refresh_token {
+            None => None,
+            Some(token) => match http_client(server.ca_cert.as_deref()) {
+                Err(err) => Some(format!("{err:#}")),
+                Ok(http) => match http
                     .post(format!("{}/{}/oauth2/v2.0/revoke", server.url, server.tenant))
                     .form(&[("token", token.as_str()), ("token_type_hint", "refresh_token"), ("client_id", CLIENT_ID)])
                     .send()
-                    .await;
-            }
-        }
+                    .await
+                {
+                    Ok(reply) if reply.status().is_success() => None,
+                    Ok(reply) => Some(format!("the server answered {}", reply.status())),
+                    Err(err) => Some(unreachable(&server.url, &err).message),
+                },
+            },
+        };
+        outcomes.push((name.clone(), problem));
     }
     if locked.credentials.default.as_ref().is_some_and(|it| names.contains(it)) {
         locked.credentials.default = locked.credentials.servers.keys().next().cloned();
     }
     locked.save()?;
-    Ok(names)
+    Ok(outcomes)
+}
+
+/// A session for unit tests of the code that uses one.
+#[cfg(test)]
+pub fn test_session(url: &str) -> Session {
+    let server = Server {
+        url: url.to_owned(),
+        tenant: "contoso.test".into(),
+        user_principal_name: "admin@contoso.test".into(),
+        ca_cert: None,
+        access_token: "token".into(),
+        access_expires_at: now() + 3600,
+        refresh_token: None,
+        signed_in_at: now(),
+        refreshed_at: now(),
+    };
+    Session { name: "test".into(), access_token: "token".into(), server }
 }
 
 #[cfg(test)]
@@ -496,8 +561,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_output_leaves_tokens_out() {
+        let session = test_session("https://id.contoso.test");
+        let text = format!("{session:?}");
+        assert!(text.contains("id.contoso.test") && !text.contains("token\""), "{text}");
+    }
+
+    #[test]
     fn plain_http_only_to_this_machine() {
         assert_eq!(server_url("http://localhost:8080/", false).expect("local"), "http://localhost:8080");
+        assert_eq!(server_url("HTTPS://ID.Contoso.com/", false).expect("case"), "https://id.contoso.com");
         assert!(server_url("http://127.0.0.1:1", false).is_ok());
         assert!(server_url("http://keyward.example.com", false).is_err());
         assert!(server_url("http://keyward.example.com", true).is_ok());

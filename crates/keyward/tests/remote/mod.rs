@@ -195,7 +195,7 @@ async fn remote_administration_from_the_command_line() {
     // Running the file again repeats nothing; --continue-from skips the rows before it.
     let again = run(dir, &["roles", "assign", "--from-csv", file, "--continue-from", "3", "--yes"]);
     let said = text(&again.stdout);
-    assert!(!said.contains("lee.gu") && said.contains("already holds Authentication Administrator"), "{said}");
+    assert!(!said.contains("lee.gu") && said.contains("done by an earlier run of this command"), "{said}");
     assert!(said.contains("0 done, 2 already, 0 skipped, 1 failed, of 3 rows"), "{said}");
 
     // MFA operations: a pass shown once, per-user MFA with "already", a refused operation.
@@ -223,6 +223,29 @@ async fn remote_administration_from_the_command_line() {
     let many = run(dir, &["mfa", "revoke-sessions", "adele.vance@fabrikam.test", "lee.gu@fabrikam.test"]);
     assert_eq!(many.status.code(), Some(2), "a real run on many users without a terminal needs --yes");
     assert!(text(&many.stderr).contains("--yes"), "{}", text(&many.stderr));
+    // A run stopped by a failed row and run again does no user twice: the finished rows are remembered.
+    let revoke_file = dir.join("revoke.csv");
+    std::fs::write(&revoke_file, "upn\nlee.gu@fabrikam.test\nghost@fabrikam.test\n").expect("csv");
+    let revoke_file = revoke_file.to_str().expect("path");
+    for _ in 0..2 {
+        let out = run(dir, &["mfa", "revoke-sessions", "--from-csv", revoke_file, "--yes"]);
+        assert_eq!(out.status.code(), Some(6), "{}", text(&out.stdout));
+    }
+    let said = text(&run(dir, &["mfa", "revoke-sessions", "--from-csv", revoke_file, "--yes"]).stdout);
+    assert!(said.contains("done by an earlier run of this command"), "{said}");
+    let revocations = json_of(&run(
+        dir,
+        &[
+            "audit",
+            "list",
+            "--user",
+            "lee.gu@fabrikam.test",
+            "--activity",
+            "Update StsRefreshTokenValidFrom Timestamp",
+            "--json",
+        ],
+    ));
+    assert_eq!(revocations.as_array().map(Vec::len), Some(1), "revoked once: {revocations}");
     let methods = run(dir, &["mfa", "methods", "megan.bowen@fabrikam.test"]);
     assert!(
         text(&methods.stdout).contains("temporaryAccessPass") && text(&methods.stdout).contains("softwareOath"),
