@@ -22,6 +22,8 @@ EXTENSIONS = {
     ("*", "post", "/users/{}/authentication/resetmfa"),
     ("*", "get", "/policies/keywardsigninpolicy"),
     ("*", "patch", "/policies/keywardsigninpolicy"),
+    ("*", "get", "/policies/keywardservicedeskpolicy"),
+    ("*", "patch", "/policies/keywardservicedeskpolicy"),
     # resetPassword also under passwordMethods, where the password method lives.
     ("*", "post", "/users/{}/authentication/passwordmethods/{}/resetpassword"),
     # Beta's transitive role assignments, also under v1.0.

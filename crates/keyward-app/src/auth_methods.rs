@@ -4,6 +4,7 @@
 //! Entra's actions and target rules and audited with Entra's strings; a refusal is recorded as a
 //! failure. Secrets (passes, passwords, TOTP seeds) never reach reads or audit values.
 
+use keyward_core::agent_limits::AgentAction;
 use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::auth_methods::{
     EMAIL_METHOD_ID, PhoneType, TapRequest, check_phone_add, check_phone_delete, mask_email_address, mask_phone_number,
@@ -503,6 +504,11 @@ impl App {
         let activity = Activity::AdminRegisteredSecurityInfo;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let charged =
+            crate::signin_admin::charge_agent(&mut *tx, caller, &user, AgentAction::TemporaryAccessPass, now).await;
+        if let Err(err) = charged {
+            return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
+        }
         let (view, record) = self.put_tap(&mut *tx, caller, &user, request, now).await?;
         commit_audited(tx, [record]).await?;
         Ok(view)
@@ -610,6 +616,10 @@ impl App {
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
             .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));
+        let decision = match decision {
+            Ok(()) => crate::signin_admin::charge_agent(&mut *tx, caller, &user, AgentAction::PasswordReset, now).await,
+            refused => refused,
+        };
         if let Err(err) = decision {
             return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
         }

@@ -4,6 +4,7 @@
 //! `identitySecurityDefaultsEnforcementPolicy`) mapped onto "MFA for everyone". Also what the
 //! methods policy lets one user register and use.
 
+use keyward_core::agent_limits::AgentLimits;
 use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::authz::Target as AuthzTarget;
 use keyward_core::directory::PropertyChange;
@@ -34,6 +35,8 @@ pub struct Policies {
     pub sign_in: SignInPolicy,
     pub tap: TapPolicy,
     pub methods: MethodsPolicy,
+    /// Per-agent limits (`keywardServiceDeskPolicy`).
+    pub agents: AgentLimits,
 }
 
 /// Which policy object a caller reads or changes: it decides the permission needed.
@@ -179,7 +182,8 @@ impl App {
         let mut tx = self.read().await?;
         let (sign_in, tap) = tx.sign_in_policy(&caller.tenant.id).await?;
         let methods = tx.methods_policy(&caller.tenant.id).await?;
-        Ok(Policies { sign_in, tap, methods })
+        let agents = tx.agent_limits(&caller.tenant.id).await?;
+        Ok(Policies { sign_in, tap, methods, agents })
     }
 
     /// Changes the tenant's policies: `change` edits the current ones; the result must be within
@@ -212,7 +216,12 @@ impl App {
         let mut tx = tx;
         tx.lock_policy_changes(&tenant).await?;
         let (sign_in, tap) = tx.sign_in_policy(&tenant).await?;
-        let old = Policies { sign_in, tap, methods: tx.methods_policy(&tenant).await? };
+        let old = Policies {
+            sign_in,
+            tap,
+            methods: tx.methods_policy(&tenant).await?,
+            agents: tx.agent_limits(&tenant).await?,
+        };
         let mut new = old.clone();
         change(&mut new)?;
         new.sign_in.validate().map_err(AppError::BadRequest)?;
@@ -232,6 +241,7 @@ impl App {
         let defaults_changed = new.sign_in.mfa_for_everyone != old.sign_in.mfa_for_everyone;
         let rest_changed = new.tap != old.tap
             || new.methods != old.methods
+            || new.agents != old.agents
             || SignInPolicy { mfa_for_everyone: old.sign_in.mfa_for_everyone, ..new.sign_in.clone() } != old.sign_in;
         if defaults_changed
             && object != PolicyObject::SecurityDefaults
@@ -285,6 +295,9 @@ impl App {
         if new.sign_in != old.sign_in || new.tap != old.tap {
             tx.set_sign_in_policy(&tenant, &new.sign_in, &new.tap).await?;
         }
+        if new.agents != old.agents {
+            tx.set_agent_limits(&tenant, &new.agents).await?;
+        }
         let mut records: Vec<AuditRecord> = Vec::new();
         if defaults_changed {
             let change = PropertyChange {
@@ -296,7 +309,7 @@ impl App {
             records.push(caller.succeeded(now, Activity::UpdateSecurityDefaults, vec![target]));
         }
         if rest_changed {
-            let describe = |it: &Policies| format!("{:?} {:?} {:?}", it.sign_in, it.tap, it.methods);
+            let describe = |it: &Policies| format!("{:?} {:?} {:?} {:?}", it.sign_in, it.tap, it.methods, it.agents);
             let change = PropertyChange {
                 name: "Policy".into(),
                 old_value: Some(json::string(&describe(&old))),

@@ -5,6 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::agent_limits::{self, AgentAction};
 use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz::{Target, actions};
@@ -194,6 +195,11 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
+        if let Err(err) = charge_agent(&mut *tx, caller, &user, AgentAction::MfaReset, self.now()).await {
+            return Err(self
+                .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
+                .await);
+        }
         let change = remove_mfa_methods(&mut *tx, &user).await?;
         self.commit_user_update(tx, caller, &user, change).await
     }
@@ -214,7 +220,14 @@ impl App {
         let mut tx = self.write().await?;
         let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
-        if let Err(err) = may_reset_mfa(caller, &user, &facts, pass.is_some()) {
+        let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
+        if decision.is_ok() {
+            decision = charge_agent(&mut *tx, caller, &user, AgentAction::MfaReset, now).await;
+        }
+        if decision.is_ok() && pass.is_some() {
+            decision = charge_agent(&mut *tx, caller, &user, AgentAction::TemporaryAccessPass, now).await;
+        }
+        if let Err(err) = decision {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
@@ -405,6 +418,32 @@ async fn forget_mfa_devices(
 /// Deletes the user's authenticator-app and phone methods ("Require re-register MFA"; Entra
 /// deletes phone numbers too; passkeys, email and the password stay); the
 /// `StrongAuthenticationMethod` change.
+/// Counts one `action` by the caller on `user` against the tenant's per-agent limit, in the
+/// action's transaction (so a rolled-back action is not counted); refused past the cap. One's own
+/// account is not counted. When the tenant sets no cap for `action`, it costs one read.
+pub(crate) async fn charge_agent(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    user: &User,
+    action: AgentAction,
+    now: time::OffsetDateTime,
+) -> Result<(), AppError> {
+    if user.id == *caller.id() {
+        return Ok(());
+    }
+    let tenant = &caller.tenant.id;
+    let limits = tx.agent_limits(tenant).await?;
+    if limits.cap(action).is_none() {
+        return Ok(());
+    }
+    let agent = caller.id().as_str();
+    let done = tx.count_agent_actions(tenant, agent, action.as_str(), now - time::Duration::hours(1)).await?;
+    agent_limits::check(&limits, action, done)
+        .map_err(|message| AppError::Forbidden { rule: agent_limits::RULE, message })?;
+    tx.record_agent_action(tenant, agent, action.as_str(), now).await?;
+    Ok(())
+}
+
 async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChange, AppError> {
     let methods = tx.list_software_oath_methods(&user.id).await?;
     tx.delete_software_oath_methods(&user.id, None).await?;

@@ -5,6 +5,7 @@
 //! Time and fresh identifiers are passed in; every allow/deny decision is made here.
 #![forbid(unsafe_code)]
 
+pub mod agent_limits;
 pub mod audit;
 pub mod audit_chain;
 pub mod audit_query;

@@ -334,6 +334,11 @@ fn schemas() -> Value {
             "lockoutThreshold": {"type": "integer"}, "lockoutDurationInSeconds": {"type": "integer"},
             "codeAttemptLimit": {"type": "integer"},
         }},
+        "KeywardServiceDeskPolicy": {"type": "object", "properties": {
+            "temporaryAccessPassesPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+            "passwordResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+            "mfaResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+        }},
         "Empty": {"type": "object"},
         "PhoneMethod": {"type": "object", "properties": {"phoneNumber": string, "phoneType": {"type": "string", "enum": ["mobile", "alternateMobile", "office"]}}},
         "EmailMethod": {"type": "object", "required": ["emailAddress"], "properties": {"emailAddress": string}},

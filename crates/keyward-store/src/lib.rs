@@ -20,6 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use keyward_core::agent_limits::AgentLimits;
 use keyward_core::audit::AuditRecord;
 use keyward_core::audit_chain::{ChainPosition, Checkpoint};
 use keyward_core::audit_query::AuditFilter;
@@ -665,6 +666,26 @@ pub trait SignInStore: Send {
         tenant: &ObjectId,
         policy: &SignInPolicy,
         tap: &TapPolicy,
+    ) -> Result<(), StoreError>;
+    /// The tenant's per-agent limits (no limits when never set).
+    async fn agent_limits(&mut self, tenant: &ObjectId) -> Result<AgentLimits, StoreError>;
+    async fn set_agent_limits(&mut self, tenant: &ObjectId, limits: &AgentLimits) -> Result<(), StoreError>;
+    /// How many `action`s `agent` did since `since`. On PostgreSQL it first takes a lock on the
+    /// agent held until the transaction ends, so two concurrent actions cannot both pass a cap.
+    async fn count_agent_actions(
+        &mut self,
+        tenant: &ObjectId,
+        agent: &str,
+        action: &str,
+        since: OffsetDateTime,
+    ) -> Result<i64, StoreError>;
+    /// Counts one `action` of `agent` at `at`, and forgets the agent's actions older than an hour.
+    async fn record_agent_action(
+        &mut self,
+        tenant: &ObjectId,
+        agent: &str,
+        action: &str,
+        at: OffsetDateTime,
     ) -> Result<(), StoreError>;
     /// The tenant's authentication methods policy (targets and the registration campaign;
     /// defaults when never set).

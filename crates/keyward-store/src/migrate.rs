@@ -91,6 +91,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0021_deleted_user_roles.sql",
         sql: include_str!("../migrations/sqlite/0021_deleted_user_roles.sql"),
     },
+    Migration {
+        version: 22,
+        name: "0022_agent_limits.sql",
+        sql: include_str!("../migrations/sqlite/0022_agent_limits.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -179,6 +184,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 21,
         name: "0021_deleted_user_roles.sql",
         sql: include_str!("../migrations/postgres/0021_deleted_user_roles.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "0022_agent_limits.sql",
+        sql: include_str!("../migrations/postgres/0022_agent_limits.sql"),
     },
 ];
 

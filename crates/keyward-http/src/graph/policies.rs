@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use keyward_app::AppError;
 use keyward_app::PolicyObject;
+use keyward_core::agent_limits::AgentAction;
 use serde_json::{Value, json};
 
 fn bad(message: String) -> AppError {
@@ -68,6 +69,50 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
                     }
                     other => return Err(bad(format!("Property '{other}' does not exist on keywardSignInPolicy."))),
                 }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+const AGENT_ACTIONS: [AgentAction; 3] =
+    [AgentAction::TemporaryAccessPass, AgentAction::PasswordReset, AgentAction::MfaReset];
+
+/// `GET /policies/keywardServiceDeskPolicy` (Keyward extension): per-agent limits, how many
+/// passes, password resets and MFA resets one administrator may do to others in an hour
+/// (`null`: no limit). Readable as the methods policy.
+async fn get_service_desk_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let limits = ctx.state.app.policies(&ctx.caller, PolicyObject::Methods).await?.agents;
+    let mut body = serde_json::Map::new();
+    for action in AGENT_ACTIONS {
+        body.insert(action.property().into(), json!(limits.cap(action)));
+    }
+    Ok(entity(
+        format!("{}/$metadata#policies/keywardServiceDeskPolicy/$entity", ctx.base()),
+        Value::Object(body),
+        StatusCode::OK,
+    ))
+}
+
+/// `PATCH /policies/keywardServiceDeskPolicy` (Keyward extension, 204) —
+/// `microsoft.directory/organization/strongAuthentication/allTasks`; audited with the methods
+/// policy (`Authentication Methods Policy Update`).
+async fn patch_service_desk_policy(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let patch = body_object(&body)?.clone();
+    ctx.state
+        .app
+        .update_policies(&ctx.caller, PolicyObject::Methods, move |policies| {
+            for (name, value) in &patch {
+                let action = AGENT_ACTIONS
+                    .into_iter()
+                    .find(|it| it.property() == name)
+                    .ok_or_else(|| bad(format!("Property '{name}' does not exist on keywardServiceDeskPolicy.")))?;
+                let cap = match value {
+                    Value::Null => None,
+                    other => Some(int_field(other, name)?),
+                };
+                policies.agents.set(action, cap).map_err(bad)?;
             }
             Ok(())
         })
@@ -147,6 +192,26 @@ pub fn routes(api: Api) -> Api {
         "/policies/keywardSignInPolicy",
         axum::routing::patch(patch_sign_in_policy),
         Op::patch("policies", "Keyward extension: update the sign-in policy", POLICY_ALL, "KeywardSignInPolicy"),
+    )
+    .route(
+        "/policies/keywardServiceDeskPolicy",
+        get(get_service_desk_policy),
+        Op::get(
+            "policies",
+            "Keyward extension: get the per-agent limits (passes, password resets, MFA resets per administrator per hour)",
+            POLICY_ALL,
+            "KeywardServiceDeskPolicy",
+        ),
+    )
+    .route(
+        "/policies/keywardServiceDeskPolicy",
+        axum::routing::patch(patch_service_desk_policy),
+        Op::patch(
+            "policies",
+            "Keyward extension: set the per-agent limits (null: no limit)",
+            POLICY_ALL,
+            "KeywardServiceDeskPolicy",
+        ),
     )
     .route(
         "/policies/authorizationPolicy",

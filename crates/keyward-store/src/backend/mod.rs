@@ -32,6 +32,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keyward_core::agent_limits::AgentLimits;
 use keyward_core::audit::AuditRecord;
 use keyward_core::audit_chain::{self, ChainPosition, Checkpoint};
 use keyward_core::audit_query::{AuditFilter, TextMatch};
@@ -432,6 +433,15 @@ macro_rules! impl_backend {
         }
 
         impl $tx {
+            /// Serialises the transactions that take the lock named `key` until each ends
+            /// (PostgreSQL's advisory lock; SQLite's write transactions are serial already).
+            async fn advisory_lock(&mut self, key: String) -> Result<(), StoreError> {
+                if DIALECT.row_locks {
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(key).execute(&mut *self.0).await?;
+                }
+                Ok(())
+            }
+
             /// The one row `sql` finds by tenant (`$1`) and key (`$2`), decoded.
             async fn one_by_key<T>(
                 &mut self,

@@ -205,12 +205,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
-                if DIALECT.row_locks {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind(format!("keyward-roles-{tenant}"))
-                        .execute(&mut *self.0)
-                        .await?;
-                }
+                self.advisory_lock(format!("keyward-roles-{tenant}")).await?;
                 Ok(())
             }
 

@@ -203,12 +203,83 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn lock_policy_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
-                if DIALECT.row_locks {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                        .bind(format!("keyward-policies-{tenant}"))
-                        .execute(&mut *self.0)
-                        .await?;
-                }
+                self.advisory_lock(format!("keyward-policies-{tenant}")).await?;
+                Ok(())
+            }
+
+            async fn agent_limits(&mut self, tenant: &ObjectId) -> Result<AgentLimits, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT passes_per_hour, password_resets_per_hour, mfa_resets_per_hour FROM agent_limits ",
+                    "WHERE tenant_id = $1"
+                ))
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                let Some(row) = row else { return Ok(AgentLimits::default()) };
+                Ok(AgentLimits {
+                    passes_per_hour: row.try_get(0)?,
+                    password_resets_per_hour: row.try_get(1)?,
+                    mfa_resets_per_hour: row.try_get(2)?,
+                })
+            }
+
+            async fn set_agent_limits(&mut self, tenant: &ObjectId, limits: &AgentLimits) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO agent_limits (tenant_id, passes_per_hour, password_resets_per_hour, ",
+                    "mfa_resets_per_hour) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET ",
+                    "passes_per_hour = excluded.passes_per_hour, password_resets_per_hour = ",
+                    "excluded.password_resets_per_hour, mfa_resets_per_hour = excluded.mfa_resets_per_hour"
+                ))
+                .bind(tenant.as_str())
+                .bind(limits.passes_per_hour)
+                .bind(limits.password_resets_per_hour)
+                .bind(limits.mfa_resets_per_hour)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn count_agent_actions(
+                &mut self,
+                tenant: &ObjectId,
+                agent: &str,
+                action: &str,
+                since: OffsetDateTime,
+            ) -> Result<i64, StoreError> {
+                self.advisory_lock(format!("keyward-agent-{tenant}-{agent}")).await?;
+                let count: i64 = sqlx::query_scalar(concat!(
+                    "SELECT COUNT(*) FROM agent_actions WHERE tenant_id = $1 AND agent_id = $2 AND action = $3 ",
+                    "AND at >= $4"
+                ))
+                .bind(tenant.as_str())
+                .bind(agent)
+                .bind(action)
+                .bind(fmt_ts(since))
+                .fetch_one(&mut *self.0)
+                .await?;
+                Ok(count)
+            }
+
+            async fn record_agent_action(
+                &mut self,
+                tenant: &ObjectId,
+                agent: &str,
+                action: &str,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM agent_actions WHERE tenant_id = $1 AND agent_id = $2 AND at < $3")
+                    .bind(tenant.as_str())
+                    .bind(agent)
+                    .bind(fmt_ts(at - time::Duration::hours(1)))
+                    .execute(&mut *self.0)
+                    .await?;
+                sqlx::query("INSERT INTO agent_actions (tenant_id, agent_id, action, at) VALUES ($1, $2, $3, $4)")
+                    .bind(tenant.as_str())
+                    .bind(agent)
+                    .bind(action)
+                    .bind(fmt_ts(at))
+                    .execute(&mut *self.0)
+                    .await?;
                 Ok(())
             }
 

@@ -830,6 +830,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 22's per-agent limits.
+    raw.exec("DROP TABLE agent_actions").await;
+    raw.exec("DROP TABLE agent_limits").await;
     // Nor schema 20's deleted unit memberships.
     raw.exec("DROP TABLE deleted_administrative_unit_members").await;
     // Nor schema 19's application uniqueName.

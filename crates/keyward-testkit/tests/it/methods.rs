@@ -861,7 +861,140 @@ async fn one_step_mfa_reset(backend: Backend) {
     assert_graph_error(&unknown, StatusCode::BAD_REQUEST, "Request_BadRequest");
 }
 
+/// Per-agent limits (`keywardServiceDeskPolicy`): a service-desk account past its hourly cap is
+/// refused and the refusal audited; caps are per agent and per kind, count only committed
+/// actions, hold under concurrency, and free up after an hour.
+async fn per_agent_limits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (_, other_desk) = user(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut targets = Vec::new();
+    for n in 0..10 {
+        targets.push(user(&app, &format!("t{n}"), None).await.0);
+    }
+    let policy = "/v1.0/policies/keywardServiceDeskPolicy";
+    let unset = app.get(policy).await;
+    assert_eq!(unset.status, StatusCode::OK, "{}", unset.text);
+    assert!(unset.body["temporaryAccessPassesPerAgentPerHour"].is_null(), "no limits by default: {}", unset.text);
+
+    // Setting the limits needs the methods policy's permission; bad values change nothing.
+    let refused = app.as_user(&desk).patch(policy, &json!({"temporaryAccessPassesPerAgentPerHour": 100})).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    for bad in [
+        json!({"temporaryAccessPassesPerAgentPerHour": 0}),
+        json!({"temporaryAccessPassesPerAgentPerHour": "2"}),
+        json!({"mfaResetsPerAgentPerHour": 10001}),
+        json!({"resetsPerDay": 2}),
+        json!([]),
+    ] {
+        let reply = app.patch(policy, &bad).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    assert!(app.get(policy).await.body["temporaryAccessPassesPerAgentPerHour"].is_null());
+    let set =
+        app.patch(policy, &json!({"temporaryAccessPassesPerAgentPerHour": 2, "mfaResetsPerAgentPerHour": 1})).await;
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    let now_set = app.get(policy).await.body;
+    assert_eq!(
+        now_set,
+        json!({"@odata.context": now_set["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
+               "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1})
+    );
+
+    // MFA resets: one an hour. A one-step reset that fails after being counted (a pass the policy
+    // refuses) rolls its counts back with it: the MFA reset's and the pass's.
+    let reset_mfa = |target: &str| format!("/v1.0/users/{target}/authentication/resetMfa");
+    for _ in 0..2 {
+        let failed = app
+            .as_user(&desk)
+            .post(&reset_mfa(&targets[4]), &json!({"temporaryAccessPass": {"lifetimeInMinutes": 100000}}))
+            .await;
+        assert_graph_error(&failed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    let require = app
+        .as_user(&desk)
+        .post(&format!("/v1.0/users/{}/authentication/requireMfaReregistration", targets[4]), &json!({}))
+        .await;
+    assert_eq!(require.status, StatusCode::NO_CONTENT, "{}", require.text);
+    let over = app.as_user(&desk).post(&reset_mfa(&targets[5]), &json!({})).await;
+    assert_graph_error(&over, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(over.text.contains("MFA resets"), "{}", over.text);
+
+    let tap = |target: &str| format!("/v1.0/users/{target}/authentication/temporaryAccessPassMethods");
+    for target in &targets[..2] {
+        let created = app.as_user(&desk).post(&tap(target), &json!({})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    }
+    let third = app.as_user(&desk).post(&tap(&targets[2]), &json!({})).await;
+    assert_graph_error(&third, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let message = third.body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("limit of 2 Temporary Access Passes per administrator per hour"), "{message}");
+    assert!(message.contains("keywardServiceDeskPolicy.temporaryAccessPassesPerAgentPerHour"), "{message}");
+    let record = app.audit_for(&targets[2]).await.into_iter().find(|it| it.result_reason.contains("limit of 2"));
+    assert!(record.is_some(), "the refusal is audited");
+    let methods = app.get(&format!("/v1.0/users/{}/authentication/methods", targets[2])).await;
+    assert!(!methods.text.contains("temporaryAccessPass"), "no pass was made: {}", methods.text);
+    // Per agent: another administrator is not held back; other kinds have their own caps.
+    let others = app.as_user(&other_desk).post(&tap(&targets[2]), &json!({})).await;
+    assert_eq!(others.status, StatusCode::CREATED, "{}", others.text);
+    let reset = app
+        .as_user(&desk)
+        .post(
+            &format!(
+                "/v1.0/users/{}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword",
+                targets[3]
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::ACCEPTED, "password resets have no cap here: {}", reset.text);
+
+    // An hour later the caps are free again.
+    app.clock.advance(time::Duration::minutes(61));
+    let later = app.as_user(&desk).post(&reset_mfa(&targets[5]), &json!({})).await;
+    assert_eq!(later.status, StatusCode::OK, "{}", later.text);
+
+    // Concurrent passes by one agent cannot pass the cap together.
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in &targets[6..10] {
+        let (client, url, token) = (app.client.clone(), format!("{}{}", app.base_url, tap(target)), desk.clone());
+        tasks.spawn(async move {
+            client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("request").status()
+        });
+    }
+    let statuses = tasks.join_all().await;
+    let created = statuses.iter().filter(|it| **it == StatusCode::CREATED).count();
+    let refused = statuses.iter().filter(|it| **it == StatusCode::FORBIDDEN).count();
+    assert_eq!((created, refused), (2, 2), "{statuses:?}");
+
+    // The count and the action are one step: a second transaction counting the same agent's
+    // actions waits for the first to end (PostgreSQL: the agent's lock; SQLite: one writer), so
+    // it sees the first's action and two at the cap cannot both pass.
+    let organization = app.get("/v1.0/organization").await.body;
+    let tenant = keyward_core::ids::ObjectId::parse(organization["value"][0]["id"].as_str().expect("tenant"))
+        .expect("tenant id");
+    let store = app.app.store().clone();
+    let since = app.app.now() - time::Duration::hours(1);
+    let mut first = store.write().await.expect("first");
+    assert_eq!(first.count_agent_actions(&tenant, "agent-x", "mfaReset", since).await.expect("count"), 0);
+    first.record_agent_action(&tenant, "agent-x", "mfaReset", app.app.now()).await.expect("record");
+    let second = {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        tokio::spawn(async move {
+            let mut second = store.write().await.expect("second");
+            let seen = second.count_agent_actions(&tenant, "agent-x", "mfaReset", since).await.expect("count");
+            second.commit().await.expect("commit");
+            seen
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second count waits for the first transaction");
+    first.commit().await.expect("commit");
+    assert_eq!(second.await.expect("join"), 1, "and then sees its action");
+}
+
 keyward_testkit::on_both_backends!(
+    per_agent_limits,
     policies_want_policy_permissions,
     sign_in_preferences,
     own_password_change,

@@ -463,6 +463,29 @@ async fn settings_edit_the_policies(backend: Backend) {
     assert_eq!(saved.by_id("notice").as_deref(), Some("Saved."), "{}", saved.text());
     let policy = app.get("/v1.0/policies/keywardSignInPolicy").await;
     assert_eq!(policy.body["lockoutThreshold"], 5, "{}", policy.text);
+    // The service desk's limits: empty fields are no limit.
+    assert!(page.by_id("limit_passes").is_some(), "{}", page.text());
+    let limits = app.get("/v1.0/policies/keywardServiceDeskPolicy").await;
+    assert!(limits.body["temporaryAccessPassesPerAgentPerHour"].is_null(), "{}", limits.text);
+    let mut limited = edited.clone();
+    limited.retain(|(name, _)| name != "limit_passes");
+    limited.push(("limit_passes".into(), "12".into()));
+    let saved = browser.post_form(&format!("/{DOMAIN}/admin/settings"), &limited).await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Saved."), "{}", saved.text());
+    let limits = app.get("/v1.0/policies/keywardServiceDeskPolicy").await;
+    assert_eq!(limits.body["temporaryAccessPassesPerAgentPerHour"], 12, "{}", limits.text);
+    assert!(limits.body["mfaResetsPerAgentPerHour"].is_null(), "{}", limits.text);
+    let shown = browser.get(&format!("/{DOMAIN}/admin/settings")).await;
+    assert!(shown.html.contains(r#"id="limit_passes" name="limit_passes" min="1" max="10000" value="12""#));
+    for bad in ["0", "ten"] {
+        let mut refused = edited.clone();
+        refused.retain(|(name, _)| name != "limit_passes");
+        refused.push(("limit_passes".into(), bad.into()));
+        let page = browser.post_form(&format!("/{DOMAIN}/admin/settings"), &refused).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.text());
+    }
+    let kept = app.get("/v1.0/policies/keywardServiceDeskPolicy").await;
+    assert_eq!(kept.body["temporaryAccessPassesPerAgentPerHour"], 12, "refused changes change nothing");
 
     // Security defaults turned on elsewhere after the page was shown: saving the page, with its
     // box still unticked, does not turn them back off.

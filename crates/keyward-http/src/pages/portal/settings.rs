@@ -1,7 +1,8 @@
-//! The sign-in and Temporary Access Pass policies.
+//! The sign-in and Temporary Access Pass policies, and the service desk's per-agent limits.
 
 use super::*;
 use keyward_app::PolicyObject;
+use keyward_core::agent_limits::AgentAction;
 
 #[derive(Debug, Template)]
 #[template(path = "portal/settings.html")]
@@ -11,6 +12,8 @@ struct SettingsPage {
     header: Header,
     policy: SignInPolicy,
     tap: TapPolicy,
+    /// Per-agent limits, each `(field, label, value)`; an empty value is no limit.
+    limits: Vec<(&'static str, &'static str, String)>,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -23,10 +26,16 @@ async fn settings_page(
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let (policy, tap) = match state.app.policies(caller, PolicyObject::Methods).await {
-        Ok(it) => (it.sign_in, it.tap),
+    let (policy, tap, agents) = match state.app.policies(caller, PolicyObject::Methods).await {
+        Ok(it) => (it.sign_in, it.tap, it.agents),
         Err(err) => return failure(err),
     };
+    let limits = AGENT_LIMITS
+        .iter()
+        .map(|(field, label, action)| {
+            (*field, *label, agents.cap(*action).map(|it| it.to_string()).unwrap_or_default())
+        })
+        .collect();
     let (status, error) = match error {
         Some((status, message)) => (status, Some(message)),
         None => (StatusCode::OK, None),
@@ -37,12 +46,24 @@ async fn settings_page(
         header: Header::of(caller),
         policy,
         tap,
+        limits,
         csrf,
         notice,
         error,
     };
     html(status, &page)
 }
+
+/// The per-agent limits on the page: form field, label, what it caps.
+const AGENT_LIMITS: [(&str, &str, AgentAction); 3] = [
+    ("limit_passes", "Temporary Access Passes one administrator may create per hour", AgentAction::TemporaryAccessPass),
+    ("limit_passwords", "Password resets one administrator may do per hour", AgentAction::PasswordReset),
+    (
+        "limit_mfa",
+        "MFA resets and re-registration requirements one administrator may do per hour",
+        AgentAction::MfaReset,
+    ),
+];
 
 /// `GET /{tenant}/admin/settings`: the sign-in policy and the Temporary Access Pass policy.
 pub(in crate::pages) async fn settings(
@@ -86,6 +107,15 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
             tap.maximum_lifetime_minutes = number("tap_max")?;
             tap.default_length = number("tap_length")?;
             tap.is_usable_once = flag("tap_once");
+            for (field, _, action) in AGENT_LIMITS {
+                let cap = match fields.get(field).map(|it| it.trim()).unwrap_or_default() {
+                    "" => None,
+                    text => Some(text.parse().map_err(|_| {
+                        AppError::BadRequest(format!("'{field}' must be empty (no limit) or a whole number."))
+                    })?),
+                };
+                policies.agents.set(action, cap).map_err(AppError::BadRequest)?;
+            }
             Ok(())
         })
         .await;
