@@ -169,6 +169,19 @@ impl Browser {
         Self::with_user_agent(base_url, None)
     }
 
+    /// A browser that also trusts the certificates in `pem` (a server's self-signed one).
+    pub fn trusting(base_url: &str, pem: &[u8]) -> Browser {
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for certificate in reqwest::Certificate::from_pem_bundle(pem).expect("PEM certificates") {
+            builder = builder.add_root_certificate(certificate);
+        }
+        Browser {
+            base_url: base_url.to_owned(),
+            client: builder.build().expect("http client"),
+            cookies: BTreeMap::new(),
+        }
+    }
+
     /// A browser that sends `user_agent` as its `User-Agent` (none by default).
     pub fn with_user_agent(base_url: &str, user_agent: Option<&str>) -> Browser {
         let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());

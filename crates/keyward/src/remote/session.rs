@@ -231,6 +231,17 @@ pub fn unreachable(url: &str, err: &reqwest::Error) -> Failure {
         cause = format!("{cause}: {inner}");
         source = inner.source();
     }
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") {
+        return Failure::new(
+            exit::UNREACHABLE,
+            format!(
+                "the server at {url} presented a certificate this machine does not trust ({cause}); if it is yours, \
+                 log in again with --ca-cert PEM naming its certificate (for keyward serve --dev-tls: \
+                 dev-tls-cert.pem in its data directory)"
+            ),
+        );
+    }
     Failure::new(
         exit::UNREACHABLE,
         format!("cannot reach the Keyward server at {url} ({cause}); is it running, and is the address right?"),

@@ -51,8 +51,22 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Recei
 
 /// `keyward login`, with the browser part done by a test browser signing in as `upn`.
 async fn login(dir: &Path, server: &Server, name: &str, upn: &str, password: &str) -> Output {
+    login_at(dir, &server.url(""), &[], Browser::new(&server.url("")), name, upn, password).await
+}
+
+/// `keyward login --url base EXTRA…`, the verification pages done with `browser`.
+async fn login_at(
+    dir: &Path,
+    base: &str,
+    extra: &[&str],
+    mut browser: Browser,
+    name: &str,
+    upn: &str,
+    password: &str,
+) -> Output {
     let mut child = cli(dir)
-        .args(["login", "--url", &server.url(""), "--name", name, "--no-browser"])
+        .args(["login", "--url", base, "--name", name, "--no-browser"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -64,8 +78,7 @@ async fn login(dir: &Path, server: &Server, name: &str, upn: &str, password: &st
     let at = |word: &str| words.iter().position(|it| *it == word).unwrap_or_else(|| panic!("'{word}' in: {prompt}"));
     let verification = words[at("open") + 1];
     let code = words[at("code") + 1];
-    let mut browser = Browser::new(&server.url(""));
-    let path = verification.strip_prefix(&server.url("")).expect("the verification address is the server's");
+    let path = verification.strip_prefix(base).expect("the verification address is the server's");
     let page = browser.get(path).await;
     let page = browser.submit(&page, "username", &[("username", upn)], &[]).await;
     let mut page = browser.submit(&page, "password", &[("current-password", password)], &[]).await;
@@ -346,5 +359,42 @@ async fn remote_administration_from_the_command_line() {
     let after = run(dir, &["--server", "main", "whoami"]);
     assert_eq!(after.status.code(), Some(3));
     assert!(!std::fs::read_to_string(&credentials).expect("read").contains(&refresh));
+    assert_eq!(server.terminate(), Some(0));
+}
+
+/// Over HTTPS with a self-signed certificate (`keyward serve --dev-tls`): refused until the
+/// certificate is given with `--ca-cert`, which the session then remembers.
+#[tokio::test]
+async fn login_over_https_with_the_servers_own_certificate() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.as_path();
+    let server = Server::start(dir, "tls", |cmd| {
+        cmd.args(["--demo", "--dev-tls"])
+            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
+            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    });
+    let base = format!("https://localhost:{}", server.port);
+    let untrusted = run(dir, &["login", "--url", &base, "--no-browser"]);
+    assert_eq!(untrusted.status.code(), Some(7), "{}", text(&untrusted.stderr));
+    assert!(
+        text(&untrusted.stderr).contains("--ca-cert"),
+        "the error says how to trust it: {}",
+        text(&untrusted.stderr)
+    );
+
+    let certificate = dir.join("data/dev-tls-cert.pem");
+    let pem = std::fs::read(&certificate).expect("the development certificate");
+    let certificate = certificate.to_str().expect("path").to_owned();
+    let browser = Browser::trusting(&base, &pem);
+    let password = demo_password(&server, "pat.privileged");
+    let done =
+        login_at(dir, &base, &["--ca-cert", &certificate], browser, "tls", "pat.privileged@fabrikam.test", &password)
+            .await;
+    assert!(done.status.success(), "{}\n{}", text(&done.stdout), text(&done.stderr));
+    let whoami = run(dir, &["whoami", "--json"]);
+    assert!(whoami.status.success(), "the certificate is remembered: {}", text(&whoami.stderr));
+    let me = json_of(&whoami);
+    assert_eq!(me["server"], base.as_str());
+    assert!(me["roles"].to_string().contains("Privileged Authentication Administrator"), "{me}");
     assert_eq!(server.terminate(), Some(0));
 }
