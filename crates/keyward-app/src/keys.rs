@@ -265,8 +265,13 @@ impl KeyRing {
         // before); the signature over these exact bytes was checked once already.
         let mut fingerprint = [0_u8; 32];
         fingerprint.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        let seen = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&fingerprint)
-            == Some(&kid.to_owned());
+        let seen = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&fingerprint)
+            .map(String::as_str)
+            == Some(kid);
         if !seen {
             let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
             let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;

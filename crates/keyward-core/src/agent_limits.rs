@@ -18,6 +18,10 @@ pub enum AgentAction {
 }
 
 impl AgentAction {
+    /// Every action a limit can count.
+    pub const ALL: [AgentAction; 3] =
+        [AgentAction::TemporaryAccessPass, AgentAction::PasswordReset, AgentAction::MfaReset];
+
     /// The name stored with each counted action.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -76,16 +76,13 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-const AGENT_ACTIONS: [AgentAction; 3] =
-    [AgentAction::TemporaryAccessPass, AgentAction::PasswordReset, AgentAction::MfaReset];
-
 /// `GET /policies/keywardServiceDeskPolicy` (Keyward extension): per-agent limits, how many
 /// passes, password resets and MFA resets one administrator may do to others in an hour
 /// (`null`: no limit). Readable as the methods policy.
 async fn get_service_desk_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
     let limits = ctx.state.app.policies(&ctx.caller, PolicyObject::Methods).await?.agents;
     let mut body = serde_json::Map::new();
-    for action in AGENT_ACTIONS {
+    for action in AgentAction::ALL {
         body.insert(action.property().into(), json!(limits.cap(action)));
     }
     Ok(entity(
@@ -104,7 +101,7 @@ async fn patch_service_desk_policy(ctx: GraphCtx, Body(body): Body) -> Result<Re
         .app
         .update_policies(&ctx.caller, PolicyObject::Methods, move |policies| {
             for (name, value) in &patch {
-                let action = AGENT_ACTIONS
+                let action = AgentAction::ALL
                     .into_iter()
                     .find(|it| it.property() == name)
                     .ok_or_else(|| bad(format!("Property '{name}' does not exist on keywardServiceDeskPolicy.")))?;

@@ -173,13 +173,26 @@ impl Outcome {
 }
 
 #[derive(Debug)]
-struct Result_ {
+struct RowResult {
     row: u64,
     user: String,
     outcome: Outcome,
     detail: String,
     failure_code: u8,
     extra: Value,
+}
+
+impl RowResult {
+    fn new(row: &Row, outcome: Outcome, detail: impl Into<String>) -> RowResult {
+        RowResult {
+            row: row.number,
+            user: row.user.clone(),
+            outcome,
+            detail: detail.into(),
+            failure_code: exit::FAILURE,
+            extra: Value::Null,
+        }
+    }
 }
 
 /// What makes two rows the same change: user, role, scope, state.
@@ -252,14 +265,7 @@ pub async fn run(
         in_flight.store(row.number, Ordering::SeqCst);
         bar.set_message(row.user.clone());
         let result = match journal.as_ref().filter(|it| it.done.contains(&row.number)) {
-            Some(_) => Result_ {
-                row: row.number,
-                user: row.user.clone(),
-                outcome: Outcome::Already,
-                detail: "done by an earlier run of this command".into(),
-                failure_code: 0,
-                extra: Value::Null,
-            },
+            Some(_) => RowResult::new(row, Outcome::Already, "done by an earlier run of this command"),
             None => one_row(graph, &operation, row, args.dry_run, &mut lookups, &mut seen).await,
         };
         bar.inc(1);
@@ -303,21 +309,23 @@ pub async fn run(
         if args.dry_run { " (dry run: nothing was changed)" } else { "" },
     );
     match format {
-        Format::Json => output::print_json(&json!({
-            "dryRun": args.dry_run,
-            "rows": results.iter().map(|it| {
-                let mut row = json!({"row": it.row, "user": it.user, "result": it.outcome.label(), "detail": it.detail});
-                if let (Some(row), Some(extra)) = (row.as_object_mut(), it.extra.as_object()) {
-                    row.extend(extra.clone());
-                }
-                row
-            }).collect::<Vec<_>>(),
-            "summary": {
-                "changed": count(Outcome::Changed), "wouldChange": count(Outcome::WouldChange),
-                "already": count(Outcome::Already), "skipped": count(Outcome::Skipped), "failed": count(Outcome::Failed),
-                "stoppedAtRow": stopped_at,
-            },
-        })),
+        Format::Json => {
+            _ = output::print_json(&json!({
+                "dryRun": args.dry_run,
+                "rows": results.iter().map(|it| {
+                    let mut row = json!({"row": it.row, "user": it.user, "result": it.outcome.label(), "detail": it.detail});
+                    if let (Some(row), Some(extra)) = (row.as_object_mut(), it.extra.as_object()) {
+                        row.extend(extra.clone());
+                    }
+                    row
+                }).collect::<Vec<_>>(),
+                "summary": {
+                    "changed": count(Outcome::Changed), "wouldChange": count(Outcome::WouldChange),
+                    "already": count(Outcome::Already), "skipped": count(Outcome::Skipped), "failed": count(Outcome::Failed),
+                    "stoppedAtRow": stopped_at,
+                },
+            }))
+        }
         _ => {
             let mut table = Rows::new(&["row", "user", "result", "detail"]);
             for it in &results {
@@ -358,17 +366,10 @@ async fn one_row(
     dry_run: bool,
     lookups: &mut Lookups,
     seen: &mut HashMap<RowKey, u64>,
-) -> Result_ {
-    let mut result = Result_ {
-        row: row.number,
-        user: row.user.clone(),
-        outcome: Outcome::Failed,
-        detail: String::new(),
-        failure_code: exit::FAILURE,
-        extra: Value::Null,
-    };
+) -> RowResult {
+    let mut result = RowResult::new(row, Outcome::Failed, "");
     let planned = plan(graph, operation, row, lookups).await;
-    let fail = |mut result: Result_, err: anyhow::Error| {
+    let fail = |mut result: RowResult, err: anyhow::Error| {
         let failure = Failure::of(&err);
         result.failure_code = failure.code;
         result.detail = failure.message;
@@ -597,12 +598,10 @@ async fn plan(graph: &Graph, operation: &Operation, row: &Row, lookups: &mut Loo
             detail: if pass.is_some() { "reset MFA and create a pass".into() } else { "reset MFA".into() },
             target,
         },
-        Operation::AssignRole | Operation::UnassignRole => unreachable_operation()?,
+        Operation::AssignRole | Operation::UnassignRole => {
+            return Err(anyhow::anyhow!("role operations are planned above"));
+        }
     })
-}
-
-fn unreachable_operation() -> anyhow::Result<Plan> {
-    Err(anyhow::anyhow!("role operations are planned above"))
 }
 
 fn pass_body(lifetime_minutes: Option<u32>, is_usable_once: bool) -> Value {
@@ -693,7 +692,7 @@ async fn roles<'a>(graph: &Graph, lookups: &'a mut Lookups) -> anyhow::Result<&'
 }
 
 /// A role by name or id (any case): its id and name.
-pub async fn resolve_role_in(roles: &[Value], key: &str) -> anyhow::Result<(String, String)> {
+pub fn resolve_role_in(roles: &[Value], key: &str) -> anyhow::Result<(String, String)> {
     let key = key.trim();
     roles
         .iter()
@@ -714,7 +713,7 @@ pub async fn resolve_role_in(roles: &[Value], key: &str) -> anyhow::Result<(Stri
 }
 
 async fn resolve_role(graph: &Graph, lookups: &mut Lookups, key: &str) -> anyhow::Result<(String, String)> {
-    resolve_role_in(roles(graph, lookups).await?, key).await
+    resolve_role_in(roles(graph, lookups).await?, key)
 }
 
 /// `/`, `au:NAME`, `au:ID` or `/administrativeUnits/ID` as a directory scope id.

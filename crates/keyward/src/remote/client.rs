@@ -224,6 +224,11 @@ pub fn encode(text: &str) -> String {
     out
 }
 
+/// A directory object's id from its JSON, encoded for a path.
+pub fn id_segment(object: &Value) -> String {
+    encode(object["id"].as_str().unwrap_or_default())
+}
+
 /// An OData string literal: quotes doubled.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use bulk::{BulkArgs, Operation, Row};
-use client::{Graph, encode, literal};
+use client::{Graph, encode, id_segment, literal};
 use output::{Format, OutputArgs};
 
 /// Exit codes of the remote commands (also in `keyward --help` and docs/guide/command-line.md).
@@ -601,12 +601,11 @@ pub async fn whoami(server: Option<&str>, output_args: &OutputArgs) -> anyhow::R
     Ok(())
 }
 
-fn user_columns(select: Option<&str>) -> Vec<String> {
+/// The columns `--select` names (comma-separated), or `default`.
+fn columns(select: Option<&str>, default: &[&str]) -> Vec<String> {
     match select {
         Some(select) => select.split(',').map(|it| it.trim().to_owned()).filter(|it| !it.is_empty()).collect(),
-        None => {
-            ["displayName", "userPrincipalName", "accountEnabled", "id"].iter().map(|it| (*it).to_owned()).collect()
-        }
+        None => default.iter().map(|it| (*it).to_owned()).collect(),
     }
 }
 
@@ -614,7 +613,7 @@ pub async fn users(server: Option<&str>, command: UsersCommand) -> anyhow::Resul
     let graph = Graph::connect(server).await?;
     match command {
         UsersCommand::List { filter, search, select, top, output: out } => {
-            let columns = user_columns(select.as_deref());
+            let columns = columns(select.as_deref(), &["displayName", "userPrincipalName", "accountEnabled", "id"]);
             let mut path =
                 format!("/v1.0/users?$top={}&$select={}", top.unwrap_or(999).clamp(1, 999), encode(&columns.join(",")));
             if let Some(filter) = &filter {
@@ -697,12 +696,7 @@ pub async fn users(server: Option<&str>, command: UsersCommand) -> anyhow::Resul
                 .into());
             }
             let found = graph.user(&user, "id,userPrincipalName").await?;
-            graph
-                .patch(
-                    &format!("/v1.0/users/{}", encode(found["id"].as_str().unwrap_or_default())),
-                    &Value::Object(body),
-                )
-                .await?;
+            graph.patch(&format!("/v1.0/users/{}", id_segment(&found)), &Value::Object(body)).await?;
             output::print(&format!("Updated {}.", output::cell(&found["userPrincipalName"])));
         }
         UsersCommand::Disable { user } => set_enabled(&graph, &user, false).await?,
@@ -713,7 +707,7 @@ pub async fn users(server: Option<&str>, command: UsersCommand) -> anyhow::Resul
             if !yes {
                 confirm(&format!("Delete {upn}? It is kept 30 days in deleted items."), "Add --yes to confirm")?;
             }
-            graph.delete(&format!("/v1.0/users/{}", encode(found["id"].as_str().unwrap_or_default()))).await?;
+            graph.delete(&format!("/v1.0/users/{}", id_segment(&found))).await?;
             output::print(&format!(
                 "Deleted {upn} (restorable for 30 days: POST /v1.0/directory/deletedItems/{}/restore).",
                 output::cell(&found["id"])
@@ -725,12 +719,7 @@ pub async fn users(server: Option<&str>, command: UsersCommand) -> anyhow::Resul
 
 async fn set_enabled(graph: &Graph, user: &str, enabled: bool) -> anyhow::Result<()> {
     let found = graph.user(user, "id,userPrincipalName").await?;
-    graph
-        .patch(
-            &format!("/v1.0/users/{}", encode(found["id"].as_str().unwrap_or_default())),
-            &json!({"accountEnabled": enabled}),
-        )
-        .await?;
+    graph.patch(&format!("/v1.0/users/{}", id_segment(&found)), &json!({"accountEnabled": enabled})).await?;
     output::print(&format!(
         "{} {}.",
         if enabled { "Enabled" } else { "Disabled" },
@@ -785,10 +774,7 @@ pub async fn groups(server: Option<&str>, command: GroupsCommand) -> anyhow::Res
     let graph = Graph::connect(server).await?;
     match command {
         GroupsCommand::List { filter, select, output: out } => {
-            let columns = match &select {
-                Some(select) => select.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>(),
-                None => ["displayName", "isAssignableToRole", "securityEnabled", "id"].map(str::to_owned).to_vec(),
-            };
+            let columns = columns(select.as_deref(), &["displayName", "isAssignableToRole", "securityEnabled", "id"]);
             let mut path = format!("/v1.0/groups?$top=999&$select={}", encode(&columns.join(",")));
             if let Some(filter) = &filter {
                 path.push_str(&format!("&$filter={}", encode(filter)));
@@ -825,12 +811,12 @@ pub async fn groups(server: Option<&str>, command: GroupsCommand) -> anyhow::Res
             if !yes {
                 confirm(&format!("Delete the group {name}?"), "Add --yes to confirm")?;
             }
-            graph.delete(&format!("/v1.0/groups/{}", encode(found["id"].as_str().unwrap_or_default()))).await?;
+            graph.delete(&format!("/v1.0/groups/{}", id_segment(&found))).await?;
             output::print(&format!("Deleted the group {name}."));
         }
         GroupsCommand::Members { group: key, output: out } => {
             let found = group(&graph, &key).await?;
-            let id = encode(found["id"].as_str().unwrap_or_default());
+            let id = id_segment(&found);
             let members = graph.list(&format!("/v1.0/groups/{id}/members"), None, false).await?;
             output::show_objects(&members, &["displayName", "userPrincipalName", "id"], out.format());
         }
@@ -840,10 +826,7 @@ pub async fn groups(server: Option<&str>, command: GroupsCommand) -> anyhow::Res
             let reference =
                 format!("{}/v1.0/directoryObjects/{}", graph.session().server.url, output::cell(&member["id"]));
             graph
-                .post(
-                    &format!("/v1.0/groups/{}/members/$ref", encode(found["id"].as_str().unwrap_or_default())),
-                    &json!({"@odata.id": reference}),
-                )
+                .post(&format!("/v1.0/groups/{}/members/$ref", id_segment(&found)), &json!({"@odata.id": reference}))
                 .await?;
             output::print(&format!(
                 "Added {} to {}.",
@@ -854,13 +837,7 @@ pub async fn groups(server: Option<&str>, command: GroupsCommand) -> anyhow::Res
         GroupsCommand::RemoveMember { group: key, user } => {
             let found = group(&graph, &key).await?;
             let member = graph.user(&user, "id,userPrincipalName").await?;
-            graph
-                .delete(&format!(
-                    "/v1.0/groups/{}/members/{}/$ref",
-                    encode(found["id"].as_str().unwrap_or_default()),
-                    encode(member["id"].as_str().unwrap_or_default())
-                ))
-                .await?;
+            graph.delete(&format!("/v1.0/groups/{}/members/{}/$ref", id_segment(&found), id_segment(&member))).await?;
             output::print(&format!(
                 "Removed {} from {}.",
                 output::cell(&member["userPrincipalName"]),
@@ -880,7 +857,7 @@ pub async fn roles(server: Option<&str>, command: RolesCommand) -> anyhow::Resul
         }
         RolesCommand::Show { role, output: out } => {
             let definitions = graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await?;
-            let (id, _) = bulk::resolve_role_in(&definitions, &role).await?;
+            let (id, _) = bulk::resolve_role_in(&definitions, &role)?;
             let definition = definitions.iter().find(|it| it["id"] == id.as_str()).cloned().unwrap_or(Value::Null);
             let filter = format!("roleDefinitionId eq {}", literal(&id));
             let holders = graph
@@ -919,7 +896,7 @@ pub async fn roles(server: Option<&str>, command: RolesCommand) -> anyhow::Resul
             }
             let definitions = graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await?;
             if let Some(role) = &role {
-                let (id, _) = bulk::resolve_role_in(&definitions, role).await?;
+                let (id, _) = bulk::resolve_role_in(&definitions, role)?;
                 filters.push(format!("roleDefinitionId eq {}", literal(&id)));
             }
             let mut path = "/v1.0/roleManagement/directory/roleAssignments?$expand=principal".to_owned();
@@ -963,13 +940,8 @@ pub async fn mfa(server: Option<&str>, command: MfaCommand) -> anyhow::Result<()
     let (operation, users, state) = match command {
         MfaCommand::Methods { user, output: out } => {
             let found = graph.user(&user, "id").await?;
-            let methods = graph
-                .list(
-                    &format!("/v1.0/users/{}/authentication/methods", encode(found["id"].as_str().unwrap_or_default())),
-                    None,
-                    false,
-                )
-                .await?;
+            let methods =
+                graph.list(&format!("/v1.0/users/{}/authentication/methods", id_segment(&found)), None, false).await?;
             if out.format() == Format::Json {
                 output::print_json(&Value::Array(methods));
                 return Ok(());
@@ -1133,9 +1105,7 @@ async fn follow_log(
         let shaped: Vec<Value> = records.iter().map(shape).collect();
         match format {
             Format::Json if follow => records.iter().all(|it| output::print(&it.to_string())),
-            Format::Json => {
-                output::print(&serde_json::to_string_pretty(&Value::Array(records.to_vec())).unwrap_or_default())
-            }
+            Format::Json => output::print_json(&Value::Array(records.to_vec())),
             _ => {
                 let mut rows = output::objects(&shaped, columns);
                 if !with_header {

@@ -49,8 +49,9 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr(), "{}", lines.join("\n"));
 }
 
-pub fn print_json(value: &Value) {
-    print(&serde_json::to_string_pretty(value).unwrap_or_default());
+/// Writes `value` as indented JSON; false once standard output is closed.
+pub fn print_json(value: &Value) -> bool {
+    print(&serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 /// A table of text cells; a cell may carry a tone for colour.
@@ -164,7 +165,7 @@ pub fn lookup(item: &Value, path: &str) -> Value {
 /// Prints objects in the chosen format with these columns.
 pub fn show_objects(items: &[Value], columns: &[&str], format: Format) {
     match format {
-        Format::Json => print_json(&Value::Array(items.to_vec())),
+        Format::Json => _ = print_json(&Value::Array(items.to_vec())),
         _ => _ = objects(items, columns).print(format),
     }
 }
@@ -172,7 +173,7 @@ pub fn show_objects(items: &[Value], columns: &[&str], format: Format) {
 /// Prints one object as property/value lines (or JSON).
 pub fn show_object(item: &Value, format: Format) {
     match format {
-        Format::Json => print_json(item),
+        Format::Json => _ = print_json(item),
         _ => {
             let mut rows = Rows::new(&["property", "value"]);
             if let Some(map) = item.as_object() {

@@ -288,53 +288,43 @@ pub async fn login(request: LoginRequest, say: &mut dyn FnMut(&str)) -> anyhow::
     let mut interval = Duration::from_secs(device["interval"].as_u64().unwrap_or(5).clamp(1, 60));
     let deadline = std::time::Instant::now() + Duration::from_secs(u64::try_from(lifetime).unwrap_or(900));
     let spinner = super::output::spinner("Waiting for you to finish signing in in the browser…");
-    let tokens = loop {
-        tokio::time::sleep(interval).await;
-        if std::time::Instant::now() > deadline {
-            spinner.finish_and_clear();
-            return Err(Failure::new(
-                exit::FAILURE,
-                "the code expired before the sign-in was finished; run keyward login again",
-            )
-            .into());
-        }
-        let reply = http
-            .post(format!("{url}/{tenant}/oauth2/v2.0/token"))
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                ("client_id", CLIENT_ID),
-                ("device_code", device_code.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|err| unreachable(&url, &err))?;
-        let status = reply.status();
-        let body: Value = reply.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            break body;
-        }
-        match body["error"].as_str().unwrap_or_default() {
-            "authorization_pending" => {}
-            "slow_down" => interval += Duration::from_secs(5),
-            "expired_token" => {
-                spinner.finish_and_clear();
-                return Err(Failure::new(
-                    exit::FAILURE,
-                    "the code expired before the sign-in was finished; run keyward login again",
-                )
-                .into());
+    let expired =
+        || Failure::new(exit::FAILURE, "the code expired before the sign-in was finished; run keyward login again");
+    let polled: anyhow::Result<Value> = async {
+        loop {
+            tokio::time::sleep(interval).await;
+            if std::time::Instant::now() > deadline {
+                return Err(expired().into());
             }
-            "access_denied" | "authorization_declined" => {
-                spinner.finish_and_clear();
-                return Err(Failure::new(exit::SESSION, "the sign-in was declined in the browser").into());
+            let reply = http
+                .post(format!("{url}/{tenant}/oauth2/v2.0/token"))
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("client_id", CLIENT_ID),
+                    ("device_code", device_code.as_str()),
+                ])
+                .send()
+                .await
+                .map_err(|err| unreachable(&url, &err))?;
+            let status = reply.status();
+            let body: Value = reply.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(body);
             }
-            _ => {
-                spinner.finish_and_clear();
-                return Err(oauth_failure(&url, &body, "the sign-in failed").into());
+            match body["error"].as_str().unwrap_or_default() {
+                "authorization_pending" => {}
+                "slow_down" => interval += Duration::from_secs(5),
+                "expired_token" => return Err(expired().into()),
+                "access_denied" | "authorization_declined" => {
+                    return Err(Failure::new(exit::SESSION, "the sign-in was declined in the browser").into());
+                }
+                _ => return Err(oauth_failure(&url, &body, "the sign-in failed").into()),
             }
         }
-    };
+    }
+    .await;
     spinner.finish_and_clear();
+    let tokens = polled?;
     let at = now();
     let access_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
     let user_principal_name = claim(tokens["id_token"].as_str().unwrap_or(&access_token), "preferred_username")
