@@ -891,15 +891,28 @@ async fn per_agent_limits(backend: Backend) {
         assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
     }
     assert!(app.get(policy).await.body["temporaryAccessPassesPerAgentPerHour"].is_null());
+    // Anonymous callers get nothing; a Helpdesk Administrator may not even read the limits.
+    for method in [reqwest::Method::GET, reqwest::Method::PATCH] {
+        let anonymous = app.send(method, policy, None, Some(&json!({"mfaResetsPerAgentPerHour": 1})), &[]).await;
+        assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
+    let (_, helpdesk) = user(&app, "helper", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    assert_graph_error(&app.as_user(&helpdesk).get(policy).await, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // Two administrators changing different limits at once both keep their change.
+    let (passes, resets) = (json!({"temporaryAccessPassesPerAgentPerHour": 2}), json!({"mfaResetsPerAgentPerHour": 1}));
+    let (first, second) = tokio::join!(app.patch(policy, &passes), app.patch(policy, &resets));
+    assert_eq!((first.status, second.status), (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT), "{}", second.text);
+    let expected = |body: &Value| {
+        json!({"@odata.context": body["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
+               "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1})
+    };
+    let now_set = app.get(policy).await.body;
+    assert_eq!(now_set, expected(&now_set));
     let set =
         app.patch(policy, &json!({"temporaryAccessPassesPerAgentPerHour": 2, "mfaResetsPerAgentPerHour": 1})).await;
-    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
-    let now_set = app.get(policy).await.body;
-    assert_eq!(
-        now_set,
-        json!({"@odata.context": now_set["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
-               "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1})
-    );
+    assert_eq!(set.status, StatusCode::NO_CONTENT, "the same change again is accepted: {}", set.text);
+    let again = app.get(policy).await.body;
+    assert_eq!(again, expected(&again));
 
     // MFA resets: one an hour. A one-step reset that fails after being counted (a pass the policy
     // refuses) rolls its counts back with it: the MFA reset's and the pass's.

@@ -145,6 +145,25 @@ async fn remote_administration_from_the_command_line() {
     assert!(listed.to_string().contains("adele.vance@fabrikam.test"), "{listed}");
     let cache: Value = serde_json::from_str(&std::fs::read_to_string(&credentials).expect("read")).expect("json");
     assert_ne!(cache["servers"]["main"]["access_token"], old_token, "the token was refreshed");
+    // Commands started at once with an ending token refresh it once between them: the server's
+    // refresh-token reuse detection would otherwise end the session.
+    let mut cache = cache;
+    cache["servers"]["main"]["access_expires_at"] = 0.into();
+    std::fs::write(&credentials, cache.to_string()).expect("write");
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            cli(dir).args(["whoami", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut cache: Value = serde_json::from_str(&std::fs::read_to_string(&credentials).expect("read")).expect("json");
+    cache["servers"]["main"]["access_expires_at"] = 0.into();
+    std::fs::write(&credentials, cache.to_string()).expect("write");
+    let after = run(dir, &["whoami", "--json"]);
+    assert!(after.status.success(), "the refresh token survives concurrent refreshes: {}", text(&after.stderr));
 
     // Tables: aligned, no colour and no progress bar when piped.
     let table = run(dir, &["users", "list", "--filter", "startswith(displayName,'Adele')"]);
