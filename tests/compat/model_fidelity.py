@@ -42,6 +42,32 @@ ENTITY_TYPES: dict[str, tuple[str, str]] = {
     "rolemanagement/directory/roledefinitions": ("unified_role_definition", "UnifiedRoleDefinition"),
     "rolemanagement/directory/roleassignments": ("unified_role_assignment", "UnifiedRoleAssignment"),
     "rolemanagement/directory/transitiveroleassignments": ("unified_role_assignment", "UnifiedRoleAssignment"),
+    "rolemanagement/directory/roleassignmentschedulerequests": (
+        "unified_role_assignment_schedule_request",
+        "UnifiedRoleAssignmentScheduleRequest",
+    ),
+    "rolemanagement/directory/roleeligibilityschedulerequests": (
+        "unified_role_eligibility_schedule_request",
+        "UnifiedRoleEligibilityScheduleRequest",
+    ),
+    "rolemanagement/directory/roleassignmentschedules": ("unified_role_assignment_schedule", "UnifiedRoleAssignmentSchedule"),
+    "rolemanagement/directory/roleassignmentscheduleinstances": (
+        "unified_role_assignment_schedule_instance",
+        "UnifiedRoleAssignmentScheduleInstance",
+    ),
+    "rolemanagement/directory/roleeligibilityschedules": ("unified_role_eligibility_schedule", "UnifiedRoleEligibilitySchedule"),
+    "rolemanagement/directory/roleeligibilityscheduleinstances": (
+        "unified_role_eligibility_schedule_instance",
+        "UnifiedRoleEligibilityScheduleInstance",
+    ),
+    "rolemanagement/directory/roleassignmentapprovals": ("approval", "Approval"),
+    "rolemanagement/directory/roleassignmentapprovals/steps": ("approval_step", "ApprovalStep"),
+    "policies/rolemanagementpolicies": ("unified_role_management_policy", "UnifiedRoleManagementPolicy"),
+    "policies/rolemanagementpolicies/rules": ("unified_role_management_policy_rule", "UnifiedRoleManagementPolicyRule"),
+    "policies/rolemanagementpolicyassignments": (
+        "unified_role_management_policy_assignment",
+        "UnifiedRoleManagementPolicyAssignment",
+    ),
     "users/authentication/methods": ("authentication_method", "AuthenticationMethod"),
     "users/authentication/passwordmethods": ("password_authentication_method", "PasswordAuthenticationMethod"),
     "users/authentication/phonemethods": ("phone_authentication_method", "PhoneAuthenticationMethod"),
@@ -75,8 +101,14 @@ ENTITY_TYPES: dict[str, tuple[str, str]] = {
 
 def _named_type(context: str) -> tuple[str, str] | None:
     """The model of a context naming a type (`#microsoft.graph.passwordCredential`, what an
-    action or function returns)."""
-    name = context.split("$metadata#", 1)[-1].removeprefix("microsoft.graph.")
+    action or function returns), or a collection of one (`#Collection(unifiedRoleEligibilitySchedule)`)."""
+    name = context.split("$metadata#", 1)[-1]
+    if name.startswith("Collection(") and name.endswith(")"):
+        name = name.removeprefix("Collection(").removesuffix(")").removeprefix("microsoft.graph.")
+        if not name.isalnum():
+            return None
+        return re.sub("([A-Z])", r"_\1", name).lower(), name[0].upper() + name[1:]
+    name = name.removeprefix("microsoft.graph.")
     if name == context.split("$metadata#", 1)[-1] or not name.isalnum():
         return None
     return re.sub("([A-Z])", r"_\1", name).lower(), name[0].upper() + name[1:]
@@ -157,7 +189,7 @@ def check(responses: list[tuple[str, str, int, str]]) -> Report:
             continue  # a primitive value (`Edm.Boolean` of an action)
         if context.split("$metadata#", 1)[-1].lower().startswith("collection(edm."):
             continue  # primitive values (the ids `getMemberGroups` answers)
-        entry = ENTITY_TYPES.get(path or "") or _named_type(context)
+        entry = _named_type(context) if path == "collection" else ENTITY_TYPES.get(path or "") or _named_type(context)
         if entry is None:
             report.problems.append(f"{method} {url}: no model known for @odata.context '{path}'")
             continue

@@ -38,6 +38,10 @@ pub enum AppError {
         "The delta token has expired or the changes after it were removed by retention: start a new round without a token."
     )]
     SyncStateNotFound,
+    /// A request Graph refuses with its own error code (`400`), for example
+    /// `RoleAssignmentRequestPolicyValidationFailed`.
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
     /// A query option combination Graph does not support.
     #[error("{0}")]
     UnsupportedQuery(String),

@@ -101,7 +101,7 @@ pub(crate) enum RoleChange<'a> {
     RemoveUser(&'a ObjectId),
 }
 
-/// The enabled users who would hold Global Administrator tenant-wide after `change`, directly or
+/// The enabled users who would hold Global Administrator tenant-wide and permanently after `change`, directly or
 /// through a role-assignable group. Takes the tenant's role-change lock first, so two concurrent
 /// changes cannot both see a second administrator that the other removes.
 pub(crate) async fn global_administrators(
@@ -118,6 +118,11 @@ pub(crate) async fn global_administrators(
     let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
     let mut candidates: Vec<ObjectId> = Vec::new();
     for assignment in &assignments {
+        // Only permanent assignments count: an activation or a time-bound assignment ends by
+        // itself, so it never stands between the tenant and having no Global Administrator.
+        if assignment.end.is_some() {
+            continue;
+        }
         if matches!(change, RoleChange::RemoveAssignment(id) if *id == assignment.id)
             || matches!(change, RoleChange::DeleteGroup(group) if **group == assignment.principal_id)
         {

@@ -62,7 +62,7 @@ pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::relationships::{MembershipPage, Related, UserObjects};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
-pub use crate::roles::{ItemPage, RoleDef};
+pub use crate::roles::{APPROVAL_TIMEOUT, Approval, CurrentUser, ItemPage, RoleDef, RolePolicy, ScheduleRequestInput};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{
     PORTAL_APP_ID, PORTAL_APP_NAME, PasskeyRequest, SignInForm, SignInPage, SignInView, csrf_token,
@@ -294,12 +294,18 @@ impl App {
         Ok(self.inner.store.schema_version().await?)
     }
 
+    /// A read transaction that judges role windows by this application's clock.
     async fn read(&self) -> Result<Box<dyn Tx>, AppError> {
-        Ok(self.inner.store.read().await?)
+        let mut tx = self.inner.store.read().await?;
+        tx.set_now(self.now());
+        Ok(tx)
     }
 
+    /// A write transaction that judges role windows by this application's clock.
     async fn write(&self) -> Result<Box<dyn Tx>, AppError> {
-        Ok(self.inner.store.write().await?)
+        let mut tx = self.inner.store.write().await?;
+        tx.set_now(self.now());
+        Ok(tx)
     }
 }
 

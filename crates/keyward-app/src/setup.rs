@@ -518,6 +518,9 @@ async fn assign(
         role_definition_id: role.to_owned(),
         directory_scope_id: scope.to_owned(),
         created: now,
+        start: None,
+        end: None,
+        activated_using: None,
     })
     .await?;
     let role_name = keyward_core::authz::built_in_role(role).map_or(role, |it| it.display_name);

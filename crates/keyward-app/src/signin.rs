@@ -1738,11 +1738,14 @@ pub(crate) async fn mfa_facts_in(
     policy: &SignInPolicy,
 ) -> Result<MfaFacts, AppError> {
     let state = tx.user_sign_in_state(&user.id).await?;
-    let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
-    let needs_custom = assignments.iter().any(|it| built_in_role(&it.role_definition_id).is_none());
+    // Roles held, and roles the user may activate: an eligible user signs in with MFA, which the
+    // activation asks for.
+    let mut role_ids: Vec<String> =
+        tx.list_role_assignments_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id).collect();
+    role_ids.extend(tx.list_eligibilities_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id));
+    let needs_custom = role_ids.iter().any(|it| built_in_role(it).is_none());
     let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
-    let is_privileged =
-        signin::holds_privileged_role(assignments.iter().map(|it| it.role_definition_id.as_str()), &custom_roles);
+    let is_privileged = signin::holds_privileged_role(role_ids.iter().map(String::as_str), &custom_roles);
     let methods_policy = tx.methods_policy(&tenant.id).await?;
     let methods = user_methods(tx, &user.id, &methods_policy).await?;
     let has_app = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();

@@ -91,6 +91,145 @@ pub enum Activity {
     RemoveDelegatedPermissionGrant,
     /// `Update authorization policy` (AuthorizationPolicy): for example what users may consent to.
     UpdateAuthorizationPolicy,
+    /// Privileged Identity Management's records (`loggedByService` `PIM`, category `RoleManagement`).
+    Pim(PimActivity),
+}
+
+/// Privileged Identity Management's activities for directory roles, with Entra's strings.
+/// `permanent` chooses between the `(permanent)` and `(timebound)` forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PimActivity {
+    EligibleAddRequested {
+        permanent: bool,
+    },
+    EligibleAddCompleted {
+        permanent: bool,
+    },
+    EligibleRemoveRequested {
+        permanent: bool,
+    },
+    EligibleRemoveCompleted {
+        permanent: bool,
+    },
+    /// `Update eligible member in PIM requested (extend)`: an eligibility's schedule changed.
+    EligibleUpdateRequested,
+    MemberAddRequested {
+        permanent: bool,
+    },
+    MemberAddCompleted {
+        permanent: bool,
+    },
+    MemberRemoveRequested {
+        permanent: bool,
+    },
+    MemberRemoveCompleted {
+        permanent: bool,
+    },
+    /// `Update member in PIM requested (extend)`: an active assignment's schedule changed.
+    MemberUpdateRequested,
+    ActivationRequested,
+    ActivationApprovalRequested,
+    ActivationCompleted,
+    ActivationCanceled,
+    ActivationApproved,
+    ActivationDenied,
+    DeactivationRequested,
+    DeactivationCompleted,
+    /// `Remove member from role (PIM activation expired)`, written when the end is first observed.
+    ActivationExpired,
+    /// `PIM activation request expired`: nobody decided on it in time.
+    RequestExpired,
+    /// `Update role setting in PIM`.
+    RoleSettingUpdated,
+}
+
+impl PimActivity {
+    pub fn display_name(self) -> &'static str {
+        use PimActivity::*;
+        let bound = |permanent: bool, a: &'static str, b: &'static str| if permanent { a } else { b };
+        match self {
+            EligibleAddRequested { permanent } => bound(
+                permanent,
+                "Add eligible member to role in PIM requested (permanent)",
+                "Add eligible member to role in PIM requested (timebound)",
+            ),
+            EligibleAddCompleted { permanent } => bound(
+                permanent,
+                "Add eligible member to role in PIM completed (permanent)",
+                "Add eligible member to role in PIM completed (timebound)",
+            ),
+            EligibleRemoveRequested { permanent } => bound(
+                permanent,
+                "Remove eligible member from role in PIM requested (permanent)",
+                "Remove eligible member from role in PIM requested (timebound)",
+            ),
+            EligibleRemoveCompleted { permanent } => bound(
+                permanent,
+                "Remove eligible member from role in PIM completed (permanent)",
+                "Remove eligible member from role in PIM completed (timebound)",
+            ),
+            EligibleUpdateRequested => "Update eligible member in PIM requested (extend)",
+            MemberAddRequested { permanent } => bound(
+                permanent,
+                "Add member to role in PIM requested (permanent)",
+                "Add member to role in PIM requested (timebound)",
+            ),
+            MemberAddCompleted { permanent } => bound(
+                permanent,
+                "Add member to role in PIM completed (permanent)",
+                "Add member to role in PIM completed (timebound)",
+            ),
+            MemberRemoveRequested { permanent } => bound(
+                permanent,
+                "Remove member from role in PIM requested (permanent)",
+                "Remove member from role in PIM requested (timebound)",
+            ),
+            MemberRemoveCompleted { permanent } => bound(
+                permanent,
+                "Remove member from role in PIM completed (permanent)",
+                "Remove member from role in PIM completed (timebound)",
+            ),
+            MemberUpdateRequested => "Update member in PIM requested (extend)",
+            ActivationRequested => "Add member to role requested (PIM activation)",
+            ActivationApprovalRequested => "Add member to role approval requested (PIM activation)",
+            ActivationCompleted => "Add member to role completed (PIM activation)",
+            ActivationCanceled => "Add member to role canceled (PIM activation)",
+            ActivationApproved => "Add member to role request approved (PIM activation)",
+            ActivationDenied => "Add member to role request denied (PIM activation)",
+            DeactivationRequested => "Remove member from role requested (PIM deactivate)",
+            DeactivationCompleted => "Remove member from role completed (PIM deactivate)",
+            ActivationExpired => "Remove member from role (PIM activation expired)",
+            RequestExpired => "PIM activation request expired",
+            RoleSettingUpdated => "Update role setting in PIM",
+        }
+    }
+
+    pub fn operation_type(self) -> &'static str {
+        use PimActivity::*;
+        match self {
+            EligibleAddRequested { .. }
+            | EligibleAddCompleted { .. }
+            | MemberAddRequested { .. }
+            | MemberAddCompleted { .. }
+            | ActivationRequested
+            | ActivationApprovalRequested
+            | ActivationCompleted => "Add",
+            EligibleRemoveRequested { .. }
+            | EligibleRemoveCompleted { .. }
+            | MemberRemoveRequested { .. }
+            | MemberRemoveCompleted { .. }
+            | DeactivationRequested
+            | DeactivationCompleted
+            | ActivationExpired => "Delete",
+            EligibleUpdateRequested
+            | MemberUpdateRequested
+            | ActivationCanceled
+            | ActivationApproved
+            | ActivationDenied
+            | RequestExpired
+            | RoleSettingUpdated => "Update",
+        }
+    }
 }
 
 impl Activity {
@@ -160,6 +299,7 @@ impl Activity {
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
             Activity::UpdateAuthorizationPolicy => "Update authorization policy",
+            Activity::Pim(it) => it.display_name(),
         }
     }
 
@@ -195,7 +335,8 @@ impl Activity {
             | Activity::RemoveMemberFromRoleScopedOverRestrictedUnit
             | Activity::AddRoleDefinition
             | Activity::UpdateRoleDefinition
-            | Activity::DeleteRoleDefinition => "RoleManagement",
+            | Activity::DeleteRoleDefinition
+            | Activity::Pim(_) => "RoleManagement",
             Activity::AddAdministrativeUnit
             | Activity::UpdateAdministrativeUnit
             | Activity::DeleteAdministrativeUnit
@@ -235,6 +376,7 @@ impl Activity {
             Activity::ResetPasswordByAdmin => "Self-service Password Management",
             Activity::ChangePasswordSelfService => "Self-service Password Management",
             Activity::UpdateSecurityDefaults => "Conditional Access",
+            Activity::Pim(_) => "PIM",
             _ => "Core Directory",
         }
     }
@@ -290,6 +432,7 @@ impl Activity {
             Activity::GetPasskeyCreationOptions | Activity::PasskeyPossiblyCloned => "Other",
             Activity::AddPasskeyDeviceBound => "Add",
             Activity::DeletePasskeyDeviceBound => "Delete",
+            Activity::Pim(it) => it.operation_type(),
         }
     }
 }
@@ -505,6 +648,30 @@ mod tests {
             assert_eq!(activity.category(), category);
             assert_eq!(activity.operation_type(), operation);
             assert_eq!(activity.logged_by_service(), "Core Directory");
+        }
+    }
+
+    #[test]
+    fn pim_activities_use_entras_strings() {
+        let cases = [
+            (PimActivity::ActivationRequested, "Add member to role requested (PIM activation)"),
+            (PimActivity::ActivationCompleted, "Add member to role completed (PIM activation)"),
+            (
+                PimActivity::EligibleAddCompleted { permanent: true },
+                "Add eligible member to role in PIM completed (permanent)",
+            ),
+            (
+                PimActivity::EligibleRemoveCompleted { permanent: false },
+                "Remove eligible member from role in PIM completed (timebound)",
+            ),
+            (PimActivity::ActivationExpired, "Remove member from role (PIM activation expired)"),
+            (PimActivity::RoleSettingUpdated, "Update role setting in PIM"),
+        ];
+        for (activity, name) in cases {
+            let activity = Activity::Pim(activity);
+            assert_eq!(activity.display_name(), name);
+            assert_eq!(activity.category(), "RoleManagement");
+            assert_eq!(activity.logged_by_service(), "PIM");
         }
     }
 }

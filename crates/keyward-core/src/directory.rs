@@ -820,6 +820,117 @@ pub struct RoleAssignment {
     pub role_definition_id: String,
     pub directory_scope_id: String,
     pub created: OffsetDateTime,
+    /// When the assignment starts counting (`None`: from its creation).
+    pub start: Option<OffsetDateTime>,
+    /// When it stops counting (`None`: a permanent assignment).
+    pub end: Option<OffsetDateTime>,
+    /// The eligibility it was activated from (`assignmentType` `Activated`); `None` for an
+    /// assignment an administrator made (`Assigned`).
+    pub activated_using: Option<String>,
+}
+
+impl RoleAssignment {
+    /// A permanent assignment, counting from `created`.
+    pub fn permanent(
+        id: String,
+        tenant_id: ObjectId,
+        principal_id: ObjectId,
+        role_definition_id: String,
+        directory_scope_id: String,
+        created: OffsetDateTime,
+    ) -> RoleAssignment {
+        RoleAssignment {
+            id,
+            tenant_id,
+            principal_id,
+            role_definition_id,
+            directory_scope_id,
+            created,
+            start: None,
+            end: None,
+            activated_using: None,
+        }
+    }
+
+    /// When it counts.
+    pub fn window(&self) -> crate::pim::Window {
+        crate::pim::Window { start: self.start.unwrap_or(self.created), end: self.end }
+    }
+}
+
+/// An eligibility for a role (`unifiedRoleEligibilitySchedule`): the principal may activate the
+/// role at the scope within the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleEligibility {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub principal_id: ObjectId,
+    pub role_definition_id: String,
+    pub directory_scope_id: String,
+    pub start: OffsetDateTime,
+    pub end: Option<OffsetDateTime>,
+    /// The request that created it.
+    pub created_using: Option<String>,
+    pub created: OffsetDateTime,
+    pub modified: OffsetDateTime,
+}
+
+impl RoleEligibility {
+    pub fn window(&self) -> crate::pim::Window {
+        crate::pim::Window { start: self.start, end: self.end }
+    }
+}
+
+/// Which schedule a request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// `roleAssignmentScheduleRequests`.
+    Assignment,
+    /// `roleEligibilityScheduleRequests`.
+    Eligibility,
+}
+
+impl ScheduleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleKind::Assignment => "assignment",
+            ScheduleKind::Eligibility => "eligibility",
+        }
+    }
+}
+
+/// A request on a role's assignment or eligibility schedule, as recorded (`unifiedRoleAssignmentScheduleRequest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleScheduleRequest {
+    pub id: String,
+    pub tenant_id: ObjectId,
+    pub kind: ScheduleKind,
+    /// `adminAssign`, `selfActivate`, …
+    pub action: String,
+    pub principal_id: ObjectId,
+    pub role_definition_id: String,
+    pub directory_scope_id: String,
+    pub justification: Option<String>,
+    /// `Provisioned`, `Revoked`, `Granted`, `Canceled`, …
+    pub status: String,
+    pub schedule: crate::pim::ScheduleInfo,
+    pub ticket_number: Option<String>,
+    pub ticket_system: Option<String>,
+    pub target_schedule_id: Option<String>,
+    pub created_by: ObjectId,
+    pub created: OffsetDateTime,
+    pub completed: Option<OffsetDateTime>,
+    /// The approver's decision, for an activation that needed approval.
+    pub review: Option<Review>,
+}
+
+/// An approver's decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub approved: bool,
+    pub by: ObjectId,
+    pub at: OffsetDateTime,
+    pub justification: Option<String>,
 }
 
 /// Which role assignments to list: each present field holds the values one of which an

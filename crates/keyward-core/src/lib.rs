@@ -21,6 +21,7 @@ pub mod methods_policy;
 pub mod oauth;
 pub mod odata;
 pub mod password;
+pub mod pim;
 pub mod profile;
 pub mod query;
 pub mod registration;

@@ -68,6 +68,7 @@ impl GraphError {
                 GraphError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", err.to_string(), ids)
             }
             AppError::BadRequest(message) => GraphError::bad_request(message, ids),
+            AppError::Rejected { code, message } => GraphError::new(StatusCode::BAD_REQUEST, code, message, ids),
             AppError::SyncStateNotFound => GraphError::new(StatusCode::GONE, "syncStateNotFound", err.to_string(), ids),
             AppError::TooManyRequests { retry_after } => GraphError {
                 retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),

@@ -230,7 +230,7 @@ fn schemas() -> Value {
             "value": {"type": "array", "items": reference(item)},
         }})
     };
-    json!({
+    let mut res = json!({
         "User": {"type": "object", "properties": user_props},
         "UserCreate": {"type": "object", "properties": user_props, "required": ["accountEnabled", "displayName", "mailNickname", "passwordProfile", "userPrincipalName"]},
         "UserUpdate": {"type": "object", "properties": user_props},
@@ -376,7 +376,51 @@ fn schemas() -> Value {
         }},
         "Boolean": {"type": "object", "properties": {"value": {"type": "boolean"}}},
         "MfaReset": {"type": "object", "properties": {"temporaryAccessPass": {"type": "object", "description": "Request: a TemporaryAccessPassRequest to create a pass too. Answer: the pass created (its code shown only here), or null."}}},
-    })
+    });
+    // Just-in-time roles, in a second literal (one would exceed the macro's recursion limit).
+    let pim = json!({
+        "ScheduleRequest": {"type": "object", "required": ["action", "principalId", "roleDefinitionId"], "properties": {
+            "id": string, "status": string, "action": {"type": "string", "enum": ["adminAssign", "adminUpdate", "adminRemove", "adminExtend", "adminRenew", "selfActivate", "selfDeactivate"]},
+            "principalId": string, "roleDefinitionId": string, "directoryScopeId": string, "justification": nullable,
+            "isValidationOnly": {"type": "boolean"}, "targetScheduleId": nullable, "approvalId": nullable,
+            "createdDateTime": {"type": "string", "format": "date-time", "readOnly": true}, "completedDateTime": nullable,
+            "scheduleInfo": {"type": "object", "properties": {"startDateTime": nullable, "expiration": {"type": "object", "properties": {
+                "type": {"type": "string", "enum": ["notSpecified", "noExpiration", "afterDateTime", "afterDuration"]}, "endDateTime": nullable, "duration": nullable}}}},
+            "ticketInfo": {"type": "object", "properties": {"ticketNumber": nullable, "ticketSystem": nullable}},
+        }},
+        "ScheduleRequestCollection": collection("ScheduleRequest"),
+        "Schedule": {"type": "object", "properties": {
+            "id": string, "principalId": string, "roleDefinitionId": string, "directoryScopeId": string, "memberType": string,
+            "assignmentType": string, "status": string, "startDateTime": nullable, "endDateTime": nullable, "scheduleInfo": {"type": "object"},
+        }},
+        "ScheduleCollection": collection("Schedule"),
+        "ApprovalStep": {"type": "object", "properties": {
+            "id": string, "assignedToMe": {"type": "boolean"}, "justification": nullable, "reviewResult": string,
+            "reviewedBy": {"type": ["object", "null"]}, "reviewedDateTime": nullable, "status": string,
+        }},
+        "ApprovalStepCollection": collection("ApprovalStep"),
+        "ApprovalStepReview": {"type": "object", "required": ["reviewResult", "justification"], "properties": {
+            "reviewResult": {"type": "string", "enum": ["Approve", "Deny"]}, "justification": string,
+        }},
+        "Approval": {"type": "object", "properties": {"id": string, "steps": {"type": "array", "items": reference("ApprovalStep")}}},
+        "RoleManagementPolicyRule": {"type": "object", "properties": {"@odata.type": string, "id": string, "target": {"type": "object"}}},
+        "RoleManagementPolicyRuleCollection": collection("RoleManagementPolicyRule"),
+        "RoleManagementPolicy": {"type": "object", "properties": {
+            "id": string, "displayName": string, "description": string, "isOrganizationDefault": {"type": "boolean"},
+            "scopeId": string, "scopeType": string, "lastModifiedDateTime": nullable,
+            "rules": {"type": "array", "items": reference("RoleManagementPolicyRule")},
+        }},
+        "RoleManagementPolicyCollection": collection("RoleManagementPolicy"),
+        "RoleManagementPolicyAssignment": {"type": "object", "properties": {
+            "id": string, "policyId": string, "scopeId": string, "scopeType": string, "roleDefinitionId": string,
+            "policy": reference("RoleManagementPolicy"),
+        }},
+        "RoleManagementPolicyAssignmentCollection": collection("RoleManagementPolicyAssignment"),
+    });
+    if let (Some(all), Value::Object(more)) = (res.as_object_mut(), pim) {
+        all.extend(more);
+    }
+    res
 }
 
 fn operation(op: &Op, version: &str, path: &str) -> Value {

@@ -29,6 +29,7 @@ use keyward_core::directory::{Group, ObjectKind, ServicePrincipal, Tenant, User}
 use keyward_core::ids::ObjectId;
 use keyward_core::methods_policy::{CampaignSnooze, MethodsPolicy};
 use keyward_core::oauth::DeviceCodeStatus;
+use keyward_core::pim::RoleSettings;
 use keyward_core::query::Plan;
 use keyward_core::registration::{
     RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder, SummaryScope,
@@ -45,7 +46,9 @@ pub use crate::error::StoreError;
 // Domain types the store reads and writes; they live in the core so the HTTP layer can use them.
 pub use crate::migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE, Migration};
 pub use keyward_core::consent::PermissionGrant;
-pub use keyward_core::directory::{AdministrativeUnit, AssignmentFilter, RoleAssignment};
+pub use keyward_core::directory::{
+    AdministrativeUnit, AssignmentFilter, RoleAssignment, RoleEligibility, RoleScheduleRequest, ScheduleKind,
+};
 
 /// The `limit` of a list that reads every row, unpaged: what a decision reads (a role dropped
 /// by a page limit would silently change who may do what).
@@ -103,6 +106,7 @@ pub trait Tx:
     + GroupStore
     + ServicePrincipalStore
     + RoleStore
+    + PimStore
     + CredentialStore
     + KeyStore
     + AuditStore
@@ -402,9 +406,95 @@ pub trait ServicePrincipalStore: Send {
     async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
 }
 
+/// Just-in-time roles: eligibilities, the requests on schedules, and each role's settings.
+#[async_trait]
+pub trait PimStore: Send {
+    async fn insert_eligibility(&mut self, eligibility: &RoleEligibility) -> Result<(), StoreError>;
+    /// Sets an eligibility's window; `NotFound` when it does not exist.
+    async fn update_eligibility(&mut self, eligibility: &RoleEligibility) -> Result<(), StoreError>;
+    /// Deletes an eligibility; `NotFound` when it does not exist.
+    async fn delete_eligibility(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError>;
+    async fn get_eligibility(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleEligibility>, StoreError>;
+    /// The eligibilities that have not ended, ordered by id: all of them, or those of `principal`.
+    async fn list_eligibilities(
+        &mut self,
+        tenant: &ObjectId,
+        principal: Option<&ObjectId>,
+    ) -> Result<Vec<RoleEligibility>, StoreError>;
+    /// The eligibilities that apply to a user and have not ended: the user's own, and those of
+    /// role-assignable groups the user is a direct member of.
+    async fn list_eligibilities_for(
+        &mut self,
+        tenant: &ObjectId,
+        user: &ObjectId,
+    ) -> Result<Vec<RoleEligibility>, StoreError>;
+    /// Deletes the eligibilities that have ended and returns them.
+    async fn take_ended_eligibilities(&mut self, tenant: &ObjectId) -> Result<Vec<RoleEligibility>, StoreError>;
+    /// The assignments that have not ended (including those that start later), ordered by id:
+    /// all of them, or those of `principal`.
+    async fn list_role_assignment_schedules(
+        &mut self,
+        tenant: &ObjectId,
+        principal: Option<&ObjectId>,
+    ) -> Result<Vec<RoleAssignment>, StoreError>;
+    /// Deletes the assignments that have ended, and the activations whose eligibility no longer
+    /// holds for their principal, and returns them.
+    async fn take_ended_role_assignments(&mut self, tenant: &ObjectId) -> Result<Vec<RoleAssignment>, StoreError>;
+    /// Sets when an assignment ends.
+    async fn set_role_assignment_end(
+        &mut self,
+        tenant: &ObjectId,
+        id: &str,
+        end: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+    async fn insert_schedule_request(&mut self, request: &RoleScheduleRequest) -> Result<(), StoreError>;
+    /// Rewrites a request's status, completion, target schedule and review.
+    async fn update_schedule_request(&mut self, request: &RoleScheduleRequest) -> Result<(), StoreError>;
+    async fn get_schedule_request(
+        &mut self,
+        tenant: &ObjectId,
+        kind: ScheduleKind,
+        id: &str,
+    ) -> Result<Option<RoleScheduleRequest>, StoreError>;
+    /// Requests of one kind, newest first: all of them, or those for `principal`; only those
+    /// waiting for approval when `pending_only`.
+    async fn list_schedule_requests(
+        &mut self,
+        tenant: &ObjectId,
+        kind: ScheduleKind,
+        principal: Option<&ObjectId>,
+        pending_only: bool,
+    ) -> Result<Vec<RoleScheduleRequest>, StoreError>;
+    /// A role's settings where they were changed, with when and by whom.
+    async fn get_role_settings(
+        &mut self,
+        tenant: &ObjectId,
+        role_definition_id: &str,
+    ) -> Result<Option<(RoleSettings, OffsetDateTime, ObjectId)>, StoreError>;
+    /// Every changed role's settings, by role definition id.
+    async fn list_role_settings(
+        &mut self,
+        tenant: &ObjectId,
+    ) -> Result<Vec<(String, RoleSettings, OffsetDateTime, ObjectId)>, StoreError>;
+    async fn put_role_settings(
+        &mut self,
+        tenant: &ObjectId,
+        role_definition_id: &str,
+        settings: &RoleSettings,
+        at: OffsetDateTime,
+        by: &ObjectId,
+    ) -> Result<(), StoreError>;
+}
+
 /// Role assignments and administrative units.
+///
+/// An assignment with a window (an activation, or a time-bound assignment) is read only while
+/// the transaction's time is inside it, and an activation only while the eligibility it was
+/// made from holds for its principal: every read below judges by [`RoleStore::set_now`].
 #[async_trait]
 pub trait RoleStore: Send {
+    /// The time this transaction's reads judge windows by; by default the wall clock when it began.
+    fn set_now(&mut self, now: OffsetDateTime);
     async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError>;
     /// The assignments that apply to a user: made to the user directly or to a group the user is a
     /// direct member of.

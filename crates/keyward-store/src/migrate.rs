@@ -96,6 +96,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0022_agent_limits.sql",
         sql: include_str!("../migrations/sqlite/0022_agent_limits.sql"),
     },
+    Migration { version: 23, name: "0023_pim.sql", sql: include_str!("../migrations/sqlite/0023_pim.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -190,6 +191,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         name: "0022_agent_limits.sql",
         sql: include_str!("../migrations/postgres/0022_agent_limits.sql"),
     },
+    Migration { version: 23, name: "0023_pim.sql", sql: include_str!("../migrations/postgres/0023_pim.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

@@ -315,6 +315,9 @@ impl TestApp {
             role_definition_id: role.to_owned(),
             directory_scope_id: scope.to_owned(),
             created: self.app.now(),
+            start: None,
+            end: None,
+            activated_using: None,
         })
         .await
         .expect("assignment");

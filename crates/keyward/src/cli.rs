@@ -512,6 +512,8 @@ async fn open_app_with(store_args: &StoreArgs, config: AppConfig) -> anyhow::Res
 
 /// How often each node removes audit records past their tenant's retention (it runs at start too).
 const AUDIT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often ended role activations are removed and recorded (authorization never waits for it).
+const PIM_UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
@@ -612,11 +614,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
+    let pim = app.spawn_pim_upkeep(PIM_UPKEEP_EVERY);
     let router = keyward_http::router(app);
     let mut config = keyward_http::ServeConfig::new(listener, tls);
     config.header_read_timeout = Duration::from_secs(args.header_read_timeout);
     keyward_http::serve(router, config, shutdown).await?;
     retention.abort();
+    pim.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

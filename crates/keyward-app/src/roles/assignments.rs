@@ -117,6 +117,8 @@ impl App {
         let mut tx = self.write().await?;
         // A promotion: held off while a target-sensitive decision is in flight (see `user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;
+        // An ended activation of the same role and scope would stand in the way of this one.
+        let lapsed = self.lapsed_records(&mut *tx, &caller.tenant).await?;
         let role = self
             .find_role(&mut *tx, caller, role_definition_id)
             .await?
@@ -162,6 +164,9 @@ impl App {
             role_definition_id: role.id(),
             directory_scope_id: directory_scope_id.clone(),
             created: now,
+            start: None,
+            end: None,
+            activated_using: None,
         };
         tx.insert_role_assignment(&assignment).await.map_err(|err| match err {
             StoreError::Conflict { .. } => AppError::BadRequest(
@@ -188,7 +193,7 @@ impl App {
             },
         ];
         targets[0].modified_properties = changes;
-        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
+        commit_audited(tx, lapsed.into_iter().chain([caller.succeeded(now, activity, targets)])).await?;
         Ok(assignment)
     }
 

@@ -3,8 +3,11 @@
 
 mod assignments;
 mod definitions;
+mod pim;
 pub(crate) mod service_principals;
 mod units;
+
+pub use pim::{APPROVAL_TIMEOUT, Approval, CurrentUser, RolePolicy, ScheduleRequestInput};
 
 use crate::AppError;
 use keyward_core::audit::TargetResource;

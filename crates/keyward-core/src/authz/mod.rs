@@ -173,7 +173,8 @@ impl ActiveRole {
         ActiveRole { role_definition_id: role_definition_id.to_owned(), scope, custom_actions: None }
     }
 
-    fn grants(&self, action: &str) -> bool {
+    /// Whether this assignment's role grants `action` (at whatever scope it holds).
+    pub fn grants(&self, action: &str) -> bool {
         match &self.custom_actions {
             Some(custom) => custom.iter().any(|pattern| grants(pattern, action)),
             None => built_in_role(&self.role_definition_id)

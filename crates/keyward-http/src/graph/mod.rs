@@ -18,11 +18,13 @@ mod methods_policy;
 mod organization;
 pub(crate) mod passkeys;
 mod permission_grants;
+mod pim;
 mod policies;
 mod relationships;
 mod reports;
 mod role_assignments;
 mod role_definitions;
+mod role_policies;
 mod service_principals;
 pub(crate) mod shape;
 mod sign_ins;
@@ -398,7 +400,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 23] = [
+const RESOURCES: [fn(Api) -> Api; 25] = [
     users::routes,
     relationships::routes,
     delta::routes,
@@ -408,6 +410,8 @@ const RESOURCES: [fn(Api) -> Api; 23] = [
     organization::routes,
     role_definitions::routes,
     role_assignments::routes,
+    pim::routes,
+    role_policies::routes,
     directory_roles::routes,
     administrative_units::routes,
     service_principals::routes,

@@ -329,6 +329,7 @@ pub(super) const KEPT_GROUP: Kept = Kept {
         "DELETE FROM group_members WHERE member_id = $1",
         "DELETE FROM administrative_unit_members WHERE member_id = $1",
         "DELETE FROM role_assignments WHERE principal_id = $1",
+        "DELETE FROM role_eligibilities WHERE principal_id = $1",
     ],
     referenced: &[
         "SELECT 1 FROM users WHERE id IN (SELECT member_id FROM deleted_group_members WHERE group_id = $1 \

@@ -21,6 +21,8 @@ mod reports;
 #[macro_use]
 mod roles;
 #[macro_use]
+mod pim;
+#[macro_use]
 mod signin;
 #[macro_use]
 mod tenants;
@@ -41,6 +43,7 @@ use keyward_core::directory::{Domain, Group, ObjectKind, ServicePrincipal, Tenan
 use keyward_core::ids::ObjectId;
 use keyward_core::methods_policy::{CampaignSnooze, MethodsPolicy};
 use keyward_core::oauth::DeviceCodeStatus;
+use keyward_core::pim::RoleSettings;
 use keyward_core::query::Plan;
 use keyward_core::registration::{
     IncludedRoles, IncludedTypes, RegisteredMethods, RegistrationCounts, RegistrationFilter, RegistrationOrder,
@@ -73,8 +76,9 @@ use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};
 use crate::{
     AdministrativeUnit, AssignmentFilter, AuditCursor, AuditStore, Backend, ChainRow, CredentialStore, Cursor,
-    GroupStore, HeldRoles, KeyStore, MemberRef, Page, RoleAssignment, RoleStore, ServicePrincipalStore, SigningKey,
-    Store, TemporaryAccessPass, TenantStore, Tx, UserStore, audit_json,
+    GroupStore, HeldRoles, KeyStore, MemberRef, Page, PimStore, RoleAssignment, RoleEligibility, RoleScheduleRequest,
+    RoleStore, ScheduleKind, ServicePrincipalStore, SigningKey, Store, TemporaryAccessPass, TenantStore, Tx, UserStore,
+    audit_json,
 };
 use crate::{AppCredential, Application, AuthCode, DeviceCode, Grant, OAuthStore, PermissionGrant, RefreshToken};
 use crate::{
@@ -279,8 +283,9 @@ macro_rules! impl_backend {
             pool: $pool,
         }
 
-        /// A transaction on this database.
-        pub(crate) struct $tx(sqlx::Transaction<'static, $db>);
+        /// A transaction on this database, and the time its reads judge role windows by (see
+        /// `RoleStore::set_now`), formatted as stored.
+        pub(crate) struct $tx(sqlx::Transaction<'static, $db>, String);
 
         impl std::fmt::Debug for $tx {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -333,13 +338,13 @@ macro_rules! impl_backend {
             async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx)))
+                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()))))
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_read;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx)))
+                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()))))
             }
 
             async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -506,7 +511,99 @@ macro_rules! impl_backend {
                     role_definition_id: row.try_get("role_definition_id")?,
                     directory_scope_id: row.try_get("directory_scope_id")?,
                     created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    start: opt_ts(row.try_get("start_at")?)?,
+                    end: opt_ts(row.try_get("end_at")?)?,
+                    activated_using: row.try_get("activated_using")?,
                 })
+            }
+
+            fn eligibility_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleEligibility, StoreError> {
+                Ok(RoleEligibility {
+                    id: row.try_get("id")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    principal_id: oid(&row.try_get::<String, _>("principal_id")?)?,
+                    role_definition_id: row.try_get("role_definition_id")?,
+                    directory_scope_id: row.try_get("directory_scope_id")?,
+                    start: parse_ts(&row.try_get::<String, _>("start_at")?)?,
+                    end: opt_ts(row.try_get("end_at")?)?,
+                    created_using: row.try_get("created_using")?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    modified: parse_ts(&row.try_get::<String, _>("modified_at")?)?,
+                })
+            }
+
+            fn schedule_request_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<RoleScheduleRequest, StoreError> {
+                use keyward_core::pim::{Expiration, ScheduleInfo};
+                let kind = match row.try_get::<String, _>("kind")?.as_str() {
+                    "eligibility" => ScheduleKind::Eligibility,
+                    _ => ScheduleKind::Assignment,
+                };
+                let end = opt_ts(row.try_get("end_at")?)?;
+                let duration: Option<String> = row.try_get("duration")?;
+                let expiration = match (row.try_get::<String, _>("expiration_type")?.as_str(), end, duration) {
+                    ("noExpiration", _, _) => Expiration::NoExpiration,
+                    ("afterDateTime", Some(end), _) => Expiration::AfterDateTime(end),
+                    ("afterDuration", _, Some(text)) => keyward_core::pim::parse_duration(&text)
+                        .map_or(Expiration::NotSpecified, Expiration::AfterDuration),
+                    _ => Expiration::NotSpecified,
+                };
+                Ok(RoleScheduleRequest {
+                    id: row.try_get("id")?,
+                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
+                    kind,
+                    action: row.try_get("action")?,
+                    principal_id: oid(&row.try_get::<String, _>("principal_id")?)?,
+                    role_definition_id: row.try_get("role_definition_id")?,
+                    directory_scope_id: row.try_get("directory_scope_id")?,
+                    justification: row.try_get("justification")?,
+                    status: row.try_get("status")?,
+                    schedule: ScheduleInfo { start: opt_ts(row.try_get("start_at")?)?, expiration },
+                    ticket_number: row.try_get("ticket_number")?,
+                    ticket_system: row.try_get("ticket_system")?,
+                    target_schedule_id: row.try_get("target_schedule_id")?,
+                    created_by: oid(&row.try_get::<String, _>("created_by")?)?,
+                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
+                    completed: opt_ts(row.try_get("completed_at")?)?,
+                    review: match row.try_get::<Option<String>, _>("review_result")? {
+                        Some(result) => Some(keyward_core::directory::Review {
+                            approved: result == "Approve",
+                            by: oid(&row.try_get::<String, _>("reviewed_by")?)?,
+                            at: parse_ts(&row.try_get::<String, _>("reviewed_at")?)?,
+                            justification: row.try_get("review_justification")?,
+                        }),
+                        None => None,
+                    },
+                })
+            }
+
+            fn role_settings_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<(String, RoleSettings, OffsetDateTime, ObjectId), StoreError> {
+                let seconds = |column: &str| -> Result<time::Duration, StoreError> {
+                    Ok(time::Duration::seconds(row.try_get::<i64, _>(column)?))
+                };
+                let approvers: String = row.try_get("approvers")?;
+                let settings = RoleSettings {
+                    activation_maximum: seconds("activation_maximum_seconds")?,
+                    activation_requires_mfa: row.try_get("activation_requires_mfa")?,
+                    activation_requires_justification: row.try_get("activation_requires_justification")?,
+                    activation_requires_ticket: row.try_get("activation_requires_ticket")?,
+                    approval_required: row.try_get("approval_required")?,
+                    approvers: approvers.split_whitespace().map(oid).collect::<Result<_, _>>()?,
+                    eligibility_expiration_required: row.try_get("eligibility_expiration_required")?,
+                    eligibility_maximum: seconds("eligibility_maximum_seconds")?,
+                    assignment_expiration_required: row.try_get("assignment_expiration_required")?,
+                    assignment_maximum: seconds("assignment_maximum_seconds")?,
+                    assignment_requires_justification: row.try_get("assignment_requires_justification")?,
+                };
+                Ok((
+                    row.try_get("role_definition_id")?,
+                    settings,
+                    parse_ts(&row.try_get::<String, _>("modified_at")?)?,
+                    oid(&row.try_get::<String, _>("modified_by")?)?,
+                ))
             }
 
             fn custom_role_from_row(row: &<$db as sqlx::Database>::Row) -> Result<CustomRole, StoreError> {
@@ -741,6 +838,7 @@ mod sqlite_impl {
     impl_group_store!(SqliteTx, sqlx::Sqlite);
     impl_deleted_rows!(SqliteTx, sqlx::Sqlite);
     impl_role_stores!(SqliteTx, sqlx::Sqlite);
+    impl_pim_store!(SqliteTx, sqlx::Sqlite);
     impl_credential_store!(SqliteTx, sqlx::Sqlite);
     impl_key_store!(SqliteTx, sqlx::Sqlite);
     impl_audit_store!(SqliteTx, sqlx::Sqlite);
@@ -798,6 +896,7 @@ mod postgres_impl {
     impl_group_store!(PostgresTx, sqlx::Postgres);
     impl_deleted_rows!(PostgresTx, sqlx::Postgres);
     impl_role_stores!(PostgresTx, sqlx::Postgres);
+    impl_pim_store!(PostgresTx, sqlx::Postgres);
     impl_credential_store!(PostgresTx, sqlx::Postgres);
     impl_key_store!(PostgresTx, sqlx::Postgres);
     impl_audit_store!(PostgresTx, sqlx::Postgres);

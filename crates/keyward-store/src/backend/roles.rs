@@ -3,6 +3,37 @@
 //! `impl_role_stores!` is the same SQL for SQLite and PostgreSQL, expanded once per backend in
 //! `backend/mod.rs`.
 
+/// The columns an assignment is read from.
+macro_rules! assignment_columns {
+    () => {
+        concat!(
+            "id, tenant_id, principal_id, role_definition_id, directory_scope_id, created_at, ",
+            "start_at, end_at, activated_using"
+        )
+    };
+}
+
+/// The condition that `role_assignments` row counts at the time in parameter `$n`: inside its
+/// window and, for an activation, while the eligibility it was made from holds at that time for
+/// its principal (directly or through a role-assignable group the principal is a member of).
+macro_rules! current_assignment {
+    ($n:literal) => {
+        concat!(
+            " AND (role_assignments.start_at IS NULL OR role_assignments.start_at <= $",
+            $n,
+            ") AND (role_assignments.end_at IS NULL OR role_assignments.end_at > $",
+            $n,
+            ") AND (role_assignments.activated_using IS NULL OR EXISTS (SELECT 1 FROM ",
+            "role_eligibilities e WHERE e.id = role_assignments.activated_using AND e.start_at <= $",
+            $n,
+            " AND (e.end_at IS NULL OR e.end_at > $",
+            $n,
+            ") AND (e.principal_id = role_assignments.principal_id OR e.principal_id IN (SELECT ",
+            "gm.group_id FROM group_members gm WHERE gm.member_id = role_assignments.principal_id))))"
+        )
+    };
+}
+
 /// Implements `ServicePrincipalStore`, `RoleStore` for a backend's transaction type.
 macro_rules! impl_role_stores {
     ($tx:ident, $db:ty) => {
@@ -111,8 +142,8 @@ macro_rules! impl_role_stores {
             async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError> {
                 sqlx::query(concat!(
                     "INSERT INTO role_assignments (id, tenant_id, principal_id, ",
-                    "role_definition_id, directory_scope_id, created_at) VALUES ($1, $2, $3, ",
-                    "$4, $5, $6)"
+                    "role_definition_id, directory_scope_id, created_at, start_at, end_at, ",
+                    "activated_using) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 ))
                 .bind(&assignment.id)
                 .bind(assignment.tenant_id.as_str())
@@ -120,6 +151,9 @@ macro_rules! impl_role_stores {
                 .bind(assignment.role_definition_id.to_lowercase())
                 .bind(&assignment.directory_scope_id)
                 .bind(fmt_ts(assignment.created))
+                .bind(assignment.start.map(fmt_ts))
+                .bind(assignment.end.map(fmt_ts))
+                .bind(&assignment.activated_using)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())
@@ -131,26 +165,36 @@ macro_rules! impl_role_stores {
                 principal: &ObjectId,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
                 let rows = sqlx::query(concat!(
-                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
-                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
+                    "SELECT ",
+                    assignment_columns!(),
+                    " FROM role_assignments WHERE tenant_id = ",
                     "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
                     "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
-                    "m.member_id = $2 AND g.is_assignable_to_role = $3)) ORDER BY id"
+                    "m.member_id = $2 AND g.is_assignable_to_role = $3))",
+                    current_assignment!("4"),
+                    " ORDER BY id"
                 ))
                 .bind(tenant.as_str())
                 .bind(principal.as_str())
                 .bind(true)
+                .bind(&self.1)
                 .fetch_all(&mut *self.0)
                 .await?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 
             async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM role_assignments WHERE principal_id = $1")
-                    .bind(principal.as_str())
-                    .execute(&mut *self.0)
-                    .await?;
+                for sql in [
+                    "DELETE FROM role_assignments WHERE principal_id = $1",
+                    "DELETE FROM role_eligibilities WHERE principal_id = $1",
+                ] {
+                    sqlx::query(sql).bind(principal.as_str()).execute(&mut *self.0).await?;
+                }
                 Ok(())
+            }
+
+            fn set_now(&mut self, now: OffsetDateTime) {
+                self.1 = fmt_ts(now);
             }
 
             async fn insert_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
@@ -214,17 +258,18 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<RoleAssignment>, StoreError> {
-                self.one_by_key(
-                    concat!(
-                        "SELECT id, tenant_id, principal_id, role_definition_id, ",
-                        "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = ",
-                        "$1 AND id = $2"
-                    ),
-                    tenant,
-                    id.to_owned(),
-                    Self::assignment_from_row,
-                )
-                .await
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    assignment_columns!(),
+                    " FROM role_assignments WHERE tenant_id = $1 AND id = $2",
+                    current_assignment!("3")
+                ))
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(&self.1)
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::assignment_from_row).transpose()
             }
 
             async fn list_role_assignments(
@@ -234,11 +279,11 @@ macro_rules! impl_role_stores {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let mut sql = Sql::new(concat!(
-                    "SELECT id, tenant_id, principal_id, role_definition_id, ",
-                    "directory_scope_id, created_at FROM role_assignments WHERE tenant_id = "
-                ));
+                let mut sql =
+                    Sql::new(concat!("SELECT ", assignment_columns!(), " FROM role_assignments WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
+                sql.args.push(Arg::Text(self.1.clone()));
+                sql.push(current_assignment!("2"));
                 let lists: [(&str, Option<Vec<String>>); 3] = [
                     (
                         "principal_id",
@@ -316,6 +361,12 @@ macro_rules! impl_role_stores {
             }
 
             async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                // An eligibility for a role that no longer exists can never be activated.
+                sqlx::query("DELETE FROM role_eligibilities WHERE tenant_id = $1 AND role_definition_id = $2")
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
                 let done = sqlx::query("DELETE FROM role_definitions WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
@@ -405,14 +456,16 @@ macro_rules! impl_role_stores {
             }
 
             async fn delete_administrative_unit(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                sqlx::query(concat!(
-                    "DELETE FROM role_assignments WHERE tenant_id = $1 AND ",
-                    "directory_scope_id = $2"
-                ))
-                .bind(tenant.as_str())
-                .bind(format!("/administrativeUnits/{id}"))
-                .execute(&mut *self.0)
-                .await?;
+                for sql in [
+                    "DELETE FROM role_assignments WHERE tenant_id = $1 AND directory_scope_id = $2",
+                    "DELETE FROM role_eligibilities WHERE tenant_id = $1 AND directory_scope_id = $2",
+                ] {
+                    sqlx::query(sql)
+                        .bind(tenant.as_str())
+                        .bind(format!("/administrativeUnits/{id}"))
+                        .execute(&mut *self.0)
+                        .await?;
+                }
                 let done = sqlx::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())

@@ -26,6 +26,7 @@ pub(super) const KEPT_USER: Kept = Kept {
         "DELETE FROM group_owners WHERE owner_id = $1",
         "DELETE FROM administrative_unit_members WHERE member_id = $1",
         "DELETE FROM role_assignments WHERE principal_id = $1",
+        "DELETE FROM role_eligibilities WHERE principal_id = $1",
     ],
     referenced: &[UNITS_REFERENCED],
 };

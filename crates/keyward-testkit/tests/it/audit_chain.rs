@@ -830,6 +830,14 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 23's just-in-time roles.
+    for table in ["role_settings", "role_schedule_requests", "role_eligibilities"] {
+        raw.exec(&format!("DROP TABLE {table}")).await;
+    }
+    raw.exec("DROP INDEX role_assignments_ending").await;
+    for column in ["start_at", "end_at", "activated_using"] {
+        raw.exec(&format!("ALTER TABLE role_assignments DROP COLUMN {column}")).await;
+    }
     // Nor schema 22's per-agent limits.
     raw.exec("DROP TABLE agent_actions").await;
     raw.exec("DROP TABLE agent_limits").await;

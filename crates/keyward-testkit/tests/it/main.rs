@@ -7,6 +7,7 @@ mod directory;
 mod methods;
 mod oidc;
 mod passkeys;
+mod pim;
 mod policy;
 mod portal;
 mod queries;

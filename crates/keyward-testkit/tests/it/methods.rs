@@ -16,7 +16,7 @@ const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
 static SECRETS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> =
     std::sync::LazyLock::new(Default::default);
 
-async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String) {
+pub(crate) async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String) {
     let body = app.create_user(alias, &format!("{alias} Desk")).await;
     let id = body["id"].as_str().expect("id").to_owned();
     if let Some(role) = role {
@@ -28,13 +28,13 @@ async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> (String, String
 /// An access token from the OpenID Connect provider, after signing in through the pages with a
 /// password and a newly registered authenticator app (the user holds a privileged role, so MFA
 /// is required): the way the seed's service desk signs in.
-async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
+pub(crate) async fn token_with_mfa(app: &TestApp, upn: &str) -> String {
     token_with_mfa_scope(app, upn, "openid https://graph.microsoft.com/.default").await
 }
 
 /// Like [`token_with_mfa`] with another scope; registers the authenticator at the first sign-in
 /// and uses it after.
-async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
+pub(crate) async fn token_with_mfa_scope(app: &TestApp, upn: &str, scope: &str) -> String {
     use keyward_testkit::cli_flow::{REDIRECT, VERIFIER, authorize_path};
     let mut browser = Browser::new(&app.base_url);
     let page = browser.get(&authorize_path(scope)).await;

@@ -713,6 +713,9 @@ async fn no_promotion_between_decision_and_commit(backend: Backend) {
             role_definition_id: roles::GLOBAL_ADMINISTRATOR.to_owned(),
             directory_scope_id: "/".into(),
             created: app.app.now(),
+            start: None,
+            end: None,
+            activated_using: None,
         })
         .await
         .expect("assignment");

@@ -233,6 +233,9 @@ async fn story(backend: Backend) {
         role_definition_id: "729827e3-9c14-49f7-bb1b-9608f156bbb8".into(),
         directory_scope_id: "/".into(),
         created: at(6),
+        start: None,
+        end: None,
+        activated_using: None,
     };
     tx.insert_role_assignment(&assignment).await.expect("assignment");
     tx.commit().await.expect("commit");

@@ -1,0 +1,458 @@
+//! Just-in-time roles (Privileged Identity Management) through Graph's unified role management
+//! API on both backends: eligibility, activation with MFA and a justification, the end of an
+//! activation on every node, approval, role settings, the last permanent Global Administrator,
+//! and the audit records with Entra's PIM strings.
+
+use crate::methods::{token_with_mfa, token_with_mfa_scope, user};
+use keyward_core::authz::roles;
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ELIGIBILITY: &str = "/v1.0/roleManagement/directory/roleEligibilityScheduleRequests";
+const ASSIGNMENT: &str = "/v1.0/roleManagement/directory/roleAssignmentScheduleRequests";
+
+fn make_eligible(principal: &str, role: &str, expiration: Value) -> Value {
+    json!({"action": "adminAssign", "principalId": principal, "roleDefinitionId": role, "directoryScopeId": "/",
+           "justification": "on the service-desk rota", "scheduleInfo": {"expiration": expiration}})
+}
+
+fn activate(principal: &str, role: &str, duration: &str) -> Value {
+    json!({"action": "selfActivate", "principalId": principal, "roleDefinitionId": role, "directoryScopeId": "/",
+           "justification": "ticket INC-4711: caller lost their phone",
+           "scheduleInfo": {"startDateTime": null, "expiration": {"type": "afterDuration", "duration": duration}}})
+}
+
+fn reregister(target: &str) -> String {
+    format!("/v1.0/users/{target}/authentication/requireMfaReregistration")
+}
+
+/// Every record of the directory audit log with `activity`, newest first, read with a fresh
+/// Global Administrator's token (tests move the clock past the first one's life).
+async fn records(app: &TestApp, activity: &str) -> Vec<Value> {
+    let admin = app.token_for(ADMIN_UPN).await;
+    let reply = app
+        .as_user(&admin)
+        .get(&format!("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq '{activity}'&$top=50"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["value"].as_array().cloned().unwrap_or_default()
+}
+
+fn detail(record: &Value, key: &str) -> Option<String> {
+    record["additionalDetails"]
+        .as_array()?
+        .iter()
+        .find(|it| it["key"] == key)
+        .and_then(|it| it["value"].as_str())
+        .map(str::to_owned)
+}
+
+async fn pim_activation_story(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, script_token) = user(&app, "desk", None).await;
+    let (target, _) = user(&app, "caller", None).await;
+    let role = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+
+    // An eligibility: a Privileged Role Administrator's (here the Global Administrator's) act.
+    let made = app.post(ELIGIBILITY, &make_eligible(&desk_id, role, json!({"type": "noExpiration"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert_eq!(made.body["status"], "Provisioned");
+    assert_eq!(made.body["action"], "adminAssign");
+    let eligibility_id = made.body["targetScheduleId"].as_str().expect("schedule").to_owned();
+    let again = app.post(ELIGIBILITY, &make_eligible(&desk_id, role, json!({"type": "noExpiration"}))).await;
+    assert_graph_error(&again, StatusCode::BAD_REQUEST, "RoleAssignmentExists");
+    let schedules = app.get("/v1.0/roleManagement/directory/roleEligibilitySchedules").await;
+    let listed = schedules.body["value"].as_array().expect("value");
+    assert!(
+        listed.iter().any(|it| it["id"] == eligibility_id.as_str()
+            && it["principalId"] == desk_id.as_str()
+            && it["scheduleInfo"]["expiration"]["type"] == "noExpiration"),
+        "{}",
+        schedules.text
+    );
+
+    // Eligible is not active: the desk may not touch anyone's methods yet.
+    let mfa_token = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    assert_eq!(app.as_user(&mfa_token).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    let mine = app
+        .as_user(&mfa_token)
+        .get("/v1.0/roleManagement/directory/roleEligibilitySchedules/filterByCurrentUser(on='principal')")
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    assert_eq!(mine.body["value"].as_array().map(Vec::len), Some(1), "{}", mine.text);
+    assert_eq!(mine.body["value"][0]["memberType"], "Direct");
+
+    // Without MFA in the token, Entra's policy error naming the MFA rule; nothing is granted.
+    let no_mfa = app.as_user(&script_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
+    assert_graph_error(&no_mfa, StatusCode::BAD_REQUEST, "RoleAssignmentRequestPolicyValidationFailed");
+    assert!(no_mfa.body["error"]["message"].as_str().is_some_and(|it| it.contains("[\"MfaRule\"]")), "{}", no_mfa.text);
+    // Nor for someone else, nor without a justification, nor longer than the role allows.
+    let (other_id, _) = user(&app, "other", None).await;
+    let for_other = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&other_id, role, "PT1H")).await;
+    assert_eq!(for_other.status, StatusCode::FORBIDDEN, "{}", for_other.text);
+    let mut silent = activate(&desk_id, role, "PT1H");
+    silent["justification"] = Value::Null;
+    let refused = app.as_user(&mfa_token).post(ASSIGNMENT, &silent).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "RoleAssignmentRequestPolicyValidationFailed");
+    assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("JustificationRule")));
+    let too_long = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT9H")).await;
+    assert!(
+        too_long.body["error"]["message"].as_str().is_some_and(|it| it.contains("ExpirationRule")),
+        "{}",
+        too_long.text
+    );
+    // A role the desk is not eligible for.
+    let not_eligible =
+        app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, roles::GLOBAL_ADMINISTRATOR, "PT1H")).await;
+    assert!(
+        not_eligible.body["error"]["message"].as_str().is_some_and(|it| it.contains("EligibilityRule")),
+        "{}",
+        not_eligible.text
+    );
+    assert_eq!(app.as_user(&mfa_token).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+
+    // Eleven minutes after the MFA sign-in the same token no longer counts as recent MFA.
+    app.clock.advance(time::Duration::minutes(11));
+    let stale = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
+    assert!(stale.body["error"]["message"].as_str().is_some_and(|it| it.contains("MfaRule")), "{}", stale.text);
+    let mfa_token = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+
+    // With recent MFA and a justification: active from the next request, for one hour.
+    let activated = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
+    assert_eq!(activated.status, StatusCode::CREATED, "{}", activated.text);
+    assert_eq!(activated.body["status"], "Provisioned");
+    let request_id = activated.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.as_user(&mfa_token).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
+    let twice = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
+    assert_graph_error(&twice, StatusCode::BAD_REQUEST, "RoleAssignmentExists");
+    let instances = app
+        .as_user(&mfa_token)
+        .get("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances/filterByCurrentUser(on='principal')")
+        .await;
+    let instance = &instances.body["value"][0];
+    assert_eq!(instance["assignmentType"], "Activated", "{}", instances.text);
+    assert_eq!(instance["roleDefinitionId"], role);
+    let start = time::OffsetDateTime::parse(
+        instance["startDateTime"].as_str().expect("start"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let end = time::OffsetDateTime::parse(
+        instance["endDateTime"].as_str().expect("end"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    assert_eq!(end - start, time::Duration::hours(1));
+    let transitive = app
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk_id}'"))
+        .await;
+    assert!(
+        transitive.body["value"].as_array().expect("value").iter().any(|it| it["roleDefinitionId"] == role),
+        "{}",
+        transitive.text
+    );
+    let all = app.get(&format!("{ASSIGNMENT}?$filter=principalId eq '{desk_id}'")).await;
+    assert_eq!(all.body["value"].as_array().map(Vec::len), Some(1), "{}", all.text);
+    let one = app.get(&format!("{ASSIGNMENT}/{request_id}?$expand=roleDefinition")).await;
+    assert_eq!(one.body["roleDefinition"]["displayName"], "Privileged Authentication Administrator", "{}", one.text);
+
+    // One minute after the end it counts no more, on this node and on another, with no job run.
+    app.clock.advance(time::Duration::minutes(61));
+    let late_token = app.token_for(&format!("desk@{DOMAIN}")).await;
+    assert_eq!(app.as_user(&late_token).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    let other = app.second_node().await;
+    let meta = keyward_app::RequestMeta {
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ip_address: None,
+        user_agent: None,
+    };
+    let caller = other.authenticate(Some(&late_token), meta).await.expect("caller on the other node");
+    assert!(matches!(
+        other.require_mfa_reregistration(&caller, &target).await,
+        Err(keyward_app::AppError::Forbidden { .. })
+    ));
+    let admin = app.token_for(ADMIN_UPN).await;
+    let transitive = app
+        .as_user(&admin)
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk_id}'"))
+        .await;
+    assert_eq!(transitive.body["value"].as_array().map(Vec::len), Some(0), "{}", transitive.text);
+    // The end is recorded when first observed: here by the upkeep, initiated by MS-PIM.
+    assert!(records(&app, "Remove member from role (PIM activation expired)").await.is_empty());
+    assert_eq!(app.app.end_lapsed_roles().await.expect("upkeep"), 1);
+    let expired = records(&app, "Remove member from role (PIM activation expired)").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["initiatedBy"]["app"]["displayName"], "MS-PIM", "{}", expired[0]);
+    assert_eq!(app.app.end_lapsed_roles().await.expect("upkeep"), 0, "recorded once");
+
+    // The records, with Entra's strings, PIM's service and the justification.
+    for activity in [
+        "Add eligible member to role in PIM requested (permanent)",
+        "Add eligible member to role in PIM completed (permanent)",
+        "Add member to role requested (PIM activation)",
+        "Add member to role completed (PIM activation)",
+    ] {
+        let found = records(&app, activity).await;
+        let record = found.iter().find(|it| it["result"] == "success").unwrap_or_else(|| panic!("{activity}"));
+        assert_eq!(record["loggedByService"], "PIM", "{record}");
+        assert_eq!(record["category"], "RoleManagement");
+        assert!(detail(record, "Justification").is_some(), "{record}");
+    }
+    let completed = records(&app, "Add member to role completed (PIM activation)").await;
+    assert_eq!(detail(&completed[0], "Justification").as_deref(), Some("ticket INC-4711: caller lost their phone"));
+    // A token whose permissions do not cover role management cannot activate, even with MFA.
+    app.clock.advance(time::Duration::seconds(30));
+    let narrow = token_with_mfa_scope(&app, &format!("desk@{DOMAIN}"), "openid User.Read").await;
+    let refused = app.as_user(&narrow).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // The refused activations are recorded as failures.
+    let requested = records(&app, "Add member to role requested (PIM activation)").await;
+    assert!(
+        requested.iter().any(|it| it["result"] == "failure"
+            && it["resultReason"].as_str().is_some_and(|reason| reason.contains("MfaRule"))),
+        "{requested:?}"
+    );
+}
+
+async fn pim_approval(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, _) = user(&app, "desk", None).await;
+    let (target, _) = user(&app, "caller", None).await;
+    let (approver_id, _) = user(&app, "approver", None).await;
+    let role = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+    assert_eq!(
+        app.post(ELIGIBILITY, &make_eligible(&desk_id, role, json!({"type": "noExpiration"}))).await.status,
+        StatusCode::CREATED
+    );
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+
+    // The role's settings: Entra's 17 rules, found through the policy assignment as scripts do.
+    let assignments = app
+        .get(&format!(
+            "/v1.0/policies/roleManagementPolicyAssignments?$filter=scopeId eq '/' and scopeType eq 'DirectoryRole' and roleDefinitionId eq '{role}'&$expand=policy($expand=rules)"
+        ))
+        .await;
+    assert_eq!(assignments.status, StatusCode::OK, "{}", assignments.text);
+    assert_eq!(assignments.body["value"].as_array().map(Vec::len), Some(1), "{}", assignments.text);
+    let policy = &assignments.body["value"][0]["policy"];
+    let policy_id = policy["id"].as_str().expect("policy id").to_owned();
+    let rules = policy["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 17);
+    let rule = |id: &str| rules.iter().find(|it| it["id"] == id).cloned().expect(id);
+    assert_eq!(rule("Expiration_EndUser_Assignment")["maximumDuration"], "PT8H");
+    assert_eq!(
+        rule("Enablement_EndUser_Assignment")["enabledRules"],
+        json!(["MultiFactorAuthentication", "Justification"])
+    );
+    assert_eq!(rule("Approval_EndUser_Assignment")["setting"]["isApprovalRequired"], false);
+
+    // Only role administrators change them; what Keyward cannot enforce is refused, not kept.
+    let rules_path = format!("/v1.0/policies/roleManagementPolicies/{policy_id}/rules");
+    let approval = json!({"@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyApprovalRule", "id": "Approval_EndUser_Assignment",
+        "setting": {"isApprovalRequired": true, "approvalStages": [{"primaryApprovers": [
+            {"@odata.type": "#microsoft.graph.singleUser", "userId": approver_id}]}]}});
+    let refused = app.as_user(&desk).patch(&format!("{rules_path}/Approval_EndUser_Assignment"), &approval).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let notification = app
+        .patch(
+            &format!("{rules_path}/Notification_Admin_EndUser_Assignment"),
+            &json!({"notificationRecipients": ["a@b.c"]}),
+        )
+        .await;
+    assert_graph_error(&notification, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let bad_duration =
+        app.patch(&format!("{rules_path}/Expiration_EndUser_Assignment"), &json!({"maximumDuration": "PT25H"})).await;
+    assert_graph_error(&bad_duration, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let set = app.patch(&format!("{rules_path}/Approval_EndUser_Assignment"), &approval).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(set.body["setting"]["isApprovalRequired"], true);
+    assert_eq!(set.body["setting"]["approvalStages"][0]["primaryApprovers"][0]["userId"], approver_id.as_str());
+    assert!(!records(&app, "Update role setting in PIM").await.is_empty());
+
+    // The activation waits for the approver; the requester cannot approve it.
+    let pending = app.as_user(&desk).post(ASSIGNMENT, &activate(&desk_id, role, "PT2H")).await;
+    assert_eq!(pending.status, StatusCode::CREATED, "{}", pending.text);
+    assert_eq!(pending.body["status"], "PendingApproval");
+    let approval_id = pending.body["approvalId"].as_str().expect("approval").to_owned();
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    let step = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{approval_id}/steps/{approval_id}");
+    let decide = |result: &str| json!({"reviewResult": result, "justification": "checked with the caller's manager"});
+    let own = app.as_user(&desk).patch(&step, &decide("Approve")).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text);
+    // A Global Administrator who is not a named approver may not decide either.
+    assert_eq!(app.patch(&step, &decide("Approve")).await.status, StatusCode::FORBIDDEN);
+    assert_graph_error(&app.get(&step.replace("/beta/", "/v1.0/")).await, StatusCode::BAD_REQUEST, "BadRequest");
+
+    let approver = app.token_for(&format!("approver@{DOMAIN}")).await;
+    let queue = app
+        .as_user(&approver)
+        .get("/v1.0/roleManagement/directory/roleAssignmentScheduleRequests/filterByCurrentUser(on='approver')")
+        .await;
+    assert_eq!(queue.body["value"].as_array().map(Vec::len), Some(1), "{}", queue.text);
+    let seen = app
+        .as_user(&approver)
+        .get(&format!("/beta/roleManagement/directory/roleAssignmentApprovals/{approval_id}"))
+        .await;
+    assert_eq!(seen.body["steps"][0]["assignedToMe"], true, "{}", seen.text);
+    assert_eq!(seen.body["steps"][0]["status"], "InProgress");
+    let no_reason = app.as_user(&approver).patch(&step, &json!({"reviewResult": "Approve"})).await;
+    assert_graph_error(&no_reason, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let approved = app.as_user(&approver).patch(&step, &decide("Approve")).await;
+    assert_eq!(approved.status, StatusCode::NO_CONTENT, "{}", approved.text);
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
+    let decided = app.as_user(&approver).patch(&step, &decide("Deny")).await;
+    assert_eq!(decided.status, StatusCode::CONFLICT, "{}", decided.text);
+    let approvals = records(&app, "Add member to role request approved (PIM activation)").await;
+    assert_eq!(approvals.iter().filter(|it| it["result"] == "success").count(), 1, "{approvals:?}");
+    assert_eq!(approvals.iter().filter(|it| it["result"] == "failure").count(), 2, "both refusals are recorded");
+    assert_eq!(records(&app, "Add member to role approval requested (PIM activation)").await.len(), 1);
+
+    // Deactivated; a new request denied; another left unanswered expires after 24 hours.
+    let mut deactivate = activate(&desk_id, role, "PT2H");
+    deactivate["action"] = json!("selfDeactivate");
+    let off = app.as_user(&desk).post(ASSIGNMENT, &deactivate).await;
+    assert_eq!(off.status, StatusCode::CREATED, "{}", off.text);
+    assert_eq!(off.body["status"], "Revoked");
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(records(&app, "Remove member from role completed (PIM deactivate)").await.len(), 1);
+    app.clock.advance(time::Duration::seconds(30));
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let second = app.as_user(&desk).post(ASSIGNMENT, &activate(&desk_id, role, "PT2H")).await;
+    let second_id = second.body["approvalId"].as_str().expect("approval").to_owned();
+    let second_step = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{second_id}/steps/{second_id}");
+    assert_eq!(app.as_user(&approver).patch(&second_step, &decide("Deny")).await.status, StatusCode::NO_CONTENT);
+    let denied = app.as_user(&desk).get(&format!("{ASSIGNMENT}/{second_id}")).await;
+    assert_eq!(denied.body["status"], "Denied", "{}", denied.text);
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    app.clock.advance(time::Duration::seconds(30));
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let third = app.as_user(&desk).post(ASSIGNMENT, &activate(&desk_id, role, "PT2H")).await;
+    let third_id = third.body["approvalId"].as_str().expect("approval").to_owned();
+    app.clock.advance(time::Duration::hours(25));
+    let approver = app.token_for(&format!("approver@{DOMAIN}")).await;
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let third_step = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{third_id}/steps/{third_id}");
+    let too_late = app.as_user(&approver).patch(&third_step, &decide("Approve")).await;
+    assert_graph_error(&too_late, StatusCode::BAD_REQUEST, "RequestExpired");
+    assert_eq!(app.as_user(&desk).get(&format!("{ASSIGNMENT}/{third_id}")).await.body["status"], "Canceled");
+    app.app.end_lapsed_roles().await.expect("upkeep");
+    assert_eq!(records(&app, "PIM activation request expired").await.len(), 1);
+}
+
+async fn pim_safety_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, _) = user(&app, "desk", None).await;
+    let (_, helpdesk) = user(&app, "helper", Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    let (_, auth_admin) = user(&app, "authadmin", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let role = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+    let body = make_eligible(&desk_id, role, json!({"type": "noExpiration"}));
+
+    // Only those who manage role assignments manage eligibility; anonymous callers get nothing.
+    for token in [&helpdesk, &auth_admin] {
+        assert_graph_error(
+            &app.as_user(token).post(ELIGIBILITY, &body).await,
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+        );
+    }
+    let anonymous = app.send(reqwest::Method::POST, ELIGIBILITY, None, Some(&body), &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_graph_error(
+        &app.as_user(&helpdesk).get(ELIGIBILITY).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    // Bad input is refused and changes nothing.
+    for bad in [
+        json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": role, "scheduleInfo": {"expiration": {"type": "afterDuration", "duration": "PT8"}}}),
+        json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": role, "scheduleInfo": {"expiration": {"type": "afterDateTime"}}}),
+        json!({"action": "selfActivate", "principalId": desk_id, "roleDefinitionId": role}),
+        json!({"action": "adminAssign", "principalId": desk_id}),
+        json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": role, "surprise": 1}),
+        json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": role, "justification": "x".repeat(501)}),
+        json!([]),
+    ] {
+        let reply = app.post(ELIGIBILITY, &bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.text);
+    }
+    let unknown = app.post(ELIGIBILITY, &json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": "00000000-0000-0000-0000-00000000abcd"})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+    let listed = app.get("/v1.0/roleManagement/directory/roleEligibilitySchedules").await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(0), "{}", listed.text);
+
+    // An activation never outlives its eligibility: two hours of eligibility, eight asked for.
+    let two_hours = app
+        .post(ELIGIBILITY, &make_eligible(&desk_id, role, json!({"type": "afterDuration", "duration": "PT2H"})))
+        .await;
+    assert_eq!(two_hours.status, StatusCode::CREATED, "{}", two_hours.text);
+    let eligibility_end = app.get("/v1.0/roleManagement/directory/roleEligibilityScheduleInstances").await.body["value"][0]["endDateTime"].clone();
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let activated = app.as_user(&desk).post(ASSIGNMENT, &activate(&desk_id, role, "PT8H")).await;
+    assert_eq!(activated.status, StatusCode::CREATED, "{}", activated.text);
+    let instance = app
+        .get("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances?$filter=assignmentType eq 'Activated'")
+        .await;
+    assert_eq!(instance.body["value"][0]["endDateTime"], eligibility_end, "{}", instance.text);
+    let (target, _) = user(&app, "caller", None).await;
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
+    // Removing the eligibility ends the activation at once.
+    let mut remove = make_eligible(&desk_id, role, json!(null));
+    remove["action"] = json!("adminRemove");
+    let removed = app.post(ELIGIBILITY, &remove).await;
+    assert_eq!(removed.status, StatusCode::CREATED, "{}", removed.text);
+    assert_eq!(removed.body["status"], "Revoked");
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(records(&app, "Remove eligible member from role in PIM completed (timebound)").await.len(), 1);
+
+    // The last permanent Global Administrator can be neither removed nor made time-bound, even
+    // while another user holds the role through an activation.
+    let (second_id, _) = user(&app, "second", None).await;
+    let ga = roles::GLOBAL_ADMINISTRATOR;
+    assert_eq!(
+        app.post(ELIGIBILITY, &make_eligible(&second_id, ga, json!({"type": "noExpiration"}))).await.status,
+        StatusCode::CREATED
+    );
+    let second = token_with_mfa(&app, &format!("second@{DOMAIN}")).await;
+    let on = app.as_user(&second).post(ASSIGNMENT, &activate(&second_id, ga, "PT4H")).await;
+    assert_eq!(on.status, StatusCode::CREATED, "{}", on.text);
+    let admin_id = app.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let remove_admin = json!({"action": "adminRemove", "principalId": admin_id, "roleDefinitionId": ga, "directoryScopeId": "/", "justification": "leaving"});
+    let refused = app.as_user(&second).post(ASSIGNMENT, &remove_admin).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let mut bound = remove_admin.clone();
+    bound["action"] = json!("adminUpdate");
+    bound["scheduleInfo"] = json!({"expiration": {"type": "afterDuration", "duration": "P30D"}});
+    assert_graph_error(
+        &app.as_user(&second).post(ASSIGNMENT, &bound).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    assert_eq!(app.get("/v1.0/me").await.status, StatusCode::OK);
+
+    // A time-bound active assignment through PIM, and a custom role made eligible.
+    let (temp_id, _) = user(&app, "temp", None).await;
+    let timebound = json!({"action": "adminAssign", "principalId": temp_id, "roleDefinitionId": roles::HELPDESK_ADMINISTRATOR,
+        "directoryScopeId": "/", "justification": "cover for a week", "scheduleInfo": {"expiration": {"type": "afterDuration", "duration": "P7D"}}});
+    let assigned = app.post(ASSIGNMENT, &timebound).await;
+    assert_eq!(assigned.status, StatusCode::CREATED, "{}", assigned.text);
+    assert_eq!(records(&app, "Add member to role in PIM completed (timebound)").await.len(), 1);
+    let schedules = app
+        .get(&format!("/v1.0/roleManagement/directory/roleAssignmentSchedules?$filter=principalId eq '{temp_id}'"))
+        .await;
+    assert_eq!(schedules.body["value"][0]["assignmentType"], "Assigned", "{}", schedules.text);
+    assert_eq!(schedules.body["value"][0]["scheduleInfo"]["expiration"]["type"], "afterDateTime");
+    let custom = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "Desk readers", "isEnabled": true,
+            "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/standard/read"]}]}),
+        )
+        .await;
+    assert_eq!(custom.status, StatusCode::CREATED, "{}", custom.text);
+    let custom_id = custom.body["id"].as_str().expect("id");
+    let eligible = app.post(ELIGIBILITY, &make_eligible(&temp_id, custom_id, json!({"type": "noExpiration"}))).await;
+    assert_eq!(eligible.status, StatusCode::CREATED, "{}", eligible.text);
+}
+
+keyward_testkit::on_both_backends!(pim_activation_story, pim_approval, pim_safety_rules);
