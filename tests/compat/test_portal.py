@@ -26,6 +26,7 @@ PASSWORD = "Tq7-harbour-Lantern-92!"
 PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = "7be44c8a-adaf-4e2a-84d6-ab2649e08a13"
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 AUTHENTICATION_ADMINISTRATOR = "c4e39bd9-1100-46d3-8c65-fb160da0071f"
+HELPDESK_ADMINISTRATOR = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
 BULK_USERS = 50
 
 
@@ -53,6 +54,14 @@ def test_the_service_desk_requires_re_registration_in_the_portal(keyward: Keywar
             json={"principalId": helper, "roleDefinitionId": AUTHENTICATION_ADMINISTRATOR, "directoryScopeId": "/"},
         )
         assert helped.status_code == 201, helped.text
+        # The agent is also eligible for Helpdesk Administrator, so My roles (checked by axe-core)
+        # shows its activation form.
+        eligible = http.post(
+            f"{keyward.base_url}/roleManagement/directory/roleEligibilityScheduleRequests",
+            json={"action": "adminAssign", "principalId": agent, "roleDefinitionId": HELPDESK_ADMINISTRATOR,
+                  "directoryScopeId": "/", "justification": "rota", "scheduleInfo": {"expiration": {"type": "noExpiration"}}},
+        )
+        assert eligible.status_code == 201, eligible.text
         bulk = [keyward.create_user(f"bulk{n:02}", f"bulk{n:02} Portal", PASSWORD) for n in range(BULK_USERS)]
         assigned = http.post(
             f"{keyward.base_url}/roleManagement/directory/roleAssignments",

@@ -21,7 +21,8 @@ use crate::{App, AppError, Caller, Principal, RequestMeta, require};
 pub enum PortalAccess {
     /// No signed-in session: sign in first (at the tenant with this id).
     SignedOut(ObjectId),
-    /// The user holds no administrator role: their own security info is on the account page.
+    /// The user holds no administrator role and is eligible for none: their own security info is
+    /// on the account page.
     NotAnAdministrator(ObjectId),
     /// A role holder signed in without multi-factor authentication: the admin portal needs it
     /// from every role holder, as Entra's admin portals do.
@@ -89,8 +90,10 @@ impl App {
         };
         let mut tx = self.read().await?;
         let actor = load_user_actor(&mut *tx, &tenant, &user).await?;
+        // Someone eligible for a role comes in too, to activate it on the My roles page.
+        let is_eligible = actor.roles.is_empty() && !tx.list_eligibilities_for(&tenant.id, &user.id).await?.is_empty();
         drop(tx);
-        if actor.roles.is_empty() {
+        if actor.roles.is_empty() && !is_eligible {
             return Ok(PortalAccess::NotAnAdministrator(tenant.id));
         }
         if !session.methods.is_multi_factor() {

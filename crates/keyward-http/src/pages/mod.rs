@@ -171,6 +171,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/mfa", get(portal::mfa).post(portal::mfa_apply))
         .route("/{tenant}/admin/mfa/confirm", get(portal::mfa_confirm))
         .route("/{tenant}/admin/settings", get(portal::settings).post(portal::settings_save))
+        .route("/{tenant}/admin/my-roles", get(portal::my_roles).post(portal::my_roles_action))
         .route("/{tenant}/admin/roles", get(portal::roles))
         .route("/{tenant}/admin/roles/new", get(portal::new_role).post(portal::create_role))
         .route("/{tenant}/admin/roles/{id}/edit", get(portal::edit_role).post(portal::save_role))

@@ -1543,7 +1543,164 @@ async fn administrative_units_and_their_scoped_roles(backend: Backend) {
     assert_eq!(members().await, 1);
 }
 
+/// Just-in-time roles in the portal: a Global Administrator makes a user eligible on the role's
+/// page; the user, let in for it, activates the role on My roles, sees it active and deactivates
+/// it; with approval turned on, the activation waits until the approver approves it on theirs.
+async fn just_in_time_roles_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let chief = user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let desk = user(&app, "desk", None).await;
+    let role = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+    let mut chief_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut chief_browser, "chief").await;
+    let role_path = format!("/{DOMAIN}/admin/roles/{role}");
+    let page = chief_browser.get(&role_path).await;
+    assert_eq!(page.by_id("no-eligible").as_deref(), Some("Nobody is eligible for this role."), "{}", page.text());
+    let csrf = csrf_of(&page);
+    let made = chief_browser
+        .post_form(
+            &role_path,
+            &fields(&[
+                ("csrf", &csrf),
+                ("action", "eligible"),
+                ("principals", &format!("desk@{DOMAIN}")),
+                ("scope", "/"),
+                ("days", "30"),
+                ("justification", "service-desk rota"),
+            ]),
+        )
+        .await;
+    assert_eq!(made.by_id("summary").as_deref(), Some("1 made eligible, 0 refused."), "{}", made.text());
+    let page = chief_browser.get(&role_path).await;
+    let eligible = page.html.split("id=\"eligible\"").nth(1).expect("eligible table").to_owned();
+    assert!(eligible.contains(&format!("desk@{DOMAIN}")), "{}", page.text());
+
+    // The eligible user is let into the portal, lands on My roles and activates the role there.
+    let mut desk_browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut desk_browser, "desk").await;
+    let home = desk_browser.get(&format!("/{DOMAIN}/admin")).await;
+    assert_eq!(home.title(), "My roles", "{}", home.text());
+    assert!(home.by_id("no-active").is_some(), "{}", home.text());
+    assert!(home.by_id("reauthenticate").is_none(), "MFA was just now: {}", home.text());
+    let my_roles = format!("/{DOMAIN}/admin/my-roles");
+    let desk_csrf = csrf_of(&home);
+    let activate = |hours: &str, why: &str| {
+        fields(&[
+            ("csrf", &desk_csrf),
+            ("action", "activate"),
+            ("role", role),
+            ("scope", "/"),
+            ("hours", hours),
+            ("justification", why),
+        ])
+    };
+    let silent = desk_browser.post_form(&my_roles, &activate("2", "")).await;
+    assert_eq!(silent.status, StatusCode::BAD_REQUEST, "{}", silent.text());
+    assert!(silent.text().contains("JustificationRule"), "{}", silent.text());
+    let odd = desk_browser.post_form(&my_roles, &activate("5", "INC-1")).await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST, "{}", odd.text());
+    let active = desk_browser.post_form(&my_roles, &activate("2", "INC-1: caller lost their phone")).await;
+    assert_eq!(active.by_id("notice").as_deref(), Some("Done: the role is active."), "{}", active.text());
+    let table = active.html.split("id=\"active\"").nth(1).expect("active table").to_owned();
+    assert!(table.contains("Privileged Authentication Administrator") && table.contains("Activated"), "{table}");
+    let held = app
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk}'"))
+        .await;
+    assert_eq!(held.body["value"].as_array().map(Vec::len), Some(1), "{}", held.text);
+    let page = chief_browser.get(&role_path).await;
+    assert!(page.text().contains("Activated until"), "{}", page.text());
+    let off = desk_browser
+        .post_form(
+            &my_roles,
+            &fields(&[("csrf", &desk_csrf), ("action", "deactivate"), ("role", role), ("scope", "/")]),
+        )
+        .await;
+    assert_eq!(off.by_id("notice").as_deref(), Some("Done: the role is no longer active."), "{}", off.text());
+    let held = app
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk}'"))
+        .await;
+    assert_eq!(held.body["value"].as_array().map(Vec::len), Some(0), "{}", held.text);
+
+    // With approval required, the chief approves on their My roles page; the desk cannot.
+    let policies =
+        app.get(&format!("/v1.0/policies/roleManagementPolicyAssignments?$filter=roleDefinitionId eq '{role}'")).await;
+    let policy = policies.body["value"][0]["policyId"].as_str().expect("policy").to_owned();
+    let rule = app
+        .patch(
+            &format!("/v1.0/policies/roleManagementPolicies/{policy}/rules/Approval_EndUser_Assignment"),
+            &json!({"setting": {"isApprovalRequired": true, "approvalStages": [{"primaryApprovers": [
+                {"@odata.type": "#microsoft.graph.singleUser", "userId": chief}]}]}}),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::OK, "{}", rule.text);
+    let pending = desk_browser.post_form(&my_roles, &activate("1", "INC-2")).await;
+    assert_eq!(
+        pending.by_id("notice").as_deref(),
+        Some("Done: the activation waits for an approver."),
+        "{}",
+        pending.text()
+    );
+    assert!(pending.html.contains("id=\"my-requests\""), "{}", pending.text());
+    let queue = chief_browser.get(&my_roles).await;
+    let row = queue.html.split("id=\"to-decide\"").nth(1).expect("the approver's queue").to_owned();
+    assert!(row.contains("INC-2") && row.contains("desk Tester"), "{row}");
+    let request = row
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|it| it.split('"').next())
+        .expect("request id")
+        .to_owned();
+    let own = desk_browser
+        .post_form(
+            &my_roles,
+            &fields(&[("csrf", &desk_csrf), ("action", "approve"), ("request", &request), ("justification", "me")]),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.text());
+    let approved = chief_browser
+        .post_form(
+            &my_roles,
+            &fields(&[
+                ("csrf", &csrf_of(&queue)),
+                ("action", "approve"),
+                ("request", &request),
+                ("justification", "called back"),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        approved.by_id("notice").as_deref(),
+        Some("Done: approved; the role is active for the requester."),
+        "{}",
+        approved.text()
+    );
+    let held = app
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk}'"))
+        .await;
+    assert_eq!(held.body["value"].as_array().map(Vec::len), Some(1), "{}", held.text);
+
+    // Eleven minutes on, activating asks for a new sign-in with MFA; the eligibility is removed.
+    app.clock.advance(time::Duration::minutes(11));
+    let later = desk_browser.get(&my_roles).await;
+    assert!(later.by_id("reauthenticate").is_some(), "{}", later.text());
+    let page = chief_browser.get(&role_path).await;
+    let removed = chief_browser
+        .post_form(
+            &role_path,
+            &fields(&[("csrf", &csrf_of(&page)), ("action", "remove_eligible"), ("principal", &desk), ("scope", "/")]),
+        )
+        .await;
+    assert!(removed.by_id("notice").is_some_and(|it| it.contains("eligibility was removed")), "{}", removed.text());
+    let admin = app.token_for(keyward_testkit::ADMIN_UPN).await;
+    let held = app
+        .as_user(&admin)
+        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk}'"))
+        .await;
+    assert_eq!(held.body["value"].as_array().map(Vec::len), Some(0), "the activation ended with it: {}", held.text);
+}
+
 keyward_testkit::on_both_backends!(
+    just_in_time_roles_in_the_portal,
     the_service_desk_works_in_the_portal,
     the_admin_portal_needs_mfa_from_every_role_holder,
     an_idle_portal_session_signs_in_again,

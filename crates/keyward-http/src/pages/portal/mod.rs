@@ -32,6 +32,7 @@ mod custom_roles;
 mod groups;
 mod manage;
 mod mfa;
+mod my_roles;
 mod picker;
 mod reports;
 mod roles;
@@ -45,6 +46,7 @@ pub(super) use self::custom_roles::{create_role, edit_role, new_role, save_role}
 pub(super) use self::groups::{group, group_action, group_remove_confirm, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
+pub(super) use self::my_roles::{my_roles, my_roles_action};
 pub(super) use self::reports::reports;
 pub(super) use self::roles::{role, role_action, role_remove_confirm, roles};
 pub(super) use self::settings::{settings, settings_save};
@@ -254,7 +256,7 @@ fn failure(err: AppError) -> Response {
             ),
         ),
         AppError::Forbidden { message, .. } => html(StatusCode::FORBIDDEN, &Message::alert("Admin portal", &message)),
-        AppError::BadRequest(message) | AppError::UnsupportedQuery(message) => {
+        AppError::BadRequest(message) | AppError::UnsupportedQuery(message) | AppError::Rejected { message, .. } => {
             html(StatusCode::BAD_REQUEST, &Message::alert("Admin portal", &message))
         }
         err => {
@@ -275,7 +277,7 @@ fn failure(err: AppError) -> Response {
 /// given back, for a page of its own.
 pub(super) fn form_error(err: AppError) -> Result<(StatusCode, String), AppError> {
     match err {
-        AppError::BadRequest(text) => Ok((StatusCode::BAD_REQUEST, text)),
+        AppError::BadRequest(text) | AppError::Rejected { message: text, .. } => Ok((StatusCode::BAD_REQUEST, text)),
         AppError::Conflict(text) => Ok((StatusCode::CONFLICT, text)),
         AppError::Forbidden { message, .. } => Ok((StatusCode::FORBIDDEN, message)),
         other => Err(other),
@@ -290,6 +292,8 @@ pub(super) async fn home(
     peer: Peer,
 ) -> Response {
     match administrator(&state, &tenant, &headers, peer, "/admin/users").await {
+        // Someone only eligible for roles starts where they activate one.
+        Ok((caller, _)) if caller.actor.roles.is_empty() => see_other(&format!("/{}/admin/my-roles", caller.tenant.id)),
         Ok((caller, _)) => see_other(&format!("/{}/admin/users", caller.tenant.id)),
         Err(response) => response,
     }

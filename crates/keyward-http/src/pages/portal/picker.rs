@@ -161,7 +161,12 @@ impl Outcomes {
         match outcome {
             Ok(()) => self.done.push(name),
             Err(AppError::NotFound(_)) => self.refused.push((name, "No such user or group.".to_owned())),
-            Err(AppError::Forbidden { message, .. } | AppError::BadRequest(message) | AppError::Conflict(message)) => {
+            Err(
+                AppError::Forbidden { message, .. }
+                | AppError::BadRequest(message)
+                | AppError::Conflict(message)
+                | AppError::Rejected { message, .. },
+            ) => {
                 self.refused.push((name, message));
             }
             Err(err) => {

@@ -14,6 +14,11 @@ struct RolesPage {
     notice: Option<&'static str>,
 }
 
+/// An assignment on a role's page: its id, principal, the principal's type, scope, how long it holds.
+type AssignmentRow = (String, String, &'static str, String, String);
+/// An eligibility on a role's page: principal, scope as shown, scope, until, principal id.
+type EligibleRow = (String, String, String, String, String);
+
 #[derive(Debug, Template)]
 #[template(path = "portal/role.html")]
 struct RolePage {
@@ -23,8 +28,11 @@ struct RolePage {
     description: String,
     privileged: bool,
     is_custom: bool,
-    /// Each assignment: its id, principal, the principal's type, scope; or why they are not shown.
-    assignments: Result<Vec<(String, String, &'static str, String)>, String>,
+    /// Each assignment: its id, principal, the principal's type, scope, and how long it holds
+    /// (`Permanent`, `Activated until …`, `Until …`); or why they are not shown.
+    assignments: Result<Vec<AssignmentRow>, String>,
+    /// Who may activate the role (principal, scope as shown, scope, until), or why not shown.
+    eligible: Result<Vec<EligibleRow>, String>,
     /// The next page of assignments, if any.
     next: Option<String>,
     /// The scopes an assignment may have: `/` and each administrative unit, with their names.
@@ -96,6 +104,9 @@ pub(in crate::pages) async fn role(
 ) -> Response {
     let notice = match params.get("done").map(String::as_str) {
         Some("remove") => Some("Done: the assignment was removed.".to_owned()),
+        Some("remove_eligible") => {
+            Some("Done: the eligibility was removed, with any activation made from it.".to_owned())
+        }
         Some("created") => Some("Done: the role was created. Add its assignments below.".to_owned()),
         Some("saved") => Some("Done: the role was saved.".to_owned()),
         _ => None,
@@ -115,8 +126,14 @@ async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> String {
     }
 }
 
+/// A time as the portal's role pages show it.
+pub(super) fn shown_time(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    at.format(&format).unwrap_or_default()
+}
+
 /// A scope as the page shows it.
-fn scope_name(scope: &str, units: &[(String, String)]) -> String {
+pub(super) fn scope_name(scope: &str, units: &[(String, String)]) -> String {
     match scope {
         "/" => "Directory".to_owned(),
         other => units.iter().find(|(id, _)| id == other).map_or_else(
@@ -162,7 +179,12 @@ async fn role_page(
                             (row.name, row.kind)
                         },
                     );
-                    (assignment.id.clone(), name, kind, scope_name(&assignment.directory_scope_id, &units))
+                    let holds = match (assignment.end, &assignment.activated_using) {
+                        (None, _) => "Permanent".to_owned(),
+                        (Some(end), Some(_)) => format!("Activated until {}", shown_time(end)),
+                        (Some(end), None) => format!("Until {}", shown_time(end)),
+                    };
+                    (assignment.id.clone(), name, kind, scope_name(&assignment.directory_scope_id, &units), holds)
                 })
                 .collect();
             let next = page.skiptoken.map(|token| {
@@ -173,6 +195,23 @@ async fn role_page(
         Err(AppError::Forbidden { .. }) => (Err("Your roles do not let you read role assignments.".to_owned()), None),
         Err(err) => return failure(err),
     };
+    let eligible = match state.app.list_eligibility_schedules(caller, false).await {
+        Ok(items) => {
+            let mut rows = Vec::new();
+            for it in items.iter().filter(|it| it.role_definition_id.eq_ignore_ascii_case(&role.id())) {
+                rows.push((
+                    principal_name(state, caller, it.principal_id.as_str()).await,
+                    scope_name(&it.directory_scope_id, &units),
+                    it.directory_scope_id.clone(),
+                    it.end.map_or_else(|| "Permanent".to_owned(), shown_time),
+                    it.principal_id.to_string(),
+                ));
+            }
+            Ok(rows)
+        }
+        Err(AppError::Forbidden { .. }) => Err("Your roles do not let you read eligibility.".to_owned()),
+        Err(err) => return failure(err),
+    };
     let page = RolePage {
         title: role.display_name().to_owned(),
         tenant: caller.tenant.id.to_string(),
@@ -181,6 +220,7 @@ async fn role_page(
         privileged: role.is_privileged(),
         is_custom: matches!(role, keyward_app::RoleDef::Custom(_)),
         assignments,
+        eligible,
         next,
         scopes: units,
         picker_path: format!("/{}/admin/roles/{}", caller.tenant.id, role.id()),
@@ -250,6 +290,52 @@ pub(in crate::pages) async fn role_action(
             }
             match state.app.delete_role_assignment(caller, assignment).await {
                 Ok(()) => see_other(&format!("/{}/admin/roles/{}?done=remove", caller.tenant.id, role.id())),
+                Err(err) => failure(err),
+            }
+        }
+        "eligible" => {
+            let scope = match form.field("scope") {
+                "" => "/".to_owned(),
+                other => other.to_owned(),
+            };
+            let expiration = match form.field("days") {
+                "" | "permanent" => keyward_core::pim::Expiration::NoExpiration,
+                days => match days.parse::<i64>() {
+                    Ok(days) if [30, 90, 180, 365].contains(&days) => {
+                        keyward_core::pim::Expiration::AfterDuration(time::Duration::days(days))
+                    }
+                    _ => return failure(AppError::BadRequest("Choose how long from the list.".into())),
+                },
+            };
+            let justification = Some(form.field("justification").trim().to_owned()).filter(|it| !it.is_empty());
+            let (app, role_id) = (&state.app, role.id());
+            let make_eligible = |principal_id: String| -> picker::Act<'_> {
+                let input = keyward_app::ScheduleRequestInput {
+                    action: "adminAssign".into(),
+                    principal_id,
+                    role_definition_id: role_id.clone(),
+                    directory_scope_id: scope.clone(),
+                    justification: justification.clone(),
+                    schedule: keyward_core::pim::ScheduleInfo { start: None, expiration },
+                    ..keyward_app::ScheduleRequestInput::default()
+                };
+                Box::pin(async move { app.request_role_eligibility(caller, input).await.map(|_| ()) })
+            };
+            let title = format!("Make eligible: {}", role.display_name());
+            let back = (format!("/{}/admin/roles/{}", caller.tenant.id, role.id()), "Back to the role");
+            picker::act_on_each(&state, &form, make_eligible, title, "made eligible", back).await
+        }
+        "remove_eligible" => {
+            let input = keyward_app::ScheduleRequestInput {
+                action: "adminRemove".into(),
+                principal_id: form.field("principal").to_owned(),
+                role_definition_id: role.id(),
+                directory_scope_id: form.field("scope").to_owned(),
+                justification: Some("Removed in the admin portal".into()),
+                ..keyward_app::ScheduleRequestInput::default()
+            };
+            match state.app.request_role_eligibility(caller, input).await {
+                Ok(_) => see_other(&format!("/{}/admin/roles/{}?done=remove_eligible", caller.tenant.id, role.id())),
                 Err(err) => failure(err),
             }
         }
