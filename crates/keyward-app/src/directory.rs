@@ -697,7 +697,14 @@ impl App {
             object_target(&object).with_changes(group_reference_properties(&group, false)),
             TargetResource::group(&group),
         ];
-        commit_audited(tx, [caller.succeeded(now, activity, targets)]).await?;
+        // A member who leaves a role-assignable group loses what they activated through its
+        // eligibility now, so rejoining later cannot bring an old activation back.
+        let lapsed = if group.is_assignable_to_role && relation == Relation::Members {
+            self.lapsed_records(&mut *tx, &caller.tenant).await?
+        } else {
+            Vec::new()
+        };
+        commit_audited(tx, std::iter::once(caller.succeeded(now, activity, targets)).chain(lapsed)).await?;
         Ok(())
     }
 

@@ -18,8 +18,8 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
     GroupFacts { id: Some(group.id.clone()), is_assignable_to_role: group.is_assignable_to_role, units: Vec::new() }
 }
 
-/// Everything the rules weigh about a target user: roles, role-assignable groups, units, and
-/// whether the user is the last enabled Global Administrator.
+/// Everything the rules weigh about a target user: roles (held, or eligible for), role-assignable
+/// groups, units, and whether the user is the last enabled Global Administrator.
 ///
 /// Takes the tenant's role-change lock first (PostgreSQL; SQLite writers are serial anyway): every
 /// change that can make a user an administrator takes it too, so a target cannot be promoted
@@ -27,12 +27,19 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
 pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<UserFacts, AppError> {
     tx.lock_role_changes(&tenant.id).await?;
     let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
-    let scoped_units: Vec<ObjectId> = assignments
+    // A user eligible for a role is protected as if they held it: whoever could take over the
+    // account could activate the role (its MFA included, with a Temporary Access Pass).
+    let eligibilities = tx.list_eligibilities_for(&tenant.id, &user.id).await?;
+    let held = assignments
         .iter()
-        .filter_map(|it| it.directory_scope_id.strip_prefix("/administrativeUnits/").and_then(ObjectId::parse))
+        .map(|it| (&it.role_definition_id, &it.directory_scope_id))
+        .chain(eligibilities.iter().map(|it| (&it.role_definition_id, &it.directory_scope_id)));
+    let scoped_units: Vec<ObjectId> = held
+        .clone()
+        .filter_map(|(_, scope)| scope.strip_prefix("/administrativeUnits/").and_then(ObjectId::parse))
         .collect();
     let restricted = if scoped_units.is_empty() { Vec::new() } else { tx.list_restricted_units(&tenant.id).await? };
-    let mut role_ids: Vec<String> = assignments.iter().map(|it| it.role_definition_id.to_lowercase()).collect();
+    let mut role_ids: Vec<String> = held.map(|(role, _)| role.to_lowercase()).collect();
     role_ids.sort();
     role_ids.dedup();
     let holds_global_admin = assignments.iter().any(|it| {

@@ -313,8 +313,19 @@ impl App {
 /// A delegated token must carry a permission that covers the action, and the user's roles must
 /// allow it on the target.
 fn require(caller: &Caller, action: &'static str, target: Target<'_>) -> Result<(), AppError> {
+    require_scoped(caller, action, action, target)
+}
+
+/// [`require`] where the token's permissions are judged for `scope_action` (just-in-time roles
+/// have permissions of their own) and the roles for `action`.
+fn require_scoped(
+    caller: &Caller,
+    action: &'static str,
+    scope_action: &'static str,
+    target: Target<'_>,
+) -> Result<(), AppError> {
     let on_self = matches!(target, Target::User(facts) if facts.id.as_ref() == Some(caller.id()));
-    require_scope(caller, action, on_self)?;
+    require_scope(caller, scope_action, on_self)?;
     let decision = match &caller.principal {
         Principal::User(_) => authz::authorize(&caller.actor, action, target),
         Principal::App(_) => authz::authorize_app(&caller.actor, action, target),

@@ -141,6 +141,18 @@ pub fn describe(permission: &str) -> &'static str {
         "Directory.ReadWrite.All" => "Read and write directory data",
         "RoleManagement.Read.Directory" => "Read your organization's directory role settings",
         "RoleManagement.ReadWrite.Directory" => "Read and write your organization's directory role settings",
+        "RoleAssignmentSchedule.Read.Directory" => "Read active assignments for your company's directory",
+        "RoleAssignmentSchedule.ReadWrite.Directory" => {
+            "Read, update, and delete all active role assignments for your company's directory"
+        }
+        "RoleEligibilitySchedule.Read.Directory" => "Read all eligible role assignments for your company's directory",
+        "RoleEligibilitySchedule.ReadWrite.Directory" => {
+            "Read, update, and delete all eligible role assignments for your company's directory"
+        }
+        "RoleManagementPolicy.Read.Directory" => "Read your company's role management policies",
+        "RoleManagementPolicy.ReadWrite.Directory" => {
+            "Read, update, and delete your company's role management policies"
+        }
         "AdministrativeUnit.Read.All" => "Read administrative units",
         "AdministrativeUnit.ReadWrite.All" => "Read and write administrative units",
         "AuditLog.Read.All" => "Read audit log data",

@@ -192,6 +192,12 @@ pub const API_PERMISSIONS: &[&str] = &[
     "Directory.ReadWrite.All",
     "RoleManagement.Read.Directory",
     "RoleManagement.ReadWrite.Directory",
+    "RoleAssignmentSchedule.Read.Directory",
+    "RoleAssignmentSchedule.ReadWrite.Directory",
+    "RoleEligibilitySchedule.Read.Directory",
+    "RoleEligibilitySchedule.ReadWrite.Directory",
+    "RoleManagementPolicy.Read.Directory",
+    "RoleManagementPolicy.ReadWrite.Directory",
     "AdministrativeUnit.Read.All",
     "AdministrativeUnit.ReadWrite.All",
     "AuditLog.Read.All",
@@ -336,6 +342,20 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
         ("roleAssignments" | "roleDefinitions" | "directoryRoles" | "scopedRoleMemberships", false) => {
             has(&["RoleManagement.ReadWrite.Directory"])
         }
+        // Just-in-time roles: PIM's own permissions, or role management's.
+        ("roleAssignmentSchedules" | "roleEligibilitySchedules" | "roleManagementPolicies", _) => {
+            let own = match resource {
+                "roleAssignmentSchedules" => "RoleAssignmentSchedule",
+                "roleEligibilitySchedules" => "RoleEligibilitySchedule",
+                _ => "RoleManagementPolicy",
+            };
+            let (read, write) = (format!("{own}.Read.Directory"), format!("{own}.ReadWrite.Directory"));
+            if is_read {
+                has(&[&read, &write, "RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"])
+            } else {
+                has(&[&write, "RoleManagement.ReadWrite.Directory"])
+            }
+        }
         ("administrativeUnits", true) => has(&["AdministrativeUnit.Read.All", "AdministrativeUnit.ReadWrite.All"]),
         ("administrativeUnits", false) => has(&["AdministrativeUnit.ReadWrite.All"]),
         ("auditLogs" | "signInReports", _) => has(&["AuditLog.Read.All"]),
@@ -428,6 +448,22 @@ impl DeviceCodeStatus {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pim_permissions_cover_pim_alone() {
+        let scp = |it: &str| vec![it.to_owned()];
+        let activate = "microsoft.directory/roleAssignmentSchedules/allProperties/allTasks";
+        assert!(scope_permits(&scp("RoleAssignmentSchedule.ReadWrite.Directory"), activate, true));
+        assert!(scope_permits(&scp("RoleManagement.ReadWrite.Directory"), activate, true));
+        assert!(!scope_permits(&scp("RoleAssignmentSchedule.Read.Directory"), activate, true));
+        assert!(!scope_permits(&scp("User.Read"), activate, true));
+        let eligibility = "microsoft.directory/roleEligibilitySchedules/allProperties/read";
+        assert!(scope_permits(&scp("RoleEligibilitySchedule.Read.Directory"), eligibility, false));
+        assert!(!scope_permits(&scp("RoleAssignmentSchedule.Read.Directory"), eligibility, false));
+        // PIM's own permissions do not assign roles outside PIM.
+        let assign = "microsoft.directory/roleAssignments/allProperties/allTasks";
+        assert!(!scope_permits(&scp("RoleAssignmentSchedule.ReadWrite.Directory"), assign, false));
+    }
+
     #[test]
     fn device_code_statuses_round_trip_and_nothing_else_parses() {
         use super::DeviceCodeStatus as S;

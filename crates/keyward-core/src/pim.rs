@@ -166,19 +166,21 @@ impl Default for RoleSettings {
     }
 }
 
-/// A change to one rule of a role's settings, as `PATCH …/rules/{id}` asks for it.
+/// A change to one rule of a role's settings, as `PATCH …/rules/{id}` asks for it; `None` keeps
+/// what the settings hold when the change is applied (in the writing transaction, so two
+/// administrators changing different parts of a rule both keep their change).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleChange {
     /// `Expiration_EndUser_Assignment`: the longest activation.
-    ActivationExpiration { maximum: Duration },
+    ActivationExpiration { maximum: Option<Duration> },
     /// `Enablement_EndUser_Assignment`: what an activation must carry.
     ActivationEnablement { mfa: bool, justification: bool, ticket: bool },
     /// `Approval_EndUser_Assignment`: whether an activation waits for an approver, and who.
-    Approval { required: bool, approvers: Vec<ObjectId> },
+    Approval { required: Option<bool>, approvers: Option<Vec<ObjectId>> },
     /// `Expiration_Admin_Eligibility`.
-    EligibilityExpiration { required: bool, maximum: Duration },
+    EligibilityExpiration { required: Option<bool>, maximum: Option<Duration> },
     /// `Expiration_Admin_Assignment`.
-    AssignmentExpiration { required: bool, maximum: Duration },
+    AssignmentExpiration { required: Option<bool>, maximum: Option<Duration> },
     /// `Enablement_Admin_Assignment`: whether an administrator's active assignment needs a justification.
     AssignmentEnablement { justification: bool },
 }
@@ -195,6 +197,7 @@ impl RoleSettings {
         };
         match change {
             RuleChange::ActivationExpiration { maximum } => {
+                let maximum = maximum.unwrap_or(self.activation_maximum);
                 within(maximum, Duration::minutes(30), MAXIMUM_ACTIVATION, "maximum activation duration")?;
                 self.activation_maximum = maximum;
             }
@@ -204,6 +207,8 @@ impl RoleSettings {
                 self.activation_requires_ticket = ticket;
             }
             RuleChange::Approval { required, approvers } => {
+                let required = required.unwrap_or(self.approval_required);
+                let approvers = approvers.unwrap_or_else(|| self.approvers.clone());
                 if approvers.len() > 50 {
                     return Err("A role has at most 50 approvers.".into());
                 }
@@ -211,11 +216,15 @@ impl RoleSettings {
                 self.approvers = approvers;
             }
             RuleChange::EligibilityExpiration { required, maximum } => {
+                let required = required.unwrap_or(self.eligibility_expiration_required);
+                let maximum = maximum.unwrap_or(self.eligibility_maximum);
                 within(maximum, Duration::days(1), Duration::days(3650), "maximum eligibility duration")?;
                 self.eligibility_expiration_required = required;
                 self.eligibility_maximum = maximum;
             }
             RuleChange::AssignmentExpiration { required, maximum } => {
+                let required = required.unwrap_or(self.assignment_expiration_required);
+                let maximum = maximum.unwrap_or(self.assignment_maximum);
                 within(maximum, Duration::days(1), Duration::days(3650), "maximum active assignment duration")?;
                 self.assignment_expiration_required = required;
                 self.assignment_maximum = maximum;
@@ -250,12 +259,14 @@ fn requested_window(
     maximum: Duration,
 ) -> Result<Window, PolicyRule> {
     let start = schedule.start.map_or(now, |it| it.max(now));
+    // Checked: a start near the end of time would overflow (such a request is only refused).
+    let after = |duration: Duration| start.checked_add(duration).ok_or(PolicyRule::Expiration);
     let end = match schedule.expiration {
-        Expiration::NotSpecified if expiration_required => Some(start + maximum),
+        Expiration::NotSpecified if expiration_required => Some(after(maximum)?),
         Expiration::NotSpecified | Expiration::NoExpiration if !expiration_required => None,
         Expiration::NotSpecified | Expiration::NoExpiration => return Err(PolicyRule::Expiration),
         Expiration::AfterDateTime(end) => Some(end),
-        Expiration::AfterDuration(duration) => Some(start + duration),
+        Expiration::AfterDuration(duration) => Some(after(duration)?),
     };
     match end {
         Some(end) if end <= start => Err(PolicyRule::Expiration),
@@ -292,7 +303,11 @@ pub fn decide_activation(
     if settings.activation_requires_ticket && !proof.has_ticket {
         failed.push(PolicyRule::Ticketing);
     }
-    if settings.activation_requires_mfa && proof.mfa_at.is_none_or(|at| now - at > ACTIVATION_MFA_WINDOW || at > now) {
+    // A token from a node whose clock runs a little ahead still counts.
+    let skew = Duration::minutes(5);
+    if settings.activation_requires_mfa
+        && proof.mfa_at.is_none_or(|at| now - at > ACTIVATION_MFA_WINDOW || at > now + skew)
+    {
         failed.push(PolicyRule::Mfa);
     }
     match (requested, covering) {
@@ -384,8 +399,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if let Some(time) = time {
         add(time, &[('H', 3_600), ('M', 60), ('S', 1)])?;
     }
-    Some(total)
+    (total <= LONGEST_DURATION).then_some(total)
 }
+
+/// The longest duration a request or a setting may name: ten years (no role setting allows
+/// more), so a window's arithmetic can never overflow.
+pub const LONGEST_DURATION: Duration = Duration::days(3650);
 
 /// A duration as a request may send it: ISO 8601 (`PT8H`), or the clock form Kiota's Python
 /// serializer writes for a `timedelta` (`8:00:00`, `1 day, 2:30:00`, `2 days, 0:00:00`).
@@ -396,7 +415,7 @@ pub fn parse_request_duration(text: &str) -> Option<Duration> {
     let (days, clock) = match text.split_once(", ") {
         Some((days, clock)) => {
             let count = days.strip_suffix(" days").or_else(|| days.strip_suffix(" day"))?;
-            (count.parse::<i64>().ok().filter(|it| *it >= 0)?, clock)
+            (count.parse::<i64>().ok().filter(|it| (0..=3650).contains(it))?, clock)
         }
         None => (0, text),
     };
@@ -404,7 +423,8 @@ pub fn parse_request_duration(text: &str) -> Option<Duration> {
     let [hours, minutes, seconds] = parts.as_slice() else { return None };
     let number = |it: &str, max: i64| it.parse::<i64>().ok().filter(|value| (0..max).contains(value) && !it.is_empty());
     let (hours, minutes, seconds) = (number(hours, 24)?, number(minutes, 60)?, number(seconds, 60)?);
-    Duration::days(days).checked_add(Duration::seconds(hours * 3_600 + minutes * 60 + seconds))
+    let total = Duration::days(days).checked_add(Duration::seconds(hours * 3_600 + minutes * 60 + seconds))?;
+    (total <= LONGEST_DURATION).then_some(total)
 }
 
 /// A duration in ISO 8601 as Graph writes it: `PT8H`, `P365D`, `P1DT2H`, `PT0S`.
@@ -455,14 +475,36 @@ mod tests {
         {
             assert_eq!(parse_duration(text), Some(Duration::seconds(seconds)), "{text}");
         }
-        for bad in ["", "P", "PT", "8H", "P1Y", "P1M", "PT1.5H", "PT8", "PTH", "PT1M1H", "P-1D", "PT99999999999999999H"]
-        {
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "8H",
+            "P1Y",
+            "P1M",
+            "PT1.5H",
+            "PT8",
+            "PTH",
+            "PT1M1H",
+            "P-1D",
+            "PT99999999999999999H",
+            "P9999999D",
+            "P3651D",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         for (text, seconds) in [("8:00:00", 28_800), ("1 day, 2:30:00", 95_400), ("2 days, 0:00:00", 172_800)] {
             assert_eq!(parse_request_duration(text), Some(Duration::seconds(seconds)), "{text}");
         }
-        for bad in ["8:00", "25:00:00", "1 week, 1:00:00", "-1 day, 1:00:00", "1:60:00"] {
+        for bad in [
+            "8:00",
+            "25:00:00",
+            "1 week, 1:00:00",
+            "-1 day, 1:00:00",
+            "1:60:00",
+            "200000000000000 days, 0:00:00",
+            "3651 days, 0:00:00",
+        ] {
             assert_eq!(parse_request_duration(bad), None, "{bad}");
         }
         for (seconds, text) in [(28_800, "PT8H"), (31_536_000, "P365D"), (95_400, "P1DT2H30M"), (0, "PT0S")] {
@@ -544,6 +586,19 @@ mod tests {
         assert_eq!(decide_eligibility(&settings, &past, now), Err(vec![PolicyRule::Expiration]));
         assert_eq!(decide_admin_assignment(&settings, &forever, None, now), Err(vec![PolicyRule::Justification]));
         assert!(decide_admin_assignment(&settings, &forever, Some("on call"), now).is_ok());
+    }
+
+    #[test]
+    fn windows_at_the_end_of_time_are_refused_not_overflowed() {
+        let now = at(0);
+        let last = time::macros::datetime!(9999-12-31 23:00 UTC);
+        let late = ScheduleInfo { start: Some(last), expiration: Expiration::AfterDuration(LONGEST_DURATION) };
+        let settings = RoleSettings { activation_requires_mfa: false, ..RoleSettings::default() };
+        assert_eq!(decide_eligibility(&settings, &late, now), Err(vec![PolicyRule::Expiration]));
+        let unspecified = ScheduleInfo { start: Some(last), expiration: Expiration::NotSpecified };
+        let proof = ActivationProof { justification: Some("why"), ..ActivationProof::default() };
+        let eligible = [Window { start: now, end: None }];
+        assert!(decide_activation(&settings, &eligible, &unspecified, &proof, now).is_err());
     }
 
     #[test]

@@ -448,7 +448,8 @@ pub trait PimStore: Send {
         end: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
     async fn insert_schedule_request(&mut self, request: &RoleScheduleRequest) -> Result<(), StoreError>;
-    /// Rewrites a request's status, completion, target schedule and review.
+    /// Moves a request out of `PendingApproval`: rewrites its status, completion, target schedule
+    /// and review; `NotFound` when it is not (or no longer) waiting for approval.
     async fn update_schedule_request(&mut self, request: &RoleScheduleRequest) -> Result<(), StoreError>;
     async fn get_schedule_request(
         &mut self,

@@ -190,9 +190,19 @@ impl App {
         };
         let filter =
             AssignmentFilter { role_definition_id: Some(vec![role.id.to_string()]), ..AssignmentFilter::default() };
-        if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
+        let role_id = role.id.to_string();
+        let scheduled = tx.list_role_assignment_schedules(&caller.tenant.id, None).await?;
+        if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty()
+            || scheduled.iter().any(|it| it.role_definition_id.eq_ignore_ascii_case(&role_id))
+        {
             return Err(AppError::BadRequest(
                 "The role definition is assigned; delete its role assignments first.".into(),
+            ));
+        }
+        let eligible = tx.list_eligibilities(&caller.tenant.id, None).await?;
+        if eligible.iter().any(|it| it.role_definition_id.eq_ignore_ascii_case(&role_id)) {
+            return Err(AppError::BadRequest(
+                "Someone is eligible for the role definition; remove the eligibility first (roleEligibilityScheduleRequests, adminRemove).".into(),
             ));
         }
         tx.delete_custom_role(&caller.tenant.id, &role.id).await?;

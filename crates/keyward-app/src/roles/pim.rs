@@ -12,7 +12,7 @@ use crate::directory::{object_target, resolve_object};
 use crate::facts::{RoleChange, check_global_administrator_change};
 use crate::{App, AppError, Caller, commit_audited, new_id, require};
 use keyward_core::audit::{Activity, AuditContext, AuditRecord, Initiator, PimActivity, TargetResource};
-use keyward_core::authz::{Target, actions};
+use keyward_core::authz::{Scope, Target, actions};
 use keyward_core::directory::{DirectoryObject, Review, Tenant, canonical_scope};
 use keyward_core::ids::ObjectId;
 use keyward_core::pim::{self, ActivationProof, RoleSettings, RuleChange, ScheduleInfo, Window};
@@ -76,6 +76,14 @@ fn policy_failed(rules: &[pim::PolicyRule]) -> AppError {
     rejected("RoleAssignmentRequestPolicyValidationFailed", pim::policy_failure_message(rules))
 }
 
+/// The token permission a request kind's reads and writes need.
+fn scope_actions(kind: ScheduleKind) -> (&'static str, &'static str) {
+    match kind {
+        ScheduleKind::Assignment => (actions::PIM_ASSIGNMENTS_READ, actions::PIM_ASSIGNMENTS_WRITE),
+        ScheduleKind::Eligibility => (actions::PIM_ELIGIBILITY_READ, actions::PIM_ELIGIBILITY_WRITE),
+    }
+}
+
 fn same_role(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
@@ -87,9 +95,10 @@ fn has_expired(request: &RoleScheduleRequest, now: OffsetDateTime) -> bool {
 
 /// PIM's tenant-wide reads (requests carry justifications and tickets) need a directory role
 /// that reads role assignments, not only a member's default permissions.
-fn require_role_reader(caller: &Caller) -> Result<(), AppError> {
-    require(caller, actions::ROLE_ASSIGNMENTS_READ, Target::Tenant)?;
-    if caller.actor.roles.iter().any(|it| it.grants(actions::ROLE_ASSIGNMENTS_READ)) {
+fn require_role_reader(caller: &Caller, scope_action: &'static str) -> Result<(), AppError> {
+    crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_READ, scope_action, Target::Tenant)?;
+    // Tenant-wide: a role scoped to an administrative unit does not read the tenant's requests.
+    if caller.actor.roles.iter().any(|it| it.scope == Scope::Tenant && it.grants(actions::ROLE_ASSIGNMENTS_READ)) {
         Ok(())
     } else {
         let rule = keyward_core::authz::rules::NO_ROLE_GRANTS_ACTION;
@@ -183,7 +192,8 @@ impl App {
         };
         // Only those who manage role assignments tenant-wide (Privileged Role Administrator,
         // Global Administrator) manage eligibility, at any scope.
-        if let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) {
+        let write = actions::PIM_ELIGIBILITY_WRITE;
+        if let Err(err) = crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant) {
             return Err(self.refused(None, caller, Activity::Pim(activity), Vec::new(), err).await);
         }
         let mut tx = self.write().await?;
@@ -277,8 +287,13 @@ impl App {
                         "The principal is not eligible for this role at this scope: use adminAssign.",
                     )
                 })?;
-                let window =
+                let mut window =
                     pim::decide_eligibility(&settings, &input.schedule, now).map_err(|it| policy_failed(&it))?;
+                // Without a start in the future the eligibility keeps its own, so an activation
+                // made from it goes on (only its end is cut to the new end).
+                if input.schedule.start.is_none_or(|start| start <= now) {
+                    window.start = existing.start.min(window.start);
+                }
                 if settle(&mut request, &existing.id, "Provisioned", input.is_validation_only) {
                     return Ok(request);
                 }
@@ -322,7 +337,8 @@ impl App {
                         Activity::Pim(PimActivity::MemberRemoveCompleted { permanent: false }),
                         targets.clone(),
                     ));
-                    records.push(caller.succeeded(self.now(), Activity::RemoveMemberFromRole, targets));
+                    let removed = role_removed(&activation.directory_scope_id);
+                    records.push(caller.succeeded(self.now(), removed, targets));
                 }
             }
         }
@@ -381,13 +397,24 @@ impl App {
         let user = caller.user().ok_or_else(|| {
             AppError::BadRequest(format!("{} is for a signed-in user: use a delegated token.", input.action))
         })?;
+        let activity = if input.action == "selfActivate" {
+            PimActivity::ActivationRequested
+        } else {
+            PimActivity::DeactivationRequested
+        };
         // A token for an application that may not manage roles cannot activate the user's.
-        crate::require_scope(caller, actions::ROLE_ASSIGNMENTS_WRITE, true)?;
-        if ObjectId::parse(&input.principal_id).as_ref() != Some(&user.id) {
-            return Err(AppError::Forbidden {
+        let refusal = match crate::require_scope(caller, actions::PIM_ASSIGNMENTS_WRITE, true) {
+            Err(err) => Some(err),
+            Ok(()) if ObjectId::parse(&input.principal_id).as_ref() != Some(&user.id) => Some(AppError::Forbidden {
                 rule: "pim-self-only",
                 message: format!("A {} request must name the signed-in user as principalId.", input.action),
-            });
+            }),
+            Ok(()) => None,
+        };
+        if let Some(err) = refusal {
+            return Err(self
+                .refused(None, caller, Activity::Pim(activity), vec![TargetResource::user(user)], err)
+                .await);
         }
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
@@ -420,7 +447,7 @@ impl App {
                 &targets,
                 &request,
             ));
-            records.push(caller.succeeded(now, Activity::RemoveMemberFromRole, targets));
+            records.push(caller.succeeded(now, role_removed(&scope), targets));
         } else {
             if let Some(it) = held.first() {
                 let until = it.end.map_or_else(|| "permanently".to_owned(), |end| format!("until {end}"));
@@ -494,7 +521,7 @@ impl App {
             request.target_schedule_id = Some(activation.id.clone());
             request.status = "Provisioned".into();
             records.push(self.pim_record(caller, PimActivity::ActivationCompleted, targets.clone(), &request));
-            records.push(caller.succeeded(now, Activity::AddMemberToRole, targets));
+            records.push(caller.succeeded(now, role_added(&scope), targets));
         }
         request.completed = Some(now);
         tx.insert_schedule_request(&request).await?;
@@ -515,7 +542,8 @@ impl App {
             "adminRemove" => PimActivity::MemberRemoveRequested { permanent },
             _ => PimActivity::MemberUpdateRequested,
         };
-        if let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) {
+        let write = actions::PIM_ASSIGNMENTS_WRITE;
+        if let Err(err) = crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant) {
             return Err(self.refused(None, caller, Activity::Pim(activity), Vec::new(), err).await);
         }
         let mut tx = self.write().await?;
@@ -573,7 +601,7 @@ impl App {
                     &targets,
                     &request,
                 ));
-                records.push(caller.succeeded(now, Activity::AddMemberToRole, targets));
+                records.push(caller.succeeded(now, role_added(&scope), targets));
             }
             "adminRemove" => {
                 let existing = existing.ok_or_else(|| {
@@ -600,7 +628,7 @@ impl App {
                     &targets,
                     &request,
                 ));
-                records.push(caller.succeeded(now, Activity::RemoveMemberFromRole, targets));
+                records.push(caller.succeeded(now, role_removed(&scope), targets));
             }
             _ => {
                 let existing = existing.filter(|it| it.activated_using.is_none()).ok_or_else(|| {
@@ -640,7 +668,10 @@ impl App {
     /// that waits for approval.
     pub async fn cancel_schedule_request(&self, caller: &Caller, kind: ScheduleKind, id: &str) -> Result<(), AppError> {
         let now = self.now();
+        crate::require_scope(caller, scope_actions(kind).1, true)?;
         let mut tx = self.write().await?;
+        // Serialised with approvals: a canceled request is never approved after all.
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let mut request = tx
             .get_schedule_request(&caller.tenant.id, kind, id)
             .await?
@@ -657,7 +688,7 @@ impl App {
         }
         request.status = "Canceled".into();
         request.completed = Some(now);
-        tx.update_schedule_request(&request).await?;
+        tx.update_schedule_request(&request).await.map_err(decided_meanwhile)?;
         let targets = self.request_targets(&mut *tx, caller, &request).await?;
         let mut record = caller.succeeded(now, Activity::Pim(PimActivity::ActivationCanceled), targets);
         record.additional_details = request_details(&request);
@@ -693,7 +724,7 @@ impl App {
         let mut tx = self.read().await?;
         match on {
             None => {
-                require_role_reader(caller)?;
+                require_role_reader(caller, scope_actions(kind).0)?;
                 Ok(tx
                     .list_schedule_requests(&caller.tenant.id, kind, None, false)
                     .await?
@@ -703,7 +734,7 @@ impl App {
             }
             Some(CurrentUser::Principal) => {
                 let user = caller.delegated_user()?;
-                crate::require_scope(caller, actions::ROLE_ASSIGNMENTS_READ, true)?;
+                crate::require_scope(caller, scope_actions(kind).0, true)?;
                 Ok(tx
                     .list_schedule_requests(&caller.tenant.id, kind, Some(&user.id), false)
                     .await?
@@ -713,7 +744,7 @@ impl App {
             }
             Some(CurrentUser::Approver) => {
                 caller.delegated_user()?;
-                crate::require_scope(caller, actions::ROLE_ASSIGNMENTS_READ, true)?;
+                crate::require_scope(caller, scope_actions(kind).0, true)?;
                 let mut res = Vec::new();
                 for it in tx.list_schedule_requests(&caller.tenant.id, kind, None, true).await? {
                     if it.status == "PendingApproval"
@@ -741,7 +772,9 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         if request.principal_id != *caller.id() && request.created_by != *caller.id() {
-            require_role_reader(caller)?;
+            require_role_reader(caller, scope_actions(kind).0)?;
+        } else {
+            crate::require_scope(caller, scope_actions(kind).0, true)?;
         }
         Ok(as_seen(request, self.now()))
     }
@@ -756,10 +789,10 @@ impl App {
         let mut tx = self.read().await?;
         if mine {
             let user = caller.delegated_user()?;
-            crate::require_scope(caller, actions::ROLE_ASSIGNMENTS_READ, true)?;
+            crate::require_scope(caller, actions::PIM_ELIGIBILITY_READ, true)?;
             return Ok(tx.list_eligibilities_for(&caller.tenant.id, &user.id).await?);
         }
-        require_role_reader(caller)?;
+        require_role_reader(caller, actions::PIM_ELIGIBILITY_READ)?;
         Ok(tx.list_eligibilities(&caller.tenant.id, None).await?)
     }
 
@@ -772,15 +805,15 @@ impl App {
     ) -> Result<Vec<RoleAssignment>, AppError> {
         let mut tx = self.read().await?;
         let principal = if mine {
-            crate::require_scope(caller, actions::ROLE_ASSIGNMENTS_READ, true)?;
+            crate::require_scope(caller, actions::PIM_ASSIGNMENTS_READ, true)?;
             Some(caller.delegated_user()?.id.clone())
         } else {
-            require_role_reader(caller)?;
+            require_role_reader(caller, actions::PIM_ASSIGNMENTS_READ)?;
             None
         };
         let mut res = tx.list_role_assignment_schedules(&caller.tenant.id, principal.as_ref()).await?;
         // An activation whose eligibility no longer holds is over, whatever its end says.
-        let current: Vec<String> = match &principal {
+        let current: std::collections::HashSet<String> = match &principal {
             Some(user) => {
                 tx.list_role_assignments_for(&caller.tenant.id, user).await?.into_iter().map(|it| it.id).collect()
             }
@@ -825,11 +858,17 @@ impl App {
         let request = tx
             .get_schedule_request(&caller.tenant.id, ScheduleKind::Assignment, id)
             .await?
-            .filter(|it| it.status == "PendingApproval" || it.review.is_some() || it.action == "selfActivate")
+            // Only requests that needed approval: waiting, decided, or expired without a decision.
+            .filter(|it| {
+                it.status == "PendingApproval"
+                    || it.review.is_some()
+                    || it.status == "Canceled" && it.action == "selfActivate" && it.target_schedule_id.is_none()
+            })
             .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let assigned_to_me = self.may_approve(&mut *tx, caller, &request).await?;
         if !assigned_to_me && request.created_by != *caller.id() {
-            require_role_reader(caller).map_err(|_| AppError::NotFound(id.to_owned()))?;
+            require_role_reader(caller, actions::PIM_ASSIGNMENTS_READ)
+                .map_err(|_| AppError::NotFound(id.to_owned()))?;
         }
         let status = if has_expired(&request, now) {
             "Expired"
@@ -852,6 +891,9 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.now();
         let activity = if approve { PimActivity::ActivationApproved } else { PimActivity::ActivationDenied };
+        if let Err(err) = crate::require_scope(caller, actions::PIM_ASSIGNMENTS_WRITE, false) {
+            return Err(self.refused(None, caller, Activity::Pim(activity), Vec::new(), err).await);
+        }
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         // Read before the upkeep below, which would show an expired request as canceled.
@@ -916,6 +958,17 @@ impl App {
                 ActivationProof { justification: request.justification.as_deref(), ..ActivationProof::default() };
             match pim::decide_activation(&settings, &windows, &schedule, &proof, now) {
                 Ok((window, index)) => {
+                    let held =
+                        tx.list_role_assignment_schedules(&caller.tenant.id, Some(&request.principal_id)).await?;
+                    if held.iter().any(|it| {
+                        same_role(&it.role_definition_id, &request.role_definition_id)
+                            && it.directory_scope_id == request.directory_scope_id
+                    }) {
+                        return Err(rejected(
+                            "RoleAssignmentExists",
+                            "The requester holds this role at this scope already (assigned meanwhile): nothing to approve.",
+                        ));
+                    }
                     let activation = activation(&request, &eligibilities[index], window);
                     tx.insert_role_assignment(&activation).await?;
                     request.target_schedule_id = Some(activation.id.clone());
@@ -924,11 +977,11 @@ impl App {
                         caller.succeeded(now, Activity::Pim(PimActivity::ActivationCompleted), targets.clone());
                     done.additional_details = request_details(&request);
                     records.push(done);
-                    records.push(caller.succeeded(now, Activity::AddMemberToRole, targets));
+                    records.push(caller.succeeded(now, role_added(&request.directory_scope_id), targets));
                 }
                 Err(rules) => {
                     request.status = "Failed".into();
-                    tx.update_schedule_request(&request).await?;
+                    tx.update_schedule_request(&request).await.map_err(decided_meanwhile)?;
                     commit_audited(tx, records).await?;
                     return Err(policy_failed(&rules));
                 }
@@ -936,13 +989,13 @@ impl App {
         } else {
             request.status = "Denied".into();
         }
-        tx.update_schedule_request(&request).await?;
+        tx.update_schedule_request(&request).await.map_err(decided_meanwhile)?;
         commit_audited(tx, records).await
     }
 
     /// `GET /policies/roleManagementPolicies`: every role's settings.
     pub async fn list_role_policies(&self, caller: &Caller) -> Result<Vec<RolePolicy>, AppError> {
-        require_role_reader(caller)?;
+        require_role_reader(caller, actions::PIM_POLICIES_READ)?;
         let mut tx = self.read().await?;
         let changed = tx.list_role_settings(&caller.tenant.id).await?;
         let mut roles: Vec<RoleDef> = keyward_core::authz::BUILT_IN_ROLES.iter().map(RoleDef::BuiltIn).collect();
@@ -970,12 +1023,15 @@ impl App {
     ) -> Result<RolePolicy, AppError> {
         let now = self.now();
         let activity = Activity::Pim(PimActivity::RoleSettingUpdated);
-        if let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) {
+        let write = actions::PIM_POLICIES_WRITE;
+        if let Err(err) = crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant) {
             return Err(self.refused(None, caller, activity, Vec::new(), err).await);
         }
         let mut tx = self.write().await?;
+        // Read and written under the tenant's role lock: concurrent changes never undo each other.
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let role = self.find_role(&mut *tx, caller, role).await?.ok_or_else(|| AppError::NotFound(role.to_owned()))?;
-        if let RuleChange::Approval { approvers, .. } = &change {
+        if let RuleChange::Approval { approvers: Some(approvers), .. } = &change {
             let found = tx.get_users(&caller.tenant.id, approvers).await?;
             if let Some(missing) = approvers.iter().find(|id| !found.iter().any(|it| it.id == **id)) {
                 return Err(AppError::BadRequest(format!("The approver '{missing}' is not a user of this tenant.")));
@@ -1043,8 +1099,8 @@ impl App {
             },
         };
         let mut records = Vec::new();
-        let mut record = |activity: PimActivity, targets: Vec<TargetResource>, details: Vec<(String, String)>| {
-            let mut it = context.success(audit_id(&context.correlation_id), Activity::Pim(activity), targets);
+        let mut record = |activity: Activity, targets: Vec<TargetResource>, details: Vec<(String, String)>| {
+            let mut it = context.success(audit_id(&context.correlation_id), activity, targets);
             it.additional_details = details;
             records.push(it);
         };
@@ -1055,7 +1111,9 @@ impl App {
             } else {
                 PimActivity::MemberRemoveCompleted { permanent: false }
             };
-            record(activity, targets, vec![("RoleAssignmentId".into(), it.id.clone())]);
+            let details = vec![("RoleAssignmentId".to_owned(), it.id.clone())];
+            record(Activity::Pim(activity), targets.clone(), details.clone());
+            record(role_removed(&it.directory_scope_id), targets, details);
         }
         for it in tx.take_ended_eligibilities(&tenant.id).await? {
             let as_assignment = RoleAssignment::permanent(
@@ -1068,7 +1126,7 @@ impl App {
             );
             let targets = self.assignment_targets(tx, tenant, &as_assignment).await?;
             record(
-                PimActivity::EligibleRemoveCompleted { permanent: false },
+                Activity::Pim(PimActivity::EligibleRemoveCompleted { permanent: false }),
                 targets,
                 vec![("RoleEligibilityScheduleId".into(), it.id.clone())],
             );
@@ -1077,7 +1135,12 @@ impl App {
             if has_expired(&it, now) {
                 it.status = "Canceled".into();
                 it.completed = Some(now);
-                tx.update_schedule_request(&it).await?;
+                match tx.update_schedule_request(&it).await {
+                    Ok(()) => (),
+                    // Decided meanwhile by an approver.
+                    Err(keyward_store::StoreError::NotFound) => continue,
+                    Err(err) => return Err(err.into()),
+                }
                 let as_assignment = RoleAssignment::permanent(
                     String::new(),
                     tenant.id.clone(),
@@ -1087,7 +1150,7 @@ impl App {
                     it.created,
                 );
                 let targets = self.assignment_targets(tx, tenant, &as_assignment).await?;
-                record(PimActivity::RequestExpired, targets, request_details(&it));
+                record(Activity::Pim(PimActivity::RequestExpired), targets, request_details(&it));
             }
         }
         Ok(records)
@@ -1100,6 +1163,24 @@ fn settle(request: &mut RoleScheduleRequest, target: &str, status: &str, validat
     request.target_schedule_id = Some(target.to_owned());
     request.status = status.to_owned();
     validation_only
+}
+
+/// Core Directory's record of a role given at `scope` (tenant-wide or over a unit).
+fn role_added(scope: &str) -> Activity {
+    if scope == "/" { Activity::AddMemberToRole } else { Activity::AddScopedMemberToRole }
+}
+
+/// Core Directory's record of a role taken away at `scope`.
+fn role_removed(scope: &str) -> Activity {
+    if scope == "/" { Activity::RemoveMemberFromRole } else { Activity::RemoveScopedMemberFromRole }
+}
+
+/// A request that left `PendingApproval` in another transaction first.
+fn decided_meanwhile(err: keyward_store::StoreError) -> AppError {
+    match err {
+        keyward_store::StoreError::NotFound => AppError::Conflict("The request was decided meanwhile.".into()),
+        other => other.into(),
+    }
 }
 
 /// A request as recorded, before it is decided.

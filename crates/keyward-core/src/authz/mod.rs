@@ -66,6 +66,14 @@ pub mod actions {
     pub const ROLE_DEFINITIONS_WRITE: &str = "microsoft.directory/roleDefinitions/allProperties/allTasks";
     pub const ROLE_ASSIGNMENTS_READ: &str = "microsoft.directory/roleAssignments/allProperties/read";
     pub const ROLE_ASSIGNMENTS_WRITE: &str = "microsoft.directory/roleAssignments/allProperties/allTasks";
+    /// Just-in-time roles' requests, schedules and settings: what a delegated token must carry
+    /// for them (`oauth::scope_permits`). Roles are decided with the role-assignment actions.
+    pub const PIM_ASSIGNMENTS_READ: &str = "microsoft.directory/roleAssignmentSchedules/allProperties/read";
+    pub const PIM_ASSIGNMENTS_WRITE: &str = "microsoft.directory/roleAssignmentSchedules/allProperties/allTasks";
+    pub const PIM_ELIGIBILITY_READ: &str = "microsoft.directory/roleEligibilitySchedules/allProperties/read";
+    pub const PIM_ELIGIBILITY_WRITE: &str = "microsoft.directory/roleEligibilitySchedules/allProperties/allTasks";
+    pub const PIM_POLICIES_READ: &str = "microsoft.directory/roleManagementPolicies/allProperties/read";
+    pub const PIM_POLICIES_WRITE: &str = "microsoft.directory/roleManagementPolicies/allProperties/allTasks";
     pub const DIRECTORY_ROLES_READ: &str = "microsoft.directory/directoryRoles/allProperties/read";
     pub const UNITS_READ: &str = "microsoft.directory/administrativeUnits/allProperties/read";
     pub const UNITS_WRITE: &str = "microsoft.directory/administrativeUnits/allProperties/allTasks";

@@ -259,9 +259,17 @@ fn text(object: &Map<String, Value>, name: &str) -> Result<Option<String>, AppEr
 fn date_time(value: &Value, name: &str) -> Result<Option<OffsetDateTime>, AppError> {
     match value {
         Value::Null => Ok(None),
-        Value::String(it) => OffsetDateTime::parse(it, &Rfc3339).map(Some).map_err(|_| {
-            AppError::BadRequest(format!("Property '{name}' must be a date and time such as 2026-01-01T00:00:00Z."))
-        }),
+        // Kept in UTC, and before the year 9000, so no window's arithmetic can overflow.
+        Value::String(it) => OffsetDateTime::parse(it, &Rfc3339)
+            .ok()
+            .and_then(|it| it.checked_to_offset(time::UtcOffset::UTC))
+            .filter(|it| (1970..9000).contains(&it.year()))
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "Property '{name}' must be a date and time such as 2026-01-01T00:00:00Z, before the year 9000."
+                ))
+            }),
         _ => Err(AppError::BadRequest(format!("Property '{name}' must be a date and time."))),
     }
 }

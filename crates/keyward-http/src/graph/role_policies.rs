@@ -261,18 +261,18 @@ async fn get_rule(ctx: GraphCtx, Path((id, rule_id)): Path<(String, String)>) ->
     ))
 }
 
-fn bool_of(object: &Map<String, Value>, name: &str, current: bool) -> Result<bool, AppError> {
+fn bool_of(object: &Map<String, Value>, name: &str) -> Result<Option<bool>, AppError> {
     match object.get(name) {
-        None | Some(Value::Null) => Ok(current),
-        Some(Value::Bool(it)) => Ok(*it),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(it)) => Ok(Some(*it)),
         Some(_) => Err(AppError::BadRequest(format!("Property '{name}' must be true or false."))),
     }
 }
 
-fn duration_of(object: &Map<String, Value>, current: time::Duration) -> Result<time::Duration, AppError> {
+fn duration_of(object: &Map<String, Value>) -> Result<Option<time::Duration>, AppError> {
     match object.get("maximumDuration") {
-        None | Some(Value::Null) => Ok(current),
-        Some(Value::String(text)) => parse_request_duration(text).ok_or_else(|| {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => parse_request_duration(text).map(Some).ok_or_else(|| {
             AppError::BadRequest(format!(
                 "Invalid maximumDuration '{text}': use an ISO 8601 duration such as PT8H or P365D."
             ))
@@ -298,8 +298,8 @@ fn enabled_rules(object: &Map<String, Value>, allowed: &[&str]) -> Result<Option
     Ok(Some(res))
 }
 
-/// The change a rule's `PATCH` body asks for, against the current settings.
-fn rule_change(rule_id: &str, body: &Value, current: &RoleSettings) -> Result<Option<RuleChange>, AppError> {
+/// The change a rule's `PATCH` body asks for (what it leaves out is kept).
+fn rule_change(rule_id: &str, body: &Value) -> Result<Option<RuleChange>, AppError> {
     let object =
         body.as_object().ok_or_else(|| AppError::BadRequest("The request body must be a JSON object.".into()))?;
     if object.get("id").and_then(Value::as_str).is_some_and(|it| it != rule_id) {
@@ -307,18 +307,18 @@ fn rule_change(rule_id: &str, body: &Value, current: &RoleSettings) -> Result<Op
     }
     Ok(Some(match rule_id {
         "Expiration_EndUser_Assignment" => {
-            if !bool_of(object, "isExpirationRequired", true)? {
+            if bool_of(object, "isExpirationRequired")? == Some(false) {
                 return Err(AppError::BadRequest("Activations always end: isExpirationRequired must be true.".into()));
             }
-            RuleChange::ActivationExpiration { maximum: duration_of(object, current.activation_maximum)? }
+            RuleChange::ActivationExpiration { maximum: duration_of(object)? }
         }
         "Expiration_Admin_Eligibility" => RuleChange::EligibilityExpiration {
-            required: bool_of(object, "isExpirationRequired", current.eligibility_expiration_required)?,
-            maximum: duration_of(object, current.eligibility_maximum)?,
+            required: bool_of(object, "isExpirationRequired")?,
+            maximum: duration_of(object)?,
         },
         "Expiration_Admin_Assignment" => RuleChange::AssignmentExpiration {
-            required: bool_of(object, "isExpirationRequired", current.assignment_expiration_required)?,
-            maximum: duration_of(object, current.assignment_maximum)?,
+            required: bool_of(object, "isExpirationRequired")?,
+            maximum: duration_of(object)?,
         },
         "Enablement_EndUser_Assignment" => {
             match enabled_rules(object, &["MultiFactorAuthentication", "Justification", "Ticketing"])? {
@@ -344,15 +344,15 @@ fn rule_change(rule_id: &str, body: &Value, current: &RoleSettings) -> Result<Op
             let Some(setting) = object.get("setting").filter(|it| !it.is_null()) else { return Ok(None) };
             let setting =
                 setting.as_object().ok_or_else(|| AppError::BadRequest("setting must be an object.".into()))?;
-            let required = bool_of(setting, "isApprovalRequired", current.approval_required)?;
-            let mut approvers = current.approvers.clone();
+            let required = bool_of(setting, "isApprovalRequired")?;
+            let mut approvers = None;
             if let Some(stages) = setting.get("approvalStages").filter(|it| !it.is_null()) {
                 let stages =
                     stages.as_array().ok_or_else(|| AppError::BadRequest("approvalStages must be an array.".into()))?;
                 if stages.len() > 1 {
                     return Err(AppError::BadRequest("Keyward supports one approval stage.".into()));
                 }
-                approvers = Vec::new();
+                let mut named = Vec::new();
                 let listed = stages
                     .first()
                     .and_then(|it| it.get("primaryApprovers"))
@@ -371,13 +371,14 @@ fn rule_change(rule_id: &str, body: &Value, current: &RoleSettings) -> Result<Op
                         approver.get("userId").and_then(Value::as_str).and_then(ObjectId::parse).ok_or_else(|| {
                             AppError::BadRequest("Each approver needs a userId that is an object id.".into())
                         })?;
-                    approvers.push(id);
+                    named.push(id);
                 }
+                approvers = Some(named);
             }
             RuleChange::Approval { required, approvers }
         }
         "AuthenticationContext_EndUser_Assignment" => {
-            if bool_of(object, "isEnabled", false)? {
+            if bool_of(object, "isEnabled")? == Some(true) {
                 return Err(AppError::BadRequest(
                     "Keyward has no Conditional Access authentication contexts: require MFA with Enablement_EndUser_Assignment instead."
                         .into(),
@@ -403,7 +404,7 @@ async fn patch_rule(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let it = find_policy(&ctx, &id).await?;
-    let settings = match rule_change(&rule_id, &body, &it.settings)? {
+    let settings = match rule_change(&rule_id, &body)? {
         Some(change) => ctx.state.app.update_role_policy(&ctx.caller, &it.role.id(), change).await?.settings,
         None => it.settings,
     };

@@ -159,10 +159,15 @@ macro_rules! impl_pim_store {
                 .bind(&self.1)
                 .fetch_all(&mut *self.0)
                 .await?;
-                let ended: Vec<RoleEligibility> =
-                    rows.iter().map(Self::eligibility_from_row).collect::<Result<_, _>>()?;
-                for it in &ended {
-                    self.delete_eligibility(tenant, &it.id).await?;
+                let mut ended = Vec::new();
+                for row in &rows {
+                    let it = Self::eligibility_from_row(row)?;
+                    // Gone already (its unit or principal deleted meanwhile): nothing to record.
+                    match self.delete_eligibility(tenant, &it.id).await {
+                        Ok(()) => ended.push(it),
+                        Err(StoreError::NotFound) => (),
+                        Err(err) => return Err(err),
+                    }
                 }
                 Ok(ended)
             }
@@ -206,10 +211,15 @@ macro_rules! impl_pim_store {
                 .bind(&self.1)
                 .fetch_all(&mut *self.0)
                 .await?;
-                let ended: Vec<RoleAssignment> =
-                    rows.iter().map(Self::assignment_from_row).collect::<Result<_, _>>()?;
-                for it in &ended {
-                    self.delete_role_assignment(tenant, &it.id).await?;
+                let mut ended = Vec::new();
+                for row in &rows {
+                    let it = Self::assignment_from_row(row)?;
+                    // Gone already (its unit or principal deleted meanwhile): nothing to record.
+                    match self.delete_role_assignment(tenant, &it.id).await {
+                        Ok(()) => ended.push(it),
+                        Err(StoreError::NotFound) => (),
+                        Err(err) => return Err(err),
+                    }
                 }
                 Ok(ended)
             }
@@ -277,7 +287,7 @@ macro_rules! impl_pim_store {
                 let done = sqlx::query(concat!(
                     "UPDATE role_schedule_requests SET status = $3, completed_at = $4, target_schedule_id = $5, ",
                     "review_result = $6, reviewed_by = $7, reviewed_at = $8, review_justification = $9 ",
-                    "WHERE tenant_id = $1 AND id = $2"
+                    "WHERE tenant_id = $1 AND id = $2 AND status = 'PendingApproval'"
                 ))
                 .bind(it.tenant_id.as_str())
                 .bind(&it.id)

@@ -180,7 +180,8 @@ async fn pim_activation_story(backend: Backend) {
     assert_eq!(transitive.body["value"].as_array().map(Vec::len), Some(0), "{}", transitive.text);
     // The end is recorded when first observed: here by the upkeep, initiated by MS-PIM.
     assert!(records(&app, "Remove member from role (PIM activation expired)").await.is_empty());
-    assert_eq!(app.app.end_lapsed_roles().await.expect("upkeep"), 1);
+    // PIM's record and Core Directory's `Remove member from role` beside it.
+    assert_eq!(app.app.end_lapsed_roles().await.expect("upkeep"), 2);
     let expired = records(&app, "Remove member from role (PIM activation expired)").await;
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["initiatedBy"]["app"]["displayName"], "MS-PIM", "{}", expired[0]);
@@ -376,6 +377,23 @@ async fn pim_safety_rules(backend: Backend) {
         let reply = app.post(ELIGIBILITY, &bad).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.text);
     }
+    // Durations and times at the end of time are refused with 400, never a crash.
+    for far in [
+        json!({"type": "afterDuration", "duration": "200000000000000 days, 0:00:00"}),
+        json!({"type": "afterDuration", "duration": "P9999999D"}),
+        json!({"type": "afterDateTime", "endDateTime": "9999-12-31T23:59:59-01:00"}),
+    ] {
+        let reply = app.post(ELIGIBILITY, &make_eligible(&desk_id, role, far.clone())).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    let late_start = json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": role, "justification": "x",
+        "scheduleInfo": {"startDateTime": "8999-12-31T23:00:00Z", "expiration": {"type": "afterDuration", "duration": "P3650D"}}});
+    let late = app.post(ASSIGNMENT, &late_start).await;
+    assert_eq!(late.status, StatusCode::CREATED, "a late start within range is fine: {}", late.text);
+    let mut remove_late = late_start.clone();
+    remove_late["action"] = json!("adminRemove");
+    let removed_late = app.post(ASSIGNMENT, &remove_late).await;
+    assert_eq!(removed_late.status, StatusCode::CREATED, "{}", removed_late.text);
     let unknown = app.post(ELIGIBILITY, &json!({"action": "adminAssign", "principalId": desk_id, "roleDefinitionId": "00000000-0000-0000-0000-00000000abcd"})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
     let listed = app.get("/v1.0/roleManagement/directory/roleEligibilitySchedules").await;
@@ -396,6 +414,21 @@ async fn pim_safety_rules(backend: Backend) {
     assert_eq!(instance.body["value"][0]["endDateTime"], eligibility_end, "{}", instance.text);
     let (target, _) = user(&app, "caller", None).await;
     assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
+    // Extending the eligibility keeps the activation running; shortening it cuts the activation.
+    let mut extend = make_eligible(&desk_id, role, json!({"type": "afterDuration", "duration": "P30D"}));
+    extend["action"] = json!("adminExtend");
+    assert_eq!(app.post(ELIGIBILITY, &extend).await.status, StatusCode::CREATED);
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
+    let mut shorten = make_eligible(&desk_id, role, json!({"type": "afterDuration", "duration": "PT1H"}));
+    shorten["action"] = json!("adminUpdate");
+    assert_eq!(app.post(ELIGIBILITY, &shorten).await.status, StatusCode::CREATED);
+    let instances =
+        "/v1.0/roleManagement/directory/roleAssignmentScheduleInstances?$filter=assignmentType eq 'Activated'";
+    let cut = app.get(instances).await;
+    let eligibility_end =
+        app.get("/v1.0/roleManagement/directory/roleEligibilityScheduleInstances").await.body["value"][0]["endDateTime"].clone();
+    assert_eq!(cut.body["value"][0]["endDateTime"], eligibility_end, "{}", cut.text);
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
     // Removing the eligibility ends the activation at once.
     let mut remove = make_eligible(&desk_id, role, json!(null));
     remove["action"] = json!("adminRemove");
@@ -413,6 +446,12 @@ async fn pim_safety_rules(backend: Backend) {
         app.post(ELIGIBILITY, &make_eligible(&second_id, ga, json!({"type": "noExpiration"}))).await.status,
         StatusCode::CREATED
     );
+    // Someone eligible for Global Administrator is protected as one: a Helpdesk Administrator
+    // may not reset their password (and then activate the role as them).
+    let reset =
+        format!("/v1.0/users/{second_id}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword");
+    let takeover = app.as_user(&helpdesk).post(&reset, &json!({"newPassword": "Another-harbour-Lantern-93!"})).await;
+    assert_graph_error(&takeover, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let second = token_with_mfa(&app, &format!("second@{DOMAIN}")).await;
     let on = app.as_user(&second).post(ASSIGNMENT, &activate(&second_id, ga, "PT4H")).await;
     assert_eq!(on.status, StatusCode::CREATED, "{}", on.text);
@@ -436,7 +475,13 @@ async fn pim_safety_rules(backend: Backend) {
         "directoryScopeId": "/", "justification": "cover for a week", "scheduleInfo": {"expiration": {"type": "afterDuration", "duration": "P7D"}}});
     let assigned = app.post(ASSIGNMENT, &timebound).await;
     assert_eq!(assigned.status, StatusCode::CREATED, "{}", assigned.text);
-    assert_eq!(records(&app, "Add member to role in PIM completed (timebound)").await.len(), 1);
+    let timebound_records = records(&app, "Add member to role in PIM completed (timebound)").await;
+    assert!(
+        timebound_records.iter().any(|it| it["targetResources"]
+            .as_array()
+            .is_some_and(|targets| targets.iter().any(|target| target["id"] == temp_id.as_str()))),
+        "{timebound_records:?}"
+    );
     let schedules = app
         .get(&format!("/v1.0/roleManagement/directory/roleAssignmentSchedules?$filter=principalId eq '{temp_id}'"))
         .await;
