@@ -302,8 +302,45 @@ fn enabled_rules(object: &Map<String, Value>, allowed: &[&str]) -> Result<Option
 fn rule_change(rule_id: &str, body: &Value) -> Result<Option<RuleChange>, AppError> {
     let object =
         body.as_object().ok_or_else(|| AppError::BadRequest("The request body must be a JSON object.".into()))?;
-    if object.get("id").and_then(Value::as_str).is_some_and(|it| it != rule_id) {
-        return Err(AppError::BadRequest(format!("The body's id must be '{rule_id}' (rule ids are fixed).")));
+    match object.get("id") {
+        None | Some(Value::Null) => (),
+        Some(Value::String(id)) if id == rule_id => (),
+        Some(_) => {
+            return Err(AppError::BadRequest(format!("The body's id must be '{rule_id}' (rule ids are fixed).")));
+        }
+    }
+    let (kind, fields): (&str, &[&str]) = match rule_id.split('_').next().unwrap_or_default() {
+        "Expiration" => ("Expiration", &["isExpirationRequired", "maximumDuration"]),
+        "Enablement" => ("Enablement", &["enabledRules"]),
+        "Approval" => ("Approval", &["setting"]),
+        "AuthenticationContext" => ("AuthenticationContext", &["isEnabled", "claimValue"]),
+        _ => (
+            "Notification",
+            &[
+                "notificationType",
+                "recipientType",
+                "notificationLevel",
+                "isDefaultRecipientsEnabled",
+                "notificationRecipients",
+            ],
+        ),
+    };
+    let type_name = format!("#microsoft.graph.unifiedRoleManagementPolicy{kind}Rule");
+    match object.get("@odata.type") {
+        None | Some(Value::Null) => (),
+        Some(Value::String(it)) if *it == type_name => (),
+        Some(_) => return Err(AppError::BadRequest(format!("The rule '{rule_id}' is of type '{type_name}'."))),
+    }
+    if object.get("target").is_some_and(|it| !it.is_object() && !it.is_null()) {
+        return Err(AppError::BadRequest("target must be an object (it cannot be changed).".into()));
+    }
+    let declared =
+        |key: &String| ["@odata.type", "id", "target"].contains(&key.as_str()) || fields.contains(&key.as_str());
+    if let Some(key) = object.keys().find(|key| !declared(key)) {
+        return Err(AppError::BadRequest(format!(
+            "Property '{key}' does not exist as a declared property on type '{}'.",
+            type_name.trim_start_matches('#')
+        )));
     }
     Ok(Some(match rule_id {
         "Expiration_EndUser_Assignment" => {

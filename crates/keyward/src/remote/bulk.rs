@@ -716,6 +716,11 @@ async fn resolve_role(graph: &Graph, lookups: &mut Lookups, key: &str) -> anyhow
     resolve_role_in(roles(graph, lookups).await?, key)
 }
 
+/// [`resolve_scope`] for a single command.
+pub async fn scope_id(graph: &Graph, scope: Option<&str>) -> anyhow::Result<String> {
+    resolve_scope(graph, &mut Lookups::default(), scope).await
+}
+
 /// `/`, `au:NAME`, `au:ID` or `/administrativeUnits/ID` as a directory scope id.
 async fn resolve_scope(graph: &Graph, lookups: &mut Lookups, scope: Option<&str>) -> anyhow::Result<String> {
     let scope = scope.map(str::trim).unwrap_or("/");

@@ -320,6 +320,63 @@ pub enum RolesCommand {
         keyward roles unassign --from-csv leavers.csv"
     )]
     Unassign(AssignArgs),
+    /// Your just-in-time roles: those you may activate, those active now, and your requests
+    /// waiting for approval.
+    #[command(after_help = "Example:\n  keyward roles mine")]
+    Mine {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Activate a role you are eligible for, for some hours, with a justification. Needs a
+    /// sign-in with MFA within the last 10 minutes (run `keyward login` again if refused).
+    #[command(
+        after_help = "Examples:\n  keyward roles activate \"Privileged Authentication Administrator\" --hours 2 \\\n    \
+        --justification \"INC-4711: caller lost their phone\"\n  \
+        keyward roles activate \"Helpdesk Administrator\" --scope au:Sales --hours 1 --justification \"rota\" --ticket CHG-12"
+    )]
+    Activate {
+        /// The role: its name or id.
+        role: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        justification: String,
+        /// For how many hours (1 to 24; the role's settings may allow fewer).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=24))]
+        hours: u32,
+        /// Where: / (the tenant, the default), au:NAME or au:ID.
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+        /// A ticket number, where the role's settings ask for one.
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Deactivate a role you activated, before it ends.
+    #[command(after_help = "Example:\n  keyward roles deactivate \"Privileged Authentication Administrator\"")]
+    Deactivate {
+        role: String,
+        #[arg(long, value_name = "SCOPE")]
+        scope: Option<String>,
+    },
+    /// Activations waiting for your approval.
+    #[command(after_help = "Example:\n  keyward roles pending")]
+    Pending {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Approve an activation waiting for you (its request id, from `keyward roles pending`).
+    #[command(after_help = "Example:\n  keyward roles approve 5f0c… --justification \"called the requester back\"")]
+    Approve {
+        request: String,
+        #[arg(long)]
+        justification: String,
+    },
+    /// Deny an activation waiting for you.
+    #[command(after_help = "Example:\n  keyward roles deny 5f0c… --justification \"no ticket for this\"")]
+    Deny {
+        request: String,
+        #[arg(long)]
+        justification: String,
+    },
 }
 
 /// Users for an MFA operation: arguments or a CSV.
@@ -920,7 +977,103 @@ pub async fn roles(server: Option<&str>, command: RolesCommand) -> anyhow::Resul
         }
         RolesCommand::Assign(args) => assign(&graph, Operation::AssignRole, args).await?,
         RolesCommand::Unassign(args) => assign(&graph, Operation::UnassignRole, args).await?,
+        RolesCommand::Mine { output: out } => mine(&graph, out.format()).await?,
+        RolesCommand::Activate { role, justification, hours, scope, ticket } => {
+            let mut body = self_request(&graph, "selfActivate", &role, scope.as_deref()).await?;
+            body["justification"] = json!(justification);
+            body["scheduleInfo"] = json!({"expiration": {"type": "afterDuration", "duration": format!("PT{hours}H")}});
+            if let Some(ticket) = ticket {
+                body["ticketInfo"] = json!({"ticketNumber": ticket});
+            }
+            let answer = graph.post("/v1.0/roleManagement/directory/roleAssignmentScheduleRequests", &body).await?;
+            if answer["status"] == "PendingApproval" {
+                output::print(&format!(
+                    "Requested: waiting for an approver (request {}).",
+                    output::cell(&answer["id"])
+                ));
+            } else {
+                output::print(&format!("Active for {hours} hour{}.", if hours == 1 { "" } else { "s" }));
+            }
+        }
+        RolesCommand::Deactivate { role, scope } => {
+            let mut body = self_request(&graph, "selfDeactivate", &role, scope.as_deref()).await?;
+            body["justification"] = json!("Deactivated with keyward roles deactivate");
+            graph.post("/v1.0/roleManagement/directory/roleAssignmentScheduleRequests", &body).await?;
+            output::print("Deactivated.");
+        }
+        RolesCommand::Pending { output: out } => {
+            let path =
+                "/v1.0/roleManagement/directory/roleAssignmentScheduleRequests/filterByCurrentUser(on='approver')";
+            let mut items = graph.list(path, None, false).await?;
+            name_roles(&graph, &mut items).await?;
+            output::show_objects(
+                &items,
+                &["id", "principalId", "roleDisplayName", "directoryScopeId", "justification", "createdDateTime"],
+                out.format(),
+            );
+        }
+        RolesCommand::Approve { request, justification } => review(&graph, &request, "Approve", &justification).await?,
+        RolesCommand::Deny { request, justification } => review(&graph, &request, "Deny", &justification).await?,
     }
+    Ok(())
+}
+
+/// A `selfActivate` or `selfDeactivate` request's body for the signed-in user.
+async fn self_request(graph: &Graph, action: &str, role: &str, scope: Option<&str>) -> anyhow::Result<Value> {
+    let me = graph.get("/v1.0/me?$select=id").await?;
+    let definitions = graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await?;
+    let (role_id, _) = bulk::resolve_role_in(&definitions, role)?;
+    let scope = bulk::scope_id(graph, scope).await?;
+    Ok(json!({"action": action, "principalId": me["id"], "roleDefinitionId": role_id, "directoryScopeId": scope}))
+}
+
+/// Adds `roleDisplayName` to items that carry a `roleDefinitionId`.
+async fn name_roles(graph: &Graph, items: &mut [Value]) -> anyhow::Result<()> {
+    let definitions = graph.list("/v1.0/roleManagement/directory/roleDefinitions", None, false).await?;
+    for item in items {
+        let name = definitions
+            .iter()
+            .find(|it| {
+                it["id"].as_str().zip(item["roleDefinitionId"].as_str()).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+            })
+            .map_or(Value::Null, |it| it["displayName"].clone());
+        item["roleDisplayName"] = name;
+    }
+    Ok(())
+}
+
+/// `keyward roles mine`: eligible, active and waiting, one table.
+async fn mine(graph: &Graph, format: Format) -> anyhow::Result<()> {
+    let base = "/v1.0/roleManagement/directory";
+    let mut rows = Vec::new();
+    for (path, state) in [
+        (format!("{base}/roleEligibilityScheduleInstances/filterByCurrentUser(on='principal')"), "eligible"),
+        (format!("{base}/roleAssignmentScheduleInstances/filterByCurrentUser(on='principal')"), "active"),
+    ] {
+        for mut item in graph.list(&path, None, false).await? {
+            item["state"] =
+                json!(if state == "active" && item["assignmentType"] == "Activated" { "activated" } else { state });
+            rows.push(item);
+        }
+    }
+    let requests = graph
+        .list(&format!("{base}/roleAssignmentScheduleRequests/filterByCurrentUser(on='principal')"), None, false)
+        .await?;
+    for mut item in requests.into_iter().filter(|it| it["status"] == "PendingApproval") {
+        item["state"] = json!("waiting for approval");
+        rows.push(item);
+    }
+    name_roles(graph, &mut rows).await?;
+    output::show_objects(&rows, &["roleDisplayName", "directoryScopeId", "state", "endDateTime"], format);
+    Ok(())
+}
+
+/// Approves or denies an activation waiting for the signed-in user.
+async fn review(graph: &Graph, request: &str, result: &str, justification: &str) -> anyhow::Result<()> {
+    let id = encode(request.trim());
+    let path = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{id}/steps/{id}");
+    graph.patch(&path, &json!({"reviewResult": result, "justification": justification})).await?;
+    output::print(if result == "Approve" { "Approved: the role is active for the requester." } else { "Denied." });
     Ok(())
 }
 

@@ -417,3 +417,114 @@ async fn login_over_https_with_the_servers_own_certificate() {
     assert!(me["roles"].to_string().contains("Privileged Authentication Administrator"), "{me}");
     assert_eq!(server.terminate(), Some(0));
 }
+
+/// Just-in-time roles from the command line: an eligible user (made so by the Global
+/// Administrator through Graph) logs in with MFA, lists their roles, activates one with a
+/// justification, uses it, and deactivates it; with approval required, the approver lists the
+/// waiting request and approves it with `keyward roles approve`.
+#[tokio::test]
+async fn just_in_time_roles_from_the_command_line() {
+    let scratch = Scratch::new();
+    let dir = scratch.0.as_path();
+    let server = Server::start(dir, "pim", |cmd| {
+        cmd.args(["--demo"])
+            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
+            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    });
+    let grace =
+        login(dir, &server, "admin", "grace.global@fabrikam.test", &demo_password(&server, "grace.global")).await;
+    assert!(grace.status.success(), "{}", text(&grace.stderr));
+    let credentials = dir.join("config/keyward/credentials.json");
+    let token = |name: &str| {
+        let cache: Value = serde_json::from_str(&std::fs::read_to_string(&credentials).expect("read")).expect("json");
+        cache["servers"][name]["access_token"].as_str().expect("token").to_owned()
+    };
+    let admin = token("admin");
+    let http = reqwest::Client::new();
+    let graph = |path: &str| server.url(&format!("/v1.0{path}"));
+    let lee: Value = http
+        .get(graph("/users/lee.gu@fabrikam.test"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let lee_id = lee["id"].as_str().expect("id").to_owned();
+    let helpdesk = "729827e3-9c14-49f7-bb1b-9608f156bbb8";
+    let made = http
+        .post(graph("/roleManagement/directory/roleEligibilityScheduleRequests"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"action": "adminAssign", "principalId": lee_id, "roleDefinitionId": helpdesk,
+            "directoryScopeId": "/", "justification": "rota", "scheduleInfo": {"expiration": {"type": "noExpiration"}}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(made.status().as_u16(), 201, "{}", made.text().await.unwrap_or_default());
+
+    // Lee logs in (with MFA: she is eligible for a privileged role) and activates the role.
+    let lee_login = login(dir, &server, "lee", "lee.gu@fabrikam.test", &demo_password(&server, "lee.gu")).await;
+    assert!(lee_login.status.success(), "{}", text(&lee_login.stderr));
+    let as_lee = |args: &[&str]| {
+        let mut all = vec!["--server", "lee"];
+        all.extend_from_slice(args);
+        run(dir, &all)
+    };
+    let mine = as_lee(&["roles", "mine", "--json"]);
+    assert!(mine.status.success(), "{}", text(&mine.stderr));
+    let listed = json_of(&mine).to_string();
+    assert!(listed.contains("Helpdesk Administrator") && listed.contains("eligible"), "{listed}");
+    let silent = as_lee(&["roles", "activate", "Helpdesk Administrator", "--justification", " "]);
+    assert_eq!(silent.status.code(), Some(1), "{}", text(&silent.stderr));
+    assert!(text(&silent.stderr).contains("JustificationRule"), "{}", text(&silent.stderr));
+    let too_long = as_lee(&["roles", "activate", "Helpdesk Administrator", "--hours", "25", "--justification", "x"]);
+    assert_eq!(too_long.status.code(), Some(2), "a usage error: {}", text(&too_long.stderr));
+    let on = as_lee(&["roles", "activate", "Helpdesk Administrator", "--hours", "2", "--justification", "INC-7"]);
+    assert!(on.status.success(), "{}", text(&on.stderr));
+    assert!(text(&on.stdout).contains("Active for 2 hours"), "{}", text(&on.stdout));
+    let mine = json_of(&as_lee(&["roles", "mine", "--json"])).to_string();
+    assert!(mine.contains("activated"), "{mine}");
+    let whoami = json_of(&as_lee(&["whoami", "--json"]));
+    assert!(whoami["roles"].to_string().contains("Helpdesk Administrator"), "{whoami}");
+    let off = as_lee(&["roles", "deactivate", "Helpdesk Administrator"]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    let whoami = json_of(&as_lee(&["whoami", "--json"]));
+    assert!(!whoami["roles"].to_string().contains("Helpdesk Administrator"), "{whoami}");
+
+    // With approval required (approver: Grace), the activation waits until Grace approves it.
+    let policies: Value = http
+        .get(graph(&format!("/policies/roleManagementPolicyAssignments?$filter=roleDefinitionId eq '{helpdesk}'")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let policy = policies["value"][0]["policyId"].as_str().expect("policy").to_owned();
+    let grace_id = json_of(&run(dir, &["--server", "admin", "whoami", "--json"]))["id"].clone();
+    let rule = http
+        .patch(graph(&format!("/policies/roleManagementPolicies/{policy}/rules/Approval_EndUser_Assignment")))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"setting": {"isApprovalRequired": true, "approvalStages": [{"primaryApprovers": [
+            {"@odata.type": "#microsoft.graph.singleUser", "userId": grace_id}]}]}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(rule.status().as_u16(), 200, "{}", rule.text().await.unwrap_or_default());
+    let asked = as_lee(&["roles", "activate", "Helpdesk Administrator", "--justification", "INC-8"]);
+    assert!(asked.status.success(), "{}", text(&asked.stderr));
+    assert!(text(&asked.stdout).contains("waiting for an approver"), "{}", text(&asked.stdout));
+    let pending = run(dir, &["--server", "admin", "roles", "pending", "--json"]);
+    assert!(pending.status.success(), "{}", text(&pending.stderr));
+    let waiting = json_of(&pending);
+    let request = waiting[0]["id"].as_str().expect("a waiting request").to_owned();
+    let own = as_lee(&["roles", "approve", &request, "--justification", "me"]);
+    assert_eq!(own.status.code(), Some(4), "refused: {}", text(&own.stderr));
+    let approved = run(dir, &["--server", "admin", "roles", "approve", &request, "--justification", "called back"]);
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+    let whoami = json_of(&as_lee(&["whoami", "--json"]));
+    assert!(whoami["roles"].to_string().contains("Helpdesk Administrator"), "{whoami}");
+    assert_eq!(server.terminate(), Some(0));
+}
