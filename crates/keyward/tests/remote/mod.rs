@@ -18,6 +18,15 @@ fn demo_password(server: &Server, alias: &str) -> String {
     line.split_whitespace().nth(1).expect("password").to_owned()
 }
 
+/// A server with the demo directory, named `name`.
+fn demo_server(dir: &Path, name: &str) -> Server {
+    Server::start(dir, name, |cmd| {
+        cmd.args(["--demo"])
+            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
+            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
+    })
+}
+
 /// The CLI with its own config directory.
 fn cli(dir: &Path) -> std::process::Command {
     let mut cmd = keyward(dir);
@@ -104,11 +113,7 @@ async fn login_at(
 async fn remote_administration_from_the_command_line() {
     let scratch = Scratch::new();
     let dir = scratch.0.as_path();
-    let server = Server::start(dir, "remote", |cmd| {
-        cmd.args(["--demo"])
-            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
-            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
-    });
+    let server = demo_server(dir, "remote");
 
     // Before logging in, every remote command says how to.
     let before = run(dir, &["whoami"]);
@@ -426,11 +431,7 @@ async fn login_over_https_with_the_servers_own_certificate() {
 async fn just_in_time_roles_from_the_command_line() {
     let scratch = Scratch::new();
     let dir = scratch.0.as_path();
-    let server = Server::start(dir, "pim", |cmd| {
-        cmd.args(["--demo"])
-            .env("KEYWARD_BOOTSTRAP_ADMIN_UPN", "root@fabrikam.test")
-            .env("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD", "Harbour-Lantern-92!");
-    });
+    let server = demo_server(dir, "pim");
     let grace =
         login(dir, &server, "admin", "grace.global@fabrikam.test", &demo_password(&server, "grace.global")).await;
     assert!(grace.status.success(), "{}", text(&grace.stderr));
