@@ -374,12 +374,12 @@ impl App {
         input: ScheduleRequestInput,
     ) -> Result<RoleScheduleRequest, AppError> {
         match input.action.as_str() {
-            "selfActivate" | "selfDeactivate" => self.self_request(caller, input).await,
+            "selfActivate" | "selfDeactivate" | "selfExtend" => self.self_request(caller, input).await,
             "adminAssign" | "adminRemove" | "adminUpdate" | "adminExtend" | "adminRenew" => {
                 self.admin_assignment_request(caller, input).await
             }
-            "selfExtend" | "selfRenew" => Err(AppError::BadRequest(
-                "Keyward does not extend activations: deactivate and activate the role again, or ask an administrator for adminExtend on a time-bound assignment."
+            "selfRenew" => Err(AppError::BadRequest(
+                "Keyward does not renew ended assignments: activate the role again (selfActivate), or ask an administrator for a new assignment."
                     .into(),
             )),
             other => Err(AppError::BadRequest(format!(
@@ -397,10 +397,10 @@ impl App {
         let user = caller.user().ok_or_else(|| {
             AppError::BadRequest(format!("{} is for a signed-in user: use a delegated token.", input.action))
         })?;
-        let activity = if input.action == "selfActivate" {
-            PimActivity::ActivationRequested
-        } else {
-            PimActivity::DeactivationRequested
+        let activity = match input.action.as_str() {
+            "selfActivate" => PimActivity::ActivationRequested,
+            "selfExtend" => PimActivity::MemberUpdateRequested,
+            _ => PimActivity::DeactivationRequested,
         };
         // A token for an application that may not manage roles cannot activate the user's.
         let refusal = match crate::require_scope(caller, actions::PIM_ASSIGNMENTS_WRITE, true) {
@@ -449,7 +449,16 @@ impl App {
             ));
             records.push(caller.succeeded(now, role_removed(&scope), targets));
         } else {
-            if let Some(it) = held.first() {
+            // selfExtend: a later end for the activation running now, decided as an activation.
+            let extending = input.action == "selfExtend";
+            let running = held.iter().find(|it| it.activated_using.is_some()).cloned();
+            if extending && running.is_none() {
+                return Err(rejected(
+                    "RoleAssignmentDoesNotExist",
+                    "You have no activation of this role at this scope to extend: activate it (selfActivate).",
+                ));
+            }
+            if let Some(it) = held.first().filter(|_| !extending) {
                 let until = it.end.map_or_else(|| "permanently".to_owned(), |end| format!("until {end}"));
                 return Err(rejected(
                     "RoleAssignmentExists",
@@ -504,8 +513,25 @@ impl App {
                     return Err(err);
                 }
             };
+            if extending && settings.approval_required {
+                return Err(AppError::BadRequest(
+                    "This role's activations need approval, so they are not extended: deactivate it and activate it again for an approver to decide."
+                        .into(),
+                ));
+            }
             if input.is_validation_only {
                 request.status = if settings.approval_required { "PendingApproval" } else { "Granted" }.into();
+                return Ok(request);
+            }
+            if let Some(running) = running.filter(|_| extending) {
+                // Never shorter than it was; never past the eligibility (the decision's window).
+                let end = window.end.max(running.end);
+                settle(&mut request, &running.id, "Provisioned", false);
+                tx.set_role_assignment_end(&caller.tenant.id, &running.id, end).await?;
+                records.push(self.pim_record(caller, PimActivity::MemberUpdateRequested, targets, &request));
+                request.completed = Some(now);
+                tx.insert_schedule_request(&request).await?;
+                commit_audited(tx, records).await?;
                 return Ok(request);
             }
             records.push(self.pim_record(caller, PimActivity::ActivationRequested, targets.clone(), &request));

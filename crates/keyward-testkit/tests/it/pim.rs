@@ -126,6 +126,19 @@ async fn pim_activation_story(backend: Backend) {
     assert_eq!(app.as_user(&mfa_token).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
     let twice = app.as_user(&mfa_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
     assert_graph_error(&twice, StatusCode::BAD_REQUEST, "RoleAssignmentExists");
+    // selfExtend: a later end for the running activation, within the role's settings.
+    let mut extend = activate(&desk_id, role, "PT9H");
+    extend["action"] = json!("selfExtend");
+    let refused = app.as_user(&mfa_token).post(ASSIGNMENT, &extend).await;
+    assert!(
+        refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("ExpirationRule")),
+        "{}",
+        refused.text
+    );
+    extend["scheduleInfo"]["expiration"]["duration"] = json!("PT1H");
+    let extended = app.as_user(&mfa_token).post(ASSIGNMENT, &extend).await;
+    assert_eq!(extended.status, StatusCode::CREATED, "{}", extended.text);
+    assert_eq!(records(&app, "Update member in PIM requested (extend)").await.len(), 1);
     let instances = app
         .as_user(&mfa_token)
         .get("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances/filterByCurrentUser(on='principal')")
@@ -152,7 +165,7 @@ async fn pim_activation_story(backend: Backend) {
         "{}",
         transitive.text
     );
-    let all = app.get(&format!("{ASSIGNMENT}?$filter=principalId eq '{desk_id}'")).await;
+    let all = app.get(&format!("{ASSIGNMENT}?$filter=principalId eq '{desk_id}' and action eq 'selfActivate'")).await;
     assert_eq!(all.body["value"].as_array().map(Vec::len), Some(1), "{}", all.text);
     let one = app.get(&format!("{ASSIGNMENT}/{request_id}?$expand=roleDefinition")).await;
     assert_eq!(one.body["roleDefinition"]["displayName"], "Privileged Authentication Administrator", "{}", one.text);
@@ -500,4 +513,93 @@ async fn pim_safety_rules(backend: Backend) {
     assert_eq!(eligible.status, StatusCode::CREATED, "{}", eligible.text);
 }
 
-keyward_testkit::on_both_backends!(pim_activation_story, pim_approval, pim_safety_rules);
+/// Eligibility at an administrative unit's scope, and through a role-assignable group.
+async fn pim_units_and_groups(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, _) = user(&app, "desk", None).await;
+    let (member, _) = user(&app, "member", None).await;
+    let (outsider, _) = user(&app, "outsider", None).await;
+    let unit = app.create_unit("Sales", false, &[&member]).await;
+    let scope = format!("/administrativeUnits/{unit}");
+    let auth_admin = roles::AUTHENTICATION_ADMINISTRATOR;
+    let at_unit = |principal: &str, role: &str, action: &str| {
+        json!({"action": action, "principalId": principal, "roleDefinitionId": role, "directoryScopeId": scope,
+               "justification": "Sales desk", "scheduleInfo": {"expiration": {"type": "afterDuration", "duration": "PT1H"}}})
+    };
+    // A role that cannot be scoped to a unit cannot be made eligible there.
+    let ga = app.post(ELIGIBILITY, &at_unit(&desk_id, roles::GLOBAL_ADMINISTRATOR, "adminAssign")).await;
+    assert_graph_error(&ga, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let made = app.post(ELIGIBILITY, &at_unit(&desk_id, auth_admin, "adminAssign")).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    // Activated at the tenant's scope it is refused: the eligibility is the unit's.
+    let mut tenant_wide = at_unit(&desk_id, auth_admin, "selfActivate");
+    tenant_wide["directoryScopeId"] = json!("/");
+    let refused = app.as_user(&desk).post(ASSIGNMENT, &tenant_wide).await;
+    assert!(
+        refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("EligibilityRule")),
+        "{}",
+        refused.text
+    );
+    let on = app.as_user(&desk).post(ASSIGNMENT, &at_unit(&desk_id, auth_admin, "selfActivate")).await;
+    assert_eq!(on.status, StatusCode::CREATED, "{}", on.text);
+    let reset = |id: &str| {
+        format!("/v1.0/users/{id}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword")
+    };
+    let body = json!({"newPassword": "Another-harbour-Lantern-93!"});
+    let done = app.as_user(&desk).post(&reset(&member), &body).await;
+    assert_eq!(done.status, StatusCode::ACCEPTED, "{}", done.text);
+    assert_eq!(app.as_user(&desk).post(&reset(&outsider), &body).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        records(&app, "Add scoped member to role").await.len(),
+        1,
+        "Core Directory's record names the unit scope"
+    );
+
+    // A role-assignable group made eligible: its members activate for themselves; leaving the
+    // group ends the activation at once, and rejoining does not bring it back.
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Tier 1 desk", "mailEnabled": false, "mailNickname": "tier1",
+            "securityEnabled": true, "isAssignableToRole": true}),
+        )
+        .await;
+    let group_id = group.body["id"].as_str().expect("group").to_owned();
+    let (joiner, _) = user(&app, "joiner", None).await;
+    let reference = json!({"@odata.id": format!("{}/v1.0/directoryObjects/{joiner}", app.base_url)});
+    let members = format!("/v1.0/groups/{group_id}/members");
+    assert_eq!(app.post(&format!("{members}/$ref"), &reference).await.status, StatusCode::NO_CONTENT);
+    let pra = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+    let eligible = app.post(ELIGIBILITY, &make_eligible(&group_id, pra, json!({"type": "noExpiration"}))).await;
+    assert_eq!(eligible.status, StatusCode::CREATED, "{}", eligible.text);
+    let joiner_token = token_with_mfa(&app, &format!("joiner@{DOMAIN}")).await;
+    let mine = app
+        .as_user(&joiner_token)
+        .get("/v1.0/roleManagement/directory/roleEligibilitySchedules/filterByCurrentUser(on='principal')")
+        .await;
+    assert_eq!(mine.body["value"][0]["memberType"], "Group", "{}", mine.text);
+    let on = app.as_user(&joiner_token).post(ASSIGNMENT, &activate(&joiner, pra, "PT1H")).await;
+    assert_eq!(on.status, StatusCode::CREATED, "{}", on.text);
+    assert_eq!(app.as_user(&joiner_token).action(&reregister(&outsider)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&format!("{members}/{joiner}/$ref")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&joiner_token).action(&reregister(&outsider)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.post(&format!("{members}/$ref"), &reference).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.as_user(&joiner_token).action(&reregister(&outsider)).await.status,
+        StatusCode::FORBIDDEN,
+        "rejoining does not bring the activation back"
+    );
+    // A group that is not role-assignable cannot be made eligible.
+    let plain = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Plain", "mailEnabled": false, "mailNickname": "plain", "securityEnabled": true}),
+        )
+        .await;
+    let plain_id = plain.body["id"].as_str().expect("group");
+    let refused = app.post(ELIGIBILITY, &make_eligible(plain_id, pra, json!({"type": "noExpiration"}))).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+}
+
+keyward_testkit::on_both_backends!(pim_activation_story, pim_approval, pim_safety_rules, pim_units_and_groups);
