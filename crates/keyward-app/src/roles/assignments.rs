@@ -254,7 +254,19 @@ impl App {
     ) -> Result<(), AppError> {
         let filter = AssignmentFilter { principal_id: Some(vec![id.clone()]), ..AssignmentFilter::default() };
         let assignments = tx.list_role_assignments(&caller.tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
-        self.record_cascaded_removals(tx, caller, Some(principal), &assignments).await?;
+        self.record_cascaded_removals(tx, caller, Some(principal.clone()), &assignments).await?;
+        // Its eligibilities end with it too (`delete_role_assignments_of` removes them), each recorded.
+        let now = self.now();
+        for eligibility in tx.list_eligibilities(&caller.tenant.id, Some(id)).await? {
+            let mut targets = Vec::new();
+            if let Some(role) = self.find_role(tx, caller, &eligibility.role_definition_id).await? {
+                targets.push(role.target()?);
+            }
+            targets.push(principal.clone());
+            let activity =
+                keyward_core::audit::PimActivity::EligibleRemoveCompleted { permanent: eligibility.end.is_none() };
+            tx.insert_audit(&caller.succeeded(now, Activity::Pim(activity), targets)).await?;
+        }
         tx.delete_memberships_of(id).await?;
         tx.delete_role_assignments_of(id).await?;
         Ok(())

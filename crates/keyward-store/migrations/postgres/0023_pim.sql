@@ -8,6 +8,7 @@ ALTER TABLE role_assignments ADD COLUMN start_at TEXT;
 ALTER TABLE role_assignments ADD COLUMN end_at TEXT;
 ALTER TABLE role_assignments ADD COLUMN activated_using TEXT;
 CREATE INDEX role_assignments_ending ON role_assignments(tenant_id, end_at);
+CREATE INDEX role_assignments_activated ON role_assignments(tenant_id) WHERE activated_using IS NOT NULL;
 
 -- Eligibilities: who may activate which role at which scope, and for when.
 CREATE TABLE role_eligibilities (

@@ -197,15 +197,17 @@ macro_rules! impl_pim_store {
             ) -> Result<Vec<RoleAssignment>, StoreError> {
                 // Ended by time, or an activation whose eligibility no longer holds (the negation
                 // of `current_assignment!` for rows that have started).
+                // Two halves, each served by its own index (an `OR` would read every row).
                 let rows = sqlx::query(concat!(
                     "SELECT ",
                     assignment_columns!(),
-                    " FROM role_assignments WHERE tenant_id = $1 AND (end_at <= $2 OR (activated_using ",
-                    "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM role_eligibilities e WHERE e.id = ",
-                    "role_assignments.activated_using AND (e.end_at IS NULL OR e.end_at > $2) AND ",
-                    "(e.principal_id = role_assignments.principal_id OR e.principal_id IN (SELECT ",
-                    "gm.group_id FROM group_members gm WHERE gm.member_id = role_assignments.principal_id))))) ",
-                    "ORDER BY id"
+                    " FROM role_assignments WHERE tenant_id = $1 AND end_at <= $2 UNION SELECT ",
+                    assignment_columns!(),
+                    " FROM role_assignments WHERE tenant_id = $1 AND activated_using IS NOT NULL AND NOT ",
+                    "EXISTS (SELECT 1 FROM role_eligibilities e WHERE e.id = role_assignments.activated_using ",
+                    "AND (e.end_at IS NULL OR e.end_at > $2) AND (e.principal_id = role_assignments.principal_id ",
+                    "OR e.principal_id IN (SELECT gm.group_id FROM group_members gm WHERE gm.member_id = ",
+                    "role_assignments.principal_id))) ORDER BY id"
                 ))
                 .bind(tenant.as_str())
                 .bind(&self.1)

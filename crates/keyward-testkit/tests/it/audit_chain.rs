@@ -835,6 +835,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         raw.exec(&format!("DROP TABLE {table}")).await;
     }
     raw.exec("DROP INDEX role_assignments_ending").await;
+    raw.exec("DROP INDEX role_assignments_activated").await;
     for column in ["start_at", "end_at", "activated_using"] {
         raw.exec(&format!("ALTER TABLE role_assignments DROP COLUMN {column}")).await;
     }

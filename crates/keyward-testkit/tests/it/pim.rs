@@ -511,6 +511,10 @@ async fn pim_safety_rules(backend: Backend) {
     let custom_id = custom.body["id"].as_str().expect("id");
     let eligible = app.post(ELIGIBILITY, &make_eligible(&temp_id, custom_id, json!({"type": "noExpiration"}))).await;
     assert_eq!(eligible.status, StatusCode::CREATED, "{}", eligible.text);
+    // Deleting an eligible user ends the eligibility, recorded.
+    assert_eq!(app.delete(&format!("/v1.0/users/{temp_id}")).await.status, StatusCode::NO_CONTENT);
+    let ended = records(&app, "Remove eligible member from role in PIM completed (permanent)").await;
+    assert!(ended.iter().any(|it| it["targetResources"].to_string().contains(&temp_id)), "{ended:?}");
 }
 
 /// Eligibility at an administrative unit's scope, and through a role-assignable group.
