@@ -90,8 +90,11 @@ impl App {
         };
         let mut tx = self.read().await?;
         let actor = load_user_actor(&mut *tx, &tenant, &user).await?;
-        // Someone eligible for a role comes in too, to activate it on the My roles page.
-        let is_eligible = actor.roles.is_empty() && !tx.list_eligibilities_for(&tenant.id, &user.id).await?.is_empty();
+        // Someone eligible for a role comes in too, to activate it on the My roles page, and a
+        // role's named approver, to decide there.
+        let is_eligible = actor.roles.is_empty()
+            && (!tx.list_eligibilities_for(&tenant.id, &user.id).await?.is_empty()
+                || tx.list_role_settings(&tenant.id).await?.iter().any(|(_, it, ..)| it.approvers.contains(&user.id)));
         drop(tx);
         if actor.roles.is_empty() && !is_eligible {
             return Ok(PortalAccess::NotAnAdministrator(tenant.id));

@@ -308,7 +308,15 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
     // conditional-access policies (Graph wants Policy.* for those).
     let is_policy = resource == "conditionalAccessPolicies"
         || resource == "organization" && verb.starts_with("strongAuthentication");
-    if has(directory) && !is_security_info && !is_policy && resource != "auditLogs" && resource != "signInReports" {
+    // Nor just-in-time roles, which Graph gives only to its role-management permissions.
+    let is_pim = matches!(resource, "roleAssignmentSchedules" | "roleEligibilitySchedules" | "roleManagementPolicies");
+    if has(directory)
+        && !is_security_info
+        && !is_policy
+        && !is_pim
+        && resource != "auditLogs"
+        && resource != "signInReports"
+    {
         return true;
     }
     match (resource, is_read) {
@@ -459,6 +467,7 @@ mod tests {
         let eligibility = "microsoft.directory/roleEligibilitySchedules/allProperties/read";
         assert!(scope_permits(&scp("RoleEligibilitySchedule.Read.Directory"), eligibility, false));
         assert!(!scope_permits(&scp("RoleAssignmentSchedule.Read.Directory"), eligibility, false));
+        assert!(!scope_permits(&scp("Directory.ReadWrite.All"), activate, true), "Graph's PIM wants its own");
         // PIM's own permissions do not assign roles outside PIM.
         let assign = "microsoft.directory/roleAssignments/allProperties/allTasks";
         assert!(!scope_permits(&scp("RoleAssignmentSchedule.ReadWrite.Directory"), assign, false));

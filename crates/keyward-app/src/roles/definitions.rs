@@ -190,6 +190,8 @@ impl App {
         };
         let filter =
             AssignmentFilter { role_definition_id: Some(vec![role.id.to_string()]), ..AssignmentFilter::default() };
+        // Held against a concurrent assignment or eligibility of this role.
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let role_id = role.id.to_string();
         let scheduled = tx.list_role_assignment_schedules(&caller.tenant.id, None).await?;
         if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty()

@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime};
 use crate::audited::audit_id;
 use crate::directory::{object_target, resolve_object};
 use crate::facts::{RoleChange, check_global_administrator_change};
-use crate::{App, AppError, Caller, commit_audited, new_id, require};
+use crate::{App, AppError, Caller, commit_audited, new_id};
 use keyward_core::audit::{Activity, AuditContext, AuditRecord, Initiator, PimActivity, TargetResource};
 use keyward_core::authz::{Scope, Target, actions};
 use keyward_core::directory::{DirectoryObject, Review, Tenant, canonical_scope};
@@ -486,8 +486,16 @@ impl App {
                 .await?
                 .into_iter()
                 .filter(|it| same_role(&it.role_definition_id, &role.id()) && it.directory_scope_id == scope)
+                // An extension stays on the eligibility the activation was made from.
+                .filter(|it| {
+                    !extending
+                        || running.as_ref().and_then(|run| run.activated_using.as_deref()) == Some(it.id.as_str())
+                })
                 .collect();
             let windows: Vec<Window> = eligibilities.iter().map(RoleEligibility::window).collect();
+            // An extension runs from now: a later start would let the window leave the role's
+            // longest activation behind while the running activation stretched to its end.
+            let schedule = if extending { ScheduleInfo { start: None, ..input.schedule } } else { input.schedule };
             let mfa_at =
                 caller.authentication.as_ref().filter(|(_, amr)| amr.iter().any(|it| it == "mfa")).map(|(at, _)| *at);
             let proof = ActivationProof {
@@ -495,14 +503,14 @@ impl App {
                 has_ticket: input.ticket_number.as_deref().is_some_and(|it| !it.trim().is_empty()),
                 mfa_at,
             };
-            let (window, index) = match pim::decide_activation(&settings, &windows, &input.schedule, &proof, now) {
+            let (window, index) = match pim::decide_activation(&settings, &windows, &schedule, &proof, now) {
                 Ok(decided) => decided,
                 Err(rules) => {
                     let err = policy_failed(&rules);
                     if !input.is_validation_only {
                         let mut record = caller.audit(now).failure(
                             audit_id(&caller.meta.correlation_id),
-                            Activity::Pim(PimActivity::ActivationRequested),
+                            Activity::Pim(activity),
                             targets,
                             &err.to_string(),
                         );
@@ -514,10 +522,14 @@ impl App {
                 }
             };
             if extending && settings.approval_required {
-                return Err(AppError::BadRequest(
-                    "This role's activations need approval, so they are not extended: deactivate it and activate it again for an approver to decide."
+                let err = AppError::Forbidden {
+                    rule: "pim-extension-needs-approval",
+                    message: "This role's activations need approval, so they are not extended: deactivate it and \
+                              activate it again for an approver to decide."
                         .into(),
-                ));
+                };
+                drop(tx);
+                return Err(self.refused(None, caller, Activity::Pim(activity), targets, err).await);
             }
             if input.is_validation_only {
                 request.status = if settings.approval_required { "PendingApproval" } else { "Granted" }.into();
@@ -703,7 +715,8 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let is_own = request.created_by == *caller.id();
-        if !is_own && require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant).is_err() {
+        let write = scope_actions(kind).1;
+        if !is_own && crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant).is_err() {
             return Err(AppError::NotFound(id.to_owned()));
         }
         if request.status != "PendingApproval" || has_expired(&request, now) {
@@ -870,7 +883,8 @@ impl App {
         }
         let settings = self.settings_of(tx, &caller.tenant.id, &request.role_definition_id).await?;
         Ok(if settings.approvers.is_empty() {
-            require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant).is_ok()
+            let write = actions::PIM_ASSIGNMENTS_WRITE;
+            crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant).is_ok()
         } else {
             settings.approvers.contains(caller.id())
         })

@@ -12,9 +12,11 @@ use crate::sql::{Arg, Sql};
 /// Privileged roles are the core's `PRIVILEGED_ADMIN_ROLES` (GUIDs, so safe to inline).
 pub(super) fn registration_source() -> &'static str {
     static SOURCE: LazyLock<String> = LazyLock::new(|| {
+        // Holding a role, or being eligible for one (protected as its holder), counts.
         let holds = concat!(
-            "EXISTS (SELECT 1 FROM role_assignments r WHERE (r.principal_id = u.id OR r.principal_id IN ",
-            "(SELECT g.group_id FROM group_members g WHERE g.member_id = u.id))"
+            "EXISTS (SELECT 1 FROM (SELECT principal_id, role_definition_id FROM role_assignments UNION ALL ",
+            "SELECT principal_id, role_definition_id FROM role_eligibilities) r WHERE (r.principal_id = u.id OR ",
+            "r.principal_id IN (SELECT g.group_id FROM group_members g WHERE g.member_id = u.id))"
         );
         let privileged = PRIVILEGED_ADMIN_ROLES.map(|it| format!("'{it}'")).join(", ");
         format!(
@@ -56,11 +58,19 @@ pub(super) static PRIVILEGED_ADMIN_SET: LazyLock<String> = LazyLock::new(|| {
 });
 
 fn role_holders(condition: &str) -> String {
-    format!(
-        "SELECT r.principal_id FROM role_assignments r WHERE r.tenant_id = $1{condition} \
-         UNION SELECT g.member_id FROM role_assignments r JOIN group_members g ON g.group_id = r.principal_id \
-         WHERE r.tenant_id = $1{condition}"
-    )
+    // Holders, and those eligible (protected as holders: see `facts::user_facts`).
+    let mut res = String::new();
+    for table in ["role_assignments", "role_eligibilities"] {
+        if !res.is_empty() {
+            res.push_str(" UNION ");
+        }
+        res.push_str(&format!(
+            "SELECT r.principal_id FROM {table} r WHERE r.tenant_id = $1{condition} \
+             UNION SELECT g.member_id FROM {table} r JOIN group_members g ON g.group_id = r.principal_id \
+             WHERE r.tenant_id = $1{condition}"
+        ));
+    }
+    res
 }
 
 /// The sums every count statement selects, in order, over rows `d` with a 0/1 column per method

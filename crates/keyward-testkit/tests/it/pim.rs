@@ -138,7 +138,9 @@ async fn pim_activation_story(backend: Backend) {
     extend["scheduleInfo"]["expiration"]["duration"] = json!("PT1H");
     let extended = app.as_user(&mfa_token).post(ASSIGNMENT, &extend).await;
     assert_eq!(extended.status, StatusCode::CREATED, "{}", extended.text);
-    assert_eq!(records(&app, "Update member in PIM requested (extend)").await.len(), 1);
+    let extensions = records(&app, "Update member in PIM requested (extend)").await;
+    let results: Vec<&str> = extensions.iter().filter_map(|it| it["result"].as_str()).collect();
+    assert_eq!(results, ["success", "failure"], "the refused extension is recorded too: {extensions:?}");
     let instances = app
         .as_user(&mfa_token)
         .get("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances/filterByCurrentUser(on='principal')")
@@ -585,6 +587,25 @@ async fn pim_units_and_groups(backend: Backend) {
     assert_eq!(mine.body["value"][0]["memberType"], "Group", "{}", mine.text);
     let on = app.as_user(&joiner_token).post(ASSIGNMENT, &activate(&joiner, pra, "PT1H")).await;
     assert_eq!(on.status, StatusCode::CREATED, "{}", on.text);
+    // An extension starts now, whatever start it names: it cannot stretch the activation past
+    // the role's longest one (8 hours) to a window far away.
+    let mut stretch = activate(&joiner, pra, "PT8H");
+    stretch["action"] = json!("selfExtend");
+    stretch["scheduleInfo"]["startDateTime"] = json!("8999-01-01T00:00:00Z");
+    let stretched = app.as_user(&joiner_token).post(ASSIGNMENT, &stretch).await;
+    assert_eq!(stretched.status, StatusCode::CREATED, "{}", stretched.text);
+    let instance = app
+        .as_user(&joiner_token)
+        .get("/v1.0/roleManagement/directory/roleAssignmentScheduleInstances/filterByCurrentUser(on='principal')")
+        .await;
+    let at = |key: &str| {
+        time::OffsetDateTime::parse(
+            instance.body["value"][0][key].as_str().expect("time"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("time")
+    };
+    assert_eq!(at("endDateTime") - at("startDateTime"), time::Duration::hours(8), "{}", instance.text);
     assert_eq!(app.as_user(&joiner_token).action(&reregister(&outsider)).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.delete(&format!("{members}/{joiner}/$ref")).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.as_user(&joiner_token).action(&reregister(&outsider)).await.status, StatusCode::FORBIDDEN);

@@ -90,7 +90,8 @@ async fn page(
     notice: Option<&'static str>,
 ) -> Result<MyRolesPage, AppError> {
     let app = &state.app;
-    let roles = app.list_role_definitions(caller).await?;
+    // A guest may not read role definitions: the page then names roles by id.
+    let roles = app.list_role_definitions(caller).await.unwrap_or_default();
     let role_name = |id: &str| {
         roles
             .iter()
@@ -132,7 +133,7 @@ async fn page(
             scope: it.directory_scope_id,
         })
         .collect();
-    eligible.sort_by(|a, b| a.role.cmp(&b.role));
+    eligible.sort_by(|a, b| (&a.role, &a.scope).cmp(&(&b.role, &b.scope)));
     eligible.dedup_by(|a, b| a.role_id == b.role_id && a.scope == b.scope);
     let waiting = |it: keyward_core::directory::RoleScheduleRequest, requester: String| Waiting {
         role: role_name(&it.role_definition_id),
