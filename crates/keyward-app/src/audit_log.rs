@@ -238,11 +238,9 @@ impl App {
     /// is aborted.
     pub fn spawn_audit_retention(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
+        crate::spawn_every(every, move || {
+            let app = app.clone();
+            async move {
                 if let Err(err) = app.apply_audit_retention().await {
                     tracing::error!(error = %err, "audit retention failed; it retries at the next run");
                 }

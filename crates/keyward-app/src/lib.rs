@@ -309,6 +309,23 @@ impl App {
     }
 }
 
+/// Runs `work` now and then every `every` (a late run delays the next), on a task of its own,
+/// until the returned handle is aborted: the server's maintenance loops.
+pub(crate) fn spawn_every<F, Fut>(every: std::time::Duration, mut work: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            work().await;
+        }
+    })
+}
+
 /// Asks the core whether the caller may do `action` to `target`; refuses with the rule otherwise.
 /// A delegated token must carry a permission that covers the action, and the user's roles must
 /// allow it on the target.

@@ -830,28 +830,6 @@ pub struct RoleAssignment {
 }
 
 impl RoleAssignment {
-    /// A permanent assignment, counting from `created`.
-    pub fn permanent(
-        id: String,
-        tenant_id: ObjectId,
-        principal_id: ObjectId,
-        role_definition_id: String,
-        directory_scope_id: String,
-        created: OffsetDateTime,
-    ) -> RoleAssignment {
-        RoleAssignment {
-            id,
-            tenant_id,
-            principal_id,
-            role_definition_id,
-            directory_scope_id,
-            created,
-            start: None,
-            end: None,
-            activated_using: None,
-        }
-    }
-
     /// When it counts.
     pub fn window(&self) -> crate::pim::Window {
         crate::pim::Window { start: self.start.unwrap_or(self.created), end: self.end }

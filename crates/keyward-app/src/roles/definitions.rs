@@ -20,10 +20,7 @@ impl App {
         caller: &Caller,
         id: &str,
     ) -> Result<Option<RoleDef>, AppError> {
-        if let Some(role) = authz::built_in_role(id) {
-            return Ok(Some(RoleDef::BuiltIn(role)));
-        }
-        Ok(tx.get_custom_role(&caller.tenant.id, id).await?.map(RoleDef::Custom))
+        super::role_in(tx, &caller.tenant.id, id).await
     }
 
     /// `GET /roleManagement/directory/roleDefinitions`: built-in roles, then custom roles.

@@ -72,6 +72,14 @@ impl RoleDef {
     }
 }
 
+/// A role definition of `tenant` by id or template id: built-in first, then custom roles.
+async fn role_in(tx: &mut dyn keyward_store::Tx, tenant: &ObjectId, id: &str) -> Result<Option<RoleDef>, AppError> {
+    if let Some(role) = keyward_core::authz::built_in_role(id) {
+        return Ok(Some(RoleDef::BuiltIn(role)));
+    }
+    Ok(tx.get_custom_role(tenant, id).await?.map(RoleDef::Custom))
+}
+
 /// A page of role assignments or administrative units, and the `$skiptoken` of the next page.
 #[derive(Debug, Clone)]
 pub struct ItemPage<T> {

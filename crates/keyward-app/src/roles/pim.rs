@@ -331,7 +331,9 @@ impl App {
                 }
                 _ => {
                     tx.delete_role_assignment(&caller.tenant.id, &activation.id).await?;
-                    let targets = self.assignment_targets(tx, &caller.tenant, &activation).await?;
+                    let targets = self
+                        .role_targets(tx, &caller.tenant, &activation.role_definition_id, &activation.principal_id)
+                        .await?;
                     records.push(caller.succeeded(
                         self.now(),
                         Activity::Pim(PimActivity::MemberRemoveCompleted { permanent: false }),
@@ -345,21 +347,20 @@ impl App {
         Ok(records)
     }
 
-    async fn assignment_targets(
+    /// The audit targets of a role held, asked for or ended by a principal: the role and the
+    /// principal, each if it still exists.
+    async fn role_targets(
         &self,
         tx: &mut dyn Tx,
         tenant: &Tenant,
-        it: &RoleAssignment,
+        role_definition_id: &str,
+        principal_id: &ObjectId,
     ) -> Result<Vec<TargetResource>, AppError> {
         let mut targets = Vec::new();
-        let role = match keyward_core::authz::built_in_role(&it.role_definition_id) {
-            Some(role) => Some(RoleDef::BuiltIn(role)),
-            None => tx.get_custom_role(&tenant.id, &it.role_definition_id).await?.map(RoleDef::Custom),
-        };
-        if let Some(role) = role {
+        if let Some(role) = super::role_in(tx, &tenant.id, role_definition_id).await? {
             targets.push(role.target()?);
         }
-        if let Ok(principal) = resolve_object(tx, tenant, it.principal_id.as_str()).await {
+        if let Ok(principal) = resolve_object(tx, tenant, principal_id.as_str()).await {
             targets.push(object_target(&principal));
         }
         Ok(targets)
@@ -740,15 +741,7 @@ impl App {
         caller: &Caller,
         request: &RoleScheduleRequest,
     ) -> Result<Vec<TargetResource>, AppError> {
-        let as_assignment = RoleAssignment::permanent(
-            String::new(),
-            caller.tenant.id.clone(),
-            request.principal_id.clone(),
-            request.role_definition_id.clone(),
-            request.directory_scope_id.clone(),
-            request.created,
-        );
-        self.assignment_targets(tx, &caller.tenant, &as_assignment).await
+        self.role_targets(tx, &caller.tenant, &request.role_definition_id, &request.principal_id).await
     }
 
     /// `GET …/roleAssignmentScheduleRequests` and `…/roleEligibilityScheduleRequests`, newest
@@ -1111,11 +1104,9 @@ impl App {
     /// when nobody makes a PIM request.
     pub fn spawn_pim_upkeep(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
+        crate::spawn_every(every, move || {
+            let app = app.clone();
+            async move {
                 match app.end_lapsed_roles().await {
                     Ok(0) => (),
                     Ok(n) => tracing::info!(records = n, "recorded ended role activations and eligibilities"),
@@ -1145,7 +1136,7 @@ impl App {
             records.push(it);
         };
         for it in tx.take_ended_role_assignments(&tenant.id).await? {
-            let targets = self.assignment_targets(tx, tenant, &it).await?;
+            let targets = self.role_targets(tx, tenant, &it.role_definition_id, &it.principal_id).await?;
             let activity = if it.activated_using.is_some() {
                 PimActivity::ActivationExpired
             } else {
@@ -1156,15 +1147,7 @@ impl App {
             record(role_removed(&it.directory_scope_id), targets, details);
         }
         for it in tx.take_ended_eligibilities(&tenant.id).await? {
-            let as_assignment = RoleAssignment::permanent(
-                it.id.clone(),
-                tenant.id.clone(),
-                it.principal_id.clone(),
-                it.role_definition_id.clone(),
-                it.directory_scope_id.clone(),
-                it.created,
-            );
-            let targets = self.assignment_targets(tx, tenant, &as_assignment).await?;
+            let targets = self.role_targets(tx, tenant, &it.role_definition_id, &it.principal_id).await?;
             record(
                 Activity::Pim(PimActivity::EligibleRemoveCompleted { permanent: false }),
                 targets,
@@ -1181,15 +1164,7 @@ impl App {
                     Err(keyward_store::StoreError::NotFound) => continue,
                     Err(err) => return Err(err.into()),
                 }
-                let as_assignment = RoleAssignment::permanent(
-                    String::new(),
-                    tenant.id.clone(),
-                    it.principal_id.clone(),
-                    it.role_definition_id.clone(),
-                    it.directory_scope_id.clone(),
-                    it.created,
-                );
-                let targets = self.assignment_targets(tx, tenant, &as_assignment).await?;
+                let targets = self.role_targets(tx, tenant, &it.role_definition_id, &it.principal_id).await?;
                 record(Activity::Pim(PimActivity::RequestExpired), targets, request_details(&it));
             }
         }

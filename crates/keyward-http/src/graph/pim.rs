@@ -3,6 +3,7 @@
 //! schedules and instances, `filterByCurrentUser`, and the activation approvals (beta).
 //! The role settings (`/policies/roleManagementPolicies`) are in `role_policies`.
 
+use super::role_assignments::parse_expand;
 use super::role_definitions::role_definition;
 use super::{Body, Query, allow_only, bad, shape, unsupported};
 use crate::context::{GraphCtx, collection, entity};
@@ -173,24 +174,6 @@ fn matches(item: &Value, filter: &[(String, Vec<String>)]) -> bool {
         let value = item[property.as_str()].as_str().unwrap_or_default();
         values.iter().any(|it| it.eq_ignore_ascii_case(value))
     })
-}
-
-fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>, kind: &str) -> Result<Vec<&'a str>, GraphError> {
-    let mut res = Vec::new();
-    for it in raw.unwrap_or_default().split(',').map(str::trim).filter(|it| !it.is_empty()) {
-        match it {
-            "principal" | "roleDefinition" => res.push(it),
-            other => {
-                return Err(bad(
-                    ctx,
-                    format!(
-                        "Could not find a property named '{other}' on type 'microsoft.graph.{kind}' that can be expanded."
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(res)
 }
 
 async fn expand(ctx: &GraphCtx, mut value: Value, expand: &[&str]) -> Result<Value, GraphError> {

@@ -97,7 +97,9 @@ async fn expand_assignment(ctx: &GraphCtx, it: &RoleAssignment, expand: &[&str])
     Ok(value)
 }
 
-fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>) -> Result<Vec<&'a str>, GraphError> {
+/// `$expand` of a role assignment or a PIM schedule or request (`kind`, Graph's type name):
+/// `principal`, `roleDefinition`.
+pub(super) fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>, kind: &str) -> Result<Vec<&'a str>, GraphError> {
     let mut res = Vec::new();
     for it in raw.unwrap_or_default().split(',').map(str::trim).filter(|it| !it.is_empty()) {
         match it {
@@ -106,7 +108,7 @@ fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>) -> Result<Vec<&'a str>
                 return Err(bad(
                     ctx,
                     format!(
-                        "Could not find a property named '{other}' on type 'microsoft.graph.unifiedRoleAssignment' that can be expanded."
+                        "Could not find a property named '{other}' on type 'microsoft.graph.{kind}' that can be expanded."
                     ),
                 ));
             }
@@ -119,7 +121,7 @@ fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>) -> Result<Vec<&'a str>
 async fn list_role_assignments(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$filter", "$expand", "$top", "$skiptoken"])?;
     let filter = assignment_filter(&ctx, query.raw.filter.as_deref())?;
-    let expand = parse_expand(&ctx, query.raw.expand.as_deref())?;
+    let expand = parse_expand(&ctx, query.raw.expand.as_deref(), "unifiedRoleAssignment")?;
     let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
     let page = ctx.state.app.list_role_assignments(&ctx.caller, &filter, top, query.raw.skiptoken.as_deref()).await?;
     let mut items = Vec::with_capacity(page.items.len());
@@ -137,7 +139,7 @@ async fn get_role_assignment(
     Query(query, _): Query,
 ) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$expand"])?;
-    let expand = parse_expand(&ctx, query.raw.expand.as_deref())?;
+    let expand = parse_expand(&ctx, query.raw.expand.as_deref(), "unifiedRoleAssignment")?;
     let it = ctx.state.app.get_role_assignment(&ctx.caller, &id).await?;
     let value = expand_assignment(&ctx, &it, &expand).await?;
     Ok(entity(

@@ -53,14 +53,7 @@ struct MyRolesPage {
     to_decide: Vec<Waiting>,
 }
 
-fn shown(at: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    at.format(&format).unwrap_or_default()
-}
-
-fn until(end: Option<time::OffsetDateTime>) -> String {
-    end.map_or_else(|| "Permanent".to_owned(), shown)
-}
+use super::roles::shown_time as shown;
 
 /// `GET /{tenant}/admin/my-roles`.
 pub(in crate::pages) async fn my_roles(
@@ -98,25 +91,22 @@ async fn page(
             .find(|it| it.id().eq_ignore_ascii_case(id))
             .map_or_else(|| id.to_owned(), |it| it.display_name().to_owned())
     };
-    let mut units = vec![("/".to_owned(), "Directory".to_owned())];
-    if let Ok(page) = app.list_units(caller, 100, None).await {
-        units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
-    }
-    let scope_name = |scope: &str| super::roles::scope_name(scope, &units);
+    let units = super::roles::scopes(state, caller).await;
+    let held = |role_id: String, scope: String, end: Option<time::OffsetDateTime>, is_activated: bool| Held {
+        role: role_name(&role_id),
+        scope_name: super::roles::scope_name(&scope, &units),
+        ends: end.map_or_else(|| "Permanent".to_owned(), shown),
+        is_activated,
+        role_id,
+        scope,
+    };
     let now = app.now();
     let mut active: Vec<Held> = app
         .list_assignment_schedules(caller, true)
         .await?
         .into_iter()
         .filter(|it| it.window().holds_at(now))
-        .map(|it| Held {
-            role: role_name(&it.role_definition_id),
-            scope_name: scope_name(&it.directory_scope_id),
-            ends: until(it.end),
-            is_activated: it.activated_using.is_some(),
-            role_id: it.role_definition_id,
-            scope: it.directory_scope_id,
-        })
+        .map(|it| held(it.role_definition_id, it.directory_scope_id, it.end, it.activated_using.is_some()))
         .collect();
     active.sort_by(|a, b| a.role.cmp(&b.role));
     let mut eligible: Vec<Held> = app
@@ -124,20 +114,13 @@ async fn page(
         .await?
         .into_iter()
         .filter(|it| it.window().holds_at(now))
-        .map(|it| Held {
-            role: role_name(&it.role_definition_id),
-            scope_name: scope_name(&it.directory_scope_id),
-            ends: until(it.end),
-            is_activated: false,
-            role_id: it.role_definition_id,
-            scope: it.directory_scope_id,
-        })
+        .map(|it| held(it.role_definition_id, it.directory_scope_id, it.end, false))
         .collect();
     eligible.sort_by(|a, b| (&a.role, &a.scope).cmp(&(&b.role, &b.scope)));
     eligible.dedup_by(|a, b| a.role_id == b.role_id && a.scope == b.scope);
     let waiting = |it: keyward_core::directory::RoleScheduleRequest, requester: String| Waiting {
         role: role_name(&it.role_definition_id),
-        scope_name: scope_name(&it.directory_scope_id),
+        scope_name: super::roles::scope_name(&it.directory_scope_id, &units),
         requester,
         justification: it.justification.unwrap_or_default(),
         duration: match it.schedule.expiration {

@@ -126,6 +126,16 @@ async fn principal_name(state: &AppState, caller: &Caller, id: &str) -> String {
     }
 }
 
+/// The scopes a role may be held at, with their names: `/` and the administrative units the
+/// caller may list (the first 100).
+pub(super) async fn scopes(state: &AppState, caller: &Caller) -> Vec<(String, String)> {
+    let mut units = vec![("/".to_owned(), "Directory".to_owned())];
+    if let Ok(page) = state.app.list_units(caller, 100, None).await {
+        units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
+    }
+    units
+}
+
 /// A time as the portal's role pages show it.
 pub(super) fn shown_time(at: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -160,10 +170,7 @@ async fn role_page(
         Ok(it) => it,
         Err(err) => return failure(err),
     };
-    let mut units = vec![("/".to_owned(), "Directory".to_owned())];
-    if let Ok(page) = state.app.list_units(caller, 100, None).await {
-        units.extend(page.items.iter().map(|it| (format!("/administrativeUnits/{}", it.id), it.display_name.clone())));
-    }
+    let units = scopes(state, caller).await;
     let filter = AssignmentFilter { role_definition_id: Some(vec![role.id()]), ..AssignmentFilter::default() };
     let listed = state.app.list_role_assignments_with_principals(caller, &filter, ASSIGNMENT_ROWS, skiptoken).await;
     let (assignments, next) = match listed {
