@@ -627,4 +627,64 @@ async fn pim_units_and_groups(backend: Backend) {
     assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
 }
 
-keyward_testkit::on_both_backends!(pim_activation_story, pim_approval, pim_safety_rules, pim_units_and_groups);
+/// Concurrent requests: two activations at once give one role and one refusal; an approval and
+/// the requester's cancel at once give one outcome, and what holds matches it.
+async fn pim_concurrent_requests(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, _) = user(&app, "desk", None).await;
+    let (approver_id, _) = user(&app, "approver", None).await;
+    let (target, _) = user(&app, "caller", None).await;
+    let role = roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR;
+    let made = app.post(ELIGIBILITY, &make_eligible(&desk_id, role, json!({"type": "noExpiration"}))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let body = activate(&desk_id, role, "PT1H");
+    let as_desk = app.as_user(&desk);
+    let (first, second) = tokio::join!(as_desk.post(ASSIGNMENT, &body), as_desk.post(ASSIGNMENT, &body));
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 400], "{} / {}", first.text, second.text);
+    let mut off = body.clone();
+    off["action"] = json!("selfDeactivate");
+    assert_eq!(app.as_user(&desk).post(ASSIGNMENT, &off).await.status, StatusCode::CREATED);
+
+    let policies =
+        app.get(&format!("/v1.0/policies/roleManagementPolicyAssignments?$filter=roleDefinitionId eq '{role}'")).await;
+    let policy = policies.body["value"][0]["policyId"].as_str().expect("policy").to_owned();
+    let rule = app
+        .patch(
+            &format!("/v1.0/policies/roleManagementPolicies/{policy}/rules/Approval_EndUser_Assignment"),
+            &json!({"setting": {"isApprovalRequired": true, "approvalStages": [{"primaryApprovers": [
+                {"@odata.type": "#microsoft.graph.singleUser", "userId": approver_id}]}]}}),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::OK, "{}", rule.text);
+    let approver = app.token_for(&format!("approver@{DOMAIN}")).await;
+    let pending = app.as_user(&desk).post(ASSIGNMENT, &body).await;
+    let id = pending.body["id"].as_str().expect("request").to_owned();
+    let step = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{id}/steps/{id}");
+    let decision = json!({"reviewResult": "Approve", "justification": "checked"});
+    let (as_approver, cancel) = (app.as_user(&approver), format!("{ASSIGNMENT}/{id}/cancel"));
+    let (approved, canceled) = tokio::join!(as_approver.patch(&step, &decision), as_desk.action(&cancel));
+    let holds = app.as_user(&desk).action(&reregister(&target)).await.status == StatusCode::NO_CONTENT;
+    let status = app.as_user(&desk).get(&format!("{ASSIGNMENT}/{id}")).await.body["status"].clone();
+    match (approved.status, canceled.status) {
+        (StatusCode::NO_CONTENT, other) => {
+            assert_ne!(other, StatusCode::NO_CONTENT, "both succeeded");
+            assert!(holds && status == "Provisioned", "approved: {status}");
+        }
+        (other, StatusCode::NO_CONTENT) => {
+            assert_ne!(other, StatusCode::NO_CONTENT);
+            assert!(!holds && status == "Canceled", "canceled: {status}");
+        }
+        (a, b) => panic!("neither succeeded: {a} {b}: {} {}", approved.text, canceled.text),
+    }
+}
+
+keyward_testkit::on_both_backends!(
+    pim_activation_story,
+    pim_approval,
+    pim_safety_rules,
+    pim_units_and_groups,
+    pim_concurrent_requests,
+);
