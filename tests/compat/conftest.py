@@ -30,7 +30,8 @@ from keyward_harness import (
 
 
 @pytest.fixture(scope="module")
-def keyward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeywardServer]:
+def keyward(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeywardServer]:
+    """A server for the test module; a module's `KEYWARD_ENV` dict adds to its environment."""
     binary = resolve_binary()
     work = tmp_path_factory.mktemp("keyward")
     data_dir = work / "data"
@@ -42,6 +43,7 @@ def keyward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeywardServer]
     env = dict(os.environ)
     env["KEYWARD_BOOTSTRAP_ADMIN_UPN"] = ADMIN_UPN
     env["KEYWARD_BOOTSTRAP_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    env.update(getattr(request.module, "KEYWARD_ENV", {}))
 
     server = KeywardServer(
         binary=binary,

@@ -189,6 +189,8 @@ def check(responses: list[tuple[str, str, int, str]]) -> Report:
             continue  # a primitive value (`Edm.Boolean` of an action)
         if context.split("$metadata#", 1)[-1].lower().startswith("collection(edm."):
             continue  # primitive values (the ids `getMemberGroups` answers)
+        if context.split("$metadata#", 1)[-1].startswith("keyward/"):
+            continue  # Keyward's own extensions (/beta/keyward/…), which no SDK models
         entry = _named_type(context) if path == "collection" else ENTITY_TYPES.get(path or "") or _named_type(context)
         if entry is None:
             report.problems.append(f"{method} {url}: no model known for @odata.context '{path}'")

@@ -24,6 +24,9 @@ EXTENSIONS = {
     ("*", "patch", "/policies/keywardsigninpolicy"),
     ("*", "get", "/policies/keywardservicedeskpolicy"),
     ("*", "patch", "/policies/keywardservicedeskpolicy"),
+    # The notification outbox (docs/guide/notifications.md).
+    ("beta", "get", "/keyward/notifications"),
+    ("beta", "get", "/keyward/notifications/{}"),
     # resetPassword also under passwordMethods, where the password method lives.
     ("*", "post", "/users/{}/authentication/passwordmethods/{}/resetpassword"),
     # Beta's transitive role assignments, also under v1.0.

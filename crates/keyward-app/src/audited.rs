@@ -7,17 +7,25 @@ use keyward_store::Tx;
 
 use crate::{App, AppError, Caller, require};
 
-/// The tail of every audited change: its audit records go into the change's own transaction, and
-/// the two commit together (or neither does).
+/// The tail of every audited change: its audit records and the notifications they call for go
+/// into the change's own transaction, and all of it commits together (or none of it does).
 pub(crate) async fn commit_audited(
     mut tx: Box<dyn Tx>,
     records: impl IntoIterator<Item = AuditRecord>,
 ) -> Result<(), AppError> {
-    for record in records {
-        tx.insert_audit(&record).await?;
-    }
+    let records: Vec<AuditRecord> = records.into_iter().collect();
+    record_all(&mut *tx, &records).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Writes the audit records of one change and the notifications they call for
+/// (`notifications::stage`), in the caller's transaction.
+pub(crate) async fn record_all(tx: &mut dyn Tx, records: &[AuditRecord]) -> Result<(), AppError> {
+    for record in records {
+        tx.insert_audit(record).await?;
+    }
+    crate::notifications::stage(tx, records).await
 }
 
 /// A fresh audit record id in Entra's `Directory_<correlation>_<random>` form.
@@ -54,11 +62,14 @@ impl App {
         err: AppError,
     ) -> AppError {
         drop(tx);
-        let AppError::Forbidden { message, .. } = &err else { return err };
-        let record =
-            caller.audit(self.now()).failure(audit_id(&caller.meta.correlation_id), activity, targets, message);
+        let AppError::Forbidden { message, rule } = &err else { return err };
+        let now = self.now();
+        let record = caller.audit(now).failure(audit_id(&caller.meta.correlation_id), activity, targets, message);
         let written = async {
-            let tx = self.write().await?;
+            let mut tx = self.write().await?;
+            if *rule == keyward_core::agent_limits::RULE {
+                self.alert_agent_limit(&mut *tx, caller, message, now).await?;
+            }
             commit_audited(tx, [record]).await?;
             Ok::<(), AppError>(())
         };

@@ -20,6 +20,7 @@ mod facts;
 pub mod keys;
 mod limits;
 mod methods_policy;
+mod notifications;
 mod oidc;
 mod passkeys;
 pub mod password;
@@ -53,6 +54,7 @@ pub use crate::error::AppError;
 pub use crate::keys::{KeyRing, PublicJwk};
 pub use crate::limits::{Limits, Surface};
 pub use crate::methods_policy::{Policies, PolicyObject};
+pub use crate::notifications::{Delivered, NotificationPage, Reported, SmtpRelay};
 pub use crate::oidc::{
     AuthorizeOutcome, AuthorizeRequest, ClientAuth, DeviceAuthorization, OAuthError, ResponseMode, TokenResponse,
     url_encode,
@@ -70,6 +72,7 @@ pub use crate::signin::{
 pub use crate::signin_admin::SignInPage as SignInLogPage;
 pub use crate::tokens::AccessClaims;
 pub use keyward_core::signin::Stage;
+pub use keyward_store::OutboxMessage;
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]

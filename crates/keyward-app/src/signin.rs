@@ -1204,7 +1204,7 @@ impl App {
             vec![TargetResource::user(user)],
         );
         record.result_reason = reason.to_owned();
-        tx.insert_audit(&record).await?;
+        crate::audited::record_all(tx, std::slice::from_ref(&record)).await?;
         if old != state.per_user_mfa {
             let change = PropertyChange {
                 name: "StrongAuthenticationRequirement".into(),

@@ -311,7 +311,7 @@ impl App {
                 activity,
                 vec![TargetResource::user(&user)],
             );
-            tx.insert_audit(&record).await?;
+            crate::audited::record_all(&mut *tx, std::slice::from_ref(&record)).await?;
         }
         let change = PropertyChange {
             name: "StrongAuthenticationRequirement".into(),

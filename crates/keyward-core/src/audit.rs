@@ -83,6 +83,9 @@ pub enum Activity {
     UserDeletedSecurityInfo,
     /// `User updated security info` (Authentication Methods).
     UserUpdatedSecurityInfo,
+    /// `User reported suspicious activity` (Authentication Methods): the user used a
+    /// notification's "This wasn't me" link.
+    UserReportedSuspiciousActivity,
     /// `Consent to application` (ApplicationManagement): a user or administrator consented.
     ConsentToApplication,
     /// `Add delegated permission grant` (ApplicationManagement): a grant created or extended.
@@ -295,6 +298,7 @@ impl Activity {
             Activity::ResetPasswordByAdmin => "Reset password (by admin)",
             Activity::UserDeletedSecurityInfo => "User deleted security info",
             Activity::UserUpdatedSecurityInfo => "User updated security info",
+            Activity::UserReportedSuspiciousActivity => "User reported suspicious activity",
             Activity::ConsentToApplication => "Consent to application",
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
@@ -322,6 +326,7 @@ impl Activity {
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
+            | Activity::UserReportedSuspiciousActivity
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned
             | Activity::AddPasskeyDeviceBound
@@ -370,6 +375,7 @@ impl Activity {
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
+            | Activity::UserReportedSuspiciousActivity
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned => "Authentication Methods",
             Activity::AddPasskeyDeviceBound | Activity::DeletePasskeyDeviceBound => "Device Registration Service",
@@ -417,9 +423,10 @@ impl Activity {
                 "Add"
             }
             Activity::AdminDeletedSecurityInfo | Activity::UserDeletedSecurityInfo => "Delete",
-            Activity::ResetPasswordByAdmin | Activity::AdminUpdatedSecurityInfo | Activity::UserUpdatedSecurityInfo => {
-                "Update"
-            }
+            Activity::ResetPasswordByAdmin
+            | Activity::AdminUpdatedSecurityInfo
+            | Activity::UserUpdatedSecurityInfo
+            | Activity::UserReportedSuspiciousActivity => "Update",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup | Activity::HardDeleteGroup => {

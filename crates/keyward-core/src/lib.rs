@@ -18,6 +18,7 @@ pub mod directory;
 pub mod ids;
 pub mod json;
 pub mod methods_policy;
+pub mod notify;
 pub mod oauth;
 pub mod odata;
 pub mod password;

@@ -416,6 +416,16 @@ fn schemas() -> Value {
             "policy": reference("RoleManagementPolicy"),
         }},
         "RoleManagementPolicyAssignmentCollection": collection("RoleManagementPolicyAssignment"),
+        "KeywardNotification": {"type": "object", "properties": {
+            "id": string, "kind": {"type": "string", "enum": ["securityInfoChanged", "suspiciousActivityReported", "agentLimitReached"]},
+            "userId": string, "recipient": {"type": ["string", "null"]}, "subject": string, "body": string,
+            "correlationId": string, "createdDateTime": string,
+            "state": {"type": "string", "enum": ["pending", "sent", "failed", "noAddress"]},
+            "attempts": {"type": "integer"}, "nextAttemptDateTime": {"type": ["string", "null"]},
+            "lastError": {"type": ["string", "null"]}, "sentDateTime": {"type": ["string", "null"]},
+            "reportedDateTime": {"type": ["string", "null"]},
+        }},
+        "KeywardNotificationCollection": collection("KeywardNotification"),
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), pim) {
         all.extend(more);

@@ -107,6 +107,7 @@ pub trait Tx:
     + ServicePrincipalStore
     + RoleStore
     + PimStore
+    + OutboxStore
     + CredentialStore
     + KeyStore
     + AuditStore
@@ -404,6 +405,66 @@ pub trait ServicePrincipalStore: Send {
         limit: usize,
     ) -> Result<Vec<ServicePrincipal>, StoreError>;
     async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+}
+
+/// A message in the notification outbox (`keyward_core::notify`). Its "This wasn't me" link is
+/// kept only as a hash, set when the message is sent, and never read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// A UUID v7: messages sort by it as they were written.
+    pub id: String,
+    pub tenant_id: ObjectId,
+    /// `keyward_core::notify::Kind`'s name.
+    pub kind: String,
+    /// The user the message is about.
+    pub user_id: ObjectId,
+    /// The address it goes to; `None`: the user has none.
+    pub recipient: Option<String>,
+    pub subject: String,
+    /// Plain text, with `keyward_core::notify::LINK_PLACEHOLDER` where the link goes.
+    pub body: String,
+    pub correlation_id: String,
+    pub created_at: OffsetDateTime,
+    /// `keyward_core::notify::State`'s name.
+    pub state: String,
+    pub attempts: i64,
+    /// When the sender may try it (again); `None` once it is no longer pending.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<OffsetDateTime>,
+    /// When its "This wasn't me" link was used.
+    pub reported_at: Option<OffsetDateTime>,
+}
+
+/// The notification outbox.
+#[async_trait]
+pub trait OutboxStore: Send {
+    async fn insert_message(&mut self, message: &OutboxMessage) -> Result<(), StoreError>;
+    /// A tenant's messages, newest first (by id), in `state` when given, with ids below `before`.
+    async fn list_messages(
+        &mut self,
+        tenant: &ObjectId,
+        state: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    async fn get_message(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
+    /// Up to `limit` pending messages due at `now` that no node holds, of every tenant, now held
+    /// by this transaction's node for `keyward_core::notify::LEASE` (PostgreSQL skips rows
+    /// another node is claiming).
+    async fn claim_messages(&mut self, now: OffsetDateTime, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Keeps the SHA-256 of the message's "This wasn't me" token.
+    async fn set_message_link(&mut self, id: &str, hash: &[u8]) -> Result<(), StoreError>;
+    /// Writes a message's delivery state (state, attempts, next attempt, error, sent time) and
+    /// releases its lease.
+    async fn finish_message(&mut self, message: &OutboxMessage) -> Result<(), StoreError>;
+    /// Marks the message whose link hashes to `hash` as reported, once: `None` when no sent
+    /// message within the link's lifetime has it, or its link was used.
+    async fn spend_message_link(
+        &mut self,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<OutboxMessage>, StoreError>;
 }
 
 /// Just-in-time roles: eligibilities, the requests on schedules, and each role's settings.

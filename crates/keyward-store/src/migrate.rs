@@ -97,6 +97,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0022_agent_limits.sql"),
     },
     Migration { version: 23, name: "0023_pim.sql", sql: include_str!("../migrations/sqlite/0023_pim.sql") },
+    Migration {
+        version: 24,
+        name: "0024_notifications.sql",
+        sql: include_str!("../migrations/sqlite/0024_notifications.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -192,6 +197,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0022_agent_limits.sql"),
     },
     Migration { version: 23, name: "0023_pim.sql", sql: include_str!("../migrations/postgres/0023_pim.sql") },
+    Migration {
+        version: 24,
+        name: "0024_notifications.sql",
+        sql: include_str!("../migrations/postgres/0024_notifications.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

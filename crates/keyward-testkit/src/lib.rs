@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod smtp;
 
 /// The public client `keyward-cli`'s code flow as the tests run it: a fixed PKCE pair and
 /// redirect address, and the authorization request for a scope.

@@ -32,7 +32,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (creates the tenant and its first Global Administrator on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Sign in to a Keyward server (device code: open the address shown and enter the code).
     Login(remote::LoginArgs),
     /// Sign out of a server (or all) and revoke the session at the server.
@@ -275,6 +275,24 @@ struct ServeArgs {
     /// one, and only then while the methods policy enforces attestation (isAttestationEnforced).
     #[arg(long, env = "KEYWARD_FIDO_ROOTS", value_name = "PEM")]
     fido_roots: Option<PathBuf>,
+    /// The SMTP relay that sends notifications (a user's security info changed, "This wasn't me"
+    /// reports, agents at their limit): smtps://[user:password@]host[:465] for TLS,
+    /// smtp://[user:password@]host:587?tls=required for STARTTLS, smtp://host:25 (no TLS) only
+    /// for a relay on this host. Without it, notifications wait in the outbox
+    /// (GET /beta/keyward/notifications) and are sent once a relay is set.
+    #[arg(long, env = "KEYWARD_SMTP_URL", value_name = "URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of notifications (default: Keyward <no-reply@the public URL's host>).
+    #[arg(long, env = "KEYWARD_SMTP_FROM", value_name = "ADDRESS")]
+    smtp_from: Option<String>,
+    /// A PEM root certificate the relay's TLS certificate may chain to, besides the public
+    /// roots (a relay with a private CA).
+    #[arg(long, env = "KEYWARD_SMTP_CA_FILE", value_name = "PEM")]
+    smtp_ca_file: Option<PathBuf>,
+    /// Seconds between the sender's looks at the outbox.
+    #[arg(long, env = "KEYWARD_SMTP_POLL_SECONDS", value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    smtp_poll_seconds: u64,
     /// Passwords that may wait for the hasher; more are answered 503 with Retry-After.
     #[arg(long, env = "KEYWARD_HASH_QUEUE_LIMIT", value_name = "N", default_value_t = 64)]
     hash_queue_limit: usize,
@@ -332,7 +350,7 @@ pub fn main() -> ExitCode {
     let server = server.as_deref();
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Login(args) => remote::login(args).await,
             Command::Logout { all } => remote::logout(server, all).await,
             Command::Whoami { output } => remote::whoami(server, &output).await,
@@ -549,6 +567,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         tracing::info!(roots = config.fido_attestation_roots.len(), "FIDO attestation roots loaded");
     }
+    let relay = smtp_relay(&args, &public_url)?;
     let app = open_app_with(&args.store, config).await?;
     let outcome = app
         .bootstrap(BootstrapRequest {
@@ -615,15 +634,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
     let pim = app.spawn_pim_upkeep(PIM_UPKEEP_EVERY);
+    let sender = relay.map(|relay| app.spawn_notification_sender(relay, Duration::from_secs(args.smtp_poll_seconds)));
     let router = keyward_http::router(app);
     let mut config = keyward_http::ServeConfig::new(listener, tls);
     config.header_read_timeout = Duration::from_secs(args.header_read_timeout);
     keyward_http::serve(router, config, shutdown).await?;
     retention.abort();
     pim.abort();
+    if let Some(sender) = sender {
+        sender.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The SMTP relay from `--smtp-url`, `--smtp-from` and `--smtp-ca-file`, if one is set.
+fn smtp_relay(args: &ServeArgs, public_url: &str) -> anyhow::Result<Option<keyward_app::SmtpRelay>> {
+    let Some(url) = &args.smtp_url else { return Ok(None) };
+    let host = public_url.split_once("://").map_or(public_url, |it| it.1);
+    let host = host.split(['/', ':']).next().unwrap_or("localhost");
+    let from = args.smtp_from.clone().unwrap_or_else(|| format!("Keyward <no-reply@{host}>"));
+    let ca =
+        match &args.smtp_ca_file {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("cannot read the relay's CA certificate {} (--smtp-ca-file)", path.display())
+            })?),
+            None => None,
+        };
+    let relay = keyward_app::SmtpRelay::new(url, &from, ca.as_deref())
+        .map_err(|err| anyhow::anyhow!("{err} (--smtp-url, --smtp-from, --smtp-ca-file)"))?;
+    tracing::info!(from = %from, "notifications are sent through the SMTP relay");
+    Ok(Some(relay))
 }
 
 /// Registers the shutdown signals now (so a SIGTERM during start-up is not lost) and returns the

@@ -15,6 +15,7 @@ mod directory_objects;
 mod directory_roles;
 mod groups;
 mod methods_policy;
+mod notifications;
 mod organization;
 pub(crate) mod passkeys;
 mod permission_grants;
@@ -400,7 +401,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 25] = [
+const RESOURCES: [fn(Api) -> Api; 26] = [
     users::routes,
     relationships::routes,
     delta::routes,
@@ -425,6 +426,7 @@ const RESOURCES: [fn(Api) -> Api; 25] = [
     directory_audits::routes,
     sign_ins::routes,
     reports::routes,
+    notifications::routes,
     batch::routes,
 ];
 

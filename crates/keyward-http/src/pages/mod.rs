@@ -3,6 +3,7 @@
 //! (cookies, security headers, the layout).
 
 mod portal;
+mod report;
 mod signin;
 
 use askama::Template;
@@ -162,6 +163,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/keyward.js", get(script))
         .route("/assets/passkey.js", get(passkey_script))
         .route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
+        .route("/{tenant}/report-activity", get(report::page).post(report::submit))
         .route("/{tenant}/admin", get(portal::home))
         .route("/{tenant}/admin/users", get(portal::users))
         .route("/{tenant}/admin/users/new", get(portal::new_user).post(portal::create_user))

@@ -21,6 +21,8 @@ mod reports;
 #[macro_use]
 mod roles;
 #[macro_use]
+mod outbox;
+#[macro_use]
 mod pim;
 #[macro_use]
 mod signin;
@@ -85,7 +87,7 @@ use crate::{
     BrowserSession, Fido2Method, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, WebauthnChallenge,
     sign_in_json,
 };
-use crate::{RegistrationRow, ReportStore};
+use crate::{OutboxMessage, OutboxStore, RegistrationRow, ReportStore};
 
 fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
     raw.as_deref().map(parse_ts).transpose()
@@ -839,6 +841,7 @@ mod sqlite_impl {
     impl_deleted_rows!(SqliteTx, sqlx::Sqlite);
     impl_role_stores!(SqliteTx, sqlx::Sqlite);
     impl_pim_store!(SqliteTx, sqlx::Sqlite);
+    impl_outbox_store!(SqliteTx, sqlx::Sqlite);
     impl_credential_store!(SqliteTx, sqlx::Sqlite);
     impl_key_store!(SqliteTx, sqlx::Sqlite);
     impl_audit_store!(SqliteTx, sqlx::Sqlite);
@@ -897,6 +900,7 @@ mod postgres_impl {
     impl_deleted_rows!(PostgresTx, sqlx::Postgres);
     impl_role_stores!(PostgresTx, sqlx::Postgres);
     impl_pim_store!(PostgresTx, sqlx::Postgres);
+    impl_outbox_store!(PostgresTx, sqlx::Postgres);
     impl_credential_store!(PostgresTx, sqlx::Postgres);
     impl_key_store!(PostgresTx, sqlx::Postgres);
     impl_audit_store!(PostgresTx, sqlx::Postgres);

@@ -5,6 +5,7 @@ mod audit;
 mod audit_chain;
 mod directory;
 mod methods;
+mod notifications;
 mod oidc;
 mod passkeys;
 mod pim;
