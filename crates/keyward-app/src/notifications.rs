@@ -24,8 +24,8 @@ use time::OffsetDateTime;
 use crate::audited::{audit_id, commit_audited};
 use crate::{App, AppError, Caller, RequestMeta, require};
 
-/// How many messages one round of the sender claims.
-const ROUND: usize = 20;
+/// How many messages one round of the sender sends at most.
+const ROUND: usize = 50;
 
 /// The roles whose holders are told about reports and agents at their limit.
 const ALERTED_ROLES: [&str; 2] =
@@ -40,15 +40,28 @@ pub(crate) async fn stage(tx: &mut dyn Tx, records: &[AuditRecord]) -> Result<()
         let Some(tenant) = tx.get_tenant(&notice.tenant_id).await? else { continue };
         let message =
             notify::security_message(&tenant.display_name, &user.display_name, &user.user_principal_name, &notice);
-        let recipient = user.mail.clone();
-        insert(tx, &tenant, Kind::SecurityInfoChanged, &user, recipient, message, &notice.correlation_id, notice.at)
-            .await?;
+        // The old address too when the change replaced it: an agent who first points the user's
+        // mail at themselves does not silence the warning.
+        let mut recipients: Vec<String> = user.mail.iter().cloned().collect();
+        if let Some(old) = notice.previous_mail.filter(|old| !recipients.iter().any(|it| it.eq_ignore_ascii_case(old)))
+        {
+            recipients.push(old);
+        }
+        if recipients.is_empty() {
+            let message = message.clone();
+            insert(tx, &tenant, Kind::SecurityInfoChanged, &user, None, message, &notice.correlation_id, notice.at)
+                .await?;
+        }
+        for recipient in recipients {
+            let (kind, message) = (Kind::SecurityInfoChanged, message.clone());
+            insert(tx, &tenant, kind, &user, Some(recipient), message, &notice.correlation_id, notice.at).await?;
+        }
     }
     Ok(())
 }
 
 /// Writes `message` to each Global Administrator and Privileged Authentication Administrator of
-/// the tenant (assigned to them directly, tenant-wide) that has a mail address.
+/// the tenant (assigned to them directly, tenant-wide) that has a mail address; how many.
 pub(crate) async fn stage_for_administrators(
     tx: &mut dyn Tx,
     tenant: &Tenant,
@@ -56,7 +69,7 @@ pub(crate) async fn stage_for_administrators(
     message: &Message,
     correlation_id: &str,
     at: OffsetDateTime,
-) -> Result<(), AppError> {
+) -> Result<usize, AppError> {
     tx.set_now(at);
     let filter = AssignmentFilter {
         role_definition_id: Some(ALERTED_ROLES.iter().map(|it| (*it).to_owned()).collect()),
@@ -65,6 +78,7 @@ pub(crate) async fn stage_for_administrators(
     };
     let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
     let mut told: Vec<ObjectId> = Vec::new();
+    let mut sent = 0;
     for assignment in assignments {
         if told.contains(&assignment.principal_id) {
             continue;
@@ -73,8 +87,12 @@ pub(crate) async fn stage_for_administrators(
         let Some(admin) = tx.get_user(&tenant.id, &assignment.principal_id).await? else { continue };
         let Some(address) = admin.mail.clone().filter(|_| admin.account_enabled) else { continue };
         insert(tx, tenant, kind, &admin, Some(address), message.clone(), correlation_id, at).await?;
+        sent += 1;
     }
-    Ok(())
+    if sent == 0 {
+        tracing::warn!(tenant = %tenant.id, kind = kind.as_str(), "no administrator with a mail address to tell");
+    }
+    Ok(sent)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,6 +151,13 @@ impl SmtpRelay {
     pub fn new(url: &str, from: &str, ca_pem: Option<&[u8]>) -> Result<SmtpRelay, String> {
         let from: Mailbox =
             from.parse().map_err(|err| format!("KEYWARD_SMTP_FROM '{from}' is not an address: {err}"))?;
+        let authority = url.split_once("://").map_or("", |it| it.1).split(['/', '?']).next().unwrap_or_default();
+        let encrypted = url.starts_with("smtps://") || url.contains("tls=required");
+        if authority.contains('@') && !encrypted {
+            return Err("KEYWARD_SMTP_URL gives a password without TLS: use smtps:// or add ?tls=required, so the \
+                        password is never sent in the clear"
+                .into());
+        }
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|err| {
                 format!("KEYWARD_SMTP_URL is not an SMTP URL (smtps://host or smtp://host:587?tls=required): {err}")
@@ -160,8 +185,9 @@ impl SmtpRelay {
         Ok(SmtpRelay { transport: builder.build(), from })
     }
 
-    /// Sends one message; `Err` with whether trying again is pointless (the relay refused it
-    /// for good) and what went wrong.
+    /// Sends one message; `Err` with whether trying again is pointless (the address is not one)
+    /// and what went wrong. The relay's refusals are tried again until the message is given up:
+    /// a `5xx` on authentication or a quota is the relay's fault, not the message's.
     async fn send(&self, message: &OutboxMessage, to: &str, body: String) -> Result<(), (bool, String)> {
         let to: Mailbox = to.parse().map_err(|err| (true, format!("'{to}' is not a mail address: {err}")))?;
         let email = lettre::Message::builder()
@@ -174,7 +200,7 @@ impl SmtpRelay {
             .map_err(|err| (true, format!("the message could not be built: {err}")))?;
         match self.transport.send(email).await {
             Ok(_) => Ok(()),
-            Err(err) => Err((err.is_permanent(), relay_error(&err))),
+            Err(err) => Err((false, relay_error(&err))),
         }
     }
 }
@@ -211,8 +237,8 @@ pub struct Delivered {
 /// The outcome of a "This wasn't me" link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reported {
-    /// Done: the user's name, for the page.
-    Done { display_name: String },
+    /// Done: the user's name, and how many administrators are told.
+    Done { display_name: String, administrators_told: usize },
     /// The link is unknown, used, or expired.
     Unusable,
 }
@@ -249,27 +275,23 @@ impl App {
         tx.get_message(&caller.tenant.id, id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))
     }
 
-    /// One round of the sender: claims the due messages, sends each through `relay`, and records
-    /// the outcome.
+    /// One round of the sender: takes the due messages one at a time (each under a lease of its
+    /// own, longer than one send can take), sends each through `relay`, and records the outcome.
     pub async fn deliver_notifications(&self, relay: &SmtpRelay) -> Result<Delivered, AppError> {
-        let now = self.now();
-        let mut tx = self.write().await?;
-        let claimed = tx.claim_messages(now, ROUND).await?;
-        let mut links = Vec::with_capacity(claimed.len());
-        for message in &claimed {
+        let mut res = Delivered::default();
+        for _ in 0..ROUND {
+            let lease = uuid::Uuid::new_v4().to_string();
+            let mut tx = self.write().await?;
+            let Some(mut message) = tx.claim_messages(self.now(), &lease, 1).await?.pop() else { break };
             // A fresh token for each attempt: only the latest one sent works.
             let link = if message.kind == Kind::SecurityInfoChanged.as_str() {
                 let token = crate::random_token()?;
-                tx.set_message_link(&message.id, &crate::sha256(token.as_bytes())).await?;
+                tx.set_message_link(&message.id, &lease, &crate::sha256(token.as_bytes())).await?;
                 Some(format!("{}/{}/report-activity?token={token}", self.config().public_url, message.tenant_id))
             } else {
                 None
             };
-            links.push(link);
-        }
-        tx.commit().await?;
-        let mut res = Delivered::default();
-        for (mut message, link) in claimed.into_iter().zip(links) {
+            tx.commit().await?;
             let body = match &link {
                 Some(link) => message.body.replace(notify::LINK_PLACEHOLDER, link),
                 None => message.body.clone(),
@@ -300,9 +322,21 @@ impl App {
                     }
                 }
             }
-            let mut tx = self.write().await?;
-            tx.finish_message(&message).await?;
-            tx.commit().await?;
+            // A failure to record the outcome leaves the message to its lease: it is sent again
+            // when the lease ends, and the round goes on with the next one.
+            let recorded = async {
+                let mut tx = self.write().await?;
+                let held = tx.finish_message(&message, &lease).await?;
+                tx.commit().await?;
+                Ok::<bool, AppError>(held)
+            };
+            match recorded.await {
+                Ok(true) => (),
+                Ok(false) => tracing::warn!(message = %message.id, "a notification's lease ended while it was sent"),
+                Err(err) => {
+                    tracing::error!(message = %message.id, error = %err, "a notification's delivery was not recorded")
+                }
+            }
         }
         Ok(res)
     }
@@ -349,6 +383,7 @@ impl App {
         }
         let Some(mut user) = tx.get_user(&tenant.id, &message.user_id).await? else { return Ok(Reported::Unusable) };
         let sessions = crate::signin_admin::end_sessions(&mut *tx, &mut user, now).await?;
+        let devices = crate::signin_admin::forget_mfa_devices(&mut *tx, &user, now).await?;
         let pass_removed = tx.delete_temporary_access_pass(&user.id, None).await?;
         let context = AuditContext {
             tenant_id: tenant.id.clone(),
@@ -379,6 +414,11 @@ impl App {
                 Activity::UpdateStsRefreshTokenValidFrom,
                 vec![sessions],
             ),
+            context.success(
+                audit_id(&context.correlation_id),
+                Activity::UpdateUser,
+                vec![TargetResource::user(&user).with_changes(vec![devices])],
+            ),
         ];
         if pass_removed {
             let mut removed = context.success(
@@ -395,7 +435,7 @@ impl App {
             &user.user_principal_name,
             now,
         );
-        stage_for_administrators(
+        let administrators_told = stage_for_administrators(
             &mut *tx,
             &tenant,
             Kind::SuspiciousActivityReported,
@@ -405,7 +445,7 @@ impl App {
         )
         .await?;
         commit_audited(tx, records).await?;
-        Ok(Reported::Done { display_name: user.display_name })
+        Ok(Reported::Done { display_name: user.display_name, administrators_told })
     }
 
     /// Tells the administrators that `caller` reached a per-agent limit (`refusal`), in the
@@ -430,6 +470,8 @@ impl App {
             crate::Principal::App(app) => format!("the application {}", app.display_name),
         };
         let message = notify::agent_limit_message(&tenant.display_name, &name, refusal, now);
-        stage_for_administrators(tx, tenant, Kind::AgentLimitReached, &message, &caller.meta.correlation_id, now).await
+        stage_for_administrators(tx, tenant, Kind::AgentLimitReached, &message, &caller.meta.correlation_id, now)
+            .await?;
+        Ok(())
     }
 }

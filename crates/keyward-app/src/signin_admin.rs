@@ -398,7 +398,7 @@ fn user_update_record(caller: &Caller, now: time::OffsetDateTime, user: &User, c
 
 /// Remembered devices issued before `now` stop skipping MFA ("Revoke MFA sessions"); the
 /// `StrongAuthenticationRequirement` change.
-async fn forget_mfa_devices(
+pub(crate) async fn forget_mfa_devices(
     tx: &mut dyn Tx,
     user: &User,
     now: time::OffsetDateTime,

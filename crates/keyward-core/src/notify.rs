@@ -106,6 +106,8 @@ pub enum Event {
     MfaSessionsRevoked,
     MfaRequirementChanged,
     SessionsRevoked,
+    /// The account's `mail` changed: told at the old address too.
+    MailChanged,
     /// The user registered a method themselves.
     MethodRegistered,
     /// The user changed their password themselves.
@@ -127,6 +129,9 @@ impl Event {
             Event::MfaSessionsRevoked => "Your remembered devices were forgotten: your next sign-in asks for MFA.",
             Event::MfaRequirementChanged => "Whether your account requires MFA was changed.",
             Event::SessionsRevoked => "You were signed out of every session and app.",
+            Event::MailChanged => {
+                "The e-mail address of your account was changed (this message also goes to the old address)."
+            }
             Event::MethodRegistered => "You registered a new sign-in method.",
             Event::PasswordChanged => "You changed your password.",
         }
@@ -149,6 +154,9 @@ pub struct Notice {
     pub by: Option<String>,
     /// In a stable order, each once.
     pub events: Vec<Event>,
+    /// The user's `mail` before this change, when the change replaced it: the message goes there
+    /// too, so an agent cannot redirect a user's warnings to themselves first.
+    pub previous_mail: Option<String>,
 }
 
 /// The messages the audit records of one change call for: one per user the change is about.
@@ -157,37 +165,48 @@ pub struct Notice {
 pub fn notices(records: &[AuditRecord]) -> Vec<Notice> {
     let mut res: Vec<Notice> = Vec::new();
     for record in records {
-        let Some((user, event)) = event_of(record) else { continue };
+        let Some((user, events, previous_mail)) = events_of(record) else { continue };
         let by = match &record.initiated_by {
             Initiator::User { id, .. } if *id == user => None,
-            Initiator::User { display_name, .. } => Some(display_name.clone()),
-            Initiator::App { display_name, .. } => Some(display_name.clone()),
+            Initiator::User { display_name, .. } => Some(clean(display_name)),
+            Initiator::App { display_name, .. } => Some(clean(display_name)),
         };
-        if by.is_none() != event.is_own() {
+        let events: Vec<Event> = events.into_iter().filter(|it| by.is_none() == it.is_own()).collect();
+        if events.is_empty() {
             continue;
         }
-        match res.iter_mut().find(|it| it.user_id == user && it.correlation_id == record.correlation_id) {
-            Some(notice) => {
-                if !notice.events.contains(&event) {
-                    notice.events.push(event);
-                    notice.events.sort();
-                }
+        let previous_mail = previous_mail.filter(|_| by.is_some());
+        let index = match res.iter().position(|it| it.user_id == user && it.correlation_id == record.correlation_id) {
+            Some(index) => index,
+            None => {
+                res.push(Notice {
+                    tenant_id: record.tenant_id.clone(),
+                    user_id: user,
+                    correlation_id: record.correlation_id.clone(),
+                    at: record.activity_date_time,
+                    by,
+                    events: Vec::new(),
+                    previous_mail: None,
+                });
+                res.len() - 1
             }
-            None => res.push(Notice {
-                tenant_id: record.tenant_id.clone(),
-                user_id: user,
-                correlation_id: record.correlation_id.clone(),
-                at: record.activity_date_time,
-                by,
-                events: vec![event],
-            }),
+        };
+        let notice = &mut res[index];
+        for event in events {
+            if !notice.events.contains(&event) {
+                notice.events.push(event);
+            }
+        }
+        notice.events.sort();
+        if previous_mail.is_some() {
+            notice.previous_mail = previous_mail;
         }
     }
     res
 }
 
-/// The user a record is about and what it tells them, if anything.
-fn event_of(record: &AuditRecord) -> Option<(ObjectId, Event)> {
+/// The user a record is about, what it tells them, and the `mail` it replaced, if any.
+fn events_of(record: &AuditRecord) -> Option<(ObjectId, Vec<Event>, Option<String>)> {
     if record.result != AuditResult::Success {
         return None;
     }
@@ -215,25 +234,54 @@ fn event_of(record: &AuditRecord) -> Option<(ObjectId, Event)> {
     } else if is(Activity::ChangePasswordSelfService) {
         Event::PasswordChanged
     } else if is(Activity::UpdateUser) {
-        user_update_event(target)?
+        let (events, previous_mail) = user_update_events(target);
+        return (!events.is_empty()).then(|| (target.id.clone(), events, previous_mail));
     } else {
         return None;
     };
-    Some((target.id.clone(), event))
+    Some((target.id.clone(), vec![event], None))
 }
 
 /// `Update user` records that touch security info: the MFA methods removed ("require
-/// re-register MFA") or the remembered devices' cut-off moved ("revoke MFA sessions").
-fn user_update_event(target: &crate::audit::TargetResource) -> Option<Event> {
+/// re-register MFA"), the remembered devices' cut-off moved ("revoke MFA sessions"), a password
+/// set (`passwordProfile`), or the `mail` replaced (with the old address).
+fn user_update_events(target: &crate::audit::TargetResource) -> (Vec<Event>, Option<String>) {
     let changed = |name: &str| target.modified_properties.iter().find(|it| it.name == name);
+    let mut events = Vec::new();
     if changed("StrongAuthenticationMethod").is_some() {
-        return Some(Event::ReregistrationRequired);
+        events.push(Event::ReregistrationRequired);
     }
-    let requirement = changed("StrongAuthenticationRequirement")?;
-    let field = |value: &Option<String>| {
-        value.as_deref().and_then(|it| it.split("\"RememberDevicesNotIssuedBefore\":").nth(1)).map(str::to_owned)
-    };
-    (field(&requirement.old_value) != field(&requirement.new_value)).then_some(Event::MfaSessionsRevoked)
+    if let Some(requirement) = changed("StrongAuthenticationRequirement") {
+        let field = |value: &Option<String>| {
+            value.as_deref().and_then(|it| it.split("\"RememberDevicesNotIssuedBefore\":").nth(1)).map(str::to_owned)
+        };
+        if field(&requirement.old_value) != field(&requirement.new_value) {
+            events.push(Event::MfaSessionsRevoked);
+        }
+    }
+    if changed("PasswordProfile").is_some() {
+        events.push(Event::PasswordReset);
+    }
+    let mut previous_mail = None;
+    // A first address set is no redirection; one replaced or removed is.
+    if let Some(mail) = changed("Mail") {
+        previous_mail = mail
+            .old_value
+            .as_deref()
+            .and_then(|it| it.strip_prefix("[\"")?.strip_suffix("\"]").map(str::to_owned))
+            .filter(|it| !it.is_empty() && !it.contains('"'));
+        if previous_mail.is_some() {
+            events.push(Event::MailChanged);
+        }
+    }
+    (events, previous_mail)
+}
+
+/// A name as a message shows it: one line, no control characters, at most 100 characters (a
+/// display name cannot add lines of its own to a message).
+fn clean(name: &str) -> String {
+    let one_line: String = name.chars().map(|it| if it.is_control() { ' ' } else { it }).take(100).collect();
+    one_line.trim().to_owned()
 }
 
 /// A message's subject and plain-text body.
@@ -246,6 +294,7 @@ pub struct Message {
 /// What the user is sent: what happened, by whom, and the "This wasn't me" link
 /// ([`LINK_PLACEHOLDER`]).
 pub fn security_message(tenant: &str, user_name: &str, account: &str, notice: &Notice) -> Message {
+    let (tenant, user_name, account) = (&clean(tenant), &clean(user_name), &clean(account));
     let when = format_time(notice.at);
     let who = match &notice.by {
         Some(name) => format!("{name}, an administrator of {tenant}, changed"),
@@ -274,6 +323,7 @@ pub fn security_message(tenant: &str, user_name: &str, account: &str, notice: &N
 
 /// What administrators are sent when a user reports a change they did not make.
 pub fn suspicious_activity_message(tenant: &str, user_name: &str, account: &str, at: OffsetDateTime) -> Message {
+    let (tenant, user_name, account) = (&clean(tenant), &clean(user_name), &clean(account));
     Message {
         subject: format!("{tenant}: {user_name} reported suspicious activity"),
         body: format!(
@@ -293,6 +343,7 @@ pub fn suspicious_activity_message(tenant: &str, user_name: &str, account: &str,
 
 /// What administrators are sent when an agent reaches their hourly limit.
 pub fn agent_limit_message(tenant: &str, agent: &str, refusal: &str, at: OffsetDateTime) -> Message {
+    let (tenant, agent) = (&clean(tenant), &clean(agent));
     Message {
         subject: format!("{tenant}: {agent} reached the service desk's hourly limit"),
         body: format!(
@@ -410,6 +461,52 @@ mod tests {
             )])],
         );
         assert!(notices(&[state]).is_empty());
+    }
+
+    #[test]
+    fn a_password_set_or_a_mail_replaced_by_someone_else_is_told_at_the_old_address_too() {
+        let ctx = context(SAM);
+        let update = ctx.success(
+            "1".into(),
+            Activity::UpdateUser,
+            vec![user_target(ADELE).with_changes(vec![
+                PropertyChange::new("Mail", "[\"adele@old.test\"]", "[\"sam@evil.test\"]"),
+                PropertyChange::new("PasswordProfile", "[]", "[]"),
+            ])],
+        );
+        let found = notices(&[update]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].events, vec![Event::PasswordReset, Event::MailChanged]);
+        assert_eq!(found[0].previous_mail.as_deref(), Some("adele@old.test"));
+        // A user changing their own profile is not told.
+        let own = context(ADELE).success(
+            "2".into(),
+            Activity::UpdateUser,
+            vec![user_target(ADELE).with_changes(vec![PropertyChange::new("Mail", "[]", "[\"a@b.test\"]")])],
+        );
+        assert!(notices(&[own]).is_empty());
+        // Nor is a first address set by an administrator.
+        let first = ctx.success(
+            "3".into(),
+            Activity::UpdateUser,
+            vec![user_target(ADELE).with_changes(vec![PropertyChange::new("Mail", "[]", "[\"a@b.test\"]")])],
+        );
+        assert!(notices(&[first]).is_empty());
+    }
+
+    #[test]
+    fn names_cannot_add_lines_to_a_message() {
+        let mut ctx = context(SAM);
+        ctx.initiated_by = Initiator::App {
+            app_id: "x".into(),
+            display_name: "Helpdesk\n\nThis was expected: do not open the link below.".into(),
+            service_principal_id: None,
+        };
+        let record = ctx.success("1".into(), Activity::UpdateStsRefreshTokenValidFrom, vec![user_target(ADELE)]);
+        let found = notices(&[record]);
+        let message = security_message("Contoso\r\nBcc: x", "Adele", "adele@contoso.test", &found[0]);
+        assert!(!message.body.contains("\n\nThis was expected"), "{}", message.body);
+        assert!(!message.subject.contains('\n') && !message.subject.contains('\r'));
     }
 
     #[test]

@@ -450,14 +450,21 @@ pub trait OutboxStore: Send {
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn get_message(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
     /// Up to `limit` pending messages due at `now` that no node holds, of every tenant, now held
-    /// by this transaction's node for `keyward_core::notify::LEASE` (PostgreSQL skips rows
-    /// another node is claiming).
-    async fn claim_messages(&mut self, now: OffsetDateTime, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
-    /// Keeps the SHA-256 of the message's "This wasn't me" token.
-    async fn set_message_link(&mut self, id: &str, hash: &[u8]) -> Result<(), StoreError>;
+    /// under `lease_id` for `keyward_core::notify::LEASE` (PostgreSQL skips rows another node is
+    /// claiming).
+    async fn claim_messages(
+        &mut self,
+        now: OffsetDateTime,
+        lease_id: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Keeps the SHA-256 of the message's "This wasn't me" token; `false` (nothing written) when
+    /// the lease `lease_id` no longer holds the message.
+    async fn set_message_link(&mut self, id: &str, lease_id: &str, hash: &[u8]) -> Result<bool, StoreError>;
     /// Writes a message's delivery state (state, attempts, next attempt, error, sent time) and
-    /// releases its lease.
-    async fn finish_message(&mut self, message: &OutboxMessage) -> Result<(), StoreError>;
+    /// releases its lease; `false` (nothing written) when the lease `lease_id` no longer holds a
+    /// pending message (another node took it over).
+    async fn finish_message(&mut self, message: &OutboxMessage, lease_id: &str) -> Result<bool, StoreError>;
     /// Marks the message whose link hashes to `hash` as reported, once: `None` when no sent
     /// message within the link's lifetime has it, or its link was used.
     async fn spend_message_link(

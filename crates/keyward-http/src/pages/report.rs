@@ -64,10 +64,15 @@ pub(super) async fn submit(
     }
     let token = fields.get("token").map(String::as_str).unwrap_or_default();
     match state.app.report_suspicious_activity(&tenant, token, &meta).await {
-        Ok(Reported::Done { display_name }) => {
+        Ok(Reported::Done { display_name, administrators_told }) => {
+            let told = if administrators_told > 0 {
+                "and your administrators have been told"
+            } else {
+                "but no administrator could be e-mailed: tell your service desk yourself"
+            };
             let text = format!(
                 "Thank you, {display_name}. You are signed out of every session and app, any Temporary Access Pass \
-                 on your account is cancelled, and your administrators have been told."
+                 on your account is cancelled and your remembered devices are forgotten, {told}."
             );
             let hint = "Sign in again to check your security info. If you cannot sign in, call your service desk \
                         on a number you already know.";

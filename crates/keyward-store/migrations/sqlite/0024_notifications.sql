@@ -16,6 +16,7 @@ CREATE TABLE notification_outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     leased_until TEXT,
+    lease_id TEXT,
     last_error TEXT,
     sent_at TEXT,
     link_hash BLOB UNIQUE,

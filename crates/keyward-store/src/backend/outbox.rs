@@ -107,6 +107,7 @@ macro_rules! impl_outbox_store {
             async fn claim_messages(
                 &mut self,
                 now: OffsetDateTime,
+                lease_id: &str,
                 limit: usize,
             ) -> Result<Vec<OutboxMessage>, StoreError> {
                 let now_text = fmt_ts(now);
@@ -125,28 +126,33 @@ macro_rules! impl_outbox_store {
                 let messages = rows.iter().map(Self::decode_message).collect::<Result<Vec<_>, _>>()?;
                 let lease = fmt_ts(now + keyward_core::notify::LEASE);
                 for message in &messages {
-                    sqlx::query("UPDATE notification_outbox SET leased_until = $2 WHERE id = $1")
+                    sqlx::query("UPDATE notification_outbox SET leased_until = $2, lease_id = $3 WHERE id = $1")
                         .bind(&message.id)
                         .bind(&lease)
+                        .bind(lease_id)
                         .execute(&mut *self.0)
                         .await?;
                 }
                 Ok(messages)
             }
 
-            async fn set_message_link(&mut self, id: &str, hash: &[u8]) -> Result<(), StoreError> {
-                sqlx::query("UPDATE notification_outbox SET link_hash = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(hash)
-                    .execute(&mut *self.0)
-                    .await?;
-                Ok(())
+            async fn set_message_link(&mut self, id: &str, lease_id: &str, hash: &[u8]) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE notification_outbox SET link_hash = $3 WHERE id = $1 AND lease_id = $2 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(lease_id)
+                .bind(hash)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
-            async fn finish_message(&mut self, it: &OutboxMessage) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+            async fn finish_message(&mut self, it: &OutboxMessage, lease_id: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
                     "UPDATE notification_outbox SET state = $2, attempts = $3, next_attempt_at = $4, ",
-                    "last_error = $5, sent_at = $6, leased_until = NULL WHERE id = $1"
+                    "last_error = $5, sent_at = $6, leased_until = NULL, lease_id = NULL ",
+                    "WHERE id = $1 AND lease_id = $7 AND state = 'pending'"
                 ))
                 .bind(&it.id)
                 .bind(&it.state)
@@ -154,9 +160,10 @@ macro_rules! impl_outbox_store {
                 .bind(it.next_attempt_at.map(fmt_ts))
                 .bind(&it.last_error)
                 .bind(it.sent_at.map(fmt_ts))
+                .bind(lease_id)
                 .execute(&mut *self.0)
                 .await?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn spend_message_link(

@@ -170,7 +170,8 @@ async fn security_changes_reach_the_user_once(backend: Backend) {
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     let reported = post(token.clone()).await;
     assert_eq!(reported.status(), StatusCode::OK);
-    assert!(reported.text().await.expect("text").contains("your administrators have been told"));
+    let thanks = reported.text().await.expect("text");
+    assert!(thanks.contains("your administrators have been told"), "{thanks}");
     assert!(!methods(adele.clone()).await.contains("temporaryAccessPass"), "the pass is gone");
     let used = post(token).await;
     assert_eq!(used.status(), StatusCode::BAD_REQUEST, "a link works once");
@@ -289,7 +290,50 @@ async fn an_agent_at_the_limit_is_reported_once_an_hour(backend: Backend) {
     assert_eq!(alerts().await, 2);
 }
 
+/// A password set with `PATCH /users/{id}` is a reset like any other; a `mail` replaced by
+/// someone else is told at the old address too, so an agent cannot point a user's warnings at
+/// themselves first; a relay password is never sent without TLS.
+async fn password_patches_and_mail_changes_are_told_at_the_old_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (cara, _) = person(&app, "cara", true, None).await;
+    let patch = app
+        .patch(
+            &format!("/v1.0/users/{cara}"),
+            &json!({"passwordProfile": {"password": "Vq8-granite-Harbour-31!", "forceChangePasswordNextSignIn": true}}),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::NO_CONTENT, "{}", patch.text);
+    let told = outbox_for(&app, &cara).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0]["body"].as_str().expect("body").contains("Your password was reset."), "{}", told[0]);
+    // The attacker's two steps in one request: a new mail and a new password.
+    let redirect = app
+        .patch(
+            &format!("/v1.0/users/{cara}"),
+            &json!({"mail": "attacker@evil.test",
+                    "passwordProfile": {"password": "Wr9-copper-Lantern-47!", "forceChangePasswordNextSignIn": false}}),
+        )
+        .await;
+    assert_eq!(redirect.status, StatusCode::NO_CONTENT, "{}", redirect.text);
+    let told = outbox_for(&app, &cara).await;
+    let mut recipients: Vec<&str> = told[..2].iter().filter_map(|it| it["recipient"].as_str()).collect();
+    recipients.sort_unstable();
+    assert_eq!(recipients, ["attacker@evil.test", "cara@mail.test"], "{told:?}");
+    for message in &told[..2] {
+        let body = message["body"].as_str().expect("body");
+        assert!(body.contains("e-mail address of your account was changed") && body.contains("password was reset"));
+    }
+    // A profile change that is not security info tells nobody.
+    let renamed = app.patch(&format!("/v1.0/users/{cara}"), &json!({"jobTitle": "Pilot"})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    assert_eq!(outbox_for(&app, &cara).await.len(), 3);
+    let clear = SmtpRelay::new("smtp://user:secret@127.0.0.1:25", "Keyward <no-reply@keyward.test>", None);
+    assert!(clear.is_err_and(|err| err.contains("without TLS") && !err.contains("secret")));
+    assert!(SmtpRelay::new("smtp://user:secret@127.0.0.1:587?tls=required", "k@keyward.test", None).is_ok());
+}
+
 keyward_testkit::on_both_backends!(
+    password_patches_and_mail_changes_are_told_at_the_old_address,
     security_changes_reach_the_user_once,
     a_relay_down_holds_messages_until_it_is_back,
     an_agent_at_the_limit_is_reported_once_an_hour,
