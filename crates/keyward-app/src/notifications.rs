@@ -283,6 +283,16 @@ impl App {
             let lease = uuid::Uuid::new_v4().to_string();
             let mut tx = self.write().await?;
             let Some(mut message) = tx.claim_messages(self.now(), &lease, 1).await?.pop() else { break };
+            // A message whose user is gone (deleted since) is not sent: its link could not work.
+            if tx.get_user(&message.tenant_id, &message.user_id).await?.is_none() {
+                message.state = State::Failed.as_str().into();
+                message.next_attempt_at = None;
+                message.last_error = Some("the user no longer exists".into());
+                tx.finish_message(&message, &lease).await?;
+                tx.commit().await?;
+                res.failed += 1;
+                continue;
+            }
             // A fresh token for each attempt: only the latest one sent works.
             let link = if message.kind == Kind::SecurityInfoChanged.as_str() {
                 let token = crate::random_token()?;

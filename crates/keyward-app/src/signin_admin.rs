@@ -321,9 +321,9 @@ impl App {
         self.commit_user_update(tx, caller, &user, change).await
     }
 
-    /// Deletes sign-in log entries older than each tenant's log retention (the audit retention,
-    /// 30 days unless set; a setting changed outside Keyward stops this, as it stops audit
-    /// retention). Run hourly with the audit retention.
+    /// Deletes sign-in log entries and notifications older than each tenant's log retention (the
+    /// audit retention, 30 days unless set; a setting changed outside Keyward stops this, as it
+    /// stops audit retention). Run hourly with the audit retention.
     pub async fn apply_sign_in_retention(&self) -> Result<u64, AppError> {
         let now = self.now();
         let tenants = self.read().await?.list_tenants().await?;
@@ -333,6 +333,8 @@ impl App {
             let (days, mac) = tx.audit_retention(tenant.id.as_str()).await?;
             let days = self.trusted_retention(tenant.id.as_str(), days, &mac)?;
             removed += tx.delete_sign_ins_before(&tenant.id, now - time::Duration::days(days)).await?;
+            // The notification outbox keeps what it sent (names, addresses) as long as the logs.
+            tx.delete_messages_before(&tenant.id, now - time::Duration::days(days)).await?;
             tx.commit().await?;
         }
         Ok(removed)

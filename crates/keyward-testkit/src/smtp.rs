@@ -37,13 +37,32 @@ pub fn free_port() -> u16 {
 impl SmtpServer {
     /// Starts a server on `port` and waits until it accepts connections.
     pub async fn start(port: u16) -> SmtpServer {
+        SmtpServer::launch(port, None).await
+    }
+
+    /// Starts a server on `port` that offers STARTTLS with the certificate and key (PEM files)
+    /// and refuses mail without it.
+    pub async fn start_tls(port: u16, cert: &std::path::Path, key: &std::path::Path) -> SmtpServer {
+        SmtpServer::launch(port, Some((cert, key))).await
+    }
+
+    async fn launch(port: u16, tls: Option<(&std::path::Path, &std::path::Path)>) -> SmtpServer {
         let maildir = TempDir::new("keyward-smtp");
         let python = python();
-        let child = tokio::process::Command::new(&python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        let mut command = tokio::process::Command::new(&python);
+        command.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        if let Some((cert, key)) = tls {
+            command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        let child = command
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            // Its log (a refused TLS handshake is logged as an error) goes to a file, shown if it
+            // does not start.
+            .stderr(
+                std::fs::File::create(maildir.path().join("aiosmtpd.log")).map_or_else(|_| Stdio::null(), Stdio::from),
+            )
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|err| {
@@ -59,7 +78,8 @@ impl SmtpServer {
                 return server;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("aiosmtpd exited with {status} (is it installed for {}?)", python.display());
+                let log = std::fs::read_to_string(server.maildir.path().join("aiosmtpd.log")).unwrap_or_default();
+                panic!("aiosmtpd exited with {status} (is it installed for {}?): {log}", python.display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -166,6 +166,19 @@ macro_rules! impl_outbox_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn delete_messages_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM notification_outbox WHERE tenant_id = $1 AND created_at < $2")
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(before))
+                    .execute(&mut *self.0)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn spend_message_link(
                 &mut self,
                 hash: &[u8],

@@ -247,6 +247,21 @@ async fn a_relay_down_holds_messages_until_it_is_back(backend: Backend) {
     let admin = app.token_for(ADMIN_UPN).await;
     let failed = app.as_user(&admin).get(&format!("{OUTBOX}?$filter=state eq 'failed'")).await;
     assert_eq!(failed.body["value"].as_array().expect("value").len(), 1, "{}", failed.text);
+    // A message for a user deleted since is not sent.
+    let revoke = app.as_user(&admin).post(&format!("/v1.0/users/{bram}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoke.status, StatusCode::OK, "{}", revoke.text);
+    let deleted = app.as_user(&admin).delete(&format!("/v1.0/users/{bram}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let round = app.app.deliver_notifications(&relay).await.expect("delivery");
+    assert_eq!((round.sent, round.failed), (0, 1));
+    let gone = app.as_user(&admin).get(&format!("{OUTBOX}?$filter=state eq 'failed'")).await;
+    assert!(gone.text.contains("the user no longer exists"), "{}", gone.text);
+    // The outbox is kept as long as the logs (30 days by default).
+    app.clock.advance(Duration::days(31));
+    app.app.apply_sign_in_retention().await.expect("retention");
+    let admin = app.token_for(ADMIN_UPN).await;
+    let kept = app.as_user(&admin).get(OUTBOX).await;
+    assert_eq!(kept.body["value"].as_array().expect("value").len(), 0, "{}", kept.text);
 }
 
 async fn an_agent_at_the_limit_is_reported_once_an_hour(backend: Backend) {
@@ -332,7 +347,53 @@ async fn password_patches_and_mail_changes_are_told_at_the_old_address(backend: 
     assert!(SmtpRelay::new("smtp://user:secret@127.0.0.1:587?tls=required", "k@keyward.test", None).is_ok());
 }
 
+/// A certificate authority and a certificate for `localhost` it signed, as PEM files in `dir`:
+/// (CA, certificate, key).
+fn relay_certificate(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Contoso Mail CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key")).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    let certificate = params.signed_by(&key, &ca).expect("certificate");
+    let (cert_path, key_path) = (dir.join("relay.pem"), dir.join("relay.key"));
+    std::fs::write(&cert_path, certificate.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    (ca.pem(), cert_path, key_path)
+}
+
+/// The relay is reached over TLS: with `?tls=required` and the relay's CA
+/// (`KEYWARD_SMTP_CA_FILE`) the message goes out; a certificate Keyward cannot trust, or a
+/// relay that requires STARTTLS reached without it, leaves the message waiting with the error.
+async fn the_relay_is_reached_over_tls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (adele, _) = person(&app, "adele", true, None).await;
+    let revoke = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoke.status, StatusCode::OK, "{}", revoke.text);
+    let dir = keyward_testkit::TempDir::new("keyward-relay-tls");
+    let (ca, cert, key) = relay_certificate(dir.path());
+    let server = SmtpServer::start_tls(free_port(), &cert, &key).await;
+    let url = format!("smtp://localhost:{}?tls=required", server.port);
+    let from = "Keyward <no-reply@keyward.test>";
+
+    let untrusted = SmtpRelay::new(&url, from, None).expect("relay");
+    assert_eq!(app.app.deliver_notifications(&untrusted).await.expect("delivery").retrying, 1);
+    let error = outbox_for(&app, &adele).await[0]["lastError"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("certificate") || error.contains("tls"), "{error}");
+    app.clock.advance(Duration::minutes(1));
+    let plain = SmtpRelay::new(&format!("smtp://localhost:{}", server.port), from, None).expect("relay");
+    assert_eq!(app.app.deliver_notifications(&plain).await.expect("delivery").retrying, 1);
+    assert!(server.messages().is_empty(), "nothing went out without TLS");
+
+    app.clock.advance(Duration::minutes(1));
+    let trusted = SmtpRelay::new(&url, from, Some(ca.as_bytes())).expect("relay");
+    assert_eq!(app.app.deliver_notifications(&trusted).await.expect("delivery").sent, 1);
+    assert_eq!(server.messages().len(), 1);
+}
+
 keyward_testkit::on_both_backends!(
+    the_relay_is_reached_over_tls,
     password_patches_and_mail_changes_are_told_at_the_old_address,
     security_changes_reach_the_user_once,
     a_relay_down_holds_messages_until_it_is_back,

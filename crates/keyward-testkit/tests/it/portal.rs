@@ -270,6 +270,15 @@ async fn the_service_desk_works_in_the_portal(backend: Backend) {
     assert_eq!(audited.by_id("mfa-state").as_deref(), Some("Per-user MFA: disabled"));
     let sign_ins = audited.html.split("id=\"sign-ins\"").nth(1).expect("the sign-in log").to_owned();
     assert!(sign_ins.contains("success"), "adele signed in with the pass: {sign_ins}");
+    // The notification outbox: the reset is there, for the auditor; not for the Helpdesk.
+    let outbox = auditor_browser.get(&format!("/{DOMAIN}/admin/notifications")).await;
+    assert_eq!(outbox.status, StatusCode::OK, "{}", outbox.text());
+    let rows = outbox.html.split("id=\"notifications\"").nth(1).expect("the outbox table").to_owned();
+    assert!(rows.contains("Security info changed"), "{rows}");
+    let pending = auditor_browser.get(&format!("/{DOMAIN}/admin/notifications?state=sent")).await;
+    assert!(pending.by_id("no-notifications").is_some(), "nothing was sent without a relay: {}", pending.text());
+    let bad = auditor_browser.get(&format!("/{DOMAIN}/admin/notifications?state=lost")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
     let desk_id = id_of(&app.get(&format!("/v1.0/users/desk@{DOMAIN}")).await.body);
     let desk_page = auditor_browser.get(&format!("/{DOMAIN}/admin/users/{desk_id}")).await;
     let roles = desk_page.by_id("roles").unwrap_or_default();

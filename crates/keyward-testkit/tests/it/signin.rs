@@ -153,6 +153,12 @@ async fn password_and_totp_with_replay_refused(backend: Backend) {
     let page = first_factor(&mut browser, ADMIN_UPN, ADMIN_PASSWORD).await;
     let (account, secret) = register_totp(&app, &mut browser, page).await;
     sign_out(&mut browser, &account).await;
+    // The registration is told to the user (kept as `noAddress`: the administrator has no mail).
+    let outbox = app.get("/beta/keyward/notifications").await;
+    let told = outbox.body["value"].as_array().expect("the outbox").clone();
+    assert_eq!(told.len(), 1, "{}", outbox.text);
+    assert!(told[0]["body"].as_str().expect("body").contains("You registered a new sign-in method."), "{told:?}");
+    assert_eq!(told[0]["state"], "noAddress");
 
     // The code used to register is spent: the same time step is refused.
     let page = first_factor(&mut browser, ADMIN_UPN, ADMIN_PASSWORD).await;

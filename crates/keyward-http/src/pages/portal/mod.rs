@@ -33,6 +33,7 @@ mod groups;
 mod manage;
 mod mfa;
 mod my_roles;
+mod notifications;
 mod picker;
 mod reports;
 mod roles;
@@ -47,6 +48,7 @@ pub(super) use self::groups::{group, group_action, group_remove_confirm, groups}
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
 pub(super) use self::mfa::{mfa, mfa_apply, mfa_confirm};
 pub(super) use self::my_roles::{my_roles, my_roles_action};
+pub(super) use self::notifications::notifications;
 pub(super) use self::reports::reports;
 pub(super) use self::roles::{role, role_action, role_remove_confirm, roles};
 pub(super) use self::settings::{settings, settings_save};
