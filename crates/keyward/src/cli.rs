@@ -73,6 +73,11 @@ enum Command {
         #[command(subcommand)]
         command: remote::SigninsCommand,
     },
+    /// The notification outbox: what was e-mailed to users and administrators, and what waits.
+    Notifications {
+        #[command(subcommand)]
+        command: remote::NotificationsCommand,
+    },
     /// Print a shell completion script: keyward completions bash > /etc/bash_completion.d/keyward
     #[command(
         after_help = "Examples:\n  keyward completions bash > ~/.local/share/bash-completion/completions/keyward\n  \
@@ -359,6 +364,7 @@ pub fn main() -> ExitCode {
             Command::Roles { command } => remote::roles(server, command).await,
             Command::Mfa { command } => remote::mfa(server, command).await,
             Command::Signins { command } => remote::signins(server, command).await,
+            Command::Notifications { command } => remote::notifications(server, command).await,
             Command::Completions { shell } => {
                 clap_complete::generate(shell, &mut Cli::command(), "keyward", &mut std::io::stdout());
                 Ok(())

@@ -168,8 +168,12 @@ async fn security_changes_reach_the_user_once(backend: Backend) {
     };
     let forged = post("A".repeat(43)).await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
-    let reported = post(token.clone()).await;
-    assert_eq!(reported.status(), StatusCode::OK);
+    // The same link sent twice at once: one report.
+    let (reported, raced) = tokio::join!(post(token.clone()), post(token.clone()));
+    let mut statuses = [reported.status(), raced.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_REQUEST]);
+    let reported = if reported.status() == StatusCode::OK { reported } else { raced };
     let thanks = reported.text().await.expect("text");
     assert!(thanks.contains("your administrators have been told"), "{thanks}");
     assert!(!methods(adele.clone()).await.contains("temporaryAccessPass"), "the pass is gone");
@@ -228,8 +232,9 @@ async fn a_relay_down_holds_messages_until_it_is_back(backend: Backend) {
 
     let server = SmtpServer::start(port).await;
     app.clock.advance(Duration::minutes(1));
-    // Two senders at once (two nodes) share the work: each message goes out once.
-    let (first, second) = tokio::join!(app.app.deliver_notifications(&relay), app.app.deliver_notifications(&relay));
+    // Two nodes sending at once share the work: each message goes out once.
+    let other = app.second_node().await;
+    let (first, second) = tokio::join!(app.app.deliver_notifications(&relay), other.deliver_notifications(&relay));
     assert_eq!(first.expect("first").sent + second.expect("second").sent, 2);
     let received = server.messages();
     assert_eq!(received.len(), 2, "each message once");

@@ -33,7 +33,7 @@ pub mod exit {
 
 /// The end of `keyward --help`: where to start, and the exit codes.
 pub const TOP_HELP: &str = "Serving: keyward serve --demo. Administering a server from anywhere: keyward login --url URL, \
-    then keyward users|groups|roles|mfa|audit list|signins … (keyward help COMMAND shows examples).\n\n\
+    then keyward users|groups|roles|mfa|audit list|signins|notifications … (keyward help COMMAND shows examples).\n\n\
     Exit codes:\n  \
     0    success\n  \
     1    the command failed (the message says why)\n  \
@@ -514,6 +514,23 @@ pub enum SigninsCommand {
         top: usize,
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// List the outbox, newest first: each message's kind, recipient, subject and delivery state.
+    #[command(
+        after_help = "Examples:\n  keyward notifications list\n  keyward notifications list --state failed --json"
+    )]
+    List {
+        /// Only messages in this state.
+        #[arg(long, value_name = "STATE", value_parser = ["pending", "sent", "failed", "noAddress"])]
+        state: Option<String>,
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        top: usize,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -1223,6 +1240,19 @@ pub async fn signins(server: Option<&str>, command: SigninsCommand) -> anyhow::R
         &shape,
     )
     .await
+}
+
+pub async fn notifications(server: Option<&str>, command: NotificationsCommand) -> anyhow::Result<()> {
+    let NotificationsCommand::List { state, top, output: out } = command;
+    let graph = Graph::connect(server).await?;
+    let mut path = format!("/beta/keyward/notifications?$top={}", top.clamp(1, 999));
+    if let Some(state) = &state {
+        path.push_str(&format!("&$filter={}", encode(&format!("state eq {}", literal(state)))));
+    }
+    let items = graph.list(&path, Some(top), false).await?;
+    let columns = ["createdDateTime", "kind", "recipient", "subject", "state", "attempts", "lastError", "id"];
+    output::show_objects(&items, &columns, out.format());
+    Ok(())
 }
 
 /// Lists a log newest first; with `follow`, then polls for newer records and prints them as they come.

@@ -326,6 +326,13 @@ async fn remote_administration_from_the_command_line() {
     let signins =
         json_of(&run(dir, &["--server", "main", "signins", "list", "--user", "hana.helpdesk@fabrikam.test", "--json"]));
     assert!(!signins.as_array().expect("sign-ins").is_empty(), "{signins}");
+    // The notification outbox: the agents' changes above are there, waiting (no relay here).
+    let outbox = json_of(&run(dir, &["--server", "main", "notifications", "list", "--state", "pending", "--json"]));
+    let kinds: Vec<&str> =
+        outbox.as_array().expect("notifications").iter().filter_map(|it| it["kind"].as_str()).collect();
+    assert!(kinds.contains(&"securityInfoChanged"), "{outbox}");
+    let table = text(&run(dir, &["--server", "main", "notifications", "list", "--top", "3"]).stdout);
+    assert!(table.contains("recipient") && table.contains("pending"), "{table}");
 
     // --follow prints new records as they come, one JSON object per line.
     let mut follow = cli(dir)
