@@ -307,7 +307,11 @@ impl App {
                 None => message.body.clone(),
             };
             let to = message.recipient.clone().unwrap_or_default();
-            let outcome = relay.send(&message, &to, body).await;
+            // lettre bounds only the connect: a relay that stalls later must not hold the sender
+            // (or outlive the lease).
+            let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), relay.send(&message, &to, body))
+                .await
+                .unwrap_or_else(|_| Err((false, "the relay did not answer within 60 seconds".into())));
             let done = self.now();
             message.attempts += 1;
             match outcome {

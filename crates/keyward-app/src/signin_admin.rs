@@ -334,7 +334,9 @@ impl App {
             let days = self.trusted_retention(tenant.id.as_str(), days, &mac)?;
             removed += tx.delete_sign_ins_before(&tenant.id, now - time::Duration::days(days)).await?;
             // The notification outbox keeps what it sent (names, addresses) as long as the logs.
-            tx.delete_messages_before(&tenant.id, now - time::Duration::days(days)).await?;
+            // Pending messages stay, and a sent one at least as long as its link works.
+            let cutoff = (now - time::Duration::days(days)).min(now - keyward_core::notify::LINK_LIFETIME);
+            tx.delete_messages_before(&tenant.id, cutoff).await?;
             tx.commit().await?;
         }
         Ok(removed)

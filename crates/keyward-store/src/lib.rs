@@ -465,7 +465,8 @@ pub trait OutboxStore: Send {
     /// releases its lease; `false` (nothing written) when the lease `lease_id` no longer holds a
     /// pending message (another node took it over).
     async fn finish_message(&mut self, message: &OutboxMessage, lease_id: &str) -> Result<bool, StoreError>;
-    /// Deletes the tenant's messages written before `before` (the log retention); how many.
+    /// Deletes the tenant's messages no longer pending that were sent (or written) before
+    /// `before`; how many.
     async fn delete_messages_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError>;
     /// Marks the message whose link hashes to `hash` as reported, once: `None` when no sent
     /// message within the link's lifetime has it, or its link was used.

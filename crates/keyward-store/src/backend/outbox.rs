@@ -171,7 +171,7 @@ macro_rules! impl_outbox_store {
                 tenant: &ObjectId,
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM notification_outbox WHERE tenant_id = $1 AND created_at < $2")
+                let done = sqlx::query("DELETE FROM notification_outbox WHERE tenant_id = $1 AND state <> 'pending' AND COALESCE(sent_at, created_at) < $2")
                     .bind(tenant.as_str())
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
