@@ -27,6 +27,11 @@ EXTENSIONS = {
     # The notification outbox (docs/guide/notifications.md).
     ("beta", "get", "/keyward/notifications"),
     ("beta", "get", "/keyward/notifications/{}"),
+    # Changes held by dual control (docs/guide/dual-control.md).
+    ("beta", "get", "/keyward/servicedeskrequests"),
+    ("beta", "get", "/keyward/servicedeskrequests/{}"),
+    ("beta", "post", "/keyward/servicedeskrequests/{}/approve"),
+    ("beta", "post", "/keyward/servicedeskrequests/{}/deny"),
     # resetPassword also under passwordMethods, where the password method lives.
     ("*", "post", "/users/{}/authentication/passwordmethods/{}/resetpassword"),
     # Beta's transitive role assignments, also under v1.0.

@@ -21,10 +21,12 @@ use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::directory::resolve_user;
+use crate::dual_control::{Gate, Kept};
 use crate::facts::user_facts;
 use crate::methods_policy::{pass_enabled_for, user_methods};
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
-use crate::{App, AppError, Caller, audit_id, new_id, require, require_scope, rfc3339, sha256};
+use crate::{App, AppError, Caller, new_id, require, require_scope, rfc3339, sha256};
+use keyward_core::dual_control::{MethodKind, Operation};
 
 /// A Temporary Access Pass as Graph shows it; `pass` only in the creation response.
 #[derive(Debug, Clone)]
@@ -122,6 +124,12 @@ impl Change {
     }
 }
 
+/// A fresh pass of the policy's length.
+fn new_pass(policy: &keyward_core::signin::TapPolicy) -> Result<Secret, AppError> {
+    let length = usize::try_from(policy.default_length).unwrap_or(8);
+    Ok(Secret::new(random_string(TAP_ALPHABET, length)?))
+}
+
 /// A password Keyward chooses for a user: 16 random characters that meet the password policy
 /// (which also refuses parts of the user's `names`).
 pub(crate) fn generate_password(names: &[&str]) -> Result<Secret, AppError> {
@@ -180,11 +188,7 @@ impl App {
         activity: Activity,
         reason: &str,
     ) -> Result<(), AppError> {
-        let mut record = caller.audit(self.now()).success(
-            audit_id(&caller.meta.correlation_id),
-            activity,
-            vec![TargetResource::user(user)],
-        );
+        let mut record = caller.succeeded(self.now(), activity, vec![TargetResource::user(user)]);
         record.result_reason = reason.to_owned();
         commit_audited(tx, [record]).await?;
         Ok(())
@@ -362,6 +366,10 @@ impl App {
             return Err(AppError::NotFound(phone_type.id().to_owned()));
         }
         check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
+        let op = Operation::DeleteMethod { kind: MethodKind::Phone, id: phone_type.id().to_owned() };
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
+        }
         tx.delete_phone_method(&user.id, phone_type.as_str()).await?;
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, "phone")).await
     }
@@ -453,6 +461,13 @@ impl App {
     /// `DELETE …/emailMethods/{id}`.
     pub async fn delete_email(&self, caller: &Caller, who: Who<'_>) -> Result<(), AppError> {
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
+        if tx.get_email_method(&user.id).await?.is_none() {
+            return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
+        }
+        let op = Operation::DeleteMethod { kind: MethodKind::Email, id: EMAIL_METHOD_ID.to_owned() };
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
+        }
         if !tx.delete_email_method(&user.id).await? {
             return Err(AppError::NotFound(EMAIL_METHOD_ID.to_owned()));
         }
@@ -479,6 +494,13 @@ impl App {
     pub async fn delete_software_oath(&self, caller: &Caller, who: Who<'_>, id: &str) -> Result<(), AppError> {
         let method_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
+        if !tx.list_software_oath_methods(&user.id).await?.iter().any(|it| it.id == method_id) {
+            return Err(AppError::NotFound(id.to_owned()));
+        }
+        let op = Operation::DeleteMethod { kind: MethodKind::SoftwareOath, id: method_id.to_string() };
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
+        }
         tx.delete_software_oath_methods(&user.id, Some(&method_id)).await.map_err(|err| match err {
             keyward_store::StoreError::NotFound => AppError::NotFound(id.to_owned()),
             other => other.into(),
@@ -504,6 +526,11 @@ impl App {
         let activity = Activity::AdminRegisteredSecurityInfo;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let op = Operation::CreatePass(request);
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
+            let kept = self.held_pass(&mut *tx, caller, request, now).await?;
+            return Err(self.hold(tx, caller, &user, op, kept, when).await);
+        }
         let charged =
             crate::signin_admin::charge_agent(&mut *tx, caller, &user, AgentAction::TemporaryAccessPass, now).await;
         if let Err(err) = charged {
@@ -525,15 +552,29 @@ impl App {
         now: OffsetDateTime,
     ) -> Result<(TapView, AuditRecord), AppError> {
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
+        // Approved after dual control held it: the pass chosen when it was asked for, starting
+        // now if the start asked for has passed meanwhile.
+        let approved = caller.approval.as_ref().and_then(|it| it.secret_hash()).map(crate::dual_control::unhex);
+        let request = match approved {
+            Some(_) => TapRequest { start: request.start.filter(|it| *it > now), ..request },
+            None => request,
+        };
         let plan = plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
         // Created for anyone, as Entra: a user the policy leaves out cannot sign in with it.
         let enabled = pass_enabled_for(tx, &caller.tenant.id, &user.id, &policy).await?;
-        let length = usize::try_from(policy.default_length).unwrap_or(8);
-        let secret = Secret::new(random_string(TAP_ALPHABET, length)?);
+        let (secret, pass_sha256) = match approved {
+            Some(Some(hash)) => (None, hash),
+            Some(None) => return Err(AppError::Unexpected(anyhow::anyhow!("a held pass's hash is unreadable"))),
+            None => {
+                let secret = new_pass(&policy)?;
+                let hash = sha256(secret.expose().as_bytes());
+                (Some(secret), hash)
+            }
+        };
         let pass = TemporaryAccessPass {
             id: new_id(),
             user_id: user.id.clone(),
-            pass_sha256: sha256(secret.expose().as_bytes()),
+            pass_sha256,
             created: now,
             start: plan.start,
             lifetime_minutes: plan.lifetime_minutes,
@@ -557,7 +598,23 @@ impl App {
         let activity = Activity::AdminRegisteredSecurityInfo;
         let mut record = caller.succeeded(now, activity, vec![TargetResource::user(user).with_changes(changes)]);
         record.result_reason = "Admin registered temporary access pass method for user".into();
-        Ok((self.tap_view(&pass, enabled, Some(secret)), record))
+        Ok((self.tap_view(&pass, enabled, secret), record))
+    }
+
+    /// A pass for a change dual control holds: checked against the policy now, chosen now (shown
+    /// to the requester once), kept as its hash until the approval.
+    pub(crate) async fn held_pass(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        request: TapRequest,
+        now: OffsetDateTime,
+    ) -> Result<Kept, AppError> {
+        let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
+        plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
+        let secret = new_pass(&policy)?;
+        let hash = sha256(secret.expose().as_bytes());
+        Ok(Kept::Pass(secret, hash))
     }
 
     /// `DELETE …/temporaryAccessPassMethods/{id}`.
@@ -567,6 +624,13 @@ impl App {
         let activity = Activity::AdminDeletedSecurityInfo;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        if tx.get_temporary_access_pass(&user.id).await?.is_none_or(|it| it.id != pass_id) {
+            return Err(AppError::NotFound(id.to_owned()));
+        }
+        let op = Operation::DeleteMethod { kind: MethodKind::TemporaryAccessPass, id: pass_id.to_string() };
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
+        }
         if !tx.delete_temporary_access_pass(&user.id, Some(&pass_id)).await? {
             return Err(AppError::NotFound(id.to_owned()));
         }
@@ -597,15 +661,21 @@ impl App {
         }
         drop(tx);
         let alias = user.user_principal_name.split('@').next().unwrap_or_default().to_owned();
-        let (chosen, generated) = match new_password {
-            Some(password) => {
+        // Approved after dual control held it: the password chosen when it was asked for.
+        let approved = caller.approval.as_ref().and_then(|it| it.secret_hash()).map(str::to_owned);
+        let (generated, hash) = match (approved, new_password) {
+            (Some(hash), _) => (None, hash),
+            (None, Some(password)) => {
                 password::check(password.expose(), &[&user.display_name, &alias])
                     .map_err(|err| AppError::BadRequest(format!("The password does not meet the policy: {err}.")))?;
-                (password, false)
+                (None, self.inner.hasher.hash(password.expose()).await?)
             }
-            None => (generate_password(&[&user.display_name, &alias])?, true),
+            (None, None) => {
+                let chosen = generate_password(&[&user.display_name, &alias])?;
+                let hash = self.inner.hasher.hash(chosen.expose()).await?;
+                (Some(chosen), hash)
+            }
         };
-        let hash = self.inner.hasher.hash(chosen.expose()).await?;
         let now = self.now();
         // Both actions again on the write transaction's facts (the target may have changed while
         // the password was hashed), with role changes held off until commit.
@@ -616,11 +686,15 @@ impl App {
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
             .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));
-        let decision = match decision {
-            Ok(()) => crate::signin_admin::charge_agent(&mut *tx, caller, &user, AgentAction::PasswordReset, now).await,
-            refused => refused,
-        };
         if let Err(err) = decision {
+            return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
+        }
+        let op = Operation::ResetPassword;
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Password(generated, hash), when).await);
+        }
+        let charged = crate::signin_admin::charge_agent(&mut *tx, caller, &user, AgentAction::PasswordReset, now).await;
+        if let Err(err) = charged {
             return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
         }
         tx.set_password_hash(&user.id, &hash, now).await?;
@@ -638,7 +712,7 @@ impl App {
         let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user).with_changes(vec![change])]);
         record.result_reason = "Successfully completed reset.".into();
         commit_audited(tx, [record]).await?;
-        Ok(PasswordReset { operation_id, generated: generated.then_some(chosen) })
+        Ok(PasswordReset { operation_id, generated })
     }
 
     /// `GET …/authentication/operations/{id}`: a password reset's status.

@@ -268,6 +268,7 @@ impl App {
             meta,
             scopes: None,
             authentication: None,
+            approval: None,
         };
         let mut tx = self.write().await?;
         let consent_type = if for_organization { "AllPrincipals" } else { "Principal" };

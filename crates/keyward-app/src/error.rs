@@ -45,6 +45,10 @@ pub enum AppError {
     /// A query option combination Graph does not support.
     #[error("{0}")]
     UnsupportedQuery(String),
+    /// Dual control held the change for a second administrator: nothing ran yet (the API answers
+    /// `202 Accepted` with the request).
+    #[error("The change needs a second administrator's approval: it is held as request {}.", .0.request.id)]
+    HeldForApproval(Box<crate::dual_control::Held>),
     /// Anything unexpected; logged in full, shown as a generic error.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),

@@ -15,6 +15,7 @@ mod consent;
 mod deleted_items;
 mod delta;
 mod directory;
+pub mod dual_control;
 pub mod error;
 mod facts;
 pub mod keys;
@@ -141,6 +142,9 @@ pub struct Caller {
     pub scopes: Option<Vec<String>>,
     /// For delegated tokens from the sign-in: when the user authenticated, and with what (`amr`).
     pub authentication: Option<(time::OffsetDateTime, Vec<String>)>,
+    /// Set when a change held by dual control runs on its approval: the request and who
+    /// approved it (`None` for every ordinary request).
+    pub approval: Option<Box<dual_control::Approval>>,
 }
 
 impl Caller {
@@ -173,7 +177,11 @@ impl Caller {
         activity: keyward_core::audit::Activity,
         targets: Vec<keyward_core::audit::TargetResource>,
     ) -> keyward_core::audit::AuditRecord {
-        self.audit(at).success(audit_id(&self.meta.correlation_id), activity, targets)
+        let mut record = self.audit(at).success(audit_id(&self.meta.correlation_id), activity, targets);
+        if let Some(approval) = &self.approval {
+            record.additional_details.extend(approval.details());
+        }
+        record
     }
 
     fn audit(&self, at: time::OffsetDateTime) -> AuditContext {

@@ -37,6 +37,8 @@ pub struct Policies {
     pub methods: MethodsPolicy,
     /// Per-agent limits (`keywardServiceDeskPolicy`).
     pub agents: AgentLimits,
+    /// Dual control (`keywardServiceDeskPolicy` too).
+    pub dual_control: keyward_core::dual_control::DualControl,
 }
 
 /// Which policy object a caller reads or changes: it decides the permission needed.
@@ -183,7 +185,8 @@ impl App {
         let (sign_in, tap) = tx.sign_in_policy(&caller.tenant.id).await?;
         let methods = tx.methods_policy(&caller.tenant.id).await?;
         let agents = tx.agent_limits(&caller.tenant.id).await?;
-        Ok(Policies { sign_in, tap, methods, agents })
+        let dual_control = tx.dual_control_policy(&caller.tenant.id).await?;
+        Ok(Policies { sign_in, tap, methods, agents, dual_control })
     }
 
     /// Changes the tenant's policies: `change` edits the current ones; the result must be within
@@ -221,12 +224,22 @@ impl App {
             tap,
             methods: tx.methods_policy(&tenant).await?,
             agents: tx.agent_limits(&tenant).await?,
+            dual_control: tx.dual_control_policy(&tenant).await?,
         };
         let mut new = old.clone();
         change(&mut new)?;
         new.sign_in.validate().map_err(AppError::BadRequest)?;
         new.tap.validate().map_err(AppError::BadRequest)?;
         new.methods.validate().map_err(AppError::BadRequest)?;
+        new.dual_control.validate().map_err(AppError::BadRequest)?;
+        if let Some(group) = &new.dual_control.group_id
+            && old.dual_control.group_id.as_ref() != Some(group)
+            && tx.get_group(&tenant, group).await?.is_none()
+        {
+            return Err(AppError::BadRequest(format!(
+                "The group '{group}' named in dualControlGroupId does not exist in this tenant."
+            )));
+        }
         if new.methods.fido2_attestation
             && !old.methods.fido2_attestation
             && self.config().fido_attestation_roots.is_empty()
@@ -242,6 +255,7 @@ impl App {
         let rest_changed = new.tap != old.tap
             || new.methods != old.methods
             || new.agents != old.agents
+            || new.dual_control != old.dual_control
             || SignInPolicy { mfa_for_everyone: old.sign_in.mfa_for_everyone, ..new.sign_in.clone() } != old.sign_in;
         if defaults_changed
             && object != PolicyObject::SecurityDefaults
@@ -298,6 +312,9 @@ impl App {
         if new.agents != old.agents {
             tx.set_agent_limits(&tenant, &new.agents).await?;
         }
+        if new.dual_control != old.dual_control {
+            tx.set_dual_control_policy(&tenant, &new.dual_control).await?;
+        }
         let mut records: Vec<AuditRecord> = Vec::new();
         if defaults_changed {
             let change = PropertyChange {
@@ -309,7 +326,9 @@ impl App {
             records.push(caller.succeeded(now, Activity::UpdateSecurityDefaults, vec![target]));
         }
         if rest_changed {
-            let describe = |it: &Policies| format!("{:?} {:?} {:?} {:?}", it.sign_in, it.tap, it.methods, it.agents);
+            let describe = |it: &Policies| {
+                format!("{:?} {:?} {:?} {:?} {:?}", it.sign_in, it.tap, it.methods, it.agents, it.dual_control)
+            };
             let change = PropertyChange {
                 name: "Policy".into(),
                 old_value: Some(json::string(&describe(&old))),

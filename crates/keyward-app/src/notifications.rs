@@ -69,6 +69,7 @@ pub(crate) async fn stage_for_administrators(
     message: &Message,
     correlation_id: &str,
     at: OffsetDateTime,
+    except: &ObjectId,
 ) -> Result<usize, AppError> {
     tx.set_now(at);
     let filter = AssignmentFilter {
@@ -80,7 +81,8 @@ pub(crate) async fn stage_for_administrators(
     let mut told: Vec<ObjectId> = Vec::new();
     let mut sent = 0;
     for assignment in assignments {
-        if told.contains(&assignment.principal_id) {
+        // The one who caused the message (the reporting user, the requester) is not told.
+        if told.contains(&assignment.principal_id) || assignment.principal_id == *except {
             continue;
         }
         told.push(assignment.principal_id.clone());
@@ -456,6 +458,7 @@ impl App {
             &alert,
             &meta.correlation_id,
             now,
+            &user.id,
         )
         .await?;
         commit_audited(tx, records).await?;
@@ -484,7 +487,8 @@ impl App {
             crate::Principal::App(app) => format!("the application {}", app.display_name),
         };
         let message = notify::agent_limit_message(&tenant.display_name, &name, refusal, now);
-        stage_for_administrators(tx, tenant, Kind::AgentLimitReached, &message, &caller.meta.correlation_id, now)
+        let correlation_id = &caller.meta.correlation_id;
+        stage_for_administrators(tx, tenant, Kind::AgentLimitReached, &message, correlation_id, now, caller.id())
             .await?;
         Ok(())
     }

@@ -385,6 +385,16 @@ impl App {
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Delete).await?;
         let found = tx.list_fido2_methods(&user.id).await?.into_iter().find(|it| it.id == method_id);
         let Some(method) = found else { return Err(AppError::NotFound(id.to_owned())) };
+        let op = keyward_core::dual_control::Operation::DeleteMethod {
+            kind: keyward_core::dual_control::MethodKind::Passkey,
+            id: method_id.to_string(),
+        };
+        if let crate::dual_control::Gate::Hold(when) =
+            self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await?
+        {
+            let kept = crate::dual_control::Kept::Nothing;
+            return Err(self.hold(tx, caller, &user, op, kept, when).await);
+        }
         tx.delete_fido2_method(&user.id, &method_id).await?;
         if let Some(record) =
             device_record(&method, Activity::DeletePasskeyDeviceBound, caller.audit(self.now()), &user)

@@ -114,6 +114,7 @@ impl App {
             meta,
             scopes: None,
             authentication,
+            approval: None,
         })))
     }
 

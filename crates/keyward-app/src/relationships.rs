@@ -53,7 +53,7 @@ pub enum Related {
 const TRANSITIVE_LIMIT: usize = 11_000;
 
 /// The groups `start` belongs to, directly and through nesting, nearest first.
-async fn transitive_groups(tx: &mut dyn Tx, start: &ObjectId) -> Result<Vec<ObjectId>, AppError> {
+pub(crate) async fn transitive_groups(tx: &mut dyn Tx, start: &ObjectId) -> Result<Vec<ObjectId>, AppError> {
     let mut seen = BTreeSet::from([start.clone()]);
     let mut found = Vec::new();
     let mut frontier = vec![start.clone()];

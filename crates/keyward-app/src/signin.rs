@@ -1523,6 +1523,7 @@ impl App {
             meta: flow.meta.clone(),
             scopes: None,
             authentication,
+            approval: None,
         })
     }
 

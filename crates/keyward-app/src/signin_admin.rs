@@ -6,6 +6,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::agent_limits::{self, AgentAction};
+use keyward_core::dual_control::Operation;
+
+use crate::dual_control::{Gate, Kept};
 use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz::{Target, actions};
@@ -195,7 +198,12 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
-        if let Err(err) = charge_agent(&mut *tx, caller, &user, AgentAction::MfaReset, self.now()).await {
+        let now = self.now();
+        let op = Operation::RequireReregistration;
+        if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
+            return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
+        }
+        if let Err(err) = charge_agent(&mut *tx, caller, &user, AgentAction::MfaReset, now).await {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
@@ -222,6 +230,14 @@ impl App {
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
         if decision.is_ok() {
+            let op = Operation::ResetMfa { pass };
+            if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
+                let kept = match pass {
+                    Some(request) => self.held_pass(&mut *tx, caller, request, now).await?,
+                    None => Kept::Nothing,
+                };
+                return Err(self.hold(tx, caller, &user, op, kept, when).await);
+            }
             decision = charge_agent(&mut *tx, caller, &user, AgentAction::MfaReset, now).await;
         }
         if decision.is_ok() && pass.is_some() {

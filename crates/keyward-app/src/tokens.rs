@@ -319,7 +319,7 @@ impl App {
             .auth_time
             .and_then(|it| time::OffsetDateTime::from_unix_timestamp(it).ok())
             .map(|at| (at, claims.amr.clone().unwrap_or_default()));
-        Ok(Caller { tenant, principal, actor, meta, scopes, authentication })
+        Ok(Caller { tenant, principal, actor, meta, scopes, authentication, approval: None })
     }
 
     /// The published signing keys.

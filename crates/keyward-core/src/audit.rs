@@ -86,6 +86,14 @@ pub enum Activity {
     /// `User reported suspicious activity` (Authentication Methods): the user used a
     /// notification's "This wasn't me" link.
     UserReportedSuspiciousActivity,
+    /// `Request approval of a service desk change` (Keyward, Authentication Methods): dual
+    /// control held a change to a privileged user for a second administrator.
+    RequestServiceDeskApproval,
+    /// `Approve service desk change` (Keyward): a second administrator approved a held change,
+    /// which ran in the same transaction as the requester.
+    ApproveServiceDeskChange,
+    /// `Deny service desk change` (Keyward): a second administrator denied a held change.
+    DenyServiceDeskChange,
     /// `Consent to application` (ApplicationManagement): a user or administrator consented.
     ConsentToApplication,
     /// `Add delegated permission grant` (ApplicationManagement): a grant created or extended.
@@ -299,6 +307,9 @@ impl Activity {
             Activity::UserDeletedSecurityInfo => "User deleted security info",
             Activity::UserUpdatedSecurityInfo => "User updated security info",
             Activity::UserReportedSuspiciousActivity => "User reported suspicious activity",
+            Activity::RequestServiceDeskApproval => "Request approval of a service desk change",
+            Activity::ApproveServiceDeskChange => "Approve service desk change",
+            Activity::DenyServiceDeskChange => "Deny service desk change",
             Activity::ConsentToApplication => "Consent to application",
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
@@ -327,6 +338,9 @@ impl Activity {
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
             | Activity::UserReportedSuspiciousActivity
+            | Activity::RequestServiceDeskApproval
+            | Activity::ApproveServiceDeskChange
+            | Activity::DenyServiceDeskChange
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned
             | Activity::AddPasskeyDeviceBound
@@ -376,6 +390,9 @@ impl Activity {
             | Activity::UserDeletedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
             | Activity::UserReportedSuspiciousActivity
+            | Activity::RequestServiceDeskApproval
+            | Activity::ApproveServiceDeskChange
+            | Activity::DenyServiceDeskChange
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned => "Authentication Methods",
             Activity::AddPasskeyDeviceBound | Activity::DeletePasskeyDeviceBound => "Device Registration Service",
@@ -426,7 +443,10 @@ impl Activity {
             Activity::ResetPasswordByAdmin
             | Activity::AdminUpdatedSecurityInfo
             | Activity::UserUpdatedSecurityInfo
-            | Activity::UserReportedSuspiciousActivity => "Update",
+            | Activity::UserReportedSuspiciousActivity
+            | Activity::ApproveServiceDeskChange
+            | Activity::DenyServiceDeskChange => "Update",
+            Activity::RequestServiceDeskApproval => "Add",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
             Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup | Activity::HardDeleteGroup => {

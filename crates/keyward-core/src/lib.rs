@@ -15,6 +15,7 @@ pub mod authz;
 pub mod consent;
 pub mod delta;
 pub mod directory;
+pub mod dual_control;
 pub mod ids;
 pub mod json;
 pub mod methods_policy;

@@ -32,21 +32,25 @@ pub enum Kind {
     SuspiciousActivityReported,
     /// To administrators: an agent reached their hourly limit.
     AgentLimitReached,
+    /// To administrators: dual control holds a change for a second administrator's approval.
+    ApprovalRequested,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] =
+        [Kind::SecurityInfoChanged, Kind::SuspiciousActivityReported, Kind::AgentLimitReached, Kind::ApprovalRequested];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::SecurityInfoChanged => "securityInfoChanged",
             Kind::SuspiciousActivityReported => "suspiciousActivityReported",
             Kind::AgentLimitReached => "agentLimitReached",
+            Kind::ApprovalRequested => "approvalRequested",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::SecurityInfoChanged, Kind::SuspiciousActivityReported, Kind::AgentLimitReached]
-            .into_iter()
-            .find(|it| it.as_str() == text)
+        Kind::ALL.into_iter().find(|it| it.as_str() == text)
     }
 }
 
@@ -359,6 +363,35 @@ pub fn agent_limit_message(tenant: &str, agent: &str, refusal: &str, at: OffsetD
     }
 }
 
+/// What administrators are sent when dual control holds a change: who asked, what, for whom,
+/// until when, and where to decide.
+pub fn approval_message(
+    tenant: &str,
+    requester: &str,
+    change: &str,
+    target: &str,
+    expires: OffsetDateTime,
+    where_to_decide: &str,
+) -> Message {
+    let (tenant, requester, target) = (&clean(tenant), &clean(requester), &clean(target));
+    Message {
+        subject: format!("{tenant}: {requester} asks for approval to change {target}'s sign-in"),
+        body: format!(
+            concat!(
+                "{requester} asked for this change, which needs a second administrator: {change} for {target}.\n\n",
+                "Approve it only if you know the request is genuine (for example, you called the user back on a ",
+                "number you already had). Decide at {url} before {expires}; after that it expires and nothing ",
+                "changes.\n"
+            ),
+            requester = requester,
+            change = change,
+            target = target,
+            url = where_to_decide,
+            expires = format_time(expires),
+        ),
+    }
+}
+
 /// When a message that failed `attempts` times is tried again: 5 seconds after the first
 /// failure, doubling to at most 30 minutes.
 pub fn retry_at(attempts: u32, now: OffsetDateTime) -> OffsetDateTime {
@@ -546,7 +579,7 @@ mod tests {
         for state in State::ALL {
             assert_eq!(State::parse(state.as_str()), Some(state));
         }
-        for kind in [Kind::SecurityInfoChanged, Kind::SuspiciousActivityReported, Kind::AgentLimitReached] {
+        for kind in Kind::ALL {
             assert_eq!(Kind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(

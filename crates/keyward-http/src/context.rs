@@ -53,12 +53,22 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |it| it.as_str()).to_owned();
     let path = request.uri().path().to_owned();
     let mut response = CURRENT_IDS.scope(ids.clone(), next.run(request)).await;
+    let accepted = response.status() == axum::http::StatusCode::ACCEPTED;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
         headers.insert("request-id", value);
     }
     if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
         headers.insert("client-request-id", value);
+    }
+    // A root-relative `Location` (a change held for approval names its request so) becomes absolute.
+    let relative = accepted
+        .then(|| headers.get(header::LOCATION).and_then(|it| it.to_str().ok()).filter(|it| it.starts_with('/')))
+        .flatten();
+    if let Some(absolute) =
+        relative.and_then(|it| HeaderValue::from_str(&format!("{}{it}", state.app.config().public_url)).ok())
+    {
+        headers.insert(header::LOCATION, absolute);
     }
     // No response is to be read as anything but its declared type (JSON, HTML, CSS, script).
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

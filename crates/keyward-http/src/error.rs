@@ -15,23 +15,25 @@ pub struct GraphError {
     pub code: &'static str,
     pub message: String,
     pub ids: RequestIds,
-    /// `WWW-Authenticate` for a 401: the invalid-token challenge, or a claims challenge (boxed:
-    /// errors travel in every handler's `Result`).
-    pub www_authenticate: Option<Box<str>>,
+    /// What the answer carries besides the envelope (boxed: errors travel in every handler's
+    /// `Result`).
+    pub attached: Option<Box<Attached>>,
     /// Seconds for `Retry-After` (throttling and overload).
     pub retry_after: Option<u32>,
 }
 
+/// What a [`GraphError`] carries besides the envelope.
+#[derive(Debug, Clone)]
+pub enum Attached {
+    /// `WWW-Authenticate` for a 401: the invalid-token challenge, or a claims challenge.
+    Challenge(String),
+    /// Not an error: dual control held the change (`202` with the request).
+    Held(Box<keyward_app::dual_control::Held>),
+}
+
 impl GraphError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, ids: &RequestIds) -> GraphError {
-        GraphError {
-            status,
-            code,
-            message: message.into(),
-            ids: ids.clone(),
-            www_authenticate: None,
-            retry_after: None,
-        }
+        GraphError { status, code, message: message.into(), ids: ids.clone(), attached: None, retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>, ids: &RequestIds) -> GraphError {
@@ -43,22 +45,18 @@ impl GraphError {
     pub fn from_app(err: AppError, ids: &RequestIds) -> GraphError {
         match err {
             AppError::Unauthenticated(message) => GraphError {
-                www_authenticate: Some(
+                attached: Some(Box::new(Attached::Challenge(
                     r#"Bearer realm="", error="invalid_token", client_id="00000003-0000-0000-c000-000000000000""#
-                        .to_owned()
-                        .into(),
-                ),
+                        .to_owned(),
+                ))),
                 ..GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message, ids)
             },
             // Entra's claims challenge: the claims request, base64-encoded, for MSAL to sign in with.
             AppError::ClaimsChallenge { message, claims, authorization_uri } => GraphError {
-                www_authenticate: Some(
-                    format!(
-                        r#"Bearer realm="", authorization_uri="{authorization_uri}", error="insufficient_claims", claims="{}""#,
-                        base64::engine::general_purpose::STANDARD.encode(claims)
-                    )
-                    .into(),
-                ),
+                attached: Some(Box::new(Attached::Challenge(format!(
+                    r#"Bearer realm="", authorization_uri="{authorization_uri}", error="insufficient_claims", claims="{}""#,
+                    base64::engine::general_purpose::STANDARD.encode(claims)
+                )))),
                 ..GraphError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", message, ids)
             },
             AppError::Forbidden { .. } => {
@@ -81,6 +79,10 @@ impl GraphError {
             AppError::Conflict(message) => {
                 GraphError::new(StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue", message, ids)
             }
+            AppError::HeldForApproval(held) => GraphError {
+                attached: Some(Box::new(Attached::Held(held))),
+                ..GraphError::new(StatusCode::ACCEPTED, "heldForApproval", "Held for approval", ids)
+            },
             AppError::UnsupportedQuery(message) => {
                 GraphError::new(StatusCode::BAD_REQUEST, "Request_UnsupportedQuery", message, ids)
             }
@@ -109,6 +111,18 @@ impl From<AppError> for GraphError {
 
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
+        if let Some(Attached::Held(held)) = self.attached.as_deref() {
+            let mut response =
+                (StatusCode::ACCEPTED, crate::context::graph_json(crate::graph::service_desk::held_json(held)))
+                    .into_response();
+            let location = crate::graph::service_desk::location(held.request.id.as_str());
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            // It may carry a pass or a password.
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return response;
+        }
         let date = time::OffsetDateTime::now_utc();
         let date = format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -134,7 +148,11 @@ impl IntoResponse for GraphError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if let Some(challenge) = self.www_authenticate.as_deref().and_then(|it| HeaderValue::from_str(it).ok()) {
+        let challenge = match self.attached.as_deref() {
+            Some(Attached::Challenge(it)) => HeaderValue::from_str(it).ok(),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response

@@ -24,6 +24,8 @@ pub struct Op {
     pub options: &'static [&'static str],
     /// Served under `/beta` only (as in Graph); `/v1.0` answers 400 for it.
     pub is_beta_only: bool,
+    /// Dual control may hold it: `202` with the held request.
+    pub may_be_held: bool,
 }
 
 /// Which query options an operation documents.
@@ -50,6 +52,7 @@ impl Op {
             paging: Paging::None,
             options: &[],
             is_beta_only: false,
+            may_be_held: false,
         }
     }
 
@@ -127,6 +130,12 @@ impl Op {
 
     pub fn beta_only(mut self) -> Op {
         self.is_beta_only = true;
+        self
+    }
+
+    /// Documents the `202` dual control answers when it holds the change for approval.
+    pub fn may_be_held(mut self) -> Op {
+        self.may_be_held = true;
         self
     }
 }
@@ -338,6 +347,9 @@ fn schemas() -> Value {
             "temporaryAccessPassesPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
             "passwordResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
             "mfaResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+            "dualControlEnabled": {"type": "boolean"},
+            "dualControlGroupId": {"type": ["string", "null"]},
+            "dualControlRequestLifetimeInMinutes": {"type": "integer", "minimum": 5, "maximum": 10080},
         }},
         "Empty": {"type": "object"},
         "PhoneMethod": {"type": "object", "properties": {"phoneNumber": string, "phoneType": {"type": "string", "enum": ["mobile", "alternateMobile", "office"]}}},
@@ -417,7 +429,7 @@ fn schemas() -> Value {
         }},
         "RoleManagementPolicyAssignmentCollection": collection("RoleManagementPolicyAssignment"),
         "KeywardNotification": {"type": "object", "properties": {
-            "id": string, "kind": {"type": "string", "enum": ["securityInfoChanged", "suspiciousActivityReported", "agentLimitReached"]},
+            "id": string, "kind": {"type": "string", "enum": ["securityInfoChanged", "suspiciousActivityReported", "agentLimitReached", "approvalRequested"]},
             "userId": string, "recipient": {"type": ["string", "null"]}, "subject": string, "body": string,
             "correlationId": string, "createdDateTime": string,
             "state": {"type": "string", "enum": ["pending", "sent", "failed", "noAddress"]},
@@ -428,6 +440,25 @@ fn schemas() -> Value {
         "KeywardNotificationCollection": collection("KeywardNotification"),
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), pim) {
+        all.extend(more);
+    }
+    let service_desk = json!({
+        "KeywardServiceDeskRequest": {"type": "object", "properties": {
+            "id": string,
+            "operation": {"type": "string", "enum": ["createTemporaryAccessPass", "resetPassword", "requireMfaReregistration", "resetMfa", "deleteMethod"]},
+            "description": string,
+            "status": {"type": "string", "enum": ["pendingApproval", "completed", "denied", "failed", "expired"]},
+            "requestedBy": {"type": "object"}, "target": {"type": "object"},
+            "createdDateTime": string, "expirationDateTime": string,
+            "decidedBy": {"type": ["object", "null"]}, "decidedDateTime": {"type": ["string", "null"]},
+            "decisionNote": {"type": ["string", "null"]}, "canBeDecidedByMe": {"type": "boolean"},
+            "temporaryAccessPass": {"type": "string", "description": "Only in the 202 answer that held a pass: valid once approved"},
+            "newPassword": {"type": "string", "description": "Only in the 202 answer that held a generated password: valid once approved"},
+        }},
+        "KeywardServiceDeskRequestCollection": collection("KeywardServiceDeskRequest"),
+        "KeywardServiceDeskDecision": {"type": "object", "required": ["justification"], "properties": {"justification": {"type": "string", "maxLength": 500}}},
+    });
+    if let (Some(all), Value::Object(more)) = (res.as_object_mut(), service_desk) {
         all.extend(more);
     }
     res
@@ -469,6 +500,12 @@ fn operation(op: &Op, version: &str, path: &str) -> Value {
         json!({"description": "Success", "content": {"application/json": {"schema": reference(op.response)}}})
     };
     responses.insert(op.status.to_string(), success);
+    if op.may_be_held {
+        responses.insert(
+            "202".into(),
+            json!({"description": "Held by dual control (keywardServiceDeskPolicy) for a second administrator's approval; Location names the request", "content": {"application/json": {"schema": reference("KeywardServiceDeskRequest")}}}),
+        );
+    }
     for (status, description) in [
         ("400", "Request_BadRequest or Request_UnsupportedQuery"),
         ("401", "InvalidAuthenticationToken"),

@@ -108,6 +108,7 @@ pub trait Tx:
     + RoleStore
     + PimStore
     + OutboxStore
+    + ServiceDeskStore
     + CredentialStore
     + KeyStore
     + AuditStore
@@ -475,6 +476,82 @@ pub trait OutboxStore: Send {
         hash: &[u8],
         now: OffsetDateTime,
     ) -> Result<Option<OutboxMessage>, StoreError>;
+}
+
+/// A change held by dual control (`keyward_core::dual_control`) until a second administrator
+/// decides. Its secret (a pass's SHA-256 or a password's Argon2 hash, chosen at request time) is
+/// kept for the change to use and never read out to a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceDeskRequest {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub requester_id: ObjectId,
+    /// The requester is an application (a service principal), not a user.
+    pub requester_is_app: bool,
+    /// The requester's token's delegated permissions, space-separated (`None`: app-only or the
+    /// portal, which acts with roles alone).
+    pub requester_scopes: Option<String>,
+    pub requester_ip: Option<String>,
+    pub target_id: ObjectId,
+    /// `keyward_core::dual_control::Operation::name`.
+    pub operation: String,
+    pub pass_start: Option<OffsetDateTime>,
+    pub pass_lifetime_minutes: Option<i64>,
+    pub pass_usable_once: Option<bool>,
+    /// The deleted method's collection (`MethodKind::as_str`) and id.
+    pub method_kind: Option<String>,
+    pub method_id: Option<String>,
+    pub secret_hash: Option<String>,
+    pub justification: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// `keyward_core::dual_control::Status::as_str` as stored (never `expired`: that is read from
+    /// `expires_at`).
+    pub status: String,
+    pub decided_by: Option<ObjectId>,
+    pub decided_at: Option<OffsetDateTime>,
+    /// The decider's justification, or why the approved change failed.
+    pub decision_note: Option<String>,
+    pub correlation_id: String,
+}
+
+/// Dual control's policy and its held changes.
+#[async_trait]
+pub trait ServiceDeskStore: Send {
+    async fn dual_control_policy(
+        &mut self,
+        tenant: &ObjectId,
+    ) -> Result<keyward_core::dual_control::DualControl, StoreError>;
+    async fn set_dual_control_policy(
+        &mut self,
+        tenant: &ObjectId,
+        policy: &keyward_core::dual_control::DualControl,
+    ) -> Result<(), StoreError>;
+    async fn insert_service_desk_request(&mut self, request: &ServiceDeskRequest) -> Result<(), StoreError>;
+    async fn get_service_desk_request(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<ServiceDeskRequest>, StoreError>;
+    /// A tenant's requests, newest first, with ids below `before` (ids are UUID v7).
+    async fn list_service_desk_requests(
+        &mut self,
+        tenant: &ObjectId,
+        before: Option<&ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<ServiceDeskRequest>, StoreError>;
+    /// Decides a waiting request, once: sets `status`, the decider, the time and the note where
+    /// it is still `pendingApproval` and has not expired at `at`; `false` (nothing written)
+    /// otherwise (decided meanwhile, by another node too, or expired).
+    async fn decide_service_desk_request(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        status: &str,
+        by: &ObjectId,
+        at: OffsetDateTime,
+        note: Option<&str>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Just-in-time roles: eligibilities, the requests on schedules, and each role's settings.

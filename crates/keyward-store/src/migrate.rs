@@ -102,6 +102,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0024_notifications.sql",
         sql: include_str!("../migrations/sqlite/0024_notifications.sql"),
     },
+    Migration {
+        version: 25,
+        name: "0025_dual_control.sql",
+        sql: include_str!("../migrations/sqlite/0025_dual_control.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -201,6 +206,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 24,
         name: "0024_notifications.sql",
         sql: include_str!("../migrations/postgres/0024_notifications.sql"),
+    },
+    Migration {
+        version: 25,
+        name: "0025_dual_control.sql",
+        sql: include_str!("../migrations/postgres/0025_dual_control.sql"),
     },
 ];
 

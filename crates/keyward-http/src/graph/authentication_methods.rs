@@ -710,7 +710,8 @@ pub fn routes(api: Api) -> Api {
         delete(delete_phone),
         Op::delete("authentication", "Delete a phone method", "microsoft.directory/users/authenticationMethods/delete")
             .with_id()
-            .with_param("method"),
+            .with_param("method")
+            .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/emailMethods",
@@ -756,7 +757,8 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/users/authenticationMethods/delete",
         )
         .with_id()
-        .with_param("method"),
+        .with_param("method")
+        .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/methods",
@@ -888,7 +890,8 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/users/authenticationMethods/delete",
         )
         .with_id()
-        .with_param("method"),
+        .with_param("method")
+        .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/temporaryAccessPassMethods",
@@ -912,7 +915,8 @@ pub fn routes(api: Api) -> Api {
             201,
             "AuthenticationMethod",
         )
-        .with_id(),
+        .with_id()
+        .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/temporaryAccessPassMethods/{method}",
@@ -930,6 +934,7 @@ pub fn routes(api: Api) -> Api {
             "microsoft.directory/users/authenticationMethods/delete",
         )
         .with_id()
-        .with_param("method"),
+        .with_param("method")
+        .may_be_held(),
     )
 }

@@ -26,6 +26,7 @@ mod reports;
 mod role_assignments;
 mod role_definitions;
 mod role_policies;
+pub(crate) mod service_desk;
 mod service_principals;
 pub(crate) mod shape;
 mod sign_ins;
@@ -401,7 +402,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 26] = [
+const RESOURCES: [fn(Api) -> Api; 27] = [
     users::routes,
     relationships::routes,
     delta::routes,
@@ -427,6 +428,7 @@ const RESOURCES: [fn(Api) -> Api; 26] = [
     sign_ins::routes,
     reports::routes,
     notifications::routes,
+    service_desk::routes,
     batch::routes,
 ];
 

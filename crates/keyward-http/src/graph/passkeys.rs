@@ -252,7 +252,7 @@ pub fn routes(api: Api) -> Api {
     .route(
         "/users/{id}/authentication/fido2Methods/{method}",
         delete(delete_passkey),
-        Op::delete("authentication", "Delete a passkey (FIDO2)", DELETE).with_id().with_param("method"),
+        Op::delete("authentication", "Delete a passkey (FIDO2)", DELETE).with_id().with_param("method").may_be_held(),
     )
     .route(
         "/me/authentication/fido2Methods",

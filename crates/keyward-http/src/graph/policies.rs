@@ -11,6 +11,8 @@ use axum::routing::{get, patch};
 use keyward_app::AppError;
 use keyward_app::PolicyObject;
 use keyward_core::agent_limits::AgentAction;
+use keyward_core::dual_control::DualControl;
+use keyward_core::ids::ObjectId;
 use serde_json::{Value, json};
 
 fn bad(message: String) -> AppError {
@@ -80,11 +82,16 @@ async fn patch_sign_in_policy(ctx: GraphCtx, Body(body): Body) -> Result<Respons
 /// passes, password resets and MFA resets one administrator may do to others in an hour
 /// (`null`: no limit). Readable as the methods policy.
 async fn get_service_desk_policy(ctx: GraphCtx) -> Result<Response, GraphError> {
-    let limits = ctx.state.app.policies(&ctx.caller, PolicyObject::Methods).await?.agents;
+    let policies = ctx.state.app.policies(&ctx.caller, PolicyObject::Methods).await?;
+    let limits = policies.agents;
     let mut body = serde_json::Map::new();
     for action in AgentAction::ALL {
         body.insert(action.property().into(), json!(limits.cap(action)));
     }
+    let dual = &policies.dual_control;
+    body.insert(DualControl::ENABLED.into(), json!(dual.is_enabled));
+    body.insert(DualControl::GROUP.into(), json!(dual.group_id.as_ref().map(|it| it.as_str())));
+    body.insert(DualControl::MINUTES.into(), json!(dual.request_minutes));
     Ok(entity(
         format!("{}/$metadata#policies/keywardServiceDeskPolicy/$entity", ctx.base()),
         Value::Object(body),
@@ -101,6 +108,27 @@ async fn patch_service_desk_policy(ctx: GraphCtx, Body(body): Body) -> Result<Re
         .app
         .update_policies(&ctx.caller, PolicyObject::Methods, move |policies| {
             for (name, value) in &patch {
+                match name.as_str() {
+                    DualControl::ENABLED => {
+                        policies.dual_control.is_enabled = bool_field(value, name)?;
+                        continue;
+                    }
+                    DualControl::GROUP => {
+                        policies.dual_control.group_id = match value {
+                            Value::Null => None,
+                            Value::String(it) => Some(ObjectId::parse(it).ok_or_else(|| {
+                                bad(format!("Property '{name}' must be a group id (a GUID) or null."))
+                            })?),
+                            _ => return Err(bad(format!("Property '{name}' must be a group id (a GUID) or null."))),
+                        };
+                        continue;
+                    }
+                    DualControl::MINUTES => {
+                        policies.dual_control.request_minutes = int_field(value, name)?;
+                        continue;
+                    }
+                    _ => (),
+                }
                 let action = AgentAction::ALL
                     .into_iter()
                     .find(|it| it.property() == name)
@@ -195,7 +223,7 @@ pub fn routes(api: Api) -> Api {
         get(get_service_desk_policy),
         Op::get(
             "policies",
-            "Keyward extension: get the per-agent limits (passes, password resets, MFA resets per administrator per hour)",
+            "Keyward extension: get the service desk policy (per-agent limits per hour, dual control)",
             POLICY_ALL,
             "KeywardServiceDeskPolicy",
         ),
@@ -205,7 +233,7 @@ pub fn routes(api: Api) -> Api {
         axum::routing::patch(patch_service_desk_policy),
         Op::patch(
             "policies",
-            "Keyward extension: set the per-agent limits (null: no limit)",
+            "Keyward extension: set the service desk policy (per-agent limits, null: no limit; dual control)",
             POLICY_ALL,
             "KeywardServiceDeskPolicy",
         ),

@@ -376,7 +376,8 @@ pub fn routes(api: Api) -> Api {
             204,
             "",
         )
-        .with_id(),
+        .with_id()
+        .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/resetMfa",
@@ -389,7 +390,8 @@ pub fn routes(api: Api) -> Api {
             200,
             "MfaReset",
         )
-        .with_id(),
+        .with_id()
+        .may_be_held(),
     )
     .route(
         "/users/{id}/authentication/revokeMfaSessions",

@@ -25,6 +25,8 @@ mod outbox;
 #[macro_use]
 mod pim;
 #[macro_use]
+mod service_desk;
+#[macro_use]
 mod signin;
 #[macro_use]
 mod tenants;
@@ -87,7 +89,8 @@ use crate::{
     BrowserSession, Fido2Method, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, WebauthnChallenge,
     sign_in_json,
 };
-use crate::{OutboxMessage, OutboxStore, RegistrationRow, ReportStore};
+use crate::{OutboxMessage, OutboxStore, RegistrationRow, ReportStore, ServiceDeskRequest, ServiceDeskStore};
+use keyward_core::dual_control::DualControl;
 
 fn opt_ts(raw: Option<String>) -> Result<Option<OffsetDateTime>, StoreError> {
     raw.as_deref().map(parse_ts).transpose()
@@ -842,6 +845,7 @@ mod sqlite_impl {
     impl_role_stores!(SqliteTx, sqlx::Sqlite);
     impl_pim_store!(SqliteTx, sqlx::Sqlite);
     impl_outbox_store!(SqliteTx, sqlx::Sqlite);
+    impl_service_desk_store!(SqliteTx, sqlx::Sqlite);
     impl_credential_store!(SqliteTx, sqlx::Sqlite);
     impl_key_store!(SqliteTx, sqlx::Sqlite);
     impl_audit_store!(SqliteTx, sqlx::Sqlite);
@@ -901,6 +905,7 @@ mod postgres_impl {
     impl_role_stores!(PostgresTx, sqlx::Postgres);
     impl_pim_store!(PostgresTx, sqlx::Postgres);
     impl_outbox_store!(PostgresTx, sqlx::Postgres);
+    impl_service_desk_store!(PostgresTx, sqlx::Postgres);
     impl_credential_store!(PostgresTx, sqlx::Postgres);
     impl_key_store!(PostgresTx, sqlx::Postgres);
     impl_audit_store!(PostgresTx, sqlx::Postgres);

@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod audit_chain;
 mod directory;
+mod dual_control;
 mod methods;
 mod notifications;
 mod oidc;

@@ -904,7 +904,8 @@ async fn per_agent_limits(backend: Backend) {
     assert_eq!((first.status, second.status), (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT), "{}", second.text);
     let expected = |body: &Value| {
         json!({"@odata.context": body["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
-               "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1})
+               "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1,
+               "dualControlEnabled": false, "dualControlGroupId": null, "dualControlRequestLifetimeInMinutes": 60})
     };
     let now_set = app.get(policy).await.body;
     assert_eq!(now_set, expected(&now_set));

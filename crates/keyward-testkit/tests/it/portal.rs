@@ -11,7 +11,7 @@ use serde_json::json;
 const PASSWORD: &str = "Portal-harbour-Lantern-92!";
 
 /// A user with `role` (if any) and a known password: their id.
-async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> String {
+pub(super) async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> String {
     let reply = app
         .post(
             "/v1.0/users",
@@ -34,7 +34,7 @@ async fn user(app: &TestApp, alias: &str, role: Option<&str>) -> String {
 
 /// Signs `alias` in through the pages, registering an authenticator app when asked (role holders
 /// must use MFA): the page signed in users land on.
-async fn sign_in(app: &TestApp, browser: &mut Browser, alias: &str) -> Page {
+pub(super) async fn sign_in(app: &TestApp, browser: &mut Browser, alias: &str) -> Page {
     let page = browser.get(&format!("/{DOMAIN}/login")).await;
     let page = browser.submit(&page, "username", &[("username", &format!("{alias}@{DOMAIN}"))], &[]).await;
     let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
@@ -48,7 +48,7 @@ async fn sign_in(app: &TestApp, browser: &mut Browser, alias: &str) -> Page {
 }
 
 /// The CSRF token the portal's forms carry.
-fn csrf_of(page: &Page) -> String {
+pub(super) fn csrf_of(page: &Page) -> String {
     page.forms()
         .iter()
         .flat_map(|it| it.inputs.iter())
@@ -83,7 +83,7 @@ async fn post_confirmation(browser: &mut Browser, page: &Page) -> Page {
 }
 
 /// Opens the confirmation page of `action` from a user's page.
-async fn confirm_page(browser: &mut Browser, page: &Page, action: &str) -> Page {
+pub(super) async fn confirm_page(browser: &mut Browser, page: &Page, action: &str) -> Page {
     let user_path = page.path.split('?').next().unwrap_or_default().to_owned();
     browser.get(&format!("{user_path}/confirm?action={action}")).await
 }

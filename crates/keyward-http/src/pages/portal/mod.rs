@@ -27,6 +27,7 @@ use keyward_core::signin_query::{SignInFilter, SignInQuery};
 use super::{Message, cookie_names, html, meta, read_cookie};
 use crate::AppState;
 
+mod approvals;
 mod audit;
 mod custom_roles;
 mod groups;
@@ -42,6 +43,7 @@ mod sign_ins;
 mod units;
 mod users;
 
+pub(super) use self::approvals::{approvals, approvals_action};
 pub(super) use self::audit::{audit, audit_record};
 pub(super) use self::custom_roles::{create_role, edit_role, new_role, save_role};
 pub(super) use self::groups::{group, group_action, group_remove_confirm, groups};

@@ -45,6 +45,7 @@ pub(in crate::pages) async fn notifications(
                 "securityInfoChanged" => "Security info changed",
                 "suspiciousActivityReported" => "\"This wasn't me\" report",
                 "agentLimitReached" => "Agent at the hourly limit",
+                "approvalRequested" => "Approval requested",
                 _ => "Other",
             };
             let state = match it.attempts {

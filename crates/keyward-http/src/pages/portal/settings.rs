@@ -14,6 +14,7 @@ struct SettingsPage {
     tap: TapPolicy,
     /// Per-agent limits, each `(field, label, value)`; an empty value is no limit.
     limits: Vec<(&'static str, &'static str, String)>,
+    dual_control: keyward_core::dual_control::DualControl,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -26,8 +27,8 @@ async fn settings_page(
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let (policy, tap, agents) = match state.app.policies(caller, PolicyObject::Methods).await {
-        Ok(it) => (it.sign_in, it.tap, it.agents),
+    let (policy, tap, agents, dual_control) = match state.app.policies(caller, PolicyObject::Methods).await {
+        Ok(it) => (it.sign_in, it.tap, it.agents, it.dual_control),
         Err(err) => return failure(err),
     };
     let limits = AGENT_LIMITS
@@ -47,6 +48,7 @@ async fn settings_page(
         policy,
         tap,
         limits,
+        dual_control,
         csrf,
         notice,
         error,
@@ -116,6 +118,15 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
                 };
                 policies.agents.set(action, cap).map_err(AppError::BadRequest)?;
             }
+            let dual = &mut policies.dual_control;
+            dual.is_enabled = flag("dual_enabled");
+            dual.request_minutes = number("dual_minutes")?;
+            dual.group_id = match fields.get("dual_group").map(|it| it.trim()).unwrap_or_default() {
+                "" => None,
+                text => Some(keyward_core::ids::ObjectId::parse(text).ok_or_else(|| {
+                    AppError::BadRequest("The dual control group must be empty or a group's object id.".into())
+                })?),
+            };
             Ok(())
         })
         .await;

@@ -318,6 +318,34 @@ async fn action_failed(state: &AppState, caller: &Caller, key: &str, err: AppErr
         AppError::BadRequest(message) => {
             user_page(state, caller, key, None, Some((StatusCode::BAD_REQUEST, message))).await
         }
+        AppError::HeldForApproval(held) => {
+            let secret = held.temporary_access_pass.as_ref().or(held.password.as_ref());
+            let Some(secret) = secret else {
+                let tenant = caller.tenant.id.to_string();
+                return see_other(&format!("/{tenant}/admin/users/{}?done=held", url_encode(key)));
+            };
+            let user = match state.app.get_user(caller, key).await {
+                Ok(it) => it,
+                Err(err) => return failure(err),
+            };
+            let what = format!(
+                "Sent for approval: dual control holds this change to a privileged user ({}) until another \
+                 administrator approves it on the Approvals page (it expires at {} UTC). The {} below works only once \
+                 it is approved. It is not shown again.",
+                held.request.operation.describe(),
+                keyward_app::rfc3339(held.request.expires),
+                if held.password.is_some() { "password" } else { "Temporary Access Pass" },
+            );
+            let page = SecretPage {
+                title: "Sent for approval",
+                tenant: caller.tenant.id.to_string(),
+                header: Header::of(caller),
+                user,
+                what,
+                secret: secret.expose().to_owned(),
+            };
+            html(StatusCode::ACCEPTED, &page)
+        }
         err => failure(err),
     }
 }
@@ -496,6 +524,10 @@ pub(in crate::pages) async fn user(
         Some("create") => Some("Done: the user was created with the password you typed."),
         Some("edit") => Some("Done: the profile was saved."),
         Some("unchanged") => Some("Nothing changed."),
+        Some("held") => Some(
+            "Sent for approval: dual control holds this change to a privileged user until another administrator \
+             approves it on the Approvals page. Nothing changed yet.",
+        ),
         _ => None,
     };
     user_page(&state, &caller, &key, notice, None).await

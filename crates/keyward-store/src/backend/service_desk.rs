@@ -1,0 +1,185 @@
+//! Dual control (`ServiceDeskStore`): the tenant's policy and the changes it holds for a second
+//! administrator.
+//!
+//! `impl_service_desk_store!` is the same SQL for SQLite and PostgreSQL, expanded once per backend
+//! in `backend/mod.rs`.
+
+/// The columns a request is read from, in `decode_request`'s order.
+macro_rules! service_desk_columns {
+    () => {
+        concat!(
+            "id, tenant_id, requester_id, requester_is_app, requester_scopes, requester_ip, target_id, ",
+            "operation, pass_start, pass_lifetime_minutes, pass_usable_once, method_kind, method_id, ",
+            "secret_hash, justification, created_at, expires_at, status, decided_by, decided_at, ",
+            "decision_note, correlation_id"
+        )
+    };
+}
+
+macro_rules! impl_service_desk_store {
+    ($tx:ident, $db:ty) => {
+        impl $tx {
+            fn decode_request(row: &<$db as sqlx::Database>::Row) -> Result<ServiceDeskRequest, StoreError> {
+                let opt_oid = |raw: Option<String>| raw.as_deref().map(oid).transpose();
+                Ok(ServiceDeskRequest {
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    requester_id: oid(&row.try_get::<String, _>(2)?)?,
+                    requester_is_app: row.try_get(3)?,
+                    requester_scopes: row.try_get(4)?,
+                    requester_ip: row.try_get(5)?,
+                    target_id: oid(&row.try_get::<String, _>(6)?)?,
+                    operation: row.try_get(7)?,
+                    pass_start: opt_ts(row.try_get(8)?)?,
+                    pass_lifetime_minutes: row.try_get(9)?,
+                    pass_usable_once: row.try_get(10)?,
+                    method_kind: row.try_get(11)?,
+                    method_id: row.try_get(12)?,
+                    secret_hash: row.try_get(13)?,
+                    justification: row.try_get(14)?,
+                    created_at: parse_ts(&row.try_get::<String, _>(15)?)?,
+                    expires_at: parse_ts(&row.try_get::<String, _>(16)?)?,
+                    status: row.try_get(17)?,
+                    decided_by: opt_oid(row.try_get(18)?)?,
+                    decided_at: opt_ts(row.try_get(19)?)?,
+                    decision_note: row.try_get(20)?,
+                    correlation_id: row.try_get(21)?,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl ServiceDeskStore for $tx {
+            async fn dual_control_policy(&mut self, tenant: &ObjectId) -> Result<DualControl, StoreError> {
+                let row = sqlx::query(
+                    "SELECT is_enabled, group_id, request_minutes FROM dual_control_policy WHERE tenant_id = $1",
+                )
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                let Some(row) = row else { return Ok(DualControl::default()) };
+                let group: Option<String> = row.try_get(1)?;
+                Ok(DualControl {
+                    is_enabled: row.try_get(0)?,
+                    group_id: group.as_deref().map(oid).transpose()?,
+                    request_minutes: row.try_get(2)?,
+                })
+            }
+
+            async fn set_dual_control_policy(
+                &mut self,
+                tenant: &ObjectId,
+                policy: &DualControl,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO dual_control_policy (tenant_id, is_enabled, group_id, request_minutes) ",
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled, ",
+                    "group_id = excluded.group_id, request_minutes = excluded.request_minutes"
+                ))
+                .bind(tenant.as_str())
+                .bind(policy.is_enabled)
+                .bind(policy.group_id.as_ref().map(ObjectId::as_str))
+                .bind(policy.request_minutes)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_service_desk_request(&mut self, it: &ServiceDeskRequest) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO service_desk_requests (",
+                    service_desk_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, ",
+                    "$19, $20, $21, $22)"
+                ))
+                .bind(it.id.as_str())
+                .bind(it.tenant_id.as_str())
+                .bind(it.requester_id.as_str())
+                .bind(it.requester_is_app)
+                .bind(&it.requester_scopes)
+                .bind(&it.requester_ip)
+                .bind(it.target_id.as_str())
+                .bind(&it.operation)
+                .bind(it.pass_start.map(fmt_ts))
+                .bind(it.pass_lifetime_minutes)
+                .bind(it.pass_usable_once)
+                .bind(&it.method_kind)
+                .bind(&it.method_id)
+                .bind(&it.secret_hash)
+                .bind(&it.justification)
+                .bind(fmt_ts(it.created_at))
+                .bind(fmt_ts(it.expires_at))
+                .bind(&it.status)
+                .bind(it.decided_by.as_ref().map(ObjectId::as_str))
+                .bind(it.decided_at.map(fmt_ts))
+                .bind(&it.decision_note)
+                .bind(&it.correlation_id)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_service_desk_request(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<ServiceDeskRequest>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    service_desk_columns!(),
+                    " FROM service_desk_requests WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::decode_request).transpose()
+            }
+
+            async fn list_service_desk_requests(
+                &mut self,
+                tenant: &ObjectId,
+                before: Option<&ObjectId>,
+                limit: usize,
+            ) -> Result<Vec<ServiceDeskRequest>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    service_desk_columns!(),
+                    " FROM service_desk_requests WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ",
+                    "ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(tenant.as_str())
+                .bind(before.map(ObjectId::as_str))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::decode_request).collect()
+            }
+
+            async fn decide_service_desk_request(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                status: &str,
+                by: &ObjectId,
+                at: OffsetDateTime,
+                note: Option<&str>,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE service_desk_requests SET status = $3, decided_by = $4, decided_at = $5, ",
+                    "decision_note = $6 WHERE tenant_id = $1 AND id = $2 AND status = 'pendingApproval' ",
+                    "AND expires_at > $5"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .bind(status)
+                .bind(by.as_str())
+                .bind(fmt_ts(at))
+                .bind(note)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
