@@ -146,6 +146,8 @@ pub fn rows(users: &[String], args: &BulkArgs) -> anyhow::Result<Vec<Row>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Changed,
+    /// Dual control holds the change for a second administrator (`202` with a request).
+    Held,
     WouldChange,
     Already,
     Skipped,
@@ -156,6 +158,7 @@ impl Outcome {
     fn label(self) -> &'static str {
         match self {
             Outcome::Changed => "done",
+            Outcome::Held => "held for approval",
             Outcome::WouldChange => "would change",
             Outcome::Already => "already",
             Outcome::Skipped => "skipped",
@@ -166,7 +169,7 @@ impl Outcome {
     fn tone(self) -> Tone {
         match self {
             Outcome::Changed | Outcome::WouldChange => Tone::Good,
-            Outcome::Already | Outcome::Skipped => Tone::Warn,
+            Outcome::Already | Outcome::Skipped | Outcome::Held => Tone::Warn,
             Outcome::Failed => Tone::Bad,
         }
     }
@@ -269,7 +272,7 @@ pub async fn run(
             None => one_row(graph, &operation, row, args.dry_run, &mut lookups, &mut seen).await,
         };
         bar.inc(1);
-        if result.outcome == Outcome::Changed
+        if matches!(result.outcome, Outcome::Changed | Outcome::Held)
             && let Some(journal) = journal.as_mut()
         {
             journal.record(row.number)?;
@@ -298,10 +301,14 @@ pub async fn run(
     }
     let count = |outcome: Outcome| results.iter().filter(|it| it.outcome == outcome).count();
     let summary = format!(
-        "{}: {} {}, {} already, {} skipped, {} failed, of {} rows{}.",
+        "{}: {} {}{}, {} already, {} skipped, {} failed, of {} rows{}.",
         operation.verb(),
         if args.dry_run { count(Outcome::WouldChange) } else { count(Outcome::Changed) },
         if args.dry_run { "would change" } else { "done" },
+        match count(Outcome::Held) {
+            0 => String::new(),
+            held => format!(", {held} held for a second administrator's approval"),
+        },
         count(Outcome::Already),
         count(Outcome::Skipped),
         count(Outcome::Failed),
@@ -320,7 +327,7 @@ pub async fn run(
                     row
                 }).collect::<Vec<_>>(),
                 "summary": {
-                    "changed": count(Outcome::Changed), "wouldChange": count(Outcome::WouldChange),
+                    "changed": count(Outcome::Changed), "held": count(Outcome::Held), "wouldChange": count(Outcome::WouldChange),
                     "already": count(Outcome::Already), "skipped": count(Outcome::Skipped), "failed": count(Outcome::Failed),
                     "stoppedAtRow": stopped_at,
                 },
@@ -404,6 +411,12 @@ async fn one_row(
                 return result;
             }
             match apply(graph, operation, &target).await {
+                Ok((detail, extra)) if extra.get("serviceDeskRequest").is_some() => {
+                    result.outcome = Outcome::Held;
+                    result.detail = detail;
+                    result.extra = extra;
+                    result
+                }
                 Ok((detail, extra)) => {
                     result.outcome = Outcome::Changed;
                     result.detail = detail;
@@ -623,13 +636,32 @@ fn pass_detail(pass: &Value) -> (String, Value) {
     (detail, json!({"temporaryAccessPass": pass}))
 }
 
-/// Makes the change; returns what to show and what to add to the row's JSON.
+/// A `202` of dual control: the request it holds, what to show and what to add to the row's JSON
+/// (`serviceDeskRequest`, with the pass that works once approved).
+fn held(answer: &Value) -> Option<(String, Value)> {
+    if answer["status"] != "pendingApproval" || !answer["operation"].is_string() {
+        return None;
+    }
+    let mut detail = format!(
+        "held for a second administrator's approval: request {} (expires {})",
+        answer["id"].as_str().unwrap_or_default(),
+        answer["expirationDateTime"].as_str().unwrap_or_default()
+    );
+    if let Some(pass) = answer["temporaryAccessPass"].as_str() {
+        detail.push_str(&format!("; pass {pass} works once approved"));
+    }
+    Some((detail, json!({"serviceDeskRequest": answer})))
+}
+
+/// Makes the change; returns what to show and what to add to the row's JSON (a change dual
+/// control holds: see [`held`]).
 async fn apply(graph: &Graph, operation: &Operation, target: &Target) -> anyhow::Result<(String, Value)> {
     let user = encode(&target.user_id);
     Ok(match operation {
         Operation::RequireReregistration => {
-            graph.post(&format!("/v1.0/users/{user}/authentication/requireMfaReregistration"), &json!({})).await?;
-            ("re-registration required".into(), Value::Null)
+            let answer =
+                graph.post(&format!("/v1.0/users/{user}/authentication/requireMfaReregistration"), &json!({})).await?;
+            held(&answer).unwrap_or_else(|| ("re-registration required".into(), Value::Null))
         }
         Operation::RevokeMfaSessions => {
             graph.post(&format!("/v1.0/users/{user}/authentication/revokeMfaSessions"), &json!({})).await?;
@@ -643,7 +675,7 @@ async fn apply(graph: &Graph, operation: &Operation, target: &Target) -> anyhow:
             let body = pass_body(*lifetime_minutes, *is_usable_once);
             let pass =
                 graph.post(&format!("/v1.0/users/{user}/authentication/temporaryAccessPassMethods"), &body).await?;
-            pass_detail(&pass)
+            held(&pass).unwrap_or_else(|| pass_detail(&pass))
         }
         Operation::SetPerUserMfa => {
             let state = target.state.clone().unwrap_or_default();
@@ -658,6 +690,9 @@ async fn apply(graph: &Graph, operation: &Operation, target: &Target) -> anyhow:
                 None => json!({}),
             };
             let answer = graph.post(&format!("/v1.0/users/{user}/authentication/resetMfa"), &body).await?;
+            if let Some(held) = held(&answer) {
+                return Ok(held);
+            }
             match answer.get("temporaryAccessPass").filter(|it| it.is_object()) {
                 Some(pass) => {
                     let (detail, extra) = pass_detail(pass);

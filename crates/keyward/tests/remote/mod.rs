@@ -290,6 +290,33 @@ async fn remote_administration_from_the_command_line() {
         text(&methods.stdout)
     );
 
+    // Dual control on: a pass for a privileged user is held, and the row says so (and is
+    // remembered, so running it again asks nothing twice).
+    let set_dual_control = |on: bool| {
+        let cache: Value = serde_json::from_str(&std::fs::read_to_string(&credentials).expect("read")).expect("json");
+        let token = cache["servers"]["main"]["access_token"].as_str().expect("token").to_owned();
+        let url = server.url("/v1.0/policies/keywardServiceDeskPolicy");
+        async move {
+            let reply = reqwest::Client::new()
+                .patch(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"dualControlEnabled": on}))
+                .send()
+                .await
+                .expect("patch");
+            assert_eq!(reply.status(), reqwest::StatusCode::NO_CONTENT);
+        }
+    };
+    set_dual_control(true).await;
+    let held = run(dir, &["mfa", "tap", "create", "pat.privileged@fabrikam.test", "--json"]);
+    assert!(held.status.success(), "{}", text(&held.stderr));
+    let held = json_of(&held);
+    assert_eq!(held["rows"][0]["result"], "held for approval", "{held}");
+    assert_eq!(held["rows"][0]["serviceDeskRequest"]["status"], "pendingApproval", "{held}");
+    assert!(held["rows"][0]["detail"].as_str().is_some_and(|it| it.contains("works once approved")), "{held}");
+    assert_eq!((&held["summary"]["held"], &held["summary"]["changed"]), (&Value::from(1), &Value::from(0)));
+    set_dual_control(false).await;
+
     let hana =
         login(dir, &server, "desk", "hana.helpdesk@fabrikam.test", &demo_password(&server, "hana.helpdesk")).await;
     assert!(hana.status.success(), "{}", text(&hana.stderr));
