@@ -422,6 +422,25 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
                 .await);
         }
+        // Dual control holds a password set for a privileged user, like a reset: alone, since
+        // the rest of a patch cannot wait for an approval.
+        if let Some(hash) = &hash {
+            let op = keyward_core::dual_control::Operation::ResetPassword;
+            if let crate::dual_control::Gate::Hold(when) =
+                self.dual_control_gate(&mut *tx, caller, &current, &op, now).await?
+            {
+                let rest = UserPatch { password: None, force_change_password_next_sign_in: None, ..patch.clone() };
+                if rest != UserPatch::default() {
+                    return Err(AppError::BadRequest(
+                        "Dual control holds a new password for this user until another administrator approves it: \
+                         send passwordProfile alone (or use resetPassword), and the other properties apart."
+                            .into(),
+                    ));
+                }
+                let kept = crate::dual_control::Kept::Password(None, hash.clone());
+                return Err(self.hold(tx, caller, &current, op, kept, when).await);
+            }
+        }
         let mut update = directory::update_user(&caller.tenant, &current, patch).map_err(directory_error)?;
         if let Some(hash) = &hash {
             tx.set_password_hash(&current.id, hash, self.now()).await?;

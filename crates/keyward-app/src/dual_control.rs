@@ -155,28 +155,62 @@ impl App {
             self.decide_in(tx, approval, user, op, now).await?;
             return Ok(Gate::Run);
         }
+        Ok(match self.covered(tx, caller, user, now).await? {
+            Some(when) => Gate::Hold(when),
+            None => Gate::Run,
+        })
+    }
+
+    /// Refuses a change dual control cannot hold (provisioning a passkey for someone else, a
+    /// ceremony with the administrator's authenticator) when the policy covers the user.
+    pub(crate) async fn refuse_if_covered(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        if self.covered(tx, caller, user, now).await?.is_some() {
+            return Err(AppError::Forbidden {
+                rule: "dual-control-covered",
+                message: "Dual control covers this user, and a passkey made by an administrator cannot wait for a \
+                          second one: create a Temporary Access Pass instead (another administrator approves it), \
+                          and let the user register their own passkey with it."
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// When the policy holds a change by `caller` to `user`: `Some` with when the request would
+    /// expire. Never for one's own account.
+    async fn covered(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        user: &User,
+        now: OffsetDateTime,
+    ) -> Result<Option<When>, AppError> {
         if user.id == *caller.id() {
-            return Ok(Gate::Run);
+            return Ok(None);
         }
         let tenant = &caller.tenant;
         let policy = tx.dual_control_policy(&tenant.id).await?;
         if !policy.is_enabled {
-            return Ok(Gate::Run);
+            return Ok(None);
         }
         let facts = user_facts(tx, tenant, user).await?;
         let needs_custom = facts.role_ids.iter().any(|it| built_in_role(it).is_none());
         let custom = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
-        let privileged =
-            keyward_core::signin::holds_privileged_role(facts.role_ids.iter().map(String::as_str), &custom);
+        // A member or owner of a role-assignable group is protected as a role holder: an owner can
+        // make themselves a member, and the group may be given a privileged role at any time.
+        let privileged = facts.is_role_assignable_group_member_or_owner
+            || keyward_core::signin::holds_privileged_role(facts.role_ids.iter().map(String::as_str), &custom);
         let in_group = match &policy.group_id {
             Some(group) if !privileged => crate::relationships::transitive_groups(tx, &user.id).await?.contains(group),
             _ => false,
         };
-        Ok(if policy.holds(privileged, in_group) {
-            Gate::Hold(When { now, expires: dual_control::expires_at(&policy, now) })
-        } else {
-            Gate::Run
-        })
+        Ok(policy.holds(privileged, in_group).then(|| When { now, expires: dual_control::expires_at(&policy, now) }))
     }
 
     /// Holds a change: writes the request (with the secret's hash, when it makes one) and its
@@ -226,6 +260,17 @@ impl App {
             correlation_id: caller.meta.correlation_id.clone(),
         };
         let written = async {
+            // One agent cannot bury the approvers under requests.
+            let waiting = tx.count_pending_service_desk_requests(&caller.tenant.id, caller.id(), now).await?;
+            if waiting >= PENDING_PER_REQUESTER {
+                return Err(AppError::Forbidden {
+                    rule: "dual-control-pending-limit",
+                    message: format!(
+                        "You have {waiting} requests waiting for approval, the most one administrator may have: \
+                         wait until they are decided or expire."
+                    ),
+                });
+            }
             tx.insert_service_desk_request(&request).await?;
             let mut record =
                 caller.succeeded(now, Activity::RequestServiceDeskApproval, vec![TargetResource::user(user)]);
@@ -401,14 +446,24 @@ impl App {
         let before = crate::directory::decode_id_skiptoken(skiptoken)?
             .map(|it| ObjectId::parse(&it).ok_or_else(|| AppError::BadRequest("The $skiptoken is not valid.".into())))
             .transpose()?;
+        if caller.actor.roles.is_empty() {
+            return Err(AppError::Forbidden {
+                rule: dual_control::RULE_APPROVER,
+                message: "Only administrators see the service desk's requests.".into(),
+            });
+        }
         let now = self.now();
         let mut tx = self.read().await?;
         let mut res = Vec::new();
         let mut before = before;
+        // Visibility is decided per request: one page reads at most this many, then says where to
+        // go on, so a tenant with many requests cannot make one read long.
+        let mut budget: usize = 1_000;
         // Filtered after reading (visibility needs each target's facts): read in batches until
         // the page is full.
         loop {
             let batch = tx.list_service_desk_requests(&caller.tenant.id, before.as_ref(), 200).await?;
+            budget = budget.saturating_sub(batch.len());
             let last = batch.last().map(|it| it.id.clone());
             let done = batch.len() < 200;
             for request in batch {
@@ -426,6 +481,10 @@ impl App {
             }
             if done || last.is_none() {
                 return Ok((res, None));
+            }
+            if budget == 0 {
+                let token = before.as_ref().map(|it| crate::directory::id_skiptoken(it.as_str()));
+                return Ok((res, token));
             }
         }
     }
@@ -457,13 +516,29 @@ impl App {
         let mut tx = self.write().await?;
         let request = tx.get_service_desk_request(&caller.tenant.id, &request_id).await?.ok_or_else(not_found)?;
         let op = operation_of(&request)?;
+        // Who is no party to the request and may not decide it learns nothing of it: `404`, as
+        // for a request that does not exist, and no audit record.
+        let is_party = request.requester_id == *caller.id()
+            || request.target_id == *caller.id()
+            || require(caller, actions::AUDIT_LOGS_READ, Target::Tenant).is_ok();
         let Some(target) = tx.get_user(&caller.tenant.id, &request.target_id).await? else {
+            if !is_party {
+                return Err(not_found());
+            }
             return Err(AppError::Rejected {
                 code: "ServiceDeskTargetGone",
                 message: "The user this request is about no longer exists: nothing to decide.".into(),
             });
         };
         if let Err(err) = self.may_decide(&mut *tx, caller, &request, &target, &op).await? {
+            if !is_party {
+                return Err(not_found());
+            }
+            return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&target)], err).await);
+        }
+        // An approval is a person's, fresh from MFA: not an application (whose credentials the
+        // requester might hold), not a session that has not seen a second factor for an hour.
+        if approve && let Err(err) = approver_signed_in_with_mfa(caller, now) {
             return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&target)], err).await);
         }
         let stored = Status::parse(&request.status).unwrap_or(Status::Failed);
@@ -515,8 +590,14 @@ impl App {
         match ran {
             Ok(()) => self.get_service_desk_request(caller, id).await,
             // Nothing ran and the request still stands (decided by someone else, or the approver
-            // may not), or the server failed: the answer says so, the request is not touched.
-            Err(err @ (AppError::Conflict(_) | AppError::Unexpected(_))) => Err(err),
+            // may not), or the server failed or is busy: the answer says so, the request is not
+            // touched, and the approval may be tried again.
+            Err(
+                err @ (AppError::Conflict(_)
+                | AppError::Unexpected(_)
+                | AppError::Overloaded { .. }
+                | AppError::TooManyRequests { .. }),
+            ) => Err(err),
             Err(AppError::Forbidden { rule, message }) if rule == dual_control::RULE_APPROVER => {
                 Err(AppError::Forbidden { rule, message })
             }
@@ -524,9 +605,20 @@ impl App {
                 let reason = err.to_string();
                 let mut tx = self.write().await?;
                 let failed = Status::Failed.as_str();
-                tx.decide_service_desk_request(&caller.tenant.id, &request.id, failed, caller.id(), now, Some(&reason))
+                let marked = tx
+                    .decide_service_desk_request(
+                        &caller.tenant.id,
+                        &request.id,
+                        failed,
+                        caller.id(),
+                        now,
+                        Some(&reason),
+                    )
                     .await?;
                 tx.commit().await?;
+                if !marked {
+                    return Err(decided_meanwhile());
+                }
                 Err(AppError::Rejected {
                     code: "ServiceDeskChangeFailed",
                     message: format!(
@@ -546,41 +638,26 @@ impl App {
         request: &ServiceDeskRequest,
         justification: String,
     ) -> Result<Caller, AppError> {
-        let tenant = &approver.tenant;
-        let gone = || AppError::Forbidden {
-            rule: "dual-control-requester",
-            message: "The requester's account no longer exists or is disabled.".into(),
+        let stored = StoredCaller {
+            id: &request.requester_id,
+            is_app: request.requester_is_app,
+            scopes: request.requester_scopes.as_deref(),
+            ip_address: request.requester_ip.as_deref(),
         };
-        let (principal, actor) = if request.requester_is_app {
-            let app = tx.get_service_principal(&tenant.id, &request.requester_id).await?.ok_or_else(gone)?;
-            if !app.account_enabled {
-                return Err(gone());
-            }
-            let actor = load_actor(tx, tenant, &app.id).await?;
-            (Principal::App(app), actor)
-        } else {
-            let user = tx.get_user(&tenant.id, &request.requester_id).await?.ok_or_else(gone)?;
-            if !user.account_enabled {
-                return Err(gone());
-            }
-            let actor = load_user_actor(tx, tenant, &user).await?;
-            (Principal::User(Box::new(user)), actor)
-        };
-        Ok(Caller {
-            tenant: tenant.clone(),
-            principal,
-            actor,
-            // The approval's correlation id ties the approval and the change's records together;
-            // the address is the requester's, from when they asked.
-            meta: RequestMeta {
-                correlation_id: approver.meta.correlation_id.clone(),
-                ip_address: request.requester_ip.clone(),
-                user_agent: None,
-            },
-            scopes: request.requester_scopes.as_ref().map(|it| it.split(' ').map(str::to_owned).collect()),
-            authentication: None,
-            approval: Some(Box::new(Approval { request: request.clone(), approver: approver.clone(), justification })),
-        })
+        // The approval's correlation id ties the approval and the change's records together.
+        let mut caller = stored.load(tx, &approver.tenant, &approver.meta.correlation_id).await?;
+        // Sessions revoked (or the password reset) since the request: the answer to a stolen
+        // account, whose requests must not outlive it.
+        if caller.user().is_some_and(|it| it.sign_in_sessions_valid_from > request.created_at) {
+            return Err(AppError::Forbidden {
+                rule: "stored-caller",
+                message: "The requester's sessions were revoked after they asked: their request no longer counts."
+                    .into(),
+            });
+        }
+        caller.approval =
+            Some(Box::new(Approval { request: request.clone(), approver: approver.clone(), justification }));
+        Ok(caller)
     }
 
     async fn run_approved(
@@ -609,6 +686,82 @@ impl App {
             },
         }
     }
+}
+
+/// A caller as a request or a job stored it, to act as them later.
+pub(crate) struct StoredCaller<'a> {
+    pub(crate) id: &'a ObjectId,
+    pub(crate) is_app: bool,
+    /// The delegated permissions, space-separated (`None`: app-only or the portal).
+    pub(crate) scopes: Option<&'a str>,
+    pub(crate) ip_address: Option<&'a str>,
+}
+
+impl StoredCaller<'_> {
+    /// The caller as they are now (roles, account), under `correlation_id`: refused when their
+    /// account no longer exists or is disabled.
+    pub(crate) async fn load(
+        &self,
+        tx: &mut dyn Tx,
+        tenant: &keyward_core::directory::Tenant,
+        correlation_id: &str,
+    ) -> Result<Caller, AppError> {
+        let gone = || AppError::Forbidden {
+            rule: "stored-caller",
+            message: "The account that asked for this no longer exists or is disabled.".into(),
+        };
+        let (principal, actor) = if self.is_app {
+            let app = tx.get_service_principal(&tenant.id, self.id).await?.ok_or_else(gone)?;
+            if !app.account_enabled {
+                return Err(gone());
+            }
+            let actor = load_actor(tx, tenant, &app.id).await?;
+            (Principal::App(app), actor)
+        } else {
+            let user = tx.get_user(&tenant.id, self.id).await?.ok_or_else(gone)?;
+            if !user.account_enabled {
+                return Err(gone());
+            }
+            let actor = load_user_actor(tx, tenant, &user).await?;
+            (Principal::User(Box::new(user)), actor)
+        };
+        Ok(Caller {
+            tenant: tenant.clone(),
+            principal,
+            actor,
+            meta: RequestMeta {
+                correlation_id: correlation_id.to_owned(),
+                ip_address: self.ip_address.map(str::to_owned),
+                user_agent: None,
+            },
+            scopes: self.scopes.map(|it| it.split(' ').map(str::to_owned).collect()),
+            authentication: None,
+            approval: None,
+        })
+    }
+}
+
+/// How many requests one requester may have waiting at once.
+const PENDING_PER_REQUESTER: i64 = 20;
+
+/// How recent the approver's MFA must be.
+const APPROVAL_MFA_WINDOW: time::Duration = time::Duration::hours(1);
+
+fn approver_signed_in_with_mfa(caller: &Caller, now: OffsetDateTime) -> Result<(), AppError> {
+    let fresh = caller.user().is_some()
+        && caller
+            .authentication
+            .as_ref()
+            .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= APPROVAL_MFA_WINDOW);
+    if fresh {
+        return Ok(());
+    }
+    Err(AppError::Forbidden {
+        rule: dual_control::RULE_APPROVER,
+        message: "Approving needs a person signed in with multi-factor authentication within the last hour (not an \
+                  application): sign in again with your second factor, then approve."
+            .into(),
+    })
 }
 
 fn decided_meanwhile() -> AppError {

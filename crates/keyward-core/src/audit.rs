@@ -94,6 +94,9 @@ pub enum Activity {
     ApproveServiceDeskChange,
     /// `Deny service desk change` (Keyward): a second administrator denied a held change.
     DenyServiceDeskChange,
+    /// `Complete bulk operation` (Keyward): a bulk operation finished; its counts are in
+    /// `additionalDetails` (each user's change has its own record).
+    CompleteBulkOperation,
     /// `Consent to application` (ApplicationManagement): a user or administrator consented.
     ConsentToApplication,
     /// `Add delegated permission grant` (ApplicationManagement): a grant created or extended.
@@ -310,6 +313,7 @@ impl Activity {
             Activity::RequestServiceDeskApproval => "Request approval of a service desk change",
             Activity::ApproveServiceDeskChange => "Approve service desk change",
             Activity::DenyServiceDeskChange => "Deny service desk change",
+            Activity::CompleteBulkOperation => "Complete bulk operation",
             Activity::ConsentToApplication => "Consent to application",
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
@@ -341,6 +345,7 @@ impl Activity {
             | Activity::RequestServiceDeskApproval
             | Activity::ApproveServiceDeskChange
             | Activity::DenyServiceDeskChange
+            | Activity::CompleteBulkOperation
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned
             | Activity::AddPasskeyDeviceBound
@@ -445,7 +450,8 @@ impl Activity {
             | Activity::UserUpdatedSecurityInfo
             | Activity::UserReportedSuspiciousActivity
             | Activity::ApproveServiceDeskChange
-            | Activity::DenyServiceDeskChange => "Update",
+            | Activity::DenyServiceDeskChange
+            | Activity::CompleteBulkOperation => "Update",
             Activity::RequestServiceDeskApproval => "Add",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",

@@ -12,6 +12,7 @@ pub mod audit_query;
 pub mod auth_methods;
 pub mod authorize;
 pub mod authz;
+pub mod bulk;
 pub mod consent;
 pub mod delta;
 pub mod directory;

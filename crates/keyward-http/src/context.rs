@@ -63,7 +63,9 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     }
     // A root-relative `Location` (a change held for approval names its request so) becomes absolute.
     let relative = accepted
-        .then(|| headers.get(header::LOCATION).and_then(|it| it.to_str().ok()).filter(|it| it.starts_with('/')))
+        .then(|| {
+            headers.get(header::LOCATION).and_then(|it| it.to_str().ok()).filter(|it| it.starts_with("/beta/keyward/"))
+        })
         .flatten();
     if let Some(absolute) =
         relative.and_then(|it| HeaderValue::from_str(&format!("{}{it}", state.app.config().public_url)).ok())

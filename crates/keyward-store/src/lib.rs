@@ -109,6 +109,7 @@ pub trait Tx:
     + PimStore
     + OutboxStore
     + ServiceDeskStore
+    + BulkStore
     + CredentialStore
     + KeyStore
     + AuditStore
@@ -528,6 +529,13 @@ pub trait ServiceDeskStore: Send {
         policy: &keyward_core::dual_control::DualControl,
     ) -> Result<(), StoreError>;
     async fn insert_service_desk_request(&mut self, request: &ServiceDeskRequest) -> Result<(), StoreError>;
+    /// How many of `requester`'s requests wait for a decision at `now`.
+    async fn count_pending_service_desk_requests(
+        &mut self,
+        tenant: &ObjectId,
+        requester: &ObjectId,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError>;
     async fn get_service_desk_request(
         &mut self,
         tenant: &ObjectId,
@@ -540,9 +548,9 @@ pub trait ServiceDeskStore: Send {
         before: Option<&ObjectId>,
         limit: usize,
     ) -> Result<Vec<ServiceDeskRequest>, StoreError>;
-    /// Decides a waiting request, once: sets `status`, the decider, the time and the note where
-    /// it is still `pendingApproval` and has not expired at `at`; `false` (nothing written)
-    /// otherwise (decided meanwhile, by another node too, or expired).
+    /// Decides a waiting request, once: sets `status`, the decider, the time and the note (and
+    /// forgets the secret's hash) where it is still `pendingApproval` and has not expired at `at`;
+    /// `false` (nothing written) otherwise (decided meanwhile, by another node too, or expired).
     async fn decide_service_desk_request(
         &mut self,
         tenant: &ObjectId,
@@ -552,6 +560,92 @@ pub trait ServiceDeskStore: Send {
         at: OffsetDateTime,
         note: Option<&str>,
     ) -> Result<bool, StoreError>;
+}
+
+/// A bulk operation (`keyward_core::bulk`) and who runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkJob {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub caller_id: ObjectId,
+    pub caller_is_app: bool,
+    /// The caller's token's delegated permissions, space-separated (`None`: app-only or the
+    /// portal).
+    pub caller_scopes: Option<String>,
+    pub caller_ip: Option<String>,
+    /// `keyward_core::bulk::Operation::name` and its parameters.
+    pub operation: String,
+    pub per_user_mfa_state: Option<String>,
+    pub role_id: Option<String>,
+    pub scope: Option<String>,
+    /// Where the users came from, as the caller named it (`group 'Sales'`, a `$filter`, …).
+    pub source: String,
+    /// `running` or `completed`.
+    pub status: String,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub correlation_id: String,
+}
+
+/// One user of a bulk operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkItem {
+    pub position: i64,
+    /// The user as the source named them (a user principal name or an id).
+    pub user_key: String,
+    pub user_id: Option<ObjectId>,
+    /// `keyward_core::bulk::ItemState::as_str`.
+    pub state: String,
+    pub detail: Option<String>,
+}
+
+/// Bulk operations and their users.
+#[async_trait]
+pub trait BulkStore: Send {
+    /// Writes the job, held by `lease_id` until `leased_until`, and its items.
+    async fn insert_bulk_job(
+        &mut self,
+        job: &BulkJob,
+        items: &[BulkItem],
+        lease_id: &str,
+        leased_until: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn get_bulk_job(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<BulkJob>, StoreError>;
+    /// A job's items in order, after `after` (a position).
+    async fn list_bulk_items(
+        &mut self,
+        job: &ObjectId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<BulkItem>, StoreError>;
+    /// How many of a job's items are in each state.
+    async fn count_bulk_items(&mut self, job: &ObjectId) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Sets a pending item's outcome, once: `false` (nothing written) when it is no longer pending.
+    async fn finish_bulk_item(
+        &mut self,
+        job: &ObjectId,
+        position: i64,
+        state: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// A running job of any tenant whose lease lapsed at `now`, now held by `lease_id` until
+    /// `leased_until` (PostgreSQL skips rows another node is claiming).
+    async fn claim_bulk_job(
+        &mut self,
+        now: OffsetDateTime,
+        lease_id: &str,
+        leased_until: OffsetDateTime,
+    ) -> Result<Option<BulkJob>, StoreError>;
+    /// Extends the lease `lease_id` holds on a running job; `false` when it holds it no more.
+    async fn renew_bulk_job(
+        &mut self,
+        job: &ObjectId,
+        lease_id: &str,
+        leased_until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Marks a running job completed at `at` (and releases its lease), once: `false` when it was
+    /// completed already.
+    async fn complete_bulk_job(&mut self, job: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError>;
 }
 
 /// Just-in-time roles: eligibilities, the requests on schedules, and each role's settings.

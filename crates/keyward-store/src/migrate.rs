@@ -107,6 +107,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0025_dual_control.sql",
         sql: include_str!("../migrations/sqlite/0025_dual_control.sql"),
     },
+    Migration { version: 26, name: "0026_bulk.sql", sql: include_str!("../migrations/sqlite/0026_bulk.sql") },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -212,6 +213,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         name: "0025_dual_control.sql",
         sql: include_str!("../migrations/postgres/0025_dual_control.sql"),
     },
+    Migration { version: 26, name: "0026_bulk.sql", sql: include_str!("../migrations/postgres/0026_bulk.sql") },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

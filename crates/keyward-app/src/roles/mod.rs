@@ -73,7 +73,11 @@ impl RoleDef {
 }
 
 /// A role definition of `tenant` by id or template id: built-in first, then custom roles.
-async fn role_in(tx: &mut dyn keyward_store::Tx, tenant: &ObjectId, id: &str) -> Result<Option<RoleDef>, AppError> {
+pub(crate) async fn role_in(
+    tx: &mut dyn keyward_store::Tx,
+    tenant: &ObjectId,
+    id: &str,
+) -> Result<Option<RoleDef>, AppError> {
     if let Some(role) = keyward_core::authz::built_in_role(id) {
         return Ok(Some(RoleDef::BuiltIn(role)));
     }

@@ -49,10 +49,10 @@ pub fn request_json(it: &RequestView) -> Value {
 pub fn held_json(held: &Held) -> Value {
     let mut body = request_json(&held.request);
     if let Some(pass) = &held.temporary_access_pass {
-        body["temporaryAccessPass"] = json!(pass.expose());
+        body["pendingTemporaryAccessPass"] = json!(pass.expose());
     }
     if let Some(password) = &held.password {
-        body["newPassword"] = json!(password.expose());
+        body["pendingPassword"] = json!(password.expose());
     }
     body
 }

@@ -27,6 +27,8 @@ mod pim;
 #[macro_use]
 mod service_desk;
 #[macro_use]
+mod bulk;
+#[macro_use]
 mod signin;
 #[macro_use]
 mod tenants;
@@ -89,6 +91,7 @@ use crate::{
     BrowserSession, Fido2Method, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, WebauthnChallenge,
     sign_in_json,
 };
+use crate::{BulkItem, BulkJob, BulkStore};
 use crate::{OutboxMessage, OutboxStore, RegistrationRow, ReportStore, ServiceDeskRequest, ServiceDeskStore};
 use keyward_core::dual_control::DualControl;
 
@@ -846,6 +849,7 @@ mod sqlite_impl {
     impl_pim_store!(SqliteTx, sqlx::Sqlite);
     impl_outbox_store!(SqliteTx, sqlx::Sqlite);
     impl_service_desk_store!(SqliteTx, sqlx::Sqlite);
+    impl_bulk_store!(SqliteTx, sqlx::Sqlite);
     impl_credential_store!(SqliteTx, sqlx::Sqlite);
     impl_key_store!(SqliteTx, sqlx::Sqlite);
     impl_audit_store!(SqliteTx, sqlx::Sqlite);
@@ -906,6 +910,7 @@ mod postgres_impl {
     impl_pim_store!(PostgresTx, sqlx::Postgres);
     impl_outbox_store!(PostgresTx, sqlx::Postgres);
     impl_service_desk_store!(PostgresTx, sqlx::Postgres);
+    impl_bulk_store!(PostgresTx, sqlx::Postgres);
     impl_credential_store!(PostgresTx, sqlx::Postgres);
     impl_key_store!(PostgresTx, sqlx::Postgres);
     impl_audit_store!(PostgresTx, sqlx::Postgres);

@@ -119,6 +119,24 @@ macro_rules! impl_service_desk_store {
                 Ok(())
             }
 
+            async fn count_pending_service_desk_requests(
+                &mut self,
+                tenant: &ObjectId,
+                requester: &ObjectId,
+                now: OffsetDateTime,
+            ) -> Result<i64, StoreError> {
+                let count: i64 = sqlx::query_scalar(concat!(
+                    "SELECT COUNT(*) FROM service_desk_requests WHERE tenant_id = $1 AND requester_id = $2 ",
+                    "AND status = 'pendingApproval' AND expires_at > $3"
+                ))
+                .bind(tenant.as_str())
+                .bind(requester.as_str())
+                .bind(fmt_ts(now))
+                .fetch_one(&mut *self.0)
+                .await?;
+                Ok(count)
+            }
+
             async fn get_service_desk_request(
                 &mut self,
                 tenant: &ObjectId,
@@ -167,7 +185,7 @@ macro_rules! impl_service_desk_store {
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(concat!(
                     "UPDATE service_desk_requests SET status = $3, decided_by = $4, decided_at = $5, ",
-                    "decision_note = $6 WHERE tenant_id = $1 AND id = $2 AND status = 'pendingApproval' ",
+                    "decision_note = $6, secret_hash = NULL WHERE tenant_id = $1 AND id = $2 AND status = 'pendingApproval' ",
                     "AND expires_at > $5"
                 ))
                 .bind(tenant.as_str())

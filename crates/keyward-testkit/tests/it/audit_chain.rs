@@ -830,6 +830,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 26's bulk operations.
+    raw.exec("DROP TABLE bulk_items").await;
+    raw.exec("DROP TABLE bulk_jobs").await;
     // Nor schema 25's dual control.
     raw.exec("DROP TABLE service_desk_requests").await;
     raw.exec("DROP TABLE dual_control_policy").await;

@@ -66,7 +66,7 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     let app = TestApp::spawn(backend).await;
     let (desk_id, desk) = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let (desk2_id, desk2) = person(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
-    let (_, desk3) = person(&app, "desk3", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    person(&app, "desk3", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let (boss_id, boss) = person(&app, "boss", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let (_, helpdesk) = person(&app, "helper", Some(roles::HELPDESK_ADMINISTRATOR)).await;
     let (plain_id, _) = person(&app, "plain", None).await;
@@ -113,7 +113,7 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     assert_eq!(asked.body["operation"], "createTemporaryAccessPass");
     assert_eq!(asked.body["requestedBy"]["id"], desk_id.as_str());
     assert_eq!(asked.body["target"]["id"], boss_id.as_str());
-    let pass = asked.body["temporaryAccessPass"].as_str().expect("the pass, once").to_owned();
+    let pass = asked.body["pendingTemporaryAccessPass"].as_str().expect("the pass, once").to_owned();
     let before = app.get(&tap(&boss_id)).await;
     let passes = before.body["value"].as_array().expect("passes");
     assert!(passes.iter().all(|it| it["isUsableOnce"] == false), "the held pass is not made yet: {}", before.text);
@@ -139,7 +139,7 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     assert!(!body.contains(&pass), "the pass never goes into a message");
     let read = app.as_user(&desk).get(&request).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text);
-    assert!(read.body.get("temporaryAccessPass").is_none(), "a read never shows the pass: {}", read.text);
+    assert!(read.body.get("pendingTemporaryAccessPass").is_none(), "a read never shows the pass: {}", read.text);
     assert!(!read.text.contains(&pass), "{}", read.text);
     assert_eq!(read.body["canBeDecidedByMe"], false, "the requester cannot decide");
     assert_eq!(app.as_user(&desk2).get(&request).await.body["canBeDecidedByMe"], true);
@@ -156,11 +156,20 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     // needs a justification; none of it changes anything.
     let approve = format!("{request}/approve");
     let reason = json!({"justification": "Called back on the number on file"});
-    for (token, why) in [(&desk, "the requester"), (&boss, "the target"), (&helpdesk, "a Helpdesk Administrator")] {
+    for (token, why) in [(&desk, "the requester"), (&boss, "the target")] {
         let reply = app.as_user(token).post(&approve, &reason).await;
         assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
         assert!(!reply.text.contains(&pass), "{why}: {}", reply.text);
     }
+    // Someone no party to it who may not decide learns nothing of it.
+    let outsider = app.as_user(&helpdesk).post(&approve, &reason).await;
+    assert_graph_error(&outsider, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    // An approval needs a person fresh from MFA: a token from a password alone is refused.
+    let stale = app.as_user(&desk2).post(&approve, &reason).await;
+    assert_graph_error(&stale, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(stale.text.contains("multi-factor authentication within the last hour"), "{}", stale.text);
+    let desk2 = super::methods::token_with_mfa(&app, &format!("desk2@{DOMAIN}")).await;
+    let desk3 = super::methods::token_with_mfa(&app, &format!("desk3@{DOMAIN}")).await;
     let self_refusal = app
         .audit_for(&boss_id)
         .await
@@ -207,7 +216,7 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
         format!("/v1.0/users/{boss_id}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword");
     let asked = app.as_user(&desk).post(&reset, &json!({})).await;
     let request = held(&asked, &app.base_url);
-    let password = asked.body["newPassword"].as_str().expect("the generated password, once").to_owned();
+    let password = asked.body["pendingPassword"].as_str().expect("the generated password, once").to_owned();
     let denied = app.as_user(&desk2).post(&format!("{request}/deny"), &json!({"justification": "Not verified"})).await;
     assert_eq!(denied.status, StatusCode::OK, "{}", denied.text);
     assert_eq!((&denied.body["status"], &denied.body["decisionNote"]), (&json!("denied"), &json!("Not verified")));
@@ -216,13 +225,30 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     let late = app.as_user(&desk3).post(&format!("{request}/approve"), &reason).await;
     assert_graph_error(&late, StatusCode::CONFLICT, "Request_MultipleObjectsWithSameKeyValue");
 
+    // A password set by PATCH is held like a reset (alone); a passkey cannot be provisioned.
+    let patch_password =
+        json!({"passwordProfile": {"password": "Hv8-quiet-Orchard-41!", "forceChangePasswordNextSignIn": false}});
+    let patched = app.as_user(&desk).patch(&format!("/v1.0/users/{boss_id}"), &patch_password).await;
+    held(&patched, &app.base_url);
+    assert!(patched.body.get("pendingPassword").is_none(), "the requester chose it: {}", patched.text);
+    let mixed = json!({"displayName": "Boss", "passwordProfile": {"password": "Hv8-quiet-Orchard-41!"}});
+    let mixed = app.as_user(&desk).patch(&format!("/v1.0/users/{boss_id}"), &mixed).await;
+    assert_graph_error(&mixed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(sign_in_title(&app, "boss", "Hv8-quiet-Orchard-41!").await, refused_title, "not before approval");
+    let options =
+        app.as_user(&desk).get(&format!("/v1.0/users/{boss_id}/authentication/fido2Methods/creationOptions")).await;
+    assert_graph_error(&options, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(options.text.contains("Temporary Access Pass"), "{}", options.text);
+
     // Expired: nobody decided within the policy's 30 minutes.
     let rereg = format!("/v1.0/users/{boss_id}/authentication/requireMfaReregistration");
     let asked = app.as_user(&desk).post(&rereg, &json!({})).await;
     let request = held(&asked, &app.base_url);
     app.clock.advance(time::Duration::minutes(31));
-    let (desk2, desk3) =
-        (app.token_for(&format!("desk2@{DOMAIN}")).await, app.token_for(&format!("desk3@{DOMAIN}")).await);
+    let (desk2, desk3) = (
+        super::methods::token_with_mfa(&app, &format!("desk2@{DOMAIN}")).await,
+        super::methods::token_with_mfa(&app, &format!("desk3@{DOMAIN}")).await,
+    );
     let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
     assert_eq!(app.as_user(&desk2).get(&request).await.body["status"], "expired");
     let expired = app.as_user(&desk2).post(&format!("{request}/approve"), &reason).await;
@@ -250,13 +276,26 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     // A requester whose account is disabled before the approval: the request fails, nothing runs.
     let asked = app.as_user(&desk).post(&tap(&boss_id), &json!({})).await;
     let request = held(&asked, &app.base_url);
-    let pass = asked.body["temporaryAccessPass"].as_str().expect("pass").to_owned();
+    let pass = asked.body["pendingTemporaryAccessPass"].as_str().expect("pass").to_owned();
     let disabled = app.patch(&format!("/v1.0/users/{desk_id}"), &json!({"accountEnabled": false})).await;
     assert_eq!(disabled.status, StatusCode::NO_CONTENT, "{}", disabled.text);
     let failed = app.as_user(&desk2).post(&format!("{request}/approve"), &reason).await;
     assert_graph_error(&failed, StatusCode::BAD_REQUEST, "ServiceDeskChangeFailed");
     assert_eq!(app.as_user(&desk2).get(&request).await.body["status"], "failed");
     assert_eq!(sign_in_title(&app, "boss", &pass).await, refused_title, "the failed request's pass never works");
+
+    // A requester whose sessions were revoked after asking (a stolen account's answer): failed.
+    let enabled = app.patch(&format!("/v1.0/users/{desk_id}"), &json!({"accountEnabled": true})).await;
+    assert_eq!(enabled.status, StatusCode::NO_CONTENT, "{}", enabled.text);
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let asked = app.as_user(&desk).post(&rereg, &json!({})).await;
+    let request = held(&asked, &app.base_url);
+    app.clock.advance(time::Duration::seconds(1));
+    let revoked = app.post(&format!("/v1.0/users/{desk_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    let failed = app.as_user(&desk2).post(&format!("{request}/approve"), &reason).await;
+    assert_graph_error(&failed, StatusCode::BAD_REQUEST, "ServiceDeskChangeFailed");
+    assert!(failed.text.contains("sessions were revoked"), "{}", failed.text);
 
     // The policy's group: its members are held too, privileged or not.
     let group = app
@@ -276,6 +315,16 @@ async fn dual_control_holds_privileged_targets_for_a_second_administrator(backen
     let oath =
         app.as_user(&desk2).delete(&format!("{}/{}", tap(&plain_id), "00000000-0000-0000-0000-0000000000aa")).await;
     assert_graph_error(&oath, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+
+    // One requester may have 20 requests waiting, no more.
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        answers.push(app.as_user(&desk2).post(&tap(&plain_id), &json!({})).await.status);
+    }
+    assert_eq!(answers.iter().filter(|it| **it == StatusCode::ACCEPTED).count(), 19, "{answers:?}");
+    let over = app.as_user(&desk2).post(&tap(&plain_id), &json!({})).await;
+    assert_graph_error(&over, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(over.text.contains("20 requests waiting"), "{}", over.text);
 
     // Off again: nothing is held.
     let off = app.patch(POLICY, &json!({"dualControlEnabled": false})).await;

@@ -647,7 +647,7 @@ fn held(answer: &Value) -> Option<(String, Value)> {
         answer["id"].as_str().unwrap_or_default(),
         answer["expirationDateTime"].as_str().unwrap_or_default()
     );
-    if let Some(pass) = answer["temporaryAccessPass"].as_str() {
+    if let Some(pass) = answer["pendingTemporaryAccessPass"].as_str() {
         detail.push_str(&format!("; pass {pass} works once approved"));
     }
     Some((detail, json!({"serviceDeskRequest": answer})))
