@@ -32,6 +32,10 @@ EXTENSIONS = {
     ("beta", "get", "/keyward/servicedeskrequests/{}"),
     ("beta", "post", "/keyward/servicedeskrequests/{}/approve"),
     ("beta", "post", "/keyward/servicedeskrequests/{}/deny"),
+    # Bulk operations run by the server (docs/guide/bulk-operations.md).
+    ("beta", "post", "/keyward/bulkoperations"),
+    ("beta", "get", "/keyward/bulkoperations/{}"),
+    ("beta", "get", "/keyward/bulkoperations/{}/results"),
     # resetPassword also under passwordMethods, where the password method lives.
     ("*", "post", "/users/{}/authentication/passwordmethods/{}/resetpassword"),
     # Beta's transitive role assignments, also under v1.0.

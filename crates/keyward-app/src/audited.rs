@@ -15,6 +15,8 @@ pub(crate) async fn commit_audited(
 ) -> Result<(), AppError> {
     let records: Vec<AuditRecord> = records.into_iter().collect();
     record_all(&mut *tx, &records).await?;
+    // A change made for a bulk operation's user marks that user done, in this transaction.
+    crate::bulk::finish_item_in(&mut *tx, &records, keyward_core::bulk::ItemState::Done, None).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -299,6 +299,9 @@ impl App {
                 caller.id(),
             )
             .await?;
+            let detail = format!("held for approval: request {}", request.id);
+            let held = keyward_core::bulk::ItemState::Held;
+            crate::bulk::finish_item_in(&mut *tx, std::slice::from_ref(&record), held, Some(&detail)).await?;
             commit_audited(tx, [record]).await
         };
         if let Err(err) = written.await {

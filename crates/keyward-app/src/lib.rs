@@ -9,6 +9,7 @@ mod applications;
 mod audit_log;
 mod audited;
 mod auth_methods;
+pub mod bulk;
 mod client_assertion;
 pub mod clock;
 mod consent;
@@ -223,6 +224,8 @@ struct Inner {
     limiter: limits::RateLimiter,
     /// The methods activity page's registration figures (`reports`).
     overviews: reports::Overviews,
+    /// This node's lease id on the bulk operations it runs (`bulk`).
+    node_lease: String,
 }
 
 impl App {
@@ -260,6 +263,7 @@ impl App {
                 config,
                 limiter,
                 overviews: reports::Overviews::default(),
+                node_lease: uuid::Uuid::new_v4().to_string(),
             }),
         }
     }

@@ -74,7 +74,7 @@ pub(crate) async fn transitive_groups(tx: &mut dyn Tx, start: &ObjectId) -> Resu
 }
 
 /// The members of `group` and of its member groups, each once, ordered by id.
-async fn transitive_member_refs(tx: &mut dyn Tx, group: &ObjectId) -> Result<Vec<MemberRef>, AppError> {
+pub(crate) async fn transitive_member_refs(tx: &mut dyn Tx, group: &ObjectId) -> Result<Vec<MemberRef>, AppError> {
     let mut found: Vec<MemberRef> = Vec::new();
     let mut seen = BTreeSet::from([group.clone()]);
     let mut frontier = vec![group.clone()];

@@ -423,6 +423,7 @@ impl App {
                 config,
                 limiter: crate::limits::RateLimiter::default(),
                 overviews: crate::reports::Overviews::default(),
+                node_lease: inner.node_lease.clone(),
             }),
         }
     }

@@ -456,6 +456,24 @@ fn schemas() -> Value {
             "pendingPassword": {"type": "string", "description": "Only in the 202 answer that held a generated password: valid once approved"},
         }},
         "KeywardServiceDeskRequestCollection": collection("KeywardServiceDeskRequest"),
+        "KeywardBulkOperationRequest": {"type": "object", "required": ["operation", "users"], "properties": {
+            "operation": {"type": "string", "enum": ["requireMfaReregistration", "revokeMfaSessions", "setPerUserMfa", "assignRole", "removeRole"]},
+            "perUserMfaState": {"type": "string", "enum": ["disabled", "enabled", "enforced"]},
+            "roleDefinitionId": string, "directoryScopeId": string, "dryRun": {"type": "boolean"},
+            "users": {"type": "object", "description": "exactly one of groupId, administrativeUnitId, filter, ids (array), csv (text with a userPrincipalName or id column)"},
+        }},
+        "KeywardBulkOperation": {"type": "object", "properties": {
+            "id": {"type": ["string", "null"]}, "operation": string, "source": string,
+            "status": {"type": "string", "enum": ["dryRun", "running", "completed"]},
+            "createdDateTime": string, "finishedDateTime": {"type": ["string", "null"]},
+            "summary": {"type": "object"}, "results": {"type": "array", "items": reference("KeywardBulkResult")},
+        }},
+        "KeywardBulkResult": {"type": "object", "properties": {
+            "position": {"type": "integer"}, "user": string, "userId": {"type": ["string", "null"]},
+            "result": {"type": "string", "enum": ["pending", "wouldChange", "done", "already", "refused", "heldForApproval", "failed"]},
+            "detail": {"type": ["string", "null"]},
+        }},
+        "KeywardBulkResultCollection": collection("KeywardBulkResult"),
         "KeywardServiceDeskDecision": {"type": "object", "required": ["justification"], "properties": {"justification": {"type": "string", "maxLength": 500}}},
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), service_desk) {

@@ -538,6 +538,8 @@ async fn open_app_with(store_args: &StoreArgs, config: AppConfig) -> anyhow::Res
 const AUDIT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How often ended role activations are removed and recorded (authorization never waits for it).
 const PIM_UPKEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often a node looks for bulk operations whose node went away.
+const BULK_UPKEEP_EVERY: Duration = Duration::from_secs(30);
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
@@ -640,6 +642,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app.store().clone();
     let retention = app.spawn_audit_retention(AUDIT_RETENTION_EVERY);
     let pim = app.spawn_pim_upkeep(PIM_UPKEEP_EVERY);
+    // Bulk operations a node left behind (it stopped or crashed) are taken over by another.
+    let bulk = app.spawn_bulk_upkeep(BULK_UPKEEP_EVERY);
     let sender = relay.map(|relay| app.spawn_notification_sender(relay, Duration::from_secs(args.smtp_poll_seconds)));
     let router = keyward_http::router(app);
     let mut config = keyward_http::ServeConfig::new(listener, tls);
@@ -647,6 +651,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     keyward_http::serve(router, config, shutdown).await?;
     retention.abort();
     pim.abort();
+    bulk.abort();
     if let Some(sender) = sender {
         sender.abort();
     }

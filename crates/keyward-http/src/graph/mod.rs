@@ -8,6 +8,7 @@ mod administrative_units;
 mod applications;
 mod authentication_methods;
 mod batch;
+mod bulk;
 mod deleted_items;
 mod delta;
 pub(crate) mod directory_audits;
@@ -402,7 +403,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 27] = [
+const RESOURCES: [fn(Api) -> Api; 28] = [
     users::routes,
     relationships::routes,
     delta::routes,
@@ -429,6 +430,7 @@ const RESOURCES: [fn(Api) -> Api; 27] = [
     reports::routes,
     notifications::routes,
     service_desk::routes,
+    bulk::routes,
     batch::routes,
 ];
 

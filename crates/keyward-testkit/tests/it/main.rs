@@ -3,6 +3,7 @@
 mod api;
 mod audit;
 mod audit_chain;
+mod bulk;
 mod directory;
 mod dual_control;
 mod methods;
