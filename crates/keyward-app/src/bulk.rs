@@ -27,8 +27,15 @@ use crate::{App, AppError, Caller, require};
 
 /// How long a node holds a running job before another may take it over.
 const LEASE: Duration = Duration::minutes(2);
-/// Items done between renewals of the lease.
+/// Items read at a time.
 const BATCH: usize = 20;
+/// Users planned per read transaction (facts take the tenant's role-change lock: held briefly).
+const PLAN_CHUNK: usize = 50;
+/// Running jobs at once, per caller and per tenant.
+const RUNNING_PER_CALLER: i64 = 2;
+const RUNNING_PER_TENANT: i64 = 10;
+/// The detail of an item another node finished first (see `finish_item_in`).
+const DONE_ELSEWHERE: &str = "This user of the bulk operation was done by another node.";
 
 /// Where a bulk operation's users come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +120,7 @@ pub(crate) async fn finish_item_in(
     }
     let Some(item) = take_item() else { return Ok(()) };
     if !tx.finish_bulk_item(&item.job, item.position, state.as_str(), detail).await? {
-        return Err(AppError::Conflict("This user of the bulk operation was done by another node.".into()));
+        return Err(AppError::Conflict(DONE_ELSEWHERE.into()));
     }
     Ok(())
 }
@@ -147,16 +154,18 @@ impl App {
     /// it. Start the run with [`App::spawn_bulk`].
     pub async fn start_bulk(&self, caller: &Caller, request: BulkRequest) -> Result<Started, AppError> {
         require(caller, actions::USERS_READ, Target::Tenant)?;
-        if let Operation::AssignRole { scope, .. } | Operation::RemoveRole { scope, .. } = &request.operation
-            && scope != "/"
-            && !scope.starts_with("/administrativeUnits/")
-        {
-            return Err(AppError::BadRequest(format!(
-                "Invalid directoryScopeId '{scope}': use '/' or '/administrativeUnits/{{id}}'."
-            )));
+        // Nothing to plan for a caller none of whose roles grants the change anywhere.
+        let action = operation_action(&request.operation);
+        if !caller.actor.roles.iter().any(|it| it.grants(action)) {
+            return Err(AppError::Forbidden {
+                rule: keyward_core::authz::rules::NO_ROLE_GRANTS_ACTION,
+                message: keyward_core::authz::denial_message(keyward_core::authz::rules::NO_ROLE_GRANTS_ACTION, action),
+            });
         }
+        self.check_role_and_scope(caller, &request.operation).await?;
         let now = self.now();
         let (keys, source) = self.bulk_users(caller, &request.source).await?;
+        let source: String = source.chars().take(200).collect();
         if keys.is_empty() {
             return Err(AppError::BadRequest(format!("{source} names no user: nothing to do.")));
         }
@@ -167,26 +176,32 @@ impl App {
                 bulk::MAX_USERS
             )));
         }
-        let mut tx = self.read().await?;
         let mut items = Vec::with_capacity(keys.len());
-        let mut seen: Vec<ObjectId> = Vec::new();
-        for (at, key) in keys.into_iter().enumerate() {
-            let position = i64::try_from(at).unwrap_or(i64::MAX);
-            let (user_id, state, detail) = match resolve_user(&mut *tx, &caller.tenant, &key).await {
-                Ok(user) if seen.contains(&user.id) => {
-                    (Some(user.id), ItemState::Already, Some("named more than once: done once".to_owned()))
-                }
-                Ok(user) => {
-                    seen.push(user.id.clone());
-                    let (state, detail) = self.plan_item(&mut *tx, caller, &request.operation, &user, now).await?;
-                    (Some(user.id), state, detail)
-                }
-                Err(AppError::NotFound(_)) => (None, ItemState::Failed, Some(format!("there is no user '{key}'"))),
-                Err(err) => return Err(err),
-            };
-            items.push(ItemView { position, user_key: key, user_id, state, detail });
+        let mut seen: std::collections::HashSet<ObjectId> = std::collections::HashSet::new();
+        for (chunk, keys) in keys.chunks(PLAN_CHUNK).enumerate() {
+            let mut tx = self.read().await?;
+            for (at, key) in keys.iter().enumerate() {
+                let position = i64::try_from(chunk * PLAN_CHUNK + at).unwrap_or(i64::MAX);
+                let key: String = key.chars().take(256).collect();
+                let (user_id, state, detail) = match resolve_user(&mut *tx, &caller.tenant, &key).await {
+                    Ok(user) if seen.contains(&user.id) => {
+                        (Some(user.id), ItemState::Already, Some("named more than once: done once".to_owned()))
+                    }
+                    Ok(user) => {
+                        seen.insert(user.id.clone());
+                        let (state, detail) =
+                            self.plan_item(&mut *tx, caller, &request.operation, &user, request.dry_run, now).await?;
+                        (Some(user.id), state, detail)
+                    }
+                    Err(AppError::NotFound(_)) => {
+                        let shown: String = key.chars().take(100).collect();
+                        (None, ItemState::Failed, Some(format!("there is no user '{shown}'")))
+                    }
+                    Err(err) => return Err(err),
+                };
+                items.push(ItemView { position, user_key: key, user_id, state, detail });
+            }
         }
-        drop(tx);
         if request.dry_run {
             let counts = bulk::count(items.iter().map(|it| it.state));
             let job = JobView {
@@ -247,6 +262,20 @@ impl App {
             })
             .collect();
         let mut tx = self.write().await?;
+        let (mine, all) = (
+            tx.count_running_bulk_jobs(&caller.tenant.id, Some(caller.id())).await?,
+            tx.count_running_bulk_jobs(&caller.tenant.id, None).await?,
+        );
+        if mine >= RUNNING_PER_CALLER || all >= RUNNING_PER_TENANT {
+            return Err(AppError::Rejected {
+                code: "TooManyBulkOperations",
+                message: format!(
+                    "{} bulk operations are running ({mine} of them yours; at most {RUNNING_PER_CALLER} per \
+                     administrator and {RUNNING_PER_TENANT} per tenant): wait until one completes.",
+                    all
+                ),
+            });
+        }
         tx.insert_bulk_job(&job, &rows, &self.inner.node_lease, now + LEASE).await?;
         tx.commit().await?;
         let counts = bulk::count(items.iter().map(|it| it.state));
@@ -255,35 +284,38 @@ impl App {
     }
 
     /// Runs a started job in the background on this node.
-    pub fn spawn_bulk(&self, job: ObjectId, caller: Caller) {
+    pub fn spawn_bulk(&self, tenant: keyward_core::directory::Tenant, job: ObjectId) {
         let app = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = app.run_bulk(&job, &caller, None).await {
+            if let Err(err) = app.run_bulk(&tenant, &job, None).await {
                 tracing::warn!(job = %job, error = %err, "a bulk operation stopped; another round goes on with it");
             }
         });
     }
 
-    /// Does `job`'s pending items as `caller` under this node's lease, at most `budget` of them
-    /// (`None`: all); completes the job when none is left. `Ok(false)`: stopped before the end
+    /// Does `job`'s pending items under this node's lease, at most `budget` of them (`None`:
+    /// all), as the caller who started it, re-loaded as they are now whenever the lease is
+    /// renewed: a caller disabled, deleted or whose sessions were revoked since fails what is
+    /// left. Completes the job when none is left: `Ok(true)`. `Ok(false)`: stopped before the end
     /// (the budget, or another node holds the job now).
-    pub async fn run_bulk(&self, job_id: &ObjectId, caller: &Caller, budget: Option<usize>) -> Result<bool, AppError> {
+    pub async fn run_bulk(
+        &self,
+        tenant: &keyward_core::directory::Tenant,
+        job_id: &ObjectId,
+        budget: Option<usize>,
+    ) -> Result<bool, AppError> {
         let job = self
             .read()
             .await?
-            .get_bulk_job(&caller.tenant.id, job_id)
+            .get_bulk_job(&tenant.id, job_id)
             .await?
             .ok_or_else(|| AppError::NotFound(job_id.to_string()))?;
         let operation = operation_of(&job)?;
         let mut left = budget.unwrap_or(usize::MAX);
         let mut after: Option<i64> = None;
+        let mut held: Option<(OffsetDateTime, Caller)> = None;
         // One pass in order: an item done is no longer pending, so nothing is looked at twice.
         loop {
-            let mut tx = self.write().await?;
-            if !tx.renew_bulk_job(job_id, &self.inner.node_lease, self.now() + LEASE).await? {
-                return Ok(false);
-            }
-            tx.commit().await?;
             let items = self.read().await?.list_bulk_items(job_id, after, BATCH).await?;
             let Some(last) = items.last() else { break };
             after = Some(last.position);
@@ -292,11 +324,57 @@ impl App {
                     return Ok(false);
                 }
                 left -= 1;
+                // The lease, and the caller as they are now, at most a quarter-lease old.
+                let now = self.now();
+                if held.as_ref().is_none_or(|(at, _)| now - *at >= LEASE / 4) {
+                    let mut tx = self.write().await?;
+                    if !tx.renew_bulk_job(job_id, &self.inner.node_lease, now + LEASE).await? {
+                        return Ok(false);
+                    }
+                    tx.commit().await?;
+                    match self.job_caller(tenant, &job).await {
+                        Ok(caller) => held = Some((now, caller)),
+                        Err(AppError::Forbidden { message, .. }) => {
+                            self.abandon_bulk(&job, &message).await?;
+                            return Ok(true);
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                let Some((_, caller)) = &held else { continue };
                 self.run_item(&job, caller, &operation, &item).await?;
             }
         }
-        self.complete_bulk(&job, caller).await?;
-        Ok(true)
+        self.complete_bulk(&job).await
+    }
+
+    /// The caller who started `job`, as they are now: refused when their account no longer
+    /// exists, is disabled, or their sessions were revoked after they started it.
+    async fn job_caller(&self, tenant: &keyward_core::directory::Tenant, job: &BulkJob) -> Result<Caller, AppError> {
+        let stored = StoredCaller {
+            id: &job.caller_id,
+            is_app: job.caller_is_app,
+            scopes: job.caller_scopes.as_deref(),
+            ip_address: job.caller_ip.as_deref(),
+        };
+        let mut tx = self.read().await?;
+        let caller = stored.load(&mut *tx, tenant, &job.correlation_id).await?;
+        if caller.user().is_some_and(|it| it.sign_in_sessions_valid_from > job.created_at) {
+            return Err(AppError::Forbidden {
+                rule: "stored-caller",
+                message: "The sessions of the administrator who started it were revoked since.".into(),
+            });
+        }
+        Ok(caller)
+    }
+
+    /// Fails every user still pending (the caller who started the job is gone) and completes it.
+    async fn abandon_bulk(&self, job: &BulkJob, why: &str) -> Result<(), AppError> {
+        let mut tx = self.write().await?;
+        tx.finish_pending_bulk_items(&job.id, ItemState::Failed.as_str(), why).await?;
+        tx.commit().await?;
+        self.complete_bulk(job).await?;
+        Ok(())
     }
 
     /// Changes one user as the job's caller; the use case's own transaction marks the item.
@@ -340,8 +418,19 @@ impl App {
                 // Left pending: this round stops, the next one (this node's or another's) goes on.
                 return Err(err);
             }
-            Err(AppError::Conflict(message)) if message.contains("another node") => return Ok(()),
+            Err(AppError::Conflict(message)) if message == DONE_ELSEWHERE => return Ok(()),
+            // A limit that frees up with time (the agent's hourly cap, the waiting requests):
+            // the user stays pending and this round stops; a later one goes on.
+            Err(err @ AppError::Forbidden { rule, .. })
+                if rule == keyward_core::agent_limits::RULE || rule == "dual-control-pending-limit" =>
+            {
+                return Err(err);
+            }
             Err(AppError::Forbidden { message, .. }) => (ItemState::Refused, message),
+            // Assigned by someone else meanwhile.
+            Err(AppError::BadRequest(message)) if message.starts_with("A conflicting object") => {
+                (ItemState::Already, "already in the target state".to_owned())
+            }
             Err(err) => (ItemState::Failed, err.to_string()),
         };
         self.finish_item(job, item, state, &detail).await
@@ -383,18 +472,47 @@ impl App {
             .map(|it| it.id))
     }
 
-    /// Completes a job once, with its summary record.
-    async fn complete_bulk(&self, job: &BulkJob, caller: &Caller) -> Result<(), AppError> {
+    /// Completes a job once, with its summary record, initiated by the caller who started it:
+    /// `Ok(false)` while users are pending.
+    async fn complete_bulk(&self, job: &BulkJob) -> Result<bool, AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
         let counts = tx.count_bulk_items(&job.id).await?;
         if counts.iter().any(|(state, n)| state == ItemState::Pending.as_str() && *n > 0) {
-            return Ok(());
+            return Ok(false);
         }
         if !tx.complete_bulk_job(&job.id, now).await? {
-            return Ok(());
+            return Ok(true);
         }
-        let mut record = caller.succeeded(now, Activity::CompleteBulkOperation, Vec::new());
+        let initiated_by = match tx.get_user(&job.tenant_id, &job.caller_id).await? {
+            Some(user) => keyward_core::audit::Initiator::User {
+                id: user.id.clone(),
+                display_name: user.display_name.clone(),
+                user_principal_name: user.user_principal_name,
+                ip_address: job.caller_ip.clone(),
+            },
+            None => match tx.get_service_principal(&job.tenant_id, &job.caller_id).await? {
+                Some(app) => keyward_core::audit::Initiator::App {
+                    app_id: app.app_id.clone(),
+                    display_name: app.display_name.clone(),
+                    service_principal_id: Some(app.id),
+                },
+                None => keyward_core::audit::Initiator::User {
+                    id: job.caller_id.clone(),
+                    display_name: String::new(),
+                    user_principal_name: String::new(),
+                    ip_address: job.caller_ip.clone(),
+                },
+            },
+        };
+        let context = keyward_core::audit::AuditContext {
+            tenant_id: job.tenant_id.clone(),
+            correlation_id: job.correlation_id.clone(),
+            at: now,
+            initiated_by,
+        };
+        let mut record =
+            context.success(crate::audit_id(&job.correlation_id), Activity::CompleteBulkOperation, Vec::new());
         record.result_reason = format!("{} for {}", job.operation, job.source);
         record.additional_details = vec![
             ("BulkOperationId".into(), job.id.to_string()),
@@ -409,7 +527,7 @@ impl App {
         // Not `commit_audited`: the summary is no user's item.
         crate::audited::record_all(&mut *tx, &[record]).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Takes over a running job whose node went away (its lease lapsed) and finishes it, as the
@@ -421,32 +539,11 @@ impl App {
             return Ok(false);
         };
         tx.commit().await?;
-        let mut tx = self.read().await?;
-        let Some(tenant) = tx.get_tenant(&job.tenant_id).await? else { return Ok(false) };
-        let stored = StoredCaller {
-            id: &job.caller_id,
-            is_app: job.caller_is_app,
-            scopes: job.caller_scopes.as_deref(),
-            ip_address: job.caller_ip.as_deref(),
-        };
-        let caller = stored.load(&mut *tx, &tenant, &job.correlation_id).await;
-        drop(tx);
-        match caller {
-            Ok(caller) => {
-                tracing::info!(job = %job.id, "going on with a bulk operation another node left");
-                self.run_bulk(&job.id, &caller, None).await?;
-            }
-            Err(err) => {
-                // The account that started it is gone: what is left is not done.
-                let items = self.read().await?.list_bulk_items(&job.id, None, bulk::MAX_USERS).await?;
-                for item in items.iter().filter(|it| it.state == ItemState::Pending.as_str()) {
-                    self.finish_item(&job, item, ItemState::Failed, &err.to_string()).await?;
-                }
-                let mut tx = self.write().await?;
-                tx.complete_bulk_job(&job.id, self.now()).await?;
-                tx.commit().await?;
-            }
-        }
+        let tenant = self.read().await?.get_tenant(&job.tenant_id).await?;
+        let tenant =
+            tenant.ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("bulk job {} has no tenant", job.id)))?;
+        tracing::info!(job = %job.id, "going on with a bulk operation another node left");
+        self.run_bulk(&tenant, &job.id, None).await?;
         Ok(true)
     }
 
@@ -523,9 +620,10 @@ impl App {
             Source::Users(keys) => (keys.clone(), format!("a list of {} users", keys.len())),
             Source::Group(id) => {
                 let group_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.clone()))?;
-                require(caller, actions::GROUPS_READ, Target::Tenant)?;
                 let group =
                     tx.get_group(&caller.tenant.id, &group_id).await?.ok_or_else(|| AppError::NotFound(id.clone()))?;
+                let facts = crate::facts::group_for_read(&group);
+                require(caller, actions::GROUPS_MEMBERS_READ, Target::Group(&facts))?;
                 let members = crate::relationships::transitive_member_refs(&mut *tx, &group.id).await?;
                 let users = members
                     .into_iter()
@@ -535,12 +633,13 @@ impl App {
                 (users, format!("group '{}'", group.display_name))
             }
             Source::Unit(id) => {
+                require(caller, actions::UNITS_READ, Target::Tenant)?;
                 let unit_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.clone()))?;
                 let unit = tx
                     .get_administrative_unit(&caller.tenant.id, &unit_id)
                     .await?
                     .ok_or_else(|| AppError::NotFound(id.clone()))?;
-                let members = tx.list_unit_members(&unit.id, None, bulk::MAX_USERS + 1).await?;
+                let members = tx.list_unit_members(&unit.id, None, keyward_store::ALL_ROWS).await?;
                 let users = members
                     .into_iter()
                     .filter(|it| it.kind == keyward_core::directory::ObjectKind::User)
@@ -571,32 +670,19 @@ impl App {
         })
     }
 
-    /// What would become of `user`: its state, and why.
+    /// What would become of `user`: its state, and why. Only a dry run (`full`) decides the
+    /// rules too (a real run decides them when it makes each change, and records refusals then).
     async fn plan_item(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
         operation: &Operation,
         user: &User,
+        full: bool,
         now: OffsetDateTime,
     ) -> Result<(ItemState, Option<String>), AppError> {
         if user.id == *caller.id() {
             return Ok((ItemState::Refused, Some("a bulk operation does not change your own account".into())));
-        }
-        let facts = user_facts(tx, &caller.tenant, user).await?;
-        let refused = |err: AppError| Ok((ItemState::Refused, Some(err.to_string())));
-        let (action, target) = match operation {
-            Operation::RequireReregistration => (actions::USERS_AUTH_METHODS_DELETE, Target::User(&facts)),
-            Operation::RevokeMfaSessions => (actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)),
-            Operation::SetPerUserMfa(_) => (actions::USERS_STRONG_AUTHENTICATION_UPDATE, Target::User(&facts)),
-            Operation::AssignRole { scope, .. } | Operation::RemoveRole { scope, .. } => {
-                let action =
-                    if scope == "/" { actions::ROLE_ASSIGNMENTS_WRITE } else { actions::SCOPED_ROLE_MEMBERSHIPS_WRITE };
-                (action, Target::Tenant)
-            }
-        };
-        if let Err(err) = require(caller, action, target) {
-            return refused(err);
         }
         let already = match operation {
             Operation::RequireReregistration => {
@@ -606,9 +692,6 @@ impl App {
             Operation::RevokeMfaSessions => false,
             Operation::SetPerUserMfa(state) => tx.user_sign_in_state(&user.id).await?.per_user_mfa == *state,
             Operation::AssignRole { role, scope } | Operation::RemoveRole { role, scope } => {
-                if crate::roles::role_in(tx, &caller.tenant.id, role).await?.is_none() {
-                    return Ok((ItemState::Failed, Some(format!("there is no role '{role}'"))));
-                }
                 let held = tx.list_role_assignments_for(&caller.tenant.id, &user.id).await?.into_iter().any(|it| {
                     it.principal_id == user.id
                         && it.role_definition_id.eq_ignore_ascii_case(role)
@@ -621,6 +704,17 @@ impl App {
         if already {
             return Ok((ItemState::Already, Some("already in the target state".into())));
         }
+        if !full {
+            return Ok((ItemState::Pending, None));
+        }
+        let facts = user_facts(tx, &caller.tenant, user).await?;
+        let target = match operation {
+            Operation::AssignRole { .. } | Operation::RemoveRole { .. } => Target::Tenant,
+            _ => Target::User(&facts),
+        };
+        if let Err(err) = require(caller, operation_action(operation), target) {
+            return Ok((ItemState::Refused, Some(err.to_string())));
+        }
         if matches!(operation, Operation::RequireReregistration)
             && let crate::dual_control::Gate::Hold(_) = self
                 .dual_control_gate(tx, caller, user, &keyward_core::dual_control::Operation::RequireReregistration, now)
@@ -629,5 +723,46 @@ impl App {
             return Ok((ItemState::Held, Some("would be held for a second administrator's approval".into())));
         }
         Ok((ItemState::WouldChange, None))
+    }
+
+    /// The role exists, and the scope is the directory or a unit the role may be scoped to.
+    async fn check_role_and_scope(&self, caller: &Caller, operation: &Operation) -> Result<(), AppError> {
+        let (Operation::AssignRole { role, scope } | Operation::RemoveRole { role, scope }) = operation else {
+            return Ok(());
+        };
+        let mut tx = self.read().await?;
+        let found = crate::roles::role_in(&mut *tx, &caller.tenant.id, role).await?;
+        let found = found.ok_or_else(|| AppError::NotFound(role.clone()))?;
+        if scope == "/" {
+            return Ok(());
+        }
+        let unit = scope.strip_prefix("/administrativeUnits/").and_then(ObjectId::parse).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "Invalid directoryScopeId '{scope}': use '/' or '/administrativeUnits/{{id}}'."
+            ))
+        })?;
+        tx.get_administrative_unit(&caller.tenant.id, &unit)
+            .await?
+            .ok_or_else(|| AppError::NotFound(unit.to_string()))?;
+        if !found.is_au_scopable() {
+            return Err(AppError::BadRequest(format!(
+                "The role '{}' cannot be assigned at an administrative unit scope; assign it at '/'.",
+                found.display_name()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The permission a bulk operation's change needs (on each user, or on the tenant for roles).
+fn operation_action(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::RequireReregistration => actions::USERS_AUTH_METHODS_DELETE,
+        Operation::RevokeMfaSessions => actions::USERS_AUTH_METHODS_UPDATE,
+        Operation::SetPerUserMfa(_) => actions::USERS_STRONG_AUTHENTICATION_UPDATE,
+        Operation::AssignRole { scope, .. } | Operation::RemoveRole { scope, .. } if scope != "/" => {
+            actions::SCOPED_ROLE_MEMBERSHIPS_WRITE
+        }
+        Operation::AssignRole { .. } | Operation::RemoveRole { .. } => actions::ROLE_ASSIGNMENTS_WRITE,
     }
 }

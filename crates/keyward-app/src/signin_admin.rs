@@ -353,6 +353,7 @@ impl App {
             // Pending messages stay, and a sent one at least as long as its link works.
             let cutoff = (now - time::Duration::days(days)).min(now - keyward_core::notify::LINK_LIFETIME);
             tx.delete_messages_before(&tenant.id, cutoff).await?;
+            tx.delete_bulk_jobs_before(&tenant.id, cutoff).await?;
             tx.commit().await?;
         }
         Ok(removed)

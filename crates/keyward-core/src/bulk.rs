@@ -50,6 +50,12 @@ impl Operation {
             let role = role.filter(|it| !it.is_empty()).ok_or("roleDefinitionId is required for a role operation.")?;
             Ok((role.to_owned(), scope.unwrap_or("/").to_owned()))
         };
+        if state.is_some() && name != "setPerUserMfa" {
+            return Err(format!("perUserMfaState does not apply to {name}."));
+        }
+        if (role.is_some() || scope.is_some()) && !matches!(name, "assignRole" | "removeRole") {
+            return Err(format!("roleDefinitionId and directoryScopeId do not apply to {name}."));
+        }
         Ok(match name {
             "requireMfaReregistration" => Operation::RequireReregistration,
             "revokeMfaSessions" => Operation::RevokeMfaSessions,
@@ -136,6 +142,8 @@ pub fn count(states: impl IntoIterator<Item = ItemState>) -> [usize; 7] {
 /// The user keys of a CSV: the `userPrincipalName` or `id` column (the first that is present),
 /// one per data row, blank rows skipped. The message names the line of a problem.
 pub fn csv_users(text: &str) -> Result<Vec<String>, String> {
+    // Excel's "CSV UTF-8" starts with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
     let (_, header) = lines.next().ok_or("The CSV is empty: it needs a header row with userPrincipalName or id.")?;
     let columns: Vec<String> = split_csv(header).iter().map(|it| it.trim().to_ascii_lowercase()).collect();
@@ -194,6 +202,8 @@ mod tests {
             Ok(Operation::SetPerUserMfa(PerUserMfaState::Enforced))
         );
         assert!(Operation::parse("assignRole", None, None, None).is_err());
+        assert!(Operation::parse("revokeMfaSessions", Some("enabled"), None, None).is_err(), "not its parameter");
+        assert!(Operation::parse("setPerUserMfa", Some("enabled"), Some("r"), None).is_err());
         assert_eq!(
             Operation::parse("removeRole", None, Some("r"), None),
             Ok(Operation::RemoveRole { role: "r".into(), scope: "/".into() })
@@ -201,7 +211,9 @@ mod tests {
         let unknown = Operation::parse("deleteEveryone", None, None, None).expect_err("unknown");
         assert!(unknown.contains("requireMfaReregistration"), "{unknown}");
         for name in Operation::NAMES {
-            let op = Operation::parse(name, Some("enabled"), Some("r"), Some("/")).expect("parses");
+            let state = (name == "setPerUserMfa").then_some("enabled");
+            let role = name.ends_with("Role").then_some("r");
+            let op = Operation::parse(name, state, role, None).expect("parses");
             assert_eq!(op.name(), name);
         }
     }
@@ -211,6 +223,7 @@ mod tests {
         let users = csv_users("id,UserPrincipalName,note\n1,a@x.test,\"hi, there\"\n\n2,\"b@x.test\",x\n").expect("ok");
         assert_eq!(users, ["a@x.test", "b@x.test"], "userPrincipalName wins over id");
         assert_eq!(csv_users("ID\n7\n").expect("ids"), ["7"]);
+        assert_eq!(csv_users("\u{feff}userPrincipalName\r\na@x.test\r\n").expect("bom"), ["a@x.test"]);
         assert!(csv_users("").is_err());
         assert!(csv_users("name\nx\n").expect_err("no column").contains("userPrincipalName"));
         assert!(csv_users("userPrincipalName,x\n,1\n").expect_err("blank").contains("Line 2"));

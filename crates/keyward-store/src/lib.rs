@@ -643,6 +643,17 @@ pub trait BulkStore: Send {
         lease_id: &str,
         leased_until: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+    /// Marks every still pending item of a job with `state` and `detail`; how many.
+    async fn finish_pending_bulk_items(&mut self, job: &ObjectId, state: &str, detail: &str)
+    -> Result<u64, StoreError>;
+    /// How many of a tenant's jobs are running (`caller`: only theirs).
+    async fn count_running_bulk_jobs(
+        &mut self,
+        tenant: &ObjectId,
+        caller: Option<&ObjectId>,
+    ) -> Result<i64, StoreError>;
+    /// Deletes a tenant's completed jobs (and their items) finished before `before`; how many.
+    async fn delete_bulk_jobs_before(&mut self, tenant: &ObjectId, before: OffsetDateTime) -> Result<u64, StoreError>;
     /// Marks a running job completed at `at` (and releases its lease), once: `false` when it was
     /// completed already.
     async fn complete_bulk_job(&mut self, job: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError>;

@@ -110,7 +110,8 @@ fn bulk_request(body: &Value) -> Result<BulkRequest, GraphError> {
 
 /// `POST /beta/keyward/bulkOperations`: a dry run answers `200` with every user's outcome; a
 /// real run answers `202` with the job (its first 100 users) and goes on in the background.
-async fn start(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+async fn start(ctx: GraphCtx, Query(query, _): Query, Body(body): Body) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &[])?;
     let request = bulk_request(&body)?;
     let started = ctx.state.app.start_bulk(&ctx.caller, request).await?;
     let mut body = job_json(&started.job);
@@ -119,7 +120,7 @@ async fn start(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> 
     let Some(id) = started.job.id else {
         return Ok(entity(context, body, StatusCode::OK));
     };
-    ctx.state.app.spawn_bulk(id.clone(), ctx.caller.clone());
+    ctx.state.app.spawn_bulk(ctx.caller.tenant.clone(), id.clone());
     let mut response = entity(context, body, StatusCode::ACCEPTED);
     let location = format!("{}/keyward/bulkOperations/{id}", ctx.base());
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -129,7 +130,8 @@ async fn start(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> 
 }
 
 /// `GET /beta/keyward/bulkOperations/{id}`: its status and counts.
-async fn get_one(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+async fn get_one(ctx: GraphCtx, Path(id): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &[])?;
     let job = ctx.state.app.get_bulk(&ctx.caller, &id).await?;
     let context = format!("{}/$metadata#keyward/bulkOperations/$entity", ctx.base());
     Ok(entity(context, job_json(&job), StatusCode::OK))
@@ -154,13 +156,12 @@ pub fn routes(api: Api) -> Api {
         post(start),
         Op::post(
             TAG,
-            "Keyward extension: one change for many users (a group, a unit, a $filter, a list or CSV); dryRun changes nothing",
+            "Keyward extension: one change for many users (a group, a unit, a $filter, a list or CSV); 202 and runs in the background, or with dryRun 200 with each user's outcome and nothing changed",
             PERMISSION,
             "KeywardBulkOperationRequest",
             202,
             "KeywardBulkOperation",
         )
-        .with_status(202, "KeywardBulkOperation")
         .beta_only(),
     )
     .route(

@@ -202,6 +202,60 @@ macro_rules! impl_bulk_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn finish_pending_bulk_items(
+                &mut self,
+                job: &ObjectId,
+                state: &str,
+                detail: &str,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE bulk_items SET state = $2, detail = $3 WHERE job_id = $1 AND state = 'pending'",
+                )
+                .bind(job.as_str())
+                .bind(state)
+                .bind(detail)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn count_running_bulk_jobs(
+                &mut self,
+                tenant: &ObjectId,
+                caller: Option<&ObjectId>,
+            ) -> Result<i64, StoreError> {
+                let count: i64 = sqlx::query_scalar(concat!(
+                    "SELECT COUNT(*) FROM bulk_jobs WHERE tenant_id = $1 AND status = 'running' ",
+                    "AND ($2 IS NULL OR caller_id = $2)"
+                ))
+                .bind(tenant.as_str())
+                .bind(caller.map(ObjectId::as_str))
+                .fetch_one(&mut *self.0)
+                .await?;
+                Ok(count)
+            }
+
+            async fn delete_bulk_jobs_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let old = "SELECT id FROM bulk_jobs WHERE tenant_id = $1 AND status = 'completed' AND finished_at < $2";
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM bulk_items WHERE job_id IN ({old})")))
+                    .bind(tenant.as_str())
+                    .bind(fmt_ts(before))
+                    .execute(&mut *self.0)
+                    .await?;
+                let done = sqlx::query(
+                    "DELETE FROM bulk_jobs WHERE tenant_id = $1 AND status = 'completed' AND finished_at < $2",
+                )
+                .bind(tenant.as_str())
+                .bind(fmt_ts(before))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn complete_bulk_job(&mut self, job: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
                 let done = sqlx::query(concat!(
                     "UPDATE bulk_jobs SET status = 'completed', finished_at = $2, leased_until = NULL, ",

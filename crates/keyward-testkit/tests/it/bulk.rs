@@ -246,7 +246,7 @@ async fn a_bulk_run_cut_short_is_finished_by_another_node(backend: Backend) {
     };
     let started = app.app.start_bulk(&caller, request).await.expect("started");
     let job = started.job.id.clone().expect("a real run has an id");
-    assert!(!app.app.run_bulk(&job, &caller, Some(2)).await.expect("two users"), "cut short");
+    assert!(!app.app.run_bulk(&caller.tenant, &job, Some(2)).await.expect("two users"), "cut short");
     let view = app.app.get_bulk(&caller, job.as_str()).await.expect("job");
     assert_eq!((view.status, view.counts[2], view.counts[0]), ("running", 2, 4), "two done, four pending");
 
@@ -260,9 +260,49 @@ async fn a_bulk_run_cut_short_is_finished_by_another_node(backend: Backend) {
     for user in &users {
         assert_eq!(reregistrations(&app, user).await, 1, "no user twice, none skipped");
     }
-    // The first node, coming back, cannot run it again: it no longer holds the job.
-    assert!(!app.app.run_bulk(&job, &caller, None).await.expect("no lease"));
+    // The first node, coming back, finds nothing left to do; nobody takes the job again.
+    assert!(app.app.run_bulk(&caller.tenant, &job, None).await.expect("complete"), "complete already");
     assert!(!other.resume_bulk_jobs().await.expect("nothing left"));
+    for user in &users {
+        assert_eq!(reregistrations(&app, user).await, 1, "still once each");
+    }
+
+    // A caller whose sessions are revoked mid-run: what is left fails, nothing more changes.
+    let desk_id = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR), false).await;
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let meta = keyward_app::RequestMeta { correlation_id: "bulk-desk".into(), ip_address: None, user_agent: None };
+    let desk = app.app.authenticate(Some(&desk), meta).await.expect("desk");
+    let mut more = Vec::new();
+    for n in 0..4 {
+        more.push(person(&app, &format!("s{n}"), None, true).await);
+    }
+    let request = keyward_app::bulk::BulkRequest {
+        operation: keyward_core::bulk::Operation::RequireReregistration,
+        source: keyward_app::bulk::Source::Users(more.clone()),
+        dry_run: false,
+    };
+    let job = app.app.start_bulk(&desk, request).await.expect("started").job.id.expect("id");
+    assert!(!app.app.run_bulk(&desk.tenant, &job, Some(1)).await.expect("one user"));
+    app.clock.advance(time::Duration::seconds(1));
+    let revoked = app.post(&format!("/v1.0/users/{desk_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    app.clock.advance(LEASE_QUARTER);
+    assert!(app.app.run_bulk(&desk.tenant, &job, None).await.expect("the rest"), "completed");
+    let view = app.app.get_bulk(&caller, job.as_str()).await.expect("job");
+    assert_eq!((view.counts[2], view.counts[6]), (1, 3), "one done, three failed");
+    let changed: usize = {
+        let mut n = 0;
+        for user in &more {
+            n += reregistrations(&app, user).await;
+        }
+        n
+    };
+    assert_eq!(changed, 1, "nothing changed after the revocation");
+    let (items, _) = app.app.list_bulk_results(&caller, job.as_str(), None, None).await.expect("results");
+    assert!(items[1].detail.as_deref().is_some_and(|it| it.contains("revoked")), "{items:?}");
 }
+
+/// Past a quarter of the lease the runner renews it and re-loads its caller.
+const LEASE_QUARTER: time::Duration = time::Duration::seconds(31);
 
 keyward_testkit::on_both_backends!(bulk_dry_run_then_the_real_run, a_bulk_run_cut_short_is_finished_by_another_node);
