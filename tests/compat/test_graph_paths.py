@@ -36,6 +36,10 @@ EXTENSIONS = {
     ("beta", "post", "/keyward/bulkoperations"),
     ("beta", "get", "/keyward/bulkoperations/{}"),
     ("beta", "get", "/keyward/bulkoperations/{}/results"),
+    # Caller verification (docs/guide/caller-verification.md).
+    ("beta", "post", "/keyward/callerverifications"),
+    ("beta", "get", "/keyward/callerverifications/{}"),
+    ("beta", "post", "/keyward/callerverifications/{}/attest"),
     # resetPassword also under passwordMethods, where the password method lives.
     ("*", "post", "/users/{}/authentication/passwordmethods/{}/resetpassword"),
     # Beta's transitive role assignments, also under v1.0.

@@ -26,6 +26,7 @@ use crate::facts::user_facts;
 use crate::methods_policy::{pass_enabled_for, user_methods};
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
 use crate::{App, AppError, Caller, new_id, require, require_scope, rfc3339, sha256};
+use keyward_core::caller_verification::Change as VerifiedChange;
 use keyward_core::dual_control::{MethodKind, Operation};
 
 /// A Temporary Access Pass as Graph shows it; `pass` only in the creation response.
@@ -218,6 +219,8 @@ impl App {
         match who {
             Who::User(key) => {
                 let (tx, user) = self.authorized_target(tx, caller, key, change.action(), activity).await?;
+                let tx =
+                    self.verified_or_refused(tx, caller, &user, VerifiedChange::OtherMethodChange, activity).await?;
                 // Only the variant matters from here on (for the audit wording).
                 Ok((tx, user, activity, Who::User("")))
             }
@@ -524,8 +527,8 @@ impl App {
         let now = self.now();
         let tx = self.write().await?;
         let activity = Activity::AdminRegisteredSecurityInfo;
-        let (mut tx, user) =
-            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let (tx, user) = self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_CREATE, activity).await?;
+        let mut tx = self.verified_or_refused(tx, caller, &user, VerifiedChange::TemporaryAccessPass, activity).await?;
         let op = Operation::CreatePass(request);
         if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
             let kept = self.held_pass(&mut *tx, caller, request, now).await?;
@@ -622,8 +625,8 @@ impl App {
         let pass_id = ObjectId::parse(id).ok_or_else(|| AppError::NotFound(id.to_owned()))?;
         let tx = self.write().await?;
         let activity = Activity::AdminDeletedSecurityInfo;
-        let (mut tx, user) =
-            self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        let (tx, user) = self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, activity).await?;
+        let mut tx = self.verified_or_refused(tx, caller, &user, VerifiedChange::OtherMethodChange, activity).await?;
         if tx.get_temporary_access_pass(&user.id).await?.is_none_or(|it| it.id != pass_id) {
             return Err(AppError::NotFound(id.to_owned()));
         }
@@ -689,6 +692,7 @@ impl App {
         if let Err(err) = decision {
             return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(&user)], err).await);
         }
+        let mut tx = self.verified_or_refused(tx, caller, &user, VerifiedChange::PasswordReset, activity).await?;
         let op = Operation::ResetPassword;
         if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
             return Err(self.hold(tx, caller, &user, op, Kept::Password(generated, hash), when).await);

@@ -422,8 +422,15 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&current)], err)
                 .await);
         }
-        // Dual control holds a password set for a privileged user, like a reset: alone, since
-        // the rest of a patch cannot wait for an approval.
+        // Caller verification and dual control treat a password set for someone else as a reset;
+        // dual control holds it alone, since the rest of a patch cannot wait for an approval.
+        let mut tx = match &hash {
+            Some(_) => {
+                let change = keyward_core::caller_verification::Change::PasswordReset;
+                self.verified_or_refused(tx, caller, &current, change, Activity::UpdateUser).await?
+            }
+            None => tx,
+        };
         if let Some(hash) = &hash {
             let op = keyward_core::dual_control::Operation::ResetPassword;
             if let crate::dual_control::Gate::Hold(when) =

@@ -199,13 +199,7 @@ impl App {
         if !policy.is_enabled {
             return Ok(None);
         }
-        let facts = user_facts(tx, tenant, user).await?;
-        let needs_custom = facts.role_ids.iter().any(|it| built_in_role(it).is_none());
-        let custom = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
-        // A member or owner of a role-assignable group is protected as a role holder: an owner can
-        // make themselves a member, and the group may be given a privileged role at any time.
-        let privileged = facts.is_role_assignable_group_member_or_owner
-            || keyward_core::signin::holds_privileged_role(facts.role_ids.iter().map(String::as_str), &custom);
+        let privileged = is_privileged_target(tx, tenant, user).await?;
         let in_group = match &policy.group_id {
             Some(group) if !privileged => crate::relationships::transitive_groups(tx, &user.id).await?.contains(group),
             _ => false,
@@ -689,6 +683,21 @@ impl App {
             },
         }
     }
+}
+
+/// Whether `user` counts as privileged: holds or may activate a privileged role, or is a member
+/// or owner of a role-assignable group (an owner can make themselves a member, and such a group
+/// may be given a privileged role at any time).
+pub(crate) async fn is_privileged_target(
+    tx: &mut dyn Tx,
+    tenant: &keyward_core::directory::Tenant,
+    user: &User,
+) -> Result<bool, AppError> {
+    let facts = user_facts(tx, tenant, user).await?;
+    let needs_custom = facts.role_ids.iter().any(|it| built_in_role(it).is_none());
+    let custom = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+    Ok(facts.is_role_assignable_group_member_or_owner
+        || keyward_core::signin::holds_privileged_role(facts.role_ids.iter().map(String::as_str), &custom))
 }
 
 /// A caller as a request or a job stored it, to act as them later.

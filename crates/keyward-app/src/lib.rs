@@ -10,6 +10,7 @@ mod audit_log;
 mod audited;
 mod auth_methods;
 pub mod bulk;
+pub mod caller_verification;
 mod client_assertion;
 pub mod clock;
 mod consent;

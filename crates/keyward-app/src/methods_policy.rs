@@ -39,6 +39,8 @@ pub struct Policies {
     pub agents: AgentLimits,
     /// Dual control (`keywardServiceDeskPolicy` too).
     pub dual_control: keyward_core::dual_control::DualControl,
+    /// Caller verification (`keywardServiceDeskPolicy.callerVerificationEnabled`).
+    pub caller_verification: bool,
 }
 
 /// Which policy object a caller reads or changes: it decides the permission needed.
@@ -186,7 +188,8 @@ impl App {
         let methods = tx.methods_policy(&caller.tenant.id).await?;
         let agents = tx.agent_limits(&caller.tenant.id).await?;
         let dual_control = tx.dual_control_policy(&caller.tenant.id).await?;
-        Ok(Policies { sign_in, tap, methods, agents, dual_control })
+        let caller_verification = tx.caller_verification_enabled(&caller.tenant.id).await?;
+        Ok(Policies { sign_in, tap, methods, agents, dual_control, caller_verification })
     }
 
     /// Changes the tenant's policies: `change` edits the current ones; the result must be within
@@ -225,6 +228,7 @@ impl App {
             methods: tx.methods_policy(&tenant).await?,
             agents: tx.agent_limits(&tenant).await?,
             dual_control: tx.dual_control_policy(&tenant).await?,
+            caller_verification: tx.caller_verification_enabled(&tenant).await?,
         };
         let mut new = old.clone();
         change(&mut new)?;
@@ -256,6 +260,7 @@ impl App {
             || new.methods != old.methods
             || new.agents != old.agents
             || new.dual_control != old.dual_control
+            || new.caller_verification != old.caller_verification
             || SignInPolicy { mfa_for_everyone: old.sign_in.mfa_for_everyone, ..new.sign_in.clone() } != old.sign_in;
         if defaults_changed
             && object != PolicyObject::SecurityDefaults
@@ -315,6 +320,9 @@ impl App {
         if new.dual_control != old.dual_control {
             tx.set_dual_control_policy(&tenant, &new.dual_control).await?;
         }
+        if new.caller_verification != old.caller_verification {
+            tx.set_caller_verification_enabled(&tenant, new.caller_verification).await?;
+        }
         let mut records: Vec<AuditRecord> = Vec::new();
         if defaults_changed {
             let change = PropertyChange {
@@ -327,7 +335,10 @@ impl App {
         }
         if rest_changed {
             let describe = |it: &Policies| {
-                format!("{:?} {:?} {:?} {:?} {:?}", it.sign_in, it.tap, it.methods, it.agents, it.dual_control)
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} callerVerification={}",
+                    it.sign_in, it.tap, it.methods, it.agents, it.dual_control, it.caller_verification
+                )
             };
             let change = PropertyChange {
                 name: "Policy".into(),

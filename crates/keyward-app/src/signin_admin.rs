@@ -12,6 +12,7 @@ use crate::dual_control::{Gate, Kept};
 use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::auth_methods::TapRequest;
 use keyward_core::authz::{Target, actions};
+use keyward_core::caller_verification::Change as VerifiedChange;
 use keyward_core::directory::PropertyChange;
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
@@ -187,7 +188,7 @@ impl App {
     /// as `Update user` with `StrongAuthenticationMethod`.
     pub async fn require_mfa_reregistration(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let tx = self.write().await?;
-        let (mut tx, user) =
+        let (tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_DELETE, Activity::UpdateUser).await?;
         // On one's own account this is self-service: it needs recent MFA, as every change to one's
         // own security info does (a stolen session must not be able to reset someone's MFA).
@@ -199,6 +200,8 @@ impl App {
                 .await);
         }
         let now = self.now();
+        let verified = VerifiedChange::OtherMethodChange;
+        let mut tx = self.verified_or_refused(tx, caller, &user, verified, Activity::UpdateUser).await?;
         let op = Operation::RequireReregistration;
         if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
             return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
@@ -229,6 +232,11 @@ impl App {
         let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
+        if decision.is_ok() {
+            let change =
+                if pass.is_some() { VerifiedChange::TemporaryAccessPass } else { VerifiedChange::OtherMethodChange };
+            decision = self.require_verified_caller(&mut *tx, caller, &user, change, now).await;
+        }
         if decision.is_ok() {
             let op = Operation::ResetMfa { pass };
             if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {

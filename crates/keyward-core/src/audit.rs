@@ -94,6 +94,11 @@ pub enum Activity {
     ApproveServiceDeskChange,
     /// `Deny service desk change` (Keyward): a second administrator denied a held change.
     DenyServiceDeskChange,
+    /// `Caller verified` (Keyward, Authentication Methods): the user confirmed a service-desk
+    /// call with the agent's code, or their manager or another administrator vouched for them.
+    CallerVerified,
+    /// `Caller verification failed` (Keyward): wrong codes, or the user said it was not their call.
+    CallerVerificationFailed,
     /// `Complete bulk operation` (Keyward): a bulk operation finished; its counts are in
     /// `additionalDetails` (each user's change has its own record).
     CompleteBulkOperation,
@@ -314,6 +319,8 @@ impl Activity {
             Activity::ApproveServiceDeskChange => "Approve service desk change",
             Activity::DenyServiceDeskChange => "Deny service desk change",
             Activity::CompleteBulkOperation => "Complete bulk operation",
+            Activity::CallerVerified => "Caller verified",
+            Activity::CallerVerificationFailed => "Caller verification failed",
             Activity::ConsentToApplication => "Consent to application",
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
@@ -345,6 +352,8 @@ impl Activity {
             | Activity::RequestServiceDeskApproval
             | Activity::ApproveServiceDeskChange
             | Activity::DenyServiceDeskChange
+            | Activity::CallerVerified
+            | Activity::CallerVerificationFailed
             | Activity::CompleteBulkOperation
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned
@@ -398,6 +407,8 @@ impl Activity {
             | Activity::RequestServiceDeskApproval
             | Activity::ApproveServiceDeskChange
             | Activity::DenyServiceDeskChange
+            | Activity::CallerVerified
+            | Activity::CallerVerificationFailed
             | Activity::GetPasskeyCreationOptions
             | Activity::PasskeyPossiblyCloned => "Authentication Methods",
             Activity::AddPasskeyDeviceBound | Activity::DeletePasskeyDeviceBound => "Device Registration Service",
@@ -451,7 +462,9 @@ impl Activity {
             | Activity::UserReportedSuspiciousActivity
             | Activity::ApproveServiceDeskChange
             | Activity::DenyServiceDeskChange
-            | Activity::CompleteBulkOperation => "Update",
+            | Activity::CompleteBulkOperation
+            | Activity::CallerVerified
+            | Activity::CallerVerificationFailed => "Update",
             Activity::RequestServiceDeskApproval => "Add",
             Activity::DeleteApplication => "Delete",
             Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",

@@ -13,6 +13,7 @@ pub mod auth_methods;
 pub mod authorize;
 pub mod authz;
 pub mod bulk;
+pub mod caller_verification;
 pub mod consent;
 pub mod delta;
 pub mod directory;

@@ -348,6 +348,7 @@ fn schemas() -> Value {
             "passwordResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
             "mfaResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
             "dualControlEnabled": {"type": "boolean"},
+            "callerVerificationEnabled": {"type": "boolean"},
             "dualControlGroupId": {"type": ["string", "null"]},
             "dualControlRequestLifetimeInMinutes": {"type": "integer", "minimum": 5, "maximum": 10080},
         }},
@@ -474,6 +475,13 @@ fn schemas() -> Value {
             "detail": {"type": ["string", "null"]},
         }},
         "KeywardBulkResultCollection": collection("KeywardBulkResult"),
+        "KeywardCallerVerificationRequest": {"type": "object", "required": ["userId"], "properties": {"userId": string}},
+        "KeywardCallerVerification": {"type": "object", "properties": {
+            "id": string, "userId": string, "agentId": string, "agentDisplayName": string,
+            "status": {"type": "string", "enum": ["pending", "verified", "failed", "expired"]},
+            "method": {"type": ["string", "null"]}, "createdDateTime": string, "expirationDateTime": string,
+            "code": {"type": "string", "description": "Only in the answer that started it: the code the agent reads out"},
+        }},
         "KeywardServiceDeskDecision": {"type": "object", "required": ["justification"], "properties": {"justification": {"type": "string", "maxLength": 500}}},
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), service_desk) {

@@ -516,9 +516,58 @@ pub struct ServiceDeskRequest {
     pub correlation_id: String,
 }
 
-/// Dual control's policy and its held changes.
+/// A caller verification (`keyward_core::caller_verification`); its code is kept as a SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerVerification {
+    pub id: ObjectId,
+    pub tenant_id: ObjectId,
+    pub agent_id: ObjectId,
+    pub user_id: ObjectId,
+    pub code_sha256: Vec<u8>,
+    /// `keyward_core::caller_verification::Status::as_str` as stored (never `expired`).
+    pub status: String,
+    /// How it was confirmed: `user`, `manager` or `administrator`.
+    pub method: Option<String>,
+    pub attested_by: Option<ObjectId>,
+    pub attempts: i64,
+    pub created_at: OffsetDateTime,
+    pub verified_at: Option<OffsetDateTime>,
+}
+
+/// Dual control's policy and its held changes; caller verification.
 #[async_trait]
 pub trait ServiceDeskStore: Send {
+    async fn caller_verification_enabled(&mut self, tenant: &ObjectId) -> Result<bool, StoreError>;
+    async fn set_caller_verification_enabled(&mut self, tenant: &ObjectId, is_enabled: bool) -> Result<(), StoreError>;
+    async fn insert_caller_verification(&mut self, it: &CallerVerification) -> Result<(), StoreError>;
+    async fn get_caller_verification(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<CallerVerification>, StoreError>;
+    /// A user's verifications made after `since`, newest first.
+    async fn list_caller_verifications(
+        &mut self,
+        tenant: &ObjectId,
+        user: &ObjectId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<CallerVerification>, StoreError>;
+    /// Writes a verification's outcome (status, method, attester, attempts, verified time) where it
+    /// is still pending and was made after `made_after` (not expired); `false` (nothing written)
+    /// otherwise.
+    async fn update_caller_verification(
+        &mut self,
+        it: &CallerVerification,
+        made_after: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Whether `agent` holds a verification of `user` confirmed after `verified_after`.
+    async fn has_verified_caller(
+        &mut self,
+        tenant: &ObjectId,
+        agent: &ObjectId,
+        user: &ObjectId,
+        verified_after: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
     async fn dual_control_policy(
         &mut self,
         tenant: &ObjectId,

@@ -108,6 +108,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0025_dual_control.sql"),
     },
     Migration { version: 26, name: "0026_bulk.sql", sql: include_str!("../migrations/sqlite/0026_bulk.sql") },
+    Migration {
+        version: 27,
+        name: "0027_caller_verification.sql",
+        sql: include_str!("../migrations/sqlite/0027_caller_verification.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -214,6 +219,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0025_dual_control.sql"),
     },
     Migration { version: 26, name: "0026_bulk.sql", sql: include_str!("../migrations/postgres/0026_bulk.sql") },
+    Migration {
+        version: 27,
+        name: "0027_caller_verification.sql",
+        sql: include_str!("../migrations/postgres/0027_caller_verification.sql"),
+    },
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";

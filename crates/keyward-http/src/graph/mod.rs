@@ -9,6 +9,7 @@ mod applications;
 mod authentication_methods;
 mod batch;
 mod bulk;
+mod caller_verifications;
 mod deleted_items;
 mod delta;
 pub(crate) mod directory_audits;
@@ -403,7 +404,7 @@ pub async fn method_not_allowed(ctx: GraphCtx, method: axum::http::Method) -> Gr
 
 /// Every Graph resource, each registering its own routes (the caller nests the result under
 /// `/v1.0` and `/beta`).
-const RESOURCES: [fn(Api) -> Api; 28] = [
+const RESOURCES: [fn(Api) -> Api; 29] = [
     users::routes,
     relationships::routes,
     delta::routes,
@@ -431,6 +432,7 @@ const RESOURCES: [fn(Api) -> Api; 28] = [
     notifications::routes,
     service_desk::routes,
     bulk::routes,
+    caller_verifications::routes,
     batch::routes,
 ];
 

@@ -15,6 +15,9 @@ use keyward_core::dual_control::DualControl;
 use keyward_core::ids::ObjectId;
 use serde_json::{Value, json};
 
+/// `keywardServiceDeskPolicy`'s caller verification switch.
+const CALLER_VERIFICATION: &str = "callerVerificationEnabled";
+
 fn bad(message: String) -> AppError {
     AppError::BadRequest(message)
 }
@@ -92,6 +95,7 @@ async fn get_service_desk_policy(ctx: GraphCtx) -> Result<Response, GraphError> 
     body.insert(DualControl::ENABLED.into(), json!(dual.is_enabled));
     body.insert(DualControl::GROUP.into(), json!(dual.group_id.as_ref().map(|it| it.as_str())));
     body.insert(DualControl::MINUTES.into(), json!(dual.request_minutes));
+    body.insert(CALLER_VERIFICATION.into(), json!(policies.caller_verification));
     Ok(entity(
         format!("{}/$metadata#policies/keywardServiceDeskPolicy/$entity", ctx.base()),
         Value::Object(body),
@@ -109,6 +113,10 @@ async fn patch_service_desk_policy(ctx: GraphCtx, Body(body): Body) -> Result<Re
         .update_policies(&ctx.caller, PolicyObject::Methods, move |policies| {
             for (name, value) in &patch {
                 match name.as_str() {
+                    CALLER_VERIFICATION => {
+                        policies.caller_verification = bool_field(value, name)?;
+                        continue;
+                    }
                     DualControl::ENABLED => {
                         policies.dual_control.is_enabled = bool_field(value, name)?;
                         continue;

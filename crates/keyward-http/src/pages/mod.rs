@@ -5,6 +5,7 @@
 mod portal;
 mod report;
 mod signin;
+mod verify_call;
 
 use askama::Template;
 
@@ -164,6 +165,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/passkey.js", get(passkey_script))
         .route("/{tenant}/login", get(signin::page_get).post(signin::page_post))
         .route("/{tenant}/report-activity", get(report::page).post(report::submit))
+        .route("/{tenant}/verify-call", get(verify_call::page).post(verify_call::submit))
         .route("/{tenant}/admin", get(portal::home))
         .route("/{tenant}/admin/users", get(portal::users))
         .route("/{tenant}/admin/users/new", get(portal::new_user).post(portal::create_user))

@@ -91,7 +91,7 @@ use crate::{
     BrowserSession, Fido2Method, SignInCursor, SignInStore, SoftwareOathMethod, UserSignInState, WebauthnChallenge,
     sign_in_json,
 };
-use crate::{BulkItem, BulkJob, BulkStore};
+use crate::{BulkItem, BulkJob, BulkStore, CallerVerification};
 use crate::{OutboxMessage, OutboxStore, RegistrationRow, ReportStore, ServiceDeskRequest, ServiceDeskStore};
 use keyward_core::dual_control::DualControl;
 

@@ -16,6 +16,16 @@ macro_rules! service_desk_columns {
     };
 }
 
+/// The columns a caller verification is read from, in `decode_verification`'s order.
+macro_rules! verification_columns {
+    () => {
+        concat!(
+            "id, tenant_id, agent_id, user_id, code_sha256, status, method, attested_by, attempts, created_at, ",
+            "verified_at"
+        )
+    };
+}
+
 macro_rules! impl_service_desk_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
@@ -48,8 +58,153 @@ macro_rules! impl_service_desk_store {
             }
         }
 
+        impl $tx {
+            fn decode_verification(row: &<$db as sqlx::Database>::Row) -> Result<CallerVerification, StoreError> {
+                let by: Option<String> = row.try_get(7)?;
+                Ok(CallerVerification {
+                    id: oid(&row.try_get::<String, _>(0)?)?,
+                    tenant_id: oid(&row.try_get::<String, _>(1)?)?,
+                    agent_id: oid(&row.try_get::<String, _>(2)?)?,
+                    user_id: oid(&row.try_get::<String, _>(3)?)?,
+                    code_sha256: row.try_get(4)?,
+                    status: row.try_get(5)?,
+                    method: row.try_get(6)?,
+                    attested_by: by.as_deref().map(oid).transpose()?,
+                    attempts: row.try_get(8)?,
+                    created_at: parse_ts(&row.try_get::<String, _>(9)?)?,
+                    verified_at: opt_ts(row.try_get(10)?)?,
+                })
+            }
+        }
+
         #[async_trait]
         impl ServiceDeskStore for $tx {
+            async fn caller_verification_enabled(&mut self, tenant: &ObjectId) -> Result<bool, StoreError> {
+                let row: Option<bool> =
+                    sqlx::query_scalar("SELECT is_enabled FROM caller_verification_policy WHERE tenant_id = $1")
+                        .bind(tenant.as_str())
+                        .fetch_optional(&mut *self.0)
+                        .await?;
+                Ok(row.unwrap_or(false))
+            }
+
+            async fn set_caller_verification_enabled(
+                &mut self,
+                tenant: &ObjectId,
+                is_enabled: bool,
+            ) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO caller_verification_policy (tenant_id, is_enabled) VALUES ($1, $2) ",
+                    "ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled"
+                ))
+                .bind(tenant.as_str())
+                .bind(is_enabled)
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_caller_verification(&mut self, it: &CallerVerification) -> Result<(), StoreError> {
+                sqlx::query(concat!(
+                    "INSERT INTO caller_verifications (",
+                    verification_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(it.id.as_str())
+                .bind(it.tenant_id.as_str())
+                .bind(it.agent_id.as_str())
+                .bind(it.user_id.as_str())
+                .bind(&it.code_sha256)
+                .bind(&it.status)
+                .bind(&it.method)
+                .bind(it.attested_by.as_ref().map(ObjectId::as_str))
+                .bind(it.attempts)
+                .bind(fmt_ts(it.created_at))
+                .bind(it.verified_at.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_caller_verification(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<CallerVerification>, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    verification_columns!(),
+                    " FROM caller_verifications WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                row.as_ref().map(Self::decode_verification).transpose()
+            }
+
+            async fn list_caller_verifications(
+                &mut self,
+                tenant: &ObjectId,
+                user: &ObjectId,
+                since: OffsetDateTime,
+            ) -> Result<Vec<CallerVerification>, StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    verification_columns!(),
+                    " FROM caller_verifications WHERE tenant_id = $1 AND user_id = $2 AND created_at > $3 ",
+                    "ORDER BY created_at DESC LIMIT 20"
+                ))
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .bind(fmt_ts(since))
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::decode_verification).collect()
+            }
+
+            async fn update_caller_verification(
+                &mut self,
+                it: &CallerVerification,
+                made_after: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(concat!(
+                    "UPDATE caller_verifications SET status = $3, method = $4, attested_by = $5, attempts = $6, ",
+                    "verified_at = $7 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND created_at > $8"
+                ))
+                .bind(it.tenant_id.as_str())
+                .bind(it.id.as_str())
+                .bind(&it.status)
+                .bind(&it.method)
+                .bind(it.attested_by.as_ref().map(ObjectId::as_str))
+                .bind(it.attempts)
+                .bind(it.verified_at.map(fmt_ts))
+                .bind(fmt_ts(made_after))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn has_verified_caller(
+                &mut self,
+                tenant: &ObjectId,
+                agent: &ObjectId,
+                user: &ObjectId,
+                verified_after: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let found: Option<String> = sqlx::query_scalar(concat!(
+                    "SELECT id FROM caller_verifications WHERE tenant_id = $1 AND agent_id = $2 AND user_id = $3 ",
+                    "AND status = 'verified' AND verified_at > $4 LIMIT 1"
+                ))
+                .bind(tenant.as_str())
+                .bind(agent.as_str())
+                .bind(user.as_str())
+                .bind(fmt_ts(verified_after))
+                .fetch_optional(&mut *self.0)
+                .await?;
+                Ok(found.is_some())
+            }
+
             async fn dual_control_policy(&mut self, tenant: &ObjectId) -> Result<DualControl, StoreError> {
                 let row = sqlx::query(
                     "SELECT is_enabled, group_id, request_minutes FROM dual_control_policy WHERE tenant_id = $1",

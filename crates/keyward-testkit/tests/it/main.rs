@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod audit_chain;
 mod bulk;
+mod caller_verification;
 mod directory;
 mod dual_control;
 mod methods;

@@ -905,7 +905,8 @@ async fn per_agent_limits(backend: Backend) {
     let expected = |body: &Value| {
         json!({"@odata.context": body["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
                "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1,
-               "dualControlEnabled": false, "dualControlGroupId": null, "dualControlRequestLifetimeInMinutes": 60})
+               "dualControlEnabled": false, "dualControlGroupId": null, "dualControlRequestLifetimeInMinutes": 60,
+               "callerVerificationEnabled": false})
     };
     let now_set = app.get(policy).await.body;
     assert_eq!(now_set, expected(&now_set));

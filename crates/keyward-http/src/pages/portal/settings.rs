@@ -15,6 +15,7 @@ struct SettingsPage {
     /// Per-agent limits, each `(field, label, value)`; an empty value is no limit.
     limits: Vec<(&'static str, &'static str, String)>,
     dual_control: keyward_core::dual_control::DualControl,
+    caller_verification: bool,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -27,10 +28,11 @@ async fn settings_page(
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let (policy, tap, agents, dual_control) = match state.app.policies(caller, PolicyObject::Methods).await {
-        Ok(it) => (it.sign_in, it.tap, it.agents, it.dual_control),
-        Err(err) => return failure(err),
-    };
+    let (policy, tap, agents, dual_control, caller_verification) =
+        match state.app.policies(caller, PolicyObject::Methods).await {
+            Ok(it) => (it.sign_in, it.tap, it.agents, it.dual_control, it.caller_verification),
+            Err(err) => return failure(err),
+        };
     let limits = AGENT_LIMITS
         .iter()
         .map(|(field, label, action)| {
@@ -49,6 +51,7 @@ async fn settings_page(
         tap,
         limits,
         dual_control,
+        caller_verification,
         csrf,
         notice,
         error,
@@ -118,6 +121,7 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
                 };
                 policies.agents.set(action, cap).map_err(AppError::BadRequest)?;
             }
+            policies.caller_verification = flag("caller_verification");
             let dual = &mut policies.dual_control;
             dual.is_enabled = flag("dual_enabled");
             dual.request_minutes = number("dual_minutes")?;
