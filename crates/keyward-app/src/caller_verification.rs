@@ -36,6 +36,16 @@ pub struct VerificationView {
     pub code: Option<String>,
 }
 
+fn no_prior_factor() -> AppError {
+    AppError::Forbidden {
+        rule: caller_verification::RULE,
+        message: "Confirming a service-desk call needs a sign-in with an authenticator app or a passkey you had \
+                  before the call (not a Temporary Access Pass, a remembered device or a method added since): if \
+                  you have none, ask the agent to have your manager or another administrator vouch for you."
+            .into(),
+    }
+}
+
 /// Who may start a verification of a user: whoever may change their methods or password.
 const AGENT_ACTIONS: [&str; 4] = [
     actions::USERS_AUTH_METHODS_CREATE,
@@ -205,6 +215,22 @@ impl App {
             return Err(AppError::NotFound(id.to_owned()));
         }
         let user = caller.delegated_user()?.clone();
+        // A factor the user held before the call: not a Temporary Access Pass (which an agent
+        // hands out), not a remembered device, not a method registered since the verification
+        // started (a caller who only knows the password could register one at the interrupt).
+        if accept {
+            let amr = caller.authentication.as_ref().map(|(_, amr)| amr.clone()).unwrap_or_default();
+            let strong = amr.iter().any(|it| matches!(it.as_str(), "otp" | "fido" | "hwk" | "swk"));
+            let before = |created: OffsetDateTime| created <= it.created_at;
+            let held_before = tx.list_software_oath_methods(&user.id).await?.iter().any(|it| before(it.created))
+                || tx.list_fido2_methods(&user.id).await?.iter().any(|it| before(it.created));
+            if !held_before {
+                return Err(no_prior_factor());
+            }
+            if !strong || amr.iter().any(|it| it == "tap") {
+                return Err(no_prior_factor());
+            }
+        }
         let stored = Status::parse(&it.status).unwrap_or(Status::Failed);
         if Status::at(stored, it.created_at, it.verified_at, now) != Status::Pending {
             return Err(AppError::Rejected {
@@ -214,6 +240,7 @@ impl App {
                     .into(),
             });
         }
+        let previous_attempts = it.attempts;
         let typed = caller_verification::normalise_code(code);
         let matches = accept && constant_time_eq(&sha256(typed.as_bytes()), &it.code_sha256);
         let (activity, reason) = if matches {
@@ -231,7 +258,7 @@ impl App {
             }
             (Activity::CallerVerificationFailed, "The user typed a code that does not match")
         };
-        if !tx.update_caller_verification(&it, now - caller_verification::PENDING_LIFETIME).await? {
+        if !tx.update_caller_verification(&it, previous_attempts, now - caller_verification::PENDING_LIFETIME).await? {
             return Err(AppError::Conflict("The verification was answered meanwhile.".into()));
         }
         let mut record = caller.succeeded(now, activity, vec![TargetResource::user(&user)]);
@@ -254,19 +281,39 @@ impl App {
         let not_found = || AppError::NotFound(id.to_owned());
         let key = ObjectId::parse(id).ok_or_else(not_found)?;
         let mut it = tx.get_caller_verification(&caller.tenant.id, &key).await?.ok_or_else(not_found)?;
+        let previous_attempts = it.attempts;
         let user =
             tx.get_user(&caller.tenant.id, &it.user_id).await?.ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-        let is_manager = user.manager.as_ref() == Some(caller.id());
+        if *caller.id() == it.agent_id || *caller.id() == it.user_id {
+            let err = AppError::Forbidden {
+                rule: caller_verification::RULE,
+                message: "Neither the agent nor the user can vouch for the caller: their manager or another \
+                          administrator must."
+                    .into(),
+            };
+            return Err(self
+                .refused(Some(tx), caller, Activity::CallerVerified, vec![TargetResource::user(&user)], err)
+                .await);
+        }
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let is_administrator = require(caller, actions::USERS_AUTH_METHODS_CREATE, Target::User(&facts)).is_ok();
+        // A manager vouches only for an ordinary user, and only when the agent could not have
+        // made them the manager first: otherwise an administrator must vouch.
+        let is_manager = user.manager.as_ref() == Some(caller.id())
+            && !crate::dual_control::is_privileged_target(&mut *tx, &caller.tenant, &user).await?
+            && !self.agent_may_set_manager(&mut *tx, caller, &it.agent_id, &user).await?;
         if !is_manager && !is_administrator {
             return Err(AppError::NotFound(id.to_owned()));
         }
-        if caller.user().is_none() || *caller.id() == it.agent_id || *caller.id() == it.user_id {
+        let fresh = caller
+            .authentication
+            .as_ref()
+            .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= time::Duration::hours(1));
+        if caller.user().is_none() || !fresh || *caller.id() == it.agent_id || *caller.id() == it.user_id {
             let err = AppError::Forbidden {
                 rule: caller_verification::RULE,
-                message: "Only a person other than the agent and the user (their manager, or another administrator) \
-                          can vouch for the caller."
+                message: "Only a person other than the agent and the user (their manager, or another administrator), \
+                          signed in with multi-factor authentication within the last hour, can vouch for the caller."
                     .into(),
             };
             return Err(self
@@ -286,7 +333,7 @@ impl App {
         it.method = Some(method.into());
         it.attested_by = Some(caller.id().clone());
         it.verified_at = Some(now);
-        if !tx.update_caller_verification(&it, now - caller_verification::PENDING_LIFETIME).await? {
+        if !tx.update_caller_verification(&it, previous_attempts, now - caller_verification::PENDING_LIFETIME).await? {
             return Err(AppError::Conflict("The verification was answered meanwhile.".into()));
         }
         let mut record = caller.succeeded(now, Activity::CallerVerified, vec![TargetResource::user(&user)]);
@@ -299,6 +346,22 @@ impl App {
         let agent = name_of(&mut *tx, &caller.tenant.id, &it.agent_id).await?;
         commit_audited(tx, [record]).await?;
         Ok(view(&it, agent, now, None))
+    }
+
+    /// Whether the agent of a verification may change `user`'s manager (and so could have made an
+    /// accomplice the manager who vouches).
+    async fn agent_may_set_manager(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        agent: &ObjectId,
+        user: &User,
+    ) -> Result<bool, AppError> {
+        let is_app = tx.get_user(&caller.tenant.id, agent).await?.is_none();
+        let stored = crate::dual_control::StoredCaller { id: agent, is_app, scopes: None, ip_address: None };
+        let Ok(agent) = stored.load(tx, &caller.tenant, &caller.meta.correlation_id).await else { return Ok(false) };
+        let facts = user_facts(tx, &caller.tenant, user).await?;
+        Ok(require(&agent, actions::USERS_MANAGER_UPDATE, Target::User(&facts)).is_ok())
     }
 
     /// [`App::require_verified_caller`] in a change's transaction: the transaction back, or the

@@ -148,6 +148,8 @@ impl App {
         let now = self.now();
         let (mut tx, user, _, _) = self.change_target(caller, who, Change::Register).await?;
         self.refuse_if_covered(&mut *tx, caller, &user, now).await?;
+        let reset = keyward_core::caller_verification::Change::MfaReset;
+        self.require_verified_caller(&mut *tx, caller, &user, reset, now).await?;
         let policy = tx.methods_policy(&caller.tenant.id).await?;
         if !user_methods(&mut *tx, &user.id, &policy).await?.fido2_registration {
             return Err(passkeys_off());
@@ -204,6 +206,8 @@ impl App {
         let verified = self.verify_new_passkey(&caller.tenant.id, &new).await?;
         let (mut tx, user, activity, who) = self.change_target(caller, who, Change::Register).await?;
         self.refuse_if_covered(&mut *tx, caller, &user, self.now()).await?;
+        let reset = keyward_core::caller_verification::Change::MfaReset;
+        self.require_verified_caller(&mut *tx, caller, &user, reset, self.now()).await?;
         let method = match self.store_passkey(&mut *tx, &user, verified).await {
             Ok(method) => method,
             // A passkey the policy refuses (turned off, not attested, a blocked model, too

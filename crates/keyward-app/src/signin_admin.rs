@@ -200,7 +200,7 @@ impl App {
                 .await);
         }
         let now = self.now();
-        let verified = VerifiedChange::OtherMethodChange;
+        let verified = VerifiedChange::MfaReset;
         let mut tx = self.verified_or_refused(tx, caller, &user, verified, Activity::UpdateUser).await?;
         let op = Operation::RequireReregistration;
         if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, now).await? {
@@ -233,8 +233,7 @@ impl App {
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
         if decision.is_ok() {
-            let change =
-                if pass.is_some() { VerifiedChange::TemporaryAccessPass } else { VerifiedChange::OtherMethodChange };
+            let change = if pass.is_some() { VerifiedChange::TemporaryAccessPass } else { VerifiedChange::MfaReset };
             decision = self.require_verified_caller(&mut *tx, caller, &user, change, now).await;
         }
         if decision.is_ok() {

@@ -23,17 +23,20 @@ pub const CODE_DIGITS: usize = 6;
 pub enum Change {
     TemporaryAccessPass,
     PasswordReset,
+    /// Wiping a user's second factors (re-registration, the one-step reset without a pass) or
+    /// provisioning a passkey for them: what lets a caller register their own factor next.
+    MfaReset,
     /// Any other change to a user's authentication methods (added, changed, deleted,
     /// re-registration, the one-step reset without a pass).
     OtherMethodChange,
 }
 
-/// Whether `change` to a user needs a verified caller: with the policy on, a pass and a password
-/// reset always, every other method change when the user is privileged.
+/// Whether `change` to a user needs a verified caller: with the policy on, a pass, a password
+/// reset and an MFA reset always, every other method change when the user is privileged.
 pub fn is_required(is_enabled: bool, change: Change, target_is_privileged: bool) -> bool {
     is_enabled
         && match change {
-            Change::TemporaryAccessPass | Change::PasswordReset => true,
+            Change::TemporaryAccessPass | Change::PasswordReset | Change::MfaReset => true,
             Change::OtherMethodChange => target_is_privileged,
         }
 }
@@ -100,6 +103,7 @@ mod tests {
         assert!(!is_required(false, Change::TemporaryAccessPass, true), "off by default");
         assert!(is_required(true, Change::TemporaryAccessPass, false));
         assert!(is_required(true, Change::PasswordReset, false));
+        assert!(is_required(true, Change::MfaReset, false));
         assert!(!is_required(true, Change::OtherMethodChange, false));
         assert!(is_required(true, Change::OtherMethodChange, true));
     }

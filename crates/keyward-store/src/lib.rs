@@ -553,11 +553,12 @@ pub trait ServiceDeskStore: Send {
         since: OffsetDateTime,
     ) -> Result<Vec<CallerVerification>, StoreError>;
     /// Writes a verification's outcome (status, method, attester, attempts, verified time) where it
-    /// is still pending and was made after `made_after` (not expired); `false` (nothing written)
-    /// otherwise.
+    /// is still pending with `previous_attempts` wrong codes and was made after `made_after` (not
+    /// expired); `false` (nothing written) otherwise: answered meanwhile.
     async fn update_caller_verification(
         &mut self,
         it: &CallerVerification,
+        previous_attempts: i64,
         made_after: OffsetDateTime,
     ) -> Result<bool, StoreError>;
     /// Whether `agent` holds a verification of `user` confirmed after `verified_after`.

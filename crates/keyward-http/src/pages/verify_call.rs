@@ -127,9 +127,27 @@ pub(super) async fn page(
         Err(response) => return response,
     };
     if !recent_mfa(&caller, state.app.now()) {
-        return sign_in_again(caller.tenant.id.as_str());
+        return step_up(&caller, state.app.now());
     }
     render(&state, &caller, csrf, None, None).await
+}
+
+/// A session without a recent second factor: to sign in again, unless it signed in just now
+/// without one (the account asks for none at sign-in), which says what to do instead of looping.
+fn step_up(caller: &Caller, now: time::OffsetDateTime) -> Response {
+    let just_now = caller.authentication.as_ref().is_some_and(|(at, _)| now - *at <= time::Duration::minutes(10));
+    if just_now {
+        return html(
+            StatusCode::FORBIDDEN,
+            &Message::alert(
+                TITLE,
+                "Confirming a service-desk call needs a sign-in with your authenticator app or passkey, and your \
+                 sign-in did not use one. If you have none, ask the agent to have your manager or another \
+                 administrator vouch for you.",
+            ),
+        );
+    }
+    sign_in_again(caller.tenant.id.as_str())
 }
 
 /// `POST /{tenant}/verify-call` with `csrf`, `verification`, `code` and `answer` (`confirm` or
@@ -153,7 +171,7 @@ pub(super) async fn submit(
         );
     }
     if !recent_mfa(&caller, state.app.now()) {
-        return sign_in_again(caller.tenant.id.as_str());
+        return step_up(&caller, state.app.now());
     }
     let id = fields.get("verification").map(String::as_str).unwrap_or_default();
     let code = fields.get("code").map(String::as_str).unwrap_or_default();
@@ -164,7 +182,7 @@ pub(super) async fn submit(
         Ok(Status::Failed) => render(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, "That code does not match, three times: the verification failed. If someone is calling in your name, tell your service desk on a number you already know."))).await,
         Ok(_) => render(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, "That code does not match the one the agent read out. Check it with them and try again."))).await,
         Err(AppError::NotFound(_) | AppError::Rejected { .. } | AppError::Conflict(_)) => render(&state, &caller, csrf, None, Some((StatusCode::BAD_REQUEST, "That verification is no longer waiting: ask the agent to start a new one."))).await,
-        Err(AppError::Forbidden { .. }) => sign_in_again(caller.tenant.id.as_str()),
+        Err(AppError::Forbidden { message, .. }) => html(StatusCode::FORBIDDEN, &Message::alert(TITLE, &message)),
         Err(err) => {
             tracing::error!(error = ?err, "verify-call answer failed");
             html(StatusCode::INTERNAL_SERVER_ERROR, &Message::error(TITLE, "Something went wrong on our side. Try again in a moment."))

@@ -166,11 +166,13 @@ macro_rules! impl_service_desk_store {
             async fn update_caller_verification(
                 &mut self,
                 it: &CallerVerification,
+                previous_attempts: i64,
                 made_after: OffsetDateTime,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(concat!(
                     "UPDATE caller_verifications SET status = $3, method = $4, attested_by = $5, attempts = $6, ",
-                    "verified_at = $7 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND created_at > $8"
+                    "verified_at = $7 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND created_at > $8 ",
+                    "AND attempts = $9"
                 ))
                 .bind(it.tenant_id.as_str())
                 .bind(it.id.as_str())
@@ -180,6 +182,7 @@ macro_rules! impl_service_desk_store {
                 .bind(it.attempts)
                 .bind(it.verified_at.map(fmt_ts))
                 .bind(fmt_ts(made_after))
+                .bind(previous_attempts)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(done.rows_affected() == 1)

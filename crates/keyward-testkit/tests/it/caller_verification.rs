@@ -27,29 +27,41 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let desk_id = user(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
-    user(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    // desk2 and the manager have `TestApp::create_user`'s password, for tokens from a sign-in with MFA.
+    let desk2_id = app.create_user("desk2", "desk2 Tester").await["id"].as_str().expect("id").to_owned();
+    app.assign_role(&desk2_id, roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "/").await;
     let desk2 = app.token_for(&format!("desk2@{DOMAIN}")).await;
     user(&app, "helper", Some(roles::HELPDESK_ADMINISTRATOR)).await;
     let helper = app.token_for(&format!("helper@{DOMAIN}")).await;
     let adele = user(&app, "adele", None).await;
     let boss = user(&app, "boss", Some(roles::SECURITY_ADMINISTRATOR)).await;
-    let manager = user(&app, "manager", None).await;
+    let manager = app.create_user("manager", "manager Tester").await["id"].as_str().expect("id").to_owned();
+    let carol = user(&app, "carol", None).await;
     user(&app, "bystander", None).await;
-    let set = app
-        .send(
-            Method::PUT,
-            &format!("/v1.0/users/{boss}/manager/$ref"),
-            Some(&app.admin_token),
-            Some(&json!({"@odata.id": format!("{}/v1.0/users/{manager}", app.base_url)})),
-            &[],
-        )
-        .await;
-    assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
-    // Adele must use MFA, so her sign-in registers an authenticator app.
-    let enforce = app
-        .patch(&format!("/beta/users/{adele}/authentication/requirements"), &json!({"perUserMfaState": "enforced"}))
-        .await;
-    assert_eq!(enforce.status, StatusCode::NO_CONTENT, "{}", enforce.text);
+    for who in [&boss, &carol] {
+        let set = app
+            .send(
+                Method::PUT,
+                &format!("/v1.0/users/{who}/manager/$ref"),
+                Some(&app.admin_token),
+                Some(&json!({"@odata.id": format!("{}/v1.0/users/{manager}", app.base_url)})),
+                &[],
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
+    }
+    // Adele and the manager must use MFA, so their first sign-in registers an authenticator app.
+    for who in [&adele, &manager] {
+        let enforce = app
+            .patch(&format!("/beta/users/{who}/authentication/requirements"), &json!({"perUserMfaState": "enforced"}))
+            .await;
+        assert_eq!(enforce.status, StatusCode::NO_CONTENT, "{}", enforce.text);
+    }
+    // Adele registers her authenticator app before any call (a factor added during the call
+    // does not count).
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "adele").await;
+    app.clock.advance(time::Duration::seconds(1));
 
     // Off by default: a pass is made at once.
     assert_eq!(app.get(POLICY).await.body["callerVerificationEnabled"], false);
@@ -62,7 +74,8 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     let on = app.patch(POLICY, &json!({"callerVerificationEnabled": true})).await;
     assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
 
-    // On: a pass and a password reset need a verified caller; other changes to an ordinary user do not.
+    // On: a pass, a password reset and an MFA reset need a verified caller; other changes to an
+    // ordinary user do not.
     let refused = app.as_user(&desk).post(&tap(&adele), &json!({})).await;
     assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     assert!(refused.text.contains("Verify the caller first"), "{}", refused.text);
@@ -77,7 +90,13 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     let patched = app.as_user(&desk).patch(&format!("/v1.0/users/{adele}"), &patch_password).await;
     assert_graph_error(&patched, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let rereg = format!("/v1.0/users/{adele}/authentication/requireMfaReregistration");
-    assert_eq!(app.as_user(&desk).post(&rereg, &json!({})).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.as_user(&desk).post(&rereg, &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    let revoke = format!("/v1.0/users/{adele}/authentication/revokeMfaSessions");
+    assert_eq!(app.as_user(&desk).post(&revoke, &json!({})).await.status, StatusCode::NO_CONTENT);
     // Every method change on a privileged user needs one.
     let boss_rereg = format!("/v1.0/users/{boss}/authentication/requireMfaReregistration");
     assert_graph_error(
@@ -113,9 +132,7 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
         "Request_ResourceNotFound",
     );
 
-    // Adele signs in with her second factor and types the code: a wrong one first.
-    let mut browser = Browser::new(&app.base_url);
-    sign_in(&app, &mut browser, "adele").await;
+    // Adele, signed in with her second factor, types the code: a wrong one first.
     let page = browser.get(&format!("/{DOMAIN}/verify-call")).await;
     assert_eq!(page.title(), "Verify a service-desk call", "{}", page.text());
     assert!(page.text().contains("desk Tester"), "the agent's name is shown: {}", page.text());
@@ -147,14 +164,6 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     let again = browser.post_form(&format!("/{DOMAIN}/verify-call"), &answer(&code, "confirm")).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST, "once: {}", again.text());
 
-    // Now the agent may act, and only that agent, and only for 15 minutes.
-    assert_eq!(app.as_user(&desk).post(&tap(&adele), &json!({})).await.status, StatusCode::CREATED);
-    assert_eq!(app.as_user(&desk).post(&reset, &json!({})).await.status, StatusCode::ACCEPTED);
-    assert_graph_error(
-        &app.as_user(&desk2).post(&tap(&adele), &json!({})).await,
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-    );
     // "This is not my call": the verification fails and is recorded.
     let other = app.as_user(&desk2).post(VERIFY, &json!({"userId": adele})).await;
     let other_id = other.body["id"].as_str().expect("id").to_owned();
@@ -173,6 +182,14 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     assert!(denied.by_id("notice").is_some_and(|it| it.contains("not your call")), "{}", denied.text());
     assert_eq!(app.as_user(&desk2).get(&format!("{VERIFY}/{other_id}")).await.body["status"], "failed");
 
+    // Now the agent may act, and only that agent, and only for 15 minutes.
+    assert_eq!(app.as_user(&desk).post(&tap(&adele), &json!({})).await.status, StatusCode::CREATED);
+    assert_eq!(app.as_user(&desk).post(&reset, &json!({})).await.status, StatusCode::ACCEPTED);
+    assert_graph_error(
+        &app.as_user(&desk2).post(&tap(&adele), &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
     app.clock.advance(time::Duration::minutes(16));
     let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
     assert_graph_error(
@@ -181,12 +198,14 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
         "Authorization_RequestDenied",
     );
 
-    // A user who holds no factor: their manager vouches; never the agent, nobody unrelated.
-    let for_boss = app.as_user(&desk).post(VERIFY, &json!({"userId": boss})).await;
-    let boss_verification = for_boss.body["id"].as_str().expect("id").to_owned();
-    let attest = format!("{VERIFY}/{boss_verification}/attest");
+    // A user who holds no factor: their manager vouches (a person fresh from MFA), never the
+    // agent, nobody unrelated; not when the agent could have made them the manager.
+    let helper_start = app.as_user(&helper).post(VERIFY, &json!({"userId": carol})).await;
+    assert_eq!(helper_start.status, StatusCode::CREATED, "{}", helper_start.text);
+    let carol_verification = helper_start.body["id"].as_str().expect("id").to_owned();
+    let attest = format!("{VERIFY}/{carol_verification}/attest");
     assert_graph_error(
-        &app.as_user(&desk).post(&attest, &json!({})).await,
+        &app.as_user(&helper).post(&attest, &json!({})).await,
         StatusCode::FORBIDDEN,
         "Authorization_RequestDenied",
     );
@@ -196,12 +215,33 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
-    let manager_token = app.token_for(&format!("manager@{DOMAIN}")).await;
+    let password_only = app.token_for(&format!("manager@{DOMAIN}")).await;
+    let stale = app.as_user(&password_only).post(&attest, &json!({})).await;
+    assert_graph_error(&stale, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let manager_token = super::methods::token_with_mfa(&app, &format!("manager@{DOMAIN}")).await;
     let vouched = app.as_user(&manager_token).post(&attest, &json!({})).await;
     assert_eq!(vouched.status, StatusCode::OK, "{}", vouched.text);
     assert_eq!((&vouched.body["status"], &vouched.body["method"]), (&json!("verified"), &json!("manager")));
-    let record = app.audit_for(&boss).await.into_iter().find(|it| it.activity_display_name == "Caller verified");
+    let record = app.audit_for(&carol).await.into_iter().find(|it| it.activity_display_name == "Caller verified");
     assert!(record.is_some_and(|it| it.additional_details.iter().any(|(k, v)| k == "Method" && v == "manager")));
+    let new_password = json!({"passwordProfile": {"password": "Zk5-amber-Willow-31!"}});
+    let reset = app.as_user(&helper).patch(&format!("/v1.0/users/{carol}"), &new_password).await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.text);
+    // An agent who may change the user's manager could have arranged the manager: not counted.
+    let by_desk = app.as_user(&desk).post(VERIFY, &json!({"userId": carol})).await;
+    let by_desk = by_desk.body["id"].as_str().expect("id").to_owned();
+    let refused = app.as_user(&manager_token).post(&format!("{VERIFY}/{by_desk}/attest"), &json!({})).await;
+    assert_graph_error(&refused, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+
+    // A privileged user: only another administrator vouches, never their manager.
+    let for_boss = app.as_user(&desk).post(VERIFY, &json!({"userId": boss})).await;
+    let boss_verification = for_boss.body["id"].as_str().expect("id").to_owned();
+    let attest = format!("{VERIFY}/{boss_verification}/attest");
+    let by_manager = app.as_user(&manager_token).post(&attest, &json!({})).await;
+    assert_graph_error(&by_manager, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let admin_token = super::methods::token_with_mfa(&app, &format!("desk2@{DOMAIN}")).await;
+    let vouched = app.as_user(&admin_token).post(&attest, &json!({})).await;
+    assert_eq!(vouched.body["method"], "administrator", "{}", vouched.text);
     assert_eq!(app.as_user(&desk).post(&boss_rereg, &json!({})).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.as_user(&desk).post(&tap(&boss), &json!({})).await.status, StatusCode::CREATED);
 }
