@@ -396,14 +396,15 @@ impl App {
             return Ok(());
         }
         let tenant = &caller.tenant.id;
-        if !tx.caller_verification_enabled(tenant).await? {
+        let policy = tx.caller_verification_policy(tenant).await?;
+        if !policy.requires(change, true) {
             return Ok(());
         }
         let privileged = match change {
             Change::OtherMethodChange => crate::dual_control::is_privileged_target(tx, &caller.tenant, user).await?,
             _ => false,
         };
-        if !caller_verification::is_required(true, change, privileged) {
+        if !policy.requires(change, privileged) {
             return Ok(());
         }
         let since = now - caller_verification::VERIFIED_LIFETIME;

@@ -40,7 +40,7 @@ pub struct Policies {
     /// Dual control (`keywardServiceDeskPolicy` too).
     pub dual_control: keyward_core::dual_control::DualControl,
     /// Caller verification (`keywardServiceDeskPolicy.callerVerificationEnabled`).
-    pub caller_verification: bool,
+    pub caller_verification: keyward_core::caller_verification::Policy,
 }
 
 /// Which policy object a caller reads or changes: it decides the permission needed.
@@ -188,7 +188,7 @@ impl App {
         let methods = tx.methods_policy(&caller.tenant.id).await?;
         let agents = tx.agent_limits(&caller.tenant.id).await?;
         let dual_control = tx.dual_control_policy(&caller.tenant.id).await?;
-        let caller_verification = tx.caller_verification_enabled(&caller.tenant.id).await?;
+        let caller_verification = tx.caller_verification_policy(&caller.tenant.id).await?;
         Ok(Policies { sign_in, tap, methods, agents, dual_control, caller_verification })
     }
 
@@ -228,7 +228,7 @@ impl App {
             methods: tx.methods_policy(&tenant).await?,
             agents: tx.agent_limits(&tenant).await?,
             dual_control: tx.dual_control_policy(&tenant).await?,
-            caller_verification: tx.caller_verification_enabled(&tenant).await?,
+            caller_verification: tx.caller_verification_policy(&tenant).await?,
         };
         let mut new = old.clone();
         change(&mut new)?;
@@ -321,7 +321,7 @@ impl App {
             tx.set_dual_control_policy(&tenant, &new.dual_control).await?;
         }
         if new.caller_verification != old.caller_verification {
-            tx.set_caller_verification_enabled(&tenant, new.caller_verification).await?;
+            tx.set_caller_verification_policy(&tenant, &new.caller_verification).await?;
         }
         let mut records: Vec<AuditRecord> = Vec::new();
         if defaults_changed {
@@ -336,7 +336,7 @@ impl App {
         if rest_changed {
             let describe = |it: &Policies| {
                 format!(
-                    "{:?} {:?} {:?} {:?} {:?} callerVerification={}",
+                    "{:?} {:?} {:?} {:?} {:?} {:?}",
                     it.sign_in, it.tap, it.methods, it.agents, it.dual_control, it.caller_verification
                 )
             };

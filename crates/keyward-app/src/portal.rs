@@ -33,7 +33,7 @@ pub enum PortalAccess {
 
 /// The service desk's actions on a user in the portal, and the resource action each needs (the
 /// same as the Graph call behind it).
-pub const PORTAL_ACTIONS: [(&str, &str); 10] = [
+pub const PORTAL_ACTIONS: [(&str, &str); 11] = [
     // And the other permissions of its steps (`signin_admin::may_reset_mfa`).
     ("reset_mfa", actions::USERS_AUTH_METHODS_DELETE),
     ("require_reregistration", actions::USERS_AUTH_METHODS_DELETE),
@@ -45,6 +45,8 @@ pub const PORTAL_ACTIONS: [(&str, &str); 10] = [
     ("disable", actions::USERS_DISABLE),
     ("enable", actions::USERS_ENABLE),
     ("delete", actions::USERS_DELETE),
+    // Or another permission to change the user's methods (`caller_verification`).
+    ("verify_caller", actions::USERS_PASSWORD_UPDATE),
 ];
 
 /// The longest search text the user list takes.

@@ -18,6 +18,95 @@ pub const MAX_ATTEMPTS: i64 = 3;
 /// Digits of the code the agent reads out.
 pub const CODE_DIGITS: usize = 6;
 
+/// What the tenant's policy asks a verified caller for (`callerVerificationOperations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Covered {
+    /// Creating a Temporary Access Pass, for anyone.
+    TemporaryAccessPasses,
+    /// Resetting or setting a password, for anyone.
+    PasswordResets,
+    /// Wiping a user's second factors or provisioning a passkey for them, for anyone.
+    MfaResets,
+    /// Any other change to a privileged user's methods.
+    PrivilegedMethodChanges,
+    /// Any other change to anyone's methods.
+    AllMethodChanges,
+}
+
+impl Covered {
+    pub const ALL: [Covered; 5] = [
+        Covered::TemporaryAccessPasses,
+        Covered::PasswordResets,
+        Covered::MfaResets,
+        Covered::PrivilegedMethodChanges,
+        Covered::AllMethodChanges,
+    ];
+    /// What the policy covers unless told otherwise.
+    pub const DEFAULT: [Covered; 4] =
+        [Covered::TemporaryAccessPasses, Covered::PasswordResets, Covered::MfaResets, Covered::PrivilegedMethodChanges];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Covered::TemporaryAccessPasses => "temporaryAccessPasses",
+            Covered::PasswordResets => "passwordResets",
+            Covered::MfaResets => "mfaResets",
+            Covered::PrivilegedMethodChanges => "privilegedUserMethodChanges",
+            Covered::AllMethodChanges => "allMethodChanges",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Covered> {
+        Covered::ALL.into_iter().find(|it| it.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+/// The tenant's caller verification policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub is_enabled: bool,
+    /// Sorted, without repeats.
+    pub covered: Vec<Covered>,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { is_enabled: false, covered: Covered::DEFAULT.to_vec() }
+    }
+}
+
+impl Policy {
+    /// Whether `change` to a user (privileged or not) needs a verified caller.
+    pub fn requires(&self, change: Change, target_is_privileged: bool) -> bool {
+        let covers = |it: Covered| self.covered.contains(&it);
+        self.is_enabled
+            && match change {
+                Change::TemporaryAccessPass => covers(Covered::TemporaryAccessPasses),
+                Change::PasswordReset => covers(Covered::PasswordResets),
+                Change::MfaReset => covers(Covered::MfaResets),
+                Change::OtherMethodChange => {
+                    covers(Covered::AllMethodChanges)
+                        || target_is_privileged && covers(Covered::PrivilegedMethodChanges)
+                }
+            }
+    }
+
+    /// Reads the operations' names (unknown ones refused).
+    pub fn parse_covered<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Covered>, String> {
+        let mut res = names
+            .into_iter()
+            .map(|name| {
+                Covered::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = Covered::ALL.iter().map(|it| it.as_str()).collect();
+                    format!("'{name}' is not one of {}.", known.join(", "))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        res.sort();
+        res.dedup();
+        Ok(res)
+    }
+}
+
 /// A change the policy may require a verified caller for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -31,14 +120,11 @@ pub enum Change {
     OtherMethodChange,
 }
 
-/// Whether `change` to a user needs a verified caller: with the policy on, a pass, a password
-/// reset and an MFA reset always, every other method change when the user is privileged.
+/// Whether `change` to a user needs a verified caller under the default coverage: with the
+/// policy on, a pass, a password reset and an MFA reset always, every other method change when
+/// the user is privileged.
 pub fn is_required(is_enabled: bool, change: Change, target_is_privileged: bool) -> bool {
-    is_enabled
-        && match change {
-            Change::TemporaryAccessPass | Change::PasswordReset | Change::MfaReset => true,
-            Change::OtherMethodChange => target_is_privileged,
-        }
+    Policy { is_enabled, ..Policy::default() }.requires(change, target_is_privileged)
 }
 
 /// Where a verification stands.
@@ -106,6 +192,19 @@ mod tests {
         assert!(is_required(true, Change::MfaReset, false));
         assert!(!is_required(true, Change::OtherMethodChange, false));
         assert!(is_required(true, Change::OtherMethodChange, true));
+    }
+
+    #[test]
+    fn the_tenant_chooses_what_is_covered() {
+        let all = Policy { is_enabled: true, covered: vec![Covered::AllMethodChanges] };
+        assert!(all.requires(Change::OtherMethodChange, false));
+        assert!(!all.requires(Change::TemporaryAccessPass, false), "only what is named");
+        let names = Policy::parse_covered(["passwordResets", "temporaryaccesspasses", "passwordResets"]).expect("ok");
+        assert_eq!(names, [Covered::TemporaryAccessPasses, Covered::PasswordResets]);
+        assert!(Policy::parse_covered(["everything"]).expect_err("unknown").contains("allMethodChanges"));
+        for it in Covered::ALL {
+            assert_eq!(Covered::parse(it.as_str()), Some(it));
+        }
     }
 
     #[test]

@@ -349,6 +349,7 @@ fn schemas() -> Value {
             "mfaResetsPerAgentPerHour": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
             "dualControlEnabled": {"type": "boolean"},
             "callerVerificationEnabled": {"type": "boolean"},
+            "callerVerificationOperations": {"type": "array", "items": {"type": "string", "enum": ["temporaryAccessPasses", "passwordResets", "mfaResets", "privilegedUserMethodChanges", "allMethodChanges"]}},
             "dualControlGroupId": {"type": ["string", "null"]},
             "dualControlRequestLifetimeInMinutes": {"type": "integer", "minimum": 5, "maximum": 10080},
         }},

@@ -537,8 +537,15 @@ pub struct CallerVerification {
 /// Dual control's policy and its held changes; caller verification.
 #[async_trait]
 pub trait ServiceDeskStore: Send {
-    async fn caller_verification_enabled(&mut self, tenant: &ObjectId) -> Result<bool, StoreError>;
-    async fn set_caller_verification_enabled(&mut self, tenant: &ObjectId, is_enabled: bool) -> Result<(), StoreError>;
+    async fn caller_verification_policy(
+        &mut self,
+        tenant: &ObjectId,
+    ) -> Result<keyward_core::caller_verification::Policy, StoreError>;
+    async fn set_caller_verification_policy(
+        &mut self,
+        tenant: &ObjectId,
+        policy: &keyward_core::caller_verification::Policy,
+    ) -> Result<(), StoreError>;
     async fn insert_caller_verification(&mut self, it: &CallerVerification) -> Result<(), StoreError>;
     async fn get_caller_verification(
         &mut self,

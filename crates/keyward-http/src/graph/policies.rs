@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 /// `keywardServiceDeskPolicy`'s caller verification switch.
 const CALLER_VERIFICATION: &str = "callerVerificationEnabled";
+/// What it covers.
+const CALLER_VERIFICATION_OPERATIONS: &str = "callerVerificationOperations";
 
 fn bad(message: String) -> AppError {
     AppError::BadRequest(message)
@@ -95,7 +97,9 @@ async fn get_service_desk_policy(ctx: GraphCtx) -> Result<Response, GraphError> 
     body.insert(DualControl::ENABLED.into(), json!(dual.is_enabled));
     body.insert(DualControl::GROUP.into(), json!(dual.group_id.as_ref().map(|it| it.as_str())));
     body.insert(DualControl::MINUTES.into(), json!(dual.request_minutes));
-    body.insert(CALLER_VERIFICATION.into(), json!(policies.caller_verification));
+    body.insert(CALLER_VERIFICATION.into(), json!(policies.caller_verification.is_enabled));
+    let covered: Vec<&str> = policies.caller_verification.covered.iter().map(|it| it.as_str()).collect();
+    body.insert(CALLER_VERIFICATION_OPERATIONS.into(), json!(covered));
     Ok(entity(
         format!("{}/$metadata#policies/keywardServiceDeskPolicy/$entity", ctx.base()),
         Value::Object(body),
@@ -114,7 +118,19 @@ async fn patch_service_desk_policy(ctx: GraphCtx, Body(body): Body) -> Result<Re
             for (name, value) in &patch {
                 match name.as_str() {
                     CALLER_VERIFICATION => {
-                        policies.caller_verification = bool_field(value, name)?;
+                        policies.caller_verification.is_enabled = bool_field(value, name)?;
+                        continue;
+                    }
+                    CALLER_VERIFICATION_OPERATIONS => {
+                        let names = value
+                            .as_array()
+                            .ok_or_else(|| bad(format!("Property '{name}' must be an array of operation names.")))?
+                            .iter()
+                            .map(|it| it.as_str().ok_or_else(|| bad(format!("Property '{name}' must hold strings."))))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        policies.caller_verification.covered =
+                            keyward_core::caller_verification::Policy::parse_covered(names)
+                                .map_err(|err| bad(format!("Property '{name}': {err}")))?;
                         continue;
                     }
                     DualControl::ENABLED => {

@@ -3,7 +3,9 @@
 -- (kept as its SHA-256) or vouched for by their manager or another administrator.
 CREATE TABLE caller_verification_policy (
     tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
-    is_enabled BOOLEAN NOT NULL
+    is_enabled BOOLEAN NOT NULL,
+    -- The covered operations' names (keyward_core::caller_verification::Covered), space-separated.
+    operations TEXT NOT NULL
 );
 CREATE TABLE caller_verifications (
     id TEXT PRIMARY KEY,

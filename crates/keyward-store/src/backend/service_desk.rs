@@ -79,26 +79,38 @@ macro_rules! impl_service_desk_store {
 
         #[async_trait]
         impl ServiceDeskStore for $tx {
-            async fn caller_verification_enabled(&mut self, tenant: &ObjectId) -> Result<bool, StoreError> {
-                let row: Option<bool> =
-                    sqlx::query_scalar("SELECT is_enabled FROM caller_verification_policy WHERE tenant_id = $1")
-                        .bind(tenant.as_str())
-                        .fetch_optional(&mut *self.0)
-                        .await?;
-                Ok(row.unwrap_or(false))
-            }
-
-            async fn set_caller_verification_enabled(
+            async fn caller_verification_policy(
                 &mut self,
                 tenant: &ObjectId,
-                is_enabled: bool,
+            ) -> Result<keyward_core::caller_verification::Policy, StoreError> {
+                use keyward_core::caller_verification::Policy;
+                let row = sqlx::query("SELECT is_enabled, operations FROM caller_verification_policy WHERE tenant_id = $1")
+                    .bind(tenant.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                let Some(row) = row else { return Ok(Policy::default()) };
+                let operations: String = row.try_get(1)?;
+                Ok(Policy {
+                    is_enabled: row.try_get(0)?,
+                    covered: Policy::parse_covered(operations.split_whitespace())
+                        .map_err(|err| StoreError::Other(format!("caller verification policy: {err}")))?,
+                })
+            }
+
+            async fn set_caller_verification_policy(
+                &mut self,
+                tenant: &ObjectId,
+                policy: &keyward_core::caller_verification::Policy,
             ) -> Result<(), StoreError> {
+                let operations: Vec<&str> = policy.covered.iter().map(|it| it.as_str()).collect();
                 sqlx::query(concat!(
-                    "INSERT INTO caller_verification_policy (tenant_id, is_enabled) VALUES ($1, $2) ",
-                    "ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled"
+                    "INSERT INTO caller_verification_policy (tenant_id, is_enabled, operations) VALUES ($1, $2, $3) ",
+                    "ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled, ",
+                    "operations = excluded.operations"
                 ))
                 .bind(tenant.as_str())
-                .bind(is_enabled)
+                .bind(policy.is_enabled)
+                .bind(operations.join(" "))
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())

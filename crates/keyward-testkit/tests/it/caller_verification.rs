@@ -64,7 +64,9 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     app.clock.advance(time::Duration::seconds(1));
 
     // Off by default: a pass is made at once.
-    assert_eq!(app.get(POLICY).await.body["callerVerificationEnabled"], false);
+    let policy = app.get(POLICY).await.body;
+    assert_eq!(policy["callerVerificationEnabled"], false);
+    assert_eq!(policy["callerVerificationOperations"].as_array().map(Vec::len), Some(4), "{policy}");
     assert_eq!(app.as_user(&desk).post(&tap(&adele), &json!({})).await.status, StatusCode::CREATED);
     assert_graph_error(
         &app.patch(POLICY, &json!({"callerVerificationEnabled": "yes"})).await,
@@ -131,6 +133,22 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
+
+    // The portal's "Verify caller" gives the agent a code too.
+    let mut portal = Browser::new(&app.base_url);
+    sign_in(&app, &mut portal, "desk").await;
+    let user_page = portal.get(&format!("/{DOMAIN}/admin/users/{adele}")).await;
+    let confirm = super::portal::confirm_page(&mut portal, &user_page, "verify_caller").await;
+    let shown = portal
+        .post_form(
+            &format!("/{DOMAIN}/admin/users/{adele}"),
+            &[("csrf".to_owned(), csrf_of(&confirm)), ("action".to_owned(), "verify_caller".to_owned())],
+        )
+        .await;
+    assert_eq!(shown.title(), "Verify caller", "{}", shown.text());
+    let portal_code = shown.by_id("secret").expect("the code");
+    assert!(portal_code.len() == 7 && portal_code.chars().filter(char::is_ascii_digit).count() == 6, "{portal_code}");
+    assert!(shown.by_id("what").is_some_and(|it| it.contains("/verify-call")), "{}", shown.text());
 
     // Adele, signed in with her second factor, types the code: a wrong one first.
     let page = browser.get(&format!("/{DOMAIN}/verify-call")).await;
@@ -244,6 +262,23 @@ async fn the_caller_proves_it_is_them(backend: Backend) {
     assert_eq!(vouched.body["method"], "administrator", "{}", vouched.text);
     assert_eq!(app.as_user(&desk).post(&boss_rereg, &json!({})).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.as_user(&desk).post(&tap(&boss), &json!({})).await.status, StatusCode::CREATED);
+
+    // The tenant chooses what is covered: here passes only, so re-registration goes through.
+    for bad in
+        [json!({"callerVerificationOperations": ["everything"]}), json!({"callerVerificationOperations": "mfaResets"})]
+    {
+        assert_graph_error(&app.patch(POLICY, &bad).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    let narrowed = app.patch(POLICY, &json!({"callerVerificationOperations": ["temporaryAccessPasses"]})).await;
+    assert_eq!(narrowed.status, StatusCode::NO_CONTENT, "{}", narrowed.text);
+    assert_eq!(app.get(POLICY).await.body["callerVerificationOperations"], json!(["temporaryAccessPasses"]));
+    let rereg = format!("/v1.0/users/{carol}/authentication/requireMfaReregistration");
+    assert_eq!(app.as_user(&desk2).post(&rereg, &json!({})).await.status, StatusCode::NO_CONTENT);
+    assert_graph_error(
+        &app.as_user(&desk2).post(&tap(&carol), &json!({})).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
 }
 
 keyward_testkit::on_both_backends!(the_caller_proves_it_is_them);

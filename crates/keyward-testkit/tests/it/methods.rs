@@ -906,7 +906,9 @@ async fn per_agent_limits(backend: Backend) {
         json!({"@odata.context": body["@odata.context"], "temporaryAccessPassesPerAgentPerHour": 2,
                "passwordResetsPerAgentPerHour": null, "mfaResetsPerAgentPerHour": 1,
                "dualControlEnabled": false, "dualControlGroupId": null, "dualControlRequestLifetimeInMinutes": 60,
-               "callerVerificationEnabled": false})
+               "callerVerificationEnabled": false,
+               "callerVerificationOperations": ["temporaryAccessPasses", "passwordResets", "mfaResets",
+                                                "privilegedUserMethodChanges"]})
     };
     let now_set = app.get(policy).await.body;
     assert_eq!(now_set, expected(&now_set));

@@ -16,6 +16,8 @@ struct SettingsPage {
     limits: Vec<(&'static str, &'static str, String)>,
     dual_control: keyward_core::dual_control::DualControl,
     caller_verification: bool,
+    /// Each coverable operation: field, label, whether covered.
+    covered: Vec<(&'static str, &'static str, bool)>,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -51,13 +53,29 @@ async fn settings_page(
         tap,
         limits,
         dual_control,
-        caller_verification,
+        caller_verification: caller_verification.is_enabled,
+        covered: COVERED
+            .iter()
+            .map(|(field, label, it)| (*field, *label, caller_verification.covered.contains(it)))
+            .collect(),
         csrf,
         notice,
         error,
     };
     html(status, &page)
 }
+
+/// What caller verification may cover, on the page: form field, label, the operation.
+const COVERED: [(&str, &str, keyward_core::caller_verification::Covered); 5] = {
+    use keyward_core::caller_verification::Covered;
+    [
+        ("verify_passes", "Creating a Temporary Access Pass", Covered::TemporaryAccessPasses),
+        ("verify_passwords", "Resetting a password", Covered::PasswordResets),
+        ("verify_mfa", "Resetting MFA (re-registration, Reset MFA, a passkey for the user)", Covered::MfaResets),
+        ("verify_privileged", "Any other method change for a privileged user", Covered::PrivilegedMethodChanges),
+        ("verify_all", "Any other method change for anyone", Covered::AllMethodChanges),
+    ]
+};
 
 /// The per-agent limits on the page: form field, label, what it caps.
 const AGENT_LIMITS: [(&str, &str, AgentAction); 3] = [
@@ -121,7 +139,9 @@ pub(in crate::pages) async fn settings_save(State(state): State<AppState>, poste
                 };
                 policies.agents.set(action, cap).map_err(AppError::BadRequest)?;
             }
-            policies.caller_verification = flag("caller_verification");
+            policies.caller_verification.is_enabled = flag("caller_verification");
+            policies.caller_verification.covered =
+                COVERED.iter().filter(|(field, ..)| flag(field)).map(|(_, _, it)| *it).collect();
             let dual = &mut policies.dual_control;
             dual.is_enabled = flag("dual_enabled");
             dual.request_minutes = number("dual_minutes")?;

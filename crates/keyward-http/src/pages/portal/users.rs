@@ -6,7 +6,14 @@ use keyward_core::directory::{Membership, UserPatch};
 use super::*;
 
 /// The service desk's actions on a user's sign-in: the form's `action`, its button, what it does.
-const ACTIONS: [(&str, &str, &str); 9] = [
+const ACTIONS: [(&str, &str, &str); 10] = [
+    (
+        "verify_caller",
+        "Verify caller",
+        "Gives you a code to read out to the caller; they confirm it on their Verify a service-desk call page, \
+         signed in with their authenticator app or passkey. With caller verification on, you need this before a \
+         Temporary Access Pass, a password reset or an MFA reset.",
+    ),
     (
         "reset_mfa",
         "Reset MFA",
@@ -350,6 +357,35 @@ async fn action_failed(state: &AppState, caller: &Caller, key: &str, err: AppErr
     }
 }
 
+/// "Verify caller": the code to read out, shown once (in the post's response, never cached).
+async fn verify_caller(state: &AppState, caller: &Caller, key: &str) -> Response {
+    let started = match state.app.start_caller_verification(caller, key).await {
+        Ok(it) => it,
+        Err(err) => return action_failed(state, caller, key, err).await,
+    };
+    let user = match state.app.get_user(caller, key).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let what = format!(
+        "Read this code to the caller. Ask them to open {}/{}/verify-call, sign in with their authenticator app or \
+         passkey, and type it. It counts for 15 minutes once they confirm; unanswered, it expires at {} UTC. If \
+         they hold no factor, their manager or another administrator can vouch for them instead.",
+        state.app.config().public_url,
+        caller.tenant.id,
+        keyward_app::rfc3339(started.expires),
+    );
+    let page = SecretPage {
+        title: "Verify caller",
+        tenant: caller.tenant.id.to_string(),
+        header: Header::of(caller),
+        user,
+        what,
+        secret: started.code.unwrap_or_default(),
+    };
+    html(StatusCode::OK, &page)
+}
+
 /// The two actions whose result is a secret shown once: rendered in the post's response (not
 /// stored for a redirect), never cached.
 async fn secret_action(
@@ -545,6 +581,9 @@ pub(in crate::pages) async fn user_action(
     let with_pass = fields.get("with_pass").is_some_and(|it| it == "true");
     if action == "reset_password" || action == "create_tap" || (action == "reset_mfa" && with_pass) {
         return secret_action(&state, &caller, &key, action, &fields).await;
+    }
+    if action == "verify_caller" {
+        return verify_caller(&state, &caller, &key).await;
     }
     let result = match action {
         "require_reregistration" => state.app.require_mfa_reregistration(&caller, &key).await,
