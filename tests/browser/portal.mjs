@@ -213,7 +213,7 @@ try {
   });
   const axePage = await axeContext.newPage();
   const violations = [];
-  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/units`, `${admin}/mfa`, `${admin}/roles`, `${admin}/roles/62e90394-69f5-4237-9190-012177145e10`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/notifications`, `${admin}/approvals`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`, `${admin}/roles/new`, `${admin}/roles/${PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}?find=portal`, `${admin}/my-roles`];
+  const pages = [usersUrl, userUrl, confirmUrl, `${admin}/groups`, `${admin}/units`, `${admin}/mfa`, `${admin}/roles`, `${admin}/roles/62e90394-69f5-4237-9190-012177145e10`, `${admin}/audit`, `${admin}/sign-ins`, `${admin}/notifications`, `${admin}/approvals`, `${admin}/bulk`, `${admin}/reports`, `${admin}/users/new`, `${admin}/settings`, `${admin}/roles/new`, `${admin}/roles/${PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}?find=portal`, `${admin}/my-roles`];
   for (const url of [...pages, `${env("KEYWARD_URL")}/${env("KEYWARD_TENANT")}/login`]) {
     await axePage.goto(url);
     await axePage.addScriptTag({ path: axePath });

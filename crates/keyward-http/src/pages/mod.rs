@@ -185,6 +185,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/admin/sign-ins", get(portal::sign_ins))
         .route("/{tenant}/admin/notifications", get(portal::notifications))
         .route("/{tenant}/admin/approvals", get(portal::approvals).post(portal::approvals_action))
+        .route("/{tenant}/admin/bulk", get(portal::bulk).post(portal::bulk_start))
         .route("/{tenant}/admin/sign-ins/{id}", get(portal::sign_in))
         .route("/{tenant}/admin/groups", get(portal::groups))
         .route("/{tenant}/admin/groups/{id}", get(portal::group).post(portal::group_action))

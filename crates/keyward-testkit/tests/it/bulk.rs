@@ -305,4 +305,70 @@ async fn a_bulk_run_cut_short_is_finished_by_another_node(backend: Backend) {
 /// Past a quarter of the lease the runner renews it and re-loads its caller.
 const LEASE_QUARTER: time::Duration = time::Duration::seconds(31);
 
-keyward_testkit::on_both_backends!(bulk_dry_run_then_the_real_run, a_bulk_run_cut_short_is_finished_by_another_node);
+/// The portal's Bulk operations page: a dry run from a CSV, then the same run for real, followed
+/// to its end on the job's page.
+async fn bulk_operations_in_the_portal(backend: Backend) {
+    use super::portal::{csrf_of, sign_in, user};
+    use keyward_testkit::browser::Browser;
+    let app = TestApp::spawn(backend).await;
+    user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
+    let mut targets = Vec::new();
+    for n in 0..2 {
+        targets.push(person(&app, &format!("p{n}"), None, true).await);
+    }
+    let mut browser = Browser::new(&app.base_url);
+    sign_in(&app, &mut browser, "chief").await;
+    let page = browser.get(&format!("/{DOMAIN}/admin/bulk")).await;
+    assert_eq!(page.title(), "Bulk operations", "{}", page.text());
+    let csv = format!("userPrincipalName\np0@{DOMAIN}\np1@{DOMAIN}\nghost@{DOMAIN}\n");
+    let fields = vec![
+        ("csrf".to_owned(), csrf_of(&page)),
+        ("operation".to_owned(), "requireMfaReregistration".to_owned()),
+        ("source".to_owned(), "csv".to_owned()),
+        ("csv".to_owned(), csv),
+    ];
+    let dry = browser.post_form(&format!("/{DOMAIN}/admin/bulk"), &fields).await;
+    assert!(
+        dry.by_id("summary").is_some_and(|it| it.contains("2 would change") && it.contains("1 failed")),
+        "{}",
+        dry.text()
+    );
+    assert_eq!(reregistrations(&app, &targets[0]).await, 0, "a dry run changes nothing");
+    let bad = browser
+        .post_form(
+            &format!("/{DOMAIN}/admin/bulk"),
+            &[
+                ("csrf".to_owned(), csrf_of(&page)),
+                ("operation".to_owned(), "nothing".to_owned()),
+                ("source".to_owned(), "csv".to_owned()),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+    // "Run it for real" posts the same form.
+    let form = dry
+        .forms()
+        .into_iter()
+        .find(|it| it.inputs.iter().any(|(name, value, ..)| name == "run" && value == "real"))
+        .expect("the real run's form");
+    let fields: Vec<(String, String)> =
+        form.inputs.iter().map(|(name, value, ..)| (name.clone(), value.clone())).collect();
+    let mut job = browser.post_form(&format!("/{DOMAIN}/admin/bulk"), &fields).await;
+    for _ in 0..50 {
+        if job.by_id("summary").is_some_and(|it| it.contains("2 done")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        job = browser.get(&job.path).await;
+    }
+    assert!(job.by_id("summary").is_some_and(|it| it.contains("2 done") && it.contains("1 failed")), "{}", job.text());
+    for target in &targets {
+        assert_eq!(reregistrations(&app, target).await, 1);
+    }
+}
+
+keyward_testkit::on_both_backends!(
+    bulk_dry_run_then_the_real_run,
+    a_bulk_run_cut_short_is_finished_by_another_node,
+    bulk_operations_in_the_portal
+);

@@ -29,6 +29,7 @@ use crate::AppState;
 
 mod approvals;
 mod audit;
+mod bulk;
 mod custom_roles;
 mod groups;
 mod manage;
@@ -45,6 +46,7 @@ mod users;
 
 pub(super) use self::approvals::{approvals, approvals_action};
 pub(super) use self::audit::{audit, audit_record};
+pub(super) use self::bulk::{bulk, bulk_start};
 pub(super) use self::custom_roles::{create_role, edit_role, new_role, save_role};
 pub(super) use self::groups::{group, group_action, group_remove_confirm, groups};
 pub(super) use self::manage::{create_user, edit_user, new_user, save_user};
