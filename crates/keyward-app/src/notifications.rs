@@ -256,10 +256,11 @@ impl App {
         top: Option<&str>,
         skiptoken: Option<&str>,
     ) -> Result<NotificationPage, AppError> {
+        // Who may not read the outbox learns nothing, not even whether their query was valid.
+        require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
         let state = filter.map(notify::parse_state_filter).transpose().map_err(AppError::BadRequest)?;
         let top = crate::directory::page_size(top)?;
         let before = crate::directory::decode_id_skiptoken(skiptoken)?;
-        require(caller, actions::AUDIT_LOGS_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
         let mut items =
             tx.list_messages(&caller.tenant.id, state.map(State::as_str), before.as_deref(), top + 1).await?;

@@ -284,7 +284,15 @@ fn user_update_events(target: &crate::audit::TargetResource) -> (Vec<Event>, Opt
 /// A name as a message shows it: one line, no control characters, at most 100 characters (a
 /// display name cannot add lines of its own to a message).
 fn clean(name: &str) -> String {
-    let one_line: String = name.chars().map(|it| if it.is_control() { ' ' } else { it }).take(100).collect();
+    // Control characters, Unicode line and paragraph separators, and the bidirectional controls
+    // (which can make a name read backwards) all become spaces.
+    let unsafe_char = |it: char| {
+        it.is_control()
+            || matches!(it, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&it)
+            || ('\u{2066}'..='\u{2069}').contains(&it)
+    };
+    let one_line: String = name.chars().map(|it| if unsafe_char(it) { ' ' } else { it }).take(100).collect();
     one_line.trim().to_owned()
 }
 
@@ -540,6 +548,9 @@ mod tests {
         let message = security_message("Contoso\r\nBcc: x", "Adele", "adele@contoso.test", &found[0]);
         assert!(!message.body.contains("\n\nThis was expected"), "{}", message.body);
         assert!(!message.subject.contains('\n') && !message.subject.contains('\r'));
+        let sneaky = clean("Help\u{2028}desk \u{202e}kcab\u{2066}x\u{2069}");
+        assert!(!sneaky.chars().any(|it| ('\u{2028}'..='\u{2069}').contains(&it) && it != ' '), "{sneaky:?}");
+        assert_eq!(sneaky, "Help desk  kcab x");
     }
 
     #[test]
