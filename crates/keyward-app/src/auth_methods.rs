@@ -148,11 +148,7 @@ const RECENT_MFA: Duration = Duration::minutes(10);
 
 /// Changes to one's own security info need MFA within [`RECENT_MFA`], whatever one's roles.
 pub(crate) fn require_recent_mfa(caller: &Caller, now: OffsetDateTime) -> Result<(), AppError> {
-    let recent = caller
-        .authentication
-        .as_ref()
-        .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= RECENT_MFA);
-    if recent {
+    if caller.has_mfa_within(now, RECENT_MFA) {
         return Ok(());
     }
     Err(AppError::Forbidden {

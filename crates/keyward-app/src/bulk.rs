@@ -461,15 +461,7 @@ impl App {
         let mut tx = self.read().await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let held = tx.list_role_assignments_for(&caller.tenant.id, &user.id).await?;
-        Ok(held
-            .into_iter()
-            .find(|it| {
-                it.principal_id == user.id
-                    && it.role_definition_id.eq_ignore_ascii_case(role)
-                    && it.directory_scope_id.eq_ignore_ascii_case(scope)
-                    && it.activated_using.is_none()
-            })
-            .map(|it| it.id))
+        Ok(held.into_iter().find(|it| assigned_directly(it, &user.id, role, scope)).map(|it| it.id))
     }
 
     /// Completes a job once, with its summary record, initiated by the caller who started it:
@@ -692,12 +684,11 @@ impl App {
             Operation::RevokeMfaSessions => false,
             Operation::SetPerUserMfa(state) => tx.user_sign_in_state(&user.id).await?.per_user_mfa == *state,
             Operation::AssignRole { role, scope } | Operation::RemoveRole { role, scope } => {
-                let held = tx.list_role_assignments_for(&caller.tenant.id, &user.id).await?.into_iter().any(|it| {
-                    it.principal_id == user.id
-                        && it.role_definition_id.eq_ignore_ascii_case(role)
-                        && it.directory_scope_id.eq_ignore_ascii_case(scope)
-                        && it.activated_using.is_none()
-                });
+                let held = tx
+                    .list_role_assignments_for(&caller.tenant.id, &user.id)
+                    .await?
+                    .iter()
+                    .any(|it| assigned_directly(it, &user.id, role, scope));
                 held == matches!(operation, Operation::AssignRole { .. })
             }
         };
@@ -752,6 +743,14 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Whether `it` gives `role` at `scope` to `user` directly (not through a group, not an activation).
+fn assigned_directly(it: &keyward_store::RoleAssignment, user: &ObjectId, role: &str, scope: &str) -> bool {
+    it.principal_id == *user
+        && it.role_definition_id.eq_ignore_ascii_case(role)
+        && it.directory_scope_id.eq_ignore_ascii_case(scope)
+        && it.activated_using.is_none()
 }
 
 /// The permission a bulk operation's change needs (on each user, or on the tenant for roles).

@@ -305,10 +305,7 @@ impl App {
         if !is_manager && !is_administrator {
             return Err(AppError::NotFound(id.to_owned()));
         }
-        let fresh = caller
-            .authentication
-            .as_ref()
-            .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= time::Duration::hours(1));
+        let fresh = caller.has_mfa_within(now, time::Duration::hours(1));
         if caller.user().is_none() || !fresh || *caller.id() == it.agent_id || *caller.id() == it.user_id {
             let err = AppError::Forbidden {
                 rule: caller_verification::RULE,

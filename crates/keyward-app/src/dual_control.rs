@@ -760,12 +760,7 @@ const PENDING_PER_REQUESTER: i64 = 20;
 const APPROVAL_MFA_WINDOW: time::Duration = time::Duration::hours(1);
 
 fn approver_signed_in_with_mfa(caller: &Caller, now: OffsetDateTime) -> Result<(), AppError> {
-    let fresh = caller.user().is_some()
-        && caller
-            .authentication
-            .as_ref()
-            .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= APPROVAL_MFA_WINDOW);
-    if fresh {
+    if caller.user().is_some() && caller.has_mfa_within(now, APPROVAL_MFA_WINDOW) {
         return Ok(());
     }
     Err(AppError::Forbidden {

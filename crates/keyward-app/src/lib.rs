@@ -164,6 +164,11 @@ impl Caller {
             .ok_or_else(|| AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
     }
 
+    /// Whether the caller authenticated with MFA (`amr` has `mfa`) within `window` of `now`.
+    pub fn has_mfa_within(&self, now: time::OffsetDateTime, window: time::Duration) -> bool {
+        self.authentication.as_ref().is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= window)
+    }
+
     /// The object id of the user or service principal.
     pub fn id(&self) -> &ObjectId {
         match &self.principal {

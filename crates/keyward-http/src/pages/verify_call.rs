@@ -78,10 +78,7 @@ fn sign_in_again(tenant_id: &str) -> Response {
 }
 
 fn recent_mfa(caller: &Caller, now: time::OffsetDateTime) -> bool {
-    caller
-        .authentication
-        .as_ref()
-        .is_some_and(|(at, amr)| amr.iter().any(|it| it == "mfa") && now - *at <= time::Duration::minutes(10))
+    caller.has_mfa_within(now, time::Duration::minutes(10))
 }
 
 async fn render(
