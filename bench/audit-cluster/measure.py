@@ -1,6 +1,6 @@
 """Audit queries fully cold: every page of the database evicted before each query. See README.md.
 
-Usage: python3 measure.py [DB] [SAMPLES]   (DB defaults to /tmp/audit.db, seeded by audit-bench)
+Usage: python3 measure.py [DB] [SAMPLES]   (DB defaults to /tmp/audit.db; keyward-bench's audit workload seeds /var/tmp/keyward-bench/audit-RECORDS/keyward.db)
 MMAP=BYTES in the environment sets SQLite's mmap_size (default 0, as Keyward runs).
 """
 import os

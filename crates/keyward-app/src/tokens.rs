@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use keyward_core::authz::custom::CustomRole;
 use keyward_core::authz::{ActiveRole, Actor, Scope};
-use keyward_core::directory::{ServicePrincipal, Tenant, User};
+use keyward_core::directory::{RoleAssignment, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::oauth::{CAE_CAPABILITY, revocation_claims};
 use keyward_store::Tx;
@@ -251,18 +252,25 @@ impl App {
             return Err(AppError::Unauthenticated("Lifetime validation failed, the token is expired."));
         }
         let principal_id = ObjectId::parse(&claims.oid).ok_or_else(invalid)?;
-        let mut tx = self.read().await?;
-        let tenant = tx.get_tenant(&tenant_id).await?.ok_or_else(invalid)?;
-        let (principal, scopes) = match claims.idtyp.as_str() {
+        let tenant = self.tenant_by_id(&tenant_id).await?.ok_or_else(invalid)?;
+        let (principal, scopes, actor) = match claims.idtyp.as_str() {
             "app" => {
+                let mut tx = self.read().await?;
                 let app = tx.get_service_principal(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
                 if !app.account_enabled {
                     return Err(AppError::Unauthenticated("The service principal is disabled."));
                 }
-                (Principal::App(app), None)
+                let actor = load_actor(&mut *tx, &tenant, &app.id).await?;
+                (Principal::App(app), None, actor)
             }
             _ => {
-                let user = tx.get_user(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
+                // The user and their roles in one statement: the read every request makes.
+                let (user, assignments) = self
+                    .inner
+                    .store
+                    .get_user_and_roles(&tenant.id, &principal_id, self.now())
+                    .await?
+                    .ok_or_else(invalid)?;
                 // A client that declared `cp1` gets a claims challenge where others get a plain 401.
                 let is_cae_capable = claims
                     .xms_cc
@@ -299,7 +307,7 @@ impl App {
                 }
                 // A token obtained with a Temporary Access Pass ends when the pass is deleted.
                 if let Some(end) = claims.xms_tap_exp {
-                    let pass = tx.get_temporary_access_pass(&user.id).await?;
+                    let pass = self.read().await?.get_temporary_access_pass(&user.id).await?;
                     let held = pass.is_some_and(|it| {
                         (it.start + time::Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end
                     });
@@ -308,12 +316,14 @@ impl App {
                     }
                 }
                 let scopes = claims.scp.clone().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
-                (Principal::User(Box::new(user)), Some(scopes))
+                let custom_roles = if needs_custom_roles(&assignments) {
+                    self.read().await?.list_custom_roles(&tenant.id).await?
+                } else {
+                    Vec::new()
+                };
+                let actor = Actor { is_guest: user.is_guest(), ..actor_from(&user.id, assignments, &custom_roles) };
+                (Principal::User(Box::new(user)), Some(scopes), actor)
             }
-        };
-        let actor = match &principal {
-            Principal::User(user) => load_user_actor(&mut *tx, &tenant, user).await?,
-            Principal::App(app) => load_actor(&mut *tx, &tenant, &app.id).await?,
         };
         let authentication = claims
             .auth_time
@@ -352,9 +362,18 @@ impl App {
 /// The actor for a user: every role assignment that applies now.
 pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, principal: &ObjectId) -> Result<Actor, AppError> {
     let assignments = tx.list_role_assignments_for(&tenant.id, principal).await?;
-    let needs_custom =
-        assignments.iter().any(|it| keyward_core::authz::built_in_role(&it.role_definition_id).is_none());
-    let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+    let custom_roles =
+        if needs_custom_roles(&assignments) { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+    Ok(actor_from(principal, assignments, &custom_roles))
+}
+
+/// Whether any of `assignments` is of a custom role (whose actions must be read).
+fn needs_custom_roles(assignments: &[RoleAssignment]) -> bool {
+    assignments.iter().any(|it| keyward_core::authz::built_in_role(&it.role_definition_id).is_none())
+}
+
+/// The actor holding `assignments`, with the tenant's `custom_roles` (needed when any is custom).
+fn actor_from(principal: &ObjectId, assignments: Vec<RoleAssignment>, custom_roles: &[CustomRole]) -> Actor {
     let roles = assignments
         .into_iter()
         .filter_map(|it| {
@@ -376,7 +395,7 @@ pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, principal: &Obj
             Some(ActiveRole { role_definition_id: it.role_definition_id, scope, custom_actions })
         })
         .collect();
-    Ok(Actor { id: principal.clone(), roles, is_guest: false })
+    Actor { id: principal.clone(), roles, is_guest: false }
 }
 
 /// [`load_actor`] for a signed-in user: a guest acts with a guest's default permissions.
@@ -424,6 +443,7 @@ impl App {
                 limiter: crate::limits::RateLimiter::default(),
                 overviews: crate::reports::Overviews::default(),
                 node_lease: inner.node_lease.clone(),
+                tenants: Default::default(),
             }),
         }
     }

@@ -80,6 +80,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Closes every connection; used at shutdown.
     async fn close(&self);
 
+    /// A user and the role assignments that apply to them at `now` (directly or through a
+    /// role-assignable group): what authenticating a user's request needs. One statement outside a
+    /// transaction (a statement is its own snapshot), plus one for the user's multi-valued
+    /// properties when they have any.
+    async fn get_user_and_roles(
+        &self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        now: OffsetDateTime,
+    ) -> Result<Option<(User, Vec<RoleAssignment>)>, StoreError>;
+
+    /// One user by object id or user principal name, outside a transaction: for a use case whose
+    /// only read it is.
+    async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError>;
+
     // Reads of the audit log are one statement each and run outside a transaction: a statement
     // is its own snapshot, and BEGIN and COMMIT would cost two more driver round trips.
 

@@ -76,7 +76,7 @@ use self::reports::{
     push_text_match, registration_source,
 };
 use self::signin::ACTIVITY_UPSERT;
-use self::users::KEPT_USER;
+use self::users::{HAS_VALUES, KEPT_USER};
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 use crate::sql::{Arg, GROUPS, Sql, Table, USERS, fmt_ts, limit_clause, parse_ts, push_where, sort_expr};
@@ -113,6 +113,14 @@ const USER_COLUMNS: &str = concat!(
     "users.street_address, users.user_type, users.employee_hire_date, users.manager_id, ",
     "users.password_changed_at"
 );
+
+/// One user by id (`$2`) or by user principal name (`$2`, lowercased), with [`HAS_VALUES`].
+static USER_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND id = $2")
+});
+static USER_BY_UPN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND upn_lc = $2")
+});
 
 const SERVICE_PRINCIPAL_COLUMNS: &str = "id, tenant_id, app_id, display_name, account_enabled, created_at";
 
@@ -337,6 +345,26 @@ macro_rules! impl_backend {
             }
         }
 
+        impl $store {
+            /// A user's multi-valued properties, read outside a transaction.
+            async fn load_values_outside_tx(&self, user: &mut User) -> Result<(), StoreError> {
+                let values =
+                    sqlx::query("SELECT kind, value FROM user_values WHERE user_id = $1 ORDER BY kind, position")
+                        .bind(user.id.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                for row in values {
+                    let kind: String = row.try_get(0)?;
+                    match kind.as_str() {
+                        "otherMails" => user.other_mails.push(row.try_get(1)?),
+                        "businessPhones" => user.business_phones.push(row.try_get(1)?),
+                        _ => (),
+                    }
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -363,6 +391,51 @@ macro_rules! impl_backend {
 
             async fn close(&self) {
                 self.pool.close().await;
+            }
+
+            async fn get_user_and_roles(
+                &self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                now: OffsetDateTime,
+            ) -> Result<Option<(User, Vec<RoleAssignment>)>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .bind(true)
+                    .bind(fmt_ts(now))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let Some(first) = rows.first() else { return Ok(None) };
+                let mut user = $tx::user_from_row(first)?;
+                let mut assignments = Vec::new();
+                for row in &rows {
+                    if row.try_get::<Option<String>, _>("ra_id")?.is_some() {
+                        assignments.push($tx::assignment_from_prefixed(row, "ra_")?);
+                    }
+                }
+                if first.try_get::<bool, _>("has_values")? {
+                    self.load_values_outside_tx(&mut user).await?;
+                }
+                Ok(Some((user, assignments)))
+            }
+
+            async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError> {
+                let (sql, key) = match ObjectId::parse(key) {
+                    Some(id) => (&*USER_BY_ID, id.to_string()),
+                    None => (&*USER_BY_UPN, key.to_lowercase()),
+                };
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(tenant.as_str())
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut user = $tx::user_from_row(&row)?;
+                if row.try_get::<bool, _>("has_values")? {
+                    self.load_values_outside_tx(&mut user).await?;
+                }
+                Ok(Some(user))
             }
 
             async fn get_audit(&self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
@@ -512,16 +585,25 @@ macro_rules! impl_backend {
             }
 
             fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
+                Self::assignment_from_prefixed(row, "")
+            }
+
+            /// An assignment from columns named with `prefix` (`ra_id`, … in `USER_AND_ROLES`).
+            fn assignment_from_prefixed(
+                row: &<$db as sqlx::Database>::Row,
+                prefix: &str,
+            ) -> Result<RoleAssignment, StoreError> {
+                let column = |name: &str| format!("{prefix}{name}");
                 Ok(RoleAssignment {
-                    id: row.try_get("id")?,
-                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                    principal_id: oid(&row.try_get::<String, _>("principal_id")?)?,
-                    role_definition_id: row.try_get("role_definition_id")?,
-                    directory_scope_id: row.try_get("directory_scope_id")?,
-                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-                    start: opt_ts(row.try_get("start_at")?)?,
-                    end: opt_ts(row.try_get("end_at")?)?,
-                    activated_using: row.try_get("activated_using")?,
+                    id: row.try_get(column("id").as_str())?,
+                    tenant_id: oid(&row.try_get::<String, _>(column("tenant_id").as_str())?)?,
+                    principal_id: oid(&row.try_get::<String, _>(column("principal_id").as_str())?)?,
+                    role_definition_id: row.try_get(column("role_definition_id").as_str())?,
+                    directory_scope_id: row.try_get(column("directory_scope_id").as_str())?,
+                    created: parse_ts(&row.try_get::<String, _>(column("created_at").as_str())?)?,
+                    start: opt_ts(row.try_get(column("start_at").as_str())?)?,
+                    end: opt_ts(row.try_get(column("end_at").as_str())?)?,
+                    activated_using: row.try_get(column("activated_using").as_str())?,
                 })
             }
 

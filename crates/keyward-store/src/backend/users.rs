@@ -35,6 +35,11 @@ pub(super) const KEPT_USER: Kept = Kept {
 pub(super) const UNITS_REFERENCED: &str = "SELECT 1 FROM administrative_units WHERE id IN \
      (SELECT unit_id FROM deleted_administrative_unit_members WHERE member_id = $1) FOR SHARE";
 
+/// Whether a user row has multi-valued properties: most have none, and a read of one user then
+/// needs no second statement.
+pub(super) const HAS_VALUES: &str =
+    "EXISTS (SELECT 1 FROM user_values WHERE user_values.user_id = users.id) AS has_values";
+
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
     ($tx:ident, $db:ty) => {
@@ -77,7 +82,7 @@ macro_rules! impl_user_store {
             }
 
             async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2");
+                let sql = format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND id = $2");
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(id.as_str())
@@ -85,7 +90,9 @@ macro_rules! impl_user_store {
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let mut users = vec![Self::user_from_row(&row)?];
-                self.load_user_values(&mut users).await?;
+                if row.try_get::<bool, _>("has_values")? {
+                    self.load_user_values(&mut users).await?;
+                }
                 Ok(users.pop())
             }
 
@@ -104,7 +111,8 @@ macro_rules! impl_user_store {
             }
 
             async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND upn_lc = $2");
+                let sql =
+                    format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND upn_lc = $2");
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(upn.to_lowercase())
@@ -112,7 +120,9 @@ macro_rules! impl_user_store {
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let mut users = vec![Self::user_from_row(&row)?];
-                self.load_user_values(&mut users).await?;
+                if row.try_get::<bool, _>("has_values")? {
+                    self.load_user_values(&mut users).await?;
+                }
                 Ok(users.pop())
             }
 

@@ -647,7 +647,93 @@ async fn service_principals_hold_roles(backend: Backend) {
     );
 }
 
+/// Authentication reads the caller and their roles in one statement outside a transaction
+/// (`Store::get_user_and_roles`), and `GET /users/{id}` the user in one (`Store::find_user`): both
+/// must find exactly what the transactional reads find, for roles held directly, through a
+/// role-assignable group, scoped to a unit, expired, or not yet started.
+async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ada = id_of(&app.create_user("ada", "Ada").await);
+    let bo = id_of(&app.create_user("bo", "Bo").await);
+    let reply = app
+        .patch(
+            &format!("/v1.0/users/{ada}"),
+            &json!({"otherMails": ["ada@fabrikam.test", "a2@fabrikam.test"], "businessPhones": ["+1 425 555 0100"]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier", "mailEnabled": false, "mailNickname": "tier", "securityEnabled": true, "isAssignableToRole": true})).await;
+    let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{ada}")});
+    let added = app.post(&format!("/v1.0/groups/{}/members/$ref", id_of(&rag.body)), &reference).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    app.assign_role(&id_of(&rag.body), roles::HELPDESK_ADMINISTRATOR, "/").await;
+    app.assign_role(&ada, roles::USER_ADMINISTRATOR, "/").await;
+    let unit = app.create_unit("Paris", false, &[]).await;
+    app.assign_role(&ada, roles::AUTHENTICATION_ADMINISTRATOR, &format!("/administrativeUnits/{unit}")).await;
+
+    let store = app.app.store().clone();
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("the tenant").id;
+    let compare = |now: time::OffsetDateTime, who: String| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            let id = keyward_core::ids::ObjectId::parse(&who).expect("id");
+            let mut tx = store.read().await.expect("tx");
+            tx.set_now(now);
+            let user = tx.get_user(&tenant, &id).await.expect("user").expect("the user");
+            let assignments = tx.list_role_assignments_for(&tenant, &id).await.expect("roles");
+            drop(tx);
+            let (one_user, one_assignments) =
+                store.get_user_and_roles(&tenant, &id, now).await.expect("one read").expect("found");
+            assert_eq!(one_user, user);
+            assert_eq!(one_assignments, assignments);
+            assignments.len()
+        }
+    };
+    let now = app.app.now();
+    assert_eq!(compare(now, ada.clone()).await, 3, "direct, through the group, scoped to the unit");
+    assert_eq!(compare(now, bo.clone()).await, 0);
+    let user = store.get_user_and_roles(&tenant, &keyward_core::ids::ObjectId::parse(&ada).expect("id"), now).await;
+    let user = user.expect("read").expect("found").0;
+    assert_eq!(user.other_mails, ["ada@fabrikam.test", "a2@fabrikam.test"]);
+    assert_eq!(user.business_phones, ["+1 425 555 0100"]);
+
+    // A time-bound assignment counts inside its window only, as in the transactional read.
+    let start = now + time::Duration::hours(1);
+    let mut tx = store.write().await.expect("tx");
+    tx.insert_role_assignment(&keyward_core::directory::RoleAssignment {
+        id: "bounded-assignment".into(),
+        tenant_id: tenant.clone(),
+        principal_id: keyward_core::ids::ObjectId::parse(&bo).expect("id"),
+        role_definition_id: roles::GROUPS_ADMINISTRATOR.to_lowercase(),
+        directory_scope_id: "/".into(),
+        created: now,
+        start: Some(start),
+        end: Some(start + time::Duration::hours(2)),
+        activated_using: None,
+    })
+    .await
+    .expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(compare(now, bo.clone()).await, 0, "not started");
+    assert_eq!(compare(start + time::Duration::minutes(1), bo.clone()).await, 1, "inside the window");
+    assert_eq!(compare(start + time::Duration::hours(3), bo.clone()).await, 0, "ended");
+
+    // Unknown users, and `find_user` by id and by sign-in name in any case.
+    let nobody = keyward_core::ids::ObjectId::parse("00000000-0000-4000-8000-00000000dead").expect("id");
+    assert!(store.get_user_and_roles(&tenant, &nobody, now).await.expect("read").is_none());
+    assert!(store.find_user(&tenant, nobody.as_str()).await.expect("read").is_none());
+    assert!(store.find_user(&tenant, "nobody@contoso.test").await.expect("read").is_none());
+    let by_id = store.find_user(&tenant, &ada).await.expect("read").expect("found");
+    let by_upn = store.find_user(&tenant, "ADA@Contoso.test").await.expect("read").expect("found");
+    assert_eq!(by_id, user);
+    assert_eq!(by_upn, user);
+    let plain = store.find_user(&tenant, &bo).await.expect("read").expect("found");
+    assert!(plain.other_mails.is_empty() && plain.business_phones.is_empty());
+}
+
 keyward_testkit::on_both_backends!(
+    one_statement_reads_match_the_transactional_reads,
     service_principals_hold_roles,
     takeover_paths_are_closed,
     role_definitions_built_in_and_custom,

@@ -3,15 +3,8 @@
 //! the authorization decision) against the bare single-row commit rate of the same database,
 //! measured in the same run (one row inserted and committed through the same store).
 //!
-//! ```text
-//! cargo run --release -p keyward-testkit --bin write-bench -- sqlite 2000 1
-//! cargo run --release -p keyward-testkit --bin write-bench -- postgres 2000 4
-//! ```
-//!
-//! Arguments: the backend (`sqlite` makes a fresh file; `postgres` starts a throwaway cluster as
-//! the tests do, or uses `KEYWARD_TEST_POSTGRES_URL`), operations per measurement, concurrent
-//! writers. Each measurement runs twice and the better run counts (the machine is shared).
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//! `write`: SQLite with 1 writer, PostgreSQL with 4, 1,000 operations per measurement. Each
+//! measurement runs twice and the better run counts (the machine is shared).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,19 +15,13 @@ use keyward_core::signin::SignInRecord;
 use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN};
 use time::OffsetDateTime;
 
+use crate::report::{Line, percent, thousands};
+
 fn id(kind: u64, n: u64) -> ObjectId {
     ObjectId::parse(&format!("{kind:08x}-0000-4000-8000-{n:012x}")).expect("id")
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let backend = match args.get(1).map(String::as_str) {
-        Some("postgres") => Backend::Postgres,
-        _ => Backend::Sqlite,
-    };
-    let ops: u64 = args.get(2).and_then(|it| it.parse().ok()).unwrap_or(2000);
-    let writers: u64 = args.get(3).and_then(|it| it.parse().ok()).unwrap_or(1).max(1);
+pub async fn run(backend: Backend, ops: u64, writers: u64) -> Vec<Line> {
     let (url, _dir) = keyward_testkit::fresh_url(backend);
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
     let app = keyward_testkit::node(&url, clock, "http://127.0.0.1:1").await;
@@ -133,10 +120,13 @@ async fn main() {
         best_bare = best_bare.max(bare);
         best_audited = best_audited.max(audited);
     }
-    println!(
-        "{backend:?}, {writers} writer(s), {ops} operations: bare single-row commit {best_bare:.0}/s; \
-         require re-register MFA (delete methods + audit, one transaction) {best_audited:.0}/s; \
-         ratio {:.0}% (target >= 80%)",
-        100.0 * best_audited / best_bare
-    );
+    let name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
+    vec![Line {
+        workload: format!("audited admin write (require re-registration), {name}, {writers} writer(s)"),
+        figure: format!("{}/s", thousands(best_audited)),
+        limit: format!("bare single-row commit {}/s", thousands(best_bare)),
+        ratio: percent(best_audited, best_bare),
+        target: "≥ 80%".into(),
+        met: best_audited >= 0.8 * best_bare,
+    }]
 }

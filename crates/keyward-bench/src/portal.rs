@@ -3,16 +3,9 @@
 //! server's static stylesheet handler measured in the same run (the same HTTP stack, session
 //! cookie and client, without the page's work).
 //!
-//! ```text
-//! cargo run --release -p keyward-testkit --bin portal-bench -- sqlite 100000 300
-//! ```
-//!
-//! Arguments: the backend (`sqlite` makes a fresh file; `postgres` starts a throwaway cluster as
-//! the tests do, or uses `KEYWARD_TEST_POSTGRES_URL`), users in the directory, requests per page.
 //! Every fiftieth user has an authenticator app, every tenth a phone. Requests are sequential
 //! (one browser), after 20 unmeasured ones per page. `KEYWARD_BENCH_PAGES=users,activity` times
 //! only the pages whose names contain one of the words (and the baseline).
-#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +13,8 @@ use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
 use keyward_testkit::browser::Browser;
 use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, TestApp};
+
+use crate::report::{Line, thousands};
 
 fn id(n: u64) -> ObjectId {
     ObjectId::parse(&format!("000000b1-0000-4000-8000-{n:012x}")).expect("id")
@@ -30,15 +25,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let backend = match args.get(1).map(String::as_str) {
-        Some("postgres") => Backend::Postgres,
-        _ => Backend::Sqlite,
-    };
-    let users: u64 = args.get(2).and_then(|it| it.parse().ok()).unwrap_or(100_000);
-    let requests: usize = args.get(3).and_then(|it| it.parse().ok()).unwrap_or(300);
+pub async fn run(backend: Backend, users: u64, requests: usize) -> Vec<Line> {
+    let backend_name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
+    let mut lines = Vec::new();
+    let mut baseline = 0.0_f64;
     let app = TestApp::spawn(backend).await;
     let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("the tenant").id;
 
@@ -96,8 +86,6 @@ async fn main() {
         ("audit logs", format!("/{DOMAIN}/admin/audit")),
         ("sign-in logs", format!("/{DOMAIN}/admin/sign-ins")),
     ];
-    println!("| page | first request ms | p50 ms | p99 ms | requests |");
-    println!("|---|---|---|---|---|");
     // `KEYWARD_BENCH_PAGES=users,activity` times only the pages whose names contain one of the
     // words (and the baseline).
     let only: Vec<String> = std::env::var("KEYWARD_BENCH_PAGES")
@@ -126,11 +114,19 @@ async fn main() {
             }
         }
         times.sort();
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {requests} |",
-            first.as_secs_f64() * 1000.0,
-            percentile(&times, 0.5),
-            percentile(&times, 0.99)
-        );
+        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+        if name.starts_with("baseline") {
+            baseline = p99;
+            continue;
+        }
+        lines.push(Line {
+            workload: format!("portal with {} users, {backend_name}: {name}", thousands(users as f64)),
+            figure: format!("p50 {p50:.2} ms, p99 {p99:.2} ms (first request {:.2} ms)", first.as_secs_f64() * 1000.0),
+            limit: format!("the stylesheet: p99 {baseline:.2} ms"),
+            ratio: format!("{:.0}×", p99 / baseline.max(1e-6)),
+            target: "p99 < 50 ms".into(),
+            met: p99 < 50.0,
+        });
     }
+    lines
 }

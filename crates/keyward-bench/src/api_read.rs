@@ -1,0 +1,86 @@
+//! `api-read`: `GET /v1.0/users/{id}` with a bearer token, through `keyward serve` pinned to one
+//! core and `wrk` on the other, against a bare axum handler returning the same JSON on the same
+//! core. Target: at least 50% of the bare handler's rate, and a p99 under 1 ms at half that load
+//! (a quarter of the bare handler's rate).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_app::ManualClock;
+use keyward_core::ids::ObjectId;
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TempDir};
+use time::OffsetDateTime;
+
+use crate::load::{self, Load};
+use crate::report::{Line, ms, percent, thousands};
+
+/// The issuer every node answers with (nodes listen on different ports).
+pub const PUBLIC_URL: &str = "http://keyward-bench.test";
+const CONNECTIONS: u32 = 32;
+
+pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) -> anyhow::Result<Vec<Line>> {
+    let where_ = match (backend, nodes) {
+        (Backend::Sqlite, _) => "SQLite".to_owned(),
+        (Backend::Postgres, 1) => "PostgreSQL".to_owned(),
+        (Backend::Postgres, n) => format!("PostgreSQL, {n} nodes"),
+    };
+    eprintln!("api-read, {where_}: starting…");
+    let (url, _db_dir) = keyward_testkit::fresh_url(backend);
+    let data = TempDir::new("keyward-bench-api");
+    let mut servers = Vec::new();
+    for node in 0..nodes {
+        servers.push(load::start_keyward(binary, &url, &data.path().join(format!("node{node}")), PUBLIC_URL).await?);
+    }
+
+    // A token for the Global Administrator and a user to read, made by a node in this process.
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let app = keyward_testkit::node(&url, clock, PUBLIC_URL).await;
+    let token = app.issue_access_token_for_upn(ADMIN_UPN).await?;
+    let tenant = app.find_tenant(DOMAIN).await?.ok_or_else(|| anyhow::anyhow!("no tenant"))?;
+    let target = ObjectId::parse("000000b1-0000-4000-8000-000000000001").expect("id");
+    let mut tx = app.store().write().await?;
+    tx.insert_user(&keyward_testkit::bench_user(target.clone(), &tenant.id, 1, app.now()), None).await?;
+    tx.commit().await?;
+    let path = format!("/v1.0/users/{target}");
+    let body = reqwest::Client::new()
+        .get(format!("{}{path}", servers[0].base_url))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+
+    // The limit: the same JSON from a bare handler on the same core.
+    let bare = load::start_bare(&body, data.path()).await?;
+    let bare_load = load::wrk(&[format!("{}{path}", bare.base_url)], None, CONNECTIONS, seconds, None)?;
+    drop(bare);
+
+    let urls: Vec<String> = servers.iter().map(|it| format!("{}{path}", it.base_url)).collect();
+    let per_node = (CONNECTIONS / nodes as u32).max(1);
+    let full = load::wrk(&urls, Some(&token), per_node, seconds, None)?;
+    // Half the target's load: a quarter of the bare rate, held by a pause between requests.
+    let light = light_load(&urls, &token, bare_load.rate / 4.0, seconds)?;
+    let met = full.rate >= bare_load.rate / 2.0 && light.p99 < Duration::from_millis(1);
+    Ok(vec![Line {
+        workload: format!("api-read: GET /v1.0/users/{{id}}, {where_}"),
+        figure: format!(
+            "{} req/s, p99 {} at {CONNECTIONS} connections; p99 {} at {} req/s",
+            thousands(full.rate),
+            ms(full.p99),
+            ms(light.p99),
+            thousands(light.rate)
+        ),
+        limit: format!("bare axum handler {} req/s", thousands(bare_load.rate)),
+        ratio: percent(full.rate, bare_load.rate),
+        target: format!("≥ 50%; p99 < 1 ms at {} req/s", thousands(bare_load.rate / 4.0)),
+        met,
+    }])
+}
+
+/// About `rate` requests a second: connections that each wait 1 ms between requests.
+fn light_load(urls: &[String], token: &str, rate: f64, seconds: u64) -> anyhow::Result<Load> {
+    let connections = ((rate / 1000.0).ceil() as u32 / urls.len() as u32).max(1);
+    load::wrk(urls, Some(token), connections, seconds, Some(Duration::from_millis(1)))
+}

@@ -1,0 +1,220 @@
+//! `directory`: a directory of a million users behind `keyward serve` (pinned to one core).
+//! Seeds the users (resumable, with progress), then times sequential Graph requests:
+//! `startswith(displayName,…)` and `userPrincipalName eq …` (target: p99 < 5 ms), paging through
+//! the whole directory with `$top=999`, `$count`, and the server's memory afterwards (target:
+//! resident set < 200 MB). The limit measured in the same run is one user read by id.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use keyward_app::ManualClock;
+use keyward_core::ids::ObjectId;
+use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TempDir};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::api_read::PUBLIC_URL;
+use crate::load::{self, Rng};
+use crate::report::{Line, ms, quantile, thousands};
+
+const SAMPLES: usize = 300;
+const CHUNK: u64 = 5_000;
+
+fn id(n: u64) -> ObjectId {
+    ObjectId::parse(&format!("000000d1-0000-4000-8000-{n:012x}")).expect("id")
+}
+
+pub async fn run(binary: &Path, backend: Backend, data_dir: &Path, users: u64) -> anyhow::Result<Vec<Line>> {
+    // SQLite keeps its file in the data directory, so a second run resumes the seeding;
+    // PostgreSQL does on KEYWARD_BENCH_POSTGRES_URL, and otherwise starts from a throwaway database.
+    let (url, _throwaway, where_) =
+        load::database(backend, &data_dir.join(format!("directory-{users}")), "KEYWARD_BENCH_POSTGRES_URL")?;
+    let logs = TempDir::new("keyward-bench-directory");
+    let server = load::start_keyward(binary, &url, logs.path(), PUBLIC_URL).await?;
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let app = keyward_testkit::node(&url, clock, PUBLIC_URL).await;
+    let token = app.issue_access_token_for_upn(ADMIN_UPN).await?;
+    let client = Client { http: reqwest::Client::new(), base: server.base_url.clone(), token };
+
+    // Seeding, resumed after the users a previous run committed (chunks commit whole, in order).
+    let present = client.count().await?;
+    let mut seeded = present.saturating_sub(1);
+    if seeded < users {
+        let tenant = app.find_tenant(DOMAIN).await?.context("no tenant")?.id;
+        let store = app.store().clone();
+        let now = app.now();
+        let started = Instant::now();
+        let from = seeded;
+        eprintln!("directory, {where_}: seeding users {} to {}…", thousands(from as f64), thousands(users as f64));
+        while seeded < users {
+            let end = (seeded + CHUNK).min(users);
+            let mut tx = store.write().await?;
+            for n in seeded..end {
+                let user = keyward_core::directory::User {
+                    mail: Some(format!("bench{n}@{DOMAIN}")),
+                    ..keyward_testkit::bench_user(id(n), &tenant, n, now)
+                };
+                tx.insert_user(&user, None).await?;
+            }
+            tx.commit().await?;
+            seeded = end;
+            if seeded % 50_000 == 0 || seeded == users {
+                let rate = (seeded - from) as f64 / started.elapsed().as_secs_f64();
+                eprintln!(
+                    "  {} of {} users ({}/s, about {:.0} s left)",
+                    thousands(seeded as f64),
+                    thousands(users as f64),
+                    thousands(rate),
+                    (users - seeded) as f64 / rate.max(1.0)
+                );
+            }
+        }
+        // What the server's hourly maintenance does after a large change.
+        store.optimize().await?;
+    }
+    let total = client.count().await?;
+    if total < users + 1 {
+        bail!("the directory holds {total} users after seeding {users} (and the administrator)");
+    }
+
+    let mut rng = Rng(0x5eed ^ users);
+    let by_id = client.time(SAMPLES, |_| format!("/v1.0/users/{}", id(rng.below(users)))).await?;
+    let mut rng = Rng(0xfeed ^ users);
+    let starts = client
+        .time(SAMPLES, |_| {
+            let n = rng.below(users);
+            format!("/v1.0/users?$filter=startswith(displayName,'Bench%20{n}')&$top=10")
+        })
+        .await?;
+    let mut rng = Rng(0xbeef ^ users);
+    let upn = client
+        .time(SAMPLES, |_| {
+            let n = rng.below(users);
+            format!("/v1.0/users?$filter=userPrincipalName%20eq%20'bench{n}@{DOMAIN}'")
+        })
+        .await?;
+
+    // Paging through everyone, 999 at a time: each user exactly once.
+    eprintln!("directory, {where_}: paging through {} users…", thousands(total as f64));
+    let started = Instant::now();
+    let mut pages = Vec::new();
+    let mut seen = 0_u64;
+    let mut next = Some(format!("{}/v1.0/users?$top=999&$select=id,displayName", client.base));
+    while let Some(url) = next {
+        let page_started = Instant::now();
+        let page = client.get_url(&url, false).await?;
+        pages.push(page_started.elapsed());
+        seen += page["value"].as_array().map_or(0, Vec::len) as u64;
+        next = page["@odata.nextLink"].as_str().map(str::to_owned);
+    }
+    let paging = started.elapsed();
+    pages.sort();
+
+    let count_started = Instant::now();
+    let counted = client.count().await?;
+    let count_time = count_started.elapsed();
+    let (rss, peak) = server.memory_mib();
+
+    let base99 = quantile(&by_id, 0.99);
+    let limit = format!("one user by id, same server: p99 {}", ms(base99));
+    let five = Duration::from_millis(5);
+    let line = |name: &str, times: &[Duration]| {
+        let p99 = quantile(times, 0.99);
+        Line {
+            workload: format!("directory of {} users, {where_}: {name}", thousands(users as f64)),
+            figure: format!("p50 {}, p99 {}", ms(quantile(times, 0.5)), ms(p99)),
+            limit: limit.clone(),
+            ratio: format!("{:.1}×", p99.as_secs_f64() / base99.as_secs_f64().max(1e-9)),
+            target: "p99 < 5 ms".into(),
+            met: p99 < five,
+        }
+    };
+    Ok(vec![
+        line("startswith(displayName,…)", &starts),
+        line("userPrincipalName eq …", &upn),
+        Line {
+            workload: format!("directory of {} users, {where_}: paging with $top=999", thousands(users as f64)),
+            figure: format!(
+                "{} pages in {:.1} s, page p50 {}, p99 {}; {} users seen",
+                pages.len(),
+                paging.as_secs_f64(),
+                ms(quantile(&pages, 0.5)),
+                ms(quantile(&pages, 0.99)),
+                thousands(seen as f64)
+            ),
+            limit: limit.clone(),
+            ratio: format!("{:.1}×", quantile(&pages, 0.99).as_secs_f64() / base99.as_secs_f64().max(1e-9)),
+            target: "every user exactly once".into(),
+            met: seen == total,
+        },
+        Line {
+            workload: format!("directory of {} users, {where_}: $count", thousands(users as f64)),
+            figure: format!("{} in {}", thousands(counted as f64), ms(count_time)),
+            limit: limit.clone(),
+            ratio: format!("{:.1}×", count_time.as_secs_f64() / base99.as_secs_f64().max(1e-9)),
+            target: "the exact count".into(),
+            met: counted == total,
+        },
+        Line {
+            workload: format!("directory of {} users, {where_}: server memory after the run", thousands(users as f64)),
+            figure: format!("resident {rss:.0} MiB (peak {peak:.0} MiB)"),
+            limit: "n/a".into(),
+            ratio: "n/a".into(),
+            target: "< 200 MB resident".into(),
+            met: rss * 1.048_576 < 200.0,
+        },
+    ])
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn get_url(&self, url: &str, eventual: bool) -> anyhow::Result<Value> {
+        let mut request = self.http.get(url).bearer_auth(&self.token);
+        if eventual {
+            request = request.header("ConsistencyLevel", "eventual");
+        }
+        let reply = request.send().await?;
+        let status = reply.status();
+        let text = reply.text().await?;
+        if !status.is_success() {
+            bail!("GET {url}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `GET /v1.0/users/$count`: the users in the directory.
+    async fn count(&self) -> anyhow::Result<u64> {
+        let value = self.get_url(&format!("{}/v1.0/users/$count", self.base), true).await?;
+        match value {
+            Value::Number(it) => it.as_u64().context("count"),
+            Value::String(it) => it.trim().parse().context("count"),
+            other => bail!("$count answered {other}"),
+        }
+    }
+
+    /// Times `samples` sequential requests after 20 unmeasured ones; sorted.
+    async fn time(&self, samples: usize, mut path: impl FnMut(usize) -> String) -> anyhow::Result<Vec<Duration>> {
+        let mut times = Vec::with_capacity(samples);
+        for round in 0..samples + 20 {
+            let url = format!("{}{}", self.base, path(round));
+            let started = Instant::now();
+            let value = self.get_url(&url, false).await?;
+            let took = started.elapsed();
+            if value.get("value").is_some_and(|it| it.as_array().is_some_and(Vec::is_empty)) {
+                bail!("GET {url} found nobody");
+            }
+            if round >= 20 {
+                times.push(took);
+            }
+        }
+        times.sort();
+        Ok(times)
+    }
+}

@@ -1,0 +1,172 @@
+//! `keyward-bench`: every performance target of docs/performance.md, each measured against its
+//! limit in the same run, one line per workload.
+//!
+//! ```text
+//! cargo run --release -p keyward-bench -- all
+//! cargo run --release -p keyward-bench -- api-read --backend sqlite
+//! ```
+//!
+//! HTTP workloads (`api-read`, `directory`) run the release `keyward serve` binary (built first if
+//! needed) pinned to core 0 with `taskset`, and load it with `wrk` pinned to core 1 (installed with
+//! apt-get when missing). The others run Keyward's application layer in this process.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod api_read;
+mod audit;
+mod authz;
+mod directory;
+mod load;
+mod oidc;
+mod portal;
+mod report;
+mod write;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+use keyward_testkit::Backend;
+
+use crate::report::Line;
+
+/// Keyward's benchmarks: each workload against its limit measured in the same run.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward-bench",
+    after_help = "Examples:\n  \
+    cargo run --release -p keyward-bench -- all\n  \
+    cargo run --release -p keyward-bench -- api-read directory --backend sqlite\n  \
+    cargo run --release -p keyward-bench -- directory --users 1000000 --data-dir /var/tmp/keyward-bench\n\n\
+    PostgreSQL: a throwaway cluster is started as the tests start it (initdb under\n\
+    /usr/lib/postgresql/*/bin), or KEYWARD_TEST_POSTGRES_URL names a server to create databases on.\n\
+    Every line is also printed as it is measured, so a long run shows its progress."
+)]
+struct Args {
+    /// The workloads to run (`all` for every one).
+    #[arg(value_enum, required = true)]
+    workloads: Vec<Workload>,
+    /// The databases to run them on.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: Backends,
+    /// Seconds of load per HTTP measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Users in the `directory` workload's directory.
+    #[arg(long, default_value_t = 1_000_000)]
+    users: u64,
+    /// Where the `directory` workload keeps its SQLite database between runs (seeding resumes
+    /// where it stopped), and `audit` its SQLite log.
+    #[arg(long, default_value = "/var/tmp/keyward-bench")]
+    data_dir: std::path::PathBuf,
+    /// Records in the `audit` workload's log (the target is stated at 10,000,000: seeding that
+    /// takes hours, so `all` uses fewer unless told).
+    #[arg(long, default_value_t = 1_000_000)]
+    audit_records: u64,
+    /// Users in the `portal` workload's directory.
+    #[arg(long, default_value_t = 100_000)]
+    portal_users: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Every workload below.
+    All,
+    /// `GET /v1.0/users/{id}` with a bearer token, against a bare axum handler (wrk).
+    ApiRead,
+    /// Password + TOTP sign-in through the code flow, against Argon2id hashes per second.
+    SignIn,
+    /// The client-credentials grant, against ES256 signatures per second.
+    ClientCredentials,
+    /// An audited admin write (require re-registration), against a bare single-row commit.
+    Write,
+    /// The audit log's queries, against reading one record by id.
+    Audit,
+    /// The admin portal's pages, against the stylesheet handler.
+    Portal,
+    /// The authorization decision, against cedar-policy on the same model.
+    Authz,
+    /// A directory of a million users: filters, paging, $count and the server's memory.
+    Directory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backends {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+impl Backends {
+    fn list(self) -> Vec<Backend> {
+        match self {
+            Backends::Sqlite => vec![Backend::Sqlite],
+            Backends::Postgres => vec![Backend::Postgres],
+            Backends::Both => vec![Backend::Sqlite, Backend::Postgres],
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // The bare handler's own process (see `load::start_bare`): `__bare PORT BODY_FILE`.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("__bare") {
+        let port = raw.get(2).and_then(|it| it.parse().ok()).context("__bare PORT BODY_FILE")?;
+        let file = raw.get(3).context("__bare PORT BODY_FILE")?;
+        return load::serve_bare(port, std::path::Path::new(file));
+    }
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let all = args.workloads.contains(&Workload::All);
+    let wants = |workload: Workload| all || args.workloads.contains(&workload);
+    let backends = args.backend.list();
+    let mut lines: Vec<Line> = Vec::new();
+    report::print_header();
+    let mut keep = |new: Vec<Line>| {
+        for line in &new {
+            line.print();
+        }
+        lines.extend(new);
+    };
+    if wants(Workload::ApiRead) {
+        let server = load::keyward_binary()?;
+        for &backend in &backends {
+            keep(api_read::run(&server, backend, 1, args.seconds).await?);
+            if backend == Backend::Postgres {
+                keep(api_read::run(&server, backend, 2, args.seconds).await?);
+            }
+        }
+    }
+    if wants(Workload::SignIn) || wants(Workload::ClientCredentials) {
+        keep(oidc::run(wants(Workload::SignIn), wants(Workload::ClientCredentials)).await);
+    }
+    if wants(Workload::Write) {
+        for &backend in &backends {
+            let writers = if backend == Backend::Postgres { 4 } else { 1 };
+            keep(write::run(backend, 1000, writers).await);
+        }
+    }
+    if wants(Workload::Audit) {
+        for &backend in &backends {
+            keep(audit::run(backend, &args.data_dir, args.audit_records).await?);
+        }
+    }
+    if wants(Workload::Portal) {
+        for &backend in &backends {
+            keep(portal::run(backend, args.portal_users, 300).await);
+        }
+    }
+    if wants(Workload::Authz) {
+        keep(authz::run()?);
+    }
+    if wants(Workload::Directory) {
+        let server = load::keyward_binary()?;
+        for &backend in &backends {
+            keep(directory::run(&server, backend, &args.data_dir, args.users).await?);
+        }
+    }
+    println!();
+    report::print_summary(&lines);
+    Ok(())
+}
