@@ -107,7 +107,8 @@ pub async fn run(binary: &Path, backend: Backend, data_dir: &Path, users: u64) -
         let page = client.get_url(&url, false).await?;
         pages.push(page_started.elapsed());
         seen += page["value"].as_array().map_or(0, Vec::len) as u64;
-        next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        // Links name the public URL, which every node shares; this one listens elsewhere.
+        next = page["@odata.nextLink"].as_str().map(|link| link.replacen(PUBLIC_URL, &client.base, 1));
     }
     let paging = started.elapsed();
     pages.sort();

@@ -113,6 +113,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0027_caller_verification.sql",
         sql: include_str!("../migrations/sqlite/0027_caller_verification.sql"),
     },
+    Migration {
+        version: 28,
+        name: "0028_users_by_tenant_and_id.sql",
+        sql: include_str!("../migrations/sqlite/0028_users_by_tenant_and_id.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -223,6 +228,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 27,
         name: "0027_caller_verification.sql",
         sql: include_str!("../migrations/postgres/0027_caller_verification.sql"),
+    },
+    Migration {
+        version: 28,
+        name: "0028_users_by_tenant_and_id.sql",
+        sql: include_str!("../migrations/postgres/0028_users_by_tenant_and_id.sql"),
     },
 ];
 

@@ -492,6 +492,16 @@ macro_rules! impl_backend {
                     let mut conn = self.pool.acquire().await?;
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
+                    // The directory's tables are analysed whole. Sampled, every index that leads
+                    // with `tenant_id` looked selective when one tenant holds every row, and the
+                    // planner chose such an index over a better one: 300 ms for one
+                    // `startswith(displayName,…)` at a million users. Reading every index of
+                    // `users` takes about 1.3 s at a million users, once an hour, holding the
+                    // write lock; the audit log, ten times larger, stays sampled.
+                    sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
+                    for table in ["users", "directory_groups", "group_members"] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await?;
+                    }
                 } else {
                     // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
                     // backup) can leave the planner without statistics until then, and without them
@@ -951,7 +961,10 @@ mod sqlite_impl {
                 // No memory-mapped reads: a page fault on a mapped page that is not cached reads
                 // ahead around it, which made a fully cold lookup by id ~17x slower at 10M records
                 // (bench/audit-cluster/measure.py with MMAP=1073741824: 9.3 ms against 0.55 ms).
-                .pragma("cache_size", "-65536");
+                // 16 MiB of page cache per connection, 128 MiB for the pool of 8: the operating
+                // system caches the file as well, and 64 MiB each let a server that had paged
+                // through a million users hold 400 MB (keyward-bench's directory workload).
+                .pragma("cache_size", "-16384");
             let pool =
                 SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
             Self::migrate(&pool).await?;

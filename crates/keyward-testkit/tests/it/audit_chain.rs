@@ -830,6 +830,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 28's index of users by tenant and id.
+    raw.exec("DROP INDEX users_tenant_id").await;
     // Nor schema 27's caller verification.
     raw.exec("DROP TABLE caller_verifications").await;
     raw.exec("DROP TABLE caller_verification_policy").await;
