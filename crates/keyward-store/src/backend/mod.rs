@@ -346,22 +346,13 @@ macro_rules! impl_backend {
         }
 
         impl $store {
-            /// A user's multi-valued properties, read outside a transaction.
-            async fn load_values_outside_tx(&self, user: &mut User) -> Result<(), StoreError> {
-                let values =
-                    sqlx::query("SELECT kind, value FROM user_values WHERE user_id = $1 ORDER BY kind, position")
-                        .bind(user.id.as_str())
-                        .fetch_all(&self.pool)
-                        .await?;
-                for row in values {
-                    let kind: String = row.try_get(0)?;
-                    match kind.as_str() {
-                        "otherMails" => user.other_mails.push(row.try_get(1)?),
-                        "businessPhones" => user.business_phones.push(row.try_get(1)?),
-                        _ => (),
-                    }
-                }
-                Ok(())
+            /// The user again, with their multi-valued properties, from one snapshot: the row read
+            /// alone and the values read by a second statement could straddle an update that
+            /// changed both. Only for users who have values (few do). `None` if the user is gone.
+            async fn reread_with_values(&self, user: &User) -> Result<Option<User>, StoreError> {
+                let begin = $begin_read;
+                let mut tx = $tx(begin(&self.pool).await?, fmt_ts(OffsetDateTime::now_utc()));
+                tx.get_user(&user.tenant_id, &user.id).await
             }
         }
 
@@ -415,7 +406,8 @@ macro_rules! impl_backend {
                     }
                 }
                 if first.try_get::<bool, _>("has_values")? {
-                    self.load_values_outside_tx(&mut user).await?;
+                    let Some(whole) = self.reread_with_values(&user).await? else { return Ok(None) };
+                    user = whole;
                 }
                 Ok(Some((user, assignments)))
             }
@@ -431,9 +423,9 @@ macro_rules! impl_backend {
                     .fetch_optional(&self.pool)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
-                let mut user = $tx::user_from_row(&row)?;
+                let user = $tx::user_from_row(&row)?;
                 if row.try_get::<bool, _>("has_values")? {
-                    self.load_values_outside_tx(&mut user).await?;
+                    return self.reread_with_values(&user).await;
                 }
                 Ok(Some(user))
             }
@@ -492,16 +484,18 @@ macro_rules! impl_backend {
                     let mut conn = self.pool.acquire().await?;
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
-                    // The directory's tables are analysed whole. Sampled, every index that leads
-                    // with `tenant_id` looked selective when one tenant holds every row, and the
-                    // planner chose such an index over a better one: 300 ms for one
+                    // Users and groups are analysed whole. Sampled, every index that leads with
+                    // `tenant_id` looked selective when one tenant holds every row, and the planner
+                    // chose such an index over a better one: 300 ms for one
                     // `startswith(displayName,…)` at a million users. Reading every index of
                     // `users` takes about 1.3 s at a million users, once an hour, holding the
-                    // write lock; the audit log, ten times larger, stays sampled.
+                    // write lock (writers wait up to the busy timeout); memberships and the audit
+                    // log, larger and not led by `tenant_id`, stay sampled.
                     sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
-                    for table in ["users", "directory_groups", "group_members"] {
+                    for table in ["users", "directory_groups"] {
                         sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await?;
                     }
+                    sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
                 } else {
                     // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
                     // backup) can leave the planner without statistics until then, and without them
