@@ -34,6 +34,7 @@ mod signin;
 mod tenants;
 #[macro_use]
 mod users;
+mod direct;
 mod profile;
 
 use std::str::FromStr;
@@ -135,6 +136,108 @@ const GROUP_COLUMNS: &str = concat!(
 
 fn oid(raw: &str) -> Result<ObjectId, StoreError> {
     ObjectId::parse(raw).ok_or_else(|| StoreError::Other(format!("corrupt object id '{raw}'")))
+}
+
+/// A row's columns by name, from either driver: sqlx's rows (the pools) and rusqlite's (the
+/// direct reads, `direct.rs`), so one decoder serves both.
+pub(crate) trait Columns {
+    /// A text column, `None` for NULL.
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// A boolean column.
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    /// A text column that is never NULL.
+    fn required(&self, column: &str) -> Result<String, StoreError> {
+        self.text(column)?.ok_or_else(|| StoreError::Other(format!("column {column} is unexpectedly NULL")))
+    }
+}
+
+macro_rules! sqlx_columns {
+    ($($row:ty),*) => {$(
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    )*};
+}
+sqlx_columns!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+// Rows are decoded by column name, so a statement may add columns (a sort key, a password hash)
+// or prefix them with their table without changing what is read.
+fn user_from(row: &impl Columns) -> Result<User, StoreError> {
+    let extra = read_extra(|column| row.text(column))?;
+    Ok(User {
+        id: oid(&row.required("id")?)?,
+        tenant_id: oid(&row.required("tenant_id")?)?,
+        user_principal_name: row.required("upn")?,
+        display_name: row.required("display_name")?,
+        given_name: row.text("given_name")?,
+        surname: row.text("surname")?,
+        mail: row.text("mail")?,
+        mail_nickname: row.required("mail_nickname")?,
+        other_mails: Vec::new(),
+        mobile_phone: row.text("mobile_phone")?,
+        business_phones: Vec::new(),
+        job_title: row.text("job_title")?,
+        department: row.text("department")?,
+        usage_location: row.text("usage_location")?,
+        account_enabled: row.flag("account_enabled")?,
+        created: parse_ts(&row.required("created_at")?)?,
+        sign_in_sessions_valid_from: parse_ts(&row.required("sessions_valid_from")?)?,
+        force_change_password_next_sign_in: row.flag("force_change_password")?,
+        last_password_change: extra.password_changed,
+        manager: extra.manager,
+        profile: extra.profile,
+    })
+}
+
+/// An assignment from columns named with `prefix` (`ra_id`, … in `USER_AND_ROLES`).
+fn assignment_from(row: &impl Columns, prefix: &str) -> Result<RoleAssignment, StoreError> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(RoleAssignment {
+        id: row.required(&column("id"))?,
+        tenant_id: oid(&row.required(&column("tenant_id"))?)?,
+        principal_id: oid(&row.required(&column("principal_id"))?)?,
+        role_definition_id: row.required(&column("role_definition_id"))?,
+        directory_scope_id: row.required(&column("directory_scope_id"))?,
+        created: parse_ts(&row.required(&column("created_at"))?)?,
+        start: opt_ts(row.text(&column("start_at"))?)?,
+        end: opt_ts(row.text(&column("end_at"))?)?,
+        activated_using: row.text(&column("activated_using"))?,
+    })
+}
+
+/// A user, the role assignments that apply to them, and whether they have multi-valued
+/// properties (not read yet).
+type UserRolesValues = (User, Vec<RoleAssignment>, bool);
+
+/// `USER_AND_ROLES`'s rows folded: the user (and whether they have multi-valued properties)
+/// from the first, an assignment from each row that has one.
+#[derive(Default)]
+struct UserAndRoles {
+    user: Option<(User, bool)>,
+    assignments: Vec<RoleAssignment>,
+}
+
+impl UserAndRoles {
+    fn push(&mut self, row: &impl Columns) -> Result<(), StoreError> {
+        if self.user.is_none() {
+            self.user = Some((user_from(row)?, row.flag("has_values")?));
+        }
+        if row.text("ra_id")?.is_some() {
+            self.assignments.push(assignment_from(row, "ra_")?);
+        }
+        Ok(())
+    }
+
+    /// The user, their assignments, and whether they have values; `None` if there is no user.
+    fn finish(self) -> Option<UserRolesValues> {
+        self.user.map(|(user, has_values)| (user, self.assignments, has_values))
+    }
 }
 
 fn lc(value: &Option<String>) -> Option<String> {
@@ -297,6 +400,8 @@ macro_rules! impl_backend {
         #[derive(Debug, Clone)]
         pub(crate) struct $store {
             pool: $pool,
+            /// Reads on the calling thread (SQLite on a file; `None` otherwise).
+            direct: Option<std::sync::Arc<direct::DirectReads>>,
         }
 
         /// A transaction on this database, and the time its reads judge role windows by (see
@@ -390,41 +495,58 @@ macro_rules! impl_backend {
                 id: &ObjectId,
                 now: OffsetDateTime,
             ) -> Result<Option<(User, Vec<RoleAssignment>)>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .bind(true)
-                    .bind(fmt_ts(now))
-                    .fetch_all(&self.pool)
-                    .await?;
-                let Some(first) = rows.first() else { return Ok(None) };
-                let mut user = $tx::user_from_row(first)?;
-                let mut assignments = Vec::new();
-                for row in &rows {
-                    if row.try_get::<Option<String>, _>("ra_id")?.is_some() {
-                        assignments.push($tx::assignment_from_prefixed(row, "ra_")?);
+                let direct = match &self.direct {
+                    Some(direct) => direct.user_and_roles(tenant, id, now)?,
+                    None => None,
+                };
+                let found = match direct {
+                    Some(found) => found,
+                    None => {
+                        let rows = sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
+                            .bind(tenant.as_str())
+                            .bind(id.as_str())
+                            .bind(true)
+                            .bind(fmt_ts(now))
+                            .fetch_all(&self.pool)
+                            .await?;
+                        let mut folded = UserAndRoles::default();
+                        for row in &rows {
+                            folded.push(row)?;
+                        }
+                        folded.finish()
                     }
-                }
-                if first.try_get::<bool, _>("has_values")? {
+                };
+                let Some((user, assignments, has_values)) = found else { return Ok(None) };
+                if has_values {
                     let Some(whole) = self.reread_with_values(&user).await? else { return Ok(None) };
-                    user = whole;
+                    return Ok(Some((whole, assignments)));
                 }
                 Ok(Some((user, assignments)))
             }
 
             async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError> {
-                let (sql, key) = match ObjectId::parse(key) {
-                    Some(id) => (&*USER_BY_ID, id.to_string()),
-                    None => (&*USER_BY_UPN, key.to_lowercase()),
+                let (by_id, key) = match ObjectId::parse(key) {
+                    Some(id) => (true, id.to_string()),
+                    None => (false, key.to_lowercase()),
                 };
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(tenant.as_str())
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let Some(row) = row else { return Ok(None) };
-                let user = $tx::user_from_row(&row)?;
-                if row.try_get::<bool, _>("has_values")? {
+                let direct = match &self.direct {
+                    Some(direct) => direct.find_user(tenant, &key, by_id)?,
+                    None => None,
+                };
+                let found = match direct {
+                    Some(found) => found,
+                    None => {
+                        let sql = if by_id { &*USER_BY_ID } else { &*USER_BY_UPN };
+                        let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(tenant.as_str())
+                            .bind(key)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        row.map(|row| Ok::<_, StoreError>((user_from(&row)?, row.flag("has_values")?))).transpose()?
+                    }
+                };
+                let Some((user, has_values)) = found else { return Ok(None) };
+                if has_values {
                     return self.reread_with_values(&user).await;
                 }
                 Ok(Some(user))
@@ -544,33 +666,8 @@ macro_rules! impl_backend {
                 row.as_ref().map(decode).transpose()
             }
 
-            // Rows are decoded by column name, so a statement may add columns (a sort key, a
-            // password hash) or prefix them with their table without changing what is read.
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
-                let extra = read_extra(|column| Ok(row.try_get::<Option<String>, _>(column)?))?;
-                Ok(User {
-                    id: oid(&row.try_get::<String, _>("id")?)?,
-                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                    user_principal_name: row.try_get("upn")?,
-                    display_name: row.try_get("display_name")?,
-                    given_name: row.try_get("given_name")?,
-                    surname: row.try_get("surname")?,
-                    mail: row.try_get("mail")?,
-                    mail_nickname: row.try_get("mail_nickname")?,
-                    other_mails: Vec::new(),
-                    mobile_phone: row.try_get("mobile_phone")?,
-                    business_phones: Vec::new(),
-                    job_title: row.try_get("job_title")?,
-                    department: row.try_get("department")?,
-                    usage_location: row.try_get("usage_location")?,
-                    account_enabled: row.try_get("account_enabled")?,
-                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-                    sign_in_sessions_valid_from: parse_ts(&row.try_get::<String, _>("sessions_valid_from")?)?,
-                    force_change_password_next_sign_in: row.try_get("force_change_password")?,
-                    last_password_change: extra.password_changed,
-                    manager: extra.manager,
-                    profile: extra.profile,
-                })
+                user_from(row)
             }
 
             fn group_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Group, StoreError> {
@@ -589,26 +686,7 @@ macro_rules! impl_backend {
             }
 
             fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
-                Self::assignment_from_prefixed(row, "")
-            }
-
-            /// An assignment from columns named with `prefix` (`ra_id`, … in `USER_AND_ROLES`).
-            fn assignment_from_prefixed(
-                row: &<$db as sqlx::Database>::Row,
-                prefix: &str,
-            ) -> Result<RoleAssignment, StoreError> {
-                let column = |name: &str| format!("{prefix}{name}");
-                Ok(RoleAssignment {
-                    id: row.try_get(column("id").as_str())?,
-                    tenant_id: oid(&row.try_get::<String, _>(column("tenant_id").as_str())?)?,
-                    principal_id: oid(&row.try_get::<String, _>(column("principal_id").as_str())?)?,
-                    role_definition_id: row.try_get(column("role_definition_id").as_str())?,
-                    directory_scope_id: row.try_get(column("directory_scope_id").as_str())?,
-                    created: parse_ts(&row.try_get::<String, _>(column("created_at").as_str())?)?,
-                    start: opt_ts(row.try_get(column("start_at").as_str())?)?,
-                    end: opt_ts(row.try_get(column("end_at").as_str())?)?,
-                    activated_using: row.try_get(column("activated_using").as_str())?,
-                })
+                assignment_from(row, "")
             }
 
             fn eligibility_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleEligibility, StoreError> {
@@ -959,10 +1037,16 @@ mod sqlite_impl {
                 // system caches the file as well, and 64 MiB each let a server that had paged
                 // through a million users hold 400 MB (keyward-bench's directory workload).
                 .pragma("cache_size", "-16384");
-            let pool =
-                SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(options).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .test_before_acquire(false)
+                .connect_with(options.clone())
+                .await?;
             Self::migrate(&pool).await?;
-            Ok(SqliteStore { pool })
+            let path = options.get_filename();
+            let in_memory = path.as_os_str() == ":memory:" || url.contains("mode=memory");
+            let direct = (!in_memory).then(|| std::sync::Arc::new(direct::DirectReads::new(path.to_owned())));
+            Ok(SqliteStore { pool, direct })
         }
     }
 }
@@ -1018,7 +1102,7 @@ mod postgres_impl {
             let migrated = Self::migrate(&pool).await;
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
-            Ok(PostgresStore { pool })
+            Ok(PostgresStore { pool, direct: None })
         }
     }
 }
