@@ -4,13 +4,10 @@
 //! (a quarter of the bare handler's rate).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use keyward_app::ManualClock;
 use keyward_core::ids::ObjectId;
-use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TempDir};
-use time::OffsetDateTime;
+use keyward_testkit::{Backend, DOMAIN, TempDir};
 
 use crate::load::{self, Load};
 use crate::report::{Line, ms, percent, thousands};
@@ -34,9 +31,7 @@ pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) ->
     }
 
     // A token for the Global Administrator and a user to read, made by a node in this process.
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let app = keyward_testkit::node(&url, clock, PUBLIC_URL).await;
-    let token = app.issue_access_token_for_upn(ADMIN_UPN).await?;
+    let (app, token) = load::admin_node(&url, PUBLIC_URL).await?;
     let tenant = app.find_tenant(DOMAIN).await?.ok_or_else(|| anyhow::anyhow!("no tenant"))?;
     let target = ObjectId::parse("000000b1-0000-4000-8000-000000000001").expect("id");
     let mut tx = app.store().write().await?;

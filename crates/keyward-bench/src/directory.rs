@@ -5,15 +5,12 @@
 //! resident set < 200 MB). The limit measured in the same run is one user read by id.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keyward_app::ManualClock;
 use keyward_core::ids::ObjectId;
-use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TempDir};
+use keyward_testkit::{Backend, DOMAIN, TempDir};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use crate::api_read::PUBLIC_URL;
 use crate::load::{self, Rng};
@@ -33,9 +30,7 @@ pub async fn run(binary: &Path, backend: Backend, data_dir: &Path, users: u64) -
         load::database(backend, &data_dir.join(format!("directory-{users}")), "KEYWARD_BENCH_POSTGRES_URL")?;
     let logs = TempDir::new("keyward-bench-directory");
     let server = load::start_keyward(binary, &url, logs.path(), PUBLIC_URL).await?;
-    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let app = keyward_testkit::node(&url, clock, PUBLIC_URL).await;
-    let token = app.issue_access_token_for_upn(ADMIN_UPN).await?;
+    let (app, token) = load::admin_node(&url, PUBLIC_URL).await?;
     let client = Client { http: reqwest::Client::new(), base: server.base_url.clone(), token };
 
     // Seeding, resumed after the users a previous run committed (chunks commit whole, in order).
@@ -79,19 +74,14 @@ pub async fn run(binary: &Path, backend: Backend, data_dir: &Path, users: u64) -
         bail!("the directory holds {total} users after seeding {users} (and the administrator)");
     }
 
-    let mut rng = Rng(0x5eed ^ users);
-    let by_id = client.time(SAMPLES, |_| format!("/v1.0/users/{}", id(rng.below(users)))).await?;
-    let mut rng = Rng(0xfeed ^ users);
+    let by_id = client.time(SAMPLES, Rng(0x5eed ^ users), users, |n| format!("/v1.0/users/{}", id(n))).await?;
     let starts = client
-        .time(SAMPLES, |_| {
-            let n = rng.below(users);
+        .time(SAMPLES, Rng(0xfeed ^ users), users, |n| {
             format!("/v1.0/users?$filter=startswith(displayName,'Bench%20{n}')&$top=10")
         })
         .await?;
-    let mut rng = Rng(0xbeef ^ users);
     let upn = client
-        .time(SAMPLES, |_| {
-            let n = rng.below(users);
+        .time(SAMPLES, Rng(0xbeef ^ users), users, |n| {
             format!("/v1.0/users?$filter=userPrincipalName%20eq%20'bench{n}@{DOMAIN}'")
         })
         .await?;
@@ -200,11 +190,18 @@ impl Client {
         }
     }
 
-    /// Times `samples` sequential requests after 20 unmeasured ones; sorted.
-    async fn time(&self, samples: usize, mut path: impl FnMut(usize) -> String) -> anyhow::Result<Vec<Duration>> {
+    /// Times `samples` sequential requests after 20 unmeasured ones, each for the path of a
+    /// user number below `users` that `rng` draws; sorted.
+    async fn time(
+        &self,
+        samples: usize,
+        mut rng: Rng,
+        users: u64,
+        path: impl Fn(u64) -> String,
+    ) -> anyhow::Result<Vec<Duration>> {
         let mut times = Vec::with_capacity(samples);
         for round in 0..samples + 20 {
-            let url = format!("{}{}", self.base, path(round));
+            let url = format!("{}{}", self.base, path(rng.below(users)));
             let started = Instant::now();
             let value = self.get_url(&url, false).await?;
             let took = started.elapsed();

@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, MASTER_KEY, TempDir};
 
+/// A node in this process on the server's database (to seed data and mint tokens) and an access
+/// token for its Global Administrator.
+pub async fn admin_node(database_url: &str, public_url: &str) -> anyhow::Result<(keyward_app::App, String)> {
+    let clock = std::sync::Arc::new(keyward_app::ManualClock::new(time::OffsetDateTime::now_utc()));
+    let app = keyward_testkit::node(database_url, clock, public_url).await;
+    let token = app.issue_access_token_for_upn(ADMIN_UPN).await?;
+    Ok((app, token))
+}
+
 /// The core the server under test runs on; the load generator runs on the other.
 const SERVER_CORE: &str = "0";
 const CLIENT_CORE: &str = "1";

@@ -19,7 +19,6 @@ use keyward_core::signin::{SignInPolicy, TapPolicy};
 use keyward_store::SoftwareOathMethod;
 use keyward_testkit::browser::Browser;
 use keyward_testkit::{Backend, DOMAIN, MASTER_KEY, TestApp};
-use serde_json::Value;
 
 use crate::report::{Line, percent, thousands};
 
@@ -31,19 +30,6 @@ const SECRET: &[u8; 20] = b"keyward bench secret";
 
 fn user_id(n: usize) -> ObjectId {
     ObjectId::parse(&format!("000000b1-0000-4000-8000-{n:012x}")).expect("id")
-}
-
-async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Value {
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-    let response = app
-        .client
-        .post(format!("{}{path}", app.base_url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    response.json().await.expect("json")
 }
 
 /// One full sign-in of user `n` through the code flow; returns when the access token is in hand.
@@ -72,20 +58,7 @@ async fn sign_in(app: &TestApp, n: usize) {
     let code = keyward_core::totp::code_at_step(SECRET, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
     let done = browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await;
     step("code and authorization code");
-    let query = done.path.split_once('?').expect("redirect").1.to_owned();
-    let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
-    let tokens = form(
-        app,
-        &format!("/{DOMAIN}/oauth2/v2.0/token"),
-        &[
-            ("grant_type", "authorization_code"),
-            ("client_id", "keyward-cli"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ],
-    )
-    .await;
+    let tokens = app.redeem_code(&done.path, REDIRECT, VERIFIER).await;
     assert!(tokens["access_token"].is_string(), "{tokens}");
     step("token exchange");
 }
@@ -198,17 +171,17 @@ pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
         let (app, app_id, secret) = (app.clone(), app_id.clone(), secret.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..grants / cores {
-                let tokens = form(
-                    &app,
-                    &format!("/{DOMAIN}/oauth2/v2.0/token"),
-                    &[
-                        ("grant_type", "client_credentials"),
-                        ("client_id", &app_id),
-                        ("client_secret", &secret),
-                        ("scope", "https://graph.microsoft.com/.default"),
-                    ],
-                )
-                .await;
+                let tokens = app
+                    .post_form(
+                        &format!("/{DOMAIN}/oauth2/v2.0/token"),
+                        &[
+                            ("grant_type", "client_credentials"),
+                            ("client_id", &app_id),
+                            ("client_secret", &secret),
+                            ("scope", "https://graph.microsoft.com/.default"),
+                        ],
+                    )
+                    .await;
                 assert!(tokens["access_token"].is_string(), "{tokens}");
             }
         }));

@@ -363,23 +363,30 @@ impl TestApp {
         let query = redirected.split_once('?').unwrap_or_else(|| panic!("a redirect with a code, not {redirected}")).1;
         let code =
             form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
+        self.post_form(
+            &format!("/{DOMAIN}/oauth2/v2.0/token"),
+            &[
                 ("grant_type", "authorization_code"),
                 ("client_id", "keyward-cli"),
                 ("code", code.as_str()),
                 ("redirect_uri", redirect_uri),
                 ("code_verifier", verifier),
-            ])
-            .finish();
+            ],
+        )
+        .await
+    }
+
+    /// Posts `fields` as a form to `path` (the token endpoint, say): the JSON answer.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Value {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
         let response = self
             .client
-            .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", self.base_url))
+            .post(format!("{}{path}", self.base_url))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
             .await
-            .expect("token request");
+            .expect("form request");
         response.json().await.expect("json")
     }
 
