@@ -232,7 +232,7 @@ struct Inner {
     overviews: reports::Overviews,
     /// This node's lease id on the bulk operations it runs (`bulk`).
     node_lease: String,
-    /// Tenants by id, as read once: a tenant and its domains are written only when the tenant is
+    /// Tenants by id (also found by domain, `App::find_tenant`), as read once: a tenant and its domains are written only when the tenant is
     /// created (`TenantStore::insert_tenant`), so a copy never goes stale. Saves every request
     /// two statements. Should tenants or domains ever change, this needs a version check.
     tenants: std::sync::RwLock<std::collections::HashMap<keyward_core::ids::ObjectId, Tenant>>,

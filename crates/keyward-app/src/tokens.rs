@@ -416,9 +416,19 @@ pub(crate) async fn first_tenant(tx: &mut dyn Tx) -> Result<Tenant, AppError> {
 impl App {
     /// Finds a tenant by id or verified domain.
     pub async fn find_tenant(&self, key: &str) -> Result<Option<Tenant>, AppError> {
-        let mut tx = self.read().await?;
-        let tenants = tx.list_tenants().await?;
-        Ok(tenants.into_iter().find(|it| it.id.as_str().eq_ignore_ascii_case(key) || it.has_domain(key)))
+        let matches = |it: &Tenant| it.id.as_str().eq_ignore_ascii_case(key) || it.has_domain(key);
+        // Kept tenants first (see `Inner::tenants`); a key they do not know reads them all again.
+        let kept =
+            self.inner.tenants.read().unwrap_or_else(|it| it.into_inner()).values().find(|it| matches(it)).cloned();
+        if kept.is_some() {
+            return Ok(kept);
+        }
+        let tenants = self.read().await?.list_tenants().await?;
+        let mut kept = self.inner.tenants.write().unwrap_or_else(|it| it.into_inner());
+        for tenant in &tenants {
+            kept.insert(tenant.id.clone(), tenant.clone());
+        }
+        Ok(tenants.into_iter().find(matches))
     }
 
     /// The tenant this server was started with (the first one), if it exists.

@@ -71,7 +71,14 @@ pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
     // Every request comes from one address: the per-address limit of the sign-in pages and the
     // token endpoint (300 a minute by default) would stop the run, as `--rate-limit-per-address 0`
     // turns it off for a server behind a proxy.
-    let app = Arc::new(TestApp::spawn_configured(Backend::Sqlite, |config| config.limits.per_address = 0).await);
+    // The signing keys are cached as a server caches them (tests reload them at every use).
+    let app = Arc::new(
+        TestApp::spawn_configured(Backend::Sqlite, |config| {
+            config.limits.per_address = 0;
+            config.key_cache_ttl = keyward_app::AppConfig::new(String::new()).key_cache_ttl;
+        })
+        .await,
+    );
 
     // Argon2id bound: hashes per second with `cores` hashes in flight, through the same hasher.
     let hasher = PasswordHasher::new(HashParams::OWASP, cores).expect("hasher");

@@ -18,7 +18,7 @@ use keyward_core::ids::ObjectId;
 use keyward_core::oauth::{self, FIRST_PARTY_CLIENT_ID, Scopes, codes};
 use keyward_core::secret::Secret;
 use keyward_core::signin::Amr;
-use keyward_store::Application;
+use keyward_store::{AppCredential, Application};
 use serde::Serialize;
 use std::collections::HashMap;
 use time::Duration;
@@ -161,6 +161,8 @@ pub struct Client {
     pub web_redirect_uris: Vec<String>,
     /// May ask for tokens without a secret (device code, refresh, password).
     pub is_fallback_public: bool,
+    /// The application's secrets and certificates, read with it (none for `keyward-cli`).
+    pub credentials: Vec<AppCredential>,
 }
 
 impl Client {
@@ -173,6 +175,7 @@ impl Client {
             public_redirect_uris: vec!["http://localhost".into(), "http://127.0.0.1".into(), "http://[::1]".into()],
             web_redirect_uris: Vec::new(),
             is_fallback_public: true,
+            credentials: Vec::new(),
         }
     }
 
@@ -346,7 +349,9 @@ impl App {
         else {
             return Ok(None);
         };
+        let credentials = tx.list_app_credentials(&app.id).await?;
         Ok(Some(Client {
+            credentials,
             service_principal: Some(principal),
             client_id: app.app_id.clone(),
             display_name: app.display_name.clone(),
@@ -378,13 +383,8 @@ impl App {
 
     /// Whether a client may use the token endpoint without a credential: the first-party client,
     /// an application marked `isFallbackPublicClient`, or one without credentials.
-    pub(super) async fn is_public_client(&self, client: &Client) -> Result<bool, AppError> {
-        Ok(match &client.application {
-            None => true,
-            Some(app) => {
-                client.is_fallback_public || self.read().await?.list_app_credentials(&app.id).await?.is_empty()
-            }
-        })
+    pub(super) fn is_public_client(&self, client: &Client) -> bool {
+        client.application.is_none() || client.is_fallback_public || client.credentials.is_empty()
     }
 }
 

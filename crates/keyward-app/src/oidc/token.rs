@@ -228,11 +228,10 @@ impl App {
                 ),
             )
         };
-        let Some(app) = &client.application else { return Err(wrong()) };
         let now = self.now();
         let presented = sha256(secret.expose().as_bytes());
-        let credentials = self.read().await?.list_app_credentials(&app.id).await?;
-        let matches = credentials
+        let matches = client
+            .credentials
             .iter()
             .filter(|it| it.start <= now && now < it.end)
             .any(|it| it.secret.as_ref().is_some_and(|(hash, _)| constant_time_eq(hash, &presented)));
@@ -252,16 +251,12 @@ impl App {
                 format!("Client assertion failed signature validation or its claims are wrong: {why}."),
             )
         };
-        let Some(app) = &client.application else { return Err(refuse("the client has no certificates".into())) };
         let now = self.now();
-        let certificates: Vec<Vec<u8>> = self
-            .read()
-            .await?
-            .list_app_credentials(&app.id)
-            .await?
-            .into_iter()
+        let certificates: Vec<Vec<u8>> = client
+            .credentials
+            .iter()
             .filter(|it| it.start <= now && now < it.end)
-            .filter_map(|it| it.certificate.map(|(der, _)| der))
+            .filter_map(|it| it.certificate.as_ref().map(|(der, _)| der.clone()))
             .collect();
         let base = &self.inner.config.public_url;
         let audiences = vec![
@@ -408,7 +403,7 @@ impl App {
             protocol: "none",
             incoming_token: "refreshToken",
         });
-        Self::require_client_auth(is_authenticated, self.is_public_client(client).await?)?;
+        Self::require_client_auth(is_authenticated, self.is_public_client(client))?;
         let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
         drop(tx);
         let revoked = || {
@@ -777,7 +772,7 @@ impl App {
     ) -> Result<(), OAuthError> {
         let tenant = self.oauth_tenant(tenant_key).await?;
         let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
-        Self::require_client_auth(is_authenticated, self.is_public_client(&client).await?)?;
+        Self::require_client_auth(is_authenticated, self.is_public_client(&client))?;
         let Some(token) = params.get("token").filter(|it| !it.is_empty()) else {
             return Err(OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
