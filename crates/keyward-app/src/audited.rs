@@ -14,20 +14,24 @@ pub(crate) async fn commit_audited(
     records: impl IntoIterator<Item = AuditRecord>,
 ) -> Result<(), AppError> {
     let records: Vec<AuditRecord> = records.into_iter().collect();
-    record_all(&mut *tx, &records).await?;
     // A change made for a bulk operation's user marks that user done, in this transaction.
     crate::bulk::finish_item_in(&mut *tx, &records, keyward_core::bulk::ItemState::Done, None).await?;
+    record_all(&mut *tx, &records).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Writes the audit records of one change and the notifications they call for
-/// (`notifications::stage`), in the caller's transaction.
+/// (`notifications::stage`), in the caller's transaction. The notifications come first: writing
+/// an audit record takes the tenant's audit chain head, which on PostgreSQL holds back every
+/// other audited change of the tenant until this one commits, so as little as possible should
+/// run after it. Callers write the audit records last for the same reason.
 pub(crate) async fn record_all(tx: &mut dyn Tx, records: &[AuditRecord]) -> Result<(), AppError> {
+    crate::notifications::stage(tx, records).await?;
     for record in records {
         tx.insert_audit(record).await?;
     }
-    crate::notifications::stage(tx, records).await
+    Ok(())
 }
 
 /// A fresh audit record id in Entra's `Directory_<correlation>_<random>` form.
