@@ -100,9 +100,10 @@ fn columns(
     })
 }
 
-/// The columns of `USER_AND_ROLES`, and of `USER_BY_ID` and `USER_BY_UPN` (the same list).
+/// The columns of `USER_AND_ROLES`, `USER_BY_ID` and `USER_BY_UPN`, one map per statement.
 static USER_AND_ROLES_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
-static USER_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static USER_BY_ID_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static USER_BY_UPN_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 
 impl DirectReads {
     /// Direct reads of the database file at `path`, which the pool has opened (and migrated).
@@ -178,9 +179,10 @@ impl DirectReads {
         by_id: bool,
     ) -> Result<Option<Option<(User, bool)>>, StoreError> {
         self.run(|conn| {
-            let sql = if by_id { &*USER_BY_ID } else { &*USER_BY_UPN };
+            let (sql, map) =
+                if by_id { (&*USER_BY_ID, &USER_BY_ID_COLUMNS) } else { (&*USER_BY_UPN, &USER_BY_UPN_COLUMNS) };
             let mut statement = conn.prepare_cached(sql)?;
-            let columns = columns(&USER_COLUMNS, &statement);
+            let columns = columns(map, &statement);
             let mut rows = statement.query(rusqlite::named_params! { "$1": tenant.as_str(), "$2": key })?;
             match rows.next()? {
                 Some(row) => {
