@@ -328,20 +328,21 @@ impl App {
             (_, PerUserMfaState::Disabled) => Some(Activity::DisableStrongAuthentication),
             _ => None,
         };
-        if let Some(activity) = toggled {
-            let record = caller.audit(self.now()).success(
+        let toggled = toggled.map(|activity| {
+            caller.audit(self.now()).success(
                 audit_id(&caller.meta.correlation_id),
                 activity,
                 vec![TargetResource::user(&user)],
-            );
-            crate::audited::record_all(&mut *tx, std::slice::from_ref(&record)).await?;
-        }
+            )
+        });
         let change = PropertyChange {
             name: "StrongAuthenticationRequirement".into(),
             old_value: Some(old_value),
             new_value: Some(strong_authentication_requirement(&state)),
         };
-        self.commit_user_update(tx, caller, &user, change).await
+        let update = user_update_record(caller, self.now(), &user, change);
+        commit_audited(tx, toggled.into_iter().chain([update])).await?;
+        Ok(())
     }
 
     /// Deletes sign-in log entries and notifications older than each tenant's log retention (the

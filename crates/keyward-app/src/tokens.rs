@@ -424,11 +424,13 @@ impl App {
             return Ok(kept);
         }
         let tenants = self.read().await?.list_tenants().await?;
-        let mut kept = self.inner.tenants.write().unwrap_or_else(|it| it.into_inner());
-        for tenant in &tenants {
-            kept.insert(tenant.id.clone(), tenant.clone());
+        let found = tenants.iter().find(|it| matches(it)).cloned();
+        // Only a tenant that was missing takes the write lock: keys that match no tenant (anyone
+        // can send them) leave the requests that read the kept tenants alone.
+        if let Some(tenant) = &found {
+            self.inner.tenants.write().unwrap_or_else(|it| it.into_inner()).insert(tenant.id.clone(), tenant.clone());
         }
-        Ok(tenants.into_iter().find(matches))
+        Ok(found)
     }
 
     /// The tenant this server was started with (the first one), if it exists.

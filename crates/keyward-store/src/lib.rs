@@ -1506,6 +1506,20 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use keyward_core::ids::ObjectId;
+
+    /// sqlx names an in-memory database `file:sqlx-in-memory-N`: reads must not look for a file
+    /// of that name (they did, and every authenticated request failed).
+    #[tokio::test]
+    async fn an_in_memory_database_answers_reads() {
+        let store = super::open("sqlite::memory:").await.expect("open");
+        let (tenant, id) = (ObjectId::from_bytes([1; 16]), ObjectId::from_bytes([2; 16]));
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(store.get_user_and_roles(&tenant, &id, now).await.map(|it| it.is_none()), Ok(true));
+        assert_eq!(store.find_user(&tenant, "nobody@example.com").await.map(|it| it.is_none()), Ok(true));
+        store.close().await;
+    }
+
     #[test]
     fn redacts_passwords_in_database_urls() {
         assert_eq!(super::redact_url("postgres://kw:s3cret@db:5432/kw"), "postgres://kw:***@db:5432/kw");

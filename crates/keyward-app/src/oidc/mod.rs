@@ -161,7 +161,9 @@ pub struct Client {
     pub web_redirect_uris: Vec<String>,
     /// May ask for tokens without a secret (device code, refresh, password).
     pub is_fallback_public: bool,
-    /// The application's secrets and certificates, read with it (none for `keyward-cli`).
+    /// The application's secrets and certificates, read with it (none for `keyward-cli`). Read
+    /// on the authorize and device paths too, which do not use them: a `Client` without them
+    /// would look public to `is_public_client`, and the read is one indexed statement.
     pub credentials: Vec<AppCredential>,
 }
 

@@ -16,8 +16,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
@@ -31,10 +32,56 @@ use crate::sql::fmt_ts;
 /// Idle connections kept; more are opened while requests overlap and closed when they are done.
 const IDLE: usize = 8;
 
+/// How long a connection serves before it is closed and another opened: a bound on how long
+/// anything a connection holds (its page cache, its view of which file is the database) lasts.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How long after a failed open the next is tried; meanwhile the pool answers.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// A small pool of read-only rusqlite connections to the store's database file.
+///
+/// Connections are opened (which reads the schema) on a thread of their own, never on the
+/// caller's: a read that finds no idle connection is answered by the pool while one opens.
 pub(crate) struct DirectReads {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// The database file's identity when the store opened it: a connection opened after the file
+    /// was replaced (a restore under a running server) would read another database than the
+    /// pool writes, so it is not used.
+    identity: Option<FileIdentity>,
+    state: Mutex<State>,
+    /// An open is under way (one at a time).
+    opening: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<Kept>,
+    closed: bool,
+    /// When an open last failed; none is tried again before `RETRY_AFTER`.
+    failed_at: Option<Instant>,
+}
+
+struct Kept {
+    conn: Connection,
+    opened: Instant,
+}
+
+/// A file's device and inode (unix); elsewhere files are not compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(path: &std::path::Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|it| FileIdentity(it.dev(), it.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn of(_path: &std::path::Path) -> Option<FileIdentity> {
+        None
+    }
 }
 
 impl std::fmt::Debug for DirectReads {
@@ -106,50 +153,122 @@ static USER_BY_ID_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 static USER_BY_UPN_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 
 impl DirectReads {
-    /// Direct reads of the database file at `path`, which the pool has opened (and migrated).
-    pub(crate) fn new(path: PathBuf) -> DirectReads {
-        DirectReads { path, idle: Mutex::new(Vec::new()) }
+    /// Direct reads of the database file at `path`, which the pool has opened (and migrated); the
+    /// first connections open in the background.
+    pub(crate) fn new(path: PathBuf) -> Arc<DirectReads> {
+        let identity = FileIdentity::of(&path);
+        let reads = Arc::new(DirectReads { path, identity, state: Mutex::default(), opening: AtomicBool::new(false) });
+        reads.open_in_background(Vec::new());
+        reads
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Closes the idle connections; later reads are left to the pool.
+    pub(crate) fn close(&self) {
+        let idle = {
+            let mut state = self.state();
+            state.closed = true;
+            std::mem::take(&mut state.idle)
+        };
+        drop(idle);
+    }
+
+    fn open(&self) -> Result<Connection, String> {
         // Opened read-write (a read-only connection cannot create the WAL index if it is
-        // missing) and made unable to write by `query_only`.
+        // missing) and made unable to write by `query_only`. Never created: the pool made it.
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // rusqlite waits 5 s for a busy database by default; here a wait would hold the thread.
-        conn.busy_timeout(Duration::ZERO)?;
-        conn.pragma_update(None, "query_only", true)?;
-        // A point read touches a few pages; the operating system caches the file too.
-        conn.pragma_update(None, "cache_size", -2048)?;
+        )
+        .map_err(|err| err.to_string())?;
+        if FileIdentity::of(&self.path) != self.identity {
+            return Err("the database file was replaced after the server opened it; restart the server".into());
+        }
+        let configured: rusqlite::Result<()> = (|| {
+            // rusqlite waits 5 s for a busy database by default; here a wait would hold the thread.
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.pragma_update(None, "query_only", true)?;
+            // A point read touches a few pages; the operating system caches the file too.
+            conn.pragma_update(None, "cache_size", -2048)?;
+            // Reads the schema now rather than at the first statement.
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok(())
+        })();
+        configured.map_err(|err| err.to_string())?;
         conn.set_prepared_statement_cache_capacity(8);
         Ok(conn)
     }
 
-    /// Runs `read` on an idle connection (or a new one). `None`: the database was busy and the
-    /// caller should ask the pool.
-    fn run<T>(&self, read: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<Option<T>, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => match self.open() {
-                Ok(conn) => conn,
-                Err(err) => return answer(Err(err.into())),
-            },
-        };
-        let result = read(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < IDLE {
-            idle.push(conn);
+    /// Closes `stale` and opens one connection on a thread of its own, unless an open is under
+    /// way, the reads are closed, or an open failed a moment ago.
+    fn open_in_background(self: &Arc<Self>, stale: Vec<Kept>) {
+        {
+            let state = self.state();
+            let failed_recently = state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER);
+            if state.closed || failed_recently || self.opening.swap(true, Ordering::AcqRel) {
+                return;
+            }
         }
+        let reads = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name("keyward-sqlite-open".into()).spawn(move || {
+            drop(stale);
+            let opened = reads.open();
+            let mut state = reads.state();
+            match opened {
+                Ok(conn) if !state.closed && state.idle.len() < IDLE => {
+                    state.idle.push(Kept { conn, opened: Instant::now() });
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(path = %reads.path.display(), error = %err, "direct SQLite reads: cannot open a connection; the pool answers instead");
+                    state.failed_at = Some(Instant::now());
+                }
+            }
+            reads.opening.store(false, Ordering::Release);
+        });
+        if spawned.is_err() {
+            self.opening.store(false, Ordering::Release);
+        }
+    }
+
+    /// Runs `read` on an idle connection. `None`: no connection was ready or the database was
+    /// busy, and the caller should ask the pool.
+    fn run<T>(self: &Arc<Self>, read: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<Option<T>, StoreError> {
+        let mut stale = Vec::new();
+        let kept = {
+            let mut state = self.state();
+            let mut found = None;
+            while let Some(kept) = state.idle.pop() {
+                if kept.opened.elapsed() < MAX_AGE {
+                    found = Some(kept);
+                    break;
+                }
+                stale.push(kept);
+            }
+            found
+        };
+        // Keeps as many connections as the reads use: one more when none was idle, a fresh one
+        // for each that aged out.
+        if kept.is_none() || !stale.is_empty() {
+            self.open_in_background(stale);
+        }
+        let Some(kept) = kept else { return Ok(None) };
+        let result = read(&kept.conn);
+        let mut state = self.state();
+        if !state.closed && state.idle.len() < IDLE {
+            state.idle.push(kept);
+        }
+        drop(state);
         answer(result)
     }
 
     /// `USER_AND_ROLES`: the user `id`, the role assignments that apply to them at `now`, and
     /// whether they have multi-valued properties (not read here). `Ok(None)`: ask the pool.
     pub(crate) fn user_and_roles(
-        &self,
+        self: &Arc<Self>,
         tenant: &ObjectId,
         id: &ObjectId,
         now: OffsetDateTime,
@@ -173,7 +292,7 @@ impl DirectReads {
     /// caller), and whether they have multi-valued properties (not read here). `Ok(None)`: ask
     /// the pool.
     pub(crate) fn find_user(
-        &self,
+        self: &Arc<Self>,
         tenant: &ObjectId,
         key: &str,
         by_id: bool,
@@ -221,21 +340,86 @@ mod tests {
         path
     }
 
-    #[test]
-    fn direct_connections_read_but_cannot_write() {
+    fn remove(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// Waits for the background open to settle.
+    fn settled(reads: &DirectReads) -> usize {
+        for _ in 0..500 {
+            if !reads.opening.load(Ordering::Acquire) {
+                return reads.state().idle.len();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the background open did not finish");
+    }
+
+    /// A database and its direct reads, their first connection open.
+    fn ready() -> (PathBuf, Arc<DirectReads>) {
         let path = database();
         let reads = DirectReads::new(path.clone());
-        let read = reads.run(|conn| Ok(conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?));
-        assert_eq!(read, Ok(Some("a".to_owned())));
+        assert_eq!(settled(&reads), 1, "a connection opened ahead of the first read");
+        (path, reads)
+    }
+
+    fn read_v(reads: &Arc<DirectReads>) -> Result<Option<String>, StoreError> {
+        reads.run(|conn| Ok(conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?))
+    }
+
+    #[test]
+    fn direct_connections_read_but_cannot_write() {
+        let (path, reads) = ready();
+        assert_eq!(read_v(&reads), Ok(Some("a".to_owned())));
         let write = reads.run(|conn| Ok(conn.execute("DELETE FROM t", [])?));
         assert!(matches!(write, Err(StoreError::Other(_))), "a direct connection wrote: {write:?}");
         let kept = Connection::open(&path).expect("open").query_row("SELECT count(*) FROM t", [], |row| row.get(0));
         assert_eq!(kept, Ok(1_i64));
-        assert_eq!(reads.idle.lock().expect("idle").len(), 1, "the connection went back to the idle list");
-        drop(reads);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        assert_eq!(settled(&reads), 1, "the connection went back to the idle list");
+        reads.close();
+        assert_eq!(reads.state().idle.len(), 0, "closing kept a connection");
+        assert_eq!(read_v(&reads), Ok(None), "a closed reader left the read to the pool");
+        assert_eq!(settled(&reads), 0, "a closed reader opened a connection");
+        remove(&path);
+    }
+
+    #[test]
+    fn a_read_without_an_idle_connection_goes_to_the_pool_while_one_opens() {
+        let (path, reads) = ready();
+        let first = reads.state().idle.pop().expect("opened ahead");
+        assert_eq!(read_v(&reads), Ok(None), "no idle connection: the pool answers");
+        assert_eq!(settled(&reads), 1, "one opened for the next read");
+        assert_eq!(read_v(&reads), Ok(Some("a".to_owned())));
+        drop(first);
+        remove(&path);
+    }
+
+    #[test]
+    fn an_aged_connection_is_replaced() {
+        let (path, reads) = ready();
+        let old = Instant::now().checked_sub(MAX_AGE + Duration::from_secs(1)).expect("clock");
+        reads.state().idle[0].opened = old;
+        assert_eq!(read_v(&reads), Ok(None), "the aged connection was used");
+        assert_eq!(settled(&reads), 1);
+        assert!(reads.state().idle[0].opened > old, "the aged connection was kept");
+        assert_eq!(read_v(&reads), Ok(Some("a".to_owned())));
+        remove(&path);
+    }
+
+    #[test]
+    fn a_replaced_database_file_is_not_read() {
+        let (path, reads) = ready();
+        reads.state().idle.clear();
+        // A restore under the running server: another file at the same path.
+        let other = database();
+        std::fs::rename(&other, &path).expect("replace");
+        assert_eq!(read_v(&reads), Ok(None));
+        assert_eq!(settled(&reads), 0, "a connection to the replacement was kept");
+        assert!(reads.state().failed_at.is_some());
+        remove(&path);
+        remove(&other);
     }
 
     #[test]
@@ -247,10 +431,12 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_database_is_an_error_not_a_new_file() {
+    fn a_missing_database_leaves_reads_to_the_pool_and_is_not_created() {
         let path = unique("missing");
         let reads = DirectReads::new(path.clone());
-        assert!(reads.run(|_| Ok(())).is_err());
+        assert_eq!(settled(&reads), 0);
+        assert_eq!(reads.run(|_| Ok(())), Ok(None));
+        assert!(reads.state().failed_at.is_some(), "the failed open was not noted");
         assert!(!path.exists(), "opening created the file");
     }
 }

@@ -486,6 +486,9 @@ macro_rules! impl_backend {
             }
 
             async fn close(&self) {
+                if let Some(direct) = &self.direct {
+                    direct.close();
+                }
                 self.pool.close().await;
             }
 
@@ -624,10 +627,15 @@ macro_rules! impl_backend {
                     // statements by the old statistics after an import and this analysis, 300 ms
                     // for one `startswith(displayName,…)` at a million users until restarted. A
                     // table made and dropped changes the schema version, so each reloads both
-                    // before its next statement.
-                    sqlx::raw_sql("CREATE TABLE keyward_reload_statistics (x); DROP TABLE keyward_reload_statistics")
-                        .execute(&mut *conn)
-                        .await?;
+                    // before its next statement. One transaction, so no table is left behind.
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    sqlx::raw_sql(
+                        "DROP TABLE IF EXISTS keyward_reload_statistics; \
+                         CREATE TABLE keyward_reload_statistics (x); DROP TABLE keyward_reload_statistics",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
                 } else {
                     // Autovacuum analyzes tables eventually; a bulk load (an import, a restored
                     // backup) can leave the planner without statistics until then, and without them
@@ -1031,6 +1039,17 @@ mod sqlite_impl {
     impl_oauth_store!(SqliteTx, sqlx::Sqlite);
     impl_report_store!(SqliteTx, sqlx::Sqlite);
 
+    /// The database file that direct reads may open: only a plain file. Not an in-memory
+    /// database (sqlx names `sqlite::memory:` `file:sqlx-in-memory-N`, which is no file), nor one
+    /// opened through another VFS or as immutable, which a second connection would open
+    /// differently.
+    pub(super) fn plain_file(url: &str, path: &std::path::Path) -> Option<std::path::PathBuf> {
+        let url = url.to_ascii_lowercase();
+        let special = ["mode=memory", "vfs=", "immutable="].iter().any(|it| url.contains(it));
+        let named = path.to_str().is_some_and(|it| it == ":memory:" || it.starts_with("file:"));
+        (!special && !named && path.is_file()).then(|| path.to_owned())
+    }
+
     impl SqliteStore {
         /// Opens (creating if missing) a SQLite database in WAL mode with foreign keys on.
         pub(crate) async fn open(url: &str) -> Result<SqliteStore, StoreError> {
@@ -1053,9 +1072,7 @@ mod sqlite_impl {
                 .connect_with(options.clone())
                 .await?;
             Self::migrate(&pool).await?;
-            let path = options.get_filename();
-            let in_memory = path.as_os_str() == ":memory:" || url.contains("mode=memory");
-            let direct = (!in_memory).then(|| std::sync::Arc::new(direct::DirectReads::new(path.to_owned())));
+            let direct = plain_file(url, options.get_filename()).map(direct::DirectReads::new);
             Ok(SqliteStore { pool, direct })
         }
     }
@@ -1123,6 +1140,21 @@ pub(crate) use sqlite_impl::SqliteStore;
 #[cfg(test)]
 mod tests {
     use super::next_copy_key;
+    use super::sqlite_impl::plain_file;
+    use std::path::Path;
+
+    #[test]
+    fn direct_reads_open_only_a_plain_file() {
+        let file = std::env::current_exe().expect("a file that exists");
+        let url = format!("sqlite://{}", file.display());
+        assert_eq!(plain_file(&url, &file), Some(file.clone()));
+        assert_eq!(plain_file("sqlite::memory:", Path::new("file:sqlx-in-memory-1")), None);
+        assert_eq!(plain_file("sqlite::memory:", Path::new(":memory:")), None);
+        assert_eq!(plain_file(&format!("{url}?mode=memory"), &file), None);
+        assert_eq!(plain_file(&format!("{url}?VFS=unix-none"), &file), None);
+        assert_eq!(plain_file(&format!("{url}?immutable=1"), &file), None);
+        assert_eq!(plain_file("sqlite://missing.db", Path::new("missing.db")), None, "not made yet");
+    }
 
     #[test]
     fn a_targets_copy_keys_run_on_in_its_block_and_a_full_block_asks_for_a_new_one() {
