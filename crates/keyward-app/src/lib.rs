@@ -32,6 +32,7 @@ mod relationships;
 mod reports;
 mod roles;
 mod setup;
+mod sign_in_log;
 mod signin;
 mod signin_admin;
 mod tokens;
@@ -236,6 +237,8 @@ struct Inner {
     /// created (`TenantStore::insert_tenant`), so a copy never goes stale. Saves every request
     /// two statements. Should tenants or domains ever change, this needs a version check.
     tenants: std::sync::RwLock<std::collections::HashMap<keyward_core::ids::ObjectId, Tenant>>,
+    /// The sign-in log entries written alone, committed together (`sign_in_log`).
+    sign_in_log: sign_in_log::SignInLog,
 }
 
 impl App {
@@ -275,6 +278,7 @@ impl App {
                 overviews: reports::Overviews::default(),
                 node_lease: uuid::Uuid::new_v4().to_string(),
                 tenants: Default::default(),
+                sign_in_log: Default::default(),
             }),
         }
     }

@@ -1652,10 +1652,7 @@ impl App {
     ) -> Result<(), AppError> {
         let mut record = self.sign_in_record(flow, user, code, details);
         (record.app_id, record.app_display_name) = self.flow_client(flow).await?;
-        let mut tx = self.write().await?;
-        tx.insert_sign_in(&record).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_sign_in(record).await
     }
 }
 

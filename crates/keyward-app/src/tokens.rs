@@ -456,6 +456,7 @@ impl App {
                 overviews: crate::reports::Overviews::default(),
                 node_lease: inner.node_lease.clone(),
                 tenants: Default::default(),
+                sign_in_log: Default::default(),
             }),
         }
     }

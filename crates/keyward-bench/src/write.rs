@@ -65,28 +65,14 @@ pub async fn run(backend: Backend, ops: u64, writers: u64) -> Vec<Line> {
             tasks.push(tokio::spawn(async move {
                 for n in (writer..ops).step_by(writers as usize) {
                     let record = SignInRecord {
-                        id: format!("bench-{run}-{n}"),
-                        tenant_id: tenant.clone(),
-                        created: OffsetDateTime::now_utc(),
-                        user_id: None,
-                        user_principal_name: format!("bench{n}@{DOMAIN}"),
-                        user_display_name: None,
-                        app_id: "bench".into(),
-                        app_display_name: "bench".into(),
-                        ip_address: None,
                         correlation_id: "bench".into(),
-                        error_code: 0,
-                        failure_reason: None,
-                        is_multi_factor: false,
-                        requirement_policies: Vec::new(),
-                        details: Vec::new(),
-                        client_app_used: keyward_core::signin::CLIENT_APP_BROWSER.into(),
-                        is_interactive: true,
-                        service_principal_id: None,
-                        protocol: "none".into(),
-                        client_credential: "none".into(),
-                        incoming_token: "none".into(),
-                        user_agent: None,
+                        ..SignInRecord::browser(
+                            format!("bench-{run}-{n}"),
+                            tenant.clone(),
+                            OffsetDateTime::now_utc(),
+                            format!("bench{n}@{DOMAIN}"),
+                            ("bench", "bench"),
+                        )
                     };
                     let mut tx = store.write().await.expect("tx");
                     tx.insert_sign_in(&record).await.expect("insert");

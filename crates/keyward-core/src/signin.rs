@@ -637,6 +637,41 @@ impl SignInEventType {
 }
 
 impl SignInRecord {
+    /// A successful interactive browser sign-in of `user_principal_name` to `app` (its id and
+    /// display name), with nothing else known: the starting point that writers fill in.
+    pub fn browser(
+        id: String,
+        tenant_id: ObjectId,
+        created: OffsetDateTime,
+        user_principal_name: String,
+        app: (&str, &str),
+    ) -> SignInRecord {
+        SignInRecord {
+            id,
+            tenant_id,
+            created,
+            user_id: None,
+            user_principal_name,
+            user_display_name: None,
+            app_id: app.0.to_owned(),
+            app_display_name: app.1.to_owned(),
+            ip_address: None,
+            correlation_id: String::new(),
+            error_code: 0,
+            failure_reason: None,
+            is_multi_factor: false,
+            requirement_policies: Vec::new(),
+            details: Vec::new(),
+            client_app_used: CLIENT_APP_BROWSER.into(),
+            is_interactive: true,
+            service_principal_id: None,
+            protocol: "none".into(),
+            client_credential: "none".into(),
+            incoming_token: "none".into(),
+            user_agent: None,
+        }
+    }
+
     /// The record's `signInEventTypes` entry.
     pub fn event_type(&self) -> SignInEventType {
         if self.service_principal_id.is_some() {

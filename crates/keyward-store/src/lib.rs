@@ -134,6 +134,10 @@ pub trait Tx:
     + Send
 {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Ends the transaction without its changes, and returns once it has ended. Dropping a
+    /// transaction does the same later: the rollback is queued, and a writer that begins before
+    /// it has run finds the database still locked.
+    async fn rollback(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// A page of a collection and where the next page starts.

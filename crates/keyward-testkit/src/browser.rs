@@ -195,6 +195,18 @@ impl Browser {
         }
     }
 
+    /// A browser with cookies of its own on `client`, which must not follow redirects (as
+    /// [`Browser::new`]'s does not). Many browsers on one client share its connections and load
+    /// the trusted roots once: the benchmark's simulated users.
+    pub fn on_client(base_url: &str, client: reqwest::Client) -> Browser {
+        Browser { base_url: base_url.to_owned(), client, cookies: BTreeMap::new() }
+    }
+
+    /// A client for [`Browser::on_client`].
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ")
     }

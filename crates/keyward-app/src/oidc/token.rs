@@ -109,16 +109,9 @@ impl App {
             service_principal_id: Some(principal.id.to_string()),
             ..token_record(tenant, client, credential, result, meta, self.now())
         };
-        if let Err(err) = self.write_sign_in(&record).await {
+        if let Err(err) = self.write_sign_in(record).await {
             tracing::error!(error = ?err, "cannot write the sign-in log entry of an application's sign-in");
         }
-    }
-
-    async fn write_sign_in(&self, record: &signin::SignInRecord) -> Result<(), AppError> {
-        let mut tx = self.write().await?;
-        tx.insert_sign_in(record).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Identifies the client of a token-endpoint request (`client_id` in the body or HTTP Basic)
@@ -215,7 +208,7 @@ impl App {
             incoming_token: subject.incoming_token.into(),
             ..base
         };
-        self.write_sign_in(&record).await
+        self.write_sign_in(record).await
     }
 
     pub(super) async fn check_client_secret(&self, client: &Client, secret: &Secret) -> Result<(), OAuthError> {

@@ -402,11 +402,14 @@ macro_rules! impl_backend {
             pool: $pool,
             /// Reads on the calling thread (SQLite on a file; `None` otherwise).
             direct: Option<std::sync::Arc<direct::DirectReads>>,
+            /// This node's write transactions one at a time (SQLite; `None` for PostgreSQL).
+            writer: Option<WriteGate>,
         }
 
-        /// A transaction on this database, and the time its reads judge role windows by (see
-        /// `RoleStore::set_now`), formatted as stored.
-        pub(crate) struct $tx(sqlx::Transaction<'static, $db>, String);
+        /// A transaction on this database, the time its reads judge role windows by (see
+        /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (dropped
+        /// after the transaction ends).
+        pub(crate) struct $tx(sqlx::Transaction<'static, $db>, String, Option<WriteTurn>);
 
         impl std::fmt::Debug for $tx {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -456,7 +459,7 @@ macro_rules! impl_backend {
             /// changed both. Only for users who have values (few do). `None` if the user is gone.
             async fn reread_with_values(&self, user: &User) -> Result<Option<User>, StoreError> {
                 let begin = $begin_read;
-                let mut tx = $tx(begin(&self.pool).await?, fmt_ts(OffsetDateTime::now_utc()));
+                let mut tx = $tx(begin(&self.pool).await?, fmt_ts(OffsetDateTime::now_utc()), None);
                 tx.get_user(&user.tenant_id, &user.id).await
             }
         }
@@ -468,15 +471,19 @@ macro_rules! impl_backend {
             }
 
             async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
+                let turn = match &self.writer {
+                    Some(gate) => Some(gate.turn().await?),
+                    None => None,
+                };
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()))))
+                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()), turn)))
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_read;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()))))
+                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()), None)))
             }
 
             async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -658,7 +665,20 @@ macro_rules! impl_backend {
         #[async_trait]
         impl Tx for $tx {
             async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-                self.0.commit().await.map_err(db)
+                let $tx(tx, _, turn) = *self;
+                let committed = tx.commit().await.map_err(db);
+                // The next writer's turn once this transaction has ended. A transaction dropped
+                // without commit only queues its rollback (sqlx); a writer that begins before the
+                // rollback has run meets SQLite's busy handler, as every writer did without the gate.
+                drop(turn);
+                committed
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
+                let $tx(tx, _, turn) = *self;
+                let rolled_back = tx.rollback().await.map_err(db);
+                drop(turn);
+                rolled_back
             }
         }
 
@@ -999,6 +1019,43 @@ macro_rules! impl_backend {
 /// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
 
+/// SQLite's write transactions, one at a time in this process, in the order they asked.
+///
+/// SQLite has one writer. Without the gate, a second `BEGIN IMMEDIATE` meets a busy database and
+/// SQLite's busy handler sleeps (1 ms, then 2, 5, 10 ms and more) holding a pooled connection,
+/// while the writer it waits for needed well under a millisecond: concurrent sign-ins and grants
+/// spent most of their time asleep. Waiting here wakes the next writer as the last one ends and
+/// holds no connection. Other processes on the same file (the `keyward` commands) still meet the
+/// busy handler.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteGate(std::sync::Arc<tokio::sync::Semaphore>);
+
+/// A write transaction's turn at the [`WriteGate`].
+pub(crate) type WriteTurn = tokio::sync::OwnedSemaphorePermit;
+
+impl Default for WriteGate {
+    fn default() -> WriteGate {
+        WriteGate(std::sync::Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
+
+impl WriteGate {
+    /// As long as a busy database is waited for (the pool's `busy_timeout`), then the error a
+    /// busy database gives: a task that opens a second write transaction while it holds one
+    /// fails as it did without the gate, instead of waiting for ever.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    async fn turn(&self) -> Result<WriteTurn, StoreError> {
+        match tokio::time::timeout(Self::WAIT, std::sync::Arc::clone(&self.0).acquire_owned()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_)) => Err(StoreError::Other("the store is closed".into())),
+            Err(_) => Err(StoreError::Other(
+                "database is locked: another write transaction held it for 10 s; try again".into(),
+            )),
+        }
+    }
+}
+
 mod sqlite_impl {
     use super::*;
 
@@ -1073,7 +1130,7 @@ mod sqlite_impl {
                 .await?;
             Self::migrate(&pool).await?;
             let direct = plain_file(url, options.get_filename()).map(direct::DirectReads::new);
-            Ok(SqliteStore { pool, direct })
+            Ok(SqliteStore { pool, direct, writer: Some(WriteGate::default()) })
         }
     }
 }
@@ -1129,7 +1186,7 @@ mod postgres_impl {
             let migrated = Self::migrate(&pool).await;
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
-            Ok(PostgresStore { pool, direct: None })
+            Ok(PostgresStore { pool, direct: None, writer: None })
         }
     }
 }

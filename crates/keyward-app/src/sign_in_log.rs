@@ -1,0 +1,127 @@
+//! The sign-in log's entries that are written alone (an application's sign-in, a user's failed or
+//! interrupted one), committed several to a transaction.
+//!
+//! Each such entry used to be a transaction of its own, so every grant waited for its own commit
+//! (on SQLite a flush to disk, one writer at a time). Now one writer task per node takes every
+//! entry waiting, writes them in one transaction and answers each caller after the commit: a
+//! caller still returns only once its entry is durable, and under load many entries share one
+//! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once.
+
+use std::sync::{Arc, OnceLock};
+
+use keyward_core::signin::SignInRecord;
+use keyward_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{App, AppError};
+
+/// The most entries one transaction writes.
+const BATCH: usize = 256;
+
+type Answer = oneshot::Sender<Result<(), Arc<StoreError>>>;
+
+/// This node's writer of sign-in log entries, started at the first entry (on the runtime that
+/// writes it).
+#[derive(Debug, Default)]
+pub(crate) struct SignInLog {
+    queue: OnceLock<mpsc::UnboundedSender<(SignInRecord, Answer)>>,
+}
+
+impl App {
+    /// Writes `record` to the sign-in log; returns once it has committed.
+    pub(crate) async fn write_sign_in(&self, record: SignInRecord) -> Result<(), AppError> {
+        let store = &self.inner.store;
+        let queue = self.inner.sign_in_log.queue.get_or_init(|| start(Arc::clone(store)));
+        let (answer, answered) = oneshot::channel();
+        let stopped = || AppError::Unexpected(anyhow::anyhow!("the sign-in log writer has stopped"));
+        queue.send((record, answer)).map_err(|_| stopped())?;
+        match answered.await.map_err(|_| stopped())? {
+            Ok(()) => Ok(()),
+            Err(err) => Err(AppError::Unexpected(anyhow::anyhow!("cannot write the sign-in log: {err}"))),
+        }
+    }
+}
+
+/// Starts the writer: it ends when the app (the queue's sender) is gone.
+fn start(store: Arc<dyn Store>) -> mpsc::UnboundedSender<(SignInRecord, Answer)> {
+    let (queue, mut waiting) = mpsc::unbounded_channel::<(SignInRecord, Answer)>();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while waiting.recv_many(&mut batch, BATCH).await > 0 {
+            let records: Vec<&SignInRecord> = batch.iter().map(|(record, _)| record).collect();
+            match insert(&*store, &records).await {
+                Ok(()) => {
+                    for (_, answer) in batch.drain(..) {
+                        let _ = answer.send(Ok(()));
+                    }
+                }
+                // One entry the store refuses must not lose the others: each alone, then.
+                Err(_) => {
+                    for (record, answer) in batch.drain(..) {
+                        let _ = answer.send(insert(&*store, &[&record]).await.map_err(Arc::new));
+                    }
+                }
+            }
+        }
+    });
+    queue
+}
+
+async fn insert(store: &dyn Store, records: &[&SignInRecord]) -> Result<(), StoreError> {
+    let mut tx = store.write().await?;
+    for record in records {
+        if let Err(err) = tx.insert_sign_in(record).await {
+            // Ended before the entries are tried one by one, which would otherwise meet it.
+            let _ = tx.rollback().await;
+            return Err(err);
+        }
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer against a real SQLite store; the sign-in log's reads are the integration
+    //! tests' (`sign_in_logs`).
+
+    use super::*;
+    use keyward_core::ids::ObjectId;
+
+    fn record(n: usize, tenant: &ObjectId) -> SignInRecord {
+        SignInRecord {
+            correlation_id: format!("c{n}"),
+            ..SignInRecord::browser(
+                format!("batched-{n}"),
+                tenant.clone(),
+                time::OffsetDateTime::now_utc(),
+                format!("user{n}@example.com"),
+                ("app", "app"),
+            )
+        }
+    }
+
+    /// Entries sent together are all written; one the store refuses (a repeated id) fails alone.
+    #[tokio::test]
+    async fn entries_sent_together_commit_and_a_refused_one_fails_alone() {
+        let store = keyward_store::open("sqlite::memory:").await.expect("store");
+        let tenant = ObjectId::from_bytes([7; 16]);
+        let queue = start(Arc::clone(&store));
+        let mut answers = Vec::new();
+        for n in 0..20 {
+            let (answer, answered) = oneshot::channel();
+            queue.send((record(n, &tenant), answer)).expect("send");
+            answers.push(answered);
+        }
+        let (answer, repeated) = oneshot::channel();
+        queue.send((record(3, &tenant), answer)).expect("send");
+        for answered in answers {
+            assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(()));
+        }
+        assert!(repeated.await.expect("answer").is_err(), "a second entry with the same id was written");
+        let mut tx = store.read().await.expect("tx");
+        for n in 0..20 {
+            let found = tx.get_sign_in(&tenant, &format!("batched-{n}")).await.expect("read");
+            assert_eq!(found.map(|it| it.correlation_id), Some(format!("c{n}")));
+        }
+    }
+}
