@@ -7,7 +7,7 @@
 //! caller still returns only once its entry is durable, and under load many entries share one
 //! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use keyward_core::signin::SignInRecord;
 use keyward_store::{Store, StoreError};
@@ -18,23 +18,38 @@ use crate::{App, AppError};
 /// The most entries one transaction writes.
 const BATCH: usize = 256;
 
+/// Entries waiting at most; a writer that falls behind slows the requests that log instead of
+/// queueing without end.
+const WAITING: usize = 4096;
+
+type Queue = mpsc::Sender<(SignInRecord, Answer)>;
+
 type Answer = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
 /// This node's writer of sign-in log entries, started at the first entry (on the runtime that
-/// writes it).
+/// writes it), and again should it have stopped (a panic, or that runtime ended).
 #[derive(Debug, Default)]
 pub(crate) struct SignInLog {
-    queue: OnceLock<mpsc::UnboundedSender<(SignInRecord, Answer)>>,
+    queue: Mutex<Option<Queue>>,
+}
+
+impl SignInLog {
+    fn queue(&self, store: &Arc<dyn Store>) -> Queue {
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*queue {
+            Some(running) if !running.is_closed() => running.clone(),
+            _ => queue.insert(start(Arc::clone(store))).clone(),
+        }
+    }
 }
 
 impl App {
     /// Writes `record` to the sign-in log; returns once it has committed.
     pub(crate) async fn write_sign_in(&self, record: SignInRecord) -> Result<(), AppError> {
-        let store = &self.inner.store;
-        let queue = self.inner.sign_in_log.queue.get_or_init(|| start(Arc::clone(store)));
+        let queue = self.inner.sign_in_log.queue(&self.inner.store);
         let (answer, answered) = oneshot::channel();
         let stopped = || AppError::Unexpected(anyhow::anyhow!("the sign-in log writer has stopped"));
-        queue.send((record, answer)).map_err(|_| stopped())?;
+        queue.send((record, answer)).await.map_err(|_| stopped())?;
         match answered.await.map_err(|_| stopped())? {
             Ok(()) => Ok(()),
             Err(err) => Err(AppError::Unexpected(anyhow::anyhow!("cannot write the sign-in log: {err}"))),
@@ -43,11 +58,15 @@ impl App {
 }
 
 /// Starts the writer: it ends when the app (the queue's sender) is gone.
-fn start(store: Arc<dyn Store>) -> mpsc::UnboundedSender<(SignInRecord, Answer)> {
-    let (queue, mut waiting) = mpsc::unbounded_channel::<(SignInRecord, Answer)>();
+fn start(store: Arc<dyn Store>) -> Queue {
+    let (queue, mut waiting) = mpsc::channel::<(SignInRecord, Answer)>(WAITING);
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
+            // In the order of the users whose activity each entry updates (stable: one user's
+            // entries keep theirs), so that two nodes' batches lock those rows in one order
+            // and cannot deadlock.
+            batch.sort_by(|(a, _), (b, _)| a.user_id.cmp(&b.user_id));
             let records: Vec<&SignInRecord> = batch.iter().map(|(record, _)| record).collect();
             match insert(&*store, &records).await {
                 Ok(()) => {
@@ -55,10 +74,19 @@ fn start(store: Arc<dyn Store>) -> mpsc::UnboundedSender<(SignInRecord, Answer)>
                         let _ = answer.send(Ok(()));
                     }
                 }
-                // One entry the store refuses must not lose the others: each alone, then.
-                Err(_) => {
+                // One entry the store refuses (a constraint) must not lose the others: each
+                // alone, then.
+                Err(StoreError::Conflict { .. }) => {
                     for (record, answer) in batch.drain(..) {
                         let _ = answer.send(insert(&*store, &[&record]).await.map_err(Arc::new));
+                    }
+                }
+                // The store itself failed (closed, locked, unreachable): every entry with it,
+                // rather than each waiting for the same failure again.
+                Err(err) => {
+                    let err = Arc::new(err);
+                    for (_, answer) in batch.drain(..) {
+                        let _ = answer.send(Err(Arc::clone(&err)));
                     }
                 }
             }
@@ -109,11 +137,11 @@ mod tests {
         let mut answers = Vec::new();
         for n in 0..20 {
             let (answer, answered) = oneshot::channel();
-            queue.send((record(n, &tenant), answer)).expect("send");
+            queue.send((record(n, &tenant), answer)).await.expect("send");
             answers.push(answered);
         }
         let (answer, repeated) = oneshot::channel();
-        queue.send((record(3, &tenant), answer)).expect("send");
+        queue.send((record(3, &tenant), answer)).await.expect("send");
         for answered in answers {
             assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(()));
         }
@@ -123,5 +151,21 @@ mod tests {
             let found = tx.get_sign_in(&tenant, &format!("batched-{n}")).await.expect("read");
             assert_eq!(found.map(|it| it.correlation_id), Some(format!("c{n}")));
         }
+    }
+
+    /// A writer that has stopped (its runtime ended, or it panicked) is started again.
+    #[tokio::test]
+    async fn a_stopped_writer_is_started_again() {
+        let store = keyward_store::open("sqlite::memory:").await.expect("store");
+        let log = SignInLog::default();
+        let (stopped, gone) = mpsc::channel(1);
+        drop(gone);
+        *log.queue.lock().expect("queue") = Some(stopped);
+        let queue = log.queue(&store);
+        assert!(!queue.is_closed(), "the stopped writer was kept");
+        let (answer, answered) = oneshot::channel();
+        let tenant = ObjectId::from_bytes([8; 16]);
+        queue.send((record(1, &tenant), answer)).await.expect("send");
+        assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(()));
     }
 }

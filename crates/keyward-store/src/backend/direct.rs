@@ -60,11 +60,29 @@ struct State {
     closed: bool,
     /// When an open last failed; none is tried again before `RETRY_AFTER`.
     failed_at: Option<Instant>,
+    /// The database file was replaced: no connection is opened again (the pool answers).
+    replaced: bool,
 }
 
 struct Kept {
     conn: Connection,
     opened: Instant,
+}
+
+/// Why no connection was opened.
+enum Unopened {
+    /// Another file is at the path now.
+    Replaced,
+    Failed(String),
+}
+
+/// Clears the open-under-way flag when dropped.
+struct Opening<'a>(&'a AtomicBool);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// A file's device and inode (unix); elsewhere files are not compared.
@@ -176,16 +194,16 @@ impl DirectReads {
         drop(idle);
     }
 
-    fn open(&self) -> Result<Connection, String> {
+    fn open(&self) -> Result<Connection, Unopened> {
         // Opened read-write (a read-only connection cannot create the WAL index if it is
         // missing) and made unable to write by `query_only`. Never created: the pool made it.
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| Unopened::Failed(err.to_string()))?;
         if FileIdentity::of(&self.path) != self.identity {
-            return Err("the database file was replaced after the server opened it; restart the server".into());
+            return Err(Unopened::Replaced);
         }
         let configured: rusqlite::Result<()> = (|| {
             // rusqlite waits 5 s for a busy database by default; here a wait would hold the thread.
@@ -197,7 +215,7 @@ impl DirectReads {
             conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             Ok(())
         })();
-        configured.map_err(|err| err.to_string())?;
+        configured.map_err(|err| Unopened::Failed(err.to_string()))?;
         conn.set_prepared_statement_cache_capacity(8);
         Ok(conn)
     }
@@ -208,12 +226,14 @@ impl DirectReads {
         {
             let state = self.state();
             let failed_recently = state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER);
-            if state.closed || failed_recently || self.opening.swap(true, Ordering::AcqRel) {
+            if state.closed || state.replaced || failed_recently || self.opening.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
         let reads = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("keyward-sqlite-open".into()).spawn(move || {
+            // Another open may start once this one ends, however it ends (a panic included).
+            let _opening = Opening(&reads.opening);
             drop(stale);
             let opened = reads.open();
             let mut state = reads.state();
@@ -222,12 +242,16 @@ impl DirectReads {
                     state.idle.push(Kept { conn, opened: Instant::now() });
                 }
                 Ok(_) => {}
-                Err(err) => {
+                Err(Unopened::Replaced) => {
+                    tracing::warn!(path = %reads.path.display(), "the database file was replaced after the server opened it; reads go through the pool from now on; restart the server");
+                    state.replaced = true;
+                    state.failed_at = Some(Instant::now());
+                }
+                Err(Unopened::Failed(err)) => {
                     tracing::warn!(path = %reads.path.display(), error = %err, "direct SQLite reads: cannot open a connection; the pool answers instead");
                     state.failed_at = Some(Instant::now());
                 }
             }
-            reads.opening.store(false, Ordering::Release);
         });
         if spawned.is_err() {
             self.opening.store(false, Ordering::Release);
@@ -417,7 +441,10 @@ mod tests {
         std::fs::rename(&other, &path).expect("replace");
         assert_eq!(read_v(&reads), Ok(None));
         assert_eq!(settled(&reads), 0, "a connection to the replacement was kept");
-        assert!(reads.state().failed_at.is_some());
+        assert!(reads.state().replaced, "the replacement was not noted");
+        reads.state().failed_at = None;
+        assert_eq!(read_v(&reads), Ok(None));
+        assert_eq!(settled(&reads), 0, "a replaced file was opened again");
         remove(&path);
         remove(&other);
     }

@@ -407,9 +407,29 @@ macro_rules! impl_backend {
         }
 
         /// A transaction on this database, the time its reads judge role windows by (see
-        /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (dropped
-        /// after the transaction ends).
-        pub(crate) struct $tx(sqlx::Transaction<'static, $db>, String, Option<WriteTurn>);
+        /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (given up
+        /// once the transaction has ended: see `Drop`).
+        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>);
+
+        impl Drop for $tx {
+            /// A write transaction dropped without commit or rollback (an error, a refusal)
+            /// keeps its turn until its rollback has run. sqlx only queues the rollback of a
+            /// dropped transaction; a writer let in before it ran would meet a locked database
+            /// and sleep in SQLite's busy handler, holding up every writer queued behind it.
+            fn drop(&mut self) {
+                let (Some(tx), Some(turn)) = (self.0.0.take(), self.2.take()) else { return };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move {
+                            let _ = tx.rollback().await;
+                            drop(turn);
+                        });
+                    }
+                    // No runtime (shutting down): sqlx's queued rollback, as without the gate.
+                    Err(_) => drop((tx, turn)),
+                }
+            }
+        }
 
         impl std::fmt::Debug for $tx {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -459,7 +479,7 @@ macro_rules! impl_backend {
             /// changed both. Only for users who have values (few do). `None` if the user is gone.
             async fn reread_with_values(&self, user: &User) -> Result<Option<User>, StoreError> {
                 let begin = $begin_read;
-                let mut tx = $tx(begin(&self.pool).await?, fmt_ts(OffsetDateTime::now_utc()), None);
+                let mut tx = $tx(Open::new(begin(&self.pool).await?), fmt_ts(OffsetDateTime::now_utc()), None);
                 tx.get_user(&user.tenant_id, &user.id).await
             }
         }
@@ -477,13 +497,13 @@ macro_rules! impl_backend {
                 };
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()), turn)))
+                Ok(Box::new($tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn)))
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_read;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(tx, fmt_ts(OffsetDateTime::now_utc()), None)))
+                Ok(Box::new($tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), None)))
             }
 
             async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -495,6 +515,9 @@ macro_rules! impl_backend {
             async fn close(&self) {
                 if let Some(direct) = &self.direct {
                     direct.close();
+                }
+                if let Some(gate) = &self.writer {
+                    gate.0.close();
                 }
                 self.pool.close().await;
             }
@@ -612,6 +635,11 @@ macro_rules! impl_backend {
 
             async fn optimize(&self) -> Result<(), StoreError> {
                 if DIALECT.is_sqlite {
+                    // Analysing writes (the statistics tables): it waits for its turn as writers do.
+                    let _turn = match &self.writer {
+                        Some(gate) => Some(gate.turn().await?),
+                        None => None,
+                    };
                     // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
                     let mut conn = self.pool.acquire().await?;
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
@@ -620,12 +648,32 @@ macro_rules! impl_backend {
                     // `tenant_id` looked selective when one tenant holds every row, and the planner
                     // chose such an index over a better one: 300 ms for one
                     // `startswith(displayName,…)` at a million users. Reading every index of
-                    // `users` takes about 1.3 s at a million users, once an hour, holding the
-                    // write lock (writers wait up to the busy timeout); memberships and the audit
-                    // log, larger and not led by `tenant_id`, stay sampled.
+                    // `users` takes about 1.3 s of a core at a million users, holding the write
+                    // lock (this server's writers wait at the gate, other processes up to the busy
+                    // timeout), so it is done only when the table has grown by a tenth since its
+                    // statistics were taken (`needs_analysis`): a server restarted on a large
+                    // directory served its first requests beside that analysis, 4 ms at p99 for a
+                    // read by id. Memberships and the audit log, larger and not led by
+                    // `tenant_id`, stay sampled.
                     sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
                     for table in ["users", "directory_groups"] {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await?;
+                        // The rows when last analysed (the largest index's count; none before the
+                        // first analysis), and the rows now, by the largest rowid (a lookup, not a
+                        // count: rows are added at the end).
+                        let analysed: Option<i64> = sqlx::query_scalar(
+                            "SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = $1",
+                        )
+                        .bind(table)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .unwrap_or(None);
+                        let rows: Option<i64> =
+                            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT max(rowid) FROM {table}")))
+                                .fetch_one(&mut *conn)
+                                .await?;
+                        if needs_analysis(analysed, rows.unwrap_or(0)) {
+                            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await?;
+                        }
                     }
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
                     // Every other connection, in this process or another, loads statistics only
@@ -664,20 +712,18 @@ macro_rules! impl_backend {
 
         #[async_trait]
         impl Tx for $tx {
-            async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-                let $tx(tx, _, turn) = *self;
+            async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+                let tx = self.0.take();
                 let committed = tx.commit().await.map_err(db);
-                // The next writer's turn once this transaction has ended. A transaction dropped
-                // without commit only queues its rollback (sqlx); a writer that begins before the
-                // rollback has run meets SQLite's busy handler, as every writer did without the gate.
-                drop(turn);
+                // The next writer's turn once this transaction has ended.
+                drop(self.2.take());
                 committed
             }
 
-            async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
-                let $tx(tx, _, turn) = *self;
+            async fn rollback(mut self: Box<Self>) -> Result<(), StoreError> {
+                let tx = self.0.take();
                 let rolled_back = tx.rollback().await.map_err(db);
-                drop(turn);
+                drop(self.2.take());
                 rolled_back
             }
         }
@@ -1019,14 +1065,53 @@ macro_rules! impl_backend {
 /// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
 
-/// SQLite's write transactions, one at a time in this process, in the order they asked.
+/// Whether a table analysed at `analysed` rows (`None`: never) with about `rows` now needs its
+/// statistics taken again: never analysed, or grown by more than a tenth (and 100 rows).
+fn needs_analysis(analysed: Option<i64>, rows: i64) -> bool {
+    match analysed {
+        None => true,
+        Some(analysed) => rows > analysed + (analysed / 10).max(100),
+    }
+}
+
+/// A transaction until it commits or rolls back; derefs to its connection, as sqlx's transaction
+/// does, so statements run on `&mut *self.0`.
+pub(crate) struct Open<DB: sqlx::Database>(Option<sqlx::Transaction<'static, DB>>);
+
+impl<DB: sqlx::Database> Open<DB> {
+    fn new(tx: sqlx::Transaction<'static, DB>) -> Open<DB> {
+        Open(Some(tx))
+    }
+
+    /// The transaction, to end it; once only (commit and rollback consume the `Tx`).
+    fn take(&mut self) -> sqlx::Transaction<'static, DB> {
+        self.0.take().expect("a transaction is ended once")
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Open<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        self.0.as_deref().expect("the transaction is open")
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Open<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.0.as_deref_mut().expect("the transaction is open")
+    }
+}
+
+/// SQLite's write transactions (and the maintenance's analysis), one at a time in this store, in
+/// the order they asked.
 ///
 /// SQLite has one writer. Without the gate, a second `BEGIN IMMEDIATE` meets a busy database and
 /// SQLite's busy handler sleeps (1 ms, then 2, 5, 10 ms and more) holding a pooled connection,
-/// while the writer it waits for needed well under a millisecond: concurrent sign-ins and grants
-/// spent most of their time asleep. Waiting here wakes the next writer as the last one ends and
-/// holds no connection. Other processes on the same file (the `keyward` commands) still meet the
-/// busy handler.
+/// while the writer it waits for needed well under a millisecond. Waiting here wakes the next
+/// writer as the last one ends (a dropped transaction's turn ends with its rollback) and holds
+/// no connection. Writers of another store on the same file (another process: the `keyward`
+/// commands) still meet the busy handler.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteGate(std::sync::Arc<tokio::sync::Semaphore>);
 
@@ -1199,6 +1284,18 @@ mod tests {
     use super::next_copy_key;
     use super::sqlite_impl::plain_file;
     use std::path::Path;
+
+    #[test]
+    fn a_table_is_analysed_whole_again_only_once_it_has_grown_by_a_tenth() {
+        use super::needs_analysis;
+        assert!(needs_analysis(None, 0), "never analysed");
+        assert!(needs_analysis(Some(0), 1_000_000), "analysed empty, then a million users added");
+        assert!(!needs_analysis(Some(1_000_000), 1_000_000), "unchanged");
+        assert!(!needs_analysis(Some(1_000_000), 1_099_000), "grown by less than a tenth");
+        assert!(needs_analysis(Some(1_000_000), 1_100_001), "grown by more than a tenth");
+        assert!(!needs_analysis(Some(10), 100), "a small directory: within 100 rows");
+        assert!(needs_analysis(Some(10), 111));
+    }
 
     #[test]
     fn direct_reads_open_only_a_plain_file() {
