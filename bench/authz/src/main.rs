@@ -68,7 +68,7 @@ fn main() {
                     ActiveRole::built_in(role.id, scope)
                 })
                 .collect();
-            Actor { id: guid(1, n), roles }
+            Actor { id: guid(1, n), roles, is_guest: false }
         })
         .collect();
     let targets: Vec<UserFacts> = (0..N_TARGETS)

@@ -122,51 +122,72 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let wants = |workload: Workload| all || args.workloads.contains(&workload);
     let backends = args.backend.list();
     let mut lines: Vec<Line> = Vec::new();
+    // A workload that fails is reported and the others still run.
+    let mut failed: Vec<String> = Vec::new();
     report::print_header();
-    let mut keep = |new: Vec<Line>| {
-        for line in &new {
-            line.print();
+    let mut keep = |what: &str, new: anyhow::Result<Vec<Line>>| match new {
+        Ok(new) => {
+            for line in &new {
+                line.print();
+            }
+            lines.extend(new);
         }
-        lines.extend(new);
+        Err(err) => {
+            eprintln!("{what} failed: {err:#}");
+            failed.push(what.to_owned());
+        }
     };
     if wants(Workload::ApiRead) {
-        let server = load::keyward_binary()?;
-        for &backend in &backends {
-            keep(api_read::run(&server, backend, 1, args.seconds).await?);
-            if backend == Backend::Postgres {
-                keep(api_read::run(&server, backend, 2, args.seconds).await?);
+        match load::keyward_binary() {
+            Ok(server) => {
+                for &backend in &backends {
+                    keep("api-read", api_read::run(&server, backend, 1, args.seconds).await);
+                    if backend == Backend::Postgres {
+                        keep("api-read, 2 nodes", api_read::run(&server, backend, 2, args.seconds).await);
+                    }
+                }
             }
+            Err(err) => keep("api-read", Err(err)),
         }
     }
     if wants(Workload::SignIn) || wants(Workload::ClientCredentials) {
-        keep(oidc::run(wants(Workload::SignIn), wants(Workload::ClientCredentials)).await);
+        for &backend in &backends {
+            keep("sign-in", Ok(oidc::run(backend, wants(Workload::SignIn), wants(Workload::ClientCredentials)).await));
+        }
     }
     if wants(Workload::Write) {
         for &backend in &backends {
             let writers = if backend == Backend::Postgres { 4 } else { 1 };
-            keep(write::run(backend, 1000, writers).await);
+            keep("write", Ok(write::run(backend, 1000, writers).await));
         }
     }
     if wants(Workload::Audit) {
         for &backend in &backends {
-            keep(audit::run(backend, &args.data_dir, args.audit_records).await?);
+            keep("audit", audit::run(backend, &args.data_dir, args.audit_records).await);
         }
     }
     if wants(Workload::Portal) {
         for &backend in &backends {
-            keep(portal::run(backend, args.portal_users, 300).await);
+            keep("portal", Ok(portal::run(backend, args.portal_users, 300).await));
         }
     }
     if wants(Workload::Authz) {
-        keep(authz::run()?);
+        keep("authz", authz::run());
     }
     if wants(Workload::Directory) {
-        let server = load::keyward_binary()?;
-        for &backend in &backends {
-            keep(directory::run(&server, backend, &args.data_dir, args.users).await?);
+        match load::keyward_binary() {
+            Ok(server) => {
+                for &backend in &backends {
+                    keep("directory", directory::run(&server, backend, &args.data_dir, args.users).await);
+                }
+            }
+            Err(err) => keep("directory", Err(err)),
         }
     }
     println!();
     report::print_summary(&lines);
+    if !failed.is_empty() {
+        anyhow::bail!("{} workload(s) failed: {}; see their errors above", failed.len(), failed.join(", "));
+    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Times two of docs/performance.md's targets through HTTP on a real server (SQLite), each against its bound
+//! Times two of docs/performance.md's targets through HTTP on a real server (SQLite or
+//! PostgreSQL), each against its bound
 //! measured in the same run:
 //!
 //! - password + TOTP sign-in through the OpenID Connect code flow (username, password, code,
@@ -63,7 +64,8 @@ async fn sign_in(app: &TestApp, client: &reqwest::Client, n: usize) {
     step("token exchange");
 }
 
-pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
+pub async fn run(backend: Backend, with_sign_in: bool, with_grants: bool) -> Vec<Line> {
+    let name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
     let sign_ins: usize = if with_sign_in { 200 } else { 0 };
     let grants: usize = if with_grants { 2000 } else { 0 };
     let mut lines = Vec::new();
@@ -78,7 +80,7 @@ pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
     // turns it off for a server behind a proxy.
     // The signing keys are cached as a server caches them (tests reload them at every use).
     let app = Arc::new(
-        TestApp::spawn_configured(Backend::Sqlite, |config| {
+        TestApp::spawn_configured(backend, |config| {
             config.limits.per_address = 0;
             config.key_cache_ttl = keyward_app::AppConfig::new(String::new()).key_cache_ttl;
         })
@@ -209,7 +211,7 @@ pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
 
     if with_sign_in {
         lines.push(Line {
-            workload: "sign-in: password + TOTP through the code flow, SQLite".into(),
+            workload: format!("sign-in: password + TOTP through the code flow, {name}"),
             figure: format!("{sign_in_rate:.1} sign-ins/s"),
             limit: format!("Argon2id (m = 19 MiB, t = 2, p = 1) {argon_rate:.1} hashes/s on {cores} cores"),
             ratio: percent(sign_in_rate, argon_rate),
@@ -219,7 +221,7 @@ pub async fn run(with_sign_in: bool, with_grants: bool) -> Vec<Line> {
     }
     if with_grants {
         lines.push(Line {
-            workload: "client-credentials grant over HTTP, SQLite".into(),
+            workload: format!("client-credentials grant over HTTP, {name}"),
             figure: format!("{} grants/s", thousands(grant_rate)),
             limit: format!("ES256 signing {}/s on {cores} cores", thousands(sign_rate)),
             ratio: percent(grant_rate, sign_rate),
