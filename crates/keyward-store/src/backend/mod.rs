@@ -425,7 +425,7 @@ macro_rules! impl_backend {
                             drop(turn);
                         });
                     }
-                    // No runtime (shutting down): sqlx's queued rollback, as without the gate.
+                    // No runtime at all: sqlx's queued rollback, as without the gate.
                     Err(_) => drop((tx, turn)),
                 }
             }
@@ -640,42 +640,42 @@ macro_rules! impl_backend {
                         Some(gate) => Some(gate.turn().await?),
                         None => None,
                     };
-                    // Bounded work per index (analysis_limit), as SQLite recommends for periodic runs.
                     let mut conn = self.pool.acquire().await?;
-                    sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
                     // Users and groups are analysed whole. Sampled, every index that leads with
                     // `tenant_id` looked selective when one tenant holds every row, and the planner
                     // chose such an index over a better one: 300 ms for one
                     // `startswith(displayName,…)` at a million users. Reading every index of
                     // `users` takes about 1.3 s of a core at a million users, holding the write
                     // lock (this server's writers wait at the gate, other processes up to the busy
-                    // timeout), so it is done only when the table has grown by a tenth since its
-                    // statistics were taken (`needs_analysis`): a server restarted on a large
-                    // directory served its first requests beside that analysis, 4 ms at p99 for a
-                    // read by id. Memberships and the audit log, larger and not led by
-                    // `tenant_id`, stay sampled.
+                    // timeout), so it is done only when the table's rows have changed by a tenth
+                    // since its statistics were taken (`needs_analysis`): a server restarted on a
+                    // large directory served its first requests beside that analysis, 4 ms at p99
+                    // for a read by id. Before `PRAGMA optimize`, which would otherwise sample a
+                    // grown table first and leave counts that look current. Memberships and the
+                    // audit log, larger and not led by `tenant_id`, stay sampled.
                     sqlx::query("PRAGMA analysis_limit = 0").execute(&mut *conn).await?;
                     for table in ["users", "directory_groups"] {
                         // The rows when last analysed (the largest index's count; none before the
-                        // first analysis), and the rows now, by the largest rowid (a lookup, not a
-                        // count: rows are added at the end).
-                        let analysed: Option<i64> = sqlx::query_scalar(
-                            "SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = $1",
-                        )
-                        .bind(table)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .unwrap_or(None);
-                        let rows: Option<i64> =
-                            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT max(rowid) FROM {table}")))
+                        // first analysis), and the rows now (a count of the smallest index: about
+                        // 60 ms at a million users, against the analysis's 1.3 s).
+                        let analysed: Option<i64> =
+                            sqlx::query_scalar("SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = $1")
+                                .bind(table)
+                                .fetch_one(&mut *conn)
+                                .await
+                                .unwrap_or(None);
+                        let rows: i64 =
+                            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
                                 .fetch_one(&mut *conn)
                                 .await?;
-                        if needs_analysis(analysed, rows.unwrap_or(0)) {
+                        if needs_analysis(analysed, rows) {
                             sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await?;
                         }
                     }
+                    // The rest with bounded work per index (analysis_limit), as SQLite recommends
+                    // for periodic runs.
                     sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *conn).await?;
                     // Every other connection, in this process or another, loads statistics only
                     // with the schema, and reloads the schema only when its version changes: a
                     // server started on a small directory kept planning its pooled connections'
@@ -1065,12 +1065,12 @@ macro_rules! impl_backend {
 /// Days the audit log keeps records unless the tenant says otherwise (Entra P1).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: i64 = 30;
 
-/// Whether a table analysed at `analysed` rows (`None`: never) with about `rows` now needs its
-/// statistics taken again: never analysed, or grown by more than a tenth (and 100 rows).
+/// Whether a table analysed at `analysed` rows (`None`: never) with `rows` now needs its
+/// statistics taken again: never analysed, or grown or shrunk by more than a tenth (and 100 rows).
 fn needs_analysis(analysed: Option<i64>, rows: i64) -> bool {
     match analysed {
         None => true,
-        Some(analysed) => rows > analysed + (analysed / 10).max(100),
+        Some(analysed) => rows.abs_diff(analysed) > (analysed / 10).max(100).unsigned_abs(),
     }
 }
 
@@ -1109,8 +1109,9 @@ impl<DB: sqlx::Database> std::ops::DerefMut for Open<DB> {
 /// SQLite has one writer. Without the gate, a second `BEGIN IMMEDIATE` meets a busy database and
 /// SQLite's busy handler sleeps (1 ms, then 2, 5, 10 ms and more) holding a pooled connection,
 /// while the writer it waits for needed well under a millisecond. Waiting here wakes the next
-/// writer as the last one ends (a dropped transaction's turn ends with its rollback) and holds
-/// no connection. Writers of another store on the same file (another process: the `keyward`
+/// writer as the last one ends (a dropped transaction's turn ends with its rollback; only a
+/// commit cancelled midway gives its turn up before sqlx's queued rollback has run) and holds no
+/// connection. Writers of another store on the same file (another process: the `keyward`
 /// commands) still meet the busy handler.
 #[derive(Debug, Clone)]
 pub(crate) struct WriteGate(std::sync::Arc<tokio::sync::Semaphore>);
@@ -1286,7 +1287,7 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn a_table_is_analysed_whole_again_only_once_it_has_grown_by_a_tenth() {
+    fn a_table_is_analysed_whole_again_only_once_its_rows_changed_by_a_tenth() {
         use super::needs_analysis;
         assert!(needs_analysis(None, 0), "never analysed");
         assert!(needs_analysis(Some(0), 1_000_000), "analysed empty, then a million users added");
@@ -1295,6 +1296,8 @@ mod tests {
         assert!(needs_analysis(Some(1_000_000), 1_100_001), "grown by more than a tenth");
         assert!(!needs_analysis(Some(10), 100), "a small directory: within 100 rows");
         assert!(needs_analysis(Some(10), 111));
+        assert!(needs_analysis(Some(1_000_000), 899_999), "shrunk by more than a tenth");
+        assert!(!needs_analysis(Some(1_000_000), 950_000), "shrunk by less than a tenth");
     }
 
     #[test]
