@@ -245,7 +245,6 @@ impl DirectReads {
                 Err(Unopened::Replaced) => {
                     tracing::warn!(path = %reads.path.display(), "the database file was replaced after the server opened it; reads go through the pool from now on; restart the server");
                     state.replaced = true;
-                    state.failed_at = Some(Instant::now());
                 }
                 Err(Unopened::Failed(err)) => {
                     tracing::warn!(path = %reads.path.display(), error = %err, "direct SQLite reads: cannot open a connection; the pool answers instead");
@@ -442,7 +441,6 @@ mod tests {
         assert_eq!(read_v(&reads), Ok(None));
         assert_eq!(settled(&reads), 0, "a connection to the replacement was kept");
         assert!(reads.state().replaced, "the replacement was not noted");
-        reads.state().failed_at = None;
         assert_eq!(read_v(&reads), Ok(None));
         assert_eq!(settled(&reads), 0, "a replaced file was opened again");
         remove(&path);

@@ -474,6 +474,14 @@ macro_rules! impl_backend {
         }
 
         impl $store {
+            /// This store's turn to write (SQLite's gate; PostgreSQL has none).
+            async fn write_turn(&self) -> Result<Option<WriteTurn>, StoreError> {
+                match &self.writer {
+                    Some(gate) => Ok(Some(gate.turn().await?)),
+                    None => Ok(None),
+                }
+            }
+
             /// The user again, with their multi-valued properties, from one snapshot: the row read
             /// alone and the values read by a second statement could straddle an update that
             /// changed both. Only for users who have values (few do). `None` if the user is gone.
@@ -491,10 +499,7 @@ macro_rules! impl_backend {
             }
 
             async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
-                let turn = match &self.writer {
-                    Some(gate) => Some(gate.turn().await?),
-                    None => None,
-                };
+                let turn = self.write_turn().await?;
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
                 Ok(Box::new($tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn)))
@@ -636,10 +641,7 @@ macro_rules! impl_backend {
             async fn optimize(&self) -> Result<(), StoreError> {
                 if DIALECT.is_sqlite {
                     // Analysing writes (the statistics tables): it waits for its turn as writers do.
-                    let _turn = match &self.writer {
-                        Some(gate) => Some(gate.turn().await?),
-                        None => None,
-                    };
+                    let _turn = self.write_turn().await?;
                     let mut conn = self.pool.acquire().await?;
                     // Users and groups are analysed whole. Sampled, every index that leads with
                     // `tenant_id` looked selective when one tenant holds every row, and the planner
