@@ -488,6 +488,8 @@ impl App {
         let id = parse_app_id(key)?;
         let now = self.now();
         let mut tx = self.write().await?;
+        // Its service principal's role assignments end with it: a demotion (see `facts::user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;

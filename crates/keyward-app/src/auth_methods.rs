@@ -677,11 +677,12 @@ impl App {
         };
         let now = self.now();
         // Both actions again on the write transaction's facts (the target may have changed while
-        // the password was hashed), with role changes held off until commit.
+        // the password was hashed), with role changes (a disable included) held off from before
+        // the user is read until commit (`user_facts`).
         let mut tx = self.write().await?;
         let activity = Activity::ResetPasswordByAdmin;
-        tx.lock_role_changes(&caller.tenant.id).await?;
-        let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        tx.share_role_changes(&caller.tenant.id).await?;
+        let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
             .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));

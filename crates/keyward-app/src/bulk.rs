@@ -29,7 +29,8 @@ use crate::{App, AppError, Caller, require};
 const LEASE: Duration = Duration::minutes(2);
 /// Items read at a time.
 const BATCH: usize = 20;
-/// Users planned per read transaction (facts take the tenant's role-change lock: held briefly).
+/// Users planned per read transaction (facts take the tenant's role-change lock, shared: role
+/// changes wait for the chunk).
 const PLAN_CHUNK: usize = 50;
 /// Running jobs at once, per caller and per tenant.
 const RUNNING_PER_CALLER: i64 = 2;

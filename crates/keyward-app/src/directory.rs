@@ -128,6 +128,16 @@ pub(crate) async fn resolve_user(tx: &mut dyn Tx, tenant: &Tenant, key: &str) ->
     found.ok_or_else(|| AppError::NotFound(key.to_owned()))
 }
 
+/// [`resolve_user`] for a change that writes the user back: the row is read locked
+/// (`get_user_for_update`), so two changes to one user cannot undo each other.
+pub(crate) async fn resolve_user_for_update(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<User, AppError> {
+    let id = match ObjectId::parse(key) {
+        Some(id) => id,
+        None => resolve_user(tx, tenant, key).await?.id,
+    };
+    tx.get_user_for_update(&tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))
+}
+
 /// Graph's answer to an id that is not a GUID where only object ids are accepted.
 fn invalid_id(key: &str) -> AppError {
     AppError::BadRequest(format!("Invalid object identifier '{key}'."))
@@ -416,7 +426,16 @@ impl App {
             None => None,
         };
         let mut tx = self.write().await?;
-        let current = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        if patch.account_enabled.is_some() {
+            // Disabling a Global Administrator is a demotion, enabling one a promotion: held
+            // apart from the tenant's other role changes and from decisions (see `user_facts`).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        } else {
+            // Before the user is read: the row is written back whole, so a disable committed
+            // between this read and the decision's lock would be undone.
+            tx.share_role_changes(&caller.tenant.id).await?;
+        }
+        let current = resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;
         if let Err(err) = needed.iter().try_for_each(|action| require(caller, action, Target::User(&facts))) {
             return Err(self
@@ -473,6 +492,8 @@ impl App {
     pub async fn delete_user(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
+        // The user's roles end with it: a demotion (see `user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         if let Err(err) = require(caller, actions::USERS_DELETE, Target::User(&facts)) {

@@ -21,11 +21,17 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
 /// Everything the rules weigh about a target user: roles (held, or eligible for), role-assignable
 /// groups, units, and whether the user is the last enabled Global Administrator.
 ///
-/// Takes the tenant's role-change lock first (PostgreSQL; SQLite writers are serial anyway): every
-/// change that can make a user an administrator takes it too, so a target cannot be promoted
-/// between this decision and its transaction's commit.
+/// Takes the tenant's role-change lock first, shared (PostgreSQL; SQLite writers are serial
+/// anyway). The changes that decide who is privileged or who may act on whom take it exclusive:
+/// role assignments and eligibilities, role definitions, role-assignable groups' members,
+/// administrative units' members, consent, and disabling, deleting or restoring a user, a service
+/// principal or an application. So a target cannot be promoted (nor the second-to-last Global
+/// Administrator removed) between this decision and its transaction's commit, while decisions run
+/// side by side. A change takes the exclusive lock before anything it decides on (asking for it
+/// after the shared one could deadlock); a write use case that writes the user back takes the
+/// shared lock before reading the user, so a disable cannot commit in between.
 pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<UserFacts, AppError> {
-    tx.lock_role_changes(&tenant.id).await?;
+    tx.share_role_changes(&tenant.id).await?;
     let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
     // A user eligible for a role is protected as if they held it: whoever could take over the
     // account could activate the role (its MFA included, with a Temporary Access Pass).
@@ -47,7 +53,7 @@ pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
     });
     let is_last_active_global_administrator = holds_global_admin
         && user.account_enabled
-        && global_administrators(tx, tenant, &RoleChange::RemoveUser(&user.id)).await?.is_empty();
+        && administrators_after(tx, tenant, &RoleChange::RemoveUser(&user.id)).await?.is_empty();
     let units = tx.list_units_of(&user.id).await?;
     Ok(UserFacts {
         id: Some(user.id.clone()),
@@ -76,8 +82,8 @@ pub(crate) async fn service_principal_facts(
     tenant: &Tenant,
     principal: &ObjectId,
 ) -> Result<ApplicationFacts, AppError> {
-    // Promotions take this lock too (see `user_facts`).
-    tx.lock_role_changes(&tenant.id).await?;
+    // Promotions take this lock exclusive (see `user_facts`).
+    tx.share_role_changes(&tenant.id).await?;
     Ok(ApplicationFacts { is_privileged: !tx.list_role_assignments_for(&tenant.id, principal).await?.is_empty() })
 }
 
@@ -109,7 +115,7 @@ pub(crate) enum RoleChange<'a> {
 }
 
 /// The enabled users who would hold Global Administrator tenant-wide and permanently after `change`, directly or
-/// through a role-assignable group. Takes the tenant's role-change lock first, so two concurrent
+/// through a role-assignable group. Takes the tenant's role-change lock first, exclusive, so two concurrent
 /// changes cannot both see a second administrator that the other removes.
 pub(crate) async fn global_administrators(
     tx: &mut dyn Tx,
@@ -117,6 +123,16 @@ pub(crate) async fn global_administrators(
     change: &RoleChange<'_>,
 ) -> Result<Vec<ObjectId>, AppError> {
     tx.lock_role_changes(&tenant.id).await?;
+    administrators_after(tx, tenant, change).await
+}
+
+/// [`global_administrators`] under whichever role-change lock the transaction holds: a decision
+/// (shared) or a change (exclusive).
+async fn administrators_after(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    change: &RoleChange<'_>,
+) -> Result<Vec<ObjectId>, AppError> {
     let filter = AssignmentFilter {
         role_definition_id: Some(vec![roles::GLOBAL_ADMINISTRATOR.to_owned()]),
         directory_scope_id: Some(vec!["/".to_owned()]),

@@ -882,7 +882,8 @@ impl App {
         if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
             return Ok(PasswordChange::LockedWhileChecking);
         }
-        let mut fresh = tx.get_user(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        let mut fresh =
+            tx.get_user_for_update(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
         fresh.force_change_password_next_sign_in = false;
         // The cut-off is taken now, after hashing, so nothing issued while the new password was
         // hashed survives it.
@@ -1541,7 +1542,7 @@ impl App {
         let now = self.now();
         let mut tx = self.write().await?;
         let mut fresh = tx
-            .get_user(&flow.tenant.id, &user.id)
+            .get_user_for_update(&flow.tenant.id, &user.id)
             .await?
             .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
         let target = end_sessions(&mut *tx, &mut fresh, now).await?;

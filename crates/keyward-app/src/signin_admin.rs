@@ -115,7 +115,10 @@ impl App {
         activity: Activity,
     ) -> Result<(Box<dyn Tx>, User), AppError> {
         let mut tx = tx;
-        let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        // Before the user is read, which may be written back whole: a disable cannot commit
+        // between the read and the decision (see `user_facts`).
+        tx.share_role_changes(&caller.tenant.id).await?;
+        let user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         match require(caller, action, Target::User(&facts)) {
             Ok(()) => Ok((tx, user)),
@@ -165,8 +168,10 @@ impl App {
         require_scope(caller, actions::USERS_INVALIDATE_REFRESH_TOKENS, true)?;
         let now = self.now();
         let mut tx = self.write().await?;
-        let mut fresh =
-            tx.get_user(&caller.tenant.id, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        let mut fresh = tx
+            .get_user_for_update(&caller.tenant.id, &user.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
         let target = end_sessions(&mut *tx, &mut fresh, now).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target])]).await?;
         Ok(())
@@ -229,7 +234,9 @@ impl App {
     ) -> Result<Option<TapView>, AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let mut user = resolve_user(&mut *tx, &caller.tenant, key).await?;
+        // Before the user is read (see `authorized_target`).
+        tx.share_role_changes(&caller.tenant.id).await?;
+        let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
         if decision.is_ok() {

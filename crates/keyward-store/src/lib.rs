@@ -226,6 +226,11 @@ pub trait UserStore: Send {
     async fn update_user(&mut self, user: &User) -> Result<(), StoreError>;
     async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
+    /// [`get_user`](Self::get_user) for a change that writes the user back (`update_user`
+    /// replaces every property): the row is locked until the transaction ends (PostgreSQL
+    /// `FOR UPDATE`; SQLite's writers are serial), so a concurrent change to it either committed
+    /// before this read or waits for this transaction, and neither undoes the other.
+    async fn get_user_for_update(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
     /// The users among `ids` that exist, in no particular order (one query, for pages of references).
     async fn get_users(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<User>, StoreError>;
     /// Finds a user by user principal name, case-insensitively.
@@ -605,7 +610,9 @@ pub trait ServiceDeskStore: Send {
         policy: &keyward_core::dual_control::DualControl,
     ) -> Result<(), StoreError>;
     async fn insert_service_desk_request(&mut self, request: &ServiceDeskRequest) -> Result<(), StoreError>;
-    /// How many of `requester`'s requests wait for a decision at `now`.
+    /// How many of `requester`'s requests wait for a decision at `now`. Holds the requester's
+    /// lock until the transaction ends (PostgreSQL; SQLite's writers are serial), so concurrent
+    /// requests of one administrator count each other before one more is added.
     async fn count_pending_service_desk_requests(
         &mut self,
         tenant: &ObjectId,
@@ -849,9 +856,17 @@ pub trait RoleStore: Send {
     async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError>;
     /// Whether `user` is a member or owner of any role-assignable group.
     async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError>;
-    /// Serialises changes to who holds roles in a tenant until the transaction ends (PostgreSQL:
-    /// an advisory lock; SQLite's write transactions are serial already).
+    /// The tenant's role-change lock, exclusive, until the transaction ends: for a change to who
+    /// holds roles or who is protected (a promotion, a demotion, disabling or deleting a user).
+    /// Such a transaction takes it before anything it decides on. PostgreSQL: an advisory lock;
+    /// SQLite's write transactions are serial already.
     async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError>;
+    /// The same lock, shared, until the transaction ends: for a decision on a target's roles,
+    /// so no promotion or demotion commits between the decision and this transaction's end,
+    /// while decisions in the tenant run side by side. Nothing when the transaction holds the
+    /// lock already; asking for it exclusive afterwards is a bug (two such transactions would
+    /// wait for each other), which debug builds stop at.
+    async fn share_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError>;
     async fn get_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<RoleAssignment>, StoreError>;
     /// Role assignments matching `filter`, ordered by id, starting after `after`.
     async fn list_role_assignments(

@@ -105,6 +105,8 @@ impl App {
         .await?;
         let now = self.now();
         let mut tx = self.write().await?;
+        // A role's permissions decide who is privileged (see `facts::user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let current = match self.find_role(&mut *tx, caller, id).await? {
             None => return Err(AppError::NotFound(id.to_owned())),
             Some(RoleDef::BuiltIn(_)) => {

@@ -166,6 +166,8 @@ impl App {
             ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
         let now = self.now();
         let mut tx = self.write().await?;
+        // Its role assignments end with it: a demotion (see `facts::user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let principal = tx
             .get_service_principal(&caller.tenant.id, &id)
             .await?

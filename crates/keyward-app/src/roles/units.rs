@@ -169,6 +169,9 @@ impl App {
         .await?;
         let now = self.now();
         let mut tx = self.write().await?;
+        // Its scoped assignments and memberships end: who may act on whom changes (see
+        // `facts::user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
         let filter =
             AssignmentFilter { directory_scope_id: Some(vec![unit_scope(&unit.id)]), ..AssignmentFilter::default() };
@@ -263,6 +266,8 @@ impl App {
         .await?;
         let now = self.now();
         let mut tx = self.write().await?;
+        // Leaving a unit changes who may act on the member (see `facts::user_facts`).
+        tx.lock_role_changes(&caller.tenant.id).await?;
         let unit = self.resolve_unit(&mut *tx, caller, key).await?;
         let member = resolve_object(&mut *tx, &caller.tenant, member_key).await?;
         match tx.delete_administrative_unit_member(&unit.id, member.id()).await {

@@ -408,8 +408,14 @@ macro_rules! impl_backend {
 
         /// A transaction on this database, the time its reads judge role windows by (see
         /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (given up
-        /// once the transaction has ended: see `Drop`).
-        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>);
+        /// once the transaction has ended: see `Drop`), and which role-change lock it holds.
+        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>, RoleLock);
+
+        impl $tx {
+            fn new(tx: sqlx::Transaction<'static, $db>, turn: Option<WriteTurn>) -> Self {
+                $tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None)
+            }
+        }
 
         impl Drop for $tx {
             /// A write transaction dropped without commit or rollback (an error, a refusal)
@@ -487,7 +493,7 @@ macro_rules! impl_backend {
             /// changed both. Only for users who have values (few do). `None` if the user is gone.
             async fn reread_with_values(&self, user: &User) -> Result<Option<User>, StoreError> {
                 let begin = $begin_read;
-                let mut tx = $tx(Open::new(begin(&self.pool).await?), fmt_ts(OffsetDateTime::now_utc()), None);
+                let mut tx = $tx::new(begin(&self.pool).await?, None);
                 tx.get_user(&user.tenant_id, &user.id).await
             }
         }
@@ -502,13 +508,13 @@ macro_rules! impl_backend {
                 let turn = self.write_turn().await?;
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn)))
+                Ok(Box::new($tx::new(tx, turn)))
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let begin = $begin_read;
                 let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), None)))
+                Ok(Box::new($tx::new(tx, None)))
             }
 
             async fn schema_version(&self) -> Result<i64, StoreError> {
@@ -736,6 +742,26 @@ macro_rules! impl_backend {
             async fn advisory_lock(&mut self, key: String) -> Result<(), StoreError> {
                 if DIALECT.row_locks {
                     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(key).execute(&mut *self.0).await?;
+                }
+                Ok(())
+            }
+
+            /// The tenant's role-change lock in the mode asked, unless this transaction holds it
+            /// already (PostgreSQL: advisory locks until the transaction ends; SQLite: only
+            /// noted, its write transactions being serial).
+            async fn role_lock(&mut self, tenant: &ObjectId, exclusive: bool) -> Result<(), StoreError> {
+                let Some(taken) = self.3.to_take(tenant, exclusive) else { return Ok(()) };
+                if DIALECT.row_locks {
+                    let sql = if exclusive {
+                        "SELECT pg_advisory_xact_lock(hashtext($1))"
+                    } else {
+                        "SELECT pg_advisory_xact_lock_shared(hashtext($1))"
+                    };
+                    sqlx::query(sql).bind(format!("keyward-roles-{tenant}")).execute(&mut *self.0).await?;
+                }
+                // A second tenant in one transaction (none does) keeps the first noted.
+                if self.3 == RoleLock::None || matches!(&self.3, RoleLock::Shared(held) if held == tenant) {
+                    self.3 = taken;
                 }
                 Ok(())
             }
@@ -1076,6 +1102,38 @@ fn needs_analysis(analysed: Option<i64>, rows: i64) -> bool {
     }
 }
 
+/// The tenant role-change lock a transaction holds (see `Tx::lock_role_changes` and
+/// `Tx::share_role_changes`). Kept on SQLite too, where the lock itself is not needed, so the
+/// tests of both databases catch a use case that asks in the wrong order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RoleLock {
+    None,
+    Shared(ObjectId),
+    Exclusive(ObjectId),
+}
+
+impl RoleLock {
+    /// What a transaction holding `self` must do to hold the lock on `tenant` in the mode asked
+    /// (`exclusive`): `None` when it holds it already (an exclusive lock covers a shared one).
+    fn to_take(&self, tenant: &ObjectId, exclusive: bool) -> Option<RoleLock> {
+        let wanted = if exclusive { RoleLock::Exclusive(tenant.clone()) } else { RoleLock::Shared(tenant.clone()) };
+        match self {
+            RoleLock::Exclusive(held) if held == tenant => None,
+            RoleLock::Shared(held) if held == tenant && !exclusive => None,
+            RoleLock::Shared(held) if held == tenant => {
+                // Two transactions holding the shared lock that both ask for the exclusive one
+                // wait for each other (PostgreSQL ends one of them with a deadlock error after
+                // a second). A use case that changes who holds roles takes the exclusive lock
+                // before anything it decides on; the tests of both databases run this check.
+                debug_assert!(false, "the role-change lock is taken exclusive after shared: take it exclusive first");
+                tracing::warn!("the role-change lock was taken exclusive after shared; this may deadlock");
+                Some(wanted)
+            }
+            _ => Some(wanted),
+        }
+    }
+}
+
 /// A transaction until it commits or rolls back; derefs to its connection, as sqlx's transaction
 /// does, so statements run on `&mut *self.0`.
 pub(crate) struct Open<DB: sqlx::Database>(Option<sqlx::Transaction<'static, DB>>);
@@ -1300,6 +1358,28 @@ mod tests {
         assert!(needs_analysis(Some(10), 111));
         assert!(needs_analysis(Some(1_000_000), 899_999), "shrunk by more than a tenth");
         assert!(!needs_analysis(Some(1_000_000), 950_000), "shrunk by less than a tenth");
+    }
+
+    #[test]
+    fn a_role_change_lock_held_is_not_asked_for_again() {
+        use super::RoleLock;
+        use keyward_core::ids::ObjectId;
+        let (tenant, other) = (ObjectId::from_bytes([1; 16]), ObjectId::from_bytes([2; 16]));
+        assert_eq!(RoleLock::None.to_take(&tenant, false), Some(RoleLock::Shared(tenant.clone())));
+        assert_eq!(RoleLock::None.to_take(&tenant, true), Some(RoleLock::Exclusive(tenant.clone())));
+        assert_eq!(RoleLock::Shared(tenant.clone()).to_take(&tenant, false), None, "shared, held");
+        assert_eq!(RoleLock::Exclusive(tenant.clone()).to_take(&tenant, false), None, "exclusive covers shared");
+        assert_eq!(RoleLock::Exclusive(tenant.clone()).to_take(&tenant, true), None, "exclusive, held");
+        assert_eq!(RoleLock::Exclusive(tenant).to_take(&other, false), Some(RoleLock::Shared(other.clone())));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "take it exclusive first")]
+    fn asking_for_the_exclusive_lock_after_the_shared_one_is_a_bug() {
+        use super::RoleLock;
+        let tenant = keyward_core::ids::ObjectId::from_bytes([1; 16]);
+        let _ = RoleLock::Shared(tenant.clone()).to_take(&tenant, true);
     }
 
     #[test]

@@ -276,8 +276,11 @@ macro_rules! impl_role_stores {
             }
 
             async fn lock_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
-                self.advisory_lock(format!("keyward-roles-{tenant}")).await?;
-                Ok(())
+                self.role_lock(tenant, true).await
+            }
+
+            async fn share_role_changes(&mut self, tenant: &ObjectId) -> Result<(), StoreError> {
+                self.role_lock(tenant, false).await
             }
 
             async fn get_role_assignment(

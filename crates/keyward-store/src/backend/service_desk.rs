@@ -295,6 +295,7 @@ macro_rules! impl_service_desk_store {
                 requester: &ObjectId,
                 now: OffsetDateTime,
             ) -> Result<i64, StoreError> {
+                self.advisory_lock(format!("keyward-desk-{tenant}-{requester}")).await?;
                 let count: i64 = sqlx::query_scalar(concat!(
                     "SELECT COUNT(*) FROM service_desk_requests WHERE tenant_id = $1 AND requester_id = $2 ",
                     "AND status = 'pendingApproval' AND expires_at > $3"

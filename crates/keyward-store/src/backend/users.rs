@@ -43,6 +43,34 @@ pub(super) const HAS_VALUES: &str =
 /// Implements `UserStore` for a backend's transaction type.
 macro_rules! impl_user_store {
     ($tx:ident, $db:ty) => {
+        impl $tx {
+            /// The one user whose `key_column` is `key`; with `lock`, its row locked until the
+            /// transaction ends.
+            async fn one_user(
+                &mut self,
+                tenant: &ObjectId,
+                key_column: &str,
+                key: &str,
+                lock: bool,
+            ) -> Result<Option<User>, StoreError> {
+                let suffix = if lock { " FOR UPDATE OF users" } else { "" };
+                let sql = format!(
+                    "SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND {key_column} = $2{suffix}"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(key)
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut users = vec![Self::user_from_row(&row)?];
+                if row.try_get::<bool, _>("has_values")? {
+                    self.load_user_values(&mut users).await?;
+                }
+                Ok(users.pop())
+            }
+        }
+
         #[async_trait]
         impl UserStore for $tx {
             async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
@@ -82,18 +110,15 @@ macro_rules! impl_user_store {
             }
 
             async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError> {
-                let sql = format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND id = $2");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut users = vec![Self::user_from_row(&row)?];
-                if row.try_get::<bool, _>("has_values")? {
-                    self.load_user_values(&mut users).await?;
-                }
-                Ok(users.pop())
+                self.one_user(tenant, "id", id.as_str(), false).await
+            }
+
+            async fn get_user_for_update(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<User>, StoreError> {
+                self.one_user(tenant, "id", id.as_str(), DIALECT.row_locks).await
             }
 
             async fn get_users(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<User>, StoreError> {
@@ -111,19 +136,7 @@ macro_rules! impl_user_store {
             }
 
             async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError> {
-                let sql =
-                    format!("SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND upn_lc = $2");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(upn.to_lowercase())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut users = vec![Self::user_from_row(&row)?];
-                if row.try_get::<bool, _>("has_values")? {
-                    self.load_user_values(&mut users).await?;
-                }
-                Ok(users.pop())
+                self.one_user(tenant, "upn_lc", &upn.to_lowercase(), false).await
             }
 
             async fn list_users(

@@ -407,7 +407,40 @@ async fn the_portal_sends_for_approval_and_approves(backend: Backend) {
     assert_ne!(sign_in_title(&app, "chief", &pass).await, "Enter password", "the pass works once approved");
 }
 
+/// One administrator has at most 20 requests waiting, even when they ask for many at once: the
+/// count and the new request are one step (PostgreSQL: the requester's lock; SQLite: one writer),
+/// so concurrent requests count each other.
+async fn concurrent_requests_of_one_administrator_stop_at_the_cap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, desk) = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    person(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let mut targets = Vec::new();
+    for n in 0..24 {
+        let user = app.create_user(&format!("boss{n}"), &format!("Boss {n}")).await;
+        let id = user["id"].as_str().expect("id").to_owned();
+        app.assign_role(&id, roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "/").await;
+        targets.push(id);
+    }
+    let on = app.patch(POLICY, &json!({"dualControlEnabled": true})).await;
+    assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in &targets {
+        let (client, url, token) = (app.client.clone(), format!("{}{}", app.base_url, tap(target)), desk.clone());
+        tasks.spawn(async move {
+            client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("request").status()
+        });
+    }
+    let statuses = tasks.join_all().await;
+    let held = statuses.iter().filter(|it| **it == StatusCode::ACCEPTED).count();
+    let refused = statuses.iter().filter(|it| **it == StatusCode::FORBIDDEN).count();
+    assert_eq!((held, refused), (20, 4), "{statuses:?}");
+    let waiting = app.get(&format!("{REQUESTS}?$top=100")).await;
+    let count = waiting.body["value"].as_array().map(Vec::len);
+    assert_eq!(count, Some(20), "{}", waiting.text);
+}
+
 keyward_testkit::on_both_backends!(
     dual_control_holds_privileged_targets_for_a_second_administrator,
-    the_portal_sends_for_approval_and_approves
+    the_portal_sends_for_approval_and_approves,
+    concurrent_requests_of_one_administrator_stop_at_the_cap
 );

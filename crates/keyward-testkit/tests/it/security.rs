@@ -690,7 +690,9 @@ async fn revocation_authenticates_confidential_clients(backend: Backend) {
 /// A promotion and a target-sensitive decision never interleave: while a transaction holding the
 /// role-change lock makes Grace a Global Administrator, an Authentication Administrator's pass
 /// for her waits and is then refused; and a real role assignment waits while a decision holds
-/// the lock. (On SQLite writers are serial anyway; on PostgreSQL the advisory lock does it.)
+/// the lock. Decisions do not wait for each other: a pass is created while another transaction
+/// holds the lock for a decision. (On SQLite writers are serial anyway; on PostgreSQL the
+/// advisory lock does it, exclusive for changes and shared for decisions.)
 async fn no_promotion_between_decision_and_commit(backend: Backend) {
     use keyward_core::authz::roles;
     let app = TestApp::spawn(backend).await;
@@ -734,7 +736,7 @@ async fn no_promotion_between_decision_and_commit(backend: Backend) {
     // A decision in flight: a real role assignment waits for it.
     let adele = app.create_user("adele", "Adele Vance").await["id"].as_str().expect("id").to_owned();
     let mut decision = store.write().await.expect("tx");
-    decision.lock_role_changes(&tenant).await.expect("lock");
+    decision.share_role_changes(&tenant).await.expect("lock");
     let assign = {
         let (client, url, token) = (
             app.client.clone(),
@@ -751,6 +753,85 @@ async fn no_promotion_between_decision_and_commit(backend: Backend) {
     assert!(!assign.is_finished(), "the promotion must wait for the decision in flight");
     decision.commit().await.expect("commit");
     assert_eq!(assign.await.expect("task"), StatusCode::CREATED);
+
+    // A decision in flight (a read transaction, which holds no SQLite lock): another decision,
+    // a pass for Lynne, does not wait for it.
+    let lynne = app.create_user("lynne", "Lynne Robbins").await["id"].as_str().expect("id").to_owned();
+    let mut decision = store.read().await.expect("tx");
+    decision.share_role_changes(&tenant).await.expect("lock");
+    let pass = app
+        .client
+        .post(format!("{}/v1.0/users/{lynne}/authentication/temporaryAccessPassMethods", app.base_url))
+        .bearer_auth(&desk_token)
+        .json(&json!({}))
+        .send();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), pass)
+        .await
+        .expect("a decision must not wait for another decision")
+        .expect("send")
+        .status();
+    assert_eq!(status, StatusCode::CREATED);
+    decision.commit().await.expect("commit");
+    store.close().await;
+}
+
+/// A disable in flight is not undone by a service-desk write on the same user that read the user
+/// before it committed: the write takes the role-change lock (shared) before reading the user,
+/// so it waits for the disable (PostgreSQL: the advisory lock; SQLite: one writer) and writes
+/// back the disabled user.
+async fn a_disable_in_flight_is_not_undone_by_a_concurrent_write(backend: Backend) {
+    use keyward_core::authz::roles;
+    let app = TestApp::spawn(backend).await;
+    let ruth = app.create_user("ruth", "Ruth Moss").await["id"].as_str().expect("id").to_owned();
+    let ruth_id = keyward_core::ids::ObjectId::parse(&ruth).expect("id");
+    let desk = app.create_user("desk", "Desk Agent").await;
+    app.assign_role(desk["id"].as_str().expect("id"), roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let desk_token = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+
+    let mut disable = store.write().await.expect("tx");
+    disable.lock_role_changes(&tenant).await.expect("lock");
+    let mut user = disable.get_user(&tenant, &ruth_id).await.expect("read").expect("ruth");
+    user.account_enabled = false;
+    disable.update_user(&user).await.expect("disable");
+    let revoke = {
+        let (client, url, token) =
+            (app.client.clone(), format!("{}/v1.0/users/{ruth}/revokeSignInSessions", app.base_url), desk_token);
+        tokio::spawn(async move { client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send") })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!revoke.is_finished(), "the write must wait for the disable in flight");
+    disable.commit().await.expect("commit");
+    let answer = revoke.await.expect("task");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let after = app.get(&format!("/v1.0/users/{ruth}?$select=accountEnabled")).await;
+    assert_eq!(after.body["accountEnabled"], false, "the disable holds: {}", after.text);
+
+    // Two writes that each write the user back whole: a revocation in flight (the row read
+    // locked) is not undone by a rename that read the user before it committed.
+    let mut revoke = store.write().await.expect("tx");
+    let mut user = revoke.get_user_for_update(&tenant, &ruth_id).await.expect("read").expect("ruth");
+    let cut_off = app.app.now() + time::Duration::seconds(30);
+    let cut_off = cut_off.replace_microsecond(cut_off.microsecond()).expect("stored in microseconds");
+    user.sign_in_sessions_valid_from = cut_off;
+    revoke.update_user(&user).await.expect("revoke");
+    let rename = {
+        let (client, url, token) =
+            (app.client.clone(), format!("{}/v1.0/users/{ruth}", app.base_url), app.admin_token.clone());
+        tokio::spawn(async move {
+            client.patch(url).bearer_auth(token).json(&json!({"displayName": "Ruth Moss-Hale"})).send().await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!rename.is_finished(), "the rename must wait for the revocation in flight");
+    revoke.commit().await.expect("commit");
+    assert_eq!(rename.await.expect("task").expect("send").status(), StatusCode::NO_CONTENT);
+    let mut check = store.read().await.expect("tx");
+    let user = check.get_user(&tenant, &ruth_id).await.expect("read").expect("ruth");
+    assert_eq!(user.display_name, "Ruth Moss-Hale");
+    assert_eq!(user.sign_in_sessions_valid_from, cut_off, "the revocation holds");
+    drop(check);
     store.close().await;
 }
 
@@ -920,6 +1001,7 @@ keyward_testkit::on_both_backends!(
     codes_only_after_consent,
     revocation_authenticates_confidential_clients,
     no_promotion_between_decision_and_commit,
+    a_disable_in_flight_is_not_undone_by_a_concurrent_write,
     abuse_limits,
     a_full_hash_queue_answers_503,
     slow_clients_are_disconnected,
