@@ -23,9 +23,9 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
 ///
 /// Takes the tenant's role-change lock first, shared (PostgreSQL; SQLite writers are serial
 /// anyway). The changes that decide who is privileged or who may act on whom take it exclusive:
-/// role assignments and eligibilities, role definitions, role-assignable groups' members,
-/// administrative units' members, consent, and disabling, deleting or restoring a user, a service
-/// principal or an application. So a target cannot be promoted (nor the second-to-last Global
+/// role assignments and eligibilities, role definitions, role-assignable groups' members (and
+/// restoring such a group), administrative units' members, consent, and disabling or deleting a
+/// user, a service principal or an application. So a target cannot be promoted (nor the second-to-last Global
 /// Administrator removed) between this decision and its transaction's commit, while decisions run
 /// side by side. A change takes the exclusive lock before anything it decides on (asking for it
 /// after the shared one could deadlock); a write use case that writes the user back takes the

@@ -879,11 +879,14 @@ impl App {
         }
         let new_hash = self.inner.hasher.hash(new.expose()).await?;
         let mut tx = self.write().await?;
+        // The user's row before their sign-in state, in the order of the administrators' changes
+        // to both (`signin_admin`): taken the other way round, two such transactions would wait
+        // for each other.
+        let mut fresh =
+            tx.get_user_for_update(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
         if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
             return Ok(PasswordChange::LockedWhileChecking);
         }
-        let mut fresh =
-            tx.get_user_for_update(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
         fresh.force_change_password_next_sign_in = false;
         // The cut-off is taken now, after hashing, so nothing issued while the new password was
         // hashed survives it.

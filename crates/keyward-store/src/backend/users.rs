@@ -45,7 +45,8 @@ macro_rules! impl_user_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
             /// The one user whose `key_column` is `key`; with `lock`, its row locked until the
-            /// transaction ends.
+            /// transaction ends (`FOR NO KEY UPDATE`, which `UPDATE users` takes too: the foreign
+            /// keys that reference the user, a sign-in's new session for one, do not wait for it).
             async fn one_user(
                 &mut self,
                 tenant: &ObjectId,
@@ -53,7 +54,7 @@ macro_rules! impl_user_store {
                 key: &str,
                 lock: bool,
             ) -> Result<Option<User>, StoreError> {
-                let suffix = if lock { " FOR UPDATE OF users" } else { "" };
+                let suffix = if lock { " FOR NO KEY UPDATE OF users" } else { "" };
                 let sql = format!(
                     "SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND {key_column} = $2{suffix}"
                 );
@@ -64,7 +65,10 @@ macro_rules! impl_user_store {
                     .await?;
                 let Some(row) = row else { return Ok(None) };
                 let mut users = vec![Self::user_from_row(&row)?];
-                if row.try_get::<bool, _>("has_values")? {
+                // A locked read that waited for another writer returns that writer's row, but
+                // `has_values` from before it: the values are read again whatever it says, or
+                // values that writer added would be written back as none.
+                if lock || row.try_get::<bool, _>("has_values")? {
                     self.load_user_values(&mut users).await?;
                 }
                 Ok(users.pop())

@@ -832,6 +832,26 @@ async fn a_disable_in_flight_is_not_undone_by_a_concurrent_write(backend: Backen
     assert_eq!(user.display_name, "Ruth Moss-Hale");
     assert_eq!(user.sign_in_sessions_valid_from, cut_off, "the revocation holds");
     drop(check);
+
+    // The row lock does not hold up the user's own sign-in, whose new rows reference the user
+    // (PostgreSQL `FOR NO KEY UPDATE`; SQLite's open write transaction would hold up any writer).
+    if backend == Backend::Postgres {
+        let kim = app.create_user("kim", "Kim Abercrombie").await["id"].as_str().expect("id").to_owned();
+        let kim = keyward_core::ids::ObjectId::parse(&kim).expect("id");
+        let mut held = store.write().await.expect("tx");
+        held.get_user_for_update(&tenant, &kim).await.expect("read").expect("kim");
+        let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
+        let signed_in = async {
+            let page = browser.get(&format!("/{DOMAIN}/login")).await;
+            let page = browser.submit(&page, "username", &[("username", &format!("kim@{DOMAIN}"))], &[]).await;
+            browser.submit(&page, "password", &[("current-password", "Tq7-harbour-Lantern-92!")], &[]).await
+        };
+        let page = tokio::time::timeout(std::time::Duration::from_secs(10), signed_in)
+            .await
+            .expect("a sign-in must not wait for a write holding the user's row");
+        assert_ne!(page.title(), "Enter password", "{}", page.text());
+        held.commit().await.expect("commit");
+    }
     store.close().await;
 }
 
