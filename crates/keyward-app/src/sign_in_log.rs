@@ -97,12 +97,11 @@ fn start(store: Arc<dyn Store>) -> Queue {
 
 async fn insert(store: &dyn Store, records: &[&SignInRecord]) -> Result<(), StoreError> {
     let mut tx = store.write().await?;
-    for record in records {
-        if let Err(err) = tx.insert_sign_in(record).await {
-            // Ended before the entries are tried one by one, which would otherwise meet it.
-            let _ = tx.rollback().await;
-            return Err(err);
-        }
+    // The entries in one statement, then each user's activity.
+    if let Err(err) = tx.insert_sign_ins(records).await {
+        // Ended before the entries are tried one by one, which would otherwise meet it.
+        let _ = tx.rollback().await;
+        return Err(err);
     }
     tx.commit().await
 }

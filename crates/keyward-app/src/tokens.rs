@@ -151,9 +151,10 @@ impl App {
         &self,
         tenant: &Tenant,
         principal: &ServicePrincipal,
+        roles: &[RoleAssignment],
     ) -> Result<String, AppError> {
         self.refresh_keys_if_stale().await?;
-        let wids = self.tenant_wide_role_ids(tenant, &principal.id).await?;
+        let wids = tenant_wide(roles.iter());
         let now = self.now().unix_timestamp();
         let claims = AccessClaims {
             aud: GRAPH_AUDIENCE.into(),
@@ -189,11 +190,7 @@ impl App {
         let mut tx = self.read().await?;
         let roles = tx.list_role_assignments_for(&tenant.id, principal).await?;
         drop(tx);
-        let mut wids: Vec<String> =
-            roles.into_iter().filter(|it| it.directory_scope_id == "/").map(|it| it.role_definition_id).collect();
-        wids.sort();
-        wids.dedup();
-        Ok(wids)
+        Ok(tenant_wide(roles.iter()))
     }
 
     /// Issues an access token for the user with this UPN in the first tenant (the `keyward token`
@@ -460,4 +457,13 @@ impl App {
             }),
         }
     }
+}
+
+/// The template ids of the tenant-wide roles among `roles` (`wids`), sorted, once each.
+fn tenant_wide<'a>(roles: impl Iterator<Item = &'a RoleAssignment>) -> Vec<String> {
+    let mut wids: Vec<String> =
+        roles.filter(|it| it.directory_scope_id == "/").map(|it| it.role_definition_id.clone()).collect();
+    wids.sort();
+    wids.dedup();
+    wids
 }

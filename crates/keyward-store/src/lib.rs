@@ -95,6 +95,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// only read it is.
     async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError>;
 
+    /// An application by `appId` with what the token endpoint needs of it, from one snapshot: its
+    /// service principal, its credentials, and the role assignments that apply to the principal
+    /// at `now`. Read at every request (nothing is cached), so a removed secret or a disabled
+    /// application stops working at once on every node.
+    async fn find_client(
+        &self,
+        tenant: &ObjectId,
+        app_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<ClientRecord>, StoreError>;
+
     // Reads of the audit log are one statement each and run outside a transaction: a statement
     // is its own snapshot, and BEGIN and COMMIT would cost two more driver round trips.
 
@@ -228,7 +239,7 @@ pub trait UserStore: Send {
     async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
     /// [`get_user`](Self::get_user) for a change that writes the user back (`update_user`
     /// replaces every property): the row is locked until the transaction ends (PostgreSQL
-    /// `FOR UPDATE`; SQLite's writers are serial), so a concurrent change to it either committed
+    /// `FOR NO KEY UPDATE`; SQLite's writers are serial), so a concurrent change to it either committed
     /// before this read or waits for this transaction, and neither undoes the other.
     async fn get_user_for_update(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError>;
     /// The users among `ids` that exist, in no particular order (one query, for pages of references).
@@ -1235,6 +1246,9 @@ pub trait SignInStore: Send {
     async fn delete_remembered_devices(&mut self, user: &ObjectId) -> Result<(), StoreError>;
     /// Logs a sign-in and, for a user's, updates their [`SignInActivity`].
     async fn insert_sign_in(&mut self, record: &SignInRecord) -> Result<(), StoreError>;
+    /// [`insert_sign_in`](Self::insert_sign_in) for several: the entries in one statement (then
+    /// each user's activity, in the order given).
+    async fn insert_sign_ins(&mut self, records: &[&SignInRecord]) -> Result<(), StoreError>;
     /// The sign-in activity of those of `users` who ever signed in.
     async fn sign_in_activity(&mut self, users: &[ObjectId]) -> Result<Vec<(ObjectId, SignInActivity)>, StoreError>;
     /// Sign-ins matching `filter`, newest first, continuing after `after`.
@@ -1263,6 +1277,17 @@ pub struct Application {
     pub created: OffsetDateTime,
     /// `uniqueName`: the alternate key an upsert created the application under (immutable).
     pub unique_name: Option<String>,
+}
+
+/// An application as the token endpoint reads it (`Store::find_client`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub application: Application,
+    /// Its service principal, enabled or not (`None`: none in this tenant).
+    pub service_principal: Option<ServicePrincipal>,
+    pub credentials: Vec<AppCredential>,
+    /// The service principal's role assignments that apply now (none without a principal).
+    pub principal_roles: Vec<RoleAssignment>,
 }
 
 /// A credential of an app registration: a client secret (only its SHA-256 is kept) or a

@@ -165,6 +165,9 @@ pub struct Client {
     /// on the authorize and device paths too, which do not use them: a `Client` without them
     /// would look public to `is_public_client`, and the read is one indexed statement.
     pub credentials: Vec<AppCredential>,
+    /// The service principal's role assignments that apply now, read with it (the client
+    /// credentials grant's `wids`).
+    pub principal_roles: Vec<keyward_store::RoleAssignment>,
 }
 
 impl Client {
@@ -178,6 +181,7 @@ impl Client {
             web_redirect_uris: Vec::new(),
             is_fallback_public: true,
             credentials: Vec::new(),
+            principal_roles: Vec::new(),
         }
     }
 
@@ -343,17 +347,21 @@ impl App {
         if client_id == FIRST_PARTY_CLIENT_ID {
             return Ok(Some(Client::first_party()));
         }
-        let mut tx = self.read().await?;
-        let Some(app) = tx.find_application(&tenant.id, client_id).await? else { return Ok(None) };
-        // An application whose service principal is gone or disabled signs nobody in (Entra's
-        // way to block an application in a tenant).
-        let Some(principal) = tx.find_service_principal(&tenant.id, &app.app_id).await?.filter(|it| it.account_enabled)
+        // One snapshot, on the request's thread on SQLite (`Store::find_client`).
+        let found = self.inner.store.find_client(&tenant.id, client_id, self.now()).await?;
+        let Some(keyward_store::ClientRecord { application: app, service_principal, credentials, principal_roles }) =
+            found
         else {
             return Ok(None);
         };
-        let credentials = tx.list_app_credentials(&app.id).await?;
+        // An application whose service principal is gone or disabled signs nobody in (Entra's
+        // way to block an application in a tenant).
+        let Some(principal) = service_principal.filter(|it| it.account_enabled) else {
+            return Ok(None);
+        };
         Ok(Some(Client {
             credentials,
+            principal_roles,
             service_principal: Some(principal),
             client_id: app.app_id.clone(),
             display_name: app.display_name.clone(),

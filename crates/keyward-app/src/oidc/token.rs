@@ -485,7 +485,7 @@ impl App {
             .service_principal
             .as_ref()
             .ok_or_else(|| OAuthError::invalid_client(codes::UNKNOWN_CLIENT, "Unknown application."))?;
-        let access_token = self.sign_app_access_token(tenant, principal).await?;
+        let access_token = self.sign_app_access_token(tenant, principal, &client.principal_roles).await?;
         let lifetime = self.inner.config.access_token_lifetime.whole_seconds();
         Ok(TokenResponse {
             token_type: "Bearer",

@@ -25,7 +25,10 @@ use keyward_core::ids::ObjectId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use time::OffsetDateTime;
 
-use super::{Columns, USER_BY_ID, USER_BY_UPN, UserAndRoles, UserRolesValues, roles, user_from};
+use super::{
+    APPLICATION_BY_APP_ID, CREDENTIALS_OF, Columns, SERVICE_PRINCIPAL_BY_APP_ID, USER_BY_ID, USER_BY_UPN, UserAndRoles,
+    UserRolesValues, assignment_from, credential_from, oauth, roles, service_principal_from, user_from,
+};
 use crate::error::StoreError;
 use crate::sql::fmt_ts;
 
@@ -153,6 +156,10 @@ impl Columns for Indexed<'_> {
     fn flag(&self, column: &str) -> Result<bool, StoreError> {
         self.get(column)
     }
+
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(column)
+    }
 }
 
 /// The columns of `statement` by name, made once per statement text in `map`.
@@ -165,8 +172,13 @@ fn columns(
     })
 }
 
-/// The columns of `USER_AND_ROLES`, `USER_BY_ID` and `USER_BY_UPN`, one map per statement.
+/// The columns of `USER_AND_ROLES`, `USER_BY_ID` and `USER_BY_UPN`, one map per statement, and of
+/// `Store::find_client`'s four.
 static USER_AND_ROLES_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static APPLICATION_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static SERVICE_PRINCIPAL_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static CREDENTIAL_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
+static ASSIGNMENT_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 static USER_BY_ID_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 static USER_BY_UPN_COLUMNS: OnceLock<HashMap<String, usize>> = OnceLock::new();
 
@@ -335,6 +347,68 @@ impl DirectReads {
             }
         })
     }
+}
+
+impl DirectReads {
+    /// `Store::find_client`'s four statements in one read transaction (one snapshot), `app_id`
+    /// lowercased by the caller. `Ok(None)`: ask the pool.
+    pub(crate) fn client(
+        self: &Arc<Self>,
+        tenant: &ObjectId,
+        app_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Option<crate::ClientRecord>>, StoreError> {
+        self.run(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let found = client_in(&tx, tenant, app_id, now)?;
+            tx.commit()?;
+            Ok(found)
+        })
+    }
+}
+
+fn client_in(
+    conn: &Connection,
+    tenant: &ObjectId,
+    app_id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<crate::ClientRecord>, Failure> {
+    let by_key = rusqlite::named_params! { "$1": tenant.as_str(), "$2": app_id };
+    let mut statement = conn.prepare_cached(&APPLICATION_BY_APP_ID)?;
+    let names = columns(&APPLICATION_COLUMNS, &statement);
+    let mut rows = statement.query(by_key)?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    let application = oauth::application_from(&Indexed { row, columns: names })?;
+    drop(rows);
+    let mut statement = conn.prepare_cached(&SERVICE_PRINCIPAL_BY_APP_ID)?;
+    let names = columns(&SERVICE_PRINCIPAL_COLUMNS, &statement);
+    let mut rows = statement.query(by_key)?;
+    let service_principal = match rows.next()? {
+        Some(row) => Some(service_principal_from(&Indexed { row, columns: names })?),
+        None => None,
+    };
+    drop(rows);
+    let mut statement = conn.prepare_cached(CREDENTIALS_OF)?;
+    let names = columns(&CREDENTIAL_COLUMNS, &statement);
+    let mut rows = statement.query(rusqlite::named_params! { "$1": application.id.as_str() })?;
+    let mut credentials = Vec::new();
+    while let Some(row) = rows.next()? {
+        credentials.push(credential_from(&Indexed { row, columns: names })?);
+    }
+    drop(rows);
+    let mut principal_roles = Vec::new();
+    if let Some(principal) = &service_principal {
+        let mut statement = conn.prepare_cached(roles::ASSIGNMENTS_FOR)?;
+        let names = columns(&ASSIGNMENT_COLUMNS, &statement);
+        let now = fmt_ts(now);
+        let mut rows = statement.query(rusqlite::named_params! {
+            "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": now,
+        })?;
+        while let Some(row) = rows.next()? {
+            principal_roles.push(assignment_from(&Indexed { row, columns: names }, "")?);
+        }
+    }
+    Ok(Some(crate::ClientRecord { application, service_principal, credentials, principal_roles }))
 }
 
 fn answer<T>(result: Result<T, Failure>) -> Result<Option<T>, StoreError> {

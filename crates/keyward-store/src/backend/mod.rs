@@ -125,6 +125,46 @@ static USER_BY_UPN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 const SERVICE_PRINCIPAL_COLUMNS: &str = "id, tenant_id, app_id, display_name, account_enabled, created_at";
 
+/// The statements of `Store::find_client`, shared by the pool's reads and the direct reads: an
+/// application by `appId` (lowercased), its service principal, its credentials, and the
+/// principal's role assignments (`RoleStore::list_role_assignments_for`).
+static APPLICATION_BY_APP_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2", oauth::APPLICATION_COLUMNS)
+});
+static SERVICE_PRINCIPAL_BY_APP_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND app_id = $2")
+});
+const CREDENTIALS_OF: &str = concat!(
+    "SELECT key_id, application_id, display_name, hint, secret_sha256, ",
+    "certificate, thumbprint, start_at, end_at FROM application_credentials ",
+    "WHERE application_id = $1 ORDER BY start_at, key_id"
+);
+
+fn service_principal_from(row: &impl Columns) -> Result<ServicePrincipal, StoreError> {
+    Ok(ServicePrincipal {
+        id: oid(&row.required("id")?)?,
+        tenant_id: oid(&row.required("tenant_id")?)?,
+        app_id: row.required("app_id")?,
+        display_name: row.required("display_name")?,
+        account_enabled: row.flag("account_enabled")?,
+        created: parse_ts(&row.required("created_at")?)?,
+    })
+}
+
+fn credential_from(row: &impl Columns) -> Result<crate::AppCredential, StoreError> {
+    let hint = row.text("hint")?;
+    let thumbprint = row.text("thumbprint")?;
+    Ok(crate::AppCredential {
+        key_id: oid(&row.required("key_id")?)?,
+        application_id: oid(&row.required("application_id")?)?,
+        display_name: row.text("display_name")?,
+        secret: row.bytes("secret_sha256")?.map(|it| (it, hint.unwrap_or_default())),
+        certificate: row.bytes("certificate")?.map(|it| (it, thumbprint.unwrap_or_default())),
+        start: parse_ts(&row.required("start_at")?)?,
+        end: parse_ts(&row.required("end_at")?)?,
+    })
+}
+
 const GROUP_COLUMNS: &str = concat!(
     "directory_groups.id, directory_groups.tenant_id, ",
     "directory_groups.display_name, directory_groups.description, ",
@@ -145,6 +185,8 @@ pub(crate) trait Columns {
     fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
     /// A boolean column.
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    /// A binary column, `None` for NULL.
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// A text column that is never NULL.
     fn required(&self, column: &str) -> Result<String, StoreError> {
         self.text(column)?.ok_or_else(|| StoreError::Other(format!("column {column} is unexpectedly NULL")))
@@ -159,6 +201,10 @@ macro_rules! sqlx_columns {
             }
 
             fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+
+            fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
                 Ok(self.try_get(column)?)
             }
         }
@@ -596,6 +642,31 @@ macro_rules! impl_backend {
                 Ok(Some(user))
             }
 
+            async fn find_client(
+                &self,
+                tenant: &ObjectId,
+                app_id: &str,
+                now: OffsetDateTime,
+            ) -> Result<Option<crate::ClientRecord>, StoreError> {
+                let app_id = app_id.to_lowercase();
+                if let Some(direct) = &self.direct
+                    && let Some(found) = direct.client(tenant, &app_id, now)?
+                {
+                    return Ok(found);
+                }
+                let begin = $begin_read;
+                let mut tx = $tx::new(begin(&self.pool).await?, None);
+                tx.set_now(now);
+                let Some(application) = tx.find_application(tenant, &app_id).await? else { return Ok(None) };
+                let service_principal = tx.find_service_principal(tenant, &app_id).await?;
+                let credentials = tx.list_app_credentials(&application.id).await?;
+                let principal_roles = match &service_principal {
+                    Some(principal) => tx.list_role_assignments_for(tenant, &principal.id).await?,
+                    None => Vec::new(),
+                };
+                Ok(Some(crate::ClientRecord { application, service_principal, credentials, principal_roles }))
+            }
+
             async fn get_audit(&self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
                 let record: Option<String> =
                     sqlx::query_scalar("SELECT record FROM audit_records WHERE tenant_id = $1 AND id = $2")
@@ -906,14 +977,7 @@ macro_rules! impl_backend {
             }
 
             fn service_principal_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ServicePrincipal, StoreError> {
-                Ok(ServicePrincipal {
-                    id: oid(&row.try_get::<String, _>("id")?)?,
-                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                    app_id: row.try_get("app_id")?,
-                    display_name: row.try_get("display_name")?,
-                    account_enabled: row.try_get("account_enabled")?,
-                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-                })
+                service_principal_from(row)
             }
 
             /// A deleted group and when it was deleted, from a row of `deleted_rows`.

@@ -8,6 +8,21 @@ pub(crate) const APPLICATION_COLUMNS: &str = concat!(
     "public_redirect_uris, web_redirect_uris, created_at, unique_name"
 );
 
+/// An application from the columns of `APPLICATION_COLUMNS`.
+pub(crate) fn application_from(row: &impl super::Columns) -> Result<crate::Application, crate::StoreError> {
+    Ok(crate::Application {
+        id: super::oid(&row.required("id")?)?,
+        tenant_id: super::oid(&row.required("tenant_id")?)?,
+        app_id: row.required("app_id")?,
+        display_name: row.required("display_name")?,
+        is_fallback_public_client: row.flag("is_fallback_public_client")?,
+        public_redirect_uris: split_uris(&row.required("public_redirect_uris")?),
+        web_redirect_uris: split_uris(&row.required("web_redirect_uris")?),
+        created: crate::sql::parse_ts(&row.required("created_at")?)?,
+        unique_name: row.text("unique_name")?,
+    })
+}
+
 /// Redirect URIs (and policy ids) are stored one per line.
 pub(crate) fn join_uris(uris: &[String]) -> String {
     uris.join("\n")
@@ -21,21 +36,7 @@ macro_rules! impl_oauth_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
             fn application_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Application, StoreError> {
-                Ok(Application {
-                    id: oid(&row.try_get::<String, _>("id")?)?,
-                    tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
-                    app_id: row.try_get("app_id")?,
-                    display_name: row.try_get("display_name")?,
-                    is_fallback_public_client: row.try_get("is_fallback_public_client")?,
-                    public_redirect_uris: crate::backend::oauth::split_uris(
-                        &row.try_get::<String, _>("public_redirect_uris")?,
-                    ),
-                    web_redirect_uris: crate::backend::oauth::split_uris(
-                        &row.try_get::<String, _>("web_redirect_uris")?,
-                    ),
-                    created: parse_ts(&row.try_get::<String, _>("created_at")?)?,
-                    unique_name: row.try_get("unique_name")?,
-                })
+                crate::backend::oauth::application_from(row)
             }
 
             /// Reads the grant columns starting at `at`: tenant, client, user, scope, auth_time, amr, pass end.
@@ -156,12 +157,8 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 app_id: &str,
             ) -> Result<Option<Application>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM applications WHERE tenant_id = $1 AND app_id = $2",
-                    crate::backend::oauth::APPLICATION_COLUMNS
-                );
-                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, app_id.to_lowercase(), Self::application_from_row)
-                    .await
+                let sql = sqlx::AssertSqlSafe(crate::backend::APPLICATION_BY_APP_ID.as_str());
+                self.one_by_key(sql, tenant, app_id.to_lowercase(), Self::application_from_row).await
             }
 
             async fn find_application_by_unique_name(
@@ -218,31 +215,11 @@ macro_rules! impl_oauth_store {
             }
 
             async fn list_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT key_id, application_id, display_name, hint, secret_sha256, ",
-                    "certificate, thumbprint, start_at, end_at FROM application_credentials ",
-                    "WHERE application_id = $1 ORDER BY start_at, key_id"
-                ))
-                .bind(application.as_str())
-                .fetch_all(&mut *self.0)
-                .await?;
-                rows.iter()
-                    .map(|row| {
-                        let hint: Option<String> = row.try_get(3)?;
-                        let secret: Option<Vec<u8>> = row.try_get(4)?;
-                        let certificate: Option<Vec<u8>> = row.try_get(5)?;
-                        let thumbprint: Option<String> = row.try_get(6)?;
-                        Ok(AppCredential {
-                            key_id: oid(&row.try_get::<String, _>(0)?)?,
-                            application_id: oid(&row.try_get::<String, _>(1)?)?,
-                            display_name: row.try_get(2)?,
-                            secret: secret.map(|it| (it, hint.unwrap_or_default())),
-                            certificate: certificate.map(|it| (it, thumbprint.unwrap_or_default())),
-                            start: parse_ts(&row.try_get::<String, _>(7)?)?,
-                            end: parse_ts(&row.try_get::<String, _>(8)?)?,
-                        })
-                    })
-                    .collect()
+                let rows = sqlx::query(crate::backend::CREDENTIALS_OF)
+                    .bind(application.as_str())
+                    .fetch_all(&mut *self.0)
+                    .await?;
+                rows.iter().map(crate::backend::credential_from).collect()
             }
 
             async fn delete_app_credential(

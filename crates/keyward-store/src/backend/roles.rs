@@ -34,6 +34,19 @@ macro_rules! current_assignment {
     };
 }
 
+/// The role assignments of principal `$2` that apply at `$4`, directly or through a
+/// role-assignable group (`$3` = true) it is a member of (`RoleStore::list_role_assignments_for`).
+pub(super) const ASSIGNMENTS_FOR: &str = concat!(
+    "SELECT ",
+    assignment_columns!(),
+    " FROM role_assignments WHERE tenant_id = ",
+    "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
+    "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
+    "m.member_id = $2 AND g.is_assignable_to_role = $3))",
+    current_assignment!("4"),
+    " ORDER BY id"
+);
+
 /// A user and the role assignments that apply to them at `$4` (directly, or through a
 /// role-assignable group of which they are a member), in one statement: one row per assignment,
 /// or one row with empty `ra_` columns. `has_values` says whether the user has multi-valued
@@ -97,20 +110,8 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 app_id: &str,
             ) -> Result<Option<ServicePrincipal>, StoreError> {
-                let sql = format!(
-                    concat!(
-                        "SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE ",
-                        "tenant_id = $1 AND app_id = $2"
-                    ),
-                    SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
-                );
-                self.one_by_key(
-                    sqlx::AssertSqlSafe(sql),
-                    tenant,
-                    app_id.to_lowercase(),
-                    Self::service_principal_from_row,
-                )
-                .await
+                let sql = sqlx::AssertSqlSafe(crate::backend::SERVICE_PRINCIPAL_BY_APP_ID.as_str());
+                self.one_by_key(sql, tenant, app_id.to_lowercase(), Self::service_principal_from_row).await
             }
 
             async fn get_service_principals(
@@ -191,22 +192,13 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 principal: &ObjectId,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    assignment_columns!(),
-                    " FROM role_assignments WHERE tenant_id = ",
-                    "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
-                    "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
-                    "m.member_id = $2 AND g.is_assignable_to_role = $3))",
-                    current_assignment!("4"),
-                    " ORDER BY id"
-                ))
-                .bind(tenant.as_str())
-                .bind(principal.as_str())
-                .bind(true)
-                .bind(&self.1)
-                .fetch_all(&mut *self.0)
-                .await?;
+                let rows = sqlx::query(crate::backend::roles::ASSIGNMENTS_FOR)
+                    .bind(tenant.as_str())
+                    .bind(principal.as_str())
+                    .bind(true)
+                    .bind(&self.1)
+                    .fetch_all(&mut *self.0)
+                    .await?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 

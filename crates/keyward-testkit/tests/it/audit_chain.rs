@@ -749,8 +749,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         let user = ObjectId::parse(&users[2]).expect("id");
         let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
         let mut tx = app.app.store().write().await.expect("tx");
+        let mut records = Vec::new();
         for (n, id) in sign_in_ids.iter().enumerate() {
-            let record = SignInRecord {
+            records.push(SignInRecord {
                 id: (*id).into(),
                 tenant_id: tenant.clone(),
                 created: app.app.now() + time::Duration::seconds(i64::try_from(n).expect("n")),
@@ -773,9 +774,10 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
                 client_credential: "none".into(),
                 incoming_token: "none".into(),
                 user_agent: None,
-            };
-            tx.insert_sign_in(&record).await.expect("insert");
+            });
         }
+        // Both in one statement, as the sign-in log's writer writes a batch.
+        tx.insert_sign_ins(&records.iter().collect::<Vec<_>>()).await.expect("insert");
         tx.commit().await.expect("commit");
     }
 

@@ -732,8 +732,65 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
     assert!(plain.other_mails.is_empty() && plain.business_phones.is_empty());
 }
 
+/// The token endpoint reads an application, its service principal, its credentials and the
+/// principal's roles in one snapshot (`Store::find_client`; on SQLite on the request's thread):
+/// the same as the transactional reads, for any case of the `appId`, with and without a principal.
+async fn the_token_endpoints_client_read_matches_the_transactional_reads(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Robot"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let (object_id, app_id) = (id_of(&created.body), created.body["appId"].as_str().expect("appId").to_owned());
+    for _ in 0..2 {
+        let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
+        assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    }
+    let store = app.app.store().clone();
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("the tenant").id;
+    let now = app.app.now();
+    let transactional = |key: String| {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            let mut tx = store.read().await.expect("tx");
+            tx.set_now(now);
+            let application = tx.find_application(&tenant, &key).await.expect("application")?;
+            let service_principal = tx.find_service_principal(&tenant, &key).await.expect("principal");
+            let credentials = tx.list_app_credentials(&application.id).await.expect("credentials");
+            let principal_roles = match &service_principal {
+                Some(principal) => tx.list_role_assignments_for(&tenant, &principal.id).await.expect("roles"),
+                None => Vec::new(),
+            };
+            Some(keyward_store::ClientRecord { application, service_principal, credentials, principal_roles })
+        }
+    };
+
+    // Registered with its service principal, which holds two roles.
+    let first = store.find_client(&tenant, &app_id.to_uppercase(), now).await.expect("read").expect("found");
+    assert_eq!(Some(first.clone()), transactional(app_id.clone()).await);
+    assert_eq!(first.credentials.len(), 2, "{first:?}");
+    assert!(first.credentials.iter().all(|it| it.secret.as_ref().is_some_and(|(hash, _)| hash.len() == 32)));
+    let principal_id = first.service_principal.as_ref().expect("its service principal").id.to_string();
+    app.assign_role(&principal_id, roles::USER_ADMINISTRATOR, "/").await;
+    let unit = app.create_unit("Lyon", false, &[]).await;
+    app.assign_role(&principal_id, roles::HELPDESK_ADMINISTRATOR, &format!("/administrativeUnits/{unit}")).await;
+    let full = store.find_client(&tenant, &app_id, now).await.expect("read").expect("found");
+    assert_eq!(Some(full.clone()), transactional(app_id.clone()).await);
+    assert_eq!(full.principal_roles.len(), 2, "{full:?}");
+
+    // Without a service principal: none, and no roles.
+    let deleted = app.delete(&format!("/v1.0/servicePrincipals/{principal_id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let alone = store.find_client(&tenant, &app_id, now).await.expect("read").expect("found");
+    assert_eq!(Some(alone.clone()), transactional(app_id.clone()).await);
+    assert_eq!((alone.service_principal, alone.principal_roles.len(), alone.credentials.len()), (None, 0, 2));
+
+    let unknown = "00000000-0000-4000-8000-0000000000ff";
+    assert!(store.find_client(&tenant, unknown, now).await.expect("read").is_none());
+}
+
 keyward_testkit::on_both_backends!(
     one_statement_reads_match_the_transactional_reads,
+    the_token_endpoints_client_read_matches_the_transactional_reads,
     service_principals_hold_roles,
     takeover_paths_are_closed,
     role_definitions_built_in_and_custom,
