@@ -293,7 +293,9 @@ impl DirectReads {
         let Some(kept) = kept else { return Ok(None) };
         let result = read(&kept.conn);
         let mut state = self.state();
-        if !state.closed && state.idle.len() < IDLE {
+        // A connection left inside a transaction (a rollback that failed) would keep answering
+        // from its old snapshot: it is closed instead.
+        if !state.closed && state.idle.len() < IDLE && kept.conn.is_autocommit() {
             state.idle.push(kept);
         }
         drop(state);
@@ -464,6 +466,22 @@ mod tests {
 
     fn read_v(reads: &Arc<DirectReads>) -> Result<Option<String>, StoreError> {
         reads.run(|conn| Ok(conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?))
+    }
+
+    #[test]
+    fn a_connection_left_in_a_transaction_is_not_kept() {
+        let (path, reads) = ready();
+        let left = reads.run(|conn| {
+            conn.execute_batch("BEGIN")?;
+            conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?;
+            Err::<(), _>(Failure::Store(StoreError::Other("failed inside the transaction".into())))
+        });
+        assert!(matches!(left, Err(StoreError::Other(_))), "{left:?}");
+        assert_eq!(reads.state().idle.len(), 0, "the connection was closed, not kept");
+        assert_eq!(read_v(&reads), Ok(None), "the next read goes to the pool while one opens");
+        assert_eq!(settled(&reads), 1);
+        assert_eq!(read_v(&reads), Ok(Some("a".to_owned())));
+        remove(&path);
     }
 
     #[test]

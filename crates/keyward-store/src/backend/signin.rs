@@ -918,7 +918,9 @@ macro_rules! impl_sign_in_store {
                         let params: Vec<String> = (1..=9).map(|it| format!("${}", at + it)).collect();
                         sql.push_str(&format!("({})", params.join(", ")));
                     }
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    // One text per batch size: kept out of the connection's statement cache
+                    // unless it is the one-entry statement, which every lone entry reuses.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
                     for record in chunk {
                         query = query
                             .bind(record.id.clone())
