@@ -681,7 +681,6 @@ impl App {
         // the user is read until commit (`user_facts`).
         let mut tx = self.write().await?;
         let activity = Activity::ResetPasswordByAdmin;
-        tx.share_role_changes(&caller.tenant.id).await?;
         let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))

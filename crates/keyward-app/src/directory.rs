@@ -129,8 +129,12 @@ pub(crate) async fn resolve_user(tx: &mut dyn Tx, tenant: &Tenant, key: &str) ->
 }
 
 /// [`resolve_user`] for a change that writes the user back: the row is read locked
-/// (`get_user_for_update`), so two changes to one user cannot undo each other.
+/// (`get_user_for_update`), so two changes to one user cannot undo each other. The tenant's
+/// role-change lock (shared, unless held) comes first: a role change (exclusive) that goes on to
+/// write this user's row (a disable, a deletion) would otherwise wait for the row while this
+/// transaction waits for the lock.
 pub(crate) async fn resolve_user_for_update(tx: &mut dyn Tx, tenant: &Tenant, key: &str) -> Result<User, AppError> {
+    tx.share_role_changes(&tenant.id).await?;
     let id = match ObjectId::parse(key) {
         Some(id) => id,
         None => resolve_user(tx, tenant, key).await?.id,
@@ -430,10 +434,6 @@ impl App {
             // Disabling a Global Administrator is a demotion, enabling one a promotion: held
             // apart from the tenant's other role changes and from decisions (see `user_facts`).
             tx.lock_role_changes(&caller.tenant.id).await?;
-        } else {
-            // Before the user is read: the row is written back whole, so a disable committed
-            // between this read and the decision's lock would be undone.
-            tx.share_role_changes(&caller.tenant.id).await?;
         }
         let current = resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &current).await?;

@@ -115,9 +115,7 @@ impl App {
         activity: Activity,
     ) -> Result<(Box<dyn Tx>, User), AppError> {
         let mut tx = tx;
-        // Before the user is read, which may be written back whole: a disable cannot commit
-        // between the read and the decision (see `user_facts`).
-        tx.share_role_changes(&caller.tenant.id).await?;
+        // Read locked, as it may be written back whole.
         let user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         match require(caller, action, Target::User(&facts)) {
@@ -234,8 +232,6 @@ impl App {
     ) -> Result<Option<TapView>, AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        // Before the user is read (see `authorized_target`).
-        tx.share_role_changes(&caller.tenant.id).await?;
         let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());

@@ -337,16 +337,9 @@ impl DirectReads {
         self.run(|conn| {
             let (sql, map) =
                 if by_id { (&*USER_BY_ID, &USER_BY_ID_COLUMNS) } else { (&*USER_BY_UPN, &USER_BY_UPN_COLUMNS) };
-            let mut statement = conn.prepare_cached(sql)?;
-            let columns = columns(map, &statement);
-            let mut rows = statement.query(rusqlite::named_params! { "$1": tenant.as_str(), "$2": key })?;
-            match rows.next()? {
-                Some(row) => {
-                    let row = Indexed { row, columns };
-                    Ok(Some((user_from(&row)?, row.flag("has_values")?)))
-                }
-                None => Ok(None),
-            }
+            let params = rusqlite::named_params! { "$1": tenant.as_str(), "$2": key };
+            let decode = |row: &Indexed<'_>| Ok((user_from(row)?, row.flag("has_values")?));
+            Ok(decoded(conn, sql, map, params, decode)?.pop())
         })
     }
 }
@@ -376,41 +369,47 @@ fn client_in(
     now: OffsetDateTime,
 ) -> Result<Option<crate::ClientRecord>, Failure> {
     let by_key = rusqlite::named_params! { "$1": tenant.as_str(), "$2": app_id };
-    let mut statement = conn.prepare_cached(&APPLICATION_BY_APP_ID)?;
-    let names = columns(&APPLICATION_COLUMNS, &statement);
-    let mut rows = statement.query(by_key)?;
-    let Some(row) = rows.next()? else { return Ok(None) };
-    let application = oauth::application_from(&Indexed { row, columns: names })?;
-    drop(rows);
-    let mut statement = conn.prepare_cached(&SERVICE_PRINCIPAL_BY_APP_ID)?;
-    let names = columns(&SERVICE_PRINCIPAL_COLUMNS, &statement);
-    let mut rows = statement.query(by_key)?;
-    let service_principal = match rows.next()? {
-        Some(row) => Some(service_principal_from(&Indexed { row, columns: names })?),
-        None => None,
+    let decode = |row: &Indexed<'_>| oauth::application_from(row);
+    let Some(application) = decoded(conn, &APPLICATION_BY_APP_ID, &APPLICATION_COLUMNS, by_key, decode)?.pop() else {
+        return Ok(None);
     };
-    drop(rows);
-    let mut statement = conn.prepare_cached(CREDENTIALS_OF)?;
-    let names = columns(&CREDENTIAL_COLUMNS, &statement);
-    let mut rows = statement.query(rusqlite::named_params! { "$1": application.id.as_str() })?;
-    let mut credentials = Vec::new();
-    while let Some(row) = rows.next()? {
-        credentials.push(credential_from(&Indexed { row, columns: names })?);
-    }
-    drop(rows);
-    let mut principal_roles = Vec::new();
-    if let Some(principal) = &service_principal {
-        let mut statement = conn.prepare_cached(roles::ASSIGNMENTS_FOR)?;
-        let names = columns(&ASSIGNMENT_COLUMNS, &statement);
-        let now = fmt_ts(now);
-        let mut rows = statement.query(rusqlite::named_params! {
-            "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": now,
-        })?;
-        while let Some(row) = rows.next()? {
-            principal_roles.push(assignment_from(&Indexed { row, columns: names }, "")?);
+    let decode = |row: &Indexed<'_>| service_principal_from(row);
+    let service_principal =
+        decoded(conn, &SERVICE_PRINCIPAL_BY_APP_ID, &SERVICE_PRINCIPAL_COLUMNS, by_key, decode)?.pop();
+    let of_application = rusqlite::named_params! { "$1": application.id.as_str() };
+    let decode = |row: &Indexed<'_>| credential_from(row);
+    let credentials = decoded(conn, CREDENTIALS_OF, &CREDENTIAL_COLUMNS, of_application, decode)?;
+    let principal_roles = match &service_principal {
+        Some(principal) => {
+            let now = fmt_ts(now);
+            let params = rusqlite::named_params! {
+                "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": now,
+            };
+            decoded(conn, roles::ASSIGNMENTS_FOR, &ASSIGNMENT_COLUMNS, params, |row: &Indexed<'_>| {
+                assignment_from(row, "")
+            })?
         }
-    }
+        None => Vec::new(),
+    };
     Ok(Some(crate::ClientRecord { application, service_principal, credentials, principal_roles }))
+}
+
+/// Every row `sql` finds with `params`, decoded by column name (`map`: the statement's columns).
+fn decoded<T>(
+    conn: &Connection,
+    sql: &str,
+    map: &'static OnceLock<HashMap<String, usize>>,
+    params: &[(&str, &dyn rusqlite::ToSql)],
+    decode: impl Fn(&Indexed<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, Failure> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let names = columns(map, &statement);
+    let mut rows = statement.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(decode(&Indexed { row, columns: names })?);
+    }
+    Ok(found)
 }
 
 fn answer<T>(result: Result<T, Failure>) -> Result<Option<T>, StoreError> {

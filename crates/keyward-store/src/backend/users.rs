@@ -44,21 +44,23 @@ pub(super) const HAS_VALUES: &str =
 macro_rules! impl_user_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
-            /// The one user whose `key_column` is `key`; with `lock`, its row locked until the
-            /// transaction ends (`FOR NO KEY UPDATE`, which `UPDATE users` takes too: the foreign
-            /// keys that reference the user, a sign-in's new session for one, do not wait for it).
+            /// The one user `sql` (`USER_BY_ID` or `USER_BY_UPN`) finds by `key`; with `lock`,
+            /// its row locked until the transaction ends (`FOR NO KEY UPDATE`, which `UPDATE users`
+            /// takes too: the foreign keys that reference the user, a sign-in's new session for
+            /// one, do not wait for it).
             async fn one_user(
                 &mut self,
                 tenant: &ObjectId,
-                key_column: &str,
+                sql: &str,
                 key: &str,
                 lock: bool,
             ) -> Result<Option<User>, StoreError> {
-                let suffix = if lock { " FOR NO KEY UPDATE OF users" } else { "" };
-                let sql = format!(
-                    "SELECT {USER_COLUMNS}, {HAS_VALUES} FROM users WHERE tenant_id = $1 AND {key_column} = $2{suffix}"
-                );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let sql = if lock {
+                    std::borrow::Cow::Owned(format!("{sql} FOR NO KEY UPDATE OF users"))
+                } else {
+                    std::borrow::Cow::Borrowed(sql)
+                };
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_ref()))
                     .bind(tenant.as_str())
                     .bind(key)
                     .fetch_optional(&mut *self.0)
@@ -114,7 +116,7 @@ macro_rules! impl_user_store {
             }
 
             async fn get_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<User>, StoreError> {
-                self.one_user(tenant, "id", id.as_str(), false).await
+                self.one_user(tenant, &crate::backend::USER_BY_ID, id.as_str(), false).await
             }
 
             async fn get_user_for_update(
@@ -122,7 +124,7 @@ macro_rules! impl_user_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<User>, StoreError> {
-                self.one_user(tenant, "id", id.as_str(), DIALECT.row_locks).await
+                self.one_user(tenant, &crate::backend::USER_BY_ID, id.as_str(), DIALECT.row_locks).await
             }
 
             async fn get_users(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<User>, StoreError> {
@@ -140,7 +142,7 @@ macro_rules! impl_user_store {
             }
 
             async fn find_user_by_upn(&mut self, tenant: &ObjectId, upn: &str) -> Result<Option<User>, StoreError> {
-                self.one_user(tenant, "upn_lc", &upn.to_lowercase(), false).await
+                self.one_user(tenant, &crate::backend::USER_BY_UPN, &upn.to_lowercase(), false).await
             }
 
             async fn list_users(
