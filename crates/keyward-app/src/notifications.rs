@@ -37,9 +37,9 @@ const ALERTED_ROLES: [&str; 2] =
 pub(crate) async fn stage(tx: &mut dyn Tx, records: &[AuditRecord]) -> Result<(), AppError> {
     for notice in notify::notices(records) {
         let Some(user) = tx.get_user(&notice.tenant_id, &notice.user_id).await? else { continue };
-        let Some(tenant) = tx.get_tenant(&notice.tenant_id).await? else { continue };
-        let message =
-            notify::security_message(&tenant.display_name, &user.display_name, &user.user_principal_name, &notice);
+        let Some(tenant_name) = tx.tenant_display_name(&notice.tenant_id).await? else { continue };
+        let message = notify::security_message(&tenant_name, &user.display_name, &user.user_principal_name, &notice);
+        let tenant = &notice.tenant_id;
         // The old address too when the change replaced it: an agent who first points the user's
         // mail at themselves does not silence the warning.
         let mut recipients: Vec<String> = user.mail.iter().cloned().collect();
@@ -49,12 +49,12 @@ pub(crate) async fn stage(tx: &mut dyn Tx, records: &[AuditRecord]) -> Result<()
         }
         if recipients.is_empty() {
             let message = message.clone();
-            insert(tx, &tenant, Kind::SecurityInfoChanged, &user, None, message, &notice.correlation_id, notice.at)
+            insert(tx, tenant, Kind::SecurityInfoChanged, &user, None, message, &notice.correlation_id, notice.at)
                 .await?;
         }
         for recipient in recipients {
             let (kind, message) = (Kind::SecurityInfoChanged, message.clone());
-            insert(tx, &tenant, kind, &user, Some(recipient), message, &notice.correlation_id, notice.at).await?;
+            insert(tx, tenant, kind, &user, Some(recipient), message, &notice.correlation_id, notice.at).await?;
         }
     }
     Ok(())
@@ -88,7 +88,7 @@ pub(crate) async fn stage_for_administrators(
         told.push(assignment.principal_id.clone());
         let Some(admin) = tx.get_user(&tenant.id, &assignment.principal_id).await? else { continue };
         let Some(address) = admin.mail.clone().filter(|_| admin.account_enabled) else { continue };
-        insert(tx, tenant, kind, &admin, Some(address), message.clone(), correlation_id, at).await?;
+        insert(tx, &tenant.id, kind, &admin, Some(address), message.clone(), correlation_id, at).await?;
         sent += 1;
     }
     if sent == 0 {
@@ -100,7 +100,7 @@ pub(crate) async fn stage_for_administrators(
 #[allow(clippy::too_many_arguments)]
 async fn insert(
     tx: &mut dyn Tx,
-    tenant: &Tenant,
+    tenant: &ObjectId,
     kind: Kind,
     about: &User,
     recipient: Option<String>,
@@ -111,7 +111,7 @@ async fn insert(
     let state = if recipient.is_some() { State::Pending } else { State::NoAddress };
     tx.insert_message(&OutboxMessage {
         id: uuid::Uuid::now_v7().to_string(),
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant.clone(),
         kind: kind.as_str().into(),
         user_id: about.id.clone(),
         recipient,

@@ -477,14 +477,11 @@ pub(crate) async fn charge_agent(
 }
 
 async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChange, AppError> {
-    let methods = tx.list_software_oath_methods(&user.id).await?;
-    tx.delete_software_oath_methods(&user.id, None).await?;
-    let phones = tx.list_phone_methods(&user.id).await?;
-    for (kind, _) in &phones {
-        tx.delete_phone_method(&user.id, kind).await?;
-    }
-    let mut old: Vec<String> = methods.iter().map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
-    old.extend(phones.iter().map(|(kind, _)| {
+    // Each kind deleted in one statement that says what it deleted (no list read first).
+    let apps = tx.delete_software_oath_methods(&user.id, None).await?;
+    let phones = tx.delete_phone_methods(&user.id).await?;
+    let mut old: Vec<String> = (0..apps).map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
+    old.extend(phones.iter().map(|kind| {
         let method = if kind == "mobile" { "OneWaySMS" } else { "TwoWayVoiceMobile" };
         format!("{{\"MethodType\":\"{method}\"}}")
     }));

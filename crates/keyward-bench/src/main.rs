@@ -162,7 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if wants(Workload::Write) {
         for &backend in &backends {
             let writers = if backend == Backend::Postgres { 4 } else { 1 };
-            keep("write", Ok(write::run(backend, 1000, writers).await));
+            keep("write", Ok(write::run(backend, 3000, writers).await));
         }
     }
     if wants(Workload::Audit) {

@@ -3,7 +3,7 @@
 //! the authorization decision) against the bare single-row commit rate of the same database,
 //! measured in the same run (one row inserted and committed through the same store).
 //!
-//! `write`: SQLite with 1 writer, PostgreSQL with 4, 1,000 operations per measurement. Each
+//! `write`: SQLite with 1 writer, PostgreSQL with 4, 3,000 operations per measurement. Each
 //! measurement runs twice and the better run counts (the machine is shared).
 
 use std::sync::Arc;

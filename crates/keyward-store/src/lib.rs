@@ -225,6 +225,8 @@ impl fmt::Debug for SigningKey {
 pub trait TenantStore: Send {
     async fn insert_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn get_tenant(&mut self, id: &ObjectId) -> Result<Option<Tenant>, StoreError>;
+    /// The tenant's display name alone (one statement; `get_tenant` reads its domains too).
+    async fn tenant_display_name(&mut self, id: &ObjectId) -> Result<Option<String>, StoreError>;
     /// All tenants, oldest first.
     async fn list_tenants(&mut self) -> Result<Vec<Tenant>, StoreError>;
 }
@@ -1203,6 +1205,8 @@ pub trait SignInStore: Send {
     ) -> Result<(), StoreError>;
     /// Deletes the user's phone of a type; whether one was deleted.
     async fn delete_phone_method(&mut self, user: &ObjectId, phone_type: &str) -> Result<bool, StoreError>;
+    /// Deletes every phone of the user, in one statement; the types deleted, in type order.
+    async fn delete_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<String>, StoreError>;
     /// The user's email method address.
     async fn get_email_method(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError>;
     async fn put_email_method(&mut self, user: &ObjectId, address: &str, at: OffsetDateTime) -> Result<(), StoreError>;

@@ -352,8 +352,22 @@ impl TestApp {
         id.to_string()
     }
 
-    async fn tenant_id(&self) -> keyward_core::ids::ObjectId {
+    /// The test tenant's id.
+    pub async fn tenant_id(&self) -> keyward_core::ids::ObjectId {
         self.app.find_tenant(DOMAIN).await.expect("tenant lookup").expect("the test tenant").id
+    }
+
+    /// Writes a second tenant, `other.test`, with `id`, straight into the store (in `tx`).
+    pub async fn add_tenant(&self, tx: &mut dyn keyward_store::Tx, id: &keyward_core::ids::ObjectId) {
+        use keyward_core::directory::{Domain, Tenant};
+        tx.insert_tenant(&Tenant {
+            id: id.clone(),
+            display_name: "Other".into(),
+            created: self.app.now(),
+            domains: vec![Domain { name: "other.test".into(), is_default: true, is_initial: true }],
+        })
+        .await
+        .expect("second tenant");
     }
 
     /// Redeems the authorization code in `redirected` (the address the sign-in pages sent the

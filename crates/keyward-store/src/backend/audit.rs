@@ -79,6 +79,58 @@ pub(super) fn next_copy_key(largest: Option<i64>) -> Option<i64> {
     (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
 }
 
+/// The head of the statement that inserts audit records; `push_record_row` adds each row.
+pub(super) const RECORD_INSERT: &str = concat!(
+    "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, ",
+    "activity_display_name, activity_display_name_lc, logged_by_service, result, initiator_id, ",
+    "initiator_upn_lc, initiator_app_id, record, chain_index, prev_hash, hash) VALUES "
+);
+
+/// Appends `record`'s row to a [`RECORD_INSERT`] (`first`: its first row), chained after `at`,
+/// which moves on to the record's position; returns the record's stored time and its targets
+/// (id, lower-cased user principal name).
+#[allow(clippy::type_complexity)]
+pub(super) fn push_record_row(
+    sql: &mut Sql,
+    first: bool,
+    tenant: &str,
+    record: &AuditRecord,
+    at: &mut ChainPosition,
+) -> Result<(String, Vec<(String, Option<String>)>), StoreError> {
+    let columns = audit_json::columns(record);
+    let canonical = audit_json::to_json(record);
+    let prev_hash = audit_chain::to_hex(&at.hash);
+    *at = at.append(tenant, &canonical);
+    let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
+    sql.push(if first { "(" } else { ", (" });
+    let values = [
+        Arg::Text(record.id.clone()),
+        Arg::Text(tenant.to_owned()),
+        Arg::Text(columns.activity_date_time.clone()),
+        Arg::Text(columns.correlation_id),
+        Arg::Text(columns.category),
+        Arg::Text(columns.activity_display_name),
+        Arg::Text(columns.activity_display_name_lc),
+        Arg::Text(columns.logged_by_service),
+        Arg::Text(columns.result),
+        Arg::MaybeText(columns.initiator_id),
+        Arg::MaybeText(columns.initiator_upn_lc),
+        Arg::MaybeText(columns.initiator_app_id),
+        Arg::Text(canonical),
+        Arg::Int(index),
+        Arg::Text(prev_hash),
+        Arg::Text(audit_chain::to_hex(&at.hash)),
+    ];
+    for (k, value) in values.into_iter().enumerate() {
+        if k > 0 {
+            sql.push(", ");
+        }
+        sql.arg(value);
+    }
+    sql.push(")");
+    Ok((columns.activity_date_time, columns.targets))
+}
+
 /// What `insert_audits` indexes of one record once it has its `seq`: its target rows, each
 /// (SQLite) with a copy of the record. (Its initiator row and copy are the database's own work,
 /// in the `audit_initiators_follow_records` trigger.)
@@ -301,6 +353,59 @@ macro_rules! impl_audit_store {
                 Ok(key)
             }
 
+            /// PostgreSQL (no record copies): the records, their target rows and the new chain
+            /// head in one statement (data-modifying `WITH` clauses), after the head was taken.
+            /// The head's row lock holds back the tenant's other audited writes until the commit,
+            /// so what runs under it is two round trips and the commit instead of four and the
+            /// commit.
+            async fn insert_audits_at_once(
+                &mut self,
+                tenant: &str,
+                records: &[AuditRecord],
+                mut at: ChainPosition,
+            ) -> Result<(), StoreError> {
+                let mut sql = Sql::new("WITH r AS (");
+                sql.push(RECORD_INSERT);
+                let mut targets: Vec<(String, String, Option<String>)> = Vec::new();
+                for (n, record) in records.iter().enumerate() {
+                    let (_, record_targets) = push_record_row(&mut sql, n == 0, tenant, record, &mut at)?;
+                    targets.extend(record_targets.into_iter().map(|(id, upn)| (record.id.clone(), id, upn)));
+                }
+                sql.push(" RETURNING seq, id, tenant_id, activity_date_time)");
+                if !targets.is_empty() {
+                    sql.push(concat!(
+                        ", t AS (INSERT INTO audit_targets (tenant_id, audit_seq, activity_date_time, target_id, ",
+                        "target_upn_lc) SELECT r.tenant_id, r.seq, r.activity_date_time, v.target_id, v.target_upn ",
+                        "FROM r JOIN (VALUES "
+                    ));
+                    for (n, (record, target, upn)) in targets.into_iter().enumerate() {
+                        sql.push(if n == 0 { "(" } else { ", (" });
+                        sql.arg(Arg::Text(record));
+                        sql.push(", ");
+                        sql.arg(Arg::Text(target));
+                        sql.push(", ");
+                        sql.arg(Arg::MaybeText(upn));
+                        sql.push(")");
+                    }
+                    sql.push(") AS v (record_id, target_id, target_upn) ON v.record_id = r.id)");
+                }
+                sql.push(", h AS (UPDATE audit_chain_heads SET chain_index = ");
+                sql.arg(Arg::Int(
+                    i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?,
+                ));
+                sql.push(", hash = ");
+                sql.arg(Arg::Text(audit_chain::to_hex(&at.hash)));
+                sql.push(" WHERE tenant_id = ");
+                sql.arg(Arg::Text(tenant.to_owned()));
+                sql.push(" RETURNING 1) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM h)");
+                let (inserted, heads): (i64, i64) =
+                    bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&mut *self.0).await?;
+                if usize::try_from(inserted).ok() != Some(records.len()) || heads != 1 {
+                    return Err(StoreError::Other("audit insert lost a row".into()));
+                }
+                Ok(())
+            }
+
             /// Looks up the largest key in the block of each target's newest stored copy, for the
             /// targets not looked up yet, a statement per 200 targets (after a block fills, the
             /// newest by time could sit in the old block only if times went backwards: then the
@@ -388,58 +493,19 @@ macro_rules! impl_audit_store {
                     index: u64::try_from(head_index).map_err(|_| corrupt())?,
                     hash: audit_chain::from_hex(&head_hash).ok_or_else(corrupt)?,
                 };
+                if !DIALECT.record_copies && records.len() <= ROWS_PER_STATEMENT {
+                    return self.insert_audits_at_once(tenant, records, at).await;
+                }
                 // Each record's id, time, targets and (SQLite: the copy its target rows keep) canonical form.
                 let mut indexed: Vec<Indexed> = Vec::with_capacity(records.len());
                 let mut copy_keys = CopyKeys::default();
                 for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                    let mut sql = Sql::new(concat!(
-                        "INSERT INTO audit_records (id, tenant_id, activity_date_time, ",
-                        "correlation_id, category, activity_display_name, ",
-                        "activity_display_name_lc, logged_by_service, result, initiator_id, ",
-                        "initiator_upn_lc, initiator_app_id, record, chain_index, prev_hash, ",
-                        "hash) VALUES "
-                    ));
+                    let mut sql = Sql::new(RECORD_INSERT);
                     for (n, record) in chunk.iter().enumerate() {
-                        let columns = audit_json::columns(record);
-                        let canonical = audit_json::to_json(record);
-                        let copy = (DIALECT.record_copies && !columns.targets.is_empty())
-                            .then(|| audit_json::copy_json(record));
-                        let prev_hash = audit_chain::to_hex(&at.hash);
-                        at = at.append(tenant, &canonical);
-                        let index =
-                            i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
-                        sql.push(if n == 0 { "(" } else { ", (" });
-                        let values = [
-                            Arg::Text(record.id.clone()),
-                            Arg::Text(tenant.to_owned()),
-                            Arg::Text(columns.activity_date_time.clone()),
-                            Arg::Text(columns.correlation_id),
-                            Arg::Text(columns.category),
-                            Arg::Text(columns.activity_display_name),
-                            Arg::Text(columns.activity_display_name_lc),
-                            Arg::Text(columns.logged_by_service),
-                            Arg::Text(columns.result),
-                            Arg::MaybeText(columns.initiator_id),
-                            Arg::MaybeText(columns.initiator_upn_lc),
-                            Arg::MaybeText(columns.initiator_app_id),
-                            Arg::Text(canonical),
-                            Arg::Int(index),
-                            Arg::Text(prev_hash),
-                            Arg::Text(audit_chain::to_hex(&at.hash)),
-                        ];
-                        for (k, value) in values.into_iter().enumerate() {
-                            if k > 0 {
-                                sql.push(", ");
-                            }
-                            sql.arg(value);
-                        }
-                        sql.push(")");
-                        indexed.push(Indexed {
-                            id: record.id.clone(),
-                            at: columns.activity_date_time.clone(),
-                            targets: columns.targets,
-                            copy,
-                        });
+                        let (time, targets) = push_record_row(&mut sql, n == 0, tenant, record, &mut at)?;
+                        let copy =
+                            (DIALECT.record_copies && !targets.is_empty()).then(|| audit_json::copy_json(record));
+                        indexed.push(Indexed { id: record.id.clone(), at: time, targets, copy });
                     }
                     sql.push(" RETURNING seq, id");
                     let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)

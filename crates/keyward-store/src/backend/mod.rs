@@ -67,7 +67,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use time::OffsetDateTime;
 
 use self::audit::{
-    COPY_BLOCK_BITS, CopyKeys, Indexed, audit_page_sql, chain_position, checkpoint_from_row, next_copy_key,
+    COPY_BLOCK_BITS, CopyKeys, Indexed, RECORD_INSERT, audit_page_sql, chain_position, checkpoint_from_row,
+    next_copy_key, push_record_row,
 };
 use self::deleted::Kept;
 use self::groups::KEPT_GROUP;
@@ -454,12 +455,13 @@ macro_rules! impl_backend {
 
         /// A transaction on this database, the time its reads judge role windows by (see
         /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (given up
-        /// once the transaction has ended: see `Drop`), and which role-change lock it holds.
-        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>, RoleLock);
+        /// once the transaction has ended: see `Drop`), which role-change lock it holds, and the
+        /// service-desk policies it has read (see `DeskPolicies`).
+        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>, RoleLock, Option<Box<DeskPolicies>>);
 
         impl $tx {
             fn new(tx: sqlx::Transaction<'static, $db>, turn: Option<WriteTurn>) -> Self {
-                $tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None)
+                $tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None, None)
             }
         }
 
@@ -1196,6 +1198,18 @@ impl RoleLock {
             _ => Some(wanted),
         }
     }
+}
+
+/// A tenant's three service-desk policies (caller verification, dual control, per-agent limits),
+/// which a service-desk change asks for one after another: the first ask reads all three in one
+/// statement and the transaction keeps them until it ends or one of them is written through it.
+/// Nothing outlives the transaction, so a policy change counts at the next change on every node.
+#[derive(Debug, Clone)]
+pub(crate) struct DeskPolicies {
+    tenant: ObjectId,
+    caller_verification: keyward_core::caller_verification::Policy,
+    dual_control: DualControl,
+    agent_limits: AgentLimits,
 }
 
 /// A transaction until it commits or rolls back; derefs to its connection, as sqlx's transaction

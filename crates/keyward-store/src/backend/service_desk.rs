@@ -59,6 +59,56 @@ macro_rules! impl_service_desk_store {
         }
 
         impl $tx {
+            /// The tenant's service-desk policies: read in one statement at the first ask, then
+            /// kept for the transaction (`DeskPolicies`). A tenant without a row for a policy has
+            /// its defaults.
+            async fn desk_policies(&mut self, tenant: &ObjectId) -> Result<&DeskPolicies, StoreError> {
+                use keyward_core::caller_verification::Policy;
+                if self.4.as_ref().is_some_and(|it| it.tenant == *tenant) {
+                    return Ok(self.4.as_deref().expect("checked above"));
+                }
+                let row = sqlx::query(concat!(
+                    "SELECT cv.is_enabled, cv.operations, dc.is_enabled, dc.group_id, dc.request_minutes, ",
+                    "al.passes_per_hour, al.password_resets_per_hour, al.mfa_resets_per_hour FROM tenants t ",
+                    "LEFT JOIN caller_verification_policy cv ON cv.tenant_id = t.id ",
+                    "LEFT JOIN dual_control_policy dc ON dc.tenant_id = t.id ",
+                    "LEFT JOIN agent_limits al ON al.tenant_id = t.id WHERE t.id = $1"
+                ))
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *self.0)
+                .await?;
+                let mut policies = DeskPolicies {
+                    tenant: tenant.clone(),
+                    caller_verification: Policy::default(),
+                    dual_control: DualControl::default(),
+                    agent_limits: AgentLimits::default(),
+                };
+                if let Some(row) = row {
+                    if let Some(is_enabled) = row.try_get::<Option<bool>, _>(0)? {
+                        let operations: String = row.try_get(1)?;
+                        policies.caller_verification = Policy {
+                            is_enabled,
+                            covered: Policy::parse_covered(operations.split_whitespace())
+                                .map_err(|err| StoreError::Other(format!("caller verification policy: {err}")))?,
+                        };
+                    }
+                    if let Some(is_enabled) = row.try_get::<Option<bool>, _>(2)? {
+                        let group: Option<String> = row.try_get(3)?;
+                        policies.dual_control = DualControl {
+                            is_enabled,
+                            group_id: group.as_deref().map(oid).transpose()?,
+                            request_minutes: row.try_get(4)?,
+                        };
+                    }
+                    policies.agent_limits = AgentLimits {
+                        passes_per_hour: row.try_get(5)?,
+                        password_resets_per_hour: row.try_get(6)?,
+                        mfa_resets_per_hour: row.try_get(7)?,
+                    };
+                }
+                Ok(self.4.insert(Box::new(policies)))
+            }
+
             fn decode_verification(row: &<$db as sqlx::Database>::Row) -> Result<CallerVerification, StoreError> {
                 let by: Option<String> = row.try_get(7)?;
                 Ok(CallerVerification {
@@ -83,18 +133,7 @@ macro_rules! impl_service_desk_store {
                 &mut self,
                 tenant: &ObjectId,
             ) -> Result<keyward_core::caller_verification::Policy, StoreError> {
-                use keyward_core::caller_verification::Policy;
-                let row = sqlx::query("SELECT is_enabled, operations FROM caller_verification_policy WHERE tenant_id = $1")
-                    .bind(tenant.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-                let Some(row) = row else { return Ok(Policy::default()) };
-                let operations: String = row.try_get(1)?;
-                Ok(Policy {
-                    is_enabled: row.try_get(0)?,
-                    covered: Policy::parse_covered(operations.split_whitespace())
-                        .map_err(|err| StoreError::Other(format!("caller verification policy: {err}")))?,
-                })
+                Ok(self.desk_policies(tenant).await?.caller_verification.clone())
             }
 
             async fn set_caller_verification_policy(
@@ -113,6 +152,7 @@ macro_rules! impl_service_desk_store {
                 .bind(operations.join(" "))
                 .execute(&mut *self.0)
                 .await?;
+                self.4 = None;
                 Ok(())
             }
 
@@ -221,19 +261,7 @@ macro_rules! impl_service_desk_store {
             }
 
             async fn dual_control_policy(&mut self, tenant: &ObjectId) -> Result<DualControl, StoreError> {
-                let row = sqlx::query(
-                    "SELECT is_enabled, group_id, request_minutes FROM dual_control_policy WHERE tenant_id = $1",
-                )
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *self.0)
-                .await?;
-                let Some(row) = row else { return Ok(DualControl::default()) };
-                let group: Option<String> = row.try_get(1)?;
-                Ok(DualControl {
-                    is_enabled: row.try_get(0)?,
-                    group_id: group.as_deref().map(oid).transpose()?,
-                    request_minutes: row.try_get(2)?,
-                })
+                Ok(self.desk_policies(tenant).await?.dual_control.clone())
             }
 
             async fn set_dual_control_policy(
@@ -252,6 +280,7 @@ macro_rules! impl_service_desk_store {
                 .bind(policy.request_minutes)
                 .execute(&mut *self.0)
                 .await?;
+                self.4 = None;
                 Ok(())
             }
 

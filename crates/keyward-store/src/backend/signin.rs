@@ -228,19 +228,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn agent_limits(&mut self, tenant: &ObjectId) -> Result<AgentLimits, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT passes_per_hour, password_resets_per_hour, mfa_resets_per_hour FROM agent_limits ",
-                    "WHERE tenant_id = $1"
-                ))
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *self.0)
-                .await?;
-                let Some(row) = row else { return Ok(AgentLimits::default()) };
-                Ok(AgentLimits {
-                    passes_per_hour: row.try_get(0)?,
-                    password_resets_per_hour: row.try_get(1)?,
-                    mfa_resets_per_hour: row.try_get(2)?,
-                })
+                Ok(self.desk_policies(tenant).await?.agent_limits)
             }
 
             async fn set_agent_limits(&mut self, tenant: &ObjectId, limits: &AgentLimits) -> Result<(), StoreError> {
@@ -256,6 +244,7 @@ macro_rules! impl_sign_in_store {
                 .bind(limits.mfa_resets_per_hour)
                 .execute(&mut *self.0)
                 .await?;
+                self.4 = None;
                 Ok(())
             }
 
@@ -639,6 +628,16 @@ macro_rules! impl_sign_in_store {
                     .execute(&mut *self.0)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<String>, StoreError> {
+                let mut kinds: Vec<String> =
+                    sqlx::query_scalar("DELETE FROM phone_methods WHERE user_id = $1 RETURNING phone_type")
+                        .bind(user.as_str())
+                        .fetch_all(&mut *self.0)
+                        .await?;
+                kinds.sort();
+                Ok(kinds)
             }
 
             async fn get_email_method(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {

@@ -30,6 +30,14 @@ macro_rules! impl_tenant_store {
                 Ok(())
             }
 
+            async fn tenant_display_name(&mut self, id: &ObjectId) -> Result<Option<String>, StoreError> {
+                sqlx::query_scalar("SELECT display_name FROM tenants WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await
+                    .map_err(db)
+            }
+
             async fn get_tenant(&mut self, id: &ObjectId) -> Result<Option<Tenant>, StoreError> {
                 let row = sqlx::query("SELECT id, display_name, created_at FROM tenants WHERE id = $1")
                     .bind(id.as_str())

@@ -459,7 +459,7 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
     use keyward_core::ids::ObjectId;
 
     let app = TestApp::spawn(backend).await;
-    let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+    let tenant = app.tenant_id().await;
     let context = AuditContext {
         tenant_id: tenant,
         correlation_id: "3f1c6a52-1d8e-4b47-9d0e-2a6b7c8d9e01".into(),
@@ -512,6 +512,79 @@ async fn bulk_inserts_chain_like_single_ones(backend: Backend) {
     }
 }
 
+/// One change's few records (PostgreSQL writes them, their target rows and the chain head in one
+/// statement): a record with two targets, one with none and one with a target without a user
+/// principal name chain and are found by each target, as records written one by one are.
+async fn a_changes_records_and_targets_are_written_together(backend: Backend) {
+    use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
+    use keyward_core::ids::ObjectId;
+
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant_id().await;
+    let context = AuditContext {
+        tenant_id: tenant,
+        correlation_id: "5d2e7b63-2e9f-4c58-8e1f-3b7c8d9e0f12".into(),
+        at: app.app.now(),
+        initiated_by: Initiator::App {
+            app_id: "together".into(),
+            display_name: "Together".into(),
+            service_principal_id: None,
+        },
+    };
+    let user = |n: u32, upn: Option<String>| TargetResource {
+        id: ObjectId::parse(&format!("7b2e2e1f-8c2d-4d5f-9a62-{n:012}")).expect("id"),
+        display_name: Some(format!("Target {n}")),
+        kind: if upn.is_some() { "User" } else { "Group" },
+        user_principal_name: upn,
+        modified_properties: Vec::new(),
+    };
+    let records = vec![
+        context.success(
+            "Directory_together_1".into(),
+            Activity::UpdateUser,
+            vec![user(1, Some(format!("one@{DOMAIN}"))), user(2, Some(format!("two@{DOMAIN}")))],
+        ),
+        context.success("Directory_together_2".into(), Activity::UpdateUser, Vec::new()),
+        context.success("Directory_together_3".into(), Activity::UpdateUser, vec![user(3, None)]),
+    ];
+    let mut tx = app.app.store().write().await.expect("tx");
+    tx.insert_audits(&records).await.expect("insert");
+    tx.commit().await.expect("commit");
+    app.create_user("aftertogether", "After Together").await;
+    assert_eq!(verify(&app).await.outcome, Ok(()), "the records chain like single ones");
+
+    let ids_for = |filter: String| {
+        let app = &app;
+        async move {
+            let page = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter={filter}&$top=50")).await;
+            let mut ids: Vec<String> = page.body["value"]
+                .as_array()
+                .expect("value")
+                .iter()
+                .filter_map(|it| it["id"].as_str().map(str::to_owned))
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    for (n, expected) in [(1, "Directory_together_1"), (2, "Directory_together_1"), (3, "Directory_together_3")] {
+        let id = format!("7b2e2e1f-8c2d-4d5f-9a62-{n:012}");
+        assert_eq!(
+            ids_for(format!("targetResources/any(t: t/id eq '{id}')")).await,
+            vec![expected.to_owned()],
+            "target {n}"
+        );
+    }
+    assert_eq!(
+        ids_for(format!("targetResources/any(t: t/userPrincipalName eq 'two@{DOMAIN}')")).await,
+        vec!["Directory_together_1".to_owned()]
+    );
+    assert_eq!(
+        ids_for("initiatedBy/app/appId eq 'together'".into()).await,
+        ["Directory_together_1", "Directory_together_2", "Directory_together_3"].map(str::to_owned).to_vec()
+    );
+}
+
 /// One bulk call (several 40-record statements) whose records bring new initiators and new
 /// targets in every statement: on SQLite the database's trigger starts initiator blocks while
 /// Keyward starts target blocks, and no two copies may share a key or a block.
@@ -521,7 +594,7 @@ async fn bulk_inserts_give_initiators_and_targets_blocks_of_their_own(backend: B
     use keyward_core::ids::ObjectId;
 
     let app = TestApp::spawn(backend).await;
-    let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+    let tenant = app.tenant_id().await;
     let admin = |n: usize| ObjectId::parse(&format!("6a1f1d0e-7b1c-4c4e-8f51-0000000ad{:03}", n / 40)).expect("id");
     let records: Vec<_> = (0..120)
         .map(|n| {
@@ -582,22 +655,14 @@ async fn bulk_inserts_give_initiators_and_targets_blocks_of_their_own(backend: B
 async fn a_shared_target_lists_each_tenants_own_records(backend: Backend) {
     use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
     use keyward_core::audit_query::AuditFilter;
-    use keyward_core::directory::{Domain, Tenant};
     use keyward_core::ids::ObjectId;
 
     let app = TestApp::spawn(backend).await;
     let store = app.app.store();
-    let home = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+    let home = app.tenant_id().await;
     let other = ObjectId::parse("0be9c1a2-0000-4000-8000-0000000000b2").expect("id");
     let mut tx = store.write().await.expect("tx");
-    tx.insert_tenant(&Tenant {
-        id: other.clone(),
-        display_name: "Other".into(),
-        created: app.app.now(),
-        domains: vec![Domain { name: "other.test".into(), is_default: true, is_initial: true }],
-    })
-    .await
-    .expect("second tenant");
+    app.add_tenant(&mut *tx, &other).await;
     tx.commit().await.expect("commit");
     // Helpdesk Administrator's template id, a target in every tenant's log.
     let role = "729827e3-9c14-49f7-bb1b-9608f156bbb8";
@@ -712,7 +777,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         use keyward_core::audit::{Activity, AuditContext, Initiator, TargetResource};
         use keyward_core::directory::PropertyChange;
         use keyward_core::ids::ObjectId;
-        let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+        let tenant = app.tenant_id().await;
         let context = AuditContext {
             tenant_id: tenant,
             correlation_id: "3f1c6a52-1d8e-4b47-9d0e-2a6b7c8d9e09".into(),
@@ -747,7 +812,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         use keyward_core::ids::ObjectId;
         use keyward_core::signin::SignInRecord;
         let user = ObjectId::parse(&users[2]).expect("id");
-        let tenant = ObjectId::parse(&app.app.list_tenant_ids().await.expect("tenants")[0]).expect("id");
+        let tenant = app.tenant_id().await;
         let mut tx = app.app.store().write().await.expect("tx");
         let mut records = Vec::new();
         for (n, id) in sign_in_ids.iter().enumerate() {
@@ -998,6 +1063,7 @@ keyward_testkit::on_both_backends!(
     tampering_is_detected,
     retention_cuts_the_chain_and_keeps_it_verifiable,
     bulk_inserts_chain_like_single_ones,
+    a_changes_records_and_targets_are_written_together,
     bulk_inserts_give_initiators_and_targets_blocks_of_their_own,
     a_shared_target_lists_each_tenants_own_records,
     target_and_initiator_rows_upgrade_from_schema_6

@@ -439,7 +439,50 @@ async fn concurrent_requests_of_one_administrator_stop_at_the_cap(backend: Backe
     assert_eq!(count, Some(20), "{}", waiting.text);
 }
 
+/// A transaction reads the tenant's three service-desk policies in one statement and keeps them:
+/// what it writes through its own setters it reads back, another tenant's are its own, and rows
+/// committed for each policy decode as they were written.
+async fn the_service_desk_policies_read_together_are_the_ones_written(backend: Backend) {
+    use keyward_core::agent_limits::AgentLimits;
+    use keyward_core::caller_verification::{Covered, Policy};
+    use keyward_core::dual_control::DualControl;
+    use keyward_core::ids::ObjectId;
+
+    let app = TestApp::spawn(backend).await;
+    let store = app.app.store();
+    let tenant = app.tenant_id().await;
+    let other = ObjectId::parse("0c5e9a1b-3d4f-4a6b-8c7d-9e0f1a2b3c4d").expect("id");
+    let mut tx = store.write().await.expect("tx");
+    app.add_tenant(&mut *tx, &other).await;
+    assert_eq!(tx.caller_verification_policy(&tenant).await.expect("read"), Policy::default());
+    assert_eq!(tx.dual_control_policy(&tenant).await.expect("read"), DualControl::default());
+    assert_eq!(tx.agent_limits(&tenant).await.expect("read"), AgentLimits::default());
+
+    let verification = Policy { is_enabled: true, covered: vec![Covered::PasswordResets, Covered::AllMethodChanges] };
+    let group = ObjectId::parse("1d6f0b2c-4e5a-4b7c-9d8e-0f1a2b3c4d5e").expect("id");
+    let dual = DualControl { is_enabled: true, group_id: Some(group), request_minutes: 45 };
+    let limits = AgentLimits { passes_per_hour: Some(3), password_resets_per_hour: None, mfa_resets_per_hour: Some(7) };
+    tx.set_caller_verification_policy(&tenant, &verification).await.expect("set");
+    assert_eq!(tx.caller_verification_policy(&tenant).await.expect("read"), verification, "read back at once");
+    tx.set_dual_control_policy(&tenant, &dual).await.expect("set");
+    assert_eq!(tx.dual_control_policy(&tenant).await.expect("read"), dual, "read back at once");
+    tx.set_agent_limits(&tenant, &limits).await.expect("set");
+    assert_eq!(tx.agent_limits(&tenant).await.expect("read"), limits, "read back at once");
+    assert_eq!(tx.agent_limits(&other).await.expect("read"), AgentLimits::default(), "another tenant's own");
+    assert_eq!(tx.dual_control_policy(&other).await.expect("read"), DualControl::default());
+    assert_eq!(tx.agent_limits(&tenant).await.expect("read"), limits, "and back to the first tenant");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.agent_limits(&tenant).await.expect("read"), limits);
+    assert_eq!(tx.caller_verification_policy(&tenant).await.expect("read"), verification);
+    assert_eq!(tx.dual_control_policy(&tenant).await.expect("read"), dual);
+    let unknown = ObjectId::parse("2e7a1c3d-5f6b-4c8d-8e9f-1a2b3c4d5e6f").expect("id");
+    assert_eq!(tx.dual_control_policy(&unknown).await.expect("read"), DualControl::default(), "no such tenant");
+}
+
 keyward_testkit::on_both_backends!(
+    the_service_desk_policies_read_together_are_the_ones_written,
     dual_control_holds_privileged_targets_for_a_second_administrator,
     the_portal_sends_for_approval_and_approves,
     concurrent_requests_of_one_administrator_stop_at_the_cap

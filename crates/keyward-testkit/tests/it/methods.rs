@@ -376,6 +376,19 @@ async fn phone_and_email_methods(backend: Backend) {
         !audit.text.contains("2065555512") && !audit.text.contains("adele@home.example"),
         "no numbers or addresses in audit values"
     );
+    // The re-registration record names each phone it deleted, in type order.
+    let removed = audit.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .flat_map(|it| it["targetResources"][0]["modifiedProperties"].as_array().cloned().unwrap_or_default())
+        .find(|it| it["displayName"] == "StrongAuthenticationMethod")
+        .expect("re-registration record");
+    assert_eq!(
+        (removed["oldValue"].as_str(), removed["newValue"].as_str()),
+        (Some(r#"[{"MethodType":"TwoWayVoiceMobile"},{"MethodType":"OneWaySMS"}]"#), Some("[]")),
+        "{removed}"
+    );
 }
 
 async fn self_service_needs_recent_mfa(backend: Backend) {
