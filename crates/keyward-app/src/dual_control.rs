@@ -352,7 +352,12 @@ impl App {
             ("RequestedById".into(), request.requester_id.to_string()),
             ("Justification".into(), approval.justification.clone()),
         ];
-        crate::audited::record_all(tx, &[record]).await
+        // The record is written with the change's own records at its commit, not now: writing it
+        // takes the tenant's audit chain head, and the change may still take an agent's or a
+        // sign-in state's lock, which every other path takes before the head.
+        crate::notifications::stage(tx, std::slice::from_ref(&record)).await?;
+        tx.defer_audit(record);
+        Ok(())
     }
 
     /// Whether `caller` may decide `request` on `target` (`facts` loaded in `tx`): not its

@@ -482,7 +482,11 @@ async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChan
     let phones = tx.delete_phone_methods(&user.id).await?;
     let mut old: Vec<String> = (0..apps).map(|_| "{\"MethodType\":\"PhoneAppOTP\"}".to_owned()).collect();
     old.extend(phones.iter().map(|kind| {
-        let method = if kind == "mobile" { "OneWaySMS" } else { "TwoWayVoiceMobile" };
+        let method = match kind.as_str() {
+            "mobile" => "OneWaySMS",
+            "alternateMobile" => "TwoWayVoiceAlternateMobile",
+            _ => "TwoWayVoiceOffice",
+        };
         format!("{{\"MethodType\":\"{method}\"}}")
     }));
     Ok(PropertyChange {

@@ -949,6 +949,12 @@ pub trait KeyStore: Send {
 #[async_trait]
 pub trait AuditStore: Send {
     async fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Keeps `record` to be written first by this transaction's next `insert_audit(s)`, or else
+    /// just before it commits (dropped with a rollback). Writing a record takes the tenant's
+    /// audit chain head, which holds back the tenant's other audited writes until the commit; a
+    /// use case that knows a record early (an approval, before the change it approves runs)
+    /// defers it, so the head is still taken last, after the change's own locks.
+    fn defer_audit(&mut self, record: AuditRecord);
     /// Appends one tenant's records to its chain in order, with a few multi-row statements (bulk
     /// loads such as the benchmark seeder).
     async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError>;

@@ -398,8 +398,12 @@ macro_rules! impl_audit_store {
                 sql.push(" WHERE tenant_id = ");
                 sql.arg(Arg::Text(tenant.to_owned()));
                 sql.push(" RETURNING 1) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM h)");
-                let (inserted, heads): (i64, i64) =
-                    bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_one(&mut *self.0).await?;
+                // Its text depends on how many records and targets there are: only the common
+                // shape, one record, stays in the connection's statement cache.
+                let (inserted, heads): (i64, i64) = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                    .persistent(records.len() == 1)
+                    .fetch_one(&mut *self.0)
+                    .await?;
                 if usize::try_from(inserted).ok() != Some(records.len()) || heads != 1 {
                     return Err(StoreError::Other("audit insert lost a row".into()));
                 }
@@ -466,10 +470,20 @@ macro_rules! impl_audit_store {
                 self.insert_audits(std::slice::from_ref(record)).await
             }
 
+            fn defer_audit(&mut self, record: AuditRecord) {
+                self.5.push(record);
+            }
+
             async fn insert_audits(&mut self, records: &[AuditRecord]) -> Result<(), StoreError> {
                 // Rows per INSERT statement: the SQLite driver looks parameters up by name, at a cost
                 // that grows with their number, so statements stay small.
                 const ROWS_PER_STATEMENT: usize = 40;
+                if !self.5.is_empty() {
+                    // The deferred records first, in the order they were deferred.
+                    let mut all = std::mem::take(&mut self.5);
+                    all.extend_from_slice(records);
+                    return self.insert_audits(&all).await;
+                }
                 let Some(first) = records.first() else { return Ok(()) };
                 let tenant = first.tenant_id.as_str();
                 if records.iter().any(|it| it.tenant_id.as_str() != tenant) {

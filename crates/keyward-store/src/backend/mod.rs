@@ -456,12 +456,20 @@ macro_rules! impl_backend {
         /// A transaction on this database, the time its reads judge role windows by (see
         /// `RoleStore::set_now`), formatted as stored, and its turn at the write gate (given up
         /// once the transaction has ended: see `Drop`), which role-change lock it holds, and the
-        /// service-desk policies it has read (see `DeskPolicies`).
-        pub(crate) struct $tx(Open<$db>, String, Option<WriteTurn>, RoleLock, Option<Box<DeskPolicies>>);
+        /// service-desk policies it has read (see `DeskPolicies`), and the audit records it was
+        /// asked to write later (`AuditStore::defer_audit`).
+        pub(crate) struct $tx(
+            Open<$db>,
+            String,
+            Option<WriteTurn>,
+            RoleLock,
+            Option<Box<DeskPolicies>>,
+            Vec<AuditRecord>,
+        );
 
         impl $tx {
             fn new(tx: sqlx::Transaction<'static, $db>, turn: Option<WriteTurn>) -> Self {
-                $tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None, None)
+                $tx(Open::new(tx), fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None, None, Vec::new())
             }
         }
 
@@ -794,6 +802,9 @@ macro_rules! impl_backend {
         #[async_trait]
         impl Tx for $tx {
             async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+                if !self.5.is_empty() {
+                    self.insert_audits(&[]).await?;
+                }
                 let tx = self.0.take();
                 let committed = tx.commit().await.map_err(db);
                 // The next writer's turn once this transaction has ended.

@@ -548,7 +548,17 @@ async fn a_changes_records_and_targets_are_written_together(backend: Backend) {
         context.success("Directory_together_3".into(), Activity::UpdateUser, vec![user(3, None)]),
     ];
     let mut tx = app.app.store().write().await.expect("tx");
-    tx.insert_audits(&records).await.expect("insert");
+    let mut records = records.into_iter();
+    // A record deferred is written first with the next ones; deferred in a transaction that rolls
+    // back, it is never written; deferred with nothing after it, it is written at the commit.
+    tx.defer_audit(records.next().expect("first"));
+    tx.insert_audits(&records.collect::<Vec<_>>()).await.expect("insert");
+    tx.commit().await.expect("commit");
+    let mut tx = app.app.store().write().await.expect("tx");
+    tx.defer_audit(context.success("Directory_together_rolled_back".into(), Activity::UpdateUser, Vec::new()));
+    tx.rollback().await.expect("rollback");
+    let mut tx = app.app.store().write().await.expect("tx");
+    tx.defer_audit(context.success("Directory_together_4".into(), Activity::UpdateUser, vec![user(4, None)]));
     tx.commit().await.expect("commit");
     app.create_user("aftertogether", "After Together").await;
     assert_eq!(verify(&app).await.outcome, Ok(()), "the records chain like single ones");
@@ -581,7 +591,14 @@ async fn a_changes_records_and_targets_are_written_together(backend: Backend) {
     );
     assert_eq!(
         ids_for("initiatedBy/app/appId eq 'together'".into()).await,
-        ["Directory_together_1", "Directory_together_2", "Directory_together_3"].map(str::to_owned).to_vec()
+        ["Directory_together_1", "Directory_together_2", "Directory_together_3", "Directory_together_4"]
+            .map(str::to_owned)
+            .to_vec()
+    );
+    let id = "7b2e2e1f-8c2d-4d5f-9a62-000000000004";
+    assert_eq!(
+        ids_for(format!("targetResources/any(t: t/id eq '{id}')")).await,
+        vec!["Directory_together_4".to_owned()]
     );
 }
 

@@ -471,7 +471,16 @@ async fn the_service_desk_policies_read_together_are_the_ones_written(backend: B
     assert_eq!(tx.agent_limits(&other).await.expect("read"), AgentLimits::default(), "another tenant's own");
     assert_eq!(tx.dual_control_policy(&other).await.expect("read"), DualControl::default());
     assert_eq!(tx.agent_limits(&tenant).await.expect("read"), limits, "and back to the first tenant");
+    // The other tenant with a row for one policy only: the other two are their defaults.
+    tx.set_agent_limits(&other, &AgentLimits { mfa_resets_per_hour: Some(2), ..AgentLimits::default() })
+        .await
+        .expect("set");
     tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.caller_verification_policy(&other).await.expect("read"), Policy::default());
+    assert_eq!(tx.dual_control_policy(&other).await.expect("read"), DualControl::default());
+    assert_eq!(tx.agent_limits(&other).await.expect("read").mfa_resets_per_hour, Some(2));
+    drop(tx);
 
     let mut tx = store.read().await.expect("tx");
     assert_eq!(tx.agent_limits(&tenant).await.expect("read"), limits);
@@ -481,7 +490,73 @@ async fn the_service_desk_policies_read_together_are_the_ones_written(backend: B
     assert_eq!(tx.dual_control_policy(&unknown).await.expect("read"), DualControl::default(), "no such tenant");
 }
 
+/// An approved change takes the tenant's audit chain head last, as every other audited write
+/// does: while it waits for a lock the change itself needs (the requester's per-agent count,
+/// held here by another transaction), the tenant's other audited writes go on, and once it runs
+/// its approval record is written with its own, chained. (Before, the approval's record took the
+/// head first: every audited write of the tenant waited behind it, and a write that held the
+/// agent's lock and wanted the head deadlocked with it.) PostgreSQL: SQLite's writers are serial.
+async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
+    use keyward_core::agent_limits::{AgentAction, AgentLimits};
+    use keyward_core::ids::ObjectId;
+    use std::time::Duration;
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, desk) = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    person(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (boss_id, _) = person(&app, "boss", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let on = app.patch(POLICY, &json!({"dualControlEnabled": true})).await;
+    assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
+    let tenant = app.tenant_id().await;
+    let store = app.app.store();
+    let mut tx = store.write().await.expect("tx");
+    let limits = AgentLimits { passes_per_hour: Some(10), ..AgentLimits::default() };
+    tx.set_agent_limits(&tenant, &limits).await.expect("limits");
+    tx.commit().await.expect("commit");
+    let request = held(&app.as_user(&desk).post(&tap(&boss_id), &json!({})).await, &app.base_url);
+    let desk2 = super::methods::token_with_mfa(&app, &format!("desk2@{DOMAIN}")).await;
+
+    // Another transaction holds the requester's per-agent count, as a pass of theirs would.
+    let mut agent = store.write().await.expect("tx");
+    let action = AgentAction::TemporaryAccessPass.as_str();
+    agent.count_agent_actions(&tenant, &desk_id, action, app.app.now()).await.expect("agent lock");
+    let approval = {
+        let (client, url) = (app.client.clone(), format!("{}{request}/approve", app.base_url));
+        let body = json!({"justification": "Called back on the number on file"});
+        tokio::spawn(async move {
+            let reply = client.post(url).bearer_auth(desk2).json(&body).send().await.expect("send");
+            (reply.status(), reply.text().await.expect("body"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!approval.is_finished(), "the approved change waits for the requester's count");
+    let other = tokio::time::timeout(Duration::from_secs(10), app.create_user("carol", "Carol Lane"))
+        .await
+        .expect("an unrelated audited write must not wait for the approval in flight");
+    let carol = ObjectId::parse(other["id"].as_str().expect("id")).expect("id");
+    agent.commit().await.expect("commit");
+    let (status, text) = approval.await.expect("task");
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    let records = app.audit_for(&boss_id).await;
+    let approved = records
+        .iter()
+        .find(|it| it.activity_display_name == "Approve service desk change" && it.result == AuditResult::Success)
+        .expect("the approval's record");
+    let change = records
+        .iter()
+        .find(|it| it.activity_display_name == "Admin registered security info" && detail(it, "ApprovedBy").is_some())
+        .expect("the change's record");
+    assert_eq!(approved.correlation_id, change.correlation_id);
+    assert!(app.audit_for(carol.as_str()).await.iter().any(|it| it.activity_display_name == "Add user"));
+    let reports = app.app.verify_audit_chains(&mut |_, _| {}).await.expect("verification runs");
+    assert!(reports.iter().all(|it| it.outcome.is_ok()), "{reports:?}");
+}
+
 keyward_testkit::on_both_backends!(
+    an_approved_change_takes_the_audit_chain_head_last,
     the_service_desk_policies_read_together_are_the_ones_written,
     dual_control_holds_privileged_targets_for_a_second_administrator,
     the_portal_sends_for_approval_and_approves,

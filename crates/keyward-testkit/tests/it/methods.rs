@@ -386,7 +386,7 @@ async fn phone_and_email_methods(backend: Backend) {
         .expect("re-registration record");
     assert_eq!(
         (removed["oldValue"].as_str(), removed["newValue"].as_str()),
-        (Some(r#"[{"MethodType":"TwoWayVoiceMobile"},{"MethodType":"OneWaySMS"}]"#), Some("[]")),
+        (Some(r#"[{"MethodType":"TwoWayVoiceAlternateMobile"},{"MethodType":"OneWaySMS"}]"#), Some("[]")),
         "{removed}"
     );
 }
