@@ -258,8 +258,10 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateUser, vec![TargetResource::user(&user)], err)
                 .await);
         }
-        let methods = remove_mfa_methods(&mut *tx, &user).await?;
+        // The sign-in state before the methods: a code being entered holds the state and then
+        // writes its method's row, so the opposite order could deadlock with it.
         let devices = forget_mfa_devices(&mut *tx, &user, now).await?;
+        let methods = remove_mfa_methods(&mut *tx, &user).await?;
         let sessions = end_sessions(&mut *tx, &mut user, now).await?;
         let mut records = vec![
             user_update_record(caller, now, &user, methods),

@@ -1011,7 +1011,62 @@ async fn slow_clients_are_disconnected(backend: Backend) {
     server.abort();
 }
 
+/// Reset MFA and a code being entered take their locks in one order (the user's sign-in state,
+/// then the authenticator app's row): while a sign-in holds Adele's state, a reset waits for it
+/// before touching her methods, and the sign-in's write of the code's step goes through. In the
+/// opposite order the two would wait for each other (PostgreSQL ends one with a deadlock error).
+/// PostgreSQL: SQLite's writers are serial.
+async fn reset_mfa_and_a_code_being_entered_take_locks_in_one_order(backend: Backend) {
+    use keyward_core::ids::ObjectId;
+    use std::time::Duration;
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let adele = ObjectId::parse(adele["id"].as_str().expect("id")).expect("id");
+    let store = app.app.store();
+    let method = keyward_store::SoftwareOathMethod {
+        id: ObjectId::parse("3c9d0e1f-2a3b-4c5d-8e6f-7a8b9c0d1e2f").expect("id"),
+        user_id: adele.clone(),
+        sealed_secret: vec![7; 48],
+        created: app.app.now(),
+        last_used_step: 0,
+    };
+    let mut tx = store.write().await.expect("tx");
+    tx.insert_software_oath_method(&method).await.expect("method");
+    tx.commit().await.expect("commit");
+
+    // A sign-in holds Adele's state, as the code entry does before it checks the code.
+    let mut sign_in = store.write().await.expect("tx");
+    sign_in.lock_user_sign_in_state(&adele).await.expect("state");
+    let reset = {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/v1.0/users/{adele}/authentication/resetMfa", app.base_url),
+            app.admin_token.clone(),
+        );
+        tokio::spawn(async move {
+            let reply = client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send");
+            (reply.status(), reply.text().await.expect("body"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!reset.is_finished(), "the reset waits for the sign-in holding the state");
+    let used = tokio::time::timeout(Duration::from_secs(5), sign_in.use_software_oath_step(&method.id, 42))
+        .await
+        .expect("the code's step is written while the reset waits")
+        .expect("no deadlock");
+    assert!(used, "a new step");
+    sign_in.commit().await.expect("commit");
+    let (status, text) = reset.await.expect("task");
+    assert!(status.is_success(), "{status}: {text}");
+    let left = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
+    assert_eq!(left.body["value"], json!([]), "the reset then removed the app: {}", left.text);
+}
+
 keyward_testkit::on_both_backends!(
+    reset_mfa_and_a_code_being_entered_take_locks_in_one_order,
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
     applications_cannot_be_used_to_climb,
