@@ -1194,9 +1194,11 @@ impl App {
         reason: &str,
     ) -> Result<(), AppError> {
         let now = self.now();
+        // The sign-in state first, then the pass: the order every path that touches both takes
+        // (reset MFA with a pass, a sign-in with a pass).
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         // A first administrator's (or an operator's recovery) pass has done its job now.
         tx.spend_registration_pass(&user.id, now).await?;
-        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         let old = state.per_user_mfa;
         let old_requirement = strong_authentication_requirement(&state);
         state.per_user_mfa = old.after_registration();

@@ -530,7 +530,7 @@ async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
             (reply.status(), reply.text().await.expect("body"))
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    super::security::until_a_session_waits_for_a_lock(&app).await;
     assert!(!approval.is_finished(), "the approved change waits for the requester's count");
     let other = tokio::time::timeout(Duration::from_secs(10), app.create_user("carol", "Carol Lane"))
         .await

@@ -1011,6 +1011,28 @@ async fn slow_clients_are_disconnected(backend: Backend) {
     server.abort();
 }
 
+/// PostgreSQL: waits (up to 10 s) until some session of the test database waits for a lock,
+/// so a test knows a request it started is blocked where it expects rather than not yet
+/// there. Panics on time-out.
+pub(crate) async fn until_a_session_waits_for_a_lock(app: &TestApp) {
+    let pool = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session waited for a lock within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    pool.close().await;
+}
+
 /// Reset MFA and a code being entered take their locks in one order (the user's sign-in state,
 /// then the authenticator app's row): while a sign-in holds Adele's state, a reset waits for it
 /// before touching her methods, and the sign-in's write of the code's step goes through. In the
@@ -1051,7 +1073,7 @@ async fn reset_mfa_and_a_code_being_entered_take_locks_in_one_order(backend: Bac
             (reply.status(), reply.text().await.expect("body"))
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    until_a_session_waits_for_a_lock(&app).await;
     assert!(!reset.is_finished(), "the reset waits for the sign-in holding the state");
     let used = tokio::time::timeout(Duration::from_secs(5), sign_in.use_software_oath_step(&method.id, 42))
         .await
