@@ -188,6 +188,16 @@ pub struct Reply {
     pub body: Value,
 }
 
+/// Sends `request` and reads its whole answer.
+async fn reply_of(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, text, body }
+}
+
 impl Reply {
     /// The `activityDisplayName` of each entry of a directory-audit list, in order.
     pub fn activities(&self) -> Vec<&str> {
@@ -429,12 +439,20 @@ impl TestApp {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, body }
+        reply_of(request).await
+    }
+
+    /// Sends a request as the holder of `token` in a task of its own, so the test can hold it in
+    /// flight (waiting for a lock) while it does something else; the task answers with the reply.
+    pub fn send_in_background(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> tokio::task::JoinHandle<Reply> {
+        let request = self.client.request(method, format!("{}{path}", self.base_url)).bearer_auth(token).json(&body);
+        tokio::spawn(reply_of(request))
     }
 
     /// Requests as the holder of `token` (the methods above send the Global Administrator's).

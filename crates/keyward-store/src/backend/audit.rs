@@ -79,6 +79,11 @@ pub(super) fn next_copy_key(largest: Option<i64>) -> Option<i64> {
     (next & ((1 << COPY_BLOCK_BITS) - 1) != 0).then_some(next)
 }
 
+/// A chain position's index as stored (a signed 64-bit column).
+pub(super) fn stored_index(position: &ChainPosition) -> Result<i64, StoreError> {
+    i64::try_from(position.index).map_err(|_| StoreError::Other("audit chain overflow".into()))
+}
+
 /// The head of the statement that inserts audit records; `push_record_row` adds each row.
 pub(super) const RECORD_INSERT: &str = concat!(
     "INSERT INTO audit_records (id, tenant_id, activity_date_time, correlation_id, category, ",
@@ -101,7 +106,7 @@ pub(super) fn push_record_row(
     let canonical = audit_json::to_json(record);
     let prev_hash = audit_chain::to_hex(&at.hash);
     *at = at.append(tenant, &canonical);
-    let index = i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?;
+    let index = stored_index(at)?;
     sql.push(if first { "(" } else { ", (" });
     let values = [
         Arg::Text(record.id.clone()),
@@ -390,9 +395,7 @@ macro_rules! impl_audit_store {
                     sql.push(") AS v (record_id, target_id, target_upn) ON v.record_id = r.id)");
                 }
                 sql.push(", h AS (UPDATE audit_chain_heads SET chain_index = ");
-                sql.arg(Arg::Int(
-                    i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?,
-                ));
+                sql.arg(Arg::Int(stored_index(&at)?));
                 sql.push(", hash = ");
                 sql.arg(Arg::Text(audit_chain::to_hex(&at.hash)));
                 sql.push(" WHERE tenant_id = ");
@@ -595,7 +598,7 @@ macro_rules! impl_audit_store {
                     "tenant_id = $1"
                 ))
                 .bind(tenant)
-                .bind(i64::try_from(at.index).map_err(|_| StoreError::Other("audit chain overflow".into()))?)
+                .bind(stored_index(&at)?)
                 .bind(audit_chain::to_hex(&at.hash))
                 .execute(&mut *self.0)
                 .await?;
@@ -640,10 +643,7 @@ macro_rules! impl_audit_store {
                     "$4, signature = $5 WHERE tenant_id = $1"
                 ))
                 .bind(tenant)
-                .bind(
-                    i64::try_from(checkpoint.position.index)
-                        .map_err(|_| StoreError::Other("audit chain overflow".into()))?,
-                )
+                .bind(stored_index(&checkpoint.position)?)
                 .bind(audit_chain::to_hex(&checkpoint.position.hash))
                 .bind(&checkpoint.cut_before)
                 .bind(&checkpoint.signature)

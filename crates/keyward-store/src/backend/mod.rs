@@ -68,7 +68,7 @@ use time::OffsetDateTime;
 
 use self::audit::{
     COPY_BLOCK_BITS, CopyKeys, Indexed, RECORD_INSERT, audit_page_sql, chain_position, checkpoint_from_row,
-    next_copy_key, push_record_row,
+    next_copy_key, push_record_row, stored_index,
 };
 use self::deleted::Kept;
 use self::groups::KEPT_GROUP;

@@ -522,14 +522,8 @@ async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
     let mut agent = store.write().await.expect("tx");
     let action = AgentAction::TemporaryAccessPass.as_str();
     agent.count_agent_actions(&tenant, &desk_id, action, app.app.now()).await.expect("agent lock");
-    let approval = {
-        let (client, url) = (app.client.clone(), format!("{}{request}/approve", app.base_url));
-        let body = json!({"justification": "Called back on the number on file"});
-        tokio::spawn(async move {
-            let reply = client.post(url).bearer_auth(desk2).json(&body).send().await.expect("send");
-            (reply.status(), reply.text().await.expect("body"))
-        })
-    };
+    let body = json!({"justification": "Called back on the number on file"});
+    let approval = app.send_in_background(Method::POST, &format!("{request}/approve"), &desk2, body);
     super::security::until_a_session_waits_for_a_lock(&app).await;
     assert!(!approval.is_finished(), "the approved change waits for the requester's count");
     let other = tokio::time::timeout(Duration::from_secs(10), app.create_user("carol", "Carol Lane"))
@@ -537,8 +531,8 @@ async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
         .expect("an unrelated audited write must not wait for the approval in flight");
     let carol = ObjectId::parse(other["id"].as_str().expect("id")).expect("id");
     agent.commit().await.expect("commit");
-    let (status, text) = approval.await.expect("task");
-    assert_eq!(status, StatusCode::OK, "{text}");
+    let reply = approval.await.expect("task");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 
     let records = app.audit_for(&boss_id).await;
     let approved = records

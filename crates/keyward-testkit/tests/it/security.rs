@@ -3,7 +3,7 @@
 use keyward_app::{App, RequestMeta, SignInForm, SignInPage, SignInView, csrf_token};
 use keyward_core::secret::Secret;
 use keyward_testkit::{ADMIN_PASSWORD, ADMIN_UPN, Backend, DOMAIN, TestApp};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 fn meta() -> RequestMeta {
@@ -722,37 +722,24 @@ async fn no_promotion_between_decision_and_commit(backend: Backend) {
         .await
         .expect("assignment");
     let pass_path = format!("/v1.0/users/{grace_id}/authentication/temporaryAccessPassMethods");
-    let request = {
-        let (client, url, token) = (app.client.clone(), format!("{}{pass_path}", app.base_url), desk_token.clone());
-        tokio::spawn(async move {
-            client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send").status()
-        })
-    };
+    let request = app.send_in_background(Method::POST, &pass_path, &desk_token, json!({}));
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!request.is_finished(), "the decision must wait for the promotion in flight");
     promotion.commit().await.expect("commit");
-    assert_eq!(request.await.expect("task"), StatusCode::FORBIDDEN, "decided on the committed promotion");
+    assert_eq!(request.await.expect("task").status, StatusCode::FORBIDDEN, "decided on the committed promotion");
 
     // A decision in flight: a real role assignment waits for it.
     let adele = app.create_user("adele", "Adele Vance").await["id"].as_str().expect("id").to_owned();
     let mut decision = store.write().await.expect("tx");
     decision.share_role_changes(&tenant).await.expect("lock");
-    let assign = {
-        let (client, url, token) = (
-            app.client.clone(),
-            format!("{}/v1.0/roleManagement/directory/roleAssignments", app.base_url),
-            app.admin_token.clone(),
-        );
-        let body =
-            json!({"principalId": adele, "roleDefinitionId": roles::HELPDESK_ADMINISTRATOR, "directoryScopeId": "/"});
-        tokio::spawn(
-            async move { client.post(url).bearer_auth(token).json(&body).send().await.expect("send").status() },
-        )
-    };
+    let body =
+        json!({"principalId": adele, "roleDefinitionId": roles::HELPDESK_ADMINISTRATOR, "directoryScopeId": "/"});
+    let assign =
+        app.send_in_background(Method::POST, "/v1.0/roleManagement/directory/roleAssignments", &app.admin_token, body);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!assign.is_finished(), "the promotion must wait for the decision in flight");
     decision.commit().await.expect("commit");
-    assert_eq!(assign.await.expect("task"), StatusCode::CREATED);
+    assert_eq!(assign.await.expect("task").status, StatusCode::CREATED);
 
     // A decision in flight (a read transaction, which holds no SQLite lock): another decision,
     // a pass for Lynne, does not wait for it.
@@ -816,17 +803,16 @@ async fn a_disable_in_flight_is_not_undone_by_a_concurrent_write(backend: Backen
     let cut_off = cut_off.replace_microsecond(cut_off.microsecond()).expect("stored in microseconds");
     user.sign_in_sessions_valid_from = cut_off;
     revoke.update_user(&user).await.expect("revoke");
-    let rename = {
-        let (client, url, token) =
-            (app.client.clone(), format!("{}/v1.0/users/{ruth}", app.base_url), app.admin_token.clone());
-        tokio::spawn(async move {
-            client.patch(url).bearer_auth(token).json(&json!({"displayName": "Ruth Moss-Hale"})).send().await
-        })
-    };
+    let rename = app.send_in_background(
+        Method::PATCH,
+        &format!("/v1.0/users/{ruth}"),
+        &app.admin_token,
+        json!({"displayName": "Ruth Moss-Hale"}),
+    );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!rename.is_finished(), "the rename must wait for the revocation in flight");
     revoke.commit().await.expect("commit");
-    assert_eq!(rename.await.expect("task").expect("send").status(), StatusCode::NO_CONTENT);
+    assert_eq!(rename.await.expect("task").status, StatusCode::NO_CONTENT);
     let mut check = store.read().await.expect("tx");
     let user = check.get_user(&tenant, &ruth_id).await.expect("read").expect("ruth");
     assert_eq!(user.display_name, "Ruth Moss-Hale");
@@ -1062,17 +1048,8 @@ async fn reset_mfa_and_a_code_being_entered_take_locks_in_one_order(backend: Bac
     // A sign-in holds Adele's state, as the code entry does before it checks the code.
     let mut sign_in = store.write().await.expect("tx");
     sign_in.lock_user_sign_in_state(&adele).await.expect("state");
-    let reset = {
-        let (client, url, token) = (
-            app.client.clone(),
-            format!("{}/v1.0/users/{adele}/authentication/resetMfa", app.base_url),
-            app.admin_token.clone(),
-        );
-        tokio::spawn(async move {
-            let reply = client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send");
-            (reply.status(), reply.text().await.expect("body"))
-        })
-    };
+    let reset_path = format!("/v1.0/users/{adele}/authentication/resetMfa");
+    let reset = app.send_in_background(Method::POST, &reset_path, &app.admin_token, json!({}));
     until_a_session_waits_for_a_lock(&app).await;
     assert!(!reset.is_finished(), "the reset waits for the sign-in holding the state");
     let used = tokio::time::timeout(Duration::from_secs(5), sign_in.use_software_oath_step(&method.id, 42))
@@ -1081,8 +1058,8 @@ async fn reset_mfa_and_a_code_being_entered_take_locks_in_one_order(backend: Bac
         .expect("no deadlock");
     assert!(used, "a new step");
     sign_in.commit().await.expect("commit");
-    let (status, text) = reset.await.expect("task");
-    assert!(status.is_success(), "{status}: {text}");
+    let reply = reset.await.expect("task");
+    assert!(reply.status.is_success(), "{}: {}", reply.status, reply.text);
     let left = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
     assert_eq!(left.body["value"], json!([]), "the reset then removed the app: {}", left.text);
 }
