@@ -256,12 +256,14 @@ pub async fn run(backend: Backend, data_dir: &Path, total: u64) -> anyhow::Resul
     let base_cold99 = percentile(&mut baseline.cold.clone(), 0.99);
     let mut lines = Vec::new();
     for timings in [&mut target, &mut initiator] {
+        let warm50 = percentile(&mut timings.warm, 0.5);
         let warm99 = percentile(&mut timings.warm, 0.99);
         let cold99 = percentile(&mut timings.cold, 0.99);
         lines.push(Line {
             workload: format!("audit query, {} records, {name}: {}", thousands(total as f64), timings.name),
             figure: format!(
-                "warm p99 {}, cold p99 {} ({:.1} rows a query)",
+                "warm p50 {}, p99 {}, cold p99 {} ({:.1} rows a query)",
+                ms(warm50),
                 ms(warm99),
                 ms(cold99),
                 timings.rows as f64 / COLD_SAMPLES as f64

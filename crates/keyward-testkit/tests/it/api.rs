@@ -1045,6 +1045,47 @@ fn keys_of(value: &Value) -> Vec<String> {
     keys
 }
 
+/// PostgreSQL: connections the database server dropped (a restart, an administrator, an idle
+/// timeout) are replaced before a request uses them. The pool checks a connection when it is
+/// taken only after it sat unused for a while (half a second), not before every statement, so
+/// this waits that long after ending every connection Keyward had open.
+async fn connections_the_database_dropped_are_replaced(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    for _ in 0..3 {
+        let me = app.get("/v1.0/me").await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    }
+    let admin = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("end Keyward's connections");
+    admin.close().await;
+    assert!(!ended.is_empty() && ended.iter().all(|it| *it), "Keyward had connections to end: {ended:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    for path in ["/v1.0/me", "/v1.0/users", "/v1.0/me", "/v1.0/users?$top=1", "/v1.0/organization"] {
+        let reply = app.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path} after the connections ended: {}", reply.text);
+    }
+    let created = app
+        .post(
+            "/v1.0/users",
+            &json!({
+                "accountEnabled": true, "displayName": "After Restart", "mailNickname": "after",
+                "userPrincipalName": format!("after.restart@{DOMAIN}"),
+                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"}
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+}
+
 keyward_testkit::on_both_backends!(
     delta_rounds_for_users_and_groups,
     json_batching,
@@ -1061,4 +1102,5 @@ keyward_testkit::on_both_backends!(
     groups_members_and_owners,
     organization_health_metrics_openapi_and_keys,
     disabled_users_lose_api_access,
+    connections_the_database_dropped_are_replaced,
 );
