@@ -36,6 +36,7 @@ mod tenants;
 mod users;
 mod direct;
 mod profile;
+mod readers;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -440,6 +441,10 @@ macro_rules! bind_user_columns {
     }};
 }
 
+/// How long a PostgreSQL connection may sit unused before it is checked with a round trip when
+/// taken (the pool's and the readers' alike).
+const CHECK_CONNECTIONS_IDLE_FOR: Duration = Duration::from_millis(500);
+
 macro_rules! impl_backend {
     (
         $store:ident, $tx:ident, $db:ty, $pool:ty, $backend:expr, $migrations:expr, $begin_write:expr,
@@ -451,6 +456,9 @@ macro_rules! impl_backend {
             pool: $pool,
             /// Reads on the calling thread (SQLite on a file; `None` otherwise).
             direct: Option<std::sync::Arc<direct::DirectReads>>,
+            /// Connections for single-statement reads beside the pool (PostgreSQL; `None` for
+            /// SQLite).
+            readers: Option<std::sync::Arc<readers::Readers>>,
             /// This node's write transactions one at a time (SQLite; `None` for PostgreSQL).
             writer: Option<WriteGate>,
         }
@@ -585,6 +593,9 @@ macro_rules! impl_backend {
                 if let Some(direct) = &self.direct {
                     direct.close();
                 }
+                if let Some(readers) = &self.readers {
+                    readers.close().await;
+                }
                 if let Some(gate) = &self.writer {
                     gate.0.close();
                 }
@@ -604,12 +615,14 @@ macro_rules! impl_backend {
                 let found = match direct {
                     Some(found) => found,
                     None => {
-                        let rows = sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
-                            .bind(tenant.as_str())
-                            .bind(id.as_str())
-                            .bind(true)
-                            .bind(fmt_ts(now))
-                            .fetch_all(&self.pool)
+                        let rows = self
+                            .read_all(
+                                sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
+                                    .bind(tenant.as_str())
+                                    .bind(id.as_str())
+                                    .bind(true)
+                                    .bind(fmt_ts(now)),
+                            )
                             .await?;
                         let mut folded = UserAndRoles::default();
                         for row in &rows {
@@ -639,11 +652,11 @@ macro_rules! impl_backend {
                     Some(found) => found,
                     None => {
                         let sql = if by_id { &*USER_BY_ID } else { &*USER_BY_UPN };
-                        let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                            .bind(tenant.as_str())
-                            .bind(key)
-                            .fetch_optional(&self.pool)
-                            .await?;
+                        // At most one row: the key is unique in the tenant.
+                        let row = self
+                            .read_all(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(tenant.as_str()).bind(key))
+                            .await?
+                            .pop();
                         row.map(|row| Ok::<_, StoreError>((user_from(&row)?, row.flag("has_values")?))).transpose()?
                     }
                 };
@@ -1367,7 +1380,15 @@ mod sqlite_impl {
                 .await?;
             Self::migrate(&pool).await?;
             let direct = plain_file(url, options.get_filename()).map(direct::DirectReads::new);
-            Ok(SqliteStore { pool, direct, writer: Some(WriteGate::default()) })
+            Ok(SqliteStore { pool, direct, readers: None, writer: Some(WriteGate::default()) })
+        }
+
+        /// A statement's rows, on the pool (the hot reads go to `direct` first).
+        async fn read_all<'q>(
+            &self,
+            query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+            Ok(query.fetch_all(&self.pool).await?)
         }
     }
 }
@@ -1412,9 +1433,6 @@ mod postgres_impl {
     impl_oauth_store!(PostgresTx, sqlx::Postgres);
     impl_report_store!(PostgresTx, sqlx::Postgres);
 
-    /// How long a pooled connection may sit unused before it is checked again when taken.
-    const CHECK_CONNECTIONS_IDLE_FOR: Duration = Duration::from_millis(500);
-
     impl PostgresStore {
         /// Connects to PostgreSQL and applies migrations (serialised by an advisory lock, so
         /// several nodes can start at once).
@@ -1443,7 +1461,20 @@ mod postgres_impl {
             let migrated = Self::migrate(&pool).await;
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
-            Ok(PostgresStore { pool, direct: None, writer: None })
+            let readers = Some(std::sync::Arc::new(readers::Readers::new(pool.connect_options())));
+            Ok(PostgresStore { pool, direct: None, readers, writer: None })
+        }
+
+        /// A statement's rows, on a reader (see `readers.rs`).
+        async fn read_all<'q>(
+            &self,
+            query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+            let Some(readers) = &self.readers else { return Ok(query.fetch_all(&self.pool).await?) };
+            let mut reader = readers.take().await?;
+            let rows = query.fetch_all(&mut reader.conn).await?;
+            reader.done();
+            Ok(rows)
         }
     }
 }

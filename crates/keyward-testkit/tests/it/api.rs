@@ -1069,10 +1069,28 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
     admin.close().await;
     assert!(!ended.is_empty() && ended.iter().all(|it| *it), "Keyward had connections to end: {ended:?}");
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    for path in ["/v1.0/me", "/v1.0/users", "/v1.0/me", "/v1.0/users?$top=1", "/v1.0/organization"] {
+    let admin_path = format!("/v1.0/users/{ADMIN_UPN}");
+    for path in ["/v1.0/me", "/v1.0/users", admin_path.as_str(), "/v1.0/users?$top=1", "/v1.0/organization"] {
         let reply = app.get(path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path} after the connections ended: {}", reply.text);
     }
+    // Many requests at once wait for a connection rather than opening one each: the pool's 16
+    // and the readers' 8 at most.
+    let many: Vec<_> =
+        (0..64).map(|_| app.send_in_background(Method::GET, &admin_path, &app.admin_token, Value::Null)).collect();
+    for request in many {
+        let reply = request.await.expect("request task");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let admin = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&admin)
+    .await
+    .expect("count connections");
+    admin.close().await;
+    assert!(open <= 24, "Keyward held {open} connections");
     let created = app
         .post(
             "/v1.0/users",
