@@ -616,13 +616,13 @@ macro_rules! impl_backend {
                     Some(found) => found,
                     None => {
                         let rows = self
-                            .read_all(
+                            .read_all(|| {
                                 sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
                                     .bind(tenant.as_str())
                                     .bind(id.as_str())
                                     .bind(true)
-                                    .bind(fmt_ts(now)),
-                            )
+                                    .bind(fmt_ts(now))
+                            })
                             .await?;
                         let mut folded = UserAndRoles::default();
                         for row in &rows {
@@ -654,7 +654,7 @@ macro_rules! impl_backend {
                         let sql = if by_id { &*USER_BY_ID } else { &*USER_BY_UPN };
                         // At most one row: the key is unique in the tenant.
                         let row = self
-                            .read_all(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(tenant.as_str()).bind(key))
+                            .read_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(tenant.as_str()).bind(key.as_str()))
                             .await?
                             .pop();
                         row.map(|row| Ok::<_, StoreError>((user_from(&row)?, row.flag("has_values")?))).transpose()?
@@ -1386,9 +1386,9 @@ mod sqlite_impl {
         /// A statement's rows, on the pool (the hot reads go to `direct` first).
         async fn read_all<'q>(
             &self,
-            query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+            query: impl Fn() -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
         ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-            Ok(query.fetch_all(&self.pool).await?)
+            Ok(query().fetch_all(&self.pool).await?)
         }
     }
 }
@@ -1465,14 +1465,25 @@ mod postgres_impl {
             Ok(PostgresStore { pool, direct: None, readers, writer: None })
         }
 
-        /// A statement's rows, on a reader (see `readers.rs`).
+        /// A statement's rows, on a reader (see `readers.rs`). The statement is made again, on a
+        /// new connection, if the connection it first ran on turns out to have been dropped by
+        /// the server since its last use (a restart, an administrator): a single read is safe to
+        /// repeat.
         async fn read_all<'q>(
             &self,
-            query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+            query: impl Fn() -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
         ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
-            let Some(readers) = &self.readers else { return Ok(query.fetch_all(&self.pool).await?) };
+            let Some(readers) = &self.readers else { return Ok(query().fetch_all(&self.pool).await?) };
             let mut reader = readers.take().await?;
-            let rows = query.fetch_all(&mut reader.conn).await?;
+            let rows = match query().fetch_all(&mut reader.conn).await {
+                Ok(rows) => rows,
+                Err(err) if !reader.checked && readers::dropped_by_server(&err) => {
+                    tracing::warn!(error = %err, "a reader's connection was dropped by the server; reading on a new one");
+                    reader.reconnect().await?;
+                    query().fetch_all(&mut reader.conn).await?
+                }
+                Err(err) => return Err(err.into()),
+            };
             reader.done();
             Ok(rows)
         }

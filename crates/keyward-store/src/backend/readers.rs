@@ -7,70 +7,102 @@
 //! finished, so it is never left halfway through a statement and needs no check; one whose
 //! statement failed, or whose request went away mid-statement, is closed instead. Like the pool's
 //! connections, one unused for a while is checked before it is used
-//! ([`super::CHECK_CONNECTIONS_IDLE_FOR`]), so a connection the server dropped meanwhile (a
-//! restart, an idle timeout) is replaced rather than failing a request.
+//! ([`super::CHECK_CONNECTIONS_IDLE_FOR`]); one used just before the server dropped it (a
+//! restart, an administrator) fails its statement, which the caller runs again on a new
+//! connection (see `read_all`). As the pool does, a request waits at most
+//! [`WAIT_FOR_READER`] for a connection, and connections are replaced after [`MAX_LIFETIME`].
 //!
 //! What a read sees is unchanged: each statement runs outside a transaction, a snapshot of what
 //! has committed.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout;
 
 use crate::error::StoreError;
 
 /// Readers open at once, per node; a request beyond them waits for one.
 const READERS: usize = 8;
+/// How long a request waits for a reader, opening one included (the pool's acquire timeout).
+const WAIT_FOR_READER: Duration = Duration::from_secs(10);
+/// How long the check of an idle connection may take before the connection is given up.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection is replaced once it is this old (sqlx's default for the pool's).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug)]
 pub(crate) struct Readers {
     options: Arc<PgConnectOptions>,
     permits: Arc<Semaphore>,
-    /// Connections not in use, the last one handed back at the end, with when it was.
-    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    /// Connections not in use, the last one handed back at the end; `None` once closed.
+    idle: Mutex<Option<Vec<Idle>>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: PgConnection,
+    opened: Instant,
+    since: Instant,
 }
 
 /// A connection in use; [`Reader::done`] hands it back, dropping it closes it.
 pub(crate) struct Reader<'a> {
     pub(crate) conn: PgConnection,
+    /// Opened or checked just now: a failure is not the server having dropped it meanwhile.
+    pub(crate) checked: bool,
+    opened: Instant,
     readers: &'a Readers,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Readers {
     pub(crate) fn new(options: Arc<PgConnectOptions>) -> Readers {
-        Readers { options, permits: Arc::new(Semaphore::new(READERS)), idle: Mutex::new(Vec::new()) }
+        Readers { options, permits: Arc::new(Semaphore::new(READERS)), idle: Mutex::new(Some(Vec::new())) }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<(PgConnection, Instant)>> {
+    fn idle(&self) -> MutexGuard<'_, Option<Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A connection: the one handed back last (its statements are the likeliest to be
-    /// prepared), checked first if it sat unused a while, or a new one.
+    /// prepared), checked first if it sat unused a while, or a new one. Waits at most
+    /// [`WAIT_FOR_READER`].
     pub(crate) async fn take(&self) -> Result<Reader<'_>, StoreError> {
-        let permit =
-            self.permits.clone().acquire_owned().await.map_err(|_| StoreError::from(sqlx::Error::PoolClosed))?;
+        timeout(WAIT_FOR_READER, self.take_unbounded()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut.into()))
+    }
+
+    async fn take_unbounded(&self) -> Result<Reader<'_>, StoreError> {
+        let closed = || StoreError::from(sqlx::Error::PoolClosed);
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| closed())?;
         loop {
-            let last = self.idle().pop();
-            let Some((mut conn, since)) = last else { break };
-            if since.elapsed() < super::CHECK_CONNECTIONS_IDLE_FOR || conn.ping().await.is_ok() {
-                return Ok(Reader { conn, readers: self, _permit: permit });
+            let last = self.idle().as_mut().ok_or_else(closed)?.pop();
+            let Some(Idle { mut conn, opened, since }) = last else { break };
+            if opened.elapsed() >= MAX_LIFETIME {
+                let _ = timeout(CHECK_TIMEOUT, conn.close()).await;
+                continue;
+            }
+            if since.elapsed() < super::CHECK_CONNECTIONS_IDLE_FOR {
+                return Ok(Reader { conn, checked: false, opened, readers: self, _permit: permit });
+            }
+            if let Ok(Ok(())) = timeout(CHECK_TIMEOUT, conn.ping()).await {
+                return Ok(Reader { conn, checked: true, opened, readers: self, _permit: permit });
             }
         }
         let conn = self.options.connect().await?;
-        Ok(Reader { conn, readers: self, _permit: permit })
+        Ok(Reader { conn, checked: true, opened: Instant::now(), readers: self, _permit: permit })
     }
 
-    /// Closes the idle connections; later asks fail as a closed pool's do.
+    /// Closes the idle connections; later asks fail as a closed pool's do, and a connection in
+    /// use is closed when its statement finishes.
     pub(crate) async fn close(&self) {
         self.permits.close();
-        let idle = std::mem::take(&mut *self.idle());
-        for (conn, _) in idle {
-            let _ = conn.close().await;
+        let idle = self.idle().take().unwrap_or_default();
+        for it in idle {
+            let _ = timeout(CHECK_TIMEOUT, it.conn.close()).await;
         }
     }
 }
@@ -78,8 +110,46 @@ impl Readers {
 impl Reader<'_> {
     /// Hands the connection back once its statement has finished.
     pub(crate) fn done(self) {
-        if !self.readers.permits.is_closed() {
-            self.readers.idle().push((self.conn, Instant::now()));
+        let mut idle = self.readers.idle();
+        if let Some(idle) = idle.as_mut() {
+            idle.push(Idle { conn: self.conn, opened: self.opened, since: Instant::now() });
         }
+    }
+
+    /// Replaces the connection (one the server dropped) with a new one, under the same permit.
+    pub(crate) async fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.conn =
+            timeout(WAIT_FOR_READER, self.readers.options.connect()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+        self.opened = Instant::now();
+        self.checked = true;
+        Ok(())
+    }
+}
+
+/// Whether a statement failed because the server had dropped its connection: the connection
+/// itself failed, or the server said it is ending it (SQLSTATE class 08, connection exception,
+/// or 57P, an operator ending it or the server shutting down or restarting).
+pub(crate) fn dropped_by_server(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(inner) => {
+            inner.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dropped_by_server;
+
+    #[test]
+    fn only_a_lost_connection_is_read_again() {
+        let io = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        assert!(dropped_by_server(&io));
+        assert!(dropped_by_server(&sqlx::Error::Protocol("unexpected end".into())));
+        assert!(!dropped_by_server(&sqlx::Error::RowNotFound));
+        assert!(!dropped_by_server(&sqlx::Error::PoolTimedOut));
+        assert!(!dropped_by_server(&sqlx::Error::ColumnNotFound("id".into())));
     }
 }

@@ -1046,19 +1046,32 @@ fn keys_of(value: &Value) -> Vec<String> {
 }
 
 /// PostgreSQL: connections the database server dropped (a restart, an administrator, an idle
-/// timeout) are replaced before a request uses them. The pool checks a connection when it is
-/// taken only after it sat unused for a while (half a second), not before every statement, so
-/// this waits that long after ending every connection Keyward had open.
+/// timeout) are replaced. A read every request makes (the caller, a user) that finds its
+/// connection dropped runs again on a new one, so even right after every connection ended the
+/// request succeeds; the pool checks a connection when it is taken only after it sat unused for a
+/// while (half a second), not before every statement, so the rest waits that long. Requests
+/// beyond the readers' eight wait for one rather than opening more connections.
 async fn connections_the_database_dropped_are_replaced(backend: Backend) {
+    use sqlx::Connection;
     if backend == Backend::Sqlite {
         return;
     }
-    let app = TestApp::spawn(backend).await;
+    // Signing keys read once a minute, as in production (tests read them on every request, on
+    // the pool), so the request right after the connections ended makes only the two reads.
+    let app =
+        TestApp::spawn_configured(backend, |config| config.key_cache_ttl = std::time::Duration::from_secs(60)).await;
+    let admin_path = format!("/v1.0/users/{ADMIN_UPN}");
     for _ in 0..3 {
         let me = app.get("/v1.0/me").await;
         assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     }
-    let admin = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
+    // One connection of the test's own, so counting Keyward's leaves out just that one.
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.database_url)
+        .await
+        .expect("open PostgreSQL");
+    assert_eq!(app.get(&admin_path).await.status, StatusCode::OK);
     let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
@@ -1066,14 +1079,47 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
     .fetch_all(&admin)
     .await
     .expect("end Keyward's connections");
-    admin.close().await;
     assert!(!ended.is_empty() && ended.iter().all(|it| *it), "Keyward had connections to end: {ended:?}");
+    for _ in 0..2 {
+        let reply = app.get(&admin_path).await;
+        assert_eq!(reply.status, StatusCode::OK, "right after the connections ended: {}", reply.text);
+        assert_eq!(reply.body["userPrincipalName"], ADMIN_UPN);
+    }
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let admin_path = format!("/v1.0/users/{ADMIN_UPN}");
     for path in ["/v1.0/me", "/v1.0/users", admin_path.as_str(), "/v1.0/users?$top=1", "/v1.0/organization"] {
         let reply = app.get(path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path} after the connections ended: {}", reply.text);
     }
+
+    // While a lock holds every read of users back, exactly eight reads wait for it on their own
+    // connections; the other requests wait for one of those, and all finish once it is released.
+    let mut locker = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock users");
+    let held: Vec<_> =
+        (0..12).map(|_| app.send_in_background(Method::GET, &admin_path, &app.admin_token, Value::Null)).collect();
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&admin)
+        .await
+        .expect("pg_stat_activity")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting().await < 8 {
+        assert!(std::time::Instant::now() < deadline, "eight reads did not reach the lock within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(waiting().await, 8, "reads waiting for the lock, each on a connection of its own");
+    lock.rollback().await.expect("release the lock");
+    locker.close().await.expect("close the lock's connection");
+    for request in held {
+        let reply = request.await.expect("request task");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+
     // Many requests at once wait for a connection rather than opening one each: the pool's 16
     // and the readers' 8 at most.
     let many: Vec<_> =
@@ -1082,15 +1128,15 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
         let reply = request.await.expect("request task");
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     }
-    let admin = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
     let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
     )
     .fetch_one(&admin)
     .await
     .expect("count connections");
-    admin.close().await;
     assert!(open <= 24, "Keyward held {open} connections");
+    admin.close().await;
     let created = app
         .post(
             "/v1.0/users",
