@@ -1475,12 +1475,12 @@ mod postgres_impl {
         ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
             let Some(readers) = &self.readers else { return Ok(query().fetch_all(&self.pool).await?) };
             let mut reader = readers.take().await?;
-            let rows = match query().fetch_all(&mut reader.conn).await {
+            let rows = match query().fetch_all(reader.conn()).await {
                 Ok(rows) => rows,
                 Err(err) if !reader.checked && readers::dropped_by_server(&err) => {
                     tracing::warn!(error = %err, "a reader's connection was dropped by the server; reading on a new one");
                     reader.reconnect().await?;
-                    query().fetch_all(&mut reader.conn).await?
+                    query().fetch_all(reader.conn()).await?
                 }
                 Err(err) => return Err(err.into()),
             };

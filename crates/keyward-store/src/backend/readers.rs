@@ -4,8 +4,10 @@
 //! sqlx checks each pooled connection with a round trip to the server as it goes back to the
 //! pool, in a task of its own, and that check cannot be turned off: a statement run on the pool
 //! cost two round trips and a task. A reader is handed back only once its statement has
-//! finished, so it is never left halfway through a statement and needs no check; one whose
-//! statement failed, or whose request went away mid-statement, is closed instead. Like the pool's
+//! finished, so it is never left halfway through a statement and needs no check. One whose
+//! statement failed, or whose request went away mid-statement, is checked in a task of its own
+//! (which reads what is left of the statement's answer first), under its permit, and handed back
+//! only if the check succeeds: a cancelled request costs no new connection. Like the pool's
 //! connections, one unused for a while is checked before it is used
 //! ([`super::CHECK_CONNECTIONS_IDLE_FOR`]); one used just before the server dropped it (a
 //! restart, an administrator) fails its statement, which the caller runs again on a new
@@ -49,14 +51,16 @@ struct Idle {
     since: Instant,
 }
 
-/// A connection in use; [`Reader::done`] hands it back, dropping it closes it.
-pub(crate) struct Reader<'a> {
-    pub(crate) conn: PgConnection,
+/// A connection in use; [`Reader::done`] hands it back, dropping it checks it first (see the
+/// module's comment).
+pub(crate) struct Reader {
+    /// `None` only once handed back.
+    conn: Option<PgConnection>,
     /// Opened or checked just now: a failure is not the server having dropped it meanwhile.
     pub(crate) checked: bool,
     opened: Instant,
-    readers: &'a Readers,
-    _permit: OwnedSemaphorePermit,
+    readers: Arc<Readers>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Readers {
@@ -71,11 +75,11 @@ impl Readers {
     /// A connection: the one handed back last (its statements are the likeliest to be
     /// prepared), checked first if it sat unused a while, or a new one. Waits at most
     /// [`WAIT_FOR_READER`].
-    pub(crate) async fn take(&self) -> Result<Reader<'_>, StoreError> {
+    pub(crate) async fn take(self: &Arc<Self>) -> Result<Reader, StoreError> {
         timeout(WAIT_FOR_READER, self.take_unbounded()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut.into()))
     }
 
-    async fn take_unbounded(&self) -> Result<Reader<'_>, StoreError> {
+    async fn take_unbounded(self: &Arc<Self>) -> Result<Reader, StoreError> {
         let closed = || StoreError::from(sqlx::Error::PoolClosed);
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| closed())?;
         loop {
@@ -86,14 +90,30 @@ impl Readers {
                 continue;
             }
             if since.elapsed() < super::CHECK_CONNECTIONS_IDLE_FOR {
-                return Ok(Reader { conn, checked: false, opened, readers: self, _permit: permit });
+                return Ok(self.reader(conn, false, opened, permit));
             }
             if let Ok(Ok(())) = timeout(CHECK_TIMEOUT, conn.ping()).await {
-                return Ok(Reader { conn, checked: true, opened, readers: self, _permit: permit });
+                return Ok(self.reader(conn, true, opened, permit));
             }
         }
         let conn = self.options.connect().await?;
-        Ok(Reader { conn, checked: true, opened: Instant::now(), readers: self, _permit: permit })
+        Ok(self.reader(conn, true, Instant::now(), permit))
+    }
+
+    fn reader(
+        self: &Arc<Self>,
+        conn: PgConnection,
+        checked: bool,
+        opened: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Reader {
+        Reader { conn: Some(conn), checked, opened, readers: Arc::clone(self), permit: Some(permit) }
+    }
+
+    fn hand_back(&self, conn: PgConnection, opened: Instant) {
+        if let Some(idle) = self.idle().as_mut() {
+            idle.push(Idle { conn, opened, since: Instant::now() });
+        }
     }
 
     /// Closes the idle connections; later asks fail as a closed pool's do, and a connection in
@@ -107,22 +127,48 @@ impl Readers {
     }
 }
 
-impl Reader<'_> {
+impl Reader {
+    /// The connection, to run a statement on.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a reader holds its connection until handed back")
+    }
+
     /// Hands the connection back once its statement has finished.
-    pub(crate) fn done(self) {
-        let mut idle = self.readers.idle();
-        if let Some(idle) = idle.as_mut() {
-            idle.push(Idle { conn: self.conn, opened: self.opened, since: Instant::now() });
+    pub(crate) fn done(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.readers.hand_back(conn, self.opened);
         }
     }
 
     /// Replaces the connection (one the server dropped) with a new one, under the same permit.
     pub(crate) async fn reconnect(&mut self) -> Result<(), StoreError> {
-        self.conn =
+        let conn =
             timeout(WAIT_FOR_READER, self.readers.options.connect()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+        self.conn = Some(conn);
         self.opened = Instant::now();
         self.checked = true;
         Ok(())
+    }
+}
+
+impl Drop for Reader {
+    /// A reader not handed back (its statement failed, or its request went away, perhaps halfway
+    /// through the statement) is checked in a task of its own: sqlx reads what is left of the
+    /// statement's answer before the check's round trip. It is handed back if the check succeeds
+    /// within [`CHECK_TIMEOUT`], closed otherwise; the permit is held until then.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let readers = Arc::clone(&self.readers);
+        let (opened, permit) = (self.opened, self.permit.take());
+        runtime.spawn(async move {
+            if let Ok(Ok(())) = timeout(CHECK_TIMEOUT, conn.ping()).await {
+                readers.hand_back(conn, opened);
+            } else {
+                let _ = timeout(CHECK_TIMEOUT, conn.close()).await;
+            }
+            drop(permit);
+        });
     }
 }
 

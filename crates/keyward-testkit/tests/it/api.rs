@@ -1150,6 +1150,62 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
 }
 
+/// PostgreSQL: a read whose request went away halfway through its statement (here, while it
+/// waited for a lock) does not cost its connection: the reader is checked in the background once
+/// the statement's answer arrives and handed back, so the next read runs on the same server
+/// process instead of opening a new one.
+async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
+    use keyward_core::ids::ObjectId;
+    use sqlx::Connection;
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let me = app.get("/v1.0/me").await;
+    let admin = ObjectId::parse(me.body["id"].as_str().expect("id")).expect("an object id");
+    let organization = app.get("/v1.0/organization").await;
+    let tenant = ObjectId::parse(organization.body["value"][0]["id"].as_str().expect("id")).expect("an object id");
+    // A store of its own, so its connections are the only new ones.
+    let store = keyward_store::open(&app.database_url).await.expect("open the store");
+    let now = time::OffsetDateTime::now_utc();
+    let found = store.get_user_and_roles(&tenant, &admin, now).await.expect("read");
+    assert!(found.is_some(), "the administrator is found");
+
+    let mut watcher = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let mut locker = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock users");
+    let reading = {
+        let store = std::sync::Arc::clone(&store);
+        let (tenant, admin) = (tenant.clone(), admin.clone());
+        tokio::spawn(async move { store.get_user_and_roles(&tenant, &admin, now).await })
+    };
+    crate::security::until_a_session_waits_for_a_lock(&app).await;
+    let since: String =
+        sqlx::query_scalar("SELECT now()::text").fetch_one(&mut watcher).await.expect("the server's time");
+    reading.abort();
+    assert!(reading.await.is_err_and(|it| it.is_cancelled()), "the read was cancelled halfway");
+    lock.rollback().await.expect("release the lock");
+    // The reader's check reads the cancelled statement's answer first, then hands it back.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let found = store.get_user_and_roles(&tenant, &admin, time::OffsetDateTime::now_utc()).await.expect("read");
+        assert_eq!(found.map(|(user, _)| user.id), Some(admin.clone()));
+    }
+    let opened: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_type = 'client backend' AND backend_start > $1::timestamptz",
+    )
+    .bind(&since)
+    .fetch_one(&mut watcher)
+    .await
+    .expect("pg_stat_activity");
+    assert_eq!(opened, 0, "connections opened since the read was cancelled: one replaced its connection");
+    store.close().await;
+    locker.close().await.expect("close");
+    watcher.close().await.expect("close");
+}
+
 keyward_testkit::on_both_backends!(
     delta_rounds_for_users_and_groups,
     json_batching,
@@ -1167,4 +1223,5 @@ keyward_testkit::on_both_backends!(
     organization_health_metrics_openapi_and_keys,
     disabled_users_lose_api_access,
     connections_the_database_dropped_are_replaced,
+    a_read_cancelled_halfway_keeps_its_connection,
 );
