@@ -1468,7 +1468,7 @@ mod postgres_impl {
         /// A statement's rows, on a reader (see `readers.rs`). The statement is made again, on a
         /// new connection, if the connection it first ran on turns out to have been dropped by
         /// the server since its last use (a restart, an administrator): a single read is safe to
-        /// repeat.
+        /// repeat, so `query` must make one read (a `SELECT`), never a write.
         async fn read_all<'q>(
             &self,
             query: impl Fn() -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,

@@ -1100,7 +1100,8 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
         (0..12).map(|_| app.send_in_background(Method::GET, &admin_path, &app.admin_token, Value::Null)).collect();
     let waiting = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND backend_type = 'client backend' AND wait_event_type = 'Lock'",
         )
         .fetch_one(&admin)
         .await
@@ -1186,8 +1187,24 @@ async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
     reading.abort();
     assert!(reading.await.is_err_and(|it| it.is_cancelled()), "the read was cancelled halfway");
     lock.rollback().await.expect("release the lock");
-    // The reader's check reads the cancelled statement's answer first, then hands it back.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The reader's check reads the cancelled statement's answer first, then hands it back: once
+    // every other session of the database is idle, only the client's side of that is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if busy == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cancelled statement did not end within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for _ in 0..3 {
         let found = store.get_user_and_roles(&tenant, &admin, time::OffsetDateTime::now_utc()).await.expect("read");
         assert_eq!(found.map(|(user, _)| user.id), Some(admin.clone()));
