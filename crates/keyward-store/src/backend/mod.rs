@@ -444,6 +444,12 @@ macro_rules! bind_user_columns {
 /// How long a PostgreSQL connection may sit unused before it is checked with a round trip when
 /// taken (the pool's and the readers' alike).
 const CHECK_CONNECTIONS_IDLE_FOR: Duration = Duration::from_millis(500);
+/// How long a request waits for a PostgreSQL connection, opening one included (the pool's and
+/// the readers' alike).
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(10);
+/// A PostgreSQL connection is replaced once it is this old (the pool's and the readers' alike;
+/// sqlx's default).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 macro_rules! impl_backend {
     (
@@ -1439,7 +1445,8 @@ mod postgres_impl {
         pub(crate) async fn open(url: &str) -> Result<PostgresStore, StoreError> {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(WAIT_FOR_CONNECTION)
+                .max_lifetime(CONNECTION_LIFETIME)
                 // By default sqlx checks a connection with a round trip to the server each time it
                 // is taken from the pool, which doubled the round trips of a statement run on the
                 // pool (sqlx also checks each connection as it is returned). Only a connection idle

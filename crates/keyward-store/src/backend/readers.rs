@@ -11,8 +11,9 @@
 //! connections, one unused for a while is checked before it is used
 //! ([`super::CHECK_CONNECTIONS_IDLE_FOR`]); one used just before the server dropped it (a
 //! restart, an administrator) fails its statement, which the caller runs again on a new
-//! connection (see `read_all`). As the pool does, a request waits at most
-//! [`WAIT_FOR_READER`] for a connection, and connections are replaced after [`MAX_LIFETIME`].
+//! connection (see `read_all`). As for the pool, a request waits at most
+//! [`super::WAIT_FOR_CONNECTION`] for a connection, and connections are replaced after
+//! [`super::CONNECTION_LIFETIME`].
 //!
 //! What a read sees is unchanged: each statement runs outside a transaction, a snapshot of what
 //! has committed.
@@ -29,12 +30,8 @@ use crate::error::StoreError;
 
 /// Readers open at once, per node; a request beyond them waits for one.
 const READERS: usize = 8;
-/// How long a request waits for a reader, opening one included (the pool's acquire timeout).
-const WAIT_FOR_READER: Duration = Duration::from_secs(10);
 /// How long the check of an idle connection may take before the connection is given up.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-/// A connection is replaced once it is this old (sqlx's default for the pool's).
-const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug)]
 pub(crate) struct Readers {
@@ -74,9 +71,11 @@ impl Readers {
 
     /// A connection: the one handed back last (its statements are the likeliest to be
     /// prepared), checked first if it sat unused a while, or a new one. Waits at most
-    /// [`WAIT_FOR_READER`].
+    /// [`super::WAIT_FOR_CONNECTION`].
     pub(crate) async fn take(self: &Arc<Self>) -> Result<Reader, StoreError> {
-        timeout(WAIT_FOR_READER, self.take_unbounded()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut.into()))
+        timeout(super::WAIT_FOR_CONNECTION, self.take_unbounded())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut.into()))
     }
 
     async fn take_unbounded(self: &Arc<Self>) -> Result<Reader, StoreError> {
@@ -85,7 +84,7 @@ impl Readers {
         loop {
             let last = self.idle().as_mut().ok_or_else(closed)?.pop();
             let Some(Idle { mut conn, opened, since }) = last else { break };
-            if opened.elapsed() >= MAX_LIFETIME {
+            if opened.elapsed() >= super::CONNECTION_LIFETIME {
                 let _ = timeout(CHECK_TIMEOUT, conn.close()).await;
                 continue;
             }
@@ -142,8 +141,9 @@ impl Reader {
 
     /// Replaces the connection (one the server dropped) with a new one, under the same permit.
     pub(crate) async fn reconnect(&mut self) -> Result<(), StoreError> {
-        let conn =
-            timeout(WAIT_FOR_READER, self.readers.options.connect()).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+        let conn = timeout(super::WAIT_FOR_CONNECTION, self.readers.options.connect())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
         self.conn = Some(conn);
         self.opened = Instant::now();
         self.checked = true;

@@ -1,5 +1,6 @@
 //! The Graph-compatible API through HTTP, on both backends.
 
+use crate::security::{sessions, until_sessions};
 use base64::Engine;
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp, assert_graph_error, id_of};
 use reqwest::{Method, StatusCode};
@@ -1066,17 +1067,13 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
         assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     }
     // One connection of the test's own, so counting Keyward's leaves out just that one.
-    let admin = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&app.database_url)
-        .await
-        .expect("open PostgreSQL");
+    let mut admin = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
     assert_eq!(app.get(&admin_path).await.status, StatusCode::OK);
     let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
-    .fetch_all(&admin)
+    .fetch_all(&mut admin)
     .await
     .expect("end Keyward's connections");
     assert!(!ended.is_empty() && ended.iter().all(|it| *it), "Keyward had connections to end: {ended:?}");
@@ -1098,22 +1095,11 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
     sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.expect("lock users");
     let held: Vec<_> =
         (0..12).map(|_| app.send_in_background(Method::GET, &admin_path, &app.admin_token, Value::Null)).collect();
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND backend_type = 'client backend' AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&admin)
-        .await
-        .expect("pg_stat_activity")
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while waiting().await < 8 {
-        assert!(std::time::Instant::now() < deadline, "eight reads did not reach the lock within 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    const WAITING: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                           AND backend_type = 'client backend' AND wait_event_type = 'Lock'";
+    until_sessions(&mut admin, WAITING, |waiting| waiting >= 8, "eight reads waiting for the lock").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(waiting().await, 8, "reads waiting for the lock, each on a connection of its own");
+    assert_eq!(sessions(&mut admin, WAITING).await, 8, "reads waiting for the lock, each on a connection of its own");
     lock.rollback().await.expect("release the lock");
     locker.close().await.expect("close the lock's connection");
     for request in held {
@@ -1129,15 +1115,14 @@ async fn connections_the_database_dropped_are_replaced(backend: Backend) {
         let reply = request.await.expect("request task");
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     }
-    let open: i64 = sqlx::query_scalar(
+    let open = sessions(
+        &mut admin,
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
          AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
     )
-    .fetch_one(&admin)
-    .await
-    .expect("count connections");
+    .await;
     assert!(open <= 24, "Keyward held {open} connections");
-    admin.close().await;
+    admin.close().await.expect("close");
     let created = app
         .post(
             "/v1.0/users",
@@ -1189,21 +1174,14 @@ async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
     lock.rollback().await.expect("release the lock");
     // The reader's check reads the cancelled statement's answer first, then hands it back: once
     // every other session of the database is idle, only the client's side of that is left.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let busy: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle'",
-        )
-        .fetch_one(&mut watcher)
-        .await
-        .expect("pg_stat_activity");
-        if busy == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the cancelled statement did not end within 10 s");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_sessions(
+        &mut watcher,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND state <> 'idle'",
+        |busy| busy == 0,
+        "end of the cancelled statement",
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for _ in 0..3 {
         let found = store.get_user_and_roles(&tenant, &admin, time::OffsetDateTime::now_utc()).await.expect("read");

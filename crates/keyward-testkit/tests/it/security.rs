@@ -1001,22 +1001,37 @@ async fn slow_clients_are_disconnected(backend: Backend) {
 /// so a test knows a request it started is blocked where it expects rather than not yet
 /// there. Panics on time-out.
 pub(crate) async fn until_a_session_waits_for_a_lock(app: &TestApp) {
-    let pool = sqlx::PgPool::connect(&app.database_url).await.expect("open PostgreSQL");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    until_sessions(
+        &mut conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        |waiting| waiting > 0,
+        "a session waiting for a lock",
+    )
+    .await;
+    conn.close().await.expect("close");
+}
+
+/// PostgreSQL: the count `count_sql` (a `SELECT count(*)`, over `pg_stat_activity` say) answers
+/// on `conn`.
+pub(crate) async fn sessions(conn: &mut sqlx::PgConnection, count_sql: &'static str) -> i64 {
+    sqlx::query_scalar(count_sql).fetch_one(conn).await.expect("count sessions")
+}
+
+/// PostgreSQL: asks [`sessions`] every 20 ms until `done` holds for its answer, for up to 10 s;
+/// panics naming what it waited for (`what`) on time-out.
+pub(crate) async fn until_sessions(
+    conn: &mut sqlx::PgConnection,
+    count_sql: &'static str,
+    done: impl Fn(i64) -> bool,
+    what: &str,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no session waited for a lock within 10 s");
+    while !done(sessions(conn, count_sql).await) {
+        assert!(std::time::Instant::now() < deadline, "no {what} within 10 s");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    pool.close().await;
 }
 
 /// Reset MFA and a code being entered take their locks in one order (the user's sign-in state,
