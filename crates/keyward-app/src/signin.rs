@@ -502,18 +502,7 @@ impl App {
                 let user = self.flow_user(flow).await?;
                 let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
                 let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
-                let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(facts.passkeys)).await?;
-                // The code form is offered whenever a passkey is not the only way left.
-                let code = facts.has_app || passkey.is_none();
-                let passkey_first = facts.state.preferences.passkey_first();
-                SignInPage::Mfa {
-                    username,
-                    remember_days: policy.remember_mfa_days,
-                    error,
-                    code,
-                    passkey,
-                    passkey_first,
-                }
+                return self.mfa_page(flow, &policy, facts, error).await;
             }
             Stage::MoreInfo => {
                 let user = self.flow_user(flow).await?;
@@ -553,20 +542,45 @@ impl App {
         Ok(self.view(flow, page))
     }
 
+    /// The code page, from the facts the caller just read (the sign-in policy and the user's
+    /// second factors); what it offers is checked again when the form comes back.
+    async fn mfa_page(
+        &self,
+        flow: &Flow,
+        policy: &SignInPolicy,
+        facts: MfaFacts,
+        error: Option<String>,
+    ) -> Result<SignInView, AppError> {
+        let passkey = self.passkey_request(&flow.tenant.id, &flow.cookie, Some(facts.passkeys)).await?;
+        // The code form is offered whenever a passkey is not the only way left.
+        let code = facts.has_app || passkey.is_none();
+        let passkey_first = facts.state.preferences.passkey_first();
+        let page = SignInPage::Mfa {
+            username: flow.session.username.clone().unwrap_or_default(),
+            remember_days: policy.remember_mfa_days,
+            error,
+            code,
+            passkey,
+            passkey_first,
+        };
+        Ok(self.view(flow, page))
+    }
+
     async fn submit_username(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let username = form.username.as_deref().map(str::trim).unwrap_or_default();
         if username.is_empty() || username.len() > 256 {
             return self.render(flow, Some("Enter a valid email address or user name.".into())).await;
         }
-        let mut tx = self.read().await?;
+        // The lookup and the session's next stage: one transaction.
+        let mut tx = self.write().await?;
         let user = tx.find_user_by_upn(&flow.tenant.id, username).await?;
-        drop(tx);
         // Whether the account exists is not shown: an unknown name gets the same password page.
         // The name is shown back as typed, for known and unknown accounts alike.
         flow.session.username = Some(username.to_owned());
         flow.session.user_id = user.map(|it| it.id);
         flow.session.stage = Stage::Password;
-        self.save_session(&flow.session).await?;
+        tx.update_browser_session(&flow.session).await?;
+        tx.commit().await?;
         self.render(flow, None).await
     }
 
@@ -674,7 +688,6 @@ impl App {
         } else {
             flow.session.methods = Amr::of(&[AuthMethodRef::Password]);
         }
-        tx.commit().await?;
         let result = if factor == FirstFactor::TemporaryAccessPass {
             "Temporary Access Pass validated"
         } else {
@@ -682,14 +695,22 @@ impl App {
         };
         let first = detail(now, method, true, result);
         if factor == FirstFactor::Password && user.force_change_password_next_sign_in {
+            tx.commit().await?;
             flow.session.stage = Stage::ChangePassword;
             self.save_session(&flow.session).await?;
             self.log_sign_in(flow, Some(&user), codes::PASSWORD_EXPIRED, vec![first]).await?;
             return self.render(flow, None).await;
         }
-        self.after_first_factor(flow, &user, factor, &policy, device_cookie, first).await
+        // What decides the second factor is read in the transaction that settled the attempt,
+        // a snapshot no older than a separate read after it would be.
+        let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &user, &policy).await?);
+        let device = remembered_device(&mut *tx, device_cookie).await?;
+        tx.commit().await?;
+        self.after_first_factor(flow, &user, factor, &policy, facts, device, first).await
     }
 
+    /// What follows a first factor, from the user's second-factor facts and the remembered
+    /// device the browser presented, both read by the caller.
     #[allow(clippy::too_many_arguments)]
     async fn after_first_factor(
         &self,
@@ -697,16 +718,12 @@ impl App {
         user: &User,
         factor: FirstFactor,
         policy: &SignInPolicy,
-        device_cookie: Option<&str>,
+        facts: MfaFacts,
+        device: Option<signin::RememberedDevice>,
         first: AuthenticationDetail,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
-        let facts = self.mfa_facts(&flow.tenant, user, policy).await?;
         let state = &facts.state;
-        let device = match device_cookie {
-            Some(value) => self.read().await?.get_remembered_device(&sha256(value.as_bytes())).await?,
-            None => None,
-        };
         let remembered = device.is_some_and(|it| {
             signin::device_honoured(&it, &user.id, state.remembered_devices_not_before, policy.remember_mfa_days, now)
         });
@@ -748,7 +765,7 @@ impl App {
                 flow.session.stage = Stage::Mfa;
                 self.save_session(&flow.session).await?;
                 self.log_sign_in(flow, Some(user), codes::MFA_REQUIRED, vec![first]).await?;
-                self.render(flow, None).await
+                self.mfa_page(flow, policy, facts, None).await
             }
             NextStep::Register => {
                 flow.session.stage = Stage::MoreInfo;
@@ -814,9 +831,13 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
         }
-        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let mut tx = self.read().await?;
+        let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
+        let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &fresh, &policy).await?);
+        let device = remembered_device(&mut *tx, device_cookie).await?;
+        drop(tx);
         let first = detail(now, "Password", true, "Password changed");
-        self.after_first_factor(flow, &fresh, FirstFactor::Password, &policy, device_cookie, first).await
+        self.after_first_factor(flow, &fresh, FirstFactor::Password, &policy, facts, device, first).await
     }
 
     /// `POST /me/changePassword`: the signed-in user changes their own password (no role needed;
@@ -900,18 +921,27 @@ impl App {
     }
 
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
-        let user = self.flow_user(flow).await?;
+        // The user, what the methods policy lets them use and the sign-in policy: one snapshot.
+        let id = flow.session.user_id.clone().ok_or_else(|| unexpected("no user in this sign-in"))?;
+        let mut tx = self.read().await?;
+        let user = tx
+            .get_user(&flow.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
+        let methods_policy = tx.methods_policy(&flow.tenant.id).await?;
+        let methods = self.usable_methods(&mut *tx, &user.id, &methods_policy).await?;
+        let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
+        drop(tx);
         let code = form.code.as_deref().unwrap_or_default();
         self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let now = self.now();
-        if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
+        if !methods.software_oath {
             // Turned off for this user since the code page was shown.
             let failed =
                 detail(now, "Software OATH token", false, "Method disabled by the authentication methods policy");
             self.log_sign_in(flow, Some(&user), codes::MFA_FAILED, vec![failed]).await?;
             return self.render(flow, Some(NOTHING_TO_REGISTER.into())).await;
         }
-        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
         let mut tx = self.write().await?;
         let mut state = tx.lock_user_sign_in_state(&user.id).await?;
         if let Some(until) = state.code.locked_at(now) {
@@ -1026,7 +1056,7 @@ impl App {
             // MFA became required while the prompt was shown: the sign-in goes on to it.
             let factor = if is_pass { FirstFactor::TemporaryAccessPass } else { FirstFactor::Password };
             let first = detail(now, "Password", true, "Correct password");
-            return self.after_first_factor(flow, &user, factor, &policy, None, first).await;
+            return self.after_first_factor(flow, &user, factor, &policy, facts, None, first).await;
         }
         // The skip is decided on the counters read under the row lock, so parallel clicks
         // cannot skip more often than the campaign allows.
@@ -1259,14 +1289,19 @@ impl App {
         user: &User,
         policy: &SignInPolicy,
     ) -> Result<MfaFacts, AppError> {
-        let mut facts = mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await?;
+        let facts = mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await?;
+        Ok(self.usable_facts(facts))
+    }
+
+    /// `facts` as this server can act on them: passkeys cannot be used or made without a host
+    /// name in the public URL.
+    fn usable_facts(&self, mut facts: MfaFacts) -> MfaFacts {
         if self.relying_party().is_err() {
-            // Passkeys cannot be used or made without a host name in the public URL.
             facts.methods = facts.methods.without_passkeys();
             facts.passkeys.clear();
             facts.has_method = facts.has_app;
         }
-        Ok(facts)
+        facts
     }
 
     /// Completes a sign-in: checks the account once more (it may have been disabled or its
@@ -1280,7 +1315,10 @@ impl App {
         details: Vec<AuthenticationDetail>,
     ) -> Result<SignInView, AppError> {
         let now = self.now();
-        let mut tx = self.read().await?;
+        let client = self.flow_client(flow).await?;
+        // The account's check, the session's new cookie and the sign-in's log entry: one
+        // transaction, so nothing committed between the check and the session's write.
+        let mut tx = self.write().await?;
         let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
         let refusal = match &fresh {
             None => Some(codes::DISABLED),
@@ -1289,17 +1327,14 @@ impl App {
             Some(_) => None,
         };
         if let Some(code) = refusal {
-            drop(tx);
-            let failed = detail(now, "Previously satisfied", false, "The account changed during sign-in");
-            self.log_sign_in(flow, fresh.as_ref(), code, vec![failed]).await?;
-            let mut tx = self.write().await?;
             tx.delete_browser_session(&flow.session.id_sha256).await?;
             tx.commit().await?;
+            let failed = detail(now, "Previously satisfied", false, "The account changed during sign-in");
+            self.log_sign_in(flow, fresh.as_ref(), code, vec![failed]).await?;
             return self.session_ended(&flow.tenant).await;
         }
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
-        let requirement = mfa_facts_in(&mut *tx, &flow.tenant, user, &policy).await?.requirement;
-        drop(tx);
+        let requirement = mfa_requirement_in(&mut *tx, &flow.tenant, user, &policy).await?;
         let cookie = random_token()?;
         let old_id = std::mem::replace(&mut flow.session.id_sha256, sha256(cookie.as_bytes()));
         flow.cookie = cookie.clone();
@@ -1307,10 +1342,9 @@ impl App {
         flow.session.authenticated_at = Some(now);
         flow.session.expires_at = now + SESSION_LIFETIME;
         let mut record = self.sign_in_record(flow, Some(user), codes::SUCCESS, details);
-        (record.app_id, record.app_display_name) = self.flow_client(flow).await?;
+        (record.app_id, record.app_display_name) = client;
         record.is_multi_factor = requirement.is_some();
         record.requirement_policies = requirement.map(|it| it.detail().to_owned()).into_iter().collect();
-        let mut tx = self.write().await?;
         tx.rekey_browser_session(&old_id, &flow.session.id_sha256).await?;
         tx.update_browser_session(&flow.session).await?;
         tx.insert_sign_in(&record).await?;
@@ -1704,6 +1738,17 @@ pub(crate) async fn settle_success(
     Ok(true)
 }
 
+/// The remembered device the browser's cookie names, if any.
+async fn remembered_device(
+    tx: &mut dyn Tx,
+    cookie: Option<&str>,
+) -> Result<Option<signin::RememberedDevice>, AppError> {
+    match cookie {
+        Some(value) => Ok(tx.get_remembered_device(&sha256(value.as_bytes())).await?),
+        None => Ok(None),
+    }
+}
+
 /// What the registration campaign asks of the user described by `facts` at `now`.
 fn campaign_nudge_of(facts: &MfaFacts, now: OffsetDateTime) -> Nudge {
     campaign_nudge(
@@ -1742,14 +1787,7 @@ pub(crate) async fn mfa_facts_in(
     policy: &SignInPolicy,
 ) -> Result<MfaFacts, AppError> {
     let state = tx.user_sign_in_state(&user.id).await?;
-    // Roles held, and roles the user may activate: an eligible user signs in with MFA, which the
-    // activation asks for.
-    let mut role_ids: Vec<String> =
-        tx.list_role_assignments_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id).collect();
-    role_ids.extend(tx.list_eligibilities_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id));
-    let needs_custom = role_ids.iter().any(|it| built_in_role(it).is_none());
-    let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
-    let is_privileged = signin::holds_privileged_role(role_ids.iter().map(String::as_str), &custom_roles);
+    let is_privileged = holds_privileged_role_in(tx, tenant, user).await?;
     let methods_policy = tx.methods_policy(&tenant.id).await?;
     let methods = user_methods(tx, &user.id, &methods_policy).await?;
     let has_app = methods.software_oath && !tx.list_software_oath_methods(&user.id).await?.is_empty();
@@ -1770,6 +1808,29 @@ pub(crate) async fn mfa_facts_in(
         campaign: methods_policy.campaign,
         state,
     })
+}
+
+/// Why `user` must use MFA, if they must: [`MfaFacts::requirement`] alone.
+async fn mfa_requirement_in(
+    tx: &mut dyn Tx,
+    tenant: &Tenant,
+    user: &User,
+    policy: &SignInPolicy,
+) -> Result<Option<MfaReason>, AppError> {
+    let state = tx.user_sign_in_state(&user.id).await?;
+    let is_privileged = holds_privileged_role_in(tx, tenant, user).await?;
+    Ok(signin::mfa_requirement(policy, state.per_user_mfa, is_privileged))
+}
+
+/// Whether `user` holds or may activate a privileged role: an eligible user signs in with MFA,
+/// which the activation asks for.
+async fn holds_privileged_role_in(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<bool, AppError> {
+    let mut role_ids: Vec<String> =
+        tx.list_role_assignments_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id).collect();
+    role_ids.extend(tx.list_eligibilities_for(&tenant.id, &user.id).await?.into_iter().map(|it| it.role_definition_id));
+    let needs_custom = role_ids.iter().any(|it| built_in_role(it).is_none());
+    let custom_roles = if needs_custom { tx.list_custom_roles(&tenant.id).await? } else { Vec::new() };
+    Ok(signin::holds_privileged_role(role_ids.iter().map(String::as_str), &custom_roles))
 }
 
 /// The user's methods as the account page lists them: each label, and for those the user may

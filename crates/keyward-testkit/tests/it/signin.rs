@@ -49,6 +49,18 @@ async fn register_totp(app: &TestApp, browser: &mut Browser, page: Page) -> (Pag
     (page, secret)
 }
 
+/// A new user `alias` who registered an authenticator app at their first sign-in (MFA must be
+/// required), signed out: their id, user name, browser and the app's secret.
+async fn with_authenticator_app(app: &TestApp, alias: &str) -> (String, String, Browser, String) {
+    let id = create_user(app, alias, false).await;
+    let upn = format!("{alias}@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let (account, secret) = register_totp(app, &mut browser, page).await;
+    sign_out(&mut browser, &account).await;
+    (id, upn, browser, secret)
+}
+
 async fn sign_out(browser: &mut Browser, page: &Page) {
     let out = browser.submit(page, "signout", &[], &[]).await;
     assert_eq!(out.title(), "Sign in");
@@ -252,12 +264,7 @@ async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.set_security_defaults(true).await;
     app.set_sign_in_policy(&json!({"rememberMfaOnDeviceDays": 14})).await;
-    let adele = create_user(&app, "adele", false).await;
-    let upn = format!("adele@{DOMAIN}");
-    let mut browser = Browser::new(&app.base_url);
-    let page = first_factor(&mut browser, &upn, PASSWORD).await;
-    let (account, secret) = register_totp(&app, &mut browser, page).await;
-    sign_out(&mut browser, &account).await;
+    let (adele, upn, mut browser, secret) = with_authenticator_app(&app, "adele").await;
 
     app.clock.advance(Duration::seconds(30));
     let page = first_factor(&mut browser, &upn, PASSWORD).await;
@@ -533,6 +540,47 @@ async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
     assert_eq!(log, vec![50079, 0, 50076, 500121, 500121, 500121, 500121, 500121, 500121, 0]);
 }
 
+/// An account disabled, or its sessions revoked, while the user types the code: the right code
+/// gives no session (the check and the session's write are one transaction), the log says why,
+/// and the next sign-in works once the account is enabled again.
+async fn an_account_changed_while_the_code_is_typed_is_not_signed_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.set_security_defaults(true).await;
+    let (adele, upn, mut browser, secret) = with_authenticator_app(&app, "adele").await;
+
+    // Disabled between the password and the code.
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(ended.title(), "Sign in", "{}", ended.text());
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    let again = browser.get(&login_path()).await;
+    assert_eq!(again.title(), "Sign in", "the session was not kept: {}", again.text());
+
+    // Sessions revoked between the password and the code.
+    let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": true})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+
+    // Nothing changed meanwhile: the code signs in.
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let account = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let log = codes(&sign_ins(&app, &upn).await);
+    assert_eq!(log, vec![50079, 0, 50076, 50057, 50076, 50173, 50076, 0], "{log:?}");
+}
+
 async fn account_steps_are_guarded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.set_sign_in_policy(&json!({"lockoutThreshold": 3})).await;
@@ -614,6 +662,7 @@ async fn account_steps_are_guarded(backend: Backend) {
 
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
+    an_account_changed_while_the_code_is_typed_is_not_signed_in,
     per_user_mfa_and_the_code_attempt_limit,
     first_sign_in_with_the_bootstrap_pass,
     password_and_totp_with_replay_refused,
