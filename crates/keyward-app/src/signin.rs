@@ -688,6 +688,9 @@ impl App {
         } else {
             flow.session.methods = Amr::of(&[AuthMethodRef::Password]);
         }
+        // The attempt is settled (and a pass spent) before anything else is read: a read that
+        // failed, or a client that went away, must not leave a right password counted as wrong.
+        tx.commit().await?;
         let result = if factor == FirstFactor::TemporaryAccessPass {
             "Temporary Access Pass validated"
         } else {
@@ -695,17 +698,16 @@ impl App {
         };
         let first = detail(now, method, true, result);
         if factor == FirstFactor::Password && user.force_change_password_next_sign_in {
-            tx.commit().await?;
             flow.session.stage = Stage::ChangePassword;
             self.save_session(&flow.session).await?;
             self.log_sign_in(flow, Some(&user), codes::PASSWORD_EXPIRED, vec![first]).await?;
             return self.render(flow, None).await;
         }
-        // What decides the second factor is read in the transaction that settled the attempt,
-        // a snapshot no older than a separate read after it would be.
+        // What decides the second factor, and the remembered device: one snapshot.
+        let mut tx = self.read().await?;
         let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &user, &policy).await?);
         let device = remembered_device(&mut *tx, device_cookie).await?;
-        tx.commit().await?;
+        drop(tx);
         self.after_first_factor(flow, &user, factor, &policy, facts, device, first).await
     }
 
@@ -928,12 +930,12 @@ impl App {
             .get_user(&flow.tenant.id, &id)
             .await?
             .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
+        self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let methods_policy = tx.methods_policy(&flow.tenant.id).await?;
         let methods = self.usable_methods(&mut *tx, &user.id, &methods_policy).await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
         drop(tx);
         let code = form.code.as_deref().unwrap_or_default();
-        self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let now = self.now();
         if !methods.software_oath {
             // Turned off for this user since the code page was shown.
@@ -981,7 +983,14 @@ impl App {
                 flow.session.methods.push(AuthMethodRef::Otp);
                 flow.session.methods.push(AuthMethodRef::Mfa);
                 flow.session.mfa_at = Some(now);
-                let device = if form.remember && policy.remember_mfa_days > 0 {
+                let details = vec![
+                    detail(now, "Password", true, "Correct password"),
+                    detail(now, "Software OATH token", true, "MFA successfully completed"),
+                ];
+                let mut view = self.finish(flow, &user, details).await?;
+                // The device is remembered only for a sign-in that finished (not for an account
+                // disabled or signed out everywhere while the code was typed).
+                if form.remember && policy.remember_mfa_days > 0 && flow.session.stage == Stage::Done {
                     let value = random_token()?;
                     let device = signin::RememberedDevice {
                         user_id: user.id.clone(),
@@ -991,16 +1000,8 @@ impl App {
                     let mut tx = self.write().await?;
                     tx.insert_remembered_device(&sha256(value.as_bytes()), &device).await?;
                     tx.commit().await?;
-                    Some((value, policy.remember_mfa_days))
-                } else {
-                    None
-                };
-                let details = vec![
-                    detail(now, "Password", true, "Correct password"),
-                    detail(now, "Software OATH token", true, "MFA successfully completed"),
-                ];
-                let mut view = self.finish(flow, &user, details).await?;
-                view.set_device = device;
+                    view.set_device = Some((value, policy.remember_mfa_days));
+                }
                 Ok(view)
             }
             Err(err) => {
@@ -1317,7 +1318,10 @@ impl App {
         let now = self.now();
         let client = self.flow_client(flow).await?;
         // The account's check, the session's new cookie and the sign-in's log entry: one
-        // transaction, so nothing committed between the check and the session's write.
+        // transaction. On SQLite nothing commits in between; on PostgreSQL the user's row is not
+        // locked (an administrator's edit in progress must not hold up the user's sign-in), and a
+        // disable or revocation that commits in between is seen at the session's next use and at
+        // the token endpoint, as for every session.
         let mut tx = self.write().await?;
         let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
         let refusal = match &fresh {

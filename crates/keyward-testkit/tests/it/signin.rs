@@ -541,12 +541,15 @@ async fn per_user_mfa_and_the_code_attempt_limit(backend: Backend) {
 }
 
 /// An account disabled, or its sessions revoked, while the user types the code: the right code
-/// gives no session (the check and the session's write are one transaction), the log says why,
-/// and the next sign-in works once the account is enabled again.
+/// gives no session and no remembered device, the log says why, and the next sign-in works once
+/// the account is enabled again.
 async fn an_account_changed_while_the_code_is_typed_is_not_signed_in(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.set_security_defaults(true).await;
+    app.set_sign_in_policy(&json!({"rememberMfaOnDeviceDays": 14})).await;
     let (adele, upn, mut browser, secret) = with_authenticator_app(&app, "adele").await;
+    let remember = [("remember", "on")];
+    let is_device = |cookie: &String| cookie.starts_with("keyward-device=");
 
     // Disabled between the password and the code.
     app.clock.advance(Duration::seconds(30));
@@ -554,11 +557,14 @@ async fn an_account_changed_while_the_code_is_typed_is_not_signed_in(backend: Ba
     assert_eq!(page.title(), "Enter code", "{}", page.text());
     let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": false})).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
-    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &remember).await;
     assert_eq!(ended.title(), "Sign in", "{}", ended.text());
     assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    assert!(!ended.set_cookies.iter().any(is_device), "no device remembered: {:?}", ended.set_cookies);
+    // A kept session would be found ended here, with the same message.
     let again = browser.get(&login_path()).await;
-    assert_eq!(again.title(), "Sign in", "the session was not kept: {}", again.text());
+    assert_eq!(again.title(), "Sign in", "{}", again.text());
+    assert!(!again.text().contains("Your session has ended"), "the session was kept: {}", again.text());
 
     // Sessions revoked between the password and the code.
     let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": true})).await;
@@ -569,14 +575,17 @@ async fn an_account_changed_while_the_code_is_typed_is_not_signed_in(backend: Ba
     app.clock.advance(Duration::seconds(1));
     let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    let ended = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &remember).await;
+    assert_eq!(ended.title(), "Sign in", "{}", ended.text());
     assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    assert!(!ended.set_cookies.iter().any(is_device), "no device remembered: {:?}", ended.set_cookies);
 
-    // Nothing changed meanwhile: the code signs in.
+    // Nothing changed meanwhile: the code signs in, and the device is remembered.
     app.clock.advance(Duration::seconds(30));
     let page = first_factor(&mut browser, &upn, PASSWORD).await;
-    let account = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    let account = browser.submit(&page, "mfa", &[("one-time-code", &code_now(&app, &secret))], &remember).await;
     assert_eq!(account.title(), "My account", "{}", account.text());
+    assert!(account.set_cookies.iter().any(is_device), "{:?}", account.set_cookies);
     let log = codes(&sign_ins(&app, &upn).await);
     assert_eq!(log, vec![50079, 0, 50076, 50057, 50076, 50173, 50076, 0], "{log:?}");
 }
