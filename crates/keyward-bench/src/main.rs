@@ -153,10 +153,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if wants(Workload::SignIn) || wants(Workload::ClientCredentials) {
         for &backend in &backends {
-            keep(
-                "sign-in and client-credentials",
-                Ok(oidc::run(backend, wants(Workload::SignIn), wants(Workload::ClientCredentials)).await),
-            );
+            let nodes: &[usize] = if backend == Backend::Postgres { &[1, 2] } else { &[1] };
+            for &nodes in nodes {
+                let (sign_in, grants) = (wants(Workload::SignIn), wants(Workload::ClientCredentials));
+                keep("sign-in and client-credentials", Ok(oidc::run(backend, nodes, sign_in, grants).await));
+            }
         }
     }
     if wants(Workload::Write) {

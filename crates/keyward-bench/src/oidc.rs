@@ -33,8 +33,9 @@ fn user_id(n: usize) -> ObjectId {
     ObjectId::parse(&format!("000000b1-0000-4000-8000-{n:012x}")).expect("id")
 }
 
-/// One full sign-in of user `n` through the code flow; returns when the access token is in hand.
-async fn sign_in(app: &TestApp, client: &reqwest::Client, n: usize) {
+/// One full sign-in of user `n` through the code flow on the node at `base`; returns when the
+/// access token is in hand.
+async fn sign_in(app: &TestApp, base: &str, client: &reqwest::Client, n: usize) {
     let verbose = std::env::var_os("KEYWARD_BENCH_STEPS").is_some();
     let mut last = Instant::now();
     let mut step = |name: &str| {
@@ -43,7 +44,7 @@ async fn sign_in(app: &TestApp, client: &reqwest::Client, n: usize) {
         }
         last = Instant::now();
     };
-    let mut browser = Browser::on_client(&app.base_url, client.clone());
+    let mut browser = Browser::on_client(base, client.clone());
     let path = format!(
         "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
          &code_challenge={CHALLENGE}&code_challenge_method=S256",
@@ -59,13 +60,18 @@ async fn sign_in(app: &TestApp, client: &reqwest::Client, n: usize) {
     let code = keyward_core::totp::code_at_step(SECRET, keyward_core::totp::step_at(app.app.now().unix_timestamp()));
     let done = browser.submit(&page, "mfa", &[("one-time-code", &code)], &[]).await;
     step("code and authorization code");
-    let tokens = app.redeem_code(&done.path, REDIRECT, VERIFIER).await;
+    let tokens = keyward_testkit::redeem_code(client, base, &done.path, REDIRECT, VERIFIER).await;
     assert!(tokens["access_token"].is_string(), "{tokens}");
     step("token exchange");
 }
 
-pub async fn run(backend: Backend, with_sign_in: bool, with_grants: bool) -> Vec<Line> {
-    let name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
+/// The workloads on `backend` with `nodes` Keyward nodes on one database (each an HTTP server in
+/// this process; the clients take turns between them, a sign-in staying on one node).
+pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants: bool) -> Vec<Line> {
+    let mut name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" }.to_owned();
+    if nodes > 1 {
+        name.push_str(&format!(", {nodes} nodes"));
+    }
     // 600 sign-ins (about 8 s on two cores): 200 left the run's figure to its first and last
     // seconds, when not every client is busy.
     // `KEYWARD_BENCH_SIGN_INS=1` runs one, to follow its statements in a database's log.
@@ -87,13 +93,18 @@ pub async fn run(backend: Backend, with_sign_in: bool, with_grants: bool) -> Vec
     // token endpoint (300 a minute by default) would stop the run, as `--rate-limit-per-address 0`
     // turns it off for a server behind a proxy.
     // The signing keys are cached as a server caches them (tests reload them at every use).
-    let app = Arc::new(
-        TestApp::spawn_configured(backend, |config| {
-            config.limits.per_address = 0;
-            config.key_cache_ttl = keyward_app::AppConfig::new(String::new()).key_cache_ttl;
-        })
-        .await,
-    );
+    let configure = |config: &mut keyward_app::AppConfig| {
+        config.limits.per_address = 0;
+        config.key_cache_ttl = keyward_app::AppConfig::new(String::new()).key_cache_ttl;
+    };
+    let app = Arc::new(TestApp::spawn_configured(backend, configure).await);
+    let mut bases = vec![app.base_url.clone()];
+    let mut _others = Vec::new();
+    for _ in 1..nodes {
+        let (node, base) = app.second_server(configure).await;
+        _others.push(node);
+        bases.push(base);
+    }
 
     // Argon2id bound: hashes per second with `cores` hashes in flight, through the same hasher.
     let hasher = PasswordHasher::new(HashParams::OWASP, cores).expect("hasher");
@@ -150,10 +161,10 @@ pub async fn run(backend: Backend, with_sign_in: bool, with_grants: bool) -> Vec
     // the load generator instead of the server.
     let client = Browser::client();
     for worker in 0..workers {
-        let (app, client) = (app.clone(), client.clone());
+        let (app, client, base) = (app.clone(), client.clone(), bases[worker % nodes].clone());
         tasks.push(tokio::spawn(async move {
             for n in (worker..sign_ins).step_by(workers) {
-                sign_in(&app, &client, n).await;
+                sign_in(&app, &base, &client, n).await;
             }
         }));
     }
@@ -193,21 +204,20 @@ pub async fn run(backend: Backend, with_sign_in: bool, with_grants: bool) -> Vec
     let secret = secret.body["secretText"].as_str().expect("secret").to_owned();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (app, app_id, secret) = (app.clone(), app_id.clone(), secret.clone());
+    let client = reqwest::Client::new();
+    for worker in 0..workers {
+        let (client, base, app_id, secret) =
+            (client.clone(), bases[worker % nodes].clone(), app_id.clone(), secret.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..grants / workers {
-                let tokens = app
-                    .post_form(
-                        &format!("/{DOMAIN}/oauth2/v2.0/token"),
-                        &[
-                            ("grant_type", "client_credentials"),
-                            ("client_id", &app_id),
-                            ("client_secret", &secret),
-                            ("scope", "https://graph.microsoft.com/.default"),
-                        ],
-                    )
-                    .await;
+                let fields = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", app_id.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ];
+                let tokens =
+                    keyward_testkit::post_form(&client, &base, &format!("/{DOMAIN}/oauth2/v2.0/token"), &fields).await;
                 assert!(tokens["access_token"].is_string(), "{tokens}");
             }
         }));

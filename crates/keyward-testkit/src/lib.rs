@@ -158,6 +158,41 @@ pub async fn node_with(
     App::new(store, clock, hasher, keys, config).await.expect("app")
 }
 
+/// Redeems the code in `redirected` (the redirect an authorization ended with) for the public
+/// client `keyward-cli` at the node `base`: the token endpoint's JSON answer.
+pub async fn redeem_code(
+    client: &reqwest::Client,
+    base: &str,
+    redirected: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Value {
+    let query = redirected.split_once('?').unwrap_or_else(|| panic!("a redirect with a code, not {redirected}")).1;
+    let code = form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "keyward-cli"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+    ];
+    post_form(client, base, &format!("/{DOMAIN}/oauth2/v2.0/token"), &fields).await
+}
+
+/// Posts `fields` as a form to `path` on the node `base` (the token endpoint, say): the JSON
+/// answer.
+pub async fn post_form(client: &reqwest::Client, base: &str, path: &str, fields: &[(&str, &str)]) -> Value {
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let response = client
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("form request");
+    response.json().await.expect("json")
+}
+
 /// A running Keyward on a random port.
 #[derive(Debug)]
 pub struct TestApp {
@@ -314,6 +349,21 @@ impl TestApp {
         node(&self.database_url, self.clock.clone(), &self.base_url).await
     }
 
+    /// Another node on the same database with an HTTP server of its own on a random port (the
+    /// same public URL, as behind a load balancer; `configure` as for [`TestApp::spawn_configured`]):
+    /// the node and its server's base URL. The server stops when this process ends.
+    pub async fn second_server(&self, configure: impl FnOnce(&mut AppConfig)) -> (App, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        let app = node_with(&self.database_url, self.clock.clone(), &self.base_url, configure).await;
+        let router = keyward_http::router(app.clone());
+        tokio::spawn(async move {
+            let _ = keyward_http::serve(router, keyward_http::ServeConfig::new(listener, None), std::future::pending())
+                .await;
+        });
+        (app, base_url)
+    }
+
     /// Assigns a role straight in the database (role management through the API is a later issue).
     pub async fn assign_role(&self, principal_id: &str, role: &str, scope: &str) {
         let store = keyward_store::open(&self.database_url).await.expect("store");
@@ -384,34 +434,12 @@ impl TestApp {
     /// browser to) at the token endpoint, as the public client `keyward-cli` with the PKCE
     /// `verifier`: the token response.
     pub async fn redeem_code(&self, redirected: &str, redirect_uri: &str, verifier: &str) -> Value {
-        let query = redirected.split_once('?').unwrap_or_else(|| panic!("a redirect with a code, not {redirected}")).1;
-        let code =
-            form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "code").expect("code").1.into_owned();
-        self.post_form(
-            &format!("/{DOMAIN}/oauth2/v2.0/token"),
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", "keyward-cli"),
-                ("code", code.as_str()),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", verifier),
-            ],
-        )
-        .await
+        redeem_code(&self.client, &self.base_url, redirected, redirect_uri, verifier).await
     }
 
     /// Posts `fields` as a form to `path` (the token endpoint, say): the JSON answer.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Value {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("form request");
-        response.json().await.expect("json")
+        post_form(&self.client, &self.base_url, path, fields).await
     }
 
     /// An access token for `upn`, issued by the app's own issuing code.
