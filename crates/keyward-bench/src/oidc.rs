@@ -65,6 +65,25 @@ async fn sign_in(app: &TestApp, base: &str, client: &reqwest::Client, n: usize) 
     step("token exchange");
 }
 
+/// Argon2id verifications per second with `cores` of them in flight through `hasher` (60 each).
+async fn argon_rate(hasher: &PasswordHasher, stored: &str, cores: usize) -> f64 {
+    let rounds = 60 * cores;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..cores {
+        let (hasher, stored) = (hasher.clone(), stored.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds / cores {
+                assert!(hasher.verify(PASSWORD, Some(&stored)).await.expect("verify"));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("hasher");
+    }
+    rounds as f64 / started.elapsed().as_secs_f64()
+}
+
 /// The workloads on `backend` with `nodes` Keyward nodes on one database (each an HTTP server in
 /// this process; the clients take turns between them, a sign-in staying on one node).
 pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants: bool) -> Vec<Line> {
@@ -106,24 +125,12 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
         bases.push(base);
     }
 
-    // Argon2id bound: hashes per second with `cores` hashes in flight, through the same hasher.
+    // Argon2id bound: hashes per second with `cores` hashes in flight, through the same hasher,
+    // before the sign-ins and again after them (the machine's rate drifts by a tenth or more
+    // within minutes; the bound is the mean of the two).
     let hasher = PasswordHasher::new(HashParams::OWASP, cores).expect("hasher");
     let stored = hasher.hash(PASSWORD).await.expect("hash");
-    let rounds = 60 * cores;
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..cores {
-        let (hasher, stored) = (hasher.clone(), stored.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..rounds / cores {
-                assert!(hasher.verify(PASSWORD, Some(&stored)).await.expect("verify"));
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("hasher");
-    }
-    let argon_rate = rounds as f64 / started.elapsed().as_secs_f64();
+    let argon_before = if with_sign_in { argon_rate(&hasher, &stored, cores).await } else { 0.0 };
 
     // Users with a password and an authenticator app; MFA required for everyone.
     let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
@@ -172,7 +179,11 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
         task.await.expect("sign-in worker");
     }
     let sign_in_rate = sign_ins as f64 / started.elapsed().as_secs_f64();
-    eprintln!("sign-in: {sign_in_rate:.1}/s against {argon_rate:.1} hashes/s");
+    let argon_after = if with_sign_in { argon_rate(&hasher, &stored, cores).await } else { 0.0 };
+    let argon_rate = f64::midpoint(argon_before, argon_after);
+    eprintln!(
+        "sign-in: {sign_in_rate:.1}/s against {argon_rate:.1} hashes/s ({argon_before:.1} before, {argon_after:.1} after)"
+    );
 
     // Token-signing bound: the same ES256 signing the server does, on `cores` threads.
     let ring = Arc::new(KeyRing::new(&MASTER_KEY).expect("keys"));
@@ -231,7 +242,10 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
         lines.push(Line {
             workload: format!("sign-in: password + TOTP through the code flow, {name}"),
             figure: format!("{sign_in_rate:.1} sign-ins/s"),
-            limit: format!("Argon2id (m = 19 MiB, t = 2, p = 1) {argon_rate:.1} hashes/s on {cores} cores"),
+            limit: format!(
+                "Argon2id (m = 19 MiB, t = 2, p = 1) {argon_rate:.1} hashes/s on {cores} cores ({argon_before:.1} before \
+                 the sign-ins, {argon_after:.1} after)"
+            ),
             ratio: percent(sign_in_rate, argon_rate),
             target: "≥ 90%".into(),
             met: sign_in_rate >= 0.9 * argon_rate,
