@@ -924,12 +924,8 @@ impl App {
 
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         // The user, what the methods policy lets them use and the sign-in policy: one snapshot.
-        let id = flow.session.user_id.clone().ok_or_else(|| unexpected("no user in this sign-in"))?;
         let mut tx = self.read().await?;
-        let user = tx
-            .get_user(&flow.tenant.id, &id)
-            .await?
-            .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
+        let user = flow_user_in(&mut *tx, flow).await?;
         self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let methods_policy = tx.methods_policy(&flow.tenant.id).await?;
         let methods = self.usable_methods(&mut *tx, &user.id, &methods_policy).await?;
@@ -1607,11 +1603,7 @@ impl App {
     }
 
     async fn flow_user(&self, flow: &Flow) -> Result<User, AppError> {
-        let id = flow.session.user_id.clone().ok_or_else(|| unexpected("no user in this sign-in"))?;
-        let mut tx = self.read().await?;
-        tx.get_user(&flow.tenant.id, &id)
-            .await?
-            .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))
+        flow_user_in(&mut *self.read().await?, flow).await
     }
 
     async fn save_session(&self, session: &BrowserSession) -> Result<(), AppError> {
@@ -1742,6 +1734,12 @@ pub(crate) async fn settle_success(
     Ok(true)
 }
 
+/// The user this sign-in is for, read in `tx`.
+async fn flow_user_in(tx: &mut dyn Tx, flow: &Flow) -> Result<User, AppError> {
+    let id = flow.session.user_id.as_ref().ok_or_else(|| unexpected("no user in this sign-in"))?;
+    tx.get_user(&flow.tenant.id, id).await?.ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))
+}
+
 /// The remembered device the browser's cookie names, if any.
 async fn remembered_device(
     tx: &mut dyn Tx,
@@ -1815,7 +1813,7 @@ pub(crate) async fn mfa_facts_in(
 }
 
 /// Why `user` must use MFA, if they must: [`MfaFacts::requirement`] alone.
-async fn mfa_requirement_in(
+pub(crate) async fn mfa_requirement_in(
     tx: &mut dyn Tx,
     tenant: &Tenant,
     user: &User,

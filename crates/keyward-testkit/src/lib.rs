@@ -193,6 +193,16 @@ pub async fn post_form(client: &reqwest::Client, base: &str, path: &str, fields:
     response.json().await.expect("json")
 }
 
+/// Serves `app`'s router on `listener` in a task of its own (it drains for at most a second).
+fn serve_in_background(app: &App, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    let router = keyward_http::router(app.clone());
+    let mut config = keyward_http::ServeConfig::new(listener, None);
+    config.drain_timeout = std::time::Duration::from_secs(1);
+    tokio::spawn(async move {
+        let _ = keyward_http::serve(router, config, std::future::pending()).await;
+    })
+}
+
 /// A running Keyward on a random port.
 #[derive(Debug)]
 pub struct TestApp {
@@ -324,12 +334,7 @@ impl TestApp {
         assert!(matches!(outcome, BootstrapOutcome::Created { .. }), "{outcome:?}");
         let outcome_copy = outcome.clone();
         let admin_token = app.issue_access_token_for_upn(ADMIN_UPN).await.expect("token");
-        let router = keyward_http::router(app.clone());
-        let mut config = keyward_http::ServeConfig::new(listener, None);
-        config.drain_timeout = std::time::Duration::from_secs(1);
-        let server = tokio::spawn(async move {
-            let _ = keyward_http::serve(router, config, std::future::pending()).await;
-        });
+        let server = serve_in_background(&app, listener);
         let test_app = TestApp {
             app,
             base_url,
@@ -356,11 +361,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
         let app = node_with(&self.database_url, self.clock.clone(), &self.base_url, configure).await;
-        let router = keyward_http::router(app.clone());
-        tokio::spawn(async move {
-            let _ = keyward_http::serve(router, keyward_http::ServeConfig::new(listener, None), std::future::pending())
-                .await;
-        });
+        serve_in_background(&app, listener);
         (app, base_url)
     }
 

@@ -16,8 +16,7 @@ impl App {
         }
         let mut tx = self.read().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
-        let facts = crate::signin::mfa_facts_in(&mut *tx, tenant, user, &policy).await?;
-        Ok(facts.requirement.is_some())
+        Ok(crate::signin::mfa_requirement_in(&mut *tx, tenant, user, &policy).await?.is_some())
     }
 
     /// Whether a session or token obtained with a Temporary Access Pass ending at `pass_end` may
