@@ -70,7 +70,7 @@ pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) ->
         limit: format!("bare axum handler {} req/s", thousands(bare_load.rate)),
         ratio: percent(full.rate, bare_load.rate),
         target: format!("≥ 50%; p99 < 1 ms at {} req/s", thousands(bare_load.rate / 4.0)),
-        met,
+        met: Some(met),
     }])
 }
 

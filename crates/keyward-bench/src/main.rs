@@ -15,6 +15,7 @@ mod api_read;
 mod audit;
 mod authz;
 mod directory;
+mod driver;
 mod load;
 mod oidc;
 mod portal;
@@ -86,6 +87,9 @@ enum Workload {
     Authz,
     /// A directory of a million users: filters, paging, $count and the server's memory.
     Directory,
+    /// What the SQLite driver costs per statement: sqlx against rusqlite on the task's thread
+    /// (no target of its own).
+    SqliteDriver,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +192,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(err) => keep("directory", Err(err)),
         }
+    }
+    if wants(Workload::SqliteDriver) && backends.contains(&Backend::Sqlite) {
+        keep("sqlite-driver", driver::run().await);
     }
     println!();
     report::print_summary(&lines);

@@ -15,7 +15,9 @@ pub struct Line {
     pub ratio: String,
     /// The target as stated ("≥ 50%").
     pub target: String,
-    pub met: bool,
+    /// Whether the target is met; `None` for a measurement with no target of its own (printed
+    /// as "no target", not counted in the summary).
+    pub met: Option<bool>,
 }
 
 impl Line {
@@ -27,7 +29,11 @@ impl Line {
             self.limit,
             self.ratio,
             self.target,
-            if self.met { "met" } else { "not met" }
+            match self.met {
+                Some(true) => "met",
+                Some(false) => "not met",
+                None => "no target",
+            }
         );
     }
 }
@@ -38,8 +44,9 @@ pub fn print_header() {
 }
 
 pub fn print_summary(lines: &[Line]) {
-    let met = lines.iter().filter(|it| it.met).count();
-    println!("{met} of {} targets met.", lines.len());
+    let targets = lines.iter().filter(|it| it.met.is_some()).count();
+    let met = lines.iter().filter(|it| it.met == Some(true)).count();
+    println!("{met} of {targets} targets met.");
 }
 
 /// `part / whole` as a whole percentage.
