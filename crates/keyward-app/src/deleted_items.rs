@@ -270,7 +270,7 @@ impl App {
         let mut removed = 0;
         for (tenant, _) in tenants {
             let Some(tenant) = keyward_core::ids::ObjectId::parse(&tenant) else { continue };
-            let mut tx = self.write().await?;
+            let mut tx = self.write_maintenance().await?;
             removed += tx.purge_deleted_users_before(&tenant, cutoff).await?;
             removed += tx.purge_deleted_groups_before(&tenant, cutoff).await?;
             tx.commit().await?;

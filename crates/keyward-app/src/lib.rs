@@ -347,6 +347,14 @@ impl App {
         tx.set_now(self.now());
         Ok(tx)
     }
+
+    /// A write transaction for the maintenance's deletes, whose statements may run long
+    /// (`Store::write_maintenance`).
+    async fn write_maintenance(&self) -> Result<Box<dyn Tx>, AppError> {
+        let mut tx = self.inner.store.write_maintenance().await?;
+        tx.set_now(self.now());
+        Ok(tx)
+    }
 }
 
 /// Runs `work` now and then every `every` (a late run delays the next), on a task of its own,

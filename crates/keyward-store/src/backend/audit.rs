@@ -342,7 +342,7 @@ macro_rules! impl_audit_store {
                         let block = match keys.new_block {
                             Some(block) => block + 1,
                             None => {
-                                let largest: Option<i64> = sqlx::query_scalar("SELECT max(key) FROM audit_copies")
+                                let largest: Option<i64> = q::query_scalar("SELECT max(key) FROM audit_copies")
                                     .fetch_one(&mut *self.0)
                                     .await?;
                                 (largest.unwrap_or(0) >> COPY_BLOCK_BITS) + 1
@@ -403,7 +403,7 @@ macro_rules! impl_audit_store {
                 sql.push(" RETURNING 1) SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM h)");
                 // Its text depends on how many records and targets there are: only the common
                 // shape, one record, stays in the connection's statement cache.
-                let (inserted, heads): (i64, i64) = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
+                let (inserted, heads): (i64, i64) = bind_args!(q::query_as(q::AssertSqlSafe(sql.text)), sql.args)
                     .persistent(records.len() == 1)
                     .fetch_one(&mut *self.0)
                     .await?;
@@ -452,9 +452,7 @@ macro_rules! impl_audit_store {
                         sql.push(" ORDER BY t.activity_date_time DESC, t.audit_seq DESC LIMIT 1)");
                     }
                     let found: Vec<(i64, Option<i64>)> =
-                        bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                            .fetch_all(&mut *self.0)
-                            .await?;
+                        bind_args!(q::query_as(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                     for (n, largest) in found {
                         let target = usize::try_from(n)
                             .ok()
@@ -496,7 +494,7 @@ macro_rules! impl_audit_store {
                 // transaction, so records are chained one at a time in commit order. The upsert
                 // creates the head on a tenant's first record. Callers write the audit record last,
                 // so the lock is held only for the final statements and the commit.
-                let (head_index, head_hash): (i64, String) = sqlx::query_as(concat!(
+                let (head_index, head_hash): (i64, String) = q::query_as(concat!(
                     "INSERT INTO audit_chain_heads (tenant_id, chain_index, hash) VALUES ",
                     "($1, 0, $2) ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = ",
                     "excluded.tenant_id RETURNING chain_index, hash"
@@ -525,9 +523,8 @@ macro_rules! impl_audit_store {
                         indexed.push(Indexed { id: record.id.clone(), at: time, targets, copy });
                     }
                     sql.push(" RETURNING seq, id");
-                    let rows: Vec<(i64, String)> = bind_args!(sqlx::query_as(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                        .fetch_all(&mut *self.0)
-                        .await?;
+                    let rows: Vec<(i64, String)> =
+                        bind_args!(q::query_as(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                     let seqs: std::collections::HashMap<String, i64> =
                         rows.into_iter().map(|(seq, id)| (id, seq)).collect();
                     let mut sql = Sql::new(if DIALECT.record_copies {
@@ -585,28 +582,23 @@ macro_rules! impl_audit_store {
                         }
                     }
                     if !is_first {
-                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).execute(&mut *self.0).await?;
+                        bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).execute(&mut *self.0).await?;
                     }
                     if !copies.args.is_empty() {
-                        bind_args!(sqlx::query(sqlx::AssertSqlSafe(copies.text)), copies.args)
-                            .execute(&mut *self.0)
-                            .await?;
+                        bind_args!(q::query(q::AssertSqlSafe(copies.text)), copies.args).execute(&mut *self.0).await?;
                     }
                 }
-                sqlx::query(concat!(
-                    "UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE ",
-                    "tenant_id = $1"
-                ))
-                .bind(tenant)
-                .bind(stored_index(&at)?)
-                .bind(audit_chain::to_hex(&at.hash))
-                .execute(&mut *self.0)
-                .await?;
+                q::query(concat!("UPDATE audit_chain_heads SET chain_index = $2, hash = $3 WHERE ", "tenant_id = $1"))
+                    .bind(tenant)
+                    .bind(stored_index(&at)?)
+                    .bind(audit_chain::to_hex(&at.hash))
+                    .execute(&mut *self.0)
+                    .await?;
                 Ok(())
             }
 
             async fn audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError> {
-                let row: Option<(i64, String, String, String)> = sqlx::query_as(concat!(
+                let row: Option<(i64, String, String, String)> = q::query_as(concat!(
                     "SELECT chain_index, hash, cut_before, signature FROM audit_checkpoints ",
                     "WHERE tenant_id = $1"
                 ))
@@ -624,7 +616,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn lock_audit_checkpoint(&mut self, tenant: &str) -> Result<Checkpoint, StoreError> {
-                let row: (i64, String, String, String) = sqlx::query_as(concat!(
+                let row: (i64, String, String, String) = q::query_as(concat!(
                     "INSERT INTO audit_checkpoints (tenant_id, chain_index, hash, ",
                     "cut_before, signature) VALUES ($1, 0, $2, '', '') ON CONFLICT ",
                     "(tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id RETURNING ",
@@ -638,7 +630,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn set_audit_checkpoint(&mut self, tenant: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE audit_checkpoints SET chain_index = $2, hash = $3, cut_before = ",
                     "$4, signature = $5 WHERE tenant_id = $1"
                 ))
@@ -658,7 +650,7 @@ macro_rules! impl_audit_store {
                 after: i64,
                 at: OffsetDateTime,
             ) -> Result<Option<i64>, StoreError> {
-                sqlx::query_scalar(concat!(
+                q::query_scalar(concat!(
                     "SELECT chain_index FROM audit_records WHERE tenant_id = $1 AND ",
                     "chain_index > $2 AND activity_date_time >= $3 ORDER BY chain_index ",
                     "LIMIT 1"
@@ -677,7 +669,7 @@ macro_rules! impl_audit_store {
                 after_index: i64,
                 limit: usize,
             ) -> Result<Vec<(i64, Vec<(ObjectId, &'static str)>)>, StoreError> {
-                let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let rows: Vec<(i64, String)> = q::query_as(q::AssertSqlSafe(format!(
                     concat!(
                         "SELECT chain_index, record FROM audit_records WHERE tenant_id = $1 AND chain_index > $2 ",
                         "AND result = 'success' ORDER BY chain_index{}"
@@ -698,7 +690,7 @@ macro_rules! impl_audit_store {
 
             async fn audit_chain_head(&mut self, tenant: &str) -> Result<Option<ChainPosition>, StoreError> {
                 let row: Option<(i64, String)> =
-                    sqlx::query_as("SELECT chain_index, hash FROM audit_chain_heads WHERE tenant_id = $1")
+                    q::query_as("SELECT chain_index, hash FROM audit_chain_heads WHERE tenant_id = $1")
                         .bind(tenant)
                         .fetch_optional(&mut *self.0)
                         .await?;
@@ -706,7 +698,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn delete_audit_range(&mut self, tenant: &str, after: i64, through: i64) -> Result<u64, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "DELETE FROM audit_records WHERE tenant_id = $1 AND chain_index > $2 AND ",
                     "chain_index <= $3"
                 ))
@@ -719,7 +711,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn audit_retention(&mut self, tenant: &str) -> Result<(i64, String), StoreError> {
-                let row: Option<(i64, String)> = sqlx::query_as(concat!(
+                let row: Option<(i64, String)> = q::query_as(concat!(
                     "SELECT CAST(audit_retention_days AS BIGINT), audit_retention_mac FROM ",
                     "tenants WHERE id = $1"
                 ))
@@ -730,7 +722,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn set_audit_retention(&mut self, tenant: &str, days: i64, mac: &str) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE tenants SET audit_retention_days = $2, audit_retention_mac = $3 ",
                     "WHERE id = $1"
                 ))
@@ -755,7 +747,7 @@ macro_rules! impl_audit_store {
                     [("audit_targets", "audit_targets_seq"), ("audit_initiators", "audit_initiators_seq")]
                 {
                     // In record order (the seq index), so the records are read front to back, not a page each.
-                    let stray: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    let stray: Option<i64> = q::query_scalar(q::AssertSqlSafe(format!(
                         concat!(
                             "SELECT t.audit_seq FROM {table} t INDEXED BY {index} WHERE t.tenant_id ",
                             "= $1 AND NOT EXISTS (SELECT 1 FROM audit_records r WHERE r.seq = ",
@@ -778,7 +770,7 @@ macro_rules! impl_audit_store {
                 } else {
                     ""
                 };
-                let rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let rows: Vec<(String, Option<i64>, Option<String>)> = q::query_as(q::AssertSqlSafe(format!(
                     // Every tenant (so a deleted head is noticed) without scanning the records.
                     "SELECT t.tenant_id, h.chain_index, h.hash FROM (SELECT tenant_id FROM \
 audit_chain_heads UNION SELECT id AS tenant_id FROM tenants WHERE \
@@ -804,7 +796,7 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                 after_index: i64,
                 limit: usize,
             ) -> Result<Vec<ChainRow>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                let rows = q::query(q::AssertSqlSafe(format!(
                     concat!(
                         "SELECT seq, id, chain_index, prev_hash, hash, record, ",
                         "activity_date_time, correlation_id, category, activity_display_name, ",
@@ -839,7 +831,7 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                         "CAST(NULL AS TEXT)"
                     };
                     let found: Vec<(i64, String, Option<String>, String, String, Option<String>)> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        q::query_as(q::AssertSqlSafe(format!(
                             concat!(
                                 "SELECT t.audit_seq, t.target_id, t.target_upn_lc, t.activity_date_time, ",
                                 "t.tenant_id, {copy} FROM audit_records r CROSS JOIN audit_targets t ",
@@ -858,7 +850,7 @@ h.tenant_id = t.tenant_id ORDER BY t.tenant_id"
                         target_rows.entry(seq).or_default().push((at, target_tenant, copy));
                     }
                     if DIALECT.record_copies {
-                        let found: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(concat!(
+                        let found: Vec<(i64, String, String, String, Option<String>)> = q::query_as(concat!(
                             "SELECT i.audit_seq, i.initiator_id, i.activity_date_time, i.tenant_id, ",
                             "(SELECT c.record FROM audit_copies c WHERE c.key = i.copy_key) FROM ",
                             "audit_records r CROSS JOIN audit_initiators i WHERE r.tenant_id = $1 ",

@@ -16,7 +16,7 @@ macro_rules! bulk_job_columns {
 macro_rules! impl_bulk_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
-            fn decode_bulk_job(row: &<$db as sqlx::Database>::Row) -> Result<BulkJob, StoreError> {
+            fn decode_bulk_job(row: &DbRow) -> Result<BulkJob, StoreError> {
                 Ok(BulkJob {
                     id: oid(&row.try_get::<String, _>(0)?)?,
                     tenant_id: oid(&row.try_get::<String, _>(1)?)?,
@@ -46,7 +46,7 @@ macro_rules! impl_bulk_store {
                 lease_id: &str,
                 leased_until: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO bulk_jobs (",
                     bulk_job_columns!(),
                     ", leased_until, lease_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
@@ -72,7 +72,7 @@ macro_rules! impl_bulk_store {
                 .execute(&mut *self.0)
                 .await?;
                 for item in items {
-                    sqlx::query(concat!(
+                    q::query(concat!(
                         "INSERT INTO bulk_items (job_id, position, user_key, user_id, state, detail) ",
                         "VALUES ($1, $2, $3, $4, $5, $6)"
                     ))
@@ -89,7 +89,7 @@ macro_rules! impl_bulk_store {
             }
 
             async fn get_bulk_job(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<BulkJob>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     bulk_job_columns!(),
                     " FROM bulk_jobs WHERE tenant_id = $1 AND id = $2"
@@ -107,7 +107,7 @@ macro_rules! impl_bulk_store {
                 after: Option<i64>,
                 limit: usize,
             ) -> Result<Vec<BulkItem>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT position, user_key, user_id, state, detail FROM bulk_items WHERE job_id = $1 ",
                     "AND position > $2 ORDER BY position LIMIT $3"
                 ))
@@ -131,7 +131,7 @@ macro_rules! impl_bulk_store {
             }
 
             async fn count_bulk_items(&mut self, job: &ObjectId) -> Result<Vec<(String, i64)>, StoreError> {
-                let rows = sqlx::query("SELECT state, COUNT(*) FROM bulk_items WHERE job_id = $1 GROUP BY state")
+                let rows = q::query("SELECT state, COUNT(*) FROM bulk_items WHERE job_id = $1 GROUP BY state")
                     .bind(job.as_str())
                     .fetch_all(&mut *self.0)
                     .await?;
@@ -145,7 +145,7 @@ macro_rules! impl_bulk_store {
                 state: &str,
                 detail: Option<&str>,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE bulk_items SET state = $3, detail = $4 WHERE job_id = $1 AND position = $2 ",
                     "AND state = 'pending'"
                 ))
@@ -174,9 +174,9 @@ macro_rules! impl_bulk_store {
                     ),
                     skip = skip
                 );
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fmt_ts(now)).fetch_optional(&mut *self.0).await?;
+                let row = q::query(q::AssertSqlSafe(sql)).bind(fmt_ts(now)).fetch_optional(&mut *self.0).await?;
                 let Some(job) = row.as_ref().map(Self::decode_bulk_job).transpose()? else { return Ok(None) };
-                sqlx::query("UPDATE bulk_jobs SET leased_until = $2, lease_id = $3 WHERE id = $1")
+                q::query("UPDATE bulk_jobs SET leased_until = $2, lease_id = $3 WHERE id = $1")
                     .bind(job.id.as_str())
                     .bind(fmt_ts(leased_until))
                     .bind(lease_id)
@@ -191,7 +191,7 @@ macro_rules! impl_bulk_store {
                 lease_id: &str,
                 leased_until: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
+                let done = q::query(
                     "UPDATE bulk_jobs SET leased_until = $3 WHERE id = $1 AND lease_id = $2 AND status = 'running'",
                 )
                 .bind(job.as_str())
@@ -208,14 +208,13 @@ macro_rules! impl_bulk_store {
                 state: &str,
                 detail: &str,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE bulk_items SET state = $2, detail = $3 WHERE job_id = $1 AND state = 'pending'",
-                )
-                .bind(job.as_str())
-                .bind(state)
-                .bind(detail)
-                .execute(&mut *self.0)
-                .await?;
+                let done =
+                    q::query("UPDATE bulk_items SET state = $2, detail = $3 WHERE job_id = $1 AND state = 'pending'")
+                        .bind(job.as_str())
+                        .bind(state)
+                        .bind(detail)
+                        .execute(&mut *self.0)
+                        .await?;
                 Ok(done.rows_affected())
             }
 
@@ -224,7 +223,7 @@ macro_rules! impl_bulk_store {
                 tenant: &ObjectId,
                 caller: Option<&ObjectId>,
             ) -> Result<i64, StoreError> {
-                let count: i64 = sqlx::query_scalar(concat!(
+                let count: i64 = q::query_scalar(concat!(
                     "SELECT COUNT(*) FROM bulk_jobs WHERE tenant_id = $1 AND status = 'running' ",
                     "AND ($2 IS NULL OR caller_id = $2)"
                 ))
@@ -241,12 +240,12 @@ macro_rules! impl_bulk_store {
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
                 let old = "SELECT id FROM bulk_jobs WHERE tenant_id = $1 AND status = 'completed' AND finished_at < $2";
-                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM bulk_items WHERE job_id IN ({old})")))
+                q::query(q::AssertSqlSafe(format!("DELETE FROM bulk_items WHERE job_id IN ({old})")))
                     .bind(tenant.as_str())
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
                     .await?;
-                let done = sqlx::query(
+                let done = q::query(
                     "DELETE FROM bulk_jobs WHERE tenant_id = $1 AND status = 'completed' AND finished_at < $2",
                 )
                 .bind(tenant.as_str())
@@ -257,7 +256,7 @@ macro_rules! impl_bulk_store {
             }
 
             async fn complete_bulk_job(&mut self, job: &ObjectId, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE bulk_jobs SET status = 'completed', finished_at = $2, leased_until = NULL, ",
                     "lease_id = NULL WHERE id = $1 AND status = 'running'"
                 ))

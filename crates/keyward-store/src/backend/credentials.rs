@@ -9,7 +9,7 @@ macro_rules! impl_credential_store {
         #[async_trait]
         impl CredentialStore for $tx {
             async fn get_password_hash(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {
-                let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                let hash: Option<Option<String>> = q::query_scalar("SELECT password_hash FROM users WHERE id = $1")
                     .bind(user.as_str())
                     .fetch_optional(&mut *self.0)
                     .await?;
@@ -22,7 +22,7 @@ macro_rules! impl_credential_store {
                 hash: &str,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1")
+                let done = q::query("UPDATE users SET password_hash = $2, password_changed_at = $3 WHERE id = $1")
                     .bind(user.as_str())
                     .bind(hash)
                     .bind(fmt_ts(at))
@@ -32,11 +32,11 @@ macro_rules! impl_credential_store {
             }
 
             async fn put_temporary_access_pass(&mut self, pass: &TemporaryAccessPass) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
+                q::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
                     .bind(pass.user_id.as_str())
                     .execute(&mut *self.0)
                     .await?;
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO temporary_access_passes (id, user_id, pass_sha256, ",
                     "created_at, start_at, lifetime_minutes, is_usable_once, used_at, ",
                     "ends_at_registration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -59,7 +59,7 @@ macro_rules! impl_credential_store {
                 &mut self,
                 user: &ObjectId,
             ) -> Result<Option<TemporaryAccessPass>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT id, user_id, pass_sha256, created_at, start_at, ",
                     "lifetime_minutes, is_usable_once, used_at, ends_at_registration FROM ",
                     "temporary_access_passes WHERE user_id = $1"

@@ -31,7 +31,7 @@ macro_rules! impl_deleted_rows {
                     "SELECT u.id, u.is_member_management_restricted FROM {table} m \
                      JOIN administrative_units u ON u.id = m.unit_id WHERE m.member_id = $1 ORDER BY u.id"
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(member.as_str()).fetch_all(&mut *self.0).await?;
+                let rows = q::query(q::AssertSqlSafe(sql)).bind(member.as_str()).fetch_all(&mut *self.0).await?;
                 rows.iter().map(|row| Ok((oid(&row.try_get::<String, _>(0)?)?, row.try_get(1)?))).collect()
             }
 
@@ -49,7 +49,7 @@ macro_rules! impl_deleted_rows {
                 id: &str,
                 exact: bool,
                 limit: usize,
-            ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+            ) -> Result<Vec<DbRow>, StoreError> {
                 let (table, kind) = (kept.table, kept.kind);
                 let op = if exact { "=" } else { ">" };
                 let sql = format!(
@@ -57,12 +57,13 @@ macro_rules! impl_deleted_rows {
                      WHERE d.tenant_id = $1 AND d.kind = '{kind}' AND d.deleted_at >= $2 AND d.id {op} $3 ORDER BY d.id{}",
                     limit_clause(limit)
                 );
-                Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+                q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(fmt_ts(since))
                     .bind(id)
                     .fetch_all(&mut *self.0)
-                    .await?)
+                    .await
+                    .map_err(db)
             }
 
             /// Copies the object and its rows to the deleted copies and records when; the caller
@@ -78,14 +79,14 @@ macro_rules! impl_deleted_rows {
                 if DIALECT.row_locks {
                     // Copy the rows as they are once concurrent changes to them have committed.
                     let sql = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2 FOR UPDATE");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                    q::query(q::AssertSqlSafe(sql))
                         .bind(tenant.as_str())
                         .bind(id.as_str())
                         .execute(&mut *self.0)
                         .await?;
                 }
                 let sql = format!("INSERT INTO deleted_{table} SELECT * FROM {table} WHERE tenant_id = $1 AND id = $2");
-                let copied = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let copied = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -97,12 +98,12 @@ macro_rules! impl_deleted_rows {
                     if DIALECT.row_locks {
                         // A concurrent removal of one of these rows commits first and is not copied.
                         let sql = format!("SELECT 1 FROM {child} WHERE {key} = $1 FOR UPDATE");
-                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                        q::query(q::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                     }
                     let sql = format!("INSERT INTO deleted_{child} SELECT * FROM {child} WHERE {key} = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    q::query(q::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
-                sqlx::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, $3, $4)")
+                q::query("INSERT INTO deleted_items (id, tenant_id, kind, deleted_at) VALUES ($1, $2, $3, $4)")
                     .bind(id.as_str())
                     .bind(tenant.as_str())
                     .bind(kept.kind)
@@ -116,18 +117,18 @@ macro_rules! impl_deleted_rows {
             /// live tables, and forgets the deleted copy. `NotFound` when there is none.
             async fn bring_back(&mut self, kept: &Kept, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 for sql in kept.stale {
-                    sqlx::query(sqlx::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    q::query(q::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 if DIALECT.row_locks {
                     // Objects the rows name that are being deleted meanwhile finish first, so the
                     // rows' conditions below see them gone.
                     for sql in kept.referenced {
-                        sqlx::query(sqlx::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                        q::query(q::AssertSqlSafe(*sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                     }
                 }
                 let table = kept.table;
                 let sql = format!("INSERT INTO {table} SELECT * FROM deleted_{table} WHERE tenant_id = $1 AND id = $2");
-                let restored = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let restored = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -137,7 +138,7 @@ macro_rules! impl_deleted_rows {
                 }
                 for (child, key, condition) in kept.children {
                     let sql = format!("INSERT INTO {child} SELECT * FROM deleted_{child} WHERE {key} = $1{condition}");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    q::query(q::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 self.forget_deleted(kept, tenant, id).await
             }
@@ -149,7 +150,7 @@ macro_rules! impl_deleted_rows {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND id = $2 AND kind = $3")
+                let done = q::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND id = $2 AND kind = $3")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .bind(kept.kind)
@@ -160,10 +161,10 @@ macro_rules! impl_deleted_rows {
                 }
                 for (child, key, _) in kept.children {
                     let sql = format!("DELETE FROM deleted_{child} WHERE {key} = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                    q::query(q::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 }
                 let sql = format!("DELETE FROM deleted_{} WHERE id = $1", kept.table);
-                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
+                q::query(q::AssertSqlSafe(sql)).bind(id.as_str()).execute(&mut *self.0).await?;
                 Ok(())
             }
 
@@ -179,7 +180,7 @@ macro_rules! impl_deleted_rows {
                 if DIALECT.row_locks {
                     // The items first, as a restore or permanent delete locks them, so the two
                     // never wait on each other's rows.
-                    sqlx::query(sqlx::AssertSqlSafe(format!("{expired} FOR UPDATE")))
+                    q::query(q::AssertSqlSafe(format!("{expired} FOR UPDATE")))
                         .bind(tenant.as_str())
                         .bind(kept.kind)
                         .bind(fmt_ts(before))
@@ -188,7 +189,7 @@ macro_rules! impl_deleted_rows {
                 }
                 let copies = kept.children.iter().map(|(child, key, _)| format!("deleted_{child} WHERE {key}"));
                 for table in copies.chain([format!("deleted_{} WHERE id", kept.table)]) {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
+                    q::query(q::AssertSqlSafe(format!("DELETE FROM {table} IN ({expired})")))
                         .bind(tenant.as_str())
                         .bind(kept.kind)
                         .bind(fmt_ts(before))
@@ -196,7 +197,7 @@ macro_rules! impl_deleted_rows {
                         .await?;
                 }
                 let done =
-                    sqlx::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND kind = $2 AND deleted_at < $3")
+                    q::query("DELETE FROM deleted_items WHERE tenant_id = $1 AND kind = $2 AND deleted_at < $3")
                         .bind(tenant.as_str())
                         .bind(kept.kind)
                         .bind(fmt_ts(before))

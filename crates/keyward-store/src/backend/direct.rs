@@ -90,17 +90,17 @@ impl Drop for Opening<'_> {
 
 /// A file's device and inode (unix); elsewhere files are not compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity(u64, u64);
+pub(super) struct FileIdentity(u64, u64);
 
 impl FileIdentity {
     #[cfg(unix)]
-    fn of(path: &std::path::Path) -> Option<FileIdentity> {
+    pub(super) fn of(path: &std::path::Path) -> Option<FileIdentity> {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).ok().map(|it| FileIdentity(it.dev(), it.ino()))
     }
 
     #[cfg(not(unix))]
-    fn of(_path: &std::path::Path) -> Option<FileIdentity> {
+    pub(super) fn of(_path: &std::path::Path) -> Option<FileIdentity> {
         None
     }
 }

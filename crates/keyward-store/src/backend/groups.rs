@@ -9,7 +9,7 @@ macro_rules! impl_group_store {
         #[async_trait]
         impl GroupStore for $tx {
             async fn insert_group(&mut self, group: &Group) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO directory_groups (id, tenant_id, display_name, ",
                     "display_name_lc, description, description_lc, mail_nickname, ",
                     "mail_nickname_lc, mail_enabled, security_enabled, ",
@@ -35,7 +35,7 @@ macro_rules! impl_group_store {
             }
 
             async fn update_group(&mut self, group: &Group) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE directory_groups SET display_name = $2, display_name_lc = $3, ",
                     "description = $4, description_lc = $5, mail_nickname = $6, ",
                     "mail_nickname_lc = $7, security_enabled = $8 WHERE id = $1 AND ",
@@ -56,7 +56,7 @@ macro_rules! impl_group_store {
             }
 
             async fn delete_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM directory_groups WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM directory_groups WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -69,7 +69,7 @@ macro_rules! impl_group_store {
                     concat!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND ", "id = $2"),
                     GROUP_COLUMNS = GROUP_COLUMNS
                 );
-                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
             }
 
             async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError> {
@@ -79,8 +79,7 @@ macro_rules! impl_group_store {
                 let mut sql = Sql::new(&format!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "directory_groups.id", ids);
-                let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::group_from_row).collect()
             }
 
@@ -103,7 +102,7 @@ macro_rules! impl_group_store {
             }
 
             async fn insert_member(&mut self, group: &ObjectId, member: &MemberRef) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO group_members (group_id, member_id, member_kind) VALUES ",
                     "($1, $2, $3)"
                 ))
@@ -116,7 +115,7 @@ macro_rules! impl_group_store {
             }
 
             async fn delete_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+                let done = q::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
                     .bind(group.as_str())
                     .bind(member.as_str())
                     .execute(&mut *self.0)
@@ -125,7 +124,7 @@ macro_rules! impl_group_store {
             }
 
             async fn is_member(&mut self, group: &ObjectId, member: &ObjectId) -> Result<bool, StoreError> {
-                let found: Option<String> = sqlx::query_scalar(concat!(
+                let found: Option<String> = q::query_scalar(concat!(
                     "SELECT member_id FROM group_members WHERE group_id = $1 AND member_id = ",
                     "$2"
                 ))
@@ -155,20 +154,17 @@ macro_rules! impl_group_store {
             }
 
             async fn insert_owner(&mut self, group: &ObjectId, owner: &MemberRef) -> Result<(), StoreError> {
-                sqlx::query(concat!(
-                    "INSERT INTO group_owners (group_id, owner_id, owner_kind) VALUES ($1, ",
-                    "$2, $3)"
-                ))
-                .bind(group.as_str())
-                .bind(owner.id.as_str())
-                .bind(owner.kind.as_str())
-                .execute(&mut *self.0)
-                .await?;
+                q::query(concat!("INSERT INTO group_owners (group_id, owner_id, owner_kind) VALUES ($1, ", "$2, $3)"))
+                    .bind(group.as_str())
+                    .bind(owner.id.as_str())
+                    .bind(owner.kind.as_str())
+                    .execute(&mut *self.0)
+                    .await?;
                 Ok(())
             }
 
             async fn delete_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM group_owners WHERE group_id = $1 AND owner_id = $2")
+                let done = q::query("DELETE FROM group_owners WHERE group_id = $1 AND owner_id = $2")
                     .bind(group.as_str())
                     .bind(owner.as_str())
                     .execute(&mut *self.0)
@@ -178,7 +174,7 @@ macro_rules! impl_group_store {
 
             async fn is_owner(&mut self, group: &ObjectId, owner: &ObjectId) -> Result<bool, StoreError> {
                 let found: Option<String> =
-                    sqlx::query_scalar("SELECT owner_id FROM group_owners WHERE group_id = $1 AND owner_id = $2")
+                    q::query_scalar("SELECT owner_id FROM group_owners WHERE group_id = $1 AND owner_id = $2")
                         .bind(group.as_str())
                         .bind(owner.as_str())
                         .fetch_optional(&mut *self.0)
@@ -210,7 +206,7 @@ macro_rules! impl_group_store {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<ObjectId>, StoreError> {
-                let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                let ids: Vec<String> = q::query_scalar(q::AssertSqlSafe(format!(
                     concat!(
                         "SELECT group_id FROM group_members WHERE member_id = $1 AND group_id > ",
                         "$2 ORDER BY group_id{}"
@@ -230,7 +226,7 @@ macro_rules! impl_group_store {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<ObjectId>, StoreError> {
-                let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                let ids: Vec<String> = q::query_scalar(q::AssertSqlSafe(format!(
                     "SELECT group_id FROM group_owners WHERE owner_id = $1 AND group_id > $2 ORDER BY group_id{}",
                     limit_clause(limit)
                 )))
@@ -247,7 +243,7 @@ macro_rules! impl_group_store {
                     "DELETE FROM group_owners WHERE owner_id = $1",
                     "DELETE FROM administrative_unit_members WHERE member_id = $1",
                 ] {
-                    sqlx::query(sql).bind(object.as_str()).execute(&mut *self.0).await?;
+                    q::query(sql).bind(object.as_str()).execute(&mut *self.0).await?;
                 }
                 Ok(())
             }

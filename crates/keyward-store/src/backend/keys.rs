@@ -9,7 +9,7 @@ macro_rules! impl_key_store {
         #[async_trait]
         impl KeyStore for $tx {
             async fn insert_signing_key(&mut self, key: &SigningKey) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO signing_keys (kid, algorithm, sealed_private_key, ",
                     "public_key, created_at, activated_at, retired_at) VALUES ($1, $2, $3, ",
                     "$4, $5, $6, $7)"
@@ -27,7 +27,7 @@ macro_rules! impl_key_store {
             }
 
             async fn list_signing_keys(&mut self) -> Result<Vec<SigningKey>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT kid, algorithm, sealed_private_key, public_key, created_at, ",
                     "activated_at, retired_at FROM signing_keys ORDER BY created_at, kid"
                 ))
@@ -50,7 +50,7 @@ macro_rules! impl_key_store {
             }
 
             async fn retire_signing_key(&mut self, kid: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE signing_keys SET retired_at = $2 WHERE kid = $1 AND retired_at ",
                     "IS NULL"
                 ))

@@ -35,6 +35,7 @@ mod tenants;
 #[macro_use]
 mod users;
 mod direct;
+mod lite;
 mod profile;
 mod readers;
 
@@ -467,6 +468,8 @@ macro_rules! impl_backend {
             readers: Option<std::sync::Arc<readers::Readers>>,
             /// This node's write transactions one at a time (SQLite; `None` for PostgreSQL).
             writer: Option<WriteGate>,
+            /// Write transactions on the calling thread (SQLite on a file; `None` otherwise).
+            lite: Option<std::sync::Arc<lite::Writer>>,
         }
 
         /// A transaction on this database, the time its reads judge role windows by (see
@@ -578,6 +581,18 @@ macro_rules! impl_backend {
 
             async fn write(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let turn = self.write_turn().await?;
+                if let Some(lite) = &self.lite
+                    && let Some(open) = lite.begin().await?
+                {
+                    return Ok(Box::new(lite_impl::LiteTx::new(open, turn)));
+                }
+                let begin = $begin_write;
+                let tx = begin(&self.pool).await?;
+                Ok(Box::new($tx::new(tx, turn)))
+            }
+
+            async fn write_maintenance(&self) -> Result<Box<dyn Tx>, StoreError> {
+                let turn = self.write_turn().await?;
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
                 Ok(Box::new($tx::new(tx, turn)))
@@ -598,6 +613,9 @@ macro_rules! impl_backend {
             async fn close(&self) {
                 if let Some(direct) = &self.direct {
                     direct.close();
+                }
+                if let Some(lite) = &self.lite {
+                    lite.close();
                 }
                 if let Some(readers) = &self.readers {
                     readers.close().await;
@@ -660,7 +678,9 @@ macro_rules! impl_backend {
                         let sql = if by_id { &*USER_BY_ID } else { &*USER_BY_UPN };
                         // At most one row: the key is unique in the tenant.
                         let row = self
-                            .read_all(|| sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(tenant.as_str()).bind(key.as_str()))
+                            .read_all(|| {
+                                sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(tenant.as_str()).bind(key.as_str())
+                            })
                             .await?
                             .pop();
                         row.map(|row| Ok::<_, StoreError>((user_from(&row)?, row.flag("has_values")?))).transpose()?
@@ -840,13 +860,20 @@ macro_rules! impl_backend {
                 rolled_back
             }
         }
+    };
+}
 
+/// The helpers every transaction type shares (locks, row decoders, paged lists), expanded for the
+/// sqlx transactions of both databases and for SQLite's write transactions on rusqlite
+/// (`lite.rs`).
+macro_rules! impl_tx_helpers {
+    ($tx:ident, $db:ty) => {
         impl $tx {
             /// Serialises the transactions that take the lock named `key` until each ends
             /// (PostgreSQL's advisory lock; SQLite's write transactions are serial already).
             async fn advisory_lock(&mut self, key: String) -> Result<(), StoreError> {
                 if DIALECT.row_locks {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(key).execute(&mut *self.0).await?;
+                    q::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(key).execute(&mut *self.0).await?;
                 }
                 Ok(())
             }
@@ -862,7 +889,7 @@ macro_rules! impl_backend {
                     } else {
                         "SELECT pg_advisory_xact_lock_shared(hashtext($1))"
                     };
-                    sqlx::query(sql).bind(format!("keyward-roles-{tenant}")).execute(&mut *self.0).await?;
+                    q::query(sql).bind(format!("keyward-roles-{tenant}")).execute(&mut *self.0).await?;
                 }
                 // A second tenant in one transaction (none does) keeps the first noted.
                 if self.3 == RoleLock::None || matches!(&self.3, RoleLock::Shared(held) if held == tenant) {
@@ -874,20 +901,20 @@ macro_rules! impl_backend {
             /// The one row `sql` finds by tenant (`$1`) and key (`$2`), decoded.
             async fn one_by_key<T>(
                 &mut self,
-                sql: impl sqlx::SqlSafeStr,
+                sql: impl q::SqlSafeStr,
                 tenant: &ObjectId,
                 key: String,
-                decode: fn(&<$db as sqlx::Database>::Row) -> Result<T, StoreError>,
+                decode: fn(&DbRow) -> Result<T, StoreError>,
             ) -> Result<Option<T>, StoreError> {
-                let row = sqlx::query(sql).bind(tenant.as_str()).bind(key).fetch_optional(&mut *self.0).await?;
+                let row = q::query(sql).bind(tenant.as_str()).bind(key).fetch_optional(&mut *self.0).await?;
                 row.as_ref().map(decode).transpose()
             }
 
-            fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<User, StoreError> {
+            fn user_from_row(row: &DbRow) -> Result<User, StoreError> {
                 user_from(row)
             }
 
-            fn group_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Group, StoreError> {
+            fn group_from_row(row: &DbRow) -> Result<Group, StoreError> {
                 Ok(Group {
                     id: oid(&row.try_get::<String, _>("id")?)?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -902,11 +929,11 @@ macro_rules! impl_backend {
                 })
             }
 
-            fn assignment_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleAssignment, StoreError> {
+            fn assignment_from_row(row: &DbRow) -> Result<RoleAssignment, StoreError> {
                 assignment_from(row, "")
             }
 
-            fn eligibility_from_row(row: &<$db as sqlx::Database>::Row) -> Result<RoleEligibility, StoreError> {
+            fn eligibility_from_row(row: &DbRow) -> Result<RoleEligibility, StoreError> {
                 Ok(RoleEligibility {
                     id: row.try_get("id")?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -922,7 +949,7 @@ macro_rules! impl_backend {
             }
 
             fn schedule_request_from_row(
-                row: &<$db as sqlx::Database>::Row,
+                row: &DbRow,
             ) -> Result<RoleScheduleRequest, StoreError> {
                 use keyward_core::pim::{Expiration, ScheduleInfo};
                 let kind = match row.try_get::<String, _>("kind")?.as_str() {
@@ -968,7 +995,7 @@ macro_rules! impl_backend {
             }
 
             fn role_settings_from_row(
-                row: &<$db as sqlx::Database>::Row,
+                row: &DbRow,
             ) -> Result<(String, RoleSettings, OffsetDateTime, ObjectId), StoreError> {
                 let seconds = |column: &str| -> Result<time::Duration, StoreError> {
                     Ok(time::Duration::seconds(row.try_get::<i64, _>(column)?))
@@ -995,7 +1022,7 @@ macro_rules! impl_backend {
                 ))
             }
 
-            fn custom_role_from_row(row: &<$db as sqlx::Database>::Row) -> Result<CustomRole, StoreError> {
+            fn custom_role_from_row(row: &DbRow) -> Result<CustomRole, StoreError> {
                 let actions: String = row.try_get("allowed_resource_actions")?;
                 Ok(CustomRole {
                     id: oid(&row.try_get::<String, _>("id")?)?,
@@ -1010,18 +1037,18 @@ macro_rules! impl_backend {
                 })
             }
 
-            fn service_principal_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ServicePrincipal, StoreError> {
+            fn service_principal_from_row(row: &DbRow) -> Result<ServicePrincipal, StoreError> {
                 service_principal_from(row)
             }
 
             /// A deleted group and when it was deleted, from a row of `deleted_rows`.
             fn deleted_group_from_row(
-                row: &<$db as sqlx::Database>::Row,
+                row: &DbRow,
             ) -> Result<(Group, OffsetDateTime), StoreError> {
                 Ok((Self::group_from_row(row)?, parse_ts(&row.try_get::<String, _>("deleted_at")?)?))
             }
 
-            fn unit_from_row(row: &<$db as sqlx::Database>::Row) -> Result<AdministrativeUnit, StoreError> {
+            fn unit_from_row(row: &DbRow) -> Result<AdministrativeUnit, StoreError> {
                 Ok(AdministrativeUnit {
                     id: oid(&row.try_get::<String, _>("id")?)?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -1037,7 +1064,7 @@ macro_rules! impl_backend {
             /// their multi-valued properties from the deleted copy.
             async fn deleted_users_from_rows(
                 &mut self,
-                rows: &[<$db as sqlx::Database>::Row],
+                rows: &[DbRow],
             ) -> Result<Vec<(User, OffsetDateTime)>, StoreError> {
                 let mut users = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
                 self.load_values_from(&mut users, "deleted_user_values").await?;
@@ -1056,7 +1083,7 @@ macro_rules! impl_backend {
                 let mut sql = Sql::new(&format!("SELECT user_id, kind, value FROM {table} WHERE user_id IN "));
                 push_list(&mut sql, users.iter().map(|it| it.id.to_string()));
                 sql.push(" ORDER BY user_id, kind, position");
-                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                let query = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args);
                 let rows = query.fetch_all(&mut *self.0).await?;
                 for row in rows {
                     let user_id: String = row.try_get(0)?;
@@ -1073,14 +1100,14 @@ macro_rules! impl_backend {
             }
 
             async fn store_user_values(&mut self, user: &User) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM user_values WHERE user_id = $1")
+                q::query("DELETE FROM user_values WHERE user_id = $1")
                     .bind(user.id.as_str())
                     .execute(&mut *self.0)
                     .await?;
                 let lists = [("otherMails", &user.other_mails), ("businessPhones", &user.business_phones)];
                 for (kind, values) in lists {
                     for (position, value) in values.iter().enumerate() {
-                        sqlx::query(concat!(
+                        q::query(concat!(
                             "INSERT INTO user_values (user_id, kind, position, value, value_lc) ",
                             "VALUES ($1, $2, $3, $4, $5)"
                         ))
@@ -1104,7 +1131,7 @@ macro_rules! impl_backend {
                 tenant: &ObjectId,
                 plan: &Plan,
                 after: Option<&Cursor>,
-            ) -> Result<(Vec<<$db as sqlx::Database>::Row>, Option<u64>), StoreError> {
+            ) -> Result<(Vec<DbRow>, Option<u64>), StoreError> {
                 let id_col = format!("{}.id", table.name);
                 let sort = match &plan.order_by {
                     Some(order) => Some((sort_expr(table, order.property)?, order.is_descending)),
@@ -1115,7 +1142,7 @@ macro_rules! impl_backend {
                 let count = if plan.count {
                     let count_text = sql.text.replacen(&format!("SELECT {columns} FROM"), "SELECT COUNT(*) FROM", 1);
                     let query =
-                        bind_args!(sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_text)), sql.args.clone());
+                        bind_args!(q::query_scalar(q::AssertSqlSafe(count_text)), sql.args.clone());
                     let n: i64 = query.fetch_one(&mut *self.0).await?;
                     Some(u64::try_from(n).unwrap_or(0))
                 } else {
@@ -1145,7 +1172,7 @@ macro_rules! impl_backend {
                     None => sql.push(&format!(" ORDER BY {id_col} {direction}")),
                 }
                 sql.push(&limit_clause(plan.top + 1));
-                let query = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args);
+                let query = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args);
                 let rows = query.fetch_all(&mut *self.0).await?;
                 Ok((rows, count))
             }
@@ -1157,7 +1184,7 @@ macro_rules! impl_backend {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<MemberRef>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{sql_text}{}", limit_clause(limit))))
+                let rows = q::query(q::AssertSqlSafe(format!("{sql_text}{}", limit_clause(limit))))
                     .bind(group.as_str())
                     .bind(after.unwrap_or(""))
                     .fetch_all(&mut *self.0)
@@ -1314,6 +1341,9 @@ impl WriteGate {
 
 mod sqlite_impl {
     use super::*;
+    use sqlx as q;
+
+    type DbRow = sqlx::sqlite::SqliteRow;
 
     const DIALECT: Dialect = Backend::Sqlite.dialect();
 
@@ -1336,6 +1366,7 @@ mod sqlite_impl {
         begin_immediate,
         begin_deferred
     );
+    impl_tx_helpers!(SqliteTx, sqlx::Sqlite);
     impl_tenant_store!(SqliteTx, sqlx::Sqlite);
     impl_user_store!(SqliteTx, sqlx::Sqlite);
     impl_group_store!(SqliteTx, sqlx::Sqlite);
@@ -1385,8 +1416,10 @@ mod sqlite_impl {
                 .connect_with(options.clone())
                 .await?;
             Self::migrate(&pool).await?;
-            let direct = plain_file(url, options.get_filename()).map(direct::DirectReads::new);
-            Ok(SqliteStore { pool, direct, readers: None, writer: Some(WriteGate::default()) })
+            let file = plain_file(url, options.get_filename());
+            let direct = file.clone().map(direct::DirectReads::new);
+            let lite = file.map(lite::Writer::new);
+            Ok(SqliteStore { pool, direct, readers: None, writer: Some(WriteGate::default()), lite })
         }
 
         /// A statement's rows, on the pool (the hot reads go to `direct` first).
@@ -1401,6 +1434,9 @@ mod sqlite_impl {
 
 mod postgres_impl {
     use super::*;
+    use sqlx as q;
+
+    type DbRow = sqlx::postgres::PgRow;
 
     const DIALECT: Dialect = Backend::Postgres.dialect();
 
@@ -1423,6 +1459,7 @@ mod postgres_impl {
         begin,
         begin_snapshot
     );
+    impl_tx_helpers!(PostgresTx, sqlx::Postgres);
     impl_tenant_store!(PostgresTx, sqlx::Postgres);
     impl_user_store!(PostgresTx, sqlx::Postgres);
     impl_group_store!(PostgresTx, sqlx::Postgres);
@@ -1469,7 +1506,7 @@ mod postgres_impl {
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
             let readers = Some(std::sync::Arc::new(readers::Readers::new(pool.connect_options())));
-            Ok(PostgresStore { pool, direct: None, readers, writer: None })
+            Ok(PostgresStore { pool, direct: None, readers, writer: None, lite: None })
         }
 
         /// A statement's rows, on a reader (see `readers.rs`). The statement is made again, on a
@@ -1495,6 +1532,84 @@ mod postgres_impl {
             Ok(rows)
         }
     }
+}
+
+/// SQLite's write transactions on the calling thread (`lite.rs`): the same SQL as the others,
+/// through `lite`'s query API.
+mod lite_impl {
+    use super::lite as q;
+    use super::*;
+
+    type DbRow = lite::Row;
+
+    const DIALECT: Dialect = Backend::Sqlite.dialect();
+
+    /// `lite`'s errors are the store's already (the sqlx transactions map sqlx's with
+    /// `error::db`).
+    fn db(err: StoreError) -> StoreError {
+        err
+    }
+
+    /// A SQLite write transaction on the store's write connection; its fields are those of the
+    /// sqlx transactions (`impl_backend!`). The connection is rolled back, if still open, before
+    /// the write gate's turn passes on (fields drop in order).
+    pub(crate) struct LiteTx(
+        lite::Open,
+        String,
+        Option<WriteTurn>,
+        RoleLock,
+        Option<Box<DeskPolicies>>,
+        Vec<AuditRecord>,
+    );
+
+    impl LiteTx {
+        pub(crate) fn new(open: lite::Open, turn: Option<WriteTurn>) -> LiteTx {
+            LiteTx(open, fmt_ts(OffsetDateTime::now_utc()), turn, RoleLock::None, None, Vec::new())
+        }
+    }
+
+    impl std::fmt::Debug for LiteTx {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("LiteTx")
+        }
+    }
+
+    #[async_trait]
+    impl Tx for LiteTx {
+        async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+            if !self.5.is_empty() {
+                self.insert_audits(&[]).await?;
+            }
+            let LiteTx(open, _, turn, ..) = *self;
+            let committed = open.commit().await;
+            drop(turn);
+            committed
+        }
+
+        async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
+            let LiteTx(open, _, turn, ..) = *self;
+            let rolled_back = open.rollback();
+            drop(turn);
+            rolled_back
+        }
+    }
+
+    impl_tx_helpers!(LiteTx, ());
+    impl_tenant_store!(LiteTx, ());
+    impl_user_store!(LiteTx, ());
+    impl_group_store!(LiteTx, ());
+    impl_deleted_rows!(LiteTx, ());
+    impl_role_stores!(LiteTx, ());
+    impl_pim_store!(LiteTx, ());
+    impl_outbox_store!(LiteTx, ());
+    impl_service_desk_store!(LiteTx, ());
+    impl_bulk_store!(LiteTx, ());
+    impl_credential_store!(LiteTx, ());
+    impl_key_store!(LiteTx, ());
+    impl_audit_store!(LiteTx, ());
+    impl_sign_in_store!(LiteTx, ());
+    impl_oauth_store!(LiteTx, ());
+    impl_report_store!(LiteTx, ());
 }
 
 pub(crate) use postgres_impl::PostgresStore;

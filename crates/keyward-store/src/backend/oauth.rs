@@ -35,12 +35,12 @@ pub(crate) fn split_uris(text: &str) -> Vec<String> {
 macro_rules! impl_oauth_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
-            fn application_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Application, StoreError> {
+            fn application_from_row(row: &DbRow) -> Result<Application, StoreError> {
                 crate::backend::oauth::application_from(row)
             }
 
             /// Reads the grant columns starting at `at`: tenant, client, user, scope, auth_time, amr, pass end.
-            fn grant_from_row(row: &<$db as sqlx::Database>::Row, at: usize) -> Result<Grant, StoreError> {
+            fn grant_from_row(row: &DbRow, at: usize) -> Result<Grant, StoreError> {
                 Ok(Grant {
                     tenant_id: oid(&row.try_get::<String, _>(at)?)?,
                     client_id: row.try_get(at + 1)?,
@@ -54,7 +54,7 @@ macro_rules! impl_oauth_store {
 
             /// Reads the columns `id, tenant_id, client_id, consent_type, principal_id, resource_id, scope,
             /// created_at` by name.
-            fn permission_grant_from_row(row: &<$db as sqlx::Database>::Row) -> Result<PermissionGrant, StoreError> {
+            fn permission_grant_from_row(row: &DbRow) -> Result<PermissionGrant, StoreError> {
                 Ok(PermissionGrant {
                     id: row.try_get("id")?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -67,7 +67,7 @@ macro_rules! impl_oauth_store {
                 })
             }
 
-            fn device_from_row(row: &<$db as sqlx::Database>::Row) -> Result<DeviceCode, StoreError> {
+            fn device_from_row(row: &DbRow) -> Result<DeviceCode, StoreError> {
                 Ok(DeviceCode {
                     device_sha256: row.try_get("device_sha256")?,
                     user_code: row.try_get("user_code")?,
@@ -91,7 +91,7 @@ macro_rules! impl_oauth_store {
         #[async_trait]
         impl OAuthStore for $tx {
             async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO applications (id, tenant_id, app_id, display_name, ",
                     "display_name_lc, is_fallback_public_client, public_redirect_uris, ",
                     "web_redirect_uris, created_at, unique_name, unique_name_lc) VALUES ($1, $2, $3, ",
@@ -114,7 +114,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn update_application(&mut self, app: &Application) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE applications SET display_name = $3, display_name_lc = $4, ",
                     "is_fallback_public_client = $5, public_redirect_uris = $6, ",
                     "web_redirect_uris = $7 WHERE tenant_id = $1 AND id = $2"
@@ -132,7 +132,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM applications WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -149,7 +149,7 @@ macro_rules! impl_oauth_store {
                     "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2",
                     crate::backend::oauth::APPLICATION_COLUMNS
                 );
-                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
             }
 
             async fn find_application(
@@ -157,7 +157,7 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 app_id: &str,
             ) -> Result<Option<Application>, StoreError> {
-                let sql = sqlx::AssertSqlSafe(crate::backend::APPLICATION_BY_APP_ID.as_str());
+                let sql = q::AssertSqlSafe(crate::backend::APPLICATION_BY_APP_ID.as_str());
                 self.one_by_key(sql, tenant, app_id.to_lowercase(), Self::application_from_row).await
             }
 
@@ -170,7 +170,7 @@ macro_rules! impl_oauth_store {
                     "SELECT {} FROM applications WHERE tenant_id = $1 AND unique_name_lc = $2",
                     crate::backend::oauth::APPLICATION_COLUMNS
                 );
-                self.one_by_key(sqlx::AssertSqlSafe(sql), tenant, name.to_lowercase(), Self::application_from_row).await
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, name.to_lowercase(), Self::application_from_row).await
             }
 
             async fn list_applications(
@@ -184,7 +184,7 @@ macro_rules! impl_oauth_store {
                     crate::backend::oauth::APPLICATION_COLUMNS,
                     limit_clause(limit)
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(after.unwrap_or(""))
                     .fetch_all(&mut *self.0)
@@ -194,7 +194,7 @@ macro_rules! impl_oauth_store {
 
             async fn insert_app_credential(&mut self, credential: &AppCredential) -> Result<(), StoreError> {
                 let kind = if credential.secret.is_some() { "password" } else { "certificate" };
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO application_credentials (key_id, application_id, kind, ",
                     "display_name, hint, secret_sha256, certificate, thumbprint, start_at, ",
                     "end_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -215,10 +215,8 @@ macro_rules! impl_oauth_store {
             }
 
             async fn list_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError> {
-                let rows = sqlx::query(crate::backend::CREDENTIALS_OF)
-                    .bind(application.as_str())
-                    .fetch_all(&mut *self.0)
-                    .await?;
+                let rows =
+                    q::query(crate::backend::CREDENTIALS_OF).bind(application.as_str()).fetch_all(&mut *self.0).await?;
                 rows.iter().map(crate::backend::credential_from).collect()
             }
 
@@ -227,7 +225,7 @@ macro_rules! impl_oauth_store {
                 application: &ObjectId,
                 key_id: &ObjectId,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "DELETE FROM application_credentials WHERE application_id = $1 AND ",
                     "key_id = $2"
                 ))
@@ -240,7 +238,7 @@ macro_rules! impl_oauth_store {
 
             async fn insert_auth_code(&mut self, code: &AuthCode) -> Result<(), StoreError> {
                 let grant = &code.grant;
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO authorization_codes (code_sha256, tenant_id, client_id, ",
                     "user_id, scope, auth_time, amr, pass_expires_at, redirect_uri, nonce, ",
                     "code_challenge, code_challenge_method, created_at, expires_at, used_at) ",
@@ -268,7 +266,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn get_auth_code(&mut self, code_sha256: &[u8]) -> Result<Option<AuthCode>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT code_sha256, redirect_uri, nonce, code_challenge, ",
                     "code_challenge_method, created_at, expires_at, used_at, tenant_id, ",
                     "client_id, user_id, scope, auth_time, amr, pass_expires_at FROM ",
@@ -292,7 +290,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn use_auth_code(&mut self, code_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE authorization_codes SET used_at = $2 WHERE code_sha256 = $1 AND ",
                     "used_at IS NULL"
                 ))
@@ -305,7 +303,7 @@ macro_rules! impl_oauth_store {
 
             async fn insert_refresh_token(&mut self, token: &RefreshToken) -> Result<(), StoreError> {
                 let grant = &token.grant;
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, ",
                     "client_id, user_id, scope, auth_time, amr, pass_expires_at, issued_at, ",
                     "expires_at, rotated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ",
@@ -330,7 +328,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT token_sha256, family_id, issued_at, expires_at, rotated_at, ",
                     "revoked_at, tenant_id, client_id, user_id, scope, auth_time, amr, ",
                     "pass_expires_at FROM refresh_tokens WHERE token_sha256 = $1"
@@ -355,7 +353,7 @@ macro_rules! impl_oauth_store {
                 token_sha256: &[u8],
                 at: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_sha256 = $1 AND ",
                     "rotated_at IS NULL AND revoked_at IS NULL"
                 ))
@@ -367,7 +365,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError> {
-                let revoked: Option<i64> = sqlx::query_scalar(concat!(
+                let revoked: Option<i64> = q::query_scalar(concat!(
                     "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND ",
                     "revoked_at IS NOT NULL LIMIT 1"
                 ))
@@ -378,7 +376,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND ",
                     "revoked_at IS NULL"
                 ))
@@ -396,13 +394,13 @@ macro_rules! impl_oauth_store {
                     "DELETE FROM authorization_codes WHERE expires_at < $1",
                     "DELETE FROM device_codes WHERE expires_at < $1",
                 ] {
-                    removed += sqlx::query(sql).bind(fmt_ts(before)).execute(&mut *self.0).await?.rows_affected();
+                    removed += q::query(sql).bind(fmt_ts(before)).execute(&mut *self.0).await?.rows_affected();
                 }
                 Ok(removed)
             }
 
             async fn insert_device_code(&mut self, code: &DeviceCode) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO device_codes (device_sha256, user_code, tenant_id, ",
                     "client_id, scope, created_at, expires_at, interval_seconds, ",
                     "last_poll_at, status, user_id, auth_time, amr, pass_expires_at) VALUES ",
@@ -428,7 +426,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn get_device_code(&mut self, device_sha256: &[u8]) -> Result<Option<DeviceCode>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT device_sha256, user_code, tenant_id, client_id, scope, ",
                     "created_at, expires_at, interval_seconds, last_poll_at, status, ",
                     "user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE ",
@@ -441,7 +439,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn find_device_code(&mut self, user_code: &str) -> Result<Option<DeviceCode>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT device_sha256, user_code, tenant_id, client_id, scope, ",
                     "created_at, expires_at, interval_seconds, last_poll_at, status, ",
                     "user_id, auth_time, amr, pass_expires_at FROM device_codes WHERE ",
@@ -458,7 +456,7 @@ macro_rules! impl_oauth_store {
                 code: &DeviceCode,
                 expected_status: DeviceCodeStatus,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE device_codes SET last_poll_at = $2, status = $3, user_id = $4, ",
                     "auth_time = $5, amr = $6, pass_expires_at = $7 WHERE device_sha256 = $1 ",
                     "AND status = $8"
@@ -484,11 +482,11 @@ macro_rules! impl_oauth_store {
                 now: OffsetDateTime,
             ) -> Result<bool, StoreError> {
                 // Kept a minute past their end: nodes' clocks and the skew allowed differ.
-                sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
+                q::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
                     .bind(fmt_ts(now - time::Duration::minutes(1)))
                     .execute(&mut *self.0)
                     .await?;
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ",
                     "($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING"
                 ))
@@ -501,7 +499,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn insert_permission_grant(&mut self, grant: &PermissionGrant) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO oauth2_permission_grants (id, tenant_id, client_id, ",
                     "consent_type, principal_id, resource_id, scope, created_at) VALUES ($1, ",
                     "$2, $3, $4, $5, $6, $7, $8)"
@@ -520,7 +518,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn update_permission_grant_scope(&mut self, id: &str, scope: &str) -> Result<(), StoreError> {
-                sqlx::query("UPDATE oauth2_permission_grants SET scope = $2 WHERE id = $1")
+                q::query("UPDATE oauth2_permission_grants SET scope = $2 WHERE id = $1")
                     .bind(id)
                     .bind(scope)
                     .execute(&mut *self.0)
@@ -529,7 +527,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn delete_permission_grant(&mut self, tenant: &ObjectId, id: &str) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM oauth2_permission_grants WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM oauth2_permission_grants WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id)
                     .execute(&mut *self.0)
@@ -560,7 +558,7 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 client: Option<&ObjectId>,
             ) -> Result<Vec<PermissionGrant>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
                     "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
                     "tenant_id = $1 AND ($2 IS NULL OR client_id = $2) ORDER BY id"
@@ -573,7 +571,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError> {
-                let text: Option<String> = sqlx::query_scalar(concat!(
+                let text: Option<String> = q::query_scalar(concat!(
                     "SELECT permission_grant_policies FROM authorization_policies WHERE ",
                     "tenant_id = $1"
                 ))
@@ -588,7 +586,7 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 policies: &[String],
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO authorization_policies (tenant_id, ",
                     "permission_grant_policies) VALUES ($1, $2) ON CONFLICT (tenant_id) DO ",
                     "UPDATE SET permission_grant_policies = ",
@@ -602,7 +600,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn redeem_device_code(&mut self, device_sha256: &[u8]) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE device_codes SET status = 'redeemed' WHERE device_sha256 = $1 ",
                     "AND status = 'approved'"
                 ))

@@ -17,7 +17,7 @@ macro_rules! outbox_columns {
 macro_rules! impl_outbox_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
-            fn decode_message(row: &<$db as sqlx::Database>::Row) -> Result<OutboxMessage, StoreError> {
+            fn decode_message(row: &DbRow) -> Result<OutboxMessage, StoreError> {
                 Ok(OutboxMessage {
                     id: row.try_get(0)?,
                     tenant_id: oid(&row.try_get::<String, _>(1)?)?,
@@ -41,7 +41,7 @@ macro_rules! impl_outbox_store {
         #[async_trait]
         impl OutboxStore for $tx {
             async fn insert_message(&mut self, it: &OutboxMessage) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO notification_outbox (",
                     outbox_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -82,7 +82,7 @@ macro_rules! impl_outbox_store {
                     ),
                     limit = limit_clause(limit)
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(state)
                     .bind(before)
@@ -92,7 +92,7 @@ macro_rules! impl_outbox_store {
             }
 
             async fn get_message(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     outbox_columns!(),
                     " FROM notification_outbox WHERE tenant_id = $1 AND id = $2"
@@ -122,11 +122,11 @@ macro_rules! impl_outbox_store {
                     limit = limit_clause(limit),
                     skip = skip
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&now_text).fetch_all(&mut *self.0).await?;
+                let rows = q::query(q::AssertSqlSafe(sql)).bind(&now_text).fetch_all(&mut *self.0).await?;
                 let messages = rows.iter().map(Self::decode_message).collect::<Result<Vec<_>, _>>()?;
                 let lease = fmt_ts(now + keyward_core::notify::LEASE);
                 for message in &messages {
-                    sqlx::query("UPDATE notification_outbox SET leased_until = $2, lease_id = $3 WHERE id = $1")
+                    q::query("UPDATE notification_outbox SET leased_until = $2, lease_id = $3 WHERE id = $1")
                         .bind(&message.id)
                         .bind(&lease)
                         .bind(lease_id)
@@ -137,7 +137,7 @@ macro_rules! impl_outbox_store {
             }
 
             async fn set_message_link(&mut self, id: &str, lease_id: &str, hash: &[u8]) -> Result<bool, StoreError> {
-                let done = sqlx::query(
+                let done = q::query(
                     "UPDATE notification_outbox SET link_hash = $3 WHERE id = $1 AND lease_id = $2 AND state = 'pending'",
                 )
                 .bind(id)
@@ -149,7 +149,7 @@ macro_rules! impl_outbox_store {
             }
 
             async fn finish_message(&mut self, it: &OutboxMessage, lease_id: &str) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE notification_outbox SET state = $2, attempts = $3, next_attempt_at = $4, ",
                     "last_error = $5, sent_at = $6, leased_until = NULL, lease_id = NULL ",
                     "WHERE id = $1 AND lease_id = $7 AND state = 'pending'"
@@ -171,7 +171,7 @@ macro_rules! impl_outbox_store {
                 tenant: &ObjectId,
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM notification_outbox WHERE tenant_id = $1 AND state <> 'pending' AND COALESCE(sent_at, created_at) < $2")
+                let done = q::query("DELETE FROM notification_outbox WHERE tenant_id = $1 AND state <> 'pending' AND COALESCE(sent_at, created_at) < $2")
                     .bind(tenant.as_str())
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
@@ -189,7 +189,7 @@ macro_rules! impl_outbox_store {
                     "AND sent_at IS NOT NULL AND sent_at > $3 RETURNING ",
                     outbox_columns!()
                 );
-                let row = sqlx::query(sql)
+                let row = q::query(sql)
                     .bind(hash)
                     .bind(fmt_ts(now))
                     .bind(fmt_ts(now - keyward_core::notify::LINK_LIFETIME))

@@ -43,7 +43,7 @@ macro_rules! impl_pim_store {
         #[async_trait]
         impl PimStore for $tx {
             async fn insert_eligibility(&mut self, it: &RoleEligibility) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO role_eligibilities (",
                     eligibility_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -64,7 +64,7 @@ macro_rules! impl_pim_store {
             }
 
             async fn update_eligibility(&mut self, it: &RoleEligibility) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE role_eligibilities SET start_at = $3, end_at = $4, modified_at = $5 ",
                     "WHERE tenant_id = $1 AND id = $2"
                 ))
@@ -79,7 +79,7 @@ macro_rules! impl_pim_store {
             }
 
             async fn delete_eligibility(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM role_eligibilities WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM role_eligibilities WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id)
                     .execute(&mut *self.0)
@@ -92,7 +92,7 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<RoleEligibility>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND id = $2 AND (end_at IS NULL OR end_at > $3)"
@@ -110,7 +110,7 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 principal: Option<&ObjectId>,
             ) -> Result<Vec<RoleEligibility>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) ",
@@ -129,7 +129,7 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 user: &ObjectId,
             ) -> Result<Vec<RoleEligibility>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $3) ",
@@ -150,7 +150,7 @@ macro_rules! impl_pim_store {
                 &mut self,
                 tenant: &ObjectId,
             ) -> Result<Vec<RoleEligibility>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND end_at <= $2 ORDER BY id"
@@ -177,7 +177,7 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 principal: Option<&ObjectId>,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     assignment_columns!(),
                     " FROM role_assignments WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) ",
@@ -198,7 +198,7 @@ macro_rules! impl_pim_store {
                 // Ended by time, or an activation whose eligibility no longer holds (the negation
                 // of `current_assignment!` for rows that have started).
                 // Two halves, each served by its own index (an `OR` would read every row).
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     assignment_columns!(),
                     " FROM role_assignments WHERE tenant_id = $1 AND end_at <= $2 UNION SELECT ",
@@ -232,7 +232,7 @@ macro_rules! impl_pim_store {
                 id: &str,
                 end: Option<OffsetDateTime>,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE role_assignments SET end_at = $3 WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("UPDATE role_assignments SET end_at = $3 WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id)
                     .bind(end.map(fmt_ts))
@@ -251,7 +251,7 @@ macro_rules! impl_pim_store {
                         ("afterDuration", None, Some(keyward_core::pim::format_duration(duration)))
                     }
                 };
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO role_schedule_requests (",
                     request_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, ",
@@ -286,7 +286,7 @@ macro_rules! impl_pim_store {
             }
 
             async fn update_schedule_request(&mut self, it: &RoleScheduleRequest) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE role_schedule_requests SET status = $3, completed_at = $4, target_schedule_id = $5, ",
                     "review_result = $6, reviewed_by = $7, reviewed_at = $8, review_justification = $9 ",
                     "WHERE tenant_id = $1 AND id = $2 AND status = 'PendingApproval'"
@@ -311,7 +311,7 @@ macro_rules! impl_pim_store {
                 kind: ScheduleKind,
                 id: &str,
             ) -> Result<Option<RoleScheduleRequest>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     request_columns!(),
                     " FROM role_schedule_requests WHERE tenant_id = $1 AND kind = $2 AND id = $3"
@@ -331,7 +331,7 @@ macro_rules! impl_pim_store {
                 principal: Option<&ObjectId>,
                 pending_only: bool,
             ) -> Result<Vec<RoleScheduleRequest>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     request_columns!(),
                     " FROM role_schedule_requests WHERE tenant_id = $1 AND kind = $2 ",
@@ -352,7 +352,7 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 role_definition_id: &str,
             ) -> Result<Option<(RoleSettings, OffsetDateTime, ObjectId)>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     settings_columns!(),
                     " FROM role_settings WHERE tenant_id = $1 AND role_definition_id = $2"
@@ -368,7 +368,7 @@ macro_rules! impl_pim_store {
                 &mut self,
                 tenant: &ObjectId,
             ) -> Result<Vec<(String, RoleSettings, OffsetDateTime, ObjectId)>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     settings_columns!(),
                     " FROM role_settings WHERE tenant_id = $1 ORDER BY role_definition_id"
@@ -388,7 +388,7 @@ macro_rules! impl_pim_store {
                 by: &ObjectId,
             ) -> Result<(), StoreError> {
                 let approvers: Vec<&str> = it.approvers.iter().map(ObjectId::as_str).collect();
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO role_settings (tenant_id, ",
                     settings_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ",

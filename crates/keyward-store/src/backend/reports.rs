@@ -243,7 +243,7 @@ macro_rules! impl_report_store {
                 }
                 sql.push(&format!(" ORDER BY {key} {direction}, d.id {direction}{}", limit_clause(limit)));
                 let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                    bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter()
                     .map(|row| {
                         Ok(RegistrationRow {
@@ -319,13 +319,13 @@ macro_rules! impl_report_store {
             ) -> Result<RegistrationCounts, StoreError> {
                 let (text, totals) = match set {
                     None => {
-                        let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(tenant.as_str());
-                        let users =
+                        let count = |sql: &'static str| q::query_scalar(sql).bind(tenant.as_str());
+                        let users: i64 =
                             count("SELECT COUNT(*) FROM users WHERE tenant_id = $1").fetch_one(&mut *self.0).await?;
-                        let disabled = count("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND NOT account_enabled")
+                        let disabled: i64 = count("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND NOT account_enabled")
                             .fetch_one(&mut *self.0)
                             .await?;
-                        let without_password = count(
+                        let without_password: i64 = count(
                             "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND account_enabled AND password_hash IS NULL",
                         )
                         .fetch_one(&mut *self.0)
@@ -334,7 +334,7 @@ macro_rules! impl_report_store {
                     }
                     Some(set) => (SET_COUNTS.replace("{set}", set), None),
                 };
-                let row = sqlx::query(sqlx::AssertSqlSafe(text)).bind(tenant.as_str()).fetch_one(&mut *self.0).await?;
+                let row = q::query(q::AssertSqlSafe(text)).bind(tenant.as_str()).fetch_one(&mut *self.0).await?;
                 let at = |index: usize| -> Result<i64, StoreError> {
                     Ok(row.try_get::<Option<i64>, _>(index)?.unwrap_or_default())
                 };

@@ -80,7 +80,7 @@ macro_rules! impl_role_stores {
         #[async_trait]
         impl ServicePrincipalStore for $tx {
             async fn insert_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO service_principals (id, tenant_id, app_id, display_name, ",
                     "display_name_lc, account_enabled, created_at) VALUES ($1, $2, $3, $4, ",
                     "$5, $6, $7)"
@@ -110,7 +110,7 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 app_id: &str,
             ) -> Result<Option<ServicePrincipal>, StoreError> {
-                let sql = sqlx::AssertSqlSafe(crate::backend::SERVICE_PRINCIPAL_BY_APP_ID.as_str());
+                let sql = q::AssertSqlSafe(crate::backend::SERVICE_PRINCIPAL_BY_APP_ID.as_str());
                 self.one_by_key(sql, tenant, app_id.to_lowercase(), Self::service_principal_from_row).await
             }
 
@@ -128,8 +128,7 @@ macro_rules! impl_role_stores {
                 ));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "id", ids);
-                let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::service_principal_from_row).collect()
             }
 
@@ -147,7 +146,7 @@ macro_rules! impl_role_stores {
                     limit_clause(limit),
                     SERVICE_PRINCIPAL_COLUMNS = SERVICE_PRINCIPAL_COLUMNS
                 );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                let rows = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(after.unwrap_or(""))
                     .fetch_all(&mut *self.0)
@@ -156,7 +155,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM service_principals WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM service_principals WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -168,7 +167,7 @@ macro_rules! impl_role_stores {
         #[async_trait]
         impl RoleStore for $tx {
             async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO role_assignments (id, tenant_id, principal_id, ",
                     "role_definition_id, directory_scope_id, created_at, start_at, end_at, ",
                     "activated_using) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -192,7 +191,7 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 principal: &ObjectId,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let rows = sqlx::query(crate::backend::roles::ASSIGNMENTS_FOR)
+                let rows = q::query(crate::backend::roles::ASSIGNMENTS_FOR)
                     .bind(tenant.as_str())
                     .bind(principal.as_str())
                     .bind(true)
@@ -207,7 +206,7 @@ macro_rules! impl_role_stores {
                     "DELETE FROM role_assignments WHERE principal_id = $1",
                     "DELETE FROM role_eligibilities WHERE principal_id = $1",
                 ] {
-                    sqlx::query(sql).bind(principal.as_str()).execute(&mut *self.0).await?;
+                    q::query(sql).bind(principal.as_str()).execute(&mut *self.0).await?;
                 }
                 Ok(())
             }
@@ -217,7 +216,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn insert_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO administrative_units (id, tenant_id, display_name, ",
                     "description, is_member_management_restricted, created_at) VALUES ($1, ",
                     "$2, $3, $4, $5, $6)"
@@ -242,7 +241,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn list_restricted_units(&mut self, tenant: &ObjectId) -> Result<Vec<ObjectId>, StoreError> {
-                let ids: Vec<String> = sqlx::query_scalar(concat!(
+                let ids: Vec<String> = q::query_scalar(concat!(
                     "SELECT id FROM administrative_units WHERE tenant_id = $1 AND ",
                     "is_member_management_restricted = $2 ORDER BY id"
                 ))
@@ -254,7 +253,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn is_in_role_assignable_group(&mut self, user: &ObjectId) -> Result<bool, StoreError> {
-                let found: Option<String> = sqlx::query_scalar(concat!(
+                let found: Option<String> = q::query_scalar(concat!(
                     "SELECT g.id FROM directory_groups g WHERE g.is_assignable_to_role = $2 ",
                     "AND (g.id IN (SELECT group_id FROM group_members WHERE member_id = $1) ",
                     "OR g.id IN (SELECT group_id FROM group_owners WHERE owner_id = $1)) ",
@@ -280,7 +279,7 @@ macro_rules! impl_role_stores {
                 tenant: &ObjectId,
                 id: &str,
             ) -> Result<Option<RoleAssignment>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     assignment_columns!(),
                     " FROM role_assignments WHERE tenant_id = $1 AND id = $2",
@@ -327,13 +326,12 @@ macro_rules! impl_role_stores {
                     sql.arg(Arg::Text(after.to_owned()));
                 }
                 sql.push(&format!(" ORDER BY id{}", limit_clause(limit)));
-                let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 
             async fn delete_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError> {
-                let done = sqlx::query("DELETE FROM role_assignments WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM role_assignments WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id)
                     .execute(&mut *self.0)
@@ -342,7 +340,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO role_definitions (id, tenant_id, display_name, ",
                     "display_name_lc, description, is_enabled, template_id, version, ",
                     "allowed_resource_actions, created_at) VALUES ($1, $2, $3, $4, $5, $6, ",
@@ -364,7 +362,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn update_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE role_definitions SET display_name = $3, display_name_lc = $4, ",
                     "description = $5, is_enabled = $6, version = $7, ",
                     "allowed_resource_actions = $8 WHERE id = $1 AND tenant_id = $2"
@@ -384,12 +382,12 @@ macro_rules! impl_role_stores {
 
             async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 // An eligibility for a role that no longer exists can never be activated.
-                sqlx::query("DELETE FROM role_eligibilities WHERE tenant_id = $1 AND role_definition_id = $2")
+                q::query("DELETE FROM role_eligibilities WHERE tenant_id = $1 AND role_definition_id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await?;
-                let done = sqlx::query("DELETE FROM role_definitions WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM role_definitions WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -413,7 +411,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn list_custom_roles(&mut self, tenant: &ObjectId) -> Result<Vec<CustomRole>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT id, tenant_id, display_name, description, is_enabled, ",
                     "template_id, version, allowed_resource_actions, created_at FROM ",
                     "role_definitions WHERE tenant_id = $1 ORDER BY display_name_lc, id"
@@ -448,7 +446,7 @@ macro_rules! impl_role_stores {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<AdministrativeUnit>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                let rows = q::query(q::AssertSqlSafe(format!(
                     concat!(
                         "SELECT id, tenant_id, display_name, description, ",
                         "is_member_management_restricted, created_at FROM administrative_units ",
@@ -464,7 +462,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn update_administrative_unit(&mut self, unit: &AdministrativeUnit) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE administrative_units SET display_name = $3, description = $4 ",
                     "WHERE id = $1 AND tenant_id = $2"
                 ))
@@ -482,13 +480,13 @@ macro_rules! impl_role_stores {
                     "DELETE FROM role_assignments WHERE tenant_id = $1 AND directory_scope_id = $2",
                     "DELETE FROM role_eligibilities WHERE tenant_id = $1 AND directory_scope_id = $2",
                 ] {
-                    sqlx::query(sql)
+                    q::query(sql)
                         .bind(tenant.as_str())
                         .bind(format!("/administrativeUnits/{id}"))
                         .execute(&mut *self.0)
                         .await?;
                 }
-                let done = sqlx::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM administrative_units WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -515,7 +513,7 @@ macro_rules! impl_role_stores {
             }
 
             async fn is_unit_member(&mut self, unit: &ObjectId, member: &ObjectId) -> Result<bool, StoreError> {
-                let found: Option<String> = sqlx::query_scalar(concat!(
+                let found: Option<String> = q::query_scalar(concat!(
                     "SELECT member_id FROM administrative_unit_members WHERE unit_id = $1 ",
                     "AND member_id = $2"
                 ))
@@ -531,7 +529,7 @@ macro_rules! impl_role_stores {
                 unit: &ObjectId,
                 member: &ObjectId,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "DELETE FROM administrative_unit_members WHERE unit_id = $1 AND ",
                     "member_id = $2"
                 ))
@@ -547,7 +545,7 @@ macro_rules! impl_role_stores {
                 unit: &ObjectId,
                 member: &MemberRef,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO administrative_unit_members (unit_id, member_id, ",
                     "member_kind) VALUES ($1, $2, $3)"
                 ))

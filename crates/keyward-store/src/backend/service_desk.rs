@@ -29,7 +29,7 @@ macro_rules! verification_columns {
 macro_rules! impl_service_desk_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
-            fn decode_request(row: &<$db as sqlx::Database>::Row) -> Result<ServiceDeskRequest, StoreError> {
+            fn decode_request(row: &DbRow) -> Result<ServiceDeskRequest, StoreError> {
                 let opt_oid = |raw: Option<String>| raw.as_deref().map(oid).transpose();
                 Ok(ServiceDeskRequest {
                     id: oid(&row.try_get::<String, _>(0)?)?,
@@ -67,7 +67,7 @@ macro_rules! impl_service_desk_store {
                 if self.4.as_ref().is_some_and(|it| it.tenant == *tenant) {
                     return Ok(self.4.as_deref().expect("checked above"));
                 }
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT cv.is_enabled, cv.operations, dc.is_enabled, dc.group_id, dc.request_minutes, ",
                     "al.passes_per_hour, al.password_resets_per_hour, al.mfa_resets_per_hour FROM tenants t ",
                     "LEFT JOIN caller_verification_policy cv ON cv.tenant_id = t.id ",
@@ -109,7 +109,7 @@ macro_rules! impl_service_desk_store {
                 Ok(self.4.insert(Box::new(policies)))
             }
 
-            fn decode_verification(row: &<$db as sqlx::Database>::Row) -> Result<CallerVerification, StoreError> {
+            fn decode_verification(row: &DbRow) -> Result<CallerVerification, StoreError> {
                 let by: Option<String> = row.try_get(7)?;
                 Ok(CallerVerification {
                     id: oid(&row.try_get::<String, _>(0)?)?,
@@ -142,7 +142,7 @@ macro_rules! impl_service_desk_store {
                 policy: &keyward_core::caller_verification::Policy,
             ) -> Result<(), StoreError> {
                 let operations: Vec<&str> = policy.covered.iter().map(|it| it.as_str()).collect();
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO caller_verification_policy (tenant_id, is_enabled, operations) VALUES ($1, $2, $3) ",
                     "ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled, ",
                     "operations = excluded.operations"
@@ -157,7 +157,7 @@ macro_rules! impl_service_desk_store {
             }
 
             async fn insert_caller_verification(&mut self, it: &CallerVerification) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO caller_verifications (",
                     verification_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -183,7 +183,7 @@ macro_rules! impl_service_desk_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<CallerVerification>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     verification_columns!(),
                     " FROM caller_verifications WHERE tenant_id = $1 AND id = $2"
@@ -201,7 +201,7 @@ macro_rules! impl_service_desk_store {
                 user: &ObjectId,
                 since: OffsetDateTime,
             ) -> Result<Vec<CallerVerification>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     verification_columns!(),
                     " FROM caller_verifications WHERE tenant_id = $1 AND user_id = $2 AND created_at > $3 ",
@@ -221,7 +221,7 @@ macro_rules! impl_service_desk_store {
                 previous_attempts: i64,
                 made_after: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE caller_verifications SET status = $3, method = $4, attested_by = $5, attempts = $6, ",
                     "verified_at = $7 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND created_at > $8 ",
                     "AND attempts = $9"
@@ -247,7 +247,7 @@ macro_rules! impl_service_desk_store {
                 user: &ObjectId,
                 verified_after: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let found: Option<String> = sqlx::query_scalar(concat!(
+                let found: Option<String> = q::query_scalar(concat!(
                     "SELECT id FROM caller_verifications WHERE tenant_id = $1 AND agent_id = $2 AND user_id = $3 ",
                     "AND status = 'verified' AND verified_at > $4 LIMIT 1"
                 ))
@@ -269,7 +269,7 @@ macro_rules! impl_service_desk_store {
                 tenant: &ObjectId,
                 policy: &DualControl,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO dual_control_policy (tenant_id, is_enabled, group_id, request_minutes) ",
                     "VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET is_enabled = excluded.is_enabled, ",
                     "group_id = excluded.group_id, request_minutes = excluded.request_minutes"
@@ -285,7 +285,7 @@ macro_rules! impl_service_desk_store {
             }
 
             async fn insert_service_desk_request(&mut self, it: &ServiceDeskRequest) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO service_desk_requests (",
                     service_desk_columns!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, ",
@@ -325,7 +325,7 @@ macro_rules! impl_service_desk_store {
                 now: OffsetDateTime,
             ) -> Result<i64, StoreError> {
                 self.advisory_lock(format!("keyward-desk-{tenant}-{requester}")).await?;
-                let count: i64 = sqlx::query_scalar(concat!(
+                let count: i64 = q::query_scalar(concat!(
                     "SELECT COUNT(*) FROM service_desk_requests WHERE tenant_id = $1 AND requester_id = $2 ",
                     "AND status = 'pendingApproval' AND expires_at > $3"
                 ))
@@ -342,7 +342,7 @@ macro_rules! impl_service_desk_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<ServiceDeskRequest>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT ",
                     service_desk_columns!(),
                     " FROM service_desk_requests WHERE tenant_id = $1 AND id = $2"
@@ -360,7 +360,7 @@ macro_rules! impl_service_desk_store {
                 before: Option<&ObjectId>,
                 limit: usize,
             ) -> Result<Vec<ServiceDeskRequest>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT ",
                     service_desk_columns!(),
                     " FROM service_desk_requests WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ",
@@ -383,7 +383,7 @@ macro_rules! impl_service_desk_store {
                 at: OffsetDateTime,
                 note: Option<&str>,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE service_desk_requests SET status = $3, decided_by = $4, decided_at = $5, ",
                     "decision_note = $6, secret_hash = NULL WHERE tenant_id = $1 AND id = $2 AND status = 'pendingApproval' ",
                     "AND expires_at > $5"

@@ -40,7 +40,7 @@ macro_rules! impl_sign_in_store {
                     let activity = SignInActivity::of(record);
                     let at = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(at, _)| fmt_ts(*at));
                     let id = |slot: &Option<(OffsetDateTime, String)>| slot.as_ref().map(|(_, id)| id.clone());
-                    sqlx::query(sqlx::AssertSqlSafe(ACTIVITY_UPSERT.as_str()))
+                    q::query(q::AssertSqlSafe(ACTIVITY_UPSERT.as_str()))
                         .bind(user.as_str())
                         .bind(at(&activity.last_sign_in))
                         .bind(id(&activity.last_sign_in))
@@ -66,8 +66,7 @@ macro_rules! impl_sign_in_store {
                     ),
                     suffix = suffix
                 );
-                let row =
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.as_str()).fetch_optional(&mut *self.0).await?;
+                let row = q::query(q::AssertSqlSafe(sql)).bind(user.as_str()).fetch_optional(&mut *self.0).await?;
                 let Some(row) = row else { return Ok(UserSignInState::default()) };
                 let state: String = row.try_get(0)?;
                 Ok(UserSignInState {
@@ -98,7 +97,7 @@ macro_rules! impl_sign_in_store {
                 })
             }
 
-            fn session_from_row(row: &<$db as sqlx::Database>::Row) -> Result<BrowserSession, StoreError> {
+            fn session_from_row(row: &DbRow) -> Result<BrowserSession, StoreError> {
                 Ok(BrowserSession {
                     id_sha256: row.try_get("id_sha256")?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -118,7 +117,7 @@ macro_rules! impl_sign_in_store {
                 })
             }
 
-            fn fido2_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Fido2Method, StoreError> {
+            fn fido2_from_row(row: &DbRow) -> Result<Fido2Method, StoreError> {
                 Ok(Fido2Method {
                     id: oid(&row.try_get::<String, _>("id")?)?,
                     tenant_id: oid(&row.try_get::<String, _>("tenant_id")?)?,
@@ -139,7 +138,7 @@ macro_rules! impl_sign_in_store {
         #[async_trait]
         impl SignInStore for $tx {
             async fn sign_in_policy(&mut self, tenant: &ObjectId) -> Result<(SignInPolicy, TapPolicy), StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT mfa_for_privileged_roles, mfa_for_everyone, remember_mfa_days, ",
                     "lockout_threshold, lockout_seconds, code_attempt_limit, tap_enabled, ",
                     "tap_default_lifetime, tap_default_length, tap_minimum_lifetime, ",
@@ -176,7 +175,7 @@ macro_rules! impl_sign_in_store {
                 policy: &SignInPolicy,
                 tap: &TapPolicy,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO sign_in_policies (tenant_id, mfa_for_privileged_roles, ",
                     "mfa_for_everyone, remember_mfa_days, lockout_threshold, ",
                     "lockout_seconds, code_attempt_limit, tap_enabled, tap_default_lifetime, ",
@@ -215,7 +214,7 @@ macro_rules! impl_sign_in_store {
 
             async fn methods_policy(&mut self, tenant: &ObjectId) -> Result<MethodsPolicy, StoreError> {
                 let row: Option<String> =
-                    sqlx::query_scalar("SELECT policy FROM authentication_methods_policies WHERE tenant_id = $1")
+                    q::query_scalar("SELECT policy FROM authentication_methods_policies WHERE tenant_id = $1")
                         .bind(tenant.as_str())
                         .fetch_optional(&mut *self.0)
                         .await?;
@@ -232,7 +231,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn set_agent_limits(&mut self, tenant: &ObjectId, limits: &AgentLimits) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO agent_limits (tenant_id, passes_per_hour, password_resets_per_hour, ",
                     "mfa_resets_per_hour) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET ",
                     "passes_per_hour = excluded.passes_per_hour, password_resets_per_hour = ",
@@ -256,7 +255,7 @@ macro_rules! impl_sign_in_store {
                 since: OffsetDateTime,
             ) -> Result<i64, StoreError> {
                 self.advisory_lock(format!("keyward-agent-{tenant}-{agent}")).await?;
-                let count: i64 = sqlx::query_scalar(concat!(
+                let count: i64 = q::query_scalar(concat!(
                     "SELECT COUNT(*) FROM agent_actions WHERE tenant_id = $1 AND agent_id = $2 AND action = $3 ",
                     "AND at >= $4"
                 ))
@@ -276,13 +275,13 @@ macro_rules! impl_sign_in_store {
                 action: &str,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM agent_actions WHERE tenant_id = $1 AND agent_id = $2 AND at < $3")
+                q::query("DELETE FROM agent_actions WHERE tenant_id = $1 AND agent_id = $2 AND at < $3")
                     .bind(tenant.as_str())
                     .bind(agent)
                     .bind(fmt_ts(at - time::Duration::hours(1)))
                     .execute(&mut *self.0)
                     .await?;
-                sqlx::query("INSERT INTO agent_actions (tenant_id, agent_id, action, at) VALUES ($1, $2, $3, $4)")
+                q::query("INSERT INTO agent_actions (tenant_id, agent_id, action, at) VALUES ($1, $2, $3, $4)")
                     .bind(tenant.as_str())
                     .bind(agent)
                     .bind(action)
@@ -297,7 +296,7 @@ macro_rules! impl_sign_in_store {
                 tenant: &ObjectId,
                 policy: &MethodsPolicy,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO authentication_methods_policies (tenant_id, policy) VALUES ($1, $2) ",
                     "ON CONFLICT (tenant_id) DO UPDATE SET policy = excluded.policy"
                 ))
@@ -314,7 +313,7 @@ macro_rules! impl_sign_in_store {
 
             async fn lock_user_sign_in_state(&mut self, user: &ObjectId) -> Result<UserSignInState, StoreError> {
                 // A row must exist to be locked: concurrent first failures would otherwise both read "none".
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO user_sign_in_state (user_id) VALUES ($1) ON CONFLICT ",
                     "(user_id) DO NOTHING"
                 ))
@@ -329,7 +328,7 @@ macro_rules! impl_sign_in_store {
                 user: &ObjectId,
                 state: &UserSignInState,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO user_sign_in_state (user_id, per_user_mfa_state, ",
                     "remembered_devices_not_before, password_failures, password_lockouts, ",
                     "password_locked_until, code_failures, code_lockouts, code_locked_until, ",
@@ -369,7 +368,7 @@ macro_rules! impl_sign_in_store {
                 &mut self,
                 user: &ObjectId,
             ) -> Result<Vec<SoftwareOathMethod>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT id, user_id, sealed_secret, created_at, last_used_step FROM ",
                     "software_oath_methods WHERE user_id = $1 ORDER BY created_at, id"
                 ))
@@ -390,7 +389,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn list_fido2_methods(&mut self, user: &ObjectId) -> Result<Vec<Fido2Method>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT id, tenant_id, user_id, display_name, credential_id, cose_key, aaguid, ",
                     "sign_count, backup_eligible, backed_up, attestation_level, created_at ",
                     "FROM fido2_methods WHERE user_id = $1 ORDER BY created_at, id"
@@ -402,7 +401,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn find_fido2_method(&mut self, credential_id: &[u8]) -> Result<Option<Fido2Method>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT id, tenant_id, user_id, display_name, credential_id, cose_key, aaguid, ",
                     "sign_count, backup_eligible, backed_up, attestation_level, created_at ",
                     "FROM fido2_methods WHERE credential_id = $1"
@@ -420,7 +419,7 @@ macro_rules! impl_sign_in_store {
                 new_count: i64,
                 backed_up: bool,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
+                let done = q::query(
                     "UPDATE fido2_methods SET sign_count = $1, backed_up = $2 WHERE id = $3 AND sign_count = $4",
                 )
                 .bind(new_count)
@@ -433,7 +432,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn insert_fido2_method(&mut self, method: &Fido2Method) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO fido2_methods (id, tenant_id, user_id, display_name, credential_id, ",
                     "cose_key, aaguid, sign_count, backup_eligible, backed_up, attestation_level, ",
                     "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -456,7 +455,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_fido2_method(&mut self, user: &ObjectId, id: &ObjectId) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM fido2_methods WHERE user_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM fido2_methods WHERE user_id = $1 AND id = $2")
                     .bind(user.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -469,7 +468,7 @@ macro_rules! impl_sign_in_store {
                 challenge_sha256: &[u8],
                 challenge: &WebauthnChallenge,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO webauthn_challenges (challenge_sha256, tenant_id, user_id, purpose, ",
                     "expires_at) VALUES ($1, $2, $3, $4, $5)"
                 ))
@@ -488,7 +487,7 @@ macro_rules! impl_sign_in_store {
                 challenge_sha256: &[u8],
                 purpose: &str,
             ) -> Result<Option<WebauthnChallenge>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "DELETE FROM webauthn_challenges WHERE challenge_sha256 = $1 AND purpose = $2 ",
                     "RETURNING tenant_id, user_id, purpose, expires_at"
                 ))
@@ -506,7 +505,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_expired_webauthn_challenges(&mut self, now: OffsetDateTime) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
+                let done = q::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
                     .bind(fmt_ts(now))
                     .execute(&mut *self.0)
                     .await?;
@@ -514,7 +513,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn insert_software_oath_method(&mut self, method: &SoftwareOathMethod) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO software_oath_methods (id, user_id, sealed_secret, ",
                     "created_at, last_used_step) VALUES ($1, $2, $3, $4, $5)"
                 ))
@@ -529,7 +528,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn use_software_oath_step(&mut self, id: &ObjectId, step: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE software_oath_methods SET last_used_step = $2 WHERE id = $1 AND ",
                     "last_used_step < $2"
                 ))
@@ -547,14 +546,14 @@ macro_rules! impl_sign_in_store {
             ) -> Result<u64, StoreError> {
                 let done = match id {
                     Some(id) => {
-                        sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1 AND id = $2")
+                        q::query("DELETE FROM software_oath_methods WHERE user_id = $1 AND id = $2")
                             .bind(user.as_str())
                             .bind(id.as_str())
                             .execute(&mut *self.0)
                             .await?
                     }
                     None => {
-                        sqlx::query("DELETE FROM software_oath_methods WHERE user_id = $1")
+                        q::query("DELETE FROM software_oath_methods WHERE user_id = $1")
                             .bind(user.as_str())
                             .execute(&mut *self.0)
                             .await?
@@ -573,14 +572,14 @@ macro_rules! impl_sign_in_store {
             ) -> Result<bool, StoreError> {
                 let done = match id {
                     Some(id) => {
-                        sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
+                        q::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
                             .bind(user.as_str())
                             .bind(id.as_str())
                             .execute(&mut *self.0)
                             .await?
                     }
                     None => {
-                        sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
+                        q::query("DELETE FROM temporary_access_passes WHERE user_id = $1")
                             .bind(user.as_str())
                             .execute(&mut *self.0)
                             .await?
@@ -590,7 +589,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn list_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<(String, String)>, StoreError> {
-                let rows = sqlx::query(concat!(
+                let rows = q::query(concat!(
                     "SELECT phone_type, phone_number FROM phone_methods WHERE user_id = $1 ",
                     "ORDER BY phone_type"
                 ))
@@ -607,7 +606,7 @@ macro_rules! impl_sign_in_store {
                 number: &str,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO phone_methods (user_id, phone_type, phone_number, ",
                     "created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, phone_type) ",
                     "DO UPDATE SET phone_number = excluded.phone_number"
@@ -622,7 +621,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_phone_method(&mut self, user: &ObjectId, phone_type: &str) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM phone_methods WHERE user_id = $1 AND phone_type = $2")
+                let done = q::query("DELETE FROM phone_methods WHERE user_id = $1 AND phone_type = $2")
                     .bind(user.as_str())
                     .bind(phone_type)
                     .execute(&mut *self.0)
@@ -632,7 +631,7 @@ macro_rules! impl_sign_in_store {
 
             async fn delete_phone_methods(&mut self, user: &ObjectId) -> Result<Vec<String>, StoreError> {
                 let mut kinds: Vec<String> =
-                    sqlx::query_scalar("DELETE FROM phone_methods WHERE user_id = $1 RETURNING phone_type")
+                    q::query_scalar("DELETE FROM phone_methods WHERE user_id = $1 RETURNING phone_type")
                         .bind(user.as_str())
                         .fetch_all(&mut *self.0)
                         .await?;
@@ -641,7 +640,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn get_email_method(&mut self, user: &ObjectId) -> Result<Option<String>, StoreError> {
-                sqlx::query_scalar("SELECT email_address FROM email_methods WHERE user_id = $1")
+                q::query_scalar("SELECT email_address FROM email_methods WHERE user_id = $1")
                     .bind(user.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
@@ -654,7 +653,7 @@ macro_rules! impl_sign_in_store {
                 address: &str,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO email_methods (user_id, email_address, created_at) VALUES ",
                     "($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET email_address = ",
                     "excluded.email_address"
@@ -668,7 +667,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_email_method(&mut self, user: &ObjectId) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM email_methods WHERE user_id = $1")
+                let done = q::query("DELETE FROM email_methods WHERE user_id = $1")
                     .bind(user.as_str())
                     .execute(&mut *self.0)
                     .await?;
@@ -683,7 +682,7 @@ macro_rules! impl_sign_in_store {
                 status: &str,
                 at: OffsetDateTime,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO password_reset_operations (id, tenant_id, user_id, status, ",
                     "created_at) VALUES ($1, $2, $3, $4, $5)"
                 ))
@@ -702,7 +701,7 @@ macro_rules! impl_sign_in_store {
                 user: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT status, created_at FROM password_reset_operations WHERE user_id ",
                     "= $1 AND id = $2"
                 ))
@@ -715,7 +714,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn spend_registration_pass(&mut self, user: &ObjectId, at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE temporary_access_passes SET is_usable_once = TRUE, used_at = $2 ",
                     "WHERE user_id = $1 AND ends_at_registration AND used_at IS NULL"
                 ))
@@ -731,7 +730,7 @@ macro_rules! impl_sign_in_store {
                 id: &ObjectId,
                 at: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE temporary_access_passes SET used_at = $2 WHERE id = $1 AND ",
                     "used_at IS NULL"
                 ))
@@ -743,7 +742,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn insert_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO browser_sessions (id_sha256, tenant_id, user_id, stage, ",
                     "username, return_to, created_at, expires_at, authenticated_at, mfa_at, ",
                     "methods, pass_expires_at, pending_secret, correlation_id) VALUES ($1, ",
@@ -769,7 +768,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn get_browser_session(&mut self, id_sha256: &[u8]) -> Result<Option<BrowserSession>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT id_sha256, tenant_id, user_id, stage, username, return_to, ",
                     "created_at, expires_at, authenticated_at, mfa_at, methods, ",
                     "pass_expires_at, pending_secret, correlation_id, portal_seen_at FROM ",
@@ -782,7 +781,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn update_browser_session(&mut self, session: &BrowserSession) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE browser_sessions SET user_id = $2, stage = $3, username = $4, ",
                     "return_to = $5, expires_at = $6, authenticated_at = $7, mfa_at = $8, ",
                     "methods = $9, pass_expires_at = $10, pending_secret = $11, ",
@@ -806,7 +805,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn touch_portal_session(&mut self, id_sha256: &[u8], at: OffsetDateTime) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE browser_sessions SET portal_seen_at = $2 WHERE id_sha256 = $1 AND ",
                     "(portal_seen_at IS NULL OR portal_seen_at < $2)"
                 ))
@@ -818,7 +817,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_browser_session(&mut self, id_sha256: &[u8]) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM browser_sessions WHERE id_sha256 = $1")
+                q::query("DELETE FROM browser_sessions WHERE id_sha256 = $1")
                     .bind(id_sha256)
                     .execute(&mut *self.0)
                     .await?;
@@ -826,7 +825,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn rekey_browser_session(&mut self, old_sha256: &[u8], new_sha256: &[u8]) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE browser_sessions SET id_sha256 = $2 WHERE id_sha256 = $1")
+                let done = q::query("UPDATE browser_sessions SET id_sha256 = $2 WHERE id_sha256 = $1")
                     .bind(old_sha256)
                     .bind(new_sha256)
                     .execute(&mut *self.0)
@@ -835,7 +834,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn take_pending_secret(&mut self, id_sha256: &[u8]) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
+                let done = q::query(concat!(
                     "UPDATE browser_sessions SET pending_secret = NULL WHERE id_sha256 = $1 ",
                     "AND pending_secret IS NOT NULL"
                 ))
@@ -846,7 +845,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_expired_browser_sessions(&mut self, now: OffsetDateTime) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
+                let done = q::query("DELETE FROM browser_sessions WHERE expires_at < $1")
                     .bind(fmt_ts(now))
                     .execute(&mut *self.0)
                     .await?;
@@ -858,7 +857,7 @@ macro_rules! impl_sign_in_store {
                 id_sha256: &[u8],
                 device: &RememberedDevice,
             ) -> Result<(), StoreError> {
-                sqlx::query(concat!(
+                q::query(concat!(
                     "INSERT INTO remembered_devices (id_sha256, user_id, issued_at, ",
                     "expires_at) VALUES ($1, $2, $3, $4)"
                 ))
@@ -875,7 +874,7 @@ macro_rules! impl_sign_in_store {
                 &mut self,
                 id_sha256: &[u8],
             ) -> Result<Option<RememberedDevice>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT user_id, issued_at, expires_at FROM remembered_devices WHERE ",
                     "id_sha256 = $1"
                 ))
@@ -891,7 +890,7 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn delete_remembered_devices(&mut self, user: &ObjectId) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM remembered_devices WHERE user_id = $1")
+                q::query("DELETE FROM remembered_devices WHERE user_id = $1")
                     .bind(user.as_str())
                     .execute(&mut *self.0)
                     .await?;
@@ -919,7 +918,7 @@ macro_rules! impl_sign_in_store {
                     }
                     // One text per batch size: kept out of the connection's statement cache
                     // unless it is the one-entry statement, which every lone entry reuses.
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+                    let mut query = q::query(q::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
                     for record in chunk {
                         query = query
                             .bind(record.id.clone())
@@ -951,9 +950,8 @@ macro_rules! impl_sign_in_store {
                         "WHERE user_id IN "
                     ));
                     push_list(&mut sql, chunk.iter().map(ToString::to_string));
-                    let rows = bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args)
-                        .fetch_all(&mut *self.0)
-                        .await?;
+                    let rows =
+                        bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                     for row in rows {
                         let slot = |at: usize| -> Result<Option<(OffsetDateTime, String)>, StoreError> {
                             let time: Option<String> = row.try_get(at)?;
@@ -1071,8 +1069,7 @@ macro_rules! impl_sign_in_store {
                     sql.push(")");
                 }
                 sql.push(&format!(" ORDER BY s.created_at DESC, s.seq DESC{}", limit_clause(limit)));
-                let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter()
                     .map(|row| {
                         let cursor = SignInCursor { created: row.try_get(1)?, seq: row.try_get(0)? };
@@ -1086,7 +1083,7 @@ macro_rules! impl_sign_in_store {
                 tenant: &ObjectId,
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM sign_ins WHERE tenant_id = $1 AND created_at < $2")
+                let done = q::query("DELETE FROM sign_ins WHERE tenant_id = $1 AND created_at < $2")
                     .bind(tenant.as_str())
                     .bind(fmt_ts(before))
                     .execute(&mut *self.0)
@@ -1096,7 +1093,7 @@ macro_rules! impl_sign_in_store {
 
             async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError> {
                 let record: Option<String> =
-                    sqlx::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
+                    q::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
                         .bind(tenant.as_str())
                         .bind(id)
                         .fetch_optional(&mut *self.0)

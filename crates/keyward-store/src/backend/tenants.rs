@@ -9,14 +9,14 @@ macro_rules! impl_tenant_store {
         #[async_trait]
         impl TenantStore for $tx {
             async fn insert_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO tenants (id, display_name, created_at) VALUES ($1, $2, $3)")
+                q::query("INSERT INTO tenants (id, display_name, created_at) VALUES ($1, $2, $3)")
                     .bind(tenant.id.as_str())
                     .bind(&tenant.display_name)
                     .bind(fmt_ts(tenant.created))
                     .execute(&mut *self.0)
                     .await?;
                 for domain in &tenant.domains {
-                    sqlx::query(concat!(
+                    q::query(concat!(
                         "INSERT INTO domains (name, tenant_id, is_default, is_initial) VALUES ",
                         "($1, $2, $3, $4)"
                     ))
@@ -31,7 +31,7 @@ macro_rules! impl_tenant_store {
             }
 
             async fn tenant_display_name(&mut self, id: &ObjectId) -> Result<Option<String>, StoreError> {
-                sqlx::query_scalar("SELECT display_name FROM tenants WHERE id = $1")
+                q::query_scalar("SELECT display_name FROM tenants WHERE id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await
@@ -39,12 +39,12 @@ macro_rules! impl_tenant_store {
             }
 
             async fn get_tenant(&mut self, id: &ObjectId) -> Result<Option<Tenant>, StoreError> {
-                let row = sqlx::query("SELECT id, display_name, created_at FROM tenants WHERE id = $1")
+                let row = q::query("SELECT id, display_name, created_at FROM tenants WHERE id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut *self.0)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
-                let domains = sqlx::query(concat!(
+                let domains = q::query(concat!(
                     "SELECT name, is_default, is_initial FROM domains WHERE tenant_id = $1 ",
                     "ORDER BY name"
                 ))
@@ -65,9 +65,8 @@ macro_rules! impl_tenant_store {
             }
 
             async fn list_tenants(&mut self) -> Result<Vec<Tenant>, StoreError> {
-                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY created_at, id")
-                    .fetch_all(&mut *self.0)
-                    .await?;
+                let ids: Vec<String> =
+                    q::query_scalar("SELECT id FROM tenants ORDER BY created_at, id").fetch_all(&mut *self.0).await?;
                 let mut res = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(tenant) = self.get_tenant(&oid(&id)?).await? {

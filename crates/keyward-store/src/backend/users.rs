@@ -60,7 +60,7 @@ macro_rules! impl_user_store {
                 } else {
                     std::borrow::Cow::Borrowed(sql)
                 };
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_ref()))
+                let row = q::query(q::AssertSqlSafe(sql.as_ref()))
                     .bind(tenant.as_str())
                     .bind(key)
                     .fetch_optional(&mut *self.0)
@@ -80,7 +80,7 @@ macro_rules! impl_user_store {
         #[async_trait]
         impl UserStore for $tx {
             async fn insert_user(&mut self, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
-                let query = sqlx::query(sqlx::AssertSqlSafe(INSERT_USER.as_str()));
+                let query = q::query(q::AssertSqlSafe(INSERT_USER.as_str()));
                 let query = bind_user_columns!(query, user)
                     .bind(password_hash)
                     .bind(password_hash.map(|_| fmt_ts(user.last_password_change.unwrap_or(user.created))));
@@ -91,7 +91,7 @@ macro_rules! impl_user_store {
             }
 
             async fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
-                let query = sqlx::query(sqlx::AssertSqlSafe(UPDATE_USER.as_str()));
+                let query = q::query(q::AssertSqlSafe(UPDATE_USER.as_str()));
                 let done =
                     bind_args!(bind_user_columns!(query, user), profile_args(user)?).execute(&mut *self.0).await?;
                 if done.rows_affected() == 0 {
@@ -102,12 +102,12 @@ macro_rules! impl_user_store {
 
             async fn delete_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 // A deleted manager leaves their reports without one, as in Entra.
-                sqlx::query("UPDATE users SET manager_id = NULL WHERE tenant_id = $1 AND manager_id = $2")
+                q::query("UPDATE users SET manager_id = NULL WHERE tenant_id = $1 AND manager_id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
                     .await?;
-                let done = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *self.0)
@@ -134,8 +134,7 @@ macro_rules! impl_user_store {
                 let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 push_id_list(&mut sql, "users.id", ids);
-                let rows =
-                    bind_args!(sqlx::query(sqlx::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 let mut users = rows.iter().map(Self::user_from_row).collect::<Result<Vec<_>, _>>()?;
                 self.load_user_values(&mut users).await?;
                 Ok(users)
@@ -177,7 +176,7 @@ macro_rules! impl_user_store {
                 after: Option<&str>,
                 limit: usize,
             ) -> Result<Vec<ObjectId>, StoreError> {
-                let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                let ids: Vec<String> = q::query_scalar(q::AssertSqlSafe(format!(
                     "SELECT id FROM users WHERE manager_id = $1 AND tenant_id = $2 AND id > $3 ORDER BY id{}",
                     limit_clause(limit)
                 )))
@@ -197,7 +196,7 @@ macro_rules! impl_user_store {
                 held: &HeldRoles,
             ) -> Result<(), StoreError> {
                 self.keep_deleted(&KEPT_USER, tenant, id, at).await?;
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE deleted_items SET held_roles = $3, held_restricted_scope = $4, held_protected = $5 ",
                     "WHERE tenant_id = $1 AND id = $2"
                 ))
@@ -216,7 +215,7 @@ macro_rules! impl_user_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<HeldRoles>, StoreError> {
-                let row = sqlx::query(concat!(
+                let row = q::query(concat!(
                     "SELECT held_roles, held_restricted_scope, held_protected FROM deleted_items ",
                     "WHERE tenant_id = $1 AND id = $2 AND kind = 'user'"
                 ))
@@ -257,7 +256,7 @@ macro_rules! impl_user_store {
 
             async fn lock_deleted_item(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 if DIALECT.row_locks {
-                    sqlx::query("SELECT id FROM deleted_items WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                    q::query("SELECT id FROM deleted_items WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
                         .bind(tenant.as_str())
                         .bind(id.as_str())
                         .fetch_optional(&mut *self.0)
@@ -268,7 +267,7 @@ macro_rules! impl_user_store {
 
             async fn restore_user(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
                 self.bring_back(&KEPT_USER, tenant, id).await?;
-                sqlx::query(concat!(
+                q::query(concat!(
                     "UPDATE users SET manager_id = NULL WHERE id = $1 AND manager_id IS NOT NULL ",
                     "AND NOT EXISTS (SELECT 1 FROM users m WHERE m.id = users.manager_id)"
                 ))
@@ -296,7 +295,7 @@ macro_rules! impl_user_store {
                 user: &ObjectId,
                 manager: Option<&ObjectId>,
             ) -> Result<(), StoreError> {
-                let done = sqlx::query("UPDATE users SET manager_id = $3 WHERE tenant_id = $1 AND id = $2")
+                let done = q::query("UPDATE users SET manager_id = $3 WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(user.as_str())
                     .bind(manager.map(ObjectId::as_str))
