@@ -184,7 +184,7 @@ impl App {
     /// Removes one batch of `tenant`'s expired records; `last` is the pass's cut, found once.
     async fn retention_batch(&self, tenant: &str, last: &mut Option<u64>) -> Result<u64, AppError> {
         let now = self.now();
-        let mut tx = self.write_maintenance().await?;
+        let mut tx = self.write_long().await?;
         let checkpoint = tx.lock_audit_checkpoint(tenant).await?;
         let start = self.trusted_start(tenant, &checkpoint).map_err(|err| {
             AppError::Unexpected(anyhow::anyhow!("audit retention for tenant {tenant} stopped: {err}"))

@@ -262,7 +262,8 @@ impl App {
                 detail: it.detail.clone(),
             })
             .collect();
-        let mut tx = self.write().await?;
+        // Long: a job's items, up to 10,000 rows.
+        let mut tx = self.write_long().await?;
         let (mine, all) = (
             tx.count_running_bulk_jobs(&caller.tenant.id, Some(caller.id())).await?,
             tx.count_running_bulk_jobs(&caller.tenant.id, None).await?,
@@ -371,7 +372,8 @@ impl App {
 
     /// Fails every user still pending (the caller who started the job is gone) and completes it.
     async fn abandon_bulk(&self, job: &BulkJob, why: &str) -> Result<(), AppError> {
-        let mut tx = self.write().await?;
+        // Long: every pending item of the job.
+        let mut tx = self.write_long().await?;
         tx.finish_pending_bulk_items(&job.id, ItemState::Failed.as_str(), why).await?;
         tx.commit().await?;
         self.complete_bulk(job).await?;

@@ -150,7 +150,8 @@ impl App {
         key: &str,
         restore: bool,
     ) -> Result<(Box<dyn Tx>, DeletedItem), AppError> {
-        let mut tx = self.write().await?;
+        // Long: a group's members are copied back or removed with it.
+        let mut tx = self.write_long().await?;
         // A concurrent restore or permanent delete of the item finishes first; this one then
         // finds nothing left.
         tx.lock_deleted_item(&caller.tenant.id, &parse_object_id(key)?).await?;
@@ -270,7 +271,7 @@ impl App {
         let mut removed = 0;
         for (tenant, _) in tenants {
             let Some(tenant) = keyward_core::ids::ObjectId::parse(&tenant) else { continue };
-            let mut tx = self.write_maintenance().await?;
+            let mut tx = self.write_long().await?;
             removed += tx.purge_deleted_users_before(&tenant, cutoff).await?;
             removed += tx.purge_deleted_groups_before(&tenant, cutoff).await?;
             tx.commit().await?;

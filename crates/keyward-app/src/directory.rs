@@ -491,7 +491,8 @@ impl App {
     /// to the deleted items for 30 days (`deleted_items`).
     pub async fn delete_user(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
+        // Long: it also removes for good the users deleted more than 30 days ago.
+        let mut tx = self.write_long().await?;
         // The user's roles end with it: a demotion (see `user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;
         let user = resolve_user(&mut *tx, &caller.tenant, key).await?;
@@ -633,7 +634,7 @@ impl App {
     /// `DELETE /groups/{id}`: the group moves to the deleted items for 30 days.
     pub async fn delete_group(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
-        let mut tx = self.write().await?;
+        let mut tx = self.write_long().await?;
         let group = resolve_group(&mut *tx, &caller.tenant, key).await?;
         let action =
             if group.is_assignable_to_role { actions::ROLE_ASSIGNABLE_GROUPS_DELETE } else { actions::GROUPS_DELETE };

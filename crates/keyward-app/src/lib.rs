@@ -348,10 +348,10 @@ impl App {
         Ok(tx)
     }
 
-    /// A write transaction for the maintenance's deletes, whose statements may run long
-    /// (`Store::write_maintenance`).
-    async fn write_maintenance(&self) -> Result<Box<dyn Tx>, AppError> {
-        let mut tx = self.inner.store.write_maintenance().await?;
+    /// A write transaction whose statements may run long (`Store::write_long`): the
+    /// maintenance's deletes, deleting or restoring an object with many rows, a bulk job's rows.
+    async fn write_long(&self) -> Result<Box<dyn Tx>, AppError> {
+        let mut tx = self.inner.store.write_long().await?;
         tx.set_now(self.now());
         Ok(tx)
     }

@@ -358,7 +358,7 @@ impl App {
         let tenants = self.read().await?.list_tenants().await?;
         let mut removed = 0;
         for tenant in tenants {
-            let mut tx = self.write_maintenance().await?;
+            let mut tx = self.write_long().await?;
             let (days, mac) = tx.audit_retention(tenant.id.as_str()).await?;
             let days = self.trusted_retention(tenant.id.as_str(), days, &mac)?;
             removed += tx.delete_sign_ins_before(&tenant.id, now - time::Duration::days(days)).await?;
@@ -376,7 +376,7 @@ impl App {
     /// maintenance).
     pub async fn delete_expired_sessions(&self) -> Result<u64, AppError> {
         let now = self.now();
-        let mut tx = self.write_maintenance().await?;
+        let mut tx = self.write_long().await?;
         let n = tx.delete_expired_browser_sessions(now).await? + tx.delete_expired_webauthn_challenges(now).await?;
         tx.commit().await?;
         Ok(n)

@@ -68,10 +68,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn backend(&self) -> Backend;
     /// Starts a transaction that may write. On SQLite it takes the write lock at once.
     async fn write(&self) -> Result<Box<dyn Tx>, StoreError>;
-    /// Starts a write transaction for maintenance whose statements may run long (retention's
-    /// deletes): on SQLite it runs on sqlx's pool, whose statements run on a thread of their own,
-    /// not on the caller's as `write`'s do (see `backend/lite.rs`); otherwise as `write`.
-    async fn write_maintenance(&self) -> Result<Box<dyn Tx>, StoreError> {
+    /// Starts a write transaction whose statements may run long (the maintenance's deletes,
+    /// deleting or restoring an object with many rows, a bulk job's rows): on SQLite it runs on
+    /// sqlx's pool, whose statements run on a thread of their own, not on the caller's as
+    /// `write`'s do (see `backend/lite.rs`); otherwise as `write`.
+    async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError> {
         self.write().await
     }
     /// Starts a read-only transaction (a consistent snapshot).

@@ -25,8 +25,9 @@
 //! instead of waiting in SQLite's busy handler; the checkpoint that copies the write-ahead log
 //! into the database file, which SQLite would run inside the commit that took the log past 1,000
 //! pages, runs on a blocking thread after that commit, before the next writer's turn
-//! (`Writer::checkpoint`); and the maintenance's deletes, which can remove a backlog of rows at once, write through the
-//! pool (`Store::write_maintenance`).
+//! (`Writer::checkpoint`); and the writes that can run long statements (the maintenance's deletes,
+//! deleting or restoring a group with its members, a bulk job's rows) go through the pool
+//! (`Store::write_long`).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -53,6 +54,9 @@ const STATEMENT_CACHE: usize = 100;
 /// Statements whose columns are kept by name: twice the statement cache's size, since some
 /// statements' text is made at run time (a list of any length); past that all are forgotten.
 const COLUMN_MAPS: usize = 2 * STATEMENT_CACHE;
+
+/// Why `Writer::open` refused: the file is another than the store opened.
+const REPLACED: &str = "the database file was replaced";
 
 /// Pages in the write-ahead log after which a commit has it checkpointed (SQLite's own
 /// `wal_autocheckpoint` default, which this connection's hook replaces).
@@ -475,13 +479,14 @@ impl Writer {
         )
         .map_err(|err| store_error(&err))?;
         if FileIdentity::of(path).as_ref() != identity {
-            return Err(StoreError::Other("the database file was replaced".into()));
+            return Err(StoreError::Other(REPLACED.into()));
         }
-        // The pool's settings (`SqliteStore::open`); a busy database is waited for by
+        // The pool's settings (`SqliteStore::open`). The schema is read with rusqlite's busy
+        // wait (rarely needed, once per connection); after that a busy database is waited for by
         // `begin`, not in SQLite's busy handler on this thread.
         db.execute_batch(concat!(
-            "PRAGMA busy_timeout = 0; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; ",
-            "PRAGMA cache_size = -16384; SELECT count(*) FROM sqlite_schema;"
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; ",
+            "SELECT count(*) FROM sqlite_schema; PRAGMA busy_timeout = 0;"
         ))
         .map_err(|err| store_error(&err))?;
         // Counts the log's pages at each commit instead of checkpointing inside it.
@@ -508,7 +513,11 @@ impl Writer {
         let idle = self.idle().take();
         let conn = match idle {
             Some(conn) => conn,
-            None => Self::open(&self.path, self.identity.as_ref())?,
+            None => match Self::open(&self.path, self.identity.as_ref()) {
+                Ok(conn) => conn,
+                Err(StoreError::Other(why)) if why == REPLACED => return Ok(None),
+                Err(err) => return Err(err),
+            },
         };
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -529,15 +538,18 @@ impl Writer {
     }
 
     fn put_back(&self, conn: Conn) {
+        // Under the lock `close` takes, so a connection given back as the store closes is closed.
+        let mut idle = self.idle();
         if !self.closed.load(Ordering::Acquire) {
-            *self.idle() = Some(conn);
+            *idle = Some(conn);
         }
     }
 
     /// Closes the idle connection; a connection in use is closed when its transaction ends.
     pub(crate) fn close(&self) {
+        let mut idle = self.idle();
         self.closed.store(true, Ordering::Release);
-        drop(self.idle().take());
+        drop(idle.take());
     }
 
     /// Checkpoints the write-ahead log (`PASSIVE`, as SQLite's automatic checkpoint does: it
@@ -659,6 +671,13 @@ mod tests {
         fn file(&self) -> PathBuf {
             self.0.join("keyward.db")
         }
+
+        /// A scratch database and a writer on it.
+        fn with_writer(name: &str) -> (Scratch, std::sync::Arc<Writer>) {
+            let scratch = Scratch::new(name);
+            let writer = Writer::new(scratch.file());
+            (scratch, writer)
+        }
     }
 
     impl Drop for Scratch {
@@ -716,7 +735,7 @@ mod tests {
     async fn statements_report_rows_conflicts_and_missing_rows_as_the_store_does() {
         let scratch = Scratch::new("outcomes");
         let mut tx = begin(&Writer::new(scratch.file())).await;
-        // A statement that returns rows, run by `execute`, still runs to its end.
+        // A statement that returns rows, run by `execute`.
         let done = query("INSERT INTO t (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c') RETURNING id")
             .execute(&mut tx)
             .await
@@ -724,7 +743,7 @@ mod tests {
         assert_eq!(done.rows_affected(), 3);
         let count: i64 = query_scalar("SELECT count(*) FROM t").fetch_one(&mut tx).await.expect("count");
         assert_eq!(count, 3);
-        // Only the first row of a writing statement is wanted; the others are written all the same.
+        // Only the first row of a writing statement is wanted.
         let first: Option<i64> = query_scalar("DELETE FROM t WHERE id >= $1 RETURNING id")
             .bind(2_i64)
             .fetch_optional(&mut tx)
@@ -750,13 +769,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_transaction_is_rolled_back_and_the_connection_serves_the_next() {
-        let scratch = Scratch::new("drop");
-        let writer = Writer::new(scratch.file());
+        let (scratch, writer) = Scratch::with_writer("drop");
         let mut tx = begin(&writer).await;
         query("INSERT INTO t (id, name) VALUES (1, 'kept?')").execute(&mut tx).await.expect("insert");
         drop(tx);
         // The write lock is free at once: another connection can write without waiting.
         let other = other_connection(&scratch);
+        other.busy_timeout(Duration::ZERO).expect("no waiting");
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO t (id, name) VALUES (2, 'other'); COMMIT;").expect("free");
         let mut tx = begin(&writer).await;
         let names: Vec<String> = query_scalar("SELECT name FROM t ORDER BY id").fetch_all(&mut tx).await.expect("rows");
@@ -771,8 +790,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn another_process_holding_the_write_lock_is_waited_for_without_holding_the_thread() {
-        let scratch = Scratch::new("busy");
-        let writer = Writer::new(scratch.file());
+        let (scratch, writer) = Scratch::with_writer("busy");
         let other = std::thread::spawn({
             let file = scratch.file();
             move || {
@@ -808,9 +826,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_write_ahead_log_is_checkpointed_off_the_committing_thread() {
-        let scratch = Scratch::new("checkpoint");
-        let writer = Writer::new(scratch.file());
+    async fn the_write_ahead_log_is_checkpointed_and_starts_again() {
+        let (scratch, writer) = Scratch::with_writer("checkpoint");
         let wal = scratch.0.join("keyward.db-wal");
         let blob = vec![7_u8; 3000];
         // About two pages a commit: 6,000 pages, 24 MB, if the log were never checkpointed.
@@ -831,9 +848,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_sqlite_ended_after_an_error_runs_no_more_statements() {
+        let (scratch, writer) = Scratch::with_writer("ended");
+        let mut tx = begin(&writer).await;
+        query("INSERT INTO t (id, name) VALUES (1, 'lost')").execute(&mut tx).await.expect("insert");
+        // As SQLite does after an I/O error or a full disk.
+        query("ROLLBACK").execute(&mut tx).await.expect("rolled back");
+        let after = query("INSERT INTO t (id, name) VALUES (2, 'alone')").execute(&mut tx).await;
+        assert!(matches!(after, Err(StoreError::Other(_))), "no statement runs on its own: {after:?}");
+        tx.rollback().expect("a transaction already ended ends without error");
+        let count: i64 =
+            other_connection(&scratch).query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count");
+        assert_eq!(count, 0);
+        // TEXT read as bytes, as sqlx reads it.
+        let mut tx = begin(&writer).await;
+        let row = query("SELECT 'abc' AS data").fetch_one(&mut tx).await.expect("row");
+        assert_eq!(super::Columns::bytes(&row, "data").expect("bytes"), Some(b"abc".to_vec()));
+        tx.rollback().expect("rollback");
+    }
+
+    #[tokio::test]
+    async fn a_closed_writer_hands_out_no_transaction_and_keeps_no_connection() {
+        let (_scratch, writer) = Scratch::with_writer("closed");
+        let tx = begin(&writer).await;
+        writer.close();
+        tx.commit().await.expect("the transaction in use still ends");
+        assert!(writer.idle().is_none(), "the connection given back after close was closed");
+        assert!(writer.begin().await.expect("begin").is_none(), "writes go to the pool, which reports the close");
+    }
+
+    #[tokio::test]
     async fn a_replaced_database_file_is_left_to_the_pool() {
-        let scratch = Scratch::new("replaced");
-        let writer = Writer::new(scratch.file());
+        let (scratch, writer) = Scratch::with_writer("replaced");
         let tx = writer.begin().await.expect("begin");
         assert!(tx.is_some(), "the file the store opened");
         drop(tx);

@@ -591,7 +591,7 @@ macro_rules! impl_backend {
                 Ok(Box::new($tx::new(tx, turn)))
             }
 
-            async fn write_maintenance(&self) -> Result<Box<dyn Tx>, StoreError> {
+            async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let turn = self.write_turn().await?;
                 let begin = $begin_write;
                 let tx = begin(&self.pool).await?;
