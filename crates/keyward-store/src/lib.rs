@@ -72,9 +72,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// deleting or restoring an object with many rows, a bulk job's rows): on SQLite it runs on
     /// sqlx's pool, whose statements run on a thread of their own, not on the caller's as
     /// `write`'s do (see `backend/lite.rs`); otherwise as `write`.
-    async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError> {
-        self.write().await
-    }
+    async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// Starts a read-only transaction (a consistent snapshot).
     async fn read(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// The highest applied migration.

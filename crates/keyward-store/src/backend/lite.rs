@@ -26,8 +26,8 @@
 //! into the database file, which SQLite would run inside the commit that took the log past 1,000
 //! pages, runs on a blocking thread after that commit, before the next writer's turn
 //! (`Writer::checkpoint`); and the writes that can run long statements (the maintenance's deletes,
-//! deleting or restoring a group with its members, a bulk job's rows) go through the pool
-//! (`Store::write_long`).
+//! deleting a user or a group, restoring or removing a deleted item for good, a bulk job's rows) go
+//! through the pool (`Store::write_long`).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -54,9 +54,6 @@ const STATEMENT_CACHE: usize = 100;
 /// Statements whose columns are kept by name: twice the statement cache's size, since some
 /// statements' text is made at run time (a list of any length); past that all are forgotten.
 const COLUMN_MAPS: usize = 2 * STATEMENT_CACHE;
-
-/// Why `Writer::open` refused: the file is another than the store opened.
-const REPLACED: &str = "the database file was replaced";
 
 /// Pages in the write-ahead log after which a commit has it checkpointed (SQLite's own
 /// `wal_autocheckpoint` default, which this connection's hook replaces).
@@ -88,9 +85,10 @@ impl SqlSafeStr for &'static str {
     }
 }
 
-impl<T: AsRef<str>> SqlSafeStr for AssertSqlSafe<T> {
+/// Text built at run time is moved, a static statement's borrowed: neither is copied.
+impl<T: Into<Cow<'static, str>>> SqlSafeStr for AssertSqlSafe<T> {
     fn into_sql(self) -> Cow<'static, str> {
-        Cow::Owned(self.0.as_ref().to_owned())
+        self.0.into()
     }
 }
 
@@ -246,28 +244,19 @@ pub(crate) struct Row {
 }
 
 /// A column by position or by name.
-pub(crate) trait ColumnIndex {
+pub(crate) trait ColumnIndex: std::fmt::Display {
     fn position(&self, columns: &ColumnMap) -> Option<usize>;
-    fn describe(&self) -> String;
 }
 
 impl ColumnIndex for usize {
     fn position(&self, _: &ColumnMap) -> Option<usize> {
         Some(*self)
     }
-
-    fn describe(&self) -> String {
-        format!("column {self}")
-    }
 }
 
 impl ColumnIndex for &str {
     fn position(&self, columns: &ColumnMap) -> Option<usize> {
         columns.positions.get(*self).copied()
-    }
-
-    fn describe(&self) -> String {
-        format!("column {self}")
     }
 }
 
@@ -278,8 +267,8 @@ impl Row {
         let value = index
             .position(&self.columns)
             .and_then(|at| self.values.get(at))
-            .ok_or_else(|| StoreError::Other(format!("no {}", index.describe())))?;
-        T::column_result(ValueRef::from(value)).map_err(|err| StoreError::Other(format!("{}: {err}", index.describe())))
+            .ok_or_else(|| StoreError::Other(format!("no column {index}")))?;
+        T::column_result(ValueRef::from(value)).map_err(|err| StoreError::Other(format!("column {index}: {err}")))
     }
 }
 
@@ -404,9 +393,10 @@ impl Conn {
             return Ok(changed as u64);
         }
         let read_only = statement.readonly();
-        let map = match columns.get(&query.sql) {
-            Some(map) if query.persistent => Arc::clone(map),
-            _ => {
+        let kept = if query.persistent { columns.get(&query.sql).cloned() } else { None };
+        let map = match kept {
+            Some(map) => map,
+            None => {
                 let map = Arc::new(ColumnMap {
                     positions: statement
                         .column_names()
@@ -468,18 +458,20 @@ impl Writer {
     /// write).
     pub(crate) fn new(path: PathBuf) -> Arc<Writer> {
         let identity = FileIdentity::of(&path);
-        let conn = Self::open(&path, identity.as_ref()).ok();
+        let conn = Self::open(&path, identity.as_ref()).ok().flatten();
         Arc::new(Writer { path, identity, idle: Mutex::new(conn), closed: AtomicBool::new(false) })
     }
 
-    fn open(path: &Path, identity: Option<&FileIdentity>) -> Result<Conn, StoreError> {
+    /// A write connection to the file at `path`; `None` if it is another file than `identity`
+    /// (replaced since the store opened it).
+    fn open(path: &Path, identity: Option<&FileIdentity>) -> Result<Option<Conn>, StoreError> {
         let db = rusqlite::Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|err| store_error(&err))?;
         if FileIdentity::of(path).as_ref() != identity {
-            return Err(StoreError::Other(REPLACED.into()));
+            return Ok(None);
         }
         // The pool's settings (`SqliteStore::open`). The schema is read with rusqlite's busy
         // wait (rarely needed, once per connection); after that a busy database is waited for by
@@ -492,7 +484,7 @@ impl Writer {
         // Counts the log's pages at each commit instead of checkpointing inside it.
         db.wal_hook(Some(note_wal_pages));
         db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Conn { db, columns: HashMap::new() })
+        Ok(Some(Conn { db, columns: HashMap::new() }))
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
@@ -513,10 +505,9 @@ impl Writer {
         let idle = self.idle().take();
         let conn = match idle {
             Some(conn) => conn,
-            None => match Self::open(&self.path, self.identity.as_ref()) {
-                Ok(conn) => conn,
-                Err(StoreError::Other(why)) if why == REPLACED => return Ok(None),
-                Err(err) => return Err(err),
+            None => match Self::open(&self.path, self.identity.as_ref())? {
+                Some(conn) => conn,
+                None => return Ok(None),
             },
         };
         let started = Instant::now();
@@ -623,10 +614,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let _ = conn.db.execute_batch("ROLLBACK");
-            if conn.db.is_autocommit() {
-                self.writer.put_back(conn);
-            }
+            self.end(conn);
         }
     }
 }

@@ -563,6 +563,13 @@ macro_rules! impl_backend {
                 }
             }
 
+            /// A write transaction on the pool, with its turn at the write gate (if any).
+            async fn write_on_pool(&self, turn: Option<WriteTurn>) -> Result<Box<dyn Tx>, StoreError> {
+                let begin = $begin_write;
+                let tx = begin(&self.pool).await?;
+                Ok(Box::new($tx::new(tx, turn)))
+            }
+
             /// The user again, with their multi-valued properties, from one snapshot: the row read
             /// alone and the values read by a second statement could straddle an update that
             /// changed both. Only for users who have values (few do). `None` if the user is gone.
@@ -586,16 +593,12 @@ macro_rules! impl_backend {
                 {
                     return Ok(Box::new(lite_impl::LiteTx::new(open, turn)));
                 }
-                let begin = $begin_write;
-                let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx::new(tx, turn)))
+                self.write_on_pool(turn).await
             }
 
             async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError> {
                 let turn = self.write_turn().await?;
-                let begin = $begin_write;
-                let tx = begin(&self.pool).await?;
-                Ok(Box::new($tx::new(tx, turn)))
+                self.write_on_pool(turn).await
             }
 
             async fn read(&self) -> Result<Box<dyn Tx>, StoreError> {

@@ -51,16 +51,16 @@ macro_rules! impl_user_store {
             async fn one_user(
                 &mut self,
                 tenant: &ObjectId,
-                sql: &str,
+                sql: &'static str,
                 key: &str,
                 lock: bool,
             ) -> Result<Option<User>, StoreError> {
-                let sql = if lock {
+                let sql: std::borrow::Cow<'static, str> = if lock {
                     std::borrow::Cow::Owned(format!("{sql} FOR NO KEY UPDATE OF users"))
                 } else {
                     std::borrow::Cow::Borrowed(sql)
                 };
-                let row = q::query(q::AssertSqlSafe(sql.as_ref()))
+                let row = q::query(q::AssertSqlSafe(sql))
                     .bind(tenant.as_str())
                     .bind(key)
                     .fetch_optional(&mut *self.0)
