@@ -139,7 +139,7 @@ impl App {
     ) -> Result<Vec<String>, AppError> {
         let Some(principal) = &client.service_principal else { return Ok(Vec::new()) };
         let requested = consent::requested(scopes);
-        let granted = granted_scopes(&mut *self.read().await?, tenant, &principal.id, &user.id).await?;
+        let granted = granted_scopes(&mut *self.read_short().await?, tenant, &principal.id, &user.id).await?;
         let granted: Vec<&str> = granted.iter().map(String::as_str).collect();
         Ok(consent::missing(&requested, &granted).into_iter().map(str::to_owned).collect())
     }
@@ -186,7 +186,7 @@ impl App {
     /// What `user` may consent to: the tenant's setting, and whether the user is an administrator
     /// who may grant anything.
     async fn consent_powers(&self, tenant: &Tenant, user: &User) -> Result<(UserConsent, bool), AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let policies = tx.user_consent_policies(&tenant.id).await?;
         let actor = crate::tokens::load_user_actor(&mut *tx, tenant, user).await?;
         let is_admin = keyward_core::authz::authorize(&actor, MANAGE_GRANTS, Target::Tenant).is_allowed();

@@ -341,6 +341,15 @@ impl App {
         Ok(tx)
     }
 
+    /// A read transaction for a few point reads (`Store::read_short`: on SQLite on this thread),
+    /// judging role windows by this application's clock. The sign-in and token paths use it;
+    /// anything that lists, counts or pages uses `read`.
+    async fn read_short(&self) -> Result<Box<dyn Tx>, AppError> {
+        let mut tx = self.inner.store.read_short().await?;
+        tx.set_now(self.now());
+        Ok(tx)
+    }
+
     /// A write transaction that judges role windows by this application's clock.
     async fn write(&self) -> Result<Box<dyn Tx>, AppError> {
         let mut tx = self.inner.store.write().await?;

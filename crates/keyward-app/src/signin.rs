@@ -258,7 +258,7 @@ impl App {
         let tenant = self.find_tenant(tenant_key).await?.ok_or_else(|| AppError::NotFound(tenant_key.to_owned()))?;
         let now = self.now();
         if let Some(cookie) = cookie {
-            let mut tx = self.read().await?;
+            let mut tx = self.read_short().await?;
             let session = tx.get_browser_session(&sha256(cookie.as_bytes())).await?;
             drop(tx);
             if let Some(session) = session.filter(|it| it.tenant_id == tenant.id && it.expires_at > now) {
@@ -298,7 +298,7 @@ impl App {
         let now = self.now();
         let mut session = match cookie {
             Some(cookie) => {
-                let mut tx = self.read().await?;
+                let mut tx = self.read_short().await?;
                 tx.get_browser_session(&sha256(cookie.as_bytes())).await?
             }
             None => None,
@@ -455,7 +455,7 @@ impl App {
             // A concurrent first post of the same sign-in created it.
             Err(keyward_store::StoreError::Conflict { .. }) => {
                 drop(tx);
-                Ok(self.read().await?.get_browser_session(&session.id_sha256).await?)
+                Ok(self.read_short().await?.get_browser_session(&session.id_sha256).await?)
             }
             Err(err) => Err(err.into()),
         }
@@ -500,7 +500,7 @@ impl App {
             }
             Stage::Mfa => {
                 let user = self.flow_user(flow).await?;
-                let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+                let (policy, _) = self.read_short().await?.sign_in_policy(&flow.tenant.id).await?;
                 let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
                 return self.mfa_page(flow, &policy, facts, error).await;
             }
@@ -517,7 +517,7 @@ impl App {
             Stage::RegisterPasskey => self.register_passkey_page(flow, error).await?,
             Stage::Campaign => {
                 let user = self.flow_user(flow).await?;
-                let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+                let (policy, _) = self.read_short().await?.sign_in_policy(&flow.tenant.id).await?;
                 let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
                 let can_skip = !matches!(campaign_nudge_of(&facts, self.now()), Nudge::Register { can_skip: false });
                 SignInPage::Campaign { username, can_skip, snooze_days: facts.campaign.snooze_days, error }
@@ -704,7 +704,7 @@ impl App {
             return self.render(flow, None).await;
         }
         // What decides the second factor, and the remembered device: one snapshot.
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &user, &policy).await?);
         let device = remembered_device(&mut *tx, device_cookie).await?;
         drop(tx);
@@ -833,7 +833,7 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
         }
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
         let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &fresh, &policy).await?);
         let device = remembered_device(&mut *tx, device_cookie).await?;
@@ -924,7 +924,7 @@ impl App {
 
     async fn submit_code(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         // The user, what the methods policy lets them use and the sign-in policy: one snapshot.
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let user = flow_user_in(&mut *tx, flow).await?;
         self.throttle(crate::Surface::SignInPages, None, Some(&user.user_principal_name))?;
         let methods_policy = tx.methods_policy(&flow.tenant.id).await?;
@@ -1046,7 +1046,7 @@ impl App {
         }
         let user = self.flow_user(flow).await?;
         let now = self.now();
-        let (policy, _) = self.read().await?.sign_in_policy(&flow.tenant.id).await?;
+        let (policy, _) = self.read_short().await?.sign_in_policy(&flow.tenant.id).await?;
         let facts = self.mfa_facts(&flow.tenant, &user, &policy).await?;
         let is_pass = flow.session.methods.contains(AuthMethodRef::TemporaryAccessPass);
         if facts.requirement.is_some() && flow.session.mfa_at.is_none() {
@@ -1160,7 +1160,7 @@ impl App {
             // A second submission of the same registration: the first one saved the method and
             // moved the session on; show where it stands now.
             drop(tx);
-            if let Some(session) = self.read().await?.get_browser_session(&flow.session.id_sha256).await? {
+            if let Some(session) = self.read_short().await?.get_browser_session(&flow.session.id_sha256).await? {
                 flow.session = session;
             }
             return self.render(flow, None).await;
@@ -1286,7 +1286,7 @@ impl App {
         user: &User,
         policy: &SignInPolicy,
     ) -> Result<MfaFacts, AppError> {
-        let facts = mfa_facts_in(&mut *self.read().await?, tenant, user, policy).await?;
+        let facts = mfa_facts_in(&mut *self.read_short().await?, tenant, user, policy).await?;
         Ok(self.usable_facts(facts))
     }
 
@@ -1362,7 +1362,7 @@ impl App {
     /// session) and deletes it.
     async fn check_signed_in(&self, flow: &mut Flow) -> Result<Option<User>, AppError> {
         let now = self.now();
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let user = match &flow.session.user_id {
             Some(id) => tx.get_user(&flow.tenant.id, id).await?,
             None => None,
@@ -1411,7 +1411,7 @@ impl App {
     }
 
     async fn account_page(&self, flow: &Flow, user: &User, notice: Option<String>) -> Result<SignInView, AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let methods = account_methods(&mut *tx, user).await?;
         let policy = tx.methods_policy(&flow.tenant.id).await?;
         let can_add_passkey = self.usable_methods(&mut *tx, &user.id, &policy).await?.fido2_registration;
@@ -1497,7 +1497,7 @@ impl App {
                     return Ok(Err("Choose which phone this is: mobile, alternate mobile or office.".into()));
                 };
                 let exists = self
-                    .read()
+                    .read_short()
                     .await?
                     .list_phone_methods(&user.id)
                     .await?
@@ -1508,7 +1508,7 @@ impl App {
                     .map(|_| format!("Saved your {} number.", phone_label(phone_type).to_lowercase()))
             }
             "add_email" => {
-                let exists = self.read().await?.get_email_method(&user.id).await?.is_some();
+                let exists = self.read_short().await?.get_email_method(&user.id).await?.is_some();
                 self.put_email(&caller, Who::Me, value, exists).await.map(|()| "Saved your email address.".to_owned())
             }
             _ => {
@@ -1544,14 +1544,14 @@ impl App {
 
     /// The label of one of the user's methods as the account page shows it, if it exists.
     async fn account_method_label(&self, user: &User, method: &str) -> Result<Option<String>, AppError> {
-        let methods = account_methods(&mut *self.read().await?, user).await?;
+        let methods = account_methods(&mut *self.read_short().await?, user).await?;
         Ok(methods.into_iter().find(|(_, key)| key.as_deref() == Some(method)).map(|(label, _)| label))
     }
 
     /// The signed-in user of a browser session as a caller of the app's use cases, with the
     /// session's sign-in time and methods (MFA recency counts from the second factor).
     async fn session_caller(&self, flow: &Flow, user: &User) -> Result<Caller, AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let actor = load_user_actor(&mut *tx, &flow.tenant, user).await?;
         drop(tx);
         let session = &flow.session;
@@ -1603,7 +1603,7 @@ impl App {
     }
 
     async fn flow_user(&self, flow: &Flow) -> Result<User, AppError> {
-        flow_user_in(&mut *self.read().await?, flow).await
+        flow_user_in(&mut *self.read_short().await?, flow).await
     }
 
     async fn save_session(&self, session: &BrowserSession) -> Result<(), AppError> {

@@ -187,7 +187,7 @@ impl App {
 
     /// The template ids of the principal's tenant-wide roles (`wids`).
     async fn tenant_wide_role_ids(&self, tenant: &Tenant, principal: &ObjectId) -> Result<Vec<String>, AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let roles = tx.list_role_assignments_for(&tenant.id, principal).await?;
         drop(tx);
         Ok(tenant_wide(roles.iter()))
@@ -252,7 +252,7 @@ impl App {
         let tenant = self.tenant_by_id(&tenant_id).await?.ok_or_else(invalid)?;
         let (principal, scopes, actor) = match claims.idtyp.as_str() {
             "app" => {
-                let mut tx = self.read().await?;
+                let mut tx = self.read_short().await?;
                 let app = tx.get_service_principal(&tenant.id, &principal_id).await?.ok_or_else(invalid)?;
                 if !app.account_enabled {
                     return Err(AppError::Unauthenticated("The service principal is disabled."));
@@ -304,7 +304,7 @@ impl App {
                 }
                 // A token obtained with a Temporary Access Pass ends when the pass is deleted.
                 if let Some(end) = claims.xms_tap_exp {
-                    let pass = self.read().await?.get_temporary_access_pass(&user.id).await?;
+                    let pass = self.read_short().await?.get_temporary_access_pass(&user.id).await?;
                     let held = pass.is_some_and(|it| {
                         (it.start + time::Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end
                     });
@@ -314,7 +314,7 @@ impl App {
                 }
                 let scopes = claims.scp.clone().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
                 let custom_roles = if needs_custom_roles(&assignments) {
-                    self.read().await?.list_custom_roles(&tenant.id).await?
+                    self.read_short().await?.list_custom_roles(&tenant.id).await?
                 } else {
                     Vec::new()
                 };

@@ -75,6 +75,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn write_long(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// Starts a read-only transaction (a consistent snapshot).
     async fn read(&self) -> Result<Box<dyn Tx>, StoreError>;
+    /// Starts a read-only transaction for a few point reads (one user's state, a session, a
+    /// code): on a SQLite file its statements run on the caller's thread through rusqlite, as
+    /// `write`'s do, and not on sqlx's worker threads (see `backend/direct.rs`); otherwise, and
+    /// when no such connection is ready, as `read`. Not for anything whose statements may run long
+    /// (a list, a count, a report): they would hold the caller's thread.
+    async fn read_short(&self) -> Result<Box<dyn Tx>, StoreError>;
     /// The highest applied migration.
     async fn schema_version(&self) -> Result<i64, StoreError>;
     /// Refreshes the query planner's statistics (SQLite's `PRAGMA optimize`, PostgreSQL's

@@ -102,7 +102,7 @@ impl App {
         })?;
         let now = self.now();
         let hash = sha256(code.as_bytes());
-        let record = self.read().await?.get_device_code(&hash).await?;
+        let record = self.read_short().await?.get_device_code(&hash).await?;
         let mut record = record
             .filter(|it| it.tenant_id == tenant.id && it.client_id == client.client_id)
             .ok_or_else(|| OAuthError::invalid_grant(codes::GRANT_INVALID, "The provided device code is invalid."))?;
@@ -275,7 +275,7 @@ impl App {
         user_code: &str,
         now: OffsetDateTime,
     ) -> Result<Option<keyward_store::DeviceCode>, AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         if let Some(until) = tx.user_sign_in_state(&user.id).await?.code.locked_at(now) {
             return Err(AppError::BadRequest(format!(

@@ -14,7 +14,7 @@ impl App {
         if amr.is_multi_factor() {
             return Ok(false);
         }
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
         Ok(crate::signin::mfa_requirement_in(&mut *tx, tenant, user, &policy).await?.is_some())
     }
@@ -29,7 +29,7 @@ impl App {
         pass_end: Option<OffsetDateTime>,
     ) -> Result<bool, AppError> {
         let Some(end) = pass_end else { return Ok(true) };
-        let pass = self.read().await?.get_temporary_access_pass(user).await?;
+        let pass = self.read_short().await?.get_temporary_access_pass(user).await?;
         Ok(pass.is_some_and(|it| {
             (it.start + Duration::minutes(it.lifetime_minutes)).unix_timestamp() == end.unix_timestamp()
         }))
@@ -42,7 +42,7 @@ impl App {
         cookie: &str,
     ) -> Result<Option<(User, keyward_store::BrowserSession)>, AppError> {
         let now = self.now();
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let Some(session) = tx.get_browser_session(&sha256(cookie.as_bytes())).await? else { return Ok(None) };
         if session.tenant_id != tenant.id || session.stage != crate::Stage::Done {
             return Ok(None);

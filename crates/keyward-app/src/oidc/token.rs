@@ -188,7 +188,7 @@ impl App {
         let now = self.now();
         let result = result.as_ref().map(|_| ());
         let user = match &subject.user_id {
-            Some(id) => self.read().await?.get_user(&tenant.id, id).await?,
+            Some(id) => self.read_short().await?.get_user(&tenant.id, id).await?,
             None => None,
         };
         let base = token_record(tenant, client, credential, result, meta, now);
@@ -304,7 +304,7 @@ impl App {
         })?;
         let now = self.now();
         let hash = sha256(code.as_bytes());
-        let record = self.read().await?.get_auth_code(&hash).await?;
+        let record = self.read_short().await?.get_auth_code(&hash).await?;
         let invalid = || {
             OAuthError::invalid_grant(
                 codes::GRANT_INVALID,
@@ -377,7 +377,7 @@ impl App {
         })?;
         let now = self.now();
         let hash = sha256(token.as_bytes());
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let record = tx.get_refresh_token(&hash).await?;
         let invalid = || {
             OAuthError::invalid_grant(
@@ -513,7 +513,7 @@ impl App {
     ) -> Result<TokenResponse, OAuthError> {
         let now = self.now();
         let user = self
-            .read()
+            .read_short()
             .await?
             .get_user(&tenant.id, &grant.user_id)
             .await?

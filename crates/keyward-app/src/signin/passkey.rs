@@ -129,7 +129,7 @@ impl App {
         let allow = match allow {
             Some(allow) if allow.is_empty() => return Ok(None),
             Some(allow) => allow,
-            None if !self.read().await?.methods_policy(tenant).await?.fido2.is_enabled => return Ok(None),
+            None if !self.read_short().await?.methods_policy(tenant).await?.fido2.is_enabled => return Ok(None),
             None => Vec::new(),
         };
         let expires = (self.now() + CHALLENGE_LIFETIME).unix_timestamp();
@@ -201,7 +201,7 @@ impl App {
             return Ok(Err(refusal("Passkey challenge unknown, expired or already used", message, known())));
         }
         // Everything the checks need, read at once; the verdicts still come in order below.
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let method = tx.find_fido2_method(&assertion.credential_id).await?.filter(|it| it.tenant_id == flow.tenant.id);
         let user = match &method {
             Some(method) => tx.get_user(&flow.tenant.id, &method.user_id).await?,
@@ -461,7 +461,7 @@ impl App {
     /// has a method (a recent sign-in when they have none). `Err` carries what to tell them.
     pub(super) async fn may_add_method(&self, flow: &Flow, user: &User) -> Result<Result<(), String>, AppError> {
         let now = self.now();
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty()
             || !tx.list_fido2_methods(&user.id).await?.is_empty();
         let has_method = has_app

@@ -13,6 +13,12 @@
 //! answers busy (a reader can, briefly, while another connection recovers the WAL index), the
 //! read is not retried here, where a wait would hold the thread: the caller asks the pool, which
 //! waits without holding one.
+//!
+//! The same connections serve the read transactions a caller declares short
+//! (`Store::read_short`: a sign-in step's or the token endpoint's few point reads), through
+//! `lite`'s query API. `begin` takes the transaction's snapshot at once, so none of its
+//! statements can find the database busy; if the snapshot cannot be taken, or no connection is
+//! idle, the transaction is begun on the pool instead.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +33,7 @@ use time::OffsetDateTime;
 
 use super::{
     APPLICATION_BY_APP_ID, CREDENTIALS_OF, Columns, SERVICE_PRINCIPAL_BY_APP_ID, USER_BY_ID, USER_BY_UPN, UserAndRoles,
-    UserRolesValues, assignment_from, credential_from, oauth, roles, service_principal_from, user_from,
+    UserRolesValues, assignment_from, credential_from, lite, oauth, roles, service_principal_from, user_from,
 };
 use crate::error::StoreError;
 use crate::sql::fmt_ts;
@@ -68,7 +74,7 @@ struct State {
 }
 
 struct Kept {
-    conn: Connection,
+    conn: lite::Conn,
     opened: Instant,
 }
 
@@ -228,7 +234,8 @@ impl DirectReads {
             Ok(())
         })();
         configured.map_err(|err| Unopened::Failed(err.to_string()))?;
-        conn.set_prepared_statement_cache_capacity(8);
+        // The read transactions' statements too (`begin`): a sign-in's are a few dozen.
+        conn.set_prepared_statement_cache_capacity(lite::STATEMENT_CACHE);
         Ok(conn)
     }
 
@@ -251,7 +258,7 @@ impl DirectReads {
             let mut state = reads.state();
             match opened {
                 Ok(conn) if !state.closed && state.idle.len() < IDLE => {
-                    state.idle.push(Kept { conn, opened: Instant::now() });
+                    state.idle.push(Kept { conn: lite::Conn::new(conn), opened: Instant::now() });
                 }
                 Ok(_) => {}
                 Err(Unopened::Replaced) => {
@@ -269,9 +276,9 @@ impl DirectReads {
         }
     }
 
-    /// Runs `read` on an idle connection. `None`: no connection was ready or the database was
-    /// busy, and the caller should ask the pool.
-    fn run<T>(self: &Arc<Self>, read: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<Option<T>, StoreError> {
+    /// An idle connection, if one is ready; opens one more in the background when none was, and
+    /// a fresh one for each that aged out, so as many are kept as the reads use.
+    fn take(self: &Arc<Self>) -> Option<Kept> {
         let mut stale = Vec::new();
         let kept = {
             let mut state = self.state();
@@ -285,21 +292,54 @@ impl DirectReads {
             }
             found
         };
-        // Keeps as many connections as the reads use: one more when none was idle, a fresh one
-        // for each that aged out.
         if kept.is_none() || !stale.is_empty() {
             self.open_in_background(stale);
         }
-        let Some(kept) = kept else { return Ok(None) };
-        let result = read(&kept.conn);
+        kept
+    }
+
+    /// Gives back a connection opened at `opened`. One left inside a transaction (a rollback
+    /// that failed) would keep answering from its old snapshot: it is closed instead.
+    pub(super) fn put_back(&self, conn: lite::Conn, opened: Instant) {
         let mut state = self.state();
-        // A connection left inside a transaction (a rollback that failed) would keep answering
-        // from its old snapshot: it is closed instead.
-        if !state.closed && state.idle.len() < IDLE && kept.conn.is_autocommit() {
-            state.idle.push(kept);
+        if !state.closed && state.idle.len() < IDLE && conn.db().is_autocommit() {
+            state.idle.push(Kept { conn, opened });
         }
-        drop(state);
+    }
+
+    /// Runs `read` on an idle connection. `None`: no connection was ready or the database was
+    /// busy, and the caller should ask the pool.
+    fn run<T>(self: &Arc<Self>, read: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<Option<T>, StoreError> {
+        let Some(kept) = self.take() else { return Ok(None) };
+        let result = read(kept.conn.db());
+        self.put_back(kept.conn, kept.opened);
         answer(result)
+    }
+
+    /// Begins a read transaction on an idle connection, its snapshot taken now (`BEGIN` alone
+    /// takes none until the first statement): every statement after it reads that snapshot and
+    /// none can find the database busy. `None`: no connection was ready, or the database was
+    /// busy or failed, and the caller should begin one on the pool (which waits without holding
+    /// the thread, and reports a failure itself).
+    pub(crate) fn begin(self: &Arc<Self>) -> Option<lite::Open> {
+        let kept = self.take()?;
+        let db = kept.conn.db();
+        let began = db
+            .execute_batch("BEGIN")
+            .and_then(|()| db.prepare_cached("PRAGMA schema_version").and_then(|mut it| it.query_row([], |_| Ok(()))));
+        match began {
+            Ok(()) => Some(lite::Open::new(kept.conn, lite::Home::Reads(Arc::clone(self), kept.opened))),
+            Err(err) => {
+                if !db.is_autocommit() {
+                    let _ = db.execute_batch("ROLLBACK");
+                }
+                if !matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+                    tracing::warn!(error = %err, "direct SQLite read transaction: cannot begin one; the pool answers instead");
+                }
+                self.put_back(kept.conn, kept.opened);
+                None
+            }
+        }
     }
 
     /// `USER_AND_ROLES`: the user `id`, the role assignments that apply to them at `now`, and
@@ -554,5 +594,73 @@ mod tests {
         assert_eq!(reads.run(|_| Ok(())), Ok(None));
         assert!(reads.state().failed_at.is_some(), "the failed open was not noted");
         assert!(!path.exists(), "opening created the file");
+    }
+
+    /// `t`'s value, read inside `open`'s transaction.
+    async fn v_in(open: &mut lite::Open) -> Result<String, StoreError> {
+        lite::query_scalar::<String>("SELECT v FROM t").fetch_one(open).await
+    }
+
+    #[tokio::test]
+    async fn a_read_transaction_reads_the_snapshot_taken_as_it_began() {
+        let (path, reads) = ready();
+        let mut open = reads.begin().expect("an idle connection");
+        // Committed after `begin` but before the transaction's first statement.
+        let other = Connection::open(&path).expect("open");
+        other.execute("UPDATE t SET v = 'b'", []).expect("update");
+        assert_eq!(v_in(&mut open).await, Ok("a".to_owned()), "the snapshot was not taken at begin");
+        other.execute("UPDATE t SET v = 'c'", []).expect("update");
+        assert_eq!(v_in(&mut open).await, Ok("a".to_owned()), "the snapshot moved");
+        assert_eq!(reads.state().idle.len(), 0, "the connection is in use");
+        drop(open);
+        assert_eq!(reads.state().idle.len(), 1, "the dropped transaction's connection went back");
+        let mut open = reads.begin().expect("the connection again");
+        assert_eq!(v_in(&mut open).await, Ok("c".to_owned()));
+        open.commit().await.expect("commit a read transaction");
+        assert_eq!(reads.state().idle.len(), 1, "the committed transaction's connection went back");
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn a_read_transaction_cannot_write() {
+        let (path, reads) = ready();
+        let mut open = reads.begin().expect("an idle connection");
+        let write = lite::query("DELETE FROM t").execute(&mut open).await;
+        assert!(write.is_err(), "a read transaction wrote");
+        drop(open);
+        let kept = Connection::open(&path).expect("open").query_row("SELECT count(*) FROM t", [], |row| row.get(0));
+        assert_eq!(kept, Ok(1_i64));
+        assert_eq!(reads.state().idle.len(), 1);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn a_read_transaction_that_cannot_begin_is_left_to_the_pool() {
+        let (path, reads) = ready();
+        // `BEGIN` fails on a connection inside a transaction (which `put_back` never keeps; here
+        // the stand-in for a failure).
+        let kept = reads.state().idle.pop().expect("opened ahead");
+        kept.conn.db().execute_batch("BEGIN").expect("begin");
+        reads.state().idle.push(kept);
+        assert!(reads.begin().is_none(), "a failed begin handed out a transaction");
+        let kept = reads.state().idle.pop().expect("the connection went back");
+        assert!(kept.conn.db().is_autocommit(), "the connection was left inside a transaction");
+        reads.state().idle.push(kept);
+        let mut open = reads.begin().expect("the connection again");
+        assert_eq!(v_in(&mut open).await, Ok("a".to_owned()));
+        drop(open);
+        remove(&path);
+    }
+
+    #[test]
+    fn no_read_transaction_without_an_idle_connection_or_once_closed() {
+        let (path, reads) = ready();
+        let first = reads.state().idle.pop().expect("opened ahead");
+        assert!(reads.begin().is_none(), "no idle connection: the pool answers");
+        assert_eq!(settled(&reads), 1, "one opened for the next transaction");
+        drop(first);
+        reads.close();
+        assert!(reads.begin().is_none(), "a closed reader began a transaction");
+        remove(&path);
     }
 }

@@ -6,8 +6,10 @@
 //! `keyward-bench sqlite-driver` measured a 15-statement write transaction at 41–50% of
 //! rusqlite's rate on this thread, and rusqlite's at 94% of a bare commit (docs/performance.md,
 //! "The SQLite driver"). So `Store::write` on a SQLite file hands out a [`LiteTx`] on the store's
-//! one write connection here instead of a transaction on sqlx's pool; read transactions, which
-//! can run long statements (a million users' `$count`), stay on sqlx's threads.
+//! one write connection here instead of a transaction on sqlx's pool. Read transactions, which
+//! can run long statements (a million users' `$count`), stay on sqlx's threads, except those a
+//! caller declares short (`Store::read_short`: the sign-in and token paths' point reads), which
+//! run here on a direct-read connection (`direct.rs`) and end as a write transaction does.
 //!
 //! The store's SQL is written once, against the small part of sqlx's query API that this module
 //! offers too (`query`, `query_as`, `query_scalar`, `bind`, `persistent`, `execute`, `fetch_*`, and
@@ -41,7 +43,7 @@ use rusqlite::types::{FromSql, ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags};
 
 use super::Columns;
-use super::direct::FileIdentity;
+use super::direct::{DirectReads, FileIdentity};
 use crate::error::StoreError;
 
 /// How long `BEGIN IMMEDIATE` waits for another process's write transaction (the pool's
@@ -49,7 +51,7 @@ use crate::error::StoreError;
 const WAIT_FOR_LOCK: Duration = Duration::from_secs(10);
 
 /// Prepared statements kept per connection (sqlx's default).
-const STATEMENT_CACHE: usize = 100;
+pub(super) const STATEMENT_CACHE: usize = 100;
 
 /// Statements whose columns are kept by name: twice the statement cache's size, since some
 /// statements' text is made at run time (a list of any length); past that all are forgotten.
@@ -334,7 +336,7 @@ fn is_busy(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
-/// The store's write connection.
+/// A connection: the store's write connection, or a direct-read connection (`direct.rs`).
 pub(crate) struct Conn {
     db: rusqlite::Connection,
     /// Each cached statement's columns, by its text.
@@ -348,6 +350,16 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// `db`, with no column maps yet.
+    pub(crate) fn new(db: rusqlite::Connection) -> Conn {
+        Conn { db, columns: HashMap::new() }
+    }
+
+    /// The rusqlite connection, for statements outside this module's query API.
+    pub(crate) fn db(&self) -> &rusqlite::Connection {
+        &self.db
+    }
+
     /// Runs `query` to its end, giving `each` every row it returns until `each` answers
     /// `false`; answers how many rows it changed. A statement that writes (`INSERT … RETURNING`)
     /// always runs to its end, as sqlx runs it.
@@ -360,7 +372,7 @@ impl Conn {
         // statements after it would each commit on their own.
         if db.is_autocommit() {
             return Err(StoreError::Other(
-                "the write transaction was rolled back by SQLite after an error; try again".into(),
+                "the transaction was rolled back by SQLite after an error; try again".into(),
             ));
         }
         let mut cached;
@@ -484,7 +496,7 @@ impl Writer {
         // Counts the log's pages at each commit instead of checkpointing inside it.
         db.wal_hook(Some(note_wal_pages));
         db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Some(Conn { db, columns: HashMap::new() }))
+        Ok(Some(Conn::new(db)))
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
@@ -525,7 +537,7 @@ impl Writer {
                 }
             }
         }
-        Ok(Some(Open { conn: Some(conn), writer: Arc::clone(self) }))
+        Ok(Some(Open::new(conn, Home::Writer(Arc::clone(self)))))
     }
 
     fn put_back(&self, conn: Conn) {
@@ -567,15 +579,29 @@ impl Writer {
     }
 }
 
-/// An open write transaction on the write connection. Dropped without `commit` or `rollback`,
-/// it is rolled back at once.
+/// Where a connection goes when its transaction has ended.
+#[derive(Debug)]
+pub(crate) enum Home {
+    /// The store's write connection.
+    Writer(Arc<Writer>),
+    /// A direct-read connection (`DirectReads::begin`), opened at the instant given.
+    Reads(Arc<DirectReads>, Instant),
+}
+
+/// An open transaction: a write transaction on the write connection, or a read transaction on a
+/// direct-read connection. Dropped without `commit` or `rollback`, it is rolled back at once.
 #[derive(Debug)]
 pub(crate) struct Open {
     conn: Option<Conn>,
-    writer: Arc<Writer>,
+    home: Home,
 }
 
 impl Open {
+    /// `conn`, inside the transaction just begun on it, going back to `home` when it ends.
+    pub(crate) fn new(conn: Conn, home: Home) -> Open {
+        Open { conn: Some(conn), home }
+    }
+
     /// Commits; then, if the commit took the write-ahead log past [`CHECKPOINT_AFTER_PAGES`],
     /// checkpoints it ([`Writer::checkpoint`]). If the commit fails, the transaction is rolled
     /// back.
@@ -585,8 +611,8 @@ impl Open {
         let committed = conn.db.execute_batch("COMMIT");
         let due = committed.is_ok() && WAL_PAGES.with(Cell::get) >= CHECKPOINT_AFTER_PAGES;
         self.end(conn);
-        if due {
-            self.writer.checkpoint().await;
+        if due && let Home::Writer(writer) = &self.home {
+            writer.checkpoint().await;
         }
         committed.map_err(|err| store_error(&err))
     }
@@ -606,7 +632,10 @@ impl Open {
             let _ = conn.db.execute_batch("ROLLBACK");
         }
         if conn.db.is_autocommit() {
-            self.writer.put_back(conn);
+            match &self.home {
+                Home::Writer(writer) => writer.put_back(conn),
+                Home::Reads(reads, opened) => reads.put_back(conn, *opened),
+            }
         }
     }
 }

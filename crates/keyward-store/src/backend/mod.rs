@@ -607,6 +607,15 @@ macro_rules! impl_backend {
                 Ok(Box::new($tx::new(tx, None)))
             }
 
+            async fn read_short(&self) -> Result<Box<dyn Tx>, StoreError> {
+                if let Some(direct) = &self.direct
+                    && let Some(open) = direct.begin()
+                {
+                    return Ok(Box::new(lite_impl::LiteTx::new(open, None)));
+                }
+                self.read().await
+            }
+
             async fn schema_version(&self) -> Result<i64, StoreError> {
                 let version: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&self.pool).await?;
