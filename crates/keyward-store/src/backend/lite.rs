@@ -522,21 +522,24 @@ impl Writer {
                 None => return Ok(None),
             },
         };
+        // Until the transaction has begun, the connection goes back to the writer however this
+        // ends: an error, or the caller giving up during the wait (a request gone away); a
+        // connection dropped here would be closed, and the next writer would open another on its
+        // thread.
+        let mut lent = Lent(Some(conn), self);
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match conn.db.execute_batch("BEGIN IMMEDIATE") {
+            match lent.conn().db.execute_batch("BEGIN IMMEDIATE") {
                 Ok(()) => break,
                 Err(err) if is_busy(&err) && started.elapsed() < WAIT_FOR_LOCK => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                Err(err) => {
-                    self.put_back(conn);
-                    return Err(store_error(&err));
-                }
+                Err(err) => return Err(store_error(&err)),
             }
         }
+        let conn = lent.0.take().expect("lent until begun");
         Ok(Some(Open::new(conn, Home::Writer(Arc::clone(self)))))
     }
 
@@ -586,6 +589,23 @@ pub(crate) enum Home {
     Writer(Arc<Writer>),
     /// A direct-read connection (`DirectReads::begin`), opened at the instant given.
     Reads(Arc<DirectReads>, Instant),
+}
+
+/// The write connection while `Writer::begin` waits for the lock; given back when dropped.
+struct Lent<'a>(Option<Conn>, &'a Writer);
+
+impl Lent<'_> {
+    fn conn(&self) -> &Conn {
+        self.0.as_ref().expect("lent until begun")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            self.1.put_back(conn);
+        }
+    }
 }
 
 /// An open transaction: a write transaction on the write connection, or a read transaction on a
@@ -840,6 +860,34 @@ mod tests {
         assert_eq!(name, "other", "a write transaction sees what the other committed");
         tx.commit().await.expect("commit");
         other.join().expect("other");
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_the_lock_given_up_keeps_the_connection() {
+        let (scratch, writer) = Scratch::with_writer("given-up");
+        let other = rusqlite::Connection::open(scratch.file()).expect("another connection");
+        other.execute_batch("BEGIN IMMEDIATE; INSERT INTO t (id, name) VALUES (1, 'other');").expect("lock");
+        // A mark only this connection sees (a temporary table is the connection's own).
+        writer
+            .idle()
+            .as_ref()
+            .expect("opened with the writer")
+            .db
+            .execute_batch("CREATE TEMP TABLE mark (x)")
+            .expect("mark");
+        let waited = tokio::time::timeout(Duration::from_millis(30), writer.begin()).await;
+        assert!(waited.is_err(), "began while the other held the lock");
+        {
+            let idle = writer.idle();
+            let back = idle.as_ref().expect("the connection was closed when the wait was given up");
+            assert!(back.db.is_autocommit());
+            back.db.query_row("SELECT count(*) FROM temp.mark", [], |_| Ok(())).expect("another connection came back");
+        }
+        other.execute_batch("COMMIT").expect("commit");
+        let mut tx = begin(&writer).await;
+        let name: String = query_scalar("SELECT name FROM t WHERE id = 1").fetch_one(&mut tx).await.expect("read");
+        assert_eq!(name, "other");
+        tx.commit().await.expect("commit");
     }
 
     #[tokio::test]
