@@ -1156,6 +1156,11 @@ impl App {
             last_used_step: step,
         };
         let mut tx = self.write().await?;
+        // Disabled, deleted or its sessions revoked since the page was shown: no method is added.
+        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
+        if let Some(code) = account_changed(fresh.as_ref(), flow) {
+            return self.end_changed(tx, flow, fresh.as_ref(), code).await;
+        }
         if !tx.take_pending_secret(&flow.session.id_sha256).await? {
             // A second submission of the same registration: the first one saved the method and
             // moved the session on; show where it stands now.
@@ -1320,18 +1325,8 @@ impl App {
         // the token endpoint, as for every session.
         let mut tx = self.write().await?;
         let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
-        let refusal = match &fresh {
-            None => Some(codes::DISABLED),
-            Some(it) if !it.account_enabled => Some(codes::DISABLED),
-            Some(it) if flow.session.created < it.sign_in_sessions_valid_from => Some(codes::SESSION_REVOKED),
-            Some(_) => None,
-        };
-        if let Some(code) = refusal {
-            tx.delete_browser_session(&flow.session.id_sha256).await?;
-            tx.commit().await?;
-            let failed = detail(now, "Previously satisfied", false, "The account changed during sign-in");
-            self.log_sign_in(flow, fresh.as_ref(), code, vec![failed]).await?;
-            return self.session_ended(&flow.tenant).await;
+        if let Some(code) = account_changed(fresh.as_ref(), flow) {
+            return self.end_changed(tx, flow, fresh.as_ref(), code).await;
         }
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
         let requirement = mfa_requirement_in(&mut *tx, &flow.tenant, user, &policy).await?;
@@ -1356,6 +1351,23 @@ impl App {
         };
         view.set_session = Some(cookie);
         Ok(view)
+    }
+
+    /// Ends a sign-in (or a signed-in session) whose account changed while it went on (see
+    /// [`account_changed`]): deletes the session in `tx`, which has written nothing else, logs
+    /// `code`, and shows the sign-in page.
+    async fn end_changed(
+        &self,
+        mut tx: Box<dyn Tx>,
+        flow: &Flow,
+        fresh: Option<&User>,
+        code: i32,
+    ) -> Result<SignInView, AppError> {
+        tx.delete_browser_session(&flow.session.id_sha256).await?;
+        tx.commit().await?;
+        let failed = detail(self.now(), "Previously satisfied", false, "The account changed during sign-in");
+        self.log_sign_in(flow, fresh, code, vec![failed]).await?;
+        self.session_ended(&flow.tenant).await
     }
 
     /// The signed-in user if the session still counts; otherwise logs why (50173 for a revoked
@@ -1735,6 +1747,19 @@ pub(crate) async fn settle_success(
 }
 
 /// The user this sign-in is for, read in `tx`.
+/// Why a sign-in (or a signed-in session) must end now that `fresh` is its account as read in
+/// the transaction about to act on it: the account deleted (`None`) or disabled, or its sessions
+/// revoked since the sign-in began (or, once signed in, since it signed in). `None`: it goes on.
+fn account_changed(fresh: Option<&User>, flow: &Flow) -> Option<i32> {
+    let began = flow.session.authenticated_at.unwrap_or(flow.session.created);
+    match fresh {
+        None => Some(codes::DISABLED),
+        Some(it) if !it.account_enabled => Some(codes::DISABLED),
+        Some(it) if began < it.sign_in_sessions_valid_from => Some(codes::SESSION_REVOKED),
+        Some(_) => None,
+    }
+}
+
 async fn flow_user_in(tx: &mut dyn Tx, flow: &Flow) -> Result<User, AppError> {
     let id = flow.session.user_id.as_ref().ok_or_else(|| unexpected("no user in this sign-in"))?;
     tx.get_user(&flow.tenant.id, id).await?.ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))

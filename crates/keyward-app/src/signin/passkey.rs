@@ -436,6 +436,11 @@ impl App {
             Err(err) => return Err(err),
         };
         let mut tx = self.write().await?;
+        // Disabled, deleted or its sessions revoked since the page was shown: no passkey is added.
+        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
+        if let Some(code) = super::account_changed(fresh.as_ref(), flow) {
+            return self.end_changed(tx, flow, fresh.as_ref(), code).await;
+        }
         let method = match self.store_passkey(&mut *tx, &user, verified).await {
             Ok(method) => method,
             Err(AppError::BadRequest(message)) => {

@@ -970,22 +970,32 @@ async fn attestation_is_checked_against_the_administrators_roots(backend: Backen
 /// With a passkey and an authenticator app, the second-factor page offers first what the user's
 /// sign-in preferences say: the app for a preferred `oath`, the passkey with system-preferred MFA
 /// (the strongest method) or without a preference; either one signs in.
-async fn the_second_factor_page_follows_the_sign_in_preferences(backend: Backend) {
-    let app = spawn(backend).await;
-    let origin = origin(&app);
+/// Passkeys on and MFA required; a new user `alias` signs in with a Temporary Access Pass and
+/// chooses a passkey at the interrupt: their id, user name, browser and the "Create a passkey"
+/// page.
+async fn at_the_passkey_interrupt(app: &TestApp, alias: &str) -> (String, String, Browser, Page) {
     let fido2 = "/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/fido2";
     assert_eq!(app.patch(fido2, &json!({"state": "enabled"})).await.status, StatusCode::NO_CONTENT);
     app.set_security_defaults(true).await;
-    let bob = user(&app, "bob", None).await;
-    let upn = format!("bob@{DOMAIN}");
-    let pass = app.post(&format!("/v1.0/users/{bob}/authentication/temporaryAccessPassMethods"), &json!({})).await;
+    let id = user(app, alias, None).await;
+    let upn = format!("{alias}@{DOMAIN}");
+    let pass = app.post(&format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods"), &json!({})).await;
     let pass = pass.body["temporaryAccessPass"].as_str().expect("a pass").to_owned();
-    // A passkey at the interrupt, then an authenticator app from the account page.
     let mut browser = Browser::new(&app.base_url);
     let page = browser.get(&format!("/{DOMAIN}/login")).await;
     let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
     let page = browser.submit(&page, "password", &[("current-password", &pass)], &[]).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
     let page = browser.submit(&page, "more_info", &[], &[("method", "passkey")]).await;
+    assert_eq!(page.title(), "Create a passkey", "{}", page.text());
+    (id, upn, browser, page)
+}
+
+async fn the_second_factor_page_follows_the_sign_in_preferences(backend: Backend) {
+    let app = spawn(backend).await;
+    let origin = origin(&app);
+    // A passkey at the interrupt, then an authenticator app from the account page.
+    let (bob, upn, mut browser, page) = at_the_passkey_interrupt(&app, "bob").await;
     let mut key = security_key();
     let created = create_with(&mut key, &page_options(&page, "register_passkey"), &origin).await;
     let page =
@@ -1028,9 +1038,36 @@ async fn the_second_factor_page_follows_the_sign_in_preferences(backend: Backend
     assert!(done.text().contains("Signed in as"), "{}", done.text());
 }
 
+async fn a_passkey_is_not_added_to_an_account_disabled_meanwhile(backend: Backend) {
+    let app = spawn(backend).await;
+    let origin = origin(&app);
+    let (adele, upn, mut browser, page) = at_the_passkey_interrupt(&app, "adele").await;
+    let mut options = page_options(&page, "register_passkey");
+    options["authenticatorSelection"]["residentKey"] = json!("required");
+    let created = create_with(&mut counting_key(), &options, &origin).await;
+
+    // Disabled while the browser made the passkey.
+    let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let ended =
+        browser.submit(&page, "register_passkey", &[], &[("credential", &created), ("value", "Late key")]).await;
+    assert_eq!(ended.title(), "Sign in", "{}", ended.text());
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    let listed = app.get(&format!("/v1.0/users/{adele}/authentication/fido2Methods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(0), "a passkey was added: {}", listed.text);
+    let audit = app.audit_for(&adele).await;
+    assert!(
+        !audit.iter().any(|it| it.activity_display_name == "User registered security info"),
+        "a registration was recorded"
+    );
+    let log = app.sign_in_log(&upn).await;
+    assert_eq!(log.last().map(|it| it["status"]["errorCode"].clone()), Some(json!(50057)), "{log:?}");
+}
+
 keyward_testkit::on_both_backends!(
     provisioning_through_graph,
     passkeys_on_the_pages,
     attestation_is_checked_against_the_administrators_roots,
-    the_second_factor_page_follows_the_sign_in_preferences
+    the_second_factor_page_follows_the_sign_in_preferences,
+    a_passkey_is_not_added_to_an_account_disabled_meanwhile
 );

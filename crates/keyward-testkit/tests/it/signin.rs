@@ -590,6 +590,68 @@ async fn an_account_changed_while_the_code_is_typed_is_not_signed_in(backend: Ba
     assert_eq!(log, vec![50079, 0, 50076, 50057, 50076, 50173, 50076, 0], "{log:?}");
 }
 
+/// How many times `id` was recorded registering a method.
+async fn registrations(app: &TestApp, id: &str) -> usize {
+    let audit = app.audit_for(id).await;
+    audit.iter().filter(|it| it.activity_display_name == "User registered security info").count()
+}
+
+/// The authenticator app's registration page, reached after the password.
+async fn registration_page(browser: &mut Browser, upn: &str) -> Page {
+    let page = first_factor(browser, upn, PASSWORD).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let setup = browser.submit(&page, "more_info", &[], &[]).await;
+    assert_eq!(setup.title(), "Set up your authenticator app", "{}", setup.text());
+    setup
+}
+
+/// Submits the registration page `setup` with a right code and checks that the sign-in ended
+/// with no app added for `id`.
+async fn refused_registration(app: &TestApp, browser: &mut Browser, setup: &Page, id: &str) {
+    let secret = setup.by_id("secret").expect("secret");
+    let ended = browser.submit(setup, "register_totp", &[("one-time-code", &code_now(app, &secret))], &[]).await;
+    assert_eq!(ended.title(), "Sign in", "{}", ended.text());
+    assert!(ended.text().contains("Your session has ended"), "{}", ended.text());
+    let listed = app.get(&format!("/v1.0/users/{id}/authentication/softwareOathMethods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(0), "an app was added: {}", listed.text);
+    assert_eq!(registrations(app, id).await, 0, "a registration was recorded");
+}
+
+async fn an_account_changed_while_a_method_is_registered_gets_none(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.set_security_defaults(true).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+
+    // Disabled while the registration page was open: no app is added, the sign-in ends.
+    let setup = registration_page(&mut browser, &upn).await;
+    let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    refused_registration(&app, &mut browser, &setup, &adele).await;
+
+    // Sessions revoked while the page was open: likewise.
+    let reply = app.patch(&format!("/v1.0/users/{adele}"), &json!({"accountEnabled": true})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    app.clock.advance(Duration::seconds(30));
+    let setup = registration_page(&mut browser, &upn).await;
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{adele}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    refused_registration(&app, &mut browser, &setup, &adele).await;
+
+    // Nothing changed meanwhile: the app is added and the user signed in.
+    app.clock.advance(Duration::seconds(30));
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    let (account, _) = register_totp(&app, &mut browser, page).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    let listed = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert_eq!(registrations(&app, &adele).await, 1);
+    let log = codes(&sign_ins(&app, &upn).await);
+    assert!(log.contains(&50057) && log.contains(&50173) && log.last() == Some(&0), "{log:?}");
+}
+
 async fn account_steps_are_guarded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.set_sign_in_policy(&json!({"lockoutThreshold": 3})).await;
@@ -672,6 +734,7 @@ async fn account_steps_are_guarded(backend: Backend) {
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
     an_account_changed_while_the_code_is_typed_is_not_signed_in,
+    an_account_changed_while_a_method_is_registered_gets_none,
     per_user_mfa_and_the_code_attempt_limit,
     first_sign_in_with_the_bootstrap_pass,
     password_and_totp_with_replay_refused,
