@@ -1398,12 +1398,7 @@ impl App {
         match verdict {
             Ok(()) => Ok(user),
             Err(end) => {
-                let code = match end {
-                    signin::SessionEnd::Revoked | signin::SessionEnd::PassExpired => Some(codes::SESSION_REVOKED),
-                    signin::SessionEnd::Disabled => Some(codes::DISABLED),
-                    signin::SessionEnd::Expired => None,
-                };
-                if let (Some(code), Some(user)) = (code, &user) {
+                if let (Some(code), Some(user)) = (end.code(), &user) {
                     let reason = match end {
                         signin::SessionEnd::PassExpired => {
                             "Session ended: the Temporary Access Pass expired or was deleted"
@@ -1751,13 +1746,9 @@ pub(crate) async fn settle_success(
 /// the transaction about to act on it: the account deleted (`None`) or disabled, or its sessions
 /// revoked since the sign-in began (or, once signed in, since it signed in). `None`: it goes on.
 fn account_changed(fresh: Option<&User>, flow: &Flow) -> Option<i32> {
+    let Some(user) = fresh else { return Some(codes::DISABLED) };
     let began = flow.session.authenticated_at.unwrap_or(flow.session.created);
-    match fresh {
-        None => Some(codes::DISABLED),
-        Some(it) if !it.account_enabled => Some(codes::DISABLED),
-        Some(it) if began < it.sign_in_sessions_valid_from => Some(codes::SESSION_REVOKED),
-        Some(_) => None,
-    }
+    signin::account_allows(began, user.sign_in_sessions_valid_from, user.account_enabled).err().and_then(|it| it.code())
 }
 
 async fn flow_user_in(tx: &mut dyn Tx, flow: &Flow) -> Result<User, AppError> {

@@ -308,6 +308,36 @@ pub enum SessionEnd {
     PassExpired,
 }
 
+impl SessionEnd {
+    /// The sign-in log's error code for a session ended this way; `None` for one that simply
+    /// expired, which is not logged.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            SessionEnd::Revoked | SessionEnd::PassExpired => Some(codes::SESSION_REVOKED),
+            SessionEnd::Disabled => Some(codes::DISABLED),
+            SessionEnd::Expired => None,
+        }
+    }
+}
+
+/// Whether the account still lets a session, or a sign-in under way, that began at `began` go
+/// on: not once it is disabled, nor once its sessions were revoked after `began`.
+pub fn account_allows(
+    began: OffsetDateTime,
+    sessions_valid_from: OffsetDateTime,
+    account_enabled: bool,
+) -> Result<(), SessionEnd> {
+    if !account_enabled {
+        return Err(SessionEnd::Disabled);
+    }
+    // "Issued before": a session from the very instant of the cut-off (a user created and
+    // signed in within one microsecond) still counts.
+    if began < sessions_valid_from {
+        return Err(SessionEnd::Revoked);
+    }
+    Ok(())
+}
+
 /// The facts about a signed-in browser session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionFacts {
@@ -323,14 +353,7 @@ pub fn session_valid(
     account_enabled: bool,
     now: OffsetDateTime,
 ) -> Result<(), SessionEnd> {
-    if !account_enabled {
-        return Err(SessionEnd::Disabled);
-    }
-    // "Issued before": a session from the very instant of the cut-off (a user created and
-    // signed in within one microsecond) still counts.
-    if session.authenticated_at < sessions_valid_from {
-        return Err(SessionEnd::Revoked);
-    }
+    account_allows(session.authenticated_at, sessions_valid_from, account_enabled)?;
     if session.pass_expires_at.is_some_and(|until| until <= now) {
         return Err(SessionEnd::PassExpired);
     }
@@ -1058,6 +1081,16 @@ mod tests {
         let tap = SessionFacts { pass_expires_at: Some(NOW + Duration::hours(1)), ..facts };
         assert_eq!(session_valid(&tap, before, true, NOW + Duration::minutes(59)), Ok(()));
         assert_eq!(session_valid(&tap, before, true, NOW + Duration::hours(1)), Err(SessionEnd::PassExpired));
+    }
+
+    #[test]
+    fn a_session_ended_by_the_account_is_logged_with_its_code() {
+        let later = NOW + Duration::microseconds(1);
+        assert_eq!(account_allows(NOW, NOW, true), Ok(()));
+        assert_eq!(account_allows(NOW, later, true).map_err(SessionEnd::code), Err(Some(codes::SESSION_REVOKED)));
+        assert_eq!(account_allows(later, NOW, false).map_err(SessionEnd::code), Err(Some(codes::DISABLED)));
+        assert_eq!(SessionEnd::PassExpired.code(), Some(codes::SESSION_REVOKED));
+        assert_eq!(SessionEnd::Expired.code(), None);
     }
 
     #[test]
