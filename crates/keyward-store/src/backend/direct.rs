@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
 use super::{
@@ -126,10 +126,7 @@ enum Failure {
 
 impl From<rusqlite::Error> for Failure {
     fn from(err: rusqlite::Error) -> Failure {
-        match err.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Failure::Busy,
-            _ => Failure::Store(StoreError::Other(err.to_string())),
-        }
+        if lite::is_busy(&err) { Failure::Busy } else { Failure::Store(StoreError::Other(err.to_string())) }
     }
 }
 
@@ -323,20 +320,18 @@ impl DirectReads {
     /// the thread, and reports a failure itself).
     pub(crate) fn begin(self: &Arc<Self>) -> Option<lite::Open> {
         let kept = self.take()?;
-        let db = kept.conn.db();
+        // Dropped, `open` rolls back whatever began and gives the connection back.
+        let open = lite::Open::new(kept.conn, lite::Home::Reads(Arc::clone(self), kept.opened));
+        let db = open.db();
         let began = db
             .execute_batch("BEGIN")
             .and_then(|()| db.prepare_cached("PRAGMA schema_version").and_then(|mut it| it.query_row([], |_| Ok(()))));
         match began {
-            Ok(()) => Some(lite::Open::new(kept.conn, lite::Home::Reads(Arc::clone(self), kept.opened))),
+            Ok(()) => Some(open),
             Err(err) => {
-                if !db.is_autocommit() {
-                    let _ = db.execute_batch("ROLLBACK");
-                }
-                if !matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+                if !lite::is_busy(&err) {
                     tracing::warn!(error = %err, "direct SQLite read transaction: cannot begin one; the pool answers instead");
                 }
-                self.put_back(kept.conn, kept.opened);
                 None
             }
         }

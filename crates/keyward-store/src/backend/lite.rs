@@ -332,7 +332,8 @@ pub(crate) fn store_error(err: &rusqlite::Error) -> StoreError {
     StoreError::Other(err.to_string())
 }
 
-fn is_busy(err: &rusqlite::Error) -> bool {
+/// SQLite answered that another connection holds a lock this statement needs.
+pub(super) fn is_busy(err: &rusqlite::Error) -> bool {
     matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
@@ -522,16 +523,15 @@ impl Writer {
                 None => return Ok(None),
             },
         };
-        // Until the transaction has begun, the connection goes back to the writer however this
-        // ends: an error, or the caller giving up during the wait (a request gone away); a
-        // connection dropped here would be closed, and the next writer would open another on its
-        // thread.
-        let mut lent = Lent(Some(conn), self);
+        // Dropped before its transaction has begun (an error, or the caller giving up during the
+        // wait: a request gone away), `open` gives the connection back; a connection dropped here
+        // would be closed, and the next writer would open another on its thread.
+        let open = Open::new(conn, Home::Writer(Arc::clone(self)));
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match lent.conn().db.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => break,
+            match open.db.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(Some(open)),
                 Err(err) if is_busy(&err) && started.elapsed() < WAIT_FOR_LOCK => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -539,8 +539,6 @@ impl Writer {
                 Err(err) => return Err(store_error(&err)),
             }
         }
-        let conn = lent.0.take().expect("lent until begun");
-        Ok(Some(Open::new(conn, Home::Writer(Arc::clone(self)))))
     }
 
     fn put_back(&self, conn: Conn) {
@@ -591,25 +589,9 @@ pub(crate) enum Home {
     Reads(Arc<DirectReads>, Instant),
 }
 
-/// The write connection while `Writer::begin` waits for the lock; given back when dropped.
-struct Lent<'a>(Option<Conn>, &'a Writer);
-
-impl Lent<'_> {
-    fn conn(&self) -> &Conn {
-        self.0.as_ref().expect("lent until begun")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            self.1.put_back(conn);
-        }
-    }
-}
-
 /// An open transaction: a write transaction on the write connection, or a read transaction on a
-/// direct-read connection. Dropped without `commit` or `rollback`, it is rolled back at once.
+/// direct-read connection. Dropped without `commit` or `rollback`, it is rolled back at once; one
+/// dropped before its transaction began just gives the connection back.
 #[derive(Debug)]
 pub(crate) struct Open {
     conn: Option<Conn>,
@@ -617,7 +599,8 @@ pub(crate) struct Open {
 }
 
 impl Open {
-    /// `conn`, inside the transaction just begun on it, going back to `home` when it ends.
+    /// `conn`, going back to `home` when its transaction ends (or when dropped before one
+    /// begins).
     pub(crate) fn new(conn: Conn, home: Home) -> Open {
         Open { conn: Some(conn), home }
     }

@@ -1546,8 +1546,8 @@ mod postgres_impl {
     }
 }
 
-/// SQLite's write transactions on the calling thread (`lite.rs`): the same SQL as the others,
-/// through `lite`'s query API.
+/// SQLite's write transactions, and its short read transactions (`Store::read_short`), on the
+/// calling thread (`lite.rs`): the same SQL as the others, through `lite`'s query API.
 mod lite_impl {
     use super::lite as q;
     use super::*;
@@ -1562,9 +1562,10 @@ mod lite_impl {
         err
     }
 
-    /// A SQLite write transaction on the store's write connection; its fields are those of the
-    /// sqlx transactions (`impl_backend!`). The connection is rolled back, if still open, before
-    /// the write gate's turn passes on (fields drop in order).
+    /// A SQLite write transaction on the store's write connection, or a short read transaction on
+    /// a direct-read connection (no turn); its fields are those of the sqlx transactions
+    /// (`impl_backend!`). The connection is rolled back, if still open, before the write gate's
+    /// turn passes on (fields drop in order).
     pub(crate) struct LiteTx(
         lite::Open,
         String,
