@@ -487,7 +487,9 @@ impl App {
     pub async fn delete_application(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let id = parse_app_id(key)?;
         let now = self.now();
-        let mut tx = self.write().await?;
+        // Its service principal's consent grants go with it, one per user who consented: a long
+        // write.
+        let mut tx = self.write_long().await?;
         // Its service principal's role assignments end with it: a demotion (see `facts::user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;
         let application =

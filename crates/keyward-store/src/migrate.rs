@@ -118,6 +118,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0028_users_by_tenant_and_id.sql",
         sql: include_str!("../migrations/sqlite/0028_users_by_tenant_and_id.sql"),
     },
+    Migration {
+        version: 29,
+        name: "0029_cascade_indexes.sql",
+        sql: include_str!("../migrations/sqlite/0029_cascade_indexes.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -233,6 +238,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 28,
         name: "0028_users_by_tenant_and_id.sql",
         sql: include_str!("../migrations/postgres/0028_users_by_tenant_and_id.sql"),
+    },
+    Migration {
+        version: 29,
+        name: "0029_cascade_indexes.sql",
+        sql: include_str!("../migrations/postgres/0029_cascade_indexes.sql"),
     },
 ];
 

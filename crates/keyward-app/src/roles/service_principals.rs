@@ -165,7 +165,8 @@ impl App {
         let id =
             ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
         let now = self.now();
-        let mut tx = self.write().await?;
+        // Its consent grants go with it, one per user who consented: a long write.
+        let mut tx = self.write_long().await?;
         // Its role assignments end with it: a demotion (see `facts::user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;
         let principal = tx

@@ -168,7 +168,8 @@ impl App {
         )
         .await?;
         let now = self.now();
-        let mut tx = self.write().await?;
+        // Its members go with it, any number of them: a long write.
+        let mut tx = self.write_long().await?;
         // Its scoped assignments and memberships end: who may act on whom changes (see
         // `facts::user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;

@@ -611,7 +611,7 @@ mod tests {
         assert_eq!(reads.state().idle.len(), 1, "the dropped transaction's connection went back");
         let mut open = reads.begin().expect("the connection again");
         assert_eq!(v_in(&mut open).await, Ok("c".to_owned()));
-        open.commit().await.expect("commit a read transaction");
+        open.commit(None).await.expect("commit a read transaction");
         assert_eq!(reads.state().idle.len(), 1, "the committed transaction's connection went back");
         remove(&path);
     }

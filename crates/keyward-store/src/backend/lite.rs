@@ -471,7 +471,12 @@ impl Writer {
     /// write).
     pub(crate) fn new(path: PathBuf) -> Arc<Writer> {
         let identity = FileIdentity::of(&path);
-        let conn = Self::open(&path, identity.as_ref()).ok().flatten();
+        let conn = Self::open(&path, identity.as_ref())
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "opening the SQLite write connection failed; the first write tries again");
+            })
+            .ok()
+            .flatten();
         Arc::new(Writer { path, identity, idle: Mutex::new(conn), closed: AtomicBool::new(false) })
     }
 
@@ -518,10 +523,18 @@ impl Writer {
         let idle = self.idle().take();
         let conn = match idle {
             Some(conn) => conn,
-            None => match Self::open(&self.path, self.identity.as_ref())? {
-                Some(conn) => conn,
-                None => return Ok(None),
-            },
+            // Opened again (after a failed rollback, or a failed open at start) on a blocking
+            // thread: opening reads the schema with SQLite's busy wait, up to 5 s.
+            None => {
+                let (path, identity) = (self.path.clone(), self.identity);
+                let opened = tokio::task::spawn_blocking(move || Self::open(&path, identity.as_ref()))
+                    .await
+                    .map_err(|err| StoreError::Other(format!("opening the SQLite write connection: {err}")))??;
+                match opened {
+                    Some(conn) => conn,
+                    None => return Ok(None),
+                }
+            }
         };
         // Dropped before its transaction has begun (an error, or the caller giving up during the
         // wait: a request gone away), `open` gives the connection back; a connection dropped here
@@ -608,14 +621,21 @@ impl Open {
     /// Commits; then, if the commit took the write-ahead log past [`CHECKPOINT_AFTER_PAGES`],
     /// checkpoints it ([`Writer::checkpoint`]). If the commit fails, the transaction is rolled
     /// back.
-    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+    pub(crate) async fn commit(mut self, turn: Option<super::WriteTurn>) -> Result<(), StoreError> {
         let conn = self.conn.take().expect("a transaction is ended once");
         WAL_PAGES.with(|it| it.set(0));
         let committed = conn.db.execute_batch("COMMIT");
         let due = committed.is_ok() && WAL_PAGES.with(Cell::get) >= CHECKPOINT_AFTER_PAGES;
         self.end(conn);
         if due && let Home::Writer(writer) = &self.home {
-            writer.checkpoint().await;
+            // A task of its own holds the write gate's turn until the checkpoint is done and the
+            // connection is back, even if the request that committed goes away meanwhile.
+            let writer = Arc::clone(writer);
+            let _ = tokio::spawn(async move {
+                writer.checkpoint().await;
+                drop(turn);
+            })
+            .await;
         }
         committed.map_err(|err| store_error(&err))
     }
@@ -711,6 +731,35 @@ mod tests {
         writer.begin().await.expect("begin").expect("a plain file")
     }
 
+    /// A write transaction that has inserted row `id` with 3,000 bytes of data (about two pages
+    /// of the write-ahead log once committed).
+    async fn begin_with_row(writer: &std::sync::Arc<Writer>, id: i64) -> super::Open {
+        let mut tx = begin(writer).await;
+        query("INSERT INTO t (id, data) VALUES ($1, $2)")
+            .bind(id)
+            .bind(vec![7_u8; 3000])
+            .execute(&mut tx)
+            .await
+            .expect("insert");
+        tx
+    }
+
+    /// Marks the idle write connection with something only it sees (a temporary table is the
+    /// connection's own).
+    fn mark(writer: &Writer) {
+        let idle = writer.idle();
+        let conn = idle.as_ref().expect("opened with the writer");
+        conn.db.execute_batch("CREATE TEMP TABLE mark (x)").expect("mark");
+    }
+
+    /// The idle write connection is the one `mark` marked, out of any transaction.
+    fn assert_marked_back(writer: &Writer, lost: &str) {
+        let idle = writer.idle();
+        let back = idle.as_ref().expect(lost);
+        assert!(back.db.is_autocommit());
+        back.db.query_row("SELECT count(*) FROM temp.mark", [], |_| Ok(())).expect("another connection came back");
+    }
+
     fn other_connection(scratch: &Scratch) -> rusqlite::Connection {
         rusqlite::Connection::open(scratch.file()).expect("another connection")
     }
@@ -748,7 +797,7 @@ mod tests {
         assert!(!rows[1].try_get::<bool, _>("flag").expect("flag"));
         assert!(rows[1].try_get::<String, _>("name").is_err(), "NULL is not a String");
         assert!(rows[1].try_get::<i64, _>("missing").is_err(), "no such column");
-        tx.commit().await.expect("commit");
+        tx.commit(None).await.expect("commit");
     }
 
     #[tokio::test]
@@ -784,7 +833,7 @@ mod tests {
             matches!(query("SELECT $1, $2").bind(1_i64).fetch_one(&mut tx).await, Err(StoreError::Other(_))),
             "a parameter without its argument is an error, not NULL"
         );
-        tx.commit().await.expect("commit");
+        tx.commit(None).await.expect("commit");
     }
 
     #[tokio::test]
@@ -803,7 +852,7 @@ mod tests {
         tx.rollback().expect("rollback");
         let mut tx = begin(&writer).await;
         query("INSERT INTO t (id, name) VALUES (3, 'three')").execute(&mut tx).await.expect("insert");
-        tx.commit().await.expect("commit");
+        tx.commit(None).await.expect("commit");
         let count: i64 = other.query_row("SELECT count(*) FROM t", [], |row| row.get(0)).expect("count");
         assert_eq!(count, 2, "the committed row is there for other connections, the rolled-back one is not");
     }
@@ -841,7 +890,7 @@ mod tests {
         ticking.abort();
         let name: String = query_scalar("SELECT name FROM t WHERE id = 1").fetch_one(&mut tx).await.expect("read");
         assert_eq!(name, "other", "a write transaction sees what the other committed");
-        tx.commit().await.expect("commit");
+        tx.commit(None).await.expect("commit");
         other.join().expect("other");
     }
 
@@ -850,49 +899,51 @@ mod tests {
         let (scratch, writer) = Scratch::with_writer("given-up");
         let other = rusqlite::Connection::open(scratch.file()).expect("another connection");
         other.execute_batch("BEGIN IMMEDIATE; INSERT INTO t (id, name) VALUES (1, 'other');").expect("lock");
-        // A mark only this connection sees (a temporary table is the connection's own).
-        writer
-            .idle()
-            .as_ref()
-            .expect("opened with the writer")
-            .db
-            .execute_batch("CREATE TEMP TABLE mark (x)")
-            .expect("mark");
+        mark(&writer);
         let waited = tokio::time::timeout(Duration::from_millis(30), writer.begin()).await;
         assert!(waited.is_err(), "began while the other held the lock");
-        {
-            let idle = writer.idle();
-            let back = idle.as_ref().expect("the connection was closed when the wait was given up");
-            assert!(back.db.is_autocommit());
-            back.db.query_row("SELECT count(*) FROM temp.mark", [], |_| Ok(())).expect("another connection came back");
-        }
+        assert_marked_back(&writer, "the connection was closed when the wait was given up");
         other.execute_batch("COMMIT").expect("commit");
         let mut tx = begin(&writer).await;
         let name: String = query_scalar("SELECT name FROM t WHERE id = 1").fetch_one(&mut tx).await.expect("read");
         assert_eq!(name, "other");
-        tx.commit().await.expect("commit");
+        tx.commit(None).await.expect("commit");
     }
 
     #[tokio::test]
     async fn the_write_ahead_log_is_checkpointed_and_starts_again() {
         let (scratch, writer) = Scratch::with_writer("checkpoint");
         let wal = scratch.0.join("keyward.db-wal");
-        let blob = vec![7_u8; 3000];
         // About two pages a commit: 6,000 pages, 24 MB, if the log were never checkpointed.
         for id in 0..3000_i64 {
-            let mut tx = begin(&writer).await;
-            query("INSERT INTO t (id, data) VALUES ($1, $2)")
-                .bind(id)
-                .bind(&blob)
-                .execute(&mut tx)
-                .await
-                .expect("insert");
-            tx.commit().await.expect("commit");
+            let tx = begin_with_row(&writer, id).await;
+            tx.commit(None).await.expect("commit");
         }
         let wal_size = std::fs::metadata(&wal).map_or(0, |it| it.len());
         assert!(wal_size < 8 << 20, "the log was checkpointed and started again: {wal_size} bytes");
         let db_size = std::fs::metadata(scratch.file()).map_or(0, |it| it.len());
         assert!(db_size > 4 << 20, "the checkpoints copied the rows into the file: {db_size} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_commit_given_up_during_its_checkpoint_keeps_the_connection_and_the_turn() {
+        let (_scratch, writer) = Scratch::with_writer("checkpoint-given-up");
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        mark(&writer);
+        for id in 0..3000_i64 {
+            let turn = std::sync::Arc::clone(&gate).acquire_owned().await.expect("turn");
+            let tx = begin_with_row(&writer, id).await;
+            // Given up at its first wait, as a request that went away: the COMMIT has run, and
+            // only a checkpoint due after it makes the commit wait.
+            if tokio::time::timeout(Duration::ZERO, tx.commit(Some(turn))).await.is_ok() {
+                continue;
+            }
+            // The next writer's turn comes once the checkpoint is done and the connection is back.
+            let _turn = std::sync::Arc::clone(&gate).acquire_owned().await.expect("turn");
+            assert_marked_back(&writer, "the connection was lost with the request");
+            return;
+        }
+        panic!("no checkpoint came due in 3,000 commits");
     }
 
     #[tokio::test]
@@ -920,7 +971,7 @@ mod tests {
         let (_scratch, writer) = Scratch::with_writer("closed");
         let tx = begin(&writer).await;
         writer.close();
-        tx.commit().await.expect("the transaction in use still ends");
+        tx.commit(None).await.expect("the transaction in use still ends");
         assert!(writer.idle().is_none(), "the connection given back after close was closed");
         assert!(writer.begin().await.expect("begin").is_none(), "writes go to the pool, which reports the close");
     }

@@ -1594,9 +1594,7 @@ mod lite_impl {
                 self.insert_audits(&[]).await?;
             }
             let LiteTx(open, _, turn, ..) = *self;
-            let committed = open.commit().await;
-            drop(turn);
-            committed
+            open.commit(turn).await
         }
 
         async fn rollback(self: Box<Self>) -> Result<(), StoreError> {

@@ -302,4 +302,46 @@ async fn story(backend: Backend) {
     store.close().await;
 }
 
-keyward_testkit::on_both_backends!(story);
+/// Every foreign key whose rows are deleted with their parent (`ON DELETE CASCADE`) has an index
+/// leading with it. Without one, the database reads the whole child table to find the rows to
+/// delete: every session and refresh token in the database for each user deleted.
+async fn every_cascading_foreign_key_is_indexed(backend: Backend) {
+    use sqlx::Connection;
+    let (url, _dir) = keyward_testkit::fresh_url(backend);
+    keyward_store::open(&url).await.expect("migrated").close().await;
+    // Each cascading key as `table.column`, and whether an index (or the primary key) leads with it.
+    let keys: Vec<(String, bool)> = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open SQLite");
+            sqlx::query_as(concat!(
+                "SELECT m.name || '.' || f.\"from\", EXISTS (SELECT 1 FROM pragma_index_list(m.name) l, ",
+                "pragma_index_info(l.name) i WHERE l.partial = 0 AND i.seqno = 0 AND i.name = f.\"from\") ",
+                "OR EXISTS (SELECT 1 FROM pragma_table_info(m.name) c WHERE c.pk = 1 AND c.name = f.\"from\") ",
+                "FROM sqlite_schema m, pragma_foreign_key_list(m.name) f ",
+                "WHERE m.type = 'table' AND f.on_delete = 'CASCADE'"
+            ))
+            .fetch_all(&mut conn)
+            .await
+            .expect("SQLite's foreign keys")
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("open PostgreSQL");
+            sqlx::query_as(concat!(
+                "SELECT c.conrelid::regclass::text || '.' || a.attname, EXISTS (SELECT 1 FROM pg_index i ",
+                "WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1] AND i.indpred IS NULL) ",
+                "FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] ",
+                "WHERE c.contype = 'f' AND c.confdeltype = 'c'"
+            ))
+            .fetch_all(&mut conn)
+            .await
+            .expect("PostgreSQL's foreign keys")
+        }
+    };
+    // The query finds the keys it is meant to (a query that found none would prove nothing).
+    assert!(keys.iter().any(|(key, _)| key == "refresh_tokens.user_id"), "cascading keys found: {keys:?}");
+    assert!(keys.len() >= 20, "cascading keys found: {keys:?}");
+    let unindexed: Vec<&str> = keys.iter().filter(|(_, indexed)| !indexed).map(|(key, _)| key.as_str()).collect();
+    assert!(unindexed.is_empty(), "foreign keys deleted with their parent but not indexed: {unindexed:?}");
+}
+
+keyward_testkit::on_both_backends!(story, every_cascading_foreign_key_is_indexed);
