@@ -23,6 +23,15 @@ const CLIENT_CORE: &str = "1";
 
 /// Builds the release `keyward` binary if needed and returns its path (next to this one).
 pub fn keyward_binary() -> anyhow::Result<PathBuf> {
+    // Another build of the server, to compare two builds in one session.
+    if let Some(binary) = std::env::var_os("KEYWARD_BENCH_SERVER").map(PathBuf::from) {
+        if !binary.is_file() {
+            bail!("KEYWARD_BENCH_SERVER names {}, which is not a file", binary.display());
+        }
+        ensure_tool("wrk", "wrk")?;
+        ensure_tool("taskset", "util-linux")?;
+        return Ok(binary);
+    }
     eprintln!("building the release keyward binary (cargo build --release -p keyward)…");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)

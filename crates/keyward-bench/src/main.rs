@@ -39,6 +39,8 @@ use crate::report::Line;
     cargo run --release -p keyward-bench -- directory --users 1000000 --data-dir /var/tmp/keyward-bench\n\n\
     PostgreSQL: a throwaway cluster is started as the tests start it (initdb under\n\
     /usr/lib/postgresql/*/bin), or KEYWARD_TEST_POSTGRES_URL names a server to create databases on.\n\
+    KEYWARD_BENCH_SERVER=PATH runs that keyward binary in the HTTP workloads instead of building\n\
+    one, to compare two builds in one session.\n\
     Every line is also printed as it is measured, so a long run shows its progress."
 )]
 struct Args {
