@@ -394,7 +394,7 @@ impl App {
         let id = parse_app_id(key)?;
         let now = self.now();
         let mut tx = self.write().await?;
-        let mut application =
+        let application =
             tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
         if let Err(err) = require(caller, actions::APPLICATIONS_UPDATE, Target::Application(&facts)) {
@@ -402,6 +402,12 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateApplication, vec![app_target(&application)], err)
                 .await);
         }
+        // Read again with its row locked (after the decision, whose shared lock comes first), as
+        // the change writes the application back whole: a concurrent change is not undone.
+        let mut application = tx
+            .get_application_for_update(&caller.tenant.id, &application.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let mut changes = Vec::new();
         let mut change = |name: &str, old: String, new: String| {
             if old != new {
@@ -462,12 +468,11 @@ impl App {
                 old_value: Some(describe(&old)),
                 new_value: Some(describe(&fresh)),
             };
-            tx.insert_audit(&caller.succeeded(
+            tx.defer_audit(caller.succeeded(
                 now,
                 Activity::UpdateApplicationCredentials,
                 vec![app_target(&application).with_changes(vec![change])],
-            ))
-            .await?;
+            ));
         }
         if changes.is_empty() {
             tx.commit().await?;
@@ -505,12 +510,11 @@ impl App {
             // Its role assignments end with it, recorded as deleting the principal records them.
             self.end_principal(&mut *tx, caller, TargetResource::service_principal(&principal), &principal.id).await?;
             tx.delete_service_principal(&caller.tenant.id, &principal.id).await?;
-            tx.insert_audit(&caller.succeeded(
+            tx.defer_audit(caller.succeeded(
                 now,
                 Activity::RemoveServicePrincipal,
                 vec![TargetResource::service_principal(&principal)],
-            ))
-            .await?;
+            ));
         }
         tx.delete_application(&caller.tenant.id, &application.id).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::DeleteApplication, vec![app_target(&application)])])

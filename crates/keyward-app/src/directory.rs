@@ -620,6 +620,12 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateGroup, vec![TargetResource::group(&current)], err)
                 .await);
         }
+        // Read again with its row locked (after the decision, whose locks come first), as the
+        // change writes the group back whole: a concurrent change is not undone.
+        let current = tx
+            .get_group_for_update(&caller.tenant.id, &current.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let (group, changes) = directory::update_group(&current, patch).map_err(directory_error)?;
         if changes.is_empty() {
             return Ok(());

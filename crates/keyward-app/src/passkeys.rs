@@ -155,7 +155,7 @@ impl App {
             return Err(passkeys_off());
         }
         let record = caller.succeeded(now, Activity::GetPasskeyCreationOptions, vec![TargetResource::user(&user)]);
-        tx.insert_audit(&record).await?;
+        tx.defer_audit(record);
         let options = self.creation_challenge(&mut *tx, &user, Duration::minutes(minutes)).await?;
         tx.commit().await?;
         Ok(options)
@@ -220,7 +220,7 @@ impl App {
             Err(err) => return Err(err),
         };
         if let Some(record) = device_record(&method, Activity::AddPasskeyDeviceBound, caller.audit(self.now()), &user) {
-            tx.insert_audit(&record).await?;
+            tx.defer_audit(record);
         }
         self.commit_method_change(tx, caller, &user, activity, &Change::Register.reason(who, passkey_kind(&method)))
             .await?;
@@ -405,7 +405,7 @@ impl App {
         if let Some(record) =
             device_record(&method, Activity::DeletePasskeyDeviceBound, caller.audit(self.now()), &user)
         {
-            tx.insert_audit(&record).await?;
+            tx.defer_audit(record);
         }
         self.commit_method_change(tx, caller, &user, activity, &Change::Delete.reason(who, passkey_kind(&method))).await
     }

@@ -345,6 +345,10 @@ pub trait GroupStore: Send {
     async fn update_group(&mut self, group: &Group) -> Result<(), StoreError>;
     async fn delete_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError>;
+    /// [`get_group`](Self::get_group) for a change that writes the group back (`update_group`
+    /// replaces every property), the row locked as [`UserStore::get_user_for_update`] locks a
+    /// user's: a concurrent change either committed before this read or waits for this one.
+    async fn get_group_for_update(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError>;
     /// The groups among `ids` that exist, in no particular order.
     async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError>;
     async fn list_groups(
@@ -1427,6 +1431,14 @@ pub trait OAuthStore: Send {
     async fn update_application(&mut self, app: &Application) -> Result<(), StoreError>;
     async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
     async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError>;
+    /// [`get_application`](Self::get_application) for a change that writes the application back
+    /// (`update_application` replaces every property), the row locked as
+    /// [`UserStore::get_user_for_update`] locks a user's.
+    async fn get_application_for_update(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<Application>, StoreError>;
     async fn find_application(&mut self, tenant: &ObjectId, app_id: &str) -> Result<Option<Application>, StoreError>;
     /// The application whose `uniqueName` is `name`, without case.
     async fn find_application_by_unique_name(

@@ -265,7 +265,7 @@ impl App {
             targets.push(principal.clone());
             let activity =
                 keyward_core::audit::PimActivity::EligibleRemoveCompleted { permanent: eligibility.end.is_none() };
-            tx.insert_audit(&caller.succeeded(now, Activity::Pim(activity), targets)).await?;
+            tx.defer_audit(caller.succeeded(now, Activity::Pim(activity), targets));
         }
         tx.delete_memberships_of(id).await?;
         tx.delete_role_assignments_of(id).await?;
@@ -296,7 +296,7 @@ impl App {
             if let Some(principal) = &principal {
                 targets.push(principal.clone());
             }
-            tx.insert_audit(&caller.succeeded(now, activity, targets)).await?;
+            tx.defer_audit(caller.succeeded(now, activity, targets));
         }
         Ok(())
     }

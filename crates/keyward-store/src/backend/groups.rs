@@ -72,6 +72,19 @@ macro_rules! impl_group_store {
                 self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
             }
 
+            async fn get_group_for_update(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<Group>, StoreError> {
+                let lock = if DIALECT.row_locks { " FOR NO KEY UPDATE OF directory_groups" } else { "" };
+                let sql = format!(
+                    "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND id = $2{lock}",
+                    GROUP_COLUMNS = GROUP_COLUMNS
+                );
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
+            }
+
             async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError> {
                 if ids.is_empty() {
                     return Ok(Vec::new());

@@ -152,6 +152,19 @@ macro_rules! impl_oauth_store {
                 self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
             }
 
+            async fn get_application_for_update(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<Application>, StoreError> {
+                let lock = if DIALECT.row_locks { " FOR NO KEY UPDATE OF applications" } else { "" };
+                let sql = format!(
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2{lock}",
+                    crate::backend::oauth::APPLICATION_COLUMNS
+                );
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
+            }
+
             async fn find_application(
                 &mut self,
                 tenant: &ObjectId,

@@ -1000,6 +1000,136 @@ async fn slow_clients_are_disconnected(backend: Backend) {
 /// PostgreSQL: waits (up to 10 s) until some session of the test database waits for a lock,
 /// so a test knows a request it started is blocked where it expects rather than not yet
 /// there. Panics on time-out.
+/// A change to a group or an application writes it back whole; one in flight (its row read
+/// locked) is not undone by a concurrent PATCH of another property that read it before it
+/// committed (PostgreSQL: the PATCH reads the row locked; SQLite's writers are serial).
+async fn a_group_or_application_change_in_flight_is_not_undone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Field staff", "mailEnabled": false, "mailNickname": "field", "securityEnabled": true}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let group = group.body["id"].as_str().expect("id").to_owned();
+    let group_id = keyward_core::ids::ObjectId::parse(&group).expect("id");
+    let application = app.post("/v1.0/applications", &json!({"displayName": "Payroll"})).await;
+    assert_eq!(application.status, StatusCode::CREATED, "{}", application.text);
+    let application = application.body["id"].as_str().expect("id").to_owned();
+    let application_id = keyward_core::ids::ObjectId::parse(&application).expect("id");
+
+    let mut held = store.write().await.expect("tx");
+    let mut row = held.get_group_for_update(&tenant, &group_id).await.expect("read").expect("group");
+    row.description = Some("Staff in the field".into());
+    held.update_group(&row).await.expect("describe");
+    let rename = app.send_in_background(
+        Method::PATCH,
+        &format!("/v1.0/groups/{group}"),
+        &app.admin_token,
+        json!({"displayName": "Field team"}),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!rename.is_finished(), "the rename must wait for the change in flight");
+    held.commit().await.expect("commit");
+    assert_eq!(rename.await.expect("task").status, StatusCode::NO_CONTENT);
+    let after = app.get(&format!("/v1.0/groups/{group}?$select=displayName,description")).await;
+    assert_eq!(after.body["displayName"], "Field team", "{}", after.text);
+    assert_eq!(after.body["description"], "Staff in the field", "the change in flight holds: {}", after.text);
+
+    let mut held = store.write().await.expect("tx");
+    let mut row = held.get_application_for_update(&tenant, &application_id).await.expect("read").expect("application");
+    row.is_fallback_public_client = true;
+    held.update_application(&row).await.expect("make public");
+    let rename = app.send_in_background(
+        Method::PATCH,
+        &format!("/v1.0/applications/{application}"),
+        &app.admin_token,
+        json!({"displayName": "Payroll (EU)"}),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!rename.is_finished(), "the rename must wait for the change in flight");
+    held.commit().await.expect("commit");
+    assert_eq!(rename.await.expect("task").status, StatusCode::NO_CONTENT);
+    let after = app.get(&format!("/v1.0/applications/{application}")).await;
+    assert_eq!(after.body["displayName"], "Payroll (EU)", "{}", after.text);
+    assert_eq!(after.body["isFallbackPublicClient"], true, "the change in flight holds: {}", after.text);
+    store.close().await;
+}
+
+/// PostgreSQL: a change that also records something early (a deleted user's ended role
+/// assignments) still takes the tenant's audit chain head last. A concurrent change that holds a
+/// row the deletion must change (the user's group membership, as a removal from the group in
+/// flight holds it) and then writes its own audit record must not find the head held by the
+/// deletion, which waits for that row: the two would wait for each other until PostgreSQL ended
+/// one of them (a `500`).
+async fn a_change_recording_early_takes_the_audit_chain_head_last(backend: Backend) {
+    use keyward_core::authz::roles;
+    use sqlx::Connection;
+    if backend == Backend::Sqlite {
+        // SQLite's writers take turns for the whole transaction: no row is held by another.
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let lee = app.create_user("lee", "Lee Gu").await["id"].as_str().expect("id").to_owned();
+    app.assign_role(&lee, roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Field staff", "mailEnabled": false,
+        "mailNickname": "field", "securityEnabled": true}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let group = group.body["id"].as_str().expect("id").to_owned();
+    let added = app
+        .post(
+            &format!("/v1.0/groups/{group}/members/$ref"),
+            &json!({"@odata.id": format!("{}/v1.0/directoryObjects/{lee}", app.base_url)}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
+
+    let mut other = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let mut removal = other.begin().await.expect("begin");
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+        .bind(&group)
+        .bind(&lee)
+        .execute(&mut *removal)
+        .await
+        .expect("hold the membership");
+    let deleting = {
+        let (client, url, token) =
+            (app.client.clone(), format!("{}/v1.0/users/{lee}", app.base_url), app.admin_token.clone());
+        tokio::spawn(async move { client.delete(url).bearer_auth(token).send().await.expect("send").status() })
+    };
+    until_a_session_waits_for_a_lock(&app).await;
+    // The removal's own audit record takes the head next.
+    let head = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sqlx::query("SELECT 1 FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant.as_str())
+            .execute(&mut *removal),
+    )
+    .await;
+    assert!(
+        matches!(head, Ok(Ok(_))),
+        "the deletion held the audit chain head while it waited for the membership: {head:?}"
+    );
+    removal.rollback().await.expect("rollback");
+    assert_eq!(deleting.await.expect("task"), StatusCode::NO_CONTENT, "the deletion completes once the row is free");
+    let records = app.audit_for(&lee).await;
+    assert!(
+        records.iter().any(|it| it.activity_display_name == "Remove member from role"),
+        "the ended assignment is recorded: {:?}",
+        records.iter().map(|it| &it.activity_display_name).collect::<Vec<_>>()
+    );
+    other.close().await.expect("close");
+}
+
 pub(crate) async fn until_a_session_waits_for_a_lock(app: &TestApp) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
@@ -1091,6 +1221,8 @@ keyward_testkit::on_both_backends!(
     revocation_authenticates_confidential_clients,
     no_promotion_between_decision_and_commit,
     a_disable_in_flight_is_not_undone_by_a_concurrent_write,
+    a_change_recording_early_takes_the_audit_chain_head_last,
+    a_group_or_application_change_in_flight_is_not_undone,
     abuse_limits,
     a_full_hash_queue_answers_503,
     slow_clients_are_disconnected,
