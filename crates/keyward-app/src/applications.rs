@@ -394,20 +394,20 @@ impl App {
         let id = parse_app_id(key)?;
         let now = self.now();
         let mut tx = self.write().await?;
-        let application =
-            tx.get_application(&caller.tenant.id, &id).await?.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        // Read with its row locked, as the change writes the application back whole (a
+        // concurrent change is not undone); after the role-change lock the decision takes
+        // (`application_facts`), which comes first.
+        tx.share_role_changes(&caller.tenant.id).await?;
+        let mut application = tx
+            .get_application_for_update(&caller.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let facts = application_facts(&mut *tx, &caller.tenant, &application.app_id).await?;
         if let Err(err) = require(caller, actions::APPLICATIONS_UPDATE, Target::Application(&facts)) {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateApplication, vec![app_target(&application)], err)
                 .await);
         }
-        // Read again with its row locked (after the decision, whose shared lock comes first), as
-        // the change writes the application back whole: a concurrent change is not undone.
-        let mut application = tx
-            .get_application_for_update(&caller.tenant.id, &application.id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let mut changes = Vec::new();
         let mut change = |name: &str, old: String, new: String| {
             if old != new {

@@ -608,7 +608,12 @@ impl App {
     pub async fn update_group(&self, caller: &Caller, key: &str, patch: GroupPatch) -> Result<(), AppError> {
         let now = self.now();
         let mut tx = self.write().await?;
-        let current = resolve_group(&mut *tx, &caller.tenant, key).await?;
+        // Read with its row locked, as the change writes the group back whole: a concurrent
+        // change is not undone. (The decision takes no role-change lock after it.)
+        let current = tx
+            .get_group_for_update(&caller.tenant.id, &parse_object_id(key)?)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let action = if current.is_assignable_to_role {
             actions::ROLE_ASSIGNABLE_GROUPS_UPDATE
         } else {
@@ -620,12 +625,6 @@ impl App {
                 .refused(Some(tx), caller, Activity::UpdateGroup, vec![TargetResource::group(&current)], err)
                 .await);
         }
-        // Read again with its row locked (after the decision, whose locks come first), as the
-        // change writes the group back whole: a concurrent change is not undone.
-        let current = tx
-            .get_group_for_update(&caller.tenant.id, &current.id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         let (group, changes) = directory::update_group(&current, patch).map_err(directory_error)?;
         if changes.is_empty() {
             return Ok(());

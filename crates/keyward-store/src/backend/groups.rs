@@ -6,6 +6,24 @@
 /// Implements `GroupStore` for a backend's transaction type.
 macro_rules! impl_group_store {
     ($tx:ident, $db:ty) => {
+        impl $tx {
+            /// One group by id; with `lock`, its row locked until the transaction ends
+            /// (`FOR NO KEY UPDATE`, as `get_user_for_update` locks a user's).
+            async fn group_by_id(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                lock: bool,
+            ) -> Result<Option<Group>, StoreError> {
+                let lock = if lock { " FOR NO KEY UPDATE OF directory_groups" } else { "" };
+                let sql = format!(
+                    "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND id = $2{lock}",
+                    GROUP_COLUMNS = GROUP_COLUMNS
+                );
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
+            }
+        }
+
         #[async_trait]
         impl GroupStore for $tx {
             async fn insert_group(&mut self, group: &Group) -> Result<(), StoreError> {
@@ -65,11 +83,7 @@ macro_rules! impl_group_store {
             }
 
             async fn get_group(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Group>, StoreError> {
-                let sql = format!(
-                    concat!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND ", "id = $2"),
-                    GROUP_COLUMNS = GROUP_COLUMNS
-                );
-                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
+                self.group_by_id(tenant, id, false).await
             }
 
             async fn get_group_for_update(
@@ -77,12 +91,7 @@ macro_rules! impl_group_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<Group>, StoreError> {
-                let lock = if DIALECT.row_locks { " FOR NO KEY UPDATE OF directory_groups" } else { "" };
-                let sql = format!(
-                    "SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant_id = $1 AND id = $2{lock}",
-                    GROUP_COLUMNS = GROUP_COLUMNS
-                );
-                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::group_from_row).await
+                self.group_by_id(tenant, id, DIALECT.row_locks).await
             }
 
             async fn get_groups(&mut self, tenant: &ObjectId, ids: &[ObjectId]) -> Result<Vec<Group>, StoreError> {

@@ -39,6 +39,22 @@ macro_rules! impl_oauth_store {
                 crate::backend::oauth::application_from(row)
             }
 
+            /// One application by object id; with `lock`, its row locked until the transaction
+            /// ends (`FOR NO KEY UPDATE`, as `get_user_for_update` locks a user's).
+            async fn application_by_id(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                lock: bool,
+            ) -> Result<Option<Application>, StoreError> {
+                let lock = if lock { " FOR NO KEY UPDATE OF applications" } else { "" };
+                let sql = format!(
+                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2{lock}",
+                    crate::backend::oauth::APPLICATION_COLUMNS
+                );
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
+            }
+
             /// Reads the grant columns starting at `at`: tenant, client, user, scope, auth_time, amr, pass end.
             fn grant_from_row(row: &DbRow, at: usize) -> Result<Grant, StoreError> {
                 Ok(Grant {
@@ -145,11 +161,7 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<Application>, StoreError> {
-                let sql = format!(
-                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2",
-                    crate::backend::oauth::APPLICATION_COLUMNS
-                );
-                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
+                self.application_by_id(tenant, id, false).await
             }
 
             async fn get_application_for_update(
@@ -157,12 +169,7 @@ macro_rules! impl_oauth_store {
                 tenant: &ObjectId,
                 id: &ObjectId,
             ) -> Result<Option<Application>, StoreError> {
-                let lock = if DIALECT.row_locks { " FOR NO KEY UPDATE OF applications" } else { "" };
-                let sql = format!(
-                    "SELECT {} FROM applications WHERE tenant_id = $1 AND id = $2{lock}",
-                    crate::backend::oauth::APPLICATION_COLUMNS
-                );
-                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::application_from_row).await
+                self.application_by_id(tenant, id, DIALECT.row_locks).await
             }
 
             async fn find_application(
