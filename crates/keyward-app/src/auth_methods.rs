@@ -675,13 +675,14 @@ impl App {
                 (Some(chosen), hash)
             }
         };
-        let now = self.now();
         // Both actions again on the write transaction's facts (the target may have changed while
         // the password was hashed), with role changes (a disable included) held off from before
         // the user is read until commit (`user_facts`).
         let mut tx = self.write().await?;
         let activity = Activity::ResetPasswordByAdmin;
         let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
+        // The sessions' cut-off once the user's row is held (see `signin_admin::end_sessions`).
+        let now = self.now();
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let decision = require(caller, actions::USERS_PASSWORD_UPDATE, Target::User(&facts))
             .and_then(|()| require(caller, actions::USERS_AUTH_METHODS_UPDATE, Target::User(&facts)));

@@ -826,13 +826,18 @@ impl App {
                 return self.render(flow, Some(wrong.into())).await;
             }
         };
+        // The change ended every session issued before its cut-off, taken after the new password
+        // was hashed; the session that made it goes on from the cut-off (a session from its very
+        // instant still counts), signed in or still signing in.
+        let cut_off = fresh.sign_in_sessions_valid_from;
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
-            flow.session.authenticated_at = Some(now);
+            flow.session.authenticated_at = Some(cut_off);
             flow.session.stage = Stage::Done;
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
         }
+        flow.session.created = cut_off;
         let mut tx = self.read_short().await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
         let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &fresh, &policy).await?);
@@ -1585,12 +1590,12 @@ impl App {
     /// ends, this one included (as `POST /me/revokeSignInSessions`), audited as the user's own
     /// `Update StsRefreshTokenValidFrom Timestamp`.
     async fn sign_out_everywhere(&self, flow: &Flow, user: &User) -> Result<SignInView, AppError> {
-        let now = self.now();
         let mut tx = self.write().await?;
         let mut fresh = tx
             .get_user_for_update(&flow.tenant.id, &user.id)
             .await?
             .ok_or_else(|| AppError::BadRequest("The account no longer exists.".into()))?;
+        let now = self.now();
         let target = end_sessions(&mut *tx, &mut fresh, now).await?;
         tx.delete_browser_session(&flow.session.id_sha256).await?;
         let audit = self.self_audit(flow, &fresh, now);

@@ -140,7 +140,6 @@ impl App {
     /// `POST /users/{id}/revokeSignInSessions`: every session and refresh token issued before now
     /// stops counting. Audited as `Update StsRefreshTokenValidFrom Timestamp`.
     pub async fn revoke_sign_in_sessions(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
-        let now = self.now();
         let tx = self.write().await?;
         let (mut tx, mut user) = self
             .authorized_target(
@@ -151,6 +150,9 @@ impl App {
                 Activity::UpdateStsRefreshTokenValidFrom,
             )
             .await?;
+        // The cut-off once the user's row is held: a sign-in that finished before it is ended
+        // by it, wherever this transaction waited (see `end_sessions`).
+        let now = self.now();
         let target = end_sessions(&mut *tx, &mut user, now).await?;
         let record = caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target]);
         commit_audited(tx, [record]).await?;
@@ -164,12 +166,12 @@ impl App {
     pub async fn revoke_own_sign_in_sessions(&self, caller: &Caller) -> Result<(), AppError> {
         let user = caller.delegated_user()?;
         require_scope(caller, actions::USERS_INVALIDATE_REFRESH_TOKENS, true)?;
-        let now = self.now();
         let mut tx = self.write().await?;
         let mut fresh = tx
             .get_user_for_update(&caller.tenant.id, &user.id)
             .await?
             .ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        let now = self.now();
         let target = end_sessions(&mut *tx, &mut fresh, now).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::UpdateStsRefreshTokenValidFrom, vec![target])]).await?;
         Ok(())
@@ -178,10 +180,10 @@ impl App {
     /// "Revoke MFA sessions": remembered devices issued before now stop skipping MFA. Audited as
     /// `Update user` with `StrongAuthenticationRequirement` (its `RememberDevicesNotIssuedBefore`).
     pub async fn revoke_mfa_sessions(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
-        let now = self.now();
         let tx = self.write().await?;
         let (mut tx, user) =
             self.authorized_target(tx, caller, key, actions::USERS_AUTH_METHODS_UPDATE, Activity::UpdateUser).await?;
+        let now = self.now();
         let change = forget_mfa_devices(&mut *tx, &user, now).await?;
         self.commit_user_update(tx, caller, &user, change).await
     }
@@ -230,9 +232,9 @@ impl App {
         key: &str,
         pass: Option<TapRequest>,
     ) -> Result<Option<TapView>, AppError> {
-        let now = self.now();
         let mut tx = self.write().await?;
         let mut user = crate::directory::resolve_user_for_update(&mut *tx, &caller.tenant, key).await?;
+        let now = self.now();
         let facts = user_facts(&mut *tx, &caller.tenant, &user).await?;
         let mut decision = may_reset_mfa(caller, &user, &facts, pass.is_some());
         if decision.is_ok() {
@@ -498,7 +500,10 @@ async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChan
     })
 }
 
-/// `revokeSignInSessions` and the account page's "Sign out everywhere" both do.
+/// `revokeSignInSessions` and the account page's "Sign out everywhere" both do. `now`, the
+/// cut-off, is read after `user`'s row was read for update: a sign-in finishing meanwhile
+/// (which does not lock the row) then either committed first, with an earlier time this cut-off
+/// ends, or sees the cut-off when it reads the user.
 pub(crate) async fn end_sessions(
     tx: &mut dyn Tx,
     user: &mut User,

@@ -1093,6 +1093,8 @@ pub struct BrowserSession {
     /// The name the user typed, as typed.
     pub username: Option<String>,
     pub return_to: String,
+    /// When the sign-in began, or began again: a user's own password change during it is the
+    /// cut-off of every session issued before it, this one's start included.
     pub created: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub authenticated_at: Option<OffsetDateTime>,

@@ -731,8 +731,97 @@ async fn account_steps_are_guarded(backend: Backend) {
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(0), "no method was added by the revoked session");
 }
 
+/// A user's own password change ends their other sessions but not the one that made it, on a
+/// clock that moves between two readings in one request, as a real one does: the forced change
+/// at sign-in completes the sign-in, and the change on the account page keeps its page signed in.
+async fn an_own_password_change_keeps_its_own_session_on_a_moving_clock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "rowan", true).await;
+    let upn = format!("rowan@{DOMAIN}");
+    app.clock.tick(Duration::milliseconds(1));
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Update your password", "{}", page.text());
+    app.clock.advance(Duration::seconds(5));
+    let changed = "Orchard-Velvet-Compass-31";
+    let done = browser
+        .submit(&page, "change_password", &[("current-password", PASSWORD), ("new-password", changed)], &[])
+        .await;
+    assert_eq!(done.title(), "My account", "the forced change completes the sign-in: {}", done.text());
+    assert_eq!(browser.get(&login_path()).await.title(), "My account", "and the session it made holds");
+
+    // Another browser signed in before the next change is signed out by it; the one that made
+    // the change is not.
+    let mut other = Browser::new(&app.base_url);
+    assert_eq!(first_factor(&mut other, &upn, changed).await.title(), "My account");
+    app.clock.advance(Duration::seconds(5));
+    let form = browser.submit(&done, "change_password", &[], &[]).await;
+    assert_eq!(form.title(), "Update your password", "{}", form.text());
+    let again = "Granite-Harbour-Lantern-58";
+    let account =
+        browser.submit(&form, "change_password", &[("current-password", changed), ("new-password", again)], &[]).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    assert!(account.text().contains("Your password was changed."), "{}", account.text());
+    app.clock.advance(Duration::seconds(1));
+    let still = browser.get(&login_path()).await;
+    assert_eq!(still.title(), "My account", "the page's own session continues: {}", still.text());
+    let ended = other.get(&login_path()).await;
+    assert!(ended.text().contains("Your session has ended"), "the other session ends: {}", ended.text());
+}
+
+/// A sign-in that finishes while `revokeSignInSessions` waits for the user's row is ended by the
+/// revocation: its cut-off is read once the row is held, not before the wait (PostgreSQL; on
+/// SQLite writers take turns for the whole transaction, so nothing finishes in between).
+async fn a_sign_in_finished_while_a_revocation_waits_is_ended_by_it(backend: Backend) {
+    use sqlx::Connection;
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let lee = create_user(&app, "lee", false).await;
+    let upn = format!("lee@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&login_path()).await;
+    let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
+    assert_eq!(page.title(), "Enter password", "{}", page.text());
+
+    let mut other = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let mut held = other.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(&lee)
+        .execute(&mut *held)
+        .await
+        .expect("hold the user's row");
+    let revoking = {
+        let (client, url, token) = (
+            app.client.clone(),
+            format!("{}/v1.0/users/{lee}/revokeSignInSessions", app.base_url),
+            app.admin_token.clone(),
+        );
+        tokio::spawn(async move {
+            client.post(url).bearer_auth(token).json(&json!({})).send().await.expect("send").status()
+        })
+    };
+    crate::security::until_a_session_waits_for_a_lock(&app).await;
+    app.clock.advance(Duration::seconds(5));
+    app.clock.tick(Duration::milliseconds(1));
+    let account = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(account.title(), "My account", "the sign-in finishes meanwhile: {}", account.text());
+    held.rollback().await.expect("rollback");
+    assert_eq!(revoking.await.expect("task"), StatusCode::OK, "the revocation completes once the row is free");
+    let ended = browser.get(&login_path()).await;
+    assert!(
+        ended.text().contains("Your session has ended"),
+        "the session signed in before the revocation committed survived it: {}",
+        ended.text()
+    );
+    other.close().await.expect("close");
+}
+
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
+    a_sign_in_finished_while_a_revocation_waits_is_ended_by_it,
+    an_own_password_change_keeps_its_own_session_on_a_moving_clock,
     an_account_changed_while_the_code_is_typed_is_not_signed_in,
     an_account_changed_while_a_method_is_registered_gets_none,
     per_user_mfa_and_the_code_attempt_limit,
