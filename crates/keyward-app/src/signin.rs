@@ -1264,31 +1264,6 @@ impl App {
         Ok(())
     }
 
-    /// Counts a wrong one-time or device code toward the user's code lockout.
-    pub(crate) async fn count_code_failure(
-        &self,
-        user: &ObjectId,
-        policy: &SignInPolicy,
-        now: OffsetDateTime,
-    ) -> Result<(), AppError> {
-        self.count_failure(user, |state| {
-            state.code =
-                state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
-        })
-        .await
-    }
-
-    /// Applies `count` to the user's lockout counters under the row lock, so attempts on several
-    /// nodes all count.
-    async fn count_failure(&self, user: &ObjectId, count: impl FnOnce(&mut UserSignInState)) -> Result<(), AppError> {
-        let mut tx = self.write().await?;
-        let mut state = tx.lock_user_sign_in_state(user).await?;
-        count(&mut state);
-        tx.set_user_sign_in_state(user, &state).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Why the user must use MFA (if at all), whether they have a method, and their sign-in state.
     pub(crate) async fn mfa_facts(
         &self,

@@ -1467,9 +1467,12 @@ pub trait OAuthStore: Send {
     async fn get_refresh_token(&mut self, token_sha256: &[u8]) -> Result<Option<RefreshToken>, StoreError>;
     /// Marks a token rotated; `false` if it was rotated or revoked already (a replay).
     async fn rotate_refresh_token(&mut self, token_sha256: &[u8], at: OffsetDateTime) -> Result<bool, StoreError>;
-    /// Whether any token of a family has been revoked.
+    /// Whether any token of a family has been revoked. Takes the family's lock first (as
+    /// `revoke_refresh_family` does; PostgreSQL: an advisory lock until the transaction ends,
+    /// SQLite's write transactions are serial already), so a token this transaction inserts after
+    /// the check and a concurrent revocation of the family cannot miss each other.
     async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError>;
-    /// Revokes every token of a family.
+    /// Revokes every token of a family, under the family's lock (see `is_refresh_family_revoked`).
     async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
     /// Deletes refresh tokens and codes that expired before `before`; returns how many.
     async fn delete_expired_grants(&mut self, before: OffsetDateTime) -> Result<u64, StoreError>;

@@ -156,8 +156,8 @@ fn unescape(text: &str) -> String {
     out
 }
 
-/// A user agent with its own cookie jar.
-#[derive(Debug)]
+/// A user agent with its own cookie jar (a clone has a copy: a second tab of the same session).
+#[derive(Debug, Clone)]
 pub struct Browser {
     base_url: String,
     client: reqwest::Client,

@@ -275,9 +275,13 @@ impl App {
         user_code: &str,
         now: OffsetDateTime,
     ) -> Result<Option<keyward_store::DeviceCode>, AppError> {
-        let mut tx = self.read_short().await?;
+        // The lockout's check and a wrong code's count under the user's sign-in state lock, in one
+        // transaction: guesses sent at once, on one node or several, cannot all pass the check
+        // before any is counted.
+        let mut tx = self.write().await?;
         let (policy, _) = tx.sign_in_policy(&tenant.id).await?;
-        if let Some(until) = tx.user_sign_in_state(&user.id).await?.code.locked_at(now) {
+        let mut state = tx.lock_user_sign_in_state(&user.id).await?;
+        if let Some(until) = state.code.locked_at(now) {
             return Err(AppError::BadRequest(format!(
                 "Too many wrong codes. Try again after {}.",
                 crate::signin::clock(until)
@@ -285,12 +289,14 @@ impl App {
         }
         let code = oauth::normalize_user_code(user_code);
         let record = tx.find_device_code(&code).await?;
-        drop(tx);
         let record = record
             .filter(|it| it.tenant_id == tenant.id && it.status == DeviceCodeStatus::Pending && it.expires_at > now);
         if record.is_none() {
-            self.count_code_failure(&user.id, &policy, now).await?;
+            let lockout = time::Duration::seconds(policy.lockout_seconds);
+            state.code = state.code.after_failure(policy.code_attempt_limit, lockout, now);
+            tx.set_user_sign_in_state(&user.id, &state).await?;
         }
+        tx.commit().await?;
         Ok(record)
     }
 }

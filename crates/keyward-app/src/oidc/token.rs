@@ -348,7 +348,22 @@ impl App {
         let family = URL_SAFE_NO_PAD.encode(&hash);
         let mut tx = self.write().await?;
         if record.used_at.is_some() || !tx.use_auth_code(&hash, now).await? {
-            // RFC 6749 §4.1.2: a code redeemed twice revokes what it granted.
+            // RFC 6749 §4.1.2: a code redeemed twice revokes what it granted, what the first
+            // redemption has yet to store included: a revoked token of the family that nobody
+            // holds makes the family revoked for it (`issue_for_grant` looks under the family's
+            // lock, which `is_refresh_family_revoked` takes here too).
+            if !tx.is_refresh_family_revoked(&family).await? {
+                let marker = RefreshToken {
+                    token_sha256: sha256(random_token()?.as_bytes()),
+                    family_id: family.clone(),
+                    grant: record.grant.clone(),
+                    issued_at: now,
+                    expires_at: now + REFRESH_LIFETIME,
+                    rotated_at: Some(now),
+                    revoked_at: Some(now),
+                };
+                tx.insert_refresh_token(&marker).await?;
+            }
             tx.revoke_refresh_family(&family, now).await?;
             tx.commit().await?;
             return Err(OAuthError::invalid_grant(
@@ -581,17 +596,17 @@ impl App {
                 revoked_at: None,
             };
             let mut tx = self.write().await?;
-            tx.insert_refresh_token(&record).await?;
-            // A replay may have revoked the family between the rotation and this insert: the new
-            // token joins the revocation.
+            // A replay (of the code, or of the refresh token this one replaces) may have revoked
+            // the family since the code or token was spent. The check takes the family's lock,
+            // as a revocation does, until this token has committed: a revocation either came
+            // first and is seen here, or comes after and sees this token.
             if tx.is_refresh_family_revoked(family).await? {
-                tx.revoke_refresh_family(family, now).await?;
-                tx.commit().await?;
                 return Err(OAuthError::invalid_grant(
                     codes::GRANT_REVOKED,
-                    "The provided grant has been revoked: a refresh token was used twice.",
+                    "The provided grant has been revoked: a refresh token or authorization code was used twice.",
                 ));
             }
+            tx.insert_refresh_token(&record).await?;
             tx.commit().await?;
             Some(token)
         } else {

@@ -385,6 +385,9 @@ macro_rules! impl_oauth_store {
             }
 
             async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError> {
+                // Its own statement before the read: under READ COMMITTED the read's snapshot is
+                // then taken once the lock is held, and sees a revocation that held it.
+                self.advisory_lock(format!("keyward-refresh-family-{family_id}")).await?;
                 let revoked: Option<i64> = q::query_scalar(concat!(
                     "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND ",
                     "revoked_at IS NOT NULL LIMIT 1"
@@ -396,6 +399,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+                self.advisory_lock(format!("keyward-refresh-family-{family_id}")).await?;
                 q::query(concat!(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND ",
                     "revoked_at IS NULL"

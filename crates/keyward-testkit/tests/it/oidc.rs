@@ -1054,8 +1054,110 @@ async fn sign_in_log_shapes_filters_and_activity(backend: Backend) {
     assert_eq!(own.get("/v1.0/me?$select=displayName").await.status, StatusCode::OK);
 }
 
+/// A code or refresh token spent twice at the same moment gives tokens once, and the replay
+/// revokes what the other spending got, however the two interleave: the replay may finish before
+/// the first has stored its refresh token (RFC 6749 section 4.1.2; reuse detection).
+async fn a_code_or_refresh_token_spent_twice_at_once_revokes_what_it_granted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let code_fields = |code: &str| {
+        [
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", "keyward-cli".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_verifier", VERIFIER.to_owned()),
+        ]
+    };
+    let spend = |fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            post_form(app, &token_path(), &fields, None).await
+        }
+    };
+    // Tokens once at most (none when the replay revoked the family before the first spending
+    // stored its token); the other is refused as a grant.
+    let at_most_one = |answers: [(StatusCode, Value); 2], what: &str| -> Option<String> {
+        let winners: Vec<&Value> =
+            answers.iter().filter(|(status, _)| *status == StatusCode::OK).map(|(_, body)| body).collect();
+        assert!(winners.len() <= 1, "{what} spent twice at once gives tokens once at most: {answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::OK) {
+            assert_eq!((*status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_grant")), "{answers:?}");
+        }
+        winners.first().map(|it| it["refresh_token"].as_str().expect("refresh token").to_owned())
+    };
+    for round in 0..4 {
+        let mut browser = Browser::new(&app.base_url);
+        let redirect = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
+        let code = query_param(&redirect, "code").expect("code");
+        let fields = code_fields(&code).to_vec();
+        let answers = tokio::join!(spend(fields.clone()), spend(fields));
+        if let Some(granted) = at_most_one([answers.0, answers.1], "a code") {
+            let (status, body) = refresh_cli(&app, &granted, &[]).await;
+            assert_eq!(
+                (status, body["error"].clone()),
+                (StatusCode::BAD_REQUEST, json!("invalid_grant")),
+                "round {round}: the refresh token of a replayed code still works: {body}"
+            );
+        }
+
+        let fresh = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
+        let tokens = redeem(&app, &query_param(&fresh, "code").expect("code")).await;
+        let token = tokens["refresh_token"].as_str().expect("refresh token").to_owned();
+        let fields = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("client_id", "keyward-cli".to_owned()),
+            ("refresh_token", token),
+        ];
+        let answers = tokio::join!(spend(fields.clone()), spend(fields));
+        if let Some(rotated) = at_most_one([answers.0, answers.1], "a refresh token") {
+            let (status, body) = refresh_cli(&app, &rotated, &[]).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "round {round}: the token rotated from a replayed refresh token still works: {body}"
+            );
+        }
+    }
+}
+
+/// Wrong device codes sent at once (tabs of one session) count toward the code lockout one by
+/// one: no more of them are checked than the limit (five by default) before it holds.
+async fn device_code_guesses_sent_at_once_meet_the_lockout(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = browser.get(&format!("/{DOMAIN}/devicelogin")).await;
+    assert_eq!(page.title(), "Sign in", "{}", page.text());
+    let page = browser.submit(&page, "username", &[("username", &format!("adele@{DOMAIN}"))], &[]).await;
+    let page = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
+    assert_eq!(page.title(), "Enter code", "{}", page.text());
+    let guesses: Vec<_> = (0..12)
+        .map(|n| {
+            let (mut tab, page) = (browser.clone(), page.clone());
+            tokio::spawn(async move {
+                let guess = format!("CCCC-CC{}", ["BC", "BD", "BF", "BG", "BH", "BJ"][n % 6]);
+                tab.submit(&page, "device_code", &[], &[("user_code", &guess)]).await.text()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for guess in guesses {
+        let text = guess.await.expect("guess");
+        if text.contains("not valid") {
+            checked += 1;
+        } else {
+            assert!(text.contains("Too many wrong codes"), "{text}");
+        }
+    }
+    assert_eq!(checked, 5, "wrong codes checked before the lockout held");
+}
+
 keyward_testkit::on_both_backends!(
     claims_challenge_for_cae_capable_clients,
+    device_code_guesses_sent_at_once_meet_the_lockout,
+    a_code_or_refresh_token_spent_twice_at_once_revokes_what_it_granted,
     sign_in_log_shapes_filters_and_activity,
     web_codes_need_the_secret,
     openidconnect_relying_party,
