@@ -228,9 +228,14 @@ impl App {
                 if let Err(err) = require_recent_mfa(caller, self.now()) {
                     return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::user(user)], err).await);
                 }
+                // Read for update, as another's account is: a change of the same methods by an
+                // administrator at the same moment waits for this one, and its checks (the
+                // mobile phone an alternate needs, one phone of each type) see it. The role-change
+                // lock first, shared, as `resolve_user_for_update` takes it: one lock order.
                 let mut tx = tx;
+                tx.share_role_changes(&caller.tenant.id).await?;
                 let fresh = tx
-                    .get_user(&caller.tenant.id, &user.id)
+                    .get_user_for_update(&caller.tenant.id, &user.id)
                     .await?
                     .ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
                 Ok((tx, fresh, activity, Who::Me))

@@ -296,8 +296,8 @@ impl App {
     }
 
     /// Does `job`'s pending items under this node's lease, at most `budget` of them (`None`:
-    /// all), as the caller who started it, re-loaded as they are now whenever the lease is
-    /// renewed: a caller disabled, deleted or whose sessions were revoked since fails what is
+    /// all), as the caller who started it, re-loaded as they are now before each item: a caller
+    /// disabled, deleted or whose sessions were revoked since fails what is
     /// left. Completes the job when none is left: `Ok(true)`. `Ok(false)`: stopped before the end
     /// (the budget, or another node holds the job now).
     pub async fn run_bulk(
@@ -315,7 +315,7 @@ impl App {
         let operation = operation_of(&job)?;
         let mut left = budget.unwrap_or(usize::MAX);
         let mut after: Option<i64> = None;
-        let mut held: Option<(OffsetDateTime, Caller)> = None;
+        let mut renewed: Option<OffsetDateTime> = None;
         // One pass in order: an item done is no longer pending, so nothing is looked at twice.
         loop {
             let items = self.read().await?.list_bulk_items(job_id, after, BATCH).await?;
@@ -326,25 +326,28 @@ impl App {
                     return Ok(false);
                 }
                 left -= 1;
-                // The lease, and the caller as they are now, at most a quarter-lease old.
+                // The lease, renewed at a quarter of its length.
                 let now = self.now();
-                if held.as_ref().is_none_or(|(at, _)| now - *at >= LEASE / 4) {
+                if renewed.is_none_or(|at| now - at >= LEASE / 4) {
                     let mut tx = self.write().await?;
                     if !tx.renew_bulk_job(job_id, &self.inner.node_lease, now + LEASE).await? {
                         return Ok(false);
                     }
                     tx.commit().await?;
-                    match self.job_caller(tenant, &job).await {
-                        Ok(caller) => held = Some((now, caller)),
-                        Err(AppError::Forbidden { message, .. }) => {
-                            self.abandon_bulk(&job, &message).await?;
-                            return Ok(true);
-                        }
-                        Err(err) => return Err(err),
-                    }
+                    renewed = Some(now);
                 }
-                let Some((_, caller)) = &held else { continue };
-                self.run_item(&job, caller, &operation, &item).await?;
+                // The caller as they are now, for each user, as each request of theirs is
+                // authenticated anew: a role removed, an account disabled or sessions revoked
+                // count from the next user on.
+                let caller = match self.job_caller(tenant, &job).await {
+                    Ok(caller) => caller,
+                    Err(AppError::Forbidden { message, .. }) => {
+                        self.abandon_bulk(&job, &message).await?;
+                        return Ok(true);
+                    }
+                    Err(err) => return Err(err),
+                };
+                self.run_item(&job, &caller, &operation, &item).await?;
             }
         }
         self.complete_bulk(&job).await

@@ -338,6 +338,17 @@ impl App {
                 message: "You may not make this change to the user yourself, so you cannot approve it.".into(),
             });
         }
+        // The requester again, in the change's own transaction and after the role-change lock
+        // `user_facts` took: disabled, deleted, their sessions revoked or the role the change
+        // needs lost since the approval first looked, and it does not run.
+        let requester = load_requester(tx, approver, request).await?;
+        if op.actions().into_iter().any(|action| require(&requester, action, Target::User(&facts)).is_err()) {
+            return Err(AppError::Forbidden {
+                rule: "stored-caller",
+                message: "The requester may no longer make this change to the user: their request no longer counts."
+                    .into(),
+            });
+        }
         let completed = Status::Completed.as_str();
         let note = Some(approval.justification.as_str());
         if !tx.decide_service_desk_request(&request.tenant_id, &request.id, completed, approver.id(), now, note).await?
@@ -640,23 +651,7 @@ impl App {
         request: &ServiceDeskRequest,
         justification: String,
     ) -> Result<Caller, AppError> {
-        let stored = StoredCaller {
-            id: &request.requester_id,
-            is_app: request.requester_is_app,
-            scopes: request.requester_scopes.as_deref(),
-            ip_address: request.requester_ip.as_deref(),
-        };
-        // The approval's correlation id ties the approval and the change's records together.
-        let mut caller = stored.load(tx, &approver.tenant, &approver.meta.correlation_id).await?;
-        // Sessions revoked (or the password reset) since the request: the answer to a stolen
-        // account, whose requests must not outlive it.
-        if caller.user().is_some_and(|it| it.sign_in_sessions_valid_from > request.created_at) {
-            return Err(AppError::Forbidden {
-                rule: "stored-caller",
-                message: "The requester's sessions were revoked after they asked: their request no longer counts."
-                    .into(),
-            });
-        }
+        let mut caller = load_requester(tx, approver, request).await?;
         caller.approval =
             Some(Box::new(Approval { request: request.clone(), approver: approver.clone(), justification }));
         Ok(caller)
@@ -688,6 +683,27 @@ impl App {
             },
         }
     }
+}
+
+/// The requester of `request` as they are now, under the approval's correlation id (which ties
+/// the approval and the change's records together): refused when their account no longer exists,
+/// is disabled, or their sessions were revoked (or their password reset) since they asked, the
+/// answer to a stolen account, whose requests must not outlive it.
+async fn load_requester(tx: &mut dyn Tx, approver: &Caller, request: &ServiceDeskRequest) -> Result<Caller, AppError> {
+    let stored = StoredCaller {
+        id: &request.requester_id,
+        is_app: request.requester_is_app,
+        scopes: request.requester_scopes.as_deref(),
+        ip_address: request.requester_ip.as_deref(),
+    };
+    let caller = stored.load(tx, &approver.tenant, &approver.meta.correlation_id).await?;
+    if caller.user().is_some_and(|it| it.sign_in_sessions_valid_from > request.created_at) {
+        return Err(AppError::Forbidden {
+            rule: "stored-caller",
+            message: "The requester's sessions were revoked after they asked: their request no longer counts.".into(),
+        });
+    }
+    Ok(caller)
 }
 
 /// Whether `user` counts as privileged: holds or may activate a privileged role, or is a member

@@ -401,6 +401,8 @@ impl App {
         let Some(mut user) = tx.get_user_for_update(&tenant.id, &message.user_id).await? else {
             return Ok(Reported::Unusable);
         };
+        // The cut-off once the user's row is held (see `signin_admin::end_sessions`).
+        let now = self.now();
         let sessions = crate::signin_admin::end_sessions(&mut *tx, &mut user, now).await?;
         let devices = crate::signin_admin::forget_mfa_devices(&mut *tx, &user, now).await?;
         let pass_removed = tx.delete_temporary_access_pass(&user.id, None).await?;

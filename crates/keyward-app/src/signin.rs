@@ -167,6 +167,9 @@ enum PasswordChange {
     Wrong,
     /// Right, but other attempts locked the account while it was checked.
     LockedWhileChecking,
+    /// The session that asked for it was ended (its sessions revoked, the account disabled)
+    /// before the change could commit: the sign-in log's code for that.
+    Ended(i32),
 }
 
 /// What the transport must do: show a page or redirect, and which cookies to set.
@@ -808,8 +811,13 @@ impl App {
         };
         let now = self.now();
         let wrong = "Your current password is incorrect.";
-        let fresh = match self.change_password(&flow.tenant.id, &user, current, new, None, audit).await? {
+        let began = flow.session.authenticated_at.unwrap_or(flow.session.created);
+        let fresh = match self.change_password(&flow.tenant.id, &user, current, new, Some(began), None, audit).await? {
             PasswordChange::Changed(fresh) => *fresh,
+            PasswordChange::Ended(code) => {
+                let tx = self.write().await?;
+                return self.end_changed(tx, flow, Some(&user), code).await;
+            }
             PasswordChange::Locked(until) => {
                 let failed = detail(now, "Password", false, "Account locked");
                 self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
@@ -828,7 +836,8 @@ impl App {
         };
         // The change ended every session issued before its cut-off, taken after the new password
         // was hashed; the session that made it goes on from the cut-off (a session from its very
-        // instant still counts), signed in or still signing in.
+        // instant still counts), signed in or still signing in. Typing the current password
+        // again is a password sign-in at that instant; the MFA it had keeps its own time.
         let cut_off = fresh.sign_in_sessions_valid_from;
         if flow.session.authenticated_at.is_some() {
             // A signed-in user changed their password from the account page.
@@ -837,7 +846,9 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.account_page(flow, &fresh, Some("Your password was changed.".into())).await;
         }
+        // Saved at once: whatever page follows, the sign-in goes on from the cut-off.
         flow.session.created = cut_off;
+        self.save_session(&flow.session).await?;
         let mut tx = self.read_short().await?;
         let (policy, _) = tx.sign_in_policy(&flow.tenant.id).await?;
         let facts = self.usable_facts(mfa_facts_in(&mut *tx, &flow.tenant, &fresh, &policy).await?);
@@ -869,8 +880,11 @@ impl App {
             caller.succeeded(at, Activity::ChangePasswordSelfService, vec![TargetResource::user(fresh)])
         };
         let ip = caller.meta.ip_address.as_deref();
-        match self.change_password(&caller.tenant.id, &user, current, new, ip, audit).await? {
+        match self.change_password(&caller.tenant.id, &user, current, new, None, ip, audit).await? {
             PasswordChange::Changed(_) => Ok(()),
+            PasswordChange::Ended(_) => {
+                Err(AppError::BadRequest("The account changed meanwhile: sign in again.".into()))
+            }
             PasswordChange::Locked(until) => Err(AppError::BadRequest(lockout_message(until))),
             PasswordChange::Wrong | PasswordChange::LockedWhileChecking => {
                 Err(AppError::BadRequest("Invalid currentPassword: the current password is incorrect.".into()))
@@ -883,12 +897,16 @@ impl App {
     /// smart lockout before it is checked); the new one is stored, the user's sessions and refresh
     /// tokens issued before now end (a session from the very instant of the cut-off still counts,
     /// so the page's own session continues), and `audit` makes the record committed with it.
+    /// `began`: when the page's session began (or signed in); it must still count when the change
+    /// commits, and the password checked must still be the stored one.
+    #[allow(clippy::too_many_arguments)]
     async fn change_password(
         &self,
         tenant: &ObjectId,
         user: &User,
         current: &Secret,
         new: &Secret,
+        began: Option<OffsetDateTime>,
         ip: Option<&str>,
         audit: impl FnOnce(&User, OffsetDateTime) -> AuditRecord,
     ) -> Result<PasswordChange, AppError> {
@@ -912,6 +930,16 @@ impl App {
         // for each other.
         let mut fresh =
             tx.get_user_for_update(tenant, &user.id).await?.ok_or_else(|| AppError::NotFound(user.id.to_string()))?;
+        // What was decided before hashing, again on the locked row: a revocation, a disable or an
+        // administrator's new password that committed meanwhile wins over this change.
+        if let Some(began) = began
+            && let Err(end) = signin::account_allows(began, fresh.sign_in_sessions_valid_from, fresh.account_enabled)
+        {
+            return Ok(PasswordChange::Ended(end.code().unwrap_or(codes::SESSION_REVOKED)));
+        }
+        if tx.get_password_hash(&user.id).await? != hash {
+            return Ok(PasswordChange::Wrong);
+        }
         if !settle_success(&mut *tx, &user.id, &reservation, now).await? {
             return Ok(PasswordChange::LockedWhileChecking);
         }
@@ -1299,12 +1327,13 @@ impl App {
         let now = self.now();
         let client = self.flow_client(flow).await?;
         // The account's check, the session's new cookie and the sign-in's log entry: one
-        // transaction. On SQLite nothing commits in between; on PostgreSQL the user's row is not
-        // locked (an administrator's edit in progress must not hold up the user's sign-in), and a
-        // disable or revocation that commits in between is seen at the session's next use and at
-        // the token endpoint, as for every session.
+        // transaction, with the user's row read for update (on PostgreSQL; SQLite's writers take
+        // turns). A disable or revocation holds that row from before it reads its cut-off until
+        // it commits, so this sign-in either waits for it and sees it here, or commits first
+        // with a time before the cut-off, which ends the session at its next use. The wait is an
+        // administrator's one change; this transaction takes no other lock before the row.
         let mut tx = self.write().await?;
-        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
+        let fresh = tx.get_user_for_update(&flow.tenant.id, &user.id).await?;
         if let Some(code) = account_changed(fresh.as_ref(), flow) {
             return self.end_changed(tx, flow, fresh.as_ref(), code).await;
         }

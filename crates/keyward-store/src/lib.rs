@@ -757,7 +757,9 @@ pub trait BulkStore: Send {
     /// Marks every still pending item of a job with `state` and `detail`; how many.
     async fn finish_pending_bulk_items(&mut self, job: &ObjectId, state: &str, detail: &str)
     -> Result<u64, StoreError>;
-    /// How many of a tenant's jobs are running (`caller`: only theirs).
+    /// How many of a tenant's jobs are running (`caller`: only theirs). Takes the tenant's bulk
+    /// lock first (PostgreSQL: an advisory lock until the transaction ends; SQLite's writers are
+    /// serial), so jobs started at once are counted one after another against the limits.
     async fn count_running_bulk_jobs(
         &mut self,
         tenant: &ObjectId,

@@ -223,6 +223,8 @@ macro_rules! impl_bulk_store {
                 tenant: &ObjectId,
                 caller: Option<&ObjectId>,
             ) -> Result<i64, StoreError> {
+                // Its own statement first: the count's snapshot is then taken with the lock held.
+                self.advisory_lock(format!("keyward-bulk-{tenant}")).await?;
                 let count: i64 = q::query_scalar(concat!(
                     "SELECT COUNT(*) FROM bulk_jobs WHERE tenant_id = $1 AND status = 'running' ",
                     "AND ($2 IS NULL OR caller_id = $2)"

@@ -25,6 +25,27 @@ async fn person(app: &TestApp, alias: &str, role: Option<&str>, with_phone: bool
     id
 }
 
+/// A Privileged Authentication Administrator (id and authenticated caller), four users with a
+/// phone, and a request to require their re-registration.
+async fn desk_and_four_users(
+    app: &TestApp,
+) -> (String, keyward_app::Caller, Vec<String>, keyward_app::bulk::BulkRequest) {
+    let desk_id = person(app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR), false).await;
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let meta = keyward_app::RequestMeta { correlation_id: "bulk-desk".into(), ip_address: None, user_agent: None };
+    let desk = app.app.authenticate(Some(&desk), meta).await.expect("desk");
+    let mut users = Vec::new();
+    for n in 0..4 {
+        users.push(person(app, &format!("s{n}"), None, true).await);
+    }
+    let request = keyward_app::bulk::BulkRequest {
+        operation: keyward_core::bulk::Operation::RequireReregistration,
+        source: keyward_app::bulk::Source::Users(users.clone()),
+        dry_run: false,
+    };
+    (desk_id, desk, users, request)
+}
+
 fn results(body: &Value) -> Vec<(String, String)> {
     body["results"]
         .as_array()
@@ -268,25 +289,13 @@ async fn a_bulk_run_cut_short_is_finished_by_another_node(backend: Backend) {
     }
 
     // A caller whose sessions are revoked mid-run: what is left fails, nothing more changes.
-    let desk_id = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR), false).await;
-    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
-    let meta = keyward_app::RequestMeta { correlation_id: "bulk-desk".into(), ip_address: None, user_agent: None };
-    let desk = app.app.authenticate(Some(&desk), meta).await.expect("desk");
-    let mut more = Vec::new();
-    for n in 0..4 {
-        more.push(person(&app, &format!("s{n}"), None, true).await);
-    }
-    let request = keyward_app::bulk::BulkRequest {
-        operation: keyward_core::bulk::Operation::RequireReregistration,
-        source: keyward_app::bulk::Source::Users(more.clone()),
-        dry_run: false,
-    };
+    let (desk_id, desk, more, request) = desk_and_four_users(&app).await;
     let job = app.app.start_bulk(&desk, request).await.expect("started").job.id.expect("id");
     assert!(!app.app.run_bulk(&desk.tenant, &job, Some(1)).await.expect("one user"));
     app.clock.advance(time::Duration::seconds(1));
     let revoked = app.post(&format!("/v1.0/users/{desk_id}/revokeSignInSessions"), &json!({})).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
-    app.clock.advance(LEASE_QUARTER);
+    // At once, within the lease's quarter: the caller is loaded again for each user.
     assert!(app.app.run_bulk(&desk.tenant, &job, None).await.expect("the rest"), "completed");
     let view = app.app.get_bulk(&caller, job.as_str()).await.expect("job");
     assert_eq!((view.counts[2], view.counts[6]), (1, 3), "one done, three failed");
@@ -301,9 +310,6 @@ async fn a_bulk_run_cut_short_is_finished_by_another_node(backend: Backend) {
     let (items, _) = app.app.list_bulk_results(&caller, job.as_str(), None, None).await.expect("results");
     assert!(items[1].detail.as_deref().is_some_and(|it| it.contains("revoked")), "{items:?}");
 }
-
-/// Past a quarter of the lease the runner renews it and re-loads its caller.
-const LEASE_QUARTER: time::Duration = time::Duration::seconds(31);
 
 /// The portal's Bulk operations page: a dry run from a CSV, then the same run for real, followed
 /// to its end on the job's page.
@@ -367,8 +373,66 @@ async fn bulk_operations_in_the_portal(backend: Backend) {
     }
 }
 
+/// A caller whose sessions are revoked while their bulk run is under way changes no user after
+/// the revocation, however recently the run loaded them: the run loads its caller again for
+/// each user. PostgreSQL, where the run can be held at a user's row while the revocation
+/// commits (SQLite's writers take turns).
+async fn a_caller_revoked_during_a_bulk_run_changes_no_one_after(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, desk, users, request) = desk_and_four_users(&app).await;
+    // Hold the second user's row: the run does the first, then waits there.
+    let held = crate::security::HeldRow::user(&app, &users[1]).await;
+    let job = app.app.start_bulk(&desk, request).await.expect("started").job.id.expect("id");
+    let running = {
+        let (node, tenant, job) = (app.app.clone(), desk.tenant.clone(), job.clone());
+        tokio::spawn(async move { node.run_bulk(&tenant, &job, None).await })
+    };
+    crate::security::until_a_session_waits_for_a_lock(&app).await;
+    app.clock.advance(time::Duration::seconds(1));
+    let revoked = app.post(&format!("/v1.0/users/{desk_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    held.release().await;
+    running.await.expect("task").expect("run");
+    let mut changed = 0;
+    for user in &users {
+        changed += reregistrations(&app, user).await;
+    }
+    assert_eq!(changed, 2, "the user in hand when the sessions were revoked is the last one changed");
+}
+
+/// Bulk runs started at the same moment are counted one after another against the limit of two
+/// running a caller: two start, the others are refused. PostgreSQL, where the runs can be held
+/// at a user's row so that they stay running (SQLite's writers take turns).
+async fn bulk_runs_started_at_once_meet_the_limit(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let target = person(&app, "t0", None, true).await;
+    let held = crate::security::HeldRow::user(&app, &target).await;
+    let ask = json!({"operation": "requireMfaReregistration", "users": {"ids": [target]}});
+    let started: Vec<_> =
+        (0..6).map(|_| app.send_in_background(Method::POST, BULK, &app.admin_token, ask.clone())).collect();
+    let mut accepted = 0;
+    for reply in started {
+        let reply = reply.await.expect("task");
+        if reply.status == StatusCode::ACCEPTED {
+            accepted += 1;
+        } else {
+            assert_graph_error(&reply, StatusCode::BAD_REQUEST, "TooManyBulkOperations");
+        }
+    }
+    assert_eq!(accepted, 2, "runs started at once past the limit of two a caller");
+    held.release().await;
+}
+
 keyward_testkit::on_both_backends!(
     bulk_dry_run_then_the_real_run,
+    bulk_runs_started_at_once_meet_the_limit,
+    a_caller_revoked_during_a_bulk_run_changes_no_one_after,
     a_bulk_run_cut_short_is_finished_by_another_node,
     bulk_operations_in_the_portal
 );

@@ -27,6 +27,17 @@ async fn person(app: &TestApp, alias: &str, role: Option<&str>) -> (String, Stri
     (id, app.token_for(&format!("{alias}@{DOMAIN}")).await)
 }
 
+/// Dual control on, two Privileged Authentication Administrators (the first's id and token;
+/// `desk2` approves) and a third, privileged, as the target: its id.
+async fn two_desks_and_a_privileged_target(app: &TestApp) -> (String, String, String) {
+    let (desk_id, desk) = person(app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    person(app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let (boss_id, _) = person(app, "boss", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
+    let on = app.patch(POLICY, &json!({"dualControlEnabled": true})).await;
+    assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
+    (desk_id, desk, boss_id)
+}
+
 fn tap(user: &str) -> String {
     format!("/v1.0/users/{user}/authentication/temporaryAccessPassMethods")
 }
@@ -504,11 +515,7 @@ async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
         return;
     }
     let app = TestApp::spawn(backend).await;
-    let (desk_id, desk) = person(&app, "desk", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
-    person(&app, "desk2", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
-    let (boss_id, _) = person(&app, "boss", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
-    let on = app.patch(POLICY, &json!({"dualControlEnabled": true})).await;
-    assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
+    let (desk_id, desk, boss_id) = two_desks_and_a_privileged_target(&app).await;
     let tenant = app.tenant_id().await;
     let store = app.app.store();
     let mut tx = store.write().await.expect("tx");
@@ -549,8 +556,44 @@ async fn an_approved_change_takes_the_audit_chain_head_last(backend: Backend) {
     assert!(reports.iter().all(|it| it.outcome.is_ok()), "{reports:?}");
 }
 
+/// A requester disabled after the approval first looked at them, while the approved change
+/// waits for its target, does not get the change: the change's own transaction loads the
+/// requester again. PostgreSQL, where the change can be held at the target's row (SQLite's
+/// writers take turns).
+async fn a_requester_disabled_while_the_approved_change_waits_does_not_get_it(backend: Backend) {
+    use sqlx::Connection;
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    let (desk_id, desk, boss_id) = two_desks_and_a_privileged_target(&app).await;
+    let request = held(&app.as_user(&desk).post(&tap(&boss_id), &json!({})).await, &app.base_url);
+    let desk2 = super::methods::token_with_mfa(&app, &format!("desk2@{DOMAIN}")).await;
+
+    // The target's row held: the approval decides, then its change waits there.
+    let target = super::security::HeldRow::user(&app, &boss_id).await;
+    let body = json!({"justification": "Called back on the number on file"});
+    let approval = app.send_in_background(Method::POST, &format!("{request}/approve"), &desk2, body);
+    super::security::until_a_session_waits_for_a_lock(&app).await;
+    let mut disabling = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    sqlx::query("UPDATE users SET account_enabled = false WHERE id = $1")
+        .bind(&desk_id)
+        .execute(&mut disabling)
+        .await
+        .expect("disable the requester");
+    target.release().await;
+    let reply = approval.await.expect("task");
+    assert_ne!(reply.status, StatusCode::OK, "the disabled requester's change ran: {}", reply.text);
+    let after = app.get(&request).await;
+    assert_eq!(after.body["status"], "failed", "{}", after.text);
+    let passes = app.get(&tap(&boss_id)).await;
+    assert_eq!(passes.body["value"].as_array().map(Vec::len), Some(0), "{}", passes.text);
+    disabling.close().await.expect("close");
+}
+
 keyward_testkit::on_both_backends!(
     an_approved_change_takes_the_audit_chain_head_last,
+    a_requester_disabled_while_the_approved_change_waits_does_not_get_it,
     the_service_desk_policies_read_together_are_the_ones_written,
     dual_control_holds_privileged_targets_for_a_second_administrator,
     the_portal_sends_for_approval_and_approves,

@@ -6,7 +6,7 @@
 use keyward_core::authz::roles;
 use keyward_testkit::browser::Browser;
 use keyward_testkit::{Backend, DOMAIN, TestApp, assert_graph_error};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
@@ -1023,8 +1023,48 @@ async fn per_agent_limits(backend: Backend) {
     assert_eq!(second.await.expect("join"), 1, "and then sees its action");
 }
 
+/// A user adding a phone to their own account reads the account for update, as an
+/// administrator's change does: an administrator's removal of the mobile phone in flight is
+/// waited for, and the alternate mobile, which needs a mobile, is then refused. PostgreSQL,
+/// where the removal can be held open (SQLite's writers take turns).
+async fn an_own_phone_added_beside_an_administrators_change_waits_for_it(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let app = TestApp::spawn(backend).await;
+    app.set_security_defaults(true).await;
+    let (id, _) = user(&app, "selfie", None).await;
+    let fresh = token_with_mfa(&app, &format!("selfie@{DOMAIN}")).await;
+    let phones = "/v1.0/me/authentication/phoneMethods";
+    let mobile =
+        app.as_user(&fresh).post(phones, &json!({"phoneNumber": "+1 2065550123", "phoneType": "mobile"})).await;
+    assert_eq!(mobile.status, StatusCode::CREATED, "{}", mobile.text);
+
+    // The administrator's removal of the mobile, in flight: the user's row read for update.
+    let mut removal = crate::security::HeldRow::user(&app, &id).await;
+    let adding = app.send_in_background(
+        Method::POST,
+        phones,
+        &fresh,
+        json!({"phoneNumber": "+1 2065550124", "phoneType": "alternateMobile"}),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!adding.is_finished(), "the user's change must wait for the administrator's in flight");
+    sqlx::query("DELETE FROM phone_methods WHERE user_id = $1 AND phone_type = 'mobile'")
+        .bind(&id)
+        .execute(removal.connection())
+        .await
+        .expect("remove the mobile");
+    removal.commit().await;
+    let added = adding.await.expect("task");
+    assert_eq!(added.status, StatusCode::BAD_REQUEST, "an alternate mobile without a mobile: {}", added.text);
+    let listed = app.get(&format!("/v1.0/users/{id}/authentication/phoneMethods")).await;
+    assert_eq!(listed.body["value"].as_array().map(Vec::len), Some(0), "{}", listed.text);
+}
+
 keyward_testkit::on_both_backends!(
     per_agent_limits,
+    an_own_phone_added_beside_an_administrators_change_waits_for_it,
     policies_want_policy_permissions,
     sign_in_preferences,
     own_password_change,

@@ -819,24 +819,32 @@ async fn a_disable_in_flight_is_not_undone_by_a_concurrent_write(backend: Backen
     assert_eq!(user.sign_in_sessions_valid_from, cut_off, "the revocation holds");
     drop(check);
 
-    // The row lock does not hold up the user's own sign-in, whose new rows reference the user
-    // (PostgreSQL `FOR NO KEY UPDATE`; SQLite's open write transaction would hold up any writer).
+    // The user's own sign-in goes as far as its last step beside a write holding the user's row
+    // (its new rows reference the user: PostgreSQL `FOR NO KEY UPDATE` lets them be written),
+    // and that step, which reads the row for update to see a revocation in flight, waits for
+    // the write, then completes (SQLite's open write transaction would hold up any writer).
     if backend == Backend::Postgres {
         let kim = app.create_user("kim", "Kim Abercrombie").await["id"].as_str().expect("id").to_owned();
         let kim = keyward_core::ids::ObjectId::parse(&kim).expect("id");
         let mut held = store.write().await.expect("tx");
         held.get_user_for_update(&tenant, &kim).await.expect("read").expect("kim");
         let mut browser = keyward_testkit::browser::Browser::new(&app.base_url);
-        let signed_in = async {
-            let page = browser.get(&format!("/{DOMAIN}/login")).await;
-            let page = browser.submit(&page, "username", &[("username", &format!("kim@{DOMAIN}"))], &[]).await;
+        let page = browser.get(&format!("/{DOMAIN}/login")).await;
+        let page = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            browser.submit(&page, "username", &[("username", &format!("kim@{DOMAIN}"))], &[]),
+        )
+        .await
+        .expect("the user name step does not wait for a write holding the user's row");
+        assert_eq!(page.title(), "Enter password", "{}", page.text());
+        let signing_in = tokio::spawn(async move {
             browser.submit(&page, "password", &[("current-password", "Tq7-harbour-Lantern-92!")], &[]).await
-        };
-        let page = tokio::time::timeout(std::time::Duration::from_secs(10), signed_in)
-            .await
-            .expect("a sign-in must not wait for a write holding the user's row");
-        assert_ne!(page.title(), "Enter password", "{}", page.text());
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(!signing_in.is_finished(), "the last step waits for the write holding the user's row");
         held.commit().await.expect("commit");
+        let page = signing_in.await.expect("task");
+        assert_eq!(page.title(), "My account", "{}", page.text());
     }
     store.close().await;
 }
@@ -1128,6 +1136,44 @@ async fn a_change_recording_early_takes_the_audit_chain_head_last(backend: Backe
         records.iter().map(|it| &it.activity_display_name).collect::<Vec<_>>()
     );
     other.close().await.expect("close");
+}
+
+/// A PostgreSQL transaction of its own holding a user's row as a write in flight does
+/// (`FOR NO KEY UPDATE`), until released or committed.
+pub(crate) struct HeldRow(sqlx::PgConnection);
+
+impl HeldRow {
+    pub(crate) async fn user(app: &TestApp, id: &str) -> HeldRow {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+        sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .expect("hold the user's row");
+        HeldRow(conn)
+    }
+
+    /// The holding transaction's connection, for more of its statements.
+    pub(crate) fn connection(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.0
+    }
+
+    /// Ends the transaction without changing anything.
+    pub(crate) async fn release(self) {
+        self.end("ROLLBACK").await;
+    }
+
+    pub(crate) async fn commit(self) {
+        self.end("COMMIT").await;
+    }
+
+    async fn end(mut self, how: &'static str) {
+        use sqlx::Connection;
+        sqlx::query(how).execute(&mut self.0).await.expect("end the transaction");
+        self.0.close().await.expect("close");
+    }
 }
 
 pub(crate) async fn until_a_session_waits_for_a_lock(app: &TestApp) {

@@ -767,12 +767,33 @@ async fn an_own_password_change_keeps_its_own_session_on_a_moving_clock(backend:
     assert_eq!(still.title(), "My account", "the page's own session continues: {}", still.text());
     let ended = other.get(&login_path()).await;
     assert!(ended.text().contains("Your session has ended"), "the other session ends: {}", ended.text());
+
+    // An administrator's revocation while the forced change's page is open ends that sign-in:
+    // the change does not carry it past the revocation, and nothing is changed.
+    let sky = create_user(&app, "sky", true).await;
+    let sky_upn = format!("sky@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &sky_upn, PASSWORD).await;
+    assert_eq!(page.title(), "Update your password", "{}", page.text());
+    app.clock.advance(Duration::seconds(1));
+    let reply = app.post(&format!("/v1.0/users/{sky}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    app.clock.advance(Duration::seconds(1));
+    let refused = browser
+        .submit(&page, "change_password", &[("current-password", PASSWORD), ("new-password", changed)], &[])
+        .await;
+    assert!(refused.text().contains("Your session has ended"), "{}", refused.text());
+    let mut again = Browser::new(&app.base_url);
+    let page = first_factor(&mut again, &sky_upn, PASSWORD).await;
+    assert_eq!(page.title(), "Update your password", "the password is unchanged: {}", page.text());
 }
 
-/// A sign-in that finishes while `revokeSignInSessions` waits for the user's row is ended by the
-/// revocation: its cut-off is read once the row is held, not before the wait (PostgreSQL; on
-/// SQLite writers take turns for the whole transaction, so nothing finishes in between).
-async fn a_sign_in_finished_while_a_revocation_waits_is_ended_by_it(backend: Backend) {
+/// A sign-in that finishes while `revokeSignInSessions` is in flight is ended by it: the
+/// revocation holds the user's row from before it reads its cut-off until it commits, and the
+/// sign-in's last step reads that row for update, so it waits and then sees the cut-off
+/// (PostgreSQL; on SQLite writers take turns for the whole transaction, so nothing finishes in
+/// between). The revocation is held at the audit chain head, which it takes last.
+async fn a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it(backend: Backend) {
     use sqlx::Connection;
     if backend == Backend::Sqlite {
         return;
@@ -780,6 +801,7 @@ async fn a_sign_in_finished_while_a_revocation_waits_is_ended_by_it(backend: Bac
     let app = TestApp::spawn(backend).await;
     let lee = create_user(&app, "lee", false).await;
     let upn = format!("lee@{DOMAIN}");
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
     let mut browser = Browser::new(&app.base_url);
     let page = browser.get(&login_path()).await;
     let page = browser.submit(&page, "username", &[("username", &upn)], &[]).await;
@@ -787,11 +809,12 @@ async fn a_sign_in_finished_while_a_revocation_waits_is_ended_by_it(backend: Bac
 
     let mut other = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
     let mut held = other.begin().await.expect("begin");
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(&lee)
+    sqlx::query("SELECT 1 FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE")
+        .bind(tenant.as_str())
         .execute(&mut *held)
         .await
-        .expect("hold the user's row");
+        .expect("hold the audit chain head");
+    app.clock.advance(Duration::seconds(1));
     let revoking = {
         let (client, url, token) = (
             app.client.clone(),
@@ -805,22 +828,39 @@ async fn a_sign_in_finished_while_a_revocation_waits_is_ended_by_it(backend: Bac
     crate::security::until_a_session_waits_for_a_lock(&app).await;
     app.clock.advance(Duration::seconds(5));
     app.clock.tick(Duration::milliseconds(1));
-    let account = browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await;
-    assert_eq!(account.title(), "My account", "the sign-in finishes meanwhile: {}", account.text());
+    let signing_in = {
+        let (mut browser, page) = (browser.clone(), page.clone());
+        tokio::spawn(
+            async move { browser.submit(&page, "password", &[("current-password", PASSWORD)], &[]).await.text() },
+        )
+    };
+    // Until the sign-in waits beside the revocation (or, wrongly, finishes without waiting).
+    let mut watcher = sqlx::PgConnection::connect(&app.database_url).await.expect("open PostgreSQL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("count");
+        if waiting >= 2 || signing_in.is_finished() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sign-in neither waited nor finished within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     held.rollback().await.expect("rollback");
-    assert_eq!(revoking.await.expect("task"), StatusCode::OK, "the revocation completes once the row is free");
-    let ended = browser.get(&login_path()).await;
-    assert!(
-        ended.text().contains("Your session has ended"),
-        "the session signed in before the revocation committed survived it: {}",
-        ended.text()
-    );
+    assert_eq!(revoking.await.expect("task"), StatusCode::OK, "the revocation completes once the head is free");
+    let answer = signing_in.await.expect("task");
+    assert!(answer.contains("Your session has ended"), "the sign-in survived the revocation: {answer}");
     other.close().await.expect("close");
+    watcher.close().await.expect("close");
 }
 
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
-    a_sign_in_finished_while_a_revocation_waits_is_ended_by_it,
+    a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it,
     an_own_password_change_keeps_its_own_session_on_a_moving_clock,
     an_account_changed_while_the_code_is_typed_is_not_signed_in,
     an_account_changed_while_a_method_is_registered_gets_none,
