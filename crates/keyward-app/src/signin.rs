@@ -935,6 +935,11 @@ impl App {
         if let Some(began) = began
             && let Err(end) = signin::account_allows(began, fresh.sign_in_sessions_valid_from, fresh.account_enabled)
         {
+            // The password typed was right: it is settled as such (not left counted as a
+            // failure), and nothing else changes.
+            if settle_success(&mut *tx, &user.id, &reservation, now).await? {
+                tx.commit().await?;
+            }
             return Ok(PasswordChange::Ended(end.code().unwrap_or(codes::SESSION_REVOKED)));
         }
         if tx.get_password_hash(&user.id).await? != hash {

@@ -770,11 +770,18 @@ async fn an_own_password_change_keeps_its_own_session_on_a_moving_clock(backend:
 
     // An administrator's revocation while the forced change's page is open ends that sign-in:
     // the change does not carry it past the revocation, and nothing is changed.
+    // The current password typed into that change was right: it does not count toward smart
+    // lockout (three failures lock here; two wrong guesses come before it).
+    app.lock_out_after_three_failures().await;
     let sky = create_user(&app, "sky", true).await;
     let sky_upn = format!("sky@{DOMAIN}");
     let mut browser = Browser::new(&app.base_url);
     let page = first_factor(&mut browser, &sky_upn, PASSWORD).await;
     assert_eq!(page.title(), "Update your password", "{}", page.text());
+    let mut guesser = Browser::new(&app.base_url);
+    let guess = first_factor(&mut guesser, &sky_upn, "Wrong-guess-Harbour-1").await;
+    let guess = guesser.submit(&guess, "password", &[("current-password", "Wrong-guess-Harbour-2")], &[]).await;
+    assert!(guess.text().contains("Your account or password is incorrect"), "{}", guess.text());
     app.clock.advance(Duration::seconds(1));
     let reply = app.post(&format!("/v1.0/users/{sky}/revokeSignInSessions"), &json!({})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
