@@ -56,7 +56,12 @@ pub enum AppError {
 
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> AppError {
-        AppError::Unexpected(anyhow::Error::new(err))
+        match err {
+            StoreError::InvalidText => {
+                AppError::BadRequest("The request holds a NUL character, which no value may contain.".into())
+            }
+            other => AppError::Unexpected(anyhow::Error::new(other)),
+        }
     }
 }
 

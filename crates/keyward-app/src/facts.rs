@@ -32,7 +32,9 @@ pub(crate) fn group_for_read(group: &Group) -> GroupFacts {
 /// shared lock before reading the user, so a disable cannot commit in between.
 pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) -> Result<UserFacts, AppError> {
     tx.share_role_changes(&tenant.id).await?;
-    let assignments = tx.list_role_assignments_for(&tenant.id, &user.id).await?;
+    // A role scheduled to start later protects the user as one held now: whoever took over the
+    // account before it starts would hold it when it does.
+    let assignments = tx.list_unended_role_assignments_for(&tenant.id, &user.id).await?;
     // A user eligible for a role is protected as if they held it: whoever could take over the
     // account could activate the role (its MFA included, with a Temporary Access Pass).
     let eligibilities = tx.list_eligibilities_for(&tenant.id, &user.id).await?;
@@ -48,9 +50,12 @@ pub(crate) async fn user_facts(tx: &mut dyn Tx, tenant: &Tenant, user: &User) ->
     let mut role_ids: Vec<String> = held.map(|(role, _)| role.to_lowercase()).collect();
     role_ids.sort();
     role_ids.dedup();
-    let holds_global_admin = assignments.iter().any(|it| {
+    let is_tenant_global_admin = |it: &keyward_store::RoleAssignment| {
         it.directory_scope_id == "/" && it.role_definition_id.eq_ignore_ascii_case(roles::GLOBAL_ADMINISTRATOR)
-    });
+    };
+    // Held now, not only scheduled (read again only for a Global Administrator, which is rare).
+    let holds_global_admin = assignments.iter().any(is_tenant_global_admin)
+        && tx.list_role_assignments_for(&tenant.id, &user.id).await?.iter().any(is_tenant_global_admin);
     let is_last_active_global_administrator = holds_global_admin
         && user.account_enabled
         && administrators_after(tx, tenant, &RoleChange::RemoveUser(&user.id)).await?.is_empty();
@@ -75,8 +80,8 @@ pub(crate) async fn group_facts(tx: &mut dyn Tx, group: &Group) -> Result<GroupF
     })
 }
 
-/// Whether a service principal is privileged: it holds a directory role (at any scope, directly
-/// or through a group), so its credentials are that role's credentials.
+/// Whether a service principal is privileged: it holds a directory role, or one is scheduled for
+/// it (at any scope, directly or through a group), so its credentials are that role's credentials.
 pub(crate) async fn service_principal_facts(
     tx: &mut dyn Tx,
     tenant: &Tenant,
@@ -84,7 +89,10 @@ pub(crate) async fn service_principal_facts(
 ) -> Result<ApplicationFacts, AppError> {
     // Promotions take this lock exclusive (see `user_facts`).
     tx.share_role_changes(&tenant.id).await?;
-    Ok(ApplicationFacts { is_privileged: !tx.list_role_assignments_for(&tenant.id, principal).await?.is_empty() })
+    // A role scheduled to start later counts: a credential added before it starts would hold it.
+    Ok(ApplicationFacts {
+        is_privileged: !tx.list_unended_role_assignments_for(&tenant.id, principal).await?.is_empty(),
+    })
 }
 
 /// [`service_principal_facts`] for an application registration (by its `appId`); an application

@@ -549,7 +549,15 @@ fn parse_orderby(resource: &Resource, raw: &str) -> Result<(OrderBy, bool), Quer
     Ok((OrderBy { property: property.name, is_descending }, property.is_default_sortable))
 }
 
+/// The longest `$search` text, in bytes, as for `$filter`.
+pub const MAX_SEARCH_LEN: usize = crate::odata::filter::MAX_INPUT_LEN;
+/// The most clauses one `$search` may join: each is a substring match over every row it reads.
+pub const MAX_SEARCH_CLAUSES: usize = 10;
+
 fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
+    if raw.len() > MAX_SEARCH_LEN {
+        return Err(QueryError::BadRequest(format!("The $search value is longer than {MAX_SEARCH_LEN} bytes.")));
+    }
     let invalid = || {
         QueryError::BadRequest(format!(
             "Syntax error: the $search value {raw} is not valid. Use \"property:term\" clauses in double quotes."
@@ -571,6 +579,11 @@ fn parse_search(resource: &Resource, raw: &str) -> Result<Search, QueryError> {
             return Err(QueryError::Unsupported(format!("$search is not supported on property '{}'.", property.name)));
         }
         clauses.push((property.name, term.trim().to_lowercase()));
+        if clauses.len() > MAX_SEARCH_CLAUSES {
+            return Err(QueryError::BadRequest(format!(
+                "The $search value joins more than {MAX_SEARCH_CLAUSES} clauses; split the search."
+            )));
+        }
         rest = after_quote[end + 1..].trim_start();
         if rest.is_empty() {
             break;
@@ -913,6 +926,12 @@ mod tests {
                 join: SearchJoin::Or
             }))
         );
+        let clauses = |n: usize| vec!["\"mail:q\""; n].join(" OR ");
+        let search = |text: String| RawQuery { search: Some(text), is_eventual: true, ..RawQuery::default() };
+        assert!(plan(&USER, &search(clauses(MAX_SEARCH_CLAUSES))).is_ok());
+        assert!(matches!(plan(&USER, &search(clauses(MAX_SEARCH_CLAUSES + 1))), Err(QueryError::BadRequest(_))));
+        let long = format!("\"mail:{}\"", "q".repeat(MAX_SEARCH_LEN));
+        assert!(matches!(plan(&USER, &search(long)), Err(QueryError::BadRequest(_))));
         let select =
             RawQuery { select: Some("displayName,signInSessionsValidFromDateTime".into()), ..RawQuery::default() };
         assert_eq!(

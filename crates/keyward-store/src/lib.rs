@@ -863,6 +863,15 @@ pub trait RoleStore: Send {
     /// The time this transaction's reads judge windows by; by default the wall clock when it began.
     fn set_now(&mut self, now: OffsetDateTime);
     async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError>;
+    /// The assignments of a principal that have not ended: those that apply now and those
+    /// scheduled to start later, made to it directly or to a role-assignable group it is a member
+    /// of. What protecting a target weighs: whoever takes over an account or a credential before
+    /// a scheduled role starts holds the role when it does.
+    async fn list_unended_role_assignments_for(
+        &mut self,
+        tenant: &ObjectId,
+        principal: &ObjectId,
+    ) -> Result<Vec<RoleAssignment>, StoreError>;
     /// The assignments that apply to a user: made to the user directly or to a group the user is a
     /// direct member of.
     async fn list_role_assignments_for(

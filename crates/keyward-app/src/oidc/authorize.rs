@@ -81,8 +81,9 @@ impl App {
         // a sign-in at or after it satisfies them.
         // It carries this server's MAC, so a client cannot hand in a marker of its own to skip a
         // fresh sign-in.
-        let signed_in_after = request.get("kw_after").and_then(|it| self.parse_after_marker(it, client_id));
         let now = self.now();
+        let signed_in_after =
+            request.get("kw_after").and_then(|it| self.parse_after_marker(it, request, now.unix_timestamp()));
         let session = match session_cookie {
             Some(cookie) => self.signed_in_session(&tenant, cookie).await?,
             None => None,
@@ -114,7 +115,7 @@ impl App {
             let back = format!(
                 "{}&kw_after={}",
                 strip_param(&request.path_and_query, "kw_after"),
-                self.after_marker(now.unix_timestamp(), client_id)?
+                self.after_marker(now.unix_timestamp(), request)?
             );
             let mut location = format!("/{}/login?return_to={}", tenant.id, url_encode(&back));
             if has_session {

@@ -372,17 +372,24 @@ impl App {
         }))
     }
 
-    /// The `kw_after` marker: the time a sign-in was asked for, with a MAC binding it to the client.
-    pub(super) fn after_marker(&self, at: i64, client_id: &str) -> Result<String, AppError> {
-        let mac = self.inner.keys.sign_checkpoint(format!("keyward authorize after v1:{at}:{client_id}").as_bytes())?;
+    /// The `kw_after` marker: the time a sign-in was asked for, with a MAC binding it to the
+    /// request it was made for (client, redirect URI, PKCE challenge, nonce and state), so that it
+    /// cannot be carried over to another request.
+    pub(super) fn after_marker(&self, at: i64, request: &AuthorizeRequest) -> Result<String, AppError> {
+        let mac = self.inner.keys.sign_checkpoint(after_message(at, request).as_bytes())?;
         Ok(format!("{at}.{mac}"))
     }
 
-    pub(super) fn parse_after_marker(&self, raw: &str, client_id: &str) -> Option<i64> {
+    /// The time in a `kw_after` marker made for this very request, while it is at most as old as
+    /// a sign-in may take (`MARKER_LIFETIME`): an old marker, or one made for another request,
+    /// would let a later sign-in of anyone in this browser stand in for the fresh one
+    /// `prompt=login` or `max_age` asks for.
+    pub(super) fn parse_after_marker(&self, raw: &str, request: &AuthorizeRequest, now: i64) -> Option<i64> {
         let (at, mac) = raw.split_once('.')?;
         let at: i64 = at.parse().ok()?;
-        let message = format!("keyward authorize after v1:{at}:{client_id}");
-        (self.inner.keys.verify_checkpoint(message.as_bytes(), mac) == Some(true)).then_some(at)
+        let recent = at <= now && now - at <= MARKER_LIFETIME.whole_seconds();
+        (recent && self.inner.keys.verify_checkpoint(after_message(at, request).as_bytes(), mac) == Some(true))
+            .then_some(at)
     }
 
     /// Parses a requested scope, as the token endpoint reports a bad one.
@@ -396,6 +403,22 @@ impl App {
     pub(super) fn is_public_client(&self, client: &Client) -> bool {
         client.application.is_none() || client.is_fallback_public || client.credentials.is_empty()
     }
+}
+
+/// How long a `kw_after` marker counts: a sign-in page's own lifetime.
+const MARKER_LIFETIME: time::Duration = time::Duration::minutes(30);
+
+/// What a `kw_after` marker's MAC covers: its time and the parameters that make the request its own.
+fn after_message(at: i64, request: &AuthorizeRequest) -> String {
+    let part = |name: &str| request.get(name).unwrap_or_default().replace('\n', " ");
+    format!(
+        "keyward authorize after v2:{at}\n{}\n{}\n{}\n{}\n{}",
+        part("client_id"),
+        part("redirect_uri"),
+        part("code_challenge"),
+        part("nonce"),
+        part("state")
+    )
 }
 
 #[cfg(test)]

@@ -340,7 +340,15 @@ impl App {
                     "The request body must contain the 'code_verifier' parameter.",
                 ));
             }
-            (None, _) => (),
+            // RFC 9700 section 2.1.1: a verifier for a code issued without a challenge is refused
+            // (a code whose challenge was stripped, injected into another's session).
+            (None, Some(_)) => {
+                return Err(OAuthError::invalid_grant(
+                    codes::PKCE_MISMATCH,
+                    "The code_verifier was sent for an authorization code requested without a code_challenge.",
+                ));
+            }
+            (None, None) => (),
         }
         if record.expires_at <= now {
             return Err(invalid());

@@ -34,16 +34,31 @@ macro_rules! current_assignment {
     };
 }
 
+/// The role assignments of tenant `$1` made to principal `$2` or to a role-assignable group
+/// (`$3` = true) it is a member of; the statements below add when they count.
+macro_rules! assignments_of_principal {
+    () => {
+        concat!(
+            "SELECT ",
+            assignment_columns!(),
+            " FROM role_assignments WHERE tenant_id = ",
+            "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
+            "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
+            "m.member_id = $2 AND g.is_assignable_to_role = $3))"
+        )
+    };
+}
+
 /// The role assignments of principal `$2` that apply at `$4`, directly or through a
 /// role-assignable group (`$3` = true) it is a member of (`RoleStore::list_role_assignments_for`).
-pub(super) const ASSIGNMENTS_FOR: &str = concat!(
-    "SELECT ",
-    assignment_columns!(),
-    " FROM role_assignments WHERE tenant_id = ",
-    "$1 AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM ",
-    "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
-    "m.member_id = $2 AND g.is_assignable_to_role = $3))",
-    current_assignment!("4"),
+pub(super) const ASSIGNMENTS_FOR: &str = concat!(assignments_of_principal!(), current_assignment!("4"), " ORDER BY id");
+
+/// The role assignments of principal `$2` not ended at `$4` (started or scheduled to start),
+/// directly or through a role-assignable group (`$3` = true) it is a member of
+/// (`RoleStore::list_unended_role_assignments_for`).
+pub(super) const UNENDED_ASSIGNMENTS_FOR: &str = concat!(
+    assignments_of_principal!(),
+    " AND (role_assignments.end_at IS NULL OR role_assignments.end_at > $4)",
     " ORDER BY id"
 );
 
@@ -164,6 +179,26 @@ macro_rules! impl_role_stores {
             }
         }
 
+        impl $tx {
+            /// A principal's assignments by `sql` (`ASSIGNMENTS_FOR` or `UNENDED_ASSIGNMENTS_FOR`),
+            /// judged at this transaction's time.
+            async fn assignments_by(
+                &mut self,
+                sql: &'static str,
+                tenant: &ObjectId,
+                principal: &ObjectId,
+            ) -> Result<Vec<RoleAssignment>, StoreError> {
+                let rows = q::query(sql)
+                    .bind(tenant.as_str())
+                    .bind(principal.as_str())
+                    .bind(true)
+                    .bind(&self.1)
+                    .fetch_all(&mut *self.0)
+                    .await?;
+                rows.iter().map(Self::assignment_from_row).collect()
+            }
+        }
+
         #[async_trait]
         impl RoleStore for $tx {
             async fn insert_role_assignment(&mut self, assignment: &RoleAssignment) -> Result<(), StoreError> {
@@ -186,19 +221,20 @@ macro_rules! impl_role_stores {
                 Ok(())
             }
 
+            async fn list_unended_role_assignments_for(
+                &mut self,
+                tenant: &ObjectId,
+                principal: &ObjectId,
+            ) -> Result<Vec<RoleAssignment>, StoreError> {
+                self.assignments_by(crate::backend::roles::UNENDED_ASSIGNMENTS_FOR, tenant, principal).await
+            }
+
             async fn list_role_assignments_for(
                 &mut self,
                 tenant: &ObjectId,
                 principal: &ObjectId,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let rows = q::query(crate::backend::roles::ASSIGNMENTS_FOR)
-                    .bind(tenant.as_str())
-                    .bind(principal.as_str())
-                    .bind(true)
-                    .bind(&self.1)
-                    .fetch_all(&mut *self.0)
-                    .await?;
-                rows.iter().map(Self::assignment_from_row).collect()
+                self.assignments_by(crate::backend::roles::ASSIGNMENTS_FOR, tenant, principal).await
             }
 
             async fn delete_role_assignments_of(&mut self, principal: &ObjectId) -> Result<(), StoreError> {

@@ -215,6 +215,30 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
         StatusCode::BAD_REQUEST,
         "Request_BadRequest",
     );
+    // A NUL character anywhere else the request reaches the database (a sign-in name in the
+    // path, an alternate key, a page token's decoded key) is a bad request, not a server error;
+    // so is a $search of too many clauses (SQLite's expression depth) or too many bytes.
+    let nul_token =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1\n00000000-0000-0000-0000-000000000001\n\u{0}");
+    for path in [
+        "/v1.0/users/a%00b@contoso.test".to_owned(),
+        "/v1.0/servicePrincipals(appId='a%00')".to_owned(),
+        format!("/v1.0/users?$orderby=displayName&$skiptoken={nul_token}"),
+    ] {
+        let reply = app.get(&path).await;
+        assert!(reply.status.is_client_error() || reply.status.is_success(), "{path}: {} {}", reply.status, reply.text);
+    }
+    let many = ["\"mail:q\""; 11].join(" OR ");
+    let reply = app
+        .send(
+            Method::GET,
+            &format!("/v1.0/users?$search={many}"),
+            Some(&app.admin_token),
+            None,
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_graph_error(&app.get("/v1.0/groups/not-a-guid").await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_graph_error(
         &app.get("/v1.0/groups?$filter=startswith(mail,'x')").await,

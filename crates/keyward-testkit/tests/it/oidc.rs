@@ -776,6 +776,11 @@ async fn web_codes_need_the_secret(backend: Backend) {
     ];
     let (status, body) = post_form(&app, &token_path(), &fields, None).await;
     assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    // A verifier for a code requested without a challenge is refused (RFC 9700 section 2.1.1: a
+    // code whose challenge was stripped), and the code is not spent by it.
+    let with_verifier = [&fields[..], &[("code_verifier", VERIFIER)]].concat();
+    let (status, body) = post_form(&app, &token_path(), &with_verifier, Some((&app_id, &secret))).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")), "{body}");
     let (status, body) = post_form(&app, &token_path(), &fields, Some((&app_id, &secret))).await;
     assert_eq!(status, StatusCode::OK, "with the secret: {body}");
     // A disabled service principal blocks the application's sign-ins.
@@ -1156,8 +1161,42 @@ async fn device_code_guesses_sent_at_once_meet_the_lockout(backend: Backend) {
     assert_eq!(checked, 5, "wrong codes checked before the lockout held");
 }
 
+/// The `kw_after` marker, which lets the sign-in an authorization request sent the user to stand
+/// in for the fresh one `prompt=login` asks for, counts only for that request and while a
+/// sign-in page lives: one taken from a request without a cookie cannot skip `prompt=login` later
+/// in a browser whose session signed in since, nor on another request.
+async fn a_sign_in_marker_counts_only_for_its_own_recent_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let upn = format!("adele@{DOMAIN}");
+    let url = |state: &str| {
+        format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope=openid\
+             &code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=login&state={state}",
+            keyward_app::url_encode(REDIRECT)
+        )
+    };
+    // A marker, from a request sent without any session.
+    let mut stranger = Browser::new(&app.base_url);
+    let login = stranger.get(&url("s1")).await;
+    assert_eq!(login.title(), "Sign in", "{}", login.path);
+    let back = query_param(&login.path, "return_to").expect("return_to");
+    let marker = query_param(&back, "kw_after").expect("kw_after");
+    // A browser signs in after the marker was made.
+    app.clock.advance(Duration::seconds(5));
+    let mut browser = Browser::new(&app.base_url);
+    authorize(&app, &mut browser, &upn, "").await;
+    let with = |state: &str| format!("{}&kw_after={}", url(state), keyward_app::url_encode(&marker));
+    let other = browser.get(&with("s2")).await;
+    assert_eq!(other.title(), "Sign in", "a marker made for another request: {}", other.path);
+    app.clock.advance(Duration::minutes(31));
+    let late = browser.get(&with("s1")).await;
+    assert_eq!(late.title(), "Sign in", "a marker older than a sign-in page: {}", late.path);
+}
+
 keyward_testkit::on_both_backends!(
     claims_challenge_for_cae_capable_clients,
+    a_sign_in_marker_counts_only_for_its_own_recent_request,
     device_code_guesses_sent_at_once_meet_the_lockout,
     a_code_or_refresh_token_spent_twice_at_once_revokes_what_it_granted,
     sign_in_log_shapes_filters_and_activity,

@@ -234,6 +234,36 @@ async fn applications_cannot_be_used_to_climb(backend: Backend) {
         ))
         .await;
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+
+    // A role scheduled to start later protects as one held now: a secret added to its
+    // application, or a password set for its user, before it starts would hold it when it does.
+    let tomorrow =
+        (app.app.now() + time::Duration::days(1)).format(&time::format_description::well_known::Rfc3339).expect("time");
+    let schedule = |principal: &str| {
+        json!({"action": "adminAssign", "principalId": principal, "directoryScopeId": "/",
+            "roleDefinitionId": keyward_core::authz::roles::GLOBAL_ADMINISTRATOR, "justification": "night shift",
+            "scheduleInfo": {"startDateTime": tomorrow, "expiration": {"type": "afterDuration", "duration": "P30D"}}})
+    };
+    let requests = "/v1.0/roleManagement/directory/roleAssignmentScheduleRequests";
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Night batch"})).await;
+    let (later, later_app_id) =
+        (created.body["id"].as_str().expect("id"), created.body["appId"].as_str().expect("appId"));
+    let made = app.post(requests, &schedule(&principal_of(&app, later_app_id).await)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let path = format!("/v1.0/applications/{later}/addPassword");
+    let refused = app.send(reqwest::Method::POST, &path, Some(&token), Some(&json!({})), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "a role scheduled for its principal: {}", refused.text);
+    let night = app.create_user("night", "Night Admin").await["id"].as_str().expect("id").to_owned();
+    let made = app.post(requests, &schedule(&night)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let desk = app.create_user("helpdesk", "Help Desk").await["id"].as_str().expect("id").to_owned();
+    app.assign_role(&desk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let desk = app.token_for(&format!("helpdesk@{DOMAIN}")).await;
+    let reset = app
+        .as_user(&desk)
+        .patch(&format!("/v1.0/users/{night}"), &json!({"passwordProfile": {"password": "Orchard-Velvet-Compass-31"}}))
+        .await;
+    assert_eq!(reset.status, StatusCode::FORBIDDEN, "a Global Administrator from tomorrow: {}", reset.text);
 }
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
