@@ -1105,7 +1105,8 @@ pub struct BrowserSession {
     pub username: Option<String>,
     pub return_to: String,
     /// When the sign-in began, or began again: a user's own password change during it is the
-    /// cut-off of every session issued before it, this one's start included.
+    /// cut-off of every session issued before it, this one's start included. It only moves
+    /// forward: a save from a page loaded before the change (another tab) keeps the later start.
     pub created: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub authenticated_at: Option<OffsetDateTime>,

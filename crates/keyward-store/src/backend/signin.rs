@@ -785,7 +785,8 @@ macro_rules! impl_sign_in_store {
                     "UPDATE browser_sessions SET user_id = $2, stage = $3, username = $4, ",
                     "return_to = $5, expires_at = $6, authenticated_at = $7, mfa_at = $8, ",
                     "methods = $9, pass_expires_at = $10, pending_secret = $11, ",
-                    "correlation_id = $12, created_at = $13 WHERE id_sha256 = $1"
+                    "correlation_id = $12, created_at = CASE WHEN created_at > $13 THEN created_at ",
+                    "ELSE $13 END WHERE id_sha256 = $1"
                 ))
                 .bind(&session.id_sha256)
                 .bind(session.user_id.as_ref().map(ObjectId::to_string))

@@ -865,8 +865,49 @@ async fn a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it(backe
     watcher.close().await.expect("close");
 }
 
+/// A sign-in's start only moves forward: a save from a page loaded before a password change
+/// moved it (another tab of the same session) keeps the later start.
+async fn a_sign_ins_start_only_moves_forward(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let now = app.app.now();
+    let now = now.replace_microsecond(now.microsecond()).expect("stored in microseconds");
+    let mut session = keyward_store::BrowserSession {
+        id_sha256: vec![7; 32],
+        tenant_id: app.tenant_id().await,
+        user_id: None,
+        stage: keyward_core::signin::Stage::Password,
+        username: None,
+        return_to: String::new(),
+        created: now,
+        expires_at: now + Duration::minutes(30),
+        authenticated_at: None,
+        mfa_at: None,
+        methods: keyward_core::signin::Amr::default(),
+        pass_expires_at: None,
+        pending_secret: None,
+        correlation_id: "tabs".into(),
+        portal_seen_at: None,
+    };
+    let store = app.app.store();
+    let save = |session: keyward_store::BrowserSession| async move {
+        let mut tx = store.write().await.expect("tx");
+        tx.update_browser_session(&session).await.expect("save");
+        tx.commit().await.expect("commit");
+    };
+    let mut tx = store.write().await.expect("tx");
+    tx.insert_browser_session(&session).await.expect("insert");
+    tx.commit().await.expect("commit");
+    let stale = session.clone();
+    session.created = now + Duration::seconds(5);
+    save(session.clone()).await;
+    save(stale).await;
+    let read = store.read().await.expect("tx").get_browser_session(&session.id_sha256).await.expect("read");
+    assert_eq!(read.map(|it| it.created), Some(session.created), "the stale tab moved the start back");
+}
+
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
+    a_sign_ins_start_only_moves_forward,
     a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it,
     an_own_password_change_keeps_its_own_session_on_a_moving_clock,
     an_account_changed_while_the_code_is_typed_is_not_signed_in,
