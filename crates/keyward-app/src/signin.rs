@@ -247,6 +247,19 @@ struct Flow {
     meta: RequestMeta,
 }
 
+impl Flow {
+    /// When this session counts from, for the sessions' cut-off: its sign-in once signed in,
+    /// else the sign-in's start.
+    fn began(&self) -> OffsetDateTime {
+        self.session.authenticated_at.unwrap_or(self.session.created)
+    }
+}
+
+/// Counts a wrong one-time or device code toward the user's code lockout in `state`.
+pub(crate) fn count_code_failure(state: &mut UserSignInState, policy: &SignInPolicy, now: OffsetDateTime) {
+    state.code = state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
+}
+
 impl App {
     /// `GET` of the sign-in page: continues the session named by `cookie`, or starts a new one.
     /// A signed-in session goes to `return_to` (or the account page); a revoked one is logged
@@ -811,29 +824,29 @@ impl App {
         };
         let now = self.now();
         let wrong = "Your current password is incorrect.";
-        let began = flow.session.authenticated_at.unwrap_or(flow.session.created);
-        let fresh = match self.change_password(&flow.tenant.id, &user, current, new, Some(began), None, audit).await? {
-            PasswordChange::Changed(fresh) => *fresh,
-            PasswordChange::Ended(code) => {
-                let tx = self.write().await?;
-                return self.end_changed(tx, flow, Some(&user), code).await;
-            }
-            PasswordChange::Locked(until) => {
-                let failed = detail(now, "Password", false, "Account locked");
-                self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
-                return self.render(flow, Some(lockout_message(until))).await;
-            }
-            PasswordChange::Wrong => {
-                let failed = detail(now, "Password", false, "Invalid current password");
-                self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
-                return self.render(flow, Some(wrong.into())).await;
-            }
-            PasswordChange::LockedWhileChecking => {
-                let failed = detail(now, "Password", false, "Account locked");
-                self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
-                return self.render(flow, Some(wrong.into())).await;
-            }
-        };
+        let fresh =
+            match self.change_password(&flow.tenant.id, &user, current, new, Some(flow.began()), None, audit).await? {
+                PasswordChange::Changed(fresh) => *fresh,
+                PasswordChange::Ended(code) => {
+                    let tx = self.write().await?;
+                    return self.end_changed(tx, flow, Some(&user), code).await;
+                }
+                PasswordChange::Locked(until) => {
+                    let failed = detail(now, "Password", false, "Account locked");
+                    self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+                    return self.render(flow, Some(lockout_message(until))).await;
+                }
+                PasswordChange::Wrong => {
+                    let failed = detail(now, "Password", false, "Invalid current password");
+                    self.log_sign_in(flow, Some(&user), codes::INVALID_CREDENTIALS, vec![failed]).await?;
+                    return self.render(flow, Some(wrong.into())).await;
+                }
+                PasswordChange::LockedWhileChecking => {
+                    let failed = detail(now, "Password", false, "Account locked");
+                    self.log_sign_in(flow, Some(&user), codes::LOCKED, vec![failed]).await?;
+                    return self.render(flow, Some(wrong.into())).await;
+                }
+            };
         // The change ended every session issued before its cut-off, taken after the new password
         // was hashed; the session that made it goes on from the cut-off (a session from its very
         // instant still counts), signed in or still signing in. Typing the current password
@@ -1039,8 +1052,7 @@ impl App {
                 Ok(view)
             }
             Err(err) => {
-                state.code =
-                    state.code.after_failure(policy.code_attempt_limit, Duration::seconds(policy.lockout_seconds), now);
+                count_code_failure(&mut state, &policy, now);
                 tx.set_user_sign_in_state(&user.id, &state).await?;
                 tx.commit().await?;
                 let (reason, message) = match err {
@@ -1395,7 +1407,7 @@ impl App {
         };
         drop(tx);
         let facts = SessionFacts {
-            authenticated_at: flow.session.authenticated_at.unwrap_or(flow.session.created),
+            authenticated_at: flow.began(),
             expires_at: flow.session.expires_at,
             pass_expires_at: flow.session.pass_expires_at,
         };
@@ -1761,8 +1773,9 @@ pub(crate) async fn settle_success(
 /// revoked since the sign-in began (or, once signed in, since it signed in). `None`: it goes on.
 fn account_changed(fresh: Option<&User>, flow: &Flow) -> Option<i32> {
     let Some(user) = fresh else { return Some(codes::DISABLED) };
-    let began = flow.session.authenticated_at.unwrap_or(flow.session.created);
-    signin::account_allows(began, user.sign_in_sessions_valid_from, user.account_enabled).err().and_then(|it| it.code())
+    signin::account_allows(flow.began(), user.sign_in_sessions_valid_from, user.account_enabled)
+        .err()
+        .and_then(|it| it.code())
 }
 
 async fn flow_user_in(tx: &mut dyn Tx, flow: &Flow) -> Result<User, AppError> {

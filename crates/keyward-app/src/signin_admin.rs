@@ -501,9 +501,9 @@ async fn remove_mfa_methods(tx: &mut dyn Tx, user: &User) -> Result<PropertyChan
 }
 
 /// `revokeSignInSessions` and the account page's "Sign out everywhere" both do. `now`, the
-/// cut-off, is read after `user`'s row was read for update: a sign-in finishing meanwhile
-/// (which does not lock the row) then either committed first, with an earlier time this cut-off
-/// ends, or sees the cut-off when it reads the user.
+/// cut-off, is read after `user`'s row was read for update: a sign-in finishing meanwhile, whose
+/// last step reads that row for update too, either committed first, with an earlier time this
+/// cut-off ends, or waits for this change and sees the cut-off.
 pub(crate) async fn end_sessions(
     tx: &mut dyn Tx,
     user: &mut User,

@@ -292,8 +292,7 @@ impl App {
         let record = record
             .filter(|it| it.tenant_id == tenant.id && it.status == DeviceCodeStatus::Pending && it.expires_at > now);
         if record.is_none() {
-            let lockout = time::Duration::seconds(policy.lockout_seconds);
-            state.code = state.code.after_failure(policy.code_attempt_limit, lockout, now);
+            crate::signin::count_code_failure(&mut state, &policy, now);
             tx.set_user_sign_in_state(&user.id, &state).await?;
         }
         tx.commit().await?;

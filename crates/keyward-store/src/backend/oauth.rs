@@ -39,6 +39,12 @@ macro_rules! impl_oauth_store {
                 crate::backend::oauth::application_from(row)
             }
 
+            /// Takes a refresh token family's lock until the transaction ends (PostgreSQL; SQLite's
+            /// writers take turns): its revocations and the check before a token joins it.
+            async fn lock_refresh_family(&mut self, family_id: &str) -> Result<(), StoreError> {
+                self.advisory_lock(format!("keyward-refresh-family-{family_id}")).await
+            }
+
             /// One application by object id; with `lock`, its row locked until the transaction
             /// ends (`FOR NO KEY UPDATE`, as `get_user_for_update` locks a user's).
             async fn application_by_id(
@@ -387,7 +393,7 @@ macro_rules! impl_oauth_store {
             async fn is_refresh_family_revoked(&mut self, family_id: &str) -> Result<bool, StoreError> {
                 // Its own statement before the read: under READ COMMITTED the read's snapshot is
                 // then taken once the lock is held, and sees a revocation that held it.
-                self.advisory_lock(format!("keyward-refresh-family-{family_id}")).await?;
+                self.lock_refresh_family(family_id).await?;
                 let revoked: Option<i64> = q::query_scalar(concat!(
                     "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND ",
                     "revoked_at IS NOT NULL LIMIT 1"
@@ -399,7 +405,7 @@ macro_rules! impl_oauth_store {
             }
 
             async fn revoke_refresh_family(&mut self, family_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-                self.advisory_lock(format!("keyward-refresh-family-{family_id}")).await?;
+                self.lock_refresh_family(family_id).await?;
                 q::query(concat!(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND ",
                     "revoked_at IS NULL"
