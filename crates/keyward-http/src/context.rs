@@ -52,7 +52,8 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |it| it.as_str()).to_owned();
     let path = request.uri().path().to_owned();
-    let mut response = CURRENT_IDS.scope(ids.clone(), next.run(request)).await;
+    let is_graph = path.starts_with("/v1.0/") || path.starts_with("/beta/");
+    let mut response = guarded(&ids, is_graph, CURRENT_IDS.scope(ids.clone(), next.run(request))).await;
     let accepted = response.status() == axum::http::StatusCode::ACCEPTED;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
@@ -86,6 +87,41 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         "request"
     );
     response
+}
+
+/// A future that turns a panic while it is polled into `Err`, so a bug in one handler answers
+/// its own request with a 500 (and a log line naming the request) instead of dropping the
+/// connection under the client. What the handler held is dropped while unwinding, as it is when
+/// a task panics: an open transaction rolls back, a write turn is handed on.
+pub struct CatchPanic<F>(pub std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}
+
+/// Runs a request's handler; if it panics, answers 500 (Graph's envelope on the Graph paths,
+/// plain text elsewhere), naming the request id the server's log has it under.
+async fn guarded(ids: &RequestIds, is_graph: bool, handler: impl std::future::Future<Output = Response>) -> Response {
+    match CatchPanic(Box::pin(handler)).await {
+        Ok(response) => response,
+        Err(()) => {
+            tracing::error!(request_id = %ids.request_id, "the request's handler panicked");
+            if is_graph {
+                GraphError::unexpected(ids).into_response()
+            } else {
+                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, crate::error::unexpected_message(ids) + "\n")
+                    .into_response()
+            }
+        }
+    }
 }
 
 /// Which API version a request addressed.
@@ -343,5 +379,33 @@ mod tests {
         assert!(GraphQuery::parse(Some("$top=1&$top=2"), &HeaderMap::new()).is_err());
         assert!(GraphQuery::parse(Some("$apply=x"), &HeaderMap::new()).is_err());
         assert!(GraphQuery::parse(Some("$skip=10"), &HeaderMap::new()).is_ok_and(|it| it.raw.has_skip));
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_in_its_surfaces_envelope() {
+        let ids = RequestIds { request_id: "r-1".into(), client_request_id: "c-1".into() };
+        // A panic after the handler has already waited once, as one in a handler's later step would.
+        let late_panic = async {
+            tokio::task::yield_now().await;
+            if ids.request_id.len() == 3 {
+                panic!("a bug");
+            }
+            (axum::http::StatusCode::OK, "fine").into_response()
+        };
+        let response = guarded(&ids, true, late_panic).await;
+        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("Graph's envelope");
+        assert_eq!(json["error"]["code"], "generalException");
+        assert!(json["error"]["message"].as_str().is_some_and(|it| it.contains("request-id r-1")), "{json}");
+        assert!(!String::from_utf8_lossy(&body).contains("a bug"), "the panic's message stays in the log");
+
+        let response = guarded(&ids, false, async { panic!("a bug") }).await;
+        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        assert!(String::from_utf8_lossy(&body).contains("request-id r-1"));
+
+        let response = guarded(&ids, true, async { (axum::http::StatusCode::CREATED, "made").into_response() }).await;
+        assert_eq!(response.status(), axum::http::StatusCode::CREATED);
     }
 }

@@ -40,6 +40,11 @@ impl GraphError {
         GraphError::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message, ids)
     }
 
+    /// A 500 that shows nothing of its cause and names the request the server's log has it under.
+    pub fn unexpected(ids: &RequestIds) -> GraphError {
+        GraphError::new(StatusCode::INTERNAL_SERVER_ERROR, "generalException", unexpected_message(ids), ids)
+    }
+
     /// Maps an app error to Graph's code and status; unexpected errors are logged with their
     /// whole cause chain and shown without internals.
     pub fn from_app(err: AppError, ids: &RequestIds) -> GraphError {
@@ -88,18 +93,18 @@ impl GraphError {
             }
             AppError::Unexpected(inner) => {
                 tracing::error!(request_id = %ids.request_id, error = ?inner, "unexpected error");
-                GraphError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "generalException",
-                    format!(
-                        "An unexpected error occurred on the server. Retry the request; if it fails again, give request-id {} to your administrator, whose server log has the details.",
-                        ids.request_id
-                    ),
-                    ids,
-                )
+                GraphError::unexpected(ids)
             }
         }
     }
+}
+
+/// What a 500 says: retry, and the request id to give an administrator.
+pub fn unexpected_message(ids: &RequestIds) -> String {
+    format!(
+        "An unexpected error occurred on the server. Retry the request; if it fails again, give request-id {} to your administrator, whose server log has the details.",
+        ids.request_id
+    )
 }
 
 /// An app error becomes the envelope of the request being served (`?` in a handler).

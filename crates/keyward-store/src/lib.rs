@@ -1386,6 +1386,9 @@ pub struct RefreshToken {
     pub expires_at: OffsetDateTime,
     pub rotated_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The client authenticated (a secret or an assertion) when the family was granted, so each
+    /// redemption must too, whatever the application's settings are then.
+    pub client_authenticated: bool,
 }
 
 /// A device authorization (RFC 8628); the device code is stored as SHA-256.

@@ -123,6 +123,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0029_cascade_indexes.sql",
         sql: include_str!("../migrations/sqlite/0029_cascade_indexes.sql"),
     },
+    Migration {
+        version: 30,
+        name: "0030_refresh_token_client_auth.sql",
+        sql: include_str!("../migrations/sqlite/0030_refresh_token_client_auth.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -243,6 +248,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 29,
         name: "0029_cascade_indexes.sql",
         sql: include_str!("../migrations/postgres/0029_cascade_indexes.sql"),
+    },
+    Migration {
+        version: 30,
+        name: "0030_refresh_token_client_auth.sql",
+        sql: include_str!("../migrations/postgres/0030_refresh_token_client_auth.sql"),
     },
 ];
 

@@ -182,7 +182,8 @@ impl App {
         };
         let scopes = self.scopes_of(&record.scope)?;
         let family = URL_SAFE_NO_PAD.encode(&hash);
-        self.issue_for_grant(tenant, client, &grant, &scopes, None, &family, params).await
+        let family = super::token::Family { id: &family, client_authenticated: is_authenticated };
+        self.issue_for_grant(tenant, client, &grant, &scopes, None, family, params).await
     }
 
     /// The device-code verification page: approves `user_code` for the signed-in user of the

@@ -279,7 +279,8 @@ impl App {
     /// Refuses an unauthenticated client unless the grant is a public client's: `is_public_grant`
     /// says so for the grant at hand (a code sent to a native redirect URI, a refresh token of an
     /// application without credentials, the first-party client, or `isFallbackPublicClient` for
-    /// the device-code, password and refresh grants; never a code sent to a web redirect URI).
+    /// the device-code, password and refresh grants; never a code sent to a web redirect URI, nor
+    /// a refresh token whose family was granted to the client authenticated).
     pub(super) fn require_client_auth(is_authenticated: bool, is_public_grant: bool) -> Result<(), OAuthError> {
         if is_authenticated || is_public_grant {
             Ok(())
@@ -369,6 +370,7 @@ impl App {
                     expires_at: now + REFRESH_LIFETIME,
                     rotated_at: Some(now),
                     revoked_at: Some(now),
+                    client_authenticated: is_authenticated,
                 };
                 tx.insert_refresh_token(&marker).await?;
             }
@@ -381,7 +383,8 @@ impl App {
         }
         tx.commit().await?;
         let scopes = self.scopes_of(&record.grant.scope)?;
-        self.issue_for_grant(tenant, client, &record.grant, &scopes, record.nonce.as_deref(), &family, params).await
+        let family = Family { id: &family, client_authenticated: is_authenticated };
+        self.issue_for_grant(tenant, client, &record.grant, &scopes, record.nonce.as_deref(), family, params).await
     }
 
     pub(super) async fn redeem_refresh(
@@ -419,7 +422,10 @@ impl App {
             protocol: "none",
             incoming_token: "refreshToken",
         });
-        Self::require_client_auth(is_authenticated, self.is_public_client(client))?;
+        // A family granted to an authenticated client stays confidential: neither deleting the
+        // application's every credential (after a leak, say) nor `isFallbackPublicClient` lets
+        // its refresh tokens be redeemed without one.
+        Self::require_client_auth(is_authenticated, !record.client_authenticated && self.is_public_client(client))?;
         let user = tx.get_user(&tenant.id, &record.grant.user_id).await?;
         drop(tx);
         let revoked = || {
@@ -472,7 +478,9 @@ impl App {
             return Err(revoked());
         }
         tx.commit().await?;
-        self.issue_for_grant(tenant, client, &record.grant, &scopes, None, &record.family_id, params).await
+        let family =
+            Family { id: &record.family_id, client_authenticated: record.client_authenticated || is_authenticated };
+        self.issue_for_grant(tenant, client, &record.grant, &scopes, None, family, params).await
     }
 
     pub(super) async fn client_credentials(
@@ -531,7 +539,7 @@ impl App {
         grant: &Grant,
         scopes: &Scopes,
         nonce: Option<&str>,
-        family: &str,
+        family: Family<'_>,
         params: &HashMap<String, String>,
     ) -> Result<TokenResponse, OAuthError> {
         let now = self.now();
@@ -596,19 +604,20 @@ impl App {
             }
             let record = RefreshToken {
                 token_sha256: sha256(token.as_bytes()),
-                family_id: family.to_owned(),
+                family_id: family.id.to_owned(),
                 grant: grant.clone(),
                 issued_at: now,
                 expires_at,
                 rotated_at: None,
                 revoked_at: None,
+                client_authenticated: family.client_authenticated,
             };
             let mut tx = self.write().await?;
             // A replay (of the code, or of the refresh token this one replaces) may have revoked
             // the family since the code or token was spent. The check takes the family's lock,
             // as a revocation does, until this token has committed: a revocation either came
             // first and is seen here, or comes after and sees this token.
-            if tx.is_refresh_family_revoked(family).await? {
+            if tx.is_refresh_family_revoked(family.id).await? {
                 return Err(OAuthError::invalid_grant(
                     codes::GRANT_REVOKED,
                     "The provided grant has been revoked: a refresh token or authorization code was used twice.",
@@ -774,7 +783,8 @@ impl App {
             pass_expires_at: None,
         };
         let family = uuid::Uuid::new_v4().to_string();
-        self.issue_for_grant(tenant, client, &grant, &scopes, None, &family, params).await
+        let family = Family { id: &family, client_authenticated: is_authenticated };
+        self.issue_for_grant(tenant, client, &grant, &scopes, None, family, params).await
     }
 
     /// RFC 7009 revocation: a refresh token revokes its whole family. The client identifies
@@ -812,6 +822,14 @@ impl App {
 /// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
 /// the code, or the error's description); no user yet, and no protocol or incoming token. The
 /// caller fills in who signed in, and how.
+/// The refresh-token family a grant's tokens join, and whether the client authenticated when
+/// it was granted (each redemption must then authenticate too).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Family<'a> {
+    pub id: &'a str,
+    pub client_authenticated: bool,
+}
+
 fn token_record(
     tenant: &Tenant,
     client: &Client,

@@ -160,9 +160,9 @@ async fn batch(
             Ok(it) => it,
             Err(never) => match never {},
         };
-        let status = response.status().as_u16();
+        let (status, inner) = inner_response(&item.id, response).await;
         statuses.insert(item.id.clone(), status);
-        responses.push(inner_response(&item.id, response).await);
+        responses.push(inner);
     }
     let mut response = (StatusCode::OK, axum::Json(json!({"responses": responses}))).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -170,29 +170,38 @@ async fn batch(
 }
 
 /// An inner response as the batch reports it: status, the headers a client needs, and the body
-/// (JSON as JSON, anything else as base64).
-async fn inner_response(id: &str, response: Response) -> Value {
-    let status = response.status().as_u16();
+/// (JSON as JSON, anything else as base64), and its status.
+async fn inner_response(id: &str, response: Response) -> (u16, Value) {
+    // The body is our own handler's answer, already bounded by its paging, so it is read whole.
+    // One that cannot be read is reported as that request's failure, never as an empty success.
+    let (parts, body) = response.into_parts();
+    let (parts, bytes) = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => (parts, bytes),
+        Err(_) => {
+            let (parts, body) =
+                crate::error::GraphError::unexpected(&crate::context::current_ids()).into_response().into_parts();
+            (parts, axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default())
+        }
+    };
     let mut headers = Map::new();
     for name in [header::CONTENT_TYPE, header::LOCATION, header::RETRY_AFTER, header::CACHE_CONTROL] {
-        if let Some(value) = response.headers().get(&name).and_then(|it| it.to_str().ok()) {
+        if let Some(value) = parts.headers.get(&name).and_then(|it| it.to_str().ok()) {
             headers.insert(canonical_name(name.as_str()), json!(value));
         }
     }
-    let is_json = response
-        .headers()
+    let is_json = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|it| it.to_str().ok())
         .is_some_and(|it| it.starts_with("application/json"));
-    let bytes = axum::body::to_bytes(response.into_body(), crate::GRAPH_BODY_LIMIT * 4).await.unwrap_or_default();
-    let mut item = json!({"id": id, "status": status, "headers": headers});
+    let mut item = json!({"id": id, "status": parts.status.as_u16(), "headers": headers});
     if !bytes.is_empty() {
         item["body"] = match serde_json::from_slice::<Value>(&bytes) {
             Ok(value) if is_json => value,
             _ => json!(base64::engine::general_purpose::STANDARD.encode(&bytes)),
         };
     }
-    item
+    (parts.status.as_u16(), item)
 }
 
 /// `content-type` → `Content-Type`.
@@ -220,4 +229,26 @@ pub fn routes(api: Api) -> Api {
             "BatchResponse",
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_inner_answer_is_reported_whole() {
+        // Larger than any request body Graph accepts, four times over: it was cut to nothing.
+        let big = "x".repeat(5 << 20);
+        let response = (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&json!({"value": big})).expect("json"),
+        )
+            .into_response();
+        let (status, item) = inner_response("1", response).await;
+        assert_eq!(status, 200);
+        assert_eq!(item["status"], 200);
+        assert_eq!(item["headers"]["Content-Type"], "application/json");
+        assert_eq!(item["body"]["value"].as_str().map(str::len), Some(5 << 20));
+    }
 }

@@ -332,8 +332,8 @@ macro_rules! impl_oauth_store {
                 q::query(concat!(
                     "INSERT INTO refresh_tokens (token_sha256, family_id, tenant_id, ",
                     "client_id, user_id, scope, auth_time, amr, pass_expires_at, issued_at, ",
-                    "expires_at, rotated_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, ",
-                    "$8, $9, $10, $11, $12, $13)"
+                    "expires_at, rotated_at, revoked_at, client_authenticated) VALUES ($1, $2, ",
+                    "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 ))
                 .bind(&token.token_sha256)
                 .bind(&token.family_id)
@@ -348,6 +348,7 @@ macro_rules! impl_oauth_store {
                 .bind(fmt_ts(token.expires_at))
                 .bind(token.rotated_at.map(fmt_ts))
                 .bind(token.revoked_at.map(fmt_ts))
+                .bind(token.client_authenticated)
                 .execute(&mut *self.0)
                 .await?;
                 Ok(())
@@ -357,7 +358,7 @@ macro_rules! impl_oauth_store {
                 let row = q::query(concat!(
                     "SELECT token_sha256, family_id, issued_at, expires_at, rotated_at, ",
                     "revoked_at, tenant_id, client_id, user_id, scope, auth_time, amr, ",
-                    "pass_expires_at FROM refresh_tokens WHERE token_sha256 = $1"
+                    "pass_expires_at, client_authenticated FROM refresh_tokens WHERE token_sha256 = $1"
                 ))
                 .bind(token_sha256)
                 .fetch_optional(&mut *self.0)
@@ -371,6 +372,7 @@ macro_rules! impl_oauth_store {
                     rotated_at: opt_ts(row.try_get(4)?)?,
                     revoked_at: opt_ts(row.try_get(5)?)?,
                     grant: Self::grant_from_row(&row, 6)?,
+                    client_authenticated: row.try_get(13)?,
                 }))
             }
 

@@ -752,14 +752,13 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let app_id = created.body["appId"].as_str().expect("appId").to_owned();
     let object_id = created.body["id"].as_str().expect("id").to_owned();
-    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
+    let secret = added.body["secretText"].as_str().expect("secret").to_owned();
+    let key_id = added.body["keyId"].as_str().expect("keyId").to_owned();
     let mut browser = Browser::new(&app.base_url);
     let page = browser
         .get(&format!(
-            "/{DOMAIN}/oauth2/v2.0/authorize?client_id={app_id}&response_type=code&redirect_uri={}&scope=openid",
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id={app_id}&response_type=code&redirect_uri={}&scope=openid%20offline_access",
             keyward_app::url_encode(web)
         ))
         .await;
@@ -783,6 +782,23 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_grant")), "{body}");
     let (status, body) = post_form(&app, &token_path(), &fields, Some((&app_id, &secret))).await;
     assert_eq!(status, StatusCode::OK, "with the secret: {body}");
+    // Its refresh tokens are the confidential client's: `isFallbackPublicClient` does not let them
+    // be redeemed without the secret, nor does deleting the application's every secret (after a
+    // leak, the leaked secret's tokens stop).
+    let mut refresh_token = body["refresh_token"].as_str().expect("a refresh token").to_owned();
+    let redeem = async |token: &str, secret: Option<&str>| {
+        let fields = [("grant_type", "refresh_token"), ("client_id", app_id.as_str()), ("refresh_token", token)];
+        post_form(&app, &token_path(), &fields, secret.map(|it| (app_id.as_str(), it))).await
+    };
+    let (status, body) = redeem(&refresh_token, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    let (status, body) = redeem(&refresh_token, Some(&secret)).await;
+    assert_eq!(status, StatusCode::OK, "with the secret: {body}");
+    refresh_token = body["refresh_token"].as_str().expect("a rotated refresh token").to_owned();
+    let removed = app.post(&format!("/v1.0/applications/{object_id}/removePassword"), &json!({"keyId": key_id})).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let (status, body) = redeem(&refresh_token, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
     // A disabled service principal blocks the application's sign-ins.
     let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
     let principal = principals.body["value"]
