@@ -786,6 +786,17 @@ impl App {
                 self.mfa_page(flow, policy, facts, None).await
             }
             NextStep::Register => {
+                // A password alone registers nothing beside methods the user has but cannot use here.
+                if let Err(notice) = self.may_add_method(flow, user).await? {
+                    let failed = detail(
+                        now,
+                        "Software OATH token",
+                        false,
+                        "Registration required, but the user has methods this sign-in cannot use: a Temporary Access Pass is needed",
+                    );
+                    self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first, failed]).await?;
+                    return self.render(flow, Some(notice)).await;
+                }
                 flow.session.stage = Stage::MoreInfo;
                 self.save_session(&flow.session).await?;
                 self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first]).await?;
@@ -1083,6 +1094,11 @@ impl App {
         if campaign_nudge_of(facts, self.now()) == Nudge::None {
             return Ok(None);
         }
+        // Not after a password alone beside a phone or an e-mail address (Entra nudges after MFA).
+        let user = self.flow_user(flow).await?;
+        if self.may_add_method(flow, &user).await?.is_err() {
+            return Ok(None);
+        }
         flow.session.stage = Stage::Campaign;
         self.save_session(&flow.session).await?;
         Ok(Some(self.render(flow, None).await?))
@@ -1144,6 +1160,12 @@ impl App {
 
     async fn begin_totp_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
+        // The account page checked already; the interrupt and the campaign's prompt check here.
+        if flow.session.authenticated_at.is_none()
+            && let Err(notice) = self.may_add_method(flow, &user).await?
+        {
+            return self.refuse_registration(flow, &user, notice).await;
+        }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
             if flow.session.authenticated_at.is_some() {
                 let notice =
@@ -1160,17 +1182,27 @@ impl App {
         self.render(flow, None).await
     }
 
+    /// A registration the flow may not make (`may_add_method`'s answer): back to the account
+    /// page when signed in, otherwise to the first factor, where a Temporary Access Pass can be
+    /// entered, with what to do.
+    async fn refuse_registration(&self, flow: &mut Flow, user: &User, notice: String) -> Result<SignInView, AppError> {
+        flow.session.pending_secret = None;
+        if flow.session.authenticated_at.is_some() {
+            flow.session.stage = Stage::Done;
+            self.save_session(&flow.session).await?;
+            return self.account_page(flow, user, Some(notice)).await;
+        }
+        flow.session.stage = Stage::Password;
+        self.save_session(&flow.session).await?;
+        self.render(flow, Some(notice)).await
+    }
+
     async fn submit_registration(&self, flow: &mut Flow, form: &SignInForm) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
         let now = self.now();
-        // A signed-in session left on this page must still have a recent proof to add the app.
-        if flow.session.authenticated_at.is_some()
-            && let Err(notice) = self.may_add_method(flow, &user).await?
-        {
-            flow.session.pending_secret = None;
-            flow.session.stage = Stage::Done;
-            self.save_session(&flow.session).await?;
-            return self.account_page(flow, &user, Some(notice)).await;
+        // A session left on this page must still have a recent proof to add the app.
+        if let Err(notice) = self.may_add_method(flow, &user).await? {
+            return self.refuse_registration(flow, &user, notice).await;
         }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.software_oath {
             // Turned off for this user since the registration page was shown.
@@ -1206,8 +1238,9 @@ impl App {
             last_used_step: step,
         };
         let mut tx = self.write().await?;
-        // Disabled, deleted or its sessions revoked since the page was shown: no method is added.
-        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
+        // Disabled, deleted or its sessions revoked since the page was shown: no method is added
+        // (read for update: a revocation or a disable in flight holds the row, and is waited for).
+        let fresh = tx.get_user_for_update(&flow.tenant.id, &user.id).await?;
         if let Some(code) = account_changed(fresh.as_ref(), flow) {
             return self.end_changed(tx, flow, fresh.as_ref(), code).await;
         }

@@ -61,6 +61,9 @@ struct Reader<'a> {
     at: usize,
 }
 
+/// The most entries a CBOR array or map may have.
+const MAX_CBOR_ENTRIES: usize = 64;
+
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], WebauthnError> {
         let end = self.at.checked_add(n).filter(|end| *end <= self.input.len());
@@ -90,6 +93,17 @@ impl Reader<'_> {
         }
     }
 
+    /// An array's or a map's count. WebAuthn's are small (an attestation object has three
+    /// keys, a COSE key five, a certificate chain a few certificates); a cap keeps the map's
+    /// duplicate-key check, which compares each key with those before it, small too.
+    fn entries(&mut self, info: u8) -> Result<usize, WebauthnError> {
+        let n = self.length(info)?;
+        if n > MAX_CBOR_ENTRIES {
+            return fail("a CBOR array or map has too many entries");
+        }
+        Ok(n)
+    }
+
     fn item(&mut self, depth: usize) -> Result<Cbor, WebauthnError> {
         if depth > 16 {
             return fail("CBOR nested too deeply");
@@ -110,7 +124,7 @@ impl Reader<'_> {
                 Cbor::Text(text.to_owned())
             }
             4 => {
-                let n = self.length(info)?;
+                let n = self.entries(info)?;
                 let mut items = Vec::new();
                 for _ in 0..n {
                     items.push(self.item(depth + 1)?);
@@ -118,7 +132,7 @@ impl Reader<'_> {
                 Cbor::Array(items)
             }
             5 => {
-                let n = self.length(info)?;
+                let n = self.entries(info)?;
                 let mut entries: Vec<(Cbor, Cbor)> = Vec::new();
                 for _ in 0..n {
                     let key = self.item(depth + 1)?;
@@ -631,6 +645,20 @@ mod tests {
         assert!(decode_cbor(&[0x81; 40]).is_err());
         assert!(decode_cbor(&[]).is_err());
         assert!(decode_cbor(&[0xa2, 0x01, 0x01, 0x01, 0x02]).is_err(), "a key twice");
+        // A map of 12,000 distinct keys (a quadratic duplicate check) or a long array: refused.
+        let mut big = vec![0xb9, 0x2e, 0xe0];
+        for key in 0..12_000_u16 {
+            big.push(0x19);
+            big.extend_from_slice(&key.to_be_bytes());
+            big.push(0x00);
+        }
+        assert!(decode_cbor(&big).is_err_and(|err| err.0.contains("too many entries")));
+        let mut array = vec![0x98, 65];
+        array.extend([0x00; 65]);
+        assert!(decode_cbor(&array).is_err());
+        let mut array = vec![0x98, 64];
+        array.extend([0x00; 64]);
+        assert!(decode_cbor(&array).is_ok());
     }
 
     #[test]

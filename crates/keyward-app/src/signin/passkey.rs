@@ -347,6 +347,11 @@ impl App {
     /// creates the passkey.
     pub(super) async fn begin_passkey_registration(&self, flow: &mut Flow) -> Result<SignInView, AppError> {
         let user = self.flow_user(flow).await?;
+        if flow.session.authenticated_at.is_none()
+            && let Err(notice) = self.may_add_method(flow, &user).await?
+        {
+            return self.refuse_registration(flow, &user, notice).await;
+        }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration {
             return self.passkeys_not_allowed(flow, &user).await;
         }
@@ -377,13 +382,11 @@ impl App {
     ) -> Result<SignInPage, AppError> {
         let user = self.flow_user(flow).await?;
         // A session left on this page must still have a recent proof to get a challenge.
-        if flow.session.authenticated_at.is_some()
-            && let Err(notice) = self.may_add_method(flow, &user).await?
-        {
+        if let Err(notice) = self.may_add_method(flow, &user).await? {
             return Ok(SignInPage::RegisterPasskey {
                 username: flow.session.username.clone().unwrap_or_default(),
                 options: None,
-                can_cancel: true,
+                can_cancel: flow.session.authenticated_at.is_some(),
                 error: Some(notice),
             });
         }
@@ -413,10 +416,8 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.render(flow, None).await;
         }
-        if signed_in && let Err(notice) = self.may_add_method(flow, &user).await? {
-            flow.session.stage = Stage::Done;
-            self.save_session(&flow.session).await?;
-            return self.account_page(flow, &user, Some(notice)).await;
+        if let Err(notice) = self.may_add_method(flow, &user).await? {
+            return self.refuse_registration(flow, &user, notice).await;
         }
         if !self.user_methods(&flow.tenant.id, &user.id).await?.fido2_registration {
             // Turned off for this user since the page was shown.
@@ -436,8 +437,9 @@ impl App {
             Err(err) => return Err(err),
         };
         let mut tx = self.write().await?;
-        // Disabled, deleted or its sessions revoked since the page was shown: no passkey is added.
-        let fresh = tx.get_user(&flow.tenant.id, &user.id).await?;
+        // Disabled, deleted or its sessions revoked since the page was shown: no passkey is added
+        // (read for update: a revocation or a disable in flight holds the row, and is waited for).
+        let fresh = tx.get_user_for_update(&flow.tenant.id, &user.id).await?;
         if let Some(code) = super::account_changed(fresh.as_ref(), flow) {
             return self.end_changed(tx, flow, fresh.as_ref(), code).await;
         }
@@ -462,10 +464,22 @@ impl App {
         self.registered(flow, &user, &passkey_amr(&method), passkey_kind(&method), notice).await
     }
 
-    /// Whether the session may add a method now: MFA within the last ten minutes when the user
-    /// has a method (a recent sign-in when they have none). `Err` carries what to tell them.
+    /// Whether the flow may add a method now: MFA within the last ten minutes (a Temporary Access
+    /// Pass counts) when the user has any method at all, of any kind, usable here or not;
+    /// otherwise a recent sign-in (on the account page) or the password just checked (at the
+    /// registration interrupt or the campaign's prompt). So a password alone plants no app or
+    /// passkey beside a user's phone, e-mail address, or methods the policy has turned off. A
+    /// flow opened with a pass adds nothing once the pass is deleted or over. `Err` carries what
+    /// to tell them.
     pub(super) async fn may_add_method(&self, flow: &Flow, user: &User) -> Result<Result<(), String>, AppError> {
         let now = self.now();
+        if let Some(end) = flow.session.pass_expires_at
+            && (end <= now || !self.pass_still_held(&user.id, Some(end)).await?)
+        {
+            return Ok(Err(
+                "Your Temporary Access Pass has expired or was deleted. Sign in again to add a method.".into()
+            ));
+        }
         let mut tx = self.read_short().await?;
         let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty()
             || !tx.list_fido2_methods(&user.id).await?.is_empty();
@@ -473,14 +487,19 @@ impl App {
             || !tx.list_phone_methods(&user.id).await?.is_empty()
             || tx.get_email_method(&user.id).await?.is_some();
         drop(tx);
+        let before_sign_in = flow.session.authenticated_at.is_none();
         // Adding a method needs a recent proof: MFA if the user has any method (a phone or an
         // e-mail address too: whoever adds an app may then change them), otherwise a recent
         // sign-in, so an old or stolen session, or a password alone, cannot plant one.
-        let proof = if has_method { flow.session.mfa_at } else { flow.session.authenticated_at };
+        let proof = match (has_method, before_sign_in) {
+            (true, _) => flow.session.mfa_at,
+            (false, true) => Some(now),
+            (false, false) => flow.session.authenticated_at,
+        };
         if proof.is_some_and(|at| now - at <= RECENT_MFA) {
             return Ok(Ok(()));
         }
-        Ok(Err(match (has_method, has_app) {
+        Ok(Err(match (has_method, has_app && !before_sign_in) {
             (false, _) => "To add a method, sign out and sign in again first: this needs a sign-in within the last 10 \
                            minutes."
                 .to_owned(),

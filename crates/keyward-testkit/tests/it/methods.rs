@@ -438,6 +438,9 @@ async fn sign_in_preferences(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.set_security_defaults(true).await;
     let (adele, script_token) = user(&app, "adele", None).await;
+    // Her authenticator app, registered at her first sign-in while she has no other method (with
+    // a phone, a password alone would register nothing).
+    token_with_mfa(&app, &format!("adele@{DOMAIN}")).await;
     let path = format!("/beta/users/{adele}/authentication/signInPreferences");
     let initial = app.get(&path).await;
     assert_eq!(initial.status, StatusCode::OK, "{}", initial.text);

@@ -610,12 +610,14 @@ async fn passkeys_on_the_pages(backend: Backend) {
     let answer = assert_with(&mut key, &page_options(&page, "passkey"), &origin).await.expect("asserted");
     let refused = blocked.submit(&page, "passkey", &[], &[("credential", &answer)]).await;
     assert!(refused.text().contains("no longer allows this kind of passkey"), "{}", refused.text());
-    // Her only passkey is of the blocked model: after a password she registers a method anew.
+    // Her only passkey is of the blocked model: a password alone registers nothing beside it (who
+    // has her password could plant their own); she is sent for a Temporary Access Pass.
     let mut interrupted = Browser::new(&app.base_url);
     let page = interrupted.get(&format!("/{DOMAIN}/login")).await;
     let page = interrupted.submit(&page, "username", &[("username", &upn)], &[]).await;
     let page = interrupted.submit(&page, "password", &[("current-password", "Tq7-harbour-Lantern-92!")], &[]).await;
-    assert_eq!(page.title(), "More information required", "{}", page.text());
+    assert_eq!(page.title(), "Enter password", "{}", page.text());
+    assert!(page.text().contains("ask your administrator for a Temporary Access Pass"), "{}", page.text());
     let off = json!({"keyRestrictions": {"isEnforced": false, "enforcementType": "block", "aaGuids": []}});
     assert_eq!(app.patch(fido2, &off).await.status, StatusCode::NO_CONTENT);
 

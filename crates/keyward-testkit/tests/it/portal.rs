@@ -587,6 +587,12 @@ async fn the_audit_log_page_filters_and_downloads(backend: Backend) {
     assert!(records.len() >= 2 && records.iter().all(|it| it["result"] == "success"), "{}", jsonl.html);
     let bad = browser.get(&format!("/{DOMAIN}/admin/audit?from=yesterday")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+    // The last day there is has no day after it: refused, not a failure of the server.
+    for page in ["audit", "sign-ins"] {
+        let far = browser.get(&format!("/{DOMAIN}/admin/{page}?until=9999-12-31")).await;
+        assert_eq!(far.status, StatusCode::BAD_REQUEST, "{}", far.text());
+        assert!(far.text().contains("from 1970 to 8999"), "{}", far.text());
+    }
 
     // By category; a category not on the list is refused.
     let roles_only = browser.get(&format!("/{DOMAIN}/admin/audit?category=RoleManagement")).await;

@@ -905,8 +905,74 @@ async fn a_sign_ins_start_only_moves_forward(backend: Backend) {
     assert_eq!(read.map(|it| it.created), Some(session.created), "the stale tab moved the start back");
 }
 
+/// A Temporary Access Pass for `id` from the administrator: (its id, the pass).
+async fn pass_for(app: &TestApp, id: &str) -> (String, String) {
+    let path = format!("/v1.0/users/{id}/authentication/temporaryAccessPassMethods");
+    let reply = app.post(&path, &json!({"isUsableOnce": false})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let pass = reply.body["temporaryAccessPass"].as_str().expect("pass").to_owned();
+    (reply.body["id"].as_str().expect("id").to_owned(), pass)
+}
+
+/// A password alone adds no method beside one the user has but cannot sign in with here (a
+/// phone): the registration interrupt sends them for a Temporary Access Pass, with which it
+/// registers; a pass deleted while its registration page is open adds nothing.
+async fn a_password_alone_adds_no_method_beside_a_phone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.set_security_defaults(true).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let phone = json!({"phoneNumber": "+1 2065550100", "phoneType": "mobile"});
+    let added = app.post(&format!("/v1.0/users/{adele}/authentication/phoneMethods"), &phone).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let apps = async || {
+        let listed = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
+        listed.body["value"].as_array().map(Vec::len).expect("value")
+    };
+
+    // The password is right, but it registers nothing: the page says to get a pass.
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, PASSWORD).await;
+    assert_eq!(page.title(), "Enter password", "{}", page.text());
+    assert!(page.text().contains("ask your administrator for a Temporary Access Pass"), "{}", page.text());
+    // Nor does a form for the interrupt's step sent anyway.
+    let form = page.form("password").expect("the password form");
+    let csrf = form.inputs.iter().find(|it| it.0 == "csrf").expect("csrf").1.clone();
+    let forged = browser.post_form(&form.action, &[("csrf".into(), csrf), ("step".into(), "more_info".into())]).await;
+    assert_eq!(forged.title(), "Enter password", "{}", forged.text());
+    assert_eq!(apps().await, 0);
+
+    // With a pass: the interrupt. The pass deleted while the app's page is open adds no app.
+    let (pass_id, pass) = pass_for(&app, &adele).await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, &pass).await;
+    assert_eq!(page.title(), "More information required", "{}", page.text());
+    let setup = browser.submit(&page, "more_info", &[], &[]).await;
+    assert_eq!(setup.title(), "Set up your authenticator app", "{}", setup.text());
+    let path = format!("/v1.0/users/{adele}/authentication/temporaryAccessPassMethods/{pass_id}");
+    assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT);
+    let secret = setup.by_id("secret").expect("secret");
+    let refused = browser.submit(&setup, "register_totp", &[("one-time-code", &code_now(&app, &secret))], &[]).await;
+    assert!(refused.text().contains("Temporary Access Pass has expired or was deleted"), "{}", refused.text());
+    assert_eq!(apps().await, 0);
+    assert_eq!(registrations(&app, &adele).await, 0);
+
+    // A new pass registers the app.
+    app.clock.advance(Duration::seconds(30));
+    let (_, pass) = pass_for(&app, &adele).await;
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &upn, &pass).await;
+    let (account, _) = register_totp(&app, &mut browser, page).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
+    assert_eq!(apps().await, 1);
+    let log = codes(&sign_ins(&app, &upn).await);
+    assert_eq!(log.first(), Some(&50079), "{log:?}");
+    assert_eq!(log.last(), Some(&0), "{log:?}");
+}
+
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
+    a_password_alone_adds_no_method_beside_a_phone,
     a_sign_ins_start_only_moves_forward,
     a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it,
     an_own_password_change_keeps_its_own_session_on_a_moving_clock,

@@ -362,9 +362,12 @@ fn date_range(
         if raw.is_empty() {
             return Ok(None);
         }
+        // Bounded, so the day after "Until" can be taken: 9999-12-31 has none.
         time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+            .ok()
+            .filter(|it| (1970..=8999).contains(&it.year()))
             .map(Some)
-            .map_err(|_| AppError::BadRequest(format!("'{what}' must be a date like 2026-12-01.")))
+            .ok_or_else(|| AppError::BadRequest(format!("'{what}' must be a date from 1970 to 8999, like 2026-12-01.")))
     };
     Ok((
         date(from, "From")?.map(|it| it.midnight().assume_utc()),
