@@ -310,10 +310,23 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
         || resource == "organization" && verb.starts_with("strongAuthentication");
     // Nor just-in-time roles, which Graph gives only to its role-management permissions.
     let is_pim = matches!(resource, "roleAssignmentSchedules" | "roleEligibilitySchedules" | "roleManagementPolicies");
+    // Nor granting roles: Graph's role writes (assignments, definitions, directory roles' and
+    // units' members, role-assignable groups) need `RoleManagement.ReadWrite.Directory`, with no
+    // higher permission that also allows them.
+    let is_role_write = !is_read
+        && matches!(
+            resource,
+            "roleAssignments"
+                | "roleDefinitions"
+                | "directoryRoles"
+                | "scopedRoleMemberships"
+                | "groupsAssignableToRoles"
+        );
     if has(directory)
         && !is_security_info
         && !is_policy
         && !is_pim
+        && !is_role_write
         && resource != "auditLogs"
         && resource != "signInReports"
     {
@@ -341,8 +354,14 @@ pub fn scope_permits(scp: &[String], action: &str, on_self: bool) -> bool {
         ("groups" | "groupsAssignableToRoles", true) => {
             has(&["Group.Read.All", "Group.ReadWrite.All", "GroupMember.Read.All", "GroupMember.ReadWrite.All"])
         }
-        ("groups" | "groupsAssignableToRoles", false) => {
+        ("groups", false) => {
             has(&["Group.ReadWrite.All"]) || (verb.starts_with("members") && has(&["GroupMember.ReadWrite.All"]))
+        }
+        // A role-assignable group grants its roles: the group permission and role management's.
+        ("groupsAssignableToRoles", false) => {
+            has(&["RoleManagement.ReadWrite.Directory"])
+                && (has(&["Group.ReadWrite.All", "Directory.ReadWrite.All"])
+                    || (verb.starts_with("members") && has(&["GroupMember.ReadWrite.All"])))
         }
         ("roleAssignments" | "roleDefinitions" | "directoryRoles" | "scopedRoleMemberships", true) => {
             has(&["RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory"])
@@ -471,6 +490,40 @@ mod tests {
         // PIM's own permissions do not assign roles outside PIM.
         let assign = "microsoft.directory/roleAssignments/allProperties/allTasks";
         assert!(!scope_permits(&scp("RoleAssignmentSchedule.ReadWrite.Directory"), assign, false));
+    }
+
+    #[test]
+    fn only_role_management_grants_roles() {
+        let scp = |names: &[&str]| names.iter().map(|it| (*it).to_owned()).collect::<Vec<_>>();
+        for action in [
+            "microsoft.directory/roleAssignments/allProperties/allTasks",
+            "microsoft.directory/roleDefinitions/allProperties/allTasks",
+            "microsoft.directory/directoryRoles/members/update",
+            "microsoft.directory/scopedRoleMemberships/allProperties/allTasks",
+        ] {
+            assert!(!scope_permits(&scp(&["Directory.ReadWrite.All"]), action, false), "{action}");
+            assert!(scope_permits(&scp(&["RoleManagement.ReadWrite.Directory"]), action, false), "{action}");
+        }
+        // Reading roles is still the directory's.
+        let read = "microsoft.directory/roleAssignments/allProperties/read";
+        assert!(scope_permits(&scp(&["Directory.Read.All"]), read, false));
+        // A role-assignable group: both the group's permission and role management's.
+        use crate::authz::actions::{ROLE_ASSIGNABLE_GROUPS_CREATE, ROLE_ASSIGNABLE_GROUPS_UPDATE};
+        for action in [ROLE_ASSIGNABLE_GROUPS_UPDATE, ROLE_ASSIGNABLE_GROUPS_CREATE] {
+            assert!(!scope_permits(&scp(&["Group.ReadWrite.All"]), action, false), "{action}");
+            assert!(!scope_permits(&scp(&["Directory.ReadWrite.All"]), action, false), "{action}");
+            assert!(!scope_permits(&scp(&["RoleManagement.ReadWrite.Directory"]), action, false), "{action}");
+            let both = scp(&["Group.ReadWrite.All", "RoleManagement.ReadWrite.Directory"]);
+            assert!(scope_permits(&both, action, false), "{action}");
+        }
+        let members = "microsoft.directory/groupsAssignableToRoles/members/update";
+        assert!(scope_permits(
+            &scp(&["GroupMember.ReadWrite.All", "RoleManagement.ReadWrite.Directory"]),
+            members,
+            false
+        ));
+        // Other groups as before.
+        assert!(scope_permits(&scp(&["Group.ReadWrite.All"]), "microsoft.directory/groups/members/update", false));
     }
 
     #[test]

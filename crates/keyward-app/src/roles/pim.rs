@@ -969,8 +969,9 @@ impl App {
         record.additional_details = request_details(&request);
         records.push(record);
         if approve {
-            // Decided again now: the eligibility must still cover the activation, which starts at
-            // the approval. The requester's MFA and justification were checked when they asked.
+            // Decided again now: the eligibility must still cover the activation, which starts when
+            // the requester asked it to, or at the approval if that time has passed. The
+            // requester's MFA and justification were checked when they asked.
             let settings = RoleSettings {
                 activation_requires_mfa: false,
                 activation_requires_ticket: false,
@@ -986,7 +987,8 @@ impl App {
                 })
                 .collect();
             let windows: Vec<Window> = eligibilities.iter().map(RoleEligibility::window).collect();
-            let schedule = ScheduleInfo { start: None, ..request.schedule };
+            let schedule =
+                ScheduleInfo { start: request.schedule.start.filter(|start| *start > now), ..request.schedule };
             let proof =
                 ActivationProof { justification: request.justification.as_deref(), ..ActivationProof::default() };
             match pim::decide_activation(&settings, &windows, &schedule, &proof, now) {

@@ -313,7 +313,8 @@ fn request_input(body: &Value, kind: &str) -> Result<ScheduleRequestInput, AppEr
                     })?),
                     None => None,
                 };
-                schedule.expiration = match (text(expiration, "type")?.as_deref(), end, duration) {
+                let kind = text(expiration, "type")?.map(|it| canonical(it, &EXPIRATION_TYPES));
+                schedule.expiration = match (kind.as_deref(), end, duration) {
                     (Some("noExpiration"), _, _) => Expiration::NoExpiration,
                     (Some("afterDateTime"), Some(end), _) => Expiration::AfterDateTime(end),
                     (Some("afterDuration"), _, Some(duration)) => Expiration::AfterDuration(duration),
@@ -349,7 +350,7 @@ fn request_input(body: &Value, kind: &str) -> Result<ScheduleRequestInput, AppEr
         Some(_) => return Err(AppError::BadRequest("Property 'isValidationOnly' must be true or false.".into())),
     };
     Ok(ScheduleRequestInput {
-        action: required("action")?,
+        action: canonical(required("action")?, &ACTIONS),
         principal_id: required("principalId")?,
         role_definition_id: required("roleDefinitionId")?,
         directory_scope_id: text(object, "directoryScopeId")?.unwrap_or_else(|| "/".into()),
@@ -384,6 +385,27 @@ async fn create_request(ctx: GraphCtx, kind: ScheduleKind, body: Value) -> Resul
         value,
         StatusCode::CREATED,
     ))
+}
+
+/// Graph's enumeration values, which it takes in any case and answers in camelCase.
+const ACTIONS: [&str; 10] = [
+    "adminAssign",
+    "adminUpdate",
+    "adminRemove",
+    "selfActivate",
+    "selfDeactivate",
+    "adminExtend",
+    "adminRenew",
+    "selfExtend",
+    "selfRenew",
+    "unknownFutureValue",
+];
+const EXPIRATION_TYPES: [&str; 4] = ["notSpecified", "noExpiration", "afterDateTime", "afterDuration"];
+
+/// `value` in the spelling `known` has for it, whatever its case (`AdminAssign` → `adminAssign`);
+/// unknown values are kept as sent, for the refusal to name.
+fn canonical(value: String, known: &[&str]) -> String {
+    known.iter().find(|it| it.eq_ignore_ascii_case(&value)).map_or(value, |it| (*it).to_owned())
 }
 
 const REQUEST_FILTER: [&str; 6] = ["id", "principalId", "roleDefinitionId", "directoryScopeId", "status", "action"];
@@ -600,9 +622,10 @@ async fn review_step(
     {
         return Err(bad(&ctx, format!("Property '{key}' does not exist on type 'microsoft.graph.approvalStep'.")));
     }
-    let approve = match object.get("reviewResult").and_then(Value::as_str) {
-        Some("Approve") => true,
-        Some("Deny") => false,
+    let result = object.get("reviewResult").and_then(Value::as_str).map(str::to_ascii_lowercase);
+    let approve = match result.as_deref() {
+        Some("approve") => true,
+        Some("deny") => false,
         _ => return Err(bad(&ctx, "reviewResult must be 'Approve' or 'Deny'.")),
     };
     let justification = text(object, "justification")?;

@@ -123,7 +123,32 @@ fn rules(settings: &RoleSettings) -> Value {
     Value::Array(RULE_IDS.iter().map(|id| rule(id, settings)).collect())
 }
 
-fn policy_json(ctx: &GraphCtx, it: &RolePolicy, with_rules: bool) -> Value {
+/// Which of a policy's rule collections a request expanded: `rules`, `effectiveRules` (the same
+/// rules here: Keyward's policies have no inherited layer), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RuleSets {
+    rules: bool,
+    effective: bool,
+}
+
+impl RuleSets {
+    /// `$expand=rules`, `effectiveRules` or both (comma-separated, any order).
+    fn parse(ctx: &GraphCtx, raw: Option<&str>) -> Result<RuleSets, GraphError> {
+        let mut sets = RuleSets::default();
+        for item in raw.into_iter().flat_map(|it| it.split(',')).map(str::trim) {
+            match item {
+                "rules" => sets.rules = true,
+                "effectiveRules" => sets.effective = true,
+                other => {
+                    return Err(bad(ctx, format!("Cannot expand '{other}': use $expand=rules or effectiveRules.")));
+                }
+            }
+        }
+        Ok(sets)
+    }
+}
+
+fn policy_json(ctx: &GraphCtx, it: &RolePolicy, sets: RuleSets) -> Value {
     let mut value = json!({
         "id": policy_id(ctx, &it.role.id()),
         "displayName": "DirectoryRole",
@@ -134,8 +159,11 @@ fn policy_json(ctx: &GraphCtx, it: &RolePolicy, with_rules: bool) -> Value {
         "lastModifiedDateTime": it.modified.as_ref().map_or(Value::Null, |(at, _)| Value::String(shape::timestamp(*at))),
         "lastModifiedBy": it.modified.as_ref().map_or(Value::Null, |(_, by)| json!({"id": by.as_str(), "displayName": null})),
     });
-    if with_rules {
+    if sets.rules {
         value["rules"] = rules(&it.settings);
+    }
+    if sets.effective {
+        value["effectiveRules"] = rules(&it.settings);
     }
     value
 }
@@ -149,10 +177,8 @@ fn assignment_json(ctx: &GraphCtx, it: &RolePolicy, expand: Expand) -> Value {
         "scopeType": "DirectoryRole",
         "roleDefinitionId": it.role.id().to_lowercase(),
     });
-    match expand {
-        Expand::None => (),
-        Expand::Policy => value["policy"] = policy_json(ctx, it, false),
-        Expand::PolicyRules => value["policy"] = policy_json(ctx, it, true),
+    if let Expand::Policy(sets) = expand {
+        value["policy"] = policy_json(ctx, it, sets);
     }
     value
 }
@@ -160,8 +186,7 @@ fn assignment_json(ctx: &GraphCtx, it: &RolePolicy, expand: Expand) -> Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expand {
     None,
-    Policy,
-    PolicyRules,
+    Policy(RuleSets),
 }
 
 /// `$filter` on policies and their assignments: `scopeId eq '/'`, `scopeType eq 'DirectoryRole'`
@@ -197,22 +222,12 @@ fn policy_filter(ctx: &GraphCtx, raw: Option<&str>, with_role: bool) -> Result<O
 async fn list_policies(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$filter", "$expand"])?;
     let roles = policy_filter(&ctx, query.raw.filter.as_deref(), false)?;
-    let with_rules = match query.raw.expand.as_deref() {
-        None => false,
-        Some("rules" | "effectiveRules" | "rules,effectiveRules" | "effectiveRules,rules") => true,
-        Some(other) => return Err(bad(&ctx, format!("Cannot expand '{other}': use $expand=rules."))),
-    };
+    let sets = RuleSets::parse(&ctx, query.raw.expand.as_deref())?;
     let items = ctx.state.app.list_role_policies(&ctx.caller).await?;
     let items = items
         .iter()
         .filter(|it| roles.as_ref().is_none_or(|ids| ids.iter().any(|id| id.eq_ignore_ascii_case(&it.role.id()))))
-        .map(|it| {
-            let mut value = policy_json(&ctx, it, with_rules);
-            if query.raw.expand.as_deref().is_some_and(|it| it.contains("effectiveRules")) {
-                value["effectiveRules"] = rules(&it.settings);
-            }
-            value
-        })
+        .map(|it| policy_json(&ctx, it, sets))
         .collect();
     Ok(collection(format!("{}/$metadata#policies/roleManagementPolicies", ctx.base()), items, None, None))
 }
@@ -230,15 +245,11 @@ async fn find_policy(ctx: &GraphCtx, id: &str) -> Result<RolePolicy, GraphError>
 
 async fn get_policy(ctx: GraphCtx, Path(id): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$expand"])?;
-    let with_rules = match query.raw.expand.as_deref() {
-        None => false,
-        Some("rules" | "effectiveRules") => true,
-        Some(other) => return Err(bad(&ctx, format!("Cannot expand '{other}': use $expand=rules."))),
-    };
+    let sets = RuleSets::parse(&ctx, query.raw.expand.as_deref())?;
     let it = find_policy(&ctx, &id).await?;
     Ok(entity(
         format!("{}/$metadata#policies/roleManagementPolicies/$entity", ctx.base()),
-        policy_json(&ctx, &it, with_rules),
+        policy_json(&ctx, &it, sets),
         StatusCode::OK,
     ))
 }
@@ -286,14 +297,15 @@ fn enabled_rules(object: &Map<String, Value>, allowed: &[&str]) -> Result<Option
     let list = value.as_array().ok_or_else(|| AppError::BadRequest("enabledRules must be an array.".into()))?;
     let mut res = Vec::new();
     for it in list {
-        let name = it.as_str().ok_or_else(|| AppError::BadRequest("enabledRules holds rule names.".into()))?;
-        if !allowed.contains(&name) {
+        let sent = it.as_str().ok_or_else(|| AppError::BadRequest("enabledRules holds rule names.".into()))?;
+        // Any case, as Graph takes it; kept in Graph's spelling.
+        let Some(name) = allowed.iter().find(|it| it.eq_ignore_ascii_case(sent)) else {
             return Err(AppError::BadRequest(format!(
-                "'{name}' cannot be enabled on this rule in Keyward; it takes {}.",
+                "'{sent}' cannot be enabled on this rule in Keyward; it takes {}.",
                 if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
             )));
-        }
-        res.push(name.to_owned());
+        };
+        res.push((*name).to_owned());
     }
     Ok(Some(res))
 }
@@ -455,8 +467,11 @@ async fn patch_rule(
 fn assignment_expand(ctx: &GraphCtx, raw: Option<&str>) -> Result<Expand, GraphError> {
     match raw.map(|it| it.replace(' ', "")) {
         None => Ok(Expand::None),
-        Some(it) if it == "policy" => Ok(Expand::Policy),
-        Some(it) if it == "policy($expand=rules)" || it == "policy($expand=effectiveRules)" => Ok(Expand::PolicyRules),
+        Some(it) if it == "policy" => Ok(Expand::Policy(RuleSets::default())),
+        Some(it) if it.starts_with("policy($expand=") && it.ends_with(')') => {
+            let inner = &it["policy($expand=".len()..it.len() - 1];
+            Ok(Expand::Policy(RuleSets::parse(ctx, Some(inner))?))
+        }
         Some(other) => Err(bad(ctx, format!("Cannot expand '{other}': use $expand=policy or policy($expand=rules)."))),
     }
 }

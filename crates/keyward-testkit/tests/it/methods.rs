@@ -781,6 +781,43 @@ async fn policies_want_policy_permissions(backend: Backend) {
     assert_eq!(app.get(defaults).await.body["isEnabled"], true);
 }
 
+/// Granting roles wants `RoleManagement.ReadWrite.Directory` in the token, as Graph does:
+/// `Directory.ReadWrite.All` reads roles but neither assigns one nor adds a member to a
+/// role-assignable group, whatever the caller's own roles.
+async fn role_writes_want_role_management(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    user(&app, "roles", Some(roles::PRIVILEGED_ROLE_ADMINISTRATOR)).await;
+    let (target, _) = user(&app, "target", None).await;
+    let upn = format!("roles@{DOMAIN}");
+    let assignments = "/v1.0/roleManagement/directory/roleAssignments";
+    let grant =
+        json!({"principalId": target, "roleDefinitionId": roles::GLOBAL_ADMINISTRATOR, "directoryScopeId": "/"});
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true,
+                    "isAssignableToRole": true}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let members = format!("/v1.0/groups/{}/members/$ref", group.body["id"].as_str().expect("id"));
+    let member = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{target}")});
+
+    let directory = token_with_mfa_scope(&app, &upn, "openid Directory.ReadWrite.All").await;
+    assert_eq!(app.as_user(&directory).get(assignments).await.status, StatusCode::OK, "reading is the directory's");
+    let refused = app.as_user(&directory).post(assignments, &grant).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(app.as_user(&directory).post(&members, &member).await.status, StatusCode::FORBIDDEN);
+    let held = app.get(&format!("{assignments}?$filter=principalId eq '{target}'")).await;
+    assert_eq!(held.body["value"].as_array().map(Vec::len), Some(0), "{}", held.text);
+
+    app.clock.advance(time::Duration::seconds(30)); // a fresh authenticator code
+    let granting =
+        token_with_mfa_scope(&app, &upn, "openid RoleManagement.ReadWrite.Directory Group.ReadWrite.All").await;
+    assert_eq!(app.as_user(&granting).post(assignments, &grant).await.status, StatusCode::CREATED);
+    assert_eq!(app.as_user(&granting).post(&members, &member).await.status, StatusCode::NO_CONTENT);
+}
+
 /// The one-step MFA reset (issue: service-desk safety): re-registration, MFA sessions, sign-in
 /// sessions and an optional pass in one transaction, audited per step under one correlation id;
 /// all or nothing when a step fails, refused as a whole without every permission, never on
@@ -1069,6 +1106,7 @@ keyward_testkit::on_both_backends!(
     per_agent_limits,
     an_own_phone_added_beside_an_administrators_change_waits_for_it,
     policies_want_policy_permissions,
+    role_writes_want_role_management,
     sign_in_preferences,
     own_password_change,
     single_methods_and_own_sessions_on_me,

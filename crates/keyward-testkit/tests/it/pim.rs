@@ -262,6 +262,21 @@ async fn pim_approval(backend: Backend) {
         json!(["MultiFactorAuthentication", "Justification"])
     );
     assert_eq!(rule("Approval_EndUser_Assignment")["setting"]["isApprovalRequired"], false);
+    // `effectiveRules` is answered under its own name (SDK models read it there).
+    let effective = app
+        .get(&format!(
+            "/v1.0/policies/roleManagementPolicyAssignments?$filter=scopeId eq '/' and scopeType eq 'DirectoryRole' and roleDefinitionId eq '{role}'&$expand=policy($expand=effectiveRules)"
+        ))
+        .await;
+    let expanded = &effective.body["value"][0]["policy"];
+    assert_eq!(expanded["effectiveRules"].as_array().map(Vec::len), Some(17), "{}", effective.text);
+    assert!(expanded.get("rules").is_none(), "{}", effective.text);
+    let one = app.get(&format!("/v1.0/policies/roleManagementPolicies/{policy_id}?$expand=effectiveRules")).await;
+    assert_eq!(one.body["effectiveRules"].as_array().map(Vec::len), Some(17), "{}", one.text);
+    assert!(one.body.get("rules").is_none(), "{}", one.text);
+    let both =
+        app.get(&format!("/v1.0/policies/roleManagementPolicies/{policy_id}?$expand=rules,effectiveRules")).await;
+    assert_eq!(both.body["rules"], both.body["effectiveRules"], "{}", both.text);
 
     // Only role administrators change them; what Keyward cannot enforce is refused, not kept.
     let rules_path = format!("/v1.0/policies/roleManagementPolicies/{policy_id}/rules");
@@ -354,6 +369,42 @@ async fn pim_approval(backend: Backend) {
     assert_eq!(app.as_user(&desk).get(&format!("{ASSIGNMENT}/{third_id}")).await.body["status"], "Canceled");
     app.app.end_lapsed_roles().await.expect("upkeep");
     assert_eq!(records(&app, "PIM activation request expired").await.len(), 1);
+
+    // An activation asked for a later time and approved before it starts then, not at approval.
+    let desk = token_with_mfa(&app, &format!("desk@{DOMAIN}")).await;
+    let start = app.app.now() + time::Duration::hours(3);
+    let start_text = start.format(&time::format_description::well_known::Rfc3339).expect("time");
+    let mut later = activate(&desk_id, role, "PT2H");
+    later["scheduleInfo"]["startDateTime"] = json!(start_text);
+    // Graph's enumerations in another case, as PowerShell examples write them: taken, answered
+    // in camelCase.
+    later["action"] = json!("SelfActivate");
+    later["scheduleInfo"]["expiration"]["type"] = json!("AfterDuration");
+    let fourth = app.as_user(&desk).post(ASSIGNMENT, &later).await;
+    assert_eq!(fourth.body["status"], "PendingApproval", "{}", fourth.text);
+    assert_eq!(fourth.body["action"], "selfActivate", "{}", fourth.text);
+    assert_eq!(fourth.body["scheduleInfo"]["expiration"]["type"], "afterDuration", "{}", fourth.text);
+    let fourth_id = fourth.body["approvalId"].as_str().expect("approval").to_owned();
+    let fourth_step = format!("/beta/roleManagement/directory/roleAssignmentApprovals/{fourth_id}/steps/{fourth_id}");
+    let approver = app.token_for(&format!("approver@{DOMAIN}")).await;
+    let approve = json!({"reviewResult": "approve", "justification": "checked with the caller's manager"});
+    assert_eq!(app.as_user(&approver).patch(&fourth_step, &approve).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::FORBIDDEN, "not yet");
+    let admin = app.token_for(ADMIN_UPN).await;
+    let path = format!("/v1.0/roleManagement/directory/roleAssignmentSchedules?$filter=principalId eq '{desk_id}'");
+    let schedules = app.as_user(&admin).get(&path).await;
+    let starts: Vec<&str> = schedules.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|it| it["scheduleInfo"]["startDateTime"].as_str())
+        .collect();
+    assert_eq!(starts.len(), 1, "{}", schedules.text);
+    let stored = time::OffsetDateTime::parse(starts[0], &time::format_description::well_known::Rfc3339).expect("time");
+    assert_eq!(stored.unix_timestamp(), start.unix_timestamp(), "{}", schedules.text);
+    app.clock.advance(time::Duration::hours(3) + time::Duration::minutes(1));
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT, "from its start");
 }
 
 async fn pim_safety_rules(backend: Backend) {
