@@ -230,6 +230,12 @@ impl Browser {
 
     /// Loads a page, following redirects on this site.
     pub async fn get(&mut self, path: &str) -> Page {
+        self.get_from(path, None).await
+    }
+
+    /// Loads a page as a browser does when `fetch_site` (its `Sec-Fetch-Site`: `cross-site` for
+    /// a link on another site) sent it there.
+    pub async fn get_from(&mut self, path: &str, fetch_site: Option<&str>) -> Page {
         let mut path = path.to_owned();
         let mut set_cookies = Vec::new();
         for _ in 0..10 {
@@ -237,6 +243,7 @@ impl Browser {
                 .client
                 .get(format!("{}{path}", self.base_url))
                 .header(COOKIE, self.cookie_header())
+                .header("sec-fetch-site", fetch_site.unwrap_or("same-origin"))
                 .send()
                 .await
                 .expect("GET");

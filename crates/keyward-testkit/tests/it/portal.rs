@@ -352,7 +352,11 @@ async fn an_idle_portal_session_signs_in_again(backend: Backend) {
         let page = browser.get(&format!("/{DOMAIN}/admin/users")).await;
         assert_eq!(page.title(), "Users", "used every 50 minutes, the session stays: {}", page.text());
     }
-    app.clock.advance(time::Duration::minutes(61));
+    // Another site sending the browser to the portal every 50 minutes does not keep it alive.
+    app.clock.advance(time::Duration::minutes(50));
+    let sent = browser.get_from(&format!("/{DOMAIN}/admin/users"), Some("cross-site")).await;
+    assert_eq!(sent.title(), "Users", "{}", sent.text());
+    app.clock.advance(time::Duration::minutes(11));
     let idle = browser.get(&format!("/{DOMAIN}/admin/users")).await;
     assert_eq!(idle.title(), "Sign in", "{}", idle.text());
     // The session ended everywhere, not only on the portal: the account page and the
@@ -426,7 +430,23 @@ async fn per_user_mfa_in_bulk(backend: Backend) {
         .await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
 
-    // A Privileged Authentication Administrator may not manage per-user MFA: each user refused.
+    // A user that cannot be read (a NUL in its id) is listed as refused, and the others are
+    // still changed.
+    let confirm = browser.get(&format!("/{DOMAIN}/admin/mfa/confirm?state=enforced&user={}", ids[2])).await;
+    let fields = [
+        ("csrf".to_owned(), csrf_of(&confirm)),
+        ("state".to_owned(), "enforced".to_owned()),
+        ("user".to_owned(), ids[2].clone()),
+        ("user".to_owned(), "bad\0id".to_owned()),
+        ("user".to_owned(), ids[3].clone()),
+    ];
+    let mixed = browser.post_form(&format!("/{DOMAIN}/admin/mfa"), &fields).await;
+    assert_eq!(mixed.by_id("summary").as_deref(), Some("2 changed, 1 refused."), "{}", mixed.text());
+    for id in [&ids[2], &ids[3]] {
+        let state = app.get(&format!("/beta/users/{id}/authentication/requirements")).await;
+        assert_eq!(state.body["perUserMfaState"], "enforced", "{}", state.text);
+    }
+
     user(&app, "pauline", Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let mut other = Browser::new(&app.base_url);
     sign_in(&app, &mut other, "pauline").await;
@@ -504,6 +524,28 @@ async fn settings_edit_the_policies(backend: Backend) {
     let defaults = app.get("/v1.0/policies/identitySecurityDefaultsEnforcementPolicy").await;
     assert_eq!(defaults.body["isEnabled"], true, "{}", defaults.text);
     app.set_security_defaults(false).await;
+    // Likewise every other field: dual control turned on and the lockout threshold changed
+    // elsewhere stay as they were made; the field changed on the page is saved.
+    let desk = app.patch("/v1.0/policies/keywardServiceDeskPolicy", &json!({"dualControlEnabled": true})).await;
+    assert_eq!(desk.status, StatusCode::NO_CONTENT, "{}", desk.text);
+    let threshold = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"lockoutThreshold": 7})).await;
+    assert!(threshold.status.is_success(), "{}", threshold.text);
+    let stale = browser.post_form(&format!("/{DOMAIN}/admin/settings"), &with(&[("code_attempts", "4")])).await;
+    assert_eq!(stale.by_id("notice").as_deref(), Some("Saved."), "{}", stale.text());
+    let desk = app.get("/v1.0/policies/keywardServiceDeskPolicy").await;
+    assert_eq!(desk.body["dualControlEnabled"], true, "{}", desk.text);
+    assert_eq!(desk.body["temporaryAccessPassesPerAgentPerHour"], 12, "{}", desk.text);
+    let policy = app.get("/v1.0/policies/keywardSignInPolicy").await;
+    assert_eq!(
+        (policy.body["lockoutThreshold"].clone(), policy.body["codeAttemptLimit"].clone()),
+        (json!(7), json!(4)),
+        "{}",
+        policy.text
+    );
+    let desk = app.patch("/v1.0/policies/keywardServiceDeskPolicy", &json!({"dualControlEnabled": false})).await;
+    assert_eq!(desk.status, StatusCode::NO_CONTENT, "{}", desk.text);
+    let threshold = app.patch("/v1.0/policies/keywardSignInPolicy", &json!({"lockoutThreshold": 5})).await;
+    assert!(threshold.status.is_success(), "{}", threshold.text);
     let tap = app
         .get("/v1.0/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass")
         .await;
@@ -1044,6 +1086,34 @@ async fn users_are_created_edited_disabled_and_deleted(backend: Backend) {
         (after.body["displayName"].as_str(), after.body["jobTitle"].as_str()),
         (Some("Nina Newer"), Some("Head nurse"))
     );
+    // Her department set by someone else while the page is open: saving the page's other change
+    // does not empty it again.
+    let open = browser.get(&format!("{user_path}/edit")).await;
+    let inputs = open.forms().into_iter().flat_map(|it| it.inputs);
+    let shown = inputs.into_iter().find(|it| it.0 == "shown").expect("what the page showed").1;
+    let patched = app.patch(&format!("/v1.0/users/{nina}"), &json!({"department": "Cardiology"})).await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    let saved = browser
+        .post_form(
+            &format!("{user_path}/edit"),
+            &fields(&[
+                ("csrf", &csrf),
+                ("shown", &shown),
+                ("display_name", "Nina Newer"),
+                ("user_principal_name", &nina_upn),
+                ("job_title", "Ward manager"),
+                ("department", ""),
+            ]),
+        )
+        .await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the profile was saved."), "{}", saved.text());
+    let after = app.get(&format!("/v1.0/users/{nina}?$select=department,jobTitle")).await;
+    assert_eq!(
+        (after.body["department"].as_str(), after.body["jobTitle"].as_str()),
+        (Some("Cardiology"), Some("Ward manager")),
+        "{}",
+        after.text
+    );
 
     // Disabled and enabled again, each confirmed.
     let confirm = browser.get(&format!("{user_path}/confirm?action=disable")).await;
@@ -1319,6 +1389,29 @@ async fn custom_roles_are_created_edited_and_deleted(backend: Backend) {
     assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the role was saved."), "{}", saved.text());
     let role = definitions("Method readers").await;
     assert_eq!(role[0]["rolePermissions"][0]["allowedResourceActions"], json!([read]));
+    // Disabled, and given a permission, by someone else while the page is open: saving the page's
+    // other change keeps both (the page sends what it showed; only what changed on it is saved).
+    let open = browser.get(&edit_path).await;
+    let inputs = open.forms().into_iter().flat_map(|it| it.inputs);
+    let shown = inputs.into_iter().find(|it| it.0 == "shown").expect("what the page showed").1;
+    let path = format!("/v1.0/roleManagement/directory/roleDefinitions/{role_id}");
+    let patched = app
+        .patch(&path, &json!({"isEnabled": false, "rolePermissions": [{"allowedResourceActions": [read, reset]}]}))
+        .await;
+    assert_eq!(patched.status, StatusCode::NO_CONTENT, "{}", patched.text);
+    let mut stale = post("Method readers", &[read]);
+    stale.retain(|(name, _)| name != "description");
+    stale.push(("description".to_owned(), "Reads methods".to_owned()));
+    stale.push(("shown".to_owned(), shown));
+    let saved = browser.post_form(&edit_path, &stale).await;
+    assert_eq!(saved.by_id("notice").as_deref(), Some("Done: the role was saved."), "{}", saved.text());
+    let role = app.get(&path).await;
+    assert_eq!(role.body["isEnabled"], false, "{}", role.text);
+    assert_eq!(role.body["description"], "Reads methods", "{}", role.text);
+    assert_eq!(role.body["rolePermissions"][0]["allowedResourceActions"], json!([read, reset]), "{}", role.text);
+    let restored =
+        app.patch(&path, &json!({"isEnabled": true, "rolePermissions": [{"allowedResourceActions": [read]}]})).await;
+    assert_eq!(restored.status, StatusCode::NO_CONTENT, "{}", restored.text);
     let mut unknown = post("Renamed by accident", &[read]);
     unknown[1].1 = "publish".to_owned();
     let refused_action = browser.post_form(&edit_path, &unknown).await;

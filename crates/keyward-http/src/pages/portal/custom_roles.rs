@@ -41,6 +41,9 @@ struct RoleForm {
     role_id: Option<String>,
     fields: RoleFields,
     permissions: Vec<PermissionGroup>,
+    /// The role's fields as the edit page first showed them (form-encoded), so a save changes
+    /// only what the administrator changed; empty on the new-role form.
+    shown: String,
     csrf: String,
     error: Option<String>,
 }
@@ -65,11 +68,39 @@ fn permission_groups(ticked: &[String]) -> Vec<PermissionGroup> {
     groups
 }
 
+/// `fields` as a form sends them.
+fn encode(fields: &RoleFields) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("display_name", &fields.display_name);
+    form.append_pair("description", &fields.description);
+    form.append_pair("is_enabled", if fields.is_enabled { "true" } else { "" });
+    for action in &fields.actions {
+        form.append_pair("permission", action);
+    }
+    form.finish()
+}
+
+/// What [`encode`] wrote.
+fn decode(text: &str) -> RoleFields {
+    let mut fields = RoleFields::default();
+    for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+        match name.as_ref() {
+            "display_name" => fields.display_name = value.into_owned(),
+            "description" => fields.description = value.into_owned(),
+            "is_enabled" => fields.is_enabled = value == "true",
+            "permission" => fields.actions.push(value.into_owned()),
+            _ => (),
+        }
+    }
+    fields
+}
+
 fn form_page(
     caller: &Caller,
     csrf: String,
     role_id: Option<String>,
     fields: RoleFields,
+    shown: String,
     error: Option<(StatusCode, String)>,
 ) -> Response {
     let title = match &role_id {
@@ -84,6 +115,7 @@ fn form_page(
         role_id,
         permissions: permission_groups(&fields.actions),
         fields,
+        shown,
         csrf,
         error,
     };
@@ -103,29 +135,39 @@ fn fields_of(form: &AdminForm) -> RoleFields {
     }
 }
 
-fn draft_of(fields: &RoleFields) -> CustomRoleDraft {
+/// The draft `fields` make: every field, or with `shown` (what the edit page showed) only those
+/// changed on the page, so a page opened before another administrator disabled the role or
+/// took a permission off it does not put them back.
+fn draft_of(fields: &RoleFields, shown: Option<&RoleFields>) -> CustomRoleDraft {
+    let set = |actions: &[String]| -> std::collections::BTreeSet<String> {
+        actions.iter().map(|it| it.to_ascii_lowercase()).collect()
+    };
+    let changed = |same: fn(&RoleFields, &RoleFields) -> bool| shown.is_none_or(|shown| !same(fields, shown));
     CustomRoleDraft {
-        display_name: Some(fields.display_name.clone()),
-        description: Some((!fields.description.is_empty()).then(|| fields.description.clone())),
-        is_enabled: Some(fields.is_enabled),
-        allowed_resource_actions: Some(fields.actions.clone()),
+        display_name: changed(|a, b| a.display_name == b.display_name).then(|| fields.display_name.clone()),
+        description: changed(|a, b| a.description == b.description)
+            .then(|| (!fields.description.is_empty()).then(|| fields.description.clone())),
+        is_enabled: changed(|a, b| a.is_enabled == b.is_enabled).then_some(fields.is_enabled),
+        allowed_resource_actions: shown
+            .is_none_or(|shown| set(&fields.actions) != set(&shown.actions))
+            .then(|| fields.actions.clone()),
         ..CustomRoleDraft::default()
     }
 }
 
 /// `GET /{tenant}/admin/roles/new`: the new-role form.
 pub(in crate::pages) async fn new_role(Admin { caller, csrf }: Admin) -> Response {
-    form_page(&caller, csrf, None, RoleFields { is_enabled: true, ..RoleFields::default() }, None)
+    form_page(&caller, csrf, None, RoleFields { is_enabled: true, ..RoleFields::default() }, String::new(), None)
 }
 
 /// `POST /{tenant}/admin/roles/new`: creates the role (`POST /roleDefinitions`) and opens its page.
 pub(in crate::pages) async fn create_role(State(state): State<AppState>, form: AdminForm) -> Response {
     let fields = fields_of(&form);
     let AdminForm { caller, csrf, .. } = form;
-    match state.app.create_role_definition(&caller, draft_of(&fields)).await {
+    match state.app.create_role_definition(&caller, draft_of(&fields, None)).await {
         Ok(role) => see_other(&format!("/{}/admin/roles/{}?done=created", caller.tenant.id, role.id)),
         Err(err) => match form_error(err) {
-            Ok(error) => form_page(&caller, csrf, None, fields, Some(error)),
+            Ok(error) => form_page(&caller, csrf, None, fields, String::new(), Some(error)),
             Err(err) => failure(err),
         },
     }
@@ -162,7 +204,8 @@ pub(in crate::pages) async fn edit_role(
         is_enabled: role.is_enabled,
         actions: role.allowed_resource_actions,
     };
-    form_page(&caller, csrf, Some(role.id.to_string()), fields, None)
+    let shown = encode(&fields);
+    form_page(&caller, csrf, Some(role.id.to_string()), fields, shown, None)
 }
 
 /// `POST /{tenant}/admin/roles/{id}/edit`: `action=save` saves the form
@@ -209,11 +252,14 @@ pub(in crate::pages) async fn save_role(
         _ => return failure(AppError::BadRequest("Unknown action: use the forms on the role's page.".into())),
     }
     let fields = fields_of(&form);
+    // What the page showed (kept across a refused save, so the next save compares with it too).
+    let shown_text = form.field("shown").to_owned();
+    let shown = (!shown_text.is_empty()).then(|| decode(&shown_text));
     let AdminForm { caller, csrf, .. } = form;
-    match state.app.update_role_definition(&caller, &role.id.to_string(), draft_of(&fields)).await {
+    match state.app.update_role_definition(&caller, &role.id.to_string(), draft_of(&fields, shown.as_ref())).await {
         Ok(()) => see_other(&format!("/{tenant}/admin/roles/{}?done=saved", role.id)),
         Err(err) => match form_error(err) {
-            Ok(error) => form_page(&caller, csrf, Some(role.id.to_string()), fields, Some(error)),
+            Ok(error) => form_page(&caller, csrf, Some(role.id.to_string()), fields, shown_text, Some(error)),
             Err(err) => failure(err),
         },
     }

@@ -28,6 +28,22 @@ struct UserFields {
 }
 
 impl UserFields {
+    /// The profile's text fields as a form sends them.
+    fn encode(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("display_name", &self.display_name),
+                ("user_principal_name", &self.user_principal_name),
+                ("given_name", &self.given_name),
+                ("surname", &self.surname),
+                ("job_title", &self.job_title),
+                ("department", &self.department),
+                ("usage_location", &self.usage_location),
+                ("mobile_phone", &self.mobile_phone),
+            ])
+            .finish()
+    }
+
     fn of(user: &User) -> UserFields {
         let text = |it: &Option<String>| it.clone().unwrap_or_default();
         UserFields {
@@ -89,6 +105,9 @@ struct UserForm {
     /// The user being edited; `None` on the new-user form.
     user: Option<User>,
     fields: UserFields,
+    /// The profile as the edit page first showed it (form-encoded), so a save changes only what
+    /// the administrator changed; empty on the new-user form.
+    shown: String,
     csrf: String,
     error: Option<String>,
 }
@@ -98,12 +117,13 @@ fn form_page(
     csrf: String,
     user: Option<User>,
     fields: UserFields,
+    shown: String,
     error: Option<(StatusCode, String)>,
 ) -> Response {
     let title = user.as_ref().map_or_else(|| "New user".to_owned(), |it| format!("Edit {}", it.display_name));
     let (status, error) = error.map_or((StatusCode::OK, None), |(status, text)| (status, Some(text)));
-    let page =
-        UserForm { title, tenant: caller.tenant.id.to_string(), header: Header::of(caller), user, fields, csrf, error };
+    let header = Header::of(caller);
+    let page = UserForm { title, tenant: caller.tenant.id.to_string(), header, user, fields, shown, csrf, error };
     html(status, &page)
 }
 
@@ -117,7 +137,7 @@ pub(in crate::pages) async fn new_user(Admin { caller, csrf }: Admin) -> Respons
         account_enabled: true,
         ..UserFields::default()
     };
-    form_page(&caller, csrf, None, fields, None)
+    form_page(&caller, csrf, None, fields, String::new(), None)
 }
 
 /// `POST /{tenant}/admin/users/new`: creates the user through the same use case as
@@ -127,7 +147,7 @@ pub(in crate::pages) async fn create_user(State(state): State<AppState>, posted:
     let AdminForm { caller, csrf, .. } = posted;
     let (fields, verdict) = UserFields::from_form(&form);
     if let Err(err) = verdict {
-        return form_page(&caller, csrf, None, fields, form_error(err).ok());
+        return form_page(&caller, csrf, None, fields, String::new(), form_error(err).ok());
     }
     let password = form.get("password").filter(|it| !it.is_empty()).map(|it| Secret::new(it.clone()));
     let alias = fields.user_principal_name.split('@').next().unwrap_or_default().to_owned();
@@ -163,7 +183,7 @@ pub(in crate::pages) async fn create_user(State(state): State<AppState>, posted:
         }
         Ok((user, None)) => see_other(&format!("/{}/admin/users/{}?done=create", caller.tenant.id, user.id)),
         Err(err) => match form_error(err) {
-            Ok(error) => form_page(&caller, csrf, None, fields, Some(error)),
+            Ok(error) => form_page(&caller, csrf, None, fields, String::new(), Some(error)),
             Err(err) => failure(err),
         },
     }
@@ -178,26 +198,28 @@ pub(in crate::pages) async fn edit_user(
     match state.app.get_user(&caller, &key).await {
         Ok(user) => {
             let fields = UserFields::of(&user);
-            form_page(&caller, csrf, Some(user), fields, None)
+            let shown = fields.encode();
+            form_page(&caller, csrf, Some(user), fields, shown, None)
         }
         Err(err) => failure(err),
     }
 }
 
-/// The changes from `user` to `fields`: only what differs, so that an edit needs only the
-/// permissions of what it changes.
-fn patch_of(user: &User, fields: &UserFields) -> UserPatch {
-    let changed = |old: &Option<String>, new: &str| (old.as_deref().unwrap_or_default() != new).then(|| optional(new));
+/// The changes from `before` (what the edit page showed) to `fields`: only what differs, so
+/// that an edit needs only the permissions of what it changes, and a page opened before
+/// another administrator's change does not put their values back.
+fn patch_of(before: &UserFields, fields: &UserFields) -> UserPatch {
+    let changed = |old: &str, new: &str| (old != new).then(|| optional(new));
     UserPatch {
-        display_name: (user.display_name != fields.display_name).then(|| fields.display_name.clone()),
-        user_principal_name: (user.user_principal_name != fields.user_principal_name)
+        display_name: (before.display_name != fields.display_name).then(|| fields.display_name.clone()),
+        user_principal_name: (before.user_principal_name != fields.user_principal_name)
             .then(|| fields.user_principal_name.clone()),
-        given_name: changed(&user.given_name, &fields.given_name),
-        surname: changed(&user.surname, &fields.surname),
-        job_title: changed(&user.job_title, &fields.job_title),
-        department: changed(&user.department, &fields.department),
-        usage_location: changed(&user.usage_location, &fields.usage_location),
-        mobile_phone: changed(&user.mobile_phone, &fields.mobile_phone),
+        given_name: changed(&before.given_name, &fields.given_name),
+        surname: changed(&before.surname, &fields.surname),
+        job_title: changed(&before.job_title, &fields.job_title),
+        department: changed(&before.department, &fields.department),
+        usage_location: changed(&before.usage_location, &fields.usage_location),
+        mobile_phone: changed(&before.mobile_phone, &fields.mobile_phone),
         ..UserPatch::default()
     }
 }
@@ -216,17 +238,24 @@ pub(in crate::pages) async fn save_user(
         Err(err) => return failure(err),
     };
     let (fields, verdict) = UserFields::from_form(&form);
+    // What the page showed (kept across a refused save); without it, the user as stored now.
+    let shown = form.get("shown").cloned().unwrap_or_default();
     if let Err(err) = verdict {
-        return form_page(&caller, csrf, Some(user), fields, form_error(err).ok());
+        return form_page(&caller, csrf, Some(user), fields, shown, form_error(err).ok());
     }
-    let patch = patch_of(&user, &fields);
+    let before = if shown.is_empty() {
+        UserFields::of(&user)
+    } else {
+        UserFields::from_form(&form_urlencoded::parse(shown.as_bytes()).into_owned().collect()).0
+    };
+    let patch = patch_of(&before, &fields);
     if patch == UserPatch::default() {
         return see_other(&format!("/{}/admin/users/{}?done=unchanged", caller.tenant.id, user.id));
     }
     match state.app.update_user(&caller, &user.id.to_string(), patch).await {
         Ok(()) => see_other(&format!("/{}/admin/users/{}?done=edit", caller.tenant.id, user.id)),
         Err(err) => match form_error(err) {
-            Ok(error) => form_page(&caller, csrf, Some(user), fields, Some(error)),
+            Ok(error) => form_page(&caller, csrf, Some(user), fields, shown, Some(error)),
             Err(err) => failure(err),
         },
     }

@@ -123,7 +123,13 @@ pub(in crate::pages) async fn mfa_apply(
             Ok(()) => done += 1,
             Err(AppError::Forbidden { message, .. }) => refused.push((id.clone(), message)),
             Err(AppError::NotFound(_)) => refused.push((id.clone(), "No such user in this tenant.".to_owned())),
-            Err(err) => return failure(err),
+            Err(AppError::BadRequest(message)) => refused.push((id.clone(), message)),
+            // The users before it are changed already: the page says which were not, and the
+            // rest are still tried.
+            Err(err) => {
+                tracing::error!(user = %id.escape_debug(), error = ?err, "a per-user MFA change failed");
+                refused.push((id.clone(), "Not changed: the server failed (its log has why). Try again.".to_owned()));
+            }
         }
     }
     let page = MfaResultPage {

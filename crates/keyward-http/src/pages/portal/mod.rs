@@ -201,7 +201,13 @@ async fn administrator(
     let (session_name, _, _) = cookie_names(state);
     let cookie = read_cookie(headers, session_name);
     let meta = meta(headers, peer.map(|it| it.0.0));
-    let access = state.app.portal_access(tenant, cookie, meta, true).await;
+    // Only the administrator's own use keeps the session from going idle: a page another site
+    // sent the browser to (its cookie goes with a top-level navigation) does not.
+    let is_own_use = headers
+        .get("sec-fetch-site")
+        .and_then(|it| it.to_str().ok())
+        .is_none_or(|it| it.eq_ignore_ascii_case("same-origin") || it.eq_ignore_ascii_case("none"));
+    let access = state.app.portal_access(tenant, cookie, meta, is_own_use).await;
     match access {
         Ok(PortalAccess::Administrator(caller)) => {
             let csrf = cookie.map(keyward_app::csrf_token).unwrap_or_default();

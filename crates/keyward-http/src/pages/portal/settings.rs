@@ -18,6 +18,9 @@ struct SettingsPage {
     caller_verification: bool,
     /// Each coverable operation: field, label, whether covered.
     covered: Vec<(&'static str, &'static str, bool)>,
+    /// Every field's value as the page shows it (form-encoded), so a save changes only what the
+    /// administrator changed on it.
+    shown: String,
     csrf: String,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -30,11 +33,12 @@ async fn settings_page(
     notice: Option<&'static str>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    let (policy, tap, agents, dual_control, caller_verification) =
-        match state.app.policies(caller, PolicyObject::Methods).await {
-            Ok(it) => (it.sign_in, it.tap, it.agents, it.dual_control, it.caller_verification),
-            Err(err) => return failure(err),
-        };
+    let policies = match state.app.policies(caller, PolicyObject::Methods).await {
+        Ok(it) => it,
+        Err(err) => return failure(err),
+    };
+    let shown = form_urlencoded::Serializer::new(String::new()).extend_pairs(form_values(&policies)).finish();
+    let keyward_app::Policies { sign_in: policy, tap, agents, dual_control, caller_verification, .. } = policies;
     let limits = AGENT_LIMITS
         .iter()
         .map(|(field, label, action)| {
@@ -58,11 +62,63 @@ async fn settings_page(
             .iter()
             .map(|(field, label, it)| (*field, *label, caller_verification.covered.contains(it)))
             .collect(),
+        shown,
         csrf,
         notice,
         error,
     };
     html(status, &page)
+}
+
+/// Every field of the settings form with the value it shows for `policies` (a checked box is
+/// `true`, an unchecked one empty).
+fn form_values(policies: &keyward_app::Policies) -> Vec<(&'static str, String)> {
+    let flag = |on: bool| if on { "true".to_owned() } else { String::new() };
+    let (policy, tap, dual) = (&policies.sign_in, &policies.tap, &policies.dual_control);
+    let mut values = vec![
+        ("mfa_privileged", flag(policy.mfa_for_privileged_roles)),
+        ("mfa_everyone", flag(policy.mfa_for_everyone)),
+        ("remember_days", policy.remember_mfa_days.to_string()),
+        ("lockout_threshold", policy.lockout_threshold.to_string()),
+        ("lockout_seconds", policy.lockout_seconds.to_string()),
+        ("code_attempts", policy.code_attempt_limit.to_string()),
+        ("tap_enabled", flag(tap.is_enabled)),
+        ("tap_min", tap.minimum_lifetime_minutes.to_string()),
+        ("tap_default", tap.default_lifetime_minutes.to_string()),
+        ("tap_max", tap.maximum_lifetime_minutes.to_string()),
+        ("tap_length", tap.default_length.to_string()),
+        ("tap_once", flag(tap.is_usable_once)),
+        ("caller_verification", flag(policies.caller_verification.is_enabled)),
+        ("dual_enabled", flag(dual.is_enabled)),
+        ("dual_group", dual.group_id.as_ref().map(ToString::to_string).unwrap_or_default()),
+        ("dual_minutes", dual.request_minutes.to_string()),
+    ];
+    for (field, _, action) in AGENT_LIMITS {
+        values.push((field, policies.agents.cap(action).map(|it| it.to_string()).unwrap_or_default()));
+    }
+    for (field, _, covered) in COVERED {
+        values.push((field, flag(policies.caller_verification.covered.contains(&covered))));
+    }
+    values
+}
+
+/// The fields to save: each one the administrator changed on the page (its submitted value
+/// differs from the one the page showed) as submitted, every other one as `stored` has it now.
+/// Without what the page showed, every field as submitted.
+fn merged(
+    submitted: &HashMap<String, String>,
+    shown: Option<&HashMap<String, String>>,
+    stored: Vec<(&'static str, String)>,
+) -> HashMap<String, String> {
+    let sent = |name: &str| submitted.get(name).map(|it| it.trim().to_owned()).unwrap_or_default();
+    stored
+        .into_iter()
+        .map(|(name, now)| {
+            let changed =
+                shown.is_none_or(|shown| shown.get(name).map(String::as_str).unwrap_or_default() != sent(name));
+            (name.to_owned(), if changed { sent(name) } else { now })
+        })
+        .collect()
 }
 
 /// What caller verification may cover, on the page: form field, label, the operation.
@@ -101,25 +157,28 @@ pub(in crate::pages) async fn settings(
 /// `POST /{tenant}/admin/settings`: both policies at once, through the same use case (bounds,
 /// audit) as Graph's policy updates.
 pub(in crate::pages) async fn settings_save(State(state): State<AppState>, posted: AdminForm) -> Response {
-    let fields = posted.map();
+    let submitted = posted.map();
     let AdminForm { caller, csrf, .. } = posted;
-    let number = |name: &str| -> Result<i64, AppError> {
-        fields
-            .get(name)
-            .and_then(|it| it.trim().parse().ok())
-            .ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a whole number.")))
-    };
-    let flag = |name: &str| fields.get(name).is_some_and(|it| it == "true");
+    // What the page showed, when it says (a form without it changes every field, as before).
+    let shown: Option<HashMap<String, String>> =
+        submitted.get("shown").map(|it| form_urlencoded::parse(it.as_bytes()).into_owned().collect());
     let saved = state
         .app
         .update_policies(&caller, PolicyObject::Methods, |policies| {
+            // Only the fields changed on the page are taken from it; the others keep what is
+            // stored now, so a page shown before another administrator's change does not put
+            // their switches back.
+            let fields = merged(&submitted, shown.as_ref(), form_values(policies));
+            let number = |name: &str| -> Result<i64, AppError> {
+                fields
+                    .get(name)
+                    .and_then(|it| it.trim().parse().ok())
+                    .ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a whole number.")))
+            };
+            let flag = |name: &str| fields.get(name).is_some_and(|it| it == "true");
             let (policy, tap) = (&mut policies.sign_in, &mut policies.tap);
             policy.mfa_for_privileged_roles = flag("mfa_privileged");
-            // Security defaults change only when the box was changed on the page: a page shown
-            // before someone else changed them must not silently put them back.
-            if flag("mfa_everyone") != flag("mfa_everyone_shown") {
-                policy.mfa_for_everyone = flag("mfa_everyone");
-            }
+            policy.mfa_for_everyone = flag("mfa_everyone");
             policy.remember_mfa_days = number("remember_days")?;
             policy.lockout_threshold = number("lockout_threshold")?;
             policy.lockout_seconds = number("lockout_seconds")?;
