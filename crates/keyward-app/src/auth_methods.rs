@@ -25,7 +25,7 @@ use crate::dual_control::{Gate, Kept};
 use crate::facts::user_facts;
 use crate::methods_policy::{pass_enabled_for, user_methods};
 use crate::setup::{PASSWORD_ALPHABET, TAP_ALPHABET, random_string};
-use crate::{App, AppError, Caller, new_id, require, require_scope, rfc3339, sha256};
+use crate::{App, AppError, Caller, new_id, require, require_scope, rfc3339};
 use keyward_core::caller_verification::Change as VerifiedChange;
 use keyward_core::dual_control::{MethodKind, Operation};
 
@@ -571,7 +571,7 @@ impl App {
             Some(None) => return Err(AppError::Unexpected(anyhow::anyhow!("a held pass's hash is unreadable"))),
             None => {
                 let secret = new_pass(&policy)?;
-                let hash = sha256(secret.expose().as_bytes());
+                let hash = self.inner.keys.pass_hash(secret.expose())?;
                 (Some(secret), hash)
             }
         };
@@ -617,7 +617,7 @@ impl App {
         let (_, policy) = tx.sign_in_policy(&caller.tenant.id).await?;
         plan_tap(&policy, request, now).map_err(AppError::BadRequest)?;
         let secret = new_pass(&policy)?;
-        let hash = sha256(secret.expose().as_bytes());
+        let hash = self.inner.keys.pass_hash(secret.expose())?;
         Ok(Kept::Pass(secret, hash))
     }
 

@@ -50,6 +50,10 @@ pub struct KeyRing {
     /// MACs audit retention checkpoints; derived from the key-encryption key, so only a holder of
     /// that key (a Keyward node) can move a checkpoint.
     checkpoint_mac: Option<hmac::Key>,
+    /// MACs Temporary Access Passes before they are stored: a pass is short (8 characters of 62,
+    /// about 48 bits), so a plain hash read from the database could be reversed by trying every
+    /// pass; without the key-encryption key it cannot.
+    pass_mac: Option<hmac::Key>,
     rng: SystemRandom,
     state: RwLock<KeyState>,
     /// Tokens whose signature this node has verified, by the SHA-256 of the whole token, with
@@ -76,10 +80,13 @@ impl KeyRing {
     /// A key ring sealing private keys with `master_key` (AES-256-GCM).
     pub fn new(master_key: &[u8; 32]) -> Result<KeyRing, AppError> {
         let unbound = UnboundKey::new(&AES_256_GCM, master_key).map_err(|_| unexpected("invalid master key"))?;
-        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master_key), b"keyward audit checkpoint key v1");
+        let master = hmac::Key::new(hmac::HMAC_SHA256, master_key);
+        let derived = hmac::sign(&master, b"keyward audit checkpoint key v1");
+        let pass = hmac::sign(&master, b"keyward temporary access pass key v1");
         Ok(KeyRing {
             kek: LessSafeKey::new(unbound),
             checkpoint_mac: Some(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())),
+            pass_mac: Some(hmac::Key::new(hmac::HMAC_SHA256, pass.as_ref())),
             rng: SystemRandom::new(),
             state: RwLock::new(KeyState {
                 signing: None,
@@ -94,7 +101,7 @@ impl KeyRing {
     /// A key ring for maintenance commands run without the key-encryption key: it seals, signs
     /// and checks nothing (checkpoint checks answer `None`).
     pub fn without_master_key() -> Result<KeyRing, AppError> {
-        Ok(KeyRing { checkpoint_mac: None, ..KeyRing::new(&[0; 32])? })
+        Ok(KeyRing { checkpoint_mac: None, pass_mac: None, ..KeyRing::new(&[0; 32])? })
     }
 
     /// Whether this key ring holds the key-encryption key (so it can sign and check checkpoints).
@@ -116,6 +123,21 @@ impl KeyRing {
         let key = self.checkpoint_mac.as_ref()?;
         let tag = audit_chain::from_hex(&signature.to_ascii_lowercase());
         Some(tag.is_some_and(|tag| hmac::verify(key, message, &tag).is_ok()))
+    }
+
+    /// What is stored of a Temporary Access Pass: its HMAC-SHA256 under a key derived from the
+    /// key-encryption key.
+    pub fn pass_hash(&self, pass: &str) -> Result<Vec<u8>, AppError> {
+        let key = self.pass_mac.as_ref().ok_or_else(|| unexpected("no key-encryption key to keep a pass with"))?;
+        Ok(hmac::sign(key, pass.as_bytes()).as_ref().to_vec())
+    }
+
+    /// Whether `pass` is the one `stored` was made from (in constant time). A pass stored by an
+    /// earlier version as its plain SHA-256 still counts, until it expires (30 days at most).
+    pub fn pass_matches(&self, pass: &str, stored: &[u8]) -> bool {
+        let keyed = self.pass_mac.as_ref().is_some_and(|key| hmac::verify(key, pass.as_bytes(), stored).is_ok());
+        keyed
+            || keyward_core::secret::constant_time_eq(digest::digest(&digest::SHA256, pass.as_bytes()).as_ref(), stored)
     }
 
     /// Seals a secret (a TOTP seed) with the key-encryption key, bound to `context` (the owner's

@@ -175,7 +175,7 @@ impl App {
                 tx.put_temporary_access_pass(&TemporaryAccessPass {
                     id: new_id(),
                     user_id: user.id.clone(),
-                    pass_sha256: crate::sha256(pass.expose().as_bytes()),
+                    pass_sha256: self.inner.keys.pass_hash(pass.expose())?,
                     created: now,
                     start: now,
                     lifetime_minutes: BOOTSTRAP_TAP_MINUTES,
@@ -235,7 +235,7 @@ impl App {
         let record = TemporaryAccessPass {
             id: new_id(),
             user_id: user.id.clone(),
-            pass_sha256: crate::sha256(pass.expose().as_bytes()),
+            pass_sha256: self.inner.keys.pass_hash(pass.expose())?,
             created: now,
             start: now,
             lifetime_minutes: lifetime,

@@ -637,7 +637,7 @@ impl App {
         };
         tx.commit().await?;
         let pass_matches =
-            pass.as_ref().is_some_and(|it| constant_time_eq(&sha256(secret.expose().as_bytes()), &it.pass_sha256));
+            pass.as_ref().is_some_and(|it| self.inner.keys.pass_matches(secret.expose(), &it.pass_sha256));
         let (factor, is_ok, method) = if pass_matches {
             let pass = pass.as_ref().ok_or_else(|| unexpected("pass vanished"))?;
             let user = user.as_ref().ok_or_else(|| unexpected("a pass without its user"))?;

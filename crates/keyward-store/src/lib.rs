@@ -806,11 +806,12 @@ pub trait PimStore: Send {
     /// Deletes the assignments that have ended, and the activations whose eligibility no longer
     /// holds for their principal, and returns them.
     async fn take_ended_role_assignments(&mut self, tenant: &ObjectId) -> Result<Vec<RoleAssignment>, StoreError>;
-    /// Sets when an assignment ends.
-    async fn set_role_assignment_end(
+    /// Sets when an assignment ends, and when it starts if `start` is given.
+    async fn set_role_assignment_window(
         &mut self,
         tenant: &ObjectId,
         id: &str,
+        start: Option<OffsetDateTime>,
         end: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
     async fn insert_schedule_request(&mut self, request: &RoleScheduleRequest) -> Result<(), StoreError>;

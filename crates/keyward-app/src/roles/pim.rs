@@ -327,7 +327,7 @@ impl App {
             }
             match window.and_then(|window| pim::clamp_to(activation.window(), &window)) {
                 Some(cut) if cut.start == activation.window().start => {
-                    tx.set_role_assignment_end(&caller.tenant.id, &activation.id, cut.end).await?;
+                    tx.set_role_assignment_window(&caller.tenant.id, &activation.id, None, cut.end).await?;
                 }
                 _ => {
                     tx.delete_role_assignment(&caller.tenant.id, &activation.id).await?;
@@ -540,7 +540,7 @@ impl App {
                 // Never shorter than it was; never past the eligibility (the decision's window).
                 let end = window.end.max(running.end);
                 settle(&mut request, &running.id, "Provisioned", false);
-                tx.set_role_assignment_end(&caller.tenant.id, &running.id, end).await?;
+                tx.set_role_assignment_window(&caller.tenant.id, &running.id, None, end).await?;
                 records.push(self.pim_record(caller, PimActivity::MemberUpdateRequested, targets, &request));
                 request.completed = Some(now);
                 tx.insert_schedule_request(&request).await?;
@@ -679,9 +679,12 @@ impl App {
                 let window =
                     pim::decide_admin_assignment(&settings, &input.schedule, input.justification.as_deref(), now)
                         .map_err(|it| policy_failed(&it))?;
-                if existing.end.is_none() && window.end.is_some() {
-                    // A permanent assignment made time-bound: the last permanent Global
-                    // Administrator stays permanent.
+                // A start in the future is kept (the assignment pauses until then, and the
+                // maximum counts from it); otherwise the assignment keeps its own start.
+                let later_start = input.schedule.start.filter(|start| *start > now).map(|_| window.start);
+                if existing.end.is_none() && window.end.is_some() || later_start.is_some() {
+                    // A permanent assignment made time-bound, or paused until a later start: the
+                    // last permanent Global Administrator stays permanent and current.
                     check_global_administrator_change(
                         &mut *tx,
                         &caller.tenant,
@@ -693,7 +696,7 @@ impl App {
                 if settle(&mut request, &existing.id, "Provisioned", input.is_validation_only) {
                     return Ok(request);
                 }
-                tx.set_role_assignment_end(&caller.tenant.id, &existing.id, window.end).await?;
+                tx.set_role_assignment_window(&caller.tenant.id, &existing.id, later_start, window.end).await?;
                 records.push(self.pim_record(caller, PimActivity::MemberUpdateRequested, targets, &request));
             }
         }

@@ -226,18 +226,23 @@ macro_rules! impl_pim_store {
                 Ok(ended)
             }
 
-            async fn set_role_assignment_end(
+            async fn set_role_assignment_window(
                 &mut self,
                 tenant: &ObjectId,
                 id: &str,
+                start: Option<OffsetDateTime>,
                 end: Option<OffsetDateTime>,
             ) -> Result<(), StoreError> {
-                let done = q::query("UPDATE role_assignments SET end_at = $3 WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id)
-                    .bind(end.map(fmt_ts))
-                    .execute(&mut *self.0)
-                    .await?;
+                let done = q::query(concat!(
+                    "UPDATE role_assignments SET end_at = $3, start_at = COALESCE($4, start_at) ",
+                    "WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(tenant.as_str())
+                .bind(id)
+                .bind(end.map(fmt_ts))
+                .bind(start.map(fmt_ts))
+                .execute(&mut *self.0)
+                .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 

@@ -553,6 +553,39 @@ async fn pim_safety_rules(backend: Backend) {
         .await;
     assert_eq!(schedules.body["value"][0]["assignmentType"], "Assigned", "{}", schedules.text);
     assert_eq!(schedules.body["value"][0]["scheduleInfo"]["expiration"]["type"], "afterDateTime");
+    // Changed to start in two days for seven: it waits until then, and ends seven days after.
+    let start = app.app.now() + time::Duration::days(2);
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let mut later = timebound.clone();
+    later["action"] = json!("adminUpdate");
+    later["scheduleInfo"]["startDateTime"] = json!(start.format(rfc3339).expect("time"));
+    let updated = app.post(ASSIGNMENT, &later).await;
+    assert_eq!(updated.status, StatusCode::CREATED, "{}", updated.text);
+    let schedules = app
+        .get(&format!("/v1.0/roleManagement/directory/roleAssignmentSchedules?$filter=principalId eq '{temp_id}'"))
+        .await;
+    let info = &schedules.body["value"][0]["scheduleInfo"];
+    let stored = |it: &Value| time::OffsetDateTime::parse(it.as_str().expect("a time"), rfc3339).expect("time");
+    assert_eq!(stored(&info["startDateTime"]).unix_timestamp(), start.unix_timestamp(), "{}", schedules.text);
+    let end = stored(&info["expiration"]["endDateTime"]);
+    assert_eq!(end.unix_timestamp(), (start + time::Duration::days(7)).unix_timestamp(), "{}", schedules.text);
+    let instances = app
+        .get(&format!(
+            "/v1.0/roleManagement/directory/roleAssignmentScheduleInstances?$filter=principalId eq '{temp_id}'"
+        ))
+        .await;
+    assert_eq!(instances.body["value"].as_array().map(Vec::len), Some(0), "not active yet: {}", instances.text);
+    // The last Global Administrator's assignment cannot be put off to a later start either.
+    let mut delayed = remove_admin.clone();
+    delayed["action"] = json!("adminUpdate");
+    delayed["scheduleInfo"] =
+        json!({"startDateTime": start.format(rfc3339).expect("time"), "expiration": {"type": "noExpiration"}});
+    assert_graph_error(
+        &app.as_user(&second).post(ASSIGNMENT, &delayed).await,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+    );
+    assert_eq!(app.get("/v1.0/me").await.status, StatusCode::OK);
     let custom = app
         .post(
             "/v1.0/roleManagement/directory/roleDefinitions",

@@ -970,8 +970,45 @@ async fn a_password_alone_adds_no_method_beside_a_phone(backend: Backend) {
     assert_eq!(log.last(), Some(&0), "{log:?}");
 }
 
+/// A pass is stored as a MAC under the server's key, not as a plain hash that whoever reads the
+/// database could reverse by trying every 8-character pass; a pass an earlier version stored as
+/// its plain SHA-256 still signs in until it expires.
+async fn a_stored_pass_cannot_be_tried_offline(backend: Backend) {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let app = TestApp::spawn(backend).await;
+    let adele = create_user(&app, "adele", false).await;
+    let upn = format!("adele@{DOMAIN}");
+    let (_, pass) = pass_for(&app, &adele).await;
+    let id = keyward_core::ids::ObjectId::parse(&adele).expect("id");
+    let read = async || {
+        let mut tx = app.app.store().read().await.expect("read");
+        tx.get_temporary_access_pass(&id).await.expect("pass").expect("stored")
+    };
+    let stored = read().await;
+    assert_ne!(stored.pass_sha256, digest(&SHA256, pass.as_bytes()).as_ref(), "a plain hash");
+    let mut browser = Browser::new(&app.base_url);
+    assert_eq!(first_factor(&mut browser, &upn, &pass).await.title(), "My account");
+
+    // As an earlier version stored it.
+    let legacy = "Legacy-Pass-42";
+    let old = keyward_store::TemporaryAccessPass {
+        pass_sha256: digest(&SHA256, legacy.as_bytes()).as_ref().to_vec(),
+        id: keyward_core::ids::ObjectId::parse("5f0f8c4e-1d2b-4c3a-9e8f-7a6b5c4d3e2f").expect("id"),
+        ..stored
+    };
+    let mut tx = app.app.store().write().await.expect("write");
+    tx.put_temporary_access_pass(&old).await.expect("put");
+    tx.commit().await.expect("commit");
+    let mut browser = Browser::new(&app.base_url);
+    assert_eq!(first_factor(&mut browser, &upn, legacy).await.title(), "My account");
+    let mut browser = Browser::new(&app.base_url);
+    let wrong = first_factor(&mut browser, &upn, "Legacy-Pass-43").await;
+    assert_eq!(wrong.title(), "Enter password", "{}", wrong.text());
+}
+
 keyward_testkit::on_both_backends!(
     account_steps_are_guarded,
+    a_stored_pass_cannot_be_tried_offline,
     a_password_alone_adds_no_method_beside_a_phone,
     a_sign_ins_start_only_moves_forward,
     a_sign_in_finished_while_a_revocation_is_in_flight_is_ended_by_it,
