@@ -105,7 +105,12 @@ fn certificate_credentials(
                 ));
             }
             let start = draft.start.unwrap_or(now);
-            let end = draft.end.unwrap_or(start + Duration::days(365));
+            let end = match draft.end {
+                Some(end) => end,
+                None => start.checked_add(Duration::days(365)).ok_or_else(|| {
+                    AppError::BadRequest("keyCredentials[].startDateTime is too far in the future.".into())
+                })?,
+            };
             if end <= start {
                 return Err(AppError::BadRequest("keyCredentials[].endDateTime must be after startDateTime.".into()));
             }

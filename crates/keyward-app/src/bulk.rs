@@ -682,6 +682,17 @@ impl App {
         if user.id == *caller.id() {
             return Ok((ItemState::Refused, Some("a bulk operation does not change your own account".into())));
         }
+        // Whether the caller may act on the user comes first: a user they may not change shows
+        // nothing of their state (whether they have methods, their per-user MFA). A real run
+        // decides, and records, the refusal when it reaches the user.
+        let facts = user_facts(tx, &caller.tenant, user).await?;
+        let target = match operation {
+            Operation::AssignRole { .. } | Operation::RemoveRole { .. } => Target::Tenant,
+            _ => Target::User(&facts),
+        };
+        if let Err(err) = require(caller, operation_action(operation), target) {
+            return Ok(if full { (ItemState::Refused, Some(err.to_string())) } else { (ItemState::Pending, None) });
+        }
         let already = match operation {
             Operation::RequireReregistration => {
                 tx.list_software_oath_methods(&user.id).await?.is_empty()
@@ -703,14 +714,6 @@ impl App {
         }
         if !full {
             return Ok((ItemState::Pending, None));
-        }
-        let facts = user_facts(tx, &caller.tenant, user).await?;
-        let target = match operation {
-            Operation::AssignRole { .. } | Operation::RemoveRole { .. } => Target::Tenant,
-            _ => Target::User(&facts),
-        };
-        if let Err(err) = require(caller, operation_action(operation), target) {
-            return Ok((ItemState::Refused, Some(err.to_string())));
         }
         if matches!(operation, Operation::RequireReregistration)
             && let crate::dual_control::Gate::Hold(_) = self

@@ -21,6 +21,17 @@ use crate::{App, AppError, Caller, new_id, require};
 /// whole organization on the consent page.
 const MANAGE_GRANTS: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";
 
+/// Whether the caller's token may grant `scope` to an application: granting the permission that
+/// grants roles needs it in the granting token too, or a token with `Directory.ReadWrite.All`
+/// (which manages grants, as in Graph) could give its own application the role management it
+/// lacks. A browser session's consent (no token) is decided by the roles alone.
+fn may_grant(caller: &Caller, scope: &str) -> Result<(), AppError> {
+    if scope.split_whitespace().any(|it| it.eq_ignore_ascii_case("RoleManagement.ReadWrite.Directory")) {
+        crate::require_scope(caller, keyward_core::authz::actions::ROLE_ASSIGNMENTS_WRITE, false)?;
+    }
+    Ok(())
+}
+
 /// How long a consent page may be answered.
 const CONSENT_PAGE_LIFETIME: Duration = Duration::minutes(10);
 
@@ -441,7 +452,7 @@ impl App {
         let mut tx = self.write().await?;
         let principal =
             tx.get_service_principal(&caller.tenant.id, &client_id).await?.ok_or_else(|| invalid("clientId"))?;
-        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant) {
+        if let Err(err) = require(caller, MANAGE_GRANTS, Target::Tenant).and_then(|()| may_grant(caller, &scope)) {
             let target = vec![TargetResource::service_principal(&principal)];
             return Err(self.refused(Some(tx), caller, Activity::AddDelegatedPermissionGrant, target, err).await);
         }
@@ -493,6 +504,10 @@ impl App {
         let now = self.now();
         let (mut tx, grant, principal) =
             self.grant_for_change(caller, id, Activity::AddDelegatedPermissionGrant).await?;
+        if let Err(err) = may_grant(caller, &scope) {
+            let target = vec![grant_target(&grant, principal.as_ref())];
+            return Err(self.refused(Some(tx), caller, Activity::AddDelegatedPermissionGrant, target, err).await);
+        }
         let scope = consent::merged(&scope, &[]);
         tx.update_permission_grant_scope(&grant.id, &scope).await?;
         let mut target = grant_target(&PermissionGrant { scope: scope.clone(), ..grant.clone() }, principal.as_ref());

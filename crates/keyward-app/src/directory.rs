@@ -171,6 +171,22 @@ pub(crate) async fn resolve_object(tx: &mut dyn Tx, tenant: &Tenant, key: &str) 
     Err(AppError::NotFound(key.to_owned()))
 }
 
+/// What changing a group's members or owners needs: of the roles, the relation's update (or, for
+/// a role-assignable group, the group's own permission, Privileged Role Administrator's and
+/// Global Administrator's, as in Entra); of the token, the same, except that a role-assignable
+/// group's members may be changed with `GroupMember.ReadWrite.All` beside role management's
+/// permission, as Graph allows.
+fn relation_actions(group: &Group, relation: Relation) -> (&'static str, &'static str) {
+    match (group.is_assignable_to_role, relation) {
+        (true, Relation::Members) => (actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, ROLE_ASSIGNABLE_MEMBERS_SCOPE),
+        (true, _) => (actions::ROLE_ASSIGNABLE_GROUPS_UPDATE, actions::ROLE_ASSIGNABLE_GROUPS_UPDATE),
+        (false, _) => (relation.update_action(), relation.update_action()),
+    }
+}
+
+/// The token half of a change to a role-assignable group's members (see `scope_permits`).
+const ROLE_ASSIGNABLE_MEMBERS_SCOPE: &str = "microsoft.directory/groupsAssignableToRoles/members/update";
+
 /// Loads the objects a page of references names, in the references' order, with one query per kind.
 pub(crate) async fn load_refs(
     tx: &mut dyn Tx,
@@ -587,12 +603,8 @@ impl App {
             if keys.is_empty() {
                 continue;
             }
-            let action = if group.is_assignable_to_role {
-                actions::ROLE_ASSIGNABLE_GROUPS_UPDATE
-            } else {
-                relation.update_action()
-            };
-            if let Err(err) = require(caller, action, Target::Group(&facts)) {
+            let (action, scope_action) = relation_actions(&group, relation);
+            if let Err(err) = crate::require_scoped(caller, action, scope_action, Target::Group(&facts)) {
                 let targets = vec![TargetResource::group(&group)];
                 return Err(self.refused(Some(tx), caller, Activity::AddGroup, targets, err).await);
             }
@@ -776,9 +788,8 @@ impl App {
         let facts = group_facts(&mut *tx, &group).await?;
         // Role-assignable groups are managed with their own permission (Privileged Role
         // Administrator, Global Administrator), as in Entra.
-        let action =
-            if group.is_assignable_to_role { actions::ROLE_ASSIGNABLE_GROUPS_UPDATE } else { relation.update_action() };
-        let decision = require(caller, action, Target::Group(&facts));
+        let (action, scope_action) = relation_actions(&group, relation);
+        let decision = crate::require_scoped(caller, action, scope_action, Target::Group(&facts));
         if let Err(err) = decision {
             let activity = match (relation, is_add) {
                 (Relation::Members, true) => Activity::AddMemberToGroup,

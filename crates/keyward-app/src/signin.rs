@@ -703,6 +703,8 @@ impl App {
             flow.session.mfa_at = Some(now);
         } else {
             flow.session.methods = Amr::of(&[AuthMethodRef::Password]);
+            flow.session.mfa_at = None;
+            flow.session.pass_expires_at = None;
         }
         // The attempt is settled (and a pass spent) before anything else is read: a read that
         // failed, or a client that went away, must not leave a right password counted as wrong.
@@ -1192,7 +1194,11 @@ impl App {
             self.save_session(&flow.session).await?;
             return self.account_page(flow, user, Some(notice)).await;
         }
+        // Back to the first factor with nothing of the one that led here (a pass's MFA).
         flow.session.stage = Stage::Password;
+        flow.session.methods = Amr::default();
+        flow.session.mfa_at = None;
+        flow.session.pass_expires_at = None;
         self.save_session(&flow.session).await?;
         self.render(flow, Some(notice)).await
     }

@@ -778,7 +778,9 @@ fn parse_until(raw: &str) -> Result<time::OffsetDateTime, String> {
     if raw.contains('T') || raw.contains('t') {
         Ok(at)
     } else {
-        Ok(at + time::Duration::days(1) - time::Duration::microseconds(1))
+        at.checked_add(time::Duration::days(1))
+            .and_then(|it| it.checked_sub(time::Duration::microseconds(1)))
+            .ok_or_else(|| format!("'{raw}' has no day after it: name a date before 9999-12-31"))
     }
 }
 
@@ -1024,4 +1026,17 @@ fn csv_row(record: &serde_json::Value) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_a_date_is_the_end_of_it_and_the_last_date_is_refused() {
+        let end = parse_until("2026-12-01").expect("a date");
+        assert_eq!((end.day(), end.hour(), end.minute(), end.microsecond()), (1, 23, 59, 999_999));
+        assert!(parse_until("9999-12-31").is_err_and(|it| it.contains("no day after it")));
+        assert!(parse_until("2026-12-01T08:30:00Z").is_ok_and(|it| it.hour() == 8));
+    }
 }

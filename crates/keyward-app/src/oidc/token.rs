@@ -818,10 +818,6 @@ impl App {
     }
 }
 
-/// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,
-/// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
-/// the code, or the error's description); no user yet, and no protocol or incoming token. The
-/// caller fills in who signed in, and how.
 /// The refresh-token family a grant's tokens join, and whether the client authenticated when
 /// it was granted (each redemption must then authenticate too).
 #[derive(Debug, Clone, Copy)]
@@ -830,6 +826,10 @@ pub(super) struct Family<'a> {
     pub client_authenticated: bool,
 }
 
+/// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,
+/// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
+/// the code, or the error's description); no user yet, and no protocol or incoming token. The
+/// caller fills in who signed in, and how.
 fn token_record(
     tenant: &Tenant,
     client: &Client,

@@ -682,6 +682,15 @@ impl App {
                 // A start in the future is kept (the assignment pauses until then, and the
                 // maximum counts from it); otherwise the assignment keeps its own start.
                 let later_start = input.schedule.start.filter(|start| *start > now).map(|_| window.start);
+                // An end before the start it keeps (one still to come) would make an assignment
+                // that never counts.
+                if let (Some(end), Some(start)) = (window.end, later_start.or(existing.start))
+                    && end <= start
+                {
+                    return Err(AppError::BadRequest(
+                        "The new end is not after the assignment's start: give a startDateTime, or a later end.".into(),
+                    ));
+                }
                 if existing.end.is_none() && window.end.is_some() || later_start.is_some() {
                     // A permanent assignment made time-bound, or paused until a later start: the
                     // last permanent Global Administrator stays permanent and current.

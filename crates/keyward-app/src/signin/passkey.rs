@@ -480,18 +480,24 @@ impl App {
                 "Your Temporary Access Pass has expired or was deleted. Sign in again to add a method.".into()
             ));
         }
+        let before_sign_in = flow.session.authenticated_at.is_none();
         let mut tx = self.read_short().await?;
         let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty()
             || !tx.list_fido2_methods(&user.id).await?.is_empty();
+        // Before the sign-in has finished an e-mail address does not count: it is no second
+        // factor in Entra (re-registration keeps it), and the registration interrupt after
+        // "Require re-register MFA" must still work with the password.
         let has_method = has_app
             || !tx.list_phone_methods(&user.id).await?.is_empty()
-            || tx.get_email_method(&user.id).await?.is_some();
+            || !before_sign_in && tx.get_email_method(&user.id).await?.is_some();
         drop(tx);
-        let before_sign_in = flow.session.authenticated_at.is_none();
-        // Adding a method needs a recent proof: MFA if the user has any method (a phone or an
-        // e-mail address too: whoever adds an app may then change them), otherwise a recent
-        // sign-in, so an old or stolen session, or a password alone, cannot plant one.
+        // Adding a method needs a recent proof: MFA if the user has any method (a phone or, on
+        // the account page, an e-mail address too: whoever adds an app may then change them),
+        // otherwise a recent sign-in, so an old or stolen session, or a password alone, cannot
+        // plant one. A flow opened with a pass (checked above to be still held) proves it for
+        // as long as the pass lasts.
         let proof = match (has_method, before_sign_in) {
+            (true, true) if flow.session.pass_expires_at.is_some() => Some(now),
             (true, _) => flow.session.mfa_at,
             (false, true) => Some(now),
             (false, false) => flow.session.authenticated_at,

@@ -196,23 +196,64 @@ async fn expand(ctx: &GraphCtx, mut value: Value, expand: &[&str]) -> Result<Val
     Ok(value)
 }
 
-/// Filters, expands and answers a collection.
+/// The query options a PIM collection takes.
+const COLLECTION_OPTIONS: [&str; 6] = ["$filter", "$expand", "$select", "$top", "$skiptoken", "$count"];
+
+/// Filters, pages, expands and answers a collection (at `path`, for its next link): all of it
+/// without `$top`, else `$top` a page with `@odata.nextLink`; `$select` keeps the named
+/// properties (and the expanded ones); `$count=true` adds the filtered total.
 async fn answer(
     ctx: &GraphCtx,
-    query: &super::GraphQuery,
+    (query, path): (&super::GraphQuery, &str),
     items: Vec<Value>,
     kind: &str,
     filterable: &[&str],
     context: String,
 ) -> Result<Response, GraphError> {
-    allow_only(ctx, query, &["$filter", "$expand"])?;
+    allow_only(ctx, query, &COLLECTION_OPTIONS)?;
     let filter = item_filter(ctx, query.raw.filter.as_deref(), filterable)?;
     let wanted = parse_expand(ctx, query.raw.expand.as_deref(), kind)?;
-    let mut res = Vec::new();
-    for item in items.into_iter().filter(|it| matches(it, &filter)) {
-        res.push(expand(ctx, item, &wanted).await?);
+    let select: Option<Vec<&str>> =
+        query.raw.select.as_deref().map(|list| list.split(',').map(str::trim).filter(|it| !it.is_empty()).collect());
+    let count = match query.raw.count.as_deref().map(str::trim) {
+        None => false,
+        Some(it) if it.eq_ignore_ascii_case("true") => true,
+        Some(it) if it.eq_ignore_ascii_case("false") => false,
+        Some(other) => return Err(bad(ctx, format!("Invalid $count value '{other}'. Use true or false."))),
+    };
+    let matching: Vec<Value> = items.into_iter().filter(|it| matches(it, &filter)).collect();
+    let total = matching.len();
+    // A property no item has is not one of the type's.
+    if let (Some(names), Some(Value::Object(first))) = (&select, matching.first())
+        && let Some(unknown) = names.iter().find(|it| !first.contains_key(**it) && !wanted.contains(*it))
+    {
+        return Err(bad(ctx, format!("Could not find a property named '{unknown}' on type 'microsoft.graph.{kind}'.")));
     }
-    Ok(collection(context, res, None, None))
+    // A page token is the offset of the page's first item.
+    let offset = match query.raw.skiptoken.as_deref() {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("pim-")
+            .and_then(|it| it.parse::<usize>().ok())
+            .ok_or_else(|| bad(ctx, "The $skiptoken is not valid: follow @odata.nextLink as it is."))?,
+    };
+    let top = match query.raw.top.as_deref() {
+        None => usize::MAX,
+        Some(raw) => keyward_core::query::parse_top(Some(raw)).map_err(AppError::from)?,
+    };
+    let end = offset.saturating_add(top).min(total);
+    let next = (end < total).then(|| query.next_link(&ctx.state.app.config().public_url, path, &format!("pim-{end}")));
+    let mut res = Vec::new();
+    for item in matching.into_iter().skip(offset).take(top) {
+        let mut item = expand(ctx, item, &wanted).await?;
+        if let (Some(names), Value::Object(map)) = (&select, &mut item) {
+            map.retain(|key, _| {
+                key.starts_with("@odata.") || names.contains(&key.as_str()) || wanted.contains(&key.as_str())
+            });
+        }
+        res.push(item);
+    }
+    Ok(collection(context, res, count.then_some(total as u64), next))
 }
 
 /// `filterByCurrentUser(on='…')`, from the captured rest of the segment (`'principal')`).
@@ -415,7 +456,7 @@ const SCHEDULE_FILTER: [&str; 5] =
 async fn list_requests(
     ctx: GraphCtx,
     kind: ScheduleKind,
-    query: super::GraphQuery,
+    (query, path): (super::GraphQuery, String),
     on: Option<CurrentUser>,
 ) -> Result<Response, GraphError> {
     let (segment, type_name) = kind_of(kind);
@@ -424,18 +465,19 @@ async fn list_requests(
         None => format!("{}/$metadata#roleManagement/directory/{segment}", ctx.base()),
         Some(_) => format!("{}/$metadata#Collection({type_name})", ctx.base()),
     };
-    answer(&ctx, &query, items.iter().map(request_json).collect(), type_name, &REQUEST_FILTER, context).await
+    let items = items.iter().map(request_json).collect();
+    answer(&ctx, (&query, &path), items, type_name, &REQUEST_FILTER, context).await
 }
 
 async fn get_request(
     ctx: GraphCtx,
     kind: ScheduleKind,
     key: String,
-    query: super::GraphQuery,
+    (query, path): (super::GraphQuery, String),
 ) -> Result<Response, GraphError> {
     if let Some(rest) = key.strip_prefix("filterByCurrentUser(on=") {
         let on = current_user(&ctx, rest, kind == ScheduleKind::Assignment)?;
-        return list_requests(ctx, kind, query, Some(on)).await;
+        return list_requests(ctx, kind, (query, path), Some(on)).await;
     }
     allow_only(&ctx, &query, &["$expand"])?;
     let (segment, type_name) = kind_of(kind);
@@ -510,25 +552,29 @@ async fn schedule_items(ctx: &GraphCtx, which: Listing, mine: bool) -> Result<Ve
     })
 }
 
-async fn list_schedules(ctx: GraphCtx, which: Listing, query: super::GraphQuery) -> Result<Response, GraphError> {
+async fn list_schedules(
+    ctx: GraphCtx,
+    which: Listing,
+    (query, path): (super::GraphQuery, String),
+) -> Result<Response, GraphError> {
     let (segment, type_name) = which.names();
     let items = schedule_items(&ctx, which, false).await?;
     let context = format!("{}/$metadata#roleManagement/directory/{segment}", ctx.base());
-    answer(&ctx, &query, items, type_name, &SCHEDULE_FILTER, context).await
+    answer(&ctx, (&query, &path), items, type_name, &SCHEDULE_FILTER, context).await
 }
 
 async fn get_schedule(
     ctx: GraphCtx,
     which: Listing,
     key: String,
-    query: super::GraphQuery,
+    (query, path): (super::GraphQuery, String),
 ) -> Result<Response, GraphError> {
     let (segment, type_name) = which.names();
     if let Some(rest) = key.strip_prefix("filterByCurrentUser(on=") {
         current_user(&ctx, rest, false)?;
         let items = schedule_items(&ctx, which, true).await?;
         let context = format!("{}/$metadata#Collection({type_name})", ctx.base());
-        return answer(&ctx, &query, items, type_name, &SCHEDULE_FILTER, context).await;
+        return answer(&ctx, (&query, &path), items, type_name, &SCHEDULE_FILTER, context).await;
     }
     allow_only(&ctx, &query, &["$expand"])?;
     let wanted = parse_expand(&ctx, query.raw.expand.as_deref(), type_name)?;
@@ -660,14 +706,14 @@ pub fn routes(api: Api) -> Api {
         api = api
             .route(
                 path,
-                get(move |ctx, Query(query, _)| list_requests(ctx, kind, query, None))
+                get(move |ctx, Query(query, path)| list_requests(ctx, kind, (query, path), None))
                     .post(move |ctx, Body(body)| create_request(ctx, kind, body)),
-                Op::get(ROLES, summary_list, READ, "ScheduleRequestCollection").with_options(&["$filter", "$expand"]),
+                Op::get(ROLES, summary_list, READ, "ScheduleRequestCollection").with_options(&COLLECTION_OPTIONS),
             )
             .document(path, Op::post(ROLES, summary_create, WRITE, "ScheduleRequest", 201, "ScheduleRequest"))
             .route(
                 one,
-                get(move |ctx, Path(key): Path<String>, Query(query, _)| get_request(ctx, kind, key, query)),
+                get(move |ctx, Path(key): Path<String>, Query(query, path)| get_request(ctx, kind, key, (query, path))),
                 Op::get(
                     ROLES,
                     "Get a request, or filterByCurrentUser(on='principal'|'approver')",
@@ -722,12 +768,14 @@ pub fn routes(api: Api) -> Api {
         api = api
             .route(
                 path,
-                get(move |ctx, Query(query, _)| list_schedules(ctx, which, query)),
-                Op::get(ROLES, summary, READ, "ScheduleCollection").with_options(&["$filter", "$expand"]),
+                get(move |ctx, Query(query, path)| list_schedules(ctx, which, (query, path))),
+                Op::get(ROLES, summary, READ, "ScheduleCollection").with_options(&COLLECTION_OPTIONS),
             )
             .route(
                 one,
-                get(move |ctx, Path(key): Path<String>, Query(query, _)| get_schedule(ctx, which, key, query)),
+                get(move |ctx, Path(key): Path<String>, Query(query, path)| {
+                    get_schedule(ctx, which, key, (query, path))
+                }),
                 Op::get(ROLES, "Get one, or filterByCurrentUser(on='principal')", READ, "Schedule")
                     .with_id()
                     .with_options(&["$filter", "$expand"]),

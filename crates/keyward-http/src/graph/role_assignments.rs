@@ -99,11 +99,13 @@ async fn expand_assignment(ctx: &GraphCtx, it: &RoleAssignment, expand: &[&str])
 
 /// `$expand` of a role assignment or a PIM schedule or request (`kind`, Graph's type name):
 /// `principal`, `roleDefinition`.
-pub(super) fn parse_expand<'a>(ctx: &GraphCtx, raw: Option<&'a str>, kind: &str) -> Result<Vec<&'a str>, GraphError> {
+pub(super) fn parse_expand(ctx: &GraphCtx, raw: Option<&str>, kind: &str) -> Result<Vec<&'static str>, GraphError> {
     let mut res = Vec::new();
     for it in raw.unwrap_or_default().split(',').map(str::trim).filter(|it| !it.is_empty()) {
-        match it {
-            "principal" | "roleDefinition" => res.push(it),
+        // Any case, as Graph takes it.
+        match it.to_ascii_lowercase().as_str() {
+            "principal" => res.push("principal"),
+            "roledefinition" => res.push("roleDefinition"),
             other => {
                 return Err(bad(
                     ctx,

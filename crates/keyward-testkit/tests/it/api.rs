@@ -228,6 +228,23 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
         let reply = app.get(&path).await;
         assert!(reply.status.is_client_error() || reply.status.is_success(), "{path}: {} {}", reply.status, reply.text);
     }
+    // Times at the end of what a time can hold (a bound one microsecond further, the same
+    // instant in UTC) are refused, not a server error.
+    for filter in ["activityDateTime gt 9999-12-31T23:59:59.999999Z", "activityDateTime ge 9999-12-31T23:00:00-05:00"] {
+        let reply = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter={filter}")).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+        let sign_ins =
+            app.get(&format!("/v1.0/auditLogs/signIns?$filter={}", filter.replace("activity", "created"))).await;
+        assert_graph_error(&sign_ins, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    let made = rcgen::generate_simple_self_signed(vec!["far.contoso.test".to_owned()]).expect("certificate");
+    let der = base64::engine::general_purpose::STANDARD.encode(made.cert.der());
+    let certificate = json!({"keyCredentials": [{"type": "AsymmetricX509Cert", "usage": "Verify",
+        "key": der, "startDateTime": "9999-12-31T00:00:00Z"}]});
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Far future"})).await;
+    let far =
+        app.patch(&format!("/v1.0/applications/{}", created.body["id"].as_str().expect("id")), &certificate).await;
+    assert_graph_error(&far, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let many = ["\"mail:q\""; 11].join(" OR ");
     let reply = app
         .send(

@@ -156,6 +156,12 @@ async fn bulk_dry_run_then_the_real_run(backend: Backend) {
     assert_eq!(records_before, records_after, "a dry run writes no audit record");
     let phones = app.get(&format!("/v1.0/users/{}/authentication/phoneMethods", phoned[0])).await;
     assert_eq!(phones.body["value"].as_array().map(Vec::len), Some(1), "a dry run changes nothing");
+    // A user the caller may not change shows nothing of their state: a Security Administrator
+    // with no method is refused, not reported as already done.
+    let bare = person(&app, "bare", Some(roles::SECURITY_ADMINISTRATOR), false).await;
+    let probe = json!({"operation": "requireMfaReregistration", "users": {"ids": [bare]}, "dryRun": true});
+    let probed = app.as_user(&desk).post(BULK, &probe).await;
+    assert_eq!(results(&probed.body), vec![(bare.clone(), "refused".to_owned())], "{}", probed.text);
 
     // The real run: 202, done in the background, each user once, audited per user and in sum.
     let ask = json!({"operation": "requireMfaReregistration", "users": {"groupId": group_id}});

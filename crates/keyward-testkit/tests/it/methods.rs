@@ -811,9 +811,30 @@ async fn role_writes_want_role_management(backend: Backend) {
     let held = app.get(&format!("{assignments}?$filter=principalId eq '{target}'")).await;
     assert_eq!(held.body["value"].as_array().map(Vec::len), Some(0), "{}", held.text);
 
+    // Nor does it give an application role management through a grant (Directory.ReadWrite.All
+    // manages grants, as in Graph), though it grants other permissions.
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Climber"})).await;
+    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let principal = app.get(&format!("/v1.0/servicePrincipals(appId='{app_id}')")).await;
+    assert_eq!(principal.status, StatusCode::OK, "{}", principal.text);
+    let grant_for = |scope: &str| {
+        json!({"clientId": principal.body["id"], "consentType": "AllPrincipals",
+               "resourceId": "00000003-0000-0000-c000-000000000000", "scope": scope})
+    };
+    let grants = "/v1.0/oauth2PermissionGrants";
+    let climb = app.as_user(&directory).post(grants, &grant_for("User.Read RoleManagement.ReadWrite.Directory")).await;
+    assert_graph_error(&climb, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let granted = app.as_user(&directory).post(grants, &grant_for("User.Read")).await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    let widen = format!("{grants}/{}", granted.body["id"].as_str().expect("id"));
+    let widened = app.as_user(&directory).patch(&widen, &json!({"scope": "RoleManagement.ReadWrite.Directory"})).await;
+    assert_graph_error(&widened, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+
+    // Graph's least permissions for each: role management for the assignment, and with
+    // GroupMember.ReadWrite.All for a role-assignable group's members.
     app.clock.advance(time::Duration::seconds(30)); // a fresh authenticator code
-    let granting =
-        token_with_mfa_scope(&app, &upn, "openid RoleManagement.ReadWrite.Directory Group.ReadWrite.All").await;
+    let scope = "openid RoleManagement.ReadWrite.Directory GroupMember.ReadWrite.All";
+    let granting = token_with_mfa_scope(&app, &upn, scope).await;
     assert_eq!(app.as_user(&granting).post(assignments, &grant).await.status, StatusCode::CREATED);
     assert_eq!(app.as_user(&granting).post(&members, &member).await.status, StatusCode::NO_CONTENT);
 }

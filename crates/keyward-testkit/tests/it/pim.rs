@@ -405,6 +405,31 @@ async fn pim_approval(backend: Backend) {
     app.clock.advance(time::Duration::hours(3) + time::Duration::minutes(1));
     let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
     assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT, "from its start");
+
+    // The collections page with $top and @odata.nextLink, count with $count, and take $select
+    // and $expand in any case.
+    let admin = app.token_for(ADMIN_UPN).await;
+    let schedules = "/v1.0/roleManagement/directory/roleAssignmentSchedules";
+    let all = app.as_user(&admin).get(&format!("{schedules}?$count=true")).await;
+    let total = all.body["@odata.count"].as_u64().expect("a count");
+    assert!(total >= 2, "{}", all.text);
+    assert_eq!(all.body["value"].as_array().map(Vec::len), Some(usize::try_from(total).expect("small")));
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{schedules}?$top=1&$select=principalId,roleDefinitionId&$expand=RoleDefinition"));
+    while let Some(link) = next {
+        let page = app.as_user(&admin).get(&link.replace(&app.base_url, "")).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let value = page.body["value"].as_array().expect("value");
+        assert_eq!(value.len(), 1, "{}", page.text);
+        let item = value[0].as_object().expect("an object");
+        assert!(item.contains_key("roleDefinition") && item.contains_key("principalId"), "{}", page.text);
+        assert!(!item.contains_key("scheduleInfo"), "$select keeps what it names: {}", page.text);
+        seen.push(item["principalId"].clone());
+        next = page.body["@odata.nextLink"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len() as u64, total, "each once through the pages");
+    let bad = app.as_user(&admin).get(&format!("{schedules}?$skiptoken=elsewhere")).await;
+    assert_graph_error(&bad, StatusCode::BAD_REQUEST, "Request_BadRequest");
 }
 
 async fn pim_safety_rules(backend: Backend) {
@@ -575,6 +600,12 @@ async fn pim_safety_rules(backend: Backend) {
         ))
         .await;
     assert_eq!(instances.body["value"].as_array().map(Vec::len), Some(0), "not active yet: {}", instances.text);
+    // Changed again without a start, to end before the start it keeps: refused, not stored as an
+    // assignment that never counts.
+    let mut short = timebound.clone();
+    short["action"] = json!("adminUpdate");
+    short["scheduleInfo"] = json!({"expiration": {"type": "afterDuration", "duration": "PT1H"}});
+    assert_graph_error(&app.post(ASSIGNMENT, &short).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     // The last Global Administrator's assignment cannot be put off to a later start either.
     let mut delayed = remove_admin.clone();
     delayed["action"] = json!("adminUpdate");

@@ -957,17 +957,30 @@ async fn a_password_alone_adds_no_method_beside_a_phone(backend: Backend) {
     assert_eq!(apps().await, 0);
     assert_eq!(registrations(&app, &adele).await, 0);
 
-    // A new pass registers the app.
+    // A new pass registers the app, for as long as the pass lasts (an hour here), not only in
+    // the ten minutes a signed-in session's MFA counts for.
     app.clock.advance(Duration::seconds(30));
     let (_, pass) = pass_for(&app, &adele).await;
     let mut browser = Browser::new(&app.base_url);
     let page = first_factor(&mut browser, &upn, &pass).await;
+    app.clock.advance(Duration::minutes(15));
     let (account, _) = register_totp(&app, &mut browser, page).await;
     assert_eq!(account.title(), "My account", "{}", account.text());
     assert_eq!(apps().await, 1);
     let log = codes(&sign_ins(&app, &upn).await);
     assert_eq!(log.first(), Some(&50079), "{log:?}");
     assert_eq!(log.last(), Some(&0), "{log:?}");
+
+    // An e-mail address is no second factor (re-registration keeps it): beside one, the
+    // interrupt registers after the password, as after "Require re-register MFA".
+    let bea = create_user(&app, "bea", false).await;
+    let email = json!({"emailAddress": "bea@elsewhere.example"});
+    let added = app.post(&format!("/v1.0/users/{bea}/authentication/emailMethods"), &email).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+    let mut browser = Browser::new(&app.base_url);
+    let page = first_factor(&mut browser, &format!("bea@{DOMAIN}"), PASSWORD).await;
+    let (account, _) = register_totp(&app, &mut browser, page).await;
+    assert_eq!(account.title(), "My account", "{}", account.text());
 }
 
 /// A pass is stored as a MAC under the server's key, not as a plain hash that whoever reads the
