@@ -760,7 +760,7 @@ impl App {
                     flow.session.methods.push(AuthMethodRef::Mfa);
                     flow.session.mfa_at = Some(now);
                 }
-                if let Some(view) = self.campaign_interrupt(flow, &facts).await? {
+                if let Some(view) = self.campaign_interrupt(flow, user, &facts).await? {
                     return Ok(view);
                 }
                 self.finish(flow, user, details).await
@@ -772,14 +772,9 @@ impl App {
             }
             NextStep::Register if !facts.methods.can_register() => {
                 // Registration is required, but the methods policy lets this user register nothing.
-                let failed = detail(
-                    now,
-                    "Software OATH token",
-                    false,
-                    "Registration required, but the authentication methods policy turns every method off for the user",
-                );
-                self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first, failed]).await?;
-                self.render(flow, Some(NOTHING_TO_REGISTER.into())).await
+                let reason =
+                    "Registration required, but the authentication methods policy turns every method off for the user";
+                self.cannot_register(flow, user, (now, first), reason, NOTHING_TO_REGISTER.into()).await
             }
             NextStep::Challenge => {
                 flow.session.stage = Stage::Mfa;
@@ -790,14 +785,9 @@ impl App {
             NextStep::Register => {
                 // A password alone registers nothing beside methods the user has but cannot use here.
                 if let Err(notice) = self.may_add_method(flow, user).await? {
-                    let failed = detail(
-                        now,
-                        "Software OATH token",
-                        false,
-                        "Registration required, but the user has methods this sign-in cannot use: a Temporary Access Pass is needed",
-                    );
-                    self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first, failed]).await?;
-                    return self.render(flow, Some(notice)).await;
+                    let reason = "Registration required, but the user has methods this sign-in cannot use: a Temporary \
+                                  Access Pass is needed";
+                    return self.cannot_register(flow, user, (now, first), reason, notice).await;
                 }
                 flow.session.stage = Stage::MoreInfo;
                 self.save_session(&flow.session).await?;
@@ -805,6 +795,21 @@ impl App {
                 self.render(flow, None).await
             }
         }
+    }
+
+    /// A registration the sign-in requires but cannot offer now: logged (`50079`, with `reason`
+    /// after the first factor's detail, both at `now`), and the page says `notice`.
+    async fn cannot_register(
+        &self,
+        flow: &mut Flow,
+        user: &User,
+        (now, first): (OffsetDateTime, AuthenticationDetail),
+        reason: &str,
+        notice: String,
+    ) -> Result<SignInView, AppError> {
+        let failed = detail(now, "Software OATH token", false, reason);
+        self.log_sign_in(flow, Some(user), codes::MFA_REGISTRATION_REQUIRED, vec![first, failed]).await?;
+        self.render(flow, Some(notice)).await
     }
 
     async fn submit_new_password(
@@ -1092,13 +1097,17 @@ impl App {
 
     /// The registration campaign's prompt, when it asks this user now (Entra's nudge after a
     /// sign-in): the sign-in finishes after "Not now" or once the app is registered.
-    async fn campaign_interrupt(&self, flow: &mut Flow, facts: &MfaFacts) -> Result<Option<SignInView>, AppError> {
+    async fn campaign_interrupt(
+        &self,
+        flow: &mut Flow,
+        user: &User,
+        facts: &MfaFacts,
+    ) -> Result<Option<SignInView>, AppError> {
         if campaign_nudge_of(facts, self.now()) == Nudge::None {
             return Ok(None);
         }
-        // Not after a password alone beside a phone or an e-mail address (Entra nudges after MFA).
-        let user = self.flow_user(flow).await?;
-        if self.may_add_method(flow, &user).await?.is_err() {
+        // Not after a password alone beside a phone (Entra nudges after MFA).
+        if self.may_add_method(flow, user).await?.is_err() {
             return Ok(None);
         }
         flow.session.stage = Stage::Campaign;

@@ -412,26 +412,9 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
         ));
     }
     let expand = parse_expand(resource, raw.expand.as_deref())?;
-    let wants_count = match raw.count.as_deref().map(str::trim) {
-        None => false,
-        Some(it) if it.eq_ignore_ascii_case("true") => true,
-        Some(it) if it.eq_ignore_ascii_case("false") => false,
-        Some(other) => {
-            return Err(QueryError::BadRequest(format!("Invalid $count value '{other}'. Use true or false.")));
-        }
-    };
+    let wants_count = parse_count(raw.count.as_deref())?;
     let is_advanced = raw.is_eventual && wants_count;
-    let top = match raw.top.as_deref() {
-        None => DEFAULT_TOP,
-        Some(it) => match it.trim().parse::<usize>() {
-            Ok(n) if (1..=MAX_TOP).contains(&n) => n,
-            _ => {
-                return Err(QueryError::BadRequest(format!(
-                    "Invalid page size specified: '{it}'. Must be between 1 and 999 inclusive."
-                )));
-            }
-        },
-    };
+    let top = parse_top(raw.top.as_deref())?;
     let select = match &raw.select {
         None => None,
         Some(it) => Some(parse_select(resource, it)?),
@@ -482,6 +465,16 @@ pub fn plan(resource: &Resource, raw: &RawQuery) -> Result<Plan, QueryError> {
 }
 
 /// Parses `$top`: 1 to 999, 100 when absent.
+/// `$count`: `true` or `false` (in any case); absent is `false`.
+pub fn parse_count(raw: Option<&str>) -> Result<bool, QueryError> {
+    match raw.map(str::trim) {
+        None => Ok(false),
+        Some(it) if it.eq_ignore_ascii_case("true") => Ok(true),
+        Some(it) if it.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(QueryError::BadRequest(format!("Invalid $count value '{other}'. Use true or false."))),
+    }
+}
+
 pub fn parse_top(raw: Option<&str>) -> Result<usize, QueryError> {
     match raw {
         None => Ok(DEFAULT_TOP),

@@ -464,13 +464,13 @@ impl App {
         self.registered(flow, &user, &passkey_amr(&method), passkey_kind(&method), notice).await
     }
 
-    /// Whether the flow may add a method now: MFA within the last ten minutes (a Temporary Access
-    /// Pass counts) when the user has any method at all, of any kind, usable here or not;
-    /// otherwise a recent sign-in (on the account page) or the password just checked (at the
-    /// registration interrupt or the campaign's prompt). So a password alone plants no app or
-    /// passkey beside a user's phone, e-mail address, or methods the policy has turned off. A
-    /// flow opened with a pass adds nothing once the pass is deleted or over. `Err` carries what
-    /// to tell them.
+    /// Whether the flow may add a method now: MFA within the last ten minutes, or a pass this
+    /// sign-in was opened with and still holds, when the user has a method, usable here or not
+    /// (an app, a passkey, a phone; on the account page an e-mail address too); otherwise a
+    /// recent sign-in (on the account page) or the password just checked (at the registration
+    /// interrupt or the campaign's prompt). So a password alone plants no app or passkey beside
+    /// a user's phone or methods the policy has turned off. A flow opened with a pass adds
+    /// nothing once the pass is deleted or over. `Err` carries what to tell them.
     pub(super) async fn may_add_method(&self, flow: &Flow, user: &User) -> Result<Result<(), String>, AppError> {
         let now = self.now();
         if let Some(end) = flow.session.pass_expires_at

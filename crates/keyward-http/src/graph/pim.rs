@@ -215,12 +215,7 @@ async fn answer(
     let wanted = parse_expand(ctx, query.raw.expand.as_deref(), kind)?;
     let select: Option<Vec<&str>> =
         query.raw.select.as_deref().map(|list| list.split(',').map(str::trim).filter(|it| !it.is_empty()).collect());
-    let count = match query.raw.count.as_deref().map(str::trim) {
-        None => false,
-        Some(it) if it.eq_ignore_ascii_case("true") => true,
-        Some(it) if it.eq_ignore_ascii_case("false") => false,
-        Some(other) => return Err(bad(ctx, format!("Invalid $count value '{other}'. Use true or false."))),
-    };
+    let count = keyward_core::query::parse_count(query.raw.count.as_deref()).map_err(AppError::from)?;
     let matching: Vec<Value> = items.into_iter().filter(|it| matches(it, &filter)).collect();
     let total = matching.len();
     // A property no item has is not one of the type's.
@@ -242,7 +237,7 @@ async fn answer(
         Some(raw) => keyward_core::query::parse_top(Some(raw)).map_err(AppError::from)?,
     };
     let end = offset.saturating_add(top).min(total);
-    let next = (end < total).then(|| query.next_link(&ctx.state.app.config().public_url, path, &format!("pim-{end}")));
+    let next = super::next_link(ctx, query, path, (end < total).then(|| format!("pim-{end}")));
     let mut res = Vec::new();
     for item in matching.into_iter().skip(offset).take(top) {
         let mut item = expand(ctx, item, &wanted).await?;

@@ -80,21 +80,6 @@ fn encode(fields: &RoleFields) -> String {
     form.finish()
 }
 
-/// What [`encode`] wrote.
-fn decode(text: &str) -> RoleFields {
-    let mut fields = RoleFields::default();
-    for (name, value) in form_urlencoded::parse(text.as_bytes()) {
-        match name.as_ref() {
-            "display_name" => fields.display_name = value.into_owned(),
-            "description" => fields.description = value.into_owned(),
-            "is_enabled" => fields.is_enabled = value == "true",
-            "permission" => fields.actions.push(value.into_owned()),
-            _ => (),
-        }
-    }
-    fields
-}
-
 fn form_page(
     caller: &Caller,
     csrf: String,
@@ -122,16 +107,18 @@ fn form_page(
     html(status, &page)
 }
 
-/// The fields of a posted form (cleaned for showing again), and the draft they make.
-fn fields_of(form: &AdminForm) -> RoleFields {
+/// The fields of a posted form (cleaned for showing again), or of what [`encode`] wrote.
+fn fields_of(pairs: &[(String, String)]) -> RoleFields {
+    let all = |name: &'static str| pairs.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str());
+    let field = |name: &'static str| all(name).next().unwrap_or_default();
     let clean = |text: &str, limit: usize| -> String {
         text.trim().chars().filter(|it| !it.is_control() || *it == '\n').take(limit).collect()
     };
     RoleFields {
-        display_name: clean(form.field("display_name"), 256),
-        description: clean(form.field("description"), 1024),
-        is_enabled: form.field("is_enabled") == "true",
-        actions: form.all("permission").map(str::to_owned).collect(),
+        display_name: clean(field("display_name"), 256),
+        description: clean(field("description"), 1024),
+        is_enabled: field("is_enabled") == "true",
+        actions: all("permission").map(str::to_owned).collect(),
     }
 }
 
@@ -162,7 +149,7 @@ pub(in crate::pages) async fn new_role(Admin { caller, csrf }: Admin) -> Respons
 
 /// `POST /{tenant}/admin/roles/new`: creates the role (`POST /roleDefinitions`) and opens its page.
 pub(in crate::pages) async fn create_role(State(state): State<AppState>, form: AdminForm) -> Response {
-    let fields = fields_of(&form);
+    let fields = fields_of(&form.fields);
     let AdminForm { caller, csrf, .. } = form;
     match state.app.create_role_definition(&caller, draft_of(&fields, None)).await {
         Ok(role) => see_other(&format!("/{}/admin/roles/{}?done=created", caller.tenant.id, role.id)),
@@ -251,10 +238,11 @@ pub(in crate::pages) async fn save_role(
         "save" => (),
         _ => return failure(AppError::BadRequest("Unknown action: use the forms on the role's page.".into())),
     }
-    let fields = fields_of(&form);
+    let fields = fields_of(&form.fields);
     // What the page showed (kept across a refused save, so the next save compares with it too).
     let shown_text = form.field("shown").to_owned();
-    let shown = (!shown_text.is_empty()).then(|| decode(&shown_text));
+    let shown = (!shown_text.is_empty())
+        .then(|| fields_of(&form_urlencoded::parse(shown_text.as_bytes()).into_owned().collect::<Vec<_>>()));
     let AdminForm { caller, csrf, .. } = form;
     match state.app.update_role_definition(&caller, &role.id.to_string(), draft_of(&fields, shown.as_ref())).await {
         Ok(()) => see_other(&format!("/{tenant}/admin/roles/{}?done=saved", role.id)),
