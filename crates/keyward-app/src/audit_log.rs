@@ -2,12 +2,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::audit::AuditRecord;
+use keyward_core::audit::{Activity, AuditRecord, TargetResource};
 use keyward_core::audit_chain::{
     ChainBreak, ChainPosition, ChainVerifier, Checkpoint, checkpoint_message, retention_cut, retention_message,
 };
 use keyward_core::audit_query::{AuditFilter, AuditQuery};
 use keyward_core::authz::{Target, actions};
+use keyward_core::directory::PropertyChange;
 use keyward_core::ids::ObjectId;
 use keyward_store::AuditCursor;
 use time::OffsetDateTime;
@@ -127,11 +128,31 @@ impl App {
         if !self.inner.keys.has_master_key() {
             return Err(AppError::BadRequest(NEEDS_MASTER_KEY.into()));
         }
+        let tenant_id =
+            ObjectId::parse(tenant).ok_or_else(|| AppError::BadRequest(format!("'{tenant}' is not a tenant id.")))?;
         let mac = self.inner.keys.sign_checkpoint(&retention_message(tenant, days))?;
         let mut tx = self.write().await?;
+        let (old, _) = tx.audit_retention(tenant).await?;
+        if old == days {
+            return Ok(());
+        }
         tx.set_audit_retention(tenant, days, &mac).await?;
-        tx.commit().await?;
-        Ok(())
+        // The change is itself audited, in the same transaction: a shorter retention removes
+        // records, and the log must say who shortened it and when.
+        let audit = crate::setup::operator_audit(&tenant_id, self.now());
+        let target = TargetResource {
+            id: tenant_id,
+            display_name: Some("Audit log retention".into()),
+            kind: "Policy",
+            user_principal_name: None,
+            modified_properties: vec![PropertyChange::new("RetentionDays", old.to_string(), days.to_string())],
+        };
+        let mut entry =
+            audit.success(crate::audit_id(&audit.correlation_id), Activity::UpdateAuditRetention, vec![target]);
+        entry
+            .additional_details
+            .push(("Operator".into(), "Set by `keyward audit retention` with access to the server's data".into()));
+        crate::commit_audited(tx, [entry]).await
     }
 
     /// The tenant's retention, refusing a setting changed outside Keyward.

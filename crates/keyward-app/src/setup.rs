@@ -85,6 +85,21 @@ fn system_audit(tenant: &ObjectId, at: OffsetDateTime, correlation_id: &str) -> 
     }
 }
 
+/// Who a command run with access to the server's data (`keyward admin recover`, `keyward audit
+/// retention`) acts as in the audit log: "Keyward operator".
+pub(crate) fn operator_audit(tenant: &ObjectId, at: OffsetDateTime) -> AuditContext {
+    AuditContext {
+        tenant_id: tenant.clone(),
+        correlation_id: new_id().to_string(),
+        at,
+        initiated_by: Initiator::App {
+            app_id: "keyward-operator".into(),
+            display_name: "Keyward operator".into(),
+            service_principal_id: None,
+        },
+    }
+}
+
 fn tenant_name(domain: &str) -> String {
     let label = domain.split('.').next().unwrap_or(domain);
     let mut chars = label.chars();
@@ -244,19 +259,9 @@ impl App {
             ends_at_registration: true,
         };
         tx.put_temporary_access_pass(&record).await?;
-        let correlation_id = new_id().to_string();
-        let audit = AuditContext {
-            tenant_id: tenant.id.clone(),
-            correlation_id: correlation_id.clone(),
-            at: now,
-            initiated_by: Initiator::App {
-                app_id: "keyward-operator".into(),
-                display_name: "Keyward operator".into(),
-                service_principal_id: None,
-            },
-        };
+        let audit = operator_audit(&tenant.id, now);
         let mut entry = audit.success(
-            audit_id(&correlation_id),
+            audit_id(&audit.correlation_id),
             Activity::AdminRegisteredSecurityInfo,
             vec![TargetResource::user(&user)],
         );

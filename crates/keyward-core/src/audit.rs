@@ -110,6 +110,9 @@ pub enum Activity {
     RemoveDelegatedPermissionGrant,
     /// `Update authorization policy` (AuthorizationPolicy): for example what users may consent to.
     UpdateAuthorizationPolicy,
+    /// `Update audit log retention` (Keyward, Policy): an operator changed how long the tenant's
+    /// audit records are kept (`keyward audit retention --days`).
+    UpdateAuditRetention,
     /// Privileged Identity Management's records (`loggedByService` `PIM`, category `RoleManagement`).
     Pim(PimActivity),
 }
@@ -325,6 +328,7 @@ impl Activity {
             Activity::AddDelegatedPermissionGrant => "Add delegated permission grant",
             Activity::RemoveDelegatedPermissionGrant => "Remove delegated permission grant",
             Activity::UpdateAuthorizationPolicy => "Update authorization policy",
+            Activity::UpdateAuditRetention => "Update audit log retention",
             Activity::Pim(it) => it.display_name(),
         }
     }
@@ -388,7 +392,7 @@ impl Activity {
             | Activity::AddDelegatedPermissionGrant
             | Activity::RemoveDelegatedPermissionGrant => "ApplicationManagement",
             Activity::UpdateAuthorizationPolicy => "AuthorizationPolicy",
-            Activity::UpdateSecurityDefaults => "Policy",
+            Activity::UpdateSecurityDefaults | Activity::UpdateAuditRetention => "Policy",
             _ => "GroupManagement",
         }
     }
@@ -474,7 +478,7 @@ impl Activity {
             Activity::RemoveMemberFromGroup | Activity::RemoveOwnerFromGroup => "Unassign",
             Activity::ConsentToApplication | Activity::AddDelegatedPermissionGrant => "Assign",
             Activity::RemoveDelegatedPermissionGrant => "Unassign",
-            Activity::UpdateAuthorizationPolicy => "Update",
+            Activity::UpdateAuthorizationPolicy | Activity::UpdateAuditRetention => "Update",
             Activity::GetPasskeyCreationOptions | Activity::PasskeyPossiblyCloned => "Other",
             Activity::AddPasskeyDeviceBound => "Add",
             Activity::DeletePasskeyDeviceBound => "Delete",

@@ -811,6 +811,9 @@ impl App {
             && record.grant.tenant_id == tenant.id
             && record.grant.client_id == client.client_id
         {
+            // A family granted to an authenticated client is that client's, whatever the
+            // application's settings now say (as at redemption).
+            Self::require_client_auth(is_authenticated, !record.client_authenticated)?;
             tx.revoke_refresh_family(&record.family_id, now).await?;
         }
         tx.commit().await?;

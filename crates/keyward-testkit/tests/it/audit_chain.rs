@@ -424,15 +424,35 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     assert!(app.app.set_audit_retention_days(&tenant, 100_000).await.is_err());
     assert_eq!(app.app.audit_retention_days(&tenant).await.expect("days"), 30);
 
-    // A shorter retention removes everything; the empty chain still verifies and grows again.
+    // A shorter retention removes everything older; the change itself is audited, so the chain
+    // keeps that one record, still verifies and grows again.
     app.app.set_audit_retention_days(&tenant, 7).await.expect("set");
     assert_eq!(app.app.apply_audit_retention().await.expect("retention"), 2);
-    assert_eq!(count(&raw).await, 0);
+    assert_eq!(count(&raw).await, 1);
+    let listed =
+        app.get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update audit log retention'").await;
+    let record = &listed.body["value"][0];
+    assert_eq!(
+        (record["category"].as_str(), record["initiatedBy"]["app"]["displayName"].as_str()),
+        (Some("Policy"), Some("Keyward operator")),
+        "{}",
+        listed.text
+    );
+    let property = &record["targetResources"][0]["modifiedProperties"][0];
+    assert_eq!(
+        (property["displayName"].as_str(), property["oldValue"].as_str(), property["newValue"].as_str()),
+        (Some("RetentionDays"), Some("30"), Some("7")),
+        "{}",
+        listed.text
+    );
+    // Setting the same value again changes nothing and records nothing.
+    app.app.set_audit_retention_days(&tenant, 7).await.expect("set again");
+    assert_eq!(count(&raw).await, 1);
     assert_eq!(verify(&app).await.outcome, Ok(()));
     app.create_user("new1", "new1").await;
     app.create_user("new2", "new2").await;
     let report = verify(&app).await;
-    assert_eq!((report.outcome, report.records), (Ok(()), 2));
+    assert_eq!((report.outcome, report.records), (Ok(()), 3));
     if let Raw::Sqlite(_) = raw {
         // Removed records took their target and initiator rows' copies with them.
         let copies = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies").await;

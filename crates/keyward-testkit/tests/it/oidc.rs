@@ -799,6 +799,21 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     let (status, body) = redeem(&refresh_token, None).await;
     assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    // Nor revoked without it: the family is the confidential client's.
+    let revoke = [("token", refresh_token.as_str()), ("client_id", app_id.as_str())];
+    let (status, body) = post_form(&app, &format!("/{DOMAIN}/oauth2/v2.0/revoke"), &revoke, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
+    let second = added.body["secretText"].as_str().expect("secret").to_owned();
+    let (status, body) = redeem(&refresh_token, Some(&second)).await;
+    assert_eq!(status, StatusCode::OK, "the family outlived the unauthenticated revocation: {body}");
+    refresh_token = body["refresh_token"].as_str().expect("a rotated refresh token").to_owned();
+    let second_key = added.body["keyId"].as_str().expect("keyId").to_owned();
+    let removed =
+        app.post(&format!("/v1.0/applications/{object_id}/removePassword"), &json!({"keyId": second_key})).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let (status, body) = redeem(&refresh_token, None).await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
     // A disabled service principal blocks the application's sign-ins.
     let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
     let principal = principals.body["value"]
