@@ -491,6 +491,11 @@ impl App {
             // with the old one, up to this moment (after hashing, inside the transaction).
             update.user.sign_in_sessions_valid_from = self.now();
         }
+        if current.account_enabled && !update.user.account_enabled {
+            // A disabled account's sessions and tokens end for good: enabling it again does not
+            // bring back what was issued before.
+            update.user.sign_in_sessions_valid_from = self.now();
+        }
         if update.changes.is_empty() {
             return Ok(());
         }

@@ -144,15 +144,46 @@ fn assignment_instance(it: &RoleAssignment) -> Value {
 
 /// `$filter` on these collections: `eq` or `in` on the listed properties, joined with `and`,
 /// applied to each item's JSON (ids compare case-insensitively).
-fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, Vec<String>)>, GraphError> {
+/// One `$filter` clause of a PIM collection: the property, the values it takes (`eq`, `in`) or,
+/// negated, refuses (`ne`).
+struct Clause {
+    property: String,
+    values: Vec<String>,
+    negated: bool,
+}
+
+fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Clause>, GraphError> {
+    use keyward_core::odata::{CmpOp, Expr, Literal};
     let Some(raw) = raw else { return Ok(Vec::new()) };
     let expr =
         keyward_core::odata::parse_filter(raw).map_err(|err| bad(ctx, format!("Invalid filter clause: {err}")))?;
-    let clauses = keyward_core::odata::eq_or_in_clauses(expr).map_err(|_| {
-        unsupported(ctx, format!("Filter with 'eq' or 'in' on {}, joined with 'and'.", allowed.join(", ")))
-    })?;
+    let refused =
+        || unsupported(ctx, format!("Filter with 'eq', 'ne' or 'in' on {}, joined with 'and'.", allowed.join(", ")));
+    // `ne` clauses are taken out first; the rest must be `eq` or `in`.
+    let mut rest = Vec::new();
+    let mut negated = Vec::new();
+    let mut pending = vec![expr];
+    while let Some(clause) = pending.pop() {
+        match clause {
+            Expr::And(left, right) => {
+                pending.push(*right);
+                pending.push(*left);
+            }
+            Expr::Compare { path, op: CmpOp::Ne, value: Literal::String(text) | Literal::Guid(text) } => {
+                negated.push((path.to_string(), vec![text]));
+            }
+            other => rest.push(other),
+        }
+    }
+    let mut pairs = Vec::new();
+    for expr in rest {
+        pairs.extend(
+            keyward_core::odata::eq_or_in_clauses(expr).map_err(|_| refused())?.into_iter().map(|it| (it, false)),
+        );
+    }
+    pairs.extend(negated.into_iter().map(|it| (it, true)));
     let mut res = Vec::new();
-    for (name, values) in clauses {
+    for ((name, values), negated) in pairs {
         let Some(property) = allowed.iter().find(|it| it.eq_ignore_ascii_case(&name)) else {
             return Err(unsupported(
                 ctx,
@@ -164,15 +195,15 @@ fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Ve
         } else {
             values
         };
-        res.push(((*property).to_owned(), values));
+        res.push(Clause { property: (*property).to_owned(), values, negated });
     }
     Ok(res)
 }
 
-fn matches(item: &Value, filter: &[(String, Vec<String>)]) -> bool {
-    filter.iter().all(|(property, values)| {
-        let value = item[property.as_str()].as_str().unwrap_or_default();
-        values.iter().any(|it| it.eq_ignore_ascii_case(value))
+fn matches(item: &Value, filter: &[Clause]) -> bool {
+    filter.iter().all(|clause| {
+        let value = item[clause.property.as_str()].as_str().unwrap_or_default();
+        clause.values.iter().any(|it| it.eq_ignore_ascii_case(value)) != clause.negated
     })
 }
 

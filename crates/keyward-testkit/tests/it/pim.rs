@@ -169,6 +169,34 @@ async fn pim_activation_story(backend: Backend) {
     );
     let all = app.get(&format!("{ASSIGNMENT}?$filter=principalId eq '{desk_id}' and action eq 'selfActivate'")).await;
     assert_eq!(all.body["value"].as_array().map(Vec::len), Some(1), "{}", all.text);
+    // `ne` as Graph documents it for these properties, alone and beside `eq`.
+    let others =
+        app.get(&format!("{ASSIGNMENT}?$filter=principalId eq '{desk_id}' and action ne 'selfActivate'")).await;
+    assert_eq!(others.status, StatusCode::OK, "{}", others.text);
+    assert!(
+        others.body["value"].as_array().expect("value").iter().all(|it| it["action"] != "selfActivate"),
+        "{}",
+        others.text
+    );
+    let not_desk = app.get(&format!("{ASSIGNMENT}?$filter=principalId ne '{desk_id}'")).await;
+    assert!(
+        not_desk.body["value"].as_array().expect("value").iter().all(|it| it["principalId"] != json!(desk_id)),
+        "{}",
+        not_desk.text
+    );
+    let unfiltered = app.get(ASSIGNMENT).await;
+    assert_eq!(
+        not_desk.body["value"].as_array().map(Vec::len).unwrap_or_default()
+            + unfiltered.body["value"]
+                .as_array()
+                .expect("value")
+                .iter()
+                .filter(|it| it["principalId"] == json!(desk_id))
+                .count(),
+        unfiltered.body["value"].as_array().map(Vec::len).unwrap_or_default(),
+        "{}",
+        unfiltered.text
+    );
     let one = app.get(&format!("{ASSIGNMENT}/{request_id}?$expand=roleDefinition")).await;
     assert_eq!(one.body["roleDefinition"]["displayName"], "Privileged Authentication Administrator", "{}", one.text);
 

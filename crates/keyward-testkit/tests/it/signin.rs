@@ -388,15 +388,23 @@ async fn forced_password_change_disabled_accounts_and_log_filters(backend: Backe
     let again = first_factor(&mut browser, &upn, new_password).await;
     assert_eq!(again.title(), "My account", "the new password works and is not asked to change again");
 
+    let before = app.token_for(&upn).await;
+    app.clock.advance(Duration::seconds(1));
     let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": false})).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     app.clock.advance(Duration::seconds(1));
-    let ended = browser.get(&login_path()).await;
-    assert!(ended.text().contains("Your session has ended"), "disabling the account ends its sessions");
     let mut other = Browser::new(&app.base_url);
     let disabled = first_factor(&mut other, &upn, new_password).await;
     assert!(disabled.text().contains("disabled"), "{}", disabled.text());
-    assert_eq!(codes(&sign_ins(&app, &upn).await), vec![50055, 0, 0, 50057, 50057]);
+    // Enabling the account again does not bring back what was issued before it was disabled.
+    let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": true})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let ended = browser.get(&login_path()).await;
+    assert!(ended.text().contains("Your session has ended"), "disabling the account ended its sessions: {}", ended.text());
+    assert_eq!(app.as_user(&before).get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED);
+    let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(codes(&sign_ins(&app, &upn).await), vec![50055, 0, 0, 50057, 50173], "the old session, ended");
 
     // $filter on userId, status/errorCode and createdDateTime.
     let filtered =
