@@ -334,18 +334,15 @@ impl App {
             records.push(caller.succeeded(now, Activity::UpdateSecurityDefaults, vec![target]));
         }
         if rest_changed {
-            let describe = |it: &Policies| {
-                format!(
-                    "{:?} {:?} {:?} {:?} {:?} {:?}",
-                    it.sign_in, it.tap, it.methods, it.agents, it.dual_control, it.caller_verification
-                )
-            };
-            let change = PropertyChange {
-                name: "Policy".into(),
-                old_value: Some(json::string(&describe(&old))),
-                new_value: Some(json::string(&describe(&new))),
-            };
-            let target = policy_target("Authentication methods policy", &tenant).with_changes(vec![change]);
+            let mut changes = changed_fields("SignInPolicy", &old.sign_in, &new.sign_in);
+            changes.extend(changed_fields("TemporaryAccessPass", &old.tap, &new.tap));
+            // Its `lastModifiedDateTime` moves with any change: not a change of its own.
+            let before = MethodsPolicy { last_modified: new.methods.last_modified, ..old.methods.clone() };
+            changes.extend(changed_fields("AuthenticationMethodsPolicy", &before, &new.methods));
+            changes.extend(changed_fields("AgentLimits", &old.agents, &new.agents));
+            changes.extend(changed_fields("DualControl", &old.dual_control, &new.dual_control));
+            changes.extend(changed_fields("CallerVerification", &old.caller_verification, &new.caller_verification));
+            let target = policy_target("Authentication methods policy", &tenant).with_changes(changes);
             records.push(caller.succeeded(now, Activity::AuthenticationMethodsPolicyUpdate, vec![target]));
         }
         for record in &records {
@@ -372,5 +369,98 @@ impl App {
     ) -> Result<UserMethods, AppError> {
         let methods = user_methods(tx, user, policy).await?;
         Ok(if self.relying_party().is_ok() { methods } else { methods.without_passkeys() })
+    }
+}
+
+/// The settings that differ between two states of a policy, one modified property each
+/// (`Prefix.field`, old and new value): only what changed reaches the audit log, not the rest
+/// of the tenant's settings. Fields are read from the policy's `{:#?}` form, where each
+/// top-level field starts on a line of its own indented by four spaces.
+fn changed_fields<T: std::fmt::Debug + PartialEq>(prefix: &str, old: &T, new: &T) -> Vec<PropertyChange> {
+    fn fields(text: &str) -> Vec<(String, String)> {
+        let mut res: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            let top = line.strip_prefix("    ").filter(|it| !it.starts_with(' '));
+            match (top.and_then(|it| it.split_once(": ")), res.last_mut()) {
+                (Some((name, value)), _) => res.push((name.to_owned(), value.to_owned())),
+                (None, Some((_, value))) if line.starts_with("     ") || top.is_some() => {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+                _ => (),
+            }
+        }
+        for (_, value) in &mut res {
+            let trimmed = value.trim_end_matches(',').to_owned();
+            *value = trimmed;
+        }
+        res
+    }
+    // Numbers, booleans and strings are JSON as they are; anything else is JSON text.
+    fn as_json(value: &str) -> String {
+        match value {
+            "None" => "null".to_owned(),
+            _ if serde_json::from_str::<serde_json::Value>(value).is_ok() => value.to_owned(),
+            _ => json::string(value),
+        }
+    }
+    if old == new {
+        return Vec::new();
+    }
+    let (before, after) = (fields(&format!("{old:#?}")), fields(&format!("{new:#?}")));
+    let mut res: Vec<PropertyChange> = after
+        .iter()
+        .filter(|(name, value)| before.iter().find(|(it, _)| it == name).is_none_or(|(_, it)| it != value))
+        .map(|(name, value)| PropertyChange {
+            name: format!("{prefix}.{name}"),
+            old_value: before.iter().find(|(it, _)| it == name).map(|(_, it)| as_json(it)),
+            new_value: Some(as_json(value)),
+        })
+        .collect();
+    if res.is_empty() {
+        // Not a struct with named fields: the whole value.
+        res.push(PropertyChange::new(prefix, json::string(&format!("{old:?}")), json::string(&format!("{new:?}"))));
+    }
+    res
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Inner {
+        a: u32,
+        b: Vec<&'static str>,
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Outer {
+        threshold: u32,
+        inner: Inner,
+        name: Option<&'static str>,
+    }
+
+    #[test]
+    fn only_changed_fields_are_named() {
+        let old = Outer { threshold: 10, inner: Inner { a: 1, b: vec!["x"] }, name: None };
+        let new = Outer { threshold: 10, inner: Inner { a: 2, b: vec!["x"] }, name: None };
+        let changes = changed_fields("P", &old, &new);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].name, "P.inner");
+        let (before, after) =
+            (changes[0].old_value.as_deref().expect("old"), changes[0].new_value.as_deref().expect("new"));
+        assert!(before.contains("a: 1") && after.contains("a: 2") && !after.contains("threshold"), "{before} {after}");
+        let counted = changed_fields(
+            "P",
+            &Outer { threshold: 11, ..new },
+            &Outer { threshold: 12, inner: Inner { a: 2, b: vec!["x"] }, name: None },
+        );
+        assert_eq!((counted[0].old_value.as_deref(), counted[0].new_value.as_deref()), (Some("11"), Some("12")));
+        assert!(changed_fields("P", &old, &old).is_empty());
+        let renamed = Outer { name: Some("n"), ..old };
+        let changes =
+            changed_fields("P", &Outer { threshold: 10, inner: Inner { a: 1, b: vec!["x"] }, name: None }, &renamed);
+        assert_eq!(changes.iter().map(|it| it.name.as_str()).collect::<Vec<_>>(), ["P.name"]);
     }
 }

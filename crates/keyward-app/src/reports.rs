@@ -120,6 +120,8 @@ impl App {
                 Some((_, false)) => (),
                 None => filter.flags.push((Flag::IsAdmin, false)),
             }
+            // Members and owners of a role-assignable group are protected as administrators.
+            filter.flags.push((Flag::InRoleAssignableGroup, false));
         }
         let after = query.skiptoken.as_deref().map(decode_cursor).transpose()?;
         let mut tx = self.read().await?;

@@ -104,6 +104,9 @@ pub enum Flag {
     IsSsprCapable,
     /// Always false: Keyward has no system-preferred MFA.
     IsSystemPreferredAuthenticationMethodEnabled,
+    /// Not Graph's: a member or owner of a role-assignable group (protected as an administrator
+    /// whether or not the group holds a role), for readers who see users without a role only.
+    InRoleAssignableGroup,
 }
 
 const FLAGS: [(&str, Flag); 8] = [

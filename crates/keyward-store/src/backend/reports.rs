@@ -155,6 +155,11 @@ pub(super) const SSPR_REGISTERED: &str = "(d.has_email OR d.has_mobile OR d.has_
 pub(super) fn flag_condition(flag: Flag) -> &'static str {
     match flag {
         Flag::IsAdmin => "d.is_admin",
+        Flag::InRoleAssignableGroup => concat!(
+            "(EXISTS (SELECT 1 FROM group_members m JOIN directory_groups g ON g.id = m.group_id ",
+            "WHERE m.member_id = d.id AND g.is_assignable_to_role) OR EXISTS (SELECT 1 FROM group_owners o ",
+            "JOIN directory_groups g ON g.id = o.group_id WHERE o.owner_id = d.id AND g.is_assignable_to_role))"
+        ),
         Flag::IsMfaRegistered => MFA_REGISTERED,
         Flag::IsMfaCapable => "(d.has_oath OR d.has_passkey_bound OR d.has_passkey_synced)",
         Flag::IsSsprRegistered => SSPR_REGISTERED,

@@ -190,6 +190,25 @@ async fn registration_details(backend: Backend) {
     assert_eq!(upns(&desk_admins), set(&[]));
     let desk_admin_row = app.as_user(&desk).get(&format!("{DETAILS}/{}", find_id(&all, "reader"))).await;
     assert_graph_error(&desk_admin_row, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    // A member of a role-assignable group is protected as an administrator, whether or not the
+    // group holds a role: out of the Authentication Administrator's report as out of their reach.
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true,
+                "isAssignableToRole": true, "members@odata.bind": [format!("{}/v1.0/users/{megan}", app.base_url)]}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let desk_view = app.as_user(&desk).get(DETAILS).await;
+    assert_eq!(upns(&desk_view), set(&["adele", "nobody"]), "{}", desk_view.text);
+    let megan_row = app.as_user(&desk).get(&format!("{DETAILS}/{megan}")).await;
+    assert_graph_error(&megan_row, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    let methods = app.as_user(&desk).get(&format!("/v1.0/users/{megan}/authentication/methods")).await;
+    assert_eq!(methods.status, StatusCode::FORBIDDEN, "the same reach as the methods: {}", methods.text);
+    assert_eq!(upns(&app.as_user(&reader).get(DETAILS).await).len(), 6, "a report reader still sees everyone");
+    let removed = app.delete(&format!("/v1.0/groups/{}", group.body["id"].as_str().expect("id"))).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     assert_graph_error(&app.as_user(&nobody).get(DETAILS).await, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     let (scoped_id, scoped) = user(&app, "scoped", None).await;
     let unit = app.create_unit("Reports unit", false, &[&adele]).await;

@@ -400,7 +400,11 @@ async fn forced_password_change_disabled_accounts_and_log_filters(backend: Backe
     let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": true})).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     let ended = browser.get(&login_path()).await;
-    assert!(ended.text().contains("Your session has ended"), "disabling the account ended its sessions: {}", ended.text());
+    assert!(
+        ended.text().contains("Your session has ended"),
+        "disabling the account ended its sessions: {}",
+        ended.text()
+    );
     assert_eq!(app.as_user(&before).get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED);
     let reply = app.patch(&format!("/v1.0/users/{lee}"), &json!({"accountEnabled": false})).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
@@ -481,6 +485,16 @@ async fn temporary_access_pass_policy(backend: Backend) {
         .get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Authentication Methods Policy Update'")
         .await;
     assert_eq!(audit.body["value"].as_array().map(Vec::len), Some(1), "{}", audit.text);
+    // The record names what changed, and only that: no other setting of the tenant's.
+    let changed: Vec<&str> = audit.body["value"][0]["targetResources"][0]["modifiedProperties"]
+        .as_array()
+        .expect("modifiedProperties")
+        .iter()
+        .filter_map(|it| it["displayName"].as_str())
+        .collect();
+    assert!(changed.iter().all(|it| it.starts_with("TemporaryAccessPass.")), "{}", audit.text);
+    assert_eq!(changed.len(), 3, "{}", audit.text);
+    assert!(!audit.text.contains("lockout"), "the sign-in policy's settings stay out: {}", audit.text);
     create_user(&app, "adele", false).await;
     let token = app.token_for(&format!("adele@{DOMAIN}")).await;
     let denied = app.send(reqwest::Method::PATCH, path, Some(&token), Some(&json!({"defaultLength": 10})), &[]).await;
