@@ -158,6 +158,10 @@ def test_msal_device_code_refresh_and_revocation(keyward: KeywardServer) -> None
         assert "mfa" in result["id_token_claims"]["amr"], result["id_token_claims"]
         account = entra_style.get_accounts()[0]
         assert account["home_account_id"] == f"{user_id}.{tid}", account
+        # MSAL finds the token in its cache by the scopes it asked for: the response named them so.
+        cached = entra_style.acquire_token_silent_with_error(["User.Read"], account=account)
+        assert cached and cached.get("token_source") == "cache", cached
+        assert cached["access_token"] == result["access_token"]
         refreshed = entra_style.acquire_token_silent_with_error(["User.Read"], account=account, force_refresh=True)
         assert refreshed and "access_token" in refreshed, refreshed
         assert refreshed["access_token"] != result["access_token"]

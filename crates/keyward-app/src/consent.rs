@@ -139,6 +139,34 @@ async fn granted_scopes(
 }
 
 impl App {
+    /// `scopes` with `.default` resolved for this client and user: every API permission for the
+    /// pre-consented first-party client; for a registered application, the permissions granted
+    /// to it for the user or for everyone (Entra's "statically configured" permissions; with
+    /// none granted yet, `User.Read`, which a new registration asks for in Entra).
+    pub(crate) async fn resolve_default(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        user: &User,
+        scopes: &Scopes,
+    ) -> Result<Scopes, AppError> {
+        let mut res = scopes.clone();
+        if res.default.is_none() {
+            return Ok(res);
+        }
+        match &client.service_principal {
+            None => res.resolve_default(keyward_core::oauth::API_PERMISSIONS.iter().copied()),
+            Some(principal) => {
+                let granted = granted_scopes(&mut *self.read_short().await?, tenant, &principal.id, &user.id).await?;
+                res.resolve_default(granted.iter().flat_map(|it| it.split_whitespace()));
+                if res.api.is_empty() {
+                    res.resolve_default(["User.Read"]);
+                }
+            }
+        }
+        Ok(res)
+    }
+
     /// The permissions of `scopes` that no grant covers for this client and user; empty for the
     /// pre-consented first-party client.
     pub(crate) async fn missing_consent(
@@ -149,6 +177,7 @@ impl App {
         scopes: &Scopes,
     ) -> Result<Vec<String>, AppError> {
         let Some(principal) = &client.service_principal else { return Ok(Vec::new()) };
+        let scopes = &self.resolve_default(tenant, client, user, scopes).await?;
         let requested = consent::requested(scopes);
         let granted = granted_scopes(&mut *self.read_short().await?, tenant, &principal.id, &user.id).await?;
         let granted: Vec<&str> = granted.iter().map(String::as_str).collect();
@@ -169,6 +198,7 @@ impl App {
         if client.service_principal.is_none() {
             return Ok(ConsentCheck::Granted);
         }
+        let scopes = &self.resolve_default(tenant, client, user, scopes).await?;
         let missing =
             if force { consent::requested(scopes) } else { self.missing_consent(tenant, client, user, scopes).await? };
         if missing.is_empty() {

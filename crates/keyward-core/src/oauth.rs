@@ -219,15 +219,22 @@ pub struct Scopes {
     pub profile: bool,
     pub email: bool,
     pub offline_access: bool,
-    /// Graph permissions for Keyward's API, in Graph's spelling; `.default` grants all of them.
+    /// Graph permissions for Keyward's API, in Graph's spelling.
     pub api: Vec<String>,
+    /// `.default` as the client spelled it (`https://graph.microsoft.com/.default`): the
+    /// permissions the client holds for the user, resolved once both are known
+    /// ([`Scopes::resolve_default`]).
+    pub default: Option<String>,
+    /// The API permissions named one by one, as the client spelled them (with or without the
+    /// resource), so that the token response answers in the client's terms.
+    pub spelled: Vec<String>,
 }
 
 impl Scopes {
     /// Whether any API permission was requested (an access token for the API is issued then, or
     /// when only OpenID scopes were asked, for `/oidc/userinfo`).
     pub fn has_api(&self) -> bool {
-        !self.api.is_empty()
+        !self.api.is_empty() || self.default.is_some()
     }
 
     /// The `scp` claim: the API permissions, space-separated.
@@ -235,9 +242,36 @@ impl Scopes {
         self.api.join(" ")
     }
 
-    /// The scope string as the token response returns it.
-    pub fn granted(&self, resource: &str) -> String {
-        let mut res: Vec<String> = self.api.iter().map(|it| format!("{resource}/{it}")).collect();
+    /// Adds what `.default` stands for, when it was asked: `available`, the permissions the
+    /// client holds for the user (every API permission for the pre-consented first-party
+    /// client, the granted ones for a registered application).
+    pub fn resolve_default<'a>(&mut self, available: impl IntoIterator<Item = &'a str>) {
+        if self.default.is_none() {
+            return;
+        }
+        for name in available {
+            if let Some(known) = API_PERMISSIONS.iter().find(|it| it.eq_ignore_ascii_case(name)) {
+                self.api.push((*known).to_owned());
+            }
+        }
+        self.api.sort();
+        self.api.dedup();
+    }
+
+    /// The scope string as the token response returns it: each permission named as the client
+    /// named it (`User.Read`, or `https://graph.microsoft.com/User.Read`), `.default` as asked,
+    /// others (what `.default` stood for) by Graph's name, then the OpenID Connect scopes. A
+    /// client's token cache, which looks tokens up by the scopes it asked for, then finds them.
+    pub fn granted(&self) -> String {
+        let mut res: Vec<String> = Vec::new();
+        for name in &self.api {
+            let suffix = format!("/{name}");
+            let spelled = self.spelled.iter().find(|it| it.as_str() == name || it.ends_with(&suffix));
+            res.push(spelled.cloned().unwrap_or_else(|| name.clone()));
+        }
+        if let Some(default) = &self.default {
+            res.push(default.clone());
+        }
         for (flag, name) in [
             (self.openid, "openid"),
             (self.profile, "profile"),
@@ -249,6 +283,30 @@ impl Scopes {
             }
         }
         res.join(" ")
+    }
+
+    /// The scope as stored with a grant: what was asked, as it was spelled, so that parsing it
+    /// again gives these scopes back.
+    pub fn stored(&self) -> String {
+        let mut parts: Vec<String> = self.api.iter().filter(|it| !self.spells(it)).cloned().collect();
+        parts.extend(self.spelled.iter().cloned());
+        parts.extend(self.default.iter().cloned());
+        for (flag, name) in [
+            (self.openid, "openid"),
+            (self.profile, "profile"),
+            (self.email, "email"),
+            (self.offline_access, "offline_access"),
+        ] {
+            if flag {
+                parts.push(name.to_owned());
+            }
+        }
+        parts.join(" ")
+    }
+
+    fn spells(&self, name: &str) -> bool {
+        let suffix = format!("/{name}");
+        self.spelled.iter().any(|it| it == name || it.ends_with(&suffix))
     }
 }
 
@@ -274,9 +332,13 @@ pub fn parse_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> 
                     .find_map(|resource| item.strip_prefix(resource).and_then(|it| it.strip_prefix('/')))
                     .unwrap_or(item);
                 if name == ".default" {
-                    api.extend(API_PERMISSIONS.iter().map(|it| (*it).to_owned()));
+                    res.default = Some(item.to_owned());
                 } else if let Some(known) = API_PERMISSIONS.iter().find(|it| it.eq_ignore_ascii_case(name)) {
                     api.push((*known).to_owned());
+                    let spelled = format!("{}{known}", &item[..item.len() - name.len()]);
+                    if !res.spelled.contains(&spelled) {
+                        res.spelled.push(spelled);
+                    }
                 } else {
                     return Err(ScopeError(format!(
                         "The provided value for the input parameter 'scope' is not valid. The scope '{item}' does not exist."
@@ -591,9 +653,25 @@ mod tests {
         let scopes = parse_scope("openid profile offline_access https://graph.microsoft.com/.default", "https://kw")
             .expect("ok");
         assert!(scopes.openid && scopes.profile && scopes.offline_access && !scopes.email);
-        assert_eq!(scopes.api.len(), API_PERMISSIONS.len());
+        assert!(scopes.api.is_empty() && scopes.has_api(), "`.default` waits for the client and user");
+        let mut resolved = scopes.clone();
+        resolved.resolve_default(API_PERMISSIONS.iter().copied());
+        assert_eq!(resolved.api.len(), API_PERMISSIONS.len());
+        let mut granted = scopes;
+        granted.resolve_default(["user.read", "openid", "Group.Read.All"]);
+        assert_eq!(granted.api, ["Group.Read.All", "User.Read"]);
+        assert_eq!(
+            granted.granted(),
+            "Group.Read.All User.Read https://graph.microsoft.com/.default openid profile offline_access"
+        );
         let own = parse_scope("https://kw/.default", "https://kw").expect("ok");
-        assert_eq!(own.api.len(), API_PERMISSIONS.len());
+        assert_eq!(own.default.as_deref(), Some("https://kw/.default"));
+        // Answered as asked, and stored so that parsing it again gives the same scopes.
+        let mixed =
+            parse_scope("https://graph.microsoft.com/user.read Group.Read.All openid", "https://kw").expect("ok");
+        assert_eq!(mixed.granted(), "Group.Read.All https://graph.microsoft.com/User.Read openid");
+        assert_eq!(parse_scope(&mixed.stored(), "https://kw").expect("again"), mixed);
+        assert_eq!(parse_scope(&granted.stored(), "https://kw").expect("again").api, granted.api);
         let named = parse_scope("user.read https://graph.microsoft.com/User.ReadWrite.All", "https://kw").expect("ok");
         assert_eq!(named.api, vec!["User.Read".to_owned(), "User.ReadWrite.All".to_owned()]);
         assert!(parse_scope("Mail.Send", "https://kw").is_err());

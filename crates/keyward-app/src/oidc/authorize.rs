@@ -101,7 +101,25 @@ impl App {
             needs_mfa = true;
             usable = None;
         }
+        // A `login_hint` naming someone other than the signed-in user: the session is not this
+        // request's; the code must not silently be for another account.
+        let mut other_user = false;
+        if let (Some(hint), Some((user, _))) = (request.get("login_hint").map(str::trim), &usable)
+            && !hint.is_empty()
+            && !hint.eq_ignore_ascii_case(&user.user_principal_name)
+            && !user.mail.as_deref().is_some_and(|mail| hint.eq_ignore_ascii_case(mail))
+        {
+            other_user = true;
+            usable = None;
+        }
         let Some((user, session)) = usable else {
+            if prompt == Prompt::None && other_user {
+                return fail(
+                    "login_required",
+                    50058,
+                    "A silent sign-in request was sent for the account login_hint names, and that account is not the one signed in.",
+                );
+            }
             if prompt == Prompt::None && needs_mfa {
                 return fail(
                     "interaction_required",
@@ -119,7 +137,8 @@ impl App {
             );
             let mut location = format!("/{}/login?return_to={}", tenant.id, url_encode(&back));
             if has_session {
-                // Signed in, but not recently enough (prompt=login, max_age): sign in again.
+                // Signed in, but not recently enough (prompt=login, max_age), or as someone else
+                // than login_hint names: sign in again.
                 location.push_str("&prompt=login");
             }
             if let Some(hint) = request.get("login_hint") {

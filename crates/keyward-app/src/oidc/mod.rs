@@ -286,18 +286,7 @@ pub struct ClientAuth {
 }
 
 fn scope_string(scopes: &Scopes) -> String {
-    let mut parts: Vec<String> = scopes.api.clone();
-    for (flag, name) in [
-        (scopes.openid, "openid"),
-        (scopes.profile, "profile"),
-        (scopes.email, "email"),
-        (scopes.offline_access, "offline_access"),
-    ] {
-        if flag {
-            parts.push(name.to_owned());
-        }
-    }
-    parts.join(" ")
+    scopes.stored()
 }
 
 /// Percent-encodes a query value.

@@ -462,15 +462,21 @@ impl App {
             }
         }
         // The scope is checked before the token is spent: a bad scope must not cost the client
-        // its refresh token. A narrower scope may be asked for the access token; the refresh
-        // token keeps the grant's whole scope.
+        // its refresh token. As in Entra, a refresh token serves any permission the client holds
+        // for the user (consent decides, below), for the access token only: the refresh token
+        // keeps the grant's scope.
         let mut scopes = self.scopes_of(&record.grant.scope)?;
         if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
             let asked = self.scopes_of(asked)?;
-            scopes.api.retain(|it| asked.api.contains(it) || asked.api.is_empty());
             scopes.openid &= asked.openid || !asked.has_api();
+            if asked.has_api() {
+                (scopes.api, scopes.spelled, scopes.default) = (asked.api, asked.spelled, asked.default);
+            }
         }
         scopes.offline_access = true;
+        // So is everything else the grant needs now (consent, MFA, the account): a refusal must
+        // not spend the token either, nor count its retry as a replay.
+        self.grant_holds(tenant, client, &record.grant, &scopes).await?;
         let mut tx = self.write().await?;
         if !tx.rotate_refresh_token(&hash, now).await? {
             tx.revoke_refresh_family(&record.family_id, now).await?;
@@ -530,19 +536,17 @@ impl App {
         })
     }
 
-    /// Issues the access token, and the id token and refresh token the scopes ask for.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn issue_for_grant(
+    /// What every token from a grant needs now, checked before anything is spent: the user
+    /// exists and is enabled, their sessions were not revoked since, the pass it was obtained with
+    /// is still held, consent still covers the scopes, and MFA was met if it is needed now.
+    /// Returns the user and the scopes with `.default` resolved.
+    pub(super) async fn grant_holds(
         &self,
         tenant: &Tenant,
         client: &Client,
         grant: &Grant,
         scopes: &Scopes,
-        nonce: Option<&str>,
-        family: Family<'_>,
-        params: &HashMap<String, String>,
-    ) -> Result<TokenResponse, OAuthError> {
-        let now = self.now();
+    ) -> Result<(User, Scopes), OAuthError> {
         let user = self
             .read_short()
             .await?
@@ -576,6 +580,25 @@ impl App {
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
             ));
         }
+        let scopes = self.resolve_default(tenant, client, &user, scopes).await?;
+        Ok((user, scopes))
+    }
+
+    /// Issues the access token, and the id token and refresh token the scopes ask for.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn issue_for_grant(
+        &self,
+        tenant: &Tenant,
+        client: &Client,
+        grant: &Grant,
+        scopes: &Scopes,
+        nonce: Option<&str>,
+        family: Family<'_>,
+        params: &HashMap<String, String>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = self.now();
+        let (user, resolved) = self.grant_holds(tenant, client, grant, scopes).await?;
+        let scopes = &resolved;
         let amr: Vec<String> = grant.amr.values();
         let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
         let access = UserAccess {
@@ -633,13 +656,12 @@ impl App {
             .get("client_info")
             .filter(|it| it.as_str() == "1")
             .map(|_| URL_SAFE_NO_PAD.encode(format!("{{\"uid\":\"{}\",\"utid\":\"{}\"}}", user.id, tenant.id)));
-        let resource = oauth::GRAPH_RESOURCE;
         Ok(TokenResponse {
             token_type: "Bearer",
             scope: if scopes.has_api() {
-                scopes.granted(resource)
+                scopes.granted()
             } else {
-                Scopes { api: api.clone(), ..scopes.clone() }.granted(resource)
+                Scopes { api: api.clone(), ..scopes.clone() }.granted()
             },
             expires_in: lifetime,
             ext_expires_in: lifetime,

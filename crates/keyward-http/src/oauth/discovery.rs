@@ -18,6 +18,16 @@ pub(super) async fn discovery(State(state): State<AppState>, Path(tenant_key): P
     };
     let base = &state.app.config().public_url;
     let id = tenant.id.as_str();
+    // The password grant only when it is turned on (`--allow-password-grant`).
+    let mut grants = vec![
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ];
+    if state.app.config().allow_password_grant {
+        grants.push("password");
+    }
     let body = json!({
         "issuer": state.app.issuer(&tenant.id),
         "authorization_endpoint": format!("{base}/{id}/oauth2/v2.0/authorize"),
@@ -29,15 +39,12 @@ pub(super) async fn discovery(State(state): State<AppState>, Path(tenant_key): P
         "jwks_uri": format!("{base}/{id}/discovery/v2.0/keys"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": [
-            "authorization_code", "refresh_token", "client_credentials",
-            "urn:ietf:params:oauth:grant-type:device_code", "password"
-        ],
+        "grant_types_supported": grants,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt", "none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": [

@@ -47,6 +47,12 @@ pub(crate) fn server_error(err: AppError) -> Response {
 
 /// An error in RFC 6749 form with Entra's extra fields.
 pub(crate) fn oauth_error(err: &OAuthError) -> Response {
+    oauth_error_in(err, &uuid::Uuid::new_v4().to_string())
+}
+
+/// The same, with the request's `correlation_id`: the client's `client-request-id` when it sent
+/// one, the id its sign-in log entry carries too.
+pub(crate) fn oauth_error_in(err: &OAuthError, correlation_id: &str) -> Response {
     let now = time::OffsetDateTime::now_utc();
     let timestamp = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
@@ -64,7 +70,7 @@ pub(crate) fn oauth_error(err: &OAuthError) -> Response {
         "error_codes": err.codes,
         "timestamp": timestamp,
         "trace_id": trace,
-        "correlation_id": trace,
+        "correlation_id": correlation_id,
     });
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (status, Json(body)).into_response();

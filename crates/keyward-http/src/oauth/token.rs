@@ -60,7 +60,7 @@ pub(super) async fn token(
             response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             response
         }
-        Err(err) => oauth_error(&err),
+        Err(err) => super::oauth_error_in(&err, &meta.correlation_id),
     }
 }
 

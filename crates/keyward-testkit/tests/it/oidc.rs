@@ -14,13 +14,13 @@ use time::Duration;
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
 use keyward_testkit::cli_flow::{CHALLENGE, REDIRECT, VERIFIER};
 
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("payload");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
     serde_json::from_slice(&bytes).expect("claims")
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
@@ -123,6 +123,15 @@ async fn discovery_and_code_flow(backend: Backend) {
         assert_eq!(reply.body["token_endpoint"], json!(format!("{}/{tenant_id}/oauth2/v2.0/token", app.base_url)));
         assert_eq!(reply.body["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(reply.body["authorization_response_iss_parameter_supported"], json!(true));
+        // What it advertises, it does: the password grant is off here.
+        let grants = reply.body["grant_types_supported"].as_array().expect("grants");
+        assert!(grants.contains(&json!("refresh_token")) && !grants.contains(&json!("password")), "{}", reply.text);
+        assert!(
+            reply.body["revocation_endpoint_auth_methods_supported"]
+                .as_array()
+                .expect("methods")
+                .contains(&json!("private_key_jwt"))
+        );
     }
     let unknown =
         app.send(Method::GET, "/nowhere.example/v2.0/.well-known/openid-configuration", None, None, &[]).await;
@@ -632,6 +641,26 @@ async fn provider_edges(backend: Backend) {
     assert_eq!(out.title(), "You signed out", "an unregistered URI gets no redirect");
     let page = browser.get(&format!("/{DOMAIN}/login")).await;
     assert_eq!(page.title(), "Sign in");
+    // A client_id that is not the id_token_hint's audience: no client's address is trusted.
+    let other = app
+        .post(
+            "/v1.0/applications",
+            &json!({"displayName": "Other", "web": {"redirectUris": ["https://other.example/cb"]}}),
+        )
+        .await;
+    let other_id = other.body["appId"].as_str().expect("appId").to_owned();
+    let hint = tokens["id_token"].as_str().expect("id_token");
+    let back = keyward_app::url_encode("https://other.example/cb");
+    let mixed = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/logout?client_id={other_id}&id_token_hint={hint}&post_logout_redirect_uri={back}"
+        ))
+        .await;
+    assert_eq!(mixed.title(), "You signed out", "{}", mixed.path);
+    let own = browser
+        .get(&format!("/{DOMAIN}/oauth2/v2.0/logout?client_id={other_id}&post_logout_redirect_uri={back}"))
+        .await;
+    assert!(own.path.starts_with("https://other.example/cb"), "{}", own.path);
 
     // The password grant, when turned on: tokens for a user without MFA, 50076 for one with.
     let with_password = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
@@ -775,6 +804,26 @@ async fn web_codes_need_the_secret(backend: Backend) {
     ];
     let (status, body) = post_form(&app, &token_path(), &fields, None).await;
     assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    // The error's correlation_id is the client's client-request-id.
+    let correlation = "5b7c1f7e-2d3a-4c55-9e1a-0f6a7d2b9c41";
+    let wrong = [
+        ("grant_type", "client_credentials"),
+        ("client_id", app_id.as_str()),
+        ("client_secret", "not-the-secret"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let reply = app
+        .client
+        .post(format!("{}{}", app.base_url, token_path()))
+        .header("client-request-id", correlation)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(wrong).finish())
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    let refused: Value = reply.json().await.expect("json");
+    assert_eq!(refused["correlation_id"], correlation, "{refused}");
     // A verifier for a code requested without a challenge is refused (RFC 9700 section 2.1.1: a
     // code whose challenge was stripped), and the code is not spent by it.
     let with_verifier = [&fields[..], &[("code_verifier", VERIFIER)]].concat();

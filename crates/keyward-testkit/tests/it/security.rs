@@ -610,7 +610,68 @@ async fn codes_only_after_consent(backend: Backend) {
         ("redirect_uri", redirect),
     ]);
     let tokens = app.app.token(DOMAIN, &redeem, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    // The response names the permissions as they were asked for (a client's token cache looks
+    // tokens up by those names).
+    assert_eq!(tokens.scope, "Directory.Read.All openid offline_access");
     let refresh_token = tokens.refresh_token.expect("refresh token");
+    let refresh_for = |scope: &str| {
+        form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("refresh_token", &refresh_token),
+            ("scope", scope),
+        ])
+    };
+    // A permission nobody granted: refused, and the refresh token is not spent by the refusal.
+    let refused =
+        app.app.token(DOMAIN, &refresh_for("Group.Read.All"), keyward_app::ClientAuth::default(), &meta()).await;
+    assert_eq!(oauth_error(refused), ("invalid_grant", vec![65001]));
+    // Granted to the application for everyone, though not in this grant: served, as in Entra.
+    let narrower = app
+        .app
+        .token(
+            DOMAIN,
+            &refresh_for("https://graph.microsoft.com/User.Read"),
+            keyward_app::ClientAuth::default(),
+            &meta(),
+        )
+        .await
+        .expect("the same refresh token, after a refusal");
+    assert_eq!(narrower.scope, "https://graph.microsoft.com/User.Read offline_access");
+    let refresh_token = narrower.refresh_token.expect("rotated");
+    // `.default` is what the application holds for the user, not every permission there is:
+    // no consent page, and a token for exactly the granted permissions.
+    let default_scope = "https://graph.microsoft.com/.default openid offline_access";
+    let page = authorize_as(&mut other, &client_id, redirect, default_scope, &grace_upn, "").await;
+    let code =
+        crate::oidc::query_param(&page.path, "code").unwrap_or_else(|| panic!("a code: {} {}", page.path, page.text()));
+    let redeem = form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("code", &code),
+        ("redirect_uri", redirect),
+    ]);
+    let tokens = app.app.token(DOMAIN, &redeem, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    assert_eq!(tokens.scope, "Directory.Read.All User.Read https://graph.microsoft.com/.default openid offline_access");
+    let claims = crate::oidc::claims(&tokens.access_token);
+    assert_eq!(claims["scp"], "Directory.Read.All User.Read", "{claims}");
+    // A login_hint naming another account than the signed-in one: no silent code for the wrong user.
+    let hinted = |hint: &str| format!("&prompt=none&login_hint={}", keyward_app::url_encode(hint));
+    let silent =
+        authorize_as(&mut other, &client_id, redirect, "openid User.Read", &grace_upn, &hinted(&adele_upn)).await;
+    assert!(silent.path.contains("error=login_required") && !silent.path.contains("code="), "{}", silent.path);
+    let same = authorize_as(
+        &mut other,
+        &client_id,
+        redirect,
+        "openid User.Read",
+        &grace_upn,
+        &hinted(&grace_upn.to_uppercase()),
+    )
+    .await;
+    assert!(same.path.contains("code="), "{}", same.path);
     // Removing the grant stops new tokens at once.
     assert_eq!(app.delete(&format!("{grants}/{grant_id}")).await.status, StatusCode::NO_CONTENT);
     let refresh = form(&[
@@ -621,6 +682,7 @@ async fn codes_only_after_consent(backend: Backend) {
     ]);
     let refused = app.app.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await;
     assert_eq!(oauth_error(refused), ("invalid_grant", vec![65001]));
+    let _ = tokens;
     let removed = app
         .get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Remove delegated permission grant'")
         .await;
