@@ -413,9 +413,9 @@ impl App {
         }
     }
 
-    /// `getMemberGroups` (`objects` false: groups only, security groups only with
-    /// `securityEnabledOnly`) and `getMemberObjects` (`objects` true: also directory roles and
-    /// administrative units) on a user or group: the ids of what it is a member of through nesting.
+    /// `getMemberGroups` (`objects` false: groups only) and `getMemberObjects` (`objects` true:
+    /// also directory roles and administrative units) on a user or group, security groups only
+    /// with `securityEnabledOnly`: the ids of what it is a member of through nesting.
     pub async fn member_ids(
         &self,
         caller: &Caller,
@@ -430,7 +430,8 @@ impl App {
             .into_iter()
             .filter(|it| match it {
                 Membership::Group(group) => !security_enabled_only || group.security_enabled,
-                Membership::Role(_) | Membership::Unit(_) => objects,
+                // `securityEnabledOnly`: security groups only, for getMemberObjects too.
+                Membership::Role(_) | Membership::Unit(_) => objects && !security_enabled_only,
             })
             .map(|it| it.id())
             .collect())

@@ -140,6 +140,12 @@ impl App {
     /// `POST /users/{id}/revokeSignInSessions`: every session and refresh token issued before now
     /// stops counting. Audited as `Update StsRefreshTokenValidFrom Timestamp`.
     pub async fn revoke_sign_in_sessions(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
+        // `/users/{own id or name}` is `/me`: one's own sessions need no role.
+        if caller.user().is_some_and(|me| {
+            key.eq_ignore_ascii_case(me.id.as_str()) || key.eq_ignore_ascii_case(&me.user_principal_name)
+        }) {
+            return self.revoke_own_sign_in_sessions(caller).await;
+        }
         let tx = self.write().await?;
         let (mut tx, mut user) = self
             .authorized_target(

@@ -512,13 +512,24 @@ pub enum Initiator {
 }
 
 /// Every `category` Keyward's records carry, for filters to offer.
-pub const CATEGORIES: [&str; 6] = [
+pub const CATEGORIES: [&str; 7] = [
     "AdministrativeUnit",
     "ApplicationManagement",
     "AuthorizationPolicy",
     "GroupManagement",
+    "Policy",
     "RoleManagement",
     "UserManagement",
+];
+
+/// Every `loggedByService` Keyward's records carry.
+pub const SERVICES: [&str; 6] = [
+    "Authentication Methods",
+    "Conditional Access",
+    "Core Directory",
+    "Device Registration Service",
+    "PIM",
+    "Self-service Password Management",
 ];
 
 /// One target of an operation (`targetResources[]`).

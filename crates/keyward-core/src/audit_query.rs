@@ -204,12 +204,17 @@ fn clause(filter: &mut AuditFilter, expr: &Expr) -> Result<(), QueryError> {
                 ("activitydisplayname", CmpOp::Eq, _) => {
                     set(&mut filter.activity, TextMatch::Equals(text(value, &property)?.to_lowercase()), &property)
                 }
-                ("category", CmpOp::Eq, _) => set(&mut filter.category, text(value, &property)?, &property),
+                // Compared in any case, as the other text filters are: the known values are
+                // stored in one spelling, so the filter takes that spelling.
+                ("category", CmpOp::Eq, _) => {
+                    set(&mut filter.category, canonical(&crate::audit::CATEGORIES, text(value, &property)?), &property)
+                }
                 ("correlationid", CmpOp::Eq, _) => {
                     set(&mut filter.correlation_id, text(value, &property)?.to_lowercase(), &property)
                 }
                 ("loggedbyservice", CmpOp::Eq, _) => {
-                    set(&mut filter.logged_by_service, text(value, &property)?, &property)
+                    let service = canonical(&crate::audit::SERVICES, text(value, &property)?);
+                    set(&mut filter.logged_by_service, service, &property)
                 }
                 ("result", CmpOp::Eq, _) => set(&mut filter.result, text(value, &property)?.to_lowercase(), &property),
                 ("initiatedby/user/id", CmpOp::Eq, _) => {
@@ -314,10 +319,15 @@ pub fn plan(raw: &RawQuery) -> Result<AuditQuery, QueryError> {
     Ok(AuditQuery {
         filter,
         select: log_select(raw, PROPERTIES, "directoryAudit")?,
-        top: log_top(raw, LOG_MAX_TOP)?.unwrap_or(crate::query::DEFAULT_TOP),
+        top: log_top(raw, LOG_MAX_TOP)?.unwrap_or(LOG_MAX_TOP),
         is_ascending,
         skiptoken: raw.skiptoken.clone(),
     })
+}
+
+/// `value` in the spelling of the known value it names in another case, or as it is.
+fn canonical(known: &[&str], value: String) -> String {
+    known.iter().find(|it| it.eq_ignore_ascii_case(&value)).map_or(value, |it| (*it).to_owned())
 }
 
 #[cfg(test)]
@@ -363,6 +373,16 @@ mod tests {
         let planned = plan(&select).expect("valid");
         assert_eq!(planned.select, Some(vec!["id", "activityDisplayName", "targetResources"]));
         assert_eq!(planned.top, 1000);
+        assert_eq!(plan(&RawQuery::default()).expect("valid").top, LOG_MAX_TOP, "Graph's page without $top");
+        let cased = RawQuery {
+            filter: Some("category eq 'usermanagement' and loggedByService eq 'pim'".into()),
+            ..RawQuery::default()
+        };
+        let cased = plan(&cased).expect("valid").filter;
+        assert_eq!(
+            (cased.category.as_deref(), cased.logged_by_service.as_deref()),
+            (Some("UserManagement"), Some("PIM"))
+        );
         let unknown = RawQuery { select: Some("nope".into()), ..RawQuery::default() };
         assert!(matches!(plan(&unknown), Err(QueryError::BadRequest(_))));
     }

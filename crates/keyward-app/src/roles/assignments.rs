@@ -123,6 +123,7 @@ impl App {
             .find_role(&mut *tx, caller, role_definition_id)
             .await?
             .ok_or_else(|| AppError::NotFound(role_definition_id.to_owned()))?;
+        super::require_enabled(&role)?;
         let principal = resolve_object(&mut *tx, &caller.tenant, principal_id).await?;
         let unit = match &unit_id {
             None => None,

@@ -23,6 +23,17 @@ pub enum RoleDef {
     Custom(CustomRole),
 }
 
+/// A disabled custom role (`isEnabled` false) is not available for assignment, as in Entra.
+pub(crate) fn require_enabled(role: &RoleDef) -> Result<(), AppError> {
+    match role {
+        RoleDef::Custom(custom) if !custom.is_enabled => Err(AppError::BadRequest(format!(
+            "The role '{}' is disabled (isEnabled false) and is not available for assignment; enable it first.",
+            custom.display_name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl RoleDef {
     pub fn id(&self) -> String {
         match self {

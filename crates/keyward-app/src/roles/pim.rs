@@ -16,6 +16,9 @@ use keyward_core::authz::{Scope, Target, actions};
 use keyward_core::directory::{DirectoryObject, Review, Tenant, canonical_scope};
 use keyward_core::ids::ObjectId;
 use keyward_core::pim::{self, ActivationProof, RoleSettings, RuleChange, ScheduleInfo, Window};
+
+/// The request actions that grant a role anew (the others act on what exists).
+const GRANTING: [&str; 2] = ["adminAssign", "selfActivate"];
 use keyward_store::{RoleAssignment, RoleEligibility, RoleScheduleRequest, ScheduleKind, Tx};
 
 use super::{RoleDef, unit_target};
@@ -115,14 +118,22 @@ impl App {
     }
 
     /// The role, the canonical scope and its unit, as an eligibility or assignment names them.
+    /// The role and scope of a request. `granting` (a new assignment, eligibility or activation):
+    /// the role must be enabled and assignable at the scope. A request about what exists (update,
+    /// extend, remove, deactivate) is not refused for what changed in the role since: a custom
+    /// role narrowed to tenant-wide permissions must not leave an eligibility that can be
+    /// neither used nor removed.
     async fn role_and_scope(
         &self,
         tx: &mut dyn Tx,
         caller: &Caller,
-        role: &str,
-        scope: &str,
+        (role, scope): (&str, &str),
+        granting: bool,
     ) -> Result<(RoleDef, String, Vec<TargetResource>), AppError> {
         let role = self.find_role(tx, caller, role).await?.ok_or_else(|| AppError::NotFound(role.to_owned()))?;
+        if granting {
+            super::require_enabled(&role)?;
+        }
         let scope = canonical_scope(scope);
         let mut extra = Vec::new();
         if scope != "/" {
@@ -135,7 +146,7 @@ impl App {
                 .get_administrative_unit(&caller.tenant.id, &unit)
                 .await?
                 .ok_or_else(|| AppError::NotFound(unit.to_string()))?;
-            if !role.is_au_scopable() {
+            if granting && !role.is_au_scopable() {
                 return Err(AppError::BadRequest(format!(
                     "The role '{}' cannot be assigned at an administrative unit scope; use '/'.",
                     role.display_name()
@@ -199,8 +210,14 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) =
-            self.role_and_scope(&mut *tx, caller, &input.role_definition_id, &input.directory_scope_id).await?;
+        let (role, scope, mut targets) = self
+            .role_and_scope(
+                &mut *tx,
+                caller,
+                (&input.role_definition_id, &input.directory_scope_id),
+                GRANTING.contains(&input.action.as_str()),
+            )
+            .await?;
         let principal = resolve_object(&mut *tx, &caller.tenant, &input.principal_id).await?;
         match &principal {
             DirectoryObject::User(_) => (),
@@ -420,8 +437,14 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) =
-            self.role_and_scope(&mut *tx, caller, &input.role_definition_id, &input.directory_scope_id).await?;
+        let (role, scope, mut targets) = self
+            .role_and_scope(
+                &mut *tx,
+                caller,
+                (&input.role_definition_id, &input.directory_scope_id),
+                GRANTING.contains(&input.action.as_str()),
+            )
+            .await?;
         targets.insert(0, TargetResource::user(user));
         targets.insert(0, role.target()?);
         let mut request = new_request(caller, ScheduleKind::Assignment, &input, &user.id, &role, &scope, now);
@@ -588,8 +611,14 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) =
-            self.role_and_scope(&mut *tx, caller, &input.role_definition_id, &input.directory_scope_id).await?;
+        let (role, scope, mut targets) = self
+            .role_and_scope(
+                &mut *tx,
+                caller,
+                (&input.role_definition_id, &input.directory_scope_id),
+                GRANTING.contains(&input.action.as_str()),
+            )
+            .await?;
         let principal = resolve_object(&mut *tx, &caller.tenant, &input.principal_id).await?;
         if let DirectoryObject::Group(group) = &principal
             && !group.is_assignable_to_role
@@ -1060,6 +1089,17 @@ impl App {
             .collect())
     }
 
+    /// Whether the caller may change a role's settings; a refusal is recorded. A write that
+    /// changes nothing is refused to whoever may not change them, as Graph refuses it.
+    pub async fn may_update_role_policy(&self, caller: &Caller) -> Result<(), AppError> {
+        let write = actions::PIM_POLICIES_WRITE;
+        if let Err(err) = crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant) {
+            let activity = Activity::Pim(PimActivity::RoleSettingUpdated);
+            return Err(self.refused(None, caller, activity, Vec::new(), err).await);
+        }
+        Ok(())
+    }
+
     /// `PATCH /policies/roleManagementPolicies/{id}/rules/{ruleId}`: changes one rule of a role's
     /// settings. Approvers must be users of the tenant.
     pub async fn update_role_policy(
@@ -1070,10 +1110,7 @@ impl App {
     ) -> Result<RolePolicy, AppError> {
         let now = self.now();
         let activity = Activity::Pim(PimActivity::RoleSettingUpdated);
-        let write = actions::PIM_POLICIES_WRITE;
-        if let Err(err) = crate::require_scoped(caller, actions::ROLE_ASSIGNMENTS_WRITE, write, Target::Tenant) {
-            return Err(self.refused(None, caller, activity, Vec::new(), err).await);
-        }
+        self.may_update_role_policy(caller).await?;
         let mut tx = self.write().await?;
         // Read and written under the tenant's role lock: concurrent changes never undo each other.
         tx.lock_role_changes(&caller.tenant.id).await?;

@@ -54,7 +54,8 @@ fn items(ctx: &GraphCtx, body: &Value) -> Result<Vec<Item>, GraphError> {
     for request in requests {
         let field = |name: &str| request.get(name).and_then(Value::as_str).map(str::trim).filter(|it| !it.is_empty());
         let id = field("id").ok_or_else(|| invalid(ctx, "Every batch request needs an 'id'."))?.to_owned();
-        if res.iter().any(|it| it.id == id) {
+        // Ids compare in any case, as Graph's do.
+        if res.iter().any(|it| it.id.eq_ignore_ascii_case(&id)) {
             return Err(invalid(ctx, format!("Batch request id '{id}' is used twice; ids must be unique.")));
         }
         let method = field("method")
@@ -98,7 +99,7 @@ fn items(ctx: &GraphCtx, body: &Value) -> Result<Vec<Item>, GraphError> {
             .and_then(Value::as_array)
             .map(|it| it.iter().filter_map(Value::as_str).map(str::to_owned).collect())
             .unwrap_or_default();
-        if let Some(unknown) = depends_on.iter().find(|it| !res.iter().any(|item| &item.id == *it)) {
+        if let Some(unknown) = depends_on.iter().find(|it| !res.iter().any(|item| item.id.eq_ignore_ascii_case(it))) {
             return Err(invalid(
                 ctx,
                 format!("Batch request '{id}' depends on '{unknown}', which is not an earlier request of the batch."),
@@ -124,8 +125,10 @@ async fn batch(
     let mut statuses: HashMap<String, u16> = HashMap::new();
     let mut responses = Vec::with_capacity(items.len());
     for item in items {
-        if let Some(failed) = item.depends_on.iter().find(|it| statuses.get(*it).is_none_or(|status| *status >= 400)) {
-            statuses.insert(item.id.clone(), 424);
+        if let Some(failed) =
+            item.depends_on.iter().find(|it| statuses.get(&it.to_lowercase()).is_none_or(|status| *status >= 400))
+        {
+            statuses.insert(item.id.to_lowercase(), 424);
             responses.push(json!({
                 "id": item.id,
                 "status": 424,
@@ -161,7 +164,7 @@ async fn batch(
             Err(never) => match never {},
         };
         let (status, inner) = inner_response(&item.id, response).await;
-        statuses.insert(item.id.clone(), status);
+        statuses.insert(item.id.to_lowercase(), status);
         responses.push(inner);
     }
     let mut response = (StatusCode::OK, axum::Json(json!({"responses": responses}))).into_response();

@@ -25,10 +25,32 @@ fn body(
         properties.retain(|key, _| names.contains(&key.as_str()));
     }
     properties.insert("@odata.type".into(), json!(format!("#microsoft.graph.{kind}")));
-    if let Some(at) = deleted {
+    let shows_deleted = select.is_none_or(|names| names.contains(&DELETED_AT));
+    if let Some(at) = deleted.filter(|_| shows_deleted) {
         properties.insert("deletedDateTime".into(), json!(shape::timestamp(at)));
     }
     Value::Object(properties)
+}
+
+/// `deletedDateTime`, a directory object's property that only deleted items carry.
+const DELETED_AT: &str = "deletedDateTime";
+
+/// A deleted item's `$select`: the type's own properties (validated as the type's), and
+/// `deletedDateTime` when it is named (or nothing is selected).
+fn deleted_select(
+    select: Option<&str>,
+    validate: impl Fn(Option<&str>) -> Result<Option<Vec<&'static str>>, keyward_app::AppError>,
+) -> Result<Option<Vec<&'static str>>, GraphError> {
+    let Some(list) = select else { return Ok(None) };
+    let names: Vec<&str> = list.split(',').map(str::trim).filter(|it| !it.is_empty()).collect();
+    let wants_deleted = names.iter().any(|it| it.eq_ignore_ascii_case(DELETED_AT));
+    let own: Vec<&str> = names.into_iter().filter(|it| !it.eq_ignore_ascii_case(DELETED_AT)).collect();
+    let own = if own.is_empty() { "id".to_owned() } else { own.join(",") };
+    let mut res = validate(Some(&own))?;
+    if wants_deleted && let Some(names) = &mut res {
+        names.push(DELETED_AT);
+    }
+    Ok(res)
 }
 
 fn deleted_user(ctx: &GraphCtx, it: &Deleted<User>, select: Option<&[&str]>) -> Value {
@@ -43,7 +65,7 @@ fn deleted_group(ctx: &GraphCtx, it: &Deleted<Group>, select: Option<&[&str]>) -
 /// cast) — `microsoft.directory/users/standard/read`; `$select`, `$top`, paged.
 async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken", "$select"])?;
-    let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
+    let select = deleted_select(query.raw.select.as_deref(), |it| ctx.state.app.user_select(it))?;
     let page =
         ctx.state.app.list_deleted_users(&ctx.caller, query.raw.top.as_deref(), query.raw.skiptoken.as_deref()).await?;
     let items = page.items.iter().map(|it| deleted_user(&ctx, it, select.as_deref())).collect::<Vec<_>>();
@@ -55,7 +77,7 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 /// `microsoft.directory/groups/standard/read`; `$select`, `$top`, paged.
 async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     allow_only(&ctx, &query, &["$top", "$skiptoken", "$select"])?;
-    let select = ctx.state.app.group_select(query.raw.select.as_deref())?;
+    let select = deleted_select(query.raw.select.as_deref(), |it| ctx.state.app.group_select(it))?;
     let page = ctx
         .state
         .app

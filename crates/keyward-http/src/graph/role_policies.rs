@@ -455,7 +455,10 @@ async fn patch_rule(
     let it = find_policy(&ctx, &id).await?;
     let settings = match rule_change(&rule_id, &body)? {
         Some(change) => ctx.state.app.update_role_policy(&ctx.caller, &it.role.id(), change).await?.settings,
-        None => it.settings,
+        None => {
+            ctx.state.app.may_update_role_policy(&ctx.caller).await?;
+            it.settings
+        }
     };
     Ok(entity(
         format!("{}/$metadata#policies/roleManagementPolicies('{id}')/rules/$entity", ctx.base()),

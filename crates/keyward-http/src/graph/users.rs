@@ -114,6 +114,12 @@ async fn update_user(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -
     Ok(no_content())
 }
 
+/// `PATCH /me` — the signed-in user, as `PATCH /users/{own id}`.
+async fn update_me(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
+    let key = own_key(&ctx)?;
+    update_user(ctx, Path(key), Body(body)).await
+}
+
 /// `DELETE /users/{id}` — `microsoft.directory/users/delete`.
 async fn delete_user(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
     ctx.state.app.delete_user(&ctx.caller, &key).await?;
@@ -216,6 +222,11 @@ pub fn routes(api: Api) -> Api {
         "/me",
         get(get_me),
         Op::get(USERS, "Get the signed-in user", "(self)", "User").with_options(&["$select", "$expand"]),
+    )
+    .route(
+        "/me",
+        patch(update_me),
+        Op::patch(USERS, "Update the signed-in user", "as PATCH /users/{id} on oneself", "UserUpdate"),
     )
     .route(
         "/users",

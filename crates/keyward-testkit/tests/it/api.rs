@@ -911,6 +911,10 @@ async fn json_batching(backend: Backend) {
             json!({"requests": [{"id": "1", "method": "GET", "url": "/me"}, {"id": "1", "method": "GET", "url": "/me"}]}),
             "used twice",
         ),
+        (
+            json!({"requests": [{"id": "a", "method": "GET", "url": "/me"}, {"id": "A", "method": "GET", "url": "/me"}]}),
+            "used twice",
+        ),
         (json!({"requests": [{"id": "1", "method": "GET", "url": "/me", "dependsOn": ["9"]}]}), "depends on '9'"),
         (json!({"requests": [{"id": "1", "method": "GET", "url": "https://evil.example/v1.0/users"}]}), "relative"),
         (

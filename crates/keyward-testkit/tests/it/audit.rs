@@ -113,6 +113,8 @@ async fn audit_log_filters_and_pages(backend: Backend) {
         (format!("initiatedBy/user/id eq '{admin_id}' and correlationId eq '{correlation}'"), vec!["Add user"]),
         ("initiatedBy/app/appId eq 'keyward'".into(), vec!["Add member to role", "Add user"]),
         ("loggedByService eq 'Core Directory' and category eq 'RoleManagement'".into(), vec!["Add member to role"]),
+        // In any case, as the other text filters.
+        ("loggedByService eq 'core directory' and category eq 'ROLEMANAGEMENT'".into(), vec!["Add member to role"]),
     ];
     for (filter, expected) in cases {
         let reply = app.get(&format!("/v1.0/auditLogs/directoryAudits?$filter={filter}")).await;

@@ -434,6 +434,10 @@ async fn memberships_and_member_functions(backend: Backend) {
     let mut objects: Vec<String> = transitive.iter().map(|(_, id)| id.clone()).collect();
     objects.sort();
     assert_eq!(call(format!("/v1.0/users/{user}/getMemberObjects"), body.clone(), admin_token.clone()).await, objects);
+    assert_ne!(objects, groups, "the user holds a role or a unit beside the groups");
+    // `securityEnabledOnly`: the security groups alone, not the roles and units.
+    let security = json!({"securityEnabledOnly": true});
+    assert_eq!(call(format!("/v1.0/users/{user}/getMemberObjects"), security, admin_token.clone()).await, groups);
     assert_eq!(
         call(format!("/v1.0/groups/{inner}/getMemberGroups"), body.clone(), admin_token.clone()).await,
         vec![outer.clone()]
@@ -625,6 +629,13 @@ async fn deleted_items_and_restore(backend: Backend) {
     let short = app.get("/v1.0/directory/deletedItems/graph.user?$select=id,userPrincipalName").await;
     assert_eq!(short.body["value"][0]["userPrincipalName"], format!("leaver@{DOMAIN}"), "{}", short.text);
     assert!(short.body["value"][0].get("displayName").is_none(), "{}", short.text);
+    assert!(short.body["value"][0].get("deletedDateTime").is_none(), "not selected: {}", short.text);
+    // Microsoft's own example selects `deletedDateTime`, which only deleted items carry.
+    let when =
+        app.get("/v1.0/directory/deletedItems/microsoft.graph.user?$select=id,displayName,deletedDateTime").await;
+    assert_eq!(when.status, StatusCode::OK, "{}", when.text);
+    assert!(when.body["value"][0]["deletedDateTime"].as_str().is_some_and(|it| it.ends_with('Z')), "{}", when.text);
+    assert!(when.body["value"][0].get("userPrincipalName").is_none(), "{}", when.text);
     assert!(listed.body["value"][0]["deletedDateTime"].as_str().is_some_and(|it| it.ends_with('Z')), "{}", listed.text);
     let item = app.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
     assert_eq!(item.body["userPrincipalName"], format!("leaver@{DOMAIN}"));

@@ -694,6 +694,19 @@ async fn single_methods_and_own_sessions_on_me(backend: Backend) {
         "a body with parameters is refused: {}",
         unknown_body.text
     );
+    // `/users/{own id}` is `/me`: one's own sessions need no role; another's still do.
+    let other = app.as_user(&other_token);
+    let other_id = other.get("/v1.0/me").await.body["id"].as_str().expect("id").to_owned();
+    let someone_else = other.post(&format!("/v1.0/users/{uma}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(someone_else.status, StatusCode::FORBIDDEN, "{}", someone_else.text);
+    app.clock.advance(time::Duration::seconds(1));
+    let own = other.post(&format!("/v1.0/users/{other_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert_eq!(other.get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED);
+    // `PATCH /me` updates the signed-in user as `PATCH /users/{own id}` does.
+    let renamed = app.patch("/v1.0/me", &json!({"jobTitle": "Chief of Staff"})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    assert_eq!(app.get("/v1.0/me").await.body["jobTitle"], "Chief of Staff");
 }
 
 /// `POST /me/changePassword`: any user, with the current password (a wrong one counts toward

@@ -802,6 +802,10 @@ async fn pim_concurrent_requests(backend: Backend) {
         )
         .await;
     assert_eq!(rule.status, StatusCode::OK, "{}", rule.text);
+    // Whoever may not change the settings is refused a write that would change nothing too.
+    let rule_path = format!("/v1.0/policies/roleManagementPolicies/{policy}/rules/Approval_EndUser_Assignment");
+    let unchanged = app.as_user(&desk).patch(&rule_path, &json!({"id": "Approval_EndUser_Assignment"})).await;
+    assert_eq!(unchanged.status, StatusCode::FORBIDDEN, "{}", unchanged.text);
     let approver = app.token_for(&format!("approver@{DOMAIN}")).await;
     let pending = app.as_user(&desk).post(ASSIGNMENT, &body).await;
     let id = pending.body["id"].as_str().expect("request").to_owned();

@@ -91,6 +91,58 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
     assert_graph_error(&builtin, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let customs = app.get("/v1.0/roleManagement/directory/roleDefinitions?$filter=isBuiltIn eq false").await;
     assert_eq!(customs.body["value"].as_array().map(Vec::len), Some(1));
+    // A disabled role is not available for assignment, directly or through PIM.
+    let disabled = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "Dormant", "isEnabled": false,
+                "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/basic/update"]}]}),
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::CREATED, "{}", disabled.text);
+    let dormant_id = id_of(&disabled.body);
+    let someone = app.create_user("someone", "Some One").await;
+    let body = json!({"principalId": id_of(&someone), "roleDefinitionId": dormant_id, "directoryScopeId": "/"});
+    let refused = app.post("/v1.0/roleManagement/directory/roleAssignments", &body).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(refused.text.contains("disabled"), "{}", refused.text);
+    let mut eligible = body.clone();
+    eligible["action"] = json!("adminAssign");
+    eligible["justification"] = json!("test");
+    eligible["scheduleInfo"] = json!({"expiration": {"type": "noExpiration"}});
+    let refused = app.post("/v1.0/roleManagement/directory/roleEligibilityScheduleRequests", &eligible).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_eq!(
+        app.delete(&format!("/v1.0/roleManagement/directory/roleDefinitions/{dormant_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // An eligibility at a unit stays removable when its role is narrowed to permissions that
+    // cannot be held at a unit.
+    let unit = app.create_unit("Narrowed unit", false, &[]).await;
+    let scoped = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "Unit desk",
+                "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/users/basic/update"]}]}),
+        )
+        .await;
+    let scoped_id = id_of(&scoped.body);
+    let mut eligible = eligible.clone();
+    eligible["roleDefinitionId"] = json!(scoped_id);
+    eligible["directoryScopeId"] = json!(format!("/administrativeUnits/{unit}"));
+    let made = app.post("/v1.0/roleManagement/directory/roleEligibilityScheduleRequests", &eligible).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let narrowed = app
+        .patch(
+            &format!("/v1.0/roleManagement/directory/roleDefinitions/{scoped_id}"),
+            &json!({"rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/standard/read"]}]}),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::NO_CONTENT, "{}", narrowed.text);
+    let mut remove = eligible.clone();
+    remove["action"] = json!("adminRemove");
+    let removed = app.post("/v1.0/roleManagement/directory/roleEligibilityScheduleRequests", &remove).await;
+    assert_eq!(removed.status, StatusCode::CREATED, "removable after the narrowing: {}", removed.text);
 
     // The custom role acts on non-admins only, and counts on the next request.
     let operator = app.create_user("operator", "Mfa Operator").await;
