@@ -68,16 +68,7 @@ pub fn is_known_policy(id: &str) -> bool {
 /// request without an API permission gets an access token with `User.Read` (as Entra gives one
 /// for Microsoft Graph), so it asks for `User.Read` too.
 pub fn requested(scopes: &Scopes) -> Vec<String> {
-    let mut res: Vec<String> = [
-        (scopes.openid, "openid"),
-        (scopes.profile, "profile"),
-        (scopes.email, "email"),
-        (scopes.offline_access, "offline_access"),
-    ]
-    .into_iter()
-    .filter(|(asked, _)| *asked)
-    .map(|(_, name)| name.to_owned())
-    .collect();
+    let mut res: Vec<String> = scopes.openid_scopes().map(str::to_owned).collect();
     if scopes.api.is_empty() {
         res.push("User.Read".to_owned());
     }

@@ -272,16 +272,7 @@ impl Scopes {
         if let Some(default) = &self.default {
             res.push(default.clone());
         }
-        for (flag, name) in [
-            (self.openid, "openid"),
-            (self.profile, "profile"),
-            (self.email, "email"),
-            (self.offline_access, "offline_access"),
-        ] {
-            if flag {
-                res.push(name.to_owned());
-            }
-        }
+        res.extend(self.openid_scopes().map(str::to_owned));
         res.join(" ")
     }
 
@@ -291,17 +282,21 @@ impl Scopes {
         let mut parts: Vec<String> = self.api.iter().filter(|it| !self.spells(it)).cloned().collect();
         parts.extend(self.spelled.iter().cloned());
         parts.extend(self.default.iter().cloned());
-        for (flag, name) in [
+        parts.extend(self.openid_scopes().map(str::to_owned));
+        parts.join(" ")
+    }
+
+    /// The OpenID Connect scopes asked for, in their usual order.
+    pub fn openid_scopes(&self) -> impl Iterator<Item = &'static str> {
+        [
             (self.openid, "openid"),
             (self.profile, "profile"),
             (self.email, "email"),
             (self.offline_access, "offline_access"),
-        ] {
-            if flag {
-                parts.push(name.to_owned());
-            }
-        }
-        parts.join(" ")
+        ]
+        .into_iter()
+        .filter(|(asked, _)| *asked)
+        .map(|(_, name)| name)
     }
 
     fn spells(&self, name: &str) -> bool {

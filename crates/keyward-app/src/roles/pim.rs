@@ -118,6 +118,17 @@ impl App {
     }
 
     /// The role, the canonical scope and its unit, as an eligibility or assignment names them.
+    /// [`Self::role_and_scope`] of a request's role and scope, granting for the actions that do.
+    async fn request_role(
+        &self,
+        tx: &mut dyn Tx,
+        caller: &Caller,
+        input: &ScheduleRequestInput,
+    ) -> Result<(RoleDef, String, Vec<TargetResource>), AppError> {
+        let granting = GRANTING.contains(&input.action.as_str());
+        self.role_and_scope(tx, caller, (&input.role_definition_id, &input.directory_scope_id), granting).await
+    }
+
     /// The role and scope of a request. `granting` (a new assignment, eligibility or activation):
     /// the role must be enabled and assignable at the scope. A request about what exists (update,
     /// extend, remove, deactivate) is not refused for what changed in the role since: a custom
@@ -210,14 +221,7 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) = self
-            .role_and_scope(
-                &mut *tx,
-                caller,
-                (&input.role_definition_id, &input.directory_scope_id),
-                GRANTING.contains(&input.action.as_str()),
-            )
-            .await?;
+        let (role, scope, mut targets) = self.request_role(&mut *tx, caller, &input).await?;
         let principal = resolve_object(&mut *tx, &caller.tenant, &input.principal_id).await?;
         match &principal {
             DirectoryObject::User(_) => (),
@@ -437,14 +441,7 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) = self
-            .role_and_scope(
-                &mut *tx,
-                caller,
-                (&input.role_definition_id, &input.directory_scope_id),
-                GRANTING.contains(&input.action.as_str()),
-            )
-            .await?;
+        let (role, scope, mut targets) = self.request_role(&mut *tx, caller, &input).await?;
         targets.insert(0, TargetResource::user(user));
         targets.insert(0, role.target()?);
         let mut request = new_request(caller, ScheduleKind::Assignment, &input, &user.id, &role, &scope, now);
@@ -611,14 +608,7 @@ impl App {
         let mut tx = self.write().await?;
         tx.lock_role_changes(&caller.tenant.id).await?;
         let mut records = self.lapsed_records(&mut *tx, &caller.tenant).await?;
-        let (role, scope, mut targets) = self
-            .role_and_scope(
-                &mut *tx,
-                caller,
-                (&input.role_definition_id, &input.directory_scope_id),
-                GRANTING.contains(&input.action.as_str()),
-            )
-            .await?;
+        let (role, scope, mut targets) = self.request_role(&mut *tx, caller, &input).await?;
         let principal = resolve_object(&mut *tx, &caller.tenant, &input.principal_id).await?;
         if let DirectoryObject::Group(group) = &principal
             && !group.is_assignable_to_role

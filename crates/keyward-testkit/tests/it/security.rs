@@ -602,14 +602,17 @@ async fn codes_only_after_consent(backend: Backend) {
         .and_then(|it| it.split('&').next())
         .expect("a code without asking")
         .to_owned();
-    let redeem = form(&[
-        ("grant_type", "authorization_code"),
-        ("client_id", &client_id),
-        ("client_secret", &secret),
-        ("code", &code),
-        ("redirect_uri", redirect),
-    ]);
-    let tokens = app.app.token(DOMAIN, &redeem, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    let redeem = |code: &str| {
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("code", code),
+            ("redirect_uri", redirect),
+        ])
+    };
+    let tokens =
+        app.app.token(DOMAIN, &redeem(&code), keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
     // The response names the permissions as they were asked for (a client's token cache looks
     // tokens up by those names).
     assert_eq!(tokens.scope, "Directory.Read.All openid offline_access");
@@ -646,14 +649,8 @@ async fn codes_only_after_consent(backend: Backend) {
     let page = authorize_as(&mut other, &client_id, redirect, default_scope, &grace_upn, "").await;
     let code =
         crate::oidc::query_param(&page.path, "code").unwrap_or_else(|| panic!("a code: {} {}", page.path, page.text()));
-    let redeem = form(&[
-        ("grant_type", "authorization_code"),
-        ("client_id", &client_id),
-        ("client_secret", &secret),
-        ("code", &code),
-        ("redirect_uri", redirect),
-    ]);
-    let tokens = app.app.token(DOMAIN, &redeem, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    let tokens =
+        app.app.token(DOMAIN, &redeem(&code), keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
     assert_eq!(tokens.scope, "Directory.Read.All User.Read https://graph.microsoft.com/.default openid offline_access");
     let claims = crate::oidc::claims(&tokens.access_token);
     assert_eq!(claims["scp"], "Directory.Read.All User.Read", "{claims}");
