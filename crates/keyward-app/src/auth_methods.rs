@@ -370,6 +370,18 @@ impl App {
             return Err(AppError::NotFound(phone_type.id().to_owned()));
         }
         check_phone_delete(&existing, phone_type).map_err(AppError::BadRequest)?;
+        // As in Graph, the phone of the user's default MFA method stays until the default changes.
+        let left: Vec<&str> = existing.iter().filter(|it| **it != phone_type).map(|it| it.as_str()).collect();
+        if let Some(preferred) = tx.user_sign_in_state(&user.id).await?.preferences.preferred
+            && !matches!(preferred, SecondaryMethod::Oath | SecondaryMethod::Push)
+            && preferred.check_registered(false, &left).is_err()
+        {
+            return Err(AppError::BadRequest(format!(
+                "This phone is the user's default sign-in method ('{}'): change the default \
+                 (signInPreferences) before deleting it.",
+                preferred.as_str()
+            )));
+        }
         let op = Operation::DeleteMethod { kind: MethodKind::Phone, id: phone_type.id().to_owned() };
         if let Gate::Hold(when) = self.dual_control_gate(&mut *tx, caller, &user, &op, self.now()).await? {
             return Err(self.hold(tx, caller, &user, op, Kept::Nothing, when).await);
@@ -382,7 +394,18 @@ impl App {
     pub async fn sign_in_preferences(&self, caller: &Caller, key: &str) -> Result<SignInPreferences, AppError> {
         let mut tx = self.read().await?;
         let user = self.methods_target(&mut *tx, caller, key).await?;
-        Ok(tx.user_sign_in_state(&user.id).await?.preferences)
+        let mut preferences = tx.user_sign_in_state(&user.id).await?.preferences;
+        // A default whose method is gone since (an app deleted, "Require re-register MFA") is no
+        // default: shown as none, as the sign-in does not offer it.
+        if let Some(method) = preferences.preferred {
+            let has_app = !tx.list_software_oath_methods(&user.id).await?.is_empty();
+            let phones = tx.list_phone_methods(&user.id).await?;
+            let types: Vec<&str> = phones.iter().map(|(phone_type, _)| phone_type.as_str()).collect();
+            if method.check_registered(has_app, &types).is_err() {
+                preferences.preferred = None;
+            }
+        }
+        Ok(preferences)
     }
 
     /// `PATCH /beta/users/{id}/authentication/signInPreferences`: changed like a method (an

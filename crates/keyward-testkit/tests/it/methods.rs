@@ -484,6 +484,12 @@ async fn sign_in_preferences(backend: Backend) {
         "sms",
         "refusals change nothing"
     );
+    // The phone of the default method stays until the default changes, as in Graph.
+    let mobile = format!("/v1.0/users/{adele}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7");
+    let kept = app.delete(&mobile).await;
+    assert_graph_error(&kept, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(kept.text.contains("default"), "{}", kept.text);
+    assert_eq!(app.get(&mobile).await.status, StatusCode::OK, "the phone is still there");
     // A plain user may not read or change another's; an Authentication Administrator may not
     // change a Global Administrator's.
     let (_, other) = user(&app, "other", None).await;
@@ -526,6 +532,14 @@ async fn sign_in_preferences(backend: Backend) {
         reasons.contains(&"User updated security info|User updated default sign-in method".to_owned()),
         "{reasons:?}"
     );
+    // A default whose method went another way (the app deleted) reads as none.
+    let oath = app.patch(&path, &json!({"userPreferredMethodForSecondaryAuthentication": "oath"})).await;
+    assert_eq!(oath.status, StatusCode::OK, "{}", oath.text);
+    let apps = app.get(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods")).await;
+    let app_id = apps.body["value"][0]["id"].as_str().expect("her app").to_owned();
+    let deleted = app.delete(&format!("/v1.0/users/{adele}/authentication/softwareOathMethods/{app_id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    assert_eq!(app.get(&path).await.body["userPreferredMethodForSecondaryAuthentication"], Value::Null);
 }
 
 /// Graph's authentication-method endpoints row by row: every collection answers on /v1.0 and /beta with its context, an
