@@ -127,7 +127,8 @@ impl PhoneType {
 }
 
 /// Checks Graph's phone number format, `+{country code} {number}` with an optional
-/// `x{extension}`: a 1–3 digit country code, 4–15 digits, an extension of up to 6 digits.
+/// `x{extension}`: a 1–3 digit country code not starting with 0, 4 or more digits (15 at most
+/// with the country code, as E.164 allows), an extension of up to 6 digits.
 pub fn validate_phone_number(number: &str) -> Result<(), String> {
     let bad = || {
         format!(
@@ -144,7 +145,10 @@ pub fn validate_phone_number(number: &str) -> Result<(), String> {
     let digits = |text: &str, range: std::ops::RangeInclusive<usize>| {
         range.contains(&text.len()) && text.bytes().all(|it| it.is_ascii_digit())
     };
-    if digits(country, 1..=3) && digits(main, 4..=15) && extension.is_none_or(|it| digits(it, 1..=6)) {
+    // E.164: a country code does not start with 0, and country code and number hold 15 digits
+    // at most together.
+    let is_e164 = !country.starts_with('0') && country.len() + main.len() <= 15;
+    if digits(country, 1..=3) && digits(main, 4..=15) && is_e164 && extension.is_none_or(|it| digits(it, 1..=6)) {
         Ok(())
     } else {
         Err(bad())
@@ -198,7 +202,16 @@ mod phone_tests {
         for good in ["+1 2065555555", "+1 5555551234x123", "+44 2071234567", "+358 401234567"] {
             assert!(validate_phone_number(good).is_ok(), "{good}");
         }
-        for bad in ["2065555555", "+1 206", "+1 206-555-5555", "+1234 2065555555", "+1 2065555555x", "+12065555555"] {
+        for bad in [
+            "2065555555",
+            "+1 206",
+            "+1 206-555-5555",
+            "+1234 2065555555",
+            "+1 2065555555x",
+            "+12065555555",
+            "+0 2065550102",
+            "+358 4012345678901",
+        ] {
             assert!(validate_phone_number(bad).is_err(), "{bad}");
         }
         assert_eq!(mask_phone_number("+1 2065555512"), "+1 XXXXXXXX12");

@@ -302,8 +302,16 @@ pub fn plan_one(raw: &RawQuery, is_beta: bool) -> Result<Option<Vec<&'static str
 /// Validates the query options of a sign-in log request; `is_beta` for `/beta`.
 pub fn plan(raw: &RawQuery, is_beta: bool) -> Result<SignInQuery, QueryError> {
     let expr = log_filter(raw, "signIns")?;
-    if raw.orderby.is_some() {
-        return Err(QueryError::Unsupported("The query option '$orderby' is not supported on signIns.".into()));
+    // The log is read newest first: `createdDateTime desc`, the order scripts ask for, is taken.
+    if let Some(order) = raw.orderby.as_deref() {
+        let words: Vec<&str> = order.split_whitespace().collect();
+        let is_newest_first = matches!(words.as_slice(), [property, direction]
+            if property.eq_ignore_ascii_case("createdDateTime") && direction.eq_ignore_ascii_case("desc"));
+        if !is_newest_first {
+            return Err(QueryError::Unsupported(
+                "Only $orderby=createdDateTime desc (newest first, the default) is supported on signIns.".into(),
+            ));
+        }
     }
     let mut filter = SignInFilter::default();
     if let Some(expr) = expr {
@@ -320,6 +328,15 @@ pub fn plan(raw: &RawQuery, is_beta: bool) -> Result<SignInQuery, QueryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_first_is_the_one_order() {
+        let order = |it: &str| plan(&RawQuery { orderby: Some(it.into()), ..RawQuery::default() }, false);
+        assert!(order("createdDateTime desc").is_ok() && order("CreatedDateTime DESC").is_ok());
+        for refused in ["createdDateTime", "createdDateTime asc", "userPrincipalName desc", ""] {
+            assert!(matches!(order(refused), Err(QueryError::Unsupported(_))), "{refused}");
+        }
+    }
 
     fn raw(filter: &str) -> RawQuery {
         RawQuery { filter: Some(filter.into()), ..RawQuery::default() }

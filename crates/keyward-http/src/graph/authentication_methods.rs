@@ -177,6 +177,11 @@ async fn reset_password(
             "resetPassword applies to the password method '{PASSWORD_METHOD_ID}' only."
         ))));
     }
+    if let Some(unknown) = body.as_object().and_then(|it| it.keys().find(|key| key.as_str() != "newPassword")) {
+        return Err(GraphError::from(AppError::BadRequest(format!(
+            "'{unknown}' is not a parameter of resetPassword: it takes 'newPassword' only."
+        ))));
+    }
     let new_password = match body.get("newPassword") {
         None | Some(Value::Null) => None,
         Some(Value::String(it)) => Some(Secret::new(it.clone())),
@@ -337,10 +342,20 @@ async fn get_email(ctx: GraphCtx, Path((key, id)): Path<(String, String)>) -> Re
 }
 
 fn email_address(body: &Value) -> Result<String, GraphError> {
-    body.get("emailAddress")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| GraphError::from(AppError::BadRequest("Property 'emailAddress' is required.".into())))
+    let bad = |message: String| GraphError::from(AppError::BadRequest(message));
+    if let Some(object) = body.as_object()
+        && let Some(unknown) = object.keys().find(|it| !matches!(it.as_str(), "emailAddress" | "id" | "@odata.type"))
+    {
+        return Err(bad(format!(
+            "Property '{unknown}' does not exist as a declared property or extension property on type \
+             'microsoft.graph.emailAuthenticationMethod'."
+        )));
+    }
+    match body.get("emailAddress") {
+        Some(Value::String(it)) => Ok(it.clone()),
+        None | Some(Value::Null) => Err(bad("Property 'emailAddress' is required.".into())),
+        Some(_) => Err(bad("Property 'emailAddress' must be a string.".into())),
+    }
 }
 
 /// `POST …/emailMethods` (201) — `users/authenticationMethods/create`.
@@ -389,11 +404,17 @@ async fn remove_email(ctx: &GraphCtx, who: Who<'_>, id: String) -> Result<Respon
 /// Collections of method types Keyward does not register: Microsoft Authenticator, Windows Hello for Business, platform credentials. Reads are authorised like
 /// any method read and answer an empty collection; an item is a 404.
 macro_rules! empty_collection {
-    ($list:ident, $item:ident, $delete:ident, $segment:literal) => {
+    ($list:ident, $my_list:ident, $item:ident, $delete:ident, $segment:literal) => {
         #[doc = concat!("`GET …/", $segment, "`: always empty.")]
         async fn $list(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
             ctx.state.app.list_auth_methods(&ctx.caller, &key).await?;
             Ok(list(&ctx, &key, $segment, Vec::new()))
+        }
+
+        #[doc = concat!("`GET /me/authentication/", $segment, "`: always empty.")]
+        async fn $my_list(ctx: GraphCtx) -> Result<Response, GraphError> {
+            let key = ctx.me_key()?;
+            $list(ctx, Path(key)).await
         }
 
         #[doc = concat!("`GET …/", $segment, "/{id}`: no such method.")]
@@ -410,9 +431,21 @@ macro_rules! empty_collection {
     };
 }
 
-empty_collection!(list_authenticator, authenticator_method, delete_authenticator, "microsoftAuthenticatorMethods");
-empty_collection!(list_hello, hello_method, delete_hello, "windowsHelloForBusinessMethods");
-empty_collection!(list_platform, platform_method, delete_platform, "platformCredentialMethods");
+empty_collection!(
+    list_authenticator,
+    list_my_authenticator,
+    authenticator_method,
+    delete_authenticator,
+    "microsoftAuthenticatorMethods"
+);
+empty_collection!(list_hello, list_my_hello, hello_method, delete_hello, "windowsHelloForBusinessMethods");
+empty_collection!(list_platform, list_my_platform, platform_method, delete_platform, "platformCredentialMethods");
+
+/// `GET /me/authentication/temporaryAccessPassMethods` (the pass itself is never shown).
+async fn list_my_taps(ctx: GraphCtx) -> Result<Response, GraphError> {
+    let key = ctx.me_key()?;
+    list_taps(ctx, Path(key)).await
+}
 
 /// `GET …/softwareOathMethods`.
 async fn list_oath(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
@@ -588,6 +621,31 @@ pub fn routes(api: Api) -> Api {
             item,
             Op::get("authentication", item_summary, READ, "AuthenticationMethod").with_id().with_param("method"),
         )
+    });
+    let mine: [(&str, MethodRouter<AppState>, &str); 4] = [
+        (
+            "/me/authentication/microsoftAuthenticatorMethods",
+            get(list_my_authenticator),
+            "Your Microsoft Authenticator methods (none)",
+        ),
+        (
+            "/me/authentication/windowsHelloForBusinessMethods",
+            get(list_my_hello),
+            "Your Windows Hello for Business methods (none)",
+        ),
+        (
+            "/me/authentication/platformCredentialMethods",
+            get(list_my_platform),
+            "Your platform credential methods (none)",
+        ),
+        (
+            "/me/authentication/temporaryAccessPassMethods",
+            get(list_my_taps),
+            "Your Temporary Access Pass (never shown)",
+        ),
+    ];
+    let api = mine.into_iter().fold(api, |api, (path, handler, summary)| {
+        api.route(path, handler, Op::get("authentication", summary, "(self)", "AuthenticationMethodCollection"))
     });
     api.route(
         "/me/authentication/phoneMethods",

@@ -33,6 +33,25 @@ async fn revoke_my_sign_in_sessions(ctx: GraphCtx, _: NoParameters) -> Result<Re
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
 }
 
+/// Beta's `POST /users/{id}/invalidateAllRefreshTokens` (204): `revokeSignInSessions` under its
+/// older name, which the beta PowerShell module still calls.
+async fn invalidate_all_refresh_tokens(
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    _: NoParameters,
+) -> Result<Response, GraphError> {
+    beta_only(&ctx, "invalidateAllRefreshTokens", "It is revokeSignInSessions in v1.0, or")?;
+    ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Beta's `POST /me/invalidateAllRefreshTokens` (204).
+async fn invalidate_my_refresh_tokens(ctx: GraphCtx, _: NoParameters) -> Result<Response, GraphError> {
+    beta_only(&ctx, "invalidateAllRefreshTokens", "It is revokeSignInSessions in v1.0, or")?;
+    ctx.state.app.revoke_own_sign_in_sessions(&ctx.caller).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `POST /me/changePassword` (204) — any user, their own password, with the current one.
 async fn change_my_password(ctx: GraphCtx, Body(body): Body) -> Result<Response, GraphError> {
     let (mut current, mut new) = (None, None);
@@ -347,6 +366,25 @@ pub fn routes(api: Api) -> Api {
             "Boolean",
         )
         .with_id(),
+    )
+    .route(
+        "/users/{id}/invalidateAllRefreshTokens",
+        post(invalidate_all_refresh_tokens),
+        Op::post(
+            "users",
+            "Beta: revokeSignInSessions under its older name",
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+            "Empty",
+            204,
+            "Empty",
+        )
+        .with_id()
+        .beta_only(),
+    )
+    .route(
+        "/me/invalidateAllRefreshTokens",
+        post(invalidate_my_refresh_tokens),
+        Op::post("users", "Beta: revoke your own sessions (older name)", "(self)", "Empty", 204, "Empty").beta_only(),
     )
     .route(
         "/me/changePassword",

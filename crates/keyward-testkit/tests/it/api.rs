@@ -162,6 +162,27 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
         .expect("send");
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
     assert_eq!(count_users(&app).await, before, "refused requests created nothing");
+    // Methods and actions refuse what their type does not declare, as Graph does.
+    let existing = format!("existing@{DOMAIN}");
+    for (path, body, needle) in [
+        (
+            format!("/v1.0/users/{existing}/authentication/emailMethods"),
+            json!({"emailAddress": "x@example.com", "bogus": 1}),
+            "bogus",
+        ),
+        (format!("/v1.0/users/{existing}/authentication/emailMethods"), json!({"emailAddress": 123}), "string"),
+        (
+            format!("/v1.0/users/{existing}/authentication/methods/28c10230-6103-485e-b985-444c60001490/resetPassword"),
+            json!({"newPassword": "Str0ng!Passw0rd-xyz", "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let reply = app.post(&path, &body).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+        assert!(reply.text.contains(needle), "{needle}: {}", reply.text);
+    }
+    let emails = app.get(&format!("/v1.0/users/{existing}/authentication/emailMethods")).await;
+    assert_eq!(emails.body["value"], json!([]), "{}", emails.text);
     let anonymous_put = app.send(Method::PUT, "/v1.0/users", None, Some(&json!({})), &[]).await;
     assert_graph_error(&anonymous_put, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
 

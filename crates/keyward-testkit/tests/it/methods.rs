@@ -672,6 +672,10 @@ async fn single_methods_and_own_sessions_on_me(backend: Backend) {
         (format!("/v1.0/me/authentication/methods/{MOBILE}"), StatusCode::OK),
         (format!("/v1.0/me/authentication/phoneMethods/{MOBILE}"), StatusCode::OK),
         (format!("/v1.0/me/authentication/passwordMethods/{PASSWORD_METHOD_ID}"), StatusCode::OK),
+        ("/v1.0/me/authentication/temporaryAccessPassMethods".to_owned(), StatusCode::OK),
+        ("/v1.0/me/authentication/microsoftAuthenticatorMethods".to_owned(), StatusCode::OK),
+        ("/v1.0/me/authentication/windowsHelloForBusinessMethods".to_owned(), StatusCode::OK),
+        ("/v1.0/me/authentication/platformCredentialMethods".to_owned(), StatusCode::OK),
         (format!("/v1.0/me/authentication/emailMethods/{EMAIL_METHOD_ID}"), StatusCode::NOT_FOUND),
         (
             "/v1.0/me/authentication/softwareOathMethods/00000000-0000-4000-8000-000000000001".to_owned(),
@@ -717,6 +721,11 @@ async fn single_methods_and_own_sessions_on_me(backend: Backend) {
     let own = other.post(&format!("/v1.0/users/{other_id}/revokeSignInSessions"), &json!({})).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.text);
     assert_eq!(other.get("/v1.0/me").await.status, StatusCode::UNAUTHORIZED);
+    // Beta's older name for it, which the beta PowerShell module still calls.
+    let v1 = app.post(&format!("/v1.0/users/{uma}/invalidateAllRefreshTokens"), &json!({})).await;
+    assert_graph_error(&v1, StatusCode::BAD_REQUEST, "BadRequest");
+    let beta = app.post(&format!("/beta/users/{uma}/invalidateAllRefreshTokens"), &json!({})).await;
+    assert_eq!(beta.status, StatusCode::NO_CONTENT, "{}", beta.text);
     // `PATCH /me` updates the signed-in user as `PATCH /users/{own id}` does.
     let renamed = app.patch("/v1.0/me", &json!({"jobTitle": "Chief of Staff"})).await;
     assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
