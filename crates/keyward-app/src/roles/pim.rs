@@ -929,8 +929,8 @@ impl App {
                     || it.status == "Canceled" && it.action == "selfActivate" && it.target_schedule_id.is_none()
             })
             .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-        let assigned_to_me = self.may_approve(&mut *tx, caller, &request).await?;
-        if !assigned_to_me && request.created_by != *caller.id() {
+        let may_approve = self.may_approve(&mut *tx, caller, &request).await?;
+        if !may_approve && request.created_by != *caller.id() {
             require_role_reader(caller, actions::PIM_ASSIGNMENTS_READ)
                 .map_err(|_| AppError::NotFound(id.to_owned()))?;
         }
@@ -941,6 +941,8 @@ impl App {
         } else {
             "Completed"
         };
+        // Assigned to the caller only while there is something to decide.
+        let assigned_to_me = may_approve && status == "InProgress";
         Ok(Approval { request: as_seen(request, now), assigned_to_me, status })
     }
 

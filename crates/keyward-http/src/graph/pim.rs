@@ -447,6 +447,10 @@ async fn create_request(ctx: GraphCtx, kind: ScheduleKind, body: Value) -> Resul
     };
     let mut value = request_json(&created);
     value["isValidationOnly"] = Value::Bool(is_validation_only);
+    if is_validation_only {
+        // Nothing was kept, so there is no approval to look up.
+        value["approvalId"] = Value::Null;
+    }
     Ok(entity(
         format!("{}/$metadata#roleManagement/directory/{segment}/$entity", ctx.base()),
         value,
@@ -747,7 +751,7 @@ pub fn routes(api: Api) -> Api {
                     "ScheduleRequest",
                 )
                 .with_id()
-                .with_options(&["$filter", "$expand"]),
+                .with_options(&COLLECTION_OPTIONS),
             )
             .route(
                 cancel,
@@ -804,7 +808,7 @@ pub fn routes(api: Api) -> Api {
                 }),
                 Op::get(ROLES, "Get one, or filterByCurrentUser(on='principal')", READ, "Schedule")
                     .with_id()
-                    .with_options(&["$filter", "$expand"]),
+                    .with_options(&COLLECTION_OPTIONS),
             );
     }
     api.route(

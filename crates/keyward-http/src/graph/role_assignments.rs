@@ -200,11 +200,13 @@ async fn transitive_role_assignments(ctx: GraphCtx, Query(query, _): Query) -> R
     // The principal's transitive assignments (some held through a group), narrowed by the
     // filter's other clauses.
     let rest = AssignmentFilter { principal_id: None, ..filter.clone() };
-    let items = items.iter().filter(|it| rest.matches(it)).map(assignment).collect();
+    let items: Vec<Value> = items.iter().filter(|it| rest.matches(it)).map(assignment).collect();
+    let count = keyward_core::query::parse_count(query.raw.count.as_deref()).map_err(AppError::from)?;
+    let total = count.then_some(items.len() as u64);
     Ok(collection(
         format!("{}/$metadata#roleManagement/directory/transitiveRoleAssignments", ctx.base()),
         items,
-        None,
+        total,
         None,
     ))
 }

@@ -435,15 +435,57 @@ fn rule_change(rule_id: &str, body: &Value) -> Result<Option<RuleChange>, AppErr
             }
             return Ok(None);
         }
-        it if RULE_IDS.contains(&it) => {
-            return Err(AppError::BadRequest(
-                "Keyward does not send PIM notifications: the notification rules cannot be changed. Activations and \
-                 approvals are in the audit log (loggedByService eq 'PIM')."
-                    .into(),
-            ));
-        }
+        // Unchanged (a change was refused by `fixed_settings_kept`).
+        it if RULE_IDS.contains(&it) => return Ok(None),
         other => return Err(AppError::NotFound(other.to_owned())),
     }))
+}
+
+/// Refuses a change to what Keyward does not let change (the notification rules; an approval's
+/// stage settings beside its approvers), while taking the values it has: a script that writes
+/// back every rule as it read them is answered 200, one that changes them gets 400 rather than
+/// having them kept and ignored.
+fn fixed_settings_kept(rule_id: &str, body: &Value, current: &Value) -> Result<(), AppError> {
+    let differs = |given: &Value, kept: &Value| !given.is_null() && given != kept;
+    if rule_id.starts_with("Notification_") {
+        for field in [
+            "notificationType",
+            "recipientType",
+            "notificationLevel",
+            "isDefaultRecipientsEnabled",
+            "notificationRecipients",
+        ] {
+            if differs(&body[field], &current[field]) {
+                return Err(AppError::BadRequest(format!(
+                    "Keyward does not send PIM notifications: '{field}' of {rule_id} cannot be changed. Activations \
+                     and approvals are in the audit log (loggedByService eq 'PIM')."
+                )));
+            }
+        }
+    }
+    if rule_id == "Approval_EndUser_Assignment" {
+        let (setting, kept) = (&body["setting"], &current["setting"]);
+        let fields = ["isApprovalRequiredForExtension", "isRequestorJustificationRequired", "approvalMode"];
+        let stage_fields = [
+            "approvalStageTimeOutInDays",
+            "isApproverJustificationRequired",
+            "escalationTimeInMinutes",
+            "isEscalationEnabled",
+            "escalationApprovers",
+        ];
+        let stage = &setting["approvalStages"][0];
+        let changed = fields
+            .iter()
+            .find(|it| differs(&setting[**it], &kept[**it]))
+            .or_else(|| stage_fields.iter().find(|it| differs(&stage[**it], &kept["approvalStages"][0][**it])));
+        if let Some(field) = changed {
+            return Err(AppError::BadRequest(format!(
+                "Keyward supports one approval stage that answers within a day, with the approver's justification and \
+                 no escalation: '{field}' cannot be changed. Set isApprovalRequired and primaryApprovers."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `PATCH /policies/roleManagementPolicies/{id}/rules/{ruleId}` — 200 with the rule, as Graph.
@@ -453,6 +495,7 @@ async fn patch_rule(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let it = find_policy(&ctx, &id).await?;
+    fixed_settings_kept(&rule_id, &body, &rule(&rule_id, &it.settings))?;
     let settings = match rule_change(&rule_id, &body)? {
         Some(change) => ctx.state.app.update_role_policy(&ctx.caller, &it.role.id(), change).await?.settings,
         None => {

@@ -82,6 +82,19 @@ async fn pim_activation_story(backend: Backend) {
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
     assert_eq!(mine.body["value"].as_array().map(Vec::len), Some(1), "{}", mine.text);
     assert_eq!(mine.body["value"][0]["memberType"], "Direct");
+    // filterByCurrentUser takes the collection's options ($select, $top, $filter, $expand).
+    for path in [
+        "/v1.0/roleManagement/directory/roleEligibilitySchedules/filterByCurrentUser(on='principal')?$select=id,roleDefinitionId&$top=1",
+        "/v1.0/roleManagement/directory/roleAssignmentScheduleRequests/filterByCurrentUser(on='principal')?$select=id&$top=1",
+    ] {
+        let selected = app.as_user(&mfa_token).get(path).await;
+        assert_eq!(selected.status, StatusCode::OK, "{path}: {}", selected.text);
+        assert!(
+            selected.body["value"].as_array().is_some_and(|it| it.iter().all(|item| item.get("principalId").is_none())),
+            "{}",
+            selected.text
+        );
+    }
 
     // Without MFA in the token, Entra's policy error naming the MFA rule; nothing is granted.
     let no_mfa = app.as_user(&script_token).post(ASSIGNMENT, &activate(&desk_id, role, "PT1H")).await;
@@ -160,10 +173,18 @@ async fn pim_activation_story(backend: Backend) {
     .expect("time");
     assert_eq!(end - start, time::Duration::hours(1));
     let transitive = app
-        .get(&format!("/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk_id}'"))
+        .get(&format!(
+            "/v1.0/roleManagement/directory/transitiveRoleAssignments?$filter=principalId eq '{desk_id}'&$count=true"
+        ))
         .await;
     assert!(
         transitive.body["value"].as_array().expect("value").iter().any(|it| it["roleDefinitionId"] == role),
+        "{}",
+        transitive.text
+    );
+    assert_eq!(
+        transitive.body["@odata.count"].as_u64(),
+        transitive.body["value"].as_array().map(|it| it.len() as u64),
         "{}",
         transitive.text
     );
@@ -320,6 +341,19 @@ async fn pim_approval(backend: Backend) {
         )
         .await;
     assert_graph_error(&notification, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // Every rule written back as it was read is taken (scripts copy settings that way).
+    for id in ["Notification_Admin_Admin_Eligibility", "Approval_EndUser_Assignment", "Expiration_EndUser_Assignment"] {
+        let read = app.get(&format!("{rules_path}/{id}")).await;
+        assert_eq!(read.status, StatusCode::OK, "{id}: {}", read.text);
+        let mut body = read.body.clone();
+        body.as_object_mut().expect("rule").remove("@odata.context");
+        let written = app.patch(&format!("{rules_path}/{id}"), &body).await;
+        assert_eq!(written.status, StatusCode::OK, "{id}: {}", written.text);
+    }
+    // An approval stage setting Keyward does not keep is refused, not ignored.
+    let timeout = json!({"setting": {"approvalStages": [{"approvalStageTimeOutInDays": 5}]}});
+    let ignored = app.patch(&format!("{rules_path}/Approval_EndUser_Assignment"), &timeout).await;
+    assert_graph_error(&ignored, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let bad_duration =
         app.patch(&format!("{rules_path}/Expiration_EndUser_Assignment"), &json!({"maximumDuration": "PT25H"})).await;
     assert_graph_error(&bad_duration, StatusCode::BAD_REQUEST, "Request_BadRequest");
@@ -329,6 +363,17 @@ async fn pim_approval(backend: Backend) {
     assert_eq!(set.body["setting"]["approvalStages"][0]["primaryApprovers"][0]["userId"], approver_id.as_str());
     assert!(!records(&app, "Update role setting in PIM").await.is_empty());
 
+    // A validation-only request keeps nothing: no approval to look up.
+    let mut dry = activate(&desk_id, role, "PT2H");
+    dry["isValidationOnly"] = json!(true);
+    let checked = app.as_user(&desk).post(ASSIGNMENT, &dry).await;
+    assert_eq!(checked.status, StatusCode::CREATED, "{}", checked.text);
+    assert_eq!(
+        (checked.body["isValidationOnly"].clone(), checked.body["approvalId"].clone()),
+        (json!(true), Value::Null),
+        "{}",
+        checked.text
+    );
     // The activation waits for the approver; the requester cannot approve it.
     let pending = app.as_user(&desk).post(ASSIGNMENT, &activate(&desk_id, role, "PT2H")).await;
     assert_eq!(pending.status, StatusCode::CREATED, "{}", pending.text);
@@ -362,6 +407,16 @@ async fn pim_approval(backend: Backend) {
     assert_eq!(app.as_user(&desk).action(&reregister(&target)).await.status, StatusCode::NO_CONTENT);
     let decided = app.as_user(&approver).patch(&step, &decide("Deny")).await;
     assert_eq!(decided.status, StatusCode::CONFLICT, "{}", decided.text);
+    let seen = app
+        .as_user(&approver)
+        .get(&format!("/beta/roleManagement/directory/roleAssignmentApprovals/{approval_id}"))
+        .await;
+    assert_eq!(
+        (seen.body["steps"][0]["assignedToMe"].clone(), seen.body["steps"][0]["status"].clone()),
+        (json!(false), json!("Completed")),
+        "nothing left to decide: {}",
+        seen.text
+    );
     let approvals = records(&app, "Add member to role request approved (PIM activation)").await;
     assert_eq!(approvals.iter().filter(|it| it["result"] == "success").count(), 1, "{approvals:?}");
     assert_eq!(approvals.iter().filter(|it| it["result"] == "failure").count(), 2, "both refusals are recorded");
