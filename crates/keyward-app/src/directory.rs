@@ -623,6 +623,25 @@ impl App {
 
     /// `PATCH /groups/{id}`.
     pub async fn update_group(&self, caller: &Caller, key: &str, patch: GroupPatch) -> Result<(), AppError> {
+        self.update_group_with(caller, key, patch, &[], &[]).await
+    }
+
+    /// `PATCH /groups/{id}` with `members@odata.bind` or `owners@odata.bind` (20 together at
+    /// most, as Graph): the change and the additions in one transaction, each addition decided
+    /// and recorded as `POST …/$ref` would be; any refusal changes nothing.
+    pub async fn update_group_with(
+        &self,
+        caller: &Caller,
+        key: &str,
+        patch: GroupPatch,
+        members: &[String],
+        owners: &[String],
+    ) -> Result<(), AppError> {
+        if members.len() + owners.len() > 20 {
+            return Err(AppError::BadRequest(
+                "At most 20 members and owners together may be bound in one request; add the others in another.".into(),
+            ));
+        }
         let now = self.now();
         let mut tx = self.write().await?;
         // Read with its row locked, as the change writes the group back whole: a concurrent
@@ -643,13 +662,37 @@ impl App {
                 .await);
         }
         let (group, changes) = directory::update_group(&current, patch).map_err(directory_error)?;
-        if changes.is_empty() {
+        let mut records = Vec::new();
+        if !changes.is_empty() {
+            tx.update_group(&group).await?;
+            records.push(caller.succeeded(
+                now,
+                Activity::UpdateGroup,
+                vec![TargetResource::group(&group).with_changes(changes)],
+            ));
+        }
+        if group.is_assignable_to_role && !(members.is_empty() && owners.is_empty()) {
+            // Joining or owning a role-assignable group is a promotion (see `user_facts`).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        }
+        for (relation, keys) in [(Relation::Members, members), (Relation::Owners, owners)] {
+            if keys.is_empty() {
+                continue;
+            }
+            let (action, scope_action) = relation_actions(&group, relation);
+            if let Err(err) = crate::require_scoped(caller, action, scope_action, Target::Group(&facts)) {
+                let activity =
+                    if relation == Relation::Members { Activity::AddMemberToGroup } else { Activity::AddOwnerToGroup };
+                return Err(self.refused(Some(tx), caller, activity, vec![TargetResource::group(&group)], err).await);
+            }
+            for key in keys {
+                records.push(insert_relation(&mut *tx, caller, &group, relation, key, now).await?);
+            }
+        }
+        if records.is_empty() {
             return Ok(());
         }
-        tx.update_group(&group).await?;
-        let record =
-            caller.succeeded(now, Activity::UpdateGroup, vec![TargetResource::group(&group).with_changes(changes)]);
-        commit_audited(tx, [record]).await?;
+        commit_audited(tx, records).await?;
         Ok(())
     }
 

@@ -444,6 +444,16 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), pim) {
         all.extend(more);
     }
+    let domains = json!({
+        "Domain": {"type": "object", "properties": {
+            "id": string, "authenticationType": string, "isDefault": {"type": "boolean"},
+            "isInitial": {"type": "boolean"}, "isVerified": {"type": "boolean"},
+        }},
+        "DomainCollection": collection("Domain"),
+    });
+    if let (Some(all), Value::Object(more)) = (res.as_object_mut(), domains) {
+        all.extend(more);
+    }
     let service_desk = json!({
         "KeywardServiceDeskRequest": {"type": "object", "properties": {
             "id": string,

@@ -56,26 +56,28 @@ async fn get_group(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Quer
     Ok(entity(context, body, StatusCode::OK))
 }
 
+/// Takes `name` (`members@odata.bind`, `owners@odata.bind`) out of `body`: the ids of its URLs.
+fn bound(ctx: &GraphCtx, body: &mut serde_json::Value, name: &str) -> Result<Vec<String>, GraphError> {
+    let Some(value) = body.as_object_mut().and_then(|it| it.remove(name)) else { return Ok(Vec::new()) };
+    let invalid = || {
+        GraphError::bad_request(
+            format!(
+                "'{name}' must be a list of object URLs such as \"https://graph.microsoft.com/v1.0/users/{{id}}\"."
+            ),
+            &ctx.ids,
+        )
+    };
+    let urls = value.as_array().ok_or_else(invalid)?;
+    urls.iter()
+        .map(|url| shape::reference_id(&serde_json::json!({ "@odata.id": url })).map_err(|_| invalid()))
+        .collect()
+}
+
 /// `POST /groups` — `microsoft.directory/groups/create`, or
 /// `microsoft.directory/groupsAssignableToRoles/create` for a role-assignable group.
 async fn create_group(ctx: GraphCtx, Body(mut body): Body) -> Result<Response, GraphError> {
-    let mut bound = |name: &str| -> Result<Vec<String>, GraphError> {
-        let Some(value) = body.as_object_mut().and_then(|it| it.remove(name)) else { return Ok(Vec::new()) };
-        let invalid = || {
-            GraphError::bad_request(
-                format!(
-                    "'{name}' must be a list of object URLs such as \"https://graph.microsoft.com/v1.0/users/{{id}}\"."
-                ),
-                &ctx.ids,
-            )
-        };
-        let urls = value.as_array().ok_or_else(invalid)?;
-        urls.iter()
-            .map(|url| shape::reference_id(&serde_json::json!({ "@odata.id": url })).map_err(|_| invalid()))
-            .collect()
-    };
-    let members = bound("members@odata.bind")?;
-    let owners = bound("owners@odata.bind")?;
+    let members = bound(&ctx, &mut body, "members@odata.bind")?;
+    let owners = bound(&ctx, &mut body, "owners@odata.bind")?;
     let draft = shape::group_draft(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
     let group = ctx.state.app.create_group_with(&ctx.caller, draft, &members, &owners).await?;
     let context = format!("{}/$metadata#groups/$entity", ctx.base());
@@ -84,9 +86,12 @@ async fn create_group(ctx: GraphCtx, Body(mut body): Body) -> Result<Response, G
 
 /// `PATCH /groups/{id}` — `microsoft.directory/groups/basic/update` (role-assignable groups:
 /// `groupsAssignableToRoles/allProperties/update`).
-async fn update_group(ctx: GraphCtx, Path(key): Path<String>, Body(body): Body) -> Result<Response, GraphError> {
+async fn update_group(ctx: GraphCtx, Path(key): Path<String>, Body(mut body): Body) -> Result<Response, GraphError> {
+    // "Add multiple members to a group in a single request", as Graph documents it.
+    let members = bound(&ctx, &mut body, "members@odata.bind")?;
+    let owners = bound(&ctx, &mut body, "owners@odata.bind")?;
     let patch = shape::group_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
-    ctx.state.app.update_group(&ctx.caller, &key, patch).await?;
+    ctx.state.app.update_group_with(&ctx.caller, &key, patch, &members, &owners).await?;
     Ok(no_content())
 }
 

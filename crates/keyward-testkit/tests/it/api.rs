@@ -536,6 +536,24 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
     let health = app.send(Method::GET, "/healthz", None, None, &[]).await;
     assert_eq!((health.status, health.body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let metrics = app.send(Method::GET, "/metrics", None, None, &[]).await;
+    let tenant = org.body["value"][0]["id"].as_str().expect("id").to_owned();
+    let by_id = app.get(&format!("/v1.0/organization/{tenant}")).await;
+    assert_eq!((by_id.status, by_id.body["id"].as_str()), (StatusCode::OK, Some(tenant.as_str())), "{}", by_id.text);
+    assert_graph_error(
+        &app.get("/v1.0/organization/00000000-0000-0000-0000-000000000001").await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let domains = app.get("/v1.0/domains").await;
+    assert_eq!(domains.body["value"][0]["id"], DOMAIN, "{}", domains.text);
+    assert_eq!(domains.body["value"][0]["isDefault"], true, "{}", domains.text);
+    let one = app.get(&format!("/v1.0/domains/{}", DOMAIN.to_uppercase())).await;
+    assert_eq!((one.status, one.body["isVerified"].clone()), (StatusCode::OK, json!(true)), "{}", one.text);
+    assert_graph_error(
+        &app.get("/v1.0/domains/nowhere.example").await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
     assert!(
         metrics
             .text

@@ -592,6 +592,34 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     let too_many: Vec<String> = (0..21).map(|_| format!("{base}/users/{adele}")).collect();
     assert_graph_error(&app.post("/v1.0/groups", &body(too_many)).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
     assert_eq!(app.get("/v1.0/groups").await.body["value"].as_array().map(Vec::len), before);
+
+    // PATCH adds several members at once, as Graph documents; a wrong reference adds none.
+    let lee = create(&app, "lee", json!({})).await;
+    let nestor = create(&app, "nestor", json!({})).await;
+    let path = format!("/v1.0/groups/{group}");
+    let nobody = format!("{base}/users/6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4");
+    let partly = app.patch(&path, &json!({"members@odata.bind": [format!("{base}/users/{lee}"), nobody]})).await;
+    assert_graph_error(&partly, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body), expected, "nothing added");
+    let added = app
+        .patch(
+            &path,
+            &json!({"description": "Helps at the library", "members@odata.bind": [
+                format!("{base}/directoryObjects/{lee}"), format!("{base}/users/{nestor}")]}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let mut everyone = vec![adele.clone(), megan.clone(), lee.clone(), nestor.clone()];
+    everyone.sort();
+    assert_eq!(ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body), everyone);
+    assert_eq!(app.get(&path).await.body["description"], "Helps at the library");
+    let again = app.patch(&path, &json!({"members@odata.bind": [format!("{base}/users/{lee}")]})).await;
+    assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // Adding members takes the member permission: a user without a role cannot.
+    let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
+    let refused =
+        app.as_user(&adele_token).patch(&path, &json!({"members@odata.bind": [format!("{base}/users/{adele}")]})).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
 }
 
 /// Deleting a user keeps it 30 days in the deleted items: listed, read, restored (profile and
