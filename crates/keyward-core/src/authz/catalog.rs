@@ -180,6 +180,18 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     action("microsoft.directory/applications/delete", "Delete all types of applications", false, "DELETE"),
     action("microsoft.directory/applications/standard/read", "Read standard properties of applications", false, "GET"),
     action(
+        "microsoft.directory/applications/allProperties/read",
+        "Read all properties (including privileged properties) on all types of applications",
+        false,
+        "GET",
+    ),
+    action(
+        "microsoft.directory/servicePrincipals/allProperties/read",
+        "Read all properties (including privileged properties) on servicePrincipals",
+        false,
+        "GET",
+    ),
+    action(
         "microsoft.directory/applications/basic/update",
         "Update basic properties of applications, including redirect URIs",
         false,
@@ -629,6 +641,8 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/directoryRoles/allProperties/read",
             "microsoft.directory/policies/allProperties/read",
             "microsoft.directory/organization/allProperties/read",
+            "microsoft.directory/applications/allProperties/read",
+            "microsoft.directory/servicePrincipals/allProperties/read",
         ],
     },
     RoleDefinition {
@@ -697,6 +711,8 @@ pub const BUILT_IN_ROLES: &[RoleDefinition] = &[
             "microsoft.directory/groups/owners/read",
             "microsoft.directory/organization/standard/read",
             "microsoft.directory/administrativeUnits/allProperties/read",
+            "microsoft.directory/applications/standard/read",
+            "microsoft.directory/servicePrincipals/standard/read",
         ],
     },
     RoleDefinition {

@@ -131,6 +131,8 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     actions::GROUPS_OWNERS_READ,
     actions::ORGANIZATION_READ,
     actions::SERVICE_PRINCIPALS_READ,
+    // Members read the tenant's application registrations, as in Entra (secrets are never read).
+    actions::APPLICATIONS_READ,
     // Members read role definitions, role assignments, directory roles and administrative units,
     // as Entra's default user permissions allow.
     "microsoft.directory/roleDefinitions/allProperties/read",

@@ -784,6 +784,16 @@ async fn web_codes_need_the_secret(backend: Backend) {
     let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
     let secret = added.body["secretText"].as_str().expect("secret").to_owned();
     let key_id = added.body["keyId"].as_str().expect("keyId").to_owned();
+    // Members read the tenant's application registrations, as in Entra; never a secret.
+    let member = app.token_for(&format!("adele@{DOMAIN}")).await;
+    let read = app.as_user(&member).get(&format!("/v1.0/applications/{object_id}")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert!(!read.text.contains(&secret), "{}", read.text);
+    let listed = app.as_user(&member).get("/v1.0/applications").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let renamed =
+        app.as_user(&member).patch(&format!("/v1.0/applications/{object_id}"), &json!({"displayName": "Mine"})).await;
+    assert_eq!(renamed.status, StatusCode::FORBIDDEN, "reading is not changing: {}", renamed.text);
     let mut browser = Browser::new(&app.base_url);
     let page = browser
         .get(&format!(
