@@ -172,7 +172,7 @@ impl App {
             name: None,
             preferred_username: None,
             scp: None,
-            roles: Some(Vec::new()),
+            roles: None,
             amr: None,
             wids,
             uti: uuid::Uuid::new_v4().simple().to_string(),

@@ -4,7 +4,7 @@ use super::{Body, Query, count, expanded, next_link, no_content, only_paging, se
 use crate::context::{GraphCtx, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
@@ -155,6 +155,32 @@ async fn remove_reference(
     Ok(no_content())
 }
 
+/// `DELETE /groups/{id}/members/$ref?$id={url}` (and owners): the form Kiota's SDKs write,
+/// the object named by its URL in `$id`.
+async fn remove_reference_by_url(
+    relation: Relation,
+    ctx: GraphCtx,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, GraphError> {
+    let segment = if relation == Relation::Members { "members" } else { "owners" };
+    let url = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "$id" || name == "@id")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| {
+            GraphError::bad_request(
+                format!(
+                    "Name the object to remove with $id={{its URL}}, or use /groups/{{id}}/{segment}/{{objectId}}/$ref."
+                ),
+                &ctx.ids,
+            )
+        })?;
+    let object = shape::reference_id(&serde_json::json!({ "@odata.id": url }))
+        .map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
+    ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await?;
+    Ok(no_content())
+}
+
 /// The type casts of a group's members, in Graph's spelling and the SDKs' (`graph.user`), with
 /// the `@odata.type` each keeps.
 const MEMBER_CASTS: [(&str, &str); 6] = [
@@ -254,6 +280,12 @@ pub fn routes(api: Api) -> Api {
         Op::post(GROUPS, "Add a member", "microsoft.directory/groups/members/update", "Reference", 204, "").with_id(),
     )
     .route(
+        "/groups/{id}/members/$ref",
+        delete(|ctx, key, query| remove_reference_by_url(Relation::Members, ctx, key, query)),
+        Op::delete(GROUPS, "Remove a member named by $id={its URL}", "microsoft.directory/groups/members/update")
+            .with_id(),
+    )
+    .route(
         "/groups/{id}/members/{memberId}/$ref",
         delete(|ctx, key| remove_reference(Relation::Members, ctx, key)),
         Op::delete(GROUPS, "Remove a member", "microsoft.directory/groups/members/update")
@@ -271,6 +303,12 @@ pub fn routes(api: Api) -> Api {
         "/groups/{id}/owners/$ref",
         post(|ctx, key, body| add_reference(Relation::Owners, ctx, key, body)),
         Op::post(GROUPS, "Add an owner", "microsoft.directory/groups/owners/update", "Reference", 204, "").with_id(),
+    )
+    .route(
+        "/groups/{id}/owners/$ref",
+        delete(|ctx, key, query| remove_reference_by_url(Relation::Owners, ctx, key, query)),
+        Op::delete(GROUPS, "Remove an owner named by $id={its URL}", "microsoft.directory/groups/owners/update")
+            .with_id(),
     )
     .route(
         "/groups/{id}/owners/{ownerId}/$ref",

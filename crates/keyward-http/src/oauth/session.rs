@@ -85,17 +85,23 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     };
     match state.app.authenticate(bearer, meta).await {
         Ok(caller) => match caller.user() {
-            Some(user) => Json(json!({
-                "sub": user.id.as_str(),
-                "oid": user.id.as_str(),
-                "tid": caller.tenant.id.as_str(),
-                "name": user.display_name,
-                "preferred_username": user.user_principal_name,
-                "email": user.mail,
-                "given_name": user.given_name,
-                "family_name": user.surname,
-            }))
-            .into_response(),
+            Some(user) => {
+                let mut claims = json!({
+                    "sub": user.id.as_str(),
+                    "oid": user.id.as_str(),
+                    "tid": caller.tenant.id.as_str(),
+                    "name": user.display_name,
+                    "preferred_username": user.user_principal_name,
+                    "email": user.mail,
+                    "given_name": user.given_name,
+                    "family_name": user.surname,
+                });
+                // OpenID Connect Core 5.3.2: a claim without a value is left out, not null.
+                if let Some(fields) = claims.as_object_mut() {
+                    fields.retain(|_, value| !value.is_null());
+                }
+                Json(claims).into_response()
+            }
             None => bearer_error("invalid_token", "userinfo needs a token issued to a user"),
         },
         Err(_) => bearer_error("invalid_token", "The access token is missing, invalid or expired"),

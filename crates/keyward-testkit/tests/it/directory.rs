@@ -615,6 +615,13 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     assert_eq!(app.get(&path).await.body["description"], "Helps at the library");
     let again = app.patch(&path, &json!({"members@odata.bind": [format!("{base}/users/{lee}")]})).await;
     assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // Kiota's form of removal: the member named by its URL in $id.
+    let url = keyward_app::url_encode(&format!("{base}/directoryObjects/{lee}"));
+    let removed = app.delete(&format!("/v1.0/groups/{group}/members/$ref?$id={url}")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert!(!ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body).contains(&lee));
+    let unnamed = app.delete(&format!("/v1.0/groups/{group}/members/$ref")).await;
+    assert_graph_error(&unnamed, StatusCode::BAD_REQUEST, "Request_BadRequest");
     // Adding members takes the member permission: a user without a role cannot.
     let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
     let refused =

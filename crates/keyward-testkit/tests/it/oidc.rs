@@ -208,6 +208,11 @@ async fn discovery_and_code_flow(backend: Backend) {
     assert_eq!(me.body["id"], json!(adele), "{}", me.text);
     let userinfo = app.as_user(access).get("/oidc/userinfo").await;
     assert_eq!(userinfo.body["sub"], json!(adele), "{}", userinfo.text);
+    assert!(
+        userinfo.body.as_object().is_some_and(|it| it.values().all(|value| !value.is_null())),
+        "claims without a value are left out: {}",
+        userinfo.text
+    );
 
     // The code is good once; a second redemption fails and revokes what the first one got.
     let (status, body) = post_form(&app, &token_path(), &good, None).await;
@@ -343,6 +348,7 @@ async fn client_credentials_with_a_role(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "client_secret_basic: {body}");
     let token = body["access_token"].as_str().expect("token").to_owned();
     assert_eq!(claims(&token)["idtyp"], "app");
+    assert!(claims(&token).get("roles").is_none(), "no application permissions, no roles claim, as in Entra");
     // Without a role the app may do nothing.
     let users = app.as_user(&token).get("/v1.0/users").await;
     assert_eq!(users.status, StatusCode::FORBIDDEN, "{}", users.text);
