@@ -33,23 +33,21 @@ async fn revoke_my_sign_in_sessions(ctx: GraphCtx, _: NoParameters) -> Result<Re
     Ok(entity(format!("{}/$metadata#Edm.Boolean", ctx.base()), json!({"value": true}), StatusCode::OK))
 }
 
-/// Beta's `POST /users/{id}/invalidateAllRefreshTokens` (204): `revokeSignInSessions` under its
-/// older name, which the beta PowerShell module still calls.
+/// Beta's `POST /users/{id}/invalidateAllRefreshTokens`: `revokeSignInSessions` under its older
+/// name, which the beta PowerShell module still calls; answered as it is (`200`, `{"value": true}`).
 async fn invalidate_all_refresh_tokens(
     ctx: GraphCtx,
     Path(key): Path<String>,
     _: NoParameters,
 ) -> Result<Response, GraphError> {
     beta_only(&ctx, "invalidateAllRefreshTokens", "It is revokeSignInSessions in v1.0, or")?;
-    ctx.state.app.revoke_sign_in_sessions(&ctx.caller, &key).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    revoke_sign_in_sessions(ctx, Path(key), NoParameters).await
 }
 
-/// Beta's `POST /me/invalidateAllRefreshTokens` (204).
+/// Beta's `POST /me/invalidateAllRefreshTokens`.
 async fn invalidate_my_refresh_tokens(ctx: GraphCtx, _: NoParameters) -> Result<Response, GraphError> {
     beta_only(&ctx, "invalidateAllRefreshTokens", "It is revokeSignInSessions in v1.0, or")?;
-    ctx.state.app.revoke_own_sign_in_sessions(&ctx.caller).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    revoke_my_sign_in_sessions(ctx, NoParameters).await
 }
 
 /// `POST /me/changePassword` (204) — any user, their own password, with the current one.
@@ -375,8 +373,8 @@ pub fn routes(api: Api) -> Api {
             "Beta: revokeSignInSessions under its older name",
             "microsoft.directory/users/invalidateAllRefreshTokens",
             "Empty",
-            204,
-            "Empty",
+            200,
+            "Boolean",
         )
         .with_id()
         .beta_only(),
@@ -384,7 +382,7 @@ pub fn routes(api: Api) -> Api {
     .route(
         "/me/invalidateAllRefreshTokens",
         post(invalidate_my_refresh_tokens),
-        Op::post("users", "Beta: revoke your own sessions (older name)", "(self)", "Empty", 204, "Empty").beta_only(),
+        Op::post("users", "Beta: revoke your own sessions (older name)", "(self)", "Empty", 200, "Boolean").beta_only(),
     )
     .route(
         "/me/changePassword",
