@@ -132,8 +132,10 @@ impl App {
             ObjectId::parse(tenant).ok_or_else(|| AppError::BadRequest(format!("'{tenant}' is not a tenant id.")))?;
         let mac = self.inner.keys.sign_checkpoint(&retention_message(tenant, days))?;
         let mut tx = self.write().await?;
-        let (old, _) = tx.audit_retention(tenant).await?;
-        if old == days {
+        let (old, stored_mac) = tx.audit_retention(tenant).await?;
+        // The same value again changes nothing, unless the stored one lost its MAC (changed in
+        // the database): setting it again is how an operator repairs that.
+        if old == days && self.trusted_retention(tenant, old, &stored_mac).is_ok() {
             return Ok(());
         }
         tx.set_audit_retention(tenant, days, &mac).await?;

@@ -151,7 +151,7 @@ impl App {
         scopes: &Scopes,
     ) -> Result<Scopes, AppError> {
         let mut res = scopes.clone();
-        if res.default.is_none() {
+        if res.default.is_none() || res.is_resolved {
             return Ok(res);
         }
         match &client.service_principal {

@@ -644,8 +644,15 @@ impl App {
         }
         let now = self.now();
         let mut tx = self.write().await?;
+        let binds = !(members.is_empty() && owners.is_empty());
+        if binds {
+            // Joining or owning a role-assignable group is a promotion (see `user_facts`): the
+            // tenant's role lock comes first, before the group's row, as every other path
+            // takes them (a group deleted meanwhile takes them in that order too).
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        }
         // Read with its row locked, as the change writes the group back whole: a concurrent
-        // change is not undone. (The decision takes no role-change lock after it.)
+        // change is not undone.
         let current = tx
             .get_group_for_update(&caller.tenant.id, &parse_object_id(key)?)
             .await?
@@ -656,7 +663,9 @@ impl App {
             actions::GROUPS_BASIC_UPDATE
         };
         let facts = group_facts(&mut *tx, &current).await?;
-        if let Err(err) = require(caller, action, Target::Group(&facts)) {
+        // A request that only adds members or owners needs what adding them needs, as `$ref` does.
+        let changes_properties = patch != GroupPatch::default() || !binds;
+        if changes_properties && let Err(err) = require(caller, action, Target::Group(&facts)) {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateGroup, vec![TargetResource::group(&current)], err)
                 .await);
@@ -670,10 +679,6 @@ impl App {
                 Activity::UpdateGroup,
                 vec![TargetResource::group(&group).with_changes(changes)],
             ));
-        }
-        if group.is_assignable_to_role && !(members.is_empty() && owners.is_empty()) {
-            // Joining or owning a role-assignable group is a promotion (see `user_facts`).
-            tx.lock_role_changes(&caller.tenant.id).await?;
         }
         for (relation, keys) in [(Relation::Members, members), (Relation::Owners, owners)] {
             if keys.is_empty() {

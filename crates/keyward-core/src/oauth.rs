@@ -226,8 +226,10 @@ pub struct Scopes {
     /// ([`Scopes::resolve_default`]).
     pub default: Option<String>,
     /// The API permissions named one by one, as the client spelled them (with or without the
-    /// resource), so that the token response answers in the client's terms.
+    /// resource, in its case), so that the token response answers in the client's terms.
     pub spelled: Vec<String>,
+    /// Whether `.default` was resolved (once per request: what it stands for is read once).
+    pub is_resolved: bool,
 }
 
 impl Scopes {
@@ -249,6 +251,7 @@ impl Scopes {
         if self.default.is_none() {
             return;
         }
+        self.is_resolved = true;
         for name in available {
             if let Some(known) = API_PERMISSIONS.iter().find(|it| it.eq_ignore_ascii_case(name)) {
                 self.api.push((*known).to_owned());
@@ -265,9 +268,7 @@ impl Scopes {
     pub fn granted(&self) -> String {
         let mut res: Vec<String> = Vec::new();
         for name in &self.api {
-            let suffix = format!("/{name}");
-            let spelled = self.spelled.iter().find(|it| it.as_str() == name || it.ends_with(&suffix));
-            res.push(spelled.cloned().unwrap_or_else(|| name.clone()));
+            res.push(self.spelling_of(name).map_or_else(|| name.clone(), str::to_owned));
         }
         if let Some(default) = &self.default {
             res.push(default.clone());
@@ -279,7 +280,7 @@ impl Scopes {
     /// The scope as stored with a grant: what was asked, as it was spelled, so that parsing it
     /// again gives these scopes back.
     pub fn stored(&self) -> String {
-        let mut parts: Vec<String> = self.api.iter().filter(|it| !self.spells(it)).cloned().collect();
+        let mut parts: Vec<String> = self.api.iter().filter(|it| self.spelling_of(it).is_none()).cloned().collect();
         parts.extend(self.spelled.iter().cloned());
         parts.extend(self.default.iter().cloned());
         parts.extend(self.openid_scopes().map(str::to_owned));
@@ -299,9 +300,15 @@ impl Scopes {
         .map(|(_, name)| name)
     }
 
-    fn spells(&self, name: &str) -> bool {
-        let suffix = format!("/{name}");
-        self.spelled.iter().any(|it| it == name || it.ends_with(&suffix))
+    /// How the client spelled permission `name`, if it named it.
+    fn spelling_of(&self, name: &str) -> Option<&str> {
+        self.spelled
+            .iter()
+            .find(|it| {
+                let bare = it.rsplit('/').next().unwrap_or(it);
+                bare.eq_ignore_ascii_case(name)
+            })
+            .map(String::as_str)
     }
 }
 
@@ -330,9 +337,8 @@ pub fn parse_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> 
                     res.default = Some(item.to_owned());
                 } else if let Some(known) = API_PERMISSIONS.iter().find(|it| it.eq_ignore_ascii_case(name)) {
                     api.push((*known).to_owned());
-                    let spelled = format!("{}{known}", &item[..item.len() - name.len()]);
-                    if !res.spelled.contains(&spelled) {
-                        res.spelled.push(spelled);
+                    if !res.spelled.iter().any(|it| it == item) {
+                        res.spelled.push(item.to_owned());
                     }
                 } else {
                     return Err(ScopeError(format!(
@@ -664,7 +670,11 @@ mod tests {
         // Answered as asked, and stored so that parsing it again gives the same scopes.
         let mixed =
             parse_scope("https://graph.microsoft.com/user.read Group.Read.All openid", "https://kw").expect("ok");
-        assert_eq!(mixed.granted(), "Group.Read.All https://graph.microsoft.com/User.Read openid");
+        assert_eq!(
+            mixed.granted(),
+            "Group.Read.All https://graph.microsoft.com/user.read openid",
+            "as asked, case too"
+        );
         assert_eq!(parse_scope(&mixed.stored(), "https://kw").expect("again"), mixed);
         assert_eq!(parse_scope(&granted.stored(), "https://kw").expect("again").api, granted.api);
         let named = parse_scope("user.read https://graph.microsoft.com/User.ReadWrite.All", "https://kw").expect("ok");

@@ -4,6 +4,7 @@
 use crate::consent::ConsentCheck;
 use crate::{App, AppError, random_token, sha256};
 use keyward_core::authorize::{self, Prompt};
+use keyward_core::directory::{Tenant, User};
 use keyward_core::oauth::{self, codes};
 use keyward_store::{AuthCode, Grant};
 use time::OffsetDateTime;
@@ -103,11 +104,13 @@ impl App {
         }
         // A `login_hint` naming someone other than the signed-in user: the session is not this
         // request's; the code must not silently be for another account.
+        // A sign-in made for this very request stands, whoever it is: the hint only suggests
+        // (and the user may have chosen another account on the sign-in page).
         let mut other_user = false;
-        if let (Some(hint), Some((user, _))) = (request.get("login_hint").map(str::trim), &usable)
+        if let (Some(hint), Some((user, session))) = (request.get("login_hint").map(str::trim), &usable)
             && !hint.is_empty()
-            && !hint.eq_ignore_ascii_case(&user.user_principal_name)
-            && !user.mail.as_deref().is_some_and(|mail| hint.eq_ignore_ascii_case(mail))
+            && signed_in_after.is_none_or(|after| session.authenticated_at.is_none_or(|at| at.unix_timestamp() < after))
+            && !self.hint_names(&tenant, user, hint).await?
         {
             other_user = true;
             usable = None;
@@ -195,5 +198,19 @@ impl App {
         }
         params.push(("iss".into(), issuer));
         Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
+    }
+}
+
+impl App {
+    /// Whether `login_hint` names `user`: their user principal name, or their `mail` when no
+    /// account has that user principal name (a mail set to another user's name names that user).
+    async fn hint_names(&self, tenant: &Tenant, user: &User, hint: &str) -> Result<bool, AppError> {
+        if hint.eq_ignore_ascii_case(&user.user_principal_name) {
+            return Ok(true);
+        }
+        if !user.mail.as_deref().is_some_and(|mail| hint.eq_ignore_ascii_case(mail)) {
+            return Ok(false);
+        }
+        Ok(self.read_short().await?.find_user_by_upn(&tenant.id, hint).await?.is_none())
     }
 }

@@ -568,8 +568,10 @@ impl App {
                 "The provided grant has been revoked: the Temporary Access Pass it was obtained with was deleted.",
             ));
         }
+        // `.default` is read once; consent is then checked for exactly what the token will hold.
+        let scopes = self.resolve_default(tenant, client, &user, scopes).await?;
         // Consent holds on every path: a grant removed since stops new tokens at once.
-        if !self.missing_consent(tenant, client, &user, scopes).await?.is_empty() {
+        if !self.missing_consent(tenant, client, &user, &scopes).await?.is_empty() {
             return Err(OAuthError::invalid_grant(codes::CONSENT_REQUIRED, not_consented(client)));
         }
         // MFA holds on every path: a grant obtained without MFA by a user who must now use it
@@ -580,7 +582,6 @@ impl App {
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
             ));
         }
-        let scopes = self.resolve_default(tenant, client, &user, scopes).await?;
         Ok((user, scopes))
     }
 
@@ -834,9 +835,11 @@ impl App {
             && record.grant.client_id == client.client_id
         {
             // A family granted to an authenticated client is that client's, whatever the
-            // application's settings now say (as at redemption).
-            Self::require_client_auth(is_authenticated, !record.client_authenticated)?;
-            tx.revoke_refresh_family(&record.family_id, now).await?;
+            // application's settings now say (as at redemption): without its credential it is
+            // left alone, and answered as an unknown token is.
+            if is_authenticated || !record.client_authenticated {
+                tx.revoke_refresh_family(&record.family_id, now).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

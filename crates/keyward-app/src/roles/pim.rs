@@ -17,8 +17,9 @@ use keyward_core::directory::{DirectoryObject, Review, Tenant, canonical_scope};
 use keyward_core::ids::ObjectId;
 use keyward_core::pim::{self, ActivationProof, RoleSettings, RuleChange, ScheduleInfo, Window};
 
-/// The request actions that grant a role anew (the others act on what exists).
-const GRANTING: [&str; 2] = ["adminAssign", "selfActivate"];
+/// The request actions that only take away (the others grant, or prolong a grant, and need the
+/// role enabled and assignable at the scope).
+const TAKING_AWAY: [&str; 2] = ["adminRemove", "selfDeactivate"];
 use keyward_store::{RoleAssignment, RoleEligibility, RoleScheduleRequest, ScheduleKind, Tx};
 
 use super::{RoleDef, unit_target};
@@ -117,7 +118,6 @@ impl App {
         Ok(tx.get_role_settings(tenant, role).await?.map(|(it, _, _)| it).unwrap_or_default())
     }
 
-    /// The role, the canonical scope and its unit, as an eligibility or assignment names them.
     /// [`Self::role_and_scope`] of a request's role and scope, granting for the actions that do.
     async fn request_role(
         &self,
@@ -125,15 +125,15 @@ impl App {
         caller: &Caller,
         input: &ScheduleRequestInput,
     ) -> Result<(RoleDef, String, Vec<TargetResource>), AppError> {
-        let granting = GRANTING.contains(&input.action.as_str());
+        let granting = !TAKING_AWAY.contains(&input.action.as_str());
         self.role_and_scope(tx, caller, (&input.role_definition_id, &input.directory_scope_id), granting).await
     }
 
-    /// The role and scope of a request. `granting` (a new assignment, eligibility or activation):
-    /// the role must be enabled and assignable at the scope. A request about what exists (update,
-    /// extend, remove, deactivate) is not refused for what changed in the role since: a custom
-    /// role narrowed to tenant-wide permissions must not leave an eligibility that can be
-    /// neither used nor removed.
+    /// The role, the canonical scope and its unit, as a request names them. `granting` (a new assignment, eligibility or activation,
+    /// or one made longer): the role must be enabled and assignable at the scope. A removal or
+    /// deactivation is not refused for what changed in the role since: a custom role narrowed
+    /// to tenant-wide permissions must not leave an eligibility that can be neither used nor
+    /// removed.
     async fn role_and_scope(
         &self,
         tx: &mut dyn Tx,
@@ -1026,6 +1026,15 @@ impl App {
                 ActivationProof { justification: request.justification.as_deref(), ..ActivationProof::default() };
             match pim::decide_activation(&settings, &windows, &schedule, &proof, now) {
                 Ok((window, index)) => {
+                    // The role as it is now: disabled or narrowed since the request, it is not
+                    // granted.
+                    self.role_and_scope(
+                        &mut *tx,
+                        caller,
+                        (&request.role_definition_id, &request.directory_scope_id),
+                        true,
+                    )
+                    .await?;
                     let held =
                         tx.list_role_assignment_schedules(&caller.tenant.id, Some(&request.principal_id)).await?;
                     if held.iter().any(|it| {

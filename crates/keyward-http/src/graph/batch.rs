@@ -126,9 +126,9 @@ async fn batch(
     let mut responses = Vec::with_capacity(items.len());
     for item in items {
         if let Some(failed) =
-            item.depends_on.iter().find(|it| statuses.get(&it.to_lowercase()).is_none_or(|status| *status >= 400))
+            item.depends_on.iter().find(|it| statuses.get(&it.to_ascii_lowercase()).is_none_or(|status| *status >= 400))
         {
-            statuses.insert(item.id.to_lowercase(), 424);
+            statuses.insert(item.id.to_ascii_lowercase(), 424);
             responses.push(json!({
                 "id": item.id,
                 "status": 424,
@@ -164,7 +164,7 @@ async fn batch(
             Err(never) => match never {},
         };
         let (status, inner) = inner_response(&item.id, response).await;
-        statuses.insert(item.id.to_lowercase(), status);
+        statuses.insert(item.id.to_ascii_lowercase(), status);
         responses.push(inner);
     }
     let mut response = (StatusCode::OK, axum::Json(json!({"responses": responses}))).into_response();

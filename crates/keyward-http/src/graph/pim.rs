@@ -142,8 +142,6 @@ fn assignment_instance(it: &RoleAssignment) -> Value {
     })
 }
 
-/// `$filter` on these collections: `eq` or `in` on the listed properties, joined with `and`,
-/// applied to each item's JSON (ids compare case-insensitively).
 /// One `$filter` clause of a PIM collection: the property, the values it takes (`eq`, `in`) or,
 /// negated, refuses (`ne`).
 struct Clause {
@@ -152,6 +150,8 @@ struct Clause {
     negated: bool,
 }
 
+/// `$filter` on these collections: `eq`, `in` or `ne` on the listed properties, joined with
+/// `and`, applied to each item's JSON (ids compare case-insensitively).
 fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Clause>, GraphError> {
     use keyward_core::odata::{CmpOp, Expr, Literal};
     let Some(raw) = raw else { return Ok(Vec::new()) };

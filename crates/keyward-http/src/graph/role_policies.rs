@@ -495,13 +495,12 @@ async fn patch_rule(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let it = find_policy(&ctx, &id).await?;
+    // Who may not change the settings is refused first, whatever the body says.
+    ctx.state.app.may_update_role_policy(&ctx.caller).await?;
     fixed_settings_kept(&rule_id, &body, &rule(&rule_id, &it.settings))?;
     let settings = match rule_change(&rule_id, &body)? {
         Some(change) => ctx.state.app.update_role_policy(&ctx.caller, &it.role.id(), change).await?.settings,
-        None => {
-            ctx.state.app.may_update_role_policy(&ctx.caller).await?;
-            it.settings
-        }
+        None => it.settings,
     };
     Ok(entity(
         format!("{}/$metadata#policies/roleManagementPolicies('{id}')/rules/$entity", ctx.base()),

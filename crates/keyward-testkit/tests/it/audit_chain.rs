@@ -418,6 +418,11 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     assert!(app.app.apply_audit_retention().await.is_err(), "a retention changed outside Keyward is not obeyed");
     assert_eq!(count(&raw).await, before);
     raw.exec("UPDATE tenants SET audit_retention_days = 30").await;
+    // A MAC spoiled in the database: setting the same value again repairs it (and says so).
+    raw.exec("UPDATE tenants SET audit_retention_mac = 'forged'").await;
+    assert!(app.app.apply_audit_retention().await.is_err());
+    app.app.set_audit_retention_days(&tenant, 30).await.expect("set again");
+    assert_eq!(app.app.apply_audit_retention().await.expect("repaired"), 0);
 
     // Bad settings change nothing.
     assert!(app.app.set_audit_retention_days(&tenant, 0).await.is_err());
@@ -428,7 +433,7 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     // keeps that one record, still verifies and grows again.
     app.app.set_audit_retention_days(&tenant, 7).await.expect("set");
     assert_eq!(app.app.apply_audit_retention().await.expect("retention"), 2);
-    assert_eq!(count(&raw).await, 1);
+    assert_eq!(count(&raw).await, 2, "the repair's record and this change's");
     let listed =
         app.get("/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update audit log retention'").await;
     let record = &listed.body["value"][0];
@@ -447,12 +452,12 @@ async fn retention_cuts_the_chain_and_keeps_it_verifiable(backend: Backend) {
     );
     // Setting the same value again changes nothing and records nothing.
     app.app.set_audit_retention_days(&tenant, 7).await.expect("set again");
-    assert_eq!(count(&raw).await, 1);
+    assert_eq!(count(&raw).await, 2);
     assert_eq!(verify(&app).await.outcome, Ok(()));
     app.create_user("new1", "new1").await;
     app.create_user("new2", "new2").await;
     let report = verify(&app).await;
-    assert_eq!((report.outcome, report.records), (Ok(()), 3));
+    assert_eq!((report.outcome, report.records), (Ok(()), 4));
     if let Raw::Sqlite(_) = raw {
         // Removed records took their target and initiator rows' copies with them.
         let copies = raw.text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_copies").await;

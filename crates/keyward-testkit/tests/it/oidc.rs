@@ -864,10 +864,11 @@ async fn web_codes_need_the_secret(backend: Backend) {
     assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     let (status, body) = redeem(&refresh_token, None).await;
     assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
-    // Nor revoked without it: the family is the confidential client's.
+    // Nor revoked without it: the family is the confidential client's (answered as an unknown
+    // token is, so the answer tells nothing about the token).
     let revoke = [("token", refresh_token.as_str()), ("client_id", app_id.as_str())];
-    let (status, body) = post_form(&app, &format!("/{DOMAIN}/oauth2/v2.0/revoke"), &revoke, None).await;
-    assert_eq!((status, body["error"].clone()), (StatusCode::UNAUTHORIZED, json!("invalid_client")), "{body}");
+    let (status, _) = post_form(&app, &format!("/{DOMAIN}/oauth2/v2.0/revoke"), &revoke, None).await;
+    assert_eq!(status, StatusCode::OK);
     let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
     let second = added.body["secretText"].as_str().expect("secret").to_owned();
     let (status, body) = redeem(&refresh_token, Some(&second)).await;

@@ -139,6 +139,11 @@ async fn role_definitions_built_in_and_custom(backend: Backend) {
         )
         .await;
     assert_eq!(narrowed.status, StatusCode::NO_CONTENT, "{}", narrowed.text);
+    // Made longer, it would be granted anew: refused now the role cannot be held at a unit.
+    let mut extend = eligible.clone();
+    extend["action"] = json!("adminExtend");
+    let extended = app.post("/v1.0/roleManagement/directory/roleEligibilityScheduleRequests", &extend).await;
+    assert_graph_error(&extended, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let mut remove = eligible.clone();
     remove["action"] = json!("adminRemove");
     let removed = app.post("/v1.0/roleManagement/directory/roleEligibilityScheduleRequests", &remove).await;

@@ -669,6 +669,11 @@ async fn codes_only_after_consent(backend: Backend) {
     )
     .await;
     assert!(same.path.contains("code="), "{}", same.path);
+    // Interactive: the sign-in page opens; signing in there as another account than the hint
+    // names is the user's choice, and the request goes on with it (no loop back to the page).
+    let interactive = format!("&login_hint={}", keyward_app::url_encode(&adele_upn));
+    let chosen = authorize_as(&mut other, &client_id, redirect, "openid User.Read", &grace_upn, &interactive).await;
+    assert!(chosen.path.contains("code="), "{} {}", chosen.path, chosen.text());
     // Removing the grant stops new tokens at once.
     assert_eq!(app.delete(&format!("{grants}/{grant_id}")).await.status, StatusCode::NO_CONTENT);
     let refresh = form(&[
