@@ -184,8 +184,8 @@ impl App {
     ) -> Result<RegistrationCounts, AppError> {
         let scope = match (report_reach(caller)?, scope.roles) {
             (Reach::Everyone, _) => *scope,
-            (Reach::NonAdmins, IncludedRoles::All | IncludedRoles::User) => {
-                SummaryScope { roles: IncludedRoles::User, types: scope.types }
+            (Reach::NonAdmins, IncludedRoles::All | IncludedRoles::User | IncludedRoles::Reachable) => {
+                SummaryScope { roles: IncludedRoles::Reachable, types: scope.types }
             }
             (Reach::NonAdmins, _) => {
                 return Err(AppError::Forbidden {
@@ -231,7 +231,7 @@ impl App {
                 as_of: now,
             },
             Reach::NonAdmins => RegistrationOverview {
-                all: tx.registration_counts(&caller.tenant.id, &scope(IncludedRoles::User)).await?,
+                all: tx.registration_counts(&caller.tenant.id, &scope(IncludedRoles::Reachable)).await?,
                 admins: None,
                 as_of: now,
             },

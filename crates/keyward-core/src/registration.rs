@@ -274,6 +274,10 @@ pub enum IncludedRoles {
     Admin,
     /// Users without a directory role.
     User,
+    /// Not Graph's (never parsed): users without a directory role who are neither members nor
+    /// owners of a role-assignable group, what an Authentication Administrator reaches; named
+    /// `user` in answers.
+    Reachable,
 }
 
 /// `privilegedAdmin` in the summaries: Global, Security, Conditional Access, Exchange,
@@ -311,7 +315,7 @@ impl SummaryScope {
             IncludedRoles::All => "all",
             IncludedRoles::PrivilegedAdmin => "privilegedAdmin",
             IncludedRoles::Admin => "admin",
-            IncludedRoles::User => "user",
+            IncludedRoles::User | IncludedRoles::Reachable => "user",
         }
     }
 

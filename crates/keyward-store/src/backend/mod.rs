@@ -76,7 +76,7 @@ use self::deleted::Kept;
 use self::groups::KEPT_GROUP;
 use self::profile::{INSERT_USER, UPDATE_USER, profile_args, read_extra};
 use self::reports::{
-    ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
+    ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, PROTECTED_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
     push_text_match, registration_source,
 };
 use self::signin::ACTIVITY_UPSERT;

@@ -51,6 +51,19 @@ pub(super) fn registration_source() -> &'static str {
 /// group that holds one (role-assignable groups do not nest).
 pub(super) static ADMIN_SET: LazyLock<String> = LazyLock::new(|| role_holders(""));
 
+/// The ids of those protected as administrators (`$1`, the tenant): role holders (and those
+/// eligible), and members and owners of role-assignable groups, whether or not the group holds
+/// a role.
+pub(super) static PROTECTED_SET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} UNION SELECT m.member_id FROM group_members m JOIN directory_groups g ON g.id = m.group_id \
+         WHERE g.tenant_id = $1 AND g.is_assignable_to_role \
+         UNION SELECT o.owner_id FROM group_owners o JOIN directory_groups g ON g.id = o.group_id \
+         WHERE g.tenant_id = $1 AND g.is_assignable_to_role",
+        *ADMIN_SET
+    )
+});
+
 /// The ids of the holders of a privileged admin role (`$1`, the tenant).
 pub(super) static PRIVILEGED_ADMIN_SET: LazyLock<String> = LazyLock::new(|| {
     let privileged = PRIVILEGED_ADMIN_ROLES.map(|it| format!("'{it}'")).join(", ");
@@ -305,6 +318,10 @@ macro_rules! impl_report_store {
                     IncludedRoles::User => {
                         let all = self.counts_among(tenant, within(None).as_deref()).await?;
                         Ok(all.without(&self.counts_among(tenant, within(Some(&ADMIN_SET)).as_deref()).await?))
+                    }
+                    IncludedRoles::Reachable => {
+                        let all = self.counts_among(tenant, within(None).as_deref()).await?;
+                        Ok(all.without(&self.counts_among(tenant, within(Some(&PROTECTED_SET)).as_deref()).await?))
                     }
                 }
             }

@@ -273,6 +273,25 @@ async fn registration_summaries(backend: Backend) {
     // administrators' counts are refused.
     let desk_all = app.as_user(&desk).get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='all')")).await;
     assert_eq!(desk_all.body["totalUserCount"], 2, "{}", desk_all.text);
+    // A member of a role-assignable group (holding no role through it) is protected as an
+    // administrator: out of the Authentication Administrator's counts, in a report reader's.
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &serde_json::json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0",
+                "securityEnabled": true, "isAssignableToRole": true,
+                "members@odata.bind": [format!("{}/v1.0/users/{megan}", app.base_url)]}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let desk_all = app.as_user(&desk).get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='all')")).await;
+    assert_eq!(desk_all.body["totalUserCount"], 1, "{}", desk_all.text);
+    let users = app.get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='user')")).await;
+    assert_eq!(users.body["totalUserCount"], 2, "Graph's 'user' still counts her: {}", users.text);
+    assert_eq!(
+        app.delete(&format!("/v1.0/groups/{}", group.body["id"].as_str().expect("id"))).await.status,
+        StatusCode::NO_CONTENT
+    );
     let desk_admins =
         app.as_user(&desk).get(&format!("{base}/usersRegisteredByFeature(includedUserRoles='admin')")).await;
     assert_graph_error(&desk_admins, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
