@@ -659,11 +659,13 @@ impl App {
         // A known user's failed sign-in names the user in the log, as Entra's does.
         let known = if is_ok { None } else { user.clone() };
         let (Some(user), Some(reservation)) = (user.filter(|_| is_ok), reservation) else {
-            // Already counted by the reservation.
+            // Already counted by the reservation. The log says whether the account exists (as
+            // Entra's does, 50034), the page does not.
+            let code = if known.is_some() { codes::INVALID_CREDENTIALS } else { codes::USER_NOT_FOUND };
             self.log_sign_in(
                 flow,
                 known.as_ref(),
-                codes::INVALID_CREDENTIALS,
+                code,
                 vec![detail(now, method, false, "Invalid username or password")],
             )
             .await?;

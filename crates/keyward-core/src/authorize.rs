@@ -82,6 +82,18 @@ pub fn code_challenge(
              code_challenge_method=S256.",
         ));
     }
+    // RFC 7636 section 4.2: 43 to 128 characters of the unreserved set (an S256 challenge is
+    // 43); anything else could never match a verifier.
+    if let Some(it) = challenge
+        && !((43..=128).contains(&it.len())
+            && it.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')))
+    {
+        return Err(ParamError::invalid_request(
+            codes::PKCE_REQUIRED,
+            "code_challenge must be 43 to 128 characters of letters, digits and '-._~' (RFC 7636): the \
+             base64url SHA-256 of the code verifier for S256.",
+        ));
+    }
     Ok(challenge.map(|it| CodeChallenge { challenge: it.to_owned(), method: method.to_owned() }))
 }
 
@@ -175,12 +187,17 @@ mod tests {
 
     #[test]
     fn public_clients_must_send_an_s256_challenge() {
-        let s256 = code_challenge(Some("abc"), Some("S256"), true).expect("S256 accepted");
-        assert_eq!(s256, Some(CodeChallenge { challenge: "abc".into(), method: "S256".into() }));
-        assert_eq!(code_challenge(Some("abc"), None, true).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
+        let abc = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let s256 = code_challenge(Some(abc), Some("S256"), true).expect("S256 accepted");
+        assert_eq!(s256, Some(CodeChallenge { challenge: abc.into(), method: "S256".into() }));
+        assert_eq!(code_challenge(Some(abc), None, true).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
         assert_eq!(code_challenge(None, None, true).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
-        assert_eq!(code_challenge(Some("abc"), Some("S512"), false).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
-        let plain = code_challenge(Some("abc"), None, false).expect("plain accepted for confidential clients");
+        assert_eq!(code_challenge(Some(abc), Some("S512"), false).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
+        // RFC 7636's length and alphabet.
+        for bad in ["abc", &"a".repeat(129), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"] {
+            assert_eq!(code_challenge(Some(bad), Some("S256"), true).map_err(|it| it.code), Err(codes::PKCE_REQUIRED));
+        }
+        let plain = code_challenge(Some(abc), None, false).expect("plain accepted for confidential clients");
         assert_eq!(plain.map(|it| it.method), Some("plain".into()));
         assert_eq!(code_challenge(None, None, false), Ok(None));
     }

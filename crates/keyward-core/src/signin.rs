@@ -13,6 +13,8 @@ pub mod codes {
     pub const SUCCESS: i32 = 0;
     /// Invalid username or password.
     pub const INVALID_CREDENTIALS: i32 = 50126;
+    /// The user name names no account (logged only: the page answers as for a wrong password).
+    pub const USER_NOT_FOUND: i32 = 50034;
     /// Account locked by smart lockout.
     pub const LOCKED: i32 = 50053;
     /// Account disabled.
@@ -751,6 +753,7 @@ pub fn failure_reason(code: i32) -> Option<&'static str> {
     Some(match code {
         codes::SUCCESS => return None,
         codes::INVALID_CREDENTIALS => "Error validating credentials due to invalid username or password.",
+        codes::USER_NOT_FOUND => "The user account does not exist in the tenant directory.",
         codes::LOCKED => {
             "Account is locked because user tried to sign in too many times with an incorrect user ID or password."
         }

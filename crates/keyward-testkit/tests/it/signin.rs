@@ -256,8 +256,9 @@ async fn lockout_and_its_expiry(backend: Backend) {
     let unknown = first_factor(&mut other, &format!("nobody@{DOMAIN}"), "whatever-1").await;
     assert!(unknown.text().contains("Your account or password is incorrect"));
     let log = sign_ins(&app, &format!("nobody@{DOMAIN}")).await;
-    assert_eq!(codes(&log), vec![50126]);
+    assert_eq!(codes(&log), vec![50034], "logged as Entra logs an unknown account (the page says no more)");
     assert!(log[0].1["userId"].is_null());
+    assert_eq!(log[0].1["status"]["failureReason"], "The user account does not exist in the tenant directory.");
 }
 
 async fn remembered_device_until_mfa_sessions_are_revoked(backend: Backend) {
