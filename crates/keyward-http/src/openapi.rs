@@ -450,6 +450,10 @@ fn schemas() -> Value {
             "isInitial": {"type": "boolean"}, "isVerified": {"type": "boolean"},
         }},
         "DomainCollection": collection("Domain"),
+        "GetByIdsRequest": {"type": "object", "required": ["ids"], "additionalProperties": false, "properties": {
+            "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}},
+            "types": {"type": "array", "items": {"type": "string", "enum": ["user", "group", "servicePrincipal"]}},
+        }},
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), domains) {
         all.extend(more);

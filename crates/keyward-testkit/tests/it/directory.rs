@@ -622,6 +622,25 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     assert!(!ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body).contains(&lee));
     let unnamed = app.delete(&format!("/v1.0/groups/{group}/members/$ref")).await;
     assert_graph_error(&unnamed, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // getByIds: the objects named, of the types asked; an id naming nothing is left out.
+    let nobody_id = "6f1d9c31-1b5e-4b7a-9a49-2b0fe1f3c2d4";
+    let by_ids =
+        app.post("/v1.0/directoryObjects/getByIds", &json!({"ids": [adele.clone(), group.clone(), nobody_id]})).await;
+    assert_eq!(by_ids.status, StatusCode::OK, "{}", by_ids.text);
+    let mut found = ids(&by_ids.body);
+    found.sort();
+    let mut wanted = vec![adele.clone(), group.clone()];
+    wanted.sort();
+    assert_eq!(found, wanted, "{}", by_ids.text);
+    let users_only = app
+        .post("/v1.0/directoryObjects/getByIds", &json!({"ids": [adele.clone(), group.clone()], "types": ["user"]}))
+        .await;
+    assert_eq!(ids(&users_only.body), vec![adele.clone()], "{}", users_only.text);
+    assert_eq!(users_only.body["value"][0]["@odata.type"], "#microsoft.graph.user");
+    for bad in [json!({"ids": []}), json!({"ids": [adele.clone()], "types": ["device"]}), json!({"ids": "x"})] {
+        let reply = app.post("/v1.0/directoryObjects/getByIds", &bad).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
     // Adding members takes the member permission: a user without a role cannot.
     let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
     let refused =
