@@ -26,6 +26,26 @@ pub fn eq_clauses(expr: Expr) -> Result<Vec<(String, String)>, Expr> {
 /// Like [`eq_clauses`], also taking `property in ('a','b')`: each clause's property and the
 /// values it accepts (one for `eq`).
 pub fn eq_or_in_clauses(expr: Expr) -> Result<Vec<(String, Vec<String>)>, Expr> {
+    Ok(value_clauses(expr, false)?.into_iter().map(|it| (it.property, it.values)).collect())
+}
+
+/// Like [`eq_or_in_clauses`], also taking `property ne 'text'` (a clause that refuses its value).
+pub fn eq_in_or_ne_clauses(expr: Expr) -> Result<Vec<ValueClause>, Expr> {
+    value_clauses(expr, true)
+}
+
+/// One clause of a filter of text values joined with `and`: the property and the values it
+/// takes (`eq`, `in`) or, `negated`, refuses (`ne`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueClause {
+    pub property: String,
+    pub values: Vec<String>,
+    pub negated: bool,
+}
+
+/// The clauses in the order written, `ne` among them only when `takes_ne`; `Err` with the first
+/// clause of another form.
+fn value_clauses(expr: Expr, takes_ne: bool) -> Result<Vec<ValueClause>, Expr> {
     let mut res = Vec::new();
     let mut clauses = vec![expr];
     while let Some(clause) = clauses.pop() {
@@ -34,8 +54,10 @@ pub fn eq_or_in_clauses(expr: Expr) -> Result<Vec<(String, Vec<String>)>, Expr> 
                 clauses.push(*right);
                 clauses.push(*left);
             }
-            Expr::Compare { path, op: CmpOp::Eq, value: Literal::String(text) | Literal::Guid(text) } => {
-                res.push((path.to_string(), vec![text]));
+            Expr::Compare { path, op, value: Literal::String(text) | Literal::Guid(text) }
+                if op == CmpOp::Eq || (takes_ne && op == CmpOp::Ne) =>
+            {
+                res.push(ValueClause { property: path.to_string(), values: vec![text], negated: op == CmpOp::Ne });
             }
             Expr::In { path, values }
                 if values.iter().all(|it| matches!(it, Literal::String(_) | Literal::Guid(_))) =>
@@ -47,7 +69,7 @@ pub fn eq_or_in_clauses(expr: Expr) -> Result<Vec<(String, Vec<String>)>, Expr> 
                         _ => None,
                     })
                     .collect();
-                res.push((path.to_string(), texts));
+                res.push(ValueClause { property: path.to_string(), values: texts, negated: false });
             }
             other => return Err(other),
         }
@@ -75,5 +97,11 @@ mod tests {
         );
         assert!(eq_clauses(parse_filter("a in ('x', 'y')").expect("parse")).is_err(), "eq_clauses takes one value");
         assert!(eq_or_in_clauses(parse_filter("a in (true)").expect("parse")).is_err());
+        assert!(eq_or_in_clauses(parse_filter("a ne 'x'").expect("parse")).is_err(), "ne only where asked for");
+        let with_ne = eq_in_or_ne_clauses(parse_filter("a eq 'x' and b ne 'y'").expect("parse")).expect("eq and ne");
+        assert_eq!(
+            with_ne.iter().map(|it| (it.property.as_str(), it.negated)).collect::<Vec<_>>(),
+            [("a", false), ("b", true)]
+        );
     }
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keyward_app::{AppError, CurrentUser, ScheduleRequestInput};
 use keyward_core::directory::{RoleAssignment, RoleEligibility, RoleScheduleRequest, ScheduleKind, canonical_scope};
+use keyward_core::odata::ValueClause;
 use keyward_core::pim::{Expiration, ScheduleInfo, format_duration, parse_request_duration};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -142,65 +143,34 @@ fn assignment_instance(it: &RoleAssignment) -> Value {
     })
 }
 
-/// One `$filter` clause of a PIM collection: the property, the values it takes (`eq`, `in`) or,
-/// negated, refuses (`ne`).
-struct Clause {
-    property: String,
-    values: Vec<String>,
-    negated: bool,
-}
-
 /// `$filter` on these collections: `eq`, `in` or `ne` on the listed properties, joined with
 /// `and`, applied to each item's JSON (ids compare case-insensitively).
-fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Vec<Clause>, GraphError> {
-    use keyward_core::odata::{CmpOp, Expr, Literal};
+fn item_filter(ctx: &GraphCtx, raw: Option<&str>, allowed: &[&str]) -> Result<Vec<ValueClause>, GraphError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
     let expr =
         keyward_core::odata::parse_filter(raw).map_err(|err| bad(ctx, format!("Invalid filter clause: {err}")))?;
-    let refused =
-        || unsupported(ctx, format!("Filter with 'eq', 'ne' or 'in' on {}, joined with 'and'.", allowed.join(", ")));
-    // `ne` clauses are taken out first; the rest must be `eq` or `in`.
-    let mut rest = Vec::new();
-    let mut negated = Vec::new();
-    let mut pending = vec![expr];
-    while let Some(clause) = pending.pop() {
-        match clause {
-            Expr::And(left, right) => {
-                pending.push(*right);
-                pending.push(*left);
-            }
-            Expr::Compare { path, op: CmpOp::Ne, value: Literal::String(text) | Literal::Guid(text) } => {
-                negated.push((path.to_string(), vec![text]));
-            }
-            other => rest.push(other),
-        }
-    }
-    let mut pairs = Vec::new();
-    for expr in rest {
-        pairs.extend(
-            keyward_core::odata::eq_or_in_clauses(expr).map_err(|_| refused())?.into_iter().map(|it| (it, false)),
-        );
-    }
-    pairs.extend(negated.into_iter().map(|it| (it, true)));
+    let clauses = keyward_core::odata::eq_in_or_ne_clauses(expr).map_err(|_| {
+        unsupported(ctx, format!("Filter with 'eq', 'ne' or 'in' on {}, joined with 'and'.", allowed.join(", ")))
+    })?;
     let mut res = Vec::new();
-    for ((name, values), negated) in pairs {
-        let Some(property) = allowed.iter().find(|it| it.eq_ignore_ascii_case(&name)) else {
+    for clause in clauses {
+        let Some(property) = allowed.iter().find(|it| it.eq_ignore_ascii_case(&clause.property)) else {
             return Err(unsupported(
                 ctx,
-                format!("Unsupported or invalid query filter clause specified for property '{name}'."),
+                format!("Unsupported or invalid query filter clause specified for property '{}'.", clause.property),
             ));
         };
         let values = if *property == "directoryScopeId" {
-            values.iter().map(|it| canonical_scope(it)).collect()
+            clause.values.iter().map(|it| canonical_scope(it)).collect()
         } else {
-            values
+            clause.values
         };
-        res.push(Clause { property: (*property).to_owned(), values, negated });
+        res.push(ValueClause { property: (*property).to_owned(), values, negated: clause.negated });
     }
     Ok(res)
 }
 
-fn matches(item: &Value, filter: &[Clause]) -> bool {
+fn matches(item: &Value, filter: &[ValueClause]) -> bool {
     filter.iter().all(|clause| {
         let value = item[clause.property.as_str()].as_str().unwrap_or_default();
         clause.values.iter().any(|it| it.eq_ignore_ascii_case(value)) != clause.negated
