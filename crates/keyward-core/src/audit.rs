@@ -37,6 +37,8 @@ pub enum Activity {
     AddRoleDefinition,
     UpdateRoleDefinition,
     DeleteRoleDefinition,
+    /// `Add role from template`: a directory role activated (Graph's `POST /directoryRoles`).
+    AddRoleFromTemplate,
     AddAdministrativeUnit,
     UpdateAdministrativeUnit,
     DeleteAdministrativeUnit,
@@ -286,6 +288,7 @@ impl Activity {
             Activity::AddRoleDefinition => "Add role definition",
             Activity::UpdateRoleDefinition => "Update role definition",
             Activity::DeleteRoleDefinition => "Delete role definition",
+            Activity::AddRoleFromTemplate => "Add role from template",
             Activity::AddAdministrativeUnit => "Add administrative unit",
             Activity::UpdateAdministrativeUnit => "Update administrative unit",
             Activity::DeleteAdministrativeUnit => "Delete administrative unit",
@@ -373,6 +376,7 @@ impl Activity {
             | Activity::AddRoleDefinition
             | Activity::UpdateRoleDefinition
             | Activity::DeleteRoleDefinition
+            | Activity::AddRoleFromTemplate
             | Activity::Pim(_) => "RoleManagement",
             Activity::AddAdministrativeUnit
             | Activity::UpdateAdministrativeUnit
@@ -439,7 +443,7 @@ impl Activity {
             Activity::RemoveMemberFromRole
             | Activity::RemoveScopedMemberFromRole
             | Activity::RemoveMemberFromRoleScopedOverRestrictedUnit => "Unassign",
-            Activity::AddRoleDefinition => "Add",
+            Activity::AddRoleDefinition | Activity::AddRoleFromTemplate => "Add",
             Activity::UpdateRoleDefinition | Activity::UpdateAdministrativeUnit => "Update",
             Activity::DeleteRoleDefinition | Activity::DeleteAdministrativeUnit => "Delete",
             Activity::RemoveMemberFromAdministrativeUnit | Activity::RemoveMemberFromRestrictedUnit => "Unassign",
@@ -701,6 +705,7 @@ mod tests {
             (Activity::AddOwnerToGroup, "Add owner to group", "GroupManagement", "Add"),
             (Activity::AddMemberToRole, "Add member to role", "RoleManagement", "Assign"),
             (Activity::AddScopedMemberToRole, "Add scoped member to role", "RoleManagement", "Assign"),
+            (Activity::AddRoleFromTemplate, "Add role from template", "RoleManagement", "Add"),
             (Activity::AddAdministrativeUnit, "Add administrative unit", "AdministrativeUnit", "Add"),
             (Activity::AddMemberToAdministrativeUnit, "Add member to administrative unit", "AdministrativeUnit", "Add"),
         ];

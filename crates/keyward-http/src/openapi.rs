@@ -450,6 +450,8 @@ fn schemas() -> Value {
             "isInitial": {"type": "boolean"}, "isVerified": {"type": "boolean"},
         }},
         "DomainCollection": collection("Domain"),
+        "DirectoryRoleTemplate": {"type": "object", "properties": {"id": string, "displayName": string, "description": string, "deletedDateTime": nullable}},
+        "DirectoryRoleTemplateCollection": collection("DirectoryRoleTemplate"),
         "GetByIdsRequest": {"type": "object", "required": ["ids"], "additionalProperties": false, "properties": {
             "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}},
             "types": {"type": "array", "items": {"type": "string", "enum": ["user", "group", "servicePrincipal"]}},

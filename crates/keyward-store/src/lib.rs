@@ -918,6 +918,16 @@ pub trait RoleStore: Send {
     ) -> Result<Vec<RoleAssignment>, StoreError>;
     /// Deletes an assignment; `NotFound` when it does not exist.
     async fn delete_role_assignment(&mut self, tenant: &ObjectId, id: &str) -> Result<(), StoreError>;
+    /// Records a built-in role as activated in the tenant (Graph's older role API); whether it
+    /// was not activated before.
+    async fn activate_directory_role(
+        &mut self,
+        tenant: &ObjectId,
+        role_template_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// The template ids of the roles activated in the tenant, lowercase.
+    async fn list_activated_directory_roles(&mut self, tenant: &ObjectId) -> Result<Vec<String>, StoreError>;
     async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError>;
     async fn update_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError>;
     async fn delete_custom_role(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;

@@ -128,6 +128,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0030_refresh_token_client_auth.sql",
         sql: include_str!("../migrations/sqlite/0030_refresh_token_client_auth.sql"),
     },
+    Migration {
+        version: 31,
+        name: "0031_activated_directory_roles.sql",
+        sql: include_str!("../migrations/sqlite/0031_activated_directory_roles.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -253,6 +258,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 30,
         name: "0030_refresh_token_client_auth.sql",
         sql: include_str!("../migrations/postgres/0030_refresh_token_client_auth.sql"),
+    },
+    Migration {
+        version: 31,
+        name: "0031_activated_directory_roles.sql",
+        sql: include_str!("../migrations/postgres/0031_activated_directory_roles.sql"),
     },
 ];
 

@@ -4,9 +4,11 @@ use crate::commit_audited;
 use crate::directory::resolve_object;
 use crate::{App, AppError, Caller, new_id, require};
 use keyward_core::audit::Activity;
+use keyward_core::audit::TargetResource;
 use keyward_core::authz::custom::{self, CustomRole, CustomRoleDraft};
 use keyward_core::authz::{self, BUILT_IN_ROLES, RoleDefinition, Target, actions};
 use keyward_core::directory::{DirectoryObject, PropertyChange};
+use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_store::{AssignmentFilter, StoreError, Tx};
 
@@ -212,25 +214,14 @@ impl App {
         Ok(())
     }
 
-    /// `GET /directoryRoles`: built-in roles with at least one tenant-wide assignment ("activated").
+    /// `GET /directoryRoles`: the activated built-in roles.
     pub async fn list_directory_roles(&self, caller: &Caller) -> Result<Vec<&'static RoleDefinition>, AppError> {
         require(caller, actions::DIRECTORY_ROLES_READ, Target::Tenant)?;
         let mut tx = self.read().await?;
-        let mut res = Vec::new();
-        for role in BUILT_IN_ROLES {
-            let filter = AssignmentFilter {
-                role_definition_id: Some(vec![role.id.into()]),
-                directory_scope_id: Some(vec!["/".into()]),
-                ..AssignmentFilter::default()
-            };
-            if !tx.list_role_assignments(&caller.tenant.id, &filter, None, 1).await?.is_empty() {
-                res.push(role);
-            }
-        }
-        Ok(res)
+        activated_roles(&mut *tx, &caller.tenant.id).await
     }
 
-    /// `GET /directoryRoles/{id}` (the id is the role's template id).
+    /// `GET /directoryRoles/{id}` (the id is the role's template id): 404 until it is activated.
     pub async fn get_directory_role(&self, caller: &Caller, id: &str) -> Result<&'static RoleDefinition, AppError> {
         self.list_directory_roles(caller)
             .await?
@@ -239,6 +230,92 @@ impl App {
             .ok_or_else(|| AppError::NotFound(id.to_owned()))
     }
 
+    /// `GET /directoryRoleTemplates`: every built-in role, activated or not.
+    pub fn list_directory_role_templates(&self, caller: &Caller) -> Result<&'static [RoleDefinition], AppError> {
+        require(caller, actions::DIRECTORY_ROLES_READ, Target::Tenant)?;
+        Ok(BUILT_IN_ROLES)
+    }
+
+    /// `POST /directoryRoles`: activates a built-in role from its template, so that the older API
+    /// can read it and change its members. Activating an activated role is a conflict, as in Entra.
+    pub async fn activate_directory_role(
+        &self,
+        caller: &Caller,
+        role_template_id: &str,
+    ) -> Result<&'static RoleDefinition, AppError> {
+        let now = self.now();
+        let named = ObjectId::parse(role_template_id).map(|id| TargetResource {
+            id,
+            display_name: None,
+            kind: "Role",
+            user_principal_name: None,
+            modified_properties: Vec::new(),
+        });
+        // Decided before anything is looked up, as every role change.
+        if let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) {
+            return Err(self
+                .refused(None, caller, Activity::AddRoleFromTemplate, named.into_iter().collect(), err)
+                .await);
+        }
+        let role = BUILT_IN_ROLES
+            .iter()
+            .find(|it| it.id.eq_ignore_ascii_case(role_template_id))
+            .ok_or_else(|| AppError::NotFound(role_template_id.to_owned()))?;
+        let mut tx = self.write().await?;
+        if activated_roles(&mut *tx, &caller.tenant.id).await?.iter().any(|it| it.id == role.id) {
+            return Err(AppError::BadRequest(
+                "A conflicting object with one or more of the specified property values is present in the directory."
+                    .into(),
+            ));
+        }
+        tx.activate_directory_role(&caller.tenant.id, role.id, now).await?;
+        let mut target = RoleDef::BuiltIn(role).target()?;
+        target.modified_properties.push(PropertyChange {
+            name: "Role.TemplateId".into(),
+            old_value: None,
+            new_value: Some(json::string(role.id)),
+        });
+        commit_audited(tx, [caller.succeeded(now, Activity::AddRoleFromTemplate, vec![target])]).await?;
+        Ok(role)
+    }
+
+    /// `POST /directoryRoles/{id}/members/$ref`: a tenant-wide assignment of an activated role,
+    /// made and decided as `POST /roleManagement/directory/roleAssignments` makes it.
+    pub async fn add_directory_role_member(&self, caller: &Caller, id: &str, principal: &str) -> Result<(), AppError> {
+        let role = self.get_directory_role(caller, id).await?;
+        self.create_role_assignment(caller, principal, role.id, "/").await?;
+        Ok(())
+    }
+
+    /// `DELETE /directoryRoles/{id}/members/{memberId}/$ref`: the member's tenant-wide assignment
+    /// of the role ends, decided and recorded as `DELETE …/roleAssignments/{id}`. A member who
+    /// holds it only through a group, or only at an administrative unit's scope, is not a member
+    /// to remove here (404).
+    pub async fn remove_directory_role_member(
+        &self,
+        caller: &Caller,
+        id: &str,
+        principal: &str,
+    ) -> Result<(), AppError> {
+        let role = self.get_directory_role(caller, id).await?;
+        let principal_id = ObjectId::parse(principal).ok_or_else(|| AppError::NotFound(principal.to_owned()))?;
+        let filter = AssignmentFilter {
+            role_definition_id: Some(vec![role.id.into()]),
+            directory_scope_id: Some(vec!["/".into()]),
+            principal_id: Some(vec![principal_id]),
+        };
+        let assignments = {
+            let mut tx = self.read().await?;
+            tx.list_role_assignments(&caller.tenant.id, &filter, None, 10).await?
+        };
+        // A lasting assignment before a just-in-time activation of the same role.
+        let assignment = assignments
+            .iter()
+            .find(|it| it.activated_using.is_none())
+            .or_else(|| assignments.first())
+            .ok_or_else(|| AppError::NotFound(principal.to_owned()))?;
+        self.delete_role_assignment(caller, &assignment.id).await
+    }
     /// `GET /directoryRoles/{id}/members`: principals with a tenant-wide assignment of the role.
     pub async fn directory_role_members(&self, caller: &Caller, id: &str) -> Result<Vec<DirectoryObject>, AppError> {
         let role = self.get_directory_role(caller, id).await?;
@@ -257,4 +334,26 @@ impl App {
         }
         Ok(res)
     }
+}
+
+/// The tenant's activated built-in roles: activated by `POST /directoryRoles` or by a tenant-wide
+/// assignment since schema 31, or holding a tenant-wide assignment now.
+async fn activated_roles(tx: &mut dyn Tx, tenant: &ObjectId) -> Result<Vec<&'static RoleDefinition>, AppError> {
+    let recorded = tx.list_activated_directory_roles(tenant).await?;
+    let mut res = Vec::new();
+    for role in BUILT_IN_ROLES {
+        if recorded.iter().any(|it| it.eq_ignore_ascii_case(role.id)) {
+            res.push(role);
+            continue;
+        }
+        let filter = AssignmentFilter {
+            role_definition_id: Some(vec![role.id.into()]),
+            directory_scope_id: Some(vec!["/".into()]),
+            ..AssignmentFilter::default()
+        };
+        if !tx.list_role_assignments(tenant, &filter, None, 1).await?.is_empty() {
+            res.push(role);
+        }
+    }
+    Ok(res)
 }

@@ -164,18 +164,7 @@ async fn remove_reference_by_url(
     RawQuery(query): RawQuery,
 ) -> Result<Response, GraphError> {
     let segment = if relation == Relation::Members { "members" } else { "owners" };
-    let url = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(name, _)| name == "$id" || name == "@id")
-        .map(|(_, value)| value.into_owned())
-        .ok_or_else(|| {
-            GraphError::bad_request(
-                format!(
-                    "Name the object to remove with $id={{its URL}}, or use /groups/{{id}}/{segment}/{{objectId}}/$ref."
-                ),
-                &ctx.ids,
-            )
-        })?;
-    let object = shape::reference_id(&serde_json::json!({ "@odata.id": url }))
+    let object = shape::reference_in_query(query.as_deref(), &format!("/groups/{{id}}/{segment}/{{objectId}}/$ref"))
         .map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
     ctx.state.app.remove_from_group(&ctx.caller, relation, &key, &object).await?;
     Ok(no_content())

@@ -424,6 +424,16 @@ pub fn reference_id(body: &Value) -> Result<String, BodyError> {
     Ok(id.to_owned())
 }
 
+/// The object id named by a `$ref` removal's query, `$id={its URL}` (the form Kiota's SDKs
+/// write); `hint` names the other form, for the error.
+pub fn reference_in_query(query: Option<&str>, hint: &str) -> Result<String, BodyError> {
+    let url = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "$id" || name == "@id")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| format!("Name the object to remove with $id={{its URL}}, or use {hint}."))?;
+    reference_id(&json!({ "@odata.id": url }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

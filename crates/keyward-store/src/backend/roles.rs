@@ -375,6 +375,34 @@ macro_rules! impl_role_stores {
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
+            async fn activate_directory_role(
+                &mut self,
+                tenant: &ObjectId,
+                role_template_id: &str,
+                at: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let done = q::query(concat!(
+                    "INSERT INTO activated_directory_roles (tenant_id, role_template_id, activated_at) ",
+                    "VALUES ($1, $2, $3) ON CONFLICT (tenant_id, role_template_id) DO NOTHING"
+                ))
+                .bind(tenant.as_str())
+                .bind(role_template_id.to_lowercase())
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_activated_directory_roles(&mut self, tenant: &ObjectId) -> Result<Vec<String>, StoreError> {
+                Ok(q::query_scalar(concat!(
+                    "SELECT role_template_id FROM activated_directory_roles WHERE tenant_id = $1 ",
+                    "ORDER BY role_template_id"
+                ))
+                .bind(tenant.as_str())
+                .fetch_all(&mut *self.0)
+                .await?)
+            }
+
             async fn insert_custom_role(&mut self, role: &CustomRole) -> Result<(), StoreError> {
                 q::query(concat!(
                     "INSERT INTO role_definitions (id, tenant_id, display_name, ",

@@ -939,6 +939,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 31's activated directory roles.
+    raw.exec("DROP TABLE activated_directory_roles").await;
     // Nor schema 30's record of the client's authentication with a refresh token.
     raw.exec("ALTER TABLE refresh_tokens DROP COLUMN client_authenticated").await;
     // Nor schema 29's indexes of the keys deleted with a user (the grants' go with their table,

@@ -845,7 +845,155 @@ async fn the_token_endpoints_client_read_matches_the_transactional_reads(backend
     assert!(store.find_client(&tenant, unknown, now).await.expect("read").is_none());
 }
 
+/// Graph's older role API: templates, activation, and members added and removed by reference,
+/// each decided and recorded as the role-assignment API decides and records it.
+async fn directory_roles_activated_and_their_members(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let helpdesk = roles::HELPDESK_ADMINISTRATOR;
+    let templates = app.get("/v1.0/directoryRoleTemplates").await;
+    assert_eq!(templates.status, StatusCode::OK, "{}", templates.text);
+    let names: Vec<&str> =
+        templates.body["value"].as_array().expect("value").iter().filter_map(|it| it["displayName"].as_str()).collect();
+    assert!(names.contains(&"Helpdesk Administrator") && names.contains(&"Global Administrator"), "{names:?}");
+    let one = app.get(&format!("/v1.0/directoryRoleTemplates/{helpdesk}")).await;
+    assert_eq!((one.status, &one.body["id"]), (StatusCode::OK, &json!(helpdesk)), "{}", one.text);
+    assert_graph_error(
+        &app.get("/v1.0/directoryRoleTemplates/00000000-0000-4000-8000-00000000dead").await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+
+    // Not activated: the older API does not know it yet.
+    assert_graph_error(
+        &app.get(&format!("/v1.0/directoryRoles/{helpdesk}")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    let member = app.create_user("agent", "Agent").await;
+    let member_id = id_of(&member);
+    let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member_id}")});
+    assert_graph_error(
+        &app.post(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref"), &reference).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+
+    // A member may not activate a role; the refusal is recorded.
+    let token = app.token_for(&format!("agent@{DOMAIN}")).await;
+    let refused = app.as_user(&token).post("/v1.0/directoryRoles", &json!({"roleTemplateId": helpdesk})).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // Bad bodies change nothing.
+    for body in [
+        json!({}),
+        json!({"roleTemplateId": helpdesk, "displayName": "Mine"}),
+        json!({"roleTemplateId": 7}),
+        json!([helpdesk]),
+    ] {
+        assert_graph_error(
+            &app.post("/v1.0/directoryRoles", &body).await,
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+        );
+    }
+    assert_graph_error(
+        &app.post("/v1.0/directoryRoles", &json!({"roleTemplateId": "00000000-0000-4000-8000-00000000dead"})).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert_eq!(app.get(&format!("/v1.0/directoryRoles/{helpdesk}")).await.status, StatusCode::NOT_FOUND);
+
+    let activated = app.post("/v1.0/directoryRoles", &json!({"roleTemplateId": helpdesk.to_uppercase()})).await;
+    assert_eq!(activated.status, StatusCode::CREATED, "{}", activated.text);
+    assert_eq!(
+        (&activated.body["roleTemplateId"], &activated.body["displayName"]),
+        (&json!(helpdesk), &json!("Helpdesk Administrator"))
+    );
+    let again = app.post("/v1.0/directoryRoles", &json!({"roleTemplateId": helpdesk})).await;
+    assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let listed = app.get("/v1.0/directoryRoles").await;
+    assert!(listed.body["value"].as_array().expect("value").iter().any(|it| it["id"] == helpdesk), "{}", listed.text);
+    let records = app.audit_for(helpdesk).await;
+    let activations: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|it| it.activity_display_name == "Add role from template")
+        .map(|it| (it.result.as_str(), it.category.as_str()))
+        .collect();
+    assert_eq!(activations, [("success", "RoleManagement"), ("failure", "RoleManagement")], "newest first");
+
+    // Members by reference: a tenant-wide assignment, decided as the assignment API decides.
+    let refused = app.as_user(&token).post(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref"), &reference).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_graph_error(
+        &app.post(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref"), &json!({"id": member_id})).await,
+        StatusCode::BAD_REQUEST,
+        "Request_BadRequest",
+    );
+    let added = app.post(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref"), &reference).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let assignments =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{member_id}'")).await;
+    assert_eq!(assignments.body["value"][0]["roleDefinitionId"], helpdesk, "{}", assignments.text);
+    assert_eq!(assignments.body["value"][0]["directoryScopeId"], "/");
+    for path in [
+        format!("/v1.0/directoryRoles/{helpdesk}/members"),
+        format!("/v1.0/directoryRoles(roleTemplateId='{helpdesk}')/members"),
+    ] {
+        let members = app.get(&path).await;
+        assert_eq!(members.body["value"][0]["id"], member_id.as_str(), "{path}: {}", members.text);
+    }
+    assert!(
+        app.audit_for(&member_id).await.iter().any(|it| it.activity_display_name == "Add member to role"),
+        "recorded as an assignment"
+    );
+
+    // Removed by id, then by URL (Kiota's form); a member no more is 404.
+    let refused =
+        app.as_user(&token).delete(&format!("/v1.0/directoryRoles/{helpdesk}/members/{member_id}/$ref")).await;
+    assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let removed = app.delete(&format!("/v1.0/directoryRoles/{helpdesk}/members/{member_id}/$ref")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert_graph_error(
+        &app.delete(&format!("/v1.0/directoryRoles/{helpdesk}/members/{member_id}/$ref")).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert_eq!(
+        app.post(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref"), &reference).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let url = format!("https://graph.microsoft.com/v1.0/directoryObjects/{member_id}");
+    let removed = app
+        .delete(&format!("/v1.0/directoryRoles/{helpdesk}/members/$ref?$id={}", keyward_app::url_encode(&url)))
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let assignments =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{member_id}'")).await;
+    assert_eq!(assignments.body["value"], json!([]), "{}", assignments.text);
+    // The role stays activated with no members, as in Entra.
+    assert_eq!(app.get(&format!("/v1.0/directoryRoles/{helpdesk}")).await.status, StatusCode::OK);
+
+    // A role assigned through the newer API is activated by it, and stays so.
+    let reader = app
+        .post(
+            "/v1.0/roleManagement/directory/roleAssignments",
+            &json!({"principalId": member_id, "roleDefinitionId": roles::SECURITY_READER, "directoryScopeId": "/"}),
+        )
+        .await;
+    assert_eq!(reader.status, StatusCode::CREATED, "{}", reader.text);
+    let removed = app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{}", id_of(&reader.body))).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1.0/directoryRoles/{}", roles::SECURITY_READER)).await.status, StatusCode::OK);
+
+    // The older API keeps the newer one's rules: nobody removes their own Global Administrator role.
+    let admin = app.get("/v1.0/me").await;
+    let own = app
+        .delete(&format!("/v1.0/directoryRoles/{}/members/{}/$ref", roles::GLOBAL_ADMINISTRATOR, id_of(&admin.body)))
+        .await;
+    assert_graph_error(&own, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+}
+
 keyward_testkit::on_both_backends!(
+    directory_roles_activated_and_their_members,
     one_statement_reads_match_the_transactional_reads,
     the_token_endpoints_client_read_matches_the_transactional_reads,
     service_principals_hold_roles,
