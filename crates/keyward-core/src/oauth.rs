@@ -354,6 +354,21 @@ pub fn parse_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> 
     Ok(res)
 }
 
+/// [`parse_scope`] for a scope a client sent: `.default` stands for every permission the client
+/// holds, so it cannot be combined with permissions named one by one (Entra's `AADSTS70011`).
+/// What Keyward stores with a grant may hold both (what `.default` stood for, and `.default`).
+pub fn parse_requested_scope(scope: &str, public_url: &str) -> Result<Scopes, ScopeError> {
+    let scopes = parse_scope(scope, public_url)?;
+    if let Some(default) = scopes.default.as_deref().filter(|_| !scopes.api.is_empty()) {
+        return Err(ScopeError(format!(
+            "The provided value for the input parameter 'scope' is not valid. '{default}' cannot be combined with other \
+             permissions of the same resource ({}): ask for '{default}' alone, or name each permission.",
+            scopes.spelled.join(", ")
+        )));
+    }
+    Ok(scopes)
+}
+
 /// Whether a delegated token's permissions allow a resource action (the user's roles must allow
 /// it too; this is the token half of the check). `on_self` is whether the action's target is the
 /// signed-in user: Graph's permissions without `.All` (`User.Read`,
@@ -639,6 +654,23 @@ mod tests {
         assert!(!pkce_matches("S256", challenge, "short"));
         assert!(!pkce_matches("S512", challenge, verifier));
         assert!(pkce_matches("plain", verifier, verifier));
+    }
+
+    #[test]
+    fn default_is_asked_alone() {
+        let mixed = parse_requested_scope("https://graph.microsoft.com/.default User.Read openid", "https://kw");
+        assert!(mixed.expect_err("mixed").0.contains("cannot be combined"));
+        let alone = parse_requested_scope("https://graph.microsoft.com/.default openid offline_access", "https://kw");
+        assert!(alone.expect("alone").default.is_some());
+        assert!(parse_requested_scope("User.Read openid", "https://kw").is_ok());
+        // A stored grant holds both, and reads back.
+        let mut resolved = alone_default();
+        resolved.resolve_default(["User.Read"]);
+        assert_eq!(parse_scope(&resolved.stored(), "https://kw").expect("stored").api, ["User.Read"]);
+    }
+
+    fn alone_default() -> Scopes {
+        parse_scope("https://graph.microsoft.com/.default", "https://kw").expect("ok")
     }
 
     #[test]

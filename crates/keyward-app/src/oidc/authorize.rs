@@ -66,10 +66,12 @@ impl App {
         if let Err(refused) = mode_ok.and_then(|()| authorize::check_response_type(request.get("response_type"))) {
             return fail(refused.error, refused.code, refused.description);
         }
-        let scopes = match oauth::parse_scope(request.get("scope").unwrap_or("openid"), &self.inner.config.public_url) {
-            Ok(it) => it,
-            Err(err) => return fail("invalid_scope", codes::INVALID_SCOPE, &err.0),
-        };
+        let scopes =
+            match oauth::parse_requested_scope(request.get("scope").unwrap_or("openid"), &self.inner.config.public_url)
+            {
+                Ok(it) => it,
+                Err(err) => return fail("invalid_scope", codes::INVALID_SCOPE, &err.0),
+            };
         let parsed =
             authorize::code_challenge(request.get("code_challenge"), request.get("code_challenge_method"), is_public)
                 .and_then(|challenge| Ok((challenge, authorize::max_age(request.get("max_age"))?)))

@@ -46,7 +46,7 @@ impl App {
                 "The device code flow needs a public client: set isFallbackPublicClient on the application.",
             ));
         }
-        let scopes = self.scopes_of(params.get("scope").map(String::as_str).unwrap_or("openid"))?;
+        let scopes = self.requested_scopes_of(params.get("scope").map(String::as_str).unwrap_or("openid"))?;
         let now = self.now();
         let device_code = random_token()?;
         let mut random = [0_u8; 8];

@@ -381,9 +381,16 @@ impl App {
             .then_some(at)
     }
 
-    /// Parses a requested scope, as the token endpoint reports a bad one.
+    /// Parses a stored grant's scope, as the token endpoint reports a bad one.
     pub(super) fn scopes_of(&self, scope: &str) -> Result<Scopes, OAuthError> {
         oauth::parse_scope(scope, &self.inner.config.public_url)
+            .map_err(|err| OAuthError::new(400, "invalid_scope", codes::INVALID_SCOPE, err.0))
+    }
+
+    /// Parses a scope a client sent (`.default` alone or permissions by name), as the token
+    /// endpoint reports a bad one.
+    pub(super) fn requested_scopes_of(&self, scope: &str) -> Result<Scopes, OAuthError> {
+        oauth::parse_requested_scope(scope, &self.inner.config.public_url)
             .map_err(|err| OAuthError::new(400, "invalid_scope", codes::INVALID_SCOPE, err.0))
     }
 

@@ -467,7 +467,7 @@ impl App {
         // keeps the grant's scope.
         let mut scopes = self.scopes_of(&record.grant.scope)?;
         if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
-            let asked = self.scopes_of(asked)?;
+            let asked = self.requested_scopes_of(asked)?;
             scopes.openid &= asked.openid || !asked.has_api();
             if asked.has_api() {
                 (scopes.api, scopes.spelled, scopes.default) = (asked.api, asked.spelled, asked.default);
@@ -795,7 +795,7 @@ impl App {
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
             ));
         }
-        let scopes = self.scopes_of(params.get("scope").map(String::as_str).unwrap_or("openid"))?;
+        let scopes = self.requested_scopes_of(params.get("scope").map(String::as_str).unwrap_or("openid"))?;
         let grant = Grant {
             tenant_id: tenant.id.clone(),
             client_id: client.client_id.clone(),

@@ -551,6 +551,29 @@ async fn provider_edges(backend: Backend) {
     )
     .await;
     assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_scope")), "{body}");
+    // So is `.default` combined with a permission named on its own (Entra's AADSTS70011).
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "keyward-cli"),
+            ("refresh_token", &refresh_first),
+            ("scope", "https://graph.microsoft.com/.default User.Read"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_scope")), "{body}");
+    assert_eq!(body["error_codes"], json!([70011]), "{body}");
+    let mixed = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}&scope={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+            keyward_app::url_encode(REDIRECT),
+            keyward_app::url_encode("openid https://graph.microsoft.com/.default User.Read")
+        ))
+        .await;
+    assert_eq!(query_param(&mixed.path, "error").as_deref(), Some("invalid_scope"), "{}", mixed.path);
     let (status, rotated) = refresh_cli(&app, &refresh_first, &[]).await;
     assert_eq!(status, StatusCode::OK, "the token survived the bad request: {rotated}");
     let tokens = rotated;
