@@ -454,7 +454,7 @@ fn schemas() -> Value {
         "DirectoryRoleTemplateCollection": collection("DirectoryRoleTemplate"),
         "GetByIdsRequest": {"type": "object", "required": ["ids"], "additionalProperties": false, "properties": {
             "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}},
-            "types": {"type": "array", "items": {"type": "string", "enum": ["user", "group", "servicePrincipal"]}},
+            "types": {"type": "array", "items": {"type": "string", "enum": ["user", "group", "servicePrincipal", "application", "administrativeUnit"]}},
         }},
     });
     if let (Some(all), Value::Object(more)) = (res.as_object_mut(), domains) {

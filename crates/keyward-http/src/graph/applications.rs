@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 // ---------------------------------------------------------------------------------------------
 // Graph: /applications
 
-fn application_json(view: &ApplicationView) -> Value {
+pub(super) fn application_json(view: &ApplicationView) -> Value {
     let app = &view.application;
     let passwords: Vec<Value> = view
         .credentials

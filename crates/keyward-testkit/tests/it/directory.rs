@@ -641,6 +641,45 @@ async fn group_created_with_members_and_owners(backend: Backend) {
         let reply = app.post("/v1.0/directoryObjects/getByIds", &bad).await;
         assert_graph_error(&reply, StatusCode::BAD_REQUEST, "Request_BadRequest");
     }
+    // Applications and administrative units are directory objects too.
+    let registered = app.post("/v1.0/applications", &json!({"displayName": "Library app"})).await;
+    let application = id_of(&registered.body);
+    let unit = app.post("/v1.0/directory/administrativeUnits", &json!({"displayName": "Library unit"})).await;
+    assert_eq!(unit.status, StatusCode::CREATED, "{}", unit.text);
+    let unit = id_of(&unit.body);
+    for (id, kind) in [(&application, "#microsoft.graph.application"), (&unit, "#microsoft.graph.administrativeUnit")] {
+        let one = app.get(&format!("/v1.0/directoryObjects/{id}")).await;
+        assert_eq!((one.status, &one.body["@odata.type"]), (StatusCode::OK, &json!(kind)), "{}", one.text);
+    }
+    let named = json!({"ids": [adele.clone(), application.clone(), unit.clone(), nobody_id]});
+    let mut found = ids(&app.post("/v1.0/directoryObjects/getByIds", &named).await.body);
+    found.sort();
+    let mut wanted = vec![adele.clone(), application.clone(), unit.clone()];
+    wanted.sort();
+    assert_eq!(found, wanted);
+    let apps_only =
+        json!({"ids": [adele.clone(), application.clone(), unit.clone()], "types": ["microsoft.graph.application"]});
+    assert_eq!(ids(&app.post("/v1.0/directoryObjects/getByIds", &apps_only).await.body), vec![application.clone()]);
+    // A member reads what members may read (users, groups, applications, units); a guest only
+    // the user it names, and learns nothing of the rest (404, or left out).
+    let member_token = app.token_for(&format!("megan@{DOMAIN}")).await;
+    let mut seen = ids(&app.as_user(&member_token).post("/v1.0/directoryObjects/getByIds", &named).await.body);
+    seen.sort();
+    assert_eq!(seen, wanted, "a member");
+    let guest = create(&app, "guesty", json!({"userType": "Guest"})).await;
+    let guest_token = app.token_for(&format!("guesty@{DOMAIN}")).await;
+    let as_guest = app.as_user(&guest_token);
+    let by_guest = as_guest
+        .post(
+            "/v1.0/directoryObjects/getByIds",
+            &json!({"ids": [guest.clone(), group.clone(), application.clone(), unit.clone()]}),
+        )
+        .await;
+    assert_eq!(ids(&by_guest.body), vec![guest.clone()], "{}", by_guest.text);
+    for id in [&application, &unit] {
+        let hidden = as_guest.get(&format!("/v1.0/directoryObjects/{id}")).await;
+        assert_graph_error(&hidden, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    }
     // Adding members takes the member permission: a user without a role cannot.
     let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
     let refused =
