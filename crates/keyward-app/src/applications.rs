@@ -58,7 +58,7 @@ const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 const DEFAULT_SECRET_LIFETIME: Duration = Duration::days(730);
 const MAX_SECRET_LIFETIME: Duration = Duration::days(3650);
 
-fn app_target(app: &Application) -> TargetResource {
+pub(crate) fn app_target(app: &Application) -> TargetResource {
     TargetResource {
         id: app.id.clone(),
         display_name: Some(app.display_name.clone()),
@@ -492,8 +492,9 @@ impl App {
         Ok(())
     }
 
-    /// `DELETE /applications/{id}`: the registration, its credentials, and its service
-    /// principal with its role assignments.
+    /// `DELETE /applications/{id}`: the registration and its credentials move to the deleted
+    /// items for 30 days; its service principal is deleted for good with its role assignments and
+    /// consent grants, and the refresh tokens issued to it are revoked.
     pub async fn delete_application(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let id = parse_app_id(key)?;
         let now = self.now();
@@ -521,7 +522,10 @@ impl App {
                 vec![TargetResource::service_principal(&principal)],
             ));
         }
-        tx.delete_application(&caller.tenant.id, &application.id).await?;
+        // Kept 30 days in the deleted items with its credentials, as in Entra; the refresh tokens
+        // issued to it end now, so a restore revives no session.
+        tx.soft_delete_application(&caller.tenant.id, &application.id, now).await?;
+        tx.revoke_client_refresh_tokens(&caller.tenant.id, &application.app_id, now).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::DeleteApplication, vec![app_target(&application)])])
             .await?;
         Ok(())

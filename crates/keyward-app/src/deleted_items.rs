@@ -13,16 +13,24 @@
 //! owners and administrative units that still exist, but no role assignment or membership of
 //! another group: restoring never grants a role.
 //!
+//! An application registration is kept with its credentials; its service principal is deleted for
+//! good with it (with its role assignments and consent grants), and the refresh tokens issued to
+//! it are revoked (`App::delete_application`). A restore brings back the registration and its
+//! secrets and certificates, as in Entra, where restoring an application does not restore its
+//! service principal either: `POST /servicePrincipals` with its `appId` makes a new one, which
+//! holds no role and no consent.
+//!
 //! Restoring and removing for good are decided on the units the object was in when deleted, so an
 //! object of a restricted management unit stays under that unit's administrators.
 
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
+use keyward_core::authz::{ApplicationFacts, GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
 use keyward_core::directory::{Group, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{StoreError, Tx};
 use time::{Duration, OffsetDateTime};
 
+use crate::applications::{ApplicationView, app_target};
 use crate::commit_audited;
 use crate::directory::{decode_id_skiptoken, id_skiptoken, page_size, parse_object_id};
 use crate::facts::group_for_read;
@@ -42,6 +50,8 @@ pub struct Deleted<T> {
 pub type DeletedUser = Deleted<User>;
 /// A deleted group and when it was deleted.
 pub type DeletedGroup = Deleted<Group>;
+/// A deleted application (with its credentials) and when it was deleted.
+pub type DeletedApplication = Deleted<ApplicationView>;
 
 /// A page of deleted objects.
 #[derive(Debug, Clone)]
@@ -55,6 +65,7 @@ pub struct DeletedPage<T> {
 pub enum DeletedItem {
     User(Box<DeletedUser>),
     Group(DeletedGroup),
+    Application(Box<DeletedApplication>),
 }
 
 /// A restored user or group.
@@ -62,6 +73,7 @@ pub enum DeletedItem {
 pub enum Restored {
     User(Box<User>),
     Group(Group),
+    Application(Box<ApplicationView>),
 }
 
 /// The administrative units a deleted user or group was a member of (that still exist): a
@@ -115,6 +127,29 @@ impl App {
         Ok(page_of(rows, top, |it| it.id.as_str()))
     }
 
+    /// `GET /directory/deletedItems/microsoft.graph.application`: applications deleted in the
+    /// last 30 days, by id and paged (`microsoft.directory/applications/standard/read`), each
+    /// with its credentials (their hints, never a secret).
+    pub async fn list_deleted_applications(
+        &self,
+        caller: &Caller,
+        top: Option<&str>,
+        skiptoken: Option<&str>,
+    ) -> Result<DeletedPage<ApplicationView>, AppError> {
+        let top = page_size(top)?;
+        let after = decode_id_skiptoken(skiptoken)?;
+        require(caller, actions::APPLICATIONS_READ, Target::Tenant)?;
+        let mut tx = self.read().await?;
+        let since = self.now() - RETENTION;
+        let rows = tx.list_deleted_applications(&caller.tenant.id, since, after.as_deref(), top + 1).await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for (application, deleted) in rows {
+            let credentials = tx.list_deleted_app_credentials(&application.id).await?;
+            views.push((ApplicationView { application, credentials }, deleted));
+        }
+        Ok(page_of(views, top, |it| it.application.id.as_str()))
+    }
+
     /// The deleted user or group `key` names, if any (deleted in the last 30 days).
     async fn find_deleted(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
         let id = parse_object_id(key)?;
@@ -122,8 +157,15 @@ impl App {
         if let Some((object, deleted)) = tx.get_deleted_user(&caller.tenant.id, &id, since).await? {
             return Ok(DeletedItem::User(Box::new(Deleted { object, deleted })));
         }
-        match tx.get_deleted_group(&caller.tenant.id, &id, since).await? {
-            Some((object, deleted)) => Ok(DeletedItem::Group(Deleted { object, deleted })),
+        if let Some((object, deleted)) = tx.get_deleted_group(&caller.tenant.id, &id, since).await? {
+            return Ok(DeletedItem::Group(Deleted { object, deleted }));
+        }
+        match tx.get_deleted_application(&caller.tenant.id, &id, since).await? {
+            Some((application, deleted)) => {
+                let credentials = tx.list_deleted_app_credentials(&application.id).await?;
+                let object = ApplicationView { application, credentials };
+                Ok(DeletedItem::Application(Box::new(Deleted { object, deleted })))
+            }
             None => Err(AppError::NotFound(key.to_owned())),
         }
     }
@@ -136,6 +178,7 @@ impl App {
         match &found {
             DeletedItem::User(_) => require(caller, actions::USERS_READ, Target::Tenant)?,
             DeletedItem::Group(_) => require(caller, actions::GROUPS_READ, Target::Tenant)?,
+            DeletedItem::Application(_) => require(caller, actions::APPLICATIONS_READ, Target::Tenant)?,
         }
         Ok(found)
     }
@@ -197,6 +240,15 @@ impl App {
                     GroupFacts { units: deleted_units(&mut *tx, &it.object.id).await?, ..group_for_read(&it.object) };
                 (require(caller, action, Target::Group(&facts)), activity, TargetResource::group(&it.object))
             }
+            DeletedItem::Application(it) => {
+                // Those who may delete an application may restore it or remove it for good. Its
+                // service principal, and with it any role, went when it was deleted, so the
+                // privileged-application rule has nothing left to protect.
+                let activity = if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication };
+                let facts = ApplicationFacts::default();
+                let target = app_target(&it.object.application);
+                (require(caller, actions::APPLICATIONS_DELETE, Target::Application(&facts)), activity, target)
+            }
         };
         if let Err(err) = decision {
             return Err(self.refused(Some(tx), caller, activity, vec![target], err).await);
@@ -237,6 +289,19 @@ impl App {
                 let record = caller.succeeded(now, Activity::RestoreGroup, vec![TargetResource::group(&group)]);
                 (Restored::Group(group), record)
             }
+            DeletedItem::Application(found) => {
+                let view = found.object;
+                let application = &view.application;
+                tx.restore_application(&caller.tenant.id, &application.id).await.map_err(|err| match err {
+                    StoreError::Conflict { .. } => AppError::BadRequest(format!(
+                        "Another application has taken this application's uniqueName ('{}'). Rename or delete it, then restore.",
+                        application.unique_name.as_deref().unwrap_or_default()
+                    )),
+                    other => other.into(),
+                })?;
+                let record = caller.succeeded(now, Activity::RestoreApplication, vec![app_target(application)]);
+                (Restored::Application(Box::new(view)), record)
+            }
         };
         commit_audited(tx, [record]).await?;
         Ok(restored)
@@ -258,6 +323,11 @@ impl App {
                 tx.purge_deleted_group(&caller.tenant.id, &group.id).await?;
                 caller.succeeded(now, Activity::HardDeleteGroup, vec![TargetResource::group(&group)])
             }
+            DeletedItem::Application(found) => {
+                let application = &found.object.application;
+                tx.purge_deleted_application(&caller.tenant.id, &application.id).await?;
+                caller.succeeded(now, Activity::HardDeleteApplication, vec![app_target(application)])
+            }
         };
         commit_audited(tx, [record]).await?;
         Ok(())
@@ -274,6 +344,7 @@ impl App {
             let mut tx = self.write_long().await?;
             removed += tx.purge_deleted_users_before(&tenant, cutoff).await?;
             removed += tx.purge_deleted_groups_before(&tenant, cutoff).await?;
+            removed += tx.purge_deleted_applications_before(&tenant, cutoff).await?;
             tx.commit().await?;
         }
         Ok(removed)

@@ -71,6 +71,10 @@ pub enum Activity {
     AddApplication,
     UpdateApplication,
     DeleteApplication,
+    /// `Restore application`: a deleted application brought back from the deleted items.
+    RestoreApplication,
+    /// `Hard Delete application`: a deleted application removed for good.
+    HardDeleteApplication,
     /// `Update application – Certificates and secrets management `: a secret or certificate added or removed.
     UpdateApplicationCredentials,
     /// `Admin registered security info` (Authentication Methods).
@@ -312,6 +316,8 @@ impl Activity {
             Activity::AddApplication => "Add application",
             Activity::UpdateApplication => "Update application",
             Activity::DeleteApplication => "Delete application",
+            Activity::RestoreApplication => "Restore application",
+            Activity::HardDeleteApplication => "Hard Delete application",
             // Entra's string, with its en dash and trailing space.
             Activity::UpdateApplicationCredentials => "Update application – Certificates and secrets management ",
             Activity::AdminRegisteredSecurityInfo => "Admin registered security info",
@@ -391,6 +397,8 @@ impl Activity {
             | Activity::AddApplication
             | Activity::UpdateApplication
             | Activity::DeleteApplication
+            | Activity::RestoreApplication
+            | Activity::HardDeleteApplication
             | Activity::UpdateApplicationCredentials
             | Activity::ConsentToApplication
             | Activity::AddDelegatedPermissionGrant
@@ -474,8 +482,10 @@ impl Activity {
             | Activity::CallerVerified
             | Activity::CallerVerificationFailed => "Update",
             Activity::RequestServiceDeskApproval => "Add",
-            Activity::DeleteApplication => "Delete",
-            Activity::UpdateApplication | Activity::UpdateApplicationCredentials => "Update",
+            Activity::DeleteApplication | Activity::HardDeleteApplication => "Delete",
+            Activity::UpdateApplication | Activity::UpdateApplicationCredentials | Activity::RestoreApplication => {
+                "Update"
+            }
             Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup | Activity::HardDeleteGroup => {
                 "Delete"
             }

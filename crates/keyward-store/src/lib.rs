@@ -1458,6 +1458,51 @@ pub trait OAuthStore: Send {
     async fn insert_application(&mut self, app: &Application) -> Result<(), StoreError>;
     async fn update_application(&mut self, app: &Application) -> Result<(), StoreError>;
     async fn delete_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Keeps an application and its credentials in the deleted items (deleted at `at`), then
+    /// deletes it.
+    async fn soft_delete_application(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// The tenant's applications deleted at or after `since`, ordered by id after `after`, with
+    /// when each was deleted.
+    async fn list_deleted_applications(
+        &mut self,
+        tenant: &ObjectId,
+        since: OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Application, OffsetDateTime)>, StoreError>;
+    /// One deleted application, deleted at or after `since`.
+    async fn get_deleted_application(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        since: OffsetDateTime,
+    ) -> Result<Option<(Application, OffsetDateTime)>, StoreError>;
+    /// A deleted application's credentials, as [`list_app_credentials`](Self::list_app_credentials).
+    async fn list_deleted_app_credentials(&mut self, application: &ObjectId) -> Result<Vec<AppCredential>, StoreError>;
+    /// Moves a deleted application back with its credentials; `Conflict` when another
+    /// application has taken its `uniqueName` meanwhile.
+    async fn restore_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes a deleted application for good (`NotFound` when there is none).
+    async fn purge_deleted_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// Removes for good the applications deleted before `before`; returns how many.
+    async fn purge_deleted_applications_before(
+        &mut self,
+        tenant: &ObjectId,
+        before: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+    /// Revokes every refresh token issued to client `client_id` (an application's `appId`) in the
+    /// tenant that is not revoked yet; returns how many.
+    async fn revoke_client_refresh_tokens(
+        &mut self,
+        tenant: &ObjectId,
+        client_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
     async fn get_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<Option<Application>, StoreError>;
     /// [`get_application`](Self::get_application) for a change that writes the application back
     /// (`update_application` replaces every property), the row locked as

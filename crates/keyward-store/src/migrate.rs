@@ -133,6 +133,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0031_activated_directory_roles.sql",
         sql: include_str!("../migrations/sqlite/0031_activated_directory_roles.sql"),
     },
+    Migration {
+        version: 32,
+        name: "0032_deleted_applications.sql",
+        sql: include_str!("../migrations/sqlite/0032_deleted_applications.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -263,6 +268,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 31,
         name: "0031_activated_directory_roles.sql",
         sql: include_str!("../migrations/postgres/0031_activated_directory_roles.sql"),
+    },
+    Migration {
+        version: 32,
+        name: "0032_deleted_applications.sql",
+        sql: include_str!("../migrations/postgres/0032_deleted_applications.sql"),
     },
 ];
 

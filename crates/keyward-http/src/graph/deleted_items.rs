@@ -1,5 +1,5 @@
-//! `/directory/deletedItems`: deleted users and groups, kept 30 days, listed, read, restored or
-//! removed for good.
+//! `/directory/deletedItems`: deleted users, groups and applications, kept 30 days, listed, read,
+//! restored or removed for good.
 
 use super::{NoParameters, Query, allow_only, next_link, no_content, shape};
 use crate::context::{GraphCtx, collection, entity};
@@ -9,7 +9,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use keyward_app::{Deleted, DeletedItem, Restored};
+use keyward_app::{ApplicationView, Deleted, DeletedItem, Restored};
 use keyward_core::directory::{Group, User};
 use serde_json::{Map, Value, json};
 
@@ -88,12 +88,32 @@ async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
-/// `GET /directory/deletedItems/{id}`: a deleted user or group.
+fn deleted_application(it: &Deleted<ApplicationView>) -> Value {
+    let Value::Object(properties) = super::applications::application_json(&it.object) else { return Value::Null };
+    body(properties, "application", Some(it.deleted), None)
+}
+
+/// `GET /directory/deletedItems/microsoft.graph.application` (also `graph.application`) —
+/// `microsoft.directory/applications/standard/read`; `$top`, paged.
+async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$top", "$skiptoken"])?;
+    let page = ctx
+        .state
+        .app
+        .list_deleted_applications(&ctx.caller, query.raw.top.as_deref(), query.raw.skiptoken.as_deref())
+        .await?;
+    let items = page.items.iter().map(deleted_application).collect::<Vec<_>>();
+    let context = format!("{}/$metadata#directoryObjects/microsoft.graph.application", ctx.base());
+    Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
+}
+
+/// `GET /directory/deletedItems/{id}`: a deleted user, group or application.
 async fn get_item(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
     let found = ctx.state.app.get_deleted_item(&ctx.caller, &key).await?;
     let item = match &found {
         DeletedItem::User(it) => deleted_user(&ctx, it, None),
         DeletedItem::Group(it) => deleted_group(&ctx, it, None),
+        DeletedItem::Application(it) => deleted_application(it),
     };
     let context = format!("{}/$metadata#directoryObjects/$entity", ctx.base());
     Ok(entity(context, item, StatusCode::OK))
@@ -107,6 +127,10 @@ async fn restore(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Res
     let item = match &restored {
         Restored::User(user) => body(shape::user(user, None, ctx.version), "user", None, None),
         Restored::Group(group) => body(shape::group(group, None, ctx.version), "group", None, None),
+        Restored::Application(view) => match super::applications::application_json(view) {
+            Value::Object(properties) => body(properties, "application", None, None),
+            other => other,
+        },
     };
     Ok(entity(format!("{}/$metadata#directoryObjects/$entity", ctx.base()), item, StatusCode::OK))
 }
@@ -136,7 +160,18 @@ pub fn routes(api: Api) -> Api {
         .pages_only()
         .with_options(&["$select"])
     };
+    let applications = || {
+        Op::get(
+            TAG,
+            "List applications deleted in the last 30 days",
+            "microsoft.directory/applications/standard/read",
+            "DirectoryObjectCollection",
+        )
+        .pages_only()
+    };
     api.route("/directory/deletedItems/microsoft.graph.user", get(list_users), users())
+        .route("/directory/deletedItems/microsoft.graph.application", get(list_applications), applications())
+        .route("/directory/deletedItems/graph.application", get(list_applications), applications())
         .route("/directory/deletedItems/graph.user", get(list_users), users())
         .route("/directory/deletedItems/microsoft.graph.group", get(list_groups), groups())
         .route("/directory/deletedItems/graph.group", get(list_groups), groups())
@@ -145,8 +180,8 @@ pub fn routes(api: Api) -> Api {
             get(get_item),
             Op::get(
                 TAG,
-                "Get a deleted user or group",
-                "microsoft.directory/users/standard/read (users), microsoft.directory/groups/standard/read (groups)",
+                "Get a deleted user, group or application",
+                "microsoft.directory/users/standard/read (users), microsoft.directory/groups/standard/read (groups), microsoft.directory/applications/standard/read (applications)",
                 "DirectoryObject",
             )
             .with_id(),
@@ -156,8 +191,8 @@ pub fn routes(api: Api) -> Api {
             delete(purge),
             Op::delete(
                 TAG,
-                "Delete a deleted user or group for good",
-                "microsoft.directory/users/delete (users), microsoft.directory/groups/delete (groups)",
+                "Delete a deleted user, group or application for good",
+                "microsoft.directory/users/delete (users), microsoft.directory/groups/delete (groups), microsoft.directory/applications/delete (applications)",
             )
             .with_id(),
         )
@@ -166,8 +201,8 @@ pub fn routes(api: Api) -> Api {
             post(restore),
             Op::post(
                 TAG,
-                "Restore a deleted user or group",
-                "microsoft.directory/users/restore (users), microsoft.directory/groups/restore (groups)",
+                "Restore a deleted user, group or application",
+                "microsoft.directory/users/restore (users), microsoft.directory/groups/restore (groups), microsoft.directory/applications/delete (applications)",
                 "Empty",
                 200,
                 "DirectoryObject",

@@ -8,6 +8,24 @@ pub(crate) const APPLICATION_COLUMNS: &str = concat!(
     "public_redirect_uris, web_redirect_uris, created_at, unique_name"
 );
 
+/// `APPLICATION_COLUMNS` named by table, for a query that joins `deleted_items`.
+pub(crate) const DELETED_APPLICATION_COLUMNS: &str = concat!(
+    "applications.id, applications.tenant_id, applications.app_id, applications.display_name, ",
+    "applications.is_fallback_public_client, applications.public_redirect_uris, ",
+    "applications.web_redirect_uris, applications.created_at, applications.unique_name"
+);
+
+/// A deleted application, kept for restore with its credentials (schema 32). Its service
+/// principal is not kept: deleting the application deletes it, with its role assignments and
+/// consent grants, for good.
+pub(crate) const KEPT_APPLICATION: super::deleted::Kept = super::deleted::Kept {
+    kind: "application",
+    table: "applications",
+    children: &[("application_credentials", "application_id", "")],
+    stale: &[],
+    referenced: &[],
+};
+
 /// An application from the columns of `APPLICATION_COLUMNS`.
 pub(crate) fn application_from(row: &impl super::Columns) -> Result<crate::Application, crate::StoreError> {
     Ok(crate::Application {
@@ -37,6 +55,10 @@ macro_rules! impl_oauth_store {
         impl $tx {
             fn application_from_row(row: &DbRow) -> Result<Application, StoreError> {
                 crate::backend::oauth::application_from(row)
+            }
+
+            fn deleted_application_from_row(row: &DbRow) -> Result<(Application, OffsetDateTime), StoreError> {
+                Ok((Self::application_from_row(row)?, parse_ts(&row.try_get::<String, _>("deleted_at")?)?))
             }
 
             /// Takes a refresh token family's lock until the transaction ends (PostgreSQL; SQLite's
@@ -160,6 +182,85 @@ macro_rules! impl_oauth_store {
                     .execute(&mut *self.0)
                     .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn soft_delete_application(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                self.keep_deleted(&crate::backend::oauth::KEPT_APPLICATION, tenant, id, at).await?;
+                self.delete_application(tenant, id).await
+            }
+
+            async fn list_deleted_applications(
+                &mut self,
+                tenant: &ObjectId,
+                since: OffsetDateTime,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(Application, OffsetDateTime)>, StoreError> {
+                let (kept, columns) =
+                    (&crate::backend::oauth::KEPT_APPLICATION, crate::backend::oauth::DELETED_APPLICATION_COLUMNS);
+                let rows = self.deleted_rows(kept, columns, tenant, since, after.unwrap_or(""), false, limit).await?;
+                rows.iter().map(Self::deleted_application_from_row).collect()
+            }
+
+            async fn get_deleted_application(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                since: OffsetDateTime,
+            ) -> Result<Option<(Application, OffsetDateTime)>, StoreError> {
+                let (kept, columns) =
+                    (&crate::backend::oauth::KEPT_APPLICATION, crate::backend::oauth::DELETED_APPLICATION_COLUMNS);
+                let rows = self.deleted_rows(kept, columns, tenant, since, id.as_str(), true, 1).await?;
+                rows.first().map(Self::deleted_application_from_row).transpose()
+            }
+
+            async fn list_deleted_app_credentials(
+                &mut self,
+                application: &ObjectId,
+            ) -> Result<Vec<AppCredential>, StoreError> {
+                let sql = crate::backend::CREDENTIALS_OF
+                    .replace("FROM application_credentials", "FROM deleted_application_credentials");
+                let rows = q::query(q::AssertSqlSafe(sql)).bind(application.as_str()).fetch_all(&mut *self.0).await?;
+                rows.iter().map(crate::backend::credential_from).collect()
+            }
+
+            async fn restore_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                self.bring_back(&crate::backend::oauth::KEPT_APPLICATION, tenant, id).await
+            }
+
+            async fn purge_deleted_application(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError> {
+                self.forget_deleted(&crate::backend::oauth::KEPT_APPLICATION, tenant, id).await
+            }
+
+            async fn purge_deleted_applications_before(
+                &mut self,
+                tenant: &ObjectId,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                self.forget_deleted_before(&crate::backend::oauth::KEPT_APPLICATION, tenant, before).await
+            }
+
+            async fn revoke_client_refresh_tokens(
+                &mut self,
+                tenant: &ObjectId,
+                client_id: &str,
+                at: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let done = q::query(concat!(
+                    "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND client_id = $2 ",
+                    "AND revoked_at IS NULL"
+                ))
+                .bind(tenant.as_str())
+                .bind(client_id)
+                .bind(fmt_ts(at))
+                .execute(&mut *self.0)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn get_application(

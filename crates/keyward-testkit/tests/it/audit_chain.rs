@@ -939,6 +939,9 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 32's deleted applications.
+    raw.exec("DROP TABLE deleted_application_credentials").await;
+    raw.exec("DROP TABLE deleted_applications").await;
     // Nor schema 31's activated directory roles.
     raw.exec("DROP TABLE activated_directory_roles").await;
     // Nor schema 30's record of the client's authentication with a refresh token.

@@ -1244,8 +1244,13 @@ async fn application_unique_name_upsert(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
-    // The name is free again.
+    // The name is free again; the deleted application cannot come back under it meanwhile.
     assert_eq!(upsert(json!({"displayName": "Payroll 3"}), CREATE, admin).await.status, StatusCode::CREATED);
+    let taken = app.post(&format!("/v1.0/directory/deletedItems/{id}/restore"), &json!({})).await;
+    assert_graph_error(&taken, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert!(taken.text.contains("uniqueName"), "{}", taken.text);
+    let still = app.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
+    assert_eq!(still.body["uniqueName"], "payroll-sync", "still kept: {}", still.text);
 }
 
 /// Races a careless script or an attacker could start: two managers set at once that would make

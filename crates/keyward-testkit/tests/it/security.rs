@@ -1349,7 +1349,120 @@ async fn reset_mfa_and_a_code_being_entered_take_locks_in_one_order(backend: Bac
     assert_eq!(left.body["value"], json!([]), "the reset then removed the app: {}", left.text);
 }
 
+/// A deleted application is kept 30 days with its credentials and can be restored, as in Entra;
+/// nothing it opened comes back with it: its service principal's roles and consent, and the
+/// refresh tokens issued to it, are gone for good.
+async fn deleted_applications_come_back_without_their_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Kept app"})).await;
+    let client_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let object_id = created.body["id"].as_str().expect("id").to_owned();
+    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let principal = principal_of(&app, &client_id).await;
+    let consent = |principal: &str| {
+        json!({"clientId": principal, "consentType": "AllPrincipals",
+            "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "openid offline_access User.Read"})
+    };
+    assert_eq!(app.post("/v1.0/oauth2PermissionGrants", &consent(&principal)).await.status, StatusCode::CREATED);
+    app.assign_role(&principal, keyward_core::authz::roles::DIRECTORY_READERS, "/").await;
+    let node = password_node(&app).await;
+    let grant = form(&[
+        ("grant_type", "password"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("username", &upn),
+        ("password", PASSWORD),
+        ("scope", "openid offline_access User.Read"),
+    ]);
+    let tokens = node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
+    let refresh_token = tokens.refresh_token.expect("refresh");
+    let refresh = form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("refresh_token", &refresh_token),
+    ]);
+
+    let adele = app.token_for(&upn).await;
+    let path = format!("/v1.0/applications/{object_id}");
+    assert_eq!(app.as_user(&adele).delete(&path).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path).await.status, StatusCode::NOT_FOUND);
+    let gone = app.get(&format!("/v1.0/servicePrincipals(appId='{client_id}')")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
+    let listed = app.get("/v1.0/directory/deletedItems/microsoft.graph.application").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let kept = &listed.body["value"][0];
+    assert_eq!((&kept["id"], &kept["appId"]), (&json!(object_id), &json!(client_id)), "{}", listed.text);
+    assert!(kept["deletedDateTime"].is_string() && kept["passwordCredentials"][0]["hint"].is_string(), "{kept}");
+    assert_eq!(kept["passwordCredentials"][0]["secretText"], Value::Null, "a secret is never read back");
+    let one = app.get(&format!("/v1.0/directory/deletedItems/{object_id}")).await;
+    assert_eq!(one.body["@odata.type"], "#microsoft.graph.application", "{}", one.text);
+    // A member reads deleted applications as they read live ones, but may not restore one.
+    assert_eq!(
+        app.as_user(&adele).get(&format!("/v1.0/directory/deletedItems/{object_id}")).await.status,
+        StatusCode::OK
+    );
+    let refused =
+        app.as_user(&adele).post(&format!("/v1.0/directory/deletedItems/{object_id}/restore"), &json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(node.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await.is_err());
+
+    let restored = app.post(&format!("/v1.0/directory/deletedItems/{object_id}/restore"), &json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.text);
+    assert_eq!(restored.body["@odata.type"], "#microsoft.graph.application");
+    let back = app.get(&path).await;
+    assert_eq!(back.body["passwordCredentials"].as_array().map(Vec::len), Some(1), "{}", back.text);
+    assert_eq!(app.get("/v1.0/directory/deletedItems/microsoft.graph.application").await.body["value"], json!([]));
+    let activities: Vec<(String, &str)> = app
+        .audit_for(&object_id)
+        .await
+        .iter()
+        .map(|it| (it.activity_display_name.clone(), it.result.as_str()))
+        .collect();
+    let expected = [("Restore application", "success"), ("Restore application", "failure")];
+    assert_eq!(activities[..2], expected.map(|(name, result)| (name.to_owned(), result)), "{activities:?}");
+    // Its service principal is made anew (as in Entra, a restore does not bring it back): no role,
+    // no consent; and the old refresh token stays revoked even once consent is given again.
+    let made = app.post("/v1.0/servicePrincipals", &json!({"appId": client_id})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let principal = keyward_testkit::id_of(&made.body);
+    let roles =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{principal}'")).await;
+    assert_eq!(roles.body["value"], json!([]), "{}", roles.text);
+    assert_eq!(app.post("/v1.0/oauth2PermissionGrants", &consent(&principal)).await.status, StatusCode::CREATED);
+    assert!(node.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await.is_err());
+    // The restored secret works for new grants.
+    assert!(node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.is_ok());
+
+    // Deleted again and removed for good: gone from the deleted items, audited.
+    assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT);
+    let purge = format!("/v1.0/directory/deletedItems/{object_id}");
+    assert_eq!(app.as_user(&adele).delete(&purge).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.delete(&purge).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&purge).await.status, StatusCode::NOT_FOUND);
+    let again = app.post(&format!("{purge}/restore"), &json!({})).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+    let activities: Vec<(String, &str)> = app
+        .audit_for(&object_id)
+        .await
+        .iter()
+        .map(|it| (it.activity_display_name.clone(), it.result.as_str()))
+        .collect();
+    let hard = |result: &str| {
+        activities.iter().filter(|(name, it)| name == "Hard Delete application" && *it == result).count()
+    };
+    assert_eq!((hard("success"), hard("failure")), (1, 1), "{activities:?}");
+    assert_eq!(activities[0].0, "Hard Delete application", "{activities:?}");
+}
+
 keyward_testkit::on_both_backends!(
+    deleted_applications_come_back_without_their_sessions,
     reset_mfa_and_a_code_being_entered_take_locks_in_one_order,
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,

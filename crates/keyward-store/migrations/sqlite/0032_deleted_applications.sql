@@ -1,0 +1,7 @@
+-- Keyward schema 32: a deleted application registration is kept 30 days with its credentials,
+-- as Entra keeps it, in exact copies of its tables (as schema 17 keeps users). A column added to
+-- `applications` or `application_credentials` later must be added to its copy too.
+CREATE TABLE deleted_applications AS SELECT * FROM applications WHERE 0;
+CREATE TABLE deleted_application_credentials AS SELECT * FROM application_credentials WHERE 0;
+CREATE UNIQUE INDEX deleted_applications_id ON deleted_applications(id);
+CREATE INDEX deleted_application_credentials_application ON deleted_application_credentials(application_id);
