@@ -705,28 +705,35 @@ async fn codes_only_after_consent(backend: Backend) {
     let _ = grace;
 }
 
-/// RFC 7009 §2.1: a confidential client authenticates to revoke; another client's revocation of
-/// a token changes nothing.
-async fn revocation_authenticates_confidential_clients(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    app.create_user("adele", "Adele Vance").await;
-    let upn = format!("adele@{DOMAIN}");
-    let created = app.post("/v1.0/applications", &json!({"displayName": "Daemon with users"})).await;
+/// Consent for every user to `openid offline_access User.Read` by client `principal`.
+fn consent_for_all(principal: &str) -> Value {
+    json!({"clientId": principal, "consentType": "AllPrincipals",
+        "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "openid offline_access User.Read"})
+}
+
+/// A registered application with a client secret, its users' consent given by an administrator:
+/// its appId, object id, secret and service principal's id.
+async fn consented_application(app: &TestApp, name: &str) -> (String, String, String, String) {
+    let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
     let client_id = created.body["appId"].as_str().expect("appId").to_owned();
     let object_id = created.body["id"].as_str().expect("id").to_owned();
     let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
         .as_str()
         .expect("secret")
         .to_owned();
-    let principal = principal_of(&app, &client_id).await;
-    let granted = app
-        .post(
-            "/v1.0/oauth2PermissionGrants",
-            &json!({"clientId": principal, "consentType": "AllPrincipals",
-                "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "openid offline_access User.Read"}),
-        )
-        .await;
+    let principal = principal_of(app, &client_id).await;
+    let granted = app.post("/v1.0/oauth2PermissionGrants", &consent_for_all(&principal)).await;
     assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    (client_id, object_id, secret, principal)
+}
+
+/// RFC 7009 §2.1: a confidential client authenticates to revoke; another client's revocation of
+/// a token changes nothing.
+async fn revocation_authenticates_confidential_clients(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("adele", "Adele Vance").await;
+    let upn = format!("adele@{DOMAIN}");
+    let (client_id, _, secret, _) = consented_application(&app, "Daemon with users").await;
     let node = password_node(&app).await;
     let grant = form(&[
         ("grant_type", "password"),
@@ -1356,19 +1363,7 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
     let app = TestApp::spawn(backend).await;
     app.create_user("adele", "Adele Vance").await;
     let upn = format!("adele@{DOMAIN}");
-    let created = app.post("/v1.0/applications", &json!({"displayName": "Kept app"})).await;
-    let client_id = created.body["appId"].as_str().expect("appId").to_owned();
-    let object_id = created.body["id"].as_str().expect("id").to_owned();
-    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await.body["secretText"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
-    let principal = principal_of(&app, &client_id).await;
-    let consent = |principal: &str| {
-        json!({"clientId": principal, "consentType": "AllPrincipals",
-            "resourceId": "00000003-0000-0000-c000-000000000000", "scope": "openid offline_access User.Read"})
-    };
-    assert_eq!(app.post("/v1.0/oauth2PermissionGrants", &consent(&principal)).await.status, StatusCode::CREATED);
+    let (client_id, object_id, secret, principal) = consented_application(&app, "Kept app").await;
     app.assign_role(&principal, keyward_core::authz::roles::DIRECTORY_READERS, "/").await;
     let node = password_node(&app).await;
     let grant = form(&[
@@ -1435,7 +1430,10 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
     let roles =
         app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{principal}'")).await;
     assert_eq!(roles.body["value"], json!([]), "{}", roles.text);
-    assert_eq!(app.post("/v1.0/oauth2PermissionGrants", &consent(&principal)).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post("/v1.0/oauth2PermissionGrants", &consent_for_all(&principal)).await.status,
+        StatusCode::CREATED
+    );
     assert!(node.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await.is_err());
     // The restored secret works for new grants.
     assert!(node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.is_ok());
