@@ -28,6 +28,9 @@ pub struct ApplicationDraft {
     pub web_redirect_uris: Option<Vec<String>>,
     /// `keyCredentials`: replaces every certificate of the application.
     pub key_credentials: Option<Vec<KeyCredentialDraft>>,
+    /// `id` and `appId` as the body stated them (scripts write back what they read): read-only,
+    /// so a value other than the application's own is refused, never ignored.
+    pub stated_ids: Vec<(&'static str, String)>,
 }
 
 /// A certificate for `private_key_jwt` (Graph's `keyCredential` of type `AsymmetricX509Cert`).
@@ -305,6 +308,11 @@ impl App {
             .clone()
             .ok_or_else(|| AppError::BadRequest("Property 'displayName' is required.".into()))?;
         validate(&draft)?;
+        if let Some((name, _)) = draft.stated_ids.first() {
+            return Err(AppError::BadRequest(format!(
+                "Property '{name}' is read-only: Keyward assigns it when the application is created."
+            )));
+        }
         let now = self.now();
         let application = Application {
             id: new_id(),
@@ -412,6 +420,12 @@ impl App {
             return Err(self
                 .refused(Some(tx), caller, Activity::UpdateApplication, vec![app_target(&application)], err)
                 .await);
+        }
+        for (name, value) in &draft.stated_ids {
+            let own = if *name == "id" { application.id.as_str() } else { application.app_id.as_str() };
+            if !value.eq_ignore_ascii_case(own) {
+                return Err(AppError::BadRequest(format!("Property '{name}' is read-only and cannot be changed.")));
+            }
         }
         let mut changes = Vec::new();
         let mut change = |name: &str, old: String, new: String| {

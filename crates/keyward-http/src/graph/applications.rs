@@ -129,7 +129,14 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
             "keyCredentials" => draft.key_credentials = Some(key_credentials(value)?),
             "web" => draft.web_redirect_uris = uris(value, "web")?,
             "signInAudience" if value.as_str() == Some("AzureADMyOrg") => (),
-            "@odata.type" | "id" | "appId" => (),
+            "@odata.type" => (),
+            "id" | "appId" => {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a string.")))?
+                    .to_owned();
+                draft.stated_ids.push((if name == "id" { "id" } else { "appId" }, value));
+            }
             "uniqueName" => {
                 return Err(AppError::BadRequest(
                     "Property 'uniqueName' is read-only: it is set by creating the application with PATCH /applications(uniqueName='…') and the header Prefer: create-if-missing.".into(),

@@ -513,6 +513,21 @@ async fn alternate_keys(backend: Backend) {
         app.patch(&format!("/v1.0/applications(appId='{app_id}')"), &json!({"displayName": "Payroll 2"})).await;
     assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
     assert_eq!(app.get(&format!("/v1.0/applications/{id}")).await.body["displayName"], "Payroll 2");
+    // `id` and `appId` are read-only: written back as read they are taken, changed they are
+    // refused (never ignored), and a new application cannot choose them.
+    let as_read = json!({"id": id.to_uppercase(), "appId": app_id, "displayName": "Payroll 3"});
+    assert_eq!(app.patch(&format!("/v1.0/applications/{id}"), &as_read).await.status, StatusCode::NO_CONTENT);
+    for changed in [
+        json!({"appId": "00000000-0000-4000-8000-0000000000aa", "displayName": "Payroll 4"}),
+        json!({"id": "00000000-0000-4000-8000-0000000000aa", "displayName": "Payroll 4"}),
+        json!({"appId": 7}),
+    ] {
+        let refused = app.patch(&format!("/v1.0/applications/{id}"), &changed).await;
+        assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    }
+    assert_eq!(app.get(&format!("/v1.0/applications/{id}")).await.body["displayName"], "Payroll 3");
+    let chosen = app.post("/v1.0/applications", &json!({"displayName": "Mine", "appId": app_id})).await;
+    assert_graph_error(&chosen, StatusCode::BAD_REQUEST, "Request_BadRequest");
     let principal = app.get(&format!("/v1.0/servicePrincipals(appId='{app_id}')")).await;
     assert_eq!(principal.status, StatusCode::OK, "{}", principal.text);
     assert_eq!(principal.body["appId"], app_id.as_str());
