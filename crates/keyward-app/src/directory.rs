@@ -251,7 +251,18 @@ async fn insert_relation(
 ) -> Result<AuditRecord, AppError> {
     let object = match relation {
         Relation::Members => resolve_object(tx, &caller.tenant, object_key).await?,
-        Relation::Owners => DirectoryObject::User(resolve_user(tx, &caller.tenant, object_key).await?),
+        // Graph's owners are users and service principals (an application that manages the group).
+        Relation::Owners if ObjectId::parse(object_key).is_none() => {
+            DirectoryObject::User(resolve_user(tx, &caller.tenant, object_key).await?)
+        }
+        Relation::Owners => match resolve_object(tx, &caller.tenant, object_key).await? {
+            DirectoryObject::Group(_) => {
+                return Err(AppError::BadRequest(
+                    "A group's owners are users or service principals, not groups.".into(),
+                ));
+            }
+            other => other,
+        },
     };
     let reference = member_ref(&object);
     let activity = match relation {
@@ -757,8 +768,8 @@ impl App {
         page_of_refs(&mut *tx, &caller.tenant, refs, top).await
     }
 
-    /// `POST /groups/{id}/members/$ref` and `POST /groups/{id}/owners/$ref`. Members are users or
-    /// groups, owners are users. Changing a role-assignable group also needs the role-assignable-group
+    /// `POST /groups/{id}/members/$ref` and `POST /groups/{id}/owners/$ref`. Members are users,
+    /// groups or service principals, owners users or service principals. Changing a role-assignable group also needs the role-assignable-group
     /// permission, as in Entra.
     pub async fn add_to_group(
         &self,

@@ -440,6 +440,32 @@ async fn groups_members_and_owners(backend: Backend) {
     let owner = app.post(&format!("/v1.0/groups/{gid}/owners/$ref"), &reference(megan_id)).await;
     assert_eq!(owner.status, StatusCode::NO_CONTENT, "{}", owner.text);
     assert_eq!(app.get(&format!("/v1.0/groups/{gid}/owners")).await.body["value"][0]["id"], megan_id);
+    // A service principal may own a group too (an application that manages it); a group may not.
+    let registered = app.post("/v1.0/applications", &json!({"displayName": "Group manager"})).await;
+    let app_id = registered.body["appId"].as_str().expect("appId");
+    let principal = app.get(&format!("/v1.0/servicePrincipals(appId='{app_id}')")).await;
+    let principal_id = principal.body["id"].as_str().expect("principal").to_owned();
+    let by_app = app.post(&format!("/v1.0/groups/{gid}/owners/$ref"), &reference(&principal_id)).await;
+    assert_eq!(by_app.status, StatusCode::NO_CONTENT, "{}", by_app.text);
+    let owners = app.get(&format!("/v1.0/groups/{gid}/owners")).await;
+    let kinds: Vec<&str> =
+        owners.body["value"].as_array().expect("value").iter().filter_map(|it| it["@odata.type"].as_str()).collect();
+    assert!(
+        kinds.contains(&"#microsoft.graph.servicePrincipal") && kinds.contains(&"#microsoft.graph.user"),
+        "{}",
+        owners.text
+    );
+    let other = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Other", "mailEnabled": false, "mailNickname": "other", "securityEnabled": true}),
+        )
+        .await;
+    let refused =
+        app.post(&format!("/v1.0/groups/{gid}/owners/$ref"), &reference(other.body["id"].as_str().expect("id"))).await;
+    assert_graph_error(&refused, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let removed = app.delete(&format!("/v1.0/groups/{gid}/owners/{principal_id}/$ref")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
     // $expand returns the relationship inline, on lists and single objects.
     let expanded = app.get(&format!("/v1.0/users?$filter=id eq '{adele_id}'&$expand=memberOf")).await;
     assert_eq!(expanded.body["value"][0]["memberOf"][0]["id"], gid.as_str(), "{}", expanded.text);
@@ -492,7 +518,15 @@ async fn groups_members_and_owners(backend: Backend) {
     let activities: Vec<String> = app.audit_for(&gid).await.iter().map(|it| it.activity_display_name.clone()).collect();
     assert_eq!(
         activities,
-        ["Remove member from group", "Add owner to group", "Add member to group", "Add member to group", "Add group"]
+        [
+            "Remove member from group",
+            "Remove owner from group",
+            "Add owner to group",
+            "Add owner to group",
+            "Add member to group",
+            "Add member to group",
+            "Add group"
+        ]
     );
     let adele_records = app.audit_for(adele_id).await;
     let add_member = adele_records
