@@ -91,6 +91,7 @@ impl FromRequest<AppState> for Body {
     async fn from_request(request: Request, state: &AppState) -> Result<Body, GraphError> {
         let (parts, body) = request.into_parts();
         let ids = request_ids(&parts);
+        json_content_type(&parts.headers, &ids)?;
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|err| {
             if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 GraphError::new(
@@ -134,13 +135,39 @@ impl FromRequest<AppState> for OptionalBody {
 }
 
 /// A request's body, whole, with the request's ids for errors.
+/// An optional body's bytes; one that is there must be declared JSON, as Graph wants it.
 async fn body_bytes(request: Request, state: &AppState) -> Result<(Bytes, crate::context::RequestIds), GraphError> {
     let (parts, body) = request.into_parts();
     let ids = request_ids(&parts);
+    let headers = parts.headers.clone();
     let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
         .await
         .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
+    if !bytes.is_empty() {
+        json_content_type(&headers, &ids)?;
+    }
     Ok((bytes, ids))
+}
+
+/// Graph reads a request body only when it is declared JSON (`application/json`, with or without
+/// parameters such as `charset` or `odata.metadata`): without a `Content-Type`, or with another,
+/// it answers `400` before looking at the body.
+fn json_content_type(headers: &axum::http::HeaderMap, ids: &crate::context::RequestIds) -> Result<(), GraphError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Err(GraphError::bad_request(
+            "Write requests (excluding DELETE) must contain the Content-Type header declaration.",
+            ids,
+        ));
+    };
+    let media = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(GraphError::bad_request(
+            "Entity only allows writes with a JSON Content-Type header: send Content-Type: application/json.",
+            ids,
+        ))
+    }
 }
 
 /// The body of an action without parameters: none, or a JSON object (whose properties are

@@ -161,7 +161,36 @@ async fn bad_input_gets_graph_errors_and_changes_nothing(backend: Backend) {
         .await
         .expect("send");
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    // A body is read only when declared JSON, as Graph reads it: a valid body without
+    // Content-Type, or with another type, is refused before it is looked at.
+    let body = serde_json::to_vec(&valid(&format!("typed@{DOMAIN}"), "Tq7-harbour-Lantern-92!")).expect("json");
+    let send = |content_type: Option<&'static str>, path: String, body: Vec<u8>| {
+        let mut request = app.client.post(format!("{}{path}", app.base_url)).bearer_auth(&app.admin_token).body(body);
+        if let Some(value) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, value);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for (content_type, needle) in
+        [(None, "must contain the Content-Type header"), (Some("text/plain"), "JSON Content-Type")]
+    {
+        let (status, reply) = send(content_type, "/v1.0/users".into(), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+        assert!(reply["error"]["message"].as_str().is_some_and(|it| it.contains(needle)), "{reply}");
+    }
     assert_eq!(count_users(&app).await, before, "refused requests created nothing");
+    // An action's optional body is checked the same way when there is one; none needs no type.
+    let revoke = format!("/v1.0/users/existing@{DOMAIN}/revokeSignInSessions");
+    let (status, reply) = send(None, revoke.clone(), b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    let (status, reply) = send(None, revoke, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, reply) = send(Some("application/json; charset=utf-8"), "/v1.0/users".into(), body).await;
+    assert_eq!(status, StatusCode::CREATED, "parameters of the type are fine: {reply}");
     // Methods and actions refuse what their type does not declare, as Graph does.
     let existing = format!("existing@{DOMAIN}");
     for (path, body, needle) in [
