@@ -12,7 +12,7 @@
 
 use keyward_core::audit::{Activity, AuditContext, AuditRecord, Initiator, TargetResource};
 use keyward_core::authz::{Target, actions, catalog};
-use keyward_core::directory::{AssignmentFilter, Tenant, User};
+use keyward_core::directory::{AssignmentFilter, ObjectKind, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::notify::{self, Kind, Message, State};
 use keyward_store::{OutboxMessage, Tx};
@@ -78,15 +78,27 @@ pub(crate) async fn stage_for_administrators(
         ..AssignmentFilter::default()
     };
     let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
+    // The holders: users assigned the role, and the members of role-assignable groups assigned
+    // it (such a group holds no groups, so its direct members are everyone who holds the role
+    // through it).
+    let mut holders: Vec<ObjectId> = Vec::new();
+    for assignment in assignments {
+        if tx.get_group(&tenant.id, &assignment.principal_id).await?.is_some() {
+            let members = tx.list_members(&assignment.principal_id, None, keyward_store::ALL_ROWS).await?;
+            holders.extend(members.into_iter().filter(|it| it.kind == ObjectKind::User).map(|it| it.id));
+        } else {
+            holders.push(assignment.principal_id);
+        }
+    }
     let mut told: Vec<ObjectId> = Vec::new();
     let mut sent = 0;
-    for assignment in assignments {
+    for holder in holders {
         // The one who caused the message (the reporting user, the requester) is not told.
-        if told.contains(&assignment.principal_id) || assignment.principal_id == *except {
+        if told.contains(&holder) || holder == *except {
             continue;
         }
-        told.push(assignment.principal_id.clone());
-        let Some(admin) = tx.get_user(&tenant.id, &assignment.principal_id).await? else { continue };
+        told.push(holder.clone());
+        let Some(admin) = tx.get_user(&tenant.id, &holder).await? else { continue };
         let Some(address) = admin.mail.clone().filter(|_| admin.account_enabled) else { continue };
         insert(tx, &tenant.id, kind, &admin, Some(address), message.clone(), correlation_id, at).await?;
         sent += 1;

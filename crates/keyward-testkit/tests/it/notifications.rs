@@ -72,6 +72,18 @@ async fn security_changes_reach_the_user_once(backend: Backend) {
     let (_, desk) = person(&app, "desk", true, Some(roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR)).await;
     let (global, _) = person(&app, "global", true, Some(roles::GLOBAL_ADMINISTRATOR)).await;
     let (_, helpdesk) = person(&app, "helper", true, Some(roles::HELPDESK_ADMINISTRATOR)).await;
+    // One who holds Privileged Authentication Administrator through a role-assignable group.
+    let (tier, _) = person(&app, "tier", true, None).await;
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Tier 0", "mailEnabled": false, "mailNickname": "tier0", "securityEnabled": true,
+                "isAssignableToRole": true,
+                "members@odata.bind": [format!("https://graph.microsoft.com/v1.0/users/{tier}")]}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    app.assign_role(group.body["id"].as_str().expect("id"), roles::PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, "/").await;
 
     // Changes that fail or are refused write nothing: a one-step reset whose pass is invalid
     // (rolled back after its first steps), and a reset the desk may not do.
@@ -201,7 +213,7 @@ async fn security_changes_reach_the_user_once(backend: Backend) {
         .cloned()
         .collect();
     let told: Vec<&str> = alerts.iter().filter_map(|it| it["recipient"].as_str()).collect();
-    for address in ["admin@mail.test", "global@mail.test", "desk@mail.test"] {
+    for address in ["admin@mail.test", "global@mail.test", "desk@mail.test", "tier@mail.test"] {
         assert!(told.contains(&address), "{address} in {told:?}");
     }
     assert!(!told.contains(&"helper@mail.test"), "a Helpdesk Administrator is not told");
