@@ -617,6 +617,30 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
     );
+    // Members and guests read the organization and its domains (Entra's default permissions, the
+    // guests' restricted ones included); anonymous callers do not.
+    app.create_user("member", "Member").await;
+    let guest = app
+        .post(
+            "/v1.0/users",
+            &json!({"accountEnabled": true, "displayName": "Guest", "mailNickname": "guest",
+                "userPrincipalName": format!("guest@{DOMAIN}"), "userType": "Guest",
+                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false}}),
+        )
+        .await;
+    assert_eq!(guest.status, StatusCode::CREATED, "{}", guest.text);
+    for upn in [format!("member@{DOMAIN}"), format!("guest@{DOMAIN}")] {
+        let token = app.token_for(&upn).await;
+        let as_them = app.as_user(&token);
+        let org = as_them.get(&format!("/v1.0/organization/{tenant}")).await;
+        assert_eq!(org.status, StatusCode::OK, "{upn}: {}", org.text);
+        let domains = as_them.get("/v1.0/domains").await;
+        assert_eq!(domains.body["value"][0]["id"], DOMAIN, "{upn}: {}", domains.text);
+    }
+    for path in ["/v1.0/domains".to_owned(), format!("/v1.0/organization/{tenant}")] {
+        let anonymous = app.send(Method::GET, &path, None, None, &[]).await;
+        assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
     assert!(
         metrics
             .text

@@ -700,6 +700,11 @@ async fn group_created_with_members_and_owners(backend: Backend) {
     let refused =
         app.as_user(&adele_token).patch(&path, &json!({"members@odata.bind": [format!("{base}/users/{adele}")]})).await;
     assert_graph_error(&refused, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // Nor remove one by URL (Kiota's form), which is decided as the removal by id.
+    let megan_url = keyward_app::url_encode(&format!("{base}/directoryObjects/{megan}"));
+    let by_url = app.as_user(&adele_token).delete(&format!("/v1.0/groups/{group}/members/$ref?$id={megan_url}")).await;
+    assert_graph_error(&by_url, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(ids(&app.get(&format!("/v1.0/groups/{group}/members")).await.body).contains(&megan), "still a member");
 }
 
 /// Deleting a user keeps it 30 days in the deleted items: listed, read, restored (profile and

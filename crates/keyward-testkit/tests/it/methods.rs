@@ -730,6 +730,17 @@ async fn single_methods_and_own_sessions_on_me(backend: Backend) {
     let renamed = app.patch("/v1.0/me", &json!({"jobTitle": "Chief of Staff"})).await;
     assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
     assert_eq!(app.get("/v1.0/me").await.body["jobTitle"], "Chief of Staff");
+    // A user without a role is decided as `PATCH /users/{own id}` decides them: the same answer
+    // by either path, and nothing changed when it is a refusal.
+    let pat = app.create_user("pat", "Pat").await;
+    let pat_id = pat["id"].as_str().expect("id").to_owned();
+    let pat_token = app.token_for(&format!("pat@{DOMAIN}")).await;
+    let as_pat = app.as_user(&pat_token);
+    let by_me = as_pat.patch("/v1.0/me", &json!({"jobTitle": "Self-promoted"})).await;
+    let by_id = as_pat.patch(&format!("/v1.0/users/{pat_id}"), &json!({"jobTitle": "Self-promoted"})).await;
+    assert_eq!(by_me.status, by_id.status, "{} / {}", by_me.text, by_id.text);
+    assert_graph_error(&by_me, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert_eq!(app.get(&format!("/v1.0/users/{pat_id}?$select=jobTitle")).await.body["jobTitle"], Value::Null);
 }
 
 /// `POST /me/changePassword`: any user, with the current password (a wrong one counts toward
