@@ -1667,7 +1667,39 @@ async fn documented_method_bodies(backend: Backend) {
     assert_graph_error(&none, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
 }
 
+/// Adding members to a role-assignable group with `PATCH … members@odata.bind` while the group is
+/// deleted: both take the tenant's role-change lock before the group's row, so they run one after
+/// the other (PostgreSQL would otherwise find a deadlock and fail one with 500). Each round
+/// either adds the members and then deletes the group, or deletes it and answers the patch 404.
+async fn a_group_patched_while_deleted_takes_locks_in_one_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let member = create(&app, "joiner", json!({})).await;
+    let base = "https://graph.microsoft.com/v1.0";
+    for round in 0..12 {
+        let created = app
+            .post(
+                "/v1.0/groups",
+                &json!({"displayName": format!("Tier {round}"), "mailEnabled": false, "mailNickname": format!("tier{round}"),
+                    "securityEnabled": true, "isAssignableToRole": true}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let group = id_of(&created.body);
+        let path = format!("/v1.0/groups/{group}");
+        let body = json!({"description": "busy", "members@odata.bind": [format!("{base}/users/{member}")]});
+        let (patched, deleted) = tokio::join!(app.patch(&path, &body), app.delete(&path));
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT, "round {round}: {}", deleted.text);
+        assert!(
+            [StatusCode::NO_CONTENT, StatusCode::NOT_FOUND].contains(&patched.status),
+            "round {round}: {} {}",
+            patched.status,
+            patched.text
+        );
+    }
+}
+
 keyward_testkit::on_both_backends!(
+    a_group_patched_while_deleted_takes_locks_in_one_order,
     user_profile_properties,
     manager_and_direct_reports,
     memberships_and_member_functions,
