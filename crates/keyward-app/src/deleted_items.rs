@@ -1,4 +1,4 @@
-//! The deleted items (`/directory/deletedItems`): a deleted user or group is kept 30 days, listed,
+//! The deleted items (`/directory/deletedItems`): a deleted user, group or application is kept 30 days, listed,
 //! read, restored or removed for good.
 //!
 //! Deleting a user ends its group memberships, role assignments and sessions (`App::delete_user`);
@@ -24,7 +24,7 @@
 //! object of a restricted management unit stays under that unit's administrators.
 
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{ApplicationFacts, GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
+use keyward_core::authz::{GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
 use keyward_core::directory::{Group, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{StoreError, Tx};
@@ -33,10 +33,10 @@ use time::{Duration, OffsetDateTime};
 use crate::applications::{ApplicationView, app_target};
 use crate::commit_audited;
 use crate::directory::{decode_id_skiptoken, id_skiptoken, page_size, parse_object_id};
-use crate::facts::group_for_read;
+use crate::facts::{application_facts, group_for_read};
 use crate::{App, AppError, Caller, require};
 
-/// How long a deleted user or group can be restored, as in Entra.
+/// How long a deleted user, group or application can be restored, as in Entra.
 pub(crate) const RETENTION: Duration = Duration::days(30);
 
 /// A deleted object and when it was deleted.
@@ -68,7 +68,7 @@ pub enum DeletedItem {
     Application(Box<DeletedApplication>),
 }
 
-/// A restored user or group.
+/// A restored user, group or application.
 #[derive(Debug, Clone)]
 pub enum Restored {
     User(Box<User>),
@@ -150,7 +150,7 @@ impl App {
         Ok(page_of(views, top, |it| it.application.id.as_str()))
     }
 
-    /// The deleted user or group `key` names, if any (deleted in the last 30 days).
+    /// The deleted user, group or application `key` names, if any (deleted in the last 30 days).
     async fn find_deleted(&self, tx: &mut dyn Tx, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
         let id = parse_object_id(key)?;
         let since = self.now() - RETENTION;
@@ -170,7 +170,8 @@ impl App {
         }
     }
 
-    /// `GET /directory/deletedItems/{id}`: a deleted user or group, to those who may read it.
+    /// `GET /directory/deletedItems/{id}`: a deleted user, group or application, to those who may
+    /// read it.
     pub async fn get_deleted_item(&self, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
         let mut tx = self.read().await?;
         let found = self.find_deleted(&mut *tx, caller, key).await?;
@@ -242,10 +243,13 @@ impl App {
             }
             DeletedItem::Application(it) => {
                 // Those who may delete an application may restore it or remove it for good. Its
-                // service principal, and with it any role, went when it was deleted, so the
-                // privileged-application rule has nothing left to protect.
+                // service principal went with it; should one have been made for its appId since
+                // (and given a role), what that one holds decides, as for a live application: the
+                // restored credentials would be that principal's. The roles are read under the
+                // shared role-change lock, so none is granted between the decision and the commit.
+                tx.share_role_changes(&caller.tenant.id).await?;
                 let activity = if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication };
-                let facts = ApplicationFacts::default();
+                let facts = application_facts(&mut *tx, &caller.tenant, &it.object.application.app_id).await?;
                 let target = app_target(&it.object.application);
                 (require(caller, actions::APPLICATIONS_DELETE, Target::Application(&facts)), activity, target)
             }
@@ -260,7 +264,9 @@ impl App {
     /// on it (Entra's "who can perform sensitive actions" table) and is refused with `400` when
     /// another user has taken its user principal name meanwhile; its earlier sessions and tokens
     /// stay ended. A group needs `microsoft.directory/groups/restore` (role-assignable groups:
-    /// `groupsAssignableToRoles/restore`). `Restore user` / `Restore group`.
+    /// `groupsAssignableToRoles/restore`). An application needs `microsoft.directory/applications/delete`,
+    /// decided as for a live one, and is refused with `400` when its `uniqueName` was taken
+    /// meanwhile. `Restore user` / `Restore group` / `Restore application`.
     pub async fn restore_deleted_item(&self, caller: &Caller, key: &str) -> Result<Restored, AppError> {
         let now = self.now();
         let (mut tx, found) = self.deleted_item_for(caller, key, true).await?;
@@ -308,8 +314,8 @@ impl App {
     }
 
     /// `DELETE /directory/deletedItems/{id}`: removes a deleted user (`microsoft.directory/users/delete`
-    /// on it) or group (`groups/delete`, or `groupsAssignableToRoles/delete`) for good.
-    /// `Hard Delete user` / `Hard Delete group`.
+    /// on it), group (`groups/delete`, or `groupsAssignableToRoles/delete`) or application
+    /// (`applications/delete`) for good. `Hard Delete user` / `… group` / `… application`.
     pub async fn purge_deleted_item(&self, caller: &Caller, key: &str) -> Result<(), AppError> {
         let now = self.now();
         let (mut tx, found) = self.deleted_item_for(caller, key, false).await?;
@@ -333,7 +339,7 @@ impl App {
         Ok(())
     }
 
-    /// Removes for good the users and groups deleted more than 30 days ago, in every tenant (the
+    /// Removes for good the users, groups and applications deleted more than 30 days ago, in every tenant (the
     /// hourly maintenance; reads never show them anyway). Returns how many.
     pub async fn purge_expired_deleted_items(&self) -> Result<u64, AppError> {
         let tenants = self.read().await?.audit_chain_tenants().await?;

@@ -240,7 +240,7 @@ pub(crate) async fn page_of_refs(
 }
 
 /// Adds `object_key` to `group` as a member (a user, group or service principal) or owner (a
-/// user), refusing duplicates and what the group cannot hold; returns Entra's record of it.
+/// user or service principal), refusing duplicates and what the group cannot hold; returns Entra's record of it.
 async fn insert_relation(
     tx: &mut dyn Tx,
     caller: &Caller,

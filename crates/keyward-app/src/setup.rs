@@ -516,17 +516,20 @@ async fn assign(
     scope: &str,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
-    tx.insert_role_assignment(&RoleAssignment {
-        id: new_id().to_string(),
-        tenant_id: audit.tenant_id.clone(),
-        principal_id: principal.id.clone(),
-        role_definition_id: role.to_owned(),
-        directory_scope_id: scope.to_owned(),
-        created: now,
-        start: None,
-        end: None,
-        activated_using: None,
-    })
+    crate::roles::insert_assignment(
+        tx,
+        &RoleAssignment {
+            id: new_id().to_string(),
+            tenant_id: audit.tenant_id.clone(),
+            principal_id: principal.id.clone(),
+            role_definition_id: role.to_owned(),
+            directory_scope_id: scope.to_owned(),
+            created: now,
+            start: None,
+            end: None,
+            activated_using: None,
+        },
+    )
     .await?;
     let role_name = keyward_core::authz::built_in_role(role).map_or(role, |it| it.display_name);
     let role_id =

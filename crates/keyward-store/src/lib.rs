@@ -1496,7 +1496,8 @@ pub trait OAuthStore: Send {
         before: OffsetDateTime,
     ) -> Result<u64, StoreError>;
     /// Revokes every refresh token issued to client `client_id` (an application's `appId`) in the
-    /// tenant that is not revoked yet; returns how many.
+    /// tenant that is not revoked yet, and deletes its authorization and device codes not yet
+    /// redeemed; returns how many refresh tokens it revoked.
     async fn revoke_client_refresh_tokens(
         &mut self,
         tenant: &ObjectId,

@@ -467,7 +467,9 @@ impl App {
         // keeps the grant's scope.
         let mut scopes = self.scopes_of(&record.grant.scope)?;
         if let Some(asked) = params.get("scope").filter(|it| !it.trim().is_empty()) {
-            let asked = self.requested_scopes_of(asked)?;
+            // Parsed as a stored scope: a client may send back the scope a token response named,
+            // which holds `.default` beside what it stood for.
+            let asked = self.scopes_of(asked)?;
             scopes.openid &= asked.openid || !asked.has_api();
             if asked.has_api() {
                 (scopes.api, scopes.spelled, scopes.default) = (asked.api, asked.spelled, asked.default);

@@ -11,7 +11,7 @@ use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_store::{AssignmentFilter, RoleAssignment, StoreError, Tx};
 
-use super::{ItemPage, RoleDef, page, unit_scope, unit_target};
+use super::{ItemPage, page, unit_scope, unit_target};
 
 impl App {
     /// `GET /roleManagement/directory/roleAssignments`.
@@ -169,17 +169,13 @@ impl App {
             end: None,
             activated_using: None,
         };
-        tx.insert_role_assignment(&assignment).await.map_err(|err| match err {
+        super::insert_assignment(&mut *tx, &assignment).await.map_err(|err| match err {
             StoreError::Conflict { .. } => AppError::BadRequest(
                 "A conflicting object with one or more of the specified property values is present in the directory."
                     .into(),
             ),
             other => other.into(),
         })?;
-        // A built-in role assigned tenant-wide is activated for the older API, and stays so.
-        if unit.is_none() && matches!(role, RoleDef::BuiltIn(_)) {
-            tx.activate_directory_role(&caller.tenant.id, &role.id(), now).await?;
-        }
         let changes = vec![
             PropertyChange {
                 name: "Role.DisplayName".into(),

@@ -261,14 +261,21 @@ impl App {
             .iter()
             .find(|it| it.id.eq_ignore_ascii_case(role_template_id))
             .ok_or_else(|| AppError::NotFound(role_template_id.to_owned()))?;
-        let mut tx = self.write().await?;
-        if activated_roles(&mut *tx, &caller.tenant.id).await?.iter().any(|it| it.id == role.id) {
-            return Err(AppError::BadRequest(
+        let conflict = || {
+            AppError::BadRequest(
                 "A conflicting object with one or more of the specified property values is present in the directory."
                     .into(),
-            ));
+            )
+        };
+        let mut tx = self.write().await?;
+        let recorded = tx.list_activated_directory_roles(&caller.tenant.id).await?;
+        if is_activated(&mut *tx, &caller.tenant.id, role, &recorded).await? {
+            return Err(conflict());
         }
-        tx.activate_directory_role(&caller.tenant.id, role.id, now).await?;
+        // Two activations at once: the second finds the first's row and is the conflict.
+        if !tx.activate_directory_role(&caller.tenant.id, role.id, now).await? {
+            return Err(conflict());
+        }
         let mut target = RoleDef::BuiltIn(role).target()?;
         target.modified_properties.push(PropertyChange {
             name: "Role.TemplateId".into(),
@@ -282,9 +289,25 @@ impl App {
     /// `POST /directoryRoles/{id}/members/$ref`: a tenant-wide assignment of an activated role,
     /// made and decided as `POST /roleManagement/directory/roleAssignments` makes it.
     pub async fn add_directory_role_member(&self, caller: &Caller, id: &str, principal: &str) -> Result<(), AppError> {
-        let role = self.get_directory_role(caller, id).await?;
+        let role = self.activated_role(&caller.tenant.id, id).await?;
         self.create_role_assignment(caller, principal, role.id, "/").await?;
         Ok(())
+    }
+
+    /// The activated built-in role `id` names (`404` otherwise). No permission is asked here: the
+    /// role-assignment use case that follows decides, and records a refusal.
+    async fn activated_role(&self, tenant: &ObjectId, id: &str) -> Result<&'static RoleDefinition, AppError> {
+        let role = BUILT_IN_ROLES
+            .iter()
+            .find(|it| it.id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+        let mut tx = self.read().await?;
+        let recorded = tx.list_activated_directory_roles(tenant).await?;
+        if is_activated(&mut *tx, tenant, role, &recorded).await? {
+            Ok(role)
+        } else {
+            Err(AppError::NotFound(id.to_owned()))
+        }
     }
 
     /// `DELETE /directoryRoles/{id}/members/{memberId}/$ref`: the member's tenant-wide assignment
@@ -297,8 +320,9 @@ impl App {
         id: &str,
         principal: &str,
     ) -> Result<(), AppError> {
-        let role = self.get_directory_role(caller, id).await?;
-        let principal_id = ObjectId::parse(principal).ok_or_else(|| AppError::NotFound(principal.to_owned()))?;
+        let principal_id = ObjectId::parse(principal)
+            .ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{principal}'.")))?;
+        let role = self.activated_role(&caller.tenant.id, id).await?;
         let filter = AssignmentFilter {
             role_definition_id: Some(vec![role.id.into()]),
             directory_scope_id: Some(vec!["/".into()]),
@@ -308,7 +332,8 @@ impl App {
             let mut tx = self.read().await?;
             tx.list_role_assignments(&caller.tenant.id, &filter, None, 10).await?
         };
-        // A lasting assignment before a just-in-time activation of the same role.
+        // A lasting assignment before a just-in-time activation of the same role (ending an
+        // activation this way is recorded as removing the member, as this API knows no other).
         let assignment = assignments
             .iter()
             .find(|it| it.activated_using.is_none())
@@ -316,6 +341,7 @@ impl App {
             .ok_or_else(|| AppError::NotFound(principal.to_owned()))?;
         self.delete_role_assignment(caller, &assignment.id).await
     }
+
     /// `GET /directoryRoles/{id}/members`: principals with a tenant-wide assignment of the role.
     pub async fn directory_role_members(&self, caller: &Caller, id: &str) -> Result<Vec<DirectoryObject>, AppError> {
         let role = self.get_directory_role(caller, id).await?;
@@ -342,18 +368,27 @@ async fn activated_roles(tx: &mut dyn Tx, tenant: &ObjectId) -> Result<Vec<&'sta
     let recorded = tx.list_activated_directory_roles(tenant).await?;
     let mut res = Vec::new();
     for role in BUILT_IN_ROLES {
-        if recorded.iter().any(|it| it.eq_ignore_ascii_case(role.id)) {
-            res.push(role);
-            continue;
-        }
-        let filter = AssignmentFilter {
-            role_definition_id: Some(vec![role.id.into()]),
-            directory_scope_id: Some(vec!["/".into()]),
-            ..AssignmentFilter::default()
-        };
-        if !tx.list_role_assignments(tenant, &filter, None, 1).await?.is_empty() {
+        if is_activated(tx, tenant, role, &recorded).await? {
             res.push(role);
         }
     }
     Ok(res)
+}
+
+/// Whether `role` is activated: among the `recorded` activations, or assigned tenant-wide now.
+async fn is_activated(
+    tx: &mut dyn Tx,
+    tenant: &ObjectId,
+    role: &RoleDefinition,
+    recorded: &[String],
+) -> Result<bool, AppError> {
+    if recorded.iter().any(|it| it.eq_ignore_ascii_case(role.id)) {
+        return Ok(true);
+    }
+    let filter = AssignmentFilter {
+        role_definition_id: Some(vec![role.id.into()]),
+        directory_scope_id: Some(vec!["/".into()]),
+        ..AssignmentFilter::default()
+    };
+    Ok(!tx.list_role_assignments(tenant, &filter, None, 1).await?.is_empty())
 }

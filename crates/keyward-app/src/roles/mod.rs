@@ -83,6 +83,22 @@ impl RoleDef {
     }
 }
 
+/// Inserts a role assignment; one of a built-in role at the tenant's scope also activates the role
+/// for the older directory-role API, where it stays activated when the assignment ends, as in
+/// Entra.
+pub(crate) async fn insert_assignment(
+    tx: &mut dyn keyward_store::Tx,
+    assignment: &keyward_store::RoleAssignment,
+) -> Result<(), keyward_store::StoreError> {
+    tx.insert_role_assignment(assignment).await?;
+    if assignment.directory_scope_id == "/"
+        && keyward_core::authz::built_in_role(&assignment.role_definition_id).is_some()
+    {
+        tx.activate_directory_role(&assignment.tenant_id, &assignment.role_definition_id, assignment.created).await?;
+    }
+    Ok(())
+}
+
 /// A role definition of `tenant` by id or template id: built-in first, then custom roles.
 pub(crate) async fn role_in(
     tx: &mut dyn keyward_store::Tx,

@@ -576,7 +576,7 @@ impl App {
                 return Ok(request);
             }
             let activation = activation(&request, &eligibilities[index], window);
-            tx.insert_role_assignment(&activation).await?;
+            super::insert_assignment(&mut *tx, &activation).await?;
             request.target_schedule_id = Some(activation.id.clone());
             request.status = "Provisioned".into();
             records.push(self.pim_record(caller, PimActivity::ActivationCompleted, targets.clone(), &request));
@@ -651,7 +651,7 @@ impl App {
                 if settle(&mut request, &assignment.id, "Provisioned", input.is_validation_only) {
                     return Ok(request);
                 }
-                tx.insert_role_assignment(&assignment).await?;
+                super::insert_assignment(&mut *tx, &assignment).await?;
                 let permanent = window.end.is_none();
                 records.extend(self.pim_records(
                     caller,
@@ -1047,7 +1047,7 @@ impl App {
                         ));
                     }
                     let activation = activation(&request, &eligibilities[index], window);
-                    tx.insert_role_assignment(&activation).await?;
+                    super::insert_assignment(&mut *tx, &activation).await?;
                     request.target_schedule_id = Some(activation.id.clone());
                     request.status = "Provisioned".into();
                     let mut done =

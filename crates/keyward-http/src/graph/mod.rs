@@ -134,8 +134,8 @@ impl FromRequest<AppState> for OptionalBody {
     }
 }
 
-/// A request's body, whole, with the request's ids for errors.
-/// An optional body's bytes; one that is there must be declared JSON, as Graph wants it.
+/// A request's optional body, whole, with the request's ids for errors; a body that is there must
+/// be declared JSON, as Graph wants it.
 async fn body_bytes(request: Request, state: &AppState) -> Result<(Bytes, crate::context::RequestIds), GraphError> {
     let (parts, body) = request.into_parts();
     let ids = request_ids(&parts);

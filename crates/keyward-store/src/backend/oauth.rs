@@ -251,6 +251,14 @@ macro_rules! impl_oauth_store {
                 client_id: &str,
                 at: OffsetDateTime,
             ) -> Result<u64, StoreError> {
+                // Codes not redeemed yet would start new families after the revocation (were the
+                // application restored and consented to again within a code's lifetime).
+                for sql in [
+                    "DELETE FROM authorization_codes WHERE tenant_id = $1 AND client_id = $2",
+                    "DELETE FROM device_codes WHERE tenant_id = $1 AND client_id = $2",
+                ] {
+                    q::query(sql).bind(tenant.as_str()).bind(client_id).execute(&mut *self.0).await?;
+                }
                 let done = q::query(concat!(
                     "UPDATE refresh_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND client_id = $2 ",
                     "AND revoked_at IS NULL"

@@ -942,6 +942,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 32's deleted applications.
     raw.exec("DROP TABLE deleted_application_credentials").await;
     raw.exec("DROP TABLE deleted_applications").await;
+    raw.exec("DROP INDEX refresh_tokens_client").await;
     // Nor schema 31's activated directory roles.
     raw.exec("DROP TABLE activated_directory_roles").await;
     // Nor schema 30's record of the client's authentication with a refresh token.
@@ -1035,6 +1036,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         "group_members",
         "group_owners",
         "administrative_unit_members",
+        "applications",
+        "application_credentials",
     ] {
         let live = raw.columns(table).await;
         assert!(live.contains("id"), "{table}: {live}");

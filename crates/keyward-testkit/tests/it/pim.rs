@@ -250,6 +250,9 @@ async fn pim_activation_story(backend: Backend) {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0]["initiatedBy"]["app"]["displayName"], "MS-PIM", "{}", expired[0]);
     assert_eq!(app.app.end_lapsed_roles().await.expect("upkeep"), 0, "recorded once");
+    // The activation activated the directory role for the older API, and it stays activated.
+    let directory_role = app.as_user(&admin).get(&format!("/v1.0/directoryRoles/{role}")).await;
+    assert_eq!(directory_role.status, StatusCode::OK, "{}", directory_role.text);
 
     // The records, with Entra's strings, PIM's service and the justification.
     for activity in [

@@ -1438,6 +1438,41 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
     // The restored secret works for new grants.
     assert!(node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.is_ok());
 
+    // Deleted again. A service principal made for its appId meanwhile and given a role makes the
+    // deleted application privileged: one who may delete applications but not assign roles may
+    // not bring its credentials back onto that principal.
+    assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT);
+    let role = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "Application cleaner", "isEnabled": true,
+                "rolePermissions": [{"allowedResourceActions": [
+                    "microsoft.directory/applications/delete",
+                    "microsoft.directory/applications/standard/read"]}]}),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
+    let cleaner = app.create_user("cleaner", "Cleaner").await;
+    app.assign_role(cleaner["id"].as_str().expect("id"), role.body["id"].as_str().expect("role"), "/").await;
+    let cleaner = app.token_for(&format!("cleaner@{DOMAIN}")).await;
+    let made = app.post("/v1.0/servicePrincipals", &json!({"appId": client_id})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let holder = keyward_testkit::id_of(&made.body);
+    app.assign_role(&holder, keyward_core::authz::roles::DIRECTORY_READERS, "/").await;
+    let restore = format!("/v1.0/directory/deletedItems/{object_id}/restore");
+    let refused = app.as_user(&cleaner).post(&restore, &json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(refused.text.contains("holds a directory role"), "{}", refused.text);
+    // Without the role on that principal, the same administrator may.
+    let assignments =
+        app.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{holder}'")).await;
+    let assignment = assignments.body["value"][0]["id"].as_str().expect("assignment").to_owned();
+    assert_eq!(
+        app.delete(&format!("/v1.0/roleManagement/directory/roleAssignments/{assignment}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.as_user(&cleaner).post(&restore, &json!({})).await.status, StatusCode::OK);
+
     // Deleted again and removed for good: gone from the deleted items, audited.
     assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT);
     let purge = format!("/v1.0/directory/deletedItems/{object_id}");
