@@ -878,6 +878,36 @@ async fn directory_roles_activated_and_their_members(backend: Backend) {
         "Request_ResourceNotFound",
     );
 
+    // One who may not change role members learns nothing from the older API: a role not
+    // activated and a principal holding nothing answer 403 as the rest do, and each refusal is
+    // recorded.
+    let guest = app
+        .post(
+            "/v1.0/users",
+            &json!({"accountEnabled": true, "displayName": "Guest", "mailNickname": "guest",
+                "userPrincipalName": format!("guest@{DOMAIN}"), "userType": "Guest",
+                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false}}),
+        )
+        .await;
+    assert_eq!(guest.status, StatusCode::CREATED, "{}", guest.text);
+    let guest_token = app.token_for(&format!("guest@{DOMAIN}")).await;
+    let as_guest = app.as_user(&guest_token);
+    let operator = roles::SECURITY_OPERATOR;
+    let probe_add = as_guest.post(&format!("/v1.0/directoryRoles/{operator}/members/$ref"), &reference).await;
+    assert_graph_error(&probe_add, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let probe_remove = as_guest
+        .delete(&format!("/v1.0/directoryRoles/{}/members/{member_id}/$ref", roles::GLOBAL_ADMINISTRATOR))
+        .await;
+    assert_graph_error(&probe_remove, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    let refusals: Vec<String> = app
+        .audit_for(&member_id)
+        .await
+        .iter()
+        .filter(|it| it.result.as_str() == "failure")
+        .map(|it| it.activity_display_name.clone())
+        .collect();
+    assert_eq!(refusals, ["Remove member from role", "Add member to role"], "newest first");
+
     // A member may not activate a role; the refusal is recorded.
     let token = app.token_for(&format!("agent@{DOMAIN}")).await;
     let refused = app.as_user(&token).post("/v1.0/directoryRoles", &json!({"roleTemplateId": helpdesk})).await;

@@ -654,6 +654,17 @@ async fn codes_only_after_consent(backend: Backend) {
     assert_eq!(tokens.scope, "Directory.Read.All User.Read https://graph.microsoft.com/.default openid offline_access");
     let claims = crate::oidc::claims(&tokens.access_token);
     assert_eq!(claims["scp"], "Directory.Read.All User.Read", "{claims}");
+    // A client that sends that scope back on refresh (`.default` beside what it stood for) is
+    // served, although a request naming both is refused.
+    let echoed = form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", &client_id),
+        ("client_secret", &secret),
+        ("refresh_token", tokens.refresh_token.as_deref().expect("refresh token")),
+        ("scope", &tokens.scope),
+    ]);
+    let again = app.app.token(DOMAIN, &echoed, keyward_app::ClientAuth::default(), &meta()).await.expect("echoed");
+    assert_eq!(again.scope, tokens.scope);
     // A login_hint naming another account than the signed-in one: no silent code for the wrong user.
     let hinted = |hint: &str| format!("&prompt=none&login_hint={}", keyward_app::url_encode(hint));
     let silent =
@@ -1383,6 +1394,22 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
         ("refresh_token", &refresh_token),
     ]);
 
+    // A device code started before the deletion (the application made a public client for it).
+    let public = json!({"isFallbackPublicClient": true});
+    assert_eq!(app.patch(&format!("/v1.0/applications/{object_id}"), &public).await.status, StatusCode::NO_CONTENT);
+    let started = app
+        .app
+        .device_authorization(DOMAIN, &form(&[("client_id", &client_id), ("scope", "openid offline_access User.Read")]))
+        .await
+        .expect("device code");
+    let poll = form(&[
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("client_id", &client_id),
+        ("device_code", &started.device_code),
+    ]);
+    let pending = app.app.token(DOMAIN, &poll, keyward_app::ClientAuth::default(), &meta()).await;
+    assert_eq!(oauth_error(pending).0, "authorization_pending");
+
     let adele = app.token_for(&upn).await;
     let path = format!("/v1.0/applications/{object_id}");
     assert_eq!(app.as_user(&adele).delete(&path).await.status, StatusCode::FORBIDDEN);
@@ -1435,8 +1462,11 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
         StatusCode::CREATED
     );
     assert!(node.token(DOMAIN, &refresh, keyward_app::ClientAuth::default(), &meta()).await.is_err());
-    // The restored secret works for new grants.
+    // The restored secret works for new grants; the device code started before the deletion is
+    // gone with it.
     assert!(node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.is_ok());
+    let forgotten = app.app.token(DOMAIN, &poll, keyward_app::ClientAuth::default(), &meta()).await;
+    assert_eq!(oauth_error(forgotten).0, "invalid_grant");
 
     // Deleted again. A service principal made for its appId meanwhile and given a role makes the
     // deleted application privileged: one who may delete applications but not assign roles may
