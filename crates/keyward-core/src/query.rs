@@ -242,6 +242,13 @@ pub const APPLICATION: Resource = Resource {
         default_selected(prop("displayName", PropType::String, STARTS)),
         default_selected(prop("createdDateTime", PropType::DateTime, FilterSupport::None)),
         default_selected(prop("uniqueName", PropType::String, STARTS)),
+        default_selected(prop("isFallbackPublicClient", PropType::Bool, FilterSupport::None)),
+        default_selected(prop("signInAudience", PropType::String, FilterSupport::None)),
+        // Complex values, only selected (the type matters to `$filter` alone).
+        default_selected(prop("passwordCredentials", PropType::StringCollection, FilterSupport::None)),
+        default_selected(prop("keyCredentials", PropType::StringCollection, FilterSupport::None)),
+        default_selected(prop("publicClient", PropType::String, FilterSupport::None)),
+        default_selected(prop("web", PropType::String, FilterSupport::None)),
     ],
 };
 

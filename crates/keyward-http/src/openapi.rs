@@ -156,9 +156,20 @@ impl Api {
 
     /// Routes a path documented by [`Api::document`] under its concrete forms. It takes no query
     /// option (an alternate key, a function call), so any is refused rather than ignored.
-    pub fn route_undocumented(mut self, path: &'static str, handler: MethodRouter<AppState>) -> Api {
-        let handler = handler.layer(axum::middleware::from_fn(|request, next| {
-            crate::context::refuse_options(Vec::new(), request, next)
+    pub fn route_undocumented(self, path: &'static str, handler: MethodRouter<AppState>) -> Api {
+        self.route_undocumented_with(path, handler, &[])
+    }
+
+    /// [`route_undocumented`](Self::route_undocumented) for a handler that honours `options` (its
+    /// documenting `Op` declares them too).
+    pub fn route_undocumented_with(
+        mut self,
+        path: &'static str,
+        handler: MethodRouter<AppState>,
+        options: &'static [&'static str],
+    ) -> Api {
+        let handler = handler.layer(axum::middleware::from_fn(move |request, next| {
+            crate::context::refuse_options(options.to_vec(), request, next)
         }));
         self.router = self.router.route(path, handler);
         self.paths.push(path);

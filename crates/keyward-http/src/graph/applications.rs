@@ -7,7 +7,7 @@ use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use base64::Engine;
 use keyward_app::{AppError, ApplicationDraft, ApplicationView, KeyCredentialDraft};
 use serde_json::{Value, json};
@@ -155,15 +155,16 @@ fn application_draft(body: &Value) -> Result<ApplicationDraft, AppError> {
 /// `GET /applications` — `microsoft.directory/applications/standard/read`.
 async fn list_applications(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
     // Options Keyward does not apply here are refused, never ignored.
-    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter"])?;
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter", "$select"])?;
     let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
     let filter = super::in_memory_filter(&keyward_core::query::APPLICATION, query.raw.filter.as_deref())?;
+    let select = super::select_for(&keyward_core::query::APPLICATION, query.raw.select.as_deref())?;
     let skiptoken = query.raw.skiptoken.as_deref();
     let (apps, next) = ctx.state.app.list_applications(&ctx.caller, filter.as_ref(), skiptoken, top).await?;
     let next = next.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
     Ok(collection(
-        format!("{}/$metadata#applications", ctx.base()),
-        apps.iter().map(application_json).collect(),
+        format!("{}/$metadata#applications{}", ctx.base(), super::select_suffix(select.as_deref())),
+        apps.iter().map(|it| super::pick(application_json(it), select.as_deref())).collect(),
         None,
         next,
     ))
@@ -177,9 +178,17 @@ async fn create_application(ctx: GraphCtx, Body(body): Body) -> Result<Response,
 }
 
 /// `GET /applications/{id}` — `microsoft.directory/applications/standard/read`.
-async fn get_application(ctx: GraphCtx, Path(key): Path<String>) -> Result<Response, GraphError> {
+async fn get_application(ctx: GraphCtx, Path(key): Path<String>, query: Query) -> Result<Response, GraphError> {
+    let Query(query, _) = query;
+    allow_only(&ctx, &query, &["$select"])?;
+    let select = super::select_for(&keyward_core::query::APPLICATION, query.raw.select.as_deref())?;
     let view = ctx.state.app.get_application(&ctx.caller, &key).await?;
-    Ok(entity(format!("{}/$metadata#applications/$entity", ctx.base()), application_json(&view), StatusCode::OK))
+    let suffix = super::select_suffix(select.as_deref());
+    Ok(entity(
+        format!("{}/$metadata#applications{suffix}/$entity", ctx.base()),
+        super::pick(application_json(&view), select.as_deref()),
+        StatusCode::OK,
+    ))
 }
 
 /// `PATCH /applications/{id}` — `microsoft.directory/applications/basic/update`.
@@ -254,9 +263,14 @@ async fn by_key(ctx: &GraphCtx, key: AlternateKey, captured: &str) -> Result<Str
 }
 
 /// `GET /applications(appId='…')` and `GET /applications(uniqueName='…')`.
-async fn get_by_key(key: AlternateKey, ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+async fn get_by_key(
+    key: AlternateKey,
+    ctx: GraphCtx,
+    Path(captured): Path<String>,
+    query: Query,
+) -> Result<Response, GraphError> {
     let id = by_key(&ctx, key, &captured).await?;
-    get_application(ctx, Path(id)).await
+    get_application(ctx, Path(id), query).await
 }
 
 /// `DELETE /applications(appId='…')` and `DELETE /applications(uniqueName='…')`.
@@ -302,16 +316,20 @@ async fn upsert_by_unique_name(
 pub fn routes(api: Api) -> Api {
     const CREDENTIALS: &str = "microsoft.directory/applications/credentials/update";
     const READ: &str = "microsoft.directory/applications/standard/read";
-    api.route_undocumented(
+    api.route_undocumented_with(
         "/applications(appId={key}",
-        get(|ctx, path| get_by_key(AlternateKey::AppId, ctx, path))
-            .patch(update_by_app_id)
-            .delete(|ctx, path| delete_by_key(AlternateKey::AppId, ctx, path)),
+        get(|ctx, path, query| get_by_key(AlternateKey::AppId, ctx, path, query)),
+        &["$select"],
+    )
+    .route_undocumented(
+        "/applications(appId={key}",
+        patch(update_by_app_id).delete(|ctx, path| delete_by_key(AlternateKey::AppId, ctx, path)),
     )
     .document(
         "/applications(appId='{appId}')",
         Op::get("applications", "Get an app registration by its application id", READ, "Application")
-            .with_param("appId"),
+            .with_param("appId")
+            .with_options(&["$select"]),
     )
     .document(
         "/applications(appId='{appId}')",
@@ -332,16 +350,20 @@ pub fn routes(api: Api) -> Api {
         )
         .with_param("appId"),
     )
+    .route_undocumented_with(
+        "/applications(uniqueName={key}",
+        get(|ctx, path, query| get_by_key(AlternateKey::UniqueName, ctx, path, query)),
+        &["$select"],
+    )
     .route_undocumented(
         "/applications(uniqueName={key}",
-        get(|ctx, path| get_by_key(AlternateKey::UniqueName, ctx, path))
-            .patch(upsert_by_unique_name)
-            .delete(|ctx, path| delete_by_key(AlternateKey::UniqueName, ctx, path)),
+        patch(upsert_by_unique_name).delete(|ctx, path| delete_by_key(AlternateKey::UniqueName, ctx, path)),
     )
     .document(
         "/applications(uniqueName='{uniqueName}')",
         Op::get("applications", "Get an app registration by its uniqueName", READ, "Application")
-            .with_param("uniqueName"),
+            .with_param("uniqueName")
+            .with_options(&["$select"]),
     )
     .document(
         "/applications(uniqueName='{uniqueName}')",
@@ -367,7 +389,7 @@ pub fn routes(api: Api) -> Api {
         get(list_applications),
         Op::get("applications", "List app registrations", READ, "ApplicationCollection")
             .pages_only()
-            .with_options(&["$filter"]),
+            .with_options(&["$filter", "$select"]),
     )
     .route(
         "/applications",
@@ -384,7 +406,7 @@ pub fn routes(api: Api) -> Api {
     .route(
         "/applications/{id}",
         get(get_application),
-        Op::get("applications", "Get an app registration", READ, "Application").with_id(),
+        Op::get("applications", "Get an app registration", READ, "Application").with_id().with_options(&["$select"]),
     )
     .route(
         "/applications/{id}",

@@ -219,6 +219,16 @@ pub(crate) fn expanded(
     )
 }
 
+/// A `$select` checked against `resource`'s properties (`None` without one): an unknown name is
+/// Graph's `400`, never ignored.
+pub(crate) fn select_for(
+    resource: &keyward_core::query::Resource,
+    select: Option<&str>,
+) -> Result<Option<Vec<&'static str>>, GraphError> {
+    let raw = keyward_core::query::RawQuery { select: select.map(str::to_owned), ..Default::default() };
+    Ok(keyward_core::query::plan(resource, &raw).map_err(keyward_app::AppError::from)?.select)
+}
+
 /// Keeps only the `select`ed properties of an entity (all without a `$select`).
 pub(crate) fn pick(value: Value, select: Option<&[&str]>) -> Value {
     match (value, select) {

@@ -14,22 +14,32 @@ use serde_json::Value;
 
 /// `GET /servicePrincipals` — `servicePrincipals/standard/read`.
 async fn list_service_principals(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
-    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter"])?;
+    allow_only(&ctx, &query, &["$top", "$skiptoken", "$filter", "$select"])?;
     let top = query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
     let filter = super::in_memory_filter(&query::SERVICE_PRINCIPAL, query.raw.filter.as_deref())?;
+    let select = super::select_for(&query::SERVICE_PRINCIPAL, query.raw.select.as_deref())?;
     let skiptoken = query.raw.skiptoken.as_deref();
     let page = ctx.state.app.list_service_principals(&ctx.caller, filter.as_ref(), top, skiptoken).await?;
     let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
-    let items: Vec<_> = page.items.iter().map(shape::service_principal).collect();
-    Ok(collection(format!("{}/$metadata#servicePrincipals", ctx.base()), items, None, next))
+    let items: Vec<_> = page
+        .items
+        .iter()
+        .map(|it| super::pick(Value::Object(shape::service_principal(it)), select.as_deref()))
+        .collect();
+    let context = format!("{}/$metadata#servicePrincipals{}", ctx.base(), super::select_suffix(select.as_deref()));
+    Ok(collection(context, items, None, next))
 }
 
-/// `GET /servicePrincipals/{id}`.
-async fn get_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
+/// `GET /servicePrincipals/{id}` (`$select` too).
+async fn get_service_principal(ctx: GraphCtx, Path(id): Path<String>, query: Query) -> Result<Response, GraphError> {
+    let Query(query, _) = query;
+    allow_only(&ctx, &query, &["$select"])?;
+    let select = super::select_for(&query::SERVICE_PRINCIPAL, query.raw.select.as_deref())?;
     let found = ctx.state.app.get_service_principal(&ctx.caller, &id).await?;
+    let suffix = super::select_suffix(select.as_deref());
     Ok(entity(
-        format!("{}/$metadata#servicePrincipals/$entity", ctx.base()),
-        shape::service_principal(&found),
+        format!("{}/$metadata#servicePrincipals{suffix}/$entity", ctx.base()),
+        super::pick(Value::Object(shape::service_principal(&found)), select.as_deref()),
         StatusCode::OK,
     ))
 }
@@ -71,9 +81,9 @@ async fn by_app_id(ctx: &GraphCtx, captured: &str) -> Result<String, GraphError>
 }
 
 /// `GET /servicePrincipals(appId='…')`.
-async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
+async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>, query: Query) -> Result<Response, GraphError> {
     let id = by_app_id(&ctx, &captured).await?;
-    get_service_principal(ctx, Path(id)).await
+    get_service_principal(ctx, Path(id), query).await
 }
 
 /// `DELETE /servicePrincipals(appId='…')`.
@@ -84,7 +94,8 @@ async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result
 
 /// Registers this resource's routes.
 pub fn routes(api: Api) -> Api {
-    api.route_undocumented("/servicePrincipals(appId={key}", get(get_by_app_id).delete(delete_by_app_id))
+    api.route_undocumented_with("/servicePrincipals(appId={key}", get(get_by_app_id), &["$select"])
+        .route_undocumented("/servicePrincipals(appId={key}", delete(delete_by_app_id))
         .document(
             "/servicePrincipals(appId='{appId}')",
             Op::get(
@@ -93,7 +104,8 @@ pub fn routes(api: Api) -> Api {
                 "microsoft.directory/servicePrincipals/standard/read",
                 "ServicePrincipal",
             )
-            .with_param("appId"),
+            .with_param("appId")
+            .with_options(&["$select"]),
         )
         .document(
             "/servicePrincipals(appId='{appId}')",
@@ -114,7 +126,7 @@ pub fn routes(api: Api) -> Api {
                 "ServicePrincipalCollection",
             )
             .pages_only()
-            .with_options(&["$filter"]),
+            .with_options(&["$filter", "$select"]),
         )
         .route(
             "/servicePrincipals",
@@ -137,7 +149,8 @@ pub fn routes(api: Api) -> Api {
                 "microsoft.directory/servicePrincipals/standard/read",
                 "ServicePrincipal",
             )
-            .with_id(),
+            .with_id()
+            .with_options(&["$select"]),
         )
         .route(
             "/servicePrincipals/{id}",

@@ -971,6 +971,34 @@ async fn service_principals_and_applications_filter(backend: Backend) {
     let enabled =
         app.get("/v1.0/servicePrincipals?$filter=accountEnabled eq true and startswith(displayName,'Back')").await;
     assert_eq!(names(&enabled), ["Backup agent"], "{}", enabled.text);
+    // `$select` on both, lists and single objects (also by alternate key); an unknown name is 400.
+    for resource in ["servicePrincipals", "applications"] {
+        let listed = app.get(&format!("/v1.0/{resource}?$select=appId,displayName")).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        let first = listed.body["value"][0].as_object().expect("an object");
+        let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["appId", "displayName"], "{}", listed.text);
+        assert!(listed.body["@odata.context"].as_str().is_some_and(|it| it.ends_with("(appId,displayName)")));
+        let bad = app.get(&format!("/v1.0/{resource}?$select=colour")).await;
+        assert_graph_error(&bad, StatusCode::BAD_REQUEST, "Request_BadRequest");
+        let app_id = listed.body["value"][0]["appId"].as_str().expect("appId");
+        let one = app.get(&format!("/v1.0/{resource}(appId='{app_id}')?$select=displayName")).await;
+        assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+        assert_eq!(
+            one.body.as_object().map(|it| it.keys().filter(|key| !key.starts_with('@')).count()),
+            Some(1),
+            "{}",
+            one.text
+        );
+        assert!(one.body["displayName"].is_string(), "{}", one.text);
+    }
+    let registered = app.get("/v1.0/applications?$select=id").await;
+    let id = registered.body["value"][0]["id"].as_str().expect("id");
+    let secrets = app.get(&format!("/v1.0/applications/{id}?$select=passwordCredentials,web")).await;
+    assert_eq!(secrets.status, StatusCode::OK, "{}", secrets.text);
+    assert!(secrets.body["passwordCredentials"].is_array() && secrets.body["web"].is_object(), "{}", secrets.text);
+    assert!(secrets.body.get("displayName").is_none(), "{}", secrets.text);
 }
 
 /// JSON batching: each inner request goes through the router as if sent alone (authorised,
