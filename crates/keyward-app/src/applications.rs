@@ -539,7 +539,7 @@ impl App {
         // Kept 30 days in the deleted items with its credentials, as in Entra; the refresh tokens
         // issued to it end now, so a restore revives no session.
         tx.soft_delete_application(&caller.tenant.id, &application.id, now).await?;
-        tx.revoke_client_refresh_tokens(&caller.tenant.id, &application.app_id, now).await?;
+        tx.revoke_client_tokens(&caller.tenant.id, &application.app_id, now).await?;
         commit_audited(tx, [caller.succeeded(now, Activity::DeleteApplication, vec![app_target(&application)])])
             .await?;
         Ok(())

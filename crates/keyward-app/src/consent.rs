@@ -110,13 +110,7 @@ fn grant_target(grant: &PermissionGrant, client: Option<&ServicePrincipal>) -> T
     ];
     let mut target = match client {
         Some(principal) => TargetResource::service_principal(principal),
-        None => TargetResource {
-            id: grant.client_id.clone(),
-            display_name: None,
-            kind: "ServicePrincipal",
-            user_principal_name: None,
-            modified_properties: Vec::new(),
-        },
+        None => TargetResource::bare(grant.client_id.clone(), "ServicePrincipal"),
     };
     target.modified_properties = changes;
     target

@@ -80,14 +80,15 @@ pub(crate) async fn stage_for_administrators(
     let assignments = tx.list_role_assignments(&tenant.id, &filter, None, keyward_store::ALL_ROWS).await?;
     // The holders: users assigned the role, and the members of role-assignable groups assigned
     // it (such a group holds no groups, so its direct members are everyone who holds the role
-    // through it).
+    // through it). A principal with no members is taken as a user; one that is not (an empty
+    // group, a service principal) is not found as a user below.
     let mut holders: Vec<ObjectId> = Vec::new();
     for assignment in assignments {
-        if tx.get_group(&tenant.id, &assignment.principal_id).await?.is_some() {
-            let members = tx.list_members(&assignment.principal_id, None, keyward_store::ALL_ROWS).await?;
-            holders.extend(members.into_iter().filter(|it| it.kind == ObjectKind::User).map(|it| it.id));
-        } else {
+        let members = tx.list_members(&assignment.principal_id, None, keyward_store::ALL_ROWS).await?;
+        if members.is_empty() {
             holders.push(assignment.principal_id);
+        } else {
+            holders.extend(members.into_iter().filter(|it| it.kind == ObjectKind::User).map(|it| it.id));
         }
     }
     let mut told: Vec<ObjectId> = Vec::new();

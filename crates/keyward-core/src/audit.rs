@@ -590,6 +590,16 @@ impl TargetResource {
         }
     }
 
+    /// A target known only by its id and type (a refused request's, or an object that is gone).
+    pub fn bare(id: ObjectId, kind: &'static str) -> TargetResource {
+        TargetResource { id, display_name: None, kind, user_principal_name: None, modified_properties: Vec::new() }
+    }
+
+    /// [`bare`](Self::bare) for an id as a client sent it: none when it is no object id.
+    pub fn named(key: &str, kind: &'static str) -> Option<TargetResource> {
+        ObjectId::parse(key).map(|id| TargetResource::bare(id, kind))
+    }
+
     /// The same target with these modified properties.
     pub fn with_changes(mut self, changes: Vec<PropertyChange>) -> TargetResource {
         self.modified_properties = changes;

@@ -1498,7 +1498,7 @@ pub trait OAuthStore: Send {
     /// Revokes every refresh token issued to client `client_id` (an application's `appId`) in the
     /// tenant that is not revoked yet, and deletes its authorization and device codes not yet
     /// redeemed; returns how many refresh tokens it revoked.
-    async fn revoke_client_refresh_tokens(
+    async fn revoke_client_tokens(
         &mut self,
         tenant: &ObjectId,
         client_id: &str,

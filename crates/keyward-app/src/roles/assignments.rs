@@ -101,17 +101,11 @@ impl App {
         };
         // Decide before looking anything up: a refused caller learns nothing about what exists.
         if let Err(err) = require(caller, action, Target::Tenant) {
-            let named = |id: &str, kind: &'static str| {
-                ObjectId::parse(id).map(|id| TargetResource {
-                    id,
-                    display_name: None,
-                    kind,
-                    user_principal_name: None,
-                    modified_properties: Vec::new(),
-                })
-            };
             let targets =
-                [named(role_definition_id, "Role"), named(principal_id, "Other")].into_iter().flatten().collect();
+                [TargetResource::named(role_definition_id, "Role"), TargetResource::named(principal_id, "Other")]
+                    .into_iter()
+                    .flatten()
+                    .collect();
             return Err(self.refused(None, caller, first_activity, targets, err).await);
         }
         let mut tx = self.write().await?;

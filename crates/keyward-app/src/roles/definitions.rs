@@ -244,13 +244,7 @@ impl App {
         role_template_id: &str,
     ) -> Result<&'static RoleDefinition, AppError> {
         let now = self.now();
-        let named = ObjectId::parse(role_template_id).map(|id| TargetResource {
-            id,
-            display_name: None,
-            kind: "Role",
-            user_principal_name: None,
-            modified_properties: Vec::new(),
-        });
+        let named = TargetResource::named(role_template_id, "Role");
         // Decided before anything is looked up, as every role change.
         if let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) {
             return Err(self
@@ -306,16 +300,10 @@ impl App {
         principal: &str,
     ) -> Result<(), AppError> {
         let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) else { return Ok(()) };
-        let named = |id: &str, kind: &'static str| {
-            ObjectId::parse(id).map(|id| TargetResource {
-                id,
-                display_name: None,
-                kind,
-                user_principal_name: None,
-                modified_properties: Vec::new(),
-            })
-        };
-        let targets = [named(role, "Role"), named(principal, "Other")].into_iter().flatten().collect();
+        let targets = [TargetResource::named(role, "Role"), TargetResource::named(principal, "Other")]
+            .into_iter()
+            .flatten()
+            .collect();
         Err(self.refused(None, caller, activity, targets, err).await)
     }
 
@@ -392,13 +380,13 @@ impl App {
 /// assignment since schema 31, or holding a tenant-wide assignment now.
 async fn activated_roles(tx: &mut dyn Tx, tenant: &ObjectId) -> Result<Vec<&'static RoleDefinition>, AppError> {
     let recorded = tx.list_activated_directory_roles(tenant).await?;
-    let mut res = Vec::new();
-    for role in BUILT_IN_ROLES {
-        if is_activated(tx, tenant, role, &recorded).await? {
-            res.push(role);
-        }
-    }
-    Ok(res)
+    let tenant_wide = AssignmentFilter { directory_scope_id: Some(vec!["/".into()]), ..AssignmentFilter::default() };
+    let assigned = tx.list_role_assignments(tenant, &tenant_wide, None, keyward_store::ALL_ROWS).await?;
+    let is_named = |role: &RoleDefinition| {
+        recorded.iter().any(|it| it.eq_ignore_ascii_case(role.id))
+            || assigned.iter().any(|it| it.role_definition_id.eq_ignore_ascii_case(role.id))
+    };
+    Ok(BUILT_IN_ROLES.iter().filter(|role| is_named(role)).collect())
 }
 
 /// Whether `role` is activated: among the `recorded` activations, or assigned tenant-wide now.

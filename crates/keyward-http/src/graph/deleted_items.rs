@@ -88,9 +88,14 @@ async fn list_groups(ctx: GraphCtx, Query(query, path): Query) -> Result<Respons
     Ok(collection(context, items, None, next_link(&ctx, &query, &path, page.skiptoken)))
 }
 
+/// An application's body, deleted (with when) or restored.
+fn application_body(view: &ApplicationView, deleted: Option<time::OffsetDateTime>) -> Value {
+    let Value::Object(properties) = super::applications::application_json(view) else { return Value::Null };
+    body(properties, "application", deleted, None)
+}
+
 fn deleted_application(it: &Deleted<ApplicationView>) -> Value {
-    let Value::Object(properties) = super::applications::application_json(&it.object) else { return Value::Null };
-    body(properties, "application", Some(it.deleted), None)
+    application_body(&it.object, Some(it.deleted))
 }
 
 /// `GET /directory/deletedItems/microsoft.graph.application` (also `graph.application`) —
@@ -127,10 +132,7 @@ async fn restore(ctx: GraphCtx, Path(key): Path<String>, _: NoParameters) -> Res
     let item = match &restored {
         Restored::User(user) => body(shape::user(user, None, ctx.version), "user", None, None),
         Restored::Group(group) => body(shape::group(group, None, ctx.version), "group", None, None),
-        Restored::Application(view) => match super::applications::application_json(view) {
-            Value::Object(properties) => body(properties, "application", None, None),
-            other => other,
-        },
+        Restored::Application(view) => application_body(view, None),
     };
     Ok(entity(format!("{}/$metadata#directoryObjects/$entity", ctx.base()), item, StatusCode::OK))
 }

@@ -91,7 +91,7 @@ impl FromRequest<AppState> for Body {
     async fn from_request(request: Request, state: &AppState) -> Result<Body, GraphError> {
         let (parts, body) = request.into_parts();
         let ids = request_ids(&parts);
-        json_content_type(&parts.headers, &ids)?;
+        json_content_type(parts.headers.get(axum::http::header::CONTENT_TYPE), &ids)?;
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|err| {
             if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 GraphError::new(
@@ -139,12 +139,12 @@ impl FromRequest<AppState> for OptionalBody {
 async fn body_bytes(request: Request, state: &AppState) -> Result<(Bytes, crate::context::RequestIds), GraphError> {
     let (parts, body) = request.into_parts();
     let ids = request_ids(&parts);
-    let headers = parts.headers.clone();
+    let content_type = parts.headers.get(axum::http::header::CONTENT_TYPE).cloned();
     let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
         .await
         .map_err(|_| GraphError::bad_request("The request body could not be read.", &ids))?;
     if !bytes.is_empty() {
-        json_content_type(&headers, &ids)?;
+        json_content_type(content_type.as_ref(), &ids)?;
     }
     Ok((bytes, ids))
 }
@@ -152,8 +152,11 @@ async fn body_bytes(request: Request, state: &AppState) -> Result<(Bytes, crate:
 /// Graph reads a request body only when it is declared JSON (`application/json`, with or without
 /// parameters such as `charset` or `odata.metadata`): without a `Content-Type`, or with another,
 /// it answers `400` before looking at the body.
-fn json_content_type(headers: &axum::http::HeaderMap, ids: &crate::context::RequestIds) -> Result<(), GraphError> {
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+fn json_content_type(
+    value: Option<&axum::http::HeaderValue>,
+    ids: &crate::context::RequestIds,
+) -> Result<(), GraphError> {
+    let Some(value) = value else {
         return Err(GraphError::bad_request(
             "Write requests (excluding DELETE) must contain the Content-Type header declaration.",
             ids,

@@ -137,11 +137,19 @@ static APPLICATION_BY_APP_ID: std::sync::LazyLock<String> = std::sync::LazyLock:
 static SERVICE_PRINCIPAL_BY_APP_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {SERVICE_PRINCIPAL_COLUMNS} FROM service_principals WHERE tenant_id = $1 AND app_id = $2")
 });
-const CREDENTIALS_OF: &str = concat!(
-    "SELECT key_id, application_id, display_name, hint, secret_sha256, ",
-    "certificate, thumbprint, start_at, end_at FROM application_credentials ",
-    "WHERE application_id = $1 ORDER BY start_at, key_id"
-);
+/// An application's credentials, from `table`: `application_credentials`, or its deleted copy.
+macro_rules! credentials_of {
+    ($table:literal) => {
+        concat!(
+            "SELECT key_id, application_id, display_name, hint, secret_sha256, ",
+            "certificate, thumbprint, start_at, end_at FROM ",
+            $table,
+            " WHERE application_id = $1 ORDER BY start_at, key_id"
+        )
+    };
+}
+const CREDENTIALS_OF: &str = credentials_of!("application_credentials");
+const DELETED_CREDENTIALS_OF: &str = credentials_of!("deleted_application_credentials");
 
 fn service_principal_from(row: &impl Columns) -> Result<ServicePrincipal, StoreError> {
     Ok(ServicePrincipal {

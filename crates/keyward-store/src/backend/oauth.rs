@@ -223,9 +223,10 @@ macro_rules! impl_oauth_store {
                 &mut self,
                 application: &ObjectId,
             ) -> Result<Vec<AppCredential>, StoreError> {
-                let sql = crate::backend::CREDENTIALS_OF
-                    .replace("FROM application_credentials", "FROM deleted_application_credentials");
-                let rows = q::query(q::AssertSqlSafe(sql)).bind(application.as_str()).fetch_all(&mut *self.0).await?;
+                let rows = q::query(crate::backend::DELETED_CREDENTIALS_OF)
+                    .bind(application.as_str())
+                    .fetch_all(&mut *self.0)
+                    .await?;
                 rows.iter().map(crate::backend::credential_from).collect()
             }
 
@@ -245,7 +246,7 @@ macro_rules! impl_oauth_store {
                 self.forget_deleted_before(&crate::backend::oauth::KEPT_APPLICATION, tenant, before).await
             }
 
-            async fn revoke_client_refresh_tokens(
+            async fn revoke_client_tokens(
                 &mut self,
                 tenant: &ObjectId,
                 client_id: &str,
