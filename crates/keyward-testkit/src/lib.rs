@@ -557,18 +557,27 @@ impl TestApp {
 
     /// Creates a user through the API and returns its JSON.
     pub async fn create_user(&self, alias: &str, display_name: &str) -> Value {
-        let reply = self
-            .post(
-                "/v1.0/users",
-                &serde_json::json!({
-                    "accountEnabled": true,
-                    "displayName": display_name,
-                    "mailNickname": alias,
-                    "userPrincipalName": format!("{alias}@{DOMAIN}"),
-                    "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false},
-                }),
-            )
-            .await;
+        self.create_user_with(alias, display_name, serde_json::json!({})).await
+    }
+
+    /// Creates a guest (`userType` `Guest`) through the API and returns its JSON.
+    pub async fn create_guest(&self, alias: &str, display_name: &str) -> Value {
+        self.create_user_with(alias, display_name, serde_json::json!({"userType": "Guest"})).await
+    }
+
+    /// Creates a user through the API with `extra` properties besides the usual ones.
+    async fn create_user_with(&self, alias: &str, display_name: &str, extra: Value) -> Value {
+        let mut body = serde_json::json!({
+            "accountEnabled": true,
+            "displayName": display_name,
+            "mailNickname": alias,
+            "userPrincipalName": format!("{alias}@{DOMAIN}"),
+            "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false},
+        });
+        if let (Some(fields), Value::Object(more)) = (body.as_object_mut(), extra) {
+            fields.extend(more);
+        }
+        let reply = self.post("/v1.0/users", &body).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         reply.body
     }

@@ -620,15 +620,7 @@ async fn organization_health_metrics_openapi_and_keys(backend: Backend) {
     // Members and guests read the organization and its domains (Entra's default permissions, the
     // guests' restricted ones included); anonymous callers do not.
     app.create_user("member", "Member").await;
-    let guest = app
-        .post(
-            "/v1.0/users",
-            &json!({"accountEnabled": true, "displayName": "Guest", "mailNickname": "guest",
-                "userPrincipalName": format!("guest@{DOMAIN}"), "userType": "Guest",
-                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false}}),
-        )
-        .await;
-    assert_eq!(guest.status, StatusCode::CREATED, "{}", guest.text);
+    app.create_guest("guest", "Guest").await;
     for upn in [format!("member@{DOMAIN}"), format!("guest@{DOMAIN}")] {
         let token = app.token_for(&upn).await;
         let as_them = app.as_user(&token);

@@ -881,15 +881,7 @@ async fn directory_roles_activated_and_their_members(backend: Backend) {
     // One who may not change role members learns nothing from the older API: a role not
     // activated and a principal holding nothing answer 403 as the rest do, and each refusal is
     // recorded.
-    let guest = app
-        .post(
-            "/v1.0/users",
-            &json!({"accountEnabled": true, "displayName": "Guest", "mailNickname": "guest",
-                "userPrincipalName": format!("guest@{DOMAIN}"), "userType": "Guest",
-                "passwordProfile": {"password": "Tq7-harbour-Lantern-92!", "forceChangePasswordNextSignIn": false}}),
-        )
-        .await;
-    assert_eq!(guest.status, StatusCode::CREATED, "{}", guest.text);
+    app.create_guest("guest", "Guest").await;
     let guest_token = app.token_for(&format!("guest@{DOMAIN}")).await;
     let as_guest = app.as_user(&guest_token);
     let operator = roles::SECURITY_OPERATOR;

@@ -292,6 +292,18 @@ async fn password_tokens(node: &App, upn: &str) -> keyward_app::TokenResponse {
     node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("password grant")
 }
 
+/// The password grant's form for a confidential client with its secret.
+fn confidential_password_grant(client_id: &str, secret: &str, upn: &str) -> std::collections::HashMap<String, String> {
+    form(&[
+        ("grant_type", "password"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("username", upn),
+        ("password", PASSWORD),
+        ("scope", "openid offline_access User.Read"),
+    ])
+}
+
 async fn refresh(node: &App, refresh_token: &str) -> Result<keyward_app::TokenResponse, keyward_app::OAuthError> {
     let grant = form(&[
         ("grant_type", "refresh_token"),
@@ -746,14 +758,7 @@ async fn revocation_authenticates_confidential_clients(backend: Backend) {
     let upn = format!("adele@{DOMAIN}");
     let (client_id, _, secret, _) = consented_application(&app, "Daemon with users").await;
     let node = password_node(&app).await;
-    let grant = form(&[
-        ("grant_type", "password"),
-        ("client_id", &client_id),
-        ("client_secret", &secret),
-        ("username", &upn),
-        ("password", PASSWORD),
-        ("scope", "openid offline_access User.Read"),
-    ]);
+    let grant = confidential_password_grant(&client_id, &secret, &upn);
     let tokens = node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
     let refresh_token = tokens.refresh_token.expect("refresh");
     let revoke = format!("{}/{DOMAIN}/oauth2/v2.0/revoke", app.base_url);
@@ -1377,14 +1382,7 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
     let (client_id, object_id, secret, principal) = consented_application(&app, "Kept app").await;
     app.assign_role(&principal, keyward_core::authz::roles::DIRECTORY_READERS, "/").await;
     let node = password_node(&app).await;
-    let grant = form(&[
-        ("grant_type", "password"),
-        ("client_id", &client_id),
-        ("client_secret", &secret),
-        ("username", &upn),
-        ("password", PASSWORD),
-        ("scope", "openid offline_access User.Read"),
-    ]);
+    let grant = confidential_password_grant(&client_id, &secret, &upn);
     let tokens = node.token(DOMAIN, &grant, keyward_app::ClientAuth::default(), &meta()).await.expect("tokens");
     let refresh_token = tokens.refresh_token.expect("refresh");
     let refresh = form(&[
