@@ -891,6 +891,18 @@ async fn directory_roles_activated_and_their_members(backend: Backend) {
         .delete(&format!("/v1.0/directoryRoles/{}/members/{member_id}/$ref", roles::GLOBAL_ADMINISTRATOR))
         .await;
     assert_graph_error(&probe_remove, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    // A guest reads no role templates; without a token nothing of this API answers but 401.
+    let templates = as_guest.get("/v1.0/directoryRoleTemplates").await;
+    assert_graph_error(&templates, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/v1.0/directoryRoleTemplates".to_owned(), None),
+        (reqwest::Method::POST, "/v1.0/directoryRoles".to_owned(), Some(json!({"roleTemplateId": operator}))),
+        (reqwest::Method::POST, format!("/v1.0/directoryRoles/{operator}/members/$ref"), Some(reference.clone())),
+        (reqwest::Method::DELETE, format!("/v1.0/directoryRoles/{operator}/members/{member_id}/$ref"), None),
+    ] {
+        let anonymous = app.send(method, &path, None, body.as_ref(), &[]).await;
+        assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
     let refusals: Vec<String> = app
         .audit_for(&member_id)
         .await
@@ -932,6 +944,12 @@ async fn directory_roles_activated_and_their_members(backend: Backend) {
     );
     let again = app.post("/v1.0/directoryRoles", &json!({"roleTemplateId": helpdesk})).await;
     assert_graph_error(&again, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    // Two activations of one role at once: one is created, the other is the conflict.
+    let reader = json!({"roleTemplateId": roles::REPORTS_READER});
+    let (one, two) = tokio::join!(app.post("/v1.0/directoryRoles", &reader), app.post("/v1.0/directoryRoles", &reader));
+    let mut statuses = [one.status, two.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::BAD_REQUEST], "{} / {}", one.text, two.text);
     let listed = app.get("/v1.0/directoryRoles").await;
     assert!(listed.body["value"].as_array().expect("value").iter().any(|it| it["id"] == helpdesk), "{}", listed.text);
     let records = app.audit_for(helpdesk).await;
