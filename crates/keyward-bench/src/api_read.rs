@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use keyward_core::ids::ObjectId;
-use keyward_testkit::{Backend, DOMAIN, TempDir};
+use keyward_testkit::{Backend, DOMAIN};
 
 use crate::load::{self, Load};
 use crate::report::{Line, ms, percent, thousands};
@@ -17,21 +17,11 @@ pub const PUBLIC_URL: &str = "http://keyward-bench.test";
 const CONNECTIONS: u32 = 32;
 
 pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) -> anyhow::Result<Vec<Line>> {
-    let where_ = match (backend, nodes) {
-        (Backend::Sqlite, _) => "SQLite".to_owned(),
-        (Backend::Postgres, 1) => "PostgreSQL".to_owned(),
-        (Backend::Postgres, n) => format!("PostgreSQL, {n} nodes"),
-    };
-    eprintln!("api-read, {where_}: starting…");
-    let (url, _db_dir) = keyward_testkit::fresh_url(backend);
-    let data = TempDir::new("keyward-bench-api");
-    let mut servers = Vec::new();
-    for node in 0..nodes {
-        servers.push(load::start_keyward(binary, &url, &data.path().join(format!("node{node}")), PUBLIC_URL).await?);
-    }
+    let started = load::start_nodes(binary, backend, nodes, "api-read").await?;
+    let (where_, url, servers, data) = (&started.name, &started.url, &started.servers, &started.data);
 
     // A token for the Global Administrator and a user to read, made by a node in this process.
-    let (app, token) = load::admin_node(&url, PUBLIC_URL).await?;
+    let (app, token) = load::admin_node(url, PUBLIC_URL).await?;
     let tenant = app.find_tenant(DOMAIN).await?.ok_or_else(|| anyhow::anyhow!("no tenant"))?;
     let target = ObjectId::parse("000000b1-0000-4000-8000-000000000001").expect("id");
     let mut tx = app.store().write().await?;
@@ -49,12 +39,12 @@ pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) ->
 
     // The limit: the same JSON from a bare handler on the same core.
     let bare = load::start_bare(&body, data.path()).await?;
-    let bare_load = load::wrk(&[format!("{}{path}", bare.base_url)], None, CONNECTIONS, seconds, None)?;
+    let bare_load = load::wrk(&[format!("{}{path}", bare.base_url)], None, None, CONNECTIONS, seconds, None)?;
     drop(bare);
 
     let urls: Vec<String> = servers.iter().map(|it| format!("{}{path}", it.base_url)).collect();
     let per_node = (CONNECTIONS / nodes as u32).max(1);
-    let full = load::wrk(&urls, Some(&token), per_node, seconds, None)?;
+    let full = load::wrk(&urls, Some(&token), None, per_node, seconds, None)?;
     // Half the target's load: a quarter of the bare rate, held by a pause between requests.
     let light = light_load(&urls, &token, bare_load.rate / 4.0, seconds)?;
     let met = full.rate >= bare_load.rate / 2.0 && light.p99 < Duration::from_millis(1);
@@ -77,5 +67,5 @@ pub async fn run(binary: &Path, backend: Backend, nodes: usize, seconds: u64) ->
 /// About `rate` requests a second: connections that each wait 1 ms between requests.
 fn light_load(urls: &[String], token: &str, rate: f64, seconds: u64) -> anyhow::Result<Load> {
     let connections = ((rate / 1000.0).ceil() as u32 / urls.len() as u32).max(1);
-    load::wrk(urls, Some(token), connections, seconds, Some(Duration::from_millis(1)))
+    load::wrk(urls, Some(token), None, connections, seconds, Some(Duration::from_millis(1)))
 }

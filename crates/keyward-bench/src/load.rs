@@ -137,6 +137,37 @@ pub async fn start_keyward(
     Ok(server)
 }
 
+/// `nodes` Keyward servers on one fresh database, as an HTTP workload runs them.
+#[derive(Debug)]
+pub struct Nodes {
+    /// Where they run, for the report: "SQLite", "PostgreSQL", "PostgreSQL, 2 nodes".
+    pub name: String,
+    /// The database's URL.
+    pub url: String,
+    pub servers: Vec<Server>,
+    /// Where the servers keep their data; the database (SQLite's file); both removed on drop.
+    pub data: TempDir,
+    _database: TempDir,
+}
+
+/// Starts `nodes` servers of `binary` on a fresh database on `backend` (see [`start_keyward`]).
+pub async fn start_nodes(binary: &Path, backend: Backend, nodes: usize, workload: &str) -> anyhow::Result<Nodes> {
+    let name = match (backend, nodes) {
+        (Backend::Sqlite, _) => "SQLite".to_owned(),
+        (Backend::Postgres, 1) => "PostgreSQL".to_owned(),
+        (Backend::Postgres, n) => format!("PostgreSQL, {n} nodes"),
+    };
+    eprintln!("{workload}, {name}: starting…");
+    let (url, database) = keyward_testkit::fresh_url(backend);
+    let data = TempDir::new(&format!("keyward-bench-{workload}"));
+    let mut servers = Vec::new();
+    for node in 0..nodes {
+        let dir = data.path().join(format!("node{node}"));
+        servers.push(start_keyward(binary, &url, &dir, crate::api_read::PUBLIC_URL).await?);
+    }
+    Ok(Nodes { name, url, servers, data, _database: database })
+}
+
 /// The bare handler: this binary's `__bare` mode, pinned to the server core, answering every
 /// `GET` with `body` as JSON.
 pub async fn start_bare(body: &[u8], data_dir: &Path) -> anyhow::Result<Server> {
@@ -173,6 +204,23 @@ pub fn serve_bare(port: u16, body_file: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// ES256 signatures a second on the server's core for `duration`: this binary's `__sign` mode,
+/// pinned there as the server would be, with nothing else running.
+pub fn signing_rate(duration: Duration) -> anyhow::Result<f64> {
+    let output = Command::new("taskset")
+        .args(["-c", SERVER_CORE])
+        .arg(std::env::current_exe()?)
+        .args(["__sign", &duration.as_secs_f64().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .context("running the signing measurement")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("the signing measurement failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    }
+    text.trim().parse().with_context(|| format!("cannot read the signing measurement's output: {text}"))
+}
+
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -198,22 +246,34 @@ pub struct Load {
 }
 
 /// Loads `urls` (one `wrk` each, run at once, all on the client core) with `connections` each
-/// for `seconds`. With `delay`, each connection waits that long between its requests, which
-/// holds the load below saturation. Any answer other than 2xx fails the run.
+/// for `seconds`: `GET`s, or with `form` `POST`s of that URL-encoded body. With `delay`, each
+/// connection waits that long between its requests, which holds the load below saturation. Any
+/// answer other than 2xx fails the run.
 pub fn wrk(
     urls: &[String],
     bearer: Option<&str>,
+    form: Option<&str>,
     connections: u32,
     seconds: u64,
     delay: Option<Duration>,
 ) -> anyhow::Result<Load> {
-    let script = match delay {
-        Some(delay) => {
-            let path = std::env::temp_dir().join(format!("keyward-bench-delay-{}.lua", std::process::id()));
-            std::fs::write(&path, format!("function delay()\n  return {}\nend\n", delay.as_millis().max(1)))?;
-            Some(path)
-        }
-        None => None,
+    let mut lua = String::new();
+    if let Some(delay) = delay {
+        lua.push_str(&format!("function delay()\n  return {}\nend\n", delay.as_millis().max(1)));
+    }
+    if let Some(form) = form {
+        // A Lua long string: the body is URL-encoded, so it holds no `]]`.
+        lua.push_str(&format!(
+            "wrk.method = \"POST\"\nwrk.body = [[{form}]]\n\
+             wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n"
+        ));
+    }
+    let script = if lua.is_empty() {
+        None
+    } else {
+        let path = std::env::temp_dir().join(format!("keyward-bench-{}.lua", std::process::id()));
+        std::fs::write(&path, lua)?;
+        Some(path)
     };
     let children = urls
         .iter()

@@ -6,9 +6,11 @@
 //! cargo run --release -p keyward-bench -- api-read --backend sqlite
 //! ```
 //!
-//! HTTP workloads (`api-read`, `directory`) run the release `keyward serve` binary (built first if
-//! needed) pinned to core 0 with `taskset`, and load it with `wrk` pinned to core 1 (installed with
-//! apt-get when missing). The others run Keyward's application layer in this process.
+//! HTTP workloads (`api-read`, `client-credentials`, `directory`) run the release `keyward serve`
+//! binary (built first if needed) pinned to core 0 with `taskset`, and load it with `wrk` pinned to
+//! core 1 (installed with apt-get when missing). `sign-in`, whose client must read each page and
+//! answer it, runs its simulated browsers and its server in this process; the others run
+//! Keyward's application layer in this process.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod api_read;
@@ -16,6 +18,7 @@ mod audit;
 mod authz;
 mod directory;
 mod driver;
+mod grants;
 mod load;
 mod oidc;
 mod portal;
@@ -77,7 +80,7 @@ enum Workload {
     ApiRead,
     /// Password + TOTP sign-in through the code flow, against Argon2id hashes per second.
     SignIn,
-    /// The client-credentials grant, against ES256 signatures per second.
+    /// The client-credentials grant (wrk), against ES256 signatures per second on the server's core.
     ClientCredentials,
     /// An audited admin write (require re-registration), against a bare single-row commit.
     Write,
@@ -119,6 +122,12 @@ fn main() -> anyhow::Result<()> {
         let file = raw.get(3).context("__bare PORT BODY_FILE")?;
         return load::serve_bare(port, std::path::Path::new(file));
     }
+    // The signing limit's own process (see `load::signing_rate`): `__sign SECONDS`.
+    if raw.get(1).map(String::as_str) == Some("__sign") {
+        let seconds = raw.get(2).and_then(|it| it.parse().ok()).context("__sign SECONDS")?;
+        println!("{}", grants::sign_for(seconds)?);
+        return Ok(());
+    }
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
 }
@@ -157,13 +166,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Err(err) => keep("api-read", Err(err)),
         }
     }
-    if wants(Workload::SignIn) || wants(Workload::ClientCredentials) {
+    if wants(Workload::SignIn) {
         for &backend in &backends {
             let nodes: &[usize] = if backend == Backend::Postgres { &[1, 2] } else { &[1] };
             for &nodes in nodes {
-                let (sign_in, grants) = (wants(Workload::SignIn), wants(Workload::ClientCredentials));
-                keep("sign-in and client-credentials", Ok(oidc::run(backend, nodes, sign_in, grants).await));
+                keep("sign-in", Ok(oidc::run(backend, nodes).await));
             }
+        }
+    }
+    if wants(Workload::ClientCredentials) {
+        match load::keyward_binary() {
+            Ok(server) => {
+                for &backend in &backends {
+                    keep("client-credentials", grants::run(&server, backend, 1, args.seconds).await);
+                    if backend == Backend::Postgres {
+                        keep("client-credentials, 2 nodes", grants::run(&server, backend, 2, args.seconds).await);
+                    }
+                }
+            }
+            Err(err) => keep("client-credentials", Err(err)),
         }
     }
     if wants(Workload::Write) {

@@ -1,15 +1,11 @@
-//! Times two of docs/performance.md's targets through HTTP on a real server (SQLite or
-//! PostgreSQL), each against its bound
-//! measured in the same run:
+//! Times one of docs/performance.md's targets through HTTP on a real server (SQLite or
+//! PostgreSQL) against its bound measured in the same run: password + TOTP sign-in through the
+//! OpenID Connect code flow (username, password, code, authorization code, token exchange)
+//! against the Argon2id bound, hashes per second at the configured parameters with as many hashes
+//! in flight as cores.
 //!
-//! - password + TOTP sign-in through the OpenID Connect code flow (username, password, code,
-//!   authorization code, token exchange) against the Argon2id bound: hashes per second at the
-//!   configured parameters with as many hashes in flight as cores;
-//! - the client-credentials grant against the token-signing rate (ES256 signatures per second of
-//!   the same claims, on as many threads as cores).
-//!
-//! `sign-in` and `client-credentials`: 600 sign-ins and 10,000 grants, with four clients per core
-//! at once, against a server in this process.
+//! `sign-in`: 600 sign-ins, with four clients per core at once, against a server in this process
+//! (each simulated browser reads every page and answers it, which `wrk` cannot).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +17,7 @@ use keyward_store::SoftwareOathMethod;
 use keyward_testkit::browser::Browser;
 use keyward_testkit::{Backend, DOMAIN, MASTER_KEY, TestApp};
 
-use crate::report::{Line, percent, thousands};
+use crate::report::{Line, percent};
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -86,7 +82,7 @@ async fn argon_rate(hasher: &PasswordHasher, stored: &str, cores: usize) -> f64 
 
 /// The workloads on `backend` with `nodes` Keyward nodes on one database (each an HTTP server in
 /// this process; the clients take turns between them, a sign-in staying on one node).
-pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants: bool) -> Vec<Line> {
+pub async fn run(backend: Backend, nodes: usize) -> Vec<Line> {
     let mut name = if backend == Backend::Sqlite { "SQLite" } else { "PostgreSQL" }.to_owned();
     if nodes > 1 {
         name.push_str(&format!(", {nodes} nodes"));
@@ -94,13 +90,7 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
     // 600 sign-ins (about 8 s on two cores): 200 left the run's figure to its first and last
     // seconds, when not every client is busy.
     // `KEYWARD_BENCH_SIGN_INS=1` runs one, to follow its statements in a database's log.
-    let sign_ins: usize = match std::env::var("KEYWARD_BENCH_SIGN_INS").ok().and_then(|it| it.parse().ok()) {
-        _ if !with_sign_in => 0,
-        Some(count) => count,
-        None => 600,
-    };
-    // 10,000 grants (about 2 s): 2,000 took under half a second, as noisy as the machine.
-    let grants: usize = if with_grants { 10_000 } else { 0 };
+    let sign_ins: usize = std::env::var("KEYWARD_BENCH_SIGN_INS").ok().and_then(|it| it.parse().ok()).unwrap_or(600);
     let mut lines = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     // Clients at once: four per core, as a server under load has many users at different steps.
@@ -128,7 +118,7 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
     // within minutes; the bound is the mean of the two).
     let hasher = PasswordHasher::new(HashParams::OWASP, cores).expect("hasher");
     let stored = hasher.hash(PASSWORD).await.expect("hash");
-    let argon_before = if with_sign_in { argon_rate(&hasher, &stored, cores).await } else { 0.0 };
+    let argon_before = argon_rate(&hasher, &stored, cores).await;
 
     // Users with a password and an authenticator app; MFA required for everyone.
     let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
@@ -177,87 +167,22 @@ pub async fn run(backend: Backend, nodes: usize, with_sign_in: bool, with_grants
         task.await.expect("sign-in worker");
     }
     let sign_in_rate = sign_ins as f64 / started.elapsed().as_secs_f64();
-    let argon_after = if with_sign_in { argon_rate(&hasher, &stored, cores).await } else { 0.0 };
+    let argon_after = argon_rate(&hasher, &stored, cores).await;
     let argon_rate = f64::midpoint(argon_before, argon_after);
     eprintln!(
         "sign-in: {sign_in_rate:.1}/s against {argon_rate:.1} hashes/s ({argon_before:.1} before, {argon_after:.1} after)"
     );
 
-    // Token-signing bound: the same ES256 signing the server does, on `cores` threads.
-    let ring = Arc::new(KeyRing::new(&MASTER_KEY).expect("keys"));
-    let key = ring.generate(now).expect("key");
-    ring.load(&[key]).expect("load");
-    let claims = br#"{"aud":"https://graph.microsoft.com","iss":"https://id.example/0000/v2.0","iat":1800000000,"nbf":1800000000,"exp":1800003600,"sub":"00000000-0000-4000-8000-000000000001","oid":"00000000-0000-4000-8000-000000000001","tid":"00000000-0000-4000-8000-000000000002","ver":"2.0","idtyp":"app","appid":"00000000-0000-4000-8000-000000000003","azp":"00000000-0000-4000-8000-000000000003","roles":[],"wids":["fe930be7-5e62-47db-91af-98c3a49a38b1"],"uti":"0123456789abcdef0123456789abcdef"}"#;
-    let signs = 20_000;
-    let started = Instant::now();
-    let threads: Vec<_> = (0..cores)
-        .map(|_| {
-            let ring = ring.clone();
-            std::thread::spawn(move || {
-                for _ in 0..signs / cores {
-                    ring.sign(claims).expect("sign");
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().expect("signer");
-    }
-    let sign_rate = signs as f64 / started.elapsed().as_secs_f64();
-
-    // Client credentials through HTTP with `workers` clients (secret check, service principal, roles, sign).
-    let created = app.post("/v1.0/applications", &serde_json::json!({"displayName": "Bench daemon"})).await;
-    let object_id = created.body["id"].as_str().expect("id").to_owned();
-    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
-    let secret = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &serde_json::json!({})).await;
-    let secret = secret.body["secretText"].as_str().expect("secret").to_owned();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    let client = reqwest::Client::new();
-    for worker in 0..workers {
-        let (client, base, app_id, secret) =
-            (client.clone(), bases[worker % nodes].clone(), app_id.clone(), secret.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..grants / workers {
-                let fields = [
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app_id.as_str()),
-                    ("client_secret", secret.as_str()),
-                    ("scope", "https://graph.microsoft.com/.default"),
-                ];
-                let tokens =
-                    keyward_testkit::post_form(&client, &base, &format!("/{DOMAIN}/oauth2/v2.0/token"), &fields).await;
-                assert!(tokens["access_token"].is_string(), "{tokens}");
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("grant worker");
-    }
-    let grant_rate = grants as f64 / started.elapsed().as_secs_f64();
-
-    if with_sign_in {
-        lines.push(Line {
-            workload: format!("sign-in: password + TOTP through the code flow, {name}"),
-            figure: format!("{sign_in_rate:.1} sign-ins/s"),
-            limit: format!(
-                "Argon2id (m = 19 MiB, t = 2, p = 1) {argon_rate:.1} hashes/s on {cores} cores ({argon_before:.1} before \
+    lines.push(Line {
+        workload: format!("sign-in: password + TOTP through the code flow, {name}"),
+        figure: format!("{sign_in_rate:.1} sign-ins/s"),
+        limit: format!(
+            "Argon2id (m = 19 MiB, t = 2, p = 1) {argon_rate:.1} hashes/s on {cores} cores ({argon_before:.1} before \
                  the sign-ins, {argon_after:.1} after)"
-            ),
-            ratio: percent(sign_in_rate, argon_rate),
-            target: "≥ 90%".into(),
-            met: Some(sign_in_rate >= 0.9 * argon_rate),
-        });
-    }
-    if with_grants {
-        lines.push(Line {
-            workload: format!("client-credentials grant over HTTP, {name}"),
-            figure: format!("{} grants/s", thousands(grant_rate)),
-            limit: format!("ES256 signing {}/s on {cores} cores", thousands(sign_rate)),
-            ratio: percent(grant_rate, sign_rate),
-            target: "≥ 25%".into(),
-            met: Some(grant_rate >= 0.25 * sign_rate),
-        });
-    }
+        ),
+        ratio: percent(sign_in_rate, argon_rate),
+        target: "≥ 90%".into(),
+        met: Some(sign_in_rate >= 0.9 * argon_rate),
+    });
     lines
 }

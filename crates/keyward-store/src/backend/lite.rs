@@ -385,8 +385,13 @@ impl Conn {
             uncached = db.prepare(&query.sql).map_err(|err| store_error(&err))?;
             &mut uncached
         };
+        // Without `$` in its text, a statement's parameters are `?n` (SQLite gives `?n` the
+        // index n) or plain `?` (numbered in order): bound by index, without looking a name up
+        // (a search through every parameter's name in SQLite, for each one).
+        let numbered = !query.sql.contains('$');
         for at in 1..=statement.parameter_count() {
-            let number = match statement.parameter_name(at) {
+            let name = if numbered { None } else { statement.parameter_name(at) };
+            let number = match name {
                 Some(name) => name
                     .strip_prefix('$')
                     .or_else(|| name.strip_prefix('?'))
@@ -772,6 +777,10 @@ mod tests {
         let (second, first, again): (String, i64, String) =
             query_as("SELECT $2, $1, $2").bind(7_i64).bind("seven").fetch_one(&mut tx).await.expect("select");
         assert_eq!((second.as_str(), first, again.as_str()), ("seven", 7, "seven"));
+        // `?n` (what statements built with many parameters use) is bound by its number too.
+        let (second, first, again): (String, i64, String) =
+            query_as("SELECT ?2, ?1, ?2").bind(8_i64).bind("eight").fetch_one(&mut tx).await.expect("select");
+        assert_eq!((second.as_str(), first, again.as_str()), ("eight", 8, "eight"));
         query("INSERT INTO t (id, name, flag, data) VALUES ($1, $2, $3, $4)")
             .bind(1_i64)
             .bind(Some("one"))

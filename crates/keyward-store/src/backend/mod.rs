@@ -359,6 +359,13 @@ pub(crate) struct Dialect {
 }
 
 impl Dialect {
+    /// Parameter `n` (from 1) of a statement built at run time with many parameters: `?n` on
+    /// SQLite, where `$n` is a named parameter that SQLite finds by comparing its name with every
+    /// earlier one's (as it parses the text and again as each value is bound), `$n` on PostgreSQL.
+    pub(crate) fn param(self, n: usize) -> String {
+        if self.is_sqlite { format!("?{n}") } else { format!("${n}") }
+    }
+
     /// A text member of the JSON document in `column` (`path`, dotted), with its ASCII letters
     /// lowercased (SQLite's `lower` folds only those; PostgreSQL's does the same under the `C`
     /// collation): for a condition on what no column holds, compared with ASCII-lowercased values.

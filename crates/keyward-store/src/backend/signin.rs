@@ -915,7 +915,7 @@ macro_rules! impl_sign_in_store {
                         if n > 0 {
                             sql.push_str(", ");
                         }
-                        let params: Vec<String> = (1..=9).map(|it| format!("${}", at + it)).collect();
+                        let params: Vec<String> = (1..=9).map(|it| DIALECT.param(at + it)).collect();
                         sql.push_str(&format!("({})", params.join(", ")));
                     }
                     // One text per batch size: kept out of the connection's statement cache
