@@ -991,6 +991,11 @@ async fn service_principals_and_applications_filter(backend: Backend) {
     assert_eq!(secrets.status, StatusCode::OK, "{}", secrets.text);
     assert!(secrets.body["passwordCredentials"].is_array() && secrets.body["web"].is_object(), "{}", secrets.text);
     assert!(secrets.body.get("displayName").is_none(), "{}", secrets.text);
+    // Without a token, nothing at all, whatever is selected.
+    for path in ["/v1.0/applications?$select=id", "/v1.0/servicePrincipals?$select=appId"] {
+        let anonymous = app.send(Method::GET, path, None, None, &[]).await;
+        assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
 }
 
 /// JSON batching: each inner request goes through the router as if sent alone (authorised,

@@ -697,6 +697,12 @@ async fn group_created_with_members_and_owners(backend: Backend) {
         let hidden = as_guest.get(&format!("/v1.0/directoryObjects/{id}")).await;
         assert_graph_error(&hidden, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
     }
+    // Without a token, nothing at all.
+    let anonymous = app.send(reqwest::Method::POST, "/v1.0/directoryObjects/getByIds", None, Some(&named), &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let anonymous =
+        app.send(reqwest::Method::GET, &format!("/v1.0/directoryObjects/{application}"), None, None, &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     // Adding members takes the member permission: a user without a role cannot.
     let adele_token = app.token_for(&format!("adele@{DOMAIN}")).await;
     let refused =
