@@ -365,14 +365,15 @@ impl TestApp {
         (app, base_url)
     }
 
-    /// Assigns a role straight in the database (role management through the API is a later issue).
+    /// Assigns a role straight in the database, as the role-assignment use cases do (with the
+    /// activation of a built-in role at the tenant's scope), without their decision or audit.
     pub async fn assign_role(&self, principal_id: &str, role: &str, scope: &str) {
         let store = keyward_store::open(&self.database_url).await.expect("store");
         let tenant = self.tenant_id().await;
         let mut tx = store.write().await.expect("tx");
         tx.insert_role_assignment(&keyward_store::RoleAssignment {
             id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant,
+            tenant_id: tenant.clone(),
             principal_id: keyward_core::ids::ObjectId::parse(principal_id).expect("principal id"),
             role_definition_id: role.to_owned(),
             directory_scope_id: scope.to_owned(),
@@ -383,6 +384,11 @@ impl TestApp {
         })
         .await
         .expect("assignment");
+        // As every assignment the product makes: a built-in role at the tenant's scope is then
+        // activated for the older directory-role API.
+        if scope == "/" && keyward_core::authz::built_in_role(role).is_some() {
+            tx.activate_directory_role(&tenant, role, self.app.now()).await.expect("activation");
+        }
         tx.commit().await.expect("commit");
         store.close().await;
     }
