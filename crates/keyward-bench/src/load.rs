@@ -71,6 +71,8 @@ fn ensure_tool(command: &str, package: &str) -> anyhow::Result<()> {
 pub struct Server {
     child: Child,
     pub base_url: String,
+    /// Where its standard output and error go (`keyward serve`'s log), if anywhere.
+    pub log: Option<PathBuf>,
 }
 
 impl Server {
@@ -115,7 +117,8 @@ pub async fn start_keyward(
 ) -> anyhow::Result<Server> {
     let port = free_port()?;
     std::fs::create_dir_all(data_dir)?;
-    let log = std::fs::File::create(data_dir.join(format!("server-{port}.log")))?;
+    let log_path = data_dir.join(format!("server-{port}.log"));
+    let log = std::fs::File::create(&log_path)?;
     let key: String = MASTER_KEY.iter().map(|byte| format!("{byte:02x}")).collect();
     let child = Command::new("taskset")
         .args(["-c", SERVER_CORE])
@@ -132,7 +135,7 @@ pub async fn start_keyward(
         .stderr(log)
         .spawn()
         .context("starting keyward serve")?;
-    let server = Server { child, base_url: format!("http://127.0.0.1:{port}") };
+    let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log: Some(log_path) };
     wait_ready(&format!("{}/healthz", server.base_url)).await?;
     Ok(server)
 }
@@ -183,7 +186,7 @@ pub async fn start_bare(body: &[u8], data_dir: &Path) -> anyhow::Result<Server> 
         .stdin(Stdio::null())
         .spawn()
         .context("starting the bare handler")?;
-    let server = Server { child, base_url: format!("http://127.0.0.1:{port}") };
+    let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log: None };
     wait_ready(&format!("{}/v1.0/users/ready", server.base_url)).await?;
     Ok(server)
 }
@@ -262,9 +265,12 @@ pub fn wrk(
         lua.push_str(&format!("function delay()\n  return {}\nend\n", delay.as_millis().max(1)));
     }
     if let Some(form) = form {
-        // A Lua long string: the body is URL-encoded, so it holds no `]]`.
+        // A Lua long string, which holds anything but its own closing bracket.
+        if form.contains("]==]") {
+            bail!("the form body cannot be put in wrk's script: {form}");
+        }
         lua.push_str(&format!(
-            "wrk.method = \"POST\"\nwrk.body = [[{form}]]\n\
+            "wrk.method = \"POST\"\nwrk.body = [==[{form}]==]\n\
              wrk.headers[\"Content-Type\"] = \"application/x-www-form-urlencoded\"\n"
         ));
     }
@@ -290,9 +296,13 @@ pub fn wrk(
             command.arg(url).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("running wrk")
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let outputs: Vec<_> = children.into_iter().map(std::process::Child::wait_with_output).collect();
+    if let Some(script) = &script {
+        let _ = std::fs::remove_file(script);
+    }
     let mut total = Load { rate: 0.0, p50: Duration::ZERO, p99: Duration::ZERO };
-    for child in children {
-        let output = child.wait_with_output()?;
+    for output in outputs {
+        let output = output?;
         let text = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             bail!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));

@@ -7,8 +7,8 @@
 //! ```
 //!
 //! HTTP workloads (`api-read`, `client-credentials`, `directory`) run the release `keyward serve`
-//! binary (built first if needed) pinned to core 0 with `taskset`, and load it with `wrk` pinned to
-//! core 1 (installed with apt-get when missing). `sign-in`, whose client must read each page and
+//! binary (built first if needed) pinned to core 0 with `taskset`, and load it from core 1: with
+//! `wrk` (installed with apt-get when missing), or with sequential requests (`directory`). `sign-in`, whose client must read each page and
 //! answer it, runs its simulated browsers and its server in this process; the others run
 //! Keyward's application layer in this process.
 #![allow(clippy::print_stdout, clippy::print_stderr)]

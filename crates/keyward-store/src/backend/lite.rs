@@ -16,13 +16,16 @@
 //! rows' `try_get`): each store trait's macro is expanded for this module's types as it is for
 //! sqlx's (`backend/mod.rs`, `lite_impl`), so the two cannot drift apart. Parameters are written
 //! `$1`, `$2`… as for sqlx, which SQLite reads as named parameters; they are bound by their number.
+//! Statements built at run time with many parameters write them `?1`, `?2`… on SQLite
+//! (`Dialect::param`), which SQLite numbers itself: a statement without `$` is bound by index.
 //!
 //! What a transaction sees and guarantees is unchanged: it begins with `BEGIN IMMEDIATE` after
 //! its turn at the store's `WriteGate`, so this node's writers still take turns in order; a
 //! transaction dropped without commit (an error, a refusal, a request that went away) is rolled
 //! back at once, before its turn passes on. The cost: each statement, and the commit's `fsync`,
-//! runs on the runtime's thread that runs the request, which holds that thread for as long as it
-//! runs (a few microseconds a statement, the `fsync` a few hundred). So what may run long stays off
+//! runs on the thread that runs the transaction (the request's runtime thread; the sign-in log's
+//! writer runs its batches on a blocking thread), which holds that thread for as long as it runs
+//! (a few microseconds a statement, the `fsync` a few hundred). So what may run long stays off
 //! it: waiting for another process's write lock (the `keyward` commands) sleeps between tries
 //! instead of waiting in SQLite's busy handler; the checkpoint that copies the write-ahead log
 //! into the database file, which SQLite would run inside the commit that took the log past 1,000
