@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use keyward_core::signin::SignInRecord;
-use keyward_store::{Store, StoreError};
+use keyward_store::{Backend, Store, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -60,7 +60,7 @@ impl App {
 
 /// Starts the writer: it ends when the app (the queue's sender) is gone.
 ///
-/// Each batch is written on a blocking thread: on SQLite its statements and its commit's flush run
+/// On SQLite each batch is written on a blocking thread: its statements and its commit's flush run
 /// on the thread that runs them (`keyward_store`'s write connection), and the flush waits for the
 /// disk. On a runtime worker that wait held up every request queued on the worker, and a server
 /// with one core has one worker: the grants the batch answers, and the next batch's, waited with
@@ -73,7 +73,13 @@ fn start(store: Arc<dyn Store>) -> Queue {
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
-            let (store, runtime, taken) = (Arc::clone(&store), Handle::current(), std::mem::take(&mut batch));
+            let taken = std::mem::take(&mut batch);
+            // PostgreSQL's statements and commit wait on the network without holding the thread.
+            if store.backend() != Backend::Sqlite {
+                write_batch(&*store, taken).await;
+                continue;
+            }
+            let (store, runtime) = (Arc::clone(&store), Handle::current());
             // A batch that panicked has answered its callers with an error (their answers were
             // dropped); the writer goes on with the entries waiting.
             if let Err(err) = tokio::task::spawn_blocking(move || runtime.block_on(write_batch(&*store, taken))).await {
