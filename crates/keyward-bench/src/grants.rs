@@ -8,7 +8,6 @@
 //! always does.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward_app::KeyRing;
@@ -30,7 +29,6 @@ pub fn sign_for(seconds: f64) -> anyhow::Result<f64> {
     let ring = KeyRing::new(&MASTER_KEY)?;
     let key = ring.generate(time::OffsetDateTime::now_utc())?;
     ring.load(&[key])?;
-    let ring = Arc::new(ring);
     // Warm up (the key's first use), then count whole batches until the time is up.
     for _ in 0..100 {
         ring.sign(CLAIMS)?;

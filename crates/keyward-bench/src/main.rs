@@ -8,9 +8,9 @@
 //!
 //! HTTP workloads (`api-read`, `client-credentials`, `directory`) run the release `keyward serve`
 //! binary (built first if needed) pinned to core 0 with `taskset`, and load it from core 1: with
-//! `wrk` (installed with apt-get when missing), or with sequential requests (`directory`). `sign-in`, whose client must read each page and
-//! answer it, runs its simulated browsers and its server in this process; the others run
-//! Keyward's application layer in this process.
+//! `wrk` (installed with apt-get when missing), or with sequential requests (`directory`).
+//! `sign-in`, whose client must read each page and answer it, runs its simulated browsers and its
+//! server in this process; the others run Keyward's application layer in this process.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod api_read;
@@ -153,38 +153,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
             failed.push(what.to_owned());
         }
     };
-    if wants(Workload::ApiRead) {
-        match load::keyward_binary() {
-            Ok(server) => {
-                for &backend in &backends {
-                    keep("api-read", api_read::run(&server, backend, 1, args.seconds).await);
-                    if backend == Backend::Postgres {
-                        keep("api-read, 2 nodes", api_read::run(&server, backend, 2, args.seconds).await);
-                    }
-                }
+    // The release server, built once for the HTTP workloads that run it.
+    let http = [Workload::ApiRead, Workload::ClientCredentials, Workload::Directory];
+    let server = http.into_iter().any(wants).then(|| load::keyward_binary().map_err(|err| format!("{err:#}")));
+    let server = |name: &str| match &server {
+        Some(Ok(path)) => Ok(path.clone()),
+        Some(Err(err)) => Err(anyhow::anyhow!("{err}")),
+        None => Err(anyhow::anyhow!("{name}: the server binary was not built")),
+    };
+    // On PostgreSQL the HTTP and sign-in workloads also run with two nodes on one database.
+    let node_counts =
+        |backend: Backend| -> &'static [usize] { if backend == Backend::Postgres { &[1, 2] } else { &[1] } };
+    for (workload, name) in [(Workload::ApiRead, "api-read"), (Workload::ClientCredentials, "client-credentials")] {
+        if !wants(workload) {
+            continue;
+        }
+        let binary = match server(name) {
+            Ok(it) => it,
+            Err(err) => {
+                keep(name, Err(err));
+                continue;
             }
-            Err(err) => keep("api-read", Err(err)),
+        };
+        for &backend in &backends {
+            for &nodes in node_counts(backend) {
+                let what = if nodes > 1 { format!("{name}, {nodes} nodes") } else { name.to_owned() };
+                let measured = match workload {
+                    Workload::ApiRead => api_read::run(&binary, backend, nodes, args.seconds).await,
+                    _ => grants::run(&binary, backend, nodes, args.seconds).await,
+                };
+                keep(&what, measured);
+            }
         }
     }
     if wants(Workload::SignIn) {
         for &backend in &backends {
-            let nodes: &[usize] = if backend == Backend::Postgres { &[1, 2] } else { &[1] };
-            for &nodes in nodes {
+            for &nodes in node_counts(backend) {
                 keep("sign-in", Ok(oidc::run(backend, nodes).await));
             }
-        }
-    }
-    if wants(Workload::ClientCredentials) {
-        match load::keyward_binary() {
-            Ok(server) => {
-                for &backend in &backends {
-                    keep("client-credentials", grants::run(&server, backend, 1, args.seconds).await);
-                    if backend == Backend::Postgres {
-                        keep("client-credentials, 2 nodes", grants::run(&server, backend, 2, args.seconds).await);
-                    }
-                }
-            }
-            Err(err) => keep("client-credentials", Err(err)),
         }
     }
     if wants(Workload::Write) {
@@ -207,10 +213,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         keep("authz", authz::run());
     }
     if wants(Workload::Directory) {
-        match load::keyward_binary() {
-            Ok(server) => {
+        match server("directory") {
+            Ok(binary) => {
                 for &backend in &backends {
-                    keep("directory", directory::run(&server, backend, &args.data_dir, args.users).await);
+                    keep("directory", directory::run(&binary, backend, &args.data_dir, args.users).await);
                 }
             }
             Err(err) => keep("directory", Err(err)),

@@ -99,15 +99,7 @@ impl App {
             None => (actions::ROLE_ASSIGNMENTS_WRITE, Activity::AddMemberToRole),
             Some(_) => (actions::SCOPED_ROLE_MEMBERSHIPS_WRITE, Activity::AddScopedMemberToRole),
         };
-        // Decide before looking anything up: a refused caller learns nothing about what exists.
-        if let Err(err) = require(caller, action, Target::Tenant) {
-            let targets =
-                [TargetResource::named(role_definition_id, "Role"), TargetResource::named(principal_id, "Other")]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            return Err(self.refused(None, caller, first_activity, targets, err).await);
-        }
+        self.may_change_members(caller, action, first_activity, role_definition_id, principal_id).await?;
         let mut tx = self.write().await?;
         // A promotion: held off while a target-sensitive decision is in flight (see `user_facts`).
         tx.lock_role_changes(&caller.tenant.id).await?;

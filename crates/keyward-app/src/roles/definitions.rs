@@ -283,28 +283,11 @@ impl App {
     /// `POST /directoryRoles/{id}/members/$ref`: a tenant-wide assignment of an activated role,
     /// made and decided as `POST /roleManagement/directory/roleAssignments` makes it.
     pub async fn add_directory_role_member(&self, caller: &Caller, id: &str, principal: &str) -> Result<(), AppError> {
-        self.may_change_members(caller, Activity::AddMemberToRole, id, principal).await?;
+        self.may_change_members(caller, actions::ROLE_ASSIGNMENTS_WRITE, Activity::AddMemberToRole, id, principal)
+            .await?;
         let role = self.activated_role(&caller.tenant.id, id).await?;
         self.create_role_assignment(caller, principal, role.id, "/").await?;
         Ok(())
-    }
-
-    /// Whether the caller may change tenant-wide role members at all, decided before anything is
-    /// looked up (so a refused caller learns nothing of who holds a role or which roles are
-    /// activated) and recorded when refused, as the role-assignment use cases decide it.
-    async fn may_change_members(
-        &self,
-        caller: &Caller,
-        activity: Activity,
-        role: &str,
-        principal: &str,
-    ) -> Result<(), AppError> {
-        let Err(err) = require(caller, actions::ROLE_ASSIGNMENTS_WRITE, Target::Tenant) else { return Ok(()) };
-        let targets = [TargetResource::named(role, "Role"), TargetResource::named(principal, "Other")]
-            .into_iter()
-            .flatten()
-            .collect();
-        Err(self.refused(None, caller, activity, targets, err).await)
     }
 
     /// The activated built-in role `id` names (`404` otherwise), once the caller may change role
@@ -335,7 +318,8 @@ impl App {
     ) -> Result<(), AppError> {
         let principal_id = ObjectId::parse(principal)
             .ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{principal}'.")))?;
-        self.may_change_members(caller, Activity::RemoveMemberFromRole, id, principal).await?;
+        self.may_change_members(caller, actions::ROLE_ASSIGNMENTS_WRITE, Activity::RemoveMemberFromRole, id, principal)
+            .await?;
         let role = self.activated_role(&caller.tenant.id, id).await?;
         let filter = AssignmentFilter {
             role_definition_id: Some(vec![role.id.into()]),

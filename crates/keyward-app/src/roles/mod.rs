@@ -83,6 +83,28 @@ impl RoleDef {
     }
 }
 
+impl crate::App {
+    /// Whether the caller may change role members with `action` at all, decided before anything
+    /// is looked up (so a refused caller learns nothing of who holds a role, which roles are
+    /// activated or what exists) and recorded as `activity` on the role and principal named when
+    /// refused.
+    pub(crate) async fn may_change_members(
+        &self,
+        caller: &crate::Caller,
+        action: &'static str,
+        activity: keyward_core::audit::Activity,
+        role: &str,
+        principal: &str,
+    ) -> Result<(), AppError> {
+        let Err(err) = crate::require(caller, action, keyward_core::authz::Target::Tenant) else { return Ok(()) };
+        let targets = [TargetResource::named(role, "Role"), TargetResource::named(principal, "Other")]
+            .into_iter()
+            .flatten()
+            .collect();
+        Err(self.refused(None, caller, activity, targets, err).await)
+    }
+}
+
 /// Inserts a role assignment; one of a built-in role at the tenant's scope also activates the role
 /// for the older directory-role API, where it stays activated when the assignment ends, as in
 /// Entra.
