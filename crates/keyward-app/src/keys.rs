@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -56,15 +56,7 @@ pub struct KeyRing {
     pass_mac: Option<hmac::Key>,
     rng: SystemRandom,
     state: RwLock<KeyState>,
-    /// Tokens whose signature this node has verified, by the SHA-256 of the whole token, with
-    /// the key that signed them: the same bytes presented again skip the ES256 check (about an
-    /// eighth of an API read's time) as long as that key still verifies. Everything else about
-    /// the token (lifetime, revocation, the user) is checked on every request by the caller.
-    verified: Mutex<HashMap<[u8; 32], String>>,
 }
-
-/// How many verified tokens a node remembers before it starts over (about 100 bytes each).
-const VERIFIED_CAPACITY: usize = 10_000;
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,7 +86,6 @@ impl KeyRing {
                 published: Vec::new(),
                 loaded_at: None,
             }),
-            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -267,6 +258,13 @@ impl KeyRing {
 
     /// Verifies a JWT's ES256 signature against a published key and returns its claims bytes.
     pub fn verify(&self, token: &str) -> Result<Vec<u8>, VerifyError> {
+        self.verify_signed(token).map(|(_, claims)| claims)
+    }
+
+    /// Verifies a JWT's ES256 signature against a published key and returns the key's id and
+    /// the claims bytes. Always checks the signature: callers that remember verified tokens
+    /// (`tokens::VerifiedTokens`) ask [`KeyRing::verifies`] whether the key still counts.
+    pub fn verify_signed(&self, token: &str) -> Result<(String, Vec<u8>), VerifyError> {
         let mut parts = token.split('.');
         let (Some(header), Some(claims), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -283,33 +281,18 @@ impl KeyRing {
             let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             state.verifying.get(kid).cloned().ok_or(VerifyError::UnknownKey)?
         };
-        // The key still verifies (checked above, so a retired key's tokens fail even if seen
-        // before); the signature over these exact bytes was checked once already.
-        let mut fingerprint = [0_u8; 32];
-        fingerprint.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        let seen = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&fingerprint)
-            .map(String::as_str)
-            == Some(kid);
-        if !seen {
-            let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
-            let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
-            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
-                .verify(&token.as_bytes()[..signed_len], &signature)
-                .map_err(|_| VerifyError::BadSignature)?;
-        }
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+        let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
+            .verify(&token.as_bytes()[..signed_len], &signature)
+            .map_err(|_| VerifyError::BadSignature)?;
         let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| VerifyError::Malformed)?;
-        if !seen {
-            let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-            verified.insert(fingerprint, kid.to_owned());
-        }
-        Ok(claims)
+        Ok((kid.to_owned(), claims))
+    }
+
+    /// Whether the key `kid` still verifies tokens (loaded and not retired).
+    pub fn verifies(&self, kid: &str) -> bool {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner).verifying.contains_key(kid)
     }
 
     /// The published keys (every unretired key).
@@ -343,20 +326,22 @@ mod tests {
         assert_eq!(ring.public_keys().len(), 2);
 
         first.retired = Some(now);
+        let (first_kid, second_kid) = (first.kid.clone(), second.kid.clone());
         ring.load(&[first, second]).expect("load");
         assert_eq!(ring.verify(&old_token), Err(VerifyError::UnknownKey));
+        assert!(!ring.verifies(&first_kid), "a retired key no longer counts");
         assert!(ring.verify(&new_token).is_ok());
 
         let mut tampered = new_token.clone();
         tampered.insert(new_token.find('.').expect("dot") + 2, 'x');
         assert!(ring.verify(&tampered).is_err());
-        // A token verified before (and so remembered) with its signature changed is checked anew.
         assert!(ring.verify(&new_token).is_ok());
+        assert!(ring.verifies(&second_kid));
         let mut forged = new_token.into_bytes();
         let at = forged.len() - 10;
         forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).expect("ascii");
-        assert_eq!(ring.verify(&forged), Err(VerifyError::BadSignature), "a changed signature is never taken as seen");
+        assert_eq!(ring.verify(&forged), Err(VerifyError::BadSignature), "a changed signature fails");
         assert_eq!(ring.verify("a.b"), Err(VerifyError::Malformed));
     }
 

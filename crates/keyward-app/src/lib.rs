@@ -142,7 +142,7 @@ pub struct Caller {
     pub meta: RequestMeta,
     /// The token's delegated permissions (`scp`); `None` for app-only tokens, which act with the
     /// service principal's directory roles alone.
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Arc<[String]>>,
     /// For delegated tokens from the sign-in: when the user authenticated, and with what (`amr`).
     pub authentication: Option<(time::OffsetDateTime, Vec<String>)>,
     /// Set when a change held by dual control runs on its approval: the request and who
@@ -239,6 +239,8 @@ struct Inner {
     tenants: std::sync::RwLock<std::collections::HashMap<keyward_core::ids::ObjectId, Tenant>>,
     /// The sign-in log entries written alone, committed together (`sign_in_log`).
     sign_in_log: sign_in_log::SignInLog,
+    /// Access tokens this node has verified (`tokens`).
+    verified_tokens: tokens::VerifiedTokens,
 }
 
 impl App {
@@ -279,6 +281,7 @@ impl App {
                 node_lease: uuid::Uuid::new_v4().to_string(),
                 tenants: Default::default(),
                 sign_in_log: Default::default(),
+                verified_tokens: Default::default(),
             }),
         }
     }

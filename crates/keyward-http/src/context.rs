@@ -334,11 +334,13 @@ pub fn collection<T: Into<serde_json::Value>>(
 
 /// A Graph entity: `@odata.context` followed by the entity's properties.
 pub fn entity(context: String, value: impl Into<serde_json::Value>, status: axum::http::StatusCode) -> Response {
-    let mut body = serde_json::Map::new();
-    body.insert("@odata.context".into(), serde_json::Value::String(context));
-    if let serde_json::Value::Object(fields) = value.into() {
-        body.extend(fields);
-    }
+    // The context goes first into the entity's own map (moving its entries along) rather than
+    // each property into a new map (hashing every name again).
+    let mut body = match value.into() {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    };
+    body.shift_insert(0, "@odata.context".into(), serde_json::Value::String(context));
     (status, graph_json(serde_json::Value::Object(body))).into_response()
 }
 

@@ -253,18 +253,41 @@ fn user_from(row: &impl Columns) -> Result<User, StoreError> {
 }
 
 /// An assignment from columns named with `prefix` (`ra_id`, … in `USER_AND_ROLES`).
-fn assignment_from(row: &impl Columns, prefix: &str) -> Result<RoleAssignment, StoreError> {
-    let column = |name: &str| format!("{prefix}{name}");
+/// The names of a role assignment's columns, each after `$prefix`.
+macro_rules! assignment_column_names {
+    ($prefix:literal) => {
+        [
+            concat!($prefix, "id"),
+            concat!($prefix, "tenant_id"),
+            concat!($prefix, "principal_id"),
+            concat!($prefix, "role_definition_id"),
+            concat!($prefix, "directory_scope_id"),
+            concat!($prefix, "created_at"),
+            concat!($prefix, "start_at"),
+            concat!($prefix, "end_at"),
+            concat!($prefix, "activated_using"),
+        ]
+    };
+}
+
+/// A role assignment's columns as `role_assignments` names them.
+const ASSIGNMENT: [&str; 9] = assignment_column_names!("");
+/// A role assignment's columns as `USER_AND_ROLES` names them.
+const JOINED_ASSIGNMENT: [&str; 9] = assignment_column_names!("ra_");
+
+fn assignment_from(row: &impl Columns, columns: &[&str; 9]) -> Result<RoleAssignment, StoreError> {
+    let [id, tenant_id, principal_id, role_definition_id, directory_scope_id, created, start, end, activated_using] =
+        *columns;
     Ok(RoleAssignment {
-        id: row.required(&column("id"))?,
-        tenant_id: oid(&row.required(&column("tenant_id"))?)?,
-        principal_id: oid(&row.required(&column("principal_id"))?)?,
-        role_definition_id: row.required(&column("role_definition_id"))?,
-        directory_scope_id: row.required(&column("directory_scope_id"))?,
-        created: parse_ts(&row.required(&column("created_at"))?)?,
-        start: opt_ts(row.text(&column("start_at"))?)?,
-        end: opt_ts(row.text(&column("end_at"))?)?,
-        activated_using: row.text(&column("activated_using"))?,
+        id: row.required(id)?,
+        tenant_id: oid(&row.required(tenant_id)?)?,
+        principal_id: oid(&row.required(principal_id)?)?,
+        role_definition_id: row.required(role_definition_id)?,
+        directory_scope_id: row.required(directory_scope_id)?,
+        created: parse_ts(&row.required(created)?)?,
+        start: opt_ts(row.text(start)?)?,
+        end: opt_ts(row.text(end)?)?,
+        activated_using: row.text(activated_using)?,
     })
 }
 
@@ -286,7 +309,7 @@ impl UserAndRoles {
             self.user = Some((user_from(row)?, row.flag("has_values")?));
         }
         if row.text("ra_id")?.is_some() {
-            self.assignments.push(assignment_from(row, "ra_")?);
+            self.assignments.push(assignment_from(row, &JOINED_ASSIGNMENT)?);
         }
         Ok(())
     }
@@ -957,7 +980,7 @@ macro_rules! impl_tx_helpers {
             }
 
             fn assignment_from_row(row: &DbRow) -> Result<RoleAssignment, StoreError> {
-                assignment_from(row, "")
+                assignment_from(row, &ASSIGNMENT)
             }
 
             fn eligibility_from_row(row: &DbRow) -> Result<RoleEligibility, StoreError> {
