@@ -88,8 +88,9 @@ pub(crate) struct VerifiedToken {
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedTokens(Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>);
 
-/// How many verified tokens a node remembers before it starts over (a few kilobytes each at
-/// most: a token's claims and its scopes).
+/// How many verified tokens a node remembers before it starts over (each a token's claims and
+/// its permissions, typically under a kilobyte and a few kilobytes for a token with every
+/// permission: tens of megabytes at worst).
 const VERIFIED_CAPACITY: usize = 10_000;
 
 impl VerifiedTokens {
@@ -379,8 +380,9 @@ impl App {
             Err(VerifyError::Malformed) => return Err(AppError::Unauthenticated("IDX14100: JWT is not well formed.")),
             Err(VerifyError::BadSignature) => return Err(invalid()),
         };
-        let claims: AccessClaims = serde_json::from_slice(&claims_json).map_err(|_| invalid())?;
-        let scopes = claims.scp.as_deref().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+        let mut claims: AccessClaims = serde_json::from_slice(&claims_json).map_err(|_| invalid())?;
+        // Kept split only (`authenticate` reads `scopes`, not `scp`).
+        let scopes = claims.scp.take().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
         let verified = Arc::new(VerifiedToken { kid, claims, scopes });
         self.inner.verified_tokens.insert(fingerprint, verified.clone());
         Ok(verified)

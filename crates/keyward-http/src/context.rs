@@ -335,7 +335,8 @@ pub fn collection<T: Into<serde_json::Value>>(
 /// A Graph entity: `@odata.context` followed by the entity's properties.
 pub fn entity(context: String, value: impl Into<serde_json::Value>, status: axum::http::StatusCode) -> Response {
     // The context goes first into the entity's own map (moving its entries along) rather than
-    // each property into a new map (hashing every name again).
+    // each property into a new map (hashing every name again). The context is the server's: an
+    // entity's own `@odata.context`, if it had one, is replaced.
     let mut body = match value.into() {
         serde_json::Value::Object(fields) => fields,
         _ => serde_json::Map::new(),

@@ -137,15 +137,18 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// A rusqlite row whose columns are found by name through a map made once per statement text:
-/// rusqlite finds a name by comparing it with every column's, which for a user's fifty columns
-/// cost more than running the statement.
 /// A statement's columns by name. Hashed with FNV-1a: the names are the statement's own, short,
 /// and never chosen by a caller, and SipHash took several percent of an API read.
 type ColumnMap = HashMap<String, usize, BuildHasherDefault<Fnv>>;
 
-#[derive(Default)]
+/// FNV-1a, 64 bits.
 struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
@@ -153,14 +156,15 @@ impl Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
         for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
-        self.0 = hash;
     }
 }
 
+/// A rusqlite row whose columns are found by name through a map made once per statement text:
+/// rusqlite finds a name by comparing it with every column's, which for a user's fifty columns
+/// cost more than running the statement.
 struct Indexed<'a> {
     row: &'a rusqlite::Row<'a>,
     columns: &'a ColumnMap,

@@ -252,7 +252,6 @@ fn user_from(row: &impl Columns) -> Result<User, StoreError> {
     })
 }
 
-/// An assignment from columns named with `prefix` (`ra_id`, … in `USER_AND_ROLES`).
 /// The names of a role assignment's columns, each after `$prefix`.
 macro_rules! assignment_column_names {
     ($prefix:literal) => {
@@ -275,6 +274,7 @@ const ASSIGNMENT: [&str; 9] = assignment_column_names!("");
 /// A role assignment's columns as `USER_AND_ROLES` names them.
 const JOINED_ASSIGNMENT: [&str; 9] = assignment_column_names!("ra_");
 
+/// An assignment from columns named as in `columns` ([`ASSIGNMENT`] or [`JOINED_ASSIGNMENT`]).
 fn assignment_from(row: &impl Columns, columns: &[&str; 9]) -> Result<RoleAssignment, StoreError> {
     let [id, tenant_id, principal_id, role_definition_id, directory_scope_id, created, start, end, activated_using] =
         *columns;

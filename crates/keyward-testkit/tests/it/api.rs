@@ -31,8 +31,8 @@ async fn authentication_is_required(backend: Backend) {
     assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     assert_eq!(me.body["userPrincipalName"], ADMIN_UPN);
     assert_eq!(me.body["@odata.context"], format!("{}/v1.0/$metadata#users/$entity", app.base_url));
-    // A node remembers the tokens it verified by their signature: another payload under a
-    // signature it has seen is still refused, and the token itself still works.
+    // A node remembers the tokens it verified (by a hash of the whole token): another payload
+    // under a signature it has seen is still refused, and the token itself still works.
     let parts: Vec<&str> = app.admin_token.split('.').collect();
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).expect("base64")).expect("JSON");
