@@ -271,6 +271,8 @@ impl KeyRing {
         else {
             return Err(VerifyError::Malformed);
         };
+        // What is signed: the header, the dot and the claims, as sent.
+        let signed_len = header.len() + 1 + claims.len();
         let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| VerifyError::Malformed)?;
         let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| VerifyError::Malformed)?;
         if header.get("alg").and_then(|it| it.as_str()) != Some("ES256") {
@@ -282,7 +284,6 @@ impl KeyRing {
             state.verifying.get(kid).cloned().ok_or(VerifyError::UnknownKey)?
         };
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
-        let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
             .verify(&token.as_bytes()[..signed_len], &signature)
             .map_err(|_| VerifyError::BadSignature)?;

@@ -268,17 +268,29 @@ impl App {
         keys: KeyRing,
         config: AppConfig,
     ) -> App {
-        let limiter = limits::RateLimiter::default();
+        App::assemble(store, clock, hasher, Arc::new(keys), config, uuid::Uuid::new_v4().to_string())
+    }
+
+    /// An app over these parts, with its own node caches (rate limiter, figures, tenants, sign-in
+    /// log writer, verified tokens) starting empty.
+    fn assemble(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+        keys: Arc<KeyRing>,
+        config: AppConfig,
+        node_lease: String,
+    ) -> App {
         App {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 hasher,
-                keys: Arc::new(keys),
+                keys,
                 config,
-                limiter,
+                limiter: limits::RateLimiter::default(),
                 overviews: reports::Overviews::default(),
-                node_lease: uuid::Uuid::new_v4().to_string(),
+                node_lease,
                 tenants: Default::default(),
                 sign_in_log: Default::default(),
                 verified_tokens: Default::default(),

@@ -86,7 +86,7 @@ pub(crate) struct VerifiedToken {
 /// API read's time). A token with any byte changed has another fingerprint and is verified anew.
 /// (Keyed by the signature alone and compared whole, as tried, it was no faster.)
 #[derive(Debug, Default)]
-pub(crate) struct VerifiedTokens(Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>);
+pub(crate) struct VerifiedTokens(Mutex<HashMap<Vec<u8>, Arc<VerifiedToken>>>);
 
 /// How many verified tokens a node remembers before it starts over (each a token's claims and
 /// its permissions, typically under a kilobyte and a few kilobytes for a token with every
@@ -94,17 +94,11 @@ pub(crate) struct VerifiedTokens(Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>);
 const VERIFIED_CAPACITY: usize = 10_000;
 
 impl VerifiedTokens {
-    fn fingerprint(token: &str) -> [u8; 32] {
-        let mut fingerprint = [0_u8; 32];
-        fingerprint.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
-        fingerprint
-    }
-
-    fn get(&self, fingerprint: &[u8; 32]) -> Option<Arc<VerifiedToken>> {
+    fn get(&self, fingerprint: &[u8]) -> Option<Arc<VerifiedToken>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(fingerprint).cloned()
     }
 
-    fn insert(&self, fingerprint: [u8; 32], token: Arc<VerifiedToken>) {
+    fn insert(&self, fingerprint: Vec<u8>, token: Arc<VerifiedToken>) {
         let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= VERIFIED_CAPACITY {
             map.clear();
@@ -363,7 +357,7 @@ impl App {
     /// token (lifetime, audience, issuer, revocation, the user) is checked by the caller on every
     /// request.
     async fn verified_token(&self, token: &str) -> Result<Arc<VerifiedToken>, AppError> {
-        let fingerprint = VerifiedTokens::fingerprint(token);
+        let fingerprint = crate::sha256(token.as_bytes());
         if let Some(seen) = self.inner.verified_tokens.get(&fingerprint)
             && self.inner.keys.verifies(&seen.kid)
         {
@@ -501,21 +495,14 @@ impl App {
         let inner = &self.inner;
         let mut config = inner.config.clone();
         config.access_token_lifetime = lifetime;
-        App {
-            inner: std::sync::Arc::new(crate::Inner {
-                store: inner.store.clone(),
-                clock: inner.clock.clone(),
-                hasher: inner.hasher.clone(),
-                keys: inner.keys.clone(),
-                config,
-                limiter: crate::limits::RateLimiter::default(),
-                overviews: crate::reports::Overviews::default(),
-                node_lease: inner.node_lease.clone(),
-                tenants: Default::default(),
-                sign_in_log: Default::default(),
-                verified_tokens: Default::default(),
-            }),
-        }
+        App::assemble(
+            inner.store.clone(),
+            inner.clock.clone(),
+            inner.hasher.clone(),
+            inner.keys.clone(),
+            config,
+            inner.node_lease.clone(),
+        )
     }
 }
 
