@@ -411,6 +411,11 @@ async fn client_credentials_with_a_role(backend: Backend) {
         "{}",
         logged.text
     );
+    // Entry ids are GUIDs that grow with time (UUID version 7): the log's id index is written at
+    // its end, not at a random page for every entry.
+    let ids: Vec<&str> = entries.iter().map(|it| it["id"].as_str().expect("id")).collect();
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok_and(|it| it.get_version_num() == 7)), "{ids:?}");
+    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "newest first, so ids descending: {ids:?}");
     let entry = &entries[1];
     assert_eq!(entry["signInEventTypes"], json!(["servicePrincipal"]));
     assert_eq!(entry["servicePrincipalId"], principal["id"]);
