@@ -114,6 +114,9 @@ async fn first_sign_in_with_the_bootstrap_pass(backend: Backend) {
     assert!(account.text().contains("Authenticator app"), "{}", account.text());
     let log = sign_ins(&app, ADMIN_UPN).await;
     assert_eq!(codes(&log), vec![50079, 50079, 0], "{log:?}");
+    // A user's entries get time-ordered ids (UUID version 7), as applications' do (`oidc`).
+    let ids: Vec<&str> = log.iter().map(|(_, it)| it["id"].as_str().expect("id")).collect();
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok_and(|it| it.get_version_num() == 7)), "{ids:?}");
     assert_eq!(log[2].1["authenticationDetails"][0]["authenticationMethod"], "Temporary Access Pass");
     assert_eq!(log[2].1["authenticationRequirement"], "multiFactorAuthentication");
     assert_eq!(log[2].1["mfaDetail"], json!({"authMethod": "Temporary Access Pass", "authDetail": null}));
