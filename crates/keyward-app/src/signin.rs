@@ -1718,7 +1718,7 @@ impl App {
         details: Vec<AuthenticationDetail>,
     ) -> SignInRecord {
         SignInRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::sign_in_log::entry_id(),
             tenant_id: flow.tenant.id.clone(),
             created: self.now(),
             user_id: user.map(|it| it.id.clone()).or_else(|| flow.session.user_id.clone()),

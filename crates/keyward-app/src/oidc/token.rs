@@ -873,7 +873,7 @@ fn token_record(
         Err(err) => err.codes.first().copied().and_then(|it| i32::try_from(it).ok()).unwrap_or(-1),
     };
     signin::SignInRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::sign_in_log::entry_id(),
         tenant_id: tenant.id.clone(),
         created: now,
         user_id: None,
