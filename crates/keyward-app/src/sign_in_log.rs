@@ -6,6 +6,11 @@
 //! entry waiting, writes them in one transaction and answers each caller after the commit: a
 //! caller still returns only once its entry is durable, and under load many entries share one
 //! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once.
+//!
+//! An entry may come with the client counter's value its grant relied on (a client-credentials
+//! grant on this node's kept copy of its client, `App::kept_client`): the batch reads the counter
+//! in its transaction and writes such an entry only if the counter still has that value, and
+//! tells its caller which, so that a grant made on a client changed since is made again.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,9 +28,13 @@ const BATCH: usize = 256;
 /// queueing without end.
 const WAITING: usize = 4096;
 
-type Queue = mpsc::Sender<(SignInRecord, Answer)>;
+type Queue = mpsc::Sender<Entry>;
 
-type Answer = oneshot::Sender<Result<(), Arc<StoreError>>>;
+/// A record, the client counter's value it must be written under (if any), and its caller.
+type Entry = (SignInRecord, Option<i64>, Answer);
+
+/// Whether the entry was written (`false`: the client counter has moved; nothing was written).
+type Answer = oneshot::Sender<Result<bool, Arc<StoreError>>>;
 
 /// This node's writer of sign-in log entries, started at the first entry (on the runtime that
 /// writes it), and again should it have stopped (a panic, or that runtime ended).
@@ -47,12 +56,22 @@ impl SignInLog {
 impl App {
     /// Writes `record` to the sign-in log; returns once it has committed.
     pub(crate) async fn write_sign_in(&self, record: SignInRecord) -> Result<(), AppError> {
+        self.send_sign_in(record, None).await.map(|_| ())
+    }
+
+    /// Writes `record` to the sign-in log if the client counter still has the value `version`
+    /// when its transaction commits: whether it did, once it has committed.
+    pub(crate) async fn write_sign_in_under(&self, record: SignInRecord, version: i64) -> Result<bool, AppError> {
+        self.send_sign_in(record, Some(version)).await
+    }
+
+    async fn send_sign_in(&self, record: SignInRecord, version: Option<i64>) -> Result<bool, AppError> {
         let queue = self.inner.sign_in_log.queue(&self.inner.store);
         let (answer, answered) = oneshot::channel();
         let stopped = || AppError::Unexpected(anyhow::anyhow!("the sign-in log writer has stopped"));
-        queue.send((record, answer)).await.map_err(|_| stopped())?;
+        queue.send((record, version, answer)).await.map_err(|_| stopped())?;
         match answered.await.map_err(|_| stopped())? {
-            Ok(()) => Ok(()),
+            Ok(written) => Ok(written),
             Err(err) => Err(AppError::Unexpected(anyhow::anyhow!("cannot write the sign-in log: {err}"))),
         }
     }
@@ -77,7 +96,7 @@ pub(crate) fn entry_id() -> String {
 /// worker: moving each of those (a sign-in commits nine times) to another thread cost more than
 /// it freed.
 fn start(store: Arc<dyn Store>) -> Queue {
-    let (queue, mut waiting) = mpsc::channel::<(SignInRecord, Answer)>(WAITING);
+    let (queue, mut waiting) = mpsc::channel::<Entry>(WAITING);
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
@@ -99,43 +118,63 @@ fn start(store: Arc<dyn Store>) -> Queue {
 }
 
 /// Writes `batch` and answers each entry's caller.
-async fn write_batch(store: &dyn Store, mut batch: Vec<(SignInRecord, Answer)>) {
+async fn write_batch(store: &dyn Store, mut batch: Vec<Entry>) {
     // In the order of the users whose activity each entry updates (stable: one user's entries
     // keep theirs), so that two nodes' batches lock those rows in one order and cannot deadlock.
-    batch.sort_by(|(a, _), (b, _)| a.user_id.cmp(&b.user_id));
-    let records: Vec<&SignInRecord> = batch.iter().map(|(record, _)| record).collect();
-    match insert(store, &records).await {
-        Ok(()) => {
-            for (_, answer) in batch {
-                let _ = answer.send(Ok(()));
+    batch.sort_by(|(a, ..), (b, ..)| a.user_id.cmp(&b.user_id));
+    let entries: Vec<(&SignInRecord, Option<i64>)> =
+        batch.iter().map(|(record, version, _)| (record, *version)).collect();
+    match insert(store, &entries).await {
+        Ok(written) => {
+            for ((_, _, answer), written) in batch.into_iter().zip(written) {
+                let _ = answer.send(Ok(written));
             }
         }
         // One entry the store refuses (a constraint) must not lose the others: each alone, then.
         Err(StoreError::Conflict { .. }) => {
-            for (record, answer) in batch {
-                let _ = answer.send(insert(store, &[&record]).await.map_err(Arc::new));
+            for (record, version, answer) in batch {
+                let alone = insert(store, &[(&record, version)]).await;
+                let _ = answer.send(alone.map(|it| it.first().copied().unwrap_or(false)).map_err(Arc::new));
             }
         }
         // The store itself failed (closed, locked, unreachable): every entry with it, rather
         // than each waiting for the same failure again.
         Err(err) => {
             let err = Arc::new(err);
-            for (_, answer) in batch {
+            for (_, _, answer) in batch {
                 let _ = answer.send(Err(Arc::clone(&err)));
             }
         }
     }
 }
 
-async fn insert(store: &dyn Store, records: &[&SignInRecord]) -> Result<(), StoreError> {
+/// Writes the entries in one transaction, those with a client counter value only if the counter
+/// still has it: which were written.
+async fn insert(store: &dyn Store, entries: &[(&SignInRecord, Option<i64>)]) -> Result<Vec<bool>, StoreError> {
     let mut tx = store.write().await?;
+    let current = match entries.iter().any(|(_, version)| version.is_some()) {
+        true => match tx.client_version().await {
+            Ok(current) => Some(current),
+            Err(err) => {
+                let _ = tx.rollback().await;
+                return Err(err);
+            }
+        },
+        false => None,
+    };
+    let written: Vec<bool> = entries.iter().map(|(_, version)| version.is_none() || *version == current).collect();
+    let records: Vec<&SignInRecord> =
+        entries.iter().zip(&written).filter(|(_, written)| **written).map(|((record, _), _)| *record).collect();
     // The entries in one statement, then each user's activity.
-    if let Err(err) = tx.insert_sign_ins(records).await {
+    if !records.is_empty()
+        && let Err(err) = tx.insert_sign_ins(&records).await
+    {
         // Ended before the entries are tried one by one, which would otherwise meet it.
         let _ = tx.rollback().await;
         return Err(err);
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -168,13 +207,13 @@ mod tests {
         let mut answers = Vec::new();
         for n in 0..20 {
             let (answer, answered) = oneshot::channel();
-            queue.send((record(n, &tenant), answer)).await.expect("send");
+            queue.send((record(n, &tenant), None, answer)).await.expect("send");
             answers.push(answered);
         }
         let (answer, repeated) = oneshot::channel();
-        queue.send((record(3, &tenant), answer)).await.expect("send");
+        queue.send((record(3, &tenant), None, answer)).await.expect("send");
         for answered in answers {
-            assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(()));
+            assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(true));
         }
         assert!(repeated.await.expect("answer").is_err(), "a second entry with the same id was written");
         let mut tx = store.read().await.expect("tx");
@@ -196,7 +235,33 @@ mod tests {
         assert!(!queue.is_closed(), "the stopped writer was kept");
         let (answer, answered) = oneshot::channel();
         let tenant = ObjectId::from_bytes([8; 16]);
-        queue.send((record(1, &tenant), answer)).await.expect("send");
-        assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(()));
+        queue.send((record(1, &tenant), None, answer)).await.expect("send");
+        assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(true));
+    }
+
+    /// An entry sent with the client counter's value its grant relied on is written only while
+    /// the counter has that value; the others of its batch are written either way.
+    #[tokio::test]
+    async fn an_entry_under_a_moved_client_counter_is_not_written() {
+        let store = keyward_store::open("sqlite::memory:").await.expect("store");
+        let tenant = ObjectId::from_bytes([9; 16]);
+        let current = store.write().await.expect("tx").client_version().await.expect("counter");
+        let queue = start(Arc::clone(&store));
+        let mut answers = Vec::new();
+        for (n, version) in [(1, Some(current)), (2, Some(current - 1)), (3, None), (4, Some(current + 1))] {
+            let (answer, answered) = oneshot::channel();
+            queue.send((record(n, &tenant), version, answer)).await.expect("send");
+            answers.push(answered);
+        }
+        let mut written = Vec::new();
+        for answered in answers {
+            written.push(answered.await.expect("answer").expect("no failure"));
+        }
+        assert_eq!(written, [true, false, true, false]);
+        let mut tx = store.read().await.expect("tx");
+        for (n, expected) in [(1, true), (2, false), (3, true), (4, false)] {
+            let found = tx.get_sign_in(&tenant, &format!("batched-{n}")).await.expect("read");
+            assert_eq!(found.is_some(), expected, "entry {n}");
+        }
     }
 }

@@ -138,6 +138,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0032_deleted_applications.sql",
         sql: include_str!("../migrations/sqlite/0032_deleted_applications.sql"),
     },
+    Migration {
+        version: 33,
+        name: "0033_client_version.sql",
+        sql: include_str!("../migrations/sqlite/0033_client_version.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -273,6 +278,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 32,
         name: "0032_deleted_applications.sql",
         sql: include_str!("../migrations/postgres/0032_deleted_applications.sql"),
+    },
+    Migration {
+        version: 33,
+        name: "0033_client_version.sql",
+        sql: include_str!("../migrations/postgres/0033_client_version.sql"),
     },
 ];
 

@@ -302,7 +302,24 @@ pub fn url_encode(text: &str) -> String {
     res
 }
 
-/// The path and query without the parameter `name`.
+/// A registered application as a client, or `None` when its service principal is gone or
+/// disabled: that signs nobody in (Entra's way to block an application in a tenant).
+fn registered_client(found: keyward_store::ClientRecord) -> Option<Client> {
+    let keyward_store::ClientRecord { application: app, service_principal, credentials, principal_roles } = found;
+    let principal = service_principal.filter(|it| it.account_enabled)?;
+    Some(Client {
+        credentials,
+        principal_roles,
+        service_principal: Some(principal),
+        client_id: app.app_id.clone(),
+        display_name: app.display_name.clone(),
+        public_redirect_uris: app.public_redirect_uris.clone(),
+        web_redirect_uris: app.web_redirect_uris.clone(),
+        is_fallback_public: app.is_fallback_public_client,
+        application: Some(app),
+    })
+}
+
 /// Entra's AADSTS65001 text.
 fn not_consented(client: &Client) -> String {
     format!(
@@ -312,6 +329,7 @@ fn not_consented(client: &Client) -> String {
     )
 }
 
+/// The path and query without the parameter `name`.
 fn strip_param(path_and_query: &str, name: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_owned() };
     let kept: Vec<&str> = query.split('&').filter(|it| it.split('=').next() != Some(name)).collect();
@@ -336,29 +354,22 @@ impl App {
         if client_id == FIRST_PARTY_CLIENT_ID {
             return Ok(Some(Client::first_party()));
         }
-        // One snapshot, on the request's thread on SQLite (`Store::find_client`).
+        // One snapshot, on the request's thread on SQLite, kept by this node while the database's
+        // client counter stays put (`Store::find_client`).
         let found = self.inner.store.find_client(&tenant.id, client_id, self.now()).await?;
-        let Some(keyward_store::ClientRecord { application: app, service_principal, credentials, principal_roles }) =
-            found
-        else {
-            return Ok(None);
-        };
-        // An application whose service principal is gone or disabled signs nobody in (Entra's
-        // way to block an application in a tenant).
-        let Some(principal) = service_principal.filter(|it| it.account_enabled) else {
-            return Ok(None);
-        };
-        Ok(Some(Client {
-            credentials,
-            principal_roles,
-            service_principal: Some(principal),
-            client_id: app.app_id.clone(),
-            display_name: app.display_name.clone(),
-            public_redirect_uris: app.public_redirect_uris.clone(),
-            web_redirect_uris: app.web_redirect_uris.clone(),
-            is_fallback_public: app.is_fallback_public_client,
-            application: Some(app),
-        }))
+        Ok(found.and_then(registered_client))
+    }
+
+    /// A registered application as this node keeps it, without reading the client counter, and
+    /// the counter's value it was read under (`Store::kept_client`): to act on only once a write
+    /// transaction has found the counter unchanged (`App::write_sign_in_under`).
+    pub(super) async fn kept_client(
+        &self,
+        tenant: &Tenant,
+        client_id: &str,
+    ) -> Result<Option<(Client, i64)>, AppError> {
+        let found = self.inner.store.kept_client(&tenant.id, client_id, self.now()).await?;
+        Ok(found.and_then(|(record, version)| Some((registered_client(record)?, version))))
     }
 
     /// The `kw_after` marker: the time a sign-in was asked for, with a MAC binding it to the

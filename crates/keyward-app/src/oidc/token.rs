@@ -41,6 +41,15 @@ impl App {
         } else {
             "none"
         };
+        // A client-credentials grant with a client secret runs first on this node's kept copy of
+        // its client, and stands only if its sign-in log entry commits under an unchanged client
+        // counter; otherwise it runs again below, on a fresh read.
+        if grant_type == "client_credentials"
+            && presented == "clientSecret"
+            && let Some(answer) = self.kept_client_credentials(&tenant, params, &auth, meta).await
+        {
+            return answer;
+        }
         let claimed_id = auth.client_id.clone().or_else(|| param("client_id").map(str::to_owned));
         let (client, is_authenticated) = match self.authenticate_client(&tenant, tenant_key, params, auth).await {
             Ok(it) => it,
@@ -92,6 +101,52 @@ impl App {
             self.log_app_sign_in(&tenant, &client, credential, result.as_ref().map(|_| ()), meta).await;
         }
         result
+    }
+
+    /// A client-credentials grant with a client secret, made on this node's kept copy of the
+    /// client without reading the client counter (`App::kept_client`): its answer, or `None` when
+    /// it must be made again on a fresh read.
+    ///
+    /// Its sign-in log entry is written only if the counter, read in the log's write transaction,
+    /// still has the value the copy was read under, and the answer stands only then. Every change
+    /// to an application, its secrets, its principal or the principal's roles moves the counter
+    /// in its own transaction, so a removed secret, a deleted principal or a removed role counts
+    /// at the next grant on every node, as when every grant read the whole client: the grant is
+    /// made again on a fresh read, and that one is logged. A grant whose entry could not be
+    /// written, a client this node does not keep, or anything the copy cannot decide alone (a
+    /// `client_id` twice, a principal gone or disabled) is made again the same way.
+    async fn kept_client_credentials(
+        &self,
+        tenant: &Tenant,
+        params: &HashMap<String, String>,
+        auth: &ClientAuth,
+        meta: &RequestMeta,
+    ) -> Option<Result<TokenResponse, OAuthError>> {
+        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
+        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
+            (Some(basic), Some(form)) if basic != form => return None,
+            (Some(id), _) | (None, Some(id)) => id,
+            (None, None) => return None,
+        };
+        let secret = auth.secret.clone().or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())))?;
+        let (client, version) = self.kept_client(tenant, client_id).await.ok()??;
+        let principal = client.service_principal.as_ref()?;
+        let result = match self.check_client_secret(&client, &secret).await {
+            Ok(()) => self.client_credentials(tenant, &client, true, params).await,
+            Err(err) => Err(err),
+        };
+        let record = signin::SignInRecord {
+            service_principal_id: Some(principal.id.to_string()),
+            ..token_record(tenant, &client, "clientSecret", result.as_ref().map(|_| ()), meta, self.now())
+        };
+        match self.write_sign_in_under(record, version).await {
+            Ok(true) => Some(result),
+            Ok(false) => None,
+            Err(err) => {
+                tracing::warn!(error = ?err, "cannot write the sign-in log entry of an application's sign-in; granting again on a fresh read");
+                None
+            }
+        }
     }
 
     /// Writes the sign-in log entry of an application's own sign-in (the client-credentials

@@ -32,12 +32,13 @@ use keyward_core::ids::ObjectId;
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
+use super::client_cache::{CLIENT_CHANGES_AT, CLIENT_VERSION};
 use super::{
     APPLICATION_BY_APP_ID, CREDENTIALS_OF, Columns, SERVICE_PRINCIPAL_BY_APP_ID, USER_BY_ID, USER_BY_UPN, UserAndRoles,
     UserRolesValues, assignment_from, credential_from, lite, oauth, roles, service_principal_from, user_from,
 };
 use crate::error::StoreError;
-use crate::sql::fmt_ts;
+use crate::sql::{fmt_ts, parse_ts};
 
 /// Idle connections kept; more are opened while requests overlap and closed when they are done.
 const IDLE: usize = 8;
@@ -405,12 +406,20 @@ impl DirectReads {
 impl DirectReads {
     /// `Store::find_client`'s four statements in one read transaction (one snapshot), `app_id`
     /// lowercased by the caller. `Ok(None)`: ask the pool.
+    /// The `client_version` counter (see `client_cache`). `None`: the pool must answer.
+    pub(crate) fn client_version(self: &Arc<Self>) -> Result<Option<i64>, StoreError> {
+        self.run(|conn| Ok(conn.prepare_cached(CLIENT_VERSION)?.query_row([], |row| row.get::<_, i64>(0))?))
+    }
+
+    /// An application as the token endpoint reads it, in one read transaction, and when the role
+    /// assignments that apply to its principal next change (see `client_cache`). `None`: the pool
+    /// must answer.
     pub(crate) fn client(
         self: &Arc<Self>,
         tenant: &ObjectId,
         app_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Option<crate::ClientRecord>>, StoreError> {
+    ) -> Result<Option<Option<ClientRead>>, StoreError> {
         self.run(|conn| {
             let tx = conn.unchecked_transaction()?;
             let found = client_in(&tx, tenant, app_id, now)?;
@@ -420,12 +429,15 @@ impl DirectReads {
     }
 }
 
+/// A client as read, and when the role assignments that apply to its principal next change.
+type ClientRead = (crate::ClientRecord, Option<OffsetDateTime>);
+
 fn client_in(
     conn: &Connection,
     tenant: &ObjectId,
     app_id: &str,
     now: OffsetDateTime,
-) -> Result<Option<crate::ClientRecord>, Failure> {
+) -> Result<Option<ClientRead>, Failure> {
     let by_key = rusqlite::named_params! { "$1": tenant.as_str(), "$2": app_id };
     let decode = |row: &Indexed<'_>| oauth::application_from(row);
     let Some(application) = decoded(conn, &APPLICATION_BY_APP_ID, &APPLICATION_COLUMNS, by_key, decode)?.pop() else {
@@ -437,19 +449,21 @@ fn client_in(
     let of_application = rusqlite::named_params! { "$1": application.id.as_str() };
     let decode = |row: &Indexed<'_>| credential_from(row);
     let credentials = decoded(conn, CREDENTIALS_OF, &CREDENTIAL_COLUMNS, of_application, decode)?;
-    let principal_roles = match &service_principal {
+    let (principal_roles, until) = match &service_principal {
         Some(principal) => {
             let now = fmt_ts(now);
             let params = rusqlite::named_params! {
                 "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": now,
             };
-            decoded(conn, roles::ASSIGNMENTS_FOR, &ASSIGNMENT_COLUMNS, params, |row: &Indexed<'_>| {
+            let roles = decoded(conn, roles::ASSIGNMENTS_FOR, &ASSIGNMENT_COLUMNS, params, |row: &Indexed<'_>| {
                 assignment_from(row, &super::ASSIGNMENT)
-            })?
+            })?;
+            let until: Option<String> = conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?;
+            (roles, until.as_deref().map(parse_ts).transpose()?)
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
-    Ok(Some(crate::ClientRecord { application, service_principal, credentials, principal_roles }))
+    Ok(Some((crate::ClientRecord { application, service_principal, credentials, principal_roles }, until)))
 }
 
 /// Every row `sql` finds with `params`, decoded by column name (`map`: the statement's columns).

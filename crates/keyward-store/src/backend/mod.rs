@@ -34,6 +34,7 @@ mod signin;
 mod tenants;
 #[macro_use]
 mod users;
+mod client_cache;
 mod direct;
 mod lite;
 mod profile;
@@ -508,6 +509,8 @@ macro_rules! impl_backend {
             writer: Option<WriteGate>,
             /// Write transactions on the calling thread (SQLite on a file; `None` otherwise).
             lite: Option<std::sync::Arc<lite::Writer>>,
+            /// The clients this node has read for the token endpoint.
+            clients: std::sync::Arc<client_cache::ClientCache>,
         }
 
         /// A transaction on this database, the time its reads judge role windows by (see
@@ -615,6 +618,64 @@ macro_rules! impl_backend {
                 let begin = $begin_read;
                 let mut tx = $tx::new(begin(&self.pool).await?, None);
                 tx.get_user(&user.tenant_id, &user.id).await
+            }
+
+            /// The database's client counter (see `client_cache`), on the calling thread on a
+            /// SQLite file.
+            async fn client_version(&self) -> Result<i64, StoreError> {
+                if let Some(version) = self.direct.as_ref().map(|direct| direct.client_version()).transpose()?.flatten()
+                {
+                    return Ok(version);
+                }
+                let rows = self.read_all(|| sqlx::query(client_cache::CLIENT_VERSION)).await?;
+                let row = rows.first().ok_or_else(|| StoreError::Other("client_version has no row".into()))?;
+                Ok(row.try_get::<i64, _>(0)?)
+            }
+
+            /// An application as the token endpoint reads it, from one snapshot, kept by this node
+            /// under `version`, the counter's value read before it.
+            async fn read_client(
+                &self,
+                tenant: &ObjectId,
+                app_id: &str,
+                version: i64,
+                now: OffsetDateTime,
+            ) -> Result<Option<crate::ClientRecord>, StoreError> {
+                let direct = match &self.direct {
+                    Some(direct) => direct.client(tenant, app_id, now)?,
+                    None => None,
+                };
+                let found = match direct {
+                    Some(found) => found,
+                    None => {
+                        let begin = $begin_read;
+                        let mut tx = $tx::new(begin(&self.pool).await?, None);
+                        tx.set_now(now);
+                        let Some(application) = tx.find_application(tenant, app_id).await? else { return Ok(None) };
+                        let service_principal = tx.find_service_principal(tenant, app_id).await?;
+                        let credentials = tx.list_app_credentials(&application.id).await?;
+                        let (principal_roles, until) = match &service_principal {
+                            Some(principal) => {
+                                let roles = tx.list_role_assignments_for(tenant, &principal.id).await?;
+                                let until: Option<String> = sqlx::query_scalar(client_cache::CLIENT_CHANGES_AT)
+                                    .bind(tenant.as_str())
+                                    .bind(principal.id.as_str())
+                                    .bind(true)
+                                    .bind(fmt_ts(now))
+                                    .fetch_one(&mut *tx.0)
+                                    .await?;
+                                (roles, until.as_deref().map(parse_ts).transpose()?)
+                            }
+                            None => (Vec::new(), None),
+                        };
+                        let record =
+                            crate::ClientRecord { application, service_principal, credentials, principal_roles };
+                        Some((record, until))
+                    }
+                };
+                let Some((record, until)) = found else { return Ok(None) };
+                self.clients.put(tenant, app_id, version, now, until, record.clone());
+                Ok(Some(record))
             }
         }
 
@@ -750,22 +811,26 @@ macro_rules! impl_backend {
                 now: OffsetDateTime,
             ) -> Result<Option<crate::ClientRecord>, StoreError> {
                 let app_id = app_id.to_lowercase();
-                if let Some(direct) = &self.direct
-                    && let Some(found) = direct.client(tenant, &app_id, now)?
-                {
-                    return Ok(found);
+                // The counter first, then the client (see `client_cache`).
+                let version = self.client_version().await?;
+                if let Some(kept) = self.clients.get(tenant, &app_id, version, now) {
+                    return Ok(Some(kept));
                 }
-                let begin = $begin_read;
-                let mut tx = $tx::new(begin(&self.pool).await?, None);
-                tx.set_now(now);
-                let Some(application) = tx.find_application(tenant, &app_id).await? else { return Ok(None) };
-                let service_principal = tx.find_service_principal(tenant, &app_id).await?;
-                let credentials = tx.list_app_credentials(&application.id).await?;
-                let principal_roles = match &service_principal {
-                    Some(principal) => tx.list_role_assignments_for(tenant, &principal.id).await?,
-                    None => Vec::new(),
-                };
-                Ok(Some(crate::ClientRecord { application, service_principal, credentials, principal_roles }))
+                self.read_client(tenant, &app_id, version, now).await
+            }
+
+            async fn kept_client(
+                &self,
+                tenant: &ObjectId,
+                app_id: &str,
+                now: OffsetDateTime,
+            ) -> Result<Option<(crate::ClientRecord, i64)>, StoreError> {
+                let app_id = app_id.to_lowercase();
+                if let Some(kept) = self.clients.get_unchecked(tenant, &app_id, now) {
+                    return Ok(Some(kept));
+                }
+                let version = self.client_version().await?;
+                Ok(self.read_client(tenant, &app_id, version, now).await?.map(|it| (it, version)))
             }
 
             async fn get_audit(&self, tenant: &ObjectId, id: &str) -> Result<Option<AuditRecord>, StoreError> {
@@ -1469,7 +1534,14 @@ mod sqlite_impl {
             let file = plain_file(url, options.get_filename());
             let direct = file.clone().map(direct::DirectReads::new);
             let lite = file.map(lite::Writer::new);
-            Ok(SqliteStore { pool, direct, readers: None, writer: Some(WriteGate::default()), lite })
+            Ok(SqliteStore {
+                pool,
+                direct,
+                readers: None,
+                writer: Some(WriteGate::default()),
+                lite,
+                clients: Default::default(),
+            })
         }
 
         /// A statement's rows, on the pool (the hot reads go to `direct` first).
@@ -1556,7 +1628,7 @@ mod postgres_impl {
             sqlx::query("SELECT pg_advisory_unlock(7007001)").execute(&mut *lock_conn).await?;
             migrated?;
             let readers = Some(std::sync::Arc::new(readers::Readers::new(pool.connect_options())));
-            Ok(PostgresStore { pool, direct: None, readers, writer: None, lite: None })
+            Ok(PostgresStore { pool, direct: None, readers, writer: None, lite: None, clients: Default::default() })
         }
 
         /// A statement's rows, on a reader (see `readers.rs`). The statement is made again, on a

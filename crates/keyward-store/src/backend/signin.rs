@@ -940,6 +940,10 @@ macro_rules! impl_sign_in_store {
                 }
                 Ok(())
             }
+            async fn client_version(&mut self) -> Result<i64, StoreError> {
+                Ok(q::query_scalar(crate::backend::client_cache::CLIENT_VERSION).fetch_one(&mut *self.0).await?)
+            }
+
             async fn sign_in_activity(
                 &mut self,
                 users: &[ObjectId],

@@ -939,6 +939,19 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 33's client counter and the triggers that move it.
+    match raw {
+        Raw::Sqlite(_) => {
+            let tables = ["applications", "application_credentials", "service_principals", "role_assignments"];
+            for table in tables.into_iter().chain(["role_eligibilities", "group_members", "directory_groups"]) {
+                for change in ["insert", "update", "delete"] {
+                    raw.exec(&format!("DROP TRIGGER {table}_{change}_client_version")).await;
+                }
+            }
+        }
+        Raw::Postgres(_) => raw.exec("DROP FUNCTION client_version_moves() CASCADE").await,
+    }
+    raw.exec("DROP TABLE client_version").await;
     // Nor schema 32's deleted applications.
     raw.exec("DROP TABLE deleted_application_credentials").await;
     raw.exec("DROP TABLE deleted_applications").await;

@@ -311,6 +311,84 @@ async fn refresh_rotation_and_revocation(backend: Backend) {
     assert_eq!(me.status, StatusCode::UNAUTHORIZED, "access tokens issued before the revocation stop too");
 }
 
+/// A node grants client credentials on its kept copy of the client, and that answer stands only
+/// if the client counter has not moved since: a role given, a secret removed or added, the
+/// principal deleted on another node all count at the next grant, and a grant made again on a
+/// fresh read is logged once.
+async fn client_credentials_on_a_kept_client_follow_changes_made_on_another_node(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_other, other_url) = app.second_server(|_| {}).await;
+    let reply = app.post("/v1.0/applications", &json!({"displayName": "Nightly export"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let app_object = reply.body["id"].as_str().expect("id").to_owned();
+    let app_id = reply.body["appId"].as_str().expect("appId").to_owned();
+    let add_secret = || async {
+        let added = app.post(&format!("/v1.0/applications/{app_object}/addPassword"), &json!({})).await;
+        assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+        (
+            added.body["keyId"].as_str().expect("keyId").to_owned(),
+            added.body["secretText"].as_str().expect("secret").to_owned(),
+        )
+    };
+    let grant = |secret: String| {
+        let (client, base, app_id) = (app.client.clone(), other_url.clone(), app_id.clone());
+        async move {
+            let fields = [
+                ("grant_type", "client_credentials"),
+                ("scope", "https://graph.microsoft.com/.default"),
+                ("client_id", app_id.as_str()),
+                ("client_secret", secret.as_str()),
+            ];
+            keyward_testkit::post_form(&client, &base, &token_path(), &fields).await
+        }
+    };
+    let (first_key, first) = add_secret().await;
+    let granted = grant(first.clone()).await;
+    assert_eq!(claims(granted["access_token"].as_str().expect("token"))["wids"], json!([]), "{granted}");
+    let again = grant(first.clone()).await;
+    assert!(again["access_token"].is_string(), "kept: {again}");
+
+    // A role given on the first node is in the second node's next token.
+    let principal = crate::security::principal_of(&app, &app_id).await;
+    app.assign_role(&principal, roles::USER_ADMINISTRATOR, "/").await;
+    let granted = grant(first.clone()).await;
+    let token = granted["access_token"].as_str().expect("token");
+    assert_eq!(claims(token)["wids"], json!([roles::USER_ADMINISTRATOR]), "{granted}");
+
+    // A secret removed there no longer works here; one added there works here at once.
+    let removed =
+        app.post(&format!("/v1.0/applications/{app_object}/removePassword"), &json!({"keyId": first_key})).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let refused = grant(first.clone()).await;
+    assert_eq!(
+        (refused["error"].clone(), refused["error_codes"].clone()),
+        (json!("invalid_client"), json!([7000215])),
+        "{refused}"
+    );
+    let (_, second) = add_secret().await;
+    let granted = grant(second.clone()).await;
+    assert!(granted["access_token"].is_string(), "{granted}");
+
+    // Each grant logged once, the ones made again included.
+    let filter = format!("signInEventTypes/any(t: t eq 'servicePrincipal') and appId eq '{app_id}'");
+    let logged = app.get(&format!("/beta/auditLogs/signIns?$filter={filter}")).await;
+    assert_eq!(logged.status, StatusCode::OK, "{}", logged.text);
+    let codes: Vec<i64> = logged.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .rev()
+        .map(|it| it["status"]["errorCode"].as_i64().expect("code"))
+        .collect();
+    assert_eq!(codes, [0, 0, 0, 7000215, 0], "{}", logged.text);
+
+    // The principal deleted there: no token here.
+    let deleted = app.delete(&format!("/v1.0/servicePrincipals/{principal}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let refused = grant(second).await;
+    assert!(refused["access_token"].is_null() && refused["error"].is_string(), "{refused}");
+}
+
 async fn client_credentials_with_a_role(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let reply = app.post("/v1.0/applications", &json!({"displayName": "Provisioning job"})).await;
@@ -1326,5 +1404,6 @@ keyward_testkit::on_both_backends!(
     discovery_and_code_flow,
     refresh_rotation_and_revocation,
     client_credentials_with_a_role,
+    client_credentials_on_a_kept_client_follow_changes_made_on_another_node,
     device_code_flow,
 );

@@ -845,6 +845,109 @@ async fn the_token_endpoints_client_read_matches_the_transactional_reads(backend
     assert!(store.find_client(&tenant, unknown, now).await.expect("read").is_none());
 }
 
+/// Each node keeps the clients the token endpoint has read, and reads the database's client
+/// counter at every grant: a change made on another node (a secret removed or added, a role given
+/// directly or through a role-assignable group, a membership ended, the principal deleted) shows
+/// at the next read, and so does a role window that opens or closes while nothing is written.
+async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Robot"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let (object_id, app_id) = (id_of(&created.body), created.body["appId"].as_str().expect("appId").to_owned());
+    let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    let key_id = added.body["keyId"].as_str().expect("keyId").to_owned();
+    let (other, other_url) = app.second_server(|_| {}).await;
+    let store = other.store().clone();
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("the tenant").id;
+    let now = app.app.now();
+    let read = |at: time::OffsetDateTime| {
+        let store = store.clone();
+        let (tenant, app_id) = (tenant.clone(), app_id.clone());
+        async move { store.find_client(&tenant, &app_id, at).await.expect("read").expect("found") }
+    };
+
+    let first = read(now).await;
+    assert_eq!(read(now).await, first, "read twice, unchanged");
+    assert_eq!(first.credentials.len(), 1, "{first:?}");
+    assert!(first.principal_roles.is_empty(), "{first:?}");
+    let principal_id = first.service_principal.as_ref().expect("its service principal").id.to_string();
+
+    // A secret removed on the first node no longer counts on the second, nor does a new one wait.
+    let removed = app.post(&format!("/v1.0/applications/{object_id}/removePassword"), &json!({"keyId": key_id})).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert!(read(now).await.credentials.is_empty());
+    let added = app.post(&format!("/v1.0/applications/{object_id}/addPassword"), &json!({})).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    assert_eq!(read(now).await.credentials.len(), 1);
+
+    // A role given directly, then one through a role-assignable group, then the membership ended.
+    app.assign_role(&principal_id, roles::USER_ADMINISTRATOR, "/").await;
+    assert_eq!(read(now).await.principal_roles.len(), 1);
+    let group = app
+        .post(
+            "/v1.0/groups",
+            &json!({"displayName": "Robots", "mailEnabled": false, "mailNickname": "robots",
+                "securityEnabled": true, "isAssignableToRole": true}),
+        )
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let group_id = id_of(&group.body);
+    app.assign_role(&group_id, roles::HELPDESK_ADMINISTRATOR, "/").await;
+    assert_eq!(read(now).await.principal_roles.len(), 1, "not a member yet");
+    let member = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{principal_id}")});
+    let joined = app.post(&format!("/v1.0/groups/{group_id}/members/$ref"), &member).await;
+    assert_eq!(joined.status, StatusCode::NO_CONTENT, "{}", joined.text);
+    assert_eq!(read(now).await.principal_roles.len(), 2);
+    let left = app.delete(&format!("/v1.0/groups/{group_id}/members/{principal_id}/$ref")).await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.text);
+    assert_eq!(read(now).await.principal_roles.len(), 1);
+
+    // A role that starts in an hour and ends an hour later: kept clients hold only until then.
+    let (start, end) = (now + time::Duration::hours(1), now + time::Duration::hours(2));
+    let writer = keyward_store::open(&app.database_url).await.expect("store");
+    let mut tx = writer.write().await.expect("tx");
+    tx.insert_role_assignment(&keyward_store::RoleAssignment {
+        id: "scheduled-robot-role".to_owned(),
+        tenant_id: tenant.clone(),
+        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
+        role_definition_id: roles::GROUPS_ADMINISTRATOR.to_owned(),
+        directory_scope_id: "/".to_owned(),
+        created: now,
+        start: Some(start),
+        end: Some(end),
+        activated_using: None,
+    })
+    .await
+    .expect("assignment");
+    tx.commit().await.expect("commit");
+    writer.close().await;
+    assert_eq!(read(now).await.principal_roles.len(), 1, "not started");
+    assert_eq!(read(now + time::Duration::minutes(59)).await.principal_roles.len(), 1, "not started");
+    let during = read(start + time::Duration::seconds(1)).await;
+    assert_eq!(during.principal_roles.len(), 2, "started: {during:?}");
+    assert_eq!(read(end - time::Duration::seconds(1)).await.principal_roles.len(), 2, "not ended");
+    assert_eq!(read(end).await.principal_roles.len(), 1, "ended");
+
+    // The principal deleted on the first node: the second node's token endpoint, which has just
+    // granted a token with the new secret, refuses the next grant.
+    let secret = added.body["secretText"].as_str().expect("secretText");
+    let path = format!("/{DOMAIN}/oauth2/v2.0/token");
+    let fields = [
+        ("grant_type", "client_credentials"),
+        ("scope", "https://graph.microsoft.com/.default"),
+        ("client_id", app_id.as_str()),
+        ("client_secret", secret),
+    ];
+    let granted = keyward_testkit::post_form(&app.client, &other_url, &path, &fields).await;
+    assert!(granted["access_token"].is_string(), "{granted}");
+    let deleted = app.delete(&format!("/v1.0/servicePrincipals/{principal_id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    assert_eq!(read(now).await.service_principal, None);
+    let refused = keyward_testkit::post_form(&app.client, &other_url, &path, &fields).await;
+    assert!(refused["access_token"].is_null() && refused["error"].is_string(), "{refused}");
+}
+
 /// Graph's older role API: templates, activation, and members added and removed by reference,
 /// each decided and recorded as the role-assignment API decides and records it.
 async fn directory_roles_activated_and_their_members(backend: Backend) {
@@ -1036,6 +1139,7 @@ keyward_testkit::on_both_backends!(
     directory_roles_activated_and_their_members,
     one_statement_reads_match_the_transactional_reads,
     the_token_endpoints_client_read_matches_the_transactional_reads,
+    the_token_endpoints_kept_clients_follow_every_change_on_every_node,
     service_principals_hold_roles,
     takeover_paths_are_closed,
     role_definitions_built_in_and_custom,

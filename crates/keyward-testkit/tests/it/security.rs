@@ -147,7 +147,7 @@ async fn password_grant_while_locked(backend: Backend) {
 }
 
 /// The service principal of an application created through the API, by `appId`.
-async fn principal_of(app: &TestApp, app_id: &str) -> String {
+pub(crate) async fn principal_of(app: &TestApp, app_id: &str) -> String {
     let principals = app.get("/v1.0/servicePrincipals?$top=999").await;
     principals.body["value"]
         .as_array()

@@ -1,0 +1,180 @@
+//! The clients this node has read for the token endpoint (`Store::find_client`), each kept with
+//! the value the database's `client_version` counter had when it was read (schema 33).
+//!
+//! Triggers move the counter in the same transaction as any change to what a client is made of:
+//! its application, credentials, service principal, role assignments and eligibilities, a service
+//! principal's group memberships, a group's role-assignability. Every grant still reads the
+//! counter (one point read instead of four), so a removed secret, a disabled principal or a
+//! removed role stops counting at the next request on every node, as it did when every grant
+//! read the whole client. The counter is read before the client is: a change that commits
+//! between the two is then kept under the older value and read again at the next grant, never
+//! missed.
+//!
+//! Time changes a client too: a role assignment or the eligibility it was activated from starts
+//! or ends at a set time. An entry holds only from the time it was read until the next such
+//! time (`CLIENT_CHANGES_AT`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use keyward_core::ids::ObjectId;
+use time::OffsetDateTime;
+
+use crate::ClientRecord;
+
+/// The counter's value.
+pub(super) const CLIENT_VERSION: &str = "SELECT version FROM client_version WHERE id = 1";
+
+/// The first time after `$4` at which one of principal `$2`'s role assignments (directly or
+/// through a role-assignable group, `$3` = true) or an eligibility one was activated from starts
+/// or ends: until then, the assignments that apply stay those that apply at `$4`. `NULL`: none.
+pub(super) const CLIENT_CHANGES_AT: &str = concat!(
+    "WITH a AS (SELECT start_at, end_at, activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
+    "(principal_id = $2 OR principal_id IN (SELECT m.group_id FROM group_members m JOIN directory_groups g ",
+    "ON g.id = m.group_id WHERE m.member_id = $2 AND g.is_assignable_to_role = $3))), ",
+    "e AS (SELECT start_at, end_at FROM role_eligibilities WHERE id IN (SELECT activated_using FROM a)) ",
+    "SELECT MIN(t) FROM (SELECT start_at AS t FROM a UNION ALL SELECT end_at FROM a UNION ALL ",
+    "SELECT start_at FROM e UNION ALL SELECT end_at FROM e) times WHERE t > $4"
+);
+
+/// Entries kept at most: past it the cache starts again empty. Only registered applications are
+/// kept (an unknown `client_id` is not), so a caller cannot fill it with made-up ids.
+const CAPACITY: usize = 4096;
+
+/// A client as read, and when it holds.
+struct Entry {
+    version: i64,
+    /// The time it was read for.
+    from: OffsetDateTime,
+    /// When a role window next opens or closes (`None`: never).
+    until: Option<OffsetDateTime>,
+    record: ClientRecord,
+}
+
+/// This node's clients by tenant and lower-case `appId`.
+#[derive(Default)]
+pub(crate) struct ClientCache {
+    entries: Mutex<HashMap<(ObjectId, String), Entry>>,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.entries.lock().map_or(0, |it| it.len());
+        f.debug_struct("ClientCache").field("kept", &kept).finish()
+    }
+}
+
+impl ClientCache {
+    /// The client kept for `app_id`, if it was read at counter value `version` and still holds
+    /// at `now`.
+    pub(super) fn get(
+        &self,
+        tenant: &ObjectId,
+        app_id: &str,
+        version: i64,
+        now: OffsetDateTime,
+    ) -> Option<ClientRecord> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.get(&(tenant.clone(), app_id.to_owned()))?;
+        let holds = entry.version == version && entry.from <= now && entry.until.is_none_or(|until| now < until);
+        holds.then(|| entry.record.clone())
+    }
+
+    /// The client kept for `app_id` if it holds at `now`, whatever the counter's value now, and
+    /// the value it was read under.
+    pub(super) fn get_unchecked(
+        &self,
+        tenant: &ObjectId,
+        app_id: &str,
+        now: OffsetDateTime,
+    ) -> Option<(ClientRecord, i64)> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.get(&(tenant.clone(), app_id.to_owned()))?;
+        let holds = entry.from <= now && entry.until.is_none_or(|until| now < until);
+        holds.then(|| (entry.record.clone(), entry.version))
+    }
+
+    /// Keeps `record`, read after the counter was read as `version`, for `now` until `until`.
+    pub(super) fn put(
+        &self,
+        tenant: &ObjectId,
+        app_id: &str,
+        version: i64,
+        now: OffsetDateTime,
+        until: Option<OffsetDateTime>,
+        record: ClientRecord,
+    ) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert((tenant.clone(), app_id.to_owned()), Entry { version, from: now, until, record });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::*;
+    use crate::Application;
+
+    fn record(name: &str) -> ClientRecord {
+        let tenant = ObjectId::parse("00000000-0000-4000-8000-000000000001").expect("id");
+        ClientRecord {
+            application: Application {
+                id: ObjectId::parse("00000000-0000-4000-8000-000000000002").expect("id"),
+                tenant_id: tenant,
+                app_id: "00000000-0000-4000-8000-000000000003".to_owned(),
+                display_name: name.to_owned(),
+                is_fallback_public_client: false,
+                public_redirect_uris: Vec::new(),
+                web_redirect_uris: Vec::new(),
+                created: OffsetDateTime::UNIX_EPOCH,
+                unique_name: None,
+            },
+            service_principal: None,
+            credentials: Vec::new(),
+            principal_roles: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_entry_holds_for_its_counter_value_and_its_time_window_only() {
+        let cache = ClientCache::default();
+        let tenant = ObjectId::parse("00000000-0000-4000-8000-000000000001").expect("id");
+        let other = ObjectId::parse("00000000-0000-4000-8000-000000000009").expect("id");
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let until = at + Duration::hours(1);
+        assert_eq!(cache.get(&tenant, "app", 7, at), None, "nothing kept yet");
+        cache.put(&tenant, "app", 7, at, Some(until), record("Robot"));
+        assert_eq!(cache.get(&tenant, "app", 7, at).map(|it| it.application.display_name), Some("Robot".to_owned()));
+        assert!(cache.get(&tenant, "app", 7, until - Duration::seconds(1)).is_some(), "inside its window");
+        assert_eq!(cache.get(&tenant, "app", 8, at), None, "the counter moved: read again");
+        assert_eq!(cache.get(&tenant, "app", 7, until), None, "a role window opens or closes then");
+        assert_eq!(cache.get(&tenant, "app", 7, at - Duration::seconds(1)), None, "before it was read");
+        assert_eq!(cache.get(&other, "app", 7, at), None, "another tenant's application");
+        assert_eq!(cache.get(&tenant, "other", 7, at), None, "another application");
+
+        cache.put(&tenant, "app", 8, at, None, record("Robot 2"));
+        let later = at + Duration::days(3650);
+        assert_eq!(
+            cache.get(&tenant, "app", 8, later).map(|it| it.application.display_name),
+            Some("Robot 2".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_full_cache_starts_again_rather_than_growing() {
+        let cache = ClientCache::default();
+        let tenant = ObjectId::parse("00000000-0000-4000-8000-000000000001").expect("id");
+        let at = OffsetDateTime::UNIX_EPOCH;
+        for n in 0..CAPACITY {
+            cache.put(&tenant, &format!("app-{n}"), 1, at, None, record("Robot"));
+        }
+        assert!(cache.get(&tenant, "app-0", 1, at).is_some());
+        cache.put(&tenant, "one-more", 1, at, None, record("Robot"));
+        let entries = cache.entries.lock().expect("lock");
+        assert_eq!(entries.len(), 1, "emptied when full, then the new entry kept");
+    }
+}
