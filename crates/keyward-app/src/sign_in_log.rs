@@ -7,13 +7,14 @@
 //! caller still returns only once its entry is durable, and under load many entries share one
 //! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once.
 //!
-//! An entry may come with the client counter's value its grant relied on (a client-credentials
-//! grant on this node's kept copy of its client, `App::kept_client`): the batch reads the counter
-//! in its transaction and writes such an entry only if the counter still has that value, and
+//! An entry may come with the version of its tenant's clients that its grant relied on (a
+//! client-credentials grant on this node's kept copy of its client, `App::kept_client`): the batch
+//! reads that version in its transaction and writes such an entry only if it is unchanged, and
 //! tells its caller which, so that a grant made on a client changed since is made again.
 
 use std::sync::{Arc, Mutex};
 
+use keyward_core::ids::ObjectId;
 use keyward_core::signin::SignInRecord;
 use keyward_store::{Backend, Store, StoreError};
 use tokio::runtime::Handle;
@@ -30,10 +31,12 @@ const WAITING: usize = 4096;
 
 type Queue = mpsc::Sender<Entry>;
 
-/// A record, the client counter's value it must be written under (if any), and its caller.
+/// A record, the version of its tenant's clients it must be written under (if any), and its
+/// caller.
 type Entry = (SignInRecord, Option<i64>, Answer);
 
-/// Whether the entry was written (`false`: the client counter has moved; nothing was written).
+/// Whether the entry was written (`false`: its tenant's clients have a new version; nothing was
+/// written).
 type Answer = oneshot::Sender<Result<bool, Arc<StoreError>>>;
 
 /// This node's writer of sign-in log entries, started at the first entry (on the runtime that
@@ -59,7 +62,7 @@ impl App {
         self.send_sign_in(record, None).await.map(|_| ())
     }
 
-    /// Writes `record` to the sign-in log if the client counter still has the value `version`
+    /// Writes `record` to the sign-in log if its tenant's clients still have version `version`
     /// when its transaction commits: whether it did, once it has committed.
     pub(crate) async fn write_sign_in_under(&self, record: SignInRecord, version: i64) -> Result<bool, AppError> {
         self.send_sign_in(record, Some(version)).await
@@ -148,21 +151,28 @@ async fn write_batch(store: &dyn Store, mut batch: Vec<Entry>) {
     }
 }
 
-/// Writes the entries in one transaction, those with a client counter value only if the counter
-/// still has it: which were written.
+/// Writes the entries in one transaction, those with a version of their tenant's clients only if
+/// it is unchanged: which were written.
 async fn insert(store: &dyn Store, entries: &[(&SignInRecord, Option<i64>)]) -> Result<Vec<bool>, StoreError> {
     let mut tx = store.write().await?;
-    let current = match entries.iter().any(|(_, version)| version.is_some()) {
-        true => match tx.client_version().await {
-            Ok(current) => Some(current),
-            Err(err) => {
-                let _ = tx.rollback().await;
-                return Err(err);
+    // The versions of the tenants whose entries need one (a batch has one tenant, or a few).
+    let mut current: Vec<(&ObjectId, i64)> = Vec::new();
+    for (record, version) in entries {
+        if version.is_some() && !current.iter().any(|(tenant, _)| *tenant == &record.tenant_id) {
+            match tx.client_version(&record.tenant_id).await {
+                Ok(version) => current.push((&record.tenant_id, version)),
+                Err(err) => {
+                    let _ = tx.rollback().await;
+                    return Err(err);
+                }
             }
-        },
-        false => None,
+        }
+    }
+    let unchanged = |record: &SignInRecord, version: i64| {
+        current.iter().any(|(tenant, now)| *tenant == &record.tenant_id && *now == version)
     };
-    let written: Vec<bool> = entries.iter().map(|(_, version)| version.is_none() || *version == current).collect();
+    let written: Vec<bool> =
+        entries.iter().map(|(record, version)| version.is_none_or(|version| unchanged(record, version))).collect();
     let records: Vec<&SignInRecord> =
         entries.iter().zip(&written).filter(|(_, written)| **written).map(|((record, _), _)| *record).collect();
     // The entries in one statement, then each user's activity.
@@ -239,29 +249,54 @@ mod tests {
         assert_eq!(answered.await.expect("answer").map_err(|it| it.to_string()), Ok(true));
     }
 
-    /// An entry sent with the client counter's value its grant relied on is written only while
-    /// the counter has that value; the others of its batch are written either way.
+    /// An entry sent with the version of its tenant's clients that its grant relied on is written
+    /// only while its tenant's clients have that version; the others of its batch are written
+    /// either way, and so they are when the batch falls back to writing its entries one by one.
+    /// (The test's runtime has one thread, so every entry is queued before the writer takes them:
+    /// one batch.)
     #[tokio::test]
-    async fn an_entry_under_a_moved_client_counter_is_not_written() {
+    async fn an_entry_under_a_replaced_client_version_is_not_written() {
         let store = keyward_store::open("sqlite::memory:").await.expect("store");
         let tenant = ObjectId::from_bytes([9; 16]);
-        let current = store.write().await.expect("tx").client_version().await.expect("counter");
-        let queue = start(Arc::clone(&store));
-        let mut answers = Vec::new();
-        for (n, version) in [(1, Some(current)), (2, Some(current - 1)), (3, None), (4, Some(current + 1))] {
-            let (answer, answered) = oneshot::channel();
-            queue.send((record(n, &tenant), version, answer)).await.expect("send");
-            answers.push(answered);
-        }
-        let mut written = Vec::new();
-        for answered in answers {
-            written.push(answered.await.expect("answer").expect("no failure"));
-        }
-        assert_eq!(written, [true, false, true, false]);
-        let mut tx = store.read().await.expect("tx");
-        for (n, expected) in [(1, true), (2, false), (3, true), (4, false)] {
-            let found = tx.get_sign_in(&tenant, &format!("batched-{n}")).await.expect("read");
-            assert_eq!(found.is_some(), expected, "entry {n}");
+        let other = ObjectId::from_bytes([10; 16]);
+        let current = store.client_version(&tenant).await.expect("version");
+        let other_current = store.client_version(&other).await.expect("version");
+        for repeated in [false, true] {
+            let queue = start(Arc::clone(&store));
+            let base = if repeated { 10 } else { 0 };
+            let mut answers = Vec::new();
+            let sent = [
+                (base + 1, &tenant, Some(current)),
+                (base + 2, &tenant, Some(current - 1)),
+                (base + 3, &tenant, None),
+                (base + 4, &other, Some(other_current)),
+                (base + 5, &other, Some(other_current + 1)),
+            ];
+            for (n, tenant, version) in sent {
+                let (answer, answered) = oneshot::channel();
+                queue.send((record(n, tenant), version, answer)).await.expect("send");
+                answers.push(answered);
+            }
+            // An entry already written: the batch fails and its entries are written one by one.
+            let (answer, conflict) = oneshot::channel();
+            if repeated {
+                queue.send((record(1, &tenant), None, answer)).await.expect("send");
+            }
+            let mut written = Vec::new();
+            for answered in answers {
+                written.push(answered.await.expect("answer").expect("no failure"));
+            }
+            assert_eq!(written, [true, false, true, true, false], "one by one: {repeated}");
+            if repeated {
+                assert!(conflict.await.expect("answer").is_err(), "the repeated entry was written");
+            }
+            let mut tx = store.read().await.expect("tx");
+            for (n, tenant, expected) in
+                [(1, &tenant, true), (2, &tenant, false), (3, &tenant, true), (4, &other, true), (5, &other, false)]
+            {
+                let found = tx.get_sign_in(tenant, &format!("batched-{}", base + n)).await.expect("read");
+                assert_eq!(found.is_some(), expected, "entry {} ({repeated})", base + n);
+            }
         }
     }
 }

@@ -108,9 +108,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// An application by `appId` with what the token endpoint needs of it, from one snapshot: its
     /// service principal, its credentials, and the role assignments that apply to the principal
-    /// at `now`. Each node keeps the clients it has read, and every call reads the database's
-    /// client counter, which every change to any of these moves in the same transaction: a kept
-    /// client is used only while the counter has not moved and no role window has opened or
+    /// at `now`. Each node keeps the clients it has read, and every call reads the version of the
+    /// tenant's clients, which every change to any of these replaces in the same transaction: a
+    /// kept client is used only while the version is unchanged and no role window has opened or
     /// closed since, so a removed secret or a disabled application stops working at once on every
     /// node.
     async fn find_client(
@@ -120,17 +120,20 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Option<ClientRecord>, StoreError>;
 
-    /// [`find_client`](Self::find_client) without reading the counter when this node keeps the
-    /// client: the client (as kept, or read now) and the counter's value it was read under. The
-    /// caller must not act on it before confirming, in a write transaction, that the counter
-    /// still has that value ([`SignInStore::client_version`]); the sign-in log does that for a
-    /// client-credentials grant as it writes the grant's entry.
+    /// [`find_client`](Self::find_client) without reading the version when this node keeps the
+    /// client: the client (as kept, or read now) and the version it was read under. The caller
+    /// must not act on it before confirming, in a write transaction, that the version is still
+    /// that ([`SignInStore::client_version`]); the sign-in log does that for a client-credentials
+    /// grant as it writes the grant's entry.
     async fn kept_client(
         &self,
         tenant: &ObjectId,
         app_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<(ClientRecord, i64)>, StoreError>;
+
+    /// The version of the tenant's clients now (see [`kept_client`](Self::kept_client)).
+    async fn client_version(&self, tenant: &ObjectId) -> Result<i64, StoreError>;
 
     // Reads of the audit log are one statement each and run outside a transaction: a statement
     // is its own snapshot, and BEGIN and COMMIT would cost two more driver round trips.
@@ -1314,8 +1317,9 @@ pub trait SignInStore: Send {
     /// [`insert_sign_in`](Self::insert_sign_in) for several: the entries in one statement (then
     /// each user's activity, in the order given).
     async fn insert_sign_ins(&mut self, records: &[&SignInRecord]) -> Result<(), StoreError>;
-    /// The database's client counter (see [`Store::kept_client`]), as this transaction sees it.
-    async fn client_version(&mut self) -> Result<i64, StoreError>;
+    /// The version of the tenant's clients (see [`Store::kept_client`]), as this transaction
+    /// sees it.
+    async fn client_version(&mut self, tenant: &ObjectId) -> Result<i64, StoreError>;
     /// The sign-in activity of those of `users` who ever signed in.
     async fn sign_in_activity(&mut self, users: &[ObjectId]) -> Result<Vec<(ObjectId, SignInActivity)>, StoreError>;
     /// Sign-ins matching `filter`, newest first, continuing after `after`.

@@ -354,15 +354,15 @@ impl App {
         if client_id == FIRST_PARTY_CLIENT_ID {
             return Ok(Some(Client::first_party()));
         }
-        // One snapshot, on the request's thread on SQLite, kept by this node while the database's
-        // client counter stays put (`Store::find_client`).
+        // One snapshot, on the request's thread on SQLite, kept by this node while the version of
+        // the tenant's clients stays the same (`Store::find_client`).
         let found = self.inner.store.find_client(&tenant.id, client_id, self.now()).await?;
         Ok(found.and_then(registered_client))
     }
 
-    /// A registered application as this node keeps it, without reading the client counter, and
-    /// the counter's value it was read under (`Store::kept_client`): to act on only once a write
-    /// transaction has found the counter unchanged (`App::write_sign_in_under`).
+    /// A registered application as this node keeps it, without reading the version of the
+    /// tenant's clients, and the version it was read under (`Store::kept_client`): to act on
+    /// only once a write transaction has found the version unchanged (`App::write_sign_in_under`).
     pub(super) async fn kept_client(
         &self,
         tenant: &Tenant,

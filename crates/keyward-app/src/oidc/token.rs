@@ -6,7 +6,7 @@ use crate::{App, AppError, RequestMeta, random_token, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::directory::{Tenant, User};
-use keyward_core::oauth::{self, RefreshVerdict, Scopes, codes};
+use keyward_core::oauth::{self, FIRST_PARTY_CLIENT_ID, RefreshVerdict, Scopes, codes};
 use keyward_core::secret::Secret;
 use keyward_core::secret::constant_time_eq;
 use keyward_core::signin::{self, FirstFactor, NextStep};
@@ -42,8 +42,8 @@ impl App {
             "none"
         };
         // A client-credentials grant with a client secret runs first on this node's kept copy of
-        // its client, and stands only if its sign-in log entry commits under an unchanged client
-        // counter; otherwise it runs again below, on a fresh read.
+        // its client, and stands only if its sign-in log entry commits under an unchanged version
+        // of the tenant's clients; otherwise it runs again below, on a fresh read.
         if grant_type == "client_credentials"
             && presented == "clientSecret"
             && let Some(answer) = self.kept_client_credentials(&tenant, params, &auth, meta).await
@@ -104,17 +104,18 @@ impl App {
     }
 
     /// A client-credentials grant with a client secret, made on this node's kept copy of the
-    /// client without reading the client counter (`App::kept_client`): its answer, or `None` when
-    /// it must be made again on a fresh read.
+    /// client without reading the version of the tenant's clients (`App::kept_client`): its
+    /// answer, or `None` when it must be made again on a fresh read.
     ///
-    /// Its sign-in log entry is written only if the counter, read in the log's write transaction,
-    /// still has the value the copy was read under, and the answer stands only then. Every change
-    /// to an application, its secrets, its principal or the principal's roles moves the counter
-    /// in its own transaction, so a removed secret, a deleted principal or a removed role counts
-    /// at the next grant on every node, as when every grant read the whole client: the grant is
-    /// made again on a fresh read, and that one is logged. A grant whose entry could not be
-    /// written, a client this node does not keep, or anything the copy cannot decide alone (a
-    /// `client_id` twice, a principal gone or disabled) is made again the same way.
+    /// Its sign-in log entry is written only if that version, read in the log's write
+    /// transaction, is still the one the copy was read under, and the answer stands only then.
+    /// Every change to an application, its secrets, its principal or the principal's roles gives
+    /// the tenant's clients a new version in its own transaction, so a removed secret, a deleted
+    /// principal or a removed role counts at the next grant on every node, as when every grant
+    /// read the whole client: the grant is made again on a fresh read, and that one is logged. A
+    /// client this node does not keep, or anything the copy cannot decide alone (a `client_id`
+    /// twice, a principal gone or disabled), is made again the same way. An entry that could not
+    /// be written leaves the answer standing, as on the fresh path, if the version is unchanged.
     async fn kept_client_credentials(
         &self,
         tenant: &Tenant,
@@ -128,6 +129,9 @@ impl App {
             (Some(id), _) | (None, Some(id)) => id,
             (None, None) => return None,
         };
+        if client_id == FIRST_PARTY_CLIENT_ID {
+            return None;
+        }
         let secret = auth.secret.clone().or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())))?;
         let (client, version) = self.kept_client(tenant, client_id).await.ok()??;
         let principal = client.service_principal.as_ref()?;
@@ -142,9 +146,12 @@ impl App {
         match self.write_sign_in_under(record, version).await {
             Ok(true) => Some(result),
             Ok(false) => None,
+            // Perhaps written, perhaps not (a commit whose answer was lost): making the grant
+            // again could log it twice. The version read now decides, as a fresh read would.
             Err(err) => {
-                tracing::warn!(error = ?err, "cannot write the sign-in log entry of an application's sign-in; granting again on a fresh read");
-                None
+                tracing::error!(error = ?err, "cannot write the sign-in log entry of an application's sign-in");
+                let now = self.inner.store.client_version(&tenant.id).await.ok()?;
+                (now == version).then_some(result)
             }
         }
     }

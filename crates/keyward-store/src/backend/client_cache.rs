@@ -1,14 +1,15 @@
 //! The clients this node has read for the token endpoint (`Store::find_client`), each kept with
-//! the value the database's `client_version` counter had when it was read (schema 33).
+//! the version its tenant's clients had when it was read (`client_versions`, schema 33).
 //!
-//! Triggers move the counter in the same transaction as any change to what a client is made of:
-//! its application, credentials, service principal, role assignments and eligibilities, a service
-//! principal's group memberships, a group's role-assignability. Every grant still reads the
-//! counter (one point read instead of four), so a removed secret, a disabled principal or a
-//! removed role stops counting at the next request on every node, as it did when every grant
-//! read the whole client. The counter is read before the client is: a change that commits
-//! between the two is then kept under the older value and read again at the next grant, never
-//! missed.
+//! Triggers give a tenant's clients a new version (a random number) in the same transaction as
+//! any change to what a client is made of: its application, credentials, service principal, role
+//! assignments and eligibilities, a service principal's group memberships, a group's
+//! role-assignability. `find_client` still reads the version at every call (one point read instead
+//! of four), so a removed secret, a deleted principal or a removed role stops counting at the next
+//! request on every node, as when every grant read the whole client. The version is read before
+//! the client is: a change that commits between the two is then kept under the older version and
+//! read again at the next call, never missed. (`Store::kept_client` skips that read; its caller
+//! checks the version in a write transaction before acting, see `SignInStore::client_version`.)
 //!
 //! Time changes a client too: a role assignment or the eligibility it was activated from starts
 //! or ends at a set time. An entry holds only from the time it was read until the next such
@@ -22,8 +23,8 @@ use time::OffsetDateTime;
 
 use crate::ClientRecord;
 
-/// The counter's value.
-pub(super) const CLIENT_VERSION: &str = "SELECT version FROM client_version WHERE id = 1";
+/// The version of tenant `$1`'s clients; no row: version 0 (no change since schema 33).
+pub(super) const CLIENT_VERSION: &str = "SELECT version FROM client_versions WHERE tenant_id = $1";
 
 /// The first time after `$4` at which one of principal `$2`'s role assignments (directly or
 /// through a role-assignable group, `$3` = true) or an eligibility one was activated from starts
@@ -65,8 +66,8 @@ impl std::fmt::Debug for ClientCache {
 }
 
 impl ClientCache {
-    /// The client kept for `app_id`, if it was read at counter value `version` and still holds
-    /// at `now`.
+    /// The client kept for `app_id`, if it was read under version `version` and still holds at
+    /// `now`.
     pub(super) fn get(
         &self,
         tenant: &ObjectId,
@@ -80,8 +81,8 @@ impl ClientCache {
         holds.then(|| entry.record.clone())
     }
 
-    /// The client kept for `app_id` if it holds at `now`, whatever the counter's value now, and
-    /// the value it was read under.
+    /// The client kept for `app_id` if it holds at `now`, whatever the version is now, and the
+    /// version it was read under.
     pub(super) fn get_unchecked(
         &self,
         tenant: &ObjectId,
@@ -94,7 +95,8 @@ impl ClientCache {
         holds.then(|| (entry.record.clone(), entry.version))
     }
 
-    /// Keeps `record`, read after the counter was read as `version`, for `now` until `until`.
+    /// Keeps `record`, read after its tenant's version was read as `version`, for `now` until
+    /// `until`.
     pub(super) fn put(
         &self,
         tenant: &ObjectId,
@@ -105,10 +107,11 @@ impl ClientCache {
         record: ClientRecord,
     ) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= CAPACITY {
+        let key = (tenant.clone(), app_id.to_owned());
+        if entries.len() >= CAPACITY && !entries.contains_key(&key) {
             entries.clear();
         }
-        entries.insert((tenant.clone(), app_id.to_owned()), Entry { version, from: now, until, record });
+        entries.insert(key, Entry { version, from: now, until, record });
     }
 }
 
@@ -140,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_holds_for_its_counter_value_and_its_time_window_only() {
+    fn an_entry_holds_for_its_version_and_its_time_window_only() {
         let cache = ClientCache::default();
         let tenant = ObjectId::parse("00000000-0000-4000-8000-000000000001").expect("id");
         let other = ObjectId::parse("00000000-0000-4000-8000-000000000009").expect("id");
@@ -150,7 +153,7 @@ mod tests {
         cache.put(&tenant, "app", 7, at, Some(until), record("Robot"));
         assert_eq!(cache.get(&tenant, "app", 7, at).map(|it| it.application.display_name), Some("Robot".to_owned()));
         assert!(cache.get(&tenant, "app", 7, until - Duration::seconds(1)).is_some(), "inside its window");
-        assert_eq!(cache.get(&tenant, "app", 8, at), None, "the counter moved: read again");
+        assert_eq!(cache.get(&tenant, "app", 8, at), None, "a new version: read again");
         assert_eq!(cache.get(&tenant, "app", 7, until), None, "a role window opens or closes then");
         assert_eq!(cache.get(&tenant, "app", 7, at - Duration::seconds(1)), None, "before it was read");
         assert_eq!(cache.get(&other, "app", 7, at), None, "another tenant's application");
@@ -173,6 +176,8 @@ mod tests {
             cache.put(&tenant, &format!("app-{n}"), 1, at, None, record("Robot"));
         }
         assert!(cache.get(&tenant, "app-0", 1, at).is_some());
+        cache.put(&tenant, "app-0", 2, at, None, record("Robot"));
+        assert_eq!(cache.entries.lock().expect("lock").len(), CAPACITY, "a kept client replaced in place");
         cache.put(&tenant, "one-more", 1, at, None, record("Robot"));
         let entries = cache.entries.lock().expect("lock");
         assert_eq!(entries.len(), 1, "emptied when full, then the new entry kept");

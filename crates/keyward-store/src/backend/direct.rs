@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use time::OffsetDateTime;
 
 use super::client_cache::{CLIENT_CHANGES_AT, CLIENT_VERSION};
@@ -404,16 +404,19 @@ impl DirectReads {
 }
 
 impl DirectReads {
-    /// `Store::find_client`'s four statements in one read transaction (one snapshot), `app_id`
-    /// lowercased by the caller. `Ok(None)`: ask the pool.
-    /// The `client_version` counter (see `client_cache`). `None`: the pool must answer.
-    pub(crate) fn client_version(self: &Arc<Self>) -> Result<Option<i64>, StoreError> {
-        self.run(|conn| Ok(conn.prepare_cached(CLIENT_VERSION)?.query_row([], |row| row.get::<_, i64>(0))?))
+    /// The version of the tenant's clients (see `client_cache`). `Ok(None)`: ask the pool.
+    pub(crate) fn client_version(self: &Arc<Self>, tenant: &ObjectId) -> Result<Option<i64>, StoreError> {
+        self.run(|conn| {
+            let mut statement = conn.prepare_cached(CLIENT_VERSION)?;
+            let params = rusqlite::named_params! { "$1": tenant.as_str() };
+            let version = statement.query_row(params, |row| row.get::<_, i64>(0)).optional()?;
+            Ok(version.unwrap_or(0))
+        })
     }
 
-    /// An application as the token endpoint reads it, in one read transaction, and when the role
-    /// assignments that apply to its principal next change (see `client_cache`). `None`: the pool
-    /// must answer.
+    /// `Store::find_client`'s four statements in one read transaction (one snapshot), `app_id`
+    /// lowercased by the caller, and when the role assignments that apply to its principal next
+    /// change (see `client_cache`). `Ok(None)`: ask the pool.
     pub(crate) fn client(
         self: &Arc<Self>,
         tenant: &ObjectId,

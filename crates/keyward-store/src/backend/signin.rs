@@ -905,7 +905,7 @@ macro_rules! impl_sign_in_store {
 
             async fn insert_sign_ins(&mut self, records: &[&SignInRecord]) -> Result<(), StoreError> {
                 // Nine parameters an entry: 3,600 at most a statement, under both databases' limits.
-                for chunk in records.chunks(400) {
+                for chunk in records.chunks(if ONE_ROW_INSERTS { 1 } else { 400 }) {
                     let mut sql = String::from(concat!(
                         "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, ",
                         "app_id, error_code, record, event_type) VALUES "
@@ -940,8 +940,12 @@ macro_rules! impl_sign_in_store {
                 }
                 Ok(())
             }
-            async fn client_version(&mut self) -> Result<i64, StoreError> {
-                Ok(q::query_scalar(crate::backend::client_cache::CLIENT_VERSION).fetch_one(&mut *self.0).await?)
+            async fn client_version(&mut self, tenant: &ObjectId) -> Result<i64, StoreError> {
+                let version: Option<i64> = q::query_scalar(crate::backend::client_cache::CLIENT_VERSION)
+                    .bind(tenant.as_str())
+                    .fetch_optional(&mut *self.0)
+                    .await?;
+                Ok(version.unwrap_or(0))
             }
 
             async fn sign_in_activity(

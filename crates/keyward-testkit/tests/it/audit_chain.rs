@@ -939,7 +939,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
-    // Nor schema 33's client counter and the triggers that move it.
+    // Nor schema 33's client versions and the triggers that replace them.
     match raw {
         Raw::Sqlite(_) => {
             let tables = ["applications", "application_credentials", "service_principals", "role_assignments"];
@@ -951,7 +951,7 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         }
         Raw::Postgres(_) => raw.exec("DROP FUNCTION client_version_moves() CASCADE").await,
     }
-    raw.exec("DROP TABLE client_version").await;
+    raw.exec("DROP TABLE client_versions").await;
     // Nor schema 32's deleted applications.
     raw.exec("DROP TABLE deleted_application_credentials").await;
     raw.exec("DROP TABLE deleted_applications").await;

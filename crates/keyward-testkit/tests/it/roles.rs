@@ -845,8 +845,8 @@ async fn the_token_endpoints_client_read_matches_the_transactional_reads(backend
     assert!(store.find_client(&tenant, unknown, now).await.expect("read").is_none());
 }
 
-/// Each node keeps the clients the token endpoint has read, and reads the database's client
-/// counter at every grant: a change made on another node (a secret removed or added, a role given
+/// Each node keeps the clients the token endpoint has read, and reads the version of the tenant's
+/// clients at every read: a change made on another node (a secret removed or added, a role given
 /// directly or through a role-assignable group, a membership ended, the principal deleted) shows
 /// at the next read, and so does a role window that opens or closes while nothing is written.
 async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(backend: Backend) {
@@ -929,8 +929,48 @@ async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(back
     assert_eq!(read(end - time::Duration::seconds(1)).await.principal_roles.len(), 2, "not ended");
     assert_eq!(read(end).await.principal_roles.len(), 1, "ended");
 
+    // A role activated from an eligibility that ends in three hours counts until then, though
+    // the activation itself has no end: the eligibility's end bounds what is kept too.
+    let eligibility_end = now + time::Duration::hours(3);
+    let writer = keyward_store::open(&app.database_url).await.expect("store");
+    let mut tx = writer.write().await.expect("tx");
+    tx.insert_eligibility(&keyward_store::RoleEligibility {
+        id: "robot-eligibility".to_owned(),
+        tenant_id: tenant.clone(),
+        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
+        role_definition_id: roles::SECURITY_READER.to_owned(),
+        directory_scope_id: "/".to_owned(),
+        start: now - time::Duration::hours(1),
+        end: Some(eligibility_end),
+        created_using: None,
+        created: now,
+        modified: now,
+    })
+    .await
+    .expect("eligibility");
+    tx.insert_role_assignment(&keyward_store::RoleAssignment {
+        id: "activated-robot-role".to_owned(),
+        tenant_id: tenant.clone(),
+        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
+        role_definition_id: roles::SECURITY_READER.to_owned(),
+        directory_scope_id: "/".to_owned(),
+        created: now,
+        start: None,
+        end: None,
+        activated_using: Some("robot-eligibility".to_owned()),
+    })
+    .await
+    .expect("activation");
+    tx.commit().await.expect("commit");
+    writer.close().await;
+    let later = end + time::Duration::seconds(1);
+    assert_eq!(read(later).await.principal_roles.len(), 2, "activated, the scheduled one ended");
+    assert_eq!(read(eligibility_end - time::Duration::seconds(1)).await.principal_roles.len(), 2);
+    assert_eq!(read(eligibility_end).await.principal_roles.len(), 1, "the eligibility ended");
+
     // The principal deleted on the first node: the second node's token endpoint, which has just
-    // granted a token with the new secret, refuses the next grant.
+    // granted a token on its kept copy of the client (read again at the clock's time, since the
+    // reads above kept it for later times), refuses the next grant.
     let secret = added.body["secretText"].as_str().expect("secretText");
     let path = format!("/{DOMAIN}/oauth2/v2.0/token");
     let fields = [
@@ -939,6 +979,7 @@ async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(back
         ("client_id", app_id.as_str()),
         ("client_secret", secret),
     ];
+    assert_eq!(read(now).await.principal_roles.len(), 2, "the direct role and the activated one");
     let granted = keyward_testkit::post_form(&app.client, &other_url, &path, &fields).await;
     assert!(granted["access_token"].is_string(), "{granted}");
     let deleted = app.delete(&format!("/v1.0/servicePrincipals/{principal_id}")).await;
