@@ -143,6 +143,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0033_client_version.sql",
         sql: include_str!("../migrations/sqlite/0033_client_version.sql"),
     },
+    Migration {
+        version: 34,
+        name: "0034_sign_in_partial_indexes.sql",
+        sql: include_str!("../migrations/sqlite/0034_sign_in_partial_indexes.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -283,6 +288,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 33,
         name: "0033_client_version.sql",
         sql: include_str!("../migrations/postgres/0033_client_version.sql"),
+    },
+    Migration {
+        version: 34,
+        name: "0034_sign_in_partial_indexes.sql",
+        sql: include_str!("../migrations/postgres/0034_sign_in_partial_indexes.sql"),
     },
 ];
 

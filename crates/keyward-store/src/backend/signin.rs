@@ -1002,13 +1002,15 @@ macro_rules! impl_sign_in_store {
                     sql.push(" AND s.user_id = ");
                     sql.arg(Arg::Text(user.clone()));
                 }
+                // `upn_lc <> ''`: the sign-in name index holds only entries that have one (schema
+                // 34), and says so for the planner.
                 match &filter.user_principal_name {
                     Some(TextMatch::Equals(upn)) => {
-                        sql.push(" AND s.upn_lc = ");
+                        sql.push(" AND s.upn_lc <> '' AND s.upn_lc = ");
                         sql.arg(Arg::Text(upn.clone()));
                     }
                     Some(TextMatch::StartsWith(prefix)) => {
-                        sql.push(" AND s.upn_lc >= ");
+                        sql.push(" AND s.upn_lc <> '' AND s.upn_lc >= ");
                         sql.arg(Arg::Text(prefix.clone()));
                         sql.push(" AND s.upn_lc < ");
                         sql.arg(Arg::Text(format!("{prefix}\u{10FFFF}")));
