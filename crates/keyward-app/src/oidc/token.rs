@@ -123,16 +123,11 @@ impl App {
         auth: &ClientAuth,
         meta: &RequestMeta,
     ) -> Option<Result<TokenResponse, OAuthError>> {
-        let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
-            (Some(basic), Some(form)) if basic != form => return None,
-            (Some(id), _) | (None, Some(id)) => id,
-            (None, None) => return None,
-        };
+        let client_id = client_id_of(auth, params).ok()?;
         if client_id == FIRST_PARTY_CLIENT_ID {
             return None;
         }
-        let secret = auth.secret.clone().or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())))?;
+        let secret = secret_of(auth, params)?;
         let (client, version) = self.kept_client(tenant, client_id).await.ok()??;
         let principal = client.service_principal.as_ref()?;
         let result = match self.check_client_secret(&client, &secret).await {
@@ -187,22 +182,8 @@ impl App {
         auth: ClientAuth,
     ) -> Result<(Client, bool), OAuthError> {
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let client_id = match (auth.client_id.as_deref(), param("client_id")) {
-            (Some(basic), Some(form)) if basic != form => {
-                return Err(OAuthError::invalid_client(
-                    codes::UNKNOWN_CLIENT,
-                    "The client_id in the body and in the Authorization header differ.",
-                ));
-            }
-            (Some(id), _) | (None, Some(id)) => id.to_owned(),
-            (None, None) => {
-                return Err(OAuthError::invalid_request(
-                    codes::MISSING_PARAMETER,
-                    "The request body must contain the 'client_id' parameter.",
-                ));
-            }
-        };
-        let client = self.client(tenant, &client_id).await?.ok_or_else(|| {
+        let client_id = client_id_of(&auth, params)?;
+        let client = self.client(tenant, client_id).await?.ok_or_else(|| {
             OAuthError::new(
                 400,
                 "unauthorized_client",
@@ -210,7 +191,7 @@ impl App {
                 format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
             )
         })?;
-        let secret = auth.secret.or_else(|| param("client_secret").map(|it| Secret::new(it.to_owned())));
+        let secret = secret_of(&auth, params);
         let is_authenticated = match (&secret, param("client_assertion")) {
             (Some(_), Some(_)) => {
                 return Err(OAuthError::invalid_request(
@@ -922,6 +903,28 @@ pub(super) struct Family<'a> {
 /// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
 /// the code, or the error's description); no user yet, and no protocol or incoming token. The
 /// caller fills in who signed in, and how.
+/// The client a token-endpoint request names, in its body or with HTTP Basic (both: the same).
+fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -> Result<&'a str, OAuthError> {
+    let form = params.get("client_id").map(String::as_str).filter(|it| !it.is_empty());
+    match (auth.client_id.as_deref(), form) {
+        (Some(basic), Some(form)) if basic != form => Err(OAuthError::invalid_client(
+            codes::UNKNOWN_CLIENT,
+            "The client_id in the body and in the Authorization header differ.",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(OAuthError::invalid_request(
+            codes::MISSING_PARAMETER,
+            "The request body must contain the 'client_id' parameter.",
+        )),
+    }
+}
+
+/// The client secret a token-endpoint request presents, with HTTP Basic or in its body.
+fn secret_of(auth: &ClientAuth, params: &HashMap<String, String>) -> Option<Secret> {
+    let form = params.get("client_secret").filter(|it| !it.is_empty());
+    auth.secret.clone().or_else(|| form.map(|it| Secret::new(it.clone())))
+}
+
 fn token_record(
     tenant: &Tenant,
     client: &Client,

@@ -904,24 +904,28 @@ async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(back
     assert_eq!(read(now).await.principal_roles.len(), 1);
 
     // A role that starts in an hour and ends an hour later: kept clients hold only until then.
-    let (start, end) = (now + time::Duration::hours(1), now + time::Duration::hours(2));
-    let writer = keyward_store::open(&app.database_url).await.expect("store");
-    let mut tx = writer.write().await.expect("tx");
-    tx.insert_role_assignment(&keyward_store::RoleAssignment {
-        id: "scheduled-robot-role".to_owned(),
+    // Written straight in the database through the first node's store, without the use cases.
+    let principal = keyward_core::ids::ObjectId::parse(&principal_id).expect("id");
+    let assignment = |id: &str, role: &str| keyward_store::RoleAssignment {
+        id: id.to_owned(),
         tenant_id: tenant.clone(),
-        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
-        role_definition_id: roles::GROUPS_ADMINISTRATOR.to_owned(),
+        principal_id: principal.clone(),
+        role_definition_id: role.to_owned(),
         directory_scope_id: "/".to_owned(),
         created: now,
+        start: None,
+        end: None,
+        activated_using: None,
+    };
+    let (start, end) = (now + time::Duration::hours(1), now + time::Duration::hours(2));
+    let mut tx = app.app.store().write().await.expect("tx");
+    let scheduled = keyward_store::RoleAssignment {
         start: Some(start),
         end: Some(end),
-        activated_using: None,
-    })
-    .await
-    .expect("assignment");
+        ..assignment("scheduled-robot-role", roles::GROUPS_ADMINISTRATOR)
+    };
+    tx.insert_role_assignment(&scheduled).await.expect("assignment");
     tx.commit().await.expect("commit");
-    writer.close().await;
     assert_eq!(read(now).await.principal_roles.len(), 1, "not started");
     assert_eq!(read(now + time::Duration::minutes(59)).await.principal_roles.len(), 1, "not started");
     let during = read(start + time::Duration::seconds(1)).await;
@@ -932,12 +936,11 @@ async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(back
     // A role activated from an eligibility that ends in three hours counts until then, though
     // the activation itself has no end: the eligibility's end bounds what is kept too.
     let eligibility_end = now + time::Duration::hours(3);
-    let writer = keyward_store::open(&app.database_url).await.expect("store");
-    let mut tx = writer.write().await.expect("tx");
+    let mut tx = app.app.store().write().await.expect("tx");
     tx.insert_eligibility(&keyward_store::RoleEligibility {
         id: "robot-eligibility".to_owned(),
         tenant_id: tenant.clone(),
-        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
+        principal_id: principal.clone(),
         role_definition_id: roles::SECURITY_READER.to_owned(),
         directory_scope_id: "/".to_owned(),
         start: now - time::Duration::hours(1),
@@ -948,21 +951,12 @@ async fn the_token_endpoints_kept_clients_follow_every_change_on_every_node(back
     })
     .await
     .expect("eligibility");
-    tx.insert_role_assignment(&keyward_store::RoleAssignment {
-        id: "activated-robot-role".to_owned(),
-        tenant_id: tenant.clone(),
-        principal_id: keyward_core::ids::ObjectId::parse(&principal_id).expect("id"),
-        role_definition_id: roles::SECURITY_READER.to_owned(),
-        directory_scope_id: "/".to_owned(),
-        created: now,
-        start: None,
-        end: None,
+    let activated = keyward_store::RoleAssignment {
         activated_using: Some("robot-eligibility".to_owned()),
-    })
-    .await
-    .expect("activation");
+        ..assignment("activated-robot-role", roles::SECURITY_READER)
+    };
+    tx.insert_role_assignment(&activated).await.expect("activation");
     tx.commit().await.expect("commit");
-    writer.close().await;
     let later = end + time::Duration::seconds(1);
     assert_eq!(read(later).await.principal_roles.len(), 2, "activated, the scheduled one ended");
     assert_eq!(read(eligibility_end - time::Duration::seconds(1)).await.principal_roles.len(), 2);
