@@ -48,6 +48,8 @@ pub enum Activity {
     RemoveMemberFromRestrictedUnit,
     AddServicePrincipal,
     RemoveServicePrincipal,
+    /// `Update service principal`: its name or whether it may sign in (`accountEnabled`).
+    UpdateServicePrincipal,
     /// `Update StsRefreshTokenValidFrom Timestamp`: sign-in sessions revoked.
     UpdateStsRefreshTokenValidFrom,
     /// `User registered security info` (Authentication Methods).
@@ -302,6 +304,7 @@ impl Activity {
             Activity::RemoveMemberFromRestrictedUnit => "Remove member from restricted management administrative unit",
             Activity::AddServicePrincipal => "Add service principal",
             Activity::RemoveServicePrincipal => "Remove service principal",
+            Activity::UpdateServicePrincipal => "Update service principal",
             Activity::UpdateStsRefreshTokenValidFrom => "Update StsRefreshTokenValidFrom Timestamp",
             Activity::UserRegisteredSecurityInfo => "User registered security info",
             Activity::ChangePasswordSelfService => "Change password (self-service)",
@@ -393,6 +396,7 @@ impl Activity {
             | Activity::RemoveMemberFromRestrictedUnit => "AdministrativeUnit",
             Activity::AddServicePrincipal
             | Activity::RemoveServicePrincipal
+            | Activity::UpdateServicePrincipal
             | Activity::AuthenticationMethodsPolicyUpdate
             | Activity::AddApplication
             | Activity::UpdateApplication
@@ -483,9 +487,10 @@ impl Activity {
             | Activity::CallerVerificationFailed => "Update",
             Activity::RequestServiceDeskApproval => "Add",
             Activity::DeleteApplication | Activity::HardDeleteApplication => "Delete",
-            Activity::UpdateApplication | Activity::UpdateApplicationCredentials | Activity::RestoreApplication => {
-                "Update"
-            }
+            Activity::UpdateApplication
+            | Activity::UpdateApplicationCredentials
+            | Activity::RestoreApplication
+            | Activity::UpdateServicePrincipal => "Update",
             Activity::DeleteUser | Activity::HardDeleteUser | Activity::DeleteGroup | Activity::HardDeleteGroup => {
                 "Delete"
             }

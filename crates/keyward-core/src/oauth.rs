@@ -28,6 +28,8 @@ pub mod codes {
     pub const INVALID_CLIENT_SECRET: i64 = 7_000_215;
     /// The application was not found in the tenant.
     pub const UNKNOWN_CLIENT: i64 = 700_016;
+    /// The application's service principal is disabled in this tenant (`accountEnabled` false).
+    pub const CLIENT_DISABLED: i64 = 7_000_112;
     /// The grant was revoked (sessions revoked, or a refresh token reused).
     pub const GRANT_REVOKED: i64 = 50173;
     /// Strong authentication is required.

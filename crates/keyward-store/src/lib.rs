@@ -477,6 +477,15 @@ pub trait ServicePrincipalStore: Send {
         limit: usize,
     ) -> Result<Vec<ServicePrincipal>, StoreError>;
     async fn delete_service_principal(&mut self, tenant: &ObjectId, id: &ObjectId) -> Result<(), StoreError>;
+    /// [`Self::get_service_principal`] with its row locked until the transaction ends (PostgreSQL;
+    /// SQLite's one writer needs none), for a change that writes it back.
+    async fn get_service_principal_for_update(
+        &mut self,
+        tenant: &ObjectId,
+        id: &ObjectId,
+    ) -> Result<Option<ServicePrincipal>, StoreError>;
+    /// Writes a principal's display name and `accountEnabled` back.
+    async fn update_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError>;
 }
 
 /// A message in the notification outbox (`keyward_core::notify`). Its "This wasn't me" link is

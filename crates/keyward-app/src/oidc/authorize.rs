@@ -33,10 +33,13 @@ impl App {
             ));
         };
         let Some(client) = self.client(&tenant, client_id).await? else {
-            return Ok(AuthorizeOutcome::ErrorPage(format!(
-                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory. Ask the \
-                 application's owner to register it in this tenant."
-            )));
+            let (code, text) = self.missing_client(&tenant, client_id).await?;
+            let next = if code == codes::CLIENT_DISABLED {
+                "An administrator of this tenant can enable it again."
+            } else {
+                "Ask the application's owner to register it in this tenant."
+            };
+            return Ok(AuthorizeOutcome::ErrorPage(format!("AADSTS{code}: {text} {next}")));
         };
         let Some(redirect_uri) = request.get("redirect_uri") else {
             return Ok(AuthorizeOutcome::ErrorPage(

@@ -30,14 +30,10 @@ impl App {
                 "The request body must contain the 'client_id' parameter.",
             )
         })?;
-        let client = self.client(&tenant, client_id).await?.ok_or_else(|| {
-            OAuthError::new(
-                400,
-                "unauthorized_client",
-                codes::UNKNOWN_CLIENT,
-                format!("Application with identifier '{client_id}' was not found in the directory."),
-            )
-        })?;
+        let Some(client) = self.client(&tenant, client_id).await? else {
+            let (code, text) = self.missing_client(&tenant, client_id).await?;
+            return Err(OAuthError::new(400, "unauthorized_client", code, text));
+        };
         if !client.is_fallback_public {
             return Err(OAuthError::new(
                 400,

@@ -360,6 +360,23 @@ impl App {
         Ok(found.and_then(registered_client))
     }
 
+    /// Why [`Self::client`] found no client, for the error: Entra's AADSTS7000112 when the
+    /// application's service principal is disabled in this tenant, AADSTS700016 otherwise. Read
+    /// only on that error path.
+    pub(super) async fn missing_client(&self, tenant: &Tenant, client_id: &str) -> Result<(i64, String), AppError> {
+        let mut tx = self.read().await?;
+        let disabled = tx.find_service_principal(&tenant.id, client_id).await?.filter(|it| !it.account_enabled);
+        Ok(match disabled {
+            Some(principal) => {
+                (codes::CLIENT_DISABLED, format!("Application '{client_id}'({}) is disabled.", principal.display_name))
+            }
+            None => (
+                codes::UNKNOWN_CLIENT,
+                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
+            ),
+        })
+    }
+
     /// A registered application as this node keeps it, without reading the version of the
     /// tenant's clients, and the version it was read under (`Store::kept_client`): to act on
     /// only once a write transaction has found the version unchanged (`App::write_sign_in_under`).

@@ -183,14 +183,10 @@ impl App {
     ) -> Result<(Client, bool), OAuthError> {
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
         let client_id = client_id_of(&auth, params)?;
-        let client = self.client(tenant, client_id).await?.ok_or_else(|| {
-            OAuthError::new(
-                400,
-                "unauthorized_client",
-                codes::UNKNOWN_CLIENT,
-                format!("Application with identifier '{client_id}' was not found in the directory '{}'.", tenant.id),
-            )
-        })?;
+        let Some(client) = self.client(tenant, client_id).await? else {
+            let (code, text) = self.missing_client(tenant, client_id).await?;
+            return Err(OAuthError::new(400, "unauthorized_client", code, text));
+        };
         let secret = secret_of(&auth, params);
         let is_authenticated = match (&secret, param("client_assertion")) {
             (Some(_), Some(_)) => {

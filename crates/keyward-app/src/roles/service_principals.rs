@@ -61,6 +61,17 @@ impl<T> FilteredScan<T> {
     }
 }
 
+/// A change to a service principal (`PATCH /servicePrincipals/{id}`); `None` leaves a property
+/// as it is.
+#[derive(Debug, Default)]
+pub struct ServicePrincipalDraft {
+    pub display_name: Option<String>,
+    pub account_enabled: Option<bool>,
+    /// `id` or `appId` stated in the body: accepted when they are the principal's own
+    /// (clients that send the object back whole), refused otherwise, as they are read-only.
+    pub stated_ids: Vec<(&'static str, String)>,
+}
+
 /// A service principal's properties as `$filter` sees them (`servicePrincipalNames` holds its
 /// application id, as Entra's does, and no identifier URIs: Keyward applications have none).
 fn service_principal_fields<'a>(it: &'a ServicePrincipal) -> impl Fn(&str) -> Option<Field<'a>> + 'a {
@@ -150,6 +161,83 @@ impl App {
         let targets = vec![TargetResource::service_principal(&principal).with_changes(changes)];
         commit_audited(tx, [caller.succeeded(now, Activity::AddServicePrincipal, targets)]).await?;
         Ok(principal)
+    }
+
+    /// `PATCH /servicePrincipals/{id}`: its display name, and whether the application may sign in
+    /// in this tenant (`accountEnabled`). A disabled principal gets no token from the next grant
+    /// on, on every node, and the app-only tokens it holds stop working at their next request.
+    /// A principal that holds a role is changed only by the roles that could assign it.
+    pub async fn update_service_principal(
+        &self,
+        caller: &Caller,
+        key: &str,
+        draft: ServicePrincipalDraft,
+    ) -> Result<(), AppError> {
+        let id =
+            ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
+        let display_name = match draft.display_name.as_deref().map(str::trim) {
+            Some("") => return Err(AppError::BadRequest("'displayName' cannot be empty.".into())),
+            Some(name) if name.chars().count() > 256 => {
+                return Err(AppError::BadRequest("'displayName' is longer than 256 characters.".into()));
+            }
+            other => other.map(str::to_owned),
+        };
+        let now = self.now();
+        let mut tx = self.write().await?;
+        // The role-change lock first, as every decision about a principal takes it (`facts`).
+        tx.share_role_changes(&caller.tenant.id).await?;
+        let mut principal = tx
+            .get_service_principal_for_update(&caller.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        for (name, value) in &draft.stated_ids {
+            let own = if *name == "id" { principal.id.as_str() } else { principal.app_id.as_str() };
+            if !value.eq_ignore_ascii_case(own) {
+                return Err(AppError::BadRequest(format!("Property '{name}' is read-only and cannot be changed.")));
+            }
+        }
+        let facts = crate::facts::service_principal_facts(&mut *tx, &caller.tenant, &principal.id).await?;
+        // What the request states is decided, changed or not, as Entra does.
+        let mut needed = Vec::new();
+        if display_name.is_some() {
+            needed.push(actions::SERVICE_PRINCIPALS_UPDATE);
+        }
+        match draft.account_enabled {
+            Some(true) => needed.push(actions::SERVICE_PRINCIPALS_ENABLE),
+            Some(false) => needed.push(actions::SERVICE_PRINCIPALS_DISABLE),
+            None => (),
+        }
+        for action in needed {
+            if let Err(err) = require(caller, action, Target::Application(&facts)) {
+                let targets = vec![TargetResource::service_principal(&principal)];
+                return Err(self.refused(Some(tx), caller, Activity::UpdateServicePrincipal, targets, err).await);
+            }
+        }
+        let mut changes = Vec::new();
+        if let Some(name) = display_name.filter(|it| *it != principal.display_name) {
+            changes.push(PropertyChange {
+                name: "DisplayName".into(),
+                old_value: Some(json::string_array([principal.display_name.as_str()])),
+                new_value: Some(json::string_array([name.as_str()])),
+            });
+            principal.display_name = name;
+        }
+        if let Some(flag) = draft.account_enabled.filter(|it| *it != principal.account_enabled) {
+            changes.push(PropertyChange {
+                name: "AccountEnabled".into(),
+                old_value: Some(format!("[{}]", principal.account_enabled)),
+                new_value: Some(format!("[{flag}]")),
+            });
+            principal.account_enabled = flag;
+        }
+        if changes.is_empty() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.update_service_principal(&principal).await?;
+        let targets = vec![TargetResource::service_principal(&principal).with_changes(changes)];
+        commit_audited(tx, [caller.succeeded(now, Activity::UpdateServicePrincipal, targets)]).await?;
+        Ok(())
     }
 
     /// `DELETE /servicePrincipals/{id}`: also ends its role assignments and memberships.

@@ -211,6 +211,14 @@ pub const RESOURCE_ACTIONS: &[ResourceAction] = &[
     ),
     action("microsoft.directory/servicePrincipals/delete", "Delete service principals", false, "DELETE"),
     action(
+        "microsoft.directory/servicePrincipals/basic/update",
+        "Update basic properties on service principals",
+        false,
+        "PATCH",
+    ),
+    action("microsoft.directory/servicePrincipals/disable", "Disable service principals", false, "PATCH"),
+    action("microsoft.directory/servicePrincipals/enable", "Enable service principals", false, "PATCH"),
+    action(
         "microsoft.directory/servicePrincipals/allProperties/allTasks",
         "Create and delete service principals, and read and update all properties",
         true,

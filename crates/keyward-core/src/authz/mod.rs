@@ -62,6 +62,9 @@ pub mod actions {
     pub const APPLICATIONS_DELETE: &str = "microsoft.directory/applications/delete";
     pub const SERVICE_PRINCIPALS_CREATE: &str = "microsoft.directory/servicePrincipals/create";
     pub const SERVICE_PRINCIPALS_DELETE: &str = "microsoft.directory/servicePrincipals/delete";
+    pub const SERVICE_PRINCIPALS_UPDATE: &str = "microsoft.directory/servicePrincipals/basic/update";
+    pub const SERVICE_PRINCIPALS_DISABLE: &str = "microsoft.directory/servicePrincipals/disable";
+    pub const SERVICE_PRINCIPALS_ENABLE: &str = "microsoft.directory/servicePrincipals/enable";
     pub const ROLE_DEFINITIONS_READ: &str = "microsoft.directory/roleDefinitions/allProperties/read";
     pub const ROLE_DEFINITIONS_WRITE: &str = "microsoft.directory/roleDefinitions/allProperties/allTasks";
     pub const ROLE_ASSIGNMENTS_READ: &str = "microsoft.directory/roleAssignments/allProperties/read";

@@ -7,8 +7,8 @@ use crate::openapi::{Api, Op};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use keyward_app::AppError;
+use axum::routing::{delete, get, patch, post};
+use keyward_app::{AppError, ServicePrincipalDraft};
 use keyward_core::query;
 use serde_json::Value;
 
@@ -68,6 +68,52 @@ async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Res
     ))
 }
 
+/// The body of `PATCH /servicePrincipals/{id}`: `accountEnabled` and `displayName`; any other
+/// property is refused by name rather than ignored.
+fn service_principal_draft(body: &Value) -> Result<ServicePrincipalDraft, AppError> {
+    let object =
+        body.as_object().ok_or_else(|| AppError::BadRequest("The request body must be a JSON object.".into()))?;
+    let mut draft = ServicePrincipalDraft::default();
+    for (name, value) in object {
+        match name.as_str() {
+            "accountEnabled" => {
+                let flag = value
+                    .as_bool()
+                    .ok_or_else(|| AppError::BadRequest("'accountEnabled' must be true or false.".into()))?;
+                draft.account_enabled = Some(flag);
+            }
+            "displayName" => {
+                let text =
+                    value.as_str().ok_or_else(|| AppError::BadRequest("'displayName' must be a string.".into()))?;
+                draft.display_name = Some(text.to_owned());
+            }
+            "id" | "appId" => {
+                let text = value.as_str().ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a string.")))?;
+                draft.stated_ids.push((if name == "id" { "id" } else { "appId" }, text.to_owned()));
+            }
+            "@odata.type" => (),
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "Property '{other}' is not supported on 'microsoft.graph.servicePrincipal' by Keyward."
+                )));
+            }
+        }
+    }
+    Ok(draft)
+}
+
+/// `PATCH /servicePrincipals/{id}` (204) — `servicePrincipals/basic/update` for `displayName`,
+/// `servicePrincipals/disable` or `…/enable` for `accountEnabled`.
+async fn update_service_principal(
+    ctx: GraphCtx,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, GraphError> {
+    let draft = service_principal_draft(&body)?;
+    ctx.state.app.update_service_principal(&ctx.caller, &id, draft).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `DELETE /servicePrincipals/{id}` — `servicePrincipals/delete`.
 async fn delete_service_principal(ctx: GraphCtx, Path(id): Path<String>) -> Result<Response, GraphError> {
     ctx.state.app.delete_service_principal(&ctx.caller, &id).await?;
@@ -86,6 +132,12 @@ async fn get_by_app_id(ctx: GraphCtx, Path(captured): Path<String>, query: Query
     get_service_principal(ctx, Path(id), query).await
 }
 
+/// `PATCH /servicePrincipals(appId='…')`.
+async fn update_by_app_id(ctx: GraphCtx, Path(captured): Path<String>, body: Body) -> Result<Response, GraphError> {
+    let id = by_app_id(&ctx, &captured).await?;
+    update_service_principal(ctx, Path(id), body).await
+}
+
 /// `DELETE /servicePrincipals(appId='…')`.
 async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result<Response, GraphError> {
     let id = by_app_id(&ctx, &captured).await?;
@@ -96,6 +148,7 @@ async fn delete_by_app_id(ctx: GraphCtx, Path(captured): Path<String>) -> Result
 pub fn routes(api: Api) -> Api {
     api.route_undocumented_with("/servicePrincipals(appId={key}", get(get_by_app_id), &["$select"])
         .route_undocumented("/servicePrincipals(appId={key}", delete(delete_by_app_id))
+        .route_undocumented("/servicePrincipals(appId={key}", patch(update_by_app_id))
         .document(
             "/servicePrincipals(appId='{appId}')",
             Op::get(
@@ -106,6 +159,16 @@ pub fn routes(api: Api) -> Api {
             )
             .with_param("appId")
             .with_options(&["$select"]),
+        )
+        .document(
+            "/servicePrincipals(appId='{appId}')",
+            Op::patch(
+                "servicePrincipals",
+                "Update a service principal by its application id",
+                "microsoft.directory/servicePrincipals/basic/update",
+                "ServicePrincipal",
+            )
+            .with_param("appId"),
         )
         .document(
             "/servicePrincipals(appId='{appId}')",
@@ -151,6 +214,17 @@ pub fn routes(api: Api) -> Api {
             )
             .with_id()
             .with_options(&["$select"]),
+        )
+        .route(
+            "/servicePrincipals/{id}",
+            patch(update_service_principal),
+            Op::patch(
+                "servicePrincipals",
+                "Update a service principal (displayName; accountEnabled needs servicePrincipals/disable or /enable)",
+                "microsoft.directory/servicePrincipals/basic/update",
+                "ServicePrincipal",
+            )
+            .with_id(),
         )
         .route(
             "/servicePrincipals/{id}",

@@ -177,6 +177,34 @@ macro_rules! impl_role_stores {
                     .await?;
                 if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
+
+            async fn get_service_principal_for_update(
+                &mut self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+            ) -> Result<Option<ServicePrincipal>, StoreError> {
+                let lock = if DIALECT.row_locks { " FOR NO KEY UPDATE" } else { "" };
+                let sql = format!(
+                    "SELECT {} FROM service_principals WHERE tenant_id = $1 AND id = $2{lock}",
+                    SERVICE_PRINCIPAL_COLUMNS
+                );
+                self.one_by_key(q::AssertSqlSafe(sql), tenant, id.to_string(), Self::service_principal_from_row).await
+            }
+
+            async fn update_service_principal(&mut self, principal: &ServicePrincipal) -> Result<(), StoreError> {
+                let done = q::query(concat!(
+                    "UPDATE service_principals SET display_name = $3, display_name_lc = $4, ",
+                    "account_enabled = $5 WHERE tenant_id = $1 AND id = $2"
+                ))
+                .bind(principal.tenant_id.as_str())
+                .bind(principal.id.as_str())
+                .bind(&principal.display_name)
+                .bind(principal.display_name.to_lowercase())
+                .bind(principal.account_enabled)
+                .execute(&mut *self.0)
+                .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
         }
 
         impl $tx {

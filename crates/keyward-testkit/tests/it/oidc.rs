@@ -382,6 +382,33 @@ async fn client_credentials_on_a_kept_client_follow_changes_made_on_another_node
         .collect();
     assert_eq!(codes, [0, 0, 0, 7000215, 0], "{}", logged.text);
 
+    // The principal disabled there: no token here (Entra's AADSTS7000112), and the token this
+    // node issued before stops working at its next request; enabled again, it works at once.
+    let held = granted["access_token"].as_str().expect("token").to_owned();
+    let read_users = || {
+        let (client, url, held) = (app.client.clone(), format!("{other_url}/v1.0/users"), held.clone());
+        async move { client.get(url).bearer_auth(held).send().await.expect("users").status() }
+    };
+    assert_eq!(read_users().await, StatusCode::OK, "a User Administrator's app-only token");
+    let path = format!("/v1.0/servicePrincipals/{principal}");
+    let disabled = app.patch(&path, &json!({"accountEnabled": false})).await;
+    assert_eq!(disabled.status, StatusCode::NO_CONTENT, "{}", disabled.text);
+    let refused = grant(second.clone()).await;
+    assert_eq!(
+        (refused["error"].clone(), refused["error_codes"].clone()),
+        (json!("unauthorized_client"), json!([7000112])),
+        "{refused}"
+    );
+    assert!(refused["error_description"].as_str().is_some_and(|it| it.contains("is disabled")), "{refused}");
+    assert_eq!(read_users().await, StatusCode::UNAUTHORIZED, "a disabled principal's token");
+    let shown = app.get(&format!("/v1.0/servicePrincipals/{principal}")).await;
+    assert_eq!(shown.body["accountEnabled"], json!(false), "{}", shown.text);
+    let enabled = app.patch(&path, &json!({"accountEnabled": true})).await;
+    assert_eq!(enabled.status, StatusCode::NO_CONTENT, "{}", enabled.text);
+    let granted = grant(second.clone()).await;
+    assert!(granted["access_token"].is_string(), "enabled again: {granted}");
+    assert_eq!(read_users().await, StatusCode::OK, "enabled again, the held token works");
+
     // The principal deleted there: no token here.
     let deleted = app.delete(&format!("/v1.0/servicePrincipals/{principal}")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);

@@ -266,6 +266,134 @@ async fn applications_cannot_be_used_to_climb(backend: Backend) {
     assert_eq!(reset.status, StatusCode::FORBIDDEN, "a Global Administrator from tomorrow: {}", reset.text);
 }
 
+/// `PATCH /servicePrincipals/{id}`: each stated property needs its own action (`…/disable`,
+/// `…/enable`, `…/basic/update`); a principal that holds a directory role is changed only by the
+/// roles that could assign it; bad input changes nothing; each change is audited.
+async fn service_principals_are_disabled_only_by_who_may(backend: Backend) {
+    let spawned = TestApp::spawn(backend).await;
+    let app = &spawned;
+    let role = app
+        .post(
+            "/v1.0/roleManagement/directory/roleDefinitions",
+            &json!({"displayName": "App gatekeeper", "isEnabled": true,
+                "rolePermissions": [{"allowedResourceActions": [
+                    "microsoft.directory/servicePrincipals/disable",
+                    "microsoft.directory/servicePrincipals/enable",
+                    "microsoft.directory/servicePrincipals/standard/read"]}]}),
+        )
+        .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.text);
+    let agent = app.create_user("gatekeeper", "Gate Keeper").await;
+    let agent_id = agent["id"].as_str().expect("id").to_owned();
+    app.assign_role(&agent_id, role.body["id"].as_str().expect("role id"), "/").await;
+    let token = app.token_for(&format!("gatekeeper@{DOMAIN}")).await;
+    let mut principals = Vec::new();
+    for name in ["Payroll sync", "Tenant automation"] {
+        let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        principals.push(principal_of(app, created.body["appId"].as_str().expect("appId")).await);
+    }
+    let (plain, privileged) = (principals[0].clone(), principals[1].clone());
+    app.assign_role(&privileged, keyward_core::authz::roles::GLOBAL_ADMINISTRATOR, "/").await;
+    let state = |id: String| async move {
+        let shown = app.get(&format!("/v1.0/servicePrincipals/{id}")).await;
+        (shown.body["accountEnabled"].clone(), shown.body["displayName"].clone())
+    };
+    let send = |token: Option<String>, id: &str, body: Value| {
+        let path = format!("/v1.0/servicePrincipals/{id}");
+        async move { app.send(reqwest::Method::PATCH, &path, token.as_deref(), Some(&body), &[]).await }
+    };
+
+    // The gatekeeper turns a plain principal off and on; renaming it needs basic/update.
+    let off = send(Some(token.clone()), &plain, json!({"accountEnabled": false})).await;
+    assert_eq!(off.status, StatusCode::NO_CONTENT, "{}", off.text);
+    assert_eq!(state(plain.clone()).await, (json!(false), json!("Payroll sync")));
+    let on = send(Some(token.clone()), &plain, json!({"accountEnabled": true})).await;
+    assert_eq!(on.status, StatusCode::NO_CONTENT, "{}", on.text);
+    let renamed = send(Some(token.clone()), &plain, json!({"displayName": "Renamed"})).await;
+    assert_eq!(renamed.status, StatusCode::FORBIDDEN, "{}", renamed.text);
+    // A principal holding Global Administrator is not the gatekeeper's to turn off.
+    let refused = send(Some(token.clone()), &privileged, json!({"accountEnabled": false})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().is_some_and(|it| it.contains("holds a directory role")));
+    assert_eq!(state(privileged.clone()).await, (json!(true), json!("Tenant automation")));
+    // Nobody signed in, and a Helpdesk Administrator, may do neither.
+    let anonymous = send(None, &plain, json!({"accountEnabled": false})).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.text);
+    let desk = app.create_user("desk", "Help Desk").await["id"].as_str().expect("id").to_owned();
+    app.assign_role(&desk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
+    let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
+    let denied = send(Some(desk), &plain, json!({"accountEnabled": false})).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+
+    // Bad input: a clear 400 (or 404) in Graph's envelope, and nothing changed.
+    let admin = Some(app.admin_token.clone());
+    for (id, body, status) in [
+        (plain.as_str(), json!({"accountEnabled": "no"}), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!({"accountEnabled": false, "tags": ["x"]}), StatusCode::BAD_REQUEST),
+        (
+            plain.as_str(),
+            json!({"accountEnabled": false, "appId": "00000000-0000-0000-0000-000000000001"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (plain.as_str(), json!({"displayName": "   "}), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!({"displayName": "x".repeat(257)}), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!(["accountEnabled"]), StatusCode::BAD_REQUEST),
+        ("not-an-id", json!({"accountEnabled": false}), StatusCode::BAD_REQUEST),
+        ("00000000-0000-0000-0000-0000000000aa", json!({"accountEnabled": false}), StatusCode::NOT_FOUND),
+    ] {
+        let reply = send(admin.clone(), id, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        assert!(reply.body["error"]["message"].is_string(), "{body}: {}", reply.text);
+    }
+    assert_eq!(state(plain.clone()).await, (json!(true), json!("Payroll sync")));
+
+    // The Global Administrator may do both at once, by appId too; one audit record says what changed.
+    let app_id = app.get(&format!("/v1.0/servicePrincipals/{privileged}")).await.body["appId"]
+        .as_str()
+        .expect("appId")
+        .to_owned();
+    let both = app
+        .patch(
+            &format!("/v1.0/servicePrincipals(appId='{app_id}')"),
+            &json!({"accountEnabled": false, "displayName": "Tenant automation (paused)", "id": privileged}),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::NO_CONTENT, "{}", both.text);
+    assert_eq!(state(privileged.clone()).await, (json!(false), json!("Tenant automation (paused)")));
+    let audit = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update service principal' and targetResources/any(t:t/id eq '{privileged}')"
+        ))
+        .await;
+    let records = audit.body["value"].as_array().expect("value");
+    let succeeded: Vec<_> = records.iter().filter(|it| it["result"] == "success").collect();
+    assert_eq!(succeeded.len(), 1, "{}", audit.text);
+    let changed = &succeeded[0]["targetResources"][0]["modifiedProperties"];
+    assert_eq!(
+        changed,
+        &json!([
+            {"displayName": "DisplayName", "oldValue": "[\"Tenant automation\"]", "newValue": "[\"Tenant automation (paused)\"]"},
+            {"displayName": "AccountEnabled", "oldValue": "[true]", "newValue": "[false]"}
+        ]),
+        "{}",
+        audit.text
+    );
+    assert_eq!(
+        records.iter().filter(|it| it["result"] == "failure").count(),
+        1,
+        "the gatekeeper's refusal: {}",
+        audit.text
+    );
+    // A PATCH that changes nothing records nothing.
+    let same = app.patch(&format!("/v1.0/servicePrincipals/{privileged}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(same.status, StatusCode::NO_CONTENT, "{}", same.text);
+    let again = app.get(&format!(
+        "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update service principal' and targetResources/any(t:t/id eq '{privileged}')"
+    )).await;
+    assert_eq!(again.body["value"].as_array().map(Vec::len), Some(records.len()), "{}", again.text);
+}
+
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
 const REDIRECT: &str = "http://localhost:43210/";
 
@@ -1539,6 +1667,7 @@ keyward_testkit::on_both_backends!(
     parallel_guesses_cannot_outrun_the_lockout,
     password_grant_while_locked,
     applications_cannot_be_used_to_climb,
+    service_principals_are_disabled_only_by_who_may,
     mfa_holds_on_refresh_and_reauthorization,
     credential_changes_end_what_the_old_credential_opened,
     every_sign_in_path_is_logged,
