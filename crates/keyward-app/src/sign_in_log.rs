@@ -154,6 +154,10 @@ async fn write_batch(store: &dyn Store, mut batch: Vec<Entry>) {
 /// Writes the entries in one transaction, those with a version of their tenant's clients only if
 /// it is unchanged: which were written.
 async fn insert(store: &dyn Store, entries: &[(&SignInRecord, Option<i64>)]) -> Result<Vec<bool>, StoreError> {
+    // Applications' entries in one statement where the database has one (PostgreSQL).
+    if let Some(written) = store.insert_app_sign_ins(entries).await? {
+        return Ok(written);
+    }
     let mut tx = store.write().await?;
     // The versions of the tenants whose entries need one (a batch has one tenant, or a few).
     let mut current: Vec<(&ObjectId, i64)> = Vec::new();

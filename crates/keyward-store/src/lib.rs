@@ -135,6 +135,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The version of the tenant's clients now (see [`kept_client`](Self::kept_client)).
     async fn client_version(&self, tenant: &ObjectId) -> Result<i64, StoreError>;
 
+    /// Writes sign-in log entries that name no user (an application's sign-ins), each written
+    /// only if its tenant's clients still have the version given with it (if any), in one
+    /// statement that is its own transaction: which were written, in order. `None` when this
+    /// database has no such statement (SQLite, whose transactions cost no round trips): write
+    /// them in a transaction ([`SignInStore::insert_sign_ins`]) then.
+    async fn insert_app_sign_ins(
+        &self,
+        entries: &[(&SignInRecord, Option<i64>)],
+    ) -> Result<Option<Vec<bool>>, StoreError>;
+
     // Reads of the audit log are one statement each and run outside a transaction: a statement
     // is its own snapshot, and BEGIN and COMMIT would cost two more driver round trips.
 

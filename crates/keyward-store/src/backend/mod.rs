@@ -821,6 +821,13 @@ macro_rules! impl_backend {
                 Ok(self.read_client(tenant, &app_id, version, now).await?.map(|it| (it, version)))
             }
 
+            async fn insert_app_sign_ins(
+                &self,
+                entries: &[(&SignInRecord, Option<i64>)],
+            ) -> Result<Option<Vec<bool>>, StoreError> {
+                app_sign_ins_at_once(&self.pool, entries).await
+            }
+
             async fn client_version(&self, tenant: &ObjectId) -> Result<i64, StoreError> {
                 if let Some(direct) = &self.direct
                     && let Some(version) = direct.client_version(tenant)?
@@ -1464,6 +1471,14 @@ mod sqlite_impl {
     /// driver's worker thread or to the server.
     const ONE_ROW_INSERTS: bool = false;
 
+    /// SQLite writes a batch of entries in a transaction: on its thread, without round trips.
+    async fn app_sign_ins_at_once(
+        _: &sqlx::SqlitePool,
+        _: &[(&SignInRecord, Option<i64>)],
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        Ok(None)
+    }
+
     async fn begin_immediate(pool: &sqlx::SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
@@ -1570,6 +1585,46 @@ mod postgres_impl {
 
     async fn begin(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         pool.begin().await
+    }
+
+    /// An application's sign-in log entries in one statement: the entries as arrays (one
+    /// statement text for any number of them, so the server plans it once per connection), each
+    /// with the version of its tenant's clients it needs (`NULL`: none), checked in the same
+    /// statement. A batch in a transaction took four round trips to the server (`BEGIN`, the
+    /// version, the rows, `COMMIT`) and a plan for each batch size.
+    const APP_SIGN_INS: &str = concat!(
+        "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, error_code, record, event_type) ",
+        "SELECT e.id, e.tenant_id, e.created_at, NULL, e.upn_lc, e.app_id, e.error_code, e.record, e.event_type ",
+        "FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], ",
+        "$8::text[], $9::bigint[]) WITH ORDINALITY AS e(id, tenant_id, created_at, upn_lc, app_id, error_code, ",
+        "record, event_type, needs, n) ",
+        "LEFT JOIN client_versions v ON v.tenant_id = e.tenant_id ",
+        "WHERE e.needs IS NULL OR e.needs = COALESCE(v.version, 0) ORDER BY e.n RETURNING id"
+    );
+
+    async fn app_sign_ins_at_once(
+        pool: &sqlx::PgPool,
+        entries: &[(&SignInRecord, Option<i64>)],
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        if entries.iter().any(|(record, _)| record.user_id.is_some()) {
+            return Ok(None);
+        }
+        let column = |get: fn(&SignInRecord) -> String| entries.iter().map(|(it, _)| get(it)).collect::<Vec<_>>();
+        let records = entries.iter().map(|(it, _)| sign_in_json::to_json(it)).collect::<Result<Vec<_>, _>>()?;
+        let written: Vec<String> = sqlx::query_scalar(APP_SIGN_INS)
+            .bind(column(|it| it.id.clone()))
+            .bind(column(|it| it.tenant_id.to_string()))
+            .bind(column(|it| fmt_ts(it.created)))
+            .bind(column(|it| it.user_principal_name.to_lowercase()))
+            .bind(column(|it| it.app_id.to_lowercase()))
+            .bind(entries.iter().map(|(it, _)| i64::from(it.error_code)).collect::<Vec<_>>())
+            .bind(records)
+            .bind(column(|it| it.event_type().as_str().to_owned()))
+            .bind(entries.iter().map(|(_, version)| *version).collect::<Vec<_>>())
+            .fetch_all(pool)
+            .await?;
+        let written: std::collections::HashSet<String> = written.into_iter().collect();
+        Ok(Some(entries.iter().map(|(it, _)| written.contains(&it.id)).collect()))
     }
 
     /// Reads see one snapshot (a page and its `@odata.count` agree) and cannot write.

@@ -416,6 +416,50 @@ async fn client_credentials_on_a_kept_client_follow_changes_made_on_another_node
     assert!(refused["access_token"].is_null() && refused["error"].is_string(), "{refused}");
 }
 
+/// Applications' sign-in log entries on PostgreSQL are one statement (`Store::insert_app_sign_ins`):
+/// an entry under a version of its tenant's clients is written only while they have it, in a
+/// batch with other tenants' entries and entries that need none; a batch with a user's entry is
+/// left to a transaction, as SQLite leaves every batch.
+async fn application_sign_in_entries_are_written_under_their_client_version(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let store = app.app.store();
+    let (tenant, other) = (app.tenant_id().await, keyward_core::ids::ObjectId::from_bytes([42; 16]));
+    let (current, other_current) =
+        (store.client_version(&tenant).await.expect("version"), store.client_version(&other).await.expect("version"));
+    let record = |n: usize, tenant: &keyward_core::ids::ObjectId| {
+        keyward_core::signin::SignInRecord::browser(
+            format!("app-entry-{n}"),
+            tenant.clone(),
+            app.app.now(),
+            String::new(),
+            ("11111111-2222-3333-4444-555555555555", "Nightly export"),
+        )
+    };
+    let records = [record(1, &tenant), record(2, &tenant), record(3, &tenant), record(4, &other), record(5, &other)];
+    let versions = [Some(current), Some(current ^ 1), None, Some(other_current), Some(other_current ^ 1)];
+    let entries: Vec<_> = records.iter().zip(versions).collect();
+    let written = store.insert_app_sign_ins(&entries).await.expect("insert");
+    if backend == Backend::Sqlite {
+        assert_eq!(written, None, "SQLite writes a batch in a transaction");
+        return;
+    }
+    assert_eq!(written, Some(vec![true, false, true, true, false]));
+    let mut tx = store.read().await.expect("read");
+    for (n, tenant, expected) in
+        [(1, &tenant, true), (2, &tenant, false), (3, &tenant, true), (4, &other, true), (5, &other, false)]
+    {
+        let found = tx.get_sign_in(tenant, &format!("app-entry-{n}")).await.expect("read");
+        assert_eq!(found.is_some(), expected, "entry {n}");
+    }
+    drop(tx);
+    let mut with_user = record(6, &tenant);
+    with_user.user_id = Some(keyward_core::ids::ObjectId::from_bytes([43; 16]));
+    assert_eq!(store.insert_app_sign_ins(&[(&with_user, None)]).await.expect("insert"), None, "a user's entry");
+    // An id written already: the statement fails whole, and the log writer then tries each alone.
+    let again = store.insert_app_sign_ins(&[(&records[2], None)]).await;
+    assert!(matches!(again, Err(keyward_store::StoreError::Conflict { .. })), "{again:?}");
+}
+
 async fn client_credentials_with_a_role(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let reply = app.post("/v1.0/applications", &json!({"displayName": "Provisioning job"})).await;
@@ -1432,5 +1476,6 @@ keyward_testkit::on_both_backends!(
     refresh_rotation_and_revocation,
     client_credentials_with_a_role,
     client_credentials_on_a_kept_client_follow_changes_made_on_another_node,
+    application_sign_in_entries_are_written_under_their_client_version,
     device_code_flow,
 );
