@@ -68,9 +68,7 @@ pub use crate::password::{HashParams, PasswordHasher};
 pub use crate::portal::{MAX_SEARCH, PORTAL_ACTIONS, PortalAccess};
 pub use crate::relationships::{MembershipPage, Related, UserObjects};
 pub use crate::reports::{RegistrationDetail, RegistrationOverview};
-pub use crate::roles::{
-    APPROVAL_TIMEOUT, Approval, CurrentUser, ItemPage, RoleDef, RolePolicy, ScheduleRequestInput, ServicePrincipalDraft,
-};
+pub use crate::roles::{APPROVAL_TIMEOUT, Approval, CurrentUser, ItemPage, RoleDef, RolePolicy, ScheduleRequestInput};
 pub use crate::setup::{BootstrapOutcome, BootstrapRequest, DemoAccount};
 pub use crate::signin::{
     PORTAL_APP_ID, PORTAL_APP_NAME, PasskeyRequest, SignInForm, SignInPage, SignInView, csrf_token,

@@ -9,8 +9,10 @@
 //!
 //! An entry may come with the version of its tenant's clients that its grant relied on (a
 //! client-credentials grant on this node's kept copy of its client, `App::kept_client`): the batch
-//! reads that version in its transaction and writes such an entry only if it is unchanged, and
-//! tells its caller which, so that a grant made on a client changed since is made again.
+//! reads that version in its transaction (on PostgreSQL, a batch of entries that name no user:
+//! in the one statement that writes them, `Store::insert_app_sign_ins`) and writes such an entry
+//! only if it is unchanged, and tells its caller which, so that a grant made on a client changed
+//! since is made again.
 
 use std::sync::{Arc, Mutex};
 
@@ -151,8 +153,8 @@ async fn write_batch(store: &dyn Store, mut batch: Vec<Entry>) {
     }
 }
 
-/// Writes the entries in one transaction, those with a version of their tenant's clients only if
-/// it is unchanged: which were written.
+/// Writes the entries in one transaction (or one statement, `Store::insert_app_sign_ins`), those
+/// with a version of their tenant's clients only if it is unchanged: which were written.
 async fn insert(store: &dyn Store, entries: &[(&SignInRecord, Option<i64>)]) -> Result<Vec<bool>, StoreError> {
     // Applications' entries in one statement where the database has one (PostgreSQL).
     if let Some(written) = store.insert_app_sign_ins(entries).await? {

@@ -121,6 +121,30 @@ pub fn new_service_principal(
     })
 }
 
+/// A change to a service principal (`PATCH /servicePrincipals/{id}`); `None` leaves a property
+/// as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ServicePrincipalDraft {
+    pub display_name: Option<String>,
+    pub account_enabled: Option<bool>,
+    /// `id` or `appId` stated in the body: accepted when they are the principal's own (clients
+    /// that send the object back whole), refused otherwise, as they are read-only.
+    pub stated_ids: Vec<(&'static str, String)>,
+}
+
+impl ServicePrincipalDraft {
+    /// The display name to set, checked as a new principal's is: 1 to 256 characters once
+    /// trimmed, no control characters.
+    pub fn display_name(&self) -> Result<Option<String>, DirectoryError> {
+        let Some(name) = &self.display_name else { return Ok(None) };
+        let name = required_text(Some(name.clone()), "displayName", "ServicePrincipal")?;
+        if !is_clean_text(&name) {
+            return Err(DirectoryError::InvalidValue { property: "displayName", resource: "ServicePrincipal" });
+        }
+        Ok(Some(name))
+    }
+}
+
 /// The kind of a directory object, as it appears in `@odata.type` and audit `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {

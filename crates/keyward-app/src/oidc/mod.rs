@@ -364,7 +364,7 @@ impl App {
     /// application's service principal is disabled in this tenant, AADSTS700016 otherwise. Read
     /// only on that error path.
     pub(super) async fn missing_client(&self, tenant: &Tenant, client_id: &str) -> Result<(i64, String), AppError> {
-        let mut tx = self.read().await?;
+        let mut tx = self.read_short().await?;
         let disabled = tx.find_service_principal(&tenant.id, client_id).await?.filter(|it| !it.account_enabled);
         Ok(match disabled {
             Some(principal) => {

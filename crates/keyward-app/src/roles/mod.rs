@@ -8,7 +8,6 @@ pub(crate) mod service_principals;
 mod units;
 
 pub use pim::{APPROVAL_TIMEOUT, Approval, CurrentUser, RolePolicy, ScheduleRequestInput};
-pub use service_principals::ServicePrincipalDraft;
 
 use crate::AppError;
 use keyward_core::audit::TargetResource;

@@ -4,7 +4,7 @@ use crate::commit_audited;
 use crate::{App, AppError, Caller, new_id, require};
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
-use keyward_core::directory::{self, PropertyChange, ServicePrincipal};
+use keyward_core::directory::{self, PropertyChange, ServicePrincipal, ServicePrincipalDraft};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
 use keyward_core::odata::Expr;
@@ -59,17 +59,6 @@ impl<T> FilteredScan<T> {
         }
         (self.scanned >= FILTER_SCAN).then(|| self.after.clone())
     }
-}
-
-/// A change to a service principal (`PATCH /servicePrincipals/{id}`); `None` leaves a property
-/// as it is.
-#[derive(Debug, Default)]
-pub struct ServicePrincipalDraft {
-    pub display_name: Option<String>,
-    pub account_enabled: Option<bool>,
-    /// `id` or `appId` stated in the body: accepted when they are the principal's own
-    /// (clients that send the object back whole), refused otherwise, as they are read-only.
-    pub stated_ids: Vec<(&'static str, String)>,
 }
 
 /// A service principal's properties as `$filter` sees them (`servicePrincipalNames` holds its
@@ -175,28 +164,7 @@ impl App {
     ) -> Result<(), AppError> {
         let id =
             ObjectId::parse(key).ok_or_else(|| AppError::BadRequest(format!("Invalid object identifier '{key}'.")))?;
-        let display_name = match draft.display_name.as_deref().map(str::trim) {
-            Some("") => return Err(AppError::BadRequest("'displayName' cannot be empty.".into())),
-            Some(name) if name.chars().count() > 256 => {
-                return Err(AppError::BadRequest("'displayName' is longer than 256 characters.".into()));
-            }
-            other => other.map(str::to_owned),
-        };
-        let now = self.now();
-        let mut tx = self.write().await?;
-        // The role-change lock first, as every decision about a principal takes it (`facts`).
-        tx.share_role_changes(&caller.tenant.id).await?;
-        let mut principal = tx
-            .get_service_principal_for_update(&caller.tenant.id, &id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
-        for (name, value) in &draft.stated_ids {
-            let own = if *name == "id" { principal.id.as_str() } else { principal.app_id.as_str() };
-            if !value.eq_ignore_ascii_case(own) {
-                return Err(AppError::BadRequest(format!("Property '{name}' is read-only and cannot be changed.")));
-            }
-        }
-        let facts = crate::facts::service_principal_facts(&mut *tx, &caller.tenant, &principal.id).await?;
+        let display_name = draft.display_name().map_err(|err| AppError::BadRequest(err.to_string()))?;
         // What the request states is decided, changed or not, as Entra does.
         let mut needed = Vec::new();
         if display_name.is_some() {
@@ -207,10 +175,40 @@ impl App {
             Some(false) => needed.push(actions::SERVICE_PRINCIPALS_DISABLE),
             None => (),
         }
+        if needed.is_empty() {
+            return Err(AppError::BadRequest(
+                "State 'accountEnabled' or 'displayName': they are what Keyward updates on a service principal.".into(),
+            ));
+        }
+        // A caller who may do none of it is refused before the principal is looked up.
+        for action in &needed {
+            self.require_recorded(caller, action, Target::Tenant, Activity::UpdateServicePrincipal, Vec::new).await?;
+        }
+        let now = self.now();
+        let mut tx = self.write().await?;
+        // The role-change lock first, as every decision about a principal takes it (`facts`);
+        // exclusive when it is enabled or disabled, as for a user: enabling a principal that
+        // holds a role gives that role back its power.
+        if draft.account_enabled.is_some() {
+            tx.lock_role_changes(&caller.tenant.id).await?;
+        } else {
+            tx.share_role_changes(&caller.tenant.id).await?;
+        }
+        let mut principal = tx
+            .get_service_principal_for_update(&caller.tenant.id, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(key.to_owned()))?;
+        let facts = crate::facts::service_principal_facts(&mut *tx, &caller.tenant, &principal.id).await?;
         for action in needed {
             if let Err(err) = require(caller, action, Target::Application(&facts)) {
                 let targets = vec![TargetResource::service_principal(&principal)];
                 return Err(self.refused(Some(tx), caller, Activity::UpdateServicePrincipal, targets, err).await);
+            }
+        }
+        for (name, value) in &draft.stated_ids {
+            let own = if *name == "id" { principal.id.as_str() } else { principal.app_id.as_str() };
+            if !value.eq_ignore_ascii_case(own) {
+                return Err(AppError::BadRequest(format!("Property '{name}' is read-only and cannot be set.")));
             }
         }
         let mut changes = Vec::new();

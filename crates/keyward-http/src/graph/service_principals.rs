@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
-use keyward_app::{AppError, ServicePrincipalDraft};
+use keyward_app::AppError;
 use keyward_core::query;
 use serde_json::Value;
 
@@ -68,40 +68,6 @@ async fn create_service_principal(ctx: GraphCtx, Body(body): Body) -> Result<Res
     ))
 }
 
-/// The body of `PATCH /servicePrincipals/{id}`: `accountEnabled` and `displayName`; any other
-/// property is refused by name rather than ignored.
-fn service_principal_draft(body: &Value) -> Result<ServicePrincipalDraft, AppError> {
-    let object =
-        body.as_object().ok_or_else(|| AppError::BadRequest("The request body must be a JSON object.".into()))?;
-    let mut draft = ServicePrincipalDraft::default();
-    for (name, value) in object {
-        match name.as_str() {
-            "accountEnabled" => {
-                let flag = value
-                    .as_bool()
-                    .ok_or_else(|| AppError::BadRequest("'accountEnabled' must be true or false.".into()))?;
-                draft.account_enabled = Some(flag);
-            }
-            "displayName" => {
-                let text =
-                    value.as_str().ok_or_else(|| AppError::BadRequest("'displayName' must be a string.".into()))?;
-                draft.display_name = Some(text.to_owned());
-            }
-            "id" | "appId" => {
-                let text = value.as_str().ok_or_else(|| AppError::BadRequest(format!("'{name}' must be a string.")))?;
-                draft.stated_ids.push((if name == "id" { "id" } else { "appId" }, text.to_owned()));
-            }
-            "@odata.type" => (),
-            other => {
-                return Err(AppError::BadRequest(format!(
-                    "Property '{other}' is not supported on 'microsoft.graph.servicePrincipal' by Keyward."
-                )));
-            }
-        }
-    }
-    Ok(draft)
-}
-
 /// `PATCH /servicePrincipals/{id}` (204) — `servicePrincipals/basic/update` for `displayName`,
 /// `servicePrincipals/disable` or `…/enable` for `accountEnabled`.
 async fn update_service_principal(
@@ -109,7 +75,7 @@ async fn update_service_principal(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Response, GraphError> {
-    let draft = service_principal_draft(&body)?;
+    let draft = shape::service_principal_patch(&body).map_err(|message| GraphError::bad_request(message, &ctx.ids))?;
     ctx.state.app.update_service_principal(&ctx.caller, &id, draft).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

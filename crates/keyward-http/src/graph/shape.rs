@@ -3,8 +3,8 @@
 
 use keyward_core::authz::RoleDefinition;
 use keyward_core::directory::{
-    AdministrativeUnit, DirectoryObject, Group, GroupDraft, GroupPatch, Membership, ServicePrincipal, Tenant, User,
-    UserDraft, UserPatch,
+    AdministrativeUnit, DirectoryObject, Group, GroupDraft, GroupPatch, Membership, ServicePrincipal,
+    ServicePrincipalDraft, Tenant, User, UserDraft, UserPatch,
 };
 use keyward_core::profile;
 use keyward_core::query::{GROUP, Resource, USER};
@@ -382,6 +382,31 @@ pub fn group_draft(body: &Value) -> Result<GroupDraft, BodyError> {
             }
             "id" | "createdDateTime" => return Err(format!("Property '{key}' is read-only and cannot be set.")),
             _ => return Err(unknown_property(key, "group")),
+        }
+    }
+    Ok(draft)
+}
+
+/// The body of `PATCH /servicePrincipals/{id}`: `accountEnabled` and `displayName`; `id` and
+/// `appId` are kept for the use case to compare with the principal's own; any other property is
+/// refused by name rather than ignored.
+pub fn service_principal_patch(body: &Value) -> Result<ServicePrincipalDraft, BodyError> {
+    let mut draft = ServicePrincipalDraft::default();
+    for (key, value) in as_object(body)? {
+        if is_annotation(key, value, "servicePrincipal")? {
+            continue;
+        }
+        let r = "ServicePrincipal";
+        match key.as_str() {
+            "accountEnabled" => draft.account_enabled = Some(boolean(value, key, r)?),
+            "displayName" => draft.display_name = Some(string(value, key, r)?),
+            "id" => draft.stated_ids.push(("id", string(value, key, r)?)),
+            "appId" => draft.stated_ids.push(("appId", string(value, key, r)?)),
+            _ => {
+                return Err(format!(
+                    "Property '{key}' is not supported on 'microsoft.graph.servicePrincipal' by Keyward."
+                ));
+            }
         }
     }
     Ok(draft)

@@ -323,8 +323,11 @@ async fn service_principals_are_disabled_only_by_who_may(backend: Backend) {
     let desk = app.create_user("desk", "Help Desk").await["id"].as_str().expect("id").to_owned();
     app.assign_role(&desk, keyward_core::authz::roles::HELPDESK_ADMINISTRATOR, "/").await;
     let desk = app.token_for(&format!("desk@{DOMAIN}")).await;
-    let denied = send(Some(desk), &plain, json!({"accountEnabled": false})).await;
+    let denied = send(Some(desk.clone()), &plain, json!({"accountEnabled": false})).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN, "{}", denied.text);
+    // Refused before the principal is looked up: a 403 whether it exists or not.
+    let unknown = send(Some(desk), "00000000-0000-0000-0000-0000000000aa", json!({"accountEnabled": false})).await;
+    assert_eq!(unknown.status, StatusCode::FORBIDDEN, "{}", unknown.text);
 
     // Bad input: a clear 400 (or 404) in Graph's envelope, and nothing changed.
     let admin = Some(app.admin_token.clone());
@@ -339,6 +342,14 @@ async fn service_principals_are_disabled_only_by_who_may(backend: Backend) {
         (plain.as_str(), json!({"displayName": "   "}), StatusCode::BAD_REQUEST),
         (plain.as_str(), json!({"displayName": "x".repeat(257)}), StatusCode::BAD_REQUEST),
         (plain.as_str(), json!(["accountEnabled"]), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!({}), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!({"id": plain}), StatusCode::BAD_REQUEST),
+        (plain.as_str(), json!({"displayName": "Payroll\nsync"}), StatusCode::BAD_REQUEST),
+        (
+            plain.as_str(),
+            json!({"@odata.type": "#microsoft.graph.user", "accountEnabled": false}),
+            StatusCode::BAD_REQUEST,
+        ),
         ("not-an-id", json!({"accountEnabled": false}), StatusCode::BAD_REQUEST),
         ("00000000-0000-0000-0000-0000000000aa", json!({"accountEnabled": false}), StatusCode::NOT_FOUND),
     ] {
