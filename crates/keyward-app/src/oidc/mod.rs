@@ -305,8 +305,17 @@ pub fn url_encode(text: &str) -> String {
 /// A registered application as a client, or `None` when its service principal is gone or
 /// disabled: that signs nobody in (Entra's way to block an application in a tenant).
 fn registered_client(found: keyward_store::ClientRecord) -> Option<Client> {
+    if !found.service_principal.as_ref().is_some_and(|it| it.account_enabled) {
+        return None;
+    }
+    client_of(found)
+}
+
+/// A registered application with a service principal as a client, the principal enabled or not:
+/// only to name an attempt in the sign-in log ([`App::logged_client`]), never to act as it.
+fn client_of(found: keyward_store::ClientRecord) -> Option<Client> {
     let keyward_store::ClientRecord { application: app, service_principal, credentials, principal_roles } = found;
-    let principal = service_principal.filter(|it| it.account_enabled)?;
+    let principal = service_principal?;
     Some(Client {
         credentials,
         principal_roles,
@@ -358,6 +367,13 @@ impl App {
         // the tenant's clients stays the same (`Store::find_client`).
         let found = self.inner.store.find_client(&tenant.id, client_id, self.now()).await?;
         Ok(found.and_then(registered_client))
+    }
+
+    /// The client a failed token request named, for its sign-in log entry: a registered
+    /// application whose principal may be disabled (Entra logs those attempts, AADSTS7000112).
+    pub(super) async fn logged_client(&self, tenant: &Tenant, client_id: &str) -> Result<Option<Client>, AppError> {
+        let found = self.inner.store.find_client(&tenant.id, client_id, self.now()).await?;
+        Ok(found.and_then(client_of))
     }
 
     /// Why [`Self::client`] found no client, for the error: Entra's AADSTS7000112 when the

@@ -54,10 +54,11 @@ impl App {
         let (client, is_authenticated) = match self.authenticate_client(&tenant, tenant_key, params, auth).await {
             Ok(it) => it,
             Err(err) => {
-                // An application's failed sign-in (a wrong secret) is logged like Entra's.
+                // An application's failed sign-in (a wrong secret, a disabled application) is
+                // logged like Entra's.
                 if grant_type == "client_credentials"
                     && let Some(id) = claimed_id
-                    && let Ok(Some(client)) = self.client(&tenant, &id).await
+                    && let Ok(Some(client)) = self.logged_client(&tenant, &id).await
                 {
                     self.log_app_sign_in(&tenant, &client, presented, Err(&err), meta).await;
                 }
