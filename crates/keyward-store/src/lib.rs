@@ -136,11 +136,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn client_version(&self, tenant: &ObjectId) -> Result<i64, StoreError>;
 
     /// Writes sign-in log entries that name no user (an application's sign-ins, a sign-in
-    /// attempt with an unknown user name), each written
-    /// only if its tenant's clients still have the version given with it (if any), in one
-    /// statement that is its own transaction: which were written, in order. `None` when this
-    /// database has no such statement (SQLite, whose transactions cost no round trips): write
-    /// them in a transaction ([`SignInStore::insert_sign_ins`]) then.
+    /// attempt with an unknown user name), each only if its tenant's clients still have the
+    /// version given with it (if any), in one statement that is its own transaction: which were
+    /// written, in order. `None` when this database has no such statement (SQLite, whose
+    /// transactions cost no round trips): write them in a transaction
+    /// ([`SignInStore::insert_sign_ins`]) then.
     async fn insert_app_sign_ins(
         &self,
         entries: &[(&SignInRecord, Option<i64>)],

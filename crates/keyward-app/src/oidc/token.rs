@@ -896,10 +896,6 @@ pub(super) struct Family<'a> {
     pub client_authenticated: bool,
 }
 
-/// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,
-/// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
-/// the code, or the error's description); no user yet, and no protocol or incoming token. The
-/// caller fills in who signed in, and how.
 /// The client a token-endpoint request names, in its body or with HTTP Basic (both: the same).
 fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -> Result<&'a str, OAuthError> {
     let form = params.get("client_id").map(String::as_str).filter(|it| !it.is_empty());
@@ -922,6 +918,10 @@ fn secret_of(auth: &ClientAuth, params: &HashMap<String, String>) -> Option<Secr
     auth.secret.clone().or_else(|| form.map(|it| Secret::new(it.clone())))
 }
 
+/// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,
+/// with the error code (0, or the first of Entra's codes) and the failure reason (Entra's text for
+/// the code, or the error's description); no user yet, and no protocol or incoming token. The
+/// caller fills in who signed in, and how.
 fn token_record(
     tenant: &Tenant,
     client: &Client,
