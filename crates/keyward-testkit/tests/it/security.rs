@@ -403,6 +403,34 @@ async fn service_principals_are_disabled_only_by_who_may(backend: Backend) {
         "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update service principal' and targetResources/any(t:t/id eq '{privileged}')"
     )).await;
     assert_eq!(again.body["value"].as_array().map(Vec::len), Some(records.len()), "{}", again.text);
+
+    // Two changes at once, each writing the principal back whole: neither is lost, each recorded.
+    let path = format!("/v1.0/servicePrincipals/{plain}");
+    let (off_body, rename_body) = (json!({"accountEnabled": false}), json!({"displayName": "Payroll sync (night)"}));
+    let (off, renamed) = tokio::join!(app.patch(&path, &off_body), app.patch(&path, &rename_body));
+    assert_eq!(
+        (off.status, renamed.status),
+        (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT),
+        "{} {}",
+        off.text,
+        renamed.text
+    );
+    assert_eq!(state(plain.clone()).await, (json!(false), json!("Payroll sync (night)")));
+    let both = app
+        .get(&format!(
+            "/v1.0/auditLogs/directoryAudits?$filter=activityDisplayName eq 'Update service principal' and result eq 'success' and targetResources/any(t:t/id eq '{plain}')"
+        ))
+        .await;
+    let changed: Vec<&Value> = both.body["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .flat_map(|it| it["targetResources"][0]["modifiedProperties"].as_array().expect("properties"))
+        .map(|it| &it["displayName"])
+        .collect();
+    // The gatekeeper's off and on earlier, and these two.
+    assert_eq!(changed.len(), 4, "{}", both.text);
+    assert!(changed.contains(&&json!("DisplayName")), "{}", both.text);
 }
 
 const PASSWORD: &str = "Tq7-harbour-Lantern-92!";
