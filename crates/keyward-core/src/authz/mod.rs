@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod custom;
 pub mod matrix;
+mod table;
 
 use crate::ids::ObjectId;
 
@@ -188,10 +189,20 @@ impl ActiveRole {
 
     /// Whether this assignment's role grants `action` (at whatever scope it holds).
     pub fn grants(&self, action: &str) -> bool {
+        self.grants_indexed(action, table::action_index(action))
+    }
+
+    /// [`ActiveRole::grants`] with the action's catalogue index already looked up: a built-in
+    /// role's answer is a bit of its precomputed set when both are spelled as the catalogue
+    /// spells them, and its patterns otherwise.
+    fn grants_indexed(&self, action: &str, index: Option<table::ActionIndex>) -> bool {
         match &self.custom_actions {
             Some(custom) => custom.iter().any(|pattern| grants(pattern, action)),
-            None => built_in_role(&self.role_definition_id)
-                .is_some_and(|role| role.allowed_resource_actions.iter().any(|pattern| grants(pattern, action))),
+            None => match index.and_then(|index| table::built_in_grants(&self.role_definition_id, index)) {
+                Some(granted) => granted,
+                None => built_in_role(&self.role_definition_id)
+                    .is_some_and(|role| role.allowed_resource_actions.iter().any(|pattern| grants(pattern, action))),
+            },
         }
     }
 }
@@ -467,8 +478,9 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
             return Decision::Deny { rule: rules::LAST_GLOBAL_ADMINISTRATOR };
         }
     }
+    let index = table::action_index(action);
     let mut refused = None;
-    for assignment in actor.roles.iter().filter(|it| it.grants(action)) {
+    for assignment in actor.roles.iter().filter(|it| it.grants_indexed(action, index)) {
         match check_assignment(assignment, action, target) {
             Ok(()) => return Decision::Allow { rule: rules::ROLE_GRANTS_ACTION },
             // The restricted-unit refusal explains most; keep it over the others.
@@ -482,7 +494,11 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
         }
         return Decision::Deny { rule: refused.unwrap_or(rules::GUEST_USER_PERMISSIONS) };
     }
-    if DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action)) {
+    let is_default = match index {
+        Some(index) => table::default_user_grants(index),
+        None => DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action)),
+    };
+    if is_default {
         return Decision::Allow { rule: rules::DEFAULT_USER_PERMISSIONS };
     }
     Decision::Deny { rule: refused.unwrap_or(rules::NO_ROLE_GRANTS_ACTION) }
