@@ -102,15 +102,13 @@ pub fn new_service_principal(
     account_enabled: Option<bool>,
     now: OffsetDateTime,
 ) -> Result<ServicePrincipal, DirectoryError> {
-    let invalid = |property| DirectoryError::InvalidValue { property, resource: "ServicePrincipal" };
-    let app_id = app_id.and_then(|it| ObjectId::parse(&it)).ok_or(invalid("appId"))?;
+    let app_id = app_id
+        .and_then(|it| ObjectId::parse(&it))
+        .ok_or(DirectoryError::InvalidValue { property: "appId", resource: "ServicePrincipal" })?;
     let display_name = match display_name {
-        Some(name) => required_text(Some(name), "displayName", "ServicePrincipal")?,
+        Some(name) => service_principal_name(name)?,
         None => app_id.to_string(),
     };
-    if !is_clean_text(&display_name) {
-        return Err(invalid("displayName"));
-    }
     Ok(ServicePrincipal {
         id,
         tenant_id: tenant.id.clone(),
@@ -136,13 +134,18 @@ impl ServicePrincipalDraft {
     /// The display name to set, checked as a new principal's is: 1 to 256 characters once
     /// trimmed, no control characters.
     pub fn display_name(&self) -> Result<Option<String>, DirectoryError> {
-        let Some(name) = &self.display_name else { return Ok(None) };
-        let name = required_text(Some(name.clone()), "displayName", "ServicePrincipal")?;
-        if !is_clean_text(&name) {
-            return Err(DirectoryError::InvalidValue { property: "displayName", resource: "ServicePrincipal" });
-        }
-        Ok(Some(name))
+        self.display_name.clone().map(service_principal_name).transpose()
     }
+}
+
+/// A service principal's display name, created or changed: 1 to 256 characters once trimmed, no
+/// control characters.
+fn service_principal_name(name: String) -> Result<String, DirectoryError> {
+    let name = required_text(Some(name), "displayName", "ServicePrincipal")?;
+    if !is_clean_text(&name) {
+        return Err(DirectoryError::InvalidValue { property: "displayName", resource: "ServicePrincipal" });
+    }
+    Ok(name)
 }
 
 /// The kind of a directory object, as it appears in `@odata.type` and audit `type`.
