@@ -62,6 +62,34 @@ struct DetailRow {
     result_detail: String,
 }
 
+/// A sign-in log entry's columns in `sign_ins`, as every writer stores them: the indexed columns
+/// (sign-in names and application ids lowercased) and the record itself.
+pub(crate) struct Columns {
+    pub(crate) id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) created_at: String,
+    pub(crate) user_id: Option<String>,
+    pub(crate) upn_lc: String,
+    pub(crate) app_id: String,
+    pub(crate) error_code: i64,
+    pub(crate) record: String,
+    pub(crate) event_type: &'static str,
+}
+
+pub(crate) fn columns(record: &SignInRecord) -> Result<Columns, StoreError> {
+    Ok(Columns {
+        id: record.id.clone(),
+        tenant_id: record.tenant_id.to_string(),
+        created_at: fmt_ts(record.created),
+        user_id: record.user_id.as_ref().map(ObjectId::to_string),
+        upn_lc: record.user_principal_name.to_lowercase(),
+        app_id: record.app_id.to_lowercase(),
+        error_code: i64::from(record.error_code),
+        record: to_json(record)?,
+        event_type: record.event_type().as_str(),
+    })
+}
+
 pub(crate) fn to_json(record: &SignInRecord) -> Result<String, StoreError> {
     let row = Row {
         id: record.id.clone(),

@@ -1609,17 +1609,36 @@ mod postgres_impl {
         if entries.iter().any(|(record, _)| record.user_id.is_some()) {
             return Ok(None);
         }
-        let column = |get: fn(&SignInRecord) -> String| entries.iter().map(|(it, _)| get(it)).collect::<Vec<_>>();
-        let records = entries.iter().map(|(it, _)| sign_in_json::to_json(it)).collect::<Result<Vec<_>, _>>()?;
+        // The columns as `SignInStore::insert_sign_ins` writes them, one array each.
+        let n = entries.len();
+        let (mut ids, mut tenants, mut created, mut upns, mut apps) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut codes, mut records, mut kinds) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for (record, _) in entries {
+            let row = sign_in_json::columns(record)?;
+            ids.push(row.id);
+            tenants.push(row.tenant_id);
+            created.push(row.created_at);
+            upns.push(row.upn_lc);
+            apps.push(row.app_id);
+            codes.push(row.error_code);
+            records.push(row.record);
+            kinds.push(row.event_type);
+        }
         let written: Vec<String> = sqlx::query_scalar(APP_SIGN_INS)
-            .bind(column(|it| it.id.clone()))
-            .bind(column(|it| it.tenant_id.to_string()))
-            .bind(column(|it| fmt_ts(it.created)))
-            .bind(column(|it| it.user_principal_name.to_lowercase()))
-            .bind(column(|it| it.app_id.to_lowercase()))
-            .bind(entries.iter().map(|(it, _)| i64::from(it.error_code)).collect::<Vec<_>>())
+            .bind(ids)
+            .bind(tenants)
+            .bind(created)
+            .bind(upns)
+            .bind(apps)
+            .bind(codes)
             .bind(records)
-            .bind(column(|it| it.event_type().as_str().to_owned()))
+            .bind(kinds)
             .bind(entries.iter().map(|(_, version)| *version).collect::<Vec<_>>())
             .fetch_all(pool)
             .await?;

@@ -922,16 +922,17 @@ macro_rules! impl_sign_in_store {
                     // unless it is the one-entry statement, which every lone entry reuses.
                     let mut query = q::query(q::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
                     for record in chunk {
+                        let row = sign_in_json::columns(record)?;
                         query = query
-                            .bind(record.id.clone())
-                            .bind(record.tenant_id.to_string())
-                            .bind(fmt_ts(record.created))
-                            .bind(record.user_id.as_ref().map(ObjectId::to_string))
-                            .bind(record.user_principal_name.to_lowercase())
-                            .bind(record.app_id.to_lowercase())
-                            .bind(i64::from(record.error_code))
-                            .bind(sign_in_json::to_json(record)?)
-                            .bind(record.event_type().as_str());
+                            .bind(row.id)
+                            .bind(row.tenant_id)
+                            .bind(row.created_at)
+                            .bind(row.user_id)
+                            .bind(row.upn_lc)
+                            .bind(row.app_id)
+                            .bind(row.error_code)
+                            .bind(row.record)
+                            .bind(row.event_type);
                     }
                     query.execute(&mut *self.0).await?;
                 }
