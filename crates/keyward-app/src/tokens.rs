@@ -59,9 +59,26 @@ pub struct AccessClaims {
     /// second as the issue still tells the tokens issued before it from those issued after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kw_iat_us: Option<i64>,
+    /// Keyward: `auth_time` in microseconds. A revocation ends the tokens of every sign-in before
+    /// it, including one issued from such a sign-in's grant after the revocation committed (the
+    /// grant was checked just before), so the API compares this, not only the issue time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kw_auth_us: Option<i64>,
     /// The client capabilities the token request declared (`cp1`: continuous access evaluation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xms_cc: Option<Vec<String>>,
+}
+
+/// Whether a delegated token belongs to the time before `cut_off` (the user's
+/// `signInSessionsValidFrom`): issued before it, or issued from a sign-in before it. The second
+/// covers a token exchange whose grant check read the user just before a revocation committed
+/// and that signed just after: its issue time follows the cut-off, its sign-in does not.
+/// Compared in microseconds; a token without its precise times counts as issued at the start of
+/// its second.
+fn predates_cut_off(claims: &AccessClaims, cut_off: time::OffsetDateTime) -> bool {
+    let issued_us = claims.kw_iat_us.unwrap_or(claims.iat.saturating_mul(1_000_000));
+    let started_us = claims.kw_auth_us.map_or(issued_us, |it| it.min(issued_us));
+    started_us < micros(cut_off)
 }
 
 /// Microseconds since the epoch.
@@ -178,6 +195,7 @@ impl App {
             auth_time: access.auth_time.map(|it| it.unix_timestamp()),
             xms_tap_exp: access.pass_expires_at.map(|it| it.unix_timestamp()),
             kw_iat_us: Some(micros(issued)),
+            kw_auth_us: access.auth_time.map(micros),
             xms_cc: access.is_cae_capable.then(|| vec![CAE_CAPABILITY.to_owned()]),
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
@@ -217,6 +235,7 @@ impl App {
             auth_time: None,
             xms_tap_exp: None,
             kw_iat_us: None,
+            kw_auth_us: None,
             xms_cc: None,
         };
         let json = serde_json::to_vec(&claims).map_err(|err| AppError::Unexpected(err.into()))?;
@@ -316,10 +335,7 @@ impl App {
                 }
                 // Revoked sessions end the access tokens issued before too (Keyward checks this
                 // on every request; Entra waits for expiry unless continuous access evaluation applies).
-                // Compared in microseconds; a token without its precise issue time counts as
-                // issued at the start of its second.
-                let issued_us = claims.kw_iat_us.unwrap_or(claims.iat.saturating_mul(1_000_000));
-                if issued_us < micros(user.sign_in_sessions_valid_from) {
+                if predates_cut_off(claims, user.sign_in_sessions_valid_from) {
                     return Err(refused(
                         "The access token was revoked: sign in again.",
                         user.sign_in_sessions_valid_from,
@@ -513,4 +529,66 @@ fn tenant_wide<'a>(roles: impl Iterator<Item = &'a RoleAssignment>) -> Vec<Strin
     wids.sort();
     wids.dedup();
     wids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AccessClaims, micros, predates_cut_off};
+
+    fn claims(iat_us: Option<i64>, auth_us: Option<i64>) -> AccessClaims {
+        AccessClaims {
+            aud: super::GRAPH_AUDIENCE.into(),
+            iss: String::new(),
+            iat: 1_800_000_000,
+            nbf: 1_800_000_000,
+            exp: 1_800_003_600,
+            sub: String::new(),
+            oid: String::new(),
+            tid: String::new(),
+            ver: "2.0".into(),
+            idtyp: "user".into(),
+            appid: String::new(),
+            azp: String::new(),
+            name: None,
+            preferred_username: None,
+            scp: None,
+            roles: None,
+            amr: None,
+            wids: Vec::new(),
+            uti: String::new(),
+            auth_time: auth_us.map(|it| it / 1_000_000),
+            xms_tap_exp: None,
+            kw_iat_us: iat_us,
+            kw_auth_us: auth_us,
+            xms_cc: None,
+        }
+    }
+
+    fn at(us: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).expect("time")
+    }
+
+    #[test]
+    fn a_token_predates_a_cut_off_by_its_issue_or_its_sign_in() {
+        let second = 1_800_000_000 * 1_000_000;
+        let (signed_in, cut_off, issued) = (second + 100_000, second + 400_000, second + 700_000);
+        // Signed in and issued after the cut-off: it holds.
+        assert!(!predates_cut_off(&claims(Some(issued), Some(cut_off)), at(cut_off)));
+        assert!(!predates_cut_off(&claims(Some(issued), Some(cut_off + 1)), at(cut_off)));
+        // Issued before the cut-off, in the same second.
+        assert!(predates_cut_off(&claims(Some(signed_in), Some(signed_in)), at(cut_off)));
+        // Issued after the cut-off from a sign-in before it (a grant checked just before the
+        // revocation committed): refused.
+        assert!(predates_cut_off(&claims(Some(issued), Some(signed_in)), at(cut_off)));
+        assert!(predates_cut_off(&claims(Some(issued), Some(cut_off - 1)), at(cut_off)));
+        // Without the sign-in's time, the issue time decides.
+        assert!(!predates_cut_off(&claims(Some(issued), None), at(cut_off)));
+        assert!(predates_cut_off(&claims(Some(cut_off - 1), None), at(cut_off)));
+        // Without precise times, the token counts from the start of its second.
+        assert!(predates_cut_off(&claims(None, None), at(cut_off)));
+        assert!(!predates_cut_off(&claims(None, None), at(second)));
+        // A sign-in time after the issue time (not issued so) does not make a token newer.
+        assert!(predates_cut_off(&claims(Some(signed_in), Some(issued)), at(cut_off)));
+        assert_eq!(micros(at(cut_off)), cut_off);
+    }
 }

@@ -578,6 +578,54 @@ async fn credential_changes_end_what_the_old_credential_opened(backend: Backend)
     assert_eq!(ended.title(), "Sign in", "the pass's session ended: {}", ended.text());
 }
 
+/// A token exchange whose grant check read the user just before a revocation committed, and
+/// that signed just after it, issues an access token dated after the revocation's cut-off from a
+/// sign-in before it. The API refuses it: a revocation ends the tokens of every sign-in before
+/// it, whenever they were issued. The state is reached here by writing the cut-off as that
+/// revocation would have, a moment before the token's issue, after the exchange.
+async fn a_token_issued_across_a_revocation_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let adele_id = keyward_core::ids::ObjectId::parse(adele["id"].as_str().expect("id")).expect("id");
+    let upn = format!("adele@{DOMAIN}");
+    let node = password_node(&app).await;
+    let signed_in = password_tokens(&node, &upn).await;
+    app.clock.advance(time::Duration::seconds(2));
+    let cut_off = app.app.now() - time::Duration::seconds(1);
+    let cut_off = cut_off.replace_microsecond(cut_off.microsecond()).expect("stored in microseconds");
+    let refreshed = refresh(&node, signed_in.refresh_token.as_deref().expect("refresh")).await.expect("refresh");
+    let me = app.send(reqwest::Method::GET, "/v1.0/me", Some(&refreshed.access_token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK, "before the revocation: {}", me.text);
+
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant").id;
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+    let mut revoke = store.write().await.expect("tx");
+    let mut user = revoke.get_user_for_update(&tenant, &adele_id).await.expect("read").expect("adele");
+    user.sign_in_sessions_valid_from = cut_off;
+    revoke.update_user(&user).await.expect("revoke");
+    revoke.commit().await.expect("commit");
+
+    for (what, token) in
+        [("issued before the cut-off", &signed_in.access_token), ("issued after it", &refreshed.access_token)]
+    {
+        let me = app.send(reqwest::Method::GET, "/v1.0/me", Some(token), None, &[]).await;
+        assert_eq!(
+            me.status,
+            StatusCode::UNAUTHORIZED,
+            "a token of a sign-in before the revocation, {what}: {}",
+            me.text
+        );
+    }
+    assert_eq!(
+        oauth_error(refresh(&node, refreshed.refresh_token.as_deref().expect("refresh")).await),
+        ("invalid_grant", vec![50173])
+    );
+    // A sign-in after the cut-off gets tokens that work.
+    let again = password_tokens(&node, &upn).await;
+    let me = app.send(reqwest::Method::GET, "/v1.0/me", Some(&again.access_token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK, "a sign-in after the revocation: {}", me.text);
+}
+
 /// Every path that signs a user in writes the sign-in log: the pages (interactive, naming the
 /// client whose authorization request led there), the password grant, refresh-token
 /// redemptions and device-code completions (non-interactive), each with the real client.
@@ -1709,6 +1757,7 @@ keyward_testkit::on_both_backends!(
     service_principals_are_disabled_only_by_who_may,
     mfa_holds_on_refresh_and_reauthorization,
     credential_changes_end_what_the_old_credential_opened,
+    a_token_issued_across_a_revocation_is_refused,
     every_sign_in_path_is_logged,
     codes_only_after_consent,
     revocation_authenticates_confidential_clients,
