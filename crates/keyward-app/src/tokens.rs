@@ -590,5 +590,9 @@ mod tests {
         // A sign-in time after the issue time (not issued so) does not make a token newer.
         assert!(predates_cut_off(&claims(Some(signed_in), Some(issued)), at(cut_off)));
         assert_eq!(micros(at(cut_off)), cut_off);
+        // A sign-in a fraction of a microsecond after the cut-off (an in-memory time, nanoseconds)
+        // is not before it.
+        let just_after = micros(at(cut_off) + time::Duration::nanoseconds(500));
+        assert!(!predates_cut_off(&claims(Some(issued), Some(just_after)), at(cut_off)));
     }
 }

@@ -793,6 +793,17 @@ async fn an_own_password_change_keeps_its_own_session_on_a_moving_clock(backend:
     assert_eq!(still.title(), "My account", "the page's own session continues: {}", still.text());
     let ended = other.get(&login_path()).await;
     assert!(ended.text().contains("Your session has ended"), "the other session ends: {}", ended.text());
+    // The session the change kept goes on from the cut-off itself: the access token of a code it
+    // gets (signed in at the cut-off, to the microsecond) is accepted by the API.
+    let redirected =
+        browser.get(&keyward_testkit::cli_flow::authorize_path("openid https://graph.microsoft.com/.default")).await;
+    assert!(redirected.path.contains('?'), "a redirect with a code: {} {}", redirected.title(), redirected.text());
+    let tokens = app
+        .redeem_code(&redirected.path, keyward_testkit::cli_flow::REDIRECT, keyward_testkit::cli_flow::VERIFIER)
+        .await;
+    let token = tokens["access_token"].as_str().unwrap_or_else(|| panic!("tokens: {tokens}"));
+    let me = app.send(reqwest::Method::GET, "/v1.0/me", Some(token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK, "a token of the session the change kept: {}", me.text);
 
     // An administrator's revocation while the forced change's page is open ends that sign-in:
     // the change does not carry it past the revocation, and nothing is changed.
