@@ -173,6 +173,14 @@ impl App {
     /// `GET /directory/deletedItems/{id}`: a deleted user, group or application, to those who may
     /// read it.
     pub async fn get_deleted_item(&self, caller: &Caller, key: &str) -> Result<DeletedItem, AppError> {
+        // A caller who may read no kind of deleted item (a guest) is refused before anything is
+        // looked up, so that an id it tries is not answered 403 when it names a deleted item and
+        // 404 when it does not.
+        let refusals = [actions::USERS_READ, actions::GROUPS_READ, actions::APPLICATIONS_READ]
+            .map(|action| require(caller, action, Target::Tenant));
+        if let [Err(err), Err(_), Err(_)] = refusals {
+            return Err(err);
+        }
         let mut tx = self.read().await?;
         let found = self.find_deleted(&mut *tx, caller, key).await?;
         // Reading the deleted items takes what listing them takes (a guest names no deleted user).

@@ -1421,6 +1421,15 @@ async fn guests_have_limited_access(backend: Backend) {
         assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
         assert!(reply.text.contains("Guests have limited access"), "{path}: {}", reply.text);
     }
+    // A deleted item's id is refused as an id that names nothing is: the answer does not tell
+    // the guest which ids name deleted users.
+    let gone = create(&app, "gone", json!({})).await;
+    assert_eq!(app.delete(&format!("/v1.0/users/{gone}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&format!("/v1.0/directory/deletedItems/{gone}")).await.status, StatusCode::OK);
+    for id in [gone.as_str(), "7e1b6c1c-5d0e-4c4a-9a55-0f1f2e3d4c5b"] {
+        let reply = as_guest.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
+        assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    }
     // Nor may a guest make itself a member.
     let promoted = as_guest.patch(&format!("/v1.0/users/{guest}"), &json!({"userType": "Member"})).await;
     assert_graph_error(&promoted, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
