@@ -154,18 +154,32 @@ impl App {
             auth_time: None,
             is_cae_capable: false,
         };
-        self.sign_user_access_token(tenant, user, &access).await
+        let wids = self.tenant_wide_role_ids(tenant, &user.id).await?;
+        self.sign_user_access_token_with(tenant, user, wids, &access).await
     }
 
-    /// Signs a delegated access token.
-    pub(crate) async fn sign_user_access_token(
+    /// Signs a delegated access token whose `wids` are the tenant-wide roles among `roles`: the
+    /// role assignments that apply to the user now, read with the user
+    /// (`Store::get_user_and_roles`, the same assignments `tenant_wide_role_ids` reads).
+    pub(crate) async fn sign_user_access_token_holding(
         &self,
         tenant: &Tenant,
         user: &User,
+        roles: &[RoleAssignment],
+        access: &UserAccess<'_>,
+    ) -> Result<String, AppError> {
+        self.sign_user_access_token_with(tenant, user, tenant_wide(roles.iter()), access).await
+    }
+
+    /// Signs a delegated access token with these `wids`.
+    async fn sign_user_access_token_with(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        wids: Vec<String>,
         access: &UserAccess<'_>,
     ) -> Result<String, AppError> {
         self.refresh_keys_if_stale().await?;
-        let wids = self.tenant_wide_role_ids(tenant, &user.id).await?;
         let issued = self.now();
         let now = issued.unix_timestamp();
         let mut exp = now + self.inner.config.access_token_lifetime.whole_seconds();

@@ -393,6 +393,28 @@ impl TestApp {
         store.close().await;
     }
 
+    /// Creates a role-assignable security group through the API, with these members added by
+    /// `$ref`, and returns its id.
+    pub async fn create_role_assignable_group(&self, name: &str, members: &[&str]) -> String {
+        let nickname: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        let created = self
+            .post(
+                "/v1.0/groups",
+                &serde_json::json!({"displayName": name, "mailEnabled": false, "mailNickname": nickname,
+                    "securityEnabled": true, "isAssignableToRole": true}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let id = created.body["id"].as_str().expect("group id").to_owned();
+        for member in members {
+            let reference =
+                serde_json::json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")});
+            let added = self.post(&format!("/v1.0/groups/{id}/members/$ref"), &reference).await;
+            assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+        }
+        id
+    }
+
     /// Creates an administrative unit with these user members straight in the database.
     pub async fn create_unit(&self, name: &str, is_restricted: bool, members: &[&str]) -> String {
         let store = keyward_store::open(&self.database_url).await.expect("store");

@@ -5,7 +5,7 @@ use crate::tokens::UserAccess;
 use crate::{App, AppError, RequestMeta, random_token, sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyward_core::directory::{Tenant, User};
+use keyward_core::directory::{RoleAssignment, Tenant, User};
 use keyward_core::oauth::{self, FIRST_PARTY_CLIENT_ID, RefreshVerdict, Scopes, codes};
 use keyward_core::secret::Secret;
 use keyward_core::secret::constant_time_eq;
@@ -581,18 +581,19 @@ impl App {
     /// What every token from a grant needs now, checked before anything is spent: the user
     /// exists and is enabled, their sessions were not revoked since, the pass it was obtained with
     /// is still held, consent still covers the scopes, and MFA was met if it is needed now.
-    /// Returns the user and the scopes with `.default` resolved.
+    /// Returns the user, the role assignments that apply to them now (read with the user, in one
+    /// statement) and the scopes with `.default` resolved.
     pub(super) async fn grant_holds(
         &self,
         tenant: &Tenant,
         client: &Client,
         grant: &Grant,
         scopes: &Scopes,
-    ) -> Result<(User, Scopes), OAuthError> {
-        let user = self
-            .read_short()
-            .await?
-            .get_user(&tenant.id, &grant.user_id)
+    ) -> Result<(User, Vec<RoleAssignment>, Scopes), OAuthError> {
+        let (user, roles) = self
+            .inner
+            .store
+            .get_user_and_roles(&tenant.id, &grant.user_id, self.now())
             .await?
             .ok_or_else(|| OAuthError::invalid_grant(codes::GRANT_REVOKED, "The user no longer exists."))?;
         if !user.account_enabled {
@@ -624,7 +625,7 @@ impl App {
                 "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource.",
             ));
         }
-        Ok((user, scopes))
+        Ok((user, roles, scopes))
     }
 
     /// Issues the access token, and the id token and refresh token the scopes ask for.
@@ -640,7 +641,7 @@ impl App {
         params: &HashMap<String, String>,
     ) -> Result<TokenResponse, OAuthError> {
         let now = self.now();
-        let (user, resolved) = self.grant_holds(tenant, client, grant, scopes).await?;
+        let (user, roles, resolved) = self.grant_holds(tenant, client, grant, scopes).await?;
         let scopes = &resolved;
         let amr: Vec<String> = grant.amr.values();
         let api: Vec<String> = if scopes.has_api() { scopes.api.clone() } else { vec!["User.Read".to_owned()] };
@@ -652,7 +653,7 @@ impl App {
             auth_time: Some(grant.auth_time),
             is_cae_capable: declares_cae(params)?,
         };
-        let access_token = self.sign_user_access_token(tenant, &user, &access).await?;
+        let access_token = self.sign_user_access_token_holding(tenant, &user, &roles, &access).await?;
         let mut lifetime = self.inner.config.access_token_lifetime.whole_seconds();
         if let Some(end) = grant.pass_expires_at {
             lifetime = lifetime.min((end - now).whole_seconds().max(0));

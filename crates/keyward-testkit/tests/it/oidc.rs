@@ -279,13 +279,25 @@ async fn refresh_rotation_and_revocation(backend: Backend) {
     let redirect = authorize(&app, &mut browser, &format!("adele@{DOMAIN}"), "").await;
     let code = query_param(&redirect, "code").expect("code");
     let tokens = redeem(&app, &code).await;
+    assert_eq!(claims(tokens["access_token"].as_str().expect("access"))["wids"], json!([]), "{tokens}");
     let first = tokens["refresh_token"].as_str().expect("refresh").to_owned();
     let refresh = |token: String| {
         let app = &app;
         async move { refresh_cli(app, &token, &[]).await }
     };
+    // Roles given since the sign-in are in the next token's `wids`: one held directly, one
+    // through a role-assignable group.
+    app.assign_role(&adele, roles::DIRECTORY_READERS, "/").await;
+    let group = app.create_role_assignable_group("Readers", &[&adele]).await;
+    app.assign_role(&group, roles::REPORTS_READER, "/").await;
     let (status, second) = refresh(first.clone()).await;
     assert_eq!(status, StatusCode::OK, "{second}");
+    let mut wids: Vec<String> =
+        serde_json::from_value(claims(second["access_token"].as_str().expect("access"))["wids"].clone()).expect("wids");
+    wids.sort();
+    let mut expected = vec![roles::DIRECTORY_READERS.to_owned(), roles::REPORTS_READER.to_owned()];
+    expected.sort();
+    assert_eq!(wids, expected, "{second}");
     let second = second["refresh_token"].as_str().expect("rotated").to_owned();
     assert_ne!(second, first);
     // Replaying the rotated token revokes the family: the newest token stops working too.
