@@ -303,6 +303,10 @@ mod tests {
                 let found = tx.get_sign_in(tenant, &format!("batched-{}", base + n)).await.expect("read");
                 assert_eq!(found.is_some(), expected, "entry {} ({repeated})", base + n);
             }
+            // Ended here, not when dropped: a dropped transaction is rolled back in the
+            // background, and until then its shared-cache read lock on `sign_ins` made the next
+            // round's batch fail with "database table is locked".
+            tx.rollback().await.expect("rollback");
         }
     }
 }
