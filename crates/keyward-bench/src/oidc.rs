@@ -150,7 +150,7 @@ pub async fn run(backend: Backend, nodes: usize) -> Vec<Line> {
     // What a running server's hourly maintenance (and PostgreSQL's autovacuum, within a minute
     // or so) does after a large change, as the portal workload does. Without statistics
     // PostgreSQL read each user by walking the tenant's entries in another index (0.14 ms a read
-    // instead of 0.02 ms, four reads a sign-in).
+    // instead of 0.025 ms, four reads a sign-in).
     store.optimize().await.expect("statistics");
 
     // Sign-ins: `workers` at once, each user once (a code's time step is good once per method).

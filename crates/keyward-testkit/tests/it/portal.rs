@@ -715,22 +715,7 @@ async fn groups_and_their_members(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     user(&app, "chief", Some(roles::GLOBAL_ADMINISTRATOR)).await;
     let member = user(&app, "member", None).await;
-    let created = app
-        .post(
-            "/v1.0/groups",
-            &json!({"displayName": "Service desk", "mailEnabled": false, "mailNickname": "desk", "securityEnabled": true,
-                    "isAssignableToRole": true}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let group = id_of(&created.body);
-    let added = app
-        .post(
-            &format!("/v1.0/groups/{group}/members/$ref"),
-            &json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{member}")}),
-        )
-        .await;
-    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let group = app.create_role_assignable_group("Service desk", &[&member]).await;
     let mut browser = Browser::new(&app.base_url);
     sign_in(&app, &mut browser, "chief").await;
     let list = browser.get(&format!("/{DOMAIN}/admin/groups?search=serv")).await;
