@@ -24,7 +24,7 @@
 //! object of a restricted management unit stays under that unit's administrators.
 
 use keyward_core::audit::{Activity, TargetResource};
-use keyward_core::authz::{GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
+use keyward_core::authz::{self, GroupFacts, Target, UnitMembership, UserFacts, actions, roles};
 use keyward_core::directory::{Group, User};
 use keyward_core::ids::ObjectId;
 use keyward_store::{StoreError, Tx};
@@ -34,7 +34,7 @@ use crate::applications::{ApplicationView, app_target};
 use crate::commit_audited;
 use crate::directory::{decode_id_skiptoken, id_skiptoken, page_size, parse_object_id};
 use crate::facts::{application_facts, group_for_read};
-use crate::{App, AppError, Caller, require};
+use crate::{App, AppError, Caller, require, require_scope};
 
 /// How long a deleted user, group or application can be restored, as in Entra.
 pub(crate) const RETENTION: Duration = Duration::days(30);
@@ -204,6 +204,7 @@ impl App {
         key: &str,
         restore: bool,
     ) -> Result<(Box<dyn Tx>, DeletedItem), AppError> {
+        self.refuse_before_lookup(caller, key, restore)?;
         // Long: a group's members are copied back or removed with it.
         let mut tx = self.write_long().await?;
         // A concurrent restore or permanent delete of the item finishes first; this one then
@@ -268,6 +269,79 @@ impl App {
             return Err(self.refused(Some(tx), caller, activity, vec![target], err).await);
         }
         Ok((tx, found))
+    }
+
+    /// Refuses, before anything is looked up, a caller whom no deleted item could allow to be
+    /// restored (`restore`) or removed for good: one whose token carries no permission for any
+    /// kind of item, or who holds no role granting it at any scope (a guest, a member without a
+    /// role). Such a caller gets the same 403 for an id that names a deleted item and for one that
+    /// names nothing, so asking tells it nothing. A caller with such a role, tenant-wide or scoped
+    /// to an administrative unit, is decided on the item as before.
+    ///
+    /// The refusal of an id that names a deleted item is still audited, with the item as its
+    /// target, but after the answer (on a task of its own): waiting for that write only when
+    /// there is something to record would let the answer's timing tell what the status does not.
+    fn refuse_before_lookup(&self, caller: &Caller, key: &str, restore: bool) -> Result<(), AppError> {
+        let actions: &[&'static str] = if restore {
+            &[
+                actions::USERS_RESTORE,
+                actions::GROUPS_RESTORE,
+                actions::ROLE_ASSIGNABLE_GROUPS_RESTORE,
+                actions::APPLICATIONS_DELETE,
+            ]
+        } else {
+            &[
+                actions::USERS_DELETE,
+                actions::GROUPS_DELETE,
+                actions::ROLE_ASSIGNABLE_GROUPS_DELETE,
+                actions::APPLICATIONS_DELETE,
+            ]
+        };
+        if !actions.iter().any(|action| require_scope(caller, action, false).is_ok()) {
+            return require_scope(caller, actions[0], false);
+        }
+        if authz::may_allow_any(&caller.actor, actions) {
+            return Ok(());
+        }
+        let rule = if caller.actor.is_guest {
+            authz::rules::GUEST_USER_PERMISSIONS
+        } else {
+            authz::rules::NO_ROLE_GRANTS_ACTION
+        };
+        let what = if restore { "restoring a deleted item" } else { "removing a deleted item for good" };
+        let names = actions.iter().map(|it| format!("'{it}'")).collect::<Vec<_>>().join(", ");
+        let message = format!(
+            "{} None of the caller's roles grants {what} ({names}). (rule: {rule})",
+            authz::INSUFFICIENT_PRIVILEGES
+        );
+        tracing::info!(rule, caller = %caller.id(), restore, "authorization denied before the deleted item was looked up");
+        let (app, audited_caller, key, audited_message) =
+            (self.clone(), caller.clone(), key.to_owned(), message.clone());
+        tokio::spawn(async move {
+            let found = async {
+                let mut tx = app.read().await?;
+                app.find_deleted(&mut *tx, &audited_caller, &key).await
+            };
+            let (activity, target) = match found.await {
+                Ok(DeletedItem::User(it)) => {
+                    let activity = if restore { Activity::RestoreUser } else { Activity::HardDeleteUser };
+                    (activity, TargetResource::user(&it.object))
+                }
+                Ok(DeletedItem::Group(it)) => {
+                    let activity = if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup };
+                    (activity, TargetResource::group(&it.object))
+                }
+                Ok(DeletedItem::Application(it)) => {
+                    let activity = if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication };
+                    (activity, app_target(&it.object.application))
+                }
+                // Nothing of that id to name as the record's target: nothing is recorded.
+                Err(_) => return,
+            };
+            let err = AppError::Forbidden { rule, message: audited_message };
+            app.refused(None, &audited_caller, activity, vec![target], err).await;
+        });
+        Err(AppError::Forbidden { rule, message })
     }
 
     /// `POST /directory/deletedItems/{id}/restore`. A user needs `microsoft.directory/users/restore`

@@ -504,6 +504,21 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
     Decision::Deny { rule: refused.unwrap_or(rules::NO_ROLE_GRANTS_ACTION) }
 }
 
+/// Whether some target could allow `actor` one of `actions`: a role it holds grants one (at any
+/// scope), or the default user permissions or a guest's do. When this is `false`, [`authorize`]
+/// and [`authorize_app`] deny each of the actions on every target, so a caller can be refused
+/// before the target is looked up and the refusal tells nothing about it.
+pub fn may_allow_any(actor: &Actor, actions: &[&str]) -> bool {
+    actions.iter().any(|action| {
+        actor.roles.iter().any(|role| role.grants(action))
+            || if actor.is_guest {
+                [actions::USERS_READ, actions::USERS_MEMBER_OF_READ, actions::ORGANIZATION_READ].contains(action)
+            } else {
+                DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action))
+            }
+    })
+}
+
 /// The decision for an application acting as itself (an app-only token). An application with
 /// no directory role may do nothing; one holding a role acts with that role and, like a member,
 /// may read the directory (Keyward grants no application permissions, so a role is how an

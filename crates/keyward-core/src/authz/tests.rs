@@ -445,6 +445,68 @@ proptest! {
     }
 }
 
+proptest! {
+    /// An actor that `may_allow_any` rules out is denied the action on every target, whoever
+    /// the target is: refusing before looking the target up tells nothing about it.
+    #[test]
+    fn may_allow_any_false_means_denied_everywhere(
+        assignments in prop::collection::vec(any_assignment(), 0..3),
+        is_guest in any::<bool>(),
+        action in any_action(),
+        user in any_user(),
+        group_units in prop::collection::vec((0_u8..3, any::<bool>()), 0..3),
+        is_assignable_to_role in any::<bool>(),
+        is_privileged in any::<bool>(),
+    ) {
+        let actor = Actor { id: id(1), roles: assignments, is_guest };
+        let group = GroupFacts {
+            is_assignable_to_role,
+            units: group_units.into_iter().map(|(n, is_restricted)| UnitMembership { id: id(100 + n), is_restricted }).collect(),
+            ..GroupFacts::default()
+        };
+        let app = ApplicationFacts { is_privileged };
+        let targets = [Target::Tenant, Target::User(&user), Target::Group(&group), Target::Application(&app)];
+        let allowed = targets.iter().any(|target| {
+            authorize(&actor, action, *target).is_allowed() || authorize_app(&actor, action, *target).is_allowed()
+        });
+        if allowed {
+            prop_assert!(may_allow_any(&actor, &[action]), "allowed somewhere, yet ruled out");
+        }
+        if !may_allow_any(&actor, &[action]) {
+            prop_assert!(!allowed);
+        }
+    }
+}
+
+#[test]
+fn may_allow_any_rules_out_only_callers_no_role_could_help() {
+    let restore = [actions::USERS_RESTORE, actions::GROUPS_RESTORE, actions::APPLICATIONS_DELETE];
+    let member = Actor { id: id(1), roles: Vec::new(), is_guest: false };
+    let guest = Actor { is_guest: true, ..member.clone() };
+    assert!(!may_allow_any(&member, &restore));
+    assert!(!may_allow_any(&guest, &restore));
+    // Reads a member or a guest makes without a role are not ruled out.
+    assert!(may_allow_any(&member, &[actions::GROUPS_READ]));
+    assert!(!may_allow_any(&guest, &[actions::GROUPS_READ]));
+    assert!(may_allow_any(&guest, &[actions::USERS_READ]));
+    // A role scoped to an administrative unit may still restore the unit's users.
+    let scoped = actor_with(USER_ADMINISTRATOR, Scope::AdministrativeUnit(id(100)));
+    assert!(may_allow_any(&scoped, &restore));
+    assert!(may_allow_any(&actor_with(GROUPS_ADMINISTRATOR, Scope::Tenant), &restore));
+    assert!(!may_allow_any(&actor_with(HELPDESK_ADMINISTRATOR, Scope::Tenant), &restore));
+    // A custom role with the action counts; one without it does not.
+    let custom = |actions: &[&str]| Actor {
+        roles: vec![ActiveRole {
+            role_definition_id: "6b3f8f6e-0000-4000-8000-00000000c0de".into(),
+            scope: Scope::Tenant,
+            custom_actions: Some(actions.iter().map(|it| (*it).to_owned()).collect()),
+        }],
+        ..member.clone()
+    };
+    assert!(may_allow_any(&custom(&[actions::APPLICATIONS_DELETE]), &restore));
+    assert!(!may_allow_any(&custom(&[actions::APPLICATIONS_READ]), &restore));
+}
+
 #[test]
 fn sensitive_contact_properties_follow_the_sensitive_action_table() {
     let action = actions::USERS_CONTACT_INFO_UPDATE;

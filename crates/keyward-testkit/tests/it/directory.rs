@@ -1430,6 +1430,40 @@ async fn guests_have_limited_access(backend: Backend) {
         let reply = as_guest.get(&format!("/v1.0/directory/deletedItems/{id}")).await;
         assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
     }
+    // Nor by asking to restore it or remove it for good, as a guest or as a member without a role:
+    // the same refusal, in the same words, for both ids. Neither is done.
+    let plain = app.token_for(&format!("member@{DOMAIN}")).await;
+    for (token, who) in [(&token, "guest"), (&plain, "member")] {
+        let mut answers = Vec::new();
+        for id in [gone.as_str(), "7e1b6c1c-5d0e-4c4a-9a55-0f1f2e3d4c5b"] {
+            let item = format!("/v1.0/directory/deletedItems/{id}");
+            let restore = app.as_user(token).post(&format!("{item}/restore"), &json!({})).await;
+            assert_graph_error(&restore, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+            let purge = app.as_user(token).delete(&item).await;
+            assert_graph_error(&purge, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+            answers.push((restore.body["error"]["message"].clone(), purge.body["error"]["message"].clone()));
+        }
+        assert_eq!(answers[0], answers[1], "{who}");
+    }
+    assert_eq!(app.get(&format!("/v1.0/directory/deletedItems/{gone}")).await.status, StatusCode::OK, "still deleted");
+    // The refusals of the real id are audited with the deleted user as their target (written
+    // after the answer): two restores and two removals, by the guest and by the member.
+    let mut refused = Vec::new();
+    for _ in 0..100 {
+        refused = app
+            .audit_for(&gone)
+            .await
+            .into_iter()
+            .filter(|it| it.result == keyward_core::audit::AuditResult::Failure)
+            .map(|it| it.activity_display_name)
+            .collect::<Vec<_>>();
+        if refused.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    refused.sort();
+    assert_eq!(refused, ["Hard Delete user", "Hard Delete user", "Restore user", "Restore user"]);
     // Nor may a guest make itself a member.
     let promoted = as_guest.patch(&format!("/v1.0/users/{guest}"), &json!({"userType": "Member"})).await;
     assert_graph_error(&promoted, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
