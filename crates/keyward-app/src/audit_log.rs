@@ -264,6 +264,7 @@ impl App {
         crate::spawn_every(every, move || {
             let app = app.clone();
             async move {
+                let started = std::time::Instant::now();
                 if let Err(err) = app.apply_audit_retention().await {
                     tracing::error!(error = %err, "audit retention failed; it retries at the next run");
                 }
@@ -283,6 +284,7 @@ impl App {
                 if let Err(err) = app.inner.store.optimize().await {
                     tracing::warn!(error = %err, "refreshing the query planner's statistics failed");
                 }
+                tracing::info!(millis = started.elapsed().as_millis() as u64, "maintenance finished");
             }
         })
     }

@@ -135,9 +135,25 @@ pub async fn start_keyward(
         .stderr(log)
         .spawn()
         .context("starting keyward serve")?;
-    let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log: Some(log_path) };
+    let server = Server { child, base_url: format!("http://127.0.0.1:{port}"), log: Some(log_path.clone()) };
     wait_ready(&format!("{}/healthz", server.base_url)).await?;
+    wait_for_maintenance(&log_path).await;
     Ok(server)
+}
+
+/// Waits until the server's first maintenance run (retention, then the planner's statistics:
+/// an `ANALYZE` of a million users takes PostgreSQL most of a second) has finished, so that
+/// measurements start on a server at rest. A server whose log never says so (a build older than
+/// the line, given as `KEYWARD_BENCH_SERVER`) is measured after 30 seconds, with a warning.
+async fn wait_for_maintenance(log: &Path) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains("maintenance finished")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{}: no \"maintenance finished\" within 30 s; measuring anyway", log.display());
 }
 
 /// `nodes` Keyward servers on one fresh database, as an HTTP workload runs them.

@@ -223,7 +223,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         match server("directory") {
             Ok(binary) => {
                 for &backend in &backends {
-                    keep("directory", directory::run(&binary, backend, &args.data_dir, args.users).await);
+                    let nodes = node_counts(backend);
+                    keep("directory", directory::run(&binary, backend, &args.data_dir, args.users, nodes).await);
                 }
             }
             Err(err) => keep("directory", Err(err)),
