@@ -204,7 +204,7 @@ impl App {
         key: &str,
         restore: bool,
     ) -> Result<(Box<dyn Tx>, DeletedItem), AppError> {
-        self.refuse_before_lookup(caller, key, restore)?;
+        self.refuse_before_lookup(caller, key, restore).await?;
         // Long: a group's members are copied back or removed with it.
         let mut tx = self.write_long().await?;
         // A concurrent restore or permanent delete of the item finishes first; this one then
@@ -271,18 +271,18 @@ impl App {
         Ok((tx, found))
     }
 
-    /// Refuses, before anything is looked up, a caller whom no deleted item could allow to be
-    /// restored (`restore`) or removed for good: one whose token carries no permission for any
-    /// kind of item, or who holds no role granting it at any scope (a guest, a member without a
-    /// role). Such a caller gets the same 403 for an id that names a deleted item and for one that
-    /// names nothing, so asking tells it nothing. A caller with such a role, tenant-wide or scoped
-    /// to an administrative unit, is decided on the item as before.
+    /// Refuses a caller whom no deleted item could allow to be restored (`restore`) or removed
+    /// for good: one for whom no restore (remove) action of any kind of item (users, groups,
+    /// role-assignable groups, applications) is both covered by its token's permissions and
+    /// granted by a role it holds at some scope (a guest, a member without a role). The refusal
+    /// is decided before the item is looked up, so it is the same 403, in the same words, for an
+    /// id that names a deleted item and for one that names nothing. A caller with such a role,
+    /// tenant-wide or scoped to an administrative unit, is decided on the item as before.
     ///
-    /// The refusal of an id that names a deleted item is still audited, with the item as its
-    /// target, but after the answer (on a task of its own): waiting for that write only when
-    /// there is something to record would let the answer's timing tell what the status does not.
-    fn refuse_before_lookup(&self, caller: &Caller, key: &str, restore: bool) -> Result<(), AppError> {
-        let actions: &[&'static str] = if restore {
+    /// The refusal of an id that names a deleted item is audited with the item as its target, as
+    /// a refusal decided on the item is; an id that names nothing has no target to record.
+    async fn refuse_before_lookup(&self, caller: &Caller, key: &str, restore: bool) -> Result<(), AppError> {
+        let candidates: &[&'static str] = if restore {
             &[
                 actions::USERS_RESTORE,
                 actions::GROUPS_RESTORE,
@@ -297,51 +297,56 @@ impl App {
                 actions::APPLICATIONS_DELETE,
             ]
         };
-        if !actions.iter().any(|action| require_scope(caller, action, false).is_ok()) {
-            return require_scope(caller, actions[0], false);
-        }
-        if authz::may_allow_any(&caller.actor, actions) {
+        let covered = |action: &'static str| require_scope(caller, action, false).is_ok();
+        if candidates.iter().any(|&action| covered(action) && authz::may_allow_any(&caller.actor, &[action])) {
             return Ok(());
         }
-        let rule = if caller.actor.is_guest {
-            authz::rules::GUEST_USER_PERMISSIONS
-        } else {
-            authz::rules::NO_ROLE_GRANTS_ACTION
+        let err = match candidates.iter().find(|&&action| covered(action)) {
+            // The token covers none of them: the token's refusal, as `require` gives it.
+            None => require_scope(caller, candidates[0], false).expect_err("no candidate is covered"),
+            Some(_) => {
+                let rule = if caller.actor.is_guest {
+                    authz::rules::GUEST_USER_PERMISSIONS
+                } else {
+                    authz::rules::NO_ROLE_GRANTS_ACTION
+                };
+                let what = if restore { "restoring a deleted item" } else { "removing a deleted item for good" };
+                let names = candidates.iter().map(|it| format!("'{it}'")).collect::<Vec<_>>().join(", ");
+                tracing::info!(rule, caller = %caller.id(), restore, "authorization denied before the deleted item was looked up");
+                AppError::Forbidden {
+                    rule,
+                    message: format!(
+                        "{} None of the caller's roles grants {what} (together with the token's permissions): {names}. \
+                         (rule: {rule})",
+                        authz::INSUFFICIENT_PRIVILEGES
+                    ),
+                }
+            }
         };
-        let what = if restore { "restoring a deleted item" } else { "removing a deleted item for good" };
-        let names = actions.iter().map(|it| format!("'{it}'")).collect::<Vec<_>>().join(", ");
-        let message = format!(
-            "{} None of the caller's roles grants {what} ({names}). (rule: {rule})",
-            authz::INSUFFICIENT_PRIVILEGES
-        );
-        tracing::info!(rule, caller = %caller.id(), restore, "authorization denied before the deleted item was looked up");
-        let (app, audited_caller, key, audited_message) =
-            (self.clone(), caller.clone(), key.to_owned(), message.clone());
-        tokio::spawn(async move {
-            let found = async {
-                let mut tx = app.read().await?;
-                app.find_deleted(&mut *tx, &audited_caller, &key).await
-            };
-            let (activity, target) = match found.await {
-                Ok(DeletedItem::User(it)) => {
-                    let activity = if restore { Activity::RestoreUser } else { Activity::HardDeleteUser };
-                    (activity, TargetResource::user(&it.object))
-                }
-                Ok(DeletedItem::Group(it)) => {
-                    let activity = if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup };
-                    (activity, TargetResource::group(&it.object))
-                }
-                Ok(DeletedItem::Application(it)) => {
-                    let activity = if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication };
-                    (activity, app_target(&it.object.application))
-                }
-                // Nothing of that id to name as the record's target: nothing is recorded.
-                Err(_) => return,
-            };
-            let err = AppError::Forbidden { rule, message: audited_message };
-            app.refused(None, &audited_caller, activity, vec![target], err).await;
-        });
-        Err(AppError::Forbidden { rule, message })
+        let found = async {
+            let mut tx = self.read().await?;
+            self.find_deleted(&mut *tx, caller, key).await
+        };
+        let (activity, target) = match found.await {
+            Ok(DeletedItem::User(it)) => (
+                if restore { Activity::RestoreUser } else { Activity::HardDeleteUser },
+                TargetResource::user(&it.object),
+            ),
+            Ok(DeletedItem::Group(it)) => (
+                if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup },
+                TargetResource::group(&it.object),
+            ),
+            Ok(DeletedItem::Application(it)) => (
+                if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication },
+                app_target(&it.object.application),
+            ),
+            Err(AppError::NotFound(_) | AppError::BadRequest(_)) => return Err(err),
+            Err(lookup) => {
+                tracing::error!(error = %lookup, "cannot look up a deleted item to record a refusal");
+                return Err(err);
+            }
+        };
+        Err(self.refused(None, caller, activity, vec![target], err).await)
     }
 
     /// `POST /directory/deletedItems/{id}/restore`. A user needs `microsoft.directory/users/restore`

@@ -146,12 +146,18 @@ pub const DEFAULT_USER_PERMISSIONS: &[&str] = &[
     "microsoft.directory/scopedRoleMemberships/allProperties/read",
 ];
 
+/// The only actions a guest without a role may be allowed, on the targets [`guest_may`] names.
+const GUEST_USER_ACTIONS: &[&str] = &[actions::USERS_READ, actions::USERS_MEMBER_OF_READ, actions::ORGANIZATION_READ];
+
 /// Whether a guest without a role may take `action` on `target`: Entra's default guest access
 /// ("Guest users have limited access to properties and memberships of directory objects"). A
 /// guest reads a user it names (by id or sign-in name), its own memberships and the
 /// organization, but lists nobody: no directory enumeration, no groups, roles, administrative
 /// units or applications.
 fn guest_may(actor: &Actor, action: &str, target: Target<'_>) -> bool {
+    if !GUEST_USER_ACTIONS.contains(&action) {
+        return false;
+    }
     match (action, target) {
         (actions::USERS_READ, Target::User(_)) => true,
         (actions::USERS_MEMBER_OF_READ, Target::User(user)) => user.id.as_ref() == Some(&actor.id),
@@ -508,11 +514,11 @@ pub fn authorize(actor: &Actor, action: &str, target: Target<'_>) -> Decision {
 /// scope), or the default user permissions or a guest's do. When this is `false`, [`authorize`]
 /// and [`authorize_app`] deny each of the actions on every target, so a caller can be refused
 /// before the target is looked up and the refusal tells nothing about it.
-pub fn may_allow_any(actor: &Actor, actions: &[&str]) -> bool {
-    actions.iter().any(|action| {
+pub fn may_allow_any(actor: &Actor, wanted: &[&str]) -> bool {
+    wanted.iter().any(|action| {
         actor.roles.iter().any(|role| role.grants(action))
             || if actor.is_guest {
-                [actions::USERS_READ, actions::USERS_MEMBER_OF_READ, actions::ORGANIZATION_READ].contains(action)
+                GUEST_USER_ACTIONS.contains(action)
             } else {
                 DEFAULT_USER_PERMISSIONS.iter().any(|pattern| grants(pattern, action))
             }

@@ -1446,22 +1446,9 @@ async fn guests_have_limited_access(backend: Backend) {
         assert_eq!(answers[0], answers[1], "{who}");
     }
     assert_eq!(app.get(&format!("/v1.0/directory/deletedItems/{gone}")).await.status, StatusCode::OK, "still deleted");
-    // The refusals of the real id are audited with the deleted user as their target (written
-    // after the answer): two restores and two removals, by the guest and by the member.
-    let mut refused = Vec::new();
-    for _ in 0..100 {
-        refused = app
-            .audit_for(&gone)
-            .await
-            .into_iter()
-            .filter(|it| it.result == keyward_core::audit::AuditResult::Failure)
-            .map(|it| it.activity_display_name)
-            .collect::<Vec<_>>();
-        if refused.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The refusals of the real id are audited with the deleted user as their target: two
+    // restores and two removals, by the guest and by the member.
+    let mut refused = failures(&app, &gone).await;
     refused.sort();
     assert_eq!(refused, ["Hard Delete user", "Hard Delete user", "Restore user", "Restore user"]);
     // Nor may a guest make itself a member.
@@ -1749,6 +1736,66 @@ async fn a_group_patched_while_deleted_takes_locks_in_one_order(backend: Backend
     }
 }
 
+/// The activities of the refusals recorded with `target` among their targets.
+async fn failures(app: &TestApp, target: &str) -> Vec<String> {
+    let records = app.audit_for(target).await.into_iter();
+    records
+        .filter(|it| it.result == keyward_core::audit::AuditResult::Failure)
+        .map(|it| it.activity_display_name)
+        .collect()
+}
+
+/// Restoring or removing a deleted item is refused before the lookup only when nothing could
+/// allow it: a role that may restore some kind of item is decided on the item (so it reads 404
+/// for an id that names nothing), and a token whose permissions cover no restore is refused alike
+/// for every id, each refusal of a real item recorded.
+async fn deleted_item_refusals_before_and_after_the_lookup(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let gone = create(&app, "gone", json!({})).await;
+    let crew = group(&app, "crew").await;
+    for path in [format!("/v1.0/users/{gone}"), format!("/v1.0/groups/{crew}")] {
+        assert_eq!(app.delete(&path).await.status, StatusCode::NO_CONTENT, "{path}");
+    }
+    let nothing = "7e1b6c1c-5d0e-4c4a-9a55-0f1f2e3d4c5b";
+    let restore = |id: &str| format!("/v1.0/directory/deletedItems/{id}/restore");
+
+    // A Groups Administrator may restore groups, not users: decided on each item.
+    let groups_admin = create(&app, "ga", json!({})).await;
+    app.assign_role(&groups_admin, keyward_core::authz::roles::GROUPS_ADMINISTRATOR, "/").await;
+    let groups_admin = app.token_for(&format!("ga@{DOMAIN}")).await;
+    let on_user = app.as_user(&groups_admin).post(&restore(&gone), &json!({})).await;
+    assert_graph_error(&on_user, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    assert!(on_user.text.contains("microsoft.directory/users/restore"), "{}", on_user.text);
+    assert_graph_error(
+        &app.as_user(&groups_admin).post(&restore(nothing), &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+    );
+    assert_eq!(failures(&app, &gone).await, ["Restore user"]);
+
+    // A Global Administrator whose token carries only User.Read: refused before the lookup, in
+    // the token's words, the same for both ids; the real one's refusal recorded.
+    let (_, _) = crate::methods::user(&app, "global", Some(keyward_core::authz::roles::GLOBAL_ADMINISTRATOR)).await;
+    let narrow = crate::methods::token_with_mfa_scope(&app, &format!("global@{DOMAIN}"), "openid User.Read").await;
+    let mut messages = Vec::new();
+    for id in [gone.as_str(), nothing] {
+        let reply = app.as_user(&narrow).post(&restore(id), &json!({})).await;
+        assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+        assert!(reply.text.contains("token-scope"), "{}", reply.text);
+        messages.push(reply.body["error"]["message"].clone());
+    }
+    assert_eq!(messages[0], messages[1]);
+    let mut recorded = failures(&app, &gone).await;
+    recorded.sort();
+    assert_eq!(recorded, ["Restore user", "Restore user"]);
+
+    // Both items are still there to restore, by the Groups Administrator and the administrator.
+    let group_back = app.as_user(&groups_admin).post(&restore(&crew), &json!({})).await;
+    assert_eq!(group_back.status, StatusCode::OK, "{}", group_back.text);
+    let user_back = app.post(&restore(&gone), &json!({})).await;
+    assert_eq!(user_back.status, StatusCode::OK, "{}", user_back.text);
+}
+
 keyward_testkit::on_both_backends!(
     a_group_patched_while_deleted_takes_locks_in_one_order,
     user_profile_properties,
@@ -1762,6 +1809,7 @@ keyward_testkit::on_both_backends!(
     application_unique_name_upsert,
     concurrent_directory_changes,
     guests_have_limited_access,
+    deleted_item_refusals_before_and_after_the_lookup,
     deleted_items_keep_restricted_units,
     deleted_former_administrators_stay_protected,
     every_query_option_is_applied_or_refused,
