@@ -128,6 +128,10 @@ async fn read_whole_body(
     limit: usize,
     is_graph: bool,
 ) -> Response {
+    // Nothing to read (a `GET` without a body, most requests): no timer, no copy.
+    if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     // A body that trickles in is cut off like slow headers are.
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
