@@ -1785,6 +1785,11 @@ async fn deleted_item_refusals_before_and_after_the_lookup(backend: Backend) {
         messages.push(reply.body["error"]["message"].clone());
     }
     assert_eq!(messages[0], messages[1]);
+    // Nor may that token read either id: User.Read reads the signed-in user only.
+    for id in [gone.as_str(), nothing] {
+        let reply = app.as_user(&narrow).get(&format!("/v1.0/directory/deletedItems/{id}")).await;
+        assert_graph_error(&reply, StatusCode::FORBIDDEN, "Authorization_RequestDenied");
+    }
     let mut recorded = failures(&app, &gone).await;
     recorded.sort();
     assert_eq!(recorded, ["Restore user", "Restore user"]);
