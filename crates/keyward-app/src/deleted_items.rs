@@ -68,6 +68,27 @@ pub enum DeletedItem {
     Application(Box<DeletedApplication>),
 }
 
+impl DeletedItem {
+    /// The activity and target a refused restore (`restore`) or removal for good of this item is
+    /// recorded under.
+    fn refusal_subject(&self, restore: bool) -> (Activity, TargetResource) {
+        match self {
+            DeletedItem::User(it) => (
+                if restore { Activity::RestoreUser } else { Activity::HardDeleteUser },
+                TargetResource::user(&it.object),
+            ),
+            DeletedItem::Group(it) => (
+                if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup },
+                TargetResource::group(&it.object),
+            ),
+            DeletedItem::Application(it) => (
+                if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication },
+                app_target(&it.object.application),
+            ),
+        }
+    }
+}
+
 /// A restored user, group or application.
 #[derive(Debug, Clone)]
 pub enum Restored {
@@ -211,7 +232,7 @@ impl App {
         // finds nothing left.
         tx.lock_deleted_item(&caller.tenant.id, &parse_object_id(key)?).await?;
         let found = self.find_deleted(&mut *tx, caller, key).await?;
-        let (decision, activity, target) = match &found {
+        let decision = match &found {
             DeletedItem::User(it) => {
                 // Decided as acting on the user was when it was deleted: its roles ended then.
                 let held = tx.deleted_user_held_roles(&caller.tenant.id, &it.object.id).await?;
@@ -228,12 +249,8 @@ impl App {
                     units: deleted_units(&mut *tx, &it.object.id).await?,
                     is_last_active_global_administrator: false,
                 };
-                let (action, activity) = if restore {
-                    (actions::USERS_RESTORE, Activity::RestoreUser)
-                } else {
-                    (actions::USERS_DELETE, Activity::HardDeleteUser)
-                };
-                (require(caller, action, Target::User(&facts)), activity, TargetResource::user(&it.object))
+                let action = if restore { actions::USERS_RESTORE } else { actions::USERS_DELETE };
+                require(caller, action, Target::User(&facts))
             }
             DeletedItem::Group(it) => {
                 if it.object.is_assignable_to_role {
@@ -247,10 +264,9 @@ impl App {
                     (false, true) => actions::ROLE_ASSIGNABLE_GROUPS_DELETE,
                     (false, false) => actions::GROUPS_DELETE,
                 };
-                let activity = if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup };
                 let facts =
                     GroupFacts { units: deleted_units(&mut *tx, &it.object.id).await?, ..group_for_read(&it.object) };
-                (require(caller, action, Target::Group(&facts)), activity, TargetResource::group(&it.object))
+                require(caller, action, Target::Group(&facts))
             }
             DeletedItem::Application(it) => {
                 // Those who may delete an application may restore it or remove it for good. Its
@@ -259,13 +275,12 @@ impl App {
                 // restored credentials would be that principal's. The roles are read under the
                 // shared role-change lock, so none is granted between the decision and the commit.
                 tx.share_role_changes(&caller.tenant.id).await?;
-                let activity = if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication };
                 let facts = application_facts(&mut *tx, &caller.tenant, &it.object.application.app_id).await?;
-                let target = app_target(&it.object.application);
-                (require(caller, actions::APPLICATIONS_DELETE, Target::Application(&facts)), activity, target)
+                require(caller, actions::APPLICATIONS_DELETE, Target::Application(&facts))
             }
         };
         if let Err(err) = decision {
+            let (activity, target) = found.refusal_subject(restore);
             return Err(self.refused(Some(tx), caller, activity, vec![target], err).await);
         }
         Ok((tx, found))
@@ -297,14 +312,15 @@ impl App {
                 actions::APPLICATIONS_DELETE,
             ]
         };
-        let covered = |action: &'static str| require_scope(caller, action, false).is_ok();
-        if candidates.iter().any(|&action| covered(action) && authz::may_allow_any(&caller.actor, &[action])) {
+        let covered: Vec<&str> =
+            candidates.iter().copied().filter(|action| require_scope(caller, action, false).is_ok()).collect();
+        if covered.iter().any(|action| authz::may_allow_any(&caller.actor, &[action])) {
             return Ok(());
         }
-        let err = match candidates.iter().find(|&&action| covered(action)) {
+        let err = match require_scope(caller, candidates[0], false) {
             // The token covers none of them: the token's refusal, as `require` gives it.
-            None => require_scope(caller, candidates[0], false).expect_err("no candidate is covered"),
-            Some(_) => {
+            Err(err) if covered.is_empty() => err,
+            _ => {
                 let rule = if caller.actor.is_guest {
                     authz::rules::GUEST_USER_PERMISSIONS
                 } else {
@@ -328,18 +344,7 @@ impl App {
             self.find_deleted(&mut *tx, caller, key).await
         };
         let (activity, target) = match found.await {
-            Ok(DeletedItem::User(it)) => (
-                if restore { Activity::RestoreUser } else { Activity::HardDeleteUser },
-                TargetResource::user(&it.object),
-            ),
-            Ok(DeletedItem::Group(it)) => (
-                if restore { Activity::RestoreGroup } else { Activity::HardDeleteGroup },
-                TargetResource::group(&it.object),
-            ),
-            Ok(DeletedItem::Application(it)) => (
-                if restore { Activity::RestoreApplication } else { Activity::HardDeleteApplication },
-                app_target(&it.object.application),
-            ),
+            Ok(found) => found.refusal_subject(restore),
             Err(AppError::NotFound(_) | AppError::BadRequest(_)) => return Err(err),
             Err(lookup) => {
                 tracing::error!(error = %lookup, "cannot look up a deleted item to record a refusal");
