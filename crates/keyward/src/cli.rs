@@ -343,7 +343,8 @@ pub fn main() -> ExitCode {
         }
         _ => (LogFormat::Human, "warn"),
     };
-    init_logging(format, level);
+    let is_server = matches!(cli.command, Command::Serve(_));
+    init_logging(format, level, is_server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(it) => it,
         Err(err) => {
@@ -378,6 +379,9 @@ pub fn main() -> ExitCode {
             Command::Audit { command } => audit(command, server).await,
         }
     });
+    // What the server logged before its end comes before the error that ended it.
+    drop(runtime);
+    crate::log_writer::LOG.write_waiting();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -390,13 +394,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+/// Logs to standard error: the server through `log_writer` (a line a request, many a write), the
+/// other commands a line a write.
+fn init_logging(format: LogFormat, level: &str, is_server: bool) {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let writer = if is_server {
+        BoxMakeWriter::new(crate::log_writer::LOG.start())
+    } else {
+        BoxMakeWriter::new(std::io::stderr)
+    };
     // Colour only on a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Human => builder.init(),

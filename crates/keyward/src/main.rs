@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod log_writer;
 mod remote;
 
 use std::process::ExitCode;

@@ -237,7 +237,11 @@ async fn demo_data_tokens_and_json_logs() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an enabled Global Administrator"));
 
-    let err = server.stderr();
+    // The log is read once the server has ended: its lines wait up to 20 ms in memory before they
+    // are written, and a server that ends writes what is waiting.
+    let log = server.stderr.clone();
+    assert_eq!(server.terminate(), Some(0));
+    let err = std::fs::read_to_string(&log).expect("log");
     let lines: Vec<&str> = err.lines().filter(|it| !it.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in &lines {
@@ -245,8 +249,10 @@ async fn demo_data_tokens_and_json_logs() {
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
         assert!(parsed["level"].is_string() && parsed["timestamp"].is_string(), "{line}");
     }
+    // Every request is there, the last one too, and the log's last line is the shutdown's.
+    assert!(err.contains(r#""path":"/v1.0/users/megan.bowen@fabrikam.test/authentication/methods""#), "{err}");
+    assert!(lines.last().is_some_and(|it| it.contains(r#""message":"stopped""#)), "{err}");
     assert!(!err.contains(&token), "tokens never reach the log");
-    assert_eq!(server.terminate(), Some(0));
     // Starting the demo again on the same data says how to start over.
     let again = Server::start(&scratch.0, "demo-again", |cmd| {
         cmd.args(["--demo"]);
@@ -270,6 +276,9 @@ fn bad_configuration_fails_with_a_message_that_says_what_to_do() {
     assert!(!weak.status.success());
     let message = String::from_utf8_lossy(&weak.stderr);
     assert!(message.contains("KEYWARD_BOOTSTRAP_ADMIN_PASSWORD is refused"), "{message}");
+    // What the server logged before it failed is written, and before the failure's message.
+    let (logged, failed) = (message.find("opening the database"), message.find("error:"));
+    assert!(logged.is_some() && logged < failed, "{message}");
 
     let tls = keyward(&scratch.0)
         .args([
