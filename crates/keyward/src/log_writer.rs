@@ -3,31 +3,38 @@
 //!
 //! Written by each request as it logged, the request's line was a `write` system call on the
 //! request's thread: an API read served 14,295 and 14,480 requests a second with its line, 16,627
-//! and 17,303 without (`keyward-bench api-read`, SQLite, the server on one core). Now a line waits
-//! at most [`EVERY`] before it is written, in order. If standard error takes the lines more slowly
-//! than the server logs them, the request whose line takes the waiting lines past [`MOST`] bytes
-//! writes them itself, and waits for that as every request did before: memory does not grow
-//! without end. `keyward serve` writes what is waiting when it ends, and before a panic's message.
+//! and 17,303 without (`keyward-bench api-read`, SQLite, the server on one core). Now the thread
+//! writes what is waiting about every [`EVERY`], one `write` for all of it, lines in order. Past
+//! [`MOST`] bytes waiting, the request whose line adds them writes them itself, also in one
+//! `write`: memory stays bounded, and a standard error that blocks holds up the requests that log,
+//! as it did before. `keyward serve` writes what is waiting when it stops or its start fails, and
+//! a panic writes it before its message. What it does not cover: an end without unwinding (a
+//! signal without a handler such as `SIGKILL` or `SIGHUP`, an abort) loses the lines of its last
+//! 20 ms or so, and where standard output and standard error go to one place, a line the server
+//! prints on standard output can come before log lines logged earlier.
 
 use std::io::Write;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// The longest a line waits before it is written.
+/// How often the thread writes what is waiting.
 const EVERY: Duration = Duration::from_millis(20);
 
-/// Bytes waiting past which the line that adds them writes them too.
-const MOST: usize = 1 << 20;
+/// Bytes waiting past which the line that adds them writes them too: about 20 ms of lines at
+/// 20,000 requests a second.
+const MOST: usize = 64 << 10;
 
 /// The lines not yet written, the buffer being written (which also keeps the writes in order: one
-/// at a time), and where they go.
+/// at a time), where they go, and whether a thread writes them.
 #[derive(Debug)]
 pub(crate) struct Gathered {
     waiting: Mutex<Vec<u8>>,
     writing: Mutex<Vec<u8>>,
     out: fn(&[u8]),
+    is_threaded: AtomicBool,
 }
 
 /// The server's log.
@@ -44,37 +51,50 @@ fn lock(mutex: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
 
 impl Gathered {
     const fn new(out: fn(&[u8])) -> Gathered {
-        Gathered { waiting: Mutex::new(Vec::new()), writing: Mutex::new(Vec::new()), out }
+        Gathered {
+            waiting: Mutex::new(Vec::new()),
+            writing: Mutex::new(Vec::new()),
+            out,
+            is_threaded: AtomicBool::new(false),
+        }
     }
 
-    /// Starts the thread that writes the lines, and has a panic write them before its message.
-    /// The log's writer, for `tracing_subscriber`.
+    /// Starts the thread that writes the lines (once), and has a panic write them before its
+    /// message. The log's writer, for `tracing_subscriber`. Without the thread (it could not
+    /// start), every line is written at once.
     pub(crate) fn start(&'static self) -> &'static Gathered {
-        let started = std::thread::Builder::new().name("keyward-log".into()).spawn(move || {
-            loop {
-                std::thread::sleep(EVERY);
-                self.write_waiting();
+        static STARTED: Once = Once::new();
+        STARTED.call_once(|| {
+            let started = std::thread::Builder::new().name("keyward-log".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(EVERY);
+                    self.write_waiting();
+                }
+            });
+            if started.is_ok() {
+                self.is_threaded.store(true, Ordering::Release);
+                let report = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    self.write_waiting();
+                    report(info);
+                }));
             }
         });
-        if started.is_err() {
-            // No thread: every line writes what is waiting, as before.
-            return self;
-        }
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            self.write_waiting();
-            report(info);
-        }));
         self
     }
 
     /// Writes the lines waiting, after any being written.
     pub(crate) fn write_waiting(&self) {
         let mut writing = lock(&self.writing);
+        writing.clear();
         std::mem::swap(&mut *lock(&self.waiting), &mut *writing);
         if !writing.is_empty() {
             (self.out)(&writing);
             writing.clear();
+            // A burst (or one huge line) does not keep its memory.
+            if writing.capacity() > 4 * MOST {
+                writing.shrink_to(MOST);
+            }
         }
     }
 }
@@ -87,9 +107,9 @@ impl Write for Line {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut waiting = lock(&self.0.waiting);
         waiting.extend_from_slice(bytes);
-        let is_full = waiting.len() >= MOST;
+        let is_due = waiting.len() >= MOST || !self.0.is_threaded.load(Ordering::Acquire);
         drop(waiting);
-        if is_full {
+        if is_due {
             self.0.write_waiting();
         }
         Ok(bytes.len())
@@ -121,15 +141,17 @@ mod tests {
     static GATHERED: Gathered = Gathered::new(to_written);
 
     /// Lines wait, in order, until written; past `MOST` bytes the line that adds them writes
-    /// them. (One test: the two share `WRITTEN`.)
+    /// them; without a thread, every line is written at once. (One test: they share `WRITTEN`.)
     #[test]
     fn lines_are_written_in_order_when_asked_or_when_too_many_wait() {
+        GATHERED.is_threaded.store(true, Ordering::Release);
         (&GATHERED).make_writer().write_all(b"first\n").expect("write");
         (&GATHERED).make_writer().write_all(b"second\n").expect("write");
         assert!(lock(&WRITTEN).is_empty(), "a line was written before its time");
         GATHERED.write_waiting();
         assert_eq!(&*lock(&WRITTEN), b"first\nsecond\n");
-        assert!(lock(&GATHERED.waiting).is_empty() && lock(&GATHERED.writing).is_empty(), "written lines are kept");
+        assert!(lock(&GATHERED.waiting).is_empty(), "written lines still wait");
+        assert!(lock(&GATHERED.writing).is_empty(), "written lines are kept");
 
         lock(&WRITTEN).clear();
         let mut line = (&GATHERED).make_writer();
@@ -138,5 +160,10 @@ mod tests {
         line.write_all(b"\n").expect("write");
         assert_eq!(lock(&WRITTEN).len(), MOST, "a full buffer was left waiting");
         assert!(lock(&GATHERED.waiting).is_empty());
+
+        lock(&WRITTEN).clear();
+        GATHERED.is_threaded.store(false, Ordering::Release);
+        (&GATHERED).make_writer().write_all(b"alone\n").expect("write");
+        assert_eq!(&*lock(&WRITTEN), b"alone\n", "without a thread a line waited");
     }
 }

@@ -155,8 +155,12 @@ async fn first_start_prints_a_one_time_pass_and_later_starts_do_not() {
     assert!(out.contains("One-time Temporary Access Pass for admin@example.test: "), "{out}");
     let health = reqwest::get(server.url("/healthz")).await.expect("healthz");
     assert_eq!(health.status(), 200);
-    assert!(!server.stderr().contains('\u{1b}'), "no colour codes in a log that is not a terminal");
+    // Read once the server has ended, when every line has been written.
+    let log = server.stderr.clone();
     assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log that is not a terminal");
     assert!(scratch.0.join("data/keyward.db").exists() && scratch.0.join("data/keyward.key").exists());
 
     let again = Server::start(&scratch.0, "second", |cmd| {
