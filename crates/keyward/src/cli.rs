@@ -333,17 +333,17 @@ struct TokenArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The server logs what it does; the other commands print their result on standard output
-    // and log only warnings and errors, unless KEYWARD_LOG asks for more.
-    let (format, level) = match &cli.command {
-        Command::Serve(args) => (args.log_format, "info,sqlx=warn"),
+    // The server logs what it does (its lines gathered, `log_writer`); the other commands print
+    // their result on standard output and log only warnings and errors, unless KEYWARD_LOG asks
+    // for more.
+    let (format, level, is_server) = match &cli.command {
+        Command::Serve(args) => (args.log_format, "info,sqlx=warn", true),
         // The remote commands print their own messages; reqwest's warnings would only repeat them.
         Command::Login(_) | Command::Users { .. } | Command::Roles { .. } | Command::Mfa { .. } => {
-            (LogFormat::Human, "error")
+            (LogFormat::Human, "error", false)
         }
-        _ => (LogFormat::Human, "warn"),
+        _ => (LogFormat::Human, "warn", false),
     };
-    let is_server = matches!(cli.command, Command::Serve(_));
     init_logging(format, level, is_server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(it) => it,

@@ -86,6 +86,7 @@ impl Gathered {
     /// Writes the lines waiting, after any being written.
     pub(crate) fn write_waiting(&self) {
         let mut writing = lock(&self.writing);
+        // Empty unless a write panicked: its lines are not written again after newer ones.
         writing.clear();
         std::mem::swap(&mut *lock(&self.waiting), &mut *writing);
         if !writing.is_empty() {

@@ -86,6 +86,15 @@ impl Server {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Sends SIGTERM; the exit code and the whole log. Read only once the server has ended: its
+    /// lines wait about 20 ms in memory before they are written, and a server that stops writes
+    /// what is waiting.
+    fn terminate_with_log(self) -> (Option<i32>, String) {
+        let log = self.stderr.clone();
+        let code = self.terminate();
+        (code, std::fs::read_to_string(&log).expect("log"))
+    }
+
     /// Sends SIGTERM and returns the exit code.
     fn terminate(mut self) -> Option<i32> {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
@@ -155,10 +164,8 @@ async fn first_start_prints_a_one_time_pass_and_later_starts_do_not() {
     assert!(out.contains("One-time Temporary Access Pass for admin@example.test: "), "{out}");
     let health = reqwest::get(server.url("/healthz")).await.expect("healthz");
     assert_eq!(health.status(), 200);
-    // Read once the server has ended, when every line has been written.
-    let log = server.stderr.clone();
-    assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
-    let log = std::fs::read_to_string(&log).expect("log");
+    let (code, log) = server.terminate_with_log();
+    assert_eq!(code, Some(0), "graceful shutdown exits 0");
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains('\u{1b}'), "no colour codes in a log that is not a terminal");
     assert!(scratch.0.join("data/keyward.db").exists() && scratch.0.join("data/keyward.key").exists());
@@ -241,11 +248,8 @@ async fn demo_data_tokens_and_json_logs() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an enabled Global Administrator"));
 
-    // The log is read once the server has ended: its lines wait up to 20 ms in memory before they
-    // are written, and a server that ends writes what is waiting.
-    let log = server.stderr.clone();
-    assert_eq!(server.terminate(), Some(0));
-    let err = std::fs::read_to_string(&log).expect("log");
+    let (code, err) = server.terminate_with_log();
+    assert_eq!(code, Some(0));
     let lines: Vec<&str> = err.lines().filter(|it| !it.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in &lines {
