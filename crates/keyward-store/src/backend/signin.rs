@@ -31,6 +31,21 @@ pub(super) static ACTIVITY_UPSERT: std::sync::LazyLock<String> = std::sync::Lazy
     )
 });
 
+/// A sign-in record from a row that selected `sign_in_json::STORED_COLUMNS` from column `$at` on
+/// (a macro: the rows of each database's driver and of the SQLite write connection differ).
+macro_rules! sign_in_stored {
+    ($row:expr, $at:expr) => {
+        sign_in_json::from_stored(sign_in_json::Stored {
+            id: $row.try_get($at)?,
+            tenant_id: $row.try_get($at + 1)?,
+            created_at: $row.try_get($at + 2)?,
+            user_id: $row.try_get($at + 3)?,
+            error_code: $row.try_get($at + 4)?,
+            record: $row.try_get($at + 5)?,
+        })?
+    };
+}
+
 macro_rules! impl_sign_in_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
@@ -996,8 +1011,10 @@ macro_rules! impl_sign_in_store {
                 after: Option<&SignInCursor>,
                 limit: usize,
             ) -> Result<Vec<(SignInCursor, SignInRecord)>, StoreError> {
-                let mut sql =
-                    Sql::new(concat!("SELECT s.seq, s.created_at, s.record FROM sign_ins s WHERE s.tenant_id ", "= "));
+                let mut sql = Sql::new(&format!(
+                    "SELECT s.seq, {} FROM sign_ins s WHERE s.tenant_id = ",
+                    sign_in_json::STORED_COLUMNS
+                ));
                 sql.arg(Arg::Text(tenant.to_string()));
                 if let Some(user) = &filter.user_id {
                     sql.push(" AND s.user_id = ");
@@ -1085,8 +1102,8 @@ macro_rules! impl_sign_in_store {
                 let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter()
                     .map(|row| {
-                        let cursor = SignInCursor { created: row.try_get(1)?, seq: row.try_get(0)? };
-                        Ok((cursor, sign_in_json::from_json(&row.try_get::<String, _>(2)?)?))
+                        let cursor = SignInCursor { created: row.try_get(3)?, seq: row.try_get(0)? };
+                        Ok((cursor, sign_in_stored!(row, 1)))
                     })
                     .collect()
             }
@@ -1105,13 +1122,16 @@ macro_rules! impl_sign_in_store {
             }
 
             async fn get_sign_in(&mut self, tenant: &ObjectId, id: &str) -> Result<Option<SignInRecord>, StoreError> {
-                let record: Option<String> =
-                    q::query_scalar("SELECT record FROM sign_ins WHERE tenant_id = $1 AND id = $2")
-                        .bind(tenant.as_str())
-                        .bind(id)
-                        .fetch_optional(&mut *self.0)
-                        .await?;
-                record.as_deref().map(sign_in_json::from_json).transpose()
+                let sql = format!(
+                    "SELECT {} FROM sign_ins s WHERE s.tenant_id = $1 AND s.id = $2",
+                    sign_in_json::STORED_COLUMNS
+                );
+                let row =
+                    q::query(q::AssertSqlSafe(sql)).bind(tenant.as_str()).bind(id).fetch_optional(&mut *self.0).await?;
+                match row {
+                    Some(row) => Ok(Some(sign_in_stored!(row, 0))),
+                    None => Ok(None),
+                }
             }
         }
     };

@@ -3,6 +3,7 @@
 use keyward_app::ChainReport;
 use keyward_core::audit_chain::{self, ChainBreak};
 use keyward_testkit::{ADMIN_UPN, Backend, DOMAIN, TestApp};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// The first key of a new copy block (a block is never shared by two targets or initiators).
@@ -887,6 +888,26 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
         tx.insert_sign_ins(&records.iter().collect::<Vec<_>>()).await.expect("insert");
         tx.commit().await.expect("commit");
     }
+    // A record leaves out what its row's columns hold; an older Keyward wrote those fields into
+    // the record too, and such a record must still read back (below, after the upgrade).
+    let stored = raw.text(&format!("SELECT record FROM sign_ins WHERE id = '{}'", sign_in_ids[0])).await;
+    for field in ["\"id\"", "\"tenant_id\"", "\"created\"", "\"user_id\"", "\"error_code\""] {
+        assert!(!stored.contains(field), "{field} in {stored}");
+    }
+    let whole = match raw {
+        Raw::Sqlite(_) => {
+            "json_set(record, '$.id', id, '$.tenant_id', tenant_id, '$.created', created_at, '$.user_id', user_id, \
+             '$.error_code', error_code, '$.requirement_policies', json('[]'), '$.details', json('[]'))"
+        }
+        Raw::Postgres(_) => {
+            "(record::jsonb || jsonb_build_object('id', id, 'tenant_id', tenant_id, 'created', created_at, \
+             'user_id', user_id, 'error_code', error_code, 'requirement_policies', '[]'::jsonb, \
+             'details', '[]'::jsonb))::text"
+        }
+    };
+    raw.exec(&format!("UPDATE sign_ins SET record = {whole}")).await;
+    let old = raw.text(&format!("SELECT record FROM sign_ins WHERE id = '{}'", sign_in_ids[0])).await;
+    assert!(old.contains(sign_in_ids[0]) && old.contains("50126"), "written as before: {old}");
 
     // Put the target rows back in schema 6's shape, as a database written by an older Keyward.
     let downgrade: &[&str] = match raw {
@@ -1127,6 +1148,16 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     let ids: Vec<&Value> =
         non_interactive.body["value"].as_array().expect("value").iter().map(|it| &it["id"]).collect();
     assert_eq!(ids, vec![&json!(sign_in_ids[1])], "{}", non_interactive.text);
+    // A record written whole, as before, reads back from its columns.
+    let failed = app.get(&format!("/v1.0/auditLogs/signIns/{}", sign_in_ids[0])).await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
+    assert_eq!(failed.body["id"], sign_in_ids[0]);
+    assert_eq!(failed.body["userId"], users[2].as_str());
+    assert_eq!(failed.body["status"]["errorCode"], 50126);
+    let listed = app.get(&format!("/v1.0/auditLogs/signIns?$filter=userId eq '{}'", users[2])).await;
+    let codes: Vec<&Value> =
+        listed.body["value"].as_array().expect("value").iter().map(|it| &it["status"]["errorCode"]).collect();
+    assert_eq!(codes, vec![&json!(0), &json!(50126)], "{}", listed.text);
 }
 
 keyward_testkit::on_both_backends!(
