@@ -148,6 +148,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0034_sign_in_partial_indexes.sql",
         sql: include_str!("../migrations/sqlite/0034_sign_in_partial_indexes.sql"),
     },
+    Migration {
+        version: 35,
+        name: "0035_sign_in_short_records.sql",
+        sql: include_str!("../migrations/sqlite/0035_sign_in_short_records.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -293,6 +298,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 34,
         name: "0034_sign_in_partial_indexes.sql",
         sql: include_str!("../migrations/postgres/0034_sign_in_partial_indexes.sql"),
+    },
+    Migration {
+        version: 35,
+        name: "0035_sign_in_short_records.sql",
+        sql: include_str!("../migrations/postgres/0035_sign_in_short_records.sql"),
     },
 ];
 

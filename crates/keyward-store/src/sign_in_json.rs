@@ -9,11 +9,13 @@ use crate::sql::{fmt_ts, parse_ts};
 
 /// The record as stored. What the row's own columns hold (the id, the tenant, the time, the user
 /// and the error code) is not repeated here: it is read back from them. Records written before
-/// that was so (until 2026-12-06; the schema did not change) still carry those fields, which
-/// reading ignores. Empty and default values are left out too: a client-credentials entry's JSON
-/// is 360 bytes, against 678 before. Every field a query reads from the JSON (`correlation_id`,
-/// `client_app_used`, `is_multi_factor`) is always written, and a left-out optional text reads as
-/// SQL's NULL there, as JSON's `null` did.
+/// that was so (before schema 35, which changed no table) still carry those fields, which reading
+/// ignores. Empty and default values are left out too: a client-credentials entry's JSON is 360
+/// bytes, against 678 before. The sign-in log's filters read some fields from the JSON: those
+/// compared in a way a missing key would change (`is_multi_factor`, compared with `<>`) or that
+/// always have a value (`correlation_id`, `client_app_used`, `app_display_name`) are always
+/// written; an optional text left out (`ip_address`, `user_display_name`) reads as SQL's NULL
+/// there, as JSON's `null` did, and matches no `=` or `startswith`.
 #[derive(Serialize, Deserialize)]
 struct Row {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_record_written_whole_as_before_still_reads_back() {
-        // As Keyward wrote records until 2026-12-06: every field, the columns' ones included.
+        // As Keyward wrote records before schema 35: every field, the columns' ones included.
         let old = r#"{"id":"01a24d62-ecd9-7515-b14b-f4a9b580031b","tenant_id":"bad89b7b-a0d1-4b3b-8695-0055e325c09d","created":"2026-12-06T22:04:18.521226Z","user_id":"5ad00000-0000-4000-8000-000000000001","user_principal_name":"Adele@Contoso.test","user_display_name":"Adele Vance","app_id":"c44b4083-3bb0-49c1-b47d-974e53cbdf3c","app_display_name":"Keyward portal","ip_address":"127.0.0.1","correlation_id":"c3666360-2067-42ac-a27a-5892a0dfe601","error_code":50126,"failure_reason":"Invalid username or password.","is_multi_factor":true,"requirement_policies":["multiFactorAuthentication"],"details":[{"at":"2026-12-06T22:04:17.500000Z","method":"Password","succeeded":false,"result_detail":"Invalid username or password."}],"client_app_used":"Browser","is_interactive":true,"protocol":"ropc","client_credential":"none","incoming_token":"refreshToken","user_agent":"Mozilla/5.0"}"#;
         let record = user_sign_in();
         let read = from_stored(stored(&record, old.to_owned())).expect("read");

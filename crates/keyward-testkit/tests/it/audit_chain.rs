@@ -894,20 +894,27 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     for field in ["\"id\"", "\"tenant_id\"", "\"created\"", "\"user_id\"", "\"error_code\""] {
         assert!(!stored.contains(field), "{field} in {stored}");
     }
+    // The fields the record now leaves out, added where missing (a record's own keys stay).
     let whole = match raw {
         Raw::Sqlite(_) => {
-            "json_set(record, '$.id', id, '$.tenant_id', tenant_id, '$.created', created_at, '$.user_id', user_id, \
-             '$.error_code', error_code, '$.requirement_policies', json('[]'), '$.details', json('[]'))"
+            "json_insert(record, '$.id', id, '$.tenant_id', tenant_id, '$.created', created_at, \
+             '$.user_id', user_id, '$.error_code', error_code, '$.user_display_name', NULL, \
+             '$.ip_address', NULL, '$.failure_reason', NULL, '$.requirement_policies', json('[]'), \
+             '$.details', json('[]'), '$.protocol', 'none', '$.client_credential', 'none', \
+             '$.incoming_token', 'none')"
         }
         Raw::Postgres(_) => {
-            "(record::jsonb || jsonb_build_object('id', id, 'tenant_id', tenant_id, 'created', created_at, \
-             'user_id', user_id, 'error_code', error_code, 'requirement_policies', '[]'::jsonb, \
-             'details', '[]'::jsonb))::text"
+            "(jsonb_build_object('id', id, 'tenant_id', tenant_id, 'created', created_at, 'user_id', user_id, \
+             'error_code', error_code, 'user_display_name', NULL::text, 'ip_address', NULL::text, \
+             'failure_reason', NULL::text, 'requirement_policies', '[]'::jsonb, 'details', '[]'::jsonb, \
+             'protocol', 'none', 'client_credential', 'none', 'incoming_token', 'none') || record::jsonb)::text"
         }
     };
     raw.exec(&format!("UPDATE sign_ins SET record = {whole}")).await;
     let old = raw.text(&format!("SELECT record FROM sign_ins WHERE id = '{}'", sign_in_ids[0])).await;
-    assert!(old.contains(sign_in_ids[0]) && old.contains("50126"), "written as before: {old}");
+    for field in ["\"id\"", "\"error_code\"", "\"user_display_name\"", "\"protocol\"", "\"details\""] {
+        assert!(old.contains(field), "written as before, {field} missing: {old}");
+    }
 
     // Put the target rows back in schema 6's shape, as a database written by an older Keyward.
     let downgrade: &[&str] = match raw {
