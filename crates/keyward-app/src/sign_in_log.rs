@@ -5,8 +5,8 @@
 //! (on SQLite a flush to disk, one writer at a time). Now one writer task per node takes every
 //! entry waiting, writes them in one transaction and answers each caller after the commit: a
 //! caller still returns only once its entry is durable, and under load many entries share one
-//! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written once the
-//! requests running beside it have had their turn (`gather`), with no timer.
+//! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once
+//! (on SQLite once the requests running beside it have had their turn, `gather`), with no timer.
 //!
 //! An entry may come with the version of its tenant's clients that its grant relied on (a
 //! client-credentials grant on this node's kept copy of its client, `App::kept_client`): the batch
@@ -133,8 +133,8 @@ fn start(store: Arc<dyn Store>) -> Queue {
 ///
 /// Entries arrive while a batch commits, so a busy writer finds a batch waiting; but the requests
 /// that were halfway through their grant when it was taken would each have waited for the next
-/// commit. A yield lets every task that is ready run to its next wait (for a grant that has signed
-/// its token, its entry's answer), and the runtime take in new requests first. An entry that finds
+/// commit. A yield lets the tasks that are ready run to their next wait (for a grant that has
+/// signed its token, its entry's answer), and the runtime take in new requests. An entry that finds
 /// the writer idle still goes out after one round with nothing new: microseconds, no timer.
 ///
 /// On SQLite each commit writes its pages and flushes them on the server's own cores, so fewer,
@@ -376,16 +376,26 @@ mod tests {
         gather(&mut waiting, &mut batch).await;
         let ids: Vec<&str> = batch.iter().map(|(record, ..)| record.id.as_str()).collect();
         assert_eq!(ids, ["batched-0", "batched-1", "batched-2"]);
-        // Nothing else running: one round, and the batch as it was.
+        // A round that brings nothing ends the gathering: a request that sends only after a
+        // wait of its own is left for the next batch.
+        let (late, late_entry) = (queue.clone(), entry(3));
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            late.send(late_entry).await.expect("send");
+        });
         gather(&mut waiting, &mut batch).await;
         assert_eq!(batch.len(), 3);
+        while waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(waiting.recv().await.map(|(record, ..)| record.id), Some("batched-3".to_owned()));
 
-        // A full batch is written as it is; the entries beyond it wait for the next.
+        // The batch fills up to its cap; the entries beyond it wait for the next.
         for n in 0..BATCH + 5 {
             queue.send(entry(n)).await.expect("send");
         }
         let mut full = Vec::new();
-        assert_eq!(waiting.recv_many(&mut full, BATCH).await, BATCH);
+        assert_eq!(waiting.recv_many(&mut full, 10).await, 10);
         gather(&mut waiting, &mut full).await;
         assert_eq!((full.len(), waiting.len()), (BATCH, 5));
     }

@@ -925,7 +925,14 @@ macro_rules! impl_sign_in_store {
                     // unless it is the one-entry statement, which every lone entry reuses (and
                     // which is not built each time: formatting it was 1.5% of the server's core
                     // for client credentials on SQLite, where every entry is a statement).
-                    let mut query = if chunk.len() == 1 {
+                    // (`?n` on SQLite, which the driver on the calling thread binds by number
+                    // without looking each name up.)
+                    let mut query = if chunk.len() == 1 && DIALECT.is_sqlite {
+                        q::query(concat!(
+                            "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, ",
+                            "error_code, record, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                        ))
+                    } else if chunk.len() == 1 {
                         q::query(concat!(
                             "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, ",
                             "error_code, record, event_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
