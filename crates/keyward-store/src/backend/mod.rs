@@ -80,7 +80,7 @@ use self::reports::{
     ADMIN_SET, METHOD_COUNTS, PRIVILEGED_ADMIN_SET, PROTECTED_SET, SET_COUNTS, SUMS, flag_condition, method_condition,
     push_text_match, registration_source,
 };
-use self::signin::ACTIVITY_UPSERT;
+use self::signin::{ACTIVITY_UPSERT, sign_ins_insert};
 use self::users::{HAS_VALUES, KEPT_USER};
 use crate::error::{StoreError, db};
 use crate::migrate::{CREATE_TABLE, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};

@@ -31,6 +31,25 @@ pub(super) static ACTIVITY_UPSERT: std::sync::LazyLock<String> = std::sync::Lazy
     )
 });
 
+/// `INSERT INTO sign_ins` with `entries` rows of nine parameters each, numbered as `dialect`
+/// numbers them (`?n` on SQLite, which the driver on the calling thread binds by number without
+/// looking each name up).
+pub(super) fn sign_ins_insert(dialect: super::Dialect, entries: usize) -> String {
+    let rows: Vec<String> = (0..entries)
+        .map(|n| {
+            let params: Vec<String> = (1..=9).map(|it| dialect.param(n * 9 + it)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        concat!(
+            "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, error_code, record, ",
+            "event_type) VALUES {}"
+        ),
+        rows.join(", ")
+    )
+}
+
 /// A sign-in record from a row that selected `sign_in_json::STORED_COLUMNS` from column `$at` on
 /// (a macro: the rows of each database's driver and of the SQLite write connection differ).
 macro_rules! sign_in_stored {
@@ -922,35 +941,15 @@ macro_rules! impl_sign_in_store {
                 // Nine parameters an entry: 3,600 at most a statement, under both databases' limits.
                 for chunk in records.chunks(if ONE_ROW_INSERTS { 1 } else { 400 }) {
                     // One text per batch size: kept out of the connection's statement cache
-                    // unless it is the one-entry statement, which every lone entry reuses (and
-                    // which is not built each time: formatting it was 1.5% of the server's core
-                    // for client credentials on SQLite, where every entry is a statement).
-                    // (`?n` on SQLite, which the driver on the calling thread binds by number
-                    // without looking each name up.)
-                    let mut query = if chunk.len() == 1 && DIALECT.is_sqlite {
-                        q::query(concat!(
-                            "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, ",
-                            "error_code, record, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-                        ))
-                    } else if chunk.len() == 1 {
-                        q::query(concat!(
-                            "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, app_id, ",
-                            "error_code, record, event_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                        ))
+                    // unless it is the one-entry statement, which every lone entry reuses and
+                    // which is built once (formatting it for each entry was 1.5% of the server's
+                    // core for client credentials on SQLite, where every entry is a statement).
+                    static ONE_ENTRY: std::sync::LazyLock<String> =
+                        std::sync::LazyLock::new(|| sign_ins_insert(DIALECT, 1));
+                    let mut query = if chunk.len() == 1 {
+                        q::query(q::AssertSqlSafe(ONE_ENTRY.as_str()))
                     } else {
-                        let mut sql = String::from(concat!(
-                            "INSERT INTO sign_ins (id, tenant_id, created_at, user_id, upn_lc, ",
-                            "app_id, error_code, record, event_type) VALUES "
-                        ));
-                        for n in 0..chunk.len() {
-                            let at = n * 9;
-                            if n > 0 {
-                                sql.push_str(", ");
-                            }
-                            let params: Vec<String> = (1..=9).map(|it| DIALECT.param(at + it)).collect();
-                            sql.push_str(&format!("({})", params.join(", ")));
-                        }
-                        q::query(q::AssertSqlSafe(sql)).persistent(false)
+                        q::query(q::AssertSqlSafe(sign_ins_insert(DIALECT, chunk.len()))).persistent(false)
                     };
                     for record in chunk {
                         let row = sign_in_json::columns(record)?;
