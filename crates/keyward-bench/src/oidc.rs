@@ -36,7 +36,9 @@ async fn sign_in(app: &TestApp, base: &str, client: &reqwest::Client, n: usize) 
     let mut last = Instant::now();
     let mut step = |name: &str| {
         if verbose {
-            eprintln!("  {name}: {:.1} ms", last.elapsed().as_secs_f64() * 1000.0);
+            // The wall-clock time too, to match a step with a database's statement log.
+            let at = time::OffsetDateTime::now_utc().time();
+            eprintln!("  {name}: {:.1} ms (ended at {at} UTC)", last.elapsed().as_secs_f64() * 1000.0);
         }
         last = Instant::now();
     };
