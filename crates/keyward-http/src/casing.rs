@@ -157,6 +157,18 @@ mod tests {
             Some("/v1.0/reports/authenticationMethods/f(x='Users')")
         );
         assert_eq!(it.canonical("/v1.0/auditLogs/directoryAudits"), None);
+        // Segments longer than any fixed word, or not ASCII, are kept as sent, before and after
+        // a segment that changes.
+        let long = format!("{}@contoso.test", "a".repeat(70));
+        assert_eq!(it.canonical(&format!("/v1.0/users/{long}/authentication/methods")), None);
+        assert_eq!(
+            it.canonical(&format!("/v1.0/users/{long}/AUTHENTICATION/methods")),
+            Some(format!("/v1.0/users/{long}/authentication/methods"))
+        );
+        assert_eq!(
+            it.canonical("/v1.0/USERS/Zoë.Ünal@contoso.test/authentication/Methods").as_deref(),
+            Some("/v1.0/users/Zoë.Ünal@contoso.test/authentication/methods")
+        );
         assert_eq!(it.canonical("/contoso.test/Users"), None);
         assert_eq!(it.canonical("/v1.0/nosuch/thing"), None);
     }
