@@ -502,17 +502,8 @@ impl Writer {
         // The pool's settings (`SqliteStore::open`). The schema is read with rusqlite's busy
         // wait (rarely needed, once per connection); after that a busy database is waited for by
         // `begin`, not in SQLite's busy handler on this thread.
-        //
-        // And temporary storage in memory: a statement inside a transaction that may fail
-        // halfway keeps the pages it changes in a statement journal, which SQLite moves to a
-        // temporary file (created, written and deleted) once it passes 64 KiB. Writing an audit
-        // record with its target, initiator row and copies did, once per audited change: a
-        // quarter of the record's processor time was that file (docs/performance.md, "Statement
-        // journals in memory"). Only short transactions run here (`Store::write_long` takes the
-        // pool), so what a statement sorts or journals in memory stays small.
         db.execute_batch(concat!(
             "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384; ",
-            "PRAGMA temp_store = MEMORY; ",
             "SELECT count(*) FROM sqlite_schema; PRAGMA busy_timeout = 0;"
         ))
         .map_err(|err| store_error(&err))?;
@@ -779,41 +770,6 @@ mod tests {
 
     fn other_connection(scratch: &Scratch) -> rusqlite::Connection {
         rusqlite::Connection::open(scratch.file()).expect("another connection")
-    }
-
-    #[tokio::test]
-    async fn the_write_connection_keeps_its_statement_journals_in_memory() {
-        let scratch = Scratch::new("temp-store");
-        let writer = Writer::new(scratch.file());
-        let mut tx = begin(&writer).await;
-        // 2 is MEMORY (0, the default, leaves it to the build: a file).
-        let store: i64 = query_scalar("PRAGMA temp_store").fetch_one(&mut tx).await.expect("pragma");
-        assert_eq!(store, 2);
-        // A statement that journals far more than the 64 KiB SQLite keeps in memory otherwise,
-        // and fails halfway (the unique name), is rolled back alone, its transaction going on.
-        for id in 0..200_i64 {
-            query("INSERT INTO t (id, name, data) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(format!("row {id}"))
-                .bind(vec![1_u8; 2000])
-                .execute(&mut tx)
-                .await
-                .expect("insert");
-        }
-        tx.commit(None).await.expect("commit");
-        let mut tx = begin(&writer).await;
-        let failed = query("UPDATE t SET data = zeroblob(3000), name = CASE WHEN id = 199 THEN 'row 0' ELSE name END")
-            .execute(&mut tx)
-            .await;
-        assert!(failed.is_err(), "the last row's new name is taken");
-        let changed: i64 =
-            query_scalar("SELECT count(*) FROM t WHERE length(data) = 3000").fetch_one(&mut tx).await.expect("count");
-        assert_eq!(changed, 0, "the failed statement's earlier rows are rolled back with it");
-        query("INSERT INTO t (id, name) VALUES (1000, 'after')")
-            .execute(&mut tx)
-            .await
-            .expect("the transaction goes on");
-        tx.commit(None).await.expect("commit");
     }
 
     #[tokio::test]
