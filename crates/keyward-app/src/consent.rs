@@ -123,13 +123,7 @@ async fn granted_scopes(
     client: &ObjectId,
     user: &ObjectId,
 ) -> Result<Vec<String>, AppError> {
-    Ok(tx
-        .list_permission_grants(&tenant.id, Some(client))
-        .await?
-        .into_iter()
-        .filter(|it| it.consent_type == "AllPrincipals" || it.principal_id.as_ref() == Some(user))
-        .map(|it| it.scope)
-        .collect())
+    Ok(tx.permission_grants_for(&tenant.id, client, Some(user)).await?.into_iter().map(|it| it.scope).collect())
 }
 
 impl App {
@@ -400,9 +394,12 @@ impl App {
         // Grant changes run one at a time per tenant (PostgreSQL's advisory lock; SQLite writers
         // are serial): two consents at once extend one grant instead of racing to two.
         tx.lock_role_changes(&tenant.id).await?;
-        let existing = tx.list_permission_grants(&tenant.id, Some(client)).await?.into_iter().find(|it| {
-            it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
-        });
+        let existing =
+            tx.permission_grants_for(&tenant.id, client, principal_id.as_ref()).await?.into_iter().find(|it| {
+                it.consent_type == consent_type
+                    && it.principal_id == principal_id
+                    && it.resource_id == GRAPH_RESOURCE_ID
+            });
         match existing {
             Some(mut grant) => {
                 grant.scope = consent::merged(&grant.scope, permissions);
@@ -486,9 +483,14 @@ impl App {
             return Err(invalid("principalId"));
         }
         tx.lock_role_changes(&caller.tenant.id).await?;
-        let duplicate = tx.list_permission_grants(&caller.tenant.id, Some(&client_id)).await?.into_iter().any(|it| {
-            it.consent_type == consent_type && it.principal_id == principal_id && it.resource_id == GRAPH_RESOURCE_ID
-        });
+        let duplicate =
+            tx.permission_grants_for(&caller.tenant.id, &client_id, principal_id.as_ref()).await?.into_iter().any(
+                |it| {
+                    it.consent_type == consent_type
+                        && it.principal_id == principal_id
+                        && it.resource_id == GRAPH_RESOURCE_ID
+                },
+            );
         if duplicate {
             return Err(AppError::Conflict("Permission entry already exists.".into()));
         }

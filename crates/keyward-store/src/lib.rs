@@ -1618,6 +1618,16 @@ pub trait OAuthStore: Send {
         tenant: &ObjectId,
         id: &str,
     ) -> Result<Option<PermissionGrant>, StoreError>;
+    /// The grants that let `client` act for `principal`, ordered by id: the client's grant for
+    /// everyone (`AllPrincipals`) and, with a principal, that principal's own (`Principal`).
+    /// Found through the grants' unique key: a client many users consented to has a grant for
+    /// each of them, and listing them all for every sign-in grew with that number.
+    async fn permission_grants_for(
+        &mut self,
+        tenant: &ObjectId,
+        client: &ObjectId,
+        principal: Option<&ObjectId>,
+    ) -> Result<Vec<PermissionGrant>, StoreError>;
     /// A tenant's grants, ordered by id, optionally only those of one client service principal.
     async fn list_permission_grants(
         &mut self,

@@ -695,6 +695,33 @@ macro_rules! impl_oauth_store {
                 .await
             }
 
+            async fn permission_grants_for(
+                &mut self,
+                tenant: &ObjectId,
+                client: &ObjectId,
+                principal: Option<&ObjectId>,
+            ) -> Result<Vec<PermissionGrant>, StoreError> {
+                // Each half spells out the unique key `oauth2_permission_grants_key` (tenant,
+                // client, consent type, `COALESCE(principal_id, '')`), so each is one index
+                // lookup whatever the planner's statistics say (as one `WHERE … OR …`, SQLite
+                // without statistics walked every grant of the client). An `AllPrincipals` grant
+                // has no principal; a `Principal` grant always has one.
+                let rows = q::query(concat!(
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, ",
+                    "created_at FROM oauth2_permission_grants WHERE tenant_id = $1 AND client_id = $2 ",
+                    "AND consent_type = 'AllPrincipals' AND COALESCE(principal_id, '') = '' UNION ALL ",
+                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, ",
+                    "created_at FROM oauth2_permission_grants WHERE tenant_id = $1 AND client_id = $2 ",
+                    "AND consent_type = 'Principal' AND COALESCE(principal_id, '') = $3 ORDER BY id"
+                ))
+                .bind(tenant.as_str())
+                .bind(client.as_str())
+                .bind(principal.map_or("", ObjectId::as_str))
+                .fetch_all(&mut *self.0)
+                .await?;
+                rows.iter().map(Self::permission_grant_from_row).collect()
+            }
+
             async fn list_permission_grants(
                 &mut self,
                 tenant: &ObjectId,

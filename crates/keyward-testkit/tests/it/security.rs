@@ -943,6 +943,62 @@ async fn codes_only_after_consent(backend: Backend) {
     let _ = grace;
 }
 
+/// What a sign-in to an application reads of its consent (`.default`, the consent check, a
+/// consent extending a grant): the application's grant for everyone and the signing-in user's
+/// own, found by the grants' key, never another user's grant or another application's.
+async fn a_users_consent_lookup_sees_only_their_grants_and_everyones(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut users = Vec::new();
+    for (alias, name) in [("adele", "Adele Vance"), ("grace", "Grace Taylor"), ("megan", "Megan Bowen")] {
+        let user = app.create_user(alias, name).await;
+        users.push(keyward_core::ids::ObjectId::parse(user["id"].as_str().expect("id")).expect("object id"));
+    }
+    let mut clients = Vec::new();
+    for name in ["Expenses", "Travel"] {
+        let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let principal = principal_of(&app, created.body["appId"].as_str().expect("appId")).await;
+        clients.push(keyward_core::ids::ObjectId::parse(&principal).expect("object id"));
+    }
+    let graph = "00000003-0000-0000-c000-000000000000";
+    let grant = |client: usize, user: Option<usize>, scope: &str| {
+        let client = clients[client].as_str();
+        let body = match user {
+            None => json!({"clientId": client, "consentType": "AllPrincipals", "resourceId": graph, "scope": scope}),
+            Some(user) => json!({"clientId": client, "consentType": "Principal",
+                "principalId": users[user].as_str(), "resourceId": graph, "scope": scope}),
+        };
+        let app = &app;
+        async move {
+            let granted = app.post("/v1.0/oauth2PermissionGrants", &body).await;
+            assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+            granted.body["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let everyone = grant(0, None, "openid").await;
+    let adele = grant(0, Some(0), "User.Read").await;
+    let grace = grant(0, Some(1), "Directory.Read.All").await;
+    let adele_travel = grant(1, Some(0), "Group.Read.All").await;
+    let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
+    let mut tx = app.app.store().read().await.expect("read");
+    let mut found = async |client: usize, user: Option<usize>| {
+        let grants =
+            tx.permission_grants_for(&tenant.id, &clients[client], user.map(|it| &users[it])).await.expect("grants");
+        grants.into_iter().map(|it| it.id).collect::<Vec<_>>()
+    };
+    let sorted = |mut ids: Vec<&String>| {
+        ids.sort();
+        ids.into_iter().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(found(0, Some(0)).await, sorted(vec![&everyone, &adele]));
+    assert_eq!(found(0, Some(1)).await, sorted(vec![&everyone, &grace]));
+    assert_eq!(found(0, Some(2)).await, vec![everyone.clone()], "Megan has no grant of her own");
+    assert_eq!(found(0, None).await, vec![everyone.clone()]);
+    assert_eq!(found(1, Some(0)).await, vec![adele_travel.clone()]);
+    assert_eq!(found(1, Some(1)).await, Vec::<String>::new());
+    assert_eq!(found(1, None).await, Vec::<String>::new());
+}
+
 /// Consent for every user to `openid offline_access User.Read` by client `principal`.
 fn consent_for_all(principal: &str) -> Value {
     json!({"clientId": principal, "consentType": "AllPrincipals",
@@ -1760,6 +1816,7 @@ keyward_testkit::on_both_backends!(
     a_token_issued_across_a_revocation_is_refused,
     every_sign_in_path_is_logged,
     codes_only_after_consent,
+    a_users_consent_lookup_sees_only_their_grants_and_everyones,
     revocation_authenticates_confidential_clients,
     no_promotion_between_decision_and_commit,
     a_disable_in_flight_is_not_undone_by_a_concurrent_write,
