@@ -980,23 +980,37 @@ async fn a_users_consent_lookup_sees_only_their_grants_and_everyones(backend: Ba
     let grace = grant(0, Some(1), "Directory.Read.All").await;
     let adele_travel = grant(1, Some(0), "Group.Read.All").await;
     let tenant = app.app.find_tenant(DOMAIN).await.expect("tenant").expect("tenant");
-    let mut tx = app.app.store().read().await.expect("read");
-    let mut found = async |client: usize, user: Option<usize>| {
-        let grants =
-            tx.permission_grants_for(&tenant.id, &clients[client], user.map(|it| &users[it])).await.expect("grants");
-        grants.into_iter().map(|it| it.id).collect::<Vec<_>>()
-    };
-    let sorted = |mut ids: Vec<&String>| {
-        ids.sort();
-        ids.into_iter().cloned().collect::<Vec<_>>()
-    };
-    assert_eq!(found(0, Some(0)).await, sorted(vec![&everyone, &adele]));
-    assert_eq!(found(0, Some(1)).await, sorted(vec![&everyone, &grace]));
-    assert_eq!(found(0, Some(2)).await, vec![everyone.clone()], "Megan has no grant of her own");
-    assert_eq!(found(0, None).await, vec![everyone.clone()]);
-    assert_eq!(found(1, Some(0)).await, vec![adele_travel.clone()]);
-    assert_eq!(found(1, Some(1)).await, Vec::<String>::new());
-    assert_eq!(found(1, None).await, Vec::<String>::new());
+    let store = app.app.store();
+    // Through each kind of transaction: a sign-in reads it in a short read (on SQLite, the
+    // request's own connection), a consent in a write, an administrator's listing in a read.
+    for kind in ["read", "short read", "write"] {
+        let mut tx = match kind {
+            "read" => store.read().await,
+            "short read" => store.read_short().await,
+            _ => store.write().await,
+        }
+        .expect("transaction");
+        let mut found = async |client: usize, user: Option<usize>| {
+            let grants = tx
+                .permission_grants_for(&tenant.id, &clients[client], user.map(|it| &users[it]))
+                .await
+                .expect("grants");
+            let mut ids = grants.into_iter().map(|it| it.id).collect::<Vec<_>>();
+            ids.sort();
+            ids
+        };
+        let sorted = |mut ids: Vec<&String>| {
+            ids.sort();
+            ids.into_iter().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(found(0, Some(0)).await, sorted(vec![&everyone, &adele]), "{kind}");
+        assert_eq!(found(0, Some(1)).await, sorted(vec![&everyone, &grace]), "{kind}");
+        assert_eq!(found(0, Some(2)).await, vec![everyone.clone()], "{kind}: Megan has no grant of her own");
+        assert_eq!(found(0, None).await, vec![everyone.clone()], "{kind}");
+        assert_eq!(found(1, Some(0)).await, vec![adele_travel.clone()], "{kind}");
+        assert_eq!(found(1, Some(1)).await, Vec::<String>::new(), "{kind}");
+        assert_eq!(found(1, None).await, Vec::<String>::new(), "{kind}");
+    }
 }
 
 /// Consent for every user to `openid offline_access User.Read` by client `principal`.
