@@ -29,10 +29,12 @@ pub(super) const CLIENT_VERSION: &str = "SELECT version FROM client_versions WHE
 /// The first time after `$4` at which one of principal `$2`'s role assignments (directly or
 /// through a role-assignable group, `$3` = true) or an eligibility one was activated from starts
 /// or ends: until then, the assignments that apply stay those that apply at `$4`. `NULL`: none.
+/// `a` is materialized: inlined into each branch of `times`, SQLite took the `t > $4` of the
+/// branch of end times into it and walked every assignment of the tenant ending after `$4`.
 pub(super) const CLIENT_CHANGES_AT: &str = concat!(
-    "WITH a AS (SELECT start_at, end_at, activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
-    "(principal_id = $2 OR principal_id IN (SELECT m.group_id FROM group_members m JOIN directory_groups g ",
-    "ON g.id = m.group_id WHERE m.member_id = $2 AND g.is_assignable_to_role = $3))), ",
+    "WITH a AS MATERIALIZED (SELECT start_at, end_at, activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
+    "principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM group_members m JOIN directory_groups g ",
+    "ON g.id = m.group_id WHERE m.member_id = $2 AND g.is_assignable_to_role = $3)), ",
     "e AS (SELECT start_at, end_at FROM role_eligibilities WHERE id IN (SELECT activated_using FROM a)) ",
     "SELECT MIN(t) FROM (SELECT start_at AS t FROM a UNION ALL SELECT end_at FROM a UNION ALL ",
     "SELECT start_at FROM e UNION ALL SELECT end_at FROM e) times WHERE t > $4"

@@ -1827,6 +1827,46 @@ mod tests {
     use super::sqlite_impl::plain_file;
     use std::path::Path;
 
+    /// The statements that read a principal's role assignments (every request's caller among
+    /// them) look each of the principal and its groups up in `role_assignments_principal`,
+    /// also on a database without statistics (a new one, or one whose last analysis saw few
+    /// assignments). Written with `principal_id = $2 OR principal_id IN (…)`, SQLite then read
+    /// every assignment of the tenant (through `role_assignments_ending`), and PostgreSQL always.
+    #[tokio::test]
+    async fn a_principals_role_assignments_are_looked_up_by_principal() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |it| it.as_nanos());
+        let dir = std::env::temp_dir().join(format!("keyward-plans-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("directory");
+        let path = dir.join("keyward.db");
+        let store = crate::open(&format!("sqlite://{}", path.display())).await.expect("store");
+        drop(store);
+        let db = rusqlite::Connection::open(&path).expect("open");
+        let statements = [
+            ("ASSIGNMENTS_FOR", super::roles::ASSIGNMENTS_FOR.to_owned()),
+            ("UNENDED_ASSIGNMENTS_FOR", super::roles::UNENDED_ASSIGNMENTS_FOR.to_owned()),
+            ("USER_AND_ROLES", super::roles::USER_AND_ROLES.to_string()),
+            ("CLIENT_CHANGES_AT", super::client_cache::CLIENT_CHANGES_AT.to_owned()),
+        ];
+        for (name, sql) in statements {
+            let mut plan = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+            // Parameters left unbound: without statistics the plan does not depend on them.
+            let mut rows = plan.raw_query();
+            let mut steps = Vec::new();
+            while let Some(row) = rows.next().expect("plan") {
+                steps.push(row.get::<_, String>(3).expect("step"));
+            }
+            let reads: Vec<&String> = steps.iter().filter(|it| it.contains(" role_assignments")).collect();
+            assert!(!reads.is_empty(), "{name}: {steps:?}");
+            for read in reads {
+                assert!(
+                    read.contains("USING INDEX role_assignments_principal (tenant_id=? AND principal_id=?)"),
+                    "{name} reads role assignments otherwise: {steps:?}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_table_is_analysed_whole_again_only_once_its_rows_changed_by_a_tenth() {
         use super::needs_analysis;

@@ -13,6 +13,31 @@ macro_rules! eligibility_columns {
     };
 }
 
+/// Tenant `$1`'s rows of `table` (its `columns`) not ended at `$2`, of principal `$3`, or of
+/// everyone when `principal` is `None` (`$3` bound NULL): two texts, so that one principal's are
+/// looked up by the table's `(tenant_id, principal_id)` index, which `$3 IS NULL OR principal_id
+/// = $3` (one text for both) left unused.
+macro_rules! unended_of {
+    ($columns:expr, $table:literal, $principal:expr) => {
+        match $principal {
+            Some(_) => concat!(
+                "SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                " WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) AND principal_id = $3 ORDER BY id"
+            ),
+            None => concat!(
+                "SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                " WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) AND $3 IS NULL ORDER BY id"
+            ),
+        }
+    };
+}
+
 /// The columns a schedule request is read from.
 macro_rules! request_columns {
     () => {
@@ -110,17 +135,12 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 principal: Option<&ObjectId>,
             ) -> Result<Vec<RoleEligibility>, StoreError> {
-                let rows = q::query(concat!(
-                    "SELECT ",
-                    eligibility_columns!(),
-                    " FROM role_eligibilities WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) ",
-                    "AND ($3 IS NULL OR principal_id = $3) ORDER BY id"
-                ))
-                .bind(tenant.as_str())
-                .bind(&self.1)
-                .bind(principal.map(ObjectId::as_str))
-                .fetch_all(&mut *self.0)
-                .await?;
+                let rows = q::query(unended_of!(eligibility_columns!(), "role_eligibilities", principal))
+                    .bind(tenant.as_str())
+                    .bind(&self.1)
+                    .bind(principal.map(ObjectId::as_str))
+                    .fetch_all(&mut *self.0)
+                    .await?;
                 rows.iter().map(Self::eligibility_from_row).collect()
             }
 
@@ -133,9 +153,9 @@ macro_rules! impl_pim_store {
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $3) ",
-                    "AND (principal_id = $2 OR principal_id IN (SELECT m.group_id FROM group_members m ",
+                    "AND principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM group_members m ",
                     "JOIN directory_groups g ON g.id = m.group_id WHERE m.member_id = $2 AND ",
-                    "g.is_assignable_to_role = $4)) ORDER BY id"
+                    "g.is_assignable_to_role = $4) ORDER BY id"
                 ))
                 .bind(tenant.as_str())
                 .bind(user.as_str())
@@ -177,17 +197,12 @@ macro_rules! impl_pim_store {
                 tenant: &ObjectId,
                 principal: Option<&ObjectId>,
             ) -> Result<Vec<RoleAssignment>, StoreError> {
-                let rows = q::query(concat!(
-                    "SELECT ",
-                    assignment_columns!(),
-                    " FROM role_assignments WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $2) ",
-                    "AND ($3 IS NULL OR principal_id = $3) ORDER BY id"
-                ))
-                .bind(tenant.as_str())
-                .bind(&self.1)
-                .bind(principal.map(ObjectId::as_str))
-                .fetch_all(&mut *self.0)
-                .await?;
+                let rows = q::query(unended_of!(assignment_columns!(), "role_assignments", principal))
+                    .bind(tenant.as_str())
+                    .bind(&self.1)
+                    .bind(principal.map(ObjectId::as_str))
+                    .fetch_all(&mut *self.0)
+                    .await?;
                 rows.iter().map(Self::assignment_from_row).collect()
             }
 
