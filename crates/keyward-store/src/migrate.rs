@@ -153,6 +153,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0035_sign_in_short_records.sql",
         sql: include_str!("../migrations/sqlite/0035_sign_in_short_records.sql"),
     },
+    Migration {
+        version: 36,
+        name: "0036_tenant_lookups.sql",
+        sql: include_str!("../migrations/sqlite/0036_tenant_lookups.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -303,6 +308,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 35,
         name: "0035_sign_in_short_records.sql",
         sql: include_str!("../migrations/postgres/0035_sign_in_short_records.sql"),
+    },
+    Migration {
+        version: 36,
+        name: "0036_tenant_lookups.sql",
+        sql: include_str!("../migrations/postgres/0036_tenant_lookups.sql"),
     },
 ];
 
