@@ -126,6 +126,20 @@ async fn granted_scopes(
     Ok(tx.permission_grants_for(&tenant.id, client, Some(user)).await?.into_iter().map(|it| it.scope).collect())
 }
 
+/// The grant of `consent_type` for `client` (and `principal`) on Graph: the one a consent
+/// extends and a new grant may not repeat.
+async fn grant_of(
+    tx: &mut dyn Tx,
+    tenant: &ObjectId,
+    client: &ObjectId,
+    consent_type: &str,
+    principal: Option<&ObjectId>,
+) -> Result<Option<PermissionGrant>, AppError> {
+    Ok(tx.permission_grants_for(tenant, client, principal).await?.into_iter().find(|it| {
+        it.consent_type == consent_type && it.principal_id.as_ref() == principal && it.resource_id == GRAPH_RESOURCE_ID
+    }))
+}
+
 impl App {
     /// `scopes` with `.default` resolved for this client and user: every API permission for the
     /// pre-consented first-party client; for a registered application, the permissions granted
@@ -394,13 +408,7 @@ impl App {
         // Grant changes run one at a time per tenant (PostgreSQL's advisory lock; SQLite writers
         // are serial): two consents at once extend one grant instead of racing to two.
         tx.lock_role_changes(&tenant.id).await?;
-        let existing =
-            tx.permission_grants_for(&tenant.id, client, principal_id.as_ref()).await?.into_iter().find(|it| {
-                it.consent_type == consent_type
-                    && it.principal_id == principal_id
-                    && it.resource_id == GRAPH_RESOURCE_ID
-            });
-        match existing {
+        match grant_of(tx, &tenant.id, client, consent_type, principal_id.as_ref()).await? {
             Some(mut grant) => {
                 grant.scope = consent::merged(&grant.scope, permissions);
                 tx.update_permission_grant_scope(&grant.id, &grant.scope).await?;
@@ -426,7 +434,7 @@ impl App {
     /// `GET /oauth2PermissionGrants` (optionally one client's).
     pub async fn list_permission_grants(&self, caller: &Caller) -> Result<Vec<PermissionGrant>, AppError> {
         require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
-        Ok(self.read().await?.list_permission_grants(&caller.tenant.id, None).await?)
+        Ok(self.read().await?.list_permission_grants(&caller.tenant.id).await?)
     }
 
     /// `GET /oauth2PermissionGrants/{id}`.
@@ -483,15 +491,7 @@ impl App {
             return Err(invalid("principalId"));
         }
         tx.lock_role_changes(&caller.tenant.id).await?;
-        let duplicate =
-            tx.permission_grants_for(&caller.tenant.id, &client_id, principal_id.as_ref()).await?.into_iter().any(
-                |it| {
-                    it.consent_type == consent_type
-                        && it.principal_id == principal_id
-                        && it.resource_id == GRAPH_RESOURCE_ID
-                },
-            );
-        if duplicate {
+        if grant_of(&mut *tx, &caller.tenant.id, &client_id, consent_type, principal_id.as_ref()).await?.is_some() {
             return Err(AppError::Conflict("Permission entry already exists.".into()));
         }
         let grant = PermissionGrant {

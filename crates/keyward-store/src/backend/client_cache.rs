@@ -33,8 +33,8 @@ pub(super) const CLIENT_VERSION: &str = "SELECT version FROM client_versions WHE
 /// branch of end times into it and walked every assignment of the tenant ending after `$4`.
 pub(super) const CLIENT_CHANGES_AT: &str = concat!(
     "WITH a AS MATERIALIZED (SELECT start_at, end_at, activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
-    "principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM group_members m JOIN directory_groups g ",
-    "ON g.id = m.group_id WHERE m.member_id = $2 AND g.is_assignable_to_role = $3)), ",
+    principal_or_its_groups!("2", "3"),
+    "), ",
     "e AS (SELECT start_at, end_at FROM role_eligibilities WHERE id IN (SELECT activated_using FROM a)) ",
     "SELECT MIN(t) FROM (SELECT start_at AS t FROM a UNION ALL SELECT end_at FROM a UNION ALL ",
     "SELECT start_at FROM e UNION ALL SELECT end_at FROM e) times WHERE t > $4"

@@ -722,18 +722,13 @@ macro_rules! impl_oauth_store {
                 rows.iter().map(Self::permission_grant_from_row).collect()
             }
 
-            async fn list_permission_grants(
-                &mut self,
-                tenant: &ObjectId,
-                client: Option<&ObjectId>,
-            ) -> Result<Vec<PermissionGrant>, StoreError> {
+            async fn list_permission_grants(&mut self, tenant: &ObjectId) -> Result<Vec<PermissionGrant>, StoreError> {
                 let rows = q::query(concat!(
                     "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
                     "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
-                    "tenant_id = $1 AND ($2 IS NULL OR client_id = $2) ORDER BY id"
+                    "tenant_id = $1 ORDER BY id"
                 ))
                 .bind(tenant.as_str())
-                .bind(client.map(ObjectId::to_string))
                 .fetch_all(&mut *self.0)
                 .await?;
                 rows.iter().map(Self::permission_grant_from_row).collect()

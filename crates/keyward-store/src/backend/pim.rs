@@ -153,9 +153,9 @@ macro_rules! impl_pim_store {
                     "SELECT ",
                     eligibility_columns!(),
                     " FROM role_eligibilities WHERE tenant_id = $1 AND (end_at IS NULL OR end_at > $3) ",
-                    "AND principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM group_members m ",
-                    "JOIN directory_groups g ON g.id = m.group_id WHERE m.member_id = $2 AND ",
-                    "g.is_assignable_to_role = $4) ORDER BY id"
+                    "AND ",
+                    principal_or_its_groups!("2", "4"),
+                    " ORDER BY id"
                 ))
                 .bind(tenant.as_str())
                 .bind(user.as_str())

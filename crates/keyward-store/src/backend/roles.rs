@@ -34,23 +34,36 @@ macro_rules! current_assignment {
     };
 }
 
+/// `principal_id IN (…)`: principal `$p` and the role-assignable groups (`$a` = true) it is a
+/// member of, as one list, so that each is one lookup in the table's `(tenant_id, principal_id)`
+/// index (role assignments, eligibilities). Written as `principal_id = $p OR principal_id IN
+/// (…)`, PostgreSQL read every row of the tenant (it cannot look an `OR` with a subquery up in an
+/// index: 22 ms a statement at 100,000 assignments, against 0.1 ms), and so did SQLite without
+/// statistics (14 ms). Every request's caller is read so.
+macro_rules! principal_or_its_groups {
+    ($p:literal, $a:literal) => {
+        concat!(
+            "principal_id IN (SELECT $",
+            $p,
+            " UNION ALL SELECT m.group_id FROM group_members m JOIN directory_groups g ON g.id = m.group_id ",
+            "WHERE m.member_id = $",
+            $p,
+            " AND g.is_assignable_to_role = $",
+            $a,
+            ")"
+        )
+    };
+}
+
 /// The role assignments of tenant `$1` made to principal `$2` or to a role-assignable group
 /// (`$3` = true) it is a member of; the statements below add when they count.
-///
-/// The principal and its groups are one list (`principal_id IN (SELECT $2 UNION ALL …)`), so
-/// each is one lookup in `role_assignments_principal`. Written as `principal_id = $2 OR
-/// principal_id IN (…)`, PostgreSQL read every role assignment of the tenant (it cannot look an
-/// `OR` with a subquery up in an index: 22 ms a statement at 100,000 assignments, against
-/// 0.1 ms), and so did SQLite without statistics (14 ms). Every request's caller is read so.
 macro_rules! assignments_of_principal {
     () => {
         concat!(
             "SELECT ",
             assignment_columns!(),
-            " FROM role_assignments WHERE tenant_id = ",
-            "$1 AND principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM ",
-            "group_members m JOIN directory_groups g ON g.id = m.group_id WHERE ",
-            "m.member_id = $2 AND g.is_assignable_to_role = $3)"
+            " FROM role_assignments WHERE tenant_id = $1 AND ",
+            principal_or_its_groups!("2", "3")
         )
     };
 }
@@ -85,8 +98,7 @@ pub(super) static USER_AND_ROLES: std::sync::LazyLock<String> = std::sync::LazyL
             "ra_principal_id, role_definition_id AS ra_role_definition_id, directory_scope_id AS ",
             "ra_directory_scope_id, created_at AS ra_created_at, start_at AS ra_start_at, end_at AS ra_end_at, ",
             "activated_using AS ra_activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
-            "principal_id IN (SELECT $2 UNION ALL SELECT m.group_id FROM group_members m JOIN ",
-            "directory_groups g ON g.id = m.group_id WHERE m.member_id = $2 AND g.is_assignable_to_role = $3)",
+            principal_or_its_groups!("2", "3"),
             current_assignment!("4"),
             ") a ON TRUE ORDER BY a.ra_id"
         ),
