@@ -297,7 +297,8 @@ fn assignment_from(row: &impl Columns, columns: &[&str; 9]) -> Result<RoleAssign
 type UserRolesValues = (User, Vec<RoleAssignment>, bool);
 
 /// `USER_AND_ROLES`'s rows folded: the user (and whether they have multi-valued properties)
-/// from the first, an assignment from each row that has one.
+/// from the first row that has them, an assignment from each row that has one, in the order of
+/// their ids.
 #[derive(Default)]
 struct UserAndRoles {
     user: Option<(User, bool)>,
@@ -306,7 +307,7 @@ struct UserAndRoles {
 
 impl UserAndRoles {
     fn push(&mut self, row: &impl Columns) -> Result<(), StoreError> {
-        if self.user.is_none() {
+        if self.user.is_none() && row.text("id")?.is_some() {
             self.user = Some((user_from(row)?, row.flag("has_values")?));
         }
         if row.text("ra_id")?.is_some() {
@@ -316,7 +317,8 @@ impl UserAndRoles {
     }
 
     /// The user, their assignments, and whether they have values; `None` if there is no user.
-    fn finish(self) -> Option<UserRolesValues> {
+    fn finish(mut self) -> Option<UserRolesValues> {
+        self.assignments.sort_by(|a, b| a.id.cmp(&b.id));
         self.user.map(|(user, has_values)| (user, self.assignments, has_values))
     }
 }

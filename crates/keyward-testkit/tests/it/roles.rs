@@ -712,6 +712,7 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let ada = id_of(&app.create_user("ada", "Ada").await);
     let bo = id_of(&app.create_user("bo", "Bo").await);
+    let cy = id_of(&app.create_user("cy", "Cy").await);
     let reply = app
         .patch(
             &format!("/v1.0/users/{ada}"),
@@ -721,6 +722,9 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
     let rag = app.post("/v1.0/groups", &json!({"displayName": "Tier", "mailEnabled": false, "mailNickname": "tier", "securityEnabled": true, "isAssignableToRole": true})).await;
     let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{ada}")});
+    let added = app.post(&format!("/v1.0/groups/{}/members/$ref", id_of(&rag.body)), &reference).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{cy}")});
     let added = app.post(&format!("/v1.0/groups/{}/members/$ref", id_of(&rag.body)), &reference).await;
     assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
     app.assign_role(&id_of(&rag.body), roles::HELPDESK_ADMINISTRATOR, "/").await;
@@ -750,6 +754,7 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
     let now = app.app.now();
     assert_eq!(compare(now, ada.clone()).await, 3, "direct, through the group, scoped to the unit");
     assert_eq!(compare(now, bo.clone()).await, 0);
+    assert_eq!(compare(now, cy.clone()).await, 1, "through the group only");
     let user = store.get_user_and_roles(&tenant, &keyward_core::ids::ObjectId::parse(&ada).expect("id"), now).await;
     let user = user.expect("read").expect("found").0;
     assert_eq!(user.other_mails, ["ada@fabrikam.test", "a2@fabrikam.test"]);
