@@ -361,7 +361,7 @@ impl DirectReads {
         }
     }
 
-    /// `USER_AND_ROLES`: the user `id`, the role assignments that apply to them at `now`, and
+    /// `USER_AND_ROLES_SPLIT`: the user `id`, the role assignments that apply to them at `now`, and
     /// whether they have multi-valued properties (not read here). `Ok(None)`: ask the pool.
     pub(crate) fn user_and_roles(
         self: &Arc<Self>,
@@ -370,7 +370,7 @@ impl DirectReads {
         now: OffsetDateTime,
     ) -> Result<Option<Option<UserRolesValues>>, StoreError> {
         self.run(|conn| {
-            let mut statement = conn.prepare_cached(&roles::USER_AND_ROLES)?;
+            let mut statement = conn.prepare_cached(&roles::USER_AND_ROLES_SPLIT)?;
             let columns = columns(&USER_AND_ROLES_COLUMNS, &statement);
             let now = fmt_ts(now);
             let mut rows = statement.query(rusqlite::named_params! {

@@ -395,6 +395,12 @@ impl Dialect {
     /// A text member of the JSON document in `column` (`path`, dotted), with its ASCII letters
     /// lowercased (SQLite's `lower` folds only those; PostgreSQL's does the same under the `C`
     /// collation): for a condition on what no column holds, compared with ASCII-lowercased values.
+    /// The statement that reads a user and the role assignments that apply to them (see
+    /// `roles::USER_AND_ROLES_SPLIT`).
+    pub(crate) fn user_and_roles(self) -> &'static str {
+        if self.is_sqlite { roles::USER_AND_ROLES_SPLIT.as_str() } else { roles::USER_AND_ROLES_LISTED.as_str() }
+    }
+
     pub(crate) fn json_text_lc(self, column: &str, path: &str) -> String {
         if self.is_sqlite {
             format!("lower(json_extract({column}, '$.{path}'))")
@@ -742,7 +748,7 @@ macro_rules! impl_backend {
                     None => {
                         let rows = self
                             .read_all(|| {
-                                sqlx::query(sqlx::AssertSqlSafe(roles::USER_AND_ROLES.as_str()))
+                                sqlx::query(sqlx::AssertSqlSafe(DIALECT.user_and_roles()))
                                     .bind(tenant.as_str())
                                     .bind(id.as_str())
                                     .bind(true)
@@ -1846,7 +1852,8 @@ mod tests {
         let statements = [
             ("ASSIGNMENTS_FOR", super::roles::ASSIGNMENTS_FOR.to_owned()),
             ("UNENDED_ASSIGNMENTS_FOR", super::roles::UNENDED_ASSIGNMENTS_FOR.to_owned()),
-            ("USER_AND_ROLES", super::roles::USER_AND_ROLES.to_string()),
+            ("USER_AND_ROLES_SPLIT", super::roles::USER_AND_ROLES_SPLIT.to_string()),
+            ("USER_AND_ROLES_LISTED", super::roles::USER_AND_ROLES_LISTED.to_string()),
             ("CLIENT_CHANGES_AT", super::client_cache::CLIENT_CHANGES_AT.to_owned()),
         ];
         for (name, sql) in statements {
