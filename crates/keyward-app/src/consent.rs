@@ -4,7 +4,7 @@
 
 use keyward_core::audit::{Activity, TargetResource};
 use keyward_core::authz::{Target, actions};
-use keyward_core::consent::{self, GRAPH_RESOURCE_ID, UserConsent};
+use keyward_core::consent::{self, GRAPH_RESOURCE_ID, GrantFilter, GrantProperty, UserConsent};
 use keyward_core::directory::{PropertyChange, ServicePrincipal, Tenant, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::json;
@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::commit_audited;
 use crate::oidc::Client;
+use crate::roles::ItemPage;
 use crate::{App, AppError, Caller, new_id, require};
 
 /// Grants are managed with this action (Global Administrator, Privileged Role Administrator,
@@ -432,9 +433,24 @@ impl App {
     }
 
     /// `GET /oauth2PermissionGrants` (optionally one client's).
-    pub async fn list_permission_grants(&self, caller: &Caller) -> Result<Vec<PermissionGrant>, AppError> {
+    pub async fn list_permission_grants(
+        &self,
+        caller: &Caller,
+        clauses: &[(GrantProperty, String)],
+        top: usize,
+        skiptoken: Option<&str>,
+    ) -> Result<ItemPage<PermissionGrant>, AppError> {
         require(caller, actions::SERVICE_PRINCIPALS_READ, Target::Tenant)?;
-        Ok(self.read().await?.list_permission_grants(&caller.tenant.id).await?)
+        let after = skiptoken.map(after_grant).transpose()?;
+        let Some(filter) = GrantFilter::of(clauses) else {
+            return Ok(ItemPage { items: Vec::new(), skiptoken: None });
+        };
+        let mut items =
+            self.read().await?.list_permission_grants(&caller.tenant.id, &filter, after.as_deref(), top + 1).await?;
+        let has_more = items.len() > top;
+        items.truncate(top);
+        let skiptoken = if has_more { items.last().map(|it| grant_skiptoken(&it.id)) } else { None };
+        Ok(ItemPage { items, skiptoken })
     }
 
     /// `GET /oauth2PermissionGrants/{id}`.
@@ -637,6 +653,31 @@ fn without_prompt(path_and_query: &str) -> String {
 }
 
 /// A grant id: opaque base64url, as Graph's are.
+/// The `$skiptoken` continuing after grant `id` (a grant's id is not a GUID, as the directory's
+/// tokens expect, but URL-safe base64).
+fn grant_skiptoken(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("grant\n{id}"))
+}
+
+/// The grant id a `$skiptoken` continues after; anything not made by [`grant_skiptoken`] is refused.
+fn after_grant(token: &str) -> Result<String, AppError> {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    match text.as_deref().and_then(|it| it.strip_prefix("grant\n")) {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(id.to_owned())
+        }
+        _ => Err(crate::directory::invalid_skiptoken()),
+    }
+}
+
 fn grant_id() -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new_id().as_str().as_bytes())
@@ -645,6 +686,17 @@ fn grant_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_skiptoken_gives_back_its_grant_and_nothing_else_is_taken() {
+        let id = grant_id();
+        assert_eq!(after_grant(&grant_skiptoken(&id)).expect("made here"), id);
+        use base64::Engine;
+        let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        for forged in ["", "not-a-token", &encode("grant\n"), &encode("grant\nx' OR 1=1"), &encode("1\nabc\n")] {
+            assert!(matches!(after_grant(forged), Err(AppError::BadRequest(_))), "{forged}");
+        }
+    }
 
     #[test]
     fn an_answered_consent_prompt_is_removed_however_it_was_written() {

@@ -177,9 +177,86 @@ pub struct PermissionGrant {
     pub created: OffsetDateTime,
 }
 
+/// A property `GET /oauth2PermissionGrants` filters on (`eq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantProperty {
+    ClientId,
+    ConsentType,
+    PrincipalId,
+    ResourceId,
+}
+
+impl GrantProperty {
+    /// Every property, with its name as Graph spells it.
+    pub const ALL: [(GrantProperty, &'static str); 4] = [
+        (GrantProperty::ClientId, "clientId"),
+        (GrantProperty::ConsentType, "consentType"),
+        (GrantProperty::PrincipalId, "principalId"),
+        (GrantProperty::ResourceId, "resourceId"),
+    ];
+}
+
+/// Which grants `GET /oauth2PermissionGrants` lists: each present field is the value the
+/// grant's property must equal, in the form grants keep it (ids lowercase, the consent type as
+/// `AllPrincipals` or `Principal`), so that the comparison is Graph's, without regard to case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub client_id: Option<String>,
+    pub consent_type: Option<String>,
+    pub principal_id: Option<String>,
+    pub resource_id: Option<String>,
+}
+
+impl GrantFilter {
+    /// The filter of `eq` clauses joined with `and`. `None` when two clauses on one property ask
+    /// for different values: no grant matches.
+    pub fn of(clauses: &[(GrantProperty, String)]) -> Option<GrantFilter> {
+        let mut res = GrantFilter::default();
+        for (property, value) in clauses {
+            let (slot, value) = match property {
+                GrantProperty::ClientId => (&mut res.client_id, value.to_ascii_lowercase()),
+                GrantProperty::PrincipalId => (&mut res.principal_id, value.to_ascii_lowercase()),
+                GrantProperty::ResourceId => (&mut res.resource_id, value.to_ascii_lowercase()),
+                GrantProperty::ConsentType => {
+                    let canonical =
+                        ["AllPrincipals", "Principal"].into_iter().find(|it| it.eq_ignore_ascii_case(value));
+                    // Another value is kept as sent: no grant has it.
+                    (&mut res.consent_type, canonical.map_or_else(|| value.clone(), str::to_owned))
+                }
+            };
+            match slot {
+                Some(earlier) if *earlier != value => return None,
+                _ => *slot = Some(value),
+            }
+        }
+        Some(res)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_filter_takes_values_in_the_form_grants_keep_them() {
+        let clauses = [
+            (GrantProperty::ClientId, "0A5E2F1C-1111-4222-8333-444455556666".to_owned()),
+            (GrantProperty::ConsentType, "allprincipals".to_owned()),
+            (GrantProperty::ResourceId, GRAPH_RESOURCE_ID.to_uppercase()),
+        ];
+        let filter = GrantFilter::of(&clauses).expect("one value each");
+        assert_eq!(filter.client_id.as_deref(), Some("0a5e2f1c-1111-4222-8333-444455556666"));
+        assert_eq!(filter.consent_type.as_deref(), Some("AllPrincipals"));
+        assert_eq!(filter.resource_id.as_deref(), Some(GRAPH_RESOURCE_ID));
+        assert_eq!(filter.principal_id, None);
+        let other = GrantFilter::of(&[(GrantProperty::ConsentType, "Everyone".to_owned())]).expect("filter");
+        assert_eq!(other.consent_type.as_deref(), Some("Everyone"), "matches no grant");
+        // The same value twice, however spelled, is one clause; two values match nothing.
+        let twice = [(GrantProperty::PrincipalId, "AB".to_owned()), (GrantProperty::PrincipalId, "ab".to_owned())];
+        assert_eq!(GrantFilter::of(&twice).expect("same").principal_id.as_deref(), Some("ab"));
+        let apart = [(GrantProperty::PrincipalId, "a".to_owned()), (GrantProperty::PrincipalId, "b".to_owned())];
+        assert_eq!(GrantFilter::of(&apart), None);
+    }
 
     #[test]
     fn the_default_lets_users_consent_only_to_low_risk_permissions() {

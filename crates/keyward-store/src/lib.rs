@@ -1628,8 +1628,15 @@ pub trait OAuthStore: Send {
         client: &ObjectId,
         principal: Option<&ObjectId>,
     ) -> Result<Vec<PermissionGrant>, StoreError>;
-    /// A tenant's grants, ordered by id (one client's for one user: `permission_grants_for`).
-    async fn list_permission_grants(&mut self, tenant: &ObjectId) -> Result<Vec<PermissionGrant>, StoreError>;
+    /// A tenant's grants that match `filter`, ordered by id, from after `after`, at most `limit`
+    /// (one client's for one user: `permission_grants_for`).
+    async fn list_permission_grants(
+        &mut self,
+        tenant: &ObjectId,
+        filter: &keyward_core::consent::GrantFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PermissionGrant>, StoreError>;
     /// The permission grant policies users are assigned (`None`: the default).
     async fn user_consent_policies(&mut self, tenant: &ObjectId) -> Result<Option<Vec<String>>, StoreError>;
     async fn set_user_consent_policies(&mut self, tenant: &ObjectId, policies: &[String]) -> Result<(), StoreError>;

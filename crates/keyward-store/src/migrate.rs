@@ -158,6 +158,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0036_tenant_lookups.sql",
         sql: include_str!("../migrations/sqlite/0036_tenant_lookups.sql"),
     },
+    Migration {
+        version: 37,
+        name: "0037_grants_by_client.sql",
+        sql: include_str!("../migrations/sqlite/0037_grants_by_client.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -313,6 +318,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 36,
         name: "0036_tenant_lookups.sql",
         sql: include_str!("../migrations/postgres/0036_tenant_lookups.sql"),
+    },
+    Migration {
+        version: 37,
+        name: "0037_grants_by_client.sql",
+        sql: include_str!("../migrations/postgres/0037_grants_by_client.sql"),
     },
 ];
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use keyward_app::{AppError, PermissionGrantDraft};
-use keyward_core::consent::PermissionGrant;
+use keyward_core::consent::{GrantProperty, PermissionGrant};
 use serde_json::{Value, json};
 
 const MANAGE: &str = "microsoft.directory/oAuth2PermissionGrants/allProperties/allTasks";
@@ -33,7 +33,7 @@ fn unsupported(ctx: &GraphCtx, message: String) -> GraphError {
 
 /// The clauses Graph supports on grants: `eq` on `clientId`, `consentType`, `principalId` and
 /// `resourceId` (property names in any case), joined with `and`. Anything else is refused.
-fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(&'static str, String)>, GraphError> {
+fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(GrantProperty, String)>, GraphError> {
     let expr = keyward_core::odata::parse_filter(raw)
         .map_err(|err| GraphError::bad_request(format!("Invalid filter clause: {err}"), &ctx.ids))?;
     let pairs = keyward_core::odata::eq_clauses(expr).map_err(|other| {
@@ -47,10 +47,8 @@ fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(&'static str, String)>
     })?;
     let mut res = Vec::new();
     for (name, text) in pairs {
-        let property = ["clientId", "consentType", "principalId", "resourceId"]
-            .into_iter()
-            .find(|it| it.eq_ignore_ascii_case(&name))
-            .ok_or_else(|| {
+        let (property, _) =
+            GrantProperty::ALL.into_iter().find(|(_, it)| it.eq_ignore_ascii_case(&name)).ok_or_else(|| {
                 unsupported(
                     ctx,
                     format!(
@@ -64,24 +62,19 @@ fn grant_filter(ctx: &GraphCtx, raw: &str) -> Result<Vec<(&'static str, String)>
     Ok(res)
 }
 
-/// `GET /oauth2PermissionGrants` — `microsoft.directory/servicePrincipals/standard/read`.
-async fn list_grants(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, GraphError> {
-    allow_only(&ctx, &query, &["$filter"])?;
+/// `GET /oauth2PermissionGrants` — `microsoft.directory/servicePrincipals/standard/read`. Pages
+/// of `$top` (100 unless given, at most 999) in id order, the next one behind `@odata.nextLink`.
+async fn list_grants(ctx: GraphCtx, Query(query, path): Query) -> Result<Response, GraphError> {
+    allow_only(&ctx, &query, &["$filter", "$top", "$skiptoken"])?;
     let clauses = match query.raw.filter.as_deref() {
         Some(raw) => grant_filter(&ctx, raw)?,
         None => Vec::new(),
     };
-    let grants = ctx.state.app.list_permission_grants(&ctx.caller).await?;
-    let items: Vec<Value> = grants
-        .iter()
-        .map(grant_json)
-        .filter(|it| {
-            clauses
-                .iter()
-                .all(|(name, value)| it[*name].as_str().is_some_and(|actual| actual.eq_ignore_ascii_case(value)))
-        })
-        .collect();
-    Ok(collection(format!("{}/$metadata#oauth2PermissionGrants", ctx.base()), items, None, None))
+    let top = keyward_core::query::parse_top(query.raw.top.as_deref()).map_err(AppError::from)?;
+    let page = ctx.state.app.list_permission_grants(&ctx.caller, &clauses, top, query.raw.skiptoken.as_deref()).await?;
+    let items: Vec<Value> = page.items.iter().map(grant_json).collect();
+    let next = page.skiptoken.map(|token| query.next_link(&ctx.state.app.config().public_url, &path, &token));
+    Ok(collection(format!("{}/$metadata#oauth2PermissionGrants", ctx.base()), items, None, next))
 }
 
 /// `GET /oauth2PermissionGrants/{id}` — `microsoft.directory/servicePrincipals/standard/read`.
@@ -150,10 +143,12 @@ pub fn routes(api: Api) -> Api {
         get(list_grants),
         Op::get(
             "consent",
-            "List delegated permission grants ($filter: eq on clientId, consentType, principalId, resourceId)",
+            "List delegated permission grants ($filter: eq on clientId, consentType, principalId, resourceId; \
+             pages of $top, 100 unless given)",
             READ,
             "OAuth2PermissionGrantCollection",
         )
+        .pages_only()
         .with_options(&["$filter"]),
     )
     .route(

@@ -722,15 +722,38 @@ macro_rules! impl_oauth_store {
                 rows.iter().map(Self::permission_grant_from_row).collect()
             }
 
-            async fn list_permission_grants(&mut self, tenant: &ObjectId) -> Result<Vec<PermissionGrant>, StoreError> {
-                let rows = q::query(concat!(
+            async fn list_permission_grants(
+                &mut self,
+                tenant: &ObjectId,
+                filter: &keyward_core::consent::GrantFilter,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<PermissionGrant>, StoreError> {
+                // A client's grants come in id order from `oauth2_permission_grants_client`
+                // (schema 37), so a page of a client with many users reads only that page.
+                let mut sql = Sql::new(concat!(
                     "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
-                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
-                    "tenant_id = $1 ORDER BY id"
-                ))
-                .bind(tenant.as_str())
-                .fetch_all(&mut *self.0)
-                .await?;
+                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE tenant_id = "
+                ));
+                sql.arg(Arg::Text(tenant.to_string()));
+                let equal = [
+                    ("client_id", &filter.client_id),
+                    ("consent_type", &filter.consent_type),
+                    ("principal_id", &filter.principal_id),
+                    ("resource_id", &filter.resource_id),
+                ];
+                for (column, value) in equal {
+                    if let Some(value) = value {
+                        sql.push(&format!(" AND {column} = "));
+                        sql.arg(Arg::Text(value.clone()));
+                    }
+                }
+                if let Some(after) = after {
+                    sql.push(" AND id > ");
+                    sql.arg(Arg::Text(after.to_owned()));
+                }
+                sql.push(&format!(" ORDER BY id{}", crate::sql::limit_clause(limit)));
+                let rows = bind_args!(q::query(q::AssertSqlSafe(sql.text)), sql.args).fetch_all(&mut *self.0).await?;
                 rows.iter().map(Self::permission_grant_from_row).collect()
             }
 

@@ -1408,8 +1408,114 @@ async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
     watcher.close().await.expect("close");
 }
 
+/// `GET /oauth2PermissionGrants` filters in the database and pages (an application that users
+/// consent to one by one has a grant per user): every grant once, in pages of `$top`, the filter
+/// kept across pages; values compared without regard to case; two values for one property match
+/// nothing; bad paging options are refused and change nothing.
+async fn permission_grants_are_filtered_and_paged(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = |name: &'static str| {
+        let app = &app;
+        async move {
+            let created = app.post("/v1.0/applications", &json!({"displayName": name})).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+            let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+            let principal = app.get(&format!("/v1.0/servicePrincipals(appId='{app_id}')")).await;
+            assert_eq!(principal.status, StatusCode::OK, "{}", principal.text);
+            id_of(&principal.body)
+        }
+    };
+    let (busy, quiet) = (client("Busy").await, client("Quiet").await);
+    let graph = "00000003-0000-0000-c000-000000000000";
+    let grants = "/v1.0/oauth2PermissionGrants";
+    let grant = |client: &str, user: Option<&str>| {
+        let mut body =
+            json!({"clientId": client, "consentType": "AllPrincipals", "resourceId": graph, "scope": "openid"});
+        if let Some(user) = user {
+            body["consentType"] = json!("Principal");
+            body["principalId"] = json!(user);
+        }
+        body
+    };
+    let mut users = Vec::new();
+    let mut busy_grants = Vec::new();
+    for n in 0..5 {
+        let user = id_of(&app.create_user(&format!("consenter{n}"), &format!("Consenter {n}")).await);
+        let made = app.post(grants, &grant(&busy, Some(&user))).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        busy_grants.push(id_of(&made.body));
+        users.push(user);
+    }
+    let made = app.post(grants, &grant(&busy, None)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    busy_grants.push(id_of(&made.body));
+    let made = app.post(grants, &grant(&quiet, Some(&users[0]))).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let quiet_grant = id_of(&made.body);
+    busy_grants.sort();
+
+    // One client's grants, two a page, the client's id in capitals: each once.
+    let mut url = format!("{grants}?$filter=clientId eq '{}'&$top=2", busy.to_uppercase());
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = app.get(&url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let values = page.body["value"].as_array().expect("value");
+        assert!(values.len() <= 2, "{}", page.text);
+        assert!(values.iter().all(|it| it["clientId"] == json!(busy)), "{}", page.text);
+        seen.extend(values.iter().map(id_of));
+        pages += 1;
+        match page.body["@odata.nextLink"].as_str() {
+            Some(next) => {
+                assert!(next.contains("$skiptoken=") && next.contains("filter="), "{next}");
+                url = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    assert_eq!(seen, busy_grants, "each grant once");
+
+    // What an SDK asks to find one user's consent: one grant.
+    let one = app
+        .get(&format!("{grants}?$filter=clientId eq '{busy}' and principalId eq '{}'", users[2].to_uppercase()))
+        .await;
+    assert_eq!(one.body["value"].as_array().map(Vec::len), Some(1), "{}", one.text);
+    assert_eq!(one.body["value"][0]["principalId"], json!(users[2]));
+    let mine = app.get(&format!("{grants}?$filter=principalId eq '{}'", users[0])).await;
+    let mut found: Vec<String> = mine.body["value"].as_array().expect("value").iter().map(id_of).collect();
+    found.sort();
+    assert_eq!(found.len(), 2, "one grant from each client: {}", mine.text);
+    assert!(found.contains(&quiet_grant), "{}", mine.text);
+    let everyone = app.get(&format!("{grants}?$filter=consentType eq 'allprincipals'")).await;
+    assert_eq!(everyone.body["value"].as_array().map(Vec::len), Some(1), "{}", everyone.text);
+    assert_eq!(everyone.body["value"][0]["consentType"], "AllPrincipals");
+    let resource = app.get(&format!("{grants}?$filter=resourceId eq '{}'&$top=999", graph.to_uppercase())).await;
+    assert_eq!(resource.body["value"].as_array().map(Vec::len), Some(7), "{}", resource.text);
+    assert!(resource.body.get("@odata.nextLink").is_none(), "{}", resource.text);
+    let all = app.get(grants).await;
+    assert_eq!(all.body["value"].as_array().map(Vec::len), Some(7), "{}", all.text);
+    let apart =
+        app.get(&format!("{grants}?$filter=principalId eq '{}' and principalId eq '{}'", users[0], users[1])).await;
+    assert_eq!((apart.status, apart.body["value"].clone()), (StatusCode::OK, json!([])), "{}", apart.text);
+    let nobody = app.get(&format!("{grants}?$filter=consentType eq 'Everyone'")).await;
+    assert_eq!(nobody.body["value"], json!([]), "{}", nobody.text);
+
+    // Bad paging options: Graph's errors, nothing listed.
+    assert_graph_error(&app.get(&format!("{grants}?$top=0")).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    assert_graph_error(&app.get(&format!("{grants}?$top=1000")).await, StatusCode::BAD_REQUEST, "Request_BadRequest");
+    let forged = app.get(&format!("{grants}?$skiptoken=not-a-token")).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.text);
+    let ordered = app.get(&format!("{grants}?$orderby=id")).await;
+    assert_eq!(ordered.status, StatusCode::BAD_REQUEST, "an option not honoured is refused: {}", ordered.text);
+    let after = app.get(grants).await;
+    assert_eq!(after.body["value"].as_array().map(Vec::len), Some(7));
+}
+
 keyward_testkit::on_both_backends!(
     delta_rounds_for_users_and_groups,
+    permission_grants_are_filtered_and_paged,
     json_batching,
     service_principals_and_applications_filter,
     paths_match_without_case,
