@@ -652,7 +652,6 @@ fn without_prompt(path_and_query: &str) -> String {
     if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
 }
 
-/// A grant id: opaque base64url, as Graph's are.
 /// The `$skiptoken` continuing after grant `id` (a grant's id is not a GUID, as the directory's
 /// tokens expect, but URL-safe base64).
 fn grant_skiptoken(id: &str) -> String {
@@ -678,6 +677,7 @@ fn after_grant(token: &str) -> Result<String, AppError> {
     }
 }
 
+/// A grant id: opaque base64url, as Graph's are.
 fn grant_id() -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new_id().as_str().as_bytes())

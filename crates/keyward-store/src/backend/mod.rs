@@ -298,7 +298,8 @@ type UserRolesValues = (User, Vec<RoleAssignment>, bool);
 
 /// `USER_AND_ROLES`'s rows folded: the user (and whether they have multi-valued properties)
 /// from the first row that has them, an assignment from each row that has one, in the order of
-/// their ids.
+/// their ids (bytes; the ids are lowercase GUIDs, which every collation orders alike, so this is
+/// the order `ASSIGNMENTS_FOR` reads them in).
 #[derive(Default)]
 struct UserAndRoles {
     user: Option<(User, bool)>,
@@ -392,15 +393,15 @@ impl Dialect {
         if self.is_sqlite { format!("?{n}") } else { format!("${n}") }
     }
 
-    /// A text member of the JSON document in `column` (`path`, dotted), with its ASCII letters
-    /// lowercased (SQLite's `lower` folds only those; PostgreSQL's does the same under the `C`
-    /// collation): for a condition on what no column holds, compared with ASCII-lowercased values.
     /// The statement that reads a user and the role assignments that apply to them (see
     /// `roles::USER_AND_ROLES_SPLIT`).
     pub(crate) fn user_and_roles(self) -> &'static str {
         if self.is_sqlite { roles::USER_AND_ROLES_SPLIT.as_str() } else { roles::USER_AND_ROLES_LISTED.as_str() }
     }
 
+    /// A text member of the JSON document in `column` (`path`, dotted), with its ASCII letters
+    /// lowercased (SQLite's `lower` folds only those; PostgreSQL's does the same under the `C`
+    /// collation): for a condition on what no column holds, compared with ASCII-lowercased values.
     pub(crate) fn json_text_lc(self, column: &str, path: &str) -> String {
         if self.is_sqlite {
             format!("lower(json_extract({column}, '$.{path}'))")

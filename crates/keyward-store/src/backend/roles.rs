@@ -114,6 +114,8 @@ macro_rules! user_and_roles_user {
 
 /// `USER_AND_ROLES` on SQLite: the user with each direct assignment (or once, with empty `ra_`
 /// columns), then a row for each assignment through a group, its user columns empty; unordered.
+/// One row per assignment because a membership is one row (`group_members`' key is `(group_id,
+/// member_id)`) and a group one (`directory_groups.id`); the one-list form needs neither.
 /// Each half is index lookups, also without statistics (the test
 /// `a_principals_role_assignments_are_looked_up_by_principal`): the direct assignments by
 /// `(tenant_id, principal_id)`, the groups' through the user's memberships (`CROSS JOIN` keeps
