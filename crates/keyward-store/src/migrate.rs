@@ -163,6 +163,11 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
         name: "0037_grants_by_client.sql",
         sql: include_str!("../migrations/sqlite/0037_grants_by_client.sql"),
     },
+    Migration {
+        version: 38,
+        name: "0038_revoked_refresh_families.sql",
+        sql: include_str!("../migrations/sqlite/0038_revoked_refresh_families.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order; same numbers and names as SQLite.
@@ -323,6 +328,11 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
         version: 37,
         name: "0037_grants_by_client.sql",
         sql: include_str!("../migrations/postgres/0037_grants_by_client.sql"),
+    },
+    Migration {
+        version: 38,
+        name: "0038_revoked_refresh_families.sql",
+        sql: include_str!("../migrations/postgres/0038_revoked_refresh_families.sql"),
     },
 ];
 

@@ -1877,6 +1877,23 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Every refresh asks whether its family was revoked: by the partial index of revoked rows,
+    /// not by reading each rotation of the family (`refresh_tokens_family`).
+    #[tokio::test]
+    async fn a_revoked_family_is_looked_up_among_revoked_rows_only() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |it| it.as_nanos());
+        let dir = std::env::temp_dir().join(format!("keyward-family-plan-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("directory");
+        let path = dir.join("keyward.db");
+        drop(crate::open(&format!("sqlite://{}", path.display())).await.expect("store"));
+        let db = rusqlite::Connection::open(&path).expect("open");
+        let plan: String = db
+            .query_row(&format!("EXPLAIN QUERY PLAN {}", super::oauth::FAMILY_REVOKED), ["family"], |row| row.get(3))
+            .expect("plan");
+        assert!(plan.contains("USING INDEX refresh_tokens_family_revoked (family_id=?)"), "{plan}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_table_is_analysed_whole_again_only_once_its_rows_changed_by_a_tenth() {
         use super::needs_analysis;

@@ -50,6 +50,11 @@ pub(crate) fn split_uris(text: &str) -> Vec<String> {
     text.lines().filter(|it| !it.is_empty()).map(str::to_owned).collect()
 }
 
+/// Whether a refresh token's family was revoked: one lookup in the partial index
+/// `refresh_tokens_family_revoked` (schema 38), which holds only revoked rows.
+pub(super) const FAMILY_REVOKED: &str =
+    "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1";
+
 macro_rules! impl_oauth_store {
     ($tx:ident, $db:ty) => {
         impl $tx {
@@ -506,13 +511,10 @@ macro_rules! impl_oauth_store {
                 // Its own statement before the read: under READ COMMITTED the read's snapshot is
                 // then taken once the lock is held, and sees a revocation that held it.
                 self.lock_refresh_family(family_id).await?;
-                let revoked: Option<i64> = q::query_scalar(concat!(
-                    "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE family_id = $1 AND ",
-                    "revoked_at IS NOT NULL LIMIT 1"
-                ))
-                .bind(family_id)
-                .fetch_optional(&mut *self.0)
-                .await?;
+                let revoked: Option<i64> = q::query_scalar(crate::backend::oauth::FAMILY_REVOKED)
+                    .bind(family_id)
+                    .fetch_optional(&mut *self.0)
+                    .await?;
                 Ok(revoked.is_some())
             }
 

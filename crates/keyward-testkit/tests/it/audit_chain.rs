@@ -967,6 +967,8 @@ async fn target_and_initiator_rows_upgrade_from_schema_6(backend: Backend) {
     // Nor schema 15's passkeys.
     raw.exec("DROP TABLE fido2_methods").await;
     raw.exec("DROP TABLE webauthn_challenges").await;
+    // Nor schema 38's index of revoked refresh-token families.
+    raw.exec("DROP INDEX refresh_tokens_family_revoked").await;
     // Nor schema 33's client versions and the triggers that replace them.
     match raw {
         Raw::Sqlite(_) => {
