@@ -445,12 +445,9 @@ impl App {
         let Some(filter) = GrantFilter::of(clauses) else {
             return Ok(ItemPage { items: Vec::new(), skiptoken: None });
         };
-        let mut items =
+        let items =
             self.read().await?.list_permission_grants(&caller.tenant.id, &filter, after.as_deref(), top + 1).await?;
-        let has_more = items.len() > top;
-        items.truncate(top);
-        let skiptoken = if has_more { items.last().map(|it| grant_skiptoken(&it.id)) } else { None };
-        Ok(ItemPage { items, skiptoken })
+        Ok(crate::roles::page_with(items, top, |it| grant_skiptoken(&it.id)))
     }
 
     /// `GET /oauth2PermissionGrants/{id}`.

@@ -154,9 +154,15 @@ fn unit_target(unit: &AdministrativeUnit) -> TargetResource {
     }
 }
 
-fn page<T>(mut items: Vec<T>, top: usize, id: impl Fn(&T) -> String) -> ItemPage<T> {
+fn page<T>(items: Vec<T>, top: usize, id: impl Fn(&T) -> String) -> ItemPage<T> {
+    page_with(items, top, |it| crate::directory::id_skiptoken(&id(it)))
+}
+
+/// The first `top` of `items` (read `top + 1` of them), and the `$skiptoken` that continues after
+/// the last of those (`token`) when there are more.
+pub(crate) fn page_with<T>(mut items: Vec<T>, top: usize, token: impl Fn(&T) -> String) -> ItemPage<T> {
     let has_more = items.len() > top;
     items.truncate(top);
-    let skiptoken = if has_more { items.last().map(|it| crate::directory::id_skiptoken(&id(it))) } else { None };
+    let skiptoken = if has_more { items.last().map(token) } else { None };
     ItemPage { items, skiptoken }
 }

@@ -1836,6 +1836,17 @@ mod tests {
     use super::sqlite_impl::plain_file;
     use std::path::Path;
 
+    /// A new SQLite database with every migration, in a directory of its own (the caller removes
+    /// it), and a plain connection to it: statistics none, as on a first start.
+    async fn new_database(name: &str) -> (std::path::PathBuf, rusqlite::Connection) {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |it| it.as_nanos());
+        let dir = std::env::temp_dir().join(format!("keyward-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("directory");
+        let path = dir.join("keyward.db");
+        drop(crate::open(&format!("sqlite://{}", path.display())).await.expect("store"));
+        (dir, rusqlite::Connection::open(&path).expect("open"))
+    }
+
     /// The statements that read a principal's role assignments (every request's caller among
     /// them) look each of the principal and its groups up in `role_assignments_principal`,
     /// also on a database without statistics (a new one, or one whose last analysis saw few
@@ -1843,13 +1854,7 @@ mod tests {
     /// every assignment of the tenant (through `role_assignments_ending`), and PostgreSQL always.
     #[tokio::test]
     async fn a_principals_role_assignments_are_looked_up_by_principal() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |it| it.as_nanos());
-        let dir = std::env::temp_dir().join(format!("keyward-plans-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("directory");
-        let path = dir.join("keyward.db");
-        let store = crate::open(&format!("sqlite://{}", path.display())).await.expect("store");
-        drop(store);
-        let db = rusqlite::Connection::open(&path).expect("open");
+        let (dir, db) = new_database("plans").await;
         let statements = [
             ("ASSIGNMENTS_FOR", super::roles::ASSIGNMENTS_FOR.to_owned()),
             ("UNENDED_ASSIGNMENTS_FOR", super::roles::UNENDED_ASSIGNMENTS_FOR.to_owned()),
@@ -1881,12 +1886,7 @@ mod tests {
     /// not by reading each rotation of the family (`refresh_tokens_family`).
     #[tokio::test]
     async fn a_revoked_family_is_looked_up_among_revoked_rows_only() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |it| it.as_nanos());
-        let dir = std::env::temp_dir().join(format!("keyward-family-plan-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("directory");
-        let path = dir.join("keyward.db");
-        drop(crate::open(&format!("sqlite://{}", path.display())).await.expect("store"));
-        let db = rusqlite::Connection::open(&path).expect("open");
+        let (dir, db) = new_database("family-plan").await;
         let plan: String = db
             .query_row(&format!("EXPLAIN QUERY PLAN {}", super::oauth::FAMILY_REVOKED), ["family"], |row| row.get(3))
             .expect("plan");

@@ -50,6 +50,17 @@ pub(crate) fn split_uris(text: &str) -> Vec<String> {
     text.lines().filter(|it| !it.is_empty()).map(str::to_owned).collect()
 }
 
+/// `SELECT` of a permission grant's columns `FROM oauth2_permission_grants` (what
+/// `permission_grant_from_row` reads).
+macro_rules! select_grants {
+    () => {
+        concat!(
+            "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, created_at ",
+            "FROM oauth2_permission_grants"
+        )
+    };
+}
+
 /// Whether a refresh token's family was revoked: one lookup in the partial index
 /// `refresh_tokens_family_revoked` (schema 38), which holds only revoked rows.
 pub(super) const FAMILY_REVOKED: &str =
@@ -685,11 +696,7 @@ macro_rules! impl_oauth_store {
                 id: &str,
             ) -> Result<Option<PermissionGrant>, StoreError> {
                 self.one_by_key(
-                    concat!(
-                        "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
-                        "resource_id, scope, created_at FROM oauth2_permission_grants WHERE ",
-                        "tenant_id = $1 AND id = $2"
-                    ),
+                    concat!(select_grants!(), " WHERE tenant_id = $1 AND id = $2"),
                     tenant,
                     id.to_owned(),
                     Self::permission_grant_from_row,
@@ -709,12 +716,12 @@ macro_rules! impl_oauth_store {
                 // without statistics walked every grant of the client). An `AllPrincipals` grant
                 // has no principal; a `Principal` grant always has one.
                 let rows = q::query(concat!(
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, ",
-                    "created_at FROM oauth2_permission_grants WHERE tenant_id = $1 AND client_id = $2 ",
-                    "AND consent_type = 'AllPrincipals' AND COALESCE(principal_id, '') = '' UNION ALL ",
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, resource_id, scope, ",
-                    "created_at FROM oauth2_permission_grants WHERE tenant_id = $1 AND client_id = $2 ",
-                    "AND consent_type = 'Principal' AND COALESCE(principal_id, '') = $3 ORDER BY id"
+                    select_grants!(),
+                    " WHERE tenant_id = $1 AND client_id = $2 AND consent_type = 'AllPrincipals' AND ",
+                    "COALESCE(principal_id, '') = '' UNION ALL ",
+                    select_grants!(),
+                    " WHERE tenant_id = $1 AND client_id = $2 AND consent_type = 'Principal' AND ",
+                    "COALESCE(principal_id, '') = $3 ORDER BY id"
                 ))
                 .bind(tenant.as_str())
                 .bind(client.as_str())
@@ -733,10 +740,7 @@ macro_rules! impl_oauth_store {
             ) -> Result<Vec<PermissionGrant>, StoreError> {
                 // A client's grants come in id order from `oauth2_permission_grants_client`
                 // (schema 37), so a page of a client with many users reads only that page.
-                let mut sql = Sql::new(concat!(
-                    "SELECT id, tenant_id, client_id, consent_type, principal_id, ",
-                    "resource_id, scope, created_at FROM oauth2_permission_grants WHERE tenant_id = "
-                ));
+                let mut sql = Sql::new(concat!(select_grants!(), " WHERE tenant_id = "));
                 sql.arg(Arg::Text(tenant.to_string()));
                 let equal = [
                     ("client_id", &filter.client_id),

@@ -155,10 +155,9 @@ pub(super) static USER_AND_ROLES_LISTED: std::sync::LazyLock<String> = std::sync
         concat!(
             "SELECT users.*, a.* FROM ",
             user_and_roles_user!(),
-            " LEFT JOIN (SELECT id AS ra_id, tenant_id AS ra_tenant_id, principal_id AS ",
-            "ra_principal_id, role_definition_id AS ra_role_definition_id, directory_scope_id AS ",
-            "ra_directory_scope_id, created_at AS ra_created_at, start_at AS ra_start_at, end_at AS ra_end_at, ",
-            "activated_using AS ra_activated_using FROM role_assignments WHERE tenant_id = $1 AND ",
+            " LEFT JOIN (SELECT ",
+            joined_assignment_columns!(),
+            " FROM role_assignments WHERE tenant_id = $1 AND ",
             principal_or_its_groups!("2", "3"),
             current_assignment!("4"),
             ") a ON TRUE ORDER BY a.ra_id"
