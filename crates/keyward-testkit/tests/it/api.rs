@@ -1411,7 +1411,7 @@ async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
 /// `GET /oauth2PermissionGrants` filters in the database and pages (an application that users
 /// consent to one by one has a grant per user): every grant once, in pages of `$top`, the filter
 /// kept across pages; values compared without regard to case; two values for one property match
-/// nothing; bad paging options are refused and change nothing.
+/// nothing; bad paging options are refused and change nothing; anonymous callers are refused.
 async fn permission_grants_are_filtered_and_paged(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let client = |name: &'static str| {
@@ -1511,6 +1511,18 @@ async fn permission_grants_are_filtered_and_paged(backend: Backend) {
     assert_eq!(ordered.status, StatusCode::BAD_REQUEST, "an option not honoured is refused: {}", ordered.text);
     let after = app.get(grants).await;
     assert_eq!(after.body["value"].as_array().map(Vec::len), Some(7));
+
+    // Who may list: nobody without a token; a member without a role, as Entra's default user
+    // permissions let members read service principals and their grants, with the same pages.
+    let anonymous = app.send(Method::GET, grants, None, None, &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let member = app.token_for(&format!("consenter1@{DOMAIN}")).await;
+    let paged = app.as_user(&member).get(&format!("{grants}?$top=5")).await;
+    assert_eq!(paged.status, StatusCode::OK, "{}", paged.text);
+    assert_eq!(paged.body["value"].as_array().map(Vec::len), Some(5), "{}", paged.text);
+    let next = paged.body["@odata.nextLink"].as_str().expect("a second page").to_owned();
+    let rest = app.as_user(&member).get(&next).await;
+    assert_eq!(rest.body["value"].as_array().map(Vec::len), Some(2), "{}", rest.text);
 }
 
 keyward_testkit::on_both_backends!(
