@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{OriginalUri, Request};
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
 
@@ -53,49 +53,55 @@ impl Segments {
         }
         // The Graph SDKs build `/me/…` as `/users/me-token-to-replace/…` and rely on a client
         // middleware to put `/me` back; a client without it still reaches `/me`.
-        if let Some(at) = path.to_ascii_lowercase().find(ME_TOKEN) {
+        if let Some(at) = find_ignoring_case(path, ME_TOKEN) {
             let is_segment = path[at + ME_TOKEN.len()..].is_empty() || path[at + ME_TOKEN.len()..].starts_with('/');
             if is_segment {
                 let replaced = format!("{}/me{}", &path[..at], &path[at + ME_TOKEN.len()..]);
                 return Some(self.canonical(&replaced).unwrap_or(replaced));
             }
         }
-        let mut changed = false;
-        let mut out = String::with_capacity(path.len());
+        // Most requests are already in the routes' spelling: each segment is looked up without
+        // allocating (lowercased into one reused buffer), and the path is copied only once a
+        // segment differs.
+        let last = path.split('/').count() - 1;
+        let mut lower = String::new();
+        let mut out: Option<String> = None;
+        let mut done = 0;
         for (index, segment) in path.split('/').enumerate() {
-            if index > 0 {
-                out.push('/');
-            }
             let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
+            lower.clear();
+            lower.extend(name.chars().map(|it| it.to_ascii_lowercase()));
             // A function called without arguments (`delta()`, as the SDKs call it) is the route
             // named without the parentheses.
-            let rest = if rest == "()"
-                && index == path.split('/').count() - 1
-                && FUNCTIONS.contains(&name.to_ascii_lowercase().as_str())
-            {
-                changed = true;
-                ""
-            } else {
-                rest
-            };
-            match self.0.get(&name.to_ascii_lowercase()) {
-                Some(word) if *word != name => {
-                    out.push_str(word);
-                    out.push_str(rest);
-                    changed = true;
-                }
-                _ => {
-                    out.push_str(name);
-                    out.push_str(rest);
-                }
+            let is_bare_call = rest == "()" && index == last && FUNCTIONS.contains(&lower.as_str());
+            let word = self.0.get(lower.as_str()).copied().filter(|it| *it != name);
+            if word.is_none() && !is_bare_call {
+                continue;
             }
+            // `done` is where this segment starts in `path`: what came before it is unchanged.
+            let start = path.split('/').take(index).map(|it| it.len() + 1).sum::<usize>();
+            let out = out.get_or_insert_with(|| String::with_capacity(path.len()));
+            out.push_str(&path[done..start]);
+            out.push_str(word.unwrap_or(name));
+            if !is_bare_call {
+                out.push_str(rest);
+            }
+            done = start + segment.len();
         }
-        changed.then_some(out)
+        out.map(|mut out| {
+            out.push_str(&path[done..]);
+            out
+        })
     }
 
-    /// Rewrites a request's path into the routes' spelling (see [`Segments::canonical`]).
+    /// Rewrites a request's path into the routes' spelling (see [`Segments::canonical`]),
+    /// keeping the address as sent as its `OriginalUri` (unless it already has one).
     pub fn rewrite(&self, mut request: Request) -> Request {
         let Some(path) = self.canonical(request.uri().path()) else { return request };
+        if request.extensions().get::<OriginalUri>().is_none() {
+            let original = OriginalUri(request.uri().clone());
+            request.extensions_mut().insert(original);
+        }
         let path_and_query = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),
             None => path,
@@ -110,6 +116,11 @@ impl Segments {
         }
         request
     }
+}
+
+/// Where `needle` (ASCII, lowercase) first occurs in `haystack`, compared without ASCII case.
+fn find_ignoring_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack.as_bytes().windows(needle.len()).position(|it| it.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]

@@ -138,6 +138,16 @@ impl Version {
             Version::Beta => "beta",
         }
     }
+
+    /// The version a Graph path addresses (`/beta/…` or `/v1.0/…`, already in the routes'
+    /// spelling when routed).
+    pub fn of_path(path: &str) -> Version {
+        if path.strip_prefix("/beta").is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+            Version::Beta
+        } else {
+            Version::V1
+        }
+    }
 }
 
 /// An authenticated Graph request.
@@ -173,7 +183,7 @@ impl FromRequestParts<AppState> for GraphCtx {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<GraphCtx, GraphError> {
         let ids = request_ids(parts);
-        let version = parts.extensions.get::<Version>().copied().unwrap_or(Version::V1);
+        let version = Version::of_path(parts.uri.path());
         let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).map(|it| {
             match it.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,

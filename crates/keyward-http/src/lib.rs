@@ -18,12 +18,12 @@ mod serve;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
 use keyward_app::App;
 use serde_json::json;
 
@@ -44,9 +44,9 @@ pub struct Shared {
     pub app: App,
     pub metrics: Metrics,
     openapi: serde_json::Value,
-    /// The whole router, for `$batch` to send each of its requests through (set once built;
-    /// weak, as the router holds this state).
-    router: std::sync::OnceLock<std::sync::Weak<Router>>,
+    /// The whole service, for `$batch` to send each of its requests through (set once built;
+    /// weak, as the service holds this state).
+    routes: std::sync::OnceLock<std::sync::Weak<Routes>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,6 +54,35 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+/// Keyward's whole HTTP surface as one service (what [`router`] builds and [`serve`] serves):
+/// a Graph path is put in the routes' spelling (see `casing`), then routed once.
+#[derive(Debug, Clone)]
+pub struct HttpService(Arc<Routes>);
+
+/// What [`HttpService`] shares.
+#[derive(Debug)]
+pub struct Routes {
+    router: Router,
+    segments: casing::Segments,
+}
+
+impl tower::Service<axum::extract::Request> for HttpService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        // The rewrite happens before routing, so the handlers' `OriginalUri` is set here to the
+        // address as sent (links and errors echo it); the router sets it for the others.
+        let request = self.0.segments.rewrite(request);
+        tower::Service::call(&mut self.0.router.clone(), request)
     }
 }
 
@@ -66,16 +95,31 @@ pub const FORM_BODY_LIMIT: usize = 16 << 10;
 /// How long a request body may take to arrive.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Builds the whole router.
-pub fn router(app: App) -> Router {
+/// Builds the whole service.
+///
+/// Every route sits in one router (Graph's under `/v1.0` and `/beta` each), so a request is
+/// matched once: nesting the Graph routes, and wrapping the router in another for the rewrite
+/// and for `$batch`, each cost a matching, a copy of the path and several allocations a request.
+pub fn router(app: App) -> HttpService {
     let graph = graph::routes(openapi::Api::new());
-    let segments = casing::Segments::of(&graph.paths);
+    let segments = casing::Segments::of(&graph.paths());
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
     let state =
-        AppState(Arc::new(Shared { app, metrics: Metrics::default(), openapi, router: std::sync::OnceLock::new() }));
+        AppState(Arc::new(Shared { app, metrics: Metrics::default(), openapi, routes: std::sync::OnceLock::new() }));
     let batch_state = state.clone();
-    let graph_router =
-        graph.router.fallback(graph::unknown_segment).method_not_allowed_fallback(graph::method_not_allowed);
+    // A path under a version that no route matches is Graph's unknown segment (after
+    // authentication); a method a Graph path does not take, Graph's 405.
+    let graph_router = [Version::V1, Version::Beta]
+        .into_iter()
+        .fold(Router::new(), |router, version| {
+            let prefix = format!("/{}", version.segment());
+            router
+                .merge(graph.router(&prefix))
+                .route(&prefix, axum::routing::any(graph::unknown_segment))
+                .route(&format!("{prefix}/"), axum::routing::any(graph::unknown_segment))
+                .route(&format!("{prefix}/{{*rest}}"), axum::routing::any(graph::unknown_segment))
+        })
+        .method_not_allowed_fallback(graph::method_not_allowed);
     // Bodies are capped per surface: Graph JSON (certificates included) at 1 MiB, the OpenID
     // Connect endpoints (client assertions) at 64 KiB, the sign-in forms at 16 KiB. Each is read
     // whole before the handler runs (`read_whole_body`), so a request refused before its body is
@@ -83,9 +127,8 @@ pub fn router(app: App) -> Router {
     let graph_router = graph_router
         .layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT))
         .layer(middleware::from_fn(|request, next| read_whole_body(request, next, GRAPH_BODY_LIMIT, true)));
-    let routes = Router::new()
-        .nest("/v1.0", graph_router.clone().layer(Extension(Version::V1)))
-        .nest("/beta", graph_router.layer(Extension(Version::Beta)))
+    let router = Router::new()
+        .merge(graph_router)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
@@ -103,19 +146,12 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state);
-    // Graph's paths are matched without case: each is put in the routes' spelling before routing
-    // (a layer on a router runs after its routing, so the rewrite wraps the whole router).
-    let router = Arc::new(
-        Router::new().fallback_service(tower::util::MapRequest::new(routes, move |request| segments.rewrite(request))),
-    );
-    // `$batch` sends its requests through the same router, so each is authorised, audited and
-    // limited as if it came alone. The state holds it weakly (the router holds the state), so a
+    let routes = Arc::new(Routes { router, segments });
+    // `$batch` sends its requests through the same service, so each is authorised, audited and
+    // limited as if it came alone. The state holds it weakly (the service holds the state), so a
     // server's router, state and database pool go when the server does.
-    let _ = batch_state.router.set(Arc::downgrade(&router));
-    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
-        let router = router.as_ref().clone();
-        async move { tower::ServiceExt::oneshot(router, request).await }
-    }))
+    let _ = batch_state.routes.set(Arc::downgrade(&routes));
+    HttpService(routes)
 }
 
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse

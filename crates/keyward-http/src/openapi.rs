@@ -140,18 +140,30 @@ impl Op {
     }
 }
 
-/// A router under construction together with its documentation.
+/// Graph's routes under construction together with their documentation. The routes are kept
+/// unprefixed, in the order they were added: the caller routes each under `/v1.0` and `/beta` in
+/// one router (see [`Api::router`]).
 #[derive(Debug)]
 pub struct Api {
-    pub router: Router<AppState>,
+    pub routes: Vec<(&'static str, MethodRouter<AppState>)>,
     pub ops: Vec<(String, Op)>,
-    /// Every routed path (for the case-insensitive matching of their fixed segments).
-    pub paths: Vec<&'static str>,
 }
 
 impl Api {
     pub fn new() -> Api {
-        Api { router: Router::new(), ops: Vec::new(), paths: Vec::new() }
+        Api { routes: Vec::new(), ops: Vec::new() }
+    }
+
+    /// Every routed path (for the case-insensitive matching of their fixed segments).
+    pub fn paths(&self) -> Vec<&'static str> {
+        self.routes.iter().map(|(path, _)| *path).collect()
+    }
+
+    /// The routes under `prefix` (`/v1.0`, `/beta`), added in the order they were declared.
+    pub fn router(&self, prefix: &str) -> Router<AppState> {
+        self.routes
+            .iter()
+            .fold(Router::new(), |router, (path, handler)| router.route(&format!("{prefix}{path}"), handler.clone()))
     }
 
     /// Routes a path documented by [`Api::document`] under its concrete forms. It takes no query
@@ -171,8 +183,7 @@ impl Api {
         let handler = handler.layer(axum::middleware::from_fn(move |request, next| {
             crate::context::refuse_options(options.to_vec(), request, next)
         }));
-        self.router = self.router.route(path, handler);
-        self.paths.push(path);
+        self.routes.push((path, handler));
         self
     }
 
@@ -194,8 +205,7 @@ impl Api {
         } else {
             handler
         };
-        self.router = self.router.route(path, handler);
-        self.paths.push(path);
+        self.routes.push((path, handler));
         self.ops.push((path.to_owned(), op));
         self
     }

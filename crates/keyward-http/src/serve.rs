@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -58,7 +57,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// has a header-read timeout that also bounds the idle time between requests; an HTTP/2
 /// connection is pinged and closed when its peer stops answering.
 pub async fn serve(
-    router: Router,
+    router: crate::HttpService,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -145,7 +144,7 @@ pub async fn serve(
 /// The router as a hyper service for one connection: the peer's address as `ConnectInfo`, and
 /// each request counted while in flight (for draining).
 fn service_for(
-    router: Router,
+    router: crate::HttpService,
     peer: SocketAddr,
     in_flight: Arc<AtomicUsize>,
 ) -> TowerToHyperService<
@@ -158,8 +157,9 @@ fn service_for(
     + Send
     + 'static,
 > {
-    let service = router
-        .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+    let service =
+        tower::ServiceExt::map_request(router, move |request: axum::extract::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         })

@@ -118,7 +118,7 @@ async fn batch(
     Body(body): Body,
 ) -> Result<Response, GraphError> {
     let items = items(&ctx, &body)?;
-    let Some(router) = ctx.state.router.get().and_then(std::sync::Weak::upgrade).map(|it| it.as_ref().clone()) else {
+    let Some(router) = ctx.state.routes.get().and_then(std::sync::Weak::upgrade).map(crate::HttpService) else {
         return Err(GraphError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceNotAvailable", "Not ready.", &ctx.ids));
     };
     let version = ctx.version.segment();

@@ -920,6 +920,30 @@ async fn paths_match_without_case(backend: Backend) {
     let unknown = app.get("/v1.0/Users/NoSuchThing/Gadgets").await;
     assert_graph_error(&unknown, StatusCode::BAD_REQUEST, "BadRequest");
     assert!(unknown.text.contains("'Gadgets'"), "{}", unknown.text);
+    // The versions alone are unknown segments too, after authentication, in either version's
+    // spelling; `/beta` in any case reaches beta's handlers (its `$select`-free user shape).
+    for path in ["/v1.0", "/v1.0/", "/BETA", "/beta/"] {
+        let anonymous = app.send(Method::GET, path, None, None, &[]).await;
+        assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+        let reply = app.get(path).await;
+        assert_graph_error(&reply, StatusCode::BAD_REQUEST, "BadRequest");
+        let segment = path.trim_matches('/');
+        assert!(reply.text.contains(&format!("'{segment}'")), "{path}: {}", reply.text);
+    }
+    let beta = app.get(&format!("/BETA/users/{casey}")).await;
+    let v1 = app.get(&format!("/v1.0/users/{casey}")).await;
+    assert!(beta.body.as_object().map(|it| it.len()) > v1.body.as_object().map(|it| it.len()), "{}", beta.text);
+    assert!(beta.body["@odata.context"].as_str().is_some_and(|it| it.contains("/beta/")), "{}", beta.text);
+    // A method a Graph path does not take is Graph's 405 (after authentication); elsewhere a
+    // plain one.
+    let put = app.send(Method::PUT, "/v1.0/AUDITLOGS/directoryAudits", Some(&app.admin_token), None, &[]).await;
+    assert_graph_error(&put, StatusCode::METHOD_NOT_ALLOWED, "Request_BadRequest");
+    assert!(put.text.contains("'PUT'"), "{}", put.text);
+    let anonymous = app.send(Method::PUT, "/beta/auditLogs/directoryAudits", None, None, &[]).await;
+    assert_graph_error(&anonymous, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    let health = app.send(Method::POST, "/healthz", None, None, &[]).await;
+    assert_eq!(health.status, StatusCode::METHOD_NOT_ALLOWED, "{}", health.text);
+    assert!(!health.text.contains("Request_BadRequest"), "{}", health.text);
 }
 
 /// `$filter` on service principals and applications, as scripts find an application's principal:
