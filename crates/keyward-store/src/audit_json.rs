@@ -518,4 +518,22 @@ mod tests {
         assert!(is_copy_of(&old.replace("\":", "\": ").replace(",\"", ", \""), &written), "formatted differently");
         assert!(!is_copy_of(&old.replace("Admin", "Nobody"), &written));
     }
+
+    /// The canonical form is what the audit chain hashes: a stored record must read back, and a
+    /// new one be written, byte for byte as before. Strings with escapes (quotes, control
+    /// characters, JSON in a property's value) read back as well as those borrowed whole.
+    #[test]
+    fn the_canonical_form_is_unchanged_and_escapes_read_back() {
+        let mut written = record("Directory_1", 0, user());
+        written.additional_details = vec![("User-Agent".into(), "curl/8 \"x\"\n".into())];
+        let canonical = to_json(&written);
+        assert_eq!(
+            canonical,
+            r#"{"id":"Directory_1","tenant_id":"0be9c1a2-0000-4000-8000-00000000b001","correlation_id":"c0rre1a7-0000-4000-8000-000000000001","activity_date_time":"2026-11-26T10:00:00.000000Z","logged_by_service":"Core Directory","category":"UserManagement","activity_display_name":"Update user","operation_type":"Update","result":"failure","result_reason":"Insufficient privileges to complete the operation.","initiated_by":{"kind":"User","id":"000000ad-0000-4000-8000-000000000001","display_name":"Admin","user_principal_name":"admin@contoso.test","ip_address":null},"target_resources":[{"id":"000000a5-0000-4000-8000-000000000007","display_name":"Adele \"AV\" Vance\u001e","kind":"User","user_principal_name":"adele@contoso.test","modified_properties":[["JobTitle","[\"Analyst\"]","[\"Lead\"]"]]}],"additional_details":[["User-Agent","curl/8 \"x\"\n"]]}"#
+        );
+        assert_eq!(from_json(&canonical).expect("decodes"), written);
+        let at = fmt_ts(written.activity_date_time);
+        let read = page(&format!("1\u{1f}{at}\u{1f}{}", copy_json(&written)), false, Some(&written.tenant_id));
+        assert_eq!(read.expect("decodes")[0].1, written);
+    }
 }
