@@ -1818,7 +1818,55 @@ async fn deleted_applications_come_back_without_their_sessions(backend: Backend)
     assert_eq!(activities[0].0, "Hard Delete application", "{activities:?}");
 }
 
+/// A node remembers the access tokens it verified (by their signature, compared whole), so a
+/// token presented again skips the signature check. What it remembers must never vouch for other
+/// bytes: a remembered token's signature under another payload (the claims of another user, or
+/// a role added), or its payload under another signature, is refused as forged, and the token
+/// itself still works.
+async fn a_remembered_token_vouches_for_no_other_bytes(backend: Backend) {
+    use base64::Engine;
+    let app = TestApp::spawn(backend).await;
+    let adele = app.create_user("adele", "Adele Vance").await;
+    let adele_id = adele["id"].as_str().expect("id").to_owned();
+    let token = app.token_for(&format!("adele@{DOMAIN}")).await;
+    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["id"], adele_id.as_str());
+
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("payload")).expect("claims");
+    let admin = app.get("/v1.0/me").await.body["id"].as_str().expect("admin id").to_owned();
+    claims["oid"] = json!(admin);
+    claims["sub"] = json!(admin);
+    let as_admin = b64.encode(serde_json::to_vec(&claims).expect("json"));
+    let mut with_role: Value = serde_json::from_slice(&b64.decode(parts[1]).expect("payload")).expect("claims");
+    with_role["wids"] = json!(["62e90394-69f5-4237-9190-012177145e10"]);
+    let with_role = b64.encode(serde_json::to_vec(&with_role).expect("json"));
+    let mut other_signature = b64.decode(parts[2]).expect("signature");
+    other_signature[10] ^= 1;
+    let forged = [
+        ("another user's claims under the remembered signature", format!("{}.{as_admin}.{}", parts[0], parts[2])),
+        ("a role added under the remembered signature", format!("{}.{with_role}.{}", parts[0], parts[2])),
+        (
+            "the remembered payload under another signature",
+            format!("{}.{}.{}", parts[0], parts[1], b64.encode(&other_signature)),
+        ),
+        ("a byte appended", format!("{token}A")),
+    ];
+    for (what, forged) in &forged {
+        for _ in 0..2 {
+            let reply = app.send(Method::GET, "/v1.0/me", Some(forged), None, &[]).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {}", reply.text);
+            assert_eq!(reply.body["error"]["code"], "InvalidAuthenticationToken", "{what}: {}", reply.text);
+        }
+    }
+    let me = app.send(Method::GET, "/v1.0/me", Some(&token), None, &[]).await;
+    assert_eq!(me.body["id"], adele_id.as_str(), "the remembered token itself still works: {}", me.text);
+}
+
 keyward_testkit::on_both_backends!(
+    a_remembered_token_vouches_for_no_other_bytes,
     deleted_applications_come_back_without_their_sessions,
     reset_mfa_and_a_code_being_entered_take_locks_in_one_order,
     parallel_guesses_cannot_outrun_the_lockout,
