@@ -2,7 +2,8 @@
 //! database, a controllable clock, and typed HTTP helpers.
 //!
 //! PostgreSQL: when `KEYWARD_TEST_POSTGRES_URL` names a server (a URL whose database part is
-//! replaced per test), it is used; otherwise the harness starts a throwaway cluster from the
+//! replaced per test), it is used, and a watchdog drops the test process's databases once the
+//! process has exited; otherwise the harness starts a throwaway cluster from the
 //! installed binaries (`/usr/lib/postgresql/*/bin`) once per test process, as the `postgres` user
 //! when running as root, and a watchdog stops it when the test process exits.
 #![forbid(unsafe_code)]
