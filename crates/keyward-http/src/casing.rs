@@ -46,28 +46,31 @@ impl Segments {
     /// `path` with its fixed segments in the routes' spelling, if any differed; only Graph's
     /// paths (under `/v1.0` or `/beta`, in any case). A segment that calls a function
     /// (`name(arguments)`) has its name matched and its arguments kept.
+    ///
+    /// Linear in the path's length, whatever the path holds: it runs before authentication.
     pub fn canonical(&self, path: &str) -> Option<String> {
         let version = path.split('/').nth(1).unwrap_or_default();
         if !version.eq_ignore_ascii_case("v1.0") && !version.eq_ignore_ascii_case("beta") {
             return None;
         }
-        // The Graph SDKs build `/me/…` as `/users/me-token-to-replace/…` and rely on a client
-        // middleware to put `/me` back; a client without it still reaches `/me`.
-        if let Some(at) = find_ignoring_case(path, ME_TOKEN) {
-            let is_segment = path[at + ME_TOKEN.len()..].is_empty() || path[at + ME_TOKEN.len()..].starts_with('/');
-            if is_segment {
-                let replaced = format!("{}/me{}", &path[..at], &path[at + ME_TOKEN.len()..]);
-                return Some(self.canonical(&replaced).unwrap_or(replaced));
-            }
+        match without_me_tokens(path) {
+            Some(replaced) => Some(self.segments_canonical(&replaced).unwrap_or(replaced)),
+            None => self.segments_canonical(path),
         }
-        // Most requests are already in the routes' spelling: each segment is looked up without
-        // allocating (lowercased into one reused buffer), and the path is copied only once a
-        // segment differs.
+    }
+
+    /// [`Segments::canonical`]'s fixed segments. Most requests are already in the routes'
+    /// spelling: each segment is looked up without allocating (lowercased into one reused
+    /// buffer), and the path is copied only once a segment differs.
+    fn segments_canonical(&self, path: &str) -> Option<String> {
         let last = path.split('/').count() - 1;
         let mut lower = String::new();
         let mut out: Option<String> = None;
-        let mut done = 0;
+        // Where the segment starts in `path`, and the end of what `out` has copied.
+        let (mut start, mut done) = (0, 0);
         for (index, segment) in path.split('/').enumerate() {
+            let segment_start = start;
+            start += segment.len() + 1;
             let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
             lower.clear();
             lower.extend(name.chars().map(|it| it.to_ascii_lowercase()));
@@ -78,15 +81,13 @@ impl Segments {
             if word.is_none() && !is_bare_call {
                 continue;
             }
-            // `done` is where this segment starts in `path`: what came before it is unchanged.
-            let start = path.split('/').take(index).map(|it| it.len() + 1).sum::<usize>();
             let out = out.get_or_insert_with(|| String::with_capacity(path.len()));
-            out.push_str(&path[done..start]);
+            out.push_str(&path[done..segment_start]);
             out.push_str(word.unwrap_or(name));
             if !is_bare_call {
                 out.push_str(rest);
             }
-            done = start + segment.len();
+            done = segment_start + segment.len();
         }
         out.map(|mut out| {
             out.push_str(&path[done..]);
@@ -116,6 +117,28 @@ impl Segments {
         }
         request
     }
+}
+
+/// `path` with each whole segment pair `/users/me-token-to-replace` (any case) as `/me`, if it has
+/// any: the Graph SDKs build `/me/…` so and rely on a client middleware to put `/me` back; a
+/// client without it still reaches `/me`. One pass over the path.
+fn without_me_tokens(path: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    let (mut from, mut done) = (0, 0);
+    while let Some(at) = find_ignoring_case(&path[from..], ME_TOKEN).map(|it| it + from) {
+        let end = at + ME_TOKEN.len();
+        if path[end..].is_empty() || path[end..].starts_with('/') {
+            let out = out.get_or_insert_with(|| String::with_capacity(path.len()));
+            out.push_str(&path[done..at]);
+            out.push_str("/me");
+            done = end;
+        }
+        from = end;
+    }
+    out.map(|mut out| {
+        out.push_str(&path[done..]);
+        out
+    })
 }
 
 /// Where `needle` (ASCII, lowercase) first occurs in `haystack`, compared without ASCII case.
@@ -182,6 +205,24 @@ mod tests {
         );
         assert_eq!(it.canonical("/contoso.test/Users"), None);
         assert_eq!(it.canonical("/v1.0/nosuch/thing"), None);
+    }
+
+    /// The rewrite runs before authentication, so a long path of segments that all change, or of
+    /// SDK `/me` tokens, must cost one pass (about 64 kB is the longest URI the HTTP parser
+    /// takes); found again from the start for each segment, such a path took seconds.
+    #[test]
+    fn long_paths_are_rewritten_whole() {
+        let it = segments();
+        let many = format!("/v1.0{}", "/USERS".repeat(10_000));
+        let rewritten = it.canonical(&many).expect("changed");
+        assert_eq!(rewritten, format!("/v1.0{}", "/users".repeat(10_000)));
+        let tokens = format!("/v1.0{}", "/users/ME-TOKEN-TO-REPLACE".repeat(2_500));
+        assert_eq!(it.canonical(&tokens).expect("changed"), format!("/v1.0{}", "/me".repeat(2_500)));
+        assert_eq!(
+            it.canonical("/v1.0/users/me-token-to-replaced/users/me-token-to-replace/x").as_deref(),
+            Some("/v1.0/users/me-token-to-replaced/me/x"),
+            "only whole segments, wherever they are"
+        );
     }
 
     #[test]

@@ -111,18 +111,23 @@ fn start_cluster() -> Result<Cluster, String> {
     Ok(cluster)
 }
 
-/// The prefix of the databases this test process creates (see [`fresh_database_url`]).
-fn database_prefix() -> String {
-    format!("keyward_{}_", std::process::id())
+/// The prefix of the databases this test process creates (see [`fresh_database_url`]): the
+/// process id and a random part, since test processes on other machines may share the server.
+fn database_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| format!("keyward_{}_{}_", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]))
 }
 
 /// On a server the tests did not start, each test's database would outlive the test process
 /// (about 10 MB each, 1.7 GB a run of the suite): a watchdog drops this process's databases once
 /// it has exited, ending their connections if any remain.
 fn drop_databases_on_exit(cluster: &Cluster) -> Result<(), String> {
-    let connect = format!("psql -h '{}' -p {} -U '{}' -d postgres -qAt", cluster.host, cluster.port, cluster.user);
+    let quoted = |it: &str| format!("'{}'", it.replace('\'', r"'\''"));
+    let connect =
+        format!("psql -h {} -p {} -U {} -d postgres -qAt", quoted(&cluster.host), cluster.port, quoted(&cluster.user));
     let script = format!(
-        "while [ -d /proc/{parent} ]; do sleep 0.5; done; \
+        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; \
          {connect} -c \"SELECT format('DROP DATABASE %I WITH (FORCE);', datname) FROM pg_database \
          WHERE starts_with(datname, '{prefix}')\" | {connect} >/dev/null 2>&1",
         parent = std::process::id(),
