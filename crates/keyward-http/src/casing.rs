@@ -65,9 +65,9 @@ impl Segments {
     fn segments_canonical(&self, path: &str) -> Option<String> {
         let last = path.split('/').count() - 1;
         let mut lower = String::new();
-        let mut out: Option<String> = None;
-        // Where the segment starts in `path`, and the end of what `out` has copied.
-        let (mut start, mut done) = (0, 0);
+        let mut edits = Edits::of(path);
+        // Where the segment starts in `path`.
+        let mut start = 0;
         for (index, segment) in path.split('/').enumerate() {
             let segment_start = start;
             start += segment.len() + 1;
@@ -81,18 +81,10 @@ impl Segments {
             if word.is_none() && !is_bare_call {
                 continue;
             }
-            let out = out.get_or_insert_with(|| String::with_capacity(path.len()));
-            out.push_str(&path[done..segment_start]);
-            out.push_str(word.unwrap_or(name));
-            if !is_bare_call {
-                out.push_str(rest);
-            }
-            done = segment_start + segment.len();
+            let end = segment_start + if is_bare_call { segment.len() } else { name.len() };
+            edits.replace(segment_start, end, word.unwrap_or(name));
         }
-        out.map(|mut out| {
-            out.push_str(&path[done..]);
-            out
-        })
+        edits.finish()
     }
 
     /// Rewrites a request's path into the routes' spelling (see [`Segments::canonical`]),
@@ -123,22 +115,47 @@ impl Segments {
 /// any: the Graph SDKs build `/me/…` so and rely on a client middleware to put `/me` back; a
 /// client without it still reaches `/me`. One pass over the path.
 fn without_me_tokens(path: &str) -> Option<String> {
-    let mut out: Option<String> = None;
-    let (mut from, mut done) = (0, 0);
+    let mut edits = Edits::of(path);
+    let mut from = 0;
     while let Some(at) = find_ignoring_case(&path[from..], ME_TOKEN).map(|it| it + from) {
         let end = at + ME_TOKEN.len();
         if path[end..].is_empty() || path[end..].starts_with('/') {
-            let out = out.get_or_insert_with(|| String::with_capacity(path.len()));
-            out.push_str(&path[done..at]);
-            out.push_str("/me");
-            done = end;
+            edits.replace(at, end, "/me");
         }
         from = end;
     }
-    out.map(|mut out| {
-        out.push_str(&path[done..]);
-        out
-    })
+    edits.finish()
+}
+
+/// A path with some of its byte ranges replaced, left to right: copied only once a range is, and
+/// each part of the path copied once.
+struct Edits<'a> {
+    path: &'a str,
+    out: Option<String>,
+    /// The end of what `out` holds of `path`.
+    done: usize,
+}
+
+impl<'a> Edits<'a> {
+    fn of(path: &'a str) -> Edits<'a> {
+        Edits { path, out: None, done: 0 }
+    }
+
+    /// Puts `with` in place of `path[start..end]` (after every range replaced before).
+    fn replace(&mut self, start: usize, end: usize, with: &str) {
+        let out = self.out.get_or_insert_with(|| String::with_capacity(self.path.len()));
+        out.push_str(&self.path[self.done..start]);
+        out.push_str(with);
+        self.done = end;
+    }
+
+    /// The path with its replacements, if it had any.
+    fn finish(self) -> Option<String> {
+        self.out.map(|mut out| {
+            out.push_str(&self.path[self.done..]);
+            out
+        })
+    }
 }
 
 /// Where `needle` (ASCII, lowercase) first occurs in `haystack`, compared without ASCII case.
