@@ -5,8 +5,8 @@
 //! (on SQLite a flush to disk, one writer at a time). Now one writer task per node takes every
 //! entry waiting, writes them in one transaction and answers each caller after the commit: a
 //! caller still returns only once its entry is durable, and under load many entries share one
-//! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written at once
-//! (on SQLite once the requests running beside it have had their turn, `gather`), with no timer.
+//! flush. Nothing waits to fill a batch: an entry that finds the writer idle is written once the
+//! requests running beside it have had their turn (`gather`), with no timer.
 //!
 //! An entry may come with the version of its tenant's clients that its grant relied on (a
 //! client-credentials grant on this node's kept copy of its client, `App::kept_client`): the batch
@@ -30,6 +30,10 @@ const BATCH: usize = 256;
 
 /// The most times the writer yields to gather entries before it writes a batch (`gather`).
 const GATHER_ROUNDS: usize = 8;
+
+/// On PostgreSQL, the batch the writer stops gathering at (`gather`): beyond it, a larger batch
+/// saves the server less than the wait costs its entries.
+const POSTGRES_GATHERED: usize = 8;
 
 /// Entries waiting at most; a writer that falls behind slows the requests that log instead of
 /// queueing without end.
@@ -111,10 +115,11 @@ fn start(store: Arc<dyn Store>) -> Queue {
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
             // PostgreSQL's statements and commit wait on the network without holding the thread.
             if store.backend() != Backend::Sqlite {
+                gather(&mut waiting, &mut batch, POSTGRES_GATHERED).await;
                 write_batch(&*store, std::mem::take(&mut batch)).await;
                 continue;
             }
-            gather(&mut waiting, &mut batch).await;
+            gather(&mut waiting, &mut batch, BATCH).await;
             let taken = std::mem::take(&mut batch);
             let (store, runtime) = (Arc::clone(&store), Handle::current());
             // A batch that panicked has answered its callers with an error (their answers were
@@ -128,8 +133,8 @@ fn start(store: Arc<dyn Store>) -> Queue {
 }
 
 /// Adds to `batch` the entries that the requests running now are about to send: the writer
-/// yields to them, up to [`GATHER_ROUNDS`] times, as long as the round before brought new entries.
-/// SQLite only.
+/// yields to them, up to [`GATHER_ROUNDS`] times, as long as the round before brought new entries
+/// and the batch holds fewer than `enough`.
 ///
 /// Entries arrive while a batch commits, so a busy writer finds a batch waiting; but the requests
 /// that were halfway through their grant when it was taken would each have waited for the next
@@ -137,17 +142,26 @@ fn start(store: Arc<dyn Store>) -> Queue {
 /// signed its token, its entry's answer), and the runtime take in new requests. An entry that finds
 /// the writer idle still goes out after one round with nothing new: microseconds, no timer.
 ///
-/// On SQLite each commit writes its pages and flushes them on the server's own cores, so fewer,
-/// larger batches free them for grants. Client credentials on one core (`wrk -c32` on the other):
-/// 15 entries a commit before, 25 with gathering (flushes counted against responses); 20.5% of
-/// the signing rate before, 21.8% with it (11,961 and 12,785 grants a second, the means of six
-/// alternating runs each on a noisy machine; 19.5–19.8% and 21.8–23.2% in the trial runs before,
-/// two or eight rounds, stopping early or not, alike). On PostgreSQL a batch is one statement
-/// that waits on the network, and gathering made one node slower (23.4% → 19.7% of the signing
-/// rate, seven alternating runs each) and two nodes faster (18.3% → 20.1%); it is not used there.
-async fn gather(waiting: &mut mpsc::Receiver<Entry>, batch: &mut Vec<Entry>) {
+/// On SQLite (`enough` is the whole batch) each commit writes its pages and flushes them on the
+/// server's own cores, so fewer, larger batches free them for grants. Client credentials on one
+/// core (`wrk -c32` on the other): 15 entries a commit before, 25 with gathering (flushes counted
+/// against responses); 20.5% of the signing rate before, 21.8% with it (11,961 and 12,785 grants a
+/// second, the means of six alternating runs each on a noisy machine; 19.5–19.8% and 21.8–23.2% in
+/// the trial runs before, two or eight rounds, stopping early or not, alike).
+///
+/// On PostgreSQL a batch is one statement, and sending it (the loopback's delivery and waking
+/// PostgreSQL's backend) was 11% of the server's processor time on two nodes sharing one core,
+/// where about 2.8 entries went in a statement. Gathering up to the whole batch there made one
+/// node slower (23.4% → 19.7% of the signing rate, seven alternating runs each; on 2026-12-07
+/// 18,470 → 16,530 grants a second, the means of seven runs and of three), as each batch waited
+/// for every request in progress while the statement's round trip alone already gathers several;
+/// up to [`POSTGRES_GATHERED`] entries it leaves one node as it was (18,370 grants a second, the
+/// mean of five alternating runs, within their spread) and makes two nodes 14% faster (13,580 →
+/// 15,520 grants a second, 22.4% → 25.6% of the signing rate). At most one round instead: two
+/// nodes +9%; at most two: two nodes +17%, one node -10%.
+async fn gather(waiting: &mut mpsc::Receiver<Entry>, batch: &mut Vec<Entry>, enough: usize) {
     for _ in 0..GATHER_ROUNDS {
-        if batch.len() >= BATCH {
+        if batch.len() >= enough.min(BATCH) {
             return;
         }
         tokio::task::yield_now().await;
@@ -373,7 +387,7 @@ mod tests {
         }
         let mut batch = Vec::new();
         assert_eq!(waiting.recv_many(&mut batch, BATCH).await, 1);
-        gather(&mut waiting, &mut batch).await;
+        gather(&mut waiting, &mut batch, BATCH).await;
         let ids: Vec<&str> = batch.iter().map(|(record, ..)| record.id.as_str()).collect();
         assert_eq!(ids, ["batched-0", "batched-1", "batched-2"]);
         // A round that brings nothing ends the gathering: a request that sends only after a
@@ -383,7 +397,7 @@ mod tests {
             tokio::task::yield_now().await;
             late.send(late_entry).await.expect("send");
         });
-        gather(&mut waiting, &mut batch).await;
+        gather(&mut waiting, &mut batch, BATCH).await;
         assert_eq!(batch.len(), 3);
         while waiting.is_empty() {
             tokio::task::yield_now().await;
@@ -396,7 +410,47 @@ mod tests {
         }
         let mut full = Vec::new();
         assert_eq!(waiting.recv_many(&mut full, 10).await, 10);
-        gather(&mut waiting, &mut full).await;
+        gather(&mut waiting, &mut full, BATCH).await;
         assert_eq!((full.len(), waiting.len()), (BATCH, 5));
+    }
+
+    /// On PostgreSQL the writer stops gathering once its batch holds enough entries: it takes
+    /// what a round brought, but yields no more.
+    #[tokio::test]
+    async fn the_writer_stops_gathering_at_enough() {
+        let tenant = ObjectId::from_bytes([9; 16]);
+        let entry = |n: usize| (record(n, &tenant), None, oneshot::channel().0);
+        let (queue, mut waiting) = mpsc::channel::<Entry>(WAITING);
+        queue.send(entry(0)).await.expect("send");
+        // Requests that send theirs after 0, 1, 2 and 3 yields of their own.
+        for n in 1..=4 {
+            let (queue, entry) = (queue.clone(), entry(n));
+            tokio::spawn(async move {
+                for _ in 1..n {
+                    tokio::task::yield_now().await;
+                }
+                queue.send(entry).await.expect("send");
+            });
+        }
+        let mut batch = Vec::new();
+        assert_eq!(waiting.recv_many(&mut batch, BATCH).await, 1);
+        gather(&mut waiting, &mut batch, 3).await;
+        let ids: Vec<&str> = batch.iter().map(|(record, ..)| record.id.as_str()).collect();
+        assert_eq!(ids, ["batched-0", "batched-1", "batched-2"]);
+        // The others went on and sent theirs to the next batch.
+        let mut next = Vec::new();
+        while next.len() < 2 {
+            tokio::task::yield_now().await;
+            while let Ok(entry) = waiting.try_recv() {
+                next.push(entry.0.id);
+            }
+        }
+        assert_eq!(next, ["batched-3", "batched-4"]);
+        // A batch that already holds enough goes out without a yield.
+        let mut full: Vec<Entry> = (10..13).map(entry).collect();
+        let (late, late_entry) = (queue.clone(), entry(13));
+        tokio::spawn(async move { late.send(late_entry).await.expect("send") });
+        gather(&mut waiting, &mut full, 3).await;
+        assert_eq!(full.len(), 3);
     }
 }
