@@ -24,6 +24,7 @@ use crate::commit_audited;
 use crate::facts::{
     RoleChange, check_global_administrator_change, group_facts, group_for_read, user_facts, user_for_read,
 };
+use crate::tokens::FoundUser;
 use crate::{App, AppError, Caller, new_id, require};
 
 /// A page of users and the `$skiptoken` of the next page.
@@ -404,8 +405,17 @@ impl App {
 
     /// `GET /users/{id | userPrincipalName}`.
     pub async fn get_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
-        // The one read: outside a transaction, which would cost two more driver round trips.
-        let found = self.inner.store.find_user(&caller.tenant.id, key).await?;
+        self.get_found_user(caller, key, FoundUser::default()).await
+    }
+
+    /// `GET /users/{id}` with what [`App::authenticate_and_find_user`] read of the user `key`
+    /// (read now if nothing was).
+    pub async fn get_found_user(&self, caller: &Caller, key: &str, found: FoundUser) -> Result<User, AppError> {
+        let found = match found.0 {
+            Some(found) => found,
+            // The one read: outside a transaction, which would cost two more driver round trips.
+            None => self.inner.store.find_user(&caller.tenant.id, key).await?,
+        };
         let user = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;
         Ok(user)

@@ -74,7 +74,7 @@ pub use crate::signin::{
     PORTAL_APP_ID, PORTAL_APP_NAME, PasskeyRequest, SignInForm, SignInPage, SignInView, csrf_token,
 };
 pub use crate::signin_admin::SignInPage as SignInLogPage;
-pub use crate::tokens::AccessClaims;
+pub use crate::tokens::{AccessClaims, FoundUser};
 pub use keyward_core::signin::Stage;
 pub use keyward_store::OutboxMessage;
 

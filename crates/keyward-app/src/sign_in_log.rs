@@ -153,12 +153,12 @@ fn start(store: Arc<dyn Store>) -> Queue {
 /// PostgreSQL's backend) was 11% of the server's processor time on two nodes sharing one core,
 /// where about 2.8 entries went in a statement. Gathering up to the whole batch there made one
 /// node slower (23.4% → 19.7% of the signing rate, seven alternating runs each; on 2026-12-07
-/// 18,470 → 16,530 grants a second, the means of seven runs and of three), as each batch waited
+/// 18,560 → 16,530 grants a second, the means of eight runs and of three), as each batch waited
 /// for every request in progress while the statement's round trip alone already gathers several;
 /// up to [`POSTGRES_GATHERED`] entries it leaves one node as it was (18,370 grants a second, the
-/// mean of five alternating runs, within their spread) and makes two nodes 14% faster (13,580 →
-/// 15,520 grants a second, 22.4% → 25.6% of the signing rate). At most one round instead: two
-/// nodes +9%; at most two: two nodes +17%, one node -10%.
+/// mean of five alternating runs, within their spread) and makes two nodes 15% faster (13,500 →
+/// 15,520 grants a second, 22.3% → 25.7% of the signing rate). At most one round instead: two
+/// nodes +10%; at most two: two nodes +18%, one node -10%.
 async fn gather(waiting: &mut mpsc::Receiver<Entry>, batch: &mut Vec<Entry>, enough: usize) {
     for _ in 0..GATHER_ROUNDS {
         if batch.len() >= enough.min(BATCH) {

@@ -182,30 +182,61 @@ impl FromRequestParts<AppState> for GraphCtx {
     type Rejection = GraphError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<GraphCtx, GraphError> {
-        let ids = request_ids(parts);
-        let version = Version::of_path(parts.uri.path());
-        let bearer = parts.headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).map(|it| {
-            match it.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
-                _ => "",
-            }
-        });
-        let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| it.0.ip().to_string());
-        let user_agent = crate::pages::user_agent(&parts.headers);
-        let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address, user_agent };
-        let caller = state.app.authenticate(bearer, meta).await.map_err(|err| GraphError::from_app(err, &ids))?;
-        // A query option the route does not honour, found by `refuse_options`: refused after
-        // authentication, so an anonymous caller still gets 401 first.
-        if let Some(RefusedOption(name)) = parts.extensions.get::<RefusedOption>() {
-            return Err(GraphError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "Request_UnsupportedQuery",
-                format!("The query option '{name}' is not supported on this resource."),
-                &ids,
-            ));
-        }
-        Ok(GraphCtx { caller, version, ids, state: state.clone() })
+        Ok(graph_ctx(parts, state, None).await?.0)
     }
+}
+
+/// A Graph request that reads the one user its path names (`/users/{id}`): its context, and
+/// what was read of that user with the caller (see `App::authenticate_and_find_user`), for
+/// `App::get_found_user`.
+pub struct UserRead {
+    pub ctx: GraphCtx,
+    pub found: keyward_app::FoundUser,
+}
+
+impl FromRequestParts<AppState> for UserRead {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<UserRead, GraphError> {
+        // The key as the handler's `Path` has it (decoded); none, and the user is read later.
+        let key = axum::extract::Path::<String>::from_request_parts(parts, state).await.ok().map(|it| it.0);
+        let (ctx, found) = graph_ctx(parts, state, key.as_deref()).await?;
+        Ok(UserRead { ctx, found })
+    }
+}
+
+/// Authenticates a Graph request (reading the user `also` with the caller, if named).
+async fn graph_ctx(
+    parts: &Parts,
+    state: &AppState,
+    also: Option<&str>,
+) -> Result<(GraphCtx, keyward_app::FoundUser), GraphError> {
+    let ids = request_ids(parts);
+    let version = Version::of_path(parts.uri.path());
+    let bearer =
+        parts.headers.get(header::AUTHORIZATION).and_then(|it| it.to_str().ok()).map(|it| match it.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            _ => "",
+        });
+    let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| it.0.ip().to_string());
+    let user_agent = crate::pages::user_agent(&parts.headers);
+    let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address, user_agent };
+    let (caller, found) = match also {
+        Some(key) => state.app.authenticate_and_find_user(bearer, meta, key).await,
+        None => state.app.authenticate(bearer, meta).await.map(|caller| (caller, keyward_app::FoundUser::default())),
+    }
+    .map_err(|err| GraphError::from_app(err, &ids))?;
+    // A query option the route does not honour, found by `refuse_options`: refused after
+    // authentication, so an anonymous caller still gets 401 first.
+    if let Some(RefusedOption(name)) = parts.extensions.get::<RefusedOption>() {
+        return Err(GraphError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "Request_UnsupportedQuery",
+            format!("The query option '{name}' is not supported on this resource."),
+            &ids,
+        ));
+    }
+    Ok((GraphCtx { caller, version, ids, state: state.clone() }, found))
 }
 
 /// Every Graph query option Keyward knows, as `allow_only` and the routes name them.

@@ -1,7 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
 use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
-use crate::context::{GraphCtx, GraphQuery, collection, entity};
+use crate::context::{GraphCtx, GraphQuery, UserRead, collection, entity};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -79,10 +79,14 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 }
 
 /// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
-async fn get_user(ctx: GraphCtx, Path(key): Path<String>, Query(query, _): Query) -> Result<Response, GraphError> {
+async fn get_user(
+    UserRead { ctx, found }: UserRead,
+    Path(key): Path<String>,
+    Query(query, _): Query,
+) -> Result<Response, GraphError> {
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
-    let user = ctx.state.app.get_user(&ctx.caller, &key).await?;
+    let user = ctx.state.app.get_found_user(&ctx.caller, &key, found).await?;
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
     let body = users_json(&ctx, std::slice::from_ref(&user), select.as_deref(), expand.as_ref()).await?.remove(0);
     Ok(entity(context, body, StatusCode::OK))

@@ -771,6 +771,56 @@ macro_rules! impl_backend {
                 Ok(Some((user, assignments)))
             }
 
+            async fn get_user_and_roles_and_user(
+                &self,
+                tenant: &ObjectId,
+                id: &ObjectId,
+                now: OffsetDateTime,
+                key: &str,
+            ) -> Result<Option<crate::UserRolesAndUser>, StoreError> {
+                // SQLite reads on the request's thread, a statement each (see `find_user`).
+                if DIALECT.is_sqlite {
+                    let Some(found) = self.get_user_and_roles(tenant, id, now).await? else { return Ok(None) };
+                    return Ok(Some((found, self.find_user(tenant, key).await?)));
+                }
+                let (by_id, key) = match ObjectId::parse(key) {
+                    Some(other) => (true, other.to_string()),
+                    None => (false, key.to_lowercase()),
+                };
+                let sql = &roles::USER_AND_ROLES_AND_USER[usize::from(!by_id)];
+                let rows = self
+                    .read_all(|| {
+                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(tenant.as_str())
+                            .bind(id.as_str())
+                            .bind(true)
+                            .bind(fmt_ts(now))
+                            .bind(key.as_str())
+                    })
+                    .await?;
+                let (mut folded, mut other) = (UserAndRoles::default(), None);
+                for row in &rows {
+                    if row.flag("is_target")? {
+                        other = Some((user_from(row)?, row.flag("has_values")?));
+                    } else {
+                        folded.push(row)?;
+                    }
+                }
+                let Some((user, assignments, has_values)) = folded.finish() else { return Ok(None) };
+                let user = if has_values {
+                    let Some(whole) = self.reread_with_values(&user).await? else { return Ok(None) };
+                    whole
+                } else {
+                    user
+                };
+                let other = match other {
+                    Some((other, true)) => self.reread_with_values(&other).await?,
+                    Some((other, false)) => Some(other),
+                    None => None,
+                };
+                Ok(Some(((user, assignments), other)))
+            }
+
             async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError> {
                 let (by_id, key) = match ObjectId::parse(key) {
                     Some(id) => (true, id.to_string()),
@@ -1860,6 +1910,8 @@ mod tests {
             ("UNENDED_ASSIGNMENTS_FOR", super::roles::UNENDED_ASSIGNMENTS_FOR.to_owned()),
             ("USER_AND_ROLES_SPLIT", super::roles::USER_AND_ROLES_SPLIT.to_string()),
             ("USER_AND_ROLES_LISTED", super::roles::USER_AND_ROLES_LISTED.to_string()),
+            ("USER_AND_ROLES_AND_USER by id", super::roles::USER_AND_ROLES_AND_USER[0].clone()),
+            ("USER_AND_ROLES_AND_USER by name", super::roles::USER_AND_ROLES_AND_USER[1].clone()),
             ("CLIENT_CHANGES_AT", super::client_cache::CLIENT_CHANGES_AT.to_owned()),
         ];
         for (name, sql) in statements {

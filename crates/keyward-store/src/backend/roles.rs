@@ -168,6 +168,23 @@ pub(super) static USER_AND_ROLES_LISTED: std::sync::LazyLock<String> = std::sync
     )
 });
 
+/// [`USER_AND_ROLES_LISTED`] and one more user in one statement, PostgreSQL only: what a request
+/// that reads one user needs (`Store::get_user_and_roles_and_user`), in one round trip instead of
+/// two. The other user by id (`[0]`) or by lowercased user principal name (`[1]`) at `$5`, in a
+/// row of its own with `is_target` set and empty `ra_` columns.
+pub(super) static USER_AND_ROLES_AND_USER: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    let no_assignment = vec!["NULL"; super::JOINED_ASSIGNMENT.len()].join(", ");
+    ["id", "upn_lc"].map(|key| {
+        format!(
+            "SELECT FALSE AS is_target, listed.* FROM ({listed}) listed UNION ALL SELECT TRUE, {user}, {has_values}, \
+             {no_assignment} FROM users WHERE tenant_id = $1 AND {key} = $5",
+            listed = USER_AND_ROLES_LISTED.as_str(),
+            user = super::USER_COLUMNS,
+            has_values = super::users::HAS_VALUES,
+        )
+    })
+});
+
 /// Implements `ServicePrincipalStore`, `RoleStore` for a backend's transaction type.
 macro_rules! impl_role_stores {
     ($tx:ident, $db:ty) => {

@@ -1801,6 +1801,54 @@ async fn deleted_item_refusals_before_and_after_the_lookup(backend: Backend) {
     assert_eq!(user_back.status, StatusCode::OK, "{}", user_back.text);
 }
 
+/// `GET /users/{id}` reads the user with its caller (on PostgreSQL in one statement): by id, by
+/// user principal name in any case, the caller themself, each with their multi-valued properties
+/// (read apart); a user who is not there, or was deleted, is 404; and whatever the other user is,
+/// a caller who may no longer act is refused first, as is one whose token names no user.
+async fn one_user_read_with_its_caller(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reader = create(&app, "reader", json!({"otherMails": ["reader@backup.test"]})).await;
+    let target =
+        create(&app, "target", json!({"otherMails": ["target@backup.test"], "businessPhones": ["+1 425 555 0109"]}))
+            .await;
+    let plain = create(&app, "plain", json!({})).await;
+    let leaver = create(&app, "leaver", json!({})).await;
+    assert_eq!(app.delete(&format!("/v1.0/users/{leaver}")).await.status, StatusCode::NO_CONTENT);
+    let token = app.token_for(&format!("reader@{DOMAIN}")).await;
+    let as_reader = app.as_user(&token);
+    let select = "?$select=id,userPrincipalName,otherMails,businessPhones";
+    for (key, id, mails) in [
+        (target.clone(), &target, json!(["target@backup.test"])),
+        (format!("TARGET@{}", DOMAIN.to_uppercase()), &target, json!(["target@backup.test"])),
+        (reader.clone(), &reader, json!(["reader@backup.test"])),
+        (format!("reader@{DOMAIN}"), &reader, json!(["reader@backup.test"])),
+        (plain.clone(), &plain, json!([])),
+    ] {
+        let read = as_reader.get(&format!("/v1.0/users/{key}{select}")).await;
+        assert_eq!(read.status, StatusCode::OK, "{key}: {}", read.text);
+        assert_eq!(&id_of(&read.body), id, "{key}");
+        assert_eq!(read.body["otherMails"], mails, "{key}");
+    }
+    let phones = as_reader.get(&format!("/v1.0/users/{target}{select}")).await;
+    assert_eq!(phones.body["businessPhones"], json!(["+1 425 555 0109"]));
+    for missing in [leaver.clone(), "00000000-0000-4000-8000-000000000001".to_owned(), format!("nobody@{DOMAIN}")] {
+        let reply = as_reader.get(&format!("/v1.0/users/{missing}")).await;
+        assert_graph_error(&reply, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+    }
+    // The reader disabled: refused whoever they ask for, there or not.
+    let disabled = app.patch(&format!("/v1.0/users/{reader}"), &json!({"accountEnabled": false})).await;
+    assert_eq!(disabled.status, StatusCode::NO_CONTENT, "{}", disabled.text);
+    for key in [target.clone(), reader.clone(), format!("nobody@{DOMAIN}")] {
+        let reply = as_reader.get(&format!("/v1.0/users/{key}")).await;
+        assert_graph_error(&reply, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+    }
+    // A token whose user was deleted names nobody: 401, even for a user who is there.
+    let plain_token = app.token_for(&format!("plain@{DOMAIN}")).await;
+    assert_eq!(app.delete(&format!("/v1.0/users/{plain}")).await.status, StatusCode::NO_CONTENT);
+    let reply = app.as_user(&plain_token).get(&format!("/v1.0/users/{target}")).await;
+    assert_graph_error(&reply, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
+}
+
 keyward_testkit::on_both_backends!(
     a_group_patched_while_deleted_takes_locks_in_one_order,
     user_profile_properties,
@@ -1819,4 +1867,5 @@ keyward_testkit::on_both_backends!(
     deleted_former_administrators_stay_protected,
     every_query_option_is_applied_or_refused,
     documented_method_bodies,
+    one_user_read_with_its_caller,
 );
