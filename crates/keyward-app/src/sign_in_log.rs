@@ -34,6 +34,7 @@ const GATHER_ROUNDS: usize = 8;
 /// On PostgreSQL, the batch the writer stops gathering at (`gather`): beyond it, a larger batch
 /// saves the server less than the wait costs its entries.
 const POSTGRES_GATHERED: usize = 8;
+const _: () = assert!(POSTGRES_GATHERED > 1 && POSTGRES_GATHERED < BATCH);
 
 /// Entries waiting at most; a writer that falls behind slows the requests that log instead of
 /// queueing without end.
@@ -114,12 +115,11 @@ fn start(store: Arc<dyn Store>) -> Queue {
         let mut batch = Vec::new();
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
             // PostgreSQL's statements and commit wait on the network without holding the thread.
+            gather(&mut waiting, &mut batch, gathered(store.backend())).await;
             if store.backend() != Backend::Sqlite {
-                gather(&mut waiting, &mut batch, POSTGRES_GATHERED).await;
                 write_batch(&*store, std::mem::take(&mut batch)).await;
                 continue;
             }
-            gather(&mut waiting, &mut batch, BATCH).await;
             let taken = std::mem::take(&mut batch);
             let (store, runtime) = (Arc::clone(&store), Handle::current());
             // A batch that panicked has answered its callers with an error (their answers were
@@ -130,6 +130,14 @@ fn start(store: Arc<dyn Store>) -> Queue {
         }
     });
     queue
+}
+
+/// The batch the writer stops gathering at on `backend` (see `gather`).
+fn gathered(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => BATCH,
+        Backend::Postgres => POSTGRES_GATHERED,
+    }
 }
 
 /// Adds to `batch` the entries that the requests running now are about to send: the writer
@@ -150,7 +158,7 @@ fn start(store: Arc<dyn Store>) -> Queue {
 /// the trial runs before, two or eight rounds, stopping early or not, alike).
 ///
 /// On PostgreSQL a batch is one statement, and sending it (the loopback's delivery and waking
-/// PostgreSQL's backend) was 11% of the server's processor time on two nodes sharing one core,
+/// PostgreSQL's backend) was 11% of the two nodes' processor time where they shared one core,
 /// where about 2.8 entries went in a statement. Gathering up to the whole batch there made one
 /// node slower (23.4% → 19.7% of the signing rate, seven alternating runs each; on 2026-12-07
 /// 18,560 → 16,530 grants a second, the means of eight runs and of three), as each batch waited
@@ -415,9 +423,10 @@ mod tests {
     }
 
     /// On PostgreSQL the writer stops gathering once its batch holds enough entries: it takes
-    /// what a round brought, but yields no more.
+    /// what a round brought, but yields no more. On SQLite only a full batch is enough.
     #[tokio::test]
     async fn the_writer_stops_gathering_at_enough() {
+        assert_eq!((gathered(Backend::Sqlite), gathered(Backend::Postgres)), (BATCH, POSTGRES_GATHERED));
         let tenant = ObjectId::from_bytes([9; 16]);
         let entry = |n: usize| (record(n, &tenant), None, oneshot::channel().0);
         let (queue, mut waiting) = mpsc::channel::<Entry>(WAITING);

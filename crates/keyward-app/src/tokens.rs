@@ -299,9 +299,9 @@ impl App {
     }
 
     /// [`App::authenticate`], and the user `key` (object id or user principal name) read with the
-    /// caller, for [`App::get_found_user`]: a request that reads one user makes one read of the
-    /// database for both where it can (on PostgreSQL, a round trip fewer). What was read of the
-    /// other user is not looked at before the caller is authenticated and authorised.
+    /// caller where that saves a round trip (PostgreSQL), for [`App::get_found_user`]. Nothing of
+    /// the other user is looked at, and nothing more is read for them, before the caller is
+    /// authenticated and authorised.
     pub async fn authenticate_and_find_user(
         &self,
         bearer: Option<&str>,
@@ -364,7 +364,7 @@ impl App {
                             .get_user_and_roles_and_user(&tenant.id, &principal_id, self.now(), key)
                             .await?
                             .ok_or_else(invalid)?;
-                        (caller, FoundUser(Some(other)))
+                        (caller, FoundUser(other))
                     }
                     None => (
                         store.get_user_and_roles(&tenant.id, &principal_id, self.now()).await?.ok_or_else(invalid)?,
@@ -486,7 +486,8 @@ impl App {
 }
 
 /// The user [`App::authenticate_and_find_user`] read with its caller (`None` inside if there is
-/// none), or nothing if it was not read then (an application's token).
+/// none), or nothing if it was not read then (on SQLite, for an application's token, or a user
+/// with multi-valued properties): [`App::get_found_user`] reads them then.
 #[derive(Debug, Default)]
 pub struct FoundUser(pub(crate) Option<Option<User>>);
 

@@ -55,8 +55,9 @@ pub use keyward_core::directory::{
 pub const ALL_ROWS: usize = usize::MAX;
 
 /// What [`Store::get_user_and_roles_and_user`] finds: a user with the role assignments that apply
-/// to them, and the other user if there is one.
-pub type UserRolesAndUser = ((User, Vec<RoleAssignment>), Option<User>);
+/// to them, and the other user if it was read (`Some(None)`: there is none; `None`: not read, to
+/// be read on its own with [`Store::find_user`]).
+pub type UserRolesAndUser = ((User, Vec<RoleAssignment>), Option<Option<User>>);
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +111,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// only read it is.
     async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError>;
 
-    /// [`Store::get_user_and_roles`] for the user `id` and [`Store::find_user`] for `key`, which a
-    /// request that reads one user makes one after the other: on PostgreSQL in one statement (a
-    /// round trip fewer), on SQLite the two reads (each a statement on the request's thread).
-    /// `None` when there is no user `id`, whatever `key` finds.
+    /// [`Store::get_user_and_roles`] for the user `id` and, where it saves a round trip,
+    /// [`Store::find_user`] for `key`: on PostgreSQL one statement reads both, and the other user
+    /// is returned unless they have multi-valued properties (read on their own then, once the
+    /// caller has been checked); on SQLite, whose reads run on the request's thread, the other
+    /// user is not read. `None` when there is no user `id`, whatever `key` finds.
     async fn get_user_and_roles_and_user(
         &self,
         tenant: &ObjectId,

@@ -778,10 +778,9 @@ macro_rules! impl_backend {
                 now: OffsetDateTime,
                 key: &str,
             ) -> Result<Option<crate::UserRolesAndUser>, StoreError> {
-                // SQLite reads on the request's thread, a statement each (see `find_user`).
+                // SQLite reads on the request's thread: one statement more costs no round trip.
                 if DIALECT.is_sqlite {
-                    let Some(found) = self.get_user_and_roles(tenant, id, now).await? else { return Ok(None) };
-                    return Ok(Some((found, self.find_user(tenant, key).await?)));
+                    return Ok(self.get_user_and_roles(tenant, id, now).await?.map(|found| (found, None)));
                 }
                 let (by_id, key) = match ObjectId::parse(key) {
                     Some(other) => (true, other.to_string()),
@@ -813,10 +812,12 @@ macro_rules! impl_backend {
                 } else {
                     user
                 };
+                // A user with multi-valued properties is left for `find_user`, after the caller's
+                // checks: nothing more is read for a caller who is then refused.
                 let other = match other {
-                    Some((other, true)) => self.reread_with_values(&other).await?,
-                    Some((other, false)) => Some(other),
-                    None => None,
+                    Some((_, true)) => None,
+                    Some((other, false)) => Some(Some(other)),
+                    None => Some(None),
                 };
                 Ok(Some(((user, assignments), other)))
             }
