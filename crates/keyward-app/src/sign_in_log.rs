@@ -114,8 +114,8 @@ fn start(store: Arc<dyn Store>) -> Queue {
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while waiting.recv_many(&mut batch, BATCH).await > 0 {
-            // PostgreSQL's statements and commit wait on the network without holding the thread.
             gather(&mut waiting, &mut batch, gathered(store.backend())).await;
+            // PostgreSQL's statements and commit wait on the network without holding the thread.
             if store.backend() != Backend::Sqlite {
                 write_batch(&*store, std::mem::take(&mut batch)).await;
                 continue;
@@ -374,6 +374,18 @@ mod tests {
         }
     }
 
+    /// A request that sends `entry` after `yields` turns of its own (on the test's one thread, each
+    /// a turn of every task ready).
+    fn send_after_yields(queue: &Queue, entry: Entry, yields: usize) {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for _ in 0..yields {
+                tokio::task::yield_now().await;
+            }
+            queue.send(entry).await.expect("send");
+        });
+    }
+
     /// The writer takes into its batch the entries of requests that run beside it, and stops
     /// gathering once a round brings nothing or the batch is full.
     #[tokio::test]
@@ -384,15 +396,8 @@ mod tests {
         queue.send(entry(0)).await.expect("send");
         // Two requests about to send theirs (on this one-thread runtime, once the writer yields);
         // the second waits once more before it does.
-        for (n, waits) in [(1, 0), (2, 1)] {
-            let (queue, entry) = (queue.clone(), entry(n));
-            tokio::spawn(async move {
-                for _ in 0..waits {
-                    tokio::task::yield_now().await;
-                }
-                queue.send(entry).await.expect("send");
-            });
-        }
+        send_after_yields(&queue, entry(1), 0);
+        send_after_yields(&queue, entry(2), 1);
         let mut batch = Vec::new();
         assert_eq!(waiting.recv_many(&mut batch, BATCH).await, 1);
         gather(&mut waiting, &mut batch, BATCH).await;
@@ -400,11 +405,7 @@ mod tests {
         assert_eq!(ids, ["batched-0", "batched-1", "batched-2"]);
         // A round that brings nothing ends the gathering: a request that sends only after a
         // wait of its own is left for the next batch.
-        let (late, late_entry) = (queue.clone(), entry(3));
-        tokio::spawn(async move {
-            tokio::task::yield_now().await;
-            late.send(late_entry).await.expect("send");
-        });
+        send_after_yields(&queue, entry(3), 1);
         gather(&mut waiting, &mut batch, BATCH).await;
         assert_eq!(batch.len(), 3);
         while waiting.is_empty() {
@@ -433,13 +434,7 @@ mod tests {
         queue.send(entry(0)).await.expect("send");
         // Requests that send theirs after 0, 1, 2 and 3 yields of their own.
         for n in 1..=4 {
-            let (queue, entry) = (queue.clone(), entry(n));
-            tokio::spawn(async move {
-                for _ in 1..n {
-                    tokio::task::yield_now().await;
-                }
-                queue.send(entry).await.expect("send");
-            });
+            send_after_yields(&queue, entry(n), n - 1);
         }
         let mut batch = Vec::new();
         assert_eq!(waiting.recv_many(&mut batch, BATCH).await, 1);
@@ -457,8 +452,7 @@ mod tests {
         assert_eq!(next, ["batched-3", "batched-4"]);
         // A batch that already holds enough goes out without a yield.
         let mut full: Vec<Entry> = (10..13).map(entry).collect();
-        let (late, late_entry) = (queue.clone(), entry(13));
-        tokio::spawn(async move { late.send(late_entry).await.expect("send") });
+        send_after_yields(&queue, entry(13), 0);
         gather(&mut waiting, &mut full, 3).await;
         assert_eq!(full.len(), 3);
     }

@@ -186,28 +186,27 @@ impl FromRequestParts<AppState> for GraphCtx {
     }
 }
 
-/// A Graph request that reads the one user its path names (`/users/{id}`): its context, and
-/// what was read of that user with the caller (see `App::authenticate_and_find_user`), for
-/// `App::get_found_user`.
+/// A Graph request that reads the one user its path names (`/users/{id}`): its context, the
+/// key (decoded, as `Path` has it), and what was read of that user with the caller (see
+/// `App::authenticate_and_find_user`), for `App::get_found_user`.
 pub struct UserRead {
     pub ctx: GraphCtx,
+    pub key: String,
     pub found: keyward_app::FoundUser,
 }
 
 impl FromRequestParts<AppState> for UserRead {
-    type Rejection = GraphError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<UserRead, GraphError> {
-        // The key as the handler's `Path` has it (decoded); none, and the user is read later. A
-        // key PostgreSQL refuses as text (a NUL) is left for later too: read with the caller, its
-        // 400 would come before the caller's 401.
-        let key = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .ok()
-            .map(|it| it.0)
-            .filter(|it| !it.contains('\0'));
-        let (ctx, found) = graph_ctx(parts, state, key.as_deref()).await?;
-        Ok(UserRead { ctx, found })
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<UserRead, Response> {
+        let key = axum::extract::Path::<String>::from_request_parts(parts, state).await.map(|it| it.0);
+        // A key PostgreSQL refuses as text (a NUL) is read later: read with the caller, its 400
+        // would come before the caller's 401. So is a path that does not decode, refused once the
+        // caller is authenticated.
+        let also = key.as_deref().ok().filter(|it| !it.contains('\0'));
+        let (ctx, found) = graph_ctx(parts, state, also).await.map_err(IntoResponse::into_response)?;
+        let key = key.map_err(IntoResponse::into_response)?;
+        Ok(UserRead { ctx, key, found })
     }
 }
 

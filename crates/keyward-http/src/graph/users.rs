@@ -79,11 +79,7 @@ async fn list_users(ctx: GraphCtx, Query(query, path): Query) -> Result<Response
 }
 
 /// `GET /users/{id | userPrincipalName}` — `microsoft.directory/users/standard/read`.
-async fn get_user(
-    UserRead { ctx, found }: UserRead,
-    Path(key): Path<String>,
-    Query(query, _): Query,
-) -> Result<Response, GraphError> {
+async fn get_user(UserRead { ctx, key, found }: UserRead, Query(query, _): Query) -> Result<Response, GraphError> {
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let user = ctx.state.app.get_found_user(&ctx.caller, &key, found).await?;

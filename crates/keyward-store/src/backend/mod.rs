@@ -292,6 +292,15 @@ fn assignment_from(row: &impl Columns, columns: &[&str; 9]) -> Result<RoleAssign
     })
 }
 
+/// A user's key in a path, as `Store::find_user` takes it: whether it is an object id, and the
+/// id in its canonical form or the user principal name lowercased (as `upn_lc` holds it).
+fn user_key(key: &str) -> (bool, String) {
+    match ObjectId::parse(key) {
+        Some(id) => (true, id.to_string()),
+        None => (false, key.to_lowercase()),
+    }
+}
+
 /// A user, the role assignments that apply to them, and whether they have multi-valued
 /// properties (not read yet).
 type UserRolesValues = (User, Vec<RoleAssignment>, bool);
@@ -629,6 +638,12 @@ macro_rules! impl_backend {
                 tx.get_user(&user.tenant_id, &user.id).await
             }
 
+            /// `user` as read, or read again with their values when their row said they have
+            /// some (`reread_with_values`). `None` if the user is gone.
+            async fn whole_user(&self, user: User, has_values: bool) -> Result<Option<User>, StoreError> {
+                if has_values { self.reread_with_values(&user).await } else { Ok(Some(user)) }
+            }
+
             /// An application as the token endpoint reads it, from one snapshot, kept by this node
             /// under `version`, its tenant's version read before it.
             async fn read_client(
@@ -764,11 +779,7 @@ macro_rules! impl_backend {
                     }
                 };
                 let Some((user, assignments, has_values)) = found else { return Ok(None) };
-                if has_values {
-                    let Some(whole) = self.reread_with_values(&user).await? else { return Ok(None) };
-                    return Ok(Some((whole, assignments)));
-                }
-                Ok(Some((user, assignments)))
+                Ok(self.whole_user(user, has_values).await?.map(|user| (user, assignments)))
             }
 
             async fn get_user_and_roles_and_user(
@@ -782,10 +793,7 @@ macro_rules! impl_backend {
                 if DIALECT.is_sqlite {
                     return Ok(self.get_user_and_roles(tenant, id, now).await?.map(|found| (found, None)));
                 }
-                let (by_id, key) = match ObjectId::parse(key) {
-                    Some(other) => (true, other.to_string()),
-                    None => (false, key.to_lowercase()),
-                };
+                let (by_id, key) = user_key(key);
                 let sql = &roles::USER_AND_ROLES_AND_USER[usize::from(!by_id)];
                 let rows = self
                     .read_all(|| {
@@ -806,12 +814,7 @@ macro_rules! impl_backend {
                     }
                 }
                 let Some((user, assignments, has_values)) = folded.finish() else { return Ok(None) };
-                let user = if has_values {
-                    let Some(whole) = self.reread_with_values(&user).await? else { return Ok(None) };
-                    whole
-                } else {
-                    user
-                };
+                let Some(user) = self.whole_user(user, has_values).await? else { return Ok(None) };
                 // A user with multi-valued properties is left for `find_user`, after the caller's
                 // checks: nothing more is read for a caller who is then refused.
                 let other = match other {
@@ -823,10 +826,7 @@ macro_rules! impl_backend {
             }
 
             async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError> {
-                let (by_id, key) = match ObjectId::parse(key) {
-                    Some(id) => (true, id.to_string()),
-                    None => (false, key.to_lowercase()),
-                };
+                let (by_id, key) = user_key(key);
                 let direct = match &self.direct {
                     Some(direct) => direct.find_user(tenant, &key, by_id)?,
                     None => None,
@@ -846,10 +846,7 @@ macro_rules! impl_backend {
                     }
                 };
                 let Some((user, has_values)) = found else { return Ok(None) };
-                if has_values {
-                    return self.reread_with_values(&user).await;
-                }
-                Ok(Some(user))
+                self.whole_user(user, has_values).await
             }
 
             async fn find_client(

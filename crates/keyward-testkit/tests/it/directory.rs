@@ -1836,11 +1836,15 @@ async fn one_user_read_with_its_caller(backend: Backend) {
         let reply = as_reader.get(&format!("/v1.0/users/{missing}")).await;
         assert_graph_error(&reply, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
     }
+    // A key that does not decode to text is a bad request, once the caller is known.
+    assert_eq!(as_reader.get("/v1.0/users/no%FFbody").await.status, StatusCode::BAD_REQUEST);
     // The reader disabled: refused whoever they ask for, there or not.
     let disabled = app.patch(&format!("/v1.0/users/{reader}"), &json!({"accountEnabled": false})).await;
     assert_eq!(disabled.status, StatusCode::NO_CONTENT, "{}", disabled.text);
     // A key no database takes as text (a NUL) is the caller's 401 too, not the key's 400.
-    for key in [target.clone(), reader.clone(), format!("nobody@{DOMAIN}"), "no%00body".to_owned()] {
+    for key in
+        [target.clone(), reader.clone(), format!("nobody@{DOMAIN}"), "no%00body".to_owned(), "no%FFbody".to_owned()]
+    {
         let reply = as_reader.get(&format!("/v1.0/users/{key}")).await;
         assert_graph_error(&reply, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken");
     }
