@@ -299,7 +299,7 @@ impl App {
     }
 
     /// [`App::authenticate`], and the user `key` (object id or user principal name) read with the
-    /// caller where that saves a round trip (PostgreSQL), for [`App::get_found_user`]. Nothing of
+    /// caller (`Store::get_user_and_roles_and_user`), for [`App::get_found_user`]. Nothing of
     /// the other user is looked at, and nothing more is read for them, before the caller is
     /// authenticated and authorised.
     pub async fn authenticate_and_find_user(
@@ -486,8 +486,9 @@ impl App {
 }
 
 /// The user [`App::authenticate_and_find_user`] read with its caller (`None` inside if there is
-/// none), or nothing if it was not read then (on SQLite, for an application's token, or a user
-/// with multi-valued properties): [`App::get_found_user`] reads them then.
+/// none), or nothing if it was not read then (for an application's token, a user with
+/// multi-valued properties, or on SQLite when its pool answered): [`App::get_found_user`] reads
+/// them then.
 #[derive(Debug, Default)]
 pub struct FoundUser(pub(crate) Option<Option<User>>);
 

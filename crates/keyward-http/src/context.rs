@@ -1,6 +1,7 @@
 //! What every request carries: its ids, the caller, the API version, the query options.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
@@ -50,8 +51,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let ids = RequestIds { request_id, client_request_id };
     request.extensions_mut().insert(ids.clone());
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |it| it.as_str()).to_owned();
-    let path = request.uri().path().to_owned();
+    // Both shared, not copied: the matched route's text and the address's bytes.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let uri = request.uri().clone();
+    let path = uri.path();
     let is_graph = path.starts_with("/v1.0/") || path.starts_with("/beta/");
     let mut response = guarded(&ids, is_graph, CURRENT_IDS.scope(ids.clone(), next.run(request))).await;
     let accepted = response.status() == axum::http::StatusCode::ACCEPTED;
@@ -77,7 +80,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.record(method.as_str(), &route, status, elapsed);
+    state.metrics.record(method.as_str(), route.as_ref().map_or("unmatched", MatchedPath::as_str), status, elapsed);
     tracing::info!(
         request_id = %ids.request_id,
         method = %method,
@@ -256,23 +259,51 @@ pub const QUERY_OPTIONS_ALL: &[&str] = &QUERY_OPTIONS;
 #[derive(Debug, Clone)]
 struct RefusedOption(&'static str);
 
-/// Marks a request that carries a query option outside `allowed`; the Graph context refuses it
-/// once the caller is authenticated. Options are named with or without `$`, in any case.
-pub(crate) async fn refuse_options(
-    allowed: Vec<&'static str>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if let Some(query) = request.uri().query() {
-        let refused = form_urlencoded::parse(query.as_bytes()).find_map(|(key, _)| {
-            let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
-            QUERY_OPTIONS.iter().find(|it| it[1..] == name).filter(|it| !allowed.contains(it)).copied()
-        });
-        if let Some(name) = refused {
+/// Marks a request that carries a query option outside its route's allowed ones; the Graph
+/// context refuses it once the caller is authenticated. Options are named with or without `$`,
+/// in any case. A layer of its own rather than `middleware::from_fn`, whose boxed futures and
+/// cloned services cost every Graph `GET` several allocations.
+#[derive(Debug, Clone)]
+pub(crate) struct RefuseOptions(pub(crate) Arc<[&'static str]>);
+
+impl<S> tower::Layer<S> for RefuseOptions {
+    type Service = RefusingOptions<S>;
+
+    fn layer(&self, inner: S) -> RefusingOptions<S> {
+        RefusingOptions { inner, allowed: Arc::clone(&self.0) }
+    }
+}
+
+/// The service [`RefuseOptions`] makes.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusingOptions<S> {
+    inner: S,
+    allowed: Arc<[&'static str]>,
+}
+
+impl<S: tower::Service<Request>> tower::Service<Request> for RefusingOptions<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> S::Future {
+        if let Some(name) = request.uri().query().and_then(|query| refused_option(query, &self.allowed)) {
             request.extensions_mut().insert(RefusedOption(name));
         }
+        self.inner.call(request)
     }
-    next.run(request).await
+}
+
+/// The first option in `query` that Keyward knows and `allowed` does not hold.
+fn refused_option(query: &str, allowed: &[&'static str]) -> Option<&'static str> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(key, _)| {
+        let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
+        QUERY_OPTIONS.iter().find(|it| it[1..] == name).filter(|it| !allowed.contains(it)).copied()
+    })
 }
 
 /// The query options of a request, decoded, with `$` optional as Graph allows.

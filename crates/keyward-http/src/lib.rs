@@ -126,7 +126,7 @@ pub fn router(app: App) -> HttpService {
     // looked at (no token, say) leaves a connection that can carry the next request.
     let graph_router = graph_router
         .layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT))
-        .layer(middleware::from_fn(|request, next| read_whole_body(request, next, GRAPH_BODY_LIMIT, true)));
+        .layer(WholeBody { limit: GRAPH_BODY_LIMIT, is_graph: true });
     let router = Router::new()
         .merge(graph_router)
         .route("/healthz", get(healthz))
@@ -136,12 +136,12 @@ pub fn router(app: App) -> HttpService {
         .merge(
             pages::routes()
                 .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
-                .layer(middleware::from_fn(|request, next| read_whole_body(request, next, FORM_BODY_LIMIT, false))),
+                .layer(WholeBody { limit: FORM_BODY_LIMIT, is_graph: false }),
         )
         .merge(
             oauth::routes()
                 .layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT))
-                .layer(middleware::from_fn(|request, next| read_whole_body(request, next, OIDC_BODY_LIMIT, false))),
+                .layer(WholeBody { limit: OIDC_BODY_LIMIT, is_graph: false }),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
@@ -157,22 +157,89 @@ pub fn router(app: App) -> HttpService {
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse
 /// a connection whose request body was left unread, and a client that sent its next request on
 /// it meanwhile sees the connection end under it. A larger body is answered `413` and the
-/// connection closed (in Graph's envelope when `is_graph`).
-async fn read_whole_body(
-    request: axum::extract::Request,
-    next: middleware::Next,
+/// connection closed (in Graph's envelope when `is_graph`). A layer of its own rather than
+/// `middleware::from_fn`: a request without a body (most) passes through it without a boxed
+/// future or a cloned service.
+#[derive(Debug, Clone, Copy)]
+struct WholeBody {
     limit: usize,
     is_graph: bool,
-) -> Response {
-    // Nothing to read (a `GET` without a body, most requests): no timer, no copy.
-    if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
-        return next.run(request).await;
+}
+
+impl<S> tower::Layer<S> for WholeBody {
+    type Service = ReadingWholeBody<S>;
+
+    fn layer(&self, inner: S) -> ReadingWholeBody<S> {
+        ReadingWholeBody { inner, body: *self }
     }
+}
+
+/// The service [`WholeBody`] makes.
+#[derive(Debug, Clone)]
+struct ReadingWholeBody<S> {
+    inner: S,
+    body: WholeBody,
+}
+
+type Answer = Result<Response, std::convert::Infallible>;
+
+impl<S> tower::Service<axum::extract::Request> for ReadingWholeBody<S>
+where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = WholeBodyRead<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> WholeBodyRead<S::Future> {
+        // Nothing to read (a `GET` without a body, most requests): no timer, no copy.
+        if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+            return WholeBodyRead::Passed(self.inner.call(request));
+        }
+        // The service made ready is the one called; its clone serves the next request.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        WholeBodyRead::Reading(Box::pin(read_whole_body(request, ready, self.body)))
+    }
+}
+
+/// The answer of [`ReadingWholeBody`]: the handler's own, or the one reading the body first.
+enum WholeBodyRead<F> {
+    Passed(F),
+    Reading(std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>),
+}
+
+impl<F: std::future::Future<Output = Answer> + Unpin> std::future::Future for WholeBodyRead<F> {
+    type Output = Answer;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Answer> {
+        match self.get_mut() {
+            WholeBodyRead::Passed(future) => std::pin::Pin::new(future).poll(cx),
+            WholeBodyRead::Reading(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+async fn read_whole_body<S>(request: axum::extract::Request, mut inner: S, body: WholeBody) -> Answer
+where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible>,
+{
+    let WholeBody { limit, is_graph } = body;
     let (parts, body) = request.into_parts();
     // A body that trickles in is cut off like slow headers are.
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
-    match read {
-        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+    Ok(match read {
+        Ok(Ok(bytes)) => {
+            return inner.call(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+        }
         Err(_) => {
             let mut response =
                 (StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.\n").into_response();
@@ -196,7 +263,7 @@ async fn read_whole_body(
             response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             response
         }
-    }
+    })
 }
 
 pub(crate) async fn not_found() -> Response {

@@ -180,9 +180,7 @@ impl Api {
         handler: MethodRouter<AppState>,
         options: &'static [&'static str],
     ) -> Api {
-        let handler = handler.layer(axum::middleware::from_fn(move |request, next| {
-            crate::context::refuse_options(options.to_vec(), request, next)
-        }));
+        let handler = handler.layer(crate::context::RefuseOptions(options.into()));
         self.routes.push((path, handler));
         self
     }
@@ -198,10 +196,7 @@ impl Api {
     /// ([`Op::allowed_options`]), so a `200` always means the options were applied.
     pub fn route(mut self, path: &'static str, handler: MethodRouter<AppState>, op: Op) -> Api {
         let handler = if op.method == "get" {
-            let allowed = op.allowed_options();
-            handler.layer(axum::middleware::from_fn(move |request, next| {
-                crate::context::refuse_options(allowed.clone(), request, next)
-            }))
+            handler.layer(crate::context::RefuseOptions(op.allowed_options().into()))
         } else {
             handler
         };

@@ -111,11 +111,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// only read it is.
     async fn find_user(&self, tenant: &ObjectId, key: &str) -> Result<Option<User>, StoreError>;
 
-    /// [`Store::get_user_and_roles`] for the user `id` and, where it saves a round trip,
-    /// [`Store::find_user`] for `key`: on PostgreSQL one statement reads both, and the other user
-    /// is returned unless they have multi-valued properties (read on their own then, once the
-    /// caller has been checked); on SQLite, whose reads run on the request's thread, the other
-    /// user is not read. `None` when there is no user `id`, whatever `key` finds.
+    /// [`Store::get_user_and_roles`] for the user `id` and [`Store::find_user`] for `key`, read
+    /// together: on PostgreSQL one statement (one round trip), on SQLite both statements in one
+    /// read transaction on the request's thread (SQLite's read lock taken once). The other user is
+    /// returned unless they have multi-valued properties (read on their own then, once the caller
+    /// has been checked), or SQLite's pool answered (no direct connection was ready): then it is
+    /// not read. `None` when there is no user `id`, whatever `key` finds.
     async fn get_user_and_roles_and_user(
         &self,
         tenant: &ObjectId,

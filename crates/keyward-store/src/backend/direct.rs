@@ -138,9 +138,13 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// A statement's columns by name. Hashed with FNV-1a: the names are the statement's own, short,
-/// and never chosen by a caller, and SipHash took several percent of an API read.
-type ColumnMap = HashMap<String, usize, BuildHasherDefault<Fnv>>;
+/// A statement's columns: their names in order, and each name's position. Hashed with FNV-1a:
+/// the names are the statement's own, short, and never chosen by a caller, and SipHash took
+/// several percent of an API read.
+struct ColumnMap {
+    names: Vec<String>,
+    positions: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+}
 
 /// FNV-1a, 64 bits.
 struct Fnv(u64);
@@ -165,15 +169,28 @@ impl Hasher for Fnv {
 
 /// A rusqlite row whose columns are found by name through a map made once per statement text:
 /// rusqlite finds a name by comparing it with every column's, which for a user's fifty columns
-/// cost more than running the statement.
+/// cost more than running the statement. The decoders read most columns in the statement's
+/// order, so the column after the last one read is tried first, and the map only when that is
+/// not the one named.
 struct Indexed<'a> {
     row: &'a rusqlite::Row<'a>,
     columns: &'a ColumnMap,
+    next: std::cell::Cell<usize>,
 }
 
-impl Indexed<'_> {
+impl<'a> Indexed<'a> {
+    fn new(row: &'a rusqlite::Row<'a>, columns: &'a ColumnMap) -> Indexed<'a> {
+        Indexed { row, columns, next: std::cell::Cell::new(0) }
+    }
+
     fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T, StoreError> {
-        let idx = *self.columns.get(column).ok_or_else(|| StoreError::Other(format!("no column {column}")))?;
+        let guess = self.next.get();
+        let idx = if self.columns.names.get(guess).is_some_and(|it| it == column) {
+            guess
+        } else {
+            *self.columns.positions.get(column).ok_or_else(|| StoreError::Other(format!("no column {column}")))?
+        };
+        self.next.set(idx + 1);
         self.row.get(idx).map_err(|err| StoreError::Other(format!("column {column}: {err}")))
     }
 }
@@ -195,7 +212,9 @@ impl Columns for Indexed<'_> {
 /// The columns of `statement` by name, made once per statement text in `map`.
 fn columns(map: &'static OnceLock<ColumnMap>, statement: &rusqlite::Statement<'_>) -> &'static ColumnMap {
     map.get_or_init(|| {
-        statement.column_names().into_iter().enumerate().map(|(idx, name)| (name.to_owned(), idx)).collect()
+        let names: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+        let positions = names.iter().enumerate().map(|(idx, name)| (name.clone(), idx)).collect();
+        ColumnMap { names, positions }
     })
 }
 
@@ -369,19 +388,7 @@ impl DirectReads {
         id: &ObjectId,
         now: OffsetDateTime,
     ) -> Result<Option<Option<UserRolesValues>>, StoreError> {
-        self.run(|conn| {
-            let mut statement = conn.prepare_cached(&roles::USER_AND_ROLES_SPLIT)?;
-            let columns = columns(&USER_AND_ROLES_COLUMNS, &statement);
-            let now = fmt_ts(now);
-            let mut rows = statement.query(rusqlite::named_params! {
-                "$1": tenant.as_str(), "$2": id.as_str(), "$3": true, "$4": now,
-            })?;
-            let mut folded = UserAndRoles::default();
-            while let Some(row) = rows.next()? {
-                folded.push(&Indexed { row, columns })?;
-            }
-            Ok(folded.finish())
-        })
+        self.run(|conn| user_and_roles_in(conn, tenant, id, now))
     }
 
     /// One user by id, or by user principal name if `key` is not an id (lowercased by the
@@ -393,14 +400,73 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<(User, bool)>>, StoreError> {
+        self.run(|conn| user_in(conn, tenant, key, by_id))
+    }
+
+    /// [`user_and_roles`](Self::user_and_roles), then [`find_user`](Self::find_user) for `key`
+    /// if the user `id` was found, in one read transaction: one snapshot, and SQLite's read lock
+    /// (two `fcntl` calls) taken once. `Ok(None)`: ask the pool.
+    pub(crate) fn user_and_roles_and_user(
+        self: &Arc<Self>,
+        tenant: &ObjectId,
+        id: &ObjectId,
+        now: OffsetDateTime,
+        key: &str,
+        by_id: bool,
+    ) -> Result<Option<Option<CallerAndUser>>, StoreError> {
         self.run(|conn| {
-            let (sql, map) =
-                if by_id { (&*USER_BY_ID, &USER_BY_ID_COLUMNS) } else { (&*USER_BY_UPN, &USER_BY_UPN_COLUMNS) };
-            let params = rusqlite::named_params! { "$1": tenant.as_str(), "$2": key };
-            let decode = |row: &Indexed<'_>| Ok((user_from(row)?, row.flag("has_values")?));
-            Ok(decoded(conn, sql, map, params, decode)?.pop())
+            in_read_transaction(conn, |conn| {
+                let Some(caller) = user_and_roles_in(conn, tenant, id, now)? else { return Ok(None) };
+                Ok(Some((caller, user_in(conn, tenant, key, by_id)?)))
+            })
         })
     }
+}
+
+/// A caller with their roles, and the user they asked for if there is one, each with whether
+/// they have multi-valued properties (not read here).
+type CallerAndUser = (UserRolesValues, Option<(User, bool)>);
+
+/// Runs `read` in a read transaction on `conn`, its `BEGIN` and `COMMIT` cached statements
+/// (rusqlite's `Transaction` prepares them again each time). A transaction left open because
+/// its `ROLLBACK` failed is not kept (`put_back`).
+fn in_read_transaction<T>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = read(conn);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.prepare_cached(end).and_then(|mut it| it.execute([]));
+    let value = result?;
+    ended?;
+    Ok(value)
+}
+
+fn user_and_roles_in(
+    conn: &Connection,
+    tenant: &ObjectId,
+    id: &ObjectId,
+    now: OffsetDateTime,
+) -> Result<Option<UserRolesValues>, Failure> {
+    let mut statement = conn.prepare_cached(&roles::USER_AND_ROLES_SPLIT)?;
+    let columns = columns(&USER_AND_ROLES_COLUMNS, &statement);
+    let now = fmt_ts(now);
+    let mut rows = statement.query(rusqlite::named_params! {
+        "$1": tenant.as_str(), "$2": id.as_str(), "$3": true, "$4": now,
+    })?;
+    let mut folded = UserAndRoles::default();
+    while let Some(row) = rows.next()? {
+        folded.push(&Indexed::new(row, columns))?;
+    }
+    Ok(folded.finish())
+}
+
+fn user_in(conn: &Connection, tenant: &ObjectId, key: &str, by_id: bool) -> Result<Option<(User, bool)>, Failure> {
+    let (sql, map) = if by_id { (&*USER_BY_ID, &USER_BY_ID_COLUMNS) } else { (&*USER_BY_UPN, &USER_BY_UPN_COLUMNS) };
+    let params = rusqlite::named_params! { "$1": tenant.as_str(), "$2": key };
+    let decode = |row: &Indexed<'_>| Ok((user_from(row)?, row.flag("has_values")?));
+    Ok(decoded(conn, sql, map, params, decode)?.pop())
 }
 
 impl DirectReads {
@@ -482,7 +548,7 @@ fn decoded<T>(
     let mut rows = statement.query(params)?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
-        found.push(decode(&Indexed { row, columns: names })?);
+        found.push(decode(&Indexed::new(row, names))?);
     }
     Ok(found)
 }
@@ -540,6 +606,44 @@ mod tests {
 
     fn read_v(reads: &Arc<DirectReads>) -> Result<Option<String>, StoreError> {
         reads.run(|conn| Ok(conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?))
+    }
+
+    #[test]
+    fn columns_are_found_by_name_in_any_order() {
+        static MAP: OnceLock<ColumnMap> = OnceLock::new();
+        let conn = Connection::open_in_memory().expect("open");
+        let read = |names: &'static [&'static str]| {
+            decoded(&conn, "SELECT 'x' AS a, 'y' AS b, 'z' AS c", &MAP, &[], |row: &Indexed<'_>| {
+                names.iter().map(|name| row.text(name).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|err| match err {
+                Failure::Busy => StoreError::Other("busy".into()),
+                Failure::Store(err) => err,
+            })
+        };
+        // In the statement's order, out of it, the same column twice, and after the last.
+        assert_eq!(read(&["a", "b", "c"]), Ok(vec![vec!["x".into(), "y".into(), "z".into()]]));
+        assert_eq!(read(&["c", "a", "a", "b", "b", "c"]).map(|rows| rows.concat().concat()), Ok("zxxyyz".to_owned()));
+        assert!(read(&["c", "d"]).is_err(), "an unknown column after the last one");
+    }
+
+    #[test]
+    fn a_read_transaction_ends_whatever_its_read_does() {
+        let (path, reads) = ready();
+        let read = |fail: bool| {
+            reads.run(|conn| {
+                in_read_transaction(conn, |conn| {
+                    let v = conn.query_row("SELECT v FROM t", [], |row| row.get::<_, String>(0))?;
+                    if fail { Err(Failure::Store(StoreError::Other("failed".into()))) } else { Ok(v) }
+                })
+            })
+        };
+        assert_eq!(read(false), Ok(Some("a".to_owned())));
+        assert_eq!(reads.state().idle.len(), 1, "kept after its commit");
+        assert!(matches!(read(true), Err(StoreError::Other(_))));
+        assert_eq!(reads.state().idle.len(), 1, "kept after its rollback, not left in the transaction");
+        assert!(reads.state().idle.iter().all(|it| it.conn.db().is_autocommit()));
+        remove(&path);
     }
 
     #[test]

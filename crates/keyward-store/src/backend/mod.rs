@@ -789,31 +789,43 @@ macro_rules! impl_backend {
                 now: OffsetDateTime,
                 key: &str,
             ) -> Result<Option<crate::UserRolesAndUser>, StoreError> {
-                // SQLite reads on the request's thread: one statement more costs no round trip.
-                if DIALECT.is_sqlite {
-                    return Ok(self.get_user_and_roles(tenant, id, now).await?.map(|found| (found, None)));
-                }
                 let (by_id, key) = user_key(key);
-                let sql = &roles::USER_AND_ROLES_AND_USER[usize::from(!by_id)];
-                let rows = self
-                    .read_all(|| {
-                        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                            .bind(tenant.as_str())
-                            .bind(id.as_str())
-                            .bind(true)
-                            .bind(fmt_ts(now))
-                            .bind(key.as_str())
-                    })
-                    .await?;
-                let (mut folded, mut other) = (UserAndRoles::default(), None);
-                for row in &rows {
-                    if row.flag("is_target")? {
-                        other = Some((user_from(row)?, row.flag("has_values")?));
-                    } else {
-                        folded.push(row)?;
+                // SQLite: both statements on the request's thread in one read transaction; the
+                // pool, if no direct connection answers, reads the caller alone.
+                let (caller, other) = if DIALECT.is_sqlite {
+                    let direct = match &self.direct {
+                        Some(direct) => direct.user_and_roles_and_user(tenant, id, now, &key, by_id)?,
+                        None => None,
+                    };
+                    match direct {
+                        Some(Some((caller, other))) => (caller, other),
+                        Some(None) => return Ok(None),
+                        None => return Ok(self.get_user_and_roles(tenant, id, now).await?.map(|found| (found, None))),
                     }
-                }
-                let Some((user, assignments, has_values)) = folded.finish() else { return Ok(None) };
+                } else {
+                    let sql = &roles::USER_AND_ROLES_AND_USER[usize::from(!by_id)];
+                    let rows = self
+                        .read_all(|| {
+                            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                                .bind(tenant.as_str())
+                                .bind(id.as_str())
+                                .bind(true)
+                                .bind(fmt_ts(now))
+                                .bind(key.as_str())
+                        })
+                        .await?;
+                    let (mut folded, mut other) = (UserAndRoles::default(), None);
+                    for row in &rows {
+                        if row.flag("is_target")? {
+                            other = Some((user_from(row)?, row.flag("has_values")?));
+                        } else {
+                            folded.push(row)?;
+                        }
+                    }
+                    let Some(caller) = folded.finish() else { return Ok(None) };
+                    (caller, other)
+                };
+                let (user, assignments, has_values) = caller;
                 let Some(user) = self.whole_user(user, has_values).await? else { return Ok(None) };
                 // A user with multi-valued properties is left for `find_user`, after the caller's
                 // checks: nothing more is read for a caller who is then refused.

@@ -32,6 +32,10 @@ pub(crate) const PROFILE_COLUMNS: &[(&str, &str)] = &[
     ("userType", "user_type"),
 ];
 
+/// [`PROFILE_COLUMNS`] with each property's field, found once rather than for every user read.
+static PROFILE_FIELDS: LazyLock<Vec<(&str, Option<&profile::Field>, &str)>> =
+    LazyLock::new(|| PROFILE_COLUMNS.iter().map(|(name, column)| (*name, profile::find(name), *column)).collect());
+
 /// The one date-time profile property, kept as a stored timestamp so ranges compare as text.
 pub(crate) const HIRE_DATE: (&str, &str) = ("employeeHireDate", "employee_hire_date");
 
@@ -103,8 +107,8 @@ pub(crate) struct Extra {
 /// Reads the extra columns through `get` (a row's optional text column by name).
 pub(crate) fn read_extra(get: impl Fn(&str) -> Result<Option<String>, StoreError>) -> Result<Extra, StoreError> {
     let mut profile = Profile::default();
-    for (name, column) in PROFILE_COLUMNS {
-        let field = profile::find(name).ok_or_else(|| StoreError::Other(format!("unknown profile field {name}")))?;
+    for (name, field, column) in PROFILE_FIELDS.iter() {
+        let field = field.ok_or_else(|| StoreError::Other(format!("unknown profile field {name}")))?;
         profile.set(field, get(column)?);
     }
     if let Some(raw) = get(HIRE_DATE.1)? {
