@@ -226,7 +226,7 @@ async fn graph_ctx(
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
             _ => "",
         });
-    let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| it.0.ip().to_string());
+    let ip_address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|it| ip_text(it.0.ip()));
     let user_agent = crate::pages::user_agent(&parts.headers);
     let meta = RequestMeta { correlation_id: ids.client_request_id.clone(), ip_address, user_agent };
     let (caller, found) = match also {
@@ -245,6 +245,26 @@ async fn graph_ctx(
         ));
     }
     Ok((GraphCtx { caller, version, ids, state: state.clone() }, found))
+}
+
+/// A client's address as text, as `to_string` writes it; an IPv4 address without the formatting
+/// machinery, which took more of a request than its database read's locks.
+pub(crate) fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut res = String::with_capacity(15);
+    for (idx, octet) in v4.octets().into_iter().enumerate() {
+        if idx > 0 {
+            res.push('.');
+        }
+        if octet >= 100 {
+            res.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            res.push(char::from(b'0' + octet / 10 % 10));
+        }
+        res.push(char::from(b'0' + octet % 10));
+    }
+    res
 }
 
 /// Every Graph query option Keyward knows, as `allow_only` and the routes name them.
@@ -437,6 +457,18 @@ pub fn graph_json(body: serde_json::Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_read_as_to_string_writes_them() {
+        for text in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.0.99.100", "192.168.1.9", "::1", "fe80::1"] {
+            let ip: std::net::IpAddr = text.parse().expect("an address");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(octet, 1, octet, 200));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn parses_dollar_and_bare_options_and_rebuilds_next_links() {

@@ -45,7 +45,11 @@ pub(crate) fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta
         .and_then(|it| uuid::Uuid::parse_str(it).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .to_string();
-    RequestMeta { correlation_id, ip_address: peer.map(|it| it.ip().to_string()), user_agent: user_agent(headers) }
+    RequestMeta {
+        correlation_id,
+        ip_address: peer.map(|it| crate::context::ip_text(it.ip())),
+        user_agent: user_agent(headers),
+    }
 }
 
 /// The request's `User-Agent`, cut to what the sign-in log keeps.
