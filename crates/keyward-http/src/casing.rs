@@ -23,7 +23,21 @@ const FUNCTIONS: &[&str] = &["delta", "creationoptions"];
 /// The routes' fixed segments by their lowercase form; a lowercase form two segments share (none
 /// today) is left out, so no request is ever rewritten into a guess.
 #[derive(Debug, Clone, Default)]
-pub struct Segments(Arc<HashMap<String, &'static str>>);
+pub struct Segments(Arc<Words>);
+
+#[derive(Debug, Default)]
+struct Words {
+    by_lowercase: HashMap<String, &'static str>,
+    /// Bit `n` set when some word is `n` bytes long (bit 63: 63 or more): a segment of another
+    /// length (an object id, most often) is no word, and is neither lowercased nor hashed.
+    lengths: u64,
+}
+
+impl Words {
+    fn may_have(&self, len: usize) -> bool {
+        self.lengths & (1 << len.min(63)) != 0
+    }
+}
 
 impl Segments {
     /// The fixed segments of `paths` (route patterns like `/users/{id}/memberOf`) and the API
@@ -40,7 +54,10 @@ impl Segments {
                 })
                 .or_insert(Some(word));
         }
-        Segments(Arc::new(map.into_iter().filter_map(|(key, word)| Some((key, word?))).collect()))
+        let by_lowercase: HashMap<String, &'static str> =
+            map.into_iter().filter_map(|(key, word)| Some((key, word?))).collect();
+        let lengths = by_lowercase.keys().map(String::len).chain(FUNCTIONS.iter().map(|it| it.len()));
+        Segments(Arc::new(Words { lengths: lengths.fold(0, |mask, len| mask | 1 << len.min(63)), by_lowercase }))
     }
 
     /// `path` with its fixed segments in the routes' spelling, if any differed; only Graph's
@@ -72,12 +89,16 @@ impl Segments {
             let segment_start = start;
             start += segment.len() + 1;
             let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
+            if !self.0.may_have(name.len()) {
+                continue;
+            }
             lower.clear();
-            lower.extend(name.chars().map(|it| it.to_ascii_lowercase()));
+            lower.push_str(name);
+            lower.make_ascii_lowercase();
             // A function called without arguments (`delta()`, as the SDKs call it) is the route
             // named without the parentheses.
             let is_bare_call = rest == "()" && index == last && FUNCTIONS.contains(&lower.as_str());
-            let word = self.0.get(lower.as_str()).copied().filter(|it| *it != name);
+            let word = self.0.by_lowercase.get(lower.as_str()).copied().filter(|it| *it != name);
             if word.is_none() && !is_bare_call {
                 continue;
             }
@@ -176,6 +197,22 @@ mod tests {
             "/groups/{id}/members/$ref",
             "/users/delta",
         ])
+    }
+
+    #[test]
+    fn segments_of_a_length_no_word_has_are_passed_over() {
+        let it = segments();
+        assert_eq!(
+            it.canonical("/v1.0/USERS/62E90394-69F5-4237-9190-012177145E10/Authentication/methods").as_deref(),
+            Some("/v1.0/users/62E90394-69F5-4237-9190-012177145E10/authentication/methods"),
+            "the id is left as sent"
+        );
+        // A word of 63 bytes or more shares one length bit with every segment that long.
+        let word = format!("very{}Long", "x".repeat(70));
+        let long = Segments::of(&[Box::leak(format!("/{word}/{{id}}").into_boxed_str())]);
+        let sent = format!("/beta/{}/{}", word.to_ascii_uppercase(), "y".repeat(90));
+        assert_eq!(long.canonical(&sent), Some(format!("/beta/{word}/{}", "y".repeat(90))));
+        assert_eq!(long.canonical(&format!("/beta/{}", "z".repeat(80))), None);
     }
 
     #[test]

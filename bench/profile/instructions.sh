@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# User-space instructions one `GET /v1.0/users/{id}` costs a `keyward serve` on SQLite, counted
+# by valgrind's callgrind: unlike a rate, the count does not move with the machine's load, so two
+# builds compare to within about 1% on a shared machine where their rates move by a third.
+#
+#   bench/profile/instructions.sh path/to/keyward [REQUESTS]     (default 3000; needs valgrind)
+#
+# Starts the binary under callgrind with --demo in a fresh data directory, reads one demo user
+# 300 times to warm up, zeroes the counters, reads it REQUESTS times more on one connection,
+# and prints the instructions a request; the dump (callgrind.out.*, in the data directory it
+# prints) gives them by function: `callgrind_annotate --inclusive=yes FILE`. System calls, the
+# kernel's share, are not counted (`perf stat -e 'syscalls:sys_enter_*'` counts those).
+set -euo pipefail
+binary=$(realpath "${1:?usage: $0 path/to/keyward [REQUESTS]}")
+requests=${2:-3000}
+command -v valgrind >/dev/null || { echo "error: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
+port=${KEYWARD_PROFILE_PORT:-18299}
+dir=$(mktemp -d /tmp/keyward-instructions.XXXXXX)
+(cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+  "$binary" serve --demo --listen "127.0.0.1:$port" --data-dir "$dir" > "$dir/server.log" 2>&1) &
+server=$!
+trap 'kill -INT $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.5; done
+token=$("$binary" token --upn admin@keyward.test --data-dir "$dir" --listen "127.0.0.1:$port" | tail -1)
+python3 - "$port" "$token" "$requests" "$server" "$dir" <<'EOF'
+import http.client, json, subprocess, sys, glob, os, time
+port, token, requests, server, folder = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+conn = http.client.HTTPConnection("127.0.0.1", port)
+headers = {"Authorization": "Bearer " + token}
+
+def get(path):
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    if response.status != 200:
+        sys.exit(f"GET {path}: {response.status} {body[:300]!r}")
+    return body
+
+users = json.loads(get("/v1.0/users?$top=5"))["value"]
+path = "/v1.0/users/" + next(u["id"] for u in users if not u["userPrincipalName"].startswith("admin@"))
+for _ in range(300):
+    get(path)
+subprocess.run(["callgrind_control", "--zero", server], check=True, capture_output=True)
+for _ in range(requests):
+    get(path)
+subprocess.run(["callgrind_control", "--dump", server], check=True, capture_output=True)
+for _ in range(100):
+    dumps = sorted(glob.glob(os.path.join(folder, "callgrind.out.*")))
+    if dumps:
+        break
+    time.sleep(0.1)
+time.sleep(0.5)
+totals = [line for line in open(dumps[-1]) if line.startswith(("summary:", "totals:"))]
+print(f"{int(totals[0].split()[1]) / requests:,.0f} user-space instructions a request ({requests} requests; {dumps[-1]})")
+EOF
