@@ -19,8 +19,13 @@ dir=$(mktemp -d /tmp/keyward-instructions.XXXXXX)
 (cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
   "$binary" serve --demo --listen "127.0.0.1:$port" --data-dir "$dir" > "$dir/server.log" 2>&1) &
 server=$!
-trap 'kill -INT $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.5; done
+# The server writes its last dump as it stops: wait for it.
+trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+  kill -0 "$server" 2>/dev/null || { echo "error: the server stopped (port $port taken? set KEYWARD_PROFILE_PORT); see $dir/server.log" >&2; exit 1; }
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  sleep 0.5
+done
 token=$("$binary" token --upn admin@keyward.test --data-dir "$dir" --listen "127.0.0.1:$port" | tail -1)
 python3 - "$port" "$token" "$requests" "$server" "$dir" <<'EOF'
 import http.client, json, subprocess, sys, glob, os, time

@@ -234,7 +234,7 @@ async fn graph_ctx(
         None => state.app.authenticate(bearer, meta).await.map(|caller| (caller, keyward_app::FoundUser::default())),
     }
     .map_err(|err| GraphError::from_app(err, &ids))?;
-    // A query option the route does not honour, found by `refuse_options`: refused after
+    // A query option the route does not honour, found by `RefuseOptions`: refused after
     // authentication, so an anonymous caller still gets 401 first.
     if let Some(RefusedOption(name)) = parts.extensions.get::<RefusedOption>() {
         return Err(GraphError::new(
@@ -275,7 +275,7 @@ pub const QUERY_OPTIONS: [&str; 10] =
 /// report, delta): all pass the gate.
 pub const QUERY_OPTIONS_ALL: &[&str] = &QUERY_OPTIONS;
 
-/// A query option the route does not honour (see [`refuse_options`]).
+/// A query option the route does not honour (see [`RefuseOptions`]).
 #[derive(Debug, Clone)]
 struct RefusedOption(&'static str);
 

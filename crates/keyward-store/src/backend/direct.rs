@@ -8,7 +8,8 @@
 //! itself spent (docs/performance.md). A point read takes microseconds, so running it on the
 //! request's thread holds that thread no longer than the hand-off did.
 //!
-//! What a read sees is unchanged: each statement is its own snapshot of what has committed, in
+//! What a read sees is unchanged: each statement is its own snapshot of what has committed
+//! (the caller and the user `GET /users/{id}` names share one, `user_and_roles_and_user`), in
 //! WAL mode readers never wait for the writer, and the connections are `query_only`. If SQLite
 //! answers busy (a reader can, briefly, while another connection recovers the WAL index), the
 //! read is not retried here, where a wait would hold the thread: the caller asks the pool, which
@@ -213,6 +214,12 @@ impl Columns for Indexed<'_> {
 fn columns(map: &'static OnceLock<ColumnMap>, statement: &rusqlite::Statement<'_>) -> &'static ColumnMap {
     map.get_or_init(|| {
         let names: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+        // `Indexed` tries the next column first: with two columns of one name it could answer
+        // the first where the map answers the last.
+        debug_assert!(
+            names.iter().enumerate().all(|(idx, name)| !names[..idx].contains(name)),
+            "a statement read by name repeats a column name: {names:?}"
+        );
         let positions = names.iter().enumerate().map(|(idx, name)| (name.clone(), idx)).collect();
         ColumnMap { names, positions }
     })
