@@ -236,34 +236,25 @@ where
     let (parts, body) = request.into_parts();
     // A body that trickles in is cut off like slow headers are.
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
-    Ok(match read {
+    let mut refused = match read {
         Ok(Ok(bytes)) => {
             return inner.call(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await;
         }
-        Err(_) => {
-            let mut response =
-                (StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.\n").into_response();
-            response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-            response
-        }
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.\n").into_response(),
+        Ok(Err(_)) if is_graph => error::GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("The request body is larger than {limit} bytes."),
+            &context::request_ids(&parts),
+        )
+        .into_response(),
         Ok(Err(_)) => {
-            let ids = context::request_ids(&parts);
-            let mut response = if is_graph {
-                error::GraphError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestEntityTooLarge",
-                    format!("The request body is larger than {limit} bytes."),
-                    &ids,
-                )
-                .into_response()
-            } else {
-                (StatusCode::PAYLOAD_TOO_LARGE, format!("The request body is larger than {limit} bytes.\n"))
-                    .into_response()
-            };
-            response.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-            response
+            (StatusCode::PAYLOAD_TOO_LARGE, format!("The request body is larger than {limit} bytes.\n")).into_response()
         }
-    })
+    };
+    // The rest of an unread body would be taken for the next request: the connection ends.
+    refused.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    Ok(refused)
 }
 
 pub(crate) async fn not_found() -> Response {

@@ -496,12 +496,7 @@ impl DirectReads {
         app_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Option<ClientRead>>, StoreError> {
-        self.run(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            let found = client_in(&tx, tenant, app_id, now)?;
-            tx.commit()?;
-            Ok(found)
-        })
+        self.run(|conn| in_read_transaction(conn, |conn| client_in(conn, tenant, app_id, now)))
     }
 }
 
