@@ -9,7 +9,8 @@
 //! request's thread holds that thread no longer than the hand-off did.
 //!
 //! What a read sees is unchanged: each statement is its own snapshot of what has committed
-//! (the caller and the user `GET /users/{id}` names share one, `user_and_roles_and_user`), in
+//! (the caller and the user `GET /users/{id}` names share one, `user_and_roles_and_user`;
+//! callers and users kept while nothing commits, `kept_users`, are what that snapshot holds), in
 //! WAL mode readers never wait for the writer, and the connections are `query_only`. If SQLite
 //! answers busy (a reader can, briefly, while another connection recovers the WAL index), the
 //! read is not retried here, where a wait would hold the thread: the caller asks the pool, which
@@ -34,6 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use time::OffsetDateTime;
 
 use super::client_cache::{CLIENT_CHANGES_AT, CLIENT_VERSION};
+use super::kept_users::KeptUsers;
 use super::{
     APPLICATION_BY_APP_ID, CREDENTIALS_OF, Columns, SERVICE_PRINCIPAL_BY_APP_ID, USER_BY_ID, USER_BY_UPN, UserAndRoles,
     UserRolesValues, assignment_from, credential_from, lite, oauth, roles, service_principal_from, user_from,
@@ -363,6 +365,18 @@ impl DirectReads {
         answer(result)
     }
 
+    /// [`run`](Self::run), `read` given the connection's kept users too (`kept_users`).
+    fn run_kept<T>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection, &mut KeptUsers) -> Result<T, Failure>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(mut kept) = self.take() else { return Ok(None) };
+        let (db, users) = kept.conn.db_and_kept();
+        let result = read(db, users);
+        self.put_back(kept.conn, kept.opened);
+        answer(result)
+    }
+
     /// Begins a read transaction on an idle connection, its snapshot taken now (`BEGIN` alone
     /// takes none until the first statement): every statement after it reads that snapshot and
     /// none can find the database busy. `None`: no connection was ready, or the database was
@@ -395,7 +409,12 @@ impl DirectReads {
         id: &ObjectId,
         now: OffsetDateTime,
     ) -> Result<Option<Option<UserRolesValues>>, StoreError> {
-        self.run(|conn| user_and_roles_in(conn, tenant, id, now))
+        self.run_kept(|conn, kept| {
+            in_read_transaction(conn, |conn| {
+                kept.at(data_version(conn)?);
+                caller_in(conn, kept, tenant, id, now)
+            })
+        })
     }
 
     /// One user by id, or by user principal name if `key` is not an id (lowercased by the
@@ -407,7 +426,12 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<(User, bool)>>, StoreError> {
-        self.run(|conn| user_in(conn, tenant, key, by_id))
+        self.run_kept(|conn, kept| {
+            in_read_transaction(conn, |conn| {
+                kept.at(data_version(conn)?);
+                kept_user_in(conn, kept, tenant, key, by_id)
+            })
+        })
     }
 
     /// [`user_and_roles`](Self::user_and_roles), then [`find_user`](Self::find_user) for `key`
@@ -421,10 +445,11 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<CallerAndUser>>, StoreError> {
-        self.run(|conn| {
+        self.run_kept(|conn, kept| {
             in_read_transaction(conn, |conn| {
-                let Some(caller) = user_and_roles_in(conn, tenant, id, now)? else { return Ok(None) };
-                Ok(Some((caller, user_in(conn, tenant, key, by_id)?)))
+                kept.at(data_version(conn)?);
+                let Some(caller) = caller_in(conn, kept, tenant, id, now)? else { return Ok(None) };
+                Ok(Some((caller, kept_user_in(conn, kept, tenant, key, by_id)?)))
             })
         })
     }
@@ -448,6 +473,54 @@ fn in_read_transaction<T>(
     let value = result?;
     ended?;
     Ok(value)
+}
+
+/// The database's data version in the read transaction under way on `conn` (`kept_users`).
+fn data_version(conn: &Connection) -> Result<i64, Failure> {
+    Ok(conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?)
+}
+
+/// The caller `id` with the role assignments that apply at `now`: kept, or read (and kept until
+/// their roles next change, if worth it). In the read transaction whose data version `kept` is
+/// at.
+fn caller_in(
+    conn: &Connection,
+    kept: &mut KeptUsers,
+    tenant: &ObjectId,
+    id: &ObjectId,
+    now: OffsetDateTime,
+) -> Result<Option<UserRolesValues>, Failure> {
+    if let Some(found) = kept.caller(tenant, id, now) {
+        return Ok(Some(found));
+    }
+    let Some(found) = user_and_roles_in(conn, tenant, id, now)? else { return Ok(None) };
+    if !kept.worth_keeping(id) {
+        return Ok(Some(found));
+    }
+    let params = rusqlite::named_params! {
+        "$1": tenant.as_str(), "$2": id.as_str(), "$3": true, "$4": fmt_ts(now),
+    };
+    let until: Option<String> = conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?;
+    kept.keep_caller(tenant, id, now, until.as_deref().map(parse_ts).transpose()?, &found);
+    Ok(Some(found))
+}
+
+/// [`user_in`]: kept, or read and kept. In the read transaction whose data version `kept` is at.
+fn kept_user_in(
+    conn: &Connection,
+    kept: &mut KeptUsers,
+    tenant: &ObjectId,
+    key: &str,
+    by_id: bool,
+) -> Result<Option<(User, bool)>, Failure> {
+    if let Some(found) = kept.user(tenant, key, by_id) {
+        return Ok(Some(found));
+    }
+    let found = user_in(conn, tenant, key, by_id)?;
+    if let Some(found) = &found {
+        kept.keep_user(tenant, key, by_id, found);
+    }
+    Ok(found)
 }
 
 fn user_and_roles_in(

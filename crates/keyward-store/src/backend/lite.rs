@@ -345,6 +345,8 @@ pub(crate) struct Conn {
     db: rusqlite::Connection,
     /// Each cached statement's columns, by its text.
     columns: HashMap<Cow<'static, str>, Arc<ColumnMap>>,
+    /// The callers and users read on it, while nothing has committed (direct reads only).
+    kept: super::kept_users::KeptUsers,
 }
 
 impl std::fmt::Debug for Conn {
@@ -356,12 +358,17 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// `db`, with no column maps yet.
     pub(crate) fn new(db: rusqlite::Connection) -> Conn {
-        Conn { db, columns: HashMap::new() }
+        Conn { db, columns: HashMap::new(), kept: super::kept_users::KeptUsers::default() }
     }
 
     /// The rusqlite connection, for statements outside this module's query API.
     pub(crate) fn db(&self) -> &rusqlite::Connection {
         &self.db
+    }
+
+    /// The rusqlite connection and the users read on it (`kept_users`).
+    pub(super) fn db_and_kept(&mut self) -> (&rusqlite::Connection, &mut super::kept_users::KeptUsers) {
+        (&self.db, &mut self.kept)
     }
 
     /// Runs `query` to its end, giving `each` every row it returns until `each` answers
@@ -371,7 +378,7 @@ impl Conn {
         if let Some(problem) = query.unbindable {
             return Err(StoreError::Other(problem));
         }
-        let Conn { db, columns } = self;
+        let Conn { db, columns, .. } = self;
         // SQLite ends a transaction itself after some errors (I/O, a full disk, no memory); the
         // statements after it would each commit on their own.
         if db.is_autocommit() {

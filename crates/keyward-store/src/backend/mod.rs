@@ -36,6 +36,7 @@ mod tenants;
 mod users;
 mod client_cache;
 mod direct;
+mod kept_users;
 mod lite;
 mod profile;
 mod readers;

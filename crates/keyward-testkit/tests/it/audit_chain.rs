@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 const NEW_BLOCK: &str = "((SELECT (max(key) >> 32) + 1 FROM audit_copies) << 32)";
 
 /// Direct access to the test's database, bypassing Keyward, as an attacker with database access has.
-enum Raw {
+pub(crate) enum Raw {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
 
 impl Raw {
-    async fn connect(url: &str) -> Raw {
+    pub(crate) async fn connect(url: &str) -> Raw {
         if url.starts_with("sqlite:") {
             // One connection, so a schema change is seen by the next statement.
             let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(url);
@@ -26,7 +26,7 @@ impl Raw {
         }
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self {
             Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),

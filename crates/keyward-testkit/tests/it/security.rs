@@ -626,6 +626,72 @@ async fn a_token_issued_across_a_revocation_is_refused(backend: Backend) {
     assert_eq!(me.status, StatusCode::OK, "a sign-in after the revocation: {}", me.text);
 }
 
+/// Each node keeps the callers and users it read for as long as nothing has committed since
+/// (SQLite): a change made behind its back, by another connection or another process, counts at
+/// the next request, and so does a role window opening or closing with no change at all.
+async fn kept_reads_follow_every_change(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let reader = app.create_user("reader", "Reader").await;
+    let reader_id = reader["id"].as_str().expect("id").to_owned();
+    let target = app.create_user("target", "Target").await;
+    let target_id = target["id"].as_str().expect("id").to_owned();
+    let token = app.token_for(&format!("reader@{DOMAIN}")).await;
+    let read = |path: String| {
+        let token = token.clone();
+        let app = &app;
+        async move { app.send(Method::GET, &path, Some(&token), None, &[]).await }
+    };
+    let profile = format!("/v1.0/users/{target_id}");
+    for _ in 0..3 {
+        let found = read(profile.clone()).await;
+        assert_eq!(found.body["displayName"], "Target", "{}", found.text);
+    }
+
+    // Changed by another connection, as another process (a restore, an operator's SQL) would.
+    let raw = crate::audit_chain::Raw::connect(&app.database_url).await;
+    raw.exec(&format!("UPDATE users SET display_name = 'Renamed elsewhere' WHERE id = '{target_id}'")).await;
+    let renamed = read(profile.clone()).await;
+    assert_eq!(renamed.body["displayName"], "Renamed elsewhere", "{}", renamed.text);
+    raw.exec(&format!("UPDATE users SET account_enabled = FALSE WHERE id = '{reader_id}'")).await;
+    let disabled = read(profile.clone()).await;
+    assert_eq!(disabled.status, StatusCode::UNAUTHORIZED, "a disabled caller: {}", disabled.text);
+    raw.exec(&format!("UPDATE users SET account_enabled = TRUE WHERE id = '{reader_id}'")).await;
+    assert_eq!(read(profile.clone()).await.status, StatusCode::OK, "enabled again");
+
+    // A role that starts in five minutes and ends ten minutes later: nothing commits between
+    // the reads below, only the clock moves.
+    let now = app.app.now();
+    let store = keyward_store::open(&app.database_url).await.expect("store");
+    let mut tx = store.write().await.expect("tx");
+    tx.insert_role_assignment(&keyward_store::RoleAssignment {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: app.tenant_id().await,
+        principal_id: keyward_core::ids::ObjectId::parse(&reader_id).expect("id"),
+        role_definition_id: keyward_core::authz::roles::AUTHENTICATION_ADMINISTRATOR.to_owned(),
+        directory_scope_id: "/".to_owned(),
+        created: now,
+        start: Some(now + time::Duration::minutes(5)),
+        end: Some(now + time::Duration::minutes(15)),
+        activated_using: None,
+    })
+    .await
+    .expect("assignment");
+    tx.commit().await.expect("commit");
+    store.close().await;
+    let methods = format!("/v1.0/users/{target_id}/authentication/methods");
+    for _ in 0..2 {
+        assert_eq!(read(methods.clone()).await.status, StatusCode::FORBIDDEN, "before the role's start");
+    }
+    app.clock.advance(time::Duration::minutes(6));
+    for _ in 0..2 {
+        let within = read(methods.clone()).await;
+        assert_eq!(within.status, StatusCode::OK, "within the role's window: {}", within.text);
+    }
+    app.clock.advance(time::Duration::minutes(10));
+    let after = read(methods.clone()).await;
+    assert_eq!(after.status, StatusCode::FORBIDDEN, "after the role's end: {}", after.text);
+}
+
 /// Every path that signs a user in writes the sign-in log: the pages (interactive, naming the
 /// client whose authorization request led there), the password grant, refresh-token
 /// redemptions and device-code completions (non-interactive), each with the real client.
@@ -1876,6 +1942,7 @@ keyward_testkit::on_both_backends!(
     mfa_holds_on_refresh_and_reauthorization,
     credential_changes_end_what_the_old_credential_opened,
     a_token_issued_across_a_revocation_is_refused,
+    kept_reads_follow_every_change,
     every_sign_in_path_is_logged,
     codes_only_after_consent,
     a_users_consent_lookup_sees_only_their_grants_and_everyones,
