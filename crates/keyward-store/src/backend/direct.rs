@@ -307,7 +307,7 @@ impl DirectReads {
             let mut state = reads.state();
             match opened {
                 Ok(conn) if !state.closed && state.idle.len() < IDLE => {
-                    state.idle.push(Kept { conn: lite::Conn::new(conn), opened: Instant::now() });
+                    state.idle.push(Kept { conn: lite::Conn::query_only(conn), opened: Instant::now() });
                 }
                 Ok(_) => {}
                 Err(Unopened::Replaced) => {
@@ -371,8 +371,11 @@ impl DirectReads {
         read: impl FnOnce(&Connection, &mut KeptUsers) -> Result<T, Failure>,
     ) -> Result<Option<T>, StoreError> {
         let Some(mut kept) = self.take() else { return Ok(None) };
-        let (db, users) = kept.conn.db_and_kept();
-        let result = read(db, users);
+        let result = match kept.conn.db_and_kept() {
+            Some((db, users)) => read(db, users),
+            // Every direct connection is opened `query_only` and keeps its reads.
+            None => Err(Failure::Store(StoreError::Other("a direct connection without its kept users".into()))),
+        };
         self.put_back(kept.conn, kept.opened);
         answer(result)
     }
@@ -501,7 +504,11 @@ fn caller_in(
         "$1": tenant.as_str(), "$2": id.as_str(), "$3": true, "$4": fmt_ts(now),
     };
     let until: Option<String> = conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?;
-    kept.keep_caller(tenant, id, now, until.as_deref().map(parse_ts).transpose()?, &found);
+    // A time that does not read as one leaves the caller unkept (read at every request), not the
+    // request refused.
+    if let Ok(until) = until.as_deref().map(parse_ts).transpose() {
+        kept.keep_caller(tenant, id, now, until, &found);
+    }
     Ok(Some(found))
 }
 

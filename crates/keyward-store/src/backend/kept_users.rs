@@ -2,9 +2,12 @@
 //! nothing has committed to the database since: each `GET /users/{id}` (and every other request,
 //! for its caller) reads them again only after a change.
 //!
-//! SQLite's `PRAGMA data_version` answers, on one connection, a different number after any other
-//! connection, in this process or another, has committed to the database; the direct-read
-//! connections never write. Each entry is kept with the version its read transaction saw, and a
+//! SQLite's `PRAGMA data_version` answers, on one connection, a higher number after any other
+//! connection, in this process or another, has committed to the database (never a lower one:
+//! other reads on the same connection cannot bring an old number back); the direct-read
+//! connections are `query_only`, so there are no commits of their own, which it would not count.
+//! The reads that use the entries (`DirectReads::user_and_roles`, `find_user`,
+//! `user_and_roles_and_user`) each run in a read transaction that asks it first. Each entry is kept with the version its read transaction saw, and a
 //! read transaction that sees another version empties the connection's entries before anything
 //! is read from them. An entry is used only inside a read transaction whose version is the one it
 //! was read under: no commit came between, so what the statements would read is what the entry
@@ -131,7 +134,7 @@ impl<C: Clone, U: Clone> KeptUsers<C, U> {
 
     /// Keeps `found` for `key`.
     pub(super) fn keep_user(&mut self, tenant: &ObjectId, key: &str, by_id: bool, found: &U) {
-        if self.users.len() >= CAPACITY {
+        if self.users.len() >= CAPACITY && !self.users.contains_key(key) {
             self.users.clear();
         }
         self.users.insert(key.to_owned(), Found { tenant: tenant.clone(), by_id, found: found.clone() });

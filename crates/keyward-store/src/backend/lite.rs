@@ -345,8 +345,10 @@ pub(crate) struct Conn {
     db: rusqlite::Connection,
     /// Each cached statement's columns, by its text.
     columns: HashMap<Cow<'static, str>, Arc<ColumnMap>>,
-    /// The callers and users read on it, while nothing has committed (direct reads only).
-    kept: super::kept_users::KeptUsers,
+    /// The callers and users read on it while nothing has committed (`kept_users`): only on a
+    /// `query_only` connection (`Conn::query_only`), whose own commits cannot exist; on one that
+    /// writes, its own commits would not change the data version the entries are kept under.
+    kept: Option<Box<super::kept_users::KeptUsers>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -358,7 +360,12 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// `db`, with no column maps yet.
     pub(crate) fn new(db: rusqlite::Connection) -> Conn {
-        Conn { db, columns: HashMap::new(), kept: super::kept_users::KeptUsers::default() }
+        Conn { db, columns: HashMap::new(), kept: None }
+    }
+
+    /// `db`, opened `query_only` by the caller, which keeps the callers and users read on it.
+    pub(super) fn query_only(db: rusqlite::Connection) -> Conn {
+        Conn { db, columns: HashMap::new(), kept: Some(Box::default()) }
     }
 
     /// The rusqlite connection, for statements outside this module's query API.
@@ -366,9 +373,10 @@ impl Conn {
         &self.db
     }
 
-    /// The rusqlite connection and the users read on it (`kept_users`).
-    pub(super) fn db_and_kept(&mut self) -> (&rusqlite::Connection, &mut super::kept_users::KeptUsers) {
-        (&self.db, &mut self.kept)
+    /// The rusqlite connection and the users read on it (`kept_users`); `None` for a connection
+    /// that is not `query_only`.
+    pub(super) fn db_and_kept(&mut self) -> Option<(&rusqlite::Connection, &mut super::kept_users::KeptUsers)> {
+        Some((&self.db, self.kept.as_deref_mut()?))
     }
 
     /// Runs `query` to its end, giving `each` every row it returns until `each` answers

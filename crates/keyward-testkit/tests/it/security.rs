@@ -626,9 +626,25 @@ async fn a_token_issued_across_a_revocation_is_refused(backend: Backend) {
     assert_eq!(me.status, StatusCode::OK, "a sign-in after the revocation: {}", me.text);
 }
 
+/// `GET path` with `token`.
+async fn read_as(app: &TestApp, token: &str, path: String) -> keyward_testkit::Reply {
+    app.send(Method::GET, &path, Some(token), None, &[]).await
+}
+
+/// `GET path` with `token` three times, each answered `status`: from the second on, a caller
+/// answered from what the node kept.
+async fn read_kept(app: &TestApp, token: &str, path: String, status: StatusCode) {
+    for _ in 0..3 {
+        let reply = read_as(app, token, path.clone()).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.text);
+    }
+}
+
 /// Each node keeps the callers and users it read for as long as nothing has committed since
-/// (SQLite): a change made behind its back, by another connection or another process, counts at
-/// the next request, and so does a role window opening or closing with no change at all.
+/// (SQLite; a caller from their second read): a change made behind its back (another connection,
+/// as another process would) or through its own writer counts at the next request, and so does a
+/// role window opening or closing with no change at all. Every change below is made while the
+/// caller is kept: each is preceded by reads with no commit between.
 async fn kept_reads_follow_every_change(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let reader = app.create_user("reader", "Reader").await;
@@ -636,27 +652,34 @@ async fn kept_reads_follow_every_change(backend: Backend) {
     let target = app.create_user("target", "Target").await;
     let target_id = target["id"].as_str().expect("id").to_owned();
     let token = app.token_for(&format!("reader@{DOMAIN}")).await;
-    let read = |path: String| {
-        let token = token.clone();
-        let app = &app;
-        async move { app.send(Method::GET, &path, Some(&token), None, &[]).await }
-    };
     let profile = format!("/v1.0/users/{target_id}");
-    for _ in 0..3 {
-        let found = read(profile.clone()).await;
-        assert_eq!(found.body["displayName"], "Target", "{}", found.text);
-    }
+    let methods = format!("/v1.0/users/{target_id}/authentication/methods");
+    let read = |path: &String| read_as(&app, &token, path.clone());
+    let kept = |path: String, status: StatusCode| read_kept(&app, &token, path, status);
 
     // Changed by another connection, as another process (a restore, an operator's SQL) would.
+    kept(profile.clone(), StatusCode::OK).await;
     let raw = crate::audit_chain::Raw::connect(&app.database_url).await;
     raw.exec(&format!("UPDATE users SET display_name = 'Renamed elsewhere' WHERE id = '{target_id}'")).await;
-    let renamed = read(profile.clone()).await;
+    let renamed = read(&profile).await;
     assert_eq!(renamed.body["displayName"], "Renamed elsewhere", "{}", renamed.text);
+    kept(profile.clone(), StatusCode::OK).await;
     raw.exec(&format!("UPDATE users SET account_enabled = FALSE WHERE id = '{reader_id}'")).await;
-    let disabled = read(profile.clone()).await;
-    assert_eq!(disabled.status, StatusCode::UNAUTHORIZED, "a disabled caller: {}", disabled.text);
+    assert_eq!(read(&profile).await.status, StatusCode::UNAUTHORIZED, "a disabled caller");
     raw.exec(&format!("UPDATE users SET account_enabled = TRUE WHERE id = '{reader_id}'")).await;
-    assert_eq!(read(profile.clone()).await.status, StatusCode::OK, "enabled again");
+    kept(profile.clone(), StatusCode::OK).await;
+
+    // A role through a role-assignable group, the membership changed through the server itself.
+    let group = app.create_role_assignable_group("Kept Desk", &[]).await;
+    app.assign_role(&group, keyward_core::authz::roles::AUTHENTICATION_ADMINISTRATOR, "/").await;
+    kept(methods.clone(), StatusCode::FORBIDDEN).await;
+    let reference = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{reader_id}")});
+    let added = app.post(&format!("/v1.0/groups/{group}/members/$ref"), &reference).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT, "{}", added.text);
+    kept(methods.clone(), StatusCode::OK).await;
+    let removed = app.delete(&format!("/v1.0/groups/{group}/members/{reader_id}/$ref")).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    kept(methods.clone(), StatusCode::FORBIDDEN).await;
 
     // A role that starts in five minutes and ends ten minutes later: nothing commits between
     // the reads below, only the clock moves.
@@ -678,18 +701,18 @@ async fn kept_reads_follow_every_change(backend: Backend) {
     .expect("assignment");
     tx.commit().await.expect("commit");
     store.close().await;
-    let methods = format!("/v1.0/users/{target_id}/authentication/methods");
-    for _ in 0..2 {
-        assert_eq!(read(methods.clone()).await.status, StatusCode::FORBIDDEN, "before the role's start");
-    }
+    kept(methods.clone(), StatusCode::FORBIDDEN).await;
     app.clock.advance(time::Duration::minutes(6));
-    for _ in 0..2 {
-        let within = read(methods.clone()).await;
-        assert_eq!(within.status, StatusCode::OK, "within the role's window: {}", within.text);
-    }
+    kept(methods.clone(), StatusCode::OK).await;
     app.clock.advance(time::Duration::minutes(10));
-    let after = read(methods.clone()).await;
-    assert_eq!(after.status, StatusCode::FORBIDDEN, "after the role's end: {}", after.text);
+    kept(methods.clone(), StatusCode::FORBIDDEN).await;
+
+    // A revocation through the server: the kept caller's token stops working.
+    kept(profile.clone(), StatusCode::OK).await;
+    app.clock.advance(time::Duration::seconds(2));
+    let revoked = app.post(&format!("/v1.0/users/{reader_id}/revokeSignInSessions"), &json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
+    assert_eq!(read(&profile).await.status, StatusCode::UNAUTHORIZED, "a revoked caller");
 }
 
 /// Every path that signs a user in writes the sign-in log: the pages (interactive, naming the
