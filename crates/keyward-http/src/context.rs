@@ -442,15 +442,32 @@ pub fn entity(context: String, value: impl Into<serde_json::Value>, status: axum
     (status, graph_json(serde_json::Value::Object(body))).into_response()
 }
 
+/// An entity (`@odata.context` first, as [`entity`] writes it) written straight from `body`,
+/// with Graph's content type.
+pub fn entity_written(body: &impl serde::Serialize, status: axum::http::StatusCode) -> Response {
+    let mut bytes = Vec::with_capacity(512);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(GRAPH_JSON));
+            response
+        }
+        // Only a type whose serialisation can fail could: a bug, answered as one.
+        Err(err) => {
+            tracing::error!(error = %err, "an entity could not be written as JSON");
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Graph's content type for JSON.
+const GRAPH_JSON: &str =
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
 /// A JSON response with Graph's content type.
 pub fn graph_json(body: serde_json::Value) -> Response {
     let mut response = axum::Json(body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(
-            "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
-        ),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(GRAPH_JSON));
     response
 }
 

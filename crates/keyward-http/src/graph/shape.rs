@@ -61,6 +61,68 @@ fn user_property(user: &User, name: &str) -> Value {
     }
 }
 
+/// One user as an entity, `@odata.context` first, written straight to JSON: what
+/// `context::entity(context, user(..))` writes, without building the map (a request's JSON took
+/// a sixth of an API read's instructions, most of it the map: its keys, their hashes, moving
+/// its entries along for the context).
+pub struct UserEntity<'a> {
+    context: &'a str,
+    user: &'a User,
+    names: Vec<&'static str>,
+}
+
+impl<'a> UserEntity<'a> {
+    pub fn new(context: &'a str, user: &'a User, select: Option<&[&'static str]>, version: Version) -> UserEntity<'a> {
+        let mut names = properties(&USER, select, version);
+        // A map holds a name once, where it was first put.
+        let mut seen = Vec::with_capacity(names.len());
+        names.retain(|name| {
+            let first = !seen.contains(name);
+            seen.push(*name);
+            first
+        });
+        UserEntity { context, user, names }
+    }
+}
+
+impl serde::Serialize for UserEntity<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.names.len() + 1))?;
+        map.serialize_entry("@odata.context", self.context)?;
+        for name in &self.names {
+            map.serialize_entry(name, &UserProperty(self.user, name))?;
+        }
+        map.end()
+    }
+}
+
+/// One property of a user, written as [`user_property`] would give it.
+struct UserProperty<'a>(&'a User, &'a str);
+
+impl serde::Serialize for UserProperty<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let UserProperty(user, name) = *self;
+        match name {
+            "id" => serializer.serialize_str(user.id.as_str()),
+            "displayName" => serializer.serialize_str(&user.display_name),
+            "userPrincipalName" => serializer.serialize_str(&user.user_principal_name),
+            "mailNickname" => serializer.serialize_str(&user.mail_nickname),
+            "accountEnabled" => serializer.serialize_bool(user.account_enabled),
+            "businessPhones" => user.business_phones.serialize(serializer),
+            "otherMails" => user.other_mails.serialize(serializer),
+            "givenName" => user.given_name.serialize(serializer),
+            "jobTitle" => user.job_title.serialize(serializer),
+            "mail" => user.mail.serialize(serializer),
+            "mobilePhone" => user.mobile_phone.serialize(serializer),
+            "surname" => user.surname.serialize(serializer),
+            "department" => user.department.serialize(serializer),
+            "usageLocation" => user.usage_location.serialize(serializer),
+            other => user_property(user, other).serialize(serializer),
+        }
+    }
+}
+
 fn group_property(group: &Group, name: &str) -> Value {
     match name {
         "id" => json!(group.id.as_str()),
@@ -486,6 +548,65 @@ mod tests {
         assert_eq!(patch.job_title, Some(None));
         assert_eq!(patch.department, Some(Some("Sales".into())));
         assert_eq!(patch.display_name, None);
+    }
+
+    #[test]
+    fn a_user_entity_is_written_as_its_map_would_be() {
+        use keyward_core::directory::{Domain, Tenant, new_user};
+        let now = OffsetDateTime::now_utc();
+        let tenant = Tenant {
+            id: keyward_core::ids::ObjectId::from_bytes([1; 16]),
+            display_name: "Contoso".into(),
+            created: now,
+            domains: vec![Domain { name: "contoso.test".into(), is_default: true, is_initial: true }],
+        };
+        let full = user_draft(&json!({
+            "accountEnabled": false, "displayName": "Adele \"Vance\" \u{e9}", "mailNickname": "adele",
+            "userPrincipalName": "adele@contoso.test", "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"},
+            "givenName": "Adele", "surname": "Vance", "mail": "adele@contoso.test", "jobTitle": "Retail Manager",
+            "department": "Sales", "mobilePhone": "+1 425 555 0109", "usageLocation": "no",
+            "otherMails": ["a@b.test", "c@d.test"], "businessPhones": ["+1 425 555 0100"],
+            "city": "Oslo", "employeeId": "E-1001", "companyName": "Contoso",
+        }))
+        .expect("a valid draft");
+        let sparse = user_draft(&json!({
+            "accountEnabled": true, "displayName": "Sparse", "mailNickname": "sparse",
+            "userPrincipalName": "sparse@contoso.test", "passwordProfile": {"password": "Tq7-harbour-Lantern-92!"},
+        }))
+        .expect("a valid draft");
+        let every: Vec<&'static str> = USER.properties.iter().map(|it| it.name).collect();
+        let selects: Vec<Option<Vec<&'static str>>> = vec![
+            None,
+            Some(every.clone()),
+            Some(vec!["displayName", "id", "displayName", "city"]),
+            Some(vec![
+                "identities",
+                "createdDateTime",
+                "lastPasswordChangeDateTime",
+                "signInSessionsValidFromDateTime",
+            ]),
+        ];
+        for draft in [full, sparse] {
+            let mut user =
+                new_user(&tenant, keyward_core::ids::ObjectId::from_bytes([2; 16]), draft, now).expect("user").user;
+            if user.job_title.is_some() {
+                // What no draft may hold, written all the same (escaped alike).
+                user.job_title = Some("Retail\nManager\u{1}\\".into());
+            }
+            for select in &selects {
+                for version in [Version::V1, Version::Beta] {
+                    let mut map = super::user(&user, select.as_deref(), version);
+                    map.shift_insert(0, "@odata.context".into(), json!("https://h/v1.0/$metadata#users/$entity"));
+                    let direct =
+                        UserEntity::new("https://h/v1.0/$metadata#users/$entity", &user, select.as_deref(), version);
+                    assert_eq!(
+                        serde_json::to_string(&direct).expect("json"),
+                        serde_json::to_string(&Value::Object(map)).expect("json"),
+                        "{select:?} {version:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

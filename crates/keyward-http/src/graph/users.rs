@@ -1,7 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
 use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
-use crate::context::{GraphCtx, GraphQuery, UserRead, collection, entity};
+use crate::context::{GraphCtx, GraphQuery, UserRead, collection, entity, entity_written};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -83,8 +83,23 @@ async fn get_user(UserRead { ctx, key, found }: UserRead, Query(query, _): Query
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let user = ctx.state.app.get_found_user(&ctx.caller, &key, found).await?;
-    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    let body = users_json(&ctx, std::slice::from_ref(&user), select.as_deref(), expand.as_ref()).await?.remove(0);
+    one_user(&ctx, &user, select.as_deref(), expand.as_ref()).await
+}
+
+/// One user as an entity: written straight to JSON unless something is added to it (an
+/// expansion, the sign-in activity), which `users_json` reads.
+async fn one_user(
+    ctx: &GraphCtx,
+    user: &User,
+    select: Option<&[&'static str]>,
+    expand: Option<&query::Expand>,
+) -> Result<Response, GraphError> {
+    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select));
+    if expand.is_none() && !select.is_some_and(|it| it.contains(&query::SIGN_IN_ACTIVITY)) {
+        let body = shape::UserEntity::new(&context, user, select, ctx.version);
+        return Ok(entity_written(&body, StatusCode::OK));
+    }
+    let body = users_json(ctx, std::slice::from_ref(user), select, expand).await?.remove(0);
     Ok(entity(context, body, StatusCode::OK))
 }
 
@@ -93,9 +108,7 @@ async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, Graph
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let me = ctx.state.app.me(&ctx.caller)?;
-    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select.as_deref()));
-    let body = users_json(&ctx, std::slice::from_ref(&me), select.as_deref(), expand.as_ref()).await?.remove(0);
-    Ok(entity(context, body, StatusCode::OK))
+    one_user(&ctx, &me, select.as_deref(), expand.as_ref()).await
 }
 
 /// `POST /users` — `microsoft.directory/users/create`.
