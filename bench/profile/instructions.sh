@@ -9,7 +9,10 @@
 # 300 times to warm up, zeroes the counters, reads it REQUESTS times more on one connection,
 # and prints the instructions a request; the dump (callgrind.out.*, in the data directory it
 # prints) gives them by function: `callgrind_annotate --inclusive=yes FILE`. System calls, the
-# kernel's share, are not counted (`perf stat -e 'syscalls:sys_enter_*'` counts those).
+# kernel's share, are not counted (`perf stat -e 'syscalls:sys_enter_*'` counts those). The count
+# is the whole process's: background work that falls inside the window (SQLite parsing the schema
+# again on another connection, a maintenance task) adds a few percent to some runs; the requests'
+# own task is `keyward_http::serve::serve::{{closure}}::{{closure}}` in the inclusive listing.
 #
 # KEYWARD_PROFILE_COMMITS=1: another connection commits to the database (a row in a table of its
 # own) before each counted read, so nothing the server kept from the read before holds: the

@@ -409,6 +409,7 @@ fn init_logging(format: LogFormat, level: &str, is_server: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_timer(crate::log_writer::LineTime)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
         LogFormat::Human => builder.init(),

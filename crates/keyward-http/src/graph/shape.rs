@@ -68,19 +68,28 @@ fn user_property(user: &User, name: &str) -> Value {
 pub struct UserEntity<'a> {
     context: &'a str,
     user: &'a User,
-    names: Vec<&'static str>,
+    names: std::borrow::Cow<'static, [&'static str]>,
 }
+
+/// A user's default properties in v1.0 and in beta, chosen once.
+static USER_DEFAULTS: std::sync::LazyLock<[Vec<&'static str>; 2]> =
+    std::sync::LazyLock::new(|| [properties(&USER, None, Version::V1), properties(&USER, None, Version::Beta)]);
 
 impl<'a> UserEntity<'a> {
     pub fn new(context: &'a str, user: &'a User, select: Option<&[&'static str]>, version: Version) -> UserEntity<'a> {
-        let mut names = properties(&USER, select, version);
-        // A map holds a name once, where it was first put.
-        let mut seen = Vec::with_capacity(names.len());
-        names.retain(|name| {
-            let first = !seen.contains(name);
-            seen.push(*name);
-            first
-        });
+        let names = match select {
+            None => std::borrow::Cow::Borrowed(USER_DEFAULTS[usize::from(version == Version::Beta)].as_slice()),
+            Some(select) => {
+                // A map holds a name once, where it was first put.
+                let mut names: Vec<&'static str> = Vec::with_capacity(select.len());
+                for name in select {
+                    if !names.contains(name) {
+                        names.push(name);
+                    }
+                }
+                std::borrow::Cow::Owned(names)
+            }
+        };
         UserEntity { context, user, names }
     }
 }
@@ -90,7 +99,7 @@ impl serde::Serialize for UserEntity<'_> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.names.len() + 1))?;
         map.serialize_entry("@odata.context", self.context)?;
-        for name in &self.names {
+        for name in self.names.iter() {
             map.serialize_entry(name, &UserProperty(self.user, name))?;
         }
         map.end()
