@@ -174,15 +174,13 @@ fn line_time(secs: u64, micros: u32) -> String {
 fn second_text(secs: u64) -> String {
     let at = i64::try_from(secs).ok().and_then(|it| time::OffsetDateTime::from_unix_timestamp(it).ok());
     match at {
-        Some(at) if (0..=9999).contains(&at.year()) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
-            at.year(),
-            u8::from(at.month()),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        ),
+        // Graph's timestamps are the same text to the second, then `Z`.
+        Some(at) if (0..=9999).contains(&at.year()) => {
+            let mut text = keyward_core::profile::graph_timestamp(at);
+            text.pop();
+            text.push('.');
+            text
+        }
         _ => format!("+{secs}s."),
     }
 }
