@@ -359,23 +359,32 @@ impl DirectReads {
     /// Runs `read` on an idle connection. `None`: no connection was ready or the database was
     /// busy, and the caller should ask the pool.
     fn run<T>(self: &Arc<Self>, read: impl FnOnce(&Connection) -> Result<T, Failure>) -> Result<Option<T>, StoreError> {
-        let Some(kept) = self.take() else { return Ok(None) };
-        let result = read(kept.conn.db());
-        self.put_back(kept.conn, kept.opened);
-        answer(result)
+        self.run_on(|conn| read(conn.db()))
     }
 
-    /// [`run`](Self::run), `read` given the connection's kept users too (`kept_users`).
+    /// [`run`](Self::run) in a read transaction, `read` given the connection's kept users too,
+    /// at the data version that transaction sees (`kept_users`): the only way to them.
     fn run_kept<T>(
         self: &Arc<Self>,
         read: impl FnOnce(&Connection, &mut KeptUsers) -> Result<T, Failure>,
     ) -> Result<Option<T>, StoreError> {
-        let Some(mut kept) = self.take() else { return Ok(None) };
-        let result = match kept.conn.db_and_kept() {
-            Some((db, users)) => read(db, users),
+        self.run_on(|conn| match conn.db_and_kept() {
+            Some((db, kept)) => in_read_transaction(db, |db| {
+                kept.at(data_version(db)?);
+                read(db, kept)
+            }),
             // Every direct connection is opened `query_only` and keeps its reads.
             None => Err(Failure::Store(StoreError::Other("a direct connection without its kept users".into()))),
-        };
+        })
+    }
+
+    /// Runs `read` on an idle connection and gives it back. `None`: as [`run`](Self::run).
+    fn run_on<T>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&mut lite::Conn) -> Result<T, Failure>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(mut kept) = self.take() else { return Ok(None) };
+        let result = read(&mut kept.conn);
         self.put_back(kept.conn, kept.opened);
         answer(result)
     }
@@ -412,12 +421,7 @@ impl DirectReads {
         id: &ObjectId,
         now: OffsetDateTime,
     ) -> Result<Option<Option<UserRolesValues>>, StoreError> {
-        self.run_kept(|conn, kept| {
-            in_read_transaction(conn, |conn| {
-                kept.at(data_version(conn)?);
-                caller_in(conn, kept, tenant, id, now)
-            })
-        })
+        self.run_kept(|conn, kept| caller_in(conn, kept, tenant, id, now))
     }
 
     /// One user by id, or by user principal name if `key` is not an id (lowercased by the
@@ -429,12 +433,7 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<(User, bool)>>, StoreError> {
-        self.run_kept(|conn, kept| {
-            in_read_transaction(conn, |conn| {
-                kept.at(data_version(conn)?);
-                kept_user_in(conn, kept, tenant, key, by_id)
-            })
-        })
+        self.run_kept(|conn, kept| kept_user_in(conn, kept, tenant, key, by_id))
     }
 
     /// [`user_and_roles`](Self::user_and_roles), then [`find_user`](Self::find_user) for `key`
@@ -449,11 +448,8 @@ impl DirectReads {
         by_id: bool,
     ) -> Result<Option<Option<CallerAndUser>>, StoreError> {
         self.run_kept(|conn, kept| {
-            in_read_transaction(conn, |conn| {
-                kept.at(data_version(conn)?);
-                let Some(caller) = caller_in(conn, kept, tenant, id, now)? else { return Ok(None) };
-                Ok(Some((caller, kept_user_in(conn, kept, tenant, key, by_id)?)))
-            })
+            let Some(caller) = caller_in(conn, kept, tenant, id, now)? else { return Ok(None) };
+            Ok(Some((caller, kept_user_in(conn, kept, tenant, key, by_id)?)))
         })
     }
 }
@@ -500,16 +496,26 @@ fn caller_in(
     if !kept.worth_keeping(id) {
         return Ok(Some(found));
     }
-    let params = rusqlite::named_params! {
-        "$1": tenant.as_str(), "$2": id.as_str(), "$3": true, "$4": fmt_ts(now),
-    };
-    let until: Option<String> = conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?;
     // A time that does not read as one leaves the caller unkept (read at every request), not the
     // request refused.
-    if let Ok(until) = until.as_deref().map(parse_ts).transpose() {
+    if let Ok(until) = next_role_change(conn, tenant, id, now)?.as_deref().map(parse_ts).transpose() {
         kept.keep_caller(tenant, id, now, until, &found);
     }
     Ok(Some(found))
+}
+
+/// `CLIENT_CHANGES_AT`: when the role assignments that apply to `principal` next change after
+/// `now`, as stored (`None`: never).
+fn next_role_change(
+    conn: &Connection,
+    tenant: &ObjectId,
+    principal: &ObjectId,
+    now: OffsetDateTime,
+) -> Result<Option<String>, Failure> {
+    let params = rusqlite::named_params! {
+        "$1": tenant.as_str(), "$2": principal.as_str(), "$3": true, "$4": fmt_ts(now),
+    };
+    Ok(conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?)
 }
 
 /// [`user_in`]: kept, or read and kept. In the read transaction whose data version `kept` is at.
@@ -602,14 +608,14 @@ fn client_in(
     let credentials = decoded(conn, CREDENTIALS_OF, &CREDENTIAL_COLUMNS, of_application, decode)?;
     let (principal_roles, until) = match &service_principal {
         Some(principal) => {
-            let now = fmt_ts(now);
+            let at = fmt_ts(now);
             let params = rusqlite::named_params! {
-                "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": now,
+                "$1": tenant.as_str(), "$2": principal.id.as_str(), "$3": true, "$4": at,
             };
             let roles = decoded(conn, roles::ASSIGNMENTS_FOR, &ASSIGNMENT_COLUMNS, params, |row: &Indexed<'_>| {
                 assignment_from(row, &super::ASSIGNMENT)
             })?;
-            let until: Option<String> = conn.prepare_cached(CLIENT_CHANGES_AT)?.query_row(params, |row| row.get(0))?;
+            let until = next_role_change(conn, tenant, &principal.id, now)?;
             (roles, until.as_deref().map(parse_ts).transpose()?)
         }
         None => (Vec::new(), None),

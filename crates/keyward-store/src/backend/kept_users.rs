@@ -7,9 +7,10 @@
 //! other reads on the same connection cannot bring an old number back); the direct-read
 //! connections are `query_only`, so there are no commits of their own, which it would not count.
 //! The reads that use the entries (`DirectReads::user_and_roles`, `find_user`,
-//! `user_and_roles_and_user`) each run in a read transaction that asks it first. Each entry is kept with the version its read transaction saw, and a
-//! read transaction that sees another version empties the connection's entries before anything
-//! is read from them. An entry is used only inside a read transaction whose version is the one it
+//! `user_and_roles_and_user`, all through `DirectReads::run_kept`) each run in a read transaction
+//! that asks it first. Each entry is kept with the version its read transaction saw, and a read
+//! transaction that sees another version empties the connection's entries before anything is
+//! read from them. An entry is used only inside a read transaction whose version is the one it
 //! was read under: no commit came between, so what the statements would read is what the entry
 //! holds. A role change, a revocation, a disabled account or a lockout therefore counts at the
 //! next request, as when every request read them.
@@ -99,7 +100,7 @@ impl<C: Clone, U: Clone> KeptUsers<C, U> {
         if self.callers.contains_key(id) {
             return true;
         }
-        self.make_room_for_a_caller();
+        make_room(&mut self.callers, id);
         self.callers.insert(id.clone(), Caller::Seen);
         false
     }
@@ -113,17 +114,9 @@ impl<C: Clone, U: Clone> KeptUsers<C, U> {
         until: Option<OffsetDateTime>,
         found: &C,
     ) {
-        if !self.callers.contains_key(id) {
-            self.make_room_for_a_caller();
-        }
+        make_room(&mut self.callers, id);
         let caller = Caller::Kept { tenant: tenant.clone(), from, until, found: found.clone() };
         self.callers.insert(id.clone(), caller);
-    }
-
-    fn make_room_for_a_caller(&mut self) {
-        if self.callers.len() >= CAPACITY {
-            self.callers.clear();
-        }
     }
 
     /// The user kept for `key`.
@@ -134,10 +127,20 @@ impl<C: Clone, U: Clone> KeptUsers<C, U> {
 
     /// Keeps `found` for `key`.
     pub(super) fn keep_user(&mut self, tenant: &ObjectId, key: &str, by_id: bool, found: &U) {
-        if self.users.len() >= CAPACITY && !self.users.contains_key(key) {
-            self.users.clear();
-        }
+        make_room(&mut self.users, key);
         self.users.insert(key.to_owned(), Found { tenant: tenant.clone(), by_id, found: found.clone() });
+    }
+}
+
+/// Empties `map` if it is full and `key` would be a new entry: a kind past `CAPACITY` starts
+/// again empty.
+fn make_room<K, Q, V>(map: &mut HashMap<K, V>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if map.len() >= CAPACITY && !map.contains_key(key) {
+        map.clear();
     }
 }
 
