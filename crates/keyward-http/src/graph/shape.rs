@@ -28,37 +28,10 @@ fn strings(values: &[String]) -> Value {
     Value::Array(values.iter().cloned().map(Value::String).collect())
 }
 
-/// The value of one Graph property of a user.
+/// The value of one Graph property of a user ([`UserProperty`] as a JSON value).
 fn user_property(user: &User, name: &str) -> Value {
-    match name {
-        "id" => json!(user.id.as_str()),
-        "businessPhones" => strings(&user.business_phones),
-        "displayName" => json!(user.display_name),
-        "givenName" => opt(&user.given_name),
-        "jobTitle" => opt(&user.job_title),
-        "mail" => opt(&user.mail),
-        "mobilePhone" => opt(&user.mobile_phone),
-        "surname" => opt(&user.surname),
-        "userPrincipalName" => json!(user.user_principal_name),
-        "accountEnabled" => json!(user.account_enabled),
-        "createdDateTime" => json!(timestamp(user.created)),
-        "department" => opt(&user.department),
-        "mailNickname" => json!(user.mail_nickname),
-        "otherMails" => strings(&user.other_mails),
-        "usageLocation" => opt(&user.usage_location),
-        "signInSessionsValidFromDateTime" => json!(timestamp(user.sign_in_sessions_valid_from)),
-        "lastPasswordChangeDateTime" => user.last_password_change.map_or(Value::Null, |at| json!(timestamp(at))),
-        // A cloud account signs in with its user principal name; the issuer is its domain.
-        "identities" => json!([{
-            "signInType": "userPrincipalName",
-            "issuer": user.user_principal_name.rsplit('@').next().unwrap_or_default(),
-            "issuerAssignedId": user.user_principal_name,
-        }]),
-        "proxyAddresses" => json!([]),
-        name if profile::find(name).is_some() => user.profile.get(name).map_or(Value::Null, |it| json!(it)),
-        // Write-only: Graph always reads it back as null.
-        _ => Value::Null,
-    }
+    // Strings, booleans and lists of strings: nothing in it can fail to become a value.
+    serde_json::to_value(UserProperty(user, name)).unwrap_or(Value::Null)
 }
 
 /// One user as an entity, `@odata.context` first, written straight to JSON: what
@@ -106,11 +79,13 @@ impl serde::Serialize for UserEntity<'_> {
     }
 }
 
-/// One property of a user, written as [`user_property`] would give it.
+/// One Graph property of a user, written straight to JSON (and through [`user_property`] as a
+/// value).
 struct UserProperty<'a>(&'a User, &'a str);
 
 impl serde::Serialize for UserProperty<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
         let UserProperty(user, name) = *self;
         match name {
             "id" => serializer.serialize_str(user.id.as_str()),
@@ -127,7 +102,20 @@ impl serde::Serialize for UserProperty<'_> {
             "surname" => user.surname.serialize(serializer),
             "department" => user.department.serialize(serializer),
             "usageLocation" => user.usage_location.serialize(serializer),
-            other => user_property(user, other).serialize(serializer),
+            "createdDateTime" => serializer.serialize_str(&timestamp(user.created)),
+            "signInSessionsValidFromDateTime" => serializer.serialize_str(&timestamp(user.sign_in_sessions_valid_from)),
+            "lastPasswordChangeDateTime" => user.last_password_change.map(timestamp).serialize(serializer),
+            // A cloud account signs in with its user principal name; the issuer is its domain.
+            "identities" => json!([{
+                "signInType": "userPrincipalName",
+                "issuer": user.user_principal_name.rsplit('@').next().unwrap_or_default(),
+                "issuerAssignedId": user.user_principal_name,
+            }])
+            .serialize(serializer),
+            "proxyAddresses" => serializer.serialize_seq(Some(0))?.end(),
+            name if profile::find(name).is_some() => user.profile.get(name).serialize(serializer),
+            // Write-only: Graph always reads it back as null.
+            _ => serializer.serialize_none(),
         }
     }
 }
@@ -601,6 +589,30 @@ mod tests {
             if user.job_title.is_some() {
                 // What no draft may hold, written all the same (escaped alike).
                 user.job_title = Some("Retail\nManager\u{1}\\".into());
+            }
+            if user.job_title.is_some() {
+                // The values themselves, each from its field.
+                let every_value =
+                    serde_json::to_value(UserEntity::new("c", &user, Some(&every), Version::Beta)).expect("json");
+                for (name, value) in [
+                    ("accountEnabled", json!(false)),
+                    ("otherMails", json!(["a@b.test", "c@d.test"])),
+                    ("businessPhones", json!(["+1 425 555 0100"])),
+                    ("jobTitle", json!("Retail\nManager\u{1}\\")),
+                    ("usageLocation", json!("NO")),
+                    ("city", json!("Oslo")),
+                    ("employeeId", json!("E-1001")),
+                    ("createdDateTime", json!(timestamp(now))),
+                    ("lastPasswordChangeDateTime", json!(timestamp(now))),
+                    ("proxyAddresses", json!([])),
+                    (
+                        "identities",
+                        json!([{"signInType": "userPrincipalName", "issuer": "contoso.test", "issuerAssignedId": "adele@contoso.test"}]),
+                    ),
+                ] {
+                    assert_eq!(every_value[name], value, "{name}");
+                }
+                assert_eq!(user_property(&user, "passwordProfile"), Value::Null, "write-only");
             }
             for select in &selects {
                 for version in [Version::V1, Version::Beta] {
