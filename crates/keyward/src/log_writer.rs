@@ -139,7 +139,7 @@ pub(crate) struct LineTime;
 impl tracing_subscriber::fmt::time::FormatTime for LineTime {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        w.write_str(&line_time(now.as_secs(), now.subsec_micros()))
+        line_time(now.as_secs(), now.subsec_micros(), w)
     }
 }
 
@@ -148,24 +148,23 @@ thread_local! {
     static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
 }
 
-/// `secs` after the epoch and `micros` as a line's time.
-fn line_time(secs: u64, micros: u32) -> String {
+/// Writes `secs` after the epoch and `micros` as a line's time to `out`.
+fn line_time(secs: u64, micros: u32, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     SECOND.with_borrow_mut(|(second, text)| {
         if *second != secs {
             *second = secs;
             *text = second_text(secs);
         }
-        let mut line = String::with_capacity(text.len() + 7);
-        line.push_str(text);
-        let mut digits = [b'0'; 6];
+        let mut digits = [b'0'; 7];
+        digits[6] = b'Z';
         let mut rest = micros.min(999_999);
-        for digit in digits.iter_mut().rev() {
+        for digit in digits[..6].iter_mut().rev() {
             *digit = b'0' + (rest % 10) as u8;
             rest /= 10;
         }
-        line.extend(digits.iter().map(|it| char::from(*it)));
-        line.push('Z');
-        line
+        out.write_str(text)?;
+        // ASCII digits and `Z`.
+        out.write_str(std::str::from_utf8(&digits).map_err(|_| std::fmt::Error)?)
     })
 }
 
@@ -211,7 +210,9 @@ mod tests {
             (951_782_400, 120_000, "2000-02-29T00:00:00.120000Z"),
             (253_402_300_799, 1, "9999-12-31T23:59:59.000001Z"),
         ] {
-            assert_eq!(line_time(secs, micros), text);
+            let mut written = String::new();
+            line_time(secs, micros, &mut written).expect("time");
+            assert_eq!(written, text);
         }
     }
     use super::*;
