@@ -30,7 +30,11 @@ impl HashParams {
 pub struct PasswordHasher {
     params: HashParams,
     permits: Arc<Semaphore>,
+    /// Hashes at once at most: the permits, and the buffers kept.
+    concurrency: usize,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Buffers allocated so far (at most `concurrency` of the configured size).
+    buffers_made: Arc<AtomicUsize>,
     dummy_hash: Arc<str>,
     /// Passwords verified so far (for `/metrics`, and for tests that prove a bound on them).
     verifications: Arc<AtomicU64>,
@@ -82,7 +86,9 @@ impl PasswordHasher {
         let mut hasher = PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             buffers: Arc::new(Mutex::new(Vec::new())),
+            buffers_made: Arc::new(AtomicUsize::new(0)),
             dummy_hash: Arc::from(""),
             verifications: Arc::new(AtomicU64::new(0)),
             waiting: Arc::new(AtomicUsize::new(0)),
@@ -177,13 +183,19 @@ impl PasswordHasher {
         let n_blocks = argon_params.block_count();
         let mut buffer = {
             let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            pool.pop().filter(|it| it.len() == n_blocks).unwrap_or_else(|| vec![Block::new(); n_blocks])
+            pool.pop().filter(|it| it.len() == n_blocks).unwrap_or_else(|| {
+                self.buffers_made.fetch_add(1, Ordering::Relaxed);
+                vec![Block::new(); n_blocks]
+            })
         };
         let mut out = vec![0_u8; OUTPUT_LEN];
         let res = argon.hash_password_into_with_memory(password, salt, &mut out, &mut buffer[..]);
         if params == self.params {
             let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if pool.len() < self.permits.available_permits() + 1 {
+            // As many as can be in use at once. (Kept only while permits were free, a buffer
+            // was dropped whenever two hashes ended before the next took the first one back,
+            // and a new one allocated and zeroed: 19 MiB written and faulted in.)
+            if pool.len() < self.concurrency {
                 pool.push(buffer);
             }
         }
@@ -271,6 +283,28 @@ mod tests {
         assert!(!hasher.verify("anything", Some("not a phc string")).await.expect("verify"));
         let weak = HashParams { m_cost_kib: 1024, t_cost: 1, p_cost: 1 };
         assert!(PasswordHasher::new(weak, 1).is_err());
+    }
+
+    /// Hashes at once reuse the buffers: however they end and start, no more buffers are ever
+    /// made than hashes can run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffers_are_reused_under_load() {
+        let hasher = PasswordHasher::new(HashParams::OWASP, 2).expect("hasher");
+        let stored = hasher.hash("correct horse battery").await.expect("hash");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            tasks.spawn(async move {
+                for _ in 0..3 {
+                    assert!(hasher.verify("correct horse battery", Some(&stored)).await.expect("verify"));
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task");
+        }
+        assert!(hasher.buffers_made.load(Ordering::Relaxed) <= 2, "{}", hasher.buffers_made.load(Ordering::Relaxed));
+        assert!(hasher.buffers.lock().expect("pool").len() <= 2);
     }
 
     #[test]
