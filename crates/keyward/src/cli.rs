@@ -412,7 +412,7 @@ fn init_logging(format: LogFormat, level: &str, is_server: bool) {
         .with_timer(crate::log_writer::LineTime)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     match format {
-        LogFormat::Human => builder.init(),
+        LogFormat::Human => builder.event_format(crate::log_writer::LineFormat::default()).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
