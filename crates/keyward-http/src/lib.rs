@@ -19,7 +19,7 @@ mod serve;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
@@ -123,26 +123,19 @@ pub fn router(app: App) -> HttpService {
     // Bodies are capped per surface: Graph JSON (certificates included) at 1 MiB, the OpenID
     // Connect endpoints (client assertions) at 64 KiB, the sign-in forms at 16 KiB. Each is read
     // whole before the handler runs (`read_whole_body`), so a request refused before its body is
-    // looked at (no token, say) leaves a connection that can carry the next request.
-    let graph_router = graph_router
-        .layer(DefaultBodyLimit::max(GRAPH_BODY_LIMIT))
-        .layer(WholeBody { limit: GRAPH_BODY_LIMIT, is_graph: true });
+    // looked at (no token, say) leaves a connection that can carry the next request. The
+    // extractors' own limit (axum's default, 2 MB) is then above every body they see: no
+    // `DefaultBodyLimit` layer, which cost each request a cloned service and a map for its
+    // extension.
+    let graph_router = graph_router.layer(WholeBody { limit: GRAPH_BODY_LIMIT, is_graph: true });
     let router = Router::new()
         .merge(graph_router)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
-        .merge(
-            pages::routes()
-                .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
-                .layer(WholeBody { limit: FORM_BODY_LIMIT, is_graph: false }),
-        )
-        .merge(
-            oauth::routes()
-                .layer(DefaultBodyLimit::max(OIDC_BODY_LIMIT))
-                .layer(WholeBody { limit: OIDC_BODY_LIMIT, is_graph: false }),
-        )
+        .merge(pages::routes().layer(WholeBody { limit: FORM_BODY_LIMIT, is_graph: false }))
+        .merge(oauth::routes().layer(WholeBody { limit: OIDC_BODY_LIMIT, is_graph: false }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state);

@@ -1423,8 +1423,9 @@ async fn abuse_limits(backend: Backend) {
         assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{path}");
     }
 
-    // Bodies are capped: a 2 MiB Graph body, a 100 KiB token request.
-    let big = json!({"displayName": "x".repeat(2 << 20)});
+    // Bodies are capped: a 1.5 MiB Graph body, a 100 KiB token request (each under axum's own
+    // default of 2 MB, so the cap refusing them is Keyward's per surface).
+    let big = json!({"displayName": "x".repeat(3 << 19)});
     let reply = app.post("/v1.0/groups", &big).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &reply.text[..reply.text.len().min(300)]);
     assert_eq!(reply.body["error"]["code"], "RequestEntityTooLarge");
@@ -1434,6 +1435,16 @@ async fn abuse_limits(backend: Backend) {
         .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", other.base_url))
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10)))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A sign-in form over 16 KiB.
+    let response = other
+        .client
+        .post(format!("{}/{DOMAIN}/login", other.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("username={}", "y".repeat(20 << 10)))
         .send()
         .await
         .expect("post");
