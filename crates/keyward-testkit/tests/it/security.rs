@@ -1423,32 +1423,28 @@ async fn abuse_limits(backend: Backend) {
         assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "{path}");
     }
 
-    // Bodies are capped: a 1.5 MiB Graph body, a 100 KiB token request (each under axum's own
-    // default of 2 MB, so the cap refusing them is Keyward's per surface).
+    // Bodies are capped per surface, each cap under axum's own default of 2 MB (so the cap
+    // refusing them is Keyward's): a 1.5 MiB Graph body.
     let big = json!({"displayName": "x".repeat(3 << 19)});
     let reply = app.post("/v1.0/groups", &big).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &reply.text[..reply.text.len().min(300)]);
     assert_eq!(reply.body["error"]["code"], "RequestEntityTooLarge");
     let other = keyward_testkit::TestApp::spawn(backend).await;
-    let response = other
-        .client
-        .post(format!("{}/{DOMAIN}/oauth2/v2.0/token", other.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10)))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // A sign-in form over 16 KiB.
-    let response = other
-        .client
-        .post(format!("{}/{DOMAIN}/login", other.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("username={}", "y".repeat(20 << 10)))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A token request over 64 KiB, a sign-in form over 16 KiB.
+    for (path, body) in [
+        ("oauth2/v2.0/token", format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10))),
+        ("login", format!("username={}", "y".repeat(20 << 10))),
+    ] {
+        let response = other
+            .client
+            .post(format!("{}/{DOMAIN}/{path}", other.base_url))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+    }
 }
 
 /// A full hashing queue answers 503 with Retry-After instead of queueing without end (a node
