@@ -38,13 +38,17 @@ pub fn current_ids() -> RequestIds {
     })
 }
 
+/// Graph's request id headers, named once (a name given as text is parsed at every use).
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("request-id");
+const CLIENT_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("client-request-id");
+
 /// Assigns request ids, records metrics and writes one log line per request.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_request_id = request
         .headers()
-        .get("client-request-id")
+        .get(CLIENT_REQUEST_ID)
         .and_then(|it| it.to_str().ok())
         .filter(|it| is_guid(it))
         .map_or_else(|| request_id.clone(), str::to_ascii_lowercase);
@@ -60,10 +64,10 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let accepted = response.status() == axum::http::StatusCode::ACCEPTED;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&ids.request_id) {
-        headers.insert("request-id", value);
+        headers.insert(REQUEST_ID, value);
     }
     if let Ok(value) = HeaderValue::from_str(&ids.client_request_id) {
-        headers.insert("client-request-id", value);
+        headers.insert(CLIENT_REQUEST_ID, value);
     }
     // A root-relative `Location` (a change held for approval names its request so) becomes absolute.
     let relative = accepted
