@@ -17,6 +17,11 @@
 # KEYWARD_PROFILE_COMMITS=1: another connection commits to the database (a row in a table of its
 # own) before each counted read, so nothing the server kept from the read before holds: the
 # worst case for its kept reads (`kept_users`). That connection's work is not counted.
+#
+# KEYWARD_PROFILE_GRANTS=1: counts client-credentials grants instead (`POST /{tenant}/oauth2/
+# v2.0/token` with a client secret, for an application the demo's administrator registers
+# through Graph first), one at a time on one connection: each grant's sign-in log entry is a
+# batch and a commit of its own, where under load a commit carries many.
 set -euo pipefail
 binary=$(realpath "${1:?usage: $0 path/to/keyward [REQUESTS]}")
 requests=${2:-3000}
@@ -24,7 +29,8 @@ command -v valgrind >/dev/null || { echo "error: valgrind is missing (apt-get in
 port=${KEYWARD_PROFILE_PORT:-18299}
 dir=$(mktemp -d /tmp/keyward-instructions.XXXXXX)
 (cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-  "$binary" serve --demo --listen "127.0.0.1:$port" --data-dir "$dir" > "$dir/server.log" 2>&1) &
+  "$binary" serve --demo --listen "127.0.0.1:$port" --data-dir "$dir" --rate-limit-per-address 0 \
+  > "$dir/server.log" 2>&1) &
 server=$!
 # The server writes its last dump as it stops: wait for it.
 trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -34,23 +40,37 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 token=$("$binary" token --upn admin@keyward.test --data-dir "$dir" --listen "127.0.0.1:$port" | tail -1)
-python3 - "$port" "$token" "$requests" "$server" "$dir" "${KEYWARD_PROFILE_COMMITS:-0}" <<'EOF'
-import http.client, json, sqlite3, subprocess, sys, glob, os, time
+python3 - "$port" "$token" "$requests" "$server" "$dir" "${KEYWARD_PROFILE_COMMITS:-0}" "${KEYWARD_PROFILE_GRANTS:-0}" <<'EOF'
+import http.client, json, sqlite3, subprocess, sys, glob, os, time, urllib.parse
 port, token, requests, server, folder = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-commits = sys.argv[6] == "1"
+commits, grants = sys.argv[6] == "1", sys.argv[7] == "1"
 conn = http.client.HTTPConnection("127.0.0.1", port)
 headers = {"Authorization": "Bearer " + token}
 
-def get(path):
-    conn.request("GET", path, headers=headers)
+def call(method, path, body=None, extra=None):
+    conn.request(method, path, body=body, headers=extra if extra is not None else headers)
     response = conn.getresponse()
-    body = response.read()
-    if response.status != 200:
-        sys.exit(f"GET {path}: {response.status} {body[:300]!r}")
-    return body
+    answer = response.read()
+    if response.status >= 300:
+        sys.exit(f"{method} {path}: {response.status} {answer[:300]!r}")
+    return answer
 
-users = json.loads(get("/v1.0/users?$top=5"))["value"]
-path = "/v1.0/users/" + next(u["id"] for u in users if not u["userPrincipalName"].startswith("admin@"))
+if grants:
+    graph = dict(headers, **{"Content-Type": "application/json"})
+    app = json.loads(call("POST", "/v1.0/applications", json.dumps({"displayName": "Profile daemon"}), graph))
+    secret = json.loads(call("POST", f"/v1.0/applications/{app['id']}/addPassword", "{}", graph))["secretText"]
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": app["appId"],
+                                   "client_secret": secret, "scope": "https://graph.microsoft.com/.default"})
+    form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    def once():
+        call("POST", "/keyward.test/oauth2/v2.0/token", form, form_headers)
+    what = "grant"
+else:
+    users = json.loads(call("GET", "/v1.0/users?$top=5"))["value"]
+    path = "/v1.0/users/" + next(u["id"] for u in users if not u["userPrincipalName"].startswith("admin@"))
+    def once():
+        call("GET", path)
+    what = "request"
 other = None
 if commits:
     other = sqlite3.connect(os.path.join(folder, "keyward.db"), isolation_level=None, timeout=10)
@@ -62,11 +82,11 @@ def commit():
 
 for _ in range(300):
     commit()
-    get(path)
+    once()
 subprocess.run(["callgrind_control", "--zero", server], check=True, capture_output=True)
 for _ in range(requests):
     commit()
-    get(path)
+    once()
 subprocess.run(["callgrind_control", "--dump", server], check=True, capture_output=True)
 for _ in range(100):
     dumps = sorted(glob.glob(os.path.join(folder, "callgrind.out.*")))
@@ -75,5 +95,5 @@ for _ in range(100):
     time.sleep(0.1)
 time.sleep(0.5)
 totals = [line for line in open(dumps[-1]) if line.startswith(("summary:", "totals:"))]
-print(f"{int(totals[0].split()[1]) / requests:,.0f} user-space instructions a request ({requests} requests; {dumps[-1]})")
+print(f"{int(totals[0].split()[1]) / requests:,.0f} user-space instructions a {what} ({requests} of them; {dumps[-1]})")
 EOF
