@@ -32,6 +32,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     /// Hashes at once at most: the permits, and the buffers kept.
     concurrency: usize,
+    /// The blocks of a buffer for `params`: the only buffers kept.
+    blocks: usize,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     /// Buffers allocated so far (at most `concurrency` of the configured size).
     buffers_made: Arc<AtomicUsize>,
@@ -83,10 +85,14 @@ impl PasswordHasher {
             )));
         }
         let concurrency = concurrency.max(1);
+        let blocks = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(OUTPUT_LEN))
+            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))?
+            .block_count();
         let mut hasher = PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            blocks,
             buffers: Arc::new(Mutex::new(Vec::new())),
             buffers_made: Arc::new(AtomicUsize::new(0)),
             dummy_hash: Arc::from(""),
@@ -181,16 +187,19 @@ impl PasswordHasher {
             .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params.clone());
         let n_blocks = argon_params.block_count();
-        let mut buffer = {
+        // A kept buffer serves a hash of its size; one of other parameters (a hash stored before
+        // they changed) has its own, and leaves the kept ones be.
+        let kept = {
             let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            pool.pop().filter(|it| it.len() == n_blocks).unwrap_or_else(|| {
-                self.buffers_made.fetch_add(1, Ordering::Relaxed);
-                vec![Block::new(); n_blocks]
-            })
+            if n_blocks == self.blocks { pool.pop() } else { None }
         };
+        let mut buffer = kept.unwrap_or_else(|| {
+            self.buffers_made.fetch_add(1, Ordering::Relaxed);
+            vec![Block::new(); n_blocks]
+        });
         let mut out = vec![0_u8; OUTPUT_LEN];
         let res = argon.hash_password_into_with_memory(password, salt, &mut out, &mut buffer[..]);
-        if params == self.params {
+        if n_blocks == self.blocks {
             let mut pool = self.buffers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // As many as can be in use at once. (Kept only while permits were free, a buffer
             // was dropped whenever two hashes ended before the next took the first one back,
@@ -303,8 +312,20 @@ mod tests {
         while let Some(done) = tasks.join_next().await {
             done.expect("task");
         }
-        assert!(hasher.buffers_made.load(Ordering::Relaxed) <= 2, "{}", hasher.buffers_made.load(Ordering::Relaxed));
-        assert!(hasher.buffers.lock().expect("pool").len() <= 2);
+        let made = hasher.buffers_made.load(Ordering::Relaxed);
+        assert!(made <= 2, "{made}");
+        let kept = hasher.buffers.lock().expect("pool").len();
+        assert!(kept <= 2);
+        // A hash stored with other parameters: one of the same size (only `t` differs) uses a
+        // kept buffer and gives it back; a larger one has its own and leaves the kept ones be.
+        for params in
+            [HashParams { t_cost: 3, ..HashParams::OWASP }, HashParams { m_cost_kib: 2 * 19_456, ..HashParams::OWASP }]
+        {
+            let other = PasswordHasher::new(params, 1).expect("hasher").hash("older").await.expect("hash");
+            assert!(hasher.verify("older", Some(&other)).await.expect("verify"));
+        }
+        assert_eq!(hasher.buffers_made.load(Ordering::Relaxed), made + 1);
+        assert_eq!(hasher.buffers.lock().expect("pool").len(), kept);
     }
 
     #[test]

@@ -189,7 +189,9 @@ where
         #[cfg(test)]
         WRITTEN_HERE.fetch_add(1, Ordering::Relaxed);
         // As the default writes them: the time, the level padded to five, the target and `: `.
-        LineTime.format_time(&mut writer)?;
+        if LineTime.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
         writer.write_str("  INFO ")?;
         writer.write_str(event.metadata().target())?;
         writer.write_str(": ")?;
@@ -201,13 +203,39 @@ where
 }
 
 /// Writes an event's fields as the default formatter's field writer does without colours: the
-/// message as it reads, then `name=value` with the value's `Debug` (a `%` field's `Display`),
-/// separated by spaces. The message is the request's line's literal `request`, so the default's
-/// escaping of control characters in messages has nothing to change.
+/// message as it reads (its terminal controls escaped as the default escapes them, when the
+/// writer asks for it), then `name=value` with the value's `Debug` (a `%` field's `Display`),
+/// separated by spaces.
 struct Fields<'a, 'w> {
     writer: &'a mut tracing_subscriber::fmt::format::Writer<'w>,
     is_first: bool,
     result: std::fmt::Result,
+}
+
+/// Writes what is written to it to `inner` with terminal controls escaped, as
+/// `tracing_subscriber` escapes a message: ESC, BEL, BS, FF and DEL as `\x..`, the C1 controls
+/// (U+0080 to U+009F) as `\u{..}`.
+struct Escaping<'a, W: std::fmt::Write>(&'a mut W);
+
+fn is_escaped(it: char) -> bool {
+    matches!(it, '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}')
+}
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        // Most text has nothing to escape: written whole.
+        if !text.chars().any(is_escaped) {
+            return self.0.write_str(text);
+        }
+        for it in text.chars() {
+            match it {
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", it as u32)?,
+                _ if is_escaped(it) => write!(self.0, "\\x{:02x}", it as u32)?,
+                _ => self.0.write_char(it)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Fields<'_, '_> {
@@ -226,16 +254,23 @@ impl Fields<'_, '_> {
 impl tracing::field::Visit for Fields<'_, '_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         if self.result.is_ok() {
-            self.result = self.start(field).and_then(|()| write!(self.writer, "{value:?}"));
+            self.result = self.start(field).and_then(|()| {
+                if field.name() == "message" && self.writer.sanitizes_ansi_escapes() {
+                    std::fmt::Write::write_fmt(&mut Escaping(&mut *self.writer), format_args!("{value:?}"))
+                } else {
+                    write!(self.writer, "{value:?}")
+                }
+            });
         }
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if self.result.is_ok() {
-            let is_message = field.name() == "message";
-            self.result = self.start(field).and_then(|()| {
-                if is_message { self.writer.write_str(value) } else { write!(self.writer, "{value:?}") }
-            });
+            if field.name() == "message" {
+                // As the default writes a message given as text: through `record_debug`.
+                return self.record_debug(field, &format_args!("{value}"));
+            }
+            self.result = self.start(field).and_then(|()| write!(self.writer, "{value:?}"));
         }
     }
 
@@ -388,6 +423,17 @@ mod tests {
         request("/v1.0/users?$filter=startswith(displayName,'A%20b')", 400, 0);
         request("/", 500, u64::MAX);
         tracing::info!(target: "keyward_http::context", path = %"/", "request");
+        // The request's fields with another message, its terminal controls escaped.
+        tracing::info!(
+            target: "keyward_http::context",
+            request_id = %"r",
+            method = %"GET",
+            path = %"/",
+            status = 200_u16,
+            micros = 1_u64,
+            "request {} \u{9b}2J \x07\x08\x0c\x7f done",
+            "\x1b[31m"
+        );
         tracing::warn!(reason = "a \"quoted\" str", count = 3_u64, "could not \x1b[31m do it");
         let span = tracing::info_span!("turn", n = 1);
         span.in_scope(|| request("/v1.0/me", 200, 17));
@@ -405,9 +451,10 @@ mod tests {
              path=/v1.0/users/02b515c9-512b-4f44-8a6c-d4b626d92ee0 status=200 micros=523\n"
         ));
         assert!(ours.contains(" status=500 micros=18446744073709551615\n"), "{ours}");
-        // The three request lines outside the span, not the line with other fields nor the one
-        // in the span (other tests run in parallel: at least three).
-        assert!(WRITTEN_HERE.load(Ordering::Relaxed) - before >= 3);
+        assert!(ours.contains(" request \\x1b[31m \\u{9b}2J \\x07\\x08\\x0c\\x7f done "), "{ours}");
+        // The four request lines outside the span, not the line with other fields nor the one
+        // in the span (other tests run in parallel: at least four).
+        assert!(WRITTEN_HERE.load(Ordering::Relaxed) - before >= 4);
         // With colours, the default formatter writes everything.
         let coloured = logged(LineFormat::default(), true, server_lines);
         assert_eq!(coloured, logged(default(), true, server_lines));
