@@ -88,12 +88,30 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     tracing::info!(
         request_id = %ids.request_id,
         method = %method,
-        path = %path,
+        path = %loggable(path),
         status,
         micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
     response
+}
+
+/// `path` as the request's log line writes it: a control character (C0, DEL or C1, which the
+/// URI parser lets through as UTF-8) as `\u{..}`, so a request cannot send a terminal reading
+/// the log an escape sequence. Any other path is written as sent.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut text = String::with_capacity(path.len() + 8);
+    for it in path.chars() {
+        if it.is_control() {
+            text.push_str(&format!("\\u{{{:x}}}", it as u32));
+        } else {
+            text.push(it);
+        }
+    }
+    std::borrow::Cow::Owned(text)
 }
 
 /// A future that turns a panic while it is polled into `Err`, so a bug in one handler answers
@@ -478,6 +496,13 @@ pub fn graph_json(body: serde_json::Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_paths_carry_no_terminal_controls() {
+        assert!(matches!(loggable("/v1.0/users/a%1B?$x=y"), std::borrow::Cow::Borrowed("/v1.0/users/a%1B?$x=y")));
+        assert_eq!(loggable("/v1.0/users/Zo\u{eb}"), "/v1.0/users/Zo\u{eb}");
+        assert_eq!(loggable("/a\u{9b}2J\u{1b}[31m\u{7f}b"), "/a\\u{9b}2J\\u{1b}[31m\\u{7f}b");
+    }
 
     #[test]
     fn addresses_read_as_to_string_writes_them() {
