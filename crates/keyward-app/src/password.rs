@@ -85,9 +85,7 @@ impl PasswordHasher {
             )));
         }
         let concurrency = concurrency.max(1);
-        let blocks = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(OUTPUT_LEN))
-            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))?
-            .block_count();
+        let blocks = argon_params(params)?.block_count();
         let mut hasher = PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -183,8 +181,7 @@ impl PasswordHasher {
     }
 
     fn compute(&self, params: HashParams, password: &[u8], salt: &[u8]) -> Result<Vec<u8>, AppError> {
-        let argon_params = Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(OUTPUT_LEN))
-            .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))?;
+        let argon_params = argon_params(params)?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params.clone());
         let n_blocks = argon_params.block_count();
         // A kept buffer serves a hash of its size; one of other parameters (a hash stored before
@@ -211,6 +208,12 @@ impl PasswordHasher {
         res.map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2: {err}")))?;
         Ok(out)
     }
+}
+
+/// Argon2's parameters for `params`, with this hasher's output length.
+fn argon_params(params: HashParams) -> Result<Params, AppError> {
+    Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(OUTPUT_LEN))
+        .map_err(|err| AppError::Unexpected(anyhow::anyhow!("argon2 parameters: {err}")))
 }
 
 fn parse_phc(stored: &str) -> Option<(HashParams, Vec<u8>, Vec<u8>)> {

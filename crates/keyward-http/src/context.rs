@@ -103,10 +103,11 @@ fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(path);
     }
+    use std::fmt::Write as _;
     let mut text = String::with_capacity(path.len() + 8);
     for it in path.chars() {
         if it.is_control() {
-            text.push_str(&format!("\\u{{{:x}}}", it as u32));
+            let _ = write!(text, "\\u{{{:x}}}", it as u32);
         } else {
             text.push(it);
         }

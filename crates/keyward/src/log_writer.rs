@@ -212,32 +212,6 @@ struct Fields<'a, 'w> {
     result: std::fmt::Result,
 }
 
-/// Writes what is written to it to `inner` with terminal controls escaped, as
-/// `tracing_subscriber` escapes a message: ESC, BEL, BS, FF and DEL as `\x..`, the C1 controls
-/// (U+0080 to U+009F) as `\u{..}`.
-struct Escaping<'a, W: std::fmt::Write>(&'a mut W);
-
-fn is_escaped(it: char) -> bool {
-    matches!(it, '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}')
-}
-
-impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        // Most text has nothing to escape: written whole.
-        if !text.chars().any(is_escaped) {
-            return self.0.write_str(text);
-        }
-        for it in text.chars() {
-            match it {
-                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", it as u32)?,
-                _ if is_escaped(it) => write!(self.0, "\\x{:02x}", it as u32)?,
-                _ => self.0.write_char(it)?,
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Fields<'_, '_> {
     fn start(&mut self, field: &tracing::field::Field) -> std::fmt::Result {
         if !std::mem::take(&mut self.is_first) {
@@ -273,24 +247,31 @@ impl tracing::field::Visit for Fields<'_, '_> {
             self.result = self.start(field).and_then(|()| write!(self.writer, "{value:?}"));
         }
     }
+}
 
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        if self.result.is_ok() {
-            let mut digits = [0_u8; 20];
-            let mut at = digits.len();
-            let mut rest = value;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-            // ASCII digits.
-            let text = std::str::from_utf8(&digits[at..]).map_err(|_| std::fmt::Error);
-            self.result = self.start(field).and_then(|()| self.writer.write_str(text?));
+/// Writes what is written to it to `inner` with terminal controls escaped, as
+/// `tracing_subscriber` escapes a message: ESC, BEL, BS, FF and DEL as `\x..`, the C1 controls
+/// (U+0080 to U+009F) as `\u{..}`.
+struct Escaping<'a, W: std::fmt::Write>(&'a mut W);
+
+fn is_escaped(it: char) -> bool {
+    matches!(it, '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}')
+}
+
+impl<W: std::fmt::Write> std::fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        // Most text has nothing to escape: written whole.
+        if !text.chars().any(is_escaped) {
+            return self.0.write_str(text);
         }
+        for it in text.chars() {
+            match it {
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", it as u32)?,
+                _ if is_escaped(it) => write!(self.0, "\\x{:02x}", it as u32)?,
+                _ => self.0.write_char(it)?,
+            }
+        }
+        Ok(())
     }
 }
 
