@@ -66,6 +66,16 @@ pub mod codes {
     pub const CONSENT_REQUIRED: i64 = 65001;
     /// The request is malformed (a `claims` parameter that is not a JSON object).
     pub const INVALID_REQUEST: i64 = 90023;
+    /// A parameter sent more than once (Entra's "Request is ambiguous").
+    pub const AMBIGUOUS_REQUEST: i64 = 90011;
+}
+
+/// The description of a request that sent `name` more than once (RFC 6749 §3.1: "Request and
+/// response parameters MUST NOT be included more than once"). Entra answers a repeated
+/// `client_id` with AADSTS90011, "Request is ambiguous"; Keyward answers every repeated parameter
+/// so. The values are never repeated back: one of them may be a secret.
+pub fn repeated_parameter(name: &str) -> String {
+    format!("Request is ambiguous: the parameter '{name}' is sent more than once. Send each parameter once.")
 }
 
 /// The client capability that opts into continuous access evaluation's claims challenges.

@@ -27,9 +27,14 @@ impl App {
                 "AADSTS90002: Tenant '{tenant_key}' not found. Check the sign-in address your application uses."
             )));
         };
+        // A repeated client or redirect URI leaves no address to answer safely (RFC 6749 §4.1.2.1).
+        if let Some(name) = request.repeated.as_deref().filter(|it| matches!(*it, "client_id" | "redirect_uri")) {
+            let description = oauth::repeated_parameter(name);
+            return Ok(AuthorizeOutcome::ErrorPage(format!("AADSTS{}: {description}", codes::AMBIGUOUS_REQUEST)));
+        }
         let Some(client_id) = request.get("client_id") else {
             return Ok(AuthorizeOutcome::ErrorPage(
-                "AADSTS900144: The request body must contain the 'client_id' parameter.".into(),
+                "AADSTS900144: The request body must contain the following parameter: 'client_id'.".into(),
             ));
         };
         let Some(client) = self.client(&tenant, client_id).await? else {
@@ -43,7 +48,7 @@ impl App {
         };
         let Some(redirect_uri) = request.get("redirect_uri") else {
             return Ok(AuthorizeOutcome::ErrorPage(
-                "AADSTS900144: The request must contain the 'redirect_uri' parameter.".into(),
+                "AADSTS900144: The request must contain the following parameter: 'redirect_uri'.".into(),
             ));
         };
         let Some(is_public) = client.redirect(redirect_uri) else {
@@ -66,6 +71,9 @@ impl App {
             params.push(("iss".into(), issuer.clone()));
             Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
         };
+        if let Some(name) = &request.repeated {
+            return fail("invalid_request", codes::AMBIGUOUS_REQUEST, &oauth::repeated_parameter(name));
+        }
         if let Err(refused) = mode_ok.and_then(|()| authorize::check_response_type(request.get("response_type"))) {
             return fail(refused.error, refused.code, refused.description);
         }

@@ -27,7 +27,7 @@ impl App {
         let client_id = params.get("client_id").filter(|it| !it.is_empty()).ok_or_else(|| {
             OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
-                "The request body must contain the 'client_id' parameter.",
+                "The request body must contain the following parameter: 'client_id'.",
             )
         })?;
         let Some(client) = self.client(&tenant, client_id).await? else {
@@ -93,7 +93,7 @@ impl App {
         let code = params.get("device_code").filter(|it| !it.is_empty()).ok_or_else(|| {
             OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
-                "The request body must contain the 'device_code' parameter.",
+                "The request body must contain the following parameter: 'device_code'.",
             )
         })?;
         let now = self.now();

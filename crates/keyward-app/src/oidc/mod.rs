@@ -60,6 +60,12 @@ impl OAuthError {
         OAuthError::new(400, "invalid_request", code, description)
     }
 
+    /// A request that sent the parameter `name` more than once: `400 invalid_request`,
+    /// AADSTS90011.
+    pub fn repeated(name: &str) -> OAuthError {
+        OAuthError::invalid_request(codes::AMBIGUOUS_REQUEST, oauth::repeated_parameter(name))
+    }
+
     fn invalid_grant(code: i64, description: impl Into<String>) -> OAuthError {
         OAuthError::new(400, "invalid_grant", code, description)
     }
@@ -203,6 +209,9 @@ pub struct AuthorizeRequest {
     pub params: HashMap<String, String>,
     /// The request's own path and query, to come back to after signing in.
     pub path_and_query: String,
+    /// The first parameter the request sent more than once, if any: refused (RFC 6749 §3.1),
+    /// on a page when it is `client_id` or `redirect_uri`, otherwise sent back to the client.
+    pub repeated: Option<String>,
 }
 
 impl AuthorizeRequest {

@@ -31,7 +31,14 @@ impl App {
     ) -> Result<TokenResponse, OAuthError> {
         let tenant = self.oauth_tenant(tenant_key).await?;
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let grant_type = param("grant_type").unwrap_or("");
+        // The grant type is looked for first, as Entra does: a body that is not a form (JSON, say)
+        // is answered with this.
+        let Some(grant_type) = param("grant_type") else {
+            return Err(OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the following parameter: 'grant_type'.",
+            ));
+        };
         declares_cae(params)?;
         // The credential the client presented, as the sign-in log's `clientCredentialType`.
         let presented = if param("client_assertion").is_some() {
@@ -77,12 +84,6 @@ impl App {
                 self.redeem_device(&tenant, &client, is_authenticated, params, &mut subject).await
             }
             "password" => self.password_grant(&tenant, &client, is_authenticated, params, &mut subject).await,
-            "" => {
-                return Err(OAuthError::invalid_request(
-                    codes::MISSING_PARAMETER,
-                    "The request body must contain the 'grant_type' parameter.",
-                ));
-            }
             other => {
                 return Err(OAuthError::new(
                     400,
@@ -341,7 +342,10 @@ impl App {
     ) -> Result<TokenResponse, OAuthError> {
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
         let code = param("code").ok_or_else(|| {
-            OAuthError::invalid_request(codes::MISSING_PARAMETER, "The request body must contain the 'code' parameter.")
+            OAuthError::invalid_request(
+                codes::MISSING_PARAMETER,
+                "The request body must contain the following parameter: 'code'.",
+            )
         })?;
         let now = self.now();
         let hash = sha256(code.as_bytes());
@@ -378,7 +382,7 @@ impl App {
             (Some(_), None) => {
                 return Err(OAuthError::invalid_request(
                     codes::PKCE_MISMATCH,
-                    "The request body must contain the 'code_verifier' parameter.",
+                    "The request body must contain the following parameter: 'code_verifier'.",
                 ));
             }
             // RFC 9700 section 2.1.1: a verifier for a code issued without a challenge is refused
@@ -438,7 +442,7 @@ impl App {
         let token = params.get("refresh_token").map(String::as_str).filter(|it| !it.is_empty()).ok_or_else(|| {
             OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
-                "The request body must contain the 'refresh_token' parameter.",
+                "The request body must contain the following parameter: 'refresh_token'.",
             )
         })?;
         let now = self.now();
@@ -868,7 +872,7 @@ impl App {
         let Some(token) = params.get("token").filter(|it| !it.is_empty()) else {
             return Err(OAuthError::invalid_request(
                 codes::MISSING_PARAMETER,
-                "The request body must contain the 'token' parameter.",
+                "The request body must contain the following parameter: 'token'.",
             ));
         };
         let now = self.now();
@@ -908,7 +912,7 @@ fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -
         (Some(id), _) | (None, Some(id)) => Ok(id),
         (None, None) => Err(OAuthError::invalid_request(
             codes::MISSING_PARAMETER,
-            "The request body must contain the 'client_id' parameter.",
+            "The request body must contain the following parameter: 'client_id'.",
         )),
     }
 }

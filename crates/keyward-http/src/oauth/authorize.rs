@@ -1,11 +1,11 @@
 //! `/{tenant}/oauth2/v2.0/authorize` and its consent step.
 
-use super::{Peer, redirect, server_error, session_cookie};
+use super::{OAuthParams, Peer, redirect, server_error, session_cookie};
 use crate::AppState;
 use crate::pages::{Message, html, meta};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query as RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use keyward_app::{AppError, AuthorizeOutcome, AuthorizeRequest, ResponseMode, url_encode};
@@ -15,10 +15,10 @@ use std::collections::HashMap;
 pub(super) async fn authorize(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    RawQuery(params): RawQuery<HashMap<String, String>>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let params = OAuthParams::parse(uri.query().unwrap_or("").as_bytes());
     let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |it| it.as_str().to_owned());
     run_authorize(&state, &tenant, params, path_and_query, &headers).await
 }
@@ -28,9 +28,9 @@ pub(super) async fn authorize_post(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: OAuthParams,
 ) -> Response {
-    let query: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v))).collect();
+    let query: Vec<String> = params.map.iter().map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v))).collect();
     let path_and_query = format!("/{tenant}/oauth2/v2.0/authorize?{}", query.join("&"));
     run_authorize(&state, &tenant, params, path_and_query, &headers).await
 }
@@ -38,11 +38,11 @@ pub(super) async fn authorize_post(
 async fn run_authorize(
     state: &AppState,
     tenant: &str,
-    params: HashMap<String, String>,
+    params: OAuthParams,
     path_and_query: String,
     headers: &HeaderMap,
 ) -> Response {
-    let request = AuthorizeRequest { params, path_and_query };
+    let request = AuthorizeRequest { params: params.map, path_and_query, repeated: params.repeated };
     match state.app.authorize(tenant, &request, session_cookie(state, headers)).await {
         Ok(AuthorizeOutcome::ErrorPage(message)) => html(
             StatusCode::BAD_REQUEST,

@@ -10,16 +10,73 @@ mod token;
 
 use crate::AppState;
 use crate::pages::{cookie_names, read_cookie};
-use axum::extract::ConnectInfo;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use keyward_app::{AppError, OAuthError};
 use serde_json::json;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 
 pub(crate) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// An OAuth request's parameters, from its query or its form body. RFC 6749 §3.1: a parameter
+/// sent without a value counts as not sent, and none may be sent more than once; the first
+/// parameter sent twice with a value is kept in `repeated` for the endpoint to refuse.
+#[derive(Debug, Default)]
+pub(crate) struct OAuthParams {
+    pub(crate) map: HashMap<String, String>,
+    pub(crate) repeated: Option<String>,
+}
+
+impl OAuthParams {
+    /// Reads `application/x-www-form-urlencoded` text (a query or a body), keeping each
+    /// parameter's first value.
+    pub(crate) fn parse(input: &[u8]) -> OAuthParams {
+        let mut params = OAuthParams::default();
+        for (name, value) in form_urlencoded::parse(input) {
+            match params.map.entry(name.into_owned()) {
+                Entry::Vacant(entry) => {
+                    entry.insert(value.into_owned());
+                }
+                Entry::Occupied(mut entry) if entry.get().is_empty() => {
+                    entry.insert(value.into_owned());
+                }
+                Entry::Occupied(entry) => {
+                    if !value.is_empty() && params.repeated.is_none() {
+                        params.repeated = Some(entry.key().clone());
+                    }
+                }
+            }
+        }
+        params
+    }
+}
+
+/// A form body's parameters. A body not declared `application/x-www-form-urlencoded` (JSON,
+/// say) carries none, as at Entra, whose answer then names the first parameter it misses
+/// (AADSTS900144) in the endpoint's own error form.
+impl<S: Send + Sync> FromRequest<S> for OAuthParams {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<OAuthParams, Response> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|it| it.to_str().ok())
+            .and_then(|it| it.split(';').next())
+            .is_some_and(|it| it.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Ok(OAuthParams::default());
+        }
+        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        Ok(OAuthParams::parse(&body))
+    }
+}
 
 pub(crate) fn unknown_tenant(key: &str) -> OAuthError {
     OAuthError {
@@ -110,4 +167,28 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/oauth2/v2.0/consent", post(authorize::consent_post))
         .route("/{tenant}/devicelogin", get(device::devicelogin).post(device::devicelogin_post))
         .route("/oidc/userinfo", get(session::userinfo).post(session::userinfo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OAuthParams;
+
+    #[test]
+    fn a_parameter_sent_twice_is_named_and_its_first_value_kept() {
+        let params = OAuthParams::parse(b"grant_type=a&scope=x&grant%5Ftype=b&scope=y");
+        assert_eq!(params.map["grant_type"], "a");
+        assert_eq!(params.repeated.as_deref(), Some("grant_type"), "names are compared decoded; the first counts");
+        let params = OAuthParams::parse(b"a=1&b=2&c=%20+3");
+        assert_eq!((params.map["c"].as_str(), params.repeated), ("  3", None));
+    }
+
+    #[test]
+    fn a_parameter_without_a_value_counts_as_not_sent() {
+        for input in [&b"scope=&scope=x"[..], b"scope=x&scope=", b"scope&scope=x&&"] {
+            let params = OAuthParams::parse(input);
+            assert_eq!((params.map["scope"].as_str(), params.repeated), ("x", None), "{input:?}");
+        }
+        let params = OAuthParams::parse(b"state=&state=");
+        assert_eq!((params.map["state"].as_str(), params.repeated), ("", None));
+    }
 }

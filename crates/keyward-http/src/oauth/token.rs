@@ -1,16 +1,15 @@
 //! `/{tenant}/oauth2/v2.0/token`, `devicecode` and `revoke`.
 
-use super::{Peer, oauth_error};
+use super::{OAuthParams, Peer, oauth_error};
 use crate::AppState;
 use crate::pages::meta;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
 use base64::Engine;
 use keyward_app::{ClientAuth, OAuthError, Surface};
 use keyward_core::secret::Secret;
-use std::collections::HashMap;
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: form-urlencoded id and secret).
 fn basic_auth(headers: &HeaderMap) -> Result<ClientAuth, OAuthError> {
@@ -43,17 +42,20 @@ pub(super) async fn token(
     Path(tenant): Path<String>,
     peer: Peer,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: OAuthParams,
 ) -> Response {
     let auth = match basic_auth(&headers) {
         Ok(it) => it,
         Err(err) => return oauth_error(&err),
     };
+    if let Some(name) = &params.repeated {
+        return oauth_error(&OAuthError::repeated(name));
+    }
     let meta = meta(&headers, peer.map(|it| it.0.0));
     if let Err(err) = state.app.throttle(Surface::Token, meta.ip_address.as_deref(), None) {
         return oauth_error(&OAuthError::from(err));
     }
-    match state.app.token(&tenant, &params, auth, &meta).await {
+    match state.app.token(&tenant, &params.map, auth, &meta).await {
         Ok(response) => {
             let mut response = Json(response).into_response();
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -69,13 +71,16 @@ pub(super) async fn devicecode(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     peer: Peer,
-    Form(params): Form<HashMap<String, String>>,
+    params: OAuthParams,
 ) -> Response {
+    if let Some(name) = &params.repeated {
+        return oauth_error(&OAuthError::repeated(name));
+    }
     let address = peer.map(|it| it.0.0.ip().to_string());
     if let Err(err) = state.app.throttle(Surface::DeviceCode, address.as_deref(), None) {
         return oauth_error(&OAuthError::from(err));
     }
-    match state.app.device_authorization(&tenant, &params).await {
+    match state.app.device_authorization(&tenant, &params.map).await {
         Ok(response) => Json(response).into_response(),
         Err(err) => oauth_error(&err),
     }
@@ -87,13 +92,16 @@ pub(super) async fn revoke(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: OAuthParams,
 ) -> Response {
     let auth = match basic_auth(&headers) {
         Ok(it) => it,
         Err(err) => return oauth_error(&err),
     };
-    match state.app.revoke_token(&tenant, &params, auth).await {
+    if let Some(name) = &params.repeated {
+        return oauth_error(&OAuthError::repeated(name));
+    }
+    match state.app.revoke_token(&tenant, &params.map, auth).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(err) => oauth_error(&err),
     }

@@ -1474,7 +1474,189 @@ async fn a_sign_in_marker_counts_only_for_its_own_recent_request(backend: Backen
     assert_eq!(late.title(), "Sign in", "a marker older than a sign-in page: {}", late.path);
 }
 
+/// RFC 6749 §3.1: no parameter more than once. The token, device-code and revocation endpoints
+/// answer a repeated one with `invalid_request` (AADSTS90011, Entra's "Request is ambiguous")
+/// without repeating its values and without acting; the authorization endpoint answers on a page
+/// when the client or redirect URI is repeated, otherwise back at the redirect URI. A parameter
+/// without a value counts as not sent. A body that is not a form carries no parameters, as at
+/// Entra: the answer names the grant type it misses, in the OAuth error form.
+async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create_user(&app, "adele").await;
+    let upn = format!("adele@{DOMAIN}");
+    let mut browser = Browser::new(&app.base_url);
+    let redirect = authorize(&app, &mut browser, &upn, "").await;
+    let tokens = redeem(&app, &query_param(&redirect, "code").expect("code")).await;
+    let refresh = tokens["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let ambiguous = |status: StatusCode, body: &Value, name: &str| {
+        assert_eq!(
+            (status, body["error"].clone(), body["error_codes"].clone()),
+            (StatusCode::BAD_REQUEST, json!("invalid_request"), json!([90011])),
+            "{body}"
+        );
+        let description = body["error_description"].as_str().expect("description");
+        assert!(description.contains(&format!("'{name}'")), "{description}");
+    };
+    // The refresh token twice: refused, and the token is not spent.
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "keyward-cli"),
+            ("refresh_token", &refresh),
+            ("refresh_token", "another-token"),
+        ],
+        None,
+    )
+    .await;
+    ambiguous(status, &body, "refresh_token");
+    assert!(!body.to_string().contains("another-token"), "values are not repeated back: {body}");
+    // The same name percent-encoded is the same parameter.
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "refresh_token"), ("client_id", "keyward-cli"), ("refresh_token", &refresh)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the refused requests spent nothing: {body}");
+    let refresh = body["refresh_token"].as_str().expect("rotated").to_owned();
+    let encoded = format!(
+        "grant_type=refresh_token&client_id=keyward-cli&refresh_token={}&grant%5Ftype=client_credentials",
+        keyward_app::url_encode(&refresh)
+    );
+    let response = app
+        .client
+        .post(format!("{}{}", app.base_url, token_path()))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(encoded)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON");
+    ambiguous(status, &body, "grant_type");
+    // A secret sent twice is never echoed.
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "keyward-cli"),
+            ("client_secret", "first-secret-value"),
+            ("client_secret", "second-secret-value"),
+        ],
+        None,
+    )
+    .await;
+    ambiguous(status, &body, "client_secret");
+    assert!(!body.to_string().contains("secret-value"), "{body}");
+    // A parameter without a value counts as not sent: the refresh goes through.
+    let (status, body) = refresh_cli(
+        &app,
+        &refresh,
+        &[("scope", ""), ("scope", "openid offline_access https://graph.microsoft.com/.default")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an empty value is no second value: {body}");
+    let refresh = body["refresh_token"].as_str().expect("rotated").to_owned();
+    let (status, body) = post_form(
+        &app,
+        &format!("/{DOMAIN}/oauth2/v2.0/devicecode"),
+        &[("client_id", "keyward-cli"), ("client_id", "keyward-cli"), ("scope", "openid")],
+        None,
+    )
+    .await;
+    ambiguous(status, &body, "client_id");
+    let (status, body) = post_form(
+        &app,
+        &format!("/{DOMAIN}/oauth2/v2.0/revoke"),
+        &[("client_id", "keyward-cli"), ("token", &refresh), ("token", &refresh)],
+        None,
+    )
+    .await;
+    ambiguous(status, &body, "token");
+    let (status, body) = refresh_cli(&app, &refresh, &[]).await;
+    assert_eq!(status, StatusCode::OK, "the refused revocation revoked nothing: {body}");
+    let refresh = body["refresh_token"].as_str().expect("rotated").to_owned();
+
+    // A JSON body, or one without a type, carries no parameters: Entra's AADSTS900144 for the
+    // grant type, as JSON.
+    for content_type in [Some("application/json"), None] {
+        let mut request = app
+            .client
+            .post(format!("{}{}", app.base_url, token_path()))
+            .body(r#"{"grant_type":"client_credentials","client_id":"keyward-cli"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let media = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            (status, body["error"].clone(), body["error_codes"].clone()),
+            (StatusCode::BAD_REQUEST, json!("invalid_request"), json!([900144])),
+            "{content_type:?}: {body}"
+        );
+        assert!(body["error_description"].as_str().is_some_and(|it| it.contains("'grant_type'")), "{body}");
+        assert!(media.is_some_and(|it| it.to_str().is_ok_and(|it| it.starts_with("application/json"))));
+    }
+    // The form's type with a charset is still a form.
+    let response = app
+        .client
+        .post(format!("{}{}", app.base_url, token_path()))
+        .header(reqwest::header::CONTENT_TYPE, "Application/X-WWW-Form-URLEncoded; charset=UTF-8")
+        .body(format!(
+            "grant_type=refresh_token&client_id=keyward-cli&refresh_token={}",
+            keyward_app::url_encode(&refresh)
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The authorization endpoint: a repeated redirect URI or client is a page, no redirect.
+    let base = format!(
+        "/{DOMAIN}/oauth2/v2.0/authorize?client_id=keyward-cli&response_type=code&redirect_uri={}\
+         &code_challenge={CHALLENGE}&code_challenge_method=S256",
+        keyward_app::url_encode(REDIRECT)
+    );
+    let mut stranger = Browser::new(&app.base_url);
+    for extra in ["&redirect_uri=https%3A%2F%2Fevil.example%2F", "&client_id=keyward-cli"] {
+        let page = stranger.get(&format!("{base}{extra}")).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{extra}: {}", page.path);
+        assert!(page.text().contains("AADSTS90011"), "{extra}: {}", page.text());
+        assert!(!page.path.starts_with(REDIRECT) && !page.html.contains("evil.example"), "{}", page.path);
+    }
+    // Any other parameter twice goes back to the client, with no code, even when signed in.
+    let back = browser.get(&format!("{base}&state=one&prompt=none&prompt=login")).await;
+    assert!(back.path.starts_with(REDIRECT), "{}", back.path);
+    assert_eq!(query_param(&back.path, "error").as_deref(), Some("invalid_request"), "{}", back.path);
+    assert!(query_param(&back.path, "error_description").is_some_and(|it| it.contains("'prompt'")), "{}", back.path);
+    assert_eq!(query_param(&back.path, "state").as_deref(), Some("one"));
+    assert!(query_param(&back.path, "code").is_none(), "{}", back.path);
+    // The same through the form-posted authorization request.
+    let fields = [
+        ("client_id", "keyward-cli"),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("nonce", "a"),
+        ("nonce", "b"),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let posted = browser.post_form(&format!("/{DOMAIN}/oauth2/v2.0/authorize"), &fields).await;
+    assert!(posted.path.starts_with(REDIRECT), "{}", posted.path);
+    assert_eq!(query_param(&posted.path, "error").as_deref(), Some("invalid_request"), "{}", posted.path);
+    assert!(query_param(&posted.path, "code").is_none(), "{}", posted.path);
+}
+
 keyward_testkit::on_both_backends!(
+    repeated_parameters_and_bodies_that_are_not_forms,
     claims_challenge_for_cae_capable_clients,
     a_sign_in_marker_counts_only_for_its_own_recent_request,
     device_code_guesses_sent_at_once_meet_the_lockout,
