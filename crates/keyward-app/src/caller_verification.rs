@@ -100,7 +100,7 @@ impl App {
         let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));
         Ok(Ok(Caller {
             tenant,
-            principal: crate::Principal::User(Box::new(user)),
+            principal: crate::Principal::User(std::sync::Arc::new(user)),
             actor,
             meta,
             scopes: None,

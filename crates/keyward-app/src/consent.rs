@@ -307,7 +307,7 @@ impl App {
         let now = self.now();
         let caller = crate::Caller {
             tenant: tenant.clone(),
-            principal: crate::Principal::User(Box::new(user.clone())),
+            principal: crate::Principal::User(std::sync::Arc::new(user.clone())),
             actor: keyward_core::authz::Actor { id: user.id.clone(), roles: Vec::new(), is_guest: user.is_guest() },
             meta,
             scopes: None,

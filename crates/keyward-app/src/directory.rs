@@ -26,6 +26,7 @@ use crate::facts::{
 };
 use crate::tokens::FoundUser;
 use crate::{App, AppError, Caller, new_id, require};
+use std::sync::Arc;
 
 /// A page of users and the `$skiptoken` of the next page.
 #[derive(Debug, Clone)]
@@ -405,16 +406,17 @@ impl App {
 
     /// `GET /users/{id | userPrincipalName}`.
     pub async fn get_user(&self, caller: &Caller, key: &str) -> Result<User, AppError> {
-        self.get_found_user(caller, key, FoundUser::default()).await
+        self.get_found_user(caller, key, FoundUser::default()).await.map(Arc::unwrap_or_clone)
     }
 
     /// `GET /users/{id}` with what [`App::authenticate_and_find_user`] read of the user `key`
     /// (read now if nothing was).
-    pub async fn get_found_user(&self, caller: &Caller, key: &str, found: FoundUser) -> Result<User, AppError> {
+    /// The user is shared with what the store keeps (see `Store::get_user_and_roles_and_user`).
+    pub async fn get_found_user(&self, caller: &Caller, key: &str, found: FoundUser) -> Result<Arc<User>, AppError> {
         let found = match found.0 {
             Some(found) => found,
             // The one read: outside a transaction, which would cost two more driver round trips.
-            None => self.inner.store.find_user(&caller.tenant.id, key).await?,
+            None => self.inner.store.find_user(&caller.tenant.id, key).await?.map(Arc::new),
         };
         let user = found.ok_or_else(|| AppError::NotFound(key.to_owned()))?;
         require(caller, actions::USERS_READ, Target::User(&user_for_read(&user)))?;

@@ -756,7 +756,7 @@ impl StoredCaller<'_> {
                 return Err(gone());
             }
             let actor = load_user_actor(tx, tenant, &user).await?;
-            (Principal::User(Box::new(user)), actor)
+            (Principal::User(std::sync::Arc::new(user)), actor)
         };
         Ok(Caller {
             tenant: tenant.clone(),

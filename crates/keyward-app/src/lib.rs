@@ -128,7 +128,8 @@ pub struct RequestMeta {
 /// app-only token from the client-credentials grant).
 #[derive(Debug, Clone)]
 pub enum Principal {
-    User(Box<User>),
+    /// Shared with the store's kept callers (see `Store::get_user_and_roles`): no copy a request.
+    User(Arc<User>),
     App(ServicePrincipal),
 }
 

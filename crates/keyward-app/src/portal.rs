@@ -111,7 +111,7 @@ impl App {
         let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));
         Ok(PortalAccess::Administrator(Box::new(Caller {
             tenant,
-            principal: Principal::User(Box::new(user)),
+            principal: Principal::User(std::sync::Arc::new(user)),
             actor,
             meta,
             scopes: None,

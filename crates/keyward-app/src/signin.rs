@@ -1641,7 +1641,7 @@ impl App {
         let authentication = session.mfa_at.or(session.authenticated_at).map(|at| (at, session.methods.values()));
         Ok(Caller {
             tenant: flow.tenant.clone(),
-            principal: Principal::User(Box::new(user.clone())),
+            principal: Principal::User(std::sync::Arc::new(user.clone())),
             actor,
             meta: flow.meta.clone(),
             scopes: None,

@@ -419,7 +419,7 @@ impl App {
                     Vec::new()
                 };
                 let actor = Actor { is_guest: user.is_guest(), ..actor_from(&user.id, assignments, &custom_roles) };
-                (Principal::User(Box::new(user)), Some(scopes), actor, found)
+                (Principal::User(user), Some(scopes), actor, found)
             }
         };
         let authentication = claims
@@ -490,7 +490,7 @@ impl App {
 /// multi-valued properties, or on SQLite when its pool answered): [`App::get_found_user`] reads
 /// them then.
 #[derive(Debug, Default)]
-pub struct FoundUser(pub(crate) Option<Option<User>>);
+pub struct FoundUser(pub(crate) Option<Option<std::sync::Arc<User>>>);
 
 /// The actor for a user: every role assignment that applies now.
 pub(crate) async fn load_actor(tx: &mut dyn Tx, tenant: &Tenant, principal: &ObjectId) -> Result<Actor, AppError> {

@@ -57,7 +57,9 @@ pub const ALL_ROWS: usize = usize::MAX;
 /// What [`Store::get_user_and_roles_and_user`] finds: a user with the role assignments that apply
 /// to them, and the other user if it was read (`Some(None)`: there is none; `None`: not read, to
 /// be read on its own with [`Store::find_user`]).
-pub type UserRolesAndUser = ((User, Vec<RoleAssignment>), Option<Option<User>>);
+/// The users are shared (`Arc`): each direct-read connection keeps the callers and users it read
+/// (see `backend/kept_users.rs`), and hands out the kept user itself rather than a copy.
+pub type UserRolesAndUser = ((Arc<User>, Vec<RoleAssignment>), Option<Option<Arc<User>>>);
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +107,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         tenant: &ObjectId,
         id: &ObjectId,
         now: OffsetDateTime,
-    ) -> Result<Option<(User, Vec<RoleAssignment>)>, StoreError>;
+    ) -> Result<Option<(Arc<User>, Vec<RoleAssignment>)>, StoreError>;
 
     /// One user by object id or user principal name, outside a transaction: for a use case whose
     /// only read it is.

@@ -600,6 +600,7 @@ impl App {
             .get_user_and_roles(&tenant.id, &grant.user_id, self.now())
             .await?
             .ok_or_else(|| OAuthError::invalid_grant(codes::GRANT_REVOKED, "The user no longer exists."))?;
+        let user = std::sync::Arc::unwrap_or_clone(user);
         if !user.account_enabled {
             return Err(OAuthError::invalid_grant(codes::ACCOUNT_DISABLED, "The user account is disabled."));
         }

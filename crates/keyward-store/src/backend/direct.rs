@@ -432,7 +432,7 @@ impl DirectReads {
         tenant: &ObjectId,
         key: &str,
         by_id: bool,
-    ) -> Result<Option<Option<(User, bool)>>, StoreError> {
+    ) -> Result<Option<Option<FoundUser>>, StoreError> {
         self.run_kept(|conn, kept| kept_user_in(conn, kept, tenant, key, by_id))
     }
 
@@ -456,7 +456,11 @@ impl DirectReads {
 
 /// A caller with their roles, and the user they asked for if there is one, each with whether
 /// they have multi-valued properties (not read here).
-type CallerAndUser = (UserRolesValues, Option<(User, bool)>);
+type CallerAndUser = (UserRolesValues, Option<FoundUser>);
+
+/// A user, shared with the connection's kept entries, and whether they have multi-valued
+/// properties (not read here).
+type FoundUser = (Arc<User>, bool);
 
 /// Runs `read` in a read transaction on `conn`, its `BEGIN` and `COMMIT` cached statements
 /// (rusqlite's `Transaction` prepares them again each time). A transaction left open because
@@ -525,7 +529,7 @@ fn kept_user_in(
     tenant: &ObjectId,
     key: &str,
     by_id: bool,
-) -> Result<Option<(User, bool)>, Failure> {
+) -> Result<Option<FoundUser>, Failure> {
     if let Some(found) = kept.user(tenant, key, by_id) {
         return Ok(Some(found));
     }
@@ -555,10 +559,10 @@ fn user_and_roles_in(
     Ok(folded.finish())
 }
 
-fn user_in(conn: &Connection, tenant: &ObjectId, key: &str, by_id: bool) -> Result<Option<(User, bool)>, Failure> {
+fn user_in(conn: &Connection, tenant: &ObjectId, key: &str, by_id: bool) -> Result<Option<FoundUser>, Failure> {
     let (sql, map) = if by_id { (&*USER_BY_ID, &USER_BY_ID_COLUMNS) } else { (&*USER_BY_UPN, &USER_BY_UPN_COLUMNS) };
     let params = rusqlite::named_params! { "$1": tenant.as_str(), "$2": key };
-    let decode = |row: &Indexed<'_>| Ok((user_from(row)?, row.flag("has_values")?));
+    let decode = |row: &Indexed<'_>| Ok((Arc::new(user_from(row)?), row.flag("has_values")?));
     Ok(decoded(conn, sql, map, params, decode)?.pop())
 }
 

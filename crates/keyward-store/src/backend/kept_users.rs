@@ -24,8 +24,12 @@
 //! writes (a tenant's scripts and portals reading, an SDK's calls), not while writes are steady.
 //! Only found users are kept, at most `CAPACITY` of each kind a connection (past it the kind
 //! starts again empty): a caller asking for ids that do not exist fills nothing.
+//!
+//! A kept user is shared, not copied: the entry and every request that read it hold one
+//! `Arc<User>` (copying a user, about thirty strings, cost a request two copies and their drops).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use keyward_core::directory::User;
 use keyward_core::ids::ObjectId;
@@ -59,7 +63,7 @@ struct Found<U> {
 
 /// One connection's kept reads, all read under `version`: callers with their roles (`C`), and
 /// users with whether they have multi-valued properties (`U`, those not kept).
-pub(crate) struct KeptUsers<C = UserRolesValues, U = (User, bool)> {
+pub(crate) struct KeptUsers<C = UserRolesValues, U = (Arc<User>, bool)> {
     version: Option<i64>,
     /// By user id (the tenant compared on use).
     callers: HashMap<ObjectId, Caller<C>>,

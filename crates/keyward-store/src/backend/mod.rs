@@ -42,6 +42,7 @@ mod profile;
 mod readers;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -304,7 +305,7 @@ fn user_key(key: &str) -> (bool, String) {
 
 /// A user, the role assignments that apply to them, and whether they have multi-valued
 /// properties (not read yet).
-type UserRolesValues = (User, Vec<RoleAssignment>, bool);
+type UserRolesValues = (Arc<User>, Vec<RoleAssignment>, bool);
 
 /// `USER_AND_ROLES`'s rows folded: the user (and whether they have multi-valued properties)
 /// from the first row that has them, an assignment from each row that has one, in the order of
@@ -330,7 +331,7 @@ impl UserAndRoles {
     /// The user, their assignments, and whether they have values; `None` if there is no user.
     fn finish(mut self) -> Option<UserRolesValues> {
         self.assignments.sort_by(|a, b| a.id.cmp(&b.id));
-        self.user.map(|(user, has_values)| (user, self.assignments, has_values))
+        self.user.map(|(user, has_values)| (Arc::new(user), self.assignments, has_values))
     }
 }
 
@@ -645,6 +646,16 @@ macro_rules! impl_backend {
                 if has_values { self.reread_with_values(&user).await } else { Ok(Some(user)) }
             }
 
+            /// [`Self::whole_user`] for a shared user (kept, or to be kept): the same user when
+            /// there is nothing more to read.
+            async fn whole_shared_user(
+                &self,
+                user: Arc<User>,
+                has_values: bool,
+            ) -> Result<Option<Arc<User>>, StoreError> {
+                if has_values { Ok(self.reread_with_values(&user).await?.map(Arc::new)) } else { Ok(Some(user)) }
+            }
+
             /// An application as the token endpoint reads it, from one snapshot, kept by this node
             /// under `version`, its tenant's version read before it.
             async fn read_client(
@@ -755,7 +766,7 @@ macro_rules! impl_backend {
                 tenant: &ObjectId,
                 id: &ObjectId,
                 now: OffsetDateTime,
-            ) -> Result<Option<(User, Vec<RoleAssignment>)>, StoreError> {
+            ) -> Result<Option<(Arc<User>, Vec<RoleAssignment>)>, StoreError> {
                 let direct = match &self.direct {
                     Some(direct) => direct.user_and_roles(tenant, id, now)?,
                     None => None,
@@ -780,7 +791,7 @@ macro_rules! impl_backend {
                     }
                 };
                 let Some((user, assignments, has_values)) = found else { return Ok(None) };
-                Ok(self.whole_user(user, has_values).await?.map(|user| (user, assignments)))
+                Ok(self.whole_shared_user(user, has_values).await?.map(|user| (user, assignments)))
             }
 
             async fn get_user_and_roles_and_user(
@@ -818,7 +829,7 @@ macro_rules! impl_backend {
                     let (mut folded, mut other) = (UserAndRoles::default(), None);
                     for row in &rows {
                         if row.flag("is_target")? {
-                            other = Some((user_from(row)?, row.flag("has_values")?));
+                            other = Some((Arc::new(user_from(row)?), row.flag("has_values")?));
                         } else {
                             folded.push(row)?;
                         }
@@ -827,7 +838,7 @@ macro_rules! impl_backend {
                     (caller, other)
                 };
                 let (user, assignments, has_values) = caller;
-                let Some(user) = self.whole_user(user, has_values).await? else { return Ok(None) };
+                let Some(user) = self.whole_shared_user(user, has_values).await? else { return Ok(None) };
                 // A user with multi-valued properties is left for `find_user`, after the caller's
                 // checks: nothing more is read for a caller who is then refused.
                 let other = match other {
@@ -855,11 +866,13 @@ macro_rules! impl_backend {
                             })
                             .await?
                             .pop();
-                        row.map(|row| Ok::<_, StoreError>((user_from(&row)?, row.flag("has_values")?))).transpose()?
+                        row.map(|row| Ok::<_, StoreError>((Arc::new(user_from(&row)?), row.flag("has_values")?)))
+                            .transpose()?
                     }
                 };
                 let Some((user, has_values)) = found else { return Ok(None) };
-                self.whole_user(user, has_values).await
+                // A kept user is copied out here: `find_user`'s callers own what it returns.
+                self.whole_user(Arc::unwrap_or_clone(user), has_values).await
             }
 
             async fn find_client(

@@ -1416,7 +1416,7 @@ async fn a_read_cancelled_halfway_keeps_its_connection(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for _ in 0..3 {
         let found = store.get_user_and_roles(&tenant, &admin, time::OffsetDateTime::now_utc()).await.expect("read");
-        assert_eq!(found.map(|(user, _)| user.id), Some(admin.clone()));
+        assert_eq!(found.map(|(user, _)| user.id.clone()), Some(admin.clone()));
     }
     let opened: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \

@@ -746,7 +746,7 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
             drop(tx);
             let (one_user, one_assignments) =
                 store.get_user_and_roles(&tenant, &id, now).await.expect("one read").expect("found");
-            assert_eq!(one_user, user);
+            assert_eq!(*one_user, user);
             assert_eq!(one_assignments, assignments);
             assignments.len()
         }
@@ -788,8 +788,8 @@ async fn one_statement_reads_match_the_transactional_reads(backend: Backend) {
     assert!(store.find_user(&tenant, "nobody@contoso.test").await.expect("read").is_none());
     let by_id = store.find_user(&tenant, &ada).await.expect("read").expect("found");
     let by_upn = store.find_user(&tenant, "ADA@Contoso.test").await.expect("read").expect("found");
-    assert_eq!(by_id, user);
-    assert_eq!(by_upn, user);
+    assert_eq!(by_id, *user);
+    assert_eq!(by_upn, *user);
     let plain = store.find_user(&tenant, &bo).await.expect("read").expect("found");
     assert!(plain.other_mails.is_empty() && plain.business_phones.is_empty());
 }
