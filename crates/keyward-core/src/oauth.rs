@@ -70,6 +70,46 @@ pub mod codes {
     pub const AMBIGUOUS_REQUEST: i64 = 90011;
 }
 
+/// The parameters that may be sent once only (RFC 6749 §3.1, OpenID Connect Core, RFC 7009,
+/// RFC 8628, RFC 7636, and Keyward's own `kw_after`). Others, read or not, may repeat: the
+/// first value counts, and RFC 8707's `resource`, for one, is defined to repeat.
+pub const SINGLE_VALUED: [&str; 34] = [
+    "acr_values",
+    "claims",
+    "client_assertion",
+    "client_assertion_type",
+    "client_id",
+    "client_info",
+    "client_secret",
+    "code",
+    "code_challenge",
+    "code_challenge_method",
+    "code_verifier",
+    "device_code",
+    "display",
+    "domain_hint",
+    "grant_type",
+    "id_token_hint",
+    "kw_after",
+    "login_hint",
+    "max_age",
+    "nonce",
+    "password",
+    "post_logout_redirect_uri",
+    "prompt",
+    "redirect_uri",
+    "refresh_token",
+    "response_mode",
+    "response_type",
+    "scope",
+    "state",
+    "token",
+    "token_type_hint",
+    "ui_locales",
+    "user_code",
+    "username",
+];
+
 /// The description of a request that sent `name` more than once (RFC 6749 §3.1: "Request and
 /// response parameters MUST NOT be included more than once"). Entra answers a repeated
 /// `client_id` with AADSTS90011, "Request is ambiguous"; Keyward answers every repeated parameter

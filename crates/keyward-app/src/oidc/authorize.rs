@@ -28,7 +28,7 @@ impl App {
             )));
         };
         // A repeated client or redirect URI leaves no address to answer safely (RFC 6749 §4.1.2.1).
-        if let Some(name) = request.repeated.as_deref().filter(|it| matches!(*it, "client_id" | "redirect_uri")) {
+        if let Some(name) = request.repeated.iter().find(|it| matches!(it.as_str(), "client_id" | "redirect_uri")) {
             let description = oauth::repeated_parameter(name);
             return Ok(AuthorizeOutcome::ErrorPage(format!("AADSTS{}: {description}", codes::AMBIGUOUS_REQUEST)));
         }
@@ -71,7 +71,7 @@ impl App {
             params.push(("iss".into(), issuer.clone()));
             Ok(AuthorizeOutcome::Respond { redirect_uri: redirect_uri.to_owned(), mode, params })
         };
-        if let Some(name) = &request.repeated {
+        if let Some(name) = request.repeated.first() {
             return fail("invalid_request", codes::AMBIGUOUS_REQUEST, &oauth::repeated_parameter(name));
         }
         if let Err(refused) = mode_ok.and_then(|()| authorize::check_response_type(request.get("response_type"))) {

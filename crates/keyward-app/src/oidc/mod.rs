@@ -209,9 +209,10 @@ pub struct AuthorizeRequest {
     pub params: HashMap<String, String>,
     /// The request's own path and query, to come back to after signing in.
     pub path_and_query: String,
-    /// The first parameter the request sent more than once, if any: refused (RFC 6749 §3.1),
-    /// on a page when it is `client_id` or `redirect_uri`, otherwise sent back to the client.
-    pub repeated: Option<String>,
+    /// The single-valued parameters the request sent more than once, in the order they came:
+    /// refused (RFC 6749 §3.1), on a page when one is `client_id` or `redirect_uri`, otherwise
+    /// sent back to the client.
+    pub repeated: Vec<String>,
 }
 
 impl AuthorizeRequest {
@@ -350,7 +351,9 @@ fn not_consented(client: &Client) -> String {
 /// The path and query without the parameter `name`.
 fn strip_param(path_and_query: &str, name: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_owned() };
-    let kept: Vec<&str> = query.split('&').filter(|it| it.split('=').next() != Some(name)).collect();
+    // Names compared decoded, as the parameters are read (`kw%5Fafter` is `kw_after`).
+    let named = |pair: &str| form_urlencoded::parse(pair.as_bytes()).next().is_some_and(|(it, _)| it == name);
+    let kept: Vec<&str> = query.split('&').filter(|it| !named(it)).collect();
     if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
 }
 
@@ -481,6 +484,7 @@ mod tests {
             "/t/oauth2/v2.0/authorize?a=1&b=2"
         );
         assert_eq!(strip_param("/t/x?kw_after=5", "kw_after"), "/t/x");
+        assert_eq!(strip_param("/t/x?kw%5Fafter=5&kw_after=6&kw_afterx=7", "kw_after"), "/t/x?kw_afterx=7");
         assert_eq!(url_encode("/a?b=c&d"), "%2Fa%3Fb%3Dc%26d");
     }
 }

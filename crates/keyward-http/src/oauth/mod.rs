@@ -25,12 +25,24 @@ use std::net::SocketAddr;
 pub(crate) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// An OAuth request's parameters, from its query or its form body. RFC 6749 §3.1: a parameter
-/// sent without a value counts as not sent, and none may be sent more than once; the first
-/// parameter sent twice with a value is kept in `repeated` for the endpoint to refuse.
-#[derive(Debug, Default)]
+/// sent without a value counts as not sent, and none may be sent more than once; the
+/// single-valued parameters (`oauth::SINGLE_VALUED`) sent twice with values are kept in
+/// `repeated`, in the order they came, for the endpoint to refuse. Any other parameter keeps
+/// its first value.
+#[derive(Default)]
 pub(crate) struct OAuthParams {
     pub(crate) map: HashMap<String, String>,
-    pub(crate) repeated: Option<String>,
+    pub(crate) repeated: Vec<String>,
+}
+
+/// The names only: the values hold secrets (`client_secret`, `password`, codes, tokens).
+impl std::fmt::Debug for OAuthParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthParams")
+            .field("names", &self.map.keys().collect::<Vec<_>>())
+            .field("repeated", &self.repeated)
+            .finish()
+    }
 }
 
 impl OAuthParams {
@@ -47,8 +59,12 @@ impl OAuthParams {
                     entry.insert(value.into_owned());
                 }
                 Entry::Occupied(entry) => {
-                    if !value.is_empty() && params.repeated.is_none() {
-                        params.repeated = Some(entry.key().clone());
+                    let name = entry.key();
+                    if !value.is_empty()
+                        && keyward_core::oauth::SINGLE_VALUED.contains(&name.as_str())
+                        && !params.repeated.contains(name)
+                    {
+                        params.repeated.push(name.clone());
                     }
                 }
             }
@@ -175,20 +191,38 @@ mod tests {
 
     #[test]
     fn a_parameter_sent_twice_is_named_and_its_first_value_kept() {
-        let params = OAuthParams::parse(b"grant_type=a&scope=x&grant%5Ftype=b&scope=y");
+        let params = OAuthParams::parse(b"grant_type=a&scope=x&grant%5Ftype=b&scope=y&grant_type=c");
         assert_eq!(params.map["grant_type"], "a");
-        assert_eq!(params.repeated.as_deref(), Some("grant_type"), "names are compared decoded; the first counts");
+        assert_eq!(params.repeated, ["grant_type", "scope"], "names compared decoded, each named once, in order");
         let params = OAuthParams::parse(b"a=1&b=2&c=%20+3");
-        assert_eq!((params.map["c"].as_str(), params.repeated), ("  3", None));
+        assert_eq!(params.map["c"], "  3");
+        assert!(params.repeated.is_empty());
+    }
+
+    #[test]
+    fn only_single_valued_parameters_count_as_repeated() {
+        // RFC 8707's `resource` may repeat; a parameter no endpoint reads is ignored.
+        let params = OAuthParams::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&x-extra=1&x-extra=2&=a&=b");
+        assert!(params.repeated.is_empty(), "{params:?}");
+        assert_eq!(params.map["resource"], "https://a");
     }
 
     #[test]
     fn a_parameter_without_a_value_counts_as_not_sent() {
         for input in [&b"scope=&scope=x"[..], b"scope=x&scope=", b"scope&scope=x&&"] {
             let params = OAuthParams::parse(input);
-            assert_eq!((params.map["scope"].as_str(), params.repeated), ("x", None), "{input:?}");
+            assert_eq!(params.map["scope"], "x", "{input:?}");
+            assert!(params.repeated.is_empty(), "{input:?}");
         }
         let params = OAuthParams::parse(b"state=&state=");
-        assert_eq!((params.map["state"].as_str(), params.repeated), ("", None));
+        assert_eq!(params.map["state"], "");
+        assert!(params.repeated.is_empty());
+    }
+
+    #[test]
+    fn the_debug_form_shows_no_values() {
+        let params = OAuthParams::parse(b"client_secret=hunter2&client_secret=hunter3");
+        let shown = format!("{params:?}");
+        assert!(shown.contains("client_secret") && !shown.contains("hunter"), "{shown}");
     }
 }

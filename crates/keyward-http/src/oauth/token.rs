@@ -48,7 +48,7 @@ pub(super) async fn token(
         Ok(it) => it,
         Err(err) => return oauth_error(&err),
     };
-    if let Some(name) = &params.repeated {
+    if let Some(name) = params.repeated.first() {
         return oauth_error(&OAuthError::repeated(name));
     }
     let meta = meta(&headers, peer.map(|it| it.0.0));
@@ -73,7 +73,7 @@ pub(super) async fn devicecode(
     peer: Peer,
     params: OAuthParams,
 ) -> Response {
-    if let Some(name) = &params.repeated {
+    if let Some(name) = params.repeated.first() {
         return oauth_error(&OAuthError::repeated(name));
     }
     let address = peer.map(|it| it.0.0.ip().to_string());
@@ -98,7 +98,7 @@ pub(super) async fn revoke(
         Ok(it) => it,
         Err(err) => return oauth_error(&err),
     };
-    if let Some(name) = &params.repeated {
+    if let Some(name) = params.repeated.first() {
         return oauth_error(&OAuthError::repeated(name));
     }
     match state.app.revoke_token(&tenant, &params.map, auth).await {

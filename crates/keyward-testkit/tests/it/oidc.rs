@@ -1617,6 +1617,8 @@ async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
         .await
         .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON");
+    let refresh = body["refresh_token"].as_str().expect("rotated").to_owned();
 
     // The authorization endpoint: a repeated redirect URI or client is a page, no redirect.
     let base = format!(
@@ -1631,6 +1633,10 @@ async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
         assert!(page.text().contains("AADSTS90011"), "{extra}: {}", page.text());
         assert!(!page.path.starts_with(REDIRECT) && !page.html.contains("evil.example"), "{}", page.path);
     }
+    // A repeated client is a page even when another parameter was repeated before it.
+    let page = stranger.get(&format!("{base}&prompt=none&prompt=login&client_id=other-client")).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.path);
+    assert!(page.text().contains("AADSTS90011") && page.text().contains("'client_id'"), "{}", page.text());
     // Any other parameter twice goes back to the client, with no code, even when signed in.
     let back = browser.get(&format!("{base}&state=one&prompt=none&prompt=login")).await;
     assert!(back.path.starts_with(REDIRECT), "{}", back.path);
@@ -1653,6 +1659,21 @@ async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
     assert!(posted.path.starts_with(REDIRECT), "{}", posted.path);
     assert_eq!(query_param(&posted.path, "error").as_deref(), Some("invalid_request"), "{}", posted.path);
     assert!(query_param(&posted.path, "code").is_none(), "{}", posted.path);
+
+    // Parameters that may repeat (RFC 8707's `resource`) or that nothing reads are not refused:
+    // the first value counts.
+    let (status, body) = refresh_cli(
+        &app,
+        &refresh,
+        &[("resource", "https://a.example"), ("resource", "https://b.example"), ("x-extra", "1"), ("x-extra", "2")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A marker named in another encoding (`kw%5Fafter`) is dropped with the sign-in's own, not
+    // left to make the request ambiguous after the sign-in.
+    let mut fresh = Browser::new(&app.base_url);
+    let done = authorize(&app, &mut fresh, &upn, "&kw%5Fafter=1").await;
+    assert!(done.starts_with(REDIRECT) && query_param(&done, "code").is_some(), "{done}");
 }
 
 keyward_testkit::on_both_backends!(
