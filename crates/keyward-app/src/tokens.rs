@@ -69,6 +69,15 @@ pub struct AccessClaims {
     pub xms_cc: Option<Vec<String>>,
 }
 
+/// Whether `iss` is the issuer of `tenant`'s tokens at `public_url` (`{public_url}/{tenant}/v2.0`,
+/// [`App::issuer`]), compared without writing it out.
+fn is_issuer_of(public_url: &str, iss: &str, tenant: &ObjectId) -> bool {
+    iss.strip_prefix(public_url)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.strip_prefix(tenant.as_str()))
+        == Some("/v2.0")
+}
+
 /// Whether a delegated token belongs to the time before `cut_off` (the user's
 /// `signInSessionsValidFrom`): issued before it, or issued from a sign-in before it. The second
 /// covers a token exchange whose grant check read the user just before a revocation committed
@@ -157,6 +166,12 @@ impl App {
     /// The issuer of tokens for a tenant: `{public-url}/{tenant-id}/v2.0`.
     pub fn issuer(&self, tenant: &ObjectId) -> String {
         format!("{}/{}/v2.0", self.inner.config.public_url, tenant)
+    }
+
+    /// Whether `iss` is [`App::issuer`] of `tenant`, without writing it out (every request's
+    /// token is checked).
+    fn is_issuer(&self, iss: &str, tenant: &ObjectId) -> bool {
+        is_issuer_of(&self.inner.config.public_url, iss, tenant)
     }
 
     /// Issues a delegated access token for `user` with every API permission (the `keyward token`
@@ -337,7 +352,7 @@ impl App {
         }
         let invalid = || AppError::Unauthenticated("Access token validation failure.");
         let tenant_id = ObjectId::parse(&claims.tid).ok_or_else(invalid)?;
-        if claims.iss != self.issuer(&tenant_id) {
+        if !self.is_issuer(&claims.iss, &tenant_id) {
             return Err(AppError::Unauthenticated("Access token validation failure. Invalid issuer."));
         }
         if claims.xms_tap_exp.is_some_and(|end| end <= now) {
@@ -600,7 +615,29 @@ fn tenant_wide<'a>(roles: impl Iterator<Item = &'a RoleAssignment>) -> Vec<Strin
 
 #[cfg(test)]
 mod tests {
-    use super::{AccessClaims, micros, predates_cut_off};
+    use super::{AccessClaims, is_issuer_of, micros, predates_cut_off};
+    use keyward_core::ids::ObjectId;
+
+    #[test]
+    fn the_issuer_is_compared_as_written_out() {
+        let tenant = ObjectId::parse("0b3e97e3-5a55-4aa3-bd42-3fcc22705eae").expect("id");
+        let other = ObjectId::parse("1b3e97e3-5a55-4aa3-bd42-3fcc22705eae").expect("id");
+        let url = "https://id.contoso.test";
+        let issuer = format!("{url}/{tenant}/v2.0");
+        assert!(is_issuer_of(url, &issuer, &tenant));
+        for wrong in [
+            format!("{url}/{other}/v2.0"),
+            format!("{url}/{tenant}/v2.0/"),
+            format!("{url}/{tenant}"),
+            format!("{url}{tenant}/v2.0"),
+            format!("https://evil.test/{tenant}/v2.0"),
+            format!("{url}.evil/{tenant}/v2.0"),
+            format!("{url}/{}/v2.0", tenant.as_str().to_uppercase()),
+            String::new(),
+        ] {
+            assert!(!is_issuer_of(url, &wrong, &tenant), "{wrong}");
+        }
+    }
 
     fn claims(iat_us: Option<i64>, auth_us: Option<i64>) -> AccessClaims {
         AccessClaims {
