@@ -1,12 +1,12 @@
 //! `/{tenant}/oauth2/v2.0/logout` and `/oidc/userinfo`.
 
-use super::{redirect, server_error, session_cookie};
+use super::{OAuthParams, redirect, server_error, session_cookie};
 use crate::AppState;
 use crate::pages::{Message, Tone, cookie_names, html};
-use axum::extract::{Path, Query as RawQuery, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
 use keyward_app::{AppError, url_encode};
 use serde_json::json;
 use std::collections::HashMap;
@@ -17,9 +17,10 @@ use std::collections::HashMap;
 pub(super) async fn logout(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    RawQuery(params): RawQuery<HashMap<String, String>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
+    let params = OAuthParams::parse(uri.query().unwrap_or("").as_bytes());
     run_logout(&state, &tenant, &params, &headers).await
 }
 
@@ -27,21 +28,25 @@ pub(super) async fn logout_post(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
-    Form(params): Form<HashMap<String, String>>,
+    params: OAuthParams,
 ) -> Response {
     run_logout(&state, &tenant, &params, &headers).await
 }
 
-async fn run_logout(state: &AppState, tenant: &str, params: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+async fn run_logout(state: &AppState, tenant: &str, params: &OAuthParams, headers: &HeaderMap) -> Response {
+    // A parameter sent twice (RFC 6749 §3.1) leaves no return address to trust: the session
+    // still ends, and the answer is the signed-out page.
+    let ambiguous = !params.repeated.is_empty();
+    let params: &HashMap<String, String> = &params.map;
     // OpenID Connect RP-Initiated Logout §2: a `client_id` beside an `id_token_hint` must be the
     // token's audience; when they disagree, no client's return address is trusted.
     let hinted = params.get("id_token_hint").and_then(|it| state.app.id_token_audience(it));
-    let client_id = match (params.get("client_id"), hinted) {
+    let client_id = match (params.get("client_id").filter(|_| !ambiguous), hinted.filter(|_| !ambiguous)) {
         (Some(named), Some(audience)) if !named.eq_ignore_ascii_case(&audience) => None,
         (Some(named), _) => Some(named.clone()),
         (None, audience) => audience,
     };
-    let target = params.get("post_logout_redirect_uri").map(String::as_str);
+    let target = params.get("post_logout_redirect_uri").map(String::as_str).filter(|_| !ambiguous);
     let result = state.app.logout(tenant, session_cookie(state, headers), client_id.as_deref(), target).await;
     let (session_name, _, secure) = cookie_names(state);
     let clear =

@@ -850,6 +850,14 @@ async fn provider_edges(backend: Backend) {
         .get(&format!("/{DOMAIN}/oauth2/v2.0/logout?client_id={other_id}&post_logout_redirect_uri={back}"))
         .await;
     assert!(own.path.starts_with("https://other.example/cb"), "{}", own.path);
+    // A parameter sent twice: signed out, and no redirect to either address.
+    let twice = browser
+        .get(&format!(
+            "/{DOMAIN}/oauth2/v2.0/logout?client_id={other_id}&post_logout_redirect_uri={back}&post_logout_redirect_uri={}",
+            keyward_app::url_encode("https://other.example/elsewhere")
+        ))
+        .await;
+    assert_eq!(twice.title(), "You signed out", "{}", twice.path);
 
     // The password grant, when turned on: tokens for a user without MFA, 50076 for one with.
     let with_password = keyward_testkit::node_with(&app.database_url, app.clock.clone(), &app.base_url, |config| {
