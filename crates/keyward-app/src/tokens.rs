@@ -70,7 +70,7 @@ pub struct AccessClaims {
 }
 
 /// Whether `iss` is the issuer of `tenant`'s tokens at `public_url` (`{public_url}/{tenant}/v2.0`,
-/// [`App::issuer`]), compared without writing it out.
+/// [`App::issuer`]), compared without writing it out: every request's token is checked.
 fn is_issuer_of(public_url: &str, iss: &str, tenant: &ObjectId) -> bool {
     iss.strip_prefix(public_url)
         .and_then(|rest| rest.strip_prefix('/'))
@@ -166,12 +166,6 @@ impl App {
     /// The issuer of tokens for a tenant: `{public-url}/{tenant-id}/v2.0`.
     pub fn issuer(&self, tenant: &ObjectId) -> String {
         format!("{}/{}/v2.0", self.inner.config.public_url, tenant)
-    }
-
-    /// Whether `iss` is [`App::issuer`] of `tenant`, without writing it out (every request's
-    /// token is checked).
-    fn is_issuer(&self, iss: &str, tenant: &ObjectId) -> bool {
-        is_issuer_of(&self.inner.config.public_url, iss, tenant)
     }
 
     /// Issues a delegated access token for `user` with every API permission (the `keyward token`
@@ -352,7 +346,7 @@ impl App {
         }
         let invalid = || AppError::Unauthenticated("Access token validation failure.");
         let tenant_id = ObjectId::parse(&claims.tid).ok_or_else(invalid)?;
-        if !self.is_issuer(&claims.iss, &tenant_id) {
+        if !is_issuer_of(&self.inner.config.public_url, &claims.iss, &tenant_id) {
             return Err(AppError::Unauthenticated("Access token validation failure. Invalid issuer."));
         }
         if claims.xms_tap_exp.is_some_and(|end| end <= now) {

@@ -112,8 +112,9 @@ pub const SINGLE_VALUED: [&str; 34] = [
 
 /// The description of a request that sent `name` more than once (RFC 6749 §3.1: "Request and
 /// response parameters MUST NOT be included more than once"). Entra answers a repeated
-/// `client_id` with AADSTS90011, "Request is ambiguous"; Keyward answers every repeated parameter
-/// so. The values are never repeated back: one of them may be a secret.
+/// `client_id` with AADSTS90011, "Request is ambiguous"; Keyward answers every repeated
+/// [`SINGLE_VALUED`] parameter so. The values are never repeated back: one of them may be a
+/// secret.
 pub fn repeated_parameter(name: &str) -> String {
     format!("Request is ambiguous: the parameter '{name}' is sent more than once. Send each parameter once.")
 }

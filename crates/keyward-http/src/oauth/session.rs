@@ -41,11 +41,12 @@ async fn run_logout(state: &AppState, tenant: &str, params: &OAuthParams, header
     // OpenID Connect RP-Initiated Logout §2: a `client_id` beside an `id_token_hint` must be the
     // token's audience; when they disagree, no client's return address is trusted.
     let hinted = params.get("id_token_hint").and_then(|it| state.app.id_token_audience(it));
-    let client_id = match (params.get("client_id").filter(|_| !ambiguous), hinted.filter(|_| !ambiguous)) {
+    let client_id = match (params.get("client_id"), hinted) {
         (Some(named), Some(audience)) if !named.eq_ignore_ascii_case(&audience) => None,
         (Some(named), _) => Some(named.clone()),
         (None, audience) => audience,
     };
+    // Without a target no client's address is looked at (`App::logout`).
     let target = params.get("post_logout_redirect_uri").map(String::as_str).filter(|_| !ambiguous);
     let result = state.app.logout(tenant, session_cookie(state, headers), client_id.as_deref(), target).await;
     let (session_name, _, secure) = cookie_names(state);

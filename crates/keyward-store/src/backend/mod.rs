@@ -640,19 +640,10 @@ macro_rules! impl_backend {
                 tx.get_user(&user.tenant_id, &user.id).await
             }
 
-            /// `user` as read, or read again with their values when their row said they have
-            /// some (`reread_with_values`). `None` if the user is gone.
-            async fn whole_user(&self, user: User, has_values: bool) -> Result<Option<User>, StoreError> {
-                if has_values { self.reread_with_values(&user).await } else { Ok(Some(user)) }
-            }
-
-            /// [`Self::whole_user`] for a shared user (kept, or to be kept): the same user when
-            /// there is nothing more to read.
-            async fn whole_shared_user(
-                &self,
-                user: Arc<User>,
-                has_values: bool,
-            ) -> Result<Option<Arc<User>>, StoreError> {
+            /// `user` as read (shared, when a direct connection keeps it), or read again with
+            /// their values when their row said they have some (`reread_with_values`). `None` if
+            /// the user is gone.
+            async fn whole_user(&self, user: Arc<User>, has_values: bool) -> Result<Option<Arc<User>>, StoreError> {
                 if has_values { Ok(self.reread_with_values(&user).await?.map(Arc::new)) } else { Ok(Some(user)) }
             }
 
@@ -791,7 +782,7 @@ macro_rules! impl_backend {
                     }
                 };
                 let Some((user, assignments, has_values)) = found else { return Ok(None) };
-                Ok(self.whole_shared_user(user, has_values).await?.map(|user| (user, assignments)))
+                Ok(self.whole_user(user, has_values).await?.map(|user| (user, assignments)))
             }
 
             async fn get_user_and_roles_and_user(
@@ -838,7 +829,7 @@ macro_rules! impl_backend {
                     (caller, other)
                 };
                 let (user, assignments, has_values) = caller;
-                let Some(user) = self.whole_shared_user(user, has_values).await? else { return Ok(None) };
+                let Some(user) = self.whole_user(user, has_values).await? else { return Ok(None) };
                 // A user with multi-valued properties is left for `find_user`, after the caller's
                 // checks: nothing more is read for a caller who is then refused.
                 let other = match other {
@@ -872,7 +863,7 @@ macro_rules! impl_backend {
                 };
                 let Some((user, has_values)) = found else { return Ok(None) };
                 // A kept user is copied out here: `find_user`'s callers own what it returns.
-                self.whole_user(Arc::unwrap_or_clone(user), has_values).await
+                Ok(self.whole_user(user, has_values).await?.map(Arc::unwrap_or_clone))
             }
 
             async fn find_client(
