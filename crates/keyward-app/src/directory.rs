@@ -398,10 +398,11 @@ impl App {
     }
 
     /// `GET /me`: the caller's own user.
-    pub fn me(&self, caller: &Caller) -> Result<User, AppError> {
+    /// The user is shared with the caller (and the store's kept callers): no copy.
+    pub fn me(&self, caller: &Caller) -> Result<Arc<User>, AppError> {
         let user = caller.delegated_user()?;
         require(caller, actions::USERS_READ, Target::User(&user_for_read(user)))?;
-        Ok(user.clone())
+        Ok(Arc::clone(user))
     }
 
     /// `GET /users/{id | userPrincipalName}`.

@@ -154,6 +154,11 @@ pub struct Caller {
 impl Caller {
     /// The signed-in user, for delegated tokens.
     pub fn user(&self) -> Option<&User> {
+        self.shared_user().map(|it| &**it)
+    }
+
+    /// [`Caller::user`] as shared with the store's kept callers.
+    pub fn shared_user(&self) -> Option<&Arc<User>> {
         match &self.principal {
             Principal::User(user) => Some(user),
             Principal::App(_) => None,
@@ -161,8 +166,8 @@ impl Caller {
     }
 
     /// The signed-in user, or Graph's answer to `/me` with an app-only token.
-    pub fn delegated_user(&self) -> Result<&User, AppError> {
-        self.user()
+    pub fn delegated_user(&self) -> Result<&Arc<User>, AppError> {
+        self.shared_user()
             .ok_or_else(|| AppError::BadRequest("/me request is only valid with delegated authentication flow.".into()))
     }
 

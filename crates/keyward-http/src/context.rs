@@ -151,7 +151,7 @@ async fn guarded(ids: &RequestIds, is_graph: bool, handler: impl std::future::Fu
 }
 
 /// Which API version a request addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     V1,
     Beta,
@@ -468,18 +468,32 @@ pub fn entity(context: String, value: impl Into<serde_json::Value>, status: axum
 /// An entity (`@odata.context` first, as [`entity`] writes it) written straight from `body`,
 /// with Graph's content type.
 pub fn entity_written(body: &impl serde::Serialize, status: axum::http::StatusCode) -> Response {
+    entity_json(status, written_json(body))
+}
+
+/// `body` written as JSON; `None` (logged) if it cannot be, which only a type whose serialisation
+/// can fail could: a bug.
+pub fn written_json(body: &impl serde::Serialize) -> Option<Vec<u8>> {
     let mut bytes = Vec::with_capacity(512);
     match serde_json::to_writer(&mut bytes, body) {
-        Ok(()) => {
-            let mut response = (status, bytes).into_response();
+        Ok(()) => Some(bytes),
+        Err(err) => {
+            tracing::error!(error = %err, "an entity could not be written as JSON");
+            None
+        }
+    }
+}
+
+/// An entity already written as JSON (by [`written_json`]; `None`: it could not be, answered as a
+/// bug) with Graph's content type.
+pub fn entity_json(status: axum::http::StatusCode, json: Option<impl Into<axum::body::Body>>) -> Response {
+    match json {
+        Some(json) => {
+            let mut response = (status, json.into()).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(GRAPH_JSON));
             response
         }
-        // Only a type whose serialisation can fail could: a bug, answered as one.
-        Err(err) => {
-            tracing::error!(error = %err, "an entity could not be written as JSON");
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        None => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 

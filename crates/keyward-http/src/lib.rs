@@ -14,6 +14,7 @@ mod metrics;
 mod oauth;
 mod openapi;
 mod pages;
+mod rendered_users;
 mod serve;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub app: App,
     pub metrics: Metrics,
+    /// The JSON of the users the store keeps (see `rendered_users`).
+    rendered_users: rendered_users::RenderedUsers,
     openapi: serde_json::Value,
     /// The whole service, for `$batch` to send each of its requests through (set once built;
     /// weak, as the service holds this state).
@@ -104,8 +107,13 @@ pub fn router(app: App) -> HttpService {
     let graph = graph::routes(openapi::Api::new());
     let segments = casing::Segments::of(&graph.paths());
     let openapi = openapi::document(&graph.ops, &app.config().public_url);
-    let state =
-        AppState(Arc::new(Shared { app, metrics: Metrics::default(), openapi, routes: std::sync::OnceLock::new() }));
+    let state = AppState(Arc::new(Shared {
+        app,
+        metrics: Metrics::default(),
+        rendered_users: rendered_users::RenderedUsers::default(),
+        openapi,
+        routes: std::sync::OnceLock::new(),
+    }));
     let batch_state = state.clone();
     // A path under a version that no route matches is Graph's unknown segment (after
     // authentication); a method a Graph path does not take, Graph's 405.

@@ -1,7 +1,7 @@
 //! `/users`, `/me` and a user's memberships.
 
 use super::{Body, Query, count, expanded, next_link, no_content, only_paging, select_suffix, shape};
-use crate::context::{GraphCtx, GraphQuery, UserRead, collection, entity, entity_written};
+use crate::context::{GraphCtx, GraphQuery, UserRead, collection, entity, entity_json, entity_written, written_json};
 use crate::error::GraphError;
 use crate::openapi::{Api, Op};
 use axum::extract::Path;
@@ -13,6 +13,7 @@ use keyward_core::directory::{DirectoryObject, ObjectKind, User};
 use keyward_core::ids::ObjectId;
 use keyward_core::query;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Users in Graph's shape, with their `signInActivity` when `$select` names it (read with the
 /// sign-in log's permission, `microsoft.directory/signInReports/allProperties/read`) and their
@@ -90,16 +91,24 @@ async fn get_user(UserRead { ctx, key, found }: UserRead, Query(query, _): Query
 /// expansion, the sign-in activity), which `users_json` reads.
 async fn one_user(
     ctx: &GraphCtx,
-    user: &User,
+    user: &Arc<User>,
     select: Option<&[&'static str]>,
     expand: Option<&query::Expand>,
 ) -> Result<Response, GraphError> {
+    if select.is_none() && expand.is_none() {
+        // Written once per kept user and version (see `rendered_users`).
+        let json = ctx.state.rendered_users.get_or_write(user, ctx.version, |user| {
+            let context = format!("{}/$metadata#users/$entity", ctx.base());
+            written_json(&shape::UserEntity::new(&context, user, None, ctx.version))
+        });
+        return Ok(entity_json(StatusCode::OK, json));
+    }
     let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select));
     if expand.is_none() && !select.is_some_and(|it| it.contains(&query::SIGN_IN_ACTIVITY)) {
         let body = shape::UserEntity::new(&context, user, select, ctx.version);
         return Ok(entity_written(&body, StatusCode::OK));
     }
-    let body = users_json(ctx, std::slice::from_ref(user), select, expand).await?.remove(0);
+    let body = users_json(ctx, std::slice::from_ref(&**user), select, expand).await?.remove(0);
     Ok(entity(context, body, StatusCode::OK))
 }
 

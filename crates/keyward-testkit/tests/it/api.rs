@@ -1549,7 +1549,76 @@ async fn permission_grants_are_filtered_and_paged(backend: Backend) {
     assert_eq!(rest.body["value"].as_array().map(Vec::len), Some(2), "{}", rest.text);
 }
 
+/// A user's JSON is written once while the user is unchanged (`rendered_users`), and every change
+/// counts at the next read: made on this node or on another, read by id, by user principal name
+/// and as `/me`, in each version's own shape.
+async fn a_users_json_follows_every_change(backend: Backend) {
+    let spawned = TestApp::spawn(backend).await;
+    let app = &spawned;
+    let (_other, other_url) = app.second_server(|_| {}).await;
+    let created = app.create_user("nestor.wilke", "Nestor Wilke").await;
+    let id = id_of(&created);
+    let upn = format!("nestor.wilke@{DOMAIN}");
+    let read = |path: String| async move {
+        let reply = app.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        reply.body
+    };
+    let names = |name: &'static str| {
+        let (id, upn) = (id.clone(), upn.clone());
+        async move {
+            for _ in 0..3 {
+                for path in [format!("/v1.0/users/{id}"), format!("/v1.0/users/{upn}"), format!("/beta/users/{id}")] {
+                    let body = read(path.clone()).await;
+                    assert_eq!(body["displayName"], name, "{path}: {body}");
+                    let version = if path.starts_with("/beta") { "beta" } else { "v1.0" };
+                    assert_eq!(body["@odata.context"], format!("{}/{version}/$metadata#users/$entity", app.base_url));
+                    // beta's default shape has more than v1.0's, each kept on its own.
+                    assert_eq!(body.get("accountEnabled").is_some(), version == "beta", "{path}: {body}");
+                }
+            }
+        }
+    };
+    names("Nestor Wilke").await;
+
+    // Changed on this node.
+    let renamed = app.patch(&format!("/v1.0/users/{id}"), &json!({"displayName": "Nestor W."})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    names("Nestor W.").await;
+
+    // Changed on another node on the same database.
+    let reply = app
+        .client
+        .patch(format!("{other_url}/v1.0/users/{id}"))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"displayName": "Nestor Wilke-Vance", "jobTitle": "Auditor"}))
+        .send()
+        .await
+        .expect("PATCH on the other node");
+    assert_eq!(reply.status(), StatusCode::NO_CONTENT);
+    names("Nestor Wilke-Vance").await;
+    assert_eq!(read(format!("/v1.0/users/{id}")).await["jobTitle"], "Auditor");
+
+    // `/me`, read again and again, follows a change to the caller too.
+    for _ in 0..3 {
+        assert_eq!(read("/v1.0/me".into()).await["userPrincipalName"], ADMIN_UPN);
+    }
+    let admin = read("/v1.0/me".into()).await;
+    let admin_id = id_of(&admin);
+    let renamed = app.patch(&format!("/v1.0/users/{admin_id}"), &json!({"jobTitle": "Keeper of keys"})).await;
+    assert_eq!(renamed.status, StatusCode::NO_CONTENT, "{}", renamed.text);
+    assert_eq!(read("/v1.0/me".into()).await["jobTitle"], "Keeper of keys");
+    assert_eq!(read("/beta/me".into()).await["jobTitle"], "Keeper of keys");
+
+    // Deleted: not found at once, however often it was read before.
+    let deleted = app.delete(&format!("/v1.0/users/{id}")).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let gone = app.get(&format!("/v1.0/users/{id}")).await;
+    assert_graph_error(&gone, StatusCode::NOT_FOUND, "Request_ResourceNotFound");
+}
+
 keyward_testkit::on_both_backends!(
+    a_users_json_follows_every_change,
     delta_rounds_for_users_and_groups,
     permission_grants_are_filtered_and_paged,
     json_batching,
