@@ -39,7 +39,8 @@ pub enum VerifyError {
 
 struct KeyState {
     signing: Option<(String, EcdsaKeyPair)>,
-    verifying: HashMap<String, Vec<u8>>,
+    /// By key id; the keys are this service's own, so FNV (`keyward_core::fnv`) hashes their ids.
+    verifying: HashMap<String, Vec<u8>, keyward_core::fnv::Fnv>,
     published: Vec<PublicJwk>,
     loaded_at: Option<Instant>,
 }
@@ -82,7 +83,7 @@ impl KeyRing {
             rng: SystemRandom::new(),
             state: RwLock::new(KeyState {
                 signing: None,
-                verifying: HashMap::new(),
+                verifying: HashMap::default(),
                 published: Vec::new(),
                 loaded_at: None,
             }),
@@ -191,7 +192,7 @@ impl KeyRing {
     /// Replaces the cache with the keys from the store. The newest activated, unretired key signs;
     /// every unretired key verifies and is published.
     pub fn load(&self, keys: &[SigningKey]) -> Result<(), AppError> {
-        let mut verifying = HashMap::new();
+        let mut verifying = HashMap::default();
         let mut published = Vec::new();
         let mut signing = None;
         for key in keys.iter().filter(|it| it.retired.is_none()) {

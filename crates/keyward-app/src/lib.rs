@@ -241,8 +241,9 @@ struct Inner {
     node_lease: String,
     /// Tenants by id (also found by domain, `App::find_tenant`), as read once: a tenant and its domains are written only when the tenant is
     /// created (`TenantStore::insert_tenant`), so a copy never goes stale. Saves every request
-    /// two statements. Should tenants or domains ever change, this needs a version check.
-    tenants: std::sync::RwLock<std::collections::HashMap<keyward_core::ids::ObjectId, Tenant>>,
+    /// two statements. Should tenants or domains ever change, this needs a version check. Only
+    /// tenants that exist are kept, so FNV (`keyward_core::fnv`) hashes their ids.
+    tenants: std::sync::RwLock<std::collections::HashMap<keyward_core::ids::ObjectId, Tenant, keyward_core::fnv::Fnv>>,
     /// The sign-in log entries written alone, committed together (`sign_in_log`).
     sign_in_log: sign_in_log::SignInLog,
     /// Access tokens this node has verified (`tokens`).

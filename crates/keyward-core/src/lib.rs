@@ -18,6 +18,7 @@ pub mod consent;
 pub mod delta;
 pub mod directory;
 pub mod dual_control;
+pub mod fnv;
 pub mod ids;
 pub mod json;
 pub mod methods_policy;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use axum::extract::{OriginalUri, Request};
 use axum::http::Uri;
 use axum::http::uri::PathAndQuery;
+// The words are fixed when the routes are built: nothing a request sends is inserted.
+use keyward_core::fnv::Fnv;
 
 /// What the Graph SDKs write for `/me` before their URL-replacing middleware runs.
 const ME_TOKEN: &str = "/users/me-token-to-replace";
@@ -27,7 +29,7 @@ pub struct Segments(Arc<Words>);
 
 #[derive(Debug, Default)]
 struct Words {
-    by_lowercase: HashMap<String, &'static str>,
+    by_lowercase: HashMap<String, &'static str, Fnv>,
     /// Bit `n` set when some word is `n` bytes long (bit 63: 63 or more): a segment of another
     /// length (an object id, most often) is no word, and is neither lowercased nor hashed.
     lengths: u64,
@@ -54,7 +56,7 @@ impl Segments {
                 })
                 .or_insert(Some(word));
         }
-        let by_lowercase: HashMap<String, &'static str> =
+        let by_lowercase: HashMap<String, &'static str, Fnv> =
             map.into_iter().filter_map(|(key, word)| Some((key, word?))).collect();
         let lengths = by_lowercase.keys().map(String::len).chain(FUNCTIONS.iter().map(|it| it.len()));
         Segments(Arc::new(Words { lengths: lengths.fold(0, |mask, len| mask | 1 << len.min(63)), by_lowercase }))
@@ -80,14 +82,14 @@ impl Segments {
     /// spelling: each segment is looked up without allocating (lowercased into one reused
     /// buffer), and the path is copied only once a segment differs.
     fn segments_canonical(&self, path: &str) -> Option<String> {
-        let last = path.split('/').count() - 1;
         let mut lower = String::new();
         let mut edits = Edits::of(path);
         // Where the segment starts in `path`.
         let mut start = 0;
-        for (index, segment) in path.split('/').enumerate() {
+        for segment in path.split('/') {
             let segment_start = start;
             start += segment.len() + 1;
+            let is_last = start > path.len();
             let (name, rest) = segment.split_at(segment.find('(').unwrap_or(segment.len()));
             if !self.0.may_have(name.len()) {
                 continue;
@@ -97,7 +99,7 @@ impl Segments {
             lower.make_ascii_lowercase();
             // A function called without arguments (`delta()`, as the SDKs call it) is the route
             // named without the parentheses.
-            let is_bare_call = rest == "()" && index == last && FUNCTIONS.contains(&lower.as_str());
+            let is_bare_call = rest == "()" && is_last && FUNCTIONS.contains(&lower.as_str());
             let word = self.0.by_lowercase.get(lower.as_str()).copied().filter(|it| *it != name);
             if word.is_none() && !is_bare_call {
                 continue;
@@ -179,9 +181,14 @@ impl<'a> Edits<'a> {
     }
 }
 
-/// Where `needle` (ASCII, lowercase) first occurs in `haystack`, compared without ASCII case.
+/// Where `needle` (ASCII, lowercase, not empty) first occurs in `haystack`, compared without ASCII
+/// case: only where its first byte is does the rest get compared.
 fn find_ignoring_case(haystack: &str, needle: &str) -> Option<usize> {
-    haystack.as_bytes().windows(needle.len()).position(|it| it.eq_ignore_ascii_case(needle.as_bytes()))
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    let first = *needle.first()?;
+    (0..=haystack.len().checked_sub(needle.len())?).find(|&at| {
+        haystack[at].eq_ignore_ascii_case(&first) && haystack[at..at + needle.len()].eq_ignore_ascii_case(needle)
+    })
 }
 
 #[cfg(test)]
@@ -277,6 +284,16 @@ mod tests {
             Some("/v1.0/users/me-token-to-replaced/me/x"),
             "only whole segments, wherever they are"
         );
+    }
+
+    #[test]
+    fn a_needle_is_found_without_case_only_where_it_whole_is() {
+        assert_eq!(find_ignoring_case("/USERS/Me-Token", "/users/me-token"), Some(0));
+        assert_eq!(find_ignoring_case("/a/b/users/me", "/users/me"), Some(4), "at the very end");
+        assert_eq!(find_ignoring_case("/users/m", "/users/me"), None, "longer than what is left");
+        assert_eq!(find_ignoring_case("", "/users"), None);
+        assert_eq!(find_ignoring_case("/user/users/x", "/users"), Some(5), "after a near miss");
+        assert_eq!(find_ignoring_case("/users", ""), None, "an empty needle is never looked for");
     }
 
     #[test]

@@ -25,9 +25,13 @@ struct Counted {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// By route, then by method (one of `METHODS` or `other`). A request looks its series up by
-    /// the route's text and allocates only the first time the route is seen.
-    routes: Mutex<HashMap<String, Vec<(&'static str, Counted)>>>,
+    /// the route's text and allocates only the first time the route is seen. The routes are the
+    /// router's own patterns, so FNV (`keyward_core::fnv`) hashes them.
+    routes: Mutex<HashMap<String, Methods, keyward_core::fnv::Fnv>>,
 }
+
+/// One route's series, by method.
+type Methods = Vec<(&'static str, Counted)>;
 
 const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 

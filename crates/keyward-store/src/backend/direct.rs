@@ -362,17 +362,31 @@ impl DirectReads {
         self.run_on(|conn| read(conn.db()))
     }
 
-    /// [`run`](Self::run) in a read transaction, `read` given the connection's kept users too,
-    /// at the data version that transaction sees (`kept_users`): the only way to them.
+    /// [`run`](Self::run) with the connection's kept users (`kept_users`), the only way to them:
+    /// `hits` answers from the entries alone if it can, at the data version read just before;
+    /// otherwise `read` runs in a read transaction, at the data version that transaction sees.
+    ///
+    /// Most requests find all they need kept, and the version is then read on its own: a read
+    /// transaction's `BEGIN` and `COMMIT` would agree the version with nothing else read. The
+    /// entries hold what a statement would have read at that version, so a change committed
+    /// before it counts, as it does in the transaction. When something is not kept, the version
+    /// is read again in the transaction: a commit between the two is seen there.
     fn run_kept<T>(
         self: &Arc<Self>,
+        hits: impl FnOnce(&KeptUsers) -> Option<T>,
         read: impl FnOnce(&Connection, &mut KeptUsers) -> Result<T, Failure>,
     ) -> Result<Option<T>, StoreError> {
         self.run_on(|conn| match conn.db_and_kept() {
-            Some((db, kept)) => in_read_transaction(db, |db| {
+            Some((db, kept)) => {
                 kept.at(data_version(db)?);
-                read(db, kept)
-            }),
+                if let Some(found) = hits(kept) {
+                    return Ok(found);
+                }
+                in_read_transaction(db, |db| {
+                    kept.at(data_version(db)?);
+                    read(db, kept)
+                })
+            }
             // Every direct connection is opened `query_only` and keeps its reads.
             None => Err(Failure::Store(StoreError::Other("a direct connection without its kept users".into()))),
         })
@@ -421,7 +435,10 @@ impl DirectReads {
         id: &ObjectId,
         now: OffsetDateTime,
     ) -> Result<Option<Option<UserRolesValues>>, StoreError> {
-        self.run_kept(|conn, kept| caller_in(conn, kept, tenant, id, now))
+        self.run_kept(
+            |kept| kept.caller(tenant, id, now).map(Some),
+            |conn, kept| caller_in(conn, kept, tenant, id, now),
+        )
     }
 
     /// One user by id, or by user principal name if `key` is not an id (lowercased by the
@@ -433,7 +450,10 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<FoundUser>>, StoreError> {
-        self.run_kept(|conn, kept| kept_user_in(conn, kept, tenant, key, by_id))
+        self.run_kept(
+            |kept| kept.user(tenant, key, by_id).map(Some),
+            |conn, kept| kept_user_in(conn, kept, tenant, key, by_id),
+        )
     }
 
     /// [`user_and_roles`](Self::user_and_roles), then [`find_user`](Self::find_user) for `key`
@@ -447,10 +467,13 @@ impl DirectReads {
         key: &str,
         by_id: bool,
     ) -> Result<Option<Option<CallerAndUser>>, StoreError> {
-        self.run_kept(|conn, kept| {
-            let Some(caller) = caller_in(conn, kept, tenant, id, now)? else { return Ok(None) };
-            Ok(Some((caller, kept_user_in(conn, kept, tenant, key, by_id)?)))
-        })
+        self.run_kept(
+            |kept| Some(Some((kept.caller(tenant, id, now)?, Some(kept.user(tenant, key, by_id)?)))),
+            |conn, kept| {
+                let Some(caller) = caller_in(conn, kept, tenant, id, now)? else { return Ok(None) };
+                Ok(Some((caller, kept_user_in(conn, kept, tenant, key, by_id)?)))
+            },
+        )
     }
 }
 
@@ -478,7 +501,8 @@ fn in_read_transaction<T>(
     Ok(value)
 }
 
-/// The database's data version in the read transaction under way on `conn` (`kept_users`).
+/// The database's data version: in the read transaction under way on `conn`, or now if none is
+/// (`kept_users`).
 fn data_version(conn: &Connection) -> Result<i64, Failure> {
     Ok(conn.prepare_cached("PRAGMA data_version")?.query_row([], |row| row.get(0))?)
 }

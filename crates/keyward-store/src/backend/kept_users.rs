@@ -7,12 +7,12 @@
 //! other reads on the same connection cannot bring an old number back); the direct-read
 //! connections are `query_only`, so there are no commits of their own, which it would not count.
 //! The reads that use the entries (`DirectReads::user_and_roles`, `find_user`,
-//! `user_and_roles_and_user`, all through `DirectReads::run_kept`) each run in a read transaction
-//! that asks it first. Each entry is kept with the version its read transaction saw, and a read
-//! transaction that sees another version empties the connection's entries before anything is
-//! read from them. An entry is used only inside a read transaction whose version is the one it
-//! was read under: no commit came between, so what the statements would read is what the entry
-//! holds. A role change, a revocation, a disabled account or a lockout therefore counts at the
+//! `user_and_roles_and_user`, all through `DirectReads::run_kept`) each ask it first: on its own
+//! when everything they need is kept (then nothing else is read), and otherwise again in the read
+//! transaction that reads what is not. Each entry is kept with the version its read transaction
+//! saw, and a version read that differs empties the connection's entries before anything is
+//! read from them. An entry is used only where the version just read is the one it was read
+//! under: no commit came between, so what the statements would read is what the entry holds. A role change, a revocation, a disabled account or a lockout therefore counts at the
 //! next request, as when every request read them.
 //!
 //! Time changes a caller too: a role assignment, or the eligibility it was activated from, starts
@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyward_core::directory::User;
+use keyward_core::fnv::Fnv;
 use keyward_core::ids::ObjectId;
 use time::OffsetDateTime;
 
@@ -63,24 +64,27 @@ struct Found<U> {
 
 /// One connection's kept reads, all read under `version`: callers with their roles (`C`), and
 /// users with whether they have multi-valued properties (`U`, those not kept).
+///
+/// Both maps hash with FNV (`keyward_core::fnv`): only callers and users found in the directory
+/// are kept, at most `CAPACITY` of each, so a request cannot fill them with keys of its choosing.
 pub(crate) struct KeptUsers<C = UserRolesValues, U = (Arc<User>, bool)> {
     version: Option<i64>,
     /// By user id (the tenant compared on use).
-    callers: HashMap<ObjectId, Caller<C>>,
+    callers: HashMap<ObjectId, Caller<C>, Fnv>,
     /// By key: an id, or a lower-case user principal name (the tenant and the kind compared on
     /// use).
-    users: HashMap<String, Found<U>>,
+    users: HashMap<String, Found<U>, Fnv>,
 }
 
 impl<C, U> Default for KeptUsers<C, U> {
     fn default() -> Self {
-        KeptUsers { version: None, callers: HashMap::new(), users: HashMap::new() }
+        KeptUsers { version: None, callers: HashMap::default(), users: HashMap::default() }
     }
 }
 
 impl<C: Clone, U: Clone> KeptUsers<C, U> {
-    /// Starts a read transaction's use of the entries: `version` is the database's data version
-    /// in that transaction. Entries read under another version are dropped.
+    /// Starts a use of the entries: `version` is the database's data version just read (in the
+    /// read transaction, if one is under way). Entries read under another version are dropped.
     pub(super) fn at(&mut self, version: i64) {
         if self.version != Some(version) {
             self.callers.clear();
@@ -138,7 +142,7 @@ impl<C: Clone, U: Clone> KeptUsers<C, U> {
 
 /// Empties `map` if it is full and `key` would be a new entry: a kind past `CAPACITY` starts
 /// again empty.
-fn make_room<K, Q, V>(map: &mut HashMap<K, V>, key: &Q)
+fn make_room<K, Q, V>(map: &mut HashMap<K, V, Fnv>, key: &Q)
 where
     K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
     Q: std::hash::Hash + Eq + ?Sized,
