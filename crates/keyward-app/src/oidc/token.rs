@@ -129,7 +129,8 @@ impl App {
         if client_id == FIRST_PARTY_CLIENT_ID {
             return None;
         }
-        let secret = secret_of(auth, params)?;
+        // A secret sent twice is refused on the fresh path, which says so.
+        let secret = secret_of(auth, params).ok()??;
         let (client, version) = self.kept_client(tenant, client_id).await.ok()??;
         let principal = client.service_principal.as_ref()?;
         let result = match self.check_client_secret(&client, &secret).await {
@@ -189,7 +190,7 @@ impl App {
             let (code, text) = self.missing_client(tenant, client_id).await?;
             return Err(OAuthError::new(400, "unauthorized_client", code, text));
         };
-        let secret = secret_of(&auth, params);
+        let secret = secret_of(&auth, params)?;
         let is_authenticated = match (&secret, param("client_assertion")) {
             (Some(_), Some(_)) => {
                 return Err(OAuthError::invalid_request(
@@ -918,10 +919,20 @@ fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -
     }
 }
 
-/// The client secret a token-endpoint request presents, with HTTP Basic or in its body.
-fn secret_of(auth: &ClientAuth, params: &HashMap<String, String>) -> Option<Secret> {
+/// The client secret a token-endpoint request presents, with HTTP Basic or in its body. Both is
+/// refused, whether or not they are the same: a client uses one authentication method a request
+/// (RFC 6749 §2.3), and a server that took one of two different secrets would let a request
+/// pass on the one it chose.
+fn secret_of(auth: &ClientAuth, params: &HashMap<String, String>) -> Result<Option<Secret>, OAuthError> {
     let form = params.get("client_secret").filter(|it| !it.is_empty());
-    auth.secret.clone().or_else(|| form.map(|it| Secret::new(it.clone())))
+    match (&auth.secret, form) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            codes::AMBIGUOUS_REQUEST,
+            "Request is ambiguous: the client secret is sent both in the Authorization header and as 'client_secret' in the body. Send it one way only.",
+        )),
+        (Some(basic), None) => Ok(Some(basic.clone())),
+        (None, form) => Ok(form.map(|it| Secret::new(it.clone()))),
+    }
 }
 
 /// A token request's sign-in log entry as every grant writes it: non-interactive, from `client`,

@@ -1561,6 +1561,44 @@ async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
     .await;
     ambiguous(status, &body, "client_secret");
     assert!(!body.to_string().contains("secret-value"), "{body}");
+    // A secret both with HTTP Basic and in the body, the same or not: one method a request
+    // (RFC 6749 section 2.3), so neither is taken; each alone still works.
+    let created = app.post("/v1.0/applications", &json!({"displayName": "Two-secret daemon"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let app_id = created.body["appId"].as_str().expect("appId").to_owned();
+    let added = app
+        .post(&format!("/v1.0/applications/{}/addPassword", created.body["id"].as_str().expect("id")), &json!({}))
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    let secret = added.body["secretText"].as_str().expect("secret").to_owned();
+    let scope = "https://graph.microsoft.com/.default";
+    for body_secret in [secret.as_str(), "a-different-secret-value"] {
+        let (status, body) = post_form(
+            &app,
+            &token_path(),
+            &[("grant_type", "client_credentials"), ("scope", scope), ("client_secret", body_secret)],
+            Some((&app_id, &secret)),
+        )
+        .await;
+        ambiguous(status, &body, "client_secret");
+        assert!(body.get("access_token").is_none() && !body.to_string().contains("secret-value"), "{body}");
+    }
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "client_credentials"), ("scope", scope)],
+        Some((&app_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "HTTP Basic alone: {body}");
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "client_credentials"), ("scope", scope), ("client_id", &app_id), ("client_secret", &secret)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the body alone: {body}");
     // A parameter without a value counts as not sent: the refresh goes through.
     let (status, body) = refresh_cli(
         &app,
