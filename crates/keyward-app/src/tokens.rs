@@ -334,7 +334,9 @@ impl App {
         self.refresh_keys_if_stale().await?;
         let verified = self.verified_token(token).await?;
         let claims = &verified.claims;
-        let now = self.now().unix_timestamp();
+        // One time for the whole check (the clock is read once).
+        let now_at = self.now();
+        let now = now_at.unix_timestamp();
         if claims.exp + CLOCK_SKEW < now {
             return Err(AppError::Unauthenticated("Lifetime validation failed, the token is expired."));
         }
@@ -370,13 +372,13 @@ impl App {
                 let ((user, assignments), found) = match also {
                     Some(key) => {
                         let (caller, other) = store
-                            .get_user_and_roles_and_user(&tenant.id, &principal_id, self.now(), key)
+                            .get_user_and_roles_and_user(&tenant.id, &principal_id, now_at, key)
                             .await?
                             .ok_or_else(invalid)?;
                         (caller, FoundUser(other))
                     }
                     None => (
-                        store.get_user_and_roles(&tenant.id, &principal_id, self.now()).await?.ok_or_else(invalid)?,
+                        store.get_user_and_roles(&tenant.id, &principal_id, now_at).await?.ok_or_else(invalid)?,
                         FoundUser(None),
                     ),
                 };
@@ -399,7 +401,6 @@ impl App {
                         AppError::Unauthenticated(message)
                     }
                 };
-                let now_at = self.now();
                 if !user.account_enabled {
                     return Err(refused("The user account is disabled.", now_at));
                 }
