@@ -1,6 +1,6 @@
 //! FNV-1a, an unkeyed hash for the small maps every request looks something up in by a short
-//! key: the route words, the kept tenants, callers and users, the signing keys, the metrics'
-//! routes. SipHash, the standard maps' default, costs such a lookup several times what the key's
+//! key: the route words, a statement's column names, the kept tenants, callers and users, the
+//! signing keys, the metrics' routes. SipHash, the standard maps' default, costs such a lookup several times what the key's
 //! bytes do (its set-up and finish). FNV takes a few instructions a byte, so a long key (a token's
 //! 86-byte signature) gains nothing from it.
 //!

@@ -10,10 +10,13 @@
 //! cannot be reused while the entry exists) and tells whether the user is still alive. A changed
 //! user is a new `Arc`, never found here: what is sent is what writing the user would send.
 //!
-//! Only a user someone else holds too (the store's kept entries) is kept: on PostgreSQL, or on a
-//! pool read, every request reads a fresh `Arc` that dies with the request, which would only fill
-//! the map. At most [`CAPACITY`] entries; past it the entries whose users are gone are dropped,
-//! and if that frees nothing the map starts again empty.
+//! Only a user someone besides the request holds (the store's kept entries) is kept: on
+//! PostgreSQL, or on a pool read, every request reads a fresh `Arc` that dies with the request,
+//! which would only fill the map. The caller says how many references the request itself holds
+//! (`/me` two: the caller's and the one it was handed). At most [`CAPACITY`] entries, a kilobyte
+//! or two each for most users (tens of kilobytes for one with every property at its longest);
+//! past it the entries whose users are gone are dropped, and if that frees nothing the map
+//! starts again empty.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -23,8 +26,8 @@ use keyward_core::directory::User;
 
 use crate::context::Version;
 
-/// Users kept at most (each entry about a kilobyte of JSON).
-const CAPACITY: usize = 1024;
+/// Users kept at most.
+const CAPACITY: usize = 512;
 
 /// The JSON of kept users, by their `Arc`'s address and the API version.
 #[derive(Debug, Default)]
@@ -37,15 +40,17 @@ type Entries = HashMap<(usize, Version), (Weak<User>, Bytes)>;
 
 impl RenderedUsers {
     /// `user`'s JSON for `version`: as written before for this same `Arc`, or written now by
-    /// `write` (and kept if the store keeps the user). `None`: `write` failed.
+    /// `write` (and kept if someone besides the request, which holds `held_here` references to
+    /// it, holds the user). `None`: `write` failed.
     pub fn get_or_write(
         &self,
         user: &Arc<User>,
+        held_here: usize,
         version: Version,
         write: impl FnOnce(&User) -> Option<Vec<u8>>,
     ) -> Option<Bytes> {
         // Only the store's kept entries make a user outlive its request (see the module's doc).
-        if Arc::strong_count(user) < 2 {
+        if Arc::strong_count(user) <= held_here {
             return write(user).map(Bytes::from);
         }
         let key = (Arc::as_ptr(user) as usize, version);
@@ -103,7 +108,7 @@ mod tests {
 
     /// Writes `user` through `rendered`, counting the writes in `writes`.
     fn json(rendered: &RenderedUsers, user: &Arc<User>, version: Version, writes: &Cell<u32>) -> String {
-        let bytes = rendered.get_or_write(user, version, |user| {
+        let bytes = rendered.get_or_write(user, 1, version, |user| {
             writes.set(writes.get() + 1);
             Some(format!("{}:{}", version.segment(), user.display_name).into_bytes())
         });
@@ -165,11 +170,24 @@ mod tests {
     }
 
     #[test]
+    fn references_the_request_holds_do_not_count() {
+        let rendered = RenderedUsers::default();
+        let caller = user("Adele Vance");
+        let handed = Arc::clone(&caller);
+        // `/me`: the caller and the copy it was handed, nothing else.
+        assert!(rendered.get_or_write(&handed, 2, Version::V1, |_| Some(b"{}".to_vec())).is_some());
+        assert!(rendered.lock().is_empty());
+        let _kept_by_the_store = Arc::clone(&caller);
+        assert!(rendered.get_or_write(&handed, 2, Version::V1, |_| Some(b"{}".to_vec())).is_some());
+        assert_eq!(rendered.lock().len(), 1);
+    }
+
+    #[test]
     fn a_failed_write_is_not_kept() {
         let rendered = RenderedUsers::default();
         let kept = user("Adele Vance");
         let request = Arc::clone(&kept);
-        assert!(rendered.get_or_write(&request, Version::V1, |_| None).is_none());
+        assert!(rendered.get_or_write(&request, 1, Version::V1, |_| None).is_none());
         let writes = Cell::new(0);
         assert_eq!(json(&rendered, &request, Version::V1, &writes), "v1.0:Adele Vance");
         assert_eq!(writes.get(), 1);

@@ -922,10 +922,10 @@ fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -
 /// The client secret a token-endpoint request presents, with HTTP Basic or in its body. Both is
 /// refused, whether or not they are the same: a client uses one authentication method a request
 /// (RFC 6749 §2.3), and a server that took one of two different secrets would let a request
-/// pass on the one it chose.
+/// pass on the one it chose. An empty secret, either way, counts as none (RFC 6749 §2.3.1).
 fn secret_of(auth: &ClientAuth, params: &HashMap<String, String>) -> Result<Option<Secret>, OAuthError> {
     let form = params.get("client_secret").filter(|it| !it.is_empty());
-    match (&auth.secret, form) {
+    match (auth.secret.as_ref().filter(|it| !it.expose().is_empty()), form) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             codes::AMBIGUOUS_REQUEST,
             "Request is ambiguous: the client secret is sent both in the Authorization header and as 'client_secret' in the body. Send it one way only.",

@@ -84,20 +84,22 @@ async fn get_user(UserRead { ctx, key, found }: UserRead, Query(query, _): Query
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let user = ctx.state.app.get_found_user(&ctx.caller, &key, found).await?;
-    one_user(&ctx, &user, select.as_deref(), expand.as_ref()).await
+    one_user(&ctx, &user, 1, select.as_deref(), expand.as_ref()).await
 }
 
 /// One user as an entity: written straight to JSON unless something is added to it (an
 /// expansion, the sign-in activity), which `users_json` reads.
+/// `held_here`: the references to `user` the request itself holds (see `rendered_users`).
 async fn one_user(
     ctx: &GraphCtx,
     user: &Arc<User>,
+    held_here: usize,
     select: Option<&[&'static str]>,
     expand: Option<&query::Expand>,
 ) -> Result<Response, GraphError> {
     if select.is_none() && expand.is_none() {
         // Written once per kept user and version (see `rendered_users`).
-        let json = ctx.state.rendered_users.get_or_write(user, ctx.version, |user| {
+        let json = ctx.state.rendered_users.get_or_write(user, held_here, ctx.version, |user| {
             let context = format!("{}/$metadata#users/$entity", ctx.base());
             written_json(&shape::UserEntity::new(&context, user, None, ctx.version))
         });
@@ -117,7 +119,8 @@ async fn get_me(ctx: GraphCtx, Query(query, _): Query) -> Result<Response, Graph
     let select = ctx.state.app.user_select(query.raw.select.as_deref())?;
     let expand = query::parse_expand(&query::USER, query.raw.expand.as_deref()).map_err(AppError::from)?;
     let me = ctx.state.app.me(&ctx.caller)?;
-    one_user(&ctx, &me, select.as_deref(), expand.as_ref()).await
+    // Held twice here: by the caller, and as handed back.
+    one_user(&ctx, &me, 2, select.as_deref(), expand.as_ref()).await
 }
 
 /// `POST /users` — `microsoft.directory/users/create`.

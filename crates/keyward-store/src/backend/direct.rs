@@ -23,13 +23,13 @@
 //! idle, the transaction is begun on the pool instead.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use keyward_core::directory::User;
+use keyward_core::fnv::Fnv;
 use keyward_core::ids::ObjectId;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use time::OffsetDateTime;
@@ -141,33 +141,12 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// A statement's columns: their names in order, and each name's position. Hashed with FNV-1a:
-/// the names are the statement's own, short, and never chosen by a caller, and SipHash took
-/// several percent of an API read.
+/// A statement's columns: their names in order, and each name's position. Hashed with FNV-1a
+/// (`keyward_core::fnv`): the names are the statement's own, short, and never chosen by a caller,
+/// and SipHash took several percent of an API read.
 struct ColumnMap {
     names: Vec<String>,
-    positions: HashMap<String, usize, BuildHasherDefault<Fnv>>,
-}
-
-/// FNV-1a, 64 bits.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    positions: HashMap<String, usize, Fnv>,
 }
 
 /// A rusqlite row whose columns are found by name through a map made once per statement text:
@@ -904,6 +883,63 @@ mod tests {
         let mut open = reads.begin().expect("the connection again");
         assert_eq!(v_in(&mut open).await, Ok("a".to_owned()));
         drop(open);
+        remove(&path);
+    }
+
+    /// A user to keep (the kept entries' own type).
+    fn kept_user(tenant: &ObjectId) -> FoundUser {
+        use keyward_core::directory::{Domain, Tenant, UserDraft, new_user};
+        let tenant = Tenant {
+            id: tenant.clone(),
+            display_name: "Contoso".into(),
+            created: OffsetDateTime::UNIX_EPOCH,
+            domains: vec![Domain { name: "contoso.test".into(), is_default: true, is_initial: true }],
+        };
+        let draft = UserDraft {
+            user_principal_name: Some("adele@contoso.test".into()),
+            display_name: Some("Adele Vance".into()),
+            mail_nickname: Some("adele".into()),
+            account_enabled: Some(true),
+            password: Some(keyward_core::secret::Secret::new("correct horse battery")),
+            ..UserDraft::default()
+        };
+        let id = ObjectId::parse("00000000-0000-0000-0000-000000000001").expect("guid");
+        (Arc::new(new_user(&tenant, id, draft, OffsetDateTime::UNIX_EPOCH).expect("valid").user), false)
+    }
+
+    /// When everything is kept, the data version is read on its own, with no read transaction;
+    /// a commit by another connection since still empties the entries before they are used.
+    #[test]
+    fn kept_entries_answer_alone_only_while_nothing_commits() {
+        let (path, reads) = ready();
+        let tenant = ObjectId::parse("00000000-0000-0000-0000-0000000000aa").expect("guid");
+        let found = kept_user(&tenant);
+        // Read (the stand-in for a statement) and kept.
+        let kept = reads.run_kept(
+            |_| None,
+            |_, kept| {
+                kept.keep_user(&tenant, "adele", false, &found);
+                Ok("read")
+            },
+        );
+        assert_eq!(kept, Ok(Some("read")));
+        let lookup = || {
+            reads.run_kept(
+                |kept| kept.user(&tenant, "adele", false).map(|_| "kept"),
+                |conn, _| {
+                    assert!(!conn.is_autocommit(), "a miss reads in a read transaction");
+                    Ok("read again")
+                },
+            )
+        };
+        assert_eq!(lookup(), Ok(Some("kept")), "nothing committed: the entry answers");
+        assert_eq!(lookup(), Ok(Some("kept")));
+        let idle = reads.state().idle.pop().expect("the connection went back");
+        assert!(idle.conn.db().is_autocommit(), "the hit left no transaction open");
+        reads.state().idle.push(idle);
+        // Another connection (in this process or another) commits.
+        Connection::open(&path).expect("open").execute("UPDATE t SET v = 'b'", []).expect("update");
+        assert_eq!(lookup(), Ok(Some("read again")), "a commit since: the kept entry was used");
         remove(&path);
     }
 

@@ -1581,8 +1581,21 @@ async fn repeated_parameters_and_bodies_that_are_not_forms(backend: Backend) {
         )
         .await;
         ambiguous(status, &body, "client_secret");
-        assert!(body.get("access_token").is_none() && !body.to_string().contains("secret-value"), "{body}");
+        let text = body.to_string();
+        assert!(
+            body.get("access_token").is_none() && !text.contains("secret-value") && !text.contains(&secret),
+            "{body}"
+        );
     }
+    // An empty password with HTTP Basic is no secret: the body's counts.
+    let (status, body) = post_form(
+        &app,
+        &token_path(),
+        &[("grant_type", "client_credentials"), ("scope", scope), ("client_secret", &secret)],
+        Some((&app_id, "")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an empty Basic password and the body's secret: {body}");
     let (status, body) = post_form(
         &app,
         &token_path(),
