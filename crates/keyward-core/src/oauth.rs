@@ -110,6 +110,11 @@ pub const SINGLE_VALUED: [&str; 34] = [
     "username",
 ];
 
+/// AADSTS900144's description, in Entra's words: the request lacks the parameter `name`.
+pub fn missing_parameter(name: &str) -> String {
+    format!("The request body must contain the following parameter: '{name}'.")
+}
+
 /// The description of a request that sent `name` more than once (RFC 6749 §3.1: "Request and
 /// response parameters MUST NOT be included more than once"). Entra answers a repeated
 /// `client_id` with AADSTS90011, "Request is ambiguous"; Keyward answers every repeated

@@ -33,9 +33,11 @@ impl App {
             return Ok(AuthorizeOutcome::ErrorPage(format!("AADSTS{}: {description}", codes::AMBIGUOUS_REQUEST)));
         }
         let Some(client_id) = request.get("client_id") else {
-            return Ok(AuthorizeOutcome::ErrorPage(
-                "AADSTS900144: The request body must contain the following parameter: 'client_id'.".into(),
-            ));
+            return Ok(AuthorizeOutcome::ErrorPage(format!(
+                "AADSTS{}: {}",
+                codes::MISSING_PARAMETER,
+                oauth::missing_parameter("client_id")
+            )));
         };
         let Some(client) = self.client(&tenant, client_id).await? else {
             let (code, text) = self.missing_client(&tenant, client_id).await?;

@@ -24,12 +24,8 @@ impl App {
         params: &HashMap<String, String>,
     ) -> Result<DeviceAuthorization, OAuthError> {
         let tenant = self.oauth_tenant(tenant_key).await?;
-        let client_id = params.get("client_id").filter(|it| !it.is_empty()).ok_or_else(|| {
-            OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'client_id'.",
-            )
-        })?;
+        let client_id =
+            params.get("client_id").filter(|it| !it.is_empty()).ok_or_else(|| OAuthError::missing("client_id"))?;
         let Some(client) = self.client(&tenant, client_id).await? else {
             let (code, text) = self.missing_client(&tenant, client_id).await?;
             return Err(OAuthError::new(400, "unauthorized_client", code, text));
@@ -90,12 +86,8 @@ impl App {
         subject: &mut Option<SignInSubject>,
     ) -> Result<TokenResponse, OAuthError> {
         Self::require_client_auth(is_authenticated, client.is_fallback_public)?;
-        let code = params.get("device_code").filter(|it| !it.is_empty()).ok_or_else(|| {
-            OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'device_code'.",
-            )
-        })?;
+        let code =
+            params.get("device_code").filter(|it| !it.is_empty()).ok_or_else(|| OAuthError::missing("device_code"))?;
         let now = self.now();
         let hash = sha256(code.as_bytes());
         let record = self.read_short().await?.get_device_code(&hash).await?;

@@ -60,6 +60,11 @@ impl OAuthError {
         OAuthError::new(400, "invalid_request", code, description)
     }
 
+    /// A request without the parameter `name`: `400 invalid_request`, AADSTS900144.
+    pub(crate) fn missing(name: &str) -> OAuthError {
+        OAuthError::invalid_request(codes::MISSING_PARAMETER, oauth::missing_parameter(name))
+    }
+
     /// A request that sent the parameter `name` more than once: `400 invalid_request`,
     /// AADSTS90011.
     pub fn repeated(name: &str) -> OAuthError {

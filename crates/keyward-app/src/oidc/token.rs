@@ -34,10 +34,7 @@ impl App {
         // The grant type is looked for first, as Entra does: a body that is not a form (JSON, say)
         // is answered with this.
         let Some(grant_type) = param("grant_type") else {
-            return Err(OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'grant_type'.",
-            ));
+            return Err(OAuthError::missing("grant_type"));
         };
         declares_cae(params)?;
         // The credential the client presented, as the sign-in log's `clientCredentialType`.
@@ -342,12 +339,7 @@ impl App {
         params: &HashMap<String, String>,
     ) -> Result<TokenResponse, OAuthError> {
         let param = |name: &str| params.get(name).map(String::as_str).filter(|it| !it.is_empty());
-        let code = param("code").ok_or_else(|| {
-            OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'code'.",
-            )
-        })?;
+        let code = param("code").ok_or_else(|| OAuthError::missing("code"))?;
         let now = self.now();
         let hash = sha256(code.as_bytes());
         let record = self.read_short().await?.get_auth_code(&hash).await?;
@@ -383,7 +375,7 @@ impl App {
             (Some(_), None) => {
                 return Err(OAuthError::invalid_request(
                     codes::PKCE_MISMATCH,
-                    "The request body must contain the following parameter: 'code_verifier'.",
+                    oauth::missing_parameter("code_verifier"),
                 ));
             }
             // RFC 9700 section 2.1.1: a verifier for a code issued without a challenge is refused
@@ -440,12 +432,11 @@ impl App {
         params: &HashMap<String, String>,
         subject: &mut Option<SignInSubject>,
     ) -> Result<TokenResponse, OAuthError> {
-        let token = params.get("refresh_token").map(String::as_str).filter(|it| !it.is_empty()).ok_or_else(|| {
-            OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'refresh_token'.",
-            )
-        })?;
+        let token = params
+            .get("refresh_token")
+            .map(String::as_str)
+            .filter(|it| !it.is_empty())
+            .ok_or_else(|| OAuthError::missing("refresh_token"))?;
         let now = self.now();
         let hash = sha256(token.as_bytes());
         let mut tx = self.read_short().await?;
@@ -872,10 +863,7 @@ impl App {
         let (client, is_authenticated) = self.authenticate_client(&tenant, tenant_key, params, auth).await?;
         Self::require_client_auth(is_authenticated, self.is_public_client(&client))?;
         let Some(token) = params.get("token").filter(|it| !it.is_empty()) else {
-            return Err(OAuthError::invalid_request(
-                codes::MISSING_PARAMETER,
-                "The request body must contain the following parameter: 'token'.",
-            ));
+            return Err(OAuthError::missing("token"));
         };
         let now = self.now();
         let mut tx = self.write().await?;
@@ -912,10 +900,7 @@ fn client_id_of<'a>(auth: &'a ClientAuth, params: &'a HashMap<String, String>) -
             "The client_id in the body and in the Authorization header differ.",
         )),
         (Some(id), _) | (None, Some(id)) => Ok(id),
-        (None, None) => Err(OAuthError::invalid_request(
-            codes::MISSING_PARAMETER,
-            "The request body must contain the following parameter: 'client_id'.",
-        )),
+        (None, None) => Err(OAuthError::missing("client_id")),
     }
 }
 

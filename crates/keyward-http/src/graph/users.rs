@@ -97,15 +97,15 @@ async fn one_user(
     select: Option<&[&'static str]>,
     expand: Option<&query::Expand>,
 ) -> Result<Response, GraphError> {
+    let context = || format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select));
     if select.is_none() && expand.is_none() {
         // Written once per kept user and version (see `rendered_users`).
         let json = ctx.state.rendered_users.get_or_write(user, held_here, ctx.version, |user| {
-            let context = format!("{}/$metadata#users/$entity", ctx.base());
-            written_json(&shape::UserEntity::new(&context, user, None, ctx.version))
+            written_json(&shape::UserEntity::new(&context(), user, None, ctx.version))
         });
         return Ok(entity_json(StatusCode::OK, json));
     }
-    let context = format!("{}/$metadata#users{}/$entity", ctx.base(), select_suffix(select));
+    let context = context();
     if expand.is_none() && !select.is_some_and(|it| it.contains(&query::SIGN_IN_ACTIVITY)) {
         let body = shape::UserEntity::new(&context, user, select, ctx.version);
         return Ok(entity_written(&body, StatusCode::OK));

@@ -12,8 +12,9 @@
 //! transaction that reads what is not. Each entry is kept with the version its read transaction
 //! saw, and a version read that differs empties the connection's entries before anything is
 //! read from them. An entry is used only where the version just read is the one it was read
-//! under: no commit came between, so what the statements would read is what the entry holds. A role change, a revocation, a disabled account or a lockout therefore counts at the
-//! next request, as when every request read them.
+//! under: no commit came between, so what the statements would read is what the entry holds. A
+//! role change, a revocation, a disabled account or a lockout therefore counts at the next
+//! request, as when every request read them.
 //!
 //! Time changes a caller too: a role assignment, or the eligibility it was activated from, starts
 //! or ends at a set time. A caller's entry holds only from the time it was read until the next
