@@ -612,6 +612,14 @@ impl DeviceCodeStatus {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_missing_parameter_is_named_in_entras_words() {
+        assert_eq!(
+            super::missing_parameter("grant_type"),
+            "The request body must contain the following parameter: 'grant_type'."
+        );
+    }
+
+    #[test]
     fn pim_permissions_cover_pim_alone() {
         let scp = |it: &str| vec![it.to_owned()];
         let activate = "microsoft.directory/roleAssignmentSchedules/allProperties/allTasks";
