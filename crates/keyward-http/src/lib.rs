@@ -135,15 +135,16 @@ pub fn router(app: App) -> HttpService {
     // extractors' own limit (axum's default, 2 MB) is then above every body they see: no
     // `DefaultBodyLimit` layer, which cost each request a cloned service and a map for its
     // extension.
-    let graph_router = graph_router.layer(WholeBody { limit: GRAPH_BODY_LIMIT, is_graph: true });
+    let graph_router = graph_router.layer(WholeBody { limit: GRAPH_BODY_LIMIT, envelope: Envelope::Graph });
     let router = Router::new()
         .merge(graph_router)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
-        .merge(pages::routes().layer(WholeBody { limit: FORM_BODY_LIMIT, is_graph: false }))
-        .merge(oauth::routes().layer(WholeBody { limit: OIDC_BODY_LIMIT, is_graph: false }))
+        .merge(pages::routes().layer(WholeBody { limit: FORM_BODY_LIMIT, envelope: Envelope::Text }))
+        .merge(oauth::browser_routes().layer(WholeBody { limit: OIDC_BODY_LIMIT, envelope: Envelope::Text }))
+        .merge(oauth::client_routes().layer(WholeBody { limit: OIDC_BODY_LIMIT, envelope: Envelope::OAuth }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), context::observe))
         .with_state(state);
@@ -158,13 +159,24 @@ pub fn router(app: App) -> HttpService {
 /// Reads a request's body whole (up to `limit`) before the handler runs. HTTP/1.1 cannot reuse
 /// a connection whose request body was left unread, and a client that sent its next request on
 /// it meanwhile sees the connection end under it. A larger body is answered `413` and the
-/// connection closed (in Graph's envelope when `is_graph`). A layer of its own rather than
-/// `middleware::from_fn`: a request without a body (most) passes through it without a boxed
-/// future or a cloned service.
+/// connection closed, in the envelope of the routes' errors (`envelope`). A layer of its own
+/// rather than `middleware::from_fn`: a request without a body (most) passes through it without
+/// a boxed future or a cloned service.
 #[derive(Debug, Clone, Copy)]
 struct WholeBody {
     limit: usize,
-    is_graph: bool,
+    envelope: Envelope,
+}
+
+/// How the routes behind a [`WholeBody`] answer errors, and so a body it refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Envelope {
+    /// Graph's `{"error": {"code", "message", "innerError"}}`.
+    Graph,
+    /// The token endpoint's: RFC 6749's `error` and `error_description` with Entra's fields.
+    OAuth,
+    /// Plain text: pages a browser posts a form to.
+    Text,
 }
 
 impl<S> tower::Layer<S> for WholeBody {
@@ -233,7 +245,7 @@ async fn read_whole_body<S>(request: axum::extract::Request, mut inner: S, body:
 where
     S: tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible>,
 {
-    let WholeBody { limit, is_graph } = body;
+    let WholeBody { limit, envelope } = body;
     let (parts, body) = request.into_parts();
     // A body that trickles in is cut off like slow headers are.
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
@@ -241,21 +253,44 @@ where
         Ok(Ok(bytes)) => {
             return inner.call(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await;
         }
-        Err(_) => (StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.\n").into_response(),
-        Ok(Err(_)) if is_graph => error::GraphError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            format!("The request body is larger than {limit} bytes."),
-            &context::request_ids(&parts),
-        )
-        .into_response(),
-        Ok(Err(_)) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, format!("The request body is larger than {limit} bytes.\n")).into_response()
+        Err(_) => {
+            refuse_body(envelope, StatusCode::REQUEST_TIMEOUT, "The request body took too long to arrive.", &parts)
         }
+        Ok(Err(_)) => refuse_body(
+            envelope,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("The request body is larger than {limit} bytes."),
+            &parts,
+        ),
     };
     // The rest of an unread body would be taken for the next request: the connection ends.
     refused.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
     Ok(refused)
+}
+
+/// The answer to a body [`read_whole_body`] refuses (`status`, and `why` in words), in
+/// `envelope`.
+fn refuse_body(envelope: Envelope, status: StatusCode, why: &str, parts: &axum::http::request::Parts) -> Response {
+    let ids = context::request_ids(parts);
+    match envelope {
+        Envelope::Graph => {
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "RequestEntityTooLarge" } else { "RequestTimeout" };
+            error::GraphError::new(status, code, why.to_owned(), &ids).into_response()
+        }
+        // RFC 6749 has no error of its own for these; `invalid_request` is its error for a
+        // request it cannot read. No AADSTS code: Entra documents none for either.
+        Envelope::OAuth => oauth::oauth_error_in(
+            &keyward_app::OAuthError {
+                status: status.as_u16(),
+                error: "invalid_request",
+                description: why.to_owned(),
+                codes: Vec::new(),
+                retry_after: None,
+            },
+            &ids.client_request_id,
+        ),
+        Envelope::Text => (status, format!("{why}\n")).into_response(),
+    }
 }
 
 pub(crate) async fn not_found() -> Response {
@@ -296,4 +331,35 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
 
 async fn docs() -> Html<&'static str> {
     Html(include_str!("docs.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Envelope, refuse_body};
+    use axum::http::{Request, StatusCode};
+
+    /// Each surface refuses a body in its own error form: a body too slow to arrive too (which
+    /// takes `BODY_READ_TIMEOUT` to see over HTTP).
+    #[tokio::test]
+    async fn a_refused_body_is_answered_in_its_surfaces_form() {
+        let (parts, ()) = Request::builder().header("client-request-id", "abc").body(()).expect("request").into_parts();
+        let parts = &parts;
+        for status in [StatusCode::PAYLOAD_TOO_LARGE, StatusCode::REQUEST_TIMEOUT] {
+            let body = |envelope| async move {
+                let response = refuse_body(envelope, status, "Why.", parts);
+                assert_eq!(response.status(), status, "{envelope:?}");
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+                String::from_utf8(bytes.to_vec()).expect("text")
+            };
+            let graph: serde_json::Value = serde_json::from_str(&body(Envelope::Graph).await).expect("json");
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "RequestEntityTooLarge" } else { "RequestTimeout" };
+            assert_eq!(graph["error"]["code"], code);
+            assert_eq!(graph["error"]["message"], "Why.");
+            let oauth: serde_json::Value = serde_json::from_str(&body(Envelope::OAuth).await).expect("json");
+            assert_eq!(oauth["error"], "invalid_request");
+            assert_eq!(oauth["error_description"], "Why.");
+            assert_eq!(oauth["error_codes"], serde_json::json!([]));
+            assert_eq!(body(Envelope::Text).await, "Why.\n");
+        }
+    }
 }

@@ -171,17 +171,23 @@ pub(crate) fn redirect(location: &str) -> Response {
 }
 
 /// The provider's routes, relative to the root.
-pub fn routes() -> Router<AppState> {
+/// The endpoints a browser visits (discovery and keys too), whose errors are pages or text.
+pub fn browser_routes() -> Router<AppState> {
     Router::new()
         .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::discovery))
         .route("/{tenant}/discovery/v2.0/keys", get(discovery::jwks))
         .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize).post(authorize::authorize_post))
-        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
-        .route("/{tenant}/oauth2/v2.0/devicecode", post(token::devicecode))
         .route("/{tenant}/oauth2/v2.0/logout", get(session::logout).post(session::logout_post))
-        .route("/{tenant}/oauth2/v2.0/revoke", post(token::revoke))
         .route("/{tenant}/oauth2/v2.0/consent", post(authorize::consent_post))
         .route("/{tenant}/devicelogin", get(device::devicelogin).post(device::devicelogin_post))
+}
+
+/// The endpoints an application calls, whose errors are RFC 6749's JSON with Entra's fields.
+pub fn client_routes() -> Router<AppState> {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(token::devicecode))
+        .route("/{tenant}/oauth2/v2.0/revoke", post(token::revoke))
         .route("/oidc/userinfo", get(session::userinfo).post(session::userinfo))
 }
 

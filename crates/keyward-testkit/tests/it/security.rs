@@ -1430,21 +1430,55 @@ async fn abuse_limits(backend: Backend) {
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &reply.text[..reply.text.len().min(300)]);
     assert_eq!(reply.body["error"]["code"], "RequestEntityTooLarge");
     let other = keyward_testkit::TestApp::spawn(backend).await;
-    // A token request over 64 KiB, a sign-in form over 16 KiB.
-    for (path, body) in [
-        ("oauth2/v2.0/token", format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10))),
-        ("login", format!("username={}", "y".repeat(20 << 10))),
-    ] {
+    // Requests over 64 KiB to the endpoints applications call are refused in the token
+    // endpoint's own error form (an OAuth library reads `error` from it), with the caller's
+    // correlation id; a sign-in form over 16 KiB, posted by a browser, in plain text.
+    let oversized = format!("client_id=keyward-cli&x={}", "y".repeat(100 << 10));
+    let logged_before = other.get("/beta/auditLogs/signIns?$top=50").await;
+    assert_eq!(logged_before.status, StatusCode::OK, "{}", logged_before.text);
+    for path in ["oauth2/v2.0/token", "oauth2/v2.0/devicecode", "oauth2/v2.0/revoke"] {
+        let correlation = "0b0e5f0e-4d2a-4c3b-9a51-6f1c2d3e4f50";
         let response = other
             .client
             .post(format!("{}/{DOMAIN}/{path}", other.base_url))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
+            .header("client-request-id", correlation)
+            .body(oversized.clone())
             .send()
             .await
             .expect("post");
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(response.headers()["connection"], "close", "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        let body: Value = response.json().await.expect("an OAuth error in JSON");
+        assert_eq!(body["error"], "invalid_request", "{path}: {body}");
+        assert_eq!(body["error_description"], "The request body is larger than 65536 bytes.", "{path}: {body}");
+        assert_eq!(body["correlation_id"], correlation, "{path}: {body}");
     }
+    let response = other
+        .client
+        .post(format!("{}/oidc/userinfo", other.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(oversized)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("an OAuth error in JSON");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    let response = other
+        .client
+        .post(format!("{}/{DOMAIN}/login", other.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("username={}", "y".repeat(20 << 10)))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.text().await.expect("text"), "The request body is larger than 16384 bytes.\n");
+    // Nothing reached the token endpoint: no sign-in was logged.
+    let logged = other.get("/beta/auditLogs/signIns?$top=50").await;
+    assert_eq!(logged.body["value"], logged_before.body["value"], "{}", logged.text);
 }
 
 /// A full hashing queue answers 503 with Retry-After instead of queueing without end (a node
