@@ -170,8 +170,8 @@ pub(crate) fn redirect(location: &str) -> Response {
     response
 }
 
-/// The provider's routes, relative to the root.
-/// The endpoints a browser visits (discovery and keys too), whose errors are pages or text.
+/// The provider's routes a browser visits (discovery and keys too), relative to the root, whose
+/// errors are pages or text.
 pub fn browser_routes() -> Router<AppState> {
     Router::new()
         .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::discovery))
@@ -182,7 +182,8 @@ pub fn browser_routes() -> Router<AppState> {
         .route("/{tenant}/devicelogin", get(device::devicelogin).post(device::devicelogin_post))
 }
 
-/// The endpoints an application calls, whose errors are RFC 6749's JSON with Entra's fields.
+/// The provider's routes an application calls, relative to the root, whose errors are RFC 6749's
+/// JSON with Entra's fields.
 pub fn client_routes() -> Router<AppState> {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token::token))
